@@ -1,0 +1,227 @@
+"""The ``coursevault`` command: typer commands that parse, call coursevault.api, print.
+
+Exit codes: 0 success; 1 failure (including corruption found by ``check``);
+2 bad input or usage; 10 no repository; 11 repository locked.  Errors are one
+line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Annotated
+
+import typer
+
+from coursevault import __version__, api
+from coursevault.cli import output
+from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
+from coursevault.store.repository import Repository
+
+app = typer.Typer(
+    name="coursevault",
+    help="Incremental, deduplicated history of Moodle course backups.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+index_app = typer.Typer(
+    help="Maintain the local catalog of the repository index.", no_args_is_help=True
+)
+app.add_typer(index_app, name="index")
+
+RepoOpt = Annotated[
+    str,
+    typer.Option(
+        "--repo", "-r", envvar="COURSEVAULT_REPO", help="Repository folder [env COURSEVAULT_REPO]."
+    ),
+]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="COURSEVAULT_CACHE",
+        help="Folder for local caches (catalog) [env COURSEVAULT_CACHE; default ~/.cache/coursevault].",
+    ),
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        envvar="COURSEVAULT_CATALOG",
+        help="SQLAlchemy URL of the catalog database instead of the local SQLite cache.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def _open(repo: str, cache_dir: str | None, catalog: str | None) -> Repository:
+    return api.open_repository(repo, cache_dir=cache_dir, catalog_url=catalog)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Incremental, deduplicated history of Moodle course backups."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    output.out.print(f"coursevault {__version__}")
+
+
+@app.command()
+def init(
+    path: Annotated[str | None, typer.Argument(help="Folder for the new repository.")] = None,
+    repo: RepoOpt = "",
+    pack_size: Annotated[int, typer.Option(help="Target pack file size in MiB.")] = 16,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a new, empty repository."""
+    location = path or repo
+    config = api.init_repository(location, pack_size=pack_size * 1024 * 1024)
+    if json_out:
+        output.print_json({"location": os.path.abspath(location), **config})
+    else:
+        output.out.print(f"created repository {config['id']} at {os.path.abspath(location)}")
+
+
+@app.command()
+def stats(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show what the repository holds and how much space it takes."""
+    with _open(repo, cache_dir, catalog) as r:
+        data = api.repository_stats(r)
+    if json_out:
+        output.print_json(data)
+        return
+    shown = dict(data)
+    shown["pack_bytes"] = f"{data['pack_bytes']} ({output.human_bytes(data['pack_bytes'])})"
+    shown["index_bytes"] = f"{data['index_bytes']} ({output.human_bytes(data['index_bytes'])})"
+    output.print_pairs(shown)
+
+
+@app.command()
+def check(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Also read every pack and verify every object.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify that every snapshot is complete (and, with --read-data, every byte)."""
+    with _open(repo, cache_dir, catalog) as r:
+        report = api.check(r, read_data=read_data)
+    summary = {
+        "ok": report.ok,
+        "snapshots": report.snapshots,
+        "index_files": report.index_files,
+        "packs": report.packs,
+        "objects": report.objects,
+        "reachable_objects": report.reachable,
+        "bytes_read": report.bytes_read,
+        "errors": len(report.errors),
+        "warnings": len(report.problems) - len(report.errors),
+        "problems": [{"severity": p.severity, "message": p.message} for p in report.problems],
+    }
+    if json_out:
+        output.print_json(summary)
+    else:
+        for p in report.problems:
+            output.err.print(f"{p.severity}: {p.message}", markup=False)
+        verdict = "no errors" if report.ok else f"{len(report.errors)} errors"
+        output.out.print(
+            f"checked {report.snapshots} snapshots, {report.index_files} index files, "
+            f"{report.packs} packs, {report.objects} objects"
+            + (f", read {output.human_bytes(report.bytes_read)}" if read_data else "")
+            + f": {verdict}, {summary['warnings']} warnings"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recreate the catalog from the repository's index and snapshot files."""
+    backend = api.backend_for(repo)
+    with Repository.open(backend, cache_dir=cache_dir, catalog_url=catalog, sync=False) as opened:
+        counts = api.rebuild_index(opened)
+    if json_out:
+        output.print_json(counts)
+    else:
+        output.out.print(
+            f"catalog rebuilt: {counts['objects']} objects from {counts['index_files']} index files, "
+            f"{counts['snapshots']} snapshots"
+        )
+
+
+@app.command()
+def unlock(
+    repo: RepoOpt = "",
+    remove_all: Annotated[
+        bool, typer.Option("--remove-all", help="Remove all locks, not only stale ones.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove stale locks left by processes that died."""
+    removed = api.unlock(repo, remove_all=remove_all)
+    if json_out:
+        output.print_json([{"lock": lk.key, "holder": lk.describe()} for lk in removed])
+    elif removed:
+        for lk in removed:
+            output.out.print(f"removed {lk.describe()}")
+    else:
+        output.out.print("no stale locks")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the app and turn every error into one line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("COURSEVAULT_DEBUG") == "1"
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="coursevault", standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        output.err.print("coursevault: interrupted")
+        return 130
+    except CoursevaultError as exc:
+        if debug:
+            traceback.print_exc()
+        output.err.print(f"coursevault: error: {exc}", markup=False)
+        return exc.exit_code
+    except Exception as exc:
+        # typer vendors click; its usage errors all carry format_message()
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
+            message = exc.format_message()
+            if message:  # empty for "no arguments: help was shown"
+                output.err.print(f"coursevault: error: {message}", markup=False)
+            return EXIT_BAD_INPUT
+        if debug:
+            traceback.print_exc()
+        output.err.print(
+            f"coursevault: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            markup=False,
+        )
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

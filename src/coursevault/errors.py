@@ -1,0 +1,109 @@
+"""The one error hierarchy of coursevault.
+
+Every failure a user can meet is a subclass of :class:`CoursevaultError`, so a
+script can catch precisely what it cares about and the CLI can turn any of them
+into one line on stderr and a meaningful exit code.  Third-party exceptions
+(lxml, zstandard, SQLAlchemy, botocore, OSError) are translated where they
+cross into coursevault, never leaked raw.
+
+"Missing" and "corrupt" are kept apart on purpose: a missing object may be
+repaired by syncing from another copy, a corrupt one must never be returned.
+"""
+
+from __future__ import annotations
+
+EXIT_FAILURE = 1
+EXIT_BAD_INPUT = 2
+EXIT_NO_REPOSITORY = 10
+EXIT_LOCKED = 11
+
+
+class CoursevaultError(Exception):
+    """Base of all coursevault errors."""
+
+    exit_code = EXIT_FAILURE
+
+
+class BadInputError(CoursevaultError):
+    """The user gave us something we cannot accept (usage, file, selector)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class UsageError(BadInputError):
+    """Wrong arguments or options."""
+
+
+class ArchiveError(BadInputError):
+    """An archive (.mbz) is unreadable or unsafe; names the archive and member."""
+
+    def __init__(self, archive: str, message: str, member: str | None = None) -> None:
+        self.archive = archive
+        self.member = member
+        self.reason = message
+        where = f"{archive}: {member}" if member else archive
+        super().__init__(f"{where}: {message}")
+
+
+class XmlError(ArchiveError):
+    """An XML member is malformed or unsafe (DTD, entities)."""
+
+
+class SelectorError(BadInputError):
+    """A snapshot selector matched nothing or more than one snapshot."""
+
+
+class RepositoryError(CoursevaultError):
+    """Problems with the repository as a whole."""
+
+
+class NoRepositoryError(RepositoryError):
+    """There is no repository at the given location."""
+
+    exit_code = EXIT_NO_REPOSITORY
+
+
+class RepositoryExistsError(RepositoryError):
+    """`init` on a location that already holds a repository."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class FormatVersionError(RepositoryError):
+    """The repository was written by a newer, unknown format version."""
+
+
+class LockHeldError(RepositoryError):
+    """Another process holds a lock that conflicts with ours."""
+
+    exit_code = EXIT_LOCKED
+
+
+class ObjectMissingError(RepositoryError):
+    """An object is referenced but not in the index or not in its pack."""
+
+    def __init__(self, object_id: str, detail: str = "") -> None:
+        self.object_id = object_id
+        super().__init__(f"object {object_id} is missing" + (f": {detail}" if detail else ""))
+
+
+class CorruptionError(RepositoryError):
+    """Stored bytes do not match what they claim to be."""
+
+
+class ChecksumMismatchError(CorruptionError):
+    """An object's content does not hash to its id."""
+
+    def __init__(self, object_id: str, pack: str, detail: str = "") -> None:
+        self.object_id = object_id
+        self.pack = pack
+        msg = f"object {object_id} in pack {pack} is corrupt"
+        super().__init__(msg + (f": {detail}" if detail else ""))
+
+
+class BackendError(RepositoryError):
+    """The storage backend failed (I/O error, permission, network)."""
+
+
+class CatalogError(RepositoryError):
+    """The local catalog database failed."""

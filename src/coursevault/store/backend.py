@@ -1,0 +1,213 @@
+"""The storage backend interface and the local-folder backend.
+
+A backend stores whole files under slash-separated keys (``packs/ab/<id>``,
+``index/<id>``, ``snapshots/<id>``, ``locks/<id>``, ``refs/<name>``, ``config``).
+It is deliberately tiny (after restic): list, read (optionally a byte range),
+write a whole file atomically, delete, exists.  Everything else -- caching,
+retries, the repository format -- lives above it, so an S3 backend only has to
+implement these few calls.
+
+Guarantees every backend must give:
+
+* ``write`` is atomic and durable: after it returns the file is complete and
+  survives a crash; a reader never sees a partial file.
+* ``list`` never returns temporary or partial files.
+* errors are raised as :class:`~coursevault.errors.BackendError`, never
+  swallowed (restic #3646: a failed write must fail the command).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from coursevault.errors import BackendError
+
+TEMP_PREFIX = ".tmp-"
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What the repository needs from a place that stores files."""
+
+    def location(self) -> str:
+        """A human-readable description (path or URL) for messages."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Yield ``(key, size)`` for every complete file whose key starts with ``prefix``."""
+        ...
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        """Return the file's bytes, or ``length`` bytes from ``offset``.
+
+        Raises ``FileNotFoundError`` if the key does not exist.
+        """
+        ...
+
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        """Store ``data`` under ``key`` atomically and durably (replacing any file)."""
+        ...
+
+    def create(self, key: str, data: bytes) -> bool:
+        """Store ``data`` only if ``key`` does not exist; return whether it was created."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        """Replace ``key`` by ``data`` only if it currently holds ``expected``
+        (``None``: does not exist).  Used for refs, so two writers never lose an update."""
+        ...
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBackend:
+    """A repository in a local folder (or any mounted file system)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def location(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise BackendError(f"invalid storage key {key!r}")
+        return self.root / key
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        base = self._path(prefix.rstrip("/")) if prefix else self.root
+        if not base.is_dir():
+            return
+        try:
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames.sort()
+                rel = os.path.relpath(dirpath, self.root)
+                for name in sorted(filenames):
+                    if name.startswith("."):
+                        continue  # temporary files and local lock helpers
+                    key = name if rel == "." else f"{rel}/{name}"
+                    try:
+                        size = os.stat(os.path.join(dirpath, name)).st_size
+                    except FileNotFoundError:
+                        continue  # deleted while listing
+                    yield key.replace(os.sep, "/"), size
+        except OSError as exc:
+            raise BackendError(f"cannot list {base}: {exc.strerror}") from exc
+
+    def list_temporary(self) -> Iterator[str]:
+        """Leftover temporary files (from killed writers), for check and prune."""
+        for dirpath, _dirs, filenames in os.walk(self.root):
+            for name in filenames:
+                if name.startswith(TEMP_PREFIX):
+                    rel = os.path.relpath(os.path.join(dirpath, name), self.root)
+                    yield rel.replace(os.sep, "/")
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as f:
+                if offset:
+                    f.seek(offset)
+                data = f.read() if length is None else f.read(length)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
+        if length is not None and len(data) != length:
+            raise BackendError(
+                f"short read from {path}: wanted {length} bytes at {offset}, got {len(data)}"
+            )
+        return data
+
+    def _write_temp(self, path: Path, data: bytes | bytearray | memoryview) -> Path:
+        parent = path.parent
+        if not parent.is_dir():
+            parent.mkdir(parents=True, exist_ok=True)
+            _fsync_dir(parent.parent)
+        tmp = parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
+
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        path = self._path(key)
+        try:
+            tmp = self._write_temp(path, data)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise BackendError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        try:
+            tmp = self._write_temp(path, data)
+            try:
+                os.link(tmp, path)  # atomic "create if absent"
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(tmp)
+            _fsync_dir(path.parent)
+            return True
+        except OSError as exc:
+            raise BackendError(f"cannot create {path}: {exc.strerror}") from exc
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise BackendError(f"cannot delete {path}: {exc.strerror}") from exc
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        path = self._path(key)
+        lock_path = path.parent / ".cas-lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(lock_path, "a+b") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    current: bytes | None = path.read_bytes()
+                except FileNotFoundError:
+                    current = None
+                if current != expected:
+                    return False
+                self.write(key, data)
+                return True
+        except OSError as exc:
+            raise BackendError(f"cannot update {path}: {exc.strerror}") from exc

@@ -1,0 +1,174 @@
+"""The checker: is every snapshot complete, and is every stored byte what it claims?
+
+Errors mean data a snapshot needs is missing or corrupt.  Warnings mean space
+is wasted but nothing is at risk (packs no index names, left by an interrupted
+writer; temporary files); ``prune`` removes those.  Each problem names the
+object, pack, index file or snapshot concerned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import blake3
+
+from coursevault.errors import CoursevaultError
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import IndexFormatError, decode_index
+from coursevault.store.pack import Location, PackFormatError, pack_key
+from coursevault.store.repository import Repository, iter_pack_objects
+from coursevault.store.treecodec import tree_refs
+
+
+@dataclass(frozen=True)
+class Problem:
+    severity: str  # "error" or "warning"
+    message: str
+
+
+@dataclass
+class CheckReport:
+    problems: list[Problem] = field(default_factory=list)
+    packs: int = 0
+    index_files: int = 0
+    objects: int = 0
+    snapshots: int = 0
+    reachable: int = 0
+    bytes_read: int = 0
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def error(self, msg: str) -> None:
+        self.problems.append(Problem("error", msg))
+
+    def warn(self, msg: str) -> None:
+        self.problems.append(Problem("warning", msg))
+
+
+def check_repository(
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> CheckReport:
+    report = CheckReport()
+    backend = repo.backend
+
+    # 1. index files
+    locations: dict[ObjectId, list[Location]] = {}
+    for key, _size in backend.list("index/"):
+        name = key.split("/", 1)[1]
+        report.index_files += 1
+        try:
+            data = backend.read(key)
+        except (FileNotFoundError, CoursevaultError) as exc:
+            report.error(f"index file {name}: unreadable: {exc}")
+            continue
+        if blake3.blake3(data).hexdigest() != name:
+            report.error(f"index file {name}: content does not match its name (corrupt)")
+            continue
+        try:
+            for oid, loc in decode_index(data):
+                locations.setdefault(oid, []).append(loc)
+        except IndexFormatError as exc:
+            report.error(f"index file {name}: {exc}")
+    report.objects = len(locations)
+
+    # 2. packs against the index
+    packs = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
+    report.packs = len(packs)
+    referenced: set[str] = set()
+    for oid, locs in locations.items():
+        for loc in locs:
+            name = loc.pack.hex()
+            referenced.add(name)
+            size = packs.get(name)
+            if size is None:
+                report.error(f"object {oid.hex()}: its pack {name} is missing")
+            elif loc.block_offset + loc.block_length > size:
+                report.error(
+                    f"object {oid.hex()}: pack {name} is truncated "
+                    f"({size} bytes, block ends at {loc.block_offset + loc.block_length})"
+                )
+    for name in sorted(set(packs) - referenced):
+        report.warn(f"pack {name} is not named by any index (unreferenced; prune removes it)")
+    temporary = getattr(backend, "list_temporary", None)
+    if temporary is not None:
+        for key in temporary():
+            report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
+
+    # 3. snapshots: every object they reach must be indexed (and trees readable)
+    seen: set[ObjectId] = set()
+    for key, _size in backend.list("snapshots/"):
+        snap_id = key.split("/", 1)[1]
+        report.snapshots += 1
+        try:
+            record = repo.read_snapshot(snap_id)
+            root = bytes.fromhex(str(record["root"]))
+        except (CoursevaultError, ValueError) as exc:
+            report.error(f"snapshot {snap_id}: {exc}")
+            continue
+        _walk(repo, snap_id, root, locations, seen, report)
+    report.reachable = len(seen)
+
+    # 4. read every pack and verify every object
+    if read_data:
+        total = len(packs)
+        for i, name in enumerate(sorted(packs)):
+            _read_pack(repo, name, locations, report)
+            if progress:
+                progress(i + 1, total)
+    return report
+
+
+def _walk(
+    repo: Repository,
+    snap_id: str,
+    root: ObjectId,
+    locations: dict[ObjectId, list[Location]],
+    seen: set[ObjectId],
+    report: CheckReport,
+) -> None:
+    stack = [root]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        locs = locations.get(oid)
+        if not locs:
+            report.error(f"snapshot {snap_id}: object {oid.hex()} is not in any index (missing)")
+            continue
+        if locs[0].type != ObjectType.TREE:
+            continue
+        try:
+            _t, payload = repo.read_at(oid, locs[0])
+            stack.extend(tree_refs(payload))
+        except (CoursevaultError, ValueError) as exc:
+            report.error(f"snapshot {snap_id}: tree {oid.hex()}: {exc}")
+
+
+def _read_pack(
+    repo: Repository, name: str, locations: dict[ObjectId, list[Location]], report: CheckReport
+) -> None:
+    try:
+        data = repo.backend.read(pack_key(bytes.fromhex(name)))
+    except (FileNotFoundError, CoursevaultError) as exc:
+        report.error(f"pack {name}: unreadable: {exc}")
+        return
+    report.bytes_read += len(data)
+    if blake3.blake3(data).hexdigest() != name:
+        report.error(f"pack {name}: content does not match its name (corrupt or truncated)")
+    try:
+        for boff, _blen, t, oid, payload in iter_pack_objects(data):
+            if t not in (1, 2, 3) or object_id(ObjectType(t), payload) != oid:
+                report.error(f"pack {name}: object {oid.hex()} at block {boff} is corrupt")
+    except PackFormatError as exc:
+        report.error(f"pack {name}: {exc}")

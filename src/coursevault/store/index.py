@@ -1,0 +1,83 @@
+"""Index files: which object lives where.
+
+An index file names the packs it covers and lists, for each object, its type,
+pack, block and slice.  Index files are immutable and content-addressed (the
+key is ``index/<blake3 of the file>``); every writer adds its own, so writers
+never coordinate.  They live in the repository itself, so the repository is
+self-contained; the catalog database is only a fast cache of their union.
+
+Layout (little-endian)::
+
+    "CVIX" u8 version(=1) u8[3] zero
+    u32 n_packs   n_packs * pack_id[32]
+    u32 n         n * (id[32] u8 type u32 pack_no u64 block_offset
+                       u32 block_length u32 offset u32 length)
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Iterator
+
+import blake3
+
+from coursevault.store.ids import ID_SIZE, ObjectType
+from coursevault.store.pack import Location
+
+INDEX_MAGIC = b"CVIX"
+INDEX_VERSION = 1
+INDEX_ENTRY = struct.Struct(f"<{ID_SIZE}sBIQIII")
+COUNT = struct.Struct("<I")
+MAX_ENTRIES_PER_FILE = 65536  # keeps one index file around 4 MB
+
+
+class IndexFormatError(Exception):
+    """An index file does not follow the layout."""
+
+
+def index_key(index_id: bytes) -> str:
+    return f"index/{index_id.hex()}"
+
+
+def encode_index(entries: Iterable[tuple[bytes, Location]]) -> tuple[bytes, bytes]:
+    """Serialize entries; return (index id, bytes)."""
+    packs: dict[bytes, int] = {}
+    body = bytearray()
+    n = 0
+    for oid, loc in entries:
+        no = packs.setdefault(loc.pack, len(packs))
+        body += INDEX_ENTRY.pack(
+            oid, int(loc.type), no, loc.block_offset, loc.block_length, loc.offset, loc.length
+        )
+        n += 1
+    out = bytearray(INDEX_MAGIC + bytes([INDEX_VERSION, 0, 0, 0]))
+    out += COUNT.pack(len(packs))
+    for pack in packs:
+        out += pack
+    out += COUNT.pack(n)
+    out += body
+    data = bytes(out)
+    return blake3.blake3(data).digest(), data
+
+
+def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
+    """Parse an index file, checking its structure (not its hash: see callers)."""
+    if data[:4] != INDEX_MAGIC:
+        raise IndexFormatError("not an index file (bad magic)")
+    if len(data) < 12 or data[4] != INDEX_VERSION:
+        raise IndexFormatError("unknown index version")
+    (n_packs,) = COUNT.unpack_from(data, 8)
+    pos = 12
+    end_packs = pos + n_packs * ID_SIZE
+    if end_packs + 4 > len(data):
+        raise IndexFormatError("truncated pack list")
+    packs = [data[pos + i * ID_SIZE : pos + (i + 1) * ID_SIZE] for i in range(n_packs)]
+    (n,) = COUNT.unpack_from(data, end_packs)
+    pos = end_packs + 4
+    if pos + n * INDEX_ENTRY.size != len(data):
+        raise IndexFormatError("entry table length does not match its count")
+    types = {t.value: t for t in ObjectType}
+    for oid, t, no, boff, blen, off, ln in INDEX_ENTRY.iter_unpack(data[pos:]):
+        if no >= n_packs or t not in types:
+            raise IndexFormatError("entry names an unknown pack or type")
+        yield oid, Location(types[t], packs[no], boff, blen, off, ln)

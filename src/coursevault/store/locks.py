@@ -1,0 +1,156 @@
+"""Repository locks: many writers at once, deletion alone.
+
+Adding objects and snapshots never conflicts (packs and index files have
+content-derived names), so writers and readers take *shared* locks and run side
+by side.  Only operations that delete (prune, forget) take an *exclusive* lock,
+and only when no other lock is live.  A lock is a small JSON file under
+``locks/``; it is refreshed while its holder works, so a lock whose holder died
+is recognised as stale: its process is gone (same host) or it has not been
+refreshed for ``STALE_AFTER`` seconds (any host).  ``coursevault unlock``
+removes stale locks.
+
+Acquisition is "create, then look": after creating its own file a process lists
+the others; on conflict it removes its own and fails.  Two conflicting
+processes may both back off, but never both proceed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+
+from coursevault.errors import LockHeldError
+from coursevault.store.backend import Backend
+
+STALE_AFTER = 30 * 60
+REFRESH_EVERY = 5 * 60
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    key: str
+    hostname: str
+    pid: int
+    exclusive: bool
+    time: float
+    operation: str
+
+    def is_stale(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        if now - self.time > STALE_AFTER:
+            return True
+        if self.hostname == socket.gethostname():
+            return not _pid_alive(self.pid)
+        return False
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
+        return f"{kind} lock by {self.operation} (pid {self.pid} on {self.hostname}, {when})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie still answers kill(0); treat it as dead.
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().split(b") ", 1)[1][:1] != b"Z"
+    except OSError:
+        return True
+
+
+def list_locks(backend: Backend) -> list[LockInfo]:
+    locks = []
+    for key, _size in backend.list("locks/"):
+        try:
+            data = json.loads(backend.read(key))
+            locks.append(
+                LockInfo(
+                    key,
+                    str(data["hostname"]),
+                    int(data["pid"]),
+                    bool(data["exclusive"]),
+                    float(data["time"]),
+                    str(data.get("operation", "?")),
+                )
+            )
+        except FileNotFoundError:
+            continue  # released while we listed
+        except (ValueError, KeyError, TypeError):
+            # unreadable lock file: count it as a live foreign lock that has a time of 0,
+            # i.e. stale, so unlock can remove it
+            locks.append(LockInfo(key, "?", 0, True, 0.0, "unreadable"))
+    return locks
+
+
+class Lock:
+    """A held lock; use as a context manager or call ``release``."""
+
+    def __init__(self, backend: Backend, exclusive: bool, operation: str) -> None:
+        self.backend = backend
+        self.exclusive = exclusive
+        self.operation = operation
+        self.key = f"locks/{secrets.token_hex(16)}"
+        self._last_refresh = 0.0
+        self._held = False
+
+    def _payload(self) -> bytes:
+        return json.dumps(
+            {
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "exclusive": self.exclusive,
+                "time": time.time(),
+                "operation": self.operation,
+            }
+        ).encode()
+
+    def acquire(self) -> Lock:
+        self.backend.write(self.key, self._payload())
+        self._held = True
+        self._last_refresh = time.time()
+        for other in list_locks(self.backend):
+            if other.key == self.key or other.is_stale():
+                continue
+            if self.exclusive or other.exclusive:
+                self.release()
+                raise LockHeldError(
+                    f"repository is locked: {other.describe()}; "
+                    "if that process is gone, run `coursevault unlock`"
+                )
+        return self
+
+    def refresh(self, force: bool = False) -> None:
+        """Rewrite the lock's time so others do not think us dead (cheap to call often)."""
+        if self._held and (force or time.time() - self._last_refresh > REFRESH_EVERY):
+            self.backend.write(self.key, self._payload())
+            self._last_refresh = time.time()
+
+    def release(self) -> None:
+        if self._held:
+            self.backend.delete(self.key)
+            self._held = False
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_stale_locks(backend: Backend, remove_all: bool = False) -> list[LockInfo]:
+    removed = []
+    for lock in list_locks(backend):
+        if remove_all or lock.is_stale():
+            backend.delete(lock.key)
+            removed.append(lock)
+    return removed

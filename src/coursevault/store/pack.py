@@ -1,0 +1,192 @@
+"""Pack files: many objects in few files, compressed in blocks.
+
+Layout (all integers little-endian; see docs/format.md)::
+
+    pack    = header block*
+    header  = "CVPK" u8 version(=1) u8[3] zero
+    block   = "B" u8 codec u32 stored_len u32 raw_len u32 n
+              n * (u8 type, id[32], u32 offset, u32 length)
+              payload[stored_len]
+
+A block's payload is the concatenation of its objects' bytes, compressed as one
+zstd frame (codec 1) or stored as is (codec 0, for data that does not shrink).
+Small objects share a block, so a 1 KB XML record is compressed together with
+its neighbours -- record-by-record compression loses half the ratio on XML
+(benchmarks/compression.py) -- while reading one object costs one block.
+
+Each block carries its own table of contents, so a pack is self-describing:
+the index can be rebuilt from packs alone if index files are lost.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import blake3
+import zstandard
+
+from coursevault.store.ids import ID_SIZE, ObjectId, ObjectType
+
+PACK_MAGIC = b"CVPK"
+PACK_VERSION = 1
+PACK_HEADER = PACK_MAGIC + bytes([PACK_VERSION, 0, 0, 0])
+BLOCK_HEAD = struct.Struct("<cBIII")  # "B", codec, stored_len, raw_len, n
+ENTRY = struct.Struct(f"<B{ID_SIZE}sII")  # type, id, offset, length
+
+CODEC_RAW = 0
+CODEC_ZSTD = 1
+
+MAX_BLOCK_RAW = 1 << 31  # u32 fields; objects larger than this are chunked above us
+
+
+class PackFormatError(Exception):
+    """A pack's bytes do not follow the layout (translated by the repository)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where an object lives: its block in a pack and its slice of the raw block."""
+
+    type: ObjectType
+    pack: bytes
+    block_offset: int
+    block_length: int
+    offset: int
+    length: int
+
+
+def pack_key(pack_id: bytes) -> str:
+    h = pack_id.hex()
+    return f"packs/{h[:2]}/{h}"
+
+
+class PackWriter:
+    """Accumulates objects into blocks and blocks into one pack held in memory.
+
+    The caller decides when a pack is full (``size``) and writes ``finish()``'s
+    bytes through the backend; the pack id is the blake3 hash of those bytes.
+    Memory is bounded by the pack target size plus one block.
+    """
+
+    def __init__(self, block_target: int, level: int) -> None:
+        self.block_target = block_target
+        self._cctx = zstandard.ZstdCompressor(level=level)
+        self._buf = bytearray(PACK_HEADER)
+        self._raw = bytearray()
+        self._entries: list[tuple[int, ObjectId, int, int]] = []
+        # (type, id, block_offset, block_length, offset, length) of finished blocks
+        self.placed: list[tuple[int, ObjectId, int, int, int, int]] = []
+        # id -> (type, block_offset, block_length, offset, length); block_offset -1 while
+        # the object is in the open block
+        self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
+        self.objects = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._buf) + len(self._raw)
+
+    @property
+    def empty(self) -> bool:
+        return not self._entries and not self.placed
+
+    def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
+        n = len(payload)
+        if self._raw and len(self._raw) + n > self.block_target:
+            self.flush_block()
+        self._entries.append((int(kind), oid, len(self._raw), n))
+        self.where[oid] = (int(kind), -1, 0, len(self._raw), n)
+        self._raw += payload
+        self.objects += 1
+        if len(self._raw) >= self.block_target:
+            self.flush_block()
+
+    def flush_block(self) -> None:
+        if not self._entries:
+            return
+        raw = bytes(self._raw)
+        stored = self._cctx.compress(raw)
+        codec = CODEC_ZSTD
+        if len(stored) >= len(raw):
+            stored, codec = raw, CODEC_RAW
+        start = len(self._buf)
+        self._buf += BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), len(self._entries))
+        for t, oid, off, ln in self._entries:
+            self._buf += ENTRY.pack(t, oid, off, ln)
+        self._buf += stored
+        block_len = len(self._buf) - start
+        for t, oid, off, ln in self._entries:
+            self.placed.append((t, oid, start, block_len, off, ln))
+            self.where[oid] = (t, start, block_len, off, ln)
+        self._entries.clear()
+        self._raw = bytearray()
+
+    def read(self, oid: ObjectId, reader: BlockReader) -> tuple[int, bytes] | None:
+        """Return (type, payload) of an object added to this unfinished pack."""
+        spot = self.where.get(oid)
+        if spot is None:
+            return None
+        t, boff, blen, off, ln = spot
+        if boff < 0:
+            return t, bytes(self._raw[off : off + ln])
+        raw, _entries = reader.decode(bytes(self._buf[boff : boff + blen]))
+        return t, raw[off : off + ln]
+
+    def finish(self) -> tuple[bytes, bytes]:
+        """Close the last block; return (pack id, pack bytes)."""
+        self.flush_block()
+        data = bytes(self._buf)
+        return blake3.blake3(data).digest(), data
+
+
+class BlockReader:
+    """Decodes blocks; keeps one decompression context for speed."""
+
+    def __init__(self) -> None:
+        self._dctx = zstandard.ZstdDecompressor()
+
+    def decode(self, block: bytes) -> tuple[bytes, list[tuple[int, ObjectId, int, int]]]:
+        """Return (raw payload, entries) of one block, checking its structure."""
+        if len(block) < BLOCK_HEAD.size:
+            raise PackFormatError("block shorter than its header")
+        magic, codec, stored_len, raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
+        if magic != b"B":
+            raise PackFormatError("bad block marker")
+        table_end = BLOCK_HEAD.size + n * ENTRY.size
+        if len(block) != table_end + stored_len:
+            raise PackFormatError(
+                f"block length {len(block)} does not match its header ({table_end + stored_len})"
+            )
+        entries = [ENTRY.unpack_from(block, BLOCK_HEAD.size + i * ENTRY.size) for i in range(n)]
+        payload = memoryview(block)[table_end:]
+        if codec == CODEC_RAW:
+            raw = bytes(payload)
+        elif codec == CODEC_ZSTD:
+            try:
+                raw = self._dctx.decompress(payload, max_output_size=raw_len)
+            except zstandard.ZstdError as exc:
+                raise PackFormatError(f"zstd: {exc}") from exc
+        else:
+            raise PackFormatError(f"unknown block codec {codec}")
+        if len(raw) != raw_len:
+            raise PackFormatError(f"block decodes to {len(raw)} bytes, header says {raw_len}")
+        return raw, entries
+
+
+def iter_blocks(data: bytes) -> Iterator[tuple[int, int]]:
+    """Yield (offset, length) of every block of a whole pack file."""
+    if data[:4] != PACK_MAGIC:
+        raise PackFormatError("not a pack file (bad magic)")
+    if data[4] != PACK_VERSION:
+        raise PackFormatError(f"unknown pack version {data[4]}")
+    pos = len(PACK_HEADER)
+    while pos < len(data):
+        if pos + BLOCK_HEAD.size > len(data):
+            raise PackFormatError(f"truncated block header at offset {pos}")
+        _m, _c, stored_len, _r, n = BLOCK_HEAD.unpack_from(data, pos)
+        length = BLOCK_HEAD.size + n * ENTRY.size + stored_len
+        if pos + length > len(data):
+            raise PackFormatError(f"truncated block at offset {pos}")
+        yield pos, length
+        pos += length

@@ -1,0 +1,483 @@
+"""The repository: config, objects in packs, index files, snapshots, refs.
+
+Write order is what makes a crash harmless (docs/format.md, "Durability"):
+
+1. packs are written (atomically) as they fill;
+2. on commit, index files naming every new object are written;
+3. only then is the snapshot file written, so a visible snapshot never
+   references an object that is not durable and indexed.
+
+A writer killed before step 3 leaves at most unreferenced packs, which
+``check`` reports and ``prune`` removes.  A writer that fails cleanly (bad
+input) deletes the packs it wrote: nobody else can know them, because their
+objects were never indexed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import blake3
+
+from coursevault.errors import (
+    BackendError,
+    ChecksumMismatchError,
+    CorruptionError,
+    FormatVersionError,
+    NoRepositoryError,
+    ObjectMissingError,
+    RepositoryExistsError,
+)
+from coursevault.store.backend import Backend
+from coursevault.store.catalog import Catalog, SnapshotRow
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import (
+    MAX_ENTRIES_PER_FILE,
+    IndexFormatError,
+    decode_index,
+    encode_index,
+    index_key,
+)
+from coursevault.store.locks import Lock
+from coursevault.store.pack import (
+    BlockReader,
+    Location,
+    PackFormatError,
+    PackWriter,
+    pack_key,
+)
+from coursevault.store.treecodec import encode_tree
+
+FORMAT_VERSION = 1
+DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+DEFAULT_BLOCK_SIZE = 128 * 1024
+DEFAULT_LEVEL = 3
+BLOCK_CACHE = 64
+
+
+def snapshot_key(snap_id: str) -> str:
+    return f"snapshots/{snap_id}"
+
+
+def default_cache_dir() -> Path:
+    """Where catalogs live unless told otherwise (XDG cache directory)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    return Path(base) / "coursevault"
+
+
+@dataclass
+class WriteStats:
+    new_objects: int = 0
+    new_bytes: int = 0  # uncompressed payload bytes of new objects
+    stored_bytes: int = 0  # bytes of pack files written
+    packs: int = 0
+
+
+class Repository:
+    """An open repository; see :meth:`init` and :meth:`open`."""
+
+    def __init__(self, backend: Backend, config: dict[str, Any], catalog: Catalog) -> None:
+        self.backend = backend
+        self.config = config
+        self.id: str = config["id"]
+        self.catalog = catalog
+        self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, dict[bytes, tuple[int, int]]]]
+        self._blocks = OrderedDict()
+        self._reader = BlockReader()
+
+    # -- creation and opening ---------------------------------------------------------
+    @staticmethod
+    def init(
+        backend: Backend,
+        *,
+        pack_size: int = DEFAULT_PACK_SIZE,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        level: int = DEFAULT_LEVEL,
+    ) -> dict[str, Any]:
+        """Create a new, empty repository; fails if one exists there."""
+        config = {
+            "version": FORMAT_VERSION,
+            "id": secrets.token_hex(16),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "pack_size": pack_size,
+            "block_size": block_size,
+            "zstd_level": level,
+            "chunker": {"min": 16 * 1024, "avg": 64 * 1024, "max": 256 * 1024},
+        }
+        data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
+        if not backend.create("config", data):
+            raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+        return config
+
+    @classmethod
+    def open(
+        cls,
+        backend: Backend,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        catalog_url: str | None = None,
+        sync: bool = True,
+    ) -> Repository:
+        try:
+            raw = backend.read("config")
+        except FileNotFoundError:
+            raise NoRepositoryError(f"no repository at {backend.location()}") from None
+        try:
+            config = json.loads(raw)
+            version = int(config["version"])
+            str(config["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptionError(
+                f"repository config at {backend.location()} is unreadable"
+            ) from exc
+        if version != FORMAT_VERSION:
+            raise FormatVersionError(
+                f"repository format version {version} is not supported (this is {FORMAT_VERSION})"
+            )
+        if catalog_url is None:
+            base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+            folder = base / config["id"]
+            folder.mkdir(parents=True, exist_ok=True)
+            catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"
+        catalog = Catalog(catalog_url)
+        repo = cls(backend, config, catalog)
+        known = catalog.get_meta("repository")
+        if known is None:
+            catalog.set_meta("repository", repo.id)
+        elif known != repo.id:
+            catalog.close()
+            raise CorruptionError(
+                f"catalog {catalog_url} belongs to repository {known}, not {repo.id}"
+            )
+        if sync:
+            repo.sync_catalog()
+        return repo
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- locks ------------------------------------------------------------------------
+    def lock(self, *, exclusive: bool, operation: str) -> Lock:
+        return Lock(self.backend, exclusive, operation).acquire()
+
+    # -- catalog sync -----------------------------------------------------------------
+    def sync_catalog(self) -> None:
+        """Bring the catalog up to date with the repository's index and snapshot files."""
+        listed = {key.split("/", 1)[1] for key, _ in self.backend.list("index/")}
+        known = self.catalog.index_files()
+        if known - listed:  # index files were removed (prune): start over
+            self.catalog.clear_objects()
+            known = set()
+        for name in sorted(listed - known):
+            self.catalog.add_index_file(name, self.read_index(name))
+        snaps = {key.split("/", 1)[1] for key, _ in self.backend.list("snapshots/")}
+        in_cat = self.catalog.snapshot_ids()
+        for gone in in_cat - snaps:
+            self.catalog.remove_snapshot(gone)
+        for snap_id in sorted(snaps - in_cat):
+            try:
+                record = self.read_snapshot(snap_id)
+            except CorruptionError:
+                continue  # reported by check; never listed as a usable snapshot
+            self.catalog.add_snapshot(_snapshot_row(snap_id, record))
+
+    def rebuild_catalog(self) -> dict[str, int]:
+        """Drop the catalog's contents and recreate them from the repository alone."""
+        self.catalog.clear_objects()
+        self.catalog.clear_snapshots()
+        self.sync_catalog()
+        return {
+            "index_files": len(self.catalog.index_files()),
+            "objects": self.catalog.count_objects(),
+            "snapshots": len(self.catalog.snapshot_ids()),
+        }
+
+    def read_index(self, name: str) -> list[tuple[bytes, Location]]:
+        key = f"index/{name}"
+        data = self.backend.read(key)
+        if blake3.blake3(data).hexdigest() != name:
+            raise CorruptionError(f"index file {name} does not match its hash")
+        try:
+            return list(decode_index(data))
+        except IndexFormatError as exc:
+            raise CorruptionError(f"index file {name}: {exc}") from exc
+
+    # -- reading objects --------------------------------------------------------------
+    def has(self, oid: ObjectId) -> bool:
+        return self.catalog.has(oid)
+
+    def locate(self, oid: ObjectId) -> Location:
+        loc = self.catalog.lookup(oid)
+        if loc is None:
+            raise ObjectMissingError(oid.hex(), "not in any index")
+        return loc
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        """Return (type, payload) of an object, verified against its id."""
+        return self.read_at(oid, self.locate(oid))
+
+    def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
+        raw, table = self._block(loc)
+        slot = table.get(oid)
+        if slot is None or slot != (loc.offset, loc.length):
+            raise ObjectMissingError(
+                oid.hex(), f"not in block {loc.block_offset} of pack {loc.pack.hex()}"
+            )
+        data = raw[loc.offset : loc.offset + loc.length]
+        if object_id(loc.type, data) != oid:
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
+        return loc.type, data
+
+    def _block(self, loc: Location) -> tuple[bytes, dict[bytes, tuple[int, int]]]:
+        key = (loc.pack, loc.block_offset)
+        cached = self._blocks.get(key)
+        if cached is not None:
+            self._blocks.move_to_end(key)
+            return cached
+        try:
+            block = self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
+        except FileNotFoundError:
+            raise ObjectMissingError(loc.pack.hex(), "pack file is missing") from None
+        except BackendError as exc:
+            raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
+        try:
+            raw, entries = self._reader.decode(block)
+        except PackFormatError as exc:
+            raise CorruptionError(
+                f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
+            ) from exc
+        table = {oid: (off, ln) for _t, oid, off, ln in entries}
+        self._blocks[key] = (raw, table)
+        if len(self._blocks) > BLOCK_CACHE:
+            self._blocks.popitem(last=False)
+        return raw, table
+
+    # -- snapshots --------------------------------------------------------------------
+    def read_snapshot(self, snap_id: str) -> dict[str, Any]:
+        try:
+            data = self.backend.read(snapshot_key(snap_id))
+        except FileNotFoundError:
+            raise ObjectMissingError(snap_id, "no such snapshot") from None
+        if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:
+            raise CorruptionError(f"snapshot {snap_id} does not match its hash")
+        try:
+            record = json.loads(data)
+            if not isinstance(record, dict) or "root" not in record or "course" not in record:
+                raise ValueError("missing fields")
+        except ValueError as exc:
+            raise CorruptionError(f"snapshot {snap_id} is unreadable: {exc}") from exc
+        return record
+
+    def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
+        return self.catalog.snapshots(course)
+
+    def update_head(self, course: str, snap_id: str, epoch: float) -> None:
+        """Point ``refs/heads/<course>`` at the course's newest snapshot.
+
+        Compare-and-swap, so two writers of one course never lose the newer head.
+        """
+        key = f"refs/heads/{course}"
+        for _attempt in range(20):
+            try:
+                current: bytes | None = self.backend.read(key)
+            except FileNotFoundError:
+                current = None
+            if current is not None:
+                rows = [
+                    s for s in self.catalog.snapshots(course) if s.id == current.decode().strip()
+                ]
+                if rows and rows[0].epoch > epoch:
+                    return
+            if self.backend.compare_and_swap(key, current, snap_id.encode() + b"\n"):
+                self.catalog.set_ref(f"heads/{course}", snap_id)
+                return
+        raise BackendError(f"could not update {key}: too many concurrent updates")
+
+    def delete_snapshot(self, snap_id: str) -> None:
+        self.backend.delete(snapshot_key(snap_id))
+        self.catalog.remove_snapshot(snap_id)
+
+    # -- writing ----------------------------------------------------------------------
+    def writer(self, operation: str = "backup") -> WriteSession:
+        return WriteSession(self, operation)
+
+    # -- statistics -------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        packs = list(self.backend.list("packs/"))
+        index = list(self.backend.list("index/"))
+        snaps = self.catalog.snapshots()
+        return {
+            "repository": self.id,
+            "location": self.backend.location(),
+            "format_version": self.config["version"],
+            "snapshots": len(snaps),
+            "courses": len({s.course for s in snaps}),
+            "objects": self.catalog.count_objects(),
+            "packs": len(packs),
+            "pack_bytes": sum(size for _, size in packs),
+            "index_files": len(index),
+            "index_bytes": sum(size for _, size in index),
+        }
+
+
+def _snapshot_row(snap_id: str, record: dict[str, Any]) -> SnapshotRow:
+    return SnapshotRow(
+        snap_id,
+        str(record["course"]),
+        str(record.get("time", "")),
+        float(record.get("epoch", 0.0)),
+        str(record["root"]),
+        record,
+    )
+
+
+class WriteSession:
+    """Adds objects and, on commit, one snapshot; holds a shared lock meanwhile.
+
+    Objects are deduplicated against the repository (catalog) and against what
+    this session already wrote.  Nothing becomes visible to other processes
+    before :meth:`commit`; :meth:`abort` removes every pack this session wrote.
+    """
+
+    def __init__(self, repo: Repository, operation: str) -> None:
+        self.repo = repo
+        self.session = secrets.token_hex(16)
+        self._lock = repo.lock(exclusive=False, operation=operation)
+        cfg = repo.config
+        self.pack_size = int(cfg["pack_size"])
+        self._block_size = int(cfg["block_size"])
+        self._level = int(cfg["zstd_level"])
+        self._pack = PackWriter(self._block_size, self._level)
+        self._packs: list[bytes] = []
+        self.stats = WriteStats()
+        self._closed = False
+
+    # objects
+    def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
+        oid = object_id(kind, payload)
+        if oid in self._pack.where or self.repo.catalog.has(oid):
+            return oid
+        if self._packs and self.repo.catalog.lookup_pending(self.session, oid) is not None:
+            return oid
+        self._pack.add(kind, oid, payload)
+        self.stats.new_objects += 1
+        self.stats.new_bytes += len(payload)
+        if self._pack.size >= self.pack_size:
+            self._flush_pack()
+        return oid
+
+    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
+        return self.put(ObjectType.TREE, encode_tree(refs, body))
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        """Read an object, including ones this session has not committed yet."""
+        found = self._pack.read(oid, self.repo._reader)
+        if found is not None:
+            return ObjectType(found[0]), found[1]
+        if self._packs:
+            loc = self.repo.catalog.lookup_pending(self.session, oid)
+            if loc is not None:
+                return self.repo.read_at(oid, loc)
+        return self.repo.get(oid)
+
+    def _flush_pack(self) -> None:
+        if self._pack.empty:
+            return
+        pack_id, data = self._pack.finish()
+        self.repo.backend.write(pack_key(pack_id), data)
+        self._packs.append(pack_id)
+        self.stats.packs += 1
+        self.stats.stored_bytes += len(data)
+        self.repo.catalog.add_pending(
+            self.session,
+            (
+                (oid, Location(ObjectType(t), pack_id, boff, blen, off, ln))
+                for t, oid, boff, blen, off, ln in self._pack.placed
+            ),
+        )
+        self._pack = PackWriter(self._block_size, self._level)
+        self._lock.refresh()
+
+    def refresh_lock(self) -> None:
+        self._lock.refresh()
+
+    # commit / abort
+    def commit(self, snapshot: dict[str, Any] | None = None) -> str | None:
+        """Make everything durable and visible; write ``snapshot`` last.
+
+        Returns the snapshot id (or None when only objects were committed).
+        """
+        self._flush_pack()
+        pending = self.repo.catalog.iter_pending(self.session)
+        while True:
+            chunk = []
+            for entry in pending:
+                chunk.append(entry)
+                if len(chunk) >= MAX_ENTRIES_PER_FILE:
+                    break
+            if not chunk:
+                break
+            idx_id, data = encode_index(chunk)
+            self.repo.backend.write(index_key(idx_id), data)
+            self.stats.stored_bytes += len(data)
+            self.repo.catalog.add_index_file(idx_id.hex(), chunk)
+        self.repo.catalog.drop_pending(self.session)
+        snap_id = None
+        if snapshot is not None:
+            data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
+            snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
+            self.repo.backend.write(snapshot_key(snap_id), data)
+            self.repo.catalog.add_snapshot(_snapshot_row(snap_id, snapshot))
+            self.repo.update_head(str(snapshot["course"]), snap_id, float(snapshot["epoch"]))
+        self._close()
+        return snap_id
+
+    def abort(self) -> None:
+        """Forget this session: delete its packs (never indexed, so never shared)."""
+        if self._closed:
+            return
+        try:
+            for pack_id in self._packs:
+                self.repo.backend.delete(pack_key(pack_id))
+            self.repo.catalog.drop_pending(self.session)
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._lock.release()
+
+    def __enter__(self) -> WriteSession:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if not self._closed:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.abort()
+
+
+def iter_pack_objects(data: bytes) -> Iterator[tuple[int, int, int, ObjectId, bytes]]:
+    """Yield (block_offset, block_length, type, id, payload) of a whole pack (for check)."""
+    from coursevault.store.pack import iter_blocks
+
+    reader = BlockReader()
+    for boff, blen in iter_blocks(data):
+        raw, entries = reader.decode(data[boff : boff + blen])
+        for t, oid, off, ln in entries:
+            yield boff, blen, t, oid, raw[off : off + ln]
