@@ -7,11 +7,17 @@ URLs): reading the environment is the CLI's job alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from coursevault.errors import BadInputError, NoRepositoryError
+from coursevault.restore.export import ExportResult, export_snapshot
+from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
+from coursevault.snapshot.elements import Element, element_bytes, find, outline
+from coursevault.snapshot.ingest import IngestResult, ingest_archive
+from coursevault.snapshot.selectors import resolve
 from coursevault.store.backend import Backend, LocalBackend
+from coursevault.store.catalog import SnapshotRow
 from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.repository import Repository
@@ -58,3 +64,96 @@ def unlock(location: str, *, remove_all: bool = False) -> list[LockInfo]:
     if not backend.exists("config"):
         raise NoRepositoryError(f"no repository at {backend.location()}")
     return remove_stale_locks(backend, remove_all=remove_all)
+
+
+# -- snapshots: ingest, export, browse -------------------------------------------------
+def ingest(
+    repo: Repository,
+    path: str,
+    *,
+    course: str | None = None,
+    when: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestResult:
+    """Store one .mbz archive as a snapshot (all or nothing)."""
+    return ingest_archive(repo, path, course=course, when=when, progress=progress)
+
+
+def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:
+    return resolve(repo, selector)
+
+
+def export(
+    repo: Repository,
+    selector: str,
+    out_path: str,
+    *,
+    fmt: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ExportResult:
+    snap = resolve(repo, selector)
+    return export_snapshot(repo, snap.id, out_path, fmt=fmt, progress=progress)
+
+
+def archive_tree(repo: Repository, selector: str) -> tuple[SnapshotRow, ArchiveTree]:
+    snap = resolve(repo, selector)
+    return snap, load_archive(repo.get, bytes.fromhex(snap.root))
+
+
+def member_or_error(tree: ArchiveTree, snap: SnapshotRow, path: str) -> Member:
+    member = tree.find(path)
+    if member is None:
+        raise BadInputError(f"snapshot {snap.id[:12]} has no member {path!r}")
+    return member
+
+
+def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], object]) -> None:
+    """Write a member's bytes, or those of the elements at ``member:/address``."""
+    snap, tree = archive_tree(repo, selector)
+    member_path, sep, address = path.partition(":")
+    member = member_or_error(tree, snap, member_path)
+    if not sep:
+        write_content(repo.get, tree, member, write)
+        return
+    if member.content_kind != "xml" or member.content is None:
+        raise BadInputError(
+            f"{member_path} is not a stored XML document; cat it without an address"
+        )
+    found = False
+    for el in find(repo.get, member.content, address):
+        write(element_bytes(repo.get, el) + b"\n")
+        found = True
+    if not found:
+        raise BadInputError(f"no element matches {address!r} in {member_path}")
+
+
+def element_outline(
+    repo: Repository, selector: str, path: str
+) -> Iterator[tuple[int, Element, int]]:
+    snap, tree = archive_tree(repo, selector)
+    member = member_or_error(tree, snap, path)
+    if member.content_kind != "xml" or member.content is None:
+        raise BadInputError(f"{path} is not a stored XML document")
+    return outline(repo.get, member.content)
+
+
+def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
+    """Snapshots oldest first, as plain dicts (the CLI's --json shape)."""
+    rows = []
+    for s in repo.snapshots(course):
+        stats = s.record.get("stats", {})
+        rows.append(
+            {
+                "id": s.id,
+                "course": s.course,
+                "time": s.time,
+                "epoch": s.epoch,
+                "root": s.root,
+                "parents": s.record.get("parents", []),
+                "source": s.record.get("source", {}),
+                "new_bytes": stats.get("new_bytes", 0),
+                "new_objects": stats.get("new_objects", 0),
+                "stats": stats,
+            }
+        )
+    return rows

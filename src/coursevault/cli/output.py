@@ -29,6 +29,11 @@ def print_json(data: Any) -> None:
 
 
 def print_table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
+    """A rich table on a terminal; plain tab-separated lines when piped (nothing cut)."""
+    if not out.is_terminal:
+        for row in [columns, *rows]:
+            out.print("\t".join("" if v is None else str(v) for v in row), markup=False)
+        return
     table = Table(title=title, show_edge=False, header_style="bold")
     for col in columns:
         table.add_column(col)

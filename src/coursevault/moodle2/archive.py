@@ -1,0 +1,287 @@
+"""Reading .mbz archives (gzip'd tar or zip) as a stream of members, safely.
+
+The container is recognised by content, never by name (``mbz_packer`` sniffs
+the first bytes too).  Members are read strictly in archive order through a
+bounded stream, so memory does not grow with the archive.  Anything unsafe or
+absurd -- absolute paths, ``..``, links, devices, duplicate names, sizes no
+course has -- is refused with an :class:`ArchiveError` naming the archive and
+member, before any of its data is used.
+"""
+
+from __future__ import annotations
+
+import calendar
+import gzip
+import os
+import stat
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+from coursevault.errors import ArchiveError
+from coursevault.moodle2.tarformat import (
+    BLOCK,
+    MAX_MEMBER_SIZE,
+    TarHeaderError,
+    padding,
+    parse_header,
+)
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
+READ_SIZE = 1 << 20
+
+
+@dataclass
+class MemberInfo:
+    """One archive entry, with what is needed to write it back identically."""
+
+    name: str
+    is_dir: bool
+    size: int
+    mtime: int
+    tar_header: bytes | None = None
+    zip_info: dict[str, Any] | None = None
+    link: str | None = None  # hard link target (tar), always an earlier member
+
+    @property
+    def path(self) -> str:
+        """The logical path: without a leading ``./`` and trailing ``/``."""
+        p = self.name[2:] if self.name.startswith("./") else self.name
+        return p.rstrip("/")
+
+
+@dataclass
+class ArchiveLayout:
+    """Container-level facts needed to rebuild the archive."""
+
+    format: str  # "tgz" or "zip"
+    gzip_os: int = 3
+    tar_trailer: int = 2 * BLOCK
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def sniff_format(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise ArchiveError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ArchiveError(path, "is a directory, not an archive") from None
+    except OSError as exc:
+        raise ArchiveError(path, f"cannot read: {exc.strerror}") from exc
+    if not head:
+        raise ArchiveError(path, "empty file, not an archive")
+    if head[:2] == GZIP_MAGIC:
+        return "tgz"
+    if head in ZIP_MAGICS:
+        return "zip"
+    raise ArchiveError(path, "not a Moodle backup archive (neither gzip'd tar nor zip)")
+
+
+def check_member_name(archive: str, name: str) -> None:
+    """Refuse names that could escape the extraction folder or confuse restore."""
+    if not name or name in ("/",):
+        raise ArchiveError(archive, "empty member name")
+    if "\0" in name or "\\" in name:
+        raise ArchiveError(archive, "member name contains NUL or backslash", name)
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(archive, "absolute path not allowed", name)
+    if ".." in name.split("/"):
+        raise ArchiveError(archive, "path with '..' not allowed", name)
+
+
+class _TarMemberStream:
+    """Reads exactly one member's bytes from the tar stream."""
+
+    def __init__(self, src: BinaryIO, size: int, archive: str, member: str) -> None:
+        self._src = src
+        self.remaining = size
+        self._archive = archive
+        self._member = member
+
+    def read(self, n: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        want = self.remaining if n < 0 else min(n, self.remaining)
+        data = _read(self._src, want, self._archive, self._member)
+        if len(data) < want:
+            raise ArchiveError(
+                self._archive, "truncated: archive ends inside this member", self._member
+            )
+        self.remaining -= len(data)
+        return data
+
+
+def _read(src: BinaryIO, n: int, archive: str, member: str | None) -> bytes:
+    try:
+        return src.read(n)
+    except EOFError:
+        raise ArchiveError(archive, "truncated gzip stream", member) from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ArchiveError(archive, f"corrupt gzip stream: {exc}", member) from None
+    except OSError as exc:
+        raise ArchiveError(archive, f"read error: {exc}", member) from None
+
+
+def _drain(stream: Any, archive: str, member: str) -> None:
+    while stream.read(READ_SIZE):
+        pass
+
+
+def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any]]:
+    with open(path, "rb") as raw:
+        header = raw.read(10)
+        if len(header) < 10:
+            raise ArchiveError(path, "truncated gzip header")
+        layout.gzip_os = header[9]
+        raw.seek(0)
+        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        seen: set[str] = set()
+        while True:
+            block = _read(gz, BLOCK, path, None)
+            if not block:
+                raise ArchiveError(path, "tar stream ends without an end-of-archive marker")
+            if len(block) < BLOCK:
+                raise ArchiveError(path, "truncated tar header")
+            if block == b"\0" * BLOCK:
+                trailer = BLOCK
+                while True:
+                    rest = _read(gz, READ_SIZE, path, None)
+                    if not rest:
+                        break
+                    if rest.count(0) != len(rest):
+                        raise ArchiveError(path, "unexpected data after the end-of-archive marker")
+                    trailer += len(rest)
+                layout.tar_trailer = trailer
+                return
+            try:
+                h = parse_header(block)
+            except TarHeaderError as exc:
+                raise ArchiveError(path, str(exc)) from None
+            check_member_name(path, h.name)
+            flag = h.typeflag
+            if flag == b"1":
+                # GNU tar re-packs may add a hard link to a member already in the
+                # archive; Moodle skips them.  Safe only if it names an earlier member.
+                target = h.raw[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
+                norm = MemberInfo(target, False, 0, 0).path
+                if norm not in seen:
+                    raise ArchiveError(
+                        path, f"hard link to {target!r}, which is not an earlier member", h.name
+                    )
+                info = MemberInfo(h.name, False, 0, h.mtime, tar_header=h.raw, link=target)
+                if info.path in seen and info.path != norm:
+                    raise ArchiveError(path, "duplicate member name", h.name)
+                yield info, _Empty()
+                continue
+            if flag == b"2":
+                raise ArchiveError(path, "symbolic links are not allowed in a backup", h.name)
+            if flag in (b"3", b"4", b"6"):
+                raise ArchiveError(path, "device or fifo entries are not allowed", h.name)
+            if flag in (b"L", b"K", b"x", b"g"):
+                raise ArchiveError(
+                    path,
+                    "extended (GNU/pax) tar headers are not supported: Moodle never writes them",
+                    h.name,
+                )
+            is_dir = flag == b"5"
+            if not is_dir and flag not in (b"0", b"\0", b"7"):
+                raise ArchiveError(path, f"unsupported tar entry type {flag!r}", h.name)
+            if h.size > MAX_MEMBER_SIZE:
+                raise ArchiveError(path, f"absurd declared size {h.size} bytes", h.name)
+            info = MemberInfo(h.name, is_dir, 0 if is_dir else h.size, h.mtime, tar_header=h.raw)
+            key = info.path
+            if key in seen:
+                raise ArchiveError(path, "duplicate member name", h.name)
+            seen.add(key)
+            stream = _TarMemberStream(gz, info.size, path, h.name)
+            yield info, stream
+            _drain(stream, path, h.name)
+            pad = padding(h.size if not is_dir else 0)
+            if pad and len(_read(gz, pad, path, h.name)) < pad:
+                raise ArchiveError(path, "truncated: archive ends inside padding", h.name)
+
+
+def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any]]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, zlib.error, ValueError) as exc:
+        raise ArchiveError(path, f"corrupt zip archive: {exc}") from None
+    except OSError as exc:
+        raise ArchiveError(path, f"cannot read: {exc}") from None
+    with zf:
+        seen: set[str] = set()
+        total = os.path.getsize(path)
+        for zi in zf.infolist():
+            check_member_name(path, zi.filename)
+            mode = zi.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise ArchiveError(path, "links are not allowed in a backup", zi.filename)
+            if mode and (stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)):
+                raise ArchiveError(path, "device or fifo entries are not allowed", zi.filename)
+            if zi.flag_bits & 0x1:
+                raise ArchiveError(path, "encrypted zip members are not supported", zi.filename)
+            if zi.file_size > MAX_MEMBER_SIZE or (
+                zi.compress_size and zi.file_size > 2000 * max(zi.compress_size, total)
+            ):
+                raise ArchiveError(path, f"absurd declared size {zi.file_size} bytes", zi.filename)
+            info = MemberInfo(
+                zi.filename,
+                zi.is_dir(),
+                0 if zi.is_dir() else zi.file_size,
+                _dos_to_unix(zi.date_time),
+                zip_info={
+                    "date_time": list(zi.date_time),
+                    "compress_type": zi.compress_type,
+                    "external_attr": zi.external_attr,
+                    "create_system": zi.create_system,
+                    "flag_bits": zi.flag_bits,
+                },
+            )
+            if info.path in seen:
+                raise ArchiveError(path, "duplicate member name", zi.filename)
+            seen.add(info.path)
+            if info.is_dir:
+                yield info, _Empty()
+                continue
+            try:
+                with zf.open(zi) as stream:
+                    guarded = _ZipStream(stream, path, zi.filename)
+                    yield info, guarded
+                    _drain(guarded, path, zi.filename)
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError) as exc:
+                raise ArchiveError(path, f"corrupt zip member: {exc}", zi.filename) from None
+
+
+class _Empty:
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+
+class _ZipStream:
+    def __init__(self, stream: Any, archive: str, member: str) -> None:
+        self._s = stream
+        self._archive = archive
+        self._member = member
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return bytes(self._s.read(n))
+        except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+            raise ArchiveError(self._archive, f"corrupt zip member: {exc}", self._member) from None
+
+
+def _dos_to_unix(dt: tuple[int, int, int, int, int, int]) -> int:
+    return calendar.timegm((*dt, 0, 0, 0))
+
+
+def iter_members(path: str) -> tuple[ArchiveLayout, Iterator[tuple[MemberInfo, Any]]]:
+    """Open an archive; return its layout (filled in while iterating) and its members."""
+    fmt = sniff_format(path)
+    layout = ArchiveLayout(format=fmt)
+    it = iter_tgz(path, layout) if fmt == "tgz" else iter_zip(path, layout)
+    return layout, it

@@ -1,0 +1,81 @@
+"""What moodle_backup.xml says about a backup: site, course, date, release.
+
+Read streaming with lxml (the manifest can list thousands of activities);
+entities are never resolved and nothing is fetched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from lxml import etree
+
+INFO_FIELDS = (
+    "name",
+    "moodle_version",
+    "moodle_release",
+    "backup_version",
+    "backup_release",
+    "backup_date",
+    "original_wwwroot",
+    "original_site_identifier_hash",
+    "original_course_id",
+    "original_course_fullname",
+    "original_course_shortname",
+    "original_course_format",
+)
+
+
+class BackupInfoError(Exception):
+    """moodle_backup.xml lacks what every Moodle backup has."""
+
+
+@dataclass(frozen=True)
+class BackupInfo:
+    fields: dict[str, str]
+    backup_id: str | None
+
+    @property
+    def backup_date(self) -> int:
+        try:
+            return int(self.fields["backup_date"])
+        except (KeyError, ValueError):
+            raise BackupInfoError("moodle_backup.xml has no valid backup_date") from None
+
+    @property
+    def course_key(self) -> str:
+        site = self.fields.get("original_site_identifier_hash", "").strip()
+        course = self.fields.get("original_course_id", "").strip()
+        if not site or not course:
+            raise BackupInfoError(
+                "moodle_backup.xml lacks original_site_identifier_hash or original_course_id"
+            )
+        return f"{site}-{course}"
+
+
+def read_backup_info(stream: BinaryIO) -> BackupInfo:
+    fields: dict[str, str] = {}
+    backup_id = None
+    context = etree.iterparse(
+        stream,
+        events=("end",),
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        huge_tree=True,
+    )
+    try:
+        for _ev, el in context:
+            parent = el.getparent()
+            if parent is not None and parent.tag == "information" and el.tag in INFO_FIELDS:
+                fields[el.tag] = el.text or ""
+            elif el.tag == "detail" and backup_id is None:
+                backup_id = el.get("backup_id")
+            elif el.tag == "contents":
+                el.clear()
+    except etree.XMLSyntaxError as exc:
+        raise BackupInfoError(f"moodle_backup.xml is malformed: {exc}") from None
+    if "backup_date" not in fields:
+        raise BackupInfoError("moodle_backup.xml has no information/backup_date")
+    return BackupInfo(fields, backup_id)

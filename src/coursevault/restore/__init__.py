@@ -1,0 +1,1 @@
+"""Restore: writing a snapshot back out -- as an .mbz archive today."""

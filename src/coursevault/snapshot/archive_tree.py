@@ -1,0 +1,125 @@
+"""Reading an archive snapshot's tree: layout, members, and member contents.
+
+Shared by export, ``ls``, ``cat`` and diff, so there is one reader of the
+``A``/``M`` node encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from coursevault.errors import CorruptionError
+from coursevault.moodle2.archiveindex import render_archive_index
+from coursevault.snapshot.nodes import (
+    Getter,
+    NodeFormatError,
+    decode_json_node,
+    decode_mtimes,
+    iter_list,
+)
+from coursevault.snapshot.xmltree import render_document
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.treecodec import decode_tree
+
+
+@dataclass(frozen=True)
+class Member:
+    """One archive entry as stored in a snapshot."""
+
+    entry: dict[str, Any]
+    content: ObjectId | None
+    mtime: int
+    node: ObjectId
+
+    @property
+    def name(self) -> str:
+        return str(self.entry["name"])
+
+    @property
+    def path(self) -> str:
+        n = self.name[2:] if self.name.startswith("./") else self.name
+        return n.rstrip("/")
+
+    @property
+    def kind(self) -> str:
+        return str(self.entry["kind"])
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def size(self) -> int:
+        return int(self.entry["size"])
+
+    @property
+    def content_kind(self) -> str:
+        return str(self.entry.get("content", ""))
+
+
+@dataclass
+class ArchiveTree:
+    layout: dict[str, Any]
+    members: list[Member]
+
+    def find(self, path: str) -> Member | None:
+        want = path[2:] if path.startswith("./") else path
+        want = want.rstrip("/")
+        for m in self.members:
+            if m.path == want:
+                return m
+        return None
+
+
+def load_archive(get: Getter, root: ObjectId) -> ArchiveTree:
+    try:
+        _t, payload = get(root)
+        refs, body = decode_tree(payload)
+        layout = decode_json_node(body, b"A")
+        members_root, mtimes_id = refs
+        mtimes = decode_mtimes(get(mtimes_id)[1])
+        members = []
+        for i, node in enumerate(iter_list(get, members_root)):
+            _t, mp = get(node)
+            mrefs, mbody = decode_tree(mp)
+            entry = decode_json_node(mbody, b"M")
+            members.append(Member(entry, mrefs[0] if mrefs else None, mtimes[i], node))
+    except (NodeFormatError, ValueError, IndexError) as exc:
+        raise CorruptionError(f"archive tree {root.hex()} is malformed: {exc}") from exc
+    if len(members) != len(mtimes):
+        raise CorruptionError(
+            f"archive tree {root.hex()}: {len(members)} members, {len(mtimes)} times"
+        )
+    return ArchiveTree(layout, members)
+
+
+def write_content(
+    get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
+) -> None:
+    """Write a member's exact bytes through ``write``."""
+    kind = member.content_kind
+    if kind == "xml" and member.content is not None:
+        render_document(get, member.content, write)
+    elif kind == "archive-index":
+        write(
+            render_archive_index(
+                (m.name, m.is_dir, m.size, m.mtime) for m in tree.members if m is not member
+            )
+        )
+    elif member.content is not None:
+        for chunk in iter_blob(get, member.content):
+            write(chunk)
+
+
+def iter_blob(get: Getter, oid: ObjectId) -> Iterator[bytes]:
+    """The bytes of a blob or of a chunked (``C``) content tree."""
+    t, payload = get(oid)
+    if t == ObjectType.BLOB:
+        yield payload
+        return
+    refs, _body = decode_tree(payload)
+    for ref in refs:
+        _t, chunk = get(ref)
+        yield chunk

@@ -1,0 +1,170 @@
+"""Walking a stored XML document element by element, without rendering it all.
+
+A record (``X`` node) is parsed on its own -- its fragment is small -- and its
+child records are fetched only when the walk descends into them.  ``ls``,
+``cat`` with an element address, and diff all walk documents this way.
+
+Element addresses look like ``/activity/choice/options/option[@id=3]``: each
+step is a name, optionally with ``[@attr=value]`` or a 1-based ``[N]``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lxml import etree
+
+from coursevault.errors import BadInputError
+from coursevault.snapshot.nodes import (
+    MARKER_TAG,
+    Getter,
+    decode_document,
+    decode_element,
+    iter_list,
+)
+from coursevault.snapshot.xmltree import _unself_close, _Writer, render_element
+from coursevault.store.ids import ObjectId
+from coursevault.store.treecodec import decode_tree
+
+_PARSER = etree.XMLParser(
+    resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, strip_cdata=False
+)
+_STEP = re.compile(
+    r"^([A-Za-z0-9_]+)(?:\[(?:@([A-Za-z0-9_]+)=(?:\"([^\"]*)\"|'([^']*)'|([^\]]*))|(\d+))\])?$"
+)
+
+
+@dataclass
+class Element:
+    """An element of a stored document: a record (with ``oid``) or an inline leaf."""
+
+    tag: str
+    attrs: dict[str, str]
+    oid: ObjectId | None = None  # set for records
+    leaf: etree._Element | None = None  # set for inline leaves
+    _parsed: etree._Element | None = None
+    _runs: list[ObjectId] | None = None
+
+    @property
+    def is_record(self) -> bool:
+        return self.oid is not None
+
+    @property
+    def text(self) -> str | None:
+        return None if self.leaf is None else (self.leaf.text or "")
+
+    def label(self) -> str:
+        preds = "".join(f"[@{k}={v}]" for k, v in self.attrs.items())
+        return f"{self.tag}{preds}"
+
+
+def load_record(get: Getter, oid: ObjectId) -> Element:
+    _t, payload = get(oid)
+    refs, body = decode_tree(payload)
+    node = decode_element(refs, body)
+    root = etree.fromstring(node.fragment, _PARSER)
+    return Element(str(root.tag), dict(root.attrib), oid=oid, _parsed=root, _runs=list(refs))
+
+
+def document_root(get: Getter, doc: ObjectId) -> Element:
+    _t, payload = get(doc)
+    refs, body = decode_tree(payload)
+    decode_document(body)
+    return load_record(get, refs[0])
+
+
+def children(get: Getter, el: Element) -> Iterator[Element]:
+    """The element's children in document order (leaves inline, records fetched)."""
+    if el._parsed is None or el._runs is None:
+        return
+    run = 0
+    for child in el._parsed:
+        if not isinstance(child.tag, str):
+            continue  # comments and processing instructions
+        if child.tag == MARKER_TAG:
+            for rec in iter_list(get, el._runs[run]):
+                yield load_record(get, rec)
+            run += 1
+        else:
+            yield Element(str(child.tag), dict(child.attrib), leaf=child)
+
+
+def fields(el: Element) -> dict[str, str | None]:
+    """A record's leaf children as name -> text (``$@NULL@$`` stays as written)."""
+    out: dict[str, str | None] = {}
+    if el._parsed is None:
+        return out
+    for child in el._parsed:
+        if isinstance(child.tag, str) and child.tag != MARKER_TAG and not len(child):
+            out[str(child.tag)] = child.text or ""
+    return out
+
+
+def element_bytes(get: Getter, el: Element) -> bytes:
+    if el.oid is not None:
+        parts: list[bytes] = []
+        w = _Writer(parts.append)
+        render_element(get, el.oid, w)
+        w.flush()
+        return b"".join(parts)
+    if el.leaf is None:
+        raise ValueError(f"element {el.tag} has neither record nor leaf")
+    return _unself_close(etree.tostring(el.leaf, encoding="UTF-8", with_tail=False))
+
+
+def parse_address(address: str) -> list[tuple[str, str | None, str | None, int | None]]:
+    if not address.startswith("/"):
+        raise BadInputError(f"element address must start with '/': {address!r}")
+    steps = []
+    for part in address.strip("/").split("/"):
+        m = _STEP.match(part)
+        if not m:
+            raise BadInputError(f"invalid step {part!r} in element address {address!r}")
+        name, attr, v1, v2, v3, pos = m.groups()
+        value = v1 if v1 is not None else v2 if v2 is not None else v3
+        steps.append((name, attr, value, int(pos) if pos else None))
+    return steps
+
+
+def find(get: Getter, doc: ObjectId, address: str) -> Iterator[Element]:
+    """All elements matching an address, in document order."""
+    steps = parse_address(address)
+    root = document_root(get, doc)
+    yield from _match(get, [root], steps)
+
+
+def _match(
+    get: Getter,
+    candidates: list[Element],
+    steps: list[tuple[str, str | None, str | None, int | None]],
+) -> Iterator[Element]:
+    name, attr, value, pos = steps[0]
+    count = 0
+    for el in candidates:
+        if el.tag != name:
+            continue
+        if attr is not None and el.attrs.get(attr) != value:
+            continue
+        count += 1
+        if pos is not None and count != pos:
+            continue
+        if len(steps) == 1:
+            yield el
+        elif el.is_record:
+            yield from _match(get, list(children(get, el)), steps[1:])
+        if pos is not None:
+            return
+
+
+def outline(get: Getter, doc: ObjectId) -> Iterator[tuple[int, Element, int]]:
+    """(depth, record, number of fields) for every record, depth first, lazily."""
+
+    def walk(el: Element, depth: int) -> Iterator[tuple[int, Element, int]]:
+        yield depth, el, len(fields(el))
+        for child in children(get, el):
+            if child.is_record:
+                yield from walk(child, depth + 1)
+
+    yield from walk(document_root(get, doc), 0)

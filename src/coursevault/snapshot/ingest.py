@@ -1,0 +1,334 @@
+"""Ingest: one .mbz archive in, one snapshot out.
+
+Streaming throughout: members are read in archive order; XML members go
+through the element chunker while their raw bytes are spooled (to disk past a
+few MiB) in case they must be kept verbatim; other members are chunked by
+content.  Every XML member is verified by rendering the stored tree and
+comparing its hash with the original's, so export is exact by construction.
+
+All or nothing: any error aborts the write session, which deletes the packs it
+wrote; the snapshot is written last, after everything it references is
+durable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import blake3
+
+from coursevault import __version__
+from coursevault.errors import ArchiveError, BadInputError, XmlError
+from coursevault.moodle2.archive import MemberInfo, iter_members
+from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
+from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
+from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
+from coursevault.snapshot.filechunks import store_content
+from coursevault.snapshot.listbuilder import ListBuilder
+from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
+from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax, render_document
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.repository import Repository, WriteSession
+
+SPOOL_IN_MEMORY = 4 << 20
+READ_SIZE = 1 << 20
+COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class IngestResult:
+    snapshot: str
+    course: str
+    time: str
+    archive: str
+    format: str
+    members: int = 0
+    xml_files: int = 0
+    elements: int = 0
+    records: int = 0
+    bytes_read: int = 0
+    new_objects: int = 0
+    new_bytes: int = 0
+    stored_bytes: int = 0
+    raw_xml: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def validate_course_key(key: str) -> str:
+    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
+        raise BadInputError(
+            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
+        )
+    return key
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 -> epoch seconds; a time without zone is UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-20T14:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+def format_time(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ingest_xml(
+    session: WriteSession,
+    archive: str,
+    info: MemberInfo,
+    stream: Any,
+    result: IngestResult,
+    spool: BinaryIO,
+) -> tuple[ObjectId | None, str]:
+    """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind)."""
+    hasher = blake3.blake3()
+    chunker: XmlChunker | None = XmlChunker(session)
+    reason = ""
+    while True:
+        data = stream.read(READ_SIZE)
+        if not data:
+            break
+        spool.write(data)
+        hasher.update(data)
+        if chunker is not None:
+            try:
+                chunker.feed(data)
+            except XmlSyntax as exc:
+                raise XmlError(archive, str(exc), info.name) from None
+            except NotCanonical as exc:
+                chunker, reason = None, str(exc)
+    size = spool.tell()
+    doc: ObjectId | None = None
+    if chunker is not None:
+        if size == 0:
+            reason = "empty file"
+        else:
+            try:
+                res = chunker.close()
+            except XmlSyntax as exc:
+                raise XmlError(archive, str(exc), info.name) from None
+            except NotCanonical as exc:
+                reason = str(exc)
+            else:
+                check = blake3.blake3()
+                try:
+                    render_document(session.get, res.document, check.update)
+                    same = check.digest() == hasher.digest()
+                except ValueError as exc:
+                    same, reason = False, str(exc)
+                if same:
+                    doc = res.document
+                    result.elements += res.elements
+                    result.records += res.records
+                elif not reason:
+                    spool.seek(0)
+                    reason = _first_difference(session, res.document, spool)
+    spool.seek(0)
+    if doc is not None:
+        return doc, "xml"
+    result.raw_xml.append({"member": info.name, "reason": reason})
+    content, _size = store_content(session, spool, session.repo.config["chunker"])
+    spool.seek(0)
+    return content, "raw"
+
+
+def _first_difference(session: WriteSession, doc: ObjectId, original: BinaryIO) -> str:
+    """Say where a document stops being canonical Moodle XML (for the user)."""
+    rendered = bytearray()
+    render_document(session.get, doc, rendered.extend)
+    data = original.read()
+    n = min(len(rendered), len(data))
+    i = next((k for k in range(n) if rendered[k] != data[k]), n)
+    line = data.count(b"\n", 0, i) + 1
+    if i == n and len(data) > len(rendered):
+        return f"not Moodle's canonical form: extra bytes after the root element (line {line})"
+    snippet = data[i : i + 20].decode("utf-8", "replace")
+    return f"not Moodle's canonical form at line {line} (hand-edited?): {snippet!r}"
+
+
+def ingest_archive(
+    repo: Repository,
+    path: str,
+    *,
+    course: str | None = None,
+    when: str | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
+    """Store one archive as a snapshot; see the module docstring for guarantees."""
+    archive = os.path.basename(path)
+    layout, members = iter_members(path)
+    total = os.path.getsize(path)
+    session = repo.writer("ingest")
+    try:
+        result = _ingest(
+            session, repo, path, archive, layout, members, course, when, progress, total
+        )
+    except BaseException:
+        session.abort()
+        raise
+    return result
+
+
+def _ingest(
+    session: WriteSession,
+    repo: Repository,
+    path: str,
+    archive: str,
+    layout: Any,
+    members: Any,
+    course: str | None,
+    when: str | None,
+    progress: Progress | None,
+    total: int,
+) -> IngestResult:
+    result = IngestResult("", "", "", archive, layout.format)
+    chunker_cfg = repo.config["chunker"]
+    entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = []
+    index_raw: bytes | None = None
+    index_pos = -1
+    info: BackupInfo | None = None
+    done = 0
+    for member, stream in members:
+        result.members += 1
+        entry: dict[str, Any] = {"name": member.name, "size": member.size}
+        if member.link is not None:
+            entry["kind"] = "link"
+            entry["target"] = member.link
+        else:
+            entry["kind"] = "dir" if member.is_dir else "file"
+        if member.tar_header is not None and member.tar_header != _canonical_header(member):
+            entry["tar_header"] = member.tar_header.hex()
+        if member.zip_info is not None:
+            entry["zip"] = {k: v for k, v in member.zip_info.items() if k != "date_time"}
+        content: ObjectId | None = None
+        if entry["kind"] == "file":
+            if member.path == INDEX_NAME and layout.format == "tgz":
+                index_raw = stream.read()
+                index_pos = len(entries)
+                entries.append((member, entry, None))
+                result.bytes_read += len(index_raw)
+                continue
+            if member.path.endswith(".xml"):
+                result.xml_files += 1
+                with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+                    content, kind = _ingest_xml(session, archive, member, stream, result, spool)
+                    entry["content"] = kind
+                    if member.path == "moodle_backup.xml":
+                        try:
+                            info = read_backup_info(spool)  # type: ignore[arg-type]
+                        except BackupInfoError as exc:
+                            raise ArchiveError(archive, str(exc), member.name) from None
+            else:
+                content, _ = store_content(session, stream, chunker_cfg)
+                entry["content"] = "blob"
+            if content is None:
+                entry["content"] = "empty"
+        result.bytes_read += member.size
+        entries.append((member, entry, content))
+        done += 1
+        if progress is not None and done % 16 == 0:
+            progress(result.bytes_read, 0)
+        session.refresh_lock()
+
+    if info is None:
+        raise ArchiveError(archive, "no moodle_backup.xml: not a Moodle backup")
+    try:
+        course_key = validate_course_key(course) if course else info.course_key
+        epoch = parse_time(when) if when else float(info.backup_date)
+    except BackupInfoError as exc:
+        raise ArchiveError(archive, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
+
+    # .ARCHIVE_INDEX: regenerate it from the entries when that gives the same bytes
+    if index_raw is not None:
+        regen = render_archive_index(
+            (m.name, m.is_dir, m.size, m.mtime)
+            for i, (m, _e, _c) in enumerate(entries)
+            if i != index_pos
+        )
+        m, e, _c = entries[index_pos]
+        if regen == index_raw:
+            e["content"] = "archive-index"
+        else:
+            e["content"] = "blob"
+            entries[index_pos] = (m, e, session.put(ObjectType.BLOB, index_raw))
+
+    member_list = ListBuilder(session)
+    for _m, e, cid in entries:
+        member_list.append(session.put_tree([cid] if cid is not None else [], encode_member(e)))
+    mtimes = session.put(ObjectType.BLOB, encode_mtimes([m.mtime for m, _e, _c in entries]))
+    root = session.put_tree(
+        [member_list.finish(), mtimes],
+        encode_archive(
+            {
+                "format": layout.format,
+                "members": len(entries),
+                "gzip_os": layout.gzip_os,
+                "tar_trailer": layout.tar_trailer,
+            }
+        ),
+    )
+    parents = [s.id for s in repo.snapshots(course_key) if s.epoch <= epoch][-1:]
+    f = info.fields
+    source = {
+        "file": archive,
+        "format": layout.format,
+        "backup_name": f.get("name", ""),
+        "moodle_release": f.get("moodle_release", ""),
+        "moodle_version": f.get("moodle_version", ""),
+        "backup_release": f.get("backup_release", ""),
+        "backup_id": info.backup_id or "",
+        "original_course_id": f.get("original_course_id", ""),
+        "original_course_shortname": f.get("original_course_shortname", ""),
+        "original_site_identifier_hash": f.get("original_site_identifier_hash", ""),
+        "original_wwwroot": f.get("original_wwwroot", ""),
+    }
+    stats = session.stats
+    record = {
+        "version": 1,
+        "course": course_key,
+        "time": format_time(epoch),
+        "epoch": epoch,
+        "root": root.hex(),
+        "parents": parents,
+        "source": source,
+        "stats": {
+            "new_objects": stats.new_objects,
+            "new_bytes": stats.new_bytes,
+            "members": result.members,
+            "xml_files": result.xml_files,
+            "raw_xml_files": len(result.raw_xml),
+            "records": result.records,
+            "bytes": result.bytes_read,
+        },
+        "program": f"coursevault {__version__}",
+    }
+    result.snapshot = session.commit(record) or ""
+    result.course = course_key
+    result.time = record["time"]
+    result.new_objects = stats.new_objects
+    result.new_bytes = stats.new_bytes
+    result.stored_bytes = stats.stored_bytes
+    if progress is not None:
+        progress(result.bytes_read, 0)
+    return result
+
+
+def _canonical_header(m: MemberInfo) -> bytes | None:
+    try:
+        return moodle_header(m.name, m.is_dir, m.size, m.mtime)
+    except TarHeaderError:
+        return None

@@ -1,0 +1,168 @@
+"""The manifest tree's node kinds and their encodings (docs/format.md, "Trees").
+
+Every tree object is ``refs + body`` (store.treecodec); the body's first byte
+names the kind:
+
+``A`` archive    refs: [member list root, mtimes blob]; body: JSON layout
+``M`` member     refs: [content] or []; body: JSON (name, kind, size, content kind, ...)
+``D`` document   refs: [root element]; body: varint len + prologue, then trailer
+``X`` element    refs: one list root per marker; body: varint n, n * (varint len + sep), fragment
+``L`` list chunk refs: children in order; body: varint level
+``C`` chunked    refs: content chunks in order; body: varint n, n * varint size
+
+An element record's fragment is its exact XML bytes, from ``<name`` to
+``</name>``, in which every run of child records is replaced by the marker
+``<_cvlist/>``; the runs hang off the refs.  So an unchanged record is an
+unchanged object, and a record's fields (its leaf children) are stored inline
+with it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.treecodec import decode_tree, read_varint, write_varint
+
+MARKER = b"<_cvlist/>"
+MARKER_TAG = "_cvlist"
+
+Getter = Callable[[ObjectId], tuple[ObjectType, bytes]]
+
+
+class NodeFormatError(ValueError):
+    """A tree object does not decode as the node kind expected."""
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# -- element records -----------------------------------------------------------------
+def encode_element(seps: list[bytes], fragment: bytes) -> bytes:
+    out = bytearray(b"X")
+    write_varint(out, len(seps))
+    for sep in seps:
+        write_varint(out, len(sep))
+        out += sep
+    out += fragment
+    return bytes(out)
+
+
+@dataclass(frozen=True)
+class ElementNode:
+    runs: list[ObjectId]
+    seps: list[bytes]
+    fragment: bytes
+
+
+def decode_element(refs: list[ObjectId], body: bytes) -> ElementNode:
+    if body[:1] != b"X":
+        raise NodeFormatError("not an element node")
+    n, pos = read_varint(body, 1)
+    seps = []
+    for _ in range(n):
+        ln, pos = read_varint(body, pos)
+        seps.append(body[pos : pos + ln])
+        pos += ln
+    if n != len(refs):
+        raise NodeFormatError("element node: marker and reference counts differ")
+    return ElementNode(refs, seps, body[pos:])
+
+
+# -- lists ---------------------------------------------------------------------------
+def encode_list(level: int) -> bytes:
+    out = bytearray(b"L")
+    write_varint(out, level)
+    return bytes(out)
+
+
+def iter_list(get: Getter, oid: ObjectId) -> Iterator[ObjectId]:
+    """Yield the items of a list whose root is ``oid`` (an L chunk, or a single item)."""
+    _t, payload = get(oid)
+    refs, body = decode_tree(payload)
+    if body[:1] != b"L":
+        yield oid
+        return
+    level, _ = read_varint(body, 1)
+    if level == 0:
+        yield from refs
+    else:
+        for ref in refs:
+            yield from iter_list(get, ref)
+
+
+# -- documents -----------------------------------------------------------------------
+def encode_document(prologue: bytes, trailer: bytes) -> bytes:
+    out = bytearray(b"D")
+    write_varint(out, len(prologue))
+    out += prologue
+    out += trailer
+    return bytes(out)
+
+
+def decode_document(body: bytes) -> tuple[bytes, bytes]:
+    if body[:1] != b"D":
+        raise NodeFormatError("not a document node")
+    n, pos = read_varint(body, 1)
+    return body[pos : pos + n], body[pos + n :]
+
+
+# -- chunked content -----------------------------------------------------------------
+def encode_chunked(sizes: list[int]) -> bytes:
+    out = bytearray(b"C")
+    write_varint(out, len(sizes))
+    for s in sizes:
+        write_varint(out, s)
+    return bytes(out)
+
+
+# -- members and archives (small, JSON for readability) ------------------------------
+def encode_member(entry: dict[str, Any]) -> bytes:
+    return b"M" + _json(entry)
+
+
+def encode_archive(layout: dict[str, Any]) -> bytes:
+    return b"A" + _json(layout)
+
+
+def decode_json_node(body: bytes, kind: bytes) -> dict[str, Any]:
+    if body[:1] != kind:
+        raise NodeFormatError(f"expected a {kind.decode()} node")
+    data = json.loads(body[1:])
+    if not isinstance(data, dict):
+        raise NodeFormatError("node body is not an object")
+    return data
+
+
+def node_kind(body: bytes) -> str:
+    return body[:1].decode("ascii", "replace")
+
+
+# -- mtimes: one small blob per archive ----------------------------------------------
+def encode_mtimes(mtimes: list[int]) -> bytes:
+    """Zig-zag varint deltas: nightly backups give every file a new mtime, so the
+    times are kept apart from the members and packed tightly."""
+    out = bytearray()
+    write_varint(out, len(mtimes))
+    prev = 0
+    for t in mtimes:
+        d = t - prev
+        write_varint(out, d * 2 if d >= 0 else -d * 2 - 1)
+        prev = t
+    return bytes(out)
+
+
+def decode_mtimes(data: bytes) -> list[int]:
+    n, pos = read_varint(data, 0)
+    out = []
+    prev = 0
+    for _ in range(n):
+        z, pos = read_varint(data, pos)
+        d = z // 2 if z % 2 == 0 else -(z + 1) // 2
+        prev += d
+        out.append(prev)
+    return out

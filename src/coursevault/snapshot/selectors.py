@@ -1,0 +1,62 @@
+"""Snapshot selectors: how users name a point in a course's history.
+
+* an id or a unique prefix of at least 4 hex digits;
+* ``COURSE`` or ``COURSE@latest``: the course's newest snapshot;
+* ``COURSE@~N``: N snapshots before the newest;
+* ``COURSE@<ISO 8601 time>``: the newest at or before that time.
+
+Every snapshot is a complete tree, so any selector costs the same to use.
+"""
+
+from __future__ import annotations
+
+import re
+
+from coursevault.errors import BadInputError, SelectorError
+from coursevault.snapshot.ingest import parse_time
+from coursevault.store.catalog import SnapshotRow
+from coursevault.store.repository import Repository
+
+_HEX = re.compile(r"^[0-9a-f]{4,64}$")
+
+
+def resolve(repo: Repository, selector: str) -> SnapshotRow:
+    selector = selector.strip()
+    if not selector:
+        raise SelectorError("empty snapshot selector")
+    course, at, spec = selector.partition("@")
+    if not at:
+        if _HEX.match(selector.lower()):
+            matches = [s for s in repo.snapshots() if s.id.startswith(selector.lower())]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                raise SelectorError(
+                    f"snapshot prefix {selector!r} is ambiguous ({len(matches)} match)"
+                )
+        spec = "latest"
+    rows = repo.snapshots(course)
+    if not rows:
+        raise SelectorError(f"no snapshot matches {selector!r}")
+    if spec == "latest":
+        return rows[-1]
+    if spec.startswith("~"):
+        try:
+            back = int(spec[1:])
+        except ValueError:
+            raise SelectorError(f"invalid selector {selector!r}: ~N needs a number") from None
+        if back < 0 or back >= len(rows):
+            raise SelectorError(
+                f"course {course!r} has {len(rows)} snapshots; {selector!r} goes back too far"
+            )
+        return rows[-1 - back]
+    try:
+        epoch = parse_time(spec)
+    except BadInputError:
+        raise SelectorError(
+            f"invalid selector {selector!r}: expected latest, ~N or an ISO time"
+        ) from None
+    before = [s for s in rows if s.epoch <= epoch]
+    if not before:
+        raise SelectorError(f"course {course!r} has no snapshot at or before {spec}")
+    return before[-1]

@@ -1,0 +1,17 @@
+"""What tree builders need from the store: a narrow interface, easy to fake in tests."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from coursevault.store.ids import ObjectId, ObjectType
+
+
+class ObjectSink(Protocol):
+    """Satisfied by :class:`coursevault.store.repository.WriteSession`."""
+
+    def put(self, kind: ObjectType, payload: bytes) -> ObjectId: ...
+
+    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId: ...
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]: ...
