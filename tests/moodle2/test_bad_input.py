@@ -1,0 +1,178 @@
+"""Bad archives: one clear line naming archive and member, exit 2, nothing stored."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from conftest import CORPUS
+from helpers import MINIMAL_BACKUP, tar_with, write_tgz
+
+from coursevault.cli.app import main
+from coursevault.store.backend import LocalBackend
+from coursevault.store.repository import Repository
+
+
+def _ti(name: str, kind: bytes = tarfile.REGTYPE, size: int = 0, link: str = "") -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = kind
+    ti.size = size
+    ti.linkname = link
+    return ti
+
+
+def truncated_gzip(p: Path) -> None:
+    p.write_bytes(
+        CORPUS[0].read_bytes()[:-3000]
+        if CORPUS[0].read_bytes()[:2] == b"\x1f\x8b"
+        else next(c for c in CORPUS if c.read_bytes()[:2] == b"\x1f\x8b").read_bytes()[:3000]
+    )
+
+
+def corrupt_zip(p: Path) -> None:
+    z = next(c for c in CORPUS if c.read_bytes()[:2] == b"PK").read_bytes()
+    p.write_bytes(z[:200] + b"\xff" * 400 + z[600:])
+
+
+def not_archive(p: Path) -> None:
+    p.write_bytes(b"hello, I am a text file\n" * 10)
+
+
+def empty_file(p: Path) -> None:
+    p.write_bytes(b"")
+
+
+def malformed_xml(p: Path) -> None:
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("course.xml", b"<a><b></a>")])
+
+
+def xml_with_dtd(p: Path) -> None:
+    bomb = (
+        b'<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+        b"\n<lolz>&lol2;</lolz>"
+    )
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("evil.xml", bomb)])
+
+
+def xml_with_entity(p: Path) -> None:
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("e.xml", b"<a>&xxe;</a>")])
+
+
+def absolute_path(p: Path) -> None:
+    tar_with(p, [_ti("/etc/passwd", size=3)], {"/etc/passwd": b"abc"})
+
+
+def dotdot_path(p: Path) -> None:
+    tar_with(p, [_ti("a/../../x.xml", size=3)], {"a/../../x.xml": b"abc"})
+
+
+def symlink(p: Path) -> None:
+    tar_with(p, [_ti("link.xml", tarfile.SYMTYPE, link="/etc/passwd")], {})
+
+
+def device(p: Path) -> None:
+    tar_with(p, [_ti("dev", tarfile.CHRTYPE)], {})
+
+
+def duplicate_names(p: Path) -> None:
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("moodle_backup.xml", MINIMAL_BACKUP)])
+
+
+def absurd_size(p: Path) -> None:
+    header = bytearray(tarfile.TarInfo("big.bin").tobuf(format=tarfile.USTAR_FORMAT))
+    header[124:136] = b"77777777777\0"
+    header[148:156] = b" " * 8
+    header[148:156] = f"{sum(header):06o}".encode() + b"\0 "
+    p.write_bytes(gzip.compress(bytes(header) + b"x" * 512))
+
+
+def no_manifest(p: Path) -> None:
+    write_tgz(p, [("course/", None), ("course/course.xml", b"<course></course>")])
+
+
+def zip_traversal(p: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("moodle_backup.xml", MINIMAL_BACKUP)
+        z.writestr("../escape.xml", b"<a></a>")
+    p.write_bytes(buf.getvalue())
+
+
+CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
+    (truncated_gzip, "truncated", None),
+    (corrupt_zip, "corrupt zip", None),
+    (not_archive, "not a Moodle backup archive", None),
+    (empty_file, "empty file", None),
+    (malformed_xml, "malformed XML at line 1", "course.xml"),
+    (xml_with_dtd, "DTD", "evil.xml"),
+    (xml_with_entity, "malformed XML", "e.xml"),
+    (absolute_path, "absolute path", "/etc/passwd"),
+    (dotdot_path, "'..'", "a/../../x.xml"),
+    (symlink, "symbolic links", "link.xml"),
+    (device, "device", "dev"),
+    (duplicate_names, "duplicate member name", "moodle_backup.xml"),
+    (absurd_size, "absurd declared size", "big.bin"),
+    (no_manifest, "no moodle_backup.xml", None),
+    (zip_traversal, "'..'", "../escape.xml"),
+]
+
+
+@pytest.mark.parametrize(("make", "message", "member"), CASES, ids=[c[0].__name__ for c in CASES])
+def test_bad_archive_is_refused_cleanly(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    make: Callable[[Path], None],
+    message: str,
+    member: str | None,
+) -> None:
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    assert main(["init", str(repo)]) == 0
+    good = next(c for c in CORPUS if "moodle_311_quiz" in c.name)
+    assert main(["ingest", "-r", str(repo), str(good)]) == 0
+    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if "locks" not in p.parts)
+    capsys.readouterr()
+
+    bad = tmp_path / "bad.mbz"
+    make(bad)
+    code = main(["ingest", "-r", str(repo), str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert "bad.mbz" in err and message in err
+    if member:
+        assert member in err
+    after = sorted(p.relative_to(repo) for p in repo.rglob("*") if "locks" not in p.parts)
+    assert after == before  # nothing of the bad archive was left behind
+    with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
+        assert len(r.snapshots()) == 1
+        assert not list(r.backend.list("locks/"))
+
+
+def test_late_failure_removes_packs_already_written(tmp_path: Path) -> None:
+    """An error in the last member, after several packs were flushed, leaves nothing."""
+    import os
+
+    from coursevault.errors import XmlError
+    from coursevault.snapshot.ingest import ingest_archive
+
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, pack_size=64 * 1024)
+    bad = tmp_path / "late.mbz"
+    members: list[tuple[str, bytes | None]] = [("moodle_backup.xml", MINIMAL_BACKUP)]
+    members += [(f"files/{i:02x}/blob{i}", os.urandom(40_000)) for i in range(20)]
+    members.append(("zz.xml", b"<broken>"))
+    write_tgz(bad, members)
+    with Repository.open(backend, cache_dir=tmp_path / "cache") as repo:
+        with pytest.raises(XmlError, match="zz.xml"):
+            ingest_archive(repo, str(bad))
+        assert list(backend.list("packs/")) == []
+        assert list(backend.list("index/")) == []
+        assert repo.snapshots() == []
+        assert repo.catalog.count_objects() == 0

@@ -1,0 +1,114 @@
+"""A night's growth is what changed: unchanged subtrees are hashes already stored."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from conftest import CORPUS
+from helpers import read_members, write_tgz
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.snapshot.listbuilder import ListBuilder
+from coursevault.snapshot.nodes import iter_list
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.repository import Repository
+from coursevault.store.treecodec import encode_tree, tree_refs
+
+
+class MemSink:
+    def __init__(self) -> None:
+        self.objects: dict[ObjectId, tuple[ObjectType, bytes]] = {}
+        self.writes = 0
+
+    def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
+        oid = object_id(kind, payload)
+        if oid not in self.objects:
+            self.writes += 1
+        self.objects[oid] = (kind, payload)
+        return oid
+
+    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
+        return self.put(ObjectType.TREE, encode_tree(refs, body))
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        return self.objects[oid]
+
+
+def reachable(repo: Repository, snap: str) -> set[ObjectId]:
+    seen: set[ObjectId] = set()
+    stack = [bytes.fromhex(repo.read_snapshot(snap)["root"])]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        kind, payload = repo.get(oid)
+        if kind == ObjectType.TREE:
+            stack.extend(tree_refs(payload))
+    return seen
+
+
+def _next_night(src: Path, dst: Path) -> None:
+    """Change one record's field and the backup date, as a real next backup would."""
+    out: list[tuple[str, bytes | None]] = []
+    changed = False
+    for name, is_dir, data in read_members(src):
+        if name.endswith(".ARCHIVE_INDEX"):
+            continue
+        if name.endswith("moodle_backup.xml"):
+            data = data.replace(b"<backup_date>", b"<backup_date>9", 1)
+        elif not changed and name.endswith("questions.xml") and b"<questiontext>" in data:
+            data = data.replace(b"<questiontext>", b"<questiontext>EDITED ", 1)
+            changed = True
+        out.append((name, None if is_dir else data))
+    assert changed
+    write_tgz(dst, out)
+
+
+def test_second_night_shares_unchanged_nodes(cv_repo: Repository, tmp_path: Path) -> None:
+    source = next(p for p in CORPUS if "coderunner" in p.name)
+    night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
+    write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
+    _next_night(night1, night2)
+    first = ingest_archive(cv_repo, str(night1))
+    second = ingest_archive(cv_repo, str(night2))
+    assert second.new_objects < first.new_objects / 20
+    assert second.new_bytes < first.new_bytes / 10
+    a, b = reachable(cv_repo, first.snapshot), reachable(cv_repo, second.snapshot)
+    assert len(a & b) / len(b) > 0.9
+    assert cv_repo.read_snapshot(second.snapshot)["parents"] == [first.snapshot]
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=3000),
+    pos=st.integers(min_value=0),
+    seed=st.integers(0, 2**32),
+)
+def test_list_insert_rewrites_few_chunks(n: int, pos: int, seed: int) -> None:
+    rnd = random.Random(seed)
+    items = [rnd.randbytes(32) for _ in range(n)]
+    sink = MemSink()
+    builder = ListBuilder(sink)
+    for item in items:
+        builder.append(item)
+    root = builder.finish()
+    assert list(iter_list(sink.get, root)) == items if n > 1 else root == items[0]
+
+    before = set(sink.objects)
+    items.insert(pos % (n + 1), rnd.randbytes(32))
+    builder = ListBuilder(sink)
+    for item in items:
+        builder.append(item)
+    root2 = builder.finish()
+    assert list(iter_list(sink.get, root2)) == items
+    new = set(sink.objects) - before
+    levels = 1
+    size = len(items)
+    while size > 64:
+        size //= 64
+        levels += 1
+    assert len(new) <= 2 * levels + 2  # a chunk per level (two where a boundary moved)
