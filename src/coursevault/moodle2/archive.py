@@ -32,6 +32,7 @@ from coursevault.moodle2.tarformat import (
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 READ_SIZE = 1 << 20
+MAX_DEFLATE_RATIO = 1100  # deflate cannot expand data more than ~1032 times
 
 
 @dataclass
@@ -138,6 +139,7 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
         if len(header) < 10:
             raise ArchiveError(path, "truncated gzip header")
         layout.gzip_os = header[9]
+        compressed = os.fstat(raw.fileno()).st_size
         raw.seek(0)
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
         seen: set[str] = set()
@@ -191,8 +193,10 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
             is_dir = flag == b"5"
             if not is_dir and flag not in (b"0", b"\0", b"7"):
                 raise ArchiveError(path, f"unsupported tar entry type {flag!r}", h.name)
-            if h.size > MAX_MEMBER_SIZE:
-                raise ArchiveError(path, f"absurd declared size {h.size} bytes", h.name)
+            if h.size > min(MAX_MEMBER_SIZE, MAX_DEFLATE_RATIO * compressed + (1 << 20)):
+                raise ArchiveError(
+                    path, f"absurd declared size {h.size} bytes for a {compressed}-byte archive", h.name
+                )
             info = MemberInfo(h.name, is_dir, 0 if is_dir else h.size, h.mtime, tar_header=h.raw)
             key = info.path
             if key in seen:
@@ -215,7 +219,6 @@ def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
         raise ArchiveError(path, f"cannot read: {exc}") from None
     with zf:
         seen: set[str] = set()
-        total = os.path.getsize(path)
         for zi in zf.infolist():
             check_member_name(path, zi.filename)
             mode = zi.external_attr >> 16
@@ -225,9 +228,7 @@ def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
                 raise ArchiveError(path, "device or fifo entries are not allowed", zi.filename)
             if zi.flag_bits & 0x1:
                 raise ArchiveError(path, "encrypted zip members are not supported", zi.filename)
-            if zi.file_size > MAX_MEMBER_SIZE or (
-                zi.compress_size and zi.file_size > 2000 * max(zi.compress_size, total)
-            ):
+            if zi.file_size > min(MAX_MEMBER_SIZE, MAX_DEFLATE_RATIO * zi.compress_size + (1 << 20)):
                 raise ArchiveError(path, f"absurd declared size {zi.file_size} bytes", zi.filename)
             info = MemberInfo(
                 zi.filename,

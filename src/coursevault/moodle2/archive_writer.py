@@ -9,7 +9,9 @@ version, so only the tar inside, not the .mbz bytes, is promised identical.
 
 from __future__ import annotations
 
+import queue
 import struct
+import threading
 import time
 import zipfile
 import zlib
@@ -32,24 +34,63 @@ class _Counter:
 
 
 class GzipWriter:
-    """A gzip member with MTIME 0, no name, and a chosen OS byte, like PHP's gzopen."""
+    """A gzip member with MTIME 0, no name, and a chosen OS byte, like PHP's gzopen.
+
+    Deflate runs in a worker thread (zlib releases the GIL), so producing the
+    tar -- rendering XML from the store -- and compressing it use both cores.
+    Memory is bounded by a few queued 1 MiB buffers.
+    """
+
+    BUFFER = 1 << 20
 
     def __init__(self, out: BinaryIO, os_byte: int = 3, level: int = 6) -> None:
         self._out = out
         self._z = zlib.compressobj(level, zlib.DEFLATED, -15)
         self._crc = 0
         self._size = 0
+        self._buf = bytearray()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
         out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00" + bytes([os_byte & 0xFF]))
+        self._worker = threading.Thread(target=self._run, name="gzip", daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                data = self._queue.get()
+                if data is None:
+                    break
+                self._crc = zlib.crc32(data, self._crc)
+                chunk = self._z.compress(data)
+                if chunk:
+                    self._out.write(chunk)
+            self._out.write(self._z.flush())
+        except BaseException as exc:  # reported to the producing thread
+            self._error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _put(self, item: bytes | None) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(item)
 
     def write(self, data: bytes | memoryview) -> None:
-        self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
-        chunk = self._z.compress(data)
-        if chunk:
-            self._out.write(chunk)
+        self._buf += data
+        if len(self._buf) >= self.BUFFER:
+            self._put(bytes(self._buf))
+            self._buf = bytearray()
 
     def close(self) -> None:
-        self._out.write(self._z.flush())
+        if self._buf:
+            self._put(bytes(self._buf))
+            self._buf = bytearray()
+        self._put(None)
+        self._worker.join()
+        if self._error is not None:
+            raise self._error
         self._out.write(struct.pack("<II", self._crc & 0xFFFFFFFF, self._size & 0xFFFFFFFF))
 
 

@@ -111,7 +111,9 @@ class Catalog:
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
             metadata.create_all(self.engine)
-            self._raw = self.engine.raw_connection()
+            self._pooled = self.engine.raw_connection()
+            # the driver's own connection: the pool proxy costs microseconds per call
+            self._raw = self._pooled.driver_connection
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
         self.url = url
@@ -124,7 +126,7 @@ class Catalog:
 
     def close(self) -> None:
         try:
-            self._raw.close()
+            self._pooled.close()
         finally:
             self.engine.dispose()
 

@@ -122,15 +122,26 @@ class PackWriter:
         self._entries.clear()
         self._raw = bytearray()
 
-    def read(self, oid: ObjectId, reader: BlockReader) -> tuple[int, bytes] | None:
-        """Return (type, payload) of an object added to this unfinished pack."""
+    def read(
+        self, oid: ObjectId, reader: BlockReader, cache: dict[int, bytes]
+    ) -> tuple[int, bytes] | None:
+        """Return (type, payload) of an object added to this unfinished pack.
+
+        ``cache`` keeps decoded blocks (by offset): reading back what was just
+        written (ingest verifies every document) touches blocks in order.
+        """
         spot = self.where.get(oid)
         if spot is None:
             return None
         t, boff, blen, off, ln = spot
         if boff < 0:
             return t, bytes(self._raw[off : off + ln])
-        raw, _entries = reader.decode(bytes(self._buf[boff : boff + blen]))
+        raw = cache.get(boff)
+        if raw is None:
+            raw = reader.payload(bytes(self._buf[boff : boff + blen]))
+            if len(cache) >= 32:
+                cache.pop(next(iter(cache)))
+            cache[boff] = raw
         return t, raw[off : off + ln]
 
     def finish(self) -> tuple[bytes, bytes]:
@@ -148,9 +159,19 @@ class BlockReader:
 
     def decode(self, block: bytes) -> tuple[bytes, list[tuple[int, ObjectId, int, int]]]:
         """Return (raw payload, entries) of one block, checking its structure."""
+        table_end = self._check(block)
+        entries = list(ENTRY.iter_unpack(memoryview(block)[BLOCK_HEAD.size : table_end]))
+        return self._inflate(block, table_end), entries
+
+    def payload(self, block: bytes) -> bytes:
+        """The raw payload only (when the caller already knows where objects are)."""
+        return self._inflate(block, self._check(block))
+
+    @staticmethod
+    def _check(block: bytes) -> int:
         if len(block) < BLOCK_HEAD.size:
             raise PackFormatError("block shorter than its header")
-        magic, codec, stored_len, raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
+        magic, _codec, stored_len, _raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
         if magic != b"B":
             raise PackFormatError("bad block marker")
         table_end = BLOCK_HEAD.size + n * ENTRY.size
@@ -158,7 +179,10 @@ class BlockReader:
             raise PackFormatError(
                 f"block length {len(block)} does not match its header ({table_end + stored_len})"
             )
-        entries = [ENTRY.unpack_from(block, BLOCK_HEAD.size + i * ENTRY.size) for i in range(n)]
+        return table_end
+
+    def _inflate(self, block: bytes, table_end: int) -> bytes:
+        _magic, codec, _stored_len, raw_len, _n = BLOCK_HEAD.unpack_from(block, 0)
         payload = memoryview(block)[table_end:]
         if codec == CODEC_RAW:
             raw = bytes(payload)
@@ -171,7 +195,7 @@ class BlockReader:
             raise PackFormatError(f"unknown block codec {codec}")
         if len(raw) != raw_len:
             raise PackFormatError(f"block decodes to {len(raw)} bytes, header says {raw_len}")
-        return raw, entries
+        return raw
 
 
 def iter_blocks(data: bytes) -> Iterator[tuple[int, int]]:

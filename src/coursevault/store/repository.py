@@ -61,6 +61,7 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 64
+NEAR_LOCATIONS = 50_000
 
 
 def snapshot_key(snap_id: str) -> str:
@@ -91,6 +92,10 @@ class Repository:
         self.catalog = catalog
         self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, dict[bytes, tuple[int, int]]]]
         self._blocks = OrderedDict()
+        # Locations learned from the tables of blocks we decoded: readers walk trees
+        # in roughly the order they were written, so the next object is usually in a
+        # block just read, and the catalog need not be asked.
+        self._near: dict[ObjectId, Location] = {}
         self._reader = BlockReader()
 
     # -- creation and opening ---------------------------------------------------------
@@ -221,6 +226,9 @@ class Repository:
         return self.catalog.has(oid)
 
     def locate(self, oid: ObjectId) -> Location:
+        loc = self._near.get(oid)
+        if loc is not None:
+            return loc
         loc = self.catalog.lookup(oid)
         if loc is None:
             raise ObjectMissingError(oid.hex(), "not in any index")
@@ -262,6 +270,12 @@ class Repository:
             ) from exc
         table = {oid: (off, ln) for _t, oid, off, ln in entries}
         self._blocks[key] = (raw, table)
+        if len(self._near) > NEAR_LOCATIONS:
+            self._near.clear()
+        for t, oid, off, ln in entries:
+            self._near[oid] = Location(
+                ObjectType(t), loc.pack, loc.block_offset, loc.block_length, off, ln
+            )
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
         return raw, table
@@ -362,6 +376,7 @@ class WriteSession:
         self._block_size = int(cfg["block_size"])
         self._level = int(cfg["zstd_level"])
         self._pack = PackWriter(self._block_size, self._level)
+        self._decoded: dict[int, bytes] = {}
         self._packs: list[bytes] = []
         self.stats = WriteStats()
         self._closed = False
@@ -385,7 +400,7 @@ class WriteSession:
 
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
         """Read an object, including ones this session has not committed yet."""
-        found = self._pack.read(oid, self.repo._reader)
+        found = self._pack.read(oid, self.repo._reader, self._decoded)
         if found is not None:
             return ObjectType(found[0]), found[1]
         if self._packs:
@@ -410,6 +425,7 @@ class WriteSession:
             ),
         )
         self._pack = PackWriter(self._block_size, self._level)
+        self._decoded = {}
         self._lock.refresh()
 
     def refresh_lock(self) -> None:
