@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from pathlib import Path
 
 from coursevault.moodle2.archive import iter_members
 from coursevault.moodle2.archive_writer import TgzWriter
+
+CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "moodle"
+if not CORPUS_DIR.is_dir():  # CI clones main with shared/ beside it; allow an override
+    CORPUS_DIR = Path(os.environ.get("COURSEVAULT_CORPUS", CORPUS_DIR))
+CORPUS = sorted(CORPUS_DIR.glob("*.mbz"))
+
+
+def corpus_ids() -> list[str]:
+    return [p.name.replace("_tests_fixtures_", ":")[:60] for p in CORPUS]
 
 
 def read_members(path: str | Path) -> list[tuple[str, bool, bytes]]:

@@ -6,8 +6,7 @@ import gzip
 from pathlib import Path
 
 import pytest
-from conftest import CORPUS, corpus_ids
-from helpers import logical, read_members
+from helpers import CORPUS, corpus_ids, logical, read_members
 
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive

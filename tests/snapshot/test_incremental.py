@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from conftest import CORPUS
-from helpers import read_members, write_tgz
+from helpers import CORPUS, read_members, write_tgz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

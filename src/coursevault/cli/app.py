@@ -355,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("COURSEVAULT_DEBUG") == "1"
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="coursevault", standalone_mode=False)
+        rv = command.main(args=args, prog_name="coursevault", standalone_mode=False)
+        if isinstance(rv, int):  # click returns a typer.Exit's code instead of raising it
+            return rv
     except typer.Exit as exc:
         return int(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

@@ -14,13 +14,14 @@ tens of microseconds per statement, which would dominate ingest.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from coursevault.errors import CatalogError
 from coursevault.store.ids import ObjectType
@@ -56,14 +57,6 @@ objects_t = sa.Table(
     *(sa.Column(n, t, nullable=False) for n, t in _loc_cols),
     sqlite_with_rowid=False,
 )
-pending_t = sa.Table(
-    "cv_pending",
-    metadata,
-    sa.Column("session", sa.String(32), primary_key=True),
-    sa.Column("id", _Id, primary_key=True),
-    *(sa.Column(n, t, nullable=False) for n, t in _loc_cols),
-    sqlite_with_rowid=False,
-)
 snapshots_t = sa.Table(
     "cv_snapshots",
     metadata,
@@ -94,11 +87,25 @@ class SnapshotRow:
     record: dict[str, Any]
 
 
+def _create_tables(engine: sa.Engine) -> None:
+    """create_all checks, then creates: two processes opening a new catalog at once
+    can both decide to create.  The loser finds the tables made; retry once."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine)
+            return
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 def _enable_sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
+    cur.execute("PRAGMA cache_size=-16384")
     cur.close()
 
 
@@ -110,7 +117,7 @@ class Catalog:
             self.engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
-            metadata.create_all(self.engine)
+            _create_tables(self.engine)
             self._pooled = self.engine.raw_connection()
             # the driver's own connection: the pool proxy costs microseconds per call
             self._raw = self._pooled.driver_connection
@@ -120,9 +127,7 @@ class Catalog:
         self._ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._has_sql = f"SELECT 1 FROM cv_objects WHERE id = {self._ph}"
         self._loc_sql = f"SELECT {LOC_FIELDS} FROM cv_objects WHERE id = {self._ph}"
-        self._pending_sql = (
-            f"SELECT {LOC_FIELDS} FROM cv_pending WHERE session = {self._ph} AND id = {self._ph}"
-        )
+        self._cur = self._raw.cursor()
 
     def close(self) -> None:
         try:
@@ -161,11 +166,8 @@ class Catalog:
 
     # -- objects ---------------------------------------------------------------------
     def has(self, oid: bytes) -> bool:
-        cur = self._raw.cursor()
-        cur.execute(self._has_sql, (oid,))
-        found = cur.fetchone() is not None
-        cur.close()
-        return found
+        self._cur.execute(self._has_sql, (oid,))
+        return self._cur.fetchone() is not None
 
     def has_many(self, oids: Sequence[bytes]) -> set[bytes]:
         """Return the subset of ``oids`` that is stored (batched for speed)."""
@@ -180,40 +182,16 @@ class Catalog:
         return found
 
     def lookup(self, oid: bytes) -> Location | None:
-        cur = self._raw.cursor()
-        cur.execute(self._loc_sql, (oid,))
-        row = cur.fetchone()
-        cur.close()
+        self._cur.execute(self._loc_sql, (oid,))
+        row = self._cur.fetchone()
         return _location(row) if row else None
-
-    def lookup_pending(self, session: str, oid: bytes) -> Location | None:
-        cur = self._raw.cursor()
-        cur.execute(self._pending_sql, (session, oid))
-        row = cur.fetchone()
-        cur.close()
-        return _location(row) if row else None
-
-    def add_pending(self, session: str, entries: Iterable[tuple[bytes, Location]]) -> None:
-        sql = self._insert_ignore("cv_pending", ("session", "id", *LOC_FIELDS.split(", ")))
-        self._executemany(sql, ((session, oid, *_loc_tuple(loc)) for oid, loc in entries))
-
-    def iter_pending(self, session: str) -> Iterator[tuple[bytes, Location]]:
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=5000).execute(
-                sa.select(pending_t.c.id, *(pending_t.c[n] for n, _ in _loc_cols))
-                .where(pending_t.c.session == session)
-                .order_by(pending_t.c.pack, pending_t.c.block_offset, pending_t.c.offset)
-            )
-            for row in result:
-                yield bytes(row[0]), _location(row[1:])
-
-    def drop_pending(self, session: str) -> None:
-        self._run(sa.delete(pending_t).where(pending_t.c.session == session))
 
     def add_index_file(self, name: str, entries: Iterable[tuple[bytes, Location]]) -> None:
         """Record an index file and its entries (idempotent)."""
         sql = self._insert_ignore("cv_objects", ("id", *LOC_FIELDS.split(", ")))
-        self._executemany(sql, ((oid, *_loc_tuple(loc)) for oid, loc in entries))
+        # sorted keys turn random B-tree inserts into mostly sequential ones
+        rows = sorted((oid, *_loc_tuple(loc)) for oid, loc in entries)
+        self._executemany(sql, rows)
         self._executemany(self._insert_ignore("cv_index_files", ("name",)), [(name,)])
 
     def index_files(self) -> set[str]:
@@ -303,6 +281,9 @@ def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:
     return (int(loc.type), loc.pack, loc.block_offset, loc.block_length, loc.offset, loc.length)
 
 
+_TYPES = {t.value: t for t in ObjectType}
+
+
 def _location(row: Sequence[Any]) -> Location:
     t, pack, boff, blen, off, ln = row
-    return Location(ObjectType(t), bytes(pack), boff, blen, off, ln)
+    return Location(_TYPES[t], bytes(pack), boff, blen, off, ln)

@@ -188,8 +188,12 @@ class BlockReader:
             raw = bytes(payload)
         elif codec == CODEC_ZSTD:
             try:
+                # a corrupt frame header may claim any size: trust only the block header
+                claimed = zstandard.frame_content_size(payload)
+                if claimed != raw_len:
+                    raise PackFormatError(f"zstd frame claims {claimed} bytes, block says {raw_len}")
                 raw = self._dctx.decompress(payload, max_output_size=raw_len)
-            except zstandard.ZstdError as exc:
+            except (zstandard.ZstdError, MemoryError) as exc:
                 raise PackFormatError(f"zstd: {exc}") from exc
         else:
             raise PackFormatError(f"unknown block codec {codec}")
@@ -202,6 +206,8 @@ def iter_blocks(data: bytes) -> Iterator[tuple[int, int]]:
     """Yield (offset, length) of every block of a whole pack file."""
     if data[:4] != PACK_MAGIC:
         raise PackFormatError("not a pack file (bad magic)")
+    if len(data) < len(PACK_HEADER):
+        raise PackFormatError("truncated pack header")
     if data[4] != PACK_VERSION:
         raise PackFormatError(f"unknown pack version {data[4]}")
     pos = len(PACK_HEADER)

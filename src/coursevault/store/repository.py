@@ -29,6 +29,7 @@ import blake3
 
 from coursevault.errors import (
     BackendError,
+    BadInputError,
     ChecksumMismatchError,
     CorruptionError,
     FormatVersionError,
@@ -54,6 +55,7 @@ from coursevault.store.pack import (
     PackWriter,
     pack_key,
 )
+from coursevault.store.pending import PendingIndex
 from coursevault.store.treecodec import encode_tree
 
 FORMAT_VERSION = 1
@@ -61,6 +63,7 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 64
+_TYPES = {t.value: t for t in ObjectType}
 NEAR_LOCATIONS = 50_000
 
 
@@ -196,9 +199,10 @@ class Repository:
         for snap_id in sorted(snaps - in_cat):
             try:
                 record = self.read_snapshot(snap_id)
-            except CorruptionError:
+                row = _snapshot_row(snap_id, record)
+            except (CorruptionError, KeyError, TypeError, ValueError):
                 continue  # reported by check; never listed as a usable snapshot
-            self.catalog.add_snapshot(_snapshot_row(snap_id, record))
+            self.catalog.add_snapshot(row)
 
     def rebuild_catalog(self) -> dict[str, int]:
         """Drop the catalog's contents and recreate them from the repository alone."""
@@ -239,7 +243,10 @@ class Repository:
         return self.read_at(oid, self.locate(oid))
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
-        raw, table = self._block(loc)
+        try:
+            raw, table = self._block(loc)
+        except FileNotFoundError:
+            raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
         slot = table.get(oid)
         if slot is None or slot != (loc.offset, loc.length):
             raise ObjectMissingError(
@@ -258,8 +265,6 @@ class Repository:
             return cached
         try:
             block = self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
-        except FileNotFoundError:
-            raise ObjectMissingError(loc.pack.hex(), "pack file is missing") from None
         except BackendError as exc:
             raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
         try:
@@ -273,9 +278,9 @@ class Repository:
         if len(self._near) > NEAR_LOCATIONS:
             self._near.clear()
         for t, oid, off, ln in entries:
-            self._near[oid] = Location(
-                ObjectType(t), loc.pack, loc.block_offset, loc.block_length, off, ln
-            )
+            kind = _TYPES.get(t)
+            if kind is not None:  # a corrupt type byte only hides that entry
+                self._near[oid] = Location(kind, loc.pack, loc.block_offset, loc.block_length, off, ln)
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
         return raw, table
@@ -377,6 +382,7 @@ class WriteSession:
         self._level = int(cfg["zstd_level"])
         self._pack = PackWriter(self._block_size, self._level)
         self._decoded: dict[int, bytes] = {}
+        self._pending = PendingIndex()
         self._packs: list[bytes] = []
         self.stats = WriteStats()
         self._closed = False
@@ -386,7 +392,7 @@ class WriteSession:
         oid = object_id(kind, payload)
         if oid in self._pack.where or self.repo.catalog.has(oid):
             return oid
-        if self._packs and self.repo.catalog.lookup_pending(self.session, oid) is not None:
+        if self._pending.count and self._pending.lookup(oid) is not None:
             return oid
         self._pack.add(kind, oid, payload)
         self.stats.new_objects += 1
@@ -403,8 +409,8 @@ class WriteSession:
         found = self._pack.read(oid, self.repo._reader, self._decoded)
         if found is not None:
             return ObjectType(found[0]), found[1]
-        if self._packs:
-            loc = self.repo.catalog.lookup_pending(self.session, oid)
+        if self._pending.count:
+            loc = self._pending.lookup(oid)
             if loc is not None:
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
@@ -417,8 +423,7 @@ class WriteSession:
         self._packs.append(pack_id)
         self.stats.packs += 1
         self.stats.stored_bytes += len(data)
-        self.repo.catalog.add_pending(
-            self.session,
+        self._pending.add(
             (
                 (oid, Location(ObjectType(t), pack_id, boff, blen, off, ln))
                 for t, oid, boff, blen, off, ln in self._pack.placed
@@ -438,7 +443,7 @@ class WriteSession:
         Returns the snapshot id (or None when only objects were committed).
         """
         self._flush_pack()
-        pending = self.repo.catalog.iter_pending(self.session)
+        pending = iter(self._pending)
         while True:
             chunk = []
             for entry in pending:
@@ -451,13 +456,17 @@ class WriteSession:
             self.repo.backend.write(index_key(idx_id), data)
             self.stats.stored_bytes += len(data)
             self.repo.catalog.add_index_file(idx_id.hex(), chunk)
-        self.repo.catalog.drop_pending(self.session)
         snap_id = None
         if snapshot is not None:
             data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
             snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
+            try:
+                row = _snapshot_row(snap_id, snapshot)  # validate before anything is written
+            except (KeyError, TypeError, ValueError) as exc:
+                self._close()
+                raise BadInputError(f"invalid snapshot record: {exc}") from exc
             self.repo.backend.write(snapshot_key(snap_id), data)
-            self.repo.catalog.add_snapshot(_snapshot_row(snap_id, snapshot))
+            self.repo.catalog.add_snapshot(row)
             self.repo.update_head(str(snapshot["course"]), snap_id, float(snapshot["epoch"]))
         self._close()
         return snap_id
@@ -469,12 +478,12 @@ class WriteSession:
         try:
             for pack_id in self._packs:
                 self.repo.backend.delete(pack_key(pack_id))
-            self.repo.catalog.drop_pending(self.session)
         finally:
             self._close()
 
     def _close(self) -> None:
         self._closed = True
+        self._pending.close()
         self._lock.release()
 
     def __enter__(self) -> WriteSession:
