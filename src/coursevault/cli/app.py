@@ -57,8 +57,15 @@ CatalogOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 
 
+def _cache_dir(cache_dir: str | None) -> str | None:
+    if cache_dir:
+        return cache_dir
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return os.path.join(xdg, "coursevault") if xdg else None
+
+
 def _open(repo: str, cache_dir: str | None, catalog: str | None) -> Repository:
-    return api.open_repository(repo, cache_dir=cache_dir, catalog_url=catalog)
+    return api.open_repository(repo, cache_dir=_cache_dir(cache_dir), catalog_url=catalog)
 
 
 @app.callback()
@@ -159,7 +166,9 @@ def index_rebuild(
 ) -> None:
     """Recreate the catalog from the repository's index and snapshot files."""
     backend = api.backend_for(repo)
-    with Repository.open(backend, cache_dir=cache_dir, catalog_url=catalog, sync=False) as opened:
+    with Repository.open(
+        backend, cache_dir=_cache_dir(cache_dir), catalog_url=catalog, sync=False
+    ) as opened:
         counts = api.rebuild_index(opened)
     if json_out:
         output.print_json(counts)

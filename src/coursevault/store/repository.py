@@ -72,9 +72,8 @@ def snapshot_key(snap_id: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """Where catalogs live unless told otherwise (XDG cache directory)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
-    return Path(base) / "coursevault"
+    """Where catalogs live unless told otherwise (the CLI honours XDG_CACHE_HOME)."""
+    return Path.home() / ".cache" / "coursevault"
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""The layering rules, checked on the source (after restic's and dulwich's source tests)."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "coursevault"
+
+# package -> coursevault packages it must never import
+FORBIDDEN = {
+    "store": {"moodle2", "snapshot", "restore", "diff", "cli", "api"},
+    "moodle2": {"store", "snapshot", "restore", "diff", "cli", "api"},
+    "snapshot": {"restore", "diff", "cli", "api"},
+    "diff": {"restore", "cli", "api"},
+    "restore": {"cli", "api"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return {m.split(".")[1] for m in found if m.startswith("coursevault.") and m.count(".") >= 1}
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_layers_do_not_import_upwards(package: str) -> None:
+    for path in (SRC / package).rglob("*.py"):
+        bad = _imports(path) & FORBIDDEN[package]
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def test_only_the_cli_reads_the_environment() -> None:
+    for path in SRC.rglob("*.py"):
+        if path.parent.name == "cli":
+            continue
+        text = path.read_text()
+        assert "os.environ" not in text and "getenv" not in text, f"{path.relative_to(SRC)} reads the environment"
+
+
+def test_ruff_is_clean() -> None:
+    root = SRC.parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "src", "tests", "benchmarks"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
