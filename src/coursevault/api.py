@@ -10,16 +10,19 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from coursevault.errors import BadInputError, NoRepositoryError
+from coursevault.diff.treediff import TreeDiff, diff_snapshots
+from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
 from coursevault.restore.export import ExportResult, export_snapshot
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
 from coursevault.snapshot.elements import Element, element_bytes, find, outline
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
+from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
+from coursevault.store.prune import PruneReport, prune_repository
 from coursevault.store.repository import Repository
 
 
@@ -157,3 +160,82 @@ def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str
             }
         )
     return rows
+
+
+# -- history: log, diff, forget, prune -------------------------------------------------
+def diff(
+    repo: Repository, selector_a: str, selector_b: str, path: str | None = None
+) -> tuple[SnapshotRow, SnapshotRow, TreeDiff]:
+    a, b = resolve(repo, selector_a), resolve(repo, selector_b)
+    return a, b, diff_snapshots(repo.get, bytes.fromhex(a.root), bytes.fromhex(b.root), path)
+
+
+def log(repo: Repository, course: str) -> Iterator[dict[str, Any]]:
+    """The course's snapshots newest first, each with what it changed against its parent."""
+    rows = repo.snapshots(course)
+    if not rows:
+        raise SelectorError(f"no snapshots of course {course!r}")
+    by_id = {r.id: r for r in rows}
+    for row in reversed(rows):
+        stats = row.record.get("stats", {})
+        parents = [p for p in row.record.get("parents", []) if p in by_id]
+        entry: dict[str, Any] = {
+            "id": row.id,
+            "time": row.time,
+            "source": row.record.get("source", {}).get("file", ""),
+            "parent": parents[0] if parents else None,
+            "new_bytes": stats.get("new_bytes", 0),
+            "new_objects": stats.get("new_objects", 0),
+        }
+        if parents:
+            d = diff_snapshots(
+                repo.get, bytes.fromhex(by_id[parents[0]].root), bytes.fromhex(row.root)
+            )
+            entry.update({f"records_{k}": v for k, v in d.counts().items()})
+            entry["members_changed"] = len(d.members)
+        yield entry
+
+
+def forget(
+    repo: Repository, policy: Policy, *, course: str | None = None, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Apply a retention policy per course; delete the snapshots it does not keep."""
+    rows = repo.snapshots(course)
+    if course is not None and not rows:
+        raise SelectorError(f"no snapshots of course {course!r}")
+    by_course: dict[str, list[SnapshotRow]] = {}
+    for r in rows:
+        by_course.setdefault(r.course, []).append(r)
+    decisions = {c: apply_policy(snaps, policy) for c, snaps in sorted(by_course.items())}
+    out = []
+    with repo.lock(exclusive=True, operation="forget"):
+        for c, decision in decisions.items():
+            for snap, why in decision.keep:
+                out.append(
+                    {
+                        "course": c,
+                        "id": snap.id,
+                        "time": snap.time,
+                        "action": "keep",
+                        "reasons": why,
+                    }
+                )
+            for snap in decision.remove:
+                if not dry_run:
+                    repo.delete_snapshot(snap.id)
+                out.append(
+                    {
+                        "course": c,
+                        "id": snap.id,
+                        "time": snap.time,
+                        "action": "remove",
+                        "reasons": [],
+                    }
+                )
+    return out
+
+
+def prune(
+    repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
+) -> PruneReport:
+    return prune_repository(repo, dry_run=dry_run, progress=progress)

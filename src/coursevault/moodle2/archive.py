@@ -195,7 +195,9 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
                 raise ArchiveError(path, f"unsupported tar entry type {flag!r}", h.name)
             if h.size > min(MAX_MEMBER_SIZE, MAX_DEFLATE_RATIO * compressed + (1 << 20)):
                 raise ArchiveError(
-                    path, f"absurd declared size {h.size} bytes for a {compressed}-byte archive", h.name
+                    path,
+                    f"absurd declared size {h.size} bytes for a {compressed}-byte archive",
+                    h.name,
                 )
             info = MemberInfo(h.name, is_dir, 0 if is_dir else h.size, h.mtime, tar_header=h.raw)
             key = info.path
@@ -228,7 +230,9 @@ def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
                 raise ArchiveError(path, "device or fifo entries are not allowed", zi.filename)
             if zi.flag_bits & 0x1:
                 raise ArchiveError(path, "encrypted zip members are not supported", zi.filename)
-            if zi.file_size > min(MAX_MEMBER_SIZE, MAX_DEFLATE_RATIO * zi.compress_size + (1 << 20)):
+            if zi.file_size > min(
+                MAX_MEMBER_SIZE, MAX_DEFLATE_RATIO * zi.compress_size + (1 << 20)
+            ):
                 raise ArchiveError(path, f"absurd declared size {zi.file_size} bytes", zi.filename)
             info = MemberInfo(
                 zi.filename,

@@ -191,7 +191,9 @@ class BlockReader:
                 # a corrupt frame header may claim any size: trust only the block header
                 claimed = zstandard.frame_content_size(payload)
                 if claimed != raw_len:
-                    raise PackFormatError(f"zstd frame claims {claimed} bytes, block says {raw_len}")
+                    raise PackFormatError(
+                        f"zstd frame claims {claimed} bytes, block says {raw_len}"
+                    )
                 raw = self._dctx.decompress(payload, max_output_size=raw_len)
             except (zstandard.ZstdError, MemoryError) as exc:
                 raise PackFormatError(f"zstd: {exc}") from exc

@@ -39,7 +39,15 @@ class PendingIndex:
 
     def add(self, entries: Iterable[tuple[bytes, Location]]) -> None:
         rows = sorted(
-            (oid, int(loc.type), loc.pack, loc.block_offset, loc.block_length, loc.offset, loc.length)
+            (
+                oid,
+                int(loc.type),
+                loc.pack,
+                loc.block_offset,
+                loc.block_length,
+                loc.offset,
+                loc.length,
+            )
             for oid, loc in entries
         )
         self._db.execute("BEGIN")

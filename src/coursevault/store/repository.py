@@ -279,7 +279,9 @@ class Repository:
         for t, oid, off, ln in entries:
             kind = _TYPES.get(t)
             if kind is not None:  # a corrupt type byte only hides that entry
-                self._near[oid] = Location(kind, loc.pack, loc.block_offset, loc.block_length, off, ln)
+                self._near[oid] = Location(
+                    kind, loc.pack, loc.block_offset, loc.block_length, off, ln
+                )
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
         return raw, table

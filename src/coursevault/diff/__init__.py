@@ -1,0 +1,1 @@
+"""Diffs between snapshots: what changed, record by record, field by field."""
