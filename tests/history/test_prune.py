@@ -1,0 +1,108 @@
+"""forget + prune frees space, never loses a kept snapshot, and survives being killed."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from conftest import write_course
+
+from coursevault import api
+from coursevault.errors import LockHeldError
+from coursevault.restore.export import export_snapshot
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.snapshot.retention import Policy
+from coursevault.store.backend import LocalBackend
+from coursevault.store.check import check_repository
+from coursevault.store.prune import prune_repository
+from coursevault.store.repository import Repository
+
+
+def _nights(repo: Repository, tmp_path: Path, n: int) -> list[tuple[str, Path]]:
+    out = []
+    posts = {1: [(10, "first")]}
+    for night in range(n):
+        posts[1] = [*posts[1], (100 + night, f"post of night {night} " * 50)]
+        path = write_course(tmp_path / f"n{night}.mbz", posts, date=1700000000 + night * 86400)
+        out.append((ingest_archive(repo, str(path)).snapshot, path))
+    return out
+
+
+def _same_export(repo: Repository, snap: str, original: Path, tmp: Path) -> bool:
+    out = tmp / f"{snap[:8]}.mbz"
+    export_snapshot(repo, snap, str(out))
+    return gzip.open(out).read() == gzip.open(original).read()
+
+
+@pytest.fixture
+def small_packs(tmp_path: Path) -> Repository:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, pack_size=8 * 1024, block_size=2048)
+    return Repository.open(backend, cache_dir=tmp_path / "cache")
+
+
+def test_forget_and_prune_free_space_and_keep_the_rest(
+    small_packs: Repository, tmp_path: Path
+) -> None:
+    repo = small_packs
+    nights = _nights(repo, tmp_path, 8)
+    course = repo.snapshots()[0].course
+    before = repo.stats()["pack_bytes"]
+    rows = api.forget(repo, Policy(last=2), course=course)
+    assert sum(r["action"] == "remove" for r in rows) == 6
+    report = prune_repository(repo)
+    assert report.bytes_freed > 0 and report.packs_deleted + report.packs_repacked > 0
+    assert repo.stats()["pack_bytes"] < before
+    assert check_repository(repo, read_data=True).ok
+    for snap, path in nights[-2:]:
+        assert _same_export(repo, snap, path, tmp_path)
+    again = prune_repository(repo)  # nothing left to do
+    assert again.packs_deleted == 0 and again.bytes_freed == 0
+
+
+@pytest.mark.parametrize("die_after", [0, 1, 3, 7])
+def test_prune_killed_midway_loses_nothing(
+    small_packs: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, die_after: int
+) -> None:
+    repo = small_packs
+    nights = _nights(repo, tmp_path, 8)
+    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
+    real_delete = LocalBackend.delete
+    calls = 0
+
+    class Killed(Exception):
+        pass
+
+    def dying_delete(self: LocalBackend, key: str) -> None:
+        nonlocal calls
+        if key.startswith("locks/"):
+            return real_delete(self, key)
+        if calls >= die_after:
+            raise Killed(key)
+        calls += 1
+        real_delete(self, key)
+
+    monkeypatch.setattr(LocalBackend, "delete", dying_delete)
+    with pytest.raises(Killed):
+        prune_repository(repo)
+    monkeypatch.setattr(LocalBackend, "delete", real_delete)
+    for lock in list(repo.backend.list("locks/")):  # the "killed" process left its lock
+        repo.backend.delete(lock[0])
+
+    fresh = Repository.open(repo.backend, cache_dir=tmp_path / "cache2")
+    assert check_repository(fresh, read_data=True).ok
+    for snap, path in nights[-3:]:
+        assert _same_export(fresh, snap, path, tmp_path)
+    prune_repository(fresh)  # the rerun finishes the job
+    report = check_repository(fresh, read_data=True)
+    assert report.ok and not report.problems
+
+
+def test_prune_waits_for_no_writer(small_packs: Repository, tmp_path: Path) -> None:
+    session = small_packs.writer()
+    try:
+        with pytest.raises(LockHeldError):
+            prune_repository(small_packs)
+    finally:
+        session.abort()
