@@ -527,6 +527,11 @@ def main(argv: list[str] | None = None) -> int:
             return rv
     except typer.Exit as exc:
         return int(exc.exit_code)
+    except BrokenPipeError:
+        # the reader went away (`coursevault diff ... | head`): stop quietly, like cat
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except (typer.Abort, KeyboardInterrupt):
         output.err.print("coursevault: interrupted")
         return 130
