@@ -144,10 +144,13 @@ class PackWriter:
             cache[boff] = raw
         return t, raw[off : off + ln]
 
-    def finish(self) -> tuple[bytes, bytes]:
-        """Close the last block; return (pack id, pack bytes)."""
+    def finish(self) -> tuple[bytes, memoryview]:
+        """Close the last block; return (pack id, a view of the pack's bytes).
+
+        A view, not a copy: a pack is up to 16 MiB and memory must stay flat.
+        """
         self.flush_block()
-        data = bytes(self._buf)
+        data = memoryview(self._buf)
         return blake3.blake3(data).digest(), data
 
 

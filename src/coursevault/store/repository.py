@@ -15,6 +15,7 @@ objects were never indexed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import secrets
@@ -416,23 +417,25 @@ class WriteSession:
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
 
-    def _flush_pack(self) -> None:
+    def _flush_pack(self, remember: bool = True) -> list[tuple[bytes, Location]]:
+        """Write the open pack; its entries go to the pending index (or are returned)."""
         if self._pack.empty:
-            return
+            return []
         pack_id, data = self._pack.finish()
         self.repo.backend.write(pack_key(pack_id), data)
         self._packs.append(pack_id)
         self.stats.packs += 1
         self.stats.stored_bytes += len(data)
-        self._pending.add(
-            (
-                (oid, Location(ObjectType(t), pack_id, boff, blen, off, ln))
-                for t, oid, boff, blen, off, ln in self._pack.placed
-            ),
-        )
+        entries = [
+            (oid, Location(_TYPES[t], pack_id, boff, blen, off, ln))
+            for t, oid, boff, blen, off, ln in self._pack.placed
+        ]
+        if remember:
+            self._pending.add(entries)
         self._pack = PackWriter(self._block_size, self._level)
         self._decoded = {}
         self._lock.refresh()
+        return [] if remember else entries
 
     def refresh_lock(self) -> None:
         self._lock.refresh()
@@ -443,8 +446,8 @@ class WriteSession:
 
         Returns the snapshot id (or None when only objects were committed).
         """
-        self._flush_pack()
-        pending = iter(self._pending)
+        last = self._flush_pack(remember=False)
+        pending = itertools.chain(iter(self._pending), last)
         while True:
             chunk = []
             for entry in pending:
