@@ -185,15 +185,17 @@ class Repository:
     # -- catalog sync -----------------------------------------------------------------
     def sync_catalog(self) -> None:
         """Bring the catalog up to date with the repository's index and snapshot files."""
-        listed = {key.split("/", 1)[1] for key, _ in self.backend.list("index/")}
+        # The catalog's view first, the listing second: a file another process
+        # commits in between then shows up as new, never as "known but gone".
         known = self.catalog.index_files()
+        listed = {key.split("/", 1)[1] for key, _ in self.backend.list("index/")}
         if known - listed:  # index files were removed (prune): start over
             self.catalog.clear_objects()
             known = set()
         for name in sorted(listed - known):
             self.catalog.add_index_file(name, self.read_index(name))
-        snaps = {key.split("/", 1)[1] for key, _ in self.backend.list("snapshots/")}
         in_cat = self.catalog.snapshot_ids()
+        snaps = {key.split("/", 1)[1] for key, _ in self.backend.list("snapshots/")}
         for gone in in_cat - snaps:
             self.catalog.remove_snapshot(gone)
         for snap_id in sorted(snaps - in_cat):
@@ -286,6 +288,13 @@ class Repository:
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
         return raw, table
+
+    def forget_packs(self, packs: set[bytes]) -> None:
+        """Drop cached blocks and locations of packs that were deleted."""
+        for key in [k for k in self._blocks if k[0] in packs]:
+            del self._blocks[key]
+        for oid in [o for o, loc in self._near.items() if loc.pack in packs]:
+            del self._near[oid]
 
     # -- snapshots --------------------------------------------------------------------
     def read_snapshot(self, snap_id: str) -> dict[str, Any]:
@@ -386,6 +395,7 @@ class WriteSession:
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
         self._packs: list[bytes] = []
+        self._indexed = False
         self.stats = WriteStats()
         self._closed = False
 
@@ -444,8 +454,16 @@ class WriteSession:
     def commit(self, snapshot: dict[str, Any] | None = None) -> str | None:
         """Make everything durable and visible; write ``snapshot`` last.
 
-        Returns the snapshot id (or None when only objects were committed).
+        Returns the snapshot id (or None when only objects were committed).  On
+        any failure the session is aborted (see :meth:`abort`) and the lock freed.
         """
+        try:
+            return self._commit(snapshot)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _commit(self, snapshot: dict[str, Any] | None) -> str | None:
         last = self._flush_pack(remember=False)
         pending = itertools.chain(iter(self._pending), last)
         while True:
@@ -457,6 +475,7 @@ class WriteSession:
             if not chunk:
                 break
             idx_id, data = encode_index(chunk)
+            self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
             self.stats.stored_bytes += len(data)
             self.repo.catalog.add_index_file(idx_id.hex(), chunk)
@@ -476,12 +495,19 @@ class WriteSession:
         return snap_id
 
     def abort(self) -> None:
-        """Forget this session: delete its packs (never indexed, so never shared)."""
+        """Forget this session: delete its packs, unless an index already names them.
+
+        Packs no index names cannot have been used by anyone else.  Once commit
+        has written an index file, other writers may dedup against its objects,
+        so the packs stay (prune removes them if no snapshot ever uses them).
+        """
         if self._closed:
             return
         try:
-            for pack_id in self._packs:
-                self.repo.backend.delete(pack_key(pack_id))
+            if not self._indexed:
+                for pack_id in self._packs:
+                    self.repo.backend.delete(pack_key(pack_id))
+                self.repo.forget_packs(set(self._packs))
         finally:
             self._close()
 

@@ -18,8 +18,8 @@ from coursevault.store.ids import ID_SIZE, ObjectId
 
 
 def write_varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise ValueError("varints are unsigned")
+    if value < 0 or value >= 1 << 64:
+        raise ValueError("varints are unsigned 64-bit values")
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
         value >>= 7

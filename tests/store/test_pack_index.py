@@ -1,0 +1,288 @@
+"""Pack files and index files (store.pack, store.index)."""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.index import (
+    INDEX_ENTRY,
+    IndexFormatError,
+    decode_index,
+    encode_index,
+    index_key,
+)
+from coursevault.store.pack import (
+    BLOCK_HEAD,
+    CODEC_RAW,
+    CODEC_ZSTD,
+    ENTRY,
+    PACK_HEADER,
+    BlockReader,
+    Location,
+    PackFormatError,
+    PackWriter,
+    iter_blocks,
+    pack_key,
+)
+from coursevault.store.repository import iter_pack_objects
+
+NODB = settings(
+    database=None, deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+)
+
+kinds = st.sampled_from([ObjectType.BLOB, ObjectType.TREE])
+
+
+@st.composite
+def payloads(draw: st.DrawFn) -> bytes:
+    """Mixed payloads: empty, tiny, text-like (compressible) and random (incompressible)."""
+    size = draw(st.one_of(st.integers(0, 16), st.integers(0, 3000)))
+    style = draw(st.sampled_from(["random", "text", "hyp"]))
+    if style == "hyp":
+        return draw(st.binary(max_size=size))
+    rng = random.Random(draw(st.integers(0, 2**32)))
+    if style == "random":
+        return rng.randbytes(size)
+    return (b"<r a='%d'>forum post</r>" % rng.randrange(99)) * (size // 24)
+
+
+def _blocks(data: bytes) -> list[tuple[int, int, int, int, int, int]]:
+    """(offset, length, codec, stored_len, raw_len, n) of every block."""
+    out = []
+    for boff, blen in iter_blocks(data):
+        _m, codec, stored, raw, n = BLOCK_HEAD.unpack_from(data, boff)
+        out.append((boff, blen, codec, stored, raw, n))
+    return out
+
+
+# -- packs --------------------------------------------------------------------------------
+@NODB
+@given(
+    st.lists(st.tuples(kinds, payloads()), max_size=40),
+    st.integers(1, 4096),
+)
+def test_pack_round_trip(objects: list[tuple[ObjectType, bytes]], block_target: int) -> None:
+    w = PackWriter(block_target, level=1)
+    expected = []
+    for kind, payload in objects:
+        oid = object_id(kind, payload)
+        if oid in w.where:  # the repository deduplicates before add()
+            continue
+        w.add(kind, oid, payload)
+        expected.append((int(kind), oid, payload))
+    pack_id, view = w.finish()
+    data = bytes(view)  # finish() may hand out a view of its buffer
+
+    import blake3
+
+    assert pack_id == blake3.blake3(data).digest()
+    assert data.startswith(PACK_HEADER)
+    got = [(t, oid, payload) for _bo, _bl, t, oid, payload in iter_pack_objects(data)]
+    assert got == expected
+    # blocks respect the target: a block only exceeds it by its last object
+    for _boff, _blen, _codec, _stored, raw_len, n in _blocks(data):
+        assert n >= 1
+        assert raw_len < block_target + max((len(p) for _t, _o, p in expected), default=0)
+    # w.placed describes exactly where iter_pack_objects found each object
+    placed = {oid: (boff, blen, off, ln) for _t, oid, boff, blen, off, ln in w.placed}
+    assert set(placed) == {oid for _t, oid, _p in expected}
+    reader = BlockReader()
+    for _t, oid, payload in expected:
+        boff, blen, off, ln = placed[oid]
+        raw, _entries = reader.decode(data[boff : boff + blen])
+        assert raw[off : off + ln] == payload
+
+
+def test_many_blocks_with_small_target() -> None:
+    rng = random.Random(7)
+    w = PackWriter(block_target=512, level=3)
+    objs = []
+    for i in range(200):
+        p = f"object {i} ".encode() * rng.randrange(1, 40)
+        oid = object_id(ObjectType.BLOB, p)
+        w.add(ObjectType.BLOB, oid, p)
+        objs.append((1, oid, p))
+    data = bytes(w.finish()[1])
+    assert len(_blocks(data)) > 20
+    assert [(t, o, p) for _a, _b, t, o, p in iter_pack_objects(data)] == objs
+
+
+@NODB
+@given(st.integers(0, 2**32), st.integers(1, 20_000), st.integers(1, 8192))
+def test_incompressible_data_uses_raw_codec(seed: int, size: int, target: int) -> None:
+    payload = random.Random(seed).randbytes(size)
+    w = PackWriter(target, level=3)
+    w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, payload), payload)
+    data = bytes(w.finish()[1])
+    blocks = _blocks(data)
+    assert len(blocks) == 1
+    _boff, _blen, codec, stored, raw, n = blocks[0]
+    assert (codec, n, raw) == (CODEC_RAW, 1, size)
+    assert stored == raw  # stored as is: never bigger than the data
+    assert data.endswith(payload)
+
+
+def test_compressible_data_uses_zstd() -> None:
+    payload = b"<question><text>What is 2+2?</text></question>\n" * 500
+    w = PackWriter(1 << 20, level=3)
+    w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, payload), payload)
+    data = bytes(w.finish()[1])
+    [(_boff, _blen, codec, stored, raw, _n)] = _blocks(data)
+    assert codec == CODEC_ZSTD
+    assert stored < raw // 10
+
+
+def test_pack_key_layout() -> None:
+    pid = bytes(range(32))
+    assert pack_key(pid) == f"packs/00/{pid.hex()}"
+    assert index_key(pid) == f"index/{pid.hex()}"
+
+
+# -- block reader -------------------------------------------------------------------------
+def _one_block(payload: bytes) -> bytes:
+    w = PackWriter(1 << 20, level=3)
+    w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, payload), payload)
+    data = bytes(w.finish()[1])
+    return data[len(PACK_HEADER) :]
+
+
+@pytest.mark.parametrize("kind", ["zstd", "raw"])
+@pytest.mark.parametrize("pos", range(BLOCK_HEAD.size))
+@pytest.mark.parametrize("mask", [0x01, 0x80, 0xFF])
+def test_block_reader_rejects_flipped_header_byte(kind: str, pos: int, mask: int) -> None:
+    payload = b"abcdefgh" * 2000 if kind == "zstd" else random.Random(pos).randbytes(5000)
+    block = _one_block(payload)
+    raw, entries = BlockReader().decode(block)
+    assert raw == payload and len(entries) == 1
+    bad = bytearray(block)
+    bad[pos] ^= mask
+    with pytest.raises(PackFormatError):
+        BlockReader().decode(bytes(bad))
+
+
+def test_block_reader_rejects_short_and_padded_blocks() -> None:
+    block = _one_block(b"x" * 1000)
+    reader = BlockReader()
+    with pytest.raises(PackFormatError):
+        reader.decode(block[: BLOCK_HEAD.size - 1])
+    with pytest.raises(PackFormatError):
+        reader.decode(block[:-1])
+    with pytest.raises(PackFormatError):
+        reader.decode(block + b"\0")
+
+
+def test_iter_blocks_rejects_bad_magic_version_and_truncation() -> None:
+    w = PackWriter(64, level=3)
+    for i in range(10):
+        p = b"%d" % i * 50
+        w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, p), p)
+    data = bytes(w.finish()[1])
+    assert len(list(iter_blocks(data))) == 10
+    with pytest.raises(PackFormatError, match="magic"):
+        list(iter_blocks(b"XVPK" + data[4:]))
+    with pytest.raises(PackFormatError, match="version"):
+        list(iter_blocks(data[:4] + b"\x02" + data[5:]))
+    for cut in (len(data) - 1, len(data) - 30, len(PACK_HEADER) + 3):
+        with pytest.raises(PackFormatError, match="truncated"):
+            list(iter_blocks(data[:cut]))
+
+
+def test_iter_blocks_rejects_pack_cut_to_its_magic() -> None:
+    """Regression: data[4] of a 4-byte pack used to raise IndexError."""
+    with pytest.raises(PackFormatError):
+        list(iter_blocks(b"CVPK"))
+
+
+def test_block_reader_rejects_corrupt_frame_content_size() -> None:
+    """Regression: zstandard trusted the frame's content size and raised MemoryError."""
+    payload = b"hello world " * 8000
+    block = _one_block(payload)
+    n = BLOCK_HEAD.unpack_from(block, 0)[4]
+    frame = BLOCK_HEAD.size + n * ENTRY.size
+    assert block[frame : frame + 4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic
+    bad = bytearray(block)
+    bad[frame + 4] ^= 0x40  # frame header descriptor: content-size field becomes 8 bytes
+    with pytest.raises(PackFormatError):
+        BlockReader().decode(bytes(bad))
+
+
+# -- index files --------------------------------------------------------------------------
+locations = st.builds(
+    Location,
+    st.sampled_from(list(ObjectType)),
+    st.sampled_from([bytes([i]) * 32 for i in range(5)]),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 2**32 - 1),
+)
+entries_st = st.lists(st.tuples(st.binary(min_size=32, max_size=32), locations), max_size=60)
+
+
+@NODB
+@given(entries_st)
+def test_index_round_trip(entries: list[tuple[bytes, Location]]) -> None:
+    idx_id, data = encode_index(entries)
+    import blake3
+
+    assert idx_id == blake3.blake3(data).digest()
+    assert list(decode_index(data)) == entries
+    # every pack is listed once
+    (n_packs,) = struct.unpack_from("<I", data, 8)
+    assert n_packs == len({loc.pack for _o, loc in entries})
+
+
+@NODB
+@given(entries_st, st.data())
+def test_decode_index_rejects_truncation(
+    entries: list[tuple[bytes, Location]], data: st.DataObject
+) -> None:
+    _id, raw = encode_index(entries)
+    cut = data.draw(st.integers(0, len(raw) - 1))
+    with pytest.raises(IndexFormatError):
+        list(decode_index(raw[:cut]))
+
+
+@NODB
+@given(entries_st, st.binary(min_size=1, max_size=40))
+def test_decode_index_rejects_trailing_garbage(
+    entries: list[tuple[bytes, Location]], extra: bytes
+) -> None:
+    _id, raw = encode_index(entries)
+    with pytest.raises(IndexFormatError):
+        list(decode_index(raw + extra))
+
+
+@NODB
+@given(entries_st, st.integers(0, 3), st.integers(1, 255))
+def test_decode_index_rejects_bad_magic(
+    entries: list[tuple[bytes, Location]], pos: int, mask: int
+) -> None:
+    _id, raw = encode_index(entries)
+    bad = bytearray(raw)
+    bad[pos] ^= mask
+    with pytest.raises(IndexFormatError, match="magic"):
+        list(decode_index(bytes(bad)))
+
+
+def test_decode_index_rejects_bad_version_type_and_pack_number() -> None:
+    loc = Location(ObjectType.BLOB, b"p" * 32, 8, 100, 0, 10)
+    _id, raw = encode_index([(b"o" * 32, loc)])
+    with pytest.raises(IndexFormatError, match="version"):
+        list(decode_index(raw[:4] + b"\x07" + raw[5:]))
+    entry_at = len(raw) - INDEX_ENTRY.size
+    bad_type = bytearray(raw)
+    bad_type[entry_at + 32] = 9  # type byte
+    with pytest.raises(IndexFormatError):
+        list(decode_index(bytes(bad_type)))
+    bad_pack = bytearray(raw)
+    bad_pack[entry_at + 33] = 1  # pack number 1 of a one-pack index
+    with pytest.raises(IndexFormatError):
+        list(decode_index(bytes(bad_pack)))
+    assert list(decode_index(encode_index([])[1])) == []
