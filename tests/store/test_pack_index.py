@@ -6,6 +6,7 @@ import random
 import struct
 
 import pytest
+import zstandard
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,9 +29,9 @@ from coursevault.store.pack import (
     PackFormatError,
     PackWriter,
     iter_blocks,
+    iter_pack_objects,
     pack_key,
 )
-from coursevault.store.repository import iter_pack_objects
 
 NODB = settings(
     database=None, deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
@@ -83,7 +84,10 @@ def test_pack_round_trip(objects: list[tuple[ObjectType, bytes]], block_target: 
 
     assert pack_id == blake3.blake3(data).digest()
     assert data.startswith(PACK_HEADER)
-    got = [(t, oid, payload) for _bo, _bl, t, oid, payload in iter_pack_objects(data)]
+    got = [
+        (t, object_id(ObjectType(t), payload), payload)
+        for _bo, _bl, t, _off, _ln, payload in iter_pack_objects(data)
+    ]
     assert got == expected
     # blocks respect the target: a block only exceeds it by its last object
     for _boff, _blen, _codec, _stored, raw_len, n in _blocks(data):
@@ -110,7 +114,8 @@ def test_many_blocks_with_small_target() -> None:
         objs.append((1, oid, p))
     data = bytes(w.finish()[1])
     assert len(_blocks(data)) > 20
-    assert [(t, o, p) for _a, _b, t, o, p in iter_pack_objects(data)] == objs
+    got = [(t, object_id(ObjectType(t), p), p) for _a, _b, t, _o, _l, p in iter_pack_objects(data)]
+    assert got == objs
 
 
 @NODB
@@ -233,8 +238,9 @@ def test_index_round_trip(entries: list[tuple[bytes, Location]]) -> None:
 
     assert idx_id == blake3.blake3(data).digest()
     assert list(decode_index(data)) == entries
-    # every pack is listed once
-    (n_packs,) = struct.unpack_from("<I", data, 8)
+    # every pack is listed once (in the zstd-compressed body)
+    plain = zstandard.ZstdDecompressor().decompress(data[8:])
+    (n_packs,) = struct.unpack_from("<I", plain, 0)
     assert n_packs == len({loc.pack for _o, loc in entries})
 
 
@@ -276,13 +282,14 @@ def test_decode_index_rejects_bad_version_type_and_pack_number() -> None:
     _id, raw = encode_index([(b"o" * 32, loc)])
     with pytest.raises(IndexFormatError, match="version"):
         list(decode_index(raw[:4] + b"\x07" + raw[5:]))
-    entry_at = len(raw) - INDEX_ENTRY.size
-    bad_type = bytearray(raw)
-    bad_type[entry_at + 32] = 9  # type byte
+    # the body is a zstd frame: damage the plain body, then compress it again
+    plain = bytearray(zstandard.ZstdDecompressor().decompress(raw[8:]))
+    entry_at = len(plain) - INDEX_ENTRY.size
+    for offset, value in ((entry_at + 32, 9), (entry_at + 33, 1)):  # type byte; pack number 1 of 1
+        bad = bytearray(plain)
+        bad[offset] = value
+        with pytest.raises(IndexFormatError):
+            list(decode_index(raw[:8] + zstandard.ZstdCompressor().compress(bytes(bad))))
     with pytest.raises(IndexFormatError):
-        list(decode_index(bytes(bad_type)))
-    bad_pack = bytearray(raw)
-    bad_pack[entry_at + 33] = 1  # pack number 1 of a one-pack index
-    with pytest.raises(IndexFormatError):
-        list(decode_index(bytes(bad_pack)))
+        list(decode_index(raw[:8] + b"not zstd at all"))
     assert list(decode_index(encode_index([])[1])) == []

@@ -16,9 +16,11 @@ import blake3
 from coursevault.errors import CoursevaultError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
-from coursevault.store.pack import Location, PackFormatError, pack_key
-from coursevault.store.repository import Repository, iter_pack_objects
+from coursevault.store.pack import Location, PackFormatError, iter_pack_objects, pack_key
+from coursevault.store.repository import Repository
 from coursevault.store.treecodec import tree_refs
+
+_TYPES = {t.value: t for t in ObjectType}
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,13 @@ def check_repository(
 
     # 4. read every pack and verify every object
     if read_data:
+        by_pack: dict[str, list[tuple[ObjectId, Location]]] = {}
+        for oid, locs in locations.items():
+            for loc in locs:
+                by_pack.setdefault(loc.pack.hex(), []).append((oid, loc))
         total = len(packs)
         for i, name in enumerate(sorted(packs)):
-            _read_pack(repo, name, locations, report)
+            _read_pack(repo, name, by_pack.get(name, []), report)
             if progress:
                 progress(i + 1, total)
     return report
@@ -156,7 +162,7 @@ def _walk(
 
 
 def _read_pack(
-    repo: Repository, name: str, locations: dict[ObjectId, list[Location]], report: CheckReport
+    repo: Repository, name: str, entries: list[tuple[ObjectId, Location]], report: CheckReport
 ) -> None:
     try:
         data = repo.backend.read(pack_key(bytes.fromhex(name)))
@@ -166,9 +172,14 @@ def _read_pack(
     report.bytes_read += len(data)
     if blake3.blake3(data).hexdigest() != name:
         report.error(f"pack {name}: content does not match its name (corrupt or truncated)")
+    found: dict[tuple[int, int, int], bytes] = {}
     try:
-        for boff, _blen, t, oid, payload in iter_pack_objects(data):
-            if t not in (1, 2, 3) or object_id(ObjectType(t), payload) != oid:
-                report.error(f"pack {name}: object {oid.hex()} at block {boff} is corrupt")
+        for boff, _blen, t, off, ln, payload in iter_pack_objects(data):
+            kind = _TYPES.get(t)
+            found[(boff, off, ln)] = object_id(kind, payload) if kind is not None else b""
     except PackFormatError as exc:
         report.error(f"pack {name}: {exc}")
+    # every index entry naming this pack must find an object with its id there
+    for oid, loc in entries:
+        if found.get((loc.block_offset, loc.offset, loc.length)) != oid:
+            report.error(f"pack {name}: object {oid.hex()} at block {loc.block_offset} is corrupt")

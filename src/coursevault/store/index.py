@@ -8,10 +8,13 @@ self-contained; the catalog database is only a fast cache of their union.
 
 Layout (little-endian)::
 
-    "CVIX" u8 version(=1) u8[3] zero
-    u32 n_packs   n_packs * pack_id[32]
-    u32 n         n * (id[32] u8 type u32 pack_no u64 block_offset
-                       u32 block_length u32 offset u32 length)
+    "CVIX" u8 version(=1) u8[3] zero   zstd frame of:
+        u32 n_packs   n_packs * pack_id[32]
+        u32 n         n * (id[32] u8 type u32 pack_no u64 block_offset
+                           u32 block_length u32 offset u32 length)
+
+The body is compressed: ids do not shrink, but the locations of neighbouring
+objects are nearly alike (57 bytes an entry become about 36).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import struct
 from collections.abc import Iterable, Iterator
 
 import blake3
+import zstandard
 
 from coursevault.store.ids import ID_SIZE, ObjectType
 from coursevault.store.pack import Location
@@ -28,7 +32,8 @@ INDEX_MAGIC = b"CVIX"
 INDEX_VERSION = 1
 INDEX_ENTRY = struct.Struct(f"<{ID_SIZE}sBIQIII")
 COUNT = struct.Struct("<I")
-MAX_ENTRIES_PER_FILE = 65536  # keeps one index file around 4 MB
+MAX_ENTRIES_PER_FILE = 65536  # keeps one index file around 2.5 MB
+MAX_INDEX_BYTES = 4 + 64 * 32 * MAX_ENTRIES_PER_FILE + 4 + INDEX_ENTRY.size * MAX_ENTRIES_PER_FILE
 
 
 class IndexFormatError(Exception):
@@ -50,13 +55,16 @@ def encode_index(entries: Iterable[tuple[bytes, Location]]) -> tuple[bytes, byte
             oid, int(loc.type), no, loc.block_offset, loc.block_length, loc.offset, loc.length
         )
         n += 1
-    out = bytearray(INDEX_MAGIC + bytes([INDEX_VERSION, 0, 0, 0]))
-    out += COUNT.pack(len(packs))
+    plain = bytearray(COUNT.pack(len(packs)))
     for pack in packs:
-        out += pack
-    out += COUNT.pack(n)
-    out += body
-    data = bytes(out)
+        plain += pack
+    plain += COUNT.pack(n)
+    plain += body
+    data = (
+        INDEX_MAGIC
+        + bytes([INDEX_VERSION, 0, 0, 0])
+        + zstandard.ZstdCompressor(level=3).compress(plain)
+    )
     return blake3.blake3(data).digest(), data
 
 
@@ -64,10 +72,23 @@ def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
     """Parse an index file, checking its structure (not its hash: see callers)."""
     if data[:4] != INDEX_MAGIC:
         raise IndexFormatError("not an index file (bad magic)")
-    if len(data) < 12 or data[4] != INDEX_VERSION:
+    if len(data) < 8 or data[4] != INDEX_VERSION:
         raise IndexFormatError("unknown index version")
-    (n_packs,) = COUNT.unpack_from(data, 8)
-    pos = 12
+    try:
+        size = zstandard.frame_content_size(data[8:])
+        if size < 0 or size > MAX_INDEX_BYTES:
+            raise IndexFormatError(f"index body size {size} is not plausible")
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        body = dobj.decompress(data[8:])
+    except (zstandard.ZstdError, MemoryError) as exc:
+        raise IndexFormatError(f"index body does not decompress: {exc}") from None
+    if not dobj.eof or dobj.unused_data or len(body) != size:
+        raise IndexFormatError("index body is truncated or followed by garbage")
+    data = body
+    if len(data) < 4:
+        raise IndexFormatError("truncated index body")
+    (n_packs,) = COUNT.unpack_from(data, 0)
+    pos = 4
     end_packs = pos + n_packs * ID_SIZE
     if end_packs + 4 > len(data):
         raise IndexFormatError("truncated pack list")

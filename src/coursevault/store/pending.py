@@ -36,6 +36,32 @@ class PendingIndex:
         )
         self._cur = self._db.cursor()
         self.count = 0
+        # A Bloom filter in front of the table: almost every object a session puts
+        # is new, and "surely not pending" must not cost a query.  Ids are hashes,
+        # so three 8-byte slices of an id are three independent bit positions.
+        self._bits = bytearray(1 << 20)  # 8 Mbit; grown as the table grows
+        self._mask = len(self._bits) * 8 - 1
+
+    def _set(self, oid: bytes) -> None:
+        bits, mask = self._bits, self._mask
+        for i in (0, 8, 16):
+            b = int.from_bytes(oid[i : i + 8], "little") & mask
+            bits[b >> 3] |= 1 << (b & 7)
+
+    def might_have(self, oid: bytes) -> bool:
+        bits, mask = self._bits, self._mask
+        for i in (0, 8, 16):
+            b = int.from_bytes(oid[i : i + 8], "little") & mask
+            if not bits[b >> 3] & (1 << (b & 7)):
+                return False
+        return True
+
+    def _grow(self) -> None:
+        """Keep at least 16 bits per entry (false positives under 0.2 %)."""
+        self._bits = bytearray(len(self._bits) * 4)
+        self._mask = len(self._bits) * 8 - 1
+        for (oid,) in self._db.execute("SELECT id FROM pending"):
+            self._set(oid)
 
     def add(self, entries: Iterable[tuple[bytes, Location]]) -> None:
         rows = sorted(
@@ -54,6 +80,11 @@ class PendingIndex:
         self._db.executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?)", rows)
         self._db.execute("COMMIT")
         self.count += len(rows)
+        if self.count * 16 > len(self._bits) * 8:
+            self._grow()
+        else:
+            for row in rows:
+                self._set(row[0])
 
     def lookup(self, oid: bytes) -> Location | None:
         self._cur.execute(

@@ -21,7 +21,6 @@ import os
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,11 +92,8 @@ class Repository:
         self.config = config
         self.id: str = config["id"]
         self.catalog = catalog
-        self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, dict[bytes, tuple[int, int]]]]
-        self._blocks = OrderedDict()
-        # Locations learned from the tables of blocks we decoded: readers walk trees
-        # in roughly the order they were written, so the next object is usually in a
-        # block just read, and the catalog need not be asked.
+        self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        # Locations of the objects in blocks we were asked for (see locate).
         self._near: dict[ObjectId, Location] = {}
         self._reader = BlockReader()
 
@@ -238,6 +234,11 @@ class Repository:
         loc = self.catalog.lookup(oid)
         if loc is None:
             raise ObjectMissingError(oid.hex(), "not in any index")
+        # Readers walk trees in about the order they were written: learn the
+        # whole block's objects with one query instead of one query per object.
+        if len(self._near) > NEAR_LOCATIONS:
+            self._near.clear()
+        self._near.update(self.catalog.block_objects(loc.pack, loc.block_offset))
         return loc
 
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
@@ -246,20 +247,17 @@ class Repository:
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
         try:
-            raw, table = self._block(loc)
+            raw = self._block(loc)
         except FileNotFoundError:
             raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
-        slot = table.get(oid)
-        if slot is None or slot != (loc.offset, loc.length):
-            raise ObjectMissingError(
-                oid.hex(), f"not in block {loc.block_offset} of pack {loc.pack.hex()}"
-            )
+        if loc.offset + loc.length > len(raw):
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
         data = raw[loc.offset : loc.offset + loc.length]
         if object_id(loc.type, data) != oid:
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
         return loc.type, data
 
-    def _block(self, loc: Location) -> tuple[bytes, dict[bytes, tuple[int, int]]]:
+    def _block(self, loc: Location) -> bytes:
         key = (loc.pack, loc.block_offset)
         cached = self._blocks.get(key)
         if cached is not None:
@@ -270,24 +268,15 @@ class Repository:
         except BackendError as exc:
             raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
         try:
-            raw, entries = self._reader.decode(block)
+            raw = self._reader.payload(block)
         except PackFormatError as exc:
             raise CorruptionError(
                 f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
             ) from exc
-        table = {oid: (off, ln) for _t, oid, off, ln in entries}
-        self._blocks[key] = (raw, table)
-        if len(self._near) > NEAR_LOCATIONS:
-            self._near.clear()
-        for t, oid, off, ln in entries:
-            kind = _TYPES.get(t)
-            if kind is not None:  # a corrupt type byte only hides that entry
-                self._near[oid] = Location(
-                    kind, loc.pack, loc.block_offset, loc.block_length, off, ln
-                )
+        self._blocks[key] = raw
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
-        return raw, table
+        return raw
 
     def forget_packs(self, packs: set[bytes]) -> None:
         """Drop cached blocks and locations of packs that were deleted."""
@@ -404,7 +393,11 @@ class WriteSession:
         oid = object_id(kind, payload)
         if oid in self._pack.where or self.repo.catalog.has(oid):
             return oid
-        if self._pending.count and self._pending.lookup(oid) is not None:
+        if (
+            self._pending.count
+            and self._pending.might_have(oid)
+            and self._pending.lookup(oid) is not None
+        ):
             return oid
         self._pack.add(kind, oid, payload)
         self.stats.new_objects += 1
@@ -421,7 +414,7 @@ class WriteSession:
         found = self._pack.read(oid, self.repo._reader, self._decoded)
         if found is not None:
             return ObjectType(found[0]), found[1]
-        if self._pending.count:
+        if self._pending.count and self._pending.might_have(oid):
             loc = self._pending.lookup(oid)
             if loc is not None:
                 return self.repo.read_at(oid, loc)
@@ -525,14 +518,3 @@ class WriteSession:
                 self.commit()
             else:
                 self.abort()
-
-
-def iter_pack_objects(data: bytes) -> Iterator[tuple[int, int, int, ObjectId, bytes]]:
-    """Yield (block_offset, block_length, type, id, payload) of a whole pack (for check)."""
-    from coursevault.store.pack import iter_blocks
-
-    reader = BlockReader()
-    for boff, blen in iter_blocks(data):
-        raw, entries = reader.decode(data[boff : boff + blen])
-        for t, oid, off, ln in entries:
-            yield boff, blen, t, oid, raw[off : off + ln]
