@@ -44,7 +44,9 @@ def test_only_the_cli_reads_the_environment() -> None:
         if path.parent.name == "cli":
             continue
         text = path.read_text()
-        assert "os.environ" not in text and "getenv" not in text, f"{path.relative_to(SRC)} reads the environment"
+        assert "os.environ" not in text and "getenv" not in text, (
+            f"{path.relative_to(SRC)} reads the environment"
+        )
 
 
 def test_ruff_is_clean() -> None:

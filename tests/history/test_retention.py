@@ -54,9 +54,7 @@ def test_rules_combine_and_say_why() -> None:
 def test_yearly_and_hourly() -> None:
     rows = _rows([dt.datetime(y, 6, 1, tzinfo=dt.UTC) for y in (2020, 2021, 2022, 2023)])
     assert len(apply_policy(rows, Policy(yearly=2)).keep) == 2
-    hours = _rows(
-        [dt.datetime(2026, 1, 1, h, m, tzinfo=dt.UTC) for h in range(5) for m in (0, 30)]
-    )
+    hours = _rows([dt.datetime(2026, 1, 1, h, m, tzinfo=dt.UTC) for h in range(5) for m in (0, 30)])
     kept = apply_policy(hours, Policy(hourly=3)).keep
     assert [s.time[11:16] for s, _ in kept] == ["04:30", "03:30", "02:30"]
 

@@ -35,6 +35,9 @@ class MemSink:
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
         return self.objects[oid]
 
+    def has(self, oid: ObjectId) -> bool:
+        return False
+
 
 def reachable(repo: Repository, snap: str) -> set[ObjectId]:
     seen: set[ObjectId] = set()

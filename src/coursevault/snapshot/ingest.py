@@ -31,7 +31,7 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax, render_document
+from coursevault.snapshot.xmltree import ChunkResult, NotCanonical, XmlChunker, XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, WriteSession
 
@@ -124,19 +124,22 @@ def _ingest_xml(
             except NotCanonical as exc:
                 reason = str(exc)
             else:
-                check = blake3.blake3()
-                try:
-                    render_document(session.get, res.document, check.update)
-                    same = check.digest() == hasher.digest()
-                except ValueError as exc:
-                    same, reason = False, str(exc)
+                # A document the repository already had was verified when first stored.
+                same = res.known
+                if not same:
+                    check = blake3.blake3()
+                    try:
+                        res.render(session.get, check.update)
+                        same = check.digest() == hasher.digest()
+                    except ValueError as exc:
+                        same, reason = False, str(exc)
                 if same:
-                    doc = res.document
+                    doc = res.store(session)
                     result.elements += res.elements
                     result.records += res.records
                 elif not reason:
                     spool.seek(0)
-                    reason = _first_difference(session, res.document, spool)
+                    reason = _first_difference(session, res, spool)
     spool.seek(0)
     if doc is not None:
         return doc, "xml"
@@ -146,10 +149,10 @@ def _ingest_xml(
     return content, "raw"
 
 
-def _first_difference(session: WriteSession, doc: ObjectId, original: BinaryIO) -> str:
-    """Say where a document stops being canonical Moodle XML (for the user)."""
+def _first_difference(session: WriteSession, res: ChunkResult, original: BinaryIO) -> str:
+    """Say where a document stops being exactly reproducible (for the user)."""
     rendered = bytearray()
-    render_document(session.get, doc, rendered.extend)
+    res.render(session.get, rendered.extend)
     data = original.read()
     n = min(len(rendered), len(data))
     i = next((k for k in range(n) if rendered[k] != data[k]), n)

@@ -38,8 +38,8 @@ from coursevault.snapshot.nodes import (
     iter_list,
 )
 from coursevault.snapshot.sink import ObjectSink
-from coursevault.store.ids import ObjectId
-from coursevault.store.treecodec import decode_tree
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.treecodec import decode_tree, encode_tree
 
 MARKER_TAG_B = MARKER_TAG.encode()
 FEED_SIZE = 1 << 20
@@ -113,10 +113,30 @@ class _Run:
 
 @dataclass
 class ChunkResult:
-    document: ObjectId
+    """A chunked document whose ``D`` node is not stored yet: :meth:`store` it
+    only once verified, so that a stored ``D`` node always is a verified one."""
+
+    root: ObjectId
+    body: bytes  # the D node's body (prologue, trailer)
     records: int
     elements: int
     size: int
+    known: bool  # the repository had this document before, hence verified it then
+
+    @property
+    def document(self) -> ObjectId:
+        return object_id(ObjectType.TREE, encode_tree([self.root], self.body))
+
+    def store(self, sink: ObjectSink) -> ObjectId:
+        return sink.put_tree([self.root], self.body)
+
+    def render(self, get: Getter, write: Callable[[bytes], object]) -> None:
+        prologue, trailer = decode_document(self.body)
+        out = _Writer(write)
+        out.add(prologue)
+        render_element(get, self.root, out)
+        out.add(trailer)
+        out.flush()
 
 
 @dataclass
@@ -186,8 +206,9 @@ class XmlChunker:
             raise XmlSyntax("document has no root element")
         end = self._tail.rfind(b">")
         trailer = self._tail[end + 1 :]
-        doc = self._sink.put_tree([st.root], encode_document(self._prologue, trailer))
-        return ChunkResult(doc, st.records, st.elements, self._size)
+        body = encode_document(self._prologue, trailer)
+        known = self._sink.has(object_id(ObjectType.TREE, encode_tree([st.root], body)))
+        return ChunkResult(st.root, body, st.records, st.elements, self._size, known)
 
     def _consume(self) -> None:
         st = self._state

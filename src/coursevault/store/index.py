@@ -32,7 +32,7 @@ INDEX_MAGIC = b"CVIX"
 INDEX_VERSION = 1
 INDEX_ENTRY = struct.Struct(f"<{ID_SIZE}sBIQIII")
 COUNT = struct.Struct("<I")
-MAX_ENTRIES_PER_FILE = 65536  # keeps one index file around 2.5 MB
+MAX_ENTRIES_PER_FILE = 32768  # about 1.2 MB an index file; bounds commit memory
 MAX_INDEX_BYTES = 4 + 64 * 32 * MAX_ENTRIES_PER_FILE + 4 + INDEX_ENTRY.size * MAX_ENTRIES_PER_FILE
 
 

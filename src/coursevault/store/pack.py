@@ -83,7 +83,6 @@ class PackWriter:
         self._raw = bytearray()
         self._entries: list[tuple[int, ObjectId, int, int]] = []
         # (type, id, block_offset, block_length, offset, length) of finished blocks
-        self.placed: list[tuple[int, ObjectId, int, int, int, int]] = []
         # id -> (type, block_offset, block_length, offset, length); block_offset -1 while
         # the object is in the open block
         self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
@@ -95,7 +94,7 @@ class PackWriter:
 
     @property
     def empty(self) -> bool:
-        return not self._entries and not self.placed
+        return not self.where
 
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
         n = len(payload)
@@ -127,10 +126,15 @@ class PackWriter:
         self._buf += stored
         block_len = len(self._buf) - start
         for t, oid, off, ln in self._entries:
-            self.placed.append((t, oid, start, block_len, off, ln))
             self.where[oid] = (t, start, block_len, off, ln)
         self._entries.clear()
         self._raw = bytearray()
+
+    @property
+    def placed(self) -> list[tuple[int, ObjectId, int, int, int, int]]:
+        """(type, id, block_offset, block_length, offset, length) of objects in
+        finished blocks, in the order they were added."""
+        return [(t, oid, b, bl, o, ln) for oid, (t, b, bl, o, ln) in self.where.items() if b >= 0]
 
     def read(
         self, oid: ObjectId, reader: BlockReader, cache: dict[int, bytes]

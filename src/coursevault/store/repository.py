@@ -62,7 +62,7 @@ FORMAT_VERSION = 1
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
-BLOCK_CACHE = 64
+BLOCK_CACHE = 32
 _TYPES = {t.value: t for t in ObjectType}
 NEAR_LOCATIONS = 50_000
 
@@ -408,6 +408,10 @@ class WriteSession:
 
     def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
         return self.put(ObjectType.TREE, encode_tree(refs, body))
+
+    def has(self, oid: ObjectId) -> bool:
+        """Was the object committed before this session?"""
+        return self.repo.catalog.has(oid)
 
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
         """Read an object, including ones this session has not committed yet."""

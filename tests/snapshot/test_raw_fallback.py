@@ -1,0 +1,54 @@
+"""XML that lxml parses but cannot reproduce byte for byte is kept raw, exactly."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+from helpers import MINIMAL_BACKUP, read_members, write_tgz
+
+from coursevault.restore.export import export_snapshot
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.store.repository import Repository
+
+ODD = {
+    "self-closed": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b/>\n  <c>1</c>\n</a>',
+    "char-ref": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b>&#65;</b>\n</a>',
+    "single-quotes": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b x=\'1\'>t</b>\n</a>',
+    "tab-in-attr": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b x="1\t2">t</b>\n</a>',
+}
+FINE = {
+    "comment": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <!-- hi -->\n  <b>t</b>\n</a>\n',
+    "cdata": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b><![CDATA[x < y]]></b>\n</a>',
+    "odd-indent": b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n    <b>t</b>  \n</a>',
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD))
+def test_unreproducible_xml_is_stored_raw_and_exported_exactly(
+    cv_repo: Repository, tmp_path: Path, name: str
+) -> None:
+    archive = tmp_path / "odd.mbz"
+    write_tgz(archive, [("moodle_backup.xml", MINIMAL_BACKUP), ("odd.xml", ODD[name])])
+    result = ingest_archive(cv_repo, str(archive))
+    assert [r["member"] for r in result.raw_xml] == ["odd.xml"]
+    assert "line 3" in result.raw_xml[0]["reason"]
+    out = tmp_path / "out.mbz"
+    export_snapshot(cv_repo, result.snapshot, str(out))
+    assert gzip.open(out).read() == gzip.open(archive).read()
+    again = ingest_archive(cv_repo, str(archive))  # a failed attempt is never trusted later
+    assert [r["member"] for r in again.raw_xml] == ["odd.xml"]
+
+
+@pytest.mark.parametrize("name", sorted(FINE))
+def test_hand_edits_lxml_keeps_are_element_chunked(
+    cv_repo: Repository, tmp_path: Path, name: str
+) -> None:
+    archive = tmp_path / "fine.mbz"
+    write_tgz(archive, [("moodle_backup.xml", MINIMAL_BACKUP), ("fine.xml", FINE[name])])
+    result = ingest_archive(cv_repo, str(archive))
+    assert result.raw_xml == []
+    out = tmp_path / "out.mbz"
+    export_snapshot(cv_repo, result.snapshot, str(out))
+    assert read_members(out) == read_members(archive)
