@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -24,6 +25,12 @@ def read_members(path: str | Path) -> list[tuple[str, bool, bytes]]:
     """(name, is_dir, bytes) of every member, in archive order."""
     _layout, it = iter_members(str(path))
     return [(info.name, info.is_dir, stream.read()) for info, stream in it]
+
+
+def tar_stream(path: str | Path) -> bytes:
+    """The tar inside a .mbz (what ingest promises to reproduce)."""
+    with gzip.open(path) as f:
+        return f.read()
 
 
 def logical(members: list[tuple[str, bool, bytes]]) -> dict[str, bytes]:
