@@ -1,0 +1,70 @@
+"""What every command shares: the typer apps, the common options, opening a repository.
+
+Only the CLI reads the environment (through typer's ``envvar``, and the XDG
+cache folder here); everything below it takes explicit arguments.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from coursevault import api
+from coursevault.store.repository import Repository
+
+app = typer.Typer(
+    name="coursevault",
+    help="Incremental, deduplicated history of Moodle course backups.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+index_app = typer.Typer(
+    help="Maintain the local catalog of the repository index.", no_args_is_help=True
+)
+app.add_typer(index_app, name="index")
+
+RepoOpt = Annotated[
+    str,
+    typer.Option(
+        "--repo", "-r", envvar="COURSEVAULT_REPO", help="Repository folder [env COURSEVAULT_REPO]."
+    ),
+]
+CacheOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cache-dir",
+        envvar="COURSEVAULT_CACHE",
+        help="Folder for local caches (catalog) [env COURSEVAULT_CACHE; default ~/.cache/coursevault].",
+    ),
+]
+CatalogOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--catalog",
+        envvar="COURSEVAULT_CATALOG",
+        help="SQLAlchemy URL of the catalog database instead of the local SQLite cache.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+def cache_dir_for(cache_dir: str | None) -> str | None:
+    if cache_dir:
+        return cache_dir
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return os.path.join(xdg, "coursevault") if xdg else None
+
+
+def open_repo(repo: str, cache_dir: str | None, catalog: str | None) -> Repository:
+    return api.open_repository(repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog)
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Incremental, deduplicated history of Moodle course backups."""

@@ -1,0 +1,177 @@
+"""Commands about history: log, diff, forget, prune."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from coursevault import api
+from coursevault.cli import output
+from coursevault.cli.base import (
+    CacheOpt,
+    CatalogOpt,
+    JsonOpt,
+    RepoOpt,
+    app,
+    open_repo,
+)
+from coursevault.diff.treediff import iter_lines
+from coursevault.errors import UsageError
+from coursevault.snapshot.retention import Policy
+
+
+@app.command()
+def log(
+    course: Annotated[str, typer.Argument(help="Course key.")],
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """A course's snapshots, newest first, with what each added against its parent."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        entries = api.log(r, course)
+        if json_out:
+            output.print_json(list(entries))
+            return
+        for e in entries:
+            changes = (
+                f"records +{e['records_added']} ~{e['records_modified']} -{e['records_removed']}"
+                + (f" >{e['records_moved']}" if e.get("records_moved") else "")
+                if e["parent"]
+                else "first snapshot"
+            )
+            output.out.print(
+                f"{e['id'][:12]}  {e['time']}  new {output.human_bytes(e['new_bytes']):>10} "
+                f"in {e['new_objects']:>6} objects  {changes}  {e['source']}",
+                markup=False,
+            )
+
+
+@app.command("diff")
+def diff_cmd(
+    a: Annotated[str, typer.Argument(help="Old snapshot (selector).")],
+    b: Annotated[str, typer.Argument(help="New snapshot (selector).")],
+    path: Annotated[
+        str | None, typer.Argument(help="Only members under this path (e.g. activities/forum_7).")
+    ] = None,
+    stat: Annotated[
+        bool, typer.Option("--stat", help="Counts per activity and file area.")
+    ] = False,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What changed between two snapshots: members, records and fields."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        sa, sb, d = api.diff(r, a, b, path)
+    if json_out:
+        output.print_json({"a": sa.id, "b": sb.id, **d.as_dict()})
+        return
+    if stat:
+        groups = d.groups()
+        output.print_table(
+            ["group", "records +", "~", "-", ">", "members +", "~", "-"],
+            [
+                [
+                    name,
+                    g["added"],
+                    g["modified"],
+                    g["removed"],
+                    g["moved"],
+                    g["members_added"],
+                    g["members_modified"],
+                    g["members_removed"],
+                ]
+                for name, g in groups.items()
+            ],
+        )
+        c = d.counts()
+        output.out.print(
+            f"{len(d.members)} members changed; records: {c['added']} added, "
+            f"{c['modified']} modified, {c['removed']} removed, {c['moved']} moved",
+            markup=False,
+        )
+        return
+    for line in iter_lines(d):
+        output.out.print(line, markup=False)
+
+
+@app.command()
+def forget(
+    course: Annotated[str | None, typer.Argument(help="Course key (or --all).")] = None,
+    all_courses: Annotated[bool, typer.Option("--all", help="Apply to every course.")] = False,
+    keep_last: Annotated[int, typer.Option("--keep-last", help="Keep the N newest.")] = 0,
+    keep_hourly: Annotated[
+        int, typer.Option("--keep-hourly", help="Newest of each of the last N hours.")
+    ] = 0,
+    keep_daily: Annotated[
+        int, typer.Option("--keep-daily", help="Newest of each of the last N days.")
+    ] = 0,
+    keep_weekly: Annotated[
+        int, typer.Option("--keep-weekly", help="Newest of each of the last N ISO weeks.")
+    ] = 0,
+    keep_monthly: Annotated[
+        int, typer.Option("--keep-monthly", help="Newest of each of the last N months.")
+    ] = 0,
+    keep_yearly: Annotated[
+        int, typer.Option("--keep-yearly", help="Newest of each of the last N years.")
+    ] = 0,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be removed.")
+    ] = False,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove snapshots a retention policy does not keep (run prune to free space)."""
+    if (course is None) == (not all_courses):
+        raise UsageError("give a COURSE or --all (not both)")
+    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+    with open_repo(repo, cache_dir, catalog) as r:
+        rows = api.forget(r, policy, course=course, dry_run=dry_run)
+    if json_out:
+        output.print_json(rows)
+        return
+    removed = [x for x in rows if x["action"] == "remove"]
+    for x in rows:
+        why = f" ({', '.join(x['reasons'])})" if x["reasons"] else ""
+        verb = "keep  " if x["action"] == "keep" else ("would remove" if dry_run else "remove")
+        output.out.print(f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False)
+    output.out.print(
+        f"{len(removed)} snapshots {'would be ' if dry_run else ''}removed, "
+        f"{len(rows) - len(removed)} kept"
+        + ("" if dry_run else "; run `coursevault prune` to free space"),
+        markup=False,
+    )
+
+
+@app.command()
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be freed.")
+    ] = False,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Delete objects no snapshot reaches and repack mostly-garbage packs (exclusive lock)."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        report = api.prune(
+            r,
+            dry_run=dry_run,
+            progress=None if json_out else lambda m: output.err.print(m, markup=False),
+        )
+    if json_out:
+        output.print_json(report.as_dict())
+        return
+    output.out.print(
+        f"{'would free' if dry_run else 'freed'} {output.human_bytes(report.bytes_freed)}: "
+        f"{report.packs_deleted} of {report.packs_before} packs deleted, {report.packs_repacked} repacked "
+        f"into {report.packs_written}; {report.reachable_objects} objects kept for {report.snapshots} snapshots",
+        markup=False,
+    )

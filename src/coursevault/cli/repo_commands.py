@@ -1,0 +1,146 @@
+"""Commands about the repository itself: init, stats, check, index rebuild, unlock."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from coursevault import __version__, api
+from coursevault.cli import output
+from coursevault.cli.base import (
+    CacheOpt,
+    CatalogOpt,
+    JsonOpt,
+    RepoOpt,
+    app,
+    cache_dir_for,
+    index_app,
+    open_repo,
+)
+from coursevault.errors import EXIT_FAILURE
+from coursevault.store.repository import Repository
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    output.out.print(f"coursevault {__version__}")
+
+
+@app.command()
+def init(
+    path: Annotated[str | None, typer.Argument(help="Folder for the new repository.")] = None,
+    repo: RepoOpt = "",
+    pack_size: Annotated[int, typer.Option(help="Target pack file size in MiB.")] = 16,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a new, empty repository."""
+    location = path or repo
+    config = api.init_repository(location, pack_size=pack_size * 1024 * 1024)
+    if json_out:
+        output.print_json({"location": os.path.abspath(location), **config})
+    else:
+        output.out.print(f"created repository {config['id']} at {os.path.abspath(location)}")
+
+
+@app.command()
+def stats(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show what the repository holds and how much space it takes."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        data = api.repository_stats(r)
+    if json_out:
+        output.print_json(data)
+        return
+    shown = dict(data)
+    shown["pack_bytes"] = f"{data['pack_bytes']} ({output.human_bytes(data['pack_bytes'])})"
+    shown["index_bytes"] = f"{data['index_bytes']} ({output.human_bytes(data['index_bytes'])})"
+    output.print_pairs(shown)
+
+
+@app.command()
+def check(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    read_data: Annotated[
+        bool, typer.Option("--read-data", help="Also read every pack and verify every object.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify that every snapshot is complete (and, with --read-data, every byte)."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        report = api.check(r, read_data=read_data)
+    summary = {
+        "ok": report.ok,
+        "snapshots": report.snapshots,
+        "index_files": report.index_files,
+        "packs": report.packs,
+        "objects": report.objects,
+        "reachable_objects": report.reachable,
+        "bytes_read": report.bytes_read,
+        "errors": len(report.errors),
+        "warnings": len(report.problems) - len(report.errors),
+        "problems": [{"severity": p.severity, "message": p.message} for p in report.problems],
+    }
+    if json_out:
+        output.print_json(summary)
+    else:
+        for p in report.problems:
+            output.err.print(f"{p.severity}: {p.message}", markup=False)
+        verdict = "no errors" if report.ok else f"{len(report.errors)} errors"
+        output.out.print(
+            f"checked {report.snapshots} snapshots, {report.index_files} index files, "
+            f"{report.packs} packs, {report.objects} objects"
+            + (f", read {output.human_bytes(report.bytes_read)}" if read_data else "")
+            + f": {verdict}, {summary['warnings']} warnings"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@index_app.command("rebuild")
+def index_rebuild(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recreate the catalog from the repository's index and snapshot files."""
+    backend = api.backend_for(repo)
+    with Repository.open(
+        backend, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=False
+    ) as opened:
+        counts = api.rebuild_index(opened)
+    if json_out:
+        output.print_json(counts)
+    else:
+        output.out.print(
+            f"catalog rebuilt: {counts['objects']} objects from {counts['index_files']} index files, "
+            f"{counts['snapshots']} snapshots"
+        )
+
+
+@app.command()
+def unlock(
+    repo: RepoOpt = "",
+    remove_all: Annotated[
+        bool, typer.Option("--remove-all", help="Remove all locks, not only stale ones.")
+    ] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove stale locks left by processes that died."""
+    removed = api.unlock(repo, remove_all=remove_all)
+    if json_out:
+        output.print_json([{"lock": lk.key, "holder": lk.describe()} for lk in removed])
+    elif removed:
+        for lk in removed:
+            output.out.print(f"removed {lk.describe()}")
+    else:
+        output.out.print("no stale locks")

@@ -1,0 +1,180 @@
+"""Commands that put snapshots in and take them out: ingest, export, ls, cat, snapshots."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from coursevault import api
+from coursevault.cli import output
+from coursevault.cli.base import (
+    CacheOpt,
+    CatalogOpt,
+    JsonOpt,
+    RepoOpt,
+    app,
+    open_repo,
+)
+
+
+@app.command()
+def ingest(
+    archives: Annotated[list[str], typer.Argument(help="Moodle backup files (.mbz, tgz or zip).")],
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    course: Annotated[
+        str | None, typer.Option("--course", help="Course key (default: site hash + course id).")
+    ] = None,
+    when: Annotated[
+        str | None, typer.Option("--time", help="Snapshot time, ISO 8601 (default: backup_date).")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Store .mbz archives as deduplicated snapshots (one per archive, all or nothing each)."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        for path in archives:
+            with output.byte_progress(
+                f"ingest {os.path.basename(path)}", None, not json_out
+            ) as bar:
+                result = api.ingest(r, path, course=course, when=when, progress=bar)
+            if json_out:
+                output.print_json(result.as_dict())
+                continue
+            output.out.print(
+                f"snapshot {result.snapshot[:12]}  course {result.course}  {result.time}  "
+                f"{result.members} members, {result.elements} elements, "
+                f"read {output.human_bytes(result.bytes_read)}, "
+                f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects "
+                f"({output.human_bytes(result.stored_bytes)} stored)",
+                markup=False,
+            )
+            for raw in result.raw_xml:
+                output.err.print(f"  kept raw: {raw['member']}: {raw['reason']}", markup=False)
+
+
+@app.command()
+def export(
+    snapshot: Annotated[
+        str, typer.Argument(help="Snapshot: id prefix, COURSE@latest, COURSE@~N, COURSE@<time>.")
+    ],
+    out: Annotated[str, typer.Option("--output", "-o", help="Archive file to write.")],
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="tgz or zip (default: as ingested).")
+    ] = None,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Rebuild a snapshot as an .mbz archive that Moodle restores."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        result = api.export(r, snapshot, out, fmt=fmt)
+    if json_out:
+        output.print_json(result.as_dict())
+    else:
+        output.out.print(
+            f"wrote {result.path} ({result.format}, {result.members} members, "
+            f"{output.human_bytes(result.bytes)} of content) from snapshot {result.snapshot[:12]}",
+            markup=False,
+        )
+
+
+@app.command("ls")
+def ls_cmd(
+    snapshot: Annotated[str, typer.Argument(help="Snapshot selector.")],
+    path: Annotated[
+        str | None, typer.Argument(help="An XML member: list its element tree.")
+    ] = None,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List a snapshot's members, or the element records of one XML member."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        if path is None:
+            _snap, tree = api.archive_tree(r, snapshot)
+            rows = [
+                {
+                    "name": m.name,
+                    "kind": m.kind,
+                    "size": m.size,
+                    "mtime": m.mtime,
+                    "content": m.content_kind,
+                }
+                for m in tree.members
+            ]
+            if json_out:
+                output.print_json(rows)
+            else:
+                for row in rows:
+                    output.out.print(
+                        f"{row['kind'][0]} {row['size']:>10} {row['content']:<13} {row['name']}",
+                        markup=False,
+                    )
+            return
+        items = api.element_outline(r, snapshot, path)
+        if json_out:
+            output.print_json(
+                [
+                    {
+                        "depth": d,
+                        "tag": el.tag,
+                        "attrs": el.attrs,
+                        "fields": n,
+                        "id": el.oid.hex() if el.oid else None,
+                    }
+                    for d, el, n in items
+                ]
+            )
+        else:
+            for depth, el, n in items:
+                output.out.print(f"{'  ' * depth}{el.label()}  ({n} fields)", markup=False)
+
+
+@app.command()
+def cat(
+    snapshot: Annotated[str, typer.Argument(help="Snapshot selector.")],
+    path: Annotated[str, typer.Argument(help="Member path, or member:/element/address[@id=N].")],
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Print a member's bytes, or one element of an XML member."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        api.cat(r, snapshot, path, sys.stdout.buffer.write)
+    sys.stdout.buffer.flush()
+
+
+@app.command()
+def snapshots(
+    course: Annotated[str | None, typer.Option("--course", help="Only this course.")] = None,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """List snapshots (oldest first)."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        rows = api.list_snapshots(r, course)
+    if json_out:
+        output.print_json(rows)
+        return
+    output.print_table(
+        ["id", "course", "time", "source", "new bytes", "new objects"],
+        [
+            [
+                row["id"][:12],
+                row["course"],
+                row["time"],
+                row["source"].get("file", ""),
+                output.human_bytes(row["new_bytes"]),
+                row["new_objects"],
+            ]
+            for row in rows
+        ],
+    )
