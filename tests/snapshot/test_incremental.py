@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.listbuilder import ListBuilder
+from coursevault.snapshot.listbuilder import AVG_FANOUT, ListBuilder
 from coursevault.snapshot.nodes import iter_list
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.repository import Repository
@@ -110,7 +110,7 @@ def test_list_insert_rewrites_few_chunks(n: int, pos: int, seed: int) -> None:
     new = set(sink.objects) - before
     levels = 1
     size = len(items)
-    while size > 64:
-        size //= 64
+    while size > AVG_FANOUT:
+        size //= AVG_FANOUT
         levels += 1
     assert len(new) <= 2 * levels + 2  # a chunk per level (two where a boundary moved)
