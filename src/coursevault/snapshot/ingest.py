@@ -63,6 +63,12 @@ class IngestResult:
         return dict(self.__dict__)
 
 
+def text_chunker(config: dict[str, Any]) -> dict[str, int]:
+    """Smaller chunks for text that grows by appending (moodle_backup.log, raw XML):
+    a night's new lines then cost a few KiB, not the whole file again."""
+    return dict(config.get("text_chunker") or {"min": 1024, "avg": 4096, "max": 16 * 1024})
+
+
 def validate_course_key(key: str) -> str:
     if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
         raise BadInputError(
@@ -144,7 +150,7 @@ def _ingest_xml(
     if doc is not None:
         return doc, "xml"
     result.raw_xml.append({"member": info.name, "reason": reason})
-    content, _size = store_content(session, spool, session.repo.config["chunker"])
+    content, _size = store_content(session, spool, text_chunker(session.repo.config))
     spool.seek(0)
     return content, "raw"
 
@@ -200,6 +206,7 @@ def _ingest(
 ) -> IngestResult:
     result = IngestResult("", "", "", archive, layout.format)
     chunker_cfg = repo.config["chunker"]
+    text_cfg = text_chunker(repo.config)
     entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = []
     index_raw: bytes | None = None
     index_pos = -1
@@ -236,7 +243,8 @@ def _ingest(
                         except BackupInfoError as exc:
                             raise ArchiveError(archive, str(exc), member.name) from None
             else:
-                content, _ = store_content(session, stream, chunker_cfg)
+                cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
+                content, _ = store_content(session, stream, cfg)
                 entry["content"] = "blob"
             if content is None:
                 entry["content"] = "empty"

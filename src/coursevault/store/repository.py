@@ -115,6 +115,7 @@ class Repository:
             "block_size": block_size,
             "zstd_level": level,
             "chunker": {"min": 16 * 1024, "avg": 64 * 1024, "max": 256 * 1024},
+            "text_chunker": {"min": 1024, "avg": 4096, "max": 16 * 1024},
         }
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
