@@ -95,6 +95,7 @@ class Repository:
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         # Locations of the objects in blocks we were asked for (see locate).
         self._near: dict[ObjectId, Location] = {}
+        self._seen_blocks: dict[tuple[bytes, int], None] = {}
         self._reader = BlockReader()
 
     # -- creation and opening ---------------------------------------------------------
@@ -235,11 +236,18 @@ class Repository:
         loc = self.catalog.lookup(oid)
         if loc is None:
             raise ObjectMissingError(oid.hex(), "not in any index")
-        # Readers walk trees in about the order they were written: learn the
-        # whole block's objects with one query instead of one query per object.
-        if len(self._near) > NEAR_LOCATIONS:
-            self._near.clear()
-        self._near.update(self.catalog.block_objects(loc.pack, loc.block_offset))
+        # Readers walk trees in about the order they were written: the second
+        # lookup into the same block learns the whole block with one query
+        # (random reads, which rarely come back to a block, never pay for it).
+        key = (loc.pack, loc.block_offset)
+        if key in self._seen_blocks:
+            if len(self._near) > NEAR_LOCATIONS:
+                self._near.clear()
+            self._near.update(self.catalog.block_objects(loc.pack, loc.block_offset))
+        else:
+            self._seen_blocks[key] = None
+            if len(self._seen_blocks) > 1024:
+                self._seen_blocks.pop(next(iter(self._seen_blocks)))
         return loc
 
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
