@@ -24,7 +24,7 @@ from coursevault.errors import ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, encode_index, index_key
 from coursevault.store.pack import Location, PackWriter, pack_key
-from coursevault.store.repository import Repository
+from coursevault.store.repository import MAX_PACK_OBJECTS, Repository
 from coursevault.store.treecodec import tree_refs
 
 
@@ -159,7 +159,7 @@ def _prune(
     for oid, loc in to_copy:
         kind, payload = repo.read_at(oid, loc)
         writer.add(kind, oid, payload)
-        if writer.size >= pack_size:
+        if writer.size >= pack_size or len(writer.where) >= MAX_PACK_OBJECTS:
             flush()
     flush()
 

@@ -65,6 +65,9 @@ DEFAULT_LEVEL = 3
 BLOCK_CACHE = 32
 _TYPES = {t.value: t for t in ObjectType}
 NEAR_LOCATIONS = 50_000
+# A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
+# hundreds of thousands of objects; the writer's map of them must stay small.
+MAX_PACK_OBJECTS = 32_768
 
 
 def snapshot_key(snap_id: str) -> str:
@@ -411,7 +414,7 @@ class WriteSession:
         self._pack.add(kind, oid, payload)
         self.stats.new_objects += 1
         self.stats.new_bytes += len(payload)
-        if self._pack.size >= self.pack_size:
+        if self._pack.size >= self.pack_size or len(self._pack.where) >= MAX_PACK_OBJECTS:
             self._flush_pack()
         return oid
 
