@@ -106,7 +106,7 @@ def _enable_sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=60000")
-    cur.execute("PRAGMA cache_size=-8192")
+    cur.execute("PRAGMA cache_size=-4096")
     cur.close()
 
 

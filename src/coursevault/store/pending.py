@@ -29,7 +29,7 @@ class PendingIndex:
         self._db = sqlite3.connect(self._path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=OFF")
         self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-8192")
+        self._db.execute("PRAGMA cache_size=-4096")
         self._db.execute(
             "CREATE TABLE pending (id BLOB PRIMARY KEY, type INT, pack BLOB, block_offset INT,"
             " block_length INT, offset INT, length INT) WITHOUT ROWID"
