@@ -58,3 +58,11 @@ def test_ruff_is_clean() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_is_clean() -> None:
+    root = SRC.parents[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy"], cwd=root, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

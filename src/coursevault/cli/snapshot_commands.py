@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -98,7 +98,7 @@ def ls_cmd(
     with open_repo(repo, cache_dir, catalog) as r:
         if path is None:
             _snap, tree = api.archive_tree(r, snapshot)
-            rows = [
+            rows: list[dict[str, Any]] = [
                 {
                     "name": m.name,
                     "kind": m.kind,

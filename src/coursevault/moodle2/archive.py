@@ -18,7 +18,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 from coursevault.errors import ArchiveError
 from coursevault.moodle2.tarformat import (
@@ -28,6 +28,11 @@ from coursevault.moodle2.tarformat import (
     padding,
     parse_header,
 )
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1, /) -> bytes: ...
+
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
@@ -98,7 +103,7 @@ def check_member_name(archive: str, name: str) -> None:
 class _TarMemberStream:
     """Reads exactly one member's bytes from the tar stream."""
 
-    def __init__(self, src: BinaryIO, size: int, archive: str, member: str) -> None:
+    def __init__(self, src: Readable, size: int, archive: str, member: str) -> None:
         self._src = src
         self.remaining = size
         self._archive = archive
@@ -117,7 +122,7 @@ class _TarMemberStream:
         return data
 
 
-def _read(src: BinaryIO, n: int, archive: str, member: str | None) -> bytes:
+def _read(src: Readable, n: int, archive: str, member: str | None) -> bytes:
     try:
         return src.read(n)
     except EOFError:

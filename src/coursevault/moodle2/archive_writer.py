@@ -146,7 +146,7 @@ class ZipWriter:
             date_time = tuple(zip_info["date_time"])
         else:
             date_time = time.gmtime(max(mtime, 315532800))[:6]
-        zi = zipfile.ZipInfo(name, date_time=date_time)  # type: ignore[arg-type]
+        zi = zipfile.ZipInfo(name, date_time=date_time)
         if zip_info:
             zi.compress_type = int(zip_info.get("compress_type", zipfile.ZIP_DEFLATED))
             zi.external_attr = int(zip_info.get("external_attr", 0))

@@ -7,7 +7,7 @@ entities are never resolved and nothing is fetched.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any
 
 from lxml import etree
 
@@ -54,7 +54,8 @@ class BackupInfo:
         return f"{site}-{course}"
 
 
-def read_backup_info(stream: BinaryIO) -> BackupInfo:
+def read_backup_info(stream: Any) -> BackupInfo:
+    """Read the manifest from any binary file object (a spool, an open file)."""
     fields: dict[str, str] = {}
     backup_id = None
     context = etree.iterparse(

@@ -99,7 +99,11 @@ def _write_archive(
         writer = TgzWriter(f, int(tree.layout.get("gzip_os", 3)))
         if not same_format and not any(m.path == INDEX_NAME for m in members):
             index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m in members)
-            writer.add(INDEX_NAME, False, len(index), 1356998400, lambda w: w(index))
+
+            def produce_index(write: Callable[[bytes], object]) -> None:
+                write(index)
+
+            writer.add(INDEX_NAME, False, len(index), 1356998400, produce_index)
         for m in members:
             header = (
                 bytes.fromhex(m.entry["tar_header"])

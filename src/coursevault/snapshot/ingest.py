@@ -18,7 +18,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 import blake3
 
@@ -98,7 +98,7 @@ def _ingest_xml(
     info: MemberInfo,
     stream: Any,
     result: IngestResult,
-    spool: BinaryIO,
+    spool: IO[bytes],
 ) -> tuple[ObjectId | None, str]:
     """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind)."""
     hasher = blake3.blake3()
@@ -155,7 +155,7 @@ def _ingest_xml(
     return content, "raw"
 
 
-def _first_difference(session: WriteSession, res: ChunkResult, original: BinaryIO) -> str:
+def _first_difference(session: WriteSession, res: ChunkResult, original: IO[bytes]) -> str:
     """Say where a document stops being exactly reproducible (for the user)."""
     rendered = bytearray()
     res.render(session.get, rendered.extend)
@@ -239,7 +239,7 @@ def _ingest(
                     entry["content"] = kind
                     if member.path == "moodle_backup.xml":
                         try:
-                            info = read_backup_info(spool)  # type: ignore[arg-type]
+                            info = read_backup_info(spool)
                         except BackupInfoError as exc:
                             raise ArchiveError(archive, str(exc), member.name) from None
             else:
@@ -329,7 +329,7 @@ def _ingest(
     }
     result.snapshot = session.commit(record) or ""
     result.course = course_key
-    result.time = record["time"]
+    result.time = format_time(epoch)
     result.new_objects = stats.new_objects
     result.new_bytes = stats.new_bytes
     result.stored_bytes = stats.stored_bytes

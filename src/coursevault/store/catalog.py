@@ -113,6 +113,8 @@ def _enable_sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
 class Catalog:
     """One repository's catalog in one database."""
 
+    _raw: Any  # the DB-API connection of the driver (sqlite3, psycopg, pymysql)
+
     def __init__(self, url: str) -> None:
         try:
             self.engine = sa.create_engine(url, future=True)
@@ -121,7 +123,8 @@ class Catalog:
             _create_tables(self.engine)
             self._pooled = self.engine.raw_connection()
             # the driver's own connection: the pool proxy costs microseconds per call
-            self._raw = self._pooled.driver_connection
+            driver: Any = self._pooled.driver_connection
+            self._raw = driver
         except SQLAlchemyError as exc:
             raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
         self.url = url
