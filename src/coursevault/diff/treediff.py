@@ -390,7 +390,6 @@ def iter_lines(diff: TreeDiff) -> Iterator[str]:
     by_member: dict[str, list[RecordChange]] = {}
     for r in diff.records:
         by_member.setdefault(r.member, []).append(r)
-    listed: set[str] = set()
     sign = {"added": "+", "removed": "-", "modified": "M", "moved": ">"}
     for m in diff.members:
         size = ""
@@ -399,7 +398,6 @@ def iter_lines(diff: TreeDiff) -> Iterator[str]:
         elif m.kind != "dir":
             size = f" ({m.new_size if m.new_size is not None else m.old_size} bytes)"
         yield f"{sign[m.change]} {m.path}{'/' if m.kind == 'dir' else ''}{size}"
-        listed.add(m.path)
         yield from _record_lines(by_member.pop(m.path, []))
     for member, recs in by_member.items():
         yield f"M {member}"

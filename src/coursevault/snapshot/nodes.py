@@ -138,10 +138,6 @@ def decode_json_node(body: bytes, kind: bytes) -> dict[str, Any]:
     return data
 
 
-def node_kind(body: bytes) -> str:
-    return body[:1].decode("ascii", "replace")
-
-
 # -- mtimes: one small blob per archive ----------------------------------------------
 def encode_mtimes(mtimes: list[int]) -> bytes:
     """Zig-zag varint deltas: nightly backups give every file a new mtime, so the
