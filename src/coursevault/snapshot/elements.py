@@ -24,7 +24,7 @@ from coursevault.snapshot.nodes import (
     decode_element,
     iter_list,
 )
-from coursevault.snapshot.xmltree import _unself_close, _Writer, render_element
+from coursevault.snapshot.xmltree import _Writer, render_element
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree
 
@@ -112,6 +112,16 @@ def element_bytes(get: Getter, el: Element) -> bytes:
     if el.leaf is None:
         raise ValueError(f"element {el.tag} has neither record nor leaf")
     return _unself_close(etree.tostring(el.leaf, encoding="UTF-8", with_tail=False))
+
+
+def _unself_close(fragment: bytes) -> bytes:
+    """Turn lxml's ``<tag/>`` back into Moodle's ``<tag></tag>`` (a leaf shown by ``cat``)."""
+    end = fragment.find(b"/>")
+    if end < 0:
+        return fragment
+    start = fragment.rfind(b"<", 0, end)
+    name = fragment[start + 1 : end].split(None, 1)[0]
+    return fragment[:end] + b"></" + name + b">" + fragment[end + 2 :]
 
 
 def parse_address(address: str) -> list[tuple[str, str | None, str | None, int | None]]:

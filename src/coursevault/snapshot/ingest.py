@@ -20,8 +20,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import blake3
-
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
 from coursevault.moodle2.archive import MemberInfo, iter_members
@@ -31,7 +29,7 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.xmltree import ChunkResult, NotCanonical, XmlChunker, XmlSyntax
+from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, WriteSession
 
@@ -100,73 +98,38 @@ def _ingest_xml(
     result: IngestResult,
     spool: IO[bytes],
 ) -> tuple[ObjectId | None, str]:
-    """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind)."""
-    hasher = blake3.blake3()
-    chunker: XmlChunker | None = XmlChunker(session)
-    reason = ""
+    """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind).
+
+    The raw bytes are spooled because only the end of a document can tell
+    whether it could be cut exactly; if not, they are stored as they are.
+    """
+    chunker = XmlChunker(session)
     while True:
         data = stream.read(READ_SIZE)
         if not data:
             break
         spool.write(data)
-        hasher.update(data)
-        if chunker is not None:
-            try:
-                chunker.feed(data)
-            except XmlSyntax as exc:
-                raise XmlError(archive, str(exc), info.name) from None
-            except NotCanonical as exc:
-                chunker, reason = None, str(exc)
+        try:
+            chunker.feed(data)
+        except XmlSyntax as exc:
+            raise XmlError(archive, str(exc), info.name) from None
     size = spool.tell()
-    doc: ObjectId | None = None
-    if chunker is not None:
-        if size == 0:
-            reason = "empty file"
-        else:
-            try:
-                res = chunker.close()
-            except XmlSyntax as exc:
-                raise XmlError(archive, str(exc), info.name) from None
-            except NotCanonical as exc:
-                reason = str(exc)
-            else:
-                # A document the repository already had was verified when first stored.
-                same = res.known
-                if not same:
-                    check = blake3.blake3()
-                    try:
-                        res.render(session.get, check.update)
-                        same = check.digest() == hasher.digest()
-                    except ValueError as exc:
-                        same, reason = False, str(exc)
-                if same:
-                    doc = res.store(session)
-                    result.elements += res.elements
-                    result.records += res.records
-                elif not reason:
-                    spool.seek(0)
-                    reason = _first_difference(session, res, spool)
     spool.seek(0)
-    if doc is not None:
-        return doc, "xml"
-    result.raw_xml.append({"member": info.name, "reason": reason})
-    content, _size = store_content(session, spool, text_chunker(session.repo.config))
-    spool.seek(0)
-    return content, "raw"
-
-
-def _first_difference(session: WriteSession, res: ChunkResult, original: IO[bytes]) -> str:
-    """Say where a document stops being exactly reproducible (for the user)."""
-    rendered = bytearray()
-    res.render(session.get, rendered.extend)
-    data = original.read()
-    n = min(len(rendered), len(data))
-    i = next((k for k in range(n) if rendered[k] != data[k]), n)
-    line = data.count(b"\n", 0, i) + 1
-    if i == n and len(data) > len(rendered):
-        return f"not Moodle's canonical form: extra bytes after the root element (line {line})"
-    snippet = data[i : i + 20].decode("utf-8", "replace")
-    return f"not Moodle's canonical form at line {line} (hand-edited?): {snippet!r}"
+    if size == 0:
+        result.raw_xml.append({"member": info.name, "reason": "empty file"})
+        return None, "empty"
+    try:
+        res = chunker.close()
+    except XmlSyntax as exc:
+        raise XmlError(archive, str(exc), info.name) from None
+    except NotCanonical as exc:
+        result.raw_xml.append({"member": info.name, "reason": str(exc)})
+        content, _size = store_content(session, spool, text_chunker(session.repo.config))
+        spool.seek(0)
+        return content, "raw"
+    result.elements += res.elements
+    result.records += res.records
+    return res.store(session), "xml"
 
 
 def ingest_archive(

@@ -1,30 +1,32 @@
 """Streaming an XML document into element records, and rendering it back.
 
-Ingest feeds the member's bytes to lxml's pull parser.  Whenever an element
-that has children ends, it becomes a *record*: its exact bytes -- lxml's
-serialisation of the subtree, in which child records were already replaced by
-markers -- are stored as one ``X`` node, and the element itself is cut out of
-the parse tree.  So the tree in memory is only the path from the root to the
-current element plus the leaf fields of open records: memory stays flat
-however long the file (Moodle 1.9 needed 311 MB for a 12.5 MB file).
-Consecutive sibling records become one run, chunked by :class:`ListBuilder`.
+Ingest scans the member's bytes for tags itself (``bytes.find`` does the
+work, so it runs at C speed) while expat checks, on the same bytes, that the
+document is well-formed and has no DTD.  Whenever an element that contains
+other elements ends, it becomes a *record*: its exact input bytes, in which
+every run of child records is replaced by the marker ``<_cvlist/>``, are
+stored as one ``X`` node.  Because fragments are slices of the input, never a
+re-serialisation, rendering the stored tree gives back the input byte for
+byte -- whatever formatting, comments, CDATA or character references a hand
+edit left -- and nothing needs re-verifying after the fact.
 
-lxml serialises exactly as Moodle's xml_writer escapes (``&``, ``<``, ``>``
-in text, also ``"`` in attributes, raw UTF-8), except that it self-closes
-empty elements where Moodle writes ``<tag></tag>``; that one rule is undone on
-each fragment.  Whatever else a hand edit may have done (comments, CDATA,
-other indentation, character references), the caller verifies by rendering
-the stored tree and comparing its hash with the original's, and keeps the raw
-bytes when they differ.  Export is then concatenation, byte for byte.
+Memory stays flat however long the file (Moodle 1.9 needed 311 MB for a 12.5
+MB file): the scanner keeps only the path from the root to the current
+element, each with the bytes of its own that are not yet cut out, and the
+leaf fields of the record being read.  Consecutive sibling records with the
+same text between them become one run, chunked by :class:`ListBuilder`.
+
+Documents the scanner cannot cut exactly (not in an ASCII-compatible
+encoding, element names with namespace prefixes, text that looks like the run
+marker) raise :class:`NotCanonical`; the caller keeps their raw bytes.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
-
-from lxml import etree
+from dataclasses import dataclass
+from xml.parsers import expat
 
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import (
@@ -45,6 +47,13 @@ MARKER_TAG_B = MARKER_TAG.encode()
 FEED_SIZE = 1 << 20
 MAX_PROLOGUE = 1 << 20
 
+# The end of a start tag whose attribute values may hold '>' (only used when a
+# tag has quotes in it; well-formedness is expat's job, not this pattern's).
+# A stretch of leaf elements without attributes, ``<name>text</name>``, blanks
+# between them: the fields that make up most of a Moodle backup.
+_LEAVES = re.compile(rb"(?:[ \t\r\n]*<([A-Za-z_][\w.\-]*)>[^<]*</\1>)+")
+_START_TAG_END = re.compile(rb"""<[^\s/>]+(?:\s+[^\s=]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
+
 
 class XmlSyntax(Exception):
     """Malformed or unsafe XML; the message says what and where (line)."""
@@ -54,74 +63,62 @@ class NotCanonical(Exception):
     """The document cannot be element-chunked exactly; keep its raw bytes."""
 
 
-def _unself_close(fragment: bytes) -> bytes:
-    """Turn lxml's ``<tag/>`` (and ``<tag a="1"/>``) back into Moodle's ``<tag></tag>``."""
-    end = fragment.find(b"/>")
-    if end < 0:
-        return fragment
-    out = []
-    pos = 0
-    while end >= 0:
-        start = fragment.rfind(b"<", pos, end)
-        if start < 0:
-            break
-        tag = fragment[start + 1 : end]
-        name = tag.split(None, 1)[0] if tag else b""
-        if name != MARKER_TAG_B:
-            out.append(fragment[pos:end])
-            out.append(b"></" + name + b">")
-            pos = end + 2
-        end = fragment.find(b"/>", end + 2)
-    out.append(fragment[pos:])
-    return b"".join(out)
+def _refuse_doctype(*_args: object) -> None:
+    raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
 
 
-def find_root_start(head: bytes) -> int:
-    """Offset of the root element's ``<`` in the document head; -1 if not there yet.
+class _Validator:
+    """expat over the same bytes: well-formed, no DTD, no undeclared entities.
 
-    Refuses DOCTYPE: a DTD's entities are never expanded nor fetched, and no
-    Moodle backup has one.
+    A DOCTYPE is refused when it starts, before any entity in it is declared,
+    so nothing is ever expanded or fetched.
     """
-    pos = 0
-    while True:
-        lt = head.find(b"<", pos)
-        if lt < 0 or lt + 1 >= len(head):
-            return -1
-        nxt = head[lt + 1 : lt + 2]
-        if nxt == b"?":
-            end = head.find(b"?>", lt)
-            if end < 0:
-                return -1
-            pos = end + 2
-        elif head.startswith(b"<!--", lt):
-            end = head.find(b"-->", lt)
-            if end < 0:
-                return -1
-            pos = end + 3
-        elif nxt == b"!":
-            raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
-        else:
-            return lt
+
+    def __init__(self) -> None:
+        self._p = expat.ParserCreate()
+        self._p.StartDoctypeDeclHandler = _refuse_doctype
+        self._p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+
+    def feed(self, data: bytes, final: bool = False) -> None:
+        try:
+            self._p.Parse(data, final)
+        except expat.ExpatError as exc:
+            raise XmlSyntax(
+                f"malformed XML at line {exc.lineno}: {expat.ErrorString(exc.code)}"
+            ) from None
+
+
+class _Open:
+    """An element being scanned."""
+
+    __slots__ = ("cursor", "gap", "name", "nchild", "pieces", "run_at", "runs", "start")
+
+    def __init__(self, name: bytes, start: int) -> None:
+        self.name = name
+        self.start = start
+        self.cursor = start  # own bytes before this offset are in ``pieces``
+        self.pieces: list[bytes] | None = None  # set once a child element opens
+        self.runs: list[_Run] = []
+        self.gap = b""  # the parent's bytes between its previous cut and this element
+        self.nchild = 0  # child elements opened so far
+        self.run_at = -1  # nchild when the open run's last record ended
 
 
 @dataclass
 class _Run:
-    marker: etree._Element
     builder: ListBuilder
     sep: bytes | None = None
 
 
 @dataclass
 class ChunkResult:
-    """A chunked document whose ``D`` node is not stored yet: :meth:`store` it
-    only once verified, so that a stored ``D`` node always is a verified one."""
+    """A chunked document whose ``D`` node is not stored yet (see :meth:`store`)."""
 
     root: ObjectId
     body: bytes  # the D node's body (prologue, trailer)
     records: int
     elements: int
     size: int
-    known: bool  # the repository had this document before, hence verified it then
 
     @property
     def document(self) -> ObjectId:
@@ -139,126 +136,229 @@ class ChunkResult:
         out.flush()
 
 
-@dataclass
-class _State:
-    # runs of child records, keyed by their parent element
-    runs: dict[etree._Element, list[_Run]] = field(default_factory=dict)
-    open_run: dict[etree._Element, _Run] = field(default_factory=dict)
-    records: int = 0
-    elements: int = 0
-    root: ObjectId | None = None
-
-
 class XmlChunker:
-    """Feed bytes in order with :meth:`feed`, then :meth:`close` for the document id."""
+    """Feed bytes in order with :meth:`feed`, then :meth:`close` for the result.
+
+    :class:`XmlSyntax` is raised as soon as the bytes are malformed.  Once the
+    document turns out not to be cuttable, scanning stops but validation goes
+    on, and :meth:`close` raises :class:`NotCanonical` with the reason.
+    """
 
     def __init__(self, sink: ObjectSink) -> None:
         self._sink = sink
-        self._parser = etree.XMLPullParser(
-            events=("end",),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=True,
-            strip_cdata=False,
-            remove_comments=False,
-            remove_pis=False,
-        )
-        self._head = bytearray()
+        self._valid = _Validator()
+        self._buf = b""  # input from offset ``_base`` on, not yet cut away
+        self._base = 0
+        self._scan = 0  # absolute offset where scanning resumes
+        self._stack: list[_Open] = []
         self._prologue: bytes | None = None
-        self._tail = b""
+        self._root: ObjectId | None = None
+        self._trailer_from = -1
         self._size = 0
-        self._state = _State()
+        self._failed: str | None = None
+        self.records = 0
+        self.elements = 0
 
     def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        self._valid.feed(data)
+        if self._size == 0 and (data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data[:4]):
+            self._failed = "not in an ASCII-compatible encoding (UTF-16?)"
         self._size += len(data)
-        self._tail = (self._tail + data)[-4096:] if len(data) < 4096 else data[-4096:]
-        if self._prologue is None:
-            self._head += data
-            start = find_root_start(bytes(self._head))
-            if start < 0:
-                if len(self._head) > MAX_PROLOGUE:
-                    raise XmlSyntax("no root element in the first megabyte")
-                return
-            self._prologue = bytes(self._head[:start])
-            data = bytes(self._head)
-            self._head = bytearray()
+        if self._failed is not None:
+            return
+        self._buf += data
         try:
-            self._parser.feed(data)
-            self._consume()
-        except etree.XMLSyntaxError as exc:
-            raise XmlSyntax(_describe(exc)) from None
+            self._run()
+        except NotCanonical as exc:
+            self._failed = str(exc)
+            self._buf = b""
+            self._stack.clear()
 
     def close(self) -> ChunkResult:
-        if self._prologue is None:
-            if not self._size:
-                raise XmlSyntax("empty XML file")
-            raise XmlSyntax("no root element")
-        try:
-            root = self._parser.close()
-            self._consume()
-        except etree.XMLSyntaxError as exc:
-            raise XmlSyntax(_describe(exc)) from None
-        st = self._state
-        if st.root is None:  # a root without children ends like a leaf
-            self._record(root)
-        if st.root is None:
+        if not self._size:
+            raise XmlSyntax("empty XML file")
+        self._valid.feed(b"", True)
+        if self._failed is not None:
+            raise NotCanonical(self._failed)
+        if self._root is None or self._prologue is None:
             raise XmlSyntax("document has no root element")
-        end = self._tail.rfind(b">")
-        trailer = self._tail[end + 1 :]
+        trailer = self._buf[self._trailer_from - self._base :]
         body = encode_document(self._prologue, trailer)
-        known = self._sink.has(object_id(ObjectType.TREE, encode_tree([st.root], body)))
-        return ChunkResult(st.root, body, st.records, st.elements, self._size, known)
+        return ChunkResult(self._root, body, self.records, self.elements, self._size)
 
-    def _consume(self) -> None:
-        st = self._state
-        for _event, el in self._parser.read_events():
-            st.elements += 1
-            if len(el):
-                self._record(el)
-            # a leaf stays inline in its parent's fragment
+    # -- the scanner -----------------------------------------------------------------
+    def _run(self) -> None:
+        buf, base, stack = self._buf, self._base, self._stack
+        find = buf.find
+        leaves = _LEAVES.match
+        pos = self._scan - base
+        end_of_data = len(buf)
+        while True:
+            if stack:
+                # Most elements are fields: take a whole stretch of them in one C call.
+                m = leaves(buf, pos)
+                if m is not None:
+                    n = buf.count(b"</", pos, m.end())
+                    self.elements += n
+                    parent = stack[-1]
+                    parent.nchild += n
+                    if parent.pieces is None:
+                        self._first_child(parent)
+                    pos = m.end()
+            lt = find(b"<", pos)
+            if lt < 0:
+                pos = end_of_data
+                break
+            if lt + 1 >= end_of_data:
+                pos = lt
+                break
+            c = buf[lt + 1]
+            if c == 0x2F:  # '/': end tag
+                gt = find(b">", lt)
+                if gt < 0:
+                    pos = lt
+                    break
+                self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
+                pos = gt + 1
+                continue
+            if c == 0x21 or c == 0x3F:  # '!' comment, CDATA, doctype; '?' PI
+                if buf.startswith(b"<!--", lt):
+                    close = b"-->"
+                elif buf.startswith(b"<![CDATA[", lt):
+                    close = b"]]>"
+                elif c == 0x3F:
+                    close = b"?>"
+                elif end_of_data - lt < 9:
+                    pos = lt
+                    break
+                else:  # a DOCTYPE: expat has refused it already
+                    raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
+                stop = find(close, lt + 2)
+                if stop < 0:
+                    pos = lt
+                    break
+                pos = stop + len(close)
+                continue
+            gt = find(b">", lt)
+            if gt < 0:
+                pos = lt
+                break
+            if buf.find(b'"', lt, gt) >= 0 or buf.find(b"'", lt, gt) >= 0:
+                m = _START_TAG_END.match(buf, lt)
+                if m is None:
+                    # a quoted '>' whose tag has not fully arrived, or bytes expat refuses
+                    pos = lt
+                    break
+                gt = m.end() - 1
+            empty = buf[gt - 1] == 0x2F
+            name = buf[lt + 1 : gt - 1 if empty else gt].split(None, 1)[0]
+            self.elements += 1
+            self._start(name, lt + base, gt + 1 + base, empty)
+            pos = gt + 1
+        self._scan = pos + base
+        self._trim()
 
-    def _record(self, el: etree._Element) -> None:
-        st = self._state
-        runs = st.runs.pop(el, [])
-        st.open_run.pop(el, None)
-        refs = [r.builder.finish() for r in runs]
-        seps = [r.sep or b"" for r in runs]
-        fragment = _unself_close(etree.tostring(el, encoding="UTF-8", with_tail=False))
-        if fragment.count(MARKER) != len(refs):
-            raise NotCanonical(f"element {el.tag} holds text that looks like a run marker")
+    def _start(self, name: bytes, start: int, end: int, empty: bool) -> None:
+        if b":" in name:
+            raise NotCanonical(f"element {name.decode(errors='replace')} has a namespace prefix")
+        stack = self._stack
+        if not stack:
+            if self._root is not None:
+                raise XmlSyntax("more than one root element")
+            if start > MAX_PROLOGUE:
+                raise XmlSyntax("no root element in the first megabyte")
+            self._prologue = self._buf[: start - self._base]
+        else:
+            parent = stack[-1]
+            parent.nchild += 1
+            if parent.pieces is None:
+                self._first_child(parent)
+        if not empty:
+            stack.append(_Open(name, start))
+        elif not stack:  # an empty root element: a record without children
+            self._finish(_Open(name, start), end)
+
+    def _first_child(self, el: _Open) -> None:
+        """``el`` has a child element, so it will be a record: the bytes of its
+        parent up to ``el`` are settled (they are ``el``'s gap in its parent)."""
+        el.pieces = []
+        stack = self._stack
+        if len(stack) > 1:
+            grand = stack[-2]
+            el.gap = self._slice(grand.cursor, el.start)
+            grand.cursor = el.start
+
+    def _end(self, end: int, name: bytes) -> None:
+        stack = self._stack
+        if not stack or stack[-1].name != name:
+            raise XmlSyntax(f"mismatched end tag </{name.decode(errors='replace')}>")
+        el = stack.pop()
+        if el.pieces is None and stack:
+            return  # a leaf: its bytes stay inline in the parent's fragment
+        self._finish(el, end)
+
+    def _finish(self, el: _Open, end: int) -> None:
+        """``el`` (ending at ``end``) is a record: store it and hang it on its parent."""
+        pieces = el.pieces or []
+        pieces.append(self._slice(el.cursor, end))
+        fragment = b"".join(pieces)
+        if fragment.count(MARKER_TAG_B) != len(el.runs):
+            raise NotCanonical(
+                f"element {el.name.decode(errors='replace')} holds text that looks like a run marker"
+            )
+        refs = [r.builder.finish() for r in el.runs]
+        seps = [r.sep or b"" for r in el.runs]
         oid = self._sink.put_tree(refs, encode_element(seps, fragment))
-        st.records += 1
-        parent = el.getparent()
-        if parent is None:
-            st.root = oid
+        self.records += 1
+        stack = self._stack
+        if not stack:
+            self._root = oid
+            self._trailer_from = end
             return
-        prev = el.getprevious()
-        run = st.open_run.get(parent)
-        if run is not None and prev is run.marker:
-            gap = (prev.tail or "").encode()
-            if run.sep is None or run.sep == gap:
-                run.sep = gap
-                run.builder.append(oid)
-                prev.tail = el.tail
-                parent.remove(el)
-                return
-        tail = el.tail
-        el.clear()
-        el.tag = MARKER_TAG
-        el.tail = tail
-        builder = ListBuilder(self._sink)
-        builder.append(oid)
-        run = _Run(el, builder)
-        st.runs.setdefault(parent, []).append(run)
-        st.open_run[parent] = run
+        parent = stack[-1]
+        gap = el.gap
+        if (
+            parent.runs
+            and parent.run_at == parent.nchild - 1
+            and b"<" not in gap
+            and (parent.runs[-1].sep is None or parent.runs[-1].sep == gap)
+        ):
+            run = parent.runs[-1]
+            run.sep = gap
+            run.builder.append(oid)
+        else:
+            assert parent.pieces is not None
+            parent.pieces.append(gap)
+            parent.pieces.append(MARKER)
+            builder = ListBuilder(self._sink)
+            builder.append(oid)
+            parent.runs.append(_Run(builder))
+        parent.cursor = end
+        parent.run_at = parent.nchild
 
+    def _slice(self, start: int, stop: int) -> bytes:
+        return self._buf[start - self._base : stop - self._base]
 
-def _describe(exc: etree.XMLSyntaxError) -> str:
-    line = getattr(exc, "lineno", None) or (exc.position[0] if exc.position else None)
-    msg = str(exc.msg) if getattr(exc, "msg", None) else str(exc)
-    msg = re.sub(r", line \d+, column \d+$", "", msg)
-    return f"malformed XML at line {line}: {msg}" if line else f"malformed XML: {msg}"
+    def _trim(self) -> None:
+        """Drop the bytes no open element needs any more."""
+        stack = self._stack
+        if stack:
+            keep = stack[-1].cursor
+            if len(stack) > 1 and stack[-1].pieces is None:
+                keep = min(keep, stack[-2].cursor)
+            keep = min(keep, self._scan)
+        elif self._root is None:
+            return  # still in the prologue
+        else:
+            keep = self._trailer_from
+            if self._base + len(self._buf) - keep > MAX_PROLOGUE:
+                raise NotCanonical("more than a megabyte after the root element")
+        cut = keep - self._base
+        if cut > 0:
+            self._buf = self._buf[cut:]
+            self._base = keep
 
 
 # -- rendering -----------------------------------------------------------------------
