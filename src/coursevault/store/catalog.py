@@ -154,7 +154,9 @@ class Catalog:
             return f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({values})"
         return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
-    def _executemany(self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20000) -> None:
+    def _executemany(
+        self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20000, commit: bool = True
+    ) -> None:
         cur = self._raw.cursor()
         try:
             buf: list[Sequence[Any]] = []
@@ -165,12 +167,21 @@ class Catalog:
                     buf.clear()
             if buf:
                 cur.executemany(sql, buf)
-            self._raw.commit()
+            if commit:
+                self._raw.commit()
         except Exception as exc:
             self._raw.rollback()
             raise CatalogError(f"catalog write failed: {exc}") from exc
         finally:
             cur.close()
+
+    def commit(self) -> None:
+        """End the transaction that ``add_index_file(..., commit=False)`` left open."""
+        try:
+            self._raw.commit()
+        except Exception as exc:
+            self._raw.rollback()
+            raise CatalogError(f"catalog write failed: {exc}") from exc
 
     # -- objects ---------------------------------------------------------------------
     def has(self, oid: bytes) -> bool:
@@ -199,13 +210,23 @@ class Catalog:
         self._cur.execute(self._block_sql, (pack, block_offset))
         return [(bytes(r[0]), _location(r[1:])) for r in self._cur.fetchall()]
 
-    def add_index_file(self, name: str, entries: Iterable[tuple[bytes, Location]]) -> None:
-        """Record an index file and its entries (idempotent)."""
+    def add_index_file(
+        self, name: str, entries: Iterable[tuple[bytes, Location]], commit: bool = True
+    ) -> None:
+        """Record an index file and its entries (idempotent).
+
+        ``commit=False`` leaves the transaction open for more index files (then
+        call :meth:`commit`): one transaction for a whole write session writes
+        each B-tree page once, where one per index file rewrote the same pages
+        again and again (ids are random, so every batch touches every page).
+        """
         sql = self._insert_ignore("cv_objects", ("id", *LOC_FIELDS.split(", ")))
         # sorted keys turn random B-tree inserts into mostly sequential ones
         rows = sorted((oid, *_loc_tuple(loc)) for oid, loc in entries)
-        self._executemany(sql, rows)
-        self._executemany(self._insert_ignore("cv_index_files", ("name",)), [(name,)])
+        self._executemany(sql, rows, commit=False)
+        self._executemany(
+            self._insert_ignore("cv_index_files", ("name",)), [(name,)], commit=commit
+        )
 
     def index_files(self) -> set[str]:
         with self.engine.connect() as conn:

@@ -2,44 +2,59 @@
 
 It must answer "did this session already store X?" for every object put, and
 list everything at commit -- for up to millions of objects in a 1 GB ingest,
-so it cannot be a Python dict (hundreds of MB).  It is a throwaway SQLite file
-in the temp folder, without journal or fsync: losing it in a crash loses
-nothing, since uncommitted packs are unreferenced anyway.  Keeping it out of
-the shared catalog also keeps other processes (and a PostgreSQL catalog) out
-of the hot path.
+so it cannot be a Python dict (hundreds of MB).  Each flushed pack's entries
+are appended to a throwaway temporary file as fixed-size records, in pack
+order (the order the index files want); in memory stay a Bloom filter and,
+per pack, the sorted 8-byte id prefixes with each entry's position: 12 bytes
+an object.  Losing the file in a crash loses nothing, since uncommitted packs
+are unreferenced anyway.  Keeping it out of the shared catalog also keeps
+other processes (and a PostgreSQL catalog) out of the hot path.
+
+An earlier version kept these entries in a temporary SQLite table: inserting
+and reading back every entry cost about a third of a 500,000-object write
+(benchmarks/store_bench.py).
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
+import struct
 import tempfile
+from array import array
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from coursevault.store.ids import ObjectType
 from coursevault.store.pack import Location
 
 _TYPES = {t.value: t for t in ObjectType}
+# id, type, block offset, block length, offset in block, length
+_REC = struct.Struct("<32sBIIII")
+
+
+@dataclass
+class _Run:
+    """One pack's entries: records at ``start`` in the file; sorted id prefixes."""
+
+    pack: bytes
+    start: int
+    count: int
+    prefixes: array[int]
+    positions: array[int]
 
 
 class PendingIndex:
     def __init__(self) -> None:
-        fd, self._path = tempfile.mkstemp(prefix="coursevault-pending-", suffix=".sqlite")
-        os.close(fd)
-        self._db = sqlite3.connect(self._path, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute("PRAGMA cache_size=-4096")
-        self._db.execute(
-            "CREATE TABLE pending (id BLOB PRIMARY KEY, type INT, pack BLOB, block_offset INT,"
-            " block_length INT, offset INT, length INT) WITHOUT ROWID"
-        )
-        self._cur = self._db.cursor()
+        fd, self._path = tempfile.mkstemp(prefix="coursevault-pending-")
+        self._fd = fd
+        self._size = 0
+        self._runs: list[_Run] = []
         self.count = 0
-        # A Bloom filter in front of the table: almost every object a session puts
-        # is new, and "surely not pending" must not cost a query.  Ids are hashes,
+        # A Bloom filter in front of the runs: almost every object a session puts
+        # is new, and "surely not pending" must cost no search.  Ids are hashes,
         # so three 8-byte slices of an id are three independent bit positions.
-        self._bits = bytearray(1 << 20)  # 8 Mbit; grown as the table grows
+        self._bits = bytearray(1 << 20)  # 8 Mbit; grown as the index grows
         self._mask = len(self._bits) * 8 - 1
 
     def _set(self, oid: bytes) -> None:
@@ -60,54 +75,65 @@ class PendingIndex:
         """Keep at least 16 bits per entry (false positives under 0.2 %)."""
         self._bits = bytearray(len(self._bits) * 4)
         self._mask = len(self._bits) * 8 - 1
-        for (oid,) in self._db.execute("SELECT id FROM pending"):
+        for oid, _loc in self:
             self._set(oid)
 
     def add(self, entries: Iterable[tuple[bytes, Location]]) -> None:
-        rows = sorted(
-            (
-                oid,
-                int(loc.type),
-                loc.pack,
-                loc.block_offset,
-                loc.block_length,
-                loc.offset,
-                loc.length,
+        """Add one pack's entries (in the order they should be listed at commit)."""
+        entries = list(entries)
+        if not entries:
+            return
+        pack = entries[0][1].pack
+        buf = bytearray()
+        keys = []
+        for i, (oid, loc) in enumerate(entries):
+            if loc.pack != pack:
+                raise ValueError("pending entries of one add must share a pack")
+            buf += _REC.pack(
+                oid, int(loc.type), loc.block_offset, loc.block_length, loc.offset, loc.length
             )
-            for oid, loc in entries
+            keys.append((int.from_bytes(oid[:8], "big"), i))
+        keys.sort()
+        os.pwrite(self._fd, buf, self._size)
+        self._runs.append(
+            _Run(
+                pack,
+                self._size,
+                len(entries),
+                array("Q", [k for k, _ in keys]),
+                array("I", [i for _, i in keys]),
+            )
         )
-        self._db.execute("BEGIN")
-        self._db.executemany("INSERT OR IGNORE INTO pending VALUES (?,?,?,?,?,?,?)", rows)
-        self._db.execute("COMMIT")
-        self.count += len(rows)
+        self._size += len(buf)
+        self.count += len(entries)
         if self.count * 16 > len(self._bits) * 8:
             self._grow()
         else:
-            for row in rows:
-                self._set(row[0])
+            for oid, _loc in entries:
+                self._set(oid)
 
     def lookup(self, oid: bytes) -> Location | None:
-        self._cur.execute(
-            "SELECT type, pack, block_offset, block_length, offset, length FROM pending WHERE id=?",
-            (oid,),
-        )
-        row = self._cur.fetchone()
-        if row is None:
-            return None
-        t, pack, boff, blen, off, ln = row
-        return Location(_TYPES[t], pack, boff, blen, off, ln)
+        key = int.from_bytes(oid[:8], "big")
+        size = _REC.size
+        for run in self._runs:
+            prefixes = run.prefixes
+            i = bisect_left(prefixes, key)
+            while i < len(prefixes) and prefixes[i] == key:
+                rec = _REC.unpack(os.pread(self._fd, size, run.start + run.positions[i] * size))
+                if rec[0] == oid:
+                    return Location(_TYPES[rec[1]], run.pack, *rec[2:])
+                i += 1
+        return None
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
-        cur = self._db.execute(
-            "SELECT id, type, pack, block_offset, block_length, offset, length FROM pending"
-            " ORDER BY pack, block_offset, offset"
-        )
-        for oid, t, pack, boff, blen, off, ln in cur:
-            yield oid, Location(_TYPES[t], pack, boff, blen, off, ln)
+        for run in self._runs:
+            data = os.pread(self._fd, run.count * _REC.size, run.start)
+            for oid, t, boff, blen, off, ln in _REC.iter_unpack(data):
+                yield oid, Location(_TYPES[t], run.pack, boff, blen, off, ln)
 
     def close(self) -> None:
         try:
-            self._db.close()
+            os.close(self._fd)
         finally:
             if os.path.exists(self._path):
                 os.unlink(self._path)

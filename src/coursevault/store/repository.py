@@ -392,18 +392,41 @@ class WriteSession:
         self.pack_size = int(cfg["pack_size"])
         self._block_size = int(cfg["block_size"])
         self._level = int(cfg["zstd_level"])
-        self._pack = PackWriter(self._block_size, self._level)
+        self._pack = self._new_pack()
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
         self._packs: list[bytes] = []
         self._indexed = False
-        self.stats = WriteStats()
+        self._stats = WriteStats()
         self._closed = False
+
+    def _new_pack(self) -> PackWriter:
+        return PackWriter(self._block_size, self._level, self._known)
+
+    def _known(self, oids: list[ObjectId]) -> set[ObjectId]:
+        return self.repo.catalog.has_many(oids)
+
+    @property
+    def stats(self) -> WriteStats:
+        """Objects and bytes this session adds (the open block is deduplicated first)."""
+        if not self._closed:
+            self._pack.flush_block()
+            self._fold_dropped()
+        return self._stats
+
+    def _fold_dropped(self) -> None:
+        pack = self._pack
+        self._stats.new_objects -= pack.dropped_objects
+        self._stats.new_bytes -= pack.dropped_bytes
+        pack.dropped_objects = pack.dropped_bytes = 0
 
     # objects
     def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
+        """Store an object unless stored already; whether the repository has it is
+        asked per block (see PackWriter), so an object may briefly sit in the
+        open block before it is dropped as known."""
         oid = object_id(kind, payload)
-        if oid in self._pack.where or self.repo.catalog.has(oid):
+        if oid in self._pack.where:
             return oid
         if (
             self._pending.count
@@ -412,8 +435,8 @@ class WriteSession:
         ):
             return oid
         self._pack.add(kind, oid, payload)
-        self.stats.new_objects += 1
-        self.stats.new_bytes += len(payload)
+        self._stats.new_objects += 1
+        self._stats.new_bytes += len(payload)
         if self._pack.size >= self.pack_size or len(self._pack.where) >= MAX_PACK_OBJECTS:
             self._flush_pack()
         return oid
@@ -440,18 +463,22 @@ class WriteSession:
         """Write the open pack; its entries go to the pending index (or are returned)."""
         if self._pack.empty:
             return []
+        self._pack.flush_block()
+        self._fold_dropped()
+        if self._pack.empty:
+            return []
         pack_id, data = self._pack.finish()
         self.repo.backend.write(pack_key(pack_id), data)
         self._packs.append(pack_id)
-        self.stats.packs += 1
-        self.stats.stored_bytes += len(data)
+        self._stats.packs += 1
+        self._stats.stored_bytes += len(data)
         entries = [
             (oid, Location(_TYPES[t], pack_id, boff, blen, off, ln))
             for t, oid, boff, blen, off, ln in self._pack.placed
         ]
         if remember:
             self._pending.add(entries)
-        self._pack = PackWriter(self._block_size, self._level)
+        self._pack = self._new_pack()
         self._decoded = {}
         self._lock.refresh()
         return [] if remember else entries
@@ -486,8 +513,9 @@ class WriteSession:
             idx_id, data = encode_index(chunk)
             self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
-            self.stats.stored_bytes += len(data)
-            self.repo.catalog.add_index_file(idx_id.hex(), chunk)
+            self._stats.stored_bytes += len(data)
+            self.repo.catalog.add_index_file(idx_id.hex(), chunk, commit=False)
+        self.repo.catalog.commit()
         snap_id = None
         if snapshot is not None:
             data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
