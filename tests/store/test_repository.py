@@ -433,3 +433,22 @@ def test_sync_with_shared_catalog_keeps_concurrent_commit(repo, backend, cache_d
     with Repository.open(stale, cache_dir=cache_dir) as opener:
         assert opener.has(committed["oid"])
         assert repo.has(committed["oid"])
+
+
+def test_new_objects_among_known_ones_share_full_blocks(repo) -> None:
+    """A nightly ingest puts mostly known objects; dropping them must not leave
+    each new object alone in a tiny block (it would compress alone)."""
+    rng = random.Random(5)
+    old = [rng.randbytes(1024) for _ in range(1000)]
+    with repo.writer() as w:
+        for payload in old:
+            w.put(ObjectType.BLOB, payload)
+    new_ids = []
+    with repo.writer() as w2:
+        for i, payload in enumerate(old):
+            w2.put(ObjectType.BLOB, payload)
+            if i % 50 == 0:
+                new_ids.append(w2.put(ObjectType.BLOB, rng.randbytes(1024)))
+        assert w2.stats.new_objects == len(new_ids) == 20
+    blocks = {(loc.pack, loc.block_offset) for loc in map(repo.catalog.lookup, new_ids) if loc}
+    assert len(blocks) == 1

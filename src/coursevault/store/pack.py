@@ -85,6 +85,7 @@ class PackWriter:
         self._known = known
         self.dropped_objects = 0  # objects added but found already stored
         self.dropped_bytes = 0
+        self._checked = 0  # open-block entries already asked about
         self._cctx = zstandard.ZstdCompressor(level=level)
         # a block holding one large object (file content) is compressed faster:
         # level 1 keeps ~90% of level 3's ratio at 2-3x the speed
@@ -109,17 +110,24 @@ class PackWriter:
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
         n = len(payload)
         if self._raw and len(self._raw) + n > self.block_target:
-            self.flush_block()
+            self.drop_known()
+            if self._raw and len(self._raw) + n > self.block_target:
+                self._seal()
         self._entries.append((int(kind), oid, len(self._raw), n))
         self.where[oid] = (int(kind), -1, 0, len(self._raw), n)
         self._raw += payload
         self.objects += 1
         if len(self._raw) >= self.block_target:
-            self.flush_block()
+            self.drop_known()
+            if len(self._raw) >= self.block_target:
+                self._seal()
 
     def flush_block(self) -> None:
-        if self._entries and self._known is not None:
-            self._drop_known()
+        """Seal the open block now (its known objects dropped first)."""
+        self.drop_known()
+        self._seal()
+
+    def _seal(self) -> None:
         if not self._entries:
             return
         raw = bytes(self._raw)
@@ -140,11 +148,21 @@ class PackWriter:
         for t, oid, off, ln in self._entries:
             self.where[oid] = (t, start, block_len, off, ln)
         self._entries.clear()
+        self._checked = 0
         self._raw = bytearray()
 
-    def _drop_known(self) -> None:
-        assert self._known is not None
-        known = self._known([oid for _t, oid, _o, _n in self._entries])
+    def drop_known(self) -> None:
+        """Drop the open block's objects the repository has already.
+
+        Only objects not asked about before are asked, and a block that shrinks
+        stays open: on a nightly ingest almost every object put is known, and
+        the few new ones must still share full blocks to compress well.
+        """
+        unchecked = self._entries[self._checked :]
+        self._checked = len(self._entries)
+        if not unchecked or self._known is None:
+            return
+        known = self._known([oid for _t, oid, _o, _n in unchecked])
         if not known:
             return
         raw = self._raw
@@ -161,6 +179,7 @@ class PackWriter:
             self.where[oid] = (t, -1, 0, len(kept), ln)
             kept += raw[off : off + ln]
         self._entries = entries
+        self._checked = len(entries)
         self._raw = kept
 
     @property

@@ -410,7 +410,7 @@ class WriteSession:
     def stats(self) -> WriteStats:
         """Objects and bytes this session adds (the open block is deduplicated first)."""
         if not self._closed:
-            self._pack.flush_block()
+            self._pack.drop_known()
             self._fold_dropped()
         return self._stats
 
