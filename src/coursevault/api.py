@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from coursevault.diff.treediff import TreeDiff, diff_snapshots
 from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
 from coursevault.restore.export import ExportResult, export_snapshot
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
-from coursevault.snapshot.elements import Element, element_bytes, find, outline
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
@@ -24,6 +22,10 @@ from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.prune import PruneReport, prune_repository
 from coursevault.store.repository import Repository
+
+if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
+    from coursevault.diff.treediff import TreeDiff
+    from coursevault.snapshot.elements import Element
 
 
 def backend_for(location: str) -> Backend:
@@ -112,6 +114,8 @@ def member_or_error(tree: ArchiveTree, snap: SnapshotRow, path: str) -> Member:
 
 def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], object]) -> None:
     """Write a member's bytes, or those of the elements at ``member:/address``."""
+    from coursevault.snapshot.elements import element_bytes, find
+
     snap, tree = archive_tree(repo, selector)
     member_path, sep, address = path.partition(":")
     member = member_or_error(tree, snap, member_path)
@@ -133,6 +137,8 @@ def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], obj
 def element_outline(
     repo: Repository, selector: str, path: str
 ) -> Iterator[tuple[int, Element, int]]:
+    from coursevault.snapshot.elements import outline
+
     snap, tree = archive_tree(repo, selector)
     member = member_or_error(tree, snap, path)
     if member.content_kind != "xml" or member.content is None:
@@ -166,12 +172,16 @@ def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str
 def diff(
     repo: Repository, selector_a: str, selector_b: str, path: str | None = None
 ) -> tuple[SnapshotRow, SnapshotRow, TreeDiff]:
+    from coursevault.diff.treediff import diff_snapshots
+
     a, b = resolve(repo, selector_a), resolve(repo, selector_b)
     return a, b, diff_snapshots(repo.get, bytes.fromhex(a.root), bytes.fromhex(b.root), path)
 
 
 def log(repo: Repository, course: str) -> Iterator[dict[str, Any]]:
     """The course's snapshots newest first, each with what it changed against its parent."""
+    from coursevault.diff.treediff import diff_snapshots
+
     rows = repo.snapshots(course)
     if not rows:
         raise SelectorError(f"no snapshots of course {course!r}")

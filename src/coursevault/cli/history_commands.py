@@ -16,7 +16,6 @@ from coursevault.cli.base import (
     app,
     open_repo,
 )
-from coursevault.diff.treediff import iter_lines
 from coursevault.errors import UsageError
 from coursevault.snapshot.retention import Policy
 
@@ -95,6 +94,8 @@ def diff_cmd(
             markup=False,
         )
         return
+    from coursevault.diff.treediff import iter_lines  # lxml: only for commands that show records
+
     for line in iter_lines(d):
         output.out.print(line, markup=False)
 
