@@ -11,7 +11,12 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
-from coursevault.restore.export import ExportResult, export_snapshot
+from coursevault.restore.export import (
+    DEFAULT_LEVEL,
+    ExportResult,
+    export_snapshot,
+    validate_level,
+)
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.retention import Policy, apply_policy
@@ -94,10 +99,12 @@ def export(
     out_path: str,
     *,
     fmt: str | None = None,
+    level: int = DEFAULT_LEVEL,
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
+    validate_level(level)  # before any work
     snap = resolve(repo, selector)
-    return export_snapshot(repo, snap.id, out_path, fmt=fmt, progress=progress)
+    return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress)
 
 
 def archive_tree(repo: Repository, selector: str) -> tuple[SnapshotRow, ArchiveTree]:

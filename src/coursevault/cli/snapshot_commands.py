@@ -65,6 +65,12 @@ def export(
     fmt: Annotated[
         str | None, typer.Option("--format", help="tgz or zip (default: as ingested).")
     ] = None,
+    level: Annotated[
+        int,
+        typer.Option(
+            "--level", help="Deflate level 0-9: 6 as Moodle writes; 1 is 3x faster, ~15% larger."
+        ),
+    ] = 6,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
@@ -72,7 +78,7 @@ def export(
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
     with open_repo(repo, cache_dir, catalog) as r:
-        result = api.export(r, snapshot, out, fmt=fmt)
+        result = api.export(r, snapshot, out, fmt=fmt, level=level)
     if json_out:
         output.print_json(result.as_dict())
     else:

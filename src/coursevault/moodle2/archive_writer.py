@@ -95,8 +95,8 @@ class GzipWriter:
 
 
 class TgzWriter:
-    def __init__(self, out: BinaryIO, gzip_os: int = 3) -> None:
-        self._gz = GzipWriter(out, gzip_os)
+    def __init__(self, out: BinaryIO, gzip_os: int = 3, level: int = 6) -> None:
+        self._gz = GzipWriter(out, gzip_os, level)
 
     def add(
         self,
@@ -130,8 +130,8 @@ class TgzWriter:
 
 
 class ZipWriter:
-    def __init__(self, out: BinaryIO) -> None:
-        self._zf = zipfile.ZipFile(out, "w", allowZip64=True)
+    def __init__(self, out: BinaryIO, level: int = 6) -> None:
+        self._zf = zipfile.ZipFile(out, "w", allowZip64=True, compresslevel=level)
 
     def add(
         self,
