@@ -104,3 +104,19 @@ def test_malformed_xml_is_refused_even_after_the_scanner_gave_up() -> None:
     with pytest.raises(XmlSyntax):
         chunker.feed("<d></e></a>".encode("utf-16-le"))
         chunker.close()
+
+
+def test_markup_the_scanner_cannot_follow_is_kept_raw_not_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """expat is the judge of well-formedness: if the scanner ever fails to follow
+    a valid document, the document is stored raw, never refused."""
+    import re
+
+    from coursevault.snapshot import xmltree
+
+    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    chunker = XmlChunker(MemSink())
+    chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n</a>\n')
+    with pytest.raises(NotCanonical, match="could not follow"):
+        chunker.close()

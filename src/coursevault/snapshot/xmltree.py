@@ -182,8 +182,11 @@ class XmlChunker:
         self._valid.feed(b"", True)
         if self._failed is not None:
             raise NotCanonical(self._failed)
-        if self._root is None or self._prologue is None:
-            raise XmlSyntax("document has no root element")
+        if self._root is None or self._prologue is None or self._stack:
+            # expat accepted the whole document, so the scanner lost its way: keep it raw
+            raise NotCanonical(f"the chunker could not follow the markup at byte {self._scan}")
+        if self._scan < self._base + len(self._buf):
+            raise NotCanonical(f"the chunker could not follow the markup at byte {self._scan}")
         trailer = self._buf[self._trailer_from - self._base :]
         body = encode_document(self._prologue, trailer)
         return ChunkResult(self._root, body, self.records, self.elements, self._size)
