@@ -120,3 +120,21 @@ def test_markup_the_scanner_cannot_follow_is_kept_raw_not_refused(
     chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n</a>\n')
     with pytest.raises(NotCanonical, match="could not follow"):
         chunker.close()
+
+
+def test_scanner_that_cannot_follow_gives_up_without_buffering_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import re
+
+    from coursevault.snapshot import xmltree
+
+    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    chunker = XmlChunker(MemSink())
+    chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n')
+    for _ in range(3):
+        chunker.feed(b"  <d>" + b"x" * 600_000 + b"</d>\n")
+    assert len(chunker._buf) == 0  # gave up: nothing more is kept
+    chunker.feed(b"</a>\n")
+    with pytest.raises(NotCanonical, match="could not follow"):
+        chunker.close()

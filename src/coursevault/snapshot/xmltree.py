@@ -251,7 +251,12 @@ class XmlChunker:
             if buf.find(b'"', lt, gt) >= 0 or buf.find(b"'", lt, gt) >= 0:
                 m = _START_TAG_END.match(buf, lt)
                 if m is None:
-                    # a quoted '>' whose tag has not fully arrived, or bytes expat refuses
+                    # a quoted '>' whose tag has not fully arrived (or a shape the
+                    # pattern does not know: then give up rather than buffer on)
+                    if end_of_data - lt > MAX_PROLOGUE:
+                        raise NotCanonical(
+                            f"the chunker could not follow the markup at byte {lt + base}"
+                        )
                     pos = lt
                     break
                 gt = m.end() - 1
