@@ -77,8 +77,11 @@ def export(
     json_out: JsonOpt = False,
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
-    with open_repo(repo, cache_dir, catalog) as r:
-        result = api.export(r, snapshot, out, fmt=fmt, level=level)
+    with (
+        open_repo(repo, cache_dir, catalog) as r,
+        output.byte_progress(f"export {os.path.basename(out)}", None, not json_out) as bar,
+    ):
+        result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar)
     if json_out:
         output.print_json(result.as_dict())
     else:
