@@ -452,3 +452,27 @@ def test_new_objects_among_known_ones_share_full_blocks(repo) -> None:
         assert w2.stats.new_objects == len(new_ids) == 20
     blocks = {(loc.pack, loc.block_offset) for loc in map(repo.catalog.lookup, new_ids) if loc}
     assert len(blocks) == 1
+
+
+def test_writer_syncs_after_locking_so_a_prune_in_between_is_seen(
+    repo, backend, tmp_path: Path, helpers
+) -> None:
+    """A catalog synced at open can be stale by the time the writer holds its lock:
+    another process may have forgotten and pruned.  Deduplicating against that
+    stale view would reference deleted objects; the writer re-syncs instead."""
+    from coursevault.store.prune import prune_repository
+
+    payload = b"a record that will be pruned " * 20
+    with repo.writer() as w:
+        oid = w.put(ObjectType.BLOB, payload)
+        w.commit(helpers.snapshot_record(oid))
+    snap = repo.snapshots()[0].id
+    with reopen(backend, tmp_path / "other-cache") as other:  # another process
+        other.delete_snapshot(snap)
+        prune_repository(other)
+    with repo.writer() as w2:  # repo's catalog still listed the object at open
+        assert w2.put(ObjectType.BLOB, payload) == oid
+        w2.commit(helpers.snapshot_record(oid, epoch=2000.0))
+    with reopen(backend, tmp_path / "fresh-cache") as fresh:
+        assert fresh.get(oid) == (ObjectType.BLOB, payload)
+        assert check_repository(fresh, read_data=True).ok

@@ -388,6 +388,14 @@ class WriteSession:
         self.repo = repo
         self.session = secrets.token_hex(16)
         self._lock = repo.lock(exclusive=False, operation=operation)
+        # The catalog was synced when the repository was opened; a prune may have
+        # run since (it needs the exclusive lock, so not from here on).  Dedup
+        # against a stale catalog would reference deleted objects: sync again.
+        try:
+            repo.sync_catalog()
+        except BaseException:
+            self._lock.release()
+            raise
         cfg = repo.config
         self.pack_size = int(cfg["pack_size"])
         self._block_size = int(cfg["block_size"])
