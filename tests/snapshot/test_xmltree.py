@@ -72,11 +72,14 @@ def test_sibling_records_share_a_run_and_unchanged_records_their_ids() -> None:
         ("<a>\n  <b><c>1</c></b>\n</a>".encode("utf-16"), "ASCII-compatible"),
         (b'<a xmlns:q="u">\n  <q:b><c>1</c></q:b>\n</a>', "namespace prefix"),
         (b"<a>\n  <b><c>&lt;_cvlist/&gt; _cvlist</c></b>\n</a>", "run marker"),
+        (b'<a xmlns:q="u">\n  <b q:x="1"><c>1</c></b>\n</a>', "namespace prefixes"),
+        (b"<!-- " + b"x" * (1 << 21) + b" -->\n<a><b>1</b></a>", "before the root"),
     ],
 )
 def test_documents_that_cannot_be_cut_exactly_say_why(doc: bytes, reason: str) -> None:
     chunker = XmlChunker(MemSink())
-    chunker.feed(doc)
+    for i in range(0, len(doc), 1 << 20):
+        chunker.feed(doc[i : i + (1 << 20)])
     with pytest.raises(NotCanonical, match=reason):
         chunker.close()
 

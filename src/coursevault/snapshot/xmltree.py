@@ -263,6 +263,8 @@ class XmlChunker:
             empty = buf[gt - 1] == 0x2F
             name = buf[lt + 1 : gt - 1 if empty else gt].split(None, 1)[0]
             self.elements += 1
+            if buf.find(b"xmlns:", lt, gt) >= 0:
+                raise NotCanonical("the document declares namespace prefixes")
             self._start(name, lt + base, gt + 1 + base, empty)
             pos = gt + 1
         self._scan = pos + base
@@ -276,7 +278,7 @@ class XmlChunker:
             if self._root is not None:
                 raise XmlSyntax("more than one root element")
             if start > MAX_PROLOGUE:
-                raise XmlSyntax("no root element in the first megabyte")
+                raise NotCanonical("more than a megabyte before the root element")
             self._prologue = self._buf[: start - self._base]
         else:
             parent = stack[-1]
@@ -357,8 +359,10 @@ class XmlChunker:
             if len(stack) > 1 and stack[-1].pieces is None:
                 keep = min(keep, stack[-2].cursor)
             keep = min(keep, self._scan)
-        elif self._root is None:
-            return  # still in the prologue
+        elif self._root is None:  # still in the prologue
+            if len(self._buf) > MAX_PROLOGUE:
+                raise NotCanonical("more than a megabyte before the root element")
+            return
         else:
             keep = self._trailer_from
             if self._base + len(self._buf) - keep > MAX_PROLOGUE:
