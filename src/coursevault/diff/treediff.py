@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive
-from coursevault.snapshot.elements import Element, children, document_root, fields, load_record
-from coursevault.snapshot.nodes import Getter
+from coursevault.snapshot.elements import (
+    Element,
+    children,
+    document_root,
+    fields,
+    load_record,
+    record_element,
+)
+from coursevault.snapshot.nodes import Getter, Record, decode_group
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree, read_varint
 
@@ -242,8 +249,9 @@ def _diff_records(
         rb = runs_b[i] if i < len(runs_b) else None
         if ra == rb:
             continue
-        only_a, only_b = _list_difference(get, ra, rb)
-        _pair_records(get, member, path, only_a, only_b, out)
+        cache: dict[ObjectId, Record] = {}
+        only_a, only_b = _list_difference(get, ra, rb, cache)
+        _pair_records(get, member, path, only_a, only_b, out, cache)
 
 
 def _pair_records(
@@ -253,9 +261,10 @@ def _pair_records(
     only_a: list[ObjectId],
     only_b: list[ObjectId],
     out: TreeDiff,
+    cache: dict[ObjectId, Record],
 ) -> None:
-    recs_a = [load_record(get, oid) for oid in only_a]
-    recs_b = [load_record(get, oid) for oid in only_b]
+    recs_a = [_load(get, cache, oid) for oid in only_a]
+    recs_b = [_load(get, cache, oid) for oid in only_b]
     keyed_a = _keys(recs_a)
     keyed_b = _keys(recs_b)
     for key, rb in keyed_b.items():
@@ -324,41 +333,71 @@ def short_text_diff(old: str, new: str, max_lines: int = 12) -> list[str]:
 
 
 # -- lists ----------------------------------------------------------------------------
-def _list_level(get: Getter, oid: ObjectId) -> tuple[int, list[ObjectId]]:
-    """(level of the items, items) one step below a list root; records are level -1."""
+def _load(get: Getter, cache: dict[ObjectId, Record], oid: ObjectId) -> Element:
+    rec = cache.get(oid)
+    return record_element(rec) if rec is not None else load_record(get, oid)
+
+
+def _group_ids(refs: list[ObjectId], body: bytes, cache: dict[ObjectId, Record]) -> list[ObjectId]:
+    """The ids of a record group's records (kept in ``cache`` for loading)."""
+    ids = []
+    for rec in decode_group(refs, body):
+        rid = rec.id
+        cache[rid] = rec
+        ids.append(rid)
+    return ids
+
+
+def _list_level(
+    get: Getter, oid: ObjectId, cache: dict[ObjectId, Record]
+) -> tuple[int, list[ObjectId]]:
+    """(level of the items, items) one step below a run's root; records are level -1.
+
+    ``R`` groups stand where ``L`` chunks of level 0 stood before records were
+    grouped, and a group's records have the ids their ``X`` nodes would have,
+    so runs written either way compare record by record.
+    """
     refs, body = decode_tree(get(oid)[1])
-    if body[:1] != b"L":
-        return -1, [oid]
-    level, _ = read_varint(body, 1)
-    return level - 1, refs
+    kind = body[:1]
+    if kind == b"L":
+        level, _ = read_varint(body, 1)
+        return level - 1, refs
+    if kind == b"R":
+        return -1, _group_ids(refs, body, cache)
+    return -1, [oid]
 
 
 def _list_difference(
-    get: Getter, a: ObjectId | None, b: ObjectId | None
+    get: Getter, a: ObjectId | None, b: ObjectId | None, cache: dict[ObjectId, Record]
 ) -> tuple[list[ObjectId], list[ObjectId]]:
     """Items of list a not in b and of b not in a, reading only chunks that differ."""
-    la, ia = _list_level(get, a) if a is not None else (-1, [])
-    lb, ib = _list_level(get, b) if b is not None else (-1, [])
+    la, ia = _list_level(get, a, cache) if a is not None else (-1, [])
+    lb, ib = _list_level(get, b, cache) if b is not None else (-1, [])
     while la > lb:
-        la, ia = _expand(get, ia, la)
+        la, ia = _expand(get, ia, la, cache)
     while lb > la:
-        lb, ib = _expand(get, ib, lb)
+        lb, ib = _expand(get, ib, lb, cache)
     while True:
         common = set(ia) & set(ib)
         ia = [x for x in ia if x not in common]
         ib = [x for x in ib if x not in common]
         if la < 0 or (not ia and not ib):
             return ia, ib
-        la, ia = _expand(get, ia, la)
-        lb, ib = _expand(get, ib, lb)
+        la, ia = _expand(get, ia, la, cache)
+        lb, ib = _expand(get, ib, lb, cache)
 
 
-def _expand(get: Getter, chunks: list[ObjectId], level: int) -> tuple[int, list[ObjectId]]:
+def _expand(
+    get: Getter, chunks: list[ObjectId], level: int, cache: dict[ObjectId, Record]
+) -> tuple[int, list[ObjectId]]:
     """Replace chunks of ``level`` by their children (level - 1; -1 = records)."""
     items: list[ObjectId] = []
     for c in chunks:
-        refs, _body = decode_tree(get(c)[1])
-        items.extend(refs)
+        refs, body = decode_tree(get(c)[1])
+        if body[:1] == b"R":
+            items.extend(_group_ids(refs, body, cache))
+        else:
+            items.extend(refs)
     return level - 1, items
 
 

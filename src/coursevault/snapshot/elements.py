@@ -20,11 +20,12 @@ from coursevault.errors import BadInputError
 from coursevault.snapshot.nodes import (
     MARKER_TAG,
     Getter,
+    Record,
     decode_document,
     decode_element,
-    iter_list,
+    iter_records,
 )
-from coursevault.snapshot.xmltree import _Writer, render_element
+from coursevault.snapshot.xmltree import _Writer, render_record
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree
 
@@ -42,10 +43,11 @@ class Element:
 
     tag: str
     attrs: dict[str, str]
-    oid: ObjectId | None = None  # set for records
+    oid: ObjectId | None = None  # set for records: the record's id (see nodes.Record)
     leaf: etree._Element | None = None  # set for inline leaves
     _parsed: etree._Element | None = None
     _runs: list[ObjectId] | None = None
+    _record: Record | None = None
 
     @property
     def is_record(self) -> bool:
@@ -61,11 +63,24 @@ class Element:
 
 
 def load_record(get: Getter, oid: ObjectId) -> Element:
+    """A record stored as an object of its own (a document's root, or written
+    before records were grouped)."""
     _t, payload = get(oid)
     refs, body = decode_tree(payload)
-    node = decode_element(refs, body)
+    return record_element(Record(refs, body, oid))
+
+
+def record_element(rec: Record) -> Element:
+    node = decode_element(rec.refs, rec.body)
     root = etree.fromstring(node.fragment, _PARSER)
-    return Element(str(root.tag), dict(root.attrib), oid=oid, _parsed=root, _runs=list(refs))
+    return Element(
+        str(root.tag),
+        dict(root.attrib),
+        oid=rec.id,
+        _parsed=root,
+        _runs=list(rec.refs),
+        _record=rec,
+    )
 
 
 def document_root(get: Getter, doc: ObjectId) -> Element:
@@ -84,8 +99,8 @@ def children(get: Getter, el: Element) -> Iterator[Element]:
         if not isinstance(child.tag, str):
             continue  # comments and processing instructions
         if child.tag == MARKER_TAG:
-            for rec in iter_list(get, el._runs[run]):
-                yield load_record(get, rec)
+            for rec in iter_records(get, el._runs[run]):
+                yield record_element(rec)
             run += 1
         else:
             yield Element(str(child.tag), dict(child.attrib), leaf=child)
@@ -103,10 +118,10 @@ def fields(el: Element) -> dict[str, str | None]:
 
 
 def element_bytes(get: Getter, el: Element) -> bytes:
-    if el.oid is not None:
+    if el._record is not None:
         parts: list[bytes] = []
         w = _Writer(parts.append)
-        render_element(get, el.oid, w)
+        render_record(get, el._record, w)
         w.flush()
         return b"".join(parts)
     if el.leaf is None:

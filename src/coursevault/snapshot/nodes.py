@@ -8,6 +8,7 @@ names the kind:
 ``D`` document   refs: [root element]; body: varint len + prologue, then trailer
 ``X`` element    refs: one list root per marker; body: varint n, n * (varint len + sep), fragment
 ``L`` list chunk refs: children in order; body: varint level
+``R`` record group refs: its records' refs in order; body: varint n, n * (varint nrefs, varint len, X body)
 ``C`` chunked    refs: content chunks in order; body: varint n, n * varint size
 
 An element record's fragment is its exact XML bytes, from ``<name`` to
@@ -24,8 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from coursevault.store.ids import ObjectId, ObjectType
-from coursevault.store.treecodec import decode_tree, read_varint, write_varint
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.treecodec import decode_tree, encode_tree, read_varint, write_varint
 
 MARKER = b"<_cvlist/>"
 MARKER_TAG = "_cvlist"
@@ -93,6 +94,74 @@ def iter_list(get: Getter, oid: ObjectId) -> Iterator[ObjectId]:
     else:
         for ref in refs:
             yield from iter_list(get, ref)
+
+
+# -- records and record groups -------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An element record: its ``X`` body and the roots of its runs.
+
+    Records inside runs are stored inline in ``R`` groups, not as objects of
+    their own; their identity is the id their ``X`` node would have, so it is
+    the same whichever way a record is stored.
+    """
+
+    refs: list[ObjectId]
+    body: bytes
+    stored_id: ObjectId | None = None  # set when the record is an X object (document roots)
+
+    @property
+    def id(self) -> ObjectId:
+        if self.stored_id is not None:
+            return self.stored_id
+        return object_id(ObjectType.TREE, encode_tree(self.refs, self.body))
+
+
+def encode_group(records: list[tuple[list[ObjectId], bytes]]) -> tuple[list[ObjectId], bytes]:
+    """(refs, body) of an ``R`` node holding ``records`` (each (refs, X body))."""
+    refs: list[ObjectId] = []
+    out = bytearray(b"R")
+    write_varint(out, len(records))
+    for rrefs, body in records:
+        write_varint(out, len(rrefs))
+        write_varint(out, len(body))
+        out += body
+        refs.extend(rrefs)
+    return refs, bytes(out)
+
+
+def decode_group(refs: list[ObjectId], body: bytes) -> Iterator[Record]:
+    if body[:1] != b"R":
+        raise NodeFormatError("not a record group")
+    n, pos = read_varint(body, 1)
+    at = 0
+    for _ in range(n):
+        nrefs, pos = read_varint(body, pos)
+        ln, pos = read_varint(body, pos)
+        if pos + ln > len(body) or at + nrefs > len(refs):
+            raise NodeFormatError("record group: a record runs past the group")
+        yield Record(refs[at : at + nrefs], body[pos : pos + ln])
+        pos += ln
+        at += nrefs
+    if pos != len(body) or at != len(refs):
+        raise NodeFormatError("record group: trailing bytes or references")
+
+
+def iter_records(get: Getter, oid: ObjectId) -> Iterator[Record]:
+    """The records of a run whose root is ``oid``: an ``R`` group, an ``L`` chunk
+    of groups (or, as written before groups existed, of ``X`` ids), or one ``X``."""
+    _t, payload = get(oid)
+    refs, body = decode_tree(payload)
+    kind = body[:1]
+    if kind == b"R":
+        yield from decode_group(refs, body)
+    elif kind == b"L":
+        for ref in refs:
+            yield from iter_records(get, ref)
+    elif kind == b"X":
+        yield Record(refs, body, oid)
+    else:
+        raise NodeFormatError(f"{oid.hex()} is not a run of records")
 
 
 # -- documents -----------------------------------------------------------------------

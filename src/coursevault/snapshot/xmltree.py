@@ -14,7 +14,7 @@ Memory stays flat however long the file (Moodle 1.9 needed 311 MB for a 12.5
 MB file): the scanner keeps only the path from the root to the current
 element, each with the bytes of its own that are not yet cut out, and the
 leaf fields of the record being read.  Consecutive sibling records with the
-same text between them become one run, chunked by :class:`ListBuilder`.
+same text between them become one run, grouped and chunked by :class:`RecordListBuilder`.
 
 Documents the scanner cannot cut exactly (not in an ASCII-compatible
 encoding, element names with namespace prefixes, text that looks like the run
@@ -28,16 +28,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from xml.parsers import expat
 
-from coursevault.snapshot.listbuilder import ListBuilder
+from coursevault.snapshot.listbuilder import RecordListBuilder
 from coursevault.snapshot.nodes import (
     MARKER,
     MARKER_TAG,
     Getter,
+    Record,
     decode_document,
     decode_element,
     encode_document,
     encode_element,
-    iter_list,
+    iter_records,
 )
 from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId, ObjectType, object_id
@@ -106,7 +107,7 @@ class _Open:
 
 @dataclass
 class _Run:
-    builder: ListBuilder
+    builder: RecordListBuilder
     sep: bytes | None = None
 
 
@@ -320,13 +321,14 @@ class XmlChunker:
             )
         refs = [r.builder.finish() for r in el.runs]
         seps = [r.sep or b"" for r in el.runs]
-        oid = self._sink.put_tree(refs, encode_element(seps, fragment))
+        body = encode_element(seps, fragment)
         self.records += 1
         stack = self._stack
-        if not stack:
-            self._root = oid
+        if not stack:  # the root is an object of its own; other records go in groups
+            self._root = self._sink.put_tree(refs, body)
             self._trailer_from = end
             return
+        rid = object_id(ObjectType.TREE, encode_tree(refs, body))
         parent = stack[-1]
         gap = el.gap
         if (
@@ -337,13 +339,13 @@ class XmlChunker:
         ):
             run = parent.runs[-1]
             run.sep = gap
-            run.builder.append(oid)
+            run.builder.append(rid, refs, body)
         else:
             assert parent.pieces is not None
             parent.pieces.append(gap)
             parent.pieces.append(MARKER)
-            builder = ListBuilder(self._sink)
-            builder.append(oid)
+            builder = RecordListBuilder(self._sink)
+            builder.append(rid, refs, body)
             parent.runs.append(_Run(builder))
         parent.cursor = end
         parent.run_at = parent.nchild
@@ -398,20 +400,24 @@ class _Writer:
 def render_element(get: Getter, oid: ObjectId, out: _Writer) -> None:
     _t, payload = get(oid)
     refs, body = decode_tree(payload)
-    node = decode_element(refs, body)
-    if not refs:
+    render_record(get, Record(refs, body, oid), out)
+
+
+def render_record(get: Getter, rec: Record, out: _Writer) -> None:
+    node = decode_element(rec.refs, rec.body)
+    if not rec.refs:
         out.add(node.fragment)
         return
     pieces = node.fragment.split(MARKER)
-    if len(pieces) != len(refs) + 1:
-        raise ValueError(f"element {oid.hex()}: {len(pieces) - 1} markers for {len(refs)} runs")
+    if len(pieces) != len(rec.refs) + 1:
+        raise ValueError(f"record: {len(pieces) - 1} markers for {len(rec.refs)} runs")
     out.add(pieces[0])
-    for i, run in enumerate(refs):
+    for i, run in enumerate(rec.refs):
         first = True
-        for rec in iter_list(get, run):
+        for child in iter_records(get, run):
             if not first:
                 out.add(node.seps[i])
-            render_element(get, rec, out)
+            render_record(get, child, out)
             first = False
         out.add(pieces[i + 1])
 
