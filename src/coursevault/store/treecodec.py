@@ -18,6 +18,9 @@ from coursevault.store.ids import ID_SIZE, ObjectId
 
 
 def write_varint(out: bytearray, value: int) -> None:
+    if 0 <= value < 0x80:  # most varints are counts and lengths below 128
+        out.append(value)
+        return
     if value < 0 or value >= 1 << 64:
         raise ValueError("varints are unsigned 64-bit values")
     while value >= 0x80:
