@@ -48,9 +48,17 @@ def init_repository(location: str, **options: Any) -> dict[str, Any]:
 
 
 def open_repository(
-    location: str, *, cache_dir: str | None = None, catalog_url: str | None = None
+    location: str,
+    *,
+    cache_dir: str | None = None,
+    catalog_url: str | None = None,
+    sync: bool = True,
 ) -> Repository:
-    return Repository.open(backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url)
+    """Open a repository; ``sync=False`` skips bringing the catalog up to date,
+    for callers that only write (a write session syncs once it holds its lock)."""
+    return Repository.open(
+        backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url, sync=sync
+    )
 
 
 def repository_stats(repo: Repository) -> dict[str, Any]:

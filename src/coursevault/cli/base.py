@@ -59,8 +59,12 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
-def open_repo(repo: str, cache_dir: str | None, catalog: str | None) -> Repository:
-    return api.open_repository(repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog)
+def open_repo(
+    repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True
+) -> Repository:
+    return api.open_repository(
+        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync
+    )
 
 
 @app.callback()

@@ -35,7 +35,7 @@ def ingest(
     json_out: JsonOpt = False,
 ) -> None:
     """Store .mbz archives as deduplicated snapshots (one per archive, all or nothing each)."""
-    with open_repo(repo, cache_dir, catalog) as r:
+    with open_repo(repo, cache_dir, catalog, sync=False) as r:  # each ingest syncs under its lock
         for path in archives:
             with output.byte_progress(
                 f"ingest {os.path.basename(path)}", None, not json_out

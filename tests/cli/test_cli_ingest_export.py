@@ -1,4 +1,4 @@
-"""``coursevault export`` from the command line: levels, formats, errors."""
+"""``coursevault ingest`` and ``export`` from the command line: caches, levels, errors."""
 
 from __future__ import annotations
 
@@ -29,3 +29,23 @@ def test_export_level_changes_the_container_not_the_members(cv, tmp_path: Path) 
 
 def first_snapshot(cv, repo: str) -> str:
     return str(json.loads(cv("snapshots", "-r", repo, "--json").out)[0]["id"])
+
+
+def test_ingest_with_a_new_cache_finds_the_parent_written_through_another(
+    cv, tmp_path: Path
+) -> None:
+    """ingest opens without syncing (its write session syncs under the lock);
+    a catalog that has never seen the repository must still find the parent."""
+    source = next(p for p in CORPUS if "moodle2cc" in p.name)
+    repo = str(tmp_path / "repo")
+    assert cv("init", repo).code == 0
+    assert cv("ingest", "-r", repo, "--cache-dir", str(tmp_path / "a"), str(source)).code == 0
+    res = cv(
+        "ingest", "-r", repo, "--cache-dir", str(tmp_path / "b"), "--json",
+        "--time", "2030-01-01T00:00", str(source),
+    )  # fmt: skip
+    assert res.code == 0, res.err
+    snaps = json.loads(cv("snapshots", "-r", repo, "--json").out)
+    assert len(snaps) == 2
+    assert snaps[1]["parents"] == [snaps[0]["id"]]
+    assert json.loads(res.out)["new_objects"] == 0
