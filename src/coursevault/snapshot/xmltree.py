@@ -121,20 +121,8 @@ class ChunkResult:
     elements: int
     size: int
 
-    @property
-    def document(self) -> ObjectId:
-        return object_id(ObjectType.TREE, encode_tree([self.root], self.body))
-
     def store(self, sink: ObjectSink) -> ObjectId:
         return sink.put_tree([self.root], self.body)
-
-    def render(self, get: Getter, write: Callable[[bytes], object]) -> None:
-        prologue, trailer = decode_document(self.body)
-        out = _Writer(write)
-        out.add(prologue)
-        render_element(get, self.root, out)
-        out.add(trailer)
-        out.flush()
 
 
 class XmlChunker:
@@ -183,10 +171,13 @@ class XmlChunker:
         self._valid.feed(b"", True)
         if self._failed is not None:
             raise NotCanonical(self._failed)
-        if self._root is None or self._prologue is None or self._stack:
+        if (
+            self._root is None
+            or self._prologue is None
+            or self._stack
+            or self._scan < self._base + len(self._buf)
+        ):
             # expat accepted the whole document, so the scanner lost its way: keep it raw
-            raise NotCanonical(f"the chunker could not follow the markup at byte {self._scan}")
-        if self._scan < self._base + len(self._buf):
             raise NotCanonical(f"the chunker could not follow the markup at byte {self._scan}")
         trailer = self._buf[self._trailer_from - self._base :]
         body = encode_document(self._prologue, trailer)
