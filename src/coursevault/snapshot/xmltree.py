@@ -33,16 +33,16 @@ from coursevault.snapshot.nodes import (
     MARKER,
     MARKER_TAG,
     Getter,
+    NodeFormatError,
     Record,
     decode_document,
     decode_element,
     encode_document,
     encode_element,
-    iter_records,
 )
 from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.treecodec import decode_tree, encode_tree
+from coursevault.store.treecodec import decode_tree, encode_tree, read_varint
 
 MARKER_TAG_B = MARKER_TAG.encode()
 FEED_SIZE = 1 << 20
@@ -404,13 +404,68 @@ def render_record(get: Getter, rec: Record, out: _Writer) -> None:
         raise ValueError(f"record: {len(pieces) - 1} markers for {len(rec.refs)} runs")
     out.add(pieces[0])
     for i, run in enumerate(rec.refs):
-        first = True
-        for child in iter_records(get, run):
-            if not first:
-                out.add(node.seps[i])
-            render_record(get, child, out)
-            first = False
+        _render_run(get, run, node.seps[i], out, True)
         out.add(pieces[i + 1])
+
+
+def _render_run(get: Getter, oid: ObjectId, sep: bytes, out: _Writer, first: bool) -> bool:
+    """Render the records of a run (an R group, an L chunk, or one X) joined by
+    ``sep``; return whether nothing has been written yet.
+
+    This is export's inner loop, so an R group is parsed here, not through
+    :func:`decode_group`: a leaf record (no runs, no separators -- most of a
+    backup) is its fragment, sliced straight from the group without a
+    :class:`Record` for it, and a group's leaves go out as one piece.
+    """
+    _t, payload = get(oid)
+    refs, body = decode_tree(payload)
+    kind = body[:1]
+    if kind == b"L":
+        for ref in refs:
+            first = _render_run(get, ref, sep, out, first)
+        return first
+    if kind == b"X":
+        if not first:
+            out.add(sep)
+        render_record(get, Record(refs, body, oid), out)
+        return False
+    if kind != b"R":
+        raise NodeFormatError(f"{oid.hex()} is not a run of records")
+    n, pos = read_varint(body, 1)
+    end = len(body)
+    at = 0
+    pieces: list[bytes] = []
+    for _ in range(n):
+        nrefs = body[pos] if pos < end else 0x80
+        if nrefs < 0x80:
+            pos += 1
+        else:
+            nrefs, pos = read_varint(body, pos)
+        ln = body[pos] if pos < end else 0x80
+        if ln < 0x80:
+            pos += 1
+        else:
+            ln, pos = read_varint(body, pos)
+        stop = pos + ln
+        if stop > end or at + nrefs > len(refs):
+            raise NodeFormatError("record group: a record runs past the group")
+        if not first:
+            pieces.append(sep)
+        first = False
+        if nrefs == 0 and body[pos : pos + 2] == b"X\x00":
+            pieces.append(body[pos + 2 : stop])
+        else:
+            if pieces:
+                out.add(b"".join(pieces))
+                pieces.clear()
+            render_record(get, Record(refs[at : at + nrefs], body[pos:stop]), out)
+        pos = stop
+        at += nrefs
+    if pos != end or at != len(refs):
+        raise NodeFormatError("record group: trailing bytes or references")
+    if pieces:
+        out.add(b"".join(pieces))
+    return first
 
 
 def render_document(get: Getter, oid: ObjectId, write: Callable[[bytes], object]) -> None:
