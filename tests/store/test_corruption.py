@@ -9,7 +9,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coursevault.errors import CorruptionError, CoursevaultError, ObjectMissingError
+from coursevault.errors import (
+    ChecksumMismatchError,
+    CorruptionError,
+    CoursevaultError,
+    ObjectMissingError,
+)
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectType
@@ -82,6 +87,39 @@ def test_flipped_payload_byte_is_detected(
     # without read_data the damage to a blob is not visible, and that is no error
     with fresh(backend, tmp_path / "c2") as repo:
         assert check_repository(repo).ok
+
+
+def test_flipped_byte_found_when_a_reader_learns_the_whole_block(
+    tmp_path, backend, helpers
+) -> None:
+    """The second read from a block hashes all its objects at once (see
+    Repository.get); a damaged object among them is still never returned."""
+    Repository.init(backend, block_size=64 * 1024)
+    rng = random.Random(5)
+    objects = {}
+    with Repository.open(backend, cache_dir=tmp_path / "c0") as repo:
+        with repo.writer() as w:
+            for _ in range(6):  # random bytes: one raw (uncompressed) block
+                p = helpers.random_payload(rng, 4096, False)
+                objects[w.put(ObjectType.BLOB, p)] = p
+            root = w.put_tree(list(objects), b"")
+            w.commit(helpers.snapshot_record(root, epoch=2000.0))
+        locs = {oid: repo.locate(oid) for oid in objects}
+    order = sorted(objects, key=lambda o: locs[o].offset)
+    assert len({(locs[o].pack, locs[o].block_offset) for o in order}) == 1
+    [pack] = helpers.pack_files(backend.root)
+    [(_boff, payload_at, _stored, codec)] = helpers.block_payloads(pack.read_bytes())
+    assert codec == CODEC_RAW
+    victim = order[3]
+    helpers.flip_byte(pack, payload_at + locs[victim].offset + 100, 0x01)
+
+    with fresh(backend, tmp_path / "c1") as repo:
+        assert repo.get(order[0]) == (ObjectType.BLOB, objects[order[0]])  # first visit
+        assert repo.get(order[1]) == (ObjectType.BLOB, objects[order[1]])  # learns the block
+        with pytest.raises(ChecksumMismatchError):
+            repo.get(victim)
+        for oid in order[4:]:
+            assert repo.get(oid) == (ObjectType.BLOB, objects[oid])
 
 
 def test_good_repository_checks_clean(repo, helpers) -> None:

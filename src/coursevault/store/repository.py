@@ -64,7 +64,6 @@ DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 32
 _TYPES = {t.value: t for t in ObjectType}
-NEAR_LOCATIONS = 50_000
 # A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
 # hundreds of thousands of objects; the writer's map of them must stay small.
 MAX_PACK_OBJECTS = 32_768
@@ -96,8 +95,9 @@ class Repository:
         self.id: str = config["id"]
         self.catalog = catalog
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
-        # Locations of the objects in blocks we were asked for (see locate).
-        self._near: dict[ObjectId, Location] = {}
+        # Verified objects of the blocks a reader came back to (see get).
+        self._recent: dict[ObjectId, tuple[ObjectType, bytes]] = {}
+        self._recent_blocks: OrderedDict[tuple[bytes, int], list[ObjectId]] = OrderedDict()
         self._seen_blocks: dict[tuple[bytes, int], None] = {}
         self._reader = BlockReader()
 
@@ -233,35 +233,65 @@ class Repository:
         return self.catalog.has(oid)
 
     def locate(self, oid: ObjectId) -> Location:
-        loc = self._near.get(oid)
-        if loc is not None:
-            return loc
         loc = self.catalog.lookup(oid)
         if loc is None:
             raise ObjectMissingError(oid.hex(), "not in any index")
-        # Readers walk trees in about the order they were written: the second
-        # lookup into the same block learns the whole block with one query
-        # (random reads, which rarely come back to a block, never pay for it).
-        key = (loc.pack, loc.block_offset)
-        if key in self._seen_blocks:
-            if len(self._near) > NEAR_LOCATIONS:
-                self._near.clear()
-            self._near.update(self.catalog.block_objects(loc.pack, loc.block_offset))
-        else:
-            self._seen_blocks[key] = None
-            if len(self._seen_blocks) > 1024:
-                self._seen_blocks.pop(next(iter(self._seen_blocks)))
         return loc
 
     def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
-        """Return (type, payload) of an object, verified against its id."""
-        return self.read_at(oid, self.locate(oid))
+        """Return (type, payload) of an object, verified against its id.
+
+        Readers walk trees in about the order they were written, so the
+        second read from a block hashes the whole block (its table of
+        contents gives each object's slice; the hashes are its ids) and
+        keeps its objects: later reads from it need neither a catalog
+        lookup nor another hash.  A random read, which rarely comes back to
+        its block, hashes only its own object.
+        """
+        hit = self._recent.get(oid)
+        if hit is not None:
+            return hit
+        loc = self.locate(oid)
+        key = (loc.pack, loc.block_offset)
+        if key not in self._seen_blocks:
+            self._seen_blocks[key] = None
+            if len(self._seen_blocks) > 1024:
+                self._seen_blocks.pop(next(iter(self._seen_blocks)))
+            return self.read_at(oid, loc)
+        self._learn_block(oid, loc)
+        hit = self._recent.get(oid)
+        if hit is None:  # the object at its location does not hash to its id
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
+        return hit
+
+    def _learn_block(self, oid: ObjectId, loc: Location) -> None:
+        key = (loc.pack, loc.block_offset)
+        if key in self._recent_blocks:
+            return
+        block = self._read_block(oid, loc)
+        try:
+            raw, entries = self._reader.decode(block)
+        except PackFormatError as exc:
+            raise CorruptionError(
+                f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
+            ) from exc
+        recent = self._recent
+        oids = []
+        for t, off, ln in entries:
+            kind = _TYPES.get(t)
+            if kind is None or off + ln > len(raw):
+                continue  # never matches an id; read_at reports it if asked
+            data = raw[off : off + ln]
+            oid = object_id(kind, data)
+            recent[oid] = (kind, data)
+            oids.append(oid)
+        self._recent_blocks[key] = oids
+        if len(self._recent_blocks) > BLOCK_CACHE:
+            for old in self._recent_blocks.popitem(last=False)[1]:
+                recent.pop(old, None)
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
-        try:
-            raw = self._block(loc)
-        except FileNotFoundError:
-            raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
+        raw = self._block(oid, loc)
         if loc.offset + loc.length > len(raw):
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
         data = raw[loc.offset : loc.offset + loc.length]
@@ -269,16 +299,21 @@ class Repository:
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
         return loc.type, data
 
-    def _block(self, loc: Location) -> bytes:
+    def _read_block(self, oid: ObjectId, loc: Location) -> bytes:
+        try:
+            return self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
+        except FileNotFoundError:
+            raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
+        except BackendError as exc:
+            raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
+
+    def _block(self, oid: ObjectId, loc: Location) -> bytes:
         key = (loc.pack, loc.block_offset)
         cached = self._blocks.get(key)
         if cached is not None:
             self._blocks.move_to_end(key)
             return cached
-        try:
-            block = self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
-        except BackendError as exc:
-            raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
+        block = self._read_block(oid, loc)
         try:
             raw = self._reader.payload(block)
         except PackFormatError as exc:
@@ -291,11 +326,12 @@ class Repository:
         return raw
 
     def forget_packs(self, packs: set[bytes]) -> None:
-        """Drop cached blocks and locations of packs that were deleted."""
+        """Drop cached blocks and objects of packs that were deleted."""
         for key in [k for k in self._blocks if k[0] in packs]:
             del self._blocks[key]
-        for oid in [o for o, loc in self._near.items() if loc.pack in packs]:
-            del self._near[oid]
+        for key in [k for k in self._recent_blocks if k[0] in packs]:
+            for oid in self._recent_blocks.pop(key):
+                self._recent.pop(oid, None)
 
     # -- snapshots --------------------------------------------------------------------
     def read_snapshot(self, snap_id: str) -> dict[str, Any]:
