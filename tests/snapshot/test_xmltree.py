@@ -55,6 +55,19 @@ def test_render_gives_back_the_input(doc: bytes, step: int) -> None:
     assert chunk(doc, 1 << 20)[1] == doc
 
 
+@pytest.mark.parametrize("size", [0, 1, 126, 127, 128, 16_383, 16_384, 70_000, 300_000])
+def test_records_of_every_length_class_render_back(size: int) -> None:
+    """Group bodies hold one-, two- and three-byte length varints; render reads
+    the short ones inline, so each class must come back exact (a record over a
+    group's 256 KiB cap is a group of its own)."""
+    posts = "".join(
+        f'\n  <post id="{i}"><m>{"x" * (size if i % 2 else i)}</m><n>{i}</n></post>'
+        for i in range(6)
+    )
+    doc = f"<f>{posts}\n</f>\n".encode()
+    assert chunk(doc, 1 << 20)[1] == doc
+
+
 def test_sibling_records_share_a_run_and_unchanged_records_their_ids() -> None:
     posts = "".join(f'\n    <post id="{i}">\n      <m>{i}</m>\n    </post>' for i in range(200))
     doc = f"<f>\n  <posts>{posts}\n  </posts>\n</f>\n".encode()

@@ -436,14 +436,18 @@ def _render_run(get: Getter, oid: ObjectId, sep: bytes, out: _Writer, first: boo
     at = 0
     pieces: list[bytes] = []
     for _ in range(n):
+        # varints inline: counts below 128, lengths below 16,384 (one or two bytes)
         nrefs = body[pos] if pos < end else 0x80
         if nrefs < 0x80:
             pos += 1
         else:
             nrefs, pos = read_varint(body, pos)
-        ln = body[pos] if pos < end else 0x80
+        ln = body[pos] if pos + 1 < end else 0x80
         if ln < 0x80:
             pos += 1
+        elif body[pos + 1] < 0x80:
+            ln = (ln & 0x7F) | (body[pos + 1] << 7)
+            pos += 2
         else:
             ln, pos = read_varint(body, pos)
         stop = pos + ln

@@ -57,7 +57,11 @@ def encode_tree(refs: Sequence[ObjectId], body: bytes) -> bytes:
 
 def decode_tree(payload: bytes) -> tuple[list[ObjectId], bytes]:
     """Split a tree payload into (refs, body)."""
-    n, pos = read_varint(payload, 0)
+    n = payload[0] if payload else 0x80
+    if n < 0x80:  # fewer than 128 references: nearly every tree
+        pos = 1
+    else:
+        n, pos = read_varint(payload, 0)
     end = pos + n * ID_SIZE
     if end > len(payload):
         raise ValueError("tree reference list runs past the end of the object")
