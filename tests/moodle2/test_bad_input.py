@@ -33,6 +33,22 @@ def truncated_gzip(p: Path) -> None:
     )
 
 
+def _a_tgz() -> bytearray:
+    return bytearray(next(c for c in CORPUS if c.read_bytes()[:2] == b"\x1f\x8b").read_bytes())
+
+
+def corrupt_deflate(p: Path) -> None:
+    data = _a_tgz()
+    data[10:12] = b"\xff\xff"  # the first deflate block header: an invalid block type
+    p.write_bytes(bytes(data))
+
+
+def gzip_crc_mismatch(p: Path) -> None:
+    data = _a_tgz()
+    data[-8] ^= 0xFF  # the trailer's CRC-32
+    p.write_bytes(bytes(data))
+
+
 def corrupt_zip(p: Path) -> None:
     z = next(c for c in CORPUS if c.read_bytes()[:2] == b"PK").read_bytes()
     p.write_bytes(z[:200] + b"\xff" * 400 + z[600:])
@@ -104,6 +120,8 @@ def zip_traversal(p: Path) -> None:
 
 CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (truncated_gzip, "truncated", None),
+    (corrupt_deflate, "corrupt gzip stream: Error -3", None),
+    (gzip_crc_mismatch, "corrupt gzip stream: CRC check failed", None),
     (corrupt_zip, "corrupt zip", None),
     (not_archive, "not a Moodle backup archive", None),
     (empty_file, "empty file", None),

@@ -123,12 +123,17 @@ class _TarMemberStream:
         return data
 
 
+# zlib-ng's stub declares ``error`` as an instance; at run time it is the class
+_NG_ERROR: type[BaseException] = zlib_ng.error  # type: ignore[assignment]
+_INFLATE_ERRORS = (gzip_ng.BadGzipFile, _NG_ERROR, zlib.error)
+
+
 def _read(src: Readable, n: int, archive: str, member: str | None) -> bytes:
     try:
         return src.read(n)
     except EOFError:
         raise ArchiveError(archive, "truncated gzip stream", member) from None
-    except (gzip_ng.BadGzipFile, zlib_ng.error, zlib.error) as exc:
+    except _INFLATE_ERRORS as exc:
         raise ArchiveError(archive, f"corrupt gzip stream: {exc}", member) from None
     except OSError as exc:
         raise ArchiveError(archive, f"read error: {exc}", member) from None
