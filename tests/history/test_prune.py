@@ -38,7 +38,7 @@ def _same_export(repo: Repository, snap: str, original: Path, tmp: Path) -> bool
 @pytest.fixture
 def small_packs(tmp_path: Path) -> Repository:
     backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend, pack_size=8 * 1024, block_size=2048)
+    Repository.init(backend, pack_size=8 * 1024, block_size=2048, dictionary_depth=2)
     return Repository.open(backend, cache_dir=tmp_path / "cache")
 
 

@@ -192,7 +192,7 @@ def test_iter_blocks_rejects_bad_magic_version_and_truncation() -> None:
     with pytest.raises(PackFormatError, match="magic"):
         list(iter_blocks(b"XVPK" + data[4:]))
     with pytest.raises(PackFormatError, match="version"):
-        list(iter_blocks(data[:4] + b"\x02" + data[5:]))
+        list(iter_blocks(data[:4] + b"\x03" + data[5:]))
     for cut in (len(data) - 1, len(data) - 30, len(PACK_HEADER) + 3):
         with pytest.raises(PackFormatError, match="truncated"):
             list(iter_blocks(data[:cut]))

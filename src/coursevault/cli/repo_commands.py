@@ -20,7 +20,7 @@ from coursevault.cli.base import (
     open_repo,
 )
 from coursevault.errors import EXIT_FAILURE
-from coursevault.store.repository import Repository
+from coursevault.store.repository import DEFAULT_DICT_DEPTH, Repository
 
 
 @app.command()
@@ -34,11 +34,21 @@ def init(
     path: Annotated[str | None, typer.Argument(help="Folder for the new repository.")] = None,
     repo: RepoOpt = "",
     pack_size: Annotated[int, typer.Option(help="Target pack file size in MiB.")] = 16,
+    dictionary_depth: Annotated[
+        int,
+        typer.Option(
+            help="Nights compressed against the nights before them in a row, 0-16 "
+            "(0: never). Prune frees a forgotten night's small records at most this "
+            "many nights later."
+        ),
+    ] = DEFAULT_DICT_DEPTH,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new, empty repository."""
     location = path or repo
-    config = api.init_repository(location, pack_size=pack_size * 1024 * 1024)
+    config = api.init_repository(
+        location, pack_size=pack_size * 1024 * 1024, dictionary_depth=dictionary_depth
+    )
     if json_out:
         output.print_json({"location": os.path.abspath(location), **config})
     else:

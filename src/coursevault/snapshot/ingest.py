@@ -142,9 +142,10 @@ def ingest_archive(
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
     archive = os.path.basename(path)
+    dictionary = _series_dictionary(repo, path, course)
     layout, members = iter_members(path)
     total = os.path.getsize(path)
-    session = repo.writer("ingest")
+    session = repo.writer("ingest", dictionary=dictionary)
     try:
         result = _ingest(
             session, repo, path, archive, layout, members, course, when, progress, total
@@ -270,6 +271,7 @@ def _ingest(
         "original_site_identifier_hash": f.get("original_site_identifier_hash", ""),
         "original_wwwroot": f.get("original_wwwroot", ""),
     }
+    next_dictionary = session.make_dictionary()
     stats = session.stats
     record = {
         "version": 1,
@@ -290,6 +292,8 @@ def _ingest(
         },
         "program": f"coursevault {__version__}",
     }
+    if next_dictionary is not None:
+        record["dictionary"] = next_dictionary.hex()
     result.snapshot = session.commit(record) or ""
     result.course = course_key
     result.time = format_time(epoch)
@@ -299,6 +303,37 @@ def _ingest(
     if progress is not None:
         progress(result.bytes_read, 0)
     return result
+
+
+def _series_dictionary(repo: Repository, path: str, course: str | None) -> ObjectId | None:
+    """The dictionary the course's newest snapshot left for the next night.
+
+    The course is named in moodle_backup.xml, which Moodle writes after the
+    activities, so without ``--course`` the archive is read once up to it
+    (inflating is cheap next to chunking).  Anything wrong with the archive is
+    left for the real pass to report.
+    """
+    if course is None:
+        try:
+            _layout, members = iter_members(path)
+            for member, stream in members:
+                if member.path == "moodle_backup.xml":
+                    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+                        while data := stream.read(READ_SIZE):
+                            spool.write(data)
+                        spool.seek(0)
+                        course = read_backup_info(spool).course_key
+                    break
+            else:
+                return None
+        except (ArchiveError, BackupInfoError):
+            return None
+    rows = repo.snapshots(course)
+    found = rows[-1].record.get("dictionary") if rows else None
+    try:
+        return bytes.fromhex(found) if isinstance(found, str) else None
+    except ValueError:
+        return None
 
 
 def _canonical_header(m: MemberInfo) -> bytes | None:

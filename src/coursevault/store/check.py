@@ -117,7 +117,37 @@ def check_repository(
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}")
             continue
-        _walk(repo, snap_id, root, locations, seen, report)
+        _walk(repo, f"snapshot {snap_id}", root, locations, seen, report)
+        dictionary = record.get("dictionary")
+        if isinstance(dictionary, str):
+            _walk(
+                repo,
+                f"snapshot {snap_id}'s dictionary",
+                bytes.fromhex(dictionary),
+                locations,
+                seen,
+                report,
+            )
+
+    # 3b. every block naming a dictionary: the dictionary and what it lists are there
+    blocks: dict[tuple[bytes, int], Location] = {}
+    for locs in locations.values():
+        for loc in locs:
+            blocks.setdefault((loc.pack, loc.block_offset), loc)
+    for (pack, boff), loc in sorted(blocks.items()):
+        try:
+            dict_id = repo.block_dictionary(loc)
+        except CoursevaultError:
+            continue  # a missing or truncated pack is reported above
+        if dict_id is not None:
+            _walk(
+                repo,
+                f"pack {pack.hex()} block at {boff} (its dictionary)",
+                dict_id,
+                locations,
+                seen,
+                report,
+            )
     report.reachable = len(seen)
 
     # 4. read every pack and verify every object
@@ -136,7 +166,7 @@ def check_repository(
 
 def _walk(
     repo: Repository,
-    snap_id: str,
+    needed_by: str,
     root: ObjectId,
     locations: dict[ObjectId, list[Location]],
     seen: set[ObjectId],
@@ -150,7 +180,7 @@ def _walk(
         seen.add(oid)
         locs = locations.get(oid)
         if not locs:
-            report.error(f"snapshot {snap_id}: object {oid.hex()} is not in any index (missing)")
+            report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)")
             continue
         if locs[0].type != ObjectType.TREE:
             continue
@@ -158,7 +188,7 @@ def _walk(
             _t, payload = repo.read_at(oid, locs[0])
             stack.extend(tree_refs(payload))
         except (CoursevaultError, ValueError) as exc:
-            report.error(f"snapshot {snap_id}: tree {oid.hex()}: {exc}")
+            report.error(f"{needed_by}: tree {oid.hex()}: {exc}")
 
 
 def _read_pack(
@@ -174,11 +204,16 @@ def _read_pack(
         report.error(f"pack {name}: content does not match its name (corrupt or truncated)")
     found: dict[tuple[int, int, int], bytes] = {}
     try:
-        for boff, _blen, t, off, ln, payload in iter_pack_objects(data):
+        for boff, _blen, t, off, ln, payload in iter_pack_objects(data, repo.block_reader):
             kind = _TYPES.get(t)
             found[(boff, off, ln)] = object_id(kind, payload) if kind is not None else b""
     except PackFormatError as exc:
         report.error(f"pack {name}: {exc}")
+    except CoursevaultError as exc:  # a dictionary block whose dictionary cannot be read
+        if entries:
+            report.error(f"pack {name}: a block's dictionary: {exc}")
+        # else: an unreferenced pack (warned about above) may name a dictionary
+        # prune has already removed; nothing needs it
     # every index entry naming this pack must find an object with its id there
     for oid, loc in entries:
         if found.get((loc.block_offset, loc.offset, loc.length)) != oid:

@@ -3,13 +3,20 @@
 Layout (all integers little-endian; see docs/format.md)::
 
     pack    = header block*
-    header  = "CVPK" u8 version(=1) u8[3] zero
+    header  = "CVPK" u8 version(=1, or 2 if it may hold codec-2 blocks) u8[3] zero
     block   = "B" u8 codec u32 stored_len u32 raw_len u32 n
+              [id[32] dictionary]            (codec 2 only)
               n * (u8 type, u32 offset, u32 length)
               payload[stored_len]
 
 A block's payload is the concatenation of its objects' bytes, compressed as one
 zstd frame (codec 1) or stored as is (codec 0, for data that does not shrink).
+Codec 2 is a zstd frame compressed against a raw-content dictionary: the bytes
+of the objects a *dictionary object* lists (see the repository's
+``dictionary_content``).  A night's new records resemble the previous nights'
+new records far more than anything else, and compressing against them halves
+them (docs/benchmarks.md); the dictionary is named by id, not copied, so it
+costs one small object.
 Small objects share a block, so a 1 KB XML record is compressed together with
 its neighbours -- record-by-record compression loses half the ratio on XML
 (benchmarks/compression.py) -- while reading one object costs one block.
@@ -33,13 +40,19 @@ from coursevault.store.ids import ObjectId, ObjectType
 
 PACK_MAGIC = b"CVPK"
 PACK_VERSION = 1
+PACK_VERSION_DICT = 2  # a pack that may hold codec-2 (dictionary) blocks
+PACK_VERSIONS = (PACK_VERSION, PACK_VERSION_DICT)
 PACK_HEADER = PACK_MAGIC + bytes([PACK_VERSION, 0, 0, 0])
 BLOCK_HEAD = struct.Struct("<cBIII")  # "B", codec, stored_len, raw_len, n
 ENTRY = struct.Struct("<BII")  # type, offset, length
 
 CODEC_RAW = 0
 CODEC_ZSTD = 1
+CODEC_ZSTD_DICT = 2
+DICT_REF = 32  # the dictionary id after a codec-2 block's header
 
+TREE_TYPE = int(ObjectType.TREE)
+TEXT_BODY = 96
 MAX_BLOCK_RAW = 1 << 31  # u32 fields; objects larger than this are chunked above us
 
 
@@ -90,6 +103,7 @@ class PackWriter:
         # a block holding one large object (file content) is compressed faster:
         # level 1 keeps ~90% of level 3's ratio at 2-3x the speed
         self._fast = zstandard.ZstdCompressor(level=min(level, 1))
+        self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
         self._buf = bytearray(PACK_HEADER)
         self._raw = bytearray()
         self._entries: list[tuple[int, ObjectId, int, int]] = []
@@ -98,10 +112,19 @@ class PackWriter:
         # the object is in the open block
         self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
         self.objects = 0
+        # trees in sealed blocks with at least TEXT_BODY bytes of body besides
+        # their ids: what is worth listing in a dictionary (ids compress not at all)
+        self.texty: set[ObjectId] = set()
 
     @property
     def size(self) -> int:
         return len(self._buf) + len(self._raw)
+
+    def set_dictionary(self, dict_id: ObjectId, cctx: zstandard.ZstdCompressor) -> None:
+        """Compress blocks sealed from now on with ``cctx`` (which holds the
+        content of dictionary object ``dict_id``), naming ``dict_id`` in them."""
+        self._dict = (dict_id, cctx)
+        self._buf[4] = PACK_VERSION_DICT  # readers of version 1 refuse it whole
 
     @property
     def empty(self) -> bool:
@@ -132,21 +155,29 @@ class PackWriter:
             return
         raw = bytes(self._raw)
         large = len(self._entries) == 1 and len(raw) >= self.block_target
+        dict_ref = b""
         if large and _incompressible(raw, self._fast):
             stored, codec = raw, CODEC_RAW
+        elif not large and self._dict is not None:  # file contents gain nothing from it
+            dict_ref, cctx = self._dict
+            stored, codec = cctx.compress(raw), CODEC_ZSTD_DICT
         else:
             stored = (self._fast if large else self._cctx).compress(raw)
             codec = CODEC_ZSTD
-            if len(stored) >= len(raw):
-                stored, codec = raw, CODEC_RAW
+        if len(stored) >= len(raw):
+            stored, codec, dict_ref = raw, CODEC_RAW, b""
         start = len(self._buf)
         self._buf += BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), len(self._entries))
+        self._buf += dict_ref
         for t, _oid, off, ln in self._entries:
             self._buf += ENTRY.pack(t, off, ln)
         self._buf += stored
         block_len = len(self._buf) - start
+        texty = self.texty
         for t, oid, off, ln in self._entries:
             self.where[oid] = (t, start, block_len, off, ln)
+            if t == TREE_TYPE and ln > TEXT_BODY and ln - 1 - 32 * raw[off] >= TEXT_BODY:
+                texty.add(oid)
         self._entries.clear()
         self._checked = 0
         self._raw = bytearray()
@@ -227,16 +258,46 @@ def _incompressible(data: bytes, cctx: zstandard.ZstdCompressor) -> bool:
     return len(cctx.compress(sample)) > 0.97 * len(sample)
 
 
-class BlockReader:
-    """Decodes blocks; keeps one decompression context for speed."""
+DictionaryResolver = Callable[[ObjectId], "zstandard.ZstdDecompressor"]
 
-    def __init__(self) -> None:
+
+def table_start(codec: int) -> int:
+    """Offset of a block's table of contents from the block's start."""
+    return BLOCK_HEAD.size + (DICT_REF if codec == CODEC_ZSTD_DICT else 0)
+
+
+def block_dictionary(head: bytes | memoryview) -> ObjectId | None:
+    """The dictionary a block names, from its first ``BLOCK_HEAD.size + DICT_REF``
+    bytes (None for blocks of codecs 0 and 1)."""
+    if len(head) < BLOCK_HEAD.size:
+        raise PackFormatError("block shorter than its header")
+    magic, codec, _s, _r, _n = BLOCK_HEAD.unpack_from(head, 0)
+    if magic != b"B":
+        raise PackFormatError("bad block marker")
+    if codec != CODEC_ZSTD_DICT:
+        return None
+    if len(head) < BLOCK_HEAD.size + DICT_REF:
+        raise PackFormatError("block shorter than its header")
+    return bytes(head[BLOCK_HEAD.size : BLOCK_HEAD.size + DICT_REF])
+
+
+class BlockReader:
+    """Decodes blocks; keeps one decompression context for speed.
+
+    ``dictionaries`` turns a dictionary id into a decompressor holding its
+    content; without it, blocks of codec 2 cannot be read.
+    """
+
+    def __init__(self, dictionaries: DictionaryResolver | None = None) -> None:
         self._dctx = zstandard.ZstdDecompressor()
+        self._dictionaries = dictionaries
 
     def decode(self, block: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
         """Return (raw payload, entries) of one block, checking its structure."""
         table_end = self._check(block)
-        entries = list(ENTRY.iter_unpack(memoryview(block)[BLOCK_HEAD.size : table_end]))
+        n = BLOCK_HEAD.unpack_from(block, 0)[4]
+        table = memoryview(block)[table_end - n * ENTRY.size : table_end]
+        entries = list(ENTRY.iter_unpack(table))
         return self._inflate(block, table_end), entries
 
     def payload(self, block: bytes) -> bytes:
@@ -247,10 +308,10 @@ class BlockReader:
     def _check(block: bytes) -> int:
         if len(block) < BLOCK_HEAD.size:
             raise PackFormatError("block shorter than its header")
-        magic, _codec, stored_len, _raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
+        magic, codec, stored_len, _raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
         if magic != b"B":
             raise PackFormatError("bad block marker")
-        table_end = BLOCK_HEAD.size + n * ENTRY.size
+        table_end = table_start(codec) + n * ENTRY.size
         if len(block) != table_end + stored_len:
             raise PackFormatError(
                 f"block length {len(block)} does not match its header ({table_end + stored_len})"
@@ -262,7 +323,14 @@ class BlockReader:
         payload = memoryview(block)[table_end:]
         if codec == CODEC_RAW:
             raw = bytes(payload)
-        elif codec == CODEC_ZSTD:
+        elif codec in (CODEC_ZSTD, CODEC_ZSTD_DICT):
+            dctx = self._dctx
+            if codec == CODEC_ZSTD_DICT:
+                if self._dictionaries is None:
+                    raise PackFormatError("block needs a dictionary and none can be read here")
+                dict_id = block_dictionary(block)
+                assert dict_id is not None
+                dctx = self._dictionaries(dict_id)
             try:
                 # a corrupt frame header may claim any size: trust only the block header
                 claimed = zstandard.frame_content_size(payload)
@@ -270,7 +338,7 @@ class BlockReader:
                     raise PackFormatError(
                         f"zstd frame claims {claimed} bytes, block says {raw_len}"
                     )
-                raw = self._dctx.decompress(payload, max_output_size=raw_len)
+                raw = dctx.decompress(payload, max_output_size=raw_len)
             except (zstandard.ZstdError, MemoryError) as exc:
                 raise PackFormatError(f"zstd: {exc}") from exc
         else:
@@ -286,24 +354,27 @@ def iter_blocks(data: bytes) -> Iterator[tuple[int, int]]:
         raise PackFormatError("not a pack file (bad magic)")
     if len(data) < len(PACK_HEADER):
         raise PackFormatError("truncated pack header")
-    if data[4] != PACK_VERSION:
+    if data[4] not in PACK_VERSIONS:
         raise PackFormatError(f"unknown pack version {data[4]}")
     pos = len(PACK_HEADER)
     while pos < len(data):
         if pos + BLOCK_HEAD.size > len(data):
             raise PackFormatError(f"truncated block header at offset {pos}")
-        _m, _c, stored_len, _r, n = BLOCK_HEAD.unpack_from(data, pos)
-        length = BLOCK_HEAD.size + n * ENTRY.size + stored_len
+        _m, codec, stored_len, _r, n = BLOCK_HEAD.unpack_from(data, pos)
+        length = table_start(codec) + n * ENTRY.size + stored_len
         if pos + length > len(data):
             raise PackFormatError(f"truncated block at offset {pos}")
         yield pos, length
         pos += length
 
 
-def iter_pack_objects(data: bytes) -> Iterator[tuple[int, int, int, int, int, bytes]]:
+def iter_pack_objects(
+    data: bytes, reader: BlockReader | None = None
+) -> Iterator[tuple[int, int, int, int, int, bytes]]:
     """(block_offset, block_length, type, offset, length, payload) of every object
-    of a whole pack, in order; the caller hashes payloads to learn ids."""
-    reader = BlockReader()
+    of a whole pack, in order; the caller hashes payloads to learn ids.  Packs
+    with dictionary blocks need a ``reader`` that can resolve dictionaries."""
+    reader = reader or BlockReader()
     for boff, blen in iter_blocks(data):
         raw, entries = reader.decode(data[boff : boff + blen])
         for t, off, ln in entries:

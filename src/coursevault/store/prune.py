@@ -64,6 +64,27 @@ def prune_repository(
         return _prune(repo, repack_below, dry_run, progress or (lambda _msg: None))
 
 
+def _classify(
+    locations: dict[ObjectId, list[Location]],
+    reachable: set[ObjectId],
+    pack_sizes: dict[str, int],
+    repack_below: float,
+) -> tuple[set[str], set[str], set[str], dict[str, int]]:
+    """(keep, repack, delete, used bytes): packs by the share of their object
+    bytes still needed."""
+    used: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for oid, locs in locations.items():
+        for loc in locs:
+            name = loc.pack.hex()
+            total[name] = total.get(name, 0) + loc.length
+            if oid in reachable:
+                used[name] = used.get(name, 0) + loc.length
+    keep = {p for p in pack_sizes if p in total and used.get(p, 0) >= repack_below * total[p]}
+    repack = {p for p in pack_sizes if p in total and p not in keep and used.get(p, 0) > 0}
+    return keep, repack, set(pack_sizes) - keep, used
+
+
 def _prune(
     repo: Repository, repack_below: float, dry_run: bool, say: Callable[[str], None]
 ) -> PruneReport:
@@ -81,14 +102,12 @@ def _prune(
     report.packs_before = len(pack_sizes)
     report.bytes_before = sum(pack_sizes.values()) + sum(s for _, s in backend.list("index/"))
 
-    # 1. reachable objects
+    # 1. reachable objects: from every snapshot's root and the dictionary it left
     say("finding reachable objects")
     reachable: set[ObjectId] = set()
-    snaps = [key.split("/", 1)[1] for key, _ in backend.list("snapshots/")]
-    report.snapshots = len(snaps)
-    for snap_id in snaps:
-        root = bytes.fromhex(str(repo.read_snapshot(snap_id)["root"]))
-        stack = [root]
+
+    def mark(roots: list[ObjectId], needed_by: str) -> None:
+        stack = list(roots)
         while stack:
             oid = stack.pop()
             if oid in reachable:
@@ -97,26 +116,39 @@ def _prune(
             if not locs:
                 raise ObjectMissingError(
                     oid.hex(),
-                    f"needed by snapshot {snap_id}; run `coursevault check` before pruning",
+                    f"needed by {needed_by}; run `coursevault check` before pruning",
                 )
             reachable.add(oid)
             if locs[0].type == ObjectType.TREE:
                 _t, payload = repo.read_at(oid, locs[0])
                 stack.extend(tree_refs(payload))
-    report.reachable_objects = len(reachable)
 
-    # 2. classify packs by the share of their object bytes still needed
-    used: dict[str, int] = {}
-    total: dict[str, int] = {}
-    for oid, locs in locations.items():
-        for loc in locs:
-            name = loc.pack.hex()
-            total[name] = total.get(name, 0) + loc.length
-            if oid in reachable:
-                used[name] = used.get(name, 0) + loc.length
-    keep = {p for p in pack_sizes if p in total and used.get(p, 0) >= repack_below * total[p]}
-    repack = {p for p in pack_sizes if p in total and p not in keep and used.get(p, 0) > 0}
-    delete = set(pack_sizes) - keep
+    snaps = [key.split("/", 1)[1] for key, _ in backend.list("snapshots/")]
+    report.snapshots = len(snaps)
+    for snap_id in snaps:
+        record = repo.read_snapshot(snap_id)
+        mark([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}")
+        dictionary = record.get("dictionary")
+        if isinstance(dictionary, str) and bytes.fromhex(dictionary) in locations:
+            mark([bytes.fromhex(dictionary)], f"the dictionary of snapshot {snap_id}")
+
+    # 2. classify packs by the share of their object bytes still needed.  A block
+    # staying in a kept pack needs the dictionary it names (repacked objects are
+    # compressed anew, without one); keeping those may keep more packs, so go
+    # round until nothing changes (the sets only grow, so it ends).
+    while True:
+        keep, repack, delete, used = _classify(locations, reachable, pack_sizes, repack_below)
+        needed: list[ObjectId] = []
+        for oid in reachable:
+            staying = next((x for x in locations[oid] if x.pack.hex() in keep), None)
+            if staying is not None:
+                dict_id = repo.block_dictionary(staying)
+                if dict_id is not None and dict_id not in reachable:
+                    needed.append(dict_id)
+        if not needed:
+            break
+        mark(needed, "a kept block's dictionary")
+    report.reachable_objects = len(reachable)
     report.packs_repacked = len(repack)
     report.packs_deleted = len(delete)
 

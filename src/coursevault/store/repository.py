@@ -20,12 +20,13 @@ import json
 import os
 import secrets
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import blake3
+import zstandard
 
 from coursevault.errors import (
     BackendError,
@@ -49,21 +50,36 @@ from coursevault.store.index import (
 )
 from coursevault.store.locks import Lock
 from coursevault.store.pack import (
+    BLOCK_HEAD,
+    DICT_REF,
     BlockReader,
     Location,
     PackFormatError,
     PackWriter,
+    block_dictionary,
     pack_key,
 )
 from coursevault.store.pending import PendingIndex
-from coursevault.store.treecodec import encode_tree
+from coursevault.store.treecodec import decode_tree, encode_tree, read_varint, write_varint
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # version 2 adds dictionary blocks (codec 2); 1 is still read
+SUPPORTED_VERSIONS = (1, 2)
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 32
 _TYPES = {t.value: t for t in ObjectType}
+# Dictionaries (see docs/format.md, "Dictionaries"): a dictionary object lists
+# objects whose bytes, concatenated, are the raw-content zstd dictionary of the
+# blocks that name it.  Reading a block may need a dictionary, whose objects
+# may sit in blocks needing another: MAX_DICT_DEPTH bounds that chain.
+DICT_MAGIC = b"cvdict"
+DEFAULT_DICT_DEPTH = 8  # the repository's "dictionary_depth" unless init says otherwise
+MAX_DICT_DEPTH = 16  # what readers follow at most
+DICT_BUDGET = 1 << 20  # bytes of content a dictionary lists at most
+DICT_MEMBER_MAX = 64 * 1024  # larger objects (file contents) make poor dictionaries
+DICT_MIN = 1024
+DICT_CACHE = 16
 # A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
 # hundreds of thousands of objects; the writer's map of them must stay small.
 MAX_PACK_OBJECTS = 32_768
@@ -99,7 +115,11 @@ class Repository:
         self._recent: dict[ObjectId, tuple[ObjectType, bytes]] = {}
         self._recent_blocks: OrderedDict[tuple[bytes, int], list[ObjectId]] = OrderedDict()
         self._seen_blocks: dict[tuple[bytes, int], None] = {}
-        self._reader = BlockReader()
+        self._dicts: OrderedDict[ObjectId, zstandard.ZstdDecompressor] = OrderedDict()
+        self._dict_content: OrderedDict[ObjectId, tuple[int, bytes]] = OrderedDict()
+        self._resolving: set[ObjectId] = set()
+        self._block_dicts: dict[tuple[bytes, int], ObjectId | None] = {}
+        self._reader = BlockReader(self._decompressor)
 
     # -- creation and opening ---------------------------------------------------------
     @staticmethod
@@ -109,8 +129,17 @@ class Repository:
         pack_size: int = DEFAULT_PACK_SIZE,
         block_size: int = DEFAULT_BLOCK_SIZE,
         level: int = DEFAULT_LEVEL,
+        dictionary_depth: int = DEFAULT_DICT_DEPTH,
     ) -> dict[str, Any]:
-        """Create a new, empty repository; fails if one exists there."""
+        """Create a new, empty repository; fails if one exists there.
+
+        ``dictionary_depth`` bounds chains of dictionaries (0: none are used).
+        Deeper chains compress more nights against their predecessors, but
+        prune can free a forgotten night's small trees only once no kept
+        block's chain reaches them: at most that many nights later.
+        """
+        if not 0 <= dictionary_depth <= MAX_DICT_DEPTH:
+            raise BadInputError(f"dictionary depth must be 0-{MAX_DICT_DEPTH}")
         config = {
             "version": FORMAT_VERSION,
             "id": secrets.token_hex(16),
@@ -118,6 +147,7 @@ class Repository:
             "pack_size": pack_size,
             "block_size": block_size,
             "zstd_level": level,
+            "dictionary_depth": dictionary_depth,
             "chunker": {"min": 16 * 1024, "avg": 64 * 1024, "max": 256 * 1024},
             "text_chunker": {"min": 1024, "avg": 4096, "max": 16 * 1024},
         }
@@ -147,9 +177,10 @@ class Repository:
             raise CorruptionError(
                 f"repository config at {backend.location()} is unreadable"
             ) from exc
-        if version != FORMAT_VERSION:
+        if version not in SUPPORTED_VERSIONS:
             raise FormatVersionError(
-                f"repository format version {version} is not supported (this is {FORMAT_VERSION})"
+                f"repository format version {version} is not supported "
+                f"(this program reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
         if catalog_url is None:
             base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -333,6 +364,108 @@ class Repository:
             for oid in self._recent_blocks.pop(key):
                 self._recent.pop(oid, None)
 
+    # -- dictionaries -----------------------------------------------------------------
+    @property
+    def block_reader(self) -> BlockReader:
+        """A block decoder that resolves dictionaries through this repository."""
+        return self._reader
+
+    def dictionary(self, dict_id: ObjectId) -> tuple[int, bytes]:
+        """(depth, content) of a dictionary object.
+
+        A dictionary object is a tree: ``refs`` are an optional earlier
+        dictionary (its content comes first) and then the objects whose bytes
+        follow; the body is ``"cvdict" varint depth varint has_previous``.  The
+        content is the last DICT_BUDGET bytes of all that.  ``depth`` is how
+        many dictionaries deep reading a block that names it can go.
+        """
+        cached = self._dict_content.get(dict_id)
+        if cached is not None:
+            self._dict_content.move_to_end(dict_id)
+            return cached
+        kind, payload = self.get(dict_id)
+        try:
+            if kind != ObjectType.TREE:
+                raise ValueError("not a tree")
+            refs, body = decode_tree(payload)
+            if not body.startswith(DICT_MAGIC):
+                raise ValueError("not a dictionary object")
+            depth, pos = read_varint(body, len(DICT_MAGIC))
+            has_previous, _pos = read_varint(body, pos)
+            if has_previous not in (0, 1) or has_previous > len(refs):
+                raise ValueError("bad previous-dictionary flag")
+        except ValueError as exc:
+            raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
+        parts = []
+        if has_previous:
+            if refs[0] in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
+                raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops")
+            self._resolving.add(refs[0])
+            try:
+                parts.append(self.dictionary(refs[0])[1])
+            finally:
+                self._resolving.discard(refs[0])
+        parts += [self.get(m)[1] for m in refs[has_previous:]]
+        content = b"".join(parts)[-DICT_BUDGET:]
+        self._dict_content[dict_id] = (depth, content)
+        if len(self._dict_content) > 4:
+            self._dict_content.popitem(last=False)
+        return depth, content
+
+    def _decompressor(self, dict_id: ObjectId) -> zstandard.ZstdDecompressor:
+        dctx = self._dicts.get(dict_id)
+        if dctx is not None:
+            self._dicts.move_to_end(dict_id)
+            return dctx
+        if dict_id in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
+            raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops or runs too deep")
+        self._resolving.add(dict_id)
+        try:
+            _depth, content = self.dictionary(dict_id)
+        finally:
+            self._resolving.discard(dict_id)
+        return self.remember_dictionary(dict_id, content)
+
+    def remember_dictionary(self, dict_id: ObjectId, content: bytes) -> zstandard.ZstdDecompressor:
+        """Keep a decompressor for ``dict_id`` (a writer registers its own, whose
+        object is not indexed yet, so that it can read back what it wrote)."""
+        zdict = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        dctx = zstandard.ZstdDecompressor(dict_data=zdict)
+        self._dicts[dict_id] = dctx
+        if len(self._dicts) > DICT_CACHE:
+            self._dicts.popitem(last=False)
+        return dctx
+
+    def block_dictionary(self, loc: Location) -> ObjectId | None:
+        """The dictionary the block at ``loc`` names, reading only its header."""
+        key = (loc.pack, loc.block_offset)
+        if key in self._block_dicts:
+            return self._block_dicts[key]
+        try:
+            head = self.backend.read(
+                pack_key(loc.pack),
+                loc.block_offset,
+                min(loc.block_length, BLOCK_HEAD.size + DICT_REF),
+            )
+            found = block_dictionary(head)
+        except FileNotFoundError:
+            raise ObjectMissingError("", f"pack {loc.pack.hex()} is missing") from None
+        except (BackendError, PackFormatError) as exc:
+            raise CorruptionError(
+                f"pack {loc.pack.hex()} block at {loc.block_offset}: {exc}"
+            ) from exc
+        if len(self._block_dicts) > 100_000:
+            self._block_dicts.clear()
+        self._block_dicts[key] = found
+        return found
+
+    def block_depth(self, loc: Location) -> int:
+        """How many dictionaries deep reading the block at ``loc`` goes (0: none)."""
+        dict_id = self.block_dictionary(loc)
+        if dict_id is None:
+            return 0
+        return self.dictionary(dict_id)[0]
+
     # -- snapshots --------------------------------------------------------------------
     def read_snapshot(self, snap_id: str) -> dict[str, Any]:
         try:
@@ -379,8 +512,12 @@ class Repository:
         self.catalog.remove_snapshot(snap_id)
 
     # -- writing ----------------------------------------------------------------------
-    def writer(self, operation: str = "backup") -> WriteSession:
-        return WriteSession(self, operation)
+    def writer(
+        self, operation: str = "backup", *, dictionary: ObjectId | None = None
+    ) -> WriteSession:
+        """A write session; ``dictionary`` is the dictionary object an earlier
+        session of the same series made (see :meth:`WriteSession.make_dictionary`)."""
+        return WriteSession(self, operation, dictionary)
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -420,7 +557,9 @@ class WriteSession:
     before :meth:`commit`; :meth:`abort` removes every pack this session wrote.
     """
 
-    def __init__(self, repo: Repository, operation: str) -> None:
+    def __init__(
+        self, repo: Repository, operation: str, dictionary: ObjectId | None = None
+    ) -> None:
         self.repo = repo
         self.session = secrets.token_hex(16)
         self._lock = repo.lock(exclusive=False, operation=operation)
@@ -436,6 +575,22 @@ class WriteSession:
         self.pack_size = int(cfg["pack_size"])
         self._block_size = int(cfg["block_size"])
         self._level = int(cfg["zstd_level"])
+        # a version-1 repository never gets dictionary blocks (its readers lack them)
+        depth = int(cfg.get("dictionary_depth", 0)) if int(cfg["version"]) >= 2 else 0
+        self._max_depth = min(depth, MAX_DICT_DEPTH)
+        # dictionary compression: what this session compresses against, and the
+        # small new objects it wrote (the next session's dictionary)
+        self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
+        self._depth = 0  # dictionary depth of the blocks this session writes
+        self._fresh: deque[tuple[ObjectId, int]] = deque()
+        self._fresh_bytes = 0
+        self._dict_made = False
+        if dictionary is not None:
+            try:
+                self._use_dictionary(dictionary)
+            except BaseException:
+                self._lock.release()
+                raise
         self._pack = self._new_pack()
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
@@ -445,7 +600,80 @@ class WriteSession:
         self._closed = False
 
     def _new_pack(self) -> PackWriter:
-        return PackWriter(self._block_size, self._level, self._known)
+        pack = PackWriter(self._block_size, self._level, self._known)
+        if self._dict is not None:
+            pack.set_dictionary(*self._dict)
+        return pack
+
+    def _use_dictionary(self, dict_id: ObjectId) -> None:
+        """Compress this session's blocks against ``dict_id``, if it is usable.
+
+        A missing or damaged dictionary, or one whose chain is already the
+        repository's ``dictionary_depth`` deep, only means plain compression: the backup goes on
+        (and ``check`` reports damage).
+        """
+        repo = self.repo
+        if not repo.catalog.has(dict_id):
+            return
+        try:
+            depth, content = repo.dictionary(dict_id)
+        except (ObjectMissingError, CorruptionError):
+            return
+        if depth > self._max_depth or len(content) < DICT_MIN:
+            return
+        zdict = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        zdict.precompute_compress(level=self._level)
+        self._dict = (dict_id, zstandard.ZstdCompressor(level=self._level, dict_data=zdict))
+        self._depth = depth
+        repo.remember_dictionary(dict_id, content)
+
+    def _note_fresh(self, pack: PackWriter) -> None:
+        """Remember the newest trees of text written (the next session's dictionary)."""
+        if self._dict_made:
+            return
+        fresh = self._fresh
+        texty = pack.texty
+        for _t, oid, _b, _bl, _o, ln in pack.placed:
+            if ln <= DICT_MEMBER_MAX and oid in texty:
+                fresh.append((oid, ln))
+                self._fresh_bytes += ln
+        while self._fresh_bytes > DICT_BUDGET:
+            self._fresh_bytes -= fresh.popleft()[1]
+
+    def make_dictionary(self) -> ObjectId | None:
+        """Write a dictionary object for the next session of the same series and
+        return its id (None if this session wrote too little to be worth one).
+
+        Its content is that of the dictionary this session used, followed by
+        the newest trees of text this session wrote, the last DICT_BUDGET bytes
+        of it: a night's new records are most like the last nights' new
+        records.  It names the dictionary before it, not that one's members,
+        so it costs 32 bytes per new tree, not per tree of the budget.  Call it before
+        :meth:`commit`; the caller keeps the id (ingest puts it in the
+        snapshot record, which is what keeps it from being pruned).
+        """
+        if self._dict_made:
+            raise RuntimeError("make_dictionary called twice")
+        if self._max_depth == 0:
+            return None
+        self._pack.flush_block()
+        self._fold_dropped()
+        self._note_fresh(self._pack)
+        self._dict_made = True
+        if not self._fresh:  # nothing new (the same backup again): the same dictionary
+            return self._dict[0] if self._dict is not None else None
+        members = list(dict.fromkeys(m for m, _n in self._fresh))
+        # the dictionary used comes first, unless this session's trees fill the budget
+        previous = self._dict is not None and self._fresh_bytes < DICT_BUDGET
+        if previous:
+            assert self._dict is not None
+            members.insert(0, self._dict[0])
+        elif self._fresh_bytes < DICT_MIN:
+            return None
+        body = bytearray(DICT_MAGIC)
+        write_varint(body, self._depth + 1)
+        write_varint(body, 1 if previous else 0)
+        return self.put_tree(members, bytes(body))
 
     def _known(self, oids: list[ObjectId]) -> set[ObjectId]:
         return self.repo.catalog.has_many(oids)
@@ -512,6 +740,7 @@ class WriteSession:
         if self._pack.empty:
             return []
         pack_id, data = self._pack.finish()
+        self._note_fresh(self._pack)
         self.repo.backend.write(pack_key(pack_id), data)
         self._packs.append(pack_id)
         self._stats.packs += 1

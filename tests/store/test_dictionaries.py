@@ -1,0 +1,178 @@
+"""Dictionary blocks (codec 2): a session compresses against the small trees an
+earlier session wrote, readers resolve the chain, prune and check follow it."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from coursevault.store.backend import LocalBackend
+from coursevault.store.check import check_repository
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
+from coursevault.store.prune import prune_repository
+from coursevault.store.repository import Repository
+
+WORDS = ["forum", "post", "reply", "grade", "quiz", "attempt", "course", "section", "student"]
+
+
+def record(night: int, i: int) -> bytes:
+    """An XML-ish record as a nightly backup rewrites it: the same text as the
+    night before (long, varied words) with one field changed."""
+    rng = random.Random(i)
+    text = " ".join(f"{rng.choice(WORDS)}{rng.randrange(10**6)}" for _ in range(60))
+    return (
+        f'<post id="{i}">\n  <discussion>{i % 7}</discussion>\n'
+        f"  <modified>{1700000000 + night * 86400 + i}</modified>\n"
+        f"  <subject>Re: {WORDS[i % len(WORDS)]}</subject>\n  <message>{text}</message>\n</post>\n"
+    ).encode()
+
+
+def night(
+    repo: Repository, n: int, dictionary: ObjectId | None, count: int = 60
+) -> tuple[str, ObjectId | None, dict[ObjectId, bytes], list[bytes]]:
+    """One session of ``count`` new records; returns (snapshot, its dictionary, objects, packs)."""
+    objects: dict[ObjectId, bytes] = {}
+    with repo.writer(dictionary=dictionary) as w:
+        for i in range(count):
+            payload = record(n, i)
+            objects[w.put_tree([], payload)] = payload
+        root = w.put_tree(list(objects), f"night {n}".encode())
+        made = w.make_dictionary()
+        rec = {"course": "c", "time": "t", "epoch": float(n), "root": root.hex(), "parents": []}
+        if made is not None:
+            rec["dictionary"] = made.hex()
+        snap = w.commit(rec)
+    assert snap is not None
+    return snap, made, objects, list(w._packs)
+
+
+def codecs(backend: LocalBackend, packs: list[bytes]) -> set[int]:
+    found = set()
+    for pack in packs:
+        data = backend.read(pack_key(pack))
+        for boff, _blen in iter_blocks(data):
+            found.add(BLOCK_HEAD.unpack_from(data, boff)[1])
+    return found
+
+
+def fresh(backend: LocalBackend, cache: Path) -> Repository:
+    return Repository.open(LocalBackend(backend.root), cache_dir=cache)
+
+
+def series(tmp_path: Path, depth: int, nights: int, name: str = "repo"):
+    backend = LocalBackend(tmp_path / name)
+    Repository.init(backend, dictionary_depth=depth)
+    repo = Repository.open(backend, cache_dir=tmp_path / f"{name}-cache")
+    out = []
+    dictionary = None
+    for n in range(nights):
+        snap, dictionary, objects, packs = night(repo, n, dictionary)
+        out.append((snap, objects, packs, dictionary))
+    return backend, repo, out
+
+
+def test_a_night_compresses_against_the_night_before(tmp_path: Path) -> None:
+    backend, _repo, nights = series(tmp_path, 8, 3)
+    assert codecs(backend, nights[0][2]) != {CODEC_ZSTD_DICT}  # nothing to compress against
+    assert CODEC_ZSTD_DICT in codecs(backend, nights[1][2])
+    assert CODEC_ZSTD_DICT in codecs(backend, nights[2][2])
+
+    plain_backend, _plain, plain_nights = series(tmp_path, 0, 3, "plain")
+    for i in (1, 2):
+        with_dict = sum(len(backend.read(pack_key(p))) for p in nights[i][2])
+        without = sum(len(plain_backend.read(pack_key(p))) for p in plain_nights[i][2])
+        assert with_dict < 0.5 * without, (i, with_dict, without)
+    assert codecs(plain_backend, [p for n in plain_nights for p in n[2]]) <= {0, 1}
+
+    # a reader with no cached dictionary resolves the chain
+    reader = fresh(backend, tmp_path / "c2")
+    for _snap, objects, _packs, _d in nights:
+        for oid, payload in objects.items():
+            assert reader.get(oid) == (ObjectType.TREE, b"\x00" + payload)
+    assert check_repository(reader, read_data=True).ok
+
+
+def test_chains_stop_at_the_repository_depth(tmp_path: Path) -> None:
+    backend, _repo, nights = series(tmp_path, 2, 5)
+    uses = [CODEC_ZSTD_DICT in codecs(backend, n[2]) for n in nights]
+    # night 0 plain; 1 against 0 (depth 1); 2 against 1 (depth 2); 3 would be
+    # depth 3: plain again, and the chain starts over
+    assert uses == [False, True, True, False, True]
+    reader = fresh(backend, tmp_path / "c2")
+    for _snap, objects, _packs, _d in nights:
+        for oid, payload in objects.items():
+            assert reader.get(oid)[1] == b"\x00" + payload
+
+
+def test_the_same_session_again_makes_no_new_dictionary(tmp_path: Path) -> None:
+    _backend, repo, nights = series(tmp_path, 8, 2)
+    before = repo.catalog.count_objects()
+    _snap, made, _objects, packs = night(repo, 1, nights[1][3])  # night 1 once more
+    assert made == nights[1][3]
+    assert repo.catalog.count_objects() == before and packs == []
+
+
+def test_an_unusable_dictionary_means_plain_blocks(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    _snap, _made, objects, packs = night(repo, 0, b"\x07" * 32)
+    assert CODEC_ZSTD_DICT not in codecs(backend, packs)
+    assert all(repo.get(oid)[1] == b"\x00" + p for oid, p in objects.items())
+
+
+def test_prune_keeps_what_a_kept_block_compresses_against(tmp_path: Path) -> None:
+    backend, repo, nights = series(tmp_path, 8, 3)
+    for snap, *_rest in nights[:2]:
+        repo.delete_snapshot(snap)  # the nights whose trees night 2 compresses against
+    report = prune_repository(repo)
+    assert report.snapshots == 1
+    reader = fresh(backend, tmp_path / "c2")
+    for oid, payload in nights[2][1].items():
+        assert reader.get(oid)[1] == b"\x00" + payload
+    assert check_repository(reader, read_data=True).ok
+    again = prune_repository(reader)  # settled: nothing more to free
+    assert again.packs_deleted == 0 and again.bytes_freed == 0
+
+
+def test_prune_frees_a_dictionary_no_kept_block_needs(tmp_path: Path) -> None:
+    backend, repo, nights = series(tmp_path, 1, 4)  # depth 1: nights 1 and 3 use one
+    for snap, *_rest in nights[:3]:
+        repo.delete_snapshot(snap)
+    # night 3's blocks need night 2's dictionary and trees; nights 0 and 1 nothing
+    prune_repository(repo)
+    reader = fresh(backend, tmp_path / "c2")
+    for n in (0, 1):
+        assert not any(reader.catalog.has(oid) for oid in nights[n][1])
+    assert all(reader.catalog.has(oid) for oid in nights[2][1])
+    assert check_repository(reader, read_data=True).ok
+
+
+def test_check_names_a_block_whose_dictionary_is_gone(tmp_path: Path) -> None:
+    backend, repo, nights = series(tmp_path, 8, 2)
+    repo.delete_snapshot(nights[0][0])
+    for pack in nights[0][2]:  # night 0's packs hold the dictionary and its trees
+        backend.delete(pack_key(pack))
+    report = check_repository(fresh(backend, tmp_path / "c2"), read_data=True)
+    assert not report.ok
+    assert any("dictionary" in p.message for p in report.errors), report.errors
+
+
+def test_a_version_1_repository_never_gets_dictionary_blocks(tmp_path: Path) -> None:
+    """Readers of format 1 know no codec 2: such a repository stays plain."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    cfg = json.loads(backend.read("config"))
+    cfg["version"] = 1
+    del cfg["dictionary_depth"]
+    backend.write("config", json.dumps(cfg).encode())
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    dictionary = None
+    for n in range(3):
+        _snap, dictionary, _objects, packs = night(repo, n, dictionary)
+        assert dictionary is None
+        assert codecs(backend, packs) <= {0, 1}
+        for pack in packs:
+            assert backend.read(pack_key(pack))[4] == 1  # pack version 1
