@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import json
@@ -83,6 +84,7 @@ import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -511,6 +513,17 @@ def store_parts(repo: Path) -> dict[str, int]:
     return parts | counts
 
 
+@functools.lru_cache(maxsize=4)
+def _block_reader(repo: Path) -> Any:
+    """A block reader that resolves dictionary blocks (codec 2) through the
+    repository (its catalog in a throwaway cache folder)."""
+    from coursevault.store.backend import LocalBackend
+    from coursevault.store.repository import Repository
+
+    cache = tempfile.mkdtemp(prefix="cv-bench-cache-")
+    return Repository.open(LocalBackend(repo), cache_dir=cache).block_reader
+
+
 def iter_blocks(
     path: Path,
 ) -> Iterator[tuple[int, int, int, int, bytes, list[tuple[int, int, int]]]]:
@@ -523,11 +536,11 @@ def iter_blocks(
     from coursevault.store import pack as cvpack
 
     data = path.read_bytes()
-    reader = cvpack.BlockReader()
+    reader = _block_reader(path.parents[2])  # REPO/packs/xx/<id>
     pos = len(cvpack.PACK_HEADER)
     while pos < len(data):
         _magic, codec, stored_len, raw_len, n = cvpack.BLOCK_HEAD.unpack_from(data, pos)
-        table = cvpack.BLOCK_HEAD.size + n * cvpack.ENTRY.size
+        table = cvpack.table_start(codec) + n * cvpack.ENTRY.size
         block = data[pos : pos + table + stored_len]
         raw, entries = reader.decode(block)
         yield codec, table, stored_len, raw_len, raw, [tuple(e) for e in entries]
@@ -574,8 +587,8 @@ def pack_anatomy(repo: Path, skip: frozenset[str] = frozenset()) -> dict[str, An
         out["pack_headers"] += len(cvpack.PACK_HEADER)
         for codec, table, stored_len, raw_len, raw, entries in iter_blocks(path):
             out["blocks"] += 1
-            out["block_headers"] += cvpack.BLOCK_HEAD.size
-            out["entry_tables"] += table - cvpack.BLOCK_HEAD.size
+            out["block_headers"] += cvpack.table_start(codec)  # with a dictionary id
+            out["entry_tables"] += table - cvpack.table_start(codec)
             out["payload_stored"] += stored_len
             out["payload_raw"] += raw_len
             out["objects"] += len(entries)
