@@ -57,7 +57,10 @@ def test_forget_and_prune_free_space_and_keep_the_rest(
     assert check_repository(repo, read_data=True).ok
     for snap, path in nights[-2:]:
         assert _same_export(repo, snap, path, tmp_path)
-    again = prune_repository(repo)  # nothing left to do
+    # a second prune may free dictionaries kept only for blocks the first one
+    # repacked (docs/format.md); then nothing is left to do
+    prune_repository(repo)
+    again = prune_repository(repo)
     assert again.packs_deleted == 0 and again.bytes_freed == 0
 
 

@@ -16,7 +16,7 @@ import blake3
 from coursevault.errors import CoursevaultError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
-from coursevault.store.pack import Location, PackFormatError, iter_pack_objects, pack_key
+from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.repository import Repository
 from coursevault.store.treecodec import tree_refs
 
@@ -203,17 +203,27 @@ def _read_pack(
     if blake3.blake3(data).hexdigest() != name:
         report.error(f"pack {name}: content does not match its name (corrupt or truncated)")
     found: dict[tuple[int, int, int], bytes] = {}
+    named = {loc.block_offset for _oid, loc in entries}
+    reader = repo.block_reader
     try:
-        for boff, _blen, t, off, ln, payload in iter_pack_objects(data, repo.block_reader):
-            kind = _TYPES.get(t)
-            found[(boff, off, ln)] = object_id(kind, payload) if kind is not None else b""
+        for boff, blen in iter_blocks(data):
+            try:
+                raw, table = reader.decode(data[boff : boff + blen])
+            except PackFormatError as exc:
+                report.error(f"pack {name}: block at {boff}: {exc}")
+                continue
+            except CoursevaultError as exc:  # its dictionary cannot be read
+                if boff in named:
+                    report.error(f"pack {name}: block at {boff}: its dictionary: {exc}")
+                # else nothing indexed lives there: prune may have removed the
+                # dictionary of a block that holds only garbage
+                continue
+            for t, off, ln in table:
+                kind = _TYPES.get(t)
+                if kind is not None and off + ln <= len(raw):
+                    found[(boff, off, ln)] = object_id(kind, raw[off : off + ln])
     except PackFormatError as exc:
         report.error(f"pack {name}: {exc}")
-    except CoursevaultError as exc:  # a dictionary block whose dictionary cannot be read
-        if entries:
-            report.error(f"pack {name}: a block's dictionary: {exc}")
-        # else: an unreferenced pack (warned about above) may name a dictionary
-        # prune has already removed; nothing needs it
     # every index entry naming this pack must find an object with its id there
     for oid, loc in entries:
         if found.get((loc.block_offset, loc.offset, loc.length)) != oid:

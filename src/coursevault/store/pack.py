@@ -159,8 +159,14 @@ class PackWriter:
         if large and _incompressible(raw, self._fast):
             stored, codec = raw, CODEC_RAW
         elif not large and self._dict is not None:  # file contents gain nothing from it
+            # A dictionary of other content can cost more (longer offsets) than it
+            # saves: keep whichever is smaller.  Only blocks of new objects get
+            # here, so compressing twice costs little.
             dict_ref, cctx = self._dict
             stored, codec = cctx.compress(raw), CODEC_ZSTD_DICT
+            plain = self._cctx.compress(raw)
+            if len(plain) <= len(stored):
+                stored, codec, dict_ref = plain, CODEC_ZSTD, b""
         else:
             stored = (self._fast if large else self._cctx).compress(raw)
             codec = CODEC_ZSTD

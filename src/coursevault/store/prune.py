@@ -132,22 +132,26 @@ def _prune(
         if isinstance(dictionary, str) and bytes.fromhex(dictionary) in locations:
             mark([bytes.fromhex(dictionary)], f"the dictionary of snapshot {snap_id}")
 
-    # 2. classify packs by the share of their object bytes still needed.  A block
-    # staying in a kept pack needs the dictionary it names (repacked objects are
-    # compressed anew, without one); keeping those may keep more packs, so go
-    # round until nothing changes (the sets only grow, so it ends).
+    # A block holding a reachable object needs the dictionary it names -- in
+    # every pack that holds a copy, not only the packs kept: until the old index
+    # files are gone (step 4) a reader may take any copy, so a prune killed
+    # midway must leave those dictionaries indexed.  Those kept only for blocks
+    # repacked below are freed by the next prune.
+    done: set[ObjectId] = set()
     while True:
-        keep, repack, delete, used = _classify(locations, reachable, pack_sizes, repack_below)
         needed: list[ObjectId] = []
-        for oid in reachable:
-            staying = next((x for x in locations[oid] if x.pack.hex() in keep), None)
-            if staying is not None:
-                dict_id = repo.block_dictionary(staying)
+        for oid in reachable - done:
+            for loc in locations[oid]:
+                dict_id = repo.block_dictionary(loc)
                 if dict_id is not None and dict_id not in reachable:
                     needed.append(dict_id)
+            done.add(oid)
         if not needed:
             break
-        mark(needed, "a kept block's dictionary")
+        mark(needed, "a block's dictionary")
+
+    # 2. classify packs by the share of their object bytes still needed
+    keep, repack, delete, used = _classify(locations, reachable, pack_sizes, repack_below)
     report.reachable_objects = len(reachable)
     report.packs_repacked = len(repack)
     report.packs_deleted = len(delete)

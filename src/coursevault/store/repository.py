@@ -78,6 +78,9 @@ DEFAULT_DICT_DEPTH = 8  # the repository's "dictionary_depth" unless init says o
 MAX_DICT_DEPTH = 16  # what readers follow at most
 DICT_BUDGET = 1 << 20  # bytes of content a dictionary lists at most
 DICT_MEMBER_MAX = 64 * 1024  # larger objects (file contents) make poor dictionaries
+# A dictionary names its members: 32 bytes each, which no compression shrinks.
+# On a big night the newest 256 trees of text (~0.5 MB) are dictionary enough.
+DICT_MEMBERS = 256
 DICT_MIN = 1024
 DICT_CACHE = 16
 # A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
@@ -637,7 +640,7 @@ class WriteSession:
             if ln <= DICT_MEMBER_MAX and oid in texty:
                 fresh.append((oid, ln))
                 self._fresh_bytes += ln
-        while self._fresh_bytes > DICT_BUDGET:
+        while self._fresh_bytes > DICT_BUDGET or len(fresh) > DICT_MEMBERS:
             self._fresh_bytes -= fresh.popleft()[1]
 
     def make_dictionary(self) -> ObjectId | None:
