@@ -55,7 +55,6 @@ objects_t = sa.Table(
     metadata,
     sa.Column("id", _Id, primary_key=True),
     *(sa.Column(n, t, nullable=False) for n, t in _loc_cols),
-    sa.Index("cv_objects_block", "pack", "block_offset"),
     sqlite_with_rowid=False,
 )
 snapshots_t = sa.Table(
@@ -131,10 +130,6 @@ class Catalog:
         self._ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
         self._has_sql = f"SELECT 1 FROM cv_objects WHERE id = {self._ph}"
         self._loc_sql = f"SELECT {LOC_FIELDS} FROM cv_objects WHERE id = {self._ph}"
-        self._block_sql = (
-            f"SELECT id, {LOC_FIELDS} FROM cv_objects"
-            f" WHERE pack = {self._ph} AND block_offset = {self._ph}"
-        )
         self._cur = self._raw.cursor()
 
     def close(self) -> None:
@@ -204,11 +199,6 @@ class Catalog:
         self._cur.execute(self._loc_sql, (oid,))
         row = self._cur.fetchone()
         return _location(row) if row else None
-
-    def block_objects(self, pack: bytes, block_offset: int) -> list[tuple[bytes, Location]]:
-        """Every indexed object of one block (readers prefetch a block's locations)."""
-        self._cur.execute(self._block_sql, (pack, block_offset))
-        return [(bytes(r[0]), _location(r[1:])) for r in self._cur.fetchall()]
 
     def add_index_file(
         self, name: str, entries: Iterable[tuple[bytes, Location]], commit: bool = True

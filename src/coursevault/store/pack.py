@@ -30,6 +30,7 @@ object is as much as a compressed XML record weighs.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
@@ -91,6 +92,7 @@ class PackWriter:
         block_target: int,
         level: int,
         known: Callable[[list[ObjectId]], set[ObjectId]] | None = None,
+        recent_text: int = 256,
     ) -> None:
         self.block_target = block_target
         # Deduplication against the repository is asked once per block, not once
@@ -112,9 +114,10 @@ class PackWriter:
         # the object is in the open block
         self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
         self.objects = 0
-        # trees in sealed blocks with at least TEXT_BODY bytes of body besides
-        # their ids: what is worth listing in a dictionary (ids compress not at all)
-        self.texty: set[ObjectId] = set()
+        # (id, length) of the last trees sealed with at least TEXT_BODY bytes of
+        # body besides their ids: what is worth naming in a dictionary (ids
+        # compress not at all); bounded, as a pack may hold 32,768 objects
+        self.recent_text: deque[tuple[ObjectId, int]] = deque(maxlen=recent_text)
 
     @property
     def size(self) -> int:
@@ -179,11 +182,11 @@ class PackWriter:
             self._buf += ENTRY.pack(t, off, ln)
         self._buf += stored
         block_len = len(self._buf) - start
-        texty = self.texty
+        recent_text = self.recent_text
         for t, oid, off, ln in self._entries:
             self.where[oid] = (t, start, block_len, off, ln)
             if t == TREE_TYPE and ln > TEXT_BODY and ln - 1 - 32 * raw[off] >= TEXT_BODY:
-                texty.add(oid)
+                recent_text.append((oid, ln))
         self._entries.clear()
         self._checked = 0
         self._raw = bytearray()

@@ -603,7 +603,7 @@ class WriteSession:
         self._closed = False
 
     def _new_pack(self) -> PackWriter:
-        pack = PackWriter(self._block_size, self._level, self._known)
+        pack = PackWriter(self._block_size, self._level, self._known, DICT_MEMBERS)
         if self._dict is not None:
             pack.set_dictionary(*self._dict)
         return pack
@@ -635,9 +635,8 @@ class WriteSession:
         if self._dict_made:
             return
         fresh = self._fresh
-        texty = pack.texty
-        for _t, oid, _b, _bl, _o, ln in pack.placed:
-            if ln <= DICT_MEMBER_MAX and oid in texty:
+        for oid, ln in pack.recent_text:
+            if ln <= DICT_MEMBER_MAX:
                 fresh.append((oid, ln))
                 self._fresh_bytes += ln
         while self._fresh_bytes > DICT_BUDGET or len(fresh) > DICT_MEMBERS:
