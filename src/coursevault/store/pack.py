@@ -53,7 +53,6 @@ CODEC_ZSTD_DICT = 2
 DICT_REF = 32  # the dictionary id after a codec-2 block's header
 
 TREE_TYPE = int(ObjectType.TREE)
-TEXT_BODY = 96
 MAX_BLOCK_RAW = 1 << 31  # u32 fields; objects larger than this are chunked above us
 
 
@@ -92,7 +91,7 @@ class PackWriter:
         block_target: int,
         level: int,
         known: Callable[[list[ObjectId]], set[ObjectId]] | None = None,
-        recent_text: int = 256,
+        recent_trees: int = 256,
     ) -> None:
         self.block_target = block_target
         # Deduplication against the repository is asked once per block, not once
@@ -114,10 +113,12 @@ class PackWriter:
         # the object is in the open block
         self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
         self.objects = 0
-        # (id, length) of the last trees sealed with at least TEXT_BODY bytes of
-        # body besides their ids: what is worth naming in a dictionary (ids
-        # compress not at all); bounded, as a pack may hold 32,768 objects
-        self.recent_text: deque[tuple[ObjectId, int]] = deque(maxlen=recent_text)
+        # (id, length) of the last trees sealed: what a dictionary for the next
+        # session names.  Trees of ids count too: a list chunk or a group with
+        # one child changed is its previous version with one id changed, so
+        # against that version its ids compress.  Bounded, as a pack may hold
+        # 32,768 objects.
+        self.recent_trees: deque[tuple[ObjectId, int]] = deque(maxlen=recent_trees)
 
     @property
     def size(self) -> int:
@@ -182,11 +183,11 @@ class PackWriter:
             self._buf += ENTRY.pack(t, off, ln)
         self._buf += stored
         block_len = len(self._buf) - start
-        recent_text = self.recent_text
+        recent_trees = self.recent_trees
         for t, oid, off, ln in self._entries:
             self.where[oid] = (t, start, block_len, off, ln)
-            if t == TREE_TYPE and ln > TEXT_BODY and ln - 1 - 32 * raw[off] >= TEXT_BODY:
-                recent_text.append((oid, ln))
+            if t == TREE_TYPE:
+                recent_trees.append((oid, ln))
         self._entries.clear()
         self._checked = 0
         self._raw = bytearray()

@@ -79,7 +79,7 @@ MAX_DICT_DEPTH = 16  # what readers follow at most
 DICT_BUDGET = 1 << 20  # bytes of content a dictionary lists at most
 DICT_MEMBER_MAX = 64 * 1024  # larger objects (file contents) make poor dictionaries
 # A dictionary names its members: 32 bytes each, which no compression shrinks.
-# On a big night the newest 256 trees of text (~0.5 MB) are dictionary enough.
+# On a big night the newest 256 trees are dictionary enough.
 DICT_MEMBERS = 256
 DICT_MIN = 1024
 DICT_CACHE = 16
@@ -631,11 +631,11 @@ class WriteSession:
         repo.remember_dictionary(dict_id, content)
 
     def _note_fresh(self, pack: PackWriter) -> None:
-        """Remember the newest trees of text written (the next session's dictionary)."""
+        """Remember the newest trees written (the next session's dictionary)."""
         if self._dict_made:
             return
         fresh = self._fresh
-        for oid, ln in pack.recent_text:
+        for oid, ln in pack.recent_trees:
             if ln <= DICT_MEMBER_MAX:
                 fresh.append((oid, ln))
                 self._fresh_bytes += ln
@@ -647,7 +647,7 @@ class WriteSession:
         return its id (None if this session wrote too little to be worth one).
 
         Its content is that of the dictionary this session used, followed by
-        the newest trees of text this session wrote, the last DICT_BUDGET bytes
+        the newest trees this session wrote, the last DICT_BUDGET bytes
         of it: a night's new records are most like the last nights' new
         records.  It names the dictionary before it, not that one's members,
         so it costs 32 bytes per new tree, not per tree of the budget.  Call it before
