@@ -91,7 +91,7 @@ class PackWriter:
         block_target: int,
         level: int,
         known: Callable[[list[ObjectId]], set[ObjectId]] | None = None,
-        recent_trees: int = 256,
+        recent_trees: int = 128,
     ) -> None:
         self.block_target = block_target
         # Deduplication against the repository is asked once per block, not once
