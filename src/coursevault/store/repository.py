@@ -69,10 +69,12 @@ DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 32
 _TYPES = {t.value: t for t in ObjectType}
-# Dictionaries (see docs/format.md, "Dictionaries"): a dictionary object lists
-# objects whose bytes, concatenated, are the raw-content zstd dictionary of the
-# blocks that name it.  Reading a block may need a dictionary, whose objects
-# may sit in blocks needing another: MAX_DICT_DEPTH bounds that chain.
+# Dictionaries (see docs/format.md, "Dictionaries"): a dictionary object names
+# an earlier dictionary and objects; their bytes, concatenated, are the
+# raw-content zstd dictionary of the blocks that name it.  Reading a block may
+# need a dictionary, whose objects may sit in blocks needing another: the
+# repository's dictionary_depth bounds that chain for writers, MAX_DICT_DEPTH
+# for readers.
 DICT_MAGIC = b"cvdict"
 DEFAULT_DICT_DEPTH = 8  # the repository's "dictionary_depth" unless init says otherwise
 MAX_DICT_DEPTH = 16  # what readers follow at most

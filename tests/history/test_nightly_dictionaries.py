@@ -1,0 +1,64 @@
+"""Ingest hands each night's dictionary to the next night of the same course."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+from conftest import write_course
+
+from coursevault.restore.export import export_snapshot
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.store.backend import LocalBackend
+from coursevault.store.check import check_repository
+from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
+from coursevault.store.repository import Repository
+
+
+def _codecs(root: Path) -> list[int]:
+    out = []
+    for pack in sorted((root / "packs").rglob("*")):
+        if pack.is_file() and not pack.name.startswith("."):
+            data = pack.read_bytes()
+            out += [BLOCK_HEAD.unpack_from(data, boff)[1] for boff, _len in iter_blocks(data)]
+    return out
+
+
+def _posts(night: int) -> dict[int, list[tuple[int, str]]]:
+    """Forty long posts, each edited a little every night (as a forum's are)."""
+    rng = random.Random(1)
+    base = [" ".join(f"w{rng.randrange(10**6)}" for _ in range(80)) for _ in range(40)]
+    return {1: [(100 + i, f"{text} edited on night {night}") for i, text in enumerate(base)]}
+
+
+def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    snaps, paths = [], []
+    for night in range(3):
+        path = write_course(tmp_path / f"n{night}.mbz", _posts(night), 1700000000 + night * 86400)
+        result = ingest_archive(repo, str(path))  # the course key comes from the archive
+        snaps.append(result.snapshot)
+        paths.append(path)
+        assert "dictionary" in repo.read_snapshot(result.snapshot)
+    assert CODEC_ZSTD_DICT in _codecs(tmp_path / "repo")
+
+    fresh = Repository.open(backend, cache_dir=tmp_path / "cache2")  # no cached dictionaries
+    for snap, path in zip(snaps, paths, strict=True):
+        out = tmp_path / f"{snap[:8]}.mbz"
+        export_snapshot(fresh, snap, str(out))
+        assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
+    assert check_repository(fresh, read_data=True).ok
+
+
+def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    ingest_archive(repo, str(write_course(tmp_path / "a.mbz", _posts(0))))
+    before = set(_codecs(tmp_path / "repo"))
+    ingest_archive(repo, str(write_course(tmp_path / "b.mbz", _posts(1))), course="x")
+    assert CODEC_ZSTD_DICT not in before
+    assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
