@@ -11,7 +11,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_incremental import MemSink
 
+from coursevault.snapshot.listbuilder import RecordListBuilder
 from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax, render_document
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.treecodec import encode_tree
 
 NAMES = st.sampled_from(["a", "b", "post", "x_y", "c1"])
 TEXT = st.sampled_from(["", "t", " ", "\n  ", "&amp;", "&#65;", "a > b", "é", "\n"])
@@ -66,6 +69,31 @@ def test_records_of_every_length_class_render_back(size: int) -> None:
     )
     doc = f"<f>{posts}\n</f>\n".encode()
     assert chunk(doc, 1 << 20)[1] == doc
+
+
+def test_record_ids_handed_to_groups_are_the_ids_of_their_x_nodes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The chunker hashes field-only records without building their tree
+    envelope; the id it hands on must still be the X node's (groups are cut
+    by it, and diff names records by it)."""
+    seen = []
+    real = RecordListBuilder.append
+
+    def checking(self, rid, refs, body):  # type: ignore[no-untyped-def]
+        seen.append(rid == object_id(ObjectType.TREE, encode_tree(refs, body)))
+        return real(self, rid, refs, body)
+
+    monkeypatch.setattr(RecordListBuilder, "append", checking)
+    posts = "".join(
+        f'<post id="{i}"><m>{i}</m>'
+        + ("<r><a>1</a></r><r><a>2</a></r>" if i % 3 else "")
+        + "</post>"
+        for i in range(30)
+    )
+    doc = f"<f><posts>{posts}</posts></f>".encode()
+    assert chunk(doc, 7)[1] == doc
+    assert len(seen) > 30 and all(seen)
 
 
 def test_sibling_records_share_a_run_and_unchanged_records_their_ids() -> None:

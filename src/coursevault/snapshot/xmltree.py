@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from xml.parsers import expat
 
+import blake3
+
 from coursevault.snapshot.listbuilder import RecordListBuilder
 from coursevault.snapshot.nodes import (
     MARKER,
@@ -45,6 +47,9 @@ from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.treecodec import decode_tree, encode_tree, read_varint
 
 MARKER_TAG_B = MARKER_TAG.encode()
+_LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
+# object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
+_LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
 FEED_SIZE = 1 << 20
 MAX_PROLOGUE = 1 << 20
 
@@ -310,16 +315,25 @@ class XmlChunker:
             raise NotCanonical(
                 f"element {el.name.decode(errors='replace')} holds text that looks like a run marker"
             )
-        refs = [r.builder.finish() for r in el.runs]
-        seps = [r.sep or b"" for r in el.runs]
-        body = encode_element(seps, fragment)
         self.records += 1
         stack = self._stack
-        if not stack:  # the root is an object of its own; other records go in groups
-            self._root = self._sink.put_tree(refs, body)
-            self._trailer_from = end
-            return
-        rid = object_id(ObjectType.TREE, encode_tree(refs, body))
+        if el.runs or not stack:
+            refs = [r.builder.finish() for r in el.runs]
+            body = encode_element([r.sep or b"" for r in el.runs], fragment)
+            if not stack:  # the root is an object of its own; other records go in groups
+                self._root = self._sink.put_tree(refs, body)
+                self._trailer_from = end
+                return
+            rid = object_id(ObjectType.TREE, encode_tree(refs, body))
+        else:
+            # A record of fields only, most of a backup: its body is "X", no
+            # separators, the fragment; its id is hashed without building the
+            # tree envelope (no references: one zero byte) around it.
+            refs = []
+            body = _LEAF_PREFIX + fragment
+            h = blake3.blake3(_LEAF_ID_PREFIX)
+            h.update(fragment)
+            rid = h.digest()
         parent = stack[-1]
         gap = el.gap
         if (
