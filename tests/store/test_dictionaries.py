@@ -12,7 +12,7 @@ from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
 from coursevault.store.prune import prune_repository
-from coursevault.store.repository import Repository
+from coursevault.store.repository import Repository, snapshot_dictionary
 
 WORDS = ["forum", "post", "reply", "grade", "quiz", "attempt", "course", "section", "student"]
 
@@ -177,3 +177,18 @@ def test_a_version_1_repository_never_gets_dictionary_blocks(tmp_path: Path) -> 
         assert codecs(backend, packs) <= {0, 1}
         for pack in packs:
             assert backend.read(pack_key(pack))[4] == 1  # pack version 1
+
+
+def test_a_malformed_dictionary_field_is_ignored(tmp_path: Path) -> None:
+    """Check, prune and the next session treat it as no dictionary, not a crash."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    with repo.writer() as w:
+        root = w.put_tree([], b"root")
+        rec = {"course": "c", "time": "t", "epoch": 1.0, "root": root.hex(), "parents": []}
+        snap = w.commit({**rec, "dictionary": "not hex at all"})
+    assert snap is not None
+    assert snapshot_dictionary(repo.read_snapshot(snap)) is None
+    assert check_repository(repo, read_data=True).ok
+    assert prune_repository(repo).snapshots == 1

@@ -31,7 +31,7 @@ from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
 from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
-from coursevault.store.repository import Repository, WriteSession
+from coursevault.store.repository import Repository, WriteSession, snapshot_dictionary
 
 SPOOL_IN_MEMORY = 4 << 20
 READ_SIZE = 1 << 20
@@ -329,11 +329,7 @@ def _series_dictionary(repo: Repository, path: str, course: str | None) -> Objec
         except (ArchiveError, BackupInfoError):
             return None
     rows = repo.snapshots(course)
-    found = rows[-1].record.get("dictionary") if rows else None
-    try:
-        return bytes.fromhex(found) if isinstance(found, str) else None
-    except ValueError:
-        return None
+    return snapshot_dictionary(rows[-1].record) if rows else None
 
 
 def _canonical_header(m: MemberInfo) -> bytes | None:

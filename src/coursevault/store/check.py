@@ -17,7 +17,7 @@ from coursevault.errors import CoursevaultError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
-from coursevault.store.repository import Repository
+from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
 _TYPES = {t.value: t for t in ObjectType}
@@ -118,16 +118,9 @@ def check_repository(
             report.error(f"snapshot {snap_id}: {exc}")
             continue
         _walk(repo, f"snapshot {snap_id}", root, locations, seen, report)
-        dictionary = record.get("dictionary")
-        if isinstance(dictionary, str):
-            _walk(
-                repo,
-                f"snapshot {snap_id}'s dictionary",
-                bytes.fromhex(dictionary),
-                locations,
-                seen,
-                report,
-            )
+        dictionary = snapshot_dictionary(record)
+        if dictionary is not None:
+            _walk(repo, f"snapshot {snap_id}'s dictionary", dictionary, locations, seen, report)
 
     # 3b. every block naming a dictionary: the dictionary and what it lists are there
     blocks: dict[tuple[bytes, int], Location] = {}

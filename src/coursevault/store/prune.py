@@ -24,7 +24,7 @@ from coursevault.errors import ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, encode_index, index_key
 from coursevault.store.pack import Location, PackWriter, pack_key
-from coursevault.store.repository import MAX_PACK_OBJECTS, Repository
+from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
 
@@ -128,9 +128,9 @@ def _prune(
     for snap_id in snaps:
         record = repo.read_snapshot(snap_id)
         mark([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}")
-        dictionary = record.get("dictionary")
-        if isinstance(dictionary, str) and bytes.fromhex(dictionary) in locations:
-            mark([bytes.fromhex(dictionary)], f"the dictionary of snapshot {snap_id}")
+        dictionary = snapshot_dictionary(record)
+        if dictionary is not None and dictionary in locations:
+            mark([dictionary], f"the dictionary of snapshot {snap_id}")
 
     # A block holding a reachable object needs the dictionary it names -- in
     # every pack that holds a copy, not only the packs kept: until the old index

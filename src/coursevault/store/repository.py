@@ -544,6 +544,18 @@ class Repository:
         }
 
 
+def snapshot_dictionary(record: dict[str, Any]) -> ObjectId | None:
+    """The dictionary a snapshot record names for the next session, if it names
+    a well-formed one (a damaged record only loses its dictionary)."""
+    found = record.get("dictionary")
+    if not isinstance(found, str) or len(found) != 64:
+        return None
+    try:
+        return bytes.fromhex(found)
+    except ValueError:
+        return None
+
+
 def _snapshot_row(snap_id: str, record: dict[str, Any]) -> SnapshotRow:
     return SnapshotRow(
         snap_id,
