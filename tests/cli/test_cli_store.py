@@ -58,6 +58,16 @@ def test_init_json_and_pack_size(cv, tmp_path) -> None:
     assert data["pack_size"] == 4 * 1024 * 1024 and data["version"] == 2
 
 
+def test_init_dictionary_depth(cv, tmp_path) -> None:
+    r = cv("init", tmp_path / "repo", "--dictionary-depth", "0", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["dictionary_depth"] == 0
+    bad = cv("init", tmp_path / "other", "--dictionary-depth", "17")
+    assert bad.code == 2
+    assert "dictionary depth must be 0-16" in one_error_line(bad.err)
+    assert not (tmp_path / "other").exists()
+
+
 def test_init_twice_exits_2_with_one_line(cv, tmp_path) -> None:
     assert cv("init", tmp_path / "repo").code == 0
     before = (tmp_path / "repo" / "config").read_bytes()
