@@ -313,16 +313,16 @@ class Repository:
                 f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
             ) from exc
         recent = self._recent
-        oids = []
+        learned = []
         for t, off, ln in entries:
             kind = _TYPES.get(t)
             if kind is None or off + ln > len(raw):
                 continue  # never matches an id; read_at reports it if asked
             data = raw[off : off + ln]
-            oid = object_id(kind, data)
-            recent[oid] = (kind, data)
-            oids.append(oid)
-        self._recent_blocks[key] = oids
+            found = object_id(kind, data)
+            recent[found] = (kind, data)
+            learned.append(found)
+        self._recent_blocks[key] = learned
         if len(self._recent_blocks) > BLOCK_CACHE:
             for old in self._recent_blocks.popitem(last=False)[1]:
                 recent.pop(old, None)
