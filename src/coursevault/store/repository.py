@@ -116,7 +116,9 @@ class Repository:
         self.config = config
         self.id: str = config["id"]
         self.catalog = catalog
-        self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
+            OrderedDict()
+        )
         # Verified objects of the blocks a reader came back to (see get).
         self._recent: dict[ObjectId, tuple[ObjectType, bytes]] = {}
         self._recent_blocks: OrderedDict[tuple[bytes, int], list[ObjectId]] = OrderedDict()
@@ -305,13 +307,7 @@ class Repository:
         key = (loc.pack, loc.block_offset)
         if key in self._recent_blocks:
             return
-        block = self._read_block(oid, loc)
-        try:
-            raw, entries = self._reader.decode(block)
-        except PackFormatError as exc:
-            raise CorruptionError(
-                f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
-            ) from exc
+        raw, entries = self._block(oid, loc)  # decoded once already by read_at
         recent = self._recent
         learned = []
         for t, off, ln in entries:
@@ -328,7 +324,7 @@ class Repository:
                 recent.pop(old, None)
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
-        raw = self._block(oid, loc)
+        raw, _entries = self._block(oid, loc)
         if loc.offset + loc.length > len(raw):
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
         data = raw[loc.offset : loc.offset + loc.length]
@@ -344,7 +340,9 @@ class Repository:
         except BackendError as exc:
             raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
 
-    def _block(self, oid: ObjectId, loc: Location) -> bytes:
+    def _block(self, oid: ObjectId, loc: Location) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """(raw payload, table of contents) of the block at ``loc``, decoded once
+        for the last BLOCK_CACHE blocks."""
         key = (loc.pack, loc.block_offset)
         cached = self._blocks.get(key)
         if cached is not None:
@@ -352,15 +350,15 @@ class Repository:
             return cached
         block = self._read_block(oid, loc)
         try:
-            raw = self._reader.payload(block)
+            decoded = self._reader.decode(block)
         except PackFormatError as exc:
             raise CorruptionError(
                 f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
             ) from exc
-        self._blocks[key] = raw
+        self._blocks[key] = decoded
         if len(self._blocks) > BLOCK_CACHE:
             self._blocks.popitem(last=False)
-        return raw
+        return decoded
 
     def forget_packs(self, packs: set[bytes]) -> None:
         """Drop cached blocks and objects of packs that were deleted."""
