@@ -13,7 +13,13 @@ from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
-from coursevault.store.repository import Repository
+from coursevault.store.repository import (
+    DICT_MAGIC,
+    DICT_WALK,
+    Repository,
+    snapshot_dictionary,
+)
+from coursevault.store.treecodec import decode_tree, read_varint
 
 
 def _codecs(root: Path) -> list[int]:
@@ -23,6 +29,12 @@ def _codecs(root: Path) -> list[int]:
             data = pack.read_bytes()
             out += [BLOCK_HEAD.unpack_from(data, boff)[1] for boff, _len in iter_blocks(data)]
     return out
+
+
+def _flags(repo: Repository, dict_id: bytes | None) -> int:
+    assert dict_id is not None
+    body = decode_tree(repo.get(dict_id)[1])[1]
+    return read_varint(body, read_varint(body, len(DICT_MAGIC))[1])[0]
 
 
 def _posts(night: int) -> dict[int, list[tuple[int, str]]]:
@@ -44,6 +56,11 @@ def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) ->
         paths.append(path)
         assert "dictionary" in repo.read_snapshot(result.snapshot)
     assert CODEC_ZSTD_DICT in _codecs(tmp_path / "repo")
+    # the first night leaves a walk of its own root, later nights a list
+    flags = [_flags(repo, snapshot_dictionary(repo.read_snapshot(s))) for s in snaps]
+    assert flags == [DICT_WALK, 1, 1]
+    root = bytes.fromhex(repo.read_snapshot(snaps[0])["root"])
+    assert decode_tree(repo.get(snapshot_dictionary(repo.read_snapshot(snaps[0])))[1])[0] == [root]
 
     fresh = Repository.open(backend, cache_dir=tmp_path / "cache2")  # no cached dictionaries
     for snap, path in zip(snaps, paths, strict=True):

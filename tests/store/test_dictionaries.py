@@ -7,12 +7,21 @@ import json
 import random
 from pathlib import Path
 
+import pytest
+
+from coursevault.errors import CorruptionError
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
 from coursevault.store.prune import prune_repository
-from coursevault.store.repository import Repository, snapshot_dictionary
+from coursevault.store.repository import (
+    DICT_MAGIC,
+    DICT_WALK,
+    Repository,
+    snapshot_dictionary,
+)
+from coursevault.store.treecodec import decode_tree, read_varint, write_varint
 
 WORDS = ["forum", "post", "reply", "grade", "quiz", "attempt", "course", "section", "student"]
 
@@ -192,3 +201,133 @@ def test_a_malformed_dictionary_field_is_ignored(tmp_path: Path) -> None:
     assert snapshot_dictionary(repo.read_snapshot(snap)) is None
     assert check_repository(repo, read_data=True).ok
     assert prune_repository(repo).snapshots == 1
+
+
+# -- walk dictionaries (format 3): a first night names its upper trees by one id --
+
+
+def upper_night(
+    repo: Repository, n: int, dictionary: ObjectId | None, *, walk: bool = True
+) -> tuple[str, ObjectId | None, dict[ObjectId, bytes], ObjectId]:
+    """A course-like tree: root -> 12 groups -> 8 records each, each record
+    naming a file (a blob); every night edits one record of each group, so
+    every group and the root change."""
+    objects: dict[ObjectId, bytes] = {}
+    with repo.writer(dictionary=dictionary) as w:
+        groups = []
+        for g in range(12):
+            leaves = []
+            for i in range(8):
+                payload = record(n if i == n % 8 else 0, g * 8 + i)
+                blob = w.put(ObjectType.BLOB, b"file %d of night %d " % (i, n) * 40)
+                leaves.append(w.put_tree([blob], payload))
+                objects[leaves[-1]] = payload
+            body = b"group %d: " % g + b" ".join(record(0, g * 8 + i)[:40] for i in range(8))
+            groups.append(w.put_tree(leaves, body))
+        root = w.put_tree(groups, f"night {n}".encode())
+        made = w.make_dictionary(walk=root if walk else None)
+        rec = {"course": "c", "time": "t", "epoch": float(n), "root": root.hex(), "parents": []}
+        if made is not None:
+            rec["dictionary"] = made.hex()
+        snap = w.commit(rec)
+    assert snap is not None
+    return snap, made, objects, root
+
+
+def dictionary_flags(repo: Repository, dict_id: ObjectId) -> int:
+    body = decode_tree(repo.get(dict_id)[1])[1]
+    return read_varint(body, read_varint(body, len(DICT_MAGIC))[1])[0]
+
+
+def test_a_walk_dictionary_names_one_tree_and_the_next_night_uses_it(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    _s0, walk, _o0, root0 = upper_night(repo, 0, None)
+    assert walk is not None and dictionary_flags(repo, walk) == DICT_WALK
+    assert decode_tree(repo.get(walk)[1])[0] == [root0]  # one id, whatever the budget
+    depth, content = repo.dictionary(walk)
+    groups = decode_tree(repo.get(root0)[1])[0]
+    leaves = [leaf for g in groups for leaf in decode_tree(repo.get(g)[1])[0]]
+    # breadth first: the root, the groups, the records; not the files (blobs)
+    order = [root0, *groups, *leaves]
+    assert depth == 1 and content == b"".join(repo.get(t)[1] for t in order)
+    before = repo.stats()["pack_bytes"]
+    _s1, _d1, objects, _root1 = upper_night(repo, 1, walk)
+    with_walk = repo.stats()["pack_bytes"] - before
+
+    # the same second night compressed against nothing
+    other = LocalBackend(tmp_path / "other")
+    Repository.init(other)
+    plain = Repository.open(other, cache_dir=tmp_path / "c-other")
+    upper_night(plain, 0, None)
+    before = plain.stats()["pack_bytes"]
+    upper_night(plain, 1, None)
+    assert with_walk < plain.stats()["pack_bytes"] - before
+
+    reader = fresh(backend, tmp_path / "c2")  # resolves the walk from scratch
+    assert all(decode_tree(reader.get(oid)[1])[1] == p for oid, p in objects.items())
+    assert check_repository(reader, read_data=True).ok
+
+
+def test_prune_keeps_the_walked_trees_not_what_they_name(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, pack_size=16 * 1024, block_size=4096)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    snap0, walk, objects0, root0 = upper_night(repo, 0, None)
+    _s1, _d1, objects1, _r1 = upper_night(repo, 1, walk)
+    repo.delete_snapshot(snap0)
+    for _ in range(4):
+        if prune_repository(repo).packs_deleted == 0:
+            break
+    reader = fresh(backend, tmp_path / "c2")
+    assert walk is not None and reader.catalog.has(walk) and reader.catalog.has(root0)
+    assert reader.dictionary(walk)[1] == repo.dictionary(walk)[1]  # the same walk
+    # night 0's files are named by walked trees, but are not content: freed
+    files0 = {decode_tree(p)[0][0] for p in (repo.get(o)[1] for o in objects0)}
+    files1 = {decode_tree(p)[0][0] for p in (repo.get(o)[1] for o in objects1)}
+    assert files0 - files1 and not any(reader.catalog.has(f) for f in files0 - files1)
+    assert all(reader.catalog.has(oid) for oid in objects0)  # the records are content
+    assert all(decode_tree(reader.get(oid)[1])[1] == p for oid, p in objects1.items())
+    assert check_repository(reader, read_data=True).ok
+
+
+def test_a_walk_counts_the_depth_of_the_blocks_it_reads(tmp_path: Path) -> None:
+    """A walk may read trees an earlier chain compressed: its depth says so,
+    and a writer whose limit it passes compresses without it."""
+    backend, repo, nights = series(tmp_path, 3, 3)  # list dictionaries, depths 0, 1, 2
+    deepest = list(nights[2][1])  # night 2's trees sit in depth-2 blocks
+    with repo.writer() as w:
+        root = w.put_tree(deepest, b"a new root over old trees")
+        walk = w.make_dictionary(walk=root)
+        w.commit({"course": "c", "time": "t", "epoch": 9.0, "root": root.hex(), "parents": []})
+    assert walk is not None and dictionary_flags(repo, walk) == DICT_WALK
+    assert repo.dictionary(walk)[0] == 3
+    _snap, _made, _objects, packs = night(repo, 10, walk)  # 3 is the limit: usable
+    assert CODEC_ZSTD_DICT in codecs(backend, packs)
+
+
+def test_a_version_2_repository_gets_list_dictionaries_only(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    cfg = json.loads(backend.read("config"))
+    cfg["version"] = 2
+    backend.write("config", json.dumps(cfg).encode())
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    _s, made, _o, _r = upper_night(repo, 0, None)
+    assert made is not None and dictionary_flags(repo, made) == 0
+
+
+def test_a_malformed_walk_dictionary_is_corruption(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    with repo.writer() as w:
+        a = w.put_tree([], b"a tree")
+        body = bytearray(DICT_MAGIC)
+        write_varint(body, 1)
+        write_varint(body, DICT_WALK)
+        bad = w.put_tree([a, a], bytes(body))  # a walk names exactly one tree
+        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
+    with pytest.raises(CorruptionError, match="names one tree"):
+        repo.dictionary(bad)

@@ -271,7 +271,9 @@ def _ingest(
         "original_site_identifier_hash": f.get("original_site_identifier_hash", ""),
         "original_wwwroot": f.get("original_wwwroot", ""),
     }
-    next_dictionary = session.make_dictionary()
+    # a course's first snapshot leaves its upper trees as the next night's
+    # dictionary: what that night rewrites (docs/format.md, "Dictionaries")
+    next_dictionary = session.make_dictionary(walk=None if parents else root)
     stats = session.stats
     record = {
         "version": 1,

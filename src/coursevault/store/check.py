@@ -108,6 +108,7 @@ def check_repository(
 
     # 3. snapshots: every object they reach must be indexed (and trees readable)
     seen: set[ObjectId] = set()
+    dictionaries: list[tuple[str, ObjectId]] = []
     for key, _size in backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
         report.snapshots += 1
@@ -120,9 +121,10 @@ def check_repository(
         _walk(repo, f"snapshot {snap_id}", root, locations, seen, report)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
-            _walk(repo, f"snapshot {snap_id}'s dictionary", dictionary, locations, seen, report)
+            dictionaries.append((f"snapshot {snap_id}'s dictionary", dictionary))
 
-    # 3b. every block naming a dictionary: the dictionary and what it lists are there
+    # 3b. every block naming a dictionary: the dictionary and what it reads are
+    # there (what those objects name need not be: see prune)
     blocks: dict[tuple[bytes, int], Location] = {}
     for locs in locations.values():
         for loc in locs:
@@ -133,14 +135,10 @@ def check_repository(
         except CoursevaultError:
             continue  # a missing or truncated pack is reported above
         if dict_id is not None:
-            _walk(
-                repo,
-                f"pack {pack.hex()} block at {boff} (its dictionary)",
-                dict_id,
-                locations,
-                seen,
-                report,
-            )
+            dictionaries.append((f"pack {pack.hex()} block at {boff} (its dictionary)", dict_id))
+    done: set[ObjectId] = set()
+    for needed_by, dict_id in dictionaries:
+        _check_dictionary(repo, needed_by, dict_id, locations, seen, done, report)
     report.reachable = len(seen)
 
     # 4. read every pack and verify every object
@@ -182,6 +180,35 @@ def _walk(
             stack.extend(tree_refs(payload))
         except (CoursevaultError, ValueError) as exc:
             report.error(f"{needed_by}: tree {oid.hex()}: {exc}")
+
+
+def _check_dictionary(
+    repo: Repository,
+    needed_by: str,
+    dict_id: ObjectId,
+    locations: dict[ObjectId, list[Location]],
+    seen: set[ObjectId],
+    done: set[ObjectId],
+    report: CheckReport,
+) -> None:
+    """A dictionary, the dictionaries before it and the objects they read are
+    indexed and readable."""
+    while dict_id not in done:
+        done.add(dict_id)
+        seen.add(dict_id)
+        if dict_id not in locations:
+            report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)")
+            return
+        try:
+            previous, sources = repo.dictionary_sources(dict_id)
+        except CoursevaultError as exc:
+            report.error(f"{needed_by}: dictionary {dict_id.hex()}: {exc}")
+            return
+        seen.update(sources)
+        if previous is None:
+            return
+        needed_by = f"dictionary {dict_id.hex()}"
+        dict_id = previous
 
 
 def _read_pack(

@@ -125,30 +125,63 @@ def _prune(
 
     snaps = [key.split("/", 1)[1] for key, _ in backend.list("snapshots/")]
     report.snapshots = len(snaps)
+    dictionaries: list[tuple[ObjectId, str]] = []
     for snap_id in snaps:
         record = repo.read_snapshot(snap_id)
         mark([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}")
         dictionary = snapshot_dictionary(record)
         if dictionary is not None and dictionary in locations:
-            mark([dictionary], f"the dictionary of snapshot {snap_id}")
+            dictionaries.append((dictionary, f"the dictionary of snapshot {snap_id}"))
 
-    # A block holding a reachable object needs the dictionary it names -- in
+    # A dictionary needs its object and the objects it reads kept, not what
+    # those name (a walk dictionary reads a few upper trees of a snapshot that
+    # may be forgotten).  Marked after every root: ``reachable`` means "and
+    # all it names", so these go to a set of their own.
+    content: set[ObjectId] = set()
+    marked_dicts: set[ObjectId] = set()
+
+    def keep_content(oid: ObjectId, needed_by: str) -> None:
+        if oid not in locations:
+            raise ObjectMissingError(
+                oid.hex(), f"needed by {needed_by}; run `coursevault check` before pruning"
+            )
+        content.add(oid)
+
+    def mark_dictionary(dict_id: ObjectId, needed_by: str) -> None:
+        while dict_id not in marked_dicts:
+            marked_dicts.add(dict_id)
+            keep_content(dict_id, needed_by)
+            previous, sources = repo.dictionary_sources(dict_id)
+            for oid in sources:
+                keep_content(oid, f"dictionary {dict_id.hex()}")
+            if previous is None:
+                return
+            needed_by = f"dictionary {dict_id.hex()}"
+            dict_id = previous
+
+    for dict_id, needed_by in dictionaries:
+        mark_dictionary(dict_id, needed_by)
+
+    # A block holding a kept object needs the dictionary it names -- in
     # every pack that holds a copy, not only the packs kept: until the old index
     # files are gone (step 4) a reader may take any copy, so a prune killed
     # midway must leave those dictionaries indexed.  Those kept only for blocks
-    # repacked below are freed by the next prune.
+    # repacked below are freed by the next prune (and what only they needed,
+    # one level of a chain per prune).
     done: set[ObjectId] = set()
     while True:
         needed: list[ObjectId] = []
-        for oid in reachable - done:
+        for oid in (reachable | content) - done:
             for loc in locations[oid]:
-                dict_id = repo.block_dictionary(loc)
-                if dict_id is not None and dict_id not in reachable:
-                    needed.append(dict_id)
+                named = repo.block_dictionary(loc)
+                if named is not None and named not in marked_dicts:
+                    needed.append(named)
             done.add(oid)
         if not needed:
             break
-        mark(needed, "a block's dictionary")
+        for named in needed:
+            mark_dictionary(named, "a block's dictionary")
+    reachable |= content
 
     # 2. classify packs by the share of their object bytes still needed
     keep, repack, delete, used = _classify(locations, reachable, pack_sizes, repack_below)

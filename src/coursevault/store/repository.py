@@ -60,10 +60,17 @@ from coursevault.store.pack import (
     pack_key,
 )
 from coursevault.store.pending import PendingIndex
-from coursevault.store.treecodec import decode_tree, encode_tree, read_varint, write_varint
+from coursevault.store.treecodec import (
+    decode_tree,
+    encode_tree,
+    read_varint,
+    tree_refs,
+    write_varint,
+)
 
-FORMAT_VERSION = 2  # version 2 adds dictionary blocks (codec 2); 1 is still read
-SUPPORTED_VERSIONS = (1, 2)
+# version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries
+FORMAT_VERSION = 3
+SUPPORTED_VERSIONS = (1, 2, 3)
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
@@ -86,6 +93,7 @@ DICT_MEMBER_MAX = 64 * 1024  # larger objects (file contents) make poor dictiona
 DICT_MEMBERS = 128
 DICT_MIN = 1024
 DICT_CACHE = 16
+DICT_WALK = 2  # the flags of a walk dictionary (format version 3)
 # A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
 # hundreds of thousands of objects; the writer's map of them must stay small.
 MAX_PACK_OBJECTS = 32_768
@@ -375,59 +383,126 @@ class Repository:
         return self._reader
 
     def dictionary(self, dict_id: ObjectId) -> tuple[int, bytes]:
-        """(depth, content) of a dictionary object.
+        """(depth, content) of a dictionary object (docs/format.md, "Dictionaries").
 
-        A dictionary object is a tree: ``refs`` are an optional earlier
-        dictionary (its content comes first) and then the objects whose bytes
-        follow; the body is ``"cvdict" varint depth varint has_previous``.  The
-        content is the last DICT_BUDGET bytes of all that.  ``depth`` is how
-        many dictionaries deep reading a block that names it can go.
+        ``depth`` is how many dictionaries deep reading a block that names it
+        can go: what the object says for a list dictionary, and for a walk
+        dictionary what the walk found (its trees may sit in any earlier
+        block, so only reading them tells).
         """
         cached = self._dict_content.get(dict_id)
         if cached is not None:
             self._dict_content.move_to_end(dict_id)
             return cached
-        kind, payload = self.get(dict_id)
-        try:
-            if kind != ObjectType.TREE:
-                raise ValueError("not a tree")
-            refs, body = decode_tree(payload)
-            if not body.startswith(DICT_MAGIC):
-                raise ValueError("not a dictionary object")
-            depth, pos = read_varint(body, len(DICT_MAGIC))
-            has_previous, _pos = read_varint(body, pos)
-            if has_previous not in (0, 1) or has_previous > len(refs):
-                raise ValueError("bad previous-dictionary flag")
-        except ValueError as exc:
-            raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
-        parts = []
-        if has_previous:
-            if refs[0] in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
-                raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops")
-            self._resolving.add(refs[0])
-            try:
-                parts.append(self.dictionary(refs[0])[1])
-            finally:
-                self._resolving.discard(refs[0])
-        parts += [self.get(m)[1] for m in refs[has_previous:]]
-        content = b"".join(parts)[-DICT_BUDGET:]
+        depth, content, _previous, _sources = self._load_dictionary(dict_id)
         self._dict_content[dict_id] = (depth, content)
         if len(self._dict_content) > 4:
             self._dict_content.popitem(last=False)
         return depth, content
+
+    def dictionary_sources(self, dict_id: ObjectId) -> tuple[ObjectId | None, list[ObjectId]]:
+        """(the earlier dictionary it builds on, the objects whose payloads it
+        reads), for prune and check: a dictionary needs those objects kept,
+        not what they name."""
+        _depth, _content, previous, sources = self._load_dictionary(dict_id)
+        return previous, sources
+
+    def _load_dictionary(
+        self, dict_id: ObjectId
+    ) -> tuple[int, bytes, ObjectId | None, list[ObjectId]]:
+        """A dictionary object is a tree whose body is ``"cvdict" varint depth
+        varint flags``.  Flags 0 and 1 (list dictionary): ``refs`` are an
+        earlier dictionary if flags is 1 (its content comes first), then the
+        objects whose payloads follow.  Flags 2 (walk dictionary): ``refs`` is
+        one tree, whose walk (:meth:`_walk_trees`) gives the content.  The
+        content is the last DICT_BUDGET bytes.  Returns (depth, content, the
+        earlier dictionary, the objects read for the content).
+        """
+        if dict_id in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
+            raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops or runs too deep")
+        self._resolving.add(dict_id)
+        try:
+            kind, payload = self.get(dict_id)
+            try:
+                if kind != ObjectType.TREE:
+                    raise ValueError("not a tree")
+                refs, body = decode_tree(payload)
+                if not body.startswith(DICT_MAGIC):
+                    raise ValueError("not a dictionary object")
+                depth, pos = read_varint(body, len(DICT_MAGIC))
+                flags, _pos = read_varint(body, pos)
+                if flags == DICT_WALK:
+                    if len(refs) != 1:
+                        raise ValueError("a walk dictionary names one tree")
+                elif flags not in (0, 1) or flags > len(refs):
+                    raise ValueError("bad dictionary flags")
+            except ValueError as exc:
+                raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
+            if flags == DICT_WALK:
+                walk_depth, parts, sources = self._walk_trees(refs[0])
+                own = self.block_depth(self.locate(dict_id))
+                return 1 + max(walk_depth, own), b"".join(parts), None, sources
+            parts = []
+            if flags:
+                parts.append(self.dictionary(refs[0])[1])
+            parts += [self.get(m)[1] for m in refs[flags:]]
+            previous = refs[0] if flags else None
+            return depth, b"".join(parts)[-DICT_BUDGET:], previous, list(refs[flags:])
+        finally:
+            self._resolving.discard(dict_id)
+
+    def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
+        """The content of a walk dictionary: breadth first from ``root``, the
+        payloads of the trees of at most DICT_MEMBER_MAX bytes, until the
+        next would pass DICT_BUDGET.
+
+        The upper trees of a snapshot are what its next night rewrites (the
+        paths to its changes), and naming them costs one id.  Returns the
+        deepest dictionary depth of the blocks read, the payloads, and the
+        trees to keep: the content's and the one the walk stops at.  Blobs
+        and larger trees are passed by the catalog's type and length,
+        unread, so a prune keeps little more than the content, and the walk
+        reads the same after it.
+        """
+        queue = deque([root])
+        seen = {root}
+        parts: list[bytes] = []
+        sources: list[ObjectId] = []
+        size = 0
+        depth = 0
+        blocks: set[tuple[bytes, int]] = set()
+        while queue:
+            oid = queue.popleft()
+            loc = self.catalog.lookup(oid)
+            # a blob, or one a prune freed since: the walk treats them alike
+            if loc is None or loc.type != ObjectType.TREE or loc.length > DICT_MEMBER_MAX:
+                continue
+            if size + loc.length > DICT_BUDGET:
+                sources.append(oid)  # kept too: where the walk stops must not move
+                break
+            payload = self.get(oid)[1]
+            parts.append(payload)
+            sources.append(oid)
+            size += len(payload)
+            if (loc.pack, loc.block_offset) not in blocks:
+                blocks.add((loc.pack, loc.block_offset))
+                depth = max(depth, self.block_depth(loc))
+            try:
+                refs = tree_refs(payload)
+            except ValueError as exc:
+                raise CorruptionError(f"tree {oid.hex()}: {exc}") from None
+            for ref in refs:
+                if ref not in seen:
+                    seen.add(ref)
+                    queue.append(ref)
+        return depth, parts, sources
 
     def _decompressor(self, dict_id: ObjectId) -> zstandard.ZstdDecompressor:
         dctx = self._dicts.get(dict_id)
         if dctx is not None:
             self._dicts.move_to_end(dict_id)
             return dctx
-        if dict_id in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
-            raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops or runs too deep")
-        self._resolving.add(dict_id)
-        try:
-            _depth, content = self.dictionary(dict_id)
-        finally:
-            self._resolving.discard(dict_id)
+        _depth, content = self.dictionary(dict_id)
         return self.remember_dictionary(dict_id, content)
 
     def remember_dictionary(self, dict_id: ObjectId, content: bytes) -> zstandard.ZstdDecompressor:
@@ -594,6 +669,7 @@ class WriteSession:
         # a version-1 repository never gets dictionary blocks (its readers lack them)
         depth = int(cfg.get("dictionary_depth", 0)) if int(cfg["version"]) >= 2 else 0
         self._max_depth = min(depth, MAX_DICT_DEPTH)
+        self._walks = int(cfg["version"]) >= 3  # walk dictionaries are format 3
         # dictionary compression: what this session compresses against, and the
         # small new objects it wrote (the next session's dictionary)
         self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
@@ -655,17 +731,25 @@ class WriteSession:
         while self._fresh_bytes > DICT_BUDGET or len(fresh) > DICT_MEMBERS:
             self._fresh_bytes -= fresh.popleft()[1]
 
-    def make_dictionary(self) -> ObjectId | None:
+    def make_dictionary(self, walk: ObjectId | None = None) -> ObjectId | None:
         """Write a dictionary object for the next session of the same series and
         return its id (None if this session wrote too little to be worth one).
 
-        Its content is that of the dictionary this session used, followed by
-        the newest trees this session wrote, the last DICT_BUDGET bytes
-        of it: a night's new records are most like the last nights' new
+        By default its content is that of the dictionary this session used,
+        followed by the newest trees this session wrote, the last DICT_BUDGET
+        bytes of it: a night's new records are most like the last nights' new
         records.  It names the dictionary before it, not that one's members,
-        so it costs 32 bytes per new tree, not per tree of the budget.  Call it before
-        :meth:`commit`; the caller keeps the id (ingest puts it in the
-        snapshot record, which is what keeps it from being pruned).
+        so it costs 32 bytes per new tree, not per tree of the budget.
+
+        ``walk`` (a tree this session wrote, e.g. the snapshot's root) asks for
+        a walk dictionary instead, if this session used none: a first
+        backup's newest trees are the tail of the course, which the next
+        night rarely touches, while its upper trees are what that night
+        rewrites, and one id names them all.  Not in a format-1 or -2
+        repository, whose readers lack walk dictionaries.
+
+        Call it before :meth:`commit`; the caller keeps the id (ingest puts it
+        in the snapshot record, which is what keeps it from being pruned).
         """
         if self._dict_made:
             raise RuntimeError("make_dictionary called twice")
@@ -675,6 +759,11 @@ class WriteSession:
         self._fold_dropped()
         self._note_fresh(self._pack)
         self._dict_made = True
+        if walk is not None and self._dict is None and self._walks:
+            body = bytearray(DICT_MAGIC)
+            write_varint(body, 1)  # a lower bound: readers count what the walk reads
+            write_varint(body, DICT_WALK)
+            return self.put_tree([walk], bytes(body))
         if not self._fresh:  # nothing new (the same backup again): the same dictionary
             return self._dict[0] if self._dict is not None else None
         members = list(dict.fromkeys(m for m, _n in self._fresh))
