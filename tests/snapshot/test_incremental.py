@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
 import random
 from pathlib import Path
 
+import pytest
 from helpers import CORPUS, read_members, write_tgz
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.snapshot.listbuilder import AVG_FANOUT, ListBuilder
 from coursevault.snapshot.nodes import iter_list
+from coursevault.snapshot.xmltree import ChunkResult, XmlChunker
+from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
 from coursevault.store.treecodec import encode_tree, tree_refs
 
@@ -114,3 +120,64 @@ def test_list_insert_rewrites_few_chunks(n: int, pos: int, seed: int) -> None:
         size //= AVG_FANOUT
         levels += 1
     assert len(new) <= 2 * levels + 2  # a chunk per level (two where a boundary moved)
+
+
+def _cut_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the XML members the chunker cuts (closes)."""
+    calls = [0]
+    real = XmlChunker.close
+
+    def close(self: XmlChunker) -> ChunkResult:
+        calls[0] += 1
+        return real(self)
+
+    monkeypatch.setattr(XmlChunker, "close", close)
+    return calls
+
+
+def test_unchanged_members_are_not_cut_again(
+    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = next(p for p in CORPUS if "coderunner" in p.name)
+    night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
+    write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
+    _next_night(night1, night2)
+    cuts = _cut_counter(monkeypatch)
+    first = ingest_archive(cv_repo, str(night1))
+    assert first.xml_reused == 0 and cuts[0] == first.xml_files
+    second = ingest_archive(cv_repo, str(night2))
+    # only the two members that changed are cut: moodle_backup.xml and questions.xml
+    assert cuts[0] == first.xml_files + 2
+    assert second.xml_reused == second.xml_files - 2
+    assert (second.elements, second.records) == (first.elements, first.records)
+    # a member taken from the catalog is the same tree the chunker would make
+    fresh = Repository.open(cv_repo.backend, cache_dir=tmp_path / "other-cache")
+    again = ingest_archive(fresh, str(night2))  # another catalog: everything cut anew
+    assert again.xml_reused == 0 and again.new_objects <= 1  # the snapshot only
+    assert (
+        fresh.read_snapshot(again.snapshot)["root"]
+        == cv_repo.read_snapshot(second.snapshot)["root"]
+    )
+    out = tmp_path / "out.mbz"
+    export_snapshot(cv_repo, second.snapshot, str(out))
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(night2.read_bytes())
+
+
+def test_a_prune_empties_the_cache_of_cut_members(
+    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune may keep a tree without its children (a dictionary's content),
+    so what the catalog remembers of cut members goes with it."""
+    source = next(p for p in CORPUS if "coderunner" in p.name)
+    night1 = tmp_path / "n1.mbz"
+    write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
+    first = ingest_archive(cv_repo, str(night1))
+    cv_repo.delete_snapshot(first.snapshot)
+    prune_repository(cv_repo)
+    cuts = _cut_counter(monkeypatch)
+    again = ingest_archive(cv_repo, str(night1))
+    assert again.xml_reused == 0 and cuts[0] == again.xml_files
+    assert check_repository(cv_repo, read_data=True).ok
+    out = tmp_path / "out.mbz"
+    export_snapshot(cv_repo, again.snapshot, str(out))
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(night1.read_bytes())

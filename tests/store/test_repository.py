@@ -476,3 +476,27 @@ def test_writer_syncs_after_locking_so_a_prune_in_between_is_seen(
     with reopen(backend, tmp_path / "fresh-cache") as fresh:
         assert fresh.get(oid) == (ObjectType.BLOB, payload)
         assert check_repository(fresh, read_data=True).ok
+
+
+def test_what_inputs_were_stored_as_goes_with_a_prune(repo, backend) -> None:
+    """The catalog's cache of cut inputs answers only for indexed trees, and is
+    emptied when index files disappear (a prune may keep a tree but not its
+    children, so a remembered tree might no longer be whole)."""
+    with repo.writer() as w:
+        leaf = w.put_tree([], b"a record")
+        tree = w.put_tree([leaf], b"a document")
+        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": tree.hex(), "parents": []})
+    missing = object_id(ObjectType.TREE, b"never stored")
+    repo.catalog.add_derived([(b"k" * 32, tree, {"n": 1}), (b"m" * 32, missing, {})])
+    assert repo.catalog.derived(b"k" * 32) == (tree, {"n": 1})
+    assert repo.catalog.derived(b"m" * 32) is None  # not indexed: not an answer
+    repo.sync_catalog()  # nothing removed: kept
+    assert repo.catalog.derived(b"k" * 32) is not None
+    # another process replaces an index file (as a prune does): the cache goes
+    (name,) = [key for key, _ in backend.list("index/")]
+    data = backend.read(name)
+    backend.delete(name)
+    repo.sync_catalog()
+    backend.write(name, data)
+    repo.sync_catalog()
+    assert repo.catalog.has(tree) and repo.catalog.derived(b"k" * 32) is None

@@ -49,7 +49,9 @@ def ingest(
                 f"{result.members} members, {result.elements} elements, "
                 f"read {output.human_bytes(result.bytes_read)}, "
                 f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects "
-                f"({output.human_bytes(result.stored_bytes)} stored)",
+                f"({output.human_bytes(result.stored_bytes)} stored); "
+                f"cut {result.xml_files - result.xml_reused} of {result.xml_files} XML files "
+                f"({result.xml_reused} known)",
                 markup=False,
             )
             for raw in result.raw_xml:

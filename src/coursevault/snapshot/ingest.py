@@ -1,10 +1,12 @@
 """Ingest: one .mbz archive in, one snapshot out.
 
-Streaming throughout: members are read in archive order; XML members go
-through the element chunker while their raw bytes are spooled (to disk past a
-few MiB) in case they must be kept verbatim; other members are chunked by
-content.  Every XML member is verified by rendering the stored tree and
-comparing its hash with the original's, so export is exact by construction.
+Streaming throughout: members are read in archive order; XML members are
+spooled (to disk past a few MiB) while hashed, then cut by the element
+chunker -- unless the catalog knows those exact bytes from an earlier
+snapshot, whose tree is then taken as it is -- and kept verbatim if they
+cannot be cut exactly; other members are chunked by content.  Fragments are
+slices of the input (snapshot/xmltree.py), so export is exact by
+construction; the corpus tests check it for every archive.
 
 All or nothing: any error aborts the write session, which deletes the packs it
 wrote; the snapshot is written last, after everything it references is
@@ -19,6 +21,8 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
+
+import blake3
 
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
@@ -35,6 +39,9 @@ from coursevault.store.repository import Repository, WriteSession, snapshot_dict
 
 SPOOL_IN_MEMORY = 4 << 20
 READ_SIZE = 1 << 20
+# What the catalog's cache of cut members is keyed by, before a member's bytes:
+# change it whenever the chunker would cut the same bytes differently.
+_CUT_KEY = b"coursevault xml chunker 1\n"
 COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 Progress = Callable[[int, int], None]
@@ -56,6 +63,7 @@ class IngestResult:
     new_bytes: int = 0
     stored_bytes: int = 0
     raw_xml: list[dict[str, str]] = field(default_factory=list)
+    xml_reused: int = 0  # XML members stored before, taken from the catalog uncut
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -97,39 +105,60 @@ def _ingest_xml(
     stream: Any,
     result: IngestResult,
     spool: IO[bytes],
+    remember: list[tuple[bytes, ObjectId, dict[str, Any]]],
 ) -> tuple[ObjectId | None, str]:
     """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind).
 
-    The raw bytes are spooled because only the end of a document can tell
-    whether it could be cut exactly; if not, they are stored as they are.
+    The raw bytes are spooled first, hashing them: a member whose bytes an
+    earlier snapshot already stored (most of a course, most nights) takes the
+    tree it was stored as from the catalog, unparsed; only changed members
+    are cut again.  A member that is cut is appended to ``remember``, for the
+    catalog once the session has committed.  The spool also keeps the bytes
+    of a document that turns out not to be cuttable exactly: it is stored as
+    it is.
     """
-    chunker = XmlChunker(session)
-    while True:
-        data = stream.read(READ_SIZE)
-        if not data:
-            break
+    digest = blake3.blake3(_CUT_KEY)
+    while data := stream.read(READ_SIZE):
         spool.write(data)
-        try:
-            chunker.feed(data)
-        except XmlSyntax as exc:
-            raise XmlError(archive, str(exc), info.name) from None
+        digest.update(data)
     size = spool.tell()
     spool.seek(0)
     if size == 0:
         result.raw_xml.append({"member": info.name, "reason": "empty file"})
         return None, "empty"
+    key = digest.digest()
+    known = session.repo.catalog.derived(key)
+    if known is not None and known[1].get("kind") in ("xml", "raw"):
+        tree, notes = known
+        result.xml_reused += 1
+        if notes["kind"] == "raw":
+            result.raw_xml.append({"member": info.name, "reason": str(notes.get("reason", ""))})
+        else:
+            result.elements += int(notes.get("elements", 0))
+            result.records += int(notes.get("records", 0))
+        return tree, str(notes["kind"])
+    chunker = XmlChunker(session)
     try:
+        while data := spool.read(READ_SIZE):
+            chunker.feed(data)
         res = chunker.close()
     except XmlSyntax as exc:
         raise XmlError(archive, str(exc), info.name) from None
     except NotCanonical as exc:
         result.raw_xml.append({"member": info.name, "reason": str(exc)})
-        content, _size = store_content(session, spool, text_chunker(session.repo.config))
         spool.seek(0)
-        return content, "raw"
+        raw, _size = store_content(session, spool, text_chunker(session.repo.config))
+        spool.seek(0)
+        if raw is not None:
+            remember.append((key, raw, {"kind": "raw", "reason": str(exc)}))
+        return raw, "raw"
+    spool.seek(0)
     result.elements += res.elements
     result.records += res.records
-    return res.store(session), "xml"
+    tree = res.store(session)
+    notes = {"kind": "xml", "elements": res.elements, "records": res.records}
+    remember.append((key, tree, notes))
+    return tree, "xml"
 
 
 def ingest_archive(
@@ -172,6 +201,7 @@ def _ingest(
     chunker_cfg = repo.config["chunker"]
     text_cfg = text_chunker(repo.config)
     entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = []
+    remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = []
     index_raw: bytes | None = None
     index_pos = -1
     info: BackupInfo | None = None
@@ -199,7 +229,9 @@ def _ingest(
             if member.path.endswith(".xml"):
                 result.xml_files += 1
                 with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-                    content, kind = _ingest_xml(session, archive, member, stream, result, spool)
+                    content, kind = _ingest_xml(
+                        session, archive, member, stream, result, spool, remember
+                    )
                     entry["content"] = kind
                     if member.path == "moodle_backup.xml":
                         try:
@@ -297,6 +329,8 @@ def _ingest(
     if next_dictionary is not None:
         record["dictionary"] = next_dictionary.hex()
     result.snapshot = session.commit(record) or ""
+    if remember:  # only now are the trees durable (and indexed)
+        repo.catalog.add_derived(remember)
     result.course = course_key
     result.time = format_time(epoch)
     result.new_objects = stats.new_objects

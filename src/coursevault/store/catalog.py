@@ -74,6 +74,15 @@ refs_t = sa.Table(
     sa.Column("target", sa.String(64), nullable=False),
 )
 
+derived_t = sa.Table(
+    "cv_derived",
+    metadata,
+    sa.Column("key", _Id, primary_key=True),
+    sa.Column("content", _Id, nullable=False),
+    sa.Column("info", sa.Text, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 LOC_FIELDS = ", ".join(n for n, _ in _loc_cols)
 
 
@@ -238,6 +247,36 @@ class Catalog:
         with self._begin() as conn:
             conn.execute(sa.delete(objects_t))
             conn.execute(sa.delete(index_files_t))
+            conn.execute(sa.delete(derived_t))
+
+    # -- what inputs were stored as --------------------------------------------------
+    def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
+        """What an input was stored as: (the id of its stored tree, the caller's
+        notes), if an earlier session recorded it and the tree is still indexed.
+
+        A cache for writers that would otherwise cut the same bytes again
+        (ingest keys it by a hash of an XML member).  Its rows go whenever the
+        objects do (:meth:`clear_objects`: a prune may have kept a tree but not
+        its children, as a dictionary's content), so a tree found here is whole.
+        """
+        self._cur.execute(
+            f"SELECT d.content, d.info FROM cv_derived d JOIN cv_objects o ON o.id = d.content "
+            f"WHERE d.key = {self._ph}",
+            (key,),
+        )
+        row = self._cur.fetchone()
+        if row is None:
+            return None
+        try:
+            info = json.loads(row[1])
+        except ValueError:
+            return None
+        return bytes(row[0]), info if isinstance(info, dict) else {}
+
+    def add_derived(self, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]) -> None:
+        """Record (key, tree id, notes) rows; call only once the trees are committed."""
+        sql = self._insert_ignore("cv_derived", ("key", "content", "info"))
+        self._executemany(sql, [(k, c, json.dumps(i, sort_keys=True)) for k, c, i in rows])
 
     # -- snapshots and refs ----------------------------------------------------------
     def add_snapshot(self, row: SnapshotRow) -> None:
