@@ -45,9 +45,10 @@ def test_unreproducible_xml_is_stored_raw_and_exported_exactly(
     assert [r["member"] for r in again.raw_xml] == ["odd.xml"]
     # both members came from the catalog's cache, which remembers why odd.xml is raw
     assert again.xml_reused == 2 and again.raw_xml == result.raw_xml
-    assert cv_repo.read_snapshot(again.snapshot)["root"] == cv_repo.read_snapshot(
-        result.snapshot
-    )["root"]
+    assert (
+        cv_repo.read_snapshot(again.snapshot)["root"]
+        == cv_repo.read_snapshot(result.snapshot)["root"]
+    )
 
 
 @pytest.mark.parametrize("name", sorted(FINE))

@@ -234,6 +234,23 @@ def upper_night(
     return snap, made, objects, root
 
 
+def spec_walk(repo: Repository, root: ObjectId) -> list[ObjectId]:
+    """The trees a walk dictionary's content is made of, as docs/format.md
+    words it (a small course: no budget to stop at)."""
+    met = {root: (1, 0)}  # id -> (priority, order met)
+    taken: list[ObjectId] = []
+    while len(taken) < len(met):
+        oid = min((o for o in met if o not in taken), key=lambda o: met[o])
+        taken.append(oid)
+        kind, payload = repo.get(oid)
+        if kind != ObjectType.TREE:
+            continue
+        refs = decode_tree(payload)[0]
+        for i, ref in enumerate(refs):
+            met.setdefault(ref, (met[oid][0] * (len(refs) - i), len(met)))
+    return [o for o in taken if repo.get(o)[0] == ObjectType.TREE]
+
+
 def dictionary_flags(repo: Repository, dict_id: ObjectId) -> int:
     body = decode_tree(repo.get(dict_id)[1])[1]
     return read_varint(body, read_varint(body, len(DICT_MAGIC))[1])[0]
@@ -247,10 +264,11 @@ def test_a_walk_dictionary_names_one_tree_and_the_next_night_uses_it(tmp_path: P
     assert walk is not None and dictionary_flags(repo, walk) == DICT_WALK
     assert decode_tree(repo.get(walk)[1])[0] == [root0]  # one id, whatever the budget
     depth, content = repo.dictionary(walk)
+    # the tail of every list first: root, last group, its last record, ...; no files
+    order = spec_walk(repo, root0)
     groups = decode_tree(repo.get(root0)[1])[0]
-    leaves = [leaf for g in groups for leaf in decode_tree(repo.get(g)[1])[0]]
-    # breadth first: the root, the groups, the records; not the files (blobs)
-    order = [root0, *groups, *leaves]
+    assert order[:3] == [root0, groups[-1], decode_tree(repo.get(groups[-1])[1])[0][-1]]
+    assert len(order) == 1 + 12 + 96
     assert depth == 1 and content == b"".join(repo.get(t)[1] for t in order)
     before = repo.stats()["pack_bytes"]
     _s1, _d1, objects, _root1 = upper_night(repo, 1, walk)

