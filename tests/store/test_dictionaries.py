@@ -349,3 +349,32 @@ def test_a_malformed_walk_dictionary_is_corruption(tmp_path: Path) -> None:
         w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
     with pytest.raises(CorruptionError, match="names one tree"):
         repo.dictionary(bad)
+
+
+def test_a_night_reaches_the_far_end_of_a_big_walk(tmp_path: Path) -> None:
+    """A walk's content is up to 4 MiB: a block must find matches at its far
+    end, not only in the last megabyte or two (the window and hash tables of
+    dictionary compression are sized for it)."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    rng = random.Random(5)
+    pages = [rng.randbytes(60_000) for _ in range(56)]  # incompressible, 3.4 MB
+    with repo.writer() as w:
+        groups = [
+            w.put_tree([w.put_tree([], page)], b"group %d" % i) for i, page in enumerate(pages)
+        ]
+        root = w.put_tree(groups, b"night 0")
+        walk = w.make_dictionary(walk=root)
+        w.commit({"course": "c", "time": "t", "epoch": 0.0, "root": root.hex(), "parents": []})
+    assert walk is not None
+    content = repo.dictionary(walk)[1]
+    # the root, the last group, then the last page: 3 MB before the end
+    assert len(content) > 3_000_000 and content.find(pages[-1]) < 3_000
+    before = repo.stats()["pack_bytes"]
+    with repo.writer(dictionary=walk) as w:
+        edited = w.put_tree([], pages[-1][:30_000] + b"edited" + pages[-1][30_000:])
+        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": edited.hex(), "parents": []})
+    assert repo.stats()["pack_bytes"] - before < 2_000  # not 60 kB: matched 3 MB back
+    reader = fresh(backend, tmp_path / "c2")
+    assert decode_tree(reader.get(edited)[1])[1][:30_000] == pages[-1][:30_000]
