@@ -4,6 +4,7 @@ earlier session wrote, readers resolve the chain, prune and check follow it."""
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from coursevault.errors import CorruptionError
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
+from coursevault.store.dictcache import KEEP, DictionaryCache
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
 from coursevault.store.prune import prune_repository
@@ -378,3 +380,44 @@ def test_a_night_reaches_the_far_end_of_a_big_walk(tmp_path: Path) -> None:
     assert repo.stats()["pack_bytes"] - before < 2_000  # not 60 kB: matched 3 MB back
     reader = fresh(backend, tmp_path / "c2")
     assert decode_tree(reader.get(edited)[1])[1][:30_000] == pages[-1][:30_000]
+
+
+def test_dictionary_contents_are_cached_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next process reads a dictionary's content from the local cache,
+    not along its chain; a damaged file there is ignored, never used."""
+    backend, repo, nights = series(tmp_path, 8, 3)
+    last = nights[-1][3]
+    assert last is not None
+    depth, content = repo.dictionary(last)
+    files = list((tmp_path / "repo-cache" / repo.id / "dictionaries").iterdir())
+    assert last.hex() in {f.name for f in files}
+
+    def no_chain(self: Repository, dict_id: ObjectId) -> None:
+        raise AssertionError("read along the chain")
+
+    again = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "repo-cache")
+    with monkeypatch.context() as m:
+        m.setattr(Repository, "_load_dictionary", no_chain)
+        assert again.dictionary(last) == (depth, content)
+
+    cached = tmp_path / "repo-cache" / repo.id / "dictionaries" / last.hex()
+    data = bytearray(cached.read_bytes())
+    data[-1] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    third = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "repo-cache")
+    assert third.dictionary(last) == (depth, content)  # rebuilt from the objects
+    assert DictionaryCache(cached.parent).get(last) == (depth, content)  # and rewritten
+
+
+def test_the_dictionary_cache_keeps_the_newest(tmp_path: Path) -> None:
+    cache = DictionaryCache(tmp_path / "d")
+    ids = [bytes([i]) * 32 for i in range(KEEP + 4)]
+    for i, oid in enumerate(ids):
+        cache.put(oid, 1, b"content %d" % i)
+        os.utime(tmp_path / "d" / oid.hex(), (1000 + i, 1000 + i))
+    cache.put(ids[-1], 1, b"content again")  # a put trims
+    assert cache.get(ids[0]) is None and cache.get(ids[3]) is None
+    assert cache.get(ids[4]) == (1, b"content 4")
+    assert len(list((tmp_path / "d").iterdir())) == KEEP

@@ -41,6 +41,7 @@ from coursevault.errors import (
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog, SnapshotRow
+from coursevault.store.dictcache import DictionaryCache
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import (
     MAX_ENTRIES_PER_FILE,
@@ -128,11 +129,18 @@ class WriteStats:
 class Repository:
     """An open repository; see :meth:`init` and :meth:`open`."""
 
-    def __init__(self, backend: Backend, config: dict[str, Any], catalog: Catalog) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: dict[str, Any],
+        catalog: Catalog,
+        cache_folder: Path | None = None,
+    ) -> None:
         self.backend = backend
         self.config = config
         self.id: str = config["id"]
         self.catalog = catalog
+        self._disk_dicts = DictionaryCache(cache_folder / "dictionaries") if cache_folder else None
         self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
             OrderedDict()
         )
@@ -207,13 +215,13 @@ class Repository:
                 f"repository format version {version} is not supported "
                 f"(this program reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
+        base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        folder = base / config["id"]
         if catalog_url is None:
-            base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-            folder = base / config["id"]
             folder.mkdir(parents=True, exist_ok=True)
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"
         catalog = Catalog(catalog_url)
-        repo = cls(backend, config, catalog)
+        repo = cls(backend, config, catalog, folder)
         known = catalog.get_meta("repository")
         if known is None:
             catalog.set_meta("repository", repo.id)
@@ -403,7 +411,14 @@ class Repository:
         if cached is not None:
             self._dict_content.move_to_end(dict_id)
             return cached
-        depth, content, _previous, _sources = self._load_dictionary(dict_id)
+        disk = self._disk_dicts
+        found = disk.get(dict_id) if disk is not None else None
+        if found is not None:
+            depth, content = found
+        else:
+            depth, content, _previous, _sources = self._load_dictionary(dict_id)
+            if disk is not None:
+                disk.put(dict_id, depth, content)
         self._dict_content[dict_id] = (depth, content)
         if len(self._dict_content) > 4:
             self._dict_content.popitem(last=False)
