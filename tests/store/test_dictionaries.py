@@ -68,6 +68,12 @@ def codecs(backend: LocalBackend, packs: list[bytes]) -> set[int]:
     return found
 
 
+def new_repo(tmp_path: Path, **init: int) -> tuple[LocalBackend, Repository]:
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, **init)
+    return backend, Repository.open(backend, cache_dir=tmp_path / "cache")
+
+
 def fresh(backend: LocalBackend, cache: Path) -> Repository:
     return Repository.open(LocalBackend(backend.root), cache_dir=cache)
 
@@ -126,9 +132,7 @@ def test_the_same_session_again_makes_no_new_dictionary(tmp_path: Path) -> None:
 
 
 def test_an_unusable_dictionary_means_plain_blocks(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    backend, repo = new_repo(tmp_path)
     _snap, _made, objects, packs = night(repo, 0, b"\x07" * 32)
     assert CODEC_ZSTD_DICT not in codecs(backend, packs)
     assert all(repo.get(oid)[1] == b"\x00" + p for oid, p in objects.items())
@@ -192,9 +196,7 @@ def test_a_version_1_repository_never_gets_dictionary_blocks(tmp_path: Path) -> 
 
 def test_a_malformed_dictionary_field_is_ignored(tmp_path: Path) -> None:
     """Check, prune and the next session treat it as no dictionary, not a crash."""
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    _backend, repo = new_repo(tmp_path)
     with repo.writer() as w:
         root = w.put_tree([], b"root")
         rec = {"course": "c", "time": "t", "epoch": 1.0, "root": root.hex(), "parents": []}
@@ -259,9 +261,7 @@ def dictionary_flags(repo: Repository, dict_id: ObjectId) -> int:
 
 
 def test_a_walk_dictionary_names_one_tree_and_the_next_night_uses_it(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    backend, repo = new_repo(tmp_path)
     _s0, walk, _o0, root0 = upper_night(repo, 0, None)
     assert walk is not None and dictionary_flags(repo, walk) == DICT_WALK
     assert decode_tree(repo.get(walk)[1])[0] == [root0]  # one id, whatever the budget
@@ -291,9 +291,7 @@ def test_a_walk_dictionary_names_one_tree_and_the_next_night_uses_it(tmp_path: P
 
 
 def test_prune_keeps_the_walked_trees_not_what_they_name(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend, pack_size=16 * 1024, block_size=4096)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    backend, repo = new_repo(tmp_path, pack_size=16 * 1024, block_size=4096)
     snap0, walk, objects0, root0 = upper_night(repo, 0, None)
     _s1, _d1, objects1, _r1 = upper_night(repo, 1, walk)
     repo.delete_snapshot(snap0)
@@ -339,9 +337,7 @@ def test_a_version_2_repository_gets_list_dictionaries_only(tmp_path: Path) -> N
 
 
 def test_a_malformed_walk_dictionary_is_corruption(tmp_path: Path) -> None:
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    _backend, repo = new_repo(tmp_path)
     with repo.writer() as w:
         a = w.put_tree([], b"a tree")
         body = bytearray(DICT_MAGIC)
@@ -357,9 +353,7 @@ def test_a_night_reaches_the_far_end_of_a_big_walk(tmp_path: Path) -> None:
     """A walk's content is up to 4 MiB: a block must find matches at its far
     end, not only in the last megabyte or two (the window and hash tables of
     dictionary compression are sized for it)."""
-    backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
-    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    backend, repo = new_repo(tmp_path)
     rng = random.Random(5)
     pages = [rng.randbytes(60_000) for _ in range(56)]  # incompressible, 3.4 MB
     with repo.writer() as w:
