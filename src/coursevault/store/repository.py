@@ -437,9 +437,9 @@ class Repository:
         """A dictionary object is a tree whose body is ``"cvdict" varint depth
         varint flags``.  Flags 0 and 1 (list dictionary): ``refs`` are an
         earlier dictionary if flags is 1 (its content comes first), then the
-        objects whose payloads follow.  Flags 2 (walk dictionary): ``refs`` is
-        one tree, whose walk (:meth:`_walk_trees`) gives the content.  The
-        content is the last DICT_BUDGET bytes.  Returns (depth, content, the
+        objects whose payloads follow, the last DICT_BUDGET bytes of all that.
+        Flags 2 (walk dictionary): ``refs`` is one tree, whose walk
+        (:meth:`_walk_trees`) gives the content.  Returns (depth, content, the
         earlier dictionary, the objects read for the content).
         """
         if dict_id in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
