@@ -376,33 +376,33 @@ def test_a_night_reaches_the_far_end_of_a_big_walk(tmp_path: Path) -> None:
     assert decode_tree(reader.get(edited)[1])[1][:30_000] == pages[-1][:30_000]
 
 
-def test_dictionary_contents_are_cached_on_disk(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The next process reads a dictionary's content from the local cache,
-    not along its chain; a damaged file there is ignored, never used."""
-    backend, repo, nights = series(tmp_path, 8, 3)
-    last = nights[-1][3]
-    assert last is not None
-    depth, content = repo.dictionary(last)
-    files = list((tmp_path / "repo-cache" / repo.id / "dictionaries").iterdir())
-    assert last.hex() in {f.name for f in files}
+def test_walks_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next process reads a walk dictionary's content from the local
+    cache, not by walking again; a damaged file there is ignored, never used.
+    Lists, quick to rebuild, are not kept."""
+    backend, repo = new_repo(tmp_path)
+    _s0, walk, _o0, _r0 = upper_night(repo, 0, None)
+    _s1, listed, _o1, _r1 = upper_night(repo, 1, walk)
+    assert walk is not None and listed is not None
+    depth, content = repo.dictionary(walk)
+    repo.dictionary(listed)
+    folder = tmp_path / "cache" / repo.id / "dictionaries"
+    assert {f.name for f in folder.iterdir()} == {walk.hex()}
 
-    def no_chain(self: Repository, dict_id: ObjectId) -> None:
-        raise AssertionError("read along the chain")
+    def no_walk(self: Repository, root: ObjectId) -> None:
+        raise AssertionError("walked again")
 
-    again = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "repo-cache")
+    again = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "cache")
     with monkeypatch.context() as m:
-        m.setattr(Repository, "_load_dictionary", no_chain)
-        assert again.dictionary(last) == (depth, content)
+        m.setattr(Repository, "_walk_trees", no_walk)
+        assert again.dictionary(walk) == (depth, content)
 
-    cached = tmp_path / "repo-cache" / repo.id / "dictionaries" / last.hex()
-    data = bytearray(cached.read_bytes())
+    data = bytearray((folder / walk.hex()).read_bytes())
     data[-1] ^= 0xFF
-    cached.write_bytes(bytes(data))
-    third = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "repo-cache")
-    assert third.dictionary(last) == (depth, content)  # rebuilt from the objects
-    assert DictionaryCache(cached.parent).get(last) == (depth, content)  # and rewritten
+    (folder / walk.hex()).write_bytes(bytes(data))
+    third = Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / "cache")
+    assert third.dictionary(walk) == (depth, content)  # walked again from the objects
+    assert DictionaryCache(folder).get(walk) == (depth, content)  # and rewritten
 
 
 def test_the_dictionary_cache_keeps_the_newest(tmp_path: Path) -> None:

@@ -1,16 +1,17 @@
-"""A local, disposable cache of dictionary contents (docs/format.md, "Dictionaries").
+"""A local, disposable cache of walk dictionaries' contents (docs/format.md,
+"Dictionaries").
 
 A dictionary's content is a function of its object and the objects it reads,
-so it can be kept on disk by id.  Without it every process rebuilt it: a
-night's ingest read the list dictionaries back along their chain to the
-course's first night, and walked that night's 4 MiB of trees again -- 0.4 s
-a night on the 50 MB course (cProfile: block reads and hashing).  With it, a
-night reads one file.
+so it can be kept on disk by id.  A walk reads 4 MiB of a snapshot's trees
+from hundreds of blocks, and every night of a course rebuilt it at the root
+of its chain of list dictionaries: 0.4 s a night on the 50 MB course
+(cProfile: block reads and hashing).  A list is quick to rebuild (its
+members are the previous night's new trees, a few blocks) and is not kept.
 
 Files are written whole (temporary file, then rename) and carry the BLAKE3 of
 their content; one that does not match is ignored and rewritten.  Only the
-newest KEEP are kept.  Nothing here is needed to read a repository: delete
-the folder at will.
+newest KEEP are kept (a walk serves a course's first nights only).  Nothing
+here is needed to read a repository: delete the folder at will.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import blake3
 import zstandard
@@ -116,6 +116,16 @@ def snapshot_key(snap_id: str) -> str:
 def default_cache_dir() -> Path:
     """Where catalogs live unless told otherwise (the CLI honours XDG_CACHE_HOME)."""
     return Path.home() / ".cache" / "coursevault"
+
+
+class _Loaded(NamedTuple):
+    """A dictionary, built from its object and what it reads."""
+
+    depth: int
+    content: bytes
+    previous: ObjectId | None  # the list dictionary it continues
+    sources: list[ObjectId]  # the objects its content is read from
+    walk: bool
 
 
 @dataclass
@@ -416,8 +426,9 @@ class Repository:
         if found is not None:
             depth, content = found
         else:
-            depth, content, _previous, _sources = self._load_dictionary(dict_id)
-            if disk is not None:
+            loaded = self._load_dictionary(dict_id)
+            depth, content = loaded.depth, loaded.content
+            if loaded.walk and disk is not None:  # a list is quick to rebuild; a walk is not
                 disk.put(dict_id, depth, content)
         self._dict_content[dict_id] = (depth, content)
         if len(self._dict_content) > 4:
@@ -428,19 +439,16 @@ class Repository:
         """(the earlier dictionary it builds on, the objects whose payloads it
         reads), for prune and check: a dictionary needs those objects kept,
         not what they name."""
-        _depth, _content, previous, sources = self._load_dictionary(dict_id)
-        return previous, sources
+        loaded = self._load_dictionary(dict_id)
+        return loaded.previous, loaded.sources
 
-    def _load_dictionary(
-        self, dict_id: ObjectId
-    ) -> tuple[int, bytes, ObjectId | None, list[ObjectId]]:
+    def _load_dictionary(self, dict_id: ObjectId) -> _Loaded:
         """A dictionary object is a tree whose body is ``"cvdict" varint depth
         varint flags``.  Flags 0 and 1 (list dictionary): ``refs`` are an
         earlier dictionary if flags is 1 (its content comes first), then the
         objects whose payloads follow, the last DICT_BUDGET bytes of all that.
         Flags 2 (walk dictionary): ``refs`` is one tree, whose walk
-        (:meth:`_walk_trees`) gives the content.  Returns (depth, content, the
-        earlier dictionary, the objects read for the content).
+        (:meth:`_walk_trees`) gives the content.
         """
         if dict_id in self._resolving or len(self._resolving) > MAX_DICT_DEPTH:
             raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops or runs too deep")
@@ -465,13 +473,14 @@ class Repository:
             if flags == DICT_WALK:
                 walk_depth, parts, sources = self._walk_trees(refs[0])
                 own = self.block_depth(self.locate(dict_id))
-                return 1 + max(walk_depth, own), b"".join(parts), None, sources
+                return _Loaded(1 + max(walk_depth, own), b"".join(parts), None, sources, True)
             parts = []
             if flags:
                 parts.append(self.dictionary(refs[0])[1])
             parts += [self.get(m)[1] for m in refs[flags:]]
             previous = refs[0] if flags else None
-            return depth, b"".join(parts)[-DICT_BUDGET:], previous, list(refs[flags:])
+            content = b"".join(parts)[-DICT_BUDGET:]
+            return _Loaded(depth, content, previous, list(refs[flags:]), False)
         finally:
             self._resolving.discard(dict_id)
 
