@@ -6,6 +6,8 @@ straddle two feeds -- and whatever the formatting, since export rests on it.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -274,3 +276,76 @@ def test_inserting_a_record_rewrites_few_groups(n: int, pos: int, seed: int) -> 
         node = decode_tree(sink.objects[node][1])[0][0]
     assert kinds.count(b"R") <= 2
     assert kinds.count(b"L") <= 3 * levels
+
+
+# -- resuming from a checkpoint --------------------------------------------------
+
+
+def cut(
+    sink: MemSink, data: bytes, step: int, every: int = 0
+) -> tuple[bytes, list[tuple[int, dict]]]:
+    """(the document's D node id, the checkpoints taken)."""
+    chunker = XmlChunker(sink, checkpoint_every=every)
+    for i in range(0, len(data), step):
+        chunker.feed(data[i : i + step])
+    return chunker.close().store(sink), chunker.checkpoints
+
+
+def resumed(sink: MemSink, data: bytes, offset: int, state: dict, step: int) -> bytes:
+    chunker = XmlChunker.resume(sink, offset, state, lines=data[:offset].count(b"\n"))
+    for i in range(offset, len(data), step):
+        chunker.feed(data[i : i + step])
+    return chunker.close().store(sink)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    doc=document(),
+    tail=element(),
+    every=st.integers(1, 200),
+    step=st.integers(1, 64),
+    pick=st.integers(0),
+)
+def test_a_resumed_cut_is_the_cut_of_the_whole(
+    doc: bytes, tail: str, every: int, step: int, pick: int
+) -> None:
+    """From any checkpoint, going on with the same or with other bytes gives
+    what cutting the whole document gives: the state is all there is."""
+    sink = MemSink()
+    whole, points = cut(sink, doc, step, every)
+    for offset, state in points:
+        assert resumed(sink, doc, offset, state, step) == whole
+    if not points:
+        return
+    offset, state = points[pick % len(points)]
+    # another night: the same first bytes, then something else (a new record
+    # just after the checkpoint, inside the element that was open there)
+    other = doc[:offset] + tail.encode() + doc[offset:]
+    expected, _ = cut(MemSink(), other, step)
+    assert resumed(sink, other, offset, state, step) == expected
+    out = bytearray()
+    render_document(sink.get, expected, out.extend)
+    assert bytes(out) == other
+
+
+def test_checkpoints_come_every_so_many_bytes_at_end_tags() -> None:
+    posts = "".join(f"<post id='{i}'><subject>s{i}</subject></post>\n" for i in range(200))
+    doc = f'<?xml version="1.0"?>\n<forum>\n<posts>\n{posts}</posts>\n</forum>\n'.encode()
+    sink = MemSink()
+    _whole, points = cut(sink, doc, 4096, every=1000)
+    offsets = [o for o, _s in points]
+    assert len(offsets) == len(doc) // 1000 or len(offsets) == len(doc) // 1000 - 1
+    assert all(doc[o - 1 : o] == b">" and doc[:o].rstrip().endswith(b"</post>") for o in offsets)
+    assert all(b - a >= 1000 for a, b in itertools.pairwise(offsets))
+
+
+def test_a_resumed_cut_reports_malformed_xml_at_its_real_line() -> None:
+    posts = "".join(f"<post id='{i}'><subject>s{i}</subject></post>\n" for i in range(50))
+    doc = f'<?xml version="1.0"?>\n<forum>\n<posts>\n{posts}</posts>\n</forum>\n'.encode()
+    sink = MemSink()
+    _whole, points = cut(sink, doc, 4096, every=500)
+    offset, state = points[1]
+    bad = doc[:offset] + b"\n<post><oops></post>\n" + doc[offset:]
+    line = bad[: bad.index(b"</post>", offset)].count(b"\n") + 1
+    with pytest.raises(XmlSyntax, match=f"line {line}"):
+        resumed(sink, bad, offset, state, 4096)

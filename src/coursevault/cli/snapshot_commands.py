@@ -51,7 +51,8 @@ def ingest(
                 f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects "
                 f"({output.human_bytes(result.stored_bytes)} stored); "
                 f"cut {result.xml_files - result.xml_reused} of {result.xml_files} XML files "
-                f"({result.xml_reused} known)",
+                f"({result.xml_reused} known, "
+                f"{output.human_bytes(result.xml_resumed_bytes)} of the rest resumed)",
                 markup=False,
             )
             for raw in result.raw_xml:

@@ -20,9 +20,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
-
-import blake3
+from typing import Any
 
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
@@ -33,15 +31,13 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax
+from coursevault.snapshot.xmlmember import points_key, store_xml_member
+from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, WriteSession, snapshot_dictionary
 
 SPOOL_IN_MEMORY = 4 << 20
 READ_SIZE = 1 << 20
-# What the catalog's cache of cut members is keyed by, before a member's bytes:
-# change it whenever the chunker would cut the same bytes differently.
-_CUT_KEY = b"coursevault xml chunker 1\n"
 COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 Progress = Callable[[int, int], None]
@@ -64,6 +60,7 @@ class IngestResult:
     stored_bytes: int = 0
     raw_xml: list[dict[str, str]] = field(default_factory=list)
     xml_reused: int = 0  # XML members stored before, taken from the catalog uncut
+    xml_resumed_bytes: int = 0  # bytes of changed XML members not cut again (checkpoints)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -98,69 +95,6 @@ def format_time(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _ingest_xml(
-    session: WriteSession,
-    archive: str,
-    info: MemberInfo,
-    stream: Any,
-    result: IngestResult,
-    spool: IO[bytes],
-    remember: list[tuple[bytes, ObjectId, dict[str, Any]]],
-) -> tuple[ObjectId | None, str]:
-    """Chunk one XML member (its raw bytes go to ``spool``); return (content id, kind).
-
-    The raw bytes are spooled first, hashing them: a member whose bytes an
-    earlier snapshot already stored (most of a course, most nights) takes the
-    tree it was stored as from the catalog, unparsed; only changed members
-    are cut again.  A member that is cut is appended to ``remember``, for the
-    catalog once the session has committed.  The spool also keeps the bytes
-    of a document that turns out not to be cuttable exactly: it is stored as
-    it is.
-    """
-    digest = blake3.blake3(_CUT_KEY)
-    while data := stream.read(READ_SIZE):
-        spool.write(data)
-        digest.update(data)
-    size = spool.tell()
-    spool.seek(0)
-    if size == 0:
-        result.raw_xml.append({"member": info.name, "reason": "empty file"})
-        return None, "empty"
-    key = digest.digest()
-    known = session.repo.catalog.derived(key)
-    if known is not None and known[1].get("kind") in ("xml", "raw"):
-        tree, notes = known
-        result.xml_reused += 1
-        if notes["kind"] == "raw":
-            result.raw_xml.append({"member": info.name, "reason": str(notes.get("reason", ""))})
-        else:
-            result.elements += int(notes.get("elements", 0))
-            result.records += int(notes.get("records", 0))
-        return tree, str(notes["kind"])
-    chunker = XmlChunker(session)
-    try:
-        while data := spool.read(READ_SIZE):
-            chunker.feed(data)
-        res = chunker.close()
-    except XmlSyntax as exc:
-        raise XmlError(archive, str(exc), info.name) from None
-    except NotCanonical as exc:
-        result.raw_xml.append({"member": info.name, "reason": str(exc)})
-        spool.seek(0)
-        raw, _size = store_content(session, spool, text_chunker(session.repo.config))
-        spool.seek(0)
-        if raw is not None:
-            remember.append((key, raw, {"kind": "raw", "reason": str(exc)}))
-        return raw, "raw"
-    spool.seek(0)
-    result.elements += res.elements
-    result.records += res.records
-    tree = res.store(session)
-    notes = {"kind": "xml", "elements": res.elements, "records": res.records}
-    remember.append((key, tree, notes))
-    return tree, "xml"
-
-
 def ingest_archive(
     repo: Repository,
     path: str,
@@ -171,13 +105,13 @@ def ingest_archive(
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
     archive = os.path.basename(path)
-    dictionary = _series_dictionary(repo, path, course)
+    series, dictionary = _series(repo, path, course)
     layout, members = iter_members(path)
     total = os.path.getsize(path)
     session = repo.writer("ingest", dictionary=dictionary)
     try:
         result = _ingest(
-            session, repo, path, archive, layout, members, course, when, progress, total
+            session, repo, path, archive, layout, members, course, series, when, progress, total
         )
     except BaseException:
         session.abort()
@@ -193,6 +127,7 @@ def _ingest(
     layout: Any,
     members: Any,
     course: str | None,
+    series: str | None,
     when: str | None,
     progress: Progress | None,
     total: int,
@@ -228,11 +163,23 @@ def _ingest(
                 continue
             if member.path.endswith(".xml"):
                 result.xml_files += 1
+                # checkpoints are kept per course (as moodle_backup.xml names
+                # it, read ahead) and member name
+                points = points_key(series, member.name) if series is not None else None
                 with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-                    content, kind = _ingest_xml(
-                        session, archive, member, stream, result, spool, remember
-                    )
-                    entry["content"] = kind
+                    try:
+                        cut = store_xml_member(session, stream, spool, text_cfg, points)
+                    except XmlSyntax as exc:
+                        raise XmlError(archive, str(exc), member.name) from None
+                    content = cut.content
+                    entry["content"] = cut.kind
+                    remember.extend(cut.remember)
+                    if cut.raw_reason is not None:
+                        result.raw_xml.append({"member": member.name, "reason": cut.raw_reason})
+                    result.elements += cut.elements
+                    result.records += cut.records
+                    result.xml_reused += cut.reused
+                    result.xml_resumed_bytes += cut.resumed_at
                     if member.path == "moodle_backup.xml":
                         try:
                             info = read_backup_info(spool)
@@ -341,13 +288,14 @@ def _ingest(
     return result
 
 
-def _series_dictionary(repo: Repository, path: str, course: str | None) -> ObjectId | None:
-    """The dictionary the course's newest snapshot left for the next night.
+def _series(repo: Repository, path: str, course: str | None) -> tuple[str | None, ObjectId | None]:
+    """The archive's course key, and the dictionary the course's newest
+    snapshot left for the next night.
 
     The course is named in moodle_backup.xml, which Moodle writes after the
     activities, so without ``--course`` the archive is read once up to it
     (inflating is cheap next to chunking).  Anything wrong with the archive is
-    left for the real pass to report.
+    left for the real pass to report: (None, None).
     """
     if course is None:
         try:
@@ -361,11 +309,11 @@ def _series_dictionary(repo: Repository, path: str, course: str | None) -> Objec
                         course = read_backup_info(spool).course_key
                     break
             else:
-                return None
+                return None, None
         except (ArchiveError, BackupInfoError):
-            return None
+            return None, None
     rows = repo.snapshots(course)
-    return snapshot_dictionary(rows[-1].record) if rows else None
+    return course, snapshot_dictionary(rows[-1].record) if rows else None
 
 
 def _canonical_header(m: MemberInfo) -> bytes | None:

@@ -15,6 +15,8 @@ XML and 241 -> 196 KB at 100 MB; fan-out 8 gained nothing more.
 
 from __future__ import annotations
 
+from typing import Any
+
 from coursevault.snapshot.nodes import encode_group, encode_list
 from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId
@@ -53,6 +55,18 @@ class ListBuilder:
             if level + 1 == len(self._levels):
                 self._levels.append([])
             self._add(level + 1, chunk)
+
+    def state(self) -> dict[str, Any]:
+        """What resuming needs (see XmlChunker.checkpoint): the open chunks' ids."""
+        levels = [[i.hex() for i in lv] for lv in self._levels]
+        return {"levels": levels, "count": self.count, "base": self._base}
+
+    @classmethod
+    def resume(cls, sink: ObjectSink, state: dict[str, Any]) -> ListBuilder:
+        b = cls(sink, int(state["base"]))
+        b._levels = [[bytes.fromhex(i) for i in lv] for lv in state["levels"]]
+        b.count = int(state["count"])
+        return b
 
     def finish(self) -> ObjectId:
         """Close the open chunks; a list of one item is that item itself."""
@@ -118,6 +132,24 @@ class RecordListBuilder:
             or self._bytes >= GROUP_MAX_BYTES
         ):
             self._flush()
+
+    def state(self) -> dict[str, Any]:
+        """What resuming needs: the open group's records and the chunks above."""
+        return {
+            "records": [[[r.hex() for r in refs], body.hex()] for refs, body in self._records],
+            "upper": self._upper.state(),
+            "count": self.count,
+        }
+
+    @classmethod
+    def resume(cls, sink: ObjectSink, state: dict[str, Any]) -> RecordListBuilder:
+        b = cls(sink)
+        for refs, body in state["records"]:
+            b._records.append(([bytes.fromhex(r) for r in refs], bytes.fromhex(body)))
+            b._bytes += len(b._records[-1][1])
+        b._upper = ListBuilder.resume(sink, state["upper"])
+        b.count = int(state["count"])
+        return b
 
     def _flush(self) -> None:
         refs, body = encode_group(self._records)

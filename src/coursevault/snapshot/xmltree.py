@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from xml.parsers import expat
 
 import blake3
@@ -138,9 +139,14 @@ class XmlChunker:
     on, and :meth:`close` raises :class:`NotCanonical` with the reason.
     """
 
-    def __init__(self, sink: ObjectSink) -> None:
+    def __init__(self, sink: ObjectSink, *, checkpoint_every: int = 0) -> None:
         self._sink = sink
         self._valid = _Validator()
+        # every ``checkpoint_every`` bytes, the state at the next end tag (see
+        # :meth:`checkpoint`): (offset, state) pairs, for the next night
+        self.checkpoints: list[tuple[int, dict[str, Any]]] = []
+        self._every = checkpoint_every
+        self._next_point = checkpoint_every if checkpoint_every > 0 else -1
         self._buf = b""  # input from offset ``_base`` on, not yet cut away
         self._base = 0
         self._scan = 0  # absolute offset where scanning resumes
@@ -188,6 +194,90 @@ class XmlChunker:
         body = encode_document(self._prologue, trailer)
         return ChunkResult(self._root, body, self.records, self.elements, self._size)
 
+    # -- resuming --------------------------------------------------------------------
+    def checkpoint(self, offset: int) -> dict[str, Any]:
+        """The scanner's state just after an end tag ending at ``offset``, as
+        JSON-able data: what a chunker fed the same first ``offset`` bytes
+        would hold there, so :meth:`resume` can go on from it.
+
+        Why: a big member (a 22 MB forum.xml) changes every night, but mostly
+        at its end, where new posts and log lines land; a night whose first
+        megabytes are the same as the night before's resumes from the state
+        there instead of cutting them again (snapshot/ingest.py).  The state
+        is small: the open elements (their bytes not yet cut, runs, counters)
+        and each run's open group and list chunks (ids).
+        """
+        keep = self._keep(offset)
+        return {
+            "keep": keep,
+            "buf": self._buf[keep - self._base : offset - self._base].hex(),
+            "prologue": (self._prologue or b"").hex(),
+            "records": self.records,
+            "elements": self.elements,
+            "stack": [
+                {
+                    "name": el.name.hex(),
+                    "start": el.start,
+                    "cursor": el.cursor,
+                    "pieces": None if el.pieces is None else [p.hex() for p in el.pieces],
+                    "gap": el.gap.hex(),
+                    "nchild": el.nchild,
+                    "run_at": el.run_at,
+                    "runs": [
+                        {"sep": None if r.sep is None else r.sep.hex(), "list": r.builder.state()}
+                        for r in el.runs
+                    ],
+                }
+                for el in self._stack
+            ],
+        }
+
+    @classmethod
+    def resume(
+        cls,
+        sink: ObjectSink,
+        offset: int,
+        state: dict[str, Any],
+        *,
+        lines: int,
+        checkpoint_every: int = 0,
+    ) -> XmlChunker:
+        """A chunker in the state :meth:`checkpoint` gave at ``offset``; feed it
+        the document's bytes from ``offset`` on.  ``lines`` is the number of
+        line breaks before ``offset``: expat is given the prologue, the open
+        elements' start tags and that many line breaks in place of the bytes
+        it already checked, so it goes on checking from the same element (and
+        counts lines right in its messages).  A state that does not fit
+        raises ValueError (or KeyError, TypeError)."""
+        c = cls(sink, checkpoint_every=checkpoint_every)
+        if checkpoint_every > 0:
+            c._next_point = offset + checkpoint_every
+        c._prologue = bytes.fromhex(state["prologue"])
+        c._base = int(state["keep"])
+        c._buf = bytes.fromhex(state["buf"])
+        if c._base + len(c._buf) != offset:
+            raise ValueError("checkpoint: its bytes do not end at its offset")
+        c._scan = c._size = offset
+        c.records = int(state["records"])
+        c.elements = int(state["elements"])
+        for item in state["stack"]:
+            el = _Open(bytes.fromhex(item["name"]), int(item["start"]))
+            el.cursor = int(item["cursor"])
+            pieces = item["pieces"]
+            el.pieces = None if pieces is None else [bytes.fromhex(p) for p in pieces]
+            el.gap = bytes.fromhex(item["gap"])
+            el.nchild = int(item["nchild"])
+            el.run_at = int(item["run_at"])
+            for run in item["runs"]:
+                sep = None if run["sep"] is None else bytes.fromhex(run["sep"])
+                el.runs.append(_Run(RecordListBuilder.resume(sink, run["list"]), sep))
+            c._stack.append(el)
+        if not c._stack:
+            raise ValueError("checkpoint: outside the root element")
+        head = c._prologue + b"".join(b"<" + el.name + b">" for el in c._stack)
+        c._valid.feed(head + b"\n" * max(0, lines - head.count(b"\n")))
+        return c
+
     # -- the scanner -----------------------------------------------------------------
     def _run(self) -> None:
         buf, base, stack = self._buf, self._base, self._stack
@@ -222,6 +312,9 @@ class XmlChunker:
                     break
                 self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
                 pos = gt + 1
+                if 0 <= self._next_point <= pos + base and stack:
+                    self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
+                    self._next_point = pos + base + self._every
                 continue
             if c == 0x21 or c == 0x3F:  # '!' comment, CDATA, doctype; '?' PI
                 if buf.startswith(b"<!--", lt):
@@ -358,14 +451,19 @@ class XmlChunker:
     def _slice(self, start: int, stop: int) -> bytes:
         return self._buf[start - self._base : stop - self._base]
 
+    def _keep(self, scan: int) -> int:
+        """The first byte an open element still needs (the stack is not empty)."""
+        stack = self._stack
+        keep = stack[-1].cursor
+        if len(stack) > 1 and stack[-1].pieces is None:
+            keep = min(keep, stack[-2].cursor)
+        return min(keep, scan)
+
     def _trim(self) -> None:
         """Drop the bytes no open element needs any more."""
         stack = self._stack
         if stack:
-            keep = stack[-1].cursor
-            if len(stack) > 1 and stack[-1].pieces is None:
-                keep = min(keep, stack[-2].cursor)
-            keep = min(keep, self._scan)
+            keep = self._keep(self._scan)
         elif self._root is None:  # still in the prologue
             if len(self._buf) > MAX_PROLOGUE:
                 raise NotCanonical("more than a megabyte before the root element")

@@ -1,0 +1,102 @@
+"""A big XML member that changed only towards its end is cut from the last
+checkpoint before the change, and stored exactly as a whole cut would store it."""
+
+from __future__ import annotations
+
+import gzip
+import random
+from pathlib import Path
+
+import pytest
+from conftest import write_course
+
+from coursevault.restore.export import export_snapshot
+from coursevault.snapshot import xmlmember
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.store.check import check_repository
+from coursevault.store.repository import Repository
+
+
+def _discussions(n: int, night: int, edit: int | None = None) -> dict[int, list[tuple[int, str]]]:
+    """``n`` discussions of 6 posts; each night adds a post to the last
+    discussion; ``edit`` rewrites one post's text."""
+    rng = random.Random(3)
+    out: dict[int, list[tuple[int, str]]] = {}
+    pid = 1000
+    for d in range(1, n + 1):
+        out[d] = []
+        for _ in range(6):
+            text = " ".join(f"w{rng.randrange(10**5)}" for _ in range(12))
+            out[d].append((pid, "edited " + text if pid == edit else text))
+            pid += 1
+    for k in range(night):
+        out[n].append((9000 + k, f"new post of night {k}"))
+    return out
+
+
+def _root(repo: Repository, snap: str) -> str:
+    return str(repo.read_snapshot(snap)["root"])
+
+
+@pytest.fixture
+def small_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xmlmember, "CHECKPOINT_EVERY", 4096)  # many checkpoints in a small file
+
+
+def test_a_member_changed_at_its_end_is_resumed(
+    cv_repo: Repository, tmp_path: Path, small_points: None
+) -> None:
+    nights = [
+        write_course(tmp_path / f"n{k}.mbz", _discussions(60, k), 1700000000 + k * 86400)
+        for k in range(3)
+    ]
+    results = [ingest_archive(cv_repo, str(p)) for p in nights]
+    assert results[0].xml_resumed_bytes == 0
+    assert all(r.xml_resumed_bytes > 50_000 for r in results[1:])  # most of a 60 kB forum.xml
+    # the same trees as a whole cut, in a catalog that never saw a checkpoint
+    for i, (path, result) in enumerate(zip(nights, results, strict=True)):
+        other = Repository.open(cv_repo.backend, cache_dir=tmp_path / f"other-{i}")
+        again = ingest_archive(other, str(path))
+        assert again.xml_resumed_bytes == 0 and again.xml_reused == 0
+        assert _root(other, again.snapshot) == _root(cv_repo, result.snapshot)
+        out = tmp_path / f"{result.snapshot[:8]}.mbz"
+        export_snapshot(cv_repo, result.snapshot, str(out))
+        assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
+    assert check_repository(cv_repo, read_data=True).ok
+
+
+def test_a_change_near_the_top_is_cut_from_the_top(
+    cv_repo: Repository, tmp_path: Path, small_points: None
+) -> None:
+    first = write_course(tmp_path / "a.mbz", _discussions(60, 0), 1700000000)
+    second = write_course(tmp_path / "b.mbz", _discussions(60, 0, edit=1001), 1700086400)
+    ingest_archive(cv_repo, str(first))
+    result = ingest_archive(cv_repo, str(second))
+    assert result.xml_resumed_bytes < 4096  # the edited post is in the first discussion
+    other = Repository.open(cv_repo.backend, cache_dir=tmp_path / "other-cache")
+    again = ingest_archive(other, str(second))
+    assert _root(other, again.snapshot) == _root(cv_repo, result.snapshot)
+
+
+def test_a_shorter_member_and_a_damaged_checkpoint_are_cut_whole(
+    cv_repo: Repository, tmp_path: Path, small_points: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
+    shorter = write_course(tmp_path / "b.mbz", _discussions(20, 0), 1700086400)
+    result = ingest_archive(cv_repo, str(shorter))  # the first 19 discussions are the same
+    other = Repository.open(cv_repo.backend, cache_dir=tmp_path / "other-cache")
+    assert _root(other, ingest_archive(other, str(shorter)).snapshot) == _root(
+        cv_repo, result.snapshot
+    )
+
+    # a state the chunker cannot take (another version's, say) means a whole cut
+    def refuse(*_args: object, **_kw: object) -> None:
+        raise KeyError("stack")
+
+    monkeypatch.setattr(xmlmember.XmlChunker, "resume", refuse)
+    longer = write_course(tmp_path / "c.mbz", _discussions(20, 1), 1700172800)
+    result = ingest_archive(cv_repo, str(longer))
+    assert result.xml_resumed_bytes == 0
+    assert _root(other, ingest_archive(other, str(longer)).snapshot) == _root(
+        cv_repo, result.snapshot
+    )
