@@ -26,6 +26,14 @@ MIN_FANOUT = 2
 MAX_FANOUT = 128
 
 
+def _ids(text: str) -> list[ObjectId]:
+    """Ids from their concatenated hex (as :meth:`ListBuilder.state` keeps them)."""
+    raw = bytes.fromhex(text)
+    if len(raw) % 32:
+        raise ValueError("ids: not a multiple of 32 bytes")
+    return [raw[i : i + 32] for i in range(0, len(raw), 32)]
+
+
 def is_boundary(oid: ObjectId) -> bool:
     return (oid[28] | (oid[29] << 8)) % AVG_FANOUT == 0
 
@@ -58,13 +66,13 @@ class ListBuilder:
 
     def state(self) -> dict[str, Any]:
         """What resuming needs (see XmlChunker.checkpoint): the open chunks' ids."""
-        levels = [[i.hex() for i in lv] for lv in self._levels]
+        levels = [b"".join(lv).hex() for lv in self._levels]  # one string a level
         return {"levels": levels, "count": self.count, "base": self._base}
 
     @classmethod
     def resume(cls, sink: ObjectSink, state: dict[str, Any]) -> ListBuilder:
         b = cls(sink, int(state["base"]))
-        b._levels = [[bytes.fromhex(i) for i in lv] for lv in state["levels"]]
+        b._levels = [_ids(lv) for lv in state["levels"]]
         b.count = int(state["count"])
         return b
 
@@ -136,7 +144,7 @@ class RecordListBuilder:
     def state(self) -> dict[str, Any]:
         """What resuming needs: the open group's records and the chunks above."""
         return {
-            "records": [[[r.hex() for r in refs], body.hex()] for refs, body in self._records],
+            "records": [[b"".join(refs).hex(), body.hex()] for refs, body in self._records],
             "upper": self._upper.state(),
             "count": self.count,
         }
@@ -145,7 +153,7 @@ class RecordListBuilder:
     def resume(cls, sink: ObjectSink, state: dict[str, Any]) -> RecordListBuilder:
         b = cls(sink)
         for refs, body in state["records"]:
-            b._records.append(([bytes.fromhex(r) for r in refs], bytes.fromhex(body)))
+            b._records.append((_ids(refs), bytes.fromhex(body)))
             b._bytes += len(b._records[-1][1])
         b._upper = ListBuilder.resume(sink, state["upper"])
         b.count = int(state["count"])
