@@ -38,7 +38,7 @@ CHECKPOINT_EVERY = 1 << 20
 MAX_POINTS = 32
 # What both caches are keyed with: change it whenever the chunker would cut
 # the same bytes differently (or its state changes shape).
-CUT_KEY = b"coursevault xml chunker 1\n"
+CUT_KEY = b"coursevault xml chunker 2\n"
 
 
 @dataclass
