@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import pytest
-from helpers import CORPUS, corpus_ids, logical, read_members
+from helpers import CORPUS, corpus_ids, logical, read_members, write_tgz
 
 from coursevault.restore.export import export_snapshot
+from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
@@ -57,3 +59,42 @@ def test_convert_between_zip_and_tgz(cv_repo: Repository, archive: Path, tmp_pat
     assert logical(read_members(as_zip)) == original
     names = [n for n, _d, _b in read_members(as_tgz)]
     assert names[0] == ".ARCHIVE_INDEX"  # as Moodle writes every tgz
+
+
+@pytest.mark.parametrize("archive", CORPUS, ids=corpus_ids())
+def test_a_next_night_resumed_from_checkpoints_is_the_whole_cut(
+    cv_repo: Repository, archive: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each real archive, then a next night whose XML members each have one
+    value changed near their end: the members are resumed from checkpoints
+    (every 2 KiB here) and stored as a whole cut stores them."""
+    monkeypatch.setattr(xmlmember, "CHECKPOINT_EVERY", 2048)
+    members = read_members(archive)
+    night2 = []
+    changed = 0
+    for name, is_dir, data in members:
+        if name.endswith(".ARCHIVE_INDEX"):
+            continue  # write_tgz writes its own
+        hits = list(re.finditer(rb">(\d)", data)) if name.endswith(".xml") else []
+        if hits and len(data) > 8192:  # the last value of a number: text, not markup
+            at = hits[-1].start(1)
+            data = data[:at] + (b"1" if data[at : at + 1] != b"1" else b"2") + data[at + 1 :]
+            changed += 1
+        night2.append((name, None if is_dir else data))
+    second = tmp_path / "night2.mbz"
+    write_tgz(second, night2)
+    ingest_archive(cv_repo, str(archive))
+    result = ingest_archive(cv_repo, str(second))
+    if changed:
+        assert result.xml_resumed_bytes > 0
+    whole = ingest_archive(
+        Repository.open(cv_repo.backend, cache_dir=tmp_path / "fresh"), str(second)
+    )
+    assert whole.xml_resumed_bytes == 0
+    assert (
+        cv_repo.read_snapshot(result.snapshot)["root"]
+        == cv_repo.read_snapshot(whole.snapshot)["root"]
+    )
+    out = tmp_path / "out.mbz"
+    export_snapshot(cv_repo, result.snapshot, str(out))
+    assert logical(read_members(out)) == logical(read_members(second))
