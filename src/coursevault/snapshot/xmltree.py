@@ -285,6 +285,8 @@ class XmlChunker:
         leaves = _LEAVES.match
         pos = self._scan - base
         end_of_data = len(buf)
+        # the next checkpoint, relative to ``buf`` (past its end when none is due)
+        point = self._next_point - base if self._next_point >= 0 else end_of_data + 1
         while True:
             if stack:
                 # Most elements are fields: take a whole stretch of them in one C call.
@@ -312,9 +314,10 @@ class XmlChunker:
                     break
                 self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
                 pos = gt + 1
-                if 0 <= self._next_point <= pos + base and stack:
+                if pos >= point and stack:
                     self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
                     self._next_point = pos + base + self._every
+                    point = pos + self._every
                 continue
             if c == 0x21 or c == 0x3F:  # '!' comment, CDATA, doctype; '?' PI
                 if buf.startswith(b"<!--", lt):
