@@ -500,3 +500,15 @@ def test_what_inputs_were_stored_as_goes_with_a_prune(repo, backend) -> None:
     backend.write(name, data)
     repo.sync_catalog()
     assert repo.catalog.has(tree) and repo.catalog.derived(b"k" * 32) is None
+
+
+def test_what_an_input_was_stored_as_is_replaced_not_kept(repo) -> None:
+    """A key may name something that changes (a member's checkpoints, night
+    after night): the latest row wins."""
+    with repo.writer() as w:
+        a = w.put_tree([], b"night 1")
+        b = w.put_tree([], b"night 2")
+        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
+    repo.catalog.add_derived([(b"k" * 32, a, {"night": 1})])
+    repo.catalog.add_derived([(b"k" * 32, b, {"night": 2})])
+    assert repo.catalog.derived(b"k" * 32) == (b, {"night": 2})

@@ -31,6 +31,8 @@ SCHEMA_VERSION = "1"
 
 _Id = sa.LargeBinary().with_variant(mysql.BINARY(32), "mysql", "mariadb")
 _Key = sa.String(255)
+# MariaDB's TEXT holds 64 KB, and truncates what is longer
+_Text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 
 metadata = sa.MetaData()
 meta_t = sa.Table(
@@ -65,7 +67,7 @@ snapshots_t = sa.Table(
     sa.Column("time", sa.String(40), nullable=False),
     sa.Column("epoch", sa.Float, nullable=False),
     sa.Column("root", sa.String(64), nullable=False),
-    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("record", _Text, nullable=False),
 )
 refs_t = sa.Table(
     "cv_refs",
@@ -75,15 +77,15 @@ refs_t = sa.Table(
 )
 
 derived_t = sa.Table(
-    "cv_derived",
+    "cv_inputs",
     metadata,
-    sa.Column("key", _Id, primary_key=True),
+    sa.Column("input_id", _Id, primary_key=True),
     sa.Column("content", _Id, nullable=False),
-    sa.Column("info", sa.Text, nullable=False),
+    sa.Column("info", _Text, nullable=False),
     sqlite_with_rowid=False,
 )
 
-LOC_FIELDS = ", ".join(n for n, _ in _loc_cols)
+LOC_NAMES = tuple(n for n, _ in _loc_cols)
 
 
 @dataclass(frozen=True)
@@ -137,8 +139,12 @@ class Catalog:
             raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
         self.url = url
         self._ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        # raw SQL names columns as the dialect quotes them: "offset" and
+        # "length" are reserved words in PostgreSQL and MariaDB
+        self._q = self.engine.dialect.identifier_preparer.quote
+        loc_fields = ", ".join(self._q(n) for n in LOC_NAMES)
         self._has_sql = f"SELECT 1 FROM cv_objects WHERE id = {self._ph}"
-        self._loc_sql = f"SELECT {LOC_FIELDS} FROM cv_objects WHERE id = {self._ph}"
+        self._loc_sql = f"SELECT {loc_fields} FROM cv_objects WHERE id = {self._ph}"
         self._cur = self._raw.cursor()
 
     def close(self) -> None:
@@ -149,7 +155,7 @@ class Catalog:
 
     # -- dialect helpers -------------------------------------------------------------
     def _insert_ignore(self, table: str, cols: Sequence[str]) -> str:
-        names = ", ".join(cols)
+        names = ", ".join(self._q(c) for c in cols)
         values = ", ".join([self._ph] * len(cols))
         dialect = self.engine.dialect.name
         if dialect in ("mysql", "mariadb"):
@@ -219,7 +225,7 @@ class Catalog:
         each B-tree page once, where one per index file rewrote the same pages
         again and again (ids are random, so every batch touches every page).
         """
-        sql = self._insert_ignore("cv_objects", ("id", *LOC_FIELDS.split(", ")))
+        sql = self._insert_ignore("cv_objects", ("id", *LOC_NAMES))
         # sorted keys turn random B-tree inserts into mostly sequential ones
         rows = sorted((oid, *_loc_tuple(loc)) for oid, loc in entries)
         self._executemany(sql, rows, commit=False)
@@ -260,8 +266,8 @@ class Catalog:
         its children, as a dictionary's content), so a tree found here is whole.
         """
         self._cur.execute(
-            f"SELECT d.content, d.info FROM cv_derived d JOIN cv_objects o ON o.id = d.content "
-            f"WHERE d.key = {self._ph}",
+            f"SELECT d.content, d.info FROM cv_inputs d JOIN cv_objects o ON o.id = d.content "
+            f"WHERE d.input_id = {self._ph}",
             (key,),
         )
         row = self._cur.fetchone()
@@ -274,9 +280,18 @@ class Catalog:
         return bytes(row[0]), info if isinstance(info, dict) else {}
 
     def add_derived(self, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]) -> None:
-        """Record (key, tree id, notes) rows; call only once the trees are committed."""
-        sql = self._insert_ignore("cv_derived", ("key", "content", "info"))
-        self._executemany(sql, [(k, c, json.dumps(i, sort_keys=True)) for k, c, i in rows])
+        """Record (key, tree id, notes) rows, replacing what the keys held (a
+        key may name something that changes, as a member's checkpoints do
+        from night to night); call only once the trees are committed."""
+        latest = {k: (k, c, json.dumps(i, sort_keys=True)) for k, c, i in rows}
+        self._executemany(
+            f"DELETE FROM cv_inputs WHERE input_id = {self._ph}",
+            [(k,) for k in latest],
+            commit=False,
+        )
+        self._executemany(
+            self._insert_ignore("cv_inputs", ("input_id", "content", "info")), list(latest.values())
+        )
 
     # -- snapshots and refs ----------------------------------------------------------
     def add_snapshot(self, row: SnapshotRow) -> None:
