@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import write_course
+from helpers import read_members, write_tgz
 
+from coursevault.errors import XmlError
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
@@ -100,3 +102,23 @@ def test_a_shorter_member_and_a_damaged_checkpoint_are_cut_whole(
     assert _root(other, ingest_archive(other, str(longer)).snapshot) == _root(
         cv_repo, result.snapshot
     )
+
+
+def test_malformed_xml_after_a_checkpoint_is_refused_at_its_line(
+    cv_repo: Repository, tmp_path: Path, small_points: None
+) -> None:
+    ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
+    good = write_course(tmp_path / "b.mbz", _discussions(60, 1), 1700086400)
+    members = [(n, None if d else b) for n, d, b in read_members(good)]
+    forum = next(i for i, (n, _b) in enumerate(members) if n.endswith("forum.xml"))
+    data = members[forum][1]
+    assert data is not None
+    at = data.rindex(b"</subject>")
+    members[forum] = (members[forum][0], data[:at] + b"</subjekt>" + data[at + 10 :])
+    line = data[:at].count(b"\n") + 1
+    bad = tmp_path / "bad.mbz"
+    write_tgz(bad, [(n, b) for n, b in members if not n.endswith(".ARCHIVE_INDEX")])
+    before = cv_repo.stats()["pack_bytes"]
+    with pytest.raises(XmlError, match=rf"forum\.xml.*line {line}"):
+        ingest_archive(cv_repo, str(bad))
+    assert cv_repo.stats()["pack_bytes"] == before  # nothing of it left

@@ -26,7 +26,7 @@ from typing import IO, Any
 import blake3
 
 from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax
+from coursevault.snapshot.xmltree import ChunkResult, NotCanonical, XmlChunker, XmlSyntax
 from coursevault.store.ids import ObjectId
 from coursevault.store.repository import WriteSession
 
@@ -125,11 +125,17 @@ def store_xml_member(
             kept, offset = [], 0  # a state this chunker cannot take: cut it all
     if chunker is None:
         chunker = XmlChunker(session, checkpoint_every=every)
-    spool.seek(offset)
     try:
-        while data := spool.read(READ_SIZE):
-            chunker.feed(data)
-        res = chunker.close()
+        try:
+            res = _feed(chunker, spool, offset)
+        except XmlSyntax:
+            if not offset:
+                raise
+            # the bytes after a checkpoint are malformed -- or the resume was
+            # wrong: a whole cut says which, with the real line
+            kept, offset = [], 0
+            chunker = XmlChunker(session, checkpoint_every=every)
+            res = _feed(chunker, spool, 0)
     except NotCanonical as exc:
         spool.seek(0)
         raw, _size = store_content(session, spool, text_chunker)
@@ -148,6 +154,13 @@ def store_xml_member(
         cut.remember.append((points, tree, {"kind": "checkpoints", "points": kept + new}))
     spool.seek(0)
     return cut
+
+
+def _feed(chunker: XmlChunker, spool: IO[bytes], offset: int) -> ChunkResult:
+    spool.seek(offset)
+    while data := spool.read(READ_SIZE):
+        chunker.feed(data)
+    return chunker.close()
 
 
 def _old_points(found: tuple[ObjectId, dict[str, Any]] | None) -> list[list[Any]]:
