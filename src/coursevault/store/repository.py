@@ -521,7 +521,9 @@ class Repository:
             if size + loc.length > WALK_BUDGET:
                 sources.append(oid)  # kept too: where the walk stops must not move
                 break
-            payload = self.get(oid)[1]
+            # its own hash only: a walk reads a few trees from each of many
+            # blocks, where learning whole blocks (get) hashed all of them
+            payload = self.read_at(oid, loc)[1]
             parts.append(payload)
             sources.append(oid)
             size += len(payload)
