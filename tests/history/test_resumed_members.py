@@ -122,3 +122,29 @@ def test_malformed_xml_after_a_checkpoint_is_refused_at_its_line(
     with pytest.raises(XmlError, match=rf"forum\.xml.*line {line}"):
         ingest_archive(cv_repo, str(bad))
     assert cv_repo.stats()["pack_bytes"] == before  # nothing of it left
+
+
+def test_a_state_damaged_in_the_catalog_is_passed_over(
+    cv_repo: Repository, tmp_path: Path, small_points: None
+) -> None:
+    """A checkpoint whose state does not match its seal would store a wrong
+    tree if resumed from: it is skipped, and an earlier one (or none) used."""
+    ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
+    key = xmlmember.points_key("abc-7", "activities/forum_5/forum.xml")
+    found = cv_repo.catalog.derived(key)
+    assert found is not None
+    tree, notes = found
+    points = notes["points"]
+    assert len(points) > 3
+    last_state = points[-1][2]
+    last_state["records"] += 1  # counts no tree depends on ... but the seal does
+    for point in points[:-1]:
+        point[2]["stack"][-1]["nchild"] += 1  # would miscount children
+    cv_repo.catalog.add_derived([(key, tree, notes)])
+    night = write_course(tmp_path / "b.mbz", _discussions(60, 1), 1700086400)
+    result = ingest_archive(cv_repo, str(night))
+    assert result.xml_resumed_bytes == 0  # every state damaged: a whole cut
+    other = Repository.open(cv_repo.backend, cache_dir=tmp_path / "other-cache")
+    assert _root(other, ingest_archive(other, str(night)).snapshot) == _root(
+        cv_repo, result.snapshot
+    )

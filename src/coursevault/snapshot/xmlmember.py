@@ -20,6 +20,7 @@ correctness: a state is used only where the bytes before it hash the same.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -38,7 +39,7 @@ CHECKPOINT_EVERY = 1 << 20
 MAX_POINTS = 32
 # What both caches are keyed with: change it whenever the chunker would cut
 # the same bytes differently (or its state changes shape).
-CUT_KEY = b"coursevault xml chunker 2\n"
+CUT_KEY = b"coursevault xml chunker 3\n"
 
 
 @dataclass
@@ -109,7 +110,7 @@ def store_xml_member(
     same = 0
     while same < len(old):
         here = at.get(old[same][0])  # none past tonight's end
-        if here is None or here[0].digest().hex() != old[same][1]:
+        if here is None or _seal(here[0].digest(), old[same][2]) != old[same][1]:
             break
         same += 1
     kept = old[:same]
@@ -184,7 +185,7 @@ def _old_points(found: tuple[ObjectId, dict[str, Any]] | None) -> list[list[Any]
 def _hash_points(
     spool: IO[bytes], offset: int, hasher: Any, points: list[tuple[int, dict[str, Any]]]
 ) -> list[list[Any]]:
-    """[offset, hash of the bytes before it, state] for the new checkpoints,
+    """[offset, seal, state] for the new checkpoints (see :func:`_seal`),
     hashing the spool from ``offset`` on (``hasher`` holds the bytes before)."""
     digest = hasher.copy() if hasher is not None else blake3.blake3(CUT_KEY)
     spool.seek(offset)
@@ -197,5 +198,13 @@ def _hash_points(
                 return out
             digest.update(data)
             pos += len(data)
-        out.append([at, digest.digest().hex(), state])
+        out.append([at, _seal(digest.digest(), state), state])
     return out
+
+
+def _seal(prefix: bytes, state: dict[str, Any]) -> str:
+    """What a checkpoint is checked by: the hash of the bytes before it and of
+    its state, so a state damaged in the catalog is never resumed from (it
+    would store a wrong tree), only passed over."""
+    text = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+    return blake3.blake3(CUT_KEY + prefix + text).hexdigest()
