@@ -16,6 +16,7 @@ import blake3
 from coursevault.errors import CoursevaultError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
+from coursevault.store.locationmap import LocationMap
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
@@ -64,7 +65,7 @@ def check_repository(
     backend = repo.backend
 
     # 1. index files
-    locations: dict[ObjectId, list[Location]] = {}
+    locations = LocationMap()
     for key, _size in backend.list("index/"):
         name = key.split("/", 1)[1]
         report.index_files += 1
@@ -78,7 +79,7 @@ def check_repository(
             continue
         try:
             for oid, loc in decode_index(data):
-                locations.setdefault(oid, []).append(loc)
+                locations.add(oid, loc)
         except IndexFormatError as exc:
             report.error(f"index file {name}: {exc}")
     report.objects = len(locations)
@@ -159,7 +160,7 @@ def _walk(
     repo: Repository,
     needed_by: str,
     root: ObjectId,
-    locations: dict[ObjectId, list[Location]],
+    locations: LocationMap,
     seen: set[ObjectId],
     report: CheckReport,
 ) -> None:
@@ -186,7 +187,7 @@ def _check_dictionary(
     repo: Repository,
     needed_by: str,
     dict_id: ObjectId,
-    locations: dict[ObjectId, list[Location]],
+    locations: LocationMap,
     seen: set[ObjectId],
     done: set[ObjectId],
     report: CheckReport,
