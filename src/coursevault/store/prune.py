@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from coursevault.errors import ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, encode_index, index_key
-from coursevault.store.locationmap import LocationMap
 from coursevault.store.pack import Location, PackWriter, pack_key
 from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
@@ -66,7 +65,7 @@ def prune_repository(
 
 
 def _classify(
-    locations: LocationMap,
+    locations: dict[ObjectId, list[Location]],
     reachable: set[ObjectId],
     pack_sizes: dict[str, int],
     repack_below: float,
@@ -95,10 +94,10 @@ def _prune(
 
     # index: every location of every object
     old_index = [key.split("/", 1)[1] for key, _ in backend.list("index/")]
-    locations = LocationMap()
+    locations: dict[ObjectId, list[Location]] = {}
     for name in old_index:
         for oid, loc in repo.read_index(name):
-            locations.add(oid, loc)
+            locations.setdefault(oid, []).append(loc)
     pack_sizes = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
     report.packs_before = len(pack_sizes)
     report.bytes_before = sum(pack_sizes.values()) + sum(s for _, s in backend.list("index/"))
