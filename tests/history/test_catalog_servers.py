@@ -27,7 +27,15 @@ SERVERS = {
     "postgresql": os.environ.get("COURSEVAULT_TEST_POSTGRES"),
     "mariadb": os.environ.get("COURSEVAULT_TEST_MARIADB"),
 }
-TABLES = ["cv_inputs", "cv_objects", "cv_index_files", "cv_snapshots", "cv_refs", "cv_meta"]
+TABLES = [
+    "cv_stored_inputs",
+    "cv_inputs",
+    "cv_objects",
+    "cv_index_files",
+    "cv_snapshots",
+    "cv_refs",
+    "cv_meta",
+]
 
 
 @pytest.fixture(params=sorted(SERVERS))

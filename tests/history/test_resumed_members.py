@@ -129,7 +129,7 @@ def test_a_state_damaged_in_the_catalog_is_passed_over(
 ) -> None:
     """A checkpoint whose state does not match its seal would store a wrong
     tree if resumed from: it is skipped, and an earlier one (or none) used."""
-    ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
+    first = ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
     key = xmlmember.points_key("abc-7", "activities/forum_5/forum.xml")
     found = cv_repo.catalog.derived(key)
     assert found is not None
@@ -140,7 +140,7 @@ def test_a_state_damaged_in_the_catalog_is_passed_over(
     last_state["records"] += 1  # counts no tree depends on ... but the seal does
     for point in points[:-1]:
         point[2]["stack"][-1]["nchild"] += 1  # would miscount children
-    cv_repo.catalog.add_derived([(key, tree, notes)])
+    cv_repo.catalog.add_derived(first.snapshot, [(key, tree, notes)])
     night = write_course(tmp_path / "b.mbz", _discussions(60, 1), 1700086400)
     result = ingest_archive(cv_repo, str(night))
     assert result.xml_resumed_bytes == 0  # every state damaged: a whole cut

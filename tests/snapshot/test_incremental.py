@@ -163,18 +163,26 @@ def test_unchanged_members_are_not_cut_again(
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(night2.read_bytes())
 
 
-def test_a_prune_empties_the_cache_of_cut_members(
+def test_the_cache_of_cut_members_follows_its_snapshots_through_prunes(
     cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A prune may keep a tree without its children (a dictionary's content),
-    so what the catalog remembers of cut members goes with it."""
+    """A nightly forget and prune leave the last night's members known; a
+    forgotten night's are not used (a prune may keep a tree of it without
+    its children, as a dictionary's content)."""
     source = next(p for p in CORPUS if "coderunner" in p.name)
-    night1 = tmp_path / "n1.mbz"
+    night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
     write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
+    _next_night(night1, night2)
     first = ingest_archive(cv_repo, str(night1))
-    cv_repo.delete_snapshot(first.snapshot)
+    second = ingest_archive(cv_repo, str(night2))
+    cv_repo.delete_snapshot(first.snapshot)  # forget night 1, keep night 2
     prune_repository(cv_repo)
     cuts = _cut_counter(monkeypatch)
+    kept = ingest_archive(cv_repo, str(night2))
+    assert kept.xml_reused == kept.xml_files and cuts[0] == 0
+    cv_repo.delete_snapshot(second.snapshot)
+    cv_repo.delete_snapshot(kept.snapshot)
+    prune_repository(cv_repo)
     again = ingest_archive(cv_repo, str(night1))
     assert again.xml_reused == 0 and cuts[0] == again.xml_files
     assert check_repository(cv_repo, read_data=True).ok

@@ -478,26 +478,34 @@ def test_writer_syncs_after_locking_so_a_prune_in_between_is_seen(
         assert check_repository(fresh, read_data=True).ok
 
 
-def test_what_inputs_were_stored_as_goes_with_a_prune(repo, backend) -> None:
-    """The catalog's cache of cut inputs answers only for indexed trees, and is
-    emptied when index files disappear (a prune may keep a tree but not its
-    children, so a remembered tree might no longer be whole)."""
+def test_what_inputs_were_stored_as_answers_while_its_snapshot_lives(repo, backend) -> None:
+    """The catalog's cache of cut inputs answers for indexed trees of
+    snapshots still there: prune keeps what a snapshot reaches whole, but may
+    keep other trees without their children (a dictionary's content)."""
     with repo.writer() as w:
         leaf = w.put_tree([], b"a record")
         tree = w.put_tree([leaf], b"a document")
-        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": tree.hex(), "parents": []})
+        snap = w.commit(
+            {"course": "c", "time": "t", "epoch": 1.0, "root": tree.hex(), "parents": []}
+        )
+    assert snap is not None
+    repo.sync_catalog()
     missing = object_id(ObjectType.TREE, b"never stored")
-    repo.catalog.add_derived([(b"k" * 32, tree, {"n": 1}), (b"m" * 32, missing, {})])
+    rows = [(b"k" * 32, tree, {"n": 1}), (b"m" * 32, missing, {})]
+    repo.catalog.add_derived(snap, rows)
+    repo.catalog.add_derived("0" * 64, [(b"o" * 32, tree, {})])  # no such snapshot
     assert repo.catalog.derived(b"k" * 32) == (tree, {"n": 1})
     assert repo.catalog.derived(b"m" * 32) is None  # not indexed: not an answer
-    repo.sync_catalog()  # nothing removed: kept
-    assert repo.catalog.derived(b"k" * 32) is not None
-    # another process replaces an index file (as a prune does): the cache goes
+    assert repo.catalog.derived(b"o" * 32) is None  # no snapshot vouches for it
+    # the index rewritten by another process (as a prune does): still whole
     (name,) = [key for key, _ in backend.list("index/")]
     data = backend.read(name)
     backend.delete(name)
     repo.sync_catalog()
     backend.write(name, data)
+    repo.sync_catalog()
+    assert repo.catalog.derived(b"k" * 32) == (tree, {"n": 1})
+    repo.delete_snapshot(snap)  # forgotten: its trees may go at the next prune
     repo.sync_catalog()
     assert repo.catalog.has(tree) and repo.catalog.derived(b"k" * 32) is None
 
@@ -508,7 +516,9 @@ def test_what_an_input_was_stored_as_is_replaced_not_kept(repo) -> None:
     with repo.writer() as w:
         a = w.put_tree([], b"night 1")
         b = w.put_tree([], b"night 2")
-        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
-    repo.catalog.add_derived([(b"k" * 32, a, {"night": 1})])
-    repo.catalog.add_derived([(b"k" * 32, b, {"night": 2})])
+        snap = w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
+    assert snap is not None
+    repo.sync_catalog()
+    repo.catalog.add_derived(snap, [(b"k" * 32, a, {"night": 1})])
+    repo.catalog.add_derived(snap, [(b"k" * 32, b, {"night": 2})])
     assert repo.catalog.derived(b"k" * 32) == (b, {"night": 2})

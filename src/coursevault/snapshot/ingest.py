@@ -276,8 +276,8 @@ def _ingest(
     if next_dictionary is not None:
         record["dictionary"] = next_dictionary.hex()
     result.snapshot = session.commit(record) or ""
-    if remember:  # only now are the trees durable (and indexed)
-        repo.catalog.add_derived(remember)
+    if remember and result.snapshot:  # only now are the trees durable (and indexed)
+        repo.catalog.add_derived(result.snapshot, remember)
     result.course = course_key
     result.time = format_time(epoch)
     result.new_objects = stats.new_objects

@@ -1,7 +1,8 @@
 """One XML member of an archive into the store, cutting no more than changed.
 
 A night's backup repeats most of the night before's.  Two things the local
-catalog remembers (``Catalog.derived``; rows go with a prune) spare the work:
+catalog remembers (``Catalog.derived``: rows of a snapshot still there) spare
+the work:
 
 * what a member's bytes were stored as: a member whose bytes an earlier
   night stored is taken as that tree, unparsed;
@@ -76,7 +77,8 @@ def store_xml_member(
     for the catalog, to add once the session has committed.
     """
     catalog = session.repo.catalog
-    old = _old_points(catalog.derived(points)) if points is not None else []
+    found_points = catalog.derived(points) if points is not None else None
+    old = _old_points(found_points)
     # spool and hash, keeping the hash (and line count) at each old checkpoint
     digest = blake3.blake3(CUT_KEY)
     at: dict[int, tuple[Any, int]] = {}
@@ -102,9 +104,15 @@ def store_xml_member(
     if known is not None and known[1].get("kind") in ("xml", "raw"):
         tree, notes = known
         if notes["kind"] == "raw":
-            return Cut(tree, "raw", raw_reason=str(notes.get("reason", "")), reused=True)
-        elements, records = int(notes.get("elements", 0)), int(notes.get("records", 0))
-        return Cut(tree, "xml", elements, records, reused=True)
+            cut = Cut(tree, "raw", raw_reason=str(notes.get("reason", "")), reused=True)
+        else:
+            elements, records = int(notes.get("elements", 0)), int(notes.get("records", 0))
+            cut = Cut(tree, "xml", elements, records, reused=True)
+        # the rows answer while a snapshot reaching their trees lives: tonight's
+        cut.remember.append((key, tree, notes))
+        if points is not None and found_points is not None and found_points[0] == tree:
+            cut.remember.append((points, tree, found_points[1]))  # cut from this very tree
+        return cut
 
     every = max(CHECKPOINT_EVERY, pos // MAX_POINTS + 1)
     # resume from the last checkpoint whose bytes before it are tonight's too

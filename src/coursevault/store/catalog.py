@@ -77,10 +77,11 @@ refs_t = sa.Table(
 )
 
 derived_t = sa.Table(
-    "cv_inputs",
+    "cv_stored_inputs",
     metadata,
     sa.Column("input_id", _Id, primary_key=True),
     sa.Column("content", _Id, nullable=False),
+    sa.Column("snapshot", sa.String(64), nullable=False),
     sa.Column("info", _Text, nullable=False),
     sqlite_with_rowid=False,
 )
@@ -253,20 +254,24 @@ class Catalog:
         with self._begin() as conn:
             conn.execute(sa.delete(objects_t))
             conn.execute(sa.delete(index_files_t))
-            conn.execute(sa.delete(derived_t))
 
     # -- what inputs were stored as --------------------------------------------------
     def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
         """What an input was stored as: (the id of its stored tree, the caller's
-        notes), if an earlier session recorded it and the tree is still indexed.
+        notes), if an earlier session recorded it and the tree is whole.
 
         A cache for writers that would otherwise cut the same bytes again
-        (ingest keys it by a hash of an XML member).  Its rows go whenever the
-        objects do (:meth:`clear_objects`: a prune may have kept a tree but not
-        its children, as a dictionary's content), so a tree found here is whole.
+        (ingest keys it by a hash of an XML member).  A row names the snapshot
+        whose session stored the tree, and answers only while that snapshot
+        is in the catalog: prune keeps all a snapshot reaches, but may keep
+        other trees without their children (as a dictionary's content), so
+        "indexed" alone would not mean "whole".  So a nightly forget and prune
+        leave the last night's rows usable.
         """
         self._cur.execute(
-            f"SELECT d.content, d.info FROM cv_inputs d JOIN cv_objects o ON o.id = d.content "
+            f"SELECT d.content, d.info FROM cv_stored_inputs d "
+            f"JOIN cv_objects o ON o.id = d.content "
+            f"JOIN cv_snapshots s ON s.id = d.snapshot "
             f"WHERE d.input_id = {self._ph}",
             (key,),
         )
@@ -279,18 +284,22 @@ class Catalog:
             return None
         return bytes(row[0]), info if isinstance(info, dict) else {}
 
-    def add_derived(self, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]) -> None:
-        """Record (key, tree id, notes) rows, replacing what the keys held (a
-        key may name something that changes, as a member's checkpoints do
-        from night to night); call only once the trees are committed."""
-        latest = {k: (k, c, json.dumps(i, sort_keys=True)) for k, c, i in rows}
+    def add_derived(
+        self, snapshot: str, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]
+    ) -> None:
+        """Record (key, tree id, notes) rows of the session that committed
+        ``snapshot`` (which reaches every tree named), replacing what the keys
+        held: a key may name something that changes, as a member's
+        checkpoints do from night to night."""
+        latest = {k: (k, c, snapshot, json.dumps(i, sort_keys=True)) for k, c, i in rows}
         self._executemany(
-            f"DELETE FROM cv_inputs WHERE input_id = {self._ph}",
+            f"DELETE FROM cv_stored_inputs WHERE input_id = {self._ph}",
             [(k,) for k in latest],
             commit=False,
         )
         self._executemany(
-            self._insert_ignore("cv_inputs", ("input_id", "content", "info")), list(latest.values())
+            self._insert_ignore("cv_stored_inputs", ("input_id", "content", "snapshot", "info")),
+            list(latest.values()),
         )
 
     # -- snapshots and refs ----------------------------------------------------------
