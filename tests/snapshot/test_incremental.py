@@ -76,11 +76,17 @@ def _next_night(src: Path, dst: Path) -> None:
     write_tgz(dst, out)
 
 
-def test_second_night_shares_unchanged_nodes(cv_repo: Repository, tmp_path: Path) -> None:
+def _two_nights(tmp_path: Path) -> tuple[Path, Path]:
+    """A real corpus course, and its next night (one question edited)."""
     source = next(p for p in CORPUS if "coderunner" in p.name)
     night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
     write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
     _next_night(night1, night2)
+    return night1, night2
+
+
+def test_second_night_shares_unchanged_nodes(cv_repo: Repository, tmp_path: Path) -> None:
+    night1, night2 = _two_nights(tmp_path)
     first = ingest_archive(cv_repo, str(night1))
     second = ingest_archive(cv_repo, str(night2))
     assert second.new_objects < first.new_objects / 20
@@ -138,10 +144,7 @@ def _cut_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_unchanged_members_are_not_cut_again(
     cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    source = next(p for p in CORPUS if "coderunner" in p.name)
-    night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
-    write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
-    _next_night(night1, night2)
+    night1, night2 = _two_nights(tmp_path)
     cuts = _cut_counter(monkeypatch)
     first = ingest_archive(cv_repo, str(night1))
     assert first.xml_reused == 0 and cuts[0] == first.xml_files
@@ -169,10 +172,7 @@ def test_the_cache_of_cut_members_follows_its_snapshots_through_prunes(
     """A nightly forget and prune leave the last night's members known; a
     forgotten night's are not used (a prune may keep a tree of it without
     its children, as a dictionary's content)."""
-    source = next(p for p in CORPUS if "coderunner" in p.name)
-    night1, night2 = tmp_path / "n1.mbz", tmp_path / "n2.mbz"
-    write_tgz(night1, [(n, None if d else b) for n, d, b in read_members(source)])
-    _next_night(night1, night2)
+    night1, night2 = _two_nights(tmp_path)
     first = ingest_archive(cv_repo, str(night1))
     second = ingest_archive(cv_repo, str(night2))
     cv_repo.delete_snapshot(first.snapshot)  # forget night 1, keep night 2
