@@ -94,7 +94,8 @@ def store_xml_member(
             start = stop
             i += 1
         digest.update(data[start:])
-        lines += data.count(b"\n", start)
+        if i < len(old):  # lines matter only up to the last old checkpoint
+            lines += data.count(b"\n", start)
         pos += len(data)
     spool.seek(0)
     if pos == 0:

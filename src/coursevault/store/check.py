@@ -194,22 +194,22 @@ def _check_dictionary(
 ) -> None:
     """A dictionary, the dictionaries before it and the objects they read are
     indexed and readable."""
-    while dict_id not in done:
+    if dict_id in done:
+        return
+    if dict_id not in locations:
         done.add(dict_id)
-        seen.add(dict_id)
-        if dict_id not in locations:
-            report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)")
-            return
-        try:
-            previous, sources = repo.dictionary_sources(dict_id)
-        except CoursevaultError as exc:
-            report.error(f"{needed_by}: dictionary {dict_id.hex()}: {exc}")
-            return
-        seen.update(sources)
-        if previous is None:
-            return
-        needed_by = f"dictionary {dict_id.hex()}"
-        dict_id = previous
+        report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)")
+        return
+    try:
+        for link, sources in repo.dictionary_chain(dict_id):
+            if link in done:
+                return
+            done.add(link)
+            seen.add(link)
+            seen.update(sources)
+            needed_by = f"dictionary {link.hex()}"
+    except CoursevaultError as exc:
+        report.error(f"{needed_by}: {exc}")  # names the dictionary or object
 
 
 def _read_pack(

@@ -148,16 +148,17 @@ def _prune(
         content.add(oid)
 
     def mark_dictionary(dict_id: ObjectId, needed_by: str) -> None:
-        while dict_id not in marked_dicts:
-            marked_dicts.add(dict_id)
-            keep_content(dict_id, needed_by)
-            previous, sources = repo.dictionary_sources(dict_id)
+        if dict_id in marked_dicts:
+            return
+        keep_content(dict_id, needed_by)
+        for link, sources in repo.dictionary_chain(dict_id):
+            if link in marked_dicts:
+                return  # and the rest of the chain with it
+            marked_dicts.add(link)
+            keep_content(link, needed_by)
             for oid in sources:
-                keep_content(oid, f"dictionary {dict_id.hex()}")
-            if previous is None:
-                return
-            needed_by = f"dictionary {dict_id.hex()}"
-            dict_id = previous
+                keep_content(oid, f"dictionary {link.hex()}")
+            needed_by = f"dictionary {link.hex()}"
 
     for dict_id, needed_by in dictionaries:
         mark_dictionary(dict_id, needed_by)

@@ -22,6 +22,7 @@ import os
 import secrets
 import time
 from collections import OrderedDict, deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -435,12 +436,16 @@ class Repository:
             self._dict_content.popitem(last=False)
         return depth, content
 
-    def dictionary_sources(self, dict_id: ObjectId) -> tuple[ObjectId | None, list[ObjectId]]:
-        """(the earlier dictionary it builds on, the objects whose payloads it
-        reads), for prune and check: a dictionary needs those objects kept,
-        not what they name."""
-        loaded = self._load_dictionary(dict_id)
-        return loaded.previous, loaded.sources
+    def dictionary_chain(self, dict_id: ObjectId) -> Iterator[tuple[ObjectId, list[ObjectId]]]:
+        """Each dictionary of a chain -- this one, then the list dictionaries
+        it continues -- with the objects its content is read from, for prune
+        and check: a dictionary needs those objects kept, not what they name."""
+        while True:
+            loaded = self._load_dictionary(dict_id)
+            yield dict_id, loaded.sources
+            if loaded.previous is None:
+                return
+            dict_id = loaded.previous
 
     def _load_dictionary(self, dict_id: ObjectId) -> _Loaded:
         """A dictionary object is a tree whose body is ``"cvdict" varint depth
