@@ -132,11 +132,11 @@ def test_documents_that_cannot_be_cut_exactly_say_why(doc: bytes, reason: str) -
 @pytest.mark.parametrize(
     ("doc", "message"),
     [
-        (b"<a><b></a>", "malformed XML at line 1: mismatched tag"),
-        (b"<a>\n<b>&xxe;</b></a>", "malformed XML at line 2: undefined entity"),
+        (b"<a><b></a>", "malformed XML at line 1: Opening and ending tag mismatch: b"),
+        (b"<a>\n<b>&xxe;</b></a>", "malformed XML at line 2: Entity 'xxe' not defined"),
         (b'<!DOCTYPE a [<!ENTITY x "y">]><a>&x;</a>', "DTD"),
-        (b"<a></a><b></b>", "malformed XML at line 1: junk after document element"),
-        (b"<a>", "malformed XML at line 1: no element found"),
+        (b"<a></a><b></b>", "malformed XML at line 1: Extra content at the end of the document"),
+        (b"<a>", "malformed XML at line 1: Premature end of data in tag a"),
     ],
 )
 def test_malformed_xml_is_refused_with_its_line(doc: bytes, message: str) -> None:

@@ -1,7 +1,7 @@
 """Streaming an XML document into element records, and rendering it back.
 
 Ingest scans the member's bytes for tags itself (``bytes.find`` does the
-work, so it runs at C speed) while expat checks, on the same bytes, that the
+work, so it runs at C speed) while libxml2 checks, on the same bytes, that the
 document is well-formed and has no DTD.  Whenever an element that contains
 other elements ends, it becomes a *record*: its exact input bytes, in which
 every run of child records is replaced by the marker ``<_cvlist/>``, are
@@ -27,9 +27,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from xml.parsers import expat
 
 import blake3
+from lxml import etree
 
 from coursevault.snapshot.listbuilder import RecordListBuilder
 from coursevault.snapshot.nodes import (
@@ -55,7 +55,7 @@ FEED_SIZE = 1 << 20
 MAX_PROLOGUE = 1 << 20
 
 # The end of a start tag whose attribute values may hold '>' (only used when a
-# tag has quotes in it; well-formedness is expat's job, not this pattern's).
+# tag has quotes in it; well-formedness is libxml2's job, not this pattern's).
 # A stretch of leaf elements without attributes, ``<name>text</name>``, blanks
 # between them: the fields that make up most of a Moodle backup.
 _LEAVES = re.compile(rb"(?:[ \t\r\n]*<([A-Za-z_][\w.\-]*)>[^<]*</\1>)+")
@@ -79,29 +79,55 @@ class NotCanonical(Exception):
     """The document cannot be element-chunked exactly; keep its raw bytes."""
 
 
-def _refuse_doctype(*_args: object) -> None:
-    raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
+class _DoctypeFound(Exception):
+    pass
+
+
+class _NoEvents:
+    """A parser target with no event methods: lxml then calls no Python per
+    element and builds nothing, so libxml2 only checks the bytes."""
+
+    def doctype(self, *_args: object) -> None:
+        raise _DoctypeFound
+
+    def close(self) -> None:
+        return None
+
+
+_LINE_COLUMN = re.compile(r", line \d+, column \d+$")
 
 
 class _Validator:
-    """expat over the same bytes: well-formed, no DTD, no undeclared entities.
+    """libxml2 (lxml's feed parser) over the same bytes: well-formed, no DTD,
+    no undeclared entities.
 
     A DOCTYPE is refused when it starts, before any entity in it is declared,
-    so nothing is ever expanded or fetched.
+    so nothing is ever expanded or fetched (and no DTD or network is loaded
+    in any case).  libxml2 with a target that takes no events checks a
+    backup's XML in about half expat's time (0.27 against 0.49 s for the
+    generated 100 MB course), which was a tenth of an ingest.
     """
 
     def __init__(self) -> None:
-        self._p = expat.ParserCreate()
-        self._p.StartDoctypeDeclHandler = _refuse_doctype
-        self._p.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        self._p = etree.XMLParser(
+            target=_NoEvents(),
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            huge_tree=True,  # long text fields and deep documents are fine here
+        )
 
     def feed(self, data: bytes, final: bool = False) -> None:
         try:
-            self._p.Parse(data, final)
-        except expat.ExpatError as exc:
-            raise XmlSyntax(
-                f"malformed XML at line {exc.lineno}: {expat.ErrorString(exc.code)}"
-            ) from None
+            if data:
+                self._p.feed(data)
+            if final:
+                self._p.close()
+        except _DoctypeFound:
+            raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted") from None
+        except etree.XMLSyntaxError as exc:
+            what = _LINE_COLUMN.sub("", exc.msg or "not well-formed")
+            raise XmlSyntax(f"malformed XML at line {exc.lineno}: {what}") from None
 
 
 class _Open:
@@ -197,7 +223,7 @@ class XmlChunker:
             or self._stack
             or self._scan < self._base + len(self._buf)
         ):
-            # expat accepted the whole document, so the scanner lost its way: keep it raw
+            # libxml2 accepted the whole document, so the scanner lost its way: keep it raw
             raise NotCanonical(f"the chunker could not follow the markup at byte {self._scan}")
         trailer = self._buf[self._trailer_from - self._base :]
         body = encode_document(self._prologue, trailer)
@@ -253,7 +279,7 @@ class XmlChunker:
     ) -> XmlChunker:
         """A chunker in the state :meth:`checkpoint` gave at ``offset``; feed it
         the document's bytes from ``offset`` on.  ``lines`` is the number of
-        line breaks before ``offset``: expat is given the prologue, the open
+        line breaks before ``offset``: libxml2 is given the prologue, the open
         elements' start tags and that many line breaks in place of the bytes
         it already checked, so it goes on checking from the same element (and
         counts lines right in its messages).  A state that does not fit
@@ -339,7 +365,7 @@ class XmlChunker:
                 elif end_of_data - lt < 9:
                     pos = lt
                     break
-                else:  # a DOCTYPE: expat has refused it already
+                else:  # a DOCTYPE: the validator has refused it already
                     raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
                 stop = find(close, lt + 2)
                 if stop < 0:
