@@ -59,14 +59,17 @@ MAX_PROLOGUE = 1 << 20
 # A stretch of leaf elements without attributes, ``<name>text</name>``, blanks
 # between them: the fields that make up most of a Moodle backup.
 _LEAVES = re.compile(rb"(?:[ \t\r\n]*<([A-Za-z_][\w.\-]*)>[^<]*</\1>)+")
-# A whole record of fields only -- a start tag with double-quoted attributes,
-# at least one field, the end tag -- as most records of a backup are (a post,
-# a grade, a log line): taken in one match, it skips the general path's steps
-# per tag.  Anything else (a nested record, a comment, an odd attribute) does
-# not match and goes the general way, which gives the same cut.
-_LEAF_RECORD = re.compile(
-    rb'<([A-Za-z_][\w.\-]*+)(?:[ \t\r\n]++[A-Za-z_][\w.\-]*+="[^"<>]*+")*+>'
-    rb"(?:[ \t\r\n]*+<([A-Za-z_][\w.\-]*+)>[^<]*+</\2>)++[ \t\r\n]*+</\1>"
+# An element's start tag (double-quoted attributes only), the stretch of
+# fields after it, and its end tag if that comes next.  Most records of a
+# backup are fields only (a post, a grade, a log line): then one match stands
+# for the general path's steps per tag.  A record with nested records (a post
+# with ratings) is at least not scanned twice: its start tag and fields are
+# taken from the match.  Anything else (a comment, an odd attribute, a record
+# cut by the end of the data) goes the general way, which cuts the same.
+_RECORD = re.compile(
+    rb'(<([A-Za-z_][\w.\-]*+)(?:[ \t\r\n]++[A-Za-z_][\w.\-]*+="[^"<>]*+")*+>)'
+    rb"((?:[ \t\r\n]*+<([A-Za-z_][\w.\-]*+)>[^<]*+</\4>)*+)"
+    rb"(?:[ \t\r\n]*+(</\2>))?"
 )
 _START_TAG_END = re.compile(rb"""<[^\s/>]+(?:\s+[^\s=]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
 
@@ -318,7 +321,7 @@ class XmlChunker:
         buf, base, stack = self._buf, self._base, self._stack
         find = buf.find
         leaves = _LEAVES.match
-        leaf_record = _LEAF_RECORD.match
+        record = _RECORD.match
         pos = self._scan - base
         end_of_data = len(buf)
         # the next checkpoint, relative to ``buf`` (past its end when none is due)
@@ -374,15 +377,29 @@ class XmlChunker:
                 pos = stop + len(close)
                 continue
             if stack:
-                m = leaf_record(buf, lt)
+                m = record(buf, lt)
                 if m is not None:
-                    pos = m.end()
-                    self._leaf_record(lt + base, pos + base, buf[lt:pos])
-                    if pos >= point:
-                        self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
-                        self._next_point = pos + base + self._every
-                        point = pos + self._every
-                    continue
+                    fields, stop = m.span(3)
+                    if fields < stop:
+                        if m.start(5) >= 0:  # a record of fields only
+                            pos = m.end()
+                            self._leaf_record(lt + base, pos + base, buf[lt:pos])
+                            if pos >= point:
+                                self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
+                                self._next_point = pos + base + self._every
+                                point = pos + self._every
+                            continue
+                        # a start tag and its fields: what the general path does
+                        # with them, without scanning them again
+                        self.elements += 1
+                        self._start(m.group(2), lt + base, fields + base, False)
+                        n = buf.count(b"</", fields, stop)
+                        self.elements += n
+                        el = stack[-1]
+                        el.nchild += n
+                        self._first_child(el)
+                        pos = stop
+                        continue
             gt = find(b">", lt)
             if gt < 0:
                 pos = lt
