@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from coursevault.errors import CatalogError
 from coursevault.store.ids import ObjectType
+from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
 SCHEMA_VERSION = "1"
@@ -226,9 +227,13 @@ class Catalog:
         each B-tree page once, where one per index file rewrote the same pages
         again and again (ids are random, so every batch touches every page).
         """
+        self.add_index_rows(name, [(oid, *_loc_tuple(loc)) for oid, loc in entries], commit)
+
+    def add_index_rows(self, name: str, rows: list[Row], commit: bool = True) -> None:
+        """:meth:`add_index_file` for entries as flat rows (``index.Row``)."""
         sql = self._insert_ignore("cv_objects", ("id", *LOC_NAMES))
         # sorted keys turn random B-tree inserts into mostly sequential ones
-        rows = sorted((oid, *_loc_tuple(loc)) for oid, loc in entries)
+        rows.sort()
         self._executemany(sql, rows, commit=False)
         self._executemany(
             self._insert_ignore("cv_index_files", ("name",)), [(name,)], commit=commit

@@ -44,17 +44,30 @@ def index_key(index_id: bytes) -> str:
     return f"index/{index_id.hex()}"
 
 
+# An index entry as a flat tuple: id, type, pack, block offset, block length,
+# offset, length -- what a write session commits (no Location per object).
+Row = tuple[bytes, int, bytes, int, int, int, int]
+
+
 def encode_index(entries: Iterable[tuple[bytes, Location]]) -> tuple[bytes, bytes]:
     """Serialize entries; return (index id, bytes)."""
+    return encode_index_rows(
+        (oid, int(loc.type), loc.pack, loc.block_offset, loc.block_length, loc.offset, loc.length)
+        for oid, loc in entries
+    )
+
+
+def encode_index_rows(rows: Iterable[Row]) -> tuple[bytes, bytes]:
+    """:func:`encode_index` for entries as :data:`Row` tuples."""
     packs: dict[bytes, int] = {}
-    body = bytearray()
-    n = 0
-    for oid, loc in entries:
-        no = packs.setdefault(loc.pack, len(packs))
-        body += INDEX_ENTRY.pack(
-            oid, int(loc.type), no, loc.block_offset, loc.block_length, loc.offset, loc.length
-        )
-        n += 1
+    pack_entry = INDEX_ENTRY.pack
+    body = b"".join(
+        [
+            pack_entry(oid, t, packs.setdefault(pack, len(packs)), boff, blen, off, ln)
+            for oid, t, pack, boff, blen, off, ln in rows
+        ]
+    )
+    n = len(body) // INDEX_ENTRY.size
     plain = bytearray(COUNT.pack(len(packs)))
     for pack in packs:
         plain += pack

@@ -22,10 +22,11 @@ import struct
 import tempfile
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from coursevault.store.ids import ObjectType
+from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
 _TYPES = {t.value: t for t in ObjectType}
@@ -78,39 +79,33 @@ class PendingIndex:
         for oid, _loc in self:
             self._set(oid)
 
-    def add(self, entries: Iterable[tuple[bytes, Location]]) -> None:
-        """Add one pack's entries (in the order they should be listed at commit)."""
-        entries = list(entries)
-        if not entries:
+    def add(self, pack: bytes, placed: Sequence[tuple[int, bytes, int, int, int, int]]) -> None:
+        """Add one pack's entries, as ``PackWriter.placed`` gives them: (type,
+        id, block offset, block length, offset, length), in the order they
+        should be listed at commit."""
+        if not placed:
             return
-        pack = entries[0][1].pack
-        buf = bytearray()
-        keys = []
-        for i, (oid, loc) in enumerate(entries):
-            if loc.pack != pack:
-                raise ValueError("pending entries of one add must share a pack")
-            buf += _REC.pack(
-                oid, int(loc.type), loc.block_offset, loc.block_length, loc.offset, loc.length
-            )
-            keys.append((int.from_bytes(oid[:8], "big"), i))
-        keys.sort()
+        record = _REC.pack
+        buf = b"".join([record(oid, t, bo, bl, o, ln) for t, oid, bo, bl, o, ln in placed])
+        prefixes = [int.from_bytes(e[1][:8], "big") for e in placed]
+        order = sorted(range(len(prefixes)), key=prefixes.__getitem__)
         os.pwrite(self._fd, buf, self._size)
         self._runs.append(
             _Run(
                 pack,
                 self._size,
-                len(entries),
-                array("Q", [k for k, _ in keys]),
-                array("I", [i for _, i in keys]),
+                len(placed),
+                array("Q", [prefixes[i] for i in order]),
+                array("I", order),
             )
         )
         self._size += len(buf)
-        self.count += len(entries)
+        self.count += len(placed)
         if self.count * 16 > len(self._bits) * 8:
             self._grow()
         else:
-            for oid, _loc in entries:
-                self._set(oid)
+            for e in placed:
+                self._set(e[1])
 
     def lookup(self, oid: bytes) -> Location | None:
         key = int.from_bytes(oid[:8], "big")
@@ -126,10 +121,16 @@ class PendingIndex:
         return None
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
+        for oid, t, pack, boff, blen, off, ln in self.rows():
+            yield oid, Location(_TYPES[t], pack, boff, blen, off, ln)
+
+    def rows(self) -> Iterator[Row]:
+        """Every entry as an index row, in the order added."""
         for run in self._runs:
             data = os.pread(self._fd, run.count * _REC.size, run.start)
+            pack = run.pack
             for oid, t, boff, blen, off, ln in _REC.iter_unpack(data):
-                yield oid, Location(_TYPES[t], run.pack, boff, blen, off, ln)
+                yield oid, t, pack, boff, blen, off, ln
 
     def close(self) -> None:
         try:

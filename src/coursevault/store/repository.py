@@ -47,8 +47,9 @@ from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import (
     MAX_ENTRIES_PER_FILE,
     IndexFormatError,
+    Row,
     decode_index,
-    encode_index,
+    encode_index_rows,
     index_key,
 )
 from coursevault.store.locks import Lock
@@ -897,7 +898,7 @@ class WriteSession:
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
 
-    def _flush_pack(self, remember: bool = True) -> list[tuple[bytes, Location]]:
+    def _flush_pack(self, remember: bool = True) -> list[Row]:
         """Write the open pack; its entries go to the pending index (or are returned)."""
         if self._pack.empty:
             return []
@@ -911,16 +912,16 @@ class WriteSession:
         self._packs.append(pack_id)
         self._stats.packs += 1
         self._stats.stored_bytes += len(data)
-        entries = [
-            (oid, Location(_TYPES[t], pack_id, boff, blen, off, ln))
-            for t, oid, boff, blen, off, ln in self._pack.placed
-        ]
+        placed = self._pack.placed
+        rows: list[Row] = []
         if remember:
-            self._pending.add(entries)
+            self._pending.add(pack_id, placed)
+        else:
+            rows = [(oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in placed]
         self._pack = self._new_pack()
         self._decoded = {}
         self._lock.refresh()
-        return [] if remember else entries
+        return rows
 
     def refresh_lock(self) -> None:
         self._lock.refresh()
@@ -940,20 +941,20 @@ class WriteSession:
 
     def _commit(self, snapshot: dict[str, Any] | None) -> str | None:
         last = self._flush_pack(remember=False)
-        pending = itertools.chain(iter(self._pending), last)
+        pending = itertools.chain(self._pending.rows(), last)
         while True:
-            chunk = []
+            chunk: list[Row] = []
             for entry in pending:
                 chunk.append(entry)
                 if len(chunk) >= MAX_ENTRIES_PER_FILE:
                     break
             if not chunk:
                 break
-            idx_id, data = encode_index(chunk)
+            idx_id, data = encode_index_rows(chunk)
             self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
             self._stats.stored_bytes += len(data)
-            self.repo.catalog.add_index_file(idx_id.hex(), chunk, commit=False)
+            self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
         self.repo.catalog.commit()
         snap_id = None
         if snapshot is not None:
