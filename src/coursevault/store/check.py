@@ -8,7 +8,8 @@ object, pack, index file or snapshot concerned.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -16,7 +17,7 @@ import blake3
 from coursevault.errors import CoursevaultError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
-from coursevault.store.locationmap import LocationMap
+from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
@@ -65,41 +66,43 @@ def check_repository(
     backend = repo.backend
 
     # 1. index files
-    locations = LocationMap()
-    for key, _size in backend.list("index/"):
-        name = key.split("/", 1)[1]
-        report.index_files += 1
-        try:
-            data = backend.read(key)
-        except (FileNotFoundError, CoursevaultError) as exc:
-            report.error(f"index file {name}: unreadable: {exc}")
-            continue
-        if blake3.blake3(data).hexdigest() != name:
-            report.error(f"index file {name}: content does not match its name (corrupt)")
-            continue
-        try:
-            for oid, loc in decode_index(data):
-                locations.add(oid, loc)
-        except IndexFormatError as exc:
-            report.error(f"index file {name}: {exc}")
-    report.objects = len(locations)
+    def entries() -> Iterator[tuple[ObjectId, Location]]:
+        for key, _size in backend.list("index/"):
+            name = key.split("/", 1)[1]
+            report.index_files += 1
+            try:
+                data = backend.read(key)
+            except (FileNotFoundError, CoursevaultError) as exc:
+                report.error(f"index file {name}: unreadable: {exc}")
+                continue
+            if blake3.blake3(data).hexdigest() != name:
+                report.error(f"index file {name}: content does not match its name (corrupt)")
+                continue
+            try:
+                yield from decode_index(data)
+            except IndexFormatError as exc:
+                report.error(f"index file {name}: {exc}")
+
+    table = ObjectTable(entries())
+    report.objects = table.unique
 
     # 2. packs against the index
     packs = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
     report.packs = len(packs)
-    referenced: set[str] = set()
-    for oid, locs in locations.items():
-        for loc in locs:
-            name = loc.pack.hex()
-            referenced.add(name)
-            size = packs.get(name)
-            if size is None:
-                report.error(f"object {oid.hex()}: its pack {name} is missing")
-            elif loc.block_offset + loc.block_length > size:
-                report.error(
-                    f"object {oid.hex()}: pack {name} is truncated "
-                    f"({size} bytes, block ends at {loc.block_offset + loc.block_length})"
-                )
+    names = [table.pack(no).hex() for no in range(table.pack_count)]
+    sizes = [packs.get(name) for name in names]
+    referenced = set(names)
+    blocks: dict[tuple[int, int], int] = {}  # (pack number, block offset): a row in it
+    for row, (oid, _t, no, boff, blen, _off, _ln) in enumerate(table.entries()):
+        blocks.setdefault((no, boff), row)
+        size = sizes[no]
+        if size is None:
+            report.error(f"object {oid.hex()}: its pack {names[no]} is missing")
+        elif boff + blen > size:
+            report.error(
+                f"object {oid.hex()}: pack {names[no]} is truncated "
+                f"({size} bytes, block ends at {boff + blen})"
+            )
     for name in sorted(set(packs) - referenced):
         report.warn(f"pack {name} is not named by any index (unreferenced; prune removes it)")
     temporary = getattr(backend, "list_temporary", None)
@@ -108,7 +111,7 @@ def check_repository(
             report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
 
     # 3. snapshots: every object they reach must be indexed (and trees readable)
-    seen: set[ObjectId] = set()
+    seen = _Seen(table)
     dictionaries: list[tuple[str, ObjectId]] = []
     for key, _size in backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
@@ -119,65 +122,87 @@ def check_repository(
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}")
             continue
-        _walk(repo, f"snapshot {snap_id}", root, locations, seen, report)
+        _walk(repo, f"snapshot {snap_id}", root, table, seen, report)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
             dictionaries.append((f"snapshot {snap_id}'s dictionary", dictionary))
 
     # 3b. every block naming a dictionary: the dictionary and what it reads are
     # there (what those objects name need not be: see prune)
-    blocks: dict[tuple[bytes, int], Location] = {}
-    for locs in locations.values():
-        for loc in locs:
-            blocks.setdefault((loc.pack, loc.block_offset), loc)
-    for (pack, boff), loc in sorted(blocks.items()):
+    for (no, boff), row in sorted(blocks.items(), key=lambda b: (names[b[0][0]], b[0][1])):
         try:
-            dict_id = repo.block_dictionary(loc)
+            dict_id = repo.block_dictionary(table.location(row))
         except CoursevaultError:
             continue  # a missing or truncated pack is reported above
         if dict_id is not None:
-            dictionaries.append((f"pack {pack.hex()} block at {boff} (its dictionary)", dict_id))
+            dictionaries.append((f"pack {names[no]} block at {boff} (its dictionary)", dict_id))
     done: set[ObjectId] = set()
     for needed_by, dict_id in dictionaries:
-        _check_dictionary(repo, needed_by, dict_id, locations, seen, done, report)
-    report.reachable = len(seen)
+        _check_dictionary(repo, needed_by, dict_id, table, seen, done, report)
+    report.reachable = seen.count
 
     # 4. read every pack and verify every object
     if read_data:
-        by_pack: dict[str, list[tuple[ObjectId, Location]]] = {}
-        for oid, locs in locations.items():
-            for loc in locs:
-                by_pack.setdefault(loc.pack.hex(), []).append((oid, loc))
+        by_pack: dict[str, array[int]] = {}
+        for row, entry in enumerate(table.entries()):
+            by_pack.setdefault(names[entry[2]], array("I")).append(row)
         total = len(packs)
         for i, name in enumerate(sorted(packs)):
-            _read_pack(repo, name, by_pack.get(name, []), report)
+            rows = by_pack.get(name, array("I"))
+            _read_pack(repo, name, [(table.oid(r), table.location(r)) for r in rows], report)
             if progress:
                 progress(i + 1, total)
     return report
+
+
+class _Seen:
+    """The objects a walk has met: a mark on their rows, and a set for the
+    (few) that are not indexed."""
+
+    SEEN = 1
+
+    def __init__(self, table: ObjectTable) -> None:
+        self._table = table
+        self._missing: set[ObjectId] = set()
+        self.count = 0
+
+    def add(self, oid: ObjectId) -> range | None:
+        """Mark ``oid``; its rows (empty if not indexed), or None if it was
+        marked before."""
+        rows = self._table.rows(oid)
+        if not rows:
+            if oid in self._missing:
+                return None
+            self._missing.add(oid)
+        elif self._table.marks[rows.start] & self.SEEN:
+            return None
+        else:
+            self._table.mark(rows, self.SEEN)
+        self.count += 1
+        return rows
 
 
 def _walk(
     repo: Repository,
     needed_by: str,
     root: ObjectId,
-    locations: LocationMap,
-    seen: set[ObjectId],
+    table: ObjectTable,
+    seen: _Seen,
     report: CheckReport,
 ) -> None:
     stack = [root]
     while stack:
         oid = stack.pop()
-        if oid in seen:
+        rows = seen.add(oid)
+        if rows is None:
             continue
-        seen.add(oid)
-        locs = locations.get(oid)
-        if not locs:
+        if not rows:
             report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)")
             continue
-        if locs[0].type != ObjectType.TREE:
+        if table.type(rows.start) != ObjectType.TREE:
             continue
         try:
-            _t, payload = repo.read_at(oid, locs[0])
+            _t, payload = repo.read_at(oid, table.location(rows.start))
             stack.extend(tree_refs(payload))
         except (CoursevaultError, ValueError) as exc:
             report.error(f"{needed_by}: tree {oid.hex()}: {exc}")
@@ -187,8 +212,8 @@ def _check_dictionary(
     repo: Repository,
     needed_by: str,
     dict_id: ObjectId,
-    locations: LocationMap,
-    seen: set[ObjectId],
+    table: ObjectTable,
+    seen: _Seen,
     done: set[ObjectId],
     report: CheckReport,
 ) -> None:
@@ -196,7 +221,7 @@ def _check_dictionary(
     indexed and readable."""
     if dict_id in done:
         return
-    if dict_id not in locations:
+    if dict_id not in table:
         done.add(dict_id)
         report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)")
         return
@@ -206,7 +231,8 @@ def _check_dictionary(
                 return
             done.add(link)
             seen.add(link)
-            seen.update(sources)
+            for oid in sources:
+                seen.add(oid)
             needed_by = f"dictionary {link.hex()}"
     except CoursevaultError as exc:
         report.error(f"{needed_by}: {exc}")  # names the dictionary or object

@@ -17,13 +17,15 @@ Nothing still referenced is ever deleted.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from coursevault.errors import ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType
-from coursevault.store.index import MAX_ENTRIES_PER_FILE, encode_index, index_key
-from coursevault.store.pack import Location, PackWriter, pack_key
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.objecttable import ObjectTable
+from coursevault.store.pack import PackWriter, pack_key
 from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
@@ -65,24 +67,29 @@ def prune_repository(
 
 
 def _classify(
-    locations: dict[ObjectId, list[Location]],
-    reachable: set[ObjectId],
-    pack_sizes: dict[str, int],
-    repack_below: float,
+    table: ObjectTable, pack_sizes: dict[str, int], repack_below: float
 ) -> tuple[set[str], set[str], set[str], dict[str, int]]:
     """(keep, repack, delete, used bytes): packs by the share of their object
-    bytes still needed."""
-    used: dict[str, int] = {}
-    total: dict[str, int] = {}
-    for oid, locs in locations.items():
-        for loc in locs:
-            name = loc.pack.hex()
-            total[name] = total.get(name, 0) + loc.length
-            if oid in reachable:
-                used[name] = used.get(name, 0) + loc.length
+    bytes still needed (rows marked KEPT)."""
+    used_no = [0] * table.pack_count
+    total_no = [0] * table.pack_count
+    marks = table.marks
+    for row, (_oid, _t, no, _boff, _blen, _off, ln) in enumerate(table.entries()):
+        total_no[no] += ln
+        if marks[row] & KEPT:
+            used_no[no] += ln
+    total = {table.pack(no).hex(): n for no, n in enumerate(total_no)}
+    used = {table.pack(no).hex(): n for no, n in enumerate(used_no) if n}
     keep = {p for p in pack_sizes if p in total and used.get(p, 0) >= repack_below * total[p]}
     repack = {p for p in pack_sizes if p in total and p not in keep and used.get(p, 0) > 0}
     return keep, repack, set(pack_sizes) - keep, used
+
+
+# marks on ObjectTable rows
+REACHED = 1  # the object and all it names are kept
+CONTENT = 2  # the object is kept (a dictionary reads it), not what it names
+CHECKED = 4  # the dictionaries its blocks name are kept
+KEPT = REACHED | CONTENT
 
 
 def _prune(
@@ -94,33 +101,33 @@ def _prune(
 
     # index: every location of every object
     old_index = [key.split("/", 1)[1] for key, _ in backend.list("index/")]
-    locations: dict[ObjectId, list[Location]] = {}
-    for name in old_index:
-        for oid, loc in repo.read_index(name):
-            locations.setdefault(oid, []).append(loc)
+    table = ObjectTable(entry for name in old_index for entry in repo.read_index(name))
+    marks = table.marks
     pack_sizes = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
     report.packs_before = len(pack_sizes)
     report.bytes_before = sum(pack_sizes.values()) + sum(s for _, s in backend.list("index/"))
 
+    def rows_of(oid: ObjectId, needed_by: str) -> range:
+        rows = table.rows(oid)
+        if not rows:
+            raise ObjectMissingError(
+                oid.hex(), f"needed by {needed_by}; run `coursevault check` before pruning"
+            )
+        return rows
+
     # 1. reachable objects: from every snapshot's root and the dictionary it left
     say("finding reachable objects")
-    reachable: set[ObjectId] = set()
 
     def mark(roots: list[ObjectId], needed_by: str) -> None:
         stack = list(roots)
         while stack:
             oid = stack.pop()
-            if oid in reachable:
+            rows = rows_of(oid, needed_by)
+            if marks[rows.start] & REACHED:
                 continue
-            locs = locations.get(oid)
-            if not locs:
-                raise ObjectMissingError(
-                    oid.hex(),
-                    f"needed by {needed_by}; run `coursevault check` before pruning",
-                )
-            reachable.add(oid)
-            if locs[0].type == ObjectType.TREE:
-                _t, payload = repo.read_at(oid, locs[0])
+            table.mark(rows, REACHED)
+            if table.type(rows.start) == ObjectType.TREE:
+                _t, payload = repo.read_at(oid, table.location(rows.start))
                 stack.extend(tree_refs(payload))
 
     snaps = [key.split("/", 1)[1] for key, _ in backend.list("snapshots/")]
@@ -130,22 +137,17 @@ def _prune(
         record = repo.read_snapshot(snap_id)
         mark([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}")
         dictionary = snapshot_dictionary(record)
-        if dictionary is not None and dictionary in locations:
+        if dictionary is not None and dictionary in table:
             dictionaries.append((dictionary, f"the dictionary of snapshot {snap_id}"))
 
     # A dictionary needs its object and the objects it reads kept, not what
     # those name (a walk dictionary reads a few upper trees of a snapshot that
-    # may be forgotten).  Marked after every root: ``reachable`` means "and
-    # all it names", so these go to a set of their own.
-    content: set[ObjectId] = set()
+    # may be forgotten).  Marked after every root: REACHED means "and all it
+    # names", so these get a mark of their own.
     marked_dicts: set[ObjectId] = set()
 
     def keep_content(oid: ObjectId, needed_by: str) -> None:
-        if oid not in locations:
-            raise ObjectMissingError(
-                oid.hex(), f"needed by {needed_by}; run `coursevault check` before pruning"
-            )
-        content.add(oid)
+        table.mark(rows_of(oid, needed_by), CONTENT)
 
     def mark_dictionary(dict_id: ObjectId, needed_by: str) -> None:
         if dict_id in marked_dicts:
@@ -169,37 +171,38 @@ def _prune(
     # midway must leave those dictionaries indexed.  Those kept only for blocks
     # repacked below are freed by the next prune (and what only they needed,
     # one level of a chain per prune).
-    done: set[ObjectId] = set()
     while True:
         needed: list[ObjectId] = []
-        for oid in (reachable | content) - done:
-            for loc in locations[oid]:
-                named = repo.block_dictionary(loc)
+        for row in range(len(table)):
+            if marks[row] & KEPT and not marks[row] & CHECKED:
+                marks[row] |= CHECKED
+                named = repo.block_dictionary(table.location(row))
                 if named is not None and named not in marked_dicts:
                     needed.append(named)
-            done.add(oid)
         if not needed:
             break
         for named in needed:
             mark_dictionary(named, "a block's dictionary")
-    reachable |= content
 
     # 2. classify packs by the share of their object bytes still needed
-    keep, repack, delete, used = _classify(locations, reachable, pack_sizes, repack_below)
-    report.reachable_objects = len(reachable)
+    keep, repack, delete, used = _classify(table, pack_sizes, repack_below)
     report.packs_repacked = len(repack)
     report.packs_deleted = len(delete)
 
-    # where each reachable object will live: a kept pack if it is in one already
-    final: dict[ObjectId, Location] = {}
-    to_copy: list[tuple[ObjectId, Location]] = []
-    for oid in reachable:
-        locs = locations[oid]
-        kept = next((loc for loc in locs if loc.pack.hex() in keep), None)
-        if kept is not None:
-            final[oid] = kept
+    # where each kept object will live: a kept pack if it is in one already
+    kept_packs = {no for no in range(table.pack_count) if table.pack(no).hex() in keep}
+    staying: list[int] = []  # rows, as (pack, block, offset, row) in one int
+    to_copy: list[int] = []  # the first row of each object to copy
+    for rows in table.objects():
+        if not marks[rows.start] & KEPT:
+            continue
+        report.reachable_objects += 1
+        row = next((r for r in rows if table.pack_number(r) in kept_packs), -1)
+        if row >= 0:
+            no, boff, off = table.place(row)
+            staying.append(no << 128 | boff << 64 | off << 32 | row)
         else:
-            to_copy.append((oid, locs[0]))
+            to_copy.append(rows.start)
 
     if dry_run:
         report.bytes_after = (
@@ -211,7 +214,8 @@ def _prune(
 
     # 3. copy the survivors of repacked packs
     say(f"repacking {len(to_copy)} objects from {len(repack)} packs")
-    to_copy.sort(key=lambda item: (item[1].pack, item[1].block_offset, item[1].offset))
+    to_copy.sort(key=table.place)
+    copied: list[Row] = []
     writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
     pack_size = int(repo.config["pack_size"])
 
@@ -221,24 +225,26 @@ def _prune(
             return
         pack_id, data = writer.finish()
         backend.write(pack_key(pack_id), data)
-        for t, oid, boff, blen, off, ln in writer.placed:
-            final[oid] = Location(ObjectType(t), pack_id, boff, blen, off, ln)
+        copied.extend((oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in writer.placed)
         report.packs_written += 1
         writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
 
-    for oid, loc in to_copy:
-        kind, payload = repo.read_at(oid, loc)
-        writer.add(kind, oid, payload)
+    for row in to_copy:
+        kind, payload = repo.read_at(table.oid(row), table.location(row))
+        writer.add(kind, table.oid(row), payload)
         if writer.size >= pack_size or len(writer.where) >= MAX_PACK_OBJECTS:
             flush()
     flush()
 
-    # 4. the new index, then away with the old
+    # 4. the new index (in pack order: neighbouring locations compress), then
+    # away with the old
     say("writing the new index")
-    entries = sorted(final.items(), key=lambda e: (e[1].pack, e[1].block_offset, e[1].offset))
+    staying.sort()
+    mask = (1 << 32) - 1
+    entries = itertools.chain((table.index_row(key & mask) for key in staying), copied)
     new_index: set[str] = set()
-    for i in range(0, len(entries), MAX_ENTRIES_PER_FILE):
-        idx_id, data = encode_index(entries[i : i + MAX_ENTRIES_PER_FILE])
+    while chunk := list(itertools.islice(entries, MAX_ENTRIES_PER_FILE)):
+        idx_id, data = encode_index_rows(chunk)
         backend.write(index_key(idx_id), data)
         new_index.add(idx_id.hex())
     report.index_files_written = len(new_index)
