@@ -5,11 +5,16 @@ from __future__ import annotations
 import gzip
 import random
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import write_course
 
+from coursevault.moodle2 import archive
 from coursevault.restore.export import export_snapshot
+from coursevault.snapshot import ingest
 from coursevault.snapshot.ingest import ingest_archive
+from coursevault.store import repository
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
@@ -79,3 +84,40 @@ def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
     ingest_archive(repo, str(write_course(tmp_path / "b.mbz", _posts(1))), course="x")
     assert CODEC_ZSTD_DICT not in before
     assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
+
+
+def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The course (and so the dictionary) is learnt from moodle_backup.xml on
+    the way: the new objects wait for it in the open block."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    ingest_archive(repo, str(write_course(tmp_path / "a.mbz", _posts(0))))
+    opened: list[str] = []
+
+    def counting(path: str) -> Any:
+        opened.append(path)
+        return archive.iter_members(path)
+
+    monkeypatch.setattr(ingest, "iter_members", counting)
+    before = len(_codecs(tmp_path / "repo"))
+    ingest_archive(repo, str(write_course(tmp_path / "b.mbz", _posts(1), 1700086400)))
+    assert len(opened) == 1
+    assert CODEC_ZSTD_DICT in _codecs(tmp_path / "repo")[before:]
+
+
+def test_a_night_too_big_to_wait_is_stored_without_its_dictionary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(repository, "DEFER_BYTES", 2048)  # less than a night's change
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    ingest_archive(repo, str(write_course(tmp_path / "a.mbz", _posts(0))))
+    path = write_course(tmp_path / "b.mbz", _posts(1), 1700086400)
+    snap = ingest_archive(repo, str(path)).snapshot
+    assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
+    out = tmp_path / "out.mbz"
+    export_snapshot(repo, snap, str(out))
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
+    assert check_repository(repo, read_data=True).ok

@@ -31,13 +31,12 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.xmlmember import points_key, store_xml_member
+from coursevault.snapshot.xmlmember import store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, WriteSession, snapshot_dictionary
 
 SPOOL_IN_MEMORY = 4 << 20
-READ_SIZE = 1 << 20
 COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 Progress = Callable[[int, int], None]
@@ -105,13 +104,15 @@ def ingest_archive(
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
     archive = os.path.basename(path)
-    series, dictionary = _series(repo, path, course)
     layout, members = iter_members(path)
     total = os.path.getsize(path)
-    session = repo.writer("ingest", dictionary=dictionary)
+    if course is not None:
+        session = repo.writer("ingest", dictionary=_next_dictionary(repo, course))
+    else:  # the course is named in moodle_backup.xml, read on the way
+        session = repo.writer("ingest", defer_dictionary=True)
     try:
         result = _ingest(
-            session, repo, path, archive, layout, members, course, series, when, progress, total
+            session, repo, path, archive, layout, members, course, when, progress, total
         )
     except BaseException:
         session.abort()
@@ -127,7 +128,6 @@ def _ingest(
     layout: Any,
     members: Any,
     course: str | None,
-    series: str | None,
     when: str | None,
     progress: Progress | None,
     total: int,
@@ -163,12 +163,9 @@ def _ingest(
                 continue
             if member.path.endswith(".xml"):
                 result.xml_files += 1
-                # checkpoints are kept per course (as moodle_backup.xml names
-                # it, read ahead) and member name
-                points = points_key(series, member.name) if series is not None else None
                 with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
                     try:
-                        cut = store_xml_member(session, stream, spool, text_cfg, points)
+                        cut = store_xml_member(session, stream, spool, text_cfg, member.name)
                     except XmlSyntax as exc:
                         raise XmlError(archive, str(exc), member.name) from None
                     content = cut.content
@@ -185,6 +182,8 @@ def _ingest(
                             info = read_backup_info(spool)
                         except BackupInfoError as exc:
                             raise ArchiveError(archive, str(exc), member.name) from None
+                        if course is None:
+                            session.use_dictionary(_next_dictionary(repo, _course_of(info)))
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
                 content, _ = store_content(session, stream, cfg)
@@ -288,32 +287,19 @@ def _ingest(
     return result
 
 
-def _series(repo: Repository, path: str, course: str | None) -> tuple[str | None, ObjectId | None]:
-    """The archive's course key, and the dictionary the course's newest
-    snapshot left for the next night.
+def _next_dictionary(repo: Repository, course: str | None) -> ObjectId | None:
+    """The dictionary the course's newest snapshot left for the next night."""
+    rows = repo.snapshots(course) if course else []
+    return snapshot_dictionary(rows[-1].record) if rows else None
 
-    The course is named in moodle_backup.xml, which Moodle writes after the
-    activities, so without ``--course`` the archive is read once up to it
-    (inflating is cheap next to chunking).  Anything wrong with the archive is
-    left for the real pass to report: (None, None).
-    """
-    if course is None:
-        try:
-            _layout, members = iter_members(path)
-            for member, stream in members:
-                if member.path == "moodle_backup.xml":
-                    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-                        while data := stream.read(READ_SIZE):
-                            spool.write(data)
-                        spool.seek(0)
-                        course = read_backup_info(spool).course_key
-                    break
-            else:
-                return None, None
-        except (ArchiveError, BackupInfoError):
-            return None, None
-    rows = repo.snapshots(course)
-    return course, snapshot_dictionary(rows[-1].record) if rows else None
+
+def _course_of(info: BackupInfo) -> str | None:
+    """The course key moodle_backup.xml gives (None if it gives none: that is
+    reported once the archive is read)."""
+    try:
+        return info.course_key
+    except BackupInfoError:
+        return None
 
 
 def _canonical_header(m: MemberInfo) -> bytes | None:

@@ -22,6 +22,7 @@ and a damaged one is passed over.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -58,9 +59,17 @@ class Cut:
     remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = field(default_factory=list)
 
 
-def points_key(course: str, name: str) -> bytes:
-    """The catalog key of a member's checkpoints: per course and member name."""
-    return blake3.blake3(CUT_KEY + b"points\n" + course.encode() + b"\n" + name.encode()).digest()
+def points_key(name: str, head: bytes) -> bytes:
+    """The catalog key of a member's checkpoints: its name and its first
+    ``CHECKPOINT_EVERY`` bytes (``head``).
+
+    Every checkpoint lies past those bytes and is resumed from only where
+    the bytes before it are the same, so a member whose head changed has no
+    checkpoint to use anyway.  Keyed by what it holds, not by the course,
+    the key is known before the course is: moodle_backup.xml, which names
+    it, comes after the activities, and ingest reads an archive only once.
+    """
+    return blake3.blake3(CUT_KEY + b"points\n" + name.encode() + b"\n" + head).digest()
 
 
 def store_xml_member(
@@ -68,22 +77,32 @@ def store_xml_member(
     stream: Any,
     spool: IO[bytes],
     text_chunker: dict[str, int],
-    points: bytes | None = None,
+    name: str | None = None,
 ) -> Cut:
     """Store one XML member read from ``stream`` (its bytes are left in
-    ``spool``, from offset 0).  ``points`` is the catalog key of the member's
-    checkpoints (None: keep none).  :class:`XmlSyntax` propagates; the
-    caller says which archive and member.  ``Cut.remember`` holds the rows
-    for the catalog, to add once the session has committed.
+    ``spool``, from offset 0).  ``name`` is the member's name in the
+    archive, to key its checkpoints with (None: keep none).
+    :class:`XmlSyntax` propagates; the caller says which archive and member.
+    ``Cut.remember`` holds the rows for the catalog, to add once the session
+    has committed.
     """
     catalog = session.repo.catalog
+    every_min = CHECKPOINT_EVERY
+    head: list[bytes] = []  # the first reads, up to every_min bytes at least
+    size = 0
+    while size < every_min and (data := stream.read(READ_SIZE)):
+        head.append(data)
+        size += len(data)
+    points = None
+    if name is not None and size >= every_min:
+        points = points_key(name, b"".join(head)[:every_min])
     found_points = catalog.derived(points) if points is not None else None
     old = _old_points(found_points)
     # spool and hash, keeping the hash (and line count) at each old checkpoint
     digest = blake3.blake3(CUT_KEY)
     at: dict[int, tuple[Any, int]] = {}
     pos = lines = i = 0
-    while data := stream.read(READ_SIZE):
+    for data in itertools.chain(head, iter(lambda: stream.read(READ_SIZE), b"")):
         spool.write(data)
         start = 0
         while i < len(old) and old[i][0] <= pos + len(data):
@@ -115,7 +134,7 @@ def store_xml_member(
             cut.remember.append((points, tree, found_points[1]))  # cut from this very tree
         return cut
 
-    every = max(CHECKPOINT_EVERY, pos // MAX_POINTS + 1)
+    every = max(every_min, pos // MAX_POINTS + 1)
     # resume from the last checkpoint whose bytes before it are tonight's too
     same = 0
     while same < len(old):
