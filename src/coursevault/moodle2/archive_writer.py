@@ -7,7 +7,8 @@ original one.  The gzip layer is written by hand (header fields as PHP's
 implementation, so only the tar inside, not the .mbz bytes, is promised
 identical.  Deflate is zlib-ng's: at level 6 it compresses as well as zlib
 (within 0.2 %) at 2.7 times the speed (104 against 39 MB/s here), and gzip
-level 6 was what capped export.
+level 6 was what capped export; export now defaults to level 3
+(restore/export.py says why).
 """
 
 from __future__ import annotations
