@@ -7,21 +7,20 @@ default, or any SQLAlchemy URL (a site may share one PostgreSQL catalog among
 its hosts).  ``coursevault index rebuild`` drops and recreates it from the
 repository alone.
 
-Hot lookups go through the DB-API connection directly: SQLAlchemy Core costs
-tens of microseconds per statement, which would dominate ingest.
+Every statement goes through one DB-API connection as plain SQL: SQLAlchemy
+Core costs tens of microseconds per statement, which would dominate ingest.
+A SQLite catalog is opened with the ``sqlite3`` module alone; SQLAlchemy
+(catalog_schema.py) creates and opens server catalogs only, so the default
+catalog does not pay its import (0.18 s of a 0.45 s start-up).
 """
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from coursevault.errors import CatalogError
 from coursevault.store.ids import ObjectType
@@ -29,65 +28,54 @@ from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
 SCHEMA_VERSION = "1"
+LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
+SQLITE_PREFIX = "sqlite:///"
 
-_Id = sa.LargeBinary().with_variant(mysql.BINARY(32), "mysql", "mariadb")
-_Key = sa.String(255)
-# MariaDB's TEXT holds 64 KB, and truncates what is longer
-_Text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
-
-metadata = sa.MetaData()
-meta_t = sa.Table(
-    "cv_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text),
+# The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
+# (tests/store/test_catalog.py compares the two).
+SQLITE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS cv_index_files (
+	name VARCHAR(80) NOT NULL,
+	PRIMARY KEY (name)
+)""",
+    """CREATE TABLE IF NOT EXISTS cv_meta (
+	"key" VARCHAR(64) NOT NULL,
+	value TEXT,
+	PRIMARY KEY ("key")
+)""",
+    """CREATE TABLE IF NOT EXISTS cv_objects (
+	id BLOB NOT NULL,
+	type SMALLINT NOT NULL,
+	pack BLOB NOT NULL,
+	block_offset BIGINT NOT NULL,
+	block_length INTEGER NOT NULL,
+	"offset" INTEGER NOT NULL,
+	length INTEGER NOT NULL,
+	PRIMARY KEY (id)
+) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS cv_refs (
+	name VARCHAR(255) NOT NULL,
+	target VARCHAR(64) NOT NULL,
+	PRIMARY KEY (name)
+)""",
+    """CREATE TABLE IF NOT EXISTS cv_snapshots (
+	id VARCHAR(64) NOT NULL,
+	course VARCHAR(255) NOT NULL,
+	time VARCHAR(40) NOT NULL,
+	epoch FLOAT NOT NULL,
+	root VARCHAR(64) NOT NULL,
+	record TEXT NOT NULL,
+	PRIMARY KEY (id)
+)""",
+    "CREATE INDEX IF NOT EXISTS ix_cv_snapshots_course ON cv_snapshots (course)",
+    """CREATE TABLE IF NOT EXISTS cv_stored_inputs (
+	input_id BLOB NOT NULL,
+	content BLOB NOT NULL,
+	snapshot VARCHAR(64) NOT NULL,
+	info TEXT NOT NULL,
+	PRIMARY KEY (input_id)
+) WITHOUT ROWID""",
 )
-index_files_t = sa.Table(
-    "cv_index_files", metadata, sa.Column("name", sa.String(80), primary_key=True)
-)
-_loc_cols = (
-    ("type", sa.SmallInteger),
-    ("pack", _Id),
-    ("block_offset", sa.BigInteger),
-    ("block_length", sa.Integer),
-    ("offset", sa.Integer),
-    ("length", sa.Integer),
-)
-objects_t = sa.Table(
-    "cv_objects",
-    metadata,
-    sa.Column("id", _Id, primary_key=True),
-    *(sa.Column(n, t, nullable=False) for n, t in _loc_cols),
-    sqlite_with_rowid=False,
-)
-snapshots_t = sa.Table(
-    "cv_snapshots",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("course", _Key, nullable=False, index=True),
-    sa.Column("time", sa.String(40), nullable=False),
-    sa.Column("epoch", sa.Float, nullable=False),
-    sa.Column("root", sa.String(64), nullable=False),
-    sa.Column("record", _Text, nullable=False),
-)
-refs_t = sa.Table(
-    "cv_refs",
-    metadata,
-    sa.Column("name", _Key, primary_key=True),
-    sa.Column("target", sa.String(64), nullable=False),
-)
-
-derived_t = sa.Table(
-    "cv_stored_inputs",
-    metadata,
-    sa.Column("input_id", _Id, primary_key=True),
-    sa.Column("content", _Id, nullable=False),
-    sa.Column("snapshot", sa.String(64), nullable=False),
-    sa.Column("info", _Text, nullable=False),
-    sqlite_with_rowid=False,
-)
-
-LOC_NAMES = tuple(n for n, _ in _loc_cols)
 
 
 @dataclass(frozen=True)
@@ -100,26 +88,22 @@ class SnapshotRow:
     record: dict[str, Any]
 
 
-def _create_tables(engine: sa.Engine) -> None:
-    """create_all checks, then creates: two processes opening a new catalog at once
-    can both decide to create.  The loser finds the tables made; retry once."""
-    for attempt in range(5):
-        try:
-            metadata.create_all(engine)
-            return
-        except OperationalError:
-            if attempt == 4:
-                raise
-            time.sleep(0.05 * (attempt + 1))
+def _sqlite_quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _enable_sqlite_wal(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
+def _open_sqlite(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=60)
+    cur = conn.cursor()
+    cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=60000")
     cur.execute("PRAGMA cache_size=-4096")
+    for ddl in SQLITE_TABLES:  # IF NOT EXISTS: two processes may both get here
+        cur.execute(ddl)
+    conn.commit()
     cur.close()
+    return conn
 
 
 class Catalog:
@@ -128,41 +112,42 @@ class Catalog:
     _raw: Any  # the DB-API connection of the driver (sqlite3, psycopg, pymysql)
 
     def __init__(self, url: str) -> None:
-        try:
-            self.engine = sa.create_engine(url, future=True)
-            if self.engine.dialect.name == "sqlite":
-                sa.event.listen(self.engine, "connect", _enable_sqlite_wal)
-            _create_tables(self.engine)
-            self._pooled = self.engine.raw_connection()
-            # the driver's own connection: the pool proxy costs microseconds per call
-            driver: Any = self._pooled.driver_connection
-            self._raw = driver
-        except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
         self.url = url
-        self._ph = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        # raw SQL names columns as the dialect quotes them: "offset" and
-        # "length" are reserved words in PostgreSQL and MariaDB
-        self._q = self.engine.dialect.identifier_preparer.quote
-        loc_fields = ", ".join(self._q(n) for n in LOC_NAMES)
+        self._server: Any = None
+        self._close: Callable[[], None]
+        if url.startswith(SQLITE_PREFIX) and "?" not in url:
+            try:
+                self._raw = _open_sqlite(url[len(SQLITE_PREFIX) :])
+            except sqlite3.Error as exc:
+                raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+            self.dialect = "sqlite"
+            self._ph = "?"
+            self._q: Callable[[str], str] = _sqlite_quote
+            self._close = self._raw.close
+        else:
+            from coursevault.store.catalog_schema import ServerConnection
+
+            server = ServerConnection(url)
+            self._raw = server.driver
+            self.dialect = server.name
+            self._ph = server.placeholder
+            self._q = server.quote  # "offset" and "length" are reserved words there
+            self._close = server.close
+        self._loc_fields = ", ".join(self._q(n) for n in LOC_NAMES)
         self._has_sql = f"SELECT 1 FROM cv_objects WHERE id = {self._ph}"
-        self._loc_sql = f"SELECT {loc_fields} FROM cv_objects WHERE id = {self._ph}"
+        self._loc_sql = f"SELECT {self._loc_fields} FROM cv_objects WHERE id = {self._ph}"
         self._cur = self._raw.cursor()
 
     def close(self) -> None:
-        try:
-            self._pooled.close()
-        finally:
-            self.engine.dispose()
+        self._close()
 
     # -- dialect helpers -------------------------------------------------------------
     def _insert_ignore(self, table: str, cols: Sequence[str]) -> str:
         names = ", ".join(self._q(c) for c in cols)
         values = ", ".join([self._ph] * len(cols))
-        dialect = self.engine.dialect.name
-        if dialect in ("mysql", "mariadb"):
+        if self.dialect in ("mysql", "mariadb"):
             return f"INSERT IGNORE INTO {table} ({names}) VALUES ({values})"
-        if dialect == "sqlite":
+        if self.dialect == "sqlite":
             return f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({values})"
         return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
@@ -184,6 +169,29 @@ class Catalog:
         except Exception as exc:
             self._raw.rollback()
             raise CatalogError(f"catalog write failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def _write(self, *statements: tuple[str, Sequence[Any]]) -> None:
+        """Run ``statements`` in one transaction and commit."""
+        cur = self._raw.cursor()
+        try:
+            for sql, params in statements:
+                cur.execute(sql, params)
+            self._raw.commit()
+        except Exception as exc:
+            self._raw.rollback()
+            raise CatalogError(f"catalog write failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        cur = self._raw.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        except Exception as exc:
+            raise CatalogError(f"catalog read failed: {exc}") from exc
         finally:
             cur.close()
 
@@ -240,25 +248,24 @@ class Catalog:
         )
 
     def index_files(self) -> set[str]:
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(sa.select(index_files_t.c.name))}
+        return {r[0] for r in self._query("SELECT name FROM cv_index_files")}
 
     def count_objects(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.count()).select_from(objects_t)).scalar_one())
+        return int(self._query("SELECT COUNT(*) FROM cv_objects")[0][0])
 
     def iter_objects(self) -> Iterator[tuple[bytes, Location]]:
-        with self.engine.connect() as conn:
-            result = conn.execution_options(yield_per=10000).execute(
-                sa.select(objects_t.c.id, *(objects_t.c[n] for n, _ in _loc_cols))
-            )
-            for row in result:
-                yield bytes(row[0]), _location(row[1:])
+        """Every object and its location (on a server, fetched all at once)."""
+        cur = self._raw.cursor()
+        try:
+            cur.execute(f"SELECT id, {self._loc_fields} FROM cv_objects")
+            while rows := cur.fetchmany(10000):
+                for row in rows:
+                    yield bytes(row[0]), _location(row[1:])
+        finally:
+            cur.close()
 
     def clear_objects(self) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.delete(objects_t))
-            conn.execute(sa.delete(index_files_t))
+        self._write(("DELETE FROM cv_objects", ()), ("DELETE FROM cv_index_files", ()))
 
     # -- what inputs were stored as --------------------------------------------------
     def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
@@ -316,57 +323,44 @@ class Catalog:
         self._executemany(sql, [(row.id, row.course, row.time, row.epoch, row.root, record)])
 
     def remove_snapshot(self, snap_id: str) -> None:
-        self._run(sa.delete(snapshots_t).where(snapshots_t.c.id == snap_id))
+        self._write((f"DELETE FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
 
     def snapshot_ids(self) -> set[str]:
-        with self.engine.connect() as conn:
-            return {r[0] for r in conn.execute(sa.select(snapshots_t.c.id))}
+        return {r[0] for r in self._query("SELECT id FROM cv_snapshots")}
 
     def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
-        q = sa.select(snapshots_t).order_by(snapshots_t.c.epoch, snapshots_t.c.id)
+        cols = ", ".join(self._q(c) for c in ("id", "course", "time", "epoch", "root", "record"))
+        sql = f"SELECT {cols} FROM cv_snapshots"
+        params: tuple[str, ...] = ()
         if course is not None:
-            q = q.where(snapshots_t.c.course == course)
-        with self.engine.connect() as conn:
-            return [
-                SnapshotRow(r.id, r.course, r.time, r.epoch, r.root, json.loads(r.record))
-                for r in conn.execute(q)
-            ]
+            sql += f" WHERE course = {self._ph}"
+            params = (course,)
+        rows = self._query(sql + " ORDER BY epoch, id", params)
+        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def set_ref(self, name: str, target: str) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.delete(refs_t).where(refs_t.c.name == name))
-            conn.execute(sa.insert(refs_t).values(name=name, target=target))
+        self._write(
+            (f"DELETE FROM cv_refs WHERE name = {self._ph}", (name,)),
+            (f"INSERT INTO cv_refs (name, target) VALUES ({self._ph}, {self._ph})", (name, target)),
+        )
 
     def refs(self) -> dict[str, str]:
-        with self.engine.connect() as conn:
-            return {r.name: r.target for r in conn.execute(sa.select(refs_t))}
+        return {r[0]: r[1] for r in self._query("SELECT name, target FROM cv_refs")}
 
     def clear_snapshots(self) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.delete(snapshots_t))
-            conn.execute(sa.delete(refs_t))
+        self._write(("DELETE FROM cv_snapshots", ()), ("DELETE FROM cv_refs", ()))
 
     def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(meta_t.c.value).where(meta_t.c.key == key)
-            ).scalar_one_or_none()
+        k, v = self._q("key"), self._q("value")
+        rows = self._query(f"SELECT {v} FROM cv_meta WHERE {k} = {self._ph}", (key,))
+        return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        with self._begin() as conn:
-            conn.execute(sa.delete(meta_t).where(meta_t.c.key == key))
-            conn.execute(sa.insert(meta_t).values(key=key, value=value))
-
-    # -- plumbing --------------------------------------------------------------------
-    def _begin(self) -> Any:
-        return self.engine.begin()
-
-    def _run(self, stmt: Any) -> None:
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(stmt)
-        except SQLAlchemyError as exc:
-            raise CatalogError(f"catalog write failed: {exc}") from exc
+        k, v = self._q("key"), self._q("value")
+        self._write(
+            (f"DELETE FROM cv_meta WHERE {k} = {self._ph}", (key,)),
+            (f"INSERT INTO cv_meta ({k}, {v}) VALUES ({self._ph}, {self._ph})", (key, value)),
+        )
 
 
 def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:
