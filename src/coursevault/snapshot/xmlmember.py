@@ -40,6 +40,13 @@ READ_SIZE = 1 << 20
 # checkpoint every MiB of its 1,000 MB took night 2's peak to 156 MB).
 CHECKPOINT_EVERY = 1 << 20
 MAX_POINTS = 32
+# A resumed cut takes its checkpoints closer together (at most TAIL_POINTS,
+# TAIL_EVERY apart at least): tomorrow's first change is most likely near
+# tonight's end, and a night cuts again from the last checkpoint before it.
+# On the generated 50 MB course a forum's tail cut a night went from about 1
+# MB to a few hundred kB.  Older checkpoints are thinned to make room.
+TAIL_EVERY = 128 << 10
+TAIL_POINTS = 16
 # What both caches are keyed with: change it whenever the chunker would cut
 # the same bytes differently (or its state changes shape).
 CUT_KEY = b"coursevault xml chunker 3\n"
@@ -147,9 +154,10 @@ def store_xml_member(
     offset = 0
     if kept:
         offset, _hash, state = kept[-1]
+        tail_every = max(TAIL_EVERY, (pos - offset) // TAIL_POINTS + 1)
         try:
             chunker = XmlChunker.resume(
-                session, offset, state, lines=at[offset][1], checkpoint_every=every
+                session, offset, state, lines=at[offset][1], checkpoint_every=tail_every
             )
         except (ValueError, KeyError, TypeError, XmlSyntax):
             kept, offset = [], 0  # a state this chunker cannot take: cut it all
@@ -181,9 +189,20 @@ def store_xml_member(
     )
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
-        cut.remember.append((points, tree, {"kind": "checkpoints", "points": kept + new}))
+        cut.remember.append((points, tree, {"kind": "checkpoints", "points": _thin(kept, new)}))
     spool.seek(0)
     return cut
+
+
+def _thin(kept: list[list[Any]], new: list[list[Any]]) -> list[list[Any]]:
+    """At most MAX_POINTS checkpoints: all of tonight's, and every other one
+    of the older ones as often as needed (always the last, nearest tonight's
+    change), so they still cover the whole member."""
+    while kept and len(kept) + len(new) > MAX_POINTS:
+        kept = kept[::-1][::2][::-1]
+        if len(kept) == 1 and len(new) >= MAX_POINTS:
+            kept = []
+    return kept + new[-MAX_POINTS:]
 
 
 def _feed(chunker: XmlChunker, spool: IO[bytes], offset: int) -> ChunkResult:
