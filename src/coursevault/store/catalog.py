@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -93,17 +94,33 @@ def _sqlite_quote(name: str) -> str:
 
 
 def _open_sqlite(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=60)
-    cur = conn.cursor()
-    cur.execute("PRAGMA busy_timeout=60000")
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA cache_size=-4096")
-    for ddl in SQLITE_TABLES:  # IF NOT EXISTS: two processes may both get here
-        cur.execute(ddl)
-    conn.commit()
-    cur.close()
-    return conn
+    """Open (creating if need be) a SQLite catalog.
+
+    Processes opening a new catalog at once race to turn on WAL and to
+    create the tables; switching the journal mode can fail at once with
+    "database is locked" rather than wait, so the loser tries again (as
+    SQLAlchemy's create_all did here before).
+    """
+    for attempt in range(40):
+        conn = sqlite3.connect(path, timeout=60)
+        try:
+            cur = conn.cursor()
+            cur.execute("PRAGMA busy_timeout=60000")
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cur.execute("PRAGMA journal_mode=WAL")  # kept in the file from then on
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA cache_size=-4096")
+            for ddl in SQLITE_TABLES:  # IF NOT EXISTS: two processes may both get here
+                cur.execute(ddl)
+            conn.commit()
+            cur.close()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 39:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 class Catalog:
