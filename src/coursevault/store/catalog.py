@@ -16,6 +16,7 @@ catalog does not pay its import (0.18 s of a 0.45 s start-up).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -168,19 +169,13 @@ class Catalog:
             return f"INSERT OR IGNORE INTO {table} ({names}) VALUES ({values})"
         return f"INSERT INTO {table} ({names}) VALUES ({values}) ON CONFLICT DO NOTHING"
 
-    def _executemany(
-        self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20000, commit: bool = True
-    ) -> None:
+    @contextlib.contextmanager
+    def _writing(self, commit: bool = True) -> Iterator[Any]:
+        """A cursor whose statements are committed (unless ``commit`` is
+        False: the caller commits later), or rolled back on any error."""
         cur = self._raw.cursor()
         try:
-            buf: list[Sequence[Any]] = []
-            for row in rows:
-                buf.append(row)
-                if len(buf) >= batch:
-                    cur.executemany(sql, buf)
-                    buf.clear()
-            if buf:
-                cur.executemany(sql, buf)
+            yield cur
             if commit:
                 self._raw.commit()
         except Exception as exc:
@@ -189,18 +184,24 @@ class Catalog:
         finally:
             cur.close()
 
+    def _executemany(
+        self, sql: str, rows: Iterable[Sequence[Any]], batch: int = 20000, commit: bool = True
+    ) -> None:
+        with self._writing(commit) as cur:
+            buf: list[Sequence[Any]] = []
+            for row in rows:
+                buf.append(row)
+                if len(buf) >= batch:
+                    cur.executemany(sql, buf)
+                    buf.clear()
+            if buf:
+                cur.executemany(sql, buf)
+
     def _write(self, *statements: tuple[str, Sequence[Any]]) -> None:
         """Run ``statements`` in one transaction and commit."""
-        cur = self._raw.cursor()
-        try:
+        with self._writing() as cur:
             for sql, params in statements:
                 cur.execute(sql, params)
-            self._raw.commit()
-        except Exception as exc:
-            self._raw.rollback()
-            raise CatalogError(f"catalog write failed: {exc}") from exc
-        finally:
-            cur.close()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         cur = self._raw.cursor()
