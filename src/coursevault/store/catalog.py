@@ -131,7 +131,6 @@ class Catalog:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._server: Any = None
         self._close: Callable[[], None]
         if url.startswith(SQLITE_PREFIX) and "?" not in url:
             try:
