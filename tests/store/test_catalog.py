@@ -75,3 +75,14 @@ def test_opening_a_sqlite_catalog_does_not_import_sqlalchemy(tmp_path: Path) -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_other_sqlite_urls_go_through_sqlalchemy_and_work(tmp_path: Path) -> None:
+    for url in (
+        f"sqlite+pysqlite:///{tmp_path / 'a.sqlite'}",
+        f"sqlite:///{tmp_path / 'b.sqlite'}?timeout=30",
+    ):
+        cat = Catalog(url)
+        cat.set_meta("k", "v")
+        assert cat.get_meta("k") == "v"
+        cat.close()

@@ -99,7 +99,10 @@ class ServerConnection:
             # Read committed (PostgreSQL's default; MariaDB's is repeatable
             # read): the catalog reads on its one connection while other hosts
             # write, and a write session must see their index files.
-            self.engine = sa.create_engine(url, isolation_level="READ COMMITTED")
+            options: dict[str, Any] = {}
+            if sa.engine.make_url(url).get_backend_name() != "sqlite":  # (e.g. "?mode=...")
+                options["isolation_level"] = "READ COMMITTED"
+            self.engine = sa.create_engine(url, **options)
             _create_tables(self.engine)
             self._pooled = self.engine.raw_connection()
         except SQLAlchemyError as exc:
