@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coursevault.errors import CatalogError
-from coursevault.store.ids import ObjectType
+from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
@@ -384,9 +384,6 @@ def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:
     return (int(loc.type), loc.pack, loc.block_offset, loc.block_length, loc.offset, loc.length)
 
 
-_TYPES = {t.value: t for t in ObjectType}
-
-
 def _location(row: Sequence[Any]) -> Location:
     t, pack, boff, blen, off, ln = row
-    return Location(_TYPES[t], bytes(pack), boff, blen, off, ln)
+    return Location(TYPES[t], bytes(pack), boff, blen, off, ln)

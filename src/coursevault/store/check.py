@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 import blake3
 
 from coursevault.errors import CoursevaultError
-from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
-
-_TYPES = {t.value: t for t in ObjectType}
 
 
 @dataclass(frozen=True)
@@ -266,7 +264,7 @@ def _read_pack(
                 # dictionary of a block that holds only garbage
                 continue
             for t, off, ln in table:
-                kind = _TYPES.get(t)
+                kind = TYPES.get(t)
                 if kind is not None and off + ln <= len(raw):
                     found[(boff, off, ln)] = object_id(kind, raw[off : off + ln])
     except PackFormatError as exc:

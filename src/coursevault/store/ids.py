@@ -24,6 +24,9 @@ class ObjectType(enum.IntEnum):
 
 
 _TAGS = {t: bytes([t.value]) for t in ObjectType}
+# The type for a tag byte read from disk (a dict lookup: the enum's own call
+# is slow on paths that decode every index entry).
+TYPES: dict[int, ObjectType] = {t.value: t for t in ObjectType}
 
 
 def object_id(kind: ObjectType, payload: bytes | memoryview) -> ObjectId:

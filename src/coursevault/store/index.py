@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 import blake3
 import zstandard
 
-from coursevault.store.ids import ID_SIZE, ObjectType
+from coursevault.store.ids import ID_SIZE, TYPES
 from coursevault.store.pack import Location
 
 INDEX_MAGIC = b"CVIX"
@@ -110,8 +110,7 @@ def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
     pos = end_packs + 4
     if pos + n * INDEX_ENTRY.size != len(data):
         raise IndexFormatError("entry table length does not match its count")
-    types = {t.value: t for t in ObjectType}
     for oid, t, no, boff, blen, off, ln in INDEX_ENTRY.iter_unpack(data[pos:]):
-        if no >= n_packs or t not in types:
+        if no >= n_packs or t not in TYPES:
             raise IndexFormatError("entry names an unknown pack or type")
-        yield oid, Location(types[t], packs[no], boff, blen, off, ln)
+        yield oid, Location(TYPES[t], packs[no], boff, blen, off, ln)

@@ -20,14 +20,13 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 
-from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.ids import TYPES, ObjectId
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
 # id, type, pack number, block offset, block length, offset, length
 _ENTRY = struct.Struct("<32sBIQIII")
 _SIZE = _ENTRY.size
-_TYPES = {t.value: t for t in ObjectType}
 _ROW_BITS = 32  # rows are numbered below 2**32
 
 
@@ -124,7 +123,7 @@ class ObjectTable:
 
     def location(self, row: int) -> Location:
         _oid, t, no, boff, blen, off, ln = _ENTRY.unpack_from(self._data, row * _SIZE)
-        return Location(_TYPES[t], self._packs[no], boff, blen, off, ln)
+        return Location(TYPES[t], self._packs[no], boff, blen, off, ln)
 
     def index_row(self, row: int) -> Row:
         """The entry as an index row (``index.Row``)."""

@@ -25,11 +25,10 @@ from bisect import bisect_left
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from coursevault.store.ids import ObjectType
+from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
-_TYPES = {t.value: t for t in ObjectType}
 # id, type, block offset, block length, offset in block, length
 _REC = struct.Struct("<32sBIIII")
 
@@ -116,13 +115,13 @@ class PendingIndex:
             while i < len(prefixes) and prefixes[i] == key:
                 rec = _REC.unpack(os.pread(self._fd, size, run.start + run.positions[i] * size))
                 if rec[0] == oid:
-                    return Location(_TYPES[rec[1]], run.pack, *rec[2:])
+                    return Location(TYPES[rec[1]], run.pack, *rec[2:])
                 i += 1
         return None
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
         for oid, t, pack, boff, blen, off, ln in self.rows():
-            yield oid, Location(_TYPES[t], pack, boff, blen, off, ln)
+            yield oid, Location(TYPES[t], pack, boff, blen, off, ln)
 
     def rows(self) -> Iterator[Row]:
         """Every entry as an index row, in the order added."""

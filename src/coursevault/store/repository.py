@@ -43,7 +43,7 @@ from coursevault.errors import (
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog, SnapshotRow
 from coursevault.store.dictcache import DictionaryCache
-from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import (
     MAX_ENTRIES_PER_FILE,
     IndexFormatError,
@@ -79,7 +79,6 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 DEFAULT_BLOCK_SIZE = 128 * 1024
 DEFAULT_LEVEL = 3
 BLOCK_CACHE = 32
-_TYPES = {t.value: t for t in ObjectType}
 # Dictionaries (see docs/format.md, "Dictionaries"): a dictionary object names
 # an earlier dictionary and objects; their bytes, concatenated, are the
 # raw-content zstd dictionary of the blocks that name it.  Reading a block may
@@ -352,7 +351,7 @@ class Repository:
         recent = self._recent
         learned = []
         for t, off, ln in entries:
-            kind = _TYPES.get(t)
+            kind = TYPES.get(t)
             if kind is None or off + ln > len(raw):
                 continue  # never matches an id; read_at reports it if asked
             data = raw[off : off + ln]
