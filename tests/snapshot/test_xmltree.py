@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from test_incremental import MemSink
 
 from coursevault.snapshot.listbuilder import RecordListBuilder
-from coursevault.snapshot.xmltree import NotCanonical, XmlChunker, XmlSyntax, render_document
+from coursevault.snapshot.xmltree import (
+    Graft,
+    NotCanonical,
+    XmlChunker,
+    XmlSyntax,
+    render_document,
+)
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree
 
@@ -349,3 +355,123 @@ def test_a_resumed_cut_reports_malformed_xml_at_its_real_line() -> None:
     line = bad[: bad.index(b"</post>", offset)].count(b"\n") + 1
     with pytest.raises(XmlSyntax, match=f"line {line}"):
         resumed(sink, bad, offset, state, 4096)
+
+
+# -- grafting: jumping over an element that opened elsewhere ------------------------
+
+
+class BytesGrafts:
+    """A graft source over two nights' bytes, compared directly (the ingest's
+    own, snapshot/xmlmember.py, compares hashes of them)."""
+
+    def __init__(self, old: bytes, points: list[tuple[int, dict]], new: bytes) -> None:
+        self.old, self.new = old, new
+        self.inside: dict[bytes, list[tuple[int, int, int, dict]]] = {}
+        for offset, state in points:
+            for depth, item in enumerate(state["stack"]):
+                if depth and item["pieces"] is not None:
+                    tag = old[item["start"] : item["head"]]
+                    self.inside.setdefault(tag, []).append((item["start"], offset, depth, state))
+        self.tags = set(self.inside)
+        self.asked = 0
+
+    def find(self, tag: bytes, start: int, fed: int) -> Graft | None:
+        self.asked += 1
+        best = None
+        for old, offset, depth, state in self.inside.get(tag, []):
+            n = offset - old
+            same = self.old[old:offset] == self.new[start : start + n]
+            if same and (best is None or n > best[1] - best[0]):
+                best = (old, offset, depth, state)
+        if best is None:
+            return None
+        old, offset, depth, state = best
+        lines = self.new[: offset - old + start].count(b"\n")
+        return Graft(offset, old, state, depth, lines)
+
+
+def fed(chunker: XmlChunker, data: bytes, step: int) -> XmlChunker:
+    """Feed ``data`` as ingest does: on from where the chunker asks next."""
+    pos = 0
+    while pos < len(data):
+        chunker.feed(data[pos : pos + step])
+        pos = max(chunker.next_offset, pos + step)
+    return chunker
+
+
+def change(doc: bytes, points: list[tuple[int, dict]], pick: int, before: str, after: str):
+    """``doc`` with ``before`` just before an element open at a checkpoint
+    (so no checkpoint before it can be resumed from) and ``after`` just
+    after that checkpoint; and how far a graft from there would jump.  None
+    when no checkpoint is inside an element with a child."""
+    frames = [
+        (offset, item)
+        for offset, state in points
+        for depth, item in enumerate(state["stack"])
+        if depth and item["pieces"] is not None
+    ]
+    if not frames:
+        return None
+    offset, item = frames[pick % len(frames)]
+    start = item["start"]
+    other = doc[:start] + before.encode() + doc[start:offset] + after.encode() + doc[offset:]
+    return other, offset - start
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    doc=document(),
+    before=element(),
+    after=element(),
+    every=st.integers(1, 200),
+    step=st.integers(1, 64),
+    picks=st.tuples(st.integers(0), st.integers(0)),
+)
+def test_a_grafted_cut_is_the_cut_of_the_whole(
+    doc: bytes, before: str, after: str, every: int, step: int, picks: tuple[int, int]
+) -> None:
+    """Two more nights, each with new elements before and after one of the
+    night before's checkpoints, are cut with grafts from the night before's
+    checkpoints (the second night's from those the first grafted cut took):
+    the same trees and counts as cutting them whole."""
+    sink = MemSink()
+    _whole, points = cut(sink, doc, step, every)
+    for pick in picks:
+        changed = change(doc, points, pick, before, after)
+        if changed is None:
+            return
+        other, jump = changed
+        whole = XmlChunker(MemSink())
+        fed(whole, other, step)
+        expected = whole.close()
+        grafts = BytesGrafts(doc, points, other)
+        chunker = fed(XmlChunker(sink, checkpoint_every=every, grafts=grafts), other, step)
+        got = chunker.close()
+        tree = expected.store(sink)
+        assert got.store(sink) == tree
+        assert (got.records, got.elements) == (expected.records, expected.elements)
+        assert chunker.grafted >= jump  # it jumped, at least as far as that
+        out = bytearray()
+        render_document(sink.get, tree, out.extend)
+        assert bytes(out) == other
+        doc, points = other, chunker.checkpoints
+
+
+def test_a_graft_goes_on_checking_at_the_real_line() -> None:
+    """Past a jump libxml2 starts again from the open elements, told how many
+    lines it skipped: malformed XML after it is refused at its line."""
+    posts = "".join(f"<post id='{i}'><subject>s{i}</subject></post>\n" for i in range(60))
+    doc = f'<?xml version="1.0"?>\n<forum>\n<posts>\n{posts}</posts>\n</forum>\n'.encode()
+    sink = MemSink()
+    _whole, points = cut(sink, doc, 4096, every=500)
+    offset = points[-2][0]
+    other = doc.replace(b"<forum>", b"<forum>\n<!--\nnew\n-->\n<grade>1</grade>", 1)
+    shift = len(other) - len(doc)
+    bad = other[: offset + shift] + b"\n<post><oops></post>\n" + other[offset + shift :]
+    line = bad[: bad.index(b"</post>", offset + shift)].count(b"\n") + 1
+    grafts = BytesGrafts(doc, points, bad)
+    chunker = XmlChunker(sink, grafts=grafts)
+    with pytest.raises(XmlSyntax, match=f"line {line}"):
+        fed(chunker, bad, 256)
+        chunker.close()
+    assert chunker.grafted > 0

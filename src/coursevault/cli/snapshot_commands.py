@@ -52,7 +52,8 @@ def ingest(
                 f"({output.human_bytes(result.stored_bytes)} stored); "
                 f"cut {result.xml_files - result.xml_reused} of {result.xml_files} XML files "
                 f"({result.xml_reused} known, "
-                f"{output.human_bytes(result.xml_resumed_bytes)} of the rest resumed)",
+                f"{output.human_bytes(result.xml_resumed_bytes)} of the rest resumed, "
+                f"{output.human_bytes(result.xml_grafted_bytes)} grafted)",
                 markup=False,
             )
             for raw in result.raw_xml:

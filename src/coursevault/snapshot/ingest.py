@@ -60,6 +60,7 @@ class IngestResult:
     raw_xml: list[dict[str, str]] = field(default_factory=list)
     xml_reused: int = 0  # XML members stored before, taken from the catalog uncut
     xml_resumed_bytes: int = 0  # bytes of changed XML members not cut again (checkpoints)
+    xml_grafted_bytes: int = 0  # and further on in them (grafted: XmlChunker._graft)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -177,6 +178,7 @@ def _ingest(
                     result.records += cut.records
                     result.xml_reused += cut.reused
                     result.xml_resumed_bytes += cut.resumed_at
+                    result.xml_grafted_bytes += cut.grafted
                     if member.path == "moodle_backup.xml":
                         try:
                             info = read_backup_info(spool)

@@ -22,15 +22,25 @@ and a damaged one is passed over.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
+import re
+from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import blake3
 
 from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.xmltree import ChunkResult, NotCanonical, XmlChunker, XmlSyntax
+from coursevault.snapshot.xmltree import (
+    ChunkResult,
+    Graft,
+    NotCanonical,
+    XmlChunker,
+    XmlSyntax,
+)
 from coursevault.store.ids import ObjectId
 from coursevault.store.repository import WriteSession
 
@@ -47,6 +57,15 @@ MAX_POINTS = 32
 # MB to a few hundred kB.  Older checkpoints are thinned to make room.
 TAIL_EVERY = 128 << 10
 TAIL_POINTS = 16
+KEY_HEAD = 4096  # how far into a member its root element is looked for (points_key)
+# The first start tag, past the XML declaration, comments and processing instructions.
+_ROOT_TAG = re.compile(rb"<[A-Za-z_][^<>]*>")
+# Grafting (XmlChunker._graft): only from elements open over at least
+# MIN_GRAFT bytes before a checkpoint (smaller jumps would not pay for their
+# checks), checked first over their first PROBE bytes (a start tag without
+# attributes, <posts>, opens many times and most are other bytes).
+MIN_GRAFT = 16 << 10
+PROBE = 4096
 # What both caches are keyed with: change it whenever the chunker would cut
 # the same bytes differently (or its state changes shape).
 CUT_KEY = b"coursevault xml chunker 3\n"
@@ -63,20 +82,30 @@ class Cut:
     raw_reason: str | None = None
     reused: bool = False  # taken whole from an earlier night
     resumed_at: int = 0  # bytes not cut again (before the checkpoint resumed from)
+    grafted: int = 0  # bytes not cut again past it (jumped over: XmlChunker._graft)
     remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = field(default_factory=list)
 
 
 def points_key(name: str, head: bytes) -> bytes:
-    """The catalog key of a member's checkpoints: its name and its first
-    ``CHECKPOINT_EVERY`` bytes (``head``).
+    """The catalog key of a member's checkpoints: its name and either its
+    root element's start tag, when that has attributes, or else its first
+    ``CHECKPOINT_EVERY`` bytes (``head``: longer is cut to that).
 
-    Every checkpoint lies past those bytes and is resumed from only where
-    the bytes before it are the same, so a member whose head changed has no
-    checkpoint to use anyway.  Keyed by what it holds, not by the course,
-    the key is known before the course is: moodle_backup.xml, which names
-    it, comes after the activities, and ingest reads an archive only once.
+    Keyed by what it holds, not by the course, the key is known before the
+    course is: moodle_backup.xml, which names it, comes after the
+    activities, and ingest reads an archive only once.  An activity's root
+    element carries its module and context ids, which tell one course's
+    member from another's and never change, while its first bytes may (a
+    quiz's grades, a few kB down, change every night: grafting needs the
+    night before's checkpoints all the same).  Members whose root element is
+    bare (users.xml) are told apart by their first MiB.  A checkpoint found
+    for another course's member is passed over: it is used only where its
+    bytes hash the same as tonight's.
     """
-    return blake3.blake3(CUT_KEY + b"points\n" + name.encode() + b"\n" + head).digest()
+    m = _ROOT_TAG.search(head, 0, KEY_HEAD)
+    what = m.group(0) if m is not None and b"=" in m.group(0) else head[:CHECKPOINT_EVERY]
+    key = CUT_KEY + b"points\n" + name.encode() + b"\n" + what
+    return blake3.blake3(key).digest()
 
 
 def store_xml_member(
@@ -102,7 +131,7 @@ def store_xml_member(
         size += len(data)
     points = None
     if name is not None and size >= every_min:
-        points = points_key(name, b"".join(head)[:every_min])
+        points = points_key(name, b"".join(head))
     found_points = catalog.derived(points) if points is not None else None
     old = _old_points(found_points)
     # spool and hash, keeping the hash (and line count) at each old checkpoint
@@ -150,6 +179,7 @@ def store_xml_member(
             break
         same += 1
     kept = old[:same]
+    grafts = _Grafts.load(spool, pos, old, found_points[1]) if found_points else None
     chunker = None
     offset = 0
     if kept:
@@ -157,17 +187,22 @@ def store_xml_member(
         tail_every = max(TAIL_EVERY, (pos - offset) // TAIL_POINTS + 1)
         try:
             chunker = XmlChunker.resume(
-                session, offset, state, lines=at[offset][1], checkpoint_every=tail_every
+                session,
+                offset,
+                state,
+                lines=at[offset][1],
+                checkpoint_every=tail_every,
+                grafts=grafts,
             )
         except (ValueError, KeyError, TypeError, XmlSyntax):
             kept, offset = [], 0  # a state this chunker cannot take: cut it all
     if chunker is None:
-        chunker = XmlChunker(session, checkpoint_every=every)
+        chunker = XmlChunker(session, checkpoint_every=every, grafts=grafts)
     try:
         try:
             res = _feed(chunker, spool, offset)
         except XmlSyntax:
-            if not offset:
+            if not offset and not chunker.grafted:
                 raise
             # the bytes after a checkpoint are malformed -- or the resume was
             # wrong: a whole cut says which, with the real line
@@ -183,13 +218,15 @@ def store_xml_member(
             cut.remember.append((key, raw, {"kind": "raw", "reason": str(exc)}))
         return cut
     tree = res.store(session)
-    cut = Cut(tree, "xml", res.elements, res.records, resumed_at=offset)
+    cut = Cut(tree, "xml", res.elements, res.records, resumed_at=offset, grafted=chunker.grafted)
     cut.remember.append(
         (key, tree, {"kind": "xml", "elements": res.elements, "records": res.records})
     )
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
-        cut.remember.append((points, tree, {"kind": "checkpoints", "points": _thin(kept, new)}))
+        final = _thin(kept, new)
+        row = {"kind": "checkpoints", "points": final, "grafts": _graft_info(spool, final)}
+        cut.remember.append((points, tree, row))
     spool.seek(0)
     return cut
 
@@ -209,6 +246,9 @@ def _feed(chunker: XmlChunker, spool: IO[bytes], offset: int) -> ChunkResult:
     spool.seek(offset)
     while data := spool.read(READ_SIZE):
         chunker.feed(data)
+        if chunker.next_offset != offset + len(data):  # it jumped past what it was fed
+            spool.seek(chunker.next_offset)
+        offset = chunker.next_offset
     return chunker.close()
 
 
@@ -256,3 +296,172 @@ def _seal(prefix: bytes, state: dict[str, Any]) -> str:
     would store a wrong tree), only passed over."""
     text = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
     return blake3.blake3(CUT_KEY + prefix + text).hexdigest()
+
+
+def _graftable(offset: int, depth: int, item: dict[str, Any]) -> bool:
+    """Whether a checkpoint's open element is one to graft from: not the root
+    (resuming covers that), open over MIN_GRAFT bytes at least, with a child
+    (its place in its parent settled) and recorded by a chunker that kept
+    its start tag's end."""
+    return (
+        depth > 0
+        and offset - int(item["start"]) >= MIN_GRAFT
+        and item["pieces"] is not None
+        and "head" in item
+    )
+
+
+def _graft_info(spool: IO[bytes], points: list[list[Any]]) -> dict[str, Any]:
+    """What tomorrow's cut needs to graft from ``points`` (see
+    :class:`_Grafts`): the start tags of the elements worth grafting from,
+    hashes of the bytes between each one's start, PROBE bytes past it and
+    the checkpoints taken inside it, and a hash of each checkpoint's state."""
+    heads: dict[int, int] = {}
+    bounds: set[int] = set()
+    for offset, _seal, state in points:
+        for depth, item in enumerate(state["stack"]):
+            if _graftable(offset, depth, item):
+                start = int(item["start"])
+                heads[start] = int(item["head"])
+                bounds.update((start, start + PROBE, offset))
+    order = sorted(bounds)
+    digests = b"".join(_segments(spool, order, 0))
+    tags = []
+    for start, head in sorted(heads.items()):
+        spool.seek(start)
+        tags.append([start, spool.read(head - start).hex()])
+    spool.seek(0)
+    return {
+        "bounds": order,
+        "digests": digests.hex(),
+        "tags": tags,
+        "sums": [[offset, _state_sum(state)] for offset, _seal, state in points],
+    }
+
+
+def _segments(spool: IO[bytes], bounds: list[int], first: int, delta: int = 0) -> Iterator[bytes]:
+    """Digests of the bytes from bounds[i] to bounds[i + 1], moved by
+    ``delta``, for i from ``first`` on; lazily, so that a caller that finds
+    a mismatch reads no further."""
+    for i in range(first, len(bounds) - 1):
+        lo, hi = bounds[i] + delta, bounds[i + 1] + delta
+        spool.seek(lo)
+        h = blake3.blake3()
+        while lo < hi and (data := spool.read(min(READ_SIZE, hi - lo))):
+            h.update(data)
+            lo += len(data)
+        yield h.digest(16)
+
+
+def _state_sum(state: dict[str, Any]) -> str:
+    text = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
+    return blake3.blake3(CUT_KEY + b"state\n" + text).hexdigest(16)
+
+
+class _Grafts:
+    """Where tonight's cut may jump to (``XmlChunker._graft``): a checkpoint
+    of the night before taken inside an element with the start tag the cut
+    just opened, if the bytes from that element's start to the checkpoint are
+    tonight's too -- hashed from the spool a segment at a time against the
+    night before's (``_graft_info``), the first PROBE bytes first.
+
+    Like a resumed checkpoint, a state is used only when its hash holds (a
+    damaged one is passed over); the bytes jumped over were checked
+    well-formed the night before, and hash the same.
+    """
+
+    def __init__(
+        self, spool: IO[bytes], size: int, points: list[list[Any]], info: dict[str, Any]
+    ) -> None:
+        self._spool = spool
+        self._size = size
+        self._points = points
+        self._bounds = [int(b) for b in info["bounds"]]
+        raw = bytes.fromhex(info["digests"])
+        self._digests = [raw[i : i + 16] for i in range(0, len(raw), 16)]
+        if len(self._digests) != max(0, len(self._bounds) - 1):
+            raise ValueError("graft info: digests and bounds disagree")
+        self._sums = {int(o): str(h) for o, h in info["sums"]}
+        self.tags: dict[bytes, list[int]] = defaultdict(list)
+        for start, tag in info["tags"]:
+            self.tags[bytes.fromhex(tag)].append(int(start))
+        # an element's start -> (offset, point, depth) of the checkpoints inside it
+        self._inside: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+        for i, (offset, _seal, state) in enumerate(points):
+            for depth, item in enumerate(state["stack"]):
+                if _graftable(offset, depth, item):
+                    self._inside[int(item["start"])].append((offset, i, depth))
+        self._lines = (0, 0)  # line breaks before an offset, counted last
+
+    @classmethod
+    def load(
+        cls, spool: IO[bytes], size: int, points: list[list[Any]], row: dict[str, Any]
+    ) -> _Grafts | None:
+        """The grafts a catalog row offers, or None (none, or damaged)."""
+        info = row.get("grafts")
+        if not isinstance(info, dict):
+            return None
+        try:
+            grafts = cls(spool, size, points, info)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return grafts if grafts.tags else None
+
+    def find(self, tag: bytes, start: int, fed: int) -> Graft | None:
+        best: tuple[int, int, int, int] | None = None  # offset, start, point, depth
+        for old in self.tags.get(tag, ()):
+            inside = self._inside.get(old)
+            if not inside:
+                continue
+            reach = self._same_until(old, inside[-1][0], start - old)
+            for offset, i, depth in reversed(inside):
+                if offset <= reach:
+                    if best is None or offset - old > best[0] - best[1]:
+                        best = (offset, old, i, depth)
+                    break
+        if best is None:
+            return None
+        offset, old, i, depth = best
+        state = self._points[i][2]
+        if self._sums.get(offset) != _state_sum(state):
+            return None  # damaged in the catalog
+        moved = offset + start - old
+        every = max(TAIL_EVERY, (self._size - moved) // TAIL_POINTS + 1)
+        return Graft(offset, old, state, depth, self._count_lines(moved), every)
+
+    def _same_until(self, old: int, last: int, delta: int) -> int:
+        """How far from ``old`` (up to ``last``) the night before's bytes are
+        tonight's, ``delta`` on."""
+        bounds = self._bounds
+        first = bisect.bisect_left(bounds, old)
+        if first == len(bounds) or bounds[first] != old or old + delta < 0:
+            return old
+        reach = old
+        pos = self._spool.tell()
+        try:
+            for k, digest in enumerate(_segments(self._spool, bounds, first, delta), first):
+                if bounds[k + 1] + delta > self._size or digest != self._digests[k]:
+                    break
+                reach = bounds[k + 1]
+                if reach >= last:
+                    break
+        finally:
+            self._spool.seek(pos)
+        return reach
+
+    def _count_lines(self, offset: int) -> int:
+        """Line breaks in tonight's bytes before ``offset`` (grafts come in
+        order: counted on from the last)."""
+        at, n = self._lines
+        if offset < at:
+            at, n = 0, 0
+        pos = self._spool.tell()
+        try:
+            self._spool.seek(at)
+            while at < offset and (data := self._spool.read(min(READ_SIZE, offset - at))):
+                n += data.count(b"\n")
+                at += len(data)
+        finally:
+            self._spool.seek(pos)
+        self._lines = (at, n)
+        return n

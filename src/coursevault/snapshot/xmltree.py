@@ -24,9 +24,9 @@ marker) raise :class:`NotCanonical`; the caller keeps their raw bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import blake3
 from lxml import etree
@@ -136,11 +136,25 @@ class _Validator:
 class _Open:
     """An element being scanned."""
 
-    __slots__ = ("cursor", "gap", "name", "nchild", "pieces", "run_at", "runs", "start")
+    __slots__ = (
+        "cursor",
+        "elements0",
+        "gap",
+        "head",
+        "name",
+        "nchild",
+        "pieces",
+        "records0",
+        "run_at",
+        "runs",
+        "start",
+    )
 
     def __init__(self, name: bytes, start: int) -> None:
         self.name = name
         self.start = start
+        self.head = start  # the end of its start tag
+        self.records0 = self.elements0 = 0  # the counts when it opened (grafting)
         self.cursor = start  # own bytes before this offset are in ``pieces``
         self.pieces: list[bytes] | None = None  # set once a child element opens
         self.runs: list[_Run] = []
@@ -153,6 +167,33 @@ class _Open:
 class _Run:
     builder: RecordListBuilder
     sep: bytes | None = None
+
+
+@dataclass
+class Graft:
+    """Where a cut may jump to: a checkpoint of an earlier cut taken inside an
+    element that opened at ``start`` with the start tag just opened tonight,
+    whose bytes from ``start`` to ``offset`` are tonight's too (the
+    :class:`GraftSource` checked)."""
+
+    offset: int  # the checkpoint's offset in the earlier cut
+    start: int  # where the element opened in the earlier cut
+    state: dict[str, Any]  # the checkpoint's state (XmlChunker.checkpoint)
+    depth: int  # the element's place in ``state["stack"]``
+    lines: int  # line breaks before ``offset`` moved to tonight's place
+    every: int = 0  # the checkpoints' spacing from there on (0: unchanged)
+
+
+class GraftSource(Protocol):
+    """What a cut asks, at each element it opens, for a place to jump to (see
+    :meth:`XmlChunker._graft`).  ``tags`` holds the start tags worth asking
+    about; ``find`` gets the tag, where it starts, and how far the input has
+    been fed."""
+
+    @property
+    def tags(self) -> Container[bytes]: ...
+
+    def find(self, tag: bytes, start: int, fed: int) -> Graft | None: ...
 
 
 @dataclass
@@ -177,9 +218,19 @@ class XmlChunker:
     on, and :meth:`close` raises :class:`NotCanonical` with the reason.
     """
 
-    def __init__(self, sink: ObjectSink, *, checkpoint_every: int = 0) -> None:
+    def __init__(
+        self,
+        sink: ObjectSink,
+        *,
+        checkpoint_every: int = 0,
+        grafts: GraftSource | None = None,
+    ) -> None:
         self._sink = sink
         self._valid = _Validator()
+        # where an element opened tonight may jump to (see :meth:`_graft`)
+        self._grafts = grafts
+        self._jumped = False  # set by _graft, for _run to take up
+        self.grafted = 0  # bytes jumped over
         # every ``checkpoint_every`` bytes, the state at the next end tag (see
         # :meth:`checkpoint`): (offset, state) pairs, for the next night
         self.checkpoints: list[tuple[int, dict[str, Any]]] = []
@@ -256,6 +307,9 @@ class XmlChunker:
                 {
                     "name": el.name.hex(),
                     "start": el.start,
+                    "head": el.head,
+                    "records0": el.records0,
+                    "elements0": el.elements0,
                     "cursor": el.cursor,
                     "pieces": None if el.pieces is None else [p.hex() for p in el.pieces],
                     "gap": el.gap.hex(),
@@ -279,6 +333,7 @@ class XmlChunker:
         *,
         lines: int,
         checkpoint_every: int = 0,
+        grafts: GraftSource | None = None,
     ) -> XmlChunker:
         """A chunker in the state :meth:`checkpoint` gave at ``offset``; feed it
         the document's bytes from ``offset`` on.  ``lines`` is the number of
@@ -287,7 +342,7 @@ class XmlChunker:
         it already checked, so it goes on checking from the same element (and
         counts lines right in its messages).  A state that does not fit
         raises ValueError (or KeyError, TypeError)."""
-        c = cls(sink, checkpoint_every=checkpoint_every)
+        c = cls(sink, checkpoint_every=checkpoint_every, grafts=grafts)
         if checkpoint_every > 0:
             c._next_point = offset + checkpoint_every
         c._prologue = bytes.fromhex(state["prologue"])
@@ -298,26 +353,106 @@ class XmlChunker:
         c._scan = c._size = offset
         c.records = int(state["records"])
         c.elements = int(state["elements"])
-        for item in state["stack"]:
-            el = _Open(bytes.fromhex(item["name"]), int(item["start"]))
-            el.cursor = int(item["cursor"])
-            pieces = item["pieces"]
-            el.pieces = None if pieces is None else [bytes.fromhex(p) for p in pieces]
-            el.gap = bytes.fromhex(item["gap"])
-            el.nchild = int(item["nchild"])
-            el.run_at = int(item["run_at"])
-            for run in item["runs"]:
-                sep = None if run["sep"] is None else bytes.fromhex(run["sep"])
-                el.runs.append(_Run(RecordListBuilder.resume(sink, run["list"]), sep))
-            c._stack.append(el)
+        c._stack.extend(_frame(sink, item, 0) for item in state["stack"])
         if not c._stack:
             raise ValueError("checkpoint: outside the root element")
-        head = c._prologue + b"".join(b"<" + el.name + b">" for el in c._stack)
-        c._valid.feed(head + b"\n" * max(0, lines - head.count(b"\n")))
+        c._restart_validator(lines)
         return c
+
+    def _restart_validator(self, lines: int) -> None:
+        """A new libxml2 parser that goes on from the open elements, with
+        ``lines`` line breaks before where the input goes on (see :meth:`resume`)."""
+        assert self._prologue is not None
+        head = self._prologue + b"".join(b"<" + el.name + b">" for el in self._stack)
+        self._valid = _Validator()
+        self._valid.feed(head + b"\n" * max(0, lines - head.count(b"\n")))
+
+    # -- grafting --------------------------------------------------------------------
+    def _graft(self, tag: bytes, el: _Open) -> None:
+        """Jump from ``el``, which just opened, to a checkpoint an earlier cut
+        took inside an element with the same start tag and the same bytes
+        since, if the graft source knows one.
+
+        Why this is exact: the state of an element and of everything open
+        inside it depends only on the bytes since it opened; what it changes
+        outside is settled when its first child opens (its gap, its parent's
+        cursor: :meth:`_first_child`).  So the state at the earlier
+        checkpoint, its offsets moved and tonight's elements above in place
+        of that night's, is the state a cut of tonight's bytes would reach
+        there.  Why it matters: a quiz's grades, near the top of quiz.xml,
+        change every night, so no checkpoint of the night before can be
+        resumed from, though the attempts below them (most of the file) are
+        the same bytes, moved.
+        """
+        assert self._grafts is not None
+        fed = self._base + len(self._buf)
+        g = self._grafts.find(tag, el.start, fed)
+        if g is None:
+            return
+        delta = el.start - g.start
+        items = g.state["stack"][g.depth :]
+        state = g.state
+        try:
+            frames = [_frame(self._sink, item, delta) for item in items]
+            keep = int(state["keep"]) + delta
+            old = bytes.fromhex(state["buf"])
+            top = items[0]
+            if (
+                not frames
+                or top["pieces"] is None
+                or bytes.fromhex(top["name"]) != el.name
+                or int(top["start"]) != g.start
+                or keep < el.start
+                or keep + len(old) != g.offset + delta
+            ):
+                return
+            records = int(state["records"]) - int(top["records0"])
+            elements = int(state["elements"]) - int(top["elements0"])
+        except (ValueError, KeyError, TypeError):
+            return  # a state this chunker cannot take: cut on
+        stack = self._stack
+        self._first_child(el)  # tonight's gap and parent cursor
+        frames[0].gap = el.gap
+        shift_records = el.records0 - int(top["records0"])
+        shift_elements = el.elements0 - int(top["elements0"])
+        for frame in frames:  # tonight's counts, for the checkpoints to come
+            frame.records0 += shift_records
+            frame.elements0 += shift_elements
+        stack[-1] = frames[0]
+        stack.extend(frames[1:])
+        self.records += records
+        self.elements += elements
+        offset = g.offset + delta
+        if offset <= fed:  # libxml2 has checked up to ``fed`` already
+            self._buf = self._buf[keep - self._base :]
+        else:  # those bytes are the earlier night's (the source checked)
+            self._buf = old
+            self._size = offset
+            self._restart_validator(g.lines)
+        self._base = keep
+        self._scan = offset
+        self.grafted += offset - el.start
+        if g.every > 0:
+            self._every = g.every
+        if self._every > 0:
+            # the state there is a checkpoint of tonight's: tomorrow's cut can
+            # graft to it again, whatever follows
+            self.checkpoints.append((offset, self.checkpoint(offset)))
+            self._next_point = offset + self._every
+        self._jumped = True
+
+    @property
+    def next_offset(self) -> int:
+        """The offset of the next byte to feed (past a jump: see :meth:`_graft`)."""
+        return self._size
 
     # -- the scanner -----------------------------------------------------------------
     def _run(self) -> None:
+        while self._scan_once():  # it jumped (see _graft): go on from there
+            self._jumped = False
+            self._trim()
+
+    def _scan_once(self) -> bool:
         buf, base, stack = self._buf, self._base, self._stack
         find = buf.find
         leaves = _LEAVES.match
@@ -393,6 +528,8 @@ class XmlChunker:
                         # with them, without scanning them again
                         self.elements += 1
                         self._start(m.group(2), lt + base, fields + base, False)
+                        if self._jumped:
+                            return True
                         n = buf.count(b"</", fields, stop)
                         self.elements += n
                         el = stack[-1]
@@ -422,9 +559,12 @@ class XmlChunker:
             if buf.find(b"xmlns:", lt, gt) >= 0:
                 raise NotCanonical("the document declares namespace prefixes")
             self._start(name, lt + base, gt + 1 + base, empty)
+            if self._jumped:
+                return True
             pos = gt + 1
         self._scan = pos + base
         self._trim()
+        return False
 
     def _start(self, name: bytes, start: int, end: int, empty: bool) -> None:
         if b":" in name:
@@ -442,7 +582,15 @@ class XmlChunker:
             if parent.pieces is None:
                 self._first_child(parent)
         if not empty:
-            stack.append(_Open(name, start))
+            el = _Open(name, start)
+            el.head = end
+            el.records0 = self.records
+            el.elements0 = self.elements
+            stack.append(el)
+            if self._grafts is not None and len(stack) > 1:
+                tag = self._buf[start - self._base : end - self._base]
+                if tag in self._grafts.tags:
+                    self._graft(tag, el)
         elif not stack:  # an empty root element: a record without children
             self._finish(_Open(name, start), end)
 
@@ -568,6 +716,25 @@ class XmlChunker:
         if cut > 0:
             self._buf = self._buf[cut:]
             self._base = keep
+
+
+def _frame(sink: ObjectSink, item: dict[str, Any], delta: int) -> _Open:
+    """An open element from its :meth:`XmlChunker.checkpoint` form, its
+    offsets moved by ``delta``."""
+    el = _Open(bytes.fromhex(item["name"]), int(item["start"]) + delta)
+    el.head = int(item.get("head", item["start"])) + delta
+    el.records0 = int(item.get("records0", 0))
+    el.elements0 = int(item.get("elements0", 0))
+    el.cursor = int(item["cursor"]) + delta
+    pieces = item["pieces"]
+    el.pieces = None if pieces is None else [bytes.fromhex(p) for p in pieces]
+    el.gap = bytes.fromhex(item["gap"])
+    el.nchild = int(item["nchild"])
+    el.run_at = int(item["run_at"])
+    for run in item["runs"]:
+        sep = None if run["sep"] is None else bytes.fromhex(run["sep"])
+        el.runs.append(_Run(RecordListBuilder.resume(sink, run["list"]), sep))
+    return el
 
 
 # -- rendering -----------------------------------------------------------------------
