@@ -23,6 +23,7 @@ from coursevault.store.pack import (
     CODEC_RAW,
     CODEC_ZSTD,
     ENTRY,
+    LARGE_OBJECT,
     PACK_HEADER,
     BlockReader,
     Location,
@@ -131,6 +132,25 @@ def test_incompressible_data_uses_raw_codec(seed: int, size: int, target: int) -
     assert (codec, n, raw) == (CODEC_RAW, 1, size)
     assert stored == raw  # stored as is: never bigger than the data
     assert data.endswith(payload)
+
+
+def test_large_objects_get_blocks_of_their_own_in_big_blocks() -> None:
+    """With 1 MiB blocks, small objects share blocks, but an object of
+    LARGE_OBJECT bytes or more (file content) is sealed alone: stored raw
+    when incompressible, never compressed into a block of records."""
+    rng = random.Random(3)
+    w = PackWriter(1 << 20, level=3)
+    small = [f"<post id='{i}'>{'text ' * 40}</post>".encode() for i in range(600)]
+    big = rng.randbytes(LARGE_OBJECT + 1000)
+    order = [*small[:300], big, *small[300:]]
+    for payload in order:
+        w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, payload), payload)
+    data = bytes(w.finish()[1])
+    blocks = _blocks(data)
+    assert [n for *_x, n in blocks] == [300, 1, 300]
+    assert blocks[1][2] == CODEC_RAW and blocks[1][4] == len(big)
+    got = [p for *_x, p in iter_pack_objects(data)]
+    assert got == order
 
 
 def test_compressible_data_uses_zstd() -> None:

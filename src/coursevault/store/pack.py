@@ -57,6 +57,9 @@ TREE_TYPE = int(ObjectType.TREE)
 MAX_BLOCK_RAW = 1 << 31  # u32 fields; objects larger than this are chunked above us
 
 
+LARGE_OBJECT = 128 * 1024
+
+
 class PackFormatError(Exception):
     """A pack's bytes do not follow the layout (translated by the repository)."""
 
@@ -95,6 +98,9 @@ class PackWriter:
         recent_trees: int = 128,
     ) -> None:
         self.block_target = block_target
+        # an object this big gets a block of its own (file content, compressed
+        # faster or not at all: see _seal), whatever the block size
+        self._large = min(block_target, LARGE_OBJECT)
         # Deduplication against the repository is asked once per block, not once
         # per object: one batched catalog query instead of a hundred.
         self._known = known
@@ -149,17 +155,18 @@ class PackWriter:
             if len(self._raw) - self._checked_raw >= self.block_target:
                 self.drop_known()
             return
-        if self._raw and len(self._raw) + n > self.block_target:
+        large = n >= self._large
+        if self._raw and (large or len(self._raw) + n > self.block_target):
             self.drop_known()
-            if self._raw and len(self._raw) + n > self.block_target:
+            if self._raw and (large or len(self._raw) + n > self.block_target):
                 self._seal()
         self._entries.append((int(kind), oid, len(self._raw), n))
         self.where[oid] = (int(kind), -1, 0, len(self._raw), n)
         self._raw += payload
         self.objects += 1
-        if len(self._raw) >= self.block_target:
+        if large or len(self._raw) >= self.block_target:
             self.drop_known()
-            if len(self._raw) >= self.block_target:
+            if self._raw and (large or len(self._raw) >= self.block_target):
                 self._seal()
 
     def release(self) -> None:
@@ -181,7 +188,7 @@ class PackWriter:
         if not self._entries:
             return
         raw = bytes(self._raw)
-        large = len(self._entries) == 1 and len(raw) >= self.block_target
+        large = len(self._entries) == 1 and len(raw) >= self._large
         dict_ref = b""
         if large and _incompressible(raw, self._fast):
             stored, codec = raw, CODEC_RAW
