@@ -62,9 +62,11 @@ KEY_HEAD = 4096  # how far into a member its root element is looked for (points_
 _ROOT_TAG = re.compile(rb"<[A-Za-z_][^<>]*>")
 # Grafting (XmlChunker._graft): only from elements open over at least
 # MIN_GRAFT bytes before a checkpoint (smaller jumps would not pay for their
-# checks), checked first over their first PROBE bytes (a start tag without
-# attributes, <posts>, opens many times and most are other bytes).
+# checks).  A start tag without attributes (<posts>) opens many times, and
+# most are other bytes: the candidates are those whose first PEEK bytes hash
+# the same as tonight's, then checked over their first PROBE bytes.
 MIN_GRAFT = 16 << 10
+PEEK = 256
 PROBE = 4096
 # What both caches are keyed with: change it whenever the chunker would cut
 # the same bytes differently (or its state changes shape).
@@ -329,7 +331,8 @@ def _graft_info(spool: IO[bytes], points: list[list[Any]]) -> dict[str, Any]:
     tags = []
     for start, head in sorted(heads.items()):
         spool.seek(start)
-        tags.append([start, spool.read(head - start).hex()])
+        first = spool.read(max(PEEK, head - start))
+        tags.append([start, first[: head - start].hex(), _peek(first[:PEEK])])
     spool.seek(0)
     return {
         "bounds": order,
@@ -351,6 +354,10 @@ def _segments(spool: IO[bytes], bounds: list[int], first: int, delta: int = 0) -
             h.update(data)
             lo += len(data)
         yield h.digest(16)
+
+
+def _peek(data: bytes) -> str:
+    return blake3.blake3(data).hexdigest(8)
 
 
 def _state_sum(state: dict[str, Any]) -> str:
@@ -382,9 +389,10 @@ class _Grafts:
         if len(self._digests) != max(0, len(self._bounds) - 1):
             raise ValueError("graft info: digests and bounds disagree")
         self._sums = {int(o): str(h) for o, h in info["sums"]}
-        self.tags: dict[bytes, list[int]] = defaultdict(list)
-        for start, tag in info["tags"]:
-            self.tags[bytes.fromhex(tag)].append(int(start))
+        # start tag -> hash of the first PEEK bytes -> where such elements started
+        self.tags: dict[bytes, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for start, tag, peek in info["tags"]:
+            self.tags[bytes.fromhex(tag)][str(peek)].append(int(start))
         # an element's start -> (offset, point, depth) of the checkpoints inside it
         self._inside: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
         for i, (offset, _seal, state) in enumerate(points):
@@ -409,7 +417,14 @@ class _Grafts:
 
     def find(self, tag: bytes, start: int, fed: int) -> Graft | None:
         best: tuple[int, int, int, int] | None = None  # offset, start, point, depth
-        for old in self.tags.get(tag, ()):
+        peeks = self.tags.get(tag)
+        if not peeks:
+            return None
+        pos = self._spool.tell()
+        self._spool.seek(start)
+        peek = _peek(self._spool.read(PEEK))
+        self._spool.seek(pos)
+        for old in peeks.get(peek, ()):
             inside = self._inside.get(old)
             if not inside:
                 continue
