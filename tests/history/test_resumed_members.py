@@ -262,3 +262,17 @@ def test_malformed_xml_past_a_graft_is_refused_at_its_line(
     with pytest.raises(XmlError, match=rf"quiz\.xml.*line {line}"):
         ingest_archive(cv_repo, str(_quiz_night(tmp_path, 1, bad_quiz)))
     assert cv_repo.stats()["pack_bytes"] == before  # nothing of it left
+
+
+def test_checkpoints_are_keyed_by_a_root_with_ids_or_else_by_the_first_mib() -> None:
+    key = xmlmember.points_key
+    quiz = _quiz(0)
+    name = "activities/quiz_6/quiz.xml"
+    # an activity: its root's ids, whatever changes below (the grades)
+    assert key(name, quiz) == key(name, _quiz(5))
+    assert key(name, quiz) != key(name, quiz.replace(b'contextid="10"', b'contextid="11"'))
+    assert key(name, quiz) != key("activities/quiz_7/quiz.xml", quiz)
+    # a bare root (users.xml): its first MiB, so two courses' seldom share one
+    users = b'<?xml version="1.0" encoding="UTF-8"?>\n<users>\n' + b"<user>a</user>\n" * 80_000
+    assert key("users.xml", users) != key("users.xml", users.replace(b">a<", b">b<", 1))
+    assert key("users.xml", users) == key("users.xml", users + b"<more/>")
