@@ -14,7 +14,7 @@ from helpers import read_members, write_tgz
 from coursevault.errors import XmlError
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot import xmlmember
-from coursevault.snapshot.ingest import ingest_archive
+from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
 
@@ -40,6 +40,24 @@ def _root(repo: Repository, snap: str) -> str:
     return str(repo.read_snapshot(snap)["root"])
 
 
+def _as_whole_cuts(
+    repo: Repository, tmp_path: Path, nights: list[Path], results: list[IngestResult]
+) -> None:
+    """Each night's snapshot is what a whole cut gives (in a catalog that
+    never saw a checkpoint: nothing resumed, grafted or reused), and exports
+    back to its archive."""
+    for i, (path, result) in enumerate(zip(nights, results, strict=True)):
+        other = Repository.open(repo.backend, cache_dir=tmp_path / f"other-{i}")
+        again = ingest_archive(other, str(path))
+        assert again.xml_resumed_bytes == again.xml_grafted_bytes == again.xml_reused == 0
+        assert (again.elements, again.records) == (result.elements, result.records)
+        assert _root(other, again.snapshot) == _root(repo, result.snapshot)
+        out = tmp_path / f"{result.snapshot[:8]}.mbz"
+        export_snapshot(repo, result.snapshot, str(out))
+        assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
+    assert check_repository(repo, read_data=True).ok
+
+
 @pytest.fixture
 def small_points(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(xmlmember, "CHECKPOINT_EVERY", 4096)  # many checkpoints in a small file
@@ -55,16 +73,7 @@ def test_a_member_changed_at_its_end_is_resumed(
     results = [ingest_archive(cv_repo, str(p)) for p in nights]
     assert results[0].xml_resumed_bytes == 0
     assert all(r.xml_resumed_bytes > 50_000 for r in results[1:])  # most of a 60 kB forum.xml
-    # the same trees as a whole cut, in a catalog that never saw a checkpoint
-    for i, (path, result) in enumerate(zip(nights, results, strict=True)):
-        other = Repository.open(cv_repo.backend, cache_dir=tmp_path / f"other-{i}")
-        again = ingest_archive(other, str(path))
-        assert again.xml_resumed_bytes == 0 and again.xml_reused == 0
-        assert _root(other, again.snapshot) == _root(cv_repo, result.snapshot)
-        out = tmp_path / f"{result.snapshot[:8]}.mbz"
-        export_snapshot(cv_repo, result.snapshot, str(out))
-        assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
-    assert check_repository(cv_repo, read_data=True).ok
+    _as_whole_cuts(cv_repo, tmp_path, nights, results)
 
 
 def test_a_change_near_the_top_is_cut_from_the_top(
@@ -211,16 +220,7 @@ def test_a_change_near_the_top_is_grafted_past(
     results = [ingest_archive(cv_repo, str(p)) for p in nights]
     assert results[0].xml_grafted_bytes == 0
     assert all(r.xml_grafted_bytes > size * 0.8 for r in results[1:])
-    for i, (path, result) in enumerate(zip(nights, results, strict=True)):
-        other = Repository.open(cv_repo.backend, cache_dir=tmp_path / f"other-{i}")
-        again = ingest_archive(other, str(path))
-        assert again.xml_grafted_bytes == 0
-        assert (again.elements, again.records) == (result.elements, result.records)
-        assert _root(other, again.snapshot) == _root(cv_repo, result.snapshot)
-        out = tmp_path / f"{result.snapshot[:8]}.mbz"
-        export_snapshot(cv_repo, result.snapshot, str(out))
-        assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
-    assert check_repository(cv_repo, read_data=True).ok
+    _as_whole_cuts(cv_repo, tmp_path, nights, results)
 
 
 def test_a_graft_whose_state_or_bytes_differ_is_not_taken(
