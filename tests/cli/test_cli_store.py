@@ -274,3 +274,15 @@ def test_unlock_via_environment(cv, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("COURSEVAULT_REPO", str(repo_dir))
     r = cv("unlock", "--json")
     assert r.code == 0 and json.loads(r.out) == []
+
+
+def test_init_block_size(cv, tmp_path) -> None:
+    r = cv("init", tmp_path / "repo", "--json")
+    assert json.loads(r.out)["block_size"] == 1024 * 1024  # the default
+    r = cv("init", tmp_path / "small", "--block-size", "128", "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["block_size"] == 128 * 1024
+    bad = cv("init", tmp_path / "other", "--block-size", "0")
+    assert bad.code == 2
+    assert "block size must be 1-8192 KiB" in one_error_line(bad.err)
+    assert not (tmp_path / "other").exists()

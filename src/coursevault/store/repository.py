@@ -81,6 +81,9 @@ DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 # ingests faster (fewer blocks to seal); a night's new objects fill less than
 # one block either way.  Reading one object decodes its block, ~1 ms.
 DEFAULT_BLOCK_SIZE = 1024 * 1024
+# Readers hold whole blocks; a dictionary block's window reaches 8 MiB.
+MIN_BLOCK_SIZE = 1024
+MAX_BLOCK_SIZE = 8 * 1024 * 1024
 DEFAULT_LEVEL = 3
 # Decoded blocks (and the objects learned from them) kept by a reader, by
 # bytes, so that memory does not grow with a repository's block size.
@@ -198,6 +201,10 @@ class Repository:
         """
         if not 0 <= dictionary_depth <= MAX_DICT_DEPTH:
             raise BadInputError(f"dictionary depth must be 0-{MAX_DICT_DEPTH}")
+        if not MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE:
+            raise BadInputError(
+                f"block size must be {MIN_BLOCK_SIZE // 1024}-{MAX_BLOCK_SIZE // 1024} KiB"
+            )
         config = {
             "version": FORMAT_VERSION,
             "id": secrets.token_hex(16),
