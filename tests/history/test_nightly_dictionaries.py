@@ -14,7 +14,7 @@ from coursevault.moodle2 import archive
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot import ingest
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.store import repository
+from coursevault.store import session
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
@@ -109,7 +109,7 @@ def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_a_night_too_big_to_wait_is_stored_without_its_dictionary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(repository, "DEFER_BYTES", 2048)  # less than a night's change
+    monkeypatch.setattr(session, "DEFER_BYTES", 2048)  # less than a night's change
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")

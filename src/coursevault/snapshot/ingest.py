@@ -34,7 +34,8 @@ from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mti
 from coursevault.snapshot.xmlmember import store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
-from coursevault.store.repository import Repository, WriteSession, snapshot_dictionary
+from coursevault.store.repository import Repository, snapshot_dictionary
+from coursevault.store.session import WriteSession
 
 SPOOL_IN_MEMORY = 4 << 20
 COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")

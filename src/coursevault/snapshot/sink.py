@@ -8,7 +8,7 @@ from coursevault.store.ids import ObjectId, ObjectType
 
 
 class ObjectSink(Protocol):
-    """Satisfied by :class:`coursevault.store.repository.WriteSession`."""
+    """Satisfied by :class:`coursevault.store.session.WriteSession`."""
 
     def put(self, kind: ObjectType, payload: bytes) -> ObjectId: ...
 

@@ -42,7 +42,7 @@ from coursevault.snapshot.xmltree import (
     XmlSyntax,
 )
 from coursevault.store.ids import ObjectId
-from coursevault.store.repository import WriteSession
+from coursevault.store.session import WriteSession
 
 READ_SIZE = 1 << 20
 # A checkpoint every MiB, but at most MAX_POINTS a member: their states are

@@ -1,0 +1,406 @@
+"""A write session: objects into packs, then index files, then one snapshot.
+
+The write order (docs/format.md, "Durability") lives here: packs are
+written as they fill, index files naming every new object at commit, and
+only then the snapshot file -- so a visible snapshot never references an
+object that is not durable and indexed, and a session that fails cleanly
+can delete its packs (their objects were never indexed, so no other writer
+can have deduplicated against them).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import zstandard
+
+from coursevault.errors import BadInputError, CorruptionError, ObjectMissingError
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.pack import PackWriter, pack_key
+from coursevault.store.pending import PendingIndex
+from coursevault.store.repository import (
+    DICT_BUDGET,
+    DICT_MAGIC,
+    DICT_MEMBER_MAX,
+    DICT_MEMBERS,
+    DICT_MIN,
+    DICT_PARAMS,
+    DICT_WALK,
+    MAX_DICT_DEPTH,
+    MAX_PACK_OBJECTS,
+    Repository,
+    snapshot_key,
+    snapshot_row,
+)
+from coursevault.store.treecodec import encode_tree, write_varint
+
+# What a session waiting for its dictionary holds in one open block at most
+# (WriteSession.use_dictionary): night 2 of the generated 1 GB course writes
+# 0.85 MB of new objects.
+DEFER_BYTES = 8 << 20
+
+
+@dataclass
+class WriteStats:
+    new_objects: int = 0
+    new_bytes: int = 0  # uncompressed payload bytes of new objects
+    stored_bytes: int = 0  # bytes of pack files written
+    packs: int = 0
+
+
+def dictionary_params(level: int) -> zstandard.ZstdCompressionParameters:
+    """Compression parameters for blocks with a dictionary: the level's, with a
+    window and hash tables big enough to reach into all of a walk's content
+    (which readers need not know: any zstd decoder takes the frames)."""
+    base = zstandard.ZstdCompressionParameters.from_level(level)
+    bigger = {k: max(v, getattr(base, k)) for k, v in DICT_PARAMS.items()}
+    return zstandard.ZstdCompressionParameters.from_level(level, **bigger)
+
+
+class WriteSession:
+    """Adds objects and, on commit, one snapshot; holds a shared lock meanwhile.
+
+    Objects are deduplicated against the repository (catalog) and against what
+    this session already wrote.  Nothing becomes visible to other processes
+    before :meth:`commit`; :meth:`abort` removes every pack this session wrote.
+    """
+
+    def __init__(
+        self,
+        repo: Repository,
+        operation: str,
+        dictionary: ObjectId | None = None,
+        defer_dictionary: bool = False,
+    ) -> None:
+        self.repo = repo
+        self.session = secrets.token_hex(16)
+        self._lock = repo.lock(exclusive=False, operation=operation)
+        # The catalog was synced when the repository was opened; a prune may have
+        # run since (it needs the exclusive lock, so not from here on).  Dedup
+        # against a stale catalog would reference deleted objects: sync again.
+        try:
+            repo.sync_catalog()
+        except BaseException:
+            self._lock.release()
+            raise
+        cfg = repo.config
+        self.pack_size = int(cfg["pack_size"])
+        self._block_size = int(cfg["block_size"])
+        self._level = int(cfg["zstd_level"])
+        # a version-1 repository never gets dictionary blocks (its readers lack them)
+        depth = int(cfg.get("dictionary_depth", 0)) if int(cfg["version"]) >= 2 else 0
+        self._max_depth = min(depth, MAX_DICT_DEPTH)
+        self._walks = int(cfg["version"]) >= 3  # walk dictionaries are format 3
+        # dictionary compression: what this session compresses against, and the
+        # small new objects it wrote (the next session's dictionary)
+        self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
+        self._depth = 0  # dictionary depth of the blocks this session writes
+        self._fresh: deque[tuple[ObjectId, int]] = deque()
+        self._fresh_bytes = 0
+        self._dict_made = False
+        if dictionary is not None:
+            try:
+                self._use_dictionary(dictionary)
+            except BaseException:
+                self._lock.release()
+                raise
+        self._pack = self._new_pack()
+        # Until use_dictionary is called, new objects stay in one open block
+        # (up to DEFER_BYTES): what they compress against is not known yet.
+        self._deferring = defer_dictionary and dictionary is None and self._max_depth > 0
+        if self._deferring:
+            self._pack.holding = True
+        self._decoded: dict[int, bytes] = {}
+        self._pending = PendingIndex()
+        self._packs: list[bytes] = []
+        self._indexed = False
+        self._stats = WriteStats()
+        self._closed = False
+
+    def _new_pack(self) -> PackWriter:
+        pack = PackWriter(self._block_size, self._level, self._known, DICT_MEMBERS)
+        if self._dict is not None:
+            pack.set_dictionary(*self._dict)
+        return pack
+
+    def _use_dictionary(self, dict_id: ObjectId) -> None:
+        """Compress this session's blocks against ``dict_id``, if it is usable.
+
+        A missing or damaged dictionary, or one whose chain is already the
+        repository's ``dictionary_depth`` deep, only means plain compression: the backup goes on
+        (and ``check`` reports damage).
+        """
+        repo = self.repo
+        if not repo.catalog.has(dict_id):
+            return
+        try:
+            depth, content = repo.dictionary(dict_id)
+        except (ObjectMissingError, CorruptionError):
+            return
+        if depth > self._max_depth or len(content) < DICT_MIN:
+            return
+        zdict = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+        params = dictionary_params(self._level)
+        zdict.precompute_compress(compression_params=params)
+        self._dict = (
+            dict_id,
+            zstandard.ZstdCompressor(compression_params=params, dict_data=zdict),
+        )
+        self._depth = depth
+        repo.remember_dictionary(dict_id, content)
+
+    def use_dictionary(self, dict_id: ObjectId | None) -> None:
+        """Name the dictionary of a session opened with ``defer_dictionary``:
+        the objects held so far, and all after them, are compressed against
+        it if it is usable (see :meth:`_use_dictionary`); None for none.
+
+        Why: ingest learns an archive's course from moodle_backup.xml, which
+        comes after the activities.  Holding a night's few new objects until
+        then spares reading the archive twice -- once to find the course,
+        once to store it -- and a night whose new objects pass DEFER_BYTES
+        (a first backup) gains little from a dictionary anyway.
+        """
+        if not self._deferring:
+            return
+        self._deferring = False
+        if dict_id is not None:
+            self._use_dictionary(dict_id)
+            if self._dict is not None:
+                self._pack.set_dictionary(*self._dict)
+        self._pack.release()
+
+    def _note_fresh(self, pack: PackWriter) -> None:
+        """Remember the newest trees written (the next session's dictionary)."""
+        if self._dict_made:
+            return
+        fresh = self._fresh
+        for oid, ln in pack.recent_trees:
+            if ln <= DICT_MEMBER_MAX:
+                fresh.append((oid, ln))
+                self._fresh_bytes += ln
+        while self._fresh_bytes > DICT_BUDGET or len(fresh) > DICT_MEMBERS:
+            self._fresh_bytes -= fresh.popleft()[1]
+
+    def make_dictionary(self, walk: ObjectId | None = None) -> ObjectId | None:
+        """Write a dictionary object for the next session of the same series and
+        return its id (None if this session wrote too little to be worth one).
+
+        By default its content is that of the dictionary this session used,
+        followed by the newest trees this session wrote, the last DICT_BUDGET
+        bytes of it: a night's new records are most like the last nights' new
+        records.  It names the dictionary before it, not that one's members,
+        so it costs 32 bytes per new tree, not per tree of the budget.
+
+        ``walk`` (a tree this session wrote, e.g. the snapshot's root) asks for
+        a walk dictionary instead, if this session used none: a first
+        backup's newest trees are the tail of the course, which the next
+        night rarely touches, while its upper trees are what that night
+        rewrites, and one id names them all.  Not in a format-1 or -2
+        repository, whose readers lack walk dictionaries.
+
+        Call it before :meth:`commit`; the caller keeps the id (ingest puts it
+        in the snapshot record, which is what keeps it from being pruned).
+        """
+        if self._dict_made:
+            raise RuntimeError("make_dictionary called twice")
+        if self._max_depth == 0:
+            return None
+        self.use_dictionary(None)  # if it was never named
+        self._pack.flush_block()
+        self._fold_dropped()
+        self._note_fresh(self._pack)
+        self._dict_made = True
+        if walk is not None and self._dict is None and self._walks:
+            body = bytearray(DICT_MAGIC)
+            write_varint(body, 1)  # a lower bound: readers count what the walk reads
+            write_varint(body, DICT_WALK)
+            return self.put_tree([walk], bytes(body))
+        if not self._fresh:  # nothing new (the same backup again): the same dictionary
+            return self._dict[0] if self._dict is not None else None
+        members = list(dict.fromkeys(m for m, _n in self._fresh))
+        # the dictionary used comes first, unless this session's trees fill the budget
+        previous = self._dict is not None and self._fresh_bytes < DICT_BUDGET
+        if previous:
+            assert self._dict is not None
+            members.insert(0, self._dict[0])
+        elif self._fresh_bytes < DICT_MIN:
+            return None
+        body = bytearray(DICT_MAGIC)
+        write_varint(body, self._depth + 1)
+        write_varint(body, 1 if previous else 0)
+        return self.put_tree(members, bytes(body))
+
+    def _known(self, oids: list[ObjectId]) -> set[ObjectId]:
+        return self.repo.catalog.has_many(oids)
+
+    @property
+    def stats(self) -> WriteStats:
+        """Objects and bytes this session adds (the open block is deduplicated first)."""
+        if not self._closed:
+            self._pack.drop_known()
+            self._fold_dropped()
+        return self._stats
+
+    def _fold_dropped(self) -> None:
+        pack = self._pack
+        self._stats.new_objects -= pack.dropped_objects
+        self._stats.new_bytes -= pack.dropped_bytes
+        pack.dropped_objects = pack.dropped_bytes = 0
+
+    # objects
+    def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
+        """Store an object unless stored already; whether the repository has it is
+        asked per block (see PackWriter), so an object may briefly sit in the
+        open block before it is dropped as known."""
+        oid = object_id(kind, payload)
+        if oid in self._pack.where:
+            return oid
+        if (
+            self._pending.count
+            and self._pending.might_have(oid)
+            and self._pending.lookup(oid) is not None
+        ):
+            return oid
+        self._pack.add(kind, oid, payload)
+        self._stats.new_objects += 1
+        self._stats.new_bytes += len(payload)
+        if self._deferring and (
+            self._pack.size >= DEFER_BYTES or len(self._pack.where) >= MAX_PACK_OBJECTS // 2
+        ):
+            self.use_dictionary(None)  # too much new to wait for one
+        # (a pack may pass pack_size while it waits: it is one open block)
+        if not self._deferring and (
+            self._pack.size >= self.pack_size or len(self._pack.where) >= MAX_PACK_OBJECTS
+        ):
+            self._flush_pack()
+        return oid
+
+    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
+        return self.put(ObjectType.TREE, encode_tree(refs, body))
+
+    def has(self, oid: ObjectId) -> bool:
+        """Was the object committed before this session?"""
+        return self.repo.catalog.has(oid)
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        """Read an object, including ones this session has not committed yet."""
+        found = self._pack.read(oid, self.repo._reader, self._decoded)
+        if found is not None:
+            return ObjectType(found[0]), found[1]
+        if self._pending.count and self._pending.might_have(oid):
+            loc = self._pending.lookup(oid)
+            if loc is not None:
+                return self.repo.read_at(oid, loc)
+        return self.repo.get(oid)
+
+    def _flush_pack(self, remember: bool = True) -> list[Row]:
+        """Write the open pack; its entries go to the pending index (or are returned)."""
+        if self._pack.empty:
+            return []
+        self._pack.flush_block()
+        self._fold_dropped()
+        if self._pack.empty:
+            return []
+        pack_id, data = self._pack.finish()
+        self._note_fresh(self._pack)
+        self.repo.backend.write(pack_key(pack_id), data)
+        self._packs.append(pack_id)
+        self._stats.packs += 1
+        self._stats.stored_bytes += len(data)
+        placed = self._pack.placed
+        rows: list[Row] = []
+        if remember:
+            self._pending.add(pack_id, placed)
+        else:
+            rows = [(oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in placed]
+        self._pack = self._new_pack()
+        self._decoded = {}
+        self._lock.refresh()
+        return rows
+
+    def refresh_lock(self) -> None:
+        self._lock.refresh()
+
+    # commit / abort
+    def commit(self, snapshot: dict[str, Any] | None = None) -> str | None:
+        """Make everything durable and visible; write ``snapshot`` last.
+
+        Returns the snapshot id (or None when only objects were committed).  On
+        any failure the session is aborted (see :meth:`abort`) and the lock freed.
+        """
+        try:
+            return self._commit(snapshot)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _commit(self, snapshot: dict[str, Any] | None) -> str | None:
+        self.use_dictionary(None)  # if it was never named
+        last = self._flush_pack(remember=False)
+        pending = itertools.chain(self._pending.rows(), last)
+        while True:
+            chunk: list[Row] = []
+            for entry in pending:
+                chunk.append(entry)
+                if len(chunk) >= MAX_ENTRIES_PER_FILE:
+                    break
+            if not chunk:
+                break
+            idx_id, data = encode_index_rows(chunk)
+            self._indexed = True  # from here on, abort must not delete packs
+            self.repo.backend.write(index_key(idx_id), data)
+            self._stats.stored_bytes += len(data)
+            self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
+        self.repo.catalog.commit()
+        snap_id = None
+        if snapshot is not None:
+            data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
+            snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
+            try:
+                row = snapshot_row(snap_id, snapshot)  # validate before anything is written
+            except (KeyError, TypeError, ValueError) as exc:
+                self._close()
+                raise BadInputError(f"invalid snapshot record: {exc}") from exc
+            self.repo.backend.write(snapshot_key(snap_id), data)
+            self.repo.catalog.add_snapshot(row)
+            self.repo.update_head(str(snapshot["course"]), snap_id, float(snapshot["epoch"]))
+        self._close()
+        return snap_id
+
+    def abort(self) -> None:
+        """Forget this session: delete its packs, unless an index already names them.
+
+        Packs no index names cannot have been used by anyone else.  Once commit
+        has written an index file, other writers may dedup against its objects,
+        so the packs stay (prune removes them if no snapshot ever uses them).
+        """
+        if self._closed:
+            return
+        try:
+            if not self._indexed:
+                for pack_id in self._packs:
+                    self.repo.backend.delete(pack_key(pack_id))
+                self.repo.forget_packs(set(self._packs))
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        self._closed = True
+        self._pending.close()
+        self._lock.release()
+
+    def __enter__(self) -> WriteSession:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if not self._closed:
+            if exc_type is None:
+                self.commit()
+            else:
+                self.abort()
