@@ -86,3 +86,39 @@ def test_other_sqlite_urls_go_through_sqlalchemy_and_work(tmp_path: Path) -> Non
         cat.set_meta("k", "v")
         assert cat.get_meta("k") == "v"
         cat.close()
+
+
+def test_a_catalog_of_the_first_format_is_read_again_from_the_index_files(
+    tmp_path: Path,
+) -> None:
+    """Its tables named each entry's pack by its id; they are dropped, and the
+    entries read again from the repository's index files."""
+    from coursevault.store.backend import LocalBackend
+    from coursevault.store.repository import Repository
+
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    with repo.writer("test") as session:
+        oid = session.put(ObjectType.BLOB, b"kept across catalog formats")
+        session.commit()
+    loc = repo.locate(oid)
+    repo.close()
+    [path] = (tmp_path / "cache").rglob("catalog.sqlite")
+    conn = sqlite3.connect(path)
+    conn.execute("DROP TABLE cv_locations")
+    conn.execute("DROP TABLE cv_indexed")
+    conn.execute(
+        "CREATE TABLE cv_objects (id BLOB NOT NULL, type SMALLINT NOT NULL, pack BLOB NOT NULL,"
+        " block_offset BIGINT NOT NULL, block_length INTEGER NOT NULL,"
+        ' "offset" INTEGER NOT NULL, length INTEGER NOT NULL, PRIMARY KEY (id)) WITHOUT ROWID'
+    )
+    conn.execute("CREATE TABLE cv_index_files (name VARCHAR(80) NOT NULL, PRIMARY KEY (name))")
+    conn.commit()
+    conn.close()
+    again = Repository.open(backend, cache_dir=tmp_path / "cache")
+    assert again.locate(oid) == loc
+    assert again.get(oid)[1] == b"kept across catalog formats"
+    again.close()
+    tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
+    assert "cv_objects" not in tables and "cv_index_files" not in tables

@@ -29,14 +29,17 @@ from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
-SCHEMA_VERSION = "1"
+# Tables of the first catalog format, left by earlier versions: their rows
+# named each entry's pack by its id.  A SQLite catalog is this machine's own,
+# so they are dropped (the entries are read again from the index files).
+OLD_TABLES = ("cv_objects", "cv_index_files")
 LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
 
 # The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
 # (tests/store/test_catalog.py compares the two).
 SQLITE_TABLES = (
-    """CREATE TABLE IF NOT EXISTS cv_index_files (
+    """CREATE TABLE IF NOT EXISTS cv_indexed (
 	name VARCHAR(80) NOT NULL,
 	PRIMARY KEY (name)
 )""",
@@ -45,16 +48,22 @@ SQLITE_TABLES = (
 	value TEXT,
 	PRIMARY KEY ("key")
 )""",
-    """CREATE TABLE IF NOT EXISTS cv_objects (
+    """CREATE TABLE IF NOT EXISTS cv_locations (
 	id BLOB NOT NULL,
 	type SMALLINT NOT NULL,
-	pack BLOB NOT NULL,
+	pack INTEGER NOT NULL,
 	block_offset BIGINT NOT NULL,
 	block_length INTEGER NOT NULL,
 	"offset" INTEGER NOT NULL,
 	length INTEGER NOT NULL,
 	PRIMARY KEY (id)
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS cv_packs (
+	no INTEGER NOT NULL,
+	id BLOB NOT NULL,
+	PRIMARY KEY (no),
+	UNIQUE (id)
+)""",
     """CREATE TABLE IF NOT EXISTS cv_refs (
 	name VARCHAR(255) NOT NULL,
 	target VARCHAR(64) NOT NULL,
@@ -113,6 +122,8 @@ def _open_sqlite(path: str) -> sqlite3.Connection:
             cur.execute("PRAGMA cache_size=-4096")
             for ddl in SQLITE_TABLES:  # IF NOT EXISTS: two processes may both get here
                 cur.execute(ddl)
+            for old in OLD_TABLES:
+                cur.execute(f"DROP TABLE IF EXISTS {old}")
             conn.commit()
             cur.close()
             return conn
@@ -151,8 +162,11 @@ class Catalog:
             self._q = server.quote  # "offset" and "length" are reserved words there
             self._close = server.close
         self._loc_fields = ", ".join(self._q(n) for n in LOC_NAMES)
-        self._has_sql = f"SELECT 1 FROM cv_objects WHERE id = {self._ph}"
-        self._loc_sql = f"SELECT {self._loc_fields} FROM cv_objects WHERE id = {self._ph}"
+        self._has_sql = f"SELECT 1 FROM cv_locations WHERE id = {self._ph}"
+        self._loc_sql = f"SELECT {self._loc_fields} FROM cv_locations WHERE id = {self._ph}"
+        # cv_packs in memory, both ways (a repository has thousands of packs at most)
+        self._pack_ids: dict[int, bytes] = {}
+        self._pack_nos: dict[bytes, int] = {}
         self._cur = self._raw.cursor()
 
     def close(self) -> None:
@@ -232,7 +246,7 @@ class Catalog:
         for i in range(0, len(oids), 500):
             part = oids[i : i + 500]
             marks = ", ".join([self._ph] * len(part))
-            cur.execute(f"SELECT id FROM cv_objects WHERE id IN ({marks})", tuple(part))
+            cur.execute(f"SELECT id FROM cv_locations WHERE id IN ({marks})", tuple(part))
             found.update(bytes(r[0]) for r in cur.fetchall())
         cur.close()
         return found
@@ -240,7 +254,7 @@ class Catalog:
     def lookup(self, oid: bytes) -> Location | None:
         self._cur.execute(self._loc_sql, (oid,))
         row = self._cur.fetchone()
-        return _location(row) if row else None
+        return self._location(row) if row else None
 
     def add_index_file(
         self, name: str, entries: Iterable[tuple[bytes, Location]], commit: bool = True
@@ -256,33 +270,68 @@ class Catalog:
 
     def add_index_rows(self, name: str, rows: list[Row], commit: bool = True) -> None:
         """:meth:`add_index_file` for entries as flat rows (``index.Row``)."""
-        sql = self._insert_ignore("cv_objects", ("id", *LOC_NAMES))
+        nos = self._numbers({row[2] for row in rows})
+        sql = self._insert_ignore("cv_locations", ("id", *LOC_NAMES))
         # sorted keys turn random B-tree inserts into mostly sequential ones
         rows.sort()
-        self._executemany(sql, rows, commit=False)
         self._executemany(
-            self._insert_ignore("cv_index_files", ("name",)), [(name,)], commit=commit
+            sql,
+            ((oid, t, nos[p], bo, bl, o, ln) for oid, t, p, bo, bl, o, ln in rows),
+            commit=False,
         )
+        self._executemany(self._insert_ignore("cv_indexed", ("name",)), [(name,)], commit=commit)
+
+    def _numbers(self, packs: set[bytes]) -> dict[bytes, int]:
+        """The cv_packs numbers of ``packs``, adding those not there yet (in
+        the open transaction: the rows naming them follow in it)."""
+        new = [p for p in packs if p not in self._pack_nos]
+        if new:
+            self._executemany(
+                self._insert_ignore("cv_packs", ("id",)), [(p,) for p in new], commit=False
+            )
+            self._load_packs()
+        return self._pack_nos
+
+    def _load_packs(self) -> None:
+        for no, pack in self._query("SELECT no, id FROM cv_packs"):
+            self._pack_ids[int(no)] = bytes(pack)
+            self._pack_nos[bytes(pack)] = int(no)
+
+    def _location(self, row: Sequence[Any]) -> Location:
+        t, no, boff, blen, off, ln = row
+        pack = self._pack_ids.get(no)
+        if pack is None:  # numbered by another process since
+            self._load_packs()
+            pack = self._pack_ids.get(no)
+            if pack is None:
+                raise CatalogError(f"catalog: an entry names pack number {no}, which it lacks")
+        return Location(TYPES[t], pack, boff, blen, off, ln)
 
     def index_files(self) -> set[str]:
-        return {r[0] for r in self._query("SELECT name FROM cv_index_files")}
+        return {r[0] for r in self._query("SELECT name FROM cv_indexed")}
 
     def count_objects(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM cv_objects")[0][0])
+        return int(self._query("SELECT COUNT(*) FROM cv_locations")[0][0])
 
     def iter_objects(self) -> Iterator[tuple[bytes, Location]]:
         """Every object and its location (on a server, fetched all at once)."""
         cur = self._raw.cursor()
         try:
-            cur.execute(f"SELECT id, {self._loc_fields} FROM cv_objects")
+            cur.execute(f"SELECT id, {self._loc_fields} FROM cv_locations")
             while rows := cur.fetchmany(10000):
                 for row in rows:
-                    yield bytes(row[0]), _location(row[1:])
+                    yield bytes(row[0]), self._location(row[1:])
         finally:
             cur.close()
 
     def clear_objects(self) -> None:
-        self._write(("DELETE FROM cv_objects", ()), ("DELETE FROM cv_index_files", ()))
+        self._write(
+            ("DELETE FROM cv_locations", ()),
+            ("DELETE FROM cv_indexed", ()),
+            ("DELETE FROM cv_packs", ()),
+        )
+        self._pack_ids.clear()
+        self._pack_nos.clear()
 
     # -- what inputs were stored as --------------------------------------------------
     def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
@@ -299,7 +348,7 @@ class Catalog:
         """
         self._cur.execute(
             f"SELECT d.content, d.info FROM cv_stored_inputs d "
-            f"JOIN cv_objects o ON o.id = d.content "
+            f"JOIN cv_locations o ON o.id = d.content "
             f"JOIN cv_snapshots s ON s.id = d.snapshot "
             f"WHERE d.input_id = {self._ph}",
             (key,),
@@ -382,8 +431,3 @@ class Catalog:
 
 def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:
     return (int(loc.type), loc.pack, loc.block_offset, loc.block_length, loc.offset, loc.length)
-
-
-def _location(row: Sequence[Any]) -> Location:
-    t, pack, boff, blen, off, ln = row
-    return Location(TYPES[t], bytes(pack), boff, blen, off, ln)

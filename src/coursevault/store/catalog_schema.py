@@ -31,19 +31,26 @@ meta_t = sa.Table(
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text),
 )
-index_files_t = sa.Table(
-    "cv_index_files", metadata, sa.Column("name", sa.String(80), primary_key=True)
+# The tables of index entries (format 2 of the catalog; format 1's were
+# cv_index_files and cv_objects, which named each entry's pack by its 32-byte
+# id: a third of a row, and of the time inserting a night's rows).
+index_files_t = sa.Table("cv_indexed", metadata, sa.Column("name", sa.String(80), primary_key=True))
+packs_t = sa.Table(
+    "cv_packs",
+    metadata,
+    sa.Column("no", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", _Id, nullable=False, unique=True),
 )
 _loc_cols = (
     ("type", sa.SmallInteger),
-    ("pack", _Id),
+    ("pack", sa.Integer),  # cv_packs.no
     ("block_offset", sa.BigInteger),
     ("block_length", sa.Integer),
     ("offset", sa.Integer),
     ("length", sa.Integer),
 )
 objects_t = sa.Table(
-    "cv_objects",
+    "cv_locations",
     metadata,
     sa.Column("id", _Id, primary_key=True),
     *(sa.Column(n, t, nullable=False) for n, t in _loc_cols),
