@@ -122,3 +122,23 @@ def test_a_catalog_of_the_first_format_is_read_again_from_the_index_files(
     again.close()
     tables = {r[0] for r in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     assert "cv_objects" not in tables and "cv_index_files" not in tables
+
+
+def test_pack_numbers_stay_when_another_process_reads_the_index_again(tmp_path: Path) -> None:
+    """A reader keeps the catalog's pack numbers in memory; a process that
+    starts the entries over (after a prune elsewhere) must not renumber."""
+    url = f"sqlite:///{tmp_path / 'c.sqlite'}"
+    p1, p2 = b"1" * 32, b"2" * 32
+    loc1 = Location(ObjectType.TREE, p1, 0, 10, 0, 5)
+    loc2 = Location(ObjectType.BLOB, p2, 0, 10, 0, 5)
+    reader, other = Catalog(url), Catalog(url)
+    reader.add_index_file("a", [(b"a" * 32, loc1)])
+    reader.add_index_file("b", [(b"b" * 32, loc2)])
+    assert reader.lookup(b"a" * 32) == loc1  # numbers now held in memory
+    other.clear_objects()
+    other.add_index_file("b", [(b"b" * 32, loc2)])  # the other order this time
+    other.add_index_file("a", [(b"a" * 32, loc1)])
+    assert reader.lookup(b"a" * 32) == loc1 and reader.lookup(b"b" * 32) == loc2
+    assert dict(other.iter_objects()) == {b"a" * 32: loc1, b"b" * 32: loc2}
+    reader.close()
+    other.close()

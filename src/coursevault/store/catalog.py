@@ -325,13 +325,9 @@ class Catalog:
             cur.close()
 
     def clear_objects(self) -> None:
-        self._write(
-            ("DELETE FROM cv_locations", ()),
-            ("DELETE FROM cv_indexed", ()),
-            ("DELETE FROM cv_packs", ()),
-        )
-        self._pack_ids.clear()
-        self._pack_nos.clear()
+        # cv_packs stays: another process reading this catalog holds its numbers,
+        # which must keep naming the same packs (they are never reused)
+        self._write(("DELETE FROM cv_locations", ()), ("DELETE FROM cv_indexed", ()))
 
     # -- what inputs were stored as --------------------------------------------------
     def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
