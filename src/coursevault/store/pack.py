@@ -57,6 +57,8 @@ TREE_TYPE = int(ObjectType.TREE)
 MAX_BLOCK_RAW = 1 << 31  # u32 fields; objects larger than this are chunked above us
 
 
+# Objects this big (file content; the chunker's pieces average 64 KiB) get a
+# block of their own, compressed faster or not at all, whatever the block size.
 LARGE_OBJECT = 128 * 1024
 
 
@@ -98,9 +100,7 @@ class PackWriter:
         recent_trees: int = 128,
     ) -> None:
         self.block_target = block_target
-        # an object this big gets a block of its own (file content, compressed
-        # faster or not at all: see _seal), whatever the block size
-        self._large = min(block_target, LARGE_OBJECT)
+        self._large = min(block_target, LARGE_OBJECT)  # see _seal
         # Deduplication against the repository is asked once per block, not once
         # per object: one batched catalog query instead of a hundred.
         self._known = known
