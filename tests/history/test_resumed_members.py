@@ -4,6 +4,7 @@ checkpoint before the change, and stored exactly as a whole cut would store it."
 from __future__ import annotations
 
 import gzip
+import io
 import random
 from pathlib import Path
 
@@ -73,6 +74,14 @@ def test_a_member_changed_at_its_end_is_resumed(
     results = [ingest_archive(cv_repo, str(p)) for p in nights]
     assert results[0].xml_resumed_bytes == 0
     assert all(r.xml_resumed_bytes > 50_000 for r in results[1:])  # most of a 60 kB forum.xml
+    # the grafting hashes a resumed cut kept from the night before are tonight's
+    name = "activities/forum_5/forum.xml"
+    data = next(b for n, _d, b in read_members(nights[-1]) if n == name)
+    found = cv_repo.catalog.derived(xmlmember.points_key(name, data))
+    assert found is not None
+    info = found[1]["grafts"]
+    assert len(info["bounds"]) > 3
+    assert info == xmlmember._graft_info(io.BytesIO(data), found[1]["points"], {})
     _as_whole_cuts(cv_repo, tmp_path, nights, results)
 
 

@@ -53,7 +53,7 @@ def test_grafts_checked_by_hashes_cut_as_the_whole(
         sink = MemSink()
         old = cut(sink, doc, every)
         points = rows(old.checkpoints)
-        info = xmlmember._graft_info(io.BytesIO(doc), points)
+        info = xmlmember._graft_info(io.BytesIO(doc), points, {})
         changed = change(doc, old.checkpoints, pick, before, after)
         if changed is None:
             return

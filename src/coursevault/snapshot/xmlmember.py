@@ -230,7 +230,12 @@ def store_xml_member(
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
         final = _thin(kept, new)
-        row = {"kind": "checkpoints", "points": final, "grafts": _graft_info(spool, final)}
+        unchanged = _known_segments(found_points[1], offset) if offset and found_points else {}
+        row = {
+            "kind": "checkpoints",
+            "points": final,
+            "grafts": _graft_info(spool, final, unchanged),
+        }
         cut.remember.append((points, tree, row))
     spool.seek(0)
     return cut
@@ -316,11 +321,31 @@ def _graftable(offset: int, depth: int, item: dict[str, Any]) -> bool:
     )
 
 
-def _graft_info(spool: IO[bytes], points: list[list[Any]]) -> dict[str, Any]:
+def _known_segments(row: dict[str, Any], upto: int) -> dict[tuple[int, int], bytes]:
+    """The segment digests of last night's row that end by ``upto`` -- bytes
+    tonight's are the same as (a resumed cut's), so not hashed again: on the
+    generated 50 MB course that was 21 ms of a 0.57 s night."""
+    info: Any = row.get("grafts")
+    try:
+        bounds = [int(b) for b in info["bounds"]]
+        raw = bytes.fromhex(info["digests"])
+    except (TypeError, KeyError, ValueError):
+        return {}
+    return {
+        (bounds[i], bounds[i + 1]): raw[16 * i : 16 * i + 16]
+        for i in range(min(len(bounds) - 1, len(raw) // 16))
+        if bounds[i + 1] <= upto
+    }
+
+
+def _graft_info(
+    spool: IO[bytes], points: list[list[Any]], known: dict[tuple[int, int], bytes]
+) -> dict[str, Any]:
     """What tomorrow's cut needs to graft from ``points`` (see
     :class:`_Grafts`): the start tags of the elements worth grafting from,
     hashes of the bytes between each one's start, PROBE bytes past it and
-    the checkpoints taken inside it, and a hash of each checkpoint's state."""
+    the checkpoints taken inside it (those in ``known`` as they are), and a
+    hash of each checkpoint's state."""
     heads: dict[int, int] = {}
     bounds: set[int] = set()
     for offset, _seal, state in points:
@@ -330,7 +355,9 @@ def _graft_info(spool: IO[bytes], points: list[list[Any]]) -> dict[str, Any]:
                 heads[start] = int(item["head"])
                 bounds.update((start, start + PROBE, offset))
     order = sorted(bounds)
-    digests = b"".join(_segments(spool, order, 0))
+    digests = b"".join(
+        known.get((lo, hi)) or _segment(spool, lo, hi) for lo, hi in itertools.pairwise(order)
+    )
     tags = []
     for start, head in sorted(heads.items()):
         spool.seek(start)
@@ -350,13 +377,16 @@ def _segments(spool: IO[bytes], bounds: list[int], first: int, delta: int = 0) -
     ``delta``, for i from ``first`` on; lazily, so that a caller that finds
     a mismatch reads no further."""
     for i in range(first, len(bounds) - 1):
-        lo, hi = bounds[i] + delta, bounds[i + 1] + delta
-        spool.seek(lo)
-        h = blake3.blake3()
-        while lo < hi and (data := spool.read(min(READ_SIZE, hi - lo))):
-            h.update(data)
-            lo += len(data)
-        yield h.digest(16)
+        yield _segment(spool, bounds[i] + delta, bounds[i + 1] + delta)
+
+
+def _segment(spool: IO[bytes], lo: int, hi: int) -> bytes:
+    spool.seek(lo)
+    h = blake3.blake3()
+    while lo < hi and (data := spool.read(min(READ_SIZE, hi - lo))):
+        h.update(data)
+        lo += len(data)
+    return h.digest(16)
 
 
 def _peek(data: bytes) -> str:
