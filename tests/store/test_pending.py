@@ -31,3 +31,20 @@ def test_has_finds_every_pending_object_and_no_other(monkeypatch) -> None:
         assert [row[0] for row in index.rows()] == every
     finally:
         index.close()
+
+
+def test_the_bloom_filter_grows_without_losing_an_entry(monkeypatch) -> None:
+    monkeypatch.setattr(pending, "BLOOM_BYTES", 64)  # 512 bits: grows at 32 entries
+    index = PendingIndex()
+    try:
+        ids = [os.urandom(32) for _ in range(3000)]
+        for n in range(0, len(ids), 100):
+            index.add(n.to_bytes(32, "big"), _placed(ids[n : n + 100]))
+        assert len(index._bits) >= 3000 * 16 // 8  # 16 bits an entry at least
+        assert all(index.might_have(oid) for oid in ids)
+        assert all(index.has(oid) for oid in ids)
+        strangers = [os.urandom(32) for _ in range(3000)]
+        assert sum(index.might_have(oid) for oid in strangers) < 30  # under 1 %
+        assert not any(index.has(oid) for oid in strangers)
+    finally:
+        index.close()

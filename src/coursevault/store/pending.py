@@ -22,7 +22,7 @@ import struct
 import tempfile
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from coursevault.store.ids import TYPES
@@ -30,8 +30,14 @@ from coursevault.store.index import Row
 from coursevault.store.pack import Location
 
 FOUND_MAX = 8192  # ids kept by has(), about a MB
+# The Bloom filter's first size, grown as the index grows: 32 Mbit holds the
+# generated 1 GB course's 900,000 objects, where growing from 8 Mbit cost 3.5 %
+# of its ingest.
+BLOOM_BYTES = 1 << 22
 # id, type, block offset, block length, offset in block, length
 _REC = struct.Struct("<32sBIIII")
+# an id's first three 8-byte slices: its Bloom filter bit positions
+_SLICES = struct.Struct("<QQQ")
 
 
 @dataclass
@@ -55,7 +61,7 @@ class PendingIndex:
         # A Bloom filter in front of the runs: almost every object a session puts
         # is new, and "surely not pending" must cost no search.  Ids are hashes,
         # so three 8-byte slices of an id are three independent bit positions.
-        self._bits = bytearray(1 << 20)  # 8 Mbit; grown as the index grows
+        self._bits = bytearray(BLOOM_BYTES)
         self._mask = len(self._bits) * 8 - 1
         # Ids :meth:`has` found: a course repeats some objects many times (the
         # generated 1 GB course puts 146,000 objects again, 885 distinct, each
@@ -63,16 +69,17 @@ class PendingIndex:
         # 0.05 s with this).
         self._found: dict[bytes, None] = {}
 
-    def _set(self, oid: bytes) -> None:
-        bits, mask = self._bits, self._mask
-        for i in (0, 8, 16):
-            b = int.from_bytes(oid[i : i + 8], "little") & mask
-            bits[b >> 3] |= 1 << (b & 7)
+    def _set_all(self, oids: Iterable[bytes]) -> None:
+        bits, mask, slices = self._bits, self._mask, _SLICES.unpack_from
+        for oid in oids:
+            for b in slices(oid):
+                b &= mask
+                bits[b >> 3] |= 1 << (b & 7)
 
     def might_have(self, oid: bytes) -> bool:
         bits, mask = self._bits, self._mask
-        for i in (0, 8, 16):
-            b = int.from_bytes(oid[i : i + 8], "little") & mask
+        for b in _SLICES.unpack_from(oid):
+            b &= mask
             if not bits[b >> 3] & (1 << (b & 7)):
                 return False
         return True
@@ -81,8 +88,7 @@ class PendingIndex:
         """Keep at least 16 bits per entry (false positives under 0.2 %)."""
         self._bits = bytearray(len(self._bits) * 4)
         self._mask = len(self._bits) * 8 - 1
-        for oid, _loc in self:
-            self._set(oid)
+        self._set_all(oid for oid, _loc in self)
 
     def add(self, pack: bytes, placed: Sequence[tuple[int, bytes, int, int, int, int]]) -> None:
         """Add one pack's entries, as ``PackWriter.placed`` gives them: (type,
@@ -109,8 +115,7 @@ class PendingIndex:
         if self.count * 16 > len(self._bits) * 8:
             self._grow()
         else:
-            for e in placed:
-                self._set(e[1])
+            self._set_all([e[1] for e in placed])
 
     def has(self, oid: bytes) -> bool:
         """Whether the object is pending (what a writer asks of every object)."""
