@@ -123,10 +123,22 @@ def encode_group(records: list[tuple[list[ObjectId], bytes]]) -> tuple[list[Obje
     out = bytearray(b"R")
     write_varint(out, len(records))
     for rrefs, body in records:
-        write_varint(out, len(rrefs))
-        write_varint(out, len(body))
+        # varints inline for what nearly every record has: no references, a
+        # body under 16 KiB (this runs for every record of a backup)
+        if rrefs:
+            write_varint(out, len(rrefs))
+            refs.extend(rrefs)
+        else:
+            out.append(0)
+        n = len(body)
+        if n < 0x80:
+            out.append(n)
+        elif n < 0x4000:
+            out.append((n & 0x7F) | 0x80)
+            out.append(n >> 7)
+        else:
+            write_varint(out, n)
         out += body
-        refs.extend(rrefs)
     return refs, bytes(out)
 
 

@@ -156,15 +156,19 @@ class PackWriter:
                 self.drop_known()
             return
         large = n >= self._large
-        if self._raw and (large or len(self._raw) + n > self.block_target):
+        at = len(self._raw)
+        if at and (large or at + n > self.block_target):
             self.drop_known()
-            if self._raw and (large or len(self._raw) + n > self.block_target):
+            at = len(self._raw)
+            if at and (large or at + n > self.block_target):
                 self._seal()
-        self._entries.append((int(kind), oid, len(self._raw), n))
-        self.where[oid] = (int(kind), -1, 0, len(self._raw), n)
+                at = 0
+        t = int(kind)
+        self._entries.append((t, oid, at, n))
+        self.where[oid] = (t, -1, 0, at, n)
         self._raw += payload
         self.objects += 1
-        if large or len(self._raw) >= self.block_target:
+        if large or at + n >= self.block_target:
             self.drop_known()
             if self._raw and (large or len(self._raw) >= self.block_target):
                 self._seal()

@@ -259,20 +259,20 @@ class WriteSession:
         asked per block (see PackWriter), so an object may briefly sit in the
         open block before it is dropped as known."""
         oid = object_id(kind, payload)
-        if oid in self._pack.where:
+        pack = self._pack
+        if oid in pack.where or self._pending.has(oid):
             return oid
-        if self._pending.has(oid):
-            return oid
-        self._pack.add(kind, oid, payload)
-        self._stats.new_objects += 1
-        self._stats.new_bytes += len(payload)
+        pack.add(kind, oid, payload)
+        stats = self._stats
+        stats.new_objects += 1
+        stats.new_bytes += len(payload)
         if self._deferring and (
             self._pack.size >= DEFER_BYTES or len(self._pack.where) >= MAX_PACK_OBJECTS // 2
         ):
             self.use_dictionary(None)  # too much new to wait for one
         # (a pack may pass pack_size while it waits: it is one open block)
         if not self._deferring and (
-            self._pack.size >= self.pack_size or len(self._pack.where) >= MAX_PACK_OBJECTS
+            pack.size >= self.pack_size or len(pack.where) >= MAX_PACK_OBJECTS
         ):
             self._flush_pack()
         return oid

@@ -46,9 +46,16 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
+# the count byte of a tree with fewer than 128 references (nearly every tree)
+_COUNTS = [bytes([n]) for n in range(0x80)]
+
+
 def encode_tree(refs: Sequence[ObjectId], body: bytes) -> bytes:
+    n = len(refs)
+    if n < 0x80:  # one join: every object a backup writes is encoded here
+        return b"".join([_COUNTS[n], *refs, body]) if n else _COUNTS[0] + body
     out = bytearray()
-    write_varint(out, len(refs))
+    write_varint(out, n)
     for r in refs:
         out += r
     out += body
