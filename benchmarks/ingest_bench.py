@@ -79,6 +79,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import calibrate  # beside this script (sys.path[0])
 import zstandard
 
 HERE = Path(__file__).resolve().parent
@@ -146,8 +147,10 @@ class Measured:
 class Bench:
     """Shared state: environment for the CLI, the log of commands run, progress output."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, cpu: int | None = None) -> None:
         self.work = work
+        # the CPU measured commands are pinned to (the targets are "on one core")
+        self.cpu = cpu
         self.commands: list[str] = []
         self.env = dict(os.environ)
         self.env["COURSEVAULT_CACHE"] = str(work / "cache")
@@ -169,13 +172,19 @@ class Bench:
     def measure(self, argv: Sequence[str], cache: Path | None = None) -> Measured:
         """Run ``argv`` as its own process; wall time and the process's peak RSS."""
         env = self._env(cache)
+        pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
         if GNU_TIME is not None:
-            self.commands.append(shlex.join([GNU_TIME, "-v", "-o", "RSS.txt", *argv]))
+            self.commands.append(shlex.join([*pin, GNU_TIME, "-v", "-o", "RSS.txt", *argv]))
         else:
-            self.commands.append(shlex.join(argv) + "  # peak RSS: psutil polling")
+            self.commands.append(shlex.join([*pin, *argv]) + "  # peak RSS: psutil polling")
         if GNU_TIME is not None:
             return self._measure_gnu_time(argv, env)
         return self._measure_psutil(argv, env)
+
+    def _pin(self) -> None:
+        """In the child before it runs: keep it (and what it starts) on one CPU."""
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})
 
     def _env(self, cache: Path | None) -> dict[str, str]:
         env = dict(self.env)
@@ -188,7 +197,9 @@ class Bench:
         with tempfile.NamedTemporaryFile("r", dir=self.work, suffix=".time") as tf:
             cmd = [GNU_TIME, "-v", "-o", tf.name, *argv]
             t0 = time.perf_counter()
-            proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                cmd, env=env, capture_output=True, text=True, preexec_fn=self._pin
+            )
             seconds = time.perf_counter() - t0
             report = Path(tf.name).read_text()
         if proc.returncode != 0:
@@ -203,7 +214,14 @@ class Bench:
 
         with tempfile.TemporaryFile("w+", dir=self.work) as out:
             t0 = time.perf_counter()
-            proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.PIPE, text=True)
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                preexec_fn=self._pin,
+            )
             ps = psutil.Process(proc.pid)
             peak = 0
             stop = threading.Event()
@@ -702,7 +720,9 @@ def render(data: dict[str, Any]) -> str:
         lines += [
             f"### `{run['invocation']}` ({run['started']}, sizes {run['sizes']})",
             "",
-            f"Load average at start: {run['load_start']}; at end: {run.get('load_end', '—')}.",
+            f"Load average at start: {run['load_start']}; at end: {run.get('load_end', '—')}. "
+            f"benchmarks/calibrate.py at start: {run.get('calibrate', '—')}; "
+            f"{run.get('cpu', 'not pinned')}.",
             "",
             "```",
             *run["commands"],
@@ -832,6 +852,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="size whose night-1 ingest to cProfile (default 100 if run; 0 = none)",
     )
     parser.add_argument("--keep-work", action="store_true", help="keep repositories")
+    parser.add_argument(
+        "--cpu",
+        type=int,
+        default=0,
+        help="the CPU measured commands are pinned to (-1: not pinned); default %(default)s",
+    )
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     profile_size = args.profile if args.profile is not None else (100 if 100 in sizes else 0)
@@ -845,7 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if profile_size:
             data["profile"] = None
     work = Path(tempfile.mkdtemp(prefix="cv-ingest-bench-", dir="/tmp"))
-    bench = Bench(work)
+    bench = Bench(work, args.cpu if args.cpu >= 0 and hasattr(os, "sched_setaffinity") else None)
     invocation = (
         shlex.join([PY, *sys.argv]) if argv is None else shlex.join(["ingest_bench.py", *argv])
     )
@@ -854,6 +880,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": dt.datetime.now().isoformat(timespec="seconds"),
         "sizes": ",".join(map(str, sizes)),
         "load_start": _load(),
+        "calibrate": calibrate.measure(),
+        "cpu": "not pinned" if bench.cpu is None else f"measured commands on CPU {bench.cpu}",
         "commands": bench.commands,
     }
     data["runs"].append(run_info)
