@@ -10,7 +10,9 @@ What it measures, for each size (MB of uncompressed XML) given by ``--sizes``:
    command's ``bytes_read`` (ingest) or ``bytes`` (export) divided by the wall time of
    the whole command.  A second figure subtracts the interpreter/CLI start-up, i.e. the
    median wall time of three ``coursevault version`` runs, and is labelled as such.
-   Targets: ingest >= 30 MB/s, export >= 60 MB/s on one core.
+   Targets: ingest >= 30 MB/s, export >= 60 MB/s on one core: every measured
+   command is pinned to one CPU (``--cpu``, default 0; -1 for none), and
+   ``benchmarks/calibrate.py``'s yardstick is printed beside the run.
 3. **Store growth** of the next night: ``pack_bytes + index_bytes`` from
    ``coursevault stats --json`` after ingesting night 2, minus the same after night 1,
    compared with the zstd size (level 3 and level 19) of *what actually changed*:
