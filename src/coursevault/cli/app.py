@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except CoursevaultError as exc:
         if debug:
             traceback.print_exc()
-        output.err.print(f"coursevault: error: {exc}", markup=False)
+        output.err.print(f"coursevault: error: {_one_line(str(exc))}", markup=False)
         return exc.exit_code
     except Exception as exc:
         # typer vendors click; its usage errors all carry format_message()
@@ -57,11 +57,17 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             traceback.print_exc()
         output.err.print(
-            f"coursevault: internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+            f"coursevault: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
+            " (run with --debug for details)",
             markup=False,
         )
         return EXIT_FAILURE
     return 0
+
+
+def _one_line(message: str) -> str:
+    """Errors are one line: a message from a library may carry line breaks."""
+    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 if __name__ == "__main__":

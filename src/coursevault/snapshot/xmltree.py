@@ -129,7 +129,8 @@ class _Validator:
         except _DoctypeFound:
             raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted") from None
         except etree.XMLSyntaxError as exc:
-            what = _LINE_COLUMN.sub("", exc.msg or "not well-formed")
+            # (some of libxml2's messages end in a line break)
+            what = _LINE_COLUMN.sub("", (exc.msg or "not well-formed").strip())
             raise XmlSyntax(f"malformed XML at line {exc.lineno}: {what}") from None
 
 
