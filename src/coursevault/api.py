@@ -134,6 +134,8 @@ def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], obj
     snap, tree = archive_tree(repo, selector)
     member_path, sep, address = path.partition(":")
     member = member_or_error(tree, snap, member_path)
+    if member.is_dir:
+        raise BadInputError(f"{member_path} is a folder: list it with ls")
     if not sep:
         write_content(repo.get, tree, member, write)
         return

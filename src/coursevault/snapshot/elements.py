@@ -5,7 +5,10 @@ child records are fetched only when the walk descends into them.  ``ls``,
 ``cat`` with an element address, and diff all walk documents this way.
 
 Element addresses look like ``/activity/choice/options/option[@id=3]``: each
-step is a name, optionally with ``[@attr=value]`` or a 1-based ``[N]``.
+step is a name, then any number of predicates -- ``[@attr=value]`` (the value
+quoted if it holds ``/``, ``[``, ``]`` or a quote) and at most one 1-based
+``[N]`` -- so every label ``ls`` prints (``progress[@questionid=2][@userid=3]``)
+is an address step.
 """
 
 from __future__ import annotations
@@ -32,9 +35,20 @@ from coursevault.store.treecodec import decode_tree
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, strip_cdata=False
 )
-_STEP = re.compile(
-    r"^([A-Za-z0-9_]+)(?:\[(?:@([A-Za-z0-9_]+)=(?:\"([^\"]*)\"|'([^']*)'|([^\]]*))|(\d+))\])?$"
+_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_PREDICATE = re.compile(
+    r"\[(?:@([A-Za-z0-9_.\-]+)=(?:\"([^\"]*)\"|'([^']*)'|([^\]\"'/\[]*))|(\d+))\]"
 )
+_PLAIN_VALUE = re.compile(r"[^\]\"'/\[]*")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of an element address: a name, attribute values, a position."""
+
+    name: str
+    attrs: tuple[tuple[str, str], ...] = ()
+    pos: int | None = None  # 1-based among the elements matching name and attrs
 
 
 @dataclass
@@ -58,8 +72,14 @@ class Element:
         return None if self.leaf is None else (self.leaf.text or "")
 
     def label(self) -> str:
-        preds = "".join(f"[@{k}={v}]" for k, v in self.attrs.items())
-        return f"{self.tag}{preds}"
+        """The element as an address step (see :func:`parse_address`)."""
+        return self.tag + "".join(f"[@{k}={_quoted(v)}]" for k, v in self.attrs.items())
+
+
+def _quoted(value: str) -> str:
+    if _PLAIN_VALUE.fullmatch(value):
+        return value
+    return f"'{value}'" if '"' in value else f'"{value}"'
 
 
 def load_record(get: Getter, oid: ObjectId) -> Element:
@@ -139,17 +159,34 @@ def _unself_close(fragment: bytes) -> bytes:
     return fragment[:end] + b"></" + name + b">" + fragment[end + 2 :]
 
 
-def parse_address(address: str) -> list[tuple[str, str | None, str | None, int | None]]:
+def parse_address(address: str) -> list[Step]:
     if not address.startswith("/"):
         raise BadInputError(f"element address must start with '/': {address!r}")
-    steps = []
-    for part in address.strip("/").split("/"):
-        m = _STEP.match(part)
-        if not m:
+    steps: list[Step] = []
+    i, end = 0, len(address.rstrip("/"))
+    while i < end:
+        start = i + 1  # past the '/'
+        m = _NAME.match(address, start)
+        i = m.end() if m else start
+        attrs: list[tuple[str, str]] = []
+        pos: int | None = None
+        while m and i < end and address[i] == "[":
+            p = _PREDICATE.match(address, i)
+            if p is None or (p.group(5) and pos is not None):
+                m = None
+                break
+            if p.group(5):
+                pos = int(p.group(5))
+            else:
+                attrs.append((p.group(1), next(v for v in p.group(2, 3, 4) if v is not None)))
+            i = p.end()
+        if m is None or (i < end and address[i] != "/"):
+            stop = address.find("/", i)
+            part = address[start : stop if stop >= 0 else len(address)]
             raise BadInputError(f"invalid step {part!r} in element address {address!r}")
-        name, attr, v1, v2, v3, pos = m.groups()
-        value = v1 if v1 is not None else v2 if v2 is not None else v3
-        steps.append((name, attr, value, int(pos) if pos else None))
+        steps.append(Step(m.group(), tuple(attrs), pos))
+    if not steps:
+        raise BadInputError(f"element address names no element: {address!r}")
     return steps
 
 
@@ -160,26 +197,22 @@ def find(get: Getter, doc: ObjectId, address: str) -> Iterator[Element]:
     yield from _match(get, [root], steps)
 
 
-def _match(
-    get: Getter,
-    candidates: list[Element],
-    steps: list[tuple[str, str | None, str | None, int | None]],
-) -> Iterator[Element]:
-    name, attr, value, pos = steps[0]
+def _match(get: Getter, candidates: list[Element], steps: list[Step]) -> Iterator[Element]:
+    step = steps[0]
     count = 0
     for el in candidates:
-        if el.tag != name:
+        if el.tag != step.name:
             continue
-        if attr is not None and el.attrs.get(attr) != value:
+        if any(el.attrs.get(k) != v for k, v in step.attrs):
             continue
         count += 1
-        if pos is not None and count != pos:
+        if step.pos is not None and count != step.pos:
             continue
         if len(steps) == 1:
             yield el
         elif el.is_record:
             yield from _match(get, list(children(get, el)), steps[1:])
-        if pos is not None:
+        if step.pos is not None:
             return
 
 
