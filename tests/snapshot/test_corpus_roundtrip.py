@@ -31,6 +31,7 @@ def test_ingest_export_identical(cv_repo: Repository, archive: Path, tmp_path: P
     exported = export_snapshot(cv_repo, result.snapshot, str(out))
     assert exported.format == result.format
     assert read_members(out) == read_members(archive)
+    assert exported.members == len(read_members(archive))
     if result.format == "tgz":  # the tar stream inside is identical too
         with gzip.open(archive) as a, gzip.open(out) as b:
             assert a.read() == b.read()
@@ -51,8 +52,11 @@ def test_ingest_export_identical(cv_repo: Repository, archive: Path, tmp_path: P
 def test_convert_between_zip_and_tgz(cv_repo: Repository, archive: Path, tmp_path: Path) -> None:
     snap = ingest_archive(cv_repo, str(archive)).snapshot
     as_tgz, as_zip = tmp_path / "a.mbz", tmp_path / "b.mbz"
-    export_snapshot(cv_repo, snap, str(as_tgz), fmt="tgz")
-    export_snapshot(cv_repo, snap, str(as_zip), fmt="zip")
+    tgz = export_snapshot(cv_repo, snap, str(as_tgz), fmt="tgz")
+    zipped = export_snapshot(cv_repo, snap, str(as_zip), fmt="zip")
+    # what each command reports is what it wrote (a zip has no .ARCHIVE_INDEX)
+    assert tgz.members == len(read_members(as_tgz))
+    assert zipped.members == len(read_members(as_zip))
     assert as_tgz.read_bytes()[:2] == b"\x1f\x8b" and as_zip.read_bytes()[:2] == b"PK"
     original = logical(read_members(archive))
     assert logical(read_members(as_tgz)) == original

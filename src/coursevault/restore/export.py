@@ -79,7 +79,7 @@ def export_snapshot(
         tmp = os.path.join(folder, f".{os.path.basename(out_path)}.tmp-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
-                total = _write_archive(repo, tree, fmt, f, level, progress)
+                written, total = _write_archive(repo, tree, fmt, f, level, progress)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, out_path)
@@ -93,7 +93,7 @@ def export_snapshot(
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    return ExportResult(snap_id, out_path, fmt, len(tree.members), total)
+    return ExportResult(snap_id, out_path, fmt, written, total)
 
 
 def _write_archive(
@@ -103,13 +103,14 @@ def _write_archive(
     f: Any,
     level: int,
     progress: Callable[[int, int], None] | None,
-) -> int:
+) -> tuple[int, int]:
+    """Write the archive; (members written, their bytes)."""
     same_format = fmt == tree.layout.get("format")
     members = list(tree.members)
     if fmt == "zip":
         members = [m for m in members if m.path != INDEX_NAME and m.kind != "link"]
     total = sum(m.size for m in members)
-    done = 0
+    done = written = 0
 
     def produce_for(member: Member) -> Callable[[Callable[[bytes], object]], None]:
         return lambda write: write_content(repo.get, tree, member, write)
@@ -123,6 +124,7 @@ def _write_archive(
                 write(index)
 
             writer.add(INDEX_NAME, False, len(index), 1356998400, produce_index)
+            written += 1
         for m in members:
             header = (
                 bytes.fromhex(m.entry["tar_header"])
@@ -130,6 +132,7 @@ def _write_archive(
                 else None
             )
             writer.add(m.name, m.is_dir, m.size, m.mtime, produce_for(m), header)
+            written += 1
             done += m.size
             if progress:
                 progress(done, total)
@@ -144,8 +147,9 @@ def _write_archive(
             if name in ("", "/"):
                 continue
             zwriter.add(name, m.is_dir, m.size, m.mtime, produce_for(m), zip_info)
+            written += 1
             done += m.size
             if progress:
                 progress(done, total)
         zwriter.close()
-    return total
+    return written, total
