@@ -403,7 +403,12 @@ def _expand(
 
 # -- moves ----------------------------------------------------------------------------
 def _find_moves(out: TreeDiff) -> None:
-    """A record removed in one place and added, with the same content, in another: a move."""
+    """A record removed in one place and added, with the same content, in another: a move.
+
+    Removed and added in the same place is no change at all: runs of records
+    are paired by position, so a run that appears before others (a leaf that
+    now holds records) shows the unchanged runs after it as removed and added.
+    """
     removed: dict[ObjectId, RecordChange] = {}
     for r in out.records:
         if r.change == "removed" and r.oid is not None:
@@ -414,6 +419,8 @@ def _find_moves(out: TreeDiff) -> None:
         src = removed.get(r.oid) if r.change == "added" and r.oid is not None else None
         if src is not None and id(src) not in moved_away:
             moved_away.add(id(src))
+            if (src.member, src.path) == (r.member, r.path):
+                continue
             kept.append(
                 RecordChange(
                     "moved", r.member, r.path, r.tag, r.id, moved_from=f"{src.member}:{src.path}"
