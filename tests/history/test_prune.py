@@ -117,3 +117,29 @@ def test_prune_waits_for_no_writer(small_packs: Repository, tmp_path: Path) -> N
             prune_repository(small_packs)
     finally:
         session.abort()
+
+
+def test_a_prune_with_nothing_to_free_leaves_the_index_alone(
+    cv_repo: Repository, tmp_path: Path
+) -> None:
+    _nights(cv_repo, tmp_path, 3)
+    index = sorted(cv_repo.backend.list("index/"))
+    report = prune_repository(cv_repo)
+    assert report.bytes_freed == 0 and report.index_files_written == 0
+    assert sorted(cv_repo.backend.list("index/")) == index
+
+
+@pytest.mark.parametrize("packs", ["cv_repo", "small_packs"])
+def test_a_dry_run_says_what_prune_frees(
+    request: pytest.FixtureRequest, tmp_path: Path, packs: str
+) -> None:
+    repo: Repository = request.getfixturevalue(packs)
+    _nights(repo, tmp_path, 6)
+    api.forget(repo, Policy(last=2), course=repo.snapshots()[0].course)
+    dry = prune_repository(repo, dry_run=True)
+    real = prune_repository(repo)
+    assert real.bytes_freed > 0
+    if real.packs_repacked == 0:  # what stays and the new index: known exactly
+        assert dry.bytes_freed == real.bytes_freed
+    else:  # copies are compressed again: about the share of their packs
+        assert abs(dry.bytes_freed - real.bytes_freed) <= 0.2 * real.bytes_freed

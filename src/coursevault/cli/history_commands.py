@@ -170,8 +170,13 @@ def prune(
     if json_out:
         output.print_json(report.as_dict())
         return
+    freed = report.bytes_freed
+    if freed >= 0:
+        amount = f"{'would free' if dry_run else 'freed'} {output.human_bytes(freed)}"
+    else:  # a rewritten index can come out a little larger than the files it replaces
+        amount = f"{'would grow by' if dry_run else 'grew by'} {output.human_bytes(-freed)}"
     output.out.print(
-        f"{'would free' if dry_run else 'freed'} {output.human_bytes(report.bytes_freed)}: "
+        f"{amount}: "
         f"{report.packs_deleted} of {report.packs_before} packs deleted, {report.packs_repacked} repacked "
         f"into {report.packs_written}; {report.reachable_objects} objects kept for {report.snapshots} snapshots",
         markup=False,

@@ -18,10 +18,11 @@ Nothing still referenced is ever deleted.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from coursevault.errors import ObjectMissingError
+from coursevault.store.backend import Backend
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.objecttable import ObjectTable
@@ -69,8 +70,9 @@ def prune_repository(
 def _classify(
     table: ObjectTable, pack_sizes: dict[str, int], repack_below: float
 ) -> tuple[set[str], set[str], set[str], dict[str, int]]:
-    """(keep, repack, delete, used bytes): packs by the share of their object
-    bytes still needed (rows marked KEPT)."""
+    """(keep, repack, delete, survivors): packs by the share of their object
+    bytes still needed (rows marked KEPT), and for each pack to repack about
+    how many of its stored bytes the copied objects take (that share of it)."""
     used_no = [0] * table.pack_count
     total_no = [0] * table.pack_count
     marks = table.marks
@@ -82,7 +84,17 @@ def _classify(
     used = {table.pack(no).hex(): n for no, n in enumerate(used_no) if n}
     keep = {p for p in pack_sizes if p in total and used.get(p, 0) >= repack_below * total[p]}
     repack = {p for p in pack_sizes if p in total and p not in keep and used.get(p, 0) > 0}
-    return keep, repack, set(pack_sizes) - keep, used
+    survivors = {p: pack_sizes[p] * used[p] // total[p] for p in repack}
+    return keep, repack, set(pack_sizes) - keep, survivors
+
+
+def _index_size(rows: Iterable[Row]) -> int:
+    """Bytes of the index files ``rows`` make (what a dry run says they would take)."""
+    size = 0
+    rest = iter(rows)
+    while chunk := list(itertools.islice(rest, MAX_ENTRIES_PER_FILE)):
+        size += len(encode_index_rows(chunk)[1])
+    return size
 
 
 # marks on ObjectTable rows
@@ -185,7 +197,7 @@ def _prune(
             mark_dictionary(named, "a block's dictionary")
 
     # 2. classify packs by the share of their object bytes still needed
-    keep, repack, delete, used = _classify(table, pack_sizes, repack_below)
+    keep, repack, delete, survivors = _classify(table, pack_sizes, repack_below)
     report.packs_repacked = len(repack)
     report.packs_deleted = len(delete)
 
@@ -204,12 +216,27 @@ def _prune(
         else:
             to_copy.append(rows.start)
 
-    if dry_run:
-        report.bytes_after = (
-            report.bytes_before
-            - sum(pack_sizes[p] for p in delete)
-            + sum(used.get(p, 0) for p in repack)
-        )
+    # the new index: the objects staying, in pack order (neighbouring locations
+    # compress), then the copies
+    staying.sort()
+    mask = (1 << 32) - 1
+
+    def index_after(copies: Iterable[Row]) -> Iterator[Row]:
+        return itertools.chain((table.index_row(key & mask) for key in staying), copies)
+
+    # Nothing to delete or copy, and every index entry an object kept once:
+    # the index stays as it is (rewriting it would only change its size).
+    unchanged = not delete and len(table) == report.reachable_objects
+    if unchanged or dry_run:
+        report.bytes_after = report.bytes_before
+        if not unchanged:  # the copies' index rows, in their places before the copy
+            report.bytes_after = (
+                sum(pack_sizes[p] for p in keep)
+                + sum(survivors.values())
+                + _index_size(index_after(table.index_row(row) for row in to_copy))
+            )
+        if not dry_run:
+            _remove_temporary(backend)
         return report
 
     # 3. copy the survivors of repacked packs
@@ -236,12 +263,9 @@ def _prune(
             flush()
     flush()
 
-    # 4. the new index (in pack order: neighbouring locations compress), then
-    # away with the old
+    # 4. the new index, then away with the old
     say("writing the new index")
-    staying.sort()
-    mask = (1 << 32) - 1
-    entries = itertools.chain((table.index_row(key & mask) for key in staying), copied)
+    entries = index_after(copied)
     new_index: set[str] = set()
     while chunk := list(itertools.islice(entries, MAX_ENTRIES_PER_FILE)):
         idx_id, data = encode_index_rows(chunk)
@@ -257,14 +281,19 @@ def _prune(
     say(f"deleting {len(delete)} packs")
     for name in delete:
         backend.delete(pack_key(bytes.fromhex(name)))
-    temporary = getattr(backend, "list_temporary", None)
-    if temporary is not None:
-        for key in list(temporary()):
-            if not key.startswith("locks/"):
-                backend.delete(key)
+    _remove_temporary(backend)
 
     repo.rebuild_catalog()
     report.bytes_after = sum(s for _, s in backend.list("packs/")) + sum(
         s for _, s in backend.list("index/")
     )
     return report
+
+
+def _remove_temporary(backend: Backend) -> None:
+    """Leftovers of writes that never finished (no writer runs: we hold the lock)."""
+    temporary = getattr(backend, "list_temporary", None)
+    if temporary is not None:
+        for key in list(temporary()):
+            if not key.startswith("locks/"):
+                backend.delete(key)
