@@ -199,3 +199,25 @@ def test_late_failure_removes_packs_already_written(tmp_path: Path) -> None:
         assert list(backend.list("index/")) == []
         assert repo.snapshots() == []
         assert repo.catalog.count_objects() == 0
+
+
+def test_a_refused_archive_does_not_stop_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A nightly run over many courses: the broken one is reported, the rest
+    are stored, and the exit code says something was refused."""
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    assert main(["init", str(repo)]) == 0
+    good = [c for c in CORPUS if "simplecertificate" in c.name]
+    bad = tmp_path / "bad.mbz"
+    malformed_xml(bad)
+    capsys.readouterr()
+    code = main(["ingest", "-r", str(repo), str(good[0]), str(bad), str(good[1]), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert [line.split(":")[0] for line in err.splitlines()] == ["coursevault"] * 2
+    assert "bad.mbz: course.xml: malformed XML" in err and "1 of 3 archives refused" in err
+    assert len(out.splitlines()) == 2  # a JSON line for each stored archive
+    with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
+        assert len(r.snapshots()) == 2

@@ -45,29 +45,22 @@ def main(argv: list[str] | None = None) -> int:
     except CoursevaultError as exc:
         if debug:
             traceback.print_exc()
-        output.err.print(f"coursevault: error: {_one_line(str(exc))}", markup=False)
+        output.error(str(exc))
         return exc.exit_code
     except Exception as exc:
         # typer vendors click; its usage errors all carry format_message()
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
             message = exc.format_message()
             if message:  # empty for "no arguments: help was shown"
-                output.err.print(f"coursevault: error: {message}", markup=False)
+                output.error(message)
             return EXIT_BAD_INPUT
         if debug:
             traceback.print_exc()
-        output.err.print(
-            f"coursevault: internal error: {type(exc).__name__}: {_one_line(str(exc))}"
-            " (run with --debug for details)",
-            markup=False,
+        output.error(
+            f"{type(exc).__name__}: {exc} (run with --debug for details)", "internal error"
         )
         return EXIT_FAILURE
     return 0
-
-
-def _one_line(message: str) -> str:
-    """Errors are one line: a message from a library may carry line breaks."""
-    return " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
 
 
 if __name__ == "__main__":

@@ -23,6 +23,13 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def error(message: str, prefix: str = "error") -> None:
+    """``coursevault: error: ...`` on stderr, one line: a message from a
+    library may carry line breaks (libxml2's do)."""
+    text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
+    err.print(f"coursevault: {prefix}: {text}", markup=False)
+
+
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=None, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()

@@ -18,6 +18,7 @@ from coursevault.cli.base import (
     app,
     open_repo,
 )
+from coursevault.errors import EXIT_BAD_INPUT, ArchiveError
 
 
 @app.command()
@@ -34,13 +35,26 @@ def ingest(
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Store .mbz archives as deduplicated snapshots (one per archive, all or nothing each)."""
+    """Store .mbz archives as deduplicated snapshots (one per archive, all or nothing each).
+
+    An archive refused as bad input is reported and the others go on (a
+    nightly run over many courses must not lose them all to one broken
+    file); the command then exits 2.  Anything else stops it.
+    """
+    refused = 0
     with open_repo(repo, cache_dir, catalog, sync=False) as r:  # each ingest syncs under its lock
         for path in archives:
-            with output.byte_progress(
-                f"ingest {os.path.basename(path)}", None, not json_out
-            ) as bar:
-                result = api.ingest(r, path, course=course, when=when, progress=bar)
+            try:
+                with output.byte_progress(
+                    f"ingest {os.path.basename(path)}", None, not json_out
+                ) as bar:
+                    result = api.ingest(r, path, course=course, when=when, progress=bar)
+            except ArchiveError as exc:
+                if len(archives) == 1:
+                    raise
+                output.error(str(exc))
+                refused += 1
+                continue
             if json_out:
                 output.print_json(result.as_dict())
                 continue
@@ -58,6 +72,11 @@ def ingest(
             )
             for raw in result.raw_xml:
                 output.err.print(f"  kept raw: {raw['member']}: {raw['reason']}", markup=False)
+    if refused:
+        output.err.print(
+            f"coursevault: {refused} of {len(archives)} archives refused", markup=False
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
 @app.command()
