@@ -37,7 +37,10 @@ def resolve(repo: Repository, selector: str) -> SnapshotRow:
         spec = "latest"
     rows = repo.snapshots(course)
     if not rows:
-        raise SelectorError(f"no snapshot matches {selector!r}")
+        hint = ""
+        if not at and re.fullmatch(r"[0-9a-fA-F]{1,3}", selector):
+            hint = " (an id prefix needs 4 hex digits or more)"
+        raise SelectorError(f"no snapshot matches {selector!r}{hint}")
     if spec == "latest":
         return rows[-1]
     if spec.startswith("~"):

@@ -1,0 +1,95 @@
+"""Snapshot selectors: an id or its prefix, COURSE, COURSE@latest, @~N, @<time>."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import write_course
+
+from coursevault.cli.app import main
+from coursevault.errors import SelectorError
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.snapshot.selectors import resolve
+from coursevault.store.repository import Repository
+
+DAY = 86400
+T0 = 1700000000  # 2023-11-14T22:13:20Z
+
+
+@pytest.fixture
+def three_nights(cv_repo: Repository, tmp_path: Path) -> list[str]:
+    out = []
+    for night in range(3):
+        posts = {1: [(10 + i, f"post {i}") for i in range(night + 1)]}
+        path = write_course(tmp_path / f"n{night}.mbz", posts, date=T0 + night * DAY)
+        out.append(ingest_archive(cv_repo, str(path), course="c").snapshot)
+    return out
+
+
+def test_every_form_names_the_snapshot(cv_repo: Repository, three_nights: list[str]) -> None:
+    first, second, third = three_nights
+    for selector, want in [
+        (first, first),
+        (second[:8], second),
+        (third[:12].upper(), third),
+        ("c", third),
+        ("c@latest", third),
+        ("c@~0", third),
+        ("c@~2", first),
+        ("c@2023-11-15T22:13:20Z", second),  # exactly the second backup's time
+        ("c@2023-11-15T22:13:19Z", first),  # a second before it
+        ("c@2023-11-17T00:13:20+02:00", third),  # the third's time, in another zone
+        ("c@2030-01-01", third),
+    ]:
+        assert resolve(cv_repo, selector).id == want, selector
+
+
+@pytest.mark.parametrize(
+    ("selector", "message"),
+    [
+        ("", "empty snapshot selector"),
+        ("c@~3", "has 3 snapshots; 'c@~3' goes back too far"),
+        ("c@~x", "~N needs a number"),
+        ("c@2023-11-14", "no snapshot at or before 2023-11-14"),
+        ("c@yesterday", "expected latest, ~N or an ISO time"),
+        ("nope@latest", "no snapshot matches 'nope@latest'"),
+        ("abc", "an id prefix needs 4 hex digits or more"),
+    ],
+)
+def test_a_selector_that_names_nothing_says_why(
+    cv_repo: Repository, three_nights: list[str], selector: str, message: str
+) -> None:
+    with pytest.raises(SelectorError, match=message.replace("~", "\\~")):
+        resolve(cv_repo, selector)
+
+
+def test_an_ambiguous_prefix_is_refused(
+    cv_repo: Repository, three_nights: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = cv_repo.snapshots()
+    # two snapshots whose ids share their first 8 digits (a 1 in 4 billion chance
+    # among real ids, so the rows are edited)
+    twins = [
+        replace(rows[0], id="abcd1234" + rows[0].id[8:]),
+        replace(rows[1], id="abcd1234" + rows[1].id[8:]),
+    ]
+    monkeypatch.setattr(cv_repo, "snapshots", lambda course=None: [*twins, rows[2]])
+    with pytest.raises(SelectorError, match="'abcd' is ambiguous \\(2 match\\)"):
+        resolve(cv_repo, "abcd")
+    assert resolve(cv_repo, twins[1].id[:12]).id == twins[1].id
+
+
+def test_the_cli_takes_selectors_and_exits_2_on_a_bad_one(
+    cv_repo: Repository,
+    three_nights: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["-r", str(tmp_path / "repo"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["ls", "c@~1", *args]) == 0
+    assert "activities/forum_5/forum.xml" in capsys.readouterr().out
+    assert main(["ls", "c@~9", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "goes back too far" in err
