@@ -132,3 +132,11 @@ def test_cli_diff_json_stat_and_cross_course(
     out = capsys.readouterr().out
     assert "activities/forum_5" in out and "2 members changed" in out
     assert main(["diff", "orig", "nope@latest"]) == 2
+    capsys.readouterr()
+    # a path narrows the diff; one that names no member is refused, not "no change"
+    assert main(["diff", "orig", "copy", "activities/forum_5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["counts"]["modified"] == 1
+    assert main(["diff", "orig", "copy", "activities/forum_55"]) == 2
+    assert "neither snapshot has a member at 'activities/forum_55'" in capsys.readouterr().err
+    assert main(["diff", "orig", "orig", "activities/forum_5"]) == 0  # the same: no lines
+    assert capsys.readouterr().out == ""

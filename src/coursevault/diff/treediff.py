@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from coursevault.errors import BadInputError
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive
 from coursevault.snapshot.elements import (
     Element,
@@ -150,9 +151,15 @@ def diff_snapshots(
     get: Getter, root_a: ObjectId, root_b: ObjectId, prefix: str | None = None
 ) -> TreeDiff:
     result = TreeDiff()
+    if root_a == root_b and not prefix:
+        return result
+    tree_a = load_archive(get, root_a)
+    tree_b = tree_a if root_b == root_a else load_archive(get, root_b)
+    if prefix and not any(_in_prefix(m.path, prefix) for m in [*tree_a.members, *tree_b.members]):
+        # a mistyped path would otherwise read as "no change"
+        raise BadInputError(f"neither snapshot has a member at {prefix!r}")
     if root_a == root_b:
         return result
-    tree_a, tree_b = load_archive(get, root_a), load_archive(get, root_b)
     _diff_members(get, tree_a, tree_b, prefix, result)
     _find_moves(result)
     return result
