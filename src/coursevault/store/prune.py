@@ -226,7 +226,7 @@ def _prune(
 
     # Nothing to delete or copy, and every index entry an object kept once:
     # the index stays as it is (rewriting it would only change its size).
-    unchanged = not delete and len(table) == report.reachable_objects
+    unchanged = not delete and not to_copy and len(table) == report.reachable_objects
     if unchanged or dry_run:
         report.bytes_after = report.bytes_before
         if not unchanged:  # the copies' index rows, in their places before the copy
