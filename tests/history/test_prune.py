@@ -9,7 +9,7 @@ import pytest
 from conftest import write_course
 
 from coursevault import api
-from coursevault.errors import LockHeldError
+from coursevault.errors import CoursevaultError, LockHeldError
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.snapshot.retention import Policy
@@ -143,3 +143,21 @@ def test_a_dry_run_says_what_prune_frees(
         assert dry.bytes_freed == real.bytes_freed
     else:  # copies are compressed again: about the share of their packs
         assert abs(dry.bytes_freed - real.bytes_freed) <= 0.2 * real.bytes_freed
+
+
+def test_prune_never_reports_success_over_a_lost_pack(cv_repo: Repository, tmp_path: Path) -> None:
+    """Nothing is forgotten, but a pack the snapshots need was lost.  A process
+    that has nothing of it cached stops, saying which object is missing; the
+    one that wrote it still holds its blocks and copies the objects out of
+    them.  Neither calls it 'nothing to do' and leaves the snapshots broken."""
+    _nights(cv_repo, tmp_path, 2)
+    pack = next(key for key, _size in cv_repo.backend.list("packs/"))
+    cv_repo.backend.delete(pack)
+    fresh = Repository.open(cv_repo.backend, cache_dir=tmp_path / "cache2")  # nothing cached
+    with pytest.raises(CoursevaultError, match="is missing"):
+        prune_repository(fresh)
+    report = prune_repository(cv_repo)  # every block of the lost pack still in its cache
+    assert report.packs_written == 1
+    assert check_repository(
+        Repository.open(cv_repo.backend, cache_dir=tmp_path / "cache3"), read_data=True
+    ).ok
