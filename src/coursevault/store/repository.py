@@ -151,6 +151,7 @@ class Repository:
         )
         # Verified objects of the blocks a reader came back to (see get).
         self._recent: dict[ObjectId, tuple[ObjectType, bytes]] = {}
+        self._recent_owner: dict[ObjectId, tuple[bytes, int]] = {}  # the block that holds it
         self._recent_blocks: OrderedDict[tuple[bytes, int], tuple[list[ObjectId], int]] = (
             OrderedDict()
         )
@@ -337,8 +338,11 @@ class Repository:
             return self.read_at(oid, loc)
         self._learn_block(oid, loc)
         hit = self._recent.get(oid)
-        if hit is None:  # the object at its location does not hash to its id
-            raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
+        if hit is None:
+            # Not learned from its block: either it does not hash to its id
+            # there (read_at says so) or the cache lost it.  Only a read at
+            # its location may call an object corrupt, never the cache.
+            return self.read_at(oid, loc)
         return hit
 
     def _learn_block(self, oid: ObjectId, loc: Location) -> None:
@@ -360,11 +364,19 @@ class Repository:
             size += ln
         self._recent_blocks[key] = (learned, size)
         self._recent_bytes += size
+        # Concurrent writers can store one object in two blocks: it belongs to
+        # the block that learned it last (the last of them to be evicted), so
+        # evicting an older block leaves it readable.
+        owner = self._recent_owner
+        for found in learned:
+            owner[found] = key
         while self._recent_bytes > BLOCK_CACHE_BYTES and len(self._recent_blocks) > 1:
-            old, old_size = self._recent_blocks.popitem(last=False)[1]
+            old_key, (old, old_size) = self._recent_blocks.popitem(last=False)
             self._recent_bytes -= old_size
             for oid_old in old:
-                recent.pop(oid_old, None)
+                if owner.get(oid_old) == old_key:
+                    del owner[oid_old]
+                    recent.pop(oid_old, None)
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
         raw, _entries = self._block(oid, loc)
@@ -412,7 +424,9 @@ class Repository:
             learned, size = self._recent_blocks.pop(key)
             self._recent_bytes -= size
             for oid in learned:
-                self._recent.pop(oid, None)
+                if self._recent_owner.get(oid) == key:
+                    del self._recent_owner[oid]
+                    self._recent.pop(oid, None)
 
     # -- dictionaries -----------------------------------------------------------------
     @property
