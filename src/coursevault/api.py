@@ -26,6 +26,8 @@ from coursevault.store.catalog import SnapshotRow
 from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.prune import PruneReport, prune_repository
+from coursevault.store.repair import RepairReport
+from coursevault.store.repair import repair_index as repair_index_files
 from coursevault.store.repository import Repository
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
@@ -72,8 +74,19 @@ def check(
         return check_repository(repo, read_data=read_data, progress=progress)
 
 
-def rebuild_index(repo: Repository) -> dict[str, int]:
+def rebuild_index(repo: Repository) -> dict[str, Any]:
+    """Recreate the catalog from the index and snapshot files; a damaged
+    index file is skipped and named (``damaged_index_files``)."""
     return repo.rebuild_catalog()
+
+
+def repair_index(
+    repo: Repository, progress: Callable[[int, int], None] | None = None
+) -> RepairReport:
+    """Index again from the packs whatever no sound index file names, and
+    remove the damaged index files (under the exclusive lock)."""
+    with repo.lock(exclusive=True, operation="repair index"):
+        return repair_index_files(repo, progress)
 
 
 def unlock(location: str, *, remove_all: bool = False) -> list[LockInfo]:

@@ -107,3 +107,8 @@ class BackendError(RepositoryError):
 
 class CatalogError(RepositoryError):
     """The local catalog database failed."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog's database file is damaged (not locked, not busy): being a
+    cache, it can be rebuilt from the repository (``index rebuild``)."""

@@ -236,7 +236,12 @@ def test_index_rebuild_json(cv, tmp_path, cache) -> None:
         f.unlink()
     r = cv("index", "rebuild", "--repo", repo_dir, "--json")
     assert r.code == 0, r.err
-    assert json.loads(r.out) == {"index_files": 1, "objects": n, "snapshots": 1}
+    assert json.loads(r.out) == {
+        "index_files": 1,
+        "objects": n,
+        "snapshots": 1,
+        "damaged_index_files": [],
+    }
     r = cv("index", "rebuild", "--repo", repo_dir)
     assert r.code == 0 and f"{n} objects" in r.out
     assert json.loads(cv("stats", "-r", repo_dir, "--json").out)["objects"] == n

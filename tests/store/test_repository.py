@@ -274,7 +274,12 @@ def test_rebuild_catalog_after_deleting_it(repo, backend, cache_dir, helpers) ->
     with Repository.open(LocalBackend(backend.root), cache_dir=cache_dir, sync=False) as again:
         assert again.catalog.count_objects() == 0 and again.snapshots() == []
         counts = again.rebuild_catalog()
-        assert counts == {"index_files": 2, "objects": len(objects), "snapshots": 2}
+        assert counts == {
+            "index_files": 2,
+            "objects": len(objects),
+            "snapshots": 2,
+            "damaged_index_files": [],
+        }
         assert sorted(again.catalog.iter_objects(), key=lambda e: e[0]) == objects
         assert again.snapshots() == snaps
         # and rebuilding an up-to-date catalog changes nothing

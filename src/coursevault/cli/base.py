@@ -26,6 +26,11 @@ index_app = typer.Typer(
     help="Maintain the local catalog of the repository index.", no_args_is_help=True
 )
 app.add_typer(index_app, name="index")
+repair_app = typer.Typer(
+    help="Rebuild what a damaged repository file held from the files that hold it too.",
+    no_args_is_help=True,
+)
+app.add_typer(repair_app, name="repair")
 
 RepoOpt = Annotated[
     str,
@@ -62,9 +67,21 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
 def open_repo(
     repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True
 ) -> Repository:
-    return api.open_repository(
+    opened = api.open_repository(
         repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync
     )
+    print_notices(opened)
+    return opened
+
+
+def print_notices(repo: Repository) -> None:
+    """What the repository noticed and worked around (a stray file, a damaged
+    index file skipped, a catalog rebuilt), as warnings on stderr."""
+    from coursevault.cli import output
+
+    for message in repo.notices:
+        output.error(message, "warning")
+    repo.notices.clear()
 
 
 @app.callback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Annotated
 
@@ -15,12 +16,13 @@ from coursevault.cli.base import (
     JsonOpt,
     RepoOpt,
     app,
-    cache_dir_for,
     index_app,
     open_repo,
+    print_notices,
+    repair_app,
 )
 from coursevault.errors import EXIT_FAILURE
-from coursevault.store.repository import DEFAULT_BLOCK_SIZE, DEFAULT_DICT_DEPTH, Repository
+from coursevault.store.repository import DEFAULT_BLOCK_SIZE, DEFAULT_DICT_DEPTH
 
 
 @app.command()
@@ -132,18 +134,48 @@ def index_rebuild(
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recreate the catalog from the repository's index and snapshot files."""
-    backend = api.backend_for(repo)
-    with Repository.open(
-        backend, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=False
-    ) as opened:
+    """Recreate the catalog from the repository's index and snapshot files.
+
+    A damaged index file is skipped (and named): `repair index` indexes its
+    objects again from the packs."""
+    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
         counts = api.rebuild_index(opened)
+        print_notices(opened)
     if json_out:
         output.print_json(counts)
     else:
+        damaged = counts["damaged_index_files"]
         output.out.print(
             f"catalog rebuilt: {counts['objects']} objects from {counts['index_files']} index files, "
             f"{counts['snapshots']} snapshots"
+            + (f"; {len(damaged)} damaged index files skipped" if damaged else "")
+        )
+    if counts["damaged_index_files"]:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@repair_app.command("index")
+def repair_index(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Index again, from the packs' own tables of contents, every object no
+    sound index file names; then remove the damaged index files."""
+    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
+        with output.byte_progress("reading packs", None, not json_out) as advance:
+            report = api.repair_index(opened, progress=advance)
+        print_notices(opened)
+    if json_out:
+        output.print_json(dataclasses.asdict(report))
+    else:
+        for problem in report.unreadable:
+            output.error(f"{problem}: its objects are lost", "warning")
+        output.out.print(
+            f"read {report.packs} packs ({report.blocks} blocks): indexed {report.objects_indexed} "
+            f"objects in {report.index_files_written} new index files, removed "
+            f"{len(report.index_files_removed)} damaged ones"
         )
 
 

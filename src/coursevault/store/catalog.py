@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coursevault.errors import CatalogError
+from coursevault.errors import CatalogDamagedError, CatalogError
 from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
@@ -89,6 +89,18 @@ SQLITE_TABLES = (
 )
 
 
+def catalog_error(what: str, exc: Exception) -> CatalogError:
+    """The error for a failed catalog statement: damaged when the database
+    says its file is (SQLite's "malformed", "not a database"), as a busy or
+    locked database is a reason to wait, not to rebuild."""
+    damaged = isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.OperationalError
+    )
+    if damaged:
+        return CatalogDamagedError(f"{what}: {exc} (run `coursevault index rebuild`)")
+    return CatalogError(f"{what}: {exc}")
+
+
 @dataclass(frozen=True)
 class SnapshotRow:
     id: str
@@ -147,7 +159,7 @@ class Catalog:
             try:
                 self._raw = _open_sqlite(url[len(SQLITE_PREFIX) :])
             except sqlite3.Error as exc:
-                raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+                raise catalog_error(f"cannot open catalog {url}", exc) from exc
             self.dialect = "sqlite"
             self._ph = "?"
             self._q: Callable[[str], str] = _sqlite_quote
@@ -192,8 +204,9 @@ class Catalog:
             if commit:
                 self._raw.commit()
         except Exception as exc:
-            self._raw.rollback()
-            raise CatalogError(f"catalog write failed: {exc}") from exc
+            with contextlib.suppress(Exception):
+                self._raw.rollback()
+            raise catalog_error("catalog write failed", exc) from exc
         finally:
             cur.close()
 
@@ -222,7 +235,7 @@ class Catalog:
             cur.execute(sql, params)
             return list(cur.fetchall())
         except Exception as exc:
-            raise CatalogError(f"catalog read failed: {exc}") from exc
+            raise catalog_error("catalog read failed", exc) from exc
         finally:
             cur.close()
 
@@ -231,29 +244,49 @@ class Catalog:
         try:
             self._raw.commit()
         except Exception as exc:
-            self._raw.rollback()
-            raise CatalogError(f"catalog write failed: {exc}") from exc
+            with contextlib.suppress(Exception):
+                self._raw.rollback()
+            raise catalog_error("catalog write failed", exc) from exc
 
     # -- objects ---------------------------------------------------------------------
     def has(self, oid: bytes) -> bool:
-        self._cur.execute(self._has_sql, (oid,))
-        return self._cur.fetchone() is not None
+        try:
+            self._cur.execute(self._has_sql, (oid,))
+            return self._cur.fetchone() is not None
+        except Exception as exc:
+            raise catalog_error("catalog read failed", exc) from exc
 
     def has_many(self, oids: Sequence[bytes]) -> set[bytes]:
         """Return the subset of ``oids`` that is stored (batched for speed)."""
-        found: set[bytes] = set()
+        return set(self.lookup_many(oids, fields="id"))
+
+    def lookup_many(self, oids: Sequence[bytes], fields: str = "") -> dict[bytes, Location | None]:
+        """The locations of those of ``oids`` that are stored (batched for
+        speed); ``fields="id"`` asks only which are (the values are None)."""
+        found: dict[bytes, Location | None] = {}
+        cols = "id" if fields == "id" else f"id, {self._loc_fields}"
         cur = self._raw.cursor()
-        for i in range(0, len(oids), 500):
-            part = oids[i : i + 500]
-            marks = ", ".join([self._ph] * len(part))
-            cur.execute(f"SELECT id FROM cv_locations WHERE id IN ({marks})", tuple(part))
-            found.update(bytes(r[0]) for r in cur.fetchall())
-        cur.close()
+        try:
+            for i in range(0, len(oids), 500):
+                part = oids[i : i + 500]
+                marks = ", ".join([self._ph] * len(part))
+                cur.execute(f"SELECT {cols} FROM cv_locations WHERE id IN ({marks})", tuple(part))
+                for r in cur.fetchall():
+                    found[bytes(r[0])] = self._location(r[1:]) if len(r) > 1 else None
+        except CatalogError:
+            raise
+        except Exception as exc:
+            raise catalog_error("catalog read failed", exc) from exc
+        finally:
+            cur.close()
         return found
 
     def lookup(self, oid: bytes) -> Location | None:
-        self._cur.execute(self._loc_sql, (oid,))
-        row = self._cur.fetchone()
+        try:
+            self._cur.execute(self._loc_sql, (oid,))
+            row = self._cur.fetchone()
+        except Exception as exc:
+            raise catalog_error("catalog read failed", exc) from exc
         return self._location(row) if row else None
 
     def add_index_file(
@@ -280,6 +313,16 @@ class Catalog:
             commit=False,
         )
         self._executemany(self._insert_ignore("cv_indexed", ("name",)), [(name,)], commit=commit)
+
+    def add_locations(self, rows: list[Row]) -> None:
+        """Entries that no index file names yet (``repair index`` tries them
+        before it writes one), committed."""
+        nos = self._numbers({row[2] for row in rows})
+        sql = self._insert_ignore("cv_locations", ("id", *LOC_NAMES))
+        self._executemany(sql, ((o, t, nos[p], bo, bl, of, ln) for o, t, p, bo, bl, of, ln in rows))
+
+    def remove_locations(self, oids: list[bytes]) -> None:
+        self._executemany(f"DELETE FROM cv_locations WHERE id = {self._ph}", [(o,) for o in oids])
 
     def _numbers(self, packs: set[bytes]) -> dict[bytes, int]:
         """The cv_packs numbers of ``packs``, adding those not there yet (in
@@ -317,10 +360,15 @@ class Catalog:
         """Every object and its location (on a server, fetched all at once)."""
         cur = self._raw.cursor()
         try:
-            cur.execute(f"SELECT id, {self._loc_fields} FROM cv_locations")
-            while rows := cur.fetchmany(10000):
-                for row in rows:
-                    yield bytes(row[0]), self._location(row[1:])
+            try:
+                cur.execute(f"SELECT id, {self._loc_fields} FROM cv_locations")
+                while rows := cur.fetchmany(10000):
+                    for row in rows:
+                        yield bytes(row[0]), self._location(row[1:])
+            except CatalogError:
+                raise
+            except Exception as exc:
+                raise catalog_error("catalog read failed", exc) from exc
         finally:
             cur.close()
 
@@ -342,14 +390,17 @@ class Catalog:
         "indexed" alone would not mean "whole".  So a nightly forget and prune
         leave the last night's rows usable.
         """
-        self._cur.execute(
-            f"SELECT d.content, d.info FROM cv_stored_inputs d "
-            f"JOIN cv_locations o ON o.id = d.content "
-            f"JOIN cv_snapshots s ON s.id = d.snapshot "
-            f"WHERE d.input_id = {self._ph}",
-            (key,),
-        )
-        row = self._cur.fetchone()
+        try:
+            self._cur.execute(
+                f"SELECT d.content, d.info FROM cv_stored_inputs d "
+                f"JOIN cv_locations o ON o.id = d.content "
+                f"JOIN cv_snapshots s ON s.id = d.snapshot "
+                f"WHERE d.input_id = {self._ph}",
+                (key,),
+            )
+            row = self._cur.fetchone()
+        except Exception as exc:
+            raise catalog_error("catalog read failed", exc) from exc
         if row is None:
             return None
         try:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import blake3
 
 from coursevault.errors import CoursevaultError
+from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
@@ -62,24 +63,31 @@ def check_repository(
 ) -> CheckReport:
     report = CheckReport()
     backend = repo.backend
+    # what other processes committed since this one opened the repository:
+    # the catalog is checked as every command would find it
+    repo.sync_catalog()
 
     # 1. index files
+    index_files = index_names(backend, report.warn)
+
     def entries() -> Iterator[tuple[ObjectId, Location]]:
-        for key, _size in backend.list("index/"):
-            name = key.split("/", 1)[1]
+        for name in index_files:
             report.index_files += 1
             try:
-                data = backend.read(key)
+                data = backend.read(f"index/{name}")
             except (FileNotFoundError, CoursevaultError) as exc:
                 report.error(f"index file {name}: unreadable: {exc}")
                 continue
             if blake3.blake3(data).hexdigest() != name:
-                report.error(f"index file {name}: content does not match its name (corrupt)")
+                report.error(
+                    f"index file {name}: content does not match its name (corrupt; "
+                    "`coursevault repair index` indexes its objects again from the packs)"
+                )
                 continue
             try:
                 yield from decode_index(data)
             except IndexFormatError as exc:
-                report.error(f"index file {name}: {exc}")
+                report.error(f"index file {name}: {exc} (`coursevault repair index` replaces it)")
 
     table = ObjectTable(entries())
     report.objects = table.unique
@@ -113,6 +121,9 @@ def check_repository(
     dictionaries: list[tuple[str, ObjectId]] = []
     for key, _size in backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
+        if not SNAPSHOT_NAME.fullmatch(snap_id):
+            report.warn(f"ignoring {key}: not a snapshot record (a stray file; remove it by hand)")
+            continue
         report.snapshots += 1
         try:
             record = repo.read_snapshot(snap_id)
@@ -138,6 +149,7 @@ def check_repository(
     for needed_by, dict_id in dictionaries:
         _check_dictionary(repo, needed_by, dict_id, table, seen, done, report)
     report.reachable = seen.count
+    _check_catalog(repo, table, seen, report)
 
     # 4. read every pack and verify every object
     if read_data:
@@ -273,3 +285,45 @@ def _read_pack(
     for oid, loc in entries:
         if found.get((loc.block_offset, loc.offset, loc.length)) != oid:
             report.error(f"pack {name}: object {oid.hex()} at block {loc.block_offset} is corrupt")
+
+
+REPAIR_CATALOG = "`coursevault index rebuild` recreates it from the repository"
+CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are counted
+
+
+def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: CheckReport) -> None:
+    """The catalog, which every read goes through, against the index files:
+    each reachable object is located where an index file says (its snapshot
+    rows were synced with the repository's files before the walk).  A catalog is a cache, so what is wrong
+    with it loses nothing; but until it is rebuilt, exports fail."""
+    catalog = repo.catalog
+    wrong: list[str] = []
+    count = 0
+    batch: list[ObjectId] = []
+
+    def verify(oids: list[ObjectId]) -> None:
+        nonlocal count
+        found = catalog.lookup_many(oids)
+        for oid in oids:
+            loc = found.get(oid)
+            if loc is None or all(table.location(r) != loc for r in table.rows(oid)):
+                count += 1
+                if len(wrong) < CATALOG_EXAMPLES:
+                    wrong.append(oid.hex())
+
+    try:
+        for rows in table.objects():
+            if table.marks[rows.start] & _Seen.SEEN:
+                batch.append(table.oid(rows.start))
+                if len(batch) >= 2000:
+                    verify(batch)
+                    batch = []
+        verify(batch)
+    except CoursevaultError as exc:
+        report.error(f"catalog {catalog.url}: {exc}")
+        return
+    if count:
+        report.error(
+            f"catalog {catalog.url}: {count} reachable objects are not located where the "
+            f"index files say (e.g. {', '.join(wrong)}); {REPAIR_CATALOG}"
+        )

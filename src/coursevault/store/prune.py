@@ -21,12 +21,13 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from coursevault.errors import ObjectMissingError
+from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
+from coursevault.store.catalog_sync import index_names, snapshot_names
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import PackWriter, pack_key
+from coursevault.store.pack import Location, PackWriter, pack_key
 from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
@@ -112,8 +113,8 @@ def _prune(
     repo.sync_catalog()
 
     # index: every location of every object
-    old_index = [key.split("/", 1)[1] for key, _ in backend.list("index/")]
-    table = ObjectTable(entry for name in old_index for entry in repo.read_index(name))
+    old_index = index_names(backend, repo.notice)
+    table = ObjectTable(entry for name in old_index for entry in _index_entries(repo, name))
     marks = table.marks
     pack_sizes = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
     report.packs_before = len(pack_sizes)
@@ -142,7 +143,7 @@ def _prune(
                 _t, payload = repo.read_at(oid, table.location(rows.start))
                 stack.extend(tree_refs(payload))
 
-    snaps = [key.split("/", 1)[1] for key, _ in backend.list("snapshots/")]
+    snaps = snapshot_names(backend)
     report.snapshots = len(snaps)
     dictionaries: list[tuple[ObjectId, str]] = []
     for snap_id in snaps:
@@ -288,6 +289,15 @@ def _prune(
         s for _, s in backend.list("index/")
     )
     return report
+
+
+def _index_entries(repo: Repository, name: str) -> list[tuple[ObjectId, Location]]:
+    """An index file's entries; a damaged one stops the prune, which would
+    otherwise delete what only it names."""
+    try:
+        return repo.read_index(name)
+    except CorruptionError as exc:
+        raise CorruptionError(f"{exc}: run `coursevault repair index` before pruning") from exc
 
 
 def _remove_temporary(backend: Backend) -> None:

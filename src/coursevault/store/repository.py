@@ -31,6 +31,7 @@ import zstandard
 from coursevault.errors import (
     BackendError,
     BadInputError,
+    CatalogDamagedError,
     ChecksumMismatchError,
     CorruptionError,
     FormatVersionError,
@@ -40,6 +41,7 @@ from coursevault.errors import (
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog, SnapshotRow
+from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_path, sync_catalog
 from coursevault.store.dictcache import DictionaryCache
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import (
@@ -145,6 +147,7 @@ class Repository:
         self.config = config
         self.id: str = config["id"]
         self.catalog = catalog
+        self.notices: list[str] = []
         self._disk_dicts = DictionaryCache(cache_folder / "dictionaries") if cache_folder else None
         self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
             OrderedDict()
@@ -234,19 +237,41 @@ class Repository:
         if catalog_url is None:
             folder.mkdir(parents=True, exist_ok=True)
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"
-        catalog = Catalog(catalog_url)
-        repo = cls(backend, config, catalog, folder)
-        known = catalog.get_meta("repository")
+        notices: list[str] = []
+        for attempt in (1, 2):
+            catalog = open_catalog(catalog_url, notices.append)
+            repo = cls(backend, config, catalog, folder)
+            repo.notices = notices
+            try:
+                repo._adopt_catalog(sync)
+                return repo
+            except CatalogDamagedError as exc:
+                # damage further in than open_catalog reads: start afresh once
+                catalog.close()
+                path = sqlite_path(catalog_url)
+                if path is None or attempt == 2:
+                    raise
+                reset_damaged(path, exc, notices.append)
+        raise AssertionError("unreachable")
+
+    def _adopt_catalog(self, sync: bool) -> None:
+        """Claim a new catalog for this repository, or check it is this one's."""
+        known = self.catalog.get_meta("repository")
         if known is None:
-            catalog.set_meta("repository", repo.id)
-        elif known != repo.id:
-            catalog.close()
+            self.catalog.set_meta("repository", self.id)
+        elif known != self.id:
+            self.catalog.close()
             raise CorruptionError(
-                f"catalog {catalog_url} belongs to repository {known}, not {repo.id}"
+                f"catalog {self.catalog.url} belongs to repository {known}, not {self.id}"
             )
         if sync:
-            repo.sync_catalog()
-        return repo
+            self.sync_catalog()
+
+    def notice(self, message: str) -> None:
+        """Record something the user should hear of that does not stop the
+        command (a stray file, a damaged index file skipped), once."""
+        if message not in self.notices:
+            self.notices.append(message)
 
     def close(self) -> None:
         self.catalog.close()
@@ -262,38 +287,35 @@ class Repository:
         return Lock(self.backend, exclusive, operation).acquire()
 
     # -- catalog sync -----------------------------------------------------------------
-    def sync_catalog(self) -> None:
-        """Bring the catalog up to date with the repository's index and snapshot files."""
-        # The catalog's view first, the listing second: a file another process
-        # commits in between then shows up as new, never as "known but gone".
-        known = self.catalog.index_files()
-        listed = {key.split("/", 1)[1] for key, _ in self.backend.list("index/")}
-        if known - listed:  # index files were removed (prune): start over
-            self.catalog.clear_objects()
-            known = set()
-        for name in sorted(listed - known):
-            self.catalog.add_index_file(name, self.read_index(name))
-        in_cat = self.catalog.snapshot_ids()
-        snaps = {key.split("/", 1)[1] for key, _ in self.backend.list("snapshots/")}
-        for gone in in_cat - snaps:
-            self.catalog.remove_snapshot(gone)
-        for snap_id in sorted(snaps - in_cat):
-            try:
-                record = self.read_snapshot(snap_id)
-                row = snapshot_row(snap_id, record)
-            except (CorruptionError, KeyError, TypeError, ValueError):
-                continue  # reported by check; never listed as a usable snapshot
-            self.catalog.add_snapshot(row)
+    def sync_catalog(self) -> list[str]:
+        """Bring the catalog up to date with the repository's index and snapshot
+        files; a damaged index file is skipped with a notice, and its name
+        returned (catalog_sync.py)."""
+        return sync_catalog(self)
 
-    def rebuild_catalog(self) -> dict[str, int]:
-        """Drop the catalog's contents and recreate them from the repository alone."""
-        self.catalog.clear_objects()
-        self.catalog.clear_snapshots()
-        self.sync_catalog()
+    def rebuild_catalog(self) -> dict[str, Any]:
+        """Drop the catalog's contents and recreate them from the repository alone.
+
+        A damaged SQLite catalog is deleted and created anew; index files
+        that cannot be read are skipped and counted (``repair index``
+        rebuilds them from the packs)."""
+        try:
+            self.catalog.clear_objects()
+            self.catalog.clear_snapshots()
+        except CatalogDamagedError as exc:
+            path = sqlite_path(self.catalog.url)
+            if path is None:
+                raise
+            self.catalog.close()
+            reset_damaged(path, exc, self.notice)
+            self.catalog = Catalog(self.catalog.url)
+            self.catalog.set_meta("repository", self.id)
+        damaged = self.sync_catalog()
         return {
             "index_files": len(self.catalog.index_files()),
             "objects": self.catalog.count_objects(),
             "snapshots": len(self.catalog.snapshot_ids()),
+            "damaged_index_files": damaged,
         }
 
     def read_index(self, name: str) -> list[tuple[bytes, Location]]:
@@ -415,6 +437,25 @@ class Repository:
         while self._blocks_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
             self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
         return decoded
+
+    def forget_cached(self) -> None:
+        """Drop every decoded block, object and dictionary this reader holds
+        (``repair index`` reads blocks again once it has found more objects)."""
+        self._blocks.clear()
+        self._blocks_bytes = 0
+        self._recent.clear()
+        self._recent_owner.clear()
+        self._recent_blocks.clear()
+        self._recent_bytes = 0
+        self._seen_blocks.clear()
+        self._dicts.clear()
+        self._dict_content.clear()
+
+    def disable_disk_dictionaries(self) -> None:
+        """Neither read nor keep dictionary contents in the local file cache
+        (while objects are missing from the catalog, a walk dictionary read
+        now could differ from what its writer compressed against)."""
+        self._disk_dicts = None
 
     def forget_packs(self, packs: set[bytes]) -> None:
         """Drop cached blocks and objects of packs that were deleted."""

@@ -1,0 +1,200 @@
+"""Damaged repository files and the commands that repair them (issue 20, defects 5-6).
+
+Each test damages one kind of file of a real repository (three real Moodle
+backups ingested as nights of one course, so later nights' blocks are
+compressed against dictionaries), then asserts what ``check`` reports, that
+the repair command the guide names for it works, and that every snapshot
+exports byte for byte afterwards.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import CORPUS_DIR
+
+NIGHTS = [
+    CORPUS_DIR / f"mod_studentquiz_tests_fixtures_backup-moodle2-aggregated-{n}.mbz"
+    for n in ("before", "during-0", "during-1")
+]
+
+
+@pytest.fixture
+def filled(cv: Callable[..., object], tmp_path: Path) -> Path:
+    repo = tmp_path / "repo"
+    assert cv("init", repo, "--pack-size", "1").code == 0
+    for night in NIGHTS:
+        r = cv("ingest", "-r", repo, "--course", "sq", night)
+        assert r.code == 0, r.err
+    return repo
+
+
+def snapshots(cv, repo: Path) -> list[str]:
+    r = cv("snapshots", "-r", repo, "--json")
+    assert r.code == 0, r.err
+    return [s["id"] for s in sorted(json.loads(r.out), key=lambda s: s["time"])]
+
+
+def assert_all_export(cv, repo: Path, tmp_path: Path) -> None:
+    """Every night comes back byte for byte (the tar streams compared)."""
+    ids = snapshots(cv, repo)
+    assert len(ids) == len(NIGHTS)
+    for snap, night in zip(ids, NIGHTS, strict=True):
+        out = tmp_path / f"{snap}.mbz"
+        r = cv("export", "-r", repo, snap, "-o", out)
+        assert r.code == 0, r.err
+        assert gzip.decompress(out.read_bytes()) == gzip.decompress(night.read_bytes())
+
+
+def check(cv, repo: Path) -> dict:
+    r = cv("check", "-r", repo, "--read-data", "--json")
+    report = json.loads(r.out)
+    assert (r.code == 0) == report["ok"]
+    return report
+
+
+def catalog_file(cache: Path, repo: Path) -> Path:
+    repo_id = json.loads((repo / "config").read_text())["id"]
+    return cache / repo_id / "catalog.sqlite"
+
+
+def index_files(repo: Path) -> list[Path]:
+    return sorted((repo / "index").iterdir())
+
+
+def test_catalog_missing_locations_is_an_error_that_index_rebuild_repairs(
+    cv, filled, cache, tmp_path
+) -> None:
+    """Defect 5: the catalog lost its location rows (its index files list is
+    whole, so opening does not notice): check must fail, naming the repair."""
+    assert check(cv, filled)["ok"]
+    with sqlite3.connect(catalog_file(cache, filled)) as db:
+        db.execute("DELETE FROM cv_locations WHERE id < x'80'")  # about half
+    report = check(cv, filled)
+    assert not report["ok"]
+    errors = [p["message"] for p in report["problems"] if p["severity"] == "error"]
+    # (objects whose blocks need a dictionary the catalog cannot find are
+    # reported too, as an export meets them)
+    [problem] = [e for e in errors if e.startswith("catalog ")]
+    assert "reachable objects are not located" in problem and "index rebuild" in problem
+    exports = [
+        cv("export", "-r", filled, s, "-o", tmp_path / "x.mbz") for s in snapshots(cv, filled)
+    ]
+    assert any(r.code == 1 and "missing" in r.err for r in exports)
+    r = cv("index", "rebuild", "-r", filled)
+    assert r.code == 0, r.err
+    assert check(cv, filled)["ok"]
+    assert_all_export(cv, filled, tmp_path)
+
+
+def test_catalog_snapshot_rows_are_healed_by_the_next_command(cv, filled, cache) -> None:
+    """Snapshot rows are checked against the repository's files at every
+    opening: wrong ones are dropped, missing ones read again."""
+    with sqlite3.connect(catalog_file(cache, filled)) as db:
+        db.execute("UPDATE cv_snapshots SET id = 'f' || substr(id, 2)")
+    assert len(snapshots(cv, filled)) == len(NIGHTS)
+    assert check(cv, filled)["ok"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "torn pages"])
+def test_a_damaged_catalog_is_rebuilt_with_a_notice(cv, filled, cache, tmp_path, damage) -> None:
+    """Defect 6: a catalog that cannot be read gave "internal error:
+    DatabaseError" for every command, index rebuild included."""
+    path = catalog_file(cache, filled)
+    data = path.read_bytes()
+    for extra in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        extra.unlink(missing_ok=True)
+    if damage == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    elif damage == "garbage":
+        path.write_bytes(b"\x5a" * len(data))
+    else:  # the headers of every page but the first torn
+        torn = bytearray(data)
+        for page in range(1, len(data) // 4096):
+            torn[page * 4096 : page * 4096 + 64] = b"\xff" * 64
+        path.write_bytes(bytes(torn))
+    r = cv("snapshots", "-r", filled)
+    assert r.code == 0, r.err
+    [line] = r.err.strip().splitlines()
+    assert line.startswith("coursevault: warning: the catalog") and "rebuilding" in line
+    assert check(cv, filled)["ok"]
+    assert_all_export(cv, filled, tmp_path)
+
+
+def test_index_rebuild_on_a_damaged_catalog(cv, filled, cache, tmp_path) -> None:
+    path = catalog_file(cache, filled)
+    path.write_bytes(path.read_bytes()[:5000])
+    r = cv("index", "rebuild", "-r", filled, "--json")
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["snapshots"] == len(NIGHTS)
+    assert_all_export(cv, filled, tmp_path)
+
+
+def test_a_stray_file_is_ignored_with_a_warning(cv, filled, tmp_path) -> None:
+    """Defect 6: a stray file in index/ made every export fail."""
+    (filled / "index" / "README").write_text("notes\n")
+    (filled / "snapshots" / "notes.txt").write_text("notes\n")
+    r = cv("snapshots", "-r", filled)
+    assert r.code == 0, r.err
+    assert "warning: ignoring index/README: not an index file" in r.err
+    report = check(cv, filled)
+    assert report["ok"] and report["warnings"] == 2, report
+    assert_all_export(cv, filled, tmp_path)
+    r = cv("prune", "-r", filled)
+    assert r.code == 0, r.err
+    assert (filled / "index" / "README").exists()  # not the repository's to delete
+
+
+def test_a_damaged_index_file_is_skipped_and_repaired_from_the_packs(
+    cv, filled, cache, tmp_path
+) -> None:
+    """Defect 6: one flipped byte in one index file, then `index rebuild`,
+    left the catalog empty and every command failing for every course."""
+    victim = max(index_files(filled), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    victim.write_bytes(bytes(data))
+    assert_all_export(cv, filled, tmp_path)  # the catalog still knows its entries
+    report = check(cv, filled)
+    assert not report["ok"]
+    assert any(
+        victim.name in p["message"] and "repair index" in p["message"] for p in report["problems"]
+    )
+    r = cv("index", "rebuild", "-r", filled, "--json")
+    assert r.code == 1
+    assert json.loads(r.out)["damaged_index_files"] == [victim.name]
+    assert victim.name in r.err and "repair index" in r.err
+    assert json.loads(r.out)["objects"] > 0  # the rest is still there
+    r = cv("prune", "-r", filled)  # would delete what only the damaged file names
+    assert r.code == 1 and "repair index" in r.err
+    r = cv("repair", "index", "-r", filled, "--json")
+    assert r.code == 0, r.err
+    repaired = json.loads(r.out)
+    assert repaired["index_files_removed"] == [victim.name]
+    assert repaired["objects_indexed"] > 0 and repaired["unreadable"] == []
+    assert not victim.exists()
+    report = check(cv, filled)
+    assert report["ok"] and report["warnings"] == 0, report
+    assert_all_export(cv, filled, tmp_path)
+
+
+def test_every_index_file_lost_is_repaired_from_the_packs(cv, filled, tmp_path) -> None:
+    """Packs are self-describing: with no index file at all, every object,
+    those in blocks compressed against a dictionary too, is found again."""
+    for path in index_files(filled):
+        path.unlink()
+    assert not check(cv, filled)["ok"]
+    r = cv("repair", "index", "-r", filled)
+    assert r.code == 0, r.err
+    assert "removed 0 damaged" in r.out
+    report = check(cv, filled)
+    assert report["ok"] and report["warnings"] == 0, report
+    assert_all_export(cv, filled, tmp_path)
+    assert cv("prune", "-r", filled).code == 0
+    assert check(cv, filled)["ok"]
+    assert_all_export(cv, filled, tmp_path)
