@@ -23,12 +23,13 @@ from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.catalog_sync import SNAPSHOT_NAME
 from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.prune import PruneReport, prune_repository
-from coursevault.store.repair import RepairReport
+from coursevault.store.repair import RepairReport, SalvageReport, salvage_packs
 from coursevault.store.repair import repair_index as repair_index_files
-from coursevault.store.repository import Repository
+from coursevault.store.repository import Repository, snapshot_key
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
     from coursevault.diff.treediff import TreeDiff
@@ -78,6 +79,15 @@ def rebuild_index(repo: Repository) -> dict[str, Any]:
     """Recreate the catalog from the index and snapshot files; a damaged
     index file is skipped and named (``damaged_index_files``)."""
     return repo.rebuild_catalog()
+
+
+def repair_packs(
+    repo: Repository, progress: Callable[[int, int], None] | None = None
+) -> SalvageReport:
+    """Replace each damaged pack by what of it still reads whole (under the
+    exclusive lock); what does not is reported lost."""
+    with repo.lock(exclusive=True, operation="repair packs"):
+        return salvage_packs(repo, progress)
 
 
 def repair_index(
@@ -272,6 +282,33 @@ def forget(
                         "reasons": [],
                     }
                 )
+    return out
+
+
+def forget_snapshots(
+    repo: Repository, selectors: list[str], *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Delete the snapshots ``selectors`` name, whatever a policy says: the
+    repair for snapshots that need damaged objects (``check`` names them).
+    A full snapshot id whose record is itself unreadable (so no listing
+    shows it) is deleted too."""
+    out = []
+    with repo.lock(exclusive=True, operation="forget"):
+        for selector in selectors:
+            row: dict[str, Any]
+            try:
+                snap = resolve_snapshot(repo, selector)
+                row = {"course": snap.course, "id": snap.id, "time": snap.time}
+            except SelectorError:
+                if not (
+                    SNAPSHOT_NAME.fullmatch(selector)
+                    and repo.backend.exists(snapshot_key(selector))
+                ):
+                    raise
+                row = {"course": None, "id": selector, "time": None}  # its record is damaged
+            if not dry_run:
+                repo.delete_snapshot(row["id"])
+            out.append({**row, "action": "remove", "reasons": ["named"]})
     return out
 
 

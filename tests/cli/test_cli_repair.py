@@ -198,3 +198,137 @@ def test_every_index_file_lost_is_repaired_from_the_packs(cv, filled, tmp_path) 
     assert cv("prune", "-r", filled).code == 0
     assert check(cv, filled)["ok"]
     assert_all_export(cv, filled, tmp_path)
+
+
+# -- bytes damaged in place: detected with the right kind; what is intact restores ---------
+def export_all(cv, repo: Path, tmp_path: Path) -> list[str]:
+    """Export every snapshot; each is its night byte for byte or refused with
+    one line (never wrong bytes, never a traceback).  Returns the refused."""
+    refused = []
+    for snap, night in zip(snapshots(cv, repo), NIGHTS, strict=True):
+        out = tmp_path / f"{snap}.mbz"
+        r = cv("export", "-r", repo, snap, "-o", out)
+        if r.code == 0:
+            assert gzip.decompress(out.read_bytes()) == gzip.decompress(night.read_bytes())
+        else:
+            assert r.code == 1 and len(r.err.strip().splitlines()) == 1, r.err
+            assert "internal error" not in r.err and ("corrupt" in r.err or "missing" in r.err)
+            refused.append(snap)
+    return refused
+
+
+def forget_refused_and_prune(cv, repo: Path, tmp_path: Path, refused: list[str]) -> None:
+    """The guide's repair when no copy of a damaged pack exists: forget what
+    needs it, prune; everything left checks clean and restores."""
+    if refused:
+        r = cv("forget", "-r", repo, *[a for s in refused for a in ("--snapshot", s)])
+        assert r.code == 0, r.err
+    r = cv("prune", "-r", repo)
+    assert r.code == 0, r.err
+    report = check(cv, repo)
+    assert report["ok"], "\n".join(p["severity"] + " " + p["message"] for p in report["problems"])
+    assert set(snapshots(cv, repo)).isdisjoint(refused)
+    assert export_all_kept(cv, repo, tmp_path) == len(NIGHTS) - len(refused)
+
+
+def export_all_kept(cv, repo: Path, tmp_path: Path) -> int:
+    """Every snapshot left exports to the night it came from, byte for byte."""
+    nights = {gzip.decompress(n.read_bytes()) for n in NIGHTS}
+    left = snapshots(cv, repo)
+    for snap in left:
+        out = tmp_path / f"kept-{snap}.mbz"
+        r = cv("export", "-r", repo, snap, "-o", out)
+        assert r.code == 0, r.err
+        assert gzip.decompress(out.read_bytes()) in nights
+    return len(left)
+
+
+def pack_blocks(repo: Path) -> list[tuple[Path, int, int]]:
+    """(pack file, block payload offset, payload length) of every block."""
+    from coursevault.store.pack import BLOCK_HEAD, ENTRY, iter_blocks, table_start
+
+    out = []
+    for pack in sorted((repo / "packs").rglob("*")):
+        if not pack.is_file() or pack.name.startswith("."):
+            continue
+        data = pack.read_bytes()
+        for boff, _blen in iter_blocks(data):
+            _m, codec, stored_len, _raw, n = BLOCK_HEAD.unpack_from(data, boff)
+            out.append((pack, boff + table_start(codec) + n * ENTRY.size, stored_len))
+    return out
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x40
+    path.write_bytes(bytes(data))
+
+
+def error_kinds(report: dict) -> set[str]:
+    return {p["kind"] for p in report["problems"] if p["severity"] == "error"}
+
+
+@pytest.mark.parametrize("which", [0, 1, -1])
+def test_a_flipped_pack_byte_is_corruption(cv, filled, tmp_path, which) -> None:
+    pack, start, length = pack_blocks(filled)[which]
+    flip(pack, start + length // 2)
+    report = check(cv, filled)
+    assert not report["ok"]
+    assert error_kinds(report) == {"corrupt"}, report
+    refused = export_all(cv, filled, tmp_path)
+    r = cv("repair", "packs", "-r", filled, "--json")
+    assert r.code == 0, r.err
+    salvage = json.loads(r.out)
+    assert len(salvage["damaged"]) == 1 and salvage["objects_lost"]
+    assert export_all(cv, filled, tmp_path) == refused  # nothing more lost
+    report = check(cv, filled)
+    # what was lost, named by what needs it
+    assert error_kinds(report) <= {"missing"}, "\n".join(p["message"] for p in report["problems"])
+    forget_refused_and_prune(cv, filled, tmp_path, refused)
+
+
+def test_a_deleted_pack_is_missing(cv, filled, tmp_path) -> None:
+    pack = max(pack_blocks(filled), key=lambda b: b[0].stat().st_size)[0]
+    pack.unlink()
+    report = check(cv, filled)
+    assert not report["ok"]
+    assert "missing" in error_kinds(report) and "catalog" not in error_kinds(report), report
+    refused = export_all(cv, filled, tmp_path)
+    assert refused
+    forget_refused_and_prune(cv, filled, tmp_path, refused)
+
+
+def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path) -> None:
+    victim = sorted((filled / "snapshots").iterdir())[0]
+    flip(victim, 20)
+    report = check(cv, filled)
+    assert error_kinds(report) == {"corrupt"}, report
+    assert any(victim.name in p["message"] for p in report["problems"])
+    # a catalog that never read it does not list it as usable
+    r = cv("snapshots", "-r", filled, "--json", "--cache-dir", tmp_path / "fresh")
+    listed = [row["id"] for row in json.loads(r.out)]
+    assert victim.name not in listed and len(listed) == len(NIGHTS) - 1
+    # the guide's repair: forget it by its full id (its record is unreadable)
+    r = cv("forget", "-r", filled, "--snapshot", victim.name, "--cache-dir", tmp_path / "fresh")
+    assert r.code == 0, r.err
+    assert not victim.exists()
+    assert check(cv, filled)["ok"]
+    assert export_all_kept(cv, filled, tmp_path) == len(NIGHTS) - 1
+
+
+def test_a_damaged_dictionary_is_corruption(cv, filled, cache, tmp_path) -> None:
+    """A dictionary object damaged makes every block compressed against it
+    unreadable: check says so as corruption, export refuses, never guesses."""
+    from coursevault.store.backend import LocalBackend
+    from coursevault.store.repository import Repository, snapshot_dictionary
+
+    with Repository.open(LocalBackend(filled), cache_dir=tmp_path / "c2") as repo:
+        rows = repo.snapshots()
+        dict_id = next(d for s in rows if (d := snapshot_dictionary(s.record)) is not None)
+        loc = repo.locate(dict_id)
+    pack = next((filled / "packs").rglob(loc.pack.hex()))
+    block = next(b for b in pack_blocks(filled) if b[0] == pack and b[1] > loc.block_offset)
+    flip(pack, block[1] + block[2] // 2)
+    report = check(cv, filled)
+    assert not report["ok"] and error_kinds(report) == {"corrupt"}, report
+    export_all(cv, filled, tmp_path)

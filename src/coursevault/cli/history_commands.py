@@ -120,6 +120,14 @@ def forget(
     keep_yearly: Annotated[
         int, typer.Option("--keep-yearly", help="Newest of each of the last N years.")
     ] = 0,
+    snapshot: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--snapshot",
+            help="Remove this snapshot (a selector; repeatable) instead of applying a policy, "
+            "e.g. one `check` reports as needing damaged objects.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be removed.")
     ] = False,
@@ -129,11 +137,17 @@ def forget(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove snapshots a retention policy does not keep (run prune to free space)."""
-    if (course is None) == (not all_courses):
-        raise UsageError("give a COURSE or --all (not both)")
     policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+    if snapshot:
+        if course is not None or all_courses or not policy.empty():
+            raise UsageError("--snapshot takes no COURSE, --all or --keep-* options")
+    elif (course is None) == (not all_courses):
+        raise UsageError("give a COURSE or --all (not both), or --snapshot")
     with open_repo(repo, cache_dir, catalog) as r:
-        rows = api.forget(r, policy, course=course, dry_run=dry_run)
+        if snapshot:
+            rows = api.forget_snapshots(r, snapshot, dry_run=dry_run)
+        else:
+            rows = api.forget(r, policy, course=course, dry_run=dry_run)
     if json_out:
         output.print_json(rows)
         return

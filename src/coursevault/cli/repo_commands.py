@@ -109,7 +109,9 @@ def check(
         "bytes_read": report.bytes_read,
         "errors": len(report.errors),
         "warnings": len(report.problems) - len(report.errors),
-        "problems": [{"severity": p.severity, "message": p.message} for p in report.problems],
+        "problems": [
+            {"severity": p.severity, "kind": p.kind, "message": p.message} for p in report.problems
+        ],
     }
     if json_out:
         output.print_json(summary)
@@ -196,3 +198,36 @@ def unlock(
             output.out.print(f"removed {lk.describe()}")
     else:
         output.out.print("no stale locks")
+
+
+@repair_app.command("packs")
+def repair_packs(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replace each damaged pack (its bytes no longer hash to its name) by new
+    packs holding what of it still reads whole; then `check` names the
+    snapshots that need what was lost."""
+    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
+        with output.byte_progress("reading packs", None, not json_out) as advance:
+            report = api.repair_packs(opened, progress=advance)
+        print_notices(opened)
+    if json_out:
+        output.print_json(dataclasses.asdict(report))
+        return
+    for pack in report.damaged:
+        output.error(f"pack {pack} was damaged: replaced", "warning")
+    for oid in report.objects_lost:
+        output.error(f"object {oid} could not be read whole: lost", "warning")
+    output.out.print(
+        f"read {report.packs} packs: {len(report.damaged)} damaged, "
+        f"{report.objects_salvaged} objects salvaged into {report.packs_written} packs, "
+        f"{len(report.objects_lost)} lost"
+        + (
+            "; run `coursevault check` to see which snapshots need them"
+            if report.objects_lost
+            else ""
+        )
+    )

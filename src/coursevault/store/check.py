@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from coursevault.errors import CoursevaultError
+from coursevault.errors import (
+    BackendError,
+    CatalogError,
+    CoursevaultError,
+    ObjectMissingError,
+)
 from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
@@ -23,11 +28,30 @@ from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
+# What kind of damage a problem is, and so which repair applies (the guide's
+# "When something is wrong" lists them): bytes that are there but wrong, files
+# or objects that are not there, a catalog (a cache) out of step with the
+# files, a storage failure; for warnings, space to reclaim or a stray file.
+CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
+UNREFERENCED, STRAY = "unreferenced", "stray"
+
+
+def kind_of(exc: BaseException) -> str:
+    """The kind of problem an exception met while checking is."""
+    if isinstance(exc, (ObjectMissingError, FileNotFoundError)):
+        return MISSING
+    if isinstance(exc, CatalogError):
+        return CATALOG
+    if isinstance(exc, BackendError):
+        return BACKEND
+    return CORRUPT
+
 
 @dataclass(frozen=True)
 class Problem:
     severity: str  # "error" or "warning"
     message: str
+    kind: str = CORRUPT
 
 
 @dataclass
@@ -48,11 +72,11 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.errors
 
-    def error(self, msg: str) -> None:
-        self.problems.append(Problem("error", msg))
+    def error(self, msg: str, kind: str = CORRUPT) -> None:
+        self.problems.append(Problem("error", msg, kind))
 
-    def warn(self, msg: str) -> None:
-        self.problems.append(Problem("warning", msg))
+    def warn(self, msg: str, kind: str = UNREFERENCED) -> None:
+        self.problems.append(Problem("warning", msg, kind))
 
 
 def check_repository(
@@ -68,7 +92,7 @@ def check_repository(
     repo.sync_catalog()
 
     # 1. index files
-    index_files = index_names(backend, report.warn)
+    index_files = index_names(backend, lambda msg: report.warn(msg, STRAY))
 
     def entries() -> Iterator[tuple[ObjectId, Location]]:
         for name in index_files:
@@ -76,7 +100,7 @@ def check_repository(
             try:
                 data = backend.read(f"index/{name}")
             except (FileNotFoundError, CoursevaultError) as exc:
-                report.error(f"index file {name}: unreadable: {exc}")
+                report.error(f"index file {name}: unreadable: {exc}", kind_of(exc))
                 continue
             if blake3.blake3(data).hexdigest() != name:
                 report.error(
@@ -103,7 +127,7 @@ def check_repository(
         blocks.setdefault((no, boff), row)
         size = sizes[no]
         if size is None:
-            report.error(f"object {oid.hex()}: its pack {names[no]} is missing")
+            report.error(f"object {oid.hex()}: its pack {names[no]} is missing", MISSING)
         elif boff + blen > size:
             report.error(
                 f"object {oid.hex()}: pack {names[no]} is truncated "
@@ -118,23 +142,26 @@ def check_repository(
 
     # 3. snapshots: every object they reach must be indexed (and trees readable)
     seen = _Seen(table)
-    dictionaries: list[tuple[str, ObjectId]] = []
+    dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
+    next_nights: list[tuple[str, ObjectId]] = []  # writers' only: a fault is a warning
     for key, _size in backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
         if not SNAPSHOT_NAME.fullmatch(snap_id):
-            report.warn(f"ignoring {key}: not a snapshot record (a stray file; remove it by hand)")
+            report.warn(
+                f"ignoring {key}: not a snapshot record (a stray file; remove it by hand)", STRAY
+            )
             continue
         report.snapshots += 1
         try:
             record = repo.read_snapshot(snap_id)
             root = bytes.fromhex(str(record["root"]))
         except (CoursevaultError, ValueError) as exc:
-            report.error(f"snapshot {snap_id}: {exc}")
+            report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
             continue
         _walk(repo, f"snapshot {snap_id}", root, table, seen, report)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
-            dictionaries.append((f"snapshot {snap_id}'s dictionary", dictionary))
+            next_nights.append((f"snapshot {snap_id}'s dictionary", dictionary))
 
     # 3b. every block naming a dictionary: the dictionary and what it reads are
     # there (what those objects name need not be: see prune)
@@ -148,6 +175,15 @@ def check_repository(
     done: set[ObjectId] = set()
     for needed_by, dict_id in dictionaries:
         _check_dictionary(repo, needed_by, dict_id, table, seen, done, report)
+    # What a snapshot leaves for its course's next night restores nothing: the
+    # next session compresses without it if it is damaged (and prune drops it)
+    optional = CheckReport()
+    for needed_by, dict_id in next_nights:
+        _check_dictionary(repo, needed_by, dict_id, table, seen, done, optional)
+    for problem in optional.problems:
+        report.warn(
+            f"{problem.message} (the next ingest of its course does without it)", problem.kind
+        )
     report.reachable = seen.count
     _check_catalog(repo, table, seen, report)
 
@@ -207,7 +243,7 @@ def _walk(
         if rows is None:
             continue
         if not rows:
-            report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)")
+            report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING)
             continue
         if table.type(rows.start) != ObjectType.TREE:
             continue
@@ -215,7 +251,7 @@ def _walk(
             _t, payload = repo.read_at(oid, table.location(rows.start))
             stack.extend(tree_refs(payload))
         except (CoursevaultError, ValueError) as exc:
-            report.error(f"{needed_by}: tree {oid.hex()}: {exc}")
+            report.error(f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc))
 
 
 def _check_dictionary(
@@ -233,7 +269,7 @@ def _check_dictionary(
         return
     if dict_id not in table:
         done.add(dict_id)
-        report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)")
+        report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)", MISSING)
         return
     try:
         for link, sources in repo.dictionary_chain(dict_id):
@@ -245,7 +281,7 @@ def _check_dictionary(
                 seen.add(oid)
             needed_by = f"dictionary {link.hex()}"
     except CoursevaultError as exc:
-        report.error(f"{needed_by}: {exc}")  # names the dictionary or object
+        report.error(f"{needed_by}: {exc}", kind_of(exc))  # names the dictionary or object
 
 
 def _read_pack(
@@ -254,13 +290,14 @@ def _read_pack(
     try:
         data = repo.backend.read(pack_key(bytes.fromhex(name)))
     except (FileNotFoundError, CoursevaultError) as exc:
-        report.error(f"pack {name}: unreadable: {exc}")
+        report.error(f"pack {name}: unreadable: {exc}", kind_of(exc))
         return
     report.bytes_read += len(data)
     if blake3.blake3(data).hexdigest() != name:
         report.error(f"pack {name}: content does not match its name (corrupt or truncated)")
     found: dict[tuple[int, int, int], bytes] = {}
     named = {loc.block_offset for _oid, loc in entries}
+    unread: set[int] = set()  # blocks whose dictionary is at fault, reported once
     reader = repo.block_reader
     try:
         for boff, blen in iter_blocks(data):
@@ -271,7 +308,10 @@ def _read_pack(
                 continue
             except CoursevaultError as exc:  # its dictionary cannot be read
                 if boff in named:
-                    report.error(f"pack {name}: block at {boff}: its dictionary: {exc}")
+                    report.error(
+                        f"pack {name}: block at {boff}: its dictionary: {exc}", kind_of(exc)
+                    )
+                    unread.add(boff)
                 # else nothing indexed lives there: prune may have removed the
                 # dictionary of a block that holds only garbage
                 continue
@@ -283,6 +323,8 @@ def _read_pack(
         report.error(f"pack {name}: {exc}")
     # every index entry naming this pack must find an object with its id there
     for oid, loc in entries:
+        if loc.block_offset in unread:
+            continue  # not known to be corrupt: its block cannot be decoded
         if found.get((loc.block_offset, loc.offset, loc.length)) != oid:
             report.error(f"pack {name}: object {oid.hex()} at block {loc.block_offset} is corrupt")
 
@@ -320,10 +362,11 @@ def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: Ch
                     batch = []
         verify(batch)
     except CoursevaultError as exc:
-        report.error(f"catalog {catalog.url}: {exc}")
+        report.error(f"catalog {catalog.url}: {exc}", CATALOG)
         return
     if count:
         report.error(
             f"catalog {catalog.url}: {count} reachable objects are not located where the "
-            f"index files say (e.g. {', '.join(wrong)}); {REPAIR_CATALOG}"
+            f"index files say (e.g. {', '.join(wrong)}); {REPAIR_CATALOG}",
+            CATALOG,
         )

@@ -165,10 +165,13 @@ def _prune(
     def mark_dictionary(dict_id: ObjectId, needed_by: str) -> None:
         if dict_id in marked_dicts:
             return
-        keep_content(dict_id, needed_by)
+        chain = []  # read whole before anything is marked: a damaged one keeps nothing
         for link, sources in repo.dictionary_chain(dict_id):
             if link in marked_dicts:
-                return  # and the rest of the chain with it
+                break  # and the rest of the chain with it
+            chain.append((link, sources))
+        keep_content(dict_id, needed_by)
+        for link, sources in chain:
             marked_dicts.add(link)
             keep_content(link, needed_by)
             for oid in sources:
@@ -176,7 +179,13 @@ def _prune(
             needed_by = f"dictionary {link.hex()}"
 
     for dict_id, needed_by in dictionaries:
-        mark_dictionary(dict_id, needed_by)
+        # What a snapshot leaves for the next night restores nothing: if it is
+        # damaged, the next session compresses without it (WriteSession), so
+        # it is not kept rather than stopping the prune that frees the rest.
+        try:
+            mark_dictionary(dict_id, needed_by)
+        except (CorruptionError, ObjectMissingError) as exc:
+            repo.notice(f"{needed_by} is damaged and is not kept: {exc}")
 
     # A block holding a kept object needs the dictionary it names -- in
     # every pack that holds a copy, not only the packs kept: until the old index

@@ -1,4 +1,6 @@
-"""Rebuilding index files from the packs themselves (``coursevault repair index``).
+"""Repairs from what the repository still holds: index files rebuilt from the
+packs themselves (``coursevault repair index``), damaged packs replaced by
+what of them still reads (``coursevault repair packs``).
 
 Packs are self-describing (docs/format.md, "Packs"): every block carries its
 table of contents, each object's type and slice, and an object's id is the
@@ -26,11 +28,21 @@ import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import blake3
+
 from coursevault.errors import CoursevaultError
-from coursevault.store.ids import TYPES, ObjectId, object_id
+from coursevault.store.catalog_sync import index_names
+from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
-from coursevault.store.pack import PackFormatError, block_dictionary, iter_blocks, pack_key
-from coursevault.store.repository import MAX_DICT_DEPTH, Repository
+from coursevault.store.pack import (
+    Location,
+    PackFormatError,
+    PackWriter,
+    block_dictionary,
+    iter_blocks,
+    pack_key,
+)
+from coursevault.store.repository import MAX_DICT_DEPTH, MAX_PACK_OBJECTS, Repository
 
 
 @dataclass
@@ -192,3 +204,147 @@ def _not_indexed(
         for oid, row in rows.items()
         if oid not in known or (exclude is not None and oid in exclude)
     }
+
+
+@dataclass
+class SalvageReport:
+    packs: int = 0
+    damaged: list[str] = field(default_factory=list)  # packs whose bytes are not their name's
+    objects_salvaged: int = 0  # indexed objects read whole from them, now in new packs
+    objects_lost: list[str] = field(default_factory=list)  # indexed objects that were not
+    packs_written: int = 0
+    index_files_rewritten: int = 0
+
+
+def salvage_packs(
+    repo: Repository, progress: Callable[[int, int], None] | None = None
+) -> SalvageReport:
+    """Replace every damaged pack (its bytes do not hash to its name) by new
+    packs holding each of its indexed objects that still reads whole, then
+    remove it from the index and the repository (``repair packs``).
+
+    What did not read whole is lost to this repository: ``check`` then names
+    the snapshots that need it, which a copy (or ``forget``) must settle.
+    Order keeps a crash harmless: new packs, then index files naming them,
+    then index files without the damaged packs, and the damaged packs last.
+    Runs under the exclusive lock.  Memory: one pack and the salvaged rows.
+    """
+    report = SalvageReport()
+    backend = repo.backend
+    names = [k.rsplit("/", 1)[1] for k, _size in backend.list("packs/")]
+    names = sorted(n for n in names if _is_hex_id(n))
+    report.packs = len(names)
+    damaged: set[bytes] = set()
+    for i, name in enumerate(names):
+        data = backend.read(pack_key(bytes.fromhex(name)))
+        if blake3.blake3(data).hexdigest() != name:
+            damaged.add(bytes.fromhex(name))
+        if progress:
+            progress(i + 1, len(names))
+    report.damaged = sorted(p.hex() for p in damaged)
+    if not damaged:
+        return report
+    repo.disable_disk_dictionaries()
+    wanted = _entries_in(repo, damaged)
+    writer = _Copier(repo, report)
+    for oid, loc in sorted(wanted.items(), key=lambda e: (e[1].pack, e[1].block_offset)):
+        try:
+            kind, payload = repo.read_at(oid, loc)
+        except CoursevaultError:
+            report.objects_lost.append(oid.hex())
+            continue
+        writer.add(kind, oid, payload)
+        report.objects_salvaged += 1
+    salvaged = writer.finish()
+    it = iter(sorted(salvaged))
+    while chunk := list(itertools.islice(it, MAX_ENTRIES_PER_FILE)):
+        idx_id, data = encode_index_rows(chunk)
+        backend.write(index_key(idx_id), data)
+    report.index_files_rewritten = _drop_from_index(repo, damaged)
+    for pack in sorted(damaged):
+        backend.delete(pack_key(pack))
+    repo.forget_cached()
+    repo.rebuild_catalog()
+    return report
+
+
+def _entries_in(repo: Repository, packs: set[bytes]) -> dict[ObjectId, Location]:
+    """The index entries that name ``packs`` (one per object)."""
+    out: dict[ObjectId, Location] = {}
+    for name in index_names(repo.backend, repo.notice):
+        try:
+            entries = repo.read_index(name)
+        except CoursevaultError:
+            continue  # repair index deals with damaged index files
+        for oid, loc in entries:
+            if loc.pack in packs:
+                out.setdefault(oid, loc)
+    return out
+
+
+class _Copier:
+    """Objects into new packs of the repository's sizes (no dictionary: the
+    salvaged objects come from many nights)."""
+
+    def __init__(self, repo: Repository, report: SalvageReport) -> None:
+        self.repo = repo
+        self.report = report
+        self.rows: list[Row] = []
+        self._new()
+
+    def _new(self) -> None:
+        cfg = self.repo.config
+        self.writer = PackWriter(int(cfg["block_size"]), int(cfg["zstd_level"]))
+
+    def add(self, kind: ObjectType, oid: ObjectId, payload: bytes) -> None:
+        self.writer.add(kind, oid, payload)
+        full = self.writer.size >= int(self.repo.config["pack_size"])
+        if full or len(self.writer.where) >= MAX_PACK_OBJECTS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.writer.empty:
+            return
+        pack_id, data = self.writer.finish()
+        self.repo.backend.write(pack_key(pack_id), data)
+        self.rows += [
+            (o, t, pack_id, bo, bl, off, ln) for t, o, bo, bl, off, ln in self.writer.placed
+        ]
+        self.report.packs_written += 1
+        self._new()
+
+    def finish(self) -> list[Row]:
+        self._flush()
+        return self.rows
+
+
+def _drop_from_index(repo: Repository, packs: set[bytes]) -> int:
+    """Rewrite each index file naming ``packs`` without those entries."""
+    backend = repo.backend
+    rewritten = 0
+    for name in index_names(backend, repo.notice):
+        try:
+            entries = repo.read_index(name)
+        except CoursevaultError:
+            continue
+        if not any(loc.pack in packs for _oid, loc in entries):
+            continue
+        rows = [
+            (
+                oid,
+                int(loc.type),
+                loc.pack,
+                loc.block_offset,
+                loc.block_length,
+                loc.offset,
+                loc.length,
+            )
+            for oid, loc in entries
+            if loc.pack not in packs
+        ]
+        if rows:
+            idx_id, data = encode_index_rows(rows)
+            backend.write(index_key(idx_id), data)
+        backend.delete(f"index/{name}")
+        rewritten += 1
+    return rewritten
