@@ -54,6 +54,50 @@ def corrupt_zip(p: Path) -> None:
     p.write_bytes(z[:200] + b"\xff" * 400 + z[600:])
 
 
+def _corpus_zip() -> bytes:
+    return next(c for c in CORPUS if "moodle_28_quiz" in c.name).read_bytes()
+
+
+def _zip_data_at(data: bytes, member: str) -> int:
+    """Where a member's (compressed) data starts in the zip."""
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(member)
+    header = data[info.header_offset : info.header_offset + 30]
+    return (
+        info.header_offset
+        + 30
+        + int.from_bytes(header[26:28], "little")
+        + int.from_bytes(header[28:30], "little")
+    )
+
+
+def zip_member_cut(p: Path) -> None:
+    """100 bytes cut out of one member's data: the central directory's offsets
+    are stale (issue 20: "internal error: OSError: [Errno 22]")."""
+    z = _corpus_zip()
+    at = _zip_data_at(z, "gradebook.xml") + 100
+    p.write_bytes(z[:at] + z[at + 100 :])
+
+
+def zip_first_member_cut(p: Path) -> None:
+    z = _corpus_zip()
+    at = _zip_data_at(z, "activities/quiz_4/quiz.xml") + 100
+    p.write_bytes(z[:at] + z[at + 100 :])
+
+
+def zip_bytes_added(p: Path) -> None:
+    z = _corpus_zip()
+    at = _zip_data_at(z, "gradebook.xml") + 100
+    p.write_bytes(z[:at] + b"\x00" * 100 + z[at:])
+
+
+def zip_member_damaged(p: Path) -> None:
+    """Bytes of one member's data changed in place: the offsets hold, its CRC does not."""
+    z = bytearray(_corpus_zip())
+    at = _zip_data_at(bytes(z), "gradebook.xml") + 100
+    z[at : at + 8] = bytes(b ^ 0x55 for b in z[at : at + 8])
+    p.write_bytes(bytes(z))
+
+
 def not_archive(p: Path) -> None:
     p.write_bytes(b"hello, I am a text file\n" * 10)
 
@@ -128,6 +172,10 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (corrupt_deflate, "corrupt gzip stream: Error -3", None),
     (gzip_crc_mismatch, "corrupt gzip stream: CRC check failed", None),
     (corrupt_zip, "corrupt zip", None),
+    (zip_member_cut, "corrupt zip archive: 100 bytes missing", "gradebook.xml"),
+    (zip_first_member_cut, "100 bytes missing", "activities/quiz_4/quiz.xml"),
+    (zip_bytes_added, "corrupt zip archive: 100 bytes added", "gradebook.xml"),
+    (zip_member_damaged, "corrupt zip member", "gradebook.xml"),
     (not_archive, "not a Moodle backup archive", None),
     (empty_file, "empty file", None),
     (malformed_xml, "malformed XML at line 1", "course.xml"),
@@ -219,5 +267,27 @@ def test_a_refused_archive_does_not_stop_the_others(
     assert [line.split(":")[0] for line in err.splitlines()] == ["coursevault"] * 2
     assert "bad.mbz: course.xml: malformed XML" in err and "1 of 3 archives refused" in err
     assert len(out.splitlines()) == 2  # a JSON line for each stored archive
+    with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
+        assert len(r.snapshots()) == 2
+
+
+def test_a_damaged_zip_does_not_stop_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20: a zip with bytes cut out of a member stopped the batch with
+    "internal error: OSError", storing only the archives before it."""
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+    assert main(["init", str(repo)]) == 0
+    good = [c for c in CORPUS if "simplecertificate" in c.name]
+    bad = tmp_path / "bad.mbz"
+    zip_member_cut(bad)
+    capsys.readouterr()
+    code = main(["ingest", "-r", str(repo), str(good[0]), str(bad), str(good[1]), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "internal error" not in err and "gradebook.xml" in err
+    assert "1 of 3 archives refused" in err
+    assert len(out.splitlines()) == 2
     with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
         assert len(r.snapshots()) == 2

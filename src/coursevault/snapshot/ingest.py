@@ -24,7 +24,7 @@ from typing import Any
 
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
-from coursevault.moodle2.archive import MemberInfo, iter_members
+from coursevault.moodle2.archive import MemberInfo, iter_members, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
@@ -154,7 +154,7 @@ def _ingest(
         if member.tar_header is not None and member.tar_header != _canonical_header(member):
             entry["tar_header"] = member.tar_header.hex()
         if member.zip_info is not None:
-            entry["zip"] = {k: v for k, v in member.zip_info.items() if k != "date_time"}
+            entry["zip"] = zip_entry_fields(member)
         content: ObjectId | None = None
         if entry["kind"] == "file":
             if member.path == INDEX_NAME and layout.format == "tgz":
