@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CORPUS, MINIMAL_BACKUP, tar_with, write_tgz
+from refusals import assert_refused
 
 from coursevault.cli.app import main
 from coursevault.store.backend import LocalBackend
@@ -195,33 +196,16 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
 
 @pytest.mark.parametrize(("make", "message", "member"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_bad_archive_is_refused_cleanly(
-    tmp_path: Path,
+    seeded_repo: Path,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     make: Callable[[Path], None],
     message: str,
     member: str | None,
 ) -> None:
-    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
-    repo = tmp_path / "repo"
-    assert main(["init", str(repo)]) == 0
-    good = next(c for c in CORPUS if "moodle_311_quiz" in c.name)
-    assert main(["ingest", "-r", str(repo), str(good)]) == 0
-    before = sorted(p.relative_to(repo) for p in repo.rglob("*") if "locks" not in p.parts)
-    capsys.readouterr()
-
-    bad = tmp_path / "bad.mbz"
-    make(bad)
-    code = main(["ingest", "-r", str(repo), str(bad)])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and err.endswith("\n") and "Traceback" not in err
-    assert "bad.mbz" in err and message in err
-    if member:
-        assert member in err
-    after = sorted(p.relative_to(repo) for p in repo.rglob("*") if "locks" not in p.parts)
-    assert after == before  # nothing of the bad archive was left behind
-    with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
+    Path("nights").mkdir()
+    make(Path("nights/bad.mbz"))
+    assert_refused(seeded_repo, "nights/bad.mbz", capsys, message, member)
+    with Repository.open(LocalBackend(seeded_repo), cache_dir=Path("cache")) as r:
         assert len(r.snapshots()) == 1
         assert not list(r.backend.list("locks/"))
 

@@ -105,7 +105,7 @@ def ingest_archive(
     progress: Progress | None = None,
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
-    archive = os.path.basename(path)
+    archive = os.path.basename(path)  # as the snapshot records it; errors name `path` as given
     layout, members = iter_members(path)
     total = os.path.getsize(path)
     if course is not None:
@@ -169,7 +169,7 @@ def _ingest(
                     try:
                         cut = store_xml_member(session, stream, spool, text_cfg, member.name)
                     except XmlSyntax as exc:
-                        raise XmlError(archive, str(exc), member.name) from None
+                        raise XmlError(path, str(exc), member.name) from None
                     content = cut.content
                     entry["content"] = cut.kind
                     remember.extend(cut.remember)
@@ -184,7 +184,7 @@ def _ingest(
                         try:
                             info = read_backup_info(spool)
                         except BackupInfoError as exc:
-                            raise ArchiveError(archive, str(exc), member.name) from None
+                            raise ArchiveError(path, str(exc), member.name) from None
                         if course is None:
                             session.use_dictionary(_next_dictionary(repo, _course_of(info)))
             else:
@@ -201,12 +201,12 @@ def _ingest(
         session.refresh_lock()
 
     if info is None:
-        raise ArchiveError(archive, "no moodle_backup.xml: not a Moodle backup")
+        raise ArchiveError(path, "no moodle_backup.xml: not a Moodle backup")
     try:
         course_key = validate_course_key(course) if course else info.course_key
         epoch = parse_time(when) if when else float(info.backup_date)
     except BackupInfoError as exc:
-        raise ArchiveError(archive, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
+        raise ArchiveError(path, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
 
     # .ARCHIVE_INDEX: regenerate it from the entries when that gives the same bytes
     if index_raw is not None:
