@@ -140,6 +140,15 @@ def symlink(p: Path) -> None:
     tar_with(p, [_ti("link.xml", tarfile.SYMTYPE, link="/etc/passwd")], {})
 
 
+def hard_link_forward(p: Path) -> None:
+    """A hard link is kept only to a member already read (test_links.py)."""
+    tar_with(p, [_ti("a.xml", tarfile.LNKTYPE, link="b.xml"), _ti("b.xml")], {})
+
+
+def hard_link_outside(p: Path) -> None:
+    tar_with(p, [_ti("passwd", tarfile.LNKTYPE, link="/etc/passwd")], {})
+
+
 def device(p: Path) -> None:
     tar_with(p, [_ti("dev", tarfile.CHRTYPE)], {})
 
@@ -186,6 +195,8 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (absolute_path, "absolute path", "/etc/passwd"),
     (dotdot_path, "'..'", "a/../../x.xml"),
     (symlink, "symbolic links", "link.xml"),
+    (hard_link_forward, "hard link to 'b.xml', which is not an earlier member", "a.xml"),
+    (hard_link_outside, "hard link to '/etc/passwd'", "passwd"),
     (device, "device", "dev"),
     (duplicate_names, "duplicate member name", "moodle_backup.xml"),
     (absurd_size, "absurd declared size", "big.bin"),

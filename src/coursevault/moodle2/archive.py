@@ -181,7 +181,9 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
             flag = h.typeflag
             if flag == b"1":
                 # GNU tar re-packs may add a hard link to a member already in the
-                # archive; Moodle skips them.  Safe only if it names an earlier member.
+                # archive (the corpus has one); Moodle's restore skips them.  Safe
+                # only if it names an earlier member; kept and written back as it
+                # was (tests/moodle2/test_links.py).
                 target = h.raw[157:257].split(b"\0", 1)[0].decode("utf-8", "replace")
                 norm = MemberInfo(target, False, 0, 0).path
                 if norm not in seen:
@@ -191,6 +193,7 @@ def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
                 info = MemberInfo(h.name, False, 0, h.mtime, tar_header=h.raw, link=target)
                 if info.path in seen and info.path != norm:
                     raise ArchiveError(path, "duplicate member name", h.name)
+                seen.add(info.path)  # a later member of the same name is a duplicate
                 yield info, _Empty()
                 continue
             if flag == b"2":
