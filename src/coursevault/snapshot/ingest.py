@@ -27,6 +27,7 @@ from coursevault.errors import ArchiveError, BadInputError, XmlError
 from coursevault.moodle2.archive import MemberInfo, iter_members, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
+from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
@@ -62,6 +63,10 @@ class IngestResult:
     xml_reused: int = 0  # XML members stored before, taken from the catalog uncut
     xml_resumed_bytes: int = 0  # bytes of changed XML members not cut again (checkpoints)
     xml_grafted_bytes: int = 0  # and further on in them (grafted: XmlChunker._graft)
+    # files/<sha1> members whose content has another SHA-1: Moodle's restore
+    # looks files up by that name (moodle2/filepool.py); stored all the same
+    files_misnamed: int = 0
+    misnamed_files: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -189,8 +194,15 @@ def _ingest(
                             session.use_dictionary(_next_dictionary(repo, _course_of(info)))
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
-                content, _ = store_content(session, stream, cfg)
+                claimed = claimed_contenthash(member.path)
+                hashed = Sha1Reader(stream) if claimed else None
+                content, _ = store_content(session, hashed or stream, cfg)
                 entry["content"] = "blob"
+                if hashed is not None and hashed.hexdigest() != claimed:
+                    result.misnamed_files.append(
+                        {"member": member.name, "sha1": hashed.hexdigest()}
+                    )
+                    result.files_misnamed += 1
             if content is None:
                 entry["content"] = "empty"
         result.bytes_read += member.size
