@@ -1,10 +1,16 @@
-"""Bad archives: one clear line naming archive and member, exit 2, nothing stored."""
+"""The bad-input suite (issue 20): every kind of broken or unsafe archive is
+refused with exit 2 and one line on stderr naming the archive as the user
+gave it and the member where known, leaving nothing in the repository
+(refusals.py says exactly what is checked).  Siblings: test_links.py (links
+kept or refused), test_file_pool.py (files/<sha1> content that is not its
+name: stored with a warning), test_fuzz_input.py (damage at random places)."""
 
 from __future__ import annotations
 
 import gzip
 import io
 import tarfile
+import tempfile
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -177,6 +183,109 @@ def zip_traversal(p: Path) -> None:
     p.write_bytes(buf.getvalue())
 
 
+def _tar_of(members: list[tuple[str, bytes | None]]) -> bytes:
+    """The uncompressed tar Moodle would write for these members."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.mbz"
+        write_tgz(path, members)
+        return gzip.decompress(path.read_bytes())
+
+
+BIG = bytes(range(256)) * 40  # 10 KiB: a member spanning blocks
+
+
+def tar_ends_inside_a_member(p: Path) -> None:
+    """The tar stream itself is cut (the gzip around it is whole)."""
+    tar = _tar_of([("moodle_backup.xml", MINIMAL_BACKUP), ("files/big.bin", BIG)])
+    p.write_bytes(gzip.compress(tar[: len(tar) - 1024 - 5000]))
+
+
+def tgz_cut_in_half(p: Path) -> None:
+    data = _a_tgz()
+    p.write_bytes(bytes(data[: len(data) // 2]))
+
+
+def tar_without_end_marker(p: Path) -> None:
+    tar = _tar_of([("moodle_backup.xml", MINIMAL_BACKUP)])
+    assert tar.endswith(b"\0" * 1024)
+    p.write_bytes(gzip.compress(tar[:-1024]))  # the two zero blocks that end it
+
+
+def data_after_end_marker(p: Path) -> None:
+    tar = _tar_of([("moodle_backup.xml", MINIMAL_BACKUP)])
+    p.write_bytes(gzip.compress(tar + b"trailing junk"))
+
+
+def tar_header_damaged(p: Path) -> None:
+    """A byte of the second header changed inside an intact gzip stream."""
+    tar = bytearray(_tar_of([("moodle_backup.xml", MINIMAL_BACKUP), ("course.xml", b"<c/>")]))
+    second = 512 + (len(MINIMAL_BACKUP) + 511) // 512 * 512
+    tar[second + 3] ^= 0x20
+    p.write_bytes(gzip.compress(bytes(tar)))
+
+
+def pax_header(p: Path) -> None:
+    with tarfile.open(p, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("moodle_backup.xml")
+        ti.size = len(MINIMAL_BACKUP)
+        ti.pax_headers = {"comment": "re-packed"}
+        tf.addfile(ti, io.BytesIO(MINIMAL_BACKUP))
+
+
+def name_not_utf8(p: Path) -> None:
+    header = bytearray(tarfile.TarInfo("x").tobuf(format=tarfile.USTAR_FORMAT))
+    header[0:6] = b"caf\xe9.x"[:6]
+    header[148:156] = b" " * 8
+    header[148:156] = f"{sum(header):06o}".encode() + b"\0 "
+    p.write_bytes(gzip.compress(bytes(header) + b"\0" * 1024))
+
+
+def zip_symlink(p: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("moodle_backup.xml", MINIMAL_BACKUP)
+        link = zipfile.ZipInfo("files/link")
+        link.external_attr = 0o120777 << 16
+        z.writestr(link, "/etc/passwd")
+    p.write_bytes(buf.getvalue())
+
+
+def zip_encrypted(p: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("moodle_backup.xml", MINIMAL_BACKUP)
+        z.writestr("secret.xml", b"<a/>")
+    data = bytearray(buf.getvalue())
+    cd = data.rfind(b"PK\x01\x02")  # the last central directory entry: secret.xml
+    data[cd + 8] |= 0x1
+    p.write_bytes(bytes(data))
+
+
+def zip_unknown_method(p: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("moodle_backup.xml", MINIMAL_BACKUP)
+        z.writestr("odd.xml", b"<a/>")
+    data = bytearray(buf.getvalue())
+    for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # the local header and the directory
+        at = data.rfind(sig)
+        data[at + (8 if sig == b"PK\x03\x04" else 10)] = 99
+    p.write_bytes(bytes(data))
+
+
+def manifest_without_course(p: Path) -> None:
+    manifest = MINIMAL_BACKUP.replace(b"<original_course_id>7</original_course_id>", b"")
+    write_tgz(p, [("moodle_backup.xml", manifest)])
+
+
+def a_folder(p: Path) -> None:
+    p.mkdir()
+
+
+def missing_file(p: Path) -> None:
+    pass
+
+
 CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (truncated_gzip, "truncated", None),
     (corrupt_deflate, "corrupt gzip stream: Error -3", None),
@@ -202,6 +311,27 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (absurd_size, "absurd declared size", "big.bin"),
     (no_manifest, "no moodle_backup.xml", None),
     (zip_traversal, "'..'", "../escape.xml"),
+    (tar_ends_inside_a_member, "truncated: archive ends inside this member", "files/big.bin"),
+    (tgz_cut_in_half, "truncated gzip stream", None),
+    (
+        tar_without_end_marker,
+        "without an end-of-archive marker (after member moodle_backup.xml)",
+        None,
+    ),
+    (data_after_end_marker, "unexpected data after the end-of-archive marker", None),
+    (
+        tar_header_damaged,
+        "header checksum mismatch (not a tar archive or corrupt) (after member moodle_backup.xml)",
+        None,
+    ),
+    (pax_header, "extended (GNU/pax) tar headers are not supported", None),
+    (name_not_utf8, "entry name is not UTF-8", None),
+    (zip_symlink, "links are not allowed", "files/link"),
+    (zip_encrypted, "encrypted zip members are not supported", "secret.xml"),
+    (zip_unknown_method, "compression method", "odd.xml"),
+    (manifest_without_course, "(use --course/--time)", "moodle_backup.xml"),
+    (a_folder, "is a directory", None),
+    (missing_file, "no such file", None),
 ]
 
 
