@@ -3,9 +3,12 @@
 The container is recognised by content, never by name (``mbz_packer`` sniffs
 the first bytes too).  Members are read strictly in archive order through a
 bounded stream, so memory does not grow with the archive.  Anything unsafe or
-absurd -- absolute paths, ``..``, links, devices, duplicate names, sizes no
-course has -- is refused with an :class:`ArchiveError` naming the archive and
-member, before any of its data is used.
+absurd -- absolute paths, ``..``, symbolic links and hard links to anything
+but an earlier member, devices, duplicate names, sizes no course has -- is
+refused with an :class:`ArchiveError` naming the archive (the path as given)
+and member, before any of its data is used.  So is damage: every error the
+decompressors or zipfile raise on bad bytes becomes an :class:`ArchiveError`
+(the fuzz test, tests/moodle2/test_fuzz_input.py, holds the reader to it).
 """
 
 from __future__ import annotations
