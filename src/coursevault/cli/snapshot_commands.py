@@ -55,6 +55,12 @@ def ingest(
                 output.error(str(exc))
                 refused += 1
                 continue
+            for misnamed in result.misnamed_files:
+                output.error(
+                    f"{path}: {misnamed['member']}: content does not hash to its name "
+                    f"(SHA-1 {misnamed['sha1']}); Moodle's restore looks the file up by it",
+                    "warning",
+                )
             if json_out:
                 output.print_json(result.as_dict())
                 continue

@@ -24,9 +24,10 @@ from typing import Any
 
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
-from coursevault.moodle2.archive import MemberInfo, iter_members
+from coursevault.moodle2.archive import MemberInfo, iter_members, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
+from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
@@ -62,6 +63,10 @@ class IngestResult:
     xml_reused: int = 0  # XML members stored before, taken from the catalog uncut
     xml_resumed_bytes: int = 0  # bytes of changed XML members not cut again (checkpoints)
     xml_grafted_bytes: int = 0  # and further on in them (grafted: XmlChunker._graft)
+    # files/<sha1> members whose content has another SHA-1: Moodle's restore
+    # looks files up by that name (moodle2/filepool.py); stored all the same
+    files_misnamed: int = 0
+    misnamed_files: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -105,7 +110,7 @@ def ingest_archive(
     progress: Progress | None = None,
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
-    archive = os.path.basename(path)
+    archive = os.path.basename(path)  # as the snapshot records it; errors name `path` as given
     layout, members = iter_members(path)
     total = os.path.getsize(path)
     if course is not None:
@@ -154,7 +159,7 @@ def _ingest(
         if member.tar_header is not None and member.tar_header != _canonical_header(member):
             entry["tar_header"] = member.tar_header.hex()
         if member.zip_info is not None:
-            entry["zip"] = {k: v for k, v in member.zip_info.items() if k != "date_time"}
+            entry["zip"] = zip_entry_fields(member)
         content: ObjectId | None = None
         if entry["kind"] == "file":
             if member.path == INDEX_NAME and layout.format == "tgz":
@@ -169,7 +174,7 @@ def _ingest(
                     try:
                         cut = store_xml_member(session, stream, spool, text_cfg, member.name)
                     except XmlSyntax as exc:
-                        raise XmlError(archive, str(exc), member.name) from None
+                        raise XmlError(path, str(exc), member.name) from None
                     content = cut.content
                     entry["content"] = cut.kind
                     remember.extend(cut.remember)
@@ -184,13 +189,20 @@ def _ingest(
                         try:
                             info = read_backup_info(spool)
                         except BackupInfoError as exc:
-                            raise ArchiveError(archive, str(exc), member.name) from None
+                            raise ArchiveError(path, str(exc), member.name) from None
                         if course is None:
                             session.use_dictionary(_next_dictionary(repo, _course_of(info)))
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
-                content, _ = store_content(session, stream, cfg)
+                claimed = claimed_contenthash(member.path)
+                hashed = Sha1Reader(stream) if claimed else None
+                content, _ = store_content(session, hashed or stream, cfg)
                 entry["content"] = "blob"
+                if hashed is not None and hashed.hexdigest() != claimed:
+                    result.misnamed_files.append(
+                        {"member": member.name, "sha1": hashed.hexdigest()}
+                    )
+                    result.files_misnamed += 1
             if content is None:
                 entry["content"] = "empty"
         result.bytes_read += member.size
@@ -201,12 +213,12 @@ def _ingest(
         session.refresh_lock()
 
     if info is None:
-        raise ArchiveError(archive, "no moodle_backup.xml: not a Moodle backup")
+        raise ArchiveError(path, "no moodle_backup.xml: not a Moodle backup")
     try:
         course_key = validate_course_key(course) if course else info.course_key
         epoch = parse_time(when) if when else float(info.backup_date)
     except BackupInfoError as exc:
-        raise ArchiveError(archive, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
+        raise ArchiveError(path, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
 
     # .ARCHIVE_INDEX: regenerate it from the entries when that gives the same bytes
     if index_raw is not None:
