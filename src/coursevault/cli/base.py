@@ -7,12 +7,15 @@ cache folder here); everything below it takes explicit arguments.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from coursevault import api
 from coursevault.store.repository import Repository
+
+if TYPE_CHECKING:  # typer's vendored click: the class of every context, the root's too
+    from typer._click.core import Context
 
 app = typer.Typer(
     name="coursevault",
@@ -32,10 +35,38 @@ repair_app = typer.Typer(
 )
 app.add_typer(repair_app, name="repair")
 
+
+def _or_before_command(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+    """The value of a common option, which may also be given before the command.
+
+    ``coursevault -r REPO ls ...`` and ``coursevault ls -r REPO ...`` mean the
+    same (the README tells users to pass ``-r`` to every command, and both
+    orders are usual).  The command's own option on the command line wins, as
+    the nearer one; then the one before the command; then the environment
+    variable and the default, which only the command's option reads.
+    """
+    name = param.name or ""
+    if _given(ctx, name):
+        return value
+    root = ctx.find_root()
+    if root is not ctx and _given(root, name):
+        return root.params[name]
+    return value
+
+
+def _given(ctx: Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 RepoOpt = Annotated[
     str,
     typer.Option(
-        "--repo", "-r", envvar="COURSEVAULT_REPO", help="Repository folder [env COURSEVAULT_REPO]."
+        "--repo",
+        "-r",
+        envvar="COURSEVAULT_REPO",
+        help="Repository folder [env COURSEVAULT_REPO].",
+        callback=_or_before_command,
     ),
 ]
 CacheOpt = Annotated[
@@ -44,6 +75,7 @@ CacheOpt = Annotated[
         "--cache-dir",
         envvar="COURSEVAULT_CACHE",
         help="Folder for local caches (catalog) [env COURSEVAULT_CACHE; default ~/.cache/coursevault].",
+        callback=_or_before_command,
     ),
 ]
 CatalogOpt = Annotated[
@@ -52,9 +84,13 @@ CatalogOpt = Annotated[
         "--catalog",
         envvar="COURSEVAULT_CATALOG",
         help="SQLAlchemy URL of the catalog database instead of the local SQLite cache.",
+        callback=_or_before_command,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Machine-readable JSON output.", callback=_or_before_command),
+]
 
 
 def cache_dir_for(cache_dir: str | None) -> str | None:
@@ -86,6 +122,26 @@ def print_notices(repo: Repository) -> None:
 
 @app.callback()
 def _main(
+    repo: Annotated[
+        str | None,
+        typer.Option(
+            "--repo", "-r", help="Repository folder, for any command (or COURSEVAULT_REPO)."
+        ),
+    ] = None,
+    cache_dir: Annotated[
+        str | None, typer.Option("--cache-dir", help="Folder for local caches, for any command.")
+    ] = None,
+    catalog: Annotated[
+        str | None,
+        typer.Option("--catalog", help="SQLAlchemy URL of the catalog, for any command."),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Machine-readable output, for commands that have it.")
+    ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """Incremental, deduplicated history of Moodle course backups."""
+    """Incremental, deduplicated history of Moodle course backups.
+
+    The common options may come before the command as well as after it; the
+    commands read them from here (see ``_or_before_command``).
+    """
