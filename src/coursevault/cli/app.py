@@ -1,7 +1,8 @@
 """The ``coursevault`` command: typer commands that parse, call coursevault.api, print.
 
-Exit codes: 0 success; 1 failure (including corruption found by ``check``);
-2 bad input or usage; 10 no repository; 11 repository locked.  Errors are one
+Exit codes: 0 success (also when the reader of stdout went away: ``| head``);
+1 failure (including corruption found by ``check``); 2 bad input or usage;
+10 no repository; 11 repository locked.  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
@@ -35,10 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Exit as exc:
         return int(exc.exit_code)
     except BrokenPipeError:
-        # the reader went away (`coursevault diff ... | head`): stop quietly, like cat
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 141
+        return _reader_went_away()
+    except SystemExit as exc:
+        # click (typer/_click) turns EPIPE into sys.exit(1), and so does rich's
+        # console: the exit is raised while handling the BrokenPipeError
+        if isinstance(exc.__context__, BrokenPipeError):
+            return _reader_went_away()
+        raise
     except (typer.Abort, KeyboardInterrupt):
         output.err.print("coursevault: interrupted")
         return 130
@@ -60,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
             f"{type(exc).__name__}: {exc} (run with --debug for details)", "internal error"
         )
         return EXIT_FAILURE
+    return 0
+
+
+def _reader_went_away() -> int:
+    """Stop quietly with 0 when the reader of stdout went away.
+
+    ``coursevault ls ... | head -1`` is a success once head has what it
+    wanted; a shell reports 141 (SIGPIPE) for such a command, but a script
+    testing the exit status would take that for a failure, and the output it
+    asked for was all written.  Later writes (Python's own flush at exit) go to
+    /dev/null instead of raising again.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
     return 0
 
 
