@@ -13,12 +13,18 @@ from typing import TYPE_CHECKING, Any
 from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
 from coursevault.restore.export import (
     DEFAULT_LEVEL,
+    FORMATS,
     ExportResult,
     export_snapshot,
     validate_level,
 )
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
-from coursevault.snapshot.ingest import IngestResult, ingest_archive
+from coursevault.snapshot.ingest import (
+    IngestResult,
+    ingest_archive,
+    parse_time,
+    validate_course_key,
+)
 from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
 from coursevault.store.backend import Backend, LocalBackend
@@ -116,7 +122,16 @@ def ingest(
     when: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> IngestResult:
-    """Store one .mbz archive as a snapshot (all or nothing)."""
+    """Store one .mbz archive as a snapshot (all or nothing).
+
+    ``course`` and ``when`` are checked before the archive is read: a bad one
+    is refused at once, not after minutes of work (and ``""`` is no key, not
+    the default one).
+    """
+    if course is not None:
+        validate_course_key(course)
+    if when is not None:
+        parse_time(when)
     return ingest_archive(repo, path, course=course, when=when, progress=progress)
 
 
@@ -134,6 +149,8 @@ def export(
     progress: Callable[[int, int], None] | None = None,
 ) -> ExportResult:
     validate_level(level)  # before any work
+    if fmt is not None and fmt not in FORMATS:
+        raise BadInputError(f"unknown archive format {fmt!r}: use {' or '.join(FORMATS)}")
     snap = resolve(repo, selector)
     return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress)
 
@@ -250,6 +267,7 @@ def forget(
     repo: Repository, policy: Policy, *, course: str | None = None, dry_run: bool = False
 ) -> list[dict[str, Any]]:
     """Apply a retention policy per course; delete the snapshots it does not keep."""
+    policy.check()
     rows = repo.snapshots(course)
     if course is not None and not rows:
         raise SelectorError(f"no snapshots of course {course!r}")

@@ -35,7 +35,7 @@ def version() -> None:
 def init(
     path: Annotated[str | None, typer.Argument(help="Folder for the new repository.")] = None,
     repo: RepoOpt = "",
-    pack_size: Annotated[int, typer.Option(help="Target pack file size in MiB.")] = 16,
+    pack_size: Annotated[int, typer.Option(help="Target pack file size in MiB, 1-1024.")] = 16,
     block_size: Annotated[
         int,
         typer.Option(

@@ -30,6 +30,17 @@ class Policy:
     def empty(self) -> bool:
         return not any((self.last, self.hourly, self.daily, self.weekly, self.monthly, self.yearly))
 
+    def check(self) -> None:
+        """Refuse a policy that would forget everything by accident (no rule,
+        or a negative count), whether or not there are snapshots to apply it to."""
+        if self.empty():
+            raise UsageError(
+                "no retention rule given: use --keep-last/-hourly/-daily/-weekly/-monthly/-yearly"
+            )
+        for name, value in self.__dict__.items():
+            if value < 0:
+                raise UsageError(f"--keep-{name} must not be negative")
+
 
 @dataclass
 class Decision:
@@ -49,13 +60,7 @@ def _bucket(kind: str) -> Callable[[dt.datetime], tuple[int, ...]]:
 
 def apply_policy(snapshots: Sequence[SnapshotRow], policy: Policy) -> Decision:
     """Decide for one course's snapshots (any order)."""
-    if policy.empty():
-        raise UsageError(
-            "no retention rule given: use --keep-last/-hourly/-daily/-weekly/-monthly/-yearly"
-        )
-    for name, value in policy.__dict__.items():
-        if value < 0:
-            raise UsageError(f"--keep-{name} must not be negative")
+    policy.check()
     newest_first = sorted(snapshots, key=lambda s: (s.epoch, s.id), reverse=True)
     reasons: dict[str, list[str]] = {s.id: [] for s in newest_first}
     for i, s in enumerate(newest_first):

@@ -112,6 +112,7 @@ DICT_WALK = 2  # the flags of a walk dictionary (format version 3)
 # A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
 # hundreds of thousands of objects; the writer's map of them must stay small.
 MAX_PACK_OBJECTS = 32_768
+MAX_PACK_SIZE = 1024 * 1024 * 1024
 
 
 def snapshot_key(snap_id: str) -> str:
@@ -190,6 +191,12 @@ class Repository:
             raise BadInputError(
                 f"block size must be {MIN_BLOCK_SIZE // 1024}-{MAX_BLOCK_SIZE // 1024} KiB"
             )
+        # 0 wrote a pack per object (946 for a 6 MB course); a writer holds a
+        # whole pack in memory, so a huge one costs that much memory.
+        if not MIN_BLOCK_SIZE <= pack_size <= MAX_PACK_SIZE:
+            raise BadInputError(f"pack size must be 1 KiB to {MAX_PACK_SIZE // 2**20} MiB")
+        if not 1 <= level <= 22:
+            raise BadInputError("zstd level must be 1-22")
         config = {
             "version": FORMAT_VERSION,
             "id": secrets.token_hex(16),

@@ -1,0 +1,87 @@
+"""Options are checked before any work: one usage line and exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from helpers import CORPUS
+
+from coursevault import api
+from coursevault.errors import BadInputError
+from coursevault.snapshot.retention import Policy
+
+SMALL = min(CORPUS, key=lambda p: p.stat().st_size)
+
+
+def usage_line(r) -> str:
+    assert r.code == 2, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coursevault: error:"), r.err
+    return str(lines[0])
+
+
+@pytest.mark.parametrize("size", ["0", "-5", "1025"])
+def test_init_refuses_a_pack_size_out_of_range(cv, tmp_path: Path, size: str) -> None:
+    r = cv("init", tmp_path / "repo", "--pack-size", size)
+    assert "pack size must be" in usage_line(r)
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize(
+    "options", [{"pack_size": 0}, {"pack_size": -1}, {"level": 0}, {"level": 23}]
+)
+def test_the_api_refuses_what_the_cli_would(tmp_path: Path, options: dict[str, int]) -> None:
+    with pytest.raises(BadInputError):
+        api.init_repository(str(tmp_path / "repo"), **options)
+    assert not (tmp_path / "repo").exists()
+
+
+@pytest.fixture
+def repo(cv, tmp_path: Path) -> str:
+    path = str(tmp_path / "repo")
+    assert cv("init", path).code == 0
+    return path
+
+
+def snapshots(cv, repo: str) -> list[dict[str, object]]:
+    return list(json.loads(cv("snapshots", "-r", repo, "--json").out))
+
+
+def test_ingest_refuses_an_empty_course_key(cv, repo: str) -> None:
+    """``--course ''`` used to mean the default key, silently."""
+    r = cv("ingest", "-r", repo, "--course", "", str(SMALL))
+    assert "invalid course key ''" in usage_line(r)
+    assert snapshots(cv, repo) == []
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [("--time=yesterday", "invalid time 'yesterday'"), ("--course=a/b", "invalid course key")],
+)
+def test_ingest_checks_its_options_before_reading_any_archive(
+    cv, repo: str, tmp_path: Path, option: str, message: str
+) -> None:
+    # the first archive does not even exist: the option is what is refused
+    r = cv("ingest", "-r", repo, option, str(tmp_path / "missing.mbz"), str(SMALL))
+    assert message in usage_line(r)
+    assert snapshots(cv, repo) == []
+
+
+def test_forget_refuses_a_negative_count_with_no_snapshot_to_apply_it_to(
+    cv, repo: str, cache: Path
+) -> None:
+    r = cv("forget", "-r", repo, "--all", "--keep-last", "-1")
+    assert "--keep-last must not be negative" in usage_line(r)
+    r = cv("forget", "-r", repo, "--all", "--keep-daily", "3", "--keep-weekly", "-2")
+    assert "--keep-weekly must not be negative" in usage_line(r)
+    r = cv("forget", "-r", repo, "--all")
+    assert "no retention rule" in usage_line(r)
+    with api.open_repository(repo, cache_dir=str(cache)) as opened, pytest.raises(BadInputError):
+        api.forget(opened, Policy(monthly=-1))
+
+
+def test_export_refuses_an_unknown_format_before_resolving_the_snapshot(cv, repo: str) -> None:
+    r = cv("export", "-r", repo, "--format", "rar", "-o", "x.mbz", "nosuchsnapshot")
+    assert "unknown archive format 'rar'" in usage_line(r)
