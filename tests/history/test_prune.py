@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import random
 from pathlib import Path
 
 import pytest
@@ -139,10 +140,34 @@ def test_a_dry_run_says_what_prune_frees(
     dry = prune_repository(repo, dry_run=True)
     real = prune_repository(repo)
     assert real.bytes_freed > 0
+    # "4 repacked into 0" where prune then said "into 1": the count it would write
+    counts = ("packs_deleted", "packs_repacked", "packs_written", "reachable_objects")
+    assert [getattr(dry, c) for c in counts] == [getattr(real, c) for c in counts]
     if real.packs_repacked == 0:  # what stays and the new index: known exactly
         assert dry.bytes_freed == real.bytes_freed
     else:  # copies are compressed again: about the share of their packs
         assert abs(dry.bytes_freed - real.bytes_freed) <= 0.2 * real.bytes_freed
+
+
+def test_a_dry_run_counts_the_packs_a_repack_writes(tmp_path: Path) -> None:
+    """Each night keeps a new post and leaves a bigger one that the next
+    replaces: forgetting all but the last night leaves every pack mostly
+    garbage, and their survivors fill several small packs."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, pack_size=4096, block_size=1024, dictionary_depth=2)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    rng = random.Random(7)
+    kept: list[tuple[int, str]] = [(10, "first")]
+    for night in range(12):
+        kept.append((100 + night, rng.randbytes(1000).hex()))
+        replaced = [(5000 + night, rng.randbytes(6000).hex())]
+        date = 1700000000 + night * 86400
+        ingest_archive(repo, str(write_course(tmp_path / "n.mbz", {1: kept, 2: replaced}, date)))
+    api.forget(repo, Policy(last=1), course=repo.snapshots()[0].course)
+    dry = prune_repository(repo, dry_run=True)
+    real = prune_repository(repo)
+    assert real.packs_repacked > 1 and real.packs_written > 1
+    assert (dry.packs_repacked, dry.packs_written) == (real.packs_repacked, real.packs_written)
 
 
 def test_prune_never_reports_success_over_a_lost_pack(cv_repo: Repository, tmp_path: Path) -> None:

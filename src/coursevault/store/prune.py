@@ -27,7 +27,7 @@ from coursevault.store.catalog_sync import index_names, snapshot_names
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import Location, PackWriter, pack_key
+from coursevault.store.pack import LARGE_OBJECT, Location, PackWriter, pack_key
 from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
 from coursevault.store.treecodec import tree_refs
 
@@ -70,10 +70,11 @@ def prune_repository(
 
 def _classify(
     table: ObjectTable, pack_sizes: dict[str, int], repack_below: float
-) -> tuple[set[str], set[str], set[str], dict[str, int]]:
-    """(keep, repack, delete, survivors): packs by the share of their object
-    bytes still needed (rows marked KEPT), and for each pack to repack about
-    how many of its stored bytes the copied objects take (that share of it)."""
+) -> tuple[set[str], set[str], set[str], dict[str, int], dict[int, float]]:
+    """(keep, repack, delete, survivors, ratios): packs by the share of their
+    object bytes still needed (rows marked KEPT), for each pack to repack about
+    how many of its stored bytes the copied objects take (that share of it),
+    and for each pack number its stored bytes per object byte."""
     used_no = [0] * table.pack_count
     total_no = [0] * table.pack_count
     marks = table.marks
@@ -86,7 +87,37 @@ def _classify(
     keep = {p for p in pack_sizes if p in total and used.get(p, 0) >= repack_below * total[p]}
     repack = {p for p in pack_sizes if p in total and p not in keep and used.get(p, 0) > 0}
     survivors = {p: pack_sizes[p] * used[p] // total[p] for p in repack}
-    return keep, repack, set(pack_sizes) - keep, survivors
+    ratios = {no: pack_sizes.get(table.pack(no).hex(), n) / n for no, n in enumerate(total_no) if n}
+    return keep, repack, set(pack_sizes) - keep, survivors, ratios
+
+
+def _packs_to_write(
+    table: ObjectTable, to_copy: list[int], ratios: dict[int, float], block: int, pack: int
+) -> int:
+    """How many packs copying ``to_copy`` (rows, in copy order) writes, for a
+    dry run: PackWriter's rules -- a block sealed when the next object would
+    overflow it or is large, a pack flushed once its sealed blocks plus the
+    open block's raw bytes reach ``pack`` or it holds MAX_PACK_OBJECTS -- with
+    each object stored at its old pack's ratio.  "4 repacked into 0" was what
+    a dry run said where prune then wrote 1."""
+    packs = objects = raw = 0
+    sealed = open_stored = 0.0
+    large_from = min(block, LARGE_OBJECT)
+    for row in to_copy:
+        n = table.length(row)
+        large = n >= large_from
+        if raw and (large or raw + n > block):
+            sealed, raw, open_stored = sealed + open_stored, 0, 0.0
+        raw += n
+        open_stored += n * ratios.get(table.pack_number(row), 1.0)
+        objects += 1
+        if large or raw >= block:
+            sealed, raw, open_stored = sealed + open_stored, 0, 0.0
+        if sealed + raw >= pack or objects >= MAX_PACK_OBJECTS:
+            packs += 1
+            objects = raw = 0
+            sealed = open_stored = 0.0
+    return packs + (1 if objects else 0)
 
 
 def _index_size(rows: Iterable[Row]) -> int:
@@ -207,7 +238,7 @@ def _prune(
             mark_dictionary(named, "a block's dictionary")
 
     # 2. classify packs by the share of their object bytes still needed
-    keep, repack, delete, survivors = _classify(table, pack_sizes, repack_below)
+    keep, repack, delete, survivors, ratios = _classify(table, pack_sizes, repack_below)
     report.packs_repacked = len(repack)
     report.packs_deleted = len(delete)
 
@@ -240,6 +271,13 @@ def _prune(
     if unchanged or dry_run:
         report.bytes_after = report.bytes_before
         if not unchanged:  # the copies' index rows, in their places before the copy
+            report.packs_written = _packs_to_write(
+                table,
+                sorted(to_copy, key=table.place),  # as copied below
+                ratios,
+                int(repo.config["block_size"]),
+                int(repo.config["pack_size"]),
+            )
             report.bytes_after = (
                 sum(pack_sizes[p] for p in keep)
                 + sum(survivors.values())
