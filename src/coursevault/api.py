@@ -62,12 +62,23 @@ def open_repository(
     cache_dir: str | None = None,
     catalog_url: str | None = None,
     sync: bool = True,
+    lock_wait: float = 0.0,
 ) -> Repository:
     """Open a repository; ``sync=False`` skips bringing the catalog up to date,
-    for callers that only write (a write session syncs once it holds its lock)."""
-    return Repository.open(
+    for callers that only write (a write session syncs once it holds its lock).
+
+    ``lock_wait`` is how many seconds every operation on it waits for a
+    conflicting lock (``math.inf``: as long as it takes) before it fails with
+    LockHeldError: a nightly ingest queues behind a prune instead of skipping
+    a night.
+    """
+    if not lock_wait >= 0:  # NaN too
+        raise BadInputError(f"--wait must be 0 or more seconds, not {lock_wait}")
+    repo = Repository.open(
         backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url, sync=sync
     )
+    repo.lock_wait = lock_wait
+    return repo
 
 
 def repository_stats(repo: Repository) -> dict[str, Any]:
@@ -83,8 +94,10 @@ def check(
 
 def rebuild_index(repo: Repository) -> dict[str, Any]:
     """Recreate the catalog from the index and snapshot files; a damaged
-    index file is skipped and named (``damaged_index_files``)."""
-    return repo.rebuild_catalog()
+    index file is skipped and named (``damaged_index_files``).  Under a shared
+    lock, as a prune deleting index files meanwhile would leave it incomplete."""
+    with repo.lock(exclusive=False, operation="index rebuild"):
+        return repo.rebuild_catalog()
 
 
 def repair_packs(
@@ -266,17 +279,20 @@ def log(repo: Repository, course: str) -> Iterator[dict[str, Any]]:
 def forget(
     repo: Repository, policy: Policy, *, course: str | None = None, dry_run: bool = False
 ) -> list[dict[str, Any]]:
-    """Apply a retention policy per course; delete the snapshots it does not keep."""
+    """Apply a retention policy per course; delete the snapshots it does not keep.
+
+    Decided under the lock: after waiting for another forget, deciding on the
+    snapshots seen before could keep fewer than the policy says."""
     policy.check()
-    rows = repo.snapshots(course)
-    if course is not None and not rows:
-        raise SelectorError(f"no snapshots of course {course!r}")
-    by_course: dict[str, list[SnapshotRow]] = {}
-    for r in rows:
-        by_course.setdefault(r.course, []).append(r)
-    decisions = {c: apply_policy(snaps, policy) for c, snaps in sorted(by_course.items())}
     out = []
     with repo.lock(exclusive=True, operation="forget"):
+        rows = repo.snapshots(course)
+        if course is not None and not rows:
+            raise SelectorError(f"no snapshots of course {course!r}")
+        by_course: dict[str, list[SnapshotRow]] = {}
+        for r in rows:
+            by_course.setdefault(r.course, []).append(r)
+        decisions = {c: apply_policy(snaps, policy) for c, snaps in sorted(by_course.items())}
         for c, decision in decisions.items():
             for snap, why in decision.keep:
                 out.append(

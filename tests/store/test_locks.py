@@ -12,9 +12,17 @@ import time
 import pytest
 
 from coursevault.cli.app import main
-from coursevault.errors import LockHeldError
+from coursevault.errors import BadInputError, LockHeldError
 from coursevault.store.backend import LocalBackend
-from coursevault.store.locks import STALE_AFTER, Lock, LockInfo, list_locks, remove_stale_locks
+from coursevault.store.locks import (
+    FIRST_RETRY,
+    LAST_RETRY,
+    STALE_AFTER,
+    Lock,
+    LockInfo,
+    list_locks,
+    remove_stale_locks,
+)
 from coursevault.store.repository import Repository
 
 
@@ -113,6 +121,74 @@ def test_write_session_takes_a_shared_lock(tmp_path, lbackend) -> None:
         w2.abort()
         w.abort()
         Lock(lbackend, True, "prune").acquire().release()
+
+
+# -- waiting ------------------------------------------------------------------------------
+class FakeTime:
+    """A clock that moves only when slept on; ``then`` runs once it reaches ``at``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+        self.at = float("inf")
+        self.then = lambda: None
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        assert seconds > 0
+        self.sleeps.append(seconds)
+        self.now += seconds
+        if self.now >= self.at:
+            self.at = float("inf")
+            self.then()
+
+
+def test_waiting_takes_the_lock_once_its_holder_lets_go(lbackend) -> None:
+    held = Lock(lbackend, True, "prune").acquire()
+    t = FakeTime()
+    t.at, t.then = 1030.0, held.release  # released 30 s into the wait
+    lock = Lock(lbackend, False, "ingest").acquire(3600, sleep=t.sleep, clock=t.clock)
+    assert lock.waited and lock_keys(lbackend) == {lock.key}
+    # backing off: pauses grow (jittered) to at most LAST_RETRY, so 30 s is a few tries
+    assert t.sleeps[0] <= FIRST_RETRY and max(t.sleeps) <= LAST_RETRY
+    assert len(t.sleeps) < 15 and t.sleeps[-1] > t.sleeps[0]
+    lock.release()
+
+
+def test_waiting_gives_up_at_the_deadline_naming_the_holder(lbackend) -> None:
+    held = Lock(lbackend, True, "prune").acquire()
+    t = FakeTime()
+    with pytest.raises(LockHeldError, match=r"exclusive lock by prune .*waited 60 s"):
+        Lock(lbackend, False, "ingest").acquire(60, sleep=t.sleep, clock=t.clock)
+    assert t.now == pytest.approx(1060.0)  # the last pause ends at the deadline, no later
+    assert lock_keys(lbackend) == {held.key}  # it left no lock file behind
+    held.release()
+
+
+def test_no_wait_fails_at_once_and_a_negative_wait_is_refused(lbackend) -> None:
+    held = Lock(lbackend, True, "prune").acquire()
+    t = FakeTime()
+    with pytest.raises(LockHeldError):
+        Lock(lbackend, False, "ingest").acquire(sleep=t.sleep, clock=t.clock)
+    assert t.sleeps == []
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(BadInputError):
+            Lock(lbackend, False, "ingest").acquire(bad)
+    assert lock_keys(lbackend) == {held.key}
+    held.release()
+
+
+def test_waiting_for_ever_stops_at_a_holder_that_died(lbackend) -> None:
+    write_lock(lbackend, "gone", pid=os.getppid(), exclusive=True)
+    t = FakeTime()
+    # the holder's process dies while we wait: its lock turns stale, ignored
+    t.at = 1005.0
+    t.then = lambda: write_lock(lbackend, "gone", pid=dead_pid(), exclusive=True) and None
+    lock = Lock(lbackend, False, "ingest").acquire(float("inf"), sleep=t.sleep, clock=t.clock)
+    assert lock.waited
+    lock.release()
 
 
 # -- staleness ----------------------------------------------------------------------------

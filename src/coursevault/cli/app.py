@@ -14,7 +14,7 @@ import traceback
 import typer
 
 from coursevault.cli import output
-from coursevault.cli.base import app
+from coursevault.cli.base import app, optional_wait_value
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
 
 # The command modules register their commands on ``app`` when imported; this
@@ -26,7 +26,7 @@ __all__ = ["app", "main"]
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every error into one line and an exit code."""
-    args = sys.argv[1:] if argv is None else argv
+    args = optional_wait_value(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("COURSEVAULT_DEBUG") == "1"
     command = typer.main.get_command(app)
     try:

@@ -65,7 +65,7 @@ RepoOpt = Annotated[
         "--repo",
         "-r",
         envvar="COURSEVAULT_REPO",
-        help="Repository folder [env COURSEVAULT_REPO].",
+        help="Repository folder.",
         callback=_or_before_command,
     ),
 ]
@@ -74,7 +74,7 @@ CacheOpt = Annotated[
     typer.Option(
         "--cache-dir",
         envvar="COURSEVAULT_CACHE",
-        help="Folder for local caches (catalog) [env COURSEVAULT_CACHE; default ~/.cache/coursevault].",
+        help="Folder for local caches (catalog; default ~/.cache/coursevault).",
         callback=_or_before_command,
     ),
 ]
@@ -93,6 +93,18 @@ JsonOpt = Annotated[
 ]
 
 
+WaitOpt = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        metavar="[=SECONDS]",
+        show_default=False,
+        help="If the repository is locked, wait for the lock (up to SECONDS; --wait "
+        "alone: as long as it takes) instead of failing with exit 11.",
+    ),
+]
+
+
 def cache_dir_for(cache_dir: str | None) -> str | None:
     if cache_dir:
         return cache_dir
@@ -101,10 +113,10 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
 
 
 def open_repo(
-    repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True
+    repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
 ) -> Repository:
     opened = api.open_repository(
-        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync
+        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait
     )
     print_notices(opened)
     return opened
@@ -118,6 +130,19 @@ def print_notices(repo: Repository) -> None:
     for message in repo.notices:
         output.error(message, "warning")
     repo.notices.clear()
+
+
+def optional_wait_value(args: list[str]) -> list[str]:
+    """``--wait`` alone means "as long as it takes": ``--wait=inf`` for the parser.
+
+    As for GNU options with an optional value, a value must be attached
+    (``--wait=600``): ``ingest --wait night.mbz`` waits, it does not take the
+    archive for a number of seconds.
+    """
+    if "--" in args:
+        end = args.index("--")
+        return optional_wait_value(args[:end]) + args[end:]
+    return ["--wait=inf" if a == "--wait" else a for a in args]
 
 
 @app.callback()

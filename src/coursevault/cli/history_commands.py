@@ -13,6 +13,7 @@ from coursevault.cli.base import (
     CatalogOpt,
     JsonOpt,
     RepoOpt,
+    WaitOpt,
     app,
     open_repo,
 )
@@ -135,6 +136,7 @@ def forget(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Remove snapshots a retention policy does not keep (run prune to free space)."""
     policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
@@ -143,7 +145,7 @@ def forget(
             raise UsageError("--snapshot takes no COURSE, --all or --keep-* options")
     elif (course is None) == (not all_courses):
         raise UsageError("give a COURSE or --all (not both), or --snapshot")
-    with open_repo(repo, cache_dir, catalog) as r:
+    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         if snapshot:
             rows = api.forget_snapshots(r, snapshot, dry_run=dry_run)
         else:
@@ -173,9 +175,10 @@ def prune(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Delete objects no snapshot reaches and repack mostly-garbage packs (exclusive lock)."""
-    with open_repo(repo, cache_dir, catalog) as r:
+    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         report = api.prune(
             r,
             dry_run=dry_run,

@@ -15,6 +15,7 @@ from coursevault.cli.base import (
     CatalogOpt,
     JsonOpt,
     RepoOpt,
+    WaitOpt,
     app,
     index_app,
     open_repo,
@@ -95,9 +96,10 @@ def check(
         bool, typer.Option("--read-data", help="Also read every pack and verify every object.")
     ] = False,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Verify that every snapshot is complete (and, with --read-data, every byte)."""
-    with open_repo(repo, cache_dir, catalog) as r:
+    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         report = api.check(r, read_data=read_data)
     summary = {
         "ok": report.ok,
@@ -135,12 +137,13 @@ def index_rebuild(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Recreate the catalog from the repository's index and snapshot files.
 
     A damaged index file is skipped (and named): `repair index` indexes its
     objects again from the packs."""
-    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
+    with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
         counts = api.rebuild_index(opened)
         print_notices(opened)
     if json_out:
@@ -162,10 +165,11 @@ def repair_index(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Index again, from the packs' own tables of contents, every object no
     sound index file names; then remove the damaged index files."""
-    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
+    with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
         with output.byte_progress("reading packs", None, not json_out) as advance:
             report = api.repair_index(opened, progress=advance)
         print_notices(opened)
@@ -206,11 +210,12 @@ def repair_packs(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Replace each damaged pack (its bytes no longer hash to its name) by new
     packs holding what of it still reads whole; then `check` names the
     snapshots that need what was lost."""
-    with open_repo(repo, cache_dir, catalog, sync=False) as opened:
+    with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
         with output.byte_progress("reading packs", None, not json_out) as advance:
             report = api.repair_packs(opened, progress=advance)
         print_notices(opened)

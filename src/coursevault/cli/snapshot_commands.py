@@ -15,6 +15,7 @@ from coursevault.cli.base import (
     CatalogOpt,
     JsonOpt,
     RepoOpt,
+    WaitOpt,
     app,
     open_repo,
 )
@@ -34,6 +35,7 @@ def ingest(
         str | None, typer.Option("--time", help="Snapshot time, ISO 8601 (default: backup_date).")
     ] = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Store .mbz archives as deduplicated snapshots (one per archive, all or nothing each).
 
@@ -42,7 +44,8 @@ def ingest(
     file); the command then exits 2.  Anything else stops it.
     """
     refused = 0
-    with open_repo(repo, cache_dir, catalog, sync=False) as r:  # each ingest syncs under its lock
+    # each ingest syncs the catalog under its lock
+    with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         for path in archives:
             try:
                 with output.byte_progress(
@@ -105,10 +108,11 @@ def export(
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
     with (
-        open_repo(repo, cache_dir, catalog) as r,
+        open_repo(repo, cache_dir, catalog, wait=wait) as r,
         output.byte_progress(f"export {os.path.basename(out)}", None, not json_out) as bar,
     ):
         result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar)

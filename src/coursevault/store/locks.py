@@ -11,23 +11,33 @@ removes stale locks.
 
 Acquisition is "create, then look": after creating its own file a process lists
 the others; on conflict it removes its own and fails.  Two conflicting
-processes may both back off, but never both proceed.
+processes may both back off, but never both proceed.  A caller may wait
+instead of failing (a nightly ingest queued behind a prune rather than
+skipping a night): it tries again with growing, jittered pauses until its
+deadline, holding nothing between tries.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from coursevault.errors import LockHeldError
+from coursevault.errors import BadInputError, LockHeldError
 from coursevault.store.backend import Backend
 
 STALE_AFTER = 30 * 60
 REFRESH_EVERY = 5 * 60
+# Pauses between tries while waiting: from FIRST_RETRY, doubling up to
+# LAST_RETRY (each try writes, lists and deletes a lock file: a few requests on
+# S3 every 10 s at most).
+FIRST_RETRY = 0.1
+LAST_RETRY = 10.0
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class Lock:
         self.key = f"locks/{secrets.token_hex(16)}"
         self._last_refresh = 0.0
         self._held = False
+        self.waited = False  # acquire() found a conflict and tried again
 
     def _payload(self) -> bytes:
         return json.dumps(
@@ -114,7 +125,38 @@ class Lock:
             }
         ).encode()
 
-    def acquire(self) -> Lock:
+    def acquire(
+        self,
+        wait: float = 0.0,
+        *,
+        sleep: Callable[[float], object] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Lock:
+        """Take the lock, waiting up to ``wait`` seconds (``math.inf``: as long
+        as it takes) while a live conflicting lock is held; then raise
+        LockHeldError naming the holder.  ``sleep`` and ``clock`` are for tests."""
+        if not wait >= 0:  # NaN too
+            raise BadInputError(f"a lock wait must be 0 or more seconds, not {wait}")
+        deadline = clock() + wait
+        pause = FIRST_RETRY
+        while True:
+            holder = self._try()
+            if holder is None:
+                return self
+            left = deadline - clock()
+            if left <= 0:
+                waited = f" (waited {wait:g} s)" if wait else ""
+                raise LockHeldError(
+                    f"repository is locked: {holder.describe()}{waited}; "
+                    "if that process is gone, run `coursevault unlock`"
+                )
+            self.waited = True
+            # jitter: two waiters that back off from each other do not meet again
+            sleep(min(pause * random.uniform(0.5, 1.0), left))
+            pause = min(pause * 2, LAST_RETRY)
+
+    def _try(self) -> LockInfo | None:
+        """Create, then look: None if held now, else the lock that conflicts."""
         self.backend.write(self.key, self._payload())
         self._held = True
         self._last_refresh = time.time()
@@ -123,11 +165,8 @@ class Lock:
                 continue
             if self.exclusive or other.exclusive:
                 self.release()
-                raise LockHeldError(
-                    f"repository is locked: {other.describe()}; "
-                    "if that process is gone, run `coursevault unlock`"
-                )
-        return self
+                return other
+        return None
 
     def refresh(self, force: bool = False) -> None:
         """Rewrite the lock's time so others do not think us dead (cheap to call often)."""

@@ -290,8 +290,19 @@ class Repository:
         self.close()
 
     # -- locks ------------------------------------------------------------------------
+    # How long lock() waits for a conflicting lock (math.inf: no limit); the API
+    # sets it for the commands given --wait.
+    lock_wait: float = 0.0
+
     def lock(self, *, exclusive: bool, operation: str) -> Lock:
-        return Lock(self.backend, exclusive, operation).acquire()
+        lock = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
+        if lock.waited:  # a prune may have run meanwhile: the catalog's locations too old
+            try:
+                self.sync_catalog()
+            except BaseException:
+                lock.release()
+                raise
+        return lock
 
     # -- catalog sync -----------------------------------------------------------------
     def sync_catalog(self) -> list[str]:
