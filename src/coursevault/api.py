@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
+from coursevault.moodle2.archive import iter_members
+from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.restore.export import (
     DEFAULT_LEVEL,
     FORMATS,
@@ -139,13 +141,43 @@ def ingest(
 
     ``course`` and ``when`` are checked before the archive is read: a bad one
     is refused at once, not after minutes of work (and ``""`` is no key, not
-    the default one).
+    the default one).  ``progress(done, total)`` is called as members are
+    read, with their bytes so far and, when the archive lists them up front
+    (a Moodle tgz's .ARCHIVE_INDEX), the bytes it will read in all (else 0).
     """
     if course is not None:
         validate_course_key(course)
     if when is not None:
         parse_time(when)
+    if progress is not None:
+        progress = _with_total(progress, _listed_bytes(path))
     return ingest_archive(repo, path, course=course, when=when, progress=progress)
+
+
+def _with_total(progress: Callable[[int, int], None], total: int) -> Callable[[int, int], None]:
+    def report(done: int, _unknown: int) -> None:
+        progress(done, total)
+
+    return report
+
+
+def _listed_bytes(path: str) -> int:
+    """What ingesting ``path`` reads, from its .ARCHIVE_INDEX (the first
+    member of a tgz, a few KiB to inflate); 0 if it has none.  A damaged
+    archive is ingest's to report, not this estimate's."""
+    try:
+        _layout, members = iter_members(path)
+        try:
+            info, stream = next(members)
+            raw = stream.read() if info.path == INDEX_NAME else b""
+        finally:
+            close = getattr(members, "close", None)
+            if close is not None:
+                close()
+    except Exception:  # whatever it is, the ingest that follows reports it properly
+        return 0
+    listed = listed_bytes(raw) if raw else None
+    return len(raw) + listed if listed is not None else 0
 
 
 def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:

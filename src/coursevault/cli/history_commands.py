@@ -178,12 +178,11 @@ def prune(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Delete objects no snapshot reaches and repack mostly-garbage packs (exclusive lock)."""
-    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
-        report = api.prune(
-            r,
-            dry_run=dry_run,
-            progress=None if json_out else lambda m: output.err.print(m, markup=False),
-        )
+    with (
+        open_repo(repo, cache_dir, catalog, wait=wait) as r,
+        output.progress_steps("prune", enabled=not json_out) as step,
+    ):
+        report = api.prune(r, dry_run=dry_run, progress=step)
     if json_out:
         output.print_json(report.as_dict())
         return

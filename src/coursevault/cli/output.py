@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
-from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -41,6 +32,8 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
         for row in [columns, *rows]:
             out.print("\t".join("" if v is None else str(v) for v in row), markup=False)
         return
+    from rich.table import Table  # only for a person: not part of every command's start-up
+
     table = Table(title=title, show_edge=False, header_style="bold")
     for col in columns:
         table.add_column(col)
@@ -64,24 +57,98 @@ def human_bytes(n: float) -> str:
 
 
 @contextmanager
-def byte_progress(description: str, total: int | None, enabled: bool) -> Iterator[Any]:
-    """A progress bar on stderr (only on a terminal, never in --json mode)."""
+def progress_bar(
+    description: str, *, enabled: bool, unit: str = "bytes"
+) -> Iterator[Callable[[int, int], None] | None]:
+    """A bar on stderr while the block runs, gone when it ends; yields the
+    ``progress(done, total)`` callback the API takes (total 0: not known yet,
+    the bar pulses) or None when progress is not wanted.  ``unit`` "bytes"
+    shows sizes and speed, any other word counts (``3/120 packs``)."""
     if not enabled or not err.is_terminal:
         yield None
         return
+    # imported here: rich.progress is a fifth of rich's import time
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Speed(ProgressColumn):
+        """In MiB/s, as every size the CLI prints (rich's own says MB/s)."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{human_bytes(speed)}/s" if speed else "?", style="progress.data.speed")
+
+    class Count(ProgressColumn):
+        """``3/120 packs`` once the total is known (check walks its snapshots
+        before it counts packs: no "0/?" meanwhile)."""
+
+        def render(self, task: Task) -> Text:
+            known = task.total is not None
+            return Text(f"{task.completed:.0f}/{task.total:.0f} {unit}" if known else "")
+
+    counts: list[ProgressColumn] = (
+        [DownloadColumn(binary_units=True), Speed()] if unit == "bytes" else [Count()]
+    )
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        *counts,
         TimeRemainingColumn(),
         console=err,
         transient=True,
+        # stdout may be a file while stderr is the terminal: leave it alone
+        redirect_stdout=False,
+        redirect_stderr=False,
     )
     with progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=None)
 
-        def advance(done: int, new_total: int | None = None) -> None:
-            progress.update(task, completed=done, total=new_total or total)
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total or None)
 
         yield advance
+
+
+@contextmanager
+def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A spinner on stderr naming the step under way (prune says what it is
+    doing, not how far it is), gone when the block ends; None when progress
+    is not wanted."""
+    if not enabled or not err.is_terminal:
+        yield None
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    with progress:
+        task = progress.add_task(description, total=None)
+
+        def step(message: str) -> None:
+            progress.update(task, description=f"{description}: {message}")
+
+        yield step
+
+
+def byte_progress(
+    description: str, total: int | None, enabled: bool
+) -> AbstractContextManager[Callable[[int, int], None] | None]:
+    """The former name of :func:`progress_bar` (in bytes), kept while branches
+    written against it are merged."""
+    del total  # the API's callback says it
+    return progress_bar(description, enabled=enabled)

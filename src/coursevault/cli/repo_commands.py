@@ -99,8 +99,11 @@ def check(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Verify that every snapshot is complete (and, with --read-data, every byte)."""
-    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
-        report = api.check(r, read_data=read_data)
+    with (
+        open_repo(repo, cache_dir, catalog, wait=wait) as r,
+        output.progress_bar("check", enabled=not json_out, unit="packs") as bar,
+    ):
+        report = api.check(r, read_data=read_data, progress=bar)
     summary = {
         "ok": report.ok,
         "snapshots": report.snapshots,
@@ -170,7 +173,7 @@ def repair_index(
     """Index again, from the packs' own tables of contents, every object no
     sound index file names; then remove the damaged index files."""
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
-        with output.byte_progress("reading packs", None, not json_out) as advance:
+        with output.progress_bar("repair index", enabled=not json_out, unit="packs") as advance:
             report = api.repair_index(opened, progress=advance)
         print_notices(opened)
     if json_out:
@@ -216,7 +219,7 @@ def repair_packs(
     packs holding what of it still reads whole; then `check` names the
     snapshots that need what was lost."""
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
-        with output.byte_progress("reading packs", None, not json_out) as advance:
+        with output.progress_bar("repair packs", enabled=not json_out, unit="packs") as advance:
             report = api.repair_packs(opened, progress=advance)
         print_notices(opened)
     if json_out:

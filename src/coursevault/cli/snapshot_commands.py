@@ -48,8 +48,8 @@ def ingest(
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         for path in archives:
             try:
-                with output.byte_progress(
-                    f"ingest {os.path.basename(path)}", None, not json_out
+                with output.progress_bar(
+                    f"ingest {os.path.basename(path)}", enabled=not json_out
                 ) as bar:
                     result = api.ingest(r, path, course=course, when=when, progress=bar)
             except ArchiveError as exc:
@@ -113,7 +113,7 @@ def export(
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
     with (
         open_repo(repo, cache_dir, catalog, wait=wait) as r,
-        output.byte_progress(f"export {os.path.basename(out)}", None, not json_out) as bar,
+        output.progress_bar(f"export {os.path.basename(out)}", enabled=not json_out) as bar,
     ):
         result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar)
     if json_out:

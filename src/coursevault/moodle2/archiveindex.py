@@ -24,3 +24,20 @@ def render_archive_index(entries: Iterable[tuple[str, bool, int, int]]) -> bytes
             lines.append(f"{name}\tf\t{size}\t{mtime}\n")
     header = f"Moodle archive file index. Count: {len(lines)}\n"
     return (header + "".join(lines)).encode("utf-8")
+
+
+def listed_bytes(raw: bytes) -> int | None:
+    """The bytes of the files an index lists, or None if it is not one.
+
+    For a progress bar's total (the index comes first, so a reader knows what
+    the archive holds before inflating the rest); never trusted for more.
+    """
+    lines = raw.decode("utf-8", "replace").split("\n")
+    if not lines[0].startswith("Moodle archive file index."):
+        return None
+    total = 0
+    for line in lines[1:]:
+        fields = line.split("\t")
+        if len(fields) == 4 and fields[1] == "f" and fields[2].isdigit():
+            total += int(fields[2])
+    return total
