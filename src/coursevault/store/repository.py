@@ -63,6 +63,7 @@ from coursevault.store.treecodec import (
 )
 
 if TYPE_CHECKING:
+    from coursevault.store.series import SnapshotDraft
     from coursevault.store.session import WriteSession
 
 # version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries
@@ -259,7 +260,20 @@ class Repository:
 
     # -- locks ------------------------------------------------------------------------
     def lock(self, *, exclusive: bool, operation: str) -> Lock:
-        return Lock(self.backend, exclusive, operation).acquire()
+        """A shared or exclusive lock.  Holding the exclusive one, no writer is
+        half-way through a commit: a snapshot whose writer died after moving
+        its head is written now (``series.publish_all``), before prune or
+        forget decide what snapshots there are."""
+        held = Lock(self.backend, exclusive, operation).acquire()
+        if exclusive:
+            from coursevault.store.series import publish_all
+
+            try:
+                publish_all(self)
+            except BaseException:
+                held.release()
+                raise
+        return held
 
     # -- catalog sync -----------------------------------------------------------------
     def sync_catalog(self) -> None:
@@ -635,33 +649,29 @@ class Repository:
         return record
 
     def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
-        return self.catalog.snapshots(course)
+        """Snapshots in history order (``series.history_order``): by time,
+        an archive ingested again after the one it repeats."""
+        from coursevault.store.series import history_order
 
-    def update_head(self, course: str, snap_id: str, epoch: float) -> None:
-        """Point ``refs/heads/<course>`` at the course's newest snapshot.
+        return history_order(self.catalog.snapshots(course))
 
-        Compare-and-swap, so two writers of one course never lose the newer head.
-        """
-        key = f"refs/heads/{course}"
-        for _attempt in range(20):
-            try:
-                current: bytes | None = self.backend.read(key)
-            except FileNotFoundError:
-                current = None
-            if current is not None:
-                rows = [
-                    s for s in self.catalog.snapshots(course) if s.id == current.decode().strip()
-                ]
-                if rows and rows[0].epoch > epoch:
-                    return
-            if self.backend.compare_and_swap(key, current, snap_id.encode() + b"\n"):
-                self.catalog.set_ref(f"heads/{course}", snap_id)
-                return
-        raise BackendError(f"could not update {key}: too many concurrent updates")
+    def commit_snapshot(self, draft: SnapshotDraft) -> str:
+        """Write a snapshot whose objects are indexed, choosing its parent and
+        moving its course's head under compare-and-swap (``store/series.py``)."""
+        from coursevault.store.series import record_snapshot
+
+        return record_snapshot(self, draft)
 
     def delete_snapshot(self, snap_id: str) -> None:
+        """Delete a snapshot (under the exclusive lock); its course's head ref
+        stops naming it."""
+        from coursevault.store.series import drop_from_head
+
+        courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
+        for course in courses:
+            drop_from_head(self, course, snap_id)
 
     # -- writing ----------------------------------------------------------------------
     def writer(

@@ -11,7 +11,6 @@ can have deduplicated against them).
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 from collections import deque
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any
 
 import zstandard
 
-from coursevault.errors import BadInputError, CorruptionError, ObjectMissingError
+from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.pack import PackWriter, pack_key
@@ -35,9 +34,8 @@ from coursevault.store.repository import (
     MAX_DICT_DEPTH,
     MAX_PACK_OBJECTS,
     Repository,
-    snapshot_key,
-    snapshot_row,
 )
+from coursevault.store.series import SnapshotDraft, fixed_draft
 from coursevault.store.treecodec import encode_tree, write_varint
 
 # What a session waiting for its dictionary holds in one open block at most
@@ -324,11 +322,14 @@ class WriteSession:
         self._lock.refresh()
 
     # commit / abort
-    def commit(self, snapshot: dict[str, Any] | None = None) -> str | None:
+    def commit(self, snapshot: dict[str, Any] | SnapshotDraft | None = None) -> str | None:
         """Make everything durable and visible; write ``snapshot`` last.
 
-        Returns the snapshot id (or None when only objects were committed).  On
-        any failure the session is aborted (see :meth:`abort`) and the lock freed.
+        A record is written as it is; a :class:`SnapshotDraft` gets its
+        parent chosen under its course's head update (``store/series.py``).
+        Returns the snapshot id (or None when only objects were committed).
+        On any failure the session is aborted (see :meth:`abort`) and the
+        lock freed.
         """
         try:
             return self._commit(snapshot)
@@ -336,7 +337,8 @@ class WriteSession:
             self.abort()
             raise
 
-    def _commit(self, snapshot: dict[str, Any] | None) -> str | None:
+    def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
+        draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         self.use_dictionary(None)  # if it was never named
         last = self._flush_pack(remember=False)
         pending = itertools.chain(self._pending.rows(), last)
@@ -354,18 +356,7 @@ class WriteSession:
             self._stats.stored_bytes += len(data)
             self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
         self.repo.catalog.commit()
-        snap_id = None
-        if snapshot is not None:
-            data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
-            snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
-            try:
-                row = snapshot_row(snap_id, snapshot)  # validate before anything is written
-            except (KeyError, TypeError, ValueError) as exc:
-                self._close()
-                raise BadInputError(f"invalid snapshot record: {exc}") from exc
-            self.repo.backend.write(snapshot_key(snap_id), data)
-            self.repo.catalog.add_snapshot(row)
-            self.repo.update_head(str(snapshot["course"]), snap_id, float(snapshot["epoch"]))
+        snap_id = self.repo.commit_snapshot(draft) if draft is not None else None
         self._close()
         return snap_id
 
