@@ -88,6 +88,30 @@ def test_a_night_committed_meanwhile_is_the_parent(
     _assert_exports(repo, tmp_path, {n.snapshot: p for n, p in [(n2, n2_path), (n3, n3_path)]})
 
 
+def test_a_night_is_not_stored_whole_when_its_parent_commits_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nights 1 and 2 start together on an empty repository; night 1 commits
+    first.  Night 2 wrote the whole course before night 1 existed: at commit
+    it names night 1 and keeps only what night 1 lacks."""
+    Repository.init(LocalBackend(tmp_path / "repo"))
+    repo = _open(tmp_path)
+    n1_path, n2_path = _night(tmp_path, 1), _night(tmp_path, 2)
+    inner: list[Any] = []
+    other = _open(tmp_path, "cache2")
+    _during_commit(monkeypatch, lambda: inner.append(ingest_archive(other, str(n1_path))))
+    n2 = ingest_archive(repo, str(n2_path))
+    [n1] = inner
+
+    record = repo.read_snapshot(n2.snapshot)
+    assert record["parents"] == [n1.snapshot]
+    assert n2.new_bytes * 4 < n1.new_bytes
+    assert record["stats"]["new_bytes"] == n2.new_bytes
+    packs = sum(p.stat().st_size for p in (tmp_path / "repo" / "packs").rglob("*") if p.is_file())
+    assert packs < 1.5 * n1.stored_bytes  # night 2's copy of night 1 was deleted
+    _assert_exports(repo, tmp_path, {n1.snapshot: n1_path, n2.snapshot: n2_path})
+
+
 def test_an_archive_ingested_again_meanwhile_is_a_snapshot_of_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -104,3 +128,4 @@ def test_an_archive_ingested_again_meanwhile_is_a_snapshot_of_its_own(
     assert first.snapshot != second.snapshot
     assert [r.id for r in repo.snapshots()] == [first.snapshot, second.snapshot]
     assert repo.read_snapshot(second.snapshot)["parents"] == [first.snapshot]
+    assert second.new_objects == 0  # nothing stored twice
