@@ -146,3 +146,41 @@ def test_a_forgotten_snapshot_is_not_published_again(repo, backend) -> None:
         repo.delete_snapshot(n1)
         repo.delete_snapshot(n3)
     assert not backend.exists("refs/heads/course-1")
+
+
+def test_a_commit_waits_for_the_writer_committing_to_its_course(
+    repo, backend, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writer A has reserved the course (it is dropping what others stored
+    and writing its index): B waits, then follows A's snapshot."""
+    from coursevault.store import series
+
+    n1 = _commit(repo, 1000.0, "n1")
+    other = Repository.open(LocalBackend(backend.root), cache_dir=cache_dir.parent / "other")
+    a = other.writer()
+    root_a = a.put_tree([a.put(ObjectType.BLOB, b"n2")], b"root")
+    series.reserve(other, "course-1", a._lock.key)
+    done: list[str | None] = []
+
+    def sleep(_seconds: float) -> None:  # B waits: A goes on meanwhile
+        if not done:
+            done.append(a.commit(_draft(root_a, 2000.0)))
+
+    monkeypatch.setattr(series.time, "sleep", sleep)
+    n3 = _commit(repo, 3000.0, "n3")
+    [n2] = done
+    assert n2 is not None
+    assert _parents(repo, n2) == [n1] and _parents(repo, n3) == [n2]
+    assert b"committing" not in backend.read("refs/heads/course-1")
+
+
+def test_a_dead_writers_reservation_is_taken_over(
+    repo, backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coursevault.store import series
+
+    n1 = _commit(repo, 1000.0, "n1")
+    series.reserve(repo, "course-1", "locks/" + "0" * 32)  # its lock is gone
+    monkeypatch.setattr(series.time, "sleep", lambda _s: pytest.fail("waited for the dead"))
+    n2 = _commit(repo, 2000.0, "n2")
+    assert _parents(repo, n2) == [n1]

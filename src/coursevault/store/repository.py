@@ -655,12 +655,13 @@ class Repository:
 
         return history_order(self.catalog.snapshots(course))
 
-    def commit_snapshot(self, draft: SnapshotDraft) -> str:
+    def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
         """Write a snapshot whose objects are indexed, choosing its parent and
-        moving its course's head under compare-and-swap (``store/series.py``)."""
+        moving its course's head under compare-and-swap, for the writer
+        holding ``lock`` (``store/series.py``)."""
         from coursevault.store.series import record_snapshot
 
-        return record_snapshot(self, draft)
+        return record_snapshot(self, draft, lock.key)
 
     def delete_snapshot(self, snap_id: str) -> None:
         """Delete a snapshot (under the exclusive lock); its course's head ref

@@ -3,34 +3,40 @@
 Writers of one course may run at once (nights caught up in parallel, two
 hosts), so a snapshot's parent cannot be read before its session commits:
 what another writer commits meanwhile would be missed, and two nights would
-both name the night before them, or none.  So the parent is chosen at
-commit, under the series' reference update (docs/format.md, "Snapshots"):
+both name the night before them, or none.  So a commit of a course happens
+under its ref, ``refs/heads/<course>`` (docs/format.md, "Parents"):
 
-1. read ``refs/heads/<course>`` (publishing the snapshot it says was last
-   committed, if its writer died before writing the file);
-2. list the snapshots and take the newest of the course at or before this
-   one's time, in history order, as the parent; build the record;
-3. compare-and-swap the ref to name this snapshot (the ref changes with
-   every commit, so two writers cannot both win from the same state);
-   on a lost race, start again at 1;
+1. reserve the ref: swap in a line naming this writer's lock, once no live
+   writer's line is there (a dead writer's lock is gone or stale);
+2. drop from the session's packs what others committed meanwhile and write
+   its index files (``WriteSession._commit``): with the ref reserved, no
+   snapshot of the course can appear between this and 3, so the parent's
+   objects are not stored again;
+3. list the snapshots and take the newest of the course at or before this
+   one's time, in history order, as the parent; build the record; swap the
+   ref to name this snapshot and hold its record (the ref changes with
+   every commit, so two writers cannot both win from one state; a lost
+   race -- a reservation taken over -- starts again at 1);
 4. only then write the snapshot file.
 
 A snapshot is therefore visible only once its parent is settled: no writer
-can pick a snapshot whose record may still change.  The ref holds the
-record of the last commit, so a writer killed between 3 and 4 loses
-nothing; the next writer of the course, or the next exclusive lock (prune,
-forget), writes its file.
+can pick a snapshot whose record may still change.  The ref holds the record
+of the last commit, so a writer killed between 3 and 4 loses nothing; the
+next writer of the course, or the next exclusive lock (prune, forget),
+writes its file.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coursevault.errors import BackendError, BadInputError
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.locks import list_locks
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -38,6 +44,7 @@ if TYPE_CHECKING:
 # A lost race means another writer of the course committed; this many in a
 # row means something else is wrong.
 MAX_ATTEMPTS = 100
+RESERVED = b"committing "  # the ref line of a writer between steps 1 and 4
 
 
 class SnapshotDraft(NamedTuple):
@@ -130,17 +137,59 @@ class _Head(NamedTuple):
     raw: bytes | None  # the ref's bytes as read (what the swap expects)
     newest: str | None
     last: bytes | None  # the record of the snapshot committed last
+    reserved: str | None  # the lock key of the writer committing now
 
 
 def _read_head(repo: Repository, course: str) -> _Head:
     try:
         raw = repo.backend.read(head_key(course))
     except FileNotFoundError:
-        return _Head(None, None, None)
+        return _Head(None, None, None, None)
     lines = raw.split(b"\n")
     newest = lines[0].decode(errors="replace").strip() or None
-    last = lines[1] if len(lines) > 1 and lines[1].startswith(b"{") else None
-    return _Head(raw, newest, last)
+    last = reserved = None
+    for line in lines[1:]:
+        if line.startswith(b"{"):
+            last = line
+        elif line.startswith(RESERVED):
+            reserved = line[len(RESERVED) :].decode(errors="replace").strip()
+    return _Head(raw, newest, last, reserved)
+
+
+def _encode_head(newest: str | None, last: bytes | None, reserved: str | None) -> bytes:
+    out = (newest or "").encode() + b"\n"
+    if last is not None:
+        out += last + b"\n"
+    if reserved is not None:
+        out += RESERVED + reserved.encode() + b"\n"
+    return out
+
+
+def _holder_alive(repo: Repository, lock_key: str) -> bool:
+    return any(h.key == lock_key and not h.is_stale() for h in list_locks(repo.backend))
+
+
+def reserve(repo: Repository, course: str, lock_key: str) -> None:
+    """Step 1: make this writer (holding the lock ``lock_key``) the only
+    one committing to ``course`` until its record replaces the reservation.
+
+    Waits while another live writer holds it: that writer is between its
+    own step 2 and 4, which take as long as writing a night's index.  A
+    writer that dies releases its lock (or it goes stale), and with it the
+    reservation.
+    """
+    delay = 0.02
+    while True:
+        head = publish_last(repo, course)
+        if head.reserved == lock_key:
+            return
+        if head.reserved is not None and _holder_alive(repo, head.reserved):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            continue
+        ref = _encode_head(head.newest, head.last, lock_key)
+        if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+            return
 
 
 def publish_last(repo: Repository, course: str) -> _Head:
@@ -163,14 +212,18 @@ def publish_all(repo: Repository) -> None:
         publish_last(repo, key.split("/", 2)[2])
 
 
-def record_snapshot(repo: Repository, draft: SnapshotDraft) -> str:
-    """Commit ``draft`` to its course's series (see the module docstring);
-    return the snapshot id.  The objects it names must be indexed already."""
+def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> str:
+    """Steps 3 and 4 (see the module docstring) for a writer holding the lock
+    ``lock_key``; returns the snapshot id.  The objects the record names must
+    be indexed already."""
     from coursevault.store.repository import snapshot_key, snapshot_row
 
     course = draft.course
     for _attempt in range(MAX_ATTEMPTS):
-        head = publish_last(repo, course)
+        reserve(repo, course, lock_key)
+        head = _read_head(repo, course)
+        if head.reserved != lock_key:
+            continue  # taken over since (our lock looked stale): again
         repo.sync_catalog()
         rows = repo.snapshots(course)
         record = draft.build(parent_of(rows, draft.epoch))
@@ -183,7 +236,7 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft) -> str:
         if row.course != course or row.epoch != draft.epoch:
             raise BadInputError("a snapshot draft changed its course or time")
         newest = history_order(sorted([*rows, row], key=lambda r: (r.epoch, r.id)))[-1].id
-        ref = newest.encode() + b"\n" + data + b"\n"
+        ref = _encode_head(newest, data, None)
         if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
             repo.backend.write(snapshot_key(snap_id), data)
             repo.catalog.add_snapshot(row)
@@ -204,10 +257,14 @@ def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
     if head.newest != snap_id and last is head.last:
         return
     rows = repo.snapshots(course)
-    if not rows:
+    if not rows and last is None:
         repo.backend.delete(head_key(course))
         return
-    ref = rows[-1].id.encode() + b"\n" + (last + b"\n" if last is not None else b"")
-    if not repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+    newest = rows[-1].id if rows else None
+    # no writer commits under the exclusive lock: a reservation is a dead one's
+    if not repo.backend.compare_and_swap(
+        head_key(course), head.raw, _encode_head(newest, last, None)
+    ):
         raise BackendError(f"{head_key(course)} changed under the exclusive lock")
-    repo.catalog.set_ref(f"heads/{course}", rows[-1].id)
+    if newest is not None:
+        repo.catalog.set_ref(f"heads/{course}", newest)

@@ -36,7 +36,7 @@ from coursevault.store.repository import (
     MAX_PACK_OBJECTS,
     Repository,
 )
-from coursevault.store.series import SnapshotDraft, fixed_draft
+from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
 from coursevault.store.treecodec import encode_tree, write_varint
 
 # What a session waiting for its dictionary holds in one open block at most
@@ -349,6 +349,8 @@ class WriteSession:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         self.use_dictionary(None)  # if it was never named
         last = self._flush_pack(remember=False)
+        if draft is not None:  # no snapshot of its course appears until ours
+            reserve(self.repo, draft.course, self._lock.key)
         last = self._drop_committed_meanwhile(last)
         pending = itertools.chain(self._pending.rows(), last)
         while True:
@@ -365,7 +367,7 @@ class WriteSession:
             self._stats.stored_bytes += len(data)
             self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
         self.repo.catalog.commit()
-        snap_id = self.repo.commit_snapshot(draft) if draft is not None else None
+        snap_id = self.repo.commit_snapshot(draft, self._lock) if draft is not None else None
         self._close()
         return snap_id
 
@@ -379,7 +381,8 @@ class WriteSession:
         night's, and the snapshot taking it as parent must not keep them all
         again.  Dedup asked the catalog block by block; only an index file
         committed since can make more known, so without one this costs a
-        listing.  Packs are private until indexed, so rewriting them is safe:
+        listing.  Called with the course's ref reserved (``series.reserve``):
+        no snapshot of the course can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
         the old ones are deleted, the objects kept go through :meth:`put`
         again (into new packs, compressed as before).  A pack with a few
         such objects (a file two courses share) is left alone: its copies
