@@ -129,3 +129,5 @@ def test_an_archive_ingested_again_meanwhile_is_a_snapshot_of_its_own(
     assert [r.id for r in repo.snapshots()] == [first.snapshot, second.snapshot]
     assert repo.read_snapshot(second.snapshot)["parents"] == [first.snapshot]
     assert second.new_objects == 0  # nothing stored twice
+    # the two wrote byte-identical packs: the second must not delete the first's
+    _assert_exports(repo, tmp_path, {first.snapshot: path, second.snapshot: path})

@@ -436,7 +436,10 @@ class WriteSession:
                 self._pending.add(pack_id, placed)
             untouched.clear()
         for pack_id in touched:
-            repo.backend.delete(pack_key(pack_id))
+            # the same objects in the same order make the same pack: another
+            # writer of the same archive may have committed this very file
+            if not repo.catalog.knows_pack(pack_id):
+                repo.backend.delete(pack_key(pack_id))
             stats.stored_bytes -= self._pack_bytes.pop(pack_id, 0)
             stats.packs -= 1
         self._packs = [p for p in self._packs if p not in touched]
