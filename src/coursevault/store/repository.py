@@ -668,7 +668,10 @@ class Repository:
         stops naming it."""
         from coursevault.store.series import drop_from_head
 
-        courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
+        try:
+            courses = [str(self.read_snapshot(snap_id)["course"])]
+        except (CorruptionError, ObjectMissingError):  # look in the catalog, then
+            courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
         for course in courses:
