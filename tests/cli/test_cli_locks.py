@@ -19,6 +19,7 @@ from helpers import CORPUS
 
 from coursevault.store.backend import LocalBackend
 from coursevault.store.locks import Lock
+from coursevault.store.repository import Repository
 
 SMALL = min(CORPUS, key=lambda p: p.stat().st_size)
 
@@ -116,15 +117,16 @@ def test_a_bad_wait_is_a_usage_error(cv, bare: str, value: str) -> None:
     assert r.code == 2 and r.err.startswith("coursevault: error:") and "wait" in r.err
 
 
-def test_forget_decides_once_it_holds_the_lock(cv, repo: str) -> None:
+def test_forget_decides_once_it_holds_the_lock(cv, repo: str, tmp_path: Path) -> None:
     """Another forget removes the newest snapshot while this one waits: deciding
     on the three seen before the wait would remove the oldest too, and leave
     one snapshot where the policy keeps two."""
     snaps = json.loads(cv("snapshots", "-r", repo, "--json").out)
     backend = LocalBackend(Path(repo))
 
-    def other_forget() -> None:
-        backend.delete(f"snapshots/{snaps[-1]['id']}")
+    def other_forget() -> None:  # what another forget does (the head stops naming it too)
+        with Repository.open(backend, cache_dir=tmp_path / "other") as other:
+            other.delete_snapshot(snaps[-1]["id"])
 
     with held(repo, release_after=0.3, then=other_forget):
         r = cv("-r", repo, "forget", snaps[0]["course"], "--keep-last", "2", "--wait", "--json")

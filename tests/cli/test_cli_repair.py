@@ -298,8 +298,9 @@ def test_a_deleted_pack_is_missing(cv, filled, tmp_path) -> None:
     forget_refused_and_prune(cv, filled, tmp_path, refused)
 
 
-def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path) -> None:
-    victim = sorted((filled / "snapshots").iterdir())[0]
+@pytest.mark.parametrize("which", [0, -1])  # the oldest, and the newest (its head holds it)
+def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path, which) -> None:
+    victim = filled / "snapshots" / snapshots(cv, filled)[which]
     flip(victim, 20)
     report = check(cv, filled)
     assert error_kinds(report) == {"corrupt"}, report
@@ -313,6 +314,8 @@ def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path) -> None:
     assert r.code == 0, r.err
     assert not victim.exists()
     assert check(cv, filled)["ok"]
+    assert cv("prune", "-r", filled).code == 0  # an exclusive lock does not bring it back
+    assert not victim.exists()
     assert export_all_kept(cv, filled, tmp_path) == len(NIGHTS) - 1
 
 

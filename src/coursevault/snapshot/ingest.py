@@ -36,6 +36,7 @@ from coursevault.snapshot.xmlmember import store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
+from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
 
 SPOOL_IN_MEMORY = 4 << 20
@@ -113,9 +114,10 @@ def ingest_archive(
     archive = os.path.basename(path)  # as the snapshot records it; errors name `path` as given
     layout, members = iter_members(path)
     total = os.path.getsize(path)
-    if course is not None:
-        session = repo.writer("ingest", dictionary=_next_dictionary(repo, course))
-    else:  # the course is named in moodle_backup.xml, read on the way
+    if course is not None and when is not None:
+        dictionary = _next_dictionary(repo, course, parse_time(when))
+        session = repo.writer("ingest", dictionary=dictionary)
+    else:  # the course or time is named in moodle_backup.xml, read on the way
         session = repo.writer("ingest", defer_dictionary=True)
     try:
         result = _ingest(
@@ -189,8 +191,14 @@ def _ingest(
                             info = read_backup_info(spool)
                         except BackupInfoError as exc:
                             raise ArchiveError(path, str(exc), member.name) from None
-                        if course is None:
-                            session.use_dictionary(_next_dictionary(repo, _course_of(info)))
+                        if course is None or when is None:
+                            # what was committed since the session opened (its
+                            # lock keeps it): the nights before this one may
+                            # have been ingested alongside it
+                            repo.sync_catalog()
+                            key = course or _course_of(info)
+                            at = parse_time(when) if when else _epoch_of(info)
+                            session.use_dictionary(_next_dictionary(repo, key, at))
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
                 claimed = claimed_contenthash(member.path)
@@ -247,7 +255,6 @@ def _ingest(
             }
         ),
     )
-    parents = [s.id for s in repo.snapshots(course_key) if s.epoch <= epoch][-1:]
     f = info.fields
     source = {
         "file": archive,
@@ -263,33 +270,43 @@ def _ingest(
         "original_wwwroot": f.get("original_wwwroot", ""),
     }
     # a course's first snapshot leaves its upper trees as the next night's
-    # dictionary: what that night rewrites (docs/format.md, "Dictionaries")
-    next_dictionary = session.make_dictionary(walk=None if parents else root)
-    stats = session.stats
-    record = {
-        "version": 1,
-        "course": course_key,
-        "time": format_time(epoch),
-        "epoch": epoch,
-        "root": root.hex(),
-        "parents": parents,
-        "source": source,
-        "stats": {
-            "new_objects": stats.new_objects,
-            "new_bytes": stats.new_bytes,
-            "members": result.members,
-            "xml_files": result.xml_files,
-            "raw_xml_files": len(result.raw_xml),
-            "records": result.records,
-            "bytes": result.bytes_read,
-        },
-        "program": f"coursevault {__version__}",
-    }
-    if next_dictionary is not None:
-        record["dictionary"] = next_dictionary.hex()
-    result.snapshot = session.commit(record) or ""
+    # dictionary: what that night rewrites (docs/format.md, "Dictionaries").
+    # Whether it is the first is known for sure only at commit; a dictionary
+    # of the wrong kind costs only compression.
+    first = not parent_of(repo.snapshots(course_key), epoch)
+    next_dictionary = session.make_dictionary(walk=root if first else None)
+
+    def build(parents: list[str]) -> dict[str, Any]:
+        """The record, once the store has chosen its parent (at commit, under
+        the course's head update: another night may commit meanwhile)."""
+        stats = session.stats  # after commit dropped what others stored meanwhile
+        record = {
+            "version": 1,
+            "course": course_key,
+            "time": format_time(epoch),
+            "epoch": epoch,
+            "root": root.hex(),
+            "parents": parents,
+            "source": source,
+            "stats": {
+                "new_objects": stats.new_objects,
+                "new_bytes": stats.new_bytes,
+                "members": result.members,
+                "xml_files": result.xml_files,
+                "raw_xml_files": len(result.raw_xml),
+                "records": result.records,
+                "bytes": result.bytes_read,
+            },
+            "program": f"coursevault {__version__}",
+        }
+        if next_dictionary is not None:
+            record["dictionary"] = next_dictionary.hex()
+        return record
+
+    result.snapshot = session.commit(SnapshotDraft(course_key, epoch, build)) or ""
     if remember and result.snapshot:  # only now are the trees durable (and indexed)
         repo.catalog.add_derived(result.snapshot, remember)
+    stats = session.stats
     result.course = course_key
     result.time = format_time(epoch)
     result.new_objects = stats.new_objects
@@ -300,10 +317,22 @@ def _ingest(
     return result
 
 
-def _next_dictionary(repo: Repository, course: str | None) -> ObjectId | None:
-    """The dictionary the course's newest snapshot left for the next night."""
+def _next_dictionary(repo: Repository, course: str | None, epoch: float | None) -> ObjectId | None:
+    """The dictionary the snapshot this one will most likely follow left for
+    the next night: the course's newest at or before ``epoch`` (its parent,
+    unless another night commits meanwhile)."""
     rows = repo.snapshots(course) if course else []
+    if epoch is not None:
+        rows = [r for r in rows if r.epoch <= epoch]
     return snapshot_dictionary(rows[-1].record) if rows else None
+
+
+def _epoch_of(info: BackupInfo) -> float | None:
+    """The backup's time (None if it gives none: reported later, as the course)."""
+    try:
+        return float(info.backup_date)
+    except (BackupInfoError, TypeError, ValueError):
+        return None
 
 
 def _course_of(info: BackupInfo) -> str | None:

@@ -335,6 +335,13 @@ class Catalog:
             self._load_packs()
         return self._pack_nos
 
+    def knows_pack(self, pack: bytes) -> bool:
+        """Whether an index file named ``pack``: a writer must not delete a
+        pack of its own whose bytes, and so id, another writer's index names."""
+        if pack not in self._pack_nos:
+            self._load_packs()
+        return pack in self._pack_nos
+
     def _load_packs(self) -> None:
         for no, pack in self._query("SELECT no, id FROM cv_packs"):
             self._pack_ids[int(no)] = bytes(pack)

@@ -65,6 +65,7 @@ from coursevault.store.treecodec import (
 )
 
 if TYPE_CHECKING:
+    from coursevault.store.series import SnapshotDraft
     from coursevault.store.session import WriteSession
 
 # version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries
@@ -295,14 +296,24 @@ class Repository:
     lock_wait: float = 0.0
 
     def lock(self, *, exclusive: bool, operation: str) -> Lock:
-        lock = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
-        if lock.waited:  # a prune may have run meanwhile: the catalog's locations too old
-            try:
+        """A shared or exclusive lock, waited for up to ``lock_wait`` seconds.
+        After a wait the catalog is synced again (a prune may have moved
+        objects meanwhile).  Holding the exclusive one, no writer is half-way
+        through a commit: a snapshot whose writer died after moving its head
+        is written now (``series.publish_all``), before prune or forget decide
+        what snapshots there are."""
+        held = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
+        try:
+            if held.waited:
                 self.sync_catalog()
-            except BaseException:
-                lock.release()
-                raise
-        return lock
+            if exclusive:
+                from coursevault.store.series import publish_all
+
+                publish_all(self)
+        except BaseException:
+            held.release()
+            raise
+        return held
 
     # -- catalog sync -----------------------------------------------------------------
     def sync_catalog(self) -> list[str]:
@@ -694,33 +705,35 @@ class Repository:
         return record
 
     def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
-        return self.catalog.snapshots(course)
+        """Snapshots in history order (``series.history_order``): by time,
+        an archive ingested again after the one it repeats."""
+        from coursevault.store.series import history_order
 
-    def update_head(self, course: str, snap_id: str, epoch: float) -> None:
-        """Point ``refs/heads/<course>`` at the course's newest snapshot.
+        return history_order(self.catalog.snapshots(course))
 
-        Compare-and-swap, so two writers of one course never lose the newer head.
-        """
-        key = f"refs/heads/{course}"
-        for _attempt in range(20):
-            try:
-                current: bytes | None = self.backend.read(key)
-            except FileNotFoundError:
-                current = None
-            if current is not None:
-                rows = [
-                    s for s in self.catalog.snapshots(course) if s.id == current.decode().strip()
-                ]
-                if rows and rows[0].epoch > epoch:
-                    return
-            if self.backend.compare_and_swap(key, current, snap_id.encode() + b"\n"):
-                self.catalog.set_ref(f"heads/{course}", snap_id)
-                return
-        raise BackendError(f"could not update {key}: too many concurrent updates")
+    def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
+        """Write a snapshot whose objects are indexed, choosing its parent and
+        moving its course's head under compare-and-swap, for the writer
+        holding ``lock`` (``store/series.py``)."""
+        from coursevault.store.series import record_snapshot
+
+        return record_snapshot(self, draft, lock.key)
 
     def delete_snapshot(self, snap_id: str) -> None:
+        """Delete a snapshot (under the exclusive lock); its course's head ref
+        stops naming it."""
+        from coursevault.store.series import drop_from_head
+
+        try:
+            courses = [str(self.read_snapshot(snap_id)["course"])]
+        except (CorruptionError, ObjectMissingError):  # look in the catalog, then
+            courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
+            if not courses:  # a damaged record no catalog read: any head may hold it
+                courses = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
+        for course in courses:
+            drop_from_head(self, course, snap_id)
 
     # -- writing ----------------------------------------------------------------------
     def writer(

@@ -11,18 +11,18 @@ can have deduplicated against them).
 from __future__ import annotations
 
 import itertools
-import json
 import secrets
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import zstandard
 
-from coursevault.errors import BadInputError, CorruptionError, ObjectMissingError
+from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
-from coursevault.store.pack import PackWriter, pack_key
+from coursevault.store.pack import Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
 from coursevault.store.repository import (
     DICT_BUDGET,
@@ -35,15 +35,17 @@ from coursevault.store.repository import (
     MAX_DICT_DEPTH,
     MAX_PACK_OBJECTS,
     Repository,
-    snapshot_key,
-    snapshot_row,
 )
+from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
 from coursevault.store.treecodec import encode_tree, write_varint
 
 # What a session waiting for its dictionary holds in one open block at most
 # (WriteSession.use_dictionary): night 2 of the generated 1 GB course writes
 # 0.85 MB of new objects.
 DEFER_BYTES = 8 << 20
+# A pack whose bytes are at least 1/REWRITE_SHARE objects another writer
+# committed meanwhile is written again without them (_drop_committed_meanwhile).
+REWRITE_SHARE = 4
 
 
 @dataclass
@@ -86,6 +88,8 @@ class WriteSession:
         # against a stale catalog would reference deleted objects: sync again.
         try:
             repo.sync_catalog()
+            # what was committed by then was deduplicated against (see _commit)
+            self._index_seen = repo.catalog.index_files()
         except BaseException:
             self._lock.release()
             raise
@@ -119,6 +123,7 @@ class WriteSession:
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
         self._packs: list[bytes] = []
+        self._pack_bytes: dict[bytes, int] = {}
         self._indexed = False
         self._stats = WriteStats()
         self._closed = False
@@ -307,6 +312,7 @@ class WriteSession:
         self._note_fresh(self._pack)
         self.repo.backend.write(pack_key(pack_id), data)
         self._packs.append(pack_id)
+        self._pack_bytes[pack_id] = len(data)
         self._stats.packs += 1
         self._stats.stored_bytes += len(data)
         placed = self._pack.placed
@@ -324,11 +330,14 @@ class WriteSession:
         self._lock.refresh()
 
     # commit / abort
-    def commit(self, snapshot: dict[str, Any] | None = None) -> str | None:
+    def commit(self, snapshot: dict[str, Any] | SnapshotDraft | None = None) -> str | None:
         """Make everything durable and visible; write ``snapshot`` last.
 
-        Returns the snapshot id (or None when only objects were committed).  On
-        any failure the session is aborted (see :meth:`abort`) and the lock freed.
+        A record is written as it is; a :class:`SnapshotDraft` gets its
+        parent chosen under its course's head update (``store/series.py``).
+        Returns the snapshot id (or None when only objects were committed).
+        On any failure the session is aborted (see :meth:`abort`) and the
+        lock freed.
         """
         try:
             return self._commit(snapshot)
@@ -336,9 +345,13 @@ class WriteSession:
             self.abort()
             raise
 
-    def _commit(self, snapshot: dict[str, Any] | None) -> str | None:
+    def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
+        draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         self.use_dictionary(None)  # if it was never named
         last = self._flush_pack(remember=False)
+        if draft is not None:  # no snapshot of its course appears until ours
+            reserve(self.repo, draft.course, self._lock.key)
+        last = self._drop_committed_meanwhile(last)
         pending = itertools.chain(self._pending.rows(), last)
         while True:
             chunk: list[Row] = []
@@ -354,20 +367,83 @@ class WriteSession:
             self._stats.stored_bytes += len(data)
             self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
         self.repo.catalog.commit()
-        snap_id = None
-        if snapshot is not None:
-            data = json.dumps(snapshot, sort_keys=True, separators=(",", ":")).encode()
-            snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
-            try:
-                row = snapshot_row(snap_id, snapshot)  # validate before anything is written
-            except (KeyError, TypeError, ValueError) as exc:
-                self._close()
-                raise BadInputError(f"invalid snapshot record: {exc}") from exc
-            self.repo.backend.write(snapshot_key(snap_id), data)
-            self.repo.catalog.add_snapshot(row)
-            self.repo.update_head(str(snapshot["course"]), snap_id, float(snapshot["epoch"]))
+        snap_id = self.repo.commit_snapshot(draft, self._lock) if draft is not None else None
         self._close()
         return snap_id
+
+    def _drop_committed_meanwhile(self, last: list[Row]) -> list[Row]:
+        """Rewrite this session's packs that are mostly objects other writers
+        committed since it opened; return the rows of the open pack's objects
+        as they now are.
+
+        Why: two nights of one course ingested together each store what the
+        other adds, until one commits -- then the other's objects are last
+        night's, and the snapshot taking it as parent must not keep them all
+        again.  Dedup asked the catalog block by block; only an index file
+        committed since can make more known, so without one this costs a
+        listing.  Called with the course's ref reserved (``series.reserve``):
+        no snapshot of the course can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
+        the old ones are deleted, the objects kept go through :meth:`put`
+        again (into new packs, compressed as before).  A pack with a few
+        such objects (a file two courses share) is left alone: its copies
+        cost less than rewriting it.  Memory stays flat: two passes over the
+        rows, a batch at a time.
+        """
+        repo = self.repo
+        repo.sync_catalog()  # under our shared lock: what it lists stays
+        if not repo.catalog.index_files() - self._index_seen:
+            return last
+        known_bytes: dict[bytes, int] = {}
+        all_bytes: dict[bytes, int] = {}
+        for part, known in self._batches_known(last):
+            for oid, _t, pack_id, _bo, _bl, _o, ln in part:
+                all_bytes[pack_id] = all_bytes.get(pack_id, 0) + ln
+                if oid in known:
+                    known_bytes[pack_id] = known_bytes.get(pack_id, 0) + ln
+        touched = {p for p, n in known_bytes.items() if n * REWRITE_SHARE >= all_bytes[p]}
+        if not touched:
+            return last
+        old_pending, self._pending = self._pending, PendingIndex()
+        try:
+            self._rewrite_packs(old_pending, last, touched)
+        finally:
+            old_pending.close()
+        return self._flush_pack(remember=False)
+
+    def _batches_known(
+        self, last: list[Row], pending: PendingIndex | None = None
+    ) -> Iterator[tuple[list[Row], set[ObjectId]]]:
+        """This session's rows a batch at a time, each with its ids the catalog has."""
+        rows = itertools.chain((pending or self._pending).rows(), last)
+        while part := list(itertools.islice(rows, 4096)):
+            yield part, self.repo.catalog.has_many([r[0] for r in part])
+
+    def _rewrite_packs(self, old: PendingIndex, last: list[Row], touched: set[bytes]) -> None:
+        repo = self.repo
+        stats = self._stats
+        untouched: dict[bytes, list[tuple[int, ObjectId, int, int, int, int]]] = {}
+        for part, known in self._batches_known(last, old):
+            for oid, t, pack_id, boff, blen, off, ln in part:
+                if pack_id not in touched:
+                    untouched.setdefault(pack_id, []).append((t, oid, boff, blen, off, ln))
+                    continue
+                stats.new_objects -= 1
+                stats.new_bytes -= ln
+                if oid not in known:
+                    loc = Location(ObjectType(t), pack_id, boff, blen, off, ln)
+                    self.put(ObjectType(t), repo.read_at(oid, loc)[1])
+            for pack_id, placed in untouched.items():  # in pack order, as before
+                self._pending.add(pack_id, placed)
+            untouched.clear()
+        for pack_id in touched:
+            # the same objects in the same order make the same pack: another
+            # writer of the same archive may have committed this very file
+            if not repo.catalog.knows_pack(pack_id):
+                repo.backend.delete(pack_key(pack_id))
+            stats.stored_bytes -= self._pack_bytes.pop(pack_id, 0)
+            stats.packs -= 1
+        self._packs = [p for p in self._packs if p not in touched]
+        repo.forget_packs(touched)
 
     def abort(self) -> None:
         """Forget this session: delete its packs, unless an index already names them.

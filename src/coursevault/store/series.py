@@ -1,0 +1,270 @@
+"""A course's series of snapshots: their order, each one's parent, its head ref.
+
+Writers of one course may run at once (nights caught up in parallel, two
+hosts), so a snapshot's parent cannot be read before its session commits:
+what another writer commits meanwhile would be missed, and two nights would
+both name the night before them, or none.  So a commit of a course happens
+under its ref, ``refs/heads/<course>`` (docs/format.md, "Parents"):
+
+1. reserve the ref: swap in a line naming this writer's lock, once no live
+   writer's line is there (a dead writer's lock is gone or stale);
+2. drop from the session's packs what others committed meanwhile and write
+   its index files (``WriteSession._commit``): with the ref reserved, no
+   snapshot of the course can appear between this and 3, so the parent's
+   objects are not stored again;
+3. list the snapshots and take the newest of the course at or before this
+   one's time, in history order, as the parent; build the record; swap the
+   ref to name this snapshot and hold its record (the ref changes with
+   every commit, so two writers cannot both win from one state; a lost
+   race -- a reservation taken over -- starts again at 1);
+4. only then write the snapshot file.
+
+A snapshot is therefore visible only once its parent is settled: no writer
+can pick a snapshot whose record may still change.  The ref holds the record
+of the last commit, so a writer killed between 3 and 4 loses nothing; the
+next writer of the course, or the next exclusive lock (prune, forget),
+writes its file.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from coursevault.errors import BackendError, BadInputError
+from coursevault.store.catalog import SnapshotRow
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.locks import list_locks
+
+if TYPE_CHECKING:
+    from coursevault.store.repository import Repository
+
+# A lost race means another writer of the course committed; this many in a
+# row means something else is wrong.
+MAX_ATTEMPTS = 100
+RESERVED = b"committing "  # the ref line of a writer between steps 1 and 4
+
+
+class SnapshotDraft(NamedTuple):
+    """A snapshot record whose ``parents`` the store fills in at commit.
+
+    ``build(parents)`` returns the record; it may be called more than once
+    (once per lost race), and must give the same ``course`` and ``epoch``.
+    """
+
+    course: str
+    epoch: float
+    build: Callable[[list[str]], dict[str, Any]]
+
+
+def fixed_draft(record: dict[str, Any]) -> SnapshotDraft:
+    """A draft of a record whose parents the caller chose (tests, imports)."""
+    try:
+        course, epoch = str(record["course"]), float(record["epoch"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"invalid snapshot record: {exc}") from exc
+    return SnapshotDraft(course, epoch, lambda _parents: record)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """A record's canonical bytes (its id is their hash): no line breaks."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
+
+
+def head_key(course: str) -> str:
+    return f"refs/heads/{course}"
+
+
+def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
+    """Snapshots as history shows them: by time, and among snapshots of the
+    same time (an archive ingested again) parents before their children, then
+    by id.  ``rows`` come sorted by (epoch, id); only ties are reordered.
+
+    So the newest snapshot at or before a time -- what ``KEY@<time>``
+    selects, and what a new snapshot of that time takes as its parent -- is
+    the one ingested last, and ingesting a night again continues the chain.
+    """
+    out: list[SnapshotRow] = []
+    i = 0
+    while i < len(rows):
+        j = i + 1
+        while j < len(rows) and rows[j].epoch == rows[i].epoch:
+            j += 1
+        tie = rows[i:j]
+        if len(tie) > 1:
+            gen = _generations(tie)
+            tie = sorted(tie, key=lambda r: (gen[r.id], r.id))
+        out.extend(tie)
+        i = j
+    return out
+
+
+def _generations(tie: list[SnapshotRow]) -> dict[str, int]:
+    """How many snapshots of the same course and time each one descends from."""
+    by_id = {r.id: r for r in tie}
+    gen: dict[str, int] = {}
+    for row in tie:
+        chain: list[str] = []
+        cur: SnapshotRow | None = row
+        while cur is not None and cur.id not in gen and cur.id not in chain:
+            chain.append(cur.id)
+            parent = first_parent(cur.record)
+            up = by_id.get(parent) if parent else None
+            cur = up if up is not None and up.course == cur.course else None
+        base = gen[cur.id] + 1 if cur is not None and cur.id in gen else 0
+        for n, sid in enumerate(reversed(chain)):
+            gen[sid] = base + n
+    return gen
+
+
+def first_parent(record: dict[str, Any]) -> str | None:
+    parents = record.get("parents")
+    if isinstance(parents, list) and parents and isinstance(parents[0], str):
+        return parents[0]
+    return None
+
+
+def parent_of(rows: list[SnapshotRow], epoch: float) -> list[str]:
+    """The parents a snapshot of ``epoch`` takes: the newest of ``rows`` (one
+    course, in history order) at or before that time, if any."""
+    before = [r.id for r in rows if r.epoch <= epoch]
+    return before[-1:]
+
+
+class _Head(NamedTuple):
+    raw: bytes | None  # the ref's bytes as read (what the swap expects)
+    newest: str | None
+    last: bytes | None  # the record of the snapshot committed last
+    reserved: str | None  # the lock key of the writer committing now
+
+
+def _read_head(repo: Repository, course: str) -> _Head:
+    try:
+        raw = repo.backend.read(head_key(course))
+    except FileNotFoundError:
+        return _Head(None, None, None, None)
+    lines = raw.split(b"\n")
+    newest = lines[0].decode(errors="replace").strip() or None
+    last = reserved = None
+    for line in lines[1:]:
+        if line.startswith(b"{"):
+            last = line
+        elif line.startswith(RESERVED):
+            reserved = line[len(RESERVED) :].decode(errors="replace").strip()
+    return _Head(raw, newest, last, reserved)
+
+
+def _encode_head(newest: str | None, last: bytes | None, reserved: str | None) -> bytes:
+    out = (newest or "").encode() + b"\n"
+    if last is not None:
+        out += last + b"\n"
+    if reserved is not None:
+        out += RESERVED + reserved.encode() + b"\n"
+    return out
+
+
+def _holder_alive(repo: Repository, lock_key: str) -> bool:
+    return any(h.key == lock_key and not h.is_stale() for h in list_locks(repo.backend))
+
+
+def reserve(repo: Repository, course: str, lock_key: str) -> None:
+    """Step 1: make this writer (holding the lock ``lock_key``) the only
+    one committing to ``course`` until its record replaces the reservation.
+
+    Waits while another live writer holds it: that writer is between its
+    own step 2 and 4, which take as long as writing a night's index.  A
+    writer that dies releases its lock (or it goes stale), and with it the
+    reservation.
+    """
+    delay = 0.02
+    while True:
+        head = publish_last(repo, course)
+        if head.reserved == lock_key:
+            return
+        if head.reserved is not None and _holder_alive(repo, head.reserved):
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+            continue
+        ref = _encode_head(head.newest, head.last, lock_key)
+        if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+            return
+
+
+def publish_last(repo: Repository, course: str) -> _Head:
+    """Write the snapshot file of the course's last commit if it is missing
+    (its writer died after the swap); return the head as read."""
+    from coursevault.store.repository import snapshot_key
+
+    head = _read_head(repo, course)
+    if head.last is not None:
+        snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
+        if not repo.backend.exists(snapshot_key(snap_id)):
+            repo.backend.write(snapshot_key(snap_id), head.last)
+    return head
+
+
+def publish_all(repo: Repository) -> None:
+    """Publish every course's last commit (under the exclusive lock, before
+    prune or forget decide what snapshots there are)."""
+    for key, _size in list(repo.backend.list("refs/heads/")):
+        publish_last(repo, key.split("/", 2)[2])
+
+
+def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> str:
+    """Steps 3 and 4 (see the module docstring) for a writer holding the lock
+    ``lock_key``; returns the snapshot id.  The objects the record names must
+    be indexed already."""
+    from coursevault.store.repository import snapshot_key, snapshot_row
+
+    course = draft.course
+    for _attempt in range(MAX_ATTEMPTS):
+        reserve(repo, course, lock_key)
+        head = _read_head(repo, course)
+        if head.reserved != lock_key:
+            continue  # taken over since (our lock looked stale): again
+        repo.sync_catalog()
+        rows = repo.snapshots(course)
+        record = draft.build(parent_of(rows, draft.epoch))
+        data = encode_record(record)
+        snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
+        try:
+            row = snapshot_row(snap_id, record)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"invalid snapshot record: {exc}") from exc
+        if row.course != course or row.epoch != draft.epoch:
+            raise BadInputError("a snapshot draft changed its course or time")
+        newest = history_order(sorted([*rows, row], key=lambda r: (r.epoch, r.id)))[-1].id
+        ref = _encode_head(newest, data, None)
+        if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+            repo.backend.write(snapshot_key(snap_id), data)
+            repo.catalog.add_snapshot(row)
+            repo.catalog.set_ref(f"heads/{course}", newest)
+            return snap_id
+    raise BackendError(f"could not update {head_key(course)}: too many concurrent updates")
+
+
+def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
+    """After ``snap_id`` was deleted (forget, under the exclusive lock): the
+    ref must not name it, or the next writer would publish it again."""
+    head = _read_head(repo, course)
+    if head.raw is None:
+        return
+    last = head.last
+    if last is not None and object_id(ObjectType.SNAPSHOT, last).hex() == snap_id:
+        last = None
+    if head.newest != snap_id and last is head.last:
+        return
+    rows = repo.snapshots(course)
+    if not rows and last is None:
+        repo.backend.delete(head_key(course))
+        return
+    newest = rows[-1].id if rows else None
+    # no writer commits under the exclusive lock: a reservation is a dead one's
+    if not repo.backend.compare_and_swap(
+        head_key(course), head.raw, _encode_head(newest, last, None)
+    ):
+        raise BackendError(f"{head_key(course)} changed under the exclusive lock")
+    if newest is not None:
+        repo.catalog.set_ref(f"heads/{course}", newest)
