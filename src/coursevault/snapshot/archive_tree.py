@@ -19,7 +19,7 @@ from coursevault.snapshot.nodes import (
     decode_mtimes,
     iter_list,
 )
-from coursevault.snapshot.xmltree import render_document
+from coursevault.snapshot.render import render_document
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.treecodec import decode_tree
 

@@ -28,7 +28,7 @@ from coursevault.snapshot.nodes import (
     decode_element,
     iter_records,
 )
-from coursevault.snapshot.xmltree import _Writer, render_record
+from coursevault.snapshot.render import Writer, render_record
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree
 
@@ -140,7 +140,7 @@ def fields(el: Element) -> dict[str, str | None]:
 def element_bytes(get: Getter, el: Element) -> bytes:
     if el._record is not None:
         parts: list[bytes] = []
-        w = _Writer(parts.append)
+        w = Writer(parts.append)
         render_record(get, el._record, w)
         w.flush()
         return b"".join(parts)
