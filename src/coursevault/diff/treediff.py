@@ -243,7 +243,28 @@ def _step(el: Element, index: int | None) -> str:
 def _diff_records(
     get: Getter, member: str, a: Element, b: Element, path: str, out: TreeDiff
 ) -> None:
-    """a and b are the same record in two versions (ids differ)."""
+    """a and b are the same record in two versions (ids differ).
+
+    Records nest as deep as the XML does, and ingest accepts documents
+    nested deeper than Python's recursion limit, so the pairs of records to
+    compare next are taken from a list of walks in progress (each a
+    generator of :func:`_record_pairs`), not by recursion; the changes come
+    out in the same order as a recursive walk's.
+    """
+    walks = [_record_pairs(get, member, a, b, path, out)]
+    while walks:
+        pair = next(walks[-1], None)
+        if pair is None:
+            walks.pop()
+        else:
+            walks.append(_record_pairs(get, member, *pair, out))
+
+
+def _record_pairs(
+    get: Getter, member: str, a: Element, b: Element, path: str, out: TreeDiff
+) -> Iterator[tuple[Element, Element, str]]:
+    """Compare a and b's fields and runs; yield the pairs of their child
+    records that differ, to be compared in turn (see :func:`_diff_records`)."""
     changes = _field_changes(a, b)
     if changes:
         out.records.append(
@@ -258,7 +279,7 @@ def _diff_records(
             continue
         cache: dict[ObjectId, Record] = {}
         only_a, only_b = _list_difference(get, ra, rb, cache)
-        _pair_records(get, member, path, only_a, only_b, out, cache)
+        yield from _pair_records(get, member, path, only_a, only_b, out, cache)
 
 
 def _pair_records(
@@ -269,7 +290,9 @@ def _pair_records(
     only_b: list[ObjectId],
     out: TreeDiff,
     cache: dict[ObjectId, Record],
-) -> None:
+) -> Iterator[tuple[Element, Element, str]]:
+    """Report the records added and removed; yield those present in both
+    versions (paired by key), with their paths, to be compared."""
     recs_a = [_load(get, cache, oid) for oid in only_a]
     recs_b = [_load(get, cache, oid) for oid in only_b]
     keyed_a = _keys(recs_a)
@@ -280,7 +303,7 @@ def _pair_records(
         if ra is None:
             _added_or_removed(get, member, f"{parent_path}/{step}", rb, "added", out)
         else:
-            _diff_records(get, member, ra, rb, f"{parent_path}/{step}", out)
+            yield ra, rb, f"{parent_path}/{step}"
     for key, ra in keyed_a.items():
         if key not in keyed_b:
             _added_or_removed(get, member, f"{parent_path}/{_step(ra, None)}", ra, "removed", out)

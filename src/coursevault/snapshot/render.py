@@ -5,16 +5,17 @@ replaced by a marker (docs/format.md, "Element records"), so rendering is
 concatenation: the fragment's pieces, and between them the run's records
 joined by their separators.  Export, ``cat`` and diff's ``cat`` of an
 element all come through here; export runs at about 70 MB/s, so the inner
-loop (:func:`_render_run`) is written for records of fields only, most of
+loop (:func:`_run_records`) is written for records of fields only, most of
 a backup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from coursevault.snapshot.nodes import (
     MARKER,
+    ElementNode,
     Getter,
     NodeFormatError,
     Record,
@@ -54,82 +55,135 @@ def render_element(get: Getter, oid: ObjectId, out: Writer) -> None:
     render_record(get, Record(refs, body, oid), out)
 
 
+class _Frame:
+    """A record being rendered: its fragment's pieces between markers, its
+    runs, and the records still to come of the run being rendered."""
+
+    __slots__ = ("at", "node", "pieces", "records")
+
+    def __init__(self, node: ElementNode, pieces: list[bytes], records: Iterator[Record]) -> None:
+        self.node = node
+        self.pieces = pieces
+        self.at = 0  # the run being rendered
+        self.records = records
+
+
 def render_record(get: Getter, rec: Record, out: Writer) -> None:
-    node = decode_element(rec.refs, rec.body)
-    if not rec.refs:
-        out.add(node.fragment)
+    """Write a record's exact bytes: its fragment with each marker replaced
+    by its run's records.
+
+    Without recursion: XML may nest as deep as libxml2 lets ingest accept (a
+    hand-made document 5,000 levels deep, well past Python's recursion
+    limit), and whatever ingest accepted must come back.  The records open
+    above the one being written are frames on a list; a frame costs about
+    what the call it replaces did, and records of fields only -- most of a
+    backup -- never get one (:func:`_run_records` writes them itself).
+    """
+    add = out.add
+    frame = _open_frame(get, decode_element(rec.refs, rec.body), add)
+    if frame is None:
         return
+    stack = [frame]
+    while stack:
+        frame = stack[-1]
+        child = next(frame.records, None)
+        if child is not None:  # a record with runs of its own: render it first
+            inner = _open_frame(get, decode_element(child.refs, child.body), add)
+            if inner is not None:
+                stack.append(inner)
+            continue
+        frame.at += 1
+        add(frame.pieces[frame.at])
+        node = frame.node
+        if frame.at < len(node.runs):
+            frame.records = _run_records(get, node.runs[frame.at], node.seps[frame.at], add)
+        else:
+            stack.pop()
+
+
+def _open_frame(get: Getter, node: ElementNode, add: Callable[[bytes], None]) -> _Frame | None:
+    """Write a record up to its first run and return its frame; write a
+    record without runs whole and return None."""
+    if not node.runs:
+        add(node.fragment)
+        return None
     pieces = node.fragment.split(MARKER)
-    if len(pieces) != len(rec.refs) + 1:
-        raise ValueError(f"record: {len(pieces) - 1} markers for {len(rec.refs)} runs")
-    out.add(pieces[0])
-    for i, run in enumerate(rec.refs):
-        _render_run(get, run, node.seps[i], out, True)
-        out.add(pieces[i + 1])
+    if len(pieces) != len(node.runs) + 1:
+        raise ValueError(f"record: {len(pieces) - 1} markers for {len(node.runs)} runs")
+    add(pieces[0])
+    return _Frame(node, pieces, _run_records(get, node.runs[0], node.seps[0], add))
 
 
-def _render_run(get: Getter, oid: ObjectId, sep: bytes, out: Writer, first: bool) -> bool:
-    """Render the records of a run (an R group, an L chunk, or one X) joined by
-    ``sep``; return whether nothing has been written yet.
+def _run_records(
+    get: Getter, oid: ObjectId, sep: bytes, add: Callable[[bytes], None]
+) -> Iterator[Record]:
+    """Write the records of a run (an R group, an L chunk, or one X) joined by
+    ``sep``, and yield, in their place, those that have runs of their own
+    (with the separator before them written): the caller renders those.
 
     This is export's inner loop, so an R group is parsed here, not through
     :func:`decode_group`: a leaf record (no runs, no separators -- most of a
     backup) is its fragment, sliced straight from the group without a
-    :class:`Record` for it, and a group's leaves go out as one piece.
+    :class:`Record` for it, and a group's leaves go out as one piece.  List
+    chunks are few levels deep (each holds up to 128), but are walked with a
+    list all the same.
     """
-    _t, payload = get(oid)
-    refs, body = decode_tree(payload)
-    kind = body[:1]
-    if kind == b"L":
-        for ref in refs:
-            first = _render_run(get, ref, sep, out, first)
-        return first
-    if kind == b"X":
-        if not first:
-            out.add(sep)
-        render_record(get, Record(refs, body, oid), out)
-        return False
-    if kind != b"R":
-        raise NodeFormatError(f"{oid.hex()} is not a run of records")
-    n, pos = read_varint(body, 1)
-    end = len(body)
-    at = 0
-    pieces: list[bytes] = []
-    for _ in range(n):
-        # varints inline: counts below 128, lengths below 16,384 (one or two bytes)
-        nrefs = body[pos] if pos < end else 0x80
-        if nrefs < 0x80:
-            pos += 1
-        else:
-            nrefs, pos = read_varint(body, pos)
-        ln = body[pos] if pos + 1 < end else 0x80
-        if ln < 0x80:
-            pos += 1
-        elif body[pos + 1] < 0x80:
-            ln = (ln & 0x7F) | (body[pos + 1] << 7)
-            pos += 2
-        else:
-            ln, pos = read_varint(body, pos)
-        stop = pos + ln
-        if stop > end or at + nrefs > len(refs):
-            raise NodeFormatError("record group: a record runs past the group")
-        if not first:
-            pieces.append(sep)
-        first = False
-        if nrefs == 0 and body[pos : pos + 2] == b"X\x00":
-            pieces.append(body[pos + 2 : stop])
-        else:
-            if pieces:
-                out.add(b"".join(pieces))
-                pieces.clear()
-            render_record(get, Record(refs[at : at + nrefs], body[pos:stop]), out)
-        pos = stop
-        at += nrefs
-    if pos != end or at != len(refs):
-        raise NodeFormatError("record group: trailing bytes or references")
-    if pieces:
-        out.add(b"".join(pieces))
-    return first
+    first = True
+    todo = [oid]
+    while todo:
+        oid = todo.pop()
+        _t, payload = get(oid)
+        refs, body = decode_tree(payload)
+        kind = body[:1]
+        if kind == b"L":
+            todo.extend(reversed(refs))
+            continue
+        if kind == b"X":
+            if not first:
+                add(sep)
+            first = False
+            yield Record(refs, body, oid)
+            continue
+        if kind != b"R":
+            raise NodeFormatError(f"{oid.hex()} is not a run of records")
+        n, pos = read_varint(body, 1)
+        end = len(body)
+        at = 0
+        pieces: list[bytes] = []
+        for _ in range(n):
+            # varints inline: counts below 128, lengths below 16,384 (one or two bytes)
+            nrefs = body[pos] if pos < end else 0x80
+            if nrefs < 0x80:
+                pos += 1
+            else:
+                nrefs, pos = read_varint(body, pos)
+            ln = body[pos] if pos + 1 < end else 0x80
+            if ln < 0x80:
+                pos += 1
+            elif body[pos + 1] < 0x80:
+                ln = (ln & 0x7F) | (body[pos + 1] << 7)
+                pos += 2
+            else:
+                ln, pos = read_varint(body, pos)
+            stop = pos + ln
+            if stop > end or at + nrefs > len(refs):
+                raise NodeFormatError("record group: a record runs past the group")
+            if not first:
+                pieces.append(sep)
+            first = False
+            if nrefs == 0 and body[pos : pos + 2] == b"X\x00":
+                pieces.append(body[pos + 2 : stop])
+            else:
+                if pieces:
+                    add(b"".join(pieces))
+                    pieces.clear()
+                yield Record(refs[at : at + nrefs], body[pos:stop])
+            pos = stop
+            at += nrefs
+        if pos != end or at != len(refs):
+            raise NodeFormatError("record group: trailing bytes or references")
+        if pieces:
+            add(b"".join(pieces))
 
 
 def render_document(get: Getter, oid: ObjectId, write: Callable[[bytes], object]) -> None:
