@@ -9,7 +9,7 @@ import pytest
 from helpers import MINIMAL_BACKUP, read_members, write_tgz
 
 from coursevault import api
-from coursevault.errors import XmlError
+from coursevault.errors import BadInputError, XmlError
 from coursevault.snapshot import xmltree
 from coursevault.store.repository import Repository
 
@@ -107,3 +107,46 @@ def _libxml2_takes(doc: bytes) -> bool:
     except xmltree.XmlSyntax:
         return False
     return True
+
+
+def test_nesting_deeper_than_the_cutting_limit_is_kept_raw_and_comes_back(
+    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past MAX_DEPTH open elements a member is stored raw (the scanner's
+    state grows with the depth), and says why; it still exports exactly."""
+    monkeypatch.setattr(xmltree, "MAX_DEPTH", 100, raising=False)
+    doc = deep_document(150)
+    src = _archive(tmp_path / "deep.mbz", doc)
+    res = api.ingest(cv_repo, str(src))
+    assert res.raw_xml == [{"member": MEMBER, "reason": "elements nested deeper than 100 levels"}]
+    out = tmp_path / "out.mbz"
+    api.export(cv_repo, res.snapshot, str(out))
+    assert read_members(out) == read_members(src)
+    whole: list[bytes] = []
+    api.cat(cv_repo, res.snapshot, MEMBER, whole.append)
+    assert b"".join(whole) == doc
+    with pytest.raises(BadInputError, match="not a stored XML document"):
+        api.element_outline(cv_repo, res.snapshot, MEMBER)
+
+
+def test_checkpoints_are_not_taken_deep_inside_a_document() -> None:
+    """A checkpoint holds every open element, and a member keeps up to 32:
+    none is taken where more than MAX_POINT_DEPTH elements are open, and the
+    document renders back all the same."""
+    from test_incremental import MemSink
+
+    from coursevault.snapshot.render import render_document
+
+    deep = 256 + 50
+    records = b"".join(b"<r><f>%d</f></r>\n" % i for i in range(20_000))
+    doc = deep_document(deep, b"x</text>\n" + records + b"<text>y")
+    sink = MemSink()
+    chunker = xmltree.XmlChunker(sink, checkpoint_every=64 << 10)
+    for i in range(0, len(doc), 50_000):
+        chunker.feed(doc[i : i + 50_000])
+    tree = chunker.close().store(sink)
+    assert chunker.checkpoints  # taken on the way in and out, where shallow enough
+    assert max(len(state["stack"]) for _o, state in chunker.checkpoints) <= 256
+    out = bytearray()
+    render_document(sink.get, tree, out.extend)
+    assert bytes(out) == doc

@@ -47,6 +47,17 @@ _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
 # object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
 _LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
 MAX_PROLOGUE = 1 << 20
+# Elements open at once that a document may have and still be cut into
+# records: past that it is kept raw (exact all the same).  Moodle nests a
+# dozen levels; the scanner holds about 0.5 kB for each open element, so a
+# few MB of hand-made nesting would otherwise take gigabytes.  (libxml2, fed
+# through a parser target, checks no depth at all: lxml 6.0, libxml2 2.14,
+# took 3 million levels; a build that does refuse makes ingest refuse.)
+MAX_DEPTH = 10_000
+# Checkpoints (XmlChunker.checkpoint) are taken only where at most this many
+# elements are open: a state holds every open element, and a member keeps
+# up to 32 of them until its session commits.
+MAX_POINT_DEPTH = 256
 
 # The end of a start tag whose attribute values may hold '>' (only used when a
 # tag has quotes in it; well-formedness is libxml2's job, not this pattern's).
@@ -483,7 +494,7 @@ class XmlChunker:
                     break
                 self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
                 pos = gt + 1
-                if pos >= point and stack:
+                if pos >= point and 0 < len(stack) <= MAX_POINT_DEPTH:
                     self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
                     self._next_point = pos + base + self._every
                     point = pos + self._every
@@ -514,7 +525,7 @@ class XmlChunker:
                         if m.start(5) >= 0:  # a record of fields only
                             pos = m.end()
                             self._leaf_record(lt + base, pos + base, buf[lt:pos])
-                            if pos >= point:
+                            if pos >= point and len(stack) <= MAX_POINT_DEPTH:
                                 self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
                                 self._next_point = pos + base + self._every
                                 point = pos + self._every
@@ -577,6 +588,8 @@ class XmlChunker:
             if parent.pieces is None:
                 self._first_child(parent)
         if not empty:
+            if len(stack) >= MAX_DEPTH:
+                raise NotCanonical(f"elements nested deeper than {MAX_DEPTH} levels")
             el = _Open(name, start)
             el.head = end
             el.records0 = self.records
