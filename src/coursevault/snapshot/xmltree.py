@@ -37,6 +37,7 @@ from coursevault.snapshot.nodes import (
     MARKER_TAG,
     encode_document,
     encode_element,
+    encode_length,
 )
 from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId, ObjectType, object_id
@@ -213,7 +214,9 @@ class ChunkResult:
     size: int
 
     def store(self, sink: ObjectSink) -> ObjectId:
-        return sink.put_tree([self.root], self.body)
+        """Store the ``D`` node, naming the document's length (nodes.document_length)."""
+        length = sink.put(ObjectType.BLOB, encode_length(self.size))
+        return sink.put_tree([self.root, length], self.body)
 
 
 class XmlChunker:
