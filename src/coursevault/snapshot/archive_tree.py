@@ -15,8 +15,10 @@ from coursevault.moodle2.archiveindex import render_archive_index
 from coursevault.snapshot.nodes import (
     Getter,
     NodeFormatError,
+    decode_chunked,
     decode_json_node,
     decode_mtimes,
+    document_length,
     iter_list,
 )
 from coursevault.snapshot.render import render_document
@@ -111,6 +113,19 @@ def write_content(
     elif member.content is not None:
         for chunk in iter_blob(get, member.content):
             write(chunk)
+
+
+def content_length(get: Getter, content: ObjectId, kind: str) -> int | None:
+    """How many bytes a member's stored content renders to, read from node
+    metadata (a ``D`` node's length blob, a ``C`` node's chunk sizes, a
+    blob's length) without rendering it; None for a document stored before
+    ``D`` nodes named their length."""
+    if kind == "xml":
+        return document_length(get, content)
+    t, payload = get(content)
+    if t == ObjectType.BLOB:
+        return len(payload)
+    return sum(decode_chunked(decode_tree(payload)[1]))
 
 
 def iter_blob(get: Getter, oid: ObjectId) -> Iterator[bytes]:
