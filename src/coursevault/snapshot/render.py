@@ -55,63 +55,46 @@ def render_element(get: Getter, oid: ObjectId, out: Writer) -> None:
     render_record(get, Record(refs, body, oid), out)
 
 
-class _Frame:
-    """A record being rendered: its fragment's pieces between markers, its
-    runs, and the records still to come of the run being rendered."""
-
-    __slots__ = ("at", "node", "pieces", "records")
-
-    def __init__(self, node: ElementNode, pieces: list[bytes], records: Iterator[Record]) -> None:
-        self.node = node
-        self.pieces = pieces
-        self.at = 0  # the run being rendered
-        self.records = records
-
-
 def render_record(get: Getter, rec: Record, out: Writer) -> None:
     """Write a record's exact bytes: its fragment with each marker replaced
     by its run's records.
 
-    Without recursion: XML may nest as deep as libxml2 lets ingest accept (a
-    hand-made document 5,000 levels deep, well past Python's recursion
-    limit), and whatever ingest accepted must come back.  The records open
-    above the one being written are frames on a list; a frame costs about
-    what the call it replaces did, and records of fields only -- most of a
-    backup -- never get one (:func:`_run_records` writes them itself).
+    Without recursion: XML may nest as deep as ingest accepts (a hand-made
+    document 5,000 levels deep, far past Python's recursion limit), and
+    whatever ingest accepted must come back.  The records open above the
+    one being written are suspended generators on a list (one each, from
+    :func:`_record_pieces`); records of fields only -- most of a backup --
+    never get one: :func:`_run_records` writes them itself.
     """
     add = out.add
-    frame = _open_frame(get, decode_element(rec.refs, rec.body), add)
-    if frame is None:
+    node = decode_element(rec.refs, rec.body)
+    if not node.runs:
+        add(node.fragment)
         return
-    stack = [frame]
+    stack = [_record_pieces(get, node, add)]
     while stack:
-        frame = stack[-1]
-        child = next(frame.records, None)
-        if child is not None:  # a record with runs of its own: render it first
-            inner = _open_frame(get, decode_element(child.refs, child.body), add)
-            if inner is not None:
-                stack.append(inner)
-            continue
-        frame.at += 1
-        add(frame.pieces[frame.at])
-        node = frame.node
-        if frame.at < len(node.runs):
-            frame.records = _run_records(get, node.runs[frame.at], node.seps[frame.at], add)
+        for child in stack[-1]:  # a record with runs of its own: write it first
+            node = decode_element(child.refs, child.body)
+            if node.runs:
+                stack.append(_record_pieces(get, node, add))
+                break
+            add(node.fragment)
         else:
             stack.pop()
 
 
-def _open_frame(get: Getter, node: ElementNode, add: Callable[[bytes], None]) -> _Frame | None:
-    """Write a record up to its first run and return its frame; write a
-    record without runs whole and return None."""
-    if not node.runs:
-        add(node.fragment)
-        return None
+def _record_pieces(
+    get: Getter, node: ElementNode, add: Callable[[bytes], None]
+) -> Iterator[Record]:
+    """Write a record with runs, yielding in their place the records of its
+    runs that have runs of their own (for :func:`render_record` to write)."""
     pieces = node.fragment.split(MARKER)
     if len(pieces) != len(node.runs) + 1:
         raise ValueError(f"record: {len(pieces) - 1} markers for {len(node.runs)} runs")
     add(pieces[0])
-    return _Frame(node, pieces, _run_records(get, node.runs[0], node.seps[0], add))
+    for i, run in enumerate(node.runs):
+        yield from _run_records(get, run, node.seps[i], add)
+        add(pieces[i + 1])
 
 
 def _run_records(
