@@ -134,3 +134,29 @@ def test_rows_written_before_rows_were_sealed_are_cut_again(
     xml = sum(1 for n in members if n.endswith(".xml"))
     assert ingest_archive(cv_repo, str(archive)).xml_reused == 0
     assert ingest_archive(cv_repo, str(archive)).xml_reused == xml
+
+
+def test_export_refuses_a_document_of_another_length(
+    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Should a snapshot whose member's tree renders another length be in a
+    repository anyway (written before ingest checked, or by a bug), export
+    refuses it with one error -- also to zip, whose writer does not count
+    (it wrote another member's bytes under files.xml's name)."""
+    from coursevault.snapshot import ingest
+
+    archive = _archive()
+    members = _members(archive)
+    first = ingest_archive(cv_repo, str(archive))
+    victim, donor = _key(members[VICTIM]), _key(members["course/course.xml"])
+    found = cv_repo.catalog.derived(donor)
+    assert found is not None
+    cv_repo.catalog.add_derived(first.snapshot, [(victim, *found)])
+    monkeypatch.setattr(xmlmember, "_row_holds", lambda *_a: True, raising=False)
+    monkeypatch.setattr(ingest, "check_stored_length", lambda *_a: None, raising=False)
+    damaged = ingest_archive(cv_repo, str(archive), when="2030-01-01T00:00")
+    for fmt in ("tgz", "zip"):
+        out = tmp_path / f"out.{fmt}"
+        with pytest.raises(CorruptionError, match=f"{VICTIM}: its document renders"):
+            export_snapshot(cv_repo, damaged.snapshot, str(out), fmt=fmt)
+        assert not out.exists()

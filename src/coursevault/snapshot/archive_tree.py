@@ -100,9 +100,24 @@ def load_archive(get: Getter, root: ObjectId) -> ArchiveTree:
 def write_content(
     get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
 ) -> None:
-    """Write a member's exact bytes through ``write``."""
+    """Write a member's exact bytes through ``write``.
+
+    A document whose ``D`` node names another length than the member's is
+    refused before a byte is written (the zip writer, unlike tar's, does not
+    count), and so is one whose length blob is lost: every object a
+    snapshot reaches is read, so export refuses exactly the snapshots
+    ``check`` finds damaged, which the guide's repair forgets before a prune.
+    """
     kind = member.content_kind
     if kind == "xml" and member.content is not None:
+        try:
+            length = document_length(get, member.content)
+        except NodeFormatError as exc:
+            raise CorruptionError(f"{member.name}: its document node is malformed: {exc}") from exc
+        if length is not None and length != member.size:
+            raise CorruptionError(
+                f"{member.name}: its document renders {length} bytes, the member has {member.size}"
+            )
         render_document(get, member.content, write)
     elif kind == "archive-index":
         write(
