@@ -162,7 +162,7 @@ def test_documents_stored_before_d_nodes_named_their_length_are_no_change(
     with monkeypatch.context() as m:  # the older version
         m.setattr(xmltree.ChunkResult, "store", old_store)
         m.setattr(ingest, "check_stored_length", lambda *_a: None, raising=False)
-        m.setattr(xmlmember, "_sealed", lambda *row: row, raising=False)
+        m.setattr(xmlmember, "seal_row", lambda *row: row, raising=False)
         a = _snap(cv_repo, write_course(tmp_path / "a.mbz", BASE, extra=extra))
     night2 = {1: [(10, "hello, edited"), (11, "world")], 2: [(20, "second")]}
     b = _snap(cv_repo, write_course(tmp_path / "b.mbz", night2, 1700086400, extra))

@@ -31,7 +31,8 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.xmlmember import check_stored_length, store_xml_member
+from coursevault.snapshot.storedrows import check_stored_length
+from coursevault.snapshot.xmlmember import store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
@@ -172,7 +173,8 @@ def _ingest(
                         raise XmlError(archive, str(exc), member.name) from None
                     content = cut.content
                     entry["content"] = cut.kind
-                    check_stored_length(session, cut, member.size, f"{archive}: {member.name}")
+                    where = f"{archive}: {member.name}"
+                    check_stored_length(session.get, content, cut.kind, member.size, where)
                     remember.extend(cut.remember)
                     if cut.raw_reason is not None:
                         result.raw_xml.append({"member": member.name, "reason": cut.raw_reason})

@@ -21,12 +21,7 @@ must not resume from another's state.  Only the catalog of this machine is
 asked, and only for trees still indexed, so a stale answer costs time, never
 correctness: a state is used only where the bytes before it hash the same,
 and a damaged one is passed over.  Likewise a member's row is taken only if
-it is sealed (``_row_seal``: the member's hash, the tree and the notes,
-its size among them) and its size is tonight's; a row damaged in the
-catalog -- another row's tree, or notes -- once made ingest commit a
-snapshot whose member rendered to another's bytes (issue 20).  Ingest
-checks each member's tree against its size once more before committing
-(archive_tree.content_length).
+it is sealed and its size is tonight's (storedrows.py).
 """
 
 from __future__ import annotations
@@ -42,10 +37,8 @@ from typing import IO, Any
 
 import blake3
 
-from coursevault.errors import CorruptionError
-from coursevault.snapshot.archive_tree import content_length
 from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.nodes import NodeFormatError
+from coursevault.snapshot.storedrows import row_holds, seal_row
 from coursevault.snapshot.xmltree import (
     ChunkResult,
     Graft,
@@ -171,7 +164,7 @@ def store_xml_member(
         return Cut(None, "empty", raw_reason="empty file")
     key = digest.digest()
     known = catalog.derived(key)
-    if known is not None and _row_holds(key, known, pos):
+    if known is not None and row_holds(key, known, pos):
         tree, notes = known
         if notes["kind"] == "raw":
             cut = Cut(tree, "raw", raw_reason=str(notes.get("reason", "")), reused=True)
@@ -179,7 +172,7 @@ def store_xml_member(
             elements, records = int(notes.get("elements", 0)), int(notes.get("records", 0))
             cut = Cut(tree, "xml", elements, records, reused=True)
         # the rows answer while a snapshot reaching their trees lives: tonight's
-        cut.remember.append(_sealed(key, tree, notes))
+        cut.remember.append(seal_row(key, tree, notes))
         if points is not None and found_points is not None and found_points[0] == tree:
             cut.remember.append((points, tree, found_points[1]))  # cut from this very tree
         return cut
@@ -230,12 +223,12 @@ def store_xml_member(
         cut = Cut(raw, "raw", raw_reason=str(exc))
         if raw is not None:
             notes = {"kind": "raw", "reason": str(exc), "size": pos}
-            cut.remember.append(_sealed(key, raw, notes))
+            cut.remember.append(seal_row(key, raw, notes))
         return cut
     tree = res.store(session)
     cut = Cut(tree, "xml", res.elements, res.records, resumed_at=offset, grafted=chunker.grafted)
     notes = {"kind": "xml", "elements": res.elements, "records": res.records, "size": pos}
-    cut.remember.append(_sealed(key, tree, notes))
+    cut.remember.append(seal_row(key, tree, notes))
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
         final = _thin(kept, new)
@@ -248,57 +241,6 @@ def store_xml_member(
         cut.remember.append((points, tree, row))
     spool.seek(0)
     return cut
-
-
-def check_stored_length(session: WriteSession, cut: Cut, size: int, where: str) -> None:
-    """Raise :class:`CorruptionError` unless the cut's tree renders to
-    ``size`` bytes, the member's size in its archive -- read from node
-    metadata, not rendered (archive_tree.content_length).
-
-    The last line of defence before a snapshot is committed: a tree taken
-    from the catalog is checked by its row's seal, but a snapshot that
-    cannot be exported must never be written, whatever went wrong.  Costs
-    two small reads a member.
-    """
-    if cut.content is None:
-        stored: int | None = 0
-    else:
-        try:
-            stored = content_length(session.get, cut.content, cut.kind)
-        except (NodeFormatError, ValueError, IndexError) as exc:
-            raise CorruptionError(f"{where}: its stored tree is malformed: {exc}") from exc
-    if stored != size:
-        what = "a tree of unknown length" if stored is None else f"{stored} bytes"
-        raise CorruptionError(f"{where}: stored as {what}, not {size}: nothing committed")
-
-
-def _row_seal(key: bytes, tree: ObjectId, notes: dict[str, Any]) -> str:
-    """What a member's row is checked by: a hash of the member's bytes'
-    hash (the row's key), the tree they were stored as and the notes (all
-    but the seal), so a row whose tree or notes were swapped for another
-    row's, or damaged, is passed over and the member cut again."""
-    rest = {k: v for k, v in notes.items() if k != "seal"}
-    text = json.dumps(rest, sort_keys=True, separators=(",", ":")).encode()
-    return blake3.blake3(CUT_KEY + b"stored\n" + key + tree + text).hexdigest()
-
-
-def _sealed(
-    key: bytes, tree: ObjectId, notes: dict[str, Any]
-) -> tuple[bytes, ObjectId, dict[str, Any]]:
-    """A member's row for the catalog, sealed (see :func:`_row_seal`)."""
-    return key, tree, {**notes, "seal": _row_seal(key, tree, notes)}
-
-
-def _row_holds(key: bytes, found: tuple[ObjectId, dict[str, Any]], size: int) -> bool:
-    """Whether a member's row may be taken: a stored tree of ``size`` bytes,
-    sealed.  (Rows written before rows were sealed are not: their member is
-    cut once more, and the row written again, sealed.)"""
-    tree, notes = found
-    return (
-        notes.get("kind") in ("xml", "raw")
-        and notes.get("size") == size
-        and notes.get("seal") == _row_seal(key, tree, notes)
-    )
 
 
 def _thin(kept: list[list[Any]], new: list[list[Any]]) -> list[list[Any]]:
