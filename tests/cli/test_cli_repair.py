@@ -280,7 +280,11 @@ def test_a_flipped_pack_byte_is_corruption(cv, filled, tmp_path, which) -> None:
     assert r.code == 0, r.err
     salvage = json.loads(r.out)
     assert len(salvage["damaged"]) == 1 and salvage["objects_lost"]
-    assert export_all(cv, filled, tmp_path) == refused  # nothing more lost
+    # What export refused stays refused; more may be now: a damaged dictionary
+    # object's content, cached on this machine, read its blocks until then.
+    after = export_all(cv, filled, tmp_path)
+    assert set(refused) <= set(after)
+    refused = after
     report = check(cv, filled)
     # what was lost, named by what needs it
     assert error_kinds(report) <= {"missing"}, "\n".join(p["message"] for p in report["problems"])

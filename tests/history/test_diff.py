@@ -12,6 +12,8 @@ from helpers import CORPUS
 from coursevault.cli.app import main
 from coursevault.diff.treediff import diff_snapshots
 from coursevault.snapshot.ingest import ingest_archive
+from coursevault.snapshot.sink import ObjectSink
+from coursevault.store.ids import ObjectId
 from coursevault.store.repository import Repository
 
 BASE = {1: [(10, "hello"), (11, "world")], 2: [(20, "second")]}
@@ -140,3 +142,32 @@ def test_cli_diff_json_stat_and_cross_course(
     assert "neither snapshot has a member at 'activities/forum_55'" in capsys.readouterr().err
     assert main(["diff", "orig", "orig", "activities/forum_5"]) == 0  # the same: no lines
     assert capsys.readouterr().out == ""
+
+
+def test_documents_stored_before_d_nodes_named_their_length_are_no_change(
+    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A night stored by a version whose ``D`` nodes named only the root, and
+    the same bytes stored since: the members are the same, not modified."""
+    from coursevault.snapshot import ingest, xmlmember, xmltree
+
+    extra: list[tuple[str, bytes | None]] = [
+        ("course/", None),
+        ("course/course.xml", b'<?xml version="1.0"?>\n<course id="1">\n  <a>1</a>\n</course>'),
+    ]
+
+    def old_store(self: xmltree.ChunkResult, sink: ObjectSink) -> ObjectId:
+        return sink.put_tree([self.root], self.body)
+
+    with monkeypatch.context() as m:  # the older version
+        m.setattr(xmltree.ChunkResult, "store", old_store)
+        m.setattr(ingest, "check_stored_length", lambda *_a: None, raising=False)
+        m.setattr(xmlmember, "seal_row", lambda *row: row, raising=False)
+        a = _snap(cv_repo, write_course(tmp_path / "a.mbz", BASE, extra=extra))
+    night2 = {1: [(10, "hello, edited"), (11, "world")], 2: [(20, "second")]}
+    b = _snap(cv_repo, write_course(tmp_path / "b.mbz", night2, 1700086400, extra))
+    d = diff_snapshots(cv_repo.get, a, b)
+    assert sorted(m.path for m in d.members) == [
+        "activities/forum_5/forum.xml",
+        "moodle_backup.xml",
+    ]

@@ -6,10 +6,11 @@ from __future__ import annotations
 import gzip
 import io
 import random
+import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import write_course
+from conftest import forum_xml, write_course
 from helpers import read_members, write_tgz
 
 from coursevault.errors import XmlError
@@ -285,3 +286,53 @@ def test_checkpoints_are_keyed_by_a_root_with_ids_or_else_by_the_first_mib() -> 
     users = b'<?xml version="1.0" encoding="UTF-8"?>\n<users>\n' + b"<user>a</user>\n" * 80_000
     assert key("users.xml", users) != key("users.xml", users.replace(b">a<", b">b<", 1))
     assert key("users.xml", users) == key("users.xml", users + b"<more/>")
+
+
+# -- checkpoint rows damaged in the catalog (issue 20) ------------------------------
+
+
+def _two_forums(tmp_path: Path, night: int) -> Path:
+    """forum_5 and forum_6, the same but for one letter near the top: the
+    same elements at the same offsets, other bytes before every checkpoint."""
+    forum = forum_xml(_discussions(60, night))
+    at = forum.index(b"<message>w") + len(b"<message>")
+    other = forum[:at] + b"v" + forum[at + 1 :]
+    extra: list[tuple[str, bytes | None]] = [
+        ("activities/forum_6/", None),
+        ("activities/forum_6/forum.xml", other),
+    ]
+    return write_course(
+        tmp_path / f"ff{night}.mbz", _discussions(60, night), 1700000000 + night * 86400, extra
+    )
+
+
+@pytest.mark.parametrize("columns", ["content, info", "info"])
+def test_checkpoint_rows_swapped_in_the_catalog_are_passed_over(
+    cv_repo: Repository, tmp_path: Path, small_points: None, columns: str
+) -> None:
+    """The two forums' checkpoint rows swapped in the catalog file: their
+    states fit the other forum's elements and offsets, but not the bytes
+    before them, which each state is sealed with -- so neither is resumed
+    from, and the next night's trees are a whole cut's."""
+    nights = [_two_forums(tmp_path, k) for k in range(2)]
+    ingest_archive(cv_repo, str(nights[0]))
+    members = {n: b for n, _d, b in read_members(nights[0])}
+    keys = [
+        xmlmember.points_key(name, members[name])
+        for name in ("activities/forum_5/forum.xml", "activities/forum_6/forum.xml")
+    ]
+    url = cv_repo.catalog.url
+    with sqlite3.connect(url[len("sqlite:///") :]) as db:
+        rows = [
+            db.execute(
+                f"SELECT {columns} FROM cv_stored_inputs WHERE input_id = ?", (key,)
+            ).fetchone()
+            for key in keys
+        ]
+        assert all(row is not None and "points" in row[-1] for row in rows)
+        sets = ", ".join(f"{c.strip()} = ?" for c in columns.split(","))
+        for key, row in zip(keys, rows[::-1], strict=True):
+            db.execute(f"UPDATE cv_stored_inputs SET {sets} WHERE input_id = ?", (*row, key))
+    result = ingest_archive(cv_repo, str(nights[1]))
+    assert result.xml_resumed_bytes == 0
+    _as_whole_cuts(cv_repo, tmp_path, nights[1:], [result])

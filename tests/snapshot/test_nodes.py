@@ -48,3 +48,37 @@ def test_a_many_referencing_record_keeps_its_references_in_order() -> None:
     assert refs == [*many, many[0]]
     assert (refs, body) == _plain(group)
     assert [r.refs for r in decode_group(refs, body)] == [[], many, [many[0]]]
+
+
+def test_a_document_names_its_length_and_older_ones_read_as_unknown() -> None:
+    """``D`` nodes name how many bytes they render to (format.md, "Document
+    length"), read without rendering; those written before name only their
+    root, and render the same."""
+    import pytest
+    from test_incremental import MemSink
+
+    from coursevault.snapshot.nodes import NodeFormatError, document_length, encode_document
+    from coursevault.snapshot.render import render_document
+    from coursevault.snapshot.xmltree import XmlChunker
+    from coursevault.store.ids import ObjectType
+
+    doc = b'<?xml version="1.0"?>\n<a>\n  <b id="1"><c>x</c></b>\n  <b id="2"><c>y</c></b>\n</a>\n'
+    sink = MemSink()
+    chunker = XmlChunker(sink)
+    chunker.feed(doc)
+    result = chunker.close()
+    new = result.store(sink)
+    old = sink.put_tree([result.root], result.body)
+    assert document_length(sink.get, new) == len(doc)
+    assert document_length(sink.get, old) is None
+    for tree in (new, old):
+        out = bytearray()
+        render_document(sink.get, tree, out.extend)
+        assert bytes(out) == doc
+    bad = sink.put_tree(
+        [result.root, sink.put(ObjectType.BLOB, b"\x85")], encode_document(b"", b"")
+    )
+    with pytest.raises(NodeFormatError):
+        document_length(sink.get, bad)
+    with pytest.raises(NodeFormatError):
+        document_length(sink.get, result.root)  # an X node

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from test_incremental import MemSink
 
 from coursevault.snapshot.listbuilder import RecordListBuilder
+from coursevault.snapshot.render import render_document
 from coursevault.snapshot.xmltree import (
     Graft,
     NotCanonical,
     XmlChunker,
     XmlSyntax,
-    render_document,
 )
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree

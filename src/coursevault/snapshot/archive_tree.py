@@ -15,11 +15,13 @@ from coursevault.moodle2.archiveindex import render_archive_index
 from coursevault.snapshot.nodes import (
     Getter,
     NodeFormatError,
+    decode_chunked,
     decode_json_node,
     decode_mtimes,
+    document_length,
     iter_list,
 )
-from coursevault.snapshot.xmltree import render_document
+from coursevault.snapshot.render import render_document
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.treecodec import decode_tree
 
@@ -98,9 +100,24 @@ def load_archive(get: Getter, root: ObjectId) -> ArchiveTree:
 def write_content(
     get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
 ) -> None:
-    """Write a member's exact bytes through ``write``."""
+    """Write a member's exact bytes through ``write``.
+
+    A document whose ``D`` node names another length than the member's is
+    refused before a byte is written (the zip writer, unlike tar's, does not
+    count), and so is one whose length blob is lost: every object a
+    snapshot reaches is read, so export refuses exactly the snapshots
+    ``check`` finds damaged, which the guide's repair forgets before a prune.
+    """
     kind = member.content_kind
     if kind == "xml" and member.content is not None:
+        try:
+            length = document_length(get, member.content)
+        except NodeFormatError as exc:
+            raise CorruptionError(f"{member.name}: its document node is malformed: {exc}") from exc
+        if length is not None and length != member.size:
+            raise CorruptionError(
+                f"{member.name}: its document renders {length} bytes, the member has {member.size}"
+            )
         render_document(get, member.content, write)
     elif kind == "archive-index":
         write(
@@ -111,6 +128,19 @@ def write_content(
     elif member.content is not None:
         for chunk in iter_blob(get, member.content):
             write(chunk)
+
+
+def content_length(get: Getter, content: ObjectId, kind: str) -> int | None:
+    """How many bytes a member's stored content renders to, read from node
+    metadata (a ``D`` node's length blob, a ``C`` node's chunk sizes, a
+    blob's length) without rendering it; None for a document stored before
+    ``D`` nodes named their length."""
+    if kind == "xml":
+        return document_length(get, content)
+    t, payload = get(content)
+    if t == ObjectType.BLOB:
+        return len(payload)
+    return sum(decode_chunked(decode_tree(payload)[1]))
 
 
 def iter_blob(get: Getter, oid: ObjectId) -> Iterator[bytes]:

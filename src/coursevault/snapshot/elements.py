@@ -28,7 +28,7 @@ from coursevault.snapshot.nodes import (
     decode_element,
     iter_records,
 )
-from coursevault.snapshot.xmltree import _Writer, render_record
+from coursevault.snapshot.render import Writer, render_record
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree
 
@@ -140,7 +140,7 @@ def fields(el: Element) -> dict[str, str | None]:
 def element_bytes(get: Getter, el: Element) -> bytes:
     if el._record is not None:
         parts: list[bytes] = []
-        w = _Writer(parts.append)
+        w = Writer(parts.append)
         render_record(get, el._record, w)
         w.flush()
         return b"".join(parts)
@@ -191,38 +191,52 @@ def parse_address(address: str) -> list[Step]:
 
 
 def find(get: Getter, doc: ObjectId, address: str) -> Iterator[Element]:
-    """All elements matching an address, in document order."""
+    """All elements matching an address, in document order.
+
+    A walk with a list of open levels, not recursion: an address is as long
+    as the document is deep, and ingest accepts documents nested deeper
+    than Python's recursion limit.
+    """
     steps = parse_address(address)
-    root = document_root(get, doc)
-    yield from _match(get, [root], steps)
-
-
-def _match(get: Getter, candidates: list[Element], steps: list[Step]) -> Iterator[Element]:
-    step = steps[0]
-    count = 0
-    for el in candidates:
-        if el.tag != step.name:
-            continue
-        if any(el.attrs.get(k) != v for k, v in step.attrs):
-            continue
-        count += 1
-        if step.pos is not None and count != step.pos:
-            continue
-        if len(steps) == 1:
-            yield el
-        elif el.is_record:
-            yield from _match(get, list(children(get, el)), steps[1:])
-        if step.pos is not None:
-            return
+    # per open level: the candidates left, the step they are matched against,
+    # and how many have matched it so far
+    levels: list[tuple[Iterator[Element], int, list[int]]] = [
+        (iter([document_root(get, doc)]), 0, [0])
+    ]
+    while levels:
+        candidates, k, count = levels[-1]
+        step = steps[k]
+        for el in candidates:
+            if el.tag != step.name or any(el.attrs.get(a) != v for a, v in step.attrs):
+                continue
+            count[0] += 1
+            if step.pos is not None and count[0] != step.pos:
+                continue
+            if k + 1 == len(steps):
+                yield el
+            elif el.is_record:
+                if step.pos is not None:  # this level is done once the child level is
+                    levels[-1] = (iter(()), k, count)
+                levels.append((children(get, el), k + 1, [0]))
+                break
+            if step.pos is not None:
+                levels.pop()
+                break
+        else:
+            levels.pop()
 
 
 def outline(get: Getter, doc: ObjectId) -> Iterator[tuple[int, Element, int]]:
-    """(depth, record, number of fields) for every record, depth first, lazily."""
-
-    def walk(el: Element, depth: int) -> Iterator[tuple[int, Element, int]]:
-        yield depth, el, len(fields(el))
-        for child in children(get, el):
+    """(depth, record, number of fields) for every record, depth first, lazily
+    (with a list of open levels, not recursion, for documents of any depth)."""
+    root = document_root(get, doc)
+    yield 0, root, len(fields(root))
+    levels = [children(get, root)]
+    while levels:
+        for child in levels[-1]:
             if child.is_record:
-                yield from walk(child, depth + 1)
-
-    yield from walk(document_root(get, doc), 0)
+                yield len(levels), child, len(fields(child))
+                levels.append(children(get, child))
+                break
+        else:
+            levels.pop()

@@ -32,6 +32,7 @@ from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
+from coursevault.snapshot.storedrows import check_stored_length
 from coursevault.snapshot.xmlmember import store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
@@ -178,6 +179,8 @@ def _ingest(
                         raise XmlError(path, str(exc), member.name) from None
                     content = cut.content
                     entry["content"] = cut.kind
+                    where = f"{archive}: {member.name}"
+                    check_stored_length(session.get, content, cut.kind, member.size, where)
                     remember.extend(cut.remember)
                     if cut.raw_reason is not None:
                         result.raw_xml.append({"member": member.name, "reason": cut.raw_reason})

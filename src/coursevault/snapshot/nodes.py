@@ -5,7 +5,7 @@ names the kind:
 
 ``A`` archive    refs: [member list root, mtimes blob]; body: JSON layout
 ``M`` member     refs: [content] or []; body: JSON (name, kind, size, content kind, ...)
-``D`` document   refs: [root element]; body: varint len + prologue, then trailer
+``D`` document   refs: [root element, length blob]; body: varint len + prologue, then trailer
 ``X`` element    refs: one list root per marker; body: varint n, n * (varint len + sep), fragment
 ``L`` list chunk refs: children in order; body: varint level
 ``R`` record group refs: its records' refs in order; body: varint n, n * (varint nrefs, varint len, X body)
@@ -192,6 +192,38 @@ def decode_document(body: bytes) -> tuple[bytes, bytes]:
     return body[pos : pos + n], body[pos + n :]
 
 
+def encode_length(size: int) -> bytes:
+    """The blob a ``D`` node names second: the document's length, a varint."""
+    out = bytearray()
+    write_varint(out, size)
+    return bytes(out)
+
+
+def document_length(get: Getter, doc: ObjectId) -> int | None:
+    """How many bytes a stored document renders to, from its ``D`` node's
+    length blob, without rendering it; None for a document stored before
+    ``D`` nodes named one.
+
+    Why: a writer that takes a tree it did not cut itself (ingest, from the
+    catalog's cache of stored inputs) checks it against the member's size
+    before committing, so that no snapshot is ever written that cannot be
+    exported (issue 20).
+    """
+    refs, body = decode_tree(get(doc)[1])
+    if body[:1] != b"D" or not refs:
+        raise NodeFormatError(f"{doc.hex()} is not a document node")
+    if len(refs) < 2:
+        return None
+    kind, payload = get(refs[1])
+    try:
+        size, pos = read_varint(payload, 0)
+    except (ValueError, IndexError):
+        pos = -1
+    if kind != ObjectType.BLOB or pos != len(payload):
+        raise NodeFormatError(f"document {doc.hex()}: its length blob is malformed")
+    return size
+
+
 # -- chunked content -----------------------------------------------------------------
 def encode_chunked(sizes: list[int]) -> bytes:
     out = bytearray(b"C")
@@ -199,6 +231,19 @@ def encode_chunked(sizes: list[int]) -> bytes:
     for s in sizes:
         write_varint(out, s)
     return bytes(out)
+
+
+def decode_chunked(body: bytes) -> list[int]:
+    if body[:1] != b"C":
+        raise NodeFormatError("not a chunked-content node")
+    n, pos = read_varint(body, 1)
+    sizes = []
+    for _ in range(n):
+        size, pos = read_varint(body, pos)
+        sizes.append(size)
+    if pos != len(body):
+        raise NodeFormatError("chunked-content node: trailing bytes")
+    return sizes
 
 
 # -- members and archives (small, JSON for readability) ------------------------------

@@ -20,7 +20,8 @@ Both are keyed with the chunker's version: a chunker that cut differently
 must not resume from another's state.  Only the catalog of this machine is
 asked, and only for trees still indexed, so a stale answer costs time, never
 correctness: a state is used only where the bytes before it hash the same,
-and a damaged one is passed over.
+and a damaged one is passed over.  Likewise a member's row is taken only if
+it is sealed and its size is tonight's (storedrows.py).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import IO, Any
 import blake3
 
 from coursevault.snapshot.filechunks import store_content
+from coursevault.snapshot.storedrows import row_holds, seal_row
 from coursevault.snapshot.xmltree import (
     ChunkResult,
     Graft,
@@ -162,7 +164,7 @@ def store_xml_member(
         return Cut(None, "empty", raw_reason="empty file")
     key = digest.digest()
     known = catalog.derived(key)
-    if known is not None and known[1].get("kind") in ("xml", "raw"):
+    if known is not None and row_holds(key, known, pos):
         tree, notes = known
         if notes["kind"] == "raw":
             cut = Cut(tree, "raw", raw_reason=str(notes.get("reason", "")), reused=True)
@@ -170,7 +172,7 @@ def store_xml_member(
             elements, records = int(notes.get("elements", 0)), int(notes.get("records", 0))
             cut = Cut(tree, "xml", elements, records, reused=True)
         # the rows answer while a snapshot reaching their trees lives: tonight's
-        cut.remember.append((key, tree, notes))
+        cut.remember.append(seal_row(key, tree, notes))
         if points is not None and found_points is not None and found_points[0] == tree:
             cut.remember.append((points, tree, found_points[1]))  # cut from this very tree
         return cut
@@ -220,13 +222,13 @@ def store_xml_member(
         spool.seek(0)
         cut = Cut(raw, "raw", raw_reason=str(exc))
         if raw is not None:
-            cut.remember.append((key, raw, {"kind": "raw", "reason": str(exc)}))
+            notes = {"kind": "raw", "reason": str(exc), "size": pos}
+            cut.remember.append(seal_row(key, raw, notes))
         return cut
     tree = res.store(session)
     cut = Cut(tree, "xml", res.elements, res.records, resumed_at=offset, grafted=chunker.grafted)
-    cut.remember.append(
-        (key, tree, {"kind": "xml", "elements": res.elements, "records": res.records})
-    )
+    notes = {"kind": "xml", "elements": res.elements, "records": res.records, "size": pos}
+    cut.remember.append(seal_row(key, tree, notes))
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
         final = _thin(kept, new)

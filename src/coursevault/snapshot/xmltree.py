@@ -1,4 +1,4 @@
-"""Streaming an XML document into element records, and rendering it back.
+"""Streaming an XML document into element records (rendering them back: render.py).
 
 Ingest scans the member's bytes for tags itself (``bytes.find`` does the
 work, so it runs at C speed) while libxml2 checks, on the same bytes, that the
@@ -24,7 +24,7 @@ marker) raise :class:`NotCanonical`; the caller keeps their raw bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Container
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,24 +35,30 @@ from coursevault.snapshot.listbuilder import RecordListBuilder
 from coursevault.snapshot.nodes import (
     MARKER,
     MARKER_TAG,
-    Getter,
-    NodeFormatError,
-    Record,
-    decode_document,
-    decode_element,
     encode_document,
     encode_element,
+    encode_length,
 )
 from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.treecodec import decode_tree, encode_tree, read_varint
+from coursevault.store.treecodec import encode_tree
 
 MARKER_TAG_B = MARKER_TAG.encode()
 _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
 # object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
 _LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
-FEED_SIZE = 1 << 20
 MAX_PROLOGUE = 1 << 20
+# Elements open at once that a document may have and still be cut into
+# records: past that it is kept raw (exact all the same).  Moodle nests a
+# dozen levels; the scanner holds about 0.5 kB for each open element, so a
+# few MB of hand-made nesting would otherwise take gigabytes.  (libxml2, fed
+# through a parser target, checks no depth at all: lxml 6.0, libxml2 2.14,
+# took 3 million levels; a build that does refuse makes ingest refuse.)
+MAX_DEPTH = 10_000
+# Checkpoints (XmlChunker.checkpoint) are taken only where at most this many
+# elements are open: a state holds every open element, and a member keeps
+# up to 32 of them until its session commits.
+MAX_POINT_DEPTH = 256
 
 # The end of a start tag whose attribute values may hold '>' (only used when a
 # tag has quotes in it; well-formedness is libxml2's job, not this pattern's).
@@ -208,7 +214,9 @@ class ChunkResult:
     size: int
 
     def store(self, sink: ObjectSink) -> ObjectId:
-        return sink.put_tree([self.root], self.body)
+        """Store the ``D`` node, naming the document's length (nodes.document_length)."""
+        length = sink.put(ObjectType.BLOB, encode_length(self.size))
+        return sink.put_tree([self.root, length], self.body)
 
 
 class XmlChunker:
@@ -489,7 +497,7 @@ class XmlChunker:
                     break
                 self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
                 pos = gt + 1
-                if pos >= point and stack:
+                if pos >= point and 0 < len(stack) <= MAX_POINT_DEPTH:
                     self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
                     self._next_point = pos + base + self._every
                     point = pos + self._every
@@ -520,7 +528,7 @@ class XmlChunker:
                         if m.start(5) >= 0:  # a record of fields only
                             pos = m.end()
                             self._leaf_record(lt + base, pos + base, buf[lt:pos])
-                            if pos >= point:
+                            if pos >= point and len(stack) <= MAX_POINT_DEPTH:
                                 self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
                                 self._next_point = pos + base + self._every
                                 point = pos + self._every
@@ -583,6 +591,8 @@ class XmlChunker:
             if parent.pieces is None:
                 self._first_child(parent)
         if not empty:
+            if len(stack) >= MAX_DEPTH:
+                raise NotCanonical(f"elements nested deeper than {MAX_DEPTH} levels")
             el = _Open(name, start)
             el.head = end
             el.records0 = self.records
@@ -736,121 +746,3 @@ def _frame(sink: ObjectSink, item: dict[str, Any], delta: int) -> _Open:
         sep = None if run["sep"] is None else bytes.fromhex(run["sep"])
         el.runs.append(_Run(RecordListBuilder.resume(sink, run["list"]), sep))
     return el
-
-
-# -- rendering -----------------------------------------------------------------------
-class _Writer:
-    """Collects output pieces and hands them on in large writes."""
-
-    def __init__(self, write: Callable[[bytes], object]) -> None:
-        self._write = write
-        self._buf: list[bytes] = []
-        self._n = 0
-
-    def add(self, piece: bytes) -> None:
-        self._buf.append(piece)
-        self._n += len(piece)
-        if self._n >= FEED_SIZE:
-            self.flush()
-
-    def flush(self) -> None:
-        if self._buf:
-            self._write(b"".join(self._buf))
-            self._buf.clear()
-            self._n = 0
-
-
-def render_element(get: Getter, oid: ObjectId, out: _Writer) -> None:
-    _t, payload = get(oid)
-    refs, body = decode_tree(payload)
-    render_record(get, Record(refs, body, oid), out)
-
-
-def render_record(get: Getter, rec: Record, out: _Writer) -> None:
-    node = decode_element(rec.refs, rec.body)
-    if not rec.refs:
-        out.add(node.fragment)
-        return
-    pieces = node.fragment.split(MARKER)
-    if len(pieces) != len(rec.refs) + 1:
-        raise ValueError(f"record: {len(pieces) - 1} markers for {len(rec.refs)} runs")
-    out.add(pieces[0])
-    for i, run in enumerate(rec.refs):
-        _render_run(get, run, node.seps[i], out, True)
-        out.add(pieces[i + 1])
-
-
-def _render_run(get: Getter, oid: ObjectId, sep: bytes, out: _Writer, first: bool) -> bool:
-    """Render the records of a run (an R group, an L chunk, or one X) joined by
-    ``sep``; return whether nothing has been written yet.
-
-    This is export's inner loop, so an R group is parsed here, not through
-    :func:`decode_group`: a leaf record (no runs, no separators -- most of a
-    backup) is its fragment, sliced straight from the group without a
-    :class:`Record` for it, and a group's leaves go out as one piece.
-    """
-    _t, payload = get(oid)
-    refs, body = decode_tree(payload)
-    kind = body[:1]
-    if kind == b"L":
-        for ref in refs:
-            first = _render_run(get, ref, sep, out, first)
-        return first
-    if kind == b"X":
-        if not first:
-            out.add(sep)
-        render_record(get, Record(refs, body, oid), out)
-        return False
-    if kind != b"R":
-        raise NodeFormatError(f"{oid.hex()} is not a run of records")
-    n, pos = read_varint(body, 1)
-    end = len(body)
-    at = 0
-    pieces: list[bytes] = []
-    for _ in range(n):
-        # varints inline: counts below 128, lengths below 16,384 (one or two bytes)
-        nrefs = body[pos] if pos < end else 0x80
-        if nrefs < 0x80:
-            pos += 1
-        else:
-            nrefs, pos = read_varint(body, pos)
-        ln = body[pos] if pos + 1 < end else 0x80
-        if ln < 0x80:
-            pos += 1
-        elif body[pos + 1] < 0x80:
-            ln = (ln & 0x7F) | (body[pos + 1] << 7)
-            pos += 2
-        else:
-            ln, pos = read_varint(body, pos)
-        stop = pos + ln
-        if stop > end or at + nrefs > len(refs):
-            raise NodeFormatError("record group: a record runs past the group")
-        if not first:
-            pieces.append(sep)
-        first = False
-        if nrefs == 0 and body[pos : pos + 2] == b"X\x00":
-            pieces.append(body[pos + 2 : stop])
-        else:
-            if pieces:
-                out.add(b"".join(pieces))
-                pieces.clear()
-            render_record(get, Record(refs[at : at + nrefs], body[pos:stop]), out)
-        pos = stop
-        at += nrefs
-    if pos != end or at != len(refs):
-        raise NodeFormatError("record group: trailing bytes or references")
-    if pieces:
-        out.add(b"".join(pieces))
-    return first
-
-
-def render_document(get: Getter, oid: ObjectId, write: Callable[[bytes], object]) -> None:
-    """Write a document's exact bytes through ``write`` in pieces of about 1 MiB."""
-    _t, payload = get(oid)
-    refs, body = decode_tree(payload)
-    prologue, trailer = decode_document(body)
-    out = _Writer(write)
-    out.add(prologue)
-    render_element(get, refs[0], out)
-    out.add(trailer)
-    out.flush()

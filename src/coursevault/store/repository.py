@@ -517,7 +517,10 @@ class Repository:
             self._dict_content.move_to_end(dict_id)
             return cached
         disk = self._disk_dicts
-        found = disk.get(dict_id) if disk is not None else None
+        # Only while the dictionary object is indexed: a copy kept on this
+        # machine must not make a block readable here that the repository
+        # itself can no longer read (check and prune would disagree with export).
+        found = disk.get(dict_id) if disk is not None and self.catalog.has(dict_id) else None
         if found is not None:
             depth, content = found
         else:
