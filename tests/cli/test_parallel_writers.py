@@ -32,7 +32,8 @@ from coursevault.store.repository import Repository
 
 GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "gen_course.py"
 SMALL_CACHE = 64 * 1024
-ROUNDS = 3
+# scripts/soak runs more rounds (and the suite again and again)
+ROUNDS = int(os.environ.get("COURSEVAULT_SOAK_ROUNDS", "3"))
 RUNNER = f"""
 import sys
 from coursevault.store import repository
