@@ -148,6 +148,32 @@ def test_a_forgotten_snapshot_is_not_published_again(repo, backend) -> None:
     assert not backend.exists("refs/heads/course-1")
 
 
+def test_a_forget_killed_after_deleting_the_heads_last_commit_does_not_bring_it_back(
+    repo, backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head stops holding the record before the file goes: deleted the
+    other way round, a forget killed in between left a record that the next
+    exclusive lock published again (found by tests/store/test_crash.py)."""
+    n1 = _commit(repo, 1000.0, "n1")
+    n2 = _commit(repo, 2000.0, "n2")  # the head's last commit
+    real = LocalBackend.delete
+
+    def dying(self: LocalBackend, key: str) -> None:
+        real(self, key)
+        if key.startswith("snapshots/"):
+            raise BackendError("killed")
+
+    with monkeypatch.context() as m, repo.lock(exclusive=True, operation="forget"):
+        m.setattr(LocalBackend, "delete", dying)
+        with pytest.raises(BackendError):
+            repo.delete_snapshot(n2)
+    with repo.lock(exclusive=True, operation="prune"):  # publishes what a head holds
+        pass
+    repo.sync_catalog()
+    assert [s.id for s in repo.snapshots()] == [n1]
+    assert not backend.exists(f"snapshots/{n2}")
+
+
 def test_a_commit_waits_for_the_writer_committing_to_its_course(
     repo, backend, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -246,8 +246,9 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
 
 
 def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
-    """After ``snap_id`` was deleted (forget, under the exclusive lock): the
-    ref must not name it, or the next writer would publish it again."""
+    """Before ``snap_id`` is deleted (forget, under the exclusive lock): the
+    ref must not name it, or the next writer would publish it again -- so
+    not after, or a forget killed in between would bring it back."""
     head = _read_head(repo, course)
     if head.raw is None:
         return
@@ -256,7 +257,7 @@ def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
         last = None
     if head.newest != snap_id and last is head.last:
         return
-    rows = repo.snapshots(course)
+    rows = [r for r in repo.snapshots(course) if r.id != snap_id]
     if not rows and last is None:
         repo.backend.delete(head_key(course))
         return
