@@ -18,7 +18,7 @@ plus a few kills at random moments.  After each kill:
   including what the command added.
 
 Kill points: every step when COURSEVAULT_CRASH_POINTS=all, otherwise a
-spread of ``POINTS[op]`` steps over each command (60 of 159 steps), plus
+spread of ``POINTS[op]`` steps over each command (about a third), plus
 ``COURSEVAULT_CRASH_RANDOM`` (default 2) random moments per command.
 """
 
