@@ -148,6 +148,24 @@ def test_a_forgotten_snapshot_is_not_published_again(repo, backend) -> None:
     assert not backend.exists("refs/heads/course-1")
 
 
+def test_a_forget_after_a_commit_killed_after_the_swap_decides_on_it_too(
+    repo, backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exclusive lock publishes the dead writer's snapshot; forget, which
+    decides on the catalog, must count it (it kept night 1 and night 2 for
+    ``--keep-last 1``)."""
+    from coursevault import api
+    from coursevault.snapshot.retention import Policy
+
+    _commit(repo, 1000.0, "n1")
+    _crash_after_swap(repo, backend, monkeypatch)
+    rows = api.forget(repo, Policy(last=1))
+    assert [r["action"] for r in rows] == ["keep", "remove"]
+    repo.sync_catalog()
+    [kept] = repo.snapshots()
+    assert kept.epoch == 2000.0
+
+
 def test_a_forget_killed_after_deleting_the_heads_last_commit_does_not_bring_it_back(
     repo, backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:

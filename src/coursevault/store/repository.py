@@ -309,7 +309,8 @@ class Repository:
             if exclusive:
                 from coursevault.store.series import publish_all
 
-                publish_all(self)
+                if publish_all(self):  # forget decides on the catalog: it must list them
+                    self.sync_catalog()
         except BaseException:
             held.release()
             raise
