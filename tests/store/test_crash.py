@@ -15,7 +15,9 @@ plus a few kills at random moments.  After each kill:
   archive it was made from;
 * the dead process's lock is stale, so the same command, run again without
   ``unlock``, succeeds -- and afterwards all of the above holds again, now
-  including what the command added.
+  including what the command added.  (One scenario first runs what a
+  nightly script runs next, forget and prune, which must count the killed
+  ingest's snapshot if it was committed.)
 
 Kill points: every step when COURSEVAULT_CRASH_POINTS=all, otherwise a
 spread of ``POINTS[op]`` steps over each command (about a third), plus
@@ -60,7 +62,14 @@ NIGHTS = 3
 # night 2 is compressed against night 1's walk dictionary, night 3 on its
 # own, so forgetting nights 1-2 leaves a prune packs to delete and to repack.
 REPO_OPTIONS: dict[str, Any] = {"pack_size": 1024, "block_size": 1024, "dictionary_depth": 1}
-POINTS = {"ingest-first": 14, "ingest-night-2": 14, "forget": 8, "prune": 16, "index-rebuild": 8}
+POINTS = {
+    "ingest-first": 12,
+    "ingest-night-2": 12,
+    "ingest-then-forget": 4,
+    "forget": 8,
+    "prune": 16,
+    "index-rebuild": 8,
+}
 RANDOM_KILLS = int(os.environ.get("COURSEVAULT_CRASH_RANDOM", "2"))
 # what check may warn about after a kill: nothing a snapshot needs
 HARMLESS = ("is not named by any index", "temporary file ")
@@ -156,6 +165,14 @@ class Scenario:
     says: str = ""
     # the command finds no catalog and makes its own (a first run on a host)
     no_catalog: bool = False
+    # what a nightly script runs next, before the command is run again; and
+    # how many snapshots those leave (their policy applied to all there are)
+    then: list[list[str]] = field(default_factory=list)
+    then_leaves: int | None = None
+    # snapshots the rerun may end with besides ``final`` (those ``then`` may keep)
+    may_keep: set[str] = field(default_factory=set)
+    # steps always killed at, besides the spread (a regular expression)
+    focus: str = ""
 
 
 @dataclass
@@ -202,14 +219,14 @@ class Crash:
             self._tars[name] = gzip.decompress(self.scenario.sources[name].read_bytes())
         return self._tars[name]
 
-    def assert_sound(self, cache: Path, when: str) -> set[str]:
-        """check --read-data with ``cache`` and with a fresh catalog; every
-        snapshot exports exactly; every lock left is stale.  Returns the
+    def assert_sound(self, cache: Path, when: str, fresh: bool = True) -> set[str]:
+        """check --read-data with ``cache`` and (``fresh``) with a new catalog;
+        every snapshot exports exactly; every lock left is stale.  Returns the
         snapshots' ids."""
         repo_dir = self.work / "repo"
-        fresh = self.tmp / "fresh-cache"
-        shutil.rmtree(fresh, ignore_errors=True)
-        for cache_dir in (cache, fresh):
+        new = self.tmp / "fresh-cache"
+        shutil.rmtree(new, ignore_errors=True)
+        for cache_dir in (cache, new) if fresh else (cache,):
             with Repository.open(LocalBackend(repo_dir), cache_dir=cache_dir) as repo:
                 report = check_repository(repo, read_data=True)
                 assert report.ok, f"{when}: check with {cache_dir.name}: {report.errors}"
@@ -247,16 +264,33 @@ class Crash:
         ids = self.assert_sound(seen, f"{what}, after the kill")
         lost = self.before - self.removable - ids
         assert not lost, f"{what}, after the kill: snapshots lost: {sorted(lost)}"
+        self.run_then(what)
 
         rerun = self.runner.run(self.argv())
         assert rerun["code"] == 0, f"{what}: the rerun failed: {rerun['output']}"
-        ids = self.assert_sound(self.work / "cache", f"{what}, after the rerun")
+        # a finished command: its own catalog is the one to question
+        ids = self.assert_sound(self.work / "cache", f"{what}, after the rerun", fresh=False)
         lost = self.before - self.removable - ids
         assert not lost, f"{what}, after the rerun: snapshots lost: {sorted(lost)}"
-        expected = self.scenario.final(self.sources_of(self.before - self.removable))
-        assert self.sources_of(ids) == expected, f"{what}, after the rerun: {self.sources_of(ids)}"
+        self.assert_final(ids, f"{what}, after the rerun")
         if self.scenario.cleans_up:
             self.assert_clean(f"{what}, after the rerun")
+
+    def run_then(self, what: str) -> None:
+        """The commands that follow the killed one in a nightly script."""
+        for argv in self.scenario.then:
+            done = self.runner.run([*argv, *self.argv()[len(self.scenario.argv) :]])
+            assert done["code"] == 0, f"{what}, then {argv}: {done['output']}"
+        if self.scenario.then:
+            when = f"{what}, then {self.scenario.then}"
+            ids = self.assert_sound(self.work / "cache", when, fresh=False)
+            leaves = self.scenario.then_leaves
+            assert leaves is None or len(ids) == leaves, f"{what}: {len(ids)} snapshots left"
+
+    def assert_final(self, ids: set[str], when: str) -> None:
+        expected = self.scenario.final(self.sources_of(self.before - self.removable))
+        got = self.sources_of(ids)
+        assert expected <= got <= expected | self.scenario.may_keep, f"{when}: {sorted(got)}"
 
     def assert_clean(self, when: str) -> None:
         """No unreferenced pack, no temporary file (but a lock's: prune leaves
@@ -273,10 +307,9 @@ class Crash:
         done = self.runner.run(self.argv())
         assert done["code"] == 0, done["output"]
         assert re.search(self.scenario.says, done["output"]), done["output"]
+        self.run_then(f"{self.scenario.name}, uninjected")
         ids = self.assert_sound(self.work / "cache", f"{self.scenario.name}, uninjected")
-        assert self.sources_of(ids) == self.scenario.final(
-            self.sources_of(self.before - self.removable)
-        )
+        self.assert_final(ids, f"{self.scenario.name}, uninjected")
         if self.scenario.cleans_up:
             self.assert_clean(f"{self.scenario.name}, uninjected")
         return done["events"], done["seconds"]
@@ -316,7 +349,10 @@ def run_scenario(scenario: Scenario, runner: Runner, tmp: Path) -> None:
     crash = Crash(scenario, runner, tmp)
     events, seconds = crash.count()
     points = chosen_points(len(events), POINTS[scenario.name])
-    assert len(points) >= min(len(events), 8), events
+    if scenario.focus:
+        focused = {n for n, e in enumerate(events, 1) if re.search(scenario.focus, e)}
+        assert focused, events
+        points = sorted(set(points) | focused)
     for n in points:
         crash.kill_at(n, events[n - 1])
     rng = random.Random(scenario.name)
@@ -359,6 +395,26 @@ def test_ingest_second_night(nights: list[Path], runner: Runner, tmp_path: Path)
         _ingest(nights[:1]),
         lambda before: before | {nights[1].name},
         sources={p.name: p for p in nights},
+    )
+    run_scenario(scenario, runner, tmp_path)
+
+
+def test_ingest_then_forget_and_prune(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
+    """A nightly script goes on after a killed ingest: forget and prune must
+    count the night if it was committed (its head holds it), and the next
+    night's ingest -- here the same archive again -- follows whatever is left."""
+    scenario = Scenario(
+        "ingest-then-forget",
+        ["ingest", str(nights[2])],
+        _ingest(nights[:2]),
+        lambda _before: {nights[2].name},
+        removable=lambda repo: {s.id for s in repo.snapshots()},
+        sources={p.name: p for p in nights},
+        then=[["forget", "--all", "--keep-last", "1"], ["prune"]],
+        then_leaves=1,
+        may_keep={nights[1].name},
+        # between the head's swap and the snapshot file: committed, not yet listed
+        focus=r"^(compare_and_swap refs/heads/.*: after|write snapshots/.*: before)$",
     )
     run_scenario(scenario, runner, tmp_path)
 
