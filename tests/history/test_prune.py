@@ -111,6 +111,41 @@ def test_prune_killed_midway_loses_nothing(
     assert report.ok and not report.problems
 
 
+def test_a_prune_killed_before_its_index_keeps_the_packs_its_rerun_writes_again(
+    small_packs: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed prune leaves its repacked packs unindexed; the rerun repacks
+    the same objects into the same bytes, so the same pack ids, and must not
+    delete them as the leftovers they were when it started (found by
+    tests/store/test_crash.py)."""
+    repo = small_packs
+    nights = _nights(repo, tmp_path, 8)
+    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
+    real_write = LocalBackend.write
+
+    class Killed(Exception):
+        pass
+
+    def dying_write(self: LocalBackend, key: str, data: bytes | bytearray | memoryview) -> None:
+        if key.startswith("index/"):
+            raise Killed(key)
+        real_write(self, key, data)
+
+    monkeypatch.setattr(LocalBackend, "write", dying_write)
+    with pytest.raises(Killed):
+        prune_repository(repo)
+    monkeypatch.setattr(LocalBackend, "write", real_write)
+    leftovers = check_repository(repo).problems
+    assert leftovers and all("not named by any index" in p.message for p in leftovers)
+
+    report = prune_repository(repo)
+    assert report.packs_written > 0
+    check = check_repository(repo, read_data=True)
+    assert check.ok and not check.problems, check.problems
+    for snap, path in nights[-3:]:
+        assert _same_export(repo, snap, path, tmp_path)
+
+
 def test_prune_waits_for_no_writer(small_packs: Repository, tmp_path: Path) -> None:
     session = small_packs.writer()
     try:

@@ -148,6 +148,50 @@ def test_a_forgotten_snapshot_is_not_published_again(repo, backend) -> None:
     assert not backend.exists("refs/heads/course-1")
 
 
+def test_a_forget_after_a_commit_killed_after_the_swap_decides_on_it_too(
+    repo, backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exclusive lock publishes the dead writer's snapshot; forget, which
+    decides on the catalog, must count it (it kept night 1 and night 2 for
+    ``--keep-last 1``)."""
+    from coursevault import api
+    from coursevault.snapshot.retention import Policy
+
+    _commit(repo, 1000.0, "n1")
+    _crash_after_swap(repo, backend, monkeypatch)
+    rows = api.forget(repo, Policy(last=1))
+    assert [r["action"] for r in rows] == ["keep", "remove"]
+    repo.sync_catalog()
+    [kept] = repo.snapshots()
+    assert kept.epoch == 2000.0
+
+
+def test_a_forget_killed_after_deleting_the_heads_last_commit_does_not_bring_it_back(
+    repo, backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The head stops holding the record before the file goes: deleted the
+    other way round, a forget killed in between left a record that the next
+    exclusive lock published again (found by tests/store/test_crash.py)."""
+    n1 = _commit(repo, 1000.0, "n1")
+    n2 = _commit(repo, 2000.0, "n2")  # the head's last commit
+    real = LocalBackend.delete
+
+    def dying(self: LocalBackend, key: str) -> None:
+        real(self, key)
+        if key.startswith("snapshots/"):
+            raise BackendError("killed")
+
+    with monkeypatch.context() as m, repo.lock(exclusive=True, operation="forget"):
+        m.setattr(LocalBackend, "delete", dying)
+        with pytest.raises(BackendError):
+            repo.delete_snapshot(n2)
+    with repo.lock(exclusive=True, operation="prune"):  # publishes what a head holds
+        pass
+    repo.sync_catalog()
+    assert [s.id for s in repo.snapshots()] == [n1]
+    assert not backend.exists(f"snapshots/{n2}")
+
+
 def test_a_commit_waits_for_the_writer_committing_to_its_course(
     repo, backend, cache_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -291,6 +291,7 @@ def _prune(
     say(f"repacking {len(to_copy)} objects from {len(repack)} packs")
     to_copy.sort(key=table.place)
     copied: list[Row] = []
+    written: set[str] = set()
     writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
     pack_size = int(repo.config["pack_size"])
 
@@ -300,6 +301,7 @@ def _prune(
             return
         pack_id, data = writer.finish()
         backend.write(pack_key(pack_id), data)
+        written.add(pack_id.hex())
         copied.extend((oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in writer.placed)
         report.packs_written += 1
         writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
@@ -325,7 +327,11 @@ def _prune(
             backend.delete(f"index/{name}")
             report.index_files_deleted += 1
 
-    # 5. packs and leftovers nothing needs
+    # 5. packs and leftovers nothing needs.  A pack id is its content's hash,
+    # so a prune killed after step 3 left, unindexed, the very packs this one
+    # wrote again: they were among the unreferenced packs to delete.
+    delete -= written
+    report.packs_deleted = len(delete)
     say(f"deleting {len(delete)} packs")
     for name in delete:
         backend.delete(pack_key(bytes.fromhex(name)))

@@ -309,7 +309,8 @@ class Repository:
             if exclusive:
                 from coursevault.store.series import publish_all
 
-                publish_all(self)
+                if publish_all(self):  # forget decides on the catalog: it must list them
+                    self.sync_catalog()
         except BaseException:
             held.release()
             raise
@@ -733,10 +734,10 @@ class Repository:
             courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
             if not courses:  # a damaged record no catalog read: any head may hold it
                 courses = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
+        for course in courses:  # first: a head naming it would publish it again
+            drop_from_head(self, course, snap_id)
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
-        for course in courses:
-            drop_from_head(self, course, snap_id)
 
     # -- writing ----------------------------------------------------------------------
     def writer(

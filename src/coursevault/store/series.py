@@ -195,21 +195,32 @@ def reserve(repo: Repository, course: str, lock_key: str) -> None:
 def publish_last(repo: Repository, course: str) -> _Head:
     """Write the snapshot file of the course's last commit if it is missing
     (its writer died after the swap); return the head as read."""
-    from coursevault.store.repository import snapshot_key
-
     head = _read_head(repo, course)
-    if head.last is not None:
-        snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
-        if not repo.backend.exists(snapshot_key(snap_id)):
-            repo.backend.write(snapshot_key(snap_id), head.last)
+    _publish(repo, head)
     return head
 
 
-def publish_all(repo: Repository) -> None:
+def _publish(repo: Repository, head: _Head) -> bool:
+    """Write the file of the record ``head`` holds if it is missing; whether it did."""
+    from coursevault.store.repository import snapshot_key
+
+    if head.last is None:
+        return False
+    snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
+    if repo.backend.exists(snapshot_key(snap_id)):
+        return False
+    repo.backend.write(snapshot_key(snap_id), head.last)
+    return True
+
+
+def publish_all(repo: Repository) -> bool:
     """Publish every course's last commit (under the exclusive lock, before
-    prune or forget decide what snapshots there are)."""
+    prune or forget decide what snapshots there are); whether any was
+    missing (then the caller's catalog lacks it)."""
+    published = False
     for key, _size in list(repo.backend.list("refs/heads/")):
-        publish_last(repo, key.split("/", 2)[2])
+        published |= _publish(repo, _read_head(repo, key.split("/", 2)[2]))
+    return published
 
 
 def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> str:
@@ -246,8 +257,9 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
 
 
 def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
-    """After ``snap_id`` was deleted (forget, under the exclusive lock): the
-    ref must not name it, or the next writer would publish it again."""
+    """Before ``snap_id`` is deleted (forget, under the exclusive lock): the
+    ref must not name it, or the next writer would publish it again -- so
+    not after, or a forget killed in between would bring it back."""
     head = _read_head(repo, course)
     if head.raw is None:
         return
@@ -256,7 +268,7 @@ def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
         last = None
     if head.newest != snap_id and last is head.last:
         return
-    rows = repo.snapshots(course)
+    rows = [r for r in repo.snapshots(course) if r.id != snap_id]
     if not rows and last is None:
         repo.backend.delete(head_key(course))
         return
