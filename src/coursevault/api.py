@@ -21,14 +21,10 @@ from coursevault.restore.export import (
     validate_level,
 )
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
-from coursevault.snapshot.ingest import (
-    IngestResult,
-    ingest_archive,
-    parse_time,
-    validate_course_key,
-)
+from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
+from coursevault.snapshot.source import parse_time, validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME

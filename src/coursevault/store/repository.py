@@ -744,15 +744,12 @@ class Repository:
         operation: str = "backup",
         *,
         dictionary: ObjectId | None = None,
-        defer_dictionary: bool = False,
     ) -> WriteSession:
         """A write session; ``dictionary`` is the dictionary object an earlier
-        session of the same series made (see :meth:`WriteSession.make_dictionary`).
-        ``defer_dictionary``: the series is not known yet; the caller names
-        its dictionary later (:meth:`WriteSession.use_dictionary`)."""
+        session of the same series made (see :meth:`WriteSession.make_dictionary`)."""
         from coursevault.store.session import WriteSession  # it builds on this module
 
-        return WriteSession(self, operation, dictionary, defer_dictionary)
+        return WriteSession(self, operation, dictionary)
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
