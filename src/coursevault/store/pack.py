@@ -144,6 +144,12 @@ class PackWriter:
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
         n = len(payload)
         large = n >= self._large
+        if large and self._known is not None and self._known([oid]):
+            # stored already: it must not seal the open block early (a night's
+            # unchanged files would leave its few new objects in small blocks)
+            self.dropped_objects += 1
+            self.dropped_bytes += n
+            return
         at = len(self._raw)
         if at and (large or at + n > self.block_target):
             self.drop_known()
