@@ -41,6 +41,7 @@ from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
+from coursevault.store.stored_inputs import StoredInput
 
 Progress = Callable[[int, int], None]
 
@@ -118,10 +119,10 @@ def ingest_source(
 @dataclass
 class _Stored:
     """What storing the members gave: each member's entry and content, the
-    catalog rows to add once the snapshot is committed, the .ARCHIVE_INDEX."""
+    stored inputs to remember once the snapshot is committed, the .ARCHIVE_INDEX."""
 
     entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = field(default_factory=list)
-    remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = field(default_factory=list)
+    inputs: list[StoredInput] = field(default_factory=list)
     index_raw: bytes | None = None
     index_pos: int = -1
 
@@ -144,8 +145,8 @@ def _ingest(
         head.key, head.epoch, _record(session, head, root, next_dictionary, result)
     )
     result.snapshot = session.commit(draft) or ""
-    if stored.remember and result.snapshot:  # only now are the trees durable (and indexed)
-        repo.catalog.add_derived(result.snapshot, stored.remember)
+    if stored.inputs and result.snapshot:  # only now are the trees durable (and indexed)
+        repo.stored_inputs.put(result.snapshot, stored.inputs)
     stats = session.stats
     result.new_objects = stats.new_objects
     result.new_bytes = stats.new_bytes
@@ -181,7 +182,7 @@ def _store_members(
             if member.path.endswith(".xml"):
                 content, rows = _store_xml(session, source, member, stream, text_cfg, result)
                 entry["content"] = rows.kind
-                stored.remember.extend(rows.remember)
+                stored.inputs.extend(rows.stored_inputs)
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
                 content = _store_blob(session, member, stream, cfg, result)

@@ -58,6 +58,7 @@ from coursevault.store.pack import (
     block_dictionary,
     pack_key,
 )
+from coursevault.store.stored_inputs import StoredInputs
 from coursevault.store.treecodec import (
     decode_tree,
     read_varint,
@@ -497,6 +498,11 @@ class Repository:
                 if self._recent_owner.get(oid) == key:
                     del self._recent_owner[oid]
                     self._recent.pop(oid, None)
+
+    @property
+    def stored_inputs(self) -> StoredInputs:
+        """What writers remember about their inputs (store/stored_inputs.py)."""
+        return StoredInputs(self.catalog)  # the catalog may be replaced (rebuilt)
 
     # -- dictionaries -----------------------------------------------------------------
     @property
