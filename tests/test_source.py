@@ -39,6 +39,40 @@ def test_layers_do_not_import_upwards(package: str) -> None:
         assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
 
 
+def _imported_modules(path: Path) -> set[str]:
+    """Every coursevault module a file imports, in full (``from X import y``
+    counts as X, and as X.y where that is a module)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {m for m in found if m.startswith("coursevault")}
+
+
+def test_the_cli_reaches_the_rest_only_through_the_api() -> None:
+    """cli -> api only (plus its own modules and the error hierarchy): the
+    rules users depend on live where a script can call them too."""
+    allowed = ("api", "errors", "cli", "__version__")
+    for path in (SRC / "cli").rglob("*.py"):
+        bad = {
+            m
+            for m in _imported_modules(path)
+            if m != "coursevault" and m.split(".")[1] not in allowed
+        }
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+
+
+def test_the_snapshot_layer_does_not_reach_into_the_catalog() -> None:
+    """What writers remember goes through ``repo.stored_inputs``."""
+    for path in (SRC / "snapshot").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr == "catalog":
+                raise AssertionError(f"{path.relative_to(SRC)}:{node.lineno} uses .catalog")
+
+
 def test_only_the_cli_reads_the_environment() -> None:
     for path in SRC.rglob("*.py"):
         if path.parent.name == "cli":

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coursevault.errors import BadInputError, NoRepositoryError, SelectorError
+from coursevault.errors import (
+    ArchiveError,
+    ArchivesRefusedError,
+    BadInputError,
+    NoRepositoryError,
+    SelectorError,
+    UsageError,
+)
 from coursevault.moodle2.archive import iter_members
 from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.restore.export import (
@@ -21,14 +30,10 @@ from coursevault.restore.export import (
     validate_level,
 )
 from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
-from coursevault.snapshot.ingest import (
-    IngestResult,
-    ingest_archive,
-    parse_time,
-    validate_course_key,
-)
+from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.retention import Policy, apply_policy
 from coursevault.snapshot.selectors import resolve
+from coursevault.snapshot.source import parse_time, validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
@@ -37,11 +42,29 @@ from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.prune import PruneReport, prune_repository
 from coursevault.store.repair import RepairReport, SalvageReport, salvage_packs
 from coursevault.store.repair import repair_index as repair_index_files
-from coursevault.store.repository import Repository, snapshot_key
+from coursevault.store.repository import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_DICT_DEPTH,
+    Repository,
+    snapshot_key,
+)
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
     from coursevault.diff.treediff import TreeDiff
     from coursevault.snapshot.elements import Element
+
+# what the CLI shows and passes through, named here so it needs nothing below the API
+__all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_DICT_DEPTH",
+    "DEFAULT_LEVEL",
+    "FORMATS",
+    "ArchiveError",
+    "IngestResult",
+    "Policy",
+    "Repository",
+]
+Progress = Callable[[int, int], None]
 
 
 def backend_for(location: str) -> Backend:
@@ -152,6 +175,40 @@ def ingest(
     if progress is not None:
         progress = _with_total(progress, _listed_bytes(path))
     return ingest_archive(repo, path, course=course, when=when, progress=progress)
+
+
+def ingest_archives(
+    repo: Repository,
+    paths: list[str],
+    *,
+    course: str | None = None,
+    when: str | None = None,
+    progress: Callable[[str], AbstractContextManager[Progress | None]] | None = None,
+) -> Iterator[tuple[str, IngestResult | ArchiveError]]:
+    """Store each archive as a snapshot, yielding ``(path, result)`` as it is
+    stored, or ``(path, error)`` for one refused as bad.
+
+    The rule a nightly run over many courses depends on: one broken archive
+    is refused, the others are stored all the same, and the run then fails
+    with :class:`ArchivesRefusedError` (exit 2) once all were tried.  A single
+    archive's refusal is raised as it is; anything but bad input (a full
+    disk, a damaged repository) stops the run.  ``progress(path)`` gives a
+    context holding the callback for that archive's progress.
+    """
+    refused = 0
+    for path in paths:
+        try:
+            with progress(path) if progress is not None else nullcontext(None) as bar:
+                result = ingest(repo, path, course=course, when=when, progress=bar)
+        except ArchiveError as exc:
+            if len(paths) == 1:
+                raise
+            refused += 1
+            yield path, exc
+            continue
+        yield path, result
+    if refused:
+        raise ArchivesRefusedError(refused, len(paths))
 
 
 def _with_total(progress: Callable[[int, int], None], total: int) -> Callable[[int, int], None]:
@@ -306,6 +363,42 @@ def log(repo: Repository, course: str) -> Iterator[dict[str, Any]]:
             entry.update({f"records_{k}": v for k, v in d.counts().items()})
             entry["members_changed"] = len(d.members)
         yield entry
+
+
+@dataclass(frozen=True)
+class ForgetRequest:
+    """What to forget: a course's or every course's snapshots a policy does
+    not keep, or the snapshots named.  Checked when made, before a
+    repository is opened: a COURSE or ``all_courses`` (not both), or
+    ``snapshots`` with neither and no policy."""
+
+    course: str | None = None
+    all_courses: bool = False
+    policy: Policy = field(default_factory=Policy)
+    snapshots: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.snapshots:
+            if self.course is not None or self.all_courses or not self.policy.empty():
+                raise UsageError("--snapshot takes no COURSE, --all or --keep-* options")
+        elif (self.course is None) == (not self.all_courses):
+            raise UsageError("give a COURSE or --all (not both), or --snapshot")
+
+
+def forget_requested(
+    repo: Repository, request: ForgetRequest, *, dry_run: bool = False
+) -> list[dict[str, Any]]:
+    """Carry out a :class:`ForgetRequest` (see :func:`forget`, :func:`forget_snapshots`)."""
+    if request.snapshots:
+        return forget_snapshots(repo, request.snapshots, dry_run=dry_run)
+    return forget(repo, request.policy, course=request.course, dry_run=dry_run)
+
+
+def diff_lines(d: TreeDiff) -> Iterator[str]:
+    """A diff as the lines a reader sees (records shown with their fields)."""
+    from coursevault.diff.treediff import iter_lines  # lxml: only for commands that show records
+
+    return iter_lines(d)
 
 
 def forget(

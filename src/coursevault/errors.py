@@ -49,6 +49,16 @@ class XmlError(ArchiveError):
     """An XML member is malformed or unsafe (DTD, entities)."""
 
 
+class ArchivesRefusedError(BadInputError):
+    """Some of several archives were refused (each reported as it was); the
+    others were stored."""
+
+    def __init__(self, refused: int, total: int) -> None:
+        self.refused = refused
+        self.total = total
+        super().__init__(f"{refused} of {total} archives refused")
+
+
 class SelectorError(BadInputError):
     """A snapshot selector matched nothing or more than one snapshot."""
 

@@ -12,9 +12,8 @@ from conftest import write_course
 
 from coursevault.moodle2 import archive
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import ingest
+from coursevault.snapshot import source
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.store import session
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
@@ -86,9 +85,10 @@ def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
     assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
 
 
-def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The course (and so the dictionary) is learnt from moodle_backup.xml on
-    the way: the new objects wait for it in the open block."""
+def test_an_archives_members_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The course (and so the dictionary) is known before the first member is
+    stored (snapshot/source.py reads moodle_backup.xml first): the members
+    are streamed once, every new block compressed against the dictionary."""
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
@@ -99,24 +99,28 @@ def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         opened.append(path)
         return archive.iter_members(path)
 
-    monkeypatch.setattr(ingest, "iter_members", counting)
+    monkeypatch.setattr(source, "iter_members", counting)
     before = len(_codecs(tmp_path / "repo"))
     ingest_archive(repo, str(write_course(tmp_path / "b.mbz", _posts(1), 1700086400)))
     assert len(opened) == 1
     assert CODEC_ZSTD_DICT in _codecs(tmp_path / "repo")[before:]
 
 
-def test_a_night_too_big_to_wait_is_stored_without_its_dictionary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(session, "DEFER_BYTES", 2048)  # less than a night's change
+def test_a_big_night_is_stored_with_its_dictionary(tmp_path: Path) -> None:
+    """No night is too big for its dictionary: nothing waits for the course to
+    be known, so blocks are sealed as they fill, each against it where that
+    compresses better than plain zstd (a session
+    used to hold a night's objects in one block, up to 8 MiB, and store a
+    bigger night without)."""
     backend = LocalBackend(tmp_path / "repo")
-    Repository.init(backend)
+    Repository.init(backend, block_size=16384, pack_size=64 * 1024)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
     ingest_archive(repo, str(write_course(tmp_path / "a.mbz", _posts(0))))
+    before = len(_codecs(tmp_path / "repo"))
     path = write_course(tmp_path / "b.mbz", _posts(1), 1700086400)
     snap = ingest_archive(repo, str(path)).snapshot
-    assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
+    night = _codecs(tmp_path / "repo")[before:]
+    assert night.count(CODEC_ZSTD_DICT) >= 3  # several blocks, each sealed as it filled
     out = tmp_path / "out.mbz"
     export_snapshot(repo, snap, str(out))
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())

@@ -78,7 +78,7 @@ def test_a_member_changed_at_its_end_is_resumed(
     # the grafting hashes a resumed cut kept from the night before are tonight's
     name = "activities/forum_5/forum.xml"
     data = next(b for n, _d, b in read_members(nights[-1]) if n == name)
-    found = cv_repo.catalog.derived(xmlmember.points_key(name, data))
+    found = cv_repo.stored_inputs.get(xmlmember.points_key(name, data))
     assert found is not None
     info = found[1]["grafts"]
     assert len(info["bounds"]) > 3
@@ -152,7 +152,7 @@ def test_a_state_damaged_in_the_catalog_is_passed_over(
     name = "activities/forum_5/forum.xml"
     data = next(b for n, _d, b in read_members(tmp_path / "a.mbz") if n == name)
     key = xmlmember.points_key(name, data)
-    found = cv_repo.catalog.derived(key)
+    found = cv_repo.stored_inputs.get(key)
     assert found is not None
     tree, notes = found
     points = notes["points"]
@@ -161,7 +161,7 @@ def test_a_state_damaged_in_the_catalog_is_passed_over(
     last_state["records"] += 1  # counts no tree depends on ... but the seal does
     for point in points[:-1]:
         point[2]["stack"][-1]["nchild"] += 1  # would miscount children
-    cv_repo.catalog.add_derived(first.snapshot, [(key, tree, notes)])
+    cv_repo.stored_inputs.put(first.snapshot, [(key, tree, notes)])
     night = write_course(tmp_path / "b.mbz", _discussions(60, 1), 1700086400)
     result = ingest_archive(cv_repo, str(night))
     assert result.xml_resumed_bytes == 0  # every state damaged: a whole cut
@@ -239,14 +239,14 @@ def test_a_graft_whose_state_or_bytes_differ_is_not_taken(
     first = ingest_archive(cv_repo, str(_quiz_night(tmp_path, 0)))
     name = "activities/quiz_6/quiz.xml"
     key = xmlmember.points_key(name, _quiz(0))
-    found = cv_repo.catalog.derived(key)
+    found = cv_repo.stored_inputs.get(key)
     assert found is not None
     tree, notes = found
     assert notes["grafts"]["tags"]
     for point in notes["points"]:
         for item in point[2]["stack"]:
             item["nchild"] += 1  # would miscount children, but the sums say so
-    cv_repo.catalog.add_derived(first.snapshot, [(key, tree, notes)])
+    cv_repo.stored_inputs.put(first.snapshot, [(key, tree, notes)])
     night = _quiz_night(tmp_path, 1)
     result = ingest_archive(cv_repo, str(night))
     assert result.xml_grafted_bytes == 0

@@ -107,9 +107,9 @@ def test_a_tree_of_another_size_is_never_committed(
     members = _members(archive)
     first = ingest_archive(cv_repo, str(archive))
     victim, donor = _key(members[VICTIM]), _key(members["course/course.xml"])
-    found = cv_repo.catalog.derived(donor)
+    found = cv_repo.stored_inputs.get(donor)
     assert found is not None
-    cv_repo.catalog.add_derived(first.snapshot, [(victim, *found)])
+    cv_repo.stored_inputs.put(first.snapshot, [(victim, *found)])
     monkeypatch.setattr(xmlmember, "row_holds", lambda *_a: True, raising=False)
     before = (len(cv_repo.snapshots()), cv_repo.stats()["pack_bytes"])
     with pytest.raises(CorruptionError, match=rf"{archive.name}: {VICTIM}: stored as \d+ bytes"):
@@ -149,9 +149,9 @@ def test_export_refuses_a_document_of_another_length(
     members = _members(archive)
     first = ingest_archive(cv_repo, str(archive))
     victim, donor = _key(members[VICTIM]), _key(members["course/course.xml"])
-    found = cv_repo.catalog.derived(donor)
+    found = cv_repo.stored_inputs.get(donor)
     assert found is not None
-    cv_repo.catalog.add_derived(first.snapshot, [(victim, *found)])
+    cv_repo.stored_inputs.put(first.snapshot, [(victim, *found)])
     monkeypatch.setattr(xmlmember, "row_holds", lambda *_a: True, raising=False)
     monkeypatch.setattr(ingest, "check_stored_length", lambda *_a: None, raising=False)
     damaged = ingest_archive(cv_repo, str(archive), when="2030-01-01T00:00")

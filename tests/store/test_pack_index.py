@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 
@@ -313,3 +314,21 @@ def test_decode_index_rejects_bad_version_type_and_pack_number() -> None:
     with pytest.raises(IndexFormatError):
         list(decode_index(raw[:8] + b"not zstd at all"))
     assert list(decode_index(encode_index([])[1])) == []
+
+
+def test_a_large_object_stored_already_does_not_seal_the_open_block() -> None:
+    """A night's unchanged file contents come between its few new records: a
+    known large object is dropped without cutting them into small blocks
+    (which compress worse: the night's growth would not be the same as when
+    the session held them in one block)."""
+    known_big = object_id(ObjectType.BLOB, b"x" * 200_000)
+    w = PackWriter(1 << 20, level=3, known=lambda oids: {o for o in oids if o == known_big})
+    small = [os.urandom(100) for _ in range(4)]
+    for data in small[:2]:
+        w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, data), data)
+    w.add(ObjectType.BLOB, known_big, b"x" * 200_000)
+    for data in small[2:]:
+        w.add(ObjectType.BLOB, object_id(ObjectType.BLOB, data), data)
+    w.flush_block()
+    assert (w.dropped_objects, w.dropped_bytes) == (1, 200_000)
+    assert len({block for _t, _oid, block, *_rest in w.placed}) == 1

@@ -499,11 +499,11 @@ def test_what_inputs_were_stored_as_answers_while_its_snapshot_lives(repo, backe
     repo.sync_catalog()
     missing = object_id(ObjectType.TREE, b"never stored")
     rows = [(b"k" * 32, tree, {"n": 1}), (b"m" * 32, missing, {})]
-    repo.catalog.add_derived(snap, rows)
-    repo.catalog.add_derived("0" * 64, [(b"o" * 32, tree, {})])  # no such snapshot
-    assert repo.catalog.derived(b"k" * 32) == (tree, {"n": 1})
-    assert repo.catalog.derived(b"m" * 32) is None  # not indexed: not an answer
-    assert repo.catalog.derived(b"o" * 32) is None  # no snapshot vouches for it
+    repo.stored_inputs.put(snap, rows)
+    repo.stored_inputs.put("0" * 64, [(b"o" * 32, tree, {})])  # no such snapshot
+    assert repo.stored_inputs.get(b"k" * 32) == (tree, {"n": 1})
+    assert repo.stored_inputs.get(b"m" * 32) is None  # not indexed: not an answer
+    assert repo.stored_inputs.get(b"o" * 32) is None  # no snapshot vouches for it
     # the index rewritten by another process (as a prune does): still whole
     (name,) = [key for key, _ in backend.list("index/")]
     data = backend.read(name)
@@ -511,10 +511,10 @@ def test_what_inputs_were_stored_as_answers_while_its_snapshot_lives(repo, backe
     repo.sync_catalog()
     backend.write(name, data)
     repo.sync_catalog()
-    assert repo.catalog.derived(b"k" * 32) == (tree, {"n": 1})
+    assert repo.stored_inputs.get(b"k" * 32) == (tree, {"n": 1})
     repo.delete_snapshot(snap)  # forgotten: its trees may go at the next prune
     repo.sync_catalog()
-    assert repo.catalog.has(tree) and repo.catalog.derived(b"k" * 32) is None
+    assert repo.catalog.has(tree) and repo.stored_inputs.get(b"k" * 32) is None
 
 
 def test_what_an_input_was_stored_as_is_replaced_not_kept(repo) -> None:
@@ -526,6 +526,6 @@ def test_what_an_input_was_stored_as_is_replaced_not_kept(repo) -> None:
         snap = w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": a.hex(), "parents": []})
     assert snap is not None
     repo.sync_catalog()
-    repo.catalog.add_derived(snap, [(b"k" * 32, a, {"night": 1})])
-    repo.catalog.add_derived(snap, [(b"k" * 32, b, {"night": 2})])
-    assert repo.catalog.derived(b"k" * 32) == (b, {"night": 2})
+    repo.stored_inputs.put(snap, [(b"k" * 32, a, {"night": 1})])
+    repo.stored_inputs.put(snap, [(b"k" * 32, b, {"night": 2})])
+    assert repo.stored_inputs.get(b"k" * 32) == (b, {"night": 2})

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from coursevault import api
-from coursevault.store.repository import Repository
 
 if TYPE_CHECKING:  # typer's vendored click: the class of every context, the root's too
     from typer._click.core import Context
@@ -114,7 +113,7 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
 
 def open_repo(
     repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
-) -> Repository:
+) -> api.Repository:
     opened = api.open_repository(
         repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait
     )
@@ -122,7 +121,7 @@ def open_repo(
     return opened
 
 
-def print_notices(repo: Repository) -> None:
+def print_notices(repo: api.Repository) -> None:
     """What the repository noticed and worked around (a stray file, a damaged
     index file skipped, a catalog rebuilt), as warnings on stderr."""
     from coursevault.cli import output

@@ -17,8 +17,6 @@ from coursevault.cli.base import (
     app,
     open_repo,
 )
-from coursevault.errors import UsageError
-from coursevault.snapshot.retention import Policy
 
 
 @app.command()
@@ -95,9 +93,7 @@ def diff_cmd(
             markup=False,
         )
         return
-    from coursevault.diff.treediff import iter_lines  # lxml: only for commands that show records
-
-    for line in iter_lines(d):
+    for line in api.diff_lines(d):
         output.out.print(line, markup=False)
 
 
@@ -139,17 +135,10 @@ def forget(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Remove snapshots a retention policy does not keep (run prune to free space)."""
-    policy = Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
-    if snapshot:
-        if course is not None or all_courses or not policy.empty():
-            raise UsageError("--snapshot takes no COURSE, --all or --keep-* options")
-    elif (course is None) == (not all_courses):
-        raise UsageError("give a COURSE or --all (not both), or --snapshot")
+    policy = api.Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+    request = api.ForgetRequest(course, all_courses, policy, snapshot or [])
     with open_repo(repo, cache_dir, catalog, wait=wait) as r:
-        if snapshot:
-            rows = api.forget_snapshots(r, snapshot, dry_run=dry_run)
-        else:
-            rows = api.forget(r, policy, course=course, dry_run=dry_run)
+        rows = api.forget_requested(r, request, dry_run=dry_run)
     if json_out:
         output.print_json(rows)
         return

@@ -23,7 +23,6 @@ from coursevault.cli.base import (
     repair_app,
 )
 from coursevault.errors import EXIT_FAILURE
-from coursevault.store.repository import DEFAULT_BLOCK_SIZE, DEFAULT_DICT_DEPTH
 
 
 @app.command()
@@ -43,7 +42,7 @@ def init(
             help="Compression block size in KiB, 1-8192.  Bigger blocks compress a "
             "course better; reading one record (diff, cat) decodes its whole block."
         ),
-    ] = DEFAULT_BLOCK_SIZE // 1024,
+    ] = api.DEFAULT_BLOCK_SIZE // 1024,
     dictionary_depth: Annotated[
         int,
         typer.Option(
@@ -51,7 +50,7 @@ def init(
             "(0: never). Prune frees a forgotten night's small records at most this "
             "many nights later."
         ),
-    ] = DEFAULT_DICT_DEPTH,
+    ] = api.DEFAULT_DICT_DEPTH,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new, empty repository."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Annotated, Any
 
 import typer
@@ -19,7 +21,6 @@ from coursevault.cli.base import (
     app,
     open_repo,
 )
-from coursevault.errors import EXIT_BAD_INPUT, ArchiveError
 
 
 @app.command()
@@ -43,49 +44,49 @@ def ingest(
     nightly run over many courses must not lose them all to one broken
     file); the command then exits 2.  Anything else stops it.
     """
-    refused = 0
     # each ingest syncs the catalog under its lock
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
-        for path in archives:
-            try:
-                with output.progress_bar(
-                    f"ingest {os.path.basename(path)}", enabled=not json_out
-                ) as bar:
-                    result = api.ingest(r, path, course=course, when=when, progress=bar)
-            except ArchiveError as exc:
-                if len(archives) == 1:
-                    raise
-                output.error(str(exc))
-                refused += 1
-                continue
-            for misnamed in result.misnamed_files:
-                output.error(
-                    f"{path}: {misnamed['member']}: content does not hash to its name "
-                    f"(SHA-1 {misnamed['sha1']}); Moodle's restore looks the file up by it",
-                    "warning",
-                )
-            if json_out:
-                output.print_json(result.as_dict())
-                continue
-            output.out.print(
-                f"snapshot {result.snapshot[:12]}  course {result.course}  {result.time}  "
-                f"{result.members} members, {result.elements} elements, "
-                f"read {output.human_bytes(result.bytes_read)}, "
-                f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects "
-                f"({output.human_bytes(result.stored_bytes)} stored); "
-                f"cut {result.xml_files - result.xml_reused} of {result.xml_files} XML files "
-                f"({result.xml_reused} known, "
-                f"{output.human_bytes(result.xml_resumed_bytes)} of the rest resumed, "
-                f"{output.human_bytes(result.xml_grafted_bytes)} grafted)",
-                markup=False,
-            )
-            for raw in result.raw_xml:
-                output.err.print(f"  kept raw: {raw['member']}: {raw['reason']}", markup=False)
-    if refused:
-        output.err.print(
-            f"coursevault: {refused} of {len(archives)} archives refused", markup=False
+        stored = api.ingest_archives(
+            r, archives, course=course, when=when, progress=_progress_bar(json_out)
         )
-        raise typer.Exit(EXIT_BAD_INPUT)
+        for path, result in stored:
+            if isinstance(result, api.ArchiveError):
+                output.error(str(result))
+                continue
+            _print_ingested(path, result, json_out)
+
+
+def _progress_bar(json_out: bool) -> Callable[[str], AbstractContextManager[Any]]:
+    def bar(path: str) -> AbstractContextManager[Any]:
+        return output.progress_bar(f"ingest {os.path.basename(path)}", enabled=not json_out)
+
+    return bar
+
+
+def _print_ingested(path: str, result: api.IngestResult, json_out: bool) -> None:
+    for misnamed in result.misnamed_files:
+        output.error(
+            f"{path}: {misnamed['member']}: content does not hash to its name "
+            f"(SHA-1 {misnamed['sha1']}); Moodle's restore looks the file up by it",
+            "warning",
+        )
+    if json_out:
+        output.print_json(result.as_dict())
+        return
+    output.out.print(
+        f"snapshot {result.snapshot[:12]}  course {result.course}  {result.time}  "
+        f"{result.members} members, {result.elements} elements, "
+        f"read {output.human_bytes(result.bytes_read)}, "
+        f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects "
+        f"({output.human_bytes(result.stored_bytes)} stored); "
+        f"cut {result.xml_files - result.xml_reused} of {result.xml_files} XML files "
+        f"({result.xml_reused} known, "
+        f"{output.human_bytes(result.xml_resumed_bytes)} of the rest resumed, "
+        f"{output.human_bytes(result.xml_grafted_bytes)} grafted)",
+        markup=False,
+    )
+    for raw in result.raw_xml:
+        output.err.print(f"  kept raw: {raw['member']}: {raw['reason']}", markup=False)
 
 
 @app.command()

@@ -19,7 +19,8 @@ import stat
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -149,7 +150,7 @@ def _drain(stream: Any, archive: str, member: str) -> None:
         pass
 
 
-def iter_tgz(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any]]:
+def iter_tgz(path: str, layout: ArchiveLayout) -> Generator[tuple[MemberInfo, Any], None, None]:
     with open(path, "rb") as raw:
         header = raw.read(10)
         if len(header) < 10:
@@ -250,15 +251,24 @@ def _tar_member_info(path: str, h: TarHeader, seen: set[str], compressed: int) -
     return info
 
 
-def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any]]:
+def _open_zip(path: str) -> zipfile.ZipFile:
+    """The zip's central directory read, and checked against its data."""
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, zlib.error, ValueError, EOFError) as exc:
         raise ArchiveError(path, f"corrupt zip archive: {exc}") from None
     except OSError as exc:
         raise ArchiveError(path, f"cannot read: {exc}") from None
-    with zf:
+    try:
         _check_zip_offsets(path, zf)
+    except BaseException:
+        zf.close()
+        raise
+    return zf
+
+
+def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any]]:
+    with _open_zip(path) as zf:
         seen: set[str] = set()
         for zi in zf.infolist():
             info = _zip_member_info(path, zi)
@@ -414,6 +424,43 @@ def zip_entry_fields(info: MemberInfo) -> dict[str, Any]:
     if date_time is not None and list(time.gmtime(max(info.mtime, 315532800))[:6]) != date_time:
         fields["date_time"] = date_time
     return fields
+
+
+@contextmanager
+def first_member(path: str, wanted: str) -> Iterator[Any | None]:
+    """The stream of the file member whose logical path is ``wanted`` (None if
+    there is none), read before the archive is read in order.
+
+    Why: a source names what it holds (a course's key, a time) in one small
+    member that may come anywhere -- in a Moodle tgz after the activities.
+    A zip finds it by its central directory; a tgz is read up to it (gzip
+    cannot seek), decompressing that much twice in all, which costs a
+    fraction of what storing the archive does and keeps memory flat.  The
+    checks are those of :func:`iter_members`, as far as it reads.
+    """
+    if sniff_format(path) == "zip":
+        with _open_zip(path) as zf:
+            for zi in zf.infolist():
+                info = _zip_member_info(path, zi)
+                if info.path != wanted or info.is_dir:
+                    continue
+                try:
+                    with zf.open(zi) as stream:
+                        yield _ZipStream(stream, path, zi.filename)
+                        return
+                except _ZIP_READ_ERRORS as exc:
+                    raise ArchiveError(path, f"corrupt zip member: {exc}", zi.filename) from None
+        yield None
+        return
+    members = iter_tgz(path, ArchiveLayout(format="tgz"))
+    try:
+        for info, stream in members:
+            if info.path == wanted and not info.is_dir and info.link is None:
+                yield stream
+                return
+    finally:
+        members.close()
+    yield None
 
 
 def iter_members(path: str) -> tuple[ArchiveLayout, Iterator[tuple[MemberInfo, Any]]]:

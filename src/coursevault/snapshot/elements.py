@@ -23,6 +23,7 @@ from coursevault.errors import BadInputError
 from coursevault.snapshot.nodes import (
     MARKER_TAG,
     Getter,
+    NodeFormatError,
     Record,
     decode_document,
     decode_element,
@@ -86,13 +87,23 @@ def load_record(get: Getter, oid: ObjectId) -> Element:
     """A record stored as an object of its own (a document's root, or written
     before records were grouped)."""
     _t, payload = get(oid)
-    refs, body = decode_tree(payload)
+    try:
+        refs, body = decode_tree(payload)
+    except ValueError as exc:  # the store checked its hash: a writer stored it so
+        raise NodeFormatError(f"record {oid.hex()}: {exc}") from exc
     return record_element(Record(refs, body, oid))
 
 
 def record_element(rec: Record) -> Element:
-    node = decode_element(rec.refs, rec.body)
-    root = etree.fromstring(node.fragment, _PARSER)
+    """A stored record as an element; one that is not a well-formed element
+    node is reported as corruption (``ls``/``cat``/diff say so in one line)."""
+    try:
+        node = decode_element(rec.refs, rec.body)
+        root = etree.fromstring(node.fragment, _PARSER)
+    except NodeFormatError:
+        raise
+    except (ValueError, IndexError, etree.XMLSyntaxError) as exc:
+        raise NodeFormatError(f"record {rec.id.hex()}: its node is malformed: {exc}") from exc
     return Element(
         str(root.tag),
         dict(root.attrib),
@@ -105,8 +116,13 @@ def record_element(rec: Record) -> Element:
 
 def document_root(get: Getter, doc: ObjectId) -> Element:
     _t, payload = get(doc)
-    refs, body = decode_tree(payload)
+    try:
+        refs, body = decode_tree(payload)
+    except ValueError as exc:
+        raise NodeFormatError(f"document {doc.hex()}: {exc}") from exc
     decode_document(body)
+    if not refs:
+        raise NodeFormatError(f"document {doc.hex()} names no root record")
     return load_record(get, refs[0])
 
 
@@ -145,7 +161,7 @@ def element_bytes(get: Getter, el: Element) -> bytes:
         w.flush()
         return b"".join(parts)
     if el.leaf is None:
-        raise ValueError(f"element {el.tag} has neither record nor leaf")
+        raise NodeFormatError(f"element {el.tag} has neither record nor leaf")
     return _unself_close(etree.tostring(el.leaf, encoding="UTF-8", with_tail=False))
 
 

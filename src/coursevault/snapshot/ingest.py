@@ -1,6 +1,8 @@
-"""Ingest: one .mbz archive in, one snapshot out.
+"""Ingest: one source (a .mbz archive) in, one snapshot out.
 
-Streaming throughout: members are read in archive order; XML members are
+The source names its series, time and origin first (snapshot/source.py), so
+the write session opens knowing what to compress against.  Streaming
+throughout: members are read in archive order; XML members are
 spooled (to disk past a few MiB) while hashed, then cut by the element
 chunker -- unless the catalog knows those exact bytes from an earlier
 snapshot, whose tree is then taken as it is -- and kept verbatim if they
@@ -23,25 +25,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault import __version__
-from coursevault.errors import ArchiveError, BadInputError, XmlError
-from coursevault.moodle2.archive import MemberInfo, iter_members, zip_entry_fields
+from coursevault.errors import XmlError
+from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
-from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.filechunks import store_content
 from coursevault.snapshot.listbuilder import ListBuilder
 from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
+from coursevault.snapshot.source import SPOOL_IN_MEMORY, ArchiveSource, Source, SourceHead
 from coursevault.snapshot.storedrows import check_stored_length
-from coursevault.snapshot.xmlmember import store_xml_member
+from coursevault.snapshot.xmlmember import Cut, store_xml_member
 from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
-
-SPOOL_IN_MEMORY = 4 << 20
-COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+from coursevault.store.stored_inputs import StoredInput
 
 Progress = Callable[[int, int], None]
 
@@ -80,25 +80,6 @@ def text_chunker(config: dict[str, Any]) -> dict[str, int]:
     return dict(config.get("text_chunker") or {"min": 1024, "avg": 4096, "max": 16 * 1024})
 
 
-def validate_course_key(key: str) -> str:
-    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
-        raise BadInputError(
-            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
-        )
-    return key
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 -> epoch seconds; a time without zone is UTC."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-20T14:00") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
-
-
 def format_time(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -112,142 +93,193 @@ def ingest_archive(
     progress: Progress | None = None,
 ) -> IngestResult:
     """Store one archive as a snapshot; see the module docstring for guarantees."""
-    archive = os.path.basename(path)  # as the snapshot records it; errors name `path` as given
-    layout, members = iter_members(path)
-    total = os.path.getsize(path)
-    if course is not None and when is not None:
-        dictionary = _next_dictionary(repo, course, parse_time(when))
-        session = repo.writer("ingest", dictionary=dictionary)
-    else:  # the course or time is named in moodle_backup.xml, read on the way
-        session = repo.writer("ingest", defer_dictionary=True)
+    return ingest_source(repo, ArchiveSource(path, course=course, when=when), progress)
+
+
+def ingest_source(
+    repo: Repository, source: Source, progress: Progress | None = None
+) -> IngestResult:
+    """Store one source as a snapshot of the series its head names.
+
+    The session opens compressing against the dictionary the series' newest
+    snapshot at or before this one's time left (its parent, unless another
+    night commits meanwhile): the catalog is synced first, as the nights
+    before this one may have been ingested alongside it.
+    """
+    head = source.head
+    repo.sync_catalog()
+    session = repo.writer("ingest", dictionary=_next_dictionary(repo, head.key, head.epoch))
     try:
-        result = _ingest(
-            session, repo, path, archive, layout, members, course, when, progress, total
-        )
+        return _ingest(session, repo, source, progress)
     except BaseException:
         session.abort()
         raise
-    return result
+
+
+@dataclass
+class _Stored:
+    """What storing the members gave: each member's entry and content, the
+    stored inputs to remember once the snapshot is committed, the .ARCHIVE_INDEX."""
+
+    entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = field(default_factory=list)
+    inputs: list[StoredInput] = field(default_factory=list)
+    index_raw: bytes | None = None
+    index_pos: int = -1
 
 
 def _ingest(
+    session: WriteSession, repo: Repository, source: Source, progress: Progress | None
+) -> IngestResult:
+    head = source.head
+    archive = os.path.basename(source.name)  # as the snapshot records it; errors name it as given
+    result = IngestResult("", head.key, format_time(head.epoch), archive, source.layout.format)
+    stored = _store_members(session, repo, source, result, progress)
+    root = _put_archive(session, source.layout, stored)
+    # a course's first snapshot leaves its upper trees as the next night's
+    # dictionary: what that night rewrites (docs/format.md, "Dictionaries").
+    # Whether it is the first is known for sure only at commit; a dictionary
+    # of the wrong kind costs only compression.
+    first = not parent_of(repo.snapshots(head.key), head.epoch)
+    next_dictionary = session.make_dictionary(walk=root if first else None)
+    draft = SnapshotDraft(
+        head.key, head.epoch, _record(session, head, root, next_dictionary, result)
+    )
+    result.snapshot = session.commit(draft) or ""
+    if stored.inputs and result.snapshot:  # only now are the trees durable (and indexed)
+        repo.stored_inputs.put(result.snapshot, stored.inputs)
+    stats = session.stats
+    result.new_objects = stats.new_objects
+    result.new_bytes = stats.new_bytes
+    result.stored_bytes = stats.stored_bytes
+    if progress is not None:
+        progress(result.bytes_read, 0)
+    return result
+
+
+def _store_members(
     session: WriteSession,
     repo: Repository,
-    path: str,
-    archive: str,
-    layout: Any,
-    members: Any,
-    course: str | None,
-    when: str | None,
+    source: Source,
+    result: IngestResult,
     progress: Progress | None,
-    total: int,
-) -> IngestResult:
-    result = IngestResult("", "", "", archive, layout.format)
+) -> _Stored:
+    """Store every member's content in archive order (streaming: one member at a time)."""
+    stored = _Stored()
     chunker_cfg = repo.config["chunker"]
     text_cfg = text_chunker(repo.config)
-    entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = []
-    remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = []
-    index_raw: bytes | None = None
-    index_pos = -1
-    info: BackupInfo | None = None
-    for member, stream in members:
+    tgz = source.layout.format == "tgz"
+    for member, stream in source.members():
         result.members += 1
-        entry: dict[str, Any] = {"name": member.name, "size": member.size}
-        if member.link is not None:
-            entry["kind"] = "link"
-            entry["target"] = member.link
-        else:
-            entry["kind"] = "dir" if member.is_dir else "file"
-        if member.tar_header is not None and member.tar_header != _canonical_header(member):
-            entry["tar_header"] = member.tar_header.hex()
-        if member.zip_info is not None:
-            entry["zip"] = zip_entry_fields(member)
+        entry = _member_entry(member)
         content: ObjectId | None = None
         if entry["kind"] == "file":
-            if member.path == INDEX_NAME and layout.format == "tgz":
-                index_raw = stream.read()
-                index_pos = len(entries)
-                entries.append((member, entry, None))
-                result.bytes_read += len(index_raw)
+            if member.path == INDEX_NAME and tgz:
+                stored.index_raw = stream.read()
+                stored.index_pos = len(stored.entries)
+                stored.entries.append((member, entry, None))
+                result.bytes_read += len(stored.index_raw)
                 continue
             if member.path.endswith(".xml"):
-                result.xml_files += 1
-                with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
-                    try:
-                        cut = store_xml_member(session, stream, spool, text_cfg, member.name)
-                    except XmlSyntax as exc:
-                        raise XmlError(path, str(exc), member.name) from None
-                    content = cut.content
-                    entry["content"] = cut.kind
-                    where = f"{archive}: {member.name}"
-                    check_stored_length(session.get, content, cut.kind, member.size, where)
-                    remember.extend(cut.remember)
-                    if cut.raw_reason is not None:
-                        result.raw_xml.append({"member": member.name, "reason": cut.raw_reason})
-                    result.elements += cut.elements
-                    result.records += cut.records
-                    result.xml_reused += cut.reused
-                    result.xml_resumed_bytes += cut.resumed_at
-                    result.xml_grafted_bytes += cut.grafted
-                    if member.path == "moodle_backup.xml":
-                        try:
-                            info = read_backup_info(spool)
-                        except BackupInfoError as exc:
-                            raise ArchiveError(path, str(exc), member.name) from None
-                        if course is None or when is None:
-                            # what was committed since the session opened (its
-                            # lock keeps it): the nights before this one may
-                            # have been ingested alongside it
-                            repo.sync_catalog()
-                            key = course or _course_of(info)
-                            at = parse_time(when) if when else _epoch_of(info)
-                            session.use_dictionary(_next_dictionary(repo, key, at))
+                content, rows = _store_xml(session, source, member, stream, text_cfg, result)
+                entry["content"] = rows.kind
+                stored.inputs.extend(rows.stored_inputs)
             else:
                 cfg = chunker_cfg if member.path.startswith("files/") else text_cfg
-                claimed = claimed_contenthash(member.path)
-                hashed = Sha1Reader(stream) if claimed else None
-                content, _ = store_content(session, hashed or stream, cfg)
+                content = _store_blob(session, member, stream, cfg, result)
                 entry["content"] = "blob"
-                if hashed is not None and hashed.hexdigest() != claimed:
-                    result.misnamed_files.append(
-                        {"member": member.name, "sha1": hashed.hexdigest()}
-                    )
-                    result.files_misnamed += 1
             if content is None:
                 entry["content"] = "empty"
         result.bytes_read += member.size
-        entries.append((member, entry, content))
+        stored.entries.append((member, entry, content))
         if progress is not None:  # each member: one can take seconds (a 20 MB forum.xml)
             progress(result.bytes_read, 0)
         session.refresh_lock()
+    return stored
 
-    if info is None:
-        raise ArchiveError(path, "no moodle_backup.xml: not a Moodle backup")
-    try:
-        course_key = validate_course_key(course) if course else info.course_key
-        epoch = parse_time(when) if when else float(info.backup_date)
-    except BackupInfoError as exc:
-        raise ArchiveError(path, f"{exc} (use --course/--time)", "moodle_backup.xml") from None
 
+def _member_entry(member: MemberInfo) -> dict[str, Any]:
+    """What the member's M node keeps of its archive entry (not its content)."""
+    entry: dict[str, Any] = {"name": member.name, "size": member.size}
+    if member.link is not None:
+        entry["kind"] = "link"
+        entry["target"] = member.link
+    else:
+        entry["kind"] = "dir" if member.is_dir else "file"
+    if member.tar_header is not None and member.tar_header != _canonical_header(member):
+        entry["tar_header"] = member.tar_header.hex()
+    if member.zip_info is not None:
+        entry["zip"] = zip_entry_fields(member)
+    return entry
+
+
+def _store_xml(
+    session: WriteSession,
+    source: Source,
+    member: MemberInfo,
+    stream: Any,
+    text_cfg: dict[str, int],
+    result: IngestResult,
+) -> tuple[ObjectId | None, Cut]:
+    """Cut an XML member (or take its tree from the catalog), checking the
+    tree's length against the member's size before anything names it."""
+    result.xml_files += 1
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        try:
+            cut = store_xml_member(session, stream, spool, text_cfg, member.name)
+        except XmlSyntax as exc:
+            raise XmlError(source.name, str(exc), member.name) from None
+    content = cut.content
+    where = f"{os.path.basename(source.name)}: {member.name}"
+    check_stored_length(session.get, content, cut.kind, member.size, where)
+    if cut.raw_reason is not None:
+        result.raw_xml.append({"member": member.name, "reason": cut.raw_reason})
+    result.elements += cut.elements
+    result.records += cut.records
+    result.xml_reused += cut.reused
+    result.xml_resumed_bytes += cut.resumed_at
+    result.xml_grafted_bytes += cut.grafted
+    return content, cut
+
+
+def _store_blob(
+    session: WriteSession,
+    member: MemberInfo,
+    stream: Any,
+    cfg: dict[str, int],
+    result: IngestResult,
+) -> ObjectId | None:
+    """Chunk a member by content; a files/<sha1> member's SHA-1 is checked on the way."""
+    claimed = claimed_contenthash(member.path)
+    hashed = Sha1Reader(stream) if claimed else None
+    content, _ = store_content(session, hashed or stream, cfg)
+    if hashed is not None and hashed.hexdigest() != claimed:
+        result.misnamed_files.append({"member": member.name, "sha1": hashed.hexdigest()})
+        result.files_misnamed += 1
+    return content
+
+
+def _put_archive(session: WriteSession, layout: ArchiveLayout, stored: _Stored) -> ObjectId:
+    """The archive's tree: its members' list, their times, its container facts."""
+    entries = stored.entries
     # .ARCHIVE_INDEX: regenerate it from the entries when that gives the same bytes
-    if index_raw is not None:
+    if stored.index_raw is not None:
         regen = render_archive_index(
             (m.name, m.is_dir, m.size, m.mtime)
             for i, (m, _e, _c) in enumerate(entries)
-            if i != index_pos
+            if i != stored.index_pos
         )
-        m, e, _c = entries[index_pos]
-        if regen == index_raw:
+        m, e, _c = entries[stored.index_pos]
+        if regen == stored.index_raw:
             e["content"] = "archive-index"
         else:
             e["content"] = "blob"
-            entries[index_pos] = (m, e, session.put(ObjectType.BLOB, index_raw))
+            entries[stored.index_pos] = (m, e, session.put(ObjectType.BLOB, stored.index_raw))
 
     member_list = ListBuilder(session)
     for _m, e, cid in entries:
         member_list.append(session.put_tree([cid] if cid is not None else [], encode_member(e)))
     mtimes = session.put(ObjectType.BLOB, encode_mtimes([m.mtime for m, _e, _c in entries]))
-    root = session.put_tree(
+    return session.put_tree(
         [member_list.finish(), mtimes],
         encode_archive(
             {
@@ -258,39 +290,27 @@ def _ingest(
             }
         ),
     )
-    f = info.fields
-    source = {
-        "file": archive,
-        "format": layout.format,
-        "backup_name": f.get("name", ""),
-        "moodle_release": f.get("moodle_release", ""),
-        "moodle_version": f.get("moodle_version", ""),
-        "backup_release": f.get("backup_release", ""),
-        "backup_id": info.backup_id or "",
-        "original_course_id": f.get("original_course_id", ""),
-        "original_course_shortname": f.get("original_course_shortname", ""),
-        "original_site_identifier_hash": f.get("original_site_identifier_hash", ""),
-        "original_wwwroot": f.get("original_wwwroot", ""),
-    }
-    # a course's first snapshot leaves its upper trees as the next night's
-    # dictionary: what that night rewrites (docs/format.md, "Dictionaries").
-    # Whether it is the first is known for sure only at commit; a dictionary
-    # of the wrong kind costs only compression.
-    first = not parent_of(repo.snapshots(course_key), epoch)
-    next_dictionary = session.make_dictionary(walk=root if first else None)
 
+
+def _record(
+    session: WriteSession,
+    head: SourceHead,
+    root: ObjectId,
+    next_dictionary: ObjectId | None,
+    result: IngestResult,
+) -> Callable[[list[str]], dict[str, Any]]:
     def build(parents: list[str]) -> dict[str, Any]:
         """The record, once the store has chosen its parent (at commit, under
         the course's head update: another night may commit meanwhile)."""
         stats = session.stats  # after commit dropped what others stored meanwhile
         record = {
             "version": 1,
-            "course": course_key,
-            "time": format_time(epoch),
-            "epoch": epoch,
+            "course": head.key,
+            "time": format_time(head.epoch),
+            "epoch": head.epoch,
             "root": root.hex(),
             "parents": parents,
-            "source": source,
+            "source": head.fields,
             "stats": {
                 "new_objects": stats.new_objects,
                 "new_bytes": stats.new_bytes,
@@ -306,45 +326,14 @@ def _ingest(
             record["dictionary"] = next_dictionary.hex()
         return record
 
-    result.snapshot = session.commit(SnapshotDraft(course_key, epoch, build)) or ""
-    if remember and result.snapshot:  # only now are the trees durable (and indexed)
-        repo.catalog.add_derived(result.snapshot, remember)
-    stats = session.stats
-    result.course = course_key
-    result.time = format_time(epoch)
-    result.new_objects = stats.new_objects
-    result.new_bytes = stats.new_bytes
-    result.stored_bytes = stats.stored_bytes
-    if progress is not None:
-        progress(result.bytes_read, 0)
-    return result
+    return build
 
 
-def _next_dictionary(repo: Repository, course: str | None, epoch: float | None) -> ObjectId | None:
+def _next_dictionary(repo: Repository, course: str, epoch: float) -> ObjectId | None:
     """The dictionary the snapshot this one will most likely follow left for
-    the next night: the course's newest at or before ``epoch`` (its parent,
-    unless another night commits meanwhile)."""
-    rows = repo.snapshots(course) if course else []
-    if epoch is not None:
-        rows = [r for r in rows if r.epoch <= epoch]
+    the next night: the course's newest at or before ``epoch``."""
+    rows = [r for r in repo.snapshots(course) if r.epoch <= epoch]
     return snapshot_dictionary(rows[-1].record) if rows else None
-
-
-def _epoch_of(info: BackupInfo) -> float | None:
-    """The backup's time (None if it gives none: reported later, as the course)."""
-    try:
-        return float(info.backup_date)
-    except (BackupInfoError, TypeError, ValueError):
-        return None
-
-
-def _course_of(info: BackupInfo) -> str | None:
-    """The course key moodle_backup.xml gives (None if it gives none: that is
-    reported once the archive is read)."""
-    try:
-        return info.course_key
-    except BackupInfoError:
-        return None
 
 
 def _canonical_header(m: MemberInfo) -> bytes | None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from coursevault.errors import CorruptionError
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.treecodec import decode_tree, encode_tree, read_varint, write_varint
 
@@ -34,8 +35,10 @@ MARKER_TAG = "_cvlist"
 Getter = Callable[[ObjectId], tuple[ObjectType, bytes]]
 
 
-class NodeFormatError(ValueError):
-    """A tree object does not decode as the node kind expected."""
+class NodeFormatError(CorruptionError, ValueError):
+    """A tree object does not decode as the node kind expected: a damaged (or
+    wrongly referenced) stored node, reported as corruption.  Still a
+    ValueError, for the decoders that pass over what they cannot use."""
 
 
 def _json(data: dict[str, Any]) -> bytes:

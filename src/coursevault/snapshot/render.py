@@ -90,7 +90,7 @@ def _record_pieces(
     runs that have runs of their own (for :func:`render_record` to write)."""
     pieces = node.fragment.split(MARKER)
     if len(pieces) != len(node.runs) + 1:
-        raise ValueError(f"record: {len(pieces) - 1} markers for {len(node.runs)} runs")
+        raise NodeFormatError(f"record: {len(pieces) - 1} markers for {len(node.runs)} runs")
     add(pieces[0])
     for i, run in enumerate(node.runs):
         yield from _run_records(get, run, node.seps[i], add)

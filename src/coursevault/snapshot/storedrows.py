@@ -1,7 +1,7 @@
 """What ingest may take from the catalog's rows of what an XML member's
 bytes were stored as, and its last check before committing (issue 20).
 
-A row (``Catalog.derived``: the member's hash -> the tree, notes) spares
+A row (``repo.stored_inputs``: the member's hash -> the tree, notes) spares
 cutting a member an earlier night stored, but the catalog is a cache on a
 user's disk: a row whose tree or notes were swapped for another row's once
 made ingest exit 0, check clean, and commit a snapshot whose files.xml

@@ -1,7 +1,7 @@
 """One XML member of an archive into the store, cutting no more than changed.
 
 A night's backup repeats most of the night before's.  Two things the local
-catalog remembers (``Catalog.derived``: rows of a snapshot still there) spare
+store remembers (``repo.stored_inputs``: rows of a snapshot still there) spare
 the work:
 
 * what a member's bytes were stored as: a member whose bytes an earlier
@@ -48,6 +48,7 @@ from coursevault.snapshot.xmltree import (
 )
 from coursevault.store.ids import ObjectId
 from coursevault.store.session import WriteSession
+from coursevault.store.stored_inputs import StoredInput
 
 READ_SIZE = 1 << 20
 # A checkpoint every MiB, but at most MAX_POINTS a member: their states are
@@ -90,7 +91,7 @@ class Cut:
     reused: bool = False  # taken whole from an earlier night
     resumed_at: int = 0  # bytes not cut again (before the checkpoint resumed from)
     grafted: int = 0  # bytes not cut again past it (jumped over: XmlChunker._graft)
-    remember: list[tuple[bytes, ObjectId, dict[str, Any]]] = field(default_factory=list)
+    stored_inputs: list[StoredInput] = field(default_factory=list)
 
 
 def points_key(name: str, head: bytes) -> bytes:
@@ -126,10 +127,10 @@ def store_xml_member(
     ``spool``, from offset 0).  ``name`` is the member's name in the
     archive, to key its checkpoints with (None: keep none).
     :class:`XmlSyntax` propagates; the caller says which archive and member.
-    ``Cut.remember`` holds the rows for the catalog, to add once the session
-    has committed.
+    ``Cut.stored_inputs`` holds the rows to remember (``repo.stored_inputs``)
+    once the session has committed.
     """
-    catalog = session.repo.catalog
+    inputs = session.repo.stored_inputs
     every_min = CHECKPOINT_EVERY
     head: list[bytes] = []  # the first reads, up to every_min bytes at least
     size = 0
@@ -139,7 +140,7 @@ def store_xml_member(
     points = None
     if name is not None and size >= every_min:
         points = points_key(name, b"".join(head))
-    found_points = catalog.derived(points) if points is not None else None
+    found_points = inputs.get(points) if points is not None else None
     old = _old_points(found_points)
     # spool and hash, keeping the hash (and line count) at each old checkpoint
     digest = blake3.blake3(CUT_KEY)
@@ -163,7 +164,7 @@ def store_xml_member(
     if pos == 0:
         return Cut(None, "empty", raw_reason="empty file")
     key = digest.digest()
-    known = catalog.derived(key)
+    known = inputs.get(key)
     if known is not None and row_holds(key, known, pos):
         tree, notes = known
         if notes["kind"] == "raw":
@@ -172,9 +173,9 @@ def store_xml_member(
             elements, records = int(notes.get("elements", 0)), int(notes.get("records", 0))
             cut = Cut(tree, "xml", elements, records, reused=True)
         # the rows answer while a snapshot reaching their trees lives: tonight's
-        cut.remember.append(seal_row(key, tree, notes))
+        cut.stored_inputs.append(seal_row(key, tree, notes))
         if points is not None and found_points is not None and found_points[0] == tree:
-            cut.remember.append((points, tree, found_points[1]))  # cut from this very tree
+            cut.stored_inputs.append((points, tree, found_points[1]))  # cut from this very tree
         return cut
 
     every = max(every_min, pos // MAX_POINTS + 1)
@@ -223,12 +224,12 @@ def store_xml_member(
         cut = Cut(raw, "raw", raw_reason=str(exc))
         if raw is not None:
             notes = {"kind": "raw", "reason": str(exc), "size": pos}
-            cut.remember.append(seal_row(key, raw, notes))
+            cut.stored_inputs.append(seal_row(key, raw, notes))
         return cut
     tree = res.store(session)
     cut = Cut(tree, "xml", res.elements, res.records, resumed_at=offset, grafted=chunker.grafted)
     notes = {"kind": "xml", "elements": res.elements, "records": res.records, "size": pos}
-    cut.remember.append(seal_row(key, tree, notes))
+    cut.stored_inputs.append(seal_row(key, tree, notes))
     if points is not None and (kept or chunker.checkpoints):
         new = _hash_points(spool, offset, at[offset][0] if offset else None, chunker.checkpoints)
         final = _thin(kept, new)
@@ -238,7 +239,7 @@ def store_xml_member(
             "points": final,
             "grafts": _graft_info(spool, final, unchanged),
         }
-        cut.remember.append((points, tree, row))
+        cut.stored_inputs.append((points, tree, row))
     spool.seek(0)
     return cut
 

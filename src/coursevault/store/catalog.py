@@ -384,8 +384,8 @@ class Catalog:
         # which must keep naming the same packs (they are never reused)
         self._write(("DELETE FROM cv_locations", ()), ("DELETE FROM cv_indexed", ()))
 
-    # -- what inputs were stored as --------------------------------------------------
-    def derived(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
+    # -- what inputs were stored as (store/stored_inputs.py) --------------------------------------------------
+    def stored_input(self, key: bytes) -> tuple[bytes, dict[str, Any]] | None:
         """What an input was stored as: (the id of its stored tree, the caller's
         notes), if an earlier session recorded it and the tree is whole.
 
@@ -416,7 +416,7 @@ class Catalog:
             return None
         return bytes(row[0]), info if isinstance(info, dict) else {}
 
-    def add_derived(
+    def add_stored_inputs(
         self, snapshot: str, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]
     ) -> None:
         """Record (key, tree id, notes) rows of the session that committed

@@ -73,7 +73,7 @@ refs_t = sa.Table(
     sa.Column("target", sa.String(64), nullable=False),
 )
 
-derived_t = sa.Table(
+stored_inputs_t = sa.Table(
     "cv_stored_inputs",
     metadata,
     sa.Column("input_id", _Id, primary_key=True),

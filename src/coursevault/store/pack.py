@@ -114,10 +114,6 @@ class PackWriter:
         self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
         self._buf = bytearray(PACK_HEADER)
         self._raw = bytearray()
-        self._checked_raw = 0  # len(_raw) when its objects were last asked about
-        # Hold every object in the open block, sealing none, until release():
-        # what the blocks compress against is not known yet.
-        self.holding = False
         self._entries: list[tuple[int, ObjectId, int, int]] = []
         # (type, id, block_offset, block_length, offset, length) of finished blocks
         # id -> (type, block_offset, block_length, offset, length); block_offset -1 while
@@ -147,15 +143,13 @@ class PackWriter:
 
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
         n = len(payload)
-        if self.holding:  # one open block, rid of known objects a block's worth at a time
-            self._entries.append((int(kind), oid, len(self._raw), n))
-            self.where[oid] = (int(kind), -1, 0, len(self._raw), n)
-            self._raw += payload
-            self.objects += 1
-            if len(self._raw) - self._checked_raw >= self.block_target:
-                self.drop_known()
-            return
         large = n >= self._large
+        if large and self._known is not None and self._known([oid]):
+            # stored already: it must not seal the open block early (a night's
+            # unchanged files would leave its few new objects in small blocks)
+            self.dropped_objects += 1
+            self.dropped_bytes += n
+            return
         at = len(self._raw)
         if at and (large or at + n > self.block_target):
             self.drop_known()
@@ -172,16 +166,6 @@ class PackWriter:
             self.drop_known()
             if self._raw and (large or len(self._raw) >= self.block_target):
                 self._seal()
-
-    def release(self) -> None:
-        """End :attr:`holding`: cut what the open block holds into blocks."""
-        self.holding = False
-        entries, raw = self._entries, self._raw
-        self._entries, self._raw, self._checked, self._checked_raw = [], bytearray(), 0, 0
-        for t, oid, off, ln in entries:
-            del self.where[oid]
-            self.objects -= 1
-            self.add(ObjectType(t), oid, bytes(raw[off : off + ln]))
 
     def flush_block(self) -> None:
         """Seal the open block now (its known objects dropped first)."""
@@ -223,7 +207,7 @@ class PackWriter:
             if t == TREE_TYPE:
                 recent_trees.append((oid, ln))
         self._entries.clear()
-        self._checked = self._checked_raw = 0
+        self._checked = 0
         self._raw = bytearray()
 
     def drop_known(self) -> None:
@@ -235,7 +219,6 @@ class PackWriter:
         """
         unchecked = self._entries[self._checked :]
         self._checked = len(self._entries)
-        self._checked_raw = len(self._raw)
         if not unchecked or self._known is None:
             return
         known = self._known([oid for _t, oid, _o, _n in unchecked])
@@ -257,7 +240,6 @@ class PackWriter:
         self._entries = entries
         self._checked = len(entries)
         self._raw = kept
-        self._checked_raw = len(kept)
 
     @property
     def placed(self) -> list[tuple[int, ObjectId, int, int, int, int]]:

@@ -58,6 +58,7 @@ from coursevault.store.pack import (
     block_dictionary,
     pack_key,
 )
+from coursevault.store.stored_inputs import StoredInputs
 from coursevault.store.treecodec import (
     decode_tree,
     read_varint,
@@ -499,6 +500,11 @@ class Repository:
                     del self._recent_owner[oid]
                     self._recent.pop(oid, None)
 
+    @property
+    def stored_inputs(self) -> StoredInputs:
+        """What writers remember about their inputs (store/stored_inputs.py)."""
+        return StoredInputs(self.catalog)  # the catalog may be replaced (rebuilt)
+
     # -- dictionaries -----------------------------------------------------------------
     @property
     def block_reader(self) -> BlockReader:
@@ -745,15 +751,12 @@ class Repository:
         operation: str = "backup",
         *,
         dictionary: ObjectId | None = None,
-        defer_dictionary: bool = False,
     ) -> WriteSession:
         """A write session; ``dictionary`` is the dictionary object an earlier
-        session of the same series made (see :meth:`WriteSession.make_dictionary`).
-        ``defer_dictionary``: the series is not known yet; the caller names
-        its dictionary later (:meth:`WriteSession.use_dictionary`)."""
+        session of the same series made (see :meth:`WriteSession.make_dictionary`)."""
         from coursevault.store.session import WriteSession  # it builds on this module
 
-        return WriteSession(self, operation, dictionary, defer_dictionary)
+        return WriteSession(self, operation, dictionary)
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

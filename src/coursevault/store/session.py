@@ -39,10 +39,6 @@ from coursevault.store.repository import (
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
 from coursevault.store.treecodec import encode_tree, write_varint
 
-# What a session waiting for its dictionary holds in one open block at most
-# (WriteSession.use_dictionary): night 2 of the generated 1 GB course writes
-# 0.85 MB of new objects.
-DEFER_BYTES = 8 << 20
 # A pack whose bytes are at least 1/REWRITE_SHARE objects another writer
 # committed meanwhile is written again without them (_drop_committed_meanwhile).
 REWRITE_SHARE = 4
@@ -78,7 +74,6 @@ class WriteSession:
         repo: Repository,
         operation: str,
         dictionary: ObjectId | None = None,
-        defer_dictionary: bool = False,
     ) -> None:
         self.repo = repo
         self.session = secrets.token_hex(16)
@@ -115,11 +110,6 @@ class WriteSession:
                 self._lock.release()
                 raise
         self._pack = self._new_pack()
-        # Until use_dictionary is called, new objects stay in one open block
-        # (up to DEFER_BYTES): what they compress against is not known yet.
-        self._deferring = defer_dictionary and dictionary is None and self._max_depth > 0
-        if self._deferring:
-            self._pack.holding = True
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
         self._packs: list[bytes] = []
@@ -160,26 +150,6 @@ class WriteSession:
         self._depth = depth
         repo.remember_dictionary(dict_id, content)
 
-    def use_dictionary(self, dict_id: ObjectId | None) -> None:
-        """Name the dictionary of a session opened with ``defer_dictionary``:
-        the objects held so far, and all after them, are compressed against
-        it if it is usable (see :meth:`_use_dictionary`); None for none.
-
-        Why: ingest learns an archive's course from moodle_backup.xml, which
-        comes after the activities.  Holding a night's few new objects until
-        then spares reading the archive twice -- once to find the course,
-        once to store it -- and a night whose new objects pass DEFER_BYTES
-        (a first backup) gains little from a dictionary anyway.
-        """
-        if not self._deferring:
-            return
-        self._deferring = False
-        if dict_id is not None:
-            self._use_dictionary(dict_id)
-            if self._dict is not None:
-                self._pack.set_dictionary(*self._dict)
-        self._pack.release()
-
     def _note_fresh(self, pack: PackWriter) -> None:
         """Remember the newest trees written (the next session's dictionary)."""
         if self._dict_made:
@@ -216,7 +186,6 @@ class WriteSession:
             raise RuntimeError("make_dictionary called twice")
         if self._max_depth == 0:
             return None
-        self.use_dictionary(None)  # if it was never named
         self._pack.flush_block()
         self._fold_dropped()
         self._note_fresh(self._pack)
@@ -271,14 +240,7 @@ class WriteSession:
         stats = self._stats
         stats.new_objects += 1
         stats.new_bytes += len(payload)
-        if self._deferring and (
-            self._pack.size >= DEFER_BYTES or len(self._pack.where) >= MAX_PACK_OBJECTS // 2
-        ):
-            self.use_dictionary(None)  # too much new to wait for one
-        # (a pack may pass pack_size while it waits: it is one open block)
-        if not self._deferring and (
-            pack.size >= self.pack_size or len(pack.where) >= MAX_PACK_OBJECTS
-        ):
+        if pack.size >= self.pack_size or len(pack.where) >= MAX_PACK_OBJECTS:
             self._flush_pack()
         return oid
 
@@ -347,7 +309,6 @@ class WriteSession:
 
     def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
-        self.use_dictionary(None)  # if it was never named
         last = self._flush_pack(remember=False)
         if draft is not None:  # no snapshot of its course appears until ours
             reserve(self.repo, draft.course, self._lock.key)

@@ -1,0 +1,135 @@
+"""What ingest stores: a source that names its snapshot before its members.
+
+A write session compresses a night against the dictionary its series' last
+night left (docs/format.md, "Dictionaries"), so it must know the series
+before the first object is written.  A :class:`Source` therefore gives its
+:class:`SourceHead` -- the series key, the time and the fields the snapshot
+record keeps of where it came from -- before any member, then its members
+one at a time as streams.  The archive source reads ``moodle_backup.xml``
+first; a database source (the next door) knows its course and time before
+it reads a row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from coursevault.errors import ArchiveError, BadInputError
+from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
+from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
+
+SPOOL_IN_MEMORY = 4 << 20
+COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+MANIFEST = "moodle_backup.xml"
+
+
+@dataclass(frozen=True)
+class SourceHead:
+    """What a snapshot is of, known before its members are read."""
+
+    key: str  # the series the snapshot belongs to
+    epoch: float  # its time, seconds since 1970 (UTC)
+    fields: dict[str, Any]  # the record's "source": where it came from
+
+
+class Source(Protocol):
+    """A snapshot's content: its head first, then its members.
+
+    ``name`` is how errors name the source (an archive's path as the user
+    gave it).  ``members()`` may be iterated once; ``layout`` is complete
+    once it is exhausted (a tgz's trailer comes last).
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def head(self) -> SourceHead: ...
+
+    @property
+    def layout(self) -> ArchiveLayout: ...
+
+    def members(self) -> Iterator[tuple[MemberInfo, Any]]: ...
+
+
+def validate_course_key(key: str) -> str:
+    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
+        raise BadInputError(
+            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
+        )
+    return key
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 -> epoch seconds; a time without zone is UTC."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-20T14:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return when.timestamp()
+
+
+class ArchiveSource:
+    """A Moodle backup archive (.mbz: tgz or zip) as a :class:`Source`.
+
+    The head is read on construction, from ``moodle_backup.xml`` (spooled,
+    to disk past a few MiB); ``course`` and ``when`` override what it says.
+    An archive without one, or whose manifest names no course or time that
+    the caller did not give, is refused here, before anything is stored.
+    """
+
+    def __init__(self, path: str, *, course: str | None = None, when: str | None = None) -> None:
+        self.name = path
+        self.archive = os.path.basename(path)  # as the snapshot records it
+        self._layout, self._members = iter_members(path)
+        info = _read_manifest(path)
+        try:
+            key = validate_course_key(course) if course else info.course_key
+            epoch = parse_time(when) if when else float(info.backup_date)
+        except BackupInfoError as exc:
+            raise ArchiveError(path, f"{exc} (use --course/--time)", MANIFEST) from None
+        self.head = SourceHead(key, epoch, self._fields(info))
+
+    @property
+    def layout(self) -> ArchiveLayout:
+        return self._layout
+
+    def members(self) -> Iterator[tuple[MemberInfo, Any]]:
+        return self._members
+
+    def _fields(self, info: BackupInfo) -> dict[str, Any]:
+        f = info.fields
+        return {
+            "file": self.archive,
+            "format": self._layout.format,
+            "backup_name": f.get("name", ""),
+            "moodle_release": f.get("moodle_release", ""),
+            "moodle_version": f.get("moodle_version", ""),
+            "backup_release": f.get("backup_release", ""),
+            "backup_id": info.backup_id or "",
+            "original_course_id": f.get("original_course_id", ""),
+            "original_course_shortname": f.get("original_course_shortname", ""),
+            "original_site_identifier_hash": f.get("original_site_identifier_hash", ""),
+            "original_wwwroot": f.get("original_wwwroot", ""),
+        }
+
+
+def _read_manifest(path: str) -> BackupInfo:
+    with first_member(path, MANIFEST) as stream:
+        if stream is None:
+            raise ArchiveError(path, "no moodle_backup.xml: not a Moodle backup")
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            while block := stream.read(1 << 20):
+                spool.write(block)
+            spool.seek(0)
+            try:
+                return read_backup_info(spool)
+            except BackupInfoError as exc:
+                raise ArchiveError(path, str(exc), MANIFEST) from None

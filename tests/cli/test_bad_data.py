@@ -1,0 +1,79 @@
+"""Bad stored data reaches the user as one line and the hierarchy's exit code
+(errors.py), never as "internal error": a stored node of the wrong kind or
+malformed is corruption (exit 1)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blake3
+import pytest
+from helpers import MINIMAL_BACKUP, write_tgz
+
+from coursevault.errors import EXIT_FAILURE, CorruptionError
+from coursevault.snapshot import elements, ingest, xmlmember
+from coursevault.snapshot.ingest import ingest_archive
+from coursevault.store.backend import LocalBackend
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.repository import Repository
+from coursevault.store.treecodec import decode_tree, encode_tree
+
+COURSE = b'<?xml version="1.0"?>\n<course id="1">\n  <fullname>A</fullname>\n</course>'
+
+
+def one_error_line(r: Any, code: int) -> str:
+    assert r.code == code, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coursevault: error:"), r.err
+    return str(lines[0])
+
+
+@pytest.fixture
+def damaged(cv: Callable[..., Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A repository whose latest snapshot's course.xml names a record where
+    its document should be (a wrong reference a buggy writer could store)."""
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+    archive = tmp_path / "a.mbz"
+    write_tgz(archive, [("moodle_backup.xml", MINIMAL_BACKUP), ("course.xml", COURSE)])
+    with Repository.open(LocalBackend(repo), cache_dir=tmp_path / "cache") as r:
+        first = ingest_archive(r, str(archive))
+        key = blake3.blake3(xmlmember.CUT_KEY + COURSE).digest()
+        found = r.stored_inputs.get(key)
+        assert found is not None
+        root_record = decode_tree(r.get(found[0])[1])[0][0]
+        r.stored_inputs.put(first.snapshot, [(key, root_record, found[1])])
+        with monkeypatch.context() as m:  # the checks that would refuse it
+            m.setattr(xmlmember, "row_holds", lambda *_a: True)
+            m.setattr(ingest, "check_stored_length", lambda *_a: None)
+            ingest_archive(r, str(archive), when="2030-01-01T00:00")
+    return str(repo)
+
+
+@pytest.mark.parametrize("command", ["cat", "ls"])
+def test_a_stored_node_of_the_wrong_kind_is_corruption(
+    cv: Callable[..., Any], damaged: str, command: str
+) -> None:
+    where = "course.xml:/course" if command == "cat" else "course.xml"
+    r = cv(command, "-r", damaged, "abc-7@latest", where)
+    assert "not a document node" in one_error_line(r, EXIT_FAILURE)
+
+
+def test_a_malformed_stored_fragment_is_corruption() -> None:
+    """A record whose fragment libxml2 refuses (lxml's error is no
+    CoursevaultError of its own)."""
+    body = b"X" + b"<course><broken></course>"
+    record = encode_tree([], body)
+    store = {object_id(ObjectType.TREE, record): (ObjectType.TREE, record)}
+    oid = next(iter(store))
+    with pytest.raises(CorruptionError, match="its node is malformed"):
+        elements.load_record(store.__getitem__, oid)
+
+
+def test_a_tree_that_does_not_decode_is_corruption() -> None:
+    junk = b"\xff" * 12
+    oid = object_id(ObjectType.TREE, junk)
+    with pytest.raises(CorruptionError):
+        elements.load_record({oid: (ObjectType.TREE, junk)}.__getitem__, oid)
