@@ -16,12 +16,12 @@ import sqlalchemy as sa
 from conftest import write_course
 
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlmember
 
 SERVERS = {
     "postgresql": os.environ.get("COURSEVAULT_TEST_POSTGRES"),

@@ -12,9 +12,9 @@ from helpers import CORPUS
 from coursevault.cli.app import main
 from coursevault.diff.treediff import diff_snapshots
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId
 from coursevault.store.repository import Repository
+from coursevault.tree.sink import ObjectSink
 
 BASE = {1: [(10, "hello"), (11, "world")], 2: [(20, "second")]}
 
@@ -149,7 +149,8 @@ def test_documents_stored_before_d_nodes_named_their_length_are_no_change(
 ) -> None:
     """A night stored by a version whose ``D`` nodes named only the root, and
     the same bytes stored since: the members are the same, not modified."""
-    from coursevault.snapshot import ingest, xmlmember, xmltree
+    from coursevault.snapshot import ingest
+    from coursevault.tree import xmlmember, xmltree
 
     extra: list[tuple[str, bytes | None]] = [
         ("course/", None),

@@ -11,9 +11,9 @@ from conftest import write_course
 
 from coursevault import api
 from coursevault.errors import CoursevaultError, LockHeldError
+from coursevault.history.retention import Policy
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.retention import Policy
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.prune import prune_repository

@@ -15,10 +15,10 @@ from helpers import read_members, write_tgz
 
 from coursevault.errors import XmlError
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlmember
 
 
 def _discussions(n: int, night: int, edit: int | None = None) -> dict[int, list[tuple[int, str]]]:

@@ -10,8 +10,8 @@ from conftest import write_course
 
 from coursevault.cli.app import main
 from coursevault.errors import SelectorError
+from coursevault.history.selectors import resolve
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.selectors import resolve
 from coursevault.store.repository import Repository
 
 DAY = 86400

@@ -10,8 +10,8 @@ from helpers import MINIMAL_BACKUP, read_members, write_tgz
 
 from coursevault import api
 from coursevault.errors import BadInputError, XmlError
-from coursevault.snapshot import xmltree
 from coursevault.store.repository import Repository
+from coursevault.tree import xmltree
 
 DEPTH = 5000
 MEMBER = "activities/page_1/page.xml"
@@ -135,7 +135,7 @@ def test_checkpoints_are_not_taken_deep_inside_a_document() -> None:
     document renders back all the same."""
     from test_incremental import MemSink
 
-    from coursevault.snapshot.render import render_document
+    from coursevault.tree.render import render_document
 
     deep = 256 + 50
     records = b"".join(b"<r><f>%d</f></r>\n" % i for i in range(20_000))

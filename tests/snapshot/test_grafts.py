@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from test_incremental import MemSink
 from test_xmltree import change, document, element
 
-from coursevault.snapshot import xmlmember
-from coursevault.snapshot.xmltree import XmlChunker
+from coursevault.tree import xmlmember
+from coursevault.tree.xmltree import XmlChunker
 
 
 def cut(sink: MemSink, data: bytes, every: int = 0, grafts: object = None) -> XmlChunker:

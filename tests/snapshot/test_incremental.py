@@ -13,14 +13,14 @@ from hypothesis import strategies as st
 
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.listbuilder import AVG_FANOUT, ListBuilder
-from coursevault.snapshot.nodes import iter_list
-from coursevault.snapshot.xmltree import ChunkResult, XmlChunker
 from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
 from coursevault.store.treecodec import encode_tree, tree_refs
+from coursevault.tree.listbuilder import AVG_FANOUT, ListBuilder
+from coursevault.tree.nodes import iter_list
+from coursevault.tree.xmltree import ChunkResult, XmlChunker
 
 
 class MemSink:

@@ -18,7 +18,7 @@ from coursevault.cli.base import (
     open_repo,
 )
 from coursevault.errors import UsageError
-from coursevault.snapshot.retention import Policy
+from coursevault.history.retention import Policy
 
 
 @app.command()

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.errors import BadInputError
-from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive
-from coursevault.snapshot.elements import (
+from coursevault.store.ids import ObjectId
+from coursevault.store.treecodec import decode_tree, read_varint
+from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
+from coursevault.tree.elements import (
     Element,
     children,
     document_root,
@@ -27,9 +29,7 @@ from coursevault.snapshot.elements import (
     load_record,
     record_element,
 )
-from coursevault.snapshot.nodes import Getter, Record, decode_group
-from coursevault.store.ids import ObjectId
-from coursevault.store.treecodec import decode_tree, read_varint
+from coursevault.tree.nodes import Getter, Record, decode_group
 
 LONG_TEXT = 80
 

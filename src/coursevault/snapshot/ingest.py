@@ -15,7 +15,6 @@ durable.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from collections.abc import Callable
@@ -24,21 +23,22 @@ from typing import Any
 
 from coursevault import __version__
 from coursevault.errors import ArchiveError, BadInputError, XmlError
+from coursevault.history.times import format_time, parse_time
 from coursevault.moodle2.archive import MemberInfo, iter_members, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
-from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.listbuilder import ListBuilder
-from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
-from coursevault.snapshot.storedrows import check_stored_length
-from coursevault.snapshot.xmlmember import store_xml_member
-from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
+from coursevault.tree.filechunks import store_content
+from coursevault.tree.listbuilder import ListBuilder
+from coursevault.tree.nodes import encode_archive, encode_member, encode_mtimes
+from coursevault.tree.storedrows import check_stored_length
+from coursevault.tree.xmlmember import store_xml_member
+from coursevault.tree.xmltree import XmlSyntax
 
 SPOOL_IN_MEMORY = 4 << 20
 COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
@@ -86,21 +86,6 @@ def validate_course_key(key: str) -> str:
             f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
         )
     return key
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 -> epoch seconds; a time without zone is UTC."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-20T14:00") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
-
-
-def format_time(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ingest_archive(

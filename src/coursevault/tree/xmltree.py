@@ -31,17 +31,17 @@ from typing import Any, Protocol
 import blake3
 from lxml import etree
 
-from coursevault.snapshot.listbuilder import RecordListBuilder
-from coursevault.snapshot.nodes import (
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.treecodec import encode_tree
+from coursevault.tree.listbuilder import RecordListBuilder
+from coursevault.tree.nodes import (
     MARKER,
     MARKER_TAG,
     encode_document,
     encode_element,
     encode_length,
 )
-from coursevault.snapshot.sink import ObjectSink
-from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.treecodec import encode_tree
+from coursevault.tree.sink import ObjectSink
 
 MARKER_TAG_B = MARKER_TAG.encode()
 _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0

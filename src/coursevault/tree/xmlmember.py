@@ -37,17 +37,17 @@ from typing import IO, Any
 
 import blake3
 
-from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.storedrows import row_holds, seal_row
-from coursevault.snapshot.xmltree import (
+from coursevault.store.ids import ObjectId
+from coursevault.store.session import WriteSession
+from coursevault.tree.filechunks import store_content
+from coursevault.tree.storedrows import row_holds, seal_row
+from coursevault.tree.xmltree import (
     ChunkResult,
     Graft,
     NotCanonical,
     XmlChunker,
     XmlSyntax,
 )
-from coursevault.store.ids import ObjectId
-from coursevault.store.session import WriteSession
 
 READ_SIZE = 1 << 20
 # A checkpoint every MiB, but at most MAX_POINTS a member: their states are
