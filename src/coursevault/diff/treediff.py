@@ -13,11 +13,13 @@ one place and added in another is reported as a move.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.errors import BadInputError
+from coursevault.moodle2.archiveindex import INDEX_NAME
+from coursevault.moodle2.layout import course_part
 from coursevault.store.ids import ObjectId
 from coursevault.store.treecodec import decode_tree, read_varint
 from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
@@ -32,6 +34,9 @@ from coursevault.tree.elements import (
 from coursevault.tree.nodes import Getter, Record, decode_group
 
 LONG_TEXT = 80
+# (member path, a changed record's field by name or None) -> the part of the
+# course it belongs to (moodle2.layout.course_part)
+PartOf = Callable[[str, Callable[[str], str | None] | None], str]
 
 
 @dataclass
@@ -105,14 +110,16 @@ class TreeDiff:
             "groups": self.groups(),
         }
 
-    def groups(self) -> dict[str, dict[str, int]]:
-        """Counts per activity, section, file area or top-level file (for --stat)."""
+    def groups(self, part_of: PartOf = course_part) -> dict[str, dict[str, int]]:
+        """Counts per part of the course (for --stat): by Moodle's layout,
+        activity, section, file area or top-level file, unless ``part_of``
+        names another."""
         out: dict[str, dict[str, int]] = {}
         for m in self.members:
-            g = out.setdefault(group_of(m.path), _zero())
+            g = out.setdefault(group_of(m.path, None, part_of), _zero())
             g[f"members_{m.change}"] += 1
         for r in self.records:
-            g = out.setdefault(group_of(r.member, r), _zero())
+            g = out.setdefault(group_of(r.member, r, part_of), _zero())
             g[r.change] += 1
         return dict(sorted(out.items()))
 
@@ -129,21 +136,17 @@ def _zero() -> dict[str, int]:
     }
 
 
-def group_of(member_path: str, record: RecordChange | None = None) -> str:
-    """activities/forum_7/..., sections/section_3/..., files (by file area), or the file."""
-    parts = member_path.split("/")
-    if parts[0] in ("activities", "sections") and len(parts) > 1:
-        return "/".join(parts[:2])
-    if parts[0] == "course" and len(parts) > 2 and parts[1] == "blocks":
-        return "/".join(parts[:3])
-    if parts[0] == "files" and len(parts) > 1:
-        return "files (contents)"
-    if record is not None and member_path == "files.xml":
-        area = next((f.new or f.old for f in record.fields if f.name == "filearea"), None)
-        comp = next((f.new or f.old for f in record.fields if f.name == "component"), None)
-        if area or comp:
-            return f"files.xml {comp}/{area}"
-    return parts[0] if parts[0] != "course" else "course"
+def group_of(
+    member_path: str, record: RecordChange | None = None, part_of: PartOf = course_part
+) -> str:
+    """The part of a course a change belongs to, by ``part_of`` (Moodle's
+    layout unless told otherwise: the walk itself knows no layout)."""
+    if record is None:
+        return part_of(member_path, None)
+    fields = record.fields
+    return part_of(
+        member_path, lambda name: next((f.new or f.old for f in fields if f.name == name), None)
+    )
 
 
 # -- the walk -------------------------------------------------------------------------
@@ -178,7 +181,7 @@ def _diff_members(
     by_a = {m.path: m for m in a.members}
     by_b = {m.path: m for m in b.members}
     for path, mb in by_b.items():
-        if not _in_prefix(path, prefix) or path in ("", ".ARCHIVE_INDEX"):
+        if not _in_prefix(path, prefix) or path in ("", INDEX_NAME):
             continue
         ma = by_a.get(path)
         if ma is None:
@@ -192,7 +195,7 @@ def _diff_members(
             if _both_xml(ma, mb):
                 _diff_documents(get, path, ma.content, mb.content, out)  # type: ignore[arg-type]
     for path, ma in by_a.items():
-        if path in by_b or not _in_prefix(path, prefix) or path in ("", ".ARCHIVE_INDEX"):
+        if path in by_b or not _in_prefix(path, prefix) or path in ("", INDEX_NAME):
             continue
         out.members.append(MemberChange("removed", path, ma.kind, ma.size, None))
         if ma.content_kind == "xml" and ma.content is not None:
