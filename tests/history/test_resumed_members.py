@@ -18,7 +18,7 @@ from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
-from coursevault.tree import xmlmember
+from coursevault.tree import graft, xmlmember
 
 
 def _discussions(n: int, night: int, edit: int | None = None) -> dict[int, list[tuple[int, str]]]:
@@ -82,7 +82,7 @@ def test_a_member_changed_at_its_end_is_resumed(
     assert found is not None
     info = found[1]["grafts"]
     assert len(info["bounds"]) > 3
-    assert info == xmlmember._graft_info(io.BytesIO(data), found[1]["points"], {})
+    assert info == graft.graft_info(io.BytesIO(data), found[1]["points"], {})
     _as_whole_cuts(cv_repo, tmp_path, nights, results)
 
 
@@ -215,8 +215,8 @@ def _quiz_night(tmp_path: Path, night: int, quiz: bytes | None = None) -> Path:
 
 @pytest.fixture
 def small_grafts(monkeypatch: pytest.MonkeyPatch, small_points: None) -> None:
-    monkeypatch.setattr(xmlmember, "MIN_GRAFT", 2048)
-    monkeypatch.setattr(xmlmember, "PROBE", 256)
+    monkeypatch.setattr(graft, "MIN_GRAFT", 2048)
+    monkeypatch.setattr(graft, "PROBE", 256)
 
 
 def test_a_change_near_the_top_is_grafted_past(

@@ -11,7 +11,7 @@ from helpers import MINIMAL_BACKUP, read_members, write_tgz
 from coursevault import api
 from coursevault.errors import BadInputError, XmlError
 from coursevault.store.repository import Repository
-from coursevault.tree import xmltree
+from coursevault.tree import xmlcheck, xmltree
 
 DEPTH = 5000
 MEMBER = "activities/page_1/page.xml"
@@ -103,8 +103,8 @@ def _libxml2_takes(doc: bytes) -> bool:
     """Whether this build's libxml2 checks a document this deep (lxml 6.0
     with libxml2 2.14, fed through a parser target, checks any depth)."""
     try:
-        xmltree._Validator().feed(doc, True)
-    except xmltree.XmlSyntax:
+        xmlcheck.Validator().feed(doc, True)
+    except xmlcheck.XmlSyntax:
         return False
     return True
 

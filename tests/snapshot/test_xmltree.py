@@ -15,10 +15,10 @@ from test_incremental import MemSink
 
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree
+from coursevault.tree.graft import Graft
 from coursevault.tree.listbuilder import RecordListBuilder
 from coursevault.tree.render import render_document
 from coursevault.tree.xmltree import (
-    Graft,
     NotCanonical,
     XmlChunker,
     XmlSyntax,
@@ -167,9 +167,9 @@ def test_markup_the_scanner_cannot_follow_is_kept_raw_not_refused(
     a valid document, the document is stored raw, never refused."""
     import re
 
-    from coursevault.tree import xmltree
+    from coursevault.tree import xmltags
 
-    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    monkeypatch.setattr(xmltags, "START_TAG_END", re.compile(rb"(?!)"))
     chunker = XmlChunker(MemSink())
     chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n</a>\n')
     with pytest.raises(NotCanonical, match="could not follow"):
@@ -181,9 +181,9 @@ def test_scanner_that_cannot_follow_gives_up_without_buffering_the_rest(
 ) -> None:
     import re
 
-    from coursevault.tree import xmltree
+    from coursevault.tree import xmltags
 
-    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    monkeypatch.setattr(xmltags, "START_TAG_END", re.compile(rb"(?!)"))
     chunker = XmlChunker(MemSink())
     chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n')
     for _ in range(3):
@@ -362,7 +362,7 @@ def test_a_resumed_cut_reports_malformed_xml_at_its_real_line() -> None:
 
 class BytesGrafts:
     """A graft source over two nights' bytes, compared directly (the ingest's
-    own, snapshot/xmlmember.py, compares hashes of them)."""
+    own, tree/graft.py, compares hashes of them)."""
 
     def __init__(self, old: bytes, points: list[tuple[int, dict]], new: bytes) -> None:
         self.old, self.new = old, new
