@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import write_course
 
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
@@ -52,7 +52,10 @@ def catalog_url(request: pytest.FixtureRequest) -> str:
 
 
 def test_a_course_history_with_a_server_catalog(
-    catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     monkeypatch.setattr(xmlmember, "CHECKPOINT_EVERY", 2048)
     backend = LocalBackend(tmp_path / "repo")

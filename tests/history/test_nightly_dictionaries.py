@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_course
 
 from coursevault.moodle2 import archive
 from coursevault.restore.export import export_snapshot
@@ -49,7 +49,9 @@ def _posts(night: int) -> dict[int, list[tuple[int, str]]]:
     return {1: [(100 + i, f"{text} edited on night {night}") for i, text in enumerate(base)]}
 
 
-def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) -> None:
+def test_nights_of_a_course_compress_against_the_night_before(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
@@ -75,7 +77,9 @@ def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) ->
     assert check_repository(fresh, read_data=True).ok
 
 
-def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
+def test_another_course_does_not_use_the_dictionary(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
@@ -86,7 +90,9 @@ def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
     assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
 
 
-def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_archive_is_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_course: Callable[..., Path]
+) -> None:
     """The course (and so the dictionary) is learnt from moodle_backup.xml on
     the way: the new objects wait for it in the open block."""
     backend = LocalBackend(tmp_path / "repo")
@@ -107,7 +113,7 @@ def test_an_archive_is_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_night_too_big_to_wait_is_stored_without_its_dictionary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_course: Callable[..., Path]
 ) -> None:
     monkeypatch.setattr(session, "DEFER_BYTES", 2048)  # less than a night's change
     backend = LocalBackend(tmp_path / "repo")

@@ -133,7 +133,7 @@ def test_checkpoints_are_not_taken_deep_inside_a_document() -> None:
     """A checkpoint holds every open element, and a member keeps up to 32:
     none is taken where more than MAX_POINT_DEPTH elements are open, and the
     document renders back all the same."""
-    from test_incremental import MemSink
+    from helpers import MemSink
 
     from coursevault.tree.render import render_document
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import io
 from unittest import mock
 
+from helpers import MemSink
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_incremental import MemSink
 from test_xmltree import change, document, element
 
 from coursevault.tree import graft, xmlmember

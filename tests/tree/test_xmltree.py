@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from helpers import MemSink
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_incremental import MemSink
 
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree

@@ -55,7 +55,7 @@ def test_a_document_names_its_length_and_older_ones_read_as_unknown() -> None:
     length"), read without rendering; those written before name only their
     root, and render the same."""
     import pytest
-    from test_incremental import MemSink
+    from helpers import MemSink
 
     from coursevault.store.ids import ObjectType
     from coursevault.tree.nodes import NodeFormatError, document_length, encode_document
