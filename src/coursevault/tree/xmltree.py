@@ -168,7 +168,7 @@ class XmlChunker:
         Why: a big member (a 22 MB forum.xml) changes every night, but mostly
         at its end, where new posts and log lines land; a night whose first
         megabytes are the same as the night before's resumes from the state
-        there instead of cutting them again (snapshot/ingest.py).  The state
+        there instead of cutting them again (xmlmember.py).  The state
         is small: the open elements (their bytes not yet cut, runs, counters)
         and each run's open group and list chunks (ids).
         """
