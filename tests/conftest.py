@@ -1,12 +1,20 @@
-"""Shared fixtures: the real corpus, and a fresh repository per test."""
+"""Shared fixtures: the real corpus, a fresh repository per test, and small
+hand-made courses whose nights differ in known ways.
+
+Builders are handed to tests as fixtures (``write_course``, ``forum_xml``),
+never imported from a conftest: pytest imports every folder's conftest.py as
+the module ``conftest``, so ``from conftest import`` in one folder found
+another folder's when tests/cli and tests/history were collected together.
+Plain helpers with no setup are in helpers.py, imported as ``helpers``.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from helpers import CORPUS, CORPUS_DIR
+from helpers import CORPUS, CORPUS_DIR, MINIMAL_BACKUP, write_tgz
 
 from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
@@ -19,6 +27,58 @@ def cv_repo(tmp_path: Path) -> Iterator[Repository]:
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
     yield repo
     repo.close()
+
+
+def _forum_xml(discussions: dict[int, list[tuple[int, str]]]) -> bytes:
+    """A forum.xml in Moodle's exact form: {discussion id: [(post id, message)]}."""
+    out = [
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<activity id="1" moduleid="5" modulename="forum" contextid="9">',
+        b'\n  <forum id="1">\n    <type>general</type>\n    <name>News</name>\n    <discussions>',
+    ]
+    for did, posts in discussions.items():
+        out.append(
+            f'\n      <discussion id="{did}">\n        <name>D{did}</name>\n        <posts>'.encode()
+        )
+        for pid, msg in posts:
+            out.append(
+                f'\n          <post id="{pid}">\n            <subject>S{pid}</subject>'
+                f"\n            <message>{msg}</message>\n            <attachment></attachment>"
+                f"\n          </post>".encode()
+            )
+        out.append(b"\n        </posts>\n      </discussion>")
+    out.append(b"\n    </discussions>\n  </forum>\n</activity>")
+    return b"".join(out)
+
+
+def _write_course(
+    path: Path,
+    discussions: dict[int, list[tuple[int, str]]],
+    date: int = 1700000000,
+    extra: list[tuple[str, bytes | None]] | None = None,
+) -> Path:
+    manifest = MINIMAL_BACKUP.replace(b"1700000000", str(date).encode())
+    members: list[tuple[str, bytes | None]] = [
+        ("activities/", None),
+        ("activities/forum_5/", None),
+        ("activities/forum_5/forum.xml", _forum_xml(discussions)),
+        *(extra or []),
+        ("moodle_backup.xml", manifest),
+    ]
+    write_tgz(path, members, mtime=date)
+    return path
+
+
+@pytest.fixture
+def forum_xml() -> Callable[[dict[int, list[tuple[int, str]]]], bytes]:
+    """A forum.xml in Moodle's exact form: {discussion id: [(post id, message)]}."""
+    return _forum_xml
+
+
+@pytest.fixture
+def write_course() -> Callable[..., Path]:
+    """Writes a course of one forum (forum_5) to a path: (path, discussions,
+    date=1700000000, extra members=None) -> the path."""
+    return _write_course
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

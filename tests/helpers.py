@@ -1,4 +1,5 @@
-"""Test helpers: reading archive members, building small archives by hand."""
+"""Test helpers: reading archive members, building small archives by hand,
+and an object sink in memory for the tree builders."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 from coursevault.moodle2.archive import iter_members
 from coursevault.moodle2.archive_writer import TgzWriter
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.treecodec import encode_tree
 
 CORPUS_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "moodle"
 if not CORPUS_DIR.is_dir():  # CI clones main with shared/ beside it; allow an override
@@ -72,3 +75,27 @@ MINIMAL_BACKUP = (
     b"    <original_site_identifier_hash>abc</original_site_identifier_hash>\n"
     b"    <original_course_id>7</original_course_id>\n  </information>\n</moodle_backup>"
 )
+
+
+class MemSink:
+    """An :class:`ObjectSink` in memory: what the tree builders write, counted."""
+
+    def __init__(self) -> None:
+        self.objects: dict[ObjectId, tuple[ObjectType, bytes]] = {}
+        self.writes = 0
+
+    def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
+        oid = object_id(kind, payload)
+        if oid not in self.objects:
+            self.writes += 1
+        self.objects[oid] = (kind, payload)
+        return oid
+
+    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
+        return self.put(ObjectType.TREE, encode_tree(refs, body))
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        return self.objects[oid]
+
+    def has(self, oid: ObjectId) -> bool:
+        return False

@@ -11,14 +11,24 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "coursevault"
 
-# package -> coursevault packages it must never import
+# package -> coursevault packages it must never import.  The tree model knows
+# the store and nothing of Moodle, so a second door (a database) builds the
+# same trees; diff and restore read trees through ``tree``, never through
+# ``snapshot`` (ingest); history names and keeps snapshots without knowing
+# how they were made.
 FORBIDDEN = {
-    "store": {"moodle2", "snapshot", "restore", "diff", "cli", "api"},
-    "moodle2": {"store", "snapshot", "restore", "diff", "cli", "api"},
+    "store": {"moodle2", "tree", "snapshot", "history", "restore", "diff", "cli", "api"},
+    "moodle2": {"store", "tree", "snapshot", "history", "restore", "diff", "cli", "api"},
+    "tree": {"moodle2", "snapshot", "history", "restore", "diff", "cli", "api"},
+    "history": {"moodle2", "tree", "snapshot", "restore", "diff", "cli", "api"},
     "snapshot": {"restore", "diff", "cli", "api"},
-    "diff": {"restore", "cli", "api"},
-    "restore": {"cli", "api"},
+    "diff": {"snapshot", "history", "restore", "cli", "api"},
+    "restore": {"snapshot", "history", "diff", "cli", "api"},
 }
+# Packages whose every module docs/architecture.md names (store and cli are
+# being reshaped by issue 19's other parts: add them when those land).
+DOCUMENTED = ("moodle2", "tree", "history", "snapshot", "diff", "restore")
+ARCHITECTURE = SRC.parents[1] / "docs" / "architecture.md"
 
 
 def _imports(path: Path) -> set[str]:
@@ -67,10 +77,44 @@ def test_the_cli_reaches_the_rest_only_through_the_api() -> None:
 
 def test_the_snapshot_layer_does_not_reach_into_the_catalog() -> None:
     """What writers remember goes through ``repo.stored_inputs``."""
-    for path in (SRC / "snapshot").rglob("*.py"):
+    for path in [*(SRC / "snapshot").rglob("*.py"), *(SRC / "tree").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if isinstance(node, ast.Attribute) and node.attr == "catalog":
                 raise AssertionError(f"{path.relative_to(SRC)}:{node.lineno} uses .catalog")
+
+
+def test_every_package_has_its_rules() -> None:
+    packages = {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    assert packages - {"cli"} == set(FORBIDDEN), "a package without layering rules"
+
+
+def test_the_architecture_names_every_package_and_module() -> None:
+    text = ARCHITECTURE.read_text()
+    diagram = text.split("```")[1]
+    for package in sorted(set(FORBIDDEN) | {"cli", "api"}):
+        assert package in diagram, f"docs/architecture.md's diagram lacks {package}"
+    for package in DOCUMENTED:
+        for path in sorted((SRC / package).glob("*.py")):
+            if path.name != "__init__.py":
+                assert f"`{path.name}`" in text, f"docs/architecture.md does not name {path}"
+
+
+def test_tests_never_import_a_conftest() -> None:
+    """pytest imports each folder's conftest.py as the module ``conftest``:
+    importing from it finds whichever folder's came first.  Shared builders
+    are fixtures (tests/conftest.py) or plain helpers (tests/helpers.py)."""
+    tests = Path(__file__).resolve().parent
+    for path in tests.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            assert "conftest" not in names, f"{path.relative_to(tests)} imports a conftest"
 
 
 def test_only_the_cli_reads_the_environment() -> None:

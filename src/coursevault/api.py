@@ -20,6 +20,9 @@ from coursevault.errors import (
     SelectorError,
     UsageError,
 )
+from coursevault.history.retention import Policy, apply_policy
+from coursevault.history.selectors import resolve
+from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import iter_members
 from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.restore.export import (
@@ -28,12 +31,10 @@ from coursevault.restore.export import (
     ExportResult,
     export_snapshot,
     validate_level,
+    write_content,
 )
-from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
-from coursevault.snapshot.retention import Policy, apply_policy
-from coursevault.snapshot.selectors import resolve
-from coursevault.snapshot.source import parse_time, validate_course_key
+from coursevault.snapshot.source import validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
@@ -48,10 +49,11 @@ from coursevault.store.repository import (
     Repository,
     snapshot_key,
 )
+from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
     from coursevault.diff.treediff import TreeDiff
-    from coursevault.snapshot.elements import Element
+    from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API
 __all__ = [
@@ -271,7 +273,7 @@ def member_or_error(tree: ArchiveTree, snap: SnapshotRow, path: str) -> Member:
 
 def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], object]) -> None:
     """Write a member's bytes, or those of the elements at ``member:/address``."""
-    from coursevault.snapshot.elements import element_bytes, find
+    from coursevault.tree.elements import element_bytes, find
 
     snap, tree = archive_tree(repo, selector)
     member_path, sep, address = path.partition(":")
@@ -296,7 +298,7 @@ def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], obj
 def element_outline(
     repo: Repository, selector: str, path: str
 ) -> Iterator[tuple[int, Element, int]]:
-    from coursevault.snapshot.elements import outline
+    from coursevault.tree.elements import outline
 
     snap, tree = archive_tree(repo, selector)
     member = member_or_error(tree, snap, path)

@@ -13,12 +13,13 @@ import pytest
 from helpers import MINIMAL_BACKUP, write_tgz
 
 from coursevault.errors import EXIT_FAILURE, CorruptionError
-from coursevault.snapshot import elements, ingest, xmlmember
+from coursevault.snapshot import ingest
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.repository import Repository
 from coursevault.store.treecodec import decode_tree, encode_tree
+from coursevault.tree import elements, xmlmember
 
 COURSE = b'<?xml version="1.0"?>\n<course id="1">\n  <fullname>A</fullname>\n</course>'
 

@@ -10,7 +10,7 @@ from helpers import CORPUS
 
 from coursevault import api
 from coursevault.errors import BadInputError
-from coursevault.snapshot.retention import Policy
+from coursevault.history.retention import Policy
 
 SMALL = min(CORPUS, key=lambda p: p.stat().st_size)
 

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import write_course
 
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlmember
 
 SERVERS = {
     "postgresql": os.environ.get("COURSEVAULT_TEST_POSTGRES"),
@@ -52,7 +52,10 @@ def catalog_url(request: pytest.FixtureRequest) -> str:
 
 
 def test_a_course_history_with_a_server_catalog(
-    catalog_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    catalog_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     monkeypatch.setattr(xmlmember, "CHECKPOINT_EVERY", 2048)
     backend = LocalBackend(tmp_path / "repo")

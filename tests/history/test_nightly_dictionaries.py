@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import gzip
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_course
 
 from coursevault.moodle2 import archive
 from coursevault.restore.export import export_snapshot
@@ -48,7 +48,9 @@ def _posts(night: int) -> dict[int, list[tuple[int, str]]]:
     return {1: [(100 + i, f"{text} edited on night {night}") for i, text in enumerate(base)]}
 
 
-def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) -> None:
+def test_nights_of_a_course_compress_against_the_night_before(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
@@ -74,7 +76,9 @@ def test_nights_of_a_course_compress_against_the_night_before(tmp_path: Path) ->
     assert check_repository(fresh, read_data=True).ok
 
 
-def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
+def test_another_course_does_not_use_the_dictionary(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
@@ -85,7 +89,9 @@ def test_another_course_does_not_use_the_dictionary(tmp_path: Path) -> None:
     assert CODEC_ZSTD_DICT not in _codecs(tmp_path / "repo")
 
 
-def test_an_archives_members_are_read_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_archives_members_are_read_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_course: Callable[..., Path]
+) -> None:
     """The course (and so the dictionary) is known before the first member is
     stored (snapshot/source.py reads moodle_backup.xml first): the members
     are streamed once, every new block compressed against the dictionary."""
@@ -106,7 +112,9 @@ def test_an_archives_members_are_read_once(tmp_path: Path, monkeypatch: pytest.M
     assert CODEC_ZSTD_DICT in _codecs(tmp_path / "repo")[before:]
 
 
-def test_a_big_night_is_stored_with_its_dictionary(tmp_path: Path) -> None:
+def test_a_big_night_is_stored_with_its_dictionary(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     """No night is too big for its dictionary: nothing waits for the course to
     be known, so blocks are sealed as they fill, each against it where that
     compresses better than plain zstd (a session

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_course
 
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
@@ -34,7 +33,7 @@ def _posts(night: int) -> dict[int, list[tuple[int, str]]]:
     return {1: [(100 + i, f"post {i}: {words}") for i in range(count)]}
 
 
-def _night(tmp_path: Path, night: int) -> Path:
+def _night(write_course: Callable[..., Path], tmp_path: Path, night: int) -> Path:
     return write_course(tmp_path / f"night-{night}.mbz", _posts(night), T0 + night * DAY)
 
 
@@ -65,14 +64,17 @@ def _assert_exports(repo: Repository, tmp_path: Path, archives: dict[str, Path])
 
 @pytest.mark.parametrize("other_host", [False, True], ids=["shared-catalog", "own-catalog"])
 def test_a_night_committed_meanwhile_is_the_parent(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, other_host: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    other_host: bool,
+    write_course: Callable[..., Path],
 ) -> None:
     """Night 3 is read while night 2 is ingested: night 2 commits first, so it
     is night 3's parent, and night 3 stores one night's growth."""
     Repository.init(LocalBackend(tmp_path / "repo"))
     repo = _open(tmp_path)
-    n1 = ingest_archive(repo, str(_night(tmp_path, 1)))
-    n2_path, n3_path = _night(tmp_path, 2), _night(tmp_path, 3)
+    n1 = ingest_archive(repo, str(_night(write_course, tmp_path, 1)))
+    n2_path, n3_path = _night(write_course, tmp_path, 2), _night(write_course, tmp_path, 3)
     inner: list[Any] = []
     other = _open(tmp_path, "cache2" if other_host else "cache")
     _during_commit(monkeypatch, lambda: inner.append(ingest_archive(other, str(n2_path))))
@@ -89,14 +91,14 @@ def test_a_night_committed_meanwhile_is_the_parent(
 
 
 def test_a_night_is_not_stored_whole_when_its_parent_commits_meanwhile(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_course: Callable[..., Path]
 ) -> None:
     """Nights 1 and 2 start together on an empty repository; night 1 commits
     first.  Night 2 wrote the whole course before night 1 existed: at commit
     it names night 1 and keeps only what night 1 lacks."""
     Repository.init(LocalBackend(tmp_path / "repo"))
     repo = _open(tmp_path)
-    n1_path, n2_path = _night(tmp_path, 1), _night(tmp_path, 2)
+    n1_path, n2_path = _night(write_course, tmp_path, 1), _night(write_course, tmp_path, 2)
     inner: list[Any] = []
     other = _open(tmp_path, "cache2")
     _during_commit(monkeypatch, lambda: inner.append(ingest_archive(other, str(n1_path))))
@@ -113,13 +115,13 @@ def test_a_night_is_not_stored_whole_when_its_parent_commits_meanwhile(
 
 
 def test_an_archive_ingested_again_meanwhile_is_a_snapshot_of_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, write_course: Callable[..., Path]
 ) -> None:
     """The same night twice at once: two snapshots (not one record written
     twice), the second following the first."""
     Repository.init(LocalBackend(tmp_path / "repo"))
     repo = _open(tmp_path)
-    path = _night(tmp_path, 1)
+    path = _night(write_course, tmp_path, 1)
     inner: list[Any] = []
     other = _open(tmp_path, "cache2")
     _during_commit(monkeypatch, lambda: inner.append(ingest_archive(other, str(path))))

@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import gzip
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_course
 
 from coursevault import api
 from coursevault.errors import CoursevaultError, LockHeldError
+from coursevault.history.retention import Policy
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.retention import Policy
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
 
 
-def _nights(repo: Repository, tmp_path: Path, n: int) -> list[tuple[str, Path]]:
+def _nights(
+    write_course: Callable[..., Path], repo: Repository, tmp_path: Path, n: int
+) -> list[tuple[str, Path]]:
     out = []
     posts = {1: [(10, "first")]}
     for night in range(n):
@@ -54,10 +56,10 @@ def small_packs(tmp_path: Path) -> Repository:
 
 
 def test_forget_and_prune_free_space_and_keep_the_rest(
-    small_packs: Repository, tmp_path: Path
+    small_packs: Repository, tmp_path: Path, write_course: Callable[..., Path]
 ) -> None:
     repo = small_packs
-    nights = _nights(repo, tmp_path, 8)
+    nights = _nights(write_course, repo, tmp_path, 8)
     course = repo.snapshots()[0].course
     before = repo.stats()["pack_bytes"]
     rows = api.forget(repo, Policy(last=2), course=course)
@@ -75,10 +77,14 @@ def test_forget_and_prune_free_space_and_keep_the_rest(
 
 @pytest.mark.parametrize("die_after", [0, 1, 3, 7])
 def test_prune_killed_midway_loses_nothing(
-    small_packs: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, die_after: int
+    small_packs: Repository,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    die_after: int,
+    write_course: Callable[..., Path],
 ) -> None:
     repo = small_packs
-    nights = _nights(repo, tmp_path, 8)
+    nights = _nights(write_course, repo, tmp_path, 8)
     api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
     real_delete = LocalBackend.delete
     calls = 0
@@ -112,14 +118,17 @@ def test_prune_killed_midway_loses_nothing(
 
 
 def test_a_prune_killed_before_its_index_keeps_the_packs_its_rerun_writes_again(
-    small_packs: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    small_packs: Repository,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     """A killed prune leaves its repacked packs unindexed; the rerun repacks
     the same objects into the same bytes, so the same pack ids, and must not
     delete them as the leftovers they were when it started (found by
     tests/store/test_crash.py)."""
     repo = small_packs
-    nights = _nights(repo, tmp_path, 8)
+    nights = _nights(write_course, repo, tmp_path, 8)
     api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
     real_write = LocalBackend.write
 
@@ -156,9 +165,9 @@ def test_prune_waits_for_no_writer(small_packs: Repository, tmp_path: Path) -> N
 
 
 def test_a_prune_with_nothing_to_free_leaves_the_index_alone(
-    cv_repo: Repository, tmp_path: Path
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
 ) -> None:
-    _nights(cv_repo, tmp_path, 3)
+    _nights(write_course, cv_repo, tmp_path, 3)
     index = sorted(cv_repo.backend.list("index/"))
     report = prune_repository(cv_repo)
     assert report.bytes_freed == 0 and report.index_files_written == 0
@@ -167,10 +176,10 @@ def test_a_prune_with_nothing_to_free_leaves_the_index_alone(
 
 @pytest.mark.parametrize("packs", ["cv_repo", "small_packs"])
 def test_a_dry_run_says_what_prune_frees(
-    request: pytest.FixtureRequest, tmp_path: Path, packs: str
+    request: pytest.FixtureRequest, tmp_path: Path, packs: str, write_course: Callable[..., Path]
 ) -> None:
     repo: Repository = request.getfixturevalue(packs)
-    _nights(repo, tmp_path, 6)
+    _nights(write_course, repo, tmp_path, 6)
     api.forget(repo, Policy(last=2), course=repo.snapshots()[0].course)
     dry = prune_repository(repo, dry_run=True)
     real = prune_repository(repo)
@@ -184,7 +193,9 @@ def test_a_dry_run_says_what_prune_frees(
         assert abs(dry.bytes_freed - real.bytes_freed) <= 0.2 * real.bytes_freed
 
 
-def test_a_dry_run_counts_the_packs_a_repack_writes(tmp_path: Path) -> None:
+def test_a_dry_run_counts_the_packs_a_repack_writes(
+    tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     """Each night keeps a new post and leaves a bigger one that the next
     replaces: forgetting all but the last night leaves every pack mostly
     garbage, and their survivors fill several small packs."""
@@ -205,12 +216,14 @@ def test_a_dry_run_counts_the_packs_a_repack_writes(tmp_path: Path) -> None:
     assert (dry.packs_repacked, dry.packs_written) == (real.packs_repacked, real.packs_written)
 
 
-def test_prune_never_reports_success_over_a_lost_pack(cv_repo: Repository, tmp_path: Path) -> None:
+def test_prune_never_reports_success_over_a_lost_pack(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     """Nothing is forgotten, but a pack the snapshots need was lost.  A process
     that has nothing of it cached stops, saying which object is missing; the
     one that wrote it still holds its blocks and copies the objects out of
     them.  Neither calls it 'nothing to do' and leaves the snapshots broken."""
-    _nights(cv_repo, tmp_path, 2)
+    _nights(write_course, cv_repo, tmp_path, 2)
     pack = next(key for key, _size in cv_repo.backend.list("packs/"))
     cv_repo.backend.delete(pack)
     fresh = Repository.open(cv_repo.backend, cache_dir=tmp_path / "cache2")  # nothing cached

@@ -7,18 +7,18 @@ import gzip
 import io
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import forum_xml, write_course
 from helpers import read_members, write_tgz
 
 from coursevault.errors import XmlError
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import graft, xmlmember
 
 
 def _discussions(n: int, night: int, edit: int | None = None) -> dict[int, list[tuple[int, str]]]:
@@ -66,7 +66,7 @@ def small_points(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_member_changed_at_its_end_is_resumed(
-    cv_repo: Repository, tmp_path: Path, small_points: None
+    cv_repo: Repository, tmp_path: Path, small_points: None, write_course: Callable[..., Path]
 ) -> None:
     nights = [
         write_course(tmp_path / f"n{k}.mbz", _discussions(60, k), 1700000000 + k * 86400)
@@ -82,12 +82,12 @@ def test_a_member_changed_at_its_end_is_resumed(
     assert found is not None
     info = found[1]["grafts"]
     assert len(info["bounds"]) > 3
-    assert info == xmlmember._graft_info(io.BytesIO(data), found[1]["points"], {})
+    assert info == graft.graft_info(io.BytesIO(data), found[1]["points"], {})
     _as_whole_cuts(cv_repo, tmp_path, nights, results)
 
 
 def test_a_change_near_the_top_is_cut_from_the_top(
-    cv_repo: Repository, tmp_path: Path, small_points: None
+    cv_repo: Repository, tmp_path: Path, small_points: None, write_course: Callable[..., Path]
 ) -> None:
     first = write_course(tmp_path / "a.mbz", _discussions(60, 0), 1700000000)
     second = write_course(tmp_path / "b.mbz", _discussions(60, 0, edit=1001), 1700086400)
@@ -100,7 +100,11 @@ def test_a_change_near_the_top_is_cut_from_the_top(
 
 
 def test_a_shorter_member_and_a_damaged_checkpoint_are_cut_whole(
-    cv_repo: Repository, tmp_path: Path, small_points: None, monkeypatch: pytest.MonkeyPatch
+    cv_repo: Repository,
+    tmp_path: Path,
+    small_points: None,
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
     shorter = write_course(tmp_path / "b.mbz", _discussions(20, 0), 1700086400)
@@ -124,7 +128,7 @@ def test_a_shorter_member_and_a_damaged_checkpoint_are_cut_whole(
 
 
 def test_malformed_xml_after_a_checkpoint_is_refused_at_its_line(
-    cv_repo: Repository, tmp_path: Path, small_points: None
+    cv_repo: Repository, tmp_path: Path, small_points: None, write_course: Callable[..., Path]
 ) -> None:
     ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", _discussions(60, 0))))
     good = write_course(tmp_path / "b.mbz", _discussions(60, 1), 1700086400)
@@ -144,7 +148,7 @@ def test_malformed_xml_after_a_checkpoint_is_refused_at_its_line(
 
 
 def test_a_state_damaged_in_the_catalog_is_passed_over(
-    cv_repo: Repository, tmp_path: Path, small_points: None
+    cv_repo: Repository, tmp_path: Path, small_points: None, write_course: Callable[..., Path]
 ) -> None:
     """A checkpoint whose state does not match its seal would store a wrong
     tree if resumed from: it is skipped, and an earlier one (or none) used."""
@@ -203,7 +207,9 @@ def _quiz(night: int) -> bytes:
     ).encode()
 
 
-def _quiz_night(tmp_path: Path, night: int, quiz: bytes | None = None) -> Path:
+def _quiz_night(
+    write_course: Callable[..., Path], tmp_path: Path, night: int, quiz: bytes | None = None
+) -> Path:
     extra: list[tuple[str, bytes | None]] = [
         ("activities/quiz_6/", None),
         ("activities/quiz_6/quiz.xml", quiz if quiz is not None else _quiz(night)),
@@ -215,17 +221,17 @@ def _quiz_night(tmp_path: Path, night: int, quiz: bytes | None = None) -> Path:
 
 @pytest.fixture
 def small_grafts(monkeypatch: pytest.MonkeyPatch, small_points: None) -> None:
-    monkeypatch.setattr(xmlmember, "MIN_GRAFT", 2048)
-    monkeypatch.setattr(xmlmember, "PROBE", 256)
+    monkeypatch.setattr(graft, "MIN_GRAFT", 2048)
+    monkeypatch.setattr(graft, "PROBE", 256)
 
 
 def test_a_change_near_the_top_is_grafted_past(
-    cv_repo: Repository, tmp_path: Path, small_grafts: None
+    cv_repo: Repository, tmp_path: Path, small_grafts: None, write_course: Callable[..., Path]
 ) -> None:
     """A quiz's grades change every night: no checkpoint comes before the
     change, but the attempts below are jumped over to the night before's
     last checkpoint in them -- and the trees are a whole cut's."""
-    nights = [_quiz_night(tmp_path, k) for k in range(4)]
+    nights = [_quiz_night(write_course, tmp_path, k) for k in range(4)]
     size = len(_quiz(3))
     results = [ingest_archive(cv_repo, str(p)) for p in nights]
     assert results[0].xml_grafted_bytes == 0
@@ -234,9 +240,9 @@ def test_a_change_near_the_top_is_grafted_past(
 
 
 def test_a_graft_whose_state_or_bytes_differ_is_not_taken(
-    cv_repo: Repository, tmp_path: Path, small_grafts: None
+    cv_repo: Repository, tmp_path: Path, small_grafts: None, write_course: Callable[..., Path]
 ) -> None:
-    first = ingest_archive(cv_repo, str(_quiz_night(tmp_path, 0)))
+    first = ingest_archive(cv_repo, str(_quiz_night(write_course, tmp_path, 0)))
     name = "activities/quiz_6/quiz.xml"
     key = xmlmember.points_key(name, _quiz(0))
     found = cv_repo.stored_inputs.get(key)
@@ -247,7 +253,7 @@ def test_a_graft_whose_state_or_bytes_differ_is_not_taken(
         for item in point[2]["stack"]:
             item["nchild"] += 1  # would miscount children, but the sums say so
     cv_repo.stored_inputs.put(first.snapshot, [(key, tree, notes)])
-    night = _quiz_night(tmp_path, 1)
+    night = _quiz_night(write_course, tmp_path, 1)
     result = ingest_archive(cv_repo, str(night))
     assert result.xml_grafted_bytes == 0
     other = Repository.open(cv_repo.backend, cache_dir=tmp_path / "other-cache")
@@ -256,21 +262,21 @@ def test_a_graft_whose_state_or_bytes_differ_is_not_taken(
     )
     # every attempt's response changed: the bytes below the grades are other bytes
     changed = _quiz(2).replace(b"<response>r", b"<response>x")
-    result = ingest_archive(cv_repo, str(_quiz_night(tmp_path, 2, changed)))
+    result = ingest_archive(cv_repo, str(_quiz_night(write_course, tmp_path, 2, changed)))
     assert result.xml_grafted_bytes == 0
 
 
 def test_malformed_xml_past_a_graft_is_refused_at_its_line(
-    cv_repo: Repository, tmp_path: Path, small_grafts: None
+    cv_repo: Repository, tmp_path: Path, small_grafts: None, write_course: Callable[..., Path]
 ) -> None:
-    ingest_archive(cv_repo, str(_quiz_night(tmp_path, 0)))
+    ingest_archive(cv_repo, str(_quiz_night(write_course, tmp_path, 0)))
     quiz = _quiz(1)
     at = quiz.rindex(b"</state>")
     bad_quiz = quiz[:at] + b"</stat>" + quiz[at + 8 :]
     line = quiz[:at].count(b"\n") + 1
     before = cv_repo.stats()["pack_bytes"]
     with pytest.raises(XmlError, match=rf"quiz\.xml.*line {line}"):
-        ingest_archive(cv_repo, str(_quiz_night(tmp_path, 1, bad_quiz)))
+        ingest_archive(cv_repo, str(_quiz_night(write_course, tmp_path, 1, bad_quiz)))
     assert cv_repo.stats()["pack_bytes"] == before  # nothing of it left
 
 
@@ -291,7 +297,9 @@ def test_checkpoints_are_keyed_by_a_root_with_ids_or_else_by_the_first_mib() -> 
 # -- checkpoint rows damaged in the catalog (issue 20) ------------------------------
 
 
-def _two_forums(tmp_path: Path, night: int) -> Path:
+def _two_forums(
+    forum_xml: Callable[..., bytes], write_course: Callable[..., Path], tmp_path: Path, night: int
+) -> Path:
     """forum_5 and forum_6, the same but for one letter near the top: the
     same elements at the same offsets, other bytes before every checkpoint."""
     forum = forum_xml(_discussions(60, night))
@@ -308,13 +316,18 @@ def _two_forums(tmp_path: Path, night: int) -> Path:
 
 @pytest.mark.parametrize("columns", ["content, info", "info"])
 def test_checkpoint_rows_swapped_in_the_catalog_are_passed_over(
-    cv_repo: Repository, tmp_path: Path, small_points: None, columns: str
+    cv_repo: Repository,
+    tmp_path: Path,
+    small_points: None,
+    columns: str,
+    forum_xml: Callable[..., bytes],
+    write_course: Callable[..., Path],
 ) -> None:
     """The two forums' checkpoint rows swapped in the catalog file: their
     states fit the other forum's elements and offsets, but not the bytes
     before them, which each state is sealed with -- so neither is resumed
     from, and the next night's trees are a whole cut's."""
-    nights = [_two_forums(tmp_path, k) for k in range(2)]
+    nights = [_two_forums(forum_xml, write_course, tmp_path, k) for k in range(2)]
     ingest_archive(cv_repo, str(nights[0]))
     members = {n: b for n, _d, b in read_members(nights[0])}
     keys = [

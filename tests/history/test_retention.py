@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from coursevault.errors import UsageError
-from coursevault.snapshot.retention import Policy, apply_policy
+from coursevault.history.retention import Policy, apply_policy
 from coursevault.store.catalog import SnapshotRow
 
 

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import write_course
 
 from coursevault.cli.app import main
 from coursevault.errors import SelectorError
+from coursevault.history.selectors import resolve
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.selectors import resolve
 from coursevault.store.repository import Repository
 
 DAY = 86400
@@ -19,7 +19,9 @@ T0 = 1700000000  # 2023-11-14T22:13:20Z
 
 
 @pytest.fixture
-def three_nights(cv_repo: Repository, tmp_path: Path) -> list[str]:
+def three_nights(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> list[str]:
     out = []
     for night in range(3):
         posts = {1: [(10 + i, f"post {i}") for i in range(night + 1)]}
@@ -28,7 +30,9 @@ def three_nights(cv_repo: Repository, tmp_path: Path) -> list[str]:
     return out
 
 
-def test_every_form_names_the_snapshot(cv_repo: Repository, three_nights: list[str]) -> None:
+def test_every_form_names_the_snapshot(
+    cv_repo: Repository, three_nights: list[str], write_course: Callable[..., Path]
+) -> None:
     first, second, third = three_nights
     for selector, want in [
         (first, first),

@@ -20,10 +20,10 @@ from helpers import CORPUS, read_members
 from coursevault.errors import CorruptionError
 from coursevault.moodle2.archive import iter_members
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlmember
 
 VICTIM = "files.xml"
 

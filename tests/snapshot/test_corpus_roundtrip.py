@@ -10,10 +10,10 @@ import pytest
 from helpers import CORPUS, corpus_ids, logical, read_members, write_tgz
 
 from coursevault.restore.export import export_snapshot
-from coursevault.snapshot import xmlmember
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.check import check_repository
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlmember
 
 # XML files stored raw (not element-chunked) per archive: none.  Element
 # fragments keep each record's exact bytes, so even the hand-edited fixtures

@@ -10,8 +10,8 @@ from helpers import MINIMAL_BACKUP, read_members, write_tgz
 
 from coursevault import api
 from coursevault.errors import BadInputError, XmlError
-from coursevault.snapshot import xmltree
 from coursevault.store.repository import Repository
+from coursevault.tree import xmlcheck, xmltree
 
 DEPTH = 5000
 MEMBER = "activities/page_1/page.xml"
@@ -103,8 +103,8 @@ def _libxml2_takes(doc: bytes) -> bool:
     """Whether this build's libxml2 checks a document this deep (lxml 6.0
     with libxml2 2.14, fed through a parser target, checks any depth)."""
     try:
-        xmltree._Validator().feed(doc, True)
-    except xmltree.XmlSyntax:
+        xmlcheck.Validator().feed(doc, True)
+    except xmlcheck.XmlSyntax:
         return False
     return True
 
@@ -133,9 +133,9 @@ def test_checkpoints_are_not_taken_deep_inside_a_document() -> None:
     """A checkpoint holds every open element, and a member keeps up to 32:
     none is taken where more than MAX_POINT_DEPTH elements are open, and the
     document renders back all the same."""
-    from test_incremental import MemSink
+    from helpers import MemSink
 
-    from coursevault.snapshot.render import render_document
+    from coursevault.tree.render import render_document
 
     deep = 256 + 50
     records = b"".join(b"<r><f>%d</f></r>\n" % i for i in range(20_000))

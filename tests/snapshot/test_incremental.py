@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import gzip
-import random
 from pathlib import Path
 
 import pytest
 from helpers import CORPUS, read_members, write_tgz
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.listbuilder import AVG_FANOUT, ListBuilder
-from coursevault.snapshot.nodes import iter_list
-from coursevault.snapshot.xmltree import ChunkResult, XmlChunker
 from coursevault.store.check import check_repository
-from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
-from coursevault.store.treecodec import encode_tree, tree_refs
-
-
-class MemSink:
-    def __init__(self) -> None:
-        self.objects: dict[ObjectId, tuple[ObjectType, bytes]] = {}
-        self.writes = 0
-
-    def put(self, kind: ObjectType, payload: bytes) -> ObjectId:
-        oid = object_id(kind, payload)
-        if oid not in self.objects:
-            self.writes += 1
-        self.objects[oid] = (kind, payload)
-        return oid
-
-    def put_tree(self, refs: list[ObjectId], body: bytes) -> ObjectId:
-        return self.put(ObjectType.TREE, encode_tree(refs, body))
-
-    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
-        return self.objects[oid]
-
-    def has(self, oid: ObjectId) -> bool:
-        return False
+from coursevault.store.treecodec import tree_refs
+from coursevault.tree.xmltree import ChunkResult, XmlChunker
 
 
 def reachable(repo: Repository, snap: str) -> set[ObjectId]:
@@ -94,38 +67,6 @@ def test_second_night_shares_unchanged_nodes(cv_repo: Repository, tmp_path: Path
     a, b = reachable(cv_repo, first.snapshot), reachable(cv_repo, second.snapshot)
     assert len(a & b) / len(b) > 0.9
     assert cv_repo.read_snapshot(second.snapshot)["parents"] == [first.snapshot]
-
-
-@settings(max_examples=25, deadline=None)
-@given(
-    n=st.integers(min_value=1, max_value=3000),
-    pos=st.integers(min_value=0),
-    seed=st.integers(0, 2**32),
-)
-def test_list_insert_rewrites_few_chunks(n: int, pos: int, seed: int) -> None:
-    rnd = random.Random(seed)
-    items = [rnd.randbytes(32) for _ in range(n)]
-    sink = MemSink()
-    builder = ListBuilder(sink)
-    for item in items:
-        builder.append(item)
-    root = builder.finish()
-    assert list(iter_list(sink.get, root)) == items if n > 1 else root == items[0]
-
-    before = set(sink.objects)
-    items.insert(pos % (n + 1), rnd.randbytes(32))
-    builder = ListBuilder(sink)
-    for item in items:
-        builder.append(item)
-    root2 = builder.finish()
-    assert list(iter_list(sink.get, root2)) == items
-    new = set(sink.objects) - before
-    levels = 1
-    size = len(items)
-    while size > AVG_FANOUT:
-        size //= AVG_FANOUT
-        levels += 1
-    assert len(new) <= 2 * levels + 2  # a chunk per level (two where a boundary moved)
 
 
 def _cut_counter(monkeypatch: pytest.MonkeyPatch) -> list[int]:

@@ -155,7 +155,7 @@ def test_a_forget_after_a_commit_killed_after_the_swap_decides_on_it_too(
     decides on the catalog, must count it (it kept night 1 and night 2 for
     ``--keep-last 1``)."""
     from coursevault import api
-    from coursevault.snapshot.retention import Policy
+    from coursevault.history.retention import Policy
 
     _commit(repo, 1000.0, "n1")
     _crash_after_swap(repo, backend, monkeypatch)

@@ -7,19 +7,28 @@ boundaries keep unchanged stretches as equal chunk ids), which yields just the
 records that differ; those are then paired by key -- element name plus ``id``
 attribute, or position for id-less elements -- into modified records, whose
 fields are compared one by one.  A record whose exact content was removed in
-one place and added in another is reported as a move.
+one place and added in another is reported as a move.  What it finds is
+changes.py's (the records, their groups and their lines).
 """
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
+from coursevault.diff.changes import (
+    FieldChange,
+    MemberChange,
+    RecordChange,
+    TreeDiff,
+    short_text_diff,
+)
+from coursevault.diff.changes import iter_lines as iter_lines  # for existing importers
 from coursevault.errors import BadInputError
-from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive
-from coursevault.snapshot.elements import (
+from coursevault.moodle2.archiveindex import INDEX_NAME
+from coursevault.store.ids import ObjectId
+from coursevault.store.treecodec import decode_tree, read_varint
+from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
+from coursevault.tree.elements import (
     Element,
     children,
     document_root,
@@ -27,123 +36,9 @@ from coursevault.snapshot.elements import (
     load_record,
     record_element,
 )
-from coursevault.snapshot.nodes import Getter, Record, decode_group
-from coursevault.store.ids import ObjectId
-from coursevault.store.treecodec import decode_tree, read_varint
+from coursevault.tree.nodes import Getter, Record, decode_group
 
 LONG_TEXT = 80
-
-
-@dataclass
-class FieldChange:
-    name: str
-    old: str | None
-    new: str | None
-    diff: list[str] | None = None  # short unified diff for long text
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"field": self.name, "old": self.old, "new": self.new}
-        if self.diff is not None:
-            d["diff"] = self.diff
-        return d
-
-
-@dataclass
-class RecordChange:
-    change: str  # "added", "removed", "modified", "moved"
-    member: str
-    path: str  # element address inside the member
-    tag: str
-    id: str | None
-    fields: list[FieldChange] = field(default_factory=list)
-    moved_from: str | None = None  # "member:path" for moves
-    oid: ObjectId | None = None  # the record's content id (added/removed), to find moves
-
-    def as_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "change": self.change,
-            "member": self.member,
-            "path": self.path,
-            "tag": self.tag,
-            "id": self.id,
-        }
-        if self.fields:
-            d["fields"] = [f.as_dict() for f in self.fields]
-        if self.moved_from:
-            d["moved_from"] = self.moved_from
-        return d
-
-
-@dataclass
-class MemberChange:
-    change: str  # "added", "removed", "modified"
-    path: str
-    kind: str  # member kind: file or dir
-    old_size: int | None
-    new_size: int | None
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass
-class TreeDiff:
-    members: list[MemberChange] = field(default_factory=list)
-    records: list[RecordChange] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        out = {"added": 0, "removed": 0, "modified": 0, "moved": 0}
-        for r in self.records:
-            out[r.change] += 1
-        return out
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "members": [m.as_dict() for m in self.members],
-            "records": [r.as_dict() for r in self.records],
-            "counts": self.counts(),
-            "groups": self.groups(),
-        }
-
-    def groups(self) -> dict[str, dict[str, int]]:
-        """Counts per activity, section, file area or top-level file (for --stat)."""
-        out: dict[str, dict[str, int]] = {}
-        for m in self.members:
-            g = out.setdefault(group_of(m.path), _zero())
-            g[f"members_{m.change}"] += 1
-        for r in self.records:
-            g = out.setdefault(group_of(r.member, r), _zero())
-            g[r.change] += 1
-        return dict(sorted(out.items()))
-
-
-def _zero() -> dict[str, int]:
-    return {
-        "added": 0,
-        "removed": 0,
-        "modified": 0,
-        "moved": 0,
-        "members_added": 0,
-        "members_removed": 0,
-        "members_modified": 0,
-    }
-
-
-def group_of(member_path: str, record: RecordChange | None = None) -> str:
-    """activities/forum_7/..., sections/section_3/..., files (by file area), or the file."""
-    parts = member_path.split("/")
-    if parts[0] in ("activities", "sections") and len(parts) > 1:
-        return "/".join(parts[:2])
-    if parts[0] == "course" and len(parts) > 2 and parts[1] == "blocks":
-        return "/".join(parts[:3])
-    if parts[0] == "files" and len(parts) > 1:
-        return "files (contents)"
-    if record is not None and member_path == "files.xml":
-        area = next((f.new or f.old for f in record.fields if f.name == "filearea"), None)
-        comp = next((f.new or f.old for f in record.fields if f.name == "component"), None)
-        if area or comp:
-            return f"files.xml {comp}/{area}"
-    return parts[0] if parts[0] != "course" else "course"
 
 
 # -- the walk -------------------------------------------------------------------------
@@ -178,7 +73,7 @@ def _diff_members(
     by_a = {m.path: m for m in a.members}
     by_b = {m.path: m for m in b.members}
     for path, mb in by_b.items():
-        if not _in_prefix(path, prefix) or path in ("", ".ARCHIVE_INDEX"):
+        if not _in_prefix(path, prefix) or path in ("", INDEX_NAME):
             continue
         ma = by_a.get(path)
         if ma is None:
@@ -192,7 +87,7 @@ def _diff_members(
             if _both_xml(ma, mb):
                 _diff_documents(get, path, ma.content, mb.content, out)  # type: ignore[arg-type]
     for path, ma in by_a.items():
-        if path in by_b or not _in_prefix(path, prefix) or path in ("", ".ARCHIVE_INDEX"):
+        if path in by_b or not _in_prefix(path, prefix) or path in ("", INDEX_NAME):
             continue
         out.members.append(MemberChange("removed", path, ma.kind, ma.size, None))
         if ma.content_kind == "xml" and ma.content is not None:
@@ -358,23 +253,6 @@ def _field_changes(a: Element, b: Element) -> list[FieldChange]:
     return changes
 
 
-def short_text_diff(old: str, new: str, max_lines: int = 12) -> list[str]:
-    """A few lines of unified diff; long one-line HTML is split at tags and sentences."""
-
-    def lines(text: str) -> list[str]:
-        text = text.replace("&gt;", "&gt;\n").replace("</p>", "</p>\n").replace(". ", ".\n")
-        return text.splitlines()
-
-    out = [
-        line
-        for line in difflib.unified_diff(lines(old), lines(new), lineterm="", n=1)
-        if not line.startswith(("---", "+++"))
-    ]
-    if len(out) > max_lines:
-        out = [*out[:max_lines], f"... ({len(out) - max_lines} more lines)"]
-    return out
-
-
 # -- lists ----------------------------------------------------------------------------
 def _load(get: Getter, cache: dict[ObjectId, Record], oid: ObjectId) -> Element:
     rec = cache.get(oid)
@@ -472,44 +350,3 @@ def _find_moves(out: TreeDiff) -> None:
             continue
         kept.append(r)
     out.records = [r for r in kept if id(r) not in moved_away]
-
-
-def iter_lines(diff: TreeDiff) -> Iterator[str]:
-    """Human-readable lines, grouped by member."""
-    by_member: dict[str, list[RecordChange]] = {}
-    for r in diff.records:
-        by_member.setdefault(r.member, []).append(r)
-    sign = {"added": "+", "removed": "-", "modified": "M", "moved": ">"}
-    for m in diff.members:
-        size = ""
-        if m.change == "modified":
-            size = f" ({m.old_size} -> {m.new_size} bytes)"
-        elif m.kind != "dir":
-            size = f" ({m.new_size if m.new_size is not None else m.old_size} bytes)"
-        yield f"{sign[m.change]} {m.path}{'/' if m.kind == 'dir' else ''}{size}"
-        yield from _record_lines(by_member.pop(m.path, []))
-    for member, recs in by_member.items():
-        yield f"M {member}"
-        yield from _record_lines(recs)
-
-
-def _record_lines(recs: list[RecordChange]) -> Iterator[str]:
-    sign = {"added": "+", "removed": "-", "modified": "~", "moved": ">"}
-    for r in recs:
-        line = f"    {sign[r.change]} {r.path}"
-        if r.moved_from:
-            line += f"  (from {r.moved_from})"
-        yield line
-        for f in r.fields:
-            if f.diff is not None:
-                yield f"        {f.name}:"
-                for d in f.diff:
-                    yield f"          {d}"
-            else:
-                yield f"        {f.name}: {_short(f.old)} -> {_short(f.new)}"
-
-
-def _short(v: str | None) -> str:
-    if v is None:
-        return "(absent)"
-    return repr(v if len(v) <= 60 else v[:57] + "...")

@@ -23,8 +23,9 @@ from typing import Any
 from coursevault.errors import BackendError, BadInputError
 from coursevault.moodle2.archive_writer import TgzWriter, ZipWriter
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
-from coursevault.snapshot.archive_tree import ArchiveTree, Member, load_archive, write_content
 from coursevault.store.repository import Repository
+from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive, write_member
+from coursevault.tree.nodes import Getter
 
 FORMATS = ("tgz", "zip")
 # zlib-ng's level 3: archives 4 % larger than Moodle's level 6 for 60 % of
@@ -43,6 +44,15 @@ class ExportResult:
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+def write_content(
+    get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
+) -> None:
+    """Write a member's exact bytes through ``write``, as the archive had them
+    (for export and ``cat``): the tree's reader, given Moodle's rendering of
+    the ``.ARCHIVE_INDEX`` for a member stored as regenerated."""
+    write_member(get, tree, member, write, render_archive_index)
 
 
 def validate_level(level: int) -> None:

@@ -1,6 +1,7 @@
-"""Snapshots: turning backups into manifest trees in the store, and reading them back.
+"""Snapshots: Moodle backups into manifest trees in the store.
 
-Joins the format layer (moodle2) and the storage layer (store): the chunkers
-here build the Merkle tree of a course -- archive, members, XML documents,
-element records, lists, file chunks -- and the renderers walk it back.
+Joins the format layer (moodle2) to the tree layer (coursevault.tree):
+``ingest.py`` reads an archive member by member and builds its snapshot with
+the tree's chunkers.  Reading trees back is the tree layer's job, so diff
+and restore do not import this package.
 """

@@ -17,7 +17,6 @@ durable.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,22 +25,23 @@ from typing import Any
 
 from coursevault import __version__
 from coursevault.errors import XmlError
+from coursevault.history.times import format_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
-from coursevault.snapshot.filechunks import store_content
-from coursevault.snapshot.listbuilder import ListBuilder
-from coursevault.snapshot.nodes import encode_archive, encode_member, encode_mtimes
 from coursevault.snapshot.source import SPOOL_IN_MEMORY, ArchiveSource, Source, SourceHead
-from coursevault.snapshot.storedrows import check_stored_length
-from coursevault.snapshot.xmlmember import Cut, store_xml_member
-from coursevault.snapshot.xmltree import XmlSyntax
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
 from coursevault.store.stored_inputs import StoredInput
+from coursevault.tree.filechunks import store_content
+from coursevault.tree.listbuilder import ListBuilder
+from coursevault.tree.nodes import encode_archive, encode_member, encode_mtimes
+from coursevault.tree.storedrows import check_stored_length
+from coursevault.tree.xmlmember import Cut, store_xml_member
+from coursevault.tree.xmltree import XmlSyntax
 
 Progress = Callable[[int, int], None]
 
@@ -78,10 +78,6 @@ def text_chunker(config: dict[str, Any]) -> dict[str, int]:
     """Smaller chunks for text that grows by appending (moodle_backup.log, raw XML):
     a night's new lines then cost a few KiB, not the whole file again."""
     return dict(config.get("text_chunker") or {"min": 1024, "avg": 4096, "max": 16 * 1024})
-
-
-def format_time(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def ingest_archive(

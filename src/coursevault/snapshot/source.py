@@ -12,7 +12,6 @@ it reads a row.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from coursevault.errors import ArchiveError, BadInputError
+from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 
@@ -63,17 +63,6 @@ def validate_course_key(key: str) -> str:
             f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
         )
     return key
-
-
-def parse_time(text: str) -> float:
-    """ISO 8601 -> epoch seconds; a time without zone is UTC."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadInputError(f"invalid time {text!r}: use ISO 8601, e.g. 2026-11-20T14:00") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return when.timestamp()
 
 
 class ArchiveSource:

@@ -20,9 +20,9 @@ from typing import Any
 import blake3
 
 from coursevault.errors import CorruptionError
-from coursevault.snapshot.archive_tree import content_length
-from coursevault.snapshot.nodes import Getter, NodeFormatError
 from coursevault.store.ids import ObjectId
+from coursevault.tree.archive_tree import content_length
+from coursevault.tree.nodes import Getter, NodeFormatError
 
 # What a row's seal is keyed with: change it if the seal changes shape.
 SEAL_KEY = b"coursevault stored member row 1\n"

@@ -1,4 +1,4 @@
-"""Grafting as ingest does it (snapshot/xmlmember.py): candidates found by
+"""Grafting as ingest does it (tree/graft.py): candidates found by
 start tag and first bytes, checked by hashes of the night before's bytes
 kept in the catalog row -- never a tree other than a whole cut's."""
 
@@ -7,13 +7,13 @@ from __future__ import annotations
 import io
 from unittest import mock
 
+from helpers import MemSink
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_incremental import MemSink
 from test_xmltree import change, document, element
 
-from coursevault.snapshot import xmlmember
-from coursevault.snapshot.xmltree import XmlChunker
+from coursevault.tree import graft, xmlmember
+from coursevault.tree.xmltree import XmlChunker
 
 
 def cut(sink: MemSink, data: bytes, every: int = 0, grafts: object = None) -> XmlChunker:
@@ -46,14 +46,14 @@ def test_grafts_checked_by_hashes_cut_as_the_whole(
     element, before the checkpoint, or a damaged hash in the row: those
     bytes must not be jumped over."""
     with (
-        mock.patch.object(xmlmember, "MIN_GRAFT", 2),
-        mock.patch.object(xmlmember, "PEEK", 2),
-        mock.patch.object(xmlmember, "PROBE", 8),
+        mock.patch.object(graft, "MIN_GRAFT", 2),
+        mock.patch.object(graft, "PEEK", 2),
+        mock.patch.object(graft, "PROBE", 8),
     ):
         sink = MemSink()
         old = cut(sink, doc, every)
         points = rows(old.checkpoints)
-        info = xmlmember._graft_info(io.BytesIO(doc), points, {})
+        info = graft.graft_info(io.BytesIO(doc), points, {})
         changed = change(doc, old.checkpoints, pick, before, after)
         if changed is None:
             return
@@ -68,7 +68,7 @@ def test_grafts_checked_by_hashes_cut_as_the_whole(
             raw[damage] ^= 1
             info["digests"] = raw.hex()
         spool = io.BytesIO(new)
-        grafts = xmlmember._Grafts(spool, len(new), points, info)
+        grafts = graft.CheckpointGrafts(spool, len(new), points, info)
         got = cut(sink, new, every, grafts)
         whole = cut(MemSink(), new)
         assert got.result.store(sink) == whole.result.store(MemSink())  # type: ignore[attr-defined]

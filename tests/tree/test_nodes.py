@@ -1,13 +1,13 @@
-"""Record groups (snapshot.nodes): the ``R`` node that holds most of a backup."""
+"""Record groups (tree.nodes): the ``R`` node that holds most of a backup."""
 
 from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coursevault.snapshot.nodes import Record, decode_group, encode_group
 from coursevault.store.ids import ID_SIZE
 from coursevault.store.treecodec import write_varint
+from coursevault.tree.nodes import Record, decode_group, encode_group
 
 NODB = settings(database=None, deadline=None, max_examples=80)
 
@@ -55,12 +55,12 @@ def test_a_document_names_its_length_and_older_ones_read_as_unknown() -> None:
     length"), read without rendering; those written before name only their
     root, and render the same."""
     import pytest
-    from test_incremental import MemSink
+    from helpers import MemSink
 
-    from coursevault.snapshot.nodes import NodeFormatError, document_length, encode_document
-    from coursevault.snapshot.render import render_document
-    from coursevault.snapshot.xmltree import XmlChunker
     from coursevault.store.ids import ObjectType
+    from coursevault.tree.nodes import NodeFormatError, document_length, encode_document
+    from coursevault.tree.render import render_document
+    from coursevault.tree.xmltree import XmlChunker
 
     doc = b'<?xml version="1.0"?>\n<a>\n  <b id="1"><c>x</c></b>\n  <b id="2"><c>y</c></b>\n</a>\n'
     sink = MemSink()

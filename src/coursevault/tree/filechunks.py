@@ -12,9 +12,9 @@ from typing import Any, Protocol
 
 from fastcdc.fastcdc_cy import fastcdc_cy
 
-from coursevault.snapshot.nodes import encode_chunked
-from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.tree.nodes import encode_chunked
+from coursevault.tree.sink import ObjectSink
 
 WINDOW = 8 << 20
 

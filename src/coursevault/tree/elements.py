@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from lxml import etree
 
 from coursevault.errors import BadInputError
-from coursevault.snapshot.nodes import (
+from coursevault.store.ids import ObjectId
+from coursevault.store.treecodec import decode_tree
+from coursevault.tree.nodes import (
     MARKER_TAG,
     Getter,
     NodeFormatError,
@@ -29,9 +31,7 @@ from coursevault.snapshot.nodes import (
     decode_element,
     iter_records,
 )
-from coursevault.snapshot.render import Writer, render_record
-from coursevault.store.ids import ObjectId
-from coursevault.store.treecodec import decode_tree
+from coursevault.tree.render import Writer, render_record
 
 _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, strip_cdata=False

@@ -1,8 +1,10 @@
-"""Streaming an XML document into element records (rendering them back: render.py).
+"""Cutting: streaming an XML document into element records.
 
-Ingest scans the member's bytes for tags itself (``bytes.find`` does the
-work, so it runs at C speed) while libxml2 checks, on the same bytes, that the
-document is well-formed and has no DTD.  Whenever an element that contains
+Ingest scans the member's bytes for tags itself (xmltags.py: ``bytes.find``
+and regular expressions do the work, so it runs at C speed) while libxml2
+checks, on the same bytes, that the document is well-formed and has no DTD
+(xmlcheck.py).  Rendering the records back is render.py's; the state a cut
+is resumed or grafted from, cutstate.py's and graft.py's.  Whenever an element that contains
 other elements ends, it becomes a *record*: its exact input bytes, in which
 every run of child records is replaced by the marker ``<_cvlist/>``, are
 stored as one ``X`` node.  Because fragments are slices of the input, never a
@@ -23,31 +25,38 @@ marker) raise :class:`NotCanonical`; the caller keeps their raw bytes.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Container
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import blake3
-from lxml import etree
 
-from coursevault.snapshot.listbuilder import RecordListBuilder
-from coursevault.snapshot.nodes import (
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.treecodec import encode_tree
+from coursevault.tree.cutstate import Checkpoint, OpenElement, Run
+from coursevault.tree.graft import GraftSource, fit_graft
+from coursevault.tree.listbuilder import RecordListBuilder
+from coursevault.tree.nodes import (
     MARKER,
     MARKER_TAG,
     encode_document,
     encode_element,
     encode_length,
 )
-from coursevault.snapshot.sink import ObjectSink
-from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.treecodec import encode_tree
+from coursevault.tree.sink import ObjectSink
+from coursevault.tree.xmlcheck import Validator, XmlSyntax
+from coursevault.tree.xmltags import (
+    LEAVES,
+    MAX_PROLOGUE,
+    RECORD,
+    NotCanonical,
+    markup_end,
+    quoted_tag_end,
+)
 
 MARKER_TAG_B = MARKER_TAG.encode()
 _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
 # object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
 _LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
-MAX_PROLOGUE = 1 << 20
 # Elements open at once that a document may have and still be cut into
 # records: past that it is kept raw (exact all the same).  Moodle nests a
 # dozen levels; the scanner holds about 0.5 kB for each open element, so a
@@ -59,148 +68,6 @@ MAX_DEPTH = 10_000
 # elements are open: a state holds every open element, and a member keeps
 # up to 32 of them until its session commits.
 MAX_POINT_DEPTH = 256
-
-# The end of a start tag whose attribute values may hold '>' (only used when a
-# tag has quotes in it; well-formedness is libxml2's job, not this pattern's).
-# A stretch of leaf elements without attributes, ``<name>text</name>``, blanks
-# between them: the fields that make up most of a Moodle backup.
-_LEAVES = re.compile(rb"(?:[ \t\r\n]*<([A-Za-z_][\w.\-]*)>[^<]*</\1>)+")
-# An element's start tag (double-quoted attributes only), the stretch of
-# fields after it, and its end tag if that comes next.  Most records of a
-# backup are fields only (a post, a grade, a log line): then one match stands
-# for the general path's steps per tag.  A record with nested records (a post
-# with ratings) is at least not scanned twice: its start tag and fields are
-# taken from the match.  Anything else (a comment, an odd attribute, a record
-# cut by the end of the data) goes the general way, which cuts the same.
-_RECORD = re.compile(
-    rb'(<([A-Za-z_][\w.\-]*+)(?:[ \t\r\n]++[A-Za-z_][\w.\-]*+="[^"<>]*+")*+>)'
-    rb"((?:[ \t\r\n]*+<([A-Za-z_][\w.\-]*+)>[^<]*+</\4>)*+)"
-    rb"(?:[ \t\r\n]*+(</\2>))?"
-)
-_START_TAG_END = re.compile(rb"""<[^\s/>]+(?:\s+[^\s=]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*/?>""")
-
-
-class XmlSyntax(Exception):
-    """Malformed or unsafe XML; the message says what and where (line)."""
-
-
-class NotCanonical(Exception):
-    """The document cannot be element-chunked exactly; keep its raw bytes."""
-
-
-class _DoctypeFound(Exception):
-    pass
-
-
-class _NoEvents:
-    """A parser target with no event methods: lxml then calls no Python per
-    element and builds nothing, so libxml2 only checks the bytes."""
-
-    def doctype(self, *_args: object) -> None:
-        raise _DoctypeFound
-
-    def close(self) -> None:
-        return None
-
-
-_LINE_COLUMN = re.compile(r", line \d+, column \d+$")
-
-
-class _Validator:
-    """libxml2 (lxml's feed parser) over the same bytes: well-formed, no DTD,
-    no undeclared entities.
-
-    A DOCTYPE is refused when it starts, before any entity in it is declared,
-    so nothing is ever expanded or fetched (and no DTD or network is loaded
-    in any case).  libxml2 with a target that takes no events checks a
-    backup's XML in about half expat's time (0.27 against 0.49 s for the
-    generated 100 MB course), which was a tenth of an ingest.
-    """
-
-    def __init__(self) -> None:
-        self._p = etree.XMLParser(
-            target=_NoEvents(),
-            resolve_entities=False,
-            no_network=True,
-            load_dtd=False,
-            huge_tree=True,  # long text fields and deep documents are fine here
-        )
-
-    def feed(self, data: bytes, final: bool = False) -> None:
-        try:
-            if data:
-                self._p.feed(data)
-            if final:
-                self._p.close()
-        except _DoctypeFound:
-            raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted") from None
-        except etree.XMLSyntaxError as exc:
-            # (some of libxml2's messages end in a line break)
-            what = _LINE_COLUMN.sub("", (exc.msg or "not well-formed").strip())
-            raise XmlSyntax(f"malformed XML at line {exc.lineno}: {what}") from None
-
-
-class _Open:
-    """An element being scanned."""
-
-    __slots__ = (
-        "cursor",
-        "elements0",
-        "gap",
-        "head",
-        "name",
-        "nchild",
-        "pieces",
-        "records0",
-        "run_at",
-        "runs",
-        "start",
-    )
-
-    def __init__(self, name: bytes, start: int) -> None:
-        self.name = name
-        self.start = start
-        self.head = start  # the end of its start tag
-        self.records0 = self.elements0 = 0  # the counts when it opened (grafting)
-        self.cursor = start  # own bytes before this offset are in ``pieces``
-        self.pieces: list[bytes] | None = None  # set once a child element opens
-        self.runs: list[_Run] = []
-        self.gap = b""  # the parent's bytes between its previous cut and this element
-        self.nchild = 0  # child elements opened so far
-        self.run_at = -1  # nchild when the open run's last record ended
-
-
-@dataclass
-class _Run:
-    builder: RecordListBuilder
-    sep: bytes | None = None
-
-
-@dataclass
-class Graft:
-    """Where a cut may jump to: a checkpoint of an earlier cut taken inside an
-    element that opened at ``start`` with the start tag just opened tonight,
-    whose bytes from ``start`` to ``offset`` are tonight's too (the
-    :class:`GraftSource` checked)."""
-
-    offset: int  # the checkpoint's offset in the earlier cut
-    start: int  # where the element opened in the earlier cut
-    state: dict[str, Any]  # the checkpoint's state (XmlChunker.checkpoint)
-    depth: int  # the element's place in ``state["stack"]``
-    lines: int  # line breaks before ``offset`` moved to tonight's place
-    every: int = 0  # the checkpoints' spacing from there on (0: unchanged)
-
-
-class GraftSource(Protocol):
-    """What a cut asks, at each element it opens, for a place to jump to (see
-    :meth:`XmlChunker._graft`).  ``tags`` holds the start tags worth asking
-    about; ``find`` gets the tag, where it starts, and how far the input has
-    been fed."""
-
-    @property
-    def tags(self) -> Container[bytes]: ...
-
-    def find(self, tag: bytes, start: int, fed: int) -> Graft | None: ...
 
 
 @dataclass
@@ -235,7 +102,7 @@ class XmlChunker:
         grafts: GraftSource | None = None,
     ) -> None:
         self._sink = sink
-        self._valid = _Validator()
+        self._valid = Validator()
         # where an element opened tonight may jump to (see :meth:`_graft`)
         self._grafts = grafts
         self._jumped = False  # set by _graft, for _run to take up
@@ -248,7 +115,7 @@ class XmlChunker:
         self._buf = b""  # input from offset ``_base`` on, not yet cut away
         self._base = 0
         self._scan = 0  # absolute offset where scanning resumes
-        self._stack: list[_Open] = []
+        self._stack: list[OpenElement] = []
         self._prologue: bytes | None = None
         self._root: ObjectId | None = None
         self._trailer_from = -1
@@ -301,37 +168,19 @@ class XmlChunker:
         Why: a big member (a 22 MB forum.xml) changes every night, but mostly
         at its end, where new posts and log lines land; a night whose first
         megabytes are the same as the night before's resumes from the state
-        there instead of cutting them again (snapshot/ingest.py).  The state
+        there instead of cutting them again (xmlmember.py).  The state
         is small: the open elements (their bytes not yet cut, runs, counters)
         and each run's open group and list chunks (ids).
         """
         keep = self._keep(offset)
-        return {
-            "keep": keep,
-            "buf": self._buf[keep - self._base : offset - self._base].hex(),
-            "prologue": (self._prologue or b"").hex(),
-            "records": self.records,
-            "elements": self.elements,
-            "stack": [
-                {
-                    "name": el.name.hex(),
-                    "start": el.start,
-                    "head": el.head,
-                    "records0": el.records0,
-                    "elements0": el.elements0,
-                    "cursor": el.cursor,
-                    "pieces": None if el.pieces is None else [p.hex() for p in el.pieces],
-                    "gap": el.gap.hex(),
-                    "nchild": el.nchild,
-                    "run_at": el.run_at,
-                    "runs": [
-                        {"sep": None if r.sep is None else r.sep.hex(), "list": r.builder.state()}
-                        for r in el.runs
-                    ],
-                }
-                for el in self._stack
-            ],
-        }
+        return Checkpoint(
+            keep,
+            self._buf[keep - self._base : offset - self._base],
+            self._prologue or b"",
+            self.records,
+            self.elements,
+            self._stack,
+        ).dump()
 
     @classmethod
     def resume(
@@ -354,17 +203,11 @@ class XmlChunker:
         c = cls(sink, checkpoint_every=checkpoint_every, grafts=grafts)
         if checkpoint_every > 0:
             c._next_point = offset + checkpoint_every
-        c._prologue = bytes.fromhex(state["prologue"])
-        c._base = int(state["keep"])
-        c._buf = bytes.fromhex(state["buf"])
-        if c._base + len(c._buf) != offset:
-            raise ValueError("checkpoint: its bytes do not end at its offset")
+        point = Checkpoint.load(sink, offset, state)
+        c._prologue, c._base, c._buf = point.prologue, point.keep, point.buf
         c._scan = c._size = offset
-        c.records = int(state["records"])
-        c.elements = int(state["elements"])
-        c._stack.extend(_frame(sink, item, 0) for item in state["stack"])
-        if not c._stack:
-            raise ValueError("checkpoint: outside the root element")
+        c.records, c.elements = point.records, point.elements
+        c._stack.extend(point.stack)
         c._restart_validator(lines)
         return c
 
@@ -372,82 +215,45 @@ class XmlChunker:
         """A new libxml2 parser that goes on from the open elements, with
         ``lines`` line breaks before where the input goes on (see :meth:`resume`)."""
         assert self._prologue is not None
-        head = self._prologue + b"".join(b"<" + el.name + b">" for el in self._stack)
-        self._valid = _Validator()
-        self._valid.feed(head + b"\n" * max(0, lines - head.count(b"\n")))
+        self._valid = Validator.resumed(self._prologue, [el.name for el in self._stack], lines)
 
-    # -- grafting --------------------------------------------------------------------
-    def _graft(self, tag: bytes, el: _Open) -> None:
+    # -- grafting (graft.py) ----------------------------------------------------------
+    def _graft(self, tag: bytes, el: OpenElement) -> None:
         """Jump from ``el``, which just opened, to a checkpoint an earlier cut
         took inside an element with the same start tag and the same bytes
-        since, if the graft source knows one.
-
-        Why this is exact: the state of an element and of everything open
-        inside it depends only on the bytes since it opened; what it changes
-        outside is settled when its first child opens (its gap, its parent's
-        cursor: :meth:`_first_child`).  So the state at the earlier
-        checkpoint, its offsets moved and tonight's elements above in place
-        of that night's, is the state a cut of tonight's bytes would reach
-        there.  Why it matters: a quiz's grades, near the top of quiz.xml,
-        change every night, so no checkpoint of the night before can be
-        resumed from, though the attempts below them (most of the file) are
-        the same bytes, moved.
-        """
+        since, if the graft source knows one and its state fits (graft.py
+        says why that is exact): take that state in place of this one's
+        from ``el`` down, and go on past the checkpoint."""
         assert self._grafts is not None
         fed = self._base + len(self._buf)
         g = self._grafts.find(tag, el.start, fed)
-        if g is None:
+        fit = None if g is None else fit_graft(self._sink, g, el)
+        if fit is None:
             return
-        delta = el.start - g.start
-        items = g.state["stack"][g.depth :]
-        state = g.state
-        try:
-            frames = [_frame(self._sink, item, delta) for item in items]
-            keep = int(state["keep"]) + delta
-            old = bytes.fromhex(state["buf"])
-            top = items[0]
-            if (
-                not frames
-                or top["pieces"] is None
-                or bytes.fromhex(top["name"]) != el.name
-                or int(top["start"]) != g.start
-                or keep < el.start
-                or keep + len(old) != g.offset + delta
-            ):
-                return
-            records = int(state["records"]) - int(top["records0"])
-            elements = int(state["elements"]) - int(top["elements0"])
-        except (ValueError, KeyError, TypeError):
-            return  # a state this chunker cannot take: cut on
         stack = self._stack
         self._first_child(el)  # tonight's gap and parent cursor
+        frames = fit.frames
         frames[0].gap = el.gap
-        shift_records = el.records0 - int(top["records0"])
-        shift_elements = el.elements0 - int(top["elements0"])
-        for frame in frames:  # tonight's counts, for the checkpoints to come
-            frame.records0 += shift_records
-            frame.elements0 += shift_elements
         stack[-1] = frames[0]
         stack.extend(frames[1:])
-        self.records += records
-        self.elements += elements
-        offset = g.offset + delta
+        self.records += fit.records
+        self.elements += fit.elements
+        offset = fit.offset
         if offset <= fed:  # libxml2 has checked up to ``fed`` already
-            self._buf = self._buf[keep - self._base :]
+            self._buf = self._buf[fit.keep - self._base :]
         else:  # those bytes are the earlier night's (the source checked)
-            self._buf = old
+            self._buf = fit.old
             self._size = offset
-            self._restart_validator(g.lines)
-        self._base = keep
+            self._restart_validator(fit.lines)
+        self._base = fit.keep
         self._scan = offset
         self.grafted += offset - el.start
-        if g.every > 0:
-            self._every = g.every
+        if fit.every > 0:
+            self._every = fit.every
         if self._every > 0:
             # the state there is a checkpoint of tonight's: tomorrow's cut can
             # graft to it again, whatever follows
-            self.checkpoints.append((offset, self.checkpoint(offset)))
-            self._next_point = offset + self._every
+            self._point(offset)
         self._jumped = True
 
     @property
@@ -464,8 +270,8 @@ class XmlChunker:
     def _scan_once(self) -> bool:
         buf, base, stack = self._buf, self._base, self._stack
         find = buf.find
-        leaves = _LEAVES.match
-        record = _RECORD.match
+        leaves = LEAVES.match
+        record = RECORD.match
         pos = self._scan - base
         end_of_data = len(buf)
         # the next checkpoint, relative to ``buf`` (past its end when none is due)
@@ -498,27 +304,14 @@ class XmlChunker:
                 self._end(gt + 1 + base, buf[lt + 2 : gt].rstrip())
                 pos = gt + 1
                 if pos >= point and 0 < len(stack) <= MAX_POINT_DEPTH:
-                    self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
-                    self._next_point = pos + base + self._every
-                    point = pos + self._every
+                    point = self._point(pos + base) - base
                 continue
             if c == 0x21 or c == 0x3F:  # '!' comment, CDATA, doctype; '?' PI
-                if buf.startswith(b"<!--", lt):
-                    close = b"-->"
-                elif buf.startswith(b"<![CDATA[", lt):
-                    close = b"]]>"
-                elif c == 0x3F:
-                    close = b"?>"
-                elif end_of_data - lt < 9:
-                    pos = lt
-                    break
-                else:  # a DOCTYPE: the validator has refused it already
-                    raise XmlSyntax("XML with a DTD (DOCTYPE) is not accepted")
-                stop = find(close, lt + 2)
+                stop = markup_end(buf, lt)
                 if stop < 0:
                     pos = lt
                     break
-                pos = stop + len(close)
+                pos = stop
                 continue
             if stack:
                 m = record(buf, lt)
@@ -529,9 +322,7 @@ class XmlChunker:
                             pos = m.end()
                             self._leaf_record(lt + base, pos + base, buf[lt:pos])
                             if pos >= point and len(stack) <= MAX_POINT_DEPTH:
-                                self.checkpoints.append((pos + base, self.checkpoint(pos + base)))
-                                self._next_point = pos + base + self._every
-                                point = pos + self._every
+                                point = self._point(pos + base) - base
                             continue
                         # a start tag and its fields: what the general path does
                         # with them, without scanning them again
@@ -547,21 +338,11 @@ class XmlChunker:
                         pos = stop
                         continue
             gt = find(b">", lt)
+            if gt >= 0 and (buf.find(b'"', lt, gt) >= 0 or buf.find(b"'", lt, gt) >= 0):
+                gt = quoted_tag_end(buf, lt, base)
             if gt < 0:
                 pos = lt
                 break
-            if buf.find(b'"', lt, gt) >= 0 or buf.find(b"'", lt, gt) >= 0:
-                m = _START_TAG_END.match(buf, lt)
-                if m is None:
-                    # a quoted '>' whose tag has not fully arrived (or a shape the
-                    # pattern does not know: then give up rather than buffer on)
-                    if end_of_data - lt > MAX_PROLOGUE:
-                        raise NotCanonical(
-                            f"the chunker could not follow the markup at byte {lt + base}"
-                        )
-                    pos = lt
-                    break
-                gt = m.end() - 1
             empty = buf[gt - 1] == 0x2F
             name = buf[lt + 1 : gt - 1 if empty else gt].split(None, 1)[0]
             self.elements += 1
@@ -574,6 +355,12 @@ class XmlChunker:
         self._scan = pos + base
         self._trim()
         return False
+
+    def _point(self, at: int) -> int:
+        """Take a checkpoint at ``at`` (just after an end tag); the offset of the next."""
+        self.checkpoints.append((at, self.checkpoint(at)))
+        self._next_point = at + self._every
+        return self._next_point
 
     def _start(self, name: bytes, start: int, end: int, empty: bool) -> None:
         if b":" in name:
@@ -593,7 +380,7 @@ class XmlChunker:
         if not empty:
             if len(stack) >= MAX_DEPTH:
                 raise NotCanonical(f"elements nested deeper than {MAX_DEPTH} levels")
-            el = _Open(name, start)
+            el = OpenElement(name, start)
             el.head = end
             el.records0 = self.records
             el.elements0 = self.elements
@@ -603,7 +390,7 @@ class XmlChunker:
                 if tag in self._grafts.tags:
                     self._graft(tag, el)
         elif not stack:  # an empty root element: a record without children
-            self._finish(_Open(name, start), end)
+            self._finish(OpenElement(name, start), end)
 
     def _leaf_record(self, start: int, end: int, fragment: bytes) -> None:
         """A record of fields only, ``fragment`` at ``start``..``end``: what
@@ -628,7 +415,7 @@ class XmlChunker:
         parent.cursor = end
         parent.run_at = parent.nchild
 
-    def _first_child(self, el: _Open) -> None:
+    def _first_child(self, el: OpenElement) -> None:
         """``el`` has a child element, so it will be a record: the bytes of its
         parent up to ``el`` are settled (they are ``el``'s gap in its parent)."""
         el.pieces = []
@@ -647,7 +434,7 @@ class XmlChunker:
             return  # a leaf: its bytes stay inline in the parent's fragment
         self._finish(el, end)
 
-    def _finish(self, el: _Open, end: int) -> None:
+    def _finish(self, el: OpenElement, end: int) -> None:
         """``el`` (ending at ``end``) is a record: store it and hang it on its parent."""
         pieces = el.pieces or []
         pieces.append(self._slice(el.cursor, end))
@@ -681,7 +468,7 @@ class XmlChunker:
         parent.run_at = parent.nchild
 
     def _hang(
-        self, parent: _Open, gap: bytes, rid: ObjectId, refs: list[ObjectId], body: bytes
+        self, parent: OpenElement, gap: bytes, rid: ObjectId, refs: list[ObjectId], body: bytes
     ) -> None:
         """Add a record to ``parent``'s open run if it follows the run's last
         record with the same text between; else start a run (and a marker)."""
@@ -697,7 +484,7 @@ class XmlChunker:
         parent.pieces.append(MARKER)
         builder = RecordListBuilder(self._sink)
         builder.append(rid, refs, body)
-        runs.append(_Run(builder))
+        runs.append(Run(builder))
 
     def _slice(self, start: int, stop: int) -> bytes:
         return self._buf[start - self._base : stop - self._base]
@@ -727,22 +514,3 @@ class XmlChunker:
         if cut > 0:
             self._buf = self._buf[cut:]
             self._base = keep
-
-
-def _frame(sink: ObjectSink, item: dict[str, Any], delta: int) -> _Open:
-    """An open element from its :meth:`XmlChunker.checkpoint` form, its
-    offsets moved by ``delta``."""
-    el = _Open(bytes.fromhex(item["name"]), int(item["start"]) + delta)
-    el.head = int(item.get("head", item["start"])) + delta
-    el.records0 = int(item.get("records0", 0))
-    el.elements0 = int(item.get("elements0", 0))
-    el.cursor = int(item["cursor"]) + delta
-    pieces = item["pieces"]
-    el.pieces = None if pieces is None else [bytes.fromhex(p) for p in pieces]
-    el.gap = bytes.fromhex(item["gap"])
-    el.nchild = int(item["nchild"])
-    el.run_at = int(item["run_at"])
-    for run in item["runs"]:
-        sep = None if run["sep"] is None else bytes.fromhex(run["sep"])
-        el.runs.append(_Run(RecordListBuilder.resume(sink, run["list"]), sep))
-    return el

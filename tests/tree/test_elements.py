@@ -1,4 +1,4 @@
-"""Element addresses (snapshot.elements): what ``cat`` takes and ``ls`` prints."""
+"""Element addresses (tree.elements): what ``cat`` takes and ``ls`` prints."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from helpers import CORPUS, corpus_ids
 
 from coursevault import api
 from coursevault.errors import BadInputError
-from coursevault.snapshot.elements import Element, Step, parse_address
 from coursevault.store.repository import Repository
+from coursevault.tree.elements import Element, Step, parse_address
 
 
 def test_a_step_takes_any_number_of_predicates() -> None:

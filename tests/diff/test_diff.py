@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import write_course
 from helpers import CORPUS
 
 from coursevault.cli.app import main
 from coursevault.diff.treediff import diff_snapshots
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId
 from coursevault.store.repository import Repository
+from coursevault.tree.sink import ObjectSink
 
 BASE = {1: [(10, "hello"), (11, "world")], 2: [(20, "second")]}
 
@@ -24,7 +24,9 @@ def _snap(repo: Repository, path: Path, **kw: object) -> bytes:
     return bytes.fromhex(repo.read_snapshot(res.snapshot)["root"])
 
 
-def test_field_change_added_and_removed_records(cv_repo: Repository, tmp_path: Path) -> None:
+def test_field_change_added_and_removed_records(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     a = _snap(cv_repo, write_course(tmp_path / "a.mbz", BASE))
     night2 = {1: [(10, "hello, edited"), (12, "new post")], 2: [(20, "second")]}
     b = _snap(cv_repo, write_course(tmp_path / "b.mbz", night2, date=1700086400))
@@ -45,7 +47,9 @@ def test_field_change_added_and_removed_records(cv_repo: Repository, tmp_path: P
     assert {m.path for m in d.members} == {"activities/forum_5/forum.xml", "moodle_backup.xml"}
 
 
-def test_moved_record_is_a_move(cv_repo: Repository, tmp_path: Path) -> None:
+def test_moved_record_is_a_move(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     a = _snap(cv_repo, write_course(tmp_path / "a.mbz", BASE))
     moved = {1: [(10, "hello")], 2: [(20, "second"), (11, "world")]}
     b = _snap(cv_repo, write_course(tmp_path / "b.mbz", moved))
@@ -71,7 +75,9 @@ def test_an_unchanged_record_behind_a_new_run_is_no_change(cv_repo: Repository) 
     assert ("added", "progresses") in {(r.change, r.tag) for r in d.records}
 
 
-def test_activities_and_files_added_or_removed(cv_repo: Repository, tmp_path: Path) -> None:
+def test_activities_and_files_added_or_removed(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     a = _snap(cv_repo, write_course(tmp_path / "a.mbz", BASE))
     extra = [
         ("activities/page_6/", None),
@@ -90,7 +96,9 @@ def test_activities_and_files_added_or_removed(cv_repo: Repository, tmp_path: Pa
     assert {m.path for m in only.members} == {"activities/page_6", "activities/page_6/page.xml"}
 
 
-def test_cost_grows_with_the_change_not_the_course(cv_repo: Repository, tmp_path: Path) -> None:
+def test_cost_grows_with_the_change_not_the_course(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
     big = {d: [(d * 1000 + p, f"post {d}-{p} " * 5) for p in range(40)] for d in range(1, 101)}
     a = _snap(cv_repo, write_course(tmp_path / "a.mbz", big))
     big[50][7] = (50007, "edited")
@@ -110,7 +118,10 @@ def test_cost_grows_with_the_change_not_the_course(cv_repo: Repository, tmp_path
 
 
 def test_cli_diff_json_stat_and_cross_course(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COURSEVAULT_REPO", str(tmp_path / "repo"))
@@ -145,11 +156,15 @@ def test_cli_diff_json_stat_and_cross_course(
 
 
 def test_documents_stored_before_d_nodes_named_their_length_are_no_change(
-    cv_repo: Repository, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cv_repo: Repository,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    write_course: Callable[..., Path],
 ) -> None:
     """A night stored by a version whose ``D`` nodes named only the root, and
     the same bytes stored since: the members are the same, not modified."""
-    from coursevault.snapshot import ingest, xmlmember, xmltree
+    from coursevault.snapshot import ingest
+    from coursevault.tree import xmlmember, xmltree
 
     extra: list[tuple[str, bytes | None]] = [
         ("course/", None),
@@ -171,3 +186,12 @@ def test_documents_stored_before_d_nodes_named_their_length_are_no_change(
         "activities/forum_5/forum.xml",
         "moodle_backup.xml",
     ]
+
+
+def test_groups_follow_the_layout_they_are_given() -> None:
+    """Moodle's layout groups by default; the walk itself knows none."""
+    from coursevault.diff.treediff import MemberChange, TreeDiff
+
+    d = TreeDiff(members=[MemberChange("added", "activities/forum_7/forum.xml", "file", None, 3)])
+    assert list(d.groups()) == ["activities/forum_7"]
+    assert list(d.groups(lambda path, _field: path.rsplit("/", 1)[-1])) == ["forum.xml"]

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from coursevault.snapshot.nodes import encode_group, encode_list
-from coursevault.snapshot.sink import ObjectSink
 from coursevault.store.ids import ObjectId
+from coursevault.tree.nodes import encode_group, encode_list
+from coursevault.tree.sink import ObjectSink
 
 AVG_FANOUT = 16  # boundary probability 1/16
 MIN_FANOUT = 2

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from coursevault.snapshot.nodes import (
+from coursevault.store.ids import ObjectId
+from coursevault.store.treecodec import decode_tree, read_varint
+from coursevault.tree.nodes import (
     MARKER,
     ElementNode,
     Getter,
@@ -22,8 +24,6 @@ from coursevault.snapshot.nodes import (
     decode_document,
     decode_element,
 )
-from coursevault.store.ids import ObjectId
-from coursevault.store.treecodec import decode_tree, read_varint
 
 FEED_SIZE = 1 << 20
 

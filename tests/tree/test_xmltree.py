@@ -9,20 +9,20 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from helpers import MemSink
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_incremental import MemSink
 
-from coursevault.snapshot.listbuilder import RecordListBuilder
-from coursevault.snapshot.render import render_document
-from coursevault.snapshot.xmltree import (
-    Graft,
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.treecodec import encode_tree
+from coursevault.tree.graft import Graft
+from coursevault.tree.listbuilder import RecordListBuilder
+from coursevault.tree.render import render_document
+from coursevault.tree.xmltree import (
     NotCanonical,
     XmlChunker,
     XmlSyntax,
 )
-from coursevault.store.ids import ObjectType, object_id
-from coursevault.store.treecodec import encode_tree
 
 NAMES = st.sampled_from(["a", "b", "post", "x_y", "c1"])
 TEXT = st.sampled_from(["", "t", " ", "\n  ", "&amp;", "&#65;", "a > b", "é", "\n"])
@@ -167,9 +167,9 @@ def test_markup_the_scanner_cannot_follow_is_kept_raw_not_refused(
     a valid document, the document is stored raw, never refused."""
     import re
 
-    from coursevault.snapshot import xmltree
+    from coursevault.tree import xmltags
 
-    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    monkeypatch.setattr(xmltags, "START_TAG_END", re.compile(rb"(?!)"))
     chunker = XmlChunker(MemSink())
     chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n</a>\n')
     with pytest.raises(NotCanonical, match="could not follow"):
@@ -181,9 +181,9 @@ def test_scanner_that_cannot_follow_gives_up_without_buffering_the_rest(
 ) -> None:
     import re
 
-    from coursevault.snapshot import xmltree
+    from coursevault.tree import xmltags
 
-    monkeypatch.setattr(xmltree, "_START_TAG_END", re.compile(rb"(?!)"))
+    monkeypatch.setattr(xmltags, "START_TAG_END", re.compile(rb"(?!)"))
     chunker = XmlChunker(MemSink())
     chunker.feed(b'<a>\n  <b x="1>2"><c>1</c></b>\n')
     for _ in range(3):
@@ -198,9 +198,9 @@ def test_runs_written_one_object_per_record_still_render_and_diff_equal() -> Non
     """Before records were grouped, each was an X object and a run listed their
     ids; such repositories must still read, and compare equal to the new layout."""
     from coursevault.diff.treediff import _list_difference
-    from coursevault.snapshot.listbuilder import ListBuilder
-    from coursevault.snapshot.nodes import encode_document, encode_element, iter_records
     from coursevault.store.treecodec import decode_tree
+    from coursevault.tree.listbuilder import ListBuilder
+    from coursevault.tree.nodes import encode_document, encode_element, iter_records
 
     posts = [f'<post id="{i}">\n      <m>{i}</m>\n    </post>'.encode() for i in range(40)]
     doc = b"<f>\n  <posts>\n    " + b"\n    ".join(posts) + b"\n  </posts>\n</f>\n"
@@ -241,10 +241,10 @@ def test_runs_written_one_object_per_record_still_render_and_diff_equal() -> Non
 def test_inserting_a_record_rewrites_few_groups(n: int, pos: int, seed: int) -> None:
     import random
 
-    from coursevault.snapshot.listbuilder import RecordListBuilder
-    from coursevault.snapshot.nodes import encode_element, iter_records
     from coursevault.store.ids import ObjectType, object_id
     from coursevault.store.treecodec import decode_tree, encode_tree
+    from coursevault.tree.listbuilder import RecordListBuilder
+    from coursevault.tree.nodes import encode_element, iter_records
 
     rnd = random.Random(seed)
 
@@ -362,7 +362,7 @@ def test_a_resumed_cut_reports_malformed_xml_at_its_real_line() -> None:
 
 class BytesGrafts:
     """A graft source over two nights' bytes, compared directly (the ingest's
-    own, snapshot/xmlmember.py, compares hashes of them)."""
+    own, tree/graft.py, compares hashes of them)."""
 
     def __init__(self, old: bytes, points: list[tuple[int, dict]], new: bytes) -> None:
         self.old, self.new = old, new

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from coursevault.errors import BadInputError, SelectorError
-from coursevault.snapshot.source import parse_time
+from coursevault.history.times import parse_time
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
 

@@ -1,18 +1,22 @@
 """Reading an archive snapshot's tree: layout, members, and member contents.
 
 Shared by export, ``ls``, ``cat`` and diff, so there is one reader of the
-``A``/``M`` node encodings.
+``A``/``M`` node encodings.  It knows no archive format: a member stored as
+regenerated from the others' listing (Moodle's ``.ARCHIVE_INDEX``) is
+rendered by the function the caller passes in (:data:`ListingRenderer`), so
+the tree layer stays below the format layer, as a database door needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from coursevault.errors import CorruptionError
-from coursevault.moodle2.archiveindex import render_archive_index
-from coursevault.snapshot.nodes import (
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.treecodec import decode_tree
+from coursevault.tree.nodes import (
     Getter,
     NodeFormatError,
     decode_chunked,
@@ -21,9 +25,11 @@ from coursevault.snapshot.nodes import (
     document_length,
     iter_list,
 )
-from coursevault.snapshot.render import render_document
-from coursevault.store.ids import ObjectId, ObjectType
-from coursevault.store.treecodec import decode_tree
+from coursevault.tree.render import render_document
+
+# (name, is_dir, size, mtime) of the other members, in archive order -> the
+# bytes of a member regenerated from them (moodle2.archiveindex.render_archive_index)
+ListingRenderer = Callable[[Iterable[tuple[str, bool, int, int]]], bytes]
 
 
 @dataclass(frozen=True)
@@ -97,10 +103,15 @@ def load_archive(get: Getter, root: ObjectId) -> ArchiveTree:
     return ArchiveTree(layout, members)
 
 
-def write_content(
-    get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
+def write_member(
+    get: Getter,
+    tree: ArchiveTree,
+    member: Member,
+    write: Callable[[bytes], object],
+    render_listing: ListingRenderer,
 ) -> None:
-    """Write a member's exact bytes through ``write``.
+    """Write a member's exact bytes through ``write``; a member kept as a
+    listing of the others (``archive-index``) is rendered by ``render_listing``.
 
     A document whose ``D`` node names another length than the member's is
     refused before a byte is written (the zip writer, unlike tar's, does not
@@ -121,7 +132,7 @@ def write_content(
         render_document(get, member.content, write)
     elif kind == "archive-index":
         write(
-            render_archive_index(
+            render_listing(
                 (m.name, m.is_dir, m.size, m.mtime) for m in tree.members if m is not member
             )
         )
