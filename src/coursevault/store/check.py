@@ -21,12 +21,12 @@ from coursevault.errors import (
     ObjectMissingError,
 )
 from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
-from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
+from coursevault.store.ids import TYPES, ObjectId, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
+from coursevault.store.reach import Reach
 from coursevault.store.repository import Repository, snapshot_dictionary
-from coursevault.store.treecodec import tree_refs
 
 # What kind of damage a problem is, and so which repair applies (the guide's
 # "When something is wrong" lists them): bytes that are there but wrong, files
@@ -34,6 +34,7 @@ from coursevault.store.treecodec import tree_refs
 # files, a storage failure; for warnings, space to reclaim or a stray file.
 CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
 UNREFERENCED, STRAY = "unreferenced", "stray"
+SEEN = 1  # the mark on ObjectTable rows of what snapshots and blocks need
 
 
 def kind_of(exc: BaseException) -> str:
@@ -141,7 +142,16 @@ def check_repository(
             report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
 
     # 3. snapshots: every object they reach must be indexed (and trees readable)
-    seen = _Seen(table)
+    reach = Reach(
+        repo,
+        table,
+        lambda oid, needed_by: report.error(
+            f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING
+        ),
+        lambda oid, needed_by, exc: report.error(
+            f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
+        ),
+    )
     dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
     next_nights: list[tuple[str, ObjectId]] = []  # writers' only: a fault is a warning
     for key, _size in backend.list("snapshots/"):
@@ -158,7 +168,7 @@ def check_repository(
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
             continue
-        _walk(repo, f"snapshot {snap_id}", root, table, seen, report)
+        reach.trees([root], f"snapshot {snap_id}", SEEN)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
             next_nights.append((f"snapshot {snap_id}'s dictionary", dictionary))
@@ -172,20 +182,19 @@ def check_repository(
             continue  # a missing or truncated pack is reported above
         if dict_id is not None:
             dictionaries.append((f"pack {names[no]} block at {boff} (its dictionary)", dict_id))
-    done: set[ObjectId] = set()
     for needed_by, dict_id in dictionaries:
-        _check_dictionary(repo, needed_by, dict_id, table, seen, done, report)
+        _check_dictionary(reach, needed_by, dict_id, report)
     # What a snapshot leaves for its course's next night restores nothing: the
     # next session compresses without it if it is damaged (and prune drops it)
     optional = CheckReport()
     for needed_by, dict_id in next_nights:
-        _check_dictionary(repo, needed_by, dict_id, table, seen, done, optional)
+        _check_dictionary(reach, needed_by, dict_id, optional)
     for problem in optional.problems:
         report.warn(
             f"{problem.message} (the next ingest of its course does without it)", problem.kind
         )
-    report.reachable = seen.count
-    _check_catalog(repo, table, seen, report)
+    report.reachable = reach.count
+    _check_catalog(repo, table, report)
 
     # 4. read every pack and verify every object
     if read_data:
@@ -201,85 +210,17 @@ def check_repository(
     return report
 
 
-class _Seen:
-    """The objects a walk has met: a mark on their rows, and a set for the
-    (few) that are not indexed."""
-
-    SEEN = 1
-
-    def __init__(self, table: ObjectTable) -> None:
-        self._table = table
-        self._missing: set[ObjectId] = set()
-        self.count = 0
-
-    def add(self, oid: ObjectId) -> range | None:
-        """Mark ``oid``; its rows (empty if not indexed), or None if it was
-        marked before."""
-        rows = self._table.rows(oid)
-        if not rows:
-            if oid in self._missing:
-                return None
-            self._missing.add(oid)
-        elif self._table.marks[rows.start] & self.SEEN:
-            return None
-        else:
-            self._table.mark(rows, self.SEEN)
-        self.count += 1
-        return rows
-
-
-def _walk(
-    repo: Repository,
-    needed_by: str,
-    root: ObjectId,
-    table: ObjectTable,
-    seen: _Seen,
-    report: CheckReport,
-) -> None:
-    stack = [root]
-    while stack:
-        oid = stack.pop()
-        rows = seen.add(oid)
-        if rows is None:
-            continue
-        if not rows:
-            report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING)
-            continue
-        if table.type(rows.start) != ObjectType.TREE:
-            continue
-        try:
-            _t, payload = repo.read_at(oid, table.location(rows.start))
-            stack.extend(tree_refs(payload))
-        except (CoursevaultError, ValueError) as exc:
-            report.error(f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc))
-
-
-def _check_dictionary(
-    repo: Repository,
-    needed_by: str,
-    dict_id: ObjectId,
-    table: ObjectTable,
-    seen: _Seen,
-    done: set[ObjectId],
-    report: CheckReport,
-) -> None:
+def _check_dictionary(reach: Reach, needed_by: str, dict_id: ObjectId, report: CheckReport) -> None:
     """A dictionary, the dictionaries before it and the objects they read are
     indexed and readable."""
-    if dict_id in done:
+    if dict_id in reach.dictionaries:
         return
-    if dict_id not in table:
-        done.add(dict_id)
+    if dict_id not in reach.table:
+        reach.dictionaries.add(dict_id)
         report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)", MISSING)
         return
     try:
-        for link, sources in repo.dictionary_chain(dict_id):
-            if link in done:
-                return
-            done.add(link)
-            seen.add(link)
-            for oid in sources:
-                seen.add(oid)
-            needed_by = f"dictionary {link.hex()}"
+        reach.dictionary(dict_id, needed_by, SEEN, whole=False)
     except CoursevaultError as exc:
         report.error(f"{needed_by}: {exc}", kind_of(exc))  # names the dictionary or object
 
@@ -333,7 +274,7 @@ REPAIR_CATALOG = "`coursevault index rebuild` recreates it from the repository"
 CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are counted
 
 
-def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: CheckReport) -> None:
+def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) -> None:
     """The catalog, which every read goes through, against the index files:
     each reachable object is located where an index file says (its snapshot
     rows were synced with the repository's files before the walk).  A catalog is a cache, so what is wrong
@@ -355,7 +296,7 @@ def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: Ch
 
     try:
         for rows in table.objects():
-            if table.marks[rows.start] & _Seen.SEEN:
+            if table.marks[rows.start] & SEEN:
                 batch.append(table.oid(rows.start))
                 if len(batch) >= 2000:
                     verify(batch)
