@@ -26,7 +26,8 @@ from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.reach import Reach
-from coursevault.store.repository import Repository, snapshot_dictionary
+from coursevault.store.repository import Repository
+from coursevault.store.snapshots import snapshot_dictionary
 
 # What kind of damage a problem is, and so which repair applies (the guide's
 # "When something is wrong" lists them): bytes that are there but wrong, files

@@ -27,9 +27,10 @@ from coursevault.store.catalog_sync import index_names, snapshot_names
 from coursevault.store.ids import ObjectId
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import LARGE_OBJECT, Location, PackWriter, pack_key
+from coursevault.store.pack import LARGE_OBJECT, MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.reach import Reach
-from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
+from coursevault.store.repository import Repository
+from coursevault.store.snapshots import snapshot_dictionary
 
 
 @dataclass

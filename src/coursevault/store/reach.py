@@ -28,7 +28,7 @@ from coursevault.store.objecttable import ObjectTable
 from coursevault.store.treecodec import tree_refs
 
 if TYPE_CHECKING:
-    from coursevault.store.repository import Repository
+    from coursevault.store.dictionaries import DictionaryReads
 
 # ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
 MissingHandler = Callable[[ObjectId, str], None]
@@ -48,7 +48,7 @@ class Reach:
 
     def __init__(
         self,
-        repo: Repository,
+        repo: DictionaryReads,
         table: ObjectTable,
         on_missing: MissingHandler,
         on_damaged: DamagedHandler | None = None,
@@ -165,7 +165,7 @@ class Reach:
 
 
 def walk_tail_first(
-    repo: Repository, root: ObjectId, budget: int, member_max: int
+    repo: DictionaryReads, root: ObjectId, budget: int, member_max: int
 ) -> tuple[int, list[bytes], list[ObjectId]]:
     """The content of a walk dictionary: from ``root``, the payloads of the
     trees of at most ``member_max`` bytes, the tail of every list first,

@@ -37,6 +37,7 @@ from coursevault.errors import BackendError, BadInputError
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.locks import list_locks
+from coursevault.store.snapshots import snapshot_key, snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -195,7 +196,6 @@ def reserve(repo: Repository, course: str, lock_key: str) -> None:
 def publish_last(repo: Repository, course: str) -> _Head:
     """Write the snapshot file of the course's last commit if it is missing
     (its writer died after the swap); return the head as read."""
-    from coursevault.store.repository import snapshot_key
 
     head = _read_head(repo, course)
     if head.last is not None:
@@ -216,7 +216,6 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
     """Steps 3 and 4 (see the module docstring) for a writer holding the lock
     ``lock_key``; returns the snapshot id.  The objects the record names must
     be indexed already."""
-    from coursevault.store.repository import snapshot_key, snapshot_row
 
     course = draft.course
     for _attempt in range(MAX_ATTEMPTS):

@@ -15,29 +15,30 @@ import secrets
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from coursevault.errors import CorruptionError, ObjectMissingError
-from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
-from coursevault.store.pack import Location, PackWriter, pack_key
-from coursevault.store.pending import PendingIndex
-from coursevault.store.repository import (
+from coursevault.store.dictionaries import (
     DICT_BUDGET,
-    DICT_MAGIC,
     DICT_MEMBER_MAX,
     DICT_MEMBERS,
     DICT_MIN,
-    DICT_PARAMS,
     DICT_WALK,
     MAX_DICT_DEPTH,
-    MAX_PACK_OBJECTS,
-    Repository,
+    dictionary_body,
+    dictionary_params,
 )
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
+from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
-from coursevault.store.treecodec import encode_tree, write_varint
+from coursevault.store.treecodec import encode_tree
+
+if TYPE_CHECKING:
+    from coursevault.store.repository import Repository
 
 # What a session waiting for its dictionary holds in one open block at most
 # (WriteSession.use_dictionary): night 2 of the generated 1 GB course writes
@@ -54,15 +55,6 @@ class WriteStats:
     new_bytes: int = 0  # uncompressed payload bytes of new objects
     stored_bytes: int = 0  # bytes of pack files written
     packs: int = 0
-
-
-def dictionary_params(level: int) -> zstandard.ZstdCompressionParameters:
-    """Compression parameters for blocks with a dictionary: the level's, with a
-    window and hash tables big enough to reach into all of a walk's content
-    (which readers need not know: any zstd decoder takes the frames)."""
-    base = zstandard.ZstdCompressionParameters.from_level(level)
-    bigger = {k: max(v, getattr(base, k)) for k, v in DICT_PARAMS.items()}
-    return zstandard.ZstdCompressionParameters.from_level(level, **bigger)
 
 
 class WriteSession:
@@ -222,10 +214,8 @@ class WriteSession:
         self._note_fresh(self._pack)
         self._dict_made = True
         if walk is not None and self._dict is None and self._walks:
-            body = bytearray(DICT_MAGIC)
-            write_varint(body, 1)  # a lower bound: readers count what the walk reads
-            write_varint(body, DICT_WALK)
-            return self.put_tree([walk], bytes(body))
+            # depth 1 is a lower bound: readers count what the walk reads
+            return self.put_tree([walk], dictionary_body(1, DICT_WALK))
         if not self._fresh:  # nothing new (the same backup again): the same dictionary
             return self._dict[0] if self._dict is not None else None
         members = list(dict.fromkeys(m for m, _n in self._fresh))
@@ -236,10 +226,7 @@ class WriteSession:
             members.insert(0, self._dict[0])
         elif self._fresh_bytes < DICT_MIN:
             return None
-        body = bytearray(DICT_MAGIC)
-        write_varint(body, self._depth + 1)
-        write_varint(body, 1 if previous else 0)
-        return self.put_tree(members, bytes(body))
+        return self.put_tree(members, dictionary_body(self._depth + 1, 1 if previous else 0))
 
     def _known(self, oids: list[ObjectId]) -> set[ObjectId]:
         return self.repo.catalog.has_many(oids)
