@@ -137,10 +137,8 @@ def check_repository(
             )
     for name in sorted(set(packs) - referenced):
         report.warn(f"pack {name} is not named by any index (unreferenced; prune removes it)")
-    temporary = getattr(backend, "list_temporary", None)
-    if temporary is not None:
-        for key in temporary():
-            report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
+    for key in backend.list_temporary():
+        report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
 
     # 3. snapshots: every object they reach must be indexed (and trees readable)
     reach = Reach(

@@ -341,8 +341,6 @@ def _index_entries(repo: Repository, name: str) -> list[tuple[ObjectId, Location
 
 def _remove_temporary(backend: Backend) -> None:
     """Leftovers of writes that never finished (no writer runs: we hold the lock)."""
-    temporary = getattr(backend, "list_temporary", None)
-    if temporary is not None:
-        for key in list(temporary()):
-            if not key.startswith("locks/"):
-                backend.delete(key)
+    for key in list(backend.list_temporary()):
+        if not key.startswith("locks/"):
+            backend.delete(key)
