@@ -19,6 +19,7 @@ from coursevault.errors import (
     CatalogError,
     CoursevaultError,
     ObjectMissingError,
+    TruncatedError,
 )
 from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
 from coursevault.store.ids import TYPES, ObjectId, object_id
@@ -44,6 +45,8 @@ def kind_of(exc: BaseException) -> str:
         return MISSING
     if isinstance(exc, CatalogError):
         return CATALOG
+    if isinstance(exc, TruncatedError):  # the storage answered: the file is damaged
+        return CORRUPT
     if isinstance(exc, BackendError):
         return BACKEND
     return CORRUPT

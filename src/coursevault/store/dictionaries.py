@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import zstandard
 
-from coursevault.errors import BackendError, CorruptionError, ObjectMissingError
+from coursevault.errors import CorruptionError, ObjectMissingError, TruncatedError
 from coursevault.store.dictcache import DictionaryCache
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.objects import ObjectReads
@@ -239,7 +239,7 @@ class DictionaryReads(ObjectReads):
             found = block_dictionary(head)
         except FileNotFoundError:
             raise ObjectMissingError("", f"pack {loc.pack.hex()} is missing") from None
-        except (BackendError, PackFormatError) as exc:
+        except (TruncatedError, PackFormatError) as exc:  # damage; a failing read stays one
             raise CorruptionError(
                 f"pack {loc.pack.hex()} block at {loc.block_offset}: {exc}"
             ) from exc

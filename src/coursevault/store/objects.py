@@ -16,10 +16,10 @@ import blake3
 import zstandard
 
 from coursevault.errors import (
-    BackendError,
     ChecksumMismatchError,
     CorruptionError,
     ObjectMissingError,
+    TruncatedError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
@@ -148,12 +148,15 @@ class ObjectReads:
         return loc.type, data
 
     def _read_block(self, oid: ObjectId, loc: Location) -> bytes:
+        """The stored bytes of a block.  A pack shorter than its index says is
+        damage (corrupt); a pack the backend cannot read now stays a
+        ``BackendError``: a timeout must not read as a damaged repository."""
         try:
             return self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
         except FileNotFoundError:
             raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
-        except BackendError as exc:
-            raise CorruptionError(f"pack {loc.pack.hex()}: {exc}") from exc
+        except TruncatedError as exc:
+            raise CorruptionError(f"pack {loc.pack.hex()} is truncated: {exc}") from exc
 
     def _block(self, oid: ObjectId, loc: Location) -> tuple[bytes, list[tuple[int, int, int]]]:
         """(raw payload, table of contents) of the block at ``loc``, decoded once
