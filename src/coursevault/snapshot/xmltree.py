@@ -28,7 +28,6 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import blake3
 from lxml import etree
 
 from coursevault.snapshot.listbuilder import RecordListBuilder
@@ -40,13 +39,13 @@ from coursevault.snapshot.nodes import (
     encode_length,
 )
 from coursevault.snapshot.sink import ObjectSink
-from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.ids import ObjectId, ObjectType, id_hasher, object_id
 from coursevault.store.treecodec import encode_tree
 
 MARKER_TAG_B = MARKER_TAG.encode()
 _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
-# object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
-_LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
+# object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)), hashed without building it
+_leaf_hasher = id_hasher(ObjectType.TREE, encode_tree([], _LEAF_PREFIX))
 MAX_PROLOGUE = 1 << 20
 # Elements open at once that a document may have and still be cut into
 # records: past that it is kept raw (exact all the same).  Moodle nests a
@@ -620,7 +619,7 @@ class XmlChunker:
                 f"element {name.decode(errors='replace')} holds text that looks like a run marker"
             )
         self.records += 1
-        h = blake3.blake3(_LEAF_ID_PREFIX)
+        h = _leaf_hasher()
         h.update(fragment)
         self._hang(
             parent, self._slice(parent.cursor, start), h.digest(), [], _LEAF_PREFIX + fragment
@@ -672,7 +671,7 @@ class XmlChunker:
             # tree envelope (no references: one zero byte) around it.
             refs = []
             body = _LEAF_PREFIX + fragment
-            h = blake3.blake3(_LEAF_ID_PREFIX)
+            h = _leaf_hasher()
             h.update(fragment)
             rid = h.digest()
         parent = stack[-1]
