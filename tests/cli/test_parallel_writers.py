@@ -165,7 +165,7 @@ def test_parallel_writers_with_forget_and_prune(
     rows = repo.snapshots()
     courses: dict[str, list[SnapshotRow]] = {}
     for row in rows:
-        courses.setdefault(row.course, []).append(row)
+        courses.setdefault(row.series, []).append(row)
         out = tmp_path / "export.mbz"
         export_snapshot(repo, row.id, str(out))
         assert read_members(out) == read_members(by_name[row.record["source"]["file"]])

@@ -186,14 +186,14 @@ def check_repository(
             dictionaries.append((f"pack {names[no]} block at {boff} (its dictionary)", dict_id))
     for needed_by, dict_id in dictionaries:
         _check_dictionary(reach, needed_by, dict_id, report)
-    # What a snapshot leaves for its course's next night restores nothing: the
+    # What a snapshot leaves for its series' next session restores nothing: the
     # next session compresses without it if it is damaged (and prune drops it)
     optional = CheckReport()
     for needed_by, dict_id in next_nights:
         _check_dictionary(reach, needed_by, dict_id, optional)
     for problem in optional.problems:
         report.warn(
-            f"{problem.message} (the next ingest of its course does without it)", problem.kind
+            f"{problem.message} (the next session of its series does without it)", problem.kind
         )
     report.reachable = reach.count
     _check_catalog(repo, table, report)

@@ -303,7 +303,7 @@ class Repository(SnapshotRecords, DictionaryReads):
             "location": self.backend.location(),
             "format_version": self.config["version"],
             "snapshots": len(snaps),
-            "courses": len({s.course for s in snaps}),
+            "courses": len({s.series for s in snaps}),  # the key users know; series, to the store
             "objects": self.catalog.count_objects(),
             "packs": len(packs),
             "pack_bytes": sum(size for _, size in packs),

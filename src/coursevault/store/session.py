@@ -321,7 +321,7 @@ class WriteSession:
         """Make everything durable and visible; write ``snapshot`` last.
 
         A record is written as it is; a :class:`SnapshotDraft` gets its
-        parent chosen under its course's head update (``store/series.py``).
+        parent chosen under its series' head update (``store/series.py``).
         Returns the snapshot id (or None when only objects were committed).
         On any failure the session is aborted (see :meth:`abort`) and the
         lock freed.
@@ -336,8 +336,8 @@ class WriteSession:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         self.use_dictionary(None)  # if it was never named
         last = self._flush_pack(remember=False)
-        if draft is not None:  # no snapshot of its course appears until ours
-            reserve(self.repo, draft.course, self._lock.key)
+        if draft is not None:  # no snapshot of its series appears until ours
+            reserve(self.repo, draft.series, self._lock.key)
         last = self._drop_committed_meanwhile(last)
         pending = itertools.chain(self._pending.rows(), last)
         while True:
@@ -363,13 +363,13 @@ class WriteSession:
         committed since it opened; return the rows of the open pack's objects
         as they now are.
 
-        Why: two nights of one course ingested together each store what the
+        Why: two nights of one series ingested together each store what the
         other adds, until one commits -- then the other's objects are last
         night's, and the snapshot taking it as parent must not keep them all
         again.  Dedup asked the catalog block by block; only an index file
         committed since can make more known, so without one this costs a
-        listing.  Called with the course's ref reserved (``series.reserve``):
-        no snapshot of the course can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
+        listing.  Called with the series' ref reserved (``series.reserve``):
+        no snapshot of the series can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
         the old ones are deleted, the objects kept go through :meth:`put`
         again (into new packs, compressed as before).  A pack with a few
         such objects (a file two courses share) is left alone: its copies

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from coursevault.store.series import SnapshotDraft
 
 
+# The record's field holding its series key: the format names it "course".
+SERIES_FIELD = "course"
+
+
 def snapshot_key(snap_id: str) -> str:
     return f"snapshots/{snap_id}"
 
@@ -40,42 +44,42 @@ class SnapshotRecords:
             raise CorruptionError(f"snapshot {snap_id} does not match its hash")
         try:
             record = json.loads(data)
-            if not isinstance(record, dict) or "root" not in record or "course" not in record:
+            if not isinstance(record, dict) or "root" not in record or SERIES_FIELD not in record:
                 raise ValueError("missing fields")
         except ValueError as exc:
             raise CorruptionError(f"snapshot {snap_id} is unreadable: {exc}") from exc
         return record
 
-    def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
+    def snapshots(self, series: str | None = None) -> list[SnapshotRow]:
         """Snapshots in history order (``series.history_order``): by time,
         an archive ingested again after the one it repeats."""
         from coursevault.store.series import history_order
 
-        return history_order(self.catalog.snapshots(course))
+        return history_order(self.catalog.snapshots(series))
 
     def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
         """Write a snapshot whose objects are indexed, choosing its parent and
-        moving its course's head under compare-and-swap, for the writer
+        moving its series' head under compare-and-swap, for the writer
         holding ``lock`` (``store/series.py``)."""
         from coursevault.store.series import record_snapshot
 
         return record_snapshot(cast("Repository", self), draft, lock.key)
 
     def delete_snapshot(self, snap_id: str) -> None:
-        """Delete a snapshot (under the exclusive lock); its course's head ref
+        """Delete a snapshot (under the exclusive lock); its series' head ref
         stops naming it."""
         from coursevault.store.series import drop_from_head
 
         try:
-            courses = [str(self.read_snapshot(snap_id)["course"])]
+            keys = [str(self.read_snapshot(snap_id)[SERIES_FIELD])]
         except (CorruptionError, ObjectMissingError):  # look in the catalog, then
-            courses = [r.course for r in self.catalog.snapshots() if r.id == snap_id]
-            if not courses:  # a damaged record no catalog read: any head may hold it
-                courses = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
+            keys = [r.series for r in self.catalog.snapshots() if r.id == snap_id]
+            if not keys:  # a damaged record no catalog read: any head may hold it
+                keys = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
-        for course in courses:
-            drop_from_head(cast("Repository", self), course, snap_id)
+        for key in keys:
+            drop_from_head(cast("Repository", self), key, snap_id)
 
 
 def snapshot_dictionary(record: dict[str, Any]) -> ObjectId | None:
@@ -93,7 +97,7 @@ def snapshot_dictionary(record: dict[str, Any]) -> ObjectId | None:
 def snapshot_row(snap_id: str, record: dict[str, Any]) -> SnapshotRow:
     return SnapshotRow(
         snap_id,
-        str(record["course"]),
+        str(record[SERIES_FIELD]),
         str(record.get("time", "")),
         float(record.get("epoch", 0.0)),
         str(record["root"]),
