@@ -21,6 +21,7 @@ from coursevault.errors import (
     ObjectMissingError,
     TruncatedError,
 )
+from coursevault.store.backend import Backend
 from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
 from coursevault.store.ids import TYPES, ObjectId, object_id
 from coursevault.store.index import IndexFormatError, decode_index
@@ -91,12 +92,52 @@ def check_repository(
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
     report = CheckReport()
-    backend = repo.backend
     # what other processes committed since this one opened the repository:
     # the catalog is checked as every command would find it
     repo.sync_catalog()
 
     # 1. index files
+    table = _index_table(repo.backend, report)
+    report.objects = table.unique
+
+    # 2. packs against the index
+    packs = {key.rsplit("/", 1)[1]: size for key, size in repo.backend.list("packs/")}
+    report.packs = len(packs)
+    names = [table.pack(no).hex() for no in range(table.pack_count)]
+    blocks = _check_packs(repo.backend, table, names, packs, report)
+
+    # 3. snapshots: every object they reach must be indexed (and trees readable)
+    reach = Reach(
+        repo,
+        table,
+        lambda oid, needed_by: report.error(
+            f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING
+        ),
+        lambda oid, needed_by, exc: report.error(
+            f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
+        ),
+    )
+    next_nights = _check_snapshots(repo, reach, report)
+    _check_dictionaries(repo, reach, names, blocks, next_nights, report)
+    report.reachable = reach.count
+    _check_catalog(repo, table, report)
+
+    # 4. read every pack and verify every object
+    if read_data:
+        by_pack: dict[str, array[int]] = {}
+        for row, entry in enumerate(table.entries()):
+            by_pack.setdefault(names[entry[2]], array("I")).append(row)
+        total = len(packs)
+        for i, name in enumerate(sorted(packs)):
+            rows = by_pack.get(name, array("I"))
+            _read_pack(repo, name, [(table.oid(r), table.location(r)) for r in rows], report)
+            if progress:
+                progress(i + 1, total)
+    return report
+
+
+def _index_table(backend: Backend, report: CheckReport) -> ObjectTable:
+    """Every entry of every readable index file; the others are reported."""
     index_files = index_names(backend, lambda msg: report.warn(msg, STRAY))
 
     def entries() -> Iterator[tuple[ObjectId, Location]]:
@@ -118,16 +159,21 @@ def check_repository(
             except IndexFormatError as exc:
                 report.error(f"index file {name}: {exc} (`coursevault repair index` replaces it)")
 
-    table = ObjectTable(entries())
-    report.objects = table.unique
+    return ObjectTable(entries())
 
-    # 2. packs against the index
-    packs = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
-    report.packs = len(packs)
-    names = [table.pack(no).hex() for no in range(table.pack_count)]
+
+def _check_packs(
+    backend: Backend,
+    table: ObjectTable,
+    names: list[str],
+    packs: dict[str, int],
+    report: CheckReport,
+) -> dict[tuple[int, int], int]:
+    """Each index entry's pack is there and long enough; packs no index names
+    and temporary files are reported.  Returns each block, as (pack number,
+    block offset), with a row in it."""
     sizes = [packs.get(name) for name in names]
-    referenced = set(names)
-    blocks: dict[tuple[int, int], int] = {}  # (pack number, block offset): a row in it
+    blocks: dict[tuple[int, int], int] = {}
     for row, (oid, _t, no, boff, blen, _off, _ln) in enumerate(table.entries()):
         blocks.setdefault((no, boff), row)
         size = sizes[no]
@@ -138,25 +184,20 @@ def check_repository(
                 f"object {oid.hex()}: pack {names[no]} is truncated "
                 f"({size} bytes, block ends at {boff + blen})"
             )
-    for name in sorted(set(packs) - referenced):
+    for name in sorted(set(packs) - set(names)):
         report.warn(f"pack {name} is not named by any index (unreferenced; prune removes it)")
     for key in backend.list_temporary():
         report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
+    return blocks
 
-    # 3. snapshots: every object they reach must be indexed (and trees readable)
-    reach = Reach(
-        repo,
-        table,
-        lambda oid, needed_by: report.error(
-            f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING
-        ),
-        lambda oid, needed_by, exc: report.error(
-            f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
-        ),
-    )
-    dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
-    next_nights: list[tuple[str, ObjectId]] = []  # writers' only: a fault is a warning
-    for key, _size in backend.list("snapshots/"):
+
+def _check_snapshots(
+    repo: Repository, reach: Reach, report: CheckReport
+) -> list[tuple[str, ObjectId]]:
+    """Walk every snapshot from its root; returns the dictionaries they leave
+    for their series' next session (writers' only: a fault is a warning)."""
+    next_nights: list[tuple[str, ObjectId]] = []
+    for key, _size in repo.backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
         if not SNAPSHOT_NAME.fullmatch(snap_id):
             report.warn(
@@ -174,9 +215,22 @@ def check_repository(
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
             next_nights.append((f"snapshot {snap_id}'s dictionary", dictionary))
+    return next_nights
 
-    # 3b. every block naming a dictionary: the dictionary and what it reads are
-    # there (what those objects name need not be: see prune)
+
+def _check_dictionaries(
+    repo: Repository,
+    reach: Reach,
+    names: list[str],
+    blocks: dict[tuple[int, int], int],
+    next_nights: list[tuple[str, ObjectId]],
+    report: CheckReport,
+) -> None:
+    """Every block naming a dictionary: the dictionary and what it reads are
+    there (what those objects name need not be: see prune).  Then the
+    snapshots' dictionaries for the next night, whose faults are warnings."""
+    dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
+    table = reach.table
     for (no, boff), row in sorted(blocks.items(), key=lambda b: (names[b[0][0]], b[0][1])):
         try:
             dict_id = repo.block_dictionary(table.location(row))
@@ -195,21 +249,6 @@ def check_repository(
         report.warn(
             f"{problem.message} (the next session of its series does without it)", problem.kind
         )
-    report.reachable = reach.count
-    _check_catalog(repo, table, report)
-
-    # 4. read every pack and verify every object
-    if read_data:
-        by_pack: dict[str, array[int]] = {}
-        for row, entry in enumerate(table.entries()):
-            by_pack.setdefault(names[entry[2]], array("I")).append(row)
-        total = len(packs)
-        for i, name in enumerate(sorted(packs)):
-            rows = by_pack.get(name, array("I"))
-            _read_pack(repo, name, [(table.oid(r), table.location(r)) for r in rows], report)
-            if progress:
-                progress(i + 1, total)
-    return report
 
 
 def _check_dictionary(reach: Reach, needed_by: str, dict_id: ObjectId, report: CheckReport) -> None:
