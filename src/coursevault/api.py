@@ -315,7 +315,7 @@ def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str
         rows.append(
             {
                 "id": s.id,
-                "course": s.course,
+                "course": s.series,
                 "time": s.time,
                 "epoch": s.epoch,
                 "root": s.root,
@@ -418,7 +418,7 @@ def forget(
             raise SelectorError(f"no snapshots of course {course!r}")
         by_course: dict[str, list[SnapshotRow]] = {}
         for r in rows:
-            by_course.setdefault(r.course, []).append(r)
+            by_course.setdefault(r.series, []).append(r)
         decisions = {c: apply_policy(snaps, policy) for c, snaps in sorted(by_course.items())}
         for c, decision in decisions.items():
             for snap, why in decision.keep:
@@ -459,7 +459,7 @@ def forget_snapshots(
             row: dict[str, Any]
             try:
                 snap = resolve_snapshot(repo, selector)
-                row = {"course": snap.course, "id": snap.id, "time": snap.time}
+                row = {"course": snap.series, "id": snap.id, "time": snap.time}
             except SelectorError:
                 if not (
                     SNAPSHOT_NAME.fullmatch(selector)

@@ -115,6 +115,12 @@ class BackendError(RepositoryError):
     """The storage backend failed (I/O error, permission, network)."""
 
 
+class TruncatedError(BackendError):
+    """A file is shorter than the range read from it: the backend answered,
+    and what it holds is damaged (a pack cut short), which no retry heals.
+    The repository reports it as corruption."""
+
+
 class CatalogError(RepositoryError):
     """The local catalog database failed."""
 

@@ -25,7 +25,7 @@ from helpers import CORPUS_DIR, read_members
 
 from coursevault.errors import EXIT_LOCKED
 from coursevault.restore.export import export_snapshot
-from coursevault.store import repository as repository_module
+from coursevault.store import objects as objects_module
 from coursevault.store.backend import LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
@@ -160,13 +160,13 @@ def test_parallel_writers_with_forget_and_prune(
     assert cluster.run(["forget", "--all", "--keep-last", "100"], ["prune"]) == [0, 0]
     assert cluster.run(["check", "--read-data"]) == [0]
 
-    monkeypatch.setattr(repository_module, "BLOCK_CACHE_BYTES", SMALL_CACHE)
+    monkeypatch.setattr(objects_module, "BLOCK_CACHE_BYTES", SMALL_CACHE)
     repo = Repository.open(LocalBackend(cluster.repo), cache_dir=tmp_path / "fresh")
     by_name = {p.name: p for paths in archives.values() for p in paths}
     rows = repo.snapshots()
     courses: dict[str, list[SnapshotRow]] = {}
     for row in rows:
-        courses.setdefault(row.course, []).append(row)
+        courses.setdefault(row.series, []).append(row)
         out = tmp_path / "export.mbz"
         export_snapshot(repo, row.id, str(out))
         assert read_members(out) == read_members(by_name[row.record["source"]["file"]])

@@ -16,13 +16,9 @@ from coursevault.snapshot import source
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
+from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks
-from coursevault.store.repository import (
-    DICT_MAGIC,
-    DICT_WALK,
-    Repository,
-    snapshot_dictionary,
-)
+from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import decode_tree, read_varint
 
 

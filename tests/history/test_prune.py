@@ -60,7 +60,7 @@ def test_forget_and_prune_free_space_and_keep_the_rest(
 ) -> None:
     repo = small_packs
     nights = _nights(write_course, repo, tmp_path, 8)
-    course = repo.snapshots()[0].course
+    course = repo.snapshots()[0].series
     before = repo.stats()["pack_bytes"]
     rows = api.forget(repo, Policy(last=2), course=course)
     assert sum(r["action"] == "remove" for r in rows) == 6
@@ -85,7 +85,7 @@ def test_prune_killed_midway_loses_nothing(
 ) -> None:
     repo = small_packs
     nights = _nights(write_course, repo, tmp_path, 8)
-    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
+    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].series)
     real_delete = LocalBackend.delete
     calls = 0
 
@@ -129,7 +129,7 @@ def test_a_prune_killed_before_its_index_keeps_the_packs_its_rerun_writes_again(
     tests/store/test_crash.py)."""
     repo = small_packs
     nights = _nights(write_course, repo, tmp_path, 8)
-    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].course)
+    api.forget(repo, Policy(last=3), course=repo.snapshots()[0].series)
     real_write = LocalBackend.write
 
     class Killed(Exception):
@@ -180,7 +180,7 @@ def test_a_dry_run_says_what_prune_frees(
 ) -> None:
     repo: Repository = request.getfixturevalue(packs)
     _nights(write_course, repo, tmp_path, 6)
-    api.forget(repo, Policy(last=2), course=repo.snapshots()[0].course)
+    api.forget(repo, Policy(last=2), course=repo.snapshots()[0].series)
     dry = prune_repository(repo, dry_run=True)
     real = prune_repository(repo)
     assert real.bytes_freed > 0
@@ -209,7 +209,7 @@ def test_a_dry_run_counts_the_packs_a_repack_writes(
         replaced = [(5000 + night, rng.randbytes(6000).hex())]
         date = 1700000000 + night * 86400
         ingest_archive(repo, str(write_course(tmp_path / "n.mbz", {1: kept, 2: replaced}, date)))
-    api.forget(repo, Policy(last=1), course=repo.snapshots()[0].course)
+    api.forget(repo, Policy(last=1), course=repo.snapshots()[0].series)
     dry = prune_repository(repo, dry_run=True)
     real = prune_repository(repo)
     assert real.packs_repacked > 1 and real.packs_written > 1

@@ -116,7 +116,7 @@ def test_two_concurrent_writers(tmp_path: Path) -> None:
 
     payload = _payload_fn()
     with Repository.open(LocalBackend(root_dir), cache_dir=tmp_path / "fresh-cache") as repo:
-        snaps = {s.course: s for s in repo.snapshots()}
+        snaps = {s.series: s for s in repo.snapshots()}
         assert set(snaps) == {"course-a", "course-b"}
         for tag, res in results.items():
             assert snaps[f"course-{tag}"].id == res["snap"]

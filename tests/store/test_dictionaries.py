@@ -14,15 +14,11 @@ from coursevault.errors import CorruptionError
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.dictcache import KEEP, DictionaryCache
+from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
 from coursevault.store.prune import prune_repository
-from coursevault.store.repository import (
-    DICT_MAGIC,
-    DICT_WALK,
-    Repository,
-    snapshot_dictionary,
-)
+from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.treecodec import decode_tree, read_varint, write_varint
 
 WORDS = ["forum", "post", "reply", "grade", "quiz", "attempt", "course", "section", "student"]

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coursevault.store.ids import ID_SIZE, ObjectType, from_hex, object_id, to_hex
+from coursevault.store.ids import ID_SIZE, ObjectType, from_hex, id_hasher, object_id, to_hex
 from coursevault.store.treecodec import (
     decode_tree,
     encode_tree,
@@ -36,6 +36,15 @@ def test_object_id_differs_across_types(payload: bytes) -> None:
 def test_object_id_is_a_function_of_type_and_payload(kind: ObjectType, a: bytes, b: bytes) -> None:
     assert object_id(kind, a) == object_id(kind, memoryview(a))
     assert (object_id(kind, a) == object_id(kind, b)) == (a == b)
+
+
+@settings(max_examples=200)
+@given(st.sampled_from(list(ObjectType)), st.binary(max_size=64), st.binary(max_size=300))
+def test_id_hasher_gives_the_object_id(kind: ObjectType, head: bytes, rest: bytes) -> None:
+    """The hot paths' hasher and object_id are one definition of an id."""
+    h = id_hasher(kind, head)()
+    h.update(rest)
+    assert h.digest() == object_id(kind, head + rest)
 
 
 def test_object_id_known_value() -> None:

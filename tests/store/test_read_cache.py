@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from coursevault.store import repository as repository_module
+from coursevault.store import objects as objects_module
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectType
@@ -53,7 +53,7 @@ def test_object_in_two_blocks_survives_eviction(
     c.close()
 
     # a cache of about one block: learning a third block evicts the first
-    monkeypatch.setattr(repository_module, "BLOCK_CACHE_BYTES", 20 * 1024)
+    monkeypatch.setattr(objects_module, "BLOCK_CACHE_BYTES", 20 * 1024)
     repo = Repository.open(backend, cache_dir=tmp_path / "cache-read")
     where = repo.locate(x)
     blocks = {(repo.locate(o).pack, repo.locate(o).block_offset) for o in ids_a + ids_b}

@@ -236,7 +236,7 @@ def test_commit_writes_index_and_snapshot_readable_after_reopen(
     with reopen(backend, cache_dir) as again:
         [row] = again.snapshots()
         assert row.id == made.snap_id
-        assert row.course == "course-1" and row.root == made.root.hex()
+        assert row.series == "course-1" and row.root == made.root.hex()
         assert row.record == made.record
         assert again.read_snapshot(made.snap_id) == made.record
         assert again.snapshots("course-1") == [row] and again.snapshots("other") == []

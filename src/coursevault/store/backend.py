@@ -3,15 +3,16 @@
 A backend stores whole files under slash-separated keys (``packs/ab/<id>``,
 ``index/<id>``, ``snapshots/<id>``, ``locks/<id>``, ``refs/<name>``, ``config``).
 It is deliberately tiny (after restic): list, read (optionally a byte range),
-write a whole file atomically, delete, exists.  Everything else -- caching,
-retries, the repository format -- lives above it, so an S3 backend only has to
-implement these few calls.
+write a whole file atomically, delete, exists.  Everything else lives above
+it: retries and caching as backends wrapping a backend (``wrappers.py``), the
+repository format in the repository, so an S3 backend only has to implement
+these few calls.  ``tests/store/test_backend_contract.py`` is what each must pass.
 
 Guarantees every backend must give:
 
 * ``write`` is atomic and durable: after it returns the file is complete and
   survives a crash; a reader never sees a partial file.
-* ``list`` never returns temporary or partial files.
+* ``list`` never returns temporary or partial files (``list_temporary`` does).
 * errors are raised as :class:`~coursevault.errors.BackendError`, never
   swallowed (restic #3646: a failed write must fail the command).
 """
@@ -26,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from coursevault.errors import BackendError
+from coursevault.errors import BackendError, TruncatedError
 
 TEMP_PREFIX = ".tmp-"
 
@@ -43,10 +44,19 @@ class Backend(Protocol):
         """Yield ``(key, size)`` for every complete file whose key starts with ``prefix``."""
         ...
 
+    def list_temporary(self) -> Iterator[str]:
+        """Keys of leftover temporary files (killed writers), which ``list``
+        never yields: check reports them, prune deletes them.  A backend
+        whose writes leave none (S3's are atomic) yields nothing."""
+        ...
+
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         """Return the file's bytes, or ``length`` bytes from ``offset``.
 
-        Raises ``FileNotFoundError`` if the key does not exist.
+        Raises ``FileNotFoundError`` if the key does not exist,
+        :class:`~coursevault.errors.TruncatedError` if it holds fewer than
+        ``length`` bytes from ``offset``, and ``BackendError`` if it cannot
+        be read.
         """
         ...
 
@@ -132,7 +142,7 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
         if length is not None and len(data) != length:
-            raise BackendError(
+            raise TruncatedError(
                 f"short read from {path}: wanted {length} bytes at {offset}, got {len(data)}"
             )
         return data

@@ -2,7 +2,7 @@
 
 The repository files are the truth; the catalog makes questions fast: "is this
 object stored?" (asked once per record during ingest), "where is it?", "which
-snapshots does course X have?".  It is a SQLite file in the local cache by
+snapshots does series X have?".  It is a SQLite file in the local cache by
 default, or any SQLAlchemy URL (a site may share one PostgreSQL catalog among
 its hosts).  ``coursevault index rebuild`` drops and recreates it from the
 repository alone.
@@ -103,8 +103,12 @@ def catalog_error(what: str, exc: Exception) -> CatalogError:
 
 @dataclass(frozen=True)
 class SnapshotRow:
+    """A snapshot as the catalog lists it.  ``series`` is its series key (the
+    record's and the catalog column's name for it is ``course``: the format
+    keeps the word, the store's API does not)."""
+
     id: str
-    course: str
+    series: str
     time: str
     epoch: float
     root: str
@@ -440,7 +444,7 @@ class Catalog:
             "cv_snapshots", ("id", "course", "time", "epoch", "root", "record")
         )
         record = json.dumps(row.record, sort_keys=True)
-        self._executemany(sql, [(row.id, row.course, row.time, row.epoch, row.root, record)])
+        self._executemany(sql, [(row.id, row.series, row.time, row.epoch, row.root, record)])
 
     def remove_snapshot(self, snap_id: str) -> None:
         self._write((f"DELETE FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
@@ -448,13 +452,13 @@ class Catalog:
     def snapshot_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM cv_snapshots")}
 
-    def snapshots(self, course: str | None = None) -> list[SnapshotRow]:
+    def snapshots(self, series: str | None = None) -> list[SnapshotRow]:
         cols = ", ".join(self._q(c) for c in ("id", "course", "time", "epoch", "root", "record"))
         sql = f"SELECT {cols} FROM cv_snapshots"
         params: tuple[str, ...] = ()
-        if course is not None:
+        if series is not None:
             sql += f" WHERE course = {self._ph}"
-            params = (course,)
+            params = (series,)
         rows = self._query(sql + " ORDER BY epoch, id", params)
         return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from coursevault.errors import CatalogDamagedError, CorruptionError
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SQLITE_PREFIX, Catalog
+from coursevault.store.snapshots import snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -84,7 +85,6 @@ def sync_catalog(repo: Repository) -> list[str]:
     snaps = set(snapshot_names(repo.backend))
     for gone in in_cat - snaps:
         catalog.remove_snapshot(gone)
-    from coursevault.store.repository import snapshot_row  # it builds on this module
 
     for snap_id in sorted(snaps - in_cat):
         try:

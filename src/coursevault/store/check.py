@@ -19,14 +19,17 @@ from coursevault.errors import (
     CatalogError,
     CoursevaultError,
     ObjectMissingError,
+    TruncatedError,
 )
+from coursevault.store.backend import Backend
 from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
-from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
+from coursevault.store.ids import TYPES, ObjectId, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
-from coursevault.store.repository import Repository, snapshot_dictionary
-from coursevault.store.treecodec import tree_refs
+from coursevault.store.reach import Reach
+from coursevault.store.repository import Repository
+from coursevault.store.snapshots import snapshot_dictionary
 
 # What kind of damage a problem is, and so which repair applies (the guide's
 # "When something is wrong" lists them): bytes that are there but wrong, files
@@ -34,6 +37,7 @@ from coursevault.store.treecodec import tree_refs
 # files, a storage failure; for warnings, space to reclaim or a stray file.
 CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
 UNREFERENCED, STRAY = "unreferenced", "stray"
+SEEN = 1  # the mark on ObjectTable rows of what snapshots and blocks need
 
 
 def kind_of(exc: BaseException) -> str:
@@ -42,6 +46,8 @@ def kind_of(exc: BaseException) -> str:
         return MISSING
     if isinstance(exc, CatalogError):
         return CATALOG
+    if isinstance(exc, TruncatedError):  # the storage answered: the file is damaged
+        return CORRUPT
     if isinstance(exc, BackendError):
         return BACKEND
     return CORRUPT
@@ -86,12 +92,52 @@ def check_repository(
     progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
     report = CheckReport()
-    backend = repo.backend
     # what other processes committed since this one opened the repository:
     # the catalog is checked as every command would find it
     repo.sync_catalog()
 
     # 1. index files
+    table = _index_table(repo.backend, report)
+    report.objects = table.unique
+
+    # 2. packs against the index
+    packs = {key.rsplit("/", 1)[1]: size for key, size in repo.backend.list("packs/")}
+    report.packs = len(packs)
+    names = [table.pack(no).hex() for no in range(table.pack_count)]
+    blocks = _check_packs(repo.backend, table, names, packs, report)
+
+    # 3. snapshots: every object they reach must be indexed (and trees readable)
+    reach = Reach(
+        repo,
+        table,
+        lambda oid, needed_by: report.error(
+            f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING
+        ),
+        lambda oid, needed_by, exc: report.error(
+            f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
+        ),
+    )
+    next_nights = _check_snapshots(repo, reach, report)
+    _check_dictionaries(repo, reach, names, blocks, next_nights, report)
+    report.reachable = reach.count
+    _check_catalog(repo, table, report)
+
+    # 4. read every pack and verify every object
+    if read_data:
+        by_pack: dict[str, array[int]] = {}
+        for row, entry in enumerate(table.entries()):
+            by_pack.setdefault(names[entry[2]], array("I")).append(row)
+        total = len(packs)
+        for i, name in enumerate(sorted(packs)):
+            rows = by_pack.get(name, array("I"))
+            _read_pack(repo, name, [(table.oid(r), table.location(r)) for r in rows], report)
+            if progress:
+                progress(i + 1, total)
+    return report
+
+
+def _index_table(backend: Backend, report: CheckReport) -> ObjectTable:
+    """Every entry of every readable index file; the others are reported."""
     index_files = index_names(backend, lambda msg: report.warn(msg, STRAY))
 
     def entries() -> Iterator[tuple[ObjectId, Location]]:
@@ -113,16 +159,21 @@ def check_repository(
             except IndexFormatError as exc:
                 report.error(f"index file {name}: {exc} (`coursevault repair index` replaces it)")
 
-    table = ObjectTable(entries())
-    report.objects = table.unique
+    return ObjectTable(entries())
 
-    # 2. packs against the index
-    packs = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
-    report.packs = len(packs)
-    names = [table.pack(no).hex() for no in range(table.pack_count)]
+
+def _check_packs(
+    backend: Backend,
+    table: ObjectTable,
+    names: list[str],
+    packs: dict[str, int],
+    report: CheckReport,
+) -> dict[tuple[int, int], int]:
+    """Each index entry's pack is there and long enough; packs no index names
+    and temporary files are reported.  Returns each block, as (pack number,
+    block offset), with a row in it."""
     sizes = [packs.get(name) for name in names]
-    referenced = set(names)
-    blocks: dict[tuple[int, int], int] = {}  # (pack number, block offset): a row in it
+    blocks: dict[tuple[int, int], int] = {}
     for row, (oid, _t, no, boff, blen, _off, _ln) in enumerate(table.entries()):
         blocks.setdefault((no, boff), row)
         size = sizes[no]
@@ -133,18 +184,20 @@ def check_repository(
                 f"object {oid.hex()}: pack {names[no]} is truncated "
                 f"({size} bytes, block ends at {boff + blen})"
             )
-    for name in sorted(set(packs) - referenced):
+    for name in sorted(set(packs) - set(names)):
         report.warn(f"pack {name} is not named by any index (unreferenced; prune removes it)")
-    temporary = getattr(backend, "list_temporary", None)
-    if temporary is not None:
-        for key in temporary():
-            report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
+    for key in backend.list_temporary():
+        report.warn(f"temporary file {key} left by an interrupted writer (prune removes it)")
+    return blocks
 
-    # 3. snapshots: every object they reach must be indexed (and trees readable)
-    seen = _Seen(table)
-    dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
-    next_nights: list[tuple[str, ObjectId]] = []  # writers' only: a fault is a warning
-    for key, _size in backend.list("snapshots/"):
+
+def _check_snapshots(
+    repo: Repository, reach: Reach, report: CheckReport
+) -> list[tuple[str, ObjectId]]:
+    """Walk every snapshot from its root; returns the dictionaries they leave
+    for their series' next session (writers' only: a fault is a warning)."""
+    next_nights: list[tuple[str, ObjectId]] = []
+    for key, _size in repo.backend.list("snapshots/"):
         snap_id = key.split("/", 1)[1]
         if not SNAPSHOT_NAME.fullmatch(snap_id):
             report.warn(
@@ -158,13 +211,26 @@ def check_repository(
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
             continue
-        _walk(repo, f"snapshot {snap_id}", root, table, seen, report)
+        reach.trees([root], f"snapshot {snap_id}", SEEN)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
             next_nights.append((f"snapshot {snap_id}'s dictionary", dictionary))
+    return next_nights
 
-    # 3b. every block naming a dictionary: the dictionary and what it reads are
-    # there (what those objects name need not be: see prune)
+
+def _check_dictionaries(
+    repo: Repository,
+    reach: Reach,
+    names: list[str],
+    blocks: dict[tuple[int, int], int],
+    next_nights: list[tuple[str, ObjectId]],
+    report: CheckReport,
+) -> None:
+    """Every block naming a dictionary: the dictionary and what it reads are
+    there (what those objects name need not be: see prune).  Then the
+    snapshots' dictionaries for the next night, whose faults are warnings."""
+    dictionaries: list[tuple[str, ObjectId]] = []  # blocks need these to be read
+    table = reach.table
     for (no, boff), row in sorted(blocks.items(), key=lambda b: (names[b[0][0]], b[0][1])):
         try:
             dict_id = repo.block_dictionary(table.location(row))
@@ -172,114 +238,30 @@ def check_repository(
             continue  # a missing or truncated pack is reported above
         if dict_id is not None:
             dictionaries.append((f"pack {names[no]} block at {boff} (its dictionary)", dict_id))
-    done: set[ObjectId] = set()
     for needed_by, dict_id in dictionaries:
-        _check_dictionary(repo, needed_by, dict_id, table, seen, done, report)
-    # What a snapshot leaves for its course's next night restores nothing: the
+        _check_dictionary(reach, needed_by, dict_id, report)
+    # What a snapshot leaves for its series' next session restores nothing: the
     # next session compresses without it if it is damaged (and prune drops it)
     optional = CheckReport()
     for needed_by, dict_id in next_nights:
-        _check_dictionary(repo, needed_by, dict_id, table, seen, done, optional)
+        _check_dictionary(reach, needed_by, dict_id, optional)
     for problem in optional.problems:
         report.warn(
-            f"{problem.message} (the next ingest of its course does without it)", problem.kind
+            f"{problem.message} (the next session of its series does without it)", problem.kind
         )
-    report.reachable = seen.count
-    _check_catalog(repo, table, seen, report)
-
-    # 4. read every pack and verify every object
-    if read_data:
-        by_pack: dict[str, array[int]] = {}
-        for row, entry in enumerate(table.entries()):
-            by_pack.setdefault(names[entry[2]], array("I")).append(row)
-        total = len(packs)
-        for i, name in enumerate(sorted(packs)):
-            rows = by_pack.get(name, array("I"))
-            _read_pack(repo, name, [(table.oid(r), table.location(r)) for r in rows], report)
-            if progress:
-                progress(i + 1, total)
-    return report
 
 
-class _Seen:
-    """The objects a walk has met: a mark on their rows, and a set for the
-    (few) that are not indexed."""
-
-    SEEN = 1
-
-    def __init__(self, table: ObjectTable) -> None:
-        self._table = table
-        self._missing: set[ObjectId] = set()
-        self.count = 0
-
-    def add(self, oid: ObjectId) -> range | None:
-        """Mark ``oid``; its rows (empty if not indexed), or None if it was
-        marked before."""
-        rows = self._table.rows(oid)
-        if not rows:
-            if oid in self._missing:
-                return None
-            self._missing.add(oid)
-        elif self._table.marks[rows.start] & self.SEEN:
-            return None
-        else:
-            self._table.mark(rows, self.SEEN)
-        self.count += 1
-        return rows
-
-
-def _walk(
-    repo: Repository,
-    needed_by: str,
-    root: ObjectId,
-    table: ObjectTable,
-    seen: _Seen,
-    report: CheckReport,
-) -> None:
-    stack = [root]
-    while stack:
-        oid = stack.pop()
-        rows = seen.add(oid)
-        if rows is None:
-            continue
-        if not rows:
-            report.error(f"{needed_by}: object {oid.hex()} is not in any index (missing)", MISSING)
-            continue
-        if table.type(rows.start) != ObjectType.TREE:
-            continue
-        try:
-            _t, payload = repo.read_at(oid, table.location(rows.start))
-            stack.extend(tree_refs(payload))
-        except (CoursevaultError, ValueError) as exc:
-            report.error(f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc))
-
-
-def _check_dictionary(
-    repo: Repository,
-    needed_by: str,
-    dict_id: ObjectId,
-    table: ObjectTable,
-    seen: _Seen,
-    done: set[ObjectId],
-    report: CheckReport,
-) -> None:
+def _check_dictionary(reach: Reach, needed_by: str, dict_id: ObjectId, report: CheckReport) -> None:
     """A dictionary, the dictionaries before it and the objects they read are
     indexed and readable."""
-    if dict_id in done:
+    if dict_id in reach.dictionaries:
         return
-    if dict_id not in table:
-        done.add(dict_id)
+    if dict_id not in reach.table:
+        reach.dictionaries.add(dict_id)
         report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)", MISSING)
         return
     try:
-        for link, sources in repo.dictionary_chain(dict_id):
-            if link in done:
-                return
-            done.add(link)
-            seen.add(link)
-            for oid in sources:
-                seen.add(oid)
-            needed_by = f"dictionary {link.hex()}"
+        reach.dictionary(dict_id, needed_by, SEEN, whole=False)
     except CoursevaultError as exc:
         report.error(f"{needed_by}: {exc}", kind_of(exc))  # names the dictionary or object
 
@@ -333,7 +315,7 @@ REPAIR_CATALOG = "`coursevault index rebuild` recreates it from the repository"
 CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are counted
 
 
-def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: CheckReport) -> None:
+def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) -> None:
     """The catalog, which every read goes through, against the index files:
     each reachable object is located where an index file says (its snapshot
     rows were synced with the repository's files before the walk).  A catalog is a cache, so what is wrong
@@ -355,7 +337,7 @@ def _check_catalog(repo: Repository, table: ObjectTable, seen: _Seen, report: Ch
 
     try:
         for rows in table.objects():
-            if table.marks[rows.start] & _Seen.SEEN:
+            if table.marks[rows.start] & SEEN:
                 batch.append(table.oid(rows.start))
                 if len(batch) >= 2000:
                     verify(batch)

@@ -51,6 +51,9 @@ ENTRY = struct.Struct("<BII")  # type, offset, length
 CODEC_RAW = 0
 CODEC_ZSTD = 1
 CODEC_ZSTD_DICT = 2
+# A pack of tiny records (quiz steps, log lines) reaches 16 MiB only after
+# hundreds of thousands of objects; the writer's map of them must stay small.
+MAX_PACK_OBJECTS = 32_768
 DICT_REF = 32  # the dictionary id after a codec-2 block's header
 
 TREE_TYPE = int(ObjectType.TREE)

@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
 from coursevault.store.catalog_sync import index_names, snapshot_names
-from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.ids import ObjectId
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import LARGE_OBJECT, Location, PackWriter, pack_key
-from coursevault.store.repository import MAX_PACK_OBJECTS, Repository, snapshot_dictionary
-from coursevault.store.treecodec import tree_refs
+from coursevault.store.pack import LARGE_OBJECT, MAX_PACK_OBJECTS, Location, PackWriter, pack_key
+from coursevault.store.reach import Reach
+from coursevault.store.repository import Repository
+from coursevault.store.snapshots import snapshot_dictionary
 
 
 @dataclass
@@ -146,176 +147,38 @@ def _prune(
     # index: every location of every object
     old_index = index_names(backend, repo.notice)
     table = ObjectTable(entry for name in old_index for entry in _index_entries(repo, name))
-    marks = table.marks
     pack_sizes = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
     report.packs_before = len(pack_sizes)
     report.bytes_before = sum(pack_sizes.values()) + sum(s for _, s in backend.list("index/"))
 
-    def rows_of(oid: ObjectId, needed_by: str) -> range:
-        rows = table.rows(oid)
-        if not rows:
-            raise ObjectMissingError(
-                oid.hex(), f"needed by {needed_by}; run `coursevault check` before pruning"
-            )
-        return rows
-
-    # 1. reachable objects: from every snapshot's root and the dictionary it left
+    # 1. reachable objects
     say("finding reachable objects")
-
-    def mark(roots: list[ObjectId], needed_by: str) -> None:
-        stack = list(roots)
-        while stack:
-            oid = stack.pop()
-            rows = rows_of(oid, needed_by)
-            if marks[rows.start] & REACHED:
-                continue
-            table.mark(rows, REACHED)
-            if table.type(rows.start) == ObjectType.TREE:
-                _t, payload = repo.read_at(oid, table.location(rows.start))
-                stack.extend(tree_refs(payload))
-
-    snaps = snapshot_names(backend)
-    report.snapshots = len(snaps)
-    dictionaries: list[tuple[ObjectId, str]] = []
-    for snap_id in snaps:
-        record = repo.read_snapshot(snap_id)
-        mark([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}")
-        dictionary = snapshot_dictionary(record)
-        if dictionary is not None and dictionary in table:
-            dictionaries.append((dictionary, f"the dictionary of snapshot {snap_id}"))
-
-    # A dictionary needs its object and the objects it reads kept, not what
-    # those name (a walk dictionary reads a few upper trees of a snapshot that
-    # may be forgotten).  Marked after every root: REACHED means "and all it
-    # names", so these get a mark of their own.
-    marked_dicts: set[ObjectId] = set()
-
-    def keep_content(oid: ObjectId, needed_by: str) -> None:
-        table.mark(rows_of(oid, needed_by), CONTENT)
-
-    def mark_dictionary(dict_id: ObjectId, needed_by: str) -> None:
-        if dict_id in marked_dicts:
-            return
-        chain = []  # read whole before anything is marked: a damaged one keeps nothing
-        for link, sources in repo.dictionary_chain(dict_id):
-            if link in marked_dicts:
-                break  # and the rest of the chain with it
-            chain.append((link, sources))
-        keep_content(dict_id, needed_by)
-        for link, sources in chain:
-            marked_dicts.add(link)
-            keep_content(link, needed_by)
-            for oid in sources:
-                keep_content(oid, f"dictionary {link.hex()}")
-            needed_by = f"dictionary {link.hex()}"
-
-    for dict_id, needed_by in dictionaries:
-        # What a snapshot leaves for the next night restores nothing: if it is
-        # damaged, the next session compresses without it (WriteSession), so
-        # it is not kept rather than stopping the prune that frees the rest.
-        try:
-            mark_dictionary(dict_id, needed_by)
-        except (CorruptionError, ObjectMissingError) as exc:
-            repo.notice(f"{needed_by} is damaged and is not kept: {exc}")
-
-    # A block holding a kept object needs the dictionary it names -- in
-    # every pack that holds a copy, not only the packs kept: until the old index
-    # files are gone (step 4) a reader may take any copy, so a prune killed
-    # midway must leave those dictionaries indexed.  Those kept only for blocks
-    # repacked below are freed by the next prune (and what only they needed,
-    # one level of a chain per prune).
-    while True:
-        needed: list[ObjectId] = []
-        for row in range(len(table)):
-            if marks[row] & KEPT and not marks[row] & CHECKED:
-                marks[row] |= CHECKED
-                named = repo.block_dictionary(table.location(row))
-                if named is not None and named not in marked_dicts:
-                    needed.append(named)
-        if not needed:
-            break
-        for named in needed:
-            mark_dictionary(named, "a block's dictionary")
+    _mark_reachable(repo, table, report)
 
     # 2. classify packs by the share of their object bytes still needed
-    keep, repack, delete, survivors, ratios = _classify(table, pack_sizes, repack_below)
-    report.packs_repacked = len(repack)
-    report.packs_deleted = len(delete)
-
-    # where each kept object will live: a kept pack if it is in one already
-    kept_packs = {no for no in range(table.pack_count) if table.pack(no).hex() in keep}
-    staying: list[int] = []  # rows, as (pack, block, offset, row) in one int
-    to_copy: list[int] = []  # the first row of each object to copy
-    for rows in table.objects():
-        if not marks[rows.start] & KEPT:
-            continue
-        report.reachable_objects += 1
-        row = next((r for r in rows if table.pack_number(r) in kept_packs), -1)
-        if row >= 0:
-            no, boff, off = table.place(row)
-            staying.append(no << 128 | boff << 64 | off << 32 | row)
-        else:
-            to_copy.append(rows.start)
-
-    # the new index: the objects staying, in pack order (neighbouring locations
-    # compress), then the copies
-    staying.sort()
-    mask = (1 << 32) - 1
-
-    def index_after(copies: Iterable[Row]) -> Iterator[Row]:
-        return itertools.chain((table.index_row(key & mask) for key in staying), copies)
+    plan = _Plan(table, pack_sizes, repack_below)
+    report.packs_repacked = len(plan.repack)
+    report.packs_deleted = len(plan.delete)
+    report.reachable_objects = plan.reachable
 
     # Nothing to delete or copy, and every index entry an object kept once:
     # the index stays as it is (rewriting it would only change its size).
-    unchanged = not delete and not to_copy and len(table) == report.reachable_objects
+    unchanged = not plan.delete and not plan.to_copy and len(table) == plan.reachable
     if unchanged or dry_run:
         report.bytes_after = report.bytes_before
-        if not unchanged:  # the copies' index rows, in their places before the copy
-            report.packs_written = _packs_to_write(
-                table,
-                sorted(to_copy, key=table.place),  # as copied below
-                ratios,
-                int(repo.config["block_size"]),
-                int(repo.config["pack_size"]),
-            )
-            report.bytes_after = (
-                sum(pack_sizes[p] for p in keep)
-                + sum(survivors.values())
-                + _index_size(index_after(table.index_row(row) for row in to_copy))
-            )
+        if not unchanged:
+            _estimate(repo, plan, report)
         if not dry_run:
             _remove_temporary(backend)
         return report
 
     # 3. copy the survivors of repacked packs
-    say(f"repacking {len(to_copy)} objects from {len(repack)} packs")
-    to_copy.sort(key=table.place)
-    copied: list[Row] = []
-    written: set[str] = set()
-    writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
-    pack_size = int(repo.config["pack_size"])
-
-    def flush() -> None:
-        nonlocal writer
-        if writer.empty:
-            return
-        pack_id, data = writer.finish()
-        backend.write(pack_key(pack_id), data)
-        written.add(pack_id.hex())
-        copied.extend((oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in writer.placed)
-        report.packs_written += 1
-        writer = PackWriter(int(repo.config["block_size"]), int(repo.config["zstd_level"]))
-
-    for row in to_copy:
-        kind, payload = repo.read_at(table.oid(row), table.location(row))
-        writer.add(kind, table.oid(row), payload)
-        if writer.size >= pack_size or len(writer.where) >= MAX_PACK_OBJECTS:
-            flush()
-    flush()
+    say(f"repacking {len(plan.to_copy)} objects from {len(plan.repack)} packs")
+    copied = _copy(repo, table, sorted(plan.to_copy, key=table.place), report)
 
     # 4. the new index, then away with the old
     say("writing the new index")
-    entries = index_after(copied)
+    entries = plan.index_after(copied)
     new_index: set[str] = set()
     while chunk := list(itertools.islice(entries, MAX_ENTRIES_PER_FILE)):
         idx_id, data = encode_index_rows(chunk)
@@ -330,7 +193,8 @@ def _prune(
     # 5. packs and leftovers nothing needs.  A pack id is its content's hash,
     # so a prune killed after step 3 left, unindexed, the very packs this one
     # wrote again: they were among the unreferenced packs to delete.
-    delete -= written
+    written = {row[2].hex() for row in copied}
+    delete = [name for name in plan.delete if name not in written]
     report.packs_deleted = len(delete)
     say(f"deleting {len(delete)} packs")
     for name in delete:
@@ -344,6 +208,133 @@ def _prune(
     return report
 
 
+def _mark_reachable(repo: Repository, table: ObjectTable, report: PruneReport) -> None:
+    """Mark what every snapshot's root reaches (REACHED), and what the
+    dictionaries they left and the dictionaries of kept blocks read (CONTENT).
+    A missing object stops the prune: what it names would be deleted."""
+
+    def missing(oid: ObjectId, needed_by: str) -> None:
+        raise ObjectMissingError(
+            oid.hex(), f"needed by {needed_by}; run `coursevault check` before pruning"
+        )
+
+    reach = Reach(repo, table, missing)
+    snaps = snapshot_names(repo.backend)
+    report.snapshots = len(snaps)
+    dictionaries: list[tuple[ObjectId, str]] = []
+    for snap_id in snaps:
+        record = repo.read_snapshot(snap_id)
+        reach.trees([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}", REACHED)
+        dictionary = snapshot_dictionary(record)
+        if dictionary is not None and dictionary in table:
+            dictionaries.append((dictionary, f"the dictionary of snapshot {snap_id}"))
+
+    # A dictionary needs its object and the objects it reads kept, not what
+    # those name (a walk dictionary reads a few upper trees of a snapshot that
+    # may be forgotten).  Marked after every root: REACHED means "and all it
+    # names", so these get a mark of their own.
+    for dict_id, needed_by in dictionaries:
+        # What a snapshot leaves for the next night restores nothing: if it is
+        # damaged, the next session compresses without it (WriteSession), so
+        # it is not kept rather than stopping the prune that frees the rest.
+        try:
+            reach.dictionary(dict_id, needed_by, CONTENT, whole=True)
+        except (CorruptionError, ObjectMissingError) as exc:
+            repo.notice(f"{needed_by} is damaged and is not kept: {exc}")
+
+    # A block holding a kept object needs the dictionary it names -- in
+    # every pack that holds a copy, not only the packs kept: until the old index
+    # files are gone (step 4) a reader may take any copy, so a prune killed
+    # midway must leave those dictionaries indexed.  Those kept only for blocks
+    # repacked below are freed by the next prune (and what only they needed,
+    # one level of a chain per prune).
+    reach.block_dictionaries(KEPT, CHECKED, CONTENT)
+
+
+class _Plan:
+    """Which packs stay, which are repacked and which deleted, and where each
+    kept object will live: in a kept pack if it is in one already
+    (``staying``), else copied (``to_copy``, the first row of each)."""
+
+    def __init__(self, table: ObjectTable, pack_sizes: dict[str, int], repack_below: float):
+        self.table = table
+        self.pack_sizes = pack_sizes
+        self.keep, self.repack, self.delete, self.survivors, self.ratios = _classify(
+            table, pack_sizes, repack_below
+        )
+        kept_packs = {no for no in range(table.pack_count) if table.pack(no).hex() in self.keep}
+        staying: list[int] = []  # rows, as (pack, block, offset, row) in one int
+        self.to_copy: list[int] = []
+        self.reachable = 0
+        marks = table.marks
+        for rows in table.objects():
+            if not marks[rows.start] & KEPT:
+                continue
+            self.reachable += 1
+            row = next((r for r in rows if table.pack_number(r) in kept_packs), -1)
+            if row >= 0:
+                no, boff, off = table.place(row)
+                staying.append(no << 128 | boff << 64 | off << 32 | row)
+            else:
+                self.to_copy.append(rows.start)
+        # in pack order: neighbouring locations compress
+        staying.sort()
+        self.staying = staying
+
+    def index_after(self, copies: Iterable[Row]) -> Iterator[Row]:
+        """The new index: the objects staying, in pack order, then the copies."""
+        mask = (1 << 32) - 1
+        table = self.table
+        return itertools.chain((table.index_row(key & mask) for key in self.staying), copies)
+
+
+def _estimate(repo: Repository, plan: _Plan, report: PruneReport) -> None:
+    """What a dry run says the copy would write and leave: the copies' index
+    rows, in their places before the copy."""
+    table = plan.table
+    report.packs_written = _packs_to_write(
+        table,
+        sorted(plan.to_copy, key=table.place),  # as copied
+        plan.ratios,
+        int(repo.config["block_size"]),
+        int(repo.config["pack_size"]),
+    )
+    report.bytes_after = (
+        sum(plan.pack_sizes[p] for p in plan.keep)
+        + sum(plan.survivors.values())
+        + _index_size(plan.index_after(table.index_row(row) for row in plan.to_copy))
+    )
+
+
+def _copy(
+    repo: Repository, table: ObjectTable, to_copy: list[int], report: PruneReport
+) -> list[Row]:
+    """Copy ``to_copy`` (rows, in pack order) into new packs; their index rows."""
+    backend = repo.backend
+    copied: list[Row] = []
+    block_size, level = int(repo.config["block_size"]), int(repo.config["zstd_level"])
+    writer = PackWriter(block_size, level)
+    pack_size = int(repo.config["pack_size"])
+
+    def flush() -> None:
+        nonlocal writer
+        if writer.empty:
+            return
+        pack_id, data = writer.finish()
+        backend.write(pack_key(pack_id), data)
+        copied.extend((oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in writer.placed)
+        report.packs_written += 1
+        writer = PackWriter(block_size, level)
+
+    for row in to_copy:
+        kind, payload = repo.read_at(table.oid(row), table.location(row))
+        writer.add(kind, table.oid(row), payload)
+        if writer.size >= pack_size or len(writer.where) >= MAX_PACK_OBJECTS:
+            flush()
+    flush()
+    return copied
+
+
 def _index_entries(repo: Repository, name: str) -> list[tuple[ObjectId, Location]]:
     """An index file's entries; a damaged one stops the prune, which would
     otherwise delete what only it names."""
@@ -355,8 +346,6 @@ def _index_entries(repo: Repository, name: str) -> list[tuple[ObjectId, Location
 
 def _remove_temporary(backend: Backend) -> None:
     """Leftovers of writes that never finished (no writer runs: we hold the lock)."""
-    temporary = getattr(backend, "list_temporary", None)
-    if temporary is not None:
-        for key in list(temporary()):
-            if not key.startswith("locks/"):
-                backend.delete(key)
+    for key in list(backend.list_temporary()):
+        if not key.startswith("locks/"):
+            backend.delete(key)

@@ -32,9 +32,11 @@ import blake3
 
 from coursevault.errors import CoursevaultError
 from coursevault.store.catalog_sync import index_names
+from coursevault.store.dictionaries import MAX_DICT_DEPTH
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.pack import (
+    MAX_PACK_OBJECTS,
     Location,
     PackFormatError,
     PackWriter,
@@ -42,7 +44,7 @@ from coursevault.store.pack import (
     iter_blocks,
     pack_key,
 )
-from coursevault.store.repository import MAX_DICT_DEPTH, MAX_PACK_OBJECTS, Repository
+from coursevault.store.repository import Repository
 
 
 @dataclass

@@ -1,18 +1,22 @@
-"""A course's series of snapshots: their order, each one's parent, its head ref.
+"""A series of snapshots: their order, each one's parent, its head ref.
 
-Writers of one course may run at once (nights caught up in parallel, two
+A series is what the layers above keep the history of (a course, to them):
+the store knows it only as a key, which the format calls ``course`` (in
+the snapshot record and the catalog) and names its ref by.
+
+Writers of one series may run at once (nights caught up in parallel, two
 hosts), so a snapshot's parent cannot be read before its session commits:
 what another writer commits meanwhile would be missed, and two nights would
-both name the night before them, or none.  So a commit of a course happens
-under its ref, ``refs/heads/<course>`` (docs/format.md, "Parents"):
+both name the night before them, or none.  So a commit of a series happens
+under its ref, ``refs/heads/<series>`` (docs/format.md, "Parents"):
 
 1. reserve the ref: swap in a line naming this writer's lock, once no live
    writer's line is there (a dead writer's lock is gone or stale);
 2. drop from the session's packs what others committed meanwhile and write
    its index files (``WriteSession._commit``): with the ref reserved, no
-   snapshot of the course can appear between this and 3, so the parent's
+   snapshot of the series can appear between this and 3, so the parent's
    objects are not stored again;
-3. list the snapshots and take the newest of the course at or before this
+3. list the snapshots and take the newest of the series at or before this
    one's time, in history order, as the parent; build the record; swap the
    ref to name this snapshot and hold its record (the ref changes with
    every commit, so two writers cannot both win from one state; a lost
@@ -22,7 +26,7 @@ under its ref, ``refs/heads/<course>`` (docs/format.md, "Parents"):
 A snapshot is therefore visible only once its parent is settled: no writer
 can pick a snapshot whose record may still change.  The ref holds the record
 of the last commit, so a writer killed between 3 and 4 loses nothing; the
-next writer of the course, or the next exclusive lock (prune, forget),
+next writer of the series, or the next exclusive lock (prune, forget),
 writes its file.
 """
 
@@ -37,11 +41,12 @@ from coursevault.errors import BackendError, BadInputError
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.locks import list_locks
+from coursevault.store.snapshots import SERIES_FIELD, snapshot_key, snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
 
-# A lost race means another writer of the course committed; this many in a
+# A lost race means another writer of the series committed; this many in a
 # row means something else is wrong.
 MAX_ATTEMPTS = 100
 RESERVED = b"committing "  # the ref line of a writer between steps 1 and 4
@@ -51,10 +56,10 @@ class SnapshotDraft(NamedTuple):
     """A snapshot record whose ``parents`` the store fills in at commit.
 
     ``build(parents)`` returns the record; it may be called more than once
-    (once per lost race), and must give the same ``course`` and ``epoch``.
+    (once per lost race), and must give the same ``series`` and ``epoch``.
     """
 
-    course: str
+    series: str
     epoch: float
     build: Callable[[list[str]], dict[str, Any]]
 
@@ -62,10 +67,10 @@ class SnapshotDraft(NamedTuple):
 def fixed_draft(record: dict[str, Any]) -> SnapshotDraft:
     """A draft of a record whose parents the caller chose (tests, imports)."""
     try:
-        course, epoch = str(record["course"]), float(record["epoch"])
+        series, epoch = str(record[SERIES_FIELD]), float(record["epoch"])
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"invalid snapshot record: {exc}") from exc
-    return SnapshotDraft(course, epoch, lambda _parents: record)
+    return SnapshotDraft(series, epoch, lambda _parents: record)
 
 
 def encode_record(record: dict[str, Any]) -> bytes:
@@ -73,8 +78,8 @@ def encode_record(record: dict[str, Any]) -> bytes:
     return json.dumps(record, sort_keys=True, separators=(",", ":")).encode()
 
 
-def head_key(course: str) -> str:
-    return f"refs/heads/{course}"
+def head_key(series: str) -> str:
+    return f"refs/heads/{series}"
 
 
 def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
@@ -102,7 +107,7 @@ def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
 
 
 def _generations(tie: list[SnapshotRow]) -> dict[str, int]:
-    """How many snapshots of the same course and time each one descends from."""
+    """How many snapshots of the same series and time each one descends from."""
     by_id = {r.id: r for r in tie}
     gen: dict[str, int] = {}
     for row in tie:
@@ -112,7 +117,7 @@ def _generations(tie: list[SnapshotRow]) -> dict[str, int]:
             chain.append(cur.id)
             parent = first_parent(cur.record)
             up = by_id.get(parent) if parent else None
-            cur = up if up is not None and up.course == cur.course else None
+            cur = up if up is not None and up.series == cur.series else None
         base = gen[cur.id] + 1 if cur is not None and cur.id in gen else 0
         for n, sid in enumerate(reversed(chain)):
             gen[sid] = base + n
@@ -128,7 +133,7 @@ def first_parent(record: dict[str, Any]) -> str | None:
 
 def parent_of(rows: list[SnapshotRow], epoch: float) -> list[str]:
     """The parents a snapshot of ``epoch`` takes: the newest of ``rows`` (one
-    course, in history order) at or before that time, if any."""
+    series, in history order) at or before that time, if any."""
     before = [r.id for r in rows if r.epoch <= epoch]
     return before[-1:]
 
@@ -140,9 +145,9 @@ class _Head(NamedTuple):
     reserved: str | None  # the lock key of the writer committing now
 
 
-def _read_head(repo: Repository, course: str) -> _Head:
+def _read_head(repo: Repository, series: str) -> _Head:
     try:
-        raw = repo.backend.read(head_key(course))
+        raw = repo.backend.read(head_key(series))
     except FileNotFoundError:
         return _Head(None, None, None, None)
     lines = raw.split(b"\n")
@@ -169,9 +174,9 @@ def _holder_alive(repo: Repository, lock_key: str) -> bool:
     return any(h.key == lock_key and not h.is_stale() for h in list_locks(repo.backend))
 
 
-def reserve(repo: Repository, course: str, lock_key: str) -> None:
+def reserve(repo: Repository, series: str, lock_key: str) -> None:
     """Step 1: make this writer (holding the lock ``lock_key``) the only
-    one committing to ``course`` until its record replaces the reservation.
+    one committing to ``series`` until its record replaces the reservation.
 
     Waits while another live writer holds it: that writer is between its
     own step 2 and 4, which take as long as writing a night's index.  A
@@ -180,7 +185,7 @@ def reserve(repo: Repository, course: str, lock_key: str) -> None:
     """
     delay = 0.02
     while True:
-        head = publish_last(repo, course)
+        head = publish_last(repo, series)
         if head.reserved == lock_key:
             return
         if head.reserved is not None and _holder_alive(repo, head.reserved):
@@ -188,22 +193,20 @@ def reserve(repo: Repository, course: str, lock_key: str) -> None:
             delay = min(delay * 2, 0.5)
             continue
         ref = _encode_head(head.newest, head.last, lock_key)
-        if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+        if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
             return
 
 
-def publish_last(repo: Repository, course: str) -> _Head:
-    """Write the snapshot file of the course's last commit if it is missing
+def publish_last(repo: Repository, series: str) -> _Head:
+    """Write the snapshot file of the series' last commit if it is missing
     (its writer died after the swap); return the head as read."""
-    head = _read_head(repo, course)
+    head = _read_head(repo, series)
     _publish(repo, head)
     return head
 
 
 def _publish(repo: Repository, head: _Head) -> bool:
     """Write the file of the record ``head`` holds if it is missing; whether it did."""
-    from coursevault.store.repository import snapshot_key
-
     if head.last is None:
         return False
     snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
@@ -214,7 +217,7 @@ def _publish(repo: Repository, head: _Head) -> bool:
 
 
 def publish_all(repo: Repository) -> bool:
-    """Publish every course's last commit (under the exclusive lock, before
+    """Publish every series' last commit (under the exclusive lock, before
     prune or forget decide what snapshots there are); whether any was
     missing (then the caller's catalog lacks it)."""
     published = False
@@ -227,16 +230,15 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
     """Steps 3 and 4 (see the module docstring) for a writer holding the lock
     ``lock_key``; returns the snapshot id.  The objects the record names must
     be indexed already."""
-    from coursevault.store.repository import snapshot_key, snapshot_row
 
-    course = draft.course
+    series = draft.series
     for _attempt in range(MAX_ATTEMPTS):
-        reserve(repo, course, lock_key)
-        head = _read_head(repo, course)
+        reserve(repo, series, lock_key)
+        head = _read_head(repo, series)
         if head.reserved != lock_key:
             continue  # taken over since (our lock looked stale): again
         repo.sync_catalog()
-        rows = repo.snapshots(course)
+        rows = repo.snapshots(series)
         record = draft.build(parent_of(rows, draft.epoch))
         data = encode_record(record)
         snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
@@ -244,23 +246,23 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
             row = snapshot_row(snap_id, record)
         except (KeyError, TypeError, ValueError) as exc:
             raise BadInputError(f"invalid snapshot record: {exc}") from exc
-        if row.course != course or row.epoch != draft.epoch:
-            raise BadInputError("a snapshot draft changed its course or time")
+        if row.series != series or row.epoch != draft.epoch:
+            raise BadInputError("a snapshot draft changed its series or time")
         newest = history_order(sorted([*rows, row], key=lambda r: (r.epoch, r.id)))[-1].id
         ref = _encode_head(newest, data, None)
-        if repo.backend.compare_and_swap(head_key(course), head.raw, ref):
+        if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
             repo.backend.write(snapshot_key(snap_id), data)
             repo.catalog.add_snapshot(row)
-            repo.catalog.set_ref(f"heads/{course}", newest)
+            repo.catalog.set_ref(f"heads/{series}", newest)
             return snap_id
-    raise BackendError(f"could not update {head_key(course)}: too many concurrent updates")
+    raise BackendError(f"could not update {head_key(series)}: too many concurrent updates")
 
 
-def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
+def drop_from_head(repo: Repository, series: str, snap_id: str) -> None:
     """Before ``snap_id`` is deleted (forget, under the exclusive lock): the
     ref must not name it, or the next writer would publish it again -- so
     not after, or a forget killed in between would bring it back."""
-    head = _read_head(repo, course)
+    head = _read_head(repo, series)
     if head.raw is None:
         return
     last = head.last
@@ -268,15 +270,15 @@ def drop_from_head(repo: Repository, course: str, snap_id: str) -> None:
         last = None
     if head.newest != snap_id and last is head.last:
         return
-    rows = [r for r in repo.snapshots(course) if r.id != snap_id]
+    rows = [r for r in repo.snapshots(series) if r.id != snap_id]
     if not rows and last is None:
-        repo.backend.delete(head_key(course))
+        repo.backend.delete(head_key(series))
         return
     newest = rows[-1].id if rows else None
     # no writer commits under the exclusive lock: a reservation is a dead one's
     if not repo.backend.compare_and_swap(
-        head_key(course), head.raw, _encode_head(newest, last, None)
+        head_key(series), head.raw, _encode_head(newest, last, None)
     ):
-        raise BackendError(f"{head_key(course)} changed under the exclusive lock")
+        raise BackendError(f"{head_key(series)} changed under the exclusive lock")
     if newest is not None:
-        repo.catalog.set_ref(f"heads/{course}", newest)
+        repo.catalog.set_ref(f"heads/{series}", newest)

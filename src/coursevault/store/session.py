@@ -15,29 +15,30 @@ import secrets
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zstandard
 
 from coursevault.errors import CorruptionError, ObjectMissingError
-from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
-from coursevault.store.pack import Location, PackWriter, pack_key
-from coursevault.store.pending import PendingIndex
-from coursevault.store.repository import (
+from coursevault.store.dictionaries import (
     DICT_BUDGET,
-    DICT_MAGIC,
     DICT_MEMBER_MAX,
     DICT_MEMBERS,
     DICT_MIN,
-    DICT_PARAMS,
     DICT_WALK,
     MAX_DICT_DEPTH,
-    MAX_PACK_OBJECTS,
-    Repository,
+    dictionary_body,
+    dictionary_params,
 )
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
+from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
-from coursevault.store.treecodec import encode_tree, write_varint
+from coursevault.store.treecodec import encode_tree
+
+if TYPE_CHECKING:
+    from coursevault.store.repository import Repository
 
 # A pack whose bytes are at least 1/REWRITE_SHARE objects another writer
 # committed meanwhile is written again without them (_drop_committed_meanwhile).
@@ -50,15 +51,6 @@ class WriteStats:
     new_bytes: int = 0  # uncompressed payload bytes of new objects
     stored_bytes: int = 0  # bytes of pack files written
     packs: int = 0
-
-
-def dictionary_params(level: int) -> zstandard.ZstdCompressionParameters:
-    """Compression parameters for blocks with a dictionary: the level's, with a
-    window and hash tables big enough to reach into all of a walk's content
-    (which readers need not know: any zstd decoder takes the frames)."""
-    base = zstandard.ZstdCompressionParameters.from_level(level)
-    bigger = {k: max(v, getattr(base, k)) for k, v in DICT_PARAMS.items()}
-    return zstandard.ZstdCompressionParameters.from_level(level, **bigger)
 
 
 class WriteSession:
@@ -191,10 +183,8 @@ class WriteSession:
         self._note_fresh(self._pack)
         self._dict_made = True
         if walk is not None and self._dict is None and self._walks:
-            body = bytearray(DICT_MAGIC)
-            write_varint(body, 1)  # a lower bound: readers count what the walk reads
-            write_varint(body, DICT_WALK)
-            return self.put_tree([walk], bytes(body))
+            # depth 1 is a lower bound: readers count what the walk reads
+            return self.put_tree([walk], dictionary_body(1, DICT_WALK))
         if not self._fresh:  # nothing new (the same backup again): the same dictionary
             return self._dict[0] if self._dict is not None else None
         members = list(dict.fromkeys(m for m, _n in self._fresh))
@@ -205,10 +195,7 @@ class WriteSession:
             members.insert(0, self._dict[0])
         elif self._fresh_bytes < DICT_MIN:
             return None
-        body = bytearray(DICT_MAGIC)
-        write_varint(body, self._depth + 1)
-        write_varint(body, 1 if previous else 0)
-        return self.put_tree(members, bytes(body))
+        return self.put_tree(members, dictionary_body(self._depth + 1, 1 if previous else 0))
 
     def _known(self, oids: list[ObjectId]) -> set[ObjectId]:
         return self.repo.catalog.has_many(oids)
@@ -296,7 +283,7 @@ class WriteSession:
         """Make everything durable and visible; write ``snapshot`` last.
 
         A record is written as it is; a :class:`SnapshotDraft` gets its
-        parent chosen under its course's head update (``store/series.py``).
+        parent chosen under its series' head update (``store/series.py``).
         Returns the snapshot id (or None when only objects were committed).
         On any failure the session is aborted (see :meth:`abort`) and the
         lock freed.
@@ -310,8 +297,8 @@ class WriteSession:
     def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         last = self._flush_pack(remember=False)
-        if draft is not None:  # no snapshot of its course appears until ours
-            reserve(self.repo, draft.course, self._lock.key)
+        if draft is not None:  # no snapshot of its series appears until ours
+            reserve(self.repo, draft.series, self._lock.key)
         last = self._drop_committed_meanwhile(last)
         pending = itertools.chain(self._pending.rows(), last)
         while True:
@@ -337,13 +324,13 @@ class WriteSession:
         committed since it opened; return the rows of the open pack's objects
         as they now are.
 
-        Why: two nights of one course ingested together each store what the
+        Why: two nights of one series ingested together each store what the
         other adds, until one commits -- then the other's objects are last
         night's, and the snapshot taking it as parent must not keep them all
         again.  Dedup asked the catalog block by block; only an index file
         committed since can make more known, so without one this costs a
-        listing.  Called with the course's ref reserved (``series.reserve``):
-        no snapshot of the course can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
+        listing.  Called with the series' ref reserved (``series.reserve``):
+        no snapshot of the series can be committed between this and ours.  Packs are private until indexed, so rewriting them is safe:
         the old ones are deleted, the objects kept go through :meth:`put`
         again (into new packs, compressed as before).  A pack with a few
         such objects (a file two courses share) is left alone: its copies

@@ -28,9 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import blake3
-
-from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.ids import ObjectId, ObjectType, id_hasher, object_id
 from coursevault.store.treecodec import encode_tree
 from coursevault.tree.cutstate import Checkpoint, OpenElement, Run
 from coursevault.tree.graft import GraftSource, fit_graft
@@ -55,8 +53,8 @@ from coursevault.tree.xmltags import (
 
 MARKER_TAG_B = MARKER_TAG.encode()
 _LEAF_PREFIX = encode_element([], b"")  # b"X" + varint 0
-# object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)) is blake3 of this + fragment
-_LEAF_ID_PREFIX = bytes([ObjectType.TREE]) + encode_tree([], _LEAF_PREFIX)
+# object_id(TREE, encode_tree([], _LEAF_PREFIX + fragment)), hashed without building it
+_leaf_hasher = id_hasher(ObjectType.TREE, encode_tree([], _LEAF_PREFIX))
 # Elements open at once that a document may have and still be cut into
 # records: past that it is kept raw (exact all the same).  Moodle nests a
 # dozen levels; the scanner holds about 0.5 kB for each open element, so a
@@ -407,7 +405,7 @@ class XmlChunker:
                 f"element {name.decode(errors='replace')} holds text that looks like a run marker"
             )
         self.records += 1
-        h = blake3.blake3(_LEAF_ID_PREFIX)
+        h = _leaf_hasher()
         h.update(fragment)
         self._hang(
             parent, self._slice(parent.cursor, start), h.digest(), [], _LEAF_PREFIX + fragment
@@ -459,7 +457,7 @@ class XmlChunker:
             # tree envelope (no references: one zero byte) around it.
             refs = []
             body = _LEAF_PREFIX + fragment
-            h = blake3.blake3(_LEAF_ID_PREFIX)
+            h = _leaf_hasher()
             h.update(fragment)
             rid = h.digest()
         parent = stack[-1]

@@ -1,0 +1,202 @@
+"""Reading objects: located through the catalog, read from packs, verified
+against their ids, with a reader's cache of decoded blocks and objects.
+
+Part of :class:`~coursevault.store.repository.Repository` (which adds
+dictionaries, snapshots and writing on top); kept apart so that what a read
+costs and what it may call corrupt are read in one place.  Memory is bounded
+by BLOCK_CACHE_BYTES of decoded blocks and as much of learned objects,
+whatever the repository's block size.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import blake3
+import zstandard
+
+from coursevault.errors import (
+    ChecksumMismatchError,
+    CorruptionError,
+    ObjectMissingError,
+    TruncatedError,
+)
+from coursevault.store.backend import Backend
+from coursevault.store.catalog import Catalog
+from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
+from coursevault.store.index import IndexFormatError, decode_index
+from coursevault.store.pack import BlockReader, Location, PackFormatError, pack_key
+
+# Decoded blocks (and the objects learned from them) kept by a reader, by
+# bytes, so that memory does not grow with a repository's block size.
+BLOCK_CACHE_BYTES = 8 * 1024 * 1024
+
+
+class ObjectReads:
+    """Object reads of a repository over ``backend``, located by ``catalog``."""
+
+    backend: Backend
+    catalog: Catalog
+
+    def __init__(self) -> None:
+        self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
+            OrderedDict()
+        )
+        # Verified objects of the blocks a reader came back to (see get).
+        self._recent: dict[ObjectId, tuple[ObjectType, bytes]] = {}
+        self._recent_owner: dict[ObjectId, tuple[bytes, int]] = {}  # the block that holds it
+        self._recent_blocks: OrderedDict[tuple[bytes, int], tuple[list[ObjectId], int]] = (
+            OrderedDict()
+        )
+        self._blocks_bytes = 0  # raw bytes of the blocks in _blocks
+        self._recent_bytes = 0  # and of the objects in _recent
+        self._seen_blocks: dict[tuple[bytes, int], None] = {}
+        self._reader = BlockReader(self._decompressor)
+
+    def _decompressor(self, dict_id: ObjectId) -> zstandard.ZstdDecompressor:
+        """The decompressor of a block naming ``dict_id`` (dictionaries.py)."""
+        raise CorruptionError(f"no dictionaries here to read {dict_id.hex()}")
+
+    def read_index(self, name: str) -> list[tuple[bytes, Location]]:
+        key = f"index/{name}"
+        data = self.backend.read(key)
+        if blake3.blake3(data).hexdigest() != name:
+            raise CorruptionError(f"index file {name} does not match its hash")
+        try:
+            return list(decode_index(data))
+        except IndexFormatError as exc:
+            raise CorruptionError(f"index file {name}: {exc}") from exc
+
+    def has(self, oid: ObjectId) -> bool:
+        return self.catalog.has(oid)
+
+    def locate(self, oid: ObjectId) -> Location:
+        loc = self.catalog.lookup(oid)
+        if loc is None:
+            raise ObjectMissingError(oid.hex(), "not in any index")
+        return loc
+
+    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        """Return (type, payload) of an object, verified against its id.
+
+        Readers walk trees in about the order they were written, so the
+        second read from a block hashes the whole block (its table of
+        contents gives each object's slice; the hashes are its ids) and
+        keeps its objects: later reads from it need neither a catalog
+        lookup nor another hash.  A random read, which rarely comes back to
+        its block, hashes only its own object.
+        """
+        hit = self._recent.get(oid)
+        if hit is not None:
+            return hit
+        loc = self.locate(oid)
+        key = (loc.pack, loc.block_offset)
+        if key not in self._seen_blocks:
+            self._seen_blocks[key] = None
+            if len(self._seen_blocks) > 1024:
+                self._seen_blocks.pop(next(iter(self._seen_blocks)))
+            return self.read_at(oid, loc)
+        self._learn_block(oid, loc)
+        hit = self._recent.get(oid)
+        if hit is None:
+            # Not learned from its block: either it does not hash to its id
+            # there (read_at says so) or the cache lost it.  Only a read at
+            # its location may call an object corrupt, never the cache.
+            return self.read_at(oid, loc)
+        return hit
+
+    def _learn_block(self, oid: ObjectId, loc: Location) -> None:
+        key = (loc.pack, loc.block_offset)
+        if key in self._recent_blocks:
+            return
+        raw, entries = self._block(oid, loc)  # decoded once already by read_at
+        recent = self._recent
+        learned = []
+        size = 0
+        for t, off, ln in entries:
+            kind = TYPES.get(t)
+            if kind is None or off + ln > len(raw):
+                continue  # never matches an id; read_at reports it if asked
+            data = raw[off : off + ln]
+            found = object_id(kind, data)
+            recent[found] = (kind, data)
+            learned.append(found)
+            size += ln
+        self._recent_blocks[key] = (learned, size)
+        self._recent_bytes += size
+        # Concurrent writers can store one object in two blocks: it belongs to
+        # the block that learned it last (the last of them to be evicted), so
+        # evicting an older block leaves it readable.
+        owner = self._recent_owner
+        for found in learned:
+            owner[found] = key
+        while self._recent_bytes > BLOCK_CACHE_BYTES and len(self._recent_blocks) > 1:
+            old_key, (old, old_size) = self._recent_blocks.popitem(last=False)
+            self._recent_bytes -= old_size
+            for oid_old in old:
+                if owner.get(oid_old) == old_key:
+                    del owner[oid_old]
+                    recent.pop(oid_old, None)
+
+    def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
+        raw, _entries = self._block(oid, loc)
+        if loc.offset + loc.length > len(raw):
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
+        data = raw[loc.offset : loc.offset + loc.length]
+        if object_id(loc.type, data) != oid:
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
+        return loc.type, data
+
+    def _read_block(self, oid: ObjectId, loc: Location) -> bytes:
+        """The stored bytes of a block.  A pack shorter than its index says is
+        damage (corrupt); a pack the backend cannot read now stays a
+        ``BackendError``: a timeout must not read as a damaged repository."""
+        try:
+            return self.backend.read(pack_key(loc.pack), loc.block_offset, loc.block_length)
+        except FileNotFoundError:
+            raise ObjectMissingError(oid.hex(), f"its pack {loc.pack.hex()} is missing") from None
+        except TruncatedError as exc:
+            raise CorruptionError(f"pack {loc.pack.hex()} is truncated: {exc}") from exc
+
+    def _block(self, oid: ObjectId, loc: Location) -> tuple[bytes, list[tuple[int, int, int]]]:
+        """(raw payload, table of contents) of the block at ``loc``, decoded once
+        for the last BLOCK_CACHE_BYTES of blocks."""
+        key = (loc.pack, loc.block_offset)
+        cached = self._blocks.get(key)
+        if cached is not None:
+            self._blocks.move_to_end(key)
+            return cached
+        block = self._read_block(oid, loc)
+        try:
+            decoded = self._reader.decode(block)
+        except PackFormatError as exc:
+            raise CorruptionError(
+                f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
+            ) from exc
+        self._blocks[key] = decoded
+        self._blocks_bytes += len(decoded[0])
+        while self._blocks_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+            self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
+        return decoded
+
+    def forget_cached(self) -> None:
+        """Drop every decoded block and object this reader holds."""
+        self._blocks.clear()
+        self._blocks_bytes = 0
+        self._recent.clear()
+        self._recent_owner.clear()
+        self._recent_blocks.clear()
+        self._recent_bytes = 0
+        self._seen_blocks.clear()
+
+    def forget_packs(self, packs: set[bytes]) -> None:
+        """Drop cached blocks and objects of packs that were deleted."""
+        for key in [k for k in self._blocks if k[0] in packs]:
+            self._blocks_bytes -= len(self._blocks.pop(key)[0])
+        for key in [k for k in self._recent_blocks if k[0] in packs]:
+            learned, size = self._recent_blocks.pop(key)
+            self._recent_bytes -= size
+            for oid in learned:
+                if self._recent_owner.get(oid) == key:
+                    del self._recent_owner[oid]
+                    self._recent.pop(oid, None)

@@ -1,0 +1,224 @@
+"""Reachability: what snapshot roots and dictionaries keep, marked on an ObjectTable.
+
+One walker for every command that must know what a repository needs --
+``check`` (which reports every problem and goes on), ``prune`` (which stops
+at the first object it cannot find, or it would delete what that object
+names) and the coming ``sync`` (which copies what prune would keep).  The
+policy on a missing or unreadable object is the caller's (``on_missing``,
+``on_damaged``); the walk, its marks and the dictionary chains are here.
+
+Memory is the ObjectTable's byte of marks per index entry plus the stack of
+refs not yet followed: no set of every reached id (restic #3844: prune
+needing three times the index in RAM).
+
+:func:`walk_tail_first` is the other walk a repository makes: the one whose
+trees are a walk dictionary's content (docs/format.md, "Dictionaries"), in
+priority order over the catalog rather than marks over a table.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from coursevault.errors import CorruptionError, CoursevaultError
+from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.objecttable import ObjectTable
+from coursevault.store.treecodec import tree_refs
+
+if TYPE_CHECKING:
+    from coursevault.store.dictionaries import DictionaryReads
+
+# ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
+MissingHandler = Callable[[ObjectId, str], None]
+# ``on_damaged(oid, needed_by, exc)``: a tree the walk needs cannot be read.
+DamagedHandler = Callable[[ObjectId, str, Exception], None]
+
+
+class Reach:
+    """Marks, on ``table``'s rows, what roots and dictionaries reach.
+
+    ``on_missing`` is called once per object met that no index names (it may
+    raise to stop the walk); ``on_damaged``, if given, for a tree that cannot
+    be read or decoded, and the walk goes on without what it names; without
+    it the error propagates.  ``count`` is how many distinct objects the walks
+    met (indexed or not), ``unindexed`` those no index names.
+    """
+
+    def __init__(
+        self,
+        repo: DictionaryReads,
+        table: ObjectTable,
+        on_missing: MissingHandler,
+        on_damaged: DamagedHandler | None = None,
+    ) -> None:
+        self.repo = repo
+        self.table = table
+        self.on_missing = on_missing
+        self.on_damaged = on_damaged
+        self.unindexed: set[ObjectId] = set()
+        self.count = 0
+        # dictionary objects whose chain from them on is marked (or given up)
+        self.dictionaries: set[ObjectId] = set()
+
+    def meet(self, oid: ObjectId, bit: int) -> range | None:
+        """Mark ``oid``'s rows with ``bit``: its rows (empty if no index names
+        it), or None if it was met before."""
+        table = self.table
+        rows = table.rows(oid)
+        if not rows:
+            if oid in self.unindexed:
+                return None
+            self.unindexed.add(oid)
+        elif table.marks[rows.start] & bit:
+            return None
+        else:
+            table.mark(rows, bit)
+        self.count += 1
+        return rows
+
+    def trees(self, roots: Iterable[ObjectId], needed_by: str, bit: int) -> None:
+        """Mark with ``bit`` every object ``roots`` reach (depth first; an
+        object marked before is not followed again)."""
+        table = self.table
+        stack = list(roots)
+        while stack:
+            oid = stack.pop()
+            rows = self.meet(oid, bit)
+            if rows is None:
+                continue
+            if not rows:
+                self.on_missing(oid, needed_by)
+                continue
+            if table.type(rows.start) != ObjectType.TREE:
+                continue
+            try:
+                _t, payload = self.repo.read_at(oid, table.location(rows.start))
+                refs = tree_refs(payload)
+            except (CoursevaultError, ValueError) as exc:
+                if self.on_damaged is None:
+                    raise
+                self.on_damaged(oid, needed_by, exc)
+                continue
+            stack.extend(refs)
+
+    def _content(self, oid: ObjectId, needed_by: str, bit: int, strict: bool) -> None:
+        rows = self.meet(oid, bit)
+        if strict and rows is not None and not rows:
+            self.on_missing(oid, needed_by)
+
+    def dictionary(self, dict_id: ObjectId, needed_by: str, bit: int, *, whole: bool) -> None:
+        """Mark with ``bit`` a dictionary, the list dictionaries it continues
+        and the objects their content is read from -- not what those name (a
+        walk dictionary reads a few upper trees of a snapshot that may be
+        forgotten).  A link marked before ends the chain.
+
+        ``whole``: read the whole chain before marking anything, so a damaged
+        chain keeps nothing, and report unindexed objects (prune); otherwise
+        mark link by link as read, so what was read before a damaged link is
+        counted (check, which reports the error the chain raises).  Errors
+        reading the chain propagate either way.
+        """
+        if dict_id in self.dictionaries:
+            return
+        links: Iterator[tuple[ObjectId, list[ObjectId]]] = self.repo.dictionary_chain(dict_id)
+        if whole:
+            chain = []
+            for link, sources in links:
+                if link in self.dictionaries:
+                    break  # and the rest of the chain with it
+                chain.append((link, sources))
+            self._content(dict_id, needed_by, bit, whole)
+            links = iter(chain)
+        for link, sources in links:
+            if link in self.dictionaries:
+                return
+            self.dictionaries.add(link)
+            self._content(link, needed_by, bit, whole)
+            for oid in sources:
+                self._content(oid, f"dictionary {link.hex()}", bit, whole)
+            needed_by = f"dictionary {link.hex()}"
+
+    def block_dictionaries(self, kept: int, checked: int, bit: int) -> None:
+        """Mark with ``bit`` the dictionary chain of every block holding a row
+        marked ``kept``, until no newly marked row's block names another.
+
+        Every copy's block counts, not only the one a reader would pick: until
+        a prune's old index files are gone a reader may take any copy.  Rows
+        done are marked ``checked``.  Errors propagate (prune stops).
+        """
+        table = self.table
+        marks = table.marks
+        while True:
+            needed: list[ObjectId] = []
+            for row in range(len(table)):
+                if marks[row] & kept and not marks[row] & checked:
+                    marks[row] |= checked
+                    named = self.repo.block_dictionary(table.location(row))
+                    if named is not None and named not in self.dictionaries:
+                        needed.append(named)
+            if not needed:
+                return
+            for named in needed:
+                self.dictionary(named, "a block's dictionary", bit, whole=True)
+
+
+def walk_tail_first(
+    repo: DictionaryReads, root: ObjectId, budget: int, member_max: int
+) -> tuple[int, list[bytes], list[ObjectId]]:
+    """The content of a walk dictionary: from ``root``, the payloads of the
+    trees of at most ``member_max`` bytes, the tail of every list first,
+    until the next would pass ``budget``.
+
+    What a course's next night rewrites are the paths to its changes, and
+    those are mostly at the ends of lists: Moodle writes records in id
+    order, so new posts, attempts, grades and log lines are appended.  So
+    the walk takes trees by *priority*: the root's is 1, and the i-th of a
+    tree's k refs (from 0) gets the tree's priority times k - i -- the last
+    ref the same, the one before twice it, and so on -- lowest first, ties
+    in the order met; each id counts once, where first met.  (Measured on
+    night 2 of the generated 100 MB course: 89 kB of packs against 109 kB
+    breadth first and 138 kB with no dictionary.)  Naming them costs one id.
+
+    Returns the deepest dictionary depth of the blocks read, the payloads,
+    and the trees to keep: the content's and the one the walk stops at.
+    Blobs and larger trees are passed by the catalog's type and length,
+    unread, so a prune keeps little more than the content, and the walk
+    reads the same after it.
+    """
+    heap: list[tuple[int, int, ObjectId]] = [(1, 0, root)]
+    met = {root}
+    parts: list[bytes] = []
+    sources: list[ObjectId] = []
+    size = 0
+    depth = 0
+    blocks: set[tuple[bytes, int]] = set()
+    while heap:
+        priority, _order, oid = heapq.heappop(heap)
+        loc = repo.catalog.lookup(oid)
+        # a blob, or one a prune freed since: the walk treats them alike
+        if loc is None or loc.type != ObjectType.TREE or loc.length > member_max:
+            continue
+        if size + loc.length > budget:
+            sources.append(oid)  # kept too: where the walk stops must not move
+            break
+        # its own hash only: a walk reads a few trees from each of many
+        # blocks, where learning whole blocks (get) hashed all of them
+        payload = repo.read_at(oid, loc)[1]
+        parts.append(payload)
+        sources.append(oid)
+        size += len(payload)
+        if (loc.pack, loc.block_offset) not in blocks:
+            blocks.add((loc.pack, loc.block_offset))
+            depth = max(depth, repo.block_depth(loc))
+        try:
+            refs = tree_refs(payload)
+        except ValueError as exc:
+            raise CorruptionError(f"tree {oid.hex()}: {exc}") from None
+        k = len(refs)
+        for i, ref in enumerate(refs):
+            if ref not in met:
+                met.add(ref)
+                heapq.heappush(heap, (priority * (k - i), len(met), ref))
+    return depth, parts, sources

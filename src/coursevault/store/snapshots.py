@@ -1,0 +1,105 @@
+"""Snapshot records: reading, listing, committing and deleting them.
+
+Part of :class:`~coursevault.store.repository.Repository`.  A snapshot record
+is a small JSON file under ``snapshots/<id>`` (docs/format.md); its series'
+head ref and the choice of its parent are ``series.py``'s.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+from coursevault.errors import CorruptionError, ObjectMissingError
+from coursevault.store.backend import Backend
+from coursevault.store.catalog import Catalog, SnapshotRow
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.locks import Lock
+
+if TYPE_CHECKING:
+    from coursevault.store.repository import Repository
+    from coursevault.store.series import SnapshotDraft
+
+
+# The record's field holding its series key: the format names it "course".
+SERIES_FIELD = "course"
+
+
+def snapshot_key(snap_id: str) -> str:
+    return f"snapshots/{snap_id}"
+
+
+class SnapshotRecords:
+    """The snapshot records of a repository over ``backend``, listed by ``catalog``."""
+
+    backend: Backend
+    catalog: Catalog
+
+    def read_snapshot(self, snap_id: str) -> dict[str, Any]:
+        try:
+            data = self.backend.read(snapshot_key(snap_id))
+        except FileNotFoundError:
+            raise ObjectMissingError(snap_id, "no such snapshot") from None
+        if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:
+            raise CorruptionError(f"snapshot {snap_id} does not match its hash")
+        try:
+            record = json.loads(data)
+            if not isinstance(record, dict) or "root" not in record or SERIES_FIELD not in record:
+                raise ValueError("missing fields")
+        except ValueError as exc:
+            raise CorruptionError(f"snapshot {snap_id} is unreadable: {exc}") from exc
+        return record
+
+    def snapshots(self, series: str | None = None) -> list[SnapshotRow]:
+        """Snapshots in history order (``series.history_order``): by time,
+        an archive ingested again after the one it repeats."""
+        from coursevault.store.series import history_order
+
+        return history_order(self.catalog.snapshots(series))
+
+    def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
+        """Write a snapshot whose objects are indexed, choosing its parent and
+        moving its series' head under compare-and-swap, for the writer
+        holding ``lock`` (``store/series.py``)."""
+        from coursevault.store.series import record_snapshot
+
+        return record_snapshot(cast("Repository", self), draft, lock.key)
+
+    def delete_snapshot(self, snap_id: str) -> None:
+        """Delete a snapshot (under the exclusive lock); its series' head ref
+        stops naming it."""
+        from coursevault.store.series import drop_from_head
+
+        try:
+            keys = [str(self.read_snapshot(snap_id)[SERIES_FIELD])]
+        except (CorruptionError, ObjectMissingError):  # look in the catalog, then
+            keys = [r.series for r in self.catalog.snapshots() if r.id == snap_id]
+            if not keys:  # a damaged record no catalog read: any head may hold it
+                keys = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
+        for key in keys:  # first: a head naming it would publish it again
+            drop_from_head(cast("Repository", self), key, snap_id)
+        self.backend.delete(snapshot_key(snap_id))
+        self.catalog.remove_snapshot(snap_id)
+
+
+def snapshot_dictionary(record: dict[str, Any]) -> ObjectId | None:
+    """The dictionary a snapshot record names for the next session, if it names
+    a well-formed one (a damaged record only loses its dictionary)."""
+    found = record.get("dictionary")
+    if not isinstance(found, str) or len(found) != 64:
+        return None
+    try:
+        return bytes.fromhex(found)
+    except ValueError:
+        return None
+
+
+def snapshot_row(snap_id: str, record: dict[str, Any]) -> SnapshotRow:
+    return SnapshotRow(
+        snap_id,
+        str(record[SERIES_FIELD]),
+        str(record.get("time", "")),
+        float(record.get("epoch", 0.0)),
+        str(record["root"]),
+        record,
+    )

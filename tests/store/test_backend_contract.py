@@ -1,0 +1,199 @@
+"""The contract every backend keeps (backend.py's docstring), run on each.
+
+One parametrised suite (after restic's ``internal/backend/test``): the local
+folder, and each wrapper of wrappers.py around it.  An S3 backend joins by
+adding its case to ``CASES`` -- and must run in CI, never skip.  A case gives
+a backend and two hooks into what lies behind it: leaving a temporary file
+as a killed writer would, and breaking a key so that reading it fails
+(neither missing nor short: the storage itself fails).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coursevault.errors import BackendError, TruncatedError
+from coursevault.store.backend import TEMP_PREFIX, Backend, LocalBackend
+from coursevault.store.wrappers import CachingBackend, RetryingBackend
+
+
+@dataclass
+class Case:
+    backend: Backend
+    leave_temporary: Callable[[str], str]  # a key's folder -> the temporary file's key
+    break_key: Callable[[str], None]  # make reading this key fail
+
+
+def local_case(root: Path) -> Case:
+    backend = LocalBackend(root)
+
+    def leave_temporary(folder: str) -> str:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        name = f"{folder}/{TEMP_PREFIX}0123456789abcdef"
+        (root / name).write_bytes(b"half a pack")
+        return name
+
+    def break_key(key: str) -> None:
+        # a folder where the file was: reading fails (EISDIR), even as root,
+        # where taking away permissions would not
+        path = root / key
+        path.unlink()
+        path.mkdir()
+
+    return Case(backend, leave_temporary, break_key)
+
+
+def no_pause(_seconds: float) -> None:
+    pass
+
+
+CASES: dict[str, Callable[[Path], Case]] = {
+    "local": local_case,
+    "retrying": lambda root: _wrapped(local_case(root), RetryingBackend, sleep=no_pause),
+    "caching": lambda root: _wrapped(local_case(root), CachingBackend),
+    "caching+retrying": lambda root: _wrapped(
+        _wrapped(local_case(root), RetryingBackend, sleep=no_pause), CachingBackend
+    ),
+}
+
+
+def _wrapped(case: Case, wrapper: Callable[..., Backend], **kw: object) -> Case:
+    return Case(wrapper(case.backend, **kw), case.leave_temporary, case.break_key)
+
+
+@pytest.fixture(params=sorted(CASES))
+def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
+    yield CASES[request.param](tmp_path / "store")
+
+
+def keys(backend: Backend, prefix: str = "") -> dict[str, int]:
+    return dict(backend.list(prefix))
+
+
+def test_list_names_complete_files_with_their_sizes(case: Case) -> None:
+    b = case.backend
+    assert keys(b) == {}
+    b.write("packs/ab/ab01", b"x" * 10)
+    b.write("packs/cd/cd02", b"y" * 3)
+    b.write("index/0001", b"z")
+    b.write("config", b"{}")
+    assert keys(b, "packs/") == {"packs/ab/ab01": 10, "packs/cd/cd02": 3}
+    assert keys(b, "index/") == {"index/0001": 1}
+    assert keys(b) == {"packs/ab/ab01": 10, "packs/cd/cd02": 3, "index/0001": 1, "config": 2}
+    assert keys(b, "snapshots/") == {}
+
+
+def test_list_never_yields_temporary_files(case: Case) -> None:
+    b = case.backend
+    b.write("packs/ab/ab01", b"whole")
+    temporary = case.leave_temporary("packs/ab")
+    assert keys(b, "packs/") == {"packs/ab/ab01": 5}
+    assert keys(b) == {"packs/ab/ab01": 5}
+    assert list(b.list_temporary()) == [temporary]
+
+
+def test_read_whole_and_ranges(case: Case) -> None:
+    b = case.backend
+    b.write("packs/ab/ab01", bytes(range(100)))
+    assert b.read("packs/ab/ab01") == bytes(range(100))
+    assert b.read("packs/ab/ab01", 10, 5) == bytes(range(10, 15))
+    assert b.read("packs/ab/ab01", 90) == bytes(range(90, 100))
+    assert b.read("packs/ab/ab01", 0, 0) == b""
+
+
+def test_a_short_read_is_truncation_not_a_failure(case: Case) -> None:
+    b = case.backend
+    b.write("packs/ab/ab01", bytes(100))
+    with pytest.raises(TruncatedError):
+        b.read("packs/ab/ab01", 90, 20)
+    with pytest.raises(TruncatedError):
+        b.read("packs/ab/ab01", 200, 1)
+    assert issubclass(TruncatedError, BackendError)
+
+
+def test_write_replaces_whole_and_leaves_no_temporary_file(case: Case) -> None:
+    b = case.backend
+    b.write("refs/heads/x", b"first version, longer")
+    b.write("refs/heads/x", bytearray(b"second"))
+    b.write("index/0001", memoryview(b"a view"))
+    assert b.read("refs/heads/x") == b"second"
+    assert b.read("index/0001") == b"a view"
+    assert keys(b) == {"refs/heads/x": 6, "index/0001": 6}
+    assert list(b.list_temporary()) == []
+
+
+def test_create_only_if_absent(case: Case) -> None:
+    b = case.backend
+    assert b.create("config", b"mine") is True
+    assert b.create("config", b"theirs") is False
+    assert b.read("config") == b"mine"
+    assert list(b.list_temporary()) == []
+
+
+def test_delete_and_exists(case: Case) -> None:
+    b = case.backend
+    b.write("snapshots/s1", b"record")
+    assert b.exists("snapshots/s1")
+    assert b.read("snapshots/s1") == b"record"
+    b.delete("snapshots/s1")
+    assert not b.exists("snapshots/s1")
+    assert keys(b, "snapshots/") == {}
+    with pytest.raises(FileNotFoundError):
+        b.read("snapshots/s1")
+    b.delete("snapshots/s1")  # missing is fine
+    b.delete("never/there")
+
+
+def test_compare_and_swap(case: Case) -> None:
+    b = case.backend
+    assert b.compare_and_swap("refs/heads/c", b"old", b"new") is False  # absent, not b"old"
+    assert not b.exists("refs/heads/c")
+    assert b.compare_and_swap("refs/heads/c", None, b"one") is True  # None: absent
+    assert b.compare_and_swap("refs/heads/c", None, b"two") is False
+    assert b.compare_and_swap("refs/heads/c", b"wrong", b"two") is False
+    assert b.read("refs/heads/c") == b"one"
+    assert b.compare_and_swap("refs/heads/c", b"one", b"two") is True
+    assert b.read("refs/heads/c") == b"two"
+    assert list(b.list_temporary()) == []
+
+
+def test_missing_is_file_not_found(case: Case) -> None:
+    b = case.backend
+    with pytest.raises(FileNotFoundError):
+        b.read("packs/ab/none")
+    with pytest.raises(FileNotFoundError):
+        b.read("packs/ab/none", 0, 10)
+    assert not b.exists("packs/ab/none")
+
+
+def test_a_failing_read_is_a_backend_error_not_missing_nor_truncated(case: Case) -> None:
+    b = case.backend
+    b.write("packs/ab/ab01", bytes(100))
+    b.write("config", b"{}")
+    case.break_key("packs/ab/ab01")
+    case.break_key("config")
+    for read in (
+        lambda: b.read("packs/ab/ab01"),
+        lambda: b.read("packs/ab/ab01", 0, 10),
+        lambda: b.read("config"),
+    ):
+        with pytest.raises(BackendError) as caught:
+            read()
+        assert not isinstance(caught.value, TruncatedError)
+
+
+def test_a_failing_write_is_a_backend_error(case: Case, tmp_path: Path) -> None:
+    b = case.backend
+    b.write("packs/ab/ab01", b"x")
+    blocker = tmp_path / "store" / "index"
+    blocker.write_bytes(b"a file where a folder must be")
+    with pytest.raises(BackendError):
+        b.write("index/0001", b"entries")
+    with pytest.raises(BackendError):
+        b.create("index/0002", b"entries")
+    with pytest.raises(BackendError):
+        b.compare_and_swap("index/0003", None, b"entries")
