@@ -52,7 +52,7 @@ from coursevault.store.repository import (
 from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
-    from coursevault.diff.treediff import TreeDiff
+    from coursevault.diff.changes import TreeDiff
     from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API

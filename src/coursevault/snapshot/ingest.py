@@ -40,8 +40,8 @@ from coursevault.tree.filechunks import store_content
 from coursevault.tree.listbuilder import ListBuilder
 from coursevault.tree.nodes import encode_archive, encode_member, encode_mtimes
 from coursevault.tree.storedrows import check_stored_length
+from coursevault.tree.xmlcheck import XmlSyntax
 from coursevault.tree.xmlmember import Cut, store_xml_member
-from coursevault.tree.xmltree import XmlSyntax
 
 Progress = Callable[[int, int], None]
 

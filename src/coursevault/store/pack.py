@@ -342,7 +342,7 @@ class BlockReader:
         magic, codec, stored_len, _raw_len, n = BLOCK_HEAD.unpack_from(block, 0)
         if magic != b"B":
             raise PackFormatError("bad block marker")
-        table_end = table_start(codec) + n * ENTRY.size
+        table_end: int = table_start(codec) + n * ENTRY.size
         if len(block) != table_end + stored_len:
             raise PackFormatError(
                 f"block length {len(block)} does not match its header ({table_end + stored_len})"

@@ -53,7 +53,9 @@ from coursevault.tree.cutpoints import (
 from coursevault.tree.filechunks import store_content
 from coursevault.tree.graft import CheckpointGrafts, graft_info, known_segments
 from coursevault.tree.storedrows import row_holds, seal_row
-from coursevault.tree.xmltree import ChunkResult, NotCanonical, XmlChunker, XmlSyntax
+from coursevault.tree.xmlcheck import XmlSyntax
+from coursevault.tree.xmltags import NotCanonical
+from coursevault.tree.xmltree import ChunkResult, XmlChunker
 
 # A checkpoint every MiB (at most cutpoints.MAX_POINTS a member).
 CHECKPOINT_EVERY = 1 << 20
