@@ -14,6 +14,7 @@ Moodle would write it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -149,17 +150,24 @@ def _write_archive(
         writer.close(int(tree.layout.get("tar_trailer", 1024)) if same_format else 1024)
     else:
         zwriter = ZipWriter(f, level)
-        for m in members:
-            zip_info = m.entry.get("zip") if same_format else None
-            name = m.name[2:] if m.name.startswith("./") else m.name
-            if m.is_dir and not name.endswith("/"):
-                name += "/"
-            if name in ("", "/"):
-                continue
-            zwriter.add(name, m.is_dir, m.size, m.mtime, produce_for(m), zip_info)
-            written += 1
-            done += m.size
-            if progress:
-                progress(done, total)
+        try:
+            for m in members:
+                zip_info = m.entry.get("zip") if same_format else None
+                name = m.name[2:] if m.name.startswith("./") else m.name
+                if m.is_dir and not name.endswith("/"):
+                    name += "/"
+                if name in ("", "/"):
+                    continue
+                zwriter.add(name, m.is_dir, m.size, m.mtime, produce_for(m), zip_info)
+                written += 1
+                done += m.size
+                if progress:
+                    progress(done, total)
+        except BaseException:
+            # close it while its file is open (the caller deletes that file):
+            # left to the collector, zipfile writes to a closed file and warns
+            with contextlib.suppress(Exception):
+                zwriter.close()
+            raise
         zwriter.close()
     return written, total
