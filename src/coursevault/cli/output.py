@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
@@ -143,12 +143,3 @@ def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str
             progress.update(task, description=f"{description}: {message}")
 
         yield step
-
-
-def byte_progress(
-    description: str, total: int | None, enabled: bool
-) -> AbstractContextManager[Callable[[int, int], None] | None]:
-    """The former name of :func:`progress_bar` (in bytes), kept while branches
-    written against it are merged."""
-    del total  # the API's callback says it
-    return progress_bar(description, enabled=enabled)
