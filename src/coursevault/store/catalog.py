@@ -233,15 +233,25 @@ class Catalog:
             for sql, params in statements:
                 cur.execute(sql, params)
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A cursor for reads, closed after; the driver's errors become
+        catalog errors (:func:`catalog_error`), ours pass as they are.
+        (``has`` and ``lookup``, once per object, translate inline instead.)"""
         cur = self._raw.cursor()
         try:
-            cur.execute(sql, params)
-            return list(cur.fetchall())
+            yield cur
+        except CatalogError:
+            raise
         except Exception as exc:
             raise catalog_error("catalog read failed", exc) from exc
         finally:
             cur.close()
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        with self._reading() as cur:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
 
     def commit(self) -> None:
         """End the transaction that ``add_index_file(..., commit=False)`` left open."""
@@ -269,20 +279,13 @@ class Catalog:
         speed); ``fields="id"`` asks only which are (the values are None)."""
         found: dict[bytes, Location | None] = {}
         cols = "id" if fields == "id" else f"id, {self._loc_fields}"
-        cur = self._raw.cursor()
-        try:
+        with self._reading() as cur:
             for i in range(0, len(oids), 500):
                 part = oids[i : i + 500]
                 marks = ", ".join([self._ph] * len(part))
                 cur.execute(f"SELECT {cols} FROM cv_locations WHERE id IN ({marks})", tuple(part))
                 for r in cur.fetchall():
                     found[bytes(r[0])] = self._location(r[1:]) if len(r) > 1 else None
-        except CatalogError:
-            raise
-        except Exception as exc:
-            raise catalog_error("catalog read failed", exc) from exc
-        finally:
-            cur.close()
         return found
 
     def lookup(self, oid: bytes) -> Location | None:
@@ -369,19 +372,11 @@ class Catalog:
 
     def iter_objects(self) -> Iterator[tuple[bytes, Location]]:
         """Every object and its location (on a server, fetched all at once)."""
-        cur = self._raw.cursor()
-        try:
-            try:
-                cur.execute(f"SELECT id, {self._loc_fields} FROM cv_locations")
-                while rows := cur.fetchmany(10000):
-                    for row in rows:
-                        yield bytes(row[0]), self._location(row[1:])
-            except CatalogError:
-                raise
-            except Exception as exc:
-                raise catalog_error("catalog read failed", exc) from exc
-        finally:
-            cur.close()
+        with self._reading() as cur:
+            cur.execute(f"SELECT id, {self._loc_fields} FROM cv_locations")
+            while rows := cur.fetchmany(10000):
+                for row in rows:
+                    yield bytes(row[0]), self._location(row[1:])
 
     def clear_objects(self) -> None:
         # cv_packs stays: another process reading this catalog holds its numbers,
