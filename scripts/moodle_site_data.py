@@ -49,6 +49,9 @@ SITE_TABLES = {
     "tag_area": "true",
     "filter_active": "contextid = 1",
     "user": "id in (1, 2)",
+    "course": "id = 1",
+    "mnet_host": "true",
+    "mnet_application": "true",
 }
 # key -> (table, where): the rows a generated row starts from
 TEMPLATES = {
@@ -64,17 +67,29 @@ TEMPLATES = {
     "role_assignments": ("role_assignments", "contextid = 11 order by id limit 1"),
     "grade_categories": ("grade_categories", "courseid = 2"),
     "grade_items:course": ("grade_items", "courseid = 2 and itemtype = 'course'"),
-    "grade_items:assign": ("grade_items", "courseid = 2 and itemmodule = 'assign' order by id limit 1"),
-    "grade_grades": ("grade_grades", "finalgrade is not null and itemid in (select id from mdl_grade_items where courseid = 38 and itemmodule = 'assign') order by id limit 1"),
+    "grade_items:assign": (
+        "grade_items",
+        "courseid = 2 and itemmodule = 'assign' order by id limit 1",
+    ),
+    "grade_grades": (
+        "grade_grades",
+        "finalgrade is not null and itemid in (select id from mdl_grade_items where courseid = 38 and itemmodule = 'assign') order by id limit 1",
+    ),
     "assign": ("assign", "course = 2 order by id limit 1"),
     "assign_plugin_config": ("assign_plugin_config", "assignment = 24 order by id"),
     "assign_submission": ("assign_submission", "assignment = 24 order by id limit 1"),
-    "assignsubmission_onlinetext": ("assignsubmission_onlinetext", "assignment = 24 order by id limit 1"),
+    "assignsubmission_onlinetext": (
+        "assignsubmission_onlinetext",
+        "assignment = 24 order by id limit 1",
+    ),
     "assign_grades": ("assign_grades", "assignment = 24 order by id limit 1"),
     "assignfeedback_comments": ("assignfeedback_comments", "assignment = 24 order by id limit 1"),
     "forum": ("forum", "course = 2"),
     "forum_discussions": ("forum_discussions", "course = 2 order by id limit 1"),
-    "forum_posts": ("forum_posts", "id = (select firstpost from mdl_forum_discussions where course = 2 order by id limit 1)"),
+    "forum_posts": (
+        "forum_posts",
+        "id = (select firstpost from mdl_forum_discussions where course = 2 order by id limit 1)",
+    ),
     "page": ("page", "course = 2 order by id limit 1"),
     "resource": ("resource", "course = 2 order by id limit 1"),
     "files:content": ("files", "component = 'mod_resource' and filename = 'resource1.txt'"),
@@ -83,11 +98,23 @@ TEMPLATES = {
     "url": ("url", "course = 38 order by id limit 1"),
     "folder": ("folder", "course = 38 order by id limit 1"),
     "glossary": ("glossary", "course = 38 order by id limit 1"),
-    "glossary_entries": ("glossary_entries", "glossaryid in (select id from mdl_glossary where course = 38) order by id limit 1"),
+    "glossary_entries": (
+        "glossary_entries",
+        "glossaryid in (select id from mdl_glossary where course = 38) order by id limit 1",
+    ),
     "choice": ("choice", "course = 38 order by id limit 1"),
-    "choice_options": ("choice_options", "choiceid in (select id from mdl_choice where course = 38) order by id limit 1"),
-    "choice_answers": ("choice_answers", "choiceid in (select id from mdl_choice where course = 38) order by id limit 1"),
-    "logstore_standard_log": ("logstore_standard_log", "courseid = 38 and eventname = '\\mod_forum\\event\\assessable_uploaded' order by id limit 1"),
+    "choice_options": (
+        "choice_options",
+        "choiceid in (select id from mdl_choice where course = 38) order by id limit 1",
+    ),
+    "choice_answers": (
+        "choice_answers",
+        "choiceid in (select id from mdl_choice where course = 38) order by id limit 1",
+    ),
+    "logstore_standard_log": (
+        "logstore_standard_log",
+        "courseid = 38 and eventname = '\\mod_forum\\event\\assessable_uploaded' order by id limit 1",
+    ),
 }
 BLANKED = {("user", "password"): ""}
 
@@ -119,9 +146,15 @@ def main() -> None:
     with engine.connect() as conn:
         for table, where in SITE_TABLES.items():
             rows = _rows(conn, table, where + " order by id", args.prefix)
-            data["site"][table] = {"columns": list(rows[0]), "rows": [list(r.values()) for r in rows]}
+            data["site"][table] = {
+                "columns": list(rows[0]),
+                "rows": [list(r.values()) for r in rows],
+            }
         for key, (table, where) in TEMPLATES.items():
-            data["templates"][key] = {"table": table, "rows": _rows(conn, table, where, args.prefix)}
+            data["templates"][key] = {
+                "table": table,
+                "rows": _rows(conn, table, where, args.prefix),
+            }
     text = _dump(data)
     args.out.write_text(text)
     print(f"wrote {args.out} ({len(text)} bytes)", file=sys.stderr)

@@ -25,7 +25,17 @@ FORBIDDEN = {
     "diff": {"snapshot", "history", "restore", "cli", "api"},
     "restore": {"snapshot", "history", "diff", "cli", "api"},
     # Moodle's database (schema, demo sites) knows nothing of storage or archives
-    "moodledb": {"store", "moodle2", "tree", "snapshot", "history", "restore", "diff", "cli", "api"},
+    "moodledb": {
+        "store",
+        "moodle2",
+        "tree",
+        "snapshot",
+        "history",
+        "restore",
+        "diff",
+        "cli",
+        "api",
+    },
 }
 # Packages whose every module docs/architecture.md names (store and cli are
 # being reshaped by issue 19's other parts: add them when those land).

@@ -128,3 +128,13 @@ class CatalogError(RepositoryError):
 class CatalogDamagedError(CatalogError):
     """The catalog's database file is damaged (not locked, not busy): being a
     cache, it can be rebuilt from the repository (``index rebuild``)."""
+
+
+class MoodleDatabaseError(CoursevaultError):
+    """A Moodle database could not be reached or failed (server down, wrong
+    credentials, an error while reading or writing)."""
+
+
+class NotMoodleDatabaseError(BadInputError):
+    """The database is not a Moodle site coursevault knows (another
+    application's tables, another table prefix, an unsupported version)."""

@@ -97,10 +97,22 @@ def reference_site_pg() -> Iterator[str]:
     try:
         zstd = subprocess.Popen(["zstd", "-dc", str(dump)], stdout=subprocess.PIPE)
         subprocess.run(
-            ["psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", target.host or "127.0.0.1",
-             "-U", target.username or "postgres", "-d", name],
-            stdin=zstd.stdout, check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+            [
+                "psql",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                target.host or "127.0.0.1",
+                "-U",
+                target.username or "postgres",
+                "-d",
+                name,
+            ],
+            stdin=zstd.stdout,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         zstd.wait()
         yield _with_database(url, name)
     finally:

@@ -29,9 +29,7 @@ def _describe(url: str) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for (_, table), cols in columns.items():
         out[table] = {
-            "columns": [
-                (c["name"], str(c["type"]), c["nullable"], c["default"]) for c in cols
-            ],
+            "columns": [(c["name"], str(c["type"]), c["nullable"], c["default"]) for c in cols],
             "pk": (pks[(None, table)]["name"], pks[(None, table)]["constrained_columns"]),
             "indexes": sorted(
                 (i["name"], tuple(i["column_names"]), i["unique"])

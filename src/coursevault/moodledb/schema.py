@@ -98,11 +98,13 @@ def column_type(code: str) -> sa.types.TypeEngine[object]:
         precision, scale = size.split(",")
         return sa.Numeric(int(precision), int(scale), asdecimal=True)  # type: ignore[return-value]
     if kind == "F":
-        return sa.REAL() if size == "4" else sa.DOUBLE_PRECISION()  # type: ignore[return-value]
+        return sa.REAL() if size == "4" else sa.DOUBLE_PRECISION()
     raise ValueError(f"unknown column type code {code!r}")
 
 
-def moodle_metadata(prefix: str = DEFAULT_PREFIX, tables: Iterable[str] | None = None) -> sa.MetaData:
+def moodle_metadata(
+    prefix: str = DEFAULT_PREFIX, tables: Iterable[str] | None = None
+) -> sa.MetaData:
     """Moodle 4.5's tables (all, or the ones named, without prefix) on one new MetaData.
 
     Index and key names carry the prefix as Moodle's installer names them
@@ -130,7 +132,10 @@ def add_table(metadata: sa.MetaData, tdef: TableDef, prefix: str) -> sa.Table:
         default = None if cdef.default is None else sa.text(cdef.default)
         items.append(
             sa.Column(
-                cdef.name, column_type(cdef.type_code), nullable=cdef.nullable, server_default=default
+                cdef.name,
+                column_type(cdef.type_code),
+                nullable=cdef.nullable,
+                server_default=default,
             )
         )
     for idef in tdef.indexes:
