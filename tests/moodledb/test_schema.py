@@ -1,5 +1,8 @@
 """The shipped Moodle schema is the reference site's, table by table, column by column.
 
+(That the same tables are created on MariaDB and SQLite is test_demosite.py's
+concern: a demo site is created on each.)
+
 The schema is created from ``moodle_metadata()`` in an empty PostgreSQL
 database and both that and the reference site (a real Moodle 4.5 install)
 are reflected: types with their lengths and precisions, nullability, the
@@ -68,12 +71,3 @@ def test_a_prefix_names_tables_keys_and_indexes() -> None:
 def test_unknown_tables_are_refused() -> None:
     with pytest.raises(ValueError, match="nosuchtable"):
         moodle_metadata(tables=["course", "nosuchtable"])
-
-
-@pytest.mark.parametrize("kind", ["mariadb"])
-def test_the_schema_creates_on_mariadb(kind: str, scratch_database: Callable[[str], str]) -> None:
-    """MySQL has its own limits (row size, index key length): Moodle's tables fit them."""
-    engine = sa.create_engine(scratch_database(kind))
-    moodle_metadata().create_all(engine)
-    assert len(sa.inspect(engine).get_table_names()) == 494
-    engine.dispose()
