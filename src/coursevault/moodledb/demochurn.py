@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 from coursevault.errors import NotMoodleDatabaseError
 from coursevault.moodledb.connect import database_name, open_engine, translated_errors
-from coursevault.moodledb.democontent import FileStore, paragraphs
-from coursevault.moodledb.democourse import CourseBuilder, SiteIds
+from coursevault.moodledb.democontent import FileStore, paragraphs, sentence
+from coursevault.moodledb.democourse import FileArea, add_file
 from coursevault.moodledb.demosite import BASE_TIME, DEMO_PLUGIN, DemoSiteReport
 from coursevault.moodledb.demouserdata import GRADER, UserDataBuilder
 from coursevault.moodledb.rowwriter import RowWriter
@@ -80,11 +80,11 @@ def churn_demo_site(
                 writer = RowWriter(conn, metadata, prefix)
                 store = FileStore(Path(dataroot))
                 counts = NightCounts({})
+                data = SiteData.load()
                 for course in _courses(writer):
                     rng = random.Random(f"coursevault demo churn {seed}/{night}/{course}")
-                    _churn_course(
-                        writer, store, rng, course, BASE_TIME + night * 86400 + 7200, counts
-                    )
+                    when = BASE_TIME + night * 86400 + 7200
+                    _churn_course(writer, data, store, rng, course, when, counts)
                     report.courses.append(course)
                 _set_night(writer, night)
                 writer.finish()
@@ -139,72 +139,78 @@ def _select(writer: RowWriter, table: str, *columns: str, **where: Any) -> list[
     return list(writer.conn.execute(query))
 
 
+@dataclass
+class _Night:
+    """One course's night: where it writes, what it knows of the course, what it counted."""
+
+    writer: RowWriter
+    data: SiteData
+    store: FileStore
+    rng: random.Random
+    course: int
+    users: list[int]
+    userdata: UserDataBuilder
+    log: _Logger
+    counts: NightCounts
+    # module name -> [(instance id, context id)], in course-module order
+    modules: dict[str, list[tuple[int, int]]]
+
+
 def _churn_course(
     writer: RowWriter,
+    data: SiteData,
     store: FileStore,
     rng: random.Random,
     course: int,
     when: int,
     counts: NightCounts,
 ) -> None:
-    data = SiteData.load()
-    modules = {r.name: r.id for r in _select(writer, "modules", "id", "name")}
-    cms = _select(writer, "course_modules", "id", "module", "instance", course=course)
+    names = {r.id: r.name for r in _select(writer, "modules", "id", "name")}
     contexts = {
         r.instanceid: r.id for r in _select(writer, "context", "id", "instanceid", contextlevel=70)
     }
-    users = sorted({r.userid for r in _course_users(writer, course)})
-    userdata = UserDataBuilder(writer, data, rng, when)
-    log = _Logger(writer, data, course, counts)
-    _forum_night(writer, userdata, rng, course, users, log, counts)
-    by_module: dict[str, list[tuple[int, int]]] = {}
-    for cm in cms:
-        by_module.setdefault(_name(modules, cm.module), []).append((cm.instance, contexts[cm.id]))
-    _assign_night(writer, userdata, rng, course, users, by_module["assign"], log, counts)
-    page, page_ctx = rng.choice(by_module["page"])
-    content = writer.conn.execute(
-        sa.select(writer.table("page").c.content, writer.table("page").c.revision).where(
-            writer.table("page").c.id == page
-        )
-    ).one()
-    writer.update(
-        "page",
-        page,
-        content=content.content + paragraphs(rng, 1),
-        revision=content.revision + 1,
-        timemodified=userdata.tick(),
-    )
-    counts.add("page")
-    log.event(
-        "\\core\\event\\course_module_updated",
-        "core",
-        "updated",
-        "course_module",
-        page_ctx,
-        GRADER,
-        userdata.time,
-    )
-    resource, res_ctx = by_module["resource"][0]
-    site = SiteIds(1, 2, 1, 3, modules)
-    files = CourseBuilder(writer, data, store, rng, site, userdata.tick())
-    files.add_file(
-        res_ctx,
-        "mod_resource",
-        "content",
-        0,
-        "/",
-        f"notes-{when}.txt",
-        paragraphs(rng, 2, html=False).encode(),
-    )
-    writer.update("resource", resource, timemodified=userdata.time)
-    counts.add("files")
-    counts.add("resource")
-    writer.update("course", course, cacherev=userdata.tick())
+    modules: dict[str, list[tuple[int, int]]] = {}
+    for cm in _select(writer, "course_modules", "id", "module", "instance", course=course):
+        modules.setdefault(names[cm.module], []).append((cm.instance, contexts[cm.id]))
+    night = _Night(
+        writer, data, store, rng, course,
+        users=sorted({r.userid for r in _course_users(writer, course)}),
+        userdata=UserDataBuilder(writer, data, rng, when),
+        log=_Logger(writer, data, course, counts),
+        counts=counts,
+        modules=modules,
+    )  # fmt: skip
+    _forum_night(night)
+    _assign_night(night)
+    _page_night(night)
+    _resource_night(night, when)
+    writer.update("course", course, cacherev=night.userdata.tick())
     counts.add("course")
 
 
-def _name(modules: dict[str, int], module_id: int) -> str:
-    return next(name for name, mid in modules.items() if mid == module_id)
+def _page_night(night: _Night) -> None:
+    """A teacher adds a paragraph to one page: its content, revision and time change."""
+    page, ctx = night.rng.choice(night.modules["page"])
+    table = night.writer.table("page")
+    query = sa.select(table.c.content, table.c.revision).where(table.c.id == page)
+    old = night.writer.conn.execute(query).one()
+    when = night.userdata.tick()
+    content = old.content + paragraphs(night.rng, 1)
+    night.writer.update("page", page, content=content, revision=old.revision + 1, timemodified=when)
+    night.counts.add("page")
+    night.log.event("\\core\\event\\course_module_updated", ctx, GRADER, when)
+
+
+def _resource_night(night: _Night, when: int) -> None:
+    """A new file in the course's first resource."""
+    resource, ctx = night.modules["resource"][0]
+    stamp = night.userdata.tick()
+    content = paragraphs(night.rng, 2, html=False).encode()
+    area = FileArea(ctx, "mod_resource", "content")
+    add_file(night.writer, night.data, night.store, area, f"notes-{when}.txt", content, stamp)
+    night.writer.update("resource", resource, timemodified=stamp)
+    night.counts.add("files")
+    night.counts.add("resource")
 
 
 def _course_users(writer: RowWriter, course: int) -> list[sa.Row[Any]]:
@@ -217,143 +223,68 @@ def _course_users(writer: RowWriter, course: int) -> list[sa.Row[Any]]:
     return list(writer.conn.execute(query))
 
 
-def _forum_night(
-    writer: RowWriter,
-    userdata: UserDataBuilder,
-    rng: random.Random,
-    course: int,
-    users: list[int],
-    log: _Logger,
-    counts: NightCounts,
-) -> None:
+def _forum_night(night: _Night) -> None:
     """Replies in two discussions and one new discussion, with their log lines."""
-    discussions = _select(
-        writer, "forum_discussions", "id", "forum", "firstpost", "name", course=course
-    )
-    forum_ctx = _module_context(writer, course, "forum")
+    rng, userdata, counts = night.rng, night.userdata, night.counts
+    columns = ("id", "forum", "firstpost", "name")
+    discussions = _select(night.writer, "forum_discussions", *columns, course=night.course)
+    forum, ctx = night.modules["forum"][0]
     for d in rng.sample(discussions, min(2, len(discussions))):
         for _ in range(rng.randint(1, 2)):
-            user = rng.choice(users)
-            post = userdata.add_post(
-                d.id, d.firstpost, user, f"Re: {d.name}", f"<p>{paragraphs(rng, 1)[3:-4]}</p>"
-            )
-            log.event(
-                "\\mod_forum\\event\\post_created",
-                "mod_forum",
-                "created",
-                "post",
-                forum_ctx,
-                user,
-                userdata.time,
-                post,
-            )
+            user = rng.choice(night.users)
+            message = f"<p>{sentence(rng)}</p>"
+            post = userdata.add_post(d.id, d.firstpost, user, f"Re: {d.name}", message)
+            night.log.event("\\mod_forum\\event\\post_created", ctx, user, userdata.time, post)
             counts.add("forum_posts")
-        writer.update("forum_discussions", d.id, timemodified=userdata.time, usermodified=user)
+        night.writer.update(
+            "forum_discussions", d.id, timemodified=userdata.time, usermodified=user
+        )
         counts.add("forum_discussions")
-    user = rng.choice(users)
-    discussion = writer.next_id("forum_discussions")
-    name = f"Discussion {len(discussions) + 1}"
-    first = userdata.add_post(
-        discussion, 0, user, name, f"<p>Message for discussion {len(discussions) + 1}</p>"
-    )
-    writer.add(
-        "forum_discussions",
-        userdata.data.row(
-            "forum_discussions",
-            id=discussion,
-            course=course,
-            forum=discussions[0].forum if discussions else 1,
-            name=name,
-            firstpost=first,
-            userid=user,
-            timemodified=userdata.time,
-            usermodified=user,
-        ),
-    )
-    log.event(
-        "\\mod_forum\\event\\discussion_created",
-        "mod_forum",
-        "created",
-        "discussion",
-        forum_ctx,
-        user,
-        userdata.time,
-        discussion,
-    )
+    user, number = rng.choice(night.users), len(discussions) + 1
+    discussion = night.writer.next_id("forum_discussions")
+    name, message = f"Discussion {number}", f"<p>Message for discussion {number}</p>"
+    first = userdata.add_post(discussion, 0, user, name, message)
+    row = night.data.row(
+        "forum_discussions", id=discussion, course=night.course, forum=forum, name=name,
+        firstpost=first, userid=user, timemodified=userdata.time, usermodified=user,
+    )  # fmt: skip
+    night.writer.add("forum_discussions", row)
+    night.log.event("\\mod_forum\\event\\discussion_created", ctx, user, userdata.time, discussion)
     counts.add("forum_posts")
     counts.add("forum_discussions")
 
 
-def _module_context(writer: RowWriter, course: int, modname: str) -> int:
-    modules, cms, ctx = (
-        writer.table("modules"),
-        writer.table("course_modules"),
-        writer.table("context"),
-    )
-    query = (
-        sa.select(ctx.c.id)
-        .join(cms, sa.and_(cms.c.id == ctx.c.instanceid, ctx.c.contextlevel == 70))
-        .join(modules, modules.c.id == cms.c.module)
-        .where(cms.c.course == course, modules.c.name == modname)
-        .order_by(ctx.c.id)
-    )
-    return int(writer.conn.execute(query).scalars().first() or 0)
-
-
-def _assign_night(
-    writer: RowWriter,
-    userdata: UserDataBuilder,
-    rng: random.Random,
-    course: int,
-    users: list[int],
-    assigns: list[tuple[int, int]],
-    log: _Logger,
-    counts: NightCounts,
-) -> None:
+def _assign_night(night: _Night) -> None:
     """Three new submissions to one assignment and two grades for earlier ones."""
-    assign, ctx = rng.choice(assigns)
+    writer, rng, userdata, counts = night.writer, night.rng, night.userdata, night.counts
+    assign, ctx = rng.choice(night.modules["assign"])
     submitted = {
         r.userid for r in _select(writer, "assign_submission", "userid", assignment=assign)
     }
     graded = {r.userid for r in _select(writer, "assign_grades", "userid", assignment=assign)}
-    item = _select(
-        writer, "grade_items", "id", courseid=course, itemmodule="assign", iteminstance=assign
-    )[0].id
-    for user in rng.sample(
-        [u for u in users if u not in submitted], min(3, len(users) - len(submitted))
-    ):
+    items = _select(
+        writer, "grade_items", "id", courseid=night.course, itemmodule="assign", iteminstance=assign
+    )
+    newcomers = [u for u in night.users if u not in submitted]
+    for user in rng.sample(newcomers, min(3, len(newcomers))):
         submission = userdata.submit(assign, user)
-        log.event(
-            "\\mod_assign\\event\\assessable_submitted",
-            "mod_assign",
-            "submitted",
-            "assessable",
-            ctx,
-            user,
-            userdata.time,
-            submission,
+        night.log.event(
+            "\\mod_assign\\event\\assessable_submitted", ctx, user, userdata.time, submission
         )
         counts.add("assign_submission")
         counts.add("assignsubmission_onlinetext")
     waiting = sorted(submitted - graded)
     for user in rng.sample(waiting, min(2, len(waiting))):
-        grade = userdata.grade(assign, item, user)
-        log.event(
-            "\\mod_assign\\event\\submission_graded",
-            "mod_assign",
-            "graded",
-            "submission",
-            ctx,
-            GRADER,
-            userdata.time,
-            grade,
-            user,
+        grade = userdata.grade(assign, items[0].id, user)
+        night.log.event(
+            "\\mod_assign\\event\\submission_graded", ctx, GRADER, userdata.time, grade, user
         )
         counts.add("assign_grades")
         counts.add("assignfeedback_comments")
         counts.add("grade_grades")
 
 
+# what Moodle's events name as their object table, by target
 OBJECT_TABLES = {
     "post": "forum_posts",
     "discussion": "forum_discussions",
@@ -375,34 +306,22 @@ class _Logger:
     def event(
         self,
         eventname: str,
-        component: str,
-        action: str,
-        target: str,
         ctx: int,
         user: int,
         when: int,
         objectid: int | None = None,
         related: int | None = None,
     ) -> None:
-        self.writer.add(
-            "logstore_standard_log",
-            self.data.row(
-                "logstore_standard_log",
-                id=None,
-                eventname=eventname,
-                component=component,
-                action=action,
-                target=target,
-                objecttable=OBJECT_TABLES.get(target) if objectid else None,
-                objectid=objectid,
-                crud="c" if action == "created" else "u",
-                contextid=ctx,
-                contextinstanceid=self.contexts.get(ctx, 0),
-                userid=user,
-                courseid=self.course,
-                relateduserid=related,
-                other="null",
-                timecreated=when,
-            ),
-        )
+        """A line as Moodle writes it for ``\\component\\event\\target_action``."""
+        component = eventname.split("\\")[1]
+        target, action = eventname.rsplit("\\", 1)[1].rsplit("_", 1)
+        row = self.data.row(
+            "logstore_standard_log", id=None, eventname=eventname, component=component,
+            action=action, target=target, objectid=objectid,
+            objecttable=OBJECT_TABLES.get(target) if objectid else None,
+            crud="c" if action in ("created", "submitted") else "u", contextid=ctx,
+            contextinstanceid=self.contexts.get(ctx, 0), userid=user, courseid=self.course,
+            relateduserid=related, other="null", timecreated=when,
+        )  # fmt: skip
+        self.writer.add("logstore_standard_log", row)
         self.counts.add("logstore_standard_log")

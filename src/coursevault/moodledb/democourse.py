@@ -57,6 +57,55 @@ class CourseIds:
     module_contexts: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class FileArea:
+    """Where a file belongs: a context's component, file area, item and folder."""
+
+    contextid: int
+    component: str
+    filearea: str
+    itemid: int = 0
+    filepath: str = "/"
+
+
+def add_file(
+    writer: RowWriter,
+    data: SiteData,
+    store: FileStore,
+    area: FileArea,
+    name: str,
+    content: bytes,
+    when: int,
+    sortorder: int = 0,
+) -> int:
+    """A ``files`` row (a directory entry for ``.``) and its content in the file store."""
+    is_dir = name == "."
+    text = name.endswith(".txt")
+    where = area.filepath + name
+    return writer.add(
+        "files",
+        data.row(
+            "files:dir" if is_dir else "files:content",
+            id=None,
+            contenthash=EMPTY_SHA1 if is_dir else store.put(content),
+            pathnamehash=pathname_hash(
+                area.contextid, area.component, area.filearea, area.itemid, where
+            ),
+            contextid=area.contextid,
+            component=area.component,
+            filearea=area.filearea,
+            itemid=area.itemid,
+            filepath=area.filepath,
+            filename=name,
+            filesize=len(content),
+            mimetype=None if is_dir else ("text/plain" if text else "application/octet-stream"),
+            sortorder=sortorder,
+            timecreated=when,
+            timemodified=when,
+        ),
+    )
+
+
 def add_context(writer: RowWriter, level: int, instance: int, parent_path: str, depth: int) -> int:
     """A context row, whose path is its parent's and its own id (Moodle's /1/3/11)."""
     ctx = writer.next_id("context")
@@ -268,59 +317,20 @@ class CourseBuilder:
             ),
         )
         ctx = self._module(ids, "resource", resource, section)
-        self.add_file(ctx, "mod_resource", "content", 0, "/", ".", b"")
+        area = FileArea(ctx, "mod_resource", "content")
+        self.add_file(area, ".", b"")
         text = f"Test resource {n + 1} file".ljust(32, ".").encode()
-        self.add_file(
-            ctx, "mod_resource", "content", 0, "/", f"resource{n + 1}.txt", text, sortorder=1
-        )
+        self.add_file(area, f"resource{n + 1}.txt", text, sortorder=1)
         stem = "smallfile" if files > 1 else f"bigfile{n - 1}"
         for k in range(files):
             name_k = f"{stem}{k}.dat" if files > 1 else f"{stem}.dat"
-            self.add_file(
-                ctx, "mod_resource", "content", 0, "/", name_k, file_bytes(self.rng, file_size)
-            )
+            self.add_file(area, name_k, file_bytes(self.rng, file_size))
         return resource
 
-    def add_file(
-        self,
-        ctx: int,
-        component: str,
-        area: str,
-        itemid: int,
-        path: str,
-        name: str,
-        content: bytes,
-        sortorder: int = 0,
-        when: int | None = None,
-    ) -> int:
-        """A ``files`` row (a directory entry for ``.``) and its content in the file store."""
-        when = self.time if when is None else when
-        is_dir = name == "."
-        contenthash = EMPTY_SHA1 if is_dir else self.store.put(content)
-        mimetype = (
-            None
-            if is_dir
-            else ("text/plain" if name.endswith(".txt") else "application/octet-stream")
-        )
-        return self.writer.add(
-            "files",
-            self.data.row(
-                "files:dir" if is_dir else "files:content",
-                id=None,
-                contenthash=contenthash,
-                pathnamehash=pathname_hash(ctx, component, area, itemid, path + name),
-                contextid=ctx,
-                component=component,
-                filearea=area,
-                itemid=itemid,
-                filepath=path,
-                filename=name,
-                filesize=len(content),
-                mimetype=mimetype,
-                sortorder=sortorder,
-                timecreated=when,
-                timemodified=when,
-            ),
+    def add_file(self, area: FileArea, name: str, content: bytes, sortorder: int = 0) -> int:
+        """A file of this course, written at the course's time."""
+        return add_file(
+            self.writer, self.data, self.store, area, name, content, self.time, sortorder
         )
 
     def _forum(self, ids: CourseIds) -> int:
@@ -360,17 +370,10 @@ class CourseBuilder:
             self.data.row("folder", id=None, course=ids.course, name="Readings", timemodified=t),
         )
         ctx = self._module(ids, "folder", folder, 2)
-        self.add_file(ctx, "mod_folder", "content", 0, "/", ".", b"")
+        area = FileArea(ctx, "mod_folder", "content")
+        self.add_file(area, ".", b"")
         for i in range(1, size.folder_files + 1):
-            self.add_file(
-                ctx,
-                "mod_folder",
-                "content",
-                0,
-                "/",
-                f"reading{i}.txt",
-                paragraphs(rng, 3, html=False).encode(),
-            )
+            self.add_file(area, f"reading{i}.txt", paragraphs(rng, 3, html=False).encode())
         glossary = add(
             "glossary",
             self.data.row(
