@@ -168,11 +168,29 @@ def test_servers_hold_the_same_site(
     assert sorted(on_server) == sorted(on_sqlite)
     for table in on_sqlite:
         assert on_server[table] == on_sqlite[table], table
+    expected = {
+        (name, str(ix.name), tuple(c.name for c in ix.columns), bool(ix.unique))
+        for name, table in moodle_metadata().tables.items()
+        for ix in table.indexes
+    }
+    engine = sa.create_engine(url)
+    indexes = sa.inspect(engine).get_multi_indexes()
+    engine.dispose()
+    made = {
+        (table, str(ix["name"]), tuple(ix["column_names"]), bool(ix["unique"]))
+        for (_, table), found in indexes.items()
+        for ix in found
+    }
+    assert made == expected  # the indexes made inside CREATE TABLE on MariaDB too
     churned = churn_demo_site(url, tmp_path / "data")
     assert churned.changes["forum_posts"] >= 3
     engine = sa.create_engine(url)
     with engine.begin() as conn:  # a later insert without an id (Moodle's) does not collide
-        conn.execute(sa.text("INSERT INTO mdl_forum_posts (discussion, subject, message) VALUES (1, 'x', 'y')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO mdl_forum_posts (discussion, subject, message) VALUES (1, 'x', 'y')"
+            )
+        )
     engine.dispose()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from coursevault.moodledb.schema import moodle_metadata, table_defs
+from coursevault.moodledb.schema import create_schema, moodle_metadata, table_defs
 
 
 def _describe(url: str) -> dict[str, dict[str, Any]]:
@@ -48,7 +48,8 @@ def test_the_schema_is_the_reference_sites(
 ) -> None:
     url = scratch_database("postgresql")
     engine = sa.create_engine(url)
-    moodle_metadata().create_all(engine)
+    with engine.begin() as conn:
+        create_schema(conn, moodle_metadata())
     engine.dispose()
     ours, theirs = _describe(url), _describe(reference_site_pg)
     assert sorted(ours) == sorted(theirs)

@@ -31,7 +31,7 @@ from coursevault.moodledb.connect import database_name, open_engine, translated_
 from coursevault.moodledb.democontent import FIRST_NAMES, LAST_NAMES, FileStore
 from coursevault.moodledb.democourse import CourseBuilder, SiteIds, add_context
 from coursevault.moodledb.rowwriter import RowWriter
-from coursevault.moodledb.schema import DEFAULT_PREFIX, moodle_metadata
+from coursevault.moodledb.schema import DEFAULT_PREFIX, create_schema, moodle_metadata
 from coursevault.moodledb.sitedata import SiteData
 
 BASE_TIME = 1788220800  # 2026-09-01 00:00 UTC: every demo time is this plus an offset
@@ -120,7 +120,7 @@ def build_demo_site(
             metadata = moodle_metadata(prefix)
             store = FileStore(Path(dataroot))
             with engine.begin() as conn:
-                metadata.create_all(conn, checkfirst=False)
+                create_schema(conn, metadata)
                 writer = RowWriter(conn, metadata, prefix)
                 _fill(writer, store, dsize, seed, courses, report)
                 writer.finish()
