@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from coursevault.cli.app import main
+from coursevault.moodledb import demosite
 from coursevault.moodledb.demochurn import churn_demo_site
 from coursevault.moodledb.demosite import build_demo_site
 from coursevault.moodledb.schema import moodle_metadata
@@ -229,3 +230,23 @@ def test_the_command_prints_what_it_made(
     assert "night 1" in capsys.readouterr().out
     assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "d")]) == 2
     assert "already holds a Moodle site" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])
+def test_a_failed_build_leaves_the_database_empty(
+    kind: str,
+    scratch_database: Callable[[str], str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = f"sqlite:///{tmp_path}/site.db" if kind == "sqlite" else scratch_database(kind)
+
+    def fail(*_: object) -> int:
+        raise RuntimeError("the disk filled up")
+
+    monkeypatch.setattr(demosite.CourseBuilder, "build", fail)
+    with pytest.raises(RuntimeError):
+        build_demo_site(url, tmp_path / "data", "S")
+    engine = sa.create_engine(url)
+    assert sa.inspect(engine).get_table_names() == []
+    engine.dispose()

@@ -101,8 +101,11 @@ def build_demo_site(
     """Create Moodle's tables in an empty database and fill them with a demo site.
 
     Refuses a database holding any table (a Moodle site already, or another
-    application's): it never writes into data it did not make.  All rows go
-    in one transaction, so a failed run leaves the tables empty.
+    application's): it never writes into data it did not make.  Everything
+    goes in one transaction, so a failed run leaves the database empty; on
+    MariaDB/MySQL, whose ``CREATE TABLE`` commits, the tables it made are
+    dropped again.  File contents already written stay in the file store:
+    named by their hash, they are harmless, as Moodle's orphans are.
     """
     dsize = parse_size(size)
     if courses < 1:
@@ -111,19 +114,22 @@ def build_demo_site(
     engine = open_engine(db_url)
     report = DemoSiteReport(database_name(engine), dsize.name, seed)
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        Path(str(engine.url.database)).parent.mkdir(
-            parents=True, exist_ok=True
-        )  # a new site's file
+        Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
     try:
         with translated_errors(engine):
             _refuse_non_empty(engine, prefix)
             metadata = moodle_metadata(prefix)
             store = FileStore(Path(dataroot))
-            with engine.begin() as conn:
-                create_schema(conn, metadata)
-                writer = RowWriter(conn, metadata, prefix)
-                _fill(writer, store, dsize, seed, courses, report)
-                writer.finish()
+            try:
+                with engine.begin() as conn:
+                    create_schema(conn, metadata)
+                    writer = RowWriter(conn, metadata, prefix)
+                    _fill(writer, store, dsize, seed, courses, report)
+                    writer.finish()
+            except BaseException:
+                if engine.dialect.name in ("mysql", "mariadb"):
+                    metadata.drop_all(engine, checkfirst=True)
+                raise
             report.files_written, report.bytes_written = store.files_written, store.bytes_written
     finally:
         engine.dispose()
