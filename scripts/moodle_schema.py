@@ -69,9 +69,9 @@ def default_code(default: str | None) -> str:
     text = re.sub(r"::[a-z ]+$", "", default.strip())
     if text.startswith("("):
         text = text.strip("()")
-    if text.startswith("'") and re.fullmatch(r"'-?[0-9.]+'", text) and "::" in default:
-        if not default.endswith("character varying"):
-            text = text.strip("'")  # '-1'::integer is the number -1
+    quoted_number = re.fullmatch(r"'-?[0-9.]+'", text) is not None
+    if quoted_number and "::" in default and not default.endswith("character varying"):
+        text = text.strip("'")  # '-1'::integer is the number -1
     return text
 
 
