@@ -58,6 +58,6 @@ def demo_site(
     output.out.print(
         f"created demo site {report.database} (size {report.size}, seed {report.seed}): "
         f"course ids {', '.join(map(str, report.courses))}, {report.users} users, "
-        f"{report.course_modules} activities, {report.files_written} files "
+        f"{report.course_modules} activities, {report.files_written} new files in the file store "
         f"({output.human_bytes(report.bytes_written)}) in {report.seconds:.1f} s"
     )
