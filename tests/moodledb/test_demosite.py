@@ -218,6 +218,9 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 2 and "no Moodle site" in err
     code, err = run("--db", f"sqlite:///{tmp_path}/new.db", "--size", "XL")
     assert code == 2 and "S or M" in err
+    (tmp_path / "a-file").write_text("")
+    code, err = run("--db", f"sqlite:///{tmp_path}/a-file/site.db")
+    assert code == 2 and "database folder" in err
 
 
 def test_the_command_prints_what_it_made(

@@ -113,13 +113,12 @@ def build_demo_site(
     started = time.perf_counter()
     engine = open_engine(db_url)
     report = DemoSiteReport(database_name(engine), dsize.name, seed)
-    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        Path(str(engine.url.database)).parent.mkdir(parents=True, exist_ok=True)
+    store = FileStore(Path(dataroot))
+    _make_sqlite_folder(engine)
     try:
         with translated_errors(engine):
             _refuse_non_empty(engine, prefix)
             metadata = moodle_metadata(prefix)
-            store = FileStore(Path(dataroot))
             try:
                 with engine.begin() as conn:
                     create_schema(conn, metadata)
@@ -135,6 +134,18 @@ def build_demo_site(
         engine.dispose()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _make_sqlite_folder(engine: sa.Engine) -> None:
+    """A new SQLite site's file may be in a folder not made yet (demo/site.db)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or database in (None, "", ":memory:"):
+        return
+    folder = Path(str(database)).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"database folder {folder}: {exc.strerror or exc}") from None
 
 
 def _refuse_non_empty(engine: sa.Engine, prefix: str) -> None:
