@@ -1,0 +1,1 @@
+"""Reading a Moodle site: its database (SQLAlchemy Core) and its file store."""
