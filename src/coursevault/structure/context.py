@@ -103,6 +103,7 @@ class BackupRun:
     site: SiteInfo
     settings: dict[str, bool]
     course: Row
+    dataroot: str | None = None  # the site's data folder: DATAROOT/filedir holds file contents
     final: IdSet = field(default_factory=IdSet)
     warnings: list[str] = field(default_factory=list)
     # per-run memo for plugins (e.g. module versions); never outlives the run
