@@ -33,6 +33,12 @@ from coursevault.restore.export import (
     validate_level,
     write_content,
 )
+from coursevault.snapshot.dbbackup import (
+    BackupRequest,
+    CourseBackup,
+    CourseProgress,
+    backup_courses,
+)
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.source import validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
@@ -62,6 +68,8 @@ __all__ = [
     "DEFAULT_LEVEL",
     "FORMATS",
     "ArchiveError",
+    "BackupRequest",
+    "CourseBackup",
     "IngestResult",
     "Policy",
     "Repository",
@@ -237,6 +245,19 @@ def _listed_bytes(path: str) -> int:
         return 0
     listed = listed_bytes(raw) if raw else None
     return len(raw) + listed if listed is not None else 0
+
+
+def backup(
+    repo: Repository,
+    request: BackupRequest,
+    *,
+    progress: CourseProgress | None = None,
+) -> Iterator[CourseBackup]:
+    """Back courses up straight from a Moodle database, one snapshot each
+    (snapshot/dbbackup.py): yields each course's outcome as it is known;
+    ``progress(courseid, shortname)`` gives a context holding the callback
+    for that course's tasks."""
+    return backup_courses(repo, request, progress=progress)
 
 
 def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:
