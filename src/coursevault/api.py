@@ -260,6 +260,13 @@ def backup(
     return backup_courses(repo, request, progress=progress)
 
 
+def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
+    """The backup runs the catalog logged, oldest first, with ISO times."""
+    from coursevault.history.times import format_time
+
+    return [{**row, "time": format_time(row["started"])} for row in repo.runs(course)]
+
+
 def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:
     return resolve(repo, selector)
 

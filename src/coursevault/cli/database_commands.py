@@ -97,3 +97,26 @@ def _print_outcome(outcome: api.CourseBackup) -> None:
         f"new {output.human_bytes(result.new_bytes)} in {result.new_objects} objects",
         markup=False,
     )
+
+
+@app.command()
+def runs(
+    course: Annotated[str | None, typer.Argument(help="Only this course key.")] = None,
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Backup runs logged in the catalog: course, snapshot, start, duration, new bytes, outcome."""
+    with open_repo(repo, cache_dir, catalog) as r:
+        rows = api.backup_runs(r, course)
+    if json_out:
+        output.print_json(rows)
+        return
+    table = []
+    for row in rows:
+        table.append([row["time"], row["course"], row["source"], row["outcome"],
+                      f"{row['seconds']:.2f}", output.human_bytes(row["new_bytes"]),
+                      row["snapshot"][:12] or row["error"]])
+    columns = ["started", "course", "source", "outcome", "seconds", "new bytes", "snapshot"]
+    output.print_table(columns, table)

@@ -180,13 +180,14 @@ def read_transaction(engine: Engine, prefix: str) -> Iterator[SiteReader]:
                 yield SiteReader(conn, prefix)
             finally:
                 conn.exec_driver_sql("ROLLBACK") if conn.dialect.name == "sqlite" else None
-    except sa.exc.OperationalError as exc:
-        raise SiteError(f"{where}: {_first_line(exc)}") from None
-    except sa.exc.ProgrammingError as exc:
-        raise SiteError(f"{where}: {_first_line(exc)} (wrong table prefix {prefix!r}, or "
-                        "not a Moodle database?)") from None
     except sa.exc.DBAPIError as exc:
-        raise SiteError(f"{where}: {_first_line(exc)}") from None
+        message = _first_line(exc)
+        if any(m in message for m in _NO_TABLE):
+            message += f" (wrong table prefix {prefix!r}, or not a Moodle database?)"
+        raise SiteError(f"{where}: {message}") from None
+
+
+_NO_TABLE = ("no such table", "does not exist", "doesn't exist")
 
 
 def _begin_snapshot(conn: Connection) -> None:

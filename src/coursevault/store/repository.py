@@ -297,6 +297,15 @@ class Repository(SnapshotRecords, DictionaryReads):
         """What writers remember about their inputs (store/stored_inputs.py)."""
         return StoredInputs(self.catalog)  # the catalog may be replaced (rebuilt)
 
+    # -- backup runs ------------------------------------------------------------------
+    def record_run(self, run: dict[str, Any]) -> None:
+        """Log one backup run of one series in the catalog (``coursevault
+        runs``); a cache like the rest of it: a rebuilt catalog starts afresh."""
+        self.catalog.add_run(run)
+
+    def runs(self, series: str | None = None) -> list[dict[str, Any]]:
+        return self.catalog.runs(series)
+
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         packs = list(self.backend.list("packs/"))
