@@ -57,6 +57,9 @@ def check_dataroot(dataroot: str) -> str:
 class DatabaseSource:
     """One course's backup from the database; see the module docstring."""
 
+    # files/<sha1> come from Moodle's content-addressed file store (source.py)
+    content_addressed = True
+
     def __init__(
         self,
         run: BackupRun,
