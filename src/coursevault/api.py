@@ -252,12 +252,15 @@ def backup(
     request: BackupRequest,
     *,
     progress: CourseProgress | None = None,
+    jobs: int = 1,
 ) -> Iterator[CourseBackup]:
     """Back courses up straight from a Moodle database, one snapshot each
     (snapshot/dbbackup.py): yields each course's outcome as it is known;
     ``progress(courseid, shortname)`` gives a context holding the callback
-    for that course's tasks."""
-    return backup_courses(repo, request, progress=progress)
+    for that course's tasks; ``jobs`` courses are backed up at once."""
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    return backup_courses(repo, request, progress=progress, jobs=jobs)
 
 
 def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ def backup(
         "--site", help="Site part of course keys (default: as Moodle's backups name it).")
     ] = None,
     prefix: Annotated[str, typer.Option("--prefix", help="Table prefix.")] = "mdl_",
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Courses backed up at once.")] = 1,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
@@ -61,7 +62,8 @@ def backup(
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         outcomes = []
         try:
-            for outcome in api.backup(r, request, progress=_bar(json_out)):
+            bars = _bar(json_out) if jobs == 1 else None
+            for outcome in api.backup(r, request, progress=bars, jobs=jobs):
                 outcomes.append(outcome.as_dict())
                 if not json_out:
                     _print_outcome(outcome)

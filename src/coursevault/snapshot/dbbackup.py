@@ -94,8 +94,14 @@ def backup_courses(
     request: BackupRequest,
     *,
     progress: CourseProgress | None = None,
+    jobs: int = 1,
 ) -> Iterator[CourseBackup]:
-    """Back up each requested course; yields each outcome as it is known."""
+    """Back up each requested course; yields each outcome as it is known.
+
+    ``jobs`` > 1 backs that many courses up at once, each in a process of
+    its own with its own connection and write session (the store takes
+    concurrent writers); outcomes then come in the order courses finish,
+    without per-course progress."""
     from coursevault.definitions.run import site_info
     from coursevault.moodledb.site import open_engine, read_transaction
     from coursevault.snapshot.dbsource import check_dataroot
@@ -107,8 +113,11 @@ def backup_courses(
             site_info(reader)  # not Moodle, or not a version we know: stop before anything
             ids = select_courses(reader, request)
         failed = 0
-        for courseid in ids:
-            outcome = _backup_one(repo, engine, request, courseid, progress)
+        outcomes = (
+            _in_parallel(repo, request, ids, jobs) if jobs > 1 and len(ids) > 1
+            else (_backup_one(repo, engine, request, c, progress) for c in ids)
+        )
+        for outcome in outcomes:
             failed += outcome.outcome == "failed"
             yield outcome
         if failed:
@@ -209,6 +218,34 @@ def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
         "outcome": outcome.outcome,
         "error": outcome.error,
     })
+
+
+def _in_parallel(
+    repo: Repository, request: BackupRequest, ids: list[int], jobs: int
+) -> Iterator[CourseBackup]:
+    """Courses backed up by ``jobs`` worker processes, yielded as they end."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    args = repo.open_args()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, args, request, courseid) for courseid in ids]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) -> CourseBackup:
+    """One course in a worker process: its own repository handle and engine."""
+    from coursevault.moodledb.site import open_engine
+
+    repo = Repository.open(open_args["backend"], cache_dir=open_args["cache_dir"],
+                           catalog_url=open_args["catalog_url"], sync=False)
+    engine = open_engine(request.db_url)
+    try:
+        return _backup_one(repo, engine, request, courseid, None)
+    finally:
+        engine.dispose()
+        repo.close()
 
 
 def _task_progress(bar: Callable[[int, int], None]) -> Callable[[str, int, int], None]:
