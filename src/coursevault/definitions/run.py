@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 from collections.abc import Iterator
 
 from coursevault.definitions.course_plan import course_plan
@@ -19,7 +20,12 @@ from coursevault.errors import SiteDataError, SiteError
 from coursevault.moodle2.xmlwriter import Transformer
 from coursevault.moodledb.site import SiteReader
 from coursevault.structure import registry
-from coursevault.structure.context import BackupRun, SiteInfo, site_default_settings
+from coursevault.structure.context import (
+    BackupRun,
+    SiteInfo,
+    resolve_settings,
+    site_default_settings,
+)
 from coursevault.structure.engine import Encrypt
 from coursevault.structure.plan import Member, Progress, execute
 
@@ -59,9 +65,8 @@ def start_run(
     course = reader.one("course", {"id": str(courseid)})
     if course is None or str(courseid) == "1":
         raise SiteDataError(f"course {courseid}: no such course in the database")
-    merged = site_default_settings(reader)
-    merged.update(settings or {})
-    return BackupRun(reader, site, merged, course)
+    merged = resolve_settings(site_default_settings(reader), settings or {})
+    return BackupRun(reader, site, merged, course, started=int(time.time()))
 
 
 def course_members(run: BackupRun, progress: Progress | None = None) -> Iterator[Member]:

@@ -176,6 +176,7 @@ def _backup_one(
         with read_transaction(engine, request.prefix) as reader:
             run = start_run(reader, courseid, request.settings)
             run.dataroot = request.dataroot
+            run.started = int(started)  # the snapshot's time is the backup's
             outcome.key = course_key(run, request.site)
             outcome.shortname = str(run.course["shortname"])
             if request.skip_unmodified and _unmodified(repo, reader, outcome.key, courseid):

@@ -42,8 +42,25 @@ SETTINGS: dict[str, bool] = {
     "legacyfiles": True,
     "questionbank": True,
 }
+# Settings that depend on "users" (backup_root_task::define_settings): with
+# users off, Moodle turns these off and locks them.
+USER_DEPENDENT = ("anonymize", "role_assignments", "comments", "calendarevents",
+                  "userscompletion", "logs", "grade_histories", "xapistate")
 # the config names that differ from the setting names
 _CONFIG_NAMES = {"grade_histories": "histories"}
+
+
+def resolve_settings(defaults: dict[str, bool], given: dict[str, bool]) -> dict[str, bool]:
+    """``given`` over ``defaults``, then Moodle's dependencies: no users, none
+    of what depends on them."""
+    unknown = set(given) - set(SETTINGS)
+    if unknown:
+        raise KeyError(f"unknown backup settings: {', '.join(sorted(unknown))}")
+    settings = {**defaults, **given}
+    if not settings["users"]:
+        for name in USER_DEPENDENT:
+            settings[name] = False
+    return settings
 
 
 def site_default_settings(reader: SiteReader) -> dict[str, bool]:
@@ -104,6 +121,7 @@ class BackupRun:
     settings: dict[str, bool]
     course: Row
     dataroot: str | None = None  # the site's data folder: DATAROOT/filedir holds file contents
+    started: int = 0  # the backup's time (moodle_backup.xml's backup_date), epoch seconds
     final: IdSet = field(default_factory=IdSet)
     warnings: list[str] = field(default_factory=list)
     # per-run memo for plugins (e.g. module versions); never outlives the run
