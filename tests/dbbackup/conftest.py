@@ -8,12 +8,11 @@ to.  Shared code lives in refsite.py, since no test may import a conftest.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import NoReturn
 
 import pytest
 
-from .refsite import RefSite, backup_key, missing_variables, refsite_from_env
+from .refsite import RefSite, RefSiteDatabase, backup_key, missing_variables, refsite_from_env
 
 SERVERS = ("postgres", "mariadb")
 HOW = 'run scripts/test, or eval "$(bash scripts/refsite)" first'
@@ -34,14 +33,6 @@ def refsite() -> RefSite:
     if missing:
         _unavailable("unset " + ", ".join(missing))
     return refsite_from_env()
-
-
-@dataclass(frozen=True)
-class RefSiteDatabase:
-    """One server's copy of the site: which server, and its URL."""
-
-    server: str
-    url: str
 
 
 @pytest.fixture(scope="session", params=SERVERS)

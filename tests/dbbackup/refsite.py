@@ -54,6 +54,15 @@ class RefSite:
         return next(c for c in self.courses if c.shortname == shortname)
 
 
+@dataclass(frozen=True)
+class RefSiteDatabase:
+    """One server's copy of the site (the ``refsite_db`` fixture): which
+    server ("postgres" or "mariadb": ``Course.id_on`` takes it), its URL."""
+
+    server: str
+    url: str
+
+
 def parse_courses(site_dir: Path) -> tuple[Course, ...]:
     """courses.tsv's courses that exist (a failed restore has no ids)."""
     with open(site_dir / "courses.tsv", newline="", encoding="utf-8") as f:
