@@ -6,7 +6,8 @@ The oracle of ``coursevault backup --db``: the reference site's README
 function of the database and file store, so two correct writers agree on it
 byte for byte.  What may differ is masked (``mbzxml``); tar headers are not
 compared at all (their mtimes are run-specific), contents are.  Member order
-is checked through ``.ARCHIVE_INDEX``, which lists the archive in order.
+is compared too: Moodle writes members in a fixed order (``.ARCHIVE_INDEX``,
+identical across runs, lists them in it).
 
     .venv/bin/python -m tests.dbbackup.mbzcompare OURS THEIRS [--member GLOB] [--diff]
 """
@@ -124,8 +125,9 @@ class _Member:
 
 
 def read_archive(path: str | Path) -> dict[str, _Member]:
-    """Every member by logical path, in archive order (tgz or zip; the
-    project's safe reader refuses what Moodle's restore would)."""
+    """Every member by logical path, in archive order (tgz or zip, through
+    the project's reader, which refuses unsafe or damaged archives with an
+    ``ArchiveError`` naming the member)."""
     members: dict[str, _Member] = {}
     _layout, it = iter_members(str(path))
     for info, stream in it:
