@@ -199,7 +199,9 @@ def _order_difference(ours: list[str], theirs: list[str]) -> str | None:
 
 
 def _report(comparison: Comparison, with_diff: bool) -> str:
-    lines = [comparison.table(), ""]
+    lines = [comparison.table()]
+    if comparison.problems():
+        lines.append("")
     for o in comparison.problems():
         lines.append(f"{o.status:<15} {o.path}")
         d = o.first_difference
@@ -241,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     comparison = compare_archives(
         args.ours, args.theirs, backup_key=_key_from(args), member_glob=args.member
     )
+    if not comparison.outcomes:
+        parser.error(f"no member matches {args.member!r}")
     print(_report(comparison, args.diff))
     return 0 if comparison.identical else 1
 
