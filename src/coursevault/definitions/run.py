@@ -97,15 +97,26 @@ def transformer(run: BackupRun) -> Transformer:
     return transform
 
 
-def encrypter(run: BackupRun) -> Encrypt | None:
-    """``encrypted_final_element``: base64(HMAC-SHA256 ‖ IV ‖ AES-256-CBC)."""
-    if not run.site.backup_key:
-        return None
-    key = base64.b64decode(run.site.backup_key)
+def encrypter(run: BackupRun) -> Encrypt:
+    """``encrypted_final_element``: base64(HMAC-SHA256 ‖ IV ‖ AES-256-CBC).
+
+    A site that never made a backup has no key yet: Moodle would make one and
+    save it in its config, which this backup never does (it does not write
+    the database).  A one-off key is used instead, and the run says that
+    those values cannot be decrypted by any site."""
+    warned = False
+    key = base64.b64decode(run.site.backup_key) if run.site.backup_key else os.urandom(32)
     from cryptography.hazmat.primitives import padding
     from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     def encrypt(value: str) -> str:
+        nonlocal warned
+        if not run.site.backup_key and not warned:
+            warned = True
+            run.warnings.append(
+                "the site has no backup key (config_plugins backup/backup_encryptkey) yet: "
+                "encrypted values (e.g. LTI secrets) are written under a one-off key no "
+                "site can decrypt")
         iv = os.urandom(16)
         padder = padding.PKCS7(128).padder()
         data = padder.update(value.encode("utf-8")) + padder.finalize()
