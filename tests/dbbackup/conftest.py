@@ -53,3 +53,13 @@ def refsite_backup_key(refsite: RefSite) -> bytes:
     if key is None:
         pytest.fail("the PostgreSQL site has no backup_encryptkey", pytrace=False)
     return key
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The share of identical members per plugin, per server (issue 21 asks
+    for it printed with every run of the suite)."""
+    from .sitecheck import TALLY, table
+
+    for server in sorted(TALLY):
+        terminalreporter.write_sep("-", f"reference site on {server}: identical members")
+        terminalreporter.write_line(table(server))
