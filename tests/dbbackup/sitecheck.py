@@ -42,8 +42,7 @@ def back_up_site(site: RefSite, db: RefSiteDatabase, root: Path) -> SiteBackup:
     Repository.init(LocalBackend(root / "repo"))
     repo = Repository.open(LocalBackend(root / "repo"), cache_dir=root / "cache")
     by_id = {c.id_on(db.server): c for c in site.courses}
-    request = api.BackupRequest(db_url=db.url, dataroot=str(site.dataroot),
-                                courses=sorted(by_id))
+    request = api.BackupRequest(db_url=db.url, dataroot=str(site.dataroot), courses=sorted(by_id))
     done = SiteBackup()
     try:
         for outcome in api.backup(repo, request):
@@ -59,8 +58,9 @@ def back_up_site(site: RefSite, db: RefSiteDatabase, root: Path) -> SiteBackup:
     return done
 
 
-def compare_course(server: str, course: Course, ours: Path, key: bytes,
-                   our_key: bytes | None) -> tuple[list[str], list[str]]:
+def compare_course(
+    server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None
+) -> tuple[list[str], list[str]]:
     """(problems in shipped plugins, problems elsewhere), tallied per plugin."""
     comparison = compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
     tally = TALLY.setdefault(server, {})
@@ -71,7 +71,9 @@ def compare_course(server: str, course: Course, ours: Path, key: bytes,
         counts[0] += o.status is Status.IDENTICAL
         counts[1] += 1
         if o.status is not Status.IDENTICAL:
-            line = f"{o.path}: {o.status}" + (f" ({o.first_difference})" if o.first_difference else "")
+            line = f"{o.path}: {o.status}" + (
+                f" ({o.first_difference})" if o.first_difference else ""
+            )
             (must if shipped(plugin) else may).append(line)
     return must, may
 
@@ -81,6 +83,8 @@ def table(server: str) -> str:
     rows = [f"{'plugin':<22} identical  total  share  shipped"]
     for name in sorted(tally):
         same, total = tally[name]
-        rows.append(f"{name:<22} {same:>9}  {total:>5}  {100 * same // total:>4}%  "
-                    f"{'yes' if shipped(name) else 'no'}")
+        rows.append(
+            f"{name:<22} {same:>9}  {total:>5}  {100 * same // total:>4}%  "
+            f"{'yes' if shipped(name) else 'no'}"
+        )
     return "\n".join(rows)

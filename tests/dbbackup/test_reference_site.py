@@ -34,14 +34,15 @@ def test_every_course_is_backed_up(refsite: RefSite, site_backup: SiteBackup) ->
 
 
 def test_members_are_identical_to_moodles(
-    refsite: RefSite, refsite_db: RefSiteDatabase, site_backup: SiteBackup,
+    refsite: RefSite,
+    refsite_db: RefSiteDatabase,
+    site_backup: SiteBackup,
     refsite_backup_key: bytes,
 ) -> None:
     our_key = None  # MariaDB's site has no key: see the module docstring
     failures: list[str] = []
     for course in refsite.courses:
         ours: Path = site_backup.exports[course.pg_id]
-        must, _may = compare_course(refsite_db.server, course, ours, refsite_backup_key,
-                                    our_key)
+        must, _may = compare_course(refsite_db.server, course, ours, refsite_backup_key, our_key)
         failures += [f"{course.shortname}: {line}" for line in must]
     assert not failures, f"{len(failures)} members differ:\n" + "\n".join(failures[:40])
