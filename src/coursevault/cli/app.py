@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (also when the reader of stdout went away: ``| head``);
 1 failure (including corruption found by ``check``); 2 bad input or usage;
-10 no repository; 11 repository locked.  Errors are one
+10 no repository; 11 repository locked; 13 a Moodle site that cannot be
+read (database unreachable, not Moodle 4.5, no file store).  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
