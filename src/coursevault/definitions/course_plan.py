@@ -47,6 +47,7 @@ def course_plan(run: BackupRun) -> list[Task]:
     tasks = [Task("course", "course", {**base, "contextid": coursectx}, course_task.steps)]
     modules = _modules_by_id(reader, courseid)
     plugins = registry.activities()
+    left_out: dict[str, list[str]] = {}
     for section in reader.rows("course_sections", {"course": courseid}, order="section"):
         sequence = str(section["sequence"] or "")
         sid = str(section["id"])
@@ -61,13 +62,16 @@ def course_plan(run: BackupRun) -> list[Task]:
                 continue
             plugin = plugins.get(str(cm["modname"]))
             if plugin is None:
-                run.warnings.append(
-                    f"activity {cm['modname']} {cmid}: no definition for mod_{cm['modname']}, "
-                    "left out of the backup")
+                left_out.setdefault(str(cm["modname"]), []).append(cmid)
                 continue
             tasks.append(_activity_task(run, base, cm, sid, plugin))
             tasks.extend(_block_tasks(run, base, context_id(reader, CONTEXT_MODULE, cmid),
                                       f"activities/{cm['modname']}_{cmid}/blocks"))
+    for modname, cmids in sorted(left_out.items()):
+        run.warnings.append(
+            f"no definition for mod_{modname}: {len(cmids)} activit"
+            f"{'y' if len(cmids) == 1 else 'ies'} left out of the backup "
+            f"(course module {', '.join(cmids)})")
     tasks.extend(_block_tasks(run, base, coursectx, "course/blocks"))
     tasks.append(Task("final", "", {**base, "contextid": coursectx}, final_task.steps,
                       extra=final_task.files))
