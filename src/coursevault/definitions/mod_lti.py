@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.script_links import encode_script_links, index_view_rules
+from coursevault.definitions.subplugins import add_subplugin_structure, subplugin
 from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Rows, Sql, Table
@@ -117,7 +118,10 @@ def _lineitem_source(ctx: TaskContext) -> Sql:
                [Param("courseid"), typeid])
 
 
-def _gradebookservices(ctx: TaskContext) -> Nested:
+def _gradebookservices(ctx: TaskContext, point: str) -> Nested | None:
+    """``backup_ltiservice_gradebookservices_subplugin``: under ``<lti>`` only."""
+    if point != "lti":
+        return None
     lineitem = Nested(
         "lineitem", attrs=("id",),
         fields=("gradeitemid", "courseid", "toolproxyid", "typeid", "baseurl", "ltilinkid",
@@ -152,9 +156,10 @@ def lti_structure(ctx: TaskContext) -> Nested:
         annotate=[("user", "userid")],
     )
     lti.add(_ltitype(ctx), Nested("ltisubmissions", children=[submission]))
-    # subplugins: no ltisource plugin of Moodle 4.5 backs anything up;
-    # of the ltiservice ones only gradebookservices does
-    lti.add(_gradebookservices(ctx))
+    # of Moodle 4.5's own, no ltisource plugin backs anything up and of the
+    # ltiservice ones only gradebookservices does (GRADEBOOKSERVICES below)
+    add_subplugin_structure(ctx, "ltisource", lti)
+    add_subplugin_structure(ctx, "ltiservice", lti)
     lti.annotate_files("mod_lti", "intro", None)
     return activity_structure(ctx, lti)
 
@@ -163,6 +168,8 @@ def encode_links(content: str, link: LinkContext) -> str:
     """``backup_lti_activity_task::encode_content_links``."""
     return encode_script_links(content, link, _RULES)
 
+
+GRADEBOOKSERVICES = subplugin("ltiservice_gradebookservices", _gradebookservices)
 
 PLUGIN = Plugin(
     "lti",
