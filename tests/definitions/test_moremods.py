@@ -142,11 +142,37 @@ def test_module_members_identical_postgresql(course: dict[str, str]) -> None:
     assert not problems, "\n".join(problems)
 
 
+# What Moodle's restore into the MariaDB site changed, so that only the
+# shape of these members can be compared there: every id was renumbered
+# (lesson pages, ordered by prevpageid, come out in another order), and the
+# lti key and password could not be decrypted on another site (NULL there).
+_RESTORE_REORDERED = ("lesson.xml",)
+_DIGITS = re.compile(rb"[0-9]+")
+_HIDDEN = re.compile(rb'(encrypted="true">)[^<]*<')
+
+
+def _shape(xml: bytes, name: str) -> list[bytes]:
+    """The member with numbers as N and encrypted values hidden; its lines
+    sorted where restore reordered rows."""
+    text = _DIGITS.sub(b"N", _HIDDEN.sub(rb"\1?<", xml))
+    lines = text.splitlines()
+    return sorted(lines) if name.endswith(_RESTORE_REORDERED) else lines
+
+
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
-def test_module_members_identical_mariadb(course: dict[str, str]) -> None:
+def test_module_members_same_shape_mariadb(course: dict[str, str]) -> None:
+    """MariaDB's copy of the site was restored by Moodle from the backups,
+    so ids differ from PostgreSQL's and no Moodle backup of it exists: the
+    members must match the reference in everything but numbers (row counts,
+    element order, NULLs, empty strings, text, decimal layout)."""
     url = _database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
-    problems = list(_compare(url, course["maria_courseid"], course["courseid"]))
-    assert not problems, "\n".join(problems)
+    ref = {k.rsplit("/", 1)[1]: v for k, v in _reference(course["courseid"]).items()}
+    found, _key = _ours(url, course["maria_courseid"])
+    ours = {k.rsplit("/", 1)[1]: v for k, v in found.items()}
+    assert sorted(ours) == sorted(ref)
+    problems = [name for name in sorted(ref)
+                if _shape(ref[name], name) != _shape(ours[name], name)]
+    assert not problems, f"differ beyond ids: {problems}"
 
 
 def test_reference_encrypted_values_decrypt_to_the_database_values() -> None:
@@ -162,3 +188,34 @@ def test_reference_encrypted_values_decrypt_to_the_database_values() -> None:
     found = {m.group(1): decrypt(m.group(2), str(key["value"])).decode()
              for m in _ENCRYPTED.finditer(lti)}
     assert found == {b"resourcekey": row["resourcekey"], b"password": row["password"]}
+
+
+_WWW = "http://localhost/shared"
+
+
+@pytest.mark.parametrize(("module", "text", "expected"), [
+    ("h5pactivity", f"{_WWW}/mod/h5pactivity/view.php?id=218", "$@H5PACTIVITYVIEWBYID*218@$"),
+    ("lti", f"{_WWW}/mod/lti/index.php?id=38", "$@LTIINDEX*38@$"),
+    ("scorm", f"{_WWW}/mod/scorm/view.php?id=219", "$@SCORMVIEWBYID*219@$"),
+    ("wiki", f"{_WWW}/mod/wiki/view.php?pageid=3", "$@WIKIPAGEBYID*3@$"),
+    ("feedback", f"{_WWW}/mod/feedback/show_entries.php?id=209",
+     "$@FEEDBACKSHOWENTRIESBYID*209@$"),
+    ("lesson", f"{_WWW}/mod/lesson/view.php?id=217&amp;pageid=5",
+     "$@LESSONVIEWPAGE*217*5@$"),
+    ("lesson", f"{_WWW}/mod/lesson/editpage.php?id=217&pageid=5",
+     "$@LESSONEDITPAGE*217*5@$"),
+    ("data", f"{_WWW}/mod/data/view.php?d=1&amp;rid=4", "$@DATAVIEWRECORD*1*4@$"),
+    ("data", "http%3A%2F%2Flocalhost%2Fshared%2Fmod%2Fdata%2Fview.php%3Fd%3D1%26rid%3D4",
+     "$@DATAVIEWRECORDURLENCODED*1*4@$"),
+    ("data", "http%3A%2F%2Flocalhost%2Fshared%2Fmod%2Fdata%2Fedit.php%3Fd%3D7",
+     "$@DATAEDITBYDURLENCODED*7@$"),
+    # Moodle's workshop encoder returns its input unchanged (a PHP slip)
+    ("workshop", f"{_WWW}/mod/workshop/view.php?id=213", f"{_WWW}/mod/workshop/view.php?id=213"),
+])
+def test_links_encoded_as_moodle_does(module: str, text: str, expected: str) -> None:
+    from coursevault.structure import registry
+
+    plugin = registry.activities()[module]
+    assert plugin.encode_links is not None
+    link = registry.LinkContext(_WWW, "38")
+    assert plugin.encode_links(f"see {text} here", link) == f"see {expected} here"

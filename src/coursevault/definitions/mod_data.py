@@ -73,30 +73,36 @@ def data_structure(ctx: TaskContext) -> Nested:
     return activity_structure(ctx, data)
 
 
+# backup_data_activity_task::encode_content_links, in its order: (script,
+# query key, marker); each link plain, then urlencoded (MARKERURLENCODED)
+_LINKS = (("index", "id", "DATAINDEX"), ("view", "id", "DATAVIEWBYID"), None,
+          ("view", "d", "DATAVIEWBYD"), ("edit", "id", "DATAEDITBYID"),
+          ("edit", "d", "DATAEDITBYD"))
+
+
 def encode_links(content: str, link: LinkContext) -> str:
-    """``backup_data_activity_task::encode_content_links``: each link plain
-    and urlencoded (the urlencoded patterns are not regex-quoted in PHP:
-    their dots match any character, kept so here)."""
-    base = link.wwwroot
-    for script, key, marker in (("index", "id", "DATAINDEX"), ("view", "id", "DATAVIEWBYID")):
-        content = encode_script_links(content, link, [
-            (rf"(/mod/data/{script}.php\?{key}=)([0-9]+)", rf"$@{marker}*\g<2>@$")])
-        content = _sub_encoded(content, f"{base}/mod/data/{script}.php?{key}=", f"{marker}URLENCODED")
-    content = encode_script_links(content, link, [
-        (r"(/mod/data/view.php\?d=)([0-9]+)&(amp;)rid=([0-9]+)",
-         r"$@DATAVIEWRECORD*\g<2>*\g<4>@$")])
-    content = re.sub("(" + php_urlencode(f"{base}/mod/data/view.php?d=") + ")([0-9]+)%26rid%3D([0-9]+)",
-                     r"$@DATAVIEWRECORDURLENCODED*\g<2>*\g<3>@$", content)
-    for script, key, marker in (("view", "d", "DATAVIEWBYD"), ("edit", "id", "DATAEDITBYID"),
-                                ("edit", "d", "DATAEDITBYD")):
-        content = encode_script_links(content, link, [
-            (rf"(/mod/data/{script}.php\?{key}=)([0-9]+)", rf"$@{marker}*\g<2>@$")])
-        content = _sub_encoded(content, f"{base}/mod/data/{script}.php?{key}=", f"{marker}URLENCODED")
+    """``backup_data_activity_task::encode_content_links``.  The urlencoded
+    patterns are not regex-quoted in PHP (their dots match any character):
+    kept so here.  ``None`` in _LINKS is the record link, which has two ids."""
+    for entry in _LINKS:
+        if entry is None:
+            content = _encode_record_links(content, link)
+            continue
+        script, key, marker = entry
+        content = encode_script_links(
+            content, link, [(rf"(/mod/data/{script}.php\?{key}=)([0-9]+)", rf"$@{marker}*\g<2>@$")])
+        encoded = php_urlencode(f"{link.wwwroot}/mod/data/{script}.php?{key}=")
+        content = re.sub(f"({encoded})([0-9]+)", rf"$@{marker}URLENCODED*\g<2>@$", content)
     return content
 
 
-def _sub_encoded(content: str, prefix: str, marker: str) -> str:
-    return re.sub("(" + php_urlencode(prefix) + ")([0-9]+)", rf"$@{marker}*\g<2>@$", content)
+def _encode_record_links(content: str, link: LinkContext) -> str:
+    content = encode_script_links(content, link, [
+        (r"(/mod/data/view.php\?d=)([0-9]+)&(amp;)rid=([0-9]+)",
+         r"$@DATAVIEWRECORD*\g<2>*\g<4>@$")])
+    encoded = php_urlencode(f"{link.wwwroot}/mod/data/view.php?d=")
+    return re.sub(f"({encoded})([0-9]+)%26rid%3D([0-9]+)",
+                  r"$@DATAVIEWRECORDURLENCODED*\g<2>*\g<3>@$", content)
 
 
 PLUGIN = Plugin(

@@ -149,10 +149,12 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
     writer.begin(element.name, {a: _text(row.get(a)) for a in element.attrs} or None)
     for name in element.fields:
         value = _text(row.get(name))
-        if name in element.encrypted and value is not None:
+        if name in element.encrypted:
             if encrypt is None:
                 raise ValueError(f"{element.name}/{name} is encrypted but the site has no key")
-            writer.full(name, encrypt(value), {"encrypted": "true"})
+            # encrypted_final_element::set_value encrypts whatever it is handed:
+            # PHP's openssl_encrypt takes a null as ''
+            writer.full(name, encrypt(value or ""), {"encrypted": "true"})
         else:
             writer.full(name, value)
     for item, name in element.annotations:
