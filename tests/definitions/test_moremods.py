@@ -74,11 +74,13 @@ def _reference(courseid: str) -> dict[str, bytes]:
     return out
 
 
-def _ours(url: str, courseid: str) -> tuple[dict[str, bytes], str | None]:
+def _ours(
+    url: str, courseid: str, settings: dict[str, bool] | None = None
+) -> tuple[dict[str, bytes], str | None]:
     """The module members of the course's activity tasks of these modules,
     and the site's backup key."""
     with read_transaction(open_engine(url), "mdl_") as reader:
-        run = start_run(reader, courseid)
+        run = start_run(reader, courseid, settings)
         tasks = [t for t in course_plan(run) if t.facts.get("modulename") in MODULES]
         out = {}
         for name, data in execute(tasks, run, transform=transformer(run),
@@ -173,6 +175,28 @@ def test_module_members_same_shape_mariadb(course: dict[str, str]) -> None:
     problems = [name for name in sorted(ref)
                 if _shape(ref[name], name) != _shape(ours[name], name)]
     assert not problems, f"differ beyond ids: {problems}"
+
+
+# elements that hold user data in these members (each module's userinfo rows)
+_USER_DATA = re.compile(rb"<(attempt|result|completed|value|record|content|rating|subwiki|page|"
+                        rb"version|link|synonym|sco_track|ltisubmission|submission|assessment|"
+                        rb"exampleassessment|aggregation|grade|timer|branch) id=")
+
+
+def test_without_users_no_user_data() -> None:
+    """Without users the same members are written with their user data
+    wrappers empty, as Moodle leaves those sources unset (no reference
+    backup without users exists to compare with)."""
+    url = _database(POSTGRES, required=True)
+    with_users, _key = _ours(url, "38")
+    without, _key = _ours(url, "38", {"users": False})
+    assert sorted(without) == sorted(with_users)
+    for name, xml in without.items():
+        found = {m.group(1) for m in _USER_DATA.finditer(xml)}
+        # lesson pages and answers, data fields and wiki's nothing: not user data
+        allowed = {b"page"} if name.endswith("lesson.xml") else set()
+        assert found <= allowed, f"{name}: user data without users: {sorted(found)}"
+    assert b"<subwikis>\n    </subwikis>" in without["activities/wiki_211/wiki.xml"]
 
 
 def test_reference_encrypted_values_decrypt_to_the_database_values() -> None:

@@ -118,10 +118,8 @@ def _lineitem_source(ctx: TaskContext) -> Sql:
                [Param("courseid"), typeid])
 
 
-def _gradebookservices(ctx: TaskContext, point: str) -> Nested | None:
-    """``backup_ltiservice_gradebookservices_subplugin``: under ``<lti>`` only."""
-    if point != "lti":
-        return None
+def _gradebookservices(ctx: TaskContext) -> Nested:
+    """``backup_ltiservice_gradebookservices_subplugin``, under ``<lti>``."""
     lineitem = Nested(
         "lineitem", attrs=("id",),
         fields=("gradeitemid", "courseid", "toolproxyid", "typeid", "baseurl", "ltilinkid",
@@ -169,7 +167,7 @@ def encode_links(content: str, link: LinkContext) -> str:
     return encode_script_links(content, link, _RULES)
 
 
-GRADEBOOKSERVICES = subplugin("ltiservice_gradebookservices", _gradebookservices)
+GRADEBOOKSERVICES = subplugin("ltiservice_gradebookservices", lti=_gradebookservices)
 
 PLUGIN = Plugin(
     "lti",

@@ -13,7 +13,7 @@ writes its wrapper, whatever strategy the workshop uses.
 
 from __future__ import annotations
 
-from coursevault.definitions.subplugins import subplugin
+from coursevault.definitions.subplugins import SubpluginPart, subplugin
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import Plugin
@@ -69,27 +69,29 @@ def _definition(form: str) -> list[Nested]:
     return [config, dimension.add(level)]
 
 
-def _form(form: str) -> Plugin:
-    def structure(_ctx: TaskContext, point: str) -> Nested | None:
-        if point == "workshop":
-            return _wrapper(form, point, *_definition(form))
-        suffix = _GRADE_ELEMENT.get(point)
-        if suffix is None:
-            return None
-        fields = _GRADE_FIELDS[form]
+def _grades(form: str, point: str) -> SubpluginPart:
+    """The dimension grades the form adds under an assessment."""
+    fields = _GRADE_FIELDS[form]
+
+    def part(_ctx: TaskContext) -> Nested:
         grade = Nested(
-            f"workshopform_{form}_{suffix}", attrs=("id",), fields=fields,
+            f"workshopform_{form}_{_GRADE_ELEMENT[point]}", attrs=("id",), fields=fields,
             source=Sql(f"SELECT id, {', '.join(fields)} FROM {{workshop_grades}} "
                        f"WHERE strategy = '{form}' AND assessmentid = ?", [Up("id")]),
         )
         return _wrapper(form, point, grade)
 
-    return subplugin(f"workshopform_{form}", structure)
+    return part
 
 
-def _best_structure(_ctx: TaskContext, point: str) -> Nested | None:
-    if point != "workshop":
-        return None
+def _form(form: str) -> Plugin:
+    parts = {point: _grades(form, point) for point in _GRADE_ELEMENT}
+    return subplugin(f"workshopform_{form}",
+                     workshop=lambda _ctx: _wrapper(form, "workshop", *_definition(form)),
+                     **parts)
+
+
+def _best_settings(_ctx: TaskContext) -> Nested:
     settings = Nested("workshopeval_best_settings", fields=("comparison",),
                       source=Table("workshopeval_best_settings",
                                    {"workshopid": Param("activityid")}))
@@ -100,4 +102,4 @@ ACCUMULATIVE = _form("accumulative")
 COMMENTS = _form("comments")
 NUMERRORS = _form("numerrors")
 RUBRIC = _form("rubric")
-BEST = subplugin("workshopeval_best", _best_structure)
+BEST = subplugin("workshopeval_best", workshop=_best_settings)

@@ -58,10 +58,10 @@ def open_engine(url: str) -> Engine:
 
 
 def _pymysql_encoders_only() -> dict[Any, Any]:
-    """PyMySQL's ``conv`` holds both directions: type keys encode parameters,
-    integer (field type) keys decode results.  Keep the encoders -- without
-    them a string parameter cannot be sent at all -- and drop every decoder,
-    so values come back as the server's text."""
+    """PyMySQL's ``conv`` holds decoders (int keys: column types) and
+    encoders (Python types) together: keep the encoders, which parameters
+    and the driver's own ``SET AUTOCOMMIT`` need, and drop the decoders so
+    every value comes back as the text the server sent, as PHP's mysqli does."""
     from pymysql.converters import conversions
 
     return {k: v for k, v in conversions.items() if not isinstance(k, int)}

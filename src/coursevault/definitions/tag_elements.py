@@ -1,5 +1,6 @@
-"""Tags of module items (``core_tag_tag::is_enabled`` and the ``<tags>``
-element wiki pages, database records... carry in their module's XML)."""
+"""Tags of module items: whether an area's tags are backed up
+(``core_tag_tag::is_enabled``) and the ``<tags>`` element that wiki pages
+carry in their module's XML."""
 
 from __future__ import annotations
 
@@ -14,15 +15,15 @@ TAGS_SQL = (
 
 
 def tags_enabled(ctx: TaskContext, component: str, itemtype: str) -> bool:
-    """``core_tag_tag::is_enabled``: the site uses tags and the area is not
-    disabled (an area missing from ``tag_area`` counts as enabled)."""
+    """``core_tag_tag::is_enabled``: the site uses tags (``$CFG->usetags``)
+    and the area exists and is enabled; backups leave other tags out."""
     memo: dict[tuple[str, str], bool] = ctx.run.memo.setdefault("tag_areas", {})
     key = (component, itemtype)
     if key not in memo:
         usetags = ctx.reader.one("config", {"name": "usetags"})
         area = ctx.reader.one("tag_area", {"component": component, "itemtype": itemtype})
-        memo[key] = (usetags is None or usetags["value"] != "0") and (
-            area is None or area["enabled"] != "0")
+        memo[key] = bool(usetags and usetags["value"] not in ("", "0", None)
+                         and area is not None and area["enabled"] not in ("", "0", None))
     return memo[key]
 
 
