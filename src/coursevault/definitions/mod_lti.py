@@ -32,7 +32,8 @@ _TYPE_FIELDS = (
 
 
 def _lti_row(ctx: TaskContext) -> Row | None:
-    memo: dict[str, Row | None] = ctx.run.memo.setdefault("lti", {})
+    """The activity's lti row, read once per task."""
+    memo: dict[str, Row | None] = ctx.run.memo.setdefault("mod_lti.rows", {})
     activityid = str(ctx.param("activityid"))
     if activityid not in memo:
         memo[activityid] = ctx.reader.one("lti", {"id": activityid})
@@ -42,13 +43,18 @@ def _lti_row(ctx: TaskContext) -> Row | None:
 def _lti_type(ctx: TaskContext) -> Row | None:
     """``retrieve_lti_type``: a site type keeps only id, course, name and
     toolproxyid (the rest is not backed up: it may hold secrets)."""
+    memo: dict[str, Row | None] = ctx.run.memo.setdefault("mod_lti.types", {})
+    activityid = str(ctx.param("activityid"))
+    if activityid in memo:
+        return memo[activityid]
     lti = _lti_row(ctx)
-    if lti is None or str(lti["typeid"] or "0") == "0":
-        return None
-    record = ctx.reader.one("lti_types", {"id": lti["typeid"]})
+    record = None
+    if lti is not None and str(lti["typeid"] or "0") != "0":
+        record = ctx.reader.one("lti_types", {"id": lti["typeid"]})
     if record is not None and str(record["course"]) == SITEID:
         keep = ("id", "course", "name", "toolproxyid")
         record = {k: (v if k in keep else None) for k, v in record.items()}
+    memo[activityid] = record
     return record
 
 
