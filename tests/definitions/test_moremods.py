@@ -32,7 +32,8 @@ from coursevault.moodledb.site import open_engine, read_transaction
 from coursevault.structure.plan import execute
 
 MODULES = ("data", "feedback", "h5pactivity", "lesson", "lti", "scorm", "wiki", "workshop")
-SITE = Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site"
+SITE = Path(os.environ.get("COURSEVAULT_REFSITE_DIR") or
+            Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site")
 POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
 MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
                          "mysql+pymysql://root@127.0.0.1/cv_refsite")
