@@ -235,8 +235,7 @@ _WWW = "http://localhost/shared"
      "$@DATAVIEWRECORDURLENCODED*1*4@$"),
     ("data", "http%3A%2F%2Flocalhost%2Fshared%2Fmod%2Fdata%2Fedit.php%3Fd%3D7",
      "$@DATAEDITBYDURLENCODED*7@$"),
-    # Moodle's workshop encoder returns its input unchanged (a PHP slip)
-    ("workshop", f"{_WWW}/mod/workshop/view.php?id=213", f"{_WWW}/mod/workshop/view.php?id=213"),
+    ("workshop", f"{_WWW}/mod/workshop/view.php?id=213", "$@WORKSHOPVIEWBYID*213@$"),
 ])
 def test_links_encoded_as_moodle_does(module: str, text: str, expected: str) -> None:
     from coursevault.structure import registry

@@ -7,11 +7,13 @@ data.  The subplugins live in workshop_subplugins.py."""
 from __future__ import annotations
 
 from coursevault.definitions.common import activity_structure
+from coursevault.definitions.script_links import encode_script_links, index_view_rules
 from coursevault.definitions.subplugins import add_subplugin_structure
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
+_RULES = index_view_rules("workshop", "WORKSHOPINDEX", "WORKSHOPVIEWBYID")
 _WORKSHOP_FIELDS = (
     "name", "intro", "introformat", "instructauthors", "instructauthorsformat",
     "instructreviewers", "instructreviewersformat", "timemodified", "phase", "useexamples",
@@ -99,11 +101,10 @@ def workshop_structure(ctx: TaskContext) -> Nested:
     return activity_structure(ctx, workshop)
 
 
-def encode_links(content: str, _link: LinkContext) -> str:
-    """``backup_workshop_activity_task::encode_content_links`` computes the
-    encoded index and view links into a variable it never returns: Moodle
-    hands the content back unchanged, and so does this."""
-    return content
+def encode_links(content: str, link: LinkContext) -> str:
+    """``backup_workshop_activity_task::encode_content_links``.  (Moodle
+    2.0's returned its input unchanged; the fix is long in.)"""
+    return encode_script_links(content, link, _RULES)
 
 
 PLUGIN = Plugin(
