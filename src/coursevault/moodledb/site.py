@@ -47,7 +47,7 @@ def open_engine(url: str) -> Engine:
     elif backend in ("mysql", "mariadb"):
         engine = sa.create_engine(
             parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
-            connect_args={"conv": {}},
+            connect_args={"conv": _pymysql_encoders_only()},
         )
     elif backend == "sqlite":
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
@@ -55,6 +55,16 @@ def open_engine(url: str) -> Engine:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
     return engine
+
+
+def _pymysql_encoders_only() -> dict[Any, Any]:
+    """PyMySQL's ``conv`` holds decoders (int keys: column types) and
+    encoders (Python types) together: keep the encoders, which parameters
+    and the driver's own ``SET AUTOCOMMIT`` need, and drop the decoders so
+    every value comes back as the text the server sent, as PHP's mysqli does."""
+    from pymysql.converters import conversions
+
+    return {k: v for k, v in conversions.items() if not isinstance(k, int)}
 
 
 def describe(url: URL | str) -> str:
