@@ -79,7 +79,7 @@ def course_members(run: BackupRun, progress: Progress | None = None) -> Iterator
 def transformer(run: BackupRun) -> Transformer:
     """Moodle's backup_xml_transformer: file.php links, then every encoder
     (course first, then activities and blocks by name)."""
-    link = registry.LinkContext(run.site.wwwroot, str(run.course["id"]))
+    link = registry.LinkContext(run.site.wwwroot, str(run.course["id"]), run)
     encoders = [p.encode_links for p in registry.activities().values() if p.encode_links]
     encoders += [p.encode_links for p in registry.blocks().values() if p.encode_links]
     from coursevault.definitions import course_task

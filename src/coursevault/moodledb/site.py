@@ -87,6 +87,7 @@ class SiteReader:
         self.conn = conn
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
+        self._mysql = conn.dialect.name in ("mysql", "mariadb")
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -153,7 +154,13 @@ class SiteReader:
         return None
 
     def _run(self, query: sa.Executable) -> Iterator[Row]:
-        result = self.conn.execution_options(yield_per=500).execute(query)
+        # MariaDB's protocol has one unbuffered result per connection: a
+        # query started while another streams (the plan reads modules while
+        # it walks sections) silently cuts the first one short.  There the
+        # driver buffers each result; one query's rows are one IN batch of
+        # one course's, so memory stays bounded.  PostgreSQL streams.
+        conn = self.conn if self._mysql else self.conn.execution_options(yield_per=500)
+        result = conn.execute(query)
         names = list(result.keys())
         for values in result:
             if self._sqlite:

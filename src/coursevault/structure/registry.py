@@ -23,7 +23,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from coursevault.structure.context import TaskContext
+    from coursevault.structure.context import BackupRun, TaskContext
     from coursevault.structure.elements import Nested
 
 ACTIVITIES = "coursevault.backup.activities"
@@ -40,6 +40,9 @@ class LinkContext:
 
     wwwroot: str
     courseid: str
+    # the running backup, for the few encoders that read the site
+    # (mod_resource looks links up in resource_old)
+    run: BackupRun | None = None
 
 
 @dataclass
