@@ -234,16 +234,26 @@ def xapistate_structure(ctx: TaskContext) -> Nested:
 
 def inforef_structure(ctx: TaskContext) -> Nested:
     """inforef.xml (``backup_inforef_structure_step``): what this task
-    annotated, per item type, in annotation order; a type nothing annotated
-    is left out."""
+    annotated, per item type; a type nothing annotated is left out.
+
+    Moodle reads them back without ORDER BY from its temp table, and
+    PostgreSQL answers through the (backupid, itemname, itemid) unique
+    index: ascending ids.  Every inforef.xml of the reference site is in
+    that order but one (rich's scorm, late in a large backup, where the
+    planner chose another index and returned insertion order), so
+    ascending ids it is."""
     root = Nested("inforef")
     for item in INFOREF_ITEMS:
-        ids = ctx.ids.get(item)
+        ids = sorted(ctx.ids.get(item), key=_numeric)
         if not ids:
             continue
         element = Nested(item, fields=("id",), source=Rows(_id_rows(ids)))
         root.add(Nested(item + "ref", children=[element]))
     return root
+
+
+def _numeric(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.lstrip("-").isdigit() else (0, value)
 
 
 def _id_rows(ids: list[str]) -> Callable[[TaskContext, Instance | None], list[Row]]:
