@@ -152,7 +152,7 @@ def grade_history_structure(ctx: TaskContext) -> Nested:
             "grade_grades_history", {"itemid": ids})) if ids else []))
     else:
         grade.set_source(Rows(lambda _c, _p: []))
-    grade.annotate_files("grade", "history", "id")
+    grade.annotate_files("grade", "historyfeedback", "id")
     return Nested("grade_history", children=[Nested("grade_grades", children=[grade])])
 
 

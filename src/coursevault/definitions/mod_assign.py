@@ -16,7 +16,8 @@ from coursevault.definitions.common import activity_structure
 from coursevault.definitions.links import encode_module_links
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Rows, Table, Up
+from coursevault.structure.elements import Nested, Param, Row, Rows, Table, Up
+from coursevault.structure.engine import Instance
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
 ASSIGN_FIELDS = (
@@ -91,10 +92,10 @@ def _add_subplugins(ctx: TaskContext, element: Nested, prefix: str, part: str) -
             element.add(build(ctx))
 
 
-def _override_rows(ctx: TaskContext, parent: object) -> list[dict[str, str | None]]:
-    """Overrides of the assignment; without user data, group overrides only."""
-    where: dict[str, object] = {"assignid": ctx.param("activityid")}
-    rows = list(ctx.reader.rows("assign_overrides", where))
+def _override_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
+    """Overrides of the assignment; without user data, group overrides only
+    (Moodle binds ``userid`` to NULL then)."""
+    rows = list(ctx.reader.rows("assign_overrides", {"assignid": ctx.param("activityid")}))
     if not ctx.users:
         rows = [r for r in rows if r.get("userid") is None]
     return rows

@@ -47,7 +47,7 @@ def open_engine(url: str) -> Engine:
     elif backend in ("mysql", "mariadb"):
         engine = sa.create_engine(
             parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
-            connect_args={"conv": {}},
+            connect_args={"conv": _mysql_encoders_only()},
         )
     elif backend == "sqlite":
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
@@ -55,6 +55,16 @@ def open_engine(url: str) -> Engine:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
     return engine
+
+
+def _mysql_encoders_only() -> dict[Any, Any]:
+    """PyMySQL's conversions without its decoders: values come back as the
+    server's text, while parameters (and ``SET AUTOCOMMIT``) are still
+    escaped.  An empty ``conv`` would also drop the encoders, and PyMySQL
+    1.1+ then cannot even open a connection."""
+    from pymysql.converters import conversions
+
+    return {k: v for k, v in conversions.items() if not isinstance(k, int)}
 
 
 def describe(url: URL | str) -> str:
