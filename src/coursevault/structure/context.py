@@ -84,9 +84,21 @@ class IdSet:
         self.items: dict[str, dict[str, None]] = {}
 
     def add(self, item: str, value: Any) -> None:
-        if value is None or value == "" or value == "0" or value == 0:
+        """``backup_structure_dbops::insert_backup_ids_record``: ``scale``
+        ids are stored negated (a scale grade is ``-scaleid``), and only
+        true ids (> 0) are kept -- a forum's ``groupid`` -1 is no group."""
+        if value is None or value == "":
             return
-        self.items.setdefault(item, {})[str(value)] = None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self.items.setdefault(item, {})[str(value)] = None
+            return
+        if item == "scale":
+            number = -number
+        if number <= 0:
+            return
+        self.items.setdefault(item, {})[str(number)] = None
 
     def get(self, item: str) -> list[str]:
         return list(self.items.get(item, {}))
