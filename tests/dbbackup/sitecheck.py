@@ -3,8 +3,12 @@ the reference-site test and the terminal summary that prints its table."""
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from lxml import etree
 
 from coursevault import api
 from coursevault.store.backend import LocalBackend
@@ -27,6 +31,53 @@ def shipped(plugin: str) -> bool:
     if plugin.startswith("block_"):
         return plugin[6:] in registry.blocks()
     return True
+
+
+def _sorted_children(xml: bytes, parent_tag: Callable[[str], bool],
+                     key: Callable[[etree._Element], int]) -> bytes:
+    """The document with the children of matching elements sorted (both sides
+    of a comparison go through it, so its own serialisation does not matter)."""
+    root = etree.fromstring(xml)
+    for element in root.iter():
+        if isinstance(element.tag, str) and parent_tag(element.tag):
+            element[:] = sorted(element, key=key)
+    return etree.tostring(root)
+
+
+def grades_by_id(xml: bytes) -> bytes:
+    """Each grade item's grades in id order."""
+    return _sorted_children(xml, lambda tag: tag == "grade_grades",
+                            lambda e: int(e.get("id") or 0))
+
+
+def inforef_by_id(xml: bytes) -> bytes:
+    """Each kind of reference in id order."""
+    return _sorted_children(xml, lambda tag: tag.endswith("ref"),
+                            lambda e: int(e.findtext("id") or 0))
+
+
+# Orders Moodle read without ORDER BY that the dump no longer holds -- the
+# only differences forgiven on PostgreSQL, each compared order-blind and no
+# more (tests/definitions/test_activity.py has the evidence):
+# - SCTC (12) and rich (38): grade_grades rows rewritten after Moodle's backup
+#   (a regrade moved them in the heap), so their database order changed;
+# - rich's scorm_219 inforef.xml: Moodle's read of its temporary ids table
+#   came back in recording order there (every other inforef is ascending).
+ORDER_NOT_IN_DATA: list[tuple[int, str, Callable[[bytes], bytes]]] = [
+    (12, "activities/*/grades.xml", grades_by_id),
+    (38, "activities/*/grades.xml", grades_by_id),
+    (38, "activities/scorm_219/inforef.xml", inforef_by_id),
+]
+
+
+def _forgiven(server: str, course: Course, path: str, ours: bytes | None,
+              theirs: bytes | None) -> bool:
+    if server != "postgres" or ours is None or theirs is None:
+        return False
+    for pg_id, pattern, normal in ORDER_NOT_IN_DATA:
+        if course.pg_id == pg_id and fnmatch.fnmatch(path, pattern):
+            return normal(ours) == normal(theirs)
+    return False
 
 
 @dataclass
@@ -68,9 +119,10 @@ def compare_course(
     for o in comparison.outcomes:
         plugin = plugin_of(o.path)
         counts = tally.setdefault(plugin, [0, 0])
-        counts[0] += o.status is Status.IDENTICAL
+        same = o.status is Status.IDENTICAL or _forgiven(server, course, o.path, o.ours, o.theirs)
+        counts[0] += same
         counts[1] += 1
-        if o.status is not Status.IDENTICAL:
+        if not same:
             line = f"{o.path}: {o.status}" + (
                 f" ({o.first_difference})" if o.first_difference else ""
             )
