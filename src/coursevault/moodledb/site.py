@@ -47,7 +47,7 @@ def open_engine(url: str) -> Engine:
     elif backend in ("mysql", "mariadb"):
         engine = sa.create_engine(
             parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
-            connect_args={"conv": {}},
+            connect_args={"conv": _mysql_encoders_only()},
         )
     elif backend == "sqlite":
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
@@ -55,6 +55,16 @@ def open_engine(url: str) -> Engine:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
     return engine
+
+
+def _mysql_encoders_only() -> dict[Any, Any]:
+    """PyMySQL's conversions minus its decoders (the int-keyed ones): values
+    come back as the server's text, while parameters (and the driver's own
+    ``SET AUTOCOMMIT``) are still escaped -- an empty ``conv`` leaves the
+    driver no encoder at all and it fails on connect."""
+    from pymysql.converters import conversions
+
+    return {k: v for k, v in conversions.items() if not isinstance(k, int)}
 
 
 def describe(url: URL | str) -> str:
@@ -77,6 +87,7 @@ class SiteReader:
         self.conn = conn
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
+        self._buffered = conn.dialect.name in ("mysql", "mariadb")
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -143,7 +154,11 @@ class SiteReader:
         return None
 
     def _run(self, query: sa.Executable) -> Iterator[Row]:
-        result = self.conn.execution_options(yield_per=500).execute(query)
+        # PostgreSQL streams (server-side cursors live side by side); PyMySQL's
+        # streamed result would be cut short by the next query a caller runs
+        # while iterating, so MariaDB/MySQL results are read whole.
+        conn = self.conn if self._buffered else self.conn.execution_options(yield_per=500)
+        result = conn.execute(query)
         names = list(result.keys())
         for values in result:
             if self._sqlite:
