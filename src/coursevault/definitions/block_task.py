@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-from coursevault.definitions.context_members import comments_step, enabled, inforef_step, roles_step
+from coursevault.definitions.context_members import comments_step, inforef_step, roles_step
 from coursevault.moodle2 import phpserial
 from coursevault.moodle2.xmlwriter import NULL, Transformer
 from coursevault.structure.context import TaskContext
@@ -40,7 +40,7 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
     if plugin is not None:
         found.extend(plugin.steps(ctx))
     found.append(roles_step())
-    if enabled(ctx, "comments"):
+    if ctx.run.setting("comments"):
         found.append(comments_step())
     found.append(inforef_step())
     return found
@@ -57,7 +57,7 @@ def block_structure(ctx: TaskContext, plugin: Plugin | None) -> Nested:
     block_row: Row = dict(row)
     encoded = tuple(extra.get("configdata_encoded", ()))
     if encoded:
-        block_row["configdata"] = _encode_configdata(ctx, block_row.get("configdata"), encoded)
+        block_row["configdata"] = encode_configdata(ctx, block_row.get("configdata"), encoded)
     block_row["contextid"] = ctx.param("contextid")
     block_row["version"] = _block_version(ctx, str(row["blockname"]))
     areas = [FileArea("block_" + str(row["blockname"]), area)
@@ -86,7 +86,7 @@ def _block_version(ctx: TaskContext, blockname: str) -> str:
     return versions[blockname]
 
 
-def _encode_configdata(ctx: TaskContext, configdata: str | None,
+def encode_configdata(ctx: TaskContext, configdata: str | None,
                        attributes: tuple[str, ...]) -> str:
     """What ``backup_block_instance_structure_step`` makes of configdata when
     the block has attributes to encode: ``unserialize_object`` (an array of

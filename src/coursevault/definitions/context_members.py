@@ -16,19 +16,6 @@ from coursevault.structure.registry import Step
 # backup_helper::get_inforef_itemnames(): the item types an inforef lists, in order
 INFOREF_ITEMS = ("user", "grouping", "group", "role", "file", "scale", "outcome",
                  "grade_item", "question_category")
-# root settings that Moodle locks off when users are not backed up
-_NEEDS_USERS = frozenset({"role_assignments", "comments", "userscompletion", "logs",
-                          "grade_histories", "xapistate", "anonymize"})
-
-
-def enabled(ctx: TaskContext, setting: str) -> bool:
-    """A root setting as Moodle's backup sees it: the user-data settings
-    depend on ``users`` (backup_root_task's setting dependencies)."""
-    if setting in _NEEDS_USERS and not ctx.run.setting("users"):
-        return False
-    return ctx.run.setting(setting)
-
-
 def roles_structure(ctx: TaskContext) -> Nested:
     """roles.xml: the context's role overrides always, its role assignments
     when the ``role_assignments`` setting is on; both in the database's
@@ -44,7 +31,7 @@ def roles_structure(ctx: TaskContext) -> Nested:
         fields=("roleid", "userid", "timemodified", "modifierid", "component", "itemid",
                 "sortorder"),
         source=(Table("role_assignments", {"contextid": Param("contextid")})
-                if enabled(ctx, "role_assignments") else None),
+                if ctx.run.setting("role_assignments") else None),
         annotate=[("role", "roleid"), ("user", "userid")],
     )
     assignments = Nested("role_assignments")

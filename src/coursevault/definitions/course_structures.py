@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from coursevault.definitions.context_members import enabled
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Row, Rows, Sql, Table, Up
 
@@ -37,7 +36,7 @@ def course_structure(ctx: TaskContext) -> Nested:
     course_row = dict(ctx.run.course)
     course_row["contextid"] = ctx.param("contextid")
     files = [FileArea("course", "summary"), FileArea("course", "overviewfiles")]
-    if enabled(ctx, "legacyfiles"):
+    if ctx.run.setting("legacyfiles"):
         files.append(FileArea("course", "legacy"))
     course = Nested(
         "course", attrs=("id", "contextid"), fields=COURSE_FIELDS,
@@ -82,7 +81,7 @@ def _custom_fields(ctx: TaskContext, _parent: Instance | None) -> Iterable[Row]:
     """``course_handler::get_instance_data_for_backup``: the course's custom
     field values that have data, in category then field order.  (No course
     of the reference site has custom fields: unverified against Moodle.)"""
-    if not enabled(ctx, "customfield"):
+    if not ctx.run.setting("customfield"):
         return []
     rows = ctx.reader.sql(
         "SELECT d.*, f.shortname, f.type FROM {customfield_data} d "
@@ -174,7 +173,7 @@ def calendar_structure(ctx: TaskContext) -> Nested:
 
 def competencies_enabled(ctx: TaskContext) -> bool:
     """``execute_condition``: competencies are on for the site and in the backup."""
-    if not enabled(ctx, "competencies"):
+    if not ctx.run.setting("competencies"):
         return False
     row = ctx.reader.one("config_plugins", {"plugin": "core_competency", "name": "enabled"})
     return bool(row and row["value"] not in (None, "", "0"))

@@ -21,12 +21,7 @@ from collections.abc import Callable
 from urllib.parse import quote_plus
 
 from coursevault.definitions import course_structures as cs
-from coursevault.definitions.context_members import (
-    comments_step,
-    enabled,
-    inforef_step,
-    roles_structure,
-)
+from coursevault.definitions.context_members import comments_step, inforef_step, roles_structure
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested
 from coursevault.structure.registry import LinkContext, Plugin, Step
@@ -39,13 +34,13 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
         Step("enrolments.xml", build=cs.enrolments_structure),
         Step("roles.xml", build=_after(_annotate_between, roles_structure)),
     ]
-    if enabled(ctx, "filters"):
+    if ctx.run.setting("filters"):
         found.append(Step("filters.xml", build=cs.filters_structure))
-    if enabled(ctx, "comments"):
+    if ctx.run.setting("comments"):
         found.append(comments_step())
-    if enabled(ctx, "calendarevents"):
+    if ctx.run.setting("calendarevents"):
         found.append(Step("calendar.xml", build=cs.calendar_structure))
-    if enabled(ctx, "logs"):
+    if ctx.run.setting("logs"):
         # backup_course_logs/logstores/loglastaccess steps: not written yet
         ctx.run.warnings.append("course logs are not backed up (the logs setting is on but "
                                 "logs.xml, logstores.xml and loglastaccess.xml are not written)")
@@ -54,7 +49,7 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
     if cs.completion_enabled(ctx):
         found.append(Step("completiondefaults.xml", build=cs.completion_defaults_structure))
     found.append(inforef_step())
-    if enabled(ctx, "contentbankcontent"):
+    if ctx.run.setting("contentbankcontent"):
         found.append(Step("contentbank.xml", build=cs.contentbank_structure))
     return found
 
@@ -66,7 +61,7 @@ def _annotate_between(ctx: TaskContext) -> None:
     ``backup_annotate_groups_from_groupings`` and
     ``backup_calculate_question_categories``."""
     reader, courseid = ctx.reader, ctx.param("courseid")
-    if enabled(ctx, "groups"):
+    if ctx.run.setting("groups"):
         ctx.annotate("group", (r["id"] for r in reader.rows(
             "groups", {"courseid": courseid}, columns=("id",))))
         ctx.annotate("grouping", (r["id"] for r in reader.rows(
@@ -75,7 +70,7 @@ def _annotate_between(ctx: TaskContext) -> None:
         if groupings:
             ctx.annotate("group", (r["groupid"] for r in reader.rows(
                 "groupings_groups", {"groupingid": groupings}, columns=("groupid",))))
-    if enabled(ctx, "questionbank"):
+    if ctx.run.setting("questionbank"):
         # backup_question_dbops::calculate_question_categories for the course
         # context: no question is annotated yet, so only its own categories
         ctx.annotate("question_category", (r["id"] for r in reader.rows(
