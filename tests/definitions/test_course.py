@@ -5,9 +5,11 @@ course of the site.
 
 Only those tasks run (the activity tasks are other definitions' business),
 so the test stays fast.  PostgreSQL is required (skipped when absent, an
-error under CI=true); the MariaDB copy of the site is compared too when it
-is loaded -- for the courses whose ids are the same there (MariaDB's copy
-was restored by Moodle, so the rest carry other ids).
+error under CI=true).  The MariaDB copy of the site is compared too when it
+is loaded, but it holds the courses as Moodle's restore wrote them there --
+other ids, restore-time timestamps, '' where PostgreSQL has NULL -- so
+there the members must match Moodle's by name (ids aside) and element
+structure, not byte for byte.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import os
 import re
 import tarfile
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -38,6 +41,7 @@ POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres
 MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
                          "mysql+pymysql://root@127.0.0.1/cv_refsite")
 OURS = re.compile(r"(\./)?(course|sections)/.*\.xml")
+_engine = cache(open_engine)  # one engine (and pooled connection) per database
 
 
 def _courses() -> list[dict[str, str]]:
@@ -50,7 +54,7 @@ def _courses() -> list[dict[str, str]]:
 
 def _database(url: str, required: bool) -> str:
     try:
-        with read_transaction(open_engine(url), "mdl_") as reader:
+        with read_transaction(_engine(url), "mdl_") as reader:
             reader.one("config", {"name": "version"})
     except SiteError as exc:
         if required and os.environ.get("CI") == "true":
@@ -59,6 +63,7 @@ def _database(url: str, required: bool) -> str:
     return url
 
 
+@cache
 def _reference(courseid: str) -> dict[str, bytes]:
     path = next((SITE / "backups").glob(f"c{int(courseid):03d}-*.mbz"))
     out = {}
@@ -77,7 +82,7 @@ def _is_ours(directory: str) -> bool:
 
 def _ours(url: str, courseid: str) -> dict[str, bytes]:
     """The course/ and sections/ members of the course's backup."""
-    with read_transaction(open_engine(url), "mdl_") as reader:
+    with read_transaction(_engine(url), "mdl_") as reader:
         run = start_run(reader, courseid)
         tasks = [t for t in course_plan(run) if _is_ours(t.directory)]
         out = {}
@@ -108,8 +113,22 @@ def _compare(url: str, courseid: str, refid: str) -> Iterator[str]:
             yield f"{name}: {_first_difference(ref[name], ours[name])}"
 
 
+def _skeleton(xml: bytes) -> bytes:
+    """The member's elements and attribute names, without values.  Course
+    format options are left out: Moodle's restore on MariaDB gave four
+    courses (BT, test, MDL-61614, Scratch) options their PostgreSQL
+    originals do not have."""
+    xml = re.sub(rb"<courseformatoptions>.*</courseformatoptions>", b"", xml, flags=re.S)
+    xml = re.sub(rb'="[^"]*"', b'=""', xml)
+    return re.sub(rb">[^<]*<", b"><", xml)
+
+
+def _shape(members: dict[str, bytes]) -> list[tuple[str, bytes]]:
+    return sorted((re.sub(r"_\d+", "_N", name), _skeleton(data))
+                  for name, data in members.items())
+
+
 COURSES = _courses()
-SAME_IDS = [c for c in COURSES if c["maria_courseid"] == c["courseid"]]
 
 
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
@@ -119,11 +138,14 @@ def test_course_and_section_members_identical_postgresql(course: dict[str, str])
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("course", SAME_IDS, ids=[c["shortname"] for c in SAME_IDS])
-def test_course_and_section_members_identical_mariadb(course: dict[str, str]) -> None:
+@pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
+def test_course_and_section_members_same_shape_mariadb(course: dict[str, str]) -> None:
     url = _database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
-    problems = list(_compare(url, course["maria_courseid"], course["courseid"]))
-    assert not problems, "\n".join(problems)
+    ref = _shape(_reference(course["courseid"]))
+    ours = _shape(_ours(url, course["maria_courseid"]))
+    assert [n for n, _ in ours] == [n for n, _ in ref]
+    different = [n for (n, a), (_, b) in zip(ref, ours, strict=True) if a != b]
+    assert not different, different
 
 
 def test_course_links_encoded_as_moodle_does() -> None:
@@ -150,7 +172,7 @@ def test_block_configdata_reserialised_as_php_does() -> None:
     """block_html's configdata: text encoded, other values kept as PHP
     typed them, a missing configdata becoming PHP's ``(object)(array)false``."""
     url = _database(POSTGRES, required=True)
-    with read_transaction(open_engine(url), "mdl_") as reader:
+    with read_transaction(_engine(url), "mdl_") as reader:
         run = start_run(reader, "38")
         ctx = TaskContext(run, {"courseid": "38"})
         link = run.site.wwwroot + "/course/view.php?id=38"
