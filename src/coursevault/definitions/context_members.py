@@ -14,6 +14,9 @@ from coursevault.structure.elements import Nested, Param, Table
 from coursevault.structure.registry import Step
 
 # backup_helper::get_inforef_itemnames(): the item types an inforef lists, in order
+# run.memo key: annotations made after a task's inforef was written, which
+# Moodle's next inforef lists (they are still in backup_ids_temp unmoved)
+PENDING_INFOREF = "inforef_pending"
 INFOREF_ITEMS = ("user", "grouping", "group", "role", "file", "scale", "outcome",
                  "grade_item", "question_category")
 def roles_structure(ctx: TaskContext) -> Nested:
@@ -63,6 +66,9 @@ def write_inforef(ctx: TaskContext) -> bytes:
     backups show even where annotation order differs (course 38's roles: 5
     annotated by enrolments before 3 by role assignments, written 3, 5).
     """
+    pending = ctx.run.memo.pop(PENDING_INFOREF, None)
+    if pending is not None:
+        ctx.ids.update(pending)
     writer = XmlWriter()
     writer.begin("inforef")
     for item in INFOREF_ITEMS:

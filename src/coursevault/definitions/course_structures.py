@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from coursevault.structure.context import TaskContext
+from coursevault.definitions.context_members import PENDING_INFOREF
+from coursevault.structure.context import IdSet, TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Row, Rows, Sql, Table, Up
 
 if TYPE_CHECKING:
@@ -235,12 +236,32 @@ def completion_defaults_structure(ctx: TaskContext) -> Nested:
     return Nested("course_completion_defaults", children=[default])
 
 
+def _contentbank_rows(ctx: TaskContext, _parent: Instance | None) -> Iterable[Row]:
+    """The course context's content bank, in the database's order.
+
+    Moodle writes contentbank.xml after the course's inforef.xml has been
+    written and its annotations moved to the final ones, so what this step
+    annotates stays pending in backup_ids_temp and the next task's inforef
+    (the first section's) lists it: :data:`PENDING_INFOREF` hands it on."""
+    rows = list(ctx.reader.rows("contentbank_content", {"contextid": ctx.param("contextid")}))
+    pending = IdSet()
+    for row in rows:
+        pending.add("user", row["usercreated"])
+        pending.add("user", row["usermodified"])
+        for fileid in ctx.run.files_of(ctx.param("contextid"), "contentbank", "public",
+                                       row["id"]):
+            pending.add("file", fileid)
+    if pending.items:
+        ctx.run.memo[PENDING_INFOREF] = pending
+    return rows
+
+
 def contentbank_structure(ctx: TaskContext) -> Nested:
     """contentbank.xml: the content bank of the course context."""
     content = Nested(
         "content", attrs=("id",), fields=("name", "contenttype", "instanceid", "configdata", "usercreated",
                 "usermodified", "timecreated", "timemodified"),
-        source=Table("contentbank_content", {"contextid": Param("contextid")}),
+        source=Rows(_contentbank_rows),
         annotate=[("user", "usercreated"), ("user", "usermodified")],
         files=[FileArea("contentbank", "public", "id")],
     )
