@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 
 from coursevault.definitions.context_members import comments_step, inforef_step, roles_step
 from coursevault.moodle2 import phpserial
@@ -149,12 +150,13 @@ def _transform(ctx: TaskContext, value: phpserial.PhpValue) -> phpserial.PhpValu
         "utf-8", "surrogateescape")
 
 
+# PHP 8's numeric strings: optional surrounding whitespace, decimal or exponent form
+_PHP_NUMERIC = re.compile(rb"[ \t\n\r\v\f]*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?[ \t\n\r\v\f]*")
+
+
 def _is_numeric(value: bytes) -> bool:
-    try:
-        float(value.strip(b" \t\n\r\v\f").decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        return False
-    return not value.lower().strip().startswith((b"inf", b"nan", b"-inf", b"+inf"))
+    """PHP's ``is_numeric`` for a string."""
+    return _PHP_NUMERIC.fullmatch(value) is not None
 
 
 def _transformer(ctx: TaskContext) -> Transformer:
