@@ -19,6 +19,7 @@ import csv
 import os
 import re
 import tarfile
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -189,3 +190,26 @@ def test_php_serialisation_round_trips() -> None:
     for text in (b'a:2:{i:0;s:3:"a\xc3\xa9";s:1:"k";a:1:{i:5;b:1;}}', b"d:1.0E-5;", b"d:-0.25;",
                  b'O:8:"stdClass":0:{}', b"i:-3;", b"N;"):
         assert phpserial.serialize(phpserial.unserialize(text)) == text
+
+
+def test_logs_written_when_the_setting_is_on() -> None:
+    """With logs on (never in the reference backups), the course task writes
+    logs.xml, logstores.xml (every standard-log event of the course context,
+    ``other`` base64-encoded) and loglastaccess.xml."""
+    url = _database(POSTGRES, required=True)
+    with read_transaction(_engine(url), "mdl_") as reader:
+        run = start_run(reader, "38", {"logs": True})
+        tasks = [t for t in course_plan(run) if t.directory == "course"]
+        members = dict(execute(tasks, run, transform=transformer(run), encrypt=None))
+        events = list(reader.rows("logstore_standard_log",
+                                  {"contextid": run.memo["coursecontextid"]},
+                                  columns=("id", "other")))
+    assert {"course/logs.xml", "course/logstores.xml", "course/loglastaccess.xml"} <= set(members)
+    stores = members["course/logstores.xml"]
+    assert isinstance(stores, bytes)
+    found = ET.fromstring(stores).findall("./logstore/subplugin_logstore_standard_logstore/"
+                                          "logstore_standard_log")
+    assert [e.get("id") for e in found] == [e["id"] for e in events]
+    first = next(e for e in events if e["other"] is not None)
+    element = next(f for f in found if f.get("id") == first["id"])
+    assert base64.b64decode(element.findtext("other") or "").decode() == first["other"]

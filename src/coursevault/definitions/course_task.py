@@ -2,7 +2,8 @@
 (``backup_course_task::build`` in backup/moodle2/backup_course_task.class.php).
 
 Members, in Moodle's order: course.xml, enrolments.xml, roles.xml,
-filters.xml, comments.xml, calendar.xml, competencies.xml,
+filters.xml, comments.xml, calendar.xml, (with the logs setting: logs.xml,
+logstores.xml, loglastaccess.xml; definitions/course_logs.py), competencies.xml,
 completiondefaults.xml, inforef.xml, contentbank.xml.  Between enrolments.xml
 and roles.xml Moodle runs execution steps that only annotate (the course's
 groups and groupings, the groups of annotated groupings, the question
@@ -20,6 +21,7 @@ import re
 from collections.abc import Callable
 from urllib.parse import quote_plus
 
+from coursevault.definitions import course_logs
 from coursevault.definitions import course_structures as cs
 from coursevault.definitions.context_members import comments_step, inforef_step, roles_structure
 from coursevault.structure.context import TaskContext
@@ -41,9 +43,9 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
     if ctx.run.setting("calendarevents"):
         found.append(Step("calendar.xml", build=cs.calendar_structure))
     if ctx.run.setting("logs"):
-        # backup_course_logs/logstores/loglastaccess steps: not written yet
-        ctx.run.warnings.append("course logs are not backed up (the logs setting is on but "
-                                "logs.xml, logstores.xml and loglastaccess.xml are not written)")
+        found += [Step("logs.xml", build=course_logs.legacy_logs_structure),
+                  Step("logstores.xml", build=course_logs.logstores_structure),
+                  Step("loglastaccess.xml", build=course_logs.loglastaccess_structure)]
     if cs.competencies_enabled(ctx):
         found.append(Step("competencies.xml", build=cs.competencies_structure))
     if cs.completion_enabled(ctx):
