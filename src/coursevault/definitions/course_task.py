@@ -58,11 +58,11 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
 
 def _annotate_between(ctx: TaskContext) -> None:
     """The execution steps between enrolments.xml and roles.xml:
-    ``backup_enrolments_execution_step`` (the enrol plugins of the site
-    annotate nothing), ``backup_annotate_course_groups_and_groupings``,
+    ``backup_enrolments_execution_step``, ``backup_annotate_course_groups_and_groupings``,
     ``backup_annotate_groups_from_groupings`` and
     ``backup_calculate_question_categories``."""
     reader, courseid = ctx.reader, ctx.param("courseid")
+    _annotate_enrol_custom_fields(ctx)
     if ctx.run.setting("groups"):
         ctx.annotate("group", (r["id"] for r in reader.rows(
             "groups", {"courseid": courseid}, columns=("id",))))
@@ -77,6 +77,23 @@ def _annotate_between(ctx: TaskContext) -> None:
         # context: no question is annotated yet, so only its own categories
         ctx.annotate("question_category", (r["id"] for r in reader.rows(
             "question_categories", {"contextid": ctx.param("contextid")}, columns=("id",))))
+
+
+# enrol plugins whose backup_annotate_custom_fields annotates customint2 as a group
+_ENROL_GROUP_FIELD = ("cohort", "meta")
+
+
+def _annotate_enrol_custom_fields(ctx: TaskContext) -> None:
+    """``backup_enrolments_execution_step``: each enabled enrol plugin
+    annotates its instances' custom fields -- cohort sync and course meta
+    link name the group they add members to in ``customint2``."""
+    row = ctx.reader.one("config", {"name": "enrol_plugins_enabled"})
+    enabled = set(str(row["value"] or "").split(",")) if row else set()
+    wanted = enabled.intersection(_ENROL_GROUP_FIELD)
+    if wanted:
+        ctx.annotate("group", (r["customint2"] for r in ctx.reader.rows(
+            "enrol", {"courseid": ctx.param("courseid")}, columns=("enrol", "customint2"))
+            if r["enrol"] in wanted))
 
 
 def _after(
