@@ -10,7 +10,7 @@ import re
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.script_links import encode_script_links, php_urlencode
 from coursevault.definitions.subplugins import add_subplugin_structure
-from coursevault.definitions.tag_elements import tags_enabled
+from coursevault.definitions.tags import tags_enabled
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from coursevault.definitions.common import activity_structure
-from coursevault.definitions.tags import tag_area_enabled
+from coursevault.definitions.tags import tags_enabled
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Rows, Sql, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
@@ -104,7 +104,7 @@ def _per_forum(name: str, fields: tuple[str, ...], table: str, column: str) -> N
 
 def _post_tag(ctx: TaskContext) -> Nested:
     tag = Nested("tag", attrs=("id",), fields=("itemid", "rawname"), userinfo=True)
-    if tag_area_enabled(ctx, "mod_forum", "forum_posts"):
+    if tags_enabled(ctx, "mod_forum", "forum_posts"):
         tag.set_source(Sql(
             "SELECT t.id, ti.itemid, t.rawname FROM {tag} t"
             " JOIN {tag_instance} ti ON ti.tagid = t.id"

@@ -10,7 +10,7 @@ from typing import Any
 
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.preg import preg_replace, quoted_root
-from coursevault.definitions.tagging import context_tags
+from coursevault.definitions.tags import context_tags
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Row, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.script_links import encode_script_links, index_view_rules
-from coursevault.definitions.tag_elements import item_tags
+from coursevault.definitions.tags import item_tags
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
