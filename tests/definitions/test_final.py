@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine, make_url
 
 from coursevault.definitions import course_plan as course_plan_module
-from coursevault.definitions import final_task
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import start_run, transformer
 from coursevault.moodledb.site import SiteReader, open_engine, read_transaction
-from coursevault.structure import registry
 from coursevault.structure.context import BackupRun, IdSet
 from coursevault.structure.plan import FileRef, Task, execute
 from coursevault.structure.registry import Plugin
@@ -50,6 +50,21 @@ _RUN_SPECIFIC = [
     (re.compile(rb"<backup_date>\d+</backup_date>"), b"<backup_date>0</backup_date>"),
     (re.compile(rb'backup_id="[0-9a-f]{32}"'), b'backup_id="ID"'),
 ]
+
+
+def _engine(url: str) -> Engine:
+    """open_engine, but PyMySQL keeps its encoders (main's ``conv={}`` drops
+    them too, and the autocommit query then fails: reported, left to the
+    site reader's owner)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        import pymysql.converters
+
+        conv = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
+        return sa.create_engine(
+            parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
+            connect_args={"conv": conv})
+    return open_engine(url)
 
 
 def _database() -> str | None:
@@ -107,7 +122,9 @@ def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -
         inforef = ref.get(f"{task.directory}/inforef.xml", b"")
         for item, body in re.findall(rb"\n  <(\w+)ref>(.*?)\n  </\1ref>", inforef, re.S):
             for value in re.findall(rb"<id>(\d+)</id>", body):
-                ids.add(item.decode(), value.decode())
+                # inforef holds scales as insert_backup_ids_record stored them: negated back
+                sign = "-" if item == b"scale" else ""
+                ids.add(item.decode(), sign + value.decode())
         run.final.update(ids)
 
 
@@ -167,8 +184,7 @@ def test_final_members_identical(site_reader: SiteReader, courseid: str) -> None
     ours, _run = final_members(site_reader, courseid, ref, dataroot)
     wrong = [(name, status) for name, status in compare(ours, ref)
              if status != "identical" and (courseid, name) not in KNOWN
-             and name != "questions.xml" or (name == "questions.xml" and status != "identical"
-                                             and b"<question id" not in ref.get(name, b""))]
+             and not (name == "questions.xml" and b"<question id" in ref.get(name, b""))]
     assert wrong == []
 
 
@@ -176,7 +192,7 @@ def _main(argv: list[str]) -> int:
     courseid = argv[0]
     url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
     ref = reference(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
-    with read_transaction(open_engine(url), "mdl_") as reader:
+    with read_transaction(_engine(url), "mdl_") as reader:
         ours, run = final_members(reader, courseid, ref, "/tmp/dataroot")
     for w in run.warnings:
         if "no definition" not in w:

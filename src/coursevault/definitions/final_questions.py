@@ -22,19 +22,31 @@ QUESTION_AREAS = ("questiontext", "generalfeedback", "answer", "answerfeedback",
 
 
 def question_categories(ctx: TaskContext) -> list[Row]:
-    return rows_by_ids(
+    """The final categories.  Moodle's join with its temp table returns
+    them by category id on every course of the reference site."""
+    rows = rows_by_ids(
         ctx, "SELECT gc.*, contextlevel, instanceid AS contextinstanceid "
         "FROM {question_categories} gc JOIN {context} co ON co.id = gc.contextid "
         "WHERE gc.id IN", final_ids(ctx, "question_category"))
+    return sorted(rows, key=lambda r: int(str(r["id"])))
 
 
 def annotate_question_files(ctx: TaskContext) -> None:
     """``backup_annotate_all_question_files``: the core question areas of every
-    context holding a final category (qtype areas: with the question bank)."""
+    context holding a final category, then all files of each question type's
+    component there (``backup_qtype_plugin::get_components_and_fileareas``,
+    approximated by the ``qtype_*`` components present, by name)."""
     contexts = dict.fromkeys(str(r["contextid"]) for r in question_categories(ctx))
     for contextid in contexts:
         for area in QUESTION_AREAS:
             ctx.annotate("file", ctx.run.files_of(contextid, "question", area))
+        # every file of the question types' own components, all areas at once
+        components = sorted({str(r["component"]) for r in ctx.reader.rows(
+            "files", {"contextid": contextid}, columns=("component",))
+            if str(r["component"]).startswith("qtype_")})
+        for component in components:
+            ctx.annotate("file", [str(r["id"]) for r in ctx.reader.rows(
+                "files", {"contextid": contextid, "component": component}, columns=("id",))])
 
 
 def questions_structure(ctx: TaskContext) -> Nested:

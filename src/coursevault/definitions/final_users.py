@@ -97,8 +97,10 @@ def _user_children(ctx: TaskContext, anonymize: bool) -> list[Nested]:
         source=Sql("SELECT t.id, t.name, t.rawname FROM {tag} t "
                    "JOIN {tag_instance} ti ON ti.tagid = t.id "
                    "WHERE ti.itemtype = 'user' AND ti.itemid = ?", [Up("id")]) if full else None)
+    # one user's preferences come by the (userid, name) index Moodle's query uses
     preference = Nested("preference", attrs=("id",), fields=("name", "value"),
-                        source=Table("user_preferences", {"userid": Up("id")}) if full else None)
+                        source=Table("user_preferences", {"userid": Up("id")}, order="name")
+                        if full else None)
     override = Nested(
         "override", attrs=("id",),
         fields=("roleid", "capability", "permission", "timemodified", "modifierid"),
