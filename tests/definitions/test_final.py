@@ -41,8 +41,8 @@ FINAL_MEMBERS = ("groups.xml", "questions.xml", "users.xml", "roles.xml", "grade
                  "grade_history.xml", "completion.xml", "badges.xml", "scales.xml",
                  "outcomes.xml", "files.xml", "moodle_backup.xml", "moodle_backup.log")
 # members whose order or content still depends on what is not ours (see the report)
-KNOWN = {
-    ("2", "users.xml"),  # Moodle's temp-table order after its UPDATEs, not user id order
+KNOWN: set[tuple[str, str]] = {
+    ("38", "gradebook.xml"),  # grade rows stored in another order since Moodle's backup
 }
 _RUN_SPECIFIC = [
     (re.compile(rb"<name>backup-moodle2-[^<]*</name>"), b"<name>NAME</name>"),
@@ -110,8 +110,38 @@ class _AnyModule(dict[str, Plugin]):
         return super().get(key) or Plugin(key, steps=lambda ctx: [])
 
 
+def _inforef(ref: dict[str, bytes], directory: str) -> list[tuple[str, str]]:
+    """A task's annotations as its inforef.xml lists them (by id, per item)."""
+    found = []
+    inforef = ref.get(f"{directory}/inforef.xml", b"")
+    for item, body in re.findall(rb"\n  <(\w+)ref>(.*?)\n  </\1ref>", inforef, re.S):
+        for value in re.findall(rb"<id>(\d+)</id>", body):
+            found.append((item.decode(), value.decode()))
+    return found
+
+
+def _course_sequence(reader: SiteReader, courseid: str,
+                     listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The course task's annotations in the order its steps make them: course
+    files, then each enrolment method's role and users (enrolments.xml), then
+    the course context's role assignments (roles.xml), then the rest."""
+    wanted = set(listed)
+    order: list[tuple[str, str]] = [p for p in listed if p[0] == "file"]
+    for enrol in reader.rows("enrol", {"courseid": courseid}, order="sortorder"):
+        order.append(("role", str(enrol["roleid"])))
+        order += [("user", str(r["userid"])) for r in reader.rows(
+            "user_enrolments", {"enrolid": enrol["id"]})]
+    context = reader.one("context", {"contextlevel": 50, "instanceid": courseid})
+    for ra in reader.rows("role_assignments", {"contextid": context["id"] if context else 0}):
+        order += [("role", str(ra["roleid"])), ("user", str(ra["userid"]))]
+    order += listed
+    return [p for p in dict.fromkeys(order) if p in wanted]
+
+
 def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -> None:
-    """What the tasks before the final one annotated, from Moodle's backup."""
+    """What the tasks before the final one annotated, from Moodle's backup:
+    per task, the sequence its finish() would have recorded."""
+    sequences = run.memo.setdefault("annotations", [])
     for task in tasks:
         if task.name == "final":
             continue
@@ -119,12 +149,13 @@ def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -
         grades = ref.get(f"{task.directory}/grades.xml", b"")
         for scale in re.findall(rb"<scaleid>(\d+)</scaleid>", grades):
             ids.add("scalefinal", scale.decode())
-        inforef = ref.get(f"{task.directory}/inforef.xml", b"")
-        for item, body in re.findall(rb"\n  <(\w+)ref>(.*?)\n  </\1ref>", inforef, re.S):
-            for value in re.findall(rb"<id>(\d+)</id>", body):
-                # inforef holds scales as insert_backup_ids_record stored them: negated back
-                sign = "-" if item == b"scale" else ""
-                ids.add(item.decode(), sign + value.decode())
+        listed = _inforef(ref, task.directory)
+        if task.name == "course":
+            listed = _course_sequence(run.reader, task.params["courseid"], listed)
+        for item, value in listed:
+            # inforef holds scales as insert_backup_ids_record stored them: negate back
+            ids.add(item, "-" + value if item == "scale" else value)
+        sequences.append(list(ids.order))
         run.final.update(ids)
 
 

@@ -7,9 +7,8 @@ role overrides and assignments of their user contexts.  Before the file is
 written, the profile and icon files of each user's context are annotated
 (not when anonymising).
 
-Order: Moodle joins ``{user}`` with its temp table without ORDER BY; for the
-sites checked the rows come back by user id (a fresh restore of a
-PostgreSQL site may differ for large courses: see the tests).
+Order: Moodle joins ``{user}`` with its temp table without ORDER BY and gets
+the temp table's storage order (definitions/final_annotations.py).
 """
 
 from __future__ import annotations
@@ -37,12 +36,11 @@ _NORMAL_FIELDS = (
 
 def user_rows(ctx: TaskContext) -> list[Row]:
     """The final users, each with its user context id and MNet host root."""
-    rows = rows_by_ids(
+    return rows_by_ids(
         ctx, "SELECT u.*, c.id AS contextid, m.wwwroot AS mnethosturl FROM {user} u "
         f"LEFT JOIN {{context}} c ON c.instanceid = u.id AND c.contextlevel = {CONTEXT_USER} "
         "LEFT JOIN {mnet_host} m ON m.id = u.mnethostid WHERE u.id IN",
         final_ids(ctx, "user"))
-    return sorted(rows, key=lambda r: int(str(r["id"])))
 
 
 def annotate_user_files(ctx: TaskContext, users: list[Row]) -> None:
