@@ -42,7 +42,13 @@ FINAL_MEMBERS = ("groups.xml", "questions.xml", "users.xml", "roles.xml", "grade
                  "outcomes.xml", "files.xml", "moodle_backup.xml", "moodle_backup.log")
 # members whose order or content still depends on what is not ours (see the report)
 KNOWN: set[tuple[str, str]] = {
-    ("38", "gradebook.xml"),  # grade rows stored in another order since Moodle's backup
+    # grade rows 162 (item 104) and 151/154 (item 105) sit elsewhere in the
+    # database as dumped than when Moodle read them: not reproducible
+    ("38", "gradebook.xml"),
+    # the temp-table model puts scorm's package files 337/338 before its
+    # content files and moves three imscp files: the real interleaving of a
+    # task's annotations is not in inforef.xml (see final_temptable.py)
+    ("38", "files.xml"),
 }
 _RUN_SPECIFIC = [
     (re.compile(rb"<name>backup-moodle2-[^<]*</name>"), b"<name>NAME</name>"),
@@ -152,6 +158,8 @@ def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -
         listed = _inforef(ref, task.directory)
         if task.name == "course":
             listed = _course_sequence(run.reader, task.params["courseid"], listed)
+        else:  # an activity's own structure annotates its files before its users
+            listed = sorted(listed, key=lambda p: p[0] != "file")
         for item, value in listed:
             # inforef holds scales as insert_backup_ids_record stored them: negate back
             ids.add(item, "-" + value if item == "scale" else value)
