@@ -227,8 +227,21 @@ def test_final_members_identical(site_reader: SiteReader, courseid: str) -> None
     assert wrong == []
 
 
+def _buffered_mysql_reads() -> None:
+    """PyMySQL streams results (``yield_per``) and drops the rest of one when
+    another query starts: course_plan's section loop then loses sections on
+    MariaDB.  Reported; the dev loop buffers every result meanwhile."""
+    streamed = SiteReader._run
+
+    def run(self: SiteReader, query: Any) -> Iterator[Any]:
+        return iter(list(streamed(self, query)))
+
+    SiteReader._run = run  # type: ignore[method-assign]
+
+
 def _main(argv: list[str]) -> int:
     courseid = argv[0]
+    _buffered_mysql_reads()
     url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
     ref = reference(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
     with read_transaction(_engine(url), "mdl_") as reader:

@@ -67,10 +67,10 @@ def users_structure(ctx: TaskContext) -> Nested:
 
     def shown(c: TaskContext, _p: Instance | None) -> list[Row]:
         out = []
-        for row in users:
+        for rank, row in enumerate(users, 1):
             row = dict(row)
             if anonymize:
-                row.update(anonymized(row))
+                row.update(anonymized(row, rank))
             host = row.get("mnethosturl")
             if host is None or host == local:
                 row["mnethosturl"] = UNSET  # mnethosturl_final_element: left unset
@@ -122,17 +122,21 @@ def _user_children(ctx: TaskContext, anonymize: bool) -> list[Nested]:
     ]
 
 
-def anonymized(row: Row) -> Row:
-    """``anonymizer_final_element``: the values backup_anonymizer_helper gives."""
-    uid = str(row["id"])
+def anonymized(row: Row, counter: int) -> Row:
+    """``anonymizer_final_element``: what ``backup_anonymizer_helper`` gives,
+    whose numbering is a counter per field (the user's rank in users.xml),
+    not the user id.  Read from memory of Moodle's helper, not checked
+    against a reference backup (the site's backups are not anonymised)."""
+    n = str(counter)
     return {
-        "username": f"anon{uid}", "idnumber": "", "email": f"anon{uid}@doesntexist.invalid",
+        "username": "anon" + n, "idnumber": "", "email": f"anon{n}@doesntexist.invalid",
         "phone1": "", "phone2": "", "institution": "", "department": "", "address": "",
         "city": "Perth", "country": "AU", "lastip": "127.0.0.1", "picture": "0",
-        "description": "Anonymous user", "descriptionformat": "1", "imagealt": "",
-        "auth": "manual", "firstname": f"anonfirstname{uid}", "lastname": f"anonlastname{uid}",
-        "firstnamephonetic": "", "lastnamephonetic": "", "middlename": "",
-        "alternatename": "",
+        "description": "", "descriptionformat": "0", "imagealt": "", "auth": "manual",
+        "firstname": "anonfirstname" + n, "lastname": "anonlastname" + n,
+        "firstnamephonetic": "anonfirstnamephonetic" + n,
+        "lastnamephonetic": "anonlastnamephonetic" + n,
+        "middlename": "anonmiddlename" + n, "alternatename": "anonalternatename" + n,
     }
 
 
