@@ -95,13 +95,27 @@ class TempTableModel:
     def __init__(self) -> None:
         self.pages: list[_Page] = []
         self.target: int | None = None
+        # pages an access would prune now (dead versions, and full or short of
+        # space): all a sequential scan can change
+        self.pending: set[int] = set()
         # item -> id -> (page, slot) of the live row
         self.live: dict[str, dict[str, tuple[int, int]]] = {}
 
     def _touch_all(self) -> None:
-        """A sequential scan (``record_exists`` on the small temp table)."""
-        for page in self.pages:
-            page.touch()
+        """A sequential scan (``record_exists`` on the small temp table): only
+        the pages pruning would change are visited."""
+        for number in self.pending:
+            self.pages[number].touch()
+        self.pending.clear()
+
+    def _check(self, number: int) -> None:
+        page = self.pages[number]
+        if page.prunable and (page.full or page.heap_free() < PRUNE_BELOW):
+            self.pending.add(number)
+
+    def _kill(self, number: int, slot: int) -> None:
+        self.pages[number].kill(slot)
+        self._check(number)
 
     def _page_for(self, size: int, avoid: int | None = None) -> int:
         target = self.target
@@ -114,6 +128,7 @@ class TempTableModel:
     def _put(self, page: int, item: str, itemid: str) -> None:
         slot = self.pages[page].add(_Row(item, itemid))
         self.live.setdefault(item, {})[itemid] = (page, slot)
+        self._check(page)
 
     def insert(self, item: str, itemid: str) -> None:
         """``insert_backup_ids_record``: once per (item, id)."""
@@ -137,19 +152,20 @@ class TempTableModel:
                     continue
                 self._update(item, itemid, final)
             for number, slot in self.live.pop(item, {}).values():
-                self.pages[number].kill(slot)
+                self._kill(number, slot)
 
     def _update(self, item: str, itemid: str, final: str) -> None:
         number, slot = self.live[item].pop(itemid)
         page = self.pages[number]
-        page.touch()
+        page.touch()  # the UPDATE's own fetch of the row
+        self.pending.discard(number)
         size = row_size(final)
         if size <= page.heap_free():
             target = number
         else:
             target = self._page_for(size, avoid=number)
             page.full = True
-        page.kill(slot)
+        self._kill(number, slot)
         self._put(target, final, itemid)
 
     def read(self, item: str) -> list[str]:
