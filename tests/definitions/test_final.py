@@ -129,14 +129,16 @@ def _inforef(ref: dict[str, bytes], directory: str) -> list[tuple[str, str]]:
 def _course_sequence(reader: SiteReader, courseid: str,
                      listed: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The course task's annotations in the order its steps make them: course
-    files, then each enrolment method's role and users (enrolments.xml), then
-    the course context's role assignments (roles.xml), then the rest."""
+    files (course.xml), each enrolment method's role and users
+    (enrolments.xml), groups, groupings and question categories, the course
+    context's role assignments (roles.xml), then the rest."""
     wanted = set(listed)
     order: list[tuple[str, str]] = [p for p in listed if p[0] == "file"]
     for enrol in reader.rows("enrol", {"courseid": courseid}, order="sortorder"):
         order.append(("role", str(enrol["roleid"])))
         order += [("user", str(r["userid"])) for r in reader.rows(
             "user_enrolments", {"enrolid": enrol["id"]})]
+    order += [p for p in listed if p[0] in ("group", "grouping", "question_category")]
     context = reader.one("context", {"contextlevel": 50, "instanceid": courseid})
     for ra in reader.rows("role_assignments", {"contextid": context["id"] if context else 0}):
         order += [("role", str(ra["roleid"])), ("user", str(ra["userid"]))]

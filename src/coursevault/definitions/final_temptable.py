@@ -33,6 +33,7 @@ PAGE_SIZE = 8192
 PAGE_HEADER = 24
 LINE_POINTER = 4
 PRUNE_BELOW = PAGE_SIZE // 10  # heap_page_prune_opt's minfree with fillfactor 100
+MAX_TUPLES = 291  # MaxHeapTuplesPerPage: line pointers a page can hold
 LIVE, DEAD, GONE = 0, 1, 2
 
 
@@ -64,7 +65,10 @@ class _Page:
     prunable: bool = False
 
     def heap_free(self) -> int:
-        """``PageGetHeapFreeSpace``: free bytes, less a new line pointer."""
+        """``PageGetHeapFreeSpace``: free bytes, less a new line pointer; none
+        once the page has all the line pointers it may (LP_DEAD ones stay)."""
+        if len(self.rows) >= MAX_TUPLES:
+            return 0
         free = PAGE_SIZE - PAGE_HEADER - LINE_POINTER * len(self.rows) - self.used
         return max(0, free - LINE_POINTER)
 
