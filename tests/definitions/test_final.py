@@ -26,8 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
 
 from coursevault.definitions import course_plan as course_plan_module
 from coursevault.definitions.course_plan import course_plan
@@ -54,21 +52,6 @@ KNOWN: set[tuple[str, str]] = {
 _RUN_SPECIFIC = [  # the run is given Moodle's start time: only the random id is masked
     (re.compile(rb'backup_id="[0-9a-f]{32}"'), b'backup_id="ID"'),
 ]
-
-
-def _engine(url: str) -> Engine:
-    """open_engine, but PyMySQL keeps its encoders (main's ``conv={}`` drops
-    them too, and the autocommit query then fails: reported, left to the
-    site reader's owner)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() in ("mysql", "mariadb"):
-        import pymysql.converters
-
-        conv = {k: v for k, v in pymysql.converters.conversions.items() if not isinstance(k, int)}
-        return sa.create_engine(
-            parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
-            connect_args={"conv": conv})
-    return open_engine(url)
 
 
 def _database() -> str | None:
@@ -231,24 +214,11 @@ def test_final_members_identical(site_reader: SiteReader, courseid: str) -> None
     assert wrong == []
 
 
-def _buffered_mysql_reads() -> None:
-    """PyMySQL streams results (``yield_per``) and drops the rest of one when
-    another query starts: course_plan's section loop then loses sections on
-    MariaDB.  Reported; the dev loop buffers every result meanwhile."""
-    streamed = SiteReader._run
-
-    def run(self: SiteReader, query: Any) -> Iterator[Any]:
-        return iter(list(streamed(self, query)))
-
-    SiteReader._run = run  # type: ignore[method-assign]
-
-
 def _main(argv: list[str]) -> int:
     courseid = argv[0]
-    _buffered_mysql_reads()
     url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
     ref = reference(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
-    with read_transaction(_engine(url), "mdl_") as reader:
+    with read_transaction(open_engine(url), "mdl_") as reader:
         ours, run = final_members(reader, courseid, ref, "/tmp/dataroot")
     for w in run.warnings:
         if "no definition" not in w:
