@@ -16,30 +16,28 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "coursevault"
 # same trees; diff and restore read trees through ``tree``, never through
 # ``snapshot`` (ingest); history names and keeps snapshots without knowing
 # how they were made.
+_DOOR = {"moodledb", "structure", "definitions"}  # the database door (issue 21)
+_ABOVE_STORAGE = {"store", "tree", "snapshot", "history", "restore", "diff", "cli", "api"}
 FORBIDDEN = {
-    "store": {"moodle2", "tree", "snapshot", "history", "restore", "diff", "cli", "api"},
-    "moodle2": {"store", "tree", "snapshot", "history", "restore", "diff", "cli", "api"},
-    "tree": {"moodle2", "snapshot", "history", "restore", "diff", "cli", "api"},
-    "history": {"moodle2", "tree", "snapshot", "restore", "diff", "cli", "api"},
+    "store": {"moodle2", "tree", "snapshot", "history", "restore", "diff", "cli", "api"} | _DOOR,
+    "moodle2": {"store", "tree", "snapshot", "history", "restore", "diff", "cli", "api"} | _DOOR,
+    "tree": {"moodle2", "snapshot", "history", "restore", "diff", "cli", "api"} | _DOOR,
+    "history": {"moodle2", "tree", "snapshot", "restore", "diff", "cli", "api"} | _DOOR,
+    # reading a site knows nothing of how backups are described or stored
+    "moodledb": _ABOVE_STORAGE | {"moodle2", "structure", "definitions"},
+    # the structure API runs definitions it is handed; it stores nothing
+    "structure": _ABOVE_STORAGE | {"definitions"},
+    "definitions": set(_ABOVE_STORAGE),
     "snapshot": {"restore", "diff", "cli", "api"},
-    "diff": {"snapshot", "history", "restore", "cli", "api"},
-    "restore": {"snapshot", "history", "diff", "cli", "api"},
-    # Moodle's database (schema, demo sites) knows nothing of storage or archives
-    "moodledb": {
-        "store",
-        "moodle2",
-        "tree",
-        "snapshot",
-        "history",
-        "restore",
-        "diff",
-        "cli",
-        "api",
-    },
+    "diff": {"snapshot", "history", "restore", "cli", "api"} | _DOOR,
+    "restore": {"snapshot", "history", "diff", "cli", "api"} | _DOOR,
 }
 # Packages whose every module docs/architecture.md names (store and cli are
 # being reshaped by issue 19's other parts: add them when those land).
-DOCUMENTED = ("moodle2", "tree", "history", "snapshot", "diff", "restore", "moodledb")
+DOCUMENTED = (
+    "moodle2", "tree", "history", "snapshot", "diff", "restore",
+    "moodledb", "structure", "definitions",
+)
 ARCHITECTURE = SRC.parents[1] / "docs" / "architecture.md"
 
 

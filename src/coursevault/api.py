@@ -33,6 +33,12 @@ from coursevault.restore.export import (
     validate_level,
     write_content,
 )
+from coursevault.snapshot.dbbackup import (
+    BackupRequest,
+    CourseBackup,
+    CourseProgress,
+    backup_courses,
+)
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.source import validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
@@ -63,6 +69,8 @@ __all__ = [
     "DEFAULT_LEVEL",
     "FORMATS",
     "ArchiveError",
+    "BackupRequest",
+    "CourseBackup",
     "IngestResult",
     "Policy",
     "Repository",
@@ -238,6 +246,29 @@ def _listed_bytes(path: str) -> int:
         return 0
     listed = listed_bytes(raw) if raw else None
     return len(raw) + listed if listed is not None else 0
+
+
+def backup(
+    repo: Repository,
+    request: BackupRequest,
+    *,
+    progress: CourseProgress | None = None,
+    jobs: int = 1,
+) -> Iterator[CourseBackup]:
+    """Back courses up straight from a Moodle database, one snapshot each
+    (snapshot/dbbackup.py): yields each course's outcome as it is known;
+    ``progress(courseid, shortname)`` gives a context holding the callback
+    for that course's tasks; ``jobs`` courses are backed up at once."""
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    return backup_courses(repo, request, progress=progress, jobs=jobs)
+
+
+def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
+    """The backup runs the catalog logged, oldest first, with ISO times."""
+    from coursevault.history.times import format_time
+
+    return [{**row, "time": format_time(row["started"])} for row in repo.runs(course)]
 
 
 def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:

@@ -16,6 +16,8 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
+# 12 is kept for a wrong passphrase (encrypted repositories, as restic)
+EXIT_SITE = 13
 
 
 class CoursevaultError(Exception):
@@ -130,11 +132,15 @@ class CatalogDamagedError(CatalogError):
     cache, it can be rebuilt from the repository (``index rebuild``)."""
 
 
-class MoodleDatabaseError(CoursevaultError):
-    """A Moodle database could not be reached or failed (server down, wrong
-    credentials, an error while reading or writing)."""
+class SiteError(CoursevaultError):
+    """A Moodle site cannot be read: its database is unreachable, refuses
+    our credentials, is not a Moodle database (or not a version the
+    definitions know), or its dataroot holds no file store.  Nothing was
+    written; the message names the site part at fault."""
+
+    exit_code = EXIT_SITE
 
 
-class NotMoodleDatabaseError(BadInputError):
-    """The database is not a Moodle site coursevault knows (another
-    application's tables, another table prefix, an unsupported version)."""
+class SiteDataError(BadInputError):
+    """What was asked of a readable site is not there (a course id that does
+    not exist) or is inconsistent (a row a backup needs is missing)."""

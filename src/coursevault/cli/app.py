@@ -2,7 +2,8 @@
 
 Exit codes: 0 success (also when the reader of stdout went away: ``| head``);
 1 failure (including corruption found by ``check``); 2 bad input or usage;
-10 no repository; 11 repository locked.  Errors are one
+10 no repository; 11 repository locked; 13 a Moodle site that cannot be
+read (database unreachable, not Moodle 4.5, no file store).  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
@@ -19,7 +20,8 @@ from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
 
 # The command modules register their commands on ``app`` when imported; this
 # order is the order of ``coursevault --help``.
-for _module in ("repo_commands", "snapshot_commands", "history_commands", "moodle_commands"):
+_COMMANDS = ("repo_commands", "snapshot_commands", "database_commands", "moodle_commands")
+for _module in (*_COMMANDS, "history_commands"):
     importlib.import_module(f"coursevault.cli.{_module}")
 __all__ = ["app", "main"]
 

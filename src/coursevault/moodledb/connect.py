@@ -1,9 +1,10 @@
 """Opening a Moodle database: SQLAlchemy's errors become coursevault's here.
 
-A bad URL is bad input (exit 2); a server that cannot be reached, refuses the
-credentials or fails a statement is a ``MoodleDatabaseError`` (exit 1) with
-one line naming the database -- never a driver traceback.  The URL's password
-is never printed.
+As when a site is read (``site.py``), a URL that is not one, a server that
+cannot be reached, refuses the credentials or fails a statement is a
+``SiteError`` (exit 13) with one line naming the database -- never a driver
+traceback.  The URL's password is never printed.  (``site.py``'s engines
+read every value as text and never write; these write, so they are apart.)
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from coursevault.errors import BadInputError, MoodleDatabaseError
+from coursevault.errors import SiteError
+from coursevault.moodledb.site import describe
 
 
 def open_engine(url: str) -> sa.Engine:
@@ -29,9 +31,9 @@ def open_engine(url: str) -> sa.Engine:
         parsed = sa.make_url(url)
         engine = sa.create_engine(parsed)
     except (sa_exc.ArgumentError, ValueError) as exc:
-        raise BadInputError(f"bad database URL {_shown(url)}: {exc}") from None
+        raise SiteError(f"database URL {_shown(url)} is not a URL: {exc}") from None
     except ImportError as exc:
-        raise BadInputError(f"no driver for database URL {_shown(url)}: {exc}") from None
+        raise SiteError(f"no driver for database URL {_shown(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_autocommit_off)
         sa.event.listen(engine, "begin", _sqlite_begin)
@@ -54,7 +56,7 @@ def _shown(url: str) -> str:
 
 
 def database_name(engine: sa.Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
+    return describe(engine.url)
 
 
 @contextmanager
@@ -63,11 +65,11 @@ def translated_errors(engine: sa.Engine) -> Iterator[None]:
     try:
         yield
     except sa_exc.OperationalError as exc:
-        raise MoodleDatabaseError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
+        raise SiteError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
     except sa_exc.DBAPIError as exc:
-        raise MoodleDatabaseError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
+        raise SiteError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
     except sa_exc.SQLAlchemyError as exc:
-        raise MoodleDatabaseError(f"database {database_name(engine)}: {exc}") from exc
+        raise SiteError(f"database {database_name(engine)}: {exc}") from exc
 
 
 def _first_line(exc: sa_exc.DBAPIError) -> str:

@@ -20,7 +20,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from coursevault.errors import NotMoodleDatabaseError
+from coursevault.errors import BadInputError, SiteError
 from coursevault.moodledb.connect import database_name, open_engine, translated_errors
 from coursevault.moodledb.democontent import FileStore, paragraphs, sentence
 from coursevault.moodledb.democourse import FileArea, add_file
@@ -100,14 +100,12 @@ def _demo_state(
     conn: sa.Connection, metadata: sa.MetaData, prefix: str, name: str
 ) -> tuple[int, str, int]:
     if not sa.inspect(conn).has_table(prefix + "config_plugins"):
-        raise NotMoodleDatabaseError(
-            f"database {name} holds no Moodle site (no {prefix}config_plugins table)"
-        )
+        raise SiteError(f"database {name} holds no Moodle site (no {prefix}config_plugins table)")
     table = metadata.tables[prefix + "config_plugins"]
     rows = conn.execute(sa.select(table.c.name, table.c.value).where(table.c.plugin == DEMO_PLUGIN))
     state = {r.name: r.value for r in rows}
     if not {"seed", "size", "nights"} <= set(state):
-        raise NotMoodleDatabaseError(
+        raise BadInputError(
             f"database {name} is a Moodle site, not a demo site: --churn only changes demo sites"
         )
     return int(state["seed"]), str(state["size"]), int(state["nights"]) + 1

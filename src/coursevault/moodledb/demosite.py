@@ -26,7 +26,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from coursevault.errors import BadInputError, NotMoodleDatabaseError
+from coursevault.errors import BadInputError
 from coursevault.moodledb.connect import database_name, open_engine, translated_errors
 from coursevault.moodledb.democontent import FIRST_NAMES, LAST_NAMES, FileStore
 from coursevault.moodledb.democourse import CourseBuilder, SiteIds, add_context
@@ -159,7 +159,7 @@ def _refuse_non_empty(engine: sa.Engine, prefix: str) -> None:
             f"database {name} already holds a Moodle site: use an empty database, "
             "or --churn to add a night of activity to a demo site"
         )
-    raise NotMoodleDatabaseError(
+    raise BadInputError(
         f"database {name} is not empty and holds no Moodle site (no {prefix}config table): "
         "demo-site needs an empty database"
     )

@@ -57,6 +57,11 @@ class Source(Protocol):
     def members(self) -> Iterator[tuple[MemberInfo, Any]]: ...
 
 
+# A source may also say ``content_addressed = True``: its ``files/<sha1>``
+# members are named by their contents' SHA-1 by construction (a Moodle file
+# store), so ingest may take one it stored before without reading it again.
+
+
 def validate_course_key(key: str) -> str:
     if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
         raise BadInputError(

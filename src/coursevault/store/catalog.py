@@ -86,6 +86,20 @@ SQLITE_TABLES = (
 	info TEXT NOT NULL,
 	PRIMARY KEY (input_id)
 ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS cv_runs (
+	id VARCHAR(32) NOT NULL,
+	course VARCHAR(255) NOT NULL,
+	source TEXT NOT NULL,
+	snapshot VARCHAR(64) NOT NULL,
+	started FLOAT NOT NULL,
+	seconds FLOAT NOT NULL,
+	new_bytes BIGINT NOT NULL,
+	new_objects BIGINT NOT NULL,
+	outcome VARCHAR(16) NOT NULL,
+	error TEXT NOT NULL,
+	PRIMARY KEY (id)
+)""",
+    "CREATE INDEX IF NOT EXISTS ix_cv_runs_course ON cv_runs (course)",
 )
 
 
@@ -468,6 +482,26 @@ class Catalog:
 
     def clear_snapshots(self) -> None:
         self._write(("DELETE FROM cv_snapshots", ()), ("DELETE FROM cv_refs", ()))
+
+    # -- backup runs (coursevault runs) ----------------------------------------------
+    RUN_FIELDS = ("id", "course", "source", "snapshot", "started", "seconds",
+                  "new_bytes", "new_objects", "outcome", "error")
+
+    def add_run(self, run: dict[str, Any]) -> None:
+        names = ", ".join(self.RUN_FIELDS)
+        marks = ", ".join([self._ph] * len(self.RUN_FIELDS))
+        self._write((f"INSERT INTO cv_runs ({names}) VALUES ({marks})",
+                     [run[f] for f in self.RUN_FIELDS]))
+
+    def runs(self, series: str | None = None) -> list[dict[str, Any]]:
+        """Runs oldest first, of one series or all."""
+        sql = f"SELECT {', '.join(self.RUN_FIELDS)} FROM cv_runs"
+        params: list[Any] = []
+        if series is not None:
+            sql += f" WHERE course = {self._ph}"
+            params.append(series)
+        rows = self._query(sql + " ORDER BY started, id", params)
+        return [dict(zip(self.RUN_FIELDS, row, strict=True)) for row in rows]
 
     def get_meta(self, key: str) -> str | None:
         k, v = self._q("key"), self._q("value")

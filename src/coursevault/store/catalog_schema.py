@@ -83,6 +83,23 @@ stored_inputs_t = sa.Table(
     sqlite_with_rowid=False,
 )
 
+# One row per backup run of one course (``coursevault runs``): the catalog is
+# a cache, so a rebuilt catalog starts this history afresh (docs/guide.md).
+runs_t = sa.Table(
+    "cv_runs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("course", _Key, nullable=False, index=True),
+    sa.Column("source", _Text, nullable=False),
+    sa.Column("snapshot", sa.String(64), nullable=False),
+    sa.Column("started", sa.Float, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("new_bytes", sa.BigInteger, nullable=False),
+    sa.Column("new_objects", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error", _Text, nullable=False),
+)
+
 
 def _create_tables(engine: sa.Engine) -> None:
     """create_all checks, then creates: two processes opening a new catalog at once

@@ -97,6 +97,7 @@ class Repository(SnapshotRecords, DictionaryReads):
     ) -> None:
         self.backend = backend
         self.config = config
+        self._cache_folder = cache_folder
         self.id: str = config["id"]
         self.catalog = catalog
         self.notices: list[str] = []
@@ -296,6 +297,21 @@ class Repository(SnapshotRecords, DictionaryReads):
     def stored_inputs(self) -> StoredInputs:
         """What writers remember about their inputs (store/stored_inputs.py)."""
         return StoredInputs(self.catalog)  # the catalog may be replaced (rebuilt)
+
+    def open_args(self) -> dict[str, Any]:
+        """What another process passes to :meth:`open` to open this same
+        repository with this same catalog (parallel backups: one per worker)."""
+        cache = self._cache_folder.parent if self._cache_folder is not None else None
+        return {"backend": self.backend, "cache_dir": cache, "catalog_url": self.catalog.url}
+
+    # -- backup runs ------------------------------------------------------------------
+    def record_run(self, run: dict[str, Any]) -> None:
+        """Log one backup run of one series in the catalog (``coursevault
+        runs``); a cache like the rest of it: a rebuilt catalog starts afresh."""
+        self.catalog.add_run(run)
+
+    def runs(self, series: str | None = None) -> list[dict[str, Any]]:
+        return self.catalog.runs(series)
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,198 @@
+"""An activity's gradebook members: competencies.xml, grades.xml, grading.xml
+and grade_history.xml.
+
+Mirrors, from backup/moodle2/backup_stepslib.php (Moodle 4.5):
+``backup_activity_competencies_structure_step``,
+``backup_activity_grade_items_to_ids`` (the module's grade items, annotated
+before grades.xml is written: inforef.xml lists them),
+``backup_activity_grades_structure_step``,
+``backup_activity_grading_structure_step`` (only for modules that support
+advanced grading; the gradingform subplugins add their definition and
+instance data) and ``backup_activity_grade_history_structure_step``.
+Scales and outcomes are annotated straight as ``scalefinal`` /
+``outcomefinal``, as Moodle does (they belong to more than one course).
+"""
+
+from __future__ import annotations
+
+from coursevault.structure import registry
+from coursevault.structure.context import TaskContext
+from coursevault.structure.elements import Nested, Param, Row, Rows, Table, Up
+from coursevault.structure.engine import Instance
+from coursevault.structure.registry import Plugin, Step
+
+# modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
+# outside core says so with extra={"advanced_grading": True}
+ADVANCED_GRADING = frozenset({"assign", "forum"})
+
+GRADE_ITEM_FIELDS = (
+    "categoryid", "itemname", "itemtype", "itemmodule", "iteminstance", "itemnumber",
+    "iteminfo", "idnumber", "calculation", "gradetype", "grademax", "grademin", "scaleid",
+    "outcomeid", "gradepass", "multfactor", "plusfactor", "aggregationcoef",
+    "aggregationcoef2", "weightoverride", "sortorder", "display", "decimals", "hidden",
+    "locked", "locktime", "needsupdate", "timecreated", "timemodified",
+)
+GRADE_GRADE_FIELDS = (
+    "userid", "rawgrade", "rawgrademax", "rawgrademin", "rawscaleid", "usermodified",
+    "finalgrade", "hidden", "locked", "locktime", "exported", "overridden", "excluded",
+    "feedback", "feedbackformat", "information", "informationformat", "timecreated",
+    "timemodified", "aggregationstatus", "aggregationweight",
+)
+HISTORY_FIELDS = (
+    "action", "oldid", "source", "loggeduser", "itemid", "userid", "rawgrade",
+    "rawgrademax", "rawgrademin", "rawscaleid", "usermodified", "finalgrade", "hidden",
+    "locked", "locktime", "exported", "overridden", "excluded", "feedback",
+    "feedbackformat", "information", "informationformat", "timemodified",
+)
+
+
+def competency_steps(ctx: TaskContext) -> list[Step]:
+    """competencies.xml, when the setting is on and competencies are enabled
+    on the site (the step's ``execute_condition``)."""
+    row = ctx.reader.one("config_plugins", {"plugin": "core_competency", "name": "enabled"})
+    if row is not None and row["value"] in ("", "0", None):
+        return []
+    return [Step("competencies.xml", build=competencies_structure, when="competencies")]
+
+
+def competencies_structure(ctx: TaskContext) -> Nested:
+    competency = Nested(
+        "competency",
+        fields=("id", "idnumber", "ruleoutcome", "sortorder", "frameworkid",
+                "frameworkidnumber", "overridegrade"),
+        source=Rows(_competency_rows),
+    )
+    return Nested("course_module_competencies", children=[
+        Nested("competencies", children=[competency]),
+    ])
+
+
+def _competency_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
+    return list(ctx.reader.sql(
+        "SELECT c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade, cmc.sortorder,"
+        " f.id AS frameworkid, f.idnumber AS frameworkidnumber"
+        " FROM {competency_modulecomp} cmc"
+        " JOIN {competency} c ON c.id = cmc.competencyid"
+        " JOIN {competency_framework} f ON f.id = c.competencyframeworkid"
+        " WHERE cmc.cmid = ? ORDER BY cmc.sortorder",
+        [ctx.param("moduleid")],
+    ))
+
+
+def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
+    """grades.xml, grading.xml (advanced grading modules only) and
+    grade_history.xml, with the grade items annotated first."""
+    found = [Step("grades.xml", build=grades_structure)]
+    if ctx.param("modulename") in ADVANCED_GRADING or plugin.extra.get("advanced_grading"):
+        found.append(Step("grading.xml", build=grading_structure))
+    found.append(Step("grade_history.xml", build=grade_history_structure))
+    return found
+
+
+def _grade_items(ctx: TaskContext) -> list[Row]:
+    """``grade_item::fetch_all`` of the module (database order), read once
+    per task; annotating them is ``backup_activity_grade_items_to_ids``."""
+    key = "grade_items:" + str(ctx.param("moduleid"))
+    memo = ctx.run.memo
+    if key not in memo:
+        memo[key] = list(ctx.reader.rows("grade_items", {
+            "itemtype": "mod", "itemmodule": ctx.param("modulename"),
+            "iteminstance": ctx.param("activityid"), "courseid": ctx.param("courseid"),
+        }))
+    items: list[Row] = memo[key]
+    return items
+
+
+def grades_structure(ctx: TaskContext) -> Nested:
+    """grades.xml (``backup_activity_grades_structure_step``)."""
+    items = _grade_items(ctx)
+    ctx.annotate("grade_item", (r["id"] for r in items))
+    item = Nested(
+        "grade_item",
+        attrs=("id",),
+        fields=GRADE_ITEM_FIELDS,
+        source=Rows(lambda _ctx, _parent: [dict(r) for r in items]),
+        annotate=[("scalefinal", "scaleid"), ("outcomefinal", "outcomeid")],
+    )
+    grade = Nested(
+        "grade_grade",
+        attrs=("id",),
+        fields=GRADE_GRADE_FIELDS,
+        source=Table("grade_grades", {"itemid": Up("id")}),
+        userinfo=True,
+        annotate=[("scalefinal", "rawscaleid"), ("user", "userid"), ("user", "usermodified")],
+    )
+    grade.annotate_files("grade", "feedback", "id")
+    item.add(Nested("grade_grades", children=[grade]))
+    letter = Nested(
+        "grade_letter",
+        attrs=("id",),
+        fields=("lowerboundary", "letter"),
+        source=Table("grade_letters", {"contextid": Param("contextid")}),
+    )
+    return Nested("activity_gradebook", children=[
+        Nested("grade_items", children=[item]),
+        Nested("grade_letters", children=[letter]),
+    ])
+
+
+def grade_history_structure(ctx: TaskContext) -> Nested:
+    """grade_history.xml (``backup_activity_grade_history_structure_step``):
+    rows only with user data and the grade_histories setting."""
+    grade = Nested(
+        "grade_grade",
+        attrs=("id",),
+        fields=HISTORY_FIELDS,
+        annotate=[("scalefinal", "rawscaleid"), ("user", "loggeduser"), ("user", "userid"),
+                  ("user", "usermodified")],
+    )
+    if ctx.users and ctx.run.setting("grade_histories"):
+        ids = [r["id"] for r in _grade_items(ctx)]
+        grade.set_source(Rows(lambda c, _p: list(c.reader.rows(
+            "grade_grades_history", {"itemid": ids})) if ids else []))
+    else:
+        grade.set_source(Rows(lambda _c, _p: []))
+    grade.annotate_files("grade", "historyfeedback", "id")
+    return Nested("grade_history", children=[Nested("grade_grades", children=[grade])])
+
+
+def grading_structure(ctx: TaskContext) -> Nested:
+    """grading.xml (``backup_activity_grading_structure_step``): the module's
+    grading areas, their definitions with each gradingform's data, and the
+    instances (user data)."""
+    area = Nested(
+        "area",
+        attrs=("id",),
+        fields=("areaname", "activemethod"),
+        source=Table("grading_areas", {"contextid": Param("contextid"),
+                                       "component": "mod_" + str(ctx.param("modulename"))}),
+    )
+    definition = Nested(
+        "definition",
+        attrs=("id",),
+        fields=("method", "name", "description", "descriptionformat", "status",
+                "timecreated", "timemodified", "options"),
+        source=Table("grading_definitions", {"areaid": Up("id")}),
+    )
+    definition.annotate_files("grading", "description", "id")
+    forms = registry.subplugins("gradingform_")
+    for name in sorted(forms):
+        part = forms[name].extra.get("definition")
+        if part is not None:
+            definition.add(part(ctx))
+    instance = Nested(
+        "instance",
+        attrs=("id",),
+        fields=("raterid", "itemid", "rawgrade", "status", "feedback", "feedbackformat",
+                "timemodified"),
+        source=Table("grading_instances", {"definitionid": Up("id")}),
+        userinfo=True,
+        annotate=[("user", "raterid")],
+    )
+    for name in sorted(forms):
+        part = forms[name].extra.get("instance")
+        if part is not None:
+            instance.add(part(ctx))
+    definition.add(Nested("instances", children=[instance]))
+    area.add(Nested("definitions", children=[definition]))
+    return Nested("areas", children=[area])

@@ -1,0 +1,128 @@
+"""One course's backup from a Moodle database, as members.
+
+Checks the site is a Moodle this code knows, reads the course, builds the
+plan and the content transformer from the registered definitions, and hands
+back the members in Moodle's order.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Iterator
+
+from coursevault.definitions.course_plan import course_plan
+from coursevault.definitions.links import encode_filephp_links
+from coursevault.errors import SiteDataError, SiteError
+from coursevault.moodle2.xmlwriter import Transformer
+from coursevault.moodledb.site import SiteReader
+from coursevault.structure import registry
+from coursevault.structure.context import (
+    BackupRun,
+    SiteInfo,
+    resolve_settings,
+    site_default_settings,
+)
+from coursevault.structure.engine import Encrypt
+from coursevault.structure.plan import Member, Progress, execute
+
+# Moodle 4.5.x: what the definitions were read from and checked against
+SUPPORTED = ("2024100700", "2024100800")
+SUPPORTED_TEXT = "Moodle 4.5 (version 2024100700 to 2024100799)"
+
+
+def site_info(reader: SiteReader) -> SiteInfo:
+    """The site's identity, or SiteError if this is not a Moodle we know."""
+    names = ("version", "release", "siteidentifier", "backup_version", "backup_release",
+             "mnet_localhost_id")
+    config = {r["name"]: r["value"] for r in reader.rows("config", {"name": list(names)})}
+    version = config.get("version")
+    if version is None:
+        raise SiteError("no Moodle version in the config table: not a Moodle database?")
+    if not SUPPORTED[0] <= version.split(".")[0] < SUPPORTED[1]:
+        raise SiteError(f"Moodle version {version} ({config.get('release')}) is not supported: "
+                        f"the definitions are for {SUPPORTED_TEXT}")
+    host = reader.one("mnet_host", {"id": config.get("mnet_localhost_id") or "1"})
+    key = reader.one("config_plugins", {"plugin": "backup", "name": "backup_encryptkey"})
+    return SiteInfo(
+        wwwroot=str(host["wwwroot"]) if host else "",
+        siteidentifier=config.get("siteidentifier") or "",
+        version=version,
+        release=config.get("release") or "",
+        backup_version=config.get("backup_version") or "",
+        backup_release=config.get("backup_release") or "",
+        backup_key=key["value"] if key else None,
+    )
+
+
+def start_run(
+    reader: SiteReader, courseid: int | str, settings: dict[str, bool] | None = None
+) -> BackupRun:
+    site = site_info(reader)
+    course = reader.one("course", {"id": str(courseid)})
+    if course is None or str(courseid) == "1":
+        raise SiteDataError(f"course {courseid}: no such course in the database")
+    merged = resolve_settings(site_default_settings(reader), settings or {})
+    return BackupRun(reader, site, merged, course, started=int(time.time()))
+
+
+def course_members(run: BackupRun, progress: Progress | None = None) -> Iterator[Member]:
+    """The members of the course's backup, in Moodle's order."""
+    tasks = course_plan(run)
+    return execute(tasks, run, transform=transformer(run), encrypt=encrypter(run),
+                   progress=progress)
+
+
+def transformer(run: BackupRun) -> Transformer:
+    """Moodle's backup_xml_transformer: file.php links, then every encoder
+    (course first, then activities and blocks by name)."""
+    link = registry.LinkContext(run.site.wwwroot, str(run.course["id"]), run)
+    encoders = [p.encode_links for p in registry.activities().values() if p.encode_links]
+    encoders += [p.encode_links for p in registry.blocks().values() if p.encode_links]
+    from coursevault.definitions import course_task
+
+    first = getattr(course_task, "encode_links", None)
+    if first is not None:
+        encoders.insert(0, first)
+
+    def transform(content: str) -> str:
+        content = encode_filephp_links(content, link)
+        for encode in encoders:
+            content = encode(content, link)
+        return content
+
+    return transform
+
+
+def encrypter(run: BackupRun) -> Encrypt:
+    """``encrypted_final_element``: base64(HMAC-SHA256 ‖ IV ‖ AES-256-CBC).
+
+    A site that never made a backup has no key yet: Moodle would make one and
+    save it in its config, which this backup never does (it does not write
+    the database).  A one-off key is used instead, and the run says that
+    those values cannot be decrypted by any site."""
+    warned = False
+    key = base64.b64decode(run.site.backup_key) if run.site.backup_key else os.urandom(32)
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    def encrypt(value: str) -> str:
+        nonlocal warned
+        if not run.site.backup_key and not warned:
+            warned = True
+            run.warnings.append(
+                "the site has no backup key (config_plugins backup/backup_encryptkey) yet: "
+                "encrypted values (e.g. LTI secrets) are written under a one-off key no "
+                "site can decrypt")
+        iv = os.urandom(16)
+        padder = padding.PKCS7(128).padder()
+        data = padder.update(value.encode("utf-8")) + padder.finalize()
+        enc = Cipher(algorithms.AES(key), modes.CBC(iv)).encryptor()
+        body = iv + enc.update(data) + enc.finalize()
+        mac = hmac.new(key, body, hashlib.sha256).digest()
+        return base64.b64encode(mac + body).decode("ascii")
+
+    return encrypt

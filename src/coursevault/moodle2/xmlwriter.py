@@ -1,0 +1,107 @@
+"""Moodle's backup XML writer, byte for byte.
+
+Moodle writes every backup member through one ``xml_writer`` with one
+content transformer (``backup/util/xml/xml_writer.class.php``,
+``backup/moodle2/backup_xml_transformer.class.php``).  A database backup is
+only identical to Moodle's if its bytes come out of the same rules, so they
+live here, once:
+
+- prologue ``<?xml version="1.0" encoding="UTF-8"?>`` and a newline, then
+  each tag on its own line, indented two spaces a level; an element that
+  holds only elements closes on its own line, one that holds text closes
+  right after it;
+- a null value is the text ``$@NULL@$``; an empty string stays empty;
+- text has ``& < >`` escaped, attributes ``& < > "`` too; control characters
+  XML 1.0 forbids are dropped and CR LF / CR become LF (``xml_safe_utf8``);
+- text of 32 characters or more passes the link encoders (absolute URLs
+  into the course become ``$@FORUMVIEWBYID*12@$`` markers: moodle2/links.py).
+
+The writer knows nothing of databases or storage: it is handed strings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+
+NULL = "$@NULL@$"
+PROLOGUE = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_NEWLINES = re.compile("\r\n|\r")
+
+Transformer = Callable[[str], str]
+
+
+def safe_utf8(text: str) -> str:
+    """Drop the control characters XML 1.0 forbids and normalise newlines."""
+    if _FORBIDDEN.search(text):
+        text = _FORBIDDEN.sub("", text)
+    if "\r" in text:
+        text = _NEWLINES.sub("\n", text)
+    return text
+
+
+def escape_text(text: str) -> str:
+    """``htmlspecialchars(ENT_NOQUOTES)`` of the cleaned text."""
+    return safe_utf8(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def escape_attr(text: str | None) -> str:
+    """``htmlspecialchars(ENT_COMPAT)``: text escapes plus the double quote.
+
+    Attributes do not pass the content transformer: a null attribute is
+    written empty, as PHP's htmlspecialchars(null) gives.
+    """
+    return escape_text("" if text is None else text).replace('"', "&quot;")
+
+
+class XmlWriter:
+    """Builds one member's bytes with Moodle's layout rules.
+
+    ``transform`` is the content transformer applied to text values of 32
+    characters or more (shorter ones cannot hold a link: Moodle's shortcut).
+    """
+
+    def __init__(self, transform: Transformer | None = None) -> None:
+        self._parts: list[str] = [PROLOGUE]
+        self._level = 0
+        self._open: list[str] = []
+        self._last_was_text = False
+        self._transform = transform
+
+    def begin(self, tag: str, attrs: Mapping[str, str | None] | None = None) -> None:
+        pre = "\n" + "  " * self._level if self._level else ""
+        attr = "".join(f' {k}="{escape_attr(v)}"' for k, v in attrs.items()) if attrs else ""
+        self._parts.append(f"{pre}<{tag}{attr}>")
+        self._open.append(tag)
+        self._level += 1
+        self._last_was_text = False
+
+    def end(self, tag: str) -> None:
+        opened = self._open.pop()
+        if opened != tag:
+            raise ValueError(f"end tag {tag!r} closes {opened!r}")
+        pre = "" if self._last_was_text else "\n" + "  " * (self._level - 1)
+        self._parts.append(f"{pre}</{tag}>")
+        self._level -= 1
+        self._last_was_text = False
+
+    def full(self, tag: str, value: str | None, attrs: Mapping[str, str | None] | None = None) -> None:
+        """An element holding one value (a final element, in Moodle's words)."""
+        self.begin(tag, attrs)
+        self._parts.append(self.text(value))
+        self._last_was_text = True
+        self.end(tag)
+
+    def text(self, value: str | None) -> str:
+        if value is None:
+            return NULL
+        if len(value) >= 32 and self._transform is not None:
+            value = self._transform(value)
+        return escape_text(value)
+
+    def getvalue(self) -> bytes:
+        if self._open:
+            raise ValueError(f"elements left open: {'/'.join(self._open)}")
+        return "".join(self._parts).encode("utf-8")

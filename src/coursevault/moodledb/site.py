@@ -1,0 +1,229 @@
+"""One read-only, consistent view of a Moodle database.
+
+Values come back as PHP sees them -- every column a string or None, numbers
+in the database's own text form (``100.00000`` for a ``numeric(10,5)``) --
+because Moodle's backup writes what PHP's drivers hand it and a writer that
+re-formats numbers cannot be byte-identical.  PostgreSQL (psycopg 3) is told
+to load numbers as text, PyMySQL to decode nothing; SQLite (the embedded demo
+site, never a real Moodle) has its integers and reals rendered here.
+
+A course is read inside one transaction that sees one moment: PostgreSQL
+``REPEATABLE READ READ ONLY``, MariaDB/MySQL ``START TRANSACTION WITH
+CONSISTENT SNAPSHOT``, SQLite a deferred ``BEGIN``.  Nothing is ever written.
+Driver errors are translated here into :class:`SiteError` (the site cannot
+be read) naming the database without its password.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from coursevault.errors import SiteError
+
+Row = dict[str, str | None]
+IN_BATCH = 1000  # ids per IN (...): well under every driver's parameter limit
+_PG_NUMBERS = ("int2", "int4", "int8", "numeric", "float4", "float8", "oid", "bool")
+_PLACEHOLDER = re.compile(r"\?|\{(\w+)\}")
+
+
+def open_engine(url: str) -> Engine:
+    """An engine whose connections return every value as PHP's drivers do."""
+    try:
+        parsed = make_url(url)
+    except sa.exc.ArgumentError:
+        raise SiteError(
+            f"database URL {url!r} is not a URL (postgresql+psycopg://..., "
+            "mysql+pymysql://..., sqlite:///path)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        engine = sa.create_engine(parsed.set(drivername="postgresql+psycopg"))
+        event.listen(engine, "connect", _pg_text_loaders)
+    elif backend in ("mysql", "mariadb"):
+        engine = sa.create_engine(
+            parsed.set(drivername="mysql+pymysql", query={**parsed.query, "charset": "utf8mb4"}),
+            connect_args={"conv": _pymysql_encoders_only()},
+        )
+    elif backend == "sqlite":
+        engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+    else:
+        raise SiteError(
+            f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL or SQLite)"
+        )
+    return engine
+
+
+def _pymysql_encoders_only() -> dict[Any, Any]:
+    """PyMySQL's ``conv`` holds decoders (int keys: column types) and
+    encoders (Python types) together: keep the encoders, which parameters
+    and the driver's own ``SET AUTOCOMMIT`` need, and drop the decoders so
+    every value comes back as the text the server sent, as PHP's mysqli does."""
+    from pymysql.converters import conversions
+
+    return {k: v for k, v in conversions.items() if not isinstance(k, int)}
+
+
+def describe(url: URL | str) -> str:
+    """The database as messages name it: the URL without its password."""
+    parsed = make_url(url) if isinstance(url, str) else url
+    return parsed.render_as_string(hide_password=True)
+
+
+def _pg_text_loaders(dbapi_conn: Any, _record: Any) -> None:
+    from psycopg.types.string import TextLoader
+
+    for name in _PG_NUMBERS:
+        dbapi_conn.adapters.register_loader(name, TextLoader)
+
+
+class SiteReader:
+    """Queries against one open read transaction, with Moodle's table prefix."""
+
+    def __init__(self, conn: Connection, prefix: str) -> None:
+        self.conn = conn
+        self.prefix = prefix
+        self._sqlite = conn.dialect.name == "sqlite"
+        self._mysql = conn.dialect.name in ("mysql", "mariadb")
+
+    def table(self, name: str) -> sa.TableClause:
+        return sa.table(self.prefix + name)
+
+    def rows(
+        self,
+        table: str,
+        where: Mapping[str, Any] | None = None,
+        *,
+        order: str | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Iterator[Row]:
+        """Rows of ``table`` matching ``where`` (a list value means IN, batched)."""
+        where = dict(where or {})
+        lists = [k for k, v in where.items() if isinstance(v, (list, tuple, set, frozenset))]
+        if len(lists) > 1:
+            raise ValueError("at most one IN (...) condition per query")
+        if not lists:
+            yield from self._select(table, where, order, columns)
+            return
+        key = lists[0]
+        values = list(dict.fromkeys(where.pop(key)))
+        for start in range(0, len(values), IN_BATCH):
+            batch = values[start : start + IN_BATCH]
+            yield from self._select(table, {**where, key: batch}, order, columns)
+
+    def _select(
+        self,
+        table: str,
+        where: Mapping[str, Any],
+        order: str | None,
+        columns: Sequence[str] | None,
+    ) -> Iterator[Row]:
+        cols: list[Any] = [sa.column(c) for c in columns] if columns else [sa.text("*")]
+        query = sa.select(*cols).select_from(self.table(table))
+        for name, value in where.items():
+            col: sa.ColumnClause[Any] = sa.column(name)
+            if isinstance(value, list):
+                query = query.where(col.in_([_bind(v) for v in value]))
+            elif value is None:
+                query = query.where(col.is_(None))
+            else:
+                query = query.where(col == _bind(value))
+        if order:
+            query = query.order_by(sa.text(order))
+        yield from self._run(query)
+
+    def sql(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
+        """Moodle-style SQL: ``{table}`` names a prefixed table, ``?`` a parameter."""
+        binds: dict[str, Any] = {}
+
+        def replace(m: re.Match[str]) -> str:
+            if m.group(1):
+                return self.prefix + m.group(1)
+            name = f"p{len(binds)}"
+            binds[name] = _bind(params[len(binds)])
+            return f":{name}"
+
+        text = _PLACEHOLDER.sub(replace, sql)
+        if len(binds) != len(params):
+            raise ValueError(f"{len(params)} parameters for {len(binds)} placeholders")
+        yield from self._run(sa.text(text).bindparams(**binds))
+
+    def one(self, table: str, where: Mapping[str, Any]) -> Row | None:
+        for row in self.rows(table, where):
+            return row
+        return None
+
+    def _run(self, query: sa.Executable) -> Iterator[Row]:
+        # MariaDB's protocol has one unbuffered result per connection: a
+        # query started while another streams (the plan reads modules while
+        # it walks sections) silently cuts the first one short.  There the
+        # driver buffers each result; one query's rows are one IN batch of
+        # one course's, so memory stays bounded.  PostgreSQL streams.
+        conn = self.conn if self._mysql else self.conn.execution_options(yield_per=500)
+        result = conn.execute(query)
+        names = list(result.keys())
+        for values in result:
+            if self._sqlite:
+                yield {n: _sqlite_text(v) for n, v in zip(names, values, strict=False)}
+            else:
+                yield dict(zip(names, values, strict=False))
+
+
+def _bind(value: Any) -> Any:
+    """Parameters go to the database as strings compare with its columns."""
+    return int(value) if isinstance(value, str) and value.lstrip("-").isdigit() else value
+
+
+def _sqlite_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return repr(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+@contextmanager
+def read_transaction(engine: Engine, prefix: str) -> Iterator[SiteReader]:
+    """A :class:`SiteReader` over one consistent, read-only moment of the site."""
+    where = describe(engine.url)
+    try:
+        with engine.connect() as conn:
+            _begin_snapshot(conn)
+            try:
+                yield SiteReader(conn, prefix)
+            finally:
+                conn.exec_driver_sql("ROLLBACK") if conn.dialect.name == "sqlite" else None
+    except sa.exc.DBAPIError as exc:
+        message = _first_line(exc)
+        if any(m in message for m in _NO_TABLE):
+            message += f" (wrong table prefix {prefix!r}, or not a Moodle database?)"
+        raise SiteError(f"{where}: {message}") from None
+
+
+_NO_TABLE = ("no such table", "does not exist", "doesn't exist")
+
+
+def _begin_snapshot(conn: Connection) -> None:
+    name = conn.dialect.name
+    if name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    elif name in ("mysql", "mariadb"):
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        conn.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def _first_line(exc: sa.exc.DBAPIError) -> str:
+    text = str(exc.orig) if exc.orig is not None else str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__

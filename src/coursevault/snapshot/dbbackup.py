@@ -1,0 +1,267 @@
+"""``backup --db``: courses of a Moodle site, each stored as a snapshot.
+
+One code path for one course and for a site's scheduled run.  Each course is
+read inside its own consistent read transaction and stored all or nothing
+(ingest's guarantee); a course that cannot be backed up (its data is
+inconsistent, a file is unreadable) is reported and the others go on, and
+the run then fails -- as ``ingest`` of many archives does.  A site that
+cannot be read at all (unreachable, not Moodle, no file store) stops the run
+before anything is written.
+
+``skip_unmodified`` skips a course with nothing written to the standard log
+store since its last snapshot, exactly as Moodle's scheduled backup's
+"skip courses not modified since previous backup" decides it (events with
+``crud <> 'r'``): as safe as Moodle's, no safer -- a change that logs no
+event (an admin's SQL, a plugin that does not log) is missed by both.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from coursevault.errors import BadInputError, CoursevaultError, SiteDataError
+from coursevault.snapshot.ingest import IngestResult, ingest_source
+from coursevault.store.repository import Repository
+
+if TYPE_CHECKING:  # SQLAlchemy and the definitions load when a backup runs, not for
+    # every command that merely imports the API (0.18 s of start-up)
+    from coursevault.moodledb.site import SiteReader
+
+# (courseid, shortname) -> a context holding progress(tasks done, tasks in all)
+CourseProgress = Callable[[int, str], AbstractContextManager[Callable[[int, int], None] | None]]
+
+# what a command line's --no-users / --no-files change in Moodle's settings
+Settings = dict[str, bool]
+
+
+@dataclass
+class BackupRequest:
+    """What to back up, from which site, with which settings."""
+
+    db_url: str
+    dataroot: str
+    courses: list[int] = field(default_factory=list)
+    all_courses: bool = False
+    category: int | None = None
+    exclude: list[int] = field(default_factory=list)
+    settings: Settings = field(default_factory=dict)
+    site: str | None = None
+    prefix: str = "mdl_"
+    skip_unmodified: bool = False
+
+
+@dataclass
+class CourseBackup:
+    """One course's outcome: stored, skipped (unmodified) or failed."""
+
+    courseid: int
+    outcome: str
+    key: str = ""
+    shortname: str = ""
+    seconds: float = 0.0
+    result: IngestResult | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "course_id": self.courseid, "outcome": self.outcome, "course": self.key,
+            "shortname": self.shortname, "seconds": round(self.seconds, 3),
+            "warnings": self.warnings,
+        }
+        if self.result is not None:
+            data.update(self.result.as_dict())
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+class CoursesFailedError(BadInputError):
+    """Some courses of a run could not be backed up (each was reported)."""
+
+    def __init__(self, failed: int, total: int) -> None:
+        self.failed = failed
+        super().__init__(f"{failed} of {total} courses not backed up")
+
+
+def backup_courses(
+    repo: Repository,
+    request: BackupRequest,
+    *,
+    progress: CourseProgress | None = None,
+    jobs: int = 1,
+) -> Iterator[CourseBackup]:
+    """Back up each requested course; yields each outcome as it is known.
+
+    ``jobs`` > 1 backs that many courses up at once, each in a process of
+    its own with its own connection and write session (the store takes
+    concurrent writers); outcomes then come in the order courses finish,
+    without per-course progress."""
+    from coursevault.definitions.run import site_info
+    from coursevault.moodledb.site import open_engine, read_transaction
+    from coursevault.snapshot.dbsource import check_dataroot
+
+    check_dataroot(request.dataroot)
+    engine = open_engine(request.db_url)
+    try:
+        with read_transaction(engine, request.prefix) as reader:
+            site_info(reader)  # not Moodle, or not a version we know: stop before anything
+            ids = select_courses(reader, request)
+        failed = 0
+        outcomes = (
+            _in_parallel(repo, request, ids, jobs) if jobs > 1 and len(ids) > 1
+            else (_backup_one(repo, engine, request, c, progress) for c in ids)
+        )
+        for outcome in outcomes:
+            failed += outcome.outcome == "failed"
+            yield outcome
+        if failed:
+            if len(ids) == 1:
+                raise SiteDataError(f"course {ids[0]}: not backed up")
+            raise CoursesFailedError(failed, len(ids))
+    finally:
+        engine.dispose()
+
+
+def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
+    """The course ids a request names, checked to exist, in id order."""
+    if request.courses:
+        wanted = sorted(set(request.courses))
+        found = {int(str(r["id"])) for r in reader.rows(
+            "course", {"id": [str(c) for c in wanted]}, columns=("id",))}
+        missing = [c for c in wanted if c not in found or c == 1]
+        if missing:
+            raise SiteDataError(f"course {missing[0]}: no such course in the database")
+        return [c for c in wanted if c not in request.exclude]
+    if not request.all_courses:
+        raise BadInputError("name courses with --course ID, or use --all")
+    where: dict[str, Any] = {}
+    if request.category is not None:
+        cats = _category_and_below(reader, request.category)
+        where["category"] = [str(c) for c in cats]
+    ids = sorted(int(str(r["id"])) for r in reader.rows("course", where, columns=("id",)))
+    return [c for c in ids if c != 1 and c not in request.exclude]
+
+
+def _category_and_below(reader: SiteReader, category: int) -> list[int]:
+    top = reader.one("course_categories", {"id": str(category)})
+    if top is None:
+        raise SiteDataError(f"category {category}: no such category in the database")
+    path = str(top["path"])
+    return [
+        int(str(r["id"])) for r in reader.rows("course_categories", columns=("id", "path"))
+        if str(r["path"]) == path or str(r["path"]).startswith(path + "/")
+    ]
+
+
+def _backup_one(
+    repo: Repository,
+    engine: Any,
+    request: BackupRequest,
+    courseid: int,
+    progress: CourseProgress | None,
+) -> CourseBackup:
+    from coursevault.definitions.run import start_run
+    from coursevault.moodledb.site import read_transaction
+    from coursevault.snapshot.dbsource import DatabaseSource, course_key
+
+    started = time.time()
+    outcome = CourseBackup(courseid, "failed")
+    try:
+        with read_transaction(engine, request.prefix) as reader:
+            run = start_run(reader, courseid, request.settings)
+            run.dataroot = request.dataroot
+            run.started = int(started)  # the snapshot's time is the backup's
+            outcome.key = course_key(run, request.site)
+            outcome.shortname = str(run.course["shortname"])
+            if request.skip_unmodified and _unmodified(repo, reader, outcome.key, courseid):
+                outcome.outcome = "skipped"
+                return outcome
+            bar_context = (
+                progress(courseid, outcome.shortname) if progress is not None else nullcontext(None)
+            )
+            with bar_context as bar:
+                tasks = None if bar is None else _task_progress(bar)
+                source = DatabaseSource(run, site=request.site, when=started, progress=tasks)
+                outcome.result = ingest_source(repo, source)
+            outcome.warnings = list(run.warnings)
+            outcome.outcome = "stored"
+    except SiteDataError as exc:
+        outcome.error = str(exc)
+    except CoursevaultError as exc:
+        if not isinstance(exc, BadInputError):
+            raise
+        outcome.error = str(exc)
+    finally:
+        outcome.seconds = time.time() - started
+        _log_run(repo, outcome, started)
+    return outcome
+
+
+def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
+    """Every run is logged, failed and skipped ones too (``coursevault runs``)."""
+    result = outcome.result
+    repo.record_run({
+        "id": uuid.uuid4().hex,
+        "course": outcome.key or f"?-{outcome.courseid}",
+        "source": f"database course {outcome.courseid}"
+                  + (f" ({outcome.shortname})" if outcome.shortname else ""),
+        "snapshot": result.snapshot if result is not None else "",
+        "started": started,
+        "seconds": outcome.seconds,
+        "new_bytes": result.new_bytes if result is not None else 0,
+        "new_objects": result.new_objects if result is not None else 0,
+        "outcome": outcome.outcome,
+        "error": outcome.error,
+    })
+
+
+def _in_parallel(
+    repo: Repository, request: BackupRequest, ids: list[int], jobs: int
+) -> Iterator[CourseBackup]:
+    """Courses backed up by ``jobs`` worker processes, yielded as they end."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    args = repo.open_args()
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_worker, args, request, courseid) for courseid in ids]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) -> CourseBackup:
+    """One course in a worker process: its own repository handle and engine."""
+    from coursevault.moodledb.site import open_engine
+
+    repo = Repository.open(open_args["backend"], cache_dir=open_args["cache_dir"],
+                           catalog_url=open_args["catalog_url"], sync=False)
+    engine = open_engine(request.db_url)
+    try:
+        return _backup_one(repo, engine, request, courseid, None)
+    finally:
+        engine.dispose()
+        repo.close()
+
+
+def _task_progress(bar: Callable[[int, int], None]) -> Callable[[str, int, int], None]:
+    return lambda _task, done, total: bar(done, total)
+
+
+def _unmodified(repo: Repository, reader: SiteReader, key: str, courseid: int) -> bool:
+    """True if the log store holds no changing event since the course's last snapshot."""
+    snaps = repo.snapshots(key)
+    if not snaps:
+        return False
+    since = int(snaps[-1].epoch)
+    for _row in reader.sql(
+        "SELECT id FROM {logstore_standard_log} WHERE courseid = ? AND timecreated > ? "
+        "AND crud <> 'r'", [courseid, since]
+    ):
+        return False
+    return True

@@ -1,0 +1,142 @@
+"""A course read from a Moodle database, as a :class:`Source`.
+
+The members are what Moodle's own backup of the course holds, made by the
+definitions (coursevault/definitions) from one consistent read of the
+database and the site's file store, laid out as Moodle's tgz lays them out:
+``.ARCHIVE_INDEX`` first, each folder before what it holds.  Since the index
+lists every member's size, members are made first and spooled (to disk past
+a megabyte each), then handed on; file contents are streamed from the file
+store when ingest reads them.
+
+The snapshot joins the series of Moodle's own backups of the same course:
+its key is ``<md5 of the site identifier>-<course id>``, as ingest names an
+archive's course from its ``original_site_identifier_hash``, so a diff
+between an ingested Moodle backup and a database backup of the same course
+compares like with like.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import IO, Any
+
+from coursevault.definitions.run import course_members
+from coursevault.errors import SiteError
+from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
+from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
+from coursevault.snapshot.source import SourceHead, validate_course_key
+from coursevault.structure.context import BackupRun
+from coursevault.structure.plan import FileRef, Progress
+
+SPOOL = 1 << 20
+DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
+
+
+def course_key(run: BackupRun, site: str | None = None) -> str:
+    """``<site>-<course id>``; the site defaults to what Moodle's backups name it."""
+    ident = site or hashlib.md5(run.site.siteidentifier.encode()).hexdigest()
+    return validate_course_key(f"{ident}-{run.course['id']}")
+
+
+def check_dataroot(dataroot: str) -> str:
+    """The dataroot's file store, or SiteError naming what is wrong."""
+    filedir = os.path.join(dataroot, "filedir")
+    if not os.path.isdir(dataroot):
+        raise SiteError(f"dataroot {dataroot}: no such folder")
+    if not os.path.isdir(filedir):
+        raise SiteError(f"dataroot {dataroot}: no filedir/ folder: not a Moodle dataroot")
+    if not os.access(filedir, os.R_OK | os.X_OK):
+        raise SiteError(f"dataroot {dataroot}: filedir/ is not readable (permission denied)")
+    return filedir
+
+
+class DatabaseSource:
+    """One course's backup from the database; see the module docstring."""
+
+    # files/<sha1> come from Moodle's content-addressed file store (source.py)
+    content_addressed = True
+
+    def __init__(
+        self,
+        run: BackupRun,
+        *,
+        site: str | None = None,
+        when: float,
+        progress: Progress | None = None,
+    ) -> None:
+        self.run = run
+        course = run.course
+        self.name = f"course {course['id']} ({course['shortname']})"
+        self._layout = ArchiveLayout("tgz")
+        self._progress = progress
+        self._mtime = int(when)
+        self.head = SourceHead(course_key(run, site), when, self._fields())
+
+    @property
+    def layout(self) -> ArchiveLayout:
+        return self._layout
+
+    def _fields(self) -> dict[str, Any]:
+        site, course = self.run.site, self.run.course
+        return {
+            "database": True,
+            "format": "tgz",
+            "moodle_release": site.release,
+            "moodle_version": site.version,
+            "backup_release": site.backup_release,
+            "original_course_id": str(course["id"]),
+            "original_course_shortname": str(course["shortname"]),
+            "original_site_identifier_hash": hashlib.md5(
+                site.siteidentifier.encode()).hexdigest(),
+            "original_wwwroot": site.wwwroot,
+            "settings": {k: v for k, v in sorted(self.run.settings.items())},
+        }
+
+    def members(self) -> Iterator[tuple[MemberInfo, Any]]:
+        made: list[tuple[MemberInfo, Any]] = []  # payload: a spool, a FileRef or None
+        seen_dirs: set[str] = set()
+        try:
+            for path, data in course_members(self.run, self._progress):
+                for folder in _folders(path):
+                    if folder not in seen_dirs:
+                        seen_dirs.add(folder)
+                        made.append((MemberInfo(folder, True, 0, DIR_MTIME), None))
+                made.append(self._member(path, data))
+            index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m, _ in made)
+            yield MemberInfo(INDEX_NAME, False, len(index), DIR_MTIME), io.BytesIO(index)
+            for member, payload in made:
+                if isinstance(payload, FileRef):
+                    with _open_file(payload) as stream:
+                        yield member, stream
+                elif payload is None:
+                    yield member, io.BytesIO(b"")
+                else:
+                    payload.seek(0)
+                    yield member, payload
+        finally:
+            for _member, payload in made:
+                if payload is not None and not isinstance(payload, FileRef):
+                    payload.close()
+
+    def _member(self, path: str, data: bytes | FileRef) -> tuple[MemberInfo, Any]:
+        if isinstance(data, FileRef):
+            return MemberInfo(path, False, data.size, self._mtime), data
+        spool = tempfile.SpooledTemporaryFile(max_size=SPOOL)  # noqa: SIM115 closed by members()
+        spool.write(data)
+        return MemberInfo(path, False, len(data), self._mtime), spool
+
+
+def _folders(path: str) -> list[str]:
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _open_file(ref: FileRef) -> IO[bytes]:
+    try:
+        return open(ref.path, "rb")
+    except OSError as exc:
+        raise SiteError(f"file store: {ref.path}: {exc.strerror}") from None

@@ -1,0 +1,208 @@
+"""What a running backup knows: the site, the settings, the ids of the task
+at hand and the ids annotated so far.
+
+Annotations are Moodle's ``backup_ids_temp``: an element annotating
+``('user', 'userid')`` records that user as needed.  Each task's inforef.xml
+lists what was annotated while it ran; at the end of the task those ids move
+to the backup-wide set the final task writes users.xml, groups.xml, roles.xml
+and files.xml from.  Order is first-annotation order (Moodle reads its temp
+table back without ORDER BY, which returns insertion order).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from coursevault.moodledb.site import Row, SiteReader
+
+# Moodle's backup settings, named as its root task names them.  Defaults are
+# the site's own "General backup defaults" (config_plugins backup_general_*),
+# what Moodle's admin CLI backup uses; these stand in where the site has none.
+SETTINGS: dict[str, bool] = {
+    "users": True,
+    "anonymize": False,
+    "role_assignments": True,
+    "activities": True,
+    "blocks": True,
+    "files": True,
+    "filters": True,
+    "comments": True,
+    "badges": True,
+    "calendarevents": True,
+    "userscompletion": True,
+    "logs": False,
+    "grade_histories": False,
+    "groups": True,
+    "competencies": True,
+    "customfield": True,
+    "contentbankcontent": True,
+    "xapistate": True,
+    "legacyfiles": True,
+    "questionbank": True,
+}
+# Settings that depend on "users" (backup_root_task::define_settings): with
+# users off, Moodle turns these off and locks them.
+USER_DEPENDENT = ("anonymize", "role_assignments", "comments", "calendarevents",
+                  "userscompletion", "logs", "grade_histories", "xapistate")
+# the config names that differ from the setting names
+_CONFIG_NAMES = {"grade_histories": "histories"}
+
+
+def resolve_settings(defaults: dict[str, bool], given: dict[str, bool]) -> dict[str, bool]:
+    """``given`` over ``defaults``, then Moodle's dependencies: no users, none
+    of what depends on them."""
+    unknown = set(given) - set(SETTINGS)
+    if unknown:
+        raise KeyError(f"unknown backup settings: {', '.join(sorted(unknown))}")
+    settings = {**defaults, **given}
+    if not settings["users"]:
+        for name in USER_DEPENDENT:
+            settings[name] = False
+    return settings
+
+
+def site_default_settings(reader: SiteReader) -> dict[str, bool]:
+    """Moodle's defaults for a manual backup, as the site configures them."""
+    config = {
+        r["name"]: r["value"]
+        for r in reader.rows("config_plugins", {"plugin": "backup"}, columns=("name", "value"))
+    }
+    settings = dict(SETTINGS)
+    for name in settings:
+        value = config.get("backup_general_" + _CONFIG_NAMES.get(name, name))
+        if value is not None and value != "":
+            settings[name] = value == "1"
+    return settings
+
+
+class IdSet:
+    """Ids per item type, in first-annotation order; ``order`` keeps the
+    first annotations of every type in one sequence, as Moodle's temp table
+    receives its rows (the final task reads some back in storage order)."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, None]] = {}
+        self.order: list[tuple[str, str]] = []
+
+    def add(self, item: str, value: Any) -> None:
+        """``backup_structure_dbops::insert_backup_ids_record``: ``scale``
+        ids are stored negated (a scale grade is ``-scaleid``), and only
+        true ids (> 0) are kept -- a forum's ``groupid`` -1 is no group."""
+        if value is None or value == "":
+            return
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            self._record(item, str(value))
+            return
+        if item == "scale":
+            number = -number
+        if number <= 0:
+            return
+        self._record(item, str(number))
+
+    def _record(self, item: str, text: str) -> None:
+        ids = self.items.setdefault(item, {})
+        if text not in ids:
+            ids[text] = None
+            self.order.append((item, text))
+
+    def get(self, item: str) -> list[str]:
+        return list(self.items.get(item, {}))
+
+    def __contains__(self, pair: tuple[str, str]) -> bool:
+        return pair[1] in self.items.get(pair[0], {})
+
+    def update(self, other: IdSet) -> None:
+        for item, value in other.order:
+            ids = self.items.setdefault(item, {})
+            if value not in ids:
+                ids[value] = None
+                self.order.append((item, value))
+
+
+@dataclass
+class SiteInfo:
+    """The site facts a backup writes (moodle_backup.xml and the encoders)."""
+
+    wwwroot: str
+    siteidentifier: str
+    version: str
+    release: str
+    backup_version: str
+    backup_release: str
+    backup_key: str | None  # base64 AES-256 key for encrypted elements
+
+
+@dataclass
+class BackupRun:
+    """One course's backup: everything its tasks share."""
+
+    reader: SiteReader
+    site: SiteInfo
+    settings: dict[str, bool]
+    course: Row
+    dataroot: str | None = None  # the site's data folder: DATAROOT/filedir holds file contents
+    started: int = 0  # the backup's time (moodle_backup.xml's backup_date), epoch seconds
+    final: IdSet = field(default_factory=IdSet)
+    warnings: list[str] = field(default_factory=list)
+    # per-run memo for plugins (e.g. module versions); never outlives the run
+    memo: dict[str, Any] = field(default_factory=dict)
+
+    def setting(self, name: str) -> bool:
+        return self.settings[name]
+
+    def files_of(
+        self, contextid: str, component: str, filearea: str, itemid: Any = None
+    ) -> list[str]:
+        """Ids of the files of one area (directories included, as Moodle
+        annotates them), in the database's order.  A context's files are
+        read once per run, whatever number of areas and items ask."""
+        cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
+        if contextid not in cache:
+            cache[contextid] = list(self.reader.rows(
+                "files", {"contextid": contextid},
+                columns=("id", "component", "filearea", "itemid"),
+            ))
+        wanted = None if itemid is None else str(itemid)
+        return [
+            str(r["id"]) for r in cache[contextid]
+            if r["component"] == component and r["filearea"] == filearea
+            and (wanted is None or str(r["itemid"]) == wanted)
+        ]
+
+
+@dataclass
+class TaskContext:
+    """One task (course, section, activity, block or final) of a run."""
+
+    run: BackupRun
+    params: dict[str, str]
+    ids: IdSet = field(default_factory=IdSet)
+
+    @property
+    def reader(self) -> SiteReader:
+        return self.run.reader
+
+    @property
+    def users(self) -> bool:
+        return self.run.settings["users"]
+
+    def param(self, name: str) -> Any:
+        if name in self.params:
+            return self.params[name]
+        if name in self.run.settings:
+            return "1" if self.run.settings[name] else "0"
+        raise KeyError(f"no task parameter or setting {name!r}")
+
+    def annotate(self, item: str, values: Iterable[Any]) -> None:
+        for value in values:
+            self.ids.add(item, value)
+
+    def finish(self) -> None:
+        """Move this task's annotations to the backup-wide set; the run keeps
+        each task's own sequence too (``memo["annotations"]``)."""
+        self.run.memo.setdefault("annotations", []).append(list(self.ids.order))
+        self.run.final.update(self.ids)

@@ -1,0 +1,168 @@
+"""The declarative part: nested elements, their sources and annotations.
+
+A plugin describes each XML member it writes as a tree of :class:`Nested`
+elements, as Moodle's ``backup_nested_element`` does: attributes and final
+elements (leaf values) in the order Moodle writes them, children, and where
+the rows come from -- a table with parameters bound to an ancestor's values
+or to the task's ids (:class:`Table`), Moodle-style SQL (:class:`Sql`), or a
+Python function for what Moodle computes in PHP (:class:`Rows`).  Nothing
+here touches a database; structure/engine.py runs the tree.
+
+An element with no source is a wrapper written once per parent instance
+(``<options>`` around the options), even when it ends up empty, as Moodle
+does.  ``userinfo=True`` marks an element whose rows are user data: the
+backup leaves its source unread when users are excluded, so its wrapper is
+written empty, as Moodle's ``if ($userinfo) { set_source... }`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from coursevault.structure.context import TaskContext
+    from coursevault.structure.engine import Instance
+
+Row = dict[str, Any]
+
+
+class Unset:
+    """A row value for a final element Moodle leaves unset (``set_value``
+    never called, as ``mnethosturl_final_element`` does for local users):
+    the element is not written at all, where None writes ``$@NULL@$``."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
+@dataclass(frozen=True)
+class Param:
+    """A value of the running task or backup: ``courseid``, ``contextid``,
+    ``activityid``, ``moduleid``, ``sectionid``, ``blockid`` or a setting."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Up:
+    """A value of an ancestor's row: the nearest ancestor with a source whose
+    row has ``field`` (Moodle's ``backup::VAR_PARENTID`` and ``'../../id'``),
+    or the nearest ancestor named ``element``."""
+
+    field: str = "id"
+    element: str | None = None
+
+
+Value = Param | Up | str | int | None
+
+
+@dataclass
+class Table:
+    """Rows of one table: ``where`` maps columns to values; ``order`` is an
+    ORDER BY clause (None keeps the database's order, as Moodle does).
+    Instances of one element under many parents are fetched in one query
+    per batch of parents, never one per row."""
+
+    table: str
+    where: Mapping[str, Value] = field(default_factory=dict)
+    order: str | None = None
+
+
+@dataclass
+class Sql:
+    """Moodle-style SQL (``{table}``, ``?``) run once per parent instance."""
+
+    sql: str
+    params: Sequence[Value] = ()
+
+
+@dataclass
+class Rows:
+    """Rows computed in Python from the task and the parent instance."""
+
+    fn: Callable[[TaskContext, Instance | None], Iterable[Row]]
+
+
+Source = Table | Sql | Rows
+
+
+@dataclass(frozen=True)
+class FileArea:
+    """Files of ``component``/``filearea`` in the task's context (or the
+    context a row names in ``context_field``), for item ``itemid_field`` of
+    the row (None: every item)."""
+
+    component: str
+    filearea: str
+    itemid_field: str | None = None
+    context_field: str | None = None
+
+
+class Nested:
+    """One XML element that holds elements (``backup_nested_element``)."""
+
+    def __init__(
+        self,
+        name: str,
+        attrs: Sequence[str] = (),
+        fields: Sequence[str] = (),
+        *,
+        source: Source | None = None,
+        userinfo: bool = False,
+        annotate: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+        files: Sequence[FileArea] = (),
+        compute: Mapping[str, Callable[[Row, TaskContext], Any]] | None = None,
+        encrypted: Sequence[str] = (),
+        children: Sequence[Nested] = (),
+    ) -> None:
+        self.name = name
+        self.attrs = tuple(attrs)
+        self.fields = tuple(fields)
+        self.source = source
+        self.userinfo = userinfo
+        pairs = annotate.items() if isinstance(annotate, Mapping) else annotate
+        # (item, field): annotate_ids('user', 'userid') is ('user', 'userid')
+        self.annotations: list[tuple[str, str]] = [(item, f) for item, f in pairs]
+        self.files: list[FileArea] = list(files)
+        self.compute = dict(compute or {})
+        self.encrypted = frozenset(encrypted)
+        self.children: list[Nested] = []
+        self.add(*children)
+
+    def add(self, *children: Nested) -> Nested:
+        """Append children in writing order; returns self for chaining."""
+        self.children.extend(children)
+        return self
+
+    def set_source(self, source: Source) -> Nested:
+        self.source = source
+        return self
+
+    def annotate_ids(self, item: str, field_name: str) -> Nested:
+        self.annotations.append((item, field_name))
+        return self
+
+    def annotate_files(
+        self, component: str, filearea: str, itemid_field: str | None = None
+    ) -> Nested:
+        self.files.append(FileArea(component, filearea, itemid_field))
+        return self
+
+    def find(self, name: str) -> Nested:
+        """The descendant (or self) named ``name``: for plugins adding to a
+        tree another plugin defined (subplugins)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            if node.name == name:
+                return node
+            stack.extend(reversed(node.children))
+        raise KeyError(name)
+
+    def __repr__(self) -> str:
+        return f"Nested({self.name!r})"

@@ -1,0 +1,65 @@
+"""Fixtures of the reference Moodle site (scripts/refsite loads it once).
+
+Without scripts/refsite's variables these fixtures skip, saying how to get
+them -- except under CI=true, where they fail: CI must test what it claims
+to.  Shared code lives in refsite.py, since no test may import a conftest.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NoReturn
+
+import pytest
+
+from .refsite import RefSite, RefSiteDatabase, backup_key, missing_variables, refsite_from_env
+
+SERVERS = ("postgres", "mariadb")
+HOW = 'run scripts/test, or eval "$(bash scripts/refsite)" first'
+
+
+def _unavailable(what: str) -> NoReturn:
+    message = f"the reference Moodle site: {what} ({HOW})"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + "; CI=true needs it", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def refsite() -> RefSite:
+    """The site: .postgres_url, .mariadb_url (None when left out), .dataroot,
+    .dir, .courses (courses.tsv's rows)."""
+    missing = missing_variables()
+    if missing:
+        _unavailable("unset " + ", ".join(missing))
+    return refsite_from_env()
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def refsite_db(request: pytest.FixtureRequest, refsite: RefSite) -> RefSiteDatabase:
+    """The site on each server in turn (a test runs once per server)."""
+    url = refsite.url(request.param)
+    if url is None:
+        _unavailable(f"no {request.param} database (scripts/refsite said why)")
+    return RefSiteDatabase(request.param, url)
+
+
+@pytest.fixture(scope="session")
+def refsite_backup_key(refsite: RefSite) -> bytes:
+    """The key Moodle encrypted the reference backups with (PostgreSQL site)."""
+    if refsite.postgres_url is None:
+        _unavailable("no postgres database, which holds the backup key")
+    key = backup_key(refsite.postgres_url)
+    if key is None:
+        pytest.fail("the PostgreSQL site has no backup_encryptkey", pytrace=False)
+    return key
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The share of identical members per plugin, per server (issue 21 asks
+    for it printed with every run of the suite)."""
+    from .sitecheck import TALLY, table
+
+    for server in sorted(TALLY):
+        terminalreporter.write_sep("-", f"reference site on {server}: identical members")
+        terminalreporter.write_line(table(server))

@@ -1,0 +1,117 @@
+"""The reference Moodle site, as scripts/refsite loaded it: where it is, which
+courses it holds, and its backup key.
+
+Plain code, not fixtures, so conftest.py, the tests and mbzcompare's command
+line share it (pytest forbids importing a conftest).  scripts/refsite exports
+the variables; run alone, ``eval "$(bash scripts/refsite)"`` first.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .mbzcrypt import key_from_config
+
+ENV_POSTGRES = "COURSEVAULT_REFSITE_POSTGRES"
+ENV_MARIADB = "COURSEVAULT_REFSITE_MARIADB"
+ENV_DATAROOT = "COURSEVAULT_REFSITE_DATAROOT"
+ENV_DIR = "COURSEVAULT_REFSITE_DIR"
+
+
+@dataclass(frozen=True)
+class Course:
+    """One row of courses.tsv: the course's id on each server (the MariaDB
+    site restored some courses in another order), its shortname, and
+    Moodle's own backup of it (made on PostgreSQL)."""
+
+    pg_id: int
+    maria_id: int
+    shortname: str
+    backup: Path
+
+    def id_on(self, server: str) -> int:
+        return self.pg_id if server == "postgres" else self.maria_id
+
+
+@dataclass(frozen=True)
+class RefSite:
+    """The loaded site; a server's URL is None when scripts/refsite left it
+    out (not running, or its load failed)."""
+
+    postgres_url: str | None
+    mariadb_url: str | None
+    dataroot: Path
+    dir: Path
+    courses: tuple[Course, ...]
+
+    def url(self, server: str) -> str | None:
+        return self.postgres_url if server == "postgres" else self.mariadb_url
+
+    def course(self, shortname: str) -> Course:
+        return next(c for c in self.courses if c.shortname == shortname)
+
+
+@dataclass(frozen=True)
+class RefSiteDatabase:
+    """One server's copy of the site (the ``refsite_db`` fixture): which
+    server ("postgres" or "mariadb": ``Course.id_on`` takes it), its URL."""
+
+    server: str
+    url: str
+
+
+def parse_courses(site_dir: Path) -> tuple[Course, ...]:
+    """courses.tsv's courses that exist (a failed restore has no ids)."""
+    with open(site_dir / "courses.tsv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return tuple(
+        Course(
+            int(r["courseid"]),
+            int(r["maria_courseid"]),
+            r["shortname"],
+            site_dir / "backups" / r["backup_file"],
+        )
+        for r in rows
+        if r["courseid"].strip()
+    )
+
+
+def missing_variables() -> list[str]:
+    """The site's variables that are unset (the databases' are optional here;
+    the fixtures that need one say so)."""
+    return [v for v in (ENV_DATAROOT, ENV_DIR) if not os.environ.get(v)]
+
+
+def refsite_from_env() -> RefSite:
+    """The site scripts/refsite described (``missing_variables()`` first)."""
+    site_dir = Path(os.environ[ENV_DIR])
+    return RefSite(
+        postgres_url=os.environ.get(ENV_POSTGRES) or None,
+        mariadb_url=os.environ.get(ENV_MARIADB) or None,
+        dataroot=Path(os.environ[ENV_DATAROOT]),
+        dir=site_dir,
+        courses=parse_courses(site_dir),
+    )
+
+
+def backup_key(url: str) -> bytes | None:
+    """The raw key Moodle encrypts backup elements with on that site, None if
+    the site never made one (Moodle makes it at the first encrypted value:
+    the MariaDB site, never backed up, has none)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            value = conn.execute(
+                sa.text(
+                    "SELECT value FROM mdl_config_plugins"
+                    " WHERE plugin = 'backup' AND name = 'backup_encryptkey'"
+                )
+            ).scalar()
+    finally:
+        engine.dispose()
+    return key_from_config(value) if value else None

@@ -1,0 +1,153 @@
+"""``coursevault backup --db`` as a user runs it: what it stores, what it
+says, and how it refuses bad input -- one line, a documented exit code, no
+snapshot written (issue 21, "Bad input")."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coursevault.cli.app import main
+from coursevault.errors import EXIT_BAD_INPUT, EXIT_SITE
+
+from .refsite import RefSite
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    repo = tmp_path / "repo"
+
+    def run(*argv: str) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    assert run("init", repo).code == 0
+    monkeypatch.setenv("COURSEVAULT_REPO", str(repo))
+    return run
+
+
+def _no_snapshot(cv) -> None:  # type: ignore[no-untyped-def]
+    assert json.loads(cv("snapshots", "--json").out) == []
+
+
+def _one_line(result: Result, code: int, *words: str) -> None:
+    assert result.code == code, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("coursevault: error: "), result.err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_a_course_is_stored_and_logged(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    course = refsite.course("sandbox-test")
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--json",
+    )
+    assert r.code == 0, r.err
+    [outcome] = json.loads(r.out)
+    assert outcome["outcome"] == "stored" and outcome["course_id"] == course.pg_id
+    assert outcome["course"].endswith(f"-{course.pg_id}")
+    [run] = json.loads(cv("runs", "--json").out)
+    assert run["snapshot"] == outcome["snapshot"] and run["outcome"] == "stored"
+    listing = cv("ls", f"{outcome['course']}@latest")
+    assert "moodle_backup.xml" in listing.out
+
+
+def test_unreachable_server(cv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dataroot = tmp_path / "dataroot"
+    (dataroot / "filedir").mkdir(parents=True)
+    r = cv(
+        "backup",
+        "--db",
+        "postgresql://postgres:secret@127.0.0.1:1/moodle",
+        "--dataroot",
+        dataroot,
+        "--course",
+        "2",
+    )
+    _one_line(r, EXIT_SITE, "127.0.0.1:1", "refused")
+    assert "secret" not in r.err
+    _no_snapshot(cv)
+
+
+def test_not_a_moodle_database(cv, tmp_path: Path, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    r = cv("backup", "--db", f"sqlite:///{empty}", "--dataroot", refsite.dataroot, "--course", "2")
+    _one_line(r, EXIT_SITE, "mdl_config", "prefix")
+    _no_snapshot(cv)
+
+
+def test_wrong_prefix(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        "2",
+        "--prefix",
+        "moodle_",
+    )
+    _one_line(r, EXIT_SITE, "moodle_config", "'moodle_'")
+    _no_snapshot(cv)
+
+
+def test_unsupported_moodle_version(cv, tmp_path: Path, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE mdl_config (id INTEGER, name TEXT, value TEXT)")
+        db.execute(
+            "INSERT INTO mdl_config VALUES (1, 'version', '2022112800.00'), "
+            "(2, 'release', '4.1 (Build: 20221128)')"
+        )
+    r = cv("backup", "--db", f"sqlite:///{old}", "--dataroot", refsite.dataroot, "--course", "2")
+    _one_line(r, EXIT_SITE, "2022112800", "4.1", "Moodle 4.5")
+    _no_snapshot(cv)
+
+
+def test_course_that_does_not_exist(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    r = cv(
+        "backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot, "--course", "9999"
+    )
+    _one_line(r, EXIT_BAD_INPUT, "course 9999")
+    _no_snapshot(cv)
+
+
+@pytest.mark.parametrize("where", ["missing", "no-filedir"])
+def test_dataroot_without_a_file_store(cv, tmp_path: Path, refsite: RefSite, where: str) -> None:  # type: ignore[no-untyped-def]
+    dataroot = tmp_path / "dataroot"
+    if where == "no-filedir":
+        dataroot.mkdir()
+    r = cv("backup", "--db", refsite.postgres_url, "--dataroot", dataroot, "--course", "2")
+    _one_line(r, EXIT_SITE, str(dataroot))
+    _no_snapshot(cv)
+
+
+def test_no_course_named(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    r = cv("backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot)
+    _one_line(r, EXIT_BAD_INPUT, "--course", "--all")
