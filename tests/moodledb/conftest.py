@@ -22,8 +22,13 @@ SERVERS = {
     "postgresql": os.environ.get("COURSEVAULT_TEST_POSTGRES"),
     "mariadb": os.environ.get("COURSEVAULT_TEST_MARIADB"),
 }
-SITE = Path(__file__).resolve().parents[3] / "shared" / "moodle-site"
-REFSITE_DB = "cv_refsite"  # scripts/refsite's database, reused when present
+SITE = Path(
+    os.environ.get("COURSEVAULT_REFSITE_DIR")
+    or Path(__file__).resolve().parents[3] / "shared" / "moodle-site"
+)
+# scripts/refsite's database (loaded whole, checked against the dump's hash),
+# reused when it says so; else this session loads a private copy
+REFSITE_PG = os.environ.get("COURSEVAULT_REFSITE_POSTGRES")
 
 
 def _missing(what: str) -> None:
@@ -73,21 +78,16 @@ def scratch_database() -> Iterator[Callable[[str], str]]:
 
 @pytest.fixture(scope="session")
 def reference_site_pg() -> Iterator[str]:
-    """The reference Moodle site on PostgreSQL: scripts/refsite's database if
-    loaded, else the dump loaded into a private database for this session."""
+    """The reference Moodle site on PostgreSQL: scripts/refsite's database
+    when it exported one, else the dump loaded into a private database for
+    this session (about 5 s) and dropped after."""
+    if REFSITE_PG:
+        yield REFSITE_PG
+        return
     url = SERVERS["postgresql"]
     if not url:
         _missing("no postgresql server")
     assert url
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": REFSITE_DB}
-        ).first()
-    engine.dispose()
-    if found:
-        yield _with_database(url, REFSITE_DB)
-        return
     dump = SITE / "site.pgsql.zst"
     if not dump.is_file() or not shutil.which("psql") or not shutil.which("zstd"):
         _missing(f"cannot load {dump} (needs the file, psql and zstd)")
