@@ -519,11 +519,13 @@ def demo_site(
     seed: int = 1,
     courses: int = 1,
     churn: bool = False,
+    at: str | None = None,
     prefix: str = "mdl_",
 ) -> DemoSiteReport:
     """Build a Moodle 4.5 demo site in an empty database, or (``churn``) apply
-    its next night of activity.  Imported here, not at the top: SQLAlchemy and
-    Moodle's 494 tables are no part of the other commands' start-up."""
+    its next night of activity, dated ``at`` (ISO 8601; default now).
+    Imported here, not at the top: SQLAlchemy and Moodle's 494 tables are no
+    part of the other commands' start-up."""
     if not db_url:
         raise BadInputError("no database given: use --db URL (an SQLAlchemy URL)")
     if not dataroot:
@@ -531,7 +533,8 @@ def demo_site(
     if churn:
         from coursevault.moodledb.demochurn import churn_demo_site
 
-        return churn_demo_site(db_url, dataroot, prefix=prefix)
+        when = None if at is None else int(parse_time(at))
+        return churn_demo_site(db_url, dataroot, prefix=prefix, when=when)
     from coursevault.moodledb.demosite import build_demo_site
 
     return build_demo_site(db_url, dataroot, size=size, seed=seed, courses=courses, prefix=prefix)

@@ -38,12 +38,20 @@ def demo_site(
             "--churn", help="Apply one night of activity to an existing demo site instead."
         ),
     ] = False,
+    at: Annotated[
+        str | None,
+        typer.Option(
+            "--time",
+            help="With --churn: when the night happens, ISO 8601 (default now; "
+            "give it for a night identical row for row).",
+        ),
+    ] = None,
     prefix: Annotated[str, typer.Option("--prefix", help="Moodle's table prefix.")] = "mdl_",
     json_out: JsonOpt = False,
 ) -> None:
     """Create a Moodle 4.5 demo site with generated courses (or, with --churn, a night of activity)."""
     report = api.demo_site(
-        db, dataroot, size=size, seed=seed, courses=courses, churn=churn, prefix=prefix
+        db, dataroot, size=size, seed=seed, courses=courses, churn=churn, at=at, prefix=prefix
     )
     if json_out:
         output.print_json(dataclasses.asdict(report))

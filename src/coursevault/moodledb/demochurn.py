@@ -7,7 +7,11 @@ the log lines those actions write, the course's cache revision bumped.  A
 night touches only these rows, so a backup after it should store only what
 they change.  The night is a function of the site's seed (remembered in
 ``config_plugins``) and its number, so the same site churned the same
-number of times is the same, row for row, on every database.
+number of times is the same, row for row, on every database -- at the time
+the night is given (``when``).  By default a night happens now: Moodle's
+"skip unmodified courses" (and ``backup --skip-unmodified``) looks for log
+lines newer than the last backup, so a night dated in the past would be
+invisible to it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from coursevault.errors import BadInputError, SiteError
 from coursevault.moodledb.connect import database_name, open_engine, translated_errors
 from coursevault.moodledb.democontent import FileStore, paragraphs, sentence
 from coursevault.moodledb.democourse import FileArea, add_file
-from coursevault.moodledb.demosite import BASE_TIME, DEMO_PLUGIN, DemoSiteReport
+from coursevault.moodledb.demosite import DEMO_PLUGIN, DemoSiteReport
 from coursevault.moodledb.demouserdata import GRADER, UserDataBuilder
 from coursevault.moodledb.rowwriter import RowWriter
 from coursevault.moodledb.schema import DEFAULT_PREFIX, moodle_metadata
@@ -66,25 +70,26 @@ class NightCounts:
 
 
 def churn_demo_site(
-    db_url: str, dataroot: str | Path, prefix: str = DEFAULT_PREFIX
+    db_url: str, dataroot: str | Path, prefix: str = DEFAULT_PREFIX, when: int | None = None
 ) -> DemoSiteReport:
-    """Apply the next night to a demo site made by ``build_demo_site``; one transaction."""
+    """Apply the next night to a demo site made by ``build_demo_site``, in one
+    transaction, at ``when`` (epoch seconds; default now)."""
     started = time.perf_counter()
+    at = int(time.time()) if when is None else int(when)
     engine = open_engine(db_url)
     try:
         with translated_errors(engine):
             metadata = moodle_metadata(prefix, tables=CHURN_TABLES)
             with engine.begin() as conn:
                 seed, size, night = _demo_state(conn, metadata, prefix, database_name(engine))
-                report = DemoSiteReport(database_name(engine), size, seed, night=night)
+                report = DemoSiteReport(database_name(engine), size, seed, night=night, at=at)
                 writer = RowWriter(conn, metadata, prefix)
                 store = FileStore(Path(dataroot))
                 counts = NightCounts({})
                 data = SiteData.load()
                 for course in _courses(writer):
                     rng = random.Random(f"coursevault demo churn {seed}/{night}/{course}")
-                    when = BASE_TIME + night * 86400 + 7200
-                    _churn_course(writer, data, store, rng, course, when, counts)
+                    _churn_course(writer, data, store, rng, course, (at, night), counts)
                     report.courses.append(course)
                 _set_night(writer, night)
                 writer.finish()
@@ -160,7 +165,7 @@ def _churn_course(
     store: FileStore,
     rng: random.Random,
     course: int,
-    when: int,
+    night_at: tuple[int, int],
     counts: NightCounts,
 ) -> None:
     names = {r.id: r.name for r in _select(writer, "modules", "id", "name")}
@@ -173,7 +178,7 @@ def _churn_course(
     night = _Night(
         writer, data, store, rng, course,
         users=sorted({r.userid for r in _course_users(writer, course)}),
-        userdata=UserDataBuilder(writer, data, rng, when),
+        userdata=UserDataBuilder(writer, data, rng, night_at[0]),
         log=_Logger(writer, data, course, counts),
         counts=counts,
         modules=modules,
@@ -181,7 +186,7 @@ def _churn_course(
     _forum_night(night)
     _assign_night(night)
     _page_night(night)
-    _resource_night(night, when)
+    _resource_night(night, night_at[1])
     writer.update("course", course, cacherev=night.userdata.tick())
     counts.add("course")
 
@@ -199,13 +204,15 @@ def _page_night(night: _Night) -> None:
     night.log.event("\\core\\event\\course_module_updated", ctx, GRADER, when)
 
 
-def _resource_night(night: _Night, when: int) -> None:
+def _resource_night(night: _Night, number: int) -> None:
     """A new file in the course's first resource."""
     resource, ctx = night.modules["resource"][0]
     stamp = night.userdata.tick()
     content = paragraphs(night.rng, 2, html=False).encode()
     area = FileArea(ctx, "mod_resource", "content")
-    add_file(night.writer, night.data, night.store, area, f"notes-{when}.txt", content, stamp)
+    add_file(
+        night.writer, night.data, night.store, area, f"notes-night{number}.txt", content, stamp
+    )
     night.writer.update("resource", resource, timemodified=stamp)
     night.counts.add("files")
     night.counts.add("resource")

@@ -79,6 +79,7 @@ class DemoSiteReport:
     files_written: int = 0
     bytes_written: int = 0
     night: int = 0
+    at: int = 0  # when a churn night happened (epoch seconds)
     changes: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
