@@ -15,28 +15,16 @@ from coursevault.cli.base import CacheOpt, CatalogOpt, JsonOpt, RepoOpt, WaitOpt
 
 @app.command()
 def backup(
-    db: Annotated[
-        str,
-        typer.Option(
-            "--db",
-            help="The Moodle database: postgresql://..., mysql+pymysql://... or sqlite:///path.",
-        ),
-    ],
-    dataroot: Annotated[
-        str, typer.Option("--dataroot", help="The site's data folder (holding filedir/).")
-    ],
-    course: Annotated[
-        list[int] | None, typer.Option("--course", help="Course id (repeat).")
-    ] = None,
+    db: Annotated[str, typer.Option("--db", help="The Moodle database: postgresql://..., "
+                                    "mysql+pymysql://... or sqlite:///path.")],
+    dataroot: Annotated[str, typer.Option("--dataroot", help="The site's data folder "
+                                          "(holding filedir/).")],
+    course: Annotated[list[int] | None, typer.Option("--course", help="Course id (repeat).")] = None,
     all_courses: Annotated[bool, typer.Option("--all", help="Every course of the site.")] = False,
-    category: Annotated[
-        int | None,
-        typer.Option("--category", help="With --all: only this category and those below it."),
-    ] = None,
-    exclude: Annotated[
-        list[int] | None,
-        typer.Option("--exclude", help="With --all: leave this course out (repeat)."),
-    ] = None,
+    category: Annotated[int | None, typer.Option(
+        "--category", help="With --all: only this category and those below it.")] = None,
+    exclude: Annotated[list[int] | None, typer.Option(
+        "--exclude", help="With --all: leave this course out (repeat).")] = None,
     no_users: Annotated[bool, typer.Option("--no-users", help="Leave user data out.")] = False,
     no_files: Annotated[bool, typer.Option("--no-files", help="Leave file contents out.")] = False,
     anonymize: Annotated[bool, typer.Option(
@@ -45,11 +33,8 @@ def backup(
         "--skip-unmodified",
         help="Skip a course with no logged change since its last snapshot (Moodle's rule).")
     ] = False,
-    site: Annotated[
-        str | None,
-        typer.Option(
-            "--site", help="Site part of course keys (default: as Moodle's backups name it)."
-        ),
+    site: Annotated[str | None, typer.Option(
+        "--site", help="Site part of course keys (default: as Moodle's backups name it).")
     ] = None,
     prefix: Annotated[str, typer.Option("--prefix", help="Table prefix.")] = "mdl_",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Courses backed up at once.")] = 1,
@@ -76,16 +61,9 @@ def backup(
             raise api.UsageError("--anonymize anonymises the users: it cannot go with --no-users")
         settings["anonymize"] = True
     request = api.BackupRequest(
-        db_url=db,
-        dataroot=dataroot,
-        courses=list(course or []),
-        all_courses=all_courses,
-        category=category,
-        exclude=list(exclude or []),
-        settings=settings,
-        site=site,
-        prefix=prefix,
-        skip_unmodified=skip_unmodified,
+        db_url=db, dataroot=dataroot, courses=list(course or []), all_courses=all_courses,
+        category=category, exclude=list(exclude or []), settings=settings, site=site,
+        prefix=prefix, skip_unmodified=skip_unmodified,
     )
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         outcomes = []
@@ -102,9 +80,8 @@ def backup(
 
 def _bar(json_out: bool) -> Callable[[int, str], AbstractContextManager[Any]]:
     def bar(courseid: int, shortname: str) -> AbstractContextManager[Any]:
-        return output.progress_bar(
-            f"backup course {courseid} {shortname}", enabled=not json_out, unit="tasks"
-        )
+        return output.progress_bar(f"backup course {courseid} {shortname}",
+                                   enabled=not json_out, unit="tasks")
 
     return bar
 
@@ -116,11 +93,8 @@ def _print_outcome(outcome: api.CourseBackup) -> None:
         output.error(f"course {outcome.courseid}: {outcome.error}")
         return
     if outcome.outcome == "skipped":
-        output.out.print(
-            f"course {outcome.courseid} ({outcome.shortname}): unmodified since "
-            "its last snapshot, skipped",
-            markup=False,
-        )
+        output.out.print(f"course {outcome.courseid} ({outcome.shortname}): unmodified since "
+                         "its last snapshot, skipped", markup=False)
         return
     result = outcome.result
     assert result is not None
@@ -149,16 +123,8 @@ def runs(
         return
     table = []
     for row in rows:
-        table.append(
-            [
-                row["time"],
-                row["course"],
-                row["source"],
-                row["outcome"],
-                f"{row['seconds']:.2f}",
-                output.human_bytes(row["new_bytes"]),
-                row["snapshot"][:12] or row["error"],
-            ]
-        )
+        table.append([row["time"], row["course"], row["source"], row["outcome"],
+                      f"{row['seconds']:.2f}", output.human_bytes(row["new_bytes"]),
+                      row["snapshot"][:12] or row["error"]])
     columns = ["started", "course", "source", "outcome", "seconds", "new bytes", "snapshot"]
     output.print_table(columns, table)

@@ -26,83 +26,23 @@ from coursevault.structure.registry import Plugin, Step
 ADVANCED_GRADING = frozenset({"assign", "forum"})
 
 GRADE_ITEM_FIELDS = (
-    "categoryid",
-    "itemname",
-    "itemtype",
-    "itemmodule",
-    "iteminstance",
-    "itemnumber",
-    "iteminfo",
-    "idnumber",
-    "calculation",
-    "gradetype",
-    "grademax",
-    "grademin",
-    "scaleid",
-    "outcomeid",
-    "gradepass",
-    "multfactor",
-    "plusfactor",
-    "aggregationcoef",
-    "aggregationcoef2",
-    "weightoverride",
-    "sortorder",
-    "display",
-    "decimals",
-    "hidden",
-    "locked",
-    "locktime",
-    "needsupdate",
-    "timecreated",
-    "timemodified",
+    "categoryid", "itemname", "itemtype", "itemmodule", "iteminstance", "itemnumber",
+    "iteminfo", "idnumber", "calculation", "gradetype", "grademax", "grademin", "scaleid",
+    "outcomeid", "gradepass", "multfactor", "plusfactor", "aggregationcoef",
+    "aggregationcoef2", "weightoverride", "sortorder", "display", "decimals", "hidden",
+    "locked", "locktime", "needsupdate", "timecreated", "timemodified",
 )
 GRADE_GRADE_FIELDS = (
-    "userid",
-    "rawgrade",
-    "rawgrademax",
-    "rawgrademin",
-    "rawscaleid",
-    "usermodified",
-    "finalgrade",
-    "hidden",
-    "locked",
-    "locktime",
-    "exported",
-    "overridden",
-    "excluded",
-    "feedback",
-    "feedbackformat",
-    "information",
-    "informationformat",
-    "timecreated",
-    "timemodified",
-    "aggregationstatus",
-    "aggregationweight",
+    "userid", "rawgrade", "rawgrademax", "rawgrademin", "rawscaleid", "usermodified",
+    "finalgrade", "hidden", "locked", "locktime", "exported", "overridden", "excluded",
+    "feedback", "feedbackformat", "information", "informationformat", "timecreated",
+    "timemodified", "aggregationstatus", "aggregationweight",
 )
 HISTORY_FIELDS = (
-    "action",
-    "oldid",
-    "source",
-    "loggeduser",
-    "itemid",
-    "userid",
-    "rawgrade",
-    "rawgrademax",
-    "rawgrademin",
-    "rawscaleid",
-    "usermodified",
-    "finalgrade",
-    "hidden",
-    "locked",
-    "locktime",
-    "exported",
-    "overridden",
-    "excluded",
-    "feedback",
-    "feedbackformat",
-    "information",
-    "informationformat",
-    "timemodified",
+    "action", "oldid", "source", "loggeduser", "itemid", "userid", "rawgrade",
+    "rawgrademax", "rawgrademin", "rawscaleid", "usermodified", "finalgrade", "hidden",
+    "locked", "locktime", "exported", "overridden", "excluded", "feedback",
+    "feedbackformat", "information", "informationformat", "timemodified",
 )
 
 
@@ -118,37 +58,25 @@ def competency_steps(ctx: TaskContext) -> list[Step]:
 def competencies_structure(ctx: TaskContext) -> Nested:
     competency = Nested(
         "competency",
-        fields=(
-            "id",
-            "idnumber",
-            "ruleoutcome",
-            "sortorder",
-            "frameworkid",
-            "frameworkidnumber",
-            "overridegrade",
-        ),
+        fields=("id", "idnumber", "ruleoutcome", "sortorder", "frameworkid",
+                "frameworkidnumber", "overridegrade"),
         source=Rows(_competency_rows),
     )
-    return Nested(
-        "course_module_competencies",
-        children=[
-            Nested("competencies", children=[competency]),
-        ],
-    )
+    return Nested("course_module_competencies", children=[
+        Nested("competencies", children=[competency]),
+    ])
 
 
 def _competency_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
-    return list(
-        ctx.reader.sql(
-            "SELECT c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade, cmc.sortorder,"
-            " f.id AS frameworkid, f.idnumber AS frameworkidnumber"
-            " FROM {competency_modulecomp} cmc"
-            " JOIN {competency} c ON c.id = cmc.competencyid"
-            " JOIN {competency_framework} f ON f.id = c.competencyframeworkid"
-            " WHERE cmc.cmid = ? ORDER BY cmc.sortorder",
-            [ctx.param("moduleid")],
-        )
-    )
+    return list(ctx.reader.sql(
+        "SELECT c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade, cmc.sortorder,"
+        " f.id AS frameworkid, f.idnumber AS frameworkidnumber"
+        " FROM {competency_modulecomp} cmc"
+        " JOIN {competency} c ON c.id = cmc.competencyid"
+        " JOIN {competency_framework} f ON f.id = c.competencyframeworkid"
+        " WHERE cmc.cmid = ? ORDER BY cmc.sortorder",
+        [ctx.param("moduleid")],
+    ))
 
 
 def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
@@ -167,17 +95,10 @@ def _grade_items(ctx: TaskContext) -> list[Row]:
     key = "grade_items:" + str(ctx.param("moduleid"))
     memo = ctx.run.memo
     if key not in memo:
-        memo[key] = list(
-            ctx.reader.rows(
-                "grade_items",
-                {
-                    "itemtype": "mod",
-                    "itemmodule": ctx.param("modulename"),
-                    "iteminstance": ctx.param("activityid"),
-                    "courseid": ctx.param("courseid"),
-                },
-            )
-        )
+        memo[key] = list(ctx.reader.rows("grade_items", {
+            "itemtype": "mod", "itemmodule": ctx.param("modulename"),
+            "iteminstance": ctx.param("activityid"), "courseid": ctx.param("courseid"),
+        }))
     items: list[Row] = memo[key]
     return items
 
@@ -209,13 +130,10 @@ def grades_structure(ctx: TaskContext) -> Nested:
         fields=("lowerboundary", "letter"),
         source=Table("grade_letters", {"contextid": Param("contextid")}),
     )
-    return Nested(
-        "activity_gradebook",
-        children=[
-            Nested("grade_items", children=[item]),
-            Nested("grade_letters", children=[letter]),
-        ],
-    )
+    return Nested("activity_gradebook", children=[
+        Nested("grade_items", children=[item]),
+        Nested("grade_letters", children=[letter]),
+    ])
 
 
 def grade_history_structure(ctx: TaskContext) -> Nested:
@@ -225,22 +143,13 @@ def grade_history_structure(ctx: TaskContext) -> Nested:
         "grade_grade",
         attrs=("id",),
         fields=HISTORY_FIELDS,
-        annotate=[
-            ("scalefinal", "rawscaleid"),
-            ("user", "loggeduser"),
-            ("user", "userid"),
-            ("user", "usermodified"),
-        ],
+        annotate=[("scalefinal", "rawscaleid"), ("user", "loggeduser"), ("user", "userid"),
+                  ("user", "usermodified")],
     )
     if ctx.users and ctx.run.setting("grade_histories"):
         ids = [r["id"] for r in _grade_items(ctx)]
-        grade.set_source(
-            Rows(
-                lambda c, _p: (
-                    list(c.reader.rows("grade_grades_history", {"itemid": ids})) if ids else []
-                )
-            )
-        )
+        grade.set_source(Rows(lambda c, _p: list(c.reader.rows(
+            "grade_grades_history", {"itemid": ids})) if ids else []))
     else:
         grade.set_source(Rows(lambda _c, _p: []))
     grade.annotate_files("grade", "historyfeedback", "id")
@@ -255,24 +164,14 @@ def grading_structure(ctx: TaskContext) -> Nested:
         "area",
         attrs=("id",),
         fields=("areaname", "activemethod"),
-        source=Table(
-            "grading_areas",
-            {"contextid": Param("contextid"), "component": "mod_" + str(ctx.param("modulename"))},
-        ),
+        source=Table("grading_areas", {"contextid": Param("contextid"),
+                                       "component": "mod_" + str(ctx.param("modulename"))}),
     )
     definition = Nested(
         "definition",
         attrs=("id",),
-        fields=(
-            "method",
-            "name",
-            "description",
-            "descriptionformat",
-            "status",
-            "timecreated",
-            "timemodified",
-            "options",
-        ),
+        fields=("method", "name", "description", "descriptionformat", "status",
+                "timecreated", "timemodified", "options"),
         source=Table("grading_definitions", {"areaid": Up("id")}),
     )
     definition.annotate_files("grading", "description", "id")
@@ -284,15 +183,8 @@ def grading_structure(ctx: TaskContext) -> Nested:
     instance = Nested(
         "instance",
         attrs=("id",),
-        fields=(
-            "raterid",
-            "itemid",
-            "rawgrade",
-            "status",
-            "feedback",
-            "feedbackformat",
-            "timemodified",
-        ),
+        fields=("raterid", "itemid", "rawgrade", "status", "feedback", "feedbackformat",
+                "timemodified"),
         source=Table("grading_instances", {"definitionid": Up("id")}),
         userinfo=True,
         annotate=[("user", "raterid")],

@@ -23,17 +23,8 @@ from coursevault.structure.engine import Instance
 from coursevault.structure.registry import Plugin, Step
 
 # backup_helper::get_inforef_itemnames(), in the order inforef.xml lists them
-INFOREF_ITEMS = (
-    "user",
-    "grouping",
-    "group",
-    "role",
-    "file",
-    "scale",
-    "outcome",
-    "grade_item",
-    "question_category",
-)
+INFOREF_ITEMS = ("user", "grouping", "group", "role", "file", "scale", "outcome",
+                 "grade_item", "question_category")
 
 
 def steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
@@ -46,9 +37,8 @@ def steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
     found.append(Step("filters.xml", build=filters_structure, when="filters"))
     found.append(Step("comments.xml", build=comments_structure, when="comments"))
     if _site_config(ctx, "enablecompletion") not in (None, "", "0"):
-        found.append(
-            Step("completion.xml", build=userscompletion_structure, when="userscompletion")
-        )
+        found.append(Step("completion.xml", build=userscompletion_structure,
+                          when="userscompletion"))
     found.append(Step("calendar.xml", build=calendar_structure, when="calendarevents"))
     found += activity_grades.competency_steps(ctx)
     found += activity_grades.grade_steps(ctx, plugin)
@@ -75,27 +65,11 @@ def module_structure(ctx: TaskContext) -> Nested:
         "module",
         attrs=("id", "version"),
         fields=(
-            "modulename",
-            "sectionid",
-            "sectionnumber",
-            "idnumber",
-            "added",
-            "score",
-            "indent",
-            "visible",
-            "visibleoncoursepage",
-            "visibleold",
-            "groupmode",
-            "groupingid",
-            "completion",
-            "completiongradeitemnumber",
-            "completionpassgrade",
-            "completionview",
-            "completionexpected",
-            "availability",
-            "showdescription",
-            "downloadcontent",
-            "lang",
+            "modulename", "sectionid", "sectionnumber", "idnumber", "added", "score",
+            "indent", "visible", "visibleoncoursepage", "visibleold", "groupmode",
+            "groupingid", "completion", "completiongradeitemnumber", "completionpassgrade",
+            "completionview", "completionexpected", "availability", "showdescription",
+            "downloadcontent", "lang",
         ),
         source=Rows(_module_rows),
         annotate=[("grouping", "groupingid")],
@@ -116,32 +90,24 @@ def module_structure(ctx: TaskContext) -> Nested:
 
 
 def _module_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
-    rows = list(
-        ctx.reader.sql(
-            "SELECT cm.*, cp.value AS version, m.name AS modulename, s.id AS sectionid,"
-            " s.section AS sectionnumber"
-            " FROM {course_modules} cm"
-            " JOIN {modules} m ON m.id = cm.module"
-            " JOIN {config_plugins} cp ON cp.plugin = CONCAT('mod_', m.name) AND cp.name = 'version'"
-            " JOIN {course_sections} s ON s.id = cm.section"
-            " WHERE cm.id = ?",
-            [ctx.param("moduleid")],
-        )
-    )
+    rows = list(ctx.reader.sql(
+        "SELECT cm.*, cp.value AS version, m.name AS modulename, s.id AS sectionid,"
+        " s.section AS sectionnumber"
+        " FROM {course_modules} cm"
+        " JOIN {modules} m ON m.id = cm.module"
+        " JOIN {config_plugins} cp ON cp.plugin = CONCAT('mod_', m.name) AND cp.name = 'version'"
+        " JOIN {course_sections} s ON s.id = cm.section"
+        " WHERE cm.id = ?",
+        [ctx.param("moduleid")],
+    ))
     if ctx.run.setting("groups"):
         for row in rows:
             if row.get("groupingid") not in (None, "", "0"):
-                ctx.annotate(
-                    "group",
-                    (
-                        r["groupid"]
-                        for r in ctx.reader.rows(
-                            "groupings_groups",
-                            {"groupingid": row["groupingid"]},
-                            columns=("groupid",),
-                        )
-                    ),
-                )
+                ctx.annotate("group", (
+                    r["groupid"] for r in ctx.reader.rows(
+                        "groupings_groups", {"groupingid": row["groupingid"]},
+                        columns=("groupid",))
+                ))
     return rows
 
 
@@ -158,28 +124,18 @@ def roles_structure(ctx: TaskContext) -> Nested:
     assignment = Nested(
         "assignment",
         attrs=("id",),
-        fields=(
-            "roleid",
-            "userid",
-            "timemodified",
-            "modifierid",
-            "component",
-            "itemid",
-            "sortorder",
-        ),
+        fields=("roleid", "userid", "timemodified", "modifierid", "component", "itemid",
+                "sortorder"),
         annotate=[("role", "roleid"), ("user", "userid")],
     )
     if ctx.run.setting("role_assignments"):
         assignment.set_source(Table("role_assignments", {"contextid": Param("contextid")}))
     else:
         assignment.set_source(Rows(lambda _ctx, _parent: []))
-    return Nested(
-        "roles",
-        children=[
-            Nested("role_overrides", children=[override]),
-            Nested("role_assignments", children=[assignment]),
-        ],
-    )
+    return Nested("roles", children=[
+        Nested("role_overrides", children=[override]),
+        Nested("role_assignments", children=[assignment]),
+    ])
 
 
 def filters_structure(ctx: TaskContext) -> Nested:
@@ -195,13 +151,10 @@ def filters_structure(ctx: TaskContext) -> Nested:
         fields=("filter", "name", "value"),
         source=Table("filter_config", {"contextid": Param("contextid")}, order="filter, name"),
     )
-    return Nested(
-        "filters",
-        children=[
-            Nested("filter_actives", children=[active]),
-            Nested("filter_configs", children=[config]),
-        ],
-    )
+    return Nested("filters", children=[
+        Nested("filter_actives", children=[active]),
+        Nested("filter_configs", children=[config]),
+    ])
 
 
 def comments_structure(ctx: TaskContext) -> Nested:
@@ -209,7 +162,8 @@ def comments_structure(ctx: TaskContext) -> Nested:
     comment = Nested(
         "comment",
         attrs=("id",),
-        fields=("component", "commentarea", "itemid", "content", "format", "userid", "timecreated"),
+        fields=("component", "commentarea", "itemid", "content", "format", "userid",
+                "timecreated"),
         source=Table("comments", {"contextid": Param("contextid")}),
         annotate=[("user", "userid")],
     )
@@ -232,13 +186,9 @@ def userscompletion_structure(ctx: TaskContext) -> Nested:
         source=Table("course_modules_viewed", {"coursemoduleid": Param("moduleid")}),
         annotate=[("user", "userid")],
     )
-    return Nested(
-        "completions",
-        children=[
-            completion,
-            Nested("completionviews", children=[view]),
-        ],
-    )
+    return Nested("completions", children=[
+        completion, Nested("completionviews", children=[view]),
+    ])
 
 
 def calendar_structure(ctx: TaskContext) -> Nested:
@@ -246,28 +196,10 @@ def calendar_structure(ctx: TaskContext) -> Nested:
     event = Nested(
         "event",
         attrs=("id",),
-        fields=(
-            "name",
-            "description",
-            "format",
-            "courseid",
-            "groupid",
-            "userid",
-            "repeatid",
-            "modulename",
-            "instance",
-            "type",
-            "eventtype",
-            "timestart",
-            "timeduration",
-            "timesort",
-            "visible",
-            "uuid",
-            "sequence",
-            "timemodified",
-            "priority",
-            "location",
-        ),
+        fields=("name", "description", "format", "courseid", "groupid", "userid", "repeatid",
+                "modulename", "instance", "type", "eventtype", "timestart", "timeduration",
+                "timesort", "visible", "uuid", "sequence", "timemodified", "priority",
+                "location"),
         source=Rows(_event_rows),
         annotate=[("user", "userid"), ("group", "groupid")],
     )
@@ -291,16 +223,8 @@ def xapistate_structure(ctx: TaskContext) -> Nested:
     state = Nested(
         "state",
         attrs=("id",),
-        fields=(
-            "component",
-            "userid",
-            "itemid",
-            "stateid",
-            "statedata",
-            "registration",
-            "timecreated",
-            "timemodified",
-        ),
+        fields=("component", "userid", "itemid", "stateid", "statedata", "registration",
+                "timecreated", "timemodified"),
         source=Table("xapi_states", {"itemid": Param("contextid")}),
         userinfo=True,
         annotate=[("user", "userid")],

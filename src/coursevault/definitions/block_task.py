@@ -27,18 +27,9 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Row, Rows, Table, Up
 from coursevault.structure.registry import Plugin, Step
 
-BLOCK_FIELDS = (
-    "blockname",
-    "parentcontextid",
-    "showinsubcontexts",
-    "pagetypepattern",
-    "subpagepattern",
-    "defaultregion",
-    "defaultweight",
-    "configdata",
-    "timecreated",
-    "timemodified",
-)
+BLOCK_FIELDS = ("blockname", "parentcontextid", "showinsubcontexts", "pagetypepattern",
+                "subpagepattern", "defaultregion", "defaultweight", "configdata",
+                "timecreated", "timemodified")
 
 
 def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
@@ -70,19 +61,15 @@ def block_structure(ctx: TaskContext, plugin: Plugin | None) -> Nested:
         block_row["configdata"] = encode_configdata(ctx, block_row.get("configdata"), encoded)
     block_row["contextid"] = ctx.param("contextid")
     block_row["version"] = _block_version(ctx, str(row["blockname"]))
-    areas = [
-        FileArea("block_" + str(row["blockname"]), area) for area in extra.get("fileareas", ())
-    ]
+    areas = [FileArea("block_" + str(row["blockname"]), area)
+             for area in extra.get("fileareas", ())]
     block = Nested(
-        "block",
-        attrs=("id", "contextid", "version"),
-        fields=BLOCK_FIELDS,
+        "block", attrs=("id", "contextid", "version"), fields=BLOCK_FIELDS,
         source=Rows(lambda _ctx, _parent: [block_row]),
         files=areas,
     )
     position = Nested(
-        "block_position",
-        attrs=("id",),
+        "block_position", attrs=("id",),
         fields=("contextid", "pagetype", "subpage", "visible", "region", "weight"),
         source=Table("block_positions", {"blockinstanceid": Up("id")}),
     )
@@ -94,12 +81,14 @@ def _block_version(ctx: TaskContext, blockname: str) -> str:
     the plugin is not installed."""
     versions: dict[str, str] = ctx.run.memo.setdefault("block_versions", {})
     if blockname not in versions:
-        row = ctx.reader.one("config_plugins", {"plugin": "block_" + blockname, "name": "version"})
+        row = ctx.reader.one("config_plugins", {"plugin": "block_" + blockname,
+                                                "name": "version"})
         versions[blockname] = str(row["value"]) if row and row["value"] is not None else ""
     return versions[blockname]
 
 
-def encode_configdata(ctx: TaskContext, configdata: str | None, attributes: tuple[str, ...]) -> str:
+def encode_configdata(ctx: TaskContext, configdata: str | None,
+                       attributes: tuple[str, ...]) -> str:
     """What ``backup_block_instance_structure_step`` makes of configdata when
     the block has attributes to encode: ``unserialize_object`` (an array of
     the top-level properties, PHP incomplete classes dropped), each listed
@@ -158,8 +147,7 @@ def _transform(ctx: TaskContext, value: phpserial.PhpValue) -> phpserial.PhpValu
     if value == b"" or len(value) < 32 or _is_numeric(value):
         return value
     return _transformer(ctx)(value.decode("utf-8", "surrogateescape")).encode(
-        "utf-8", "surrogateescape"
-    )
+        "utf-8", "surrogateescape")
 
 
 # PHP 8's numeric strings: optional surrounding whitespace, decimal or exponent form

@@ -17,67 +17,40 @@ from coursevault.structure.registry import Step
 # run.memo key: annotations made after a task's inforef was written, which
 # Moodle's next inforef lists (they are still in backup_ids_temp unmoved)
 PENDING_INFOREF = "inforef_pending"
-INFOREF_ITEMS = (
-    "user",
-    "grouping",
-    "group",
-    "role",
-    "file",
-    "scale",
-    "outcome",
-    "grade_item",
-    "question_category",
-)
-
-
+INFOREF_ITEMS = ("user", "grouping", "group", "role", "file", "scale", "outcome",
+                 "grade_item", "question_category")
 def roles_structure(ctx: TaskContext) -> Nested:
     """roles.xml: the context's role overrides always, its role assignments
     when the ``role_assignments`` setting is on; both in the database's
     order, annotating roles and users."""
     override = Nested(
-        "override",
-        attrs=("id",),
+        "override", attrs=("id",),
         fields=("roleid", "capability", "permission", "timemodified", "modifierid"),
         source=Table("role_capabilities", {"contextid": Param("contextid")}),
         annotate=[("role", "roleid")],
     )
     assignment = Nested(
-        "assignment",
-        attrs=("id",),
-        fields=(
-            "roleid",
-            "userid",
-            "timemodified",
-            "modifierid",
-            "component",
-            "itemid",
-            "sortorder",
-        ),
-        source=(
-            Table("role_assignments", {"contextid": Param("contextid")})
-            if ctx.run.setting("role_assignments")
-            else None
-        ),
+        "assignment", attrs=("id",),
+        fields=("roleid", "userid", "timemodified", "modifierid", "component", "itemid",
+                "sortorder"),
+        source=(Table("role_assignments", {"contextid": Param("contextid")})
+                if ctx.run.setting("role_assignments") else None),
         annotate=[("role", "roleid"), ("user", "userid")],
     )
     assignments = Nested("role_assignments")
     if assignment.source is not None:
         assignments.add(assignment)
-    return Nested(
-        "roles",
-        children=[
-            Nested("role_overrides", children=[override]),
-            assignments,
-        ],
-    )
+    return Nested("roles", children=[
+        Nested("role_overrides", children=[override]), assignments,
+    ])
 
 
 def comments_structure(ctx: TaskContext) -> Nested:
     """comments.xml: every comment made in the context, annotating users."""
     comment = Nested(
-        "comment",
-        attrs=("id",),
-        fields=("component", "commentarea", "itemid", "content", "format", "userid", "timecreated"),
+        "comment", attrs=("id",),
+        fields=("component", "commentarea", "itemid", "content", "format", "userid",
+                "timecreated"),
         source=Table("comments", {"contextid": Param("contextid")}),
         annotate=[("user", "userid")],
     )

@@ -24,8 +24,7 @@ def legacy_logs_structure(ctx: TaskContext, cmid: str = "0") -> Nested:
     """logs.xml: the legacy ``log`` rows of the course with ``cmid`` (0 for
     the course's own, the module's id for an activity's)."""
     log = Nested(
-        "log",
-        attrs=("id",),
+        "log", attrs=("id",),
         fields=("time", "userid", "ip", "module", "action", "url", "info"),
         source=Table("log", {"course": Param("courseid"), "cmid": cmid}),
     )
@@ -42,26 +41,10 @@ def logstores_structure(ctx: TaskContext) -> Nested:
     """logstores.xml: ``<logstore>`` with logstore_standard's subplugin
     wrapper and the standard log's events of the task's context."""
     event = Nested(
-        "logstore_standard_log",
-        attrs=("id",),
-        fields=(
-            "eventname",
-            "component",
-            "action",
-            "target",
-            "objecttable",
-            "objectid",
-            "crud",
-            "edulevel",
-            "contextid",
-            "userid",
-            "relateduserid",
-            "anonymous",
-            "other",
-            "timecreated",
-            "ip",
-            "realuserid",
-        ),
+        "logstore_standard_log", attrs=("id",),
+        fields=("eventname", "component", "action", "target", "objecttable", "objectid",
+                "crud", "edulevel", "contextid", "userid", "relateduserid", "anonymous",
+                "other", "timecreated", "ip", "realuserid"),
         source=Table("logstore_standard_log", {"contextid": Param("contextid")}),
         compute={"other": _base64_other},
     )
@@ -72,9 +55,7 @@ def logstores_structure(ctx: TaskContext) -> Nested:
 def loglastaccess_structure(ctx: TaskContext) -> Nested:
     """loglastaccess.xml: the course's ``user_lastaccess`` rows."""
     lastaccess = Nested(
-        "lastaccess",
-        attrs=("id",),
-        fields=("userid", "timeaccess"),
+        "lastaccess", attrs=("id",), fields=("userid", "timeaccess"),
         source=Table("user_lastaccess", {"courseid": Param("courseid")}),
     )
     return Nested("lastaccesses", children=[lastaccess])

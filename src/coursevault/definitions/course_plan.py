@@ -43,9 +43,8 @@ def _contexts_below(reader: SiteReader, coursectx: str) -> dict[tuple[int, str],
     top = reader.one("context", {"id": coursectx})
     path = str(top["path"]) if top is not None else ""
     found = {}
-    for row in reader.sql(
-        "SELECT id, contextlevel, instanceid FROM {context} WHERE path LIKE ?", [path + "/%"]
-    ):
+    for row in reader.sql("SELECT id, contextlevel, instanceid FROM {context} WHERE path LIKE ?",
+                          [path + "/%"]):
         found[(int(str(row["contextlevel"])), str(row["instanceid"]))] = str(row["id"])
     return found
 
@@ -72,15 +71,11 @@ def course_plan(run: BackupRun) -> list[Task]:
     for section in reader.rows("course_sections", {"course": courseid}, order="section"):
         sequence = str(section["sequence"] or "")
         sid = str(section["id"])
-        tasks.append(
-            Task(
-                f"section {section['section']}",
-                f"sections/section_{sid}",
-                {**base, "contextid": coursectx, "sectionid": sid},
-                section_task.steps,
-                facts={"sectionid": sid, "number": str(section["section"])},
-            )
-        )
+        tasks.append(Task(
+            f"section {section['section']}", f"sections/section_{sid}",
+            {**base, "contextid": coursectx, "sectionid": sid}, section_task.steps,
+            facts={"sectionid": sid, "number": str(section["section"])},
+        ))
         for cmid in sequence.split(","):
             cm = modules.get(cmid)
             if cm is None:
@@ -90,26 +85,16 @@ def course_plan(run: BackupRun) -> list[Task]:
                 left_out.setdefault(str(cm["modname"]), []).append(cmid)
                 continue
             tasks.append(_activity_task(run, base, cm, sid, plugin))
-            tasks.extend(
-                _block_tasks(
-                    run,
-                    base,
-                    _context(run, CONTEXT_MODULE, cmid),
-                    f"activities/{cm['modname']}_{cmid}/blocks",
-                )
-            )
+            tasks.extend(_block_tasks(run, base, _context(run, CONTEXT_MODULE, cmid),
+                                      f"activities/{cm['modname']}_{cmid}/blocks"))
     for modname, cmids in sorted(left_out.items()):
         run.warnings.append(
             f"no definition for mod_{modname}: {len(cmids)} activit"
             f"{'y' if len(cmids) == 1 else 'ies'} left out of the backup "
-            f"(course module {', '.join(cmids)})"
-        )
+            f"(course module {', '.join(cmids)})")
     tasks.extend(_block_tasks(run, base, coursectx, "course/blocks"))
-    tasks.append(
-        Task(
-            "final", "", {**base, "contextid": coursectx}, final_task.steps, extra=final_task.files
-        )
-    )
+    tasks.append(Task("final", "", {**base, "contextid": coursectx}, final_task.steps,
+                      extra=final_task.files))
     run.memo["tasks"] = tasks
     return tasks
 
@@ -131,9 +116,8 @@ def _modules_by_id(reader: SiteReader, courseid: str) -> dict[str, Row]:
     for modname, cms in by_module.items():
         titles = {
             str(r["id"]): str(r.get("name") or "")
-            for r in reader.rows(
-                modname, {"id": [str(cm["instance"]) for cm in cms]}, columns=("id", "name")
-            )
+            for r in reader.rows(modname, {"id": [str(cm["instance"]) for cm in cms]},
+                                 columns=("id", "name"))
         }
         for cm in cms:
             cm["title"] = titles.get(str(cm["instance"]), "")
@@ -146,44 +130,29 @@ def _activity_task(
     cmid, modname = str(cm["id"]), str(cm["modname"])
     title = str(cm.get("title") or "")
     return Task(
-        f"{modname} {cmid}",
-        f"activities/{modname}_{cmid}",
-        {
-            **base,
-            "contextid": _context(run, CONTEXT_MODULE, cmid),
-            "moduleid": cmid,
-            "activityid": str(cm["instance"]),
-            "modulename": modname,
-            "sectionid": sectionid,
-        },
+        f"{modname} {cmid}", f"activities/{modname}_{cmid}",
+        {**base, "contextid": _context(run, CONTEXT_MODULE, cmid),
+         "moduleid": cmid, "activityid": str(cm["instance"]), "modulename": modname,
+         "sectionid": sectionid},
         lambda ctx: activity_task.steps(ctx, plugin),
-        facts={"moduleid": cmid, "sectionid": sectionid, "modulename": modname, "title": title},
+        facts={"moduleid": cmid, "sectionid": sectionid, "modulename": modname,
+               "title": title},
     )
 
 
-def _block_tasks(
-    run: BackupRun, base: dict[str, str], parentctx: str, directory: str
-) -> list[Task]:
+def _block_tasks(run: BackupRun, base: dict[str, str], parentctx: str, directory: str) -> list[Task]:
     plugins = registry.blocks()
     tasks = []
     for block in run.reader.rows("block_instances", {"parentcontextid": parentctx}, order="id"):
         bid, name = str(block["id"]), str(block["blockname"])
         plugin = plugins.get(name)
-        tasks.append(
-            Task(
-                f"block {name} {bid}",
-                f"{directory}/{name}_{bid}",
-                {
-                    **base,
-                    "contextid": _context(run, CONTEXT_BLOCK, bid),
-                    "blockid": bid,
-                    "blockname": name,
-                    "parentcontextid": parentctx,
-                },
-                _block_steps(plugin),
-                facts={"blockid": bid, "blockname": name},
-            )
-        )
+        tasks.append(Task(
+            f"block {name} {bid}", f"{directory}/{name}_{bid}",
+            {**base, "contextid": _context(run, CONTEXT_BLOCK, bid), "blockid": bid,
+             "blockname": name, "parentcontextid": parentctx},
+            _block_steps(plugin),
+            facts={"blockid": bid, "blockname": name},
+        ))
     return tasks
 
 

@@ -43,11 +43,9 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
     if ctx.run.setting("calendarevents"):
         found.append(Step("calendar.xml", build=cs.calendar_structure))
     if ctx.run.setting("logs"):
-        found += [
-            Step("logs.xml", build=course_logs.legacy_logs_structure),
-            Step("logstores.xml", build=course_logs.logstores_structure),
-            Step("loglastaccess.xml", build=course_logs.loglastaccess_structure),
-        ]
+        found += [Step("logs.xml", build=course_logs.legacy_logs_structure),
+                  Step("logstores.xml", build=course_logs.logstores_structure),
+                  Step("loglastaccess.xml", build=course_logs.loglastaccess_structure)]
     if cs.competencies_enabled(ctx):
         found.append(Step("competencies.xml", build=cs.competencies_structure))
     if cs.completion_enabled(ctx):
@@ -66,37 +64,19 @@ def _annotate_between(ctx: TaskContext) -> None:
     reader, courseid = ctx.reader, ctx.param("courseid")
     _annotate_enrol_custom_fields(ctx)
     if ctx.run.setting("groups"):
-        ctx.annotate(
-            "group",
-            (r["id"] for r in reader.rows("groups", {"courseid": courseid}, columns=("id",))),
-        )
-        ctx.annotate(
-            "grouping",
-            (r["id"] for r in reader.rows("groupings", {"courseid": courseid}, columns=("id",))),
-        )
+        ctx.annotate("group", (r["id"] for r in reader.rows(
+            "groups", {"courseid": courseid}, columns=("id",))))
+        ctx.annotate("grouping", (r["id"] for r in reader.rows(
+            "groupings", {"courseid": courseid}, columns=("id",))))
         groupings = ctx.ids.get("grouping")
         if groupings:
-            ctx.annotate(
-                "group",
-                (
-                    r["groupid"]
-                    for r in reader.rows(
-                        "groupings_groups", {"groupingid": groupings}, columns=("groupid",)
-                    )
-                ),
-            )
+            ctx.annotate("group", (r["groupid"] for r in reader.rows(
+                "groupings_groups", {"groupingid": groupings}, columns=("groupid",))))
     if ctx.run.setting("questionbank"):
         # backup_question_dbops::calculate_question_categories for the course
         # context: no question is annotated yet, so only its own categories
-        ctx.annotate(
-            "question_category",
-            (
-                r["id"]
-                for r in reader.rows(
-                    "question_categories", {"contextid": ctx.param("contextid")}, columns=("id",)
-                )
-            ),
-        )
+        ctx.annotate("question_category", (r["id"] for r in reader.rows(
+            "question_categories", {"contextid": ctx.param("contextid")}, columns=("id",))))
 
 
 # enrol plugins whose backup_annotate_custom_fields annotates customint2 as a group
@@ -111,16 +91,9 @@ def _annotate_enrol_custom_fields(ctx: TaskContext) -> None:
     enabled = set(str(row["value"] or "").split(",")) if row else set()
     wanted = enabled.intersection(_ENROL_GROUP_FIELD)
     if wanted:
-        ctx.annotate(
-            "group",
-            (
-                r["customint2"]
-                for r in ctx.reader.rows(
-                    "enrol", {"courseid": ctx.param("courseid")}, columns=("enrol", "customint2")
-                )
-                if r["enrol"] in wanted
-            ),
-        )
+        ctx.annotate("group", (r["customint2"] for r in ctx.reader.rows(
+            "enrol", {"courseid": ctx.param("courseid")}, columns=("enrol", "customint2"))
+            if r["enrol"] in wanted))
 
 
 def _after(
@@ -167,7 +140,6 @@ def encode_links(content: str, link: LinkContext) -> str:
                 base = _php_urlencode(base)
             if base not in content:
                 continue
-            content = re.sub(
-                "(" + re.escape(base) + ")([0-9]+)", "$@" + name + r"*\g<2>@$", content
-            )
+            content = re.sub("(" + re.escape(base) + ")([0-9]+)",
+                             "$@" + name + r"*\g<2>@$", content)
     return content

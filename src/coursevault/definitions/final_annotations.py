@@ -24,17 +24,8 @@ from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 
 # backup_helper::get_inforef_itemnames(): what the migrate steps move
-INFOREF_ITEMS = (
-    "user",
-    "grouping",
-    "group",
-    "role",
-    "file",
-    "scale",
-    "outcome",
-    "grade_item",
-    "question_category",
-)
+INFOREF_ITEMS = ("user", "grouping", "group", "role", "file", "scale", "outcome",
+                 "grade_item", "question_category")
 
 
 @dataclass
@@ -54,7 +45,7 @@ def _replay(ctx: TaskContext) -> _Replay:
             table.move_to_final(INFOREF_ITEMS)
         replay = memo["final_temptable"] = _Replay(table)
     table = replay.table
-    table.insert_all(ctx.ids.order[replay.done :])
+    table.insert_all(ctx.ids.order[replay.done:])
     replay.done = len(ctx.ids.order)
     return replay
 
@@ -75,7 +66,7 @@ def rows_by_ids(ctx: TaskContext, sql: str, ids: Sequence[str], key: str = "id")
     hands the rows back in annotation order."""
     found: dict[str, Row] = {}
     for start in range(0, len(ids), 500):
-        batch = ids[start : start + 500]
+        batch = ids[start:start + 500]
         marks = ", ".join("?" for _ in batch)
         for row in ctx.reader.sql(f"{sql} ({marks})", list(batch)):
             found[str(row[key])] = row

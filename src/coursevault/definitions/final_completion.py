@@ -20,63 +20,33 @@ def completion_included(ctx: TaskContext) -> bool:
 def completion_structure(ctx: TaskContext) -> Nested:
     users = ctx.run.setting("userscompletion")
     critcompl = Nested(
-        "course_completion_crit_compl",
-        attrs=("id",),
+        "course_completion_crit_compl", attrs=("id",),
         fields=("criteriaid", "userid", "gradefinal", "timecompleted"),
-        source=Table("course_completion_crit_compl", {"criteriaid": Up("id")}) if users else None,
-        annotate=[("user", "userid")],
-    )
+        source=Table("course_completion_crit_compl", {"criteriaid": Up("id")})
+        if users else None,
+        annotate=[("user", "userid")])
     criteria = Nested(
-        "course_completion_criteria",
-        attrs=("id",),
-        fields=(
-            "course",
-            "criteriatype",
-            "module",
-            "moduleinstance",
-            "courseinstanceshortname",
-            "enrolperiod",
-            "timeend",
-            "gradepass",
-            "role",
-            "roleshortname",
-        ),
-        source=Sql(
-            "SELECT ccc.*, c.shortname AS courseinstanceshortname, "
-            "r.shortname AS roleshortname FROM {course_completion_criteria} ccc "
-            "LEFT JOIN {course} c ON c.id = ccc.courseinstance "
-            "LEFT JOIN {role} r ON r.id = ccc.role WHERE ccc.course = ?",
-            [Param("courseid")],
-        ),
+        "course_completion_criteria", attrs=("id",),
+        fields=("course", "criteriatype", "module", "moduleinstance", "courseinstanceshortname",
+                "enrolperiod", "timeend", "gradepass", "role", "roleshortname"),
+        source=Sql("SELECT ccc.*, c.shortname AS courseinstanceshortname, "
+                   "r.shortname AS roleshortname FROM {course_completion_criteria} ccc "
+                   "LEFT JOIN {course} c ON c.id = ccc.courseinstance "
+                   "LEFT JOIN {role} r ON r.id = ccc.role WHERE ccc.course = ?",
+                   [Param("courseid")]),
         annotate=[("role", "role")],
-        children=[
-            Nested("course_completion_crit_completions", children=[critcompl] if users else [])
-        ],
-    )
+        children=[Nested("course_completion_crit_completions",
+                         children=[critcompl] if users else [])])
     children = [criteria]
     if users:
-        children.append(
-            Nested(
-                "course_completions",
-                attrs=("id",),
-                fields=(
-                    "userid",
-                    "course",
-                    "timeenrolled",
-                    "timestarted",
-                    "timecompleted",
-                    "reaggregate",
-                ),
-                source=Table("course_completions", {"course": Param("courseid")}),
-                annotate=[("user", "userid")],
-            )
-        )
-    children.append(
-        Nested(
-            "course_completion_aggr_methd",
-            attrs=("id",),
-            fields=("course", "criteriatype", "method", "value"),
-            source=Table("course_completion_aggr_methd", {"course": Param("courseid")}),
-        )
-    )
+        children.append(Nested(
+            "course_completions", attrs=("id",),
+            fields=("userid", "course", "timeenrolled", "timestarted", "timecompleted",
+                    "reaggregate"),
+            source=Table("course_completions", {"course": Param("courseid")}),
+            annotate=[("user", "userid")]))
+    children.append(Nested(
+        "course_completion_aggr_methd", attrs=("id",),
+        fields=("course", "criteriatype", "method", "value"),
+        source=Table("course_completion_aggr_methd", {"course": Param("courseid")})))
     return Nested("course_completion", children=children)

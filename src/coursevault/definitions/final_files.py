@@ -23,26 +23,9 @@ from coursevault.structure.engine import Instance
 from coursevault.structure.plan import FileRef, Member
 
 FILE_FIELDS = (
-    "contenthash",
-    "contextid",
-    "component",
-    "filearea",
-    "itemid",
-    "filepath",
-    "filename",
-    "userid",
-    "filesize",
-    "mimetype",
-    "status",
-    "timecreated",
-    "timemodified",
-    "source",
-    "author",
-    "license",
-    "sortorder",
-    "repositorytype",
-    "repositoryid",
-    "reference",
+    "contenthash", "contextid", "component", "filearea", "itemid", "filepath", "filename",
+    "userid", "filesize", "mimetype", "status", "timecreated", "timemodified", "source",
+    "author", "license", "sortorder", "repositorytype", "repositoryid", "reference",
 )
 _MEMO = "final_files"
 
@@ -52,13 +35,11 @@ def file_rows(ctx: TaskContext) -> list[Row]:
     memo = ctx.run.memo
     if _MEMO not in memo:
         memo[_MEMO] = rows_by_ids(
-            ctx,
-            "SELECT f.*, r.type AS repositorytype, fr.repositoryid, fr.reference "
+            ctx, "SELECT f.*, r.type AS repositorytype, fr.repositoryid, fr.reference "
             "FROM {files} f LEFT JOIN {files_reference} fr ON fr.id = f.referencefileid "
             "LEFT JOIN {repository_instances} ri ON ri.id = fr.repositoryid "
             "LEFT JOIN {repository} r ON r.id = ri.typeid WHERE f.id IN",
-            final_ids(ctx, "file", migrated=True),
-        )
+            final_ids(ctx, "file", migrated=True))
     rows: list[Row] = memo[_MEMO]
     return rows
 
@@ -67,9 +48,8 @@ def files_structure(ctx: TaskContext) -> Nested:
     def rows(c: TaskContext, _p: Instance | None) -> list[Row]:
         return file_rows(c)
 
-    return Nested(
-        "files", children=[Nested("file", attrs=("id",), fields=FILE_FIELDS, source=Rows(rows))]
-    )
+    return Nested("files", children=[
+        Nested("file", attrs=("id",), fields=FILE_FIELDS, source=Rows(rows))])
 
 
 def references_external(ctx: TaskContext) -> bool:
@@ -98,7 +78,6 @@ def file_members(ctx: TaskContext) -> Iterator[Member]:
             ctx.run.warnings.append(
                 f"Missing file in pool: {row['filepath']}{row['filename']} (context "
                 f"{row['contextid']}, component {row['component']}, filearea "
-                f"{row['filearea']}, itemid {row['itemid']}) [{sha}]"
-            )
+                f"{row['filearea']}, itemid {row['itemid']}) [{sha}]")
             continue
         yield f"files/{sha[0:2]}/{sha}", FileRef(path=path, contenthash=sha, size=size)

@@ -25,103 +25,51 @@ def groups_structure(ctx: TaskContext) -> Nested:
     customfields = include and ctx.run.setting("customfield")
 
     def groups(c: TaskContext, _p: Instance | None) -> list[Row]:
-        return (
-            rows_by_ids(c, "SELECT * FROM {groups} WHERE id IN", final_ids(c, "group"))
-            if include
-            else []
-        )
+        return rows_by_ids(c, "SELECT * FROM {groups} WHERE id IN",
+                           final_ids(c, "group")) if include else []
 
     def groupings(c: TaskContext, _p: Instance | None) -> list[Row]:
-        return (
-            rows_by_ids(c, "SELECT * FROM {groupings} WHERE id IN", final_ids(c, "grouping"))
-            if include
-            else []
-        )
+        return rows_by_ids(c, "SELECT * FROM {groupings} WHERE id IN",
+                           final_ids(c, "grouping")) if include else []
 
     member = Nested(
-        "group_member",
-        attrs=("id",),
-        fields=("userid", "timeadded", "component", "itemid"),
+        "group_member", attrs=("id",), fields=("userid", "timeadded", "component", "itemid"),
         source=Table("groups_members", {"groupid": Up("id")}) if ctx.users else None,
         annotate=[("userfinal", "userid")],
     )
     group = Nested(
-        "group",
-        attrs=("id",),
-        fields=(
-            "name",
-            "idnumber",
-            "description",
-            "descriptionformat",
-            "enrolmentkey",
-            "picture",
-            "visibility",
-            "participation",
-            "timecreated",
-            "timemodified",
-        ),
+        "group", attrs=("id",),
+        fields=("name", "idnumber", "description", "descriptionformat", "enrolmentkey",
+                "picture", "visibility", "participation", "timecreated", "timemodified"),
         source=Rows(groups),
         files=[FileArea("group", "description", "id"), FileArea("group", "icon", "id")],
         children=[Nested("group_members", children=[member] if ctx.users else [])],
     )
     grouping = Nested(
-        "grouping",
-        attrs=("id",),
-        fields=(
-            "name",
-            "idnumber",
-            "description",
-            "descriptionformat",
-            "configdata",
-            "timecreated",
-            "timemodified",
-        ),
+        "grouping", attrs=("id",),
+        fields=("name", "idnumber", "description", "descriptionformat", "configdata",
+                "timecreated", "timemodified"),
         source=Rows(groupings),
         files=[FileArea("grouping", "description", "id")],
-        children=[
-            Nested(
-                "grouping_groups",
-                children=[
-                    Nested(
-                        "grouping_group",
-                        attrs=("id",),
-                        fields=("groupid", "timeadded"),
-                        source=Table("groupings_groups", {"groupingid": Up("id")}),
-                    )
-                ],
-            )
-        ],
+        children=[Nested("grouping_groups", children=[Nested(
+            "grouping_group", attrs=("id",), fields=("groupid", "timeadded"),
+            source=Table("groupings_groups", {"groupingid": Up("id")}))])],
     )
-    group_cf = Nested(
-        "groupcustomfield",
-        attrs=("id",),
-        fields=(*_CUSTOM[1:], "groupid"),
-        source=Rows(lambda c, _p: _custom_fields(c, "group", groups(c, None)))
-        if customfields
-        else None,
-    )
-    grouping_cf = Nested(
-        "groupingcustomfield",
-        attrs=("id",),
-        fields=(*_CUSTOM[1:], "groupingid"),
-        source=Rows(lambda c, _p: _custom_fields(c, "grouping", groupings(c, None)))
-        if customfields
-        else None,
-    )
-    return Nested(
-        "groups",
-        children=[
-            group,
-            Nested("groupcustomfields", children=[group_cf] if customfields else []),
-            Nested(
-                "groupings",
-                children=[
-                    grouping,
-                    Nested("groupingcustomfields", children=[grouping_cf] if customfields else []),
-                ],
-            ),
-        ],
-    )
+    group_cf = Nested("groupcustomfield", attrs=("id",), fields=(*_CUSTOM[1:], "groupid"),
+                      source=Rows(lambda c, _p: _custom_fields(c, "group", groups(c, None)))
+                      if customfields else None)
+    grouping_cf = Nested("groupingcustomfield", attrs=("id",),
+                         fields=(*_CUSTOM[1:], "groupingid"),
+                         source=Rows(lambda c, _p: _custom_fields(
+                             c, "grouping", groupings(c, None))) if customfields else None)
+    return Nested("groups", children=[
+        group,
+        Nested("groupcustomfields", children=[group_cf] if customfields else []),
+        Nested("groupings", children=[
+            grouping,
+            Nested("groupingcustomfields", children=[grouping_cf] if customfields else []),
+        ]),
+    ])
 
 
 def _custom_fields(ctx: TaskContext, area: str, instances: Iterable[Row]) -> list[Row]:
@@ -134,8 +82,7 @@ def _custom_fields(ctx: TaskContext, area: str, instances: Iterable[Row]) -> lis
             "FROM {customfield_data} d JOIN {customfield_field} f ON f.id = d.fieldid "
             "JOIN {customfield_category} c ON c.id = f.categoryid "
             "WHERE c.component = 'core_group' AND c.area = ? AND d.instanceid = ? "
-            "ORDER BY c.sortorder, f.sortorder",
-            [area, instance["id"]],
+            "ORDER BY c.sortorder, f.sortorder", [area, instance["id"]],
         ):
             found.append({**row, area + "id": instance["id"]})
     return found

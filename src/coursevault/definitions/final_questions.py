@@ -17,28 +17,17 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
 
-QUESTION_AREAS = (
-    "questiontext",
-    "generalfeedback",
-    "answer",
-    "answerfeedback",
-    "hint",
-    "correctfeedback",
-    "partiallycorrectfeedback",
-    "incorrectfeedback",
-)
+QUESTION_AREAS = ("questiontext", "generalfeedback", "answer", "answerfeedback", "hint",
+                  "correctfeedback", "partiallycorrectfeedback", "incorrectfeedback")
 
 
 def question_categories(ctx: TaskContext) -> list[Row]:
     """The final categories.  Moodle's join with its temp table returns
     them by category id on every course of the reference site."""
     rows = rows_by_ids(
-        ctx,
-        "SELECT gc.*, contextlevel, instanceid AS contextinstanceid "
+        ctx, "SELECT gc.*, contextlevel, instanceid AS contextinstanceid "
         "FROM {question_categories} gc JOIN {context} co ON co.id = gc.contextid "
-        "WHERE gc.id IN",
-        final_ids(ctx, "question_category"),
-    )
+        "WHERE gc.id IN", final_ids(ctx, "question_category"))
     return sorted(rows, key=lambda r: int(str(r["id"])))
 
 
@@ -52,23 +41,12 @@ def annotate_question_files(ctx: TaskContext) -> None:
         for area in QUESTION_AREAS:
             ctx.annotate("file", ctx.run.files_of(contextid, "question", area))
         # every file of the question types' own components, all areas at once
-        components = sorted(
-            {
-                str(r["component"])
-                for r in ctx.reader.rows("files", {"contextid": contextid}, columns=("component",))
-                if str(r["component"]).startswith("qtype_")
-            }
-        )
+        components = sorted({str(r["component"]) for r in ctx.reader.rows(
+            "files", {"contextid": contextid}, columns=("component",))
+            if str(r["component"]).startswith("qtype_")})
         for component in components:
-            ctx.annotate(
-                "file",
-                [
-                    str(r["id"])
-                    for r in ctx.reader.rows(
-                        "files", {"contextid": contextid, "component": component}, columns=("id",)
-                    )
-                ],
-            )
+            ctx.annotate("file", [str(r["id"]) for r in ctx.reader.rows(
+                "files", {"contextid": contextid, "component": component}, columns=("id",))])
 
 
 def questions_structure(ctx: TaskContext) -> Nested:
@@ -76,90 +54,38 @@ def questions_structure(ctx: TaskContext) -> Nested:
         return question_categories(c)
 
     question = Nested(
-        "question",
-        attrs=("id",),
-        fields=(
-            "parent",
-            "name",
-            "questiontext",
-            "questiontextformat",
-            "generalfeedback",
-            "generalfeedbackformat",
-            "defaultmark",
-            "penalty",
-            "qtype",
-            "length",
-            "stamp",
-            "timecreated",
-            "timemodified",
-            "createdby",
-            "modifiedby",
-        ),
-        source=Sql(
-            "SELECT q.* FROM {question} q "
-            "JOIN {question_versions} qv ON qv.questionid = q.id WHERE qv.id = ?",
-            [Up("id")],
-        ),
+        "question", attrs=("id",),
+        fields=("parent", "name", "questiontext", "questiontextformat", "generalfeedback",
+                "generalfeedbackformat", "defaultmark", "penalty", "qtype", "length", "stamp",
+                "timecreated", "timemodified", "createdby", "modifiedby"),
+        source=Sql("SELECT q.* FROM {question} q "
+                   "JOIN {question_versions} qv ON qv.questionid = q.id WHERE qv.id = ?",
+                   [Up("id")]),
         children=[
-            Nested(
-                "question_hints",
-                children=[
-                    Nested(
-                        "question_hint",
-                        attrs=("id",),
-                        fields=("hint", "hintformat", "shownumcorrect", "clearwrong", "options"),
-                        source=Table("question_hints", {"questionid": Up("id")}, order="id"),
-                    )
-                ],
-            ),
-            Nested(
-                "tags",
-                children=[
-                    Nested(
-                        "tag",
-                        attrs=("id", "contextid"),
-                        fields=("name", "rawname"),
-                        source=Sql(
-                            "SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
-                            "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
-                            "AND ti.itemtype = 'question' AND ti.component = 'core_question'",
-                            [Up("id")],
-                        ),
-                    )
-                ],
-            ),
+            Nested("question_hints", children=[Nested(
+                "question_hint", attrs=("id",),
+                fields=("hint", "hintformat", "shownumcorrect", "clearwrong", "options"),
+                source=Table("question_hints", {"questionid": Up("id")}, order="id"))]),
+            Nested("tags", children=[Nested(
+                "tag", attrs=("id", "contextid"), fields=("name", "rawname"),
+                source=Sql("SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
+                           "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
+                           "AND ti.itemtype = 'question' AND ti.component = 'core_question'",
+                           [Up("id")]))]),
         ],
     )
     version = Nested(
-        "question_versions",
-        attrs=("id",),
-        fields=("version", "status"),
+        "question_versions", attrs=("id",), fields=("version", "status"),
         source=Table("question_versions", {"questionbankentryid": Up("id")}),
-        children=[Nested("questions", children=[question])],
-    )
+        children=[Nested("questions", children=[question])])
     entry = Nested(
-        "question_bank_entry",
-        attrs=("id",),
-        fields=("questioncategoryid", "idnumber", "ownerid"),
+        "question_bank_entry", attrs=("id",), fields=("questioncategoryid", "idnumber", "ownerid"),
         source=Table("question_bank_entries", {"questioncategoryid": Up("id")}),
-        children=[Nested("question_version", children=[version])],
-    )
+        children=[Nested("question_version", children=[version])])
     category = Nested(
-        "question_category",
-        attrs=("id",),
-        fields=(
-            "name",
-            "contextid",
-            "contextlevel",
-            "contextinstanceid",
-            "info",
-            "infoformat",
-            "stamp",
-            "parent",
-            "sortorder",
-            "idnumber",
-        ),
+        "question_category", attrs=("id",),
+        fields=("name", "contextid", "contextlevel", "contextinstanceid", "info", "infoformat",
+                "stamp", "parent", "sortorder", "idnumber"),
         source=Rows(categories),
-        children=[Nested("question_bank_entries", children=[entry])],
-    )
+        children=[Nested("question_bank_entries", children=[entry])])
     return Nested("question_categories", children=[category])

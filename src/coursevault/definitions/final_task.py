@@ -50,10 +50,8 @@ def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
         found.append(Step("users.xml", build=users_structure))
     found.append(Step("roles.xml", build=roles_structure))
     if gradebook_included(ctx):
-        found += [
-            Step("gradebook.xml", build=gradebook_structure),
-            Step("grade_history.xml", build=grade_history_structure),
-        ]
+        found += [Step("gradebook.xml", build=gradebook_structure),
+                  Step("grade_history.xml", build=grade_history_structure)]
     if completion_included(ctx):
         found.append(Step("completion.xml", build=completion_structure))
     if ctx.run.setting("badges"):

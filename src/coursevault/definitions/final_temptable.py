@@ -175,9 +175,5 @@ class TempTableModel:
     def read(self, item: str) -> list[str]:
         """The ids of ``item`` rows in storage order (a sequential scan)."""
         self._touch_all()
-        return [
-            row.itemid
-            for page in self.pages
-            for row in page.rows
-            if row.state == LIVE and row.item == item
-        ]
+        return [row.itemid for page in self.pages for row in page.rows
+                if row.state == LIVE and row.item == item]

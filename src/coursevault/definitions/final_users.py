@@ -20,61 +20,27 @@ from coursevault.structure.engine import Instance
 
 CONTEXT_USER = 30
 _ANON_FIELDS = (
-    "username",
-    "idnumber",
-    "email",
-    "phone1",
-    "phone2",
-    "institution",
-    "department",
-    "address",
-    "city",
-    "country",
-    "lastip",
-    "picture",
-    "description",
-    "descriptionformat",
-    "imagealt",
-    "auth",
+    "username", "idnumber", "email", "phone1", "phone2", "institution", "department",
+    "address", "city", "country", "lastip", "picture", "description", "descriptionformat",
+    "imagealt", "auth",
     # \core_user\fields::get_name_fields()
-    "firstnamephonetic",
-    "lastnamephonetic",
-    "middlename",
-    "alternatename",
-    "firstname",
+    "firstnamephonetic", "lastnamephonetic", "middlename", "alternatename", "firstname",
     "lastname",
 )
 _NORMAL_FIELDS = (
-    "confirmed",
-    "policyagreed",
-    "deleted",
-    "lang",
-    "theme",
-    "timezone",
-    "firstaccess",
-    "lastaccess",
-    "lastlogin",
-    "currentlogin",
-    "mailformat",
-    "maildigest",
-    "maildisplay",
-    "autosubscribe",
-    "trackforums",
-    "timecreated",
-    "timemodified",
-    "trustbitmask",
+    "confirmed", "policyagreed", "deleted", "lang", "theme", "timezone", "firstaccess",
+    "lastaccess", "lastlogin", "currentlogin", "mailformat", "maildigest", "maildisplay",
+    "autosubscribe", "trackforums", "timecreated", "timemodified", "trustbitmask",
 )
 
 
 def user_rows(ctx: TaskContext) -> list[Row]:
     """The final users, each with its user context id and MNet host root."""
     return rows_by_ids(
-        ctx,
-        "SELECT u.*, c.id AS contextid, m.wwwroot AS mnethosturl FROM {user} u "
+        ctx, "SELECT u.*, c.id AS contextid, m.wwwroot AS mnethosturl FROM {user} u "
         f"LEFT JOIN {{context}} c ON c.instanceid = u.id AND c.contextlevel = {CONTEXT_USER} "
         "LEFT JOIN {mnet_host} m ON m.id = u.mnethostid WHERE u.id IN",
-        final_ids(ctx, "user"),
-    )
+        final_ids(ctx, "user"))
 
 
 def annotate_user_files(ctx: TaskContext, users: list[Row]) -> None:
@@ -119,67 +85,40 @@ def users_structure(ctx: TaskContext) -> Nested:
 def _user_children(ctx: TaskContext, anonymize: bool) -> list[Nested]:
     full = not anonymize
     customfield = Nested(
-        "custom_field",
-        attrs=("id",),
-        fields=("field_name", "field_type", "field_data"),
-        source=Sql(
-            "SELECT f.id, f.shortname AS field_name, f.datatype AS field_type, "
-            "d.data AS field_data FROM {user_info_field} f "
-            "JOIN {user_info_data} d ON d.fieldid = f.id WHERE d.userid = ?",
-            [Up("id")],
-        )
-        if full
-        else None,
-    )
+        "custom_field", attrs=("id",), fields=("field_name", "field_type", "field_data"),
+        source=Sql("SELECT f.id, f.shortname AS field_name, f.datatype AS field_type, "
+                   "d.data AS field_data FROM {user_info_field} f "
+                   "JOIN {user_info_data} d ON d.fieldid = f.id WHERE d.userid = ?",
+                   [Up("id")]) if full else None)
     tag = Nested(
-        "tag",
-        attrs=("id",),
-        fields=("name", "rawname"),
-        source=Sql(
-            "SELECT t.id, t.name, t.rawname FROM {tag} t "
-            "JOIN {tag_instance} ti ON ti.tagid = t.id "
-            "WHERE ti.itemtype = 'user' AND ti.itemid = ?",
-            [Up("id")],
-        )
-        if full
-        else None,
-    )
+        "tag", attrs=("id",), fields=("name", "rawname"),
+        source=Sql("SELECT t.id, t.name, t.rawname FROM {tag} t "
+                   "JOIN {tag_instance} ti ON ti.tagid = t.id "
+                   "WHERE ti.itemtype = 'user' AND ti.itemid = ?", [Up("id")]) if full else None)
     # one user's preferences come by the (userid, name) index Moodle's query uses
-    preference = Nested(
-        "preference",
-        attrs=("id",),
-        fields=("name", "value"),
-        source=Table("user_preferences", {"userid": Up("id")}, order="name") if full else None,
-    )
+    preference = Nested("preference", attrs=("id",), fields=("name", "value"),
+                        source=Table("user_preferences", {"userid": Up("id")}, order="name")
+                        if full else None)
     override = Nested(
-        "override",
-        attrs=("id",),
+        "override", attrs=("id",),
         fields=("roleid", "capability", "permission", "timemodified", "modifierid"),
         source=Table("role_capabilities", {"contextid": Up("contextid", element="user")})
-        if full
-        else None,
-        annotate=[("rolefinal", "roleid")] if full else [],
-    )
+        if full else None,
+        annotate=[("rolefinal", "roleid")] if full else [])
     assign = full and ctx.run.setting("role_assignments")
     assignment = Nested(
-        "assignment",
-        attrs=("id",),
+        "assignment", attrs=("id",),
         fields=("roleid", "userid", "timemodified", "modifierid", "component", "sortorder"),
         source=Table("role_assignments", {"contextid": Up("contextid", element="user")})
-        if assign
-        else None,
-    )
+        if assign else None)
     return [
         Nested("custom_fields", children=[customfield] if full else []),
         Nested("tags", children=[tag] if full else []),
         Nested("preferences", children=[preference] if full else []),
-        Nested(
-            "roles",
-            children=[
-                Nested("role_overrides", children=[override] if full else []),
-                Nested("role_assignments", children=[assignment] if assign else []),
-            ],
-        ),
+        Nested("roles", children=[
+            Nested("role_overrides", children=[override] if full else []),
+            Nested("role_assignments", children=[assignment] if assign else []),
+        ]),
     ]
 
 
@@ -190,28 +129,14 @@ def anonymized(row: Row, counter: int) -> Row:
     against a reference backup (the site's backups are not anonymised)."""
     n = str(counter)
     return {
-        "username": "anon" + n,
-        "idnumber": "",
-        "email": f"anon{n}@doesntexist.invalid",
-        "phone1": "",
-        "phone2": "",
-        "institution": "",
-        "department": "",
-        "address": "",
-        "city": "Perth",
-        "country": "AU",
-        "lastip": "127.0.0.1",
-        "picture": "0",
-        "description": "",
-        "descriptionformat": "0",
-        "imagealt": "",
-        "auth": "manual",
-        "firstname": "anonfirstname" + n,
-        "lastname": "anonlastname" + n,
+        "username": "anon" + n, "idnumber": "", "email": f"anon{n}@doesntexist.invalid",
+        "phone1": "", "phone2": "", "institution": "", "department": "", "address": "",
+        "city": "Perth", "country": "AU", "lastip": "127.0.0.1", "picture": "0",
+        "description": "", "descriptionformat": "0", "imagealt": "", "auth": "manual",
+        "firstname": "anonfirstname" + n, "lastname": "anonlastname" + n,
         "firstnamephonetic": "anonfirstnamephonetic" + n,
         "lastnamephonetic": "anonlastnamephonetic" + n,
-        "middlename": "anonmiddlename" + n,
-        "alternatename": "anonalternatename" + n,
+        "middlename": "anonmiddlename" + n, "alternatename": "anonalternatename" + n,
     }
 
 

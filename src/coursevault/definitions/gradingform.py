@@ -35,30 +35,21 @@ def _when_method(method: str) -> Rows:
 
 def rubric_definition(_ctx: TaskContext) -> Nested:
     level = Nested(
-        "level",
-        attrs=("id",),
-        fields=("score", "definition", "definitionformat"),
+        "level", attrs=("id",), fields=("score", "definition", "definitionformat"),
         source=Table("gradingform_rubric_levels", {"criterionid": Up("id")}),
     )
     criterion = Nested(
-        "criterion",
-        attrs=("id",),
-        fields=("sortorder", "description", "descriptionformat"),
+        "criterion", attrs=("id",), fields=("sortorder", "description", "descriptionformat"),
         source=Table("gradingform_rubric_criteria", {"definitionid": Up("id")}),
         children=[Nested("levels", children=[level])],
     )
-    return Nested(
-        "plugin_gradingform_rubric_definition",
-        source=_when_method("rubric"),
-        children=[Nested("criteria", children=[criterion])],
-    )
+    return Nested("plugin_gradingform_rubric_definition", source=_when_method("rubric"),
+                  children=[Nested("criteria", children=[criterion])])
 
 
 def rubric_instance(_ctx: TaskContext) -> Nested:
     filling = Nested(
-        "filling",
-        attrs=("id",),
-        fields=("criterionid", "levelid", "remark", "remarkformat"),
+        "filling", attrs=("id",), fields=("criterionid", "levelid", "remark", "remarkformat"),
         source=Sql(
             "SELECT rf.* FROM {gradingform_rubric_fillings} rf"
             " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
@@ -68,49 +59,29 @@ def rubric_instance(_ctx: TaskContext) -> Nested:
             [Up("id", element="instance")],
         ),
     )
-    return Nested(
-        "plugin_gradingform_rubric_instance",
-        source=_when_method("rubric"),
-        children=[Nested("fillings", children=[filling])],
-    )
+    return Nested("plugin_gradingform_rubric_instance", source=_when_method("rubric"),
+                  children=[Nested("fillings", children=[filling])])
 
 
 def guide_definition(_ctx: TaskContext) -> Nested:
     criterion = Nested(
-        "guidecriterion",
-        attrs=("id",),
-        fields=(
-            "sortorder",
-            "shortname",
-            "description",
-            "descriptionformat",
-            "descriptionmarkers",
-            "descriptionmarkersformat",
-            "maxscore",
-        ),
+        "guidecriterion", attrs=("id",),
+        fields=("sortorder", "shortname", "description", "descriptionformat",
+                "descriptionmarkers", "descriptionmarkersformat", "maxscore"),
         source=Table("gradingform_guide_criteria", {"definitionid": Up("id")}),
     )
     comment = Nested(
-        "guidecomment",
-        attrs=("id",),
-        fields=("sortorder", "description", "descriptionformat"),
+        "guidecomment", attrs=("id",), fields=("sortorder", "description", "descriptionformat"),
         source=Table("gradingform_guide_comments", {"definitionid": Up("id")}),
     )
-    return Nested(
-        "plugin_gradingform_guide_definition",
-        source=_when_method("guide"),
-        children=[
-            Nested("guidecriteria", children=[criterion]),
-            Nested("guidecomments", children=[comment]),
-        ],
-    )
+    return Nested("plugin_gradingform_guide_definition", source=_when_method("guide"),
+                  children=[Nested("guidecriteria", children=[criterion]),
+                            Nested("guidecomments", children=[comment])])
 
 
 def guide_instance(_ctx: TaskContext) -> Nested:
     filling = Nested(
-        "filling",
-        attrs=("id",),
-        fields=("criterionid", "remark", "remarkformat", "score"),
+        "filling", attrs=("id",), fields=("criterionid", "remark", "remarkformat", "score"),
         source=Sql(
             "SELECT gf.* FROM {gradingform_guide_fillings} gf"
             " JOIN {grading_instances} gi ON gi.id = gf.instanceid"
@@ -120,20 +91,11 @@ def guide_instance(_ctx: TaskContext) -> Nested:
             [Up("id", element="instance")],
         ),
     )
-    return Nested(
-        "plugin_gradingform_guide_instance",
-        source=_when_method("guide"),
-        children=[Nested("fillings", children=[filling])],
-    )
+    return Nested("plugin_gradingform_guide_instance", source=_when_method("guide"),
+                  children=[Nested("fillings", children=[filling])])
 
 
-RUBRIC = Plugin(
-    "gradingform_rubric",
-    steps=lambda _ctx: [],
-    extra={"definition": rubric_definition, "instance": rubric_instance},
-)
-GUIDE = Plugin(
-    "gradingform_guide",
-    steps=lambda _ctx: [],
-    extra={"definition": guide_definition, "instance": guide_instance},
-)
+RUBRIC = Plugin("gradingform_rubric", steps=lambda _ctx: [],
+                extra={"definition": rubric_definition, "instance": rubric_instance})
+GUIDE = Plugin("gradingform_guide", steps=lambda _ctx: [],
+               extra={"definition": guide_definition, "instance": guide_instance})

@@ -14,7 +14,9 @@ def encode_module_links(
 ) -> str:
     """``/mod/M/index.php?id=N`` → ``$@INDEX*N@$``, ``/mod/M/view.php?id=N`` → ``$@VIEW*N@$``."""
     base = re.escape(link.wwwroot)
-    content = re.sub(rf"({base}/mod/{module}/index\.php\?id=)([0-9]+)", rf"$@{index}*\2@$", content)
+    content = re.sub(
+        rf"({base}/mod/{module}/index\.php\?id=)([0-9]+)", rf"$@{index}*\2@$", content
+    )
     return re.sub(rf"({base}/mod/{module}/view\.php\?id=)([0-9]+)", rf"$@{view}*\2@$", content)
 
 
@@ -26,14 +28,9 @@ _FILEPHP = re.compile(
     rf"(\?(?:\({_FP_CHAR}*?\)|{_FP_QCHAR}|%[a-fA-F0-9]{{2}}|/)*)?"
     r"(?<![,.;])"
 )
-_FP_SEARCH = (
-    ("/", "$@SLASH@$"),
-    ("%2f", "$@SLASH@$"),
-    ("%2F", "$@SLASH@$"),
-    ("?forcedownload=1", "$@FORCEDOWNLOAD@$"),
-    ("&forcedownload=1", "$@FORCEDOWNLOAD@$"),
-    ("&amp;forcedownload=1", "$@FORCEDOWNLOAD@$"),
-)
+_FP_SEARCH = (("/", "$@SLASH@$"), ("%2f", "$@SLASH@$"), ("%2F", "$@SLASH@$"),
+              ("?forcedownload=1", "$@FORCEDOWNLOAD@$"), ("&forcedownload=1", "$@FORCEDOWNLOAD@$"),
+              ("&amp;forcedownload=1", "$@FORCEDOWNLOAD@$"))
 
 
 def encode_filephp_links(content: str, link: LinkContext) -> str:

@@ -21,113 +21,54 @@ from coursevault.structure.engine import Instance
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
 ASSIGN_FIELDS = (
-    "name",
-    "intro",
-    "introformat",
-    "alwaysshowdescription",
-    "submissiondrafts",
-    "sendnotifications",
-    "sendlatenotifications",
-    "sendstudentnotifications",
-    "duedate",
-    "cutoffdate",
-    "gradingduedate",
-    "allowsubmissionsfromdate",
-    "grade",
-    "timemodified",
-    "completionsubmit",
-    "requiresubmissionstatement",
-    "teamsubmission",
-    "requireallteammemberssubmit",
-    "teamsubmissiongroupingid",
-    "blindmarking",
-    "hidegrader",
-    "revealidentities",
-    "attemptreopenmethod",
-    "maxattempts",
-    "markingworkflow",
-    "markingallocation",
-    "markinganonymous",
-    "preventsubmissionnotingroup",
-    "activity",
-    "activityformat",
-    "timelimit",
-    "submissionattachments",
+    "name", "intro", "introformat", "alwaysshowdescription", "submissiondrafts",
+    "sendnotifications", "sendlatenotifications", "sendstudentnotifications", "duedate",
+    "cutoffdate", "gradingduedate", "allowsubmissionsfromdate", "grade", "timemodified",
+    "completionsubmit", "requiresubmissionstatement", "teamsubmission",
+    "requireallteammemberssubmit", "teamsubmissiongroupingid", "blindmarking", "hidegrader",
+    "revealidentities", "attemptreopenmethod", "maxattempts", "markingworkflow",
+    "markingallocation", "markinganonymous", "preventsubmissionnotingroup", "activity",
+    "activityformat", "timelimit", "submissionattachments",
 )
 
 
 def assign_structure(ctx: TaskContext) -> Nested:
     """``backup_assign_activity_structure_step::define_structure``."""
-    assign = Nested(
-        "assign",
-        attrs=("id",),
-        fields=ASSIGN_FIELDS,
-        source=Table("assign", {"id": Param("activityid")}),
-        annotate=[("grouping", "teamsubmissiongroupingid")],
-    )
+    assign = Nested("assign", attrs=("id",), fields=ASSIGN_FIELDS,
+                    source=Table("assign", {"id": Param("activityid")}),
+                    annotate=[("grouping", "teamsubmissiongroupingid")])
     for area in ("intro", "introattachment", "activityattachment"):
         assign.annotate_files("mod_assign", area, None)
     userflag = Nested(
-        "userflag",
-        attrs=("id",),
-        fields=(
-            "userid",
-            "assignment",
-            "mailed",
-            "locked",
-            "extensionduedate",
-            "workflowstate",
-            "allocatedmarker",
-        ),
-        source=Table("assign_user_flags", {"assignment": Up("id")}),
-        userinfo=True,
+        "userflag", attrs=("id",),
+        fields=("userid", "assignment", "mailed", "locked", "extensionduedate",
+                "workflowstate", "allocatedmarker"),
+        source=Table("assign_user_flags", {"assignment": Up("id")}), userinfo=True,
         annotate=[("user", "userid"), ("user", "allocatedmarker")],
     )
     submission = Nested(
-        "submission",
-        attrs=("id",),
-        fields=(
-            "userid",
-            "timecreated",
-            "timemodified",
-            "timestarted",
-            "status",
-            "groupid",
-            "attemptnumber",
-            "latest",
-        ),
-        source=Table("assign_submission", {"assignment": Up("id")}),
-        userinfo=True,
+        "submission", attrs=("id",),
+        fields=("userid", "timecreated", "timemodified", "timestarted", "status", "groupid",
+                "attemptnumber", "latest"),
+        source=Table("assign_submission", {"assignment": Up("id")}), userinfo=True,
         annotate=[("user", "userid"), ("group", "groupid")],
     )
     _add_subplugins(ctx, submission, "assignsubmission_", "submission")
     grade = Nested(
-        "grade",
-        attrs=("id",),
+        "grade", attrs=("id",),
         fields=("userid", "timecreated", "timemodified", "grader", "grade", "attemptnumber"),
-        source=Table("assign_grades", {"assignment": Up("id")}),
-        userinfo=True,
+        source=Table("assign_grades", {"assignment": Up("id")}), userinfo=True,
         annotate=[("user", "userid"), ("user", "grader")],
     )
     _add_subplugins(ctx, grade, "assignfeedback_", "grade")
     config = Nested(
-        "plugin_config",
-        attrs=("id",),
-        fields=("plugin", "subtype", "name", "value"),
+        "plugin_config", attrs=("id",), fields=("plugin", "subtype", "name", "value"),
         source=Table("assign_plugin_config", {"assignment": Up("id")}),
     )
     override = Nested(
-        "override",
-        attrs=("id",),
-        fields=(
-            "groupid",
-            "userid",
-            "sortorder",
-            "allowsubmissionsfromdate",
-            "duedate",
-            "cutoffdate",
-            "timelimit",
-        ),
+        "override", attrs=("id",),
+        fields=("groupid", "userid", "sortorder", "allowsubmissionsfromdate", "duedate",
+                "cutoffdate", "timelimit"),
         source=Rows(_override_rows),
         annotate=[("group", "groupid"), ("user", "userid")],
     )
@@ -162,7 +103,8 @@ def _override_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
 
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_assign_activity_task::encode_content_links``."""
-    return encode_module_links(content, link, "assign", index="ASSIGNINDEX", view="ASSIGNVIEWBYID")
+    return encode_module_links(content, link, "assign", index="ASSIGNINDEX",
+                               view="ASSIGNVIEWBYID")
 
 
 PLUGIN = Plugin(

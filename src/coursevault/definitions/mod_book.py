@@ -21,31 +21,15 @@ def book_structure(ctx: TaskContext) -> Nested:
     book = Nested(
         "book",
         attrs=("id",),
-        fields=(
-            "name",
-            "intro",
-            "introformat",
-            "numbering",
-            "navstyle",
-            "customtitles",
-            "timecreated",
-            "timemodified",
-        ),
+        fields=("name", "intro", "introformat", "numbering", "navstyle",
+                "customtitles", "timecreated", "timemodified"),
         source=Table("book", {"id": Param("activityid")}),
     )
     chapter = Nested(
         "chapter",
         attrs=("id",),
-        fields=(
-            "pagenum",
-            "subchapter",
-            "title",
-            "content",
-            "contentformat",
-            "hidden",
-            "timemodified",
-            "importsrc",
-        ),
+        fields=("pagenum", "subchapter", "title", "content", "contentformat",
+                "hidden", "timemodified", "importsrc"),
         source=Table("book_chapters", {"bookid": Up("id")}),
     )
     book.annotate_files("mod_book", "intro", None)
@@ -63,15 +47,11 @@ def encode_links(content: str, link: LinkContext) -> str:
     base = quoted_root(link)
     rules = (
         (rf"({base}\/mod\/book\/index.php\?id=)([0-9]+)", "$@BOOKINDEX*$2@$"),
-        (
-            rf"({base}\/mod\/book\/view.php\?id=)([0-9]+)(&|&amp;)chapterid=([0-9]+)",
-            "$@BOOKVIEWBYIDCH*$2*$4@$",
-        ),
+        (rf"({base}\/mod\/book\/view.php\?id=)([0-9]+)(&|&amp;)chapterid=([0-9]+)",
+         "$@BOOKVIEWBYIDCH*$2*$4@$"),
         (rf"({base}\/mod\/book\/view.php\?id=)([0-9]+)", "$@BOOKVIEWBYID*$2@$"),
-        (
-            rf"({base}\/mod\/book\/view.php\?b=)([0-9]+)(&|&amp;)chapterid=([0-9]+)",
-            "$@BOOKVIEWBYBCH*$2*$4@$",
-        ),
+        (rf"({base}\/mod\/book\/view.php\?b=)([0-9]+)(&|&amp;)chapterid=([0-9]+)",
+         "$@BOOKVIEWBYBCH*$2*$4@$"),
         (rf"({base}\/mod\/book\/view.php\?b=)([0-9]+)", "$@BOOKVIEWBYB*$2@$"),
     )
     for pattern, replacement in rules:

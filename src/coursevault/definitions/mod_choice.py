@@ -15,23 +15,10 @@ def choice_structure(ctx: TaskContext) -> Nested:
         "choice",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "publish",
-            "showresults",
-            "display",
-            "allowupdate",
-            "allowmultiple",
-            "showunanswered",
-            "limitanswers",
-            "timeopen",
-            "timeclose",
-            "timemodified",
-            "completionsubmit",
-            "showpreview",
-            "includeinactive",
-            "showavailable",
+            "name", "intro", "introformat", "publish", "showresults", "display",
+            "allowupdate", "allowmultiple", "showunanswered", "limitanswers", "timeopen",
+            "timeclose", "timemodified", "completionsubmit", "showpreview",
+            "includeinactive", "showavailable",
         ),
         source=Table("choice", {"id": Param("activityid")}),
         files=[],
@@ -57,7 +44,8 @@ def choice_structure(ctx: TaskContext) -> Nested:
 
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_choice_activity_task::encode_content_links``."""
-    return encode_module_links(content, link, "choice", index="CHOICEINDEX", view="CHOICEVIEWBYID")
+    return encode_module_links(content, link, "choice", index="CHOICEINDEX",
+                               view="CHOICEVIEWBYID")
 
 
 PLUGIN = Plugin(

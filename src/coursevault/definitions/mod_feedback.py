@@ -21,59 +21,27 @@ def feedback_structure(ctx: TaskContext) -> Nested:
     feedback = Nested(
         "feedback",
         attrs=("id",),
-        fields=(
-            "name",
-            "intro",
-            "introformat",
-            "anonymous",
-            "email_notification",
-            "multiple_submit",
-            "autonumbering",
-            "site_after_submit",
-            "page_after_submit",
-            "page_after_submitformat",
-            "publish_stats",
-            "timeopen",
-            "timeclose",
-            "timemodified",
-            "completionsubmit",
-        ),
+        fields=("name", "intro", "introformat", "anonymous", "email_notification",
+                "multiple_submit", "autonumbering", "site_after_submit", "page_after_submit",
+                "page_after_submitformat", "publish_stats", "timeopen", "timeclose",
+                "timemodified", "completionsubmit"),
         source=Table("feedback", {"id": Param("activityid")}),
     )
     item = Nested(
-        "item",
-        attrs=("id",),
-        fields=(
-            "template",
-            "name",
-            "label",
-            "presentation",
-            "typ",
-            "hasvalue",
-            "position",
-            "required",
-            "dependitem",
-            "dependvalue",
-            "options",
-        ),
+        "item", attrs=("id",),
+        fields=("template", "name", "label", "presentation", "typ", "hasvalue", "position",
+                "required", "dependitem", "dependvalue", "options"),
         source=Table("feedback_item", {"feedback": Up("id")}),
     )
     item.annotate_files("mod_feedback", "item", "id")
     completed = Nested(
-        "completed",
-        attrs=("id",),
+        "completed", attrs=("id",),
         fields=("userid", "timemodified", "random_response", "anonymous_response", "courseid"),
-        source=Table("feedback_completed", {"feedback": Up("id")}),
-        userinfo=True,
+        source=Table("feedback_completed", {"feedback": Up("id")}), userinfo=True,
         annotate=[("user", "userid")],
     )
-    value = Nested(
-        "value",
-        attrs=("id",),
-        fields=("item", "completed", "value", "course_id"),
-        source=Table("feedback_value", {"completed": Up("id")}),
-        userinfo=True,
-    )
+    value = Nested("value", attrs=("id",), fields=("item", "completed", "value", "course_id"),
+                   source=Table("feedback_value", {"completed": Up("id")}), userinfo=True)
     completed.add(Nested("values", children=[value]))
     feedback.add(Nested("items", children=[item]), Nested("completeds", children=[completed]))
     feedback.annotate_files("mod_feedback", "intro", None)

@@ -17,15 +17,8 @@ def folder_structure(ctx: TaskContext) -> Nested:
         "folder",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "revision",
-            "timemodified",
-            "display",
-            "showexpanded",
-            "showdownloadfolder",
-            "forcedownload",
+            "name", "intro", "introformat", "revision", "timemodified",
+            "display", "showexpanded", "showdownloadfolder", "forcedownload",
         ),
         source=Table("folder", {"id": Param("activityid")}),
     )
@@ -37,12 +30,10 @@ def folder_structure(ctx: TaskContext) -> Nested:
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_folder_activity_task::encode_content_links``."""
     base = quoted_root(link)
-    content = preg_replace(
-        rf"({base}\/mod\/folder\/index.php\?id\=)([0-9]+)", "$@FOLDERINDEX*$2@$", content
-    )
-    return preg_replace(
-        rf"({base}\/mod\/folder\/view.php\?id\=)([0-9]+)", "$@FOLDERVIEWBYID*$2@$", content
-    )
+    content = preg_replace(rf"({base}\/mod\/folder\/index.php\?id\=)([0-9]+)",
+                           "$@FOLDERINDEX*$2@$", content)
+    return preg_replace(rf"({base}\/mod\/folder\/view.php\?id\=)([0-9]+)",
+                        "$@FOLDERVIEWBYID*$2@$", content)
 
 
 PLUGIN = Plugin(

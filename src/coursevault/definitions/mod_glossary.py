@@ -16,47 +16,18 @@ from coursevault.structure.elements import Nested, Param, Row, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
 GLOSSARY_FIELDS = (
-    "name",
-    "intro",
-    "introformat",
-    "allowduplicatedentries",
-    "displayformat",
-    "mainglossary",
-    "showspecial",
-    "showalphabet",
-    "showall",
-    "allowcomments",
-    "allowprintview",
-    "usedynalink",
-    "defaultapproval",
-    "globalglossary",
-    "entbypage",
-    "editalways",
-    "rsstype",
-    "rssarticles",
-    "assessed",
-    "assesstimestart",
-    "assesstimefinish",
-    "scale",
-    "timecreated",
-    "timemodified",
-    "completionentries",
+    "name", "intro", "introformat", "allowduplicatedentries", "displayformat",
+    "mainglossary", "showspecial", "showalphabet", "showall",
+    "allowcomments", "allowprintview", "usedynalink", "defaultapproval",
+    "globalglossary", "entbypage", "editalways", "rsstype",
+    "rssarticles", "assessed", "assesstimestart", "assesstimefinish",
+    "scale", "timecreated", "timemodified", "completionentries",
 )
 ENTRY_FIELDS = (
-    "userid",
-    "concept",
-    "definition",
-    "definitionformat",
-    "definitiontrust",
-    "attachment",
-    "timecreated",
-    "timemodified",
-    "teacherentry",
-    "sourceglossaryid",
-    "usedynalink",
-    "casesensitive",
-    "fullmatch",
-    "approved",
+    "userid", "concept", "definition", "definitionformat",
+    "definitiontrust", "attachment", "timecreated", "timemodified",
+    "teacherentry", "sourceglossaryid", "usedynalink", "casesensitive",
+    "fullmatch", "approved",
 )
 
 
@@ -79,9 +50,7 @@ def scale_ref(field: str) -> Any:
 def glossary_structure(ctx: TaskContext) -> Nested:
     """``backup_glossary_activity_structure_step::define_structure``."""
     glossary = Nested(
-        "glossary",
-        attrs=("id",),
-        fields=GLOSSARY_FIELDS,
+        "glossary", attrs=("id",), fields=GLOSSARY_FIELDS,
         source=Table("glossary", {"id": Param("activityid")}),
         compute={"_scaleref": scale_ref("scale")},
         annotate=[("scale", "_scaleref")],
@@ -97,9 +66,7 @@ def glossary_structure(ctx: TaskContext) -> Nested:
 
 def _entry() -> Nested:
     entry = Nested(
-        "entry",
-        attrs=("id",),
-        fields=ENTRY_FIELDS,
+        "entry", attrs=("id",), fields=ENTRY_FIELDS,
         source=Table("glossary_entries", {"glossaryid": Up("id")}),
         userinfo=True,
         annotate=[("user", "userid")],
@@ -107,36 +74,20 @@ def _entry() -> Nested:
     entry.annotate_files("mod_glossary", "entry", "id")
     entry.annotate_files("mod_glossary", "attachment", "id")
     alias = Nested(
-        "alias",
-        attrs=("id",),
-        fields=("alias_text",),
+        "alias", attrs=("id",), fields=("alias_text",),
         source=Table("glossary_alias", {"entryid": Up("id")}),
         userinfo=True,
         compute={"alias_text": lambda row, _ctx: row.get("alias")},
     )
     rating = Nested(
-        "rating",
-        attrs=("id",),
-        fields=(
-            "component",
-            "ratingarea",
-            "scaleid",
-            "value",
-            "userid",
-            "timecreated",
-            "timemodified",
-        ),
-        source=Table(
-            "rating",
-            {
-                "contextid": Param("contextid"),
-                "itemid": Up("id"),
-                "component": "mod_glossary",
-                "ratingarea": "entry",
-            },
-        ),
+        "rating", attrs=("id",),
+        fields=("component", "ratingarea", "scaleid", "value", "userid",
+                "timecreated", "timemodified"),
+        source=Table("rating", {"contextid": Param("contextid"), "itemid": Up("id"),
+                                "component": "mod_glossary", "ratingarea": "entry"}),
         userinfo=True,
-        compute={"value": lambda row, _ctx: row.get("rating"), "_scaleref": scale_ref("scaleid")},
+        compute={"value": lambda row, _ctx: row.get("rating"),
+                 "_scaleref": scale_ref("scaleid")},
         annotate=[("scale", "_scaleref"), ("user", "userid")],
     )
     return entry.add(Nested("aliases", children=[alias]), Nested("ratings", children=[rating]))
@@ -144,15 +95,11 @@ def _entry() -> Nested:
 
 def _category() -> Nested:
     category = Nested(
-        "category",
-        attrs=("id",),
-        fields=("name", "usedynalink"),
+        "category", attrs=("id",), fields=("name", "usedynalink"),
         source=Table("glossary_categories", {"glossaryid": Up("id")}),
     )
     category_entry = Nested(
-        "category_entry",
-        attrs=("id",),
-        fields=("entryid",),
+        "category_entry", attrs=("id",), fields=("entryid",),
         source=Table("glossary_entries_categories", {"categoryid": Up("id")}),
         userinfo=True,
     )
@@ -162,12 +109,10 @@ def _category() -> Nested:
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_glossary_activity_task::encode_content_links``."""
     base = quoted_root(link)
-    content = preg_replace(
-        rf"({base}\/mod\/glossary\/index.php\?id\=)([0-9]+)", "$@GLOSSARYINDEX*$2@$", content
-    )
-    return preg_replace(
-        rf"({base}\/mod\/glossary\/view.php\?id\=)([0-9]+)", "$@GLOSSARYVIEWBYID*$2@$", content
-    )
+    content = preg_replace(rf"({base}\/mod\/glossary\/index.php\?id\=)([0-9]+)",
+                           "$@GLOSSARYINDEX*$2@$", content)
+    return preg_replace(rf"({base}\/mod\/glossary\/view.php\?id\=)([0-9]+)",
+                        "$@GLOSSARYVIEWBYID*$2@$", content)
 
 
 PLUGIN = Plugin(

@@ -18,13 +18,8 @@ def imscp_structure(ctx: TaskContext) -> Nested:
         "imscp",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "revision",
-            "keepold",
-            "structure",
-            "timemodified",
+            "name", "intro", "introformat", "revision",
+            "keepold", "structure", "timemodified",
         ),
         source=Table("imscp", {"id": Param("activityid")}),
     )
@@ -37,12 +32,10 @@ def imscp_structure(ctx: TaskContext) -> Nested:
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_imscp_activity_task::encode_content_links``."""
     base = quoted_root(link)
-    content = preg_replace(
-        rf"({base}\/mod\/imscp\/index.php\?id\=)([0-9]+)", "$@IMSCPINDEX*$2@$", content
-    )
-    return preg_replace(
-        rf"({base}\/mod\/imscp\/view.php\?id\=)([0-9]+)", "$@IMSCPVIEWBYID*$2@$", content
-    )
+    content = preg_replace(rf"({base}\/mod\/imscp\/index.php\?id\=)([0-9]+)",
+                           "$@IMSCPINDEX*$2@$", content)
+    return preg_replace(rf"({base}\/mod\/imscp\/view.php\?id\=)([0-9]+)",
+                        "$@IMSCPVIEWBYID*$2@$", content)
 
 
 PLUGIN = Plugin(

@@ -25,23 +25,9 @@ from coursevault.structure.registry import LinkContext, Plugin, Step
 SITEID = "1"
 _RULES = index_view_rules("lti", "LTIINDEX", "LTIVIEWBYID")
 _TYPE_FIELDS = (
-    "name",
-    "baseurl",
-    "tooldomain",
-    "state",
-    "course",
-    "coursevisible",
-    "ltiversion",
-    "clientid",
-    "toolproxyid",
-    "enabledcapability",
-    "parameter",
-    "icon",
-    "secureicon",
-    "createdby",
-    "timecreated",
-    "timemodified",
-    "description",
+    "name", "baseurl", "tooldomain", "state", "course", "coursevisible", "ltiversion",
+    "clientid", "toolproxyid", "enabledcapability", "parameter", "icon", "secureicon",
+    "createdby", "timecreated", "timemodified", "description",
 )
 
 
@@ -86,50 +72,26 @@ def _toolproxy_rows(ctx: TaskContext, _parent: Instance | None) -> Iterable[Row]
 
 def _ltitype(ctx: TaskContext) -> Nested:
     record = _lti_type(ctx)
-    ltitype = Nested(
-        "ltitype",
-        attrs=("id",),
-        fields=_TYPE_FIELDS,
-        source=Rows(_type_rows),
-        annotate=[("user", "createdby"), ("course", "course")],
-    )
+    ltitype = Nested("ltitype", attrs=("id",), fields=_TYPE_FIELDS, source=Rows(_type_rows),
+                     annotate=[("user", "createdby"), ("course", "course")])
     config = Nested("ltitypesconfig", attrs=("id",), fields=("name", "value"))
-    secret = Nested(
-        "ltitypesconfigencrypted", attrs=("id",), fields=("name", "value"), encrypted=("value",)
-    )
+    secret = Nested("ltitypesconfigencrypted", attrs=("id",), fields=("name", "value"),
+                    encrypted=("value",))
     if record is not None and record.get("baseurl") is not None:
         params = [record["id"], "password", "resourcekey"]
-        config.set_source(
-            Sql(
-                "SELECT id, name, value FROM {lti_types_config} "
-                "WHERE typeid = ? AND name <> ? AND name <> ?",
-                params,
-            )
-        )
-        secret.set_source(
-            Sql(
-                "SELECT id, name, value FROM {lti_types_config} "
-                "WHERE typeid = ? AND (name = ? OR name = ?)",
-                params,
-            )
-        )
-    setting = Nested(
-        "ltitoolsetting", attrs=("id",), fields=("settings", "timecreated", "timemodified")
-    )
+        config.set_source(Sql("SELECT id, name, value FROM {lti_types_config} "
+                              "WHERE typeid = ? AND name <> ? AND name <> ?", params))
+        secret.set_source(Sql("SELECT id, name, value FROM {lti_types_config} "
+                              "WHERE typeid = ? AND (name = ? OR name = ?)", params))
+    setting = Nested("ltitoolsetting", attrs=("id",),
+                     fields=("settings", "timecreated", "timemodified"))
     if record is not None and record.get("toolproxyid"):
-        setting.set_source(
-            Sql(
-                "SELECT * FROM {lti_tool_settings} "
-                "WHERE toolproxyid = ? AND course = ? AND coursemoduleid = ?",
-                [record["toolproxyid"], Param("courseid"), Param("moduleid")],
-            )
-        )
-    proxy = Nested(
-        "ltitoolproxy",
-        attrs=("id",),
-        source=Rows(_toolproxy_rows),
-        children=[Nested("ltitoolsettings", children=[setting])],
-    )
+        setting.set_source(Sql(
+            "SELECT * FROM {lti_tool_settings} "
+            "WHERE toolproxyid = ? AND course = ? AND coursemoduleid = ?",
+            [record["toolproxyid"], Param("courseid"), Param("moduleid")]))
+    proxy = Nested("ltitoolproxy", attrs=("id",), source=Rows(_toolproxy_rows),
+                   children=[Nested("ltitoolsettings", children=[setting])])
     return ltitype.add(Nested("ltitypesconfigs", children=[config, secret]), proxy)
 
 
@@ -146,52 +108,32 @@ def _lineitem_source(ctx: TaskContext) -> Sql:
     if ltitype is not None:
         typeid, toolproxyid = str(lti["typeid"]), ltitype["toolproxyid"]
     elif str(lti.get("typeid") or "0") == "0":
-        coupled = ctx.reader.one(
-            "ltiservice_gradebookservices", {"ltilinkid": ctx.param("activityid")}
-        )
+        coupled = ctx.reader.one("ltiservice_gradebookservices",
+                                 {"ltilinkid": ctx.param("activityid")})
         if coupled is not None:
             typeid, toolproxyid = coupled["typeid"], coupled["toolproxyid"]
     if toolproxyid is not None:
-        return Sql(
-            "SELECT l.*, t.vendorcode AS vendorcode, t.guid AS guid "
-            "FROM {ltiservice_gradebookservices} l "
-            "JOIN {lti_tool_proxies} t ON t.id = l.toolproxyid "
-            "WHERE l.courseid = ? AND l.toolproxyid = ? AND l.typeid IS NULL",
-            [Param("courseid"), toolproxyid],
-        )
-    return Sql(
-        "SELECT l.*, NULL AS vendorcode, NULL AS guid "
-        "FROM {ltiservice_gradebookservices} l "
-        "WHERE l.courseid = ? AND l.typeid = ? AND l.toolproxyid IS NULL",
-        [Param("courseid"), typeid],
-    )
+        return Sql("SELECT l.*, t.vendorcode AS vendorcode, t.guid AS guid "
+                   "FROM {ltiservice_gradebookservices} l "
+                   "JOIN {lti_tool_proxies} t ON t.id = l.toolproxyid "
+                   "WHERE l.courseid = ? AND l.toolproxyid = ? AND l.typeid IS NULL",
+                   [Param("courseid"), toolproxyid])
+    return Sql("SELECT l.*, NULL AS vendorcode, NULL AS guid "
+               "FROM {ltiservice_gradebookservices} l "
+               "WHERE l.courseid = ? AND l.typeid = ? AND l.toolproxyid IS NULL",
+               [Param("courseid"), typeid])
 
 
 def _gradebookservices(ctx: TaskContext) -> Nested:
     """``backup_ltiservice_gradebookservices_subplugin``, under ``<lti>``."""
     lineitem = Nested(
-        "lineitem",
-        attrs=("id",),
-        fields=(
-            "gradeitemid",
-            "courseid",
-            "toolproxyid",
-            "typeid",
-            "baseurl",
-            "ltilinkid",
-            "resourceid",
-            "tag",
-            "vendorcode",
-            "guid",
-            "subreviewurl",
-            "subreviewparams",
-        ),
+        "lineitem", attrs=("id",),
+        fields=("gradeitemid", "courseid", "toolproxyid", "typeid", "baseurl", "ltilinkid",
+                "resourceid", "tag", "vendorcode", "guid", "subreviewurl", "subreviewparams"),
         source=_lineitem_source(ctx),
     )
-    return Nested(
-        "subplugin_ltiservice_gradebookservices_lti",
-        children=[Nested("lineitems", children=[lineitem])],
-    )
+    return Nested("subplugin_ltiservice_gradebookservices_lti",
+                  children=[Nested("lineitems", children=[lineitem])])
 
 
 def lti_structure(ctx: TaskContext) -> Nested:
@@ -199,45 +141,20 @@ def lti_structure(ctx: TaskContext) -> Nested:
         "lti",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "timecreated",
-            "timemodified",
-            "typeid",
-            "toolurl",
-            "securetoolurl",
-            "launchcontainer",
-            "instructorchoicesendname",
-            "instructorchoicesendemailaddr",
-            "instructorchoiceacceptgrades",
-            "instructorchoiceallowroster",
-            "instructorchoiceallowsetting",
-            "grade",
-            "instructorcustomparameters",
-            "debuglaunch",
-            "showtitlelaunch",
-            "showdescriptionlaunch",
-            "icon",
-            "secureicon",
-            "resourcekey",
-            "password",
+            "name", "intro", "introformat", "timecreated", "timemodified", "typeid", "toolurl",
+            "securetoolurl", "launchcontainer", "instructorchoicesendname",
+            "instructorchoicesendemailaddr", "instructorchoiceacceptgrades",
+            "instructorchoiceallowroster", "instructorchoiceallowsetting", "grade",
+            "instructorcustomparameters", "debuglaunch", "showtitlelaunch",
+            "showdescriptionlaunch", "icon", "secureicon", "resourcekey", "password",
         ),
         source=Table("lti", {"id": Param("activityid")}),
         encrypted=("resourcekey", "password"),
     )
     submission = Nested(
-        "ltisubmission",
-        attrs=("id",),
-        fields=(
-            "userid",
-            "datesubmitted",
-            "dateupdated",
-            "gradepercent",
-            "originalgrade",
-            "launchid",
-            "state",
-        ),
+        "ltisubmission", attrs=("id",),
+        fields=("userid", "datesubmitted", "dateupdated", "gradepercent", "originalgrade",
+                "launchid", "state"),
         source=Table("lti_submission", {"ltiid": Param("activityid")}),
         userinfo=True,
         annotate=[("user", "userid")],

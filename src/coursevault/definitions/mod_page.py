@@ -16,17 +16,9 @@ def page_structure(ctx: TaskContext) -> Nested:
         "page",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "content",
-            "contentformat",
-            "legacyfiles",
-            "legacyfileslast",
-            "display",
-            "displayoptions",
-            "revision",
-            "timemodified",
+            "name", "intro", "introformat", "content", "contentformat",
+            "legacyfiles", "legacyfileslast", "display", "displayoptions",
+            "revision", "timemodified",
         ),
         source=Table("page", {"id": Param("activityid")}),
     )
@@ -38,12 +30,10 @@ def page_structure(ctx: TaskContext) -> Nested:
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_page_activity_task::encode_content_links``."""
     base = quoted_root(link)
-    content = preg_replace(
-        rf"({base}\/mod\/page\/index.php\?id\=)([0-9]+)", "$@PAGEINDEX*$2@$", content
-    )
-    return preg_replace(
-        rf"({base}\/mod\/page\/view.php\?id\=)([0-9]+)", "$@PAGEVIEWBYID*$2@$", content
-    )
+    content = preg_replace(rf"({base}\/mod\/page\/index.php\?id\=)([0-9]+)",
+                           "$@PAGEINDEX*$2@$", content)
+    return preg_replace(rf"({base}\/mod\/page\/view.php\?id\=)([0-9]+)",
+                        "$@PAGEVIEWBYID*$2@$", content)
 
 
 PLUGIN = Plugin(

@@ -19,17 +19,9 @@ def resource_structure(ctx: TaskContext) -> Nested:
         "resource",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "tobemigrated",
-            "legacyfiles",
-            "legacyfileslast",
-            "display",
-            "displayoptions",
-            "filterfiles",
-            "revision",
-            "timemodified",
+            "name", "intro", "introformat", "tobemigrated",
+            "legacyfiles", "legacyfileslast", "display",
+            "displayoptions", "filterfiles", "revision", "timemodified",
         ),
         source=Table("resource", {"id": Param("activityid")}),
     )
@@ -46,15 +38,13 @@ def encode_links(content: str, link: LinkContext) -> str:
     course module id (``view.php?id=``) or by old resource id
     (``view.php?r=``); the plain rule applies when that table is empty."""
     base = quoted_root(link)
-    content = preg_replace(
-        rf"({base}\/mod\/resource\/index.php\?id\=)([0-9]+)", "$@RESOURCEINDEX*$2@$", content
-    )
+    content = preg_replace(rf"({base}\/mod\/resource\/index.php\?id\=)([0-9]+)",
+                           "$@RESOURCEINDEX*$2@$", content)
     by_cmid = rf"({base}\/mod\/resource\/view.php\?id\=)([0-9]+)"
     if link.run is None or not _resource_old_exists(link.run):
         return preg_replace(by_cmid, "$@RESOURCEVIEWBYID*$2@$", content)
-    return _encode_migrated(
-        content, link.run, by_cmid, rf"({base}\/mod\/resource\/view.php\?r\=)([0-9]+)"
-    )
+    return _encode_migrated(content, link.run, by_cmid,
+                            rf"({base}\/mod\/resource\/view.php\?r\=)([0-9]+)")
 
 
 def _resource_old_exists(run: BackupRun) -> bool:
@@ -62,8 +52,7 @@ def _resource_old_exists(run: BackupRun) -> bool:
     keeps it in a static for the process."""
     if "resource_old_exists" not in run.memo:
         run.memo["resource_old_exists"] = any(
-            True for _ in run.reader.sql("SELECT id FROM {resource_old}")
-        )
+            True for _ in run.reader.sql("SELECT id FROM {resource_old}"))
     return bool(run.memo["resource_old_exists"])
 
 
@@ -85,8 +74,7 @@ def _encode_migrated(content: str, run: BackupRun, by_cmid: str, by_oldid: str) 
         rec = old.get(oldid)
         if rec is not None:
             content = content.replace(
-                whole, f"$@{str(rec['newmodule']).upper()}VIEWBYID*{rec['cmid']}@$"
-            )
+                whole, f"$@{str(rec['newmodule']).upper()}VIEWBYID*{rec['cmid']}@$")
     return content
 
 

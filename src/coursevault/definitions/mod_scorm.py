@@ -18,45 +18,13 @@ from coursevault.structure.registry import LinkContext, Plugin, Step
 
 _RULES = index_view_rules("scorm", "SCORMINDEX", "SCORMVIEWBYID")
 _SCORM_FIELDS = (
-    "name",
-    "scormtype",
-    "reference",
-    "intro",
-    "introformat",
-    "version",
-    "maxgrade",
-    "grademethod",
-    "whatgrade",
-    "maxattempt",
-    "forcecompleted",
-    "forcenewattempt",
-    "lastattemptlock",
-    "masteryoverride",
-    "displayattemptstatus",
-    "displaycoursestructure",
-    "updatefreq",
-    "sha1hash",
-    "md5hash",
-    "revision",
-    "launch",
-    "skipview",
-    "hidebrowse",
-    "hidetoc",
-    "nav",
-    "navpositionleft",
-    "navpositiontop",
-    "auto",
-    "popup",
-    "options",
-    "width",
-    "height",
-    "timeopen",
-    "timeclose",
-    "timemodified",
-    "completionstatusrequired",
-    "completionscorerequired",
-    "completionstatusallscos",
-    "autocommit",
+    "name", "scormtype", "reference", "intro", "introformat", "version", "maxgrade",
+    "grademethod", "whatgrade", "maxattempt", "forcecompleted", "forcenewattempt",
+    "lastattemptlock", "masteryoverride", "displayattemptstatus", "displaycoursestructure",
+    "updatefreq", "sha1hash", "md5hash", "revision", "launch", "skipview", "hidebrowse",
+    "hidetoc", "nav", "navpositionleft", "navpositiontop", "auto", "popup", "options",
+    "width", "height", "timeopen", "timeclose", "timemodified", "completionstatusrequired",
+    "completionscorerequired", "completionstatusallscos", "autocommit",
 )
 _TRACKS_SQL = (
     "SELECT v.id, a.userid, a.attempt, e.element, v.value, v.timemodified "
@@ -70,103 +38,38 @@ _TRACKS_SQL = (
 def _by_id(name: str, fields: tuple[str, ...], table: str, key: str) -> Nested:
     """An element whose rows Moodle reads ``ORDER BY id`` (scoes and their
     sequencing data: restore rebuilds the tree in that order)."""
-    return Nested(
-        name, attrs=("id",), fields=fields, source=Table(table, {key: Up("id")}, order="id")
-    )
+    return Nested(name, attrs=("id",), fields=fields,
+                  source=Table(table, {key: Up("id")}, order="id"))
 
 
 def _sco() -> Nested:
-    sco = _by_id(
-        "sco",
-        (
-            "manifest",
-            "organization",
-            "parent",
-            "identifier",
-            "launch",
-            "scormtype",
-            "title",
-            "sortorder",
-        ),
-        "scorm_scoes",
-        "scorm",
-    )
-    rulecond = _by_id(
-        "seq_rulecond",
-        ("conditioncombination", "ruletype", "action"),
-        "scorm_seq_ruleconds",
-        "scoid",
-    )
-    rulecond.add(
-        Nested(
-            "seq_rulecond_datas",
-            children=[
-                _by_id(
-                    "seq_rulecond_data",
-                    ("refrencedobjective", "measurethreshold", "operator", "cond"),
-                    "scorm_seq_rulecond",
-                    "ruleconditionsid",
-                )
-            ],
-        )
-    )
-    rollup = _by_id(
-        "seq_rolluprule",
-        ("childactivityset", "minimumcount", "minimumpercent", "conditioncombination", "action"),
-        "scorm_seq_rolluprule",
-        "scoid",
-    )
-    rollup.add(
-        Nested(
-            "seq_rollupruleconds",
-            children=[
-                _by_id(
-                    "seq_rolluprulecond",
-                    ("cond", "operator"),
-                    "scorm_seq_rolluprulecond",
-                    "rollupruleid",
-                )
-            ],
-        )
-    )
-    objective = _by_id(
-        "seq_objective",
-        ("primaryobj", "objectiveid", "satisfiedbymeasure", "minnormalizedmeasure"),
-        "scorm_seq_objective",
-        "scoid",
-    )
-    objective.add(
-        Nested(
-            "seq_mapinfos",
-            children=[
-                _by_id(
-                    "seq_mapinfo",
-                    (
-                        "targetobjectiveid",
-                        "readsatisfiedstatus",
-                        "readnormalizedmeasure",
-                        "writesatisfiedstatus",
-                        "writenormalizedmeasure",
-                    ),
-                    "scorm_seq_mapinfo",
-                    "objectiveid",
-                )
-            ],
-        )
-    )
-    track = Nested(
-        "sco_track",
-        attrs=("id",),
-        fields=("userid", "attempt", "element", "value", "timemodified"),
-        source=Sql(_TRACKS_SQL, [Up("id")]),
-        userinfo=True,
-        annotate=[("user", "userid")],
-    )
+    sco = _by_id("sco", ("manifest", "organization", "parent", "identifier", "launch",
+                         "scormtype", "title", "sortorder"), "scorm_scoes", "scorm")
+    rulecond = _by_id("seq_rulecond", ("conditioncombination", "ruletype", "action"),
+                      "scorm_seq_ruleconds", "scoid")
+    rulecond.add(Nested("seq_rulecond_datas", children=[_by_id(
+        "seq_rulecond_data", ("refrencedobjective", "measurethreshold", "operator", "cond"),
+        "scorm_seq_rulecond", "ruleconditionsid")]))
+    rollup = _by_id("seq_rolluprule", ("childactivityset", "minimumcount", "minimumpercent",
+                                       "conditioncombination", "action"),
+                    "scorm_seq_rolluprule", "scoid")
+    rollup.add(Nested("seq_rollupruleconds", children=[_by_id(
+        "seq_rolluprulecond", ("cond", "operator"), "scorm_seq_rolluprulecond",
+        "rollupruleid")]))
+    objective = _by_id("seq_objective", ("primaryobj", "objectiveid", "satisfiedbymeasure",
+                                         "minnormalizedmeasure"),
+                       "scorm_seq_objective", "scoid")
+    objective.add(Nested("seq_mapinfos", children=[_by_id(
+        "seq_mapinfo", ("targetobjectiveid", "readsatisfiedstatus", "readnormalizedmeasure",
+                        "writesatisfiedstatus", "writenormalizedmeasure"),
+        "scorm_seq_mapinfo", "objectiveid")]))
+    track = Nested("sco_track", attrs=("id",),
+                   fields=("userid", "attempt", "element", "value", "timemodified"),
+                   source=Sql(_TRACKS_SQL, [Up("id")]), userinfo=True,
+                   annotate=[("user", "userid")])
     return sco.add(
-        Nested(
-            "sco_datas",
-            children=[_by_id("sco_data", ("name", "value"), "scorm_scoes_data", "scoid")],
-        ),
+        Nested("sco_datas", children=[_by_id("sco_data", ("name", "value"),
+                                             "scorm_scoes_data", "scoid")]),
         Nested("seq_ruleconds", children=[rulecond]),
         Nested("seq_rolluprules", children=[rollup]),
         Nested("seq_objectives", children=[objective]),
@@ -175,12 +78,8 @@ def _sco() -> Nested:
 
 
 def scorm_structure(ctx: TaskContext) -> Nested:
-    scorm = Nested(
-        "scorm",
-        attrs=("id",),
-        fields=_SCORM_FIELDS,
-        source=Table("scorm", {"id": Param("activityid")}),
-    )
+    scorm = Nested("scorm", attrs=("id",), fields=_SCORM_FIELDS,
+                   source=Table("scorm", {"id": Param("activityid")}))
     scorm.add(Nested("scoes", children=[_sco()]))
     scorm.annotate_files("mod_scorm", "intro", None)
     scorm.annotate_files("mod_scorm", "content", None)

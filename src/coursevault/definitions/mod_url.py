@@ -16,14 +16,8 @@ def url_structure(ctx: TaskContext) -> Nested:
         "url",
         attrs=("id",),
         fields=(
-            "name",
-            "intro",
-            "introformat",
-            "externalurl",
-            "display",
-            "displayoptions",
-            "parameters",
-            "timemodified",
+            "name", "intro", "introformat", "externalurl",
+            "display", "displayoptions", "parameters", "timemodified",
         ),
         source=Table("url", {"id": Param("activityid")}),
     )

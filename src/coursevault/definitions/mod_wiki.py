@@ -21,78 +21,33 @@ def wiki_structure(ctx: TaskContext) -> Nested:
     wiki = Nested(
         "wiki",
         attrs=("id",),
-        fields=(
-            "name",
-            "intro",
-            "introformat",
-            "timecreated",
-            "timemodified",
-            "firstpagetitle",
-            "wikimode",
-            "defaultformat",
-            "forceformat",
-            "editbegin",
-            "editend",
-        ),
+        fields=("name", "intro", "introformat", "timecreated", "timemodified", "firstpagetitle",
+                "wikimode", "defaultformat", "forceformat", "editbegin", "editend"),
         source=Table("wiki", {"id": Param("activityid")}),
     )
-    subwiki = Nested(
-        "subwiki",
-        attrs=("id",),
-        fields=("groupid", "userid"),
-        source=Table("wiki_subwikis", {"wikiid": Up("id")}),
-        userinfo=True,
-        annotate=[("group", "groupid"), ("user", "userid")],
-    )
+    subwiki = Nested("subwiki", attrs=("id",), fields=("groupid", "userid"),
+                     source=Table("wiki_subwikis", {"wikiid": Up("id")}), userinfo=True,
+                     annotate=[("group", "groupid"), ("user", "userid")])
     page = Nested(
-        "page",
-        attrs=("id",),
-        fields=(
-            "title",
-            "cachedcontent",
-            "timecreated",
-            "timemodified",
-            "timerendered",
-            "userid",
-            "pageviews",
-            "readonly",
-        ),
-        source=Table("wiki_pages", {"subwikiid": Up("id")}),
-        userinfo=True,
+        "page", attrs=("id",),
+        fields=("title", "cachedcontent", "timecreated", "timemodified", "timerendered",
+                "userid", "pageviews", "readonly"),
+        source=Table("wiki_pages", {"subwikiid": Up("id")}), userinfo=True,
         annotate=[("user", "userid")],
     )
     page.annotate_files("mod_wiki", "attachments", "id")
-    version = Nested(
-        "version",
-        attrs=("id",),
-        fields=("content", "contentformat", "version", "timecreated", "userid"),
-        source=Table("wiki_versions", {"pageid": Up("id")}),
-        userinfo=True,
-        annotate=[("user", "userid")],
-    )
-    page.add(
-        Nested("versions", children=[version]),
-        item_tags(ctx, "mod_wiki", "wiki_pages", userinfo=True),
-    )
-    synonym = Nested(
-        "synonym",
-        attrs=("id",),
-        fields=("pageid", "pagesynonym"),
-        source=Table("wiki_synonyms", {"subwikiid": Up("id")}),
-        userinfo=True,
-    )
-    link = Nested(
-        "link",
-        attrs=("id",),
-        fields=("frompageid", "topageid", "tomissingpage"),
-        source=Table("wiki_links", {"subwikiid": Up("id")}),
-        userinfo=True,
-    )
-    subwiki.add(
-        Nested("pages", children=[page]),
-        Nested("synonyms", children=[synonym]),
-        Nested("links", children=[link]),
-    )
+    version = Nested("version", attrs=("id",),
+                     fields=("content", "contentformat", "version", "timecreated", "userid"),
+                     source=Table("wiki_versions", {"pageid": Up("id")}), userinfo=True,
+                     annotate=[("user", "userid")])
+    page.add(Nested("versions", children=[version]),
+             item_tags(ctx, "mod_wiki", "wiki_pages", userinfo=True))
+    synonym = Nested("synonym", attrs=("id",), fields=("pageid", "pagesynonym"),
+                     source=Table("wiki_synonyms", {"subwikiid": Up("id")}), userinfo=True)
+    link = Nested("link", attrs=("id",), fields=("frompageid", "topageid", "tomissingpage"),
+                  source=Table("wiki_links", {"subwikiid": Up("id")}), userinfo=True)
+    subwiki.add(Nested("pages", children=[page]), Nested("synonyms", children=[synonym]),
+                Nested("links", children=[link]))
     wiki.add(Nested("subwikis", children=[subwiki]))
     wiki.annotate_files("mod_wiki", "intro", None)
     return activity_structure(ctx, wiki)

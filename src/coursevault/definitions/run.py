@@ -36,23 +36,15 @@ SUPPORTED_TEXT = "Moodle 4.5 (version 2024100700 to 2024100799)"
 
 def site_info(reader: SiteReader) -> SiteInfo:
     """The site's identity, or SiteError if this is not a Moodle we know."""
-    names = (
-        "version",
-        "release",
-        "siteidentifier",
-        "backup_version",
-        "backup_release",
-        "mnet_localhost_id",
-    )
+    names = ("version", "release", "siteidentifier", "backup_version", "backup_release",
+             "mnet_localhost_id")
     config = {r["name"]: r["value"] for r in reader.rows("config", {"name": list(names)})}
     version = config.get("version")
     if version is None:
         raise SiteError("no Moodle version in the config table: not a Moodle database?")
     if not SUPPORTED[0] <= version.split(".")[0] < SUPPORTED[1]:
-        raise SiteError(
-            f"Moodle version {version} ({config.get('release')}) is not supported: "
-            f"the definitions are for {SUPPORTED_TEXT}"
-        )
+        raise SiteError(f"Moodle version {version} ({config.get('release')}) is not supported: "
+                        f"the definitions are for {SUPPORTED_TEXT}")
     host = reader.one("mnet_host", {"id": config.get("mnet_localhost_id") or "1"})
     key = reader.one("config_plugins", {"plugin": "backup", "name": "backup_encryptkey"})
     return SiteInfo(
@@ -80,9 +72,8 @@ def start_run(
 def course_members(run: BackupRun, progress: Progress | None = None) -> Iterator[Member]:
     """The members of the course's backup, in Moodle's order."""
     tasks = course_plan(run)
-    return execute(
-        tasks, run, transform=transformer(run), encrypt=encrypter(run), progress=progress
-    )
+    return execute(tasks, run, transform=transformer(run), encrypt=encrypter(run),
+                   progress=progress)
 
 
 def transformer(run: BackupRun) -> Transformer:
@@ -125,8 +116,7 @@ def encrypter(run: BackupRun) -> Encrypt:
             run.warnings.append(
                 "the site has no backup key (config_plugins backup/backup_encryptkey) yet: "
                 "encrypted values (e.g. LTI secrets) are written under a one-off key no "
-                "site can decrypt"
-            )
+                "site can decrypt")
         iv = os.urandom(16)
         padder = padding.PKCS7(128).padder()
         data = padder.update(value.encode("utf-8")) + padder.finalize()

@@ -16,7 +16,9 @@ from urllib.parse import quote_plus
 from coursevault.structure.registry import LinkContext
 
 
-def encode_script_links(content: str, link: LinkContext, rules: Sequence[tuple[str, str]]) -> str:
+def encode_script_links(
+    content: str, link: LinkContext, rules: Sequence[tuple[str, str]]
+) -> str:
     """Apply ``preg_replace('/(' . $base . TAIL)/', REPLACEMENT)`` rules in order."""
     base = re.escape(link.wwwroot)
     for tail, replacement in rules:

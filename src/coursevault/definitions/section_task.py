@@ -13,18 +13,8 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Sql, Table
 from coursevault.structure.registry import Plugin, Step
 
-SECTION_FIELDS = (
-    "number",
-    "name",
-    "summary",
-    "summaryformat",
-    "sequence",
-    "visible",
-    "availabilityjson",
-    "component",
-    "itemid",
-    "timemodified",
-)
+SECTION_FIELDS = ("number", "name", "summary", "summaryformat", "sequence", "visible",
+                  "availabilityjson", "component", "itemid", "timemodified")
 
 
 def section_structure(ctx: TaskContext) -> Nested:
@@ -32,27 +22,19 @@ def section_structure(ctx: TaskContext) -> Nested:
     ``number``, ``availability`` as ``availabilityjson``) and the section's
     own format options for the course's format."""
     section = Nested(
-        "section",
-        attrs=("id",),
-        fields=SECTION_FIELDS,
+        "section", attrs=("id",), fields=SECTION_FIELDS,
         source=Table("course_sections", {"id": Param("sectionid")}),
-        compute={
-            "number": lambda row, _ctx: row.get("section"),
-            "availabilityjson": lambda row, _ctx: row.get("availability"),
-        },
+        compute={"number": lambda row, _ctx: row.get("section"),
+                 "availabilityjson": lambda row, _ctx: row.get("availability")},
         files=[FileArea("course", "section", "id")],
     )
     options = Nested(
-        "course_format_options",
-        attrs=("id",),
-        fields=("format", "name", "value"),
-        source=Sql(
-            "SELECT cfo.id, cfo.format, cfo.name, cfo.value FROM {course} c "
-            "JOIN {course_format_options} cfo "
-            "ON cfo.courseid = c.id AND cfo.format = c.format "
-            "WHERE c.id = ? AND cfo.sectionid = ?",
-            [Param("courseid"), Param("sectionid")],
-        ),
+        "course_format_options", attrs=("id",), fields=("format", "name", "value"),
+        source=Sql("SELECT cfo.id, cfo.format, cfo.name, cfo.value FROM {course} c "
+                   "JOIN {course_format_options} cfo "
+                   "ON cfo.courseid = c.id AND cfo.format = c.format "
+                   "WHERE c.id = ? AND cfo.sectionid = ?",
+                   [Param("courseid"), Param("sectionid")]),
     )
     return section.add(options)
 

@@ -30,6 +30,8 @@ TAGS_SQL = (
 )
 
 
+
+
 def tags_enabled(ctx: TaskContext, component: str, itemtype: str) -> bool:
     """``core_tag_tag::is_enabled``, read once per run."""
     memo: dict[tuple[str, str], bool] = ctx.run.memo.setdefault("tag_areas_enabled", {})

@@ -37,58 +37,35 @@ def _wrapper(form: str, point: str, *children: Nested) -> Nested:
 
 
 def _dimension(form: str, table: str, fields: tuple[str, ...]) -> Nested:
-    return Nested(
-        f"workshopform_{form}_dimension",
-        attrs=("id",),
-        fields=fields,
-        source=Table(table, {"workshopid": Param("activityid")}),
-        files=[FileArea(f"workshopform_{form}", "description", "id")],
-    )
+    return Nested(f"workshopform_{form}_dimension", attrs=("id",), fields=fields,
+                  source=Table(table, {"workshopid": Param("activityid")}),
+                  files=[FileArea(f"workshopform_{form}", "description", "id")])
 
 
 def _definition(form: str) -> list[Nested]:
     """What the form adds under ``<workshop>``."""
     if form == "accumulative":
-        return [
-            _dimension(
-                form,
-                "workshopform_accumulative",
-                ("sort", "description", "descriptionformat", "grade", "weight"),
-            )
-        ]
+        return [_dimension(form, "workshopform_accumulative",
+                           ("sort", "description", "descriptionformat", "grade", "weight"))]
     if form == "comments":
-        return [
-            _dimension(form, "workshopform_comments", ("sort", "description", "descriptionformat"))
-        ]
+        return [_dimension(form, "workshopform_comments",
+                           ("sort", "description", "descriptionformat"))]
     if form == "numerrors":
-        mapping = Nested(
-            "workshopform_numerrors_map",
-            attrs=("id",),
-            fields=("nonegative", "grade"),
-            source=Table("workshopform_numerrors_map", {"workshopid": Param("activityid")}),
-        )
-        return [
-            mapping,
-            _dimension(
-                form,
-                "workshopform_numerrors",
-                ("sort", "description", "descriptionformat", "grade0", "grade1", "weight"),
-            ),
-        ]
-    config = Nested(
-        "workshopform_rubric_config",
-        fields=("layout",),
-        source=Table("workshopform_rubric_config", {"workshopid": Param("activityid")}),
-    )
-    level = Nested(
-        "workshopform_rubric_level",
-        attrs=("id",),
-        fields=("grade", "definition", "definitionformat"),
-        source=Table("workshopform_rubric_levels", {"dimensionid": Up("id")}),
-    )
-    dimension = _dimension(
-        form, "workshopform_rubric", ("sort", "description", "descriptionformat")
-    )
+        mapping = Nested("workshopform_numerrors_map", attrs=("id",),
+                         fields=("nonegative", "grade"),
+                         source=Table("workshopform_numerrors_map",
+                                      {"workshopid": Param("activityid")}))
+        return [mapping, _dimension(form, "workshopform_numerrors",
+                                    ("sort", "description", "descriptionformat", "grade0",
+                                     "grade1", "weight"))]
+    config = Nested("workshopform_rubric_config", fields=("layout",),
+                    source=Table("workshopform_rubric_config",
+                                 {"workshopid": Param("activityid")}))
+    level = Nested("workshopform_rubric_level", attrs=("id",),
+                   fields=("grade", "definition", "definitionformat"),
+                   source=Table("workshopform_rubric_levels", {"dimensionid": Up("id")}))
+    dimension = _dimension(form, "workshopform_rubric",
+                           ("sort", "description", "descriptionformat"))
     return [config, dimension.add(level)]
 
 
@@ -98,14 +75,9 @@ def _grades(form: str, point: str) -> SubpluginPart:
 
     def part(_ctx: TaskContext) -> Nested:
         grade = Nested(
-            f"workshopform_{form}_{_GRADE_ELEMENT[point]}",
-            attrs=("id",),
-            fields=fields,
-            source=Sql(
-                f"SELECT id, {', '.join(fields)} FROM {{workshop_grades}} "
-                f"WHERE strategy = '{form}' AND assessmentid = ?",
-                [Up("id")],
-            ),
+            f"workshopform_{form}_{_GRADE_ELEMENT[point]}", attrs=("id",), fields=fields,
+            source=Sql(f"SELECT id, {', '.join(fields)} FROM {{workshop_grades}} "
+                       f"WHERE strategy = '{form}' AND assessmentid = ?", [Up("id")]),
         )
         return _wrapper(form, point, grade)
 
@@ -114,19 +86,15 @@ def _grades(form: str, point: str) -> SubpluginPart:
 
 def _form(form: str) -> Plugin:
     parts = {point: _grades(form, point) for point in _GRADE_ELEMENT}
-    return subplugin(
-        f"workshopform_{form}",
-        workshop=lambda _ctx: _wrapper(form, "workshop", *_definition(form)),
-        **parts,
-    )
+    return subplugin(f"workshopform_{form}",
+                     workshop=lambda _ctx: _wrapper(form, "workshop", *_definition(form)),
+                     **parts)
 
 
 def _best_settings(_ctx: TaskContext) -> Nested:
-    settings = Nested(
-        "workshopeval_best_settings",
-        fields=("comparison",),
-        source=Table("workshopeval_best_settings", {"workshopid": Param("activityid")}),
-    )
+    settings = Nested("workshopeval_best_settings", fields=("comparison",),
+                      source=Table("workshopeval_best_settings",
+                                   {"workshopid": Param("activityid")}))
     return Nested("subplugin_workshopeval_best_workshop", children=[settings])
 
 

@@ -46,17 +46,17 @@ class _Reader:
 
     def until(self, stop: bytes) -> bytes:
         end = self.data.index(stop, self.pos)
-        chunk = self.data[self.pos : end]
+        chunk = self.data[self.pos:end]
         self.pos = end + len(stop)
         return chunk
 
     def expect(self, text: bytes) -> None:
-        if self.data[self.pos : self.pos + len(text)] != text:
+        if self.data[self.pos:self.pos + len(text)] != text:
             raise ValueError(f"serialized PHP: expected {text!r} at {self.pos}")
         self.pos += len(text)
 
     def value(self) -> PhpValue:
-        kind = self.data[self.pos : self.pos + 2]
+        kind = self.data[self.pos:self.pos + 2]
         self.pos += 2
         if kind == b"N;":
             return None
@@ -78,7 +78,7 @@ class _Reader:
     def string(self, end: bytes = b";") -> bytes:
         size = int(self.until(b":"))
         self.expect(b'"')
-        text = self.data[self.pos : self.pos + size]
+        text = self.data[self.pos:self.pos + size]
         self.pos += size
         self.expect(b'"' + end)
         return text
@@ -123,12 +123,8 @@ def serialize(value: PhpValue) -> bytes:
     if isinstance(value, PhpArray):
         return b"a:%d:{%s}" % (len(value.items), _pairs(value.items))
     if isinstance(value, PhpObject):
-        return b'O:%d:"%s":%d:{%s}' % (
-            len(value.name),
-            value.name,
-            len(value.items),
-            _pairs(value.items),
-        )
+        return b'O:%d:"%s":%d:{%s}' % (len(value.name), value.name, len(value.items),
+                                      _pairs(value.items))
     raise TypeError(f"cannot serialize {type(value).__name__} as PHP")
 
 

@@ -87,9 +87,7 @@ class XmlWriter:
         self._level -= 1
         self._last_was_text = False
 
-    def full(
-        self, tag: str, value: str | None, attrs: Mapping[str, str | None] | None = None
-    ) -> None:
+    def full(self, tag: str, value: str | None, attrs: Mapping[str, str | None] | None = None) -> None:
         """An element holding one value (a final element, in Moodle's words)."""
         self.begin(tag, attrs)
         self._parts.append(self.text(value))

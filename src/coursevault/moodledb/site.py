@@ -38,10 +38,8 @@ def open_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
-        raise SiteError(
-            f"database URL {url!r} is not a URL (postgresql+psycopg://..., "
-            "mysql+pymysql://..., sqlite:///path)"
-        ) from None
+        raise SiteError(f"database URL {url!r} is not a URL (postgresql+psycopg://..., "
+                        "mysql+pymysql://..., sqlite:///path)") from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         engine = sa.create_engine(parsed.set(drivername="postgresql+psycopg"))
@@ -55,9 +53,8 @@ def open_engine(url: str) -> Engine:
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
         event.listen(engine, "connect", _sqlite_functions)
     else:
-        raise SiteError(
-            f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL or SQLite)"
-        )
+        raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
+                        "or SQLite)")
     return engine
 
 
@@ -129,10 +126,7 @@ class SiteReader:
             yield from self._select(table, {**where, key: batch}, order, columns)
 
     def _select(
-        self,
-        table: str,
-        where: Mapping[str, Any],
-        order: str | None,
+        self, table: str, where: Mapping[str, Any], order: str | None,
         columns: Sequence[str] | None,
     ) -> Iterator[Row]:
         cols: list[Any] = [sa.column(c) for c in columns] if columns else [sa.text("*")]

@@ -70,11 +70,8 @@ class CourseBackup:
 
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
-            "course_id": self.courseid,
-            "outcome": self.outcome,
-            "course": self.key,
-            "shortname": self.shortname,
-            "seconds": round(self.seconds, 3),
+            "course_id": self.courseid, "outcome": self.outcome, "course": self.key,
+            "shortname": self.shortname, "seconds": round(self.seconds, 3),
             "warnings": self.warnings,
         }
         if self.result is not None:
@@ -117,8 +114,7 @@ def backup_courses(
             ids = select_courses(reader, request)
         failed = 0
         outcomes = (
-            _in_parallel(repo, request, ids, jobs)
-            if jobs > 1 and len(ids) > 1
+            _in_parallel(repo, request, ids, jobs) if jobs > 1 and len(ids) > 1
             else (_backup_one(repo, engine, request, c, progress) for c in ids)
         )
         for outcome in outcomes:
@@ -136,10 +132,8 @@ def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
     """The course ids a request names, checked to exist, in id order."""
     if request.courses:
         wanted = sorted(set(request.courses))
-        found = {
-            int(str(r["id"]))
-            for r in reader.rows("course", {"id": [str(c) for c in wanted]}, columns=("id",))
-        }
+        found = {int(str(r["id"])) for r in reader.rows(
+            "course", {"id": [str(c) for c in wanted]}, columns=("id",))}
         missing = [c for c in wanted if c not in found or c == 1]
         if missing:
             raise SiteDataError(f"course {missing[0]}: no such course in the database")
@@ -160,8 +154,7 @@ def _category_and_below(reader: SiteReader, category: int) -> list[int]:
         raise SiteDataError(f"category {category}: no such category in the database")
     path = str(top["path"])
     return [
-        int(str(r["id"]))
-        for r in reader.rows("course_categories", columns=("id", "path"))
+        int(str(r["id"])) for r in reader.rows("course_categories", columns=("id", "path"))
         if str(r["path"]) == path or str(r["path"]).startswith(path + "/")
     ]
 
@@ -213,21 +206,19 @@ def _backup_one(
 def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
     """Every run is logged, failed and skipped ones too (``coursevault runs``)."""
     result = outcome.result
-    repo.record_run(
-        {
-            "id": uuid.uuid4().hex,
-            "course": outcome.key or f"?-{outcome.courseid}",
-            "source": f"database course {outcome.courseid}"
-            + (f" ({outcome.shortname})" if outcome.shortname else ""),
-            "snapshot": result.snapshot if result is not None else "",
-            "started": started,
-            "seconds": outcome.seconds,
-            "new_bytes": result.new_bytes if result is not None else 0,
-            "new_objects": result.new_objects if result is not None else 0,
-            "outcome": outcome.outcome,
-            "error": outcome.error,
-        }
-    )
+    repo.record_run({
+        "id": uuid.uuid4().hex,
+        "course": outcome.key or f"?-{outcome.courseid}",
+        "source": f"database course {outcome.courseid}"
+                  + (f" ({outcome.shortname})" if outcome.shortname else ""),
+        "snapshot": result.snapshot if result is not None else "",
+        "started": started,
+        "seconds": outcome.seconds,
+        "new_bytes": result.new_bytes if result is not None else 0,
+        "new_objects": result.new_objects if result is not None else 0,
+        "outcome": outcome.outcome,
+        "error": outcome.error,
+    })
 
 
 def _in_parallel(
@@ -248,12 +239,8 @@ def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) ->
     """One course in a worker process: its own repository handle and engine."""
     from coursevault.moodledb.site import open_engine
 
-    repo = Repository.open(
-        open_args["backend"],
-        cache_dir=open_args["cache_dir"],
-        catalog_url=open_args["catalog_url"],
-        sync=False,
-    )
+    repo = Repository.open(open_args["backend"], cache_dir=open_args["cache_dir"],
+                           catalog_url=open_args["catalog_url"], sync=False)
     engine = open_engine(request.db_url)
     try:
         return _backup_one(repo, engine, request, courseid, None)
@@ -274,8 +261,7 @@ def _unmodified(repo: Repository, reader: SiteReader, key: str, courseid: int) -
     since = int(snaps[-1].epoch)
     for _row in reader.sql(
         "SELECT id FROM {logstore_standard_log} WHERE courseid = ? AND timecreated > ? "
-        "AND crud <> 'r'",
-        [courseid, since],
+        "AND crud <> 'r'", [courseid, since]
     ):
         return False
     return True

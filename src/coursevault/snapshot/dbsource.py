@@ -90,7 +90,8 @@ class DatabaseSource:
             "backup_release": site.backup_release,
             "original_course_id": str(course["id"]),
             "original_course_shortname": str(course["shortname"]),
-            "original_site_identifier_hash": hashlib.md5(site.siteidentifier.encode()).hexdigest(),
+            "original_site_identifier_hash": hashlib.md5(
+                site.siteidentifier.encode()).hexdigest(),
             "original_wwwroot": site.wwwroot,
             "settings": {k: v for k, v in sorted(self.run.settings.items())},
         }

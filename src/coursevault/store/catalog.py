@@ -484,25 +484,14 @@ class Catalog:
         self._write(("DELETE FROM cv_snapshots", ()), ("DELETE FROM cv_refs", ()))
 
     # -- backup runs (coursevault runs) ----------------------------------------------
-    RUN_FIELDS = (
-        "id",
-        "course",
-        "source",
-        "snapshot",
-        "started",
-        "seconds",
-        "new_bytes",
-        "new_objects",
-        "outcome",
-        "error",
-    )
+    RUN_FIELDS = ("id", "course", "source", "snapshot", "started", "seconds",
+                  "new_bytes", "new_objects", "outcome", "error")
 
     def add_run(self, run: dict[str, Any]) -> None:
         names = ", ".join(self.RUN_FIELDS)
         marks = ", ".join([self._ph] * len(self.RUN_FIELDS))
-        self._write(
-            (f"INSERT INTO cv_runs ({names}) VALUES ({marks})", [run[f] for f in self.RUN_FIELDS])
-        )
+        self._write((f"INSERT INTO cv_runs ({names}) VALUES ({marks})",
+                     [run[f] for f in self.RUN_FIELDS]))
 
     def runs(self, series: str | None = None) -> list[dict[str, Any]]:
         """Runs oldest first, of one series or all."""

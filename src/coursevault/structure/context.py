@@ -44,16 +44,8 @@ SETTINGS: dict[str, bool] = {
 }
 # Settings that depend on "users" (backup_root_task::define_settings): with
 # users off, Moodle turns these off and locks them.
-USER_DEPENDENT = (
-    "anonymize",
-    "role_assignments",
-    "comments",
-    "calendarevents",
-    "userscompletion",
-    "logs",
-    "grade_histories",
-    "xapistate",
-)
+USER_DEPENDENT = ("anonymize", "role_assignments", "comments", "calendarevents",
+                  "userscompletion", "logs", "grade_histories", "xapistate")
 # the config names that differ from the setting names
 _CONFIG_NAMES = {"grade_histories": "histories"}
 
@@ -170,19 +162,14 @@ class BackupRun:
         read once per run, whatever number of areas and items ask."""
         cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
         if contextid not in cache:
-            cache[contextid] = list(
-                self.reader.rows(
-                    "files",
-                    {"contextid": contextid},
-                    columns=("id", "component", "filearea", "itemid"),
-                )
-            )
+            cache[contextid] = list(self.reader.rows(
+                "files", {"contextid": contextid},
+                columns=("id", "component", "filearea", "itemid"),
+            ))
         wanted = None if itemid is None else str(itemid)
         return [
-            str(r["id"])
-            for r in cache[contextid]
-            if r["component"] == component
-            and r["filearea"] == filearea
+            str(r["id"]) for r in cache[contextid]
+            if r["component"] == component and r["filearea"] == filearea
             and (wanted is None or str(r["itemid"]) == wanted)
         ]
 

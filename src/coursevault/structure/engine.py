@@ -136,7 +136,9 @@ def _table_rows(
     if values:
         for row in ctx.reader.rows(source.table, {**fixed, key: values}, order=source.order):
             grouped.setdefault(str(row[key]), []).append(row)
-    return [(p, dict(row)) for p in parents for row in grouped.get(str(by_parent[id(p)]), [])]
+    return [
+        (p, dict(row)) for p in parents for row in grouped.get(str(by_parent[id(p)]), [])
+    ]
 
 
 def _resolve(value: Value, parent: Instance | None, ctx: TaskContext) -> Any:
@@ -152,9 +154,8 @@ def _resolve(value: Value, parent: Instance | None, ctx: TaskContext) -> Any:
 def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt | None) -> None:
     element, row = inst.element, inst.row
     for area in element.files:
-        _annotate_files(
-            ctx, area.component, area.filearea, row, area.itemid_field, area.context_field
-        )
+        _annotate_files(ctx, area.component, area.filearea, row, area.itemid_field,
+                        area.context_field)
     writer.begin(element.name, {a: _text(row.get(a)) for a in element.attrs} or None)
     for name in element.fields:
         if isinstance(row.get(name), Unset):
