@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
 from coursevault.definitions.subplugins import add_subplugin_structure
+from coursevault.definitions.tags import tags_enabled
 from coursevault.moodledb.site import Row
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
@@ -57,6 +58,21 @@ def annotate_question_files(ctx: TaskContext) -> None:
                 "files", {"contextid": contextid, "component": component}, columns=("id",))])
 
 
+def _question_tag(ctx: TaskContext) -> Nested:
+    """A question's tags, read only when the area's tags are enabled
+    (``core_tag_tag::is_enabled('core_question', 'question')``).  Moodle's
+    query per question is kept: a question's tags come in its join's order."""
+    tag = Nested("tag", attrs=("id", "contextid"), fields=("name", "rawname"))
+    if tags_enabled(ctx, "core_question", "question"):
+        tag.set_source(Sql(
+            "SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
+            "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
+            "AND ti.itemtype = 'question' AND ti.component = 'core_question'", [Up("id")]))
+    else:  # Moodle's element without a source is written no times
+        tag.set_source(Rows(lambda _ctx, _parent: ()))
+    return tag
+
+
 def questions_structure(ctx: TaskContext) -> Nested:
     def categories(c: TaskContext, _p: Instance | None) -> list[Row]:
         return question_categories(c)
@@ -74,12 +90,7 @@ def questions_structure(ctx: TaskContext) -> Nested:
             "question_hint", attrs=("id",),
             fields=("hint", "hintformat", "shownumcorrect", "clearwrong", "options"),
             source=Table("question_hints", {"questionid": Up("id")}, order="id"))]),
-        Nested("tags", children=[Nested(
-            "tag", attrs=("id", "contextid"), fields=("name", "rawname"),
-            source=Sql("SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
-                       "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
-                       "AND ti.itemtype = 'question' AND ti.component = 'core_question'",
-                       [Up("id")]))]),
+        Nested("tags", children=[_question_tag(ctx)]),
     )
     version = Nested(
         "question_versions", attrs=("id",), fields=("version", "status"),
