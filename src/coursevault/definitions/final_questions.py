@@ -53,7 +53,10 @@ def annotate_question_files(ctx: TaskContext) -> None:
     for contextid in contexts:
         for area in QUESTION_AREAS:
             ctx.annotate("file", ctx.run.files_of(contextid, "question", area))
-        for component in qtype_file_components():
+        # Moodle asks for every type; only those with files here can add any
+        present = {str(r["component"]) for r in ctx.reader.rows(
+            "files", {"contextid": contextid}, columns=("component",))}
+        for component in (c for c in qtype_file_components() if c in present):
             ctx.annotate("file", [str(r["id"]) for r in ctx.reader.rows(
                 "files", {"contextid": contextid, "component": component}, columns=("id",))])
 
@@ -74,6 +77,8 @@ def _question_tag(ctx: TaskContext) -> Nested:
 
 
 def questions_structure(ctx: TaskContext) -> Nested:
+    """questions.xml: the final categories, each with its bank entries, their
+    versions and each version's question with its parts."""
     def categories(c: TaskContext, _p: Instance | None) -> list[Row]:
         return question_categories(c)
 
