@@ -100,9 +100,9 @@ def calculate_question_categories(ctx: TaskContext) -> None:
     category of each other context whose bank the activity draws on -- the
     contexts of the questions annotated so far, of its set references
     (random questions) and of its question references -- in the order
-    Moodle's INSERT ... SELECTs put them into the temp table."""
-    if not ctx.run.setting("questionbank"):
-        return
+    Moodle's INSERT ... SELECTs put them into the temp table.  The activity
+    task runs it whatever the ``questionbank`` setting (only the course
+    task's is conditional)."""
     contextid = str(ctx.param("contextid"))
     reader = ctx.reader
     ctx.annotate("question_category", (r["id"] for r in reader.rows(

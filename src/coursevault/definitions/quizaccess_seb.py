@@ -1,12 +1,13 @@
 """quizaccess_seb (mod/quiz/accessrule/seb/backup/moodle2/backup_quizaccess_seb_subplugin.class.php):
 the quiz's Safe Exam Browser settings and the template they use.
 
-Moodle builds both field lists from its persistents
-(``seb_quiz_settings::to_record()`` less id, quizid, usermodified,
-timecreated and timemodified; ``template::to_record()`` less usermodified
-and timemodified): ``define_properties`` in the order of the tables'
-columns, then the persistent's own ``id`` and ``timecreated``.  Nothing
-for attempts: the rule keeps no attempt data.
+Moodle builds both field lists from its persistents: ``to_record()`` is
+``define_properties()`` in its order, then the persistent's own ``id``,
+``timecreated``, ``timemodified`` and ``usermodified``; the settings leave
+out ``id``, ``usermodified`` and ``timemodified``, the template
+``usermodified`` and ``timemodified``.  (The reference site has no SEB
+settings, so these lists are read from the PHP, not checked against a
+backup.)  Nothing for attempts: the rule keeps no attempt data.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Table, Up
 
 SETTINGS_FIELDS = (
-    "cmid", "templateid", "requiresafeexambrowser", "showsebtaskbar", "showwificontrol",
-    "showreloadbutton", "showtime", "showkeyboardlayout", "allowuserquitseb", "quitpassword",
-    "linkquitseb", "userconfirmquit", "enableaudiocontrol", "muteonstartup",
-    "allowcapturecamera", "allowcapturemicrophone", "allowspellchecking", "allowreloadinexam",
-    "activateurlfiltering", "filterembeddedcontent", "expressionsallowed", "regexallowed",
-    "expressionsblocked", "regexblocked", "allowedbrowserexamkeys", "showsebdownloadlink",
+    "quizid", "cmid", "templateid", "requiresafeexambrowser", "showsebtaskbar",
+    "showwificontrol", "showreloadbutton", "showtime", "showkeyboardlayout",
+    "allowuserquitseb", "quitpassword", "linkquitseb", "userconfirmquit",
+    "enableaudiocontrol", "muteonstartup", "allowcapturecamera", "allowcapturemicrophone",
+    "allowspellchecking", "allowreloadinexam", "activateurlfiltering",
+    "filterembeddedcontent", "expressionsallowed", "regexallowed", "expressionsblocked",
+    "regexblocked", "showsebdownloadlink", "allowedbrowserexamkeys", "timecreated",
 )
 TEMPLATE_FIELDS = ("name", "description", "content", "enabled", "sortorder", "id",
                    "timecreated")
