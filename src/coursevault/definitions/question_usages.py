@@ -26,9 +26,9 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Table, Up
 
 # question_engine::get_all_response_file_areas() on a stock 4.5 site: the
-# qtypes' response_file_areas() joined with PHP's array "+", which keeps the
-# first qtype's keys only -- qtype_essay's ('attachments', 'answer'), the
-# only core type with response files
+# qtypes' response_file_areas() joined with PHP's array "+" (a numeric key
+# already there wins), prefixed "response_"; qtype_essay's ('attachments',
+# 'answer') are the only core type's
 RESPONSE_FILE_AREAS = ("response_attachments", "response_answer")
 
 
