@@ -98,7 +98,7 @@ class SiteReader:
         self.conn = conn
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
-        self._mysql = conn.dialect.name in ("mysql", "mariadb")
+        self._cursor = conn.dialect.name == "postgresql"
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -165,12 +165,15 @@ class SiteReader:
         return None
 
     def _run(self, query: sa.Executable) -> Iterator[Row]:
-        # MariaDB's protocol has one unbuffered result per connection: a
-        # query started while another streams (the plan reads modules while
-        # it walks sections) silently cuts the first one short.  There the
-        # driver buffers each result; one query's rows are one IN batch of
-        # one course's, so memory stays bounded.  PostgreSQL streams.
-        conn = self.conn if self._mysql else self.conn.execution_options(yield_per=500)
+        # PostgreSQL: a server-side cursor, as Moodle's pgsql driver reads
+        # every recordset (DECLARE ... CURSOR): the planner plans a cursor for
+        # its first rows (cursor_tuple_fraction), and the plan decides the
+        # order of rows read without ORDER BY -- a plain query returns some
+        # tables' rows in another order than Moodle got.  MariaDB/MySQL: the
+        # driver reads each result whole: their protocol has one unbuffered
+        # result per connection, which a query started while another streams
+        # silently cuts short; one query's rows are one course's slice.
+        conn = self.conn.execution_options(yield_per=500) if self._cursor else self.conn
         result = conn.execute(query)
         names = list(result.keys())
         for values in result:
