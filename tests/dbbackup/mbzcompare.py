@@ -35,6 +35,9 @@ class Status(enum.StrEnum):
     DIFFERS = "differs"
     MISSING = "missing-in-ours"
     EXTRA = "extra-in-ours"
+    # only from modulo.py (a backup of the MariaDB site, restored by Moodle):
+    MODULO_IDS = "equal-modulo-ids"  # equal once what a restore changes is masked
+    EXCUSED = "missing-excused"  # missing as a named exception says it must be
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,448 @@
+"""Masking exactly what Moodle's restore changes in a member, for comparing a
+backup of a restored site with a backup of its source (``modulo.py``).
+
+Masked, each to a placeholder, and nothing else:
+
+- ids: every attribute and element Moodle names as an id (``id``,
+  ``...id``, ``...ids``: ``ID_NAME``) and the ids by another name
+  (``ID_VALUED``, found from the real differences); only the integers are
+  masked, so ``$@NULL@$``, an empty value, a separator or the number of ids
+  in a list still count;
+- ids inside text: encoded links (``$@FORUMVIEWBYID*200@$``), backup folder
+  names in moodle_backup.xml (``forum_200``) and availability conditions
+  (``"cm":200``) keep all but their ids;
+- the timestamps Moodle's restore sets from its clock (``RESTAMPED``: the
+  site README's list, each narrowed to the records it names);
+- values a restore rewrites (``RESTORED_AS``): Moodle's value is replaced by
+  what the restore made of it, so ours must then be exactly that.
+
+Text, names, formats, grades, sort orders and every other number stay as
+they are: that is what the comparison is for.  Children Moodle's restore
+reorders (``UNORDERED``) are compared as multisets of their masked bytes.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import html
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .mbzxml import Mask, _Open, apply_masks, walk, xml_masks
+
+ID = b"#"
+TIME = b"[restore time]"
+_INTEGER = re.compile(rb"-?\d+")
+ID_NAME = re.compile(rb"^(?:[a-z_0-9]*id|[a-z_0-9]+ids)$")
+_LINK = re.compile(rb"\$@[A-Z]+\*[\d*]+@\$")
+_FOLDER_NAME = re.compile(rb"(?<![a-z0-9])[a-z0-9]+_(\d+)(?![0-9])")
+_MANIFEST_NAMES = frozenset({b"name", b"activity", b"section", b"directory"})
+
+
+@dataclass(frozen=True)
+class At:
+    """Where a rule applies: elements whose path ends with ``names`` (the
+    parent's name, then the element's), in members matching ``member`` (a
+    glob); with ``attr``, that attribute of the element instead of its text."""
+
+    member: str
+    names: tuple[bytes, ...]
+    attr: bytes | None = None
+
+    def matches(self, member: str, stack: list[_Open]) -> bool:
+        tail = tuple(o.name for o in stack[-len(self.names) :])
+        return tail == self.names and fnmatch.fnmatchcase(member, self.member)
+
+
+def _at(member: str, *names: str, attr: str | None = None) -> At:
+    return At(member, tuple(n.encode() for n in names), attr.encode() if attr else None)
+
+
+# Ids by another name: the site README's forum firstpost/parent, grade
+# category path and section sequence; the others found from the real
+# differences, each a row id of another table the restore renumbered.
+ID_VALUED = (
+    _at("activities/forum_*/forum.xml", "discussion", "firstpost"),
+    _at("activities/forum_*/forum.xml", "discussion", "usermodified"),  # a user
+    _at("activities/forum_*/forum.xml", "post", "parent"),
+    _at("gradebook.xml", "grade_category", "path"),
+    _at("sections/*/section.xml", "section", "sequence"),
+    _at("questions.xml", "question_category", "parent"),
+    _at("activities/feedback_*/feedback.xml", "value", "item"),  # feedback_item
+    _at("activities/assign_*/assign.xml", "userflag", "assignment"),  # assign
+    _at("*grades.xml", "grade_item", "iteminstance"),  # the activity's instance
+    _at("gradebook.xml", "grade_item", "iteminstance"),
+    _at("completion.xml", "course_completion_criteria", "moduleinstance"),  # a cm
+    _at("*", "course"),  # a leaf <course> is always a course id
+)
+
+# Timestamps the restore sets from its clock: the site README's "grade
+# items, enrolments, role assignments, files, sections", and what Moodle's
+# restore code stamps with time() in rich's groups and grading forms (the
+# values on MariaDB are the restore's minute, 1796307853-4).
+RESTAMPED = (
+    _at("*grades.xml", "grade_item", "timecreated"),
+    _at("*grades.xml", "grade_item", "timemodified"),
+    _at("gradebook.xml", "grade_item", "timecreated"),
+    _at("gradebook.xml", "grade_item", "timemodified"),
+    _at("course/enrolments.xml", "enrolment", "timemodified"),
+    _at("*roles.xml", "assignment", "timemodified"),
+    _at("files.xml", "file", "timecreated"),
+    _at("files.xml", "file", "timemodified"),
+    _at("sections/*/section.xml", "section", "timemodified"),
+    _at("groups.xml", "group", "timemodified"),
+    _at("groups.xml", "group_member", "timeadded"),  # groups_add_member: time()
+    _at("*grading.xml", "definition", "timecreated"),
+    _at("*grading.xml", "definition", "timemodified"),
+)
+
+# Values Moodle's restore makes anew, on both sides masked whole: a question
+# category's stamp (make_unique_id_code() when the restore creates it), and
+# what names the site rather than the course (another site, another root).
+REGENERATED = (
+    _at("questions.xml", "question_category", "stamp"),
+    _at("moodle_backup.xml", "information", "original_wwwroot"),
+    _at("moodle_backup.xml", "information", "original_site_identifier_hash"),
+)
+
+
+@dataclass(frozen=True)
+class RestoredAs:
+    """Moodle's value matching ``theirs`` (in full) is what the restore
+    wrote as ``ours`` (``#``: an id, masked as ids are): ``why`` is the
+    evidence."""
+
+    at: At
+    theirs: bytes
+    ours: bytes
+    why: str
+
+
+NULL = rb"\$@NULL@\$"
+_TOPICS_DEFAULTS = (
+    b"".join(
+        b"\n    <courseformatoption>\n      <format>topics</format>\n"
+        b"      <sectionid>#</sectionid>\n      <name>" + name + b"</name>\n"
+        b"      <value>0</value>\n    </courseformatoption>"
+        for name in (b"hiddensections", b"coursedisplay")
+    )
+    + b"\n  "
+)
+RESTORED_AS = (
+    RestoredAs(
+        _at("course/course.xml", "course", "idnumber"),
+        rb".*",
+        b"",
+        "restore_course_structure_step keeps a course idnumber only on the same "
+        "site: rich's RICH-1 is '' in mdl_course on MariaDB",
+    ),
+    RestoredAs(
+        _at("*", "grade_item", "idnumber"),
+        rb"",
+        b"$@NULL@$",
+        "site README: grade-item idnumber goes from empty to $@NULL@$",
+    ),
+    RestoredAs(
+        _at("course/course.xml", "course", "showcompletionconditions"),
+        NULL,
+        b"1",
+        "mdl_course.showcompletionconditions: NULL on PostgreSQL for courses 8, 9, "
+        "11 and 30 (restored from backups older than the field), 1 on MariaDB",
+    ),
+    RestoredAs(
+        _at("sections/*/section.xml", "section", "sequence"),
+        NULL,
+        b"",
+        "mdl_course_sections.sequence: 7 NULL on PostgreSQL, none on MariaDB ('')",
+    ),
+    RestoredAs(
+        _at("*grades.xml", "grade_grade", "rawscaleid"),
+        NULL,
+        b"#",
+        "mdl_grade_grades.rawscaleid: 154 NULL on PostgreSQL, 43 on MariaDB "
+        "(the restore maps it through get_mappingid, which gives 0 for none)",
+    ),
+    RestoredAs(
+        _at("files.xml", "file", "userid"),
+        NULL,
+        b"#",
+        "mdl_files.userid: 194 NULL on PostgreSQL, none on MariaDB (the restore "
+        "gives each file a user)",
+    ),
+    RestoredAs(
+        _at("gradebook.xml", "grade_setting", attr="id"),
+        rb"",
+        b"#",
+        "Moodle writes a missing minmaxtouse setting with an empty id; the "
+        "restore stored it (mdl_grade_settings: courses 2, 3, 4, 8 and 12 have "
+        "the row on MariaDB only)",
+    ),
+    RestoredAs(
+        _at("course/course.xml", "course", "courseformatoptions"),
+        rb"\s*",
+        _TOPICS_DEFAULTS,
+        "courses 8, 9, 11 and 30 have no mdl_course_format_options on PostgreSQL "
+        "(restored from old backups); the restore to MariaDB stored the topics "
+        "format's defaults, hiddensections 0 and coursedisplay 0",
+    ),
+    RestoredAs(
+        _at("badges.xml", "badge", "status"),
+        rb"\d+",
+        b"0",
+        "restore_badges_structure_step restores every badge inactive (BADGE_STATUS_INACTIVE)",
+    ),
+)
+
+# Children whose order in Moodle's backup follows ids or the database's
+# heap, so the restore's new ids reorder them: (member glob, parent, child).
+UNORDERED = (
+    ("files.xml", b"files", b"file"),  # site README: files.xml order differs
+    # lesson pages are read ORDER BY prevpageid, an id the restore renumbers
+    ("activities/lesson_*/lesson.xml", b"pages", b"page"),
+    # read from the ids temp table without ORDER BY: PostgreSQL's heap order
+    ("users.xml", b"users", b"user"),
+)
+
+
+@dataclass(frozen=True)
+class Exceptions:
+    """Named exceptions for one course on the restored site, each a fact of
+    the oracle, not of our writer (``sitecheck.MARIADB_EXCEPTIONS`` says
+    where each comes from):
+
+    ``regenerated``: (component, filearea) whose files the restore remade
+    with other contents: in files.xml their contenthash and filesize are
+    masked, and the files/ members of Moodle's contents may be missing;
+    ``encrypted_by_presence``: encrypted values compared by presence only;
+    ``dropped``: (member, parent, child): children of Moodle's member that
+    the restore did not recreate, removed from it before comparing.
+    """
+
+    regenerated: frozenset[tuple[bytes, bytes]] = frozenset()
+    encrypted_by_presence: bool = False
+    dropped: tuple[tuple[str, bytes, bytes], ...] = ()
+
+
+def _integers(data: bytes, start: int, end: int, replacement: bytes = ID) -> Iterator[Mask]:
+    for m in _INTEGER.finditer(data, start, end):
+        yield Mask(m.start(), m.end(), replacement)
+
+
+def _mask_condition_ids(tree: Any) -> Any:
+    """An availability tree with the ids of its conditions masked: ``cm``
+    (a course module) and ``id`` (a grade item, group or grouping)."""
+    if isinstance(tree, list):
+        return [_mask_condition_ids(x) for x in tree]
+    if isinstance(tree, dict):
+        return {k: "#" if k in ("cm", "id") else _mask_condition_ids(v) for k, v in tree.items()}
+    return tree
+
+
+def _availability(text: bytes) -> bytes | None:
+    """An availability JSON with condition ids masked and keys sorted: the
+    restore maps the ids and json_encodes the tree again, which moves
+    ``showc`` before ``c`` (mdl_course_sections.availability on MariaDB).
+    None when it is not JSON (then it is compared as it is)."""
+    try:
+        tree = json.loads(html.unescape(text.decode()))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return json.dumps(_mask_condition_ids(tree), sort_keys=True).encode()
+
+
+def _restored_as(member: str, stack: list[_Open], text: bytes, attr: bytes | None) -> bytes | None:
+    for rule in RESTORED_AS:
+        applies = rule.at.attr == attr and rule.at.matches(member, stack)
+        if applies and re.fullmatch(rule.theirs, text, re.S):
+            return rule.ours
+    return None
+
+
+def _matches(rules: tuple[At, ...], member: str, stack: list[_Open]) -> bool:
+    return any(a.matches(member, stack) for a in rules)
+
+
+def _named_ids(data: bytes, start: int, end: int) -> Iterator[Mask]:
+    """The ids of ``<word>_<id>`` names (``forum_200_included``)."""
+    for m in _FOLDER_NAME.finditer(data, start, end):
+        yield Mask(m.start(1), m.end(1), ID)
+
+
+def _badge_parameter(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
+    """A badge criterion's parameter: its name holds an id (``module_214``),
+    and its value is that id again (the course module, role...)."""
+    parameter = stack[-2]
+    if stack[-1].name == b"name":
+        parameter.setting_name = data[start:end]
+        yield from _named_ids(data, start, end)
+    elif parameter.setting_name and parameter.setting_name.endswith(b"_" + data[start:end]):
+        yield from _integers(data, start, end)
+
+
+# The site's own users, made by each site's installer, not by the restore:
+# their timemodified is that site's install time (mdl_user admin and guest:
+# 1796306282 on PostgreSQL, 1796306654 on MariaDB).
+SITE_USERS = frozenset({b"admin", b"guest"})
+_USER_FIELD = (_at("users.xml", "user", "username"), _at("users.xml", "user", "timemodified"))
+
+
+def _site_user(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
+    user = stack[-2]
+    if stack[-1].name == b"username":
+        user.setting_name = data[start:end]
+    elif user.setting_name in SITE_USERS:
+        yield Mask(start, end, b"[site install time]")
+
+
+def _leaf_masks(
+    member: str, stack: list[_Open], data: bytes, end: int, theirs: bool, exc: Exceptions
+) -> Iterator[Mask]:
+    """The masks of one leaf element's text, by the first rule that applies."""
+    top, start = stack[-1], stack[-1].text_start
+    text = data[start:end]
+    restored = _restored_as(member, stack, text, None) if theirs else None
+    if restored is not None:
+        yield Mask(start, end, restored)
+    elif exc.encrypted_by_presence and top.attrs.get(b"encrypted", (0, 0, b""))[2] == b"true":
+        yield Mask(start, end, b"[encrypted]")
+    elif _matches(REGENERATED, member, stack):
+        yield Mask(start, end, b"[regenerated]")
+    elif ID_NAME.match(top.name) or _matches(ID_VALUED, member, stack):
+        yield from _integers(data, start, end)
+    elif _matches(RESTAMPED, member, stack):
+        yield from _integers(data, start, end, TIME)
+    elif top.name in (b"availability", b"availabilityjson") and (tree := _availability(text)):
+        yield Mask(start, end, tree)
+    elif member == "moodle_backup.xml" and top.name in _MANIFEST_NAMES:
+        yield from _named_ids(data, start, end)
+    elif member == "users.xml" and _matches(_USER_FIELD, member, stack):
+        yield from _site_user(stack, data, start, end)
+    elif member == "badges.xml" and _matches(_BADGE_PARAMETER, member, stack):
+        yield from _badge_parameter(stack, data, start, end)
+    else:
+        for m in _LINK.finditer(data, start, end):
+            yield from _integers(data, m.start(), m.end())
+
+
+_BADGE_PARAMETER = (_at("badges.xml", "parameter", "name"), _at("badges.xml", "parameter", "value"))
+
+
+def _attribute_masks(member: str, stack: list[_Open], data: bytes, theirs: bool) -> Iterator[Mask]:
+    for name, (a, b, value) in stack[-1].attrs.items():
+        restored = _restored_as(member, stack, value, name) if theirs else None
+        if restored is not None:
+            yield Mask(a, b, restored)
+        elif ID_NAME.match(name):
+            yield from _integers(data, a, b)
+
+
+def _run_specific(member: str, data: bytes) -> list[Mask]:
+    """mbzxml's masks of what differs between two runs of Moodle's backup
+    (moodle_backup.xml's name, date, backup id, filename)."""
+    return xml_masks(member, data, None) if member == "moodle_backup.xml" else []
+
+
+def restore_masks(member: str, data: bytes, theirs: bool, exc: Exceptions) -> list[Mask]:
+    """Every span of an XML member a restore (or the run) may change, in
+    order; ``theirs``: the member is Moodle's (``RESTORED_AS`` applies)."""
+    masks: list[Mask] = []
+    for kind, stack, start, _end in walk(data):
+        if not stack:
+            continue
+        top = stack[-1]
+        if kind == "start":
+            masks.extend(_attribute_masks(member, stack, data, theirs))
+        elif b"<" not in data[top.text_start : start]:
+            masks.extend(_leaf_masks(member, stack, data, start, theirs, exc))
+    run = _run_specific(member, data)
+    masks = [m for m in masks if not any(r.start < m.end and m.start < r.end for r in run)]
+    return sorted([*masks, *run], key=lambda m: m.start)
+
+
+def _children(data: bytes, parent: bytes, child: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each ``child`` element directly inside a ``parent``,
+    from the indentation before it to its end tag."""
+    for kind, stack, start, end in walk(data):
+        if len(stack) >= 2 and stack[-1].name == child and stack[-2].name == parent:
+            if kind == "start":
+                begin = data.rfind(b"\n", 0, start) + 1
+            else:
+                yield begin, end
+
+
+def sort_children(member: str, data: bytes) -> bytes:
+    """``data`` with the children ``UNORDERED`` names for this member sorted,
+    so their order does not count -- only when nothing but the same
+    whitespace lies between them (else it is compared as it is)."""
+    for glob, parent, child in UNORDERED:
+        if not fnmatch.fnmatchcase(member, glob):
+            continue
+        spans = list(_children(data, parent, child))
+        gaps = {data[a[1] : b[0]] for a, b in itertools.pairwise(spans)}
+        if len(spans) > 1 and len(gaps) == 1 and not gaps.pop().strip():
+            gap = data[spans[0][1] : spans[1][0]]
+            parts = sorted(data[a:b] for a, b in spans)
+            data = data[: spans[0][0]] + gap.join(parts) + data[spans[-1][1] :]
+    return data
+
+
+_FILE = re.compile(rb"<file id=.*?</file>", re.S)
+_FILE_AREA = re.compile(rb"<component>([^<]*)</component>\s*<filearea>([^<]*)</filearea>")
+_CONTENT_FIELDS = re.compile(rb"<(contenthash|filesize)>([^<]*)</\1>")
+
+
+def regenerated_masks(data: bytes, exc: Exceptions) -> Iterator[Mask]:
+    """files.xml: contenthash and filesize of the file records of an area
+    the restore remade with other contents (``Exceptions.regenerated``)."""
+    for f in _FILE.finditer(data):
+        area = _FILE_AREA.search(f.group(0))
+        if area and (area.group(1), area.group(2)) in exc.regenerated:
+            for m in _CONTENT_FIELDS.finditer(data, f.start(), f.end()):
+                yield Mask(m.start(2), m.end(2), b"[remade by the restore]")
+
+
+def drop_children(member: str, data: bytes, exc: Exceptions) -> bytes:
+    """Moodle's member without the children the restore did not recreate
+    (``Exceptions.dropped``), each with its line."""
+    for path, parent, child in exc.dropped:
+        if path != member:
+            continue
+        for begin, end in reversed(list(_children(data, parent, child))):
+            end += data[end : end + 1] == b"\n"
+            data = data[:begin] + data[end:]
+    return data
+
+
+_FILE_FIELD = re.compile(rb"<(contenthash|component|filearea|filepath|filename)>([^<]*)</\1>")
+
+
+def regenerated_files(files_xml: bytes, exc: Exceptions) -> dict[tuple[bytes, ...], str]:
+    """(component, filearea, filepath, filename) -> contenthash of each file
+    files.xml names in the areas the restore remade."""
+    found = {}
+    for f in _FILE.finditer(files_xml):
+        fields = dict(_FILE_FIELD.findall(f.group(0)))
+        key = tuple(
+            fields.get(k, b"") for k in (b"component", b"filearea", b"filepath", b"filename")
+        )
+        if key[:2] in exc.regenerated and b"contenthash" in fields:
+            found[key] = fields[b"contenthash"].decode()
+    return found
+
+
+def mask_restored(member: str, data: bytes, exc: Exceptions, *, theirs: bool) -> bytes:
+    """The member with what a restore changes masked (XML only: other
+    members are contents, compared as they are)."""
+    if not member.endswith(".xml"):
+        return data
+    if theirs:
+        data = drop_children(member, data, exc)
+    masks = restore_masks(member, data, theirs, exc)
+    if member == "files.xml" and exc.regenerated:
+        masks = sorted([*masks, *regenerated_masks(data, exc)], key=lambda m: m.start)
+    masked = apply_masks(data, masks)
+    return sort_children(member, masked)
