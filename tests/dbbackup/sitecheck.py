@@ -15,12 +15,14 @@ from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
 from coursevault.structure import registry
 
-from .mbzcompare import Status, compare_archives, plugin_of
-from .refsite import Course, RefSite, RefSiteDatabase
+from .mbzcompare import Comparison, Status, compare_archives, plugin_of
+from .modulo import compare_archives_modulo
+from .refsite import KNOWN_GAPS, Course, RefSite, RefSiteDatabase
+from .restoremask import Exceptions
 
 # Members every course has that are "core" but written from what the
 # activities hold: identical only once every activity of the course is defined.
-TALLY: dict[str, dict[str, list[int]]] = {}  # server -> plugin -> [identical, total]
+TALLY: dict[str, dict[str, list[int]]] = {}  # server -> plugin -> [same, total, excused]
 
 
 def shipped(plugin: str) -> bool:
@@ -31,8 +33,9 @@ def shipped(plugin: str) -> bool:
     return True  # core parts, and every block: Moodle's default block task writes any
 
 
-def _sorted_children(xml: bytes, parent_tag: Callable[[str], bool],
-                     key: Callable[[etree._Element], int]) -> bytes:
+def _sorted_children(
+    xml: bytes, parent_tag: Callable[[str], bool], key: Callable[[etree._Element], int]
+) -> bytes:
     """The document with the children of matching elements sorted (both sides
     of a comparison go through it, so its own serialisation does not matter)."""
     root = etree.fromstring(xml, etree.XMLParser(remove_blank_text=True))
@@ -44,14 +47,14 @@ def _sorted_children(xml: bytes, parent_tag: Callable[[str], bool],
 
 def grades_by_id(xml: bytes) -> bytes:
     """Each grade item's grades in id order."""
-    return _sorted_children(xml, lambda tag: tag == "grade_grades",
-                            lambda e: int(e.get("id") or 0))
+    return _sorted_children(xml, lambda tag: tag == "grade_grades", lambda e: int(e.get("id") or 0))
 
 
 def inforef_by_id(xml: bytes) -> bytes:
     """Each kind of reference in id order."""
-    return _sorted_children(xml, lambda tag: tag.endswith("ref"),
-                            lambda e: int(e.findtext("id") or 0))
+    return _sorted_children(
+        xml, lambda tag: tag.endswith("ref"), lambda e: int(e.findtext("id") or 0)
+    )
 
 
 # Orders Moodle read without ORDER BY that the dump no longer holds -- the
@@ -68,8 +71,9 @@ ORDER_NOT_IN_DATA: list[tuple[int, str, Callable[[bytes], bytes]]] = [
 ]
 
 
-def _forgiven(server: str, course: Course, path: str, ours: bytes | None,
-              theirs: bytes | None) -> bool:
+def _forgiven(
+    server: str, course: Course, path: str, ours: bytes | None, theirs: bytes | None
+) -> bool:
     if server != "postgres" or ours is None or theirs is None:
         return False
     for pg_id, pattern, normal in ORDER_NOT_IN_DATA:
@@ -107,20 +111,63 @@ def back_up_site(site: RefSite, db: RefSiteDatabase, root: Path) -> SiteBackup:
     return done
 
 
+# What the MariaDB site (made by Moodle restoring the reference backups)
+# cannot match, per course (PostgreSQL id): facts of the oracle, each pinned
+# by test_refsite.py, never of our writer.  Encrypted values are compared by
+# presence on every MariaDB course: that site has no backup key (our run
+# there encrypts under a one-off key) and its LTI key and password are NULL
+# after the restore (tests/dbbackup/README.md, "Known gap in the oracle").
+MARIADB_EXCEPTIONS: dict[int, Exceptions] = {
+    38: Exceptions(
+        # rich's SCORM and IMS CP packages were unpacked again by the restore
+        # into other JPEG contents, which filedir.tar.zst lacks (README,
+        # "Known gap in the oracle"; test_refsite.KNOWN_GAPS)
+        regenerated=frozenset((c.encode(), a.encode()) for c, a in KNOWN_GAPS["mariadb"]),
+        # the restore did not recreate forum_207's role override (two
+        # capabilities of role 5): test_refsite.MODULE_OVERRIDES pins them
+        dropped=(
+            ("activities/forum_207/roles.xml", b"role_overrides", b"override"),
+            ("activities/forum_207/inforef.xml", b"inforef", b"roleref"),
+        ),
+        encrypted_by_presence=True,
+    ),
+}
+
+
+def mariadb_exceptions(course: Course) -> Exceptions:
+    return MARIADB_EXCEPTIONS.get(course.pg_id, Exceptions(encrypted_by_presence=True))
+
+
+def compare(
+    server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None
+) -> Comparison:
+    """Byte identity but for run-specific values on PostgreSQL (the site
+    Moodle's backups were made on); equal modulo what a restore changes on
+    MariaDB (modulo.py), whose copy of the site Moodle's restore made."""
+    if server == "mariadb":
+        return compare_archives_modulo(ours, course.backup, mariadb_exceptions(course))
+    return compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
+
+
+SAME = (Status.IDENTICAL, Status.MODULO_IDS)
+
+
 def compare_course(
     server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None
 ) -> tuple[list[str], list[str]]:
-    """(problems in shipped plugins, problems elsewhere), tallied per plugin."""
-    comparison = compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
+    """(problems in shipped plugins, problems elsewhere), tallied per plugin:
+    [identical or equal modulo ids, total, excused]."""
+    comparison = compare(server, course, ours, key, our_key)
     tally = TALLY.setdefault(server, {})
     must, may = [], []
     for o in comparison.outcomes:
         plugin = plugin_of(o.path)
-        counts = tally.setdefault(plugin, [0, 0])
-        same = o.status is Status.IDENTICAL or _forgiven(server, course, o.path, o.ours, o.theirs)
+        counts = tally.setdefault(plugin, [0, 0, 0])
+        same = o.status in SAME or _forgiven(server, course, o.path, o.ours, o.theirs)
         counts[0] += same
         counts[1] += 1
-        if not same:
+        counts[2] += o.status is Status.EXCUSED
+        if not same and o.status is not Status.EXCUSED:
             line = f"{o.path}: {o.status}" + (
                 f" ({o.first_difference})" if o.first_difference else ""
             )
@@ -129,12 +176,15 @@ def compare_course(
 
 
 def table(server: str) -> str:
+    """The per-plugin share; on MariaDB "same" is identical or equal modulo
+    ids, and "excused" counts members missing as a named exception says."""
     tally = TALLY.get(server, {})
-    rows = [f"{'plugin':<22} identical  total  share  shipped"]
+    same_name = "identical" if server == "postgres" else "identical or equal modulo ids"
+    rows = [f"{'plugin':<24} {same_name}  total  share  excused  shipped"]
     for name in sorted(tally):
-        same, total = tally[name]
+        same, total, excused = tally[name]
         rows.append(
-            f"{name:<22} {same:>9}  {total:>5}  {100 * same // total:>4}%  "
-            f"{'yes' if shipped(name) else 'no'}"
+            f"{name:<24} {same:>{len(same_name)}}  {total:>5}  {100 * same // total:>4}%  "
+            f"{excused:>7}  {'yes' if shipped(name) else 'no'}"
         )
     return "\n".join(rows)
