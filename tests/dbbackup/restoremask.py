@@ -67,9 +67,9 @@ def _at(member: str, *names: str, attr: str | None = None) -> At:
 # differences, each a row id of another table the restore renumbered.
 ID_VALUED = (
     _at("activities/forum_*/forum.xml", "discussion", "firstpost"),
-    _at("activities/forum_*/forum.xml", "discussion", "usermodified"),  # a user
     _at("activities/forum_*/forum.xml", "post", "parent"),
     _at("gradebook.xml", "grade_category", "path"),
+    _at("gradebook.xml", "grade_category", "parent"),
     _at("sections/*/section.xml", "section", "sequence"),
     _at("questions.xml", "question_category", "parent"),
     _at("activities/feedback_*/feedback.xml", "value", "item"),  # feedback_item
@@ -78,6 +78,7 @@ ID_VALUED = (
     _at("gradebook.xml", "grade_item", "iteminstance"),
     _at("completion.xml", "course_completion_criteria", "moduleinstance"),  # a cm
     _at("*", "course"),  # a leaf <course> is always a course id
+    _at("*", "usermodified"),  # always a user id
 )
 
 # Timestamps the restore sets from its clock: the site README's "grade
