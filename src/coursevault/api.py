@@ -73,6 +73,7 @@ __all__ = [
     "IngestResult",
     "Policy",
     "Repository",
+    "UsageError",
 ]
 Progress = Callable[[int, int], None]
 

@@ -5,6 +5,7 @@ snapshot written (issue 21, "Bad input")."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,3 +152,84 @@ def test_dataroot_without_a_file_store(cv, tmp_path: Path, refsite: RefSite, whe
 def test_no_course_named(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
     r = cv("backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot)
     _one_line(r, EXIT_BAD_INPUT, "--course", "--all")
+
+
+def _member(cv, key: str, path: str) -> str:  # type: ignore[no-untyped-def]
+    r = cv("cat", f"{key}@latest", path)
+    assert r.code == 0, r.err
+    return r.out
+
+
+def test_anonymize_replaces_who_users_are(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    """backup_anonymizer_helper's rules: names, usernames and emails become
+    counters; nothing of the real ones is left in users.xml."""
+    course = refsite.course("SCTC")
+    plain = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--json",
+    )
+    key = json.loads(plain.out)[0]["course"]
+    real = _member(cv, key, "users.xml")
+    emails = set(re.findall(r"<email>([^<]+)</email>", real))
+    assert emails and not any(e.endswith("doesntexist.invalid") for e in emails)
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--anonymize",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    users = _member(cv, key, "users.xml")
+    assert (
+        "<username>anon1</username>" in users and "<firstname>anonfirstname1</firstname>" in users
+    )
+    assert not any(e in users for e in emails)
+    manifest = _member(cv, key, "moodle_backup.xml")
+    assert "<name>anonymize</name>\n        <value>1</value>" in manifest
+
+
+def test_no_users_leaves_user_data_out(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    course = refsite.course("rich")
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--no-users",
+        "--json",
+    )
+    assert r.code == 0, r.err
+    key = json.loads(r.out)[0]["course"]
+    choice = _member(cv, key, "activities/choice_208/choice.xml")
+    assert "<answers>\n    </answers>" in choice and "<answer id=" not in choice
+    # backup_final_task writes users.xml only when users are included
+    assert "users.xml" not in cv("ls", f"{key}@latest").out
+
+
+def test_anonymize_needs_users(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        "2",
+        "--no-users",
+        "--anonymize",
+    )
+    _one_line(r, EXIT_BAD_INPUT, "--anonymize", "--no-users")

@@ -27,6 +27,8 @@ def backup(
         "--exclude", help="With --all: leave this course out (repeat).")] = None,
     no_users: Annotated[bool, typer.Option("--no-users", help="Leave user data out.")] = False,
     no_files: Annotated[bool, typer.Option("--no-files", help="Leave file contents out.")] = False,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Users anonymised as Moodle's backup does (needs users).")] = False,
     skip_unmodified: Annotated[bool, typer.Option(
         "--skip-unmodified",
         help="Skip a course with no logged change since its last snapshot (Moodle's rule).")
@@ -54,6 +56,10 @@ def backup(
         settings["users"] = False
     if no_files:
         settings["files"] = False
+    if anonymize:
+        if no_users:
+            raise api.UsageError("--anonymize anonymises the users: it cannot go with --no-users")
+        settings["anonymize"] = True
     request = api.BackupRequest(
         db_url=db, dataroot=dataroot, courses=list(course or []), all_courses=all_courses,
         category=category, exclude=list(exclude or []), settings=settings, site=site,

@@ -78,10 +78,13 @@ def site_default_settings(reader: SiteReader) -> dict[str, bool]:
 
 
 class IdSet:
-    """Ids per item type, in first-annotation order."""
+    """Ids per item type, in first-annotation order; ``order`` keeps the
+    first annotations of every type in one sequence, as Moodle's temp table
+    receives its rows (the final task reads some back in storage order)."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, None]] = {}
+        self.order: list[tuple[str, str]] = []
 
     def add(self, item: str, value: Any) -> None:
         """``backup_structure_dbops::insert_backup_ids_record``: ``scale``
@@ -92,13 +95,19 @@ class IdSet:
         try:
             number = int(value)
         except (TypeError, ValueError):
-            self.items.setdefault(item, {})[str(value)] = None
+            self._record(item, str(value))
             return
         if item == "scale":
             number = -number
         if number <= 0:
             return
-        self.items.setdefault(item, {})[str(number)] = None
+        self._record(item, str(number))
+
+    def _record(self, item: str, text: str) -> None:
+        ids = self.items.setdefault(item, {})
+        if text not in ids:
+            ids[text] = None
+            self.order.append((item, text))
 
     def get(self, item: str) -> list[str]:
         return list(self.items.get(item, {}))
@@ -107,8 +116,11 @@ class IdSet:
         return pair[1] in self.items.get(pair[0], {})
 
     def update(self, other: IdSet) -> None:
-        for item, ids in other.items.items():
-            self.items.setdefault(item, {}).update(ids)
+        for item, value in other.order:
+            ids = self.items.setdefault(item, {})
+            if value not in ids:
+                ids[value] = None
+                self.order.append((item, value))
 
 
 @dataclass
@@ -190,5 +202,7 @@ class TaskContext:
             self.ids.add(item, value)
 
     def finish(self) -> None:
-        """Move this task's annotations to the backup-wide set."""
+        """Move this task's annotations to the backup-wide set; the run keeps
+        each task's own sequence too (``memo["annotations"]``)."""
+        self.run.memo.setdefault("annotations", []).append(list(self.ids.order))
         self.run.final.update(self.ids)

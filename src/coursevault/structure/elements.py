@@ -28,6 +28,18 @@ if TYPE_CHECKING:
 Row = dict[str, Any]
 
 
+class Unset:
+    """A row value for a final element Moodle leaves unset (``set_value``
+    never called, as ``mnethosturl_final_element`` does for local users):
+    the element is not written at all, where None writes ``$@NULL@$``."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET = Unset()
+
+
 @dataclass(frozen=True)
 class Param:
     """A value of the running task or backup: ``courseid``, ``contextid``,

@@ -19,7 +19,17 @@ from typing import Any
 
 from coursevault.moodle2.xmlwriter import Transformer, XmlWriter
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Row, Rows, Sql, Table, Up, Value
+from coursevault.structure.elements import (
+    Nested,
+    Param,
+    Row,
+    Rows,
+    Sql,
+    Table,
+    Unset,
+    Up,
+    Value,
+)
 
 Encrypt = Callable[[str], str]
 
@@ -148,6 +158,8 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
                         area.context_field)
     writer.begin(element.name, {a: _text(row.get(a)) for a in element.attrs} or None)
     for name in element.fields:
+        if isinstance(row.get(name), Unset):
+            continue
         value = _text(row.get(name))
         if name in element.encrypted:
             if encrypt is None:
