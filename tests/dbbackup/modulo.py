@@ -77,8 +77,8 @@ def excused_files(
     )
 
 
-_SIZE_OF_XML = re.compile(rb"^(\S+\.xml\tf\t)\d+", re.M)
-_MTIME = re.compile(rb"^(\S+\tf\t\d+\t)\d+$", re.M)
+_SIZE_OF_XML = re.compile(rb"^([^\t\n]+\.xml\tf\t)\d+", re.M)
+_MTIME = re.compile(rb"^([^\t\n]+\tf\t\d+\t)\d+$", re.M)
 
 
 def _index_lines(
@@ -95,7 +95,7 @@ def _index_lines(
         name = rename_path(path.decode())
         if name.rstrip("/") not in leave_out:
             lines.append(name.encode() + b"\t" + rest)
-    masked = _MTIME.sub(rb"\1[mtime]", _SIZE_OF_XML.sub(rb"\1[size]", b"\n".join(sorted(lines))))
+    masked = _SIZE_OF_XML.sub(rb"\1[size]", _MTIME.sub(rb"\1[mtime]", b"\n".join(sorted(lines))))
     return masked.split(b"\n")
 
 
