@@ -70,11 +70,18 @@ def excused_files(
     their_files = regenerated_files(theirs["files.xml"].data, exc)
     our_files = regenerated_files(ours["files.xml"].data, exc)
     ours_named = set(our_files.values())
-    return frozenset(
+    excused = {
         f"files/{h[:2]}/{h}"
         for key, h in their_files.items()
         if key in our_files and our_files[key] != h and h not in ours_named
-    )
+    }
+    return frozenset(excused | _emptied_folders(theirs, excused))
+
+
+def _emptied_folders(theirs: Mapping[str, _Member], excused: set[str]) -> set[str]:
+    """files/xx folders of Moodle's that hold only excused contents."""
+    folders = {p.rsplit("/", 1)[0] for p in excused}
+    return {f for f in folders if all(p in excused for p in theirs if p.startswith(f + "/"))}
 
 
 _SIZE_OF_XML = re.compile(rb"^([^\t\n]+\.xml\tf\t)\d+", re.M)
