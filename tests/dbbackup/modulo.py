@@ -146,7 +146,7 @@ def compare_members(
             outcome = MemberOutcome(path, Status.EXCUSED if path in excused else Status.MISSING)
         outcomes.append(outcome)
     outcomes += [MemberOutcome(p, Status.EXTRA) for p in renamed if p not in theirs]
-    return Comparison(outcomes)
+    return Comparison(outcomes, modulo=True)
 
 
 def compare_archives_modulo(

@@ -4,6 +4,7 @@ the reference-site test and the terminal summary that prints its table."""
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
 from coursevault.structure import registry
 
-from .mbzcompare import Comparison, Status, compare_archives, plugin_of
+from .mbzcompare import SAME, Comparison, Status, compare_archives, plugin_of
 from .modulo import compare_archives_modulo
 from .refsite import KNOWN_GAPS, Course, RefSite, RefSiteDatabase
 from .restoremask import Exceptions
@@ -77,8 +78,9 @@ def index_lines(raw: bytes) -> bytes:
     return head + b"\n" + b"\n".join(sorted(rest.split(b"\n")))
 
 
-def _forgiven(server: str, course: Course, path: str, ours: bytes | None,
-              theirs: bytes | None) -> bool:
+def _forgiven(
+    server: str, course: Course, path: str, ours: bytes | None, theirs: bytes | None
+) -> bool:
     if ours is None or theirs is None:
         return False
     if path == ".ARCHIVE_INDEX":
@@ -121,7 +123,8 @@ def back_up_site(site: RefSite, db: RefSiteDatabase, root: Path) -> SiteBackup:
             done.exports[course.pg_id] = path
             done.warnings[course.pg_id] = outcome.warnings
             done.complete[course.pg_id] = not any(
-                w.startswith("no definition for") for w in outcome.warnings)
+                w.startswith("no definition for") for w in outcome.warnings
+            )
     finally:
         repo.close()
     return done
@@ -154,6 +157,14 @@ def mariadb_exceptions(course: Course) -> Exceptions:
     return MARIADB_EXCEPTIONS.get(course.pg_id, Exceptions(encrypted_by_presence=True))
 
 
+def exceptions_for_backup(backup: Path) -> Exceptions:
+    """The MariaDB exceptions of the reference course whose Moodle backup is
+    ``backup`` (``cNNN-<shortname>.mbz``); the default ones for another."""
+    m = re.match(r"c(\d{3})-", backup.name)
+    pg_id = int(m.group(1)) if m else 0
+    return MARIADB_EXCEPTIONS.get(pg_id, Exceptions(encrypted_by_presence=True))
+
+
 def compare(
     server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None
 ) -> Comparison:
@@ -165,12 +176,14 @@ def compare(
     return compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
 
 
-SAME = (Status.IDENTICAL, Status.MODULO_IDS)
-
-
 def compare_course(
-    server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None,
-    *, complete: bool = True,
+    server: str,
+    course: Course,
+    ours: Path,
+    key: bytes,
+    our_key: bytes | None,
+    *,
+    complete: bool = True,
 ) -> tuple[list[str], list[str]]:
     """(problems in shipped plugins, problems elsewhere), tallied per plugin:
     [identical or equal modulo ids, total, excused].

@@ -18,7 +18,7 @@ from collections.abc import Callable
 import pytest
 from helpers import read_members
 
-from .mbzcompare import Status, _Member
+from .mbzcompare import Status, _Member, main
 from .modulo import compare_members
 from .refsite import RefSite
 from .restoremask import Exceptions
@@ -256,3 +256,12 @@ def test_only_remade_areas_may_lack_contents(rich: Members, restored: Members) -
         other: Status.MISSING,  # another area's content may not be missing
     }
     assert _verdicts(ours, theirs)[content] is Status.MISSING  # not without the exception
+
+
+def test_the_command_line_compares_modulo_ids(
+    refsite: RefSite, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``mbzcompare --restored``: the MariaDB comparison by hand."""
+    backup = str(refsite.course("rich").backup)
+    assert main([backup, backup, "--restored", "--member", "activities/lti_*"]) == 0
+    assert "identical or equal modulo ids" in capsys.readouterr().out

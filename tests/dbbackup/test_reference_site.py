@@ -47,7 +47,13 @@ def test_members_are_identical_to_moodles(
     failures: list[str] = []
     for course in refsite.courses:
         ours: Path = site_backup.exports[course.pg_id]
-        must, _may = compare_course(refsite_db.server, course, ours, refsite_backup_key, our_key,
-                                    complete=site_backup.complete[course.pg_id])
+        must, _may = compare_course(
+            refsite_db.server,
+            course,
+            ours,
+            refsite_backup_key,
+            our_key,
+            complete=site_backup.complete[course.pg_id],
+        )
         failures += [f"{course.shortname}: {line}" for line in must]
     assert not failures, f"{len(failures)} members differ:\n" + "\n".join(failures[:40])
