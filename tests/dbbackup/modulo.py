@@ -32,13 +32,17 @@ from pathlib import Path
 
 from .mbzcompare import Comparison, MemberOutcome, Status, _Member, read_archive
 from .mbzdiff import LineDifference, first_difference
+from .mbzxml import path_at
 from .pairing import folder_renames, rename
-from .restoremask import Exceptions, mask_restored, regenerated_files
+from .renumbering import Renumbering
+from .restoremask import Exceptions, mask_with_ids, regenerated_files
 
 INDEX = ".ARCHIVE_INDEX"
 
 
-def _compare_member(path: str, ours: _Member, theirs: _Member, exc: Exceptions) -> MemberOutcome:
+def _compare_member(
+    path: str, ours: _Member, theirs: _Member, exc: Exceptions, seen: Renumbering
+) -> MemberOutcome:
     """identical / equal modulo ids / differs, for one pair of members."""
     if ours.is_dir or theirs.is_dir:
         if ours.is_dir == theirs.is_dir:
@@ -48,9 +52,15 @@ def _compare_member(path: str, ours: _Member, theirs: _Member, exc: Exceptions) 
         )
     if ours.data == theirs.data:
         return MemberOutcome(path, Status.IDENTICAL)
-    a = mask_restored(path, ours.data, exc, theirs=False)
-    b = mask_restored(path, theirs.data, exc, theirs=True)
-    return _verdict(path, a, b)
+    a, our_ids = mask_with_ids(path, ours.data, exc, theirs=False)
+    b, their_ids = mask_with_ids(path, theirs.data, exc, theirs=True)
+    outcome = _verdict(path, a, b)
+    conflict = seen.conflict(path, our_ids, their_ids) if a == b else None
+    if conflict is None:
+        return outcome
+    line = a.count(b"\n", 0, conflict.offset) + 1
+    where = LineDifference(line, str(conflict), "", path_at(b, conflict.offset))
+    return MemberOutcome(path, Status.DIFFERS, where, a, b)
 
 
 def _verdict(path: str, ours: bytes, theirs: bytes) -> MemberOutcome:
@@ -134,6 +144,7 @@ def compare_members(
     renames = folder_renames(ours, theirs)
     renamed = {rename(p, renames): m for p, m in ours.items()}
     excused = excused_files(renamed, theirs, exc)
+    seen = Renumbering()
     outcomes = []
     for path, member in theirs.items():
         if path == INDEX and INDEX in renamed:
@@ -141,7 +152,7 @@ def compare_members(
                 renamed[INDEX].data, member.data, lambda p: rename(p, renames), excused
             )
         elif path in renamed:
-            outcome = _compare_member(path, renamed[path], member, exc)
+            outcome = _compare_member(path, renamed[path], member, exc, seen)
         else:
             outcome = MemberOutcome(path, Status.EXCUSED if path in excused else Status.MISSING)
         outcomes.append(outcome)

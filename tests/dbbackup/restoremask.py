@@ -191,6 +191,11 @@ RESTORED_AS = (
         "format's defaults, hiddensections 0 and coursedisplay 0",
     ),
     RestoredAs(
+        _at("activities/forum_*/forum.xml", "discussion", "groupid"), rb"-1", b"#",
+        "mdl_forum_discussions.groupid: -1 (all participants) in 12 rows on "
+        "PostgreSQL, 0 in those 12 on MariaDB",
+    ),
+    RestoredAs(
         _at("badges.xml", "badge", "status"),
         rb"\d+",
         b"0",
@@ -228,9 +233,39 @@ class Exceptions:
     dropped: tuple[tuple[str, bytes, bytes], ...] = ()
 
 
+@dataclass(frozen=True)
+class IdMask(Mask):
+    """A masked id, with what it was and which kind of id it is (its
+    element's or attribute's name): a restore renumbers each kind
+    consistently, which ``renumbering.py`` checks."""
+
+    kind: bytes = b""
+    value: bytes = b""
+
+
 def _integers(data: bytes, start: int, end: int, replacement: bytes = ID) -> Iterator[Mask]:
     for m in _INTEGER.finditer(data, start, end):
         yield Mask(m.start(), m.end(), replacement)
+
+
+# Leaf names whose ids belong to another table under each parent: their
+# kind is qualified by the parent (inforef's <user><id>, <file><id>...).
+_AMBIGUOUS = frozenset({b"id", b"itemid", b"instanceid", b"item", b"parent"})
+
+
+def _id_kind(stack: list[_Open]) -> bytes:
+    """Which kind of id a leaf holds: its name (``userid`` is a user's
+    wherever it is), qualified by its parent's for an ambiguous name."""
+    name = stack[-1].name
+    if name in _AMBIGUOUS and len(stack) > 1:
+        return stack[-2].name + b"/" + name
+    return name
+
+
+def _ids(data: bytes, start: int, end: int, kind: bytes) -> Iterator[Mask]:
+    """The ids in data[start:end], masked, each remembered as a ``kind``."""
+    for m in _INTEGER.finditer(data, start, end):
+        yield IdMask(m.start(), m.end(), ID, kind, m.group(0))
 
 
 def _mask_condition_ids(tree: Any) -> Any:
@@ -270,7 +305,8 @@ def _matches(rules: tuple[At, ...], member: str, stack: list[_Open]) -> bool:
 def _named_ids(data: bytes, start: int, end: int) -> Iterator[Mask]:
     """The ids of ``<word>_<id>`` names (``forum_200_included``)."""
     for m in _FOLDER_NAME.finditer(data, start, end):
-        yield Mask(m.start(1), m.end(1), ID)
+        word = m.group(0).rsplit(b"_", 1)[0]
+        yield IdMask(m.start(1), m.end(1), ID, b"folder " + word, m.group(1))
 
 
 def _badge_parameter(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
@@ -313,7 +349,7 @@ def _leaf_masks(
     elif _matches(REGENERATED, member, stack):
         yield Mask(start, end, b"[regenerated]")
     elif ID_NAME.match(top.name) or _matches(ID_VALUED, member, stack):
-        yield from _integers(data, start, end)
+        yield from _ids(data, start, end, _id_kind(stack))
     elif _matches(RESTAMPED, member, stack):
         yield from _integers(data, start, end, TIME)
     elif top.name in (b"availability", b"availabilityjson") and (tree := _availability(text)):
@@ -326,7 +362,7 @@ def _leaf_masks(
         yield from _badge_parameter(stack, data, start, end)
     else:
         for m in _LINK.finditer(data, start, end):
-            yield from _integers(data, m.start(), m.end())
+            yield from _ids(data, m.start(), m.end(), m.group(0).split(b"*")[0])
 
 
 _BADGE_PARAMETER = (_at("badges.xml", "parameter", "name"), _at("badges.xml", "parameter", "value"))
@@ -338,7 +374,7 @@ def _attribute_masks(member: str, stack: list[_Open], data: bytes, theirs: bool)
         if restored is not None:
             yield Mask(a, b, restored)
         elif ID_NAME.match(name):
-            yield from _integers(data, a, b)
+            yield from _ids(data, a, b, stack[-1].name + b"@" + name)
 
 
 def _run_specific(member: str, data: bytes) -> list[Mask]:
@@ -435,15 +471,37 @@ def regenerated_files(files_xml: bytes, exc: Exceptions) -> dict[tuple[bytes, ..
     return found
 
 
+MaskedId = tuple[int, bytes, bytes]  # (offset in the masked member, kind, the id)
+
+
 def mask_restored(member: str, data: bytes, exc: Exceptions, *, theirs: bool) -> bytes:
     """The member with what a restore changes masked (XML only: other
     members are contents, compared as they are)."""
+    return mask_with_ids(member, data, exc, theirs=theirs)[0]
+
+
+def mask_with_ids(
+    member: str, data: bytes, exc: Exceptions, *, theirs: bool
+) -> tuple[bytes, list[MaskedId]]:
+    """``mask_restored``, and where each masked id went in its output (none
+    for a member compared as a multiset: its records move)."""
     if not member.endswith(".xml"):
-        return data
+        return data, []
     if theirs:
         data = drop_children(member, data, exc)
     masks = restore_masks(member, data, theirs, exc)
     if member == "files.xml" and exc.regenerated:
         masks = sorted([*masks, *regenerated_masks(data, exc)], key=lambda m: m.start)
     masked = apply_masks(data, masks)
-    return sort_children(member, masked)
+    if any(fnmatch.fnmatchcase(member, glob) for glob, _p, _c in UNORDERED):
+        return sort_children(member, masked), []
+    return masked, _masked_ids(masks)
+
+
+def _masked_ids(masks: list[Mask]) -> list[MaskedId]:
+    found, shift = [], 0
+    for m in masks:
+        if isinstance(m, IdMask):
+            found.append((m.start + shift, m.kind, m.value))
+        shift += len(m.replacement) - (m.end - m.start)
+    return found

@@ -265,3 +265,23 @@ def test_the_command_line_compares_modulo_ids(
     backup = str(refsite.course("rich").backup)
     assert main([backup, backup, "--restored", "--member", "activities/lti_*"]) == 0
     assert "identical or equal modulo ids" in capsys.readouterr().out
+
+
+def _give_first_post_the_next_author(data: bytes) -> bytes:
+    """The first post's userid replaced by another post's (a wrong join)."""
+    authors = re.findall(rb"<post id=\"\d+\">.*?<userid>(\d+)</userid>", data, re.S)
+    other = next(a for a in authors if a != authors[0])
+    return re.sub(
+        rb"(<post id=\"\d+\">.*?<userid>)\d+", rb"\g<1>" + other, data, count=1, flags=re.S
+    )
+
+
+def test_ids_must_be_renumbered_one_to_one(rich: Members, restored: Members) -> None:
+    """Every id masked alike would let a post change author; a restore maps
+    each id to one id, so a user id that maps two ways is caught."""
+    ours = _edited(restored, FORUM, _give_first_post_the_next_author)
+    compared = compare_members(ours, rich, Exceptions()).outcome("activities/forum_207/forum.xml")
+    assert compared.status is Status.DIFFERS
+    d = compared.first_difference
+    assert d is not None and "userid renumbered inconsistently" in d.ours
+    assert d.path.endswith("/post[@id=#]/userid")
