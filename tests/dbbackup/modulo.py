@@ -35,7 +35,8 @@ from .mbzdiff import LineDifference, first_difference
 from .mbzxml import path_at
 from .pairing import folder_renames, rename
 from .renumbering import Renumbering
-from .restoremask import Exceptions, mask_with_ids, regenerated_files
+from .restoremask import mask_with_ids, regenerated_files
+from .restorerules import Exceptions
 
 INDEX = ".ARCHIVE_INDEX"
 

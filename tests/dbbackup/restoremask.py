@@ -1,7 +1,8 @@
 """Masking exactly what Moodle's restore changes in a member, for comparing a
 backup of a restored site with a backup of its source (``modulo.py``).
 
-Masked, each to a placeholder, and nothing else:
+Masked, each to a placeholder, and nothing else (the rules and their
+evidence are in ``restorerules.py``):
 
 - ids: every attribute and element Moodle names as an id (``id``,
   ``...id``, ``...ids``: ``ID_NAME``) and the ids by another name
@@ -19,6 +20,8 @@ Masked, each to a placeholder, and nothing else:
 Text, names, formats, grades, sort orders and every other number stay as
 they are: that is what the comparison is for.  Children Moodle's restore
 reorders (``UNORDERED``) are compared as multisets of their masked bytes.
+Each masked id is remembered with its kind, so ``renumbering.py`` can check
+the ids were renumbered one to one.
 """
 
 from __future__ import annotations
@@ -33,6 +36,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from .mbzxml import Mask, _Open, apply_masks, walk, xml_masks
+from .restorerules import (
+    ID_VALUED,
+    REGENERATED,
+    RESTAMPED,
+    RESTORED_AS,
+    SITE_USERS,
+    UNORDERED,
+    At,
+    Exceptions,
+    at,
+)
 
 ID = b"#"
 TIME = b"[restore time]"
@@ -41,196 +55,6 @@ ID_NAME = re.compile(rb"^(?:[a-z_0-9]*id|[a-z_0-9]+ids)$")
 _LINK = re.compile(rb"\$@[A-Z]+\*[\d*]+@\$")
 _FOLDER_NAME = re.compile(rb"(?<![a-z0-9])[a-z0-9]+_(\d+)(?![0-9])")
 _MANIFEST_NAMES = frozenset({b"name", b"activity", b"section", b"directory"})
-
-
-@dataclass(frozen=True)
-class At:
-    """Where a rule applies: elements whose path ends with ``names`` (the
-    parent's name, then the element's), in members matching ``member`` (a
-    glob); with ``attr``, that attribute of the element instead of its text."""
-
-    member: str
-    names: tuple[bytes, ...]
-    attr: bytes | None = None
-
-    def matches(self, member: str, stack: list[_Open]) -> bool:
-        tail = tuple(o.name for o in stack[-len(self.names) :])
-        return tail == self.names and fnmatch.fnmatchcase(member, self.member)
-
-
-def _at(member: str, *names: str, attr: str | None = None) -> At:
-    return At(member, tuple(n.encode() for n in names), attr.encode() if attr else None)
-
-
-# Ids by another name: the site README's forum firstpost/parent, grade
-# category path and section sequence; the others found from the real
-# differences, each a row id of another table the restore renumbered.
-ID_VALUED = (
-    _at("activities/forum_*/forum.xml", "discussion", "firstpost"),
-    _at("activities/forum_*/forum.xml", "post", "parent"),
-    _at("gradebook.xml", "grade_category", "path"),
-    _at("gradebook.xml", "grade_category", "parent"),
-    _at("sections/*/section.xml", "section", "sequence"),
-    _at("questions.xml", "question_category", "parent"),
-    _at("activities/feedback_*/feedback.xml", "value", "item"),  # feedback_item
-    _at("activities/assign_*/assign.xml", "userflag", "assignment"),  # assign
-    _at("*grades.xml", "grade_item", "iteminstance"),  # the activity's instance
-    _at("gradebook.xml", "grade_item", "iteminstance"),
-    _at("completion.xml", "course_completion_criteria", "moduleinstance"),  # a cm
-    _at("*", "course"),  # a leaf <course> is always a course id
-    _at("*", "usermodified"),  # always a user id
-)
-
-# Timestamps the restore sets from its clock: the site README's "grade
-# items, enrolments, role assignments, files, sections", and what Moodle's
-# restore code stamps with time() in rich's groups and grading forms (the
-# values on MariaDB are the restore's minute, 1796307853-4).
-RESTAMPED = (
-    _at("*grades.xml", "grade_item", "timecreated"),
-    _at("*grades.xml", "grade_item", "timemodified"),
-    _at("gradebook.xml", "grade_item", "timecreated"),
-    _at("gradebook.xml", "grade_item", "timemodified"),
-    _at("course/enrolments.xml", "enrolment", "timemodified"),
-    _at("*roles.xml", "assignment", "timemodified"),
-    _at("files.xml", "file", "timecreated"),
-    _at("files.xml", "file", "timemodified"),
-    _at("sections/*/section.xml", "section", "timemodified"),
-    _at("groups.xml", "group", "timemodified"),
-    _at("groups.xml", "group_member", "timeadded"),  # groups_add_member: time()
-    _at("*grading.xml", "definition", "timecreated"),
-    _at("*grading.xml", "definition", "timemodified"),
-)
-
-# Values Moodle's restore makes anew, on both sides masked whole: a question
-# category's stamp (make_unique_id_code() when the restore creates it), and
-# what names the site rather than the course (another site, another root).
-REGENERATED = (
-    _at("questions.xml", "question_category", "stamp"),
-    _at("moodle_backup.xml", "information", "original_wwwroot"),
-    _at("moodle_backup.xml", "information", "original_site_identifier_hash"),
-)
-
-
-@dataclass(frozen=True)
-class RestoredAs:
-    """Moodle's value matching ``theirs`` (in full) is what the restore
-    wrote as ``ours`` (``#``: an id, masked as ids are): ``why`` is the
-    evidence."""
-
-    at: At
-    theirs: bytes
-    ours: bytes
-    why: str
-
-
-NULL = rb"\$@NULL@\$"
-_TOPICS_DEFAULTS = (
-    b"".join(
-        b"\n    <courseformatoption>\n      <format>topics</format>\n"
-        b"      <sectionid>#</sectionid>\n      <name>" + name + b"</name>\n"
-        b"      <value>0</value>\n    </courseformatoption>"
-        for name in (b"hiddensections", b"coursedisplay")
-    )
-    + b"\n  "
-)
-RESTORED_AS = (
-    RestoredAs(
-        _at("course/course.xml", "course", "idnumber"),
-        rb".*",
-        b"",
-        "restore_course_structure_step keeps a course idnumber only on the same "
-        "site: rich's RICH-1 is '' in mdl_course on MariaDB",
-    ),
-    RestoredAs(
-        _at("*", "grade_item", "idnumber"),
-        rb"",
-        b"$@NULL@$",
-        "site README: grade-item idnumber goes from empty to $@NULL@$",
-    ),
-    RestoredAs(
-        _at("course/course.xml", "course", "showcompletionconditions"),
-        NULL,
-        b"1",
-        "mdl_course.showcompletionconditions: NULL on PostgreSQL for courses 8, 9, "
-        "11 and 30 (restored from backups older than the field), 1 on MariaDB",
-    ),
-    RestoredAs(
-        _at("sections/*/section.xml", "section", "sequence"),
-        NULL,
-        b"",
-        "mdl_course_sections.sequence: 7 NULL on PostgreSQL, none on MariaDB ('')",
-    ),
-    RestoredAs(
-        _at("*grades.xml", "grade_grade", "rawscaleid"),
-        NULL,
-        b"#",
-        "mdl_grade_grades.rawscaleid: 154 NULL on PostgreSQL, 43 on MariaDB "
-        "(the restore maps it through get_mappingid, which gives 0 for none)",
-    ),
-    RestoredAs(
-        _at("files.xml", "file", "userid"),
-        NULL,
-        b"#",
-        "mdl_files.userid: 194 NULL on PostgreSQL, none on MariaDB (the restore "
-        "gives each file a user)",
-    ),
-    RestoredAs(
-        _at("gradebook.xml", "grade_setting", attr="id"),
-        rb"",
-        b"#",
-        "Moodle writes a missing minmaxtouse setting with an empty id; the "
-        "restore stored it (mdl_grade_settings: courses 2, 3, 4, 8 and 12 have "
-        "the row on MariaDB only)",
-    ),
-    RestoredAs(
-        _at("course/course.xml", "course", "courseformatoptions"),
-        rb"\s*",
-        _TOPICS_DEFAULTS,
-        "courses 8, 9, 11 and 30 have no mdl_course_format_options on PostgreSQL "
-        "(restored from old backups); the restore to MariaDB stored the topics "
-        "format's defaults, hiddensections 0 and coursedisplay 0",
-    ),
-    RestoredAs(
-        _at("activities/forum_*/forum.xml", "discussion", "groupid"), rb"-1", b"#",
-        "mdl_forum_discussions.groupid: -1 (all participants) in 12 rows on "
-        "PostgreSQL, 0 in those 12 on MariaDB",
-    ),
-    RestoredAs(
-        _at("badges.xml", "badge", "status"),
-        rb"\d+",
-        b"0",
-        "restore_badges_structure_step restores every badge inactive (BADGE_STATUS_INACTIVE)",
-    ),
-)
-
-# Children whose order in Moodle's backup follows ids or the database's
-# heap, so the restore's new ids reorder them: (member glob, parent, child).
-UNORDERED = (
-    ("files.xml", b"files", b"file"),  # site README: files.xml order differs
-    # lesson pages are read ORDER BY prevpageid, an id the restore renumbers
-    ("activities/lesson_*/lesson.xml", b"pages", b"page"),
-    # read from the ids temp table without ORDER BY: PostgreSQL's heap order
-    ("users.xml", b"users", b"user"),
-)
-
-
-@dataclass(frozen=True)
-class Exceptions:
-    """Named exceptions for one course on the restored site, each a fact of
-    the oracle, not of our writer (``sitecheck.MARIADB_EXCEPTIONS`` says
-    where each comes from):
-
-    ``regenerated``: (component, filearea) whose files the restore remade
-    with other contents: in files.xml their contenthash and filesize are
-    masked, and the files/ members of Moodle's contents may be missing;
-    ``encrypted_by_presence``: encrypted values compared by presence only;
-    ``dropped``: (member, parent, child): children of Moodle's member that
-    the restore did not recreate, removed from it before comparing.
-    """
-
-    regenerated: frozenset[tuple[bytes, bytes]] = frozenset()
-    encrypted_by_presence: bool = False
-    dropped: tuple[tuple[str, bytes, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -320,11 +144,7 @@ def _badge_parameter(stack: list[_Open], data: bytes, start: int, end: int) -> I
         yield from _integers(data, start, end)
 
 
-# The site's own users, made by each site's installer, not by the restore:
-# their timemodified is that site's install time (mdl_user admin and guest:
-# 1796306282 on PostgreSQL, 1796306654 on MariaDB).
-SITE_USERS = frozenset({b"admin", b"guest"})
-_USER_FIELD = (_at("users.xml", "user", "username"), _at("users.xml", "user", "timemodified"))
+_USER_FIELD = (at("users.xml", "user", "username"), at("users.xml", "user", "timemodified"))
 
 
 def _site_user(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
@@ -365,7 +185,7 @@ def _leaf_masks(
             yield from _ids(data, m.start(), m.end(), m.group(0).split(b"*")[0])
 
 
-_BADGE_PARAMETER = (_at("badges.xml", "parameter", "name"), _at("badges.xml", "parameter", "value"))
+_BADGE_PARAMETER = (at("badges.xml", "parameter", "name"), at("badges.xml", "parameter", "value"))
 
 
 def _attribute_masks(member: str, stack: list[_Open], data: bytes, theirs: bool) -> Iterator[Mask]:

@@ -19,7 +19,7 @@ from coursevault.structure import registry
 from .mbzcompare import SAME, Comparison, Status, compare_archives, plugin_of
 from .modulo import compare_archives_modulo
 from .refsite import KNOWN_GAPS, Course, RefSite, RefSiteDatabase
-from .restoremask import Exceptions
+from .restorerules import Exceptions
 
 # Members every course has that are "core" but written from what the
 # activities hold: identical only once every activity of the course is defined.

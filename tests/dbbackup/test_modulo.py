@@ -21,7 +21,7 @@ from helpers import read_members
 from .mbzcompare import Status, _Member, main
 from .modulo import compare_members
 from .refsite import RefSite
-from .restoremask import Exceptions
+from .restorerules import Exceptions
 
 SHIFT = 1000
 Members = dict[str, _Member]
