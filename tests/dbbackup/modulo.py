@@ -51,11 +51,12 @@ def _compare_member(
         return MemberOutcome(
             path, Status.DIFFERS, LineDifference(0, "a folder on one side only", "", "")
         )
-    if ours.data == theirs.data:
-        return MemberOutcome(path, Status.IDENTICAL)
     a, our_ids = mask_with_ids(path, ours.data, exc, theirs=False)
     b, their_ids = mask_with_ids(path, theirs.data, exc, theirs=True)
-    outcome = _verdict(path, a, b)
+    # an identical member's ids count too: they are renumbered to themselves
+    outcome = (
+        MemberOutcome(path, Status.IDENTICAL) if ours.data == theirs.data else _verdict(path, a, b)
+    )
     conflict = seen.conflict(path, our_ids, their_ids) if a == b else None
     if conflict is None:
         return outcome
