@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from .restorerules import Exceptions
 
 # Members every course has that are "core" but written from what the
 # activities hold: identical only once every activity of the course is defined.
-TALLY: dict[str, dict[str, list[int]]] = {}  # server -> plugin -> [same, total, excused]
+TALLY: dict[str, dict[str, Counter[str]]] = {}  # server -> plugin -> verdict -> members
 
 
 def shipped(plugin: str) -> bool:
@@ -185,8 +186,8 @@ def compare_course(
     *,
     complete: bool = True,
 ) -> tuple[list[str], list[str]]:
-    """(problems in shipped plugins, problems elsewhere), tallied per plugin:
-    [identical or equal modulo ids, total, excused].
+    """(problems in shipped plugins, problems elsewhere), each member's
+    verdict tallied per plugin.
 
     A course the backup could not take whole (``complete`` False: an
     activity without a definition was left out, as the run warned) has its
@@ -198,12 +199,9 @@ def compare_course(
     must, may = [], []
     for o in comparison.outcomes:
         plugin = plugin_of(o.path)
-        counts = tally.setdefault(plugin, [0, 0, 0])
-        same = o.status in SAME or _forgiven(server, course, o.path, o.ours, o.theirs)
-        counts[0] += same
-        counts[1] += 1
-        counts[2] += o.status is Status.EXCUSED
-        if not same and o.status is not Status.EXCUSED:
+        forgiven = o.status not in SAME and _forgiven(server, course, o.path, o.ours, o.theirs)
+        tally.setdefault(plugin, Counter())["forgiven" if forgiven else str(o.status)] += 1
+        if o.status not in (*SAME, Status.EXCUSED) and not forgiven:
             line = f"{o.path}: {o.status}" + (
                 f" ({o.first_difference})" if o.first_difference else ""
             )
@@ -213,15 +211,26 @@ def compare_course(
 
 
 def table(server: str) -> str:
-    """The per-plugin share; on MariaDB "same" is identical or equal modulo
-    ids, and "excused" counts members missing as a named exception says."""
+    """The per-plugin share of members that agree: identical (or forgiven,
+    ORDER_NOT_IN_DATA) on PostgreSQL; on MariaDB identical, or equal modulo
+    ids, with the members missing as a named exception says ("excused")
+    counted apart."""
     tally = TALLY.get(server, {})
-    same_name = "identical" if server == "postgres" else "identical or equal modulo ids"
-    rows = [f"{'plugin':<24} {same_name}  total  share  excused  shipped"]
+    if server == "postgres":
+        rows = [f"{'plugin':<24} identical  total  share  shipped"]
+    else:
+        rows = [f"{'plugin':<24} identical  modulo ids  total  share  excused  shipped"]
     for name in sorted(tally):
-        same, total, excused = tally[name]
-        rows.append(
-            f"{name:<24} {same:>{len(same_name)}}  {total:>5}  {100 * same // total:>4}%  "
-            f"{excused:>7}  {'yes' if shipped(name) else 'no'}"
-        )
+        c = tally[name]
+        identical = c[Status.IDENTICAL] + c["forgiven"]
+        same, total = identical + c[Status.MODULO_IDS], sum(c.values())
+        share = f"{100 * same // total:>4}%"
+        shipped_ = "yes" if shipped(name) else "no"
+        if server == "postgres":
+            rows.append(f"{name:<24} {identical:>9}  {total:>5}  {share}  {shipped_}")
+        else:
+            rows.append(
+                f"{name:<24} {identical:>9}  {c[Status.MODULO_IDS]:>10}  {total:>5}  {share}  "
+                f"{c[Status.EXCUSED]:>7}  {shipped_}"
+            )
     return "\n".join(rows)
