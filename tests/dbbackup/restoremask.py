@@ -114,6 +114,83 @@ def _availability(text: bytes) -> bytes | None:
     return json.dumps(_mask_condition_ids(tree), sort_keys=True).encode()
 
 
+def _legacy_filter(tree: dict[str, Any]) -> dict[str, Any]:
+    """A pre-4.3 random-question filter condition as Moodle 4.5's restore
+    rewrites it (mdl_question_set_references: 6 legacy rows on PostgreSQL,
+    every row in this shape on MariaDB): a category filter, a tag filter
+    from the tag names ("id,name": their ids are the restore's), the
+    question bank's view settings."""
+    category = tree["questioncategoryid"]
+    filters: dict[str, Any] = {
+        "category": {
+            "jointype": 1,
+            "values": [int(category)],
+            "filteroptions": {"includesubcategories": tree.get("includingsubcategories")},
+        }
+    }
+    if "tags" in tree:
+        filters["qtagids"] = {"jointype": 2, "values": [t.split(",")[0] for t in tree["tags"]]}
+    return {
+        "filter": filters,
+        "cat": f"{category},0",
+        "tabname": "questions",
+        "qpage": 0,
+        "qperpage": 100,
+        "jointype": 2,
+    }
+
+
+def _filter_ids_masked(tree: dict[str, Any]) -> dict[str, Any]:
+    """A filter condition with its ids masked: categories, tags, and the
+    category and context of ``cat``."""
+    for condition in tree.get("filter", {}).values():
+        if isinstance(condition, dict) and "values" in condition:
+            condition["values"] = ["#" for _ in condition["values"]]
+    if "cat" in tree:
+        tree["cat"] = re.sub(r"\d+", "#", str(tree["cat"]))
+    return tree
+
+
+def _filtercondition(text: bytes, theirs: bool) -> bytes | None:
+    """A quiz's random-question filter condition, ids masked, and Moodle's
+    legacy one as the restore rewrites it; key order kept.  None when it is
+    not JSON (then it is compared as it is)."""
+    try:
+        tree = json.loads(html.unescape(text.decode()))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if theirs and isinstance(tree, dict) and "questioncategoryid" in tree:
+        tree = _legacy_filter(tree)
+    if not isinstance(tree, dict):
+        return None
+    return json.dumps(_filter_ids_masked(tree), separators=(",", ":")).encode()
+
+
+def _json_leaf(name: bytes, text: bytes, theirs: bool) -> bytes | None:
+    """A JSON value that holds ids, canonical with the ids masked."""
+    if name in (b"availability", b"availabilityjson"):
+        return _availability(text)
+    if name == b"filtercondition":
+        return _filtercondition(text, theirs)
+    return None
+
+
+# A question attempt step's response variables that hold ids: the choice
+# order of multichoice (answer ids) and match (subquestion ids), which the
+# qtypes' restore recodes (recode_response); other variables are data
+# (gapselect's _choiceorderN is a permutation of choice numbers).
+ORDER_OF_IDS = frozenset({b"_order", b"_stemorder", b"_choiceorder"})
+_RESPONSE_VARIABLE = (at("*", "variable", "name"), at("*", "variable", "value"))
+
+
+def _response_variable(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
+    variable = stack[-2]
+    if stack[-1].name == b"name":
+        variable.setting_name = data[start:end]
+    elif variable.setting_name in ORDER_OF_IDS:
+        yield from _ids(data, start, end, b"response " + variable.setting_name)
+
+
 def _restored_as(member: str, stack: list[_Open], text: bytes, attr: bytes | None) -> bytes | None:
     for rule in RESTORED_AS:
         applies = rule.at.attr == attr and rule.at.matches(member, stack)
@@ -172,8 +249,10 @@ def _leaf_masks(
         yield from _ids(data, start, end, _id_kind(stack))
     elif _matches(RESTAMPED, member, stack):
         yield from _integers(data, start, end, TIME)
-    elif top.name in (b"availability", b"availabilityjson") and (tree := _availability(text)):
+    elif (tree := _json_leaf(top.name, text, theirs)) is not None:
         yield Mask(start, end, tree)
+    elif _matches(_RESPONSE_VARIABLE, member, stack):
+        yield from _response_variable(stack, data, start, end)
     elif member == "moodle_backup.xml" and top.name in _MANIFEST_NAMES:
         yield from _named_ids(data, start, end)
     elif member == "users.xml" and _matches(_USER_FIELD, member, stack):

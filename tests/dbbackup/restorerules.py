@@ -172,6 +172,18 @@ RESTORED_AS = (
         "PostgreSQL, 0 in those 12 on MariaDB",
     ),
     RestoredAs(
+        at("activities/quiz_*/quiz.xml", "attempt", "timecheckstate"),
+        NULL,
+        b"0",
+        "mdl_quiz_attempts.timecheckstate: NULL in rich's 3 attempts on PostgreSQL, 0 on MariaDB",
+    ),
+    RestoredAs(
+        at("outcomes.xml", "outcome", "usermodified"),
+        NULL,
+        b"#",
+        "mdl_grade_outcomes.usermodified: NULL on PostgreSQL, the restoring admin (2) on MariaDB",
+    ),
+    RestoredAs(
         at("badges.xml", "badge", "status"),
         rb"\d+",
         b"0",

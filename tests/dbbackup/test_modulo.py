@@ -71,6 +71,8 @@ REWRITES = [
     (r"^course/course\.xml$", rb"<idnumber>RICH-1</idnumber>", b"<idnumber></idnumber>"),
     (r"^badges\.xml$", rb"<status>1</status>", b"<status>0</status>"),
     (r"^gradebook\.xml$", rb'<grade_setting id="">', b'<grade_setting id="1001">'),
+    (r"quiz\.xml$", rb"<timecheckstate>\$@NULL@\$<", b"<timecheckstate>0<"),
+    (r"^outcomes\.xml$", rb"<usermodified>\$@NULL@\$<", b"<usermodified>1002<"),
 ]
 
 
@@ -285,3 +287,41 @@ def test_ids_must_be_renumbered_one_to_one(rich: Members, restored: Members) -> 
     d = compared.first_difference
     assert d is not None and "userid renumbered inconsistently" in d.ours
     assert d.path.endswith("/post[@id=#]/userid")
+
+
+LEGACY = (
+    b'{"questioncategoryid":"17","includingsubcategories":"0","tags":["1,first question","2,one"]}'
+)
+RESTORED = (
+    b'{"filter":{"category":{"jointype":1,"values":[30],"filteroptions":{"includesubcategories":"0"}},'
+    b'"qtagids":{"jointype":2,"values":["7","8"]}},"cat":"30,250","tabname":"questions",'
+    b'"qpage":0,"qperpage":100,"jointype":2}'
+)
+
+
+def _set_reference(condition: bytes) -> bytes:
+    return (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<activity id="1">\n  <quiz id="1">\n'
+        b'    <question_set_reference id="3">\n      <filtercondition>'
+        + condition
+        + b"</filtercondition>\n    </question_set_reference>\n  </quiz>\n</activity>"
+    )
+
+
+def test_a_legacy_random_question_filter_is_compared_as_the_restore_rewrites_it() -> None:
+    """Moodle's 4.5 restore rewrites a pre-4.3 filter condition (the MariaDB
+    site holds only the new shape): equal modulo ids, but not if its
+    subcategory option or its tags changed."""
+    path = "activities/quiz_5/quiz.xml"
+
+    def verdict(ours: bytes) -> Status:
+        mine = {path: _Member(False, _set_reference(ours))}
+        moodle = {path: _Member(False, _set_reference(LEGACY))}
+        return compare_members(mine, moodle, Exceptions()).outcome(path).status
+
+    assert verdict(RESTORED) is Status.MODULO_IDS
+    assert (
+        verdict(RESTORED.replace(b'"includesubcategories":"0"', b'"includesubcategories":"1"'))
+        is Status.DIFFERS
+    )
+    assert verdict(RESTORED.replace(b'["7","8"]', b'["7"]')) is Status.DIFFERS
