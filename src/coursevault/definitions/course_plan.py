@@ -96,7 +96,23 @@ def course_plan(run: BackupRun) -> list[Task]:
     tasks.append(Task("final", "", {**base, "contextid": coursectx}, final_task.steps,
                       extra=final_task.files))
     run.memo["tasks"] = tasks
+    run.memo["plan_values"] = _plan_values(tasks)
     return tasks
+
+
+# task parameters that are keys the engine may fetch for all tasks at once
+_PREFETCHED = ("contextid", "moduleid", "activityid", "sectionid", "blockid")
+
+
+def _plan_values(tasks: list[Task]) -> dict[tuple[str, str], list[str]]:
+    """(parameter, module name for ``activityid``) -> its values across the tasks."""
+    found: dict[tuple[str, str], dict[str, None]] = {}
+    for task in tasks:
+        for name in _PREFETCHED:
+            if name in task.params:
+                module = task.params.get("modulename", "") if name == "activityid" else ""
+                found.setdefault((name, module), {})[task.params[name]] = None
+    return {k: list(v) for k, v in found.items()}
 
 
 def _modules_by_id(reader: SiteReader, courseid: str) -> dict[str, Row]:
@@ -143,7 +159,7 @@ def _activity_task(
 def _block_tasks(run: BackupRun, base: dict[str, str], parentctx: str, directory: str) -> list[Task]:
     plugins = registry.blocks()
     tasks = []
-    for block in run.reader.rows("block_instances", {"parentcontextid": parentctx}, order="id"):
+    for block in _blocks_in(run, parentctx):
         bid, name = str(block["id"]), str(block["blockname"])
         plugin = plugins.get(name)
         tasks.append(Task(
@@ -154,6 +170,24 @@ def _block_tasks(run: BackupRun, base: dict[str, str], parentctx: str, directory
             facts={"blockid": bid, "blockname": name},
         ))
     return tasks
+
+
+def _blocks_in(run: BackupRun, parentctx: str) -> list[Row]:
+    """Blocks of one context; those of the course and of all its modules are
+    read in one query, the first time any is asked for."""
+    memo: dict[str, list[Row]] | None = run.memo.get("blocks")
+    if memo is None:
+        parents = [run.memo["coursecontextid"]] + [
+            cid for (level, _i), cid in run.memo["contexts"].items() if level == CONTEXT_MODULE]
+        memo = {p: [] for p in parents}
+        for block in run.reader.rows("block_instances", {"parentcontextid": parents},
+                                     order="id"):
+            memo.setdefault(str(block["parentcontextid"]), []).append(block)
+        run.memo["blocks"] = memo
+    if parentctx not in memo:
+        memo[parentctx] = list(run.reader.rows("block_instances",
+                                               {"parentcontextid": parentctx}, order="id"))
+    return memo[parentctx]
 
 
 def _block_steps(plugin: registry.Plugin | None) -> Callable[[TaskContext], Sequence[Step]]:

@@ -87,7 +87,6 @@ class SiteReader:
         self.conn = conn
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
-        self._mysql = conn.dialect.name in ("mysql", "mariadb")
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -154,13 +153,15 @@ class SiteReader:
         return None
 
     def _run(self, query: sa.Executable) -> Iterator[Row]:
-        # MariaDB's protocol has one unbuffered result per connection: a
-        # query started while another streams (the plan reads modules while
-        # it walks sections) silently cuts the first one short.  There the
-        # driver buffers each result; one query's rows are one IN batch of
-        # one course's, so memory stays bounded.  PostgreSQL streams.
-        conn = self.conn if self._mysql else self.conn.execution_options(yield_per=500)
-        result = conn.execute(query)
+        # Each result is read whole by the driver: one query's rows are one
+        # course's slice of a table (one IN batch of its parents), which the
+        # engine holds for the member it writes anyway.  Streaming costs more
+        # than it saves: a PostgreSQL server-side cursor is three round trips
+        # per query (DECLARE, FETCH, CLOSE), most of a course's time with
+        # hundreds of small queries; and MariaDB's protocol has one
+        # unbuffered result per connection, which a query started while
+        # another streams silently cuts short.
+        result = self.conn.execute(query)
         names = list(result.keys())
         for values in result:
             if self._sqlite:

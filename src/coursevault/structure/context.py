@@ -154,18 +154,32 @@ class BackupRun:
     def setting(self, name: str) -> bool:
         return self.settings[name]
 
+    def plan_values(self, param: str, modulename: str = "") -> list[str]:
+        """The values a task parameter takes across the plan's tasks (those
+        of one module for ``activityid``, whose ids are per module table);
+        empty before the plan is made.  The engine fetches a table's rows for
+        all of them at once (engine._task_rows)."""
+        values: dict[tuple[str, str], list[str]] = self.memo.get("plan_values", {})
+        return values.get((param, modulename if param == "activityid" else ""), [])
+
     def files_of(
         self, contextid: str, component: str, filearea: str, itemid: Any = None
     ) -> list[str]:
         """Ids of the files of one area (directories included, as Moodle
         annotates them), in the database's order.  A context's files are
-        read once per run, whatever number of areas and items ask."""
+        read once per run, whatever number of areas and items ask -- and the
+        first ask reads those of every context of the plan's tasks."""
         cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
         if contextid not in cache:
-            cache[contextid] = list(self.reader.rows(
-                "files", {"contextid": contextid},
-                columns=("id", "component", "filearea", "itemid"),
-            ))
+            planned = [c for c in self.plan_values("contextid") if c not in cache]
+            wanted_contexts = planned if contextid in planned else [contextid]
+            for c in wanted_contexts:
+                cache[c] = []
+            for row in self.reader.rows(
+                "files", {"contextid": wanted_contexts},
+                columns=("id", "contextid", "component", "filearea", "itemid"),
+            ):
+                cache[str(row["contextid"])].append(row)
         wanted = None if itemid is None else str(itemid)
         return [
             str(r["id"]) for r in cache[contextid]

@@ -127,7 +127,7 @@ def _table_rows(
         ]
     fixed = {k: _resolve(v, None, ctx) for k, v in source.where.items() if k not in bound}
     if not bound:
-        rows = list(ctx.reader.rows(source.table, fixed, order=source.order))
+        rows = _task_rows(source, fixed, ctx)
         return [(p, dict(row)) for p in parents for row in rows]
     key = bound[0]
     by_parent = {id(p): _resolve(source.where[key], p, ctx) for p in parents}
@@ -139,6 +139,35 @@ def _table_rows(
     return [
         (p, dict(row)) for p in parents for row in grouped.get(str(by_parent[id(p)]), [])
     ]
+
+
+def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[Row]:
+    """Rows of a source bound only to the task (and literals).
+
+    Every activity task asks the same tables by its own context or module id
+    (role overrides, filters, comments, events, completion...): a course of
+    60 activities would cost 60 queries per table.  When the plan knows the
+    values that parameter takes across all its tasks, the first task to ask
+    fetches them all in one query and later tasks are served from the run's
+    memory (rows keep the database's order within each value).
+    """
+    params = [(k, v.name) for k, v in source.where.items() if isinstance(v, Param)]
+    if len(params) == 1:
+        column, name = params[0]
+        values = ctx.run.plan_values(name, ctx.params.get("modulename", ""))
+        if values and str(fixed[column]) in values:
+            literal = tuple(sorted((k, str(v)) for k, v in fixed.items() if k != column))
+            key = (source.table, column, literal, source.order, name,
+                   ctx.params.get("modulename", ""))
+            cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("task_rows", {})
+            if key not in cache:
+                grouped: dict[str, list[Row]] = {}
+                where = {**{k: v for k, v in fixed.items() if k != column}, column: values}
+                for row in ctx.reader.rows(source.table, where, order=source.order):
+                    grouped.setdefault(str(row[column]), []).append(row)
+                cache[key] = grouped
+            return [dict(r) for r in cache[key].get(str(fixed[column]), [])]
+    return list(ctx.reader.rows(source.table, fixed, order=source.order))
 
 
 def _resolve(value: Value, parent: Instance | None, ctx: TaskContext) -> Any:
