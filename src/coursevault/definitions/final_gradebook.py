@@ -74,8 +74,13 @@ def gradebook_structure(ctx: TaskContext) -> Nested:
         annotate=[("scalefinal", "scaleid"), ("outcomefinal", "outcomeid")],
         children=[Nested("grade_grades", children=[grade] if ctx.users else [])],
     )
+    # Moodle reads the letters without ORDER BY; on a fresh (never analysed)
+    # table PostgreSQL answers through the unique (contextid, lowerboundary,
+    # letter) index, as MySQL does: rich's letters (stored A, B, C, F) come
+    # back F, C, B, A in Moodle's backup
     letter = Nested("grade_letter", attrs=("id",), fields=("lowerboundary", "letter"),
-                    source=Table("grade_letters", {"contextid": Param("contextid")}))
+                    source=Table("grade_letters", {"contextid": Param("contextid")},
+                                 order="lowerboundary, letter"))
     setting = Nested("grade_setting", attrs=("id",), fields=("name", "value"),
                      source=Rows(_grade_settings))
     return Nested("gradebook", children=[

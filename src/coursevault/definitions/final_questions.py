@@ -3,16 +3,22 @@
 
 The final question categories (the course's bank and the activities'), each
 with its bank entries, versions and questions, hints, tags and competencies.
-The question types' own parts (``add_plugin_structure('qtype', ...)``) are
-the question bank issue's: a question here carries the core fields only, so
-courses with questions do not match Moodle yet; courses whose categories
-hold none do.
+Under each question, as Moodle adds them: its question type's part
+(``add_plugin_structure('qtype', $question, false)``: the ``qtype_*``
+definitions, definitions/qtype_parts.py), then every question bank
+plugin's (``add_plugin_structure('qbank', $question, true)``:
+definitions/qbank_plugins.py), then hints and tags.  A question of a type
+the site lacks (restored stack or coderunner questions) gets no type part,
+as Moodle writes it.
 """
 
 from __future__ import annotations
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
+from coursevault.definitions.subplugins import add_subplugin_structure
+from coursevault.definitions.tags import tags_enabled
 from coursevault.moodledb.site import Row
+from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
@@ -31,25 +37,48 @@ def question_categories(ctx: TaskContext) -> list[Row]:
     return sorted(rows, key=lambda r: int(str(r["id"])))
 
 
+def qtype_file_components() -> list[str]:
+    """``backup_qtype_plugin::get_components_and_fileareas()``: the installed
+    question types (in plugin name order) whose backup class names file
+    areas of their own."""
+    return [name for name, plugin in sorted(registry.subplugins("qtype_").items())
+            if plugin.extra.get("fileareas")]
+
+
 def annotate_question_files(ctx: TaskContext) -> None:
     """``backup_annotate_all_question_files``: the core question areas of every
     context holding a final category, then all files of each question type's
-    component there (``backup_qtype_plugin::get_components_and_fileareas``,
-    approximated by the ``qtype_*`` components present, by name)."""
+    component there (its areas all at once, as Moodle passes a null area)."""
     contexts = dict.fromkeys(str(r["contextid"]) for r in question_categories(ctx))
     for contextid in contexts:
         for area in QUESTION_AREAS:
             ctx.annotate("file", ctx.run.files_of(contextid, "question", area))
-        # every file of the question types' own components, all areas at once
-        components = sorted({str(r["component"]) for r in ctx.reader.rows(
-            "files", {"contextid": contextid}, columns=("component",))
-            if str(r["component"]).startswith("qtype_")})
-        for component in components:
+        # Moodle asks for every type; only those with files here can add any
+        present = {str(r["component"]) for r in ctx.reader.rows(
+            "files", {"contextid": contextid}, columns=("component",))}
+        for component in (c for c in qtype_file_components() if c in present):
             ctx.annotate("file", [str(r["id"]) for r in ctx.reader.rows(
                 "files", {"contextid": contextid, "component": component}, columns=("id",))])
 
 
+def _question_tag(ctx: TaskContext) -> Nested:
+    """A question's tags, read only when the area's tags are enabled
+    (``core_tag_tag::is_enabled('core_question', 'question')``).  Moodle's
+    query per question is kept: a question's tags come in its join's order."""
+    tag = Nested("tag", attrs=("id", "contextid"), fields=("name", "rawname"))
+    if tags_enabled(ctx, "core_question", "question"):
+        tag.set_source(Sql(
+            "SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
+            "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
+            "AND ti.itemtype = 'question' AND ti.component = 'core_question'", [Up("id")]))
+    else:  # Moodle's element without a source is written no times
+        tag.set_source(Rows(lambda _ctx, _parent: ()))
+    return tag
+
+
 def questions_structure(ctx: TaskContext) -> Nested:
+    """questions.xml: the final categories, each with its bank entries, their
+    versions and each version's question with its parts."""
     def categories(c: TaskContext, _p: Instance | None) -> list[Row]:
         return question_categories(c)
 
@@ -58,21 +87,15 @@ def questions_structure(ctx: TaskContext) -> Nested:
         fields=("parent", "name", "questiontext", "questiontextformat", "generalfeedback",
                 "generalfeedbackformat", "defaultmark", "penalty", "qtype", "length", "stamp",
                 "timecreated", "timemodified", "createdby", "modifiedby"),
-        source=Sql("SELECT q.* FROM {question} q "
-                   "JOIN {question_versions} qv ON qv.questionid = q.id WHERE qv.id = ?",
-                   [Up("id")]),
-        children=[
-            Nested("question_hints", children=[Nested(
-                "question_hint", attrs=("id",),
-                fields=("hint", "hintformat", "shownumcorrect", "clearwrong", "options"),
-                source=Table("question_hints", {"questionid": Up("id")}, order="id"))]),
-            Nested("tags", children=[Nested(
-                "tag", attrs=("id", "contextid"), fields=("name", "rawname"),
-                source=Sql("SELECT t.id, ti.contextid, t.name, t.rawname FROM {tag} t "
-                           "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
-                           "AND ti.itemtype = 'question' AND ti.component = 'core_question'",
-                           [Up("id")]))]),
-        ],
+        source=Table("question", {"id": Up("questionid")}))
+    add_subplugin_structure(ctx, "qtype", question)
+    add_subplugin_structure(ctx, "qbank", question)
+    question.add(
+        Nested("question_hints", children=[Nested(
+            "question_hint", attrs=("id",),
+            fields=("hint", "hintformat", "shownumcorrect", "clearwrong", "options"),
+            source=Table("question_hints", {"questionid": Up("id")}, order="id"))]),
+        Nested("tags", children=[_question_tag(ctx)]),
     )
     version = Nested(
         "question_versions", attrs=("id",), fields=("version", "status"),

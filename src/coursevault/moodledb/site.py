@@ -87,6 +87,7 @@ class SiteReader:
         self.conn = conn
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
+        self._cursor = conn.dialect.name == "postgresql"
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -153,15 +154,16 @@ class SiteReader:
         return None
 
     def _run(self, query: sa.Executable) -> Iterator[Row]:
-        # Each result is read whole by the driver: one query's rows are one
-        # course's slice of a table (one IN batch of its parents), which the
-        # engine holds for the member it writes anyway.  Streaming costs more
-        # than it saves: a PostgreSQL server-side cursor is three round trips
-        # per query (DECLARE, FETCH, CLOSE), most of a course's time with
-        # hundreds of small queries; and MariaDB's protocol has one
-        # unbuffered result per connection, which a query started while
-        # another streams silently cuts short.
-        result = self.conn.execute(query)
+        # PostgreSQL: a server-side cursor, as Moodle's pgsql driver reads
+        # every recordset (DECLARE ... CURSOR): the planner plans a cursor for
+        # its first rows (cursor_tuple_fraction), and the plan decides the
+        # order of rows read without ORDER BY -- a plain query returns some
+        # tables' rows in another order than Moodle got.  MariaDB/MySQL: the
+        # driver reads each result whole: their protocol has one unbuffered
+        # result per connection, which a query started while another streams
+        # silently cuts short; one query's rows are one course's slice.
+        conn = self.conn.execution_options(yield_per=500) if self._cursor else self.conn
+        result = conn.execute(query)
         names = list(result.keys())
         for values in result:
             if self._sqlite:
