@@ -57,7 +57,10 @@ class Renumbering:
 
 
 # Kinds of id that name one table wherever they appear.
-GLOBAL = frozenset({b"userid", b"usermodified", b"contextid", b"roleid", b"courseid", b"groupid"})
+GLOBAL = frozenset(
+    {b"userid", b"usermodified", b"createdby", b"modifiedby", b"contextid", b"roleid"}
+    | {b"courseid", b"groupid"}
+)
 # Ids the restore does not renumber but resets (masked, never paired): the
 # MariaDB site's role assignments and enrolments have modifierid 0 where
 # Moodle's had 2 or 112.

@@ -310,20 +310,22 @@ def _children(data: bytes, parent: bytes, child: bytes) -> Iterator[tuple[int, i
                 yield begin, end
 
 
-def sort_children(member: str, data: bytes) -> bytes:
-    """``data`` with the children ``UNORDERED`` names for this member sorted,
-    so their order does not count -- only when nothing but the same
-    whitespace lies between them (else it is compared as it is)."""
-    for glob, parent, child in UNORDERED:
-        if not fnmatch.fnmatchcase(member, glob):
-            continue
-        spans = list(_children(data, parent, child))
-        gaps = {data[a[1] : b[0]] for a, b in itertools.pairwise(spans)}
-        if len(spans) > 1 and len(gaps) == 1 and not gaps.pop().strip():
-            gap = data[spans[0][1] : spans[1][0]]
-            parts = sorted(data[a:b] for a, b in spans)
-            data = data[: spans[0][0]] + gap.join(parts) + data[spans[-1][1] :]
-    return data
+def _reorder_children(
+    data: bytes, masked: bytes, parent: bytes, child: bytes
+) -> tuple[bytes, bool]:
+    """``data`` (the raw member) with the ``child`` records of ``parent``
+    in the order of their masked bytes, so their order does not count;
+    and whether that order is unambiguous (no two records mask alike).
+    Left as it is unless only the same whitespace lies between them."""
+    raw = list(_children(data, parent, child))
+    keys = [masked[a:b] for a, b in _children(masked, parent, child)]
+    gaps = {data[a[1] : b[0]] for a, b in itertools.pairwise(raw)}
+    if len(raw) < 2 or len(keys) != len(raw) or len(gaps) != 1 or gaps.pop().strip():
+        return data, True
+    gap = data[raw[0][1] : raw[1][0]]
+    order = sorted(range(len(raw)), key=keys.__getitem__)
+    records = gap.join(data[raw[i][0] : raw[i][1]] for i in order)
+    return data[: raw[0][0]] + records + data[raw[-1][1] :], len(set(keys)) == len(keys)
 
 
 _FILE = re.compile(rb"<file id=.*?</file>", re.S)
@@ -382,19 +384,28 @@ def mask_restored(member: str, data: bytes, exc: Exceptions, *, theirs: bool) ->
 def mask_with_ids(
     member: str, data: bytes, exc: Exceptions, *, theirs: bool
 ) -> tuple[bytes, list[MaskedId]]:
-    """``mask_restored``, and where each masked id went in its output (none
-    for a member compared as a multiset: its records move)."""
+    """``mask_restored``, and where each masked id went in its output.  The
+    records Moodle's restore reorders (``UNORDERED``) are put in the order
+    of their masked bytes first; if two mask alike, which is which is
+    unknown, and the member's ids are not given."""
     if not member.endswith(".xml"):
         return data, []
     if theirs:
         data = drop_children(member, data, exc)
+    masks = _all_masks(member, data, theirs, exc)
+    unambiguous = True
+    for glob, parent, child in UNORDERED:
+        if fnmatch.fnmatchcase(member, glob):
+            data, alone = _reorder_children(data, apply_masks(data, masks), parent, child)
+            masks, unambiguous = _all_masks(member, data, theirs, exc), unambiguous and alone
+    return apply_masks(data, masks), _masked_ids(masks) if unambiguous else []
+
+
+def _all_masks(member: str, data: bytes, theirs: bool, exc: Exceptions) -> list[Mask]:
     masks = restore_masks(member, data, theirs, exc)
     if member == "files.xml" and exc.regenerated:
         masks = sorted([*masks, *regenerated_masks(data, exc)], key=lambda m: m.start)
-    masked = apply_masks(data, masks)
-    if any(fnmatch.fnmatchcase(member, glob) for glob, _p, _c in UNORDERED):
-        return sort_children(member, masked), []
-    return masked, _masked_ids(masks)
+    return masks
 
 
 def _masked_ids(masks: list[Mask]) -> list[MaskedId]:

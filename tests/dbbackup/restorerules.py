@@ -44,6 +44,12 @@ ID_VALUED = (
     at("activities/forum_*/forum.xml", "post", "parent"),
     at("gradebook.xml", "grade_category", "path"),
     at("gradebook.xml", "grade_category", "parent"),
+    at("questions.xml", "truefalse", "trueanswer"),  # question_answers ids
+    at("questions.xml", "truefalse", "falseanswer"),
+    at("questions.xml", "numerical_record", "answer"),
+    at("questions.xml", "question", "parent"),  # a question's (cloze parts)
+    at("*", "createdby"),  # user ids, as usermodified
+    at("*", "modifiedby"),
     at("sections/*/section.xml", "section", "sequence"),
     at("questions.xml", "question_category", "parent"),
     at("activities/feedback_*/feedback.xml", "value", "item"),  # feedback_item
@@ -199,6 +205,14 @@ UNORDERED = (
     ("activities/lesson_*/lesson.xml", b"pages", b"page"),
     # read from the ids temp table without ORDER BY: PostgreSQL's heap order
     ("users.xml", b"users", b"user"),
+    # read without ORDER BY: Moodle's backup of rich has grade category 38
+    # before 37 (PostgreSQL's heap order after 37 was updated); the MariaDB
+    # copy reads them in primary-key order
+    ("gradebook.xml", b"grade_categories", b"grade_category"),
+    # likewise rich's course-level grade items (104, 105, 106, 103, 91 in
+    # Moodle's backup); on MariaDB the course item was made with the course,
+    # before the restore made the others
+    ("gradebook.xml", b"grade_items", b"grade_item"),
 )
 
 

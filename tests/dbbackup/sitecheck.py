@@ -77,8 +77,13 @@ ORDER_NOT_IN_DATA: list[tuple[int, str, Callable[[bytes], bytes]]] = [
     (38, "activities/scorm_219/inforef.xml", inforef_by_id),
     # the same read of the temporary table in recording order, when the
     # final task lists rich's files: SCORM's and IMS CP's come elsewhere
-    (38, "files.xml", lambda xml: _sorted_children(
-        xml, lambda tag: tag == "files", lambda e: int(e.get("id") or 0))),
+    (
+        38,
+        "files.xml",
+        lambda xml: _sorted_children(
+            xml, lambda tag: tag == "files", lambda e: int(e.get("id") or 0)
+        ),
+    ),
 ]
 
 
