@@ -38,6 +38,7 @@ from typing import Any
 from .mbzxml import Mask, _Open, apply_masks, walk, xml_masks
 from .restorerules import (
     ID_VALUED,
+    POSITIVE_ID_VALUED,
     REGENERATED,
     RESTAMPED,
     RESTORED_AS,
@@ -232,6 +233,15 @@ def _site_user(stack: list[_Open], data: bytes, start: int, end: int) -> Iterato
         yield Mask(start, end, b"[site install time]")
 
 
+def _holds_ids(member: str, stack: list[_Open], text: bytes) -> bool:
+    """Whether a leaf's integers are ids: by Moodle's naming, as an id by
+    another name, or as a positive value of an id-or-constant field."""
+    if ID_NAME.match(stack[-1].name) or _matches(ID_VALUED, member, stack):
+        return True
+    positive = text.isdigit() and text != b"0"
+    return positive and _matches(POSITIVE_ID_VALUED, member, stack)
+
+
 def _leaf_masks(
     member: str, stack: list[_Open], data: bytes, end: int, theirs: bool, exc: Exceptions
 ) -> Iterator[Mask]:
@@ -245,7 +255,7 @@ def _leaf_masks(
         yield Mask(start, end, b"[encrypted]")
     elif _matches(REGENERATED, member, stack):
         yield Mask(start, end, b"[regenerated]")
-    elif ID_NAME.match(top.name) or _matches(ID_VALUED, member, stack):
+    elif _holds_ids(member, stack, text):
         yield from _ids(data, start, end, _id_kind(stack))
     elif _matches(RESTAMPED, member, stack):
         yield from _integers(data, start, end, TIME)

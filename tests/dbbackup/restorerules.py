@@ -61,6 +61,10 @@ ID_VALUED = (
     at("*", "usermodified"),  # always a user id
 )
 
+# Ids when positive, constants when not: a lesson answer jumps to a page
+# (its id, which the restore remaps) or to -1 (next page), -40 (end)...
+POSITIVE_ID_VALUED = (at("activities/lesson_*/lesson.xml", "answer", "jumpto"),)
+
 # Timestamps the restore sets from its clock: the site README's "grade
 # items, enrolments, role assignments, files, sections", and what Moodle's
 # restore code stamps with time() in rich's groups and grading forms (the
