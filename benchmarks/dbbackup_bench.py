@@ -3,8 +3,8 @@
     eval "$(bash scripts/refsite)"
     .venv/bin/python benchmarks/dbbackup_bench.py [--course 2] [--repeat 3]
 
-On a private copy of the reference site's PostgreSQL database (cv_bench, a
-template copy of cv_refsite, which stays untouched):
+On a private copy of the reference site's PostgreSQL database (cv_bench,
+loaded from the site's dump; cv_refsite stays untouched):
 
 1. full backup of the course into a new repository: wall seconds and peak RSS
    of the ``coursevault backup`` process (median of --repeat runs);
@@ -44,10 +44,13 @@ def psql(db: str, sql: str) -> str:
     return out.stdout.strip()
 
 
-def fresh_copy(source_url: str) -> str:
-    source = source_url.rsplit("/", 1)[1]
+def fresh_copy(source_url: str, site_dir: str) -> str:
+    """The reference site loaded again from its dump into a database of our
+    own (a template copy would need nobody else connected to cv_refsite)."""
     psql("postgres", f"DROP DATABASE IF EXISTS {BENCH_DB}")
-    psql("postgres", f"CREATE DATABASE {BENCH_DB} TEMPLATE {source}")
+    psql("postgres", f"CREATE DATABASE {BENCH_DB}")
+    subprocess.run(f"zstd -dc {site_dir}/site.pgsql.zst | psql -h 127.0.0.1 -U postgres -q "
+                   f"-d {BENCH_DB} >/dev/null", shell=True, check=True)
     return source_url.rsplit("/", 1)[0] + "/" + BENCH_DB
 
 
@@ -119,7 +122,7 @@ def main() -> int:
     args = ap.parse_args()
     source = os.environ["COURSEVAULT_REFSITE_POSTGRES"]
     dataroot = os.environ["COURSEVAULT_REFSITE_DATAROOT"]
-    url = fresh_copy(source)
+    url = fresh_copy(source, os.environ["COURSEVAULT_REFSITE_DIR"])
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         bench = Bench(work)

@@ -264,6 +264,14 @@ def backup(
     return backup_courses(repo, request, progress=progress, jobs=jobs)
 
 
+def source_label(source: dict[str, Any]) -> str:
+    """What a snapshot was made from, in a word: the archive's file name, or
+    ``database`` and the course id for a backup straight from a database."""
+    if source.get("database"):
+        return f"database course {source.get('original_course_id', '?')}"
+    return str(source.get("file", ""))
+
+
 def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
     """The backup runs the catalog logged, oldest first, with ISO times."""
     from coursevault.history.times import format_time
@@ -385,7 +393,7 @@ def log(repo: Repository, course: str) -> Iterator[dict[str, Any]]:
         entry: dict[str, Any] = {
             "id": row.id,
             "time": row.time,
-            "source": row.record.get("source", {}).get("file", ""),
+            "source": source_label(row.record.get("source", {})),
             "parent": parents[0] if parents else None,
             "new_bytes": stats.get("new_bytes", 0),
             "new_objects": stats.get("new_objects", 0),

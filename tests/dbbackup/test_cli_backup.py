@@ -233,3 +233,30 @@ def test_anonymize_needs_users(cv, refsite: RefSite) -> None:  # type: ignore[no
         "--anonymize",
     )
     _one_line(r, EXIT_BAD_INPUT, "--anonymize", "--no-users")
+
+
+def test_a_database_backup_continues_moodles_own_history(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    """Both doors name the course alike, so Moodle's own backup ingested and
+    then a database backup are two nights of one course, and the diff
+    between them is only what Moodle itself varies from run to run."""
+    course = refsite.course("sandbox-test")
+    assert cv("ingest", course.backup).code == 0
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--json",
+    )
+    key = json.loads(r.out)[0]["course"]
+    assert [s["course"] for s in json.loads(cv("snapshots", "--json").out)] == [key, key]
+    diff = cv("diff", f"{key}@~1", f"{key}@latest").out
+    changed_members = [line for line in diff.splitlines() if not line.startswith(" ")]
+    assert changed_members == ["M moodle_backup.xml (8531 -> 8531 bytes)"], diff
+    fields = {
+        line.split(":")[0].strip() for line in diff.splitlines() if line.startswith("        ")
+    }
+    assert fields == {"name", "backup_date", "@backup_id", "value"}, diff

@@ -215,7 +215,7 @@ def snapshots(
                 row["id"][:12],
                 row["course"],
                 row["time"],
-                row["source"].get("file", ""),
+                api.source_label(row["source"]),
                 output.human_bytes(row["new_bytes"]),
                 row["new_objects"],
             ]
