@@ -281,8 +281,9 @@ def _give_first_post_the_next_author(data: bytes) -> bytes:
 def test_ids_must_be_renumbered_one_to_one(rich: Members, restored: Members) -> None:
     """Every id masked alike would let a post change author; a restore maps
     each id to one id, so a user id that maps two ways is caught."""
-    ours = _edited(restored, FORUM, _give_first_post_the_next_author)
-    compared = compare_members(ours, rich, Exceptions()).outcome("activities/forum_207/forum.xml")
+    ours = _only(_edited(restored, FORUM, _give_first_post_the_next_author), FORUM)
+    theirs = _only(rich, "activities/forum_207/forum.xml")
+    compared = compare_members(ours, theirs, Exceptions()).outcome("activities/forum_207/forum.xml")
     assert compared.status is Status.DIFFERS
     d = compared.first_difference
     assert d is not None and "userid renumbered inconsistently" in d.ours
