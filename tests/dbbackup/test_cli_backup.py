@@ -288,3 +288,28 @@ def test_an_activity_without_a_definition_is_left_out_and_named(  # type: ignore
     listing = cv("ls", f"{key}@latest").out
     assert "activities/forum_" in listing and "activities/label_" not in listing
     assert "<modulename>label</modulename>" not in _member(cv, key, "moodle_backup.xml")
+
+
+def test_an_unchanged_night_stores_only_the_run_values(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    """Nothing changed in the course: the second snapshot shares every
+    member but moodle_backup.xml (its date, id and name), and every file
+    content is taken from the store without being read."""
+    course = refsite.course("gen_s")
+    args = (
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+        "--json",
+    )
+    [first] = json.loads(cv(*args).out)
+    [second] = json.loads(cv(*args).out)
+    assert first["files_known"] == 0 and second["files_known"] > 60
+    assert second["new_objects"] < 20 < first["new_objects"]
+    key = second["course"]
+    diff = cv("diff", f"{key}@~1", f"{key}@latest").out
+    members = [line for line in diff.splitlines() if not line.startswith(" ")]
+    assert len(members) == 1 and members[0].startswith("M moodle_backup.xml "), diff
