@@ -23,8 +23,6 @@ from coursevault.errors import (
 from coursevault.history.retention import Policy, apply_policy
 from coursevault.history.selectors import resolve
 from coursevault.history.times import parse_time
-from coursevault.moodle2.archive import iter_members
-from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.restore.export import (
     DEFAULT_LEVEL,
     FORMATS,
@@ -40,7 +38,7 @@ from coursevault.snapshot.dbbackup import (
     backup_courses,
 )
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
-from coursevault.snapshot.source import validate_course_key
+from coursevault.snapshot.source import archive_listed_bytes, source_label, validate_course_key
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
@@ -75,6 +73,7 @@ __all__ = [
     "Policy",
     "Repository",
     "UsageError",
+    "source_label",
 ]
 Progress = Callable[[int, int], None]
 
@@ -185,7 +184,7 @@ def ingest(
     if when is not None:
         parse_time(when)
     if progress is not None:
-        progress = _with_total(progress, _listed_bytes(path))
+        progress = _with_total(progress, archive_listed_bytes(path))
     return ingest_archive(repo, path, course=course, when=when, progress=progress)
 
 
@@ -230,25 +229,6 @@ def _with_total(progress: Callable[[int, int], None], total: int) -> Callable[[i
     return report
 
 
-def _listed_bytes(path: str) -> int:
-    """What ingesting ``path`` reads, from its .ARCHIVE_INDEX (the first
-    member of a tgz, a few KiB to inflate); 0 if it has none.  A damaged
-    archive is ingest's to report, not this estimate's."""
-    try:
-        _layout, members = iter_members(path)
-        try:
-            info, stream = next(members)
-            raw = stream.read() if info.path == INDEX_NAME else b""
-        finally:
-            close = getattr(members, "close", None)
-            if close is not None:
-                close()
-    except Exception:  # whatever it is, the ingest that follows reports it properly
-        return 0
-    listed = listed_bytes(raw) if raw else None
-    return len(raw) + listed if listed is not None else 0
-
-
 def backup(
     repo: Repository,
     request: BackupRequest,
@@ -263,14 +243,6 @@ def backup(
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     return backup_courses(repo, request, progress=progress, jobs=jobs)
-
-
-def source_label(source: dict[str, Any]) -> str:
-    """What a snapshot was made from, in a word: the archive's file name, or
-    ``database`` and the course id for a backup straight from a database."""
-    if source.get("database"):
-        return f"database course {source.get('original_course_id', '?')}"
-    return str(source.get("file", ""))
 
 
 def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:

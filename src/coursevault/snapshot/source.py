@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from coursevault.errors import ArchiveError, BadInputError
 from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
+from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 
 SPOOL_IN_MEMORY = 4 << 20
@@ -127,3 +128,30 @@ def _read_manifest(path: str) -> BackupInfo:
                 return read_backup_info(spool)
             except BackupInfoError as exc:
                 raise ArchiveError(path, str(exc), MANIFEST) from None
+
+
+def archive_listed_bytes(path: str) -> int:
+    """What ingesting ``path`` reads, from its .ARCHIVE_INDEX (the first
+    member of a tgz, a few KiB to inflate); 0 if it has none.  A damaged
+    archive is ingest's to report, not this estimate's."""
+    try:
+        _layout, members = iter_members(path)
+        try:
+            info, stream = next(members)
+            raw = stream.read() if info.path == INDEX_NAME else b""
+        finally:
+            close = getattr(members, "close", None)
+            if close is not None:
+                close()
+    except Exception:  # whatever it is, the ingest that follows reports it properly
+        return 0
+    listed = listed_bytes(raw) if raw else None
+    return len(raw) + listed if listed is not None else 0
+
+
+def source_label(source: dict[str, Any]) -> str:
+    """What a snapshot was made from, in a word: the archive's file name, or
+    ``database`` and the course id for a backup straight from a database."""
+    if source.get("database"):
+        return f"database course {source.get('original_course_id', '?')}"
+    return str(source.get("file", ""))
