@@ -133,19 +133,32 @@ class SiteReader:
         yield from self._run(query)
 
     def sql(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
-        """Moodle-style SQL: ``{table}`` names a prefixed table, ``?`` a parameter."""
+        """Moodle-style SQL: ``{table}`` names a prefixed table, ``?`` a
+        parameter; a list parameter stands for several (``IN (?)``)."""
         binds: dict[str, Any] = {}
+        used = 0
 
         def replace(m: re.Match[str]) -> str:
+            nonlocal used
             if m.group(1):
                 return self.prefix + m.group(1)
-            name = f"p{len(binds)}"
-            binds[name] = _bind(params[len(binds)])
+            if used >= len(params):
+                raise ValueError(f"{len(params)} parameters for more placeholders")
+            value = params[used]
+            used += 1
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError("an empty list parameter")
+                names = [f"p{used - 1}_{i}" for i in range(len(value))]
+                binds.update((n, _bind(v)) for n, v in zip(names, value, strict=True))
+                return ", ".join(f":{n}" for n in names)
+            name = f"p{used - 1}"
+            binds[name] = _bind(value)
             return f":{name}"
 
         text = _PLACEHOLDER.sub(replace, sql)
-        if len(binds) != len(params):
-            raise ValueError(f"{len(params)} parameters for {len(binds)} placeholders")
+        if used != len(params):
+            raise ValueError(f"{len(params)} parameters for {used} placeholders")
         yield from self._run(sa.text(text).bindparams(**binds))
 
     def one(self, table: str, where: Mapping[str, Any]) -> Row | None:

@@ -162,6 +162,21 @@ class BackupRun:
         values: dict[tuple[str, str], list[str]] = self.memo.get("plan_values", {})
         return values.get((param, modulename if param == "activityid" else ""), [])
 
+    def prefetch_files(self, contextids: Iterable[str]) -> None:
+        """Read the files of these contexts in one query (per batch), for
+        :meth:`files_of` to serve from memory (the final users' contexts)."""
+        cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
+        wanted = [c for c in dict.fromkeys(contextids) if c not in cache]
+        if not wanted:
+            return
+        for c in wanted:
+            cache[c] = []
+        for row in self.reader.rows(
+            "files", {"contextid": wanted},
+            columns=("id", "contextid", "component", "filearea", "itemid"),
+        ):
+            cache[str(row["contextid"])].append(row)
+
     def files_of(
         self, contextid: str, component: str, filearea: str, itemid: Any = None
     ) -> list[str]:
@@ -172,14 +187,7 @@ class BackupRun:
         cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
         if contextid not in cache:
             planned = [c for c in self.plan_values("contextid") if c not in cache]
-            wanted_contexts = planned if contextid in planned else [contextid]
-            for c in wanted_contexts:
-                cache[c] = []
-            for row in self.reader.rows(
-                "files", {"contextid": wanted_contexts},
-                columns=("id", "contextid", "component", "filearea", "itemid"),
-            ):
-                cache[str(row["contextid"])].append(row)
+            self.prefetch_files(planned if contextid in planned else [contextid])
         wanted = None if itemid is None else str(itemid)
         return [
             str(r["id"]) for r in cache[contextid]
