@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Row, Rows, Table, Up
-from coursevault.structure.engine import Instance
+from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Up
+from coursevault.structure.engine import Instance, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
 # modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
@@ -49,7 +49,11 @@ HISTORY_FIELDS = (
 def competency_steps(ctx: TaskContext) -> list[Step]:
     """competencies.xml, when the setting is on and competencies are enabled
     on the site (the step's ``execute_condition``)."""
-    row = ctx.reader.one("config_plugins", {"plugin": "core_competency", "name": "enabled"})
+    memo = ctx.run.memo
+    if "competency_enabled" not in memo:  # a site setting: read once per run
+        memo["competency_enabled"] = ctx.reader.one(
+            "config_plugins", {"plugin": "core_competency", "name": "enabled"})
+    row = memo["competency_enabled"]
     if row is not None and row["value"] in ("", "0", None):
         return []
     return [Step("competencies.xml", build=competencies_structure, when="competencies")]
@@ -68,15 +72,14 @@ def competencies_structure(ctx: TaskContext) -> Nested:
 
 
 def _competency_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
-    return list(ctx.reader.sql(
-        "SELECT c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade, cmc.sortorder,"
-        " f.id AS frameworkid, f.idnumber AS frameworkidnumber"
+    return sql_rows(Sql(
+        "SELECT cmc.cmid AS cv_key, c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade,"
+        " cmc.sortorder, f.id AS frameworkid, f.idnumber AS frameworkidnumber"
         " FROM {competency_modulecomp} cmc"
         " JOIN {competency} c ON c.id = cmc.competencyid"
         " JOIN {competency_framework} f ON f.id = c.competencyframeworkid"
-        " WHERE cmc.cmid = ? ORDER BY cmc.sortorder",
-        [ctx.param("moduleid")],
-    ))
+        " WHERE cmc.cmid IN (?) ORDER BY cmc.sortorder",
+        [In(Param("moduleid"))], key="cv_key"), ctx)
 
 
 def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
@@ -95,10 +98,12 @@ def _grade_items(ctx: TaskContext) -> list[Row]:
     key = "grade_items:" + str(ctx.param("moduleid"))
     memo = ctx.run.memo
     if key not in memo:
-        memo[key] = list(ctx.reader.rows("grade_items", {
-            "itemtype": "mod", "itemmodule": ctx.param("modulename"),
-            "iteminstance": ctx.param("activityid"), "courseid": ctx.param("courseid"),
-        }))
+        memo[key] = sql_rows(Sql(
+            "SELECT gi.iteminstance AS cv_key, gi.* FROM {grade_items} gi"
+            " WHERE gi.itemtype = 'mod' AND gi.itemmodule = ? AND gi.iteminstance IN (?)"
+            " AND gi.courseid = ?",
+            [Param("modulename"), In(Param("activityid")), Param("courseid")], key="cv_key"),
+            ctx)
     items: list[Row] = memo[key]
     return items
 

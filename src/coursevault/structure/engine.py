@@ -145,6 +145,13 @@ def _table_rows(
     ]
 
 
+def table_rows(source: Table, ctx: TaskContext) -> list[Row]:
+    """The task's rows of a Table bound to the task only (``Param`` and
+    literals), for definitions computing rows in Python: read for all the
+    plan's tasks at once, as the engine reads such sources (_task_rows)."""
+    return _task_rows(source, {k: _resolve(v, None, ctx) for k, v in source.where.items()}, ctx)
+
+
 def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[Row]:
     """Rows of a source bound only to the task (and literals).
 
@@ -203,7 +210,7 @@ def _keyed_groups(
     if isinstance(marker.value, Param):
         name = marker.value.name
         value = ctx.param(name)
-        module = ctx.params.get("modulename", "")
+        module = ctx.params.get("modulename", "") if name == "activityid" else ""
         values = ctx.run.plan_values(name, module)
         if str(value) not in values:
             values = [str(value)]
