@@ -51,7 +51,7 @@ def _site_config(ctx: TaskContext, name: str) -> str | None:
     """A ``$CFG`` value from the config table, read once per run."""
     memo: dict[str, str | None] = ctx.run.memo.setdefault("site_config", {})
     if name not in memo:
-        row = ctx.reader.one("config", {"name": name})
+        row = ctx.run.config(name)
         memo[name] = None if row is None else row["value"]
     return memo[name]
 

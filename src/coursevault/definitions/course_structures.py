@@ -216,7 +216,7 @@ def competencies_structure(ctx: TaskContext) -> Nested:
 
 def completion_enabled(ctx: TaskContext) -> bool:
     """``completion_info::is_enabled_for_site()``: $CFG->enablecompletion."""
-    row = ctx.reader.one("config", {"name": "enablecompletion"})
+    row = ctx.run.config("enablecompletion")
     return bool(row and row["value"] not in (None, "", "0"))
 
 

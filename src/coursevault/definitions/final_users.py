@@ -148,5 +148,5 @@ def _local_wwwroot(ctx: TaskContext) -> str | None:
 
 
 def _config(ctx: TaskContext, name: str) -> str | None:
-    row = ctx.reader.one("config", {"name": name})
+    row = ctx.run.config(name)
     return None if row is None or not row["value"] else str(row["value"])

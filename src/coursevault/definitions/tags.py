@@ -37,7 +37,7 @@ def tags_enabled(ctx: TaskContext, component: str, itemtype: str) -> bool:
     memo: dict[tuple[str, str], bool] = ctx.run.memo.setdefault("tag_areas_enabled", {})
     key = (component, itemtype)
     if key not in memo:
-        usetags = ctx.reader.one("config", {"name": "usetags"})
+        usetags = ctx.run.config("usetags")
         if usetags is None or usetags["value"] in (None, "", "0"):
             memo[key] = False
         else:

@@ -154,6 +154,16 @@ class BackupRun:
     def setting(self, name: str) -> bool:
         return self.settings[name]
 
+    def config(self, name: str) -> Row | None:
+        """The ``config`` row of ``name`` ($CFG), or None: the whole table is
+        read once per run (a few hundred rows; a name is unique)."""
+        rows: dict[str, Row] | None = self.memo.get("config")
+        if rows is None:
+            rows = {str(r["name"]): r for r in self.reader.rows("config")}
+            self.memo["config"] = rows
+        row = rows.get(name)
+        return None if row is None else dict(row)
+
     def plan_values(self, param: str, modulename: str = "") -> list[str]:
         """The values a task parameter takes across the plan's tasks (those
         of one module for ``activityid``, whose ids are per module table);

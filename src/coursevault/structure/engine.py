@@ -168,8 +168,10 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
         values = ctx.run.plan_values(name, ctx.params.get("modulename", ""))
         if values and str(fixed[column]) in values:
             literal = tuple(sorted((k, str(v)) for k, v in fixed.items() if k != column))
+            # the values are the plan's (of one module for activityid): the
+            # same query for every task asking the same table and column
             key = (source.table, column, literal, source.order, name,
-                   ctx.params.get("modulename", ""))
+                   ctx.params.get("modulename", "") if name == "activityid" else "")
             cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("task_rows", {})
             if key not in cache:
                 grouped: dict[str, list[Row]] = {}
