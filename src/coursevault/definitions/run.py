@@ -13,6 +13,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from urllib.parse import quote_plus
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.links import encode_filephp_links
@@ -88,10 +89,25 @@ def transformer(run: BackupRun) -> Transformer:
     if first is not None:
         encoders.insert(0, first)
 
+    # coursevault's own encoders only rewrite links holding the site's
+    # address (after its scheme: http and https forms both count), plain or
+    # urlencoded (the course's pluginfile links): text holding neither is
+    # left as it is without running their few hundred patterns.  Another
+    # package's encoder always runs, and may add the address.
+    rest = run.site.wwwroot.split("://", 1)[-1]
+    needles = (rest, quote_plus(rest, safe="").replace("~", "%7E"))
+    own = [str(getattr(e, "__module__", "")).startswith("coursevault.definitions.")
+           for e in encoders]
+
     def transform(content: str) -> str:
         content = encode_filephp_links(content, link)
-        for encode in encoders:
+        linked = any(n in content for n in needles)
+        for encode, ours in zip(encoders, own, strict=True):
+            if ours and not linked:
+                continue
             content = encode(content, link)
+            if not ours:
+                linked = any(n in content for n in needles)
         return content
 
     return transform
