@@ -122,10 +122,13 @@ def encrypter(run: BackupRun) -> Encrypt:
     those values cannot be decrypted by any site."""
     warned = False
     key = base64.b64decode(run.site.backup_key) if run.site.backup_key else os.urandom(32)
-    from cryptography.hazmat.primitives import padding
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     def encrypt(value: str) -> str:
+        # imported on the first encrypted value (LTI secrets): most courses
+        # have none, and the library is ~8 MB of the backup's memory
+        from cryptography.hazmat.primitives import padding
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         nonlocal warned
         if not run.site.backup_key and not warned:
             warned = True
