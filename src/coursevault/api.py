@@ -59,6 +59,7 @@ from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
     from coursevault.diff.changes import TreeDiff
+    from coursevault.moodledb.demosite import DemoSiteReport
     from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API
@@ -517,3 +518,32 @@ def prune(
     repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
 ) -> PruneReport:
     return prune_repository(repo, dry_run=dry_run, progress=progress)
+
+
+def demo_site(
+    db_url: str,
+    dataroot: str,
+    *,
+    size: str = "S",
+    seed: int = 1,
+    courses: int = 1,
+    churn: bool = False,
+    at: str | None = None,
+    prefix: str = "mdl_",
+) -> DemoSiteReport:
+    """Build a Moodle 4.5 demo site in an empty database, or (``churn``) apply
+    its next night of activity, dated ``at`` (ISO 8601; default now).
+    Imported here, not at the top: SQLAlchemy and Moodle's 494 tables are no
+    part of the other commands' start-up."""
+    if not db_url:
+        raise BadInputError("no database given: use --db URL (an SQLAlchemy URL)")
+    if not dataroot:
+        raise BadInputError("no dataroot given: use --dataroot DIR")
+    if churn:
+        from coursevault.moodledb.demochurn import churn_demo_site
+
+        when = None if at is None else int(parse_time(at))
+        return churn_demo_site(db_url, dataroot, prefix=prefix, when=when)
+    from coursevault.moodledb.demosite import build_demo_site
+
+    return build_demo_site(db_url, dataroot, size=size, seed=seed, courses=courses, prefix=prefix)

@@ -35,6 +35,14 @@ class Status(enum.StrEnum):
     DIFFERS = "differs"
     MISSING = "missing-in-ours"
     EXTRA = "extra-in-ours"
+    # only from modulo.py (a backup of the MariaDB site, restored by Moodle):
+    MODULO_IDS = "equal-modulo-ids"  # equal once what a restore changes is masked
+    EXCUSED = "missing-excused"  # missing as a named exception says it must be
+
+
+# Verdicts that count as agreeing (equal modulo ids: only in a comparison
+# with a restored site's backup, where nothing is byte-identical by design).
+SAME = (Status.IDENTICAL, Status.MODULO_IDS)
 
 
 @dataclass(frozen=True)
@@ -84,6 +92,7 @@ class Comparison:
 
     outcomes: list[MemberOutcome]
     order_difference: str | None = None
+    modulo: bool = False  # from modulo.py: "identical" counts equal modulo ids too
 
     @property
     def identical(self) -> bool:
@@ -93,26 +102,34 @@ class Comparison:
     def outcome(self, path: str) -> MemberOutcome:
         return next(o for o in self.outcomes if o.path == path)
 
+    @property
+    def agrees(self) -> bool:
+        """Every member identical, equal modulo ids or excused, in order."""
+        ok = all(o.status in (*SAME, Status.EXCUSED) for o in self.outcomes)
+        return ok and self.order_difference is None
+
     def problems(self) -> list[MemberOutcome]:
-        return [o for o in self.outcomes if o.status is not Status.IDENTICAL]
+        return [o for o in self.outcomes if o.status not in SAME]
 
     def by_plugin(self) -> dict[str, Share]:
-        """identical/total members per plugin (sorted by name)."""
+        """identical (or equal modulo ids)/total members per plugin (sorted
+        by name)."""
         counts: dict[str, list[int]] = {}
         for o in self.outcomes:
             c = counts.setdefault(plugin_of(o.path), [0, 0])
-            c[0] += o.status is Status.IDENTICAL
+            c[0] += o.status in SAME
             c[1] += 1
         return {k: Share(*counts[k]) for k in sorted(counts)}
 
     def table(self) -> str:
         shares = self.by_plugin()
         width = max([len("plugin"), *map(len, shares)])
-        rows = [f"{'plugin':<{width}}  identical  total  share"]
+        same = "identical or equal modulo ids" if self.modulo else "identical"
+        rows = [f"{'plugin':<{width}}  {same}  total  share"]
         everything = Share(sum(s.identical for s in shares.values()), len(self.outcomes))
         for name, s in [*shares.items(), ("all", everything)]:
             pct = f"{100 * s.identical // s.total}%" if s.total else "-"
-            rows.append(f"{name:<{width}}  {s.identical:>9}  {s.total:>5}  {pct:>5}")
+            rows.append(f"{name:<{width}}  {s.identical:>{len(same)}}  {s.total:>5}  {pct:>5}")
         if self.order_difference:
             rows.append(f"member order differs: {self.order_difference}")
         return "\n".join(rows)
@@ -231,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--member", metavar="GLOB", help="only members whose path matches")
     parser.add_argument("--diff", action="store_true", help="a short unified diff per member")
     parser.add_argument(
+        "--restored",
+        action="store_true",
+        help="ours is a backup of the MariaDB site (made by Moodle restoring theirs): "
+        "compare equal modulo what the restore changes (modulo.py)",
+    )
+    parser.add_argument(
         "--key-db",
         metavar="URL",
         help="database to read Moodle's backup key from (default: $COURSEVAULT_REFSITE_POSTGRES)",
@@ -240,13 +263,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     for p in (args.ours, args.theirs):
         if not Path(p).is_file():
             parser.error(f"no such file: {p}")
-    comparison = compare_archives(
-        args.ours, args.theirs, backup_key=_key_from(args), member_glob=args.member
-    )
+    if args.restored:
+        comparison = _restored_comparison(args.ours, args.theirs, args.member)
+    else:
+        comparison = compare_archives(
+            args.ours, args.theirs, backup_key=_key_from(args), member_glob=args.member
+        )
     if not comparison.outcomes:
         parser.error(f"no member matches {args.member!r}")
     print(_report(comparison, args.diff))
-    return 0 if comparison.identical else 1
+    return 0 if comparison.agrees else 1
+
+
+def _restored_comparison(ours: str, theirs: str, member_glob: str | None) -> Comparison:
+    """The MariaDB comparison, with the named exceptions of the reference
+    course ``theirs`` is the backup of (cNNN-*.mbz: NNN its PostgreSQL id)."""
+    from .modulo import compare_archives_modulo  # modulo imports this module
+    from .sitecheck import exceptions_for_backup
+
+    comparison = compare_archives_modulo(ours, theirs, exceptions_for_backup(Path(theirs)))
+    if member_glob:
+        comparison.outcomes = [
+            o for o in comparison.outcomes if fnmatch.fnmatchcase(o.path, member_glob)
+        ]
+    return comparison
 
 
 if __name__ == "__main__":

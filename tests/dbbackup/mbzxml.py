@@ -41,7 +41,9 @@ class _Open:
     text_start: int
     attrs: dict[bytes, tuple[int, int, bytes]]  # name -> (start, end, value)
     counts: dict[bytes, int] = field(default_factory=dict)
-    setting_name: bytes | None = None  # a moodle_backup.xml setting's <name>
+    setting_name: bytes | None = (
+        None  # a child's text a rule remembers (a setting's <name>, a user's <username>)
+    )
 
 
 @dataclass(frozen=True)

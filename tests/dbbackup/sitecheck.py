@@ -4,6 +4,8 @@ the reference-site test and the terminal summary that prints its table."""
 from __future__ import annotations
 
 import fnmatch
+import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +17,14 @@ from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
 from coursevault.structure import registry
 
-from .mbzcompare import Status, compare_archives, plugin_of
-from .refsite import Course, RefSite, RefSiteDatabase
+from .mbzcompare import SAME, Comparison, Status, compare_archives, plugin_of
+from .modulo import compare_archives_modulo
+from .refsite import KNOWN_GAPS, Course, RefSite, RefSiteDatabase
+from .restorerules import Exceptions
 
 # Members every course has that are "core" but written from what the
 # activities hold: identical only once every activity of the course is defined.
-TALLY: dict[str, dict[str, list[int]]] = {}  # server -> plugin -> [identical, total]
+TALLY: dict[str, dict[str, Counter[str]]] = {}  # server -> plugin -> verdict -> members
 
 
 def shipped(plugin: str) -> bool:
@@ -31,8 +35,9 @@ def shipped(plugin: str) -> bool:
     return True  # core parts, and every block: Moodle's default block task writes any
 
 
-def _sorted_children(xml: bytes, parent_tag: Callable[[str], bool],
-                     key: Callable[[etree._Element], int]) -> bytes:
+def _sorted_children(
+    xml: bytes, parent_tag: Callable[[str], bool], key: Callable[[etree._Element], int]
+) -> bytes:
     """The document with the children of matching elements sorted (both sides
     of a comparison go through it, so its own serialisation does not matter)."""
     root = etree.fromstring(xml, etree.XMLParser(remove_blank_text=True))
@@ -44,14 +49,14 @@ def _sorted_children(xml: bytes, parent_tag: Callable[[str], bool],
 
 def grades_by_id(xml: bytes) -> bytes:
     """Each grade item's grades in id order."""
-    return _sorted_children(xml, lambda tag: tag == "grade_grades",
-                            lambda e: int(e.get("id") or 0))
+    return _sorted_children(xml, lambda tag: tag == "grade_grades", lambda e: int(e.get("id") or 0))
 
 
 def inforef_by_id(xml: bytes) -> bytes:
     """Each kind of reference in id order."""
-    return _sorted_children(xml, lambda tag: tag.endswith("ref"),
-                            lambda e: int(e.findtext("id") or 0))
+    return _sorted_children(
+        xml, lambda tag: tag.endswith("ref"), lambda e: int(e.findtext("id") or 0)
+    )
 
 
 # Orders Moodle read without ORDER BY that the dump no longer holds -- the
@@ -72,8 +77,13 @@ ORDER_NOT_IN_DATA: list[tuple[int, str, Callable[[bytes], bytes]]] = [
     (38, "activities/scorm_219/inforef.xml", inforef_by_id),
     # the same read of the temporary table in recording order, when the
     # final task lists rich's files: SCORM's and IMS CP's come elsewhere
-    (38, "files.xml", lambda xml: _sorted_children(
-        xml, lambda tag: tag == "files", lambda e: int(e.get("id") or 0))),
+    (
+        38,
+        "files.xml",
+        lambda xml: _sorted_children(
+            xml, lambda tag: tag == "files", lambda e: int(e.get("id") or 0)
+        ),
+    ),
 ]
 
 
@@ -83,8 +93,9 @@ def index_lines(raw: bytes) -> bytes:
     return head + b"\n" + b"\n".join(sorted(rest.split(b"\n")))
 
 
-def _forgiven(server: str, course: Course, path: str, ours: bytes | None,
-              theirs: bytes | None) -> bool:
+def _forgiven(
+    server: str, course: Course, path: str, ours: bytes | None, theirs: bytes | None
+) -> bool:
     if ours is None or theirs is None:
         return False
     if path == ".ARCHIVE_INDEX":
@@ -127,33 +138,84 @@ def back_up_site(site: RefSite, db: RefSiteDatabase, root: Path) -> SiteBackup:
             done.exports[course.pg_id] = path
             done.warnings[course.pg_id] = outcome.warnings
             done.complete[course.pg_id] = not any(
-                w.startswith("no definition for") for w in outcome.warnings)
+                w.startswith("no definition for") for w in outcome.warnings
+            )
     finally:
         repo.close()
     return done
 
 
+# What the MariaDB site (made by Moodle restoring the reference backups)
+# cannot match, per course (PostgreSQL id): facts of the oracle, each pinned
+# by test_refsite.py, never of our writer.  Encrypted values are compared by
+# presence on every MariaDB course: that site has no backup key (our run
+# there encrypts under a one-off key) and its LTI key and password are NULL
+# after the restore (tests/dbbackup/README.md, "Known gap in the oracle").
+MARIADB_EXCEPTIONS: dict[int, Exceptions] = {
+    38: Exceptions(
+        # rich's SCORM and IMS CP packages were unpacked again by the restore
+        # into other JPEG contents, which filedir.tar.zst lacks (README,
+        # "Known gap in the oracle"; test_refsite.KNOWN_GAPS)
+        regenerated=frozenset((c.encode(), a.encode()) for c, a in KNOWN_GAPS["mariadb"]),
+        # the restore did not recreate forum_207's role override (two
+        # capabilities of role 5): test_refsite.MODULE_OVERRIDES pins them
+        dropped=(
+            ("activities/forum_207/roles.xml", b"role_overrides", b"override"),
+            ("activities/forum_207/inforef.xml", b"inforef", b"roleref"),
+        ),
+        encrypted_by_presence=True,
+    ),
+}
+
+
+def mariadb_exceptions(course: Course) -> Exceptions:
+    return MARIADB_EXCEPTIONS.get(course.pg_id, Exceptions(encrypted_by_presence=True))
+
+
+def exceptions_for_backup(backup: Path) -> Exceptions:
+    """The MariaDB exceptions of the reference course whose Moodle backup is
+    ``backup`` (``cNNN-<shortname>.mbz``); the default ones for another."""
+    m = re.match(r"c(\d{3})-", backup.name)
+    pg_id = int(m.group(1)) if m else 0
+    return MARIADB_EXCEPTIONS.get(pg_id, Exceptions(encrypted_by_presence=True))
+
+
+def compare(
+    server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None
+) -> Comparison:
+    """Byte identity but for run-specific values on PostgreSQL (the site
+    Moodle's backups were made on); equal modulo what a restore changes on
+    MariaDB (modulo.py), whose copy of the site Moodle's restore made."""
+    if server == "mariadb":
+        return compare_archives_modulo(ours, course.backup, mariadb_exceptions(course))
+    return compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
+
+
 def compare_course(
-    server: str, course: Course, ours: Path, key: bytes, our_key: bytes | None,
-    *, complete: bool = True,
+    server: str,
+    course: Course,
+    ours: Path,
+    key: bytes,
+    our_key: bytes | None,
+    *,
+    complete: bool = True,
 ) -> tuple[list[str], list[str]]:
-    """(problems in shipped plugins, problems elsewhere), tallied per plugin.
+    """(problems in shipped plugins, problems elsewhere), each member's
+    verdict tallied per plugin.
 
     A course the backup could not take whole (``complete`` False: an
     activity without a definition was left out, as the run warned) has its
     course-wide members -- moodle_backup.xml, the gradebook, questions.xml,
     files.xml and files/, the index -- tallied but not required: they list
     what was left out."""
-    comparison = compare_archives(ours, course.backup, backup_key=key, our_key=our_key)
+    comparison = compare(server, course, ours, key, our_key)
     tally = TALLY.setdefault(server, {})
     must, may = [], []
     for o in comparison.outcomes:
         plugin = plugin_of(o.path)
-        counts = tally.setdefault(plugin, [0, 0])
-        same = o.status is Status.IDENTICAL or _forgiven(server, course, o.path, o.ours, o.theirs)
-        counts[0] += same
-        counts[1] += 1
-        if not same:
+        forgiven = o.status not in SAME and _forgiven(server, course, o.path, o.ours, o.theirs)
+        tally.setdefault(plugin, Counter())["forgiven" if forgiven else str(o.status)] += 1
+        if o.status not in (*SAME, Status.EXCUSED) and not forgiven:
             line = f"{o.path}: {o.status}" + (
                 f" ({o.first_difference})" if o.first_difference else ""
             )
@@ -163,12 +225,26 @@ def compare_course(
 
 
 def table(server: str) -> str:
+    """The per-plugin share of members that agree: identical (or forgiven,
+    ORDER_NOT_IN_DATA) on PostgreSQL; on MariaDB identical, or equal modulo
+    ids, with the members missing as a named exception says ("excused")
+    counted apart."""
     tally = TALLY.get(server, {})
-    rows = [f"{'plugin':<22} identical  total  share  shipped"]
+    if server == "postgres":
+        rows = [f"{'plugin':<24} identical  total  share  shipped"]
+    else:
+        rows = [f"{'plugin':<24} identical  modulo ids  total  share  excused  shipped"]
     for name in sorted(tally):
-        same, total = tally[name]
-        rows.append(
-            f"{name:<22} {same:>9}  {total:>5}  {100 * same // total:>4}%  "
-            f"{'yes' if shipped(name) else 'no'}"
-        )
+        c = tally[name]
+        identical = c[Status.IDENTICAL] + c["forgiven"]
+        same, total = identical + c[Status.MODULO_IDS], sum(c.values())
+        share = f"{100 * same // total:>4}%"
+        shipped_ = "yes" if shipped(name) else "no"
+        if server == "postgres":
+            rows.append(f"{name:<24} {identical:>9}  {total:>5}  {share}  {shipped_}")
+        else:
+            rows.append(
+                f"{name:<24} {identical:>9}  {c[Status.MODULO_IDS]:>10}  {total:>5}  {share}  "
+                f"{c[Status.EXCUSED]:>7}  {shipped_}"
+            )
     return "\n".join(rows)

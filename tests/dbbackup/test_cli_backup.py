@@ -260,3 +260,31 @@ def test_a_database_backup_continues_moodles_own_history(cv, refsite: RefSite) -
         line.split(":")[0].strip() for line in diff.splitlines() if line.startswith("        ")
     }
     assert fields == {"name", "backup_date", "@backup_id", "value"}, diff
+
+
+def test_an_activity_without_a_definition_is_left_out_and_named(  # type: ignore[no-untyped-def]
+    cv, refsite: RefSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if mod_label were a third-party module nobody defined: the course
+    is stored without it, the run says which course modules it left out."""
+    from coursevault.structure import registry
+
+    shipped = dict(registry.activities())
+    del shipped["label"]
+    monkeypatch.setattr(registry, "activities", lambda: shipped)
+    course = refsite.course("sandbox-test")
+    r = cv(
+        "backup",
+        "--db",
+        refsite.postgres_url,
+        "--dataroot",
+        refsite.dataroot,
+        "--course",
+        course.pg_id,
+    )
+    assert r.code == 0, r.err
+    assert "no definition for mod_label: 1 activity left out of the backup" in r.err
+    key = json.loads(cv("snapshots", "--json").out)[0]["course"]
+    listing = cv("ls", f"{key}@latest").out
+    assert "activities/forum_" in listing and "activities/label_" not in listing
+    assert "<modulename>label</modulename>" not in _member(cv, key, "moodle_backup.xml")

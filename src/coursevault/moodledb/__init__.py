@@ -1,1 +1,2 @@
-"""Reading a Moodle site: its database (SQLAlchemy Core) and its file store."""
+"""A Moodle site's database (SQLAlchemy Core) and file store: reading one, and
+making demo ones with Moodle 4.5's schema."""

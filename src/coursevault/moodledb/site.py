@@ -51,10 +51,21 @@ def open_engine(url: str) -> Engine:
         )
     elif backend == "sqlite":
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+        event.listen(engine, "connect", _sqlite_functions)
     else:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
     return engine
+
+
+def _sqlite_functions(dbapi_conn: Any, _record: Any) -> None:
+    """SQL functions the definitions use that SQLite before 3.44 lacks:
+    ``CONCAT`` (Python 3.11 ships 3.40; the demo site runs there)."""
+    dbapi_conn.create_function("CONCAT", -1, _concat, deterministic=True)
+
+
+def _concat(*parts: Any) -> str:
+    return "".join("" if p is None else str(p) for p in parts)
 
 
 def _pymysql_encoders_only() -> dict[Any, Any]:

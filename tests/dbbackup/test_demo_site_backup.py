@@ -1,0 +1,71 @@
+"""The README's main job on the embedded default: a demo site on SQLite,
+backed up, one night of churn, backed up again (``--skip-unmodified`` skips
+the course before the night, not after it); the diff between the two
+snapshots is the night, and the newest one exports (issue 21, "Commands")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coursevault.cli.app import main
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Result]:
+    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COURSEVAULT_REPO", str(tmp_path / "repo"))
+
+    def run(*argv: str | Path) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    assert run("init").code == 0
+    return run
+
+
+def test_a_demo_course_night_by_night(cv: Callable[..., Result], tmp_path: Path) -> None:
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", tmp_path / "moodledata")
+    assert cv("demo-site", *site, "--size", "S").code == 0
+    first = cv("backup", *site, "--course", "2")
+    assert first.code == 0, first.err
+    quiet = cv("backup", *site, "--all", "--skip-unmodified")
+    assert quiet.code == 0 and "skipped" in quiet.out, quiet
+    night = cv("demo-site", *site, "--churn", "--json")
+    assert night.code == 0 and json.loads(night.out)["night"] == 1
+    # the night happened now: its log lines are newer than the last snapshot
+    second = cv("backup", *site, "--all", "--skip-unmodified")
+    assert second.code == 0 and "skipped" not in second.out, second
+    snapshots = json.loads(cv("snapshots", "--json").out)
+    assert len(snapshots) == 2
+    key = snapshots[0]["course"]
+    stat = cv("diff", f"{key}@~1", f"{key}@latest", "--stat")
+    assert stat.code == 0, stat.err
+    changed = {line.split()[0] for line in stat.out.splitlines()[1:-1]}
+    # the night's forum posts, submissions and grades, edited page and new file
+    assert {"files.xml", "files"} <= changed
+    assert {g.split("_")[0] for g in changed if g.startswith("activities/")} == {
+        "activities/assign",
+        "activities/forum",
+        "activities/page",
+        "activities/resource",
+    }
+    assert cv("export", f"{key}@latest", "-o", tmp_path / "night1.mbz").code == 0
+    assert (tmp_path / "night1.mbz").stat().st_size > 9_000_000  # the files are in it
