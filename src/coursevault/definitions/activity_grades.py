@@ -92,20 +92,50 @@ def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
     return found
 
 
-def _grade_items(ctx: TaskContext) -> list[Row]:
-    """``grade_item::fetch_all`` of the module (database order), read once
-    per task; annotating them is ``backup_activity_grade_items_to_ids``."""
-    key = "grade_items:" + str(ctx.param("moduleid"))
+def _course_grade_items(ctx: TaskContext) -> dict[tuple[str, str], list[Row]]:
+    """Every module grade item of the course, by (itemmodule, iteminstance):
+    one query for all activities, in the order each activity's own query
+    (``grade_item::fetch_all``) gives -- checked key by key on the reference
+    site on PostgreSQL and MariaDB."""
     memo = ctx.run.memo
-    if key not in memo:
-        memo[key] = sql_rows(Sql(
-            "SELECT gi.iteminstance AS cv_key, gi.* FROM {grade_items} gi"
-            " WHERE gi.itemtype = 'mod' AND gi.itemmodule = ? AND gi.iteminstance IN (?)"
-            " AND gi.courseid = ?",
-            [Param("modulename"), In(Param("activityid")), Param("courseid")], key="cv_key"),
-            ctx)
-    items: list[Row] = memo[key]
-    return items
+    if "mod_grade_items" not in memo:
+        grouped: dict[tuple[str, str], list[Row]] = {}
+        for row in ctx.reader.rows("grade_items", {"courseid": ctx.param("courseid"),
+                                                   "itemtype": "mod"}):
+            grouped.setdefault((str(row["itemmodule"]), str(row["iteminstance"])), []).append(row)
+        memo["mod_grade_items"] = grouped
+    found: dict[tuple[str, str], list[Row]] = memo["mod_grade_items"]
+    return found
+
+
+def _grade_items(ctx: TaskContext) -> list[Row]:
+    """``grade_item::fetch_all`` of the module (database order); annotating
+    them is ``backup_activity_grade_items_to_ids``."""
+    key = (str(ctx.param("modulename")), str(ctx.param("activityid")))
+    return _course_grade_items(ctx).get(key, [])
+
+
+def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
+    """The grades of the parent grade item (Moodle: ``itemid =
+    VAR_PARENTID``).  Those of every module grade item of the course are
+    read at once, the first time a task asks (one query where there was
+    one per activity); within one item they come in the order the per-item
+    query gives, as checked item by item on the reference site on
+    PostgreSQL and MariaDB."""
+    memo = ctx.run.memo
+    grouped: dict[str, list[Row]] | None = memo.get("grade_grades")
+    if grouped is None:
+        items = [str(r["id"]) for rows in _course_grade_items(ctx).values() for r in rows]
+        grouped = {i: [] for i in items}
+        if items:
+            for row in ctx.reader.rows("grade_grades", {"itemid": items}):
+                grouped[str(row["itemid"])].append(row)
+        memo["grade_grades"] = grouped
+    assert parent is not None
+    itemid = str(parent.value(Up("id")))  # the grade_item row above the wrapper
+    if itemid not in grouped:  # an item the course-wide read did not see
+        return list(ctx.reader.rows("grade_grades", {"itemid": itemid}))
+    return grouped[itemid]
 
 
 def grades_structure(ctx: TaskContext) -> Nested:
@@ -123,7 +153,7 @@ def grades_structure(ctx: TaskContext) -> Nested:
         "grade_grade",
         attrs=("id",),
         fields=GRADE_GRADE_FIELDS,
-        source=Table("grade_grades", {"itemid": Up("id")}),
+        source=Rows(_grade_rows),
         userinfo=True,
         annotate=[("scalefinal", "rawscaleid"), ("user", "userid"), ("user", "usermodified")],
     )
