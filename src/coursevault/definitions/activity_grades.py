@@ -49,11 +49,7 @@ HISTORY_FIELDS = (
 def competency_steps(ctx: TaskContext) -> list[Step]:
     """competencies.xml, when the setting is on and competencies are enabled
     on the site (the step's ``execute_condition``)."""
-    memo = ctx.run.memo
-    if "competency_enabled" not in memo:  # a site setting: read once per run
-        memo["competency_enabled"] = ctx.reader.one(
-            "config_plugins", {"plugin": "core_competency", "name": "enabled"})
-    row = memo["competency_enabled"]
+    row = ctx.run.plugin_config("core_competency", "enabled")
     if row is not None and row["value"] in ("", "0", None):
         return []
     return [Step("competencies.xml", build=competencies_structure, when="competencies")]

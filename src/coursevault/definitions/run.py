@@ -47,7 +47,9 @@ def site_info(reader: SiteReader) -> SiteInfo:
         raise SiteError(f"Moodle version {version} ({config.get('release')}) is not supported: "
                         f"the definitions are for {SUPPORTED_TEXT}")
     host = reader.one("mnet_host", {"id": config.get("mnet_localhost_id") or "1"})
-    key = reader.one("config_plugins", {"plugin": "backup", "name": "backup_encryptkey"})
+    # the backup plugin's settings: its key here, its defaults in start_run
+    backup = {str(r["name"]): r["value"] for r in reader.rows(
+        "config_plugins", {"plugin": "backup"}, columns=("name", "value"))}
     return SiteInfo(
         wwwroot=str(host["wwwroot"]) if host else "",
         siteidentifier=config.get("siteidentifier") or "",
@@ -55,7 +57,8 @@ def site_info(reader: SiteReader) -> SiteInfo:
         release=config.get("release") or "",
         backup_version=config.get("backup_version") or "",
         backup_release=config.get("backup_release") or "",
-        backup_key=key["value"] if key else None,
+        backup_key=backup.get("backup_encryptkey"),
+        backup_config=backup,
     )
 
 
@@ -66,7 +69,7 @@ def start_run(
     course = reader.one("course", {"id": str(courseid)})
     if course is None or str(courseid) == "1":
         raise SiteDataError(f"course {courseid}: no such course in the database")
-    merged = resolve_settings(site_default_settings(reader), settings or {})
+    merged = resolve_settings(site_default_settings(reader, site.backup_config), settings or {})
     return BackupRun(reader, site, merged, course, started=int(time.time()))
 
 

@@ -63,12 +63,17 @@ def resolve_settings(defaults: dict[str, bool], given: dict[str, bool]) -> dict[
     return settings
 
 
-def site_default_settings(reader: SiteReader) -> dict[str, bool]:
-    """Moodle's defaults for a manual backup, as the site configures them."""
-    config = {
-        r["name"]: r["value"]
-        for r in reader.rows("config_plugins", {"plugin": "backup"}, columns=("name", "value"))
-    }
+def site_default_settings(
+    reader: SiteReader, config: dict[str, str | None] | None = None
+) -> dict[str, bool]:
+    """Moodle's defaults for a manual backup, as the site configures them
+    (``config``: the backup plugin's config_plugins, when already read)."""
+    if config is None:
+        config = {
+            str(r["name"]): r["value"]
+            for r in reader.rows("config_plugins", {"plugin": "backup"},
+                                 columns=("name", "value"))
+        }
     settings = dict(SETTINGS)
     for name in settings:
         value = config.get("backup_general_" + _CONFIG_NAMES.get(name, name))
@@ -134,6 +139,8 @@ class SiteInfo:
     backup_version: str
     backup_release: str
     backup_key: str | None  # base64 AES-256 key for encrypted elements
+    # config_plugins of the backup plugin (its defaults), name -> value
+    backup_config: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -162,6 +169,16 @@ class BackupRun:
             rows = {str(r["name"]): r for r in self.reader.rows("config")}
             self.memo["config"] = rows
         row = rows.get(name)
+        return None if row is None else dict(row)
+
+    def plugin_config(self, plugin: str, name: str) -> Row | None:
+        """The ``config_plugins`` row of ``plugin``/``name``, or None: read
+        once per run, whatever number of tasks ask."""
+        cache: dict[tuple[str, str], Row | None] = self.memo.setdefault("plugin_config", {})
+        if (plugin, name) not in cache:
+            cache[(plugin, name)] = self.reader.one("config_plugins",
+                                                    {"plugin": plugin, "name": name})
+        row = cache[(plugin, name)]
         return None if row is None else dict(row)
 
     def plan_values(self, param: str, modulename: str = "") -> list[str]:
