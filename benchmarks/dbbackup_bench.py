@@ -35,7 +35,7 @@ from ingest_bench import CV, Bench
 from machine import cpu_model
 
 MOODLE_GEN_S = (4.3, 85.0)  # seconds, MB: issue 21
-BENCH_DB = "cv_bench"
+BENCH_DB = os.environ.get("CV_BENCH_DB", "cv_bench")
 
 
 def psql(db: str, sql: str) -> str:

@@ -6,19 +6,45 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out: Console
+    err: Console
+
+_CONSOLES: dict[str, Console] = {}
+
+
+def __getattr__(name: str) -> Console:
+    """``out`` and ``err``, rich consoles made on first use: a command that
+    prints JSON only (``backup --json``) never imports rich.console (a tenth
+    of start-up and some 6 MB)."""
+    if name not in ("out", "err"):
+        raise AttributeError(name)
+    console = _CONSOLES.get(name)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+        _CONSOLES[name] = console
+    return console
+
+
+def _out() -> Console:
+    return __getattr__("out")
+
+
+def _err() -> Console:
+    return __getattr__("err")
 
 
 def error(message: str, prefix: str = "error") -> None:
     """``coursevault: error: ...`` on stderr, one line: a message from a
     library may carry line breaks (libxml2's do)."""
     text = " ".join(part.strip() for part in message.strip().splitlines() if part.strip())
-    err.print(f"coursevault: {prefix}: {text}", markup=False)
+    _err().print(f"coursevault: {prefix}: {text}", markup=False)
 
 
 def print_json(data: Any) -> None:
@@ -28,9 +54,9 @@ def print_json(data: Any) -> None:
 
 def print_table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
     """A rich table on a terminal; plain tab-separated lines when piped (nothing cut)."""
-    if not out.is_terminal:
+    if not _out().is_terminal:
         for row in [columns, *rows]:
-            out.print("\t".join("" if v is None else str(v) for v in row), markup=False)
+            _out().print("\t".join("" if v is None else str(v) for v in row), markup=False)
         return
     from rich.table import Table  # only for a person: not part of every command's start-up
 
@@ -39,13 +65,13 @@ def print_table(columns: list[str], rows: list[list[Any]], title: str | None = N
         table.add_column(col)
     for row in rows:
         table.add_row(*("" if v is None else str(v) for v in row))
-    out.print(table)
+    _out().print(table)
 
 
 def print_pairs(pairs: dict[str, Any]) -> None:
     width = max((len(k) for k in pairs), default=0)
     for key, value in pairs.items():
-        out.print(f"{key.ljust(width)}  {value}")
+        _out().print(f"{key.ljust(width)}  {value}")
 
 
 def human_bytes(n: float) -> str:
@@ -64,7 +90,7 @@ def progress_bar(
     ``progress(done, total)`` callback the API takes (total 0: not known yet,
     the bar pulses) or None when progress is not wanted.  ``unit`` "bytes"
     shows sizes and speed, any other word counts (``3/120 packs``)."""
-    if not enabled or not err.is_terminal:
+    if not enabled or not _err().is_terminal:
         yield None
         return
     # imported here: rich.progress is a fifth of rich's import time
@@ -102,7 +128,7 @@ def progress_bar(
         BarColumn(),
         *counts,
         TimeRemainingColumn(),
-        console=err,
+        console=_err(),
         transient=True,
         # stdout may be a file while stderr is the terminal: leave it alone
         redirect_stdout=False,
@@ -122,7 +148,7 @@ def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str
     """A spinner on stderr naming the step under way (prune says what it is
     doing, not how far it is), gone when the block ends; None when progress
     is not wanted."""
-    if not enabled or not err.is_terminal:
+    if not enabled or not _err().is_terminal:
         yield None
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -131,7 +157,7 @@ def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TimeElapsedColumn(),
-        console=err,
+        console=_err(),
         transient=True,
         redirect_stdout=False,
         redirect_stderr=False,

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Row, Rows, Table, Up
-from coursevault.structure.engine import Instance
+from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Up
+from coursevault.structure.engine import Instance, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
 # modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
@@ -49,7 +49,7 @@ HISTORY_FIELDS = (
 def competency_steps(ctx: TaskContext) -> list[Step]:
     """competencies.xml, when the setting is on and competencies are enabled
     on the site (the step's ``execute_condition``)."""
-    row = ctx.reader.one("config_plugins", {"plugin": "core_competency", "name": "enabled"})
+    row = ctx.run.plugin_config("core_competency", "enabled")
     if row is not None and row["value"] in ("", "0", None):
         return []
     return [Step("competencies.xml", build=competencies_structure, when="competencies")]
@@ -68,15 +68,14 @@ def competencies_structure(ctx: TaskContext) -> Nested:
 
 
 def _competency_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
-    return list(ctx.reader.sql(
-        "SELECT c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade, cmc.sortorder,"
-        " f.id AS frameworkid, f.idnumber AS frameworkidnumber"
+    return sql_rows(Sql(
+        "SELECT cmc.cmid AS cv_key, c.id, c.idnumber, cmc.ruleoutcome, cmc.overridegrade,"
+        " cmc.sortorder, f.id AS frameworkid, f.idnumber AS frameworkidnumber"
         " FROM {competency_modulecomp} cmc"
         " JOIN {competency} c ON c.id = cmc.competencyid"
         " JOIN {competency_framework} f ON f.id = c.competencyframeworkid"
-        " WHERE cmc.cmid = ? ORDER BY cmc.sortorder",
-        [ctx.param("moduleid")],
-    ))
+        " WHERE cmc.cmid IN (?) ORDER BY cmc.sortorder",
+        [In(Param("moduleid"))], key="cv_key"), ctx)
 
 
 def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
@@ -89,18 +88,50 @@ def grade_steps(ctx: TaskContext, plugin: Plugin) -> list[Step]:
     return found
 
 
-def _grade_items(ctx: TaskContext) -> list[Row]:
-    """``grade_item::fetch_all`` of the module (database order), read once
-    per task; annotating them is ``backup_activity_grade_items_to_ids``."""
-    key = "grade_items:" + str(ctx.param("moduleid"))
+def _course_grade_items(ctx: TaskContext) -> dict[tuple[str, str], list[Row]]:
+    """Every module grade item of the course, by (itemmodule, iteminstance):
+    one query for all activities, in the order each activity's own query
+    (``grade_item::fetch_all``) gives -- checked key by key on the reference
+    site on PostgreSQL and MariaDB."""
     memo = ctx.run.memo
-    if key not in memo:
-        memo[key] = list(ctx.reader.rows("grade_items", {
-            "itemtype": "mod", "itemmodule": ctx.param("modulename"),
-            "iteminstance": ctx.param("activityid"), "courseid": ctx.param("courseid"),
-        }))
-    items: list[Row] = memo[key]
-    return items
+    if "mod_grade_items" not in memo:
+        grouped: dict[tuple[str, str], list[Row]] = {}
+        for row in ctx.reader.rows("grade_items", {"courseid": ctx.param("courseid"),
+                                                   "itemtype": "mod"}):
+            grouped.setdefault((str(row["itemmodule"]), str(row["iteminstance"])), []).append(row)
+        memo["mod_grade_items"] = grouped
+    found: dict[tuple[str, str], list[Row]] = memo["mod_grade_items"]
+    return found
+
+
+def _grade_items(ctx: TaskContext) -> list[Row]:
+    """``grade_item::fetch_all`` of the module (database order); annotating
+    them is ``backup_activity_grade_items_to_ids``."""
+    key = (str(ctx.param("modulename")), str(ctx.param("activityid")))
+    return _course_grade_items(ctx).get(key, [])
+
+
+def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
+    """The grades of the parent grade item (Moodle: ``itemid =
+    VAR_PARENTID``).  Those of every module grade item of the course are
+    read at once, the first time a task asks (one query where there was
+    one per activity); within one item they come in the order the per-item
+    query gives, as checked item by item on the reference site on
+    PostgreSQL and MariaDB."""
+    memo = ctx.run.memo
+    grouped: dict[str, list[Row]] | None = memo.get("grade_grades")
+    if grouped is None:
+        items = [str(r["id"]) for rows in _course_grade_items(ctx).values() for r in rows]
+        grouped = {i: [] for i in items}
+        if items:
+            for row in ctx.reader.rows("grade_grades", {"itemid": items}):
+                grouped[str(row["itemid"])].append(row)
+        memo["grade_grades"] = grouped
+    assert parent is not None
+    itemid = str(parent.value(Up("id")))  # the grade_item row above the wrapper
+    if itemid not in grouped:  # an item the course-wide read did not see
+        return list(ctx.reader.rows("grade_grades", {"itemid": itemid}))
+    return grouped[itemid]
 
 
 def grades_structure(ctx: TaskContext) -> Nested:
@@ -118,7 +149,7 @@ def grades_structure(ctx: TaskContext) -> Nested:
         "grade_grade",
         attrs=("id",),
         fields=GRADE_GRADE_FIELDS,
-        source=Table("grade_grades", {"itemid": Up("id")}),
+        source=Rows(_grade_rows),
         userinfo=True,
         annotate=[("scalefinal", "rawscaleid"), ("user", "userid"), ("user", "usermodified")],
     )

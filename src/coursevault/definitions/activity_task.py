@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 from coursevault.definitions import activity_grades
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Row, Rows, Sql, Table
-from coursevault.structure.engine import Instance
+from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Value
+from coursevault.structure.engine import Instance, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
 # backup_helper::get_inforef_itemnames(), in the order inforef.xml lists them
@@ -51,7 +51,7 @@ def _site_config(ctx: TaskContext, name: str) -> str | None:
     """A ``$CFG`` value from the config table, read once per run."""
     memo: dict[str, str | None] = ctx.run.memo.setdefault("site_config", {})
     if name not in memo:
-        row = ctx.reader.one("config", {"name": name})
+        row = ctx.run.config(name)
         memo[name] = None if row is None else row["value"]
     return memo[name]
 
@@ -79,27 +79,27 @@ def module_structure(ctx: TaskContext) -> Nested:
         attrs=("id",),
         fields=("name", "rawname"),
         source=Sql(
-            "SELECT t.id, t.name, t.rawname FROM {tag} t"
+            "SELECT ti.itemid AS cv_key, t.id, t.name, t.rawname FROM {tag} t"
             " JOIN {tag_instance} ti ON ti.tagid = t.id"
             " WHERE ti.itemtype = 'course_modules' AND ti.component = 'core'"
-            " AND ti.itemid = ?",
-            [Param("moduleid")],
+            " AND ti.itemid IN (?)",
+            [In(Param("moduleid"))], key="cv_key",
         ),
     )
     return module.add(Nested("tags", children=[tag]))
 
 
 def _module_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
-    rows = list(ctx.reader.sql(
-        "SELECT cm.*, cp.value AS version, m.name AS modulename, s.id AS sectionid,"
-        " s.section AS sectionnumber"
+    # one row per module: read for all the plan's modules at once
+    rows = sql_rows(Sql(
+        "SELECT cm.id AS cv_key, cm.*, cp.value AS version, m.name AS modulename,"
+        " s.id AS sectionid, s.section AS sectionnumber"
         " FROM {course_modules} cm"
         " JOIN {modules} m ON m.id = cm.module"
         " JOIN {config_plugins} cp ON cp.plugin = CONCAT('mod_', m.name) AND cp.name = 'version'"
         " JOIN {course_sections} s ON s.id = cm.section"
-        " WHERE cm.id = ?",
-        [ctx.param("moduleid")],
-    ))
+        " WHERE cm.id IN (?)",
+        [In(Param("moduleid"))], key="cv_key"), ctx)
     if ctx.run.setting("groups"):
         for row in rows:
             if row.get("groupingid") not in (None, "", "0"):
@@ -210,12 +210,13 @@ def calendar_structure(ctx: TaskContext) -> Nested:
 def _event_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
     """The module's events but its action events (type 1); without user
     data only the course's own, which leaves out user overrides."""
-    sql = "SELECT * FROM {event} WHERE instance = ? AND type <> 1 AND modulename = ?"
-    params = [ctx.param("activityid"), ctx.param("modulename")]
+    sql = ("SELECT e.instance AS cv_key, e.* FROM {event} e"
+           " WHERE e.instance IN (?) AND e.type <> 1 AND e.modulename = ?")
+    params: list[Value | In] = [In(Param("activityid")), Param("modulename")]
     if not ctx.users:
-        sql += " AND courseid = ?"
-        params.append(ctx.param("courseid"))
-    return list(ctx.reader.sql(sql, params))
+        sql += " AND e.courseid = ?"
+        params.append(Param("courseid"))
+    return sql_rows(Sql(sql, params, key="cv_key"), ctx)
 
 
 def xapistate_structure(ctx: TaskContext) -> Nested:

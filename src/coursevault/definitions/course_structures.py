@@ -176,7 +176,7 @@ def competencies_enabled(ctx: TaskContext) -> bool:
     """``execute_condition``: competencies are on for the site and in the backup."""
     if not ctx.run.setting("competencies"):
         return False
-    row = ctx.reader.one("config_plugins", {"plugin": "core_competency", "name": "enabled"})
+    row = ctx.run.plugin_config("core_competency", "enabled")
     return bool(row and row["value"] not in (None, "", "0"))
 
 
@@ -216,7 +216,7 @@ def competencies_structure(ctx: TaskContext) -> Nested:
 
 def completion_enabled(ctx: TaskContext) -> bool:
     """``completion_info::is_enabled_for_site()``: $CFG->enablecompletion."""
-    row = ctx.reader.one("config", {"name": "enablecompletion"})
+    row = ctx.run.config("enablecompletion")
     return bool(row and row["value"] not in (None, "", "0"))
 
 

@@ -87,7 +87,7 @@ def _annotate_enrol_custom_fields(ctx: TaskContext) -> None:
     """``backup_enrolments_execution_step``: each enabled enrol plugin
     annotates its instances' custom fields -- cohort sync and course meta
     link name the group they add members to in ``customint2``."""
-    row = ctx.reader.one("config", {"name": "enrol_plugins_enabled"})
+    row = ctx.run.config("enrol_plugins_enabled")
     enabled = set(str(row["value"] or "").split(",")) if row else set()
     wanted = enabled.intersection(_ENROL_GROUP_FIELD)
     if wanted:

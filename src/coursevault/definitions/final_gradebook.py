@@ -48,7 +48,7 @@ def gradebook_included(ctx: TaskContext) -> bool:
 
 
 def gradebook_structure(ctx: TaskContext) -> Nested:
-    freeze = ctx.reader.one("config", {"name": f"gradebook_calculations_freeze_{ctx.param('courseid')}"})
+    freeze = ctx.run.config(f"gradebook_calculations_freeze_{ctx.param('courseid')}")
     frozen = freeze is not None and bool(freeze["value"])
     attributes = Nested(
         "attributes", fields=("calculations_freeze",) if frozen else (),
@@ -99,7 +99,7 @@ def _grade_settings(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
     for row in ctx.reader.rows("grade_settings", {"courseid": ctx.param("courseid")}):
         settings[str(row["name"])] = row
     if "minmaxtouse" not in settings:
-        default = ctx.reader.one("config", {"name": "grade_minmaxtouse"})
+        default = ctx.run.config("grade_minmaxtouse")
         settings["minmaxtouse"] = {"name": "minmaxtouse",
                                    "value": default["value"] if default else None}
     return list(settings.values())

@@ -62,7 +62,7 @@ def _clean_filename(text: str) -> str:
 def _site_zone(ctx: TaskContext) -> ZoneInfo:
     """The zone ``userdate(..., 99)`` uses for the admin running the backup."""
     for name in ("forcetimezone", "timezone"):
-        row = ctx.reader.one("config", {"name": name})
+        row = ctx.run.config(name)
         value = None if row is None else row["value"]
         if value and value != "99":
             try:
@@ -99,7 +99,7 @@ def information(ctx: TaskContext) -> Row:
 def _remote_users(ctx: TaskContext) -> bool:
     """``backup_includes_mnet_remote_users``: a final user of another MNet host."""
     users = final_ids(ctx, "user")
-    local = ctx.reader.one("config", {"name": "mnet_localhost_id"})
+    local = ctx.run.config("mnet_localhost_id")
     host = str(local["value"]) if local else "1"
     for start in range(0, len(users), 500):
         batch = users[start:start + 500]

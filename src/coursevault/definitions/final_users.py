@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import UNSET, Nested, Row, Rows, Sql, Table, Up
+from coursevault.structure.elements import UNSET, In, Nested, Row, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
 
 CONTEXT_USER = 30
@@ -46,6 +46,7 @@ def user_rows(ctx: TaskContext) -> list[Row]:
 def annotate_user_files(ctx: TaskContext, users: list[Row]) -> None:
     """``backup_annotate_all_user_files``: profile and icon files of every
     final user that has a context."""
+    ctx.run.prefetch_files(str(u["contextid"]) for u in users if u.get("contextid") is not None)
     for user in users:
         if user.get("contextid") is None:
             continue
@@ -86,15 +87,16 @@ def _user_children(ctx: TaskContext, anonymize: bool) -> list[Nested]:
     full = not anonymize
     customfield = Nested(
         "custom_field", attrs=("id",), fields=("field_name", "field_type", "field_data"),
-        source=Sql("SELECT f.id, f.shortname AS field_name, f.datatype AS field_type, "
-                   "d.data AS field_data FROM {user_info_field} f "
-                   "JOIN {user_info_data} d ON d.fieldid = f.id WHERE d.userid = ?",
-                   [Up("id")]) if full else None)
+        source=Sql("SELECT d.userid AS cv_key, f.id, f.shortname AS field_name, "
+                   "f.datatype AS field_type, d.data AS field_data FROM {user_info_field} f "
+                   "JOIN {user_info_data} d ON d.fieldid = f.id WHERE d.userid IN (?)",
+                   [In(Up("id"))], key="cv_key") if full else None)
     tag = Nested(
         "tag", attrs=("id",), fields=("name", "rawname"),
-        source=Sql("SELECT t.id, t.name, t.rawname FROM {tag} t "
+        source=Sql("SELECT ti.itemid AS cv_key, t.id, t.name, t.rawname FROM {tag} t "
                    "JOIN {tag_instance} ti ON ti.tagid = t.id "
-                   "WHERE ti.itemtype = 'user' AND ti.itemid = ?", [Up("id")]) if full else None)
+                   "WHERE ti.itemtype = 'user' AND ti.itemid IN (?)", [In(Up("id"))],
+                   key="cv_key") if full else None)
     # one user's preferences come by the (userid, name) index Moodle's query uses
     preference = Nested("preference", attrs=("id",), fields=("name", "value"),
                         source=Table("user_preferences", {"userid": Up("id")}, order="name")
@@ -146,5 +148,5 @@ def _local_wwwroot(ctx: TaskContext) -> str | None:
 
 
 def _config(ctx: TaskContext, name: str) -> str | None:
-    row = ctx.reader.one("config", {"name": name})
+    row = ctx.run.config(name)
     return None if row is None or not row["value"] else str(row["value"])

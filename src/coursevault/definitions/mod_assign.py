@@ -16,8 +16,8 @@ from coursevault.definitions.common import activity_structure
 from coursevault.definitions.links import encode_module_links
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Row, Rows, Table, Up
-from coursevault.structure.engine import Instance
+from coursevault.structure.elements import Nested, Param, Row, Rows, Table
+from coursevault.structure.engine import Instance, table_rows
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
 ASSIGN_FIELDS = (
@@ -43,27 +43,27 @@ def assign_structure(ctx: TaskContext) -> Nested:
         "userflag", attrs=("id",),
         fields=("userid", "assignment", "mailed", "locked", "extensionduedate",
                 "workflowstate", "allocatedmarker"),
-        source=Table("assign_user_flags", {"assignment": Up("id")}), userinfo=True,
+        source=Table("assign_user_flags", {"assignment": Param("activityid")}), userinfo=True,
         annotate=[("user", "userid"), ("user", "allocatedmarker")],
     )
     submission = Nested(
         "submission", attrs=("id",),
         fields=("userid", "timecreated", "timemodified", "timestarted", "status", "groupid",
                 "attemptnumber", "latest"),
-        source=Table("assign_submission", {"assignment": Up("id")}), userinfo=True,
+        source=Table("assign_submission", {"assignment": Param("activityid")}), userinfo=True,
         annotate=[("user", "userid"), ("group", "groupid")],
     )
     _add_subplugins(ctx, submission, "assignsubmission_", "submission")
     grade = Nested(
         "grade", attrs=("id",),
         fields=("userid", "timecreated", "timemodified", "grader", "grade", "attemptnumber"),
-        source=Table("assign_grades", {"assignment": Up("id")}), userinfo=True,
+        source=Table("assign_grades", {"assignment": Param("activityid")}), userinfo=True,
         annotate=[("user", "userid"), ("user", "grader")],
     )
     _add_subplugins(ctx, grade, "assignfeedback_", "grade")
     config = Nested(
         "plugin_config", attrs=("id",), fields=("plugin", "subtype", "name", "value"),
-        source=Table("assign_plugin_config", {"assignment": Up("id")}),
+        source=Table("assign_plugin_config", {"assignment": Param("activityid")}),
     )
     override = Nested(
         "override", attrs=("id",),
@@ -95,7 +95,7 @@ def _add_subplugins(ctx: TaskContext, element: Nested, prefix: str, part: str) -
 def _override_rows(ctx: TaskContext, _parent: Instance | None) -> list[Row]:
     """Overrides of the assignment; without user data, group overrides only
     (Moodle binds ``userid`` to NULL then)."""
-    rows = list(ctx.reader.rows("assign_overrides", {"assignid": ctx.param("activityid")}))
+    rows = table_rows(Table("assign_overrides", {"assignid": Param("activityid")}), ctx)
     if not ctx.users:
         rows = [r for r in rows if r.get("userid") is None]
     return rows

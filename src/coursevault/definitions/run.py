@@ -13,6 +13,7 @@ import hmac
 import os
 import time
 from collections.abc import Iterator
+from urllib.parse import quote_plus
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.links import encode_filephp_links
@@ -46,7 +47,9 @@ def site_info(reader: SiteReader) -> SiteInfo:
         raise SiteError(f"Moodle version {version} ({config.get('release')}) is not supported: "
                         f"the definitions are for {SUPPORTED_TEXT}")
     host = reader.one("mnet_host", {"id": config.get("mnet_localhost_id") or "1"})
-    key = reader.one("config_plugins", {"plugin": "backup", "name": "backup_encryptkey"})
+    # the backup plugin's settings: its key here, its defaults in start_run
+    backup = {str(r["name"]): r["value"] for r in reader.rows(
+        "config_plugins", {"plugin": "backup"}, columns=("name", "value"))}
     return SiteInfo(
         wwwroot=str(host["wwwroot"]) if host else "",
         siteidentifier=config.get("siteidentifier") or "",
@@ -54,7 +57,8 @@ def site_info(reader: SiteReader) -> SiteInfo:
         release=config.get("release") or "",
         backup_version=config.get("backup_version") or "",
         backup_release=config.get("backup_release") or "",
-        backup_key=key["value"] if key else None,
+        backup_key=backup.get("backup_encryptkey"),
+        backup_config=backup,
     )
 
 
@@ -65,7 +69,7 @@ def start_run(
     course = reader.one("course", {"id": str(courseid)})
     if course is None or str(courseid) == "1":
         raise SiteDataError(f"course {courseid}: no such course in the database")
-    merged = resolve_settings(site_default_settings(reader), settings or {})
+    merged = resolve_settings(site_default_settings(reader, site.backup_config), settings or {})
     return BackupRun(reader, site, merged, course, started=int(time.time()))
 
 
@@ -88,10 +92,25 @@ def transformer(run: BackupRun) -> Transformer:
     if first is not None:
         encoders.insert(0, first)
 
+    # coursevault's own encoders only rewrite links holding the site's
+    # address (after its scheme: http and https forms both count), plain or
+    # urlencoded (the course's pluginfile links): text holding neither is
+    # left as it is without running their few hundred patterns.  Another
+    # package's encoder always runs, and may add the address.
+    rest = run.site.wwwroot.split("://", 1)[-1]
+    needles = (rest, quote_plus(rest, safe="").replace("~", "%7E"))
+    own = [str(getattr(e, "__module__", "")).startswith("coursevault.definitions.")
+           for e in encoders]
+
     def transform(content: str) -> str:
         content = encode_filephp_links(content, link)
-        for encode in encoders:
+        linked = any(n in content for n in needles)
+        for encode, ours in zip(encoders, own, strict=True):
+            if ours and not linked:
+                continue
             content = encode(content, link)
+            if not ours:
+                linked = any(n in content for n in needles)
         return content
 
     return transform
@@ -106,10 +125,13 @@ def encrypter(run: BackupRun) -> Encrypt:
     those values cannot be decrypted by any site."""
     warned = False
     key = base64.b64decode(run.site.backup_key) if run.site.backup_key else os.urandom(32)
-    from cryptography.hazmat.primitives import padding
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
     def encrypt(value: str) -> str:
+        # imported on the first encrypted value (LTI secrets): most courses
+        # have none, and the library is ~8 MB of the backup's memory
+        from cryptography.hazmat.primitives import padding
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
         nonlocal warned
         if not run.site.backup_key and not warned:
             warned = True

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from coursevault.definitions.context_members import inforef_step
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import FileArea, Nested, Param, Sql, Table
+from coursevault.structure.elements import FileArea, In, Nested, Param, Sql, Table
 from coursevault.structure.registry import Plugin, Step
 
 SECTION_FIELDS = ("number", "name", "summary", "summaryformat", "sequence", "visible",
@@ -30,11 +30,11 @@ def section_structure(ctx: TaskContext) -> Nested:
     )
     options = Nested(
         "course_format_options", attrs=("id",), fields=("format", "name", "value"),
-        source=Sql("SELECT cfo.id, cfo.format, cfo.name, cfo.value FROM {course} c "
-                   "JOIN {course_format_options} cfo "
+        source=Sql("SELECT cfo.sectionid AS cv_key, cfo.id, cfo.format, cfo.name, cfo.value "
+                   "FROM {course} c JOIN {course_format_options} cfo "
                    "ON cfo.courseid = c.id AND cfo.format = c.format "
-                   "WHERE c.id = ? AND cfo.sectionid = ?",
-                   [Param("courseid"), Param("sectionid")]),
+                   "WHERE c.id = ? AND cfo.sectionid IN (?)",
+                   [Param("courseid"), In(Param("sectionid"))], key="cv_key"),
     )
     return section.add(options)
 

@@ -37,11 +37,16 @@ def tags_enabled(ctx: TaskContext, component: str, itemtype: str) -> bool:
     memo: dict[tuple[str, str], bool] = ctx.run.memo.setdefault("tag_areas_enabled", {})
     key = (component, itemtype)
     if key not in memo:
-        usetags = ctx.reader.one("config", {"name": "usetags"})
+        usetags = ctx.run.config("usetags")
         if usetags is None or usetags["value"] in (None, "", "0"):
             memo[key] = False
         else:
-            area = ctx.reader.one("tag_area", {"component": component, "itemtype": itemtype})
+            areas = ctx.run.memo.get("tag_areas")
+            if areas is None:  # a few dozen rows: all of them, once per run
+                areas = {(str(a["component"]), str(a["itemtype"])): a
+                         for a in reversed(list(ctx.reader.rows("tag_area")))}
+                ctx.run.memo["tag_areas"] = areas
+            area = areas.get((component, itemtype))
             memo[key] = area is None or str(area["enabled"]) not in ("", "0")
     return memo[key]
 

@@ -99,6 +99,8 @@ class SiteReader:
         self.prefix = prefix
         self._sqlite = conn.dialect.name == "sqlite"
         self._cursor = conn.dialect.name == "postgresql"
+        self._cursors = 0  # server-side cursors declared so far (their names)
+        self._done: list[str] = []  # cursors read or dropped, closed with the next query
 
     def table(self, name: str) -> sa.TableClause:
         return sa.table(self.prefix + name)
@@ -144,19 +146,32 @@ class SiteReader:
         yield from self._run(query)
 
     def sql(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
-        """Moodle-style SQL: ``{table}`` names a prefixed table, ``?`` a parameter."""
+        """Moodle-style SQL: ``{table}`` names a prefixed table, ``?`` a
+        parameter; a list parameter stands for several (``IN (?)``)."""
         binds: dict[str, Any] = {}
+        used = 0
 
         def replace(m: re.Match[str]) -> str:
+            nonlocal used
             if m.group(1):
                 return self.prefix + m.group(1)
-            name = f"p{len(binds)}"
-            binds[name] = _bind(params[len(binds)])
+            if used >= len(params):
+                raise ValueError(f"{len(params)} parameters for more placeholders")
+            value = params[used]
+            used += 1
+            if isinstance(value, list):
+                if not value:
+                    raise ValueError("an empty list parameter")
+                names = [f"p{used - 1}_{i}" for i in range(len(value))]
+                binds.update((n, _bind(v)) for n, v in zip(names, value, strict=True))
+                return ", ".join(f":{n}" for n in names)
+            name = f"p{used - 1}"
+            binds[name] = _bind(value)
             return f":{name}"
 
         text = _PLACEHOLDER.sub(replace, sql)
-        if len(binds) != len(params):
-            raise ValueError(f"{len(params)} parameters for {len(binds)} placeholders")
+        if used != len(params):
+            raise ValueError(f"{len(params)} parameters for {used} placeholders")
         yield from self._run(sa.text(text).bindparams(**binds))
 
     def one(self, table: str, where: Mapping[str, Any]) -> Row | None:
@@ -173,14 +188,65 @@ class SiteReader:
         # driver reads each result whole: their protocol has one unbuffered
         # result per connection, which a query started while another streams
         # silently cuts short; one query's rows are one course's slice.
-        conn = self.conn.execution_options(yield_per=500) if self._cursor else self.conn
-        result = conn.execute(query)
+        if self._cursor:
+            yield from self._run_cursor(query)
+            return
+        result = self.conn.execute(query)
         names = list(result.keys())
         for values in result:
             if self._sqlite:
                 yield {n: _sqlite_text(v) for n, v in zip(names, values, strict=False)}
             else:
                 yield dict(zip(names, values, strict=False))
+
+
+    def _run_cursor(self, query: sa.Executable) -> Iterator[Row]:
+        """PostgreSQL: ``DECLARE`` the cursor and ``FETCH`` its first rows in
+        one round trip (and close the previous query's cursor in it), where
+        a driver's server-side cursor takes three or four: a course's ~100
+        queries cost their round trips more than their rows.  Parameters are
+        rendered into the text by the driver's own quoting
+        (``ClientCursor.mogrify``), with the casts SQLAlchemy writes for
+        them, so the planner sees the same typed constants as bound values
+        and plans the cursor the same way."""
+        import psycopg
+
+        assert isinstance(query, sa.ClauseElement)
+        compiled = query.compile(dialect=self.conn.dialect,
+                                 compile_kwargs={"render_postcompile": True})
+        raw = self.conn.connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        cursor = psycopg.ClientCursor(raw)
+        text = cursor.mogrify(str(compiled), compiled.params)
+        self._cursors += 1
+        name = f"cv_cursor_{self._cursors}"
+        close = "".join(f"CLOSE {done}; " for done in self._done)
+        self._done.clear()
+        try:
+            yield from self._fetch(cursor, name, f"{close}DECLARE {name} CURSOR FOR {text}")
+        except psycopg.Error as exc:  # as SQLAlchemy wraps it: read_transaction names the site
+            raise sa.exc.DBAPIError(text, None, exc) from exc
+        finally:
+            # read to its end or dropped: closed with the next query (a
+            # query may run while another one's rows are still being read)
+            self._done.append(name)
+
+    @staticmethod
+    def _fetch(cursor: Any, name: str, declare: str) -> Iterator[Row]:
+        cursor.execute(f"{declare}; FETCH FORWARD {_FETCH} FROM {name}")
+        while cursor.nextset():  # to the FETCH's result
+            pass
+        names = [d.name for d in cursor.description or ()]
+        while True:
+            rows = cursor.fetchall()
+            for values in rows:
+                yield dict(zip(names, values, strict=False))
+            if len(rows) < _FETCH:
+                return
+            cursor.execute(f"FETCH FORWARD {_FETCH} FROM {name}")
+
+
+_FETCH = 500  # rows per FETCH: a query's rows are streamed, never a whole table
 
 
 def _bind(value: Any) -> Any:

@@ -178,7 +178,8 @@ class PackWriter:
     def _seal(self) -> None:
         if not self._entries:
             return
-        raw = bytes(self._raw)
+        raw = self._raw  # sealed as it is: a copy would double a large file at peak
+        stored: bytes | bytearray
         large = len(self._entries) == 1 and len(raw) >= self._large
         dict_ref = b""
         if large and _incompressible(raw, self._fast):
@@ -282,7 +283,7 @@ class PackWriter:
         return blake3.blake3(data).digest(), data
 
 
-def _incompressible(data: bytes, cctx: zstandard.ZstdCompressor) -> bool:
+def _incompressible(data: bytes | bytearray, cctx: zstandard.ZstdCompressor) -> bool:
     """Does a 64 KiB sample from the middle shrink by less than 3%? (images, PDFs)"""
     mid = max(0, len(data) // 2 - 32768)
     sample = data[mid : mid + 65536]

@@ -63,12 +63,17 @@ def resolve_settings(defaults: dict[str, bool], given: dict[str, bool]) -> dict[
     return settings
 
 
-def site_default_settings(reader: SiteReader) -> dict[str, bool]:
-    """Moodle's defaults for a manual backup, as the site configures them."""
-    config = {
-        r["name"]: r["value"]
-        for r in reader.rows("config_plugins", {"plugin": "backup"}, columns=("name", "value"))
-    }
+def site_default_settings(
+    reader: SiteReader, config: dict[str, str | None] | None = None
+) -> dict[str, bool]:
+    """Moodle's defaults for a manual backup, as the site configures them
+    (``config``: the backup plugin's config_plugins, when already read)."""
+    if config is None:
+        config = {
+            str(r["name"]): r["value"]
+            for r in reader.rows("config_plugins", {"plugin": "backup"},
+                                 columns=("name", "value"))
+        }
     settings = dict(SETTINGS)
     for name in settings:
         value = config.get("backup_general_" + _CONFIG_NAMES.get(name, name))
@@ -134,6 +139,8 @@ class SiteInfo:
     backup_version: str
     backup_release: str
     backup_key: str | None  # base64 AES-256 key for encrypted elements
+    # config_plugins of the backup plugin (its defaults), name -> value
+    backup_config: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -154,6 +161,26 @@ class BackupRun:
     def setting(self, name: str) -> bool:
         return self.settings[name]
 
+    def config(self, name: str) -> Row | None:
+        """The ``config`` row of ``name`` ($CFG), or None: the whole table is
+        read once per run (a few hundred rows; a name is unique)."""
+        rows: dict[str, Row] | None = self.memo.get("config")
+        if rows is None:
+            rows = {str(r["name"]): r for r in self.reader.rows("config")}
+            self.memo["config"] = rows
+        row = rows.get(name)
+        return None if row is None else dict(row)
+
+    def plugin_config(self, plugin: str, name: str) -> Row | None:
+        """The ``config_plugins`` row of ``plugin``/``name``, or None: read
+        once per run, whatever number of tasks ask."""
+        cache: dict[tuple[str, str], Row | None] = self.memo.setdefault("plugin_config", {})
+        if (plugin, name) not in cache:
+            cache[(plugin, name)] = self.reader.one("config_plugins",
+                                                    {"plugin": plugin, "name": name})
+        row = cache[(plugin, name)]
+        return None if row is None else dict(row)
+
     def plan_values(self, param: str, modulename: str = "") -> list[str]:
         """The values a task parameter takes across the plan's tasks (those
         of one module for ``activityid``, whose ids are per module table);
@@ -161,6 +188,21 @@ class BackupRun:
         all of them at once (engine._task_rows)."""
         values: dict[tuple[str, str], list[str]] = self.memo.get("plan_values", {})
         return values.get((param, modulename if param == "activityid" else ""), [])
+
+    def prefetch_files(self, contextids: Iterable[str]) -> None:
+        """Read the files of these contexts in one query (per batch), for
+        :meth:`files_of` to serve from memory (the final users' contexts)."""
+        cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
+        wanted = [c for c in dict.fromkeys(contextids) if c not in cache]
+        if not wanted:
+            return
+        for c in wanted:
+            cache[c] = []
+        for row in self.reader.rows(
+            "files", {"contextid": wanted},
+            columns=("id", "contextid", "component", "filearea", "itemid"),
+        ):
+            cache[str(row["contextid"])].append(row)
 
     def files_of(
         self, contextid: str, component: str, filearea: str, itemid: Any = None
@@ -172,14 +214,7 @@ class BackupRun:
         cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
         if contextid not in cache:
             planned = [c for c in self.plan_values("contextid") if c not in cache]
-            wanted_contexts = planned if contextid in planned else [contextid]
-            for c in wanted_contexts:
-                cache[c] = []
-            for row in self.reader.rows(
-                "files", {"contextid": wanted_contexts},
-                columns=("id", "contextid", "component", "filearea", "itemid"),
-            ):
-                cache[str(row["contextid"])].append(row)
+            self.prefetch_files(planned if contextid in planned else [contextid])
         wanted = None if itemid is None else str(itemid)
         return [
             str(r["id"]) for r in cache[contextid]

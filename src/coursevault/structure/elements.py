@@ -73,12 +73,33 @@ class Table:
     order: str | None = None
 
 
+@dataclass(frozen=True)
+class In:
+    """The one parameter of a keyed :class:`Sql` that varies per parent or
+    per task: its ``?`` stands inside ``IN (?)`` and is bound to the values
+    of every parent (an :class:`Up`) or of every task of the plan (a
+    :class:`Param`) at once."""
+
+    value: Param | Up
+
+
 @dataclass
 class Sql:
-    """Moodle-style SQL (``{table}``, ``?``) run once per parent instance."""
+    """Moodle-style SQL (``{table}``, ``?``) run once per parent instance.
+
+    Keyed form: ``key`` names a column the SQL selects holding the value of
+    its one :class:`In` parameter (``WHERE ti.itemid IN (?)``, ``SELECT
+    ti.itemid AS cv_key, ...``).  The engine then runs it once for all
+    parents -- or, for a ``Param``, once for all the plan's tasks, served
+    from the run's memory -- groups the rows by that column (dropped from the
+    rows) and gives each parent its group in the order the database gave
+    it.  Use it only where that order within a key is the order of the
+    per-parent query (an ORDER BY, a unique key, or checked against the
+    reference site)."""
 
     sql: str
-    params: Sequence[Value] = ()
+    params: Sequence[Value | In] = ()
+    key: str | None = None
 
 
 @dataclass

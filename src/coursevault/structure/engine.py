@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.moodle2.xmlwriter import Transformer, XmlWriter
+from coursevault.moodledb.site import IN_BATCH
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import (
+    In,
     Nested,
     Param,
     Row,
@@ -95,6 +97,8 @@ def _rows(
         return []
     if isinstance(source, Table):
         return _table_rows(source, parents, ctx)
+    if isinstance(source, Sql) and source.key is not None:
+        return _keyed_rows(source, parents, ctx)
     if isinstance(source, Sql):
         return [
             (p, row)
@@ -141,6 +145,13 @@ def _table_rows(
     ]
 
 
+def table_rows(source: Table, ctx: TaskContext) -> list[Row]:
+    """The task's rows of a Table bound to the task only (``Param`` and
+    literals), for definitions computing rows in Python: read for all the
+    plan's tasks at once, as the engine reads such sources (_task_rows)."""
+    return _task_rows(source, {k: _resolve(v, None, ctx) for k, v in source.where.items()}, ctx)
+
+
 def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[Row]:
     """Rows of a source bound only to the task (and literals).
 
@@ -157,8 +168,10 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
         values = ctx.run.plan_values(name, ctx.params.get("modulename", ""))
         if values and str(fixed[column]) in values:
             literal = tuple(sorted((k, str(v)) for k, v in fixed.items() if k != column))
+            # the values are the plan's (of one module for activityid): the
+            # same query for every task asking the same table and column
             key = (source.table, column, literal, source.order, name,
-                   ctx.params.get("modulename", ""))
+                   ctx.params.get("modulename", "") if name == "activityid" else "")
             cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("task_rows", {})
             if key not in cache:
                 grouped: dict[str, list[Row]] = {}
@@ -170,7 +183,69 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
     return list(ctx.reader.rows(source.table, fixed, order=source.order))
 
 
-def _resolve(value: Value, parent: Instance | None, ctx: TaskContext) -> Any:
+def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
+    """The task's rows of a keyed :class:`Sql` bound to a task parameter
+    (``In(Param(...))``): for definitions that compute rows in Python
+    (``Rows``) from SQL every task of the plan asks."""
+    [(_parent, rows)] = _keyed_groups(source, [None], ctx).items()
+    return [dict(r) for r in rows]
+
+
+def _keyed_rows(
+    source: Sql, parents: list[Instance], ctx: TaskContext
+) -> list[tuple[Instance, Row]]:
+    groups = _keyed_groups(source, parents, ctx)
+    return [(p, dict(row)) for p in parents for row in groups[id(p)]]
+
+
+def _keyed_groups(
+    source: Sql, parents: list[Any], ctx: TaskContext
+) -> dict[int, list[Row]]:
+    """Each parent's rows of a keyed Sql (elements.Sql), fetched with the
+    values of every parent -- or of every task of the plan -- at once."""
+    [index] = [i for i, v in enumerate(source.params) if isinstance(v, In)]
+    marker = source.params[index]
+    assert isinstance(marker, In) and source.key is not None
+    fixed = [None if isinstance(v, In) else _resolve(v, None, ctx) for v in source.params]
+    by_parent = {id(p): _resolve(marker.value, p, ctx) for p in parents}
+    grouped: dict[str, list[Row]]
+    if isinstance(marker.value, Param):
+        name = marker.value.name
+        value = ctx.param(name)
+        module = ctx.params.get("modulename", "") if name == "activityid" else ""
+        values = ctx.run.plan_values(name, module)
+        if str(value) not in values:
+            values = [str(value)]
+        cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("keyed_sql", {})
+        key = (source.sql, tuple(map(str, fixed)), source.key, name, module, tuple(values))
+        if key not in cache:
+            cache[key] = _fetch_keyed(source, fixed, index, values, ctx)
+        grouped = cache[key]
+    else:
+        values = [str(v) for v in dict.fromkeys(by_parent.values()) if v is not None]
+        grouped = _fetch_keyed(source, fixed, index, values, ctx)
+    return {
+        pid: [] if value is None else grouped.get(str(value), [])
+        for pid, value in by_parent.items()
+    }
+
+
+def _fetch_keyed(
+    source: Sql, fixed: list[Any], index: int, values: list[str], ctx: TaskContext
+) -> dict[str, list[Row]]:
+    grouped: dict[str, list[Row]] = {}
+    assert source.key is not None
+    for start in range(0, len(values), IN_BATCH):
+        params = list(fixed)
+        params[index] = values[start : start + IN_BATCH]
+        for row in ctx.reader.sql(source.sql, params):
+            grouped.setdefault(str(row.pop(source.key)), []).append(row)
+    return grouped
+
+
+def _resolve(value: Value | In, parent: Instance | None, ctx: TaskContext) -> Any:
+    if isinstance(value, In):
+        value = value.value
     if isinstance(value, Param):
         return ctx.param(value.name)
     if isinstance(value, Up):
