@@ -172,15 +172,52 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
             # same query for every task asking the same table and column
             key = (source.table, column, literal, source.order, name,
                    ctx.params.get("modulename", "") if name == "activityid" else "")
-            cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("task_rows", {})
-            if key not in cache:
+            windows: dict[Any, _Window] = ctx.run.memo.setdefault("task_rows", {})
+            if key not in windows:
+                windows[key] = _Window(values)
+            rest = {k: v for k, v in fixed.items() if k != column}
+
+            def fetch(batch: list[str]) -> dict[str, list[Row]]:
                 grouped: dict[str, list[Row]] = {}
-                where = {**{k: v for k, v in fixed.items() if k != column}, column: values}
-                for row in ctx.reader.rows(source.table, where, order=source.order):
+                for row in ctx.reader.rows(source.table, {**rest, column: batch},
+                                           order=source.order):
                     grouped.setdefault(str(row[column]), []).append(row)
-                cache[key] = grouped
-            return [dict(r) for r in cache[key].get(str(fixed[column]), [])]
+                return grouped
+
+            return [dict(r) for r in windows[key].rows(str(fixed[column]), fetch)]
     return list(ctx.reader.rows(source.table, fixed, order=source.order))
+
+
+# How many tasks' rows one prefetching query reads at once: a handful of
+# queries per table for a course, and memory bounded by the window, not by
+# the course (a course of 1,000 users and 100 assignments has 100,000 grades).
+PREFETCH_WINDOW = 50
+
+
+class _Window:
+    """Rows of one query shape for the plan's tasks, read a window of tasks
+    at a time.  Tasks run in plan order and ask in that order, so a window
+    drops the rows of the tasks before it; one asked again later (the final
+    task asking for the course context) is read again, from the same
+    transaction's snapshot, so it is the same rows."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+        self.position = {v: i for i, v in enumerate(values)}
+        self.groups: dict[str, list[Row]] = {}
+        self.held: set[str] = set()
+
+    def rows(self, value: str, fetch: Callable[[list[str]], dict[str, list[Row]]]) -> list[Row]:
+        if value not in self.held:
+            start = self.position[value]
+            for old in [v for v in self.held if self.position[v] < start]:
+                self.held.discard(old)
+                self.groups.pop(old, None)
+            batch = [v for v in self.values[start : start + PREFETCH_WINDOW]
+                     if v not in self.held]
+            self.groups.update(fetch(batch))
+            self.held.update(batch)
+        return self.groups.get(value, [])
 
 
 def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
@@ -216,11 +253,13 @@ def _keyed_groups(
         values = ctx.run.plan_values(name, module)
         if str(value) not in values:
             values = [str(value)]
-        cache: dict[Any, dict[str, list[Row]]] = ctx.run.memo.setdefault("keyed_sql", {})
+        windows: dict[Any, _Window] = ctx.run.memo.setdefault("keyed_sql", {})
         key = (source.sql, tuple(map(str, fixed)), source.key, name, module, tuple(values))
-        if key not in cache:
-            cache[key] = _fetch_keyed(source, fixed, index, values, ctx)
-        grouped = cache[key]
+        if key not in windows:
+            windows[key] = _Window(values)
+        mine = windows[key].rows(
+            str(value), lambda batch: _fetch_keyed(source, fixed, index, batch, ctx))
+        grouped = {str(value): mine}
     else:
         values = [str(v) for v in dict.fromkeys(by_parent.values()) if v is not None]
         grouped = _fetch_keyed(source, fixed, index, values, ctx)
