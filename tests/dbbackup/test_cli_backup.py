@@ -7,40 +7,14 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from coursevault.cli.app import main
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_SITE
 
+from .clirun import Result
 from .refsite import RefSite
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
-    repo = tmp_path / "repo"
-
-    def run(*argv: str) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    assert run("init", repo).code == 0
-    monkeypatch.setenv("COURSEVAULT_REPO", str(repo))
-    return run
 
 
 def _no_snapshot(cv) -> None:  # type: ignore[no-untyped-def]
