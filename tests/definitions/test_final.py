@@ -96,6 +96,17 @@ def _course_sequence(reader: SiteReader, courseid: str,
     return [p for p in dict.fromkeys(order) if p in wanted]
 
 
+def any_module_plan(run: BackupRun) -> list[Task]:
+    """The course's plan with an activity task for every module, defined or
+    not: the final task annotates what all of them would have."""
+    original = course_plan_module.registry.activities
+    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
+    try:
+        return course_plan(run)
+    finally:
+        course_plan_module.registry.activities = original  # type: ignore[assignment]
+
+
 def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -> None:
     """What the tasks before the final one annotated, from Moodle's backup:
     per task, the sequence its finish() would have recorded."""
@@ -127,12 +138,7 @@ def final_members(reader: SiteReader, courseid: str, ref: dict[str, bytes],
     date = re.search(rb"<backup_date>(\d+)</backup_date>", ref.get("moodle_backup.xml", b""))
     if date:
         run.started = int(date.group(1))
-    original = course_plan_module.registry.activities
-    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
-    try:
-        tasks = course_plan(run)
-    finally:
-        course_plan_module.registry.activities = original  # type: ignore[assignment]
+    tasks = any_module_plan(run)
     seed_annotations(run, tasks, ref)
     final = [t for t in tasks if t.name == "final"]
     members = dict(execute(final, run, transform=transformer(run), encrypt=None))

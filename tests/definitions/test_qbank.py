@@ -23,10 +23,8 @@ from typing import Any
 
 import pytest
 from reference import MARIADB, backup_members, postgres_reader, unavailable
-from test_final import _AnyModule, seed_annotations
+from test_final import any_module_plan, seed_annotations
 
-from coursevault.definitions import course_plan as course_plan_module
-from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import start_run, transformer
 from coursevault.errors import SiteError
 from coursevault.moodledb.site import SiteReader, open_engine, read_transaction
@@ -57,12 +55,7 @@ def questions_xml(reader: SiteReader, courseid: str, ref: dict[str, bytes],
     """The final task's questions.xml, with the other tasks' annotations
     from Moodle's backup (or, given ``categories``, those categories)."""
     run = start_run(reader, courseid)
-    original = course_plan_module.registry.activities
-    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
-    try:
-        tasks = course_plan(run)
-    finally:
-        course_plan_module.registry.activities = original  # type: ignore[assignment]
+    tasks = any_module_plan(run)
     if categories is None:
         seed_annotations(run, tasks, ref)
     else:
