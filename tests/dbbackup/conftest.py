@@ -2,16 +2,23 @@
 
 Without scripts/refsite's variables these fixtures skip, saying how to get
 them -- except under CI=true, where they fail: CI must test what it claims
-to.  Shared code lives in refsite.py, since no test may import a conftest.
+to.  Also ``cv``, the command line run in-process in a fresh repository.
+Shared code lives in refsite.py and clirun.py, since no test may import a
+conftest.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
+from coursevault.cli.app import main
+
+from .clirun import Result
 from .refsite import RefSite, RefSiteDatabase, backup_key, missing_variables, refsite_from_env
 
 SERVERS = ("postgres", "mariadb")
@@ -53,6 +60,27 @@ def refsite_backup_key(refsite: RefSite) -> bytes:
     if key is None:
         pytest.fail("the PostgreSQL site has no backup_encryptkey", pytrace=False)
     return key
+
+
+@pytest.fixture
+def cv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., Result]:
+    """``cv("backup", ...)`` runs the command in-process, in a new repository
+    of its own (tmp_path/repo, COURSEVAULT_REPO), and captures its output."""
+    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COURSEVAULT_REPO", str(tmp_path / "repo"))
+
+    def run(*argv: str | Path) -> Result:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    assert run("init").code == 0
+    return run
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

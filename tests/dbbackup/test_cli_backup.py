@@ -7,44 +7,23 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from coursevault.cli.app import main
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_SITE
 
+from .clirun import Result
 from .refsite import RefSite
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
-    repo = tmp_path / "repo"
-
-    def run(*argv: str) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    assert run("init", repo).code == 0
-    monkeypatch.setenv("COURSEVAULT_REPO", str(repo))
-    return run
 
 
 def _no_snapshot(cv) -> None:  # type: ignore[no-untyped-def]
     assert json.loads(cv("snapshots", "--json").out) == []
+
+
+def _backup(cv, refsite: RefSite, *extra: object) -> Result:  # type: ignore[no-untyped-def]
+    """``coursevault backup`` of the reference site's PostgreSQL database and file store."""
+    return cv("backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot, *extra)
 
 
 def _one_line(result: Result, code: int, *words: str) -> None:
@@ -57,16 +36,7 @@ def _one_line(result: Result, code: int, *words: str) -> None:
 
 def test_a_course_is_stored_and_logged(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
     course = refsite.course("sandbox-test")
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--json",
-    )
+    r = _backup(cv, refsite, "--course", course.pg_id, "--json")
     assert r.code == 0, r.err
     [outcome] = json.loads(r.out)
     assert outcome["outcome"] == "stored" and outcome["course_id"] == course.pg_id
@@ -103,17 +73,7 @@ def test_not_a_moodle_database(cv, tmp_path: Path, refsite: RefSite) -> None:  #
 
 
 def test_wrong_prefix(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        "2",
-        "--prefix",
-        "moodle_",
-    )
+    r = _backup(cv, refsite, "--course", "2", "--prefix", "moodle_")
     _one_line(r, EXIT_SITE, "moodle_config", "'moodle_'")
     _no_snapshot(cv)
 
@@ -132,9 +92,7 @@ def test_unsupported_moodle_version(cv, tmp_path: Path, refsite: RefSite) -> Non
 
 
 def test_course_that_does_not_exist(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
-    r = cv(
-        "backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot, "--course", "9999"
-    )
+    r = _backup(cv, refsite, "--course", "9999")
     _one_line(r, EXIT_BAD_INPUT, "course 9999")
     _no_snapshot(cv)
 
@@ -150,7 +108,7 @@ def test_dataroot_without_a_file_store(cv, tmp_path: Path, refsite: RefSite, whe
 
 
 def test_no_course_named(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
-    r = cv("backup", "--db", refsite.postgres_url, "--dataroot", refsite.dataroot)
+    r = _backup(cv, refsite)
     _one_line(r, EXIT_BAD_INPUT, "--course", "--all")
 
 
@@ -164,31 +122,12 @@ def test_anonymize_replaces_who_users_are(cv, refsite: RefSite) -> None:  # type
     """backup_anonymizer_helper's rules: names, usernames and emails become
     counters; nothing of the real ones is left in users.xml."""
     course = refsite.course("SCTC")
-    plain = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--json",
-    )
+    plain = _backup(cv, refsite, "--course", course.pg_id, "--json")
     key = json.loads(plain.out)[0]["course"]
     real = _member(cv, key, "users.xml")
     emails = set(re.findall(r"<email>([^<]+)</email>", real))
     assert emails and not any(e.endswith("doesntexist.invalid") for e in emails)
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--anonymize",
-        "--json",
-    )
+    r = _backup(cv, refsite, "--course", course.pg_id, "--anonymize", "--json")
     assert r.code == 0, r.err
     users = _member(cv, key, "users.xml")
     assert (
@@ -201,17 +140,7 @@ def test_anonymize_replaces_who_users_are(cv, refsite: RefSite) -> None:  # type
 
 def test_no_users_leaves_user_data_out(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
     course = refsite.course("rich")
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--no-users",
-        "--json",
-    )
+    r = _backup(cv, refsite, "--course", course.pg_id, "--no-users", "--json")
     assert r.code == 0, r.err
     key = json.loads(r.out)[0]["course"]
     choice = _member(cv, key, "activities/choice_208/choice.xml")
@@ -221,17 +150,7 @@ def test_no_users_leaves_user_data_out(cv, refsite: RefSite) -> None:  # type: i
 
 
 def test_anonymize_needs_users(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        "2",
-        "--no-users",
-        "--anonymize",
-    )
+    r = _backup(cv, refsite, "--course", "2", "--no-users", "--anonymize")
     _one_line(r, EXIT_BAD_INPUT, "--anonymize", "--no-users")
 
 
@@ -241,16 +160,7 @@ def test_a_database_backup_continues_moodles_own_history(cv, refsite: RefSite) -
     between them is only what Moodle itself varies from run to run."""
     course = refsite.course("sandbox-test")
     assert cv("ingest", course.backup).code == 0
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--json",
-    )
+    r = _backup(cv, refsite, "--course", course.pg_id, "--json")
     key = json.loads(r.out)[0]["course"]
     assert [s["course"] for s in json.loads(cv("snapshots", "--json").out)] == [key, key]
     diff = cv("diff", f"{key}@~1", f"{key}@latest").out
@@ -273,15 +183,7 @@ def test_an_activity_without_a_definition_is_left_out_and_named(  # type: ignore
     del shipped["label"]
     monkeypatch.setattr(registry, "activities", lambda: shipped)
     course = refsite.course("sandbox-test")
-    r = cv(
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-    )
+    r = _backup(cv, refsite, "--course", course.pg_id)
     assert r.code == 0, r.err
     assert "no definition for mod_label: 1 activity left out of the backup" in r.err
     key = json.loads(cv("snapshots", "--json").out)[0]["course"]
@@ -295,18 +197,8 @@ def test_an_unchanged_night_stores_only_the_run_values(cv, refsite: RefSite) -> 
     member but moodle_backup.xml (its date, id and name), and every file
     content is taken from the store without being read."""
     course = refsite.course("gen_s")
-    args = (
-        "backup",
-        "--db",
-        refsite.postgres_url,
-        "--dataroot",
-        refsite.dataroot,
-        "--course",
-        course.pg_id,
-        "--json",
-    )
-    [first] = json.loads(cv(*args).out)
-    [second] = json.loads(cv(*args).out)
+    [first] = json.loads(_backup(cv, refsite, "--course", course.pg_id, "--json").out)
+    [second] = json.loads(_backup(cv, refsite, "--course", course.pg_id, "--json").out)
     assert first["files_known"] == 0 and second["files_known"] > 60
     assert second["new_objects"] < 20 < first["new_objects"]
     key = second["course"]

@@ -7,38 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from coursevault.cli.app import main
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-@pytest.fixture
-def cv(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., Result]:
-    for var in ("COURSEVAULT_REPO", "COURSEVAULT_CATALOG", "COURSEVAULT_DEBUG"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("COURSEVAULT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("COURSEVAULT_REPO", str(tmp_path / "repo"))
-
-    def run(*argv: str | Path) -> Result:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out = capsys.readouterr()
-        return Result(code, out.out, out.err)
-
-    assert run("init").code == 0
-    return run
+from .clirun import Result
 
 
 def test_a_demo_course_night_by_night(cv: Callable[..., Result], tmp_path: Path) -> None:

@@ -13,14 +13,11 @@ tasks.
 
 from __future__ import annotations
 
-import os
 import re
-import tarfile
 from collections.abc import Iterator
-from functools import cache
-from pathlib import Path
 
 import pytest
+from reference import DATAROOT, POSTGRES, SITE, backup_members, first_difference, unavailable
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import encrypter, start_run, transformer
@@ -30,8 +27,6 @@ from coursevault.structure import registry
 from coursevault.structure.plan import execute
 from coursevault.structure.registry import Plugin
 
-SITE = Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site"
-DEFAULT_DB = "postgresql://postgres@127.0.0.1/cv_dev"
 COMMON = ("module.xml", "roles.xml", "filters.xml", "comments.xml", "completion.xml",
           "calendar.xml", "competencies.xml", "grades.xml", "grading.xml",
           "grade_history.xml", "xapistate.xml")
@@ -52,7 +47,7 @@ def _courses() -> list[int]:
 
 @pytest.fixture(scope="module")
 def site_url() -> str:
-    url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", DEFAULT_DB)
+    url = POSTGRES
     reason = ""
     if not SITE.is_dir():
         reason = f"no reference site at {SITE}"
@@ -63,26 +58,12 @@ def site_url() -> str:
         except SiteError as exc:
             reason = f"reference site database {url} unavailable: {exc}"
     if reason:
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(reason)
     return url
 
 
-def _dataroot() -> str:
-    return os.environ.get("COURSEVAULT_REFSITE_DATAROOT", "/tmp/dataroot")
-
-
-@cache
 def _reference(courseid: int) -> dict[str, bytes]:
-    path = next((SITE / "backups").glob(f"c{courseid:03d}-*.mbz"))
-    out = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            data = tar.extractfile(member) if member.isfile() else None
-            if data is not None and member.name.startswith(("activities/", "./activities/")):
-                out[member.name.removeprefix("./")] = data.read()
-    return out
+    return backup_members(courseid, lambda name: name.startswith(("activities/", "./activities/")))
 
 
 class _WithEmptyPlugins(dict[str, Plugin]):
@@ -94,7 +75,7 @@ class _WithEmptyPlugins(dict[str, Plugin]):
 
 def _activity_members(reader: SiteReader, courseid: int) -> Iterator[tuple[str, bytes]]:
     run = start_run(reader, courseid)
-    run.dataroot = _dataroot()
+    run.dataroot = DATAROOT
     tasks = [t for t in course_plan(run)
              if t.directory.startswith("activities/") and "/blocks/" not in t.directory]
     for name, data in execute(tasks, run, transform=transformer(run), encrypt=encrypter(run)):
@@ -111,14 +92,6 @@ def _grades_by_id(xml: bytes) -> bytes:
         return m.group(1) + b"".join(g[0] for g in grades) + m.group(3)
 
     return re.sub(rb"(<grade_grades>\n)(.*?)( *</grade_grades>)", sort_item, xml, flags=re.S)
-
-
-def _first_difference(theirs: bytes, ours: bytes) -> str:
-    a, b = theirs.decode().splitlines(), ours.decode().splitlines()
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"line {i + 1}: moodle {x.strip()!r} / ours {y.strip()!r}"
-    return f"lengths differ: moodle {len(a)} lines / ours {len(b)}"
 
 
 @pytest.mark.parametrize("courseid", _courses())
@@ -144,7 +117,7 @@ def test_activity_members_are_moodles(
         if courseid in MOVED_GRADES and member == "grades.xml":
             theirs, mine = _grades_by_id(theirs), _grades_by_id(mine)
         if mine != theirs:
-            wrong.append(f"{name}: {_first_difference(theirs, mine)}")
+            wrong.append(f"{name}: {first_difference(theirs, mine)}")
     assert not wrong, "\n".join(wrong)
     directories = {n.rsplit("/", 1)[0] for n in reference if n.endswith("/module.xml")}
     assert checked >= 10 * len(directories)

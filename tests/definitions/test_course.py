@@ -15,66 +15,32 @@ structure, not byte for byte.
 from __future__ import annotations
 
 import base64
-import csv
 import os
 import re
-import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
 
 import pytest
+from reference import MARIADB, POSTGRES, backup_members, database, first_difference, site_courses
 
 from coursevault.definitions.block_task import encode_configdata
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.course_task import encode_links
 from coursevault.definitions.run import start_run, transformer
-from coursevault.errors import SiteError
 from coursevault.moodle2 import phpserial
 from coursevault.moodledb.site import open_engine, read_transaction
 from coursevault.structure.context import TaskContext
 from coursevault.structure.plan import execute
 from coursevault.structure.registry import LinkContext
 
-SITE = Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site"
-POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
-MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
-                         "mysql+pymysql://root@127.0.0.1/cv_refsite")
 OURS = re.compile(r"(\./)?(course|sections)/.*\.xml")
 _engine = cache(open_engine)  # one engine (and pooled connection) per database
 
 
-def _courses() -> list[dict[str, str]]:
-    path = SITE / "courses.tsv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [r for r in csv.DictReader(f, delimiter="\t") if r["courseid"]]
-
-
-def _database(url: str, required: bool) -> str:
-    try:
-        with read_transaction(_engine(url), "mdl_") as reader:
-            reader.one("config", {"name": "version"})
-    except SiteError as exc:
-        if required and os.environ.get("CI") == "true":
-            pytest.fail(f"reference site database unavailable under CI: {exc}")
-        pytest.skip(f"reference site database unavailable: {exc}")
-    return url
-
-
 @cache
 def _reference(courseid: str) -> dict[str, bytes]:
-    path = next((SITE / "backups").glob(f"c{int(courseid):03d}-*.mbz"))
-    out = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if member.isfile() and OURS.fullmatch(member.name):
-                data = tar.extractfile(member)
-                assert data is not None
-                out[member.name.removeprefix("./")] = data.read()
-    return out
+    return backup_members(courseid, OURS.fullmatch)
 
 
 def _is_ours(directory: str) -> bool:
@@ -93,14 +59,6 @@ def _ours(url: str, courseid: str) -> dict[str, bytes]:
         return out
 
 
-def _first_difference(theirs: bytes, mine: bytes) -> str:
-    a, b = theirs.decode().splitlines(), mine.decode().splitlines()
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"line {i + 1}: moodle {x.strip()!r} / ours {y.strip()!r}"
-    return f"lengths differ: moodle {len(a)} lines, ours {len(b)}"
-
-
 def _compare(url: str, courseid: str, refid: str) -> Iterator[str]:
     ref = _reference(refid)
     ours = _ours(url, courseid)
@@ -111,7 +69,7 @@ def _compare(url: str, courseid: str, refid: str) -> Iterator[str]:
         elif name not in ref:
             yield f"{name}: extra"
         elif ref[name] != ours[name]:
-            yield f"{name}: {_first_difference(ref[name], ours[name])}"
+            yield f"{name}: {first_difference(ref[name], ours[name])}"
 
 
 def _skeleton(xml: bytes) -> bytes:
@@ -129,19 +87,19 @@ def _shape(members: dict[str, bytes]) -> list[tuple[str, bytes]]:
                   for name, data in members.items())
 
 
-COURSES = _courses()
+COURSES = site_courses()
 
 
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
 def test_course_and_section_members_identical_postgresql(course: dict[str, str]) -> None:
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     problems = list(_compare(url, course["courseid"], course["courseid"]))
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
 def test_course_and_section_members_same_shape_mariadb(course: dict[str, str]) -> None:
-    url = _database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
+    url = database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
     ref = _shape(_reference(course["courseid"]))
     ours = _shape(_ours(url, course["maria_courseid"]))
     assert [n for n, _ in ours] == [n for n, _ in ref]
@@ -172,7 +130,7 @@ def _configdata(ctx: TaskContext, text: bytes) -> bytes:
 def test_block_configdata_reserialised_as_php_does() -> None:
     """block_html's configdata: text encoded, other values kept as PHP
     typed them, a missing configdata becoming PHP's ``(object)(array)false``."""
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     with read_transaction(_engine(url), "mdl_") as reader:
         run = start_run(reader, "38")
         ctx = TaskContext(run, {"courseid": "38"})
@@ -196,7 +154,7 @@ def test_logs_written_when_the_setting_is_on() -> None:
     """With logs on (never in the reference backups), the course task writes
     logs.xml, logstores.xml (every standard-log event of the course context,
     ``other`` base64-encoded) and loglastaccess.xml."""
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     with read_transaction(_engine(url), "mdl_") as reader:
         run = start_run(reader, "38", {"logs": True})
         tasks = [t for t in course_plan(run) if t.directory == "course"]

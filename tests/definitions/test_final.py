@@ -20,12 +20,12 @@ import difflib
 import os
 import re
 import sys
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from reference import DATAROOT, POSTGRES, SITE, backup_members, postgres_reader, unavailable
 
 from coursevault.definitions import course_plan as course_plan_module
 from coursevault.definitions.course_plan import course_plan
@@ -35,7 +35,6 @@ from coursevault.structure.context import BackupRun, IdSet
 from coursevault.structure.plan import FileRef, Task, execute
 from coursevault.structure.registry import Plugin
 
-SITE = Path(__file__).resolve().parents[3] / "shared" / "moodle-site"
 FINAL_MEMBERS = ("groups.xml", "questions.xml", "users.xml", "roles.xml", "gradebook.xml",
                  "grade_history.xml", "completion.xml", "badges.xml", "scales.xml",
                  "outcomes.xml", "files.xml", "moodle_backup.xml", "moodle_backup.log")
@@ -52,36 +51,6 @@ KNOWN: set[tuple[str, str]] = {
 _RUN_SPECIFIC = [  # the run is given Moodle's start time: only the random id is masked
     (re.compile(rb'backup_id="[0-9a-f]{32}"'), b'backup_id="ID"'),
 ]
-
-
-def _database() -> str | None:
-    url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES")
-    if url:
-        return url
-    default = "postgresql://postgres@127.0.0.1/cv_dev"
-    try:
-        with read_transaction(open_engine(default), "mdl_"):
-            return default
-    except Exception:
-        return None
-
-
-def _skip(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def reference(courseid: str) -> dict[str, bytes]:
-    path = next((SITE / "backups").glob(f"c{int(courseid):03d}-*.mbz"))
-    out = {}
-    with tarfile.open(path) as tar:
-        for m in tar:
-            if m.isfile():
-                data = tar.extractfile(m)
-                if data is not None:
-                    out[m.name.removeprefix("./")] = data.read()
-    return out
 
 
 def mask(data: bytes) -> bytes:
@@ -127,6 +96,17 @@ def _course_sequence(reader: SiteReader, courseid: str,
     return [p for p in dict.fromkeys(order) if p in wanted]
 
 
+def any_module_plan(run: BackupRun) -> list[Task]:
+    """The course's plan with an activity task for every module, defined or
+    not: the final task annotates what all of them would have."""
+    original = course_plan_module.registry.activities
+    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
+    try:
+        return course_plan(run)
+    finally:
+        course_plan_module.registry.activities = original  # type: ignore[assignment]
+
+
 def seed_annotations(run: BackupRun, tasks: list[Task], ref: dict[str, bytes]) -> None:
     """What the tasks before the final one annotated, from Moodle's backup:
     per task, the sequence its finish() would have recorded."""
@@ -158,12 +138,7 @@ def final_members(reader: SiteReader, courseid: str, ref: dict[str, bytes],
     date = re.search(rb"<backup_date>(\d+)</backup_date>", ref.get("moodle_backup.xml", b""))
     if date:
         run.started = int(date.group(1))
-    original = course_plan_module.registry.activities
-    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
-    try:
-        tasks = course_plan(run)
-    finally:
-        course_plan_module.registry.activities = original  # type: ignore[assignment]
+    tasks = any_module_plan(run)
     seed_annotations(run, tasks, ref)
     final = [t for t in tasks if t.name == "final"]
     members = dict(execute(final, run, transform=transformer(run), encrypt=None))
@@ -193,20 +168,15 @@ def _courses() -> list[str]:
 
 @pytest.fixture(scope="module")
 def site_reader() -> Iterator[SiteReader]:
-    url = _database()
-    if url is None:
-        _skip("the reference site database is not there (COURSEVAULT_REFSITE_POSTGRES)")
-    assert url is not None
-    with read_transaction(open_engine(url), "mdl_") as reader:
-        yield reader
+    yield from postgres_reader()
 
 
 @pytest.mark.parametrize("courseid", _courses() if SITE.is_dir() else [])
 def test_final_members_identical(site_reader: SiteReader, courseid: str) -> None:
-    dataroot = os.environ.get("COURSEVAULT_REFSITE_DATAROOT", "/tmp/dataroot")
+    dataroot = DATAROOT
     if not os.path.isdir(os.path.join(dataroot, "filedir")):
-        _skip(f"the reference site's file store is not at {dataroot}")
-    ref = reference(courseid)
+        unavailable(f"the reference site's file store is not at {dataroot}")
+    ref = backup_members(courseid)
     ours, _run = final_members(site_reader, courseid, ref, dataroot)
     wrong = [(name, status) for name, status in compare(ours, ref)
              if status != "identical" and (courseid, name) not in KNOWN]
@@ -215,8 +185,8 @@ def test_final_members_identical(site_reader: SiteReader, courseid: str) -> None
 
 def _main(argv: list[str]) -> int:
     courseid = argv[0]
-    url = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
-    ref = reference(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
+    url = POSTGRES
+    ref = backup_members(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
     with read_transaction(open_engine(url), "mdl_") as reader:
         ours, run = final_members(reader, courseid, ref, "/tmp/dataroot")
     for w in run.warnings:

@@ -14,66 +14,32 @@ course module, context and row ids differ from the backups'.
 
 from __future__ import annotations
 
-import base64
-import csv
-import hashlib
-import hmac
 import os
 import re
-import tarfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from dbbackup.mbzcrypt import decrypt_value, key_from_config
+from reference import MARIADB, POSTGRES, backup_members, database, first_difference, site_courses
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import encrypter, start_run, transformer
-from coursevault.errors import SiteError
 from coursevault.moodledb.site import open_engine, read_transaction
 from coursevault.structure.plan import execute
 
 MODULES = ("data", "feedback", "h5pactivity", "lesson", "lti", "scorm", "wiki", "workshop")
-SITE = Path(os.environ.get("COURSEVAULT_REFSITE_DIR") or
-            Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site")
-POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
-MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
-                         "mysql+pymysql://root@127.0.0.1/cv_refsite")
 _ENCRYPTED = re.compile(rb'<(\w+) encrypted="true">([^<]*)</\1>')
 
 
 def _courses() -> list[dict[str, str]]:
     """Courses of the site that have at least one of these modules."""
-    path = SITE / "courses.tsv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["courseid"]]
-    return [r for r in rows
+    return [r for r in site_courses()
             if any(m.split(":")[0] in MODULES for m in r["modules_per_type"].split(","))]
 
 
-def _database(url: str, required: bool) -> str:
-    try:
-        with read_transaction(open_engine(url), "mdl_") as reader:
-            reader.one("config", {"name": "version"})
-    except SiteError as exc:
-        if required and os.environ.get("CI") == "true":
-            pytest.fail(f"reference site database unavailable under CI: {exc}")
-        pytest.skip(f"reference site database unavailable: {exc}")
-    return url
-
-
 def _reference(courseid: str) -> dict[str, bytes]:
-    path = next((SITE / "backups").glob(f"c{int(courseid):03d}-*.mbz"))
     wanted = re.compile(rf"(\./)?activities/({'|'.join(MODULES)})_\d+/\2\.xml")
-    out = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if member.isfile() and wanted.fullmatch(member.name):
-                data = tar.extractfile(member)
-                assert data is not None
-                out[member.name.removeprefix("./")] = data.read()
-    return out
+    return backup_members(courseid, wanted.fullmatch)
 
 
 def _ours(
@@ -94,17 +60,9 @@ def _ours(
 
 
 def decrypt(value: bytes, key_b64: str) -> bytes:
-    """``encrypted_final_element``: base64(HMAC-SHA256(iv‖ct) ‖ iv ‖ AES-256-CBC ct)."""
-    from cryptography.hazmat.primitives import padding
-    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-    key = base64.b64decode(key_b64)
-    raw = base64.b64decode(value)
-    mac, iv, body = raw[:32], raw[32:48], raw[48:]
-    assert hmac.compare_digest(mac, hmac.new(key, iv + body, hashlib.sha256).digest())
-    dec = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
-    unpadder = padding.PKCS7(128).unpadder()
-    return unpadder.update(dec.update(body) + dec.finalize()) + unpadder.finalize()
+    """``encrypted_final_element``'s plaintext under the site's key (its
+    config value, base64), the HMAC checked first."""
+    return decrypt_value(value, key_from_config(key_b64))
 
 
 def _decrypted(xml: bytes, key: str | None) -> bytes:
@@ -113,14 +71,6 @@ def _decrypted(xml: bytes, key: str | None) -> bytes:
     return _ENCRYPTED.sub(
         lambda m: b"<%s encrypted=\"true\">[%s]</%s>" % (m.group(1), decrypt(m.group(2), key),
                                                       m.group(1)), xml)
-
-
-def _first_difference(theirs: bytes, mine: bytes) -> str:
-    a, b = theirs.decode().splitlines(), mine.decode().splitlines()
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"line {i + 1}: moodle {x.strip()!r} / ours {y.strip()!r}"
-    return f"lengths differ: moodle {len(a)} lines, ours {len(b)}"
 
 
 def _compare(url: str, courseid: str, refid: str) -> Iterator[str]:
@@ -133,7 +83,7 @@ def _compare(url: str, courseid: str, refid: str) -> Iterator[str]:
         elif name not in ref:
             yield f"{name}: extra"
         elif _decrypted(ref[name], key) != _decrypted(ours[name], key):
-            yield f"{name}: {_first_difference(ref[name], ours[name])}"
+            yield f"{name}: {first_difference(ref[name], ours[name])}"
 
 
 COURSES = _courses()
@@ -141,7 +91,7 @@ COURSES = _courses()
 
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
 def test_module_members_identical_postgresql(course: dict[str, str]) -> None:
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     problems = list(_compare(url, course["courseid"], course["courseid"]))
     assert not problems, "\n".join(problems)
 
@@ -169,7 +119,7 @@ def test_module_members_same_shape_mariadb(course: dict[str, str]) -> None:
     so ids differ from PostgreSQL's and no Moodle backup of it exists: the
     members must match the reference in everything but numbers (row counts,
     element order, NULLs, empty strings, text, decimal layout)."""
-    url = _database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
+    url = database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
     ref = {k.rsplit("/", 1)[1]: v for k, v in _reference(course["courseid"]).items()}
     found, _key = _ours(url, course["maria_courseid"])
     ours = {k.rsplit("/", 1)[1]: v for k, v in found.items()}
@@ -189,7 +139,7 @@ def test_without_users_no_user_data() -> None:
     """Without users the same members are written with their user data
     wrappers empty, as Moodle leaves those sources unset (no reference
     backup without users exists to compare with)."""
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     with_users, _key = _ours(url, "38")
     without, _key = _ours(url, "38", {"users": False})
     assert sorted(without) == sorted(with_users)
@@ -204,7 +154,7 @@ def test_without_users_no_user_data() -> None:
 def test_reference_encrypted_values_decrypt_to_the_database_values() -> None:
     """The plaintext under lti's encrypted elements is the database's: checks
     the decryption the comparison above relies on."""
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     ref = _reference("38")
     lti = next(v for k, v in ref.items() if k.endswith("/lti.xml"))
     with read_transaction(open_engine(url), "mdl_") as reader:

@@ -16,17 +16,15 @@ has the same elements as in Moodle's backup.
 
 from __future__ import annotations
 
-import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_final import _AnyModule, _database, _skip, reference, seed_annotations
+from reference import MARIADB, backup_members, postgres_reader, unavailable
+from test_final import any_module_plan, seed_annotations
 
-from coursevault.definitions import course_plan as course_plan_module
-from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import start_run, transformer
 from coursevault.errors import SiteError
 from coursevault.moodledb.site import SiteReader, open_engine, read_transaction
@@ -39,18 +37,11 @@ SITE_COURSES = ("4", "5", "6", "8", "9", "10", "11", "27", "28", "29", "30", "31
 # PostgreSQL course id -> MariaDB course id (courses.tsv), where questions are
 MARIADB_COURSES = {"4": "4", "10": "10", "11": "11", "27": "22", "28": "23", "29": "24",
                    "30": "25", "31": "26", "36": "30", "38": "31"}
-MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
-                         "mysql+pymysql://root@127.0.0.1/cv_refsite")
 
 
 @pytest.fixture(scope="module")
 def site_reader() -> Iterator[SiteReader]:
-    url = _database()
-    if url is None:
-        _skip("the reference site database is not there (COURSEVAULT_REFSITE_POSTGRES)")
-    assert url is not None
-    with read_transaction(open_engine(url), "mdl_") as reader:
-        yield reader
+    yield from postgres_reader()
 
 
 def _questions_only(task: Task) -> Task:
@@ -64,12 +55,7 @@ def questions_xml(reader: SiteReader, courseid: str, ref: dict[str, bytes],
     """The final task's questions.xml, with the other tasks' annotations
     from Moodle's backup (or, given ``categories``, those categories)."""
     run = start_run(reader, courseid)
-    original = course_plan_module.registry.activities
-    course_plan_module.registry.activities = lambda: _AnyModule(original())  # type: ignore[assignment]
-    try:
-        tasks = course_plan(run)
-    finally:
-        course_plan_module.registry.activities = original  # type: ignore[assignment]
+    tasks = any_module_plan(run)
     if categories is None:
         seed_annotations(run, tasks, ref)
     else:
@@ -83,7 +69,7 @@ def questions_xml(reader: SiteReader, courseid: str, ref: dict[str, bytes],
 
 @pytest.mark.parametrize("courseid", SITE_COURSES)
 def test_questions_identical(site_reader: SiteReader, courseid: str) -> None:
-    ref = reference(courseid)
+    ref = backup_members(courseid)
     ours = questions_xml(site_reader, courseid, ref)
     if ours != ref["questions.xml"]:
         mine, theirs = ours.decode().splitlines(), ref["questions.xml"].decode().splitlines()
@@ -152,7 +138,7 @@ def mariadb_reader() -> Iterator[SiteReader]:
             reader.one("config", {"name": "version"})
             yield reader
     except SiteError:
-        _skip("the reference site is not loaded in MariaDB (COURSEVAULT_REFSITE_MARIADB)")
+        unavailable("the reference site is not loaded in MariaDB (COURSEVAULT_REFSITE_MARIADB)")
 
 
 @pytest.mark.parametrize("pgcourse", sorted(MARIADB_COURSES, key=int))
@@ -165,7 +151,7 @@ def test_mariadb_questions_shape(mariadb_reader: SiteReader, pgcourse: str) -> N
     categories = [str(r["id"]) for r in mariadb_reader.sql(
         "SELECT qc.id FROM {question_categories} qc JOIN {context} c ON c.id = qc.contextid "
         "WHERE c.id = ? OR c.path LIKE ? ORDER BY qc.id", [context["id"], f"{context['path']}/%"])]
-    ref = reference(pgcourse)
+    ref = backup_members(pgcourse)
     ours = questions_xml(mariadb_reader, courseid, ref, categories)
     assert _shapes(ours) == _shapes(ref["questions.xml"])
     assert len(re.findall(rb"<question_category ", ours)) == len(

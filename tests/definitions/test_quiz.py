@@ -26,31 +26,31 @@ Run alone for the inner loop: ``python tests/definitions/test_quiz.py``.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import sys
-import tarfile
 from functools import cache
 from pathlib import Path
 
 import pytest
 from lxml import etree
+from reference import (
+    DATAROOT,
+    MARIADB,
+    POSTGRES,
+    backup_members,
+    database,
+    first_difference,
+    site_courses,
+    unavailable,
+)
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import course_members, start_run, transformer
-from coursevault.errors import SiteError
 from coursevault.moodledb.site import open_engine, read_transaction
 from coursevault.structure import registry
 from coursevault.structure.plan import FileRef, execute
 
-SITE = Path(os.environ.get("COURSEVAULT_REFSITE_DIR") or
-            Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site")
-POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES",
-                          "postgresql+psycopg://postgres@127.0.0.1/cv_refsite")
-MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
-                         "mysql+pymysql://root@127.0.0.1/cv_refsite")
-DATAROOT = os.environ.get("COURSEVAULT_REFSITE_DATAROOT", "/tmp/dataroot")
 # whole backups: rich, random by tag, shared random, no slots, 17 quizzes
 WHOLE = ("38", "11", "10", "5", "36")
 COURSE_MEMBERS = ("moodle_backup.xml", "gradebook.xml", "grade_history.xml", "users.xml",
@@ -72,35 +72,12 @@ _QUESTION_PLUGIN_PART = re.compile(rb"\n *<plugin_(q\w+)_question>.*?</plugin_\1
 
 def _courses() -> list[dict[str, str]]:
     """Courses of the site with at least one quiz."""
-    path = SITE / "courses.tsv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        rows = [r for r in csv.DictReader(f, delimiter="\t") if r["courseid"]]
-    return [r for r in rows if "quiz:" in r["modules_per_type"]]
-
-
-def _database(url: str, required: bool) -> str:
-    try:
-        with read_transaction(open_engine(url), "mdl_") as reader:
-            reader.one("config", {"name": "version"})
-    except SiteError as exc:
-        if required and os.environ.get("CI") == "true":
-            pytest.fail(f"reference site database unavailable under CI: {exc}")
-        pytest.skip(f"reference site database unavailable: {exc}")
-    return url
+    return [r for r in site_courses() if "quiz:" in r["modules_per_type"]]
 
 
 @cache
 def reference(courseid: str) -> dict[str, bytes]:
-    path = next((SITE / "backups").glob(f"c{int(courseid):03d}-*.mbz"))
-    out = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            data = tar.extractfile(member) if member.isfile() else None
-            if data is not None:
-                out[member.name.removeprefix("./")] = data.read()
-    return out
+    return backup_members(courseid)
 
 
 def quiz_members(url: str, courseid: str, settings: dict[str, bool] | None = None,
@@ -125,14 +102,6 @@ def whole_backup(url: str, courseid: str) -> dict[str, bytes]:
             run.started = int(date.group(1))
         return {name: data for name, data in course_members(run)
                 if not isinstance(data, FileRef)}
-
-
-def _first_difference(theirs: bytes, mine: bytes) -> str:
-    a, b = theirs.decode().splitlines(), mine.decode().splitlines()
-    for i, (x, y) in enumerate(zip(a, b, strict=False)):
-        if x != y:
-            return f"line {i + 1}: moodle {x.strip()!r} / ours {y.strip()!r}"
-    return f"lengths differ: moodle {len(a)} lines, ours {len(b)}"
 
 
 def _sorted_grades(xml: bytes) -> bytes:
@@ -164,7 +133,7 @@ COURSES = _courses()
 
 @pytest.mark.parametrize("course", COURSES, ids=[c["shortname"] for c in COURSES])
 def test_quiz_members_identical_postgresql(course: dict[str, str]) -> None:
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     ref = {k: v for k, v in reference(course["courseid"]).items()
            if k.startswith("activities/quiz_")}
     ours = quiz_members(url, course["courseid"])
@@ -174,17 +143,15 @@ def test_quiz_members_identical_postgresql(course: dict[str, str]) -> None:
         if name not in ours or name not in ref:
             problems.append(f"{name}: {'missing' if name in ref else 'extra'}")
         elif ref[name] != ours[name]:
-            problems.append(f"{name}: {_first_difference(ref[name], ours[name])}")
+            problems.append(f"{name}: {first_difference(ref[name], ours[name])}")
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("courseid", WHOLE)
 def test_course_members_the_quizzes_feed_identical(courseid: str) -> None:
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     if not (Path(DATAROOT) / "filedir").is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the reference site's file store is not at {DATAROOT}")
-        pytest.skip(f"the reference site's file store is not at {DATAROOT}")
+        unavailable(f"the reference site's file store is not at {DATAROOT}")
     ref = reference(courseid)
     ours = whole_backup(url, courseid)
     problems = []
@@ -192,14 +159,14 @@ def test_course_members_the_quizzes_feed_identical(courseid: str) -> None:
         if name not in ref or name not in ours:
             problems.append(f"{name}: {'missing' if name in ref else 'extra'}")
         elif comparable(courseid, name, ref[name]) != comparable(courseid, name, ours[name]):
-            problems.append(f"{name}: {_first_difference(ref[name], ours[name])}")
+            problems.append(f"{name}: {first_difference(ref[name], ours[name])}")
     assert not problems, "\n".join(problems)
 
 
 def test_without_users_no_attempts_grades_or_user_overrides() -> None:
     """Without users Moodle leaves the grades' and attempts' sources unset and
     skips user overrides; slots, sections and feedback stay."""
-    url = _database(POSTGRES, required=True)
+    url = database(POSTGRES, required=True)
     ours = quiz_members(url, "38", {"users": False})
     quiz = ours["activities/quiz_216/quiz.xml"]
     for element in (b"<attempt ", b"<grade ", b"<override ", b"<question_usage "):
@@ -226,7 +193,7 @@ def _shape(xml: bytes) -> list[str]:
 def test_quiz_members_same_shape_mariadb(course: dict[str, str]) -> None:
     """MariaDB's copy was restored by Moodle from the backups: ids, times and
     old filter conditions differ, the elements written must not."""
-    url = _database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
+    url = database(MARIADB, required="COURSEVAULT_REFSITE_MARIADB" in os.environ)
     ref = {k: v for k, v in reference(course["courseid"]).items()
            if k.startswith("activities/quiz_")}
     ours = quiz_members(url, course["maria_courseid"])

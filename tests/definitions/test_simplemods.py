@@ -19,7 +19,6 @@ those cannot compare byte for byte and skip, saying so.
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 import tarfile
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from reference import DATAROOT, MARIADB, POSTGRES, SITE, site_courses
 
 from coursevault.definitions.course_plan import course_plan
 from coursevault.definitions.run import encrypter, start_run, transformer
@@ -38,12 +38,8 @@ from coursevault.structure.context import TaskContext
 from coursevault.structure.engine import render
 
 MODULES = ("page", "resource", "label", "url", "folder", "glossary", "book", "imscp")
-SITE = Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site"
-# server -> (environment variable, default URL: the team's copies of the site)
-SERVERS = {
-    "postgresql": ("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev"),
-    "mariadb": ("COURSEVAULT_REFSITE_MARIADB", "mysql+pymysql://root@127.0.0.1/cv_refsite"),
-}
+# server -> URL (its variable, else the team's copy of the site)
+SERVERS = {"postgresql": POSTGRES, "mariadb": MARIADB}
 _MEMBER = re.compile(rf"activities/({'|'.join(MODULES)})_\d+/(\1|inforef)\.xml$")
 
 
@@ -74,8 +70,7 @@ def _courses() -> list[str]:
 def site(request: pytest.FixtureRequest) -> tuple[str, str]:
     """(server, URL) of the reference site; PostgreSQL is required under CI."""
     server = request.param
-    variable, default = SERVERS[server]
-    url = os.environ.get(variable, default)
+    url = SERVERS[server]
     reason = None
     if not _backups():
         reason = f"no reference backups in {SITE}/backups"
@@ -95,15 +90,13 @@ def site(request: pytest.FixtureRequest) -> tuple[str, str]:
 @cache
 def _mariadb_ids() -> dict[str, str]:
     """PostgreSQL course id -> MariaDB course id (courses.tsv)."""
-    with open(SITE / "courses.tsv", encoding="utf-8") as tsv:
-        rows = list(csv.DictReader(tsv, delimiter="\t"))
-    return {r["courseid"]: r["maria_courseid"] for r in rows if r["courseid"]}
+    return {r["courseid"]: r["maria_courseid"] for r in site_courses()}
 
 
 def _our_members(reader: SiteReader, courseid: str) -> Iterator[tuple[str, bytes, TaskContext]]:
     """Each module task's own members, rendered as the plan would."""
     run = start_run(reader, courseid)
-    run.dataroot = os.environ.get("COURSEVAULT_REFSITE_DATAROOT", "/tmp/dataroot")
+    run.dataroot = DATAROOT
     transform, encrypt = transformer(run), encrypter(run)
     plugins = registry.activities()
     for task in course_plan(run):
