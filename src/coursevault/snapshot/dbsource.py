@@ -4,8 +4,8 @@ The members are what Moodle's own backup of the course holds, made by the
 definitions (coursevault/definitions) from one consistent read of the
 database and the site's file store, laid out as Moodle's tgz lays them out:
 ``.ARCHIVE_INDEX`` first, each folder before what it holds.  Since the index
-lists every member's size, members are made first and spooled to one temporary
-file, then handed on one at a time; file contents are streamed from the file
+lists every member's size, members are made first and spooled (to disk past a few
+MiB), then handed on one at a time; file contents are streamed from the file
 store when ingest reads them.
 
 The snapshot joins the series of Moodle's own backups of the same course:
@@ -32,6 +32,7 @@ from coursevault.snapshot.source import SourceHead, validate_course_key
 from coursevault.structure.context import BackupRun
 from coursevault.structure.plan import FileRef, Progress
 
+SPOOL_IN_MEMORY = 8 << 20
 DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
 
 
@@ -99,10 +100,11 @@ class DatabaseSource:
         # payload: (offset, length) in the spool, a FileRef, or None (a folder)
         made: list[tuple[MemberInfo, Any]] = []
         seen_dirs: set[str] = set()
-        # One spool file for every member made: the index must come first, so
-        # all are made before any is handed on -- on disk, not in memory (a
-        # course of 1,000 users and 300 activities makes 130 MB of XML)
-        with tempfile.TemporaryFile() as spool:
+        # One spool for every member made: the index must come first, so all
+        # are made before any is handed on -- in memory up to a few MiB (a
+        # small course), then on disk (a course of 1,000 users and 300
+        # activities makes 130 MB of XML)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
             for path, data in course_members(self.run, self._progress):
                 for folder in _folders(path):
                     if folder not in seen_dirs:
@@ -122,7 +124,7 @@ class DatabaseSource:
                     spool.seek(offset)
                     yield member, io.BytesIO(spool.read(length))
 
-    def _member(self, path: str, data: bytes | FileRef, spool: IO[bytes]) -> tuple[MemberInfo, Any]:
+    def _member(self, path: str, data: bytes | FileRef, spool: Any) -> tuple[MemberInfo, Any]:
         if isinstance(data, FileRef):
             return MemberInfo(path, False, data.size, self._mtime), data
         offset = spool.seek(0, io.SEEK_END)
