@@ -11,24 +11,15 @@ activity grade item of the course is in the backup
 
 from __future__ import annotations
 
+from coursevault.definitions.activity_grades import GRADE_GRADE_FIELDS, GRADE_ITEM_FIELDS
 from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
 
-ITEM_FIELDS = (
-    "categoryid", "itemname", "itemtype", "itemmodule", "iteminstance", "itemnumber",
-    "iteminfo", "idnumber", "calculation", "gradetype", "grademax", "grademin", "scaleid",
-    "outcomeid", "gradepass", "multfactor", "plusfactor", "aggregationcoef",
-    "aggregationcoef2", "weightoverride", "sortorder", "display", "decimals", "hidden",
-    "locked", "locktime", "needsupdate", "timecreated", "timemodified",
-)
-GRADE_FIELDS = (
-    "userid", "rawgrade", "rawgrademax", "rawgrademin", "rawscaleid", "usermodified",
-    "finalgrade", "hidden", "locked", "locktime", "exported", "overridden", "excluded",
-    "feedback", "feedbackformat", "information", "informationformat", "timecreated",
-    "timemodified", "aggregationstatus", "aggregationweight",
-)
+# the gradebook writes its items and grades with the fields activities do
+ITEM_FIELDS = GRADE_ITEM_FIELDS
+GRADE_FIELDS = GRADE_GRADE_FIELDS
 _COURSE_ITEMS = "(gi.itemtype = 'manual' OR gi.itemtype = 'course' OR gi.itemtype = 'category')"
 
 
