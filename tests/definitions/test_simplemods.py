@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -125,6 +126,11 @@ def _first_difference(ours: bytes, theirs: bytes) -> str:
     return f"lengths differ: Moodle {len(theirs)} bytes, ours {len(ours)}"
 
 
+def _renumbered(name: str) -> str:
+    """A member's path without its module's id (``activities/page_N/page.xml``)."""
+    return re.sub(r"_\d+/", "_N/", name)
+
+
 def _inforef(xml: bytes) -> dict[str, set[str]]:
     refs = re.finditer(r"<(?!info)(\w+)ref>(.*?)</\1ref>", xml.decode(), re.S)
     return {m.group(1): set(re.findall(r"<id>(\d+)</id>", m.group(2))) for m in refs}
@@ -139,21 +145,26 @@ def test_module_members_are_moodles(site: tuple[str, str], courseid: str) -> Non
     ours = courseid if server == "postgresql" else _mariadb_ids().get(courseid, courseid)
     seen = set()
     with read_transaction(open_engine(url), "mdl_") as reader:
-        for name, data, ctx in _our_members(reader, ours):
-            seen.add(name)
-            if server == "mariadb" and name not in reference:
-                pytest.skip(f"course {courseid}: Moodle's restore into MariaDB numbered its "
-                            "modules differently, so no member compares byte for byte")
-            assert name in reference, f"{name}: Moodle's backup has no such member"
-            assert data == reference[name], f"{name}: {_first_difference(data, reference[name])}"
-            listed = _inforef(reference[name.rsplit("/", 1)[0] + "/inforef.xml"])
-            annotated = {item: set(ids) for item, ids in ctx.ids.items.items()}
-            files, moodles = annotated.get("file", set()), listed.get("file", set())
-            assert files == moodles, (
-                f"{name}: files only we annotate {sorted(files - moodles)}, "
-                f"only Moodle {sorted(moodles - files)}")
-            for item in ("user", "scale"):
-                extra = annotated.get(item, set()) - listed.get(item, set())
-                assert not extra, f"{name}: {item} ids Moodle does not list: {sorted(extra)}"
+        members = list(_our_members(reader, ours))
+    if server == "mariadb" and any(name not in reference for name, _d, _c in members):
+        # Moodle's restore into MariaDB numbered these modules differently:
+        # no member compares byte for byte (tests/dbbackup compares them
+        # modulo ids); here, the same members of the same modules are made
+        assert Counter(_renumbered(n) for n, _d, _c in members) == Counter(
+            _renumbered(n) for n in reference if not n.endswith("/inforef.xml"))
+        return
+    for name, data, ctx in members:
+        seen.add(name)
+        assert name in reference, f"{name}: Moodle's backup has no such member"
+        assert data == reference[name], f"{name}: {_first_difference(data, reference[name])}"
+        listed = _inforef(reference[name.rsplit("/", 1)[0] + "/inforef.xml"])
+        annotated = {item: set(ids) for item, ids in ctx.ids.items.items()}
+        files, moodles = annotated.get("file", set()), listed.get("file", set())
+        assert files == moodles, (
+            f"{name}: files only we annotate {sorted(files - moodles)}, "
+            f"only Moodle {sorted(moodles - files)}")
+        for item in ("user", "scale"):
+            extra = annotated.get(item, set()) - listed.get(item, set())
+            assert not extra, f"{name}: {item} ids Moodle does not list: {sorted(extra)}"
     expected = {n for n in reference if not n.endswith("/inforef.xml")}
     assert expected <= seen, f"not written: {sorted(expected - seen)}"
