@@ -22,10 +22,10 @@ from coursevault.moodledb.site import SiteReader, open_engine, read_transaction
 
 SITE = Path(os.environ.get("COURSEVAULT_REFSITE_DIR") or
             Path(__file__).resolve().parents[2].parent / "shared" / "moodle-site")
-POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql://postgres@127.0.0.1/cv_dev")
+POSTGRES = os.environ.get("COURSEVAULT_REFSITE_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1/cv_refsite")
 MARIADB = os.environ.get("COURSEVAULT_REFSITE_MARIADB",
                          "mysql+pymysql://root@127.0.0.1/cv_refsite")
-DATAROOT = os.environ.get("COURSEVAULT_REFSITE_DATAROOT", "/tmp/dataroot")
+DATAROOT = os.environ.get("COURSEVAULT_REFSITE_DATAROOT", str(Path(__file__).resolve().parents[2] / ".cache/refsite/dataroot"))
 
 
 def unavailable(reason: str) -> None:

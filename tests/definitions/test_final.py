@@ -188,7 +188,7 @@ def _main(argv: list[str]) -> int:
     url = POSTGRES
     ref = backup_members(argv[1] if len(argv) > 1 and argv[1].isdigit() else courseid)
     with read_transaction(open_engine(url), "mdl_") as reader:
-        ours, run = final_members(reader, courseid, ref, "/tmp/dataroot")
+        ours, run = final_members(reader, courseid, ref, DATAROOT)
     for w in run.warnings:
         if "no definition" not in w:
             print("warning:", w)

@@ -10,7 +10,7 @@ roles, comments, grades -- annotate users too).
 
 Only these modules' own steps run, not the whole course, so the test takes
 a few seconds.  The site is read from PostgreSQL
-(``COURSEVAULT_REFSITE_POSTGRES``, by default the team's ``cv_dev``), which
+(``COURSEVAULT_REFSITE_POSTGRES``, by default ``cv_refsite``, as scripts/refsite loads it), which
 CI requires, and from MariaDB (``COURSEVAULT_REFSITE_MARIADB``, by default
 ``cv_refsite``) when it is there.  Moodle loaded the MariaDB site by
 restoring each course, which renumbered the modules of some (gen_s, rich):
