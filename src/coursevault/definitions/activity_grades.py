@@ -18,7 +18,7 @@ from __future__ import annotations
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Up
-from coursevault.structure.engine import Instance, sql_rows
+from coursevault.structure.engine import Instance, PrefetchWindow, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
 # modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
@@ -113,25 +113,33 @@ def _grade_items(ctx: TaskContext) -> list[Row]:
 
 def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
     """The grades of the parent grade item (Moodle: ``itemid =
-    VAR_PARENTID``).  Those of every module grade item of the course are
-    read at once, the first time a task asks (one query where there was
-    one per activity); within one item they come in the order the per-item
-    query gives, as checked item by item on the reference site on
-    PostgreSQL and MariaDB."""
+    VAR_PARENTID``).  Those of a window of the course's module grade items
+    are read at once (one query where there was one per activity, and not
+    the whole course's grades in memory: engine.PrefetchWindow); within one
+    item they come in the order the per-item query gives, as checked item by
+    item on the reference site on PostgreSQL and MariaDB."""
     memo = ctx.run.memo
-    grouped: dict[str, list[Row]] | None = memo.get("grade_grades")
-    if grouped is None:
-        items = [str(r["id"]) for rows in _course_grade_items(ctx).values() for r in rows]
-        grouped = {i: [] for i in items}
-        if items:
-            for row in ctx.reader.rows("grade_grades", {"itemid": items}):
-                grouped[str(row["itemid"])].append(row)
-        memo["grade_grades"] = grouped
+    window: PrefetchWindow | None = memo.get("grade_grades")
+    if window is None:
+        # the items in the order the plan's tasks will ask for them
+        by_key = _course_grade_items(ctx)
+        order = [(t.params["modulename"], t.params["activityid"])
+                 for t in memo.get("tasks", []) if "activityid" in t.params]
+        window = PrefetchWindow(
+            [str(r["id"]) for key in order for r in by_key.get(key, [])])
+        memo["grade_grades"] = window
     assert parent is not None
     itemid = str(parent.value(Up("id")))  # the grade_item row above the wrapper
-    if itemid not in grouped:  # an item the course-wide read did not see
+    if itemid not in window.position:  # an item the course-wide read did not see
         return list(ctx.reader.rows("grade_grades", {"itemid": itemid}))
-    return grouped[itemid]
+
+    def fetch(items: list[str]) -> dict[str, list[Row]]:
+        grouped: dict[str, list[Row]] = {}
+        for row in ctx.reader.rows("grade_grades", {"itemid": items}):
+            grouped.setdefault(str(row["itemid"]), []).append(row)
+        return grouped
+
+    return window.rows(itemid, fetch)
 
 
 def grades_structure(ctx: TaskContext) -> Nested:

@@ -172,9 +172,9 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
             # same query for every task asking the same table and column
             key = (source.table, column, literal, source.order, name,
                    ctx.params.get("modulename", "") if name == "activityid" else "")
-            windows: dict[Any, _Window] = ctx.run.memo.setdefault("task_rows", {})
+            windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("task_rows", {})
             if key not in windows:
-                windows[key] = _Window(values)
+                windows[key] = PrefetchWindow(values)
             rest = {k: v for k, v in fixed.items() if k != column}
 
             def fetch(batch: list[str]) -> dict[str, list[Row]]:
@@ -194,7 +194,7 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
 PREFETCH_WINDOW = 50
 
 
-class _Window:
+class PrefetchWindow:
     """Rows of one query shape for the plan's tasks, read a window of tasks
     at a time.  Tasks run in plan order and ask in that order, so a window
     drops the rows of the tasks before it; one asked again later (the final
@@ -253,10 +253,10 @@ def _keyed_groups(
         values = ctx.run.plan_values(name, module)
         if str(value) not in values:
             values = [str(value)]
-        windows: dict[Any, _Window] = ctx.run.memo.setdefault("keyed_sql", {})
+        windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("keyed_sql", {})
         key = (source.sql, tuple(map(str, fixed)), source.key, name, module, tuple(values))
         if key not in windows:
-            windows[key] = _Window(values)
+            windows[key] = PrefetchWindow(values)
         mine = windows[key].rows(
             str(value), lambda batch: _fetch_keyed(source, fixed, index, batch, ctx))
         grouped = {str(value): mine}
