@@ -42,6 +42,9 @@ from coursevault.structure.registry import Plugin, Step
 
 def steps(ctx: TaskContext, plugin: Plugin | None = None) -> list[Step]:
     """The final task's members, in Moodle's order."""
+    # the course, section and activity tasks are done: what they read ahead
+    # for each other is not needed any more (a final read asks again)
+    ctx.run.drop_prefetched()
     found = [
         Step("groups.xml", build=groups_structure),
         Step("questions.xml", build=_questions),

@@ -181,6 +181,16 @@ class BackupRun:
         row = cache[(plugin, name)]
         return None if row is None else dict(row)
 
+    # memo entries holding rows read ahead for the plan's tasks (engine.py's
+    # prefetch windows, activity grades)
+    PREFETCHED = ("task_rows", "keyed_sql", "grade_grades")
+
+    def drop_prefetched(self) -> None:
+        """Let go of rows read ahead for tasks that have run: a later ask
+        reads them again (from the same transaction: the same rows)."""
+        for key in self.PREFETCHED:
+            self.memo.pop(key, None)
+
     def plan_values(self, param: str, modulename: str = "") -> list[str]:
         """The values a task parameter takes across the plan's tasks (those
         of one module for ``activityid``, whose ids are per module table);
