@@ -20,6 +20,17 @@ def encode_module_links(
     return re.sub(rf"({base}/mod/{module}/view\.php\?id=)([0-9]+)", rf"$@{view}*\2@$", content)
 
 
+
+def encode_patterns(
+    content: str, link: LinkContext, patterns: tuple[tuple[str, str], ...]
+) -> str:
+    """Each ``(pattern after the site's address, marker)`` in turn, as a
+    task's ``encode_content_links`` runs its ``preg_replace`` calls."""
+    base = re.escape(link.wwwroot)
+    for pattern, marker in patterns:
+        content = re.sub(base + pattern, marker, content)
+    return content
+
 _FP_CHAR = r"(?:[-;:@#&=0-9$~_.+!*',]|[^\W\d_])"
 _FP_QCHAR = r"(?:[-;:@#&=?0-9$~_.+!*',]|[^\W\d_])"
 _FILEPHP = re.compile(

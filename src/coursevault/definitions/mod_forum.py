@@ -11,9 +11,8 @@ order users reach inforef.xml.
 
 from __future__ import annotations
 
-import re
-
 from coursevault.definitions.common import activity_structure
+from coursevault.definitions.links import encode_patterns
 from coursevault.definitions.tags import tags_enabled
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Rows, Sql, Table, Up
@@ -130,10 +129,7 @@ _FORUM_LINKS = (
 
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_forum_activity_task::encode_content_links``, in its order."""
-    base = re.escape(link.wwwroot)
-    for pattern, marker in _FORUM_LINKS:
-        content = re.sub(base + pattern, marker, content)
-    return content
+    return encode_patterns(content, link, _FORUM_LINKS)
 
 
 PLUGIN = Plugin(

@@ -19,9 +19,8 @@ receives them in.
 
 from __future__ import annotations
 
-import re
-
 from coursevault.definitions.common import activity_structure
+from coursevault.definitions.links import encode_patterns
 from coursevault.definitions.question_usages import (
     add_question_references,
     add_question_set_references,
@@ -155,10 +154,7 @@ _QUIZ_LINKS = (
 
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_quiz_activity_task::encode_content_links``, in its order."""
-    base = re.escape(link.wwwroot)
-    for pattern, marker in _QUIZ_LINKS:
-        content = re.sub(base + pattern, marker, content)
-    return content
+    return encode_patterns(content, link, _QUIZ_LINKS)
 
 
 PLUGIN = Plugin(
