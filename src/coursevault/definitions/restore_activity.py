@@ -75,14 +75,17 @@ def restore_activity(
                                 "sectionid": act.sectionid})
     refs: Mapping[tuple[str, str], str] = {
         **COMMON_REFS, **plugin.extra.get("restore_refs", {})}
+    trees = plugin.extra.get("restore_trees", {})
+    hooks = {act.modulename: restore_final.negative_scale,
+             **plugin.extra.get("restore_hooks", {})}
     for step in plugin.steps(ctx):
         data = members(f"{act.directory}/{step.member}")
-        if step.build is None or data is None:
+        build = step.build or trees.get(step.member)
+        if build is None or data is None:
             continue
         reader = MemberReader(f"{act.directory}/{step.member}", data)
-        for rec in _records_with_context(reader, step.build(ctx), contexts, ctxid):
-            insert_records(task, [rec], refs=refs,
-                           hooks={act.modulename: restore_final.negative_scale})
+        for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
+            insert_records(task, [rec], refs=refs, hooks=hooks)
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:

@@ -18,7 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from coursevault.definitions import restore_course, restore_final, restore_users
+from coursevault.definitions import (
+    restore_course,
+    restore_final,
+    restore_questions,
+    restore_users,
+)
 from coursevault.definitions.restore_activity import restore_activity
 from coursevault.definitions.restore_files import BackupMembers, restore_files
 from coursevault.definitions.restore_info import MANIFEST, BackupInfo, read_backup_info
@@ -32,8 +37,6 @@ from coursevault.structure.restore_engine import IdMap, RestoreContext
 
 # (backup release, site release) pairs the definitions read and write alike
 COMPATIBLE = {("4.5", "4.5")}
-# modules whose rows name questions.xml's (not restored yet)
-NEEDS_QUESTION_BANK = ("quiz", "qbank")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class RestoreReport:
     activities: int = 0
     left_out: list[str] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)
+    questions: dict[str, int] = field(default_factory=dict)
     rows: dict[str, int] = field(default_factory=dict)
     ids: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)
@@ -92,6 +96,7 @@ def restore_new_course(writer: SiteWriter, members: BackupMembers, options: Rest
     ctx = _build_context(writer, rc.users)
     report = RestoreReport(source_course=info.course_id)
     contexts: dict[str, int] = {}
+    rc.later["contexts"] = [contexts]  # quiz set references map their context
     _root_task(rc, members, info, report, contexts, options)
     courseid, coursectx = restore_course.create_course(
         rc, _need(members, "course/course.xml"), category=options.category,
@@ -136,16 +141,15 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     groups = members.xml("groups.xml")
     if groups is not None:
         restore_final.restore_groups(rc, ctx, groups)
+    questions = members.xml("questions.xml")
+    if questions is not None:
+        report.questions = restore_questions.restore_questions(
+            rc, ctx, questions, same_site=_same_site(rc.writer, info))
     for section in info.sections:
         restore_course.restore_section(rc, _need(members, f"{section.directory}/section.xml"))
     plugins = registry.activities()
     for act in info.activities:
         plugin = plugins.get(act.modulename)
-        if act.modulename in NEEDS_QUESTION_BANK:
-            report.left_out.append(act.directory)
-            rc.warnings.append(f"{act.directory}: {act.modulename} needs the question bank, "
-                               "which restore does not write yet: left out")
-            continue
         if plugin is None:
             report.left_out.append(act.directory)
             rc.warnings.append(f"{act.directory}: no definition for module "
@@ -155,6 +159,8 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
             report.activities += 1
         else:
             report.left_out.append(act.directory)
+    restore_questions.move_module_categories(rc, contexts)
+    restore_questions.finish_questions(rc)
     enrolments = members.xml("course/enrolments.xml")
     if enrolments is not None:
         restore_final.restore_enrolments(rc, ctx, enrolments)

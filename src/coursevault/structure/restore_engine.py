@@ -194,6 +194,8 @@ def insert_records(
                 row[column] = new if new is not None else old
         hook = hooks.get(node.name)
         if hook is not None and not hook(rc, rec, row):
+            if rec.new_id is not None and rec.old_id() is not None:  # matched, not written
+                rc.ids.set(table, rec.old_id(), rec.new_id)
             continue
         rec.new_id = rc.writer.insert(table, row)
         written[table] += 1
@@ -202,9 +204,27 @@ def insert_records(
         own = source.where.get("id")
         if isinstance(own, Param):  # the activity's own row: its children bind to it
             rc.params[own.name] = rec.new_id
+        elif isinstance(own, Up) and own.field != "id":
+            _named_by_ancestor(rc, rec, own, rec.new_id)
         for column, target, old in deferred:
             rc.deferred.append(Deferred(table, rec.new_id, column, target, old))
     return written
+
+
+def _named_by_ancestor(rc: RestoreContext, rec: Record, own: Up, new_id: int) -> None:
+    """A row an ancestor's column names (a version's ``questionid`` is the
+    question below it): written first with a placeholder, that column is
+    set once the row has its id."""
+    walk = rec.parent
+    while walk is not None:
+        source = walk.node.source
+        if isinstance(source, Sql):
+            source = sql_table(source)
+        if walk.new_id is not None and isinstance(source, Table) and (
+                own.element is None or walk.name == own.element):
+            rc.writer.update(source.table, walk.new_id, {own.field: new_id})
+            return
+        walk = walk.parent
 
 
 class _Probe(dict[str, Any]):
