@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Annotated, Any
 
 import typer
@@ -20,7 +21,18 @@ def restore(
     dataroot: Annotated[str, typer.Option("--dataroot", help="The site's data folder "
                                           "(holding filedir/).")],
     new_course: Annotated[bool, typer.Option(
-        "--new-course", help="Restore as a new course (the only mode so far).")] = True,
+        "--new-course", help="Restore as a new course (the default).")] = False,
+    into: Annotated[int | None, typer.Option(
+        "--into", help="Restore into this existing course (with --merge).")] = None,
+    merge: Annotated[bool, typer.Option(
+        "--merge", help="With --into: add the backup's sections and activities to the "
+        "course.")] = False,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="With --into: replace the course's content (not implemented "
+        "yet).")] = False,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Restore only this activity or section folder of the backup "
+        "(activities/forum_12, sections/section_3; repeat).")] = None,
     category: Annotated[int | None, typer.Option(
         "--category", help="Category of the new course (default: the backup's, if this "
         "site has it, else the first top-level one).")] = None,
@@ -29,6 +41,9 @@ def restore(
                          ] = None,
     fullname: Annotated[str | None, typer.Option("--fullname", help="Full name of the new "
                                                  "course.")] = None,
+    start_date: Annotated[str | None, typer.Option(
+        "--start-date", help="New course start date (YYYY-MM-DD, UTC; or epoch seconds): "
+        "every date of the course moves by the same amount.")] = None,
     no_users: Annotated[bool, typer.Option("--no-users", help="Leave user data out.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Report what would be created and matched; write nothing.")] = False,
@@ -45,18 +60,47 @@ def restore(
     file store only with it: on any error the site is left as it was
     (exit 13 for the database, 2 for the backup's content).
     """
-    if not new_course:
-        raise api.UsageError("only --new-course restores exist so far")
+    _check_target(new_course, into, merge, replace)
     request = api.RestoreRequest(
         selector=snapshot, db_url=db, dataroot=dataroot, category=category,
         shortname=shortname, fullname=fullname, users=not no_users, dry_run=dry_run,
-        prefix=prefix)
+        prefix=prefix, into=into, only=tuple(only or ()),
+        start_date=_date(start_date) if start_date is not None else None)
     with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         report = api.restore_to_database(r, request)
     if json_out:
         output.print_json(report)
         return
     _print_report(report)
+
+
+def _date(text: str) -> int:
+    """YYYY-MM-DD (UTC midnight), an ISO 8601 time, or epoch seconds."""
+    from datetime import datetime
+
+    if text.isdigit():
+        return int(text)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise api.UsageError(f"--start-date {text!r} is not a date (YYYY-MM-DD)") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp())
+
+
+def _check_target(new_course: bool, into: int | None, merge: bool, replace: bool) -> None:
+    if into is None:
+        if merge or replace:
+            raise api.UsageError("--merge and --replace go with --into COURSEID")
+        return
+    if new_course:
+        raise api.UsageError("--new-course and --into exclude each other")
+    if replace:
+        raise api.UsageError("--replace is not implemented yet: use --merge, or restore "
+                             "as a new course")
+    if not merge:
+        raise api.UsageError("--into needs --merge (add to the course)")
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -66,6 +110,8 @@ def _print_report(report: dict[str, Any]) -> None:
     users = report.get("users") or {}
     course = (f"course {report['courseid']} ({report['shortname']})"
               if not report["dry_run"] else "a new course")
+    if report.get("into") and not report["dry_run"]:
+        course = f"course {report['courseid']} ({report['shortname']}), merged"
     output.out.print(
         f"{verb} snapshot {report['snapshot'][:12]} as {course}: "
         f"{report['activities']} activities, {sum(report['rows'].values())} rows, "

@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from coursevault.errors import SiteDataError
-from coursevault.structure.restore_engine import RestoreContext
+from coursevault.structure.restore_engine import RestoreContext, shift_dates
 from coursevault.structure.reverse import NULL
 
 CONTEXT_COURSE = 50
@@ -59,7 +59,8 @@ def course_names(rc: RestoreContext, fullname: str, shortname: str) -> tuple[str
 
 
 def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
-                  shortname: str | None, fullname: str | None, now: int) -> tuple[int, int]:
+                  shortname: str | None, fullname: str | None, now: int,
+                  start_date: int | None = None) -> tuple[int, int]:
     """course.xml as a new course; (course id, course context id)."""
     root = ET.fromstring(data)
     values: dict[str, Any] = {k: v for k, v in finals(root).items() if k not in _COURSE_SKIP}
@@ -72,6 +73,11 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
                                shortname or str(values.get("shortname") or ""))
     top = rc.writer.scalar("SELECT MAX(sortorder) FROM {course} WHERE category = :c",
                            {"c": category})
+    if start_date is not None:
+        end = int(values.get("enddate") or 0)
+        if end:
+            values["enddate"] = end + start_date - int(values.get("startdate") or 0)
+        values["startdate"] = start_date
     values.update(category=category, fullname=full, shortname=short, cacherev=now,
                   sortorder=int(top or int(cat.get("sortorder") or 0)) + 1,
                   timecreated=now, timemodified=now)
@@ -146,6 +152,8 @@ def restore_module(rc: RestoreContext, data: bytes, module: int) -> tuple[int, i
     row.update(course=rc.param("courseid"), module=module, instance=0, section=section,
                availability=None, deletioninprogress=0,
                groupingid=rc.map_ref("groupings", v.get("groupingid"), column="groupingid"))
+    if rc.date_offset and rc.is_date is not None:
+        shift_dates(rc, "course_modules", row)
     cmid = rc.writer.insert("course_modules", row)
     rc.ids.set("course_modules", root.get("id"), cmid)
     ctxid = create_context(rc, CONTEXT_MODULE, cmid, int(rc.param("coursecontextid")))

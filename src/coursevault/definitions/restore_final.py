@@ -169,6 +169,9 @@ def restore_scales(rc: RestoreContext, data: bytes) -> None:
                                         "courseid": 0})
         if found is None and values.get("courseid") == "0":
             found = rc.writer.one("scale", {"scale": values.get("scale", "")})
+        if found is None:  # restoring into a course that has it (a merge)
+            found = rc.writer.one("scale", {"scale": values.get("scale", ""),
+                                            "courseid": rc.param("courseid")})
         if found is not None:
             rc.ids.set("scale", el.get("id"), int(found["id"]))
             continue
@@ -186,6 +189,9 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
         found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
                                                  "courseid": None}) \
             if values.get("courseid") in ("", "$@NULL@$") else None
+        if found is None:  # restoring into a course that has it (a merge)
+            found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
+                                                     "courseid": rc.param("courseid")})
         if found is None:
             row: dict[str, Any] = dict(values)
             row["courseid"] = rc.param("courseid")
@@ -195,8 +201,9 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
         else:
             new = int(found["id"])
         rc.ids.set("grade_outcomes", el.get("id"), new)
-        rc.writer.insert("grade_outcomes_courses", {"courseid": rc.param("courseid"),
-                                                    "outcomeid": new})
+        link = {"courseid": rc.param("courseid"), "outcomeid": new}
+        if rc.writer.dry_run or rc.writer.one("grade_outcomes_courses", link) is None:
+            rc.writer.insert("grade_outcomes_courses", link)
 
 
 def negative_scale(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:

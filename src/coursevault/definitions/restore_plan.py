@@ -20,13 +20,21 @@ from typing import Any
 
 from coursevault.definitions import (
     restore_course,
+    restore_dates,
     restore_final,
+    restore_merge,
     restore_questions,
     restore_users,
 )
 from coursevault.definitions.restore_activity import restore_activity
 from coursevault.definitions.restore_files import BackupMembers, restore_files
-from coursevault.definitions.restore_info import MANIFEST, BackupInfo, read_backup_info
+from coursevault.definitions.restore_info import (
+    MANIFEST,
+    ActivityInfo,
+    BackupInfo,
+    SectionInfo,
+    read_backup_info,
+)
 from coursevault.errors import BadInputError, SiteDataError
 from coursevault.moodledb.filedir import Staging
 from coursevault.moodledb.site import SiteReader
@@ -37,6 +45,8 @@ from coursevault.structure.restore_engine import IdMap, RestoreContext
 
 # (backup release, site release) pairs the definitions read and write alike
 COMPATIBLE = {("4.5", "4.5")}
+# modules whose rows name the question bank's (questions.xml is restored for them)
+QUESTION_USERS = ("quiz", "qbank")
 
 
 @dataclass
@@ -46,6 +56,9 @@ class RestoreOptions:
     fullname: str | None = None
     users: bool = True
     now: int = 0
+    start_date: int | None = None  # the new start date: dates move with it
+    into: int | None = None  # merge into this existing course
+    only: tuple[str, ...] = ()  # activity and section folders to restore
 
 
 @dataclass
@@ -54,6 +67,8 @@ class RestoreReport:
     shortname: str = ""
     fullname: str = ""
     source_course: str = ""
+    into: bool = False
+    date_offset: int = 0
     users: dict[str, Any] = field(default_factory=dict)
     activities: int = 0
     left_out: list[str] = field(default_factory=list)
@@ -84,33 +99,50 @@ def check_release(writer: SiteWriter, info: BackupInfo) -> None:
             f"{site}: coursevault restores {', '.join(f'{b} into {s}' for b, s in sorted(COMPATIBLE))}")
 
 
-def restore_new_course(writer: SiteWriter, members: BackupMembers, options: RestoreOptions,
-                       staging: Staging | None) -> RestoreReport:
-    """Restore ``members`` as a new course inside the writer's transaction."""
+def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: RestoreOptions,
+                          staging: Staging | None) -> RestoreReport:
+    """Restore ``members`` -- as a new course, or into ``options.into`` --
+    inside the writer's transaction."""
     manifest = members.xml(MANIFEST)
     if manifest is None:
         raise BadInputError(f"the snapshot has no {MANIFEST}: not a Moodle course backup")
     info = read_backup_info(manifest)
     check_release(writer, info)
     rc = RestoreContext(writer, IdMap(), users=options.users and info.setting("users"))
+    if options.start_date is not None and info.course_startdate:
+        rc.date_offset = options.start_date - info.course_startdate
+        rc.is_date = restore_dates.is_date
     ctx = _build_context(writer, rc.users)
     report = RestoreReport(source_course=info.course_id)
     contexts: dict[str, int] = {}
     rc.later["contexts"] = [contexts]  # quiz set references map their context
+    sections, activities = restore_merge.select(info, options.only)
+    if options.into is not None:
+        courseid, coursectx = restore_merge.existing_course(rc, options.into)
+        rc.overrides.update(restore_merge.HOOKS)
+        rc.params["merge"] = True
+    if options.only:
+        rc.overrides.update(restore_merge.PART_HOOKS)
     _root_task(rc, members, info, report, contexts, options)
-    courseid, coursectx = restore_course.create_course(
-        rc, _need(members, "course/course.xml"), category=options.category,
-        shortname=options.shortname, fullname=options.fullname, now=options.now)
+    if options.into is None:
+        courseid, coursectx = restore_course.create_course(
+            rc, _need(members, "course/course.xml"), category=options.category,
+            shortname=options.shortname, fullname=options.fullname, now=options.now,
+            start_date=options.start_date)
     rc.params.update(courseid=courseid, coursecontextid=coursectx, contextid=coursectx)
     ctx.run.course["id"] = str(courseid)
     ctx.params.update(courseid=str(courseid), contextid=str(coursectx))
     contexts[info.course_contextid] = coursectx
-    _course_task(rc, ctx, members, info, report, contexts)
+    _course_task(rc, ctx, members, Selection(info, sections, activities, options), report, contexts)
     _final_task(rc, ctx, members, contexts, staging, report)
     rc.resolve_deferred()
     restore_course.finish_course(rc, courseid)
+    if options.into is not None:
+        restore_merge.finish_merge(rc, courseid, options.now)
     course = writer.one("course", {"id": courseid}) if not writer.dry_run else None
     report.courseid = courseid
+    report.into = options.into is not None
+    report.date_offset = rc.date_offset
     report.shortname = str(course["shortname"]) if course else ""
     report.fullname = str(course["fullname"]) if course else ""
     report.rows, report.ids = dict(sorted(writer.counts.items())), rc.ids.counts()
@@ -131,8 +163,22 @@ def _root_task(rc: RestoreContext, members: BackupMembers, info: BackupInfo,
         report.users = outcome.as_dict()
 
 
+@dataclass
+class Selection:
+    """What of the backup's course is restored, and how."""
+
+    info: BackupInfo
+    sections: list[SectionInfo]
+    activities: list[ActivityInfo]
+    options: RestoreOptions
+
+    @property
+    def whole(self) -> bool:
+        return not self.options.only
+
+
 def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
-                 info: BackupInfo, report: RestoreReport, contexts: dict[str, int]) -> None:
+                 chosen: Selection, report: RestoreReport, contexts: dict[str, int]) -> None:
     for member, restore in (("scales.xml", restore_final.restore_scales),
                             ("outcomes.xml", restore_final.restore_outcomes)):
         data = members.xml(member)
@@ -142,13 +188,16 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     if groups is not None:
         restore_final.restore_groups(rc, ctx, groups)
     questions = members.xml("questions.xml")
-    if questions is not None:
+    if questions is not None and (chosen.whole or any(
+            a.modulename in QUESTION_USERS for a in chosen.activities)):
         report.questions = restore_questions.restore_questions(
-            rc, ctx, questions, same_site=_same_site(rc.writer, info))
-    for section in info.sections:
-        restore_course.restore_section(rc, _need(members, f"{section.directory}/section.xml"))
+            rc, ctx, questions, same_site=_same_site(rc.writer, chosen.info))
+    for section in chosen.sections:
+        data = _need(members, f"{section.directory}/section.xml")
+        if chosen.options.into is None or restore_merge.merge_section(rc, data) is None:
+            restore_course.restore_section(rc, data)
     plugins = registry.activities()
-    for act in info.activities:
+    for act in chosen.activities:
         plugin = plugins.get(act.modulename)
         if plugin is None:
             report.left_out.append(act.directory)
@@ -161,6 +210,8 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
             report.left_out.append(act.directory)
     restore_questions.move_module_categories(rc, contexts)
     restore_questions.finish_questions(rc)
+    if not chosen.whole:
+        return  # one activity or section: the course's own members stay as they are
     enrolments = members.xml("course/enrolments.xml")
     if enrolments is not None:
         restore_final.restore_enrolments(rc, ctx, enrolments)
@@ -204,3 +255,6 @@ def _build_context(writer: SiteWriter, users: bool) -> TaskContext:
                     backup_version="", backup_release="", backup_key=None)
     run = BackupRun(SiteReader(writer.conn, writer.prefix), site, settings, {"id": "0"})
     return TaskContext(run, {})
+
+
+restore_new_course = restore_course_backup  # the name of its first form

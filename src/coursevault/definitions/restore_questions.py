@@ -78,6 +78,14 @@ def _category(rc: RestoreContext, rec: Record, row: dict[str, Any], same_site: b
     old_context = str(row.get("contextid") or "")
     course_context = int(rc.param("coursecontextid"))
     row["contextid"] = course_context
+    if level == CONTEXT_COURSE and rc.params.get("merge"):
+        found = rc.writer.one("question_categories",
+                              {"contextid": course_context, "stamp": row.get("stamp") or ""})
+        if found is not None:  # merging again: the course's own copy
+            rec.new_id = int(found["id"])
+            rec.extra["matched"] = True
+            counts["categories_matched"] += 1
+            return False
     if level == CONTEXT_MODULE:
         rc.later.setdefault("module_categories", []).append((rec, old_context))
     elif (level in (CONTEXT_SYSTEM, CONTEXT_COURSECAT) and same_site

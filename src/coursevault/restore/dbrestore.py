@@ -38,6 +38,9 @@ class RestoreRequest:
     users: bool = True
     dry_run: bool = False
     prefix: str = "mdl_"
+    into: int | None = None
+    only: tuple[str, ...] = ()
+    start_date: int | None = None
 
 
 class SnapshotMembers:
@@ -68,7 +71,8 @@ class SnapshotMembers:
 
 def restore_snapshot(repo: Repository, snap: SnapshotRow,
                      request: RestoreRequest) -> dict[str, Any]:
-    """Restore the snapshot as a new course; the report as a dict."""
+    """Restore the snapshot as a new course or into an existing one; the
+    report as a dict."""
     from coursevault.moodledb.connect import open_engine, translated_errors
 
     started = time.monotonic()
@@ -88,13 +92,14 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
 
 
 def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
-    from coursevault.definitions.restore_plan import RestoreOptions, restore_new_course
+    from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
     from coursevault.moodledb.filedir import Staging, recover
     from coursevault.moodledb.sitewriter import SiteWriter
 
     options = RestoreOptions(category=request.category, shortname=request.shortname,
                              fullname=request.fullname, users=request.users,
-                             now=int(time.time()))
+                             now=int(time.time()), into=request.into, only=request.only,
+                             start_date=request.start_date)
     staging = None if request.dry_run else Staging(request.dataroot)
     with engine.connect() as conn:
         if not request.dry_run:
@@ -102,7 +107,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
         with conn.begin() as tx:
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
             try:
-                report = restore_new_course(writer, members, options, staging)
+                report = restore_course_backup(writer, members, options, staging)
                 if staging is not None:
                     staging.publish()
                 if request.dry_run:

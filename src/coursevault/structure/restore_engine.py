@@ -95,6 +95,11 @@ class RestoreContext:
     # (component, filearea) -> table whose new ids the files' itemids take
     # (None: itemids kept), from the definitions' file annotations
     file_areas: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # hooks that run before a step's own (a merge matching existing rows)
+    overrides: dict[str, Hook] = field(default_factory=dict)
+    # seconds added to every date column (is_date) that is not 0
+    date_offset: int = 0
+    is_date: Callable[[str, str], bool] | None = None
 
     def param(self, name: str) -> Any:
         try:
@@ -106,7 +111,8 @@ class RestoreContext:
         """A context for one task: the same map and writer, its own values."""
         return RestoreContext(self.writer, self.ids, {**self.params, **values}, self.users,
                               self.deferred, self.unmapped, self.warnings, self.later,
-                              self.file_areas)
+                              self.file_areas, self.overrides, self.date_offset,
+                              self.is_date)
 
     def map_ref(self, table: str, old: Any, *, column: str) -> int | None:
         """``old``'s new id in ``table``; None for NULL/0, and 0 (counted)
@@ -192,7 +198,9 @@ def insert_records(
                 row[column] = 0
             else:
                 row[column] = new if new is not None else old
-        hook = hooks.get(node.name)
+        if rc.date_offset and rc.is_date is not None:
+            shift_dates(rc, table, row)
+        hook = _chain(rc.overrides.get(node.name), hooks.get(node.name))
         if hook is not None and not hook(rc, rec, row):
             if rec.new_id is not None and rec.old_id() is not None:  # matched, not written
                 rc.ids.set(table, rec.old_id(), rec.new_id)
@@ -209,6 +217,27 @@ def insert_records(
         for column, target, old in deferred:
             rc.deferred.append(Deferred(table, rec.new_id, column, target, old))
     return written
+
+
+def shift_dates(rc: RestoreContext, table: str, row: dict[str, Any]) -> None:
+    """Add the restore's date offset to the row's non-zero date columns."""
+    assert rc.is_date is not None
+    for column, value in row.items():
+        if value is None or not rc.is_date(table, column):
+            continue
+        text = str(value).strip()
+        if text.lstrip("-").isdigit() and int(text) != 0:
+            row[column] = int(text) + rc.date_offset
+
+
+def _chain(first: Hook | None, then: Hook | None) -> Hook | None:
+    if first is None or then is None:
+        return first or then
+
+    def both(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+        return first(rc, rec, row) and then(rc, rec, row)
+
+    return both
 
 
 def _named_by_ancestor(rc: RestoreContext, rec: Record, own: Up, new_id: int) -> None:
