@@ -37,6 +37,7 @@ class SiteWriter:
         self._tables: dict[str, sa.Table] = {}
         self._fake_id = 0
         self.counts: dict[str, int] = {}
+        self._sqlite = conn.dialect.name == "sqlite"
         for tdef in table_defs():
             self._types[tdef.name] = {"id": "I8", **{c.name: c.type_code for c in tdef.columns}}
             self._nullable[tdef.name] = {"id": False,
@@ -71,6 +72,8 @@ class SiteWriter:
         """Insert one row (its ``id`` ignored) and return the id given."""
         values = self.typed(table, row)
         values.pop("id", None)
+        if self._sqlite:
+            values = _sqlite_values(values)
         self.counts[table] = self.counts.get(table, 0) + 1
         if self.dry_run:
             self._fake_id -= 1
@@ -83,6 +86,8 @@ class SiteWriter:
         typed = self.typed(table, values)
         if self.dry_run or not typed:
             return
+        if self._sqlite:
+            typed = _sqlite_values(typed)
         t = self._tables[table]
         self.conn.execute(t.update().where(t.c.id == row_id).values(**typed))
 
@@ -105,6 +110,12 @@ class SiteWriter:
         """One value of Moodle-style SQL with ``{table}`` names and named params."""
         text = _prefixed(sql, self.prefix)
         return self.conn.execute(sa.text(text), dict(params or {})).scalar()
+
+
+def _sqlite_values(values: Row) -> Row:
+    """sqlite3 binds no Decimal: numbers go as their text, which a NUMERIC
+    column stores as a number."""
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
 def _prefixed(sql: str, prefix: str) -> str:
