@@ -69,7 +69,9 @@ def read_backup_info(data: bytes) -> BackupInfo:
 
     kind = text("details/detail/type")
     if kind and kind != "course":
-        raise BadInputError(f"{MANIFEST}: a {kind} backup, not a course backup")
+        article = "an" if kind[:1] in "aeiou" else "a"
+        raise BadInputError(f"{MANIFEST}: {article} {kind} backup, not a course backup "
+                            "(restore restores whole-course backups)")
     result = BackupInfo(
         release=text("backup_release"), moodle_version=text("moodle_version"),
         site_hash=text("original_site_identifier_hash"), course_id=text("original_course_id"),

@@ -44,7 +44,9 @@ from coursevault.structure.context import SETTINGS, BackupRun, SiteInfo, TaskCon
 from coursevault.structure.restore_engine import IdMap, RestoreContext
 
 # (backup release, site release) pairs the definitions read and write alike
-COMPATIBLE = {("4.5", "4.5")}
+# Since 4.0 a backup's question bank has entries and versions, as 4.5's does;
+# older releases' fields differ more (tested on the corpus: tests/dbrestore)
+COMPATIBLE = {(f"4.{minor}", "4.5") for minor in range(6)}
 # modules whose rows name the question bank's (questions.xml is restored for them)
 QUESTION_USERS = ("quiz", "qbank")
 
@@ -94,9 +96,16 @@ def check_release(writer: SiteWriter, info: BackupInfo) -> None:
     site = site_release(writer)
     branch = ".".join(site.split(" ")[0].rstrip("+").split(".")[:2])
     if (info.release, branch) not in COMPATIBLE:
+        made = sorted({b for b, s in COMPATIBLE if s == branch}, key=_release_key)
+        can = (f"backups of Moodle {made[0]} to {made[-1]} into Moodle {branch}" if made
+               else f"into Moodle {', '.join(sorted({s for _b, s in COMPATIBLE}))} only")
         raise BadInputError(
             f"the backup was made by Moodle {info.release or '?'} and the site runs Moodle "
-            f"{site}: coursevault restores {', '.join(f'{b} into {s}' for b, s in sorted(COMPATIBLE))}")
+            f"{site}: coursevault restores {can}")
+
+
+def _release_key(release: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in release.split(".") if p.isdigit())
 
 
 def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: RestoreOptions,
