@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from coursevault.errors import SiteDataError
-from coursevault.structure.restore_engine import RestoreContext, shift_dates
+from coursevault.structure.restore_engine import RestoreContext, note_markers, shift_dates
 from coursevault.structure.reverse import NULL
 
 CONTEXT_COURSE = 50
@@ -82,6 +82,7 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
                   sortorder=int(top or int(cat.get("sortorder") or 0)) + 1,
                   timecreated=now, timemodified=now)
     courseid = rc.writer.insert("course", values)
+    note_markers(rc, "course", courseid, values)
     catctx = rc.writer.one("context", {"contextlevel": 40, "instanceid": category})
     ctxid = create_context(rc, CONTEXT_COURSE, courseid, int(catctx["id"]) if catctx else 0)
     rc.writer.update("course_categories", category,
@@ -121,6 +122,7 @@ def restore_section(rc: RestoreContext, data: bytes) -> int:
         "timemodified": v.get("timemodified"),
     }
     new = rc.writer.insert("course_sections", row)
+    note_markers(rc, "course_sections", new, row)
     rc.ids.set("course_sections", root.get("id"), new)
     rc.later.setdefault("sections", []).append(
         (new, v.get("sequence") or "", v.get("availabilityjson"), v.get("component"),

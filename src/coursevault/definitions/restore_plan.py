@@ -22,6 +22,7 @@ from coursevault.definitions import (
     restore_course,
     restore_dates,
     restore_final,
+    restore_links,
     restore_merge,
     restore_questions,
     restore_users,
@@ -71,6 +72,7 @@ class RestoreReport:
     source_course: str = ""
     into: bool = False
     date_offset: int = 0
+    links: int = 0  # texts whose link markers were decoded
     users: dict[str, Any] = field(default_factory=dict)
     activities: int = 0
     left_out: list[str] = field(default_factory=list)
@@ -142,10 +144,12 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     ctx.run.course["id"] = str(courseid)
     ctx.params.update(courseid=str(courseid), contextid=str(coursectx))
     contexts[info.course_contextid] = coursectx
+    rc.ids.set("course", info.course_id, courseid)
     _course_task(rc, ctx, members, Selection(info, sections, activities, options), report, contexts)
     _final_task(rc, ctx, members, contexts, staging, report)
     rc.resolve_deferred()
     restore_course.finish_course(rc, courseid)
+    report.links = restore_links.decode_links(rc, courseid)
     if options.into is not None:
         restore_merge.finish_merge(rc, courseid, options.now)
     course = writer.one("course", {"id": courseid}) if not writer.dry_run else None

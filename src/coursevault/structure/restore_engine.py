@@ -207,6 +207,7 @@ def insert_records(
             continue
         rec.new_id = rc.writer.insert(table, row)
         written[table] += 1
+        note_markers(rc, table, rec.new_id, row)
         if rec.old_id() is not None:
             rc.ids.set(table, rec.old_id(), rec.new_id)
         own = source.where.get("id")
@@ -217,6 +218,14 @@ def insert_records(
         for column, target, old in deferred:
             rc.deferred.append(Deferred(table, rec.new_id, column, target, old))
     return written
+
+
+def note_markers(rc: RestoreContext, table: str, row_id: int, row: dict[str, Any]) -> None:
+    """Texts holding a backup's link markers (``$@...@$``), for the
+    after-restore pass to decode once every id is known."""
+    for column, value in row.items():
+        if isinstance(value, str) and "$@" in value:
+            rc.later.setdefault("links", []).append((table, row_id, column, value))
 
 
 def shift_dates(rc: RestoreContext, table: str, row: dict[str, Any]) -> None:
