@@ -100,6 +100,33 @@ class _Site:
         self.conn.execute(t.update().where(t.c.id == row_id).values(changes))
 
 
+def quiz_with_attempts(conn: sa.Connection, course: int) -> tuple[int, int, int]:
+    """The course's quiz with attempts, its course module, and a student
+    enrolled in the course without an attempt."""
+    quiz, cm = conn.execute(
+        sa.text(
+            "SELECT q.id, cm.id FROM mdl_quiz q JOIN mdl_modules m ON m.name = 'quiz'"
+            " JOIN mdl_course_modules cm ON cm.module = m.id AND cm.instance = q.id"
+            " WHERE q.course = :c AND EXISTS (SELECT 1 FROM mdl_quiz_attempts a WHERE a.quiz = q.id)"
+            " ORDER BY q.id LIMIT 1"
+        ),
+        {"c": course},
+    ).one()
+    student = conn.execute(
+        sa.text(
+            "SELECT ue.userid FROM mdl_user_enrolments ue JOIN mdl_enrol e ON e.id = ue.enrolid"
+            " JOIN mdl_context ctx ON ctx.contextlevel = 50 AND ctx.instanceid = e.courseid"
+            " JOIN mdl_role_assignments ra ON ra.contextid = ctx.id AND ra.userid = ue.userid"
+            " JOIN mdl_role r ON r.id = ra.roleid AND r.shortname = 'student'"
+            " WHERE e.courseid = :c AND ue.userid NOT IN"
+            " (SELECT userid FROM mdl_quiz_attempts WHERE quiz = :q)"
+            " ORDER BY ue.userid LIMIT 1"
+        ),
+        {"c": course, "q": quiz},
+    ).scalar_one()
+    return int(quiz), int(cm), int(student)
+
+
 def add_quiz_attempt(
     conn: sa.Connection, quiz_id: int, user_id: int, now: int, *, prefix: str = "mdl_"
 ) -> NewAttempt:
@@ -245,6 +272,26 @@ def _complete_on_grade(site: _Site, quiz: dict[str, Any], user_id: int, now: int
         "timemodified": now,
     }
     return site.insert("course_modules_completion", row)
+
+
+def quiz_question_entry(conn: sa.Connection, course: int) -> tuple[int, int, int]:
+    """A shortanswer question bank entry the course's quiz uses (its category),
+    and the editing teacher who wrote it."""
+    entry, category, owner = conn.execute(
+        sa.text(
+            "SELECT e.id, e.questioncategoryid, e.ownerid FROM mdl_question_references r"
+            " JOIN mdl_quiz_slots s ON s.id = r.itemid AND r.component = 'mod_quiz'"
+            "   AND r.questionarea = 'slot'"
+            " JOIN mdl_quiz q ON q.id = s.quizid"
+            " JOIN mdl_question_bank_entries e ON e.id = r.questionbankentryid"
+            " JOIN mdl_question_versions v ON v.questionbankentryid = e.id"
+            " JOIN mdl_question qn ON qn.id = v.questionid"
+            " WHERE q.course = :c AND qn.qtype = 'shortanswer' AND r.version IS NULL"
+            " ORDER BY e.id LIMIT 1"
+        ),
+        {"c": course},
+    ).one()
+    return int(entry), int(category), int(owner)
 
 
 def add_question_version(

@@ -37,7 +37,12 @@ from coursevault.api import open_repository
 from coursevault.snapshot import dbbackup
 
 from .clirun import Result
-from .quizchurn import add_question_version, add_quiz_attempt
+from .quizchurn import (
+    add_question_version,
+    add_quiz_attempt,
+    quiz_question_entry,
+    quiz_with_attempts,
+)
 from .refsite import RefSite
 from .treeplaces import ARCHIVE, Increment, increment, within
 
@@ -193,7 +198,7 @@ def test_a_new_quiz_attempt_stores_only_its_subtrees(
     key = quiet.outcome["course"]
     quiet_diff = course.diff(key)
     with course.engine.begin() as conn:
-        quiz, cm, student = _quiz_and_student(conn, course.id)
+        quiz, cm, student = quiz_with_attempts(conn, course.id)
         new = add_quiz_attempt(conn, quiz, student, course.changed_at())
     change = course.night(monkeypatch)
 
@@ -227,33 +232,6 @@ def _split(place: str) -> tuple[str, str]:
 
 def _members(diff: dict[str, Any]) -> set[str]:
     return {m["path"] for m in diff["members"]}
-
-
-def _quiz_and_student(conn: sa.Connection, course: int) -> tuple[int, int, int]:
-    """The course's quiz with attempts, its course module, and a student
-    enrolled in the course without an attempt."""
-    quiz, cm = conn.execute(
-        sa.text(
-            "SELECT q.id, cm.id FROM mdl_quiz q JOIN mdl_modules m ON m.name = 'quiz'"
-            " JOIN mdl_course_modules cm ON cm.module = m.id AND cm.instance = q.id"
-            " WHERE q.course = :c AND EXISTS (SELECT 1 FROM mdl_quiz_attempts a WHERE a.quiz = q.id)"
-            " ORDER BY q.id LIMIT 1"
-        ),
-        {"c": course},
-    ).one()
-    student = conn.execute(
-        sa.text(
-            "SELECT ue.userid FROM mdl_user_enrolments ue JOIN mdl_enrol e ON e.id = ue.enrolid"
-            " JOIN mdl_context ctx ON ctx.contextlevel = 50 AND ctx.instanceid = e.courseid"
-            " JOIN mdl_role_assignments ra ON ra.contextid = ctx.id AND ra.userid = ue.userid"
-            " JOIN mdl_role r ON r.id = ra.roleid AND r.shortname = 'student'"
-            " WHERE e.courseid = :c AND ue.userid NOT IN"
-            " (SELECT userid FROM mdl_quiz_attempts WHERE quiz = :q)"
-            " ORDER BY ue.userid LIMIT 1"
-        ),
-        {"c": course, "q": quiz},
-    ).scalar_one()
-    return int(quiz), int(cm), int(student)
 
 
 def _grade_places(course: Course, *grade_ids: int) -> list[str]:
@@ -298,7 +276,7 @@ def test_a_new_question_version_stores_only_its_subtree(
     key = quiet.outcome["course"]
     quiet_diff = course.diff(key)
     with course.engine.begin() as conn:
-        entry, category, teacher = _quiz_entry_and_teacher(conn, course.id)
+        entry, category, teacher = quiz_question_entry(conn, course.id)
         new = add_question_version(conn, entry, teacher, course.changed_at())
     change = course.night(monkeypatch)
 
@@ -317,23 +295,3 @@ def test_a_new_question_version_stores_only_its_subtree(
     assert _members(diff) == {"questions.xml"} | _members(quiet_diff)
     records = _quiet_diff_records(diff) - _quiet_diff_records(quiet_diff)
     assert records == {("added", *_split(version_place))}
-
-
-def _quiz_entry_and_teacher(conn: sa.Connection, course: int) -> tuple[int, int, int]:
-    """A shortanswer question bank entry the course's quiz uses (its category),
-    and the editing teacher who wrote it."""
-    entry, category, owner = conn.execute(
-        sa.text(
-            "SELECT e.id, e.questioncategoryid, e.ownerid FROM mdl_question_references r"
-            " JOIN mdl_quiz_slots s ON s.id = r.itemid AND r.component = 'mod_quiz'"
-            "   AND r.questionarea = 'slot'"
-            " JOIN mdl_quiz q ON q.id = s.quizid"
-            " JOIN mdl_question_bank_entries e ON e.id = r.questionbankentryid"
-            " JOIN mdl_question_versions v ON v.questionbankentryid = e.id"
-            " JOIN mdl_question qn ON qn.id = v.questionid"
-            " WHERE q.course = :c AND qn.qtype = 'shortanswer' AND r.version IS NULL"
-            " ORDER BY e.id LIMIT 1"
-        ),
-        {"c": course},
-    ).one()
-    return int(entry), int(category), int(owner)
