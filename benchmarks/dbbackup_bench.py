@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from ingest_bench import CV, Bench
@@ -113,12 +114,38 @@ def forum_page_night(course: int) -> None:
         WHERE id = (SELECT min(id) FROM mdl_page WHERE course = {course})""")
 
 
-def backup(bench: Bench, repo: Path, url: str, dataroot: str, course: int) -> tuple[float, float,
-                                                                                    dict]:
+class Run(NamedTuple):
+    """One ``coursevault backup`` process: wall and CPU seconds (user + system,
+    steadier than wall on a shared machine; the database server's own time
+    is not in it), peak RSS, and what it reported (its "seconds": the
+    backup itself, without start-up)."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+    outcome: dict[str, Any]
+
+
+def backup(bench: Bench, repo: Path, url: str, dataroot: str, course: int) -> Run:
     m = bench.measure([CV, "-r", str(repo), "backup", "--db", url, "--dataroot", dataroot,
                        "--course", str(course), "--json"])
     [outcome] = json.loads(m.stdout)
-    return m.seconds, m.peak_rss_mb, outcome
+    return Run(m.seconds, m.cpu_seconds or 0.0, m.peak_rss_mb, outcome)
+
+
+def summary(label: str, runs: list[Run], moodle: float) -> str:
+    """Medians of the runs, each run's wall time, and the ratio to Moodle's
+    full backup of the course (wall to wall)."""
+    wall = statistics.median(r.wall for r in runs)
+    cpu = statistics.median(r.cpu for r in runs)
+    inside = statistics.median(r.outcome["seconds"] for r in runs)
+    return (f"{label}: {wall:.2f} s wall (median of {len(runs)}: "
+            f"{', '.join(f'{r.wall:.2f}' for r in runs)}), {cpu:.2f} s CPU, the backup itself "
+            f"{inside:.2f} s; peak RSS {max(r.rss_mb for r in runs):.0f} MB; new objects "
+            f"{[r.outcome['new_objects'] for r in runs]}, new bytes "
+            f"{[r.outcome['new_bytes'] for r in runs]}; "
+            f"{runs[-1].outcome.get('files_known', 0)} files taken unread "
+            f"-> {moodle / wall:.1f}x faster than Moodle's full backup ({moodle} s)")
 
 
 def floor(url: str, dataroot: str, course: int) -> float:
@@ -176,8 +203,6 @@ def main() -> int:
                 repo = work / f"repo{i}"
                 bench.run([CV, "init", str(repo)])
                 fulls.append(backup(bench, repo, url, dataroot, args.course))
-            seconds = statistics.median(f[0] for f in fulls)
-            rss = max(f[1] for f in fulls)
             repo = work / "repo0"
             nights = [("unchanged night", [backup(bench, repo, url, dataroot, args.course)
                                            for _ in range(args.repeat)])]
@@ -194,26 +219,17 @@ def main() -> int:
         drop_postgres_database(url)
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    inside = statistics.median(f[2]["seconds"] for f in fulls)
-    print(f"course {args.course}: full backup {seconds:.2f} s wall (median of {args.repeat}: "
-          f"{', '.join(f'{f[0]:.2f}' for f in fulls)}; the backup itself {inside:.2f} s), "
-          f"peak RSS {rss:.0f} MB, "
-          f"{fulls[0][2]['new_objects']} objects; Moodle's own backup (courses.tsv): "
-          f"{moodle} s -> {moodle / seconds:.1f}x faster")
+    print(f"course {args.course} ({fulls[0].outcome['shortname']}, "
+          f"{fulls[0].outcome['members']} members, {fulls[0].outcome['new_objects']} objects); "
+          f"Moodle's own backup of it took {moodle} s (courses.tsv)")
+    print(summary("full backup, new repository", fulls, moodle))
     if args.course == 2:
+        seconds = statistics.median(r.wall for r in fulls)
         print(f"  (issue 21 measured Moodle's gen_s backup at {MOODLE_GEN_S[0]} s, "
               f"{MOODLE_GEN_S[1]} MB: {MOODLE_GEN_S[0] / seconds:.1f}x)")
     for label, runs in nights:
-        s = statistics.median(run[0] for run in runs)
-        inside = statistics.median(run[2]["seconds"] for run in runs)
-        r = max(run[1] for run in runs)
-        o = runs[-1][2]
-        print(f"{label}: {s:.2f} s wall (median of {len(runs)}: "
-              f"{', '.join(f'{run[0]:.2f}' for run in runs)}; the backup itself {inside:.2f} s), "
-              f"peak RSS {r:.0f} MB, new objects {[run[2]['new_objects'] for run in runs]}, "
-              f"new bytes {[run[2]['new_bytes'] for run in runs]}, "
-              f"{o.get('files_known', 0)} files taken unread "
-              f"-> {moodle / s:.1f}x faster than Moodle's full backup")
+        print(summary(label, runs, moodle))
+    seconds = statistics.median(r.wall for r in fulls)
     print(f"floor (the same queries replayed + files read): {base:.2f} s; "
           f"full backup / floor = {seconds / base:.1f}")
     print("commands:", *bench.commands[-3:], sep="\n  ")
