@@ -148,8 +148,9 @@ def summary(label: str, runs: list[Run], moodle: float) -> str:
             f"-> {moodle / wall:.1f}x faster than Moodle's full backup ({moodle} s)")
 
 
-def floor(url: str, dataroot: str, course: int) -> float:
-    """Replay the backup's own queries, fetching rows, and read its files."""
+def floor(url: str, dataroot: str, course: int) -> tuple[float, int]:
+    """Replay the backup's own queries, fetching rows, and read its files:
+    seconds, and how many queries."""
     from coursevault.definitions.run import course_members, start_run
     from coursevault.moodledb import site
     from coursevault.structure.plan import FileRef
@@ -179,7 +180,7 @@ def floor(url: str, dataroot: str, course: int) -> float:
         with open(path, "rb") as f:
             while f.read(1 << 20):
                 pass
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, len(queries)
 
 
 def main() -> int:
@@ -214,7 +215,7 @@ def main() -> int:
                     what = churn(kind, url, args.course)
                     runs.append(backup(bench, repo, url, dataroot, args.course))
                 nights.append((f"{kind} night ({what})", runs))
-            base = floor(url, dataroot, args.course)
+            base, queries = floor(url, dataroot, args.course)
     finally:
         drop_postgres_database(url)
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs, load average "
@@ -230,7 +231,7 @@ def main() -> int:
     for label, runs in nights:
         print(summary(label, runs, moodle))
     seconds = statistics.median(r.wall for r in fulls)
-    print(f"floor (the same queries replayed + files read): {base:.2f} s; "
+    print(f"floor (the same {queries} queries replayed + files read): {base:.2f} s; "
           f"full backup / floor = {seconds / base:.1f}")
     print("commands:", *bench.commands[-3:], sep="\n  ")
     return 0
