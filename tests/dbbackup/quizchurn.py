@@ -6,7 +6,9 @@ benchmarks/dbbackup_bench.py times the backups after them, so the figures
 and the test are about the same rows.  Each night copies rows Moodle itself
 wrote (another student's attempt, the question's current version) under new
 ids, so every value has Moodle's shape; only who, when and the ids are new.
-Never run on cv_refsite: the tests' site stays as Moodle left it.
+Never run on cv_refsite: the tests' site stays as Moodle left it.  The
+queries that pick a quiz, a student or a question assume the reference
+site's prefix, mdl_.
 """
 
 from __future__ import annotations
