@@ -10,6 +10,7 @@ a dry run writing nothing.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from coursevault.moodledb.connect import open_engine
 from coursevault.moodledb.schema import create_schema, moodle_metadata
 from coursevault.moodledb.sitewriter import SiteWriter
 
-TABLES = ("course", "config", "groups")
+TABLES = ("course", "config", "groups", "grade_items")
 
 
 @pytest.fixture
@@ -74,6 +75,27 @@ def test_where_values_are_typed_as_their_column(conn: sa.Connection) -> None:
     assert writer.one("config", {"id": "2"}) == {"id": 2, "name": "version", "value": "2024100705"}
     assert writer.one("config", {"value": "4.5.5+"})["name"] == "release"  # type: ignore[index]
     assert writer.scalar("SELECT count(*) FROM {config} WHERE name = :n", {"n": "release"}) == 1
+
+
+def test_numbers_are_stored_as_the_schema_writer_stores_them(conn: sa.Connection) -> None:
+    """SQLite's driver takes no Decimal: N columns are bound as the dialect
+    binds a Numeric (a float there), so a restore on a SQLite demo site
+    stores what the demo site's own typed tables would."""
+    writer = SiteWriter(conn, "mdl_")
+    restored = writer.insert(
+        "grade_items",
+        {"courseid": 2, "grademax": "100.50000", "gradepass": "", "aggregationcoef": "0.25"},
+    )
+    typed = moodle_metadata(tables=["grade_items"]).tables["mdl_grade_items"]
+    made = conn.execute(
+        typed.insert()
+        .values(courseid=2, grademax=Decimal("100.5"), aggregationcoef=Decimal("0.25"))
+        .returning(typed.c.id)
+    ).scalar_one()
+    got = {
+        r.id: (r.grademax, r.gradepass, r.aggregationcoef) for r in conn.execute(sa.select(typed))
+    }
+    assert got[restored] == got[made] == (Decimal("100.5"), Decimal(0), Decimal("0.25"))
 
 
 def test_dry_run_writes_nothing(conn: sa.Connection) -> None:

@@ -35,6 +35,11 @@ class SiteWriter:
         self._types: dict[str, dict[str, str]] = {}
         self._nullable: dict[str, dict[str, bool]] = {}
         self._fake_id = 0
+        # A decimal is bound as the dialect binds a Numeric column: as it is on
+        # PostgreSQL and MariaDB, as a float on SQLite, whose driver takes no
+        # Decimal (the demo site's writer stores its numbers the same way).
+        dialect = conn.dialect
+        self._decimal = sa.Numeric(asdecimal=True).dialect_impl(dialect).bind_processor(dialect)
         self.counts: dict[str, int] = {}
         for tdef in table_defs():
             self._types[tdef.name] = {"id": "I8", **{c.name: c.type_code for c in tdef.columns}}
@@ -68,7 +73,10 @@ class SiteWriter:
             code = types.get(name)
             if code is None:
                 continue
-            out[name] = _convert(table, name, code, value, nullable[name])
+            converted = _convert(table, name, code, value, nullable[name])
+            if self._decimal is not None and isinstance(converted, Decimal):
+                converted = self._decimal(converted)
+            out[name] = converted
         return out
 
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
