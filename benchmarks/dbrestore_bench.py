@@ -226,6 +226,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--repeat-m", type=int, default=1)
     ap.add_argument("--nights", type=int, default=30)
+    ap.add_argument("--sizes", default="S,M", help="demo course sizes: S, M or S,M")
     ap.add_argument(
         "--phases", default="gen_s,demo,history", help="comma-separated: gen_s, demo, history"
     )
@@ -246,6 +247,8 @@ def main() -> int:
             gen_s(r, work, args.course, args.repeat)
         if "demo" in phases:
             for size, repeat in (("S", args.repeat), ("M", args.repeat_m)):
+                if size not in args.sizes.split(","):
+                    continue
                 for kind in ("SQLite", "PostgreSQL"):
                     demo(r, work, kind, size, repeat)
         if "history" in phases:
