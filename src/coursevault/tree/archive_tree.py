@@ -10,7 +10,7 @@ the tree layer stays below the format layer, as a database door needs.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.errors import CorruptionError
@@ -71,14 +71,18 @@ class Member:
 class ArchiveTree:
     layout: dict[str, Any]
     members: list[Member]
+    _index: dict[str, Member] | None = field(default=None, repr=False, compare=False)
 
     def find(self, path: str) -> Member | None:
+        """The member at ``path`` (the first, if an archive repeats one):
+        indexed on first use, as a restore asks for hundreds of members."""
         want = path[2:] if path.startswith("./") else path
         want = want.rstrip("/")
-        for m in self.members:
-            if m.path == want:
-                return m
-        return None
+        if self._index is None:
+            self._index = {}
+            for m in self.members:
+                self._index.setdefault(m.path, m)
+        return self._index.get(want)
 
 
 def load_archive(get: Getter, root: ObjectId) -> ArchiveTree:
