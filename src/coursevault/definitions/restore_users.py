@@ -51,7 +51,14 @@ def restore_users(rc: RestoreContext, data: bytes, *, same_site: bool, now: int)
     """Map every user of users.xml to a user of the site (``ids["user"]``)."""
     outcome = UserOutcome()
     localhost = _local_host(rc)
-    for el in ET.fromstring(data).iterfind("user"):
+    users = list(ET.fromstring(data).iterfind("user"))
+    # the site's users of those usernames, read at once (a loop asked per user)
+    local: dict[str, dict[str, Any]] = {}
+    for row in rc.writer.rows_in("user", "username",
+                                 [el.findtext("username") or "" for el in users],
+                                 {"mnethostid": localhost}):
+        local.setdefault(str(row["username"]), row)
+    for el in users:
         values = _values(el)
         old = el.get("id", "")
         if values.get("mnethosturl") is not None:
@@ -65,8 +72,7 @@ def restore_users(rc: RestoreContext, data: bytes, *, same_site: bool, now: int)
         if values.get("deleted") == "1":
             outcome.skipped += 1
             continue
-        existing = rc.writer.one("user", {"username": values.get("username") or "",
-                                          "mnethostid": localhost})
+        existing = local.get(values.get("username") or "")
         if existing is not None and _same_user(existing, old, values, same_site):
             rc.ids.set("user", old, int(existing["id"]))
             outcome.matched += 1
