@@ -36,6 +36,8 @@ class SiteWriter:
         self._nullable: dict[str, dict[str, bool]] = {}
         self._tables: dict[str, sa.Table] = {}
         self._fake_id = 0
+        # sqlite3 binds no Decimal; as text, NUMERIC affinity stores the number
+        self._decimal_as_text = conn.dialect.name == "sqlite"
         self.counts: dict[str, int] = {}
         for tdef in table_defs():
             self._types[tdef.name] = {"id": "I8", **{c.name: c.type_code for c in tdef.columns}}
@@ -64,7 +66,10 @@ class SiteWriter:
             code = types.get(name)
             if code is None:
                 continue
-            out[name] = _convert(table, name, code, value, nullable[name])
+            converted = _convert(table, name, code, value, nullable[name])
+            if self._decimal_as_text and isinstance(converted, Decimal):
+                converted = str(converted)
+            out[name] = converted
         return out
 
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
