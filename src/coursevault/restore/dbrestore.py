@@ -89,12 +89,13 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
 
 def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
     from coursevault.definitions.restore_plan import RestoreOptions, restore_new_course
-    from coursevault.moodledb.filedir import Staging, recover
+    from coursevault.moodledb.filedir import Staging, recover, require_file_store
     from coursevault.moodledb.sitewriter import SiteWriter
 
     options = RestoreOptions(category=request.category, shortname=request.shortname,
                              fullname=request.fullname, users=request.users,
                              now=int(time.time()))
+    require_file_store(request.dataroot)
     staging = None if request.dry_run else Staging(request.dataroot)
     with engine.connect() as conn:
         if not request.dry_run:
