@@ -73,8 +73,9 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
     top = rc.writer.scalar("SELECT MAX(sortorder) FROM {course} WHERE category = :c",
                            {"c": category})
     values.update(category=category, fullname=full, shortname=short, cacherev=now,
-                  sortorder=int(top or int(cat.get("sortorder") or 0)) + 1,
-                  timecreated=now, timemodified=now)
+                  sortorder=int(top or int(cat.get("sortorder") or 0)) + 1)
+    if values.get("idnumber") and rc.writer.one("course", {"idnumber": values["idnumber"]}):
+        values["idnumber"] = ""  # process_course: an idnumber in use is not kept
     courseid = rc.writer.insert("course", values)
     catctx = rc.writer.one("context", {"contextlevel": 40, "instanceid": category})
     ctxid = create_context(rc, CONTEXT_COURSE, courseid, int(catctx["id"]) if catctx else 0)
@@ -109,7 +110,7 @@ def restore_section(rc: RestoreContext, data: bytes) -> int:
     v = finals(root)
     row: dict[str, Any] = {
         "course": rc.param("courseid"), "section": v.get("number"), "name": v.get("name"),
-        "summary": v.get("summary") or "", "summaryformat": v.get("summaryformat"),
+        "summary": v.get("summary"), "summaryformat": v.get("summaryformat"),
         "sequence": "", "visible": v.get("visible"), "availability": None,
         "component": v.get("component"), "itemid": v.get("itemid"),
         "timemodified": v.get("timemodified"),
