@@ -43,6 +43,8 @@ COURSEVAULT_KEEPS = {
     "(Moodle's restore stamps the restoring admin)",
     ("course/course.xml", (b"course", b"showcompletionconditions")): "a NULL stays NULL "
     "(courses restored from backups older than the field; Moodle's restore makes it 1)",
+    ("course/course.xml", (b"course", b"courseformatoptions")): "a course without format "
+    "options gets none (Moodle's restore stores the topics format's defaults)",
 }
 
 # Modules whose activities the restore leaves out, with a warning
