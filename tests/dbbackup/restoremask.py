@@ -14,8 +14,9 @@ evidence are in ``restorerules.py``):
   (``"cm":200``) keep all but their ids;
 - the timestamps Moodle's restore sets from its clock (``RESTAMPED``: the
   site README's list, each narrowed to the records it names);
-- values a restore rewrites (``RESTORED_AS``): Moodle's value is replaced by
-  what the restore made of it, so ours must then be exactly that.
+- values a restore rewrites (``RESTORED_AS``, or the comparison's own
+  ``Exceptions.restored_as``): Moodle's value is replaced by what the
+  restore made of it, so ours must then be exactly that.
 
 Text, names, formats, grades, sort orders and every other number stay as
 they are: that is what the comparison is for.  Children Moodle's restore
@@ -41,7 +42,6 @@ from .restorerules import (
     POSITIVE_ID_VALUED,
     REGENERATED,
     RESTAMPED,
-    RESTORED_AS,
     SITE_USERS,
     UNORDERED,
     At,
@@ -192,8 +192,10 @@ def _response_variable(stack: list[_Open], data: bytes, start: int, end: int) ->
         yield from _ids(data, start, end, b"response " + variable.setting_name)
 
 
-def _restored_as(member: str, stack: list[_Open], text: bytes, attr: bytes | None) -> bytes | None:
-    for rule in RESTORED_AS:
+def _restored_as(
+    member: str, stack: list[_Open], text: bytes, attr: bytes | None, exc: Exceptions
+) -> bytes | None:
+    for rule in exc.restored_as:
         applies = rule.at.attr == attr and rule.at.matches(member, stack)
         if applies and re.fullmatch(rule.theirs, text, re.S):
             return rule.ours
@@ -248,7 +250,7 @@ def _leaf_masks(
     """The masks of one leaf element's text, by the first rule that applies."""
     top, start = stack[-1], stack[-1].text_start
     text = data[start:end]
-    restored = _restored_as(member, stack, text, None) if theirs else None
+    restored = _restored_as(member, stack, text, None, exc) if theirs else None
     if restored is not None:
         yield Mask(start, end, restored)
     elif exc.encrypted_by_presence and top.attrs.get(b"encrypted", (0, 0, b""))[2] == b"true":
@@ -277,9 +279,11 @@ def _leaf_masks(
 _BADGE_PARAMETER = (at("badges.xml", "parameter", "name"), at("badges.xml", "parameter", "value"))
 
 
-def _attribute_masks(member: str, stack: list[_Open], data: bytes, theirs: bool) -> Iterator[Mask]:
+def _attribute_masks(
+    member: str, stack: list[_Open], data: bytes, theirs: bool, exc: Exceptions
+) -> Iterator[Mask]:
     for name, (a, b, value) in stack[-1].attrs.items():
-        restored = _restored_as(member, stack, value, name) if theirs else None
+        restored = _restored_as(member, stack, value, name, exc) if theirs else None
         if restored is not None:
             yield Mask(a, b, restored)
         elif ID_NAME.match(name):
@@ -301,7 +305,7 @@ def restore_masks(member: str, data: bytes, theirs: bool, exc: Exceptions) -> li
             continue
         top = stack[-1]
         if kind == "start":
-            masks.extend(_attribute_masks(member, stack, data, theirs))
+            masks.extend(_attribute_masks(member, stack, data, theirs, exc))
         elif b"<" not in data[top.text_start : start]:
             masks.extend(_leaf_masks(member, stack, data, start, theirs, exc))
     run = _run_specific(member, data)

@@ -79,8 +79,9 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
             values["enddate"] = end + start_date - int(values.get("startdate") or 0)
         values["startdate"] = start_date
     values.update(category=category, fullname=full, shortname=short, cacherev=now,
-                  sortorder=int(top or int(cat.get("sortorder") or 0)) + 1,
-                  timecreated=now, timemodified=now)
+                  sortorder=int(top or int(cat.get("sortorder") or 0)) + 1)
+    if values.get("idnumber") and rc.writer.one("course", {"idnumber": values["idnumber"]}):
+        values["idnumber"] = ""  # process_course: an idnumber in use is not kept
     courseid = rc.writer.insert("course", values)
     note_markers(rc, "course", courseid, values)
     catctx = rc.writer.one("context", {"contextlevel": 40, "instanceid": category})
@@ -116,7 +117,7 @@ def restore_section(rc: RestoreContext, data: bytes) -> int:
     v = finals(root)
     row: dict[str, Any] = {
         "course": rc.param("courseid"), "section": v.get("number"), "name": v.get("name"),
-        "summary": v.get("summary") or "", "summaryformat": v.get("summaryformat"),
+        "summary": v.get("summary"), "summaryformat": v.get("summaryformat"),
         "sequence": "", "visible": v.get("visible"), "availability": None,
         "component": v.get("component"), "itemid": v.get("itemid"),
         "timemodified": v.get("timemodified"),

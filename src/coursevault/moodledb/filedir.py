@@ -34,12 +34,17 @@ def content_path(dataroot: str, sha1: str) -> str:
     return os.path.join(dataroot, "filedir", sha1[0:2], sha1[2:4], sha1)
 
 
+def require_file_store(dataroot: str) -> None:
+    """Refuse a folder that is not a Moodle data folder (a dry run too)."""
+    if not os.path.isdir(os.path.join(dataroot, "filedir")):
+        raise SiteError(f"{dataroot}: no filedir/ in it: not a Moodle data folder")
+
+
 class Staging:
     """Contents of one restore, staged then published."""
 
     def __init__(self, dataroot: str) -> None:
-        if not os.path.isdir(os.path.join(dataroot, "filedir")):
-            raise SiteError(f"{dataroot}: no filedir/ in it: not a Moodle data folder")
+        require_file_store(dataroot)
         self.dataroot = dataroot
         self.folder = os.path.join(dataroot, "temp", STAGING_PREFIX + secrets.token_hex(6))
         self.staged: dict[str, str] = {}

@@ -93,13 +93,14 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
 
 def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
     from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
-    from coursevault.moodledb.filedir import Staging, recover
+    from coursevault.moodledb.filedir import Staging, recover, require_file_store
     from coursevault.moodledb.sitewriter import SiteWriter
 
     options = RestoreOptions(category=request.category, shortname=request.shortname,
                              fullname=request.fullname, users=request.users,
                              now=int(time.time()), into=request.into, only=request.only,
                              start_date=request.start_date)
+    require_file_store(request.dataroot)
     staging = None if request.dry_run else Staging(request.dataroot)
     with engine.connect() as conn:
         if not request.dry_run:

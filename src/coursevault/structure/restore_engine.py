@@ -184,7 +184,9 @@ def insert_records(
         for item, column in node.annotations:
             if column in row:
                 row[column] = rc.map_ref(ITEM_TABLES.get(item, item), row[column], column=column)
-        bound = set(source.where)
+        # an annotated column holds its new id already: mapping it again
+        # would look the new id up as an old one (a discussion's group lost)
+        bound = set(source.where) | {column for _item, column in node.annotations}
         for column in list(row):
             target = refs.get((table, column))
             if target is None or column in bound:

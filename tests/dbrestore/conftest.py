@@ -1,0 +1,55 @@
+"""Fixtures of tests/dbrestore: the reference site (tests/dbbackup's
+``refsite`` helpers; skipped without it, an error under CI=true, as there),
+and the round-trip table printed after the run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+
+import pytest
+from dbbackup.refsite import RefSite, missing_variables, refsite_from_env
+
+from .sitecopy import SiteCopy, site_copy, unavailable
+
+
+@pytest.fixture(scope="session")
+def refsite() -> RefSite:
+    missing = missing_variables()
+    if missing:
+        unavailable("unset " + ", ".join(missing))
+    return refsite_from_env()
+
+
+@pytest.fixture(scope="session")
+def site_copies(
+    refsite: RefSite, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], SiteCopy]]:
+    """``site_copies(server)``: the package's one writable copy of the site
+    on that server, made on first use (a copy and its drop cost 5-30 s on
+    a busy machine), dropped when the session ends.  Every test restores
+    new courses only, and checks what it wrote against what was there."""
+    made: dict[str, SiteCopy] = {}
+    with ExitStack() as copies:
+
+        def on(server: str) -> SiteCopy:
+            if server not in made:
+                work = tmp_path_factory.mktemp(f"site-{server}")
+                made[server] = copies.enter_context(site_copy(refsite, server, work, "tests"))
+            return made[server]
+
+        yield on
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Issue 23's table per course: members of the restored course's backup
+    identical or equal modulo ids to Moodle's backup of the original."""
+    from .roundtrip import TALLY, table
+    from .test_roundtrip import FLOORS
+
+    for server in sorted(TALLY):
+        terminalreporter.write_sep(
+            "-", f"restore round trip on {server}: members agreeing with Moodle's backup"
+        )
+        for line in table(TALLY[server], FLOORS.get(server, {})):
+            terminalreporter.write_line(line)
