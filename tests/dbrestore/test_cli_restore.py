@@ -188,8 +188,16 @@ def test_json_shape(dry_and_real: dict[str, Any], snapshot: str, site: SiteCopy)
         "course_key",
         "dry_run",
         "seconds",
+        "questions",
+        "into",
+        "date_offset",
+        "links",
     }
     assert real["snapshot"] == snapshot and real["dry_run"] is False
+    assert real["into"] is False and real["date_offset"] == 0
+    assert set(real["questions"]) == {"categories", "categories_matched", "questions",
+                                      "questions_matched"}
+    assert real["questions"]["questions"] >= 10  # rich's bank: 10 entries
     assert real["course_key"].endswith("-38") and real["source_course"] == "38"
     assert real["shortname"] == query(
         site.url, "SELECT shortname FROM mdl_course WHERE id = :i", {"i": real["courseid"]}
@@ -199,8 +207,8 @@ def test_json_shape(dry_and_real: dict[str, Any], snapshot: str, site: SiteCopy)
     assert all(
         isinstance(n, int) and n > 0 for n in [*real["rows"].values(), *real["ids"].values()]
     )
-    assert real["left_out"] == ["activities/quiz_216"]
-    assert any("quiz_216" in w and "question bank" in w for w in real["warnings"])
+    assert real["left_out"] == []  # the quiz too, with its question bank
+    assert real["rows"]["quiz"] == 1 and real["rows"]["question_usages"] == 3
     assert isinstance(real["seconds"], float)
 
 
