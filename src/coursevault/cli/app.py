@@ -7,6 +7,7 @@ read (database unreachable, not Moodle 4.5, no file store).  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
+import gc
 import importlib
 import os
 import sys
@@ -23,7 +24,29 @@ from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
 _COMMANDS = ("repo_commands", "snapshot_commands", "database_commands", "moodle_commands")
 for _module in (*_COMMANDS, "history_commands"):
     importlib.import_module(f"coursevault.cli.{_module}")
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]
+
+
+def run() -> None:
+    """The ``coursevault`` process (the console script): :func:`main`, then exit.
+
+    Both ends skip work the garbage collector would redo for nothing.  The
+    objects the imports made (typer's, the store's, later SQLAlchemy's: some
+    100,000) live as long as the process, yet every full collection walks
+    them again, and the interpreter runs one last full collection as it
+    exits -- 0.1 s of a 1 s database backup.  ``gc.freeze()`` moves what
+    exists into a generation no collection visits: once after the imports,
+    and once more when the command is done, when nothing it made is left to
+    a collector -- files, repositories and connections are closed by their
+    own ``with`` blocks before :func:`main` returns, and what is still open
+    is closed as its last reference goes, frozen or not.  Only the process
+    does this: :func:`main` called from Python (tests, scripts) leaves the
+    collector alone.
+    """
+    gc.freeze()
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,4 +108,4 @@ def _reader_went_away() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
