@@ -11,7 +11,11 @@ from pathlib import Path
 def run_process(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "coursevault.cli.app", *argv],
-        capture_output=True, text=True, timeout=120, check=False, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
     )
 
 
