@@ -33,3 +33,22 @@ def test_the_process_exits_with_the_commands_code(tmp_path: Path) -> None:
     missing = run_process("stats", "-r", str(tmp_path / "none"))
     assert missing.returncode == 10, missing.stderr
     assert missing.stderr.count("\n") == 1, missing.stderr
+
+
+def test_commands_are_built_when_named_as_typer_builds_them() -> None:
+    """The root group builds a subcommand when it is named (cli/app.py,
+    root_command): the same commands, in the same order, with the same
+    options, as typer's own eager build -- and only the one that runs."""
+    import typer
+
+    from coursevault.cli.app import app, root_command
+
+    eager = typer.main.get_command(app)
+    lazy = root_command()
+    assert isinstance(eager, typer.core.TyperGroup)
+    assert list(lazy.commands) == list(eager.commands)
+    backup = lazy.commands["backup"]
+    assert [p.name for p in backup.params] == [p.name for p in eager.commands["backup"].params]
+    assert lazy.commands._built.keys() == {"backup"}  # type: ignore[attr-defined]
+    index = lazy.commands["index"]
+    assert list(index.commands) == list(eager.commands["index"].commands)  # type: ignore[attr-defined]
