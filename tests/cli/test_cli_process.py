@@ -52,3 +52,16 @@ def test_commands_are_built_when_named_as_typer_builds_them() -> None:
     assert lazy.commands._built.keys() == {"backup"}  # type: ignore[attr-defined]
     index = lazy.commands["index"]
     assert list(index.commands) == list(eager.commands["index"].commands)  # type: ignore[attr-defined]
+
+
+def test_the_command_line_loads_without_what_only_some_commands_need() -> None:
+    """fastcdc (and the click it imports) loads when a file is chunked; the
+    maintenance commands' modules when they run; SQLAlchemy when a catalog
+    server or a Moodle database is opened (tests/store/test_catalog.py)."""
+    code = (
+        "import sys, coursevault.cli.app\n"
+        "print(sorted(m for m in ('fastcdc', 'click', 'sqlalchemy', 'coursevault.store.check',"
+        " 'coursevault.store.prune', 'coursevault.store.repair') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
