@@ -123,6 +123,7 @@ def main() -> int:
     source = os.environ["COURSEVAULT_REFSITE_POSTGRES"]
     dataroot = os.environ["COURSEVAULT_REFSITE_DATAROOT"]
     url = fresh_copy(source, os.environ["COURSEVAULT_REFSITE_DIR"])
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as work_dir:
         work = Path(work_dir)
         bench = Bench(work)
@@ -138,7 +139,9 @@ def main() -> int:
         churn(args.course)
         night = backup(bench, repo, url, dataroot, args.course)
         base = floor(url, dataroot, args.course)
-    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs")
+    print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
+          f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"course {args.course}: full backup {seconds:.2f} s (median of {args.repeat}), "
           f"peak RSS {rss:.0f} MB; Moodle's own: {MOODLE_GEN_S[0]} s, {MOODLE_GEN_S[1]} MB "
           f"-> {MOODLE_GEN_S[0] / seconds:.1f}x faster")
