@@ -163,6 +163,7 @@ def measure(started: float, argv: list[str]) -> None:
         imports[label] = time.perf_counter() - t
     from coursevault.cli import app
 
+    rss_imports = _peak_rss_mb()
     phases = Phases()
     instrument(phases)
     gc.freeze()  # as cli.app.run does
@@ -181,8 +182,18 @@ def measure(started: float, argv: list[str]) -> None:
     for label, seconds in sorted(phases.seconds.items(), key=lambda kv: -kv[1]):
         print(f"{label}\t{seconds:.3f}")
     print(f"(main() in all)\t{total:.3f}")
+    print(f"MB peak RSS after the imports\t{rss_imports:.0f}")
+    print(f"MB peak RSS at the end\t{_peak_rss_mb():.0f}")
     gc.freeze()  # as cli.app.run does
     print(f"ended\t{time.time():.4f}", flush=True)
+
+
+def _peak_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def run_one(argv: list[str]) -> tuple[list[tuple[str, float]], float, float]:
@@ -235,8 +246,11 @@ def main() -> int:
         for label in ("full backup, new repository", "the same course again, nothing changed"):
             rows, exited, wall = run_one(backup)
             print(f"== {label}: {wall:.3f} s wall (load average {os.getloadavg()[0]:.2f})")
-            for name, seconds in [*rows, ("exit: the interpreter's shutdown", exited)]:
-                print(f"{seconds:7.3f}  {name}")
+            for name, value in [*rows, ("exit: the interpreter's shutdown", exited)]:
+                if name.startswith("MB "):
+                    print(f"{value:5.0f} MB  {name[3:]}")
+                else:
+                    print(f"{value:7.3f}  {name}")
     return 0
 
 
