@@ -78,6 +78,7 @@ def backup(bench: Bench, repo: Path, url: str, dataroot: str, course: int) -> tu
     m = bench.measure([CV, "-r", str(repo), "backup", "--db", url, "--dataroot", dataroot,
                        "--course", str(course), "--json"])
     [outcome] = json.loads(m.stdout)
+    outcome["cpu_seconds"] = m.cpu_seconds
     return m.seconds, m.peak_rss_mb, outcome
 
 
@@ -117,8 +118,16 @@ def floor(url: str, dataroot: str, course: int) -> float:
 
 def _median_run(runs: list[tuple[float, float, dict]]) -> tuple[float, float, dict]:
     """The median time, the highest peak RSS, the first run's outcome (every
-    repository stores the same night: the same objects and bytes)."""
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs), runs[0][2]
+    repository stores the same night: the same objects and bytes) with the
+    median CPU seconds."""
+    outcome = dict(runs[0][2])
+    outcome["cpu_seconds"] = _median_cpu(runs)
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs), outcome
+
+
+def _median_cpu(runs: list[tuple[float, float, dict]]) -> float:
+    cpu = [r[2]["cpu_seconds"] for r in runs if r[2].get("cpu_seconds") is not None]
+    return statistics.median(cpu) if cpu else float("nan")
 
 
 def main() -> int:
@@ -150,11 +159,13 @@ def main() -> int:
     print(f"machine: {cpu_model()}, {os.cpu_count()} CPUs; load average (1, 5, 15 min) "
           f"before {'/'.join(f'{x:.2f}' for x in load_before)}, "
           f"after {'/'.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"course {args.course}: full backup {seconds:.2f} s (median of {args.repeat}), "
+    print(f"course {args.course}: full backup {seconds:.2f} s (median of {args.repeat}"
+          f"; CPU {_median_cpu(fulls):.2f} s), "
           f"peak RSS {rss:.0f} MB; Moodle's own: {MOODLE_GEN_S[0]} s, {MOODLE_GEN_S[1]} MB "
           f"-> {MOODLE_GEN_S[0] / seconds:.1f}x faster")
     for label, (s, r, o) in (("unchanged night", again), ("after one churn night", night)):
-        print(f"{label}: {s:.2f} s (median of {args.repeat}), peak RSS {r:.0f} MB, {o['new_objects']} new objects, "
+        print(f"{label}: {s:.2f} s (median of {args.repeat}; CPU {o['cpu_seconds']:.2f} s), "
+              f"peak RSS {r:.0f} MB, {o['new_objects']} new objects, "
               f"{o['new_bytes']} new bytes, {o.get('files_known', 0)} files taken unread "
               f"-> {MOODLE_GEN_S[0] / s:.1f}x faster than Moodle's full backup")
     print(f"floor (the same queries replayed + files read): {base:.2f} s; "

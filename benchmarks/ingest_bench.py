@@ -126,11 +126,21 @@ GNU_TIME = "/usr/bin/time" if Path("/usr/bin/time").exists() else None
 class Measured:
     """One command run in its own process: wall seconds, peak RSS, output."""
 
-    def __init__(self, argv: Sequence[str], seconds: float, peak_rss_kb: int, stdout: str) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        seconds: float,
+        peak_rss_kb: int,
+        stdout: str,
+        cpu_seconds: float | None = None,
+    ) -> None:
         self.argv = list(argv)
         self.seconds = seconds
         self.peak_rss_kb = peak_rss_kb
         self.stdout = stdout
+        # user + system time of the process (GNU time only): what a busy
+        # shared machine inflates less than wall time
+        self.cpu_seconds = cpu_seconds
 
     @property
     def peak_rss_mb(self) -> float:
@@ -213,7 +223,8 @@ class Bench:
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)
         if m is None:
             raise RuntimeError(f"no RSS in /usr/bin/time output: {report}")
-        return Measured(argv, seconds, int(m.group(1)), proc.stdout)
+        cpu = [float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", report)]
+        return Measured(argv, seconds, int(m.group(1)), proc.stdout, sum(cpu) if cpu else None)
 
     def _measure_psutil(self, argv: Sequence[str], env: dict[str, str]) -> Measured:
         import psutil  # type: ignore[import-untyped]
