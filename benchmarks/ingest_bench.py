@@ -138,8 +138,8 @@ class Measured:
         self.seconds = seconds
         self.peak_rss_kb = peak_rss_kb
         self.stdout = stdout
-        # user + system time of the process (GNU time only): what a busy
-        # shared machine inflates less than wall time
+        # user + system time of the process (GNU time only): on a shared
+        # machine, what the command cost, whoever else ran meanwhile
         self.cpu_seconds = cpu_seconds
 
     @property
@@ -223,8 +223,9 @@ class Bench:
         m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)
         if m is None:
             raise RuntimeError(f"no RSS in /usr/bin/time output: {report}")
-        cpu = [float(x) for x in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", report)]
-        return Measured(argv, seconds, int(m.group(1)), proc.stdout, sum(cpu) if cpu else None)
+        cpu = [re.search(rf"{what} time \(seconds\): ([0-9.]+)", report) for what in ("User", "System")]
+        cpu_seconds = sum(float(c.group(1)) for c in cpu if c is not None)
+        return Measured(argv, seconds, int(m.group(1)), proc.stdout, cpu_seconds)
 
     def _measure_psutil(self, argv: Sequence[str], env: dict[str, str]) -> Measured:
         import psutil  # type: ignore[import-untyped]

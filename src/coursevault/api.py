@@ -23,6 +23,7 @@ from coursevault.errors import (
 from coursevault.history.retention import Policy, apply_policy
 from coursevault.history.selectors import resolve
 from coursevault.history.times import parse_time
+from coursevault.restore.dbrestore import RestoreRequest, restore_snapshot
 from coursevault.restore.export import (
     DEFAULT_LEVEL,
     FORMATS,
@@ -71,6 +72,7 @@ __all__ = [
     "IngestResult",
     "Policy",
     "Repository",
+    "RestoreRequest",
     "UsageError",
     "source_label",
 ]
@@ -248,6 +250,12 @@ def backup(
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
     return backup_courses(repo, request, progress=progress, jobs=jobs)
+
+
+def restore_to_database(repo: Repository, request: RestoreRequest) -> dict[str, Any]:
+    """Restore a snapshot straight into a Moodle database as a new course
+    (restore/dbrestore.py): all or nothing; ``dry_run`` writes nothing."""
+    return restore_snapshot(repo, resolve(repo, request.selector), request)
 
 
 def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ conftest.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
@@ -19,7 +19,15 @@ import pytest
 from coursevault.cli.app import main
 
 from .clirun import Result
-from .refsite import RefSite, RefSiteDatabase, backup_key, missing_variables, refsite_from_env
+from .refsite import (
+    RefSite,
+    RefSiteDatabase,
+    backup_key,
+    copy_postgres_site,
+    drop_postgres_database,
+    missing_variables,
+    refsite_from_env,
+)
 
 SERVERS = ("postgres", "mariadb")
 HOW = 'run scripts/test, or eval "$(bash scripts/refsite)" first'
@@ -60,6 +68,19 @@ def refsite_backup_key(refsite: RefSite) -> bytes:
     if key is None:
         pytest.fail("the PostgreSQL site has no backup_encryptkey", pytrace=False)
     return key
+
+
+@pytest.fixture
+def refsite_copy(refsite: RefSite) -> Iterator[str]:
+    """The URL of a private copy of the PostgreSQL site (cv_inc22_<pid>),
+    for a test that writes into a site; dropped afterwards."""
+    if refsite.postgres_url is None:
+        _unavailable("no postgres database (scripts/refsite said why)")
+    url = copy_postgres_site(refsite.postgres_url, refsite.dir, f"cv_inc22_{os.getpid()}")
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
 
 
 @pytest.fixture

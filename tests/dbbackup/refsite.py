@@ -135,3 +135,56 @@ def backup_key(url: str) -> bytes | None:
     finally:
         engine.dispose()
     return key_from_config(value) if value else None
+
+
+def copy_postgres_site(url: str, site_dir: Path, name: str) -> str:
+    """A private copy of the PostgreSQL site, database ``name``, for a test
+    that writes: a template copy (a fraction of a second), or, while another
+    session holds cv_refsite open (PostgreSQL copies only an idle template),
+    the site's dump loaded again (seconds).  Returns the copy's URL."""
+    import subprocess
+
+    import sqlalchemy as sa
+
+    source = sa.engine.make_url(url)
+    admin = sa.create_engine(source.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            try:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{source.database}"'))
+                loaded = True
+            except sa.exc.OperationalError as exc:
+                if "being accessed by other users" not in str(exc):
+                    raise
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+                loaded = False
+    finally:
+        admin.dispose()
+    if not loaded:
+        psql = ["psql", "-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-d", name]
+        psql += ["-h", source.host or "127.0.0.1", "-U", source.username or "postgres"]
+        psql += ["-p", str(source.port)] if source.port else []
+        unpack = subprocess.Popen(
+            ["zstd", "-dc", str(site_dir / "site.pgsql.zst")], stdout=subprocess.PIPE
+        )
+        env = {**os.environ, "PGOPTIONS": "-c synchronous_commit=off"}
+        subprocess.run(psql, stdin=unpack.stdout, stdout=subprocess.DEVNULL, check=True, env=env)
+        if unpack.wait() != 0:
+            raise RuntimeError(f"zstd could not read {site_dir / 'site.pgsql.zst'}")
+    return source.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_postgres_database(url: str) -> None:
+    """Drop a copy ``copy_postgres_site`` made (never the site itself)."""
+    import sqlalchemy as sa
+
+    target = sa.engine.make_url(url)
+    if target.database == "cv_refsite":
+        raise ValueError("cv_refsite is the shared site: never dropped by a test")
+    admin = sa.create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()

@@ -19,6 +19,7 @@ receives them in.
 
 from __future__ import annotations
 
+from coursevault.definitions import restore_quiz
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.links import encode_patterns
 from coursevault.definitions.question_usages import (
@@ -161,4 +162,7 @@ PLUGIN = Plugin(
     "quiz",
     steps=lambda ctx: [Step("quiz.xml", write=quiz_member)],
     encode_links=encode_links,
+    # restore reads quiz.xml against the tree quiz_member renders
+    extra={"restore_trees": {"quiz.xml": quiz_structure},
+           "restore_refs": restore_quiz.REFS, "restore_hooks": restore_quiz.HOOKS},
 )

@@ -1,0 +1,114 @@
+"""One activity folder into the course: its module, its own tables, its
+grades, roles, completion and events (``restore_activity_task``).
+
+The activity's own members are read back against the same steps its backup
+plugin declares (``Plugin.steps``), so an activity restores exactly when
+it backs up -- a third-party module's entry point gives both.  References
+inside a plugin's tables that no annotation names (a choice answer's
+``optionid``, a post's ``parent``, a discussion's ``firstpost``) are the
+plugin's ``extra["restore_refs"]`` plus the common ones below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from coursevault.definitions import restore_course, restore_final
+from coursevault.definitions.restore_info import ActivityInfo
+from coursevault.structure.context import TaskContext
+from coursevault.structure.registry import Plugin
+from coursevault.structure.restore_engine import RestoreContext, insert_records
+from coursevault.structure.reverse import MemberReader
+
+# (table, column) -> table: references between an activity's own rows
+COMMON_REFS: dict[tuple[str, str], str] = {
+    ("choice_answers", "optionid"): "choice_options",
+    ("forum_discussions", "firstpost"): "forum_posts",
+    ("forum_posts", "parent"): "forum_posts",
+    ("forum_discussions", "groupid"): "groups",
+    ("assign_submission", "groupid"): "groups",
+    ("glossary_entries_categories", "entryid"): "glossary_entries",
+    ("book_chapters", "importsrc"): "book_chapters",
+    ("feedback_value", "item"): "feedback_item",
+    ("lesson_answers", "lessonid"): "lesson",
+    ("lesson_attempts", "pageid"): "lesson_pages",
+    ("lesson_branch", "lessonid"): "lesson",
+    ("data_content", "fieldid"): "data_fields",
+    ("workshop_assessments", "gradinggradeoverby"): "user",
+    ("grading_instances", "raterid"): "user",
+    ("event", "groupid"): "groups",
+}
+# members of an activity folder the restore does not write (yet), and why
+NOT_RESTORED = {
+    "inforef.xml": "an index of the others",
+    "grade_history.xml": "grade history is not restored",
+    "competencies.xml": "competencies are not restored",
+    "xapistate.xml": "xAPI state is not restored",
+    "filters.xml": "filter settings are not restored",
+    "comments.xml": "comments are not restored",
+    "calendar.xml": "calendar events are not restored",
+    "completion.xml": "completion states are not restored",
+    "grading.xml": "advanced grading is not restored",
+}
+
+Members = Callable[[str], bytes | None]
+
+
+def restore_activity(
+    rc: RestoreContext, ctx: TaskContext, act: ActivityInfo, plugin: Plugin,
+    members: Members, contexts: dict[str, int],
+) -> bool:
+    """Write the activity; False (with a warning) when the site lacks its module."""
+    module = restore_course.module_id(rc, act.modulename)
+    module_xml = members(f"{act.directory}/module.xml")
+    if module is None or module_xml is None:
+        rc.warnings.append(f"{act.directory}: module {act.modulename!r} is not installed "
+                           "in this site: left out")
+        return False
+    cmid, ctxid = restore_course.restore_module(rc, module_xml, module)
+    task = rc.with_params(moduleid=cmid, contextid=ctxid, modulename=act.modulename)
+    # the trees are built as the backup built them, with the backup's ids
+    ctx = TaskContext(ctx.run, {"activityid": "0", "moduleid": act.moduleid,
+                                "modulename": act.modulename, "contextid": "0",
+                                "courseid": str(rc.param("courseid")),
+                                "sectionid": act.sectionid})
+    refs: Mapping[tuple[str, str], str] = {
+        **COMMON_REFS, **plugin.extra.get("restore_refs", {})}
+    trees = plugin.extra.get("restore_trees", {})
+    hooks = {act.modulename: restore_final.negative_scale,
+             **plugin.extra.get("restore_hooks", {})}
+    for step in plugin.steps(ctx):
+        data = members(f"{act.directory}/{step.member}")
+        build = step.build or trees.get(step.member)
+        if build is None or data is None:
+            continue
+        reader = MemberReader(f"{act.directory}/{step.member}", data)
+        for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
+            insert_records(task, [rec], refs=refs, hooks=hooks)
+        _note_unknown(rc, reader)
+    instance = task.params.get("activityid")
+    if instance is None:
+        rc.warnings.append(f"{act.directory}: no {act.modulename} row in the backup: left out")
+        return False
+    rc.writer.update("course_modules", cmid, {"instance": instance})
+    grades = members(f"{act.directory}/grades.xml")
+    if grades is not None:
+        restore_final.restore_activity_grades(task, ctx, f"{act.directory}/grades.xml", grades)
+    roles = members(f"{act.directory}/roles.xml")
+    if roles is not None:
+        restore_final.restore_roles(task, ctx, f"{act.directory}/roles.xml", roles)
+    return True
+
+
+def _records_with_context(reader: MemberReader, tree: Any, contexts: dict[str, int],
+                          ctxid: int) -> Any:
+    for rec in reader.records(tree):
+        if rec.name == "activity" and rec.values.get("contextid"):
+            contexts[str(rec.values["contextid"])] = ctxid
+        yield rec
+
+
+def _note_unknown(rc: RestoreContext, reader: MemberReader) -> None:
+    for path, count in reader.unknown.items():
+        rc.unmapped[f"element {path} (not in the definition)"] += count

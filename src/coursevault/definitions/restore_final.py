@@ -1,0 +1,218 @@
+"""What a course backup holds outside its sections and activities, restored.
+
+The roles of roles.xml are this site's roles of the same short name
+(Moodle's default role mapping for a restore into a site that has them);
+groups and groupings (groups.xml), enrolment instances with their user
+enrolments (course/enrolments.xml), role assignments and overrides of a
+context (roles.xml of the course and of each activity), the gradebook
+(gradebook.xml: categories, course and category items, letters, settings)
+and each activity's grade items (grades.xml) go through the same
+definitions that wrote them.  A grade category's ``path`` and ``depth``
+and an item's ``iteminstance`` name rows of the restore, so they are fixed
+after the insert.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from coursevault.definitions import (
+    activity_grades,
+    context_members,
+    course_structures,
+    final_gradebook,
+    final_groups,
+)
+from coursevault.structure.context import TaskContext
+from coursevault.structure.restore_engine import RestoreContext, insert_records
+from coursevault.structure.reverse import MemberReader, Record
+
+GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
+                "grade_category": "grade_categories"}
+# references between rows of one restore that no annotation names
+REFS: dict[tuple[str, str], str] = {
+    ("groupings_groups", "groupid"): "groups",
+    ("grade_items", "categoryid"): "grade_categories",
+    ("grade_categories", "parent"): "grade_categories",
+}
+
+
+def map_roles(rc: RestoreContext, data: bytes) -> None:
+    """roles.xml (top level): each backup role is this site's role of the
+    same short name; a role the site lacks is left unmapped (its
+    assignments are dropped, and counted)."""
+    for el in ET.fromstring(data).iterfind("role"):
+        row = rc.writer.one("role", {"shortname": el.findtext("shortname") or ""})
+        if row is not None:
+            rc.ids.set("role", el.get("id"), int(row["id"]))
+        else:
+            rc.warnings.append(f"role {el.findtext('shortname')!r} is not in this site: "
+                               "its assignments are left out")
+
+
+def restore_groups(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+    reader = MemberReader("groups.xml", data)
+    insert_records(rc, reader.records(final_groups.groups_structure(ctx)), refs=REFS,
+                   tables={"group": "groups", "grouping": "groupings"},
+                   hooks={"group_member": _member_of_mapped_user})
+
+
+def _member_of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    return bool(row.get("userid"))
+
+
+def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+    reader = MemberReader("course/enrolments.xml", data)
+    insert_records(rc, reader.records(course_structures.enrolments_structure(ctx)),
+                   hooks={"enrol": _known_enrol_plugin, "enrolment": _member_of_mapped_user})
+
+
+def _known_enrol_plugin(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    """An instance of an enrolment plugin the site has not enabled is left
+    out with its user enrolments, as ``restore_enrolments_structure_step``
+    skips it."""
+    enabled = rc.writer.one("config", {"name": "enrol_plugins_enabled"})
+    names = str(enabled["value"]).split(",") if enabled and enabled.get("value") else []
+    if row.get("enrol") in names:
+        row["sortorder"] = rc.later.setdefault("enrol_sortorder", [0])[0]
+        rc.later["enrol_sortorder"][0] += 1
+        return True
+    rec.extra["skipped"] = True
+    rc.warnings.append(f"enrolment method {row.get('enrol')!r} is not enabled in this site: "
+                       "left out with its enrolments")
+    return False
+
+
+def restore_roles(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+    """A context's roles.xml: overrides and assignments of mapped roles and users."""
+    reader = MemberReader(member, data)
+    insert_records(rc, reader.records(context_members.roles_structure(ctx)),
+                   hooks={"override": _role_mapped, "assignment": _assignment_mapped})
+
+
+def _role_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    return bool(row.get("roleid"))
+
+
+def _assignment_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    if row.get("component") and row.get("itemid") not in (None, "", "0"):
+        # an assignment an enrolment instance made names that instance
+        row["itemid"] = rc.ids.get("enrol", row["itemid"]) or 0
+    return bool(row.get("roleid")) and bool(row.get("userid"))
+
+
+def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
+                            data: bytes) -> None:
+    """grades.xml: the activity's grade items (``iteminstance`` the new
+    activity, in the course's grade category until gradebook.xml maps it)
+    and their grades."""
+    reader = MemberReader(member, data)
+    insert_records(rc, reader.records(activity_grades.grades_structure(ctx)), refs=REFS,
+                   tables=GRADE_TABLES,
+                   hooks={"grade_item": _activity_item, "grade_grade": _grade_of_item})
+
+
+def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    row["iteminstance"] = rc.param("activityid")
+    return True
+
+
+def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    row["itemid"] = rec.up("id", "grade_item").new_id
+    return bool(row.get("userid"))
+
+
+def restore_gradebook(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+    """gradebook.xml: categories (parents first, as Moodle writes them),
+    the course and category items, their grades, letters and settings."""
+    reader = MemberReader("gradebook.xml", data)
+    records = [r for r in reader.records(final_gradebook.gradebook_structure(ctx))]
+    insert_records(rc, records, refs=REFS, tables=GRADE_TABLES,
+                   hooks={"grade_item": _course_item, "grade_grade": _grade_of_item,
+                          "grade_setting": _setting})
+    for rec in records:
+        if rec.name == "grade_category" and rec.new_id is not None:
+            _category_path(rc, rec)
+
+
+def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    if row.get("itemtype") in ("course", "category"):
+        old = row.get("iteminstance")
+        row["iteminstance"] = rc.ids.get("grade_categories", old) or 0
+    return True
+
+
+def _setting(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    row["courseid"] = rc.param("courseid")
+    return True
+
+
+def _category_path(rc: RestoreContext, rec: Record) -> None:
+    """``/id/id/`` from the restored parents' paths (parents come first)."""
+    old_path = str(rec.values.get("path") or "")
+    new = [rc.ids.get("grade_categories", part) for part in old_path.strip("/").split("/")
+           if part]
+    path = "/" + "/".join(str(n) for n in new if n) + "/"
+    parent = rc.ids.get("grade_categories", rec.values.get("parent"))
+    rc.writer.update("grade_categories", int(rec.new_id or 0),
+                     {"path": path, "parent": parent})
+
+
+def restore_scales(rc: RestoreContext, data: bytes) -> None:
+    """scales.xml (``restore_scales_structure_step``): a scale whose items
+    this site already has -- in the site or a standard one -- is that scale;
+    any other is created, in the new course (a site scale stays a site one)."""
+    for el in ET.fromstring(data).iterfind("scale"):
+        values = {child.tag: child.text or "" for child in el}
+        found = rc.writer.one("scale", {"scale": values.get("scale", ""),
+                                        "courseid": 0})
+        if found is None and values.get("courseid") == "0":
+            found = rc.writer.one("scale", {"scale": values.get("scale", "")})
+        if found is None:  # restoring into a course that has it (a merge)
+            found = rc.writer.one("scale", {"scale": values.get("scale", ""),
+                                            "courseid": rc.param("courseid")})
+        if found is not None:
+            rc.ids.set("scale", el.get("id"), int(found["id"]))
+            continue
+        row: dict[str, Any] = dict(values)
+        row["courseid"] = 0 if values.get("courseid") == "0" else rc.param("courseid")
+        row["userid"] = rc.ids.get("user", values.get("userid")) or 0
+        rc.ids.set("scale", el.get("id"), rc.writer.insert("scale", row))
+
+
+def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
+    """outcomes.xml: an outcome of the same short name in the site is that
+    outcome; others are created in the new course, with their scale mapped."""
+    for el in ET.fromstring(data).iterfind("outcome"):
+        values = {child.tag: child.text or "" for child in el}
+        found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
+                                                 "courseid": None}) \
+            if values.get("courseid") in ("", "$@NULL@$") else None
+        if found is None:  # restoring into a course that has it (a merge)
+            found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
+                                                     "courseid": rc.param("courseid")})
+        if found is None:
+            row: dict[str, Any] = dict(values)
+            row["courseid"] = rc.param("courseid")
+            row["scaleid"] = rc.ids.get("scale", values.get("scaleid")) or 0
+            row["usermodified"] = rc.ids.get("user", values.get("usermodified"))
+            new = rc.writer.insert("grade_outcomes", row)
+        else:
+            new = int(found["id"])
+        rc.ids.set("grade_outcomes", el.get("id"), new)
+        link = {"courseid": rc.param("courseid"), "outcomeid": new}
+        if rc.writer.dry_run or rc.writer.one("grade_outcomes_courses", link) is None:
+            rc.writer.insert("grade_outcomes_courses", link)
+
+
+def negative_scale(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    """An activity graded with a scale stores minus the scale's id (in
+    ``grade`` or ``scale``): minus the restored scale's."""
+    for column in ("grade", "scale"):
+        value = str(row.get(column) or "")
+        if value.startswith("-") and value[1:].isdigit():
+            new = rc.ids.get("scale", value[1:])
+            if new is not None:
+                row[column] = -new
+    return True

@@ -1,0 +1,177 @@
+"""questions.xml into the question bank (``restore_create_categories_and_questions``
+with ``restore_dbops::precheck_categories_and_questions``), and the ids a
+quiz's rows name in it.
+
+Where a category goes depends on its context in the source site:
+
+- the course's context: a new category in the new course's context;
+- an activity's context: a new category, placed in the course's context
+  until that activity is restored, then moved into the activity's new
+  context (:func:`move_module_categories`; a category of an activity left
+  out stays in the course's, as Moodle moves it there);
+- a system or course-category context: on the same site, when that
+  context still has a category of the same ``stamp``, that category -- and
+  each question already in it with the same stamp and version is that
+  question, not a copy; other questions are added to it.  From another
+  site, or when the context is gone, a new category in the course.
+
+Everything under a category -- bank entries, versions, questions with their
+question type's rows (answers, options...), hints -- goes through the
+definitions that wrote it.  A version names its question, which is written
+after it (``Up("questionid")``): the engine sets it once the question has
+its id.  Ids inside question type rows that name other rows of the bank
+(a true/false question's two answers, a numerical answer) are ``REFS``; a
+multianswer question's ``sequence`` of subquestion ids is rewritten in
+:func:`finish_questions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coursevault.definitions import final_questions
+from coursevault.structure.context import TaskContext
+from coursevault.structure.restore_engine import RestoreContext, insert_records
+from coursevault.structure.reverse import MemberReader, Record
+
+CONTEXT_SYSTEM, CONTEXT_COURSECAT, CONTEXT_COURSE, CONTEXT_MODULE = 10, 40, 50, 70
+REFS: dict[tuple[str, str], str] = {
+    ("question_categories", "parent"): "question_categories",
+    ("question", "parent"): "question",
+    ("question_truefalse", "trueanswer"): "question_answers",
+    ("question_truefalse", "falseanswer"): "question_answers",
+    ("question_numerical", "answer"): "question_answers",
+    ("question_calculated", "answer"): "question_answers",
+}
+TABLES = {"question_category": "question_categories"}
+
+
+def restore_questions(rc: RestoreContext, ctx: TaskContext, data: bytes, *,
+                      same_site: bool) -> dict[str, int]:
+    """Create or match every category and question; counts by outcome."""
+    reader = MemberReader("questions.xml", data)
+    records = list(reader.records(final_questions.questions_structure(ctx)))
+    # attempts' step data are recoded by their question's type (restore_quiz)
+    rc.later["qtypes"] = [{str(r.old_id()): str(r.values.get("qtype") or "")
+                           for r in records if r.name == "question"}]
+    counts = {"categories": 0, "categories_matched": 0, "questions": 0,
+              "questions_matched": 0}
+
+    def category(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+        return _category(rc, rec, row, same_site, counts)
+
+    def entry(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+        return _entry(rc, rec, row, records, counts)
+
+    insert_records(rc, records, refs=REFS, tables=TABLES,
+                   hooks={"question_category": category, "question_bank_entry": entry,
+                          "question": _question_users, "multianswer": _multianswer})
+    for rec in records:
+        if rec.name == "question" and rec.new_id is not None and not rec.extra.get("matched"):
+            counts["questions"] += 1
+    return counts
+
+
+def _category(rc: RestoreContext, rec: Record, row: dict[str, Any], same_site: bool,
+              counts: dict[str, int]) -> bool:
+    level = int(row.get("contextlevel") or 0)
+    old_context = str(row.get("contextid") or "")
+    course_context = int(rc.param("coursecontextid"))
+    row["contextid"] = course_context
+    if level == CONTEXT_COURSE and rc.params.get("merge"):
+        found = rc.writer.one("question_categories",
+                              {"contextid": course_context, "stamp": row.get("stamp") or ""})
+        if found is not None:  # merging again: the course's own copy
+            rec.new_id = int(found["id"])
+            rec.extra["matched"] = True
+            counts["categories_matched"] += 1
+            return False
+    if level == CONTEXT_MODULE:
+        rc.later.setdefault("module_categories", []).append((rec, old_context))
+    elif (level in (CONTEXT_SYSTEM, CONTEXT_COURSECAT) and same_site
+          and rc.writer.one("context", {"id": old_context}) is not None):
+        found = rc.writer.one("question_categories",
+                              {"contextid": old_context, "stamp": row.get("stamp") or ""})
+        if found is not None:
+            rec.new_id = int(found["id"])
+            rec.extra["matched"] = True
+            counts["categories_matched"] += 1
+            return False
+        row["contextid"] = int(old_context)
+    counts["categories"] += 1
+    return True
+
+
+def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[Record],
+           counts: dict[str, int]) -> bool:
+    """An entry of a matched category whose question (stamp and version) the
+    site has is that entry: its version and question ids are mapped, nothing
+    below it is written."""
+    parent = rec.up("id", "question_category")
+    row["ownerid"] = rc.ids.get("user", row.get("ownerid"))
+    if not parent.extra.get("matched"):
+        return True
+    version, question = _version_and_question(rec, records)
+    if version is None or question is None:
+        return True
+    found = rc.writer.scalar(
+        "SELECT qv.id FROM {question_versions} qv JOIN {question} q ON q.id = qv.questionid "
+        "JOIN {question_bank_entries} qbe ON qbe.id = qv.questionbankentryid "
+        "WHERE qbe.questioncategoryid = :cat AND q.stamp = :stamp AND qv.version = :version",
+        {"cat": parent.new_id, "stamp": question.values.get("stamp") or "",
+         "version": int(version.values.get("version") or 0)})
+    if found is None:
+        return True
+    existing = rc.writer.one("question_versions", {"id": found})
+    assert existing is not None
+    rec.new_id = int(existing["questionbankentryid"])
+    rec.extra["skipped"] = True
+    question.extra["matched"] = True
+    rc.ids.set("question_versions", version.old_id(), int(found))
+    rc.ids.set("question", question.old_id(), int(existing["questionid"]))
+    counts["questions_matched"] += 1
+    return False
+
+
+def _version_and_question(entry: Record,
+                          records: list[Record]) -> tuple[Record | None, Record | None]:
+    start = records.index(entry)
+    version = question = None
+    for rec in records[start + 1:]:
+        if rec.name == "question_bank_entry" or rec.name == "question_category":
+            break
+        if rec.name == "question_versions" and version is None:
+            version = rec
+        elif rec.name == "question" and question is None:
+            question = rec
+    return version, question
+
+
+def _question_users(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    """Who created and modified a question: the restored user, else nobody
+    (NULL), as ``restore_create_categories_and_questions`` maps them."""
+    for column in ("createdby", "modifiedby"):
+        row[column] = rc.ids.get("user", row.get(column))
+    return True
+
+
+def _multianswer(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    rc.later.setdefault("multianswer", []).append((rec, str(row.get("sequence") or "")))
+    return True
+
+
+def move_module_categories(rc: RestoreContext, contexts: dict[str, int]) -> None:
+    """Categories of activities' contexts into the restored activities' contexts."""
+    for rec, old_context in rc.later.get("module_categories", []):
+        new_context = contexts.get(old_context)
+        if rec.new_id is not None and new_context is not None:
+            rc.writer.update("question_categories", rec.new_id, {"contextid": new_context})
+
+
+def finish_questions(rc: RestoreContext) -> None:
+    """Multianswer sequences: subquestion ids of the restored bank."""
+    for rec, sequence in rc.later.get("multianswer", []):
+        if rec.new_id is None:
+            continue
+        rc.writer.update("question_multianswer", rec.new_id, {"sequence": ",".join(
+            str(rc.ids.get("question", old) or 0) for old in sequence.split(",") if old)})

@@ -1,0 +1,135 @@
+"""users.xml into the site: match each user as Moodle's restore does, or create it.
+
+``restore_dbops::precheck_user``, for users of this site's own MNet host
+(a remote user, with ``mnethosturl``, is matched by username on that host
+or left out, as Moodle does without MNet configured):
+
+- same site (the backup's site identifier hash is this site's): a user
+  with the same id, username and host is that user (1A);
+- another site: a user with the same username and host and the same email,
+  or the same non-zero first access, is that user (2A);
+- no user with that username on that host: the user is created, with its
+  user context and preferences.
+
+Where Moodle would stop the whole restore -- a user with that username
+exists but is someone else (1D, 2C) -- coursevault creates the backup's user
+under a new username, ``<username>.restored`` (then ``.restored2``...),
+and names each one in the run's warnings: the course comes back whole and
+no existing account is touched.  Deleted users in the backup are mapped to
+nobody (their rows keep user id 0), as Moodle maps them when it finds no
+match.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+from coursevault.structure.restore_engine import RestoreContext
+from coursevault.structure.reverse import NULL
+
+CONTEXT_USER = 30
+_SKIP = {"id", "contextid", "mnethosturl", "custom_fields", "tags", "preferences", "roles"}
+
+
+@dataclass
+class UserOutcome:
+    matched: int = 0
+    created: int = 0
+    renamed: list[str] = field(default_factory=list)
+    skipped: int = 0
+    # old user context id -> the created user's new one (their files follow)
+    contexts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"matched": self.matched, "created": self.created,
+                "renamed": self.renamed, "skipped": self.skipped}
+
+
+def restore_users(rc: RestoreContext, data: bytes, *, same_site: bool, now: int) -> UserOutcome:
+    """Map every user of users.xml to a user of the site (``ids["user"]``)."""
+    outcome = UserOutcome()
+    localhost = _local_host(rc)
+    for el in ET.fromstring(data).iterfind("user"):
+        values = _values(el)
+        old = el.get("id", "")
+        if values.get("mnethosturl") is not None:
+            found = rc.writer.one("user", {"username": values.get("username")})
+            if found is None:
+                outcome.skipped += 1
+                continue
+            rc.ids.set("user", old, int(found["id"]))
+            outcome.matched += 1
+            continue
+        if values.get("deleted") == "1":
+            outcome.skipped += 1
+            continue
+        existing = rc.writer.one("user", {"username": values.get("username") or "",
+                                          "mnethostid": localhost})
+        if existing is not None and _same_user(existing, old, values, same_site):
+            rc.ids.set("user", old, int(existing["id"]))
+            outcome.matched += 1
+            continue
+        if existing is not None:
+            values["username"] = _free_username(rc, str(values.get("username")), localhost)
+            outcome.renamed.append(f"{existing['username']} -> {values['username']}")
+            rc.warnings.append(
+                f"user {existing['username']} of the backup is not this site's "
+                f"{existing['username']}: created as {values['username']}")
+        new_id, ctx_id = _create_user(rc, el, values, localhost, now)
+        rc.ids.set("user", old, new_id)
+        if el.get("contextid"):
+            outcome.contexts[str(el.get("contextid"))] = ctx_id
+        outcome.created += 1
+    return outcome
+
+
+def _values(el: ET.Element) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for child in el:
+        if child.tag in _SKIP and child.tag != "mnethosturl":
+            continue
+        text = child.text or ""
+        values[child.tag] = None if text == NULL else text
+    return values
+
+
+def _same_user(row: dict[str, Any], old: str, values: dict[str, str | None],
+               same_site: bool) -> bool:
+    if same_site:
+        return str(row["id"]) == old
+    if values.get("email") and str(row.get("email") or "") == values["email"]:
+        return True
+    first = str(values.get("firstaccess") or "0")
+    return first != "0" and str(row.get("firstaccess") or "0") == first
+
+
+def _local_host(rc: RestoreContext) -> int:
+    row = rc.writer.one("config", {"name": "mnet_localhost_id"})
+    return int(row["value"]) if row is not None and row.get("value") else 1
+
+
+def _free_username(rc: RestoreContext, username: str, host: int) -> str:
+    suffix = 1
+    while True:
+        candidate = f"{username}.restored" + ("" if suffix == 1 else str(suffix))
+        if rc.writer.one("user", {"username": candidate, "mnethostid": host}) is None:
+            return candidate
+        suffix += 1
+
+
+def _create_user(rc: RestoreContext, el: ET.Element, values: dict[str, str | None],
+                 host: int, now: int) -> tuple[int, int]:
+    row: dict[str, Any] = {k: v for k, v in values.items() if k != "mnethosturl"}
+    row.update(mnethostid=host, timecreated=row.get("timecreated") or now,
+               password="restored")
+    new_id = rc.writer.insert("user", row)
+    ctx_id = rc.writer.insert("context", {"contextlevel": CONTEXT_USER, "instanceid": new_id,
+                                          "depth": 2, "path": None})
+    rc.writer.update("context", ctx_id, {"path": f"/1/{ctx_id}"})
+    for pref in el.iterfind("preferences/preference"):
+        rc.writer.insert("user_preferences", {
+            "userid": new_id, "name": pref.findtext("name") or "",
+            "value": pref.findtext("value") or ""})
+    return new_id, ctx_id

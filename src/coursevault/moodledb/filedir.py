@@ -1,0 +1,157 @@
+"""File contents into a site's file store, visible only with the rows that name them.
+
+Moodle keeps a content once, at ``DATAROOT/filedir/ab/cd/<sha1>``, and a
+``files`` row names it by ``contenthash``.  A restore must leave the file
+store as it was when its transaction does not commit, so contents are
+written under ``DATAROOT/temp/coursevault-restore-<token>/`` first (and
+their sha1 checked), then moved into place just before the commit -- a
+content already in the store is never written again.  A journal in the
+staging folder lists what was moved in; :meth:`Staging.rollback` removes
+exactly those after a failed commit, and :func:`recover` does so for a
+process killed between the move and the commit: a listed content that no
+``files`` row names is removed, one that a row names (the commit happened)
+is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterable
+from typing import BinaryIO
+
+from coursevault.errors import BadInputError, SiteError
+
+STAGING_PREFIX = "coursevault-restore-"
+JOURNAL = "published"
+OWNER = "pid"
+
+
+def content_path(dataroot: str, sha1: str) -> str:
+    return os.path.join(dataroot, "filedir", sha1[0:2], sha1[2:4], sha1)
+
+
+class Staging:
+    """Contents of one restore, staged then published."""
+
+    def __init__(self, dataroot: str) -> None:
+        if not os.path.isdir(os.path.join(dataroot, "filedir")):
+            raise SiteError(f"{dataroot}: no filedir/ in it: not a Moodle data folder")
+        self.dataroot = dataroot
+        self.folder = os.path.join(dataroot, "temp", STAGING_PREFIX + secrets.token_hex(6))
+        self.staged: dict[str, str] = {}
+        self.published: list[str] = []
+        self.bytes_written = 0
+
+    def has(self, sha1: str) -> bool:
+        return sha1 in self.staged or os.path.exists(content_path(self.dataroot, sha1))
+
+    def stage(self, sha1: str, write: Callable[[BinaryIO], None], where: str) -> None:
+        """Write a content the store lacks (``write`` fills the file), checking its sha1."""
+        if self.has(sha1):
+            return
+        if not os.path.isdir(self.folder):
+            os.makedirs(self.folder)
+            with open(os.path.join(self.folder, OWNER), "w") as f:
+                f.write(str(os.getpid()))
+        path = os.path.join(self.folder, sha1)
+        with open(path, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        digest = hashlib.sha1()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha1:
+            raise BadInputError(f"{where}: content does not match its sha1 {sha1}")
+        self.bytes_written += os.path.getsize(path)
+        self.staged[sha1] = path
+
+    def publish(self) -> None:
+        """Move every staged content into filedir, journalled first."""
+        if not self.staged:
+            return
+        journal = os.path.join(self.folder, JOURNAL)
+        with open(journal, "w") as f:
+            f.write("\n".join(self.staged) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for sha1, path in self.staged.items():
+            target = content_path(self.dataroot, sha1)
+            if os.path.exists(target):
+                continue
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(path, target)
+            self.published.append(sha1)
+            _fsync_dir(os.path.dirname(target))
+
+    def rollback(self) -> None:
+        """Remove what :meth:`publish` moved in (the commit failed)."""
+        for sha1 in self.published:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(content_path(self.dataroot, sha1))
+        self.published.clear()
+        self.discard()
+
+    def discard(self) -> None:
+        """Forget the staging folder (after a commit, or with nothing published)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]]) -> int:
+    """Finish what killed restores left: remove contents a journal lists
+    that no ``files`` row names (``named`` answers which are named), then
+    the staging folders.  Returns the contents removed."""
+    temp = os.path.join(dataroot, "temp")
+    removed = 0
+    if not os.path.isdir(temp):
+        return 0
+    for entry in sorted(os.listdir(temp)):
+        if not entry.startswith(STAGING_PREFIX):
+            continue
+        folder = os.path.join(temp, entry)
+        if _owner_alive(folder):
+            continue  # a restore running now
+        journal = os.path.join(folder, JOURNAL)
+        if os.path.exists(journal):
+            with open(journal) as f:
+                listed = [line.strip() for line in f if line.strip()]
+            keep = named(listed)
+            for sha1 in listed:
+                if sha1 not in keep:
+                    try:
+                        os.unlink(content_path(dataroot, sha1))
+                        removed += 1
+                    except FileNotFoundError:
+                        pass
+        shutil.rmtree(folder, ignore_errors=True)
+    return removed
+
+
+def _owner_alive(folder: str) -> bool:
+    try:
+        with open(os.path.join(folder, OWNER)) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,137 @@
+"""``restore --db``: a snapshot of either door straight into a Moodle database.
+
+All or nothing: every row is written in one transaction, file contents are
+staged in the site's temp folder and moved into its file store only when
+everything else has been written, just before the commit; any error (a
+constraint the site enforces, a full disk, an interrupt) rolls the
+transaction back and removes what was moved in.  A process killed between
+the move and the commit leaves a journal the next restore reads
+(``filedir.recover``): contents no ``files`` row names are removed.
+``--dry-run`` runs the same restore against a writer that writes nothing
+(ids are placeholders) and reports what would be created and matched.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from coursevault.errors import BadInputError
+from coursevault.restore.export import write_content
+from coursevault.store.catalog import SnapshotRow
+from coursevault.store.repository import Repository
+from coursevault.tree.archive_tree import ArchiveTree, load_archive
+
+if TYPE_CHECKING:
+    from coursevault.definitions.restore_plan import RestoreReport
+
+
+@dataclass
+class RestoreRequest:
+    selector: str
+    db_url: str
+    dataroot: str
+    category: int | None = None
+    shortname: str | None = None
+    fullname: str | None = None
+    users: bool = True
+    dry_run: bool = False
+    prefix: str = "mdl_"
+    into: int | None = None
+    only: tuple[str, ...] = ()
+    start_date: int | None = None
+
+
+class SnapshotMembers:
+    """A snapshot's members, read from the store as the restore asks."""
+
+    def __init__(self, repo: Repository, tree: ArchiveTree) -> None:
+        self.repo = repo
+        self.tree = tree
+
+    def exists(self, path: str) -> bool:
+        member = self.tree.find(path)
+        return member is not None and not member.is_dir
+
+    def xml(self, path: str) -> bytes | None:
+        member = self.tree.find(path)
+        if member is None or member.is_dir:
+            return None
+        parts: list[bytes] = []
+        write_content(self.repo.get, self.tree, member, parts.append)
+        return b"".join(parts)
+
+    def copy(self, path: str, out: BinaryIO) -> None:
+        member = self.tree.find(path)
+        if member is None:
+            raise BadInputError(f"the snapshot has no member {path}")
+        write_content(self.repo.get, self.tree, member, out.write)
+
+
+def restore_snapshot(repo: Repository, snap: SnapshotRow,
+                     request: RestoreRequest) -> dict[str, Any]:
+    """Restore the snapshot as a new course or into an existing one; the
+    report as a dict."""
+    from coursevault.moodledb.connect import open_engine, translated_errors
+
+    started = time.monotonic()
+    with repo.lock(exclusive=False, operation="restore"):
+        tree = load_archive(repo.get, bytes.fromhex(snap.root))
+        members = SnapshotMembers(repo, tree)
+        engine = open_engine(request.db_url)
+        try:
+            with translated_errors(engine):
+                report = _run(engine, members, request)
+        finally:
+            engine.dispose()
+    out = report.as_dict()
+    out.update(snapshot=snap.id, course_key=snap.series, dry_run=request.dry_run,
+               seconds=round(time.monotonic() - started, 3))
+    return out
+
+
+def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
+    from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
+    from coursevault.moodledb.filedir import Staging, recover
+    from coursevault.moodledb.sitewriter import SiteWriter
+
+    options = RestoreOptions(category=request.category, shortname=request.shortname,
+                             fullname=request.fullname, users=request.users,
+                             now=int(time.time()), into=request.into, only=request.only,
+                             start_date=request.start_date)
+    staging = None if request.dry_run else Staging(request.dataroot)
+    with engine.connect() as conn:
+        if not request.dry_run:
+            recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
+        with conn.begin() as tx:
+            writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
+            try:
+                report = restore_course_backup(writer, members, options, staging)
+                if staging is not None:
+                    staging.publish()
+                if request.dry_run:
+                    tx.rollback()
+                else:
+                    tx.commit()
+            except BaseException:
+                if staging is not None:
+                    staging.rollback()
+                raise
+        if staging is not None:
+            staging.discard()
+    return report
+
+
+def _named(conn: Any, prefix: str, hashes: Any) -> set[str]:
+    import sqlalchemy as sa
+
+    wanted = list(hashes)
+    if not wanted:
+        return set()
+    rows = conn.execute(sa.text(f"SELECT DISTINCT contenthash FROM {prefix}files "
+                                "WHERE contenthash IN :h").bindparams(
+        sa.bindparam("h", expanding=True)), {"h": wanted})
+    found = {str(r[0]) for r in rows}
+    conn.commit()
+    return found
