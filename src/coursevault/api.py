@@ -43,11 +43,7 @@ from coursevault.snapshot.source import archive_listed_bytes, source_label, vali
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
-from coursevault.store.check import CheckReport, check_repository
 from coursevault.store.locks import LockInfo, remove_stale_locks
-from coursevault.store.prune import PruneReport, prune_repository
-from coursevault.store.repair import RepairReport, SalvageReport, salvage_packs
-from coursevault.store.repair import repair_index as repair_index_files
 from coursevault.store.repository import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_DICT_DEPTH,
@@ -56,9 +52,12 @@ from coursevault.store.repository import (
 )
 from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
-if TYPE_CHECKING:  # imported where used: ingest, a nightly job, needs neither (nor lxml)
+if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none of these
     from coursevault.diff.changes import TreeDiff
     from coursevault.moodledb.demosite import DemoSiteReport
+    from coursevault.store.check import CheckReport
+    from coursevault.store.prune import PruneReport
+    from coursevault.store.repair import RepairReport, SalvageReport
     from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API
@@ -126,6 +125,8 @@ def repository_stats(repo: Repository) -> dict[str, Any]:
 def check(
     repo: Repository, *, read_data: bool = False, progress: Callable[[int, int], None] | None = None
 ) -> CheckReport:
+    from coursevault.store.check import check_repository  # as the other maintenance commands
+
     with repo.lock(exclusive=False, operation="check"):
         return check_repository(repo, read_data=read_data, progress=progress)
 
@@ -143,6 +144,8 @@ def repair_packs(
 ) -> SalvageReport:
     """Replace each damaged pack by what of it still reads whole (under the
     exclusive lock); what does not is reported lost."""
+    from coursevault.store.repair import salvage_packs
+
     with repo.lock(exclusive=True, operation="repair packs"):
         return salvage_packs(repo, progress)
 
@@ -152,6 +155,8 @@ def repair_index(
 ) -> RepairReport:
     """Index again from the packs whatever no sound index file names, and
     remove the damaged index files (under the exclusive lock)."""
+    from coursevault.store.repair import repair_index as repair_index_files
+
     with repo.lock(exclusive=True, operation="repair index"):
         return repair_index_files(repo, progress)
 
@@ -497,6 +502,8 @@ def forget_snapshots(
 def prune(
     repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
 ) -> PruneReport:
+    from coursevault.store.prune import prune_repository
+
     return prune_repository(repo, dry_run=dry_run, progress=progress)
 
 

@@ -61,3 +61,14 @@ def test_every_shipped_definition_is_a_plugin(fresh_registry: None) -> None:
     for group in (registry.activities(), registry.blocks(), registry.subplugins("")):
         for name, plugin in group.items():
             assert isinstance(plugin, registry.Plugin), name
+
+
+def test_a_shipped_definitions_encoder_is_coursevaults_own(fresh_registry: None) -> None:
+    """The transformer imports a coursevault definition only when text holds
+    the site's address (definitions/run.py, _EncoderSlot), which is right
+    only if its encoder is one of coursevault's own, that rewrite nothing else."""
+    for group in (registry.activities(), registry.blocks()):
+        for name in group:
+            if group.module(name).startswith("coursevault.definitions."):
+                encode = group[name].encode_links
+                assert encode is None or encode.__module__.startswith("coursevault.definitions.")

@@ -78,9 +78,13 @@ def _question_tag(ctx: TaskContext) -> Nested:
 
 def questions_structure(ctx: TaskContext) -> Nested:
     """questions.xml: the final categories, each with its bank entries, their
-    versions and each version's question with its parts."""
-    def categories(c: TaskContext, _p: Instance | None) -> list[Row]:
-        return question_categories(c)
+    versions and each version's question with its parts.  A course whose
+    bank is empty writes the wrapper alone, without asking -- and importing
+    -- every question type for its part."""
+    found = question_categories(ctx)  # the step renders this tree right away
+
+    def categories(_c: TaskContext, _p: Instance | None) -> list[Row]:
+        return found
 
     question = Nested(
         "question", attrs=("id",),
@@ -88,8 +92,9 @@ def questions_structure(ctx: TaskContext) -> Nested:
                 "generalfeedbackformat", "defaultmark", "penalty", "qtype", "length", "stamp",
                 "timecreated", "timemodified", "createdby", "modifiedby"),
         source=Table("question", {"id": Up("questionid")}))
-    add_subplugin_structure(ctx, "qtype", question)
-    add_subplugin_structure(ctx, "qbank", question)
+    if found:
+        add_subplugin_structure(ctx, "qtype", question)
+        add_subplugin_structure(ctx, "qbank", question)
     question.add(
         Nested("question_hints", children=[Nested(
             "question_hint", attrs=("id",),

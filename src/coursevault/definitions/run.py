@@ -12,7 +12,8 @@ import hashlib
 import hmac
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import quote_plus
 
 from coursevault.definitions.course_plan import course_plan
@@ -84,36 +85,65 @@ def transformer(run: BackupRun) -> Transformer:
     """Moodle's backup_xml_transformer: file.php links, then every encoder
     (course first, then activities and blocks by name)."""
     link = registry.LinkContext(run.site.wwwroot, str(run.course["id"]), run)
-    encoders = [p.encode_links for p in registry.activities().values() if p.encode_links]
-    encoders += [p.encode_links for p in registry.blocks().values() if p.encode_links]
     from coursevault.definitions import course_task
 
     first = getattr(course_task, "encode_links", None)
-    if first is not None:
-        encoders.insert(0, first)
+    slots = [_EncoderSlot(None, "", first)] if first is not None else []
+    for group in (registry.activities(), registry.blocks()):
+        slots += [_EncoderSlot(group, name) for name in group]
 
     # coursevault's own encoders only rewrite links holding the site's
     # address (after its scheme: http and https forms both count), plain or
     # urlencoded (the course's pluginfile links): text holding neither is
-    # left as it is without running their few hundred patterns.  Another
-    # package's encoder always runs, and may add the address.
+    # left as it is without running their few hundred patterns -- or
+    # importing the definitions of modules the course does not hold.
+    # Another package's encoder always runs, and may add the address.
     rest = run.site.wwwroot.split("://", 1)[-1]
     needles = (rest, quote_plus(rest, safe="").replace("~", "%7E"))
-    own = [str(getattr(e, "__module__", "")).startswith("coursevault.definitions.")
-           for e in encoders]
 
     def transform(content: str) -> str:
         content = encode_filephp_links(content, link)
         linked = any(n in content for n in needles)
-        for encode, ours in zip(encoders, own, strict=True):
-            if ours and not linked:
+        for slot in slots:
+            if slot.ours and not linked:
+                continue
+            encode = slot.encoder()
+            if encode is None:
                 continue
             content = encode(content, link)
-            if not ours:
+            if not slot.ours:
                 linked = any(n in content for n in needles)
         return content
 
     return transform
+
+
+class _EncoderSlot:
+    """One plugin's place in the transformer's order.  A coursevault
+    definition (known by its entry point's module) is imported when text
+    first needs its encoder; another package's is loaded now, and counts as
+    coursevault's own only if its encoder comes from coursevault's
+    definitions, as the loaded function says."""
+
+    def __init__(self, group: Mapping[str, Any] | None, name: str, encode: Any = None) -> None:
+        self._group, self._name = group, name
+        self._encode: Any = encode
+        self._loaded = group is None
+        # any other mapping of plugins (a test's) is loaded already
+        lazy = isinstance(group, registry.PluginGroup) and group.module(name).startswith(_OWN)
+        self.ours = group is None or lazy
+        if not self.ours:
+            self.encoder()
+            self.ours = str(getattr(self._encode, "__module__", "")).startswith(_OWN)
+
+    def encoder(self) -> Callable[[str, registry.LinkContext], str] | None:
+        if not self._loaded and self._group is not None:
+            self._encode = self._group[self._name].encode_links
+            self._loaded = True
+        return self._encode  # type: ignore[no-any-return]
+
+
+_OWN = "coursevault.definitions."
 
 
 def encrypter(run: BackupRun) -> Encrypt:

@@ -22,13 +22,15 @@ The writer knows nothing of databases or storage: it is handed strings.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 NULL = "$@NULL@$"
 PROLOGUE = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 _FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _NEWLINES = re.compile("\r\n|\r")
+# anything escape_text would change: most values (ids, numbers, names) hold none
+_TO_ESCAPE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Transformer = Callable[[str], str]
 
@@ -44,6 +46,8 @@ def safe_utf8(text: str) -> str:
 
 def escape_text(text: str) -> str:
     """``htmlspecialchars(ENT_NOQUOTES)`` of the cleaned text."""
+    if _TO_ESCAPE.search(text) is None:
+        return text
     return safe_utf8(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -93,6 +97,23 @@ class XmlWriter:
         self._parts.append(self.text(value))
         self._last_was_text = True
         self.end(tag)
+
+    def leaves(self, items: Iterable[tuple[str, str | None]]) -> None:
+        """Final elements one after another, each written as :meth:`full`
+        without attributes writes it (``<tag>text</tag>`` on its own line):
+        the bulk of a member, in one call."""
+        pre = "\n" + "  " * self._level
+        transform = self._transform
+        append = self._parts.append
+        for tag, value in items:
+            if value is None:
+                text = NULL
+            else:
+                if transform is not None and len(value) >= 32:
+                    value = transform(value)
+                text = value if _TO_ESCAPE.search(value) is None else escape_text(value)
+            append(f"{pre}<{tag}>{text}</{tag}>")
+        self._last_was_text = False
 
     def text(self, value: str | None) -> str:
         if value is None:

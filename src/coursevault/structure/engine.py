@@ -300,6 +300,27 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
         _annotate_files(ctx, area.component, area.filearea, row, area.itemid_field,
                         area.context_field)
     writer.begin(element.name, {a: _text(row.get(a)) for a in element.attrs} or None)
+    if element.encrypted:
+        _write_fields(writer, element, row, encrypt)
+    else:
+        get = row.get
+        writer.leaves([
+            (name, value if value is None or value.__class__ is str else str(value))
+            for name in element.fields
+            if not isinstance(value := get(name), Unset)
+        ])
+    for item, name in element.annotations:
+        ctx.ids.add(item, row.get(name))
+    for child in element.children:
+        for kid in inst.kids.get(id(child), []):
+            _write(writer, kid, ctx, encrypt)
+    writer.end(element.name)
+
+
+def _write_fields(
+    writer: XmlWriter, element: Nested, row: Row, encrypt: Encrypt | None
+) -> None:
+    """An element's final elements, some of them encrypted."""
     for name in element.fields:
         if isinstance(row.get(name), Unset):
             continue
@@ -312,12 +333,6 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
             writer.full(name, encrypt(value or ""), {"encrypted": "true"})
         else:
             writer.full(name, value)
-    for item, name in element.annotations:
-        ctx.ids.add(item, row.get(name))
-    for child in element.children:
-        for kid in inst.kids.get(id(child), []):
-            _write(writer, kid, ctx, encrypt)
-    writer.end(element.name)
 
 
 def _text(value: Any) -> str | None:

@@ -16,10 +16,10 @@ plugin that owns the subplugin type asks for them by prefix).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -70,22 +70,47 @@ class Plugin:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class PluginGroup(Mapping[str, Any]):
+    """One group's plugins by name, in name order, each loaded -- its module
+    imported -- when first looked up: a course's backup imports the
+    definitions of the plugins it holds, not of every plugin installed
+    (coursevault ships 60; a course of pages and forums needs a handful)."""
+
+    def __init__(self, entries: Iterable[EntryPoint]) -> None:
+        self._entries = {ep.name: ep for ep in sorted(entries, key=lambda e: e.name)}
+        self._loaded: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._loaded:
+            self._loaded[name] = self._entries[name].load()
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def module(self, name: str) -> str:
+        """The module that defines ``name`` (known without importing it)."""
+        return self._entries[name].module
+
+
 @cache
-def _group(group: str) -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for ep in sorted(entry_points(group=group), key=lambda e: e.name):
-        found[ep.name] = ep.load()
-    return found
+def _group(group: str) -> PluginGroup:
+    return PluginGroup(entry_points(group=group))
 
 
-def activities() -> dict[str, Plugin]:
+def activities() -> PluginGroup:
     return _group(ACTIVITIES)
 
 
-def blocks() -> dict[str, Plugin]:
+def blocks() -> PluginGroup:
     return _group(BLOCKS)
 
 
 def subplugins(prefix: str) -> dict[str, Plugin]:
-    """Subplugins whose name starts with ``prefix`` (``assignsubmission_``)."""
-    return {k: v for k, v in _group(SUBPLUGINS).items() if k.startswith(prefix)}
+    """Subplugins whose name starts with ``prefix`` (``assignsubmission_``),
+    loading only those."""
+    group = _group(SUBPLUGINS)
+    return {k: group[k] for k in group if k.startswith(prefix)}

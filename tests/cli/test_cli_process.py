@@ -1,0 +1,67 @@
+"""The ``coursevault`` process: its entry point, its exit codes, what it imports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+
+def run_process(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coursevault.cli.app", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def test_the_console_script_is_run_not_main() -> None:
+    """``run`` freezes the collector around ``main`` (cli/app.py); an
+    installed script calling ``main`` would still work, only slower."""
+    [script] = entry_points(group="console_scripts", name="coursevault")
+    assert script.value == "coursevault.cli.app:run"
+
+
+def test_the_process_exits_with_the_commands_code(tmp_path: Path) -> None:
+    assert run_process("--help").returncode == 0
+    bad = run_process("no-such-command")
+    assert bad.returncode == 2, bad.stderr
+    missing = run_process("stats", "-r", str(tmp_path / "none"))
+    assert missing.returncode == 10, missing.stderr
+    assert missing.stderr.count("\n") == 1, missing.stderr
+
+
+def test_commands_are_built_when_named_as_typer_builds_them() -> None:
+    """The root group builds a subcommand when it is named (cli/app.py,
+    root_command): the same commands, in the same order, with the same
+    options, as typer's own eager build -- and only the one that runs."""
+    import typer
+
+    from coursevault.cli.app import app, root_command
+
+    eager = typer.main.get_command(app)
+    lazy = root_command()
+    assert isinstance(eager, typer.core.TyperGroup)
+    assert list(lazy.commands) == list(eager.commands)
+    backup = lazy.commands["backup"]
+    assert [p.name for p in backup.params] == [p.name for p in eager.commands["backup"].params]
+    assert lazy.commands._built.keys() == {"backup"}  # type: ignore[attr-defined]
+    index = lazy.commands["index"]
+    assert list(index.commands) == list(eager.commands["index"].commands)  # type: ignore[attr-defined]
+
+
+def test_the_command_line_loads_without_what_only_some_commands_need() -> None:
+    """fastcdc (and the click it imports) loads when a file is chunked; the
+    maintenance commands' modules when they run; SQLAlchemy when a catalog
+    server or a Moodle database is opened (tests/store/test_catalog.py)."""
+    code = (
+        "import sys, coursevault.cli.app\n"
+        "print(sorted(m for m in ('fastcdc', 'click', 'sqlalchemy', 'coursevault.store.check',"
+        " 'coursevault.store.prune', 'coursevault.store.repair') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
