@@ -14,6 +14,8 @@ as Moodle writes it.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
 from coursevault.definitions.subplugins import add_subplugin_structure
 from coursevault.definitions.tags import tags_enabled
@@ -82,17 +84,21 @@ def questions_structure(ctx: TaskContext) -> Nested:
     bank is empty writes the wrapper alone, without asking -- and importing
     -- every question type for its part."""
     found = question_categories(ctx)  # the step renders this tree right away
+    return questions_tree(ctx, lambda _c, _p: found, parts=bool(found))
 
-    def categories(_c: TaskContext, _p: Instance | None) -> list[Row]:
-        return found
 
+def questions_tree(ctx: TaskContext,
+                   categories: Callable[[TaskContext, Instance | None], Iterable[Row]], *,
+                   parts: bool) -> Nested:
+    """The tree of questions.xml with its categories' source; ``parts``: with
+    every question type's and bank plugin's part (a restore reads any)."""
     question = Nested(
         "question", attrs=("id",),
         fields=("parent", "name", "questiontext", "questiontextformat", "generalfeedback",
                 "generalfeedbackformat", "defaultmark", "penalty", "qtype", "length", "stamp",
                 "timecreated", "timemodified", "createdby", "modifiedby"),
         source=Table("question", {"id": Up("questionid")}))
-    if found:
+    if parts:
         add_subplugin_structure(ctx, "qtype", question)
         add_subplugin_structure(ctx, "qbank", question)
     question.add(

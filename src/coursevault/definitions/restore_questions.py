@@ -50,7 +50,9 @@ def restore_questions(rc: RestoreContext, ctx: TaskContext, data: bytes, *,
                       same_site: bool) -> dict[str, int]:
     """Create or match every category and question; counts by outcome."""
     reader = MemberReader("questions.xml", data)
-    records = list(reader.records(final_questions.questions_structure(ctx)))
+    # every type's part: the backup's questions may be of any installed type
+    tree = final_questions.questions_tree(ctx, lambda _c, _p: [], parts=True)
+    records = list(reader.records(tree))
     # attempts' step data are recoded by their question's type (restore_quiz)
     rc.later["qtypes"] = [{str(r.old_id()): str(r.values.get("qtype") or "")
                            for r in records if r.name == "question"}]
