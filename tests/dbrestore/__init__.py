@@ -1,0 +1,2 @@
+"""Tests of ``restore --db`` (a package, so its modules import each other
+relatively, as tests/dbbackup's do)."""
