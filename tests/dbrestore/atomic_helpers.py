@@ -77,16 +77,23 @@ class SiteProbe:
         self.prefix = prefix
         self.engine = sa.create_engine(url)
         with self.engine.connect() as conn:
-            self.names = sorted(n for n in sa.inspect(conn).get_table_names()
-                                if n.startswith(prefix))
+            self.names = sorted(
+                n for n in sa.inspect(conn).get_table_names() if n.startswith(prefix)
+            )
 
     def state(self) -> SiteState:
         with self.engine.connect() as conn:
             counts = _row_counts(conn, self.names)
-            tables = {name[len(self.prefix):]: (counts[name], _rows_digest(conn, name))
-                      for name in self.names if counts[name]}
-        return SiteState(tables, _listing(os.path.join(self.dataroot, "filedir")),
-                         _entries(os.path.join(self.dataroot, "temp")))
+            tables = {
+                name[len(self.prefix) :]: (counts[name], _rows_digest(conn, name))
+                for name in self.names
+                if counts[name]
+            }
+        return SiteState(
+            tables,
+            _listing(os.path.join(self.dataroot, "filedir")),
+            _entries(os.path.join(self.dataroot, "temp")),
+        )
 
     def named_contents(self) -> set[str]:
         """Every content hash a ``files`` row names."""
@@ -103,7 +110,7 @@ def _row_counts(conn: sa.Connection, names: list[str]) -> dict[str, int]:
     would be most of the time a state takes)."""
     out: dict[str, int] = {}
     for start in range(0, len(names), 100):
-        batch = names[start:start + 100]
+        batch = names[start : start + 100]
         sql = " UNION ALL ".join(f"SELECT '{n}', COUNT(*) FROM {n}" for n in batch)
         out.update((str(r[0]), int(r[1])) for r in conn.exec_driver_sql(sql))
     return out
@@ -184,7 +191,9 @@ def _raise(number: int, what: str) -> None:
     raise InjectedFault(f"injected at step {number} ({what})")
 
 
-def install(steps: Callable[[str], None], setattr_: Callable[[Any, str, Any], None] = setattr) -> None:
+def install(
+    steps: Callable[[str], None], setattr_: Callable[[Any, str, Any], None] = setattr
+) -> None:
     """Wrap the restore's writing calls so each is a step (``setattr_`` is
     pytest's ``monkeypatch.setattr`` in a test, to be undone after it)."""
     from coursevault.moodledb import filedir
@@ -198,14 +207,18 @@ def install(steps: Callable[[str], None], setattr_: Callable[[Any, str, Any], No
 
         return wrapper
 
-    setattr_(SiteWriter, "insert", before(lambda _w, table, *_a: f"insert {table}",
-                                          SiteWriter.insert))
-    setattr_(SiteWriter, "update", before(lambda _w, table, *_a: f"update {table}",
-                                          SiteWriter.update))
-    setattr_(filedir.Staging, "stage", before(lambda _s, sha1, *_a: f"stage {sha1}",
-                                              filedir.Staging.stage))
-    setattr_(filedir.Staging, "publish", before(lambda _s: "publish",
-                                                filedir.Staging.publish))
+    setattr_(
+        SiteWriter, "insert", before(lambda _w, table, *_a: f"insert {table}", SiteWriter.insert)
+    )
+    setattr_(
+        SiteWriter, "update", before(lambda _w, table, *_a: f"update {table}", SiteWriter.update)
+    )
+    setattr_(
+        filedir.Staging,
+        "stage",
+        before(lambda _s, sha1, *_a: f"stage {sha1}", filedir.Staging.stage),
+    )
+    setattr_(filedir.Staging, "publish", before(lambda _s: "publish", filedir.Staging.publish))
     fsync_dir = filedir._fsync_dir
 
     def moved(path: str) -> None:  # publish syncs a folder after each move
@@ -223,7 +236,9 @@ def install(steps: Callable[[str], None], setattr_: Callable[[Any, str, Any], No
     setattr_(sa.engine.Connection, "_commit_impl", committing)
 
 
-def run_forked(argv: list[str], log: str, kill_at: int | None = None) -> tuple[bool, int | None, list[str]]:
+def run_forked(
+    argv: list[str], log: str, kill_at: int | None = None
+) -> tuple[bool, int | None, list[str]]:
     """Run the real CLI (``main(argv)``) in a forked child with the steps
     installed, SIGKILLed at step ``kill_at``; stdout and stderr go to ``log``.
     Returns (killed, exit code, the steps it reached).  Forked, not started:

@@ -93,16 +93,31 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
         demosite.build_demo_site(f"sqlite:///{target / 'site.db'}", target / "data", "U", seed=2)
     repo = str(root / "repo")
     assert main(["-r", repo, "init"]) == 0
-    assert main(["-r", repo, "backup", "--db", f"sqlite:///{root / 'source.db'}",
-                 "--dataroot", str(root / "sdata"), "--course", "2"]) == 0
+    assert (
+        main(
+            [
+                "-r",
+                repo,
+                "backup",
+                "--db",
+                f"sqlite:///{root / 'source.db'}",
+                "--dataroot",
+                str(root / "sdata"),
+                "--course",
+                "2",
+            ]
+        )
+        == 0
+    )
     with api.open_repository(repo) as r:
         snapshot = api.list_snapshots(r)[0]["id"]
     return Tiny(repo, snapshot, target)
 
 
 def restore(repo: str, snapshot: str, site: SiteProbe, **options: Any) -> dict[str, Any]:
-    request = api.RestoreRequest(selector=snapshot, db_url=site.url, dataroot=site.dataroot,
-                                 **options)
+    request = api.RestoreRequest(
+        selector=snapshot, db_url=site.url, dataroot=site.dataroot, **options
+    )
     with api.open_repository(repo) as r:
         return api.restore_to_database(r, request)
 
@@ -132,13 +147,25 @@ def fault_points(log: list[str], spread: str) -> list[int]:
     n = int(spread)
     points = {1 + (len(log) - 1) * i // max(n, 1) for i in range(n)}
     kinds = [s.split()[0] for s in log]
-    points.update([kinds.index("stage") + 1, kinds.index("publish") + 1,
-                   len(kinds) - kinds[::-1].index("moved")])
+    points.update(
+        [
+            kinds.index("stage") + 1,
+            kinds.index("publish") + 1,
+            len(kinds) - kinds[::-1].index("moved"),
+        ]
+    )
     return sorted(points)
 
 
-def fail_at_each(repo: str, snapshot: str, site: SiteProbe, steps: Steps, points: list[int],
-                 log: list[str], before: SiteState) -> None:
+def fail_at_each(
+    repo: str,
+    snapshot: str,
+    site: SiteProbe,
+    steps: Steps,
+    points: list[int],
+    log: list[str],
+    before: SiteState,
+) -> None:
     for k in points:
         steps.reset(k)
         with pytest.raises(InjectedFault):
@@ -147,9 +174,9 @@ def fail_at_each(repo: str, snapshot: str, site: SiteProbe, steps: Steps, points
         assert_unchanged(before, site, f"a failure at step {k} ({log[k - 1]})")
 
 
-def test_fault_at_every_step_of_a_tiny_course(tiny: Tiny, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             request: pytest.FixtureRequest) -> None:
+def test_fault_at_every_step_of_a_tiny_course(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     site = tiny.copy(tmp_path / "site")
     before = site.state()
     steps = Steps()
@@ -170,27 +197,46 @@ def test_fault_at_every_step_of_a_tiny_course(tiny: Tiny, tmp_path: Path,
     assert_restored(before, site, report)
 
 
+@pytest.mark.parametrize("into", [None, 2], ids=["new-course", "into-course-2"])
 def test_failure_after_the_commit_keeps_the_restored_course(
-        tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, into: int | None
+) -> None:
     """An error once the database has committed (a connection lost as the
     server commits: the client cannot tell) must not remove the contents
-    the committed rows name: the restore asks the database, finds the
-    course and reports it restored, with a warning."""
+    the committed rows name: the restore asks the database, finds its rows
+    and reports the restore done, with a warning.  Into an existing course
+    too, where no new course tells a commit from none."""
     site = tiny.copy(tmp_path / "site")
     before = site.state()
     steps = Steps()
     install(steps, monkeypatch.setattr)
     steps.reset("committed")
-    report = restore(tiny.repo, tiny.snapshot, site)
+    report = restore(tiny.repo, tiny.snapshot, site, into=into)
     assert any("reported an error as it committed" in w for w in report["warnings"])
-    assert_restored(before, site, report)
     after = site.state()
-    assert after.tables["course"][0] == before.tables["course"][0] + 1
+    assert after.tables["course"][0] == before.tables["course"][0] + (into is None)
+    assert after.tables["files"][0] > before.tables["files"][0]
     staged = {s.split()[1] for s in steps.log if s.startswith("stage ")}
     assert staged and staged <= site.named_contents()
     missing = {h for h in staged if not os.path.exists(content_path(site.dataroot, h))}
     assert not missing, f"committed files rows name contents no longer in the store: {missing}"
     assert after.temp == before.temp
+
+
+def test_failed_commit_into_an_existing_course_leaves_nothing(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit fails (before the server commits) on a restore into course
+    2, which exists either way: the contents moved in go again."""
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    steps = Steps()
+    install(steps, monkeypatch.setattr)
+    steps.reset("commit")
+    with pytest.raises(InjectedFault):
+        restore(tiny.repo, tiny.snapshot, site, into=2)
+    assert any(s.startswith("moved") for s in steps.log)
+    assert_unchanged(before, site, "a failed commit into course 2")
 
 
 # -- the reference site, private copies on each server ---------------------------------
@@ -215,9 +261,10 @@ def refrepo(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, st
     repo = str(tmp_path_factory.mktemp("refrepo") / "repo")
     assert main(["-r", repo, "init"]) == 0
     with api.open_repository(repo) as r:
-        return repo, {shortname: api.ingest(r, str(SITE_DIR / "backups" / backup)).snapshot
-                      for shortname, backup in (("gen_s", "c002-gen_s.mbz"),
-                                                ("rich", "c038-rich.mbz"))}
+        return repo, {
+            shortname: api.ingest(r, str(SITE_DIR / "backups" / backup)).snapshot
+            for shortname, backup in (("gen_s", "c002-gen_s.mbz"), ("rich", "c038-rich.mbz"))
+        }
 
 
 def _load_copy(server: str, name: str) -> str:
@@ -226,30 +273,52 @@ def _load_copy(server: str, name: str) -> str:
         pg = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-X", "-q"]
         subprocess.run([*pg, "-d", "postgres", "-c", f"create database {name}"], check=True)
         load = f"zstd -dc {dump} | {' '.join(pg)} -1 -v ON_ERROR_STOP=1 -d {name} >/dev/null"
-        subprocess.run(load, shell=True, check=True, env={**os.environ,
-                                                          "PGOPTIONS": "-c synchronous_commit=off"})
+        subprocess.run(
+            load,
+            shell=True,
+            check=True,
+            env={**os.environ, "PGOPTIONS": "-c synchronous_commit=off"},
+        )
         return f"postgresql+psycopg://postgres@127.0.0.1/{name}"
     maria = ["mariadb", "-h", "127.0.0.1", "-uroot"]
-    subprocess.run([*maria, "-e", f"create database {name} character set utf8mb4 "
-                    "collate utf8mb4_unicode_ci"], check=True)
-    load = (f"{{ echo 'SET autocommit = 0;'; zstd -dc {dump}; echo 'COMMIT;'; }} | "
-            f"{' '.join(maria)} {name}")
+    subprocess.run(
+        [*maria, "-e", f"create database {name} character set utf8mb4 collate utf8mb4_unicode_ci"],
+        check=True,
+    )
+    load = (
+        f"{{ echo 'SET autocommit = 0;'; zstd -dc {dump}; echo 'COMMIT;'; }} | "
+        f"{' '.join(maria)} {name}"
+    )
     subprocess.run(load, shell=True, check=True)
     return f"mysql+pymysql://root@127.0.0.1/{name}"
 
 
 def _drop_copy(server: str, name: str) -> None:
     if server == "postgres":
-        sql = ["psql", "-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-d", "postgres",
-               "-c", f"drop database if exists {name} with (force)"]
+        sql = [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-X",
+            "-q",
+            "-d",
+            "postgres",
+            "-c",
+            f"drop database if exists {name} with (force)",
+        ]
     else:
         sql = ["mariadb", "-h", "127.0.0.1", "-uroot", "-e", f"drop database if exists {name}"]
     subprocess.run(sql, check=True)
 
 
 @pytest.fixture(scope="module")
-def refcopy(request: pytest.FixtureRequest, refrepo: tuple[str, dict[str, str]],
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[RefCopy]:
+def refcopy(
+    request: pytest.FixtureRequest,
+    refrepo: tuple[str, dict[str, str]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[RefCopy]:
     """A private copy of the reference site on one server (the parameter;
     dropped after), its file store lacking a few contents of gen_s and rich."""
     server = str(request.param)
@@ -257,7 +326,7 @@ def refcopy(request: pytest.FixtureRequest, refrepo: tuple[str, dict[str, str]],
     if not os.environ.get(env[server]) or not os.environ.get("COURSEVAULT_REFSITE_DATAROOT"):
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true needs the reference site on {server}", pytrace=False)
-        pytest.skip(f"no reference site on {server} (eval \"$(bash scripts/refsite)\")")
+        pytest.skip(f'no reference site on {server} (eval "$(bash scripts/refsite)")')
     dataroot = tmp_path_factory.mktemp(f"ref-{server}") / "data"
     shutil.copytree(os.environ["COURSEVAULT_REFSITE_DATAROOT"], dataroot)
     repo, snapshots = refrepo
@@ -277,8 +346,11 @@ def refcopy(request: pytest.FixtureRequest, refrepo: tuple[str, dict[str, str]],
 def _remove_contents(repo: Any, snapshot: str, dataroot: Path) -> None:
     """Remove a few of the backup's contents from the copy's file store."""
     _snap, tree = api.archive_tree(repo, snapshot)
-    contents = sorted(os.path.basename(m.path) for m in tree.members
-                      if m.path.startswith("files/") and not m.is_dir)
+    contents = sorted(
+        os.path.basename(m.path)
+        for m in tree.members
+        if m.path.startswith("files/") and not m.is_dir
+    )
     for sha1 in contents[:REMOVED_CONTENTS]:
         path = content_path(str(dataroot), sha1)
         if os.path.exists(path):
@@ -287,8 +359,11 @@ def _remove_contents(repo: Any, snapshot: str, dataroot: Path) -> None:
 
 @pytest.mark.parametrize(("refcopy", "shortname"), PAIRS, indirect=["refcopy"])
 def test_fault_at_a_spread_of_steps_on_the_reference_site(
-        refcopy: RefCopy, shortname: str, monkeypatch: pytest.MonkeyPatch,
-        request: pytest.FixtureRequest) -> None:
+    refcopy: RefCopy,
+    shortname: str,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     site, snapshot = refcopy.site, refcopy.snapshots[shortname]
     before = site.state()
     steps = Steps()
@@ -300,8 +375,7 @@ def test_fault_at_a_spread_of_steps_on_the_reference_site(
     log = steps.log
     assert_unchanged(before, site, "a failure at the commit")
     assert "publish" in log and any(s.startswith("moved") for s in log)
-    fail_at_each(refcopy.repo, snapshot, site, steps, fault_points(log[:-1], FAULTS), log,
-                 before)
+    fail_at_each(refcopy.repo, snapshot, site, steps, fault_points(log[:-1], FAULTS), log, before)
     steps.reset(None)
     report = restore(refcopy.repo, snapshot, site)
     assert report["files"]["contents"] > 0
@@ -312,12 +386,22 @@ def test_fault_at_a_spread_of_steps_on_the_reference_site(
 
 
 def cli_restore(tiny: Tiny, site: SiteProbe, *extra: str) -> list[str]:
-    return ["-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
-            "--dataroot", site.dataroot, *extra]
+    return [
+        "-r",
+        tiny.repo,
+        "restore",
+        tiny.snapshot,
+        "--db",
+        site.url,
+        "--dataroot",
+        site.dataroot,
+        *extra,
+    ]
 
 
 def test_killed_restores_leave_nothing_once_the_next_restore_ran(
-        tiny: Tiny, tmp_path: Path) -> None:
+    tiny: Tiny, tmp_path: Path
+) -> None:
     site = tiny.copy(tmp_path / "site")
     before = site.state()
     probe = tiny.copy(tmp_path / "probe")
@@ -326,9 +410,16 @@ def test_killed_restores_leave_nothing_once_the_next_restore_ran(
     kinds = [s.split()[0] for s in log]
     # an insert midway, the first content staged, publish, the first and the
     # last content moved, the commit
-    points = sorted({len(log) // 2, kinds.index("stage") + 1, kinds.index("publish") + 1,
-                     kinds.index("moved") + 1, len(kinds) - kinds[::-1].index("moved"),
-                     kinds.index("commit") + 1})
+    points = sorted(
+        {
+            len(log) // 2,
+            kinds.index("stage") + 1,
+            kinds.index("publish") + 1,
+            kinds.index("moved") + 1,
+            len(kinds) - kinds[::-1].index("moved"),
+            kinds.index("commit") + 1,
+        }
+    )
     for k in points:
         logfile = str(tmp_path / f"kill-{k}.log")
         killed, code, reached = run_forked(cli_restore(tiny, site), logfile, kill_at=k)
@@ -346,21 +437,25 @@ def test_killed_restores_leave_nothing_once_the_next_restore_ran(
     k = kinds.index("committed") + 1
     killed, _code, _ = run_forked(cli_restore(tiny, site), str(tmp_path / "kill-c.log"), kill_at=k)
     assert killed
-    killed, code, _ = run_forked(cli_restore(tiny, site, "--category", "99999"),
-                                 str(tmp_path / "next-c.log"))
+    killed, code, _ = run_forked(
+        cli_restore(tiny, site, "--category", "99999"), str(tmp_path / "next-c.log")
+    )
     assert code == 2
     assert_restored(before, site, {"files": {"contents": kinds.count("stage")}})
 
 
 def test_constraint_violation_fails_with_one_line_and_writes_nothing(
-        tiny: Tiny, tmp_path: Path) -> None:
+    tiny: Tiny, tmp_path: Path
+) -> None:
     site = tiny.copy(tmp_path / "site")
     engine = sa.create_engine(site.url)
     with engine.begin() as conn:
         top = conn.exec_driver_sql("SELECT MAX(id) FROM mdl_course").scalar()
         for courseid in range(int(top) + 1, int(top) + 6):  # the new course's context
-            conn.exec_driver_sql("INSERT INTO mdl_context (contextlevel, instanceid, depth, path)"
-                                 f" VALUES (50, {courseid}, 3, '/1/x')")
+            conn.exec_driver_sql(
+                "INSERT INTO mdl_context (contextlevel, instanceid, depth, path)"
+                f" VALUES (50, {courseid}, 3, '/1/x')"
+            )
     engine.dispose()
     before = site.state()
     log = str(tmp_path / "run.log")
@@ -373,8 +468,8 @@ def test_constraint_violation_fails_with_one_line_and_writes_nothing(
 
 
 def test_full_disk_while_staging_fails_with_one_line_and_writes_nothing(
-        tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     site = tiny.copy(tmp_path / "site")
     before = site.state()
     copy = SnapshotMembers.copy

@@ -8,7 +8,8 @@ transaction back and removes what was moved in.  A process killed between
 the move and the commit leaves a journal the next restore reads
 (``filedir.recover``): contents no ``files`` row names are removed.  A
 commit that fails may have happened all the same (the connection lost as
-the server commits): a new connection asks before anything is removed.
+the server commits): a new connection looks for a row it wrote before
+anything is removed.
 tests/dbrestore/test_atomic.py fails every step of a restore in turn.
 ``--dry-run`` runs the same restore against a writer that writes nothing
 (ids are placeholders) and reports what would be created and matched.
@@ -28,6 +29,8 @@ from coursevault.tree.archive_tree import ArchiveTree, load_archive
 
 if TYPE_CHECKING:
     from coursevault.definitions.restore_plan import RestoreReport
+    from coursevault.moodledb.filedir import Staging
+    from coursevault.moodledb.sitewriter import SiteWriter
 
 
 @dataclass
@@ -123,37 +126,43 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
             try:
                 tx.commit()
             except BaseException as exc:
-                if not _committed_after_all(engine, request.prefix, report, staging, exc):
+                if not _committed_after_all(engine, request.prefix, writer, staging, report,
+                                            exc):
                     raise
         staging.discard()
     return report
 
 
-def _committed_after_all(engine: Any, prefix: str, report: RestoreReport, staging: Any,
-                         exc: BaseException) -> bool:
+def _committed_after_all(engine: Any, prefix: str, writer: SiteWriter, staging: Staging,
+                         report: RestoreReport, exc: BaseException) -> bool:
     """The commit failed -- or did it?  A connection lost while the server
-    commits leaves the client unable to tell, and removing the contents a
-    committed course names would break it.  A new connection asks whether
-    the course is in: if so the restore happened (the contents stay; an
-    interrupt is still raised), if not the moved contents are removed; if
-    the database cannot say, they are left with their journal for the next
-    restore's ``recover``, which keeps those a ``files`` row names."""
+    commits leaves the client unable to tell, and removing the contents
+    committed rows name would break the course.  With contents moved in,
+    a new connection looks for the last ``files`` row this transaction
+    wrote (id and content hash; a restore into an existing course leaves no
+    new course to look for): there, the restore happened (the contents stay;
+    an interrupt is still raised); not there, the moved contents are
+    removed; if the database cannot say, they are left with their journal
+    for the next restore's ``recover``, which keeps those a row names."""
     import sqlalchemy as sa
 
+    row_id = writer.last_ids.get("files")
+    if not staging.published or row_id is None:
+        staging.rollback()  # nothing in filedir depends on the outcome
+        return False
     try:
         with engine.connect() as conn:
             found = conn.execute(sa.text(
-                f"SELECT shortname FROM {prefix}course WHERE id = :id"),
-                {"id": report.courseid}).scalar()
+                f"SELECT contenthash FROM {prefix}files WHERE id = :id"), {"id": row_id}).scalar()
     except Exception:
         return False  # unknown: the staging folder stays for recover
-    if found is None or str(found) != report.shortname:
+    if found is None or str(found) not in staging.staged:
         staging.rollback()
         return False
     staging.discard()
     said = (str(exc).splitlines() or [type(exc).__name__])[0]
     report.warnings.append(f"the database reported an error as it committed ({said}), "
-                           f"but course {report.courseid} is in the site: restored")
+                           "but what it wrote is in the site: restored")
     return isinstance(exc, Exception)
 
 
