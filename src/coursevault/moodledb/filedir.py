@@ -55,31 +55,44 @@ class Staging:
         return sha1 in self.staged or os.path.exists(content_path(self.dataroot, sha1))
 
     def stage(self, sha1: str, write: Callable[[BinaryIO], None], where: str) -> None:
-        """Write a content the store lacks (``write`` fills the file), checking its sha1."""
+        """Write a content the store lacks (``write`` fills the file), checking
+        its sha1.  A file system's error (a full disk) is the site's: SiteError."""
         if self.has(sha1):
             return
-        if not os.path.isdir(self.folder):
-            os.makedirs(self.folder)
-            with open(os.path.join(self.folder, OWNER), "w") as f:
-                f.write(str(os.getpid()))
         path = os.path.join(self.folder, sha1)
-        with open(path, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = hashlib.sha1()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            if not os.path.isdir(self.folder):
+                os.makedirs(self.folder)
+                with open(os.path.join(self.folder, OWNER), "w") as f:
+                    f.write(str(os.getpid()))
+            with open(path, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            digest = hashlib.sha1()
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            size = os.path.getsize(path)
+        except OSError as exc:
+            raise SiteError(f"{self.dataroot}: cannot stage {where} for the file store: "
+                            f"{exc.strerror or exc}") from exc
         if digest.hexdigest() != sha1:
             raise BadInputError(f"{where}: content does not match its sha1 {sha1}")
-        self.bytes_written += os.path.getsize(path)
+        self.bytes_written += size
         self.staged[sha1] = path
 
     def publish(self) -> None:
         """Move every staged content into filedir, journalled first."""
         if not self.staged:
             return
+        try:
+            self._publish()
+        except OSError as exc:
+            raise SiteError(f"{self.dataroot}: cannot move contents into the file store: "
+                            f"{exc.strerror or exc}") from exc
+
+    def _publish(self) -> None:
         journal = os.path.join(self.folder, JOURNAL)
         with open(journal, "w") as f:
             f.write("\n".join(self.staged) + "\n")

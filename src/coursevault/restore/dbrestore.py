@@ -6,7 +6,11 @@ everything else has been written, just before the commit; any error (a
 constraint the site enforces, a full disk, an interrupt) rolls the
 transaction back and removes what was moved in.  A process killed between
 the move and the commit leaves a journal the next restore reads
-(``filedir.recover``): contents no ``files`` row names are removed.
+(``filedir.recover``): contents no ``files`` row names are removed.  A
+commit that fails may have happened all the same (the connection lost as
+the server commits): a new connection looks for a row it wrote before
+anything is removed.
+tests/dbrestore/test_atomic.py fails every step of a restore in turn.
 ``--dry-run`` runs the same restore against a writer that writes nothing
 (ids are placeholders) and reports what would be created and matched.
 """
@@ -25,6 +29,8 @@ from coursevault.tree.archive_tree import ArchiveTree, load_archive
 
 if TYPE_CHECKING:
     from coursevault.definitions.restore_plan import RestoreReport
+    from coursevault.moodledb.filedir import Staging
+    from coursevault.moodledb.sitewriter import SiteWriter
 
 
 @dataclass
@@ -103,7 +109,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
     require_file_store(request.dataroot)
     staging = None if request.dry_run else Staging(request.dataroot)
     with engine.connect() as conn:
-        if not request.dry_run:
+        if staging is not None:
             recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
         with conn.begin() as tx:
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
@@ -111,17 +117,54 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
                 report = restore_course_backup(writer, members, options, staging)
                 if staging is not None:
                     staging.publish()
-                if request.dry_run:
-                    tx.rollback()
-                else:
-                    tx.commit()
             except BaseException:
                 if staging is not None:
                     staging.rollback()
                 raise
-        if staging is not None:
-            staging.discard()
+            if staging is None:
+                tx.rollback()
+                return report
+            try:
+                tx.commit()
+            except BaseException as exc:
+                if not _committed_after_all(engine, request.prefix, writer, staging, report,
+                                            exc):
+                    raise
+        staging.discard()
     return report
+
+
+def _committed_after_all(engine: Any, prefix: str, writer: SiteWriter, staging: Staging,
+                         report: RestoreReport, exc: BaseException) -> bool:
+    """The commit failed -- or did it?  A connection lost while the server
+    commits leaves the client unable to tell, and removing the contents
+    committed rows name would break the course.  With contents moved in,
+    a new connection looks for the last ``files`` row this transaction
+    wrote (id and content hash; a restore into an existing course leaves no
+    new course to look for): there, the restore happened (the contents stay;
+    an interrupt is still raised); not there, the moved contents are
+    removed; if the database cannot say, they are left with their journal
+    for the next restore's ``recover``, which keeps those a row names."""
+    import sqlalchemy as sa
+
+    row_id = writer.last_ids.get("files")
+    if not staging.published or row_id is None:
+        staging.rollback()  # nothing in filedir depends on the outcome
+        return False
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(sa.text(
+                f"SELECT contenthash FROM {prefix}files WHERE id = :id"), {"id": row_id}).scalar()
+    except Exception:
+        return False  # unknown: the staging folder stays for recover
+    if found is None or str(found) not in staging.staged:
+        staging.rollback()
+        return False
+    staging.discard()
+    said = (str(exc).splitlines() or [type(exc).__name__])[0]
+    report.warnings.append(f"the database reported an error as it committed ({said}), "
+                           "but what it wrote is in the site: restored")
+    return isinstance(exc, Exception)
 
 
 def _named(conn: Any, prefix: str, hashes: Any) -> set[str]:
