@@ -151,11 +151,6 @@ def test_dry_run_reports_what_the_restore_then_does(dry_and_real: dict[str, Any]
     assert dry["files"]["restored"] == real["files"]["restored"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a dry run has no staging, and restore_files counts "
-    "a content to write only when staging says the store lacks it",
-)
 def test_dry_run_counts_the_contents_it_would_write(dry_and_real: dict[str, Any]) -> None:
     assert dry_and_real["dry"]["files"] == dry_and_real["real"]["files"]
 

@@ -43,9 +43,11 @@ def require_file_store(dataroot: str) -> None:
 class Staging:
     """Contents of one restore, staged then published."""
 
-    def __init__(self, dataroot: str) -> None:
+    def __init__(self, dataroot: str, *, dry_run: bool = False) -> None:
         require_file_store(dataroot)
         self.dataroot = dataroot
+        # a dry run's staging notes what it would write and writes nothing
+        self.dry_run = dry_run
         self.folder = os.path.join(dataroot, "temp", STAGING_PREFIX + secrets.token_hex(6))
         self.staged: dict[str, str] = {}
         self.published: list[str] = []
@@ -58,6 +60,9 @@ class Staging:
         """Write a content the store lacks (``write`` fills the file), checking
         its sha1.  A file system's error (a full disk) is the site's: SiteError."""
         if self.has(sha1):
+            return
+        if self.dry_run:
+            self.staged[sha1] = ""
             return
         path = os.path.join(self.folder, sha1)
         try:
@@ -84,7 +89,7 @@ class Staging:
 
     def publish(self) -> None:
         """Move every staged content into filedir, journalled first."""
-        if not self.staged:
+        if not self.staged or self.dry_run:
             return
         try:
             self._publish()

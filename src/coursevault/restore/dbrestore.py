@@ -107,23 +107,22 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
                              now=int(time.time()), into=request.into, only=request.only,
                              start_date=request.start_date)
     require_file_store(request.dataroot)
-    staging = None if request.dry_run else Staging(request.dataroot)
+    staging = Staging(request.dataroot, dry_run=request.dry_run)
     with engine.connect() as conn:
-        if staging is not None:
+        if not request.dry_run:
             recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
         with conn.begin() as tx:
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
-            try:
+            if request.dry_run:  # it writes nothing: what it would, counted
                 report = restore_course_backup(writer, members, options, staging)
-                if staging is not None:
-                    staging.publish()
-            except BaseException:
-                if staging is not None:
-                    staging.rollback()
-                raise
-            if staging is None:
                 tx.rollback()
                 return report
+            try:
+                report = restore_course_backup(writer, members, options, staging)
+                staging.publish()
+            except BaseException:
+                staging.rollback()
+                raise
             try:
                 tx.commit()
             except BaseException as exc:
