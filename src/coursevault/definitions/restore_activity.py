@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coursevault.definitions import restore_course, restore_final
+from coursevault.definitions import restore_common, restore_course, restore_final
 from coursevault.definitions.restore_info import ActivityInfo
 from coursevault.structure.context import TaskContext
 from coursevault.structure.registry import Plugin
@@ -46,9 +46,6 @@ NOT_RESTORED = {
     "competencies.xml": "competencies are not restored",
     "xapistate.xml": "xAPI state is not restored",
     "filters.xml": "filter settings are not restored",
-    "comments.xml": "comments are not restored",
-    "calendar.xml": "calendar events are not restored",
-    "completion.xml": "completion states are not restored",
     "grading.xml": "advanced grading is not restored",
 }
 
@@ -85,13 +82,16 @@ def restore_activity(
             continue
         reader = MemberReader(f"{act.directory}/{step.member}", data)
         for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
-            insert_records(task, [rec], refs=refs, hooks=hooks)
+            insert_records(task, [rec], refs=refs, hooks=hooks,
+                           writers={"tag": restore_common.restore_tag_record})
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:
         rc.warnings.append(f"{act.directory}: no {act.modulename} row in the backup: left out")
         return False
     rc.writer.update("course_modules", cmid, {"instance": instance})
+    restore_common.activity_members(task, ctx, act.directory, members,
+                                    comment_items=plugin.extra.get("comment_items", {}))
     grades = members(f"{act.directory}/grades.xml")
     if grades is not None:
         restore_final.restore_activity_grades(task, ctx, f"{act.directory}/grades.xml", grades)

@@ -41,6 +41,9 @@ class BackupMembers(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def folders(self, path: str) -> list[str]:
+        """Names of the folders right under ``path``."""
+
     def copy(self, path: str, out: BinaryIO) -> None:
         """Write a (file content) member's bytes to ``out``."""
 

@@ -24,6 +24,7 @@ from coursevault.definitions import (
     final_gradebook,
     final_groups,
 )
+from coursevault.definitions.restore_files import restoring_user
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import RestoreContext, insert_records
 from coursevault.structure.reverse import MemberReader, Record
@@ -115,7 +116,15 @@ def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
 
 def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     row["iteminstance"] = rc.param("activityid")
+    _idnumber(row)
     return True
+
+
+def _idnumber(row: dict[str, Any]) -> None:
+    """An empty idnumber is restored as NULL: ``process_grade_item`` keeps
+    only a non-empty one (a new course holds no other to clash with)."""
+    if not row.get("idnumber"):
+        row["idnumber"] = None
 
 
 def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
@@ -140,6 +149,7 @@ def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     if row.get("itemtype") in ("course", "category"):
         old = row.get("iteminstance")
         row["iteminstance"] = rc.ids.get("grade_categories", old) or 0
+    _idnumber(row)
     return True
 
 
@@ -196,7 +206,9 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
             row: dict[str, Any] = dict(values)
             row["courseid"] = rc.param("courseid")
             row["scaleid"] = rc.ids.get("scale", values.get("scaleid")) or 0
-            row["usermodified"] = rc.ids.get("user", values.get("usermodified"))
+            # the restoring user when the backup's is not restored (process_outcome)
+            row["usermodified"] = (rc.ids.get("user", values.get("usermodified"))
+                                   or restoring_user(rc))
             new = rc.writer.insert("grade_outcomes", row)
         else:
             new = int(found["id"])

@@ -45,6 +45,7 @@ ITEM_TABLES = {
 COURSE_COLUMNS = ("course", "courseid")
 
 Hook = Callable[["RestoreContext", Record, dict[str, Any]], bool]
+Writer = Callable[["RestoreContext", Record], None]
 
 
 class IdMap:
@@ -119,6 +120,11 @@ class RestoreContext:
         for an id the restore does not hold."""
         if old is None:
             return None
+        text = str(old).strip()
+        if table == "scale" and text.startswith("-") and text[1:].isdigit():
+            # a rating's scaleid: minus the scale's id (as annotations store it)
+            scale = self.map_ref(table, text[1:], column=column)
+            return -scale if scale else scale
         if str(old).strip() in ("", "0") or str(old).startswith("-"):
             return 0 if str(old).strip() == "" else int(old)  # 0, -1: "none", "all"
         new = self.ids.get(table, old)
@@ -146,6 +152,7 @@ def insert_records(
     hooks: Mapping[str, Hook] = {},
     skip: Iterable[str] = (),
     tables: Mapping[str, str] = {},
+    writers: Mapping[str, Writer] = {},
 ) -> Counter[str]:
     """Insert every record whose element reads a table; rows per table.
 
@@ -153,7 +160,9 @@ def insert_records(
     ``hooks[element]`` may adjust a row (return False to leave it out);
     elements in ``skip`` (and their user-data elements when the restore
     excludes users) are not written; ``tables`` names the table of elements
-    whose source is SQL or Python (``grade_item``), which bind nothing.
+    whose source is SQL or Python (``grade_item``), which bind nothing;
+    ``writers[element]`` writes an element that is not one row of one
+    table (a tag: a ``tag`` row found or made, and a ``tag_instance``).
     """
     skipped = set(skip)
     written: Counter[str] = Counter()
@@ -161,6 +170,10 @@ def insert_records(
         node = rec.node
         if _skipped(rec, skipped, rc.users):
             rec.extra["skipped"] = True
+            continue
+        write = writers.get(node.name)
+        if write is not None:
+            write(rc, rec)
             continue
         source = node.source
         if isinstance(source, Sql):
