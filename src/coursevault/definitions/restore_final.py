@@ -129,6 +129,9 @@ def _idnumber(row: dict[str, Any]) -> None:
 
 def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     row["itemid"] = rec.up("id", "grade_item").new_id
+    if row.get("rawscaleid") is None:
+        # process_grade_grade maps it through get_mappingid, which gives 0 for none
+        row["rawscaleid"] = 0
     return bool(row.get("userid"))
 
 

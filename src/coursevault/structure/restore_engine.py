@@ -197,7 +197,8 @@ def insert_records(
         for item, column in node.annotations:
             if column in row:
                 row[column] = rc.map_ref(ITEM_TABLES.get(item, item), row[column], column=column)
-        bound = set(source.where)
+        # bound and annotated columns hold new ids already: a ref must not map them again
+        bound = set(source.where) | {column for _item, column in node.annotations}
         for column in list(row):
             target = refs.get((table, column))
             if target is None or column in bound:
