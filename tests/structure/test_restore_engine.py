@@ -204,3 +204,21 @@ def test_rows_sources_need_a_declared_table(rc: RestoreContext) -> None:
                                  tables={"option": "choice_options"})
     assert counts == {"choice_options": 1}
     assert rc.ids.get("choice_options", "1") is not None
+
+
+def test_sql_table_reads_a_filtering_join_of_its_own_rows() -> None:
+    """A rubric's fillings: rf.* of its FROM table, the joins only filter,
+    the binding is on rf -- one row of gradingform_rubric_fillings each."""
+    fillings = Sql("SELECT rf.* FROM {gradingform_rubric_fillings} rf"
+                   " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+                   " WHERE rf.instanceid = ?", [Up("id", element="instance")])
+    assert sql_table(fillings) == Table("gradingform_rubric_fillings",
+                                        {"instanceid": Up("id", element="instance")})
+    other = Sql("SELECT rf.* FROM {gradingform_rubric_fillings} rf"
+                " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+                " WHERE gi.definitionid = ?", [Up("id")])
+    assert sql_table(other) is None  # bound through the joined table
+    columns = Sql("SELECT rf.id, gi.itemid FROM {gradingform_rubric_fillings} rf"
+                  " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+                  " WHERE rf.instanceid = ?", [Up("id")])
+    assert sql_table(columns) is None

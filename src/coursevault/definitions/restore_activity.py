@@ -46,7 +46,6 @@ NOT_RESTORED = {
     "competencies.xml": "competencies are not restored",
     "xapistate.xml": "xAPI state is not restored",
     "filters.xml": "filter settings are not restored",
-    "grading.xml": "advanced grading is not restored",
 }
 
 Members = Callable[[str], bytes | None]
@@ -95,6 +94,9 @@ def restore_activity(
     grades = members(f"{act.directory}/grades.xml")
     if grades is not None:
         restore_final.restore_activity_grades(task, ctx, f"{act.directory}/grades.xml", grades)
+    grading = members(f"{act.directory}/grading.xml")
+    if grading is not None:
+        restore_final.restore_grading(task, ctx, f"{act.directory}/grading.xml", grading)
     roles = members(f"{act.directory}/roles.xml")
     if roles is not None:
         restore_final.restore_roles(task, ctx, f"{act.directory}/roles.xml", roles)

@@ -135,6 +135,51 @@ def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool
     return bool(row.get("userid"))
 
 
+# (component, grading area) -> table whose ids a grading instance's itemid
+# names (the activity task's grading item mapping: an assignment's grade)
+GRADING_ITEMS: dict[tuple[str, str], str] = {
+    ("mod_assign", "submissions"): "assign_grades",
+    ("mod_forum", "forum"): "forum_grades",
+}
+# references between a grading form's rows
+GRADING_REFS: dict[tuple[str, str], str] = {
+    ("gradingform_rubric_fillings", "criterionid"): "gradingform_rubric_criteria",
+    ("gradingform_rubric_fillings", "levelid"): "gradingform_rubric_levels",
+    ("gradingform_guide_fillings", "criterionid"): "gradingform_guide_criteria",
+}
+
+
+def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+    """grading.xml (``restore_activity_grading_structure_step``): the
+    module's grading areas, their definitions (made by the restoring user,
+    now) with each form's criteria and levels, and -- with users -- the
+    instances, whose ``itemid`` names the module's restored grade; an
+    instance whose grade is not restored is left out (and counted)."""
+    component = "mod_" + str(ctx.param("modulename"))
+
+    def definition(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+        now = rc.params.get("now", 0)
+        user = restoring_user(rc) or 0
+        row.update(usercreated=user, usermodified=user, timecreated=now, timemodified=now,
+                   copiedfromid=None, timecopied=0)
+        return True
+
+    def instance(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+        area = str(rec.up("id", "area").values.get("areaname"))
+        table = GRADING_ITEMS.get((component, area))
+        if table is None or str(row.get("itemid") or "0") == "0":
+            return True
+        row["itemid"] = rc.ids.get(table, row["itemid"])
+        if row["itemid"] is None:
+            rc.unmapped[f"{table} via grading_instances.itemid"] += 1
+            return False
+        return True
+
+    reader = MemberReader(member, data)
+    insert_records(rc, reader.records(activity_grades.grading_structure(ctx)),
+                   refs=GRADING_REFS, hooks={"definition": definition, "instance": instance})
+
+
 def restore_gradebook(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
     """gradebook.xml: categories (parents first, as Moodle writes them),
     the course and category items, their grades, letters and settings."""

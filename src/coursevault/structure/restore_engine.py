@@ -311,27 +311,35 @@ def aliases(node: Nested) -> dict[str, str]:
     return found
 
 
-_ONE_TABLE = re.compile(r"^\s*SELECT\s+(?:\w+\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+\w+)?\s+WHERE\s",
-                        re.IGNORECASE)
-_EQ_PARAM = re.compile(r"(?:\w+\.)?(\w+)\s*=\s*\?")
+_ONE_TABLE = re.compile(
+    r"^\s*SELECT\s+(?:(\w+)\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+(?!WHERE\b|JOIN\b)(\w+))?\s+"
+    r"(?:WHERE|JOIN)\s", re.IGNORECASE)
+_EQ_PARAM = re.compile(r"(?:(\w+)\.)?(\w+)\s*=\s*\?")
 
 
 def sql_table(source: Sql) -> Table | None:
-    """The :class:`Table` a one-table SQL source reads (``SELECT * FROM
-    {workshop_submissions} WHERE workshopid = ? AND example = 0``), its
-    ``col = ?`` bindings in order; None for anything else (joins, keyed)."""
+    """The :class:`Table` whose rows an SQL source selects, with its ``col =
+    ?`` bindings in order: a one-table source (``SELECT * FROM
+    {workshop_submissions} WHERE workshopid = ? AND example = 0``), or one
+    selecting ``x.*`` of its FROM table whose joins only filter and whose
+    bindings are all on ``x`` (``SELECT rf.* FROM {gradingform_rubric_fillings}
+    rf JOIN ... WHERE rf.instanceid = ?``); None for anything else (other
+    columns, bindings on a joined table, keyed sources)."""
     if hasattr(source, "_restore_table"):
         cached: Table | None = source._restore_table
         return cached
     table = None
     m = _ONE_TABLE.match(source.sql)
-    if m and " JOIN " not in source.sql.upper() and source.key is None:
-        columns = _EQ_PARAM.findall(source.sql)
+    joined = " JOIN " in source.sql.upper()
+    own = m.group(3) if m else None
+    if m and source.key is None and (not joined or (own and m.group(1) == own)):
+        found = _EQ_PARAM.findall(source.sql)
         params = list(source.params)
-        if len(columns) == len(params) and not any(isinstance(p, In) for p in params):
-            where = {c: p for c, p in zip(columns, params, strict=True)
+        on_own = all(alias == own for alias, _c in found) if joined else True
+        if on_own and len(found) == len(params) and not any(isinstance(p, In) for p in params):
+            where = {c: p for (_a, c), p in zip(found, params, strict=True)
                      if isinstance(p, Up | Param)}
-            table = Table(m.group(1), where)
+            table = Table(m.group(2), where)
     setattr(source, "_restore_table", table)  # noqa: B010 -- a cache on the source
     return table
 
