@@ -222,3 +222,16 @@ def test_sql_table_reads_a_filtering_join_of_its_own_rows() -> None:
                   " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
                   " WHERE rf.instanceid = ?", [Up("id")])
     assert sql_table(columns) is None
+
+
+def test_sql_table_reads_a_column_list_and_its_text_literals() -> None:
+    grades = Sql("SELECT id, dimensionid, grade FROM {workshop_grades} "
+                 "WHERE strategy = 'accumulative' AND assessmentid = ?", [Up("id")])
+    assert sql_table(grades) == Table(
+        "workshop_grades", {"assessmentid": Up("id"), "strategy": "accumulative"})
+    expression = Sql("SELECT COUNT(id) FROM {workshop_grades} WHERE assessmentid = ?",
+                     [Up("id")])
+    assert sql_table(expression) is None
+    either = Sql("SELECT * FROM {event} WHERE courseid = ? "
+                 "AND (eventtype = 'course' OR eventtype = 'group')", [Param("courseid")])
+    assert sql_table(either) == Table("event", {"courseid": Param("courseid")})

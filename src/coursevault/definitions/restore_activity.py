@@ -74,6 +74,8 @@ def restore_activity(
     trees = plugin.extra.get("restore_trees", {})
     hooks = {act.modulename: restore_final.negative_scale,
              **plugin.extra.get("restore_hooks", {})}
+    writers = {"tag": restore_common.restore_tag_record,
+               **plugin.extra.get("restore_writers", {})}
     for step in plugin.steps(ctx):
         data = members(f"{act.directory}/{step.member}")
         build = step.build or trees.get(step.member)
@@ -82,7 +84,7 @@ def restore_activity(
         reader = MemberReader(f"{act.directory}/{step.member}", data)
         for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
             insert_records(task, [rec], refs=refs, hooks=hooks,
-                           writers={"tag": restore_common.restore_tag_record})
+                           writers=writers)
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:

@@ -315,6 +315,10 @@ _ONE_TABLE = re.compile(
     r"^\s*SELECT\s+(?:(\w+)\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+(?!WHERE\b|JOIN\b)(\w+))?\s+"
     r"(?:WHERE|JOIN)\s", re.IGNORECASE)
 _EQ_PARAM = re.compile(r"(?:(\w+)\.)?(\w+)\s*=\s*\?")
+# a column list of one table: SELECT id, dimensionid, grade FROM {workshop_grades} WHERE
+_COLUMNS_TABLE = re.compile(r"^\s*SELECT\s+\w+(?:\s*,\s*\w+)*\s+FROM\s+\{(\w+)\}\s+WHERE\s",
+                            re.IGNORECASE)
+_EQ_TEXT = re.compile(r"(?:\w+\.)?(\w+)\s*=\s*'([^']*)'")
 
 
 def sql_table(source: Sql) -> Table | None:
@@ -323,8 +327,10 @@ def sql_table(source: Sql) -> Table | None:
     {workshop_submissions} WHERE workshopid = ? AND example = 0``), or one
     selecting ``x.*`` of its FROM table whose joins only filter and whose
     bindings are all on ``x`` (``SELECT rf.* FROM {gradingform_rubric_fillings}
-    rf JOIN ... WHERE rf.instanceid = ?``); None for anything else (other
-    columns, bindings on a joined table, keyed sources)."""
+    rf JOIN ... WHERE rf.instanceid = ?``), or a column list of one table
+    (``SELECT id, grade FROM {workshop_grades} WHERE strategy = 'rubric' AND
+    assessmentid = ?``: the text literal is bound too); None for anything
+    else (expressions, bindings on a joined table, keyed sources)."""
     if hasattr(source, "_restore_table"):
         cached: Table | None = source._restore_table
         return cached
@@ -332,14 +338,22 @@ def sql_table(source: Sql) -> Table | None:
     m = _ONE_TABLE.match(source.sql)
     joined = " JOIN " in source.sql.upper()
     own = m.group(3) if m else None
-    if m and source.key is None and (not joined or (own and m.group(1) == own)):
+    name = m.group(2) if m else None
+    if m is None and not joined:
+        columns = _COLUMNS_TABLE.match(source.sql)
+        name = columns.group(1) if columns else None
+    if name and source.key is None and (not joined or (m and own and m.group(1) == own)):
         found = _EQ_PARAM.findall(source.sql)
         params = list(source.params)
         on_own = all(alias == own for alias, _c in found) if joined else True
         if on_own and len(found) == len(params) and not any(isinstance(p, In) for p in params):
-            where = {c: p for (_a, c), p in zip(found, params, strict=True)
-                     if isinstance(p, Up | Param)}
-            table = Table(m.group(2), where)
+            where: dict[str, Any] = {c: p for (_a, c), p in zip(found, params, strict=True)
+                                     if isinstance(p, Up | Param)}
+            texts = _EQ_TEXT.findall(source.sql)
+            if not joined and " OR " not in source.sql.upper() \
+                    and len({c for c, _v in texts}) == len(texts):
+                where.update(texts)  # a text literal all the rows were chosen by is theirs
+            table = Table(name, where)
     setattr(source, "_restore_table", table)  # noqa: B010 -- a cache on the source
     return table
 
