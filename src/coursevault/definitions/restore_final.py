@@ -30,6 +30,7 @@ from coursevault.structure.restore_engine import RestoreContext, insert_records
 from coursevault.structure.reverse import MemberReader, Record
 
 GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
+                "grade_setting": "grade_settings",
                 "grade_category": "grade_categories"}
 # references between rows of one restore that no annotation names
 REFS: dict[tuple[str, str], str] = {
@@ -202,8 +203,15 @@ def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
 
 
 def _setting(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    """``process_grade_setting``: a setting the course has already is
+    updated instead (``minmaxtouse`` left as the course has it)."""
     row["courseid"] = rc.param("courseid")
-    return True
+    found = rc.writer.one("grade_settings", {"courseid": row["courseid"], "name": row.get("name")})
+    if found is None:
+        return True
+    if row.get("name") != "minmaxtouse":
+        rc.writer.update("grade_settings", int(found["id"]), {"value": row.get("value")})
+    return False
 
 
 def _category_path(rc: RestoreContext, rec: Record) -> None:
