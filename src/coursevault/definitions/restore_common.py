@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any
 
-from coursevault.definitions import activity_task, context_members
+from coursevault.definitions import activity_task, context_members, final_completion
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import In, Nested, Param, Sql, Up
 from coursevault.structure.restore_engine import RestoreContext, insert_records
@@ -105,6 +105,44 @@ def activity_members(rc: RestoreContext, ctx: TaskContext, directory: str,
         restore_calendar(rc, activity_task.calendar_structure(ctx),
                          f"{directory}/calendar.xml", calendar,
                          instance=int(rc.param("activityid")))
+
+
+def restore_course_completion(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+    """completion.xml of the course (``restore_course_completion_structure_step``,
+    run by the caller only when every activity of the backup was restored):
+    criteria naming the restored module (left out when it is not), a role
+    mapped, another course by short name; users' criteria completions and
+    course completions with users; aggregation methods the course lacks."""
+
+    def criteria(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+        if row.get("module") and str(row.get("moduleinstance") or "0") != "0":
+            row["moduleinstance"] = rc.ids.get("course_modules", row["moduleinstance"])
+            if row["moduleinstance"] is None:
+                rc.unmapped["course_modules via course_completion_criteria"] += 1
+                return False
+        else:
+            row["module"] = row["moduleinstance"] = None
+        row["role"] = row.get("role") or None
+        shortname = row.get("courseinstanceshortname")
+        row["courseinstance"] = None
+        if shortname:
+            other = rc.writer.one("course", {"shortname": shortname})
+            if other is None:
+                return False
+            row["courseinstance"] = other["id"]
+        return True
+
+    def aggregation(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+        return rc.writer.one("course_completion_aggr_methd", {
+            "course": rc.param("courseid"), "criteriatype": row.get("criteriatype")}) is None
+
+    reader = MemberReader("completion.xml", data)
+    insert_records(rc, reader.records(final_completion.completion_structure(ctx)),
+                   tables={"course_completion_criteria": "course_completion_criteria"},
+                   hooks={"course_completion_criteria": criteria,
+                          "course_completion_crit_compl": _of_mapped_user,
+                          "course_completions": _of_mapped_user,
+                          "course_completion_aggr_methd": aggregation})
 
 
 # tags -------------------------------------------------------------------

@@ -112,7 +112,7 @@ def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
     reader = MemberReader(member, data)
     insert_records(rc, reader.records(activity_grades.grades_structure(ctx)), refs=REFS,
                    tables=GRADE_TABLES,
-                   hooks={"grade_item": _activity_item, "grade_grade": _grade_of_item})
+                   hooks={"grade_item": _activity_item, "grade_grade": _activity_grade})
 
 
 def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -128,11 +128,16 @@ def _idnumber(row: dict[str, Any]) -> None:
         row["idnumber"] = None
 
 
+def _activity_grade(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    if row.get("rawscaleid") is None:
+        # the activity step's process_grade_grade maps it through get_mappingid,
+        # which gives 0 for none (the gradebook's keeps NULL: the site's evidence)
+        row["rawscaleid"] = 0
+    return _grade_of_item(rc, rec, row)
+
+
 def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     row["itemid"] = rec.up("id", "grade_item").new_id
-    if row.get("rawscaleid") is None:
-        # process_grade_grade maps it through get_mappingid, which gives 0 for none
-        row["rawscaleid"] = 0
     return bool(row.get("userid"))
 
 

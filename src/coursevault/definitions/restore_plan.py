@@ -146,8 +146,9 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     ctx.run.course["id"] = str(courseid)
     ctx.params.update(courseid=str(courseid), contextid=str(coursectx))
     contexts[info.course_contextid] = coursectx
-    _course_task(rc, ctx, members, Selection(info, sections, activities, options), report, contexts)
-    _final_task(rc, ctx, members, contexts, staging, report)
+    chosen = Selection(info, sections, activities, options)
+    _course_task(rc, ctx, members, chosen, report, contexts)
+    _final_task(rc, ctx, members, contexts, staging, report, whole=chosen.whole)
     rc.resolve_deferred()
     restore_course.finish_course(rc, courseid)
     if options.into is not None:
@@ -244,7 +245,11 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
 
 def _final_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
                 contexts: dict[str, int], staging: Staging | None,
-                report: RestoreReport) -> None:
+                report: RestoreReport, *, whole: bool) -> None:
+    completion = members.xml("completion.xml")
+    # execute_condition: the whole backup, and no module of it missing
+    if completion is not None and whole and not report.left_out:
+        restore_common.restore_course_completion(rc, ctx, completion)
     gradebook = members.xml("gradebook.xml")
     if gradebook is not None:
         restore_final.restore_gradebook(rc, ctx, gradebook)
