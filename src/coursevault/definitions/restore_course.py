@@ -117,7 +117,7 @@ def restore_section(rc: RestoreContext, data: bytes) -> int:
     v = finals(root)
     row: dict[str, Any] = {
         "course": rc.param("courseid"), "section": v.get("number"), "name": v.get("name"),
-        "summary": v.get("summary") or "", "summaryformat": v.get("summaryformat"),
+        "summary": v.get("summary"), "summaryformat": v.get("summaryformat"),
         "sequence": "", "visible": v.get("visible"), "availability": None,
         "component": v.get("component"), "itemid": v.get("itemid"),
         "timemodified": v.get("timemodified"),

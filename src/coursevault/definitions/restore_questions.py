@@ -108,7 +108,8 @@ def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[R
     site has is that entry: its version and question ids are mapped, nothing
     below it is written."""
     parent = rec.up("id", "question_category")
-    row["ownerid"] = rc.ids.get("user", row.get("ownerid"))
+    # get_mappingid: 0 for an owner not restored, or none
+    row["ownerid"] = rc.ids.get("user", row.get("ownerid")) or 0
     if not parent.extra.get("matched"):
         return True
     version, question = _version_and_question(rec, records)
