@@ -209,7 +209,10 @@ def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
 
 def _setting(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     """``process_grade_setting``: a setting the course has already is
-    updated instead (``minmaxtouse`` left as the course has it)."""
+    updated instead; ``minmaxtouse`` is never restored into an existing
+    course (a merge), nor over the course's own."""
+    if rc.params.get("merge") and row.get("name") == "minmaxtouse":
+        return False
     row["courseid"] = rc.param("courseid")
     found = rc.writer.one("grade_settings", {"courseid": row["courseid"], "name": row.get("name")})
     if found is None:
