@@ -15,6 +15,8 @@ from coursevault.definitions.script_links import encode_script_links, index_view
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
+from coursevault.structure.restore_engine import RestoreContext
+from coursevault.structure.reverse import Record
 
 _RULES = index_view_rules("scorm", "SCORMINDEX", "SCORMVIEWBYID")
 _SCORM_FIELDS = (
@@ -92,8 +94,28 @@ def encode_links(content: str, link: LinkContext) -> str:
     return encode_script_links(content, link, _RULES)
 
 
+def restore_track(rc: RestoreContext, rec: Record) -> None:
+    """A ``sco_track`` back into Moodle 4.3+'s tables (``process_scorm_sco_track``):
+    the user's attempt and the element name found or made, the value under
+    them; a track of a user the restore does not hold is left out."""
+    userid = rc.map_ref("user", rec.values.get("userid"), column="userid")
+    if not userid:
+        return
+    scormid, scoid = rc.param("activityid"), rec.up("id", "sco").new_id
+    key = {"userid": userid, "scormid": scormid, "attempt": rec.values.get("attempt") or 1}
+    attempt = rc.writer.one("scorm_attempt", key)
+    attemptid = int(attempt["id"]) if attempt else rc.writer.insert("scorm_attempt", key)
+    name = {"element": rec.values.get("element") or ""}
+    element = rc.writer.one("scorm_element", name)
+    elementid = int(element["id"]) if element else rc.writer.insert("scorm_element", name)
+    rc.writer.insert("scorm_scoes_value", {
+        "scoid": scoid, "attemptid": attemptid, "elementid": elementid,
+        "value": rec.values.get("value") or "", "timemodified": rec.values.get("timemodified")})
+
+
 PLUGIN = Plugin(
     "scorm",
     steps=lambda ctx: [Step("scorm.xml", build=scorm_structure)],
     encode_links=encode_links,
+    extra={"restore_writers": {"sco_track": restore_track}},
 )

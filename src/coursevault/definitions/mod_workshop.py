@@ -6,6 +6,7 @@ data.  The subplugins live in workshop_subplugins.py."""
 
 from __future__ import annotations
 
+from coursevault.definitions import workshop_subplugins
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.script_links import encode_script_links, index_view_rules
 from coursevault.definitions.subplugins import add_subplugin_structure
@@ -111,4 +112,5 @@ PLUGIN = Plugin(
     "workshop",
     steps=lambda ctx: [Step("workshop.xml", build=workshop_structure)],
     encode_links=encode_links,
+    extra={"restore_hooks": workshop_subplugins.restore_hooks()},
 )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coursevault.definitions import restore_course, restore_final
+from coursevault.definitions import restore_common, restore_course, restore_final
 from coursevault.definitions.restore_info import ActivityInfo
 from coursevault.structure.context import TaskContext
 from coursevault.structure.registry import Plugin
@@ -46,10 +46,6 @@ NOT_RESTORED = {
     "competencies.xml": "competencies are not restored",
     "xapistate.xml": "xAPI state is not restored",
     "filters.xml": "filter settings are not restored",
-    "comments.xml": "comments are not restored",
-    "calendar.xml": "calendar events are not restored",
-    "completion.xml": "completion states are not restored",
-    "grading.xml": "advanced grading is not restored",
 }
 
 Members = Callable[[str], bytes | None]
@@ -78,6 +74,8 @@ def restore_activity(
     trees = plugin.extra.get("restore_trees", {})
     hooks = {act.modulename: restore_final.negative_scale,
              **plugin.extra.get("restore_hooks", {})}
+    writers = {"tag": restore_common.restore_tag_record,
+               **plugin.extra.get("restore_writers", {})}
     for step in plugin.steps(ctx):
         data = members(f"{act.directory}/{step.member}")
         build = step.build or trees.get(step.member)
@@ -85,16 +83,22 @@ def restore_activity(
             continue
         reader = MemberReader(f"{act.directory}/{step.member}", data)
         for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
-            insert_records(task, [rec], refs=refs, hooks=hooks)
+            insert_records(task, [rec], refs=refs, hooks=hooks,
+                           writers=writers)
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:
         rc.warnings.append(f"{act.directory}: no {act.modulename} row in the backup: left out")
         return False
     rc.writer.update("course_modules", cmid, {"instance": instance})
+    restore_common.activity_members(task, ctx, act.directory, members,
+                                    comment_items=plugin.extra.get("comment_items", {}))
     grades = members(f"{act.directory}/grades.xml")
     if grades is not None:
         restore_final.restore_activity_grades(task, ctx, f"{act.directory}/grades.xml", grades)
+    grading = members(f"{act.directory}/grading.xml")
+    if grading is not None:
+        restore_final.restore_grading(task, ctx, f"{act.directory}/grading.xml", grading)
     roles = members(f"{act.directory}/roles.xml")
     if roles is not None:
         restore_final.restore_roles(task, ctx, f"{act.directory}/roles.xml", roles)

@@ -16,6 +16,7 @@ import json
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from coursevault.definitions.restore_common import restore_tags
 from coursevault.errors import SiteDataError
 from coursevault.structure.restore_engine import RestoreContext, note_markers, shift_dates
 from coursevault.structure.reverse import NULL
@@ -88,6 +89,7 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
     ctxid = create_context(rc, CONTEXT_COURSE, courseid, int(catctx["id"]) if catctx else 0)
     rc.writer.update("course_categories", category,
                      {"coursecount": int(cat.get("coursecount") or 0) + 1})
+    restore_tags(rc, root.find("tags"), "core", "course", courseid, ctxid)
     for opt in root.iterfind("courseformatoptions/courseformatoption"):
         o = finals(opt)
         if o.get("sectionid") in (None, "0"):
@@ -160,6 +162,7 @@ def restore_module(rc: RestoreContext, data: bytes, module: int) -> tuple[int, i
     cmid = rc.writer.insert("course_modules", row)
     rc.ids.set("course_modules", root.get("id"), cmid)
     ctxid = create_context(rc, CONTEXT_MODULE, cmid, int(rc.param("coursecontextid")))
+    restore_tags(rc, root.find("tags"), "core", "course_modules", cmid, ctxid)
     if v.get("availability"):
         rc.later.setdefault("cm_availability", []).append((cmid, v["availability"]))
     return cmid, ctxid

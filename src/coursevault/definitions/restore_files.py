@@ -41,6 +41,9 @@ class BackupMembers(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def folders(self, path: str) -> list[str]:
+        """Names of the folders right under ``path``."""
+
     def copy(self, path: str, out: BinaryIO) -> None:
         """Write a (file content) member's bytes to ``out``."""
 
@@ -102,8 +105,7 @@ def restoring_user(rc: RestoreContext) -> int | None:
 
 def _file_user(rc: RestoreContext, old: str | None, restorer: int | None) -> int | None:
     """The file's owner: the restored user, else the restoring user, as
-    ``send_files_to_pool`` falls back (NULL stays NULL)."""
-    if old is None:
-        return None
+    ``send_files_to_pool`` falls back -- for no owner (NULL) too: the
+    restore gives each file a user (the reference site's restored copies)."""
     return rc.ids.get("user", old) or restorer
 

@@ -24,11 +24,13 @@ from coursevault.definitions import (
     final_gradebook,
     final_groups,
 )
+from coursevault.definitions.restore_files import restoring_user
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import RestoreContext, insert_records
 from coursevault.structure.reverse import MemberReader, Record
 
 GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
+                "grade_setting": "grade_settings",
                 "grade_category": "grade_categories"}
 # references between rows of one restore that no annotation names
 REFS: dict[tuple[str, str], str] = {
@@ -110,17 +112,78 @@ def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
     reader = MemberReader(member, data)
     insert_records(rc, reader.records(activity_grades.grades_structure(ctx)), refs=REFS,
                    tables=GRADE_TABLES,
-                   hooks={"grade_item": _activity_item, "grade_grade": _grade_of_item})
+                   hooks={"grade_item": _activity_item, "grade_grade": _activity_grade})
 
 
 def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     row["iteminstance"] = rc.param("activityid")
+    _idnumber(row)
     return True
+
+
+def _idnumber(row: dict[str, Any]) -> None:
+    """An empty idnumber is restored as NULL: ``process_grade_item`` keeps
+    only a non-empty one (a new course holds no other to clash with)."""
+    if not row.get("idnumber"):
+        row["idnumber"] = None
+
+
+def _activity_grade(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    if row.get("rawscaleid") is None:
+        # the activity step's process_grade_grade maps it through get_mappingid,
+        # which gives 0 for none (the gradebook's keeps NULL: the site's evidence)
+        row["rawscaleid"] = 0
+    return _grade_of_item(rc, rec, row)
 
 
 def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     row["itemid"] = rec.up("id", "grade_item").new_id
     return bool(row.get("userid"))
+
+
+# (component, grading area) -> table whose ids a grading instance's itemid
+# names (the activity task's grading item mapping: an assignment's grade)
+GRADING_ITEMS: dict[tuple[str, str], str] = {
+    ("mod_assign", "submissions"): "assign_grades",
+    ("mod_forum", "forum"): "forum_grades",
+}
+# references between a grading form's rows
+GRADING_REFS: dict[tuple[str, str], str] = {
+    ("gradingform_rubric_fillings", "criterionid"): "gradingform_rubric_criteria",
+    ("gradingform_rubric_fillings", "levelid"): "gradingform_rubric_levels",
+    ("gradingform_guide_fillings", "criterionid"): "gradingform_guide_criteria",
+}
+
+
+def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+    """grading.xml (``restore_activity_grading_structure_step``): the
+    module's grading areas, their definitions (made by the restoring user,
+    now) with each form's criteria and levels, and -- with users -- the
+    instances, whose ``itemid`` names the module's restored grade; an
+    instance whose grade is not restored is left out (and counted)."""
+    component = "mod_" + str(ctx.param("modulename"))
+
+    def definition(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+        now = rc.params.get("now", 0)
+        user = restoring_user(rc) or 0
+        row.update(usercreated=user, usermodified=user, timecreated=now, timemodified=now,
+                   copiedfromid=None, timecopied=0)
+        return True
+
+    def instance(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+        area = str(rec.up("id", "area").values.get("areaname"))
+        table = GRADING_ITEMS.get((component, area))
+        if table is None or str(row.get("itemid") or "0") == "0":
+            return True
+        row["itemid"] = rc.ids.get(table, row["itemid"])
+        if row["itemid"] is None:
+            rc.unmapped[f"{table} via grading_instances.itemid"] += 1
+            return False
+        return True
+
+    reader = MemberReader(member, data)
+    insert_records(rc, reader.records(activity_grades.grading_structure(ctx)),
+                   refs=GRADING_REFS, hooks={"definition": definition, "instance": instance})
 
 
 def restore_gradebook(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
@@ -140,12 +203,23 @@ def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     if row.get("itemtype") in ("course", "category"):
         old = row.get("iteminstance")
         row["iteminstance"] = rc.ids.get("grade_categories", old) or 0
+    _idnumber(row)
     return True
 
 
 def _setting(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    """``process_grade_setting``: a setting the course has already is
+    updated instead; ``minmaxtouse`` is never restored into an existing
+    course (a merge), nor over the course's own."""
+    if rc.params.get("merge") and row.get("name") == "minmaxtouse":
+        return False
     row["courseid"] = rc.param("courseid")
-    return True
+    found = rc.writer.one("grade_settings", {"courseid": row["courseid"], "name": row.get("name")})
+    if found is None:
+        return True
+    if row.get("name") != "minmaxtouse":
+        rc.writer.update("grade_settings", int(found["id"]), {"value": row.get("value")})
+    return False
 
 
 def _category_path(rc: RestoreContext, rec: Record) -> None:
@@ -196,7 +270,9 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
             row: dict[str, Any] = dict(values)
             row["courseid"] = rc.param("courseid")
             row["scaleid"] = rc.ids.get("scale", values.get("scaleid")) or 0
-            row["usermodified"] = rc.ids.get("user", values.get("usermodified"))
+            # the restoring user when the backup's is not restored (process_outcome)
+            row["usermodified"] = (rc.ids.get("user", values.get("usermodified"))
+                                   or restoring_user(rc))
             new = rc.writer.insert("grade_outcomes", row)
         else:
             new = int(found["id"])

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault.definitions import (
+    course_structures,
+    restore_common,
     restore_course,
     restore_dates,
     restore_final,
@@ -28,6 +30,7 @@ from coursevault.definitions import (
     restore_users,
 )
 from coursevault.definitions.restore_activity import restore_activity
+from coursevault.definitions.restore_blocks import restore_blocks
 from coursevault.definitions.restore_files import BackupMembers, restore_files
 from coursevault.definitions.restore_info import (
     MANIFEST,
@@ -119,7 +122,8 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
         raise BadInputError(f"the snapshot has no {MANIFEST}: not a Moodle course backup")
     info = read_backup_info(manifest)
     check_release(writer, info)
-    rc = RestoreContext(writer, IdMap(), users=options.users and info.setting("users"))
+    rc = RestoreContext(writer, IdMap(), {"now": options.now},
+                        users=options.users and info.setting("users"))
     if options.start_date is not None and info.course_startdate:
         rc.date_offset = options.start_date - info.course_startdate
         rc.is_date = restore_dates.is_date
@@ -145,8 +149,9 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     ctx.params.update(courseid=str(courseid), contextid=str(coursectx))
     contexts[info.course_contextid] = coursectx
     rc.ids.set("course", info.course_id, courseid)
-    _course_task(rc, ctx, members, Selection(info, sections, activities, options), report, contexts)
-    _final_task(rc, ctx, members, contexts, staging, report)
+    chosen = Selection(info, sections, activities, options)
+    _course_task(rc, ctx, members, chosen, report, contexts)
+    _final_task(rc, ctx, members, contexts, staging, report, whole=chosen.whole)
     rc.resolve_deferred()
     restore_course.finish_course(rc, courseid)
     report.links = restore_links.decode_links(rc, courseid)
@@ -219,6 +224,7 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
             continue
         if restore_activity(rc, ctx, act, plugin, members.xml, contexts):
             report.activities += 1
+            restore_blocks(rc, ctx, act.directory, members.xml, members.folders, contexts)
         else:
             report.left_out.append(act.directory)
     restore_questions.move_module_categories(rc, contexts)
@@ -231,11 +237,23 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     roles = members.xml("course/roles.xml")
     if roles is not None:
         restore_final.restore_roles(rc, ctx, "course/roles.xml", roles)
+    comments = members.xml("course/comments.xml")
+    if comments is not None:
+        restore_common.restore_comments(rc, ctx, "course/comments.xml", comments)
+    calendar = members.xml("course/calendar.xml")
+    if calendar is not None:
+        restore_common.restore_calendar(rc, course_structures.calendar_structure(ctx),
+                                        "course/calendar.xml", calendar, instance=0)
+    restore_blocks(rc, ctx, "course", members.xml, members.folders, contexts)
 
 
 def _final_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
                 contexts: dict[str, int], staging: Staging | None,
-                report: RestoreReport) -> None:
+                report: RestoreReport, *, whole: bool) -> None:
+    completion = members.xml("completion.xml")
+    # execute_condition: the whole backup, and no module of it missing
+    if completion is not None and whole and not report.left_out:
+        restore_common.restore_course_completion(rc, ctx, completion)
     gradebook = members.xml("gradebook.xml")
     if gradebook is not None:
         restore_final.restore_gradebook(rc, ctx, gradebook)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from coursevault.definitions import final_questions
+from coursevault.definitions.restore_files import restoring_user
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import RestoreContext, insert_records
 from coursevault.structure.reverse import MemberReader, Record
@@ -110,7 +111,8 @@ def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[R
     site has is that entry: its version and question ids are mapped, nothing
     below it is written."""
     parent = rec.up("id", "question_category")
-    row["ownerid"] = rc.ids.get("user", row.get("ownerid"))
+    # an owner not restored is the restoring user, as for a question's creator
+    row["ownerid"] = rc.ids.get("user", row.get("ownerid")) or restoring_user(rc)
     if not parent.extra.get("matched"):
         return True
     version, question = _version_and_question(rec, records)
@@ -150,10 +152,12 @@ def _version_and_question(entry: Record,
 
 
 def _question_users(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
-    """Who created and modified a question: the restored user, else nobody
-    (NULL), as ``restore_create_categories_and_questions`` maps them."""
+    """Who created and modified a question: the restored user, else the
+    restoring user (the site's first admin) -- what Moodle's restore left in
+    the reference site's restored courses (course 4: 2, the admin, for users
+    its backup did not hold)."""
     for column in ("createdby", "modifiedby"):
-        row[column] = rc.ids.get("user", row.get(column))
+        row[column] = rc.ids.get("user", row.get(column)) or restoring_user(rc)
     return True
 
 

@@ -71,6 +71,9 @@ def _filter(rc: RestoreContext, text: str) -> str:
 
 def _attempt(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     row["uniqueid"] = -(secrets.randbits(62) + 1)  # the usage's id, once it has one
+    if row.get("timecheckstate") is None:
+        # Moodle's restore leaves 0 ("no check due"): rich's 3 attempts on MariaDB
+        row["timecheckstate"] = 0
     return bool(row.get("userid"))
 
 

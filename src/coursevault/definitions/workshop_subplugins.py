@@ -13,10 +13,14 @@ writes its wrapper, whatever strategy the workshop uses.
 
 from __future__ import annotations
 
+from typing import Any
+
 from coursevault.definitions.subplugins import SubpluginPart, subplugin
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import FileArea, Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import Plugin
+from coursevault.structure.restore_engine import Hook, RestoreContext
+from coursevault.structure.reverse import Record
 
 _GRADE_ELEMENT = {
     "referenceassessment": "referencegrade",
@@ -103,3 +107,22 @@ COMMENTS = _form("comments")
 NUMERRORS = _form("numerrors")
 RUBRIC = _form("rubric")
 BEST = subplugin("workshopeval_best", workshop=_best_settings)
+
+
+def restore_hooks() -> dict[str, Hook]:
+    """Each form's dimension grades name the form's restored dimension
+    (``process_workshopform_<form>_grade``: ``dimensionid`` through the
+    form's dimension mapping), whatever the connection point."""
+    hooks: dict[str, Hook] = {}
+    for form in _GRADE_FIELDS:
+        for element in _GRADE_ELEMENT.values():
+            hooks[f"workshopform_{form}_{element}"] = _dimension_of(f"workshopform_{form}")
+    return hooks
+
+
+def _dimension_of(table: str) -> Hook:
+    def hook(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+        row["dimensionid"] = rc.map_ref(table, row.get("dimensionid"), column="dimensionid")
+        return True
+
+    return hook

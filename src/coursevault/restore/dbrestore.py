@@ -60,6 +60,13 @@ class SnapshotMembers:
         member = self.tree.find(path)
         return member is not None and not member.is_dir
 
+    def folders(self, path: str) -> list[str]:
+        """Names of the folders right under ``path`` (a course's blocks), in
+        archive order."""
+        prefix = path.rstrip("/") + "/"
+        return [m.path[len(prefix):] for m in self.tree.members
+                if m.is_dir and m.path.startswith(prefix) and "/" not in m.path[len(prefix):]]
+
     def xml(self, path: str) -> bytes | None:
         member = self.tree.find(path)
         if member is None or member.is_dir:

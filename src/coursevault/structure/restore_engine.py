@@ -45,6 +45,7 @@ ITEM_TABLES = {
 COURSE_COLUMNS = ("course", "courseid")
 
 Hook = Callable[["RestoreContext", Record, dict[str, Any]], bool]
+Writer = Callable[["RestoreContext", Record], None]
 
 
 class IdMap:
@@ -119,6 +120,11 @@ class RestoreContext:
         for an id the restore does not hold."""
         if old is None:
             return None
+        text = str(old).strip()
+        if table == "scale" and text.startswith("-") and text[1:].isdigit():
+            # a rating's scaleid: minus the scale's id (as annotations store it)
+            scale = self.map_ref(table, text[1:], column=column)
+            return -scale if scale else scale
         if str(old).strip() in ("", "0") or str(old).startswith("-"):
             return 0 if str(old).strip() == "" else int(old)  # 0, -1: "none", "all"
         new = self.ids.get(table, old)
@@ -146,6 +152,7 @@ def insert_records(
     hooks: Mapping[str, Hook] = {},
     skip: Iterable[str] = (),
     tables: Mapping[str, str] = {},
+    writers: Mapping[str, Writer] = {},
 ) -> Counter[str]:
     """Insert every record whose element reads a table; rows per table.
 
@@ -153,7 +160,9 @@ def insert_records(
     ``hooks[element]`` may adjust a row (return False to leave it out);
     elements in ``skip`` (and their user-data elements when the restore
     excludes users) are not written; ``tables`` names the table of elements
-    whose source is SQL or Python (``grade_item``), which bind nothing.
+    whose source is SQL or Python (``grade_item``), which bind nothing;
+    ``writers[element]`` writes an element that is not one row of one
+    table (a tag: a ``tag`` row found or made, and a ``tag_instance``).
     """
     skipped = set(skip)
     written: Counter[str] = Counter()
@@ -161,6 +170,10 @@ def insert_records(
         node = rec.node
         if _skipped(rec, skipped, rc.users):
             rec.extra["skipped"] = True
+            continue
+        write = writers.get(node.name)
+        if write is not None:
+            write(rc, rec)
             continue
         source = node.source
         if isinstance(source, Sql):
@@ -184,8 +197,7 @@ def insert_records(
         for item, column in node.annotations:
             if column in row:
                 row[column] = rc.map_ref(ITEM_TABLES.get(item, item), row[column], column=column)
-        # an annotated column holds its new id already: mapping it again
-        # would look the new id up as an old one (a discussion's group lost)
+        # bound and annotated columns hold new ids already: a ref must not map them again
         bound = set(source.where) | {column for _item, column in node.annotations}
         for column in list(row):
             target = refs.get((table, column))
@@ -308,27 +320,49 @@ def aliases(node: Nested) -> dict[str, str]:
     return found
 
 
-_ONE_TABLE = re.compile(r"^\s*SELECT\s+(?:\w+\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+\w+)?\s+WHERE\s",
-                        re.IGNORECASE)
-_EQ_PARAM = re.compile(r"(?:\w+\.)?(\w+)\s*=\s*\?")
+_ONE_TABLE = re.compile(
+    r"^\s*SELECT\s+(?:(\w+)\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+(?!WHERE\b|JOIN\b)(\w+))?\s+"
+    r"(?:WHERE|JOIN)\s", re.IGNORECASE)
+_EQ_PARAM = re.compile(r"(?:(\w+)\.)?(\w+)\s*=\s*\?")
+# a column list of one table: SELECT id, dimensionid, grade FROM {workshop_grades} WHERE
+_COLUMNS_TABLE = re.compile(r"^\s*SELECT\s+\w+(?:\s*,\s*\w+)*\s+FROM\s+\{(\w+)\}\s+WHERE\s",
+                            re.IGNORECASE)
+_EQ_TEXT = re.compile(r"(?:\w+\.)?(\w+)\s*=\s*'([^']*)'")
 
 
 def sql_table(source: Sql) -> Table | None:
-    """The :class:`Table` a one-table SQL source reads (``SELECT * FROM
-    {workshop_submissions} WHERE workshopid = ? AND example = 0``), its
-    ``col = ?`` bindings in order; None for anything else (joins, keyed)."""
+    """The :class:`Table` whose rows an SQL source selects, with its ``col =
+    ?`` bindings in order: a one-table source (``SELECT * FROM
+    {workshop_submissions} WHERE workshopid = ? AND example = 0``), or one
+    selecting ``x.*`` of its FROM table whose joins only filter and whose
+    bindings are all on ``x`` (``SELECT rf.* FROM {gradingform_rubric_fillings}
+    rf JOIN ... WHERE rf.instanceid = ?``), or a column list of one table
+    (``SELECT id, grade FROM {workshop_grades} WHERE strategy = 'rubric' AND
+    assessmentid = ?``: the text literal is bound too); None for anything
+    else (expressions, bindings on a joined table, keyed sources)."""
     if hasattr(source, "_restore_table"):
         cached: Table | None = source._restore_table
         return cached
     table = None
     m = _ONE_TABLE.match(source.sql)
-    if m and " JOIN " not in source.sql.upper() and source.key is None:
-        columns = _EQ_PARAM.findall(source.sql)
+    joined = " JOIN " in source.sql.upper()
+    own = m.group(3) if m else None
+    name = m.group(2) if m else None
+    if m is None and not joined:
+        columns = _COLUMNS_TABLE.match(source.sql)
+        name = columns.group(1) if columns else None
+    if name and source.key is None and (not joined or (m and own and m.group(1) == own)):
+        found = _EQ_PARAM.findall(source.sql)
         params = list(source.params)
-        if len(columns) == len(params) and not any(isinstance(p, In) for p in params):
-            where = {c: p for c, p in zip(columns, params, strict=True)
-                     if isinstance(p, Up | Param)}
-            table = Table(m.group(1), where)
+        on_own = all(alias == own for alias, _c in found) if joined else True
+        if on_own and len(found) == len(params) and not any(isinstance(p, In) for p in params):
+            where: dict[str, Any] = {c: p for (_a, c), p in zip(found, params, strict=True)
+                                     if isinstance(p, Up | Param)}
+            texts = _EQ_TEXT.findall(source.sql)
+            if not joined and " OR " not in source.sql.upper() \
+                    and len({c for c, _v in texts}) == len(texts):
+                where.update(texts)  # a text literal all the rows were chosen by is theirs
+            table = Table(name, where)
     setattr(source, "_restore_table", table)  # noqa: B010 -- a cache on the source
     return table
 
