@@ -12,11 +12,9 @@ from dbbackup.restorerules import Exceptions
 from .clirun import run, run_json
 from .roundtrip import compare_restored
 
-# What coursevault's restore does not yet give back, member by member:
-# Moodle's backup writes the course's minmaxtouse grade setting even when
-# the course has none (<grade_setting id="">), and Moodle's restore stores
-# it; coursevault's does not, so the site's default still decides.
-NOT_GIVEN_BACK = {"gradebook.xml"}
+# What coursevault's restore does not yet give back, member by member
+# (the course's minmaxtouse grade setting, once missing, is restored now)
+NOT_GIVEN_BACK: set[str] = set()
 
 
 @pytest.fixture(scope="module")

@@ -103,14 +103,23 @@ def restore_track(rc: RestoreContext, rec: Record) -> None:
         return
     scormid, scoid = rc.param("activityid"), rec.up("id", "sco").new_id
     key = {"userid": userid, "scormid": scormid, "attempt": rec.values.get("attempt") or 1}
-    attempt = rc.writer.one("scorm_attempt", key)
-    attemptid = int(attempt["id"]) if attempt else rc.writer.insert("scorm_attempt", key)
-    name = {"element": rec.values.get("element") or ""}
-    element = rc.writer.one("scorm_element", name)
-    elementid = int(element["id"]) if element else rc.writer.insert("scorm_element", name)
+    attemptid = _found_or_made(rc, "scorm_attempt", key)
+    elementid = _found_or_made(rc, "scorm_element", {"element": rec.values.get("element") or ""})
     rc.writer.insert("scorm_scoes_value", {
         "scoid": scoid, "attemptid": attemptid, "elementid": elementid,
         "value": rec.values.get("value") or "", "timemodified": rec.values.get("timemodified")})
+
+
+def _found_or_made(rc: RestoreContext, table: str, key: dict[str, object]) -> int:
+    """The row of ``key``: made by this restore (remembered, so a dry run,
+    whose rows are not there to find, counts as a real one does), in the
+    site already, or made now."""
+    made: dict[tuple[object, ...], int] = rc.later.setdefault(f"made:{table}", [{}])[0]
+    wanted = (*key.values(),)
+    if wanted not in made:
+        row = rc.writer.one(table, key)
+        made[wanted] = int(row["id"]) if row else rc.writer.insert(table, key)
+    return made[wanted]
 
 
 PLUGIN = Plugin(

@@ -105,7 +105,11 @@ def restoring_user(rc: RestoreContext) -> int | None:
 
 def _file_user(rc: RestoreContext, old: str | None, restorer: int | None) -> int | None:
     """The file's owner: the restored user, else the restoring user, as
-    ``send_files_to_pool`` falls back -- for no owner (NULL) too: the
-    restore gives each file a user (the reference site's restored copies)."""
+    ``send_files_to_pool`` falls back.  No owner (NULL: a folder entry, a
+    file the system made) stays NULL -- Moodle's restore gives those the
+    restoring user too (the reference site's restored copies show it);
+    coursevault keeps the data as the backup has it."""
+    if old is None:
+        return None
     return rc.ids.get("user", old) or restorer
 

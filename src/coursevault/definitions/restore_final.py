@@ -117,22 +117,26 @@ def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
 
 def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     row["iteminstance"] = rc.param("activityid")
-    _idnumber(row)
+    _idnumber(rc, row)
     return True
 
 
-def _idnumber(row: dict[str, Any]) -> None:
-    """An empty idnumber is restored as NULL: ``process_grade_item`` keeps
-    only a non-empty one (a new course holds no other to clash with)."""
-    if not row.get("idnumber"):
+def _idnumber(rc: RestoreContext, row: dict[str, Any]) -> None:
+    """An idnumber the course's grade items already use is dropped (NULL),
+    as ``process_grade_item`` drops it (a merge into a course that has it);
+    any other is kept as the backup has it -- an empty one stays empty,
+    where Moodle's restore turns it into NULL (the site's README lists that
+    difference of Moodle's own round trip; coursevault's keeps the data)."""
+    idnumber = row.get("idnumber")
+    if idnumber and rc.writer.one("grade_items", {"courseid": rc.param("courseid"),
+                                                  "idnumber": idnumber}) is not None:
         row["idnumber"] = None
 
 
 def _activity_grade(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
-    if row.get("rawscaleid") is None:
-        # the activity step's process_grade_grade maps it through get_mappingid,
-        # which gives 0 for none (the gradebook's keeps NULL: the site's evidence)
-        row["rawscaleid"] = 0
+    """A grade of an activity's item.  A NULL ``rawscaleid`` stays NULL:
+    Moodle's activity step maps it through ``get_mappingid`` to 0 (the
+    reference site's restored courses show it), coursevault keeps the data."""
     return _grade_of_item(rc, rec, row)
 
 
@@ -203,7 +207,7 @@ def _course_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     if row.get("itemtype") in ("course", "category"):
         old = row.get("iteminstance")
         row["iteminstance"] = rc.ids.get("grade_categories", old) or 0
-    _idnumber(row)
+    _idnumber(rc, row)
     return True
 
 
