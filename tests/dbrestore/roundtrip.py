@@ -175,31 +175,24 @@ TALLY: dict[str, list[CourseTrip]] = {}  # server -> every course's round trip
 
 
 def round_trip_site(
-    site: RefSite, copy: SiteCopy, courses: list[Course], work: Path
+    site: RefSite, copy: SiteCopy, courses: list[Course], work: Path, *, door: str = "database"
 ) -> dict[str, CourseTrip]:
-    """Every course of ``courses`` round-tripped through ``copy``, by shortname."""
-    repo = ("-r", work / f"repo-{copy.server}", "--cache-dir", work / f"cache-{copy.server}")
+    """Every course of ``courses`` round-tripped through ``copy``, by
+    shortname.  ``door``: where the restored snapshots come from -- a
+    ``backup --db`` of the site (``database``) or Moodle's own backup of
+    the course ingested (``ingest``)."""
+    repo = ("-r", work / f"repo-{copy.server}-{door}",
+            "--cache-dir", work / f"cache-{copy.server}-{door}")
     source = site.url(copy.server)
     assert source is not None
     init = run(*repo, "init")
     assert init.code == 0, init
-    ids = {c.id_on(copy.server): c for c in courses}
-    first = run_json(
-        *repo,
-        "backup",
-        "--db",
-        source,
-        "--dataroot",
-        site.dataroot,
-        *(a for i in ids for a in ("--course", i)),
-    )
     restored: dict[int, tuple[Course, dict[str, Any]]] = {}
-    for outcome in first:
-        assert outcome["outcome"] == "stored", outcome
+    for course, snapshot in _first_snapshots(repo, site, source, courses, copy.server, door):
         report = run_json(
-            *repo, "restore", outcome["snapshot"], "--db", copy.url, "--dataroot", copy.dataroot
+            *repo, "restore", snapshot, "--db", copy.url, "--dataroot", copy.dataroot
         )
-        restored[report["courseid"]] = (ids[outcome["course_id"]], report)
+        restored[report["courseid"]] = (course, report)
     second = run_json(
         *repo,
         "backup",
@@ -220,8 +213,33 @@ def round_trip_site(
         trips[course.shortname] = CourseTrip(
             copy.server, course, report, comparison, outcome["warnings"]
         )
-    TALLY.setdefault(copy.server, []).extend(trips.values())
+    TALLY.setdefault(copy.server if door == "database" else f"{copy.server}, ingested",
+                     []).extend(trips.values())
     return trips
+
+
+def _first_snapshots(repo: tuple[Any, ...], site: RefSite, source: str, courses: list[Course],
+                     server: str, door: str) -> list[tuple[Course, str]]:
+    if door == "ingest":
+        found = []
+        for course in courses:
+            result = run_json(*repo, "ingest", course.backup, "--json")
+            stored = result if isinstance(result, list) else [result]
+            found.append((course, str(stored[0]["snapshot"])))
+        return found
+    ids = {c.id_on(server): c for c in courses}
+    first = run_json(
+        *repo,
+        "backup",
+        "--db",
+        source,
+        "--dataroot",
+        site.dataroot,
+        *(a for i in ids for a in ("--course", i)),
+    )
+    for outcome in first:
+        assert outcome["outcome"] == "stored", outcome
+    return [(ids[o["course_id"]], str(o["snapshot"])) for o in first]
 
 
 def table(trips: list[CourseTrip], floors: dict[str, int]) -> list[str]:
