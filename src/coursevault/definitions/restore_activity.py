@@ -93,15 +93,12 @@ def restore_activity(
     rc.writer.update("course_modules", cmid, {"instance": instance})
     restore_common.activity_members(task, ctx, act.directory, members,
                                     comment_items=plugin.extra.get("comment_items", {}))
-    grades = members(f"{act.directory}/grades.xml")
-    if grades is not None:
-        restore_final.restore_activity_grades(task, ctx, f"{act.directory}/grades.xml", grades)
-    grading = members(f"{act.directory}/grading.xml")
-    if grading is not None:
-        restore_final.restore_grading(task, ctx, f"{act.directory}/grading.xml", grading)
-    roles = members(f"{act.directory}/roles.xml")
-    if roles is not None:
-        restore_final.restore_roles(task, ctx, f"{act.directory}/roles.xml", roles)
+    restore_common.each_member(members, act.directory, [
+        ("grades.xml", lambda path, data: restore_final.restore_activity_grades(
+            task, ctx, path, data)),
+        ("grading.xml", lambda path, data: restore_final.restore_grading(task, ctx, path, data)),
+        ("roles.xml", lambda path, data: restore_final.restore_roles(task, ctx, path, data)),
+    ])
     return True
 
 

@@ -80,10 +80,9 @@ def restore_block(rc: RestoreContext, ctx: TaskContext, directory: str, data: by
     for area in (plugin.extra.get("fileareas", ()) if plugin is not None else ()):
         rc.file_areas.setdefault((f"block_{name}", area), None)
     task = rc.with_params(contextid=blockctx, blockid=blockid)
-    roles = members(f"{directory}/roles.xml")
-    if roles is not None:
-        restore_final.restore_roles(task, ctx, f"{directory}/roles.xml", roles)
-    comments = members(f"{directory}/comments.xml")
-    if comments is not None:
-        restore_common.restore_comments(task, ctx, f"{directory}/comments.xml", comments)
+    restore_common.each_member(members, directory, [
+        ("roles.xml", lambda path, data: restore_final.restore_roles(task, ctx, path, data)),
+        ("comments.xml", lambda path, data: restore_common.restore_comments(
+            task, ctx, path, data)),
+    ])
     return True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from coursevault.definitions import activity_task, context_members, final_completion
@@ -90,21 +90,32 @@ def restore_calendar(rc: RestoreContext, tree: Nested, member: str, data: bytes,
                    hooks={"event": event})
 
 
+# a step of a task's folder: (member path, its bytes)
+MemberStep = Callable[[str, bytes], None]
+
+
+def each_member(members: Callable[[str], bytes | None], directory: str,
+                steps: Sequence[tuple[str, MemberStep]]) -> None:
+    """Hand each member of ``directory`` the backup holds to its step, in
+    order; a member the backup lacks (a setting left it out) is skipped."""
+    for name, step in steps:
+        path = f"{directory}/{name}"
+        data = members(path)
+        if data is not None:
+            step(path, data)
+
+
 def activity_members(rc: RestoreContext, ctx: TaskContext, directory: str,
                      members: Any, *, comment_items: Mapping[str, str]) -> None:
     """An activity's completion.xml, comments.xml and calendar.xml."""
-    completion = members(f"{directory}/completion.xml")
-    if completion is not None:
-        restore_completion(rc, ctx, f"{directory}/completion.xml", completion)
-    comments = members(f"{directory}/comments.xml")
-    if comments is not None:
-        restore_comments(rc, ctx, f"{directory}/comments.xml", comments,
-                         {**COMMENT_ITEMS, **comment_items})
-    calendar = members(f"{directory}/calendar.xml")
-    if calendar is not None:
-        restore_calendar(rc, activity_task.calendar_structure(ctx),
-                         f"{directory}/calendar.xml", calendar,
-                         instance=int(rc.param("activityid")))
+    items = {**COMMENT_ITEMS, **comment_items}
+    each_member(members, directory, [
+        ("completion.xml", lambda path, data: restore_completion(rc, ctx, path, data)),
+        ("comments.xml", lambda path, data: restore_comments(rc, ctx, path, data, items)),
+        ("calendar.xml", lambda path, data: restore_calendar(
+            rc, activity_task.calendar_structure(ctx), path, data,
+            instance=int(rc.param("activityid")))),
+    ])
 
 
 def restore_course_completion(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
