@@ -105,6 +105,9 @@ def export(
             help="Deflate level 0-9; 6 as Moodle writes: 4% smaller, 1.7x slower.",
         ),
     ] = api.DEFAULT_LEVEL,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="Users anonymised as Moodle's backup does; their e-mails, "
+        "full names and IPs replaced in every member, profile pictures left out.")] = False,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
@@ -116,7 +119,8 @@ def export(
         open_repo(repo, cache_dir, catalog, wait=wait) as r,
         output.progress_bar(f"export {os.path.basename(out)}", enabled=not json_out) as bar,
     ):
-        result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar)
+        result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar,
+                            anonymize=anonymize)
     if json_out:
         output.print_json(result.as_dict())
     else:

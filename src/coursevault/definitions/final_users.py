@@ -14,6 +14,7 @@ the temp table's storage order (definitions/final_annotations.py).
 from __future__ import annotations
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
+from coursevault.moodle2.anonymize import anonymized
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import UNSET, In, Nested, Row, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
@@ -122,24 +123,6 @@ def _user_children(ctx: TaskContext, anonymize: bool) -> list[Nested]:
             Nested("role_assignments", children=[assignment] if assign else []),
         ]),
     ]
-
-
-def anonymized(row: Row, counter: int) -> Row:
-    """``anonymizer_final_element``: what ``backup_anonymizer_helper`` gives,
-    whose numbering is a counter per field (the user's rank in users.xml),
-    not the user id.  Read from memory of Moodle's helper, not checked
-    against a reference backup (the site's backups are not anonymised)."""
-    n = str(counter)
-    return {
-        "username": "anon" + n, "idnumber": "", "email": f"anon{n}@doesntexist.invalid",
-        "phone1": "", "phone2": "", "institution": "", "department": "", "address": "",
-        "city": "Perth", "country": "AU", "lastip": "127.0.0.1", "picture": "0",
-        "description": "", "descriptionformat": "0", "imagealt": "", "auth": "manual",
-        "firstname": "anonfirstname" + n, "lastname": "anonlastname" + n,
-        "firstnamephonetic": "anonfirstnamephonetic" + n,
-        "lastnamephonetic": "anonlastnamephonetic" + n,
-        "middlename": "anonmiddlename" + n, "alternatename": "anonalternatename" + n,
-    }
 
 
 def _local_wwwroot(ctx: TaskContext) -> str | None:

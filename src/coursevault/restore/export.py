@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coursevault.errors import BackendError, BadInputError
+from coursevault.moodle2.anonymize import Anonymizer
 from coursevault.moodle2.archive_writer import TgzWriter, ZipWriter
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.store.repository import Repository
@@ -69,13 +70,15 @@ def export_snapshot(
     fmt: str | None = None,
     level: int = DEFAULT_LEVEL,
     progress: Callable[[int, int], None] | None = None,
+    anonymize: bool = False,
 ) -> ExportResult:
     """Write the snapshot's archive to ``out_path``.
 
     ``level`` is the deflate level (0-9) of the gzip stream or zip members; the
     members' bytes do not depend on it.  Deflate is much of export's time:
     zlib-ng runs at about 110 MB/s at level 6, 180 at level 3 and 360 at
-    level 1 (docs/benchmarks.md).
+    level 1 (docs/benchmarks.md).  ``anonymize`` writes the people out
+    (moodle2/anonymize.py): members are then no longer the stored bytes.
     """
     validate_level(level)
     record = repo.read_snapshot(snap_id)
@@ -90,7 +93,8 @@ def export_snapshot(
         tmp = os.path.join(folder, f".{os.path.basename(out_path)}.tmp-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
-                written, total = _write_archive(repo, tree, fmt, f, level, progress)
+                written, total = _write_archive(repo, tree, fmt, f, level, progress,
+                                                anonymize)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, out_path)
@@ -107,6 +111,65 @@ def export_snapshot(
     return ExportResult(snap_id, out_path, fmt, written, total)
 
 
+@dataclass
+class _Entry:
+    """One archive entry as the export writes it: a stored member as stored,
+    a stored member rewritten (anonymised), or an index made here."""
+
+    member: Member | None
+    name: str
+    is_dir: bool
+    size: int
+    mtime: int
+    rewritten: bool = False
+    data: bytes | None = None
+
+
+def _entries(repo: Repository, tree: ArchiveTree, fmt: str,
+             anonymizer: Anonymizer | None) -> list[_Entry]:
+    """What the archive holds, in order.  Anonymised, every XML member is
+    rewritten; its new size is only known once it is, so the sizes come
+    from a first pass over them (a member at a time) and the bytes again
+    when written: memory stays one member whatever the course."""
+    same_format = fmt == tree.layout.get("format")
+    members = list(tree.members)
+    if fmt == "zip":
+        members = [m for m in members if m.path != INDEX_NAME and m.kind != "link"]
+    dropped: set[str] = set()
+    if anonymizer is not None:
+        dropped = {f"files/{h[:2]}/{h}" for h in anonymizer.dropped_contents(
+            _member_bytes(repo, tree, "files.xml"))}
+    out = []
+    for m in members:
+        if m.path in dropped:
+            continue
+        if anonymizer is not None and m.kind == "file" and m.path.endswith(".xml"):
+            size = len(anonymizer.member(m.path, _bytes_of(repo, tree, m)))
+            out.append(_Entry(m, m.name, m.is_dir, size, m.mtime, rewritten=True))
+        else:
+            out.append(_Entry(m, m.name, m.is_dir, m.size, m.mtime))
+    index = next((e for e in out if e.member is not None and e.member.path == INDEX_NAME), None)
+    if fmt == "tgz" and ((anonymizer is not None and index is not None)
+                         or (not same_format and index is None)):
+        listed = [e for e in out if e is not index]
+        data = render_archive_index((e.name, e.is_dir, e.size, e.mtime) for e in listed)
+        name = index.name if index is not None else INDEX_NAME
+        mtime = index.mtime if index is not None else 1356998400
+        out = [_Entry(None, name, False, len(data), mtime, data=data), *listed]
+    return out
+
+
+def _bytes_of(repo: Repository, tree: ArchiveTree, member: Member) -> bytes:
+    parts: list[bytes] = []
+    write_content(repo.get, tree, member, parts.append)
+    return b"".join(parts)
+
+
+def _member_bytes(repo: Repository, tree: ArchiveTree, path: str) -> bytes | None:
+    member = tree.find(path)
+    return None if member is None else _bytes_of(repo, tree, member)
+
+
 def _write_archive(
     repo: Repository,
     tree: ArchiveTree,
@@ -114,53 +177,59 @@ def _write_archive(
     f: Any,
     level: int,
     progress: Callable[[int, int], None] | None,
+    anonymize: bool = False,
 ) -> tuple[int, int]:
     """Write the archive; (members written, their bytes)."""
     same_format = fmt == tree.layout.get("format")
-    members = list(tree.members)
-    if fmt == "zip":
-        members = [m for m in members if m.path != INDEX_NAME and m.kind != "link"]
-    total = sum(m.size for m in members)
+    anonymizer = Anonymizer(_member_bytes(repo, tree, "users.xml")) if anonymize else None
+    entries = _entries(repo, tree, fmt, anonymizer)
+    total = sum(e.size for e in entries)
     done = written = 0
 
-    def produce_for(member: Member) -> Callable[[Callable[[bytes], object]], None]:
-        return lambda write: write_content(repo.get, tree, member, write)
+    def produce_for(entry: _Entry) -> Callable[[Callable[[bytes], object]], None]:
+        m, data = entry.member, entry.data
+        rewrite = anonymizer if entry.rewritten else None
+
+        def produce(write: Callable[[bytes], object]) -> None:
+            if data is not None:
+                write(data)
+            elif rewrite is not None and m is not None:
+                write(rewrite.member(m.path, _bytes_of(repo, tree, m)))
+            elif m is not None:
+                write_content(repo.get, tree, m, write)
+
+        return produce
+
+    def stored(entry: _Entry, key: str) -> Any:
+        """The stored tar header or zip info, while the entry is as stored."""
+        if entry.member is None or entry.rewritten or not same_format:
+            return None
+        return entry.member.entry.get(key)
 
     if fmt == "tgz":
         writer = TgzWriter(f, int(tree.layout.get("gzip_os", 3)), level)
-        if not same_format and not any(m.path == INDEX_NAME for m in members):
-            index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m in members)
-
-            def produce_index(write: Callable[[bytes], object]) -> None:
-                write(index)
-
-            writer.add(INDEX_NAME, False, len(index), 1356998400, produce_index)
+        for e in entries:
+            header = stored(e, "tar_header")
+            writer.add(e.name, e.is_dir, e.size, e.mtime, produce_for(e),
+                       bytes.fromhex(header) if header else None)
             written += 1
-        for m in members:
-            header = (
-                bytes.fromhex(m.entry["tar_header"])
-                if same_format and "tar_header" in m.entry
-                else None
-            )
-            writer.add(m.name, m.is_dir, m.size, m.mtime, produce_for(m), header)
-            written += 1
-            done += m.size
+            done += e.size
             if progress:
                 progress(done, total)
         writer.close(int(tree.layout.get("tar_trailer", 1024)) if same_format else 1024)
     else:
         zwriter = ZipWriter(f, level)
         try:
-            for m in members:
-                zip_info = m.entry.get("zip") if same_format else None
-                name = m.name[2:] if m.name.startswith("./") else m.name
-                if m.is_dir and not name.endswith("/"):
+            for e in entries:
+                name = e.name[2:] if e.name.startswith("./") else e.name
+                if e.is_dir and not name.endswith("/"):
                     name += "/"
                 if name in ("", "/"):
                     continue
-                zwriter.add(name, m.is_dir, m.size, m.mtime, produce_for(m), zip_info)
+                zwriter.add(name, e.is_dir, e.size, e.mtime, produce_for(e),
+                            stored(e, "zip"))
                 written += 1
-                done += m.size
+                done += e.size
                 if progress:
                     progress(done, total)
         except BaseException:
