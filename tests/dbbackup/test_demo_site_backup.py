@@ -40,3 +40,22 @@ def test_a_demo_course_night_by_night(cv: Callable[..., Result], tmp_path: Path)
     }
     assert cv("export", f"{key}@latest", "-o", tmp_path / "night1.mbz").code == 0
     assert (tmp_path / "night1.mbz").stat().st_size > 9_000_000  # the files are in it
+
+
+def test_shards_split_a_site_between_workers(cv: Callable[..., Result], tmp_path: Path) -> None:
+    """``--shard K/N``: N workers, each backing up its own courses into one
+    repository, together back up every course once."""
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", tmp_path / "moodledata")
+    made = cv("demo-site", *site, "--size", "S", "--courses", "3", "--json")
+    assert made.code == 0, made.err
+    courses = set(json.loads(made.out)["courses"])
+    shards = []
+    for k in (1, 2):
+        result = cv("backup", *site, "--all", "--shard", f"{k}/2", "--json")
+        assert result.code == 0, result.err
+        shards.append({o["course_id"] for o in json.loads(result.out)})
+    assert shards[0] | shards[1] == courses and not shards[0] & shards[1]
+    assert all(shards) and {c % 2 for c in shards[0]} == {0}
+    for bad in ("0/2", "3/2", "2", "a/b"):
+        refused = cv("backup", *site, "--all", "--shard", bad)
+        assert refused.code == 2 and "--shard" in refused.err, (bad, refused)

@@ -38,6 +38,9 @@ def backup(
     ] = None,
     prefix: Annotated[str, typer.Option("--prefix", help="Table prefix.")] = "mdl_",
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Courses backed up at once.")] = 1,
+    shard: Annotated[str | None, typer.Option(
+        "--shard", metavar="K/N",
+        help="Only the courses whose id is K-1 modulo N: N workers, one shard each.")] = None,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
@@ -63,7 +66,7 @@ def backup(
     request = api.BackupRequest(
         db_url=db, dataroot=dataroot, courses=list(course or []), all_courses=all_courses,
         category=category, exclude=list(exclude or []), settings=settings, site=site,
-        prefix=prefix, skip_unmodified=skip_unmodified,
+        prefix=prefix, skip_unmodified=skip_unmodified, shard=_shard(shard),
     )
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         outcomes = []
@@ -76,6 +79,15 @@ def backup(
         finally:
             if json_out:
                 output.print_json(outcomes)
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    if not (sep and k.isdigit() and n.isdigit() and 1 <= int(k) <= int(n)):
+        raise api.UsageError(f"--shard {text!r}: give K/N with 1 <= K <= N, e.g. 2/4")
+    return int(k), int(n)
 
 
 def _bar(json_out: bool) -> Callable[[int, str], AbstractContextManager[Any]]:

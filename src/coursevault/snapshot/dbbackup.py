@@ -53,6 +53,10 @@ class BackupRequest:
     site: str | None = None
     prefix: str = "mdl_"
     skip_unmodified: bool = False
+    # (k, n): only the courses whose id is k-1 modulo n, so n workers split a
+    # site without coordinating beyond the repository (and stay on the same
+    # courses night after night, each course's history on one worker's cache)
+    shard: tuple[int, int] | None = None
 
 
 @dataclass
@@ -137,7 +141,7 @@ def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
         missing = [c for c in wanted if c not in found or c == 1]
         if missing:
             raise SiteDataError(f"course {missing[0]}: no such course in the database")
-        return [c for c in wanted if c not in request.exclude]
+        return _sharded([c for c in wanted if c not in request.exclude], request.shard)
     if not request.all_courses:
         raise BadInputError("name courses with --course ID, or use --all")
     where: dict[str, Any] = {}
@@ -145,7 +149,14 @@ def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
         cats = _category_and_below(reader, request.category)
         where["category"] = [str(c) for c in cats]
     ids = sorted(int(str(r["id"])) for r in reader.rows("course", where, columns=("id",)))
-    return [c for c in ids if c != 1 and c not in request.exclude]
+    return _sharded([c for c in ids if c != 1 and c not in request.exclude], request.shard)
+
+
+def _sharded(ids: list[int], shard: tuple[int, int] | None) -> list[int]:
+    if shard is None:
+        return ids
+    k, n = shard
+    return [c for c in ids if c % n == k - 1]
 
 
 def _category_and_below(reader: SiteReader, category: int) -> list[int]:
