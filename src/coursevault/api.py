@@ -278,13 +278,14 @@ def export(
     level: int = DEFAULT_LEVEL,
     progress: Callable[[int, int], None] | None = None,
     anonymize: bool = False,
+    no_users: bool = False,
 ) -> ExportResult:
     validate_level(level)  # before any work
     if fmt is not None and fmt not in FORMATS:
         raise BadInputError(f"unknown archive format {fmt!r}: use {' or '.join(FORMATS)}")
     snap = resolve(repo, selector)
     return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress,
-                           anonymize=anonymize)
+                           anonymize=anonymize, no_users=no_users)
 
 
 def archive_tree(repo: Repository, selector: str) -> tuple[SnapshotRow, ArchiveTree]:
