@@ -281,6 +281,8 @@ def export(
     no_users: bool = False,
 ) -> ExportResult:
     validate_level(level)  # before any work
+    if anonymize and no_users:  # as backup --db refuses it: Moodle has no such backup
+        raise UsageError("--anonymize anonymises the users: it cannot go with --no-users")
     if fmt is not None and fmt not in FORMATS:
         raise BadInputError(f"unknown archive format {fmt!r}: use {' or '.join(FORMATS)}")
     snap = resolve(repo, selector)

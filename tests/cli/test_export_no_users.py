@@ -126,3 +126,15 @@ def test_a_no_users_export_restores_without_users(tmp_path: Path, cv: Cv) -> Non
     assert report["users"] == {} and report["activities"] == 72 and report["left_out"] == []
     assert not {"forum_posts", "assign_submission", "grade_grades", "user_enrolments",
                 "choice_answers"} & set(report["rows"]), report["rows"]
+
+
+def test_no_users_and_anonymize_are_refused_together(tmp_path: Path, cv: Cv) -> None:
+    """As backup --db refuses them: Moodle has no anonymised backup
+    without users.  One line, exit 2, nothing written."""
+    repo = ("-r", str(tmp_path / "repo"))
+    assert cv(*repo, "init").code == 0
+    snap = json.loads(cv(*repo, "ingest", str(BACKUPS[0]), "--json").out)
+    out = tmp_path / "x.mbz"
+    r = cv(*repo, "export", snap["snapshot"], "-o", str(out), "--no-users", "--anonymize")
+    assert r.code == 2 and "--no-users" in r.err and r.err.count("\n") == 1, r
+    assert not out.exists()
