@@ -19,6 +19,7 @@ from coursevault.errors import (
     NoRepositoryError,
     SelectorError,
     UsageError,
+    WrongPasswordError,
 )
 from coursevault.history.retention import Policy, apply_policy
 from coursevault.history.selectors import resolve
@@ -40,9 +41,11 @@ from coursevault.snapshot.dbbackup import (
 )
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.source import archive_listed_bytes, source_label, validate_course_key
+from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
+from coursevault.store.keys import Password
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.repository import (
     DEFAULT_BLOCK_SIZE,
@@ -74,6 +77,7 @@ __all__ = [
     "Repository",
     "RestoreRequest",
     "UsageError",
+    "WrongPasswordError",
     "source_label",
 ]
 Progress = Callable[[int, int], None]
@@ -90,7 +94,24 @@ def backend_for(location: str) -> Backend:
 
 
 def init_repository(location: str, **options: Any) -> dict[str, Any]:
+    """Create a repository (``password=``: an encrypted one)."""
     return Repository.init(backend_for(location), **options)
+
+
+def key_slots(location: str, password: bytes) -> list[dict[str, Any]]:
+    return keys.list_slots(backend_for(location), password)
+
+
+def add_key(location: str, password: bytes, new_password: bytes) -> str:
+    return keys.add_slot(backend_for(location), password, new_password)
+
+
+def remove_key(location: str, password: bytes, slot_id: str) -> None:
+    keys.remove_slot(backend_for(location), password, slot_id)
+
+
+def change_key_password(location: str, password: bytes, new_password: bytes) -> str:
+    return keys.change_password(backend_for(location), password, new_password)
 
 
 def open_repository(
@@ -100,6 +121,7 @@ def open_repository(
     catalog_url: str | None = None,
     sync: bool = True,
     lock_wait: float = 0.0,
+    password: Password = None,
 ) -> Repository:
     """Open a repository; ``sync=False`` skips bringing the catalog up to date,
     for callers that only write (a write session syncs once it holds its lock).
@@ -112,7 +134,8 @@ def open_repository(
     if not lock_wait >= 0:  # NaN too
         raise BadInputError(f"--wait must be 0 or more seconds, not {lock_wait}")
     repo = Repository.open(
-        backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url, sync=sync
+        backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url, sync=sync,
+        password=password,
     )
     repo.lock_wait = lock_wait
     return repo

@@ -18,6 +18,8 @@ import pytest
 
 from coursevault.errors import BackendError, TruncatedError
 from coursevault.store.backend import TEMP_PREFIX, Backend, LocalBackend
+from coursevault.store.crypto import EncryptedBackend
+from coursevault.store.keys import Secrets
 from coursevault.store.wrappers import CachingBackend, RetryingBackend
 
 
@@ -59,6 +61,15 @@ CASES: dict[str, Callable[[Path], Case]] = {
         _wrapped(local_case(root), RetryingBackend, sleep=no_pause), CachingBackend
     ),
 }
+
+
+def _encrypted(case: Case) -> Case:
+    return Case(EncryptedBackend(case.backend, Secrets.fresh()), case.leave_temporary,
+                case.break_key)
+
+
+CASES["encrypted"] = lambda root: _encrypted(local_case(root))
+CASES["encrypted+caching"] = lambda root: _wrapped(_encrypted(local_case(root)), CachingBackend)
 
 
 def _wrapped(case: Case, wrapper: Callable[..., Backend], **kw: object) -> Case:

@@ -6,7 +6,9 @@ cache folder here); everything below it takes explicit arguments.
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,11 +113,37 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
+# --password-file as the root command was given it (this run's)
+_password_file: str | None = None
+
+
+def password(prompt: str = "passphrase") -> bytes:
+    """An encrypted repository's passphrase: --password-file, then
+    COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD, then asked on the
+    terminal; asked for only when the repository is encrypted."""
+    path = _password_file or os.environ.get("COURSEVAULT_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                return f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise api.UsageError(f"cannot read the passphrase file {path}: "
+                                    f"{exc.strerror}") from None
+    if "COURSEVAULT_PASSWORD" in os.environ:
+        return os.environ["COURSEVAULT_PASSWORD"].encode()
+    if not sys.stdin.isatty():
+        raise api.WrongPasswordError(
+            "the repository is encrypted: give its passphrase (--password-file, "
+            "COURSEVAULT_PASSWORD_FILE or COURSEVAULT_PASSWORD)")
+    return getpass.getpass(f"{prompt}: ").encode()
+
+
 def open_repo(
     repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
 ) -> api.Repository:
     opened = api.open_repository(
-        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait
+        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait,
+        password=password,
     )
     print_notices(opened)
     return opened
@@ -163,9 +191,16 @@ def _main(
         bool, typer.Option("--json", help="Machine-readable output, for commands that have it.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    password_file: Annotated[
+        str | None,
+        typer.Option("--password-file", help="File holding an encrypted repository's "
+                     "passphrase (or COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD)."),
+    ] = None,
 ) -> None:
     """Incremental, deduplicated history of Moodle course backups.
 
     The common options may come before the command as well as after it; the
     commands read them from here (see ``_or_before_command``).
     """
+    global _password_file
+    _password_file = password_file
