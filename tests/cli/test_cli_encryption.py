@@ -64,6 +64,10 @@ def test_an_encrypted_repository_holds_no_plaintext_and_exports_exact(
     leaked = [s for s in secrets if s in in_sealed]
     assert not leaked, leaked[:5]
     assert b"gen_s" not in in_sealed and b"Test course" not in in_sealed
+    course_key = json.loads(cv("-r", sealed, "snapshots", "--json").out)[0]["course"]
+    names = [str(p.relative_to(sealed)) for p in sealed.rglob("*")]
+    assert not [n for n in names if course_key in n]  # refs/heads/ names are keyed too
+    assert [n for n in (str(p) for p in plain.rglob("*")) if course_key in n]
     out = tmp_path / "back.mbz"
     assert cv("-r", sealed, "export", ids[sealed], "-o", out).code == 0
     assert out.read_bytes() == cv_export(cv, plain, ids[plain], tmp_path / "plain.mbz")
@@ -152,3 +156,28 @@ def test_parallel_database_backup_into_an_encrypted_repository(
     assert {o["outcome"] for o in json.loads(r.out)} == {"stored"}
     assert len(json.loads(r.out)) == len(site["courses"]) == 2
     assert cv("-r", repo, "check", "--read-data").code == 0
+
+
+def test_forget_and_prune_keep_an_encrypted_repository_whole(
+    cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forget (which finds a series by its keyed ref) and prune (which
+    repacks sealed packs) leave every kept snapshot exporting exactly."""
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    assert cv("-r", repo, "init", "--encrypt").code == 0
+    archives = sorted(CORPUS_DIR.glob("*.mbz"))[:3]
+    for night, archive in enumerate(archives):
+        r = cv("-r", repo, "ingest", archive, "--course", "one", "--time",
+               f"2026-11-0{night + 1}T02:00:00Z")
+        assert r.code == 0, r.err
+    kept = archives[-1]
+    assert cv("-r", repo, "forget", "one", "--keep-last", "1").code == 0
+    assert cv("-r", repo, "prune").code == 0
+    assert [s["time"][:10] for s in json.loads(cv("-r", repo, "snapshots", "--json").out)] \
+        == ["2026-11-03"]
+    assert cv("-r", repo, "check", "--read-data").code == 0
+    out = tmp_path / "kept.mbz"
+    assert cv("-r", repo, "export", "one@latest", "-o", out).code == 0
+    assert logical(read_members(out)) == logical(read_members(kept))

@@ -81,6 +81,16 @@ def id_hasher(kind: ObjectType, prefix: bytes = b"") -> Callable[[], blake3.blak
     return hasher
 
 
+def ref_name(series: str) -> str:
+    """The file name a series' head ref is kept under: the series itself, or
+    in an encrypted repository its keyed hash, so a bucket's listing does
+    not name the courses (docs/format.md §10)."""
+    key = _id_key
+    if key is None:
+        return series
+    return blake3.blake3(b"ref\0" + series.encode(), key=key).hexdigest()
+
+
 def to_hex(oid: ObjectId) -> str:
     return oid.hex()
 
