@@ -149,6 +149,7 @@ class FaultProxy:
     upstream: str
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
+    seen: list[str] = field(default_factory=list)  # "METHOD path", in order
 
     def __post_init__(self) -> None:
         host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
@@ -164,6 +165,7 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 proxy.requests[self.command] += 1
+                proxy.seen.append(f"{self.command} {self.path}")
                 for fault in proxy.faults:
                     if fault.method == self.command and fault.path in self.path:
                         error = (
@@ -206,6 +208,10 @@ class FaultProxy:
 
     def total(self) -> int:
         return sum(self.requests.values())
+
+    def clear(self) -> None:
+        self.requests.clear()
+        self.seen.clear()
 
     def stop(self) -> None:
         self.server.shutdown()

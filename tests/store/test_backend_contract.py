@@ -20,6 +20,7 @@ from s3server import Fault, FaultProxy, S3Server
 
 from coursevault.errors import BackendError, TruncatedError
 from coursevault.store.backend import TEMP_PREFIX, Backend, LocalBackend
+from coursevault.store.diskcache import DiskCache
 from coursevault.store.s3backend import S3Backend, S3Location
 from coursevault.store.wrappers import (
     CachingBackend,
@@ -97,6 +98,7 @@ CASES: dict[str, Make] = {
     "caching+retrying": lambda root, _r: _wrapped(
         _wrapped(local_case(root), RetryingBackend, sleep=no_pause), CachingBackend
     ),
+    "diskcache": lambda root, _r: _wrapped(local_case(root), DiskCache, folder=root.parent / "dc"),
     "s3": lambda _root, request: _s3(request),
     # a service that honours If-None-Match / If-Match is served the same
     # calls; rclone ignores them, so this case is the read-then-write path

@@ -111,11 +111,34 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
+def remote_options() -> api.RemoteOptions:
+    """The root options for s3:// repositories (``--endpoint-url``,
+    ``--s3-connections``, given before the command or by environment)."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    params = ctx.find_root().params if ctx is not None else {}
+    return api.RemoteOptions(
+        endpoint_url=params.get("endpoint_url") or None,
+        connections=params.get("s3_connections") or api.S3_CONNECTIONS,
+    )
+
+
+def location_label(location: str) -> str:
+    """A location as messages show it: a folder's absolute path, a URL as given."""
+    return location if "://" in location else os.path.abspath(location)
+
+
 def open_repo(
     repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
 ) -> api.Repository:
     opened = api.open_repository(
-        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait
+        repo,
+        cache_dir=cache_dir_for(cache_dir),
+        catalog_url=catalog,
+        sync=sync,
+        lock_wait=wait,
+        remote=remote_options(),
     )
     print_notices(opened)
     return opened
@@ -163,6 +186,22 @@ def _main(
         bool, typer.Option("--json", help="Machine-readable output, for commands that have it.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            envvar="COURSEVAULT_S3_ENDPOINT",
+            help="Endpoint of an S3-compatible service for s3:// repositories (default: AWS).",
+        ),
+    ] = None,
+    s3_connections: Annotated[
+        int,
+        typer.Option(
+            "--s3-connections",
+            envvar="COURSEVAULT_S3_CONNECTIONS",
+            help="Requests in flight at once to an s3:// repository.",
+        ),
+    ] = api.S3_CONNECTIONS,
 ) -> None:
     """Incremental, deduplicated history of Moodle course backups.
 

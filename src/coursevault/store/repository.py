@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,11 @@ class Repository(SnapshotRecords, DictionaryReads):
         cache_dir: str | os.PathLike[str] | None = None,
         catalog_url: str | None = None,
         sync: bool = True,
+        wrap: Callable[[Backend, Path], Backend] | None = None,
     ) -> Repository:
+        """Open the repository ``backend`` holds.  ``wrap`` is applied to the
+        backend once the repository's id, and so its cache folder, is known:
+        a remote backend's disk cache lives there (``diskcache.disk_cache``)."""
         try:
             raw = backend.read("config")
         except FileNotFoundError:
@@ -176,6 +181,8 @@ class Repository(SnapshotRecords, DictionaryReads):
             )
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         folder = base / config["id"]
+        if wrap is not None:
+            backend = wrap(backend, folder)
         if catalog_url is None:
             folder.mkdir(parents=True, exist_ok=True)
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"

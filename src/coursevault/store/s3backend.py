@@ -114,18 +114,42 @@ class S3Backend:
     def __init__(
         self,
         location: S3Location,
-        client: Any,
+        client: Any = None,
         *,
+        endpoint_url: str | None = None,
+        connections: int = DEFAULT_CONNECTIONS,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
         conditional_writes: bool | None = None,
     ) -> None:
+        """``client`` is made from ``endpoint_url`` and ``connections`` on
+        first use when not given (and again in a worker process)."""
         self.where = location
-        self.client = client
+        self.endpoint_url = endpoint_url
+        self.connections = connections
+        self._client = client
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
-        # None: not known yet, probed on first need (_conditional)
+        # None: not known yet, probed on first need (_conditional_writes)
         self._conditional = conditional_writes
+        self._probe_lock = threading.Lock()
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = make_client(self.endpoint_url, self.connections)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        """For a worker process (``backup --jobs``): a client and a lock do not
+        cross; the worker makes its own."""
+        state = dict(self.__dict__)
+        state["_client"] = None
+        del state["_probe_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self._probe_lock = threading.Lock()
 
     def location(self) -> str:

@@ -176,7 +176,15 @@ class ConcurrencyLimiter(BackendWrapper):
 
     def __init__(self, inner: Backend, connections: int) -> None:
         super().__init__(inner)
-        self._slots = threading.BoundedSemaphore(max(1, connections))
+        self.connections = max(1, connections)
+        self._slots = threading.BoundedSemaphore(self.connections)
+
+    def __getstate__(self) -> dict[str, object]:  # a worker process has its own slots
+        return {"inner": self.inner, "connections": self.connections}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._slots = threading.BoundedSemaphore(self.connections)
 
     def _limited(self, call: Callable[[], T]) -> T:
         with self._slots:
@@ -227,6 +235,13 @@ class CountingBackend(BackendWrapper):
         folder = key.split("/", 1)[0] if "/" in key else key or "/"
         with self._lock:
             self.calls[f"{kind} {folder}"] += 1
+
+    def __getstate__(self) -> dict[str, object]:  # a worker process counts its own
+        return {"inner": self.inner, "calls": Counter()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def total(self) -> int:
         return sum(self.calls.values())
