@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -150,6 +151,10 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     requests: Counter[str] = field(default_factory=Counter)
     seen: list[str] = field(default_factory=list)  # "METHOD path", in order
+    # given a client of the server, answer If-None-Match / If-Match on PUT as
+    # AWS does (rclone ignores them): checked by a HEAD, so not atomic, but
+    # the answers are S3's
+    conditional: Any = None
 
     def __post_init__(self) -> None:
         host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
@@ -168,17 +173,11 @@ class FaultProxy:
                 proxy.seen.append(f"{self.command} {self.path}")
                 for fault in proxy.faults:
                     if fault.method == self.command and fault.path in self.path:
-                        error = (
-                            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{fault.code}"
-                            f"</Code><Message>injected by the test</Message></Error>"
-                        ).encode()
-                        self.send_response(fault.status)
-                        self.send_header("Content-Type", "application/xml")
-                        self.send_header("Content-Length", str(len(error)))
-                        self.end_headers()
-                        if self.command != "HEAD":
-                            self.wfile.write(error)
+                        self._error(fault.status, fault.code)
                         return
+                if proxy.conditional and self.command == "PUT" and not self._condition_holds():
+                    self._error(412, "PreconditionFailed")
+                    return
                 conn = http.client.HTTPConnection(host, int(port), timeout=60)
                 try:
                     conn.request(self.command, self.path, body, dict(self.headers.items()))
@@ -197,6 +196,34 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(data)
+
+            def _error(self, status: int, code: str) -> None:
+                error = (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}"
+                    f"</Code><Message>answered by the test proxy</Message></Error>"
+                ).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(error)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(error)
+
+            def _condition_holds(self) -> bool:
+                none_match = self.headers.get("If-None-Match")
+                match = self.headers.get("If-Match")
+                if none_match is None and match is None:
+                    return True
+                from botocore.exceptions import ClientError
+
+                bucket, key = unquote(self.path.split("?", 1)[0]).lstrip("/").split("/", 1)
+                try:
+                    etag = proxy.conditional.head_object(Bucket=bucket, Key=key)["ETag"]
+                except ClientError:
+                    etag = None
+                if none_match == "*":
+                    return etag is None
+                return etag is not None and etag == match
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
 

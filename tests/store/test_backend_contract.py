@@ -85,9 +85,12 @@ def no_pause(_seconds: float) -> None:
     pass
 
 
-def _s3(request: pytest.FixtureRequest, **options: object) -> Case:
+def _s3(request: pytest.FixtureRequest, conditional: bool = False, **options: object) -> Case:
     server = request.getfixturevalue("s3_server")
-    return s3_case(server, request.getfixturevalue("s3_proxy"), **options)
+    proxy = request.getfixturevalue("s3_proxy")
+    if conditional:
+        proxy.conditional = server.client()
+    return s3_case(server, proxy, **options)
 
 
 Make = Callable[[Path, pytest.FixtureRequest], Case]
@@ -100,6 +103,8 @@ CASES: dict[str, Make] = {
     ),
     "diskcache": lambda root, _r: _wrapped(local_case(root), DiskCache, folder=root.parent / "dc"),
     "s3": lambda _root, request: _s3(request),
+    # the proxy answers the conditional headers as AWS S3 does
+    "s3-conditional": lambda _root, request: _s3(request, conditional=True),
     # a service that honours If-None-Match / If-Match is served the same
     # calls; rclone ignores them, so this case is the read-then-write path
     "s3-unconditional": lambda _root, request: _s3(request, conditional_writes=False),
@@ -253,3 +258,42 @@ def test_a_failing_write_is_a_backend_error(case: Case) -> None:
         b.create("index/0002", b"entries")
     with pytest.raises(BackendError):
         b.compare_and_swap("index/0003", None, b"entries")
+
+
+@pytest.mark.parametrize("honoured", [True, False])
+def test_conditional_writes_are_used_where_the_service_honours_them(
+    s3_server: S3Server, s3_proxy: FaultProxy, honoured: bool
+) -> None:
+    """The probe finds out; then create and compare-and-swap send the
+    headers, and a refused one (412) answers False.  Without them, a write
+    by another between the swap's read and its write is lost: the window
+    docs/format.md (section 10) describes."""
+    if honoured:
+        s3_proxy.conditional = s3_server.client()
+    case = s3_case(s3_server, s3_proxy)
+    b = case.backend
+    assert isinstance(b, S3Backend)
+    assert b.create("config", b"mine") is True
+    assert b._conditional is honoured
+    assert list(b.list_temporary()) == []  # the probe is gone
+    assert b.create("config", b"theirs") is False
+    assert b.compare_and_swap("config", b"mine", b"next") is True
+
+    # another writer changes it between the swap's read and its write
+    other = s3_server.client(s3_proxy.endpoint)
+    read = b.client.get_object
+
+    def read_then_race(**kw: object) -> object:
+        answer = read(**kw)
+        other.put_object(Bucket=kw["Bucket"], Key=kw["Key"], Body=b"the other writer's")
+        return answer
+
+    b.client.get_object = read_then_race
+    swapped = b.compare_and_swap("config", b"next", b"ours")
+    b.client.get_object = read
+    if honoured:
+        assert swapped is False
+        assert b.read("config") == b"the other writer's"
+    else:
+        assert swapped is True  # and the other writer's update is lost
+        assert b.read("config") == b"ours"
