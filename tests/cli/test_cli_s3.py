@@ -155,3 +155,28 @@ def test_a_warm_one_course_command_does_not_grow_with_the_courses(
     for request in s3_proxy.seen:
         assert "list-type=2" in request or "/repo/config" in request or "/repo/locks/" in request
     assert read_members(out) == read_members(COURSES[0])
+
+
+def test_history_and_maintenance_commands_on_s3(
+    cv, s3repo: str, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    night1 = write_course(tmp_path / "n1.mbz", {1: [(1, "hello")]}, date=1700000000)
+    night2 = write_course(tmp_path / "n2.mbz", {1: [(1, "hello"), (2, "again")]}, date=1700086400)
+    assert cv("init", s3repo).code == 0
+    assert cv("ingest", "-r", s3repo, str(night1), str(night2)).code == 0
+    course = str(snapshots(cv, s3repo)[0]["course"])
+
+    res = cv("ls", "-r", s3repo, f"{course}@latest")
+    assert res.code == 0 and "activities/forum_5/forum.xml" in res.out, res.err
+    res = cv("cat", "-r", s3repo, f"{course}@latest", "activities/forum_5/forum.xml")
+    assert res.code == 0 and "again" in res.out, res.err
+    res = cv("diff", "-r", s3repo, f"{course}@~1", f"{course}@latest")
+    assert res.code == 0 and "forum_5" in res.out, res.out + res.err
+    res = cv("stats", "-r", s3repo, "--json")
+    assert res.code == 0 and json.loads(res.out)["snapshots"] == 2, res.err
+
+    for command in (("index", "rebuild"), ("repair", "index"), ("unlock",)):
+        res = cv(*command, "-r", s3repo)
+        assert res.code == 0, (command, res.err)
+    res = cv("check", "-r", s3repo, "--read-data")
+    assert res.code == 0 and "no errors" in res.out, res.out + res.err
