@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import CORPUS, CORPUS_DIR, MINIMAL_BACKUP, write_tgz
+from s3server import FaultProxy, S3Server
 
 from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
@@ -27,6 +28,22 @@ def cv_repo(tmp_path: Path) -> Iterator[Repository]:
     repo = Repository.open(backend, cache_dir=tmp_path / "cache")
     yield repo
     repo.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """One ``rclone serve s3`` on loopback for the session (tests/s3server.py)."""
+    server = S3Server(tmp_path_factory.mktemp("s3server"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_proxy(s3_server: S3Server) -> Iterator[FaultProxy]:
+    """A counting, fault-injecting proxy in front of the S3 server, per test."""
+    proxy = FaultProxy(s3_server.endpoint)
+    yield proxy
+    proxy.stop()
 
 
 def _forum_xml(discussions: dict[int, list[tuple[int, str]]]) -> bytes:

@@ -45,6 +45,7 @@ from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
+from coursevault.store.diskcache import bypassed, disk_cache
 from coursevault.store.keys import Password
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.repository import (
@@ -53,6 +54,9 @@ from coursevault.store.repository import (
     Repository,
     snapshot_key,
 )
+from coursevault.store.s3backend import DEFAULT_CONNECTIONS as S3_CONNECTIONS
+from coursevault.store.s3backend import S3Backend, S3Location
+from coursevault.store.wrappers import ConcurrencyLimiter, RetryingBackend
 from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none of these
@@ -69,11 +73,13 @@ __all__ = [
     "DEFAULT_DICT_DEPTH",
     "DEFAULT_LEVEL",
     "FORMATS",
+    "S3_CONNECTIONS",
     "ArchiveError",
     "BackupRequest",
     "CourseBackup",
     "IngestResult",
     "Policy",
+    "RemoteOptions",
     "Repository",
     "RestoreRequest",
     "UsageError",
@@ -83,35 +89,64 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
-def backend_for(location: str) -> Backend:
-    """Choose the backend for a repository location (a folder path for now)."""
+@dataclass(frozen=True)
+class RemoteOptions:
+    """How to reach a repository in object storage (``s3://bucket/prefix``):
+    the endpoint of a non-AWS service (None: AWS itself) and how many
+    requests may be in flight at once.  Credentials and region are boto3's
+    own (the AWS environment variables and configuration files)."""
+
+    endpoint_url: str | None = None
+    connections: int = S3_CONNECTIONS
+
+
+def backend_for(location: str, remote: RemoteOptions | None = None) -> Backend:
+    """Choose the backend for a repository location: a folder path, or
+    ``s3://bucket/prefix`` -- the S3 backend inside a concurrency limit and
+    retries (``store/wrappers.py``); ``open_repository`` adds its disk cache."""
     if not location:
         raise BadInputError("no repository given: use --repo/-r or set COURSEVAULT_REPO")
+    if location.startswith("s3://"):
+        remote = remote or RemoteOptions()
+        if remote.connections < 1:
+            raise BadInputError(f"--s3-connections must be 1 or more, not {remote.connections}")
+        s3 = S3Backend(
+            S3Location.parse(location),
+            endpoint_url=remote.endpoint_url,
+            connections=remote.connections,
+        )
+        return RetryingBackend(ConcurrencyLimiter(s3, remote.connections))
     if "://" in location:
         scheme = location.split("://", 1)[0]
         raise BadInputError(f"repository location scheme {scheme!r} is not supported yet")
     return LocalBackend(os.path.abspath(location))
 
 
-def init_repository(location: str, **options: Any) -> dict[str, Any]:
+def init_repository(
+    location: str, remote: RemoteOptions | None = None, **options: Any
+) -> dict[str, Any]:
     """Create a repository (``password=``: an encrypted one)."""
-    return Repository.init(backend_for(location), **options)
+    return Repository.init(backend_for(location, remote), **options)
 
 
-def key_slots(location: str, password: bytes) -> list[dict[str, Any]]:
-    return keys.list_slots(backend_for(location), password)
+def key_slots(location: str, password: bytes,
+              remote: RemoteOptions | None = None) -> list[dict[str, Any]]:
+    return keys.list_slots(backend_for(location, remote), password)
 
 
-def add_key(location: str, password: bytes, new_password: bytes) -> str:
-    return keys.add_slot(backend_for(location), password, new_password)
+def add_key(location: str, password: bytes, new_password: bytes,
+            remote: RemoteOptions | None = None) -> str:
+    return keys.add_slot(backend_for(location, remote), password, new_password)
 
 
-def remove_key(location: str, password: bytes, slot_id: str) -> None:
-    keys.remove_slot(backend_for(location), password, slot_id)
+def remove_key(location: str, password: bytes, slot_id: str,
+               remote: RemoteOptions | None = None) -> None:
+    keys.remove_slot(backend_for(location, remote), password, slot_id)
 
 
-def change_key_password(location: str, password: bytes, new_password: bytes) -> str:
-    return keys.change_password(backend_for(location), password, new_password)
+def change_key_password(location: str, password: bytes, new_password: bytes,
+                        remote: RemoteOptions | None = None) -> str:
+    return keys.change_password(backend_for(location, remote), password, new_password)
 
 
 def open_repository(
@@ -121,6 +156,7 @@ def open_repository(
     catalog_url: str | None = None,
     sync: bool = True,
     lock_wait: float = 0.0,
+    remote: RemoteOptions | None = None,
     password: Password = None,
 ) -> Repository:
     """Open a repository; ``sync=False`` skips bringing the catalog up to date,
@@ -134,7 +170,11 @@ def open_repository(
     if not lock_wait >= 0:  # NaN too
         raise BadInputError(f"--wait must be 0 or more seconds, not {lock_wait}")
     repo = Repository.open(
-        backend_for(location), cache_dir=cache_dir, catalog_url=catalog_url, sync=sync,
+        backend_for(location, remote),
+        cache_dir=cache_dir,
+        catalog_url=catalog_url,
+        sync=sync,
+        wrap=disk_cache if location.startswith("s3://") else None,
         password=password,
     )
     repo.lock_wait = lock_wait
@@ -150,7 +190,7 @@ def check(
 ) -> CheckReport:
     from coursevault.store.check import check_repository  # as the other maintenance commands
 
-    with repo.lock(exclusive=False, operation="check"):
+    with repo.lock(exclusive=False, operation="check"), bypassed(repo.backend):
         return check_repository(repo, read_data=read_data, progress=progress)
 
 
@@ -158,7 +198,7 @@ def rebuild_index(repo: Repository) -> dict[str, Any]:
     """Recreate the catalog from the index and snapshot files; a damaged
     index file is skipped and named (``damaged_index_files``).  Under a shared
     lock, as a prune deleting index files meanwhile would leave it incomplete."""
-    with repo.lock(exclusive=False, operation="index rebuild"):
+    with repo.lock(exclusive=False, operation="index rebuild"), bypassed(repo.backend):
         return repo.rebuild_catalog()
 
 
@@ -169,7 +209,7 @@ def repair_packs(
     exclusive lock); what does not is reported lost."""
     from coursevault.store.repair import salvage_packs
 
-    with repo.lock(exclusive=True, operation="repair packs"):
+    with repo.lock(exclusive=True, operation="repair packs"), bypassed(repo.backend):
         return salvage_packs(repo, progress)
 
 
@@ -180,13 +220,15 @@ def repair_index(
     remove the damaged index files (under the exclusive lock)."""
     from coursevault.store.repair import repair_index as repair_index_files
 
-    with repo.lock(exclusive=True, operation="repair index"):
+    with repo.lock(exclusive=True, operation="repair index"), bypassed(repo.backend):
         return repair_index_files(repo, progress)
 
 
-def unlock(location: str, *, remove_all: bool = False) -> list[LockInfo]:
+def unlock(
+    location: str, *, remove_all: bool = False, remote: RemoteOptions | None = None
+) -> list[LockInfo]:
     """Remove stale locks (or all, when the user is sure nothing runs)."""
-    backend = backend_for(location)
+    backend = backend_for(location, remote)
     if not backend.exists("config"):
         raise NoRepositoryError(f"no repository at {backend.location()}")
     return remove_stale_locks(backend, remove_all=remove_all)

@@ -121,13 +121,24 @@ class ChecksumMismatchError(CorruptionError):
 
 
 class BackendError(RepositoryError):
-    """The storage backend failed (I/O error, permission, network)."""
+    """The storage backend failed (I/O error, permission, network).
+
+    ``retryable`` says whether the same call may succeed if tried again (a
+    timeout, an HTTP 500 or 503) or cannot (access denied, no such bucket):
+    the retrying wrapper gives up at once on the latter."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class TruncatedError(BackendError):
     """A file is shorter than the range read from it: the backend answered,
     and what it holds is damaged (a pack cut short), which no retry heals.
     The repository reports it as corruption."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retryable=False)
 
 
 class CatalogError(RepositoryError):

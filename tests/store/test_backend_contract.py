@@ -1,11 +1,12 @@
 """The contract every backend keeps (backend.py's docstring), run on each.
 
 One parametrised suite (after restic's ``internal/backend/test``): the local
-folder, and each wrapper of wrappers.py around it.  An S3 backend joins by
-adding its case to ``CASES`` -- and must run in CI, never skip.  A case gives
-a backend and two hooks into what lies behind it: leaving a temporary file
-as a killed writer would, and breaking a key so that reading it fails
-(neither missing nor short: the storage itself fails).
+folder, S3 (``rclone serve s3`` on loopback, through a proxy that can fail
+requests: tests/s3server.py; it runs in CI, never skips there), and the
+wrappers of wrappers.py around them.  A case gives a backend and three
+hooks into what lies behind it: leaving a temporary file as a killed writer
+would, breaking a key so that reading it fails (neither missing nor short:
+the storage itself fails), and making writes below a folder fail.
 """
 
 from __future__ import annotations
@@ -15,12 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from s3server import Fault, FaultProxy, S3Server
 
 from coursevault.errors import BackendError, TruncatedError
 from coursevault.store.backend import TEMP_PREFIX, Backend, LocalBackend
 from coursevault.store.crypto import EncryptedBackend
+from coursevault.store.diskcache import DiskCache
 from coursevault.store.keys import Secrets
-from coursevault.store.wrappers import CachingBackend, RetryingBackend
+from coursevault.store.s3backend import S3Backend, S3Location
+from coursevault.store.wrappers import (
+    CachingBackend,
+    ConcurrencyLimiter,
+    CountingBackend,
+    RetryingBackend,
+)
 
 
 @dataclass
@@ -28,6 +37,7 @@ class Case:
     backend: Backend
     leave_temporary: Callable[[str], str]  # a key's folder -> the temporary file's key
     break_key: Callable[[str], None]  # make reading this key fail
+    break_writes: Callable[[str], None]  # make writing below this folder fail
 
 
 def local_case(root: Path) -> Case:
@@ -46,39 +56,93 @@ def local_case(root: Path) -> Case:
         path.unlink()
         path.mkdir()
 
-    return Case(backend, leave_temporary, break_key)
+    def break_writes(folder: str) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        (root / folder).write_bytes(b"a file where a folder must be")
+
+    return Case(backend, leave_temporary, break_key, break_writes)
+
+
+def s3_case(server: S3Server, proxy: FaultProxy, **options: object) -> Case:
+    """A repository under ``repo/`` in a fresh bucket, reached through the proxy."""
+    bucket = server.make_bucket()
+    client = server.client(proxy.endpoint)
+    backend = S3Backend(S3Location(bucket, "repo"), client, **options)  # type: ignore[arg-type]
+
+    def leave_temporary(folder: str) -> str:
+        name = f"{folder}/{TEMP_PREFIX}0123456789abcdef"
+        client.put_object(Bucket=bucket, Key=f"repo/{name}", Body=b"half a pack")
+        return name
+
+    def break_key(key: str) -> None:
+        proxy.faults.append(Fault("GET", f"/{bucket}/repo/{key}"))
+
+    def break_writes(folder: str) -> None:
+        proxy.faults.append(Fault("PUT", f"/{bucket}/repo/{folder}/"))
+
+    return Case(backend, leave_temporary, break_key, break_writes)
 
 
 def no_pause(_seconds: float) -> None:
     pass
 
 
-CASES: dict[str, Callable[[Path], Case]] = {
-    "local": local_case,
-    "retrying": lambda root: _wrapped(local_case(root), RetryingBackend, sleep=no_pause),
-    "caching": lambda root: _wrapped(local_case(root), CachingBackend),
-    "caching+retrying": lambda root: _wrapped(
+def _s3(request: pytest.FixtureRequest, conditional: bool = False, **options: object) -> Case:
+    server = request.getfixturevalue("s3_server")
+    proxy = request.getfixturevalue("s3_proxy")
+    if conditional:
+        proxy.conditional = server.client()
+    return s3_case(server, proxy, **options)
+
+
+Make = Callable[[Path, pytest.FixtureRequest], Case]
+CASES: dict[str, Make] = {
+    "local": lambda root, _r: local_case(root),
+    "retrying": lambda root, _r: _wrapped(local_case(root), RetryingBackend, sleep=no_pause),
+    "caching": lambda root, _r: _wrapped(local_case(root), CachingBackend),
+    "caching+retrying": lambda root, _r: _wrapped(
         _wrapped(local_case(root), RetryingBackend, sleep=no_pause), CachingBackend
+    ),
+    "diskcache": lambda root, _r: _wrapped(local_case(root), DiskCache, folder=root.parent / "dc"),
+    "s3": lambda _root, request: _s3(request),
+    # the proxy answers the conditional headers as AWS S3 does
+    "s3-conditional": lambda _root, request: _s3(request, conditional=True),
+    # a service that honours If-None-Match / If-Match is served the same
+    # calls; rclone ignores them, so this case is the read-then-write path
+    "s3-unconditional": lambda _root, request: _s3(request, conditional_writes=False),
+    # small parts: every write of the suite goes through a multipart upload
+    "s3-multipart": lambda _root, request: _s3(request, multipart_threshold=1),
+    "s3+wrappers": lambda _root, request: _wrapped(
+        _wrapped(
+            _wrapped(_s3(request), ConcurrencyLimiter, connections=2),
+            RetryingBackend,
+            sleep=no_pause,
+        ),
+        CountingBackend,
     ),
 }
 
 
-def _encrypted(case: Case) -> Case:
-    return Case(EncryptedBackend(case.backend, Secrets.fresh()), case.leave_temporary,
-                case.break_key)
-
-
-CASES["encrypted"] = lambda root: _encrypted(local_case(root))
-CASES["encrypted+caching"] = lambda root: _wrapped(_encrypted(local_case(root)), CachingBackend)
-
-
 def _wrapped(case: Case, wrapper: Callable[..., Backend], **kw: object) -> Case:
-    return Case(wrapper(case.backend, **kw), case.leave_temporary, case.break_key)
+    return Case(
+        wrapper(case.backend, **kw), case.leave_temporary, case.break_key, case.break_writes
+    )
+
+
+def _encrypted(case: Case) -> Case:
+    return _wrapped(case, EncryptedBackend, keys=Secrets.fresh())
+
+
+# sealing over the folder and over S3 (whose ranged reads it maps to segments)
+CASES["encrypted"] = lambda root, _r: _encrypted(local_case(root))
+CASES["encrypted+caching"] = lambda root, _r: _wrapped(_encrypted(local_case(root)),
+                                                         CachingBackend)
+CASES["encrypted-s3"] = lambda _root, request: _encrypted(_s3(request))
 
 
 @pytest.fixture(params=sorted(CASES))
 def case(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Case]:
-    yield CASES[request.param](tmp_path / "store")
+    yield CASES[request.param](tmp_path / "store", request)
 
 
 def keys(backend: Backend, prefix: str = "") -> dict[str, int]:
@@ -197,14 +261,52 @@ def test_a_failing_read_is_a_backend_error_not_missing_nor_truncated(case: Case)
         assert not isinstance(caught.value, TruncatedError)
 
 
-def test_a_failing_write_is_a_backend_error(case: Case, tmp_path: Path) -> None:
+def test_a_failing_write_is_a_backend_error(case: Case) -> None:
     b = case.backend
     b.write("packs/ab/ab01", b"x")
-    blocker = tmp_path / "store" / "index"
-    blocker.write_bytes(b"a file where a folder must be")
+    case.break_writes("index")
     with pytest.raises(BackendError):
         b.write("index/0001", b"entries")
     with pytest.raises(BackendError):
         b.create("index/0002", b"entries")
     with pytest.raises(BackendError):
         b.compare_and_swap("index/0003", None, b"entries")
+
+
+@pytest.mark.parametrize("honoured", [True, False])
+def test_conditional_writes_are_used_where_the_service_honours_them(
+    s3_server: S3Server, s3_proxy: FaultProxy, honoured: bool
+) -> None:
+    """The probe finds out; then create and compare-and-swap send the
+    headers, and a refused one (412) answers False.  Without them, a write
+    by another between the swap's read and its write is lost: the window
+    docs/format.md (section 10) describes."""
+    if honoured:
+        s3_proxy.conditional = s3_server.client()
+    case = s3_case(s3_server, s3_proxy)
+    b = case.backend
+    assert isinstance(b, S3Backend)
+    assert b.create("config", b"mine") is True
+    assert b._conditional is honoured
+    assert list(b.list_temporary()) == []  # the probe is gone
+    assert b.create("config", b"theirs") is False
+    assert b.compare_and_swap("config", b"mine", b"next") is True
+
+    # another writer changes it between the swap's read and its write
+    other = s3_server.client(s3_proxy.endpoint)
+    read = b.client.get_object
+
+    def read_then_race(**kw: object) -> object:
+        answer = read(**kw)
+        other.put_object(Bucket=kw["Bucket"], Key=kw["Key"], Body=b"the other writer's")
+        return answer
+
+    b.client.get_object = read_then_race
+    swapped = b.compare_and_swap("config", b"next", b"ours")
+    b.client.get_object = read
+    if honoured:
+        assert swapped is False
+        assert b.read("config") == b"the other writer's"
+    else:
+        assert swapped is True  # and the other writer's update is lost
+        assert b.read("config") == b"ours"

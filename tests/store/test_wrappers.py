@@ -121,3 +121,42 @@ def test_the_cache_keeps_at_most_its_capacity(local: LocalBackend) -> None:
     b.read("packs/ab/ab01")  # larger than the cache: not kept
     b.read("packs/ab/ab01")
     assert counting.calls["read"] == 5
+
+
+def test_the_concurrency_limit_bounds_calls_in_flight(local: LocalBackend) -> None:
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from coursevault.store.wrappers import ConcurrencyLimiter, CountingBackend
+
+    in_flight = 0
+    most = 0
+    guard = threading.Lock()
+
+    class Slow(BackendWrapper):
+        def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+            nonlocal in_flight, most
+            with guard:
+                in_flight += 1
+                most = max(most, in_flight)
+            time.sleep(0.02)
+            with guard:
+                in_flight -= 1
+            return super().read(key, offset, length)
+
+    counted = CountingBackend(Slow(local))
+    limited = ConcurrencyLimiter(counted, 3)
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: limited.read("packs/ab/ab01", i, 1), range(24)))
+    assert results == [bytes([i]) for i in range(24)]
+    assert most == 3
+    assert counted.calls == {"read packs": 24}
+
+
+def test_an_error_that_says_it_cannot_heal_is_not_retried(local: LocalBackend) -> None:
+    flaky = Flaky(local, 10, BackendError("S3 GetObject: AccessDenied (HTTP 403)", retryable=False))
+    b = RetryingBackend(flaky, attempts=4, sleep=lambda _s: None)
+    with pytest.raises(BackendError, match="AccessDenied"):
+        b.read("packs/ab/ab01")
+    assert flaky.calls["read"] == 1

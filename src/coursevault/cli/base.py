@@ -113,15 +113,15 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
-# --password-file as the root command was given it (this run's)
-_password_file: str | None = None
-
-
 def password(prompt: str = "passphrase") -> bytes:
     """An encrypted repository's passphrase: --password-file, then
     COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD, then asked on the
     terminal; asked for only when the repository is encrypted."""
-    path = _password_file or os.environ.get("COURSEVAULT_PASSWORD_FILE")
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    given = ctx.find_root().params.get("password_file") if ctx is not None else None
+    path = given or os.environ.get("COURSEVAULT_PASSWORD_FILE")
     if path:
         try:
             with open(path, "rb") as f:
@@ -138,11 +138,34 @@ def password(prompt: str = "passphrase") -> bytes:
     return getpass.getpass(f"{prompt}: ").encode()
 
 
+def remote_options() -> api.RemoteOptions:
+    """The root options for s3:// repositories (``--endpoint-url``,
+    ``--s3-connections``, given before the command or by environment)."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    params = ctx.find_root().params if ctx is not None else {}
+    return api.RemoteOptions(
+        endpoint_url=params.get("endpoint_url") or None,
+        connections=params.get("s3_connections") or api.S3_CONNECTIONS,
+    )
+
+
+def location_label(location: str) -> str:
+    """A location as messages show it: a folder's absolute path, a URL as given."""
+    return location if "://" in location else os.path.abspath(location)
+
+
 def open_repo(
     repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
 ) -> api.Repository:
     opened = api.open_repository(
-        repo, cache_dir=cache_dir_for(cache_dir), catalog_url=catalog, sync=sync, lock_wait=wait,
+        repo,
+        cache_dir=cache_dir_for(cache_dir),
+        catalog_url=catalog,
+        sync=sync,
+        lock_wait=wait,
+        remote=remote_options(),
         password=password,
     )
     print_notices(opened)
@@ -191,6 +214,22 @@ def _main(
         bool, typer.Option("--json", help="Machine-readable output, for commands that have it.")
     ] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    endpoint_url: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint-url",
+            envvar="COURSEVAULT_S3_ENDPOINT",
+            help="Endpoint of an S3-compatible service for s3:// repositories (default: AWS).",
+        ),
+    ] = None,
+    s3_connections: Annotated[
+        int,
+        typer.Option(
+            "--s3-connections",
+            envvar="COURSEVAULT_S3_CONNECTIONS",
+            help="Requests in flight at once to an s3:// repository.",
+        ),
+    ] = api.S3_CONNECTIONS,
     password_file: Annotated[
         str | None,
         typer.Option("--password-file", help="File holding an encrypted repository's "
@@ -202,5 +241,3 @@ def _main(
     The common options may come before the command as well as after it; the
     commands read them from here (see ``_or_before_command``).
     """
-    global _password_file
-    _password_file = password_file

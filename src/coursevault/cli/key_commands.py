@@ -10,7 +10,7 @@ import typer
 
 from coursevault import api
 from coursevault.cli import output
-from coursevault.cli.base import JsonOpt, RepoOpt, app, password
+from coursevault.cli.base import JsonOpt, RepoOpt, app, password, remote_options
 
 key_app = typer.Typer(
     help="Key slots of an encrypted repository: several passphrases open it.",
@@ -45,7 +45,7 @@ def new_password(path: str | None) -> bytes:
 @key_app.command("list")
 def list_keys(repo: RepoOpt = "", json_out: JsonOpt = False) -> None:
     """The key slots: id, when made, the key derivation; * the one yours opens."""
-    slots = api.key_slots(repo, password())
+    slots = api.key_slots(repo, password(), remote_options())
     if json_out:
         output.print_json(slots)
         return
@@ -60,7 +60,7 @@ def add_key(new_password_file: NewPasswordFile = None, repo: RepoOpt = "",
             json_out: JsonOpt = False) -> None:
     """Add a passphrase: a new slot opening the same keys (no data rewritten)."""
     current = password()
-    slot = api.add_key(repo, current, new_password(new_password_file))
+    slot = api.add_key(repo, current, new_password(new_password_file), remote_options())
     output.print_json({"added": slot}) if json_out else output.out.print(f"added key {slot}")
 
 
@@ -70,7 +70,7 @@ def remove_key(
     repo: RepoOpt = "",
 ) -> None:
     """Remove a slot other than the one your passphrase opens."""
-    api.remove_key(repo, password(), slot)
+    api.remove_key(repo, password(), slot, remote_options())
     output.out.print(f"removed key {slot}")
 
 
@@ -79,6 +79,7 @@ def change_password(new_password_file: NewPasswordFile = None, repo: RepoOpt = "
                     json_out: JsonOpt = False) -> None:
     """Change your passphrase: its slot replaced by one the new passphrase opens."""
     current = password()
-    slot = api.change_key_password(repo, current, new_password(new_password_file))
+    slot = api.change_key_password(repo, current, new_password(new_password_file),
+                                   remote_options())
     output.print_json({"replaced_by": slot}) if json_out else output.out.print(
         f"passphrase changed (key {slot})")

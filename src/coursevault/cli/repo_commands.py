@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Annotated
 
 import typer
@@ -18,8 +17,10 @@ from coursevault.cli.base import (
     WaitOpt,
     app,
     index_app,
+    location_label,
     open_repo,
     print_notices,
+    remote_options,
     repair_app,
 )
 from coursevault.cli.key_commands import NewPasswordFile, new_password
@@ -62,6 +63,7 @@ def init(
     location = path or repo
     config = api.init_repository(
         location,
+        remote_options(),
         pack_size=pack_size * 1024 * 1024,
         block_size=block_size * 1024,
         dictionary_depth=dictionary_depth,
@@ -70,9 +72,9 @@ def init(
     config.pop("encryption", None)  # the wrapped keys are no one's business here
     config["encrypted"] = encrypt
     if json_out:
-        output.print_json({"location": os.path.abspath(location), **config})
+        output.print_json({"location": location_label(location), **config})
     else:
-        output.out.print(f"created repository {config['id']} at {os.path.abspath(location)}")
+        output.out.print(f"created repository {config['id']} at {location_label(location)}")
 
 
 @app.command()
@@ -204,7 +206,7 @@ def unlock(
     json_out: JsonOpt = False,
 ) -> None:
     """Remove stale locks left by processes that died."""
-    removed = api.unlock(repo, remove_all=remove_all)
+    removed = api.unlock(repo, remove_all=remove_all, remote=remote_options())
     if json_out:
         output.print_json([{"lock": lk.key, "holder": lk.describe()} for lk in removed])
     elif removed:

@@ -19,6 +19,7 @@ import json
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -168,10 +169,14 @@ class Repository(SnapshotRecords, DictionaryReads):
         catalog_url: str | None = None,
         sync: bool = True,
         password: Password = None,
+        wrap: Callable[[Backend, Path], Backend] | None = None,
     ) -> Repository:
         """Open the repository ``backend`` holds; an encrypted one with the
         passphrase ``password`` gives (bytes, or a function asked only when
-        the repository is encrypted)."""
+        the repository is encrypted).  ``wrap`` is applied to the backend
+        once the repository's id, and so its cache folder, is known: a
+        remote backend's disk cache lives there (``diskcache.disk_cache``),
+        under the sealing, so it caches sealed files."""
         try:
             raw = backend.read("config")
         except FileNotFoundError:
@@ -193,9 +198,11 @@ class Repository(SnapshotRecords, DictionaryReads):
             keys = "its keys" if "encryption" in config else "no keys"
             raise CorruptionError(f"repository config at {backend.location()} is unreadable "
                                   f"(version {version} with {keys})")
-        backend = sealed_backend(backend, config, password)
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         folder = base / config["id"]
+        if wrap is not None:
+            backend = wrap(backend, folder)
+        backend = sealed_backend(backend, config, password)
         if catalog_url is None:
             folder.mkdir(parents=True, exist_ok=True)
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"

@@ -11,12 +11,13 @@ a :class:`~coursevault.store.backend.Backend` and passes the contract suite
 from __future__ import annotations
 
 import itertools
+import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from coursevault.errors import BackendError, TruncatedError
+from coursevault.errors import BackendError
 from coursevault.store.backend import Backend
 
 T = TypeVar("T")
@@ -61,8 +62,9 @@ class RetryingBackend(BackendWrapper):
     to ``attempts`` times with pauses doubling from ``pause`` seconds.
 
     Never retried: a missing file (``FileNotFoundError`` is an answer, not a
-    failure), a file shorter than asked (``TruncatedError``: damage, which
-    does not heal), and ``create`` and ``compare_and_swap``, whose attempt
+    failure), an error that says it is not ``retryable`` (``TruncatedError``,
+    a file shorter than asked: damage, which does not heal; an S3 "access
+    denied" or "no such bucket"), and ``create`` and ``compare_and_swap``, whose attempt
     may have taken effect before it failed -- a retry would then answer
     "exists" or "changed meanwhile" for the caller's own write.  The last
     failure is raised, never swallowed (restic #3646).  A listing is retried
@@ -86,9 +88,9 @@ class RetryingBackend(BackendWrapper):
         for _attempt in range(self.attempts - 1):
             try:
                 return call()
-            except TruncatedError:
-                raise
-            except BackendError:
+            except BackendError as exc:
+                if not exc.retryable:  # a short file, access denied: no retry heals it
+                    raise
                 self._sleep(pause)
                 pause *= 2
         return call()
@@ -164,3 +166,114 @@ class CachingBackend(BackendWrapper):
     def delete(self, key: str) -> None:
         self._drop(key)
         self.inner.delete(key)
+
+
+class ConcurrencyLimiter(BackendWrapper):
+    """At most ``connections`` calls in flight at once (restic's ``sema``):
+    the writer's parallel uploads and a pool of readers share one bound, the
+    ``--s3-connections`` a user set, whatever the layers above do.  A
+    listing holds a slot only while it fetches a page."""
+
+    def __init__(self, inner: Backend, connections: int) -> None:
+        super().__init__(inner)
+        self.connections = max(1, connections)
+        self._slots = threading.BoundedSemaphore(self.connections)
+
+    def __getstate__(self) -> dict[str, object]:  # a worker process has its own slots
+        return {"inner": self.inner, "connections": self.connections}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._slots = threading.BoundedSemaphore(self.connections)
+
+    def _limited(self, call: Callable[[], T]) -> T:
+        with self._slots:
+            return call()
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        listing = self.inner.list(prefix)
+        while True:
+            item = self._limited(lambda: next(listing, None))
+            if item is None:
+                return
+            yield item
+
+    def list_temporary(self) -> Iterator[str]:
+        return iter(self._limited(lambda: list(self.inner.list_temporary())))
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        return self._limited(lambda: self.inner.read(key, offset, length))
+
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self._limited(lambda: self.inner.write(key, data))
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._limited(lambda: self.inner.create(key, data))
+
+    def delete(self, key: str) -> None:
+        self._limited(lambda: self.inner.delete(key))
+
+    def exists(self, key: str) -> bool:
+        return self._limited(lambda: self.inner.exists(key))
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        return self._limited(lambda: self.inner.compare_and_swap(key, expected, data))
+
+
+class CountingBackend(BackendWrapper):
+    """Counts the calls that reach ``inner`` by kind and by the key's first
+    folder (``read packs``, ``list index``...): what tests and benchmarks
+    measure a command's traffic with.  Under the cache it counts what went
+    to the service; a listing counts once per call, not per page."""
+
+    def __init__(self, inner: Backend) -> None:
+        super().__init__(inner)
+        self.calls: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def _count(self, kind: str, key: str) -> None:
+        folder = key.split("/", 1)[0] if "/" in key else key or "/"
+        with self._lock:
+            self.calls[f"{kind} {folder}"] += 1
+
+    def __getstate__(self) -> dict[str, object]:  # a worker process counts its own
+        return {"inner": self.inner, "calls": Counter()}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def list(self, prefix: str) -> Iterator[tuple[str, int]]:
+        self._count("list", prefix)
+        return self.inner.list(prefix)
+
+    def list_temporary(self) -> Iterator[str]:
+        self._count("list", "")
+        return self.inner.list_temporary()
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        self._count("read", key)
+        return self.inner.read(key, offset, length)
+
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
+        self._count("write", key)
+        self.inner.write(key, data)
+
+    def create(self, key: str, data: bytes) -> bool:
+        self._count("create", key)
+        return self.inner.create(key, data)
+
+    def delete(self, key: str) -> None:
+        self._count("delete", key)
+        self.inner.delete(key)
+
+    def exists(self, key: str) -> bool:
+        self._count("exists", key)
+        return self.inner.exists(key)
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        self._count("cas", key)
+        return self.inner.compare_and_swap(key, expected, data)

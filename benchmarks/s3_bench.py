@@ -1,0 +1,189 @@
+"""What an S3 repository costs against a folder: requests of a one-course
+command on a warm cache at 1 and N courses, and ingest/export throughput of
+a generated course to a folder and to S3 on loopback.
+
+``.venv/bin/python benchmarks/s3_bench.py [--xml-mb 30]`` starts ``rclone
+serve s3`` on 127.0.0.1 (the tests' server, tests/s3server.py) over a
+temporary folder, and prints a Markdown report (docs/benchmarks.md).
+
+Requests are counted by ``CountingBackend`` between the S3 backend and the
+wrappers (retries, limit, disk cache): calls that reached the service; a
+listing counts once per call (one request per 1,000 keys).  Each command
+opens the repository anew, as the CLI does, with the same cache folder
+(warm: the command ran once before) or a new one (cold: another machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from calibrate import measure  # noqa: E402
+from gen_course import write_base  # noqa: E402
+from machine import cpu_model  # noqa: E402
+from s3server import S3Server  # noqa: E402
+
+from coursevault import api  # noqa: E402
+from coursevault.store.backend import Backend, LocalBackend  # noqa: E402
+from coursevault.store.diskcache import disk_cache  # noqa: E402
+from coursevault.store.repository import Repository  # noqa: E402
+from coursevault.store.s3backend import S3Backend, S3Location  # noqa: E402
+from coursevault.store.wrappers import (  # noqa: E402
+    ConcurrencyLimiter,
+    CountingBackend,
+    RetryingBackend,
+)
+
+CORPUS = sorted((ROOT.parent / "shared" / "corpus" / "moodle").glob("*.mbz"))
+CONNECTIONS = 8
+
+
+class Target:
+    """A repository location and how to open it counted (S3) or plainly (folder)."""
+
+    def __init__(self, location: str, endpoint: str | None) -> None:
+        self.location = location
+        self.endpoint = endpoint
+        self.counted: CountingBackend | None = None
+
+    def open(self, cache: Path) -> Repository:
+        if self.endpoint is None:
+            return Repository.open(LocalBackend(self.location), cache_dir=cache)
+        s3 = S3Backend(
+            S3Location.parse(self.location), endpoint_url=self.endpoint, connections=CONNECTIONS
+        )
+        self.counted = CountingBackend(s3)
+        stack: Backend = RetryingBackend(ConcurrencyLimiter(self.counted, CONNECTIONS))
+        return Repository.open(stack, cache_dir=cache, wrap=disk_cache)
+
+    def init(self) -> None:
+        remote = api.RemoteOptions(self.endpoint) if self.endpoint else None
+        api.init_repository(self.location, remote)
+
+
+def run(
+    target: Target, cache: Path, action: str, *args: str, courses: list[str] | None = None
+) -> tuple[float, Counter[str]]:
+    """One command, as the CLI runs it (open, act, close): seconds and the
+    calls that reached the service.  ``ingest`` appends the courses to ``courses``."""
+    started = time.perf_counter()
+    repo = target.open(cache)
+    try:
+        if action == "ingest":
+            for path in args:
+                result = api.ingest(repo, path)
+                if courses is not None:
+                    courses.append(result.course)
+        elif action == "log":
+            list(api.log(repo, args[0]))
+        elif action == "export":
+            api.export(repo, f"{args[0]}@latest", args[1])
+    finally:
+        repo.close()
+    calls = target.counted.calls.copy() if target.counted is not None else Counter[str]()
+    return time.perf_counter() - started, calls
+
+
+def requests_report(target: Target, work: Path) -> list[str]:
+    """Warm-cache calls of one course's log and export, at 1 course and at N."""
+    target.init()
+    cache = work / "cache-requests"
+    first = str(next(p for p in CORPUS if "moodle2.3-and-above" in p.name))
+    ingested: list[str] = []
+    run(target, cache, "ingest", first, courses=ingested)
+    course = ingested[0]
+    out = str(work / "one.mbz")
+    lines = [
+        "| courses in the repository | command | calls (cold cache) | calls (warm cache) | warm calls by kind |",
+        "|---|---|---|---|---|",
+    ]
+
+    def measure_at(courses: int) -> None:
+        for action, args in (("log", (course,)), ("export", (course, out))):
+            cold = work / f"cache-cold-{courses}-{action}"
+            _s, cold_calls = run(target, cold, action, *args)
+            run(target, cache, action, *args)  # warm it
+            _s, warm_calls = run(target, cache, action, *args)
+            kinds = ", ".join(f"{k} {v}" for k, v in sorted(warm_calls.items()))
+            lines.append(
+                f"| {courses} | `{action}` | {sum(cold_calls.values())} | "
+                f"{sum(warm_calls.values())} | {kinds} |"
+            )
+
+    measure_at(1)
+    others = [str(p) for p in CORPUS if str(p) != first]
+    run(target, cache, "ingest", *others, courses=ingested)
+    measure_at(len(set(ingested)))
+    return lines
+
+
+def throughput_report(folder: Target, s3: Target, course: Path, work: Path) -> list[str]:
+    size = course.stat().st_size
+    lines = [
+        f"Course: generated, {size / 1e6:.1f} MB .mbz.",
+        "",
+        "| repository | ingest s | ingest MB/s | export s (warm cache) | export s (cold cache) | export MB/s (cold) | calls ingest | calls export cold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, target in (("folder", folder), ("S3 (rclone serve s3, loopback)", s3)):
+        target.init()
+        cache = work / f"cache-tp-{name[:2]}"
+        ingested: list[str] = []
+        ingest_s, ingest_calls = run(target, cache, "ingest", str(course), courses=ingested)
+        key = ingested[0]
+        out = str(work / f"tp-{name[:2]}.mbz")
+        warm_s, _ = run(target, cache, "export", key, out)
+        cold_s, cold_calls = run(target, work / f"cache-tp-cold-{name[:2]}", "export", key, out)
+        lines.append(
+            f"| {name} | {ingest_s:.2f} | {size / 1e6 / ingest_s:.1f} | {warm_s:.2f} | "
+            f"{cold_s:.2f} | {size / 1e6 / cold_s:.1f} | "
+            f"{sum(ingest_calls.values()) or '-'} | {sum(cold_calls.values()) or '-'} |"
+        )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--xml-mb", type=float, default=30.0, help="generated course's XML size")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="s3bench-") as tmp:
+        work = Path(tmp)
+        server = S3Server(work / "server")
+        try:
+            os.environ.update(server.env())
+            client = server.client()
+            for bucket in ("requests", "throughput"):
+                client.create_bucket(Bucket=bucket)
+            commit = subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+            ).stdout.strip()
+            print(f"commit {commit}; {cpu_model()}, {os.cpu_count()} CPUs; {measure()}")
+            print(f"load average {os.getloadavg()[0]:.1f}\n")
+            print("### Requests of one course's commands\n")
+            s3 = Target("s3://requests/repo", server.endpoint)
+            print("\n".join(requests_report(s3, work)))
+            course_dir = work / "course"
+            write_base(course_dir, args.xml_mb, seed=7)
+            print("\n### Throughput, folder against S3\n")
+            folder = Target(str(work / "folder-repo"), None)
+            s3 = Target("s3://throughput/repo", server.endpoint)
+            report = throughput_report(folder, s3, course_dir / "night-01.mbz", work)
+            print("\n".join(report))
+            print(f"\nload average after {os.getloadavg()[0]:.1f}")
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
