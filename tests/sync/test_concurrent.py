@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import Sites
+from sync_sites import Sites
 
 RUN = "import sys; from coursevault.cli.app import main; sys.exit(main(sys.argv[1:]))"
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Sites
+from sync_sites import Sites
 
 from coursevault import api
 from coursevault.errors import EXIT_FAILURE

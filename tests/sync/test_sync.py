@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Sites
+from sync_sites import Sites
 
+from coursevault import api
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE
-from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
 
 
@@ -26,15 +26,13 @@ def _site(sites: Sites, nights: dict[str, list[Path]], courses: dict[str, int]) 
 
 def _stored_bytes(location: str) -> int:
     """Bytes of packs, index files and snapshots (what a night adds)."""
-    backend = LocalBackend(location)
+    backend = api.backend_for(location)
     return sum(size for p in ("packs/", "index/", "snapshots/") for _k, size in backend.list(p))
 
 
 def _files(location: str) -> dict[str, bytes]:
-    root = Path(location)
-    if not root.exists():
-        return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    backend = api.backend_for(location)
+    return {key: backend.read(key) for key, _size in backend.list("")}
 
 
 def test_full_sync_copies_every_snapshot_exactly(
@@ -135,7 +133,7 @@ def test_dry_run_writes_nothing(sites: Sites, nights: dict[str, list[Path]]) -> 
 def test_incompatible_destination_is_refused(sites: Sites, nights: dict[str, list[Path]]) -> None:
     src = _site(sites, nights, {"quiz": 1})
     other = sites.destination("other")
-    Repository.init(LocalBackend(other), dictionary_depth=2)
+    Repository.init(api.backend_for(other), dictionary_depth=2)
     assert sites.cli("sync", src, other) == EXIT_BAD_INPUT
     assert sites.snapshots(other) == {}
     assert sites.cli("sync", src, src) == EXIT_BAD_INPUT  # itself
