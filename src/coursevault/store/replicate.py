@@ -54,7 +54,6 @@ from coursevault.store.pack import (
     MAX_PACK_OBJECTS,
     PACK_HEADER,
     PACK_VERSION_DICT,
-    Location,
     PackFormatError,
     PackWriter,
     block_dictionary,
@@ -63,7 +62,7 @@ from coursevault.store.pack import (
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
 from coursevault.store.snapshots import snapshot_dictionary, snapshot_key
-from coursevault.store.treecodec import tree_refs
+from coursevault.store.syncplan import SyncPlan
 
 # What must be equal for the same content to be the same objects on both
 # sides, and for copied blocks to be readable there.  Pack and block sizes
@@ -158,141 +157,12 @@ class SyncReport:
         return dict(self.__dict__)
 
 
-class _Plan:
-    """What the destination lacks of what snapshots reach, children before
-    parents (a post-order), with each object's location at the source.
-
-    A tree the destination indexes is not taken for complete: a prune keeps
-    a dictionary's trees without what they name.  What is complete there is
-    what a snapshot published there reaches (every writer publishes a
-    snapshot last, and prune keeps what snapshots reach).  So a snapshot is
-    walked against a *base* -- its parent, when that one is published at the
-    destination or planned here -- side by side: a tree's refs that are refs
-    of the base's tree at the same place are in the base, and are not
-    walked.  A night's walk reads the paths to what changed, not the course.
-    """
-
-    def __init__(self, src: Repository, dst: Repository | None) -> None:
-        self.src = src
-        self.dst = dst
-        self.locs: dict[ObjectId, Location] = {}
-        self.order: list[ObjectId] = []
-        # planned for a dictionary, without what they name (yet)
-        self.shallow: set[ObjectId] = set()
-        # trees the destination has that a walk went through (for what they name)
-        self.walked: set[ObjectId] = set()
-
-    def _rollback(self, start: int, added: list[ObjectId]) -> None:
-        for oid in added:
-            del self.locs[oid]
-            self.shallow.discard(oid)
-        del self.order[start:]
-
-    def add_snapshot(self, root: ObjectId, base: ObjectId | None, needed_by: str) -> None:
-        """Plan what ``root`` reaches and the destination lacks, not walking
-        what the tree ``base`` (complete there or planned) reaches too."""
-        start, added = len(self.order), list[ObjectId]()
-        try:
-            self._walk(root, base, needed_by, added)
-        except CoursevaultError:
-            self._rollback(start, added)
-            raise
-
-    def add_dictionary(self, dict_id: ObjectId, needed_by: str) -> None:
-        """Plan a dictionary, the list dictionaries it continues and the
-        objects their content is read from (not what those name: prune's
-        rule), oldest link first, each link after its sources: a link
-        indexed at the destination comes with its chain.  A missing or
-        damaged link or source at the source plans none of it."""
-        start, added = len(self.order), list[ObjectId]()
-        try:
-            chain = []
-            for link, sources in self.src.dictionary_chain(dict_id):
-                if link in self.locs or self._dst_has(link):
-                    break
-                chain.append((link, sources))
-            for link, sources in reversed(chain):
-                for oid in [*sources, link]:
-                    if oid in self.locs or self._dst_has(oid):
-                        continue
-                    self._plan(oid, needed_by, added)
-                    self.order.append(oid)
-                    self.shallow.add(oid)
-        except CoursevaultError:
-            self._rollback(start, added)
-            raise
-
-    def _dst_has(self, oid: ObjectId) -> bool:
-        return self.dst is not None and self.dst.catalog.has(oid)
-
-    def _plan(self, oid: ObjectId, needed_by: str, added: list[ObjectId]) -> Location:
-        loc = self.src.catalog.lookup(oid)
-        if loc is None:
-            raise ObjectMissingError(
-                oid.hex(), f"needed by {needed_by}, at the source (run `coursevault check` there)"
-            )
-        self.locs[oid] = loc
-        added.append(oid)
-        return loc
-
-    def _refs(self, oid: ObjectId) -> list[ObjectId]:
-        try:
-            return tree_refs(self.src.get(oid)[1])
-        except ValueError as exc:
-            raise CorruptionError(f"tree {oid.hex()} at the source: {exc}") from None
-
-    def _walk(
-        self, root: ObjectId, base: ObjectId | None, needed_by: str, added: list[ObjectId]
-    ) -> None:
-        # A tree is appended after everything it names: an object still on
-        # the stack unexpanded when met again is below it (a DAG has no
-        # cycles), so it is appended first.
-        stack: list[tuple[ObjectId, ObjectId | None, bool]] = [(root, base, False)]
-        src, locs = self.src, self.locs
-        while stack:
-            oid, counterpart, expanded = stack.pop()
-            if expanded:
-                self.order.append(oid)
-                continue
-            if oid == counterpart or (oid in locs and oid not in self.shallow):
-                continue
-            if oid in self.shallow:  # planned already: now what it names too
-                self.shallow.discard(oid)
-                loc = locs[oid]
-            elif self._dst_has(oid):
-                if oid in self.walked:
-                    continue
-                found = src.catalog.lookup(oid)
-                if found is None:
-                    raise ObjectMissingError(oid.hex(), f"needed by {needed_by}, at the source")
-                if found.type != ObjectType.TREE:
-                    continue  # a blob there is whole
-                self.walked.add(oid)
-                loc = found
-            else:
-                loc = self._plan(oid, needed_by, added)
-                stack.append((oid, None, True))
-            if loc.type != ObjectType.TREE:
-                continue
-            refs = self._refs(oid)
-            other: list[ObjectId] = []
-            if counterpart is not None:
-                cloc = src.catalog.lookup(counterpart)
-                if cloc is not None and cloc.type == ObjectType.TREE:
-                    other = self._refs(counterpart)
-            in_base = set(other)
-            for j in range(len(refs) - 1, -1, -1):
-                ref = refs[j]
-                if ref not in in_base:
-                    stack.append((ref, other[j] if j < len(other) else None, False))
-
-
 class _Copier:
     """Copies a plan's objects block by block and indexes them in plan order."""
 
     def __init__(
         self,
-        plan: _Plan,
+        plan: SyncPlan,
         dst: Repository | None,
         config: dict[str, Any],
         report: SyncReport,
@@ -581,7 +451,7 @@ def _sync(
     have = dst.catalog.snapshot_ids() if dst is not None else set()
     todo = [r for r in _selected(src, courses) if r.id not in have]
     say(f"walking {len(todo)} snapshots")
-    plan = _Plan(src, dst)
+    plan = SyncPlan(src, dst)
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
