@@ -154,3 +154,25 @@ def test_json_report_and_errors_are_one_line(
     assert err.count("\n") == 1 and "nosuch" in err
     assert sites.cli("sync", os.fspath(Path(src).parent / "absent"), dst) != 0
     assert EXIT_FAILURE == 1
+
+
+def test_a_snapshot_forgotten_and_pruned_at_the_destination_comes_back_whole(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    """A prune keeps the trees a dictionary reads without what they name:
+    syncing the forgotten night again must not take them for complete."""
+    src = _site(sites, nights, {"cert": 3, "upload": 3})
+    dst = sites.destination("dst")
+    sites.sync(src, dst)
+    firsts = [
+        next(s for s, k in sites.snapshots(src).items() if k == c) for c in ("cert", "upload")
+    ]
+    for snap in firsts:
+        assert sites.cli("forget", "--snapshot", snap, "-r", dst) == 0
+    assert sites.cli("prune", "-r", dst) == 0
+    assert not set(firsts) & set(sites.snapshots(dst))
+    report = sites.sync(src, dst)
+    assert report.snapshots == 2
+    assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
