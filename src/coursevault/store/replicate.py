@@ -46,7 +46,7 @@ from coursevault.errors import (
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SnapshotRow
-from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
+from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.locks import Lock
 from coursevault.store.pack import (
@@ -253,17 +253,11 @@ class _Copier:
                 raise ChecksumMismatchError(
                     oid.hex(), pack.hex(), "at the source; nothing that names it was copied"
                 )
-        ids = []
-        whole = len(entries) == len(oids)
-        here = (pack, locs[oids[0]].block_offset)
-        for t, off, ln in entries if whole else ():
-            kind = TYPES.get(t)
-            oid = object_id(kind, raw[off : off + ln]) if kind is not None else b""
-            at = locs.get(oid)
-            if at is None or (at.pack, at.block_offset, at.offset) != (*here, off):
-                whole = False  # some of it is there already, or copied from elsewhere
-                break
-            ids.append(oid)
+        # Whole when every entry is a planned object, verified above at its
+        # slice: the entries' slices are then exactly the planned ones.
+        by_slice = {(locs[oid].offset, locs[oid].length, int(locs[oid].type)): oid for oid in oids}
+        ids = [by_slice.get((off, ln, t), b"") for t, off, ln in entries]
+        whole = len(entries) == len(oids) == len(by_slice) and all(ids)
         if whole and block[1] == CODEC_ZSTD_DICT:
             dict_id = block_dictionary(block)
             whole = dict_id is not None and self._dictionary_ready(dict_id)
