@@ -12,6 +12,7 @@ from sync_sites import Sites
 
 from coursevault import api
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE
+from coursevault.store.replicate import init_like
 from coursevault.store.repository import Repository
 
 
@@ -136,6 +137,12 @@ def test_incompatible_destination_is_refused(sites: Sites, nights: dict[str, lis
     Repository.init(api.backend_for(other), dictionary_depth=2)
     assert sites.cli("sync", src, other) == EXIT_BAD_INPUT
     assert sites.snapshots(other) == {}
+    cut = sites.destination("cut")
+    with sites.open(src) as repo:
+        chunker = {"min": 4096, "avg": 16384, "max": 65536}
+        init_like(api.backend_for(cut), {**repo.config, "chunker": chunker})
+    assert sites.cli("sync", src, cut) == EXIT_BAD_INPUT
+    assert sites.snapshots(cut) == {}
     assert sites.cli("sync", src, src) == EXIT_BAD_INPUT  # itself
 
 
