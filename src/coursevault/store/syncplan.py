@@ -8,10 +8,11 @@ order their objects may be indexed at the destination.
 from __future__ import annotations
 
 from coursevault.errors import CorruptionError, CoursevaultError, ObjectMissingError
+from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK, MAX_DICT_DEPTH
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import Location
 from coursevault.store.repository import Repository
-from coursevault.store.treecodec import tree_refs
+from coursevault.store.treecodec import decode_tree, read_varint, tree_refs
 
 
 class SyncPlan:
@@ -62,11 +63,14 @@ class SyncPlan:
         damaged link or source at the source plans none of it."""
         start, added = len(self.order), list[ObjectId]()
         try:
-            chain = []
-            for link, sources in self.src.dictionary_chain(dict_id):
-                if link in self.locs or self._dst_has(link):
-                    break
+            chain: list[tuple[ObjectId, list[ObjectId]]] = []
+            link: ObjectId | None = dict_id
+            while link is not None and link not in self.locs and not self._dst_has(link):
+                if len(chain) > MAX_DICT_DEPTH:
+                    raise CorruptionError(f"dictionary {dict_id.hex()}: its chain runs too deep")
+                sources, previous = self._dictionary_links(link)
                 chain.append((link, sources))
+                link = previous
             for link, sources in reversed(chain):
                 for oid in [*sources, link]:
                     if oid in self.locs or self._dst_has(oid):
@@ -77,6 +81,31 @@ class SyncPlan:
         except CoursevaultError:
             self._rollback(start, added)
             raise
+
+    def _dictionary_links(self, dict_id: ObjectId) -> tuple[list[ObjectId], ObjectId | None]:
+        """(the objects its content is read from, the dictionary it continues)
+        of a dictionary object (docs/format.md, "Dictionaries").  A list
+        dictionary names them: read from its refs, its content is not
+        rebuilt (that reads its whole chain); a walk dictionary's are its walk."""
+        kind, payload = self.src.get(dict_id)
+        try:
+            if kind != ObjectType.TREE:
+                raise ValueError("not a tree")
+            refs, body = decode_tree(payload)
+            if not body.startswith(DICT_MAGIC):
+                raise ValueError("not a dictionary object")
+            _depth, pos = read_varint(body, len(DICT_MAGIC))
+            flags, _pos = read_varint(body, pos)
+            if flags == DICT_WALK:
+                if len(refs) != 1:
+                    raise ValueError("a walk dictionary names one tree")
+            elif flags not in (0, 1) or flags > len(refs):
+                raise ValueError("bad dictionary flags")
+        except ValueError as exc:
+            raise CorruptionError(f"dictionary {dict_id.hex()} at the source: {exc}") from None
+        if flags == DICT_WALK:
+            return next(iter(self.src.dictionary_chain(dict_id)))[1], None
+        return refs[flags:], refs[0] if flags else None
 
     def _dst_has(self, oid: ObjectId) -> bool:
         return self.dst is not None and self.dst.catalog.has(oid)
