@@ -304,8 +304,8 @@ class _Copier:
                 return False  # not yet; a later block may find it ready
         if rank is None and (self.dst is None or not self.dst.catalog.has(dict_id)):
             ready = False
-        elif self.dry_run or self.dst is None:
-            ready = True  # as far as a dry run can tell
+        elif self.dry_run or self.dst is None or self.plan.exact.get(dict_id, False):
+            ready = True  # indexed there with what it reads, which reads the same
         else:
             try:
                 here = blake3.blake3(self.src.dictionary(dict_id)[1]).digest()

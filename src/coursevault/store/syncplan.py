@@ -8,9 +8,16 @@ order their objects may be indexed at the destination.
 from __future__ import annotations
 
 from coursevault.errors import CorruptionError, CoursevaultError, ObjectMissingError
-from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK, MAX_DICT_DEPTH
+from coursevault.store.dictionaries import (
+    DICT_MAGIC,
+    DICT_MEMBER_MAX,
+    DICT_WALK,
+    MAX_DICT_DEPTH,
+    WALK_BUDGET,
+)
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import Location
+from coursevault.store.reach import walk_tail_first
 from coursevault.store.repository import Repository
 from coursevault.store.treecodec import decode_tree, read_varint, tree_refs
 
@@ -36,6 +43,11 @@ class SyncPlan:
         self.order: list[ObjectId] = []
         # planned for a dictionary, without what they name (yet)
         self.shallow: set[ObjectId] = set()
+        # planned dictionaries whose content is known to read the same at
+        # the destination once their sources are indexed there: a walk that
+        # met no id the source's index lacks, a list whose chain is such
+        self.exact: dict[ObjectId, bool] = {}
+        self.previous: dict[ObjectId, ObjectId | None] = {}
         # trees the destination has that a walk went through (for what they name)
         self.walked: set[ObjectId] = set()
 
@@ -71,6 +83,10 @@ class SyncPlan:
                 sources, previous = self._dictionary_links(link)
                 chain.append((link, sources))
                 link = previous
+            for link, _sources in reversed(chain):  # oldest first: a link after its previous
+                previous = self.previous.get(link)
+                if previous is not None:
+                    self.exact[link] = self.exact.get(previous, False)
             for link, sources in reversed(chain):
                 for oid in [*sources, link]:
                     if oid in self.locs or self._dst_has(oid):
@@ -104,8 +120,15 @@ class SyncPlan:
         except ValueError as exc:
             raise CorruptionError(f"dictionary {dict_id.hex()} at the source: {exc}") from None
         if flags == DICT_WALK:
-            return next(iter(self.src.dictionary_chain(dict_id)))[1], None
-        return refs[flags:], refs[0] if flags else None
+            unindexed: list[ObjectId] = []
+            sources = walk_tail_first(self.src, refs[0], WALK_BUDGET, DICT_MEMBER_MAX, unindexed)[2]
+            self.exact[dict_id] = not unindexed
+            return sources, None
+        previous = refs[0] if flags else None
+        # its content is its members' and its chain's: exact where that is
+        self.previous[dict_id] = previous
+        self.exact[dict_id] = previous is None
+        return refs[flags:], previous
 
     def _dst_has(self, oid: ObjectId) -> bool:
         return self.dst is not None and self.dst.catalog.has(oid)
