@@ -445,7 +445,7 @@ def _sync(
     have = dst.catalog.snapshot_ids() if dst is not None else set()
     todo = [r for r in _selected(src, courses) if r.id not in have]
     say(f"walking {len(todo)} snapshots")
-    plan = SyncPlan(src, dst)
+    plan = SyncPlan(src, dst, dry_run)
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []

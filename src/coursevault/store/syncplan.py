@@ -36,9 +36,10 @@ class SyncPlan:
     walked.  A night's walk reads the paths to what changed, not the course.
     """
 
-    def __init__(self, src: Repository, dst: Repository | None) -> None:
+    def __init__(self, src: Repository, dst: Repository | None, dry_run: bool = False) -> None:
         self.src = src
         self.dst = dst
+        self.dry_run = dry_run
         self.locs: dict[ObjectId, Location] = {}
         self.order: list[ObjectId] = []
         # planned for a dictionary, without what they name (yet)
@@ -121,8 +122,14 @@ class SyncPlan:
             raise CorruptionError(f"dictionary {dict_id.hex()} at the source: {exc}") from None
         if flags == DICT_WALK:
             unindexed: list[ObjectId] = []
-            sources = walk_tail_first(self.src, refs[0], WALK_BUDGET, DICT_MEMBER_MAX, unindexed)[2]
+            depth, parts, sources = walk_tail_first(
+                self.src, refs[0], WALK_BUDGET, DICT_MEMBER_MAX, unindexed
+            )
             self.exact[dict_id] = not unindexed
+            if not unindexed and self.dst is not None and not self.dry_run:
+                # the next night there compresses against it: no walk there to read it
+                depth = 1 + max(depth, self.src.block_depth(self.src.locate(dict_id)))
+                self.dst.keep_walk_content(dict_id, depth, b"".join(parts))
             return sources, None
         previous = refs[0] if flags else None
         # its content is its members' and its chain's: exact where that is
