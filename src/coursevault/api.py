@@ -65,6 +65,7 @@ if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none 
     from coursevault.store.check import CheckReport
     from coursevault.store.prune import PruneReport
     from coursevault.store.repair import RepairReport, SalvageReport
+    from coursevault.store.replicate import SyncReport
     from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API
@@ -604,3 +605,67 @@ def demo_site(
     from coursevault.moodledb.demosite import build_demo_site
 
     return build_demo_site(db_url, dataroot, size=size, seed=seed, courses=courses, prefix=prefix)
+
+
+def sync(
+    source: str,
+    destination: str,
+    *,
+    courses: list[str] | None = None,
+    dry_run: bool = False,
+    cache_dir: str | None = None,
+    lock_wait: float = 0.0,
+    progress: Progress | None = None,
+    step: Callable[[str], None] | None = None,
+    remote: RemoteOptions | None = None,
+    password: Password = None,
+    destination_password: Password = None,
+) -> SyncReport:
+    """Copy into the repository at ``destination`` what it lacks of the
+    snapshots of ``courses`` (all if None) at ``source``
+    (``store/replicate.py``); an empty destination is created with the
+    source's parameters -- an encrypted source's keys and passphrase slots
+    included -- (not by a dry run).  ``destination_password`` opens an
+    encrypted destination (default: ``password``).  Requests and bytes are
+    counted on both sides, catalog syncs included."""
+    from coursevault.errors import RepositoryExistsError
+    from coursevault.store.counting import CountingBackend
+    from coursevault.store.replicate import (
+        check_compatible,
+        init_like,
+        read_config,
+        sync_repositories,
+    )
+
+    src_backend = CountingBackend(backend_for(source, remote))
+    dst_backend = CountingBackend(backend_for(destination, remote))
+    dst_password = password if destination_password is None else destination_password
+    with Repository.open(src_backend, cache_dir=cache_dir, password=password) as src:
+        src.lock_wait = lock_wait
+        dst_config = read_config(dst_backend)
+        initialized = False
+        if dst_config is None and not dry_run:
+            try:
+                dst_config = init_like(dst_backend, src.config)
+                initialized = True
+            except RepositoryExistsError:  # another sync made it meanwhile
+                dst_config = read_config(dst_backend)
+        if dst_config is not None:
+            check_compatible(src, dst_config, dst_backend.location(), dst_password)
+        dst = None if dst_config is None else Repository.open(
+            dst_backend, cache_dir=cache_dir, password=dst_password)
+        try:
+            if dst is not None:
+                dst.lock_wait = lock_wait
+            report = sync_repositories(
+                src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step
+            )
+            report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
+        finally:
+            if dst is not None:
+                dst.close()
+    report.initialized = initialized
+    report.source_requests = src_backend.requests
+    report.destination_requests = dst_backend.requests
+    report.requests = src_backend.requests + dst_backend.requests
+    return report

@@ -81,6 +81,14 @@ class RepositoryExistsError(RepositoryError):
     exit_code = EXIT_BAD_INPUT
 
 
+class IncompatibleRepositoryError(RepositoryError):
+    """``sync`` between repositories whose parameters differ (format version,
+    chunkers, dictionary depth), or a repository with itself: the same
+    content would not be the same objects on both sides."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class FormatVersionError(RepositoryError):
     """The repository was written by a newer, unknown format version."""
 

@@ -113,6 +113,15 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
+def read_password_file(path: str) -> bytes:
+    """A passphrase kept in a file (its one line, without the line break)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().rstrip(b"\r\n")
+    except OSError as exc:
+        raise api.UsageError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
+
+
 def password(prompt: str = "passphrase") -> bytes:
     """An encrypted repository's passphrase: --password-file, then
     COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD, then asked on the
@@ -123,12 +132,7 @@ def password(prompt: str = "passphrase") -> bytes:
     given = ctx.find_root().params.get("password_file") if ctx is not None else None
     path = given or os.environ.get("COURSEVAULT_PASSWORD_FILE")
     if path:
-        try:
-            with open(path, "rb") as f:
-                return f.read().rstrip(b"\r\n")
-        except OSError as exc:
-            raise api.UsageError(f"cannot read the passphrase file {path}: "
-                                    f"{exc.strerror}") from None
+        return read_password_file(path)
     if "COURSEVAULT_PASSWORD" in os.environ:
         return os.environ["COURSEVAULT_PASSWORD"].encode()
     if not sys.stdin.isatty():

@@ -10,7 +10,14 @@ import typer
 
 from coursevault import api
 from coursevault.cli import output
-from coursevault.cli.base import JsonOpt, RepoOpt, app, password, remote_options
+from coursevault.cli.base import (
+    JsonOpt,
+    RepoOpt,
+    app,
+    password,
+    read_password_file,
+    remote_options,
+)
 
 key_app = typer.Typer(
     help="Key slots of an encrypted repository: several passphrases open it.",
@@ -28,12 +35,7 @@ NewPasswordFile = Annotated[
 def new_password(path: str | None) -> bytes:
     """The new passphrase of ``key add``/``key passwd`` and ``init --encrypt``."""
     if path:
-        try:
-            with open(path, "rb") as f:
-                return f.read().rstrip(b"\r\n")
-        except OSError as exc:
-            raise api.UsageError(f"cannot read the passphrase file {path}: "
-                                 f"{exc.strerror}") from None
+        return read_password_file(path)
     if "COURSEVAULT_NEW_PASSWORD" in os.environ:
         return os.environ["COURSEVAULT_NEW_PASSWORD"].encode()
     first = password("new passphrase")

@@ -110,6 +110,14 @@ class DictionaryReads(ObjectReads):
         self._dicts.clear()
         self._dict_content.clear()
 
+    def keep_walk_content(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
+        """Keep in the local file cache a walk dictionary's content that was
+        read elsewhere and is known to read the same here (``sync``: the
+        source's walk met no id its index lacked, and every tree it read is
+        copied).  Used, as every entry, only while the object is indexed."""
+        if self._disk_dicts is not None:
+            self._disk_dicts.put(dict_id, depth, content)
+
     def disable_disk_dictionaries(self) -> None:
         """Neither read nor keep dictionary contents in the local file cache
         (while objects are missing from the catalog, a walk dictionary read

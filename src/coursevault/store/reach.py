@@ -165,7 +165,11 @@ class Reach:
 
 
 def walk_tail_first(
-    repo: DictionaryReads, root: ObjectId, budget: int, member_max: int
+    repo: DictionaryReads,
+    root: ObjectId,
+    budget: int,
+    member_max: int,
+    unindexed: list[ObjectId] | None = None,
 ) -> tuple[int, list[bytes], list[ObjectId]]:
     """The content of a walk dictionary: from ``root``, the payloads of the
     trees of at most ``member_max`` bytes, the tail of every list first,
@@ -185,7 +189,9 @@ def walk_tail_first(
     and the trees to keep: the content's and the one the walk stops at.
     Blobs and larger trees are passed by the catalog's type and length,
     unread, so a prune keeps little more than the content, and the walk
-    reads the same after it.
+    reads the same after it.  Ids the index lacks are passed too, and
+    added to ``unindexed`` if given: the walk reads the same in another
+    repository holding its trees only if that one lacks them too (sync).
     """
     heap: list[tuple[int, int, ObjectId]] = [(1, 0, root)]
     met = {root}
@@ -197,6 +203,8 @@ def walk_tail_first(
     while heap:
         priority, _order, oid = heapq.heappop(heap)
         loc = repo.catalog.lookup(oid)
+        if loc is None and unindexed is not None:
+            unindexed.append(oid)
         # a blob, or one a prune freed since: the walk treats them alike
         if loc is None or loc.type != ObjectType.TREE or loc.length > member_max:
             continue

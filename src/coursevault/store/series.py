@@ -303,3 +303,36 @@ def drop_from_head(repo: Repository, series: str, snap_id: str) -> None:
         raise BackendError(f"{head_key(series)} changed under the exclusive lock")
     if newest is not None:
         repo.catalog.set_ref(f"heads/{series}", newest)
+
+
+def publish_copied(
+    repo: Repository, series: str, lock_key: str, snapshots: list[tuple[str, bytes]]
+) -> int:
+    """Publish snapshot files copied from another repository (``sync``) into
+    ``series`` for the writer holding ``lock_key``; how many were new.
+
+    Their records are kept as they are -- their ids are their bytes' hash,
+    the same at every site -- so their parents are what the source chose.
+    Their objects must be indexed already.  Under the series' reservation
+    (step 1), as a commit: no local writer lists the series between the
+    files appearing and the ref naming the newest, so none takes a parent
+    that misses them.  Never overwrites: a file already there is left.
+    """
+    written = 0
+    for _attempt in range(MAX_ATTEMPTS):
+        reserve(repo, series, lock_key)
+        for snap_id, data in snapshots:
+            if repo.backend.create(snapshot_key(snap_id), data):
+                written += 1
+            repo.catalog.add_snapshot(snapshot_row(snap_id, json.loads(data)))
+        head = _read_head(repo, series)
+        if head.reserved != lock_key:
+            continue  # taken over (our lock looked stale): the files stay, again
+        rows = repo.snapshots(series)
+        newest = rows[-1].id if rows else head.newest
+        ref = _encode_head(newest, head.last, None)
+        if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
+            if newest is not None:
+                repo.catalog.set_ref(f"heads/{series}", newest)
+            return written
+    raise BackendError(f"could not update {head_key(series)}: too many concurrent updates")

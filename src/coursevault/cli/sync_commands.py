@@ -1,0 +1,75 @@
+"""sync: copy course history from one repository into another."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from coursevault import api
+from coursevault.cli import output
+from coursevault.cli.base import (
+    CacheOpt,
+    JsonOpt,
+    WaitOpt,
+    app,
+    cache_dir_for,
+    password,
+    read_password_file,
+    remote_options,
+)
+
+
+@app.command()
+def sync(
+    source: Annotated[str, typer.Argument(help="Repository to copy from.")],
+    destination: Annotated[
+        str, typer.Argument(help="Repository to copy into (created, like SOURCE, if empty).")
+    ],
+    course: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--course", help="Copy only this course's snapshots (repeatable; default: all)."
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only say what would be copied; write nothing.")
+    ] = False,
+    to_password_file: Annotated[
+        str | None,
+        typer.Option("--to-password-file", help="File holding an encrypted DESTINATION's "
+                     "passphrase, if not the source's."),
+    ] = None,
+    cache_dir: CacheOpt = None,
+    json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Copy into DESTINATION the objects and snapshots it lacks, verifying every object."""
+    with output.progress_bar("sync", enabled=not json_out) as bar:
+        report = api.sync(
+            source,
+            destination,
+            courses=course or None,
+            dry_run=dry_run,
+            cache_dir=cache_dir_for(cache_dir),
+            lock_wait=wait,
+            progress=bar,
+            remote=remote_options(),
+            password=password,
+            destination_password=(None if to_password_file is None
+                                  else lambda: read_password_file(to_password_file)),
+        )
+    for note in report.notes:
+        output.error(note, "warning")
+    if json_out:
+        output.print_json(report.as_dict())
+        return
+    verb = "would copy" if dry_run else "copied"
+    made = " (created it)" if report.initialized else ""
+    output.out.print(
+        f"{verb} {report.snapshots} snapshots, {report.objects} objects, "
+        f"{output.human_bytes(report.bytes)} into {report.destination or destination}{made}; "
+        f"{report.blocks_copied} blocks whole, {report.objects_repacked} objects repacked, "
+        f"{report.packs_resumed} packs already there; {report.requests} requests",
+        markup=False,
+    )

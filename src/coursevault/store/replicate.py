@@ -1,0 +1,533 @@
+"""Sync: copy into another repository what it lacks of what snapshots reach.
+
+Objects, not files: the unit that crosses is the object, found by walking
+the snapshots to copy and stopping at every tree the destination already
+indexes (its writers rely on the same rule: an indexed tree comes with
+everything it names).  Where a source block's objects are all to be copied
+the block crosses as it is -- its bytes, its compression, its dictionary --
+so a night synced costs about what the night stored; the objects of blocks
+the destination already holds part of are repacked there (codec 1).
+
+Guarantees (docs/format.md, "Sync"):
+
+* every object is hashed on the way and must match its id: a damaged object
+  at the source stops the sync before anything naming it is indexed;
+* nothing at the destination is overwritten or deleted (packs, index files
+  and snapshots are content-addressed and created only if absent);
+* write order: objects are indexed children before parents (the copy order
+  is a post-order of the walk), a block compressed against a dictionary is
+  copied only once that dictionary and everything its content reads is
+  indexed there and reads the same, and snapshot files come last, under the
+  course's ref (``series.publish_copied``);
+* resumable: a rerun walks again, skips what the index names, and a pack
+  written but not yet indexed (the same bytes, so the same name) is not
+  sent again;
+* memory: the walk keeps an entry per object to copy (about 200 bytes), so
+  a night costs little and a first sync of a million objects ~200 MB.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import blake3
+
+from coursevault.errors import (
+    BadInputError,
+    ChecksumMismatchError,
+    CorruptionError,
+    CoursevaultError,
+    IncompatibleRepositoryError,
+    ObjectMissingError,
+    WrongPasswordError,
+)
+from coursevault.store.backend import Backend
+from coursevault.store.catalog import SnapshotRow
+from coursevault.store.crypto import EncryptedBackend
+from coursevault.store.ids import ObjectId, ObjectType, object_id
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.keys import Password, Secrets, unlock
+from coursevault.store.locks import Lock
+from coursevault.store.pack import (
+    CODEC_ZSTD_DICT,
+    MAX_PACK_OBJECTS,
+    PACK_HEADER,
+    PACK_VERSION_DICT,
+    PackFormatError,
+    PackWriter,
+    block_dictionary,
+    pack_key,
+)
+from coursevault.store.repository import Repository
+from coursevault.store.series import publish_copied
+from coursevault.store.snapshots import snapshot_dictionary, snapshot_key
+from coursevault.store.syncplan import SyncPlan
+
+# What must be equal for the same content to be the same objects on both
+# sides, and for copied blocks to be readable there.  Pack and block sizes
+# and the zstd level only shape what each side writes itself.
+COMPATIBLE_KEYS = ("version", "chunker", "text_chunker", "dictionary_depth")
+# Neighbouring blocks of one pack are read in one request up to this much.
+READ_SPAN = 8 * 1024 * 1024
+
+Progress = Callable[[int, int], None]
+
+
+def check_compatible(
+    src: Repository,
+    dst_config: dict[str, Any],
+    dst_location: str,
+    password: Password = None,
+    opened: Secrets | None = None,
+) -> None:
+    """Refuse a destination that is the source itself, differs in a
+    parameter of :data:`COMPATIBLE_KEYS`, or computes ids otherwise (one
+    encrypted and not the other, or under another id key: the keys of an
+    ``opened`` destination, or those ``password`` opens, are compared)."""
+    if dst_config.get("id") == src.config["id"]:
+        raise IncompatibleRepositoryError(
+            f"{dst_location} is the same repository as {src.backend.location()} "
+            f"(id {src.id}): sync copies between two repositories"
+        )
+    _check_id_keys(src, dst_config, dst_location, password, opened)
+    differ = [k for k in COMPATIBLE_KEYS if src.config.get(k) != dst_config.get(k)]
+    if differ:
+        what = "; ".join(f"{k} {src.config.get(k)} here, {dst_config.get(k)} there" for k in differ)
+        raise IncompatibleRepositoryError(
+            f"cannot sync {src.backend.location()} into {dst_location}: {what} "
+            "(sync into an empty location to make a compatible repository)"
+        )
+
+
+def _check_id_keys(
+    src: Repository,
+    dst_config: dict[str, Any],
+    dst_location: str,
+    password: Password,
+    opened: Secrets | None,
+) -> None:
+    """Objects keep their ids across a sync, so both sides must compute ids
+    alike.  Data keys may differ: every file is sealed anew at the
+    destination under its own (docs/format.md, "Sync")."""
+    mine = src.backend.keys.id_key if isinstance(src.backend, EncryptedBackend) else None
+    theirs = dst_config.get("encryption")
+    if (mine is None) != (theirs is None):
+        which = "the source" if mine is not None else "the destination"
+        raise IncompatibleRepositoryError(
+            f"cannot sync {src.backend.location()} into {dst_location}: only {which} is "
+            "encrypted, and an encrypted repository's ids are keyed (sync into an empty "
+            "location to make a compatible repository)")
+    if mine is None or theirs is None:
+        return
+    keys = opened
+    if keys is None:
+        given = password() if callable(password) else password
+        if given is None:
+            raise WrongPasswordError(f"{dst_location} is encrypted: give its passphrase")
+        keys, _slot = unlock(theirs, given)
+    if keys.id_key != mine:
+        raise IncompatibleRepositoryError(
+            f"cannot sync {src.backend.location()} into {dst_location}: encrypted under "
+            "another id key, so the same objects have other ids there (sync into an empty "
+            "location to make a repository that shares the source's keys)")
+
+
+def read_config(backend: Backend) -> dict[str, Any] | None:
+    """A location's repository config, or None if it holds none (read before
+    opening it: a destination with the source's id must not be opened with
+    the source's catalog)."""
+    import json
+
+    try:
+        raw = backend.read("config")
+    except FileNotFoundError:
+        return None
+    try:
+        config = json.loads(raw)
+        if not isinstance(config, dict) or "id" not in config:
+            raise ValueError("no id")
+    except ValueError as exc:
+        raise CorruptionError(f"repository config at {backend.location()} is unreadable") from exc
+    return config
+
+
+def init_like(backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
+    """Create an empty repository at ``backend`` with ``config``'s parameters
+    and a new id (its catalog is keyed by its id: two repositories of one
+    id would share one cache on a machine that holds both)."""
+    import json
+
+    from coursevault.errors import RepositoryExistsError
+
+    new = {k: v for k, v in config.items() if k not in ("id", "created")}
+    new["id"] = secrets.token_hex(16)
+    new["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
+    if not backend.create("config", data):
+        raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+    return new
+
+
+@dataclass
+class SyncReport:
+    """What a sync copied (or, dry, would copy).  ``bytes`` are the bytes of
+    packs, index files and snapshots written to the destination;
+    ``requests`` the calls made to both backends (set by the API, which
+    wraps them in ``CountingBackend``)."""
+
+    source: str = ""
+    destination: str = ""
+    courses: list[str] = field(default_factory=list)
+    snapshots: int = 0
+    objects: int = 0
+    bytes: int = 0
+    blocks_copied: int = 0
+    objects_repacked: int = 0
+    packs: int = 0
+    packs_resumed: int = 0
+    index_files: int = 0
+    bytes_read: int = 0
+    requests: int = 0
+    source_requests: int = 0
+    destination_requests: int = 0
+    initialized: bool = False
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class _Copier:
+    """Copies a plan's objects block by block and indexes them in plan order."""
+
+    def __init__(
+        self,
+        plan: SyncPlan,
+        dst: Repository | None,
+        config: dict[str, Any],
+        report: SyncReport,
+        *,
+        dry_run: bool,
+        progress: Progress | None,
+        locks: list[Lock],
+    ) -> None:
+        self.plan = plan
+        self.src = plan.src
+        self.dst = dst
+        self.report = report
+        self.dry_run = dry_run
+        self.progress = progress
+        self.locks = locks
+        self.pack_size = int(config["pack_size"])
+        self.block_size = int(config["block_size"])
+        self.level = int(config["zstd_level"])
+        self.rank = {oid: i for i, oid in enumerate(plan.order)}
+        self.rows: list[Row | None] = [None] * len(plan.order)
+        self.frontier = 0
+        self.verbatim = bytearray(PACK_HEADER)
+        self.verbatim_objects: list[tuple[ObjectId, int, int, int, int, int]] = []
+        self.repack = PackWriter(self.block_size, self.level)
+        self.dict_ready: dict[ObjectId, bool] = {}
+
+    # -- the copy ----------------------------------------------------------------------
+    def run(self) -> None:
+        blocks: dict[tuple[bytes, int], list[ObjectId]] = {}
+        for oid in self.plan.order:  # in plan order: a block comes where its first object is
+            loc = self.plan.locs[oid]
+            blocks.setdefault((loc.pack, loc.block_offset), []).append(oid)
+        total = sum(self.plan.locs[oids[0]].block_length for oids in blocks.values())
+        done = 0
+        for span in self._spans(blocks):
+            pack, first = span[0][0]
+            length = span[-1][0][1] + self.plan.locs[span[-1][1][0]].block_length - first
+            data = self._read(pack, first, length)
+            for (_pack, boff), oids in span:
+                blen = self.plan.locs[oids[0]].block_length
+                self._block(data[boff - first : boff - first + blen], oids)
+                done += blen
+                if self.progress is not None:
+                    self.progress(done, total)
+            for lock in self.locks:
+                lock.refresh()
+        self._flush()
+        if self.frontier != len(self.rows):
+            raise CorruptionError("sync planned objects it did not copy (a bug): nothing published")
+
+    def _spans(
+        self, blocks: dict[tuple[bytes, int], list[ObjectId]]
+    ) -> list[list[tuple[tuple[bytes, int], list[ObjectId]]]]:
+        """Blocks in plan order, neighbours in one pack grouped into one read."""
+        spans: list[list[tuple[tuple[bytes, int], list[ObjectId]]]] = []
+        for key, oids in blocks.items():
+            if spans:
+                (pack, boff), last = spans[-1][-1]
+                end = boff + self.plan.locs[last[0]].block_length
+                first = spans[-1][0][0][1]
+                loc = self.plan.locs[oids[0]]
+                if key[0] == pack and key[1] == end and end + loc.block_length - first <= READ_SPAN:
+                    spans[-1].append((key, oids))
+                    continue
+            spans.append([(key, oids)])
+        return spans
+
+    def _read(self, pack: bytes, offset: int, length: int) -> bytes:
+        try:
+            data = self.src.backend.read(pack_key(pack), offset, length)
+        except FileNotFoundError:
+            raise ObjectMissingError("", f"pack {pack.hex()} is missing at the source") from None
+        self.report.bytes_read += len(data)
+        return data
+
+    def _block(self, block: bytes, oids: list[ObjectId]) -> None:
+        """Verify the planned objects of one source block, then copy the block
+        whole or its planned objects repacked."""
+        locs = self.plan.locs
+        pack = locs[oids[0]].pack
+        try:
+            raw, entries = self.src.block_reader.decode(block)
+        except PackFormatError as exc:
+            raise CorruptionError(f"pack {pack.hex()} at the source: {exc}") from exc
+        for oid in oids:
+            loc = locs[oid]
+            if object_id(loc.type, raw[loc.offset : loc.offset + loc.length]) != oid:
+                raise ChecksumMismatchError(
+                    oid.hex(), pack.hex(), "at the source; nothing that names it was copied"
+                )
+        # Whole when every entry is a planned object, verified above at its
+        # slice: the entries' slices are then exactly the planned ones.
+        by_slice = {(locs[oid].offset, locs[oid].length, int(locs[oid].type)): oid for oid in oids}
+        ids = [by_slice.get((off, ln, t), b"") for t, off, ln in entries]
+        whole = len(entries) == len(oids) == len(by_slice) and all(ids)
+        if whole and block[1] == CODEC_ZSTD_DICT:
+            dict_id = block_dictionary(block)
+            whole = dict_id is not None and self._dictionary_ready(dict_id)
+        if whole:
+            self._add_block(block, entries, ids)
+            return
+        for oid in oids:
+            loc = locs[oid]
+            self.repack.add(loc.type, oid, raw[loc.offset : loc.offset + loc.length])
+            self.report.objects_repacked += 1
+            if self.repack.size >= self.pack_size or len(self.repack.where) >= MAX_PACK_OBJECTS:
+                self._flush_repack()
+
+    def _add_block(
+        self, block: bytes, entries: list[tuple[int, int, int]], ids: list[ObjectId]
+    ) -> None:
+        if len(self.verbatim) > len(PACK_HEADER) and (
+            len(self.verbatim) + len(block) > self.pack_size
+            or len(self.verbatim_objects) + len(ids) > MAX_PACK_OBJECTS
+        ):
+            self._flush_verbatim()
+        boff = len(self.verbatim)
+        self.verbatim += block
+        if block[1] == CODEC_ZSTD_DICT:
+            self.verbatim[4] = PACK_VERSION_DICT
+        for oid, (t, off, ln) in zip(ids, entries, strict=True):
+            self.verbatim_objects.append((oid, t, boff, len(block), off, ln))
+        self.report.blocks_copied += 1
+
+    # -- dictionaries ------------------------------------------------------------------
+    def _dictionary_ready(self, dict_id: ObjectId) -> bool:
+        """May a block compressed against ``dict_id`` cross as it is?  Only
+        if the dictionary is indexed at the destination with all it reads
+        (copied earlier in this plan, or there before) and its content reads
+        the same there: a walk dictionary's content depends on which trees
+        the repository indexes."""
+        known = self.dict_ready.get(dict_id)
+        if known is not None:
+            return known
+        rank = self.rank.get(dict_id)
+        if rank is not None and self.frontier <= rank:
+            self._flush()  # written and indexed now, if all before it was copied
+            if self.frontier <= rank:
+                return False  # not yet; a later block may find it ready
+        if rank is None and (self.dst is None or not self.dst.catalog.has(dict_id)):
+            ready = False
+        elif self.dry_run or self.dst is None or self.plan.exact.get(dict_id, False):
+            ready = True  # indexed there with what it reads, which reads the same
+        else:
+            try:
+                here = blake3.blake3(self.src.dictionary(dict_id)[1]).digest()
+                there = blake3.blake3(self.dst.dictionary(dict_id)[1]).digest()
+                ready = here == there
+            except CoursevaultError:
+                ready = False
+        self.dict_ready[dict_id] = ready
+        return ready
+
+    # -- writing -----------------------------------------------------------------------
+    def _flush(self) -> None:
+        self._flush_verbatim()
+        self._flush_repack()
+
+    def _flush_verbatim(self) -> None:
+        if not self.verbatim_objects:
+            return
+        data = bytes(self.verbatim)
+        pack_id = blake3.blake3(data).digest()
+        placed = [(oid, t, pack_id, b, bl, o, ln) for oid, t, b, bl, o, ln in self.verbatim_objects]
+        self.verbatim = bytearray(PACK_HEADER)
+        self.verbatim_objects = []
+        self._write_pack(pack_id, data, placed)
+
+    def _flush_repack(self) -> None:
+        if self.repack.empty:
+            return
+        pack_id, view = self.repack.finish()
+        data = bytes(view)
+        placed = [(oid, t, pack_id, b, bl, o, ln) for t, oid, b, bl, o, ln in self.repack.placed]
+        self.repack = PackWriter(self.block_size, self.level)
+        self._write_pack(pack_id, data, placed)
+
+    def _write_pack(self, pack_id: bytes, data: bytes, placed: list[Row]) -> None:
+        """Write a pack unless it is there already (a killed sync wrote it),
+        then index the longest run of the plan that is all written."""
+        report = self.report
+        report.packs += 1
+        key = pack_key(pack_id)
+        if self.dst is not None and not self.dry_run and self.dst.backend.exists(key):
+            report.packs_resumed += 1
+        else:
+            if self.dst is not None and not self.dry_run:
+                self.dst.backend.create(key, data)
+            report.objects += len(placed)
+            report.bytes += len(data)
+        for row in placed:
+            self.rows[self.rank[row[0]]] = row
+        self._advance()
+
+    def _advance(self) -> None:
+        """Index every object of the plan's written prefix: everything an
+        indexed tree names is indexed before it, or a rerun after a kill
+        would take a tree for complete that is not."""
+        start = self.frontier
+        rows = self.rows
+        while self.frontier < len(rows) and rows[self.frontier] is not None:
+            self.frontier += 1
+        fresh = [r for r in rows[start : self.frontier] if r is not None]
+        for i in range(0, len(fresh), MAX_ENTRIES_PER_FILE):
+            chunk = fresh[i : i + MAX_ENTRIES_PER_FILE]
+            idx_id, data = encode_index_rows(chunk)
+            self.report.index_files += 1
+            self.report.bytes += len(data)
+            if self.dst is not None and not self.dry_run:
+                self.dst.backend.create(index_key(idx_id), data)
+                self.dst.catalog.add_index_rows(idx_id.hex(), list(chunk))
+
+
+def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
+    rows = src.snapshots()
+    if not courses:
+        return rows
+    have = {r.series for r in rows}
+    for course in courses:
+        if course not in have:
+            raise BadInputError(f"no snapshots of course {course} in {src.backend.location()}")
+    wanted = set(courses)
+    return [r for r in rows if r.series in wanted]
+
+
+def _read_snapshot(src: Repository, snap_id: str) -> bytes:
+    try:
+        data = src.backend.read(snapshot_key(snap_id))
+    except FileNotFoundError:
+        raise ObjectMissingError(snap_id, "no such snapshot at the source") from None
+    if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:
+        raise CorruptionError(f"snapshot {snap_id} at the source does not match its hash")
+    return data
+
+
+def sync_repositories(
+    src: Repository,
+    dst: Repository | None,
+    *,
+    courses: list[str] | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    step: Callable[[str], None] | None = None,
+) -> SyncReport:
+    """Copy into ``dst`` what it lacks of the snapshots of ``courses`` (all
+    if None) of ``src``; see the module docstring.  ``dst`` is None only for
+    a dry run into a location that holds no repository yet."""
+    say = step or (lambda _m: None)
+    report = SyncReport(
+        source=src.backend.location(),
+        destination=dst.backend.location() if dst is not None else "",
+        courses=sorted(set(courses or [])),
+        dry_run=dry_run,
+    )
+    if dst is None and not dry_run:
+        raise BadInputError("sync needs a destination repository")
+    if dst is not None:
+        keys = dst.backend.keys if isinstance(dst.backend, EncryptedBackend) else None
+        check_compatible(src, dst.config, dst.backend.location(), opened=keys)
+    locks = [src.lock(exclusive=False, operation="sync (source)")]
+    try:
+        if dst is not None and not dry_run:
+            locks.append(dst.lock(exclusive=False, operation="sync"))
+        _sync(src, dst, courses, report, dry_run, progress, say, locks)
+    finally:
+        for lock in reversed(locks):
+            lock.release()
+    return report
+
+
+def _sync(
+    src: Repository,
+    dst: Repository | None,
+    courses: list[str] | None,
+    report: SyncReport,
+    dry_run: bool,
+    progress: Progress | None,
+    say: Callable[[str], None],
+    locks: list[Lock],
+) -> None:
+    have = dst.catalog.snapshot_ids() if dst is not None else set()
+    todo = [r for r in _selected(src, courses) if r.id not in have]
+    say(f"walking {len(todo)} snapshots")
+    plan = SyncPlan(src, dst, dry_run)
+    # bases: the roots of snapshots whose closure is complete there or planned
+    complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
+    records: list[tuple[SnapshotRow, bytes]] = []
+    for row in todo:
+        data = _read_snapshot(src, row.id)
+        records.append((row, data))
+        parents = row.record.get("parents")
+        parent = parents[0] if isinstance(parents, list) and parents else None
+        base = complete.get(parent) if isinstance(parent, str) else None
+        plan.add_snapshot(
+            bytes.fromhex(row.root),
+            bytes.fromhex(base) if base else None,
+            f"snapshot {row.id}",
+        )
+        complete[row.id] = row.root
+        # what the course's next night at the destination compresses against
+        dictionary = snapshot_dictionary(row.record)
+        if dictionary is not None and src.catalog.has(dictionary):
+            try:
+                plan.add_dictionary(dictionary, f"the dictionary of snapshot {row.id}")
+            except (ObjectMissingError, CorruptionError) as exc:
+                report.notes.append(
+                    f"dictionary of snapshot {row.id} not copied ({exc}): "
+                    "the course's next night there starts a new chain"
+                )
+    say(f"copying {len(plan.order)} objects")
+    config = dst.config if dst is not None else src.config
+    _Copier(plan, dst, config, report, dry_run=dry_run, progress=progress, locks=locks).run()
+    say("publishing snapshots")
+    by_series: dict[str, list[tuple[str, bytes]]] = {}
+    for row, data in records:
+        by_series.setdefault(row.series, []).append((row.id, data))
+        report.bytes += len(data)
+    report.snapshots = len(records)
+    if dst is None or dry_run:
+        return
+    lock_key = locks[-1].key
+    for series, snaps in sorted(by_series.items()):
+        publish_copied(dst, series, lock_key, snaps)

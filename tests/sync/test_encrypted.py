@@ -1,0 +1,86 @@
+"""Sync of encrypted repositories (issue 25, "sync between two repositories
+that share the id key copies objects as they are"): an empty destination
+is made with the source's keys and passphrases, every file sealed anew
+there; a destination that computes ids otherwise is refused, one line,
+exit 2; a wrong destination passphrase is exit 12."""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import pytest
+from helpers import CORPUS
+
+from coursevault.cli.app import main
+
+ARCHIVES = [p for p in CORPUS if p.stat().st_size < 200_000][:3]
+
+
+def cv(cache: Path, *argv: object) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(["--cache-dir", str(cache), *map(str, argv)])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "site pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "site pw")
+    return monkeypatch
+
+
+def _exports(cache: Path, repo: Path, tmp: Path) -> dict[str, bytes]:
+    code, out, _ = cv(cache, "snapshots", "-r", repo, "--json")
+    assert code == 0
+    found = {}
+    for snap in json.loads(out):
+        target = tmp / f"{snap['id']}.mbz"
+        assert cv(cache, "export", "-r", repo, snap["id"], "-o", target)[0] == 0
+        found[snap["id"]] = target.read_bytes()
+    return found
+
+
+def test_an_encrypted_repository_syncs_into_a_copy_sharing_its_keys(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    src, dst, cache = tmp_path / "src", tmp_path / "dst", tmp_path / "cache"
+    assert cv(cache, "init", src, "--encrypt")[0] == 0
+    assert cv(cache, "ingest", "-r", src, *ARCHIVES)[0] == 0
+    code, out, err = cv(cache, "sync", src, dst, "--json")
+    assert code == 0, err
+    assert json.loads(out)["snapshots"] == len(ARCHIVES)
+    assert json.loads((dst / "config").read_text())["version"] == 4  # encrypted too
+    assert _exports(cache, dst, tmp_path) == _exports(cache, src, tmp_path)
+    assert cv(cache, "check", "-r", dst, "--read-data")[0] == 0
+    sealed_src = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    for path in (p for p in dst.rglob("*") if p.is_file() and p.name != "config"):
+        rel = path.relative_to(dst)
+        if rel in sealed_src and not str(rel).startswith("locks") and not rel.name.startswith("."):
+            assert path.read_bytes() != sealed_src[rel], rel  # sealed anew: fresh salt
+    env.setenv("COURSEVAULT_PASSWORD", "not it")
+    assert cv(cache, "snapshots", "-r", dst)[0] == 12
+
+
+def test_destinations_that_compute_ids_otherwise_are_refused(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    sealed, other, plain = tmp_path / "sealed", tmp_path / "other", tmp_path / "plain"
+    for repo, extra in ((sealed, ["--encrypt"]), (other, ["--encrypt"]), (plain, [])):
+        assert cv(cache, "init", repo, *extra)[0] == 0
+    assert cv(cache, "ingest", "-r", sealed, ARCHIVES[0])[0] == 0
+    assert cv(cache, "ingest", "-r", plain, ARCHIVES[0])[0] == 0
+    for src, dst, words in ((sealed, other, "another id key"), (sealed, plain, "only the source"),
+                            (plain, sealed, "only the destination")):
+        code, _out, err = cv(cache, "sync", src, dst)
+        assert code == 2 and err.count("\n") == 1 and words in err, (src, dst, err)
+    pw = tmp_path / "pw"
+    pw.write_text("wrong\n")
+    code, _out, err = cv(cache, "sync", sealed, other, "--to-password-file", pw)
+    assert code == 12 and "wrong passphrase" in err, err
+    code, out, _err = cv(cache, "snapshots", "-r", other, "--json")
+    assert code == 0 and json.loads(out) == []  # nothing written by the refusals

@@ -1,0 +1,136 @@
+"""A sync killed midway, and a source object that is not what its id says."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sync_sites import Sites
+
+from coursevault import api
+from coursevault.errors import EXIT_FAILURE
+from coursevault.store.backend import Backend, LocalBackend
+from coursevault.store.replicate import init_like, sync_repositories
+from coursevault.store.repository import Repository
+from coursevault.store.wrappers import BackendWrapper
+
+
+class Killed(BaseException):
+    """The process dying: no coursevault handler catches it."""
+
+
+class KillAfter(BackendWrapper):
+    """Dies at the ``n``-th created file whose key starts with ``prefix``."""
+
+    def __init__(self, inner: Backend, prefix: str, n: int) -> None:
+        super().__init__(inner)
+        self.prefix, self.n, self.seen = prefix, n, 0
+
+    def create(self, key: str, data: bytes) -> bool:
+        if key.startswith(self.prefix):
+            self.seen += 1
+            if self.seen == self.n:
+                raise Killed(key)
+        return self.inner.create(key, data)
+
+
+def _source(sites: Sites, nights: dict[str, list[Path]]) -> str:
+    """A source of small packs (64 KiB): a sync writes many, and indexes as it goes."""
+    src = sites.source("src")
+    Repository.init(api.backend_for(src), pack_size=64 * 1024)
+    for course in ("cert", "upload", "quiz"):
+        for archive in nights[course][:2]:
+            sites.ingest(src, archive, course)
+    return src
+
+
+@pytest.mark.parametrize(
+    ("prefix", "n"), [("packs/", 4), ("index/", 3)], ids=["at-a-pack", "before-an-index"]
+)
+@pytest.mark.parametrize("sites", [("folder", "folder"), ("s3", "s3")], indirect=True,
+                         ids=["folder-to-folder", "s3-to-s3"])
+def test_rerun_after_a_kill_copies_only_what_is_missing(
+    sites: Sites, nights: dict[str, list[Path]], prefix: str, n: int
+) -> None:
+    src = _source(sites, nights)
+    clean = sites.sync(src, sites.destination("clean"))
+    assert clean.packs > n  # the kill is midway
+
+    dst = sites.destination("dst")
+    backend = KillAfter(api.backend_for(dst), prefix, n)
+    with sites.open(src) as source:
+        init_like(backend, source.config)
+        with Repository.open(backend, cache_dir=sites.cache) as target, pytest.raises(Killed):
+            sync_repositories(source, target)
+    assert sites.snapshots(dst) == {}  # snapshots come last
+    sites.check(dst)  # unindexed packs at most: warnings, no errors
+    with sites.open(dst) as target:
+        indexed = target.catalog.count_objects()
+    assert indexed > 0  # what was indexed before the kill stays
+
+    rerun = sites.sync(src, dst)
+    assert rerun.objects + indexed <= clean.objects  # nothing copied twice...
+    assert rerun.objects < clean.objects  # ...and less than a whole sync
+    if prefix == "index/":
+        assert rerun.packs_resumed >= 1  # the pack written before the kill is not sent again
+    assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
+
+
+def _newest_pack(location: str) -> Path:
+    packs = sorted(Path(location, "packs").rglob("*"), key=lambda p: p.stat().st_mtime_ns)
+    return [p for p in packs if p.is_file()][-1]
+
+
+def test_a_damaged_source_object_is_refused_and_nothing_names_it(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    src = sites.init(sites.source("src"))
+    sites.ingest(src, nights["quiz"][0], "quiz")
+    sites.ingest(src, nights["upload"][0], "upload")
+    sites.ingest(src, nights["upload"][1], "upload")
+    if not isinstance(api.backend_for(src), LocalBackend):
+        pytest.skip("damages a pack file in place: a folder source")
+    pack = _newest_pack(src)  # upload's night 2
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    pack.write_bytes(bytes(data))
+
+    dst = sites.destination("dst")
+    assert sites.cli("sync", src, dst) == EXIT_FAILURE
+    assert sites.snapshots(dst) == {}
+    sites.check(dst)
+    # what does not need the damaged object still syncs
+    assert sites.cli("sync", src, dst, "--course", "quiz") == 0
+    assert set(sites.snapshots(dst).values()) == {"quiz"}
+    sites.check(dst)
+
+
+def test_an_object_that_does_not_hash_to_its_id_is_refused(
+    sites: Sites, write_course: Callable[..., Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file content stored raw (incompressible): one flipped byte decodes
+    fine and only its id gives it away."""
+    src = sites.init(sites.source("src"))
+    if not isinstance(api.backend_for(src), LocalBackend):
+        pytest.skip("damages a pack file in place: a folder source")
+    content = os.urandom(300_000)
+    archive = write_course(
+        sites.tmp / "course.mbz", {1: [(1, "hello")]}, extra=[("files/ab/abcdef", content)]
+    )
+    sites.ingest(src, archive, "course")
+    pack = _newest_pack(src)
+    data = pack.read_bytes()
+    at = data.index(content[1000:1100])
+    pack.write_bytes(data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :])
+
+    dst = sites.destination("dst")
+    capsys.readouterr()
+    assert sites.cli("sync", src, dst) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert "corrupt" in err and "nothing that names it was copied" in err, err
+    assert sites.snapshots(dst) == {}
+    sites.check(dst)

@@ -1,0 +1,185 @@
+"""sync SRC DST: what crosses, what it leaves at the destination, and what
+it refuses (issue 24, "Sync").  Real corpus courses with nights of change."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sync_sites import Sites
+
+from coursevault import api
+from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE
+from coursevault.store.replicate import init_like
+from coursevault.store.repository import Repository
+
+
+def _site(sites: Sites, nights: dict[str, list[Path]], courses: dict[str, int]) -> str:
+    """A source repository holding the first n nights of each course."""
+    src = sites.init(sites.source("src"))
+    for course, n in courses.items():
+        for archive in nights[course][:n]:
+            sites.ingest(src, archive, course)
+    return src
+
+
+def _stored_bytes(location: str) -> int:
+    """Bytes of packs, index files and snapshots (what a night adds)."""
+    backend = api.backend_for(location)
+    return sum(size for p in ("packs/", "index/", "snapshots/") for _k, size in backend.list(p))
+
+
+def _files(location: str) -> dict[str, bytes]:
+    backend = api.backend_for(location)
+    return {key: backend.read(key) for key, _size in backend.list("")}
+
+
+def test_full_sync_copies_every_snapshot_exactly(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    src = _site(sites, nights, {"cert": 2, "upload": 2, "quiz": 1})
+    dst = sites.destination("dst")
+    report = sites.sync(src, dst)
+    assert report.initialized and report.snapshots == 5
+    assert report.objects > 0 and report.bytes > 0 and report.requests > 0
+    assert sites.snapshots(dst) == sites.snapshots(src)  # the same ids
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
+    again = sites.sync(src, dst)
+    assert (again.snapshots, again.objects, again.bytes) == (0, 0, 0)
+
+
+def test_course_sync_copies_that_course_only(sites: Sites, nights: dict[str, list[Path]]) -> None:
+    src = _site(sites, nights, {"cert": 2, "upload": 2})
+    dst = sites.destination("dst")
+    assert sites.cli("sync", src, dst, "--course", "upload", "--json") == 0
+    assert set(sites.snapshots(dst).values()) == {"upload"}
+    sites.check(dst)
+    exported = sites.exports(dst)
+    assert exported == {k: v for k, v in sites.exports(src).items() if k in exported}
+    # then the other course: the objects they share do not cross again
+    report = sites.sync(src, dst, courses=["cert"])
+    assert report.snapshots == 2
+    assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+
+
+def test_night_sync_copies_only_what_the_night_added(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    src = _site(sites, nights, {"cert": 2, "upload": 2, "quiz": 2})
+    dst = sites.destination("dst")
+    sites.sync(src, dst)
+    with sites.open(src) as repo:
+        objects_before = repo.catalog.count_objects()
+    bytes_before = _stored_bytes(src)
+    sites.ingest(src, nights["cert"][2], "cert")
+    with sites.open(src) as repo:
+        added_objects = repo.catalog.count_objects() - objects_before
+    added_bytes = _stored_bytes(src) - bytes_before
+    report = sites.sync(src, dst, courses=["cert"])
+    assert report.snapshots == 1
+    assert report.objects == added_objects  # every new object, and nothing else
+    assert report.objects_repacked == 0  # whole blocks, compressed as the night stored them
+    assert report.bytes <= 1.2 * added_bytes
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
+
+
+def test_objects_not_files_a_pack_partly_there_sends_only_what_is_missing(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    """Site B stored night 2 of a course as its own first night; A holds
+    nights 1 and 2.  Synced after B, A's night-1 blocks are partly at the
+    destination: only their missing objects cross, repacked."""
+    a = _site(sites, nights, {"cert": 2})
+    b = sites.init(sites.source("b"))
+    sites.ingest(b, nights["cert"][1], "cert-b")
+    dst = sites.destination("dst")
+    sites.sync(b, dst)
+    with sites.open(a) as repo:
+        total = repo.catalog.count_objects()
+    report = sites.sync(a, dst)
+    assert report.objects_repacked > 0
+    assert report.objects < total
+    with sites.open(dst) as repo:
+        assert repo.catalog.count_objects() >= total
+    sites.check(dst)
+    assert set(sites.snapshots(dst)) == set(sites.snapshots(a)) | set(sites.snapshots(b))
+    exported = sites.exports(dst)
+    for site in (a, b):
+        for snap, data in sites.exports(site).items():
+            assert exported[snap] == data
+
+
+def test_dry_run_writes_nothing(sites: Sites, nights: dict[str, list[Path]]) -> None:
+    src = _site(sites, nights, {"upload": 2, "quiz": 1})
+    dst = sites.destination("dst")
+    report = sites.sync(src, dst, dry_run=True)  # no repository there yet
+    assert report.dry_run and report.snapshots == 3 and report.objects > 0
+    assert _files(dst) == {}
+    real = sites.sync(src, dst, courses=["quiz"])
+    before = _files(dst)
+    dry = sites.sync(src, dst, dry_run=True)
+    assert _files(dst) == before
+    assert dry.snapshots == 2
+    full = sites.sync(src, dst)
+    assert (full.objects, full.snapshots) == (dry.objects, dry.snapshots)
+    assert full.bytes == dry.bytes
+    assert real.objects > 0
+
+
+def test_incompatible_destination_is_refused(sites: Sites, nights: dict[str, list[Path]]) -> None:
+    src = _site(sites, nights, {"quiz": 1})
+    other = sites.destination("other")
+    Repository.init(api.backend_for(other), dictionary_depth=2)
+    assert sites.cli("sync", src, other) == EXIT_BAD_INPUT
+    assert sites.snapshots(other) == {}
+    cut = sites.destination("cut")
+    with sites.open(src) as repo:
+        chunker = {"min": 4096, "avg": 16384, "max": 65536}
+        init_like(api.backend_for(cut), {**repo.config, "chunker": chunker})
+    assert sites.cli("sync", src, cut) == EXIT_BAD_INPUT
+    assert sites.snapshots(cut) == {}
+    assert sites.cli("sync", src, src) == EXIT_BAD_INPUT  # itself
+
+
+def test_json_report_and_errors_are_one_line(
+    sites: Sites, nights: dict[str, list[Path]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = _site(sites, nights, {"quiz": 1})
+    dst = sites.destination("dst")
+    capsys.readouterr()
+    assert sites.cli("sync", src, dst, "--json") == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"objects", "bytes", "requests", "snapshots"} <= set(report)
+    assert report["snapshots"] == 1
+    assert sites.cli("sync", src, dst, "--course", "nosuch") == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nosuch" in err
+    assert sites.cli("sync", os.fspath(Path(src).parent / "absent"), dst) != 0
+    assert EXIT_FAILURE == 1
+
+
+def test_a_snapshot_forgotten_and_pruned_at_the_destination_comes_back_whole(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    """A prune keeps the trees a dictionary reads without what they name:
+    syncing the forgotten night again must not take them for complete."""
+    src = _site(sites, nights, {"cert": 3, "upload": 3})
+    dst = sites.destination("dst")
+    sites.sync(src, dst)
+    firsts = [
+        next(s for s, k in sites.snapshots(src).items() if k == c) for c in ("cert", "upload")
+    ]
+    for snap in firsts:
+        assert sites.cli("forget", "--snapshot", snap, "-r", dst) == 0
+    assert sites.cli("prune", "-r", dst) == 0
+    assert not set(firsts) & set(sites.snapshots(dst))
+    report = sites.sync(src, dst)
+    assert report.snapshots == 2
+    assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
