@@ -56,7 +56,7 @@ from coursevault.store.repository import (
 )
 from coursevault.store.s3backend import DEFAULT_CONNECTIONS as S3_CONNECTIONS
 from coursevault.store.s3backend import S3Backend, S3Location
-from coursevault.store.wrappers import ConcurrencyLimiter, RetryingBackend
+from coursevault.store.wrappers import ConcurrencyLimiter, CountingBackend, RetryingBackend
 from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none of these
@@ -629,7 +629,6 @@ def sync(
     encrypted destination (default: ``password``).  Requests and bytes are
     counted on both sides, catalog syncs included."""
     from coursevault.errors import RepositoryExistsError
-    from coursevault.store.counting import CountingBackend
     from coursevault.store.replicate import (
         check_compatible,
         init_like,

@@ -246,6 +246,11 @@ class CountingBackend(BackendWrapper):
     def total(self) -> int:
         return sum(self.calls.values())
 
+    @property
+    def requests(self) -> int:
+        """Every call so far (what ``sync`` reports as requests)."""
+        return self.total()
+
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
         self._count("list", prefix)
         return self.inner.list(prefix)
