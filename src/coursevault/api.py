@@ -161,6 +161,24 @@ def repair_index(
         return repair_index_files(repo, progress)
 
 
+def repair_journal(repo: Repository) -> dict[str, Any]:
+    """Write the journal afresh from a listing of index/ and snapshots/
+    (under the exclusive lock: no writer is between a file and its entry),
+    under a new journal id, so that every catalog reads it from there; in a
+    repository from before the journal, this starts one."""
+    from coursevault.store.catalog_sync import checkpoint_from_listing
+
+    with repo.lock(exclusive=True, operation="repair journal"):
+        pointer = checkpoint_from_listing(repo, fresh=True)
+        repo.sync_catalog()
+    return {
+        "journal": pointer.journal,
+        "generation": pointer.gen,
+        "index_files": len(repo.catalog.index_files()),
+        "snapshots": len(repo.catalog.snapshot_ids()),
+    }
+
+
 def unlock(location: str, *, remove_all: bool = False) -> list[LockInfo]:
     """Remove stale locks (or all, when the user is sure nothing runs)."""
     backend = backend_for(location)

@@ -381,6 +381,11 @@ class Catalog:
     def index_files(self) -> set[str]:
         return {r[0] for r in self._query("SELECT name FROM cv_indexed")}
 
+    def has_index_file(self, name: str) -> bool:
+        """Whether index file ``name`` was loaded (one row, not the whole set:
+        a warm sync asks this of each name the journal brings)."""
+        return bool(self._query(f"SELECT 1 FROM cv_indexed WHERE name = {self._ph}", (name,)))
+
     def count_objects(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM cv_locations")[0][0])
 
@@ -461,6 +466,9 @@ class Catalog:
     def snapshot_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM cv_snapshots")}
 
+    def has_snapshot(self, snap_id: str) -> bool:
+        return bool(self._query(f"SELECT 1 FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
+
     def snapshots(self, series: str | None = None) -> list[SnapshotRow]:
         cols = ", ".join(self._q(c) for c in ("id", "course", "time", "epoch", "root", "record"))
         sql = f"SELECT {cols} FROM cv_snapshots"
@@ -481,7 +489,14 @@ class Catalog:
         return {r[0]: r[1] for r in self._query("SELECT name, target FROM cv_refs")}
 
     def clear_snapshots(self) -> None:
-        self._write(("DELETE FROM cv_snapshots", ()), ("DELETE FROM cv_refs", ()))
+        # the journal position (catalog_sync.py) says what the catalog holds:
+        # emptied, it must read the journal from its checkpoint again
+        k = self._q("key")
+        self._write(
+            ("DELETE FROM cv_snapshots", ()),
+            ("DELETE FROM cv_refs", ()),
+            (f"DELETE FROM cv_meta WHERE {k} IN ('journal', 'journal_pending')", ()),
+        )
 
     # -- backup runs (coursevault runs) ----------------------------------------------
     RUN_FIELDS = ("id", "course", "source", "snapshot", "started", "seconds",

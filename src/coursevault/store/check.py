@@ -121,6 +121,9 @@ def check_repository(
     _check_dictionaries(repo, reach, names, blocks, next_nights, report)
     report.reachable = reach.count
     _check_catalog(repo, table, report)
+    from coursevault.store.journal_check import check_journal  # it builds on this module
+
+    check_journal(repo, report)
 
     # 4. read every pack and verify every object
     if read_data:

@@ -35,6 +35,7 @@ from coursevault.store.catalog import Catalog
 from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_path, sync_catalog
 from coursevault.store.dictionaries import DEFAULT_DICT_DEPTH, MAX_DICT_DEPTH, DictionaryReads
 from coursevault.store.ids import ObjectId
+from coursevault.store.journal import write_checkpoint
 from coursevault.store.locks import Lock
 from coursevault.store.pack import MAX_PACK_OBJECTS
 from coursevault.store.session import WriteSession
@@ -146,6 +147,7 @@ class Repository(SnapshotRecords, DictionaryReads):
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+        write_checkpoint(backend, [], [], fresh=True)  # an empty journal (journal.py)
         return config
 
     @classmethod

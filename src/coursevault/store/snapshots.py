@@ -76,8 +76,13 @@ class SnapshotRecords:
             keys = [r.series for r in self.catalog.snapshots() if r.id == snap_id]
             if not keys:  # a damaged record no catalog read: any head may hold it
                 keys = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
+        from coursevault.store.catalog_sync import journal_files
+        from coursevault.store.journal import SNAPSHOT
+
         for key in keys:  # first: a head naming it would publish it again
             drop_from_head(cast("Repository", self), key, snap_id)
+        # journaled before it goes: no catalog keeps a snapshot that is gone
+        journal_files(cast("Repository", self), removed=[(SNAPSHOT, snap_id)])
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
 
