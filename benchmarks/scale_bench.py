@@ -3,12 +3,12 @@ as the repository grows (issue 26).
 
 Builds, in one work folder, a repository of N courses x nights, growing:
 
-* real: the corpus archives of ``--archives`` (``shared/corpus/moodle/*.mbz``,
-  the small ones by default), each turned into ``--nights`` nights by
-  ``benchmarks/gen_course.py nights --from`` (each night adds forum posts, log
-  records, grades); course *i* is archive *i mod k* under its own key
-  (``c0000``, ...), its nights ingested in one process (``ingest_archive``);
-  sizes ``--sizes`` (default 10, 40, 160 courses);
+* real: course *i* (key ``c0000``, ...) is corpus archive *i mod k* of
+  ``ARCHIVES`` (``shared/corpus/moodle/*.mbz``: four small ones and one of
+  0.7 MB) turned into ``--nights`` nights by ``benchmarks/gen_course.py
+  nights --from`` with seed *i* (each night adds forum posts, log records,
+  grades of its own), its nights ingested in one process
+  (``ingest_archive``); sizes ``--sizes`` (default 10, 40, 160 courses);
 * synthetic (``--copies C``): then every snapshot record copied C-1 times
   under new course keys (records only -- roots and objects are shared; each
   copied course journaled in one entry, as a night of a course is), for
@@ -65,9 +65,10 @@ from coursevault.store.snapshots import snapshot_key  # noqa: E402
 CORPUS = ROOT.parent / "shared" / "corpus" / "moodle"
 ARCHIVES = [
     "question_type_coderunner_tests_fixtures_loadtesting_pseudocourse_backup",
-    "mod_simplecertificate_tests_other_backup-test-course-for-moodle3.1-and-above-fixed",
     "admin_tool_uploadcourse_tests_fixtures_backup",
-    "mod_simplecertificate_tests_other_backup-test-course-for-moodle2.3-and-above",
+    "mod_quiz_tests_fixtures_pre-40-shared-random-question",
+    "mod_studentquiz_tests_fixtures_backup-moodle2-course-with-studentquiz-m400",
+    "mod_simplecertificate_tests_other_backup-test-course-for-moodle3.1-and-above-fixed",
 ]
 COMMANDS = {
     "log": ["log", "c0000"],
@@ -81,19 +82,20 @@ def course_key(i: int) -> str:
     return f"c{i:04d}"
 
 
-def make_nights(work: Path, archives: list[str], nights: int) -> list[list[Path]]:
-    out = []
-    for name in archives:
-        folder = work / "nights" / name[:40]
-        if not folder.exists():
-            write_nights(folder, nights, 0, 1, CORPUS / f"{name}.mbz")
-        out.append(sorted(Path(p) for p in glob.glob(str(folder / "night-*.mbz"))))
-    return out
+def nights_of(work: Path, archives: list[str], nights: int, i: int) -> list[Path]:
+    """Course ``i``'s nights: archive ``i mod k``, nightly changes seeded by
+    ``i`` (so every course adds its own records every night, as a site's do)."""
+    folder = work / "nights" / f"{i % len(archives)}-{i}"
+    if not folder.exists():
+        write_nights(folder, nights, 0, i, CORPUS / f"{archives[i % len(archives)]}.mbz")
+    return sorted(Path(p) for p in glob.glob(str(folder / "night-*.mbz")))
 
 
-def ingest_courses(repo: Repository, nights: list[list[Path]], start: int, stop: int) -> None:
+def ingest_courses(
+    repo: Repository, work: Path, archives: list[str], nights: int, start: int, stop: int
+) -> None:
     for i in range(start, stop):
-        for n, path in enumerate(nights[i % len(nights)]):
+        for n, path in enumerate(nights_of(work, archives, nights, i)):
             when = f"2026-11-{n + 1:02d}T02:00:00Z"
             ingest_archive(repo, str(path), course=course_key(i), when=when)
 
@@ -198,7 +200,7 @@ def main() -> None:
     shutil.rmtree(repo_dir, ignore_errors=True)
     shutil.rmtree(work / "cache", ignore_errors=True)
     shutil.rmtree(work / "cache-before", ignore_errors=True)
-    nights = make_nights(work, ARCHIVES[: args.archives], args.nights)
+    shutil.rmtree(work / "build-cache", ignore_errors=True)
     Repository.init(LocalBackend(repo_dir))
     rev = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
@@ -216,7 +218,7 @@ def main() -> None:
         t = time.perf_counter()
         with Repository.open(LocalBackend(repo_dir), cache_dir=work / "build-cache") as repo:
             if total == real:
-                ingest_courses(repo, nights, done, real)
+                ingest_courses(repo, work, ARCHIVES[: args.archives], args.nights, done, real)
                 done = real
             else:
                 copy_records(repo, args.copies, real)
