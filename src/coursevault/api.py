@@ -355,24 +355,26 @@ def element_outline(
 
 def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
     """Snapshots oldest first, as plain dicts (the CLI's --json shape)."""
-    rows = []
-    for s in repo.snapshots(course):
+    return list(iter_snapshots(repo, course))
+
+
+def iter_snapshots(repo: Repository, course: str | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`list_snapshots` as a stream, in flat memory whatever the
+    repository's size (the catalog is read a batch at a time)."""
+    for s in repo.iter_snapshots(course):
         stats = s.record.get("stats", {})
-        rows.append(
-            {
-                "id": s.id,
-                "course": s.series,
-                "time": s.time,
-                "epoch": s.epoch,
-                "root": s.root,
-                "parents": s.record.get("parents", []),
-                "source": s.record.get("source", {}),
-                "new_bytes": stats.get("new_bytes", 0),
-                "new_objects": stats.get("new_objects", 0),
-                "stats": stats,
-            }
-        )
-    return rows
+        yield {
+            "id": s.id,
+            "course": s.series,
+            "time": s.time,
+            "epoch": s.epoch,
+            "root": s.root,
+            "parents": s.record.get("parents", []),
+            "source": s.record.get("source", {}),
+            "new_bytes": stats.get("new_bytes", 0),
+            "new_objects": stats.get("new_objects", 0),
+            "stats": stats,
+        }
 
 
 # -- history: log, diff, forget, prune -------------------------------------------------

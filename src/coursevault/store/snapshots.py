@@ -8,6 +8,7 @@ head ref and the choice of its parent are ``series.py``'s.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from coursevault.errors import CorruptionError, ObjectMissingError
@@ -56,6 +57,20 @@ class SnapshotRecords:
         from coursevault.store.series import history_order
 
         return history_order(self.catalog.snapshots(series))
+
+    def iter_snapshots(self, series: str | None = None) -> Iterator[SnapshotRow]:
+        """:meth:`snapshots` as a stream: history order only reorders
+        snapshots of the same time, so one time's snapshots at once are
+        enough -- memory does not grow with the repository."""
+        from coursevault.store.series import history_order
+
+        tie: list[SnapshotRow] = []
+        for row in self.catalog.iter_snapshots(series):
+            if tie and row.epoch != tie[0].epoch:
+                yield from history_order(tie)
+                tie = []
+            tie.append(row)
+        yield from history_order(tie)
 
     def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
         """Write a snapshot whose objects are indexed, choosing its parent and
