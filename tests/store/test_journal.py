@@ -91,6 +91,10 @@ def test_repository_without_a_journal_is_listed_as_before(repo, backend, tmp_pat
     with Repository.open(counting, cache_dir=tmp_path / "other") as other:
         assert ids(other) == {made.snap_id}
         assert "snapshots/" in counting.listed
+        writes: list[str] = []
+        other.catalog.set_meta = lambda key, _value: writes.append(key)  # type: ignore[method-assign]
+        other.sync_catalog()
+        assert writes == []  # a read-only command does not write its catalog
     prune_repository(repo)
     assert read_pointer(backend) is not None
     counting = CountingBackend(backend.root)

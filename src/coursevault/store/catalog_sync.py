@@ -89,7 +89,7 @@ def sync_catalog(repo: Repository) -> list[str]:
     except JournalDamagedError as exc:
         repo.notice(f"{exc}: listing the repository instead ({REPAIR})")
     for key in (JOURNAL_META, PENDING_META):
-        if catalog.get_meta(key) is not None:
+        if catalog.get_meta(key):  # the position is void until the journal reads again
             catalog.set_meta(key, "")
     # The catalog's view first, the listing second: a file another process
     # commits in between then shows up as new, never as "known but gone".
