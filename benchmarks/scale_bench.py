@@ -29,8 +29,9 @@ takes too long for are skipped with ``--before-max``.  Prints one table row
 per size x code x command, and the growth exponent of each (the slope of
 log(time) against log(snapshots) between the smallest and largest size).
 
-    .venv/bin/python benchmarks/scale_bench.py                      # ~3 min
-    .venv/bin/python benchmarks/scale_bench.py --before /work/main/src --copies 10
+    .venv/bin/python benchmarks/scale_bench.py                      # ~6 min (5 to build)
+    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 10 --work W
+    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 100 --work W --reuse
 """
 
 from __future__ import annotations
@@ -105,7 +106,8 @@ def copy_records(repo: Repository, copies: int, courses: int) -> int:
     rows = repo.snapshots()
     by_course: dict[str, list[dict[str, object]]] = {}
     for row in rows:
-        by_course.setdefault(row.series, []).append(row.record)
+        if int(row.series[1:]) < courses:  # the real courses only
+            by_course.setdefault(row.series, []).append(row.record)
     made = 0
     for c in range(1, copies):
         for series, records in sorted(by_course.items()):
@@ -193,15 +195,22 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep --work's repository (of the last of --sizes real courses) and only add --copies",
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
     sizes = [int(s) for s in args.sizes.split(",")]
     repo_dir = work / "repo"
-    shutil.rmtree(repo_dir, ignore_errors=True)
+    if not args.reuse:
+        shutil.rmtree(repo_dir, ignore_errors=True)
     shutil.rmtree(work / "cache", ignore_errors=True)
     shutil.rmtree(work / "cache-before", ignore_errors=True)
     shutil.rmtree(work / "build-cache", ignore_errors=True)
-    Repository.init(LocalBackend(repo_dir))
+    if not args.reuse:
+        Repository.init(LocalBackend(repo_dir))
     rev = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -211,7 +220,7 @@ def main() -> None:
     )
     rows: list[dict[str, object]] = []
     done = 0
-    stages = [(n, n) for n in sizes]
+    stages = [] if args.reuse else [(n, n) for n in sizes]
     if args.copies > 1:
         stages.append((sizes[-1], sizes[-1] * args.copies))
     for real, total in stages:
