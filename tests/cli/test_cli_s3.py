@@ -149,11 +149,13 @@ def test_a_warm_one_course_command_does_not_grow_with_the_courses(
     assert len({s["course"] for s in snapshots(cv, s3repo)}) == 1 + 2 + len(MORE)
     with_many = warm_requests(cv, s3repo, s3_proxy, course, out)
     assert with_many == with_one
-    # log: config, the index and snapshot listings; export: the same and its
-    # shared lock (write, list, read, delete) -- no pack, index or snapshot read
-    assert with_one == 10, s3_proxy.seen
+    # log: config, the journal's checkpoint and what follows it (issue 26);
+    # export: the same and its shared lock (write, list, read, delete) -- no
+    # pack, index or snapshot read
+    assert with_one <= 10, s3_proxy.seen
     for request in s3_proxy.seen:
-        assert "list-type=2" in request or "/repo/config" in request or "/repo/locks/" in request
+        assert "list-type=2" in request or any(
+            f"/repo/{what}" in request for what in ("config", "locks/", "journal/")), request
     assert read_members(out) == read_members(COURSES[0])
 
 

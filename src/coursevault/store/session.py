@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from coursevault.errors import CorruptionError, ObjectMissingError
+from coursevault.store.catalog_sync import journal_files
 from coursevault.store.dictionaries import (
     DICT_BUDGET,
     DICT_MEMBER_MAX,
@@ -32,6 +33,7 @@ from coursevault.store.dictionaries import (
 )
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.journal import INDEX
 from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
@@ -301,6 +303,7 @@ class WriteSession:
             reserve(self.repo, draft.series, self._lock.key)
         last = self._drop_committed_meanwhile(last)
         pending = itertools.chain(self._pending.rows(), last)
+        written: list[str] = []
         while True:
             chunk: list[Row] = []
             for entry in pending:
@@ -312,8 +315,13 @@ class WriteSession:
             idx_id, data = encode_index_rows(chunk)
             self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
+            written.append(idx_id.hex())
             self._stats.stored_bytes += len(data)
             self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
+        # durable first, then journaled, then in the catalog: a kill before
+        # the journal leaves index files nothing can reference (journal.py)
+        if written:
+            journal_files(self.repo, added=[(INDEX, name) for name in written])
         self.repo.catalog.commit()
         snap_id = self.repo.commit_snapshot(draft, self._lock) if draft is not None else None
         self._close()
