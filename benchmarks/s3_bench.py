@@ -51,9 +51,10 @@ CONNECTIONS = 8
 class Target:
     """A repository location and how to open it counted (S3) or plainly (folder)."""
 
-    def __init__(self, location: str, endpoint: str | None) -> None:
+    def __init__(self, location: str, endpoint: str | None, uploads: int = 1) -> None:
         self.location = location
         self.endpoint = endpoint
+        self.uploads = uploads  # packs in flight per writer (api: S3_PACK_UPLOADS)
         self.counted: CountingBackend | None = None
 
     def open(self, cache: Path) -> Repository:
@@ -64,11 +65,13 @@ class Target:
         )
         self.counted = CountingBackend(s3)
         stack: Backend = RetryingBackend(ConcurrencyLimiter(self.counted, CONNECTIONS))
-        return Repository.open(stack, cache_dir=cache, wrap=disk_cache)
+        repo = Repository.open(stack, cache_dir=cache, wrap=disk_cache)
+        repo.pack_uploads = self.uploads
+        return repo
 
-    def init(self) -> None:
+    def init(self, pack_mib: int = 16) -> None:
         remote = api.RemoteOptions(self.endpoint) if self.endpoint else None
-        api.init_repository(self.location, remote)
+        api.init_repository(self.location, remote, pack_size=pack_mib * 1024 * 1024)
 
 
 def run(
@@ -127,23 +130,25 @@ def requests_report(target: Target, work: Path) -> list[str]:
     return lines
 
 
-def throughput_report(folder: Target, s3: Target, course: Path, work: Path) -> list[str]:
+def throughput_report(
+    targets: dict[str, Target], course: Path, work: Path, pack_mib: int
+) -> list[str]:
     size = course.stat().st_size
     lines = [
-        f"Course: generated, {size / 1e6:.1f} MB .mbz.",
+        f"Course: generated, {size / 1e6:.1f} MB .mbz; packs of {pack_mib} MiB.",
         "",
         "| repository | ingest s | ingest MB/s | export s (warm cache) | export s (cold cache) | export MB/s (cold) | calls ingest | calls export cold |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for name, target in (("folder", folder), ("S3 (rclone serve s3, loopback)", s3)):
-        target.init()
-        cache = work / f"cache-tp-{name[:2]}"
+    for n, (name, target) in enumerate(targets.items()):
+        target.init(pack_mib)
+        cache = work / f"cache-tp-{n}"
         ingested: list[str] = []
         ingest_s, ingest_calls = run(target, cache, "ingest", str(course), courses=ingested)
         key = ingested[0]
-        out = str(work / f"tp-{name[:2]}.mbz")
+        out = str(work / f"tp-{n}.mbz")
         warm_s, _ = run(target, cache, "export", key, out)
-        cold_s, cold_calls = run(target, work / f"cache-tp-cold-{name[:2]}", "export", key, out)
+        cold_s, cold_calls = run(target, work / f"cache-tp-cold-{n}", "export", key, out)
         lines.append(
             f"| {name} | {ingest_s:.2f} | {size / 1e6 / ingest_s:.1f} | {warm_s:.2f} | "
             f"{cold_s:.2f} | {size / 1e6 / cold_s:.1f} | "
@@ -155,6 +160,7 @@ def throughput_report(folder: Target, s3: Target, course: Path, work: Path) -> l
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--xml-mb", type=float, default=30.0, help="generated course's XML size")
+    parser.add_argument("--pack-size", type=int, default=16, help="MiB, as init --pack-size")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="s3bench-") as tmp:
         work = Path(tmp)
@@ -162,7 +168,7 @@ def main() -> int:
         try:
             os.environ.update(server.env())
             client = server.client()
-            for bucket in ("requests", "throughput"):
+            for bucket in ("requests", "throughput", "throughput1"):
                 client.create_bucket(Bucket=bucket)
             commit = subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
@@ -175,9 +181,14 @@ def main() -> int:
             course_dir = work / "course"
             write_base(course_dir, args.xml_mb, seed=7)
             print("\n### Throughput, folder against S3\n")
-            folder = Target(str(work / "folder-repo"), None)
-            s3 = Target("s3://throughput/repo", server.endpoint)
-            report = throughput_report(folder, s3, course_dir / "night-01.mbz", work)
+            targets = {
+                "folder": Target(str(work / "folder-repo"), None),
+                "S3, one pack upload at a time": Target("s3://throughput1/repo", server.endpoint),
+                f"S3, {api.S3_PACK_UPLOADS} pack uploads in flight": Target(
+                    "s3://throughput/repo", server.endpoint, api.S3_PACK_UPLOADS
+                ),
+            }
+            report = throughput_report(targets, course_dir / "night-01.mbz", work, args.pack_size)
             print("\n".join(report))
             print(f"\nload average after {os.getloadavg()[0]:.1f}")
         finally:

@@ -140,6 +140,7 @@ class Fault:
     path: str
     status: int = 500
     code: str = "InternalError"
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -155,6 +156,7 @@ class FaultProxy:
     # AWS does (rclone ignores them): checked by a HEAD, so not atomic, but
     # the answers are S3's
     conditional: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
@@ -173,6 +175,10 @@ class FaultProxy:
                 proxy.seen.append(f"{self.command} {self.path}")
                 for fault in proxy.faults:
                     if fault.method == self.command and fault.path in self.path:
+                        with proxy.lock:
+                            fault.skip -= 1
+                            if fault.skip >= 0:
+                                continue
                         self._error(fault.status, fault.code)
                         return
                 if proxy.conditional and self.command == "PUT" and not self._condition_holds():
