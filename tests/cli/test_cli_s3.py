@@ -218,3 +218,24 @@ def test_a_pack_upload_failing_among_others_fails_and_leaves_nothing(
     s3_proxy.faults.clear()
     assert snapshots(cv, s3repo) == []
     assert pack_objects(s3_server, s3repo) == []
+
+
+def test_check_sees_damage_on_the_service_that_the_cache_does_not_hold(
+    cv, s3repo: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    assert cv("init", s3repo).code == 0
+    assert cv("ingest", "-r", s3repo, str(COURSES[0])).code == 0
+    snap = str(snapshots(cv, s3repo)[0]["id"])
+    assert cv("export", "-r", s3repo, "-o", str(tmp_path / "a.mbz"), snap).code == 0  # cached
+    [pack] = pack_objects(s3_server, s3repo)
+    bucket = s3repo.removeprefix("s3://").split("/", 1)[0]
+    stored = s3_server.folder / "data" / bucket / pack  # the file behind the object
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+
+    # the warm cache still exports the good copy it read before
+    assert cv("export", "-r", s3repo, "-o", str(tmp_path / "b.mbz"), snap).code == 0
+    res = cv("check", "-r", s3repo, "--read-data")
+    assert res.code == 1, res.out + res.err
+    assert "corrupt" in (res.out + res.err)
