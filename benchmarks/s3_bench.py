@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from calibrate import measure  # noqa: E402
 from gen_course import write_base  # noqa: E402
 from machine import cpu_model  # noqa: E402
-from s3server import S3Server  # noqa: E402
+from s3server import FaultProxy, S3Server  # noqa: E402
 
 from coursevault import api  # noqa: E402
 from coursevault.store.backend import Backend, LocalBackend  # noqa: E402
@@ -175,6 +175,8 @@ def main() -> int:
     parser.add_argument("--xml-mb", type=float, default=30.0, help="generated course's XML size")
     parser.add_argument("--pack-size", type=int, default=16, help="MiB, as init --pack-size")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the throughput runs")
+    parser.add_argument("--latency", type=float, default=0.02, help="simulated link: s a request")
+    parser.add_argument("--bandwidth", type=float, default=10, help="simulated link: MB/s")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="s3bench-") as tmp:
         work = Path(tmp)
@@ -206,6 +208,26 @@ def main() -> int:
                 targets, course_dir / "night-01.mbz", work, args.pack_size, args.repeat
             )
             print("\n".join(report))
+            link = FaultProxy(server.endpoint, latency=args.latency, bandwidth=args.bandwidth * 1e6)
+            try:
+                for bucket in ("link", "link1"):
+                    client.create_bucket(Bucket=bucket)
+                print(
+                    f"\n### Through a simulated link: {args.latency * 1000:.0f} ms a request, "
+                    f"{args.bandwidth:.0f} MB/s a connection\n"
+                )
+                targets = {
+                    "S3, one pack upload at a time": Target("s3://link1/repo", link.endpoint),
+                    f"S3, {api.S3_PACK_UPLOADS} pack uploads in flight": Target(
+                        "s3://link/repo", link.endpoint, api.S3_PACK_UPLOADS
+                    ),
+                }
+                report = throughput_report(
+                    targets, course_dir / "night-01.mbz", work, args.pack_size, args.repeat
+                )
+                print("\n".join(report))
+            finally:
+                link.stop()
             print(f"\nload average after {os.getloadavg()[0]:.1f}")
         finally:
             server.stop()

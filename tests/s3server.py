@@ -157,6 +157,10 @@ class FaultProxy:
     # the answers are S3's
     conditional: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # a simulated link (benchmarks): each request waits ``latency`` seconds,
+    # and its body's bytes at ``bandwidth`` bytes/s per connection
+    latency: float = 0.0
+    bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
@@ -191,6 +195,9 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
+                if proxy.latency or proxy.bandwidth:
+                    moved = len(body) + len(data)
+                    time.sleep(proxy.latency + moved / (proxy.bandwidth or float("inf")))
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
