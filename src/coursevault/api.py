@@ -19,6 +19,7 @@ from coursevault.errors import (
     NoRepositoryError,
     SelectorError,
     UsageError,
+    WrongPasswordError,
 )
 from coursevault.history.retention import Policy, apply_policy
 from coursevault.history.selectors import resolve
@@ -40,10 +41,12 @@ from coursevault.snapshot.dbbackup import (
 )
 from coursevault.snapshot.ingest import IngestResult, ingest_archive
 from coursevault.snapshot.source import archive_listed_bytes, source_label, validate_course_key
+from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
 from coursevault.store.diskcache import bypassed, disk_cache
+from coursevault.store.keys import Password
 from coursevault.store.locks import LockInfo, remove_stale_locks
 from coursevault.store.repository import (
     DEFAULT_BLOCK_SIZE,
@@ -80,6 +83,7 @@ __all__ = [
     "Repository",
     "RestoreRequest",
     "UsageError",
+    "WrongPasswordError",
     "source_label",
 ]
 Progress = Callable[[int, int], None]
@@ -125,7 +129,28 @@ def backend_for(location: str, remote: RemoteOptions | None = None) -> Backend:
 def init_repository(
     location: str, remote: RemoteOptions | None = None, **options: Any
 ) -> dict[str, Any]:
+    """Create a repository (``password=``: an encrypted one)."""
     return Repository.init(backend_for(location, remote), **options)
+
+
+def key_slots(location: str, password: bytes,
+              remote: RemoteOptions | None = None) -> list[dict[str, Any]]:
+    return keys.list_slots(backend_for(location, remote), password)
+
+
+def add_key(location: str, password: bytes, new_password: bytes,
+            remote: RemoteOptions | None = None) -> str:
+    return keys.add_slot(backend_for(location, remote), password, new_password)
+
+
+def remove_key(location: str, password: bytes, slot_id: str,
+               remote: RemoteOptions | None = None) -> None:
+    keys.remove_slot(backend_for(location, remote), password, slot_id)
+
+
+def change_key_password(location: str, password: bytes, new_password: bytes,
+                        remote: RemoteOptions | None = None) -> str:
+    return keys.change_password(backend_for(location, remote), password, new_password)
 
 
 def open_repository(
@@ -136,6 +161,7 @@ def open_repository(
     sync: bool = True,
     lock_wait: float = 0.0,
     remote: RemoteOptions | None = None,
+    password: Password = None,
 ) -> Repository:
     """Open a repository; ``sync=False`` skips bringing the catalog up to date,
     for callers that only write (a write session syncs once it holds its lock).
@@ -153,6 +179,7 @@ def open_repository(
         catalog_url=catalog_url,
         sync=sync,
         wrap=disk_cache if location.startswith("s3://") else None,
+        password=password,
     )
     repo.lock_wait = lock_wait
     if location.startswith("s3://"):  # a pack uploads while the next is compressed
@@ -322,13 +349,16 @@ def export(
     level: int = DEFAULT_LEVEL,
     progress: Callable[[int, int], None] | None = None,
     anonymize: bool = False,
+    no_users: bool = False,
 ) -> ExportResult:
     validate_level(level)  # before any work
+    if anonymize and no_users:  # as backup --db refuses it: Moodle has no such backup
+        raise UsageError("--anonymize anonymises the users: it cannot go with --no-users")
     if fmt is not None and fmt not in FORMATS:
         raise BadInputError(f"unknown archive format {fmt!r}: use {' or '.join(FORMATS)}")
     snap = resolve(repo, selector)
     return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress,
-                           anonymize=anonymize)
+                           anonymize=anonymize, no_users=no_users)
 
 
 def archive_tree(repo: Repository, selector: str) -> tuple[SnapshotRow, ArchiveTree]:

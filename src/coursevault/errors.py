@@ -16,7 +16,7 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_NO_REPOSITORY = 10
 EXIT_LOCKED = 11
-# 12 is kept for a wrong passphrase (encrypted repositories, as restic)
+EXIT_WRONG_PASSWORD = 12  # an encrypted repository's passphrase opens none of its slots
 EXIT_SITE = 13
 
 
@@ -89,6 +89,13 @@ class LockHeldError(RepositoryError):
     """Another process holds a lock that conflicts with ours."""
 
     exit_code = EXIT_LOCKED
+
+
+class WrongPasswordError(RepositoryError):
+    """No key slot of an encrypted repository opens with the passphrase given
+    (or none was given): not damage, so its own exit code, as restic's."""
+
+    exit_code = EXIT_WRONG_PASSWORD
 
 
 class ObjectMissingError(RepositoryError):

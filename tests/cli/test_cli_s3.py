@@ -220,10 +220,19 @@ def test_a_pack_upload_failing_among_others_fails_and_leaves_nothing(
     assert pack_objects(s3_server, s3repo) == []
 
 
+@pytest.mark.parametrize("encrypted", [False, True])
 def test_check_sees_damage_on_the_service_that_the_cache_does_not_hold(
-    cv, s3repo: str, s3_server: S3Server, tmp_path: Path
+    cv,
+    s3repo: str,
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    encrypted: bool,
 ) -> None:
-    assert cv("init", s3repo).code == 0
+    if encrypted:  # the sealing wraps the cache: check must still go round it
+        monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+        monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    assert cv("init", s3repo, *(["--encrypt"] if encrypted else [])).code == 0
     assert cv("ingest", "-r", s3repo, str(COURSES[0])).code == 0
     snap = str(snapshots(cv, s3repo)[0]["id"])
     assert cv("export", "-r", s3repo, "-o", str(tmp_path / "a.mbz"), snap).code == 0  # cached
@@ -238,4 +247,33 @@ def test_check_sees_damage_on_the_service_that_the_cache_does_not_hold(
     assert cv("export", "-r", s3repo, "-o", str(tmp_path / "b.mbz"), snap).code == 0
     res = cv("check", "-r", s3repo, "--read-data")
     assert res.code == 1, res.out + res.err
-    assert "corrupt" in (res.out + res.err)
+    said = res.out + res.err
+    assert ("fails authentication" if encrypted else "corrupt") in said, said
+
+
+def test_an_encrypted_repository_in_a_bucket(
+    cv, s3repo: str, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init --encrypt on s3://: the bucket's objects hold none of the
+    courses' text, the course keys are not in the object names, and every
+    export is byte-identical (issue 25: encryption on S3)."""
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "bucket pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "bucket pw")
+    assert cv("init", s3repo, "--encrypt").code == 0
+    assert cv("ingest", "-r", s3repo, *map(str, COURSES)).code == 0
+    snaps = snapshots(cv, s3repo)
+    for snap in snaps:
+        out = tmp_path / f"{snap['id']}.mbz"
+        assert cv("export", "-r", s3repo, "-o", str(out), str(snap["id"])).code == 0
+        by_name = {p.name: p for p in COURSES}
+        assert read_members(out) == read_members(by_name[str(snap["source"]["file"])])
+    stored = [p for p in (s3_server.folder / "data").rglob("*") if p.is_file()]
+    names = " ".join(str(p) for p in stored)
+    contents = b"".join(p.read_bytes() for p in stored)
+    for snap in snaps:
+        assert str(snap["course"]) not in names
+    assert b"<moodle_backup>" not in contents and b"activities/" not in contents
+    res = cv("check", "-r", s3repo, "--read-data")
+    assert res.code == 0 and "no errors" in res.out, res.out + res.err
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "not it")
+    assert cv("snapshots", "-r", s3repo).code == 12

@@ -87,9 +87,14 @@ def test_profile_pictures_are_left_out_with_their_own_contents() -> None:
 
 
 def test_the_backup_says_it_is_anonymised() -> None:
-    info = (b"<setting>\n        <level>root</level>\n        <name>anonymize</name>\n"
-            b"        <value>0</value>\n      </setting>")
-    assert b"<value>1</value>" in Anonymizer(USERS).member("moodle_backup.xml", info)
+    info = (b"<information>\n    <name>backup-moodle2-course-2-x-20261204-0415.mbz</name>\n"
+            b"<setting>\n        <level>root</level>\n        <name>anonymize</name>\n"
+            b"        <value>0</value>\n      </setting>\n<setting>\n        <level>root</level>\n"
+            b"        <name>filename</name>\n        "
+            b"<value>backup-moodle2-course-2-x-20261204-0415.mbz</value>\n      </setting>")
+    out = Anonymizer(USERS).member("moodle_backup.xml", info)
+    assert b"<value>1</value>" in out
+    assert out.count(b"backup-moodle2-course-2-x-20261204-0415-an.mbz<") == 2
 
 
 def test_a_backup_without_users_changes_nothing_but_ips() -> None:

@@ -20,7 +20,9 @@ from s3server import Fault, FaultProxy, S3Server
 
 from coursevault.errors import BackendError, TruncatedError
 from coursevault.store.backend import TEMP_PREFIX, Backend, LocalBackend
+from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.diskcache import DiskCache
+from coursevault.store.keys import Secrets
 from coursevault.store.s3backend import S3Backend, S3Location
 from coursevault.store.wrappers import (
     CachingBackend,
@@ -125,6 +127,17 @@ def _wrapped(case: Case, wrapper: Callable[..., Backend], **kw: object) -> Case:
     return Case(
         wrapper(case.backend, **kw), case.leave_temporary, case.break_key, case.break_writes
     )
+
+
+def _encrypted(case: Case) -> Case:
+    return _wrapped(case, EncryptedBackend, keys=Secrets.fresh())
+
+
+# sealing over the folder and over S3 (whose ranged reads it maps to segments)
+CASES["encrypted"] = lambda root, _r: _encrypted(local_case(root))
+CASES["encrypted+caching"] = lambda root, _r: _wrapped(_encrypted(local_case(root)),
+                                                         CachingBackend)
+CASES["encrypted-s3"] = lambda _root, request: _encrypted(_s3(request))
 
 
 @pytest.fixture(params=sorted(CASES))

@@ -338,7 +338,7 @@ def test_init_twice(backend) -> None:
     assert json.loads(before)["id"] == config["id"]
 
 
-@pytest.mark.parametrize("version", [4, 99, "4", 0])
+@pytest.mark.parametrize("version", [5, 99, "5", 0])
 def test_future_format_version(backend, tmp_path, version) -> None:
     Repository.init(backend)
     cfg = json.loads(backend.read("config"))

@@ -25,8 +25,8 @@ from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
 
 # The command modules register their commands on ``app`` when imported; this
 # order is the order of ``coursevault --help``.
-_COMMANDS = ("repo_commands", "snapshot_commands", "database_commands", "restore_commands",
-             "moodle_commands")
+_COMMANDS = ("repo_commands", "key_commands", "snapshot_commands", "database_commands",
+             "restore_commands", "moodle_commands")
 for _module in (*_COMMANDS, "history_commands"):
     importlib.import_module(f"coursevault.cli.{_module}")
 __all__ = ["app", "main", "run"]

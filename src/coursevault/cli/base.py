@@ -6,7 +6,9 @@ cache folder here); everything below it takes explicit arguments.
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -111,6 +113,31 @@ def cache_dir_for(cache_dir: str | None) -> str | None:
     return os.path.join(xdg, "coursevault") if xdg else None
 
 
+def password(prompt: str = "passphrase") -> bytes:
+    """An encrypted repository's passphrase: --password-file, then
+    COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD, then asked on the
+    terminal; asked for only when the repository is encrypted."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    given = ctx.find_root().params.get("password_file") if ctx is not None else None
+    path = given or os.environ.get("COURSEVAULT_PASSWORD_FILE")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                return f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise api.UsageError(f"cannot read the passphrase file {path}: "
+                                    f"{exc.strerror}") from None
+    if "COURSEVAULT_PASSWORD" in os.environ:
+        return os.environ["COURSEVAULT_PASSWORD"].encode()
+    if not sys.stdin.isatty():
+        raise api.WrongPasswordError(
+            "the repository is encrypted: give its passphrase (--password-file, "
+            "COURSEVAULT_PASSWORD_FILE or COURSEVAULT_PASSWORD)")
+    return getpass.getpass(f"{prompt}: ").encode()
+
+
 def remote_options() -> api.RemoteOptions:
     """The root options for s3:// repositories (``--endpoint-url``,
     ``--s3-connections``, given before the command or by environment)."""
@@ -139,6 +166,7 @@ def open_repo(
         sync=sync,
         lock_wait=wait,
         remote=remote_options(),
+        password=password,
     )
     print_notices(opened)
     return opened
@@ -202,6 +230,11 @@ def _main(
             help="Requests in flight at once to an s3:// repository.",
         ),
     ] = api.S3_CONNECTIONS,
+    password_file: Annotated[
+        str | None,
+        typer.Option("--password-file", help="File holding an encrypted repository's "
+                     "passphrase (or COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD)."),
+    ] = None,
 ) -> None:
     """Incremental, deduplicated history of Moodle course backups.
 

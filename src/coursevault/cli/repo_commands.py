@@ -23,6 +23,7 @@ from coursevault.cli.base import (
     remote_options,
     repair_app,
 )
+from coursevault.cli.key_commands import NewPasswordFile, new_password
 from coursevault.errors import EXIT_FAILURE
 
 
@@ -52,6 +53,10 @@ def init(
             "many nights later."
         ),
     ] = api.DEFAULT_DICT_DEPTH,
+    encrypt: Annotated[bool, typer.Option(
+        "--encrypt", help="Encrypt everything it will hold under a passphrase "
+        "(--new-password-file, COURSEVAULT_NEW_PASSWORD, or asked).")] = False,
+    new_password_file: NewPasswordFile = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new, empty repository."""
@@ -62,7 +67,10 @@ def init(
         pack_size=pack_size * 1024 * 1024,
         block_size=block_size * 1024,
         dictionary_depth=dictionary_depth,
+        password=new_password(new_password_file) if encrypt else None,
     )
+    config.pop("encryption", None)  # the wrapped keys are no one's business here
+    config["encrypted"] = encrypt
     if json_out:
         output.print_json({"location": location_label(location), **config})
     else:

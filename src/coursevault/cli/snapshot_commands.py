@@ -108,6 +108,9 @@ def export(
     anonymize: Annotated[bool, typer.Option(
         "--anonymize", help="Users anonymised as Moodle's backup does; their e-mails, "
         "full names and IPs replaced in every member, profile pictures left out.")] = False,
+    no_users: Annotated[bool, typer.Option(
+        "--no-users", help="User data left out, as Moodle's backup without users "
+        "writes the course.")] = False,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
@@ -120,7 +123,9 @@ def export(
         output.progress_bar(f"export {os.path.basename(out)}", enabled=not json_out) as bar,
     ):
         result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar,
-                            anonymize=anonymize)
+                            anonymize=anonymize, no_users=no_users)
+    for warning in result.warnings:
+        output.error(warning, "warning")
     if json_out:
         output.print_json(result.as_dict())
     else:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Up
+from coursevault.structure.elements import NO_ROWS, In, Nested, Param, Row, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance, PrefetchWindow, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
@@ -190,7 +190,7 @@ def grade_history_structure(ctx: TaskContext) -> Nested:
         grade.set_source(Rows(lambda c, _p: list(c.reader.rows(
             "grade_grades_history", {"itemid": ids})) if ids else []))
     else:
-        grade.set_source(Rows(lambda _c, _p: []))
+        grade.set_source(NO_ROWS)
     grade.annotate_files("grade", "historyfeedback", "id")
     return Nested("grade_history", children=[Nested("grade_grades", children=[grade])])
 

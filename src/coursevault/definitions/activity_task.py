@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from coursevault.definitions import activity_grades
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import In, Nested, Param, Row, Rows, Sql, Table, Value
+from coursevault.structure.elements import NO_ROWS, In, Nested, Param, Row, Rows, Sql, Table, Value
 from coursevault.structure.engine import Instance, sql_rows
 from coursevault.structure.registry import Plugin, Step
 
@@ -131,7 +131,7 @@ def roles_structure(ctx: TaskContext) -> Nested:
     if ctx.run.setting("role_assignments"):
         assignment.set_source(Table("role_assignments", {"contextid": Param("contextid")}))
     else:
-        assignment.set_source(Rows(lambda _ctx, _parent: []))
+        assignment.set_source(NO_ROWS)
     return Nested("roles", children=[
         Nested("role_overrides", children=[override]),
         Nested("role_assignments", children=[assignment]),

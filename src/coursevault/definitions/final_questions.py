@@ -22,7 +22,7 @@ from coursevault.definitions.tags import tags_enabled
 from coursevault.moodledb.site import Row
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Rows, Sql, Table, Up
+from coursevault.structure.elements import NO_ROWS, Nested, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance
 
 QUESTION_AREAS = ("questiontext", "generalfeedback", "answer", "answerfeedback", "hint",
@@ -74,7 +74,7 @@ def _question_tag(ctx: TaskContext) -> Nested:
             "JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ? "
             "AND ti.itemtype = 'question' AND ti.component = 'core_question'", [Up("id")]))
     else:  # Moodle's element without a source is written no times
-        tag.set_source(Rows(lambda _ctx, _parent: ()))
+        tag.set_source(NO_ROWS)
     return tag
 
 

@@ -15,7 +15,7 @@ from coursevault.definitions.common import activity_structure
 from coursevault.definitions.links import encode_patterns
 from coursevault.definitions.tags import tags_enabled
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Rows, Sql, Table, Up
+from coursevault.structure.elements import NO_ROWS, Nested, Param, Sql, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
 
 FORUM_FIELDS = (
@@ -112,7 +112,7 @@ def _post_tag(ctx: TaskContext) -> Nested:
             [Param("contextid")],
         ))
     else:
-        tag.set_source(Rows(lambda _ctx, _parent: []))
+        tag.set_source(NO_ROWS)
     return tag
 
 

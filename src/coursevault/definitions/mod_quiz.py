@@ -109,7 +109,8 @@ def _override(ctx: TaskContext) -> Nested:
                 "password"),
         source=Sql("SELECT * FROM {quiz_overrides} WHERE " + " AND ".join(conditions),
                    [Up("id")]),
-        annotate=[("user", "userid"), ("group", "groupid")])
+        annotate=[("user", "userid"), ("group", "groupid")],
+        user_rows=lambda values: values.get("userid") not in (None, "", "$@NULL@$"))
 
 
 def _attempt(ctx: TaskContext) -> Nested:

@@ -71,7 +71,7 @@ def read_backup_info(data: bytes) -> BackupInfo:
     if kind and kind != "course":
         article = "an" if kind[:1] in "aeiou" else "a"
         raise BadInputError(f"{MANIFEST}: {article} {kind} backup, not a course backup "
-                            "(restore restores whole-course backups)")
+                            "(restore and export --no-users take whole-course backups)")
     result = BackupInfo(
         release=text("backup_release"), moodle_version=text("moodle_version"),
         site_hash=text("original_site_identifier_hash"), course_id=text("original_course_id"),

@@ -13,7 +13,7 @@ pages, forum posts: :func:`item_tags`).
 from __future__ import annotations
 
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Param, Rows, Sql, Up
+from coursevault.structure.elements import NO_ROWS, Nested, Param, Sql, Up
 
 # mod/book and mod/glossary stepslib: every tag instance of the module context
 _CONTEXT_TAGS = """SELECT t.id, ti.itemid, t.rawname
@@ -64,7 +64,7 @@ def context_tags(
     else:
         # a source that yields nothing: Moodle's element without source
         # and with final elements is written no times
-        tag.set_source(Rows(lambda _ctx, _parent: ()))
+        tag.set_source(NO_ROWS)
     return Nested(wrapper, children=[tag])
 
 

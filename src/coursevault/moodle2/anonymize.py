@@ -19,7 +19,8 @@ handed to someone else must leak less than that, so this module also
   ``icon`` and ``profile`` areas), which Moodle's anonymised backup does not
   annotate, with their contents when no other file uses them;
 * marks the backup anonymised in ``moodle_backup.xml`` (the root
-  ``anonymize`` setting), as Moodle's own anonymised backup is.
+  ``anonymize`` setting, and ``-an`` at the end of its name), as Moodle's
+  own anonymised backup is.
 
 Names are matched as whole words in element text only, never inside tags
 or attribute values, so a surname that is also an element name cannot
@@ -51,6 +52,9 @@ _TEXT = re.compile(r">([^<]+)<")
 _IP = re.compile(r"<(ip|lastip)>([^<]*)</\1>")
 _USERNAME = re.compile(r"<username>([^<]*)</username>")
 _FILE = re.compile(r"(?s)\n?[ \t]*<file id=\"[^\"]*\">.*?</file>")
+_BACKUP_NAME = re.compile(
+    r"((?:<information>\s*<name>|<name>filename</name>\s*<value>)backup-moodle2-[^<]*?)"
+    r"(?<!-an)(?<!-nu)\.mbz(<)")
 _ANON_SETTING = re.compile(r"(<name>anonymize</name>\s*<value>)0(</value>)")
 
 
@@ -88,6 +92,7 @@ class Anonymizer:
     """The pseudonyms of one backup's users, applied to each of its members."""
 
     def __init__(self, users_xml: bytes | None) -> None:
+        self.left_out: set[str] = set()  # members not written (set by the export)
         self.users: list[dict[str, str]] = []
         for block in _USER.finditer(users_xml or b""):
             text = block.group(2).decode("utf-8")
@@ -119,6 +124,8 @@ class Anonymizer:
             text = self._users(data).decode("utf-8")
         elif path == "moodle_backup.xml":
             text = _ANON_SETTING.sub(r"\g<1>1\g<2>", text)
+            # get_default_backup_filename: "-an" for an anonymised backup
+            text = _BACKUP_NAME.sub(r"\g<1>-an.mbz\g<2>", text)
         elif path == "files.xml":
             text = _FILE.sub(lambda m: "" if _is_user_picture(m.group(0)) else m.group(0), text)
         text = _IP.sub(lambda m: m.group(0) if m.group(2) == NULL

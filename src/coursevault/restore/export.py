@@ -18,8 +18,8 @@ import contextlib
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from coursevault.errors import BackendError, BadInputError
 from coursevault.moodle2.anonymize import Anonymizer
@@ -43,6 +43,9 @@ class ExportResult:
     format: str
     members: int
     bytes: int
+    # members a rewrite kept as they were without knowing what they hold
+    # (--no-users: a plugin without a definition)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -71,6 +74,7 @@ def export_snapshot(
     level: int = DEFAULT_LEVEL,
     progress: Callable[[int, int], None] | None = None,
     anonymize: bool = False,
+    no_users: bool = False,
 ) -> ExportResult:
     """Write the snapshot's archive to ``out_path``.
 
@@ -78,7 +82,8 @@ def export_snapshot(
     members' bytes do not depend on it.  Deflate is much of export's time:
     zlib-ng runs at about 110 MB/s at level 6, 180 at level 3 and 360 at
     level 1 (docs/benchmarks.md).  ``anonymize`` writes the people out
-    (moodle2/anonymize.py): members are then no longer the stored bytes.
+    (moodle2/anonymize.py), ``no_users`` the user data
+    (definitions/nousers.py): members are then no longer the stored bytes.
     """
     validate_level(level)
     record = repo.read_snapshot(snap_id)
@@ -90,11 +95,12 @@ def export_snapshot(
         folder = os.path.dirname(os.path.abspath(out_path))
         if not os.path.isdir(folder):
             raise BadInputError(f"cannot write {out_path}: folder {folder} does not exist")
+        rewrites = _rewrites(repo, tree, anonymize, no_users)
         tmp = os.path.join(folder, f".{os.path.basename(out_path)}.tmp-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
                 written, total = _write_archive(repo, tree, fmt, f, level, progress,
-                                                anonymize)
+                                                rewrites)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, out_path)
@@ -108,7 +114,9 @@ def export_snapshot(
             os.fsync(dfd)
         finally:
             os.close(dfd)
-    return ExportResult(snap_id, out_path, fmt, written, total)
+    warnings = [f"{path}: kept as it is, no definition says which of it is user data"
+                for r in rewrites for path in getattr(r, "unchecked", ())]
+    return ExportResult(snap_id, out_path, fmt, written, total, warnings)
 
 
 @dataclass
@@ -125,31 +133,74 @@ class _Entry:
     data: bytes | None = None
 
 
+class Rewrite(Protocol):
+    """A rewrite of an export's members (anonymised, without users)."""
+
+    left_out: set[str]
+
+    def member(self, path: str, data: bytes) -> bytes: ...
+
+
+def _rewrites(repo: Repository, tree: ArchiveTree, anonymize: bool,
+              no_users: bool) -> list[Rewrite]:
+    """The rewrites asked for, each having read what it needs of the tree."""
+    found: list[Rewrite] = []
+
+    def read(path: str) -> bytes | None:
+        return _member_bytes(repo, tree, path)
+
+    if no_users:
+        from coursevault.definitions.nousers import NoUsers
+
+        manifest = read("moodle_backup.xml")
+        if manifest is None:
+            raise BadInputError("the snapshot has no moodle_backup.xml: it cannot be "
+                                "exported without users")
+        nousers = NoUsers(manifest)
+        try:
+            nousers.prepare([m.path for m in tree.members if m.kind == "file"], read)
+        finally:
+            nousers.close()
+        found.append(nousers)
+    if anonymize:
+        anonymizer = Anonymizer(read("users.xml"))
+        anonymizer.left_out = {f"files/{h[:2]}/{h}"
+                               for h in anonymizer.dropped_contents(read("files.xml"))}
+        found.append(anonymizer)
+    return found
+
+
+def _rewritten(rewrites: list[Rewrite], path: str, data: bytes) -> bytes:
+    for rewrite in rewrites:
+        data = rewrite.member(path, data)
+    return data
+
+
 def _entries(repo: Repository, tree: ArchiveTree, fmt: str,
-             anonymizer: Anonymizer | None) -> list[_Entry]:
-    """What the archive holds, in order.  Anonymised, every XML member is
-    rewritten; its new size is only known once it is, so the sizes come
-    from a first pass over them (a member at a time) and the bytes again
-    when written: memory stays one member whatever the course."""
+             rewrites: list[Rewrite]) -> list[_Entry]:
+    """What the archive holds, in order.  Rewritten (anonymised, without
+    users), every XML member is rewritten; its new size is only known once
+    it is, so the sizes come from a first pass over them (a member at a
+    time) and the bytes again when written: memory stays one member
+    whatever the course."""
     same_format = fmt == tree.layout.get("format")
     members = list(tree.members)
     if fmt == "zip":
         members = [m for m in members if m.path != INDEX_NAME and m.kind != "link"]
-    dropped: set[str] = set()
-    if anonymizer is not None:
-        dropped = {f"files/{h[:2]}/{h}" for h in anonymizer.dropped_contents(
-            _member_bytes(repo, tree, "files.xml"))}
+    left_out: set[str] = set().union(*(r.left_out for r in rewrites))
+    if left_out:  # a files/ab folder whose contents all went goes too
+        members = _without_emptied_folders(members, left_out)
     out = []
     for m in members:
-        if m.path in dropped:
+        if m.path in left_out:
             continue
-        if anonymizer is not None and m.kind == "file" and m.path.endswith(".xml"):
-            size = len(anonymizer.member(m.path, _bytes_of(repo, tree, m)))
+        if rewrites and m.kind == "file" and m.path.endswith(".xml"):
+            size = len(_rewritten(rewrites, m.path, _bytes_of(repo, tree, m)))
             out.append(_Entry(m, m.name, m.is_dir, size, m.mtime, rewritten=True))
         else:
             out.append(_Entry(m, m.name, m.is_dir, m.size, m.mtime))
     index = next((e for e in out if e.member is not None and e.member.path == INDEX_NAME), None)
-    if fmt == "tgz" and ((anonymizer is not None and index is not None)
+    if fmt == "tgz" and ((rewrites and index is not None)
                          or (not same_format and index is None)):
         listed = [e for e in out if e is not index]
         data = render_archive_index((e.name, e.is_dir, e.size, e.mtime) for e in listed)
@@ -157,6 +208,13 @@ def _entries(repo: Repository, tree: ArchiveTree, fmt: str,
         mtime = index.mtime if index is not None else 1356998400
         out = [_Entry(None, name, False, len(data), mtime, data=data), *listed]
     return out
+
+
+def _without_emptied_folders(members: list[Member], left_out: set[str]) -> list[Member]:
+    emptied = {p.rsplit("/", 1)[0] for p in left_out if "/" in p}
+    still = {m.path.rsplit("/", 1)[0] for m in members if m.path not in left_out}
+    gone = emptied - still
+    return [m for m in members if not (m.is_dir and m.path in gone)]
 
 
 def _bytes_of(repo: Repository, tree: ArchiveTree, member: Member) -> bytes:
@@ -177,24 +235,22 @@ def _write_archive(
     f: Any,
     level: int,
     progress: Callable[[int, int], None] | None,
-    anonymize: bool = False,
+    rewrites: list[Rewrite],
 ) -> tuple[int, int]:
     """Write the archive; (members written, their bytes)."""
     same_format = fmt == tree.layout.get("format")
-    anonymizer = Anonymizer(_member_bytes(repo, tree, "users.xml")) if anonymize else None
-    entries = _entries(repo, tree, fmt, anonymizer)
+    entries = _entries(repo, tree, fmt, rewrites)
     total = sum(e.size for e in entries)
     done = written = 0
 
     def produce_for(entry: _Entry) -> Callable[[Callable[[bytes], object]], None]:
         m, data = entry.member, entry.data
-        rewrite = anonymizer if entry.rewritten else None
 
         def produce(write: Callable[[bytes], object]) -> None:
             if data is not None:
                 write(data)
-            elif rewrite is not None and m is not None:
-                write(rewrite.member(m.path, _bytes_of(repo, tree, m)))
+            elif entry.rewritten and m is not None:
+                write(_rewritten(rewrites, m.path, _bytes_of(repo, tree, m)))
             elif m is not None:
                 write_content(repo.get, tree, m, write)
 

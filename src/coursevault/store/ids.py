@@ -13,7 +13,6 @@ object ids, and are not computed here.
 from __future__ import annotations
 
 import enum
-import functools
 from collections.abc import Callable
 
 import blake3
@@ -36,9 +35,29 @@ _TAGS = {t: bytes([t.value]) for t in ObjectType}
 TYPES: dict[int, ObjectType] = {t.value: t for t in ObjectType}
 
 
+# An encrypted repository's ids are keyed BLAKE3 under its id key (keys.py),
+# so an id says nothing of content to whoever lacks the key.  One key per
+# process at a time: the repository opened last sets it (None: plain ids),
+# and closing it puts plain ids back.
+_id_key: bytes | None = None
+
+
+def use_id_key(key: bytes | None) -> None:
+    """Compute every id from now on under ``key`` (None: unkeyed)."""
+    global _id_key
+    if key is not None and len(key) != 32:
+        raise ValueError("an id key is 32 bytes")
+    _id_key = key
+
+
+def current_id_key() -> bytes | None:
+    return _id_key
+
+
 def object_id(kind: ObjectType, payload: bytes | memoryview) -> ObjectId:
     """Return the id of an object of type ``kind`` with the given payload."""
-    h = blake3.blake3(_TAGS[kind])
+    key = _id_key
+    h = blake3.blake3(_TAGS[kind]) if key is None else blake3.blake3(_TAGS[kind], key=key)
     h.update(payload)
     return h.digest()
 
@@ -51,8 +70,25 @@ def id_hasher(kind: ObjectType, prefix: bytes = b"") -> Callable[[], blake3.blak
     For the hot paths that know a payload's head without building the payload
     (the XML cutter hashes a record's fragment behind a fixed envelope): a
     call costs what blake3's constructor does (measured: within noise of it
-    per record), and the id is still defined in this one module."""
-    return functools.partial(blake3.blake3, _TAGS[kind] + prefix)
+    per record), and the id is still defined in this one module.  The key
+    is read at each call, so a factory made at import serves any repository."""
+    head = _TAGS[kind] + prefix
+
+    def hasher() -> blake3.blake3:
+        key = _id_key
+        return blake3.blake3(head) if key is None else blake3.blake3(head, key=key)
+
+    return hasher
+
+
+def ref_name(series: str) -> str:
+    """The file name a series' head ref is kept under: the series itself, or
+    in an encrypted repository its keyed hash, so a bucket's listing does
+    not name the courses (docs/format.md §10)."""
+    key = _id_key
+    if key is None:
+        return series
+    return blake3.blake3(b"ref\0" + series.encode(), key=key).hexdigest()
 
 
 def to_hex(oid: ObjectId) -> str:

@@ -34,8 +34,10 @@ from coursevault.errors import (
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
 from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_path, sync_catalog
+from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.dictionaries import DEFAULT_DICT_DEPTH, MAX_DICT_DEPTH, DictionaryReads
-from coursevault.store.ids import ObjectId
+from coursevault.store.ids import ObjectId, current_id_key, use_id_key
+from coursevault.store.keys import ENCRYPTED_VERSION, Password, new_encryption, sealed_backend
 from coursevault.store.locks import Lock
 from coursevault.store.pack import MAX_PACK_OBJECTS
 from coursevault.store.session import WriteSession
@@ -62,7 +64,7 @@ __all__ = [
 
 # version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries
 FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3)
+SUPPORTED_VERSIONS = (1, 2, 3, ENCRYPTED_VERSION)
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 # 1 MiB blocks: on the generated 50 MB course night 1 stores 11.8 MB instead
 # of 13.7 MB at 128 KiB (zstd finds more of a forum's repeats in a block); a
@@ -113,8 +115,14 @@ class Repository(SnapshotRecords, DictionaryReads):
         block_size: int = DEFAULT_BLOCK_SIZE,
         level: int = DEFAULT_LEVEL,
         dictionary_depth: int = DEFAULT_DICT_DEPTH,
+        password: bytes | None = None,
+        kdf: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a new, empty repository; fails if one exists there.
+
+        With ``password``, an encrypted one (keys.py, crypto.py): its keys
+        made now, held in one key slot that ``password`` opens (``kdf``: the
+        slot's Argon2id parameters, keys.KDF if None).
 
         ``dictionary_depth`` bounds chains of dictionaries (0: none are used).
         Deeper chains compress more nights against their predecessors, but
@@ -144,6 +152,9 @@ class Repository(SnapshotRecords, DictionaryReads):
             "chunker": {"min": 16 * 1024, "avg": 64 * 1024, "max": 256 * 1024},
             "text_chunker": {"min": 1024, "avg": 4096, "max": 16 * 1024},
         }
+        if password is not None:
+            config["version"] = ENCRYPTED_VERSION
+            config["encryption"] = new_encryption(password, kdf)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
@@ -157,11 +168,15 @@ class Repository(SnapshotRecords, DictionaryReads):
         cache_dir: str | os.PathLike[str] | None = None,
         catalog_url: str | None = None,
         sync: bool = True,
+        password: Password = None,
         wrap: Callable[[Backend, Path], Backend] | None = None,
     ) -> Repository:
-        """Open the repository ``backend`` holds.  ``wrap`` is applied to the
-        backend once the repository's id, and so its cache folder, is known:
-        a remote backend's disk cache lives there (``diskcache.disk_cache``)."""
+        """Open the repository ``backend`` holds; an encrypted one with the
+        passphrase ``password`` gives (bytes, or a function asked only when
+        the repository is encrypted).  ``wrap`` is applied to the backend
+        once the repository's id, and so its cache folder, is known: a
+        remote backend's disk cache lives there (``diskcache.disk_cache``),
+        under the sealing, so it caches sealed files."""
         try:
             raw = backend.read("config")
         except FileNotFoundError:
@@ -179,10 +194,15 @@ class Repository(SnapshotRecords, DictionaryReads):
                 f"repository format version {version} is not supported "
                 f"(this program reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
+        if (version == ENCRYPTED_VERSION) != ("encryption" in config):
+            keys = "its keys" if "encryption" in config else "no keys"
+            raise CorruptionError(f"repository config at {backend.location()} is unreadable "
+                                  f"(version {version} with {keys})")
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         folder = base / config["id"]
         if wrap is not None:
             backend = wrap(backend, folder)
+        backend = sealed_backend(backend, config, password)
         if catalog_url is None:
             folder.mkdir(parents=True, exist_ok=True)
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"
@@ -224,6 +244,9 @@ class Repository(SnapshotRecords, DictionaryReads):
 
     def close(self) -> None:
         self.catalog.close()
+        if isinstance(self.backend, EncryptedBackend) and (
+                current_id_key() == self.backend.keys.id_key):
+            use_id_key(None)  # plain ids again for whatever this process opens next
 
     def __enter__(self) -> Repository:
         return self

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coursevault.errors import BackendError, BadInputError
 from coursevault.store.catalog import SnapshotRow
-from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.ids import ObjectType, current_id_key, object_id, ref_name
 from coursevault.store.locks import list_locks
 from coursevault.store.snapshots import SERIES_FIELD, snapshot_key, snapshot_row
 
@@ -79,7 +79,24 @@ def encode_record(record: dict[str, Any]) -> bytes:
 
 
 def head_key(series: str) -> str:
-    return f"refs/heads/{series}"
+    return f"refs/heads/{ref_name(series)}"
+
+
+def head_series(repo: Repository) -> list[str]:
+    """Every series with a head ref: from the ref's name, or where names are
+    keyed hashes (an encrypted repository) from the record the head holds."""
+    keys = [k for k, _size in repo.backend.list("refs/heads/")]
+    if current_id_key() is None:
+        return [k.split("/", 2)[2] for k in keys]
+    found = []
+    for key in keys:
+        last = _read_head_key(repo, key).last
+        if last is not None:
+            try:
+                found.append(str(json.loads(last)[SERIES_FIELD]))
+            except (ValueError, KeyError, TypeError):
+                continue  # a damaged head: check reports it
+    return found
 
 
 def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
@@ -146,8 +163,12 @@ class _Head(NamedTuple):
 
 
 def _read_head(repo: Repository, series: str) -> _Head:
+    return _read_head_key(repo, head_key(series))
+
+
+def _read_head_key(repo: Repository, key: str) -> _Head:
     try:
-        raw = repo.backend.read(head_key(series))
+        raw = repo.backend.read(key)
     except FileNotFoundError:
         return _Head(None, None, None, None)
     lines = raw.split(b"\n")
@@ -222,7 +243,7 @@ def publish_all(repo: Repository) -> bool:
     missing (then the caller's catalog lacks it)."""
     published = False
     for key, _size in list(repo.backend.list("refs/heads/")):
-        published |= _publish(repo, _read_head(repo, key.split("/", 2)[2]))
+        published |= _publish(repo, _read_head_key(repo, key))
     return published
 
 

@@ -68,14 +68,14 @@ class SnapshotRecords:
     def delete_snapshot(self, snap_id: str) -> None:
         """Delete a snapshot (under the exclusive lock); its series' head ref
         stops naming it."""
-        from coursevault.store.series import drop_from_head
+        from coursevault.store.series import drop_from_head, head_series
 
         try:
             keys = [str(self.read_snapshot(snap_id)[SERIES_FIELD])]
         except (CorruptionError, ObjectMissingError):  # look in the catalog, then
             keys = [r.series for r in self.catalog.snapshots() if r.id == snap_id]
             if not keys:  # a damaged record no catalog read: any head may hold it
-                keys = [k.split("/", 2)[2] for k, _size in self.backend.list("refs/heads/")]
+                keys = head_series(cast("Repository", self))
         for key in keys:  # first: a head naming it would publish it again
             drop_from_head(cast("Repository", self), key, snap_id)
         self.backend.delete(snapshot_key(snap_id))

@@ -112,6 +112,16 @@ class Rows:
 Source = Table | Sql | Rows
 
 
+def _no_rows(_ctx: TaskContext, _parent: Instance | None) -> Iterable[Row]:
+    return ()
+
+
+# The source of an element a setting leaves empty (Moodle sets its source
+# only under a condition).  structure/prune.py reads an element whose source
+# becomes NO_ROWS under narrower settings as one the narrower backup cuts.
+NO_ROWS = Rows(_no_rows)
+
+
 @dataclass(frozen=True)
 class FileArea:
     """Files of ``component``/``filearea`` in the task's context (or the
@@ -135,6 +145,7 @@ class Nested:
         *,
         source: Source | None = None,
         userinfo: bool = False,
+        user_rows: Callable[[Mapping[str, str | None]], bool] | None = None,
         annotate: Mapping[str, str] | Sequence[tuple[str, str]] = (),
         files: Sequence[FileArea] = (),
         compute: Mapping[str, Callable[[Row, TaskContext], Any]] | None = None,
@@ -146,6 +157,10 @@ class Nested:
         self.fields = tuple(fields)
         self.source = source
         self.userinfo = userinfo
+        # which of its rows are user data when not all are (userinfo): the
+        # source already leaves them out without users; this says so to
+        # what prunes a written member (structure/prune.py)
+        self.user_rows = user_rows
         pairs = annotate.items() if isinstance(annotate, Mapping) else annotate
         # (item, field): annotate_ids('user', 'userid') is ('user', 'userid')
         self.annotations: list[tuple[str, str]] = [(item, f) for item, f in pairs]

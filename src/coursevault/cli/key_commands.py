@@ -1,0 +1,85 @@
+"""``init --encrypt``'s companions: the key slots of an encrypted repository
+(``key list|add|remove|passwd``), each opened with a passphrase it already has."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from coursevault import api
+from coursevault.cli import output
+from coursevault.cli.base import JsonOpt, RepoOpt, app, password, remote_options
+
+key_app = typer.Typer(
+    help="Key slots of an encrypted repository: several passphrases open it.",
+    no_args_is_help=True,
+)
+app.add_typer(key_app, name="key")
+
+NewPasswordFile = Annotated[
+    str | None,
+    typer.Option("--new-password-file", help="File holding the new passphrase "
+                 "(or COURSEVAULT_NEW_PASSWORD; asked on a terminal otherwise)."),
+]
+
+
+def new_password(path: str | None) -> bytes:
+    """The new passphrase of ``key add``/``key passwd`` and ``init --encrypt``."""
+    if path:
+        try:
+            with open(path, "rb") as f:
+                return f.read().rstrip(b"\r\n")
+        except OSError as exc:
+            raise api.UsageError(f"cannot read the passphrase file {path}: "
+                                 f"{exc.strerror}") from None
+    if "COURSEVAULT_NEW_PASSWORD" in os.environ:
+        return os.environ["COURSEVAULT_NEW_PASSWORD"].encode()
+    first = password("new passphrase")
+    if password("new passphrase again") != first:
+        raise api.UsageError("the two passphrases differ")
+    return first
+
+
+@key_app.command("list")
+def list_keys(repo: RepoOpt = "", json_out: JsonOpt = False) -> None:
+    """The key slots: id, when made, the key derivation; * the one yours opens."""
+    slots = api.key_slots(repo, password(), remote_options())
+    if json_out:
+        output.print_json(slots)
+        return
+    for s in slots:
+        kdf = s["kdf"]
+        output.out.print(f"{'*' if s['current'] else ' '} {s['id']}  {s['created']}  "
+                         f"{kdf['name']} {kdf['memory_kib'] // 1024} MiB x{kdf['iterations']}")
+
+
+@key_app.command("add")
+def add_key(new_password_file: NewPasswordFile = None, repo: RepoOpt = "",
+            json_out: JsonOpt = False) -> None:
+    """Add a passphrase: a new slot opening the same keys (no data rewritten)."""
+    current = password()
+    slot = api.add_key(repo, current, new_password(new_password_file), remote_options())
+    output.print_json({"added": slot}) if json_out else output.out.print(f"added key {slot}")
+
+
+@key_app.command("remove")
+def remove_key(
+    slot: Annotated[str, typer.Argument(help="The slot's id, as `key list` shows it.")],
+    repo: RepoOpt = "",
+) -> None:
+    """Remove a slot other than the one your passphrase opens."""
+    api.remove_key(repo, password(), slot, remote_options())
+    output.out.print(f"removed key {slot}")
+
+
+@key_app.command("passwd")
+def change_password(new_password_file: NewPasswordFile = None, repo: RepoOpt = "",
+                    json_out: JsonOpt = False) -> None:
+    """Change your passphrase: its slot replaced by one the new passphrase opens."""
+    current = password()
+    slot = api.change_key_password(repo, current, new_password(new_password_file),
+                                   remote_options())
+    output.print_json({"replaced_by": slot}) if json_out else output.out.print(
+        f"passphrase changed (key {slot})")

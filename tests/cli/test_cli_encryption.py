@@ -1,0 +1,183 @@
+"""``init --encrypt`` as a user runs it: a real course with its people goes
+in, nothing of them is readable in the repository's files, everything
+exports exact, a wrong passphrase is exit 12, damage is found by check,
+and the key commands open, add, change and remove passphrases (issue 25)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import CORPUS_DIR, logical, read_members
+from lxml import etree
+
+Cv = Callable[..., Any]
+# Moodle 4.5's backup of the reference site's gen_s: 101 users, their posts and submissions
+GEN_S = CORPUS_DIR.parents[1] / "moodle-site" / "backups" / "c002-gen_s.mbz"
+
+
+@pytest.fixture
+def course() -> Path:
+    if not GEN_S.exists():
+        pytest.skip(f"the reference site's backups are not beside the clone ({GEN_S})")
+    return GEN_S
+
+
+def _secrets_of(archive: Path) -> list[bytes]:
+    """What no one holding the repository's files may read: the users'
+    e-mails and names, and the bytes of the course's biggest file."""
+    members = logical(read_members(archive))
+    found: list[bytes] = []
+    for user in etree.fromstring(members["users.xml"]).iter("user"):
+        found += [(user.findtext(t) or "").encode() for t in ("email", "lastname", "username")]
+    biggest = max((d for p, d in members.items() if p.startswith("files/")), key=len)
+    found.append(biggest[len(biggest) // 2:len(biggest) // 2 + 48])
+    return [s for s in found if len(s) >= 6]
+
+
+def _repository_bytes(root: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file())
+
+
+def test_an_encrypted_repository_holds_no_plaintext_and_exports_exact(
+    cv: Cv, course: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = _secrets_of(course)
+    assert len(secrets) > 200
+    plain, sealed = tmp_path / "plain", tmp_path / "sealed"
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "correct horse")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "correct horse")
+    assert cv("-r", plain, "init").code == 0
+    assert cv("-r", sealed, "init", "--encrypt").code == 0
+    ids = {}
+    for repo in (plain, sealed):
+        r = cv("-r", repo, "ingest", course, "--json")
+        assert r.code == 0, r.err
+        ids[repo] = json.loads(r.out)["snapshot"]
+    assert ids[plain] != ids[sealed]  # keyed ids: the same snapshot, another id
+    in_plain, in_sealed = _repository_bytes(plain), _repository_bytes(sealed)
+    assert secrets[-1] in in_plain  # the file's bytes, stored raw where nothing hides them
+    leaked = [s for s in secrets if s in in_sealed]
+    assert not leaked, leaked[:5]
+    assert b"gen_s" not in in_sealed and b"Test course" not in in_sealed
+    course_key = json.loads(cv("-r", sealed, "snapshots", "--json").out)[0]["course"]
+    names = [str(p.relative_to(sealed)) for p in sealed.rglob("*")]
+    assert not [n for n in names if course_key in n]  # refs/heads/ names are keyed too
+    assert [n for n in (str(p) for p in plain.rglob("*")) if course_key in n]
+    out = tmp_path / "back.mbz"
+    assert cv("-r", sealed, "export", ids[sealed], "-o", out).code == 0
+    assert out.read_bytes() == cv_export(cv, plain, ids[plain], tmp_path / "plain.mbz")
+    check = cv("-r", sealed, "check", "--read-data", "--json")
+    assert check.code == 0, check.out + check.err
+
+
+def cv_export(cv: Cv, repo: Path, snap: str, out: Path) -> bytes:
+    assert cv("-r", repo, "export", snap, "-o", out).code == 0
+    return out.read_bytes()
+
+
+def _encrypted_repo(cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw one")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw one")
+    assert cv("-r", repo, "init", "--encrypt").code == 0
+    archive = sorted(CORPUS_DIR.glob("*.mbz"))[0]
+    assert cv("-r", repo, "ingest", archive).code == 0
+    return repo
+
+
+def _one_line(result: Any, code: int, word: str) -> None:
+    assert result.code == code, result
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and word in lines[0], result.err
+
+
+def test_wrong_or_missing_passphrase_is_exit_12(
+    cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = _encrypted_repo(cv, tmp_path, monkeypatch)
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw two")
+    _one_line(cv("-r", repo, "snapshots"), 12, "wrong passphrase")
+    monkeypatch.delenv("COURSEVAULT_PASSWORD")
+    _one_line(cv("-r", repo, "snapshots"), 12, "encrypted")  # stdin is no terminal here
+    (tmp_path / "pw").write_text("pw one\n")
+    assert cv("--password-file", tmp_path / "pw", "-r", repo, "snapshots").code == 0
+    assert cv("--password-file", tmp_path / "none", "-r", repo, "snapshots").code == 2
+
+
+def test_a_damaged_pack_fails_check(cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _encrypted_repo(cv, tmp_path, monkeypatch)
+    [pack] = [p for p in (repo / "packs").rglob("*") if p.is_file()]
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    pack.write_bytes(bytes(data))
+    r = cv("-r", repo, "check", "--read-data")
+    assert r.code == 1 and re.search(r"corrupt|authentication", r.out + r.err), r
+
+
+def test_key_commands(cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = _encrypted_repo(cv, tmp_path, monkeypatch)
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw two")
+    added = json.loads(cv("-r", repo, "key", "add", "--json").out)["added"]
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw two")
+    slots = json.loads(cv("-r", repo, "key", "list", "--json").out)
+    assert [(s["id"] == added, s["current"]) for s in slots] == [(False, False), (True, True)]
+    assert cv("-r", repo, "snapshots").code == 0
+    _one_line(cv("-r", repo, "key", "remove", added), 2, "opens")
+    assert cv("-r", repo, "key", "remove", slots[0]["id"]).code == 0
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw three")
+    assert cv("-r", repo, "key", "passwd").code == 0
+    _one_line(cv("-r", repo, "snapshots"), 12, "wrong passphrase")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw three")
+    assert cv("-r", repo, "check", "--read-data").code == 0
+    plain = tmp_path / "plain"
+    assert cv("-r", plain, "init").code == 0
+    _one_line(cv("-r", plain, "key", "list"), 2, "not encrypted")
+
+
+def test_parallel_database_backup_into_an_encrypted_repository(
+    cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """backup --jobs hands the unlocked repository to worker processes."""
+    db, dataroot = f"sqlite:///{tmp_path / 'site.db'}", tmp_path / "dataroot"
+    site = json.loads(cv("demo-site", "--db", db, "--dataroot", dataroot, "--size", "S",
+                         "--courses", "2", "--json").out)
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    assert cv("-r", repo, "init", "--encrypt").code == 0
+    r = cv("-r", repo, "backup", "--db", db, "--dataroot", dataroot, "--all", "--jobs", "2",
+           "--json")
+    assert r.code == 0, r.err
+    assert {o["outcome"] for o in json.loads(r.out)} == {"stored"}
+    assert len(json.loads(r.out)) == len(site["courses"]) == 2
+    assert cv("-r", repo, "check", "--read-data").code == 0
+
+
+def test_forget_and_prune_keep_an_encrypted_repository_whole(
+    cv: Cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Forget (which finds a series by its keyed ref) and prune (which
+    repacks sealed packs) leave every kept snapshot exporting exactly."""
+    repo = tmp_path / "repo"
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    assert cv("-r", repo, "init", "--encrypt").code == 0
+    archives = sorted(CORPUS_DIR.glob("*.mbz"))[:3]
+    for night, archive in enumerate(archives):
+        r = cv("-r", repo, "ingest", archive, "--course", "one", "--time",
+               f"2026-11-0{night + 1}T02:00:00Z")
+        assert r.code == 0, r.err
+    kept = archives[-1]
+    assert cv("-r", repo, "forget", "one", "--keep-last", "1").code == 0
+    assert cv("-r", repo, "prune").code == 0
+    assert [s["time"][:10] for s in json.loads(cv("-r", repo, "snapshots", "--json").out)] \
+        == ["2026-11-03"]
+    assert cv("-r", repo, "check", "--read-data").code == 0
+    out = tmp_path / "kept.mbz"
+    assert cv("-r", repo, "export", "one@latest", "-o", out).code == 0
+    assert logical(read_members(out)) == logical(read_members(kept))
