@@ -90,6 +90,10 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
+# packs in flight per writer: each holds its bytes (16 MiB by default)
+S3_PACK_UPLOADS = 2
+
+
 @dataclass(frozen=True)
 class RemoteOptions:
     """How to reach a repository in object storage (``s3://bucket/prefix``):
@@ -179,6 +183,8 @@ def open_repository(
         password=password,
     )
     repo.lock_wait = lock_wait
+    if location.startswith("s3://"):  # a pack uploads while the next is compressed
+        repo.pack_uploads = min((remote or RemoteOptions()).connections, S3_PACK_UPLOADS)
     return repo
 
 

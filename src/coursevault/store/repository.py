@@ -262,6 +262,9 @@ class Repository(SnapshotRecords, DictionaryReads):
     # How long lock() waits for a conflicting lock (math.inf: no limit); the API
     # sets it for the commands given --wait.
     lock_wait: float = 0.0
+    # How many packs a write session uploads at once (store/uploads.py); the
+    # API raises it for a remote repository, where uploads take time.
+    pack_uploads: int = 1
 
     def lock(self, *, exclusive: bool, operation: str) -> Lock:
         """A shared or exclusive lock, waited for up to ``lock_wait`` seconds.

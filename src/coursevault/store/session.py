@@ -38,6 +38,7 @@ from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_
 from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
 from coursevault.store.treecodec import encode_tree
+from coursevault.store.uploads import PackUploads
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -106,6 +107,9 @@ class WriteSession:
         self._pack = self._new_pack()
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
+        # packs upload while the next fills (store/uploads.py); drained before
+        # any index file is written and before this session reads its packs
+        self._uploads = PackUploads(repo.backend, repo.pack_uploads)
         self._packs: list[bytes] = []
         self._pack_bytes: dict[bytes, int] = {}
         self._indexed = False
@@ -248,6 +252,7 @@ class WriteSession:
         if self._pending.count and self._pending.might_have(oid):
             loc = self._pending.lookup(oid)
             if loc is not None:
+                self._uploads.drain()
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
 
@@ -261,8 +266,8 @@ class WriteSession:
             return []
         pack_id, data = self._pack.finish()
         self._note_fresh(self._pack)
-        self.repo.backend.write(pack_key(pack_id), data)
-        self._packs.append(pack_id)
+        self._packs.append(pack_id)  # first: an abort deletes it, uploaded or not
+        self._uploads.write(pack_key(pack_id), data)
         self._pack_bytes[pack_id] = len(data)
         self._stats.packs += 1
         self._stats.stored_bytes += len(data)
@@ -299,9 +304,11 @@ class WriteSession:
     def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         last = self._flush_pack(remember=False)
+        self._uploads.drain()  # packs whole in the store before any index names them
         if draft is not None:  # no snapshot of its series appears until ours
             reserve(self.repo, draft.series, self._lock.key)
         last = self._drop_committed_meanwhile(last)
+        self._uploads.drain()  # and the packs that rewrote
         pending = itertools.chain(self._pending.rows(), last)
         written: list[str] = []
         while True:
@@ -411,6 +418,7 @@ class WriteSession:
         if self._closed:
             return
         try:
+            self._uploads.close()  # none may land after the deletes below
             if not self._indexed:
                 for pack_id in self._packs:
                     self.repo.backend.delete(pack_key(pack_id))
@@ -420,6 +428,7 @@ class WriteSession:
 
     def _close(self) -> None:
         self._closed = True
+        self._uploads.close()
         self._pending.close()
         self._lock.release()
 
