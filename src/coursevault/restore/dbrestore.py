@@ -126,6 +126,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
                 return report
             try:
                 report = restore_course_backup(writer, members, options, staging)
+                writer.flush()  # the rows it still keeps, before contents go in
                 staging.publish()
             except BaseException:
                 staging.rollback()
