@@ -166,11 +166,20 @@ def insert_records(
     """
     skipped = set(skip)
     written: Counter[str] = Counter()
+    walked = object()  # this call's mark of a record whose ancestors are not skipped
     for rec in records:
         node = rec.node
-        if _skipped(rec, skipped, rc.users):
+        parent = rec.parent
+        if parent is not None and parent.extra.get(_WALKED) is walked:
+            # its parent was checked in this call: only its own flags are new
+            out = rec.name in skipped or bool(parent.extra.get("skipped")) or bool(
+                rec.extra.get("skipped")) or (node.userinfo and not rc.users)
+        else:
+            out = _skipped(rec, skipped, rc.users)
+        if out:
             rec.extra["skipped"] = True
             continue
+        rec.extra[_WALKED] = walked
         write = writers.get(node.name)
         if write is not None:
             write(rc, rec)
@@ -393,6 +402,10 @@ def _bound_table(rec: Record, column: str) -> str | None:
     except KeyError:
         return None
     return parent.node.source.table if isinstance(parent.node.source, Table) else None
+
+
+# Record.extra key of insert_records' mark (see there)
+_WALKED = "restore_engine.walked"
 
 
 def _skipped(rec: Record, skipped: set[str], users: bool) -> bool:
