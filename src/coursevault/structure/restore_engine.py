@@ -1,7 +1,8 @@
 """Records into tables: the generic half of restoring a definition.
 
 Moodle's restore keeps one map of old id -> new id per item type
-(``backup_ids_temp``) and consults it for every reference.  Here the item
+(``backup_ids_temp``) and consults it for every reference (here
+:class:`~coursevault.structure.idmap.IdMap`, kept compact).  Here the item
 type of a row's own id is its table's name, so a definition's :class:`Table`
 source names it without a second vocabulary; annotations (``user``,
 ``group``...) name the table they refer to through ``ITEM_TABLES``.
@@ -30,6 +31,7 @@ from typing import Any
 
 from coursevault.moodledb.sitewriter import SiteWriter
 from coursevault.structure.elements import In, Nested, Param, Sql, Table, Up
+from coursevault.structure.idmap import IdMap as IdMap  # where the restore steps import it
 from coursevault.structure.reverse import Record
 
 # annotation item -> table whose ids it names
@@ -46,27 +48,6 @@ COURSE_COLUMNS = ("course", "courseid")
 
 Hook = Callable[["RestoreContext", Record, dict[str, Any]], bool]
 Writer = Callable[["RestoreContext", Record], None]
-
-
-class IdMap:
-    """Old id -> new id per table, for one restore (then dropped)."""
-
-    def __init__(self) -> None:
-        self._map: dict[str, dict[str, int]] = {}
-
-    def set(self, table: str, old: Any, new: int) -> None:
-        self._map.setdefault(table, {})[str(old)] = new
-
-    def get(self, table: str, old: Any) -> int | None:
-        if old is None:
-            return None
-        return self._map.get(table, {}).get(str(old))
-
-    def olds(self, table: str) -> dict[str, int]:
-        return self._map.get(table, {})
-
-    def counts(self) -> dict[str, int]:
-        return {table: len(ids) for table, ids in sorted(self._map.items()) if ids}
 
 
 @dataclass
