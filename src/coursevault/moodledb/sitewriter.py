@@ -205,13 +205,16 @@ class SiteWriter:
         return t
 
     def rows_in(self, table: str, column: str, values: Sequence[Any],
-                where: Mapping[str, Any] | None = None) -> Iterator[Row]:
+                where: Mapping[str, Any] | None = None,
+                columns: Sequence[str] = ()) -> Iterator[Row]:
         """Rows whose ``column`` is one of ``values`` (and matching ``where``),
-        a thousand values per query: one query where a loop would make many."""
+        a thousand values per query: one query where a loop would make many
+        (``columns``: only those, where a whole row is not needed)."""
         t = self._table(table)
+        cols = [t.c[c] for c in columns] if columns else list(t.c)
         wanted = [self.typed(table, {column: v})[column] for v in values]
         for start in range(0, len(wanted), 1000):
-            query = sa.select(*t.c).where(t.c[column].in_(wanted[start:start + 1000]))
+            query = sa.select(*cols).where(t.c[column].in_(wanted[start:start + 1000]))
             for name, value in (where or {}).items():
                 query = query.where(t.c[name] == self.typed(table, {name: value})[name])
             for row in self.conn.execute(query.order_by(t.c.id)):
