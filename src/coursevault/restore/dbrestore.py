@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     from coursevault.moodledb.sitewriter import SiteWriter
 
 
+RESTORE_CACHE_BYTES = 4 * 1024 * 1024
+
+
 @dataclass
 class RestoreRequest:
     selector: str
@@ -89,6 +92,9 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     from coursevault.moodledb.connect import open_engine, translated_errors
 
     started = time.monotonic()
+    # members are read once each, in about the order they are stored: a
+    # smaller cache of blocks reads them as fast (measured on an M course)
+    repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     with repo.lock(exclusive=False, operation="restore"):
         tree = load_archive(repo.get, bytes.fromhex(snap.root))
         members = SnapshotMembers(repo, tree)
