@@ -82,6 +82,8 @@ class RestoreContext:
     # seconds added to every date column (is_date) that is not 0
     date_offset: int = 0
     is_date: Callable[[str, str], bool] | None = None
+    # what the run read of the site once rather than per activity (module ids)
+    known: dict[str, Any] = field(default_factory=dict)
 
     def param(self, name: str) -> Any:
         try:
@@ -94,7 +96,7 @@ class RestoreContext:
         return RestoreContext(self.writer, self.ids, {**self.params, **values}, self.users,
                               self.deferred, self.unmapped, self.warnings, self.later,
                               self.file_areas, self.overrides, self.date_offset,
-                              self.is_date)
+                              self.is_date, self.known)
 
     def map_ref(self, table: str, old: Any, *, column: str) -> int | None:
         """``old``'s new id in ``table``; None for NULL/0, and 0 (counted)
