@@ -37,8 +37,9 @@ from coursevault.moodledb.schema import table_defs
 
 Row = dict[str, Any]
 
-# rows kept before they are sent: a few hundred kB of values at most
-BATCH_ROWS = 2000
+# rows kept before they are sent (500: ~1 MB less peak than 2000 on an M
+# course on PostgreSQL, as fast)
+BATCH_ROWS = 500
 
 
 class SiteWriter:

@@ -58,6 +58,7 @@ class SnapshotMembers:
     def __init__(self, repo: Repository, tree: ArchiveTree) -> None:
         self.repo = repo
         self.tree = tree
+        self._folders: dict[str, list[str]] | None = None
 
     def exists(self, path: str) -> bool:
         member = self.tree.find(path)
@@ -66,9 +67,13 @@ class SnapshotMembers:
     def folders(self, path: str) -> list[str]:
         """Names of the folders right under ``path`` (a course's blocks), in
         archive order."""
-        prefix = path.rstrip("/") + "/"
-        return [m.path[len(prefix):] for m in self.tree.members
-                if m.is_dir and m.path.startswith(prefix) and "/" not in m.path[len(prefix):]]
+        if self._folders is None:  # once: a scan of every member per activity was 1 s of M
+            self._folders = {}
+            for m in self.tree.members:
+                if m.is_dir and "/" in m.path:
+                    parent, name = m.path.rsplit("/", 1)
+                    self._folders.setdefault(parent, []).append(name)
+        return list(self._folders.get(path.rstrip("/"), ()))
 
     def xml(self, path: str) -> bytes | None:
         member = self.tree.find(path)
