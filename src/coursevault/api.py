@@ -134,6 +134,12 @@ def init_repository(
     return Repository.init(backend_for(location, remote), **options)
 
 
+def id_key_of(location: str, password: bytes, remote: RemoteOptions | None = None) -> bytes:
+    """The id key of the encrypted repository at ``location`` (``init
+    --keys-from``: a repository of its own that syncs with it)."""
+    return keys.id_key_of(backend_for(location, remote), password)
+
+
 def key_slots(location: str, password: bytes,
               remote: RemoteOptions | None = None) -> list[dict[str, Any]]:
     return keys.list_slots(backend_for(location, remote), password)

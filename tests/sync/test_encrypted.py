@@ -84,3 +84,31 @@ def test_destinations_that_compute_ids_otherwise_are_refused(
     assert code == 12 and "wrong passphrase" in err, err
     code, out, _err = cv(cache, "snapshots", "-r", other, "--json")
     assert code == 0 and json.loads(out) == []  # nothing written by the refusals
+
+
+def test_a_repository_of_its_own_keys_syncs_when_it_shares_the_id_key(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """init --encrypt --keys-from SRC: another data key and passphrase, the
+    source's id key -- sync copies the objects as they are, each file sealed
+    anew under the destination's key, which the source's cannot open."""
+    src, dst, cache = tmp_path / "src", tmp_path / "dst", tmp_path / "cache"
+    assert cv(cache, "init", src, "--encrypt")[0] == 0
+    assert cv(cache, "ingest", "-r", src, *ARCHIVES)[0] == 0
+    env.setenv("COURSEVAULT_NEW_PASSWORD", "hub pw")  # COURSEVAULT_PASSWORD opens SRC
+    assert cv(cache, "init", dst, "--encrypt", "--keys-from", src)[0] == 0
+    pw = tmp_path / "hub.pw"
+    pw.write_text("hub pw\n")
+    code, _out, err = cv(cache, "sync", src, dst, "--to-password-file", pw)
+    assert code == 0, err
+    exported_src = _exports(cache, src, tmp_path)
+    env.setenv("COURSEVAULT_PASSWORD", "hub pw")
+    assert _exports(cache, dst, tmp_path) == exported_src  # same ids, same archives
+    assert cv(cache, "check", "-r", dst, "--read-data")[0] == 0
+    src_slots = json.loads((src / "config").read_text())["encryption"]["slots"]
+    dst_slots = json.loads((dst / "config").read_text())["encryption"]["slots"]
+    assert {s["sealed"] for s in src_slots}.isdisjoint(s["sealed"] for s in dst_slots)
+    env.setenv("COURSEVAULT_PASSWORD", "site pw")
+    assert cv(cache, "snapshots", "-r", dst)[0] == 12  # the source's passphrase opens no slot
+    code, _out, err = cv(cache, "init", tmp_path / "x", "--keys-from", src)
+    assert code == 2 and "--encrypt" in err

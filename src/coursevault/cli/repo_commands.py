@@ -19,6 +19,7 @@ from coursevault.cli.base import (
     index_app,
     location_label,
     open_repo,
+    password,
     print_notices,
     remote_options,
     repair_app,
@@ -57,10 +58,18 @@ def init(
         "--encrypt", help="Encrypt everything it will hold under a passphrase "
         "(--new-password-file, COURSEVAULT_NEW_PASSWORD, or asked).")] = False,
     new_password_file: NewPasswordFile = None,
+    keys_from: Annotated[str | None, typer.Option(
+        "--keys-from", help="An encrypted repository (opened with --password-file or "
+        "COURSEVAULT_PASSWORD...) whose ids this one computes alike, so the two sync; "
+        "its own data key and passphrase.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a new, empty repository."""
     location = path or repo
+    if keys_from is not None and not encrypt:
+        raise api.UsageError("--keys-from makes an encrypted repository: add --encrypt")
+    id_key = None if keys_from is None else api.id_key_of(keys_from, password(),
+                                                         remote_options())
     config = api.init_repository(
         location,
         remote_options(),
@@ -68,6 +77,7 @@ def init(
         block_size=block_size * 1024,
         dictionary_depth=dictionary_depth,
         password=new_password(new_password_file) if encrypt else None,
+        id_key=id_key,
     )
     config.pop("encryption", None)  # the wrapped keys are no one's business here
     config["encrypted"] = encrypt

@@ -100,12 +100,23 @@ def unlock(encryption: dict[str, Any], password: bytes) -> tuple[Secrets, str]:
 
 
 def new_encryption(
-    password: bytes, kdf: dict[str, Any] | None = None
+    password: bytes, kdf: dict[str, Any] | None = None, id_key: bytes | None = None
 ) -> tuple[dict[str, Any], Secrets]:
     """The config's ``encryption`` section of a new repository, and the
-    keys it holds (``init`` seals the files it writes with them)."""
-    keys = Secrets.fresh()
+    keys it holds (``init`` seals the files it writes with them).  With
+    ``id_key`` (another repository's), ids are computed as there, so sync
+    copies objects between the two, sealing them anew under this one's own
+    data key."""
+    fresh = Secrets.fresh()
+    keys = fresh if id_key is None else Secrets(fresh.data_key, id_key)
     return {"cipher": CIPHER, "slots": [make_slot(keys, password, kdf)]}, keys
+
+
+def id_key_of(backend: Backend, password: bytes) -> bytes:
+    """The id key of the encrypted repository at ``backend``."""
+    _raw, config = _read_config(backend)
+    keys, _slot = unlock(config["encryption"], password)
+    return keys.id_key
 
 
 def config_bytes(config: dict[str, Any]) -> bytes:

@@ -118,12 +118,14 @@ class Repository(SnapshotRecords, DictionaryReads):
         dictionary_depth: int = DEFAULT_DICT_DEPTH,
         password: bytes | None = None,
         kdf: dict[str, Any] | None = None,
+        id_key: bytes | None = None,
     ) -> dict[str, Any]:
         """Create a new, empty repository; fails if one exists there.
 
         With ``password``, an encrypted one (keys.py, crypto.py): its keys
         made now, held in one key slot that ``password`` opens (``kdf``: the
-        slot's Argon2id parameters, keys.KDF if None).
+        slot's Argon2id parameters, keys.KDF if None); ``id_key``: another
+        encrypted repository's, so the two sync (keys.new_encryption).
 
         ``dictionary_depth`` bounds chains of dictionaries (0: none are used).
         Deeper chains compress more nights against their predecessors, but
@@ -155,7 +157,7 @@ class Repository(SnapshotRecords, DictionaryReads):
         }
         if password is not None:
             config["version"] = ENCRYPTED_VERSION
-            config["encryption"], keys = new_encryption(password, kdf)
+            config["encryption"], keys = new_encryption(password, kdf, id_key)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
