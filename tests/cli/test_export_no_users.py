@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from helpers import read_members
-from test_export_anonymize import BACKUPS, element_paths, xml_members
+from test_export_anonymize import BACKUPS, element_paths, export_and_restore, xml_members
 
 Cv = Callable[..., Any]
 # elements only user data has (forum posts, attempts, submissions, grades,
@@ -109,20 +109,7 @@ def test_moodles_user_data_is_gone_from_a_rich_course(
 
 
 def test_a_no_users_export_restores_without_users(tmp_path: Path, cv: Cv) -> None:
-    db, dataroot = f"sqlite:///{tmp_path / 'site.db'}", tmp_path / "dataroot"
-    repo = ("-r", str(tmp_path / "repo"))
-    site = json.loads(cv("demo-site", "--db", db, "--dataroot", str(dataroot), "--size", "S",
-                         "--courses", "1", "--json").out)
-    assert cv(*repo, "init").code == 0
-    [backup] = json.loads(cv(*repo, "backup", "--db", db, "--dataroot", str(dataroot),
-                             "--course", str(site["courses"][0]), "--json").out)
-    out = tmp_path / "nu.mbz"
-    assert cv(*repo, "export", backup["snapshot"], "-o", str(out), "--no-users").code == 0
-    ingested = json.loads(cv(*repo, "ingest", str(out), "--json").out)
-    result = cv(*repo, "restore", ingested["snapshot"], "--db", db, "--dataroot", str(dataroot),
-                "--json")
-    assert result.code == 0, result.err
-    report = json.loads(result.out)
+    report = export_and_restore(tmp_path, cv, "--no-users")
     assert report["users"] == {} and report["activities"] == 72 and report["left_out"] == []
     assert not {"forum_posts", "assign_submission", "grade_grades", "user_enrolments",
                 "choice_answers"} & set(report["rows"]), report["rows"]

@@ -75,6 +75,25 @@ def dictionary_body(depth: int, flags: int) -> bytes:
     return bytes(body)
 
 
+def parse_dictionary(kind: ObjectType, payload: bytes) -> tuple[list[ObjectId], int, int]:
+    """(refs, depth, flags) of a dictionary object (:meth:`DictionaryReads.
+    _load_dictionary` says what they mean); ``ValueError`` saying what is
+    wrong with one that is not well formed."""
+    if kind != ObjectType.TREE:
+        raise ValueError("not a tree")
+    refs, body = decode_tree(payload)
+    if not body.startswith(DICT_MAGIC):
+        raise ValueError("not a dictionary object")
+    depth, pos = read_varint(body, len(DICT_MAGIC))
+    flags, _pos = read_varint(body, pos)
+    if flags == DICT_WALK:
+        if len(refs) != 1:
+            raise ValueError("a walk dictionary names one tree")
+    elif flags not in (0, 1) or flags > len(refs):
+        raise ValueError("bad dictionary flags")
+    return list(refs), depth, flags
+
+
 def dictionary_params(level: int) -> zstandard.ZstdCompressionParameters:
     """Compression parameters for blocks with a dictionary: the level's, with a
     window and hash tables big enough to reach into all of a walk's content
@@ -197,18 +216,7 @@ class DictionaryReads(ObjectReads):
         try:
             kind, payload = self.get(dict_id)
             try:
-                if kind != ObjectType.TREE:
-                    raise ValueError("not a tree")
-                refs, body = decode_tree(payload)
-                if not body.startswith(DICT_MAGIC):
-                    raise ValueError("not a dictionary object")
-                depth, pos = read_varint(body, len(DICT_MAGIC))
-                flags, _pos = read_varint(body, pos)
-                if flags == DICT_WALK:
-                    if len(refs) != 1:
-                        raise ValueError("a walk dictionary names one tree")
-                elif flags not in (0, 1) or flags > len(refs):
-                    raise ValueError("bad dictionary flags")
+                refs, depth, flags = parse_dictionary(kind, payload)
             except ValueError as exc:
                 raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
             if flags == DICT_WALK:

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from coursevault.errors import CorruptionError, CoursevaultError, ObjectMissingError
 from coursevault.store.dictionaries import (
-    DICT_MAGIC,
     DICT_MEMBER_MAX,
     DICT_WALK,
     MAX_DICT_DEPTH,
     WALK_BUDGET,
+    parse_dictionary,
 )
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import Location
 from coursevault.store.reach import walk_tail_first
 from coursevault.store.repository import Repository
-from coursevault.store.treecodec import decode_tree, read_varint, tree_refs
+from coursevault.store.treecodec import tree_refs
 
 
 class SyncPlan:
@@ -106,18 +106,7 @@ class SyncPlan:
         rebuilt (that reads its whole chain); a walk dictionary's are its walk."""
         kind, payload = self.src.get(dict_id)
         try:
-            if kind != ObjectType.TREE:
-                raise ValueError("not a tree")
-            refs, body = decode_tree(payload)
-            if not body.startswith(DICT_MAGIC):
-                raise ValueError("not a dictionary object")
-            _depth, pos = read_varint(body, len(DICT_MAGIC))
-            flags, _pos = read_varint(body, pos)
-            if flags == DICT_WALK:
-                if len(refs) != 1:
-                    raise ValueError("a walk dictionary names one tree")
-            elif flags not in (0, 1) or flags > len(refs):
-                raise ValueError("bad dictionary flags")
+            refs, _depth, flags = parse_dictionary(kind, payload)
         except ValueError as exc:
             raise CorruptionError(f"dictionary {dict_id.hex()} at the source: {exc}") from None
         if flags == DICT_WALK:
