@@ -1,0 +1,104 @@
+"""Many workers, one repository (issue 24): four processes, each with a
+cache of its own as a machine has, back up their shard of a Moodle site
+into one S3 repository (a real S3 server on loopback) sharing one
+PostgreSQL catalog, while a fifth ingests archives into it.  Afterwards
+the repository checks clean, and every course's snapshot exports as a
+one-process backup of the same site into a folder does -- member by
+member, but for the values of the run (backup id and date, archive mtimes).
+
+The S3 server and PostgreSQL come from the test scripts; under CI=true
+neither may be missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from helpers import CORPUS
+from s3server import S3Server
+
+from coursevault.cli.app import main
+
+WORKERS = 4
+RUN = "import sys; from coursevault.cli.app import run; sys.argv[0] = 'coursevault'; run()"
+
+
+@pytest.fixture
+def pg_catalog() -> Iterator[str]:
+    """A database of its own on the tests' PostgreSQL, for one catalog."""
+    url = os.environ.get("COURSEVAULT_TEST_POSTGRES")
+    if not url:
+        if os.environ.get("CI") == "true":
+            pytest.fail("no PostgreSQL (COURSEVAULT_TEST_POSTGRES): CI=true needs it")
+        pytest.skip("no PostgreSQL server: run scripts/test (it starts one)")
+    name = f"cv_workers_{secrets.token_hex(4)}"
+    admin = sa.create_engine(sa.make_url(url).set(database="postgres"),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield str(sa.make_url(url).set(database=name).render_as_string(hide_password=False))
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _cli(env: dict[str, str], *argv: object) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", RUN, *map(str, argv)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finished(proc: subprocess.Popen[str]) -> str:
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, (proc.args, out, err)
+    return out
+
+
+def test_four_workers_back_a_site_up_into_one_s3_repository(
+    s3_server: S3Server, pg_catalog: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dbbackup.mbzcompare import compare_archives
+
+    site = ("--db", f"sqlite:///{tmp_path / 'site.db'}", "--dataroot", tmp_path / "moodledata")
+    env = {**os.environ, **s3_server.env()}
+    made = _finished(_cli(env, "demo-site", *site, "--size", "S", "--courses", "4", "--json"))
+    courses = json.loads(made)["courses"]
+    repo = f"s3://{s3_server.make_bucket()}/site"
+    _finished(_cli(env, "init", repo))
+    workers = [
+        _cli(env, "--catalog", pg_catalog, "--cache-dir", tmp_path / f"machine-{k}", "-r", repo,
+             "backup", *site, "--all", "--shard", f"{k}/{WORKERS}", "--json")
+        for k in range(1, WORKERS + 1)
+    ]
+    archives = [p for p in CORPUS if p.stat().st_size < 100_000][:4]
+    ingesting = _cli(env, "--catalog", pg_catalog, "--cache-dir", tmp_path / "machine-ingest",
+                     "-r", repo, "ingest", *archives)
+    stored = [o for w in workers for o in json.loads(_finished(w))]
+    _finished(ingesting)
+    assert sorted(o["course_id"] for o in stored) == sorted(courses)
+    assert {o["outcome"] for o in stored} == {"stored"}
+
+    # one machine more reads everything back
+    here = ("--catalog", pg_catalog, "--cache-dir", tmp_path / "machine-check", "-r", repo)
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    assert main([*map(str, here), "check", "--read-data"]) == 0
+    folder = ("-r", str(tmp_path / "reference"), "--cache-dir", str(tmp_path / "ref-cache"))
+    assert main([*folder, "init"]) == 0
+    ref = _finished(_cli(env, *folder, "backup", *site, "--all", "--json"))
+    reference = {o["course_id"]: o["snapshot"] for o in json.loads(ref)}
+    for outcome in stored:
+        ours, theirs = tmp_path / "ours.mbz", tmp_path / "theirs.mbz"
+        assert main([*map(str, here), "export", outcome["snapshot"], "-o", str(ours)]) == 0
+        assert main([*folder, "export", reference[outcome["course_id"]], "-o", str(theirs)]) == 0
+        comparison = compare_archives(ours, theirs)
+        assert comparison.identical, (outcome["course_id"], comparison.table())
