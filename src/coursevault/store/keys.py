@@ -26,10 +26,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
-
 from coursevault.errors import BadInputError, CorruptionError, WrongPasswordError
 
 if TYPE_CHECKING:
@@ -54,7 +50,13 @@ class Secrets:
         return cls(secrets.token_bytes(32), secrets.token_bytes(32))
 
 
+# cryptography is imported where keys are used: a plain repository's
+# commands never load it (8 MB of a restore's peak memory)
+
+
 def _derive(password: bytes, salt: bytes, kdf: dict[str, Any]) -> bytes:
+    from cryptography.hazmat.primitives.kdf.argon2 import Argon2id
+
     if kdf.get("name") != "argon2id":
         raise CorruptionError(f"key slot: unknown key derivation {kdf.get('name')!r}")
     return Argon2id(salt=salt, length=32, iterations=int(kdf["iterations"]),
@@ -65,6 +67,8 @@ def make_slot(keys: Secrets, password: bytes, kdf: dict[str, Any] | None = None)
     """A new slot holding ``keys`` under ``password``."""
     if not password:
         raise BadInputError("an empty passphrase opens nothing: give one")
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     params = dict(KDF if kdf is None else kdf)
     salt, nonce = secrets.token_bytes(16), secrets.token_bytes(12)
     sealed = AESGCM(_derive(password, salt, params)).encrypt(
@@ -75,6 +79,9 @@ def make_slot(keys: Secrets, password: bytes, kdf: dict[str, Any] | None = None)
 
 
 def _open_slot(slot: dict[str, Any], password: bytes) -> Secrets | None:
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     try:
         kek = _derive(password, bytes.fromhex(slot["salt"]), slot["kdf"])
         raw = AESGCM(kek).decrypt(bytes.fromhex(slot["nonce"]), bytes.fromhex(slot["sealed"]),

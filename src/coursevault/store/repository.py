@@ -34,7 +34,6 @@ from coursevault.errors import (
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
 from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_path, sync_catalog
-from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.dictionaries import DEFAULT_DICT_DEPTH, MAX_DICT_DEPTH, DictionaryReads
 from coursevault.store.ids import ObjectId, current_id_key, use_id_key
 from coursevault.store.journal import write_checkpoint
@@ -162,6 +161,8 @@ class Repository(SnapshotRecords, DictionaryReads):
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
         if password is not None:  # everything after the config is sealed
+            from coursevault.store.crypto import EncryptedBackend
+
             backend = EncryptedBackend(backend, keys)
         write_checkpoint(backend, [], [], fresh=True)  # an empty journal (journal.py)
         return config
@@ -250,8 +251,8 @@ class Repository(SnapshotRecords, DictionaryReads):
 
     def close(self) -> None:
         self.catalog.close()
-        if isinstance(self.backend, EncryptedBackend) and (
-                current_id_key() == self.backend.keys.id_key):
+        keys = getattr(self.backend, "keys", None)  # an EncryptedBackend's
+        if keys is not None and current_id_key() == keys.id_key:
             use_id_key(None)  # plain ids again for whatever this process opens next
 
     def __enter__(self) -> Repository:
