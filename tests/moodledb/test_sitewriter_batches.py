@@ -20,7 +20,7 @@ from coursevault.moodledb.connect import open_engine
 from coursevault.moodledb.schema import create_schema, moodle_metadata
 from coursevault.moodledb.sitewriter import SiteWriter
 
-TABLES = ("groups", "course")
+TABLES = ("groups", "course", "context")
 
 
 @pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
@@ -107,3 +107,17 @@ def test_ids_never_collide_with_another_writer(site_url: str) -> None:
     engine.dispose()
     assert len(theirs) == 20 and not set(theirs) & set(ours)
     assert _rows(site_url) == {**ours, **theirs}
+
+
+def test_a_constraint_violation_is_sqlalchemys_error(site_url: str) -> None:
+    """Sent at once (MariaDB, through the driver's cursor) or at the flush:
+    the driver's error comes up as SQLAlchemy's, which the restore turns
+    into one line (connect.translated_errors)."""
+    engine = open_engine(site_url)
+    with engine.connect() as conn, conn.begin():
+        writer = SiteWriter(conn, "mdl_")
+        with pytest.raises(sa.exc.IntegrityError):
+            for _ in range(2):  # (contextlevel, instanceid) is unique
+                writer.insert("context", {"contextlevel": 50, "instanceid": 9, "depth": 3})
+            writer.flush()
+    engine.dispose()

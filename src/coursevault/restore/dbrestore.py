@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from coursevault.moodledb.sitewriter import SiteWriter
 
 
-RESTORE_CACHE_BYTES = 4 * 1024 * 1024
+RESTORE_CACHE_BYTES = 3 * 1024 * 1024
 
 
 @dataclass
@@ -98,7 +98,8 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
 
     started = time.monotonic()
     # members are read once each, in about the order they are stored: a
-    # smaller cache of blocks reads them as fast (measured on an M course)
+    # smaller cache of blocks reads them almost as fast (an M course: 3 MiB
+    # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
     repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     with repo.lock(exclusive=False, operation="restore"):
         tree = load_archive(repo.get, bytes.fromhex(snap.root))
