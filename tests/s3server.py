@@ -140,6 +140,7 @@ class Fault:
     path: str
     status: int = 500
     code: str = "InternalError"
+    skip: int = 0  # let this many matching requests through first
 
 
 @dataclass
@@ -155,6 +156,11 @@ class FaultProxy:
     # AWS does (rclone ignores them): checked by a HEAD, so not atomic, but
     # the answers are S3's
     conditional: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # a simulated link (benchmarks): each request waits ``latency`` seconds,
+    # and its body's bytes at ``bandwidth`` bytes/s per connection
+    latency: float = 0.0
+    bandwidth: float | None = None
 
     def __post_init__(self) -> None:
         host, port = self.upstream.removeprefix("http://").rsplit(":", 1)
@@ -173,6 +179,10 @@ class FaultProxy:
                 proxy.seen.append(f"{self.command} {self.path}")
                 for fault in proxy.faults:
                     if fault.method == self.command and fault.path in self.path:
+                        with proxy.lock:
+                            fault.skip -= 1
+                            if fault.skip >= 0:
+                                continue
                         self._error(fault.status, fault.code)
                         return
                 if proxy.conditional and self.command == "PUT" and not self._condition_holds():
@@ -185,6 +195,9 @@ class FaultProxy:
                     data = answer.read()
                 finally:
                     conn.close()
+                if proxy.latency or proxy.bandwidth:
+                    moved = len(body) + len(data)
+                    time.sleep(proxy.latency + moved / (proxy.bandwidth or float("inf")))
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):

@@ -90,6 +90,10 @@ __all__ = [
 Progress = Callable[[int, int], None]
 
 
+# packs in flight per writer: each holds its bytes (16 MiB by default)
+S3_PACK_UPLOADS = 2
+
+
 @dataclass(frozen=True)
 class RemoteOptions:
     """How to reach a repository in object storage (``s3://bucket/prefix``):
@@ -179,6 +183,8 @@ def open_repository(
         password=password,
     )
     repo.lock_wait = lock_wait
+    if location.startswith("s3://"):  # a pack uploads while the next is compressed
+        repo.pack_uploads = min((remote or RemoteOptions()).connections, S3_PACK_UPLOADS)
     return repo
 
 
@@ -223,6 +229,24 @@ def repair_index(
 
     with repo.lock(exclusive=True, operation="repair index"), bypassed(repo.backend):
         return repair_index_files(repo, progress)
+
+
+def repair_journal(repo: Repository) -> dict[str, Any]:
+    """Write the journal afresh from a listing of index/ and snapshots/
+    (under the exclusive lock: no writer is between a file and its entry),
+    under a new journal id, so that every catalog reads it from there; in a
+    repository from before the journal, this starts one."""
+    from coursevault.store.catalog_sync import checkpoint_from_listing
+
+    with repo.lock(exclusive=True, operation="repair journal"):
+        pointer = checkpoint_from_listing(repo, fresh=True)
+        repo.sync_catalog()
+    return {
+        "journal": pointer.journal,
+        "generation": pointer.gen,
+        "index_files": len(repo.catalog.index_files()),
+        "snapshots": len(repo.catalog.snapshot_ids()),
+    }
 
 
 def unlock(
@@ -406,24 +430,26 @@ def element_outline(
 
 def list_snapshots(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:
     """Snapshots oldest first, as plain dicts (the CLI's --json shape)."""
-    rows = []
-    for s in repo.snapshots(course):
+    return list(iter_snapshots(repo, course))
+
+
+def iter_snapshots(repo: Repository, course: str | None = None) -> Iterator[dict[str, Any]]:
+    """:func:`list_snapshots` as a stream, in flat memory whatever the
+    repository's size (the catalog is read a batch at a time)."""
+    for s in repo.iter_snapshots(course):
         stats = s.record.get("stats", {})
-        rows.append(
-            {
-                "id": s.id,
-                "course": s.series,
-                "time": s.time,
-                "epoch": s.epoch,
-                "root": s.root,
-                "parents": s.record.get("parents", []),
-                "source": s.record.get("source", {}),
-                "new_bytes": stats.get("new_bytes", 0),
-                "new_objects": stats.get("new_objects", 0),
-                "stats": stats,
-            }
-        )
-    return rows
+        yield {
+            "id": s.id,
+            "course": s.series,
+            "time": s.time,
+            "epoch": s.epoch,
+            "root": s.root,
+            "parents": s.record.get("parents", []),
+            "source": s.record.get("source", {}),
+            "new_bytes": stats.get("new_bytes", 0),
+            "new_objects": stats.get("new_objects", 0),
+            "stats": stats,
+        }
 
 
 # -- history: log, diff, forget, prune -------------------------------------------------

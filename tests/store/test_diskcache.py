@@ -66,6 +66,10 @@ def test_check_reads_the_service_not_the_cache(counted: CountingBackend, tmp_pat
     with bypassed(cache):
         assert cache.read("packs/ab/ab01") == b"damaged on the service"
     assert not cache.bypass
+    sealed = CountingBackend(cache)  # as an encrypted repository's sealing wraps it
+    with bypassed(sealed):
+        assert cache.bypass
+    assert not cache.bypass
 
 
 def test_it_keeps_to_its_capacity(counted: CountingBackend, tmp_path: Path) -> None:

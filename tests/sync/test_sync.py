@@ -185,6 +185,24 @@ def test_a_snapshot_forgotten_and_pruned_at_the_destination_comes_back_whole(
     assert sites.exports(dst) == sites.exports(src)
 
 
+def test_a_destination_catalog_already_warm_sees_what_a_sync_brought(
+    sites: Sites, nights: dict[str, list[Path]], tmp_path: Path
+) -> None:
+    """A site's own catalog of DST reads only what DST's journal says is new
+    (issue 26): a sync must journal the index files and snapshots it
+    writes, or that site would not see them (nor keep their objects)."""
+    src = _site(sites, nights, {"cert": 1, "upload": 1})
+    dst = sites.init(sites.destination("dst"))
+    sites.ingest(dst, nights["quiz"][0], "quiz")
+    at_dst = str(tmp_path / "dst-site-cache")  # the destination site's own machine
+    with api.open_repository(dst, cache_dir=at_dst) as repo:
+        assert {r.series for r in repo.snapshots()} == {"quiz"}
+    assert sites.sync(src, dst).snapshots == 2
+    with api.open_repository(dst, cache_dir=at_dst) as repo:
+        assert {r.series for r in repo.snapshots()} == {"quiz", "cert", "upload"}
+        assert api.check(repo, read_data=True).ok
+
+
 def test_a_nights_requests_do_not_grow_with_the_repository(
     sites: Sites, nights: dict[str, list[Path]]
 ) -> None:

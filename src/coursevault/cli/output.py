@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +49,17 @@ def error(message: str, prefix: str = "error") -> None:
 
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=None, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def print_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written item by item, byte for byte what
+    :func:`print_json` writes for the list: memory stays that of one item."""
+    write = sys.stdout.write
+    write("[")
+    for n, item in enumerate(items):
+        write((", " if n else "") + json.dumps(item, indent=None, sort_keys=False, default=str))
+    write("]\n")
     sys.stdout.flush()
 
 

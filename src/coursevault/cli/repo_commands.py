@@ -197,6 +197,29 @@ def repair_index(
         )
 
 
+@repair_app.command("journal")
+def repair_journal(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Write the journal of index and snapshot files afresh from a listing
+    (when `check` says it is out of step, or to start one in an older
+    repository)."""
+    with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
+        counts = api.repair_journal(opened)
+        print_notices(opened)
+    if json_out:
+        output.print_json(counts)
+    else:
+        output.out.print(
+            f"journal written afresh: {counts['index_files']} index files, "
+            f"{counts['snapshots']} snapshots (checkpoint {counts['generation']})"
+        )
+
+
 @app.command()
 def unlock(
     repo: RepoOpt = "",

@@ -213,10 +213,10 @@ def snapshots(
 ) -> None:
     """List snapshots (oldest first)."""
     with open_repo(repo, cache_dir, catalog) as r:
+        if json_out:  # streamed: flat memory however many there are
+            output.print_json_array(api.iter_snapshots(r, course))
+            return
         rows = api.list_snapshots(r, course)
-    if json_out:
-        output.print_json(rows)
-        return
     output.print_table(
         ["id", "course", "time", "source", "new bytes", "new objects"],
         [

@@ -82,9 +82,8 @@ def restore_activity(
         if build is None or data is None:
             continue
         reader = MemberReader(f"{act.directory}/{step.member}", data)
-        for rec in _records_with_context(reader, build(ctx), contexts, ctxid):
-            insert_records(task, [rec], refs=refs, hooks=hooks,
-                           writers=writers)
+        insert_records(task, _records_with_context(reader, build(ctx), contexts, ctxid),
+                       refs=refs, hooks=hooks, writers=writers)
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:

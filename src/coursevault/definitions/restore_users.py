@@ -22,7 +22,9 @@ match.
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,47 +50,71 @@ class UserOutcome:
 
 
 def restore_users(rc: RestoreContext, data: bytes, *, same_site: bool, now: int) -> UserOutcome:
-    """Map every user of users.xml to a user of the site (``ids["user"]``)."""
+    """Map every user of users.xml to a user of the site (``ids["user"]``).
+
+    One user at a time: users.xml is read as a stream of ``<user>``
+    elements, each dropped once mapped (a whole M course's thousand users
+    parsed at once took ~20 MB); a first pass reads only the usernames, so
+    the site's users of those names are still read at once, with only the
+    columns matching needs."""
     outcome = UserOutcome()
     localhost = _local_host(rc)
-    users = list(ET.fromstring(data).iterfind("user"))
-    # the site's users of those usernames, read at once (a loop asked per user)
+    usernames = [el.findtext("username") or "" for el in _users(data)]
     local: dict[str, dict[str, Any]] = {}
-    for row in rc.writer.rows_in("user", "username",
-                                 [el.findtext("username") or "" for el in users],
-                                 {"mnethostid": localhost}):
+    for row in rc.writer.rows_in("user", "username", usernames, {"mnethostid": localhost},
+                                 columns=("id", "username", "email", "firstaccess")):
         local.setdefault(str(row["username"]), row)
-    for el in users:
-        values = _values(el)
-        old = el.get("id", "")
-        if values.get("mnethosturl") is not None:
-            found = rc.writer.one("user", {"username": values.get("username")})
-            if found is None:
-                outcome.skipped += 1
-                continue
-            rc.ids.set("user", old, int(found["id"]))
-            outcome.matched += 1
-            continue
-        if values.get("deleted") == "1":
-            outcome.skipped += 1
-            continue
-        existing = local.get(values.get("username") or "")
-        if existing is not None and _same_user(existing, old, values, same_site):
-            rc.ids.set("user", old, int(existing["id"]))
-            outcome.matched += 1
-            continue
-        if existing is not None:
-            values["username"] = _free_username(rc, str(values.get("username")), localhost)
-            outcome.renamed.append(f"{existing['username']} -> {values['username']}")
-            rc.warnings.append(
-                f"user {existing['username']} of the backup is not this site's "
-                f"{existing['username']}: created as {values['username']}")
-        new_id, ctx_id = _create_user(rc, el, values, localhost, now)
-        rc.ids.set("user", old, new_id)
-        if el.get("contextid"):
-            outcome.contexts[str(el.get("contextid"))] = ctx_id
-        outcome.created += 1
+    del usernames
+    for el in _users(data):
+        _restore_user(rc, el, local, outcome, same_site=same_site, localhost=localhost, now=now)
     return outcome
+
+
+def _users(data: bytes) -> Iterator[ET.Element]:
+    """The ``<user>`` elements of users.xml, one at a time, each cleared
+    once the caller is done with it."""
+    depth = 0
+    for event, el in ET.iterparse(io.BytesIO(data), events=("start", "end")):
+        if event == "start":
+            depth += 1
+            continue
+        depth -= 1
+        if depth == 1 and el.tag == "user":
+            yield el
+            el.clear()
+
+
+def _restore_user(rc: RestoreContext, el: ET.Element, local: dict[str, dict[str, Any]],
+                  outcome: UserOutcome, *, same_site: bool, localhost: int, now: int) -> None:
+    values = _values(el)
+    old = el.get("id", "")
+    if values.get("mnethosturl") is not None:
+        found = rc.writer.one("user", {"username": values.get("username")})
+        if found is None:
+            outcome.skipped += 1
+            return
+        rc.ids.set("user", old, int(found["id"]))
+        outcome.matched += 1
+        return
+    if values.get("deleted") == "1":
+        outcome.skipped += 1
+        return
+    existing = local.get(values.get("username") or "")
+    if existing is not None and _same_user(existing, old, values, same_site):
+        rc.ids.set("user", old, int(existing["id"]))
+        outcome.matched += 1
+        return
+    if existing is not None:
+        values["username"] = _free_username(rc, str(values.get("username")), localhost)
+        outcome.renamed.append(f"{existing['username']} -> {values['username']}")
+        rc.warnings.append(
+            f"user {existing['username']} of the backup is not this site's "
+            f"{existing['username']}: created as {values['username']}")
+    new_id, ctx_id = _create_user(rc, el, values, localhost, now)
+    rc.ids.set("user", old, new_id)
+    if el.get("contextid"):
+        outcome.contexts[str(el.get("contextid"))] = ctx_id
+    outcome.created += 1
 
 
 def _values(el: ET.Element) -> dict[str, str | None]:

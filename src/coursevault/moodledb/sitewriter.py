@@ -6,8 +6,19 @@ site with Moodle running beside it.  Values come from backup XML as text;
 they are converted to each column's type from the Moodle 4.5 schema here,
 once, so the restore steps above deal in one representation whatever the
 database.  Columns a backup does not carry take the schema's default, as
-Moodle's own inserts leave them.  Reads go through the same connection (so
-they see the transaction's own writes).
+Moodle's own inserts leave them.
+
+Rows are sent in batches: ``insert`` gives the row its id at once (from
+ids reserved ahead, ``idblocks.py``) and keeps it; a table's kept rows go
+in one ``executemany`` per shape when ``BATCH_ROWS`` are waiting, before
+any read (``rows``, ``one``, ``scalar``, or the connection handed out by
+``conn``: every read sees the transaction's own writes) and at ``flush``,
+which the restore calls before it commits.  An update of a row still kept
+changes it where it waits.  One statement a row was half of an M course's
+restore (216,314 rows: 21 s of 48 under the profiler, SQLAlchemy's
+execution path for each); all of it is in the caller's one transaction
+either way, so all or nothing holds as before -- a constraint violation is
+raised at the flush rather than at the insert, and rolls back the same.
 """
 
 from __future__ import annotations
@@ -21,16 +32,21 @@ from typing import Any
 import sqlalchemy as sa
 
 from coursevault.errors import SiteDataError
+from coursevault.moodledb.idblocks import IdBlocks
 from coursevault.moodledb.schema import table_defs
 
 Row = dict[str, Any]
+
+# rows kept before they are sent (500: ~1 MB less peak than 2000 on an M
+# course on PostgreSQL, as fast)
+BATCH_ROWS = 500
 
 
 class SiteWriter:
     """Typed inserts and updates into Moodle's tables (names without prefix)."""
 
     def __init__(self, conn: sa.Connection, prefix: str, *, dry_run: bool = False) -> None:
-        self.conn = conn
+        self._conn = conn
         self.prefix = prefix
         self.dry_run = dry_run
         self._types, self._nullable = _site_tables()
@@ -53,6 +69,18 @@ class SiteWriter:
         # the id of the last row inserted into each table: a row only this
         # transaction wrote, which a new connection can look for
         self.last_ids: dict[str, int] = {}
+        self._ids = IdBlocks(conn, prefix)
+        # table -> new id -> typed row (with its id), in insertion order
+        self._pending: dict[str, dict[int, Row]] = {}
+        self._waiting = 0
+        self._many: dict[str, sa.Insert] = {}
+
+    @property
+    def conn(self) -> sa.Connection:
+        """The transaction's connection, every kept row sent first (what
+        reads through it must see)."""
+        self.flush()
+        return self._conn
 
     def has_table(self, table: str) -> bool:
         return table in self._types
@@ -80,31 +108,63 @@ class SiteWriter:
         return out
 
     def insert(self, table: str, row: Mapping[str, Any]) -> int:
-        """Insert one row (its ``id`` ignored) and return the id given."""
+        """Insert one row (its ``id`` ignored) and return the id given; the
+        row itself may be sent later (``flush``)."""
         values = self.typed(table, row)
         values.pop("id", None)
         self.counts[table] = self.counts.get(table, 0) + 1
         if self.dry_run:
             self._fake_id -= 1
             return self._fake_id
-        stmt = self._inserts.get(table)
-        if stmt is None:
-            stmt = self._inserts[table] = self._table(table).insert().returning(sa.column("id"))
-        # the parameters' keys are the columns inserted (none: DEFAULT VALUES)
-        result: sa.CursorResult[Any] = self.conn.execute(stmt, values)
-        new_id = int(result.scalar_one())
+        new_id = self._ids.next(table)
+        if new_id is None:  # the database gives this row's id: sent now
+            stmt = self._inserts.get(table)
+            if stmt is None:
+                stmt = self._inserts[table] = self._table(table).insert().returning(
+                    sa.column("id"))
+            # the parameters' keys are the columns inserted (none: DEFAULT VALUES)
+            result: sa.CursorResult[Any] = self._conn.execute(stmt, values)
+            new_id = int(result.scalar_one())
+            self._ids.given(table, new_id)
+        else:
+            values["id"] = new_id
+            self._pending.setdefault(table, {})[new_id] = values
+            self._waiting += 1
+            if self._waiting >= BATCH_ROWS:
+                self.flush()
         self.last_ids[table] = new_id
         return new_id
+
+    def flush(self) -> None:
+        """Send every kept row: per table, one ``executemany`` per set of
+        columns (rows of one element share theirs)."""
+        if not self._waiting:
+            return
+        pending, self._pending, self._waiting = self._pending, {}, 0
+        for table, kept in pending.items():
+            shapes: dict[tuple[str, ...], list[Row]] = {}
+            for values in kept.values():
+                shapes.setdefault(tuple(values), []).append(values)
+            stmt = self._many.get(table)
+            if stmt is None:
+                stmt = self._many[table] = self._table(table).insert()
+            for rows in shapes.values():
+                self._conn.execute(stmt, rows)
 
     def update(self, table: str, row_id: int, values: Mapping[str, Any]) -> None:
         typed = self.typed(table, values)
         if self.dry_run or not typed:
             return
+        kept = self._pending.get(table, {}).get(row_id)
+        if kept is not None:  # not sent yet: it is sent as updated
+            typed.pop("id", None)
+            kept.update(typed)
+            return
         stmt = self._updates.get(table)
         if stmt is None:
             t = self._table(table)
             stmt = self._updates[table] = t.update().where(t.c.id == sa.bindparam(_ROW_ID))
-        self.conn.execute(stmt, {**typed, _ROW_ID: row_id})
+        self._conn.execute(stmt, {**typed, _ROW_ID: row_id})
 
     def rows(
         self, table: str, where: Mapping[str, Any], columns: Sequence[str] = ()
@@ -146,13 +206,16 @@ class SiteWriter:
         return t
 
     def rows_in(self, table: str, column: str, values: Sequence[Any],
-                where: Mapping[str, Any] | None = None) -> Iterator[Row]:
+                where: Mapping[str, Any] | None = None,
+                columns: Sequence[str] = ()) -> Iterator[Row]:
         """Rows whose ``column`` is one of ``values`` (and matching ``where``),
-        a thousand values per query: one query where a loop would make many."""
+        a thousand values per query: one query where a loop would make many
+        (``columns``: only those, where a whole row is not needed)."""
         t = self._table(table)
+        cols = [t.c[c] for c in columns] if columns else list(t.c)
         wanted = [self.typed(table, {column: v})[column] for v in values]
         for start in range(0, len(wanted), 1000):
-            query = sa.select(*t.c).where(t.c[column].in_(wanted[start:start + 1000]))
+            query = sa.select(*cols).where(t.c[column].in_(wanted[start:start + 1000]))
             for name, value in (where or {}).items():
                 query = query.where(t.c[name] == self.typed(table, {name: value})[name])
             for row in self.conn.execute(query.order_by(t.c.id)):

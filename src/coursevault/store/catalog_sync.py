@@ -18,14 +18,28 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from coursevault.errors import CatalogDamagedError, CorruptionError
+from coursevault.errors import CatalogDamagedError, CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SQLITE_PREFIX, Catalog
-from coursevault.store.snapshots import snapshot_row
+from coursevault.store.journal import (
+    CHECKPOINT,
+    INDEX,
+    REPAIR,
+    SNAPSHOT,
+    Entry,
+    JournalDamagedError,
+    Pointer,
+    append,
+    gen_key,
+    read_entry,
+    read_pointer,
+    write_checkpoint,
+)
+from coursevault.store.snapshots import snapshot_key, snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -60,39 +74,186 @@ def snapshot_names(backend: Backend) -> list[str]:
 
 def sync_catalog(repo: Repository) -> list[str]:
     """Bring the catalog up to date with the repository's index and snapshot
-    files; return the names of the damaged index files it skipped."""
+    files; return the names of the damaged index files it skipped.
+
+    With a journal (journal.py) it reads only the generations after the one
+    the catalog last read: a warm sync costs two small reads whatever the
+    repository's size.  Without one (a repository from before it), or when
+    the journal is damaged (with a notice naming the repair), it lists
+    ``index/`` and ``snapshots/`` as before."""
     catalog = repo.catalog
+    try:
+        pointer = read_pointer(repo.backend)
+        if pointer is not None:
+            return _sync_from_journal(repo, pointer)
+    except JournalDamagedError as exc:
+        repo.notice(f"{exc}: listing the repository instead ({REPAIR})")
+    for key in (JOURNAL_META, PENDING_META):
+        if catalog.get_meta(key):  # the position is void until the journal reads again
+            catalog.set_meta(key, "")
     # The catalog's view first, the listing second: a file another process
     # commits in between then shows up as new, never as "known but gone".
-    known = catalog.index_files()
+    catalog_view = (catalog.index_files(), catalog.snapshot_ids())
     listed = set(index_names(repo.backend, repo.notice))
-    if known - listed:  # index files were removed (prune): start over
+    damaged: list[str] = []
+    _reconcile(repo, catalog_view, listed, set(snapshot_names(repo.backend)), damaged)
+    return damaged
+
+
+# catalog meta: "<journal id> <generation>" last read, and what is waiting:
+# names journaled as added whose file could not be loaded yet ("i:<hex>",
+# "s:<hex>") and names journaled as removed whose file is still there
+# ("-i:<hex>", "-s:<hex>": a deleter killed between its entry and the delete)
+JOURNAL_META, PENDING_META = "journal", "journal_pending"
+Name = tuple[str, str]  # (INDEX or SNAPSHOT, hex name); "-" before the kind: removing
+
+
+def journal_files(
+    repo: Repository, *, added: Iterable[Name] = (), removed: Iterable[Name] = ()
+) -> None:
+    """Journal index files or snapshots just written (``added``: they must
+    be durable already) or about to be deleted (``removed``: before they
+    are).  A damaged journal is not the writer's to fail on: the file stays,
+    a notice says so, and ``check`` reports it until ``repair journal``."""
+    state = (repo.catalog.get_meta(JOURNAL_META) or "").split()
+    known = (state[0], int(state[1])) if len(state) == 2 else None
+    try:
+        append(repo.backend, known, added=added, removed=removed)
+    except JournalDamagedError as exc:
+        repo.notice(f"{exc}: a change was not journaled ({REPAIR})")
+
+
+def checkpoint_from_listing(repo: Repository, *, fresh: bool = False) -> Pointer:
+    """Write a journal checkpoint of every index file and snapshot listed,
+    starting the journal if there was none (exclusive lock only)."""
+    index = index_names(repo.backend, repo.notice)
+    return write_checkpoint(repo.backend, index, snapshot_names(repo.backend), fresh=fresh)
+
+
+def _sync_from_journal(repo: Repository, pointer: Pointer) -> list[str]:
+    catalog = repo.catalog
+    state = (catalog.get_meta(JOURNAL_META) or "").split()
+    pending_text = catalog.get_meta(PENDING_META) or ""
+    items = (item.partition(":") for item in pending_text.split())
+    waiting: set[Name] = {(what, name) for what, _colon, name in items}
+    damaged: list[str] = []
+    if len(state) == 2 and state[0] == pointer.journal and int(state[1]) >= pointer.gen:
+        gen = int(state[1])
+    else:  # a new catalog, or one behind the newest checkpoint: start from it
+        checkpoint = read_entry(repo.backend, pointer, pointer.gen)
+        if checkpoint is None or checkpoint.kind != CHECKPOINT:
+            raise JournalDamagedError(f"{gen_key(pointer.gen)}: the checkpoint is missing")
+        waiting = _apply(repo, checkpoint, set(), damaged)
+        gen = pointer.gen
+    while (entry := read_entry(repo.backend, pointer, gen + 1)) is not None:
+        waiting = _apply(repo, entry, waiting, damaged)
+        gen += 1
+    if waiting:  # written late, damaged, or a deleter killed: try again
+        waiting = _retry(repo, waiting, damaged)
+    new_state = f"{pointer.journal} {gen}"
+    new_pending = " ".join(f"{w}:{n}" for w, n in sorted(waiting))
+    if state != new_state.split():
+        catalog.set_meta(JOURNAL_META, new_state)
+    if new_pending != pending_text:
+        catalog.set_meta(PENDING_META, new_pending)
+    return damaged
+
+
+def _apply(repo: Repository, entry: Entry, waiting: set[Name], damaged: list[str]) -> set[Name]:
+    """Bring the catalog in step with one journal file; return what is
+    still waiting.  A checkpoint replaces what the catalog holds.  An entry
+    removes (a file still there stays, waiting for its deleter), then adds
+    (a file that cannot be loaded stays out, waiting)."""
+    catalog = repo.catalog
+    if entry.kind == CHECKPOINT:
+        view = (catalog.index_files(), catalog.snapshot_ids())
+        index, snaps = set(entry.added[INDEX]), set(entry.added[SNAPSHOT])
+        return _reconcile(repo, view, index, snaps, damaged)
+    waiting = set(waiting)
+    for what, names in entry.removed.items():
+        waiting -= {(what, n) for n in names}
+        waiting |= {("-" + what, n) for n in names}
+    for what, names in entry.added.items():
+        waiting -= {("-" + what, n) for n in names}
+        waiting |= {(what, n) for n in names}
+    return _retry(repo, waiting, damaged)
+
+
+def _retry(repo: Repository, waiting: set[Name], damaged: list[str]) -> set[Name]:
+    """Load what is waiting to be added and drop what is waiting to be removed
+    once its file is gone; return what still waits."""
+    catalog = repo.catalog
+    left: set[Name] = set()
+    gone: set[str] = set()
+    for what, name in sorted(waiting):
+        if what == "-" + SNAPSHOT:
+            if repo.backend.exists(snapshot_key(name)):
+                left.add((what, name))
+            else:
+                catalog.remove_snapshot(name)
+        elif what == "-" + INDEX:
+            if repo.backend.exists(f"index/{name}"):
+                left.add((what, name))
+            elif catalog.has_index_file(name):
+                gone.add(name)
+        elif what == INDEX:
+            if not catalog.has_index_file(name) and not _load(repo, INDEX, name, damaged):
+                left.add((what, name))
+        elif not catalog.has_snapshot(name) and not _load(repo, SNAPSHOT, name, damaged):
+            left.add((what, name))
+    if gone:  # the catalog cannot tell which objects a file gave it: reload the rest
+        rest = catalog.index_files() - gone
+        catalog.clear_objects()
+        left |= {(INDEX, n) for n in sorted(rest) if not _load(repo, INDEX, n, damaged)}
+    return left
+
+
+def _reconcile(
+    repo: Repository,
+    catalog_view: tuple[set[str], set[str]],
+    index: set[str],
+    snaps: set[str],
+    damaged: list[str],
+) -> set[Name]:
+    """Make the catalog hold exactly the index files ``index`` and snapshots
+    ``snaps`` (a listing, or a checkpoint); return those it could not load."""
+    catalog = repo.catalog
+    known, in_cat = catalog_view
+    if known - index:  # index files were removed (prune): start over
         catalog.clear_objects()
         known = set()
-    damaged = []
-    for name in sorted(listed - known):
-        try:
-            entries = repo.read_index(name)
-        except CorruptionError as exc:
-            repo.notice(f"{exc}: skipped (run `coursevault repair index`)")
-            damaged.append(name)
-            # a walk dictionary read while its objects cannot all be found
-            # would differ from its writer's: keep none on disk meanwhile
-            repo.disable_disk_dictionaries()
-            continue
-        catalog.add_index_file(name, entries)
-    in_cat = catalog.snapshot_ids()
-    snaps = set(snapshot_names(repo.backend))
+    pending = {(INDEX, n) for n in sorted(index - known) if not _load(repo, INDEX, n, damaged)}
     for gone in in_cat - snaps:
         catalog.remove_snapshot(gone)
+    pending |= {
+        (SNAPSHOT, s) for s in sorted(snaps - in_cat) if not _load(repo, SNAPSHOT, s, damaged)
+    }
+    return pending
 
-    for snap_id in sorted(snaps - in_cat):
+
+def _load(repo: Repository, what: str, name: str, damaged: list[str]) -> bool:
+    """Load one index file or snapshot record into the catalog, verified;
+    whether it could be (a missing or damaged file is not, and stays out)."""
+    if what == SNAPSHOT:
         try:
-            row = snapshot_row(snap_id, repo.read_snapshot(snap_id))
-        except (CorruptionError, KeyError, TypeError, ValueError):
-            continue  # reported by check; never listed as a usable snapshot
-        catalog.add_snapshot(row)
-    return damaged
+            repo.catalog.add_snapshot(snapshot_row(name, repo.read_snapshot(name)))
+        except (CorruptionError, ObjectMissingError, KeyError, TypeError, ValueError):
+            return False  # reported by check; never listed as a usable snapshot
+        return True
+    try:
+        entries = repo.read_index(name)
+    except FileNotFoundError:
+        return False
+    except CorruptionError as exc:
+        repo.notice(f"{exc}: skipped (run `coursevault repair index`)")
+        if name not in damaged:  # tried again at each entry while it waits
+            damaged.append(name)
+        # a walk dictionary read while its objects cannot all be found
+        # would differ from its writer's: keep none on disk meanwhile
+        repo.disable_disk_dictionaries()
+        return False
+    repo.catalog.add_index_file(name, entries)
+    return True
 
 
 def sqlite_path(url: str) -> Path | None:

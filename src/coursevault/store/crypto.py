@@ -25,6 +25,7 @@ last segment.  Sizes map exactly: a plaintext of n bytes takes
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
@@ -145,6 +146,7 @@ class EncryptedBackend(BackendWrapper):
         self.keys = keys
         self.sealer = FileSealer(keys.data_key)
         self._salts: OrderedDict[str, bytes] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, object]:  # a worker process reopens it
         return {"inner": self.inner, "keys": self.keys}
@@ -241,10 +243,11 @@ class EncryptedBackend(BackendWrapper):
         if len(raw) < HEADER or raw[:len(MAGIC)] != MAGIC:
             raise CorruptionError(f"{key}: not an encrypted repository file (no header)")
         salt = raw[len(MAGIC):HEADER]
-        self._salts[key] = salt
-        self._salts.move_to_end(key)
-        while len(self._salts) > _SALT_CACHE:
-            self._salts.popitem(last=False)
+        with self._lock:  # pack uploads and block reads run in threads
+            self._salts[key] = salt
+            self._salts.move_to_end(key)
+            while len(self._salts) > _SALT_CACHE:
+                self._salts.popitem(last=False)
         return salt
 
     def _open_whole(self, key: str, raw: bytes) -> bytes:

@@ -12,7 +12,7 @@ encoding is in one module.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Container, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,6 +59,9 @@ DICT_MEMBER_MAX = 64 * 1024  # larger objects (file contents) make poor dictiona
 DICT_MEMBERS = 128
 DICT_MIN = 1024
 DICT_CACHE = 16
+# dictionary contents kept (a list's is 1 MiB at most, a walk's 4 MiB): a
+# chain read in order needs only its last link's
+DICT_CONTENTS = 4
 DICT_WALK = 2  # the flags of a walk dictionary (format version 3)
 
 
@@ -153,19 +156,30 @@ class DictionaryReads(ObjectReads):
             depth, content = loaded.depth, loaded.content
             if loaded.walk and disk is not None:  # a list is quick to rebuild; a walk is not
                 disk.put(dict_id, depth, content)
-        self._dict_content[dict_id] = (depth, content)
-        if len(self._dict_content) > 4:
-            self._dict_content.popitem(last=False)
+        self._keep_content(dict_id, depth, content)
         return depth, content
 
-    def dictionary_chain(self, dict_id: ObjectId) -> Iterator[tuple[ObjectId, list[ObjectId]]]:
+    def _keep_content(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
+        self._dict_content[dict_id] = (depth, content)
+        self._dict_content.move_to_end(dict_id)
+        if len(self._dict_content) > DICT_CONTENTS:
+            self._dict_content.popitem(last=False)
+
+    def dictionary_chain(
+        self, dict_id: ObjectId, known: Container[ObjectId] = ()
+    ) -> Iterator[tuple[ObjectId, list[ObjectId]]]:
         """Each dictionary of a chain -- this one, then the list dictionaries
         it continues -- with the objects its content is read from, for prune
-        and check: a dictionary needs those objects kept, not what they name."""
+        and check: a dictionary needs those objects kept, not what they name.
+        The chain ends before a link in ``known`` (the caller's, done
+        already), unread: walked oldest link first, each link is read once.
+        What a link's content is stays cached, so reading the blocks that
+        name it does not build it again."""
         while True:
             loaded = self._load_dictionary(dict_id)
+            self._keep_content(dict_id, loaded.depth, loaded.content)
             yield dict_id, loaded.sources
-            if loaded.previous is None:
+            if loaded.previous is None or loaded.previous in known:
                 return
             dict_id = loaded.previous
 

@@ -167,14 +167,18 @@ def disk_cache(backend: Backend, repository_cache: Path) -> Backend:
 
 @contextlib.contextmanager
 def bypassed(backend: Backend) -> Iterator[None]:
-    """Within it, reads through ``backend`` (if a :class:`DiskCache`) go to
-    the service and are not kept: for check and the repairs, which must see
-    the service's bytes, damage included."""
-    if not isinstance(backend, DiskCache):
+    """Within it, reads through ``backend`` go to the service and are not
+    kept, whatever wraps the :class:`DiskCache` (an encrypted repository's
+    sealing does): for check and the repairs, which must see the service's
+    bytes, damage included."""
+    cache: object = backend
+    while not isinstance(cache, DiskCache) and isinstance(cache, BackendWrapper):
+        cache = cache.inner
+    if not isinstance(cache, DiskCache):
         yield
         return
-    before, backend.bypass = backend.bypass, True
+    before, cache.bypass = cache.bypass, True
     try:
         yield
     finally:
-        backend.bypass = before
+        cache.bypass = before

@@ -84,7 +84,7 @@ def id_hasher(kind: ObjectType, prefix: bytes = b"") -> Callable[[], blake3.blak
 def ref_name(series: str) -> str:
     """The file name a series' head ref is kept under: the series itself, or
     in an encrypted repository its keyed hash, so a bucket's listing does
-    not name the courses (docs/format.md §11)."""
+    not name the courses (docs/format.md §12)."""
     key = _id_key
     if key is None:
         return series

@@ -99,9 +99,13 @@ def unlock(encryption: dict[str, Any], password: bytes) -> tuple[Secrets, str]:
     raise WrongPasswordError("wrong passphrase: it opens none of the repository's key slots")
 
 
-def new_encryption(password: bytes, kdf: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The config's ``encryption`` section of a new repository."""
-    return {"cipher": CIPHER, "slots": [make_slot(Secrets.fresh(), password, kdf)]}
+def new_encryption(
+    password: bytes, kdf: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], Secrets]:
+    """The config's ``encryption`` section of a new repository, and the
+    keys it holds (``init`` seals the files it writes with them)."""
+    keys = Secrets.fresh()
+    return {"cipher": CIPHER, "slots": [make_slot(keys, password, kdf)]}, keys
 
 
 def config_bytes(config: dict[str, Any]) -> bytes:

@@ -39,6 +39,10 @@ class ObjectReads:
     catalog: Catalog
 
     def __init__(self) -> None:
+        # what this reader keeps (decoded blocks, and as much of learned
+        # objects); a reader that walks members once, in order, can keep less
+        # (restore --db: 4 MiB, the same speed, 14 MB less on an M course)
+        self.cache_bytes = BLOCK_CACHE_BYTES
         self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
             OrderedDict()
         )
@@ -130,7 +134,7 @@ class ObjectReads:
         owner = self._recent_owner
         for found in learned:
             owner[found] = key
-        while self._recent_bytes > BLOCK_CACHE_BYTES and len(self._recent_blocks) > 1:
+        while self._recent_bytes > self.cache_bytes and len(self._recent_blocks) > 1:
             old_key, (old, old_size) = self._recent_blocks.popitem(last=False)
             self._recent_bytes -= old_size
             for oid_old in old:
@@ -160,7 +164,7 @@ class ObjectReads:
 
     def _block(self, oid: ObjectId, loc: Location) -> tuple[bytes, list[tuple[int, int, int]]]:
         """(raw payload, table of contents) of the block at ``loc``, decoded once
-        for the last BLOCK_CACHE_BYTES of blocks."""
+        for the last ``cache_bytes`` of blocks."""
         key = (loc.pack, loc.block_offset)
         cached = self._blocks.get(key)
         if cached is not None:
@@ -175,7 +179,7 @@ class ObjectReads:
             ) from exc
         self._blocks[key] = decoded
         self._blocks_bytes += len(decoded[0])
-        while self._blocks_bytes > BLOCK_CACHE_BYTES and len(self._blocks) > 1:
+        while self._blocks_bytes > self.cache_bytes and len(self._blocks) > 1:
             self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
         return decoded
 

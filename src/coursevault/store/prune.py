@@ -23,9 +23,15 @@ from dataclasses import dataclass
 
 from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
-from coursevault.store.catalog_sync import index_names, snapshot_names
+from coursevault.store.catalog_sync import (
+    checkpoint_from_listing,
+    index_names,
+    journal_files,
+    snapshot_names,
+)
 from coursevault.store.ids import ObjectId
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.journal import INDEX
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import LARGE_OBJECT, MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.reach import Reach
@@ -66,7 +72,11 @@ def prune_repository(
 ) -> PruneReport:
     """Prune under the exclusive lock; see the module docstring for the guarantees."""
     with repo.lock(exclusive=True, operation="prune"):
-        return _prune(repo, repack_below, dry_run, progress or (lambda _msg: None))
+        report = _prune(repo, repack_below, dry_run, progress or (lambda _msg: None))
+        if not dry_run:  # compacts the journal (and starts one in an older repository)
+            checkpoint_from_listing(repo)
+            repo.sync_catalog()
+        return report
 
 
 def _classify(
@@ -185,6 +195,12 @@ def _prune(
         backend.write(index_key(idx_id), data)
         new_index.add(idx_id.hex())
     report.index_files_written = len(new_index)
+    # journaled before the old files go, so no catalog keeps their locations
+    journal_files(
+        repo,
+        added=[(INDEX, n) for n in sorted(new_index - set(old_index))],
+        removed=[(INDEX, n) for n in old_index if n not in new_index],
+    )
     for name in old_index:
         if name not in new_index:
             backend.delete(f"index/{name}")

@@ -122,7 +122,9 @@ class Reach:
         """
         if dict_id in self.dictionaries:
             return
-        links: Iterator[tuple[ObjectId, list[ObjectId]]] = self.repo.dictionary_chain(dict_id)
+        links: Iterator[tuple[ObjectId, list[ObjectId]]] = self.repo.dictionary_chain(
+            dict_id, self.dictionaries
+        )
         if whole:
             chain = []
             for link, sources in links:

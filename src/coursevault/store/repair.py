@@ -31,10 +31,11 @@ from dataclasses import dataclass, field
 import blake3
 
 from coursevault.errors import CoursevaultError
-from coursevault.store.catalog_sync import index_names
+from coursevault.store.catalog_sync import checkpoint_from_listing, index_names, journal_files
 from coursevault.store.dictionaries import MAX_DICT_DEPTH
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.journal import INDEX
 from coursevault.store.pack import (
     MAX_PACK_OBJECTS,
     Location,
@@ -104,14 +105,18 @@ def repair_index(
     rows = sorted({**settled, **found}.values())
     report.objects_indexed = len(rows)
     it = iter(rows)
+    written: list[tuple[str, str]] = []
     while chunk := list(itertools.islice(it, MAX_ENTRIES_PER_FILE)):
         idx_id, data = encode_index_rows(chunk)
         backend.write(index_key(idx_id), data)
+        written.append((INDEX, idx_id.hex()))
         report.index_files_written += 1
+    journal_files(repo, added=written, removed=[(INDEX, name) for name in damaged])
     for name in damaged:  # what they named that is readable is indexed again
         backend.delete(f"index/{name}")
         report.index_files_removed.append(name)
     repo.forget_cached()
+    checkpoint_from_listing(repo)
     repo.rebuild_catalog()
     return report
 
@@ -262,10 +267,12 @@ def salvage_packs(
     while chunk := list(itertools.islice(it, MAX_ENTRIES_PER_FILE)):
         idx_id, data = encode_index_rows(chunk)
         backend.write(index_key(idx_id), data)
+        journal_files(repo, added=[(INDEX, idx_id.hex())])
     report.index_files_rewritten = _drop_from_index(repo, damaged)
     for pack in sorted(damaged):
         backend.delete(pack_key(pack))
     repo.forget_cached()
+    checkpoint_from_listing(repo)
     repo.rebuild_catalog()
     return report
 
@@ -344,9 +351,12 @@ def _drop_from_index(repo: Repository, packs: set[bytes]) -> int:
             for oid, loc in entries
             if loc.pack not in packs
         ]
+        added = []
         if rows:
             idx_id, data = encode_index_rows(rows)
             backend.write(index_key(idx_id), data)
+            added.append((INDEX, idx_id.hex()))
+        journal_files(repo, added=added, removed=[(INDEX, name)])
         backend.delete(f"index/{name}")
         rewritten += 1
     return rewritten

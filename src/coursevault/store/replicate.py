@@ -50,9 +50,11 @@ from coursevault.errors import (
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.catalog_sync import journal_files
 from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.journal import INDEX
 from coursevault.store.keys import Password, Secrets, unlock
 from coursevault.store.locks import Lock
 from coursevault.store.pack import (
@@ -421,6 +423,9 @@ class _Copier:
             self.report.bytes += len(data)
             if self.dst is not None and not self.dry_run:
                 self.dst.backend.create(index_key(idx_id), data)
+                # journaled once durable (again after a kill between the two:
+                # an entry twice is harmless), so DST's other catalogs see it
+                journal_files(self.dst, added=[(INDEX, idx_id.hex())])
                 self.dst.catalog.add_index_rows(idx_id.hex(), list(chunk))
 
 

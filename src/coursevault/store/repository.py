@@ -37,6 +37,7 @@ from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_p
 from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.dictionaries import DEFAULT_DICT_DEPTH, MAX_DICT_DEPTH, DictionaryReads
 from coursevault.store.ids import ObjectId, current_id_key, use_id_key
+from coursevault.store.journal import write_checkpoint
 from coursevault.store.keys import ENCRYPTED_VERSION, Password, new_encryption, sealed_backend
 from coursevault.store.locks import Lock
 from coursevault.store.pack import MAX_PACK_OBJECTS
@@ -154,10 +155,13 @@ class Repository(SnapshotRecords, DictionaryReads):
         }
         if password is not None:
             config["version"] = ENCRYPTED_VERSION
-            config["encryption"] = new_encryption(password, kdf)
+            config["encryption"], keys = new_encryption(password, kdf)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+        if password is not None:  # everything after the config is sealed
+            backend = EncryptedBackend(backend, keys)
+        write_checkpoint(backend, [], [], fresh=True)  # an empty journal (journal.py)
         return config
 
     @classmethod
@@ -258,6 +262,9 @@ class Repository(SnapshotRecords, DictionaryReads):
     # How long lock() waits for a conflicting lock (math.inf: no limit); the API
     # sets it for the commands given --wait.
     lock_wait: float = 0.0
+    # How many packs a write session uploads at once (store/uploads.py); the
+    # API raises it for a remote repository, where uploads take time.
+    pack_uploads: int = 1
 
     def lock(self, *, exclusive: bool, operation: str) -> Lock:
         """A shared or exclusive lock, waited for up to ``lock_wait`` seconds.

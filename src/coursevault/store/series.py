@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from coursevault.errors import BackendError, BadInputError
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.catalog_sync import journal_files
 from coursevault.store.ids import ObjectType, current_id_key, object_id, ref_name
+from coursevault.store.journal import SNAPSHOT
 from coursevault.store.locks import list_locks
 from coursevault.store.snapshots import SERIES_FIELD, snapshot_key, snapshot_row
 
@@ -232,8 +234,13 @@ def _publish(repo: Repository, head: _Head) -> bool:
         return False
     snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
     if repo.backend.exists(snapshot_key(snap_id)):
+        # killed between its file and its journal entry?  Journal it again
+        # (a second entry for one file is harmless; a missing one hides it)
+        if not repo.catalog.has_snapshot(snap_id):
+            journal_files(repo, added=[(SNAPSHOT, snap_id)])
         return False
     repo.backend.write(snapshot_key(snap_id), head.last)
+    journal_files(repo, added=[(SNAPSHOT, snap_id)])
     return True
 
 
@@ -273,6 +280,7 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
         ref = _encode_head(newest, data, None)
         if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
             repo.backend.write(snapshot_key(snap_id), data)
+            journal_files(repo, added=[(SNAPSHOT, snap_id)])  # durable first
             repo.catalog.add_snapshot(row)
             repo.catalog.set_ref(f"heads/{series}", newest)
             return snap_id
@@ -325,6 +333,9 @@ def publish_copied(
             if repo.backend.create(snapshot_key(snap_id), data):
                 written += 1
             repo.catalog.add_snapshot(snapshot_row(snap_id, json.loads(data)))
+        # durable first, then journaled (every one: a killed sync may have
+        # left a file without its entry), before the ref names any of them
+        journal_files(repo, added=[(SNAPSHOT, snap_id) for snap_id, _data in snapshots])
         head = _read_head(repo, series)
         if head.reserved != lock_key:
             continue  # taken over (our lock looked stale): the files stay, again

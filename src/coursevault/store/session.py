@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import zstandard
 
 from coursevault.errors import CorruptionError, ObjectMissingError
+from coursevault.store.catalog_sync import journal_files
 from coursevault.store.dictionaries import (
     DICT_BUDGET,
     DICT_MEMBER_MAX,
@@ -32,10 +33,12 @@ from coursevault.store.dictionaries import (
 )
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.journal import INDEX
 from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
 from coursevault.store.treecodec import encode_tree
+from coursevault.store.uploads import PackUploads
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -104,6 +107,9 @@ class WriteSession:
         self._pack = self._new_pack()
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
+        # packs upload while the next fills (store/uploads.py); drained before
+        # any index file is written and before this session reads its packs
+        self._uploads = PackUploads(repo.backend, repo.pack_uploads)
         self._packs: list[bytes] = []
         self._pack_bytes: dict[bytes, int] = {}
         self._indexed = False
@@ -246,6 +252,7 @@ class WriteSession:
         if self._pending.count and self._pending.might_have(oid):
             loc = self._pending.lookup(oid)
             if loc is not None:
+                self._uploads.drain()
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
 
@@ -259,8 +266,8 @@ class WriteSession:
             return []
         pack_id, data = self._pack.finish()
         self._note_fresh(self._pack)
-        self.repo.backend.write(pack_key(pack_id), data)
-        self._packs.append(pack_id)
+        self._packs.append(pack_id)  # first: an abort deletes it, uploaded or not
+        self._uploads.write(pack_key(pack_id), data)
         self._pack_bytes[pack_id] = len(data)
         self._stats.packs += 1
         self._stats.stored_bytes += len(data)
@@ -297,10 +304,13 @@ class WriteSession:
     def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
         last = self._flush_pack(remember=False)
+        self._uploads.drain()  # packs whole in the store before any index names them
         if draft is not None:  # no snapshot of its series appears until ours
             reserve(self.repo, draft.series, self._lock.key)
         last = self._drop_committed_meanwhile(last)
+        self._uploads.drain()  # and the packs that rewrote
         pending = itertools.chain(self._pending.rows(), last)
+        written: list[str] = []
         while True:
             chunk: list[Row] = []
             for entry in pending:
@@ -312,8 +322,13 @@ class WriteSession:
             idx_id, data = encode_index_rows(chunk)
             self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
+            written.append(idx_id.hex())
             self._stats.stored_bytes += len(data)
             self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
+        # durable first, then journaled, then in the catalog: a kill before
+        # the journal leaves index files nothing can reference (journal.py)
+        if written:
+            journal_files(self.repo, added=[(INDEX, name) for name in written])
         self.repo.catalog.commit()
         snap_id = self.repo.commit_snapshot(draft, self._lock) if draft is not None else None
         self._close()
@@ -403,6 +418,7 @@ class WriteSession:
         if self._closed:
             return
         try:
+            self._uploads.close()  # none may land after the deletes below
             if not self._indexed:
                 for pack_id in self._packs:
                     self.repo.backend.delete(pack_key(pack_id))
@@ -412,6 +428,7 @@ class WriteSession:
 
     def _close(self) -> None:
         self._closed = True
+        self._uploads.close()
         self._pending.close()
         self._lock.release()
 

@@ -8,6 +8,7 @@ head ref and the choice of its parent are ``series.py``'s.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 from coursevault.errors import CorruptionError, ObjectMissingError
@@ -57,6 +58,20 @@ class SnapshotRecords:
 
         return history_order(self.catalog.snapshots(series))
 
+    def iter_snapshots(self, series: str | None = None) -> Iterator[SnapshotRow]:
+        """:meth:`snapshots` as a stream: history order only reorders
+        snapshots of the same time, so one time's snapshots at once are
+        enough -- memory does not grow with the repository."""
+        from coursevault.store.series import history_order
+
+        tie: list[SnapshotRow] = []
+        for row in self.catalog.iter_snapshots(series):
+            if tie and row.epoch != tie[0].epoch:
+                yield from history_order(tie)
+                tie = []
+            tie.append(row)
+        yield from history_order(tie)
+
     def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
         """Write a snapshot whose objects are indexed, choosing its parent and
         moving its series' head under compare-and-swap, for the writer
@@ -76,8 +91,13 @@ class SnapshotRecords:
             keys = [r.series for r in self.catalog.snapshots() if r.id == snap_id]
             if not keys:  # a damaged record no catalog read: any head may hold it
                 keys = head_series(cast("Repository", self))
+        from coursevault.store.catalog_sync import journal_files
+        from coursevault.store.journal import SNAPSHOT
+
         for key in keys:  # first: a head naming it would publish it again
             drop_from_head(cast("Repository", self), key, snap_id)
+        # journaled before it goes: no catalog keeps a snapshot that is gone
+        journal_files(cast("Repository", self), removed=[(SNAPSHOT, snap_id)])
         self.backend.delete(snapshot_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
 

@@ -1,7 +1,8 @@
 """Records into tables: the generic half of restoring a definition.
 
 Moodle's restore keeps one map of old id -> new id per item type
-(``backup_ids_temp``) and consults it for every reference.  Here the item
+(``backup_ids_temp``) and consults it for every reference (here
+:class:`~coursevault.structure.idmap.IdMap`, kept compact).  Here the item
 type of a row's own id is its table's name, so a definition's :class:`Table`
 source names it without a second vocabulary; annotations (``user``,
 ``group``...) name the table they refer to through ``ITEM_TABLES``.
@@ -30,6 +31,7 @@ from typing import Any
 
 from coursevault.moodledb.sitewriter import SiteWriter
 from coursevault.structure.elements import In, Nested, Param, Sql, Table, Up
+from coursevault.structure.idmap import IdMap as IdMap  # where the restore steps import it
 from coursevault.structure.reverse import Record
 
 # annotation item -> table whose ids it names
@@ -46,27 +48,6 @@ COURSE_COLUMNS = ("course", "courseid")
 
 Hook = Callable[["RestoreContext", Record, dict[str, Any]], bool]
 Writer = Callable[["RestoreContext", Record], None]
-
-
-class IdMap:
-    """Old id -> new id per table, for one restore (then dropped)."""
-
-    def __init__(self) -> None:
-        self._map: dict[str, dict[str, int]] = {}
-
-    def set(self, table: str, old: Any, new: int) -> None:
-        self._map.setdefault(table, {})[str(old)] = new
-
-    def get(self, table: str, old: Any) -> int | None:
-        if old is None:
-            return None
-        return self._map.get(table, {}).get(str(old))
-
-    def olds(self, table: str) -> dict[str, int]:
-        return self._map.get(table, {})
-
-    def counts(self) -> dict[str, int]:
-        return {table: len(ids) for table, ids in sorted(self._map.items()) if ids}
 
 
 @dataclass
@@ -101,6 +82,8 @@ class RestoreContext:
     # seconds added to every date column (is_date) that is not 0
     date_offset: int = 0
     is_date: Callable[[str, str], bool] | None = None
+    # what the run read of the site once rather than per activity (module ids)
+    known: dict[str, Any] = field(default_factory=dict)
 
     def param(self, name: str) -> Any:
         try:
@@ -113,7 +96,7 @@ class RestoreContext:
         return RestoreContext(self.writer, self.ids, {**self.params, **values}, self.users,
                               self.deferred, self.unmapped, self.warnings, self.later,
                               self.file_areas, self.overrides, self.date_offset,
-                              self.is_date)
+                              self.is_date, self.known)
 
     def map_ref(self, table: str, old: Any, *, column: str) -> int | None:
         """``old``'s new id in ``table``; None for NULL/0, and 0 (counted)
@@ -166,11 +149,20 @@ def insert_records(
     """
     skipped = set(skip)
     written: Counter[str] = Counter()
+    walked = object()  # this call's mark of a record whose ancestors are not skipped
     for rec in records:
         node = rec.node
-        if _skipped(rec, skipped, rc.users):
+        parent = rec.parent
+        if parent is not None and parent.extra.get(_WALKED) is walked:
+            # its parent was checked in this call: only its own flags are new
+            out = rec.name in skipped or bool(parent.extra.get("skipped")) or bool(
+                rec.extra.get("skipped")) or (node.userinfo and not rc.users)
+        else:
+            out = _skipped(rec, skipped, rc.users)
+        if out:
             rec.extra["skipped"] = True
             continue
+        rec.extra[_WALKED] = walked
         write = writers.get(node.name)
         if write is not None:
             write(rc, rec)
@@ -393,6 +385,10 @@ def _bound_table(rec: Record, column: str) -> str | None:
     except KeyError:
         return None
     return parent.node.source.table if isinstance(parent.node.source, Table) else None
+
+
+# Record.extra key of insert_records' mark (see there)
+_WALKED = "restore_engine.walked"
 
 
 def _skipped(rec: Record, skipped: set[str], users: bool) -> bool:

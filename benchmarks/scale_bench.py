@@ -1,0 +1,287 @@
+"""A whole site in one repository: what one-course commands and ``check`` cost
+as the repository grows (issue 26).
+
+Builds, in one work folder, a repository of N courses x nights, growing:
+
+* real: course *i* (key ``c0000``, ...) is corpus archive *i mod k* of
+  ``ARCHIVES`` (``shared/corpus/moodle/*.mbz``: four small ones and one of
+  0.7 MB) turned into ``--nights`` nights by ``benchmarks/gen_course.py
+  nights --from`` with seed *i* (each night adds forum posts, log records,
+  grades of its own), its nights ingested in one process
+  (``ingest_archive``); sizes ``--sizes`` (default 10, 40, 160 courses);
+* synthetic (``--copies C``): then every snapshot record copied C-1 times
+  under new course keys (records only -- roots and objects are shared; each
+  copied course journaled in one entry, as a night of a course is), for
+  C x the largest real size.
+
+At every size, each command runs as its own process (``coursevault ...``,
+the CLI) with a warm catalog (``log`` run once before), measured by GNU
+``time``: wall seconds, CPU seconds (user + system) and peak RSS:
+
+* ``log c0000`` and ``export c0000@latest`` -- one course;
+* ``snapshots --json`` -- all of them;
+* ``check`` -- everything (CPU is the figure: the machine is shared).
+
+``--before SRC`` runs the same commands with another checkout's ``src``
+first on ``PYTHONPATH`` (e.g. ``/work/main/src``, the code before the
+journal), on the same repository, with its own catalog folder; commands it
+takes too long for are skipped with ``--before-max``.  Prints one table row
+per size x code x command, and the growth exponent of each (the slope of
+log(time) against log(snapshots) between the smallest and largest size).
+
+    .venv/bin/python benchmarks/scale_bench.py                      # ~6 min (5 to build)
+    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 10 --work W
+    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 100 --work W --reuse
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from gen_course import write_nights  # noqa: E402
+from machine import cpu_model  # noqa: E402
+
+from coursevault.snapshot.ingest import ingest_archive  # noqa: E402
+from coursevault.store.backend import LocalBackend  # noqa: E402
+from coursevault.store.catalog_sync import journal_files  # noqa: E402
+from coursevault.store.ids import ObjectType, object_id  # noqa: E402
+from coursevault.store.journal import SNAPSHOT  # noqa: E402
+from coursevault.store.repository import Repository  # noqa: E402
+from coursevault.store.series import encode_record  # noqa: E402
+from coursevault.store.snapshots import snapshot_key  # noqa: E402
+
+CORPUS = ROOT.parent / "shared" / "corpus" / "moodle"
+ARCHIVES = [
+    "question_type_coderunner_tests_fixtures_loadtesting_pseudocourse_backup",
+    "admin_tool_uploadcourse_tests_fixtures_backup",
+    "mod_quiz_tests_fixtures_pre-40-shared-random-question",
+    "mod_studentquiz_tests_fixtures_backup-moodle2-course-with-studentquiz-m400",
+    "mod_simplecertificate_tests_other_backup-test-course-for-moodle3.1-and-above-fixed",
+]
+COMMANDS = {
+    "log": ["log", "c0000"],
+    "export": ["export", "c0000@latest", "-o", "{out}"],
+    "snapshots --json": ["snapshots", "--json"],
+    "check": ["check"],
+}
+
+
+def course_key(i: int) -> str:
+    return f"c{i:04d}"
+
+
+def nights_of(work: Path, archives: list[str], nights: int, i: int) -> list[Path]:
+    """Course ``i``'s nights: archive ``i mod k``, nightly changes seeded by
+    ``i`` (so every course adds its own records every night, as a site's do)."""
+    folder = work / "nights" / f"{i % len(archives)}-{i}"
+    if not folder.exists():
+        write_nights(folder, nights, 0, i, CORPUS / f"{archives[i % len(archives)]}.mbz")
+    return sorted(Path(p) for p in glob.glob(str(folder / "night-*.mbz")))
+
+
+def ingest_courses(
+    repo: Repository, work: Path, archives: list[str], nights: int, start: int, stop: int
+) -> None:
+    for i in range(start, stop):
+        for n, path in enumerate(nights_of(work, archives, nights, i)):
+            when = f"2026-11-{n + 1:02d}T02:00:00Z"
+            ingest_archive(repo, str(path), course=course_key(i), when=when)
+
+
+def copy_records(repo: Repository, copies: int, courses: int) -> int:
+    """Every snapshot record again under ``copies - 1`` new course keys."""
+    rows = repo.snapshots()
+    by_course: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        if int(row.series[1:]) < courses:  # the real courses only
+            by_course.setdefault(row.series, []).append(row.record)
+    made = 0
+    for c in range(1, copies):
+        for series, records in sorted(by_course.items()):
+            key = course_key(c * courses + int(series[1:]))
+            names = []
+            for record in records:
+                data = encode_record({**record, "course": key, "parents": []})
+                snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
+                repo.backend.write(snapshot_key(snap_id), data)
+                names.append((SNAPSHOT, snap_id))
+            journal_files(repo, added=names)
+            made += len(names)
+    return made
+
+
+def run_measured(argv: list[str], env: dict[str, str]) -> tuple[float, float, float, int]:
+    """(wall s, cpu s, peak RSS MB, exit code) of one CLI process, by GNU time:
+    a child forked from this (large) process would report this one's peak RSS
+    as its own (Linux keeps the high-water mark across fork and exec)."""
+    code = "from coursevault.cli.app import run; run()"
+    with tempfile.NamedTemporaryFile("r") as report:
+        proc = subprocess.run(
+            [
+                "/usr/bin/time",
+                "-o",
+                report.name,
+                "-f",
+                "%e %U %S %M",
+                sys.executable,
+                "-c",
+                code,
+                *argv,
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+        last = report.read().strip().splitlines()[-1]
+    wall, user, system, rss_kb = (float(x) for x in last.split())
+    return wall, user + system, rss_kb / 1024, proc.returncode
+
+
+def measure(
+    repo_dir: Path, cache: Path, src: Path | None, out: Path, skip: set[str]
+) -> dict[str, tuple[float, float, float, int]]:
+    env = dict(os.environ, COURSEVAULT_REPO=str(repo_dir), COURSEVAULT_CACHE=str(cache))
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    results = {}
+    run_measured(COMMANDS["log"], env)  # warms the catalog (and the page cache)
+    for name, argv in COMMANDS.items():
+        if name not in skip:
+            results[name] = run_measured([a.format(out=out) for a in argv], env)
+    return results
+
+
+def file_counts(repo_dir: Path) -> dict[str, int]:
+    return {
+        d: sum(len(f) for _, _, f in os.walk(repo_dir / d))
+        for d in ("packs", "index", "snapshots", "journal")
+    }
+
+
+def growth(points: list[tuple[int, float]]) -> float:
+    """Slope of log(value) against log(size), first to last point."""
+    (n0, v0), (n1, v1) = points[0], points[-1]
+    if n0 == n1 or v0 <= 0 or v1 <= 0:
+        return float("nan")
+    return math.log(v1 / v0) / math.log(n1 / n0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10,40,160", help="real course counts")
+    parser.add_argument("--nights", type=int, default=10)
+    parser.add_argument("--archives", type=int, default=len(ARCHIVES))
+    parser.add_argument("--copies", type=int, default=0, help="synthetic: records x C")
+    parser.add_argument("--before", type=Path, help="another checkout's src to compare")
+    parser.add_argument(
+        "--before-max",
+        type=int,
+        default=160,
+        help="courses beyond which --before skips check and snapshots (they grow superlinearly)",
+    )
+    parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep --work's repository (of the last of --sizes real courses) and only add --copies",
+    )
+    args = parser.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    sizes = [int(s) for s in args.sizes.split(",")]
+    repo_dir = work / "repo"
+    if not args.reuse:
+        shutil.rmtree(repo_dir, ignore_errors=True)
+    shutil.rmtree(work / "cache", ignore_errors=True)
+    shutil.rmtree(work / "cache-before", ignore_errors=True)
+    shutil.rmtree(work / "build-cache", ignore_errors=True)
+    if not args.reuse:
+        Repository.init(LocalBackend(repo_dir))
+    rev = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"# scale_bench  commit {rev}  {cpu_model()}  {os.cpu_count()} CPUs  "
+        f"nights {args.nights}  archives {args.archives}"
+    )
+    rows: list[dict[str, object]] = []
+    done = 0
+    stages = [] if args.reuse else [(n, n) for n in sizes]
+    if args.copies > 1:
+        stages.append((sizes[-1], sizes[-1] * args.copies))
+    for real, total in stages:
+        t = time.perf_counter()
+        with Repository.open(LocalBackend(repo_dir), cache_dir=work / "build-cache") as repo:
+            if total == real:
+                ingest_courses(repo, work, ARCHIVES[: args.archives], args.nights, done, real)
+                done = real
+            else:
+                copy_records(repo, args.copies, real)
+                repo.sync_catalog()  # reads the entries the copies journaled
+            snaps = len(repo.snapshots())
+        built = time.perf_counter() - t
+        counts = file_counts(repo_dir)
+        print(f"\n## {total} courses, {snaps} snapshots (built in {built:.0f} s)  files {counts}")
+        codes: list[tuple[str, Path | None, Path]] = [("journal", None, work / "cache")]
+        if args.before is not None:
+            codes.insert(0, ("before", args.before, work / "cache-before"))
+        for label, src, cache in codes:
+            skip = set()
+            if label == "before" and total > args.before_max:
+                skip = {"check", "snapshots --json"}
+            results = measure(repo_dir, cache, src, work / "out.mbz", skip)
+            for name, (wall, cpu, rss, rc) in results.items():
+                print(
+                    f"{label:8} {name:17} {wall:7.2f} s wall {cpu:7.2f} s cpu "
+                    f"{rss:7.1f} MB" + ("" if rc in (0, 1) else f"  (exit {rc})")
+                )
+                rows.append(
+                    {
+                        "code": label,
+                        "courses": total,
+                        "snapshots": snaps,
+                        "command": name,
+                        "wall": wall,
+                        "cpu": cpu,
+                        "rss_mb": rss,
+                        "exit": rc,
+                        "files": counts,
+                    }
+                )
+    print("\n## growth exponent (cpu, first to last size measured): time ~ snapshots^k")
+    for label in sorted({str(r["code"]) for r in rows}):
+        for name in COMMANDS:
+            pts = [
+                (int(r["snapshots"]), float(r["cpu"]))
+                for r in rows  # type: ignore[arg-type]
+                if r["code"] == label and r["command"] == name
+            ]
+            mem = [
+                (int(r["snapshots"]), float(r["rss_mb"]))
+                for r in rows  # type: ignore[arg-type]
+                if r["code"] == label and r["command"] == name
+            ]
+            if len(pts) >= 2:
+                print(f"{label:8} {name:17} cpu k={growth(pts):.2f}  rss k={growth(mem):.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    if args.work is None:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

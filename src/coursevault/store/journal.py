@@ -1,0 +1,279 @@
+"""The journal: an append-only record of which index and snapshot files exist.
+
+Without it every command listed and statted all of ``index/`` and
+``snapshots/`` to bring its catalog up to date (200,000 files: 3.7 s; on S3
+thousands of requests), so a one-course ``log`` cost the whole repository.
+With it a catalog remembers the last journal generation it read and reads
+only the entries after it: a warm command reads two small files
+(``journal/checkpoint`` and the first generation not yet written).
+
+Layout (docs/format.md, "Journal"):
+
+* ``journal/<gen>`` -- ``gen`` a decimal number, zero-padded to 20 digits.
+  Each is created once (``Backend.create``: create-if-absent), so two
+  writers never share a generation: the loser takes the next one.  An
+  *entry* names files added (``+i``/``+s``) and files about to be removed
+  (``-i``/``-s``); a *checkpoint* names every live file.
+* ``journal/checkpoint`` -- which generation is the newest checkpoint, and
+  the journal's id.  Rewritten only under the exclusive lock.
+
+Ordering, which is what makes a kill at any point harmless:
+
+* an added file is written (durably) *before* its entry: an entry never names
+  a file that is not there, except after damage -- and readers load every
+  named file, verifying it, before it becomes visible, keeping a name whose
+  file is missing as *pending* and trying it again at each sync;
+* a removal is journaled *before* the file is deleted, so no catalog keeps a
+  file that is gone;
+* a writer killed between its file and its entry leaves a file no entry
+  names: an index file that nothing references (its snapshot was never
+  committed), or a snapshot whose record its course's ref still holds -- the
+  next writer of the course (or prune, forget) journals it again.  ``check``
+  reports any such file, ``repair journal`` writes a checkpoint from a full
+  listing.
+
+A repository without ``journal/checkpoint`` (written before the journal
+existed) is synced by listing, as before; ``init`` starts a journal, prune
+and ``repair journal`` start one in an older repository.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import blake3
+
+from coursevault.errors import CorruptionError
+from coursevault.store.backend import Backend
+
+POINTER_KEY = "journal/checkpoint"
+GEN_DIGITS = 20
+MAGIC = "cvjournal"
+VERSION = 1
+ENTRY, CHECKPOINT = "entry", "checkpoint"
+INDEX, SNAPSHOT = "i", "s"  # what a name is: an index file or a snapshot record
+HEX64 = re.compile(r"[0-9a-f]{64}")
+JOURNAL_ID = re.compile(r"[0-9a-f]{32}")
+REPAIR = "`coursevault repair journal` writes it afresh from a listing"
+
+
+class JournalDamagedError(CorruptionError):
+    """A journal file does not parse or does not match its checksum."""
+
+
+def gen_key(gen: int) -> str:
+    return f"journal/{gen:0{GEN_DIGITS}d}"
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """What ``journal/checkpoint`` holds."""
+
+    journal: str  # 32 hex: a journal started afresh gets a new id
+    gen: int  # the newest checkpoint's generation
+
+
+@dataclass
+class Entry:
+    """One journal file: names added and removed, by kind (INDEX, SNAPSHOT)."""
+
+    journal: str
+    gen: int
+    kind: str = ENTRY
+    added: dict[str, list[str]] = field(default_factory=lambda: {INDEX: [], SNAPSHOT: []})
+    removed: dict[str, list[str]] = field(default_factory=lambda: {INDEX: [], SNAPSHOT: []})
+
+    def encode(self) -> bytes:
+        lines = [f"{MAGIC} {VERSION} {self.journal} {self.gen} {self.kind}\n"]
+        for sign, names in (("-", self.removed), ("+", self.added)):
+            for what in (INDEX, SNAPSHOT):
+                lines.extend(f"{sign}{what} {name}\n" for name in names[what])
+        body = "".join(lines).encode()
+        return body + f"end {blake3.blake3(body).hexdigest()}\n".encode()
+
+
+def decode_entry(data: bytes, gen: int) -> Entry:
+    """Parse a journal file, checking its checksum and that it is generation ``gen``."""
+    where = gen_key(gen)
+    cut = data.rfind(b"end ", 0, max(len(data) - 1, 0))
+    if cut < 0 or not data.endswith(b"\n") or (cut and data[cut - 1 : cut] != b"\n"):
+        raise JournalDamagedError(f"{where}: truncated (no checksum line)")
+    body, tail = data[:cut], data[cut + 4 : -1]
+    if blake3.blake3(body).hexdigest().encode() != tail:
+        raise JournalDamagedError(f"{where}: does not match its checksum")
+    try:
+        lines = body.decode("ascii").splitlines()
+        magic, version, journal, found, kind = lines[0].split(" ")
+    except (UnicodeDecodeError, ValueError, IndexError):
+        raise JournalDamagedError(f"{where}: bad header") from None
+    if magic != MAGIC or version != str(VERSION) or kind not in (ENTRY, CHECKPOINT):
+        raise JournalDamagedError(f"{where}: not a journal file of version {VERSION}")
+    if found != str(gen) or not JOURNAL_ID.fullmatch(journal):
+        raise JournalDamagedError(f"{where}: names generation {found} of journal {journal}")
+    entry = Entry(journal, gen, kind)
+    for line in lines[1:]:
+        sign, what, name = line[:1], line[1:2], line[3:]
+        if sign not in "+-" or what not in (INDEX, SNAPSHOT) or not HEX64.fullmatch(name):
+            raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
+        (entry.added if sign == "+" else entry.removed)[what].append(name)
+    if kind == CHECKPOINT and (entry.removed[INDEX] or entry.removed[SNAPSHOT]):
+        raise JournalDamagedError(f"{where}: a checkpoint that removes files")
+    return entry
+
+
+def read_pointer(backend: Backend) -> Pointer | None:
+    """The journal's pointer; None when the repository has no journal."""
+    try:
+        data = backend.read(POINTER_KEY)
+    except FileNotFoundError:
+        return None
+    try:
+        magic, version, journal, gen = data.decode("ascii").split()
+        pointer = Pointer(journal, int(gen))
+    except (UnicodeDecodeError, ValueError):
+        raise JournalDamagedError(f"{POINTER_KEY}: unreadable") from None
+    if magic != f"{MAGIC}-checkpoint" or version != str(VERSION) or pointer.gen < 1:
+        raise JournalDamagedError(f"{POINTER_KEY}: not a journal pointer of version {VERSION}")
+    if not JOURNAL_ID.fullmatch(journal):
+        raise JournalDamagedError(f"{POINTER_KEY}: bad journal id")
+    return pointer
+
+
+def read_entry(backend: Backend, pointer: Pointer, gen: int) -> Entry | None:
+    """Generation ``gen`` of the journal ``pointer`` names; None if not (yet) written."""
+    try:
+        data = backend.read(gen_key(gen))
+    except FileNotFoundError:
+        return None
+    entry = decode_entry(data, gen)
+    if entry.journal != pointer.journal:
+        raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {entry.journal}")
+    return entry
+
+
+def append(
+    backend: Backend,
+    known: tuple[str, int] | None,
+    *,
+    added: Iterable[tuple[str, str]] = (),
+    removed: Iterable[tuple[str, str]] = (),
+) -> int | None:
+    """Journal (kind, name) pairs added (already durable) or about to be
+    removed, in the first free generation after the last the caller read
+    (``known``: journal id and generation, from its catalog); returns it, or
+    None when the repository has no journal.
+
+    Creating the file is the whole commit: a generation is taken by exactly
+    one writer, and a file either exists whole or not at all."""
+    pointer = read_pointer(backend)
+    if pointer is None:
+        return None
+    entry = Entry(pointer.journal, 0)
+    for what, name in added:
+        entry.added[what].append(name)
+    for what, name in removed:
+        entry.removed[what].append(name)
+    after = known[1] if known is not None and known[0] == pointer.journal else 0
+    gen = max(after, pointer.gen) + 1
+    while True:
+        while backend.exists(gen_key(gen)):  # written by others since we read
+            gen += 1
+        entry.gen = gen
+        if backend.create(gen_key(gen), entry.encode()):
+            return gen
+        gen += 1
+
+
+def journal_head(backend: Backend) -> int:
+    """The highest generation in ``journal/`` (by listing: exclusive-lock
+    callers only), 0 if none."""
+    head = 0
+    for key, _size in backend.list("journal/"):
+        name = key.rsplit("/", 1)[1]
+        if name.isdigit():
+            head = max(head, int(name))
+    return head
+
+
+def write_checkpoint(
+    backend: Backend,
+    index: Iterable[str],
+    snapshots: Iterable[str],
+    *,
+    compact: bool = True,
+    fresh: bool = False,
+) -> Pointer:
+    """Write a checkpoint naming every live index file and snapshot, point
+    ``journal/checkpoint`` at it, then (``compact``) delete the generations
+    before it.  Only under the exclusive lock (or at ``init``): no writer may
+    be between writing a file and journaling it.
+
+    Readers behind the new checkpoint reconcile with it; a reader replaying
+    while older generations are deleted stops early and catches up on its
+    next sync (it reads the pointer first).  ``fresh`` starts a new journal
+    id, so that no catalog trusts a position it read from the old one (a
+    repair: generations may have been lost)."""
+    try:
+        old = None if fresh else read_pointer(backend)
+    except JournalDamagedError:
+        old = None
+    journal = old.journal if old is not None else secrets.token_hex(16)
+    entry = Entry(journal, 0, CHECKPOINT)
+    entry.added[INDEX] = sorted(index)
+    entry.added[SNAPSHOT] = sorted(snapshots)
+    gen = journal_head(backend) + 1
+    while True:
+        entry.gen = gen
+        if backend.create(gen_key(gen), entry.encode()):
+            break
+        gen += 1
+    pointer = Pointer(journal, gen)
+    backend.write(POINTER_KEY, f"{MAGIC}-checkpoint {VERSION} {journal} {gen}\n".encode())
+    if compact:
+        for key, _size in list(backend.list("journal/")):
+            name = key.rsplit("/", 1)[1]
+            if name.isdigit() and int(name) < gen:
+                backend.delete(key)
+    return pointer
+
+
+@dataclass
+class JournalState:
+    """What replaying the journal from its checkpoint says (for ``check``)."""
+
+    pointer: Pointer
+    head: int  # the last generation read
+    live: dict[str, set[str]]  # named as added (by a checkpoint or an entry) and not removed since
+    removed: dict[
+        str, set[str]
+    ]  # named as removed last: the file may linger until its deleter ends
+
+
+def replay(backend: Backend) -> JournalState | None:
+    """Replay the journal from the newest checkpoint; None without a journal.
+    Raises JournalDamagedError on any damage (a pointer, checkpoint or entry
+    that does not parse, a checkpoint that is gone)."""
+    pointer = read_pointer(backend)
+    if pointer is None:
+        return None
+    checkpoint = read_entry(backend, pointer, pointer.gen)
+    if checkpoint is None or checkpoint.kind != CHECKPOINT:
+        raise JournalDamagedError(f"{gen_key(pointer.gen)}: the checkpoint is missing")
+    live = {what: set(names) for what, names in checkpoint.added.items()}
+    removed: dict[str, set[str]] = {INDEX: set(), SNAPSHOT: set()}
+    gen = pointer.gen
+    while (entry := read_entry(backend, pointer, gen + 1)) is not None:
+        gen += 1
+        if entry.kind == CHECKPOINT:
+            live = {what: set(names) for what, names in entry.added.items()}
+            removed = {INDEX: set(), SNAPSHOT: set()}
+            continue
+        for what in (INDEX, SNAPSHOT):
+            live[what] -= set(entry.removed[what])
+            removed[what] |= set(entry.removed[what])
+            live[what] |= set(entry.added[what])
+            removed[what] -= set(entry.added[what])
+    return JournalState(pointer, gen, live, removed)

@@ -1,0 +1,315 @@
+"""The journal of index and snapshot names (store/journal.py): a warm sync
+reads only what is new; kills, concurrent writers and damage never make a
+catalog show a snapshot that is not there, nor hide one for good."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from coursevault import api
+from coursevault.store import series
+from coursevault.store.backend import LocalBackend
+from coursevault.store.check import check_repository
+from coursevault.store.journal import (
+    POINTER_KEY,
+    SNAPSHOT,
+    JournalDamagedError,
+    append,
+    decode_entry,
+    gen_key,
+    read_pointer,
+    replay,
+)
+from coursevault.store.journal_check import JOURNAL
+from coursevault.store.prune import prune_repository
+from coursevault.store.repository import Repository
+
+
+class CountingBackend(LocalBackend):
+    """Records which prefixes are listed and how many files are read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.listed: list[str] = []
+        self.reads = 0
+
+    def list(self, prefix: str):  # type: ignore[override]
+        self.listed.append(prefix)
+        return super().list(prefix)
+
+    def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
+        self.reads += 1
+        return super().read(key, offset, length)
+
+
+def journal_gens(backend: LocalBackend) -> list[int]:
+    return sorted(int(k.rsplit("/", 1)[1]) for k, _ in backend.list("journal/") if k[-1].isdigit())
+
+
+def ids(repo: Repository) -> set[str]:
+    return {s.id for s in repo.snapshots()}
+
+
+def test_warm_sync_reads_only_what_is_new(repo, backend, cache_dir, tmp_path, helpers) -> None:
+    for i in range(12):
+        helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}")
+    repo.sync_catalog()  # the writer's catalog reads its own last entries
+    counting = CountingBackend(backend.root)
+    with Repository.open(counting, cache_dir=cache_dir) as warm:  # the same catalog
+        assert len(ids(warm)) == 12
+        assert counting.listed == []  # neither index/ nor snapshots/ listed
+        assert counting.reads == 3  # config, the pointer, the first generation not written
+        with Repository.open(backend, cache_dir=tmp_path / "writer") as writer:
+            made = helpers.make_snapshot(writer, 3, seed=99, course="new")
+        counting.reads = 0
+        warm.sync_catalog()
+        assert made.snap_id in ids(warm)
+        # pointer, two entries (index file, snapshot), their two files, the end
+        assert counting.reads == 6 and counting.listed == []
+
+
+def test_fresh_catalog_replays_from_the_checkpoint(repo, backend, tmp_path, helpers) -> None:
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(3)]
+    counting = CountingBackend(backend.root)
+    with Repository.open(counting, cache_dir=tmp_path / "other") as fresh:
+        assert ids(fresh) == {m.snap_id for m in made}
+        assert all(fresh.has(o) for m in made for o in m.objects)
+        assert counting.listed == []
+
+
+def test_repository_without_a_journal_is_listed_as_before(repo, backend, tmp_path, helpers) -> None:
+    """An older repository: no journal/checkpoint.  Commands list; writers
+    journal nothing; prune (or repair journal) starts the journal."""
+    for key, _ in list(backend.list("journal/")):
+        backend.delete(key)
+    made = helpers.make_snapshot(repo, 3, seed=1)
+    assert list(backend.list("journal/")) == []
+    repo.sync_catalog()  # its catalog read a journal before: the position is voided once
+    writes: list[str] = []
+    real_set_meta = repo.catalog.set_meta
+    repo.catalog.set_meta = lambda key, _value: writes.append(key)  # type: ignore[method-assign]
+    repo.sync_catalog()
+    assert writes == []  # not at every command
+    repo.catalog.set_meta = real_set_meta  # type: ignore[method-assign]
+    counting = CountingBackend(backend.root)
+    with Repository.open(counting, cache_dir=tmp_path / "other") as other:
+        assert ids(other) == {made.snap_id}
+        assert "snapshots/" in counting.listed
+    prune_repository(repo)
+    assert read_pointer(backend) is not None
+    counting = CountingBackend(backend.root)
+    with Repository.open(counting, cache_dir=tmp_path / "third") as third:
+        assert ids(third) == {made.snap_id}
+        assert counting.listed == []
+    assert check_repository(repo).problems == []
+
+
+def test_concurrent_writers_take_distinct_generations(repo, backend, tmp_path, helpers) -> None:
+    """Eight writers, each with its own catalog, commit at once: each entry
+    gets its own generation and a fresh catalog sees every snapshot."""
+    errors: list[BaseException] = []
+    made: list[str] = []
+
+    def write(i: int) -> None:
+        try:
+            with Repository.open(LocalBackend(backend.root), cache_dir=tmp_path / f"w{i}") as r:
+                made.append(helpers.make_snapshot(r, 2, seed=100 + i, course=f"w{i}").snap_id)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    gens = journal_gens(backend)
+    assert gens == list(range(gens[0], gens[0] + len(gens)))  # no hole
+    with Repository.open(backend, cache_dir=tmp_path / "reader") as reader:
+        assert ids(reader) == set(made)
+    repo.sync_catalog()
+    assert ids(repo) == set(made)
+    assert check_repository(repo).ok
+
+
+def test_append_takes_the_next_free_generation(repo, backend) -> None:
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    stale = (pointer.journal, pointer.gen)  # both writers last read the same generation
+    a = append(backend, stale, added=[(SNAPSHOT, "a" * 64)])
+    b = append(backend, stale, added=[(SNAPSHOT, "b" * 64)])
+    assert (a, b) == (pointer.gen + 1, pointer.gen + 2)
+    # another journal's position (a repaired one) is not trusted
+    c = append(backend, ("0" * 32, 10**6), added=[(SNAPSHOT, "c" * 64)])
+    assert c == pointer.gen + 3
+
+
+def test_entry_before_its_file_shows_nothing_until_the_file_is_there(
+    repo, backend, tmp_path, helpers
+) -> None:
+    """An entry naming a snapshot whose file is not durable yet (or never
+    will be) must not make it visible; once the file is there, it is."""
+    made = helpers.make_snapshot(repo, 3, seed=5)
+    data = backend.read(f"snapshots/{made.snap_id}")
+    backend.delete(f"snapshots/{made.snap_id}")
+    with Repository.open(backend, cache_dir=tmp_path / "early") as early:
+        assert ids(early) == set()
+        backend.write(f"snapshots/{made.snap_id}", data)
+        early.sync_catalog()
+        assert ids(early) == {made.snap_id}
+    # a damaged file is no better than a missing one
+    backend.write(f"snapshots/{made.snap_id}", data[:-3] + b"}}}")
+    with Repository.open(backend, cache_dir=tmp_path / "damaged") as damaged:
+        assert ids(damaged) == set()
+
+
+def test_writer_killed_between_snapshot_file_and_entry(
+    repo, backend, tmp_path, monkeypatch, helpers
+) -> None:
+    """The file is durable but no entry names it: the next writer of the
+    course journals it (its ref still holds the record), and until then
+    check says so."""
+
+    class Killed(BaseException):
+        pass
+
+    real = series.journal_files
+
+    def die(*_a: object, **_k: object) -> None:
+        raise Killed
+
+    monkeypatch.setattr(series, "journal_files", die)
+    with pytest.raises(Killed):
+        helpers.make_snapshot(repo, 3, seed=1, epoch=1000.0)
+    monkeypatch.setattr(series, "journal_files", real)
+    [orphan] = [k.split("/", 1)[1] for k, _ in backend.list("snapshots/")]
+    with Repository.open(backend, cache_dir=tmp_path / "c1") as other:
+        assert ids(other) == set()
+        report = check_repository(other)
+        assert [p.kind for p in report.errors] == [JOURNAL]
+        assert f"snapshot {orphan} is not journaled" in report.errors[0].message
+    with Repository.open(backend, cache_dir=tmp_path / "c2") as writer:
+        second = helpers.make_snapshot(writer, 3, seed=2, epoch=2000.0)
+        assert orphan in ids(writer)
+    with Repository.open(backend, cache_dir=tmp_path / "c1") as other:
+        assert ids(other) == {orphan, second.snap_id}
+        assert check_repository(other).ok
+
+
+def test_forget_killed_between_entry_and_delete(
+    repo, backend, tmp_path, monkeypatch, helpers
+) -> None:
+    """A removal is journaled first: while the file is still there the
+    snapshot stays listed (forget run again deletes it), and once it is
+    gone every catalog drops it."""
+    keep = helpers.make_snapshot(repo, 3, seed=1, course="a")
+    gone = helpers.make_snapshot(repo, 3, seed=2, course="b")
+    with Repository.open(backend, cache_dir=tmp_path / "watcher") as watcher:
+        assert ids(watcher) == {keep.snap_id, gone.snap_id}
+        deleted: list[str] = []
+        monkeypatch.setattr(backend, "delete", deleted.append)  # the kill: nothing deleted
+        with repo.lock(exclusive=True, operation="forget"):
+            repo.delete_snapshot(gone.snap_id)
+        monkeypatch.undo()
+        watcher.sync_catalog()
+        assert ids(watcher) == {keep.snap_id, gone.snap_id}
+        assert check_repository(watcher).ok
+        backend.delete(f"snapshots/{gone.snap_id}")  # the rerun's delete
+        watcher.sync_catalog()
+        assert ids(watcher) == {keep.snap_id}
+    with Repository.open(backend, cache_dir=tmp_path / "fresh") as fresh:
+        assert ids(fresh) == {keep.snap_id}
+
+
+def test_prune_compacts_and_catalogs_behind_catch_up(repo, backend, tmp_path, helpers) -> None:
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(4)]
+    behind = Repository.open(backend, cache_dir=tmp_path / "behind")
+    try:
+        assert len(ids(behind)) == 4
+        api.forget_snapshots(repo, [made[0].snap_id])
+        prune_repository(repo)
+        pointer = read_pointer(backend)
+        assert pointer is not None and journal_gens(backend) == [pointer.gen]
+        behind.sync_catalog()
+        assert ids(behind) == {m.snap_id for m in made[1:]}
+        assert not any(behind.has(o) for o in made[0].objects)
+        assert all(behind.get(o)[1] == p for m in made[1:] for o, p in m.objects.items())
+    finally:
+        behind.close()
+    assert check_repository(repo).problems == []
+
+
+def test_damaged_journal_is_detected_listed_around_and_repaired(
+    repo, backend, tmp_path, helpers
+) -> None:
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(3)]
+    last = journal_gens(backend)[-1]
+    data = backend.read(gen_key(last))
+    backend.write(gen_key(last), data.replace(b"+s ", b"+i ", 1))
+    with pytest.raises(JournalDamagedError):
+        decode_entry(backend.read(gen_key(last)), last)
+    report = check_repository(repo)
+    assert [p.kind for p in report.errors] == [JOURNAL]
+    assert "does not match its checksum" in report.errors[0].message
+    # a damaged journal costs a listing, never a snapshot
+    with Repository.open(backend, cache_dir=tmp_path / "other") as other:
+        assert ids(other) == {m.snap_id for m in made}
+        assert any("repair journal" in n for n in other.notices)
+    result = api.repair_journal(repo)
+    assert result["snapshots"] == 3
+    assert check_repository(repo).problems == []
+    counting = CountingBackend(backend.root)
+    with Repository.open(counting, cache_dir=tmp_path / "other") as other:
+        assert ids(other) == {m.snap_id for m in made}
+        assert counting.listed == [] and other.notices == []
+
+
+def test_check_finds_files_the_journal_does_not_know(repo, backend, tmp_path, helpers) -> None:
+    made = helpers.make_snapshot(repo, 3, seed=1)
+    # a snapshot file put in by hand, and a journaled one deleted by hand
+    record = helpers.snapshot_record(made.root, "by-hand", 5.0)
+    from coursevault.store.ids import ObjectType, object_id
+    from coursevault.store.series import encode_record
+
+    data = encode_record(record)
+    by_hand = object_id(ObjectType.SNAPSHOT, data).hex()
+    backend.write(f"snapshots/{by_hand}", data)
+    backend.delete(f"snapshots/{made.snap_id}")
+    messages = [p.message for p in check_repository(repo).errors if p.kind == JOURNAL]
+    assert any(f"snapshot {by_hand} is not journaled" in m for m in messages)
+    assert any(f"names snapshot {made.snap_id}, which is not there" in m for m in messages)
+    api.repair_journal(repo)
+    state = replay(backend)
+    # the course's ref still held the deleted one's record: it is published again
+    assert state is not None and state.live[SNAPSHOT] == {by_hand, made.snap_id}
+    assert ids(repo) == {by_hand, made.snap_id}
+    assert check_repository(repo).ok
+
+
+def test_pointer_damage_falls_back_to_listing(repo, backend, tmp_path, helpers) -> None:
+    made = helpers.make_snapshot(repo, 3, seed=1)
+    backend.write(POINTER_KEY, b"garbage\n")
+    with Repository.open(backend, cache_dir=tmp_path / "other") as other:
+        assert ids(other) == {made.snap_id}
+    assert any(p.kind == JOURNAL for p in check_repository(repo).errors)
+    # a writer meanwhile does not fail: its files are there, repair journals them
+    second = helpers.make_snapshot(repo, 3, seed=2, course="b")
+    api.repair_journal(repo)
+    with Repository.open(backend, cache_dir=tmp_path / "third") as third:
+        assert ids(third) == {made.snap_id, second.snap_id}
+
+
+def test_cli_repair_journal(tmp_path, repo, backend, cache_dir, helpers) -> None:
+    from coursevault.cli.app import main
+
+    helpers.make_snapshot(repo, 3, seed=1)
+    for key, _ in list(backend.list("journal/")):
+        backend.delete(key)
+    code = main(["check", "-r", str(backend.root), "--cache-dir", str(cache_dir)])
+    assert code == 0  # no journal: a warning, not an error
+    assert main(["repair", "journal", "-r", str(backend.root), "--cache-dir", str(cache_dir)]) == 0
+    assert read_pointer(backend) is not None
+    assert check_repository(repo).problems == []
