@@ -24,6 +24,8 @@ change as a Moodle site's: new posts, edits, attempts, log lines).
    (``apt-get install rclone restic``); a tool not installed is reported as
    such.  Each is run ``--repeat`` times into a new destination: best and
    median wall time.
+3. **S3 on loopback** (``rclone serve s3``, tests/s3server.py): the
+   8-course source into S3 and back, and course 1's night 7 into S3.
 
 The machine has 2 cores shared with other sessions: the wall times swing
 with their load (reported).
@@ -78,10 +80,10 @@ def tree_bytes(folder: Path) -> int:
 
 
 def make_courses(out: Path, courses: int, xml_mb: float) -> dict[int, list[Path]]:
-    """Nights 1-2 of every course, 1-6 of course 1."""
+    """Nights 1-2 of every course, 1-7 of course 1."""
     found = {}
     for seed in range(1, courses + 1):
-        nights = 6 if seed == 1 else 2
+        nights = 7 if seed == 1 else 2
         folder = out / f"course-{seed}"
         run(
             [
@@ -106,7 +108,9 @@ def ingest(repo: Path, archives: list[Path], course: str, cache: Path) -> None:
     cv("ingest", "-r", repo, "--course", course, *archives, cache=cache)
 
 
-def sync(src: Path, dst: Path, cache: Path, *extra: str) -> tuple[float, dict[str, Any]]:
+def sync(
+    src: str | Path, dst: str | Path, cache: Path, *extra: str
+) -> tuple[float, dict[str, Any]]:
     seconds, out = cv("sync", src, dst, "--json", *extra, cache=cache)
     return seconds, json.loads(out)
 
@@ -207,7 +211,7 @@ def throughput(
         a = work / "restic-a"
         run(["restic", "-r", str(a), "init"], env)
         for seed, files in sorted(nights.items()):
-            for night in files[:2] if seed != 1 else files:
+            for night in files[:2] if seed != 1 else files[:6]:
                 run(
                     [
                         "restic",
@@ -246,6 +250,58 @@ def throughput(
     return out
 
 
+def over_s3(work: Path, nights: dict[int, list[Path]], cache: Path, repeat: int) -> dict[str, Any]:
+    """Section 3: the same into and out of S3 on loopback (``rclone serve
+    s3``, the tests' server): the 8-course source into a new prefix
+    ``repeat`` times, back into a folder once, and course 1's night 7 from
+    the 1-course source into S3 after its nights 1-6."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3server import S3Server
+
+    server = S3Server(work / "s3server")
+    saved = dict(os.environ)
+    try:
+        os.environ.update(server.env())  # the CLI processes read them
+        bucket = server.make_bucket()
+        src = work / "src-N"
+        size = stored_bytes(src) + (src / "config").stat().st_size
+        times = []
+        for i in range(repeat):
+            seconds, report = sync(src, f"s3://{bucket}/hub-{i}", cache)
+            times.append(seconds)
+        out: dict[str, Any] = {
+            "into": {
+                **best(times),
+                "mb_s": size / min(times) / 1e6,
+                "requests": report["requests"],
+            },
+        }
+        seconds, report = sync(f"s3://{bucket}/hub-0", work / "from-s3", cache)
+        out["out_of"] = {
+            "seconds": seconds,
+            "mb_s": size / seconds / 1e6,
+            "requests": report["requests"],
+        }
+        one = work / "src-1"
+        sync(one, f"s3://{bucket}/one", cache)
+        before = stored_bytes(one)
+        ingest(one, nights[1][6:7], "course-1", cache)
+        added = stored_bytes(one) - before
+        _s, report = sync(one, f"s3://{bucket}/one", cache, "--course", "course-1")
+        out["night"] = {
+            "added": added,
+            "bytes": report["bytes"],
+            "ratio": report["bytes"] / added,
+            "requests": report["requests"],
+            "destination_requests": report["destination_requests"],
+        }
+        return out
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--courses", type=int, default=8)
@@ -268,6 +324,7 @@ def main() -> int:
         }
         result["night"] = night_figures(work, nights, cache)
         result["throughput"] = throughput(work, nights, cache, args.repeat)
+        result["s3"] = over_s3(work, nights, cache, args.repeat)
         result["load_after"] = os.getloadavg()[0]
         result["seconds"] = time.monotonic() - started
     text = json.dumps(result, indent=2)

@@ -29,8 +29,12 @@ def _wait(*procs: subprocess.Popen[bytes]) -> None:
 
 # into one bucket, as sites share one, and between folders; the other
 # pairs cost minutes and add nothing these two do not exercise
-@pytest.mark.parametrize("sites", [("folder", "folder"), ("folder", "s3")], indirect=True,
-                         ids=["folder-to-folder", "folder-to-s3"])
+@pytest.mark.parametrize(
+    "sites",
+    [("folder", "folder"), ("folder", "s3")],
+    indirect=True,
+    ids=["folder-to-folder", "folder-to-s3"],
+)
 def test_two_sites_push_one_pulls_then_prune_while_pushing(
     sites: Sites, nights: dict[str, list[Path]]
 ) -> None:

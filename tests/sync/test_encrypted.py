@@ -74,8 +74,11 @@ def test_destinations_that_compute_ids_otherwise_are_refused(
         assert cv(cache, "init", repo, *extra)[0] == 0
     assert cv(cache, "ingest", "-r", sealed, ARCHIVES[0])[0] == 0
     assert cv(cache, "ingest", "-r", plain, ARCHIVES[0])[0] == 0
-    for src, dst, words in ((sealed, other, "another id key"), (sealed, plain, "only the source"),
-                            (plain, sealed, "only the destination")):
+    for src, dst, words in (
+        (sealed, other, "another id key"),
+        (sealed, plain, "only the source"),
+        (plain, sealed, "only the destination"),
+    ):
         code, _out, err = cv(cache, "sync", src, dst)
         assert code == 2 and err.count("\n") == 1 and words in err, (src, dst, err)
     pw = tmp_path / "pw"

@@ -49,8 +49,12 @@ def _source(sites: Sites, nights: dict[str, list[Path]]) -> str:
 @pytest.mark.parametrize(
     ("prefix", "n"), [("packs/", 4), ("index/", 3)], ids=["at-a-pack", "before-an-index"]
 )
-@pytest.mark.parametrize("sites", [("folder", "folder"), ("s3", "s3")], indirect=True,
-                         ids=["folder-to-folder", "s3-to-s3"])
+@pytest.mark.parametrize(
+    "sites",
+    [("folder", "folder"), ("s3", "s3")],
+    indirect=True,
+    ids=["folder-to-folder", "s3-to-s3"],
+)
 def test_rerun_after_a_kill_copies_only_what_is_missing(
     sites: Sites, nights: dict[str, list[Path]], prefix: str, n: int
 ) -> None:

@@ -201,3 +201,29 @@ def test_a_destination_catalog_already_warm_sees_what_a_sync_brought(
     with api.open_repository(dst, cache_dir=at_dst) as repo:
         assert {r.series for r in repo.snapshots()} == {"quiz", "cert", "upload"}
         assert api.check(repo, read_data=True).ok
+
+
+def test_a_nights_requests_do_not_grow_with_the_repository(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    """The same night of one course synced from a source of that course
+    alone and from one of 9 courses (26 snapshots, as many packs and index
+    files): the same bytes within 1 %, requests within a few (a tree the
+    night shares with another course is walked), where reading the index
+    or listing the packs would cost 20 more."""
+    seen = []
+    many = {"cert": 2, **{f"{c}-{k}": 3 for c in ("upload", "quiz") for k in range(4)}}
+    for name, courses in (("one", {"cert": 2}), ("many", many)):
+        src = sites.init(sites.source(name))
+        for course, n in courses.items():
+            for archive in nights[course.split("-")[0]][:n]:
+                sites.ingest(src, archive, course)
+        dst = sites.destination(f"{name}-dst")
+        sites.sync(src, dst)
+        sites.ingest(src, nights["cert"][2], "cert")
+        report = sites.sync(src, dst, courses=["cert"])
+        seen.append(report)
+    one, big = seen
+    assert big.requests <= one.requests + 5
+    assert abs(big.bytes - one.bytes) <= 0.01 * one.bytes
+    assert big.snapshots == one.snapshots == 1

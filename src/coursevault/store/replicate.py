@@ -22,8 +22,11 @@ Guarantees (docs/format.md, "Sync"):
 * resumable: a rerun walks again, skips what the index names, and a pack
   written but not yet indexed (the same bytes, so the same name) is not
   sent again;
-* memory: the walk keeps an entry per object to copy (about 200 bytes), so
-  a night costs little and a first sync of a million objects ~200 MB.
+* memory: the plan keeps an entry per object to copy (a few hundred
+  bytes), besides the pack being assembled (up to ``pack_size``, twice
+  while it is written) and the readers' caches of decoded blocks: a first
+  sync of 25,000 objects (10 MB) peaked at 136 MB, a night's of one
+  course at 85 MB (its dictionaries read at both sides; `snapshots`: 37).
 """
 
 from __future__ import annotations
