@@ -7,20 +7,23 @@ from __future__ import annotations
 import json
 import tracemalloc
 
+import pytest
+
 from coursevault import api
 from coursevault.cli.app import main
 from coursevault.store.catalog import SnapshotRow
 
 
-def fake_rows(repo, n: int, *, record_bytes: int = 2000) -> None:
+def fake_rows(repo, n: int, *, record_bytes: int = 2000, one_night: bool = False) -> None:
     """``n`` catalog rows of 40 courses, some sharing a time (history order
     then looks at parents), each with a record of about ``record_bytes``."""
     pad = "x" * record_bytes
     prev: dict[str, str] = {}
     for i in range(n):
-        course = f"c{i % 40}"
+        course = f"c{i}" if one_night else f"c{i % 40}"
         snap_id = f"{n - i:064x}"  # a child's id sorts before its parent's
-        epoch = float(1000 + i // 80)  # two snapshots of a course per time
+        # two snapshots of a course per time; or a site's night: one time
+        epoch = 1000.0 if one_night else float(1000 + i // 80)
         record = {
             "course": course,
             "root": "00" * 32,
@@ -43,15 +46,16 @@ def test_stream_is_the_list_in_history_order(repo) -> None:
         for parent in rows[snap_id].record["parents"]:
             assert listed.index(parent) < pos
     assert any(
-        rows[p].epoch == rows[c].epoch and p > c
-        for c in listed
-        for p in rows[c].record["parents"]
+        rows[p].epoch == rows[c].epoch and p > c for c in listed for p in rows[c].record["parents"]
     )
     assert api.list_snapshots(repo) == list(api.iter_snapshots(repo))
 
 
-def test_stream_memory_does_not_grow_with_the_repository(repo) -> None:
-    fake_rows(repo, 3000)
+@pytest.mark.parametrize("one_night", [False, True])
+def test_stream_memory_does_not_grow_with_the_repository(repo, one_night) -> None:
+    """Also when a whole site's courses share one time (a tie history order
+    need not reorder: only a course's own ties are held)."""
+    fake_rows(repo, 3000, one_night=one_night)
 
     def peak(use_stream: bool) -> int:
         tracemalloc.start()

@@ -500,6 +500,18 @@ class Catalog:
                 for r in rows:
                     yield SnapshotRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
 
+    def tied_epochs(self, series: str | None = None) -> set[float]:
+        """The times at which one series has more than one snapshot (an
+        archive ingested again): only there does history order look past
+        (epoch, id)."""
+        sql = "SELECT epoch FROM cv_snapshots"
+        params: tuple[str, ...] = ()
+        if series is not None:
+            sql += f" WHERE course = {self._ph}"
+            params = (series,)
+        sql += " GROUP BY epoch, course HAVING COUNT(*) > 1"
+        return {float(r[0]) for r in self._query(sql, params)}
+
     def set_ref(self, name: str, target: str) -> None:
         self._write(
             (f"DELETE FROM cv_refs WHERE name = {self._ph}", (name,)),

@@ -60,16 +60,22 @@ class SnapshotRecords:
 
     def iter_snapshots(self, series: str | None = None) -> Iterator[SnapshotRow]:
         """:meth:`snapshots` as a stream: history order only reorders
-        snapshots of the same time, so one time's snapshots at once are
-        enough -- memory does not grow with the repository."""
+        snapshots of one series at one time (an archive ingested again), so
+        only the times where that happened are held, one at a time -- not
+        every snapshot of a night taken at the same time by a whole site:
+        memory does not grow with the repository."""
         from coursevault.store.series import history_order
 
+        tied = self.catalog.tied_epochs(series)
         tie: list[SnapshotRow] = []
         for row in self.catalog.iter_snapshots(series):
             if tie and row.epoch != tie[0].epoch:
                 yield from history_order(tie)
                 tie = []
-            tie.append(row)
+            if row.epoch in tied:
+                tie.append(row)
+            else:
+                yield row  # (epoch, id) is its place
         yield from history_order(tie)
 
     def commit_snapshot(self, draft: SnapshotDraft, lock: Lock) -> str:
