@@ -557,11 +557,16 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
+        """One statement, so processes sharing a server catalog may set the
+        same key at once (a delete then an insert raced into a duplicate
+        key on PostgreSQL: both deletes saw the old row, both inserted)."""
         k, v = self._q("key"), self._q("value")
-        self._write(
-            (f"DELETE FROM cv_meta WHERE {k} = {self._ph}", (key,)),
-            (f"INSERT INTO cv_meta ({k}, {v}) VALUES ({self._ph}, {self._ph})", (key, value)),
-        )
+        insert = f"INSERT INTO cv_meta ({k}, {v}) VALUES ({self._ph}, {self._ph})"
+        if self.dialect in ("mysql", "mariadb"):
+            sql = f"{insert} ON DUPLICATE KEY UPDATE {v} = VALUES({v})"
+        else:  # PostgreSQL, and SQLite since 3.24
+            sql = f"{insert} ON CONFLICT ({k}) DO UPDATE SET {v} = excluded.{v}"
+        self._write((sql, (key, value)))
 
 
 def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from coursevault.errors import CatalogError
 
@@ -103,12 +103,15 @@ runs_t = sa.Table(
 
 def _create_tables(engine: sa.Engine) -> None:
     """create_all checks, then creates: two processes opening a new catalog at once
-    can both decide to create.  The loser finds the tables made; retry once."""
+    can both decide to create.  The loser's CREATE fails -- an operational
+    error on SQLite, on PostgreSQL a duplicate row in its catalog of types
+    (an integrity error) or "already exists" (a programming error) -- and
+    its retry finds the tables made."""
     for attempt in range(5):
         try:
             metadata.create_all(engine)
             return
-        except OperationalError:
+        except (OperationalError, IntegrityError, ProgrammingError):
             if attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
