@@ -89,6 +89,9 @@ def _newest_pack(location: str) -> Path:
     return [p for p in packs if p.is_file()][-1]
 
 
+# these damage a pack file in place: a folder source, into either kind
+@pytest.mark.parametrize("sites", [("folder", "folder"), ("folder", "s3")], indirect=True,
+                         ids=["folder-to-folder", "folder-to-s3"])
 def test_a_damaged_source_object_is_refused_and_nothing_names_it(
     sites: Sites, nights: dict[str, list[Path]]
 ) -> None:
@@ -96,8 +99,7 @@ def test_a_damaged_source_object_is_refused_and_nothing_names_it(
     sites.ingest(src, nights["quiz"][0], "quiz")
     sites.ingest(src, nights["upload"][0], "upload")
     sites.ingest(src, nights["upload"][1], "upload")
-    if not isinstance(api.backend_for(src), LocalBackend):
-        pytest.skip("damages a pack file in place: a folder source")
+    assert isinstance(api.backend_for(src), LocalBackend)
     pack = _newest_pack(src)  # upload's night 2
     data = bytearray(pack.read_bytes())
     data[len(data) // 2] ^= 0x40
@@ -113,14 +115,15 @@ def test_a_damaged_source_object_is_refused_and_nothing_names_it(
     sites.check(dst)
 
 
+@pytest.mark.parametrize("sites", [("folder", "folder"), ("folder", "s3")], indirect=True,
+                         ids=["folder-to-folder", "folder-to-s3"])
 def test_an_object_that_does_not_hash_to_its_id_is_refused(
     sites: Sites, write_course: Callable[..., Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A file content stored raw (incompressible): one flipped byte decodes
     fine and only its id gives it away."""
     src = sites.init(sites.source("src"))
-    if not isinstance(api.backend_for(src), LocalBackend):
-        pytest.skip("damages a pack file in place: a folder source")
+    assert isinstance(api.backend_for(src), LocalBackend)
     content = os.urandom(300_000)
     archive = write_course(
         sites.tmp / "course.mbz", {1: [(1, "hello")]}, extra=[("files/ab/abcdef", content)]
