@@ -55,6 +55,19 @@ def element_paths(data: bytes, skip_under: tuple[str, ...] = ()) -> Counter[str]
     return paths
 
 
+def ingest_backups(work: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """Every archive of BACKUPS ingested into a new repository in ``work``:
+    the repository's options and each archive's ingest report, in order."""
+    from coursevault.cli.app import main
+
+    repo = ["-r", str(work / "repo"), "--cache-dir", str(work / "cache")]
+    assert main([*repo, "init"]) == 0
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        assert main([*repo, "ingest", "--json", *map(str, BACKUPS)]) == 0
+    return repo, [json.loads(line) for line in printed.getvalue().splitlines()]
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]]:
     if not BACKUPS:
@@ -62,12 +75,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, Path]
     from coursevault.cli.app import main
 
     work = tmp_path_factory.mktemp("anon")
-    repo = ["-r", str(work / "repo"), "--cache-dir", str(work / "cache")]
-    assert main([*repo, "init"]) == 0
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        assert main([*repo, "ingest", "--json", *map(str, BACKUPS)]) == 0
-    snapshots = [json.loads(line) for line in printed.getvalue().splitlines()]
+    repo, snapshots = ingest_backups(work)
     pairs = []
     for archive, snap in zip(BACKUPS, snapshots, strict=True):
         out = work / f"{archive.stem}-anon.mbz"

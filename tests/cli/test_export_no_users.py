@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 from helpers import read_members
-from test_export_anonymize import BACKUPS, element_paths, export_and_restore, xml_members
+from test_export_anonymize import (
+    BACKUPS,
+    element_paths,
+    export_and_restore,
+    ingest_backups,
+    xml_members,
+)
 
 Cv = Callable[..., Any]
 # elements only user data has (forum posts, attempts, submissions, grades,
@@ -37,12 +43,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[Path, int, 
     from coursevault.cli.app import main
 
     work = tmp_path_factory.mktemp("nousers")
-    repo = ["-r", str(work / "repo"), "--cache-dir", str(work / "cache")]
-    assert main([*repo, "init"]) == 0
-    printed = io.StringIO()
-    with redirect_stdout(printed):
-        assert main([*repo, "ingest", "--json", *map(str, BACKUPS)]) == 0
-    snapshots = [json.loads(line) for line in printed.getvalue().splitlines()]
+    repo, snapshots = ingest_backups(work)
     results = []
     for archive, snap in zip(BACKUPS, snapshots, strict=True):
         out, err = work / f"{archive.stem}-nu.mbz", io.StringIO()
