@@ -23,13 +23,15 @@ def restore(
     new_course: Annotated[bool, typer.Option(
         "--new-course", help="Restore as a new course (the default).")] = False,
     into: Annotated[int | None, typer.Option(
-        "--into", help="Restore into this existing course (with --merge).")] = None,
+        "--into", help="Restore into this existing course (with --merge or --replace).")
+    ] = None,
     merge: Annotated[bool, typer.Option(
         "--merge", help="With --into: add the backup's sections and activities to the "
         "course.")] = False,
     replace: Annotated[bool, typer.Option(
-        "--replace", help="With --into: replace the course's content (not implemented "
-        "yet).")] = False,
+        "--replace", help="With --into: delete the course's content (activities, blocks, "
+        "sections, gradebook, groups, enrolments, questions, files...; never users), "
+        "then restore the backup into the course, in the same transaction.")] = False,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="Restore only this activity or section folder of the backup "
         "(activities/forum_12, sections/section_3; repeat).")] = None,
@@ -58,13 +60,16 @@ def restore(
 
     Every row is written in one transaction and file contents reach the
     file store only with it: on any error the site is left as it was
-    (exit 13 for the database, 2 for the backup's content).
+    (exit 13 for the database, 2 for the backup's content or a wrong
+    combination of options).  --into ID --replace deletes the course's
+    content in that same transaction (--dry-run lists what it would
+    delete).
     """
-    _check_target(new_course, into, merge, replace)
+    _check_target(new_course, into, merge, replace, bool(only))
     request = api.RestoreRequest(
         selector=snapshot, db_url=db, dataroot=dataroot, category=category,
         shortname=shortname, fullname=fullname, users=not no_users, dry_run=dry_run,
-        prefix=prefix, into=into, only=tuple(only or ()),
+        prefix=prefix, into=into, replace=replace, only=tuple(only or ()),
         start_date=_date(start_date) if start_date is not None else None)
     with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         report = api.restore_to_database(r, request)
@@ -89,18 +94,22 @@ def _date(text: str) -> int:
     return int(parsed.timestamp())
 
 
-def _check_target(new_course: bool, into: int | None, merge: bool, replace: bool) -> None:
+def _check_target(new_course: bool, into: int | None, merge: bool, replace: bool,
+                  only: bool) -> None:
     if into is None:
         if merge or replace:
             raise api.UsageError("--merge and --replace go with --into COURSEID")
         return
     if new_course:
         raise api.UsageError("--new-course and --into exclude each other")
-    if replace:
-        raise api.UsageError("--replace is not implemented yet: use --merge, or restore "
-                             "as a new course")
-    if not merge:
-        raise api.UsageError("--into needs --merge (add to the course)")
+    if merge and replace:
+        raise api.UsageError("--merge and --replace exclude each other: add to the course, "
+                             "or delete its content first")
+    if replace and only:
+        raise api.UsageError("--replace restores the whole backup: --only goes with --merge")
+    if not merge and not replace:
+        raise api.UsageError("--into needs --merge (add to the course) or --replace "
+                             "(delete its content first)")
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -111,7 +120,18 @@ def _print_report(report: dict[str, Any]) -> None:
     course = (f"course {report['courseid']} ({report['shortname']})"
               if not report["dry_run"] else "a new course")
     if report.get("into") and not report["dry_run"]:
-        course = f"course {report['courseid']} ({report['shortname']}), merged"
+        how = "replaced" if report.get("replaced") else "merged"
+        course = f"course {report['courseid']} ({report['shortname']}), {how}"
+    elif report.get("replaced"):
+        course = f"course {report['courseid']}, its content replaced"
+    deleted = report.get("deleted") or {}
+    if report.get("replaced"):
+        output.out.print(
+            f"{'would delete' if report['dry_run'] else 'deleted'} {sum(deleted.values())} "
+            f"rows of the course's content in {len(deleted)} tables", markup=False)
+        if report["dry_run"]:
+            for table, count in sorted(deleted.items()):
+                output.out.print(f"  delete: {count} x {table}", markup=False)
     output.out.print(
         f"{verb} snapshot {report['snapshot'][:12]} as {course}: "
         f"{report['activities']} activities, {sum(report['rows'].values())} rows, "

@@ -27,6 +27,7 @@ from coursevault.definitions import (
     restore_links,
     restore_merge,
     restore_questions,
+    restore_replace,
     restore_users,
 )
 from coursevault.definitions.restore_activity import restore_activity
@@ -64,6 +65,7 @@ class RestoreOptions:
     now: int = 0
     start_date: int | None = None  # the new start date: dates move with it
     into: int | None = None  # merge into this existing course
+    replace: bool = False  # with into: the course's content deleted first
     only: tuple[str, ...] = ()  # activity and section folders to restore
 
 
@@ -85,6 +87,8 @@ class RestoreReport:
     ids: dict[str, int] = field(default_factory=dict)
     unmapped: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    replaced: bool = False
+    deleted: dict[str, int] = field(default_factory=dict)  # rows --replace deleted, per table
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -134,11 +138,17 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     sections, activities = restore_merge.select(info, options.only)
     if options.into is not None:
         courseid, coursectx = restore_merge.existing_course(rc, options.into)
-        rc.overrides.update(restore_merge.HOOKS)
-        rc.params["merge"] = True
+        if options.replace:
+            _replace(rc, courseid, coursectx, report)
+        else:
+            rc.overrides.update(restore_merge.HOOKS)
+            rc.params["merge"] = True
     if options.only:
         rc.overrides.update(restore_merge.PART_HOOKS)
     _root_task(rc, members, info, report, contexts, options)
+    if options.replace and options.into is not None:
+        restore_replace.reset_course(rc, _need(members, "course/course.xml"), courseid,
+                                     coursectx, options.start_date)
     if options.into is None:
         courseid, coursectx = restore_course.create_course(
             rc, _need(members, "course/course.xml"), category=options.category,
@@ -155,7 +165,7 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     rc.resolve_deferred()
     restore_course.finish_course(rc, courseid)
     report.links = restore_links.decode_links(rc, courseid)
-    if options.into is not None:
+    if options.into is not None and not options.replace:
         restore_merge.finish_merge(rc, courseid, options.now)
     course = writer.one("course", {"id": courseid}) if not writer.dry_run else None
     report.courseid = courseid
@@ -212,7 +222,7 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
             rc, ctx, questions, same_site=_same_site(rc.writer, chosen.info))
     for section in chosen.sections:
         data = _need(members, f"{section.directory}/section.xml")
-        if chosen.options.into is None or restore_merge.merge_section(rc, data) is None:
+        if not _existing_section(rc, chosen.options, data):
             restore_course.restore_section(rc, data)
     plugins = registry.activities()
     for act in chosen.activities:
@@ -245,6 +255,26 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
         restore_common.restore_calendar(rc, course_structures.calendar_structure(ctx),
                                         "course/calendar.xml", calendar, instance=0)
     restore_blocks(rc, ctx, "course", members.xml, members.folders, contexts)
+
+
+def _replace(rc: RestoreContext, courseid: int, coursectx: int,
+             report: RestoreReport) -> None:
+    """``--replace``: the course's content deleted, as its backup reads it."""
+    removal = restore_replace.plan_removal(rc.writer, courseid, coursectx)
+    restore_replace.remove(rc.writer, removal)
+    rc.params["section_zero"] = removal.section_zero
+    rc.warnings.extend(removal.warnings)
+    report.replaced, report.deleted = True, removal.counts()
+
+
+def _existing_section(rc: RestoreContext, options: RestoreOptions, data: bytes) -> bool:
+    """The backup's section written over one the course has: its section 0
+    on a replace, the section of its number on a merge."""
+    if options.into is None:
+        return False
+    if options.replace:
+        return restore_replace.replace_section(rc, data, rc.params.get("section_zero"))
+    return restore_merge.merge_section(rc, data) is not None
 
 
 def _final_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,

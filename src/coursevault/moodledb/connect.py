@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from coursevault.errors import SiteError
-from coursevault.moodledb.site import describe
+from coursevault.moodledb.site import _sqlite_functions, describe
 
 
 def open_engine(url: str) -> sa.Engine:
@@ -36,6 +36,8 @@ def open_engine(url: str) -> sa.Engine:
         raise SiteError(f"no driver for database URL {_shown(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_autocommit_off)
+        # the backup's definitions run on a restore's connection (--replace)
+        sa.event.listen(engine, "connect", _sqlite_functions)
         sa.event.listen(engine, "begin", _sqlite_begin)
     return engine
 

@@ -43,7 +43,7 @@ BATCH_ROWS = 500
 
 
 class SiteWriter:
-    """Typed inserts and updates into Moodle's tables (names without prefix)."""
+    """Typed inserts, updates and deletes in Moodle's tables (names without prefix)."""
 
     def __init__(self, conn: sa.Connection, prefix: str, *, dry_run: bool = False) -> None:
         self._conn = conn
@@ -57,6 +57,7 @@ class SiteWriter:
         dialect = conn.dialect
         self._decimal = sa.Numeric(asdecimal=True).dialect_impl(dialect).bind_processor(dialect)
         self.counts: dict[str, int] = {}
+        self.deleted: dict[str, int] = {}
         # Statements are built once per table (and, for reads, per shape) and
         # run with bound parameters: a restore of gen_s inserts ~600 rows, and
         # building ``insert().values(...)`` for each one coerced every value
@@ -191,6 +192,21 @@ class SiteWriter:
             t = self._table(table)
             stmt = self._updates[table] = t.update().where(t.c.id == sa.bindparam(_ROW_ID))
         self._conn.execute(stmt, {**typed, _ROW_ID: row_id})
+
+    def delete(self, table: str, ids: Sequence[int]) -> None:
+        """Delete rows by id, a thousand a statement (``--replace``); a dry
+        run counts them only (``deleted``)."""
+        self.deleted[table] = self.deleted.get(table, 0) + len(ids)
+        if self.dry_run or not ids:
+            return
+        self.flush()
+        t = self._table(table)
+        for start in range(0, len(ids), 1000):
+            self._conn.execute(t.delete().where(t.c.id.in_(list(ids[start:start + 1000]))))
+
+    def table_names(self) -> list[str]:
+        """Moodle 4.5's tables (without prefix)."""
+        return sorted(self._types)
 
     def rows(
         self, table: str, where: Mapping[str, Any], columns: Sequence[str] = ()

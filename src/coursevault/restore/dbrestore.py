@@ -12,7 +12,8 @@ the server commits): a new connection looks for a row it wrote before
 anything is removed.
 tests/dbrestore/test_atomic.py fails every step of a restore in turn.
 ``--dry-run`` runs the same restore against a writer that writes nothing
-(ids are placeholders) and reports what would be created and matched.
+(ids are placeholders) and reports what would be created and matched --
+and, with ``--replace``, deleted.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from coursevault.errors import BadInputError
+from coursevault.errors import BadInputError, UsageError
 from coursevault.restore.export import write_content
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
@@ -48,6 +49,7 @@ class RestoreRequest:
     dry_run: bool = False
     prefix: str = "mdl_"
     into: int | None = None
+    replace: bool = False  # with into: delete the course's content first
     only: tuple[str, ...] = ()
     start_date: int | None = None
 
@@ -96,6 +98,9 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     report as a dict."""
     from coursevault.moodledb.connect import open_engine, translated_errors
 
+    if request.replace and (request.into is None or request.only):
+        raise UsageError("--replace goes with --into COURSEID, and restores the whole "
+                         "backup (no --only)")
     started = time.monotonic()
     # members are read once each, in about the order they are stored: a
     # smaller cache of blocks reads them almost as fast (an M course: 3 MiB
@@ -123,7 +128,8 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
 
     options = RestoreOptions(category=request.category, shortname=request.shortname,
                              fullname=request.fullname, users=request.users,
-                             now=int(time.time()), into=request.into, only=request.only,
+                             now=int(time.time()), into=request.into,
+                             replace=request.replace, only=request.only,
                              start_date=request.start_date)
     require_file_store(request.dataroot)
     staging = Staging(request.dataroot, dry_run=request.dry_run)
