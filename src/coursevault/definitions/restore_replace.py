@@ -42,6 +42,7 @@ trash and cron).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Mapping, Sequence
@@ -67,6 +68,16 @@ SITE_TABLES = frozenset({
     "repository", "repository_instances", "lti_tool_proxies", "h5p_libraries", "badge_backpack",
     "logstore_standard_log", "log",
 })
+# tables whose course column tells the course's rows from the site's (a
+# scale of the site has courseid 0); elsewhere a course column another
+# value holds means something else (a feedback's completions: 0)
+SHARED_BY_COURSE = frozenset({"scale", "grade_outcomes", "lti_types", "feedback_template"})
+# a course's badges are archived as the site's, not deleted
+# (badges_handle_course_deletion): users keep the badges they earned
+BADGE_TABLES = frozenset({"badge", "badge_criteria", "badge_criteria_param",
+                          "badge_criteria_met", "badge_issued", "badge_manual_award",
+                          "badge_alignment", "badge_related", "badge_endorsement"})
+BADGE_TYPE_SITE, BADGE_STATUS_ARCHIVED = 1, 4
 CONTEXT_COLUMNS = ("contextid", "parentcontextid")
 COURSE_COLUMNS = ("courseid", "course")
 MODULE_COLUMNS = ("coursemoduleid", "cmid")
@@ -75,11 +86,13 @@ QUESTION_COLUMNS = ("questionid", "question")
 CHAINS = {"question_bank_entries": ("questioncategoryid", "question_categories"),
           "question_versions": ("questionbankentryid", "question_bank_entries"),
           "lti_types_config": ("typeid", "lti_types")}
+# tables a backup reads only joined to another (a SCORM track's attempt)
+JOINED = {"scorm_attempt": ("scormid", "scorm")}
 # tables the sweep leaves alone: logs, statistics, caches, the site's tasks
 SWEEP_SKIP = ("logstore_", "log", "stats_", "analytics_", "task_", "backup_", "search_",
               "tool_", "message", "notification", "cache_", "upgrade_", "config", "user",
               "portfolio_", "mnet", "oauth2", "repository", "sessions", "external_",
-              "course", "context")
+              "course", "context", "badge")
 # ...but these course tables are swept
 SWEEP_COURSE_TABLES = ("course_sections", "course_modules", "course_format_options",
                        "course_completions", "course_completion_criteria",
@@ -88,7 +101,8 @@ SWEEP_COURSE_TABLES = ("course_sections", "course_modules", "course_format_optio
                        "course_modules_viewed", "course_modules_availability")
 _STAR = re.compile(r"^\s*SELECT\s+(?:(\w+)\.)?\*[^{]*?\bFROM\s+\{(\w+)\}(?:\s+(?:AS\s+)?(\w+))?",
                    re.IGNORECASE)
-_IDS = re.compile(r"^\s*SELECT\s+id\s*,[^{]*?\bFROM\s+\{(\w+)\}", re.IGNORECASE)
+_IDS = re.compile(r"^\s*SELECT\s+(?:(\w+)\.)?id\s*,[^{]*?\bFROM\s+\{(\w+)\}(?:\s+(?:AS\s+)?(\w+))?",
+                  re.IGNORECASE)
 
 
 @dataclass
@@ -101,6 +115,7 @@ class Removal:
     rows: dict[str, set[int]] = field(default_factory=dict)
     swept: dict[str, int] = field(default_factory=dict)  # rows found by the sweep
     section_zero: int | None = None
+    badges: list[int] = field(default_factory=list)  # archived, not deleted
     warnings: list[str] = field(default_factory=list)
 
     def add(self, table: str, row_id: Any) -> bool:
@@ -157,8 +172,9 @@ def sql_table_of(sql: str) -> str | None:
             return table if " JOIN " not in sql.upper() else None
         return table if alias in (named, table) else None
     m = _IDS.match(sql)
-    if m is not None and " JOIN " not in sql.upper():
-        return m.group(1)
+    if m is not None and (m.group(1) in (m.group(2), m.group(3))
+                          or (m.group(1) is None and " JOIN " not in sql.upper())):
+        return m.group(2)
     return None
 
 
@@ -203,12 +219,13 @@ def plan_removal(writer: SiteWriter, courseid: int, coursecontext: int) -> Remov
 def _decide(removal: Removal, member: str, table: str, row: Row) -> bool:
     """Note the row as the course's when it is; False when it waits for
     what it follows (a question's rows, an LTI type's) or is not."""
-    if member in FOREIGN_MEMBERS or table in SITE_TABLES or member.startswith("files/"):
+    if member in FOREIGN_MEMBERS or table in SITE_TABLES or table in BADGE_TABLES:
         return True
+    if table == "files" and row.get("component") in ("backup", "badges"):
+        return True  # the course's backups stay; badge images move with their badge
     if table in CHAINS or table == "question":
         return False
-    if table == "customfield_data" and _int(row.get("contextid")) == removal.coursecontext \
-            and _int(row.get("instanceid")) == removal.courseid:
+    if table == "customfield_data" and member == "course/course.xml":
         return True  # the course's own custom fields: the restore does not write them yet
     for column in CONTEXT_COLUMNS:
         if column in row:
@@ -216,7 +233,8 @@ def _decide(removal: Removal, member: str, table: str, row: Row) -> bool:
                 removal.add(table, row["id"])
             return True
     for column in COURSE_COLUMNS:
-        if column in row:
+        if column in row and (table in SHARED_BY_COURSE
+                              or _int(row[column]) == removal.courseid):
             if _int(row[column]) == removal.courseid:
                 removal.add(table, row["id"])
             return True
@@ -286,7 +304,14 @@ def sweep(writer: SiteWriter, removal: Removal) -> None:
                               {"component": "core", "itemtype": "course"}, ("id",)):
         if removal.add("tag_instance", row["id"]):
             removal.swept["tag_instance"] = removal.swept.get("tag_instance", 0) + 1
+    for table, (column, parent) in JOINED.items():
+        ids = sorted(removal.rows.get(parent, ()))
+        for row in writer.rows_in(table, column, ids, columns=("id",)) if ids else ():
+            if removal.add(table, row["id"]):
+                removal.swept[table] = removal.swept.get(table, 0) + 1
     _modules_without_definition(writer, removal)
+    removal.badges = [int(r["id"]) for r in writer.rows(
+        "badge", {"courseid": removal.courseid}, ("id",))]
 
 
 def _modules_without_definition(writer: SiteWriter, removal: Removal) -> None:
@@ -319,6 +344,29 @@ def remove(writer: SiteWriter, removal: Removal) -> None:
             writer.delete(table, sorted(ids))
     if removal.section_zero is not None:
         writer.update("course_sections", removal.section_zero, {"sequence": ""})
+    archive_badges(writer, removal)
+
+
+def archive_badges(writer: SiteWriter, removal: Removal) -> None:
+    """``badges_handle_course_deletion``: the course's badges become
+    archived site badges (those who earned one keep it), their images move
+    to the system context (their path hash with them)."""
+    if not removal.badges:
+        return
+    for badge in removal.badges:
+        writer.update("badge", badge, {"type": BADGE_TYPE_SITE, "courseid": None,
+                                       "status": BADGE_STATUS_ARCHIVED})
+    system = writer.one("context", {"contextlevel": 10, "instanceid": 0})
+    if system is None:
+        return
+    for f in list(writer.rows_in("files", "itemid", removal.badges,
+                                 {"contextid": removal.coursecontext, "component": "badges",
+                                  "filearea": "badgeimage"})):
+        path = (f"/{system['id']}/badges/badgeimage/{f['itemid']}{f['filepath']}"
+                f"{f['filename']}")
+        writer.update("files", int(f["id"]), {
+            "contextid": system["id"],
+            "pathnamehash": hashlib.sha1(path.encode()).hexdigest()})
 
 
 def reset_course(rc: RestoreContext, data: bytes, courseid: int, contextid: int,
