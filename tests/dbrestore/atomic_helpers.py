@@ -10,7 +10,8 @@ hand out ids outside transactions, so a rolled-back restore has used some,
 as any rolled-back insert of Moodle's does.)
 
 The *steps* of a restore are the calls that change something: every
-``SiteWriter.insert``/``update`` (before it), every ``Staging.stage``
+``SiteWriter.insert``/``update``/``delete`` (before it; deletes are
+``--replace``'s), every ``Staging.stage``
 (before it), ``Staging.publish`` (before it, and after each content it
 moves into filedir), and the commit of the restore's transaction (before
 it, and after it: "committed", where an error is one whose outcome the
@@ -212,6 +213,9 @@ def install(
     )
     setattr_(
         SiteWriter, "update", before(lambda _w, table, *_a: f"update {table}", SiteWriter.update)
+    )
+    setattr_(
+        SiteWriter, "delete", before(lambda _w, table, *_a: f"delete {table}", SiteWriter.delete)
     )
     setattr_(
         filedir.Staging,

@@ -11,6 +11,7 @@ import pytest
 from dbbackup.refsite import RefSite, missing_variables, refsite_from_env
 
 from .sitecopy import SiteCopy, site_copy, unavailable
+from .tinysite import Tiny, build_tiny
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +40,13 @@ def site_copies(
             return made[server]
 
         yield on
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
+    """A tiny course backed up from one demo site, and another demo site to
+    restore it into (tinysite.py; no server needed)."""
+    return build_tiny(tmp_path_factory.mktemp("tiny"))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -39,7 +39,6 @@ import sqlalchemy as sa
 
 from coursevault import api
 from coursevault.cli.app import main
-from coursevault.moodledb import demosite
 from coursevault.moodledb.filedir import STAGING_PREFIX, content_path
 from coursevault.restore.dbrestore import SnapshotMembers
 
@@ -52,66 +51,14 @@ from .atomic_helpers import (
     run_forked,
     share_engines,
 )
+from .tinysite import Tiny
 
-# tool_generator's S shrunk to a course of two sections, one assignment, forum,
-# page, folder, glossary and choice and a resource of two small files, with
-# three users; the target site has one of them, so the restore both matches
-# and creates users.  Its restore takes about a hundred steps.
-TINY = demosite.DemoSize("T", 3, 1, 1, 2, 1, 2, 2048, 0, 0, 2, 0, 0, 1, 1, 2)
-TINY_TARGET = demosite.DemoSize("U", 1, 1, 1, 2, 1, 2, 2048, 0, 0, 2, 0, 0, 1, 1, 2)
 FAULTS_DEFAULT = "3"
 FAULTS = os.environ.get("COURSEVAULT_RESTORE_FAULTS", FAULTS_DEFAULT)
 SITE_DIR = Path(os.environ.get("COURSEVAULT_REFSITE_DIR", "../shared/moodle-site"))
 # contents removed from the reference copy's file store, per course: the
 # restore must stage and publish them
 REMOVED_CONTENTS = 6
-
-
-@dataclass(frozen=True)
-class Tiny:
-    repo: str
-    snapshot: str
-    target: Path  # the target site's database file and data folder, kept as built
-
-    def copy(self, where: Path) -> SiteProbe:
-        where.mkdir(parents=True)
-        shutil.copy(self.target / "site.db", where / "site.db")
-        shutil.copytree(self.target / "data", where / "data")
-        return SiteProbe(f"sqlite:///{where / 'site.db'}", str(where / "data"))
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
-    """A tiny course backed up from one demo site, and another demo site to
-    restore it into."""
-    root = tmp_path_factory.mktemp("tiny")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(demosite.SIZES, "T", TINY)
-        mp.setitem(demosite.SIZES, "U", TINY_TARGET)
-        demosite.build_demo_site(f"sqlite:///{root / 'source.db'}", root / "sdata", "T", seed=1)
-        target = root / "target"
-        demosite.build_demo_site(f"sqlite:///{target / 'site.db'}", target / "data", "U", seed=2)
-    repo = str(root / "repo")
-    assert main(["-r", repo, "init"]) == 0
-    assert (
-        main(
-            [
-                "-r",
-                repo,
-                "backup",
-                "--db",
-                f"sqlite:///{root / 'source.db'}",
-                "--dataroot",
-                str(root / "sdata"),
-                "--course",
-                "2",
-            ]
-        )
-        == 0
-    )
-    with api.open_repository(repo) as r:
-        snapshot = api.list_snapshots(r)[0]["id"]
-    return Tiny(repo, snapshot, target)
 
 
 def restore(repo: str, snapshot: str, site: SiteProbe, **options: Any) -> dict[str, Any]:
