@@ -123,7 +123,7 @@ def test_merging_a_course_twice_writes_no_duplicates(cv: Callable[..., Result],
 
 
 BAD_TARGETS = [
-    (("--into", "3", "--replace"), "--replace is not implemented yet"),
+    (("--into", "3", "--merge", "--replace"), "--merge and --replace exclude each other"),
     (("--merge",), "--merge and --replace go with --into"),
     (("--into", "3"), "--into needs --merge"),
     (("--only", "activities/nothing_1"), "the backup has no such folder"),

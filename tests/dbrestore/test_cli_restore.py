@@ -187,9 +187,12 @@ def test_json_shape(dry_and_real: dict[str, Any], snapshot: str, site: SiteCopy)
         "into",
         "date_offset",
         "links",
+        "replaced",
+        "deleted",
     }
     assert real["snapshot"] == snapshot and real["dry_run"] is False
     assert real["into"] is False and real["date_offset"] == 0
+    assert real["replaced"] is False and real["deleted"] == {}
     assert set(real["questions"]) == {"categories", "categories_matched", "questions",
                                       "questions_matched"}
     assert real["questions"]["questions"] >= 10  # rich's bank: 10 entries
