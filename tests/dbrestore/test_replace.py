@@ -47,6 +47,8 @@ EVERY_STEP = os.environ.get("COURSEVAULT_RESTORE_FAULTS") == "all"
 # an id above every row's, so that the replace's new contexts and course
 # modules take ids no old row had (SQLite's restore counts on from the highest)
 HIGH_ID = 100000
+# the content of folder entries ("."), which the demo sites do not store
+EMPTY = "da39a3ee5e6b4b0d3255bfef95601890afd80709"
 
 
 def restore(repo: str, snapshot: str, site: SiteProbe, **options: Any) -> dict[str, Any]:
@@ -102,6 +104,9 @@ class Replaced:
     comparison: Comparison
     left: dict[str, int]  # rows still naming the old content
     users: tuple[int, int]  # users before, after
+    gone: set[str]  # contents no longer in filedir after the replace
+    trashed: set[str]  # contents in DATAROOT/trashdir
+    unstored: set[str]  # contents a files row names that filedir lacks
     again: dict[str, Any]  # the replace with the course's own earlier snapshot
     after_again: SiteState
 
@@ -126,9 +131,15 @@ def replaced(tiny: Tiny, tmp_path_factory: pytest.TempPathFactory) -> Replaced:
     run_json("-r", repo, "export", ours, "-o", work / "ours.mbz")
     run_json("-r", tiny.repo, "export", tiny.snapshot, "-o", work / "theirs.mbz")
     comparison = compare_restored(work / "ours.mbz", work / "theirs.mbz", Exceptions(), report)
-    users = (before.tables["user"][0], site.state().tables["user"][0])
+    after = site.state()
+    users = (before.tables["user"][0], after.tables["user"][0])
+    gone = {Path(p).name for p in set(before.filedir) - set(after.filedir)}
+    trashed = {p.name for p in (Path(site.dataroot) / "trashdir").rglob("*") if p.is_file()}
+    unstored = {h for h in site.named_contents() - {EMPTY}
+                if not (Path(site.dataroot) / "filedir" / h[:2] / h[2:4] / h).exists()}
     again = restore(str(repo), earlier, site, into=COURSE, replace=True)
-    return Replaced(before, report, comparison, left, users, again, site.state())
+    return Replaced(before, report, comparison, left, users, gone, trashed, unstored, again,
+                    site.state())
 
 
 def test_the_replaced_course_backs_up_as_the_snapshot_restored(replaced: Replaced) -> None:
@@ -144,6 +155,11 @@ def test_the_replaced_course_backs_up_as_the_snapshot_restored(replaced: Replace
 
 def test_no_row_names_the_old_content(replaced: Replaced) -> None:
     assert replaced.left == {}
+    # the old files' contents no row names any more went to Moodle's trash
+    # folder, those a row still names stayed
+    assert replaced.gone and replaced.gone == replaced.trashed
+    assert replaced.report["files"]["trashed"] == len(replaced.gone)
+    assert replaced.unstored == set()
     before, after = replaced.users
     assert after == before + replaced.report["users"]["created"]  # none deleted
 

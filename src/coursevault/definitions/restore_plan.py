@@ -89,9 +89,12 @@ class RestoreReport:
     warnings: list[str] = field(default_factory=list)
     replaced: bool = False
     deleted: dict[str, int] = field(default_factory=dict)  # rows --replace deleted, per table
+    # contents of the files rows --replace deleted: to the trash once committed,
+    # those no row names any more (not reported)
+    released: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if k != "released"}
 
 
 def site_release(writer: SiteWriter) -> str:
@@ -265,6 +268,7 @@ def _replace(rc: RestoreContext, courseid: int, coursectx: int,
     rc.params["section_zero"] = removal.section_zero
     rc.warnings.extend(removal.warnings)
     report.replaced, report.deleted = True, removal.counts()
+    report.released = removal.contents
 
 
 def _existing_section(rc: RestoreContext, options: RestoreOptions, data: bytes) -> bool:

@@ -34,10 +34,10 @@ the logs of a deleted course too).  Users are never deleted.
 
 Section 0 stays (its id, as Moodle keeps it); the backup's section 0 is
 written over it.  File rows go with their context; their contents stay in
-the file store (the rows' deletion is undone with the transaction's
-rollback; a content no row names any more is left for the site's own
-clean-up, as Moodle's ``remove_course_contents`` leaves contents to its
-trash and cron).
+the file store until the transaction has committed (nothing there changes
+before, so a rollback needs nothing of it); then those no row names any
+more move to Moodle's trash folder, as Moodle's file system moves a
+content its last file leaves (``restore/dbrestore.py``).
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ class Removal:
     swept: dict[str, int] = field(default_factory=dict)  # rows found by the sweep
     section_zero: int | None = None
     badges: list[int] = field(default_factory=list)  # archived, not deleted
+    contents: set[str] = field(default_factory=set)  # of the files rows deleted
     warnings: list[str] = field(default_factory=list)
 
     def add(self, table: str, row_id: Any) -> bool:
@@ -213,6 +214,9 @@ def plan_removal(writer: SiteWriter, courseid: int, coursecontext: int) -> Remov
         removal.rows.get("course_sections", set()).discard(int(section["id"]))
     removal.rows.pop("context", None)
     removal.rows["context"] = removal.contexts - {coursecontext}
+    files = sorted(removal.rows.get("files", ()))
+    removal.contents = {str(r["contenthash"]) for r in writer.rows_in(
+        "files", "id", files, columns=("contenthash",))} if files else set()
     return removal
 
 

@@ -155,6 +155,34 @@ def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]]) -> int:
     return removed
 
 
+def trash_unnamed(dataroot: str, hashes: Iterable[str],
+                  named: Callable[[Iterable[str]], set[str]]) -> int:
+    """After a commit that deleted ``files`` rows (``restore --replace``):
+    move each of their contents that no row names any more into
+    ``DATAROOT/trashdir/ab/cd/<sha1>``, where Moodle's file system puts a
+    content its last file leaves (``file_system_filedir::remove_file``),
+    its cron empties, and it takes one back from if a file names it again.
+    Returns the contents moved."""
+    wanted = sorted(set(hashes))
+    if not wanted:
+        return 0
+    keep: set[str] = set()
+    for start in range(0, len(wanted), 500):  # a bounded IN list per query
+        keep |= named(wanted[start:start + 500])
+    moved = 0
+    for sha1 in wanted:
+        if sha1 in keep:
+            continue
+        target = os.path.join(dataroot, "trashdir", sha1[0:2], sha1[2:4], sha1)
+        try:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            os.replace(content_path(dataroot, sha1), target)
+        except FileNotFoundError:
+            continue
+        moved += 1
+    return moved
+
+
 def _owner_alive(folder: str) -> bool:
     try:
         with open(os.path.join(folder, OWNER)) as f:

@@ -155,8 +155,26 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
                 if not _committed_after_all(engine, request.prefix, writer, staging, report,
                                             exc):
                     raise
+                return report  # the connection cannot say which contents are named
         staging.discard()
+        _trash_released(conn, request, report)
     return report
+
+
+def _trash_released(conn: Any, request: RestoreRequest, report: RestoreReport) -> None:
+    """``--replace``, committed: the deleted files' contents no row names
+    any more go to Moodle's trash folder (filedir.trash_unnamed); a failure
+    there leaves them in the file store, said in a warning."""
+    from coursevault.moodledb.filedir import trash_unnamed
+
+    if not report.released:
+        return
+    try:
+        report.files["trashed"] = trash_unnamed(
+            request.dataroot, report.released, lambda h: _named(conn, request.prefix, h))
+    except Exception as exc:  # the restore is committed: a warning, not a failure
+        said = (str(exc).splitlines() or [type(exc).__name__])[0]
+        report.warnings.append(f"contents of the deleted files stay in the file store: {said}")
 
 
 def _committed_after_all(engine: Any, prefix: str, writer: SiteWriter, staging: Staging,
