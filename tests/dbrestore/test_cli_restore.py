@@ -294,3 +294,23 @@ def test_a_dataroot_without_filedir(
         *(["--dry-run"] if dry_run else []),
     )
     _one_line(r, EXIT_SITE, str(tmp_path), "filedir")
+
+
+def test_replace_on_postgres_gives_every_table_back(
+    dry_and_real: dict[str, Any], site: SiteCopy, repo: Repo, snapshot: str
+) -> None:
+    """``--into --replace`` of the course the restore above made, with the
+    same snapshot, on PostgreSQL (whose driver hands the backup's plan,
+    run on the restore's connection, typed values, not PHP's text): every
+    table holds as many rows as before -- none of the old content left
+    beside the new, none lost, no user deleted (test_replace.py checks,
+    on SQLite, that no row names the old course modules and contexts)."""
+    course = dry_and_real["real"]["courseid"]
+    before = row_counts(site.url)
+    report = run_json(*repo, "restore", snapshot, "--db", site.url, "--dataroot",
+                      site.dataroot, "--into", course, "--replace")
+    assert report["replaced"] and report["courseid"] == course
+    assert report["deleted"]["course_modules"] == before["course_modules"] - query(
+        site.url, "SELECT COUNT(*) FROM mdl_course_modules WHERE course <> :c", {"c": course})
+    after = row_counts(site.url)
+    assert {t: (n, after.get(t)) for t, n in before.items() if after.get(t) != n} == {}

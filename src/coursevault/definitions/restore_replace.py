@@ -289,8 +289,8 @@ def sweep(writer: SiteWriter, removal: Removal) -> None:
             continue
         columns = writer.columns(table)
         found: list[int] = []
-        for column in CONTEXT_COLUMNS:
-            if column in columns and below:
+        for column in CONTEXT_COLUMNS:  # ids: an LTI context's contextid is text
+            if columns.get(column, "").startswith("I") and below:
                 found += [int(r["id"]) for r in writer.rows_in(table, column, below,
                                                                columns=("id",))]
         for column in COURSE_COLUMNS:
@@ -298,7 +298,7 @@ def sweep(writer: SiteWriter, removal: Removal) -> None:
                 found += [int(r["id"]) for r in writer.rows(table, {column: removal.courseid},
                                                             ("id",))]
         for column in MODULE_COLUMNS:
-            if column in columns and cms:
+            if columns.get(column, "").startswith("I") and cms:
                 found += [int(r["id"]) for r in writer.rows_in(table, column, cms,
                                                                columns=("id",))]
         new = sum(removal.add(table, i) for i in found)
