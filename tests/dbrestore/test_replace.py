@@ -225,3 +225,13 @@ def test_the_api_refuses_replace_without_into(tiny: Tiny, tmp_path: Path) -> Non
     for options in ({"replace": True}, {"replace": True, "into": COURSE, "only": ("x",)}):
         with pytest.raises(api.UsageError):
             restore(tiny.repo, tiny.snapshot, site, **options)
+
+
+def test_the_front_page_is_not_replaced(tiny: Tiny, tmp_path: Path) -> None:
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url, "--dataroot",
+                 site.dataroot, "--into", "1", "--replace")
+    assert result.code == 2 and "front page" in result.err, result
+    assert len(result.err.strip().splitlines()) == 1
+    assert not before.differences(site.state())

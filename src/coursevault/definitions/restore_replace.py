@@ -51,6 +51,7 @@ from typing import Any
 
 from coursevault.definitions.restore_common import restore_tags
 from coursevault.definitions.restore_course import finals
+from coursevault.errors import SiteDataError
 from coursevault.moodledb.site import SiteReader
 from coursevault.moodledb.sitewriter import SiteWriter
 from coursevault.structure.restore_engine import RestoreContext, note_markers
@@ -186,6 +187,10 @@ def plan_removal(writer: SiteWriter, courseid: int, coursecontext: int) -> Remov
     from coursevault.structure.context import SETTINGS
     from coursevault.structure.plan import execute
 
+    course = writer.one("course", {"id": courseid})
+    if course is not None and str(course.get("category") or "0") == "0":
+        raise SiteDataError(f"course {courseid} is the site's front page: --replace "
+                            "deletes the content of a course only")
     removal = Removal(courseid, coursecontext)
     ctx_row = writer.one("context", {"id": coursecontext})
     path = str(ctx_row["path"]) if ctx_row else f"/{coursecontext}"
