@@ -182,6 +182,9 @@ def test_dry_run_reports_the_deletes_and_writes_nothing(tiny: Tiny, tmp_path: Pa
     dry = restore(tiny.repo, tiny.snapshot, site, into=COURSE, replace=True, dry_run=True)
     assert dry["dry_run"] and dry["replaced"]
     assert dry["deleted"] == replaced.report["deleted"]
+    # its reads see the site as the deletes would leave it: the same restore
+    real_files = {k: n for k, n in replaced.report["files"].items() if k != "trashed"}
+    assert (dry["rows"], dry["files"]) == (replaced.report["rows"], real_files)
     assert not before.differences(site.state())
 
 

@@ -58,6 +58,7 @@ class SiteWriter:
         self._decimal = sa.Numeric(asdecimal=True).dialect_impl(dialect).bind_processor(dialect)
         self.counts: dict[str, int] = {}
         self.deleted: dict[str, int] = {}
+        self._gone: dict[str, set[int]] = {}  # a dry run's deleted ids, per table
         # Statements are built once per table (and, for reads, per shape) and
         # run with bound parameters: a restore of gen_s inserts ~600 rows, and
         # building ``insert().values(...)`` for each one coerced every value
@@ -197,7 +198,10 @@ class SiteWriter:
         """Delete rows by id, a thousand a statement (``--replace``); a dry
         run counts them only (``deleted``)."""
         self.deleted[table] = self.deleted.get(table, 0) + len(ids)
-        if self.dry_run or not ids:
+        if self.dry_run:  # its reads see the site as the deletes would leave it
+            self._gone.setdefault(table, set()).update(int(i) for i in ids)
+            return
+        if not ids:
             return
         self.flush()
         t = self._table(table)
@@ -218,8 +222,10 @@ class SiteWriter:
         if query is None:
             query = self._selects[key] = self._select(table, values, columns)
         params = {_WHERE + name: value for name, value in values.items() if value is not None}
+        gone = self._gone.get(table, ())
         for row in self.conn.execute(query, params):
-            yield dict(row._mapping)
+            if not gone or row._mapping.get("id") not in gone:
+                yield dict(row._mapping)
 
     def _select(
         self, table: str, values: Mapping[str, Any], columns: Sequence[str]
@@ -254,14 +260,22 @@ class SiteWriter:
         a thousand values per query: one query where a loop would make many
         (``columns``: only those, where a whole row is not needed)."""
         t = self._table(table)
-        cols = [t.c[c] for c in columns] if columns else list(t.c)
+        gone = self._gone.get(table, set())
+        # a dry run's deleted rows are left out by their ids, read for that
+        extra = ["id"] if gone and columns and "id" not in columns else []
+        cols = [t.c[c] for c in [*columns, *extra]] if columns else list(t.c)
         wanted = [self.typed(table, {column: v})[column] for v in values]
         for start in range(0, len(wanted), 1000):
             query = sa.select(*cols).where(t.c[column].in_(wanted[start:start + 1000]))
             for name, value in (where or {}).items():
                 query = query.where(t.c[name] == self.typed(table, {name: value})[name])
             for row in self.conn.execute(query.order_by(t.c.id)):
-                yield dict(row._mapping)
+                found = dict(row._mapping)
+                if gone and found.get("id") in gone:
+                    continue
+                for name in extra:
+                    del found[name]
+                yield found
 
     def one(self, table: str, where: Mapping[str, Any]) -> Row | None:
         for row in self.rows(table, where):
