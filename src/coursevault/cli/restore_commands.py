@@ -124,6 +124,8 @@ def _print_report(report: dict[str, Any]) -> None:
         course = f"course {report['courseid']} ({report['shortname']}), {how}"
     elif report.get("replaced"):
         course = f"course {report['courseid']}, its content replaced"
+    elif report.get("into"):  # a dry run into an existing course
+        course = f"course {report['courseid']}, merged"
     deleted = report.get("deleted") or {}
     if report.get("replaced"):
         output.out.print(
