@@ -238,3 +238,15 @@ def test_the_front_page_is_not_replaced(tiny: Tiny, tmp_path: Path) -> None:
     assert result.code == 2 and "front page" in result.err, result
     assert len(result.err.strip().splitlines()) == 1
     assert not before.differences(site.state())
+
+
+@pytest.mark.parametrize(("how", "says"), [("--merge", "merged"), ("--replace", "replaced")])
+def test_a_dry_run_into_a_course_names_that_course(
+    tiny: Tiny, tmp_path: Path, how: str, says: str
+) -> None:
+    site = tiny.copy(tmp_path / "site")
+    result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url, "--dataroot",
+                 site.dataroot, "--into", str(COURSE), how, "--dry-run")
+    assert result.code == 0, result
+    line = result.out.strip().splitlines()[-1]
+    assert f"as course {COURSE}" in line and says in line and "new course" not in line, line
