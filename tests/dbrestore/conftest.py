@@ -39,17 +39,3 @@ def site_copies(
             return made[server]
 
         yield on
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Issue 23's table per course: members of the restored course's backup
-    identical or equal modulo ids to Moodle's backup of the original."""
-    from .roundtrip import TALLY, table
-    from .test_roundtrip import FLOORS
-
-    for server in sorted(TALLY):
-        terminalreporter.write_sep(
-            "-", f"restore round trip on {server}: members agreeing with Moodle's backup"
-        )
-        for line in table(TALLY[server], FLOORS.get(server, {})):
-            terminalreporter.write_line(line)
