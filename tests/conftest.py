@@ -10,12 +10,15 @@ Plain helpers with no setup are in helpers.py, imported as ``helpers``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import CORPUS, CORPUS_DIR, MINIMAL_BACKUP, write_tgz
 from s3server import FaultProxy, S3Server
+from workers import add_tallies, pack_tallies, print_tallies, worker_databases
 
 from coursevault.store.backend import LocalBackend
 from coursevault.store.repository import Repository
@@ -103,3 +106,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError(
             f"the Moodle corpus is missing: expected .mbz files in {CORPUS_DIR}"
         )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:  # one of several test processes (tests/workers.py)
+        worker_databases(worker)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["coursevault_tallies"] = pack_tallies()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    packed = getattr(node, "workeroutput", {}).get("coursevault_tallies")
+    if packed:
+        add_tallies(packed)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    print_tallies(terminalreporter)  # tests/dbbackup's and tests/dbrestore's tables

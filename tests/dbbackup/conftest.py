@@ -102,15 +102,3 @@ def cv(
 
     assert run("init").code == 0
     return run
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """The share of identical members per plugin, per server (issue 21 asks
-    for it printed with every run of the suite); on MariaDB, identical or
-    equal modulo what a restore changes."""
-    from .sitecheck import TALLY, table
-
-    for server in sorted(TALLY):
-        what = "identical members" if server == "postgres" else "identical or equal modulo ids"
-        terminalreporter.write_sep("-", f"reference site on {server}: {what}")
-        terminalreporter.write_line(table(server))

@@ -48,16 +48,3 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Tiny:
     restore it into (tinysite.py; no server needed)."""
     return build_tiny(tmp_path_factory.mktemp("tiny"))
 
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Issue 23's table per course: members of the restored course's backup
-    identical or equal modulo ids to Moodle's backup of the original."""
-    from .roundtrip import TALLY, table
-    from .test_roundtrip import FLOORS
-
-    for server in sorted(TALLY):
-        terminalreporter.write_sep(
-            "-", f"restore round trip on {server}: members agreeing with Moodle's backup"
-        )
-        for line in table(TALLY[server], FLOORS.get(server, {})):
-            terminalreporter.write_line(line)

@@ -53,7 +53,8 @@ COURSEVAULT_KEEPS = {
 # question bank and quizzes are restored); their members count as missing
 LEFT_OUT_MODULES: tuple[str, ...] = ()
 _LEFT_OUT_FOLDER = re.compile(
-    rf"^activities/((?:{'|'.join(LEFT_OUT_MODULES)})_\d+)/" if LEFT_OUT_MODULES else r"(?!)")
+    rf"^activities/((?:{'|'.join(LEFT_OUT_MODULES)})_\d+)/" if LEFT_OUT_MODULES else r"(?!)"
+)
 
 
 def _kept(rule: RestoredAs) -> bool:
@@ -181,17 +182,19 @@ def round_trip_site(
     shortname.  ``door``: where the restored snapshots come from -- a
     ``backup --db`` of the site (``database``) or Moodle's own backup of
     the course ingested (``ingest``)."""
-    repo = ("-r", work / f"repo-{copy.server}-{door}",
-            "--cache-dir", work / f"cache-{copy.server}-{door}")
+    repo = (
+        "-r",
+        work / f"repo-{copy.server}-{door}",
+        "--cache-dir",
+        work / f"cache-{copy.server}-{door}",
+    )
     source = site.url(copy.server)
     assert source is not None
     init = run(*repo, "init")
     assert init.code == 0, init
     restored: dict[int, tuple[Course, dict[str, Any]]] = {}
     for course, snapshot in _first_snapshots(repo, site, source, courses, copy.server, door):
-        report = run_json(
-            *repo, "restore", snapshot, "--db", copy.url, "--dataroot", copy.dataroot
-        )
+        report = run_json(*repo, "restore", snapshot, "--db", copy.url, "--dataroot", copy.dataroot)
         restored[report["courseid"]] = (course, report)
     second = run_json(
         *repo,
@@ -213,13 +216,15 @@ def round_trip_site(
         trips[course.shortname] = CourseTrip(
             copy.server, course, report, comparison, outcome["warnings"]
         )
-    TALLY.setdefault(copy.server if door == "database" else f"{copy.server}, ingested",
-                     []).extend(trips.values())
+    TALLY.setdefault(copy.server if door == "database" else f"{copy.server}, ingested", []).extend(
+        trips.values()
+    )
     return trips
 
 
-def _first_snapshots(repo: tuple[Any, ...], site: RefSite, source: str, courses: list[Course],
-                     server: str, door: str) -> list[tuple[Course, str]]:
+def _first_snapshots(
+    repo: tuple[Any, ...], site: RefSite, source: str, courses: list[Course], server: str, door: str
+) -> list[tuple[Course, str]]:
     if door == "ingest":
         found = []
         for course in courses:
@@ -260,3 +265,17 @@ def table(trips: list[CourseTrip], floors: dict[str, int]) -> list[str]:
 
 def missing(trip: CourseTrip) -> list[str]:
     return [o.path for o in trip.comparison.outcomes if o.status is Status.MISSING]
+
+
+def summary(terminalreporter: Any) -> None:
+    """Issue 23's table per course: members of the restored course's backup
+    identical or equal modulo ids to Moodle's backup of the original.
+    Printed by tests/conftest.py."""
+    from .test_roundtrip import FLOORS
+
+    for server in sorted(TALLY):
+        terminalreporter.write_sep(
+            "-", f"restore round trip on {server}: members agreeing with Moodle's backup"
+        )
+        for line in table(TALLY[server], FLOORS.get(server, {})):
+            terminalreporter.write_line(line)
