@@ -34,10 +34,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from xml.sax.saxutils import escape
 
 NULL = "$@NULL@$"
 LOCALHOST = "127.0.0.1"
+
+
+def escape(text: str, entities: Mapping[str, str] | None = None) -> str:
+    """``xml.sax.saxutils.escape``, written out: that module imports
+    urllib.request (http, ssl, email), 0.014 s of every backup's start-up
+    for three ``replace`` calls.  Same order: ``&`` first, then ``>``,
+    ``<``, then ``entities`` in their order."""
+    text = text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    for old, new in (entities or {}).items():
+        text = text.replace(old, new)
+    return text
 USER_FIELDS = (
     "username", "idnumber", "email", "phone1", "phone2", "institution", "department",
     "address", "city", "country", "lastip", "picture", "description", "descriptionformat",

@@ -246,18 +246,51 @@ def _in_parallel(
             yield future.result()
 
 
-def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) -> CourseBackup:
-    """One course in a worker process: its own repository handle and engine."""
-    from coursevault.moodledb.site import open_engine
+# A worker process's repository handle and engine, opened for its first course
+# and kept for the next ones (see _worker).
+_WORKER_OPEN: dict[str, Any] = {}
 
-    repo = Repository.open(open_args["backend"], cache_dir=open_args["cache_dir"],
-                           catalog_url=open_args["catalog_url"], sync=False)
-    engine = open_engine(request.db_url)
-    try:
-        return _backup_one(repo, engine, request, courseid, None)
-    finally:
-        engine.dispose()
-        repo.close()
+
+def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) -> CourseBackup:
+    """One course in a worker process, with the repository handle and engine
+    the worker opened for its first course.
+
+    Kept, not opened per course, as ``jobs`` = 1 keeps them: opening took a
+    new PostgreSQL connection (whose backend then loads its catalog entries
+    for every table the course reads, again), the dialect's first queries
+    and the catalog's schema check -- per course of a site's night.  Keeping
+    them changes nothing a course sees: the handle's own caches hold
+    content-addressed objects, the catalog is the same shared database
+    either way (opened without a sync, as before), and each course still
+    has its own read transaction and write session.  A failed open raises
+    here, as before, and the next course tries again; the worker closes
+    both as it exits.
+    """
+    key = repr((open_args["backend"].location(), str(open_args["cache_dir"]),
+                open_args["catalog_url"], request.db_url))
+    held = _WORKER_OPEN.get(key)
+    if held is None:
+        from multiprocessing.util import Finalize
+
+        from coursevault.moodledb.site import open_engine
+
+        repo = Repository.open(open_args["backend"], cache_dir=open_args["cache_dir"],
+                               catalog_url=open_args["catalog_url"], sync=False)
+        try:
+            engine = open_engine(request.db_url)
+        except BaseException:
+            repo.close()
+            raise
+        held = _WORKER_OPEN[key] = {"repo": repo, "engine": engine}
+        Finalize(None, _close_worker, args=(key,), exitpriority=0)
+    return _backup_one(held["repo"], held["engine"], request, courseid, None)
+
+
+def _close_worker(key: str) -> None:
+    held = _WORKER_OPEN.pop(key, None)
+    if held is not None:
+        held["engine"].dispose()
+        held["repo"].close()
 
 
 def _task_progress(bar: Callable[[int, int], None]) -> Callable[[str, int, int], None]:
