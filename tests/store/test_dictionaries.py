@@ -13,7 +13,7 @@ import pytest
 from coursevault.errors import CorruptionError
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
-from coursevault.store.dictcache import KEEP, DictionaryCache
+from coursevault.store.dictcache import DictionaryCache
 from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
@@ -401,13 +401,17 @@ def test_walks_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert DictionaryCache(folder).get(walk) == (depth, content)  # and rewritten
 
 
-def test_the_dictionary_cache_keeps_the_newest(tmp_path: Path) -> None:
-    cache = DictionaryCache(tmp_path / "d")
-    ids = [bytes([i]) * 32 for i in range(KEEP + 4)]
-    for i, oid in enumerate(ids):
+def test_the_dictionary_cache_drops_the_least_recently_used(tmp_path: Path) -> None:
+    """A site's night reads every course's walk in turn: what was read lately
+    stays, whatever was written last, until the folder is over its bytes."""
+    cache = DictionaryCache(tmp_path / "d", keep_bytes=4 * (41 + 9))  # four header + content
+    ids = [bytes([i]) * 32 for i in range(6)]
+    for i, oid in enumerate(ids[:4]):
         cache.put(oid, 1, b"content %d" % i)
         os.utime(tmp_path / "d" / oid.hex(), (1000 + i, 1000 + i))
-    cache.put(ids[-1], 1, b"content again")  # a put trims
-    assert cache.get(ids[0]) is None and cache.get(ids[3]) is None
-    assert cache.get(ids[4]) == (1, b"content 4")
-    assert len(list((tmp_path / "d").iterdir())) == KEEP
+    assert cache.get(ids[0]) == (1, b"content 0")  # used: now the most recent
+    cache.put(ids[4], 1, b"content 4")  # over by one: the least recently used goes
+    assert cache.get(ids[1]) is None
+    assert cache.get(ids[0]) == (1, b"content 0") and cache.get(ids[2]) == (1, b"content 2")
+    cache.put(ids[5], 1, b"x" * 1000)  # larger than the budget: kept alone
+    assert [p.name for p in (tmp_path / "d").iterdir()] == [ids[5].hex()]

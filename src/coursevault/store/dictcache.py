@@ -9,13 +9,19 @@ of its chain of list dictionaries: 0.4 s a night on the 50 MB course
 members are the previous night's new trees, a few blocks) and is not kept.
 
 Files are written whole (temporary file, then rename) and carry the BLAKE3 of
-their content; one that does not match is ignored and rewritten.  Only the
-newest KEEP are kept (a walk serves a course's first nights only).  Nothing
-here is needed to read a repository: delete the folder at will.
+their content; one that does not match is ignored and rewritten.  What was
+used least recently goes first, once the folder holds more than KEEP_BYTES:
+a walk stays the root of its course's chain of list dictionaries, read every
+night until the chain is ``dictionary_depth`` long, so a site's nightly run
+reads one per course, in course order.  (Keeping a fixed 16, newest written
+first, made every course of a site of more than 16 walk again every night:
+a cycle longer than the cache misses every time.)  Nothing here is needed
+to read a repository: delete the folder at will.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -27,17 +33,20 @@ from coursevault.store.ids import ObjectId
 
 MAGIC = b"CVDC\x01"
 _HEAD = struct.Struct(">5sI32s")  # magic, depth, blake3 of the content
-KEEP = 16
+KEEP_BYTES = 512 * 2**20  # some 4,000 walks of a small course, 128 of the largest (4 MiB)
 
 
 class DictionaryCache:
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, keep_bytes: int = KEEP_BYTES) -> None:
         self.folder = folder
+        self.keep_bytes = keep_bytes
 
     def get(self, dict_id: ObjectId) -> tuple[int, bytes] | None:
-        """(depth, content) if a sound file for ``dict_id`` is here."""
+        """(depth, content) if a sound file for ``dict_id`` is here (marked
+        used now, so that trimming drops it last)."""
+        path = self.folder / dict_id.hex()
         try:
-            data = (self.folder / dict_id.hex()).read_bytes()
+            data = path.read_bytes()
         except OSError:
             return None
         if len(data) < _HEAD.size:
@@ -46,6 +55,8 @@ class DictionaryCache:
         content = data[_HEAD.size :]
         if magic != MAGIC or blake3.blake3(content).digest() != digest:
             return None
+        with contextlib.suppress(OSError):  # a read-only cache still serves, trims less well
+            os.utime(path)
         return depth, content
 
     def put(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
@@ -61,14 +72,25 @@ class DictionaryCache:
             except BaseException:
                 os.unlink(tmp)
                 raise
-            self._trim()
+            self._trim(dict_id.hex())
         except OSError:
             pass
 
-    def _trim(self) -> None:
-        files = [p for p in self.folder.iterdir() if not p.name.startswith(".")]
-        if len(files) <= KEEP:
-            return
-        files.sort(key=lambda p: p.stat().st_mtime)
-        for old in files[:-KEEP]:
-            old.unlink(missing_ok=True)
+    def _trim(self, kept: str) -> None:
+        """Drop the least recently used files until the rest fit in keep_bytes
+        (the one just written stays, however large)."""
+        files = []
+        for p in self.folder.iterdir():
+            if not p.name.startswith("."):
+                try:
+                    st = p.stat()
+                except FileNotFoundError:  # another process trimmed it
+                    continue
+                files.append((st.st_mtime, p.name, st.st_size, p))
+        total = sum(f[2] for f in files)
+        for _mtime, name, size, path in sorted(files):
+            if total <= self.keep_bytes:
+                return
+            if name != kept:
+                path.unlink(missing_ok=True)
+                total -= size
