@@ -233,7 +233,13 @@ class SiteReader:
         cursor.execute(f"{declare}; FETCH FORWARD {_FETCH} FROM {name}")
         while cursor.nextset():  # to the FETCH's result
             pass
-        names = [d.name for d in cursor.description or ()]
+        # the column names straight from the result: ``cursor.description``
+        # builds a Column per column, each looking its type up (0.3 ms a query)
+        res = cursor.pgresult
+        encoding = cursor.connection.info.encoding
+        names = [] if res is None else [
+            (res.fname(i) or b"").decode(encoding) for i in range(res.nfields)
+        ]
         while True:
             rows = cursor.fetchall()
             for values in rows:
