@@ -65,3 +65,19 @@ def test_the_command_line_loads_without_what_only_some_commands_need() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_backup_process_imports_its_modules_before_collecting() -> None:
+    """``run`` imports what a ``backup`` will import with the collector off
+    (cli/app.py, preload): the driver only for PostgreSQL, nothing for the
+    other commands -- and every name given is a module that exists."""
+    import importlib.util
+
+    from coursevault.cli.app import preload
+
+    assert preload(["stats", "-r", "repo"]) == ()
+    postgres = preload(["-r", "repo", "backup", "--db", "postgresql+psycopg://h/db", "--all"])
+    assert {"coursevault.definitions.run", "psycopg"} <= set(postgres)
+    assert preload(["backup", "--db=postgresql://h/db"]) == postgres
+    assert "psycopg" not in preload(["backup", "--db", "sqlite:///site.db", "--all"])
+    assert all(importlib.util.find_spec(m) is not None for m in postgres)
