@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,12 +64,17 @@ def index_names(backend: Backend, notice: Callable[[str], None]) -> list[str]:
 
 
 def snapshot_names(backend: Backend) -> list[str]:
-    """The names of the snapshot records (other files in ``snapshots/`` are not)."""
-    return sorted(
-        key.split("/", 1)[1]
-        for key, _size in backend.list("snapshots/")
-        if SNAPSHOT_NAME.fullmatch(key.split("/", 1)[1])
-    )
+    """The names of the snapshot records, sorted (other files in
+    ``snapshots/`` are not)."""
+    return sorted(iter_snapshot_names(backend))
+
+
+def iter_snapshot_names(backend: Backend) -> Iterator[str]:
+    """:func:`snapshot_names` as listed, one at a time: a site's are millions."""
+    for key, _size in backend.list("snapshots/"):
+        name = key.split("/", 1)[1]
+        if SNAPSHOT_NAME.fullmatch(name):
+            yield name
 
 
 def sync_catalog(repo: Repository) -> list[str]:

@@ -106,6 +106,13 @@ class Repository(SnapshotRecords, DictionaryReads):
         self.notices: list[str] = []
         DictionaryReads.__init__(self, cache_folder)
 
+    @property
+    def scratch_folder(self) -> Path | None:
+        """Where commands that look at every snapshot keep their scratch
+        sets (store/scratch.py): this repository's cache folder, on local
+        disk; None (the system's temporary folder) without one."""
+        return self._cache_folder
+
     # -- creation and opening ---------------------------------------------------------
     @staticmethod
     def init(
@@ -203,8 +210,10 @@ class Repository(SnapshotRecords, DictionaryReads):
             )
         if (version == ENCRYPTED_VERSION) != ("encryption" in config):
             keys = "its keys" if "encryption" in config else "no keys"
-            raise CorruptionError(f"repository config at {backend.location()} is unreadable "
-                                  f"(version {version} with {keys})")
+            raise CorruptionError(
+                f"repository config at {backend.location()} is unreadable "
+                f"(version {version} with {keys})"
+            )
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         folder = base / config["id"]
         if wrap is not None:
