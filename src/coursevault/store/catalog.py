@@ -35,6 +35,7 @@ from coursevault.store.pack import Location
 OLD_TABLES = ("cv_objects", "cv_index_files")
 LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
+STREAM_BATCH = 4096  # ids fetched at a time by the streamed listings
 
 # The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
 # (tests/store/test_catalog.py compares the two).
@@ -486,7 +487,7 @@ class Catalog:
     def _stream(self, sql: str) -> Iterator[str]:
         with self._reading() as cur:
             cur.execute(sql)
-            while rows := cur.fetchmany(4096):
+            while rows := cur.fetchmany(STREAM_BATCH):
                 for r in rows:
                     yield r[0]
 

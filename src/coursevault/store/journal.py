@@ -178,6 +178,21 @@ def read_entry(backend: Backend, pointer: Pointer, gen: int) -> Entry | None:
     return entry
 
 
+def read_entry_lines(
+    backend: Backend, pointer: Pointer, gen: int
+) -> tuple[str, Iterator[Line]] | None:
+    """:func:`read_entry` as (kind, its lines one at a time): a checkpoint
+    names every live file, and a catalog crossing one streams it."""
+    try:
+        data = backend.read(gen_key(gen))
+    except FileNotFoundError:
+        return None
+    journal, kind, lines = entry_lines(data, gen)
+    if journal != pointer.journal:
+        raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {journal}")
+    return kind, lines
+
+
 def append(
     backend: Backend,
     known: tuple[str, int] | None,
@@ -229,6 +244,7 @@ def write_checkpoint(
     *,
     compact: bool = True,
     fresh: bool = False,
+    presorted: bool = False,
 ) -> Pointer:
     """Write a checkpoint naming every live index file and snapshot, point
     ``journal/checkpoint`` at it, then (``compact``) delete the generations
@@ -245,15 +261,22 @@ def write_checkpoint(
     except JournalDamagedError:
         old = None
     journal = old.journal if old is not None else secrets.token_hex(16)
-    entry = Entry(journal, 0, CHECKPOINT)
-    entry.added[INDEX] = sorted(index)
-    entry.added[SNAPSHOT] = sorted(snapshots)
+    # the lines as Entry.encode writes them, built once as bytes (``presorted``:
+    # the caller sorted them, on disk): 66 bytes a name, not a list of str
     gen = journal_head(backend) + 1
+    head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
+    data = bytearray(head)
+    for what, listed in ((INDEX, index), (SNAPSHOT, snapshots)):
+        for name in listed if presorted else sorted(listed):
+            data += f"+{what} {name}\n".encode()
     while True:
-        entry.gen = gen
-        if backend.create(gen_key(gen), entry.encode()):
+        end = f"end {blake3.blake3(data).hexdigest()}\n".encode()
+        data += end
+        if backend.create(gen_key(gen), bytes(data)):  # wrappers (sealing, S3) take bytes
             break
-        gen += 1
+        gen += 1  # taken by another: the same names under the next generation
+        del data[-len(end) :]
+        data[: len(head)] = head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
     pointer = Pointer(journal, gen)
     backend.write(POINTER_KEY, f"{MAGIC}-checkpoint {VERSION} {journal} {gen}\n".encode())
     if compact:
@@ -330,9 +353,12 @@ def replay_each(
             restart()
             for sign, what, name in lines:
                 apply(sign, what, name)
-        else:
-            entry = list(lines)
-            for line in sorted(entry, key=lambda line: line[0] != "-"):  # removals first
-                apply(*line)
+        else:  # removals first, then a second pass for additions
+            for line in lines:
+                if line[0] == "-":
+                    apply(*line)
+            for line in entry_lines(data, gen)[2]:
+                if line[0] == "+":
+                    apply(*line)
         del data
         gen += 1
