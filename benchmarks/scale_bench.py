@@ -1,37 +1,41 @@
-"""A whole site in one repository: what one-course commands and ``check`` cost
-as the repository grows (issue 26).
+"""A whole site in one repository: what one-course commands, ``check``,
+``forget`` and ``prune`` cost as the repository grows (issue 26).
 
 Builds, in one work folder, a repository of N courses x nights, growing:
 
-* real: course *i* (key ``c0000``, ...) is corpus archive *i mod k* of
+* real: course *i* (key ``c000000``, ...) is corpus archive *i mod k* of
   ``ARCHIVES`` (``shared/corpus/moodle/*.mbz``: four small ones and one of
   0.7 MB) turned into ``--nights`` nights by ``benchmarks/gen_course.py
   nights --from`` with seed *i* (each night adds forum posts, log records,
   grades of its own), its nights ingested in one process
   (``ingest_archive``); sizes ``--sizes`` (default 10, 40, 160 courses);
-* synthetic (``--copies C``): then every snapshot record copied C-1 times
-  under new course keys (records only -- roots and objects are shared; each
-  copied course journaled in one entry, as a night of a course is), for
-  C x the largest real size.
+* synthetic (``--copies 10,100``): then every real course's snapshot
+  records copied under new course keys up to that multiple of the largest
+  real size (records only -- roots and objects are shared), written as
+  plain files and named by a journal checkpoint, as a prune writes.
 
-At every size, each command runs as its own process (``coursevault ...``,
-the CLI) with a warm catalog (``log`` run once before), measured by GNU
-``time``: wall seconds, CPU seconds (user + system) and peak RSS:
+At every size, each command runs as its own process (the CLI) with a warm
+catalog (``log`` run once before), measured by GNU ``time``: wall seconds,
+CPU seconds (user + system) and peak RSS:
 
-* ``log c0000`` and ``export c0000@latest`` -- one course;
-* ``snapshots --json`` -- all of them;
-* ``check`` -- everything (CPU is the figure: the machine is shared).
+* ``log``, ``diff --stat`` (last two nights) and ``export`` of one course;
+* ``snapshots --json``, ``check``, ``forget --all --keep-last 9 --dry-run``
+  and ``prune --dry-run`` -- everything;
+* then, with this checkout's code only, on a copy of the repository and its
+  catalog: ``forget --all --keep-last 9`` and ``prune`` for real (prune
+  merges the small packs), and the file counts after;
+* ``--restic``: at the largest real size, restic 0.14 over the same
+  archives, one snapshot a night of every course: ``restic check`` and
+  ``restic forget --keep-last 9 --prune``.
 
-``--before SRC`` runs the same commands with another checkout's ``src``
-first on ``PYTHONPATH`` (e.g. ``/work/main/src``, the code before the
-journal), on the same repository, with its own catalog folder; commands it
-takes too long for are skipped with ``--before-max``.  Prints one table row
-per size x code x command, and the growth exponent of each (the slope of
-log(time) against log(snapshots) between the smallest and largest size).
+``--before SRC`` runs the measured commands with another checkout's ``src``
+first on ``PYTHONPATH`` (e.g. ``git archive`` of main's), on the same
+repository, with its own catalog folder.  Prints one row per size x code x
+command, and the growth exponent of each (the slope of log(time) against
+log(snapshots) between the smallest and largest size).
 
-    .venv/bin/python benchmarks/scale_bench.py                      # ~6 min (5 to build)
-    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 10 --work W
-    .venv/bin/python benchmarks/scale_bench.py --before OLD/src --copies 100 --work W --reuse
+    .venv/bin/python benchmarks/scale_bench.py --sizes 160 --copies 10,100 --restic \
+        --before /tmp/before/src --work W --json W/rows.json       # ~40 min
 """
 
 from __future__ import annotations

@@ -127,8 +127,17 @@ def journal_files(
     a notice says so, and ``check`` reports it until ``repair journal``."""
     state = (repo.catalog.get_meta(JOURNAL_META) or "").split()
     known = (state[0], int(state[1])) if len(state) == 2 else None
+    # The first free generation is searched for from the last one this
+    # process wrote, if later than what its catalog read: forget --all
+    # journals a course at a time, and the n-th entry probed n files
+    # (1,600 courses took 13.7 s).
+    tail = repo.journal_tail
+    if known is not None and tail is not None and tail[0] == known[0] and tail[1] > known[1]:
+        known = tail
     try:
-        append(repo.backend, known, added=added, removed=removed)
+        gen = append(repo.backend, known, added=added, removed=removed)
+        if gen is not None and known is not None:
+            repo.journal_tail = (known[0], gen)
     except JournalDamagedError as exc:
         repo.notice(f"{exc}: a change was not journaled ({REPAIR})")
 

@@ -104,6 +104,9 @@ class Repository(SnapshotRecords, DictionaryReads):
         self.id: str = config["id"]
         self.catalog = catalog
         self.notices: list[str] = []
+        # (journal id, generation) of the last journal entry this process
+        # wrote: where the next one looks for a free generation from
+        self.journal_tail: tuple[str, int] | None = None
         DictionaryReads.__init__(self, cache_folder)
 
     @property
