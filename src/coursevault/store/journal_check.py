@@ -29,18 +29,23 @@ SECOND_LOOK_SECONDS = 1.0
 def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> None:
     """The journal names every index file and snapshot there is, and none
     that is not; the catalog's snapshot rows are those files.  Listed
-    first, replayed second.  Every set of names is a table of ``scratch``
-    (on disk): a site's snapshots are millions of names."""
+    first, replayed second: the snapshots as listed for the walk (table
+    ``listed`` of ``scratch``, if there), the index files now.  Every set of
+    names is a table of ``scratch`` (on disk): a site's snapshots are
+    millions of names."""
     backend = repo.backend
     scratch.table("files", "what TEXT, name TEXT, PRIMARY KEY (what, name)")
     scratch.fill(
         "INSERT OR IGNORE INTO files VALUES (?, ?)",
         [(INDEX, n) for n in index_names(backend, lambda _msg: None)],
     )
-    scratch.fill(
-        "INSERT OR IGNORE INTO files VALUES (?, ?)",
-        ((SNAPSHOT, n) for n in iter_snapshot_names(backend)),
-    )
+    if scratch.has_table("listed"):
+        scratch.execute("INSERT OR IGNORE INTO files SELECT ?, name FROM listed", (SNAPSHOT,))
+    else:
+        scratch.fill(
+            "INSERT OR IGNORE INTO files VALUES (?, ?)",
+            ((SNAPSHOT, n) for n in iter_snapshot_names(backend)),
+        )
     repo.sync_catalog()  # what was journaled by the listing is in the catalog
     try:
         for attempt in (1, 2):

@@ -194,9 +194,9 @@ def walk_order(
     order each series' chain of dictionaries is read about once; in listing
     (hash) order ``check`` loaded 12,356 dictionaries for 1,600 snapshots.
 
-    The listing, the catalog's order and the walk are tables of
-    ``scratch`` (on disk), read back a batch at a time: memory does not
-    grow with the snapshots.  ``on_stray(key)`` is told of files in
+    The listing (table ``listed``, left for the caller) and the catalog's
+    order are tables of ``scratch`` (on disk), read back a batch at a time:
+    memory does not grow with the snapshots.  ``on_stray(key)`` is told of files in
     ``snapshots/`` that are not snapshot records."""
 
     def listed() -> Iterator[tuple[str]]:
@@ -211,18 +211,22 @@ def walk_order(
     scratch.fill("INSERT OR IGNORE INTO listed VALUES (?)", listed())
     scratch.table("ranked", "rank INTEGER PRIMARY KEY, name TEXT", rowid=True)
     scratch.fill("INSERT INTO ranked (name) VALUES (?)", ((n,) for n in catalog.snapshot_order()))
-    scratch.execute("CREATE INDEX ranked_name ON ranked (name)")
-    scratch.table("walk", "seq INTEGER PRIMARY KEY, name TEXT", rowid=True)
-    scratch.execute(
-        "INSERT INTO walk (name) SELECT r.name FROM ranked r JOIN listed l ON l.name = r.name "
-        "ORDER BY r.rank"
-    )
-    scratch.execute(
-        "INSERT INTO walk (name) SELECT name FROM listed "
-        "WHERE name NOT IN (SELECT name FROM ranked) ORDER BY name"
-    )
-    scratch.execute("DROP TABLE ranked")
-    return scratch.batches("SELECT seq, name FROM walk WHERE seq > ? ORDER BY seq LIMIT ?")
+
+    def order() -> Iterator[str]:
+        yield from scratch.batches(
+            "SELECT r.rank, r.name FROM ranked r JOIN listed l ON l.name = r.name "
+            "WHERE r.rank > ? ORDER BY r.rank LIMIT ?"
+        )
+        scratch.table("unranked", "seq INTEGER PRIMARY KEY, name TEXT", rowid=True)
+        scratch.execute(
+            "INSERT INTO unranked (name) "
+            "SELECT name FROM listed EXCEPT SELECT name FROM ranked ORDER BY name"
+        )
+        yield from scratch.batches(
+            "SELECT seq, name FROM unranked WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+
+    return order()
 
 
 def walk_tail_first(

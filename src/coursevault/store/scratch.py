@@ -97,6 +97,13 @@ class Scratch:
         self.table(table)
         return self.fill(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((n,) for n in names))
 
+    def has_table(self, name: str) -> bool:
+        return bool(
+            self.count(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            )
+        )
+
     def execute(self, sql: str, params: Iterable[Any] = ()) -> None:
         self._db.execute(sql, tuple(params))
 
