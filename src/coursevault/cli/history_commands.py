@@ -140,16 +140,23 @@ def forget(
     counts = {"keep": 0, "remove": 0}
     with open_repo(repo, cache_dir, catalog, wait=wait) as r:
         rows = api.iter_forget_requested(r, request, dry_run=dry_run)
-        if json_out:  # row by row, course by course: a site's are millions
-            output.print_json_array(rows)
-            return
-        for x in rows:
-            counts[x["action"]] += 1
-            why = f" ({', '.join(x['reasons'])})" if x["reasons"] else ""
-            verb = "keep  " if x["action"] == "keep" else ("would remove" if dry_run else "remove")
-            output.out.print(
-                f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False
-            )
+        try:
+            if json_out:  # row by row, course by course: a site's are millions
+                output.print_json_array(rows)
+                return
+            for x in rows:
+                counts[x["action"]] += 1
+                why = f" ({', '.join(x['reasons'])})" if x["reasons"] else ""
+                verb = (
+                    "keep  " if x["action"] == "keep" else ("would remove" if dry_run else "remove")
+                )
+                output.out.print(
+                    f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False
+                )
+        except BrokenPipeError:  # `| head`: the policy is carried out all the same
+            for _ in rows:
+                pass
+            raise
     output.out.print(
         f"{counts['remove']} snapshots {'would be ' if dry_run else ''}removed, "
         f"{counts['keep']} kept" + ("" if dry_run else "; run `coursevault prune` to free space"),
