@@ -76,3 +76,5 @@ def test_check_prune_and_forget_hold_no_list_of_snapshots(
     assert check_repository(repo).snapshots == large + 1
     grown = {name: (after[name] - before[name]) / (large - small) for name in commands}
     assert all(g < PER_SNAPSHOT for g in grown.values()), grown
+    folder = repo.scratch_folder
+    assert folder is not None and not list(folder.glob("scratch-*")), "scratch files are removed"

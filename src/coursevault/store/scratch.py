@@ -20,12 +20,14 @@ import itertools
 import os
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 CACHE_KIB = 16 * 1024  # SQLite's page cache for the scratch file
+LEFTOVER_SECONDS = 7 * 86400  # a scratch file this old was left by a killed process
 BATCH = 4096  # rows inserted per executemany, and fetched per fetchmany
 
 
@@ -39,6 +41,7 @@ class Scratch:
     def __init__(self, folder: Path | None = None) -> None:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
+            _remove_leftovers(folder)
         fd, name = tempfile.mkstemp(prefix="scratch-", suffix=".sqlite", dir=folder)
         os.close(fd)
         self.path = Path(name)
@@ -135,3 +138,13 @@ class Scratch:
     def count(self, sql: str, params: Iterable[Any] = ()) -> int:
         row = self._db.execute(sql, tuple(params)).fetchone()
         return int(row[0]) if row else 0
+
+
+def _remove_leftovers(folder: Path) -> None:
+    """Scratch files a killed process left (untouched for a week: no
+    command runs that long); they hold nothing the repository does not."""
+    now = time.time()
+    for path in folder.glob("scratch-*.sqlite*"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > LEFTOVER_SECONDS:
+                path.unlink()
