@@ -26,7 +26,7 @@ CPU seconds (user + system) and peak RSS:
   merges the small packs), and the file counts after;
 * ``--restic``: at the largest real size, restic 0.14 over the same
   archives, one snapshot a night of every course: ``restic check`` and
-  ``restic forget --keep-last 9 --prune``.
+  ``restic forget --group-by host --keep-last 9 --prune``.
 
 ``--before SRC`` runs the measured commands with another checkout's ``src``
 first on ``PYTHONPATH`` (e.g. ``git archive`` of main's), on the same
@@ -193,7 +193,9 @@ def changing(
 def restic_side(work: Path, nights: list[list[Path]]) -> dict[str, tuple[float, float, float, int]]:
     """restic over the same archives: one snapshot a night of every course
     (``nights[n]``: night n's archives), then ``restic check`` and
-    ``restic forget --keep-last 9 --prune``."""
+    ``restic forget --group-by host --keep-last 9 --prune`` (each night's
+    paths differ: grouped by paths, every snapshot would be the last of its
+    group and nothing would go)."""
     repo = work / "restic"
     shutil.rmtree(repo, ignore_errors=True)
     env = dict(os.environ, RESTIC_REPOSITORY=str(repo), RESTIC_PASSWORD="bench",
@@ -208,7 +210,7 @@ def restic_side(work: Path, nights: list[list[Path]]) -> dict[str, tuple[float, 
     return {
         "restic check": run_measured(["check"], env, program=["restic"]),
         "restic forget --prune": run_measured(
-            ["forget", "--keep-last", "9", "--prune"], env, program=["restic"]
+            ["forget", "--group-by", "host", "--keep-last", "9", "--prune"], env, program=["restic"]
         ),
     }
 

@@ -67,7 +67,7 @@ POINTS = {
     "ingest-night-2": 12,
     "ingest-then-forget": 4,
     "forget": 8,
-    "prune": 16,
+    "prune": 10,  # with prune-merge's: 14 of prune's steps (16 before there were two)
     "prune-merge": 4,
     "index-rebuild": 8,
 }
