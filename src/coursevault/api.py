@@ -45,6 +45,7 @@ from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
+from coursevault.store.consolidate import MERGE_MIN as MERGE_MIN
 from coursevault.store.diskcache import bypassed, disk_cache
 from coursevault.store.keys import Password
 from coursevault.store.locks import LockInfo, remove_stale_locks
@@ -520,9 +521,16 @@ def forget_requested(
     repo: Repository, request: ForgetRequest, *, dry_run: bool = False
 ) -> list[dict[str, Any]]:
     """Carry out a :class:`ForgetRequest` (see :func:`forget`, :func:`forget_snapshots`)."""
+    return list(iter_forget_requested(repo, request, dry_run=dry_run))
+
+
+def iter_forget_requested(
+    repo: Repository, request: ForgetRequest, *, dry_run: bool = False
+) -> Iterator[dict[str, Any]]:
+    """:func:`forget_requested` a row at a time (a policy's, course by course)."""
     if request.snapshots:
-        return forget_snapshots(repo, request.snapshots, dry_run=dry_run)
-    return forget(repo, request.policy, course=request.course, dry_run=dry_run)
+        return iter(forget_snapshots(repo, request.snapshots, dry_run=dry_run))
+    return iter_forget(repo, request.policy, course=request.course, dry_run=dry_run)
 
 
 def diff_lines(d: TreeDiff) -> Iterator[str]:
@@ -535,44 +543,55 @@ def diff_lines(d: TreeDiff) -> Iterator[str]:
 def forget(
     repo: Repository, policy: Policy, *, course: str | None = None, dry_run: bool = False
 ) -> list[dict[str, Any]]:
-    """Apply a retention policy per course; delete the snapshots it does not keep.
+    """:func:`iter_forget` as a list."""
+    return list(iter_forget(repo, policy, course=course, dry_run=dry_run))
+
+
+def iter_forget(
+    repo: Repository, policy: Policy, *, course: str | None = None, dry_run: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Apply a retention policy per course; delete the snapshots it does not
+    keep; a row per snapshot kept or removed, course by course.
 
     Decided under the lock: after waiting for another forget, deciding on the
-    snapshots seen before could keep fewer than the policy says."""
+    snapshots seen before could keep fewer than the policy says.  One course
+    at a time, its removals journaled in one entry: ``--all`` holds one
+    course's rows, not the repository's (it held 7 kB a snapshot).  Bad
+    input is refused here, before the first row."""
     policy.check()
-    out = []
+    if course is not None and not repo.catalog.snapshots(course):
+        raise SelectorError(f"no snapshots of course {course!r}")
+    return _forget_rows(repo, policy, course, dry_run)
+
+
+def _forget_rows(
+    repo: Repository, policy: Policy, course: str | None, dry_run: bool
+) -> Iterator[dict[str, Any]]:
     with repo.lock(exclusive=True, operation="forget"):
-        rows = repo.snapshots(course)
-        if course is not None and not rows:
-            raise SelectorError(f"no snapshots of course {course!r}")
-        by_course: dict[str, list[SnapshotRow]] = {}
-        for r in rows:
-            by_course.setdefault(r.series, []).append(r)
-        decisions = {c: apply_policy(snaps, policy) for c, snaps in sorted(by_course.items())}
-        for c, decision in decisions.items():
+        courses = [course] if course is not None else repo.catalog.series_keys()
+        for c in courses:
+            rows = repo.snapshots(c)
+            if course is not None and not rows:
+                raise SelectorError(f"no snapshots of course {course!r}")
+            decision = apply_policy(rows, policy)
             for snap, why in decision.keep:
-                out.append(
-                    {
-                        "course": c,
-                        "id": snap.id,
-                        "time": snap.time,
-                        "action": "keep",
-                        "reasons": why,
-                    }
-                )
+                yield {
+                    "course": c,
+                    "id": snap.id,
+                    "time": snap.time,
+                    "action": "keep",
+                    "reasons": why,
+                }
+            if not dry_run:
+                repo.delete_series_snapshots(c, [snap.id for snap in decision.remove])
             for snap in decision.remove:
-                if not dry_run:
-                    repo.delete_snapshot(snap.id)
-                out.append(
-                    {
-                        "course": c,
-                        "id": snap.id,
-                        "time": snap.time,
-                        "action": "remove",
-                        "reasons": [],
-                    }
-                )
-    return out
+                yield {
+                    "course": c,
+                    "id": snap.id,
+                    "time": snap.time,
+                    "action": "remove",
+                    "reasons": [],
+                }
 
 
 def forget_snapshots(
@@ -603,11 +622,15 @@ def forget_snapshots(
 
 
 def prune(
-    repo: Repository, *, dry_run: bool = False, progress: Callable[[str], None] | None = None
+    repo: Repository,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[str], None] | None = None,
+    merge_min: int = MERGE_MIN,
 ) -> PruneReport:
     from coursevault.store.prune import prune_repository
 
-    return prune_repository(repo, dry_run=dry_run, progress=progress)
+    return prune_repository(repo, dry_run=dry_run, progress=progress, merge_min=merge_min)
 
 
 def demo_site(

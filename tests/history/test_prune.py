@@ -234,3 +234,32 @@ def test_prune_never_reports_success_over_a_lost_pack(
     assert check_repository(
         Repository.open(cv_repo.backend, cache_dir=tmp_path / "cache3"), read_data=True
     ).ok
+
+
+def test_prune_merges_small_packs_with_their_blocks_whole(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """Every night is a pack of a few kB against a 16 MiB target: prune
+    copies their blocks, dictionary-compressed as they are, into one pack,
+    and a repository of one big pack reads, checks and exports the same."""
+    nights = _nights(write_course, cv_repo, tmp_path, 5)
+    packs = sorted(cv_repo.backend.list("packs/"))
+    stored = sum(size for _key, size in packs)
+    dry = prune_repository(cv_repo, dry_run=True, merge_min=2)
+    report = prune_repository(cv_repo, merge_min=2)
+    assert report.packs_merged == len(packs) == dry.packs_merged and report.packs_written == 1
+    assert dry.packs_written == 1 and report.reachable_objects == dry.reachable_objects
+    after = list(cv_repo.backend.list("packs/"))
+    assert len(after) == 1 and len(list(cv_repo.backend.list("index/"))) == 1
+    # blocks copied whole: no bigger than the packs they came from (less their headers)
+    assert after[0][1] <= stored
+    data = cv_repo.backend.read(after[0][0])
+    assert data[4] == 2, "nights' blocks keep their dictionaries (pack version 2)"
+    assert check_repository(cv_repo, read_data=True).ok
+    for snap, path in nights:
+        assert _same_export(cv_repo, snap, path, tmp_path)
+    # a fresh catalog finds the same; one pack is left, so nothing more to merge
+    fresh = Repository.open(cv_repo.backend, cache_dir=tmp_path / "fresh")
+    assert check_repository(fresh, read_data=True).ok
+    again = prune_repository(fresh, merge_min=2)
+    assert again.packs_merged == 0 and again.index_files_written == 0

@@ -67,7 +67,8 @@ POINTS = {
     "ingest-night-2": 12,
     "ingest-then-forget": 4,
     "forget": 8,
-    "prune": 16,
+    "prune": 10,  # with prune-merge's: 14 of prune's steps (16 before there were two)
+    "prune-merge": 4,
     "index-rebuild": 8,
 }
 RANDOM_KILLS = int(os.environ.get("COURSEVAULT_CRASH_RANDOM", "2"))
@@ -175,6 +176,7 @@ class Scenario:
     may_keep: set[str] = field(default_factory=set)
     # steps always killed at, besides the spread (a regular expression)
     focus: str = ""
+    repo_options: dict[str, Any] = field(default_factory=lambda: REPO_OPTIONS)
 
 
 @dataclass
@@ -193,7 +195,7 @@ class Crash:
         self.base = tmp / "base"
         self.work = tmp / "work"
         self._tars: dict[str, bytes] = {}
-        Repository.init(LocalBackend(self.base / "repo"), **REPO_OPTIONS)
+        Repository.init(LocalBackend(self.base / "repo"), **scenario.repo_options)
         with Repository.open(LocalBackend(self.base / "repo"), cache_dir=self.base / "cache") as r:
             scenario.prepare(r)
             self.before = {s.id for s in r.snapshots()}
@@ -449,6 +451,23 @@ def test_prune_after_forget(nights: list[Path], runner: Runner, tmp_path: Path) 
         sources={p.name: p for p in nights},
         cleans_up=True,
         says=r"[1-9][0-9]* of [0-9]+ packs deleted, [1-9][0-9]* repacked",
+    )
+    run_scenario(scenario, runner, tmp_path)
+
+
+def test_prune_merging_small_packs(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
+    """Each night's few packs are small against a 256 KiB target: prune
+    copies their blocks whole into new packs, indexes them there, then
+    deletes the small ones -- killed anywhere, nothing is lost."""
+    scenario = Scenario(
+        "prune-merge",
+        ["prune", "--merge-min", "2"],
+        _ingest(nights),
+        lambda before: before,
+        sources={p.name: p for p in nights},
+        cleans_up=True,
+        says=r"[1-9][0-9]* merged into [1-9]",
+        repo_options={**REPO_OPTIONS, "pack_size": 256 * 1024},
     )
     run_scenario(scenario, runner, tmp_path)
 

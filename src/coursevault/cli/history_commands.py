@@ -137,20 +137,29 @@ def forget(
     """Remove snapshots a retention policy does not keep (run prune to free space)."""
     policy = api.Policy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
     request = api.ForgetRequest(course, all_courses, policy, snapshot or [])
+    counts = {"keep": 0, "remove": 0}
     with open_repo(repo, cache_dir, catalog, wait=wait) as r:
-        rows = api.forget_requested(r, request, dry_run=dry_run)
-    if json_out:
-        output.print_json(rows)
-        return
-    removed = [x for x in rows if x["action"] == "remove"]
-    for x in rows:
-        why = f" ({', '.join(x['reasons'])})" if x["reasons"] else ""
-        verb = "keep  " if x["action"] == "keep" else ("would remove" if dry_run else "remove")
-        output.out.print(f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False)
+        rows = api.iter_forget_requested(r, request, dry_run=dry_run)
+        try:
+            if json_out:  # row by row, course by course: a site's are millions
+                output.print_json_array(rows)
+                return
+            for x in rows:
+                counts[x["action"]] += 1
+                why = f" ({', '.join(x['reasons'])})" if x["reasons"] else ""
+                verb = (
+                    "keep  " if x["action"] == "keep" else ("would remove" if dry_run else "remove")
+                )
+                output.out.print(
+                    f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False
+                )
+        except BrokenPipeError:  # `| head`: the policy is carried out all the same
+            for _ in rows:
+                pass
+            raise
     output.out.print(
-        f"{len(removed)} snapshots {'would be ' if dry_run else ''}removed, "
-        f"{len(rows) - len(removed)} kept"
-        + ("" if dry_run else "; run `coursevault prune` to free space"),
+        f"{counts['remove']} snapshots {'would be ' if dry_run else ''}removed, "
+        f"{counts['keep']} kept" + ("" if dry_run else "; run `coursevault prune` to free space"),
         markup=False,
     )
 
@@ -160,18 +169,27 @@ def prune(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only say what would be freed.")
     ] = False,
+    merge_min: Annotated[
+        int,
+        typer.Option(
+            "--merge-min",
+            help="Merge small packs (under a quarter of the pack size) once there are this "
+            "many; 0: never.",
+        ),
+    ] = api.MERGE_MIN,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
 ) -> None:
-    """Delete objects no snapshot reaches and repack mostly-garbage packs (exclusive lock)."""
+    """Delete objects no snapshot reaches, repack mostly-garbage packs and merge small
+    ones (exclusive lock)."""
     with (
         open_repo(repo, cache_dir, catalog, wait=wait) as r,
         output.progress_steps("prune", enabled=not json_out) as step,
     ):
-        report = api.prune(r, dry_run=dry_run, progress=step)
+        report = api.prune(r, dry_run=dry_run, progress=step, merge_min=merge_min)
     if json_out:
         output.print_json(report.as_dict())
         return
@@ -183,6 +201,7 @@ def prune(
     output.out.print(
         f"{amount}: "
         f"{report.packs_deleted} of {report.packs_before} packs deleted, {report.packs_repacked} repacked "
-        f"into {report.packs_written}; {report.reachable_objects} objects kept for {report.snapshots} snapshots",
+        f"and {report.packs_merged} merged into {report.packs_written}; "
+        f"{report.reachable_objects} objects kept for {report.snapshots} snapshots",
         markup=False,
     )

@@ -35,6 +35,7 @@ from coursevault.store.pack import Location
 OLD_TABLES = ("cv_objects", "cv_index_files")
 LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
+STREAM_BATCH = 4096  # ids fetched at a time by the streamed listings
 
 # The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
 # (tests/store/test_catalog.py compares the two).
@@ -466,11 +467,29 @@ class Catalog:
     def snapshot_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM cv_snapshots")}
 
-    def snapshot_order(self) -> list[str]:
+    def snapshot_order(self) -> Iterator[str]:
         """Every snapshot id, by series then time: the order in which walks
-        reuse each series' chain of dictionaries (ids only: ~100 bytes a
-        snapshot, where :meth:`snapshots` holds every record)."""
-        return [r[0] for r in self._query("SELECT id FROM cv_snapshots ORDER BY course, epoch, id")]
+        reuse each series' chain of dictionaries.  Fetched a batch at a
+        time: the caller keeps what it needs (check and prune keep it on
+        disk, store/scratch.py)."""
+        return self._stream("SELECT id FROM cv_snapshots ORDER BY course, epoch, id")
+
+    def series_keys(self) -> list[str]:
+        """Every series with a snapshot, sorted (one row a course, not a snapshot)."""
+        return [
+            r[0] for r in self._query("SELECT DISTINCT course FROM cv_snapshots ORDER BY course")
+        ]
+
+    def iter_snapshot_ids(self) -> Iterator[str]:
+        """:meth:`snapshot_ids` a batch at a time, in no particular order."""
+        return self._stream("SELECT id FROM cv_snapshots")
+
+    def _stream(self, sql: str) -> Iterator[str]:
+        with self._reading() as cur:
+            cur.execute(sql)
+            while rows := cur.fetchmany(STREAM_BATCH):
+                for r in rows:
+                    yield r[0]
 
     def has_snapshot(self, snap_id: str) -> bool:
         return bool(self._query(f"SELECT 1 FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
@@ -532,14 +551,25 @@ class Catalog:
         )
 
     # -- backup runs (coursevault runs) ----------------------------------------------
-    RUN_FIELDS = ("id", "course", "source", "snapshot", "started", "seconds",
-                  "new_bytes", "new_objects", "outcome", "error")
+    RUN_FIELDS = (
+        "id",
+        "course",
+        "source",
+        "snapshot",
+        "started",
+        "seconds",
+        "new_bytes",
+        "new_objects",
+        "outcome",
+        "error",
+    )
 
     def add_run(self, run: dict[str, Any]) -> None:
         names = ", ".join(self.RUN_FIELDS)
         marks = ", ".join([self._ph] * len(self.RUN_FIELDS))
-        self._write((f"INSERT INTO cv_runs ({names}) VALUES ({marks})",
-                     [run[f] for f in self.RUN_FIELDS]))
+        self._write(
+            (f"INSERT INTO cv_runs ({names}) VALUES ({marks})", [run[f] for f in self.RUN_FIELDS])
+        )
 
     def runs(self, series: str | None = None) -> list[dict[str, Any]]:
         """Runs oldest first, of one series or all."""

@@ -22,13 +22,14 @@ from coursevault.errors import (
     TruncatedError,
 )
 from coursevault.store.backend import Backend
-from coursevault.store.catalog_sync import SNAPSHOT_NAME, index_names
+from coursevault.store.catalog_sync import index_names
 from coursevault.store.ids import TYPES, ObjectId, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
-from coursevault.store.reach import Reach
+from coursevault.store.reach import Reach, walk_order
 from coursevault.store.repository import Repository
+from coursevault.store.scratch import Scratch
 from coursevault.store.snapshots import snapshot_dictionary
 
 # What kind of damage a problem is, and so which repair applies (the guide's
@@ -118,13 +119,15 @@ def check_repository(
         ),
     )
     required = _block_dictionaries(repo, table, names, blocks)
-    next_nights = _check_snapshots(repo, reach, required, report)
-    _check_dictionaries(reach, required, next_nights, report)
-    report.reachable = reach.count
-    _check_catalog(repo, table, report)
-    from coursevault.store.journal_check import check_journal  # it builds on this module
+    del blocks
+    with Scratch(repo.scratch_folder) as scratch:
+        _check_snapshots(repo, reach, required, report, scratch)
+        _check_dictionaries(reach, required, scratch, report)
+        report.reachable = reach.count
+        _check_catalog(repo, table, report)
+        from coursevault.store.journal_check import check_journal  # it builds on this module
 
-    check_journal(repo, report)
+        check_journal(repo, report, scratch)
 
     # 4. read every pack and verify every object
     if read_data:
@@ -196,10 +199,15 @@ def _check_packs(
 
 
 def _check_snapshots(
-    repo: Repository, reach: Reach, required: dict[ObjectId, str], report: CheckReport
-) -> list[tuple[str, ObjectId]]:
-    """Walk every snapshot from its root; returns the dictionaries they leave
-    for their series' next session (writers' only: a fault is a warning).
+    repo: Repository,
+    reach: Reach,
+    required: dict[ObjectId, str],
+    report: CheckReport,
+    scratch: Scratch,
+) -> None:
+    """Walk every snapshot from its root; the dictionaries they leave for
+    their series' next session (writers' only: a fault is a warning) are
+    left in table ``nights`` of ``scratch``.
 
     Series by series, oldest first, each snapshot's dictionary checked
     right after its walk if a block needs it (``required``, which loses
@@ -207,20 +215,21 @@ def _check_snapshots(
     dictionary its parent left, which was just read, and the dictionary it
     leaves is made of the trees the walk just read, from blocks still
     cached.  In listing (hash) order each walk loaded another series' chain
-    again: 1,600 snapshots took 12,356 dictionary loads."""
-    next_nights: list[tuple[str, ObjectId]] = []
-    names = []
-    for key, _size in repo.backend.list("snapshots/"):
-        snap_id = key.split("/", 1)[1]
-        if not SNAPSHOT_NAME.fullmatch(snap_id):
-            report.warn(
-                f"ignoring {key}: not a snapshot record (a stray file; remove it by hand)", STRAY
-            )
-            continue
-        names.append(snap_id)
-    rank = {snap_id: i for i, snap_id in enumerate(repo.catalog.snapshot_order())}
-    names.sort(key=lambda n: (rank.get(n, len(rank)), n))  # unreadable ones last
-    for snap_id in names:
+    again: 1,600 snapshots took 12,356 dictionary loads.  The listing, the
+    catalog's order and the walk's order are tables of ``scratch``, not
+    lists: memory stays flat however many snapshots there are."""
+
+    def stray(key: str) -> None:
+        report.warn(
+            f"ignoring {key}: not a snapshot record (a stray file; remove it by hand)", STRAY
+        )
+
+    scratch.table("nights", "seq INTEGER PRIMARY KEY, snapshot TEXT, dictionary BLOB", rowid=True)
+    nights: list[tuple[str, ObjectId]] = []
+    for snap_id in walk_order(repo.backend, repo.catalog, scratch, stray):
+        if len(nights) >= 1024:
+            scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
+            nights.clear()
         report.snapshots += 1
         try:
             record = repo.read_snapshot(snap_id)
@@ -231,11 +240,12 @@ def _check_snapshots(
         reach.trees([root], f"snapshot {snap_id}", SEEN)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
-            next_nights.append((f"snapshot {snap_id}'s dictionary", dictionary))
+            if dictionary not in reach.dictionaries:
+                nights.append((snap_id, dictionary))
             needed_by = required.pop(dictionary, None)
             if needed_by is not None:
                 _check_dictionary(reach, needed_by, dictionary, report)
-    return next_nights
+    scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
 
 
 def _block_dictionaries(
@@ -255,23 +265,24 @@ def _block_dictionaries(
 
 
 def _check_dictionaries(
-    reach: Reach,
-    required: dict[ObjectId, str],
-    next_nights: list[tuple[str, ObjectId]],
-    report: CheckReport,
+    reach: Reach, required: dict[ObjectId, str], scratch: Scratch, report: CheckReport
 ) -> None:
     """Every block naming a dictionary: the dictionary and what it reads are
     there (what those objects name need not be: see prune) -- those no
     snapshot's walk checked already.  Then the snapshots' dictionaries for
-    the next night, whose faults are warnings; after every required one, so
+    the next night (table ``nights`` of ``scratch``), whose faults are warnings; after every required one, so
     that a fault in a chain a block needs is an error."""
     for dict_id, needed_by in required.items():
         _check_dictionary(reach, needed_by, dict_id, report)
     # What a snapshot leaves for its series' next session restores nothing: the
     # next session compresses without it if it is damaged (and prune drops it)
     optional = CheckReport()
-    for needed_by, dict_id in next_nights:
-        _check_dictionary(reach, needed_by, dict_id, optional)
+    last = 0
+    query = "SELECT seq, snapshot, dictionary FROM nights WHERE seq > ? LIMIT 1024"
+    while batch := list(scratch.rows(query, (last,))):
+        last = batch[-1][0]
+        for _seq, snap_id, dict_id in batch:
+            _check_dictionary(reach, f"snapshot {snap_id}'s dictionary", dict_id, optional)
     for problem in optional.problems:
         report.warn(
             f"{problem.message} (the next session of its series does without it)", problem.kind

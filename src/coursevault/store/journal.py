@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import blake3
@@ -97,31 +97,55 @@ class Entry:
 
 def decode_entry(data: bytes, gen: int) -> Entry:
     """Parse a journal file, checking its checksum and that it is generation ``gen``."""
+    journal, kind, lines = entry_lines(data, gen)
+    entry = Entry(journal, gen, kind)
+    for sign, what, name in lines:
+        (entry.added if sign == "+" else entry.removed)[what].append(name)
+    return entry
+
+
+Line = tuple[str, str, str]  # sign ("+" or "-"), what (INDEX or SNAPSHOT), hex name
+
+
+def entry_lines(data: bytes, gen: int) -> tuple[str, str, Iterator[Line]]:
+    """(journal id, kind, its lines one at a time) of a journal file whose
+    checksum and header are checked here; a bad line raises as it is met.
+    A checkpoint names every live file -- 160,000 snapshots' names are 26 MB
+    as lists of str -- so ``check`` reads it line by line."""
     where = gen_key(gen)
     cut = data.rfind(b"end ", 0, max(len(data) - 1, 0))
     if cut < 0 or not data.endswith(b"\n") or (cut and data[cut - 1 : cut] != b"\n"):
         raise JournalDamagedError(f"{where}: truncated (no checksum line)")
-    body, tail = data[:cut], data[cut + 4 : -1]
-    if blake3.blake3(body).hexdigest().encode() != tail:
+    if blake3.blake3(memoryview(data)[:cut]).hexdigest().encode() != data[cut + 4 : -1]:
         raise JournalDamagedError(f"{where}: does not match its checksum")
+    first = data.find(b"\n", 0, cut)
     try:
-        lines = body.decode("ascii").splitlines()
-        magic, version, journal, found, kind = lines[0].split(" ")
-    except (UnicodeDecodeError, ValueError, IndexError):
+        magic, version, journal, found, kind = data[:first].decode("ascii").split(" ")
+    except (UnicodeDecodeError, ValueError):
         raise JournalDamagedError(f"{where}: bad header") from None
-    if magic != MAGIC or version != str(VERSION) or kind not in (ENTRY, CHECKPOINT):
+    if first < 0 or magic != MAGIC or version != str(VERSION) or kind not in (ENTRY, CHECKPOINT):
         raise JournalDamagedError(f"{where}: not a journal file of version {VERSION}")
     if found != str(gen) or not JOURNAL_ID.fullmatch(journal):
         raise JournalDamagedError(f"{where}: names generation {found} of journal {journal}")
-    entry = Entry(journal, gen, kind)
-    for line in lines[1:]:
-        sign, what, name = line[:1], line[1:2], line[3:]
-        if sign not in "+-" or what not in (INDEX, SNAPSHOT) or not HEX64.fullmatch(name):
-            raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
-        (entry.added if sign == "+" else entry.removed)[what].append(name)
-    if kind == CHECKPOINT and (entry.removed[INDEX] or entry.removed[SNAPSHOT]):
-        raise JournalDamagedError(f"{where}: a checkpoint that removes files")
-    return entry
+
+    def lines() -> Iterator[Line]:
+        start = first + 1
+        while start < cut:
+            end = data.find(b"\n", start, cut)
+            raw = data[start:end]
+            start = end + 1
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise JournalDamagedError(f"{where}: bad line {raw[:80]!r}") from None
+            sign, what, name = line[:1], line[1:2], line[3:]
+            if sign not in "+-" or what not in (INDEX, SNAPSHOT) or not HEX64.fullmatch(name):
+                raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
+            if kind == CHECKPOINT and sign == "-":
+                raise JournalDamagedError(f"{where}: a checkpoint that removes files")
+            yield sign, what, name
+
+    return journal, kind, lines()
 
 
 def read_pointer(backend: Backend) -> Pointer | None:
@@ -152,6 +176,21 @@ def read_entry(backend: Backend, pointer: Pointer, gen: int) -> Entry | None:
     if entry.journal != pointer.journal:
         raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {entry.journal}")
     return entry
+
+
+def read_entry_lines(
+    backend: Backend, pointer: Pointer, gen: int
+) -> tuple[str, Iterator[Line]] | None:
+    """:func:`read_entry` as (kind, its lines one at a time): a checkpoint
+    names every live file, and a catalog crossing one streams it."""
+    try:
+        data = backend.read(gen_key(gen))
+    except FileNotFoundError:
+        return None
+    journal, kind, lines = entry_lines(data, gen)
+    if journal != pointer.journal:
+        raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {journal}")
+    return kind, lines
 
 
 def append(
@@ -205,6 +244,7 @@ def write_checkpoint(
     *,
     compact: bool = True,
     fresh: bool = False,
+    presorted: bool = False,
 ) -> Pointer:
     """Write a checkpoint naming every live index file and snapshot, point
     ``journal/checkpoint`` at it, then (``compact``) delete the generations
@@ -221,15 +261,22 @@ def write_checkpoint(
     except JournalDamagedError:
         old = None
     journal = old.journal if old is not None else secrets.token_hex(16)
-    entry = Entry(journal, 0, CHECKPOINT)
-    entry.added[INDEX] = sorted(index)
-    entry.added[SNAPSHOT] = sorted(snapshots)
+    # the lines as Entry.encode writes them, built once as bytes (``presorted``:
+    # the caller sorted them, on disk): 66 bytes a name, not a list of str
     gen = journal_head(backend) + 1
+    head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
+    data = bytearray(head)
+    for what, listed in ((INDEX, index), (SNAPSHOT, snapshots)):
+        for name in listed if presorted else sorted(listed):
+            data += f"+{what} {name}\n".encode()
     while True:
-        entry.gen = gen
-        if backend.create(gen_key(gen), entry.encode()):
+        end = f"end {blake3.blake3(data).hexdigest()}\n".encode()
+        data += end
+        if backend.create(gen_key(gen), bytes(data)):  # wrappers (sealing, S3) take bytes
             break
-        gen += 1
+        gen += 1  # taken by another: the same names under the next generation
+        del data[-len(end) :]
+        data[: len(head)] = head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
     pointer = Pointer(journal, gen)
     backend.write(POINTER_KEY, f"{MAGIC}-checkpoint {VERSION} {journal} {gen}\n".encode())
     if compact:
@@ -256,24 +303,62 @@ def replay(backend: Backend) -> JournalState | None:
     """Replay the journal from the newest checkpoint; None without a journal.
     Raises JournalDamagedError on any damage (a pointer, checkpoint or entry
     that does not parse, a checkpoint that is gone)."""
+    live: dict[str, set[str]] = {INDEX: set(), SNAPSHOT: set()}
+    removed: dict[str, set[str]] = {INDEX: set(), SNAPSHOT: set()}
+
+    def restart() -> None:
+        for what in (INDEX, SNAPSHOT):
+            live[what].clear()
+            removed[what].clear()
+
+    def apply(sign: str, what: str, name: str) -> None:
+        (live if sign == "+" else removed)[what].add(name)
+        (removed if sign == "+" else live)[what].discard(name)
+
+    where = replay_each(backend, restart, apply)
+    if where is None:
+        return None
+    return JournalState(where[0], where[1], live, removed)
+
+
+def replay_each(
+    backend: Backend, restart: Callable[[], None], apply: Callable[[str, str, str], None]
+) -> tuple[Pointer, int] | None:
+    """Replay the journal from the newest checkpoint through two calls:
+    ``restart()`` at each checkpoint (forget what was applied), then
+    ``apply(sign, what, name)`` for each of its names ("+"), and for each
+    later entry's removals ("-") then additions ("+").  A checkpoint's names
+    are handed on one at a time, never held.  Returns (pointer, the last
+    generation read); None without a journal.  Raises JournalDamagedError as
+    :func:`replay` does."""
     pointer = read_pointer(backend)
     if pointer is None:
         return None
-    checkpoint = read_entry(backend, pointer, pointer.gen)
-    if checkpoint is None or checkpoint.kind != CHECKPOINT:
-        raise JournalDamagedError(f"{gen_key(pointer.gen)}: the checkpoint is missing")
-    live = {what: set(names) for what, names in checkpoint.added.items()}
-    removed: dict[str, set[str]] = {INDEX: set(), SNAPSHOT: set()}
     gen = pointer.gen
-    while (entry := read_entry(backend, pointer, gen + 1)) is not None:
+    first = True
+    while True:
+        try:
+            data = backend.read(gen_key(gen))
+        except FileNotFoundError:
+            if first:
+                raise JournalDamagedError(f"{gen_key(gen)}: the checkpoint is missing") from None
+            return pointer, gen - 1
+        journal, kind, lines = entry_lines(data, gen)
+        if journal != pointer.journal:
+            raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {journal}")
+        if first and kind != CHECKPOINT:
+            raise JournalDamagedError(f"{gen_key(gen)}: the checkpoint is missing")
+        first = False
+        if kind == CHECKPOINT:
+            restart()
+            for sign, what, name in lines:
+                apply(sign, what, name)
+        else:  # removals first, then a second pass for additions
+            for line in lines:
+                if line[0] == "-":
+                    apply(*line)
+            for line in entry_lines(data, gen)[2]:
+                if line[0] == "+":
+                    apply(*line)
+        del data
         gen += 1
-        if entry.kind == CHECKPOINT:
-            live = {what: set(names) for what, names in entry.added.items()}
-            removed = {INDEX: set(), SNAPSHOT: set()}
-            continue
-        for what in (INDEX, SNAPSHOT):
-            live[what] -= set(entry.removed[what])
-            removed[what] |= set(entry.removed[what])
-            live[what] |= set(entry.added[what])
-            removed[what] -= set(entry.added[what])
-    return JournalState(pointer, gen, live, removed)

@@ -10,12 +10,14 @@ this one any more (they no longer list the repository).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 from coursevault.errors import CoursevaultError
-from coursevault.store.catalog_sync import index_names, snapshot_names
+from coursevault.store.catalog_sync import index_names, iter_snapshot_names
 from coursevault.store.check import CATALOG, REPAIR_CATALOG, UNREFERENCED, CheckReport
-from coursevault.store.journal import INDEX, REPAIR, SNAPSHOT, JournalDamagedError, replay
+from coursevault.store.journal import INDEX, REPAIR, SNAPSHOT, JournalDamagedError, replay_each
 from coursevault.store.repository import Repository
+from coursevault.store.scratch import Scratch
 
 JOURNAL = "journal"  # a problem kind: the journal is damaged or out of step
 EXAMPLES = 5  # files named per kind of problem; the rest are counted
@@ -24,75 +26,148 @@ EXAMPLES = 5  # files named per kind of problem; the rest are counted
 SECOND_LOOK_SECONDS = 1.0
 
 
-def check_journal(repo: Repository, report: CheckReport) -> None:
+def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> None:
     """The journal names every index file and snapshot there is, and none
     that is not; the catalog's snapshot rows are those files.  Listed
-    first, replayed second."""
+    first, replayed second: the snapshots as listed for the walk (table
+    ``listed`` of ``scratch``, if there), the index files now.  Every set of
+    names is a table of ``scratch`` (on disk): a site's snapshots are
+    millions of names."""
     backend = repo.backend
-    index = set(index_names(backend, lambda _msg: None))
-    snaps = set(snapshot_names(backend))
+    scratch.table("files", "what TEXT, name TEXT, PRIMARY KEY (what, name)")
+    scratch.fill(
+        "INSERT OR IGNORE INTO files VALUES (?, ?)",
+        [(INDEX, n) for n in index_names(backend, lambda _msg: None)],
+    )
+    if scratch.has_table("listed"):
+        scratch.execute("INSERT OR IGNORE INTO files SELECT ?, name FROM listed", (SNAPSHOT,))
+    else:
+        scratch.fill(
+            "INSERT OR IGNORE INTO files VALUES (?, ?)",
+            ((SNAPSHOT, n) for n in iter_snapshot_names(backend)),
+        )
     repo.sync_catalog()  # what was journaled by the listing is in the catalog
     try:
         for attempt in (1, 2):
-            state = replay(backend)
-            if state is None:
+            if not _replay(repo, scratch):
                 report.warn(
                     "no journal (a repository from before it): every command lists index/ "
                     "and snapshots/; `coursevault repair journal` starts one",
                     JOURNAL,
                 )
-                _check_catalog_snapshots(repo, snaps, report)
+                _check_catalog_snapshots(repo, scratch, "files", report)
                 return
-            stray_index = sorted(index - state.live[INDEX] - state.removed[INDEX])
-            stray_snaps = sorted(snaps - state.live[SNAPSHOT] - state.removed[SNAPSHOT])
-            gone = [f"index file {n}" for n in sorted(state.live[INDEX] - index)]
-            gone += [f"snapshot {n}" for n in sorted(state.live[SNAPSHOT] - snaps)]
-            if not (stray_index or stray_snaps) or attempt == 2:
+            # files the journal does not name, live or removed
+            scratch.table("stray", "what TEXT, name TEXT, PRIMARY KEY (what, name)")
+            scratch.execute(
+                "INSERT INTO stray SELECT what, name FROM files "
+                "EXCEPT SELECT what, name FROM journaled"
+            )
+            if not scratch.count("SELECT COUNT(*) FROM stray") or attempt == 2:
                 break
             time.sleep(SECOND_LOOK_SECONDS)
     except JournalDamagedError as exc:
         report.error(f"journal: {exc} ({REPAIR})", JOURNAL)
         return  # catalogs list the repository meanwhile
     # no catalog sees an unjournaled snapshot: that is the journal's fault
-    _check_catalog_snapshots(repo, snaps - set(stray_snaps), report)
+    scratch.table("seen", "name TEXT PRIMARY KEY")
+    scratch.execute(
+        "INSERT INTO seen SELECT name FROM files WHERE what = ? "
+        "EXCEPT SELECT name FROM stray WHERE what = ?",
+        (SNAPSHOT, SNAPSHOT),
+    )
+    _check_catalog_snapshots(repo, scratch, "seen", report)
     # a writer killed between its index file and its entry: nothing can use
     # the file (its snapshot was never committed, no catalog dedups against it)
-    for name in stray_index:
+    for name in scratch.column("SELECT name FROM stray WHERE what = ? ORDER BY name", (INDEX,)):
         report.warn(
             f"index file {name} is not journaled (left by an interrupted writer: "
             "nothing can use it; prune removes it)",
             UNREFERENCED,
         )
-    _errors(report, [f"snapshot {n} is not journaled: catalogs do not see it" for n in stray_snaps])
-    _errors(report, [f"the journal names {what}, which is not there" for what in gone])
+    stray = scratch.column("SELECT name FROM stray WHERE what = ? ORDER BY name", (SNAPSHOT,))
+    _errors(report, (f"snapshot {n} is not journaled: catalogs do not see it" for n in stray))
+    gone = scratch.rows(
+        "SELECT what, name FROM journaled WHERE live = 1 "
+        "EXCEPT SELECT what, name FROM files ORDER BY what, name"
+    )
+    kinds = {INDEX: "index file", SNAPSHOT: "snapshot"}
+    _errors(report, (f"the journal names {kinds[w]} {n}, which is not there" for w, n in gone))
 
 
-def _errors(report: CheckReport, messages: list[str]) -> None:
-    for message in messages[:EXAMPLES]:
-        report.error(f"journal: {message} ({REPAIR})", JOURNAL)
-    if len(messages) > EXAMPLES:
-        report.error(f"journal: {len(messages) - EXAMPLES} more like these ({REPAIR})", JOURNAL)
+def _replay(repo: Repository, scratch: Scratch) -> bool:
+    """Replay the journal into table ``journaled`` (what, name, live: 1 if
+    named as added last, 0 if as removed: the file may linger until its
+    deleter ends); False without a journal."""
+    scratch.table("journaled", "what TEXT, name TEXT, live INTEGER, PRIMARY KEY (what, name)")
+    pending: list[tuple[str, str, int]] = []
+
+    def flush() -> None:
+        scratch.fill("INSERT OR REPLACE INTO journaled VALUES (?, ?, ?)", pending)
+        pending.clear()
+
+    def restart() -> None:
+        pending.clear()
+        scratch.execute("DELETE FROM journaled")
+
+    def apply(sign: str, what: str, name: str) -> None:
+        pending.append((what, name, 1 if sign == "+" else 0))
+        if len(pending) >= 4096:
+            flush()
+
+    found = replay_each(repo.backend, restart, apply)
+    flush()
+    return found is not None
 
 
-def _check_catalog_snapshots(repo: Repository, listed: set[str], report: CheckReport) -> None:
-    """The catalog lists the readable snapshot files, and only them (a file
-    journaled as removed but still there is listed until its deleter ends)."""
+def _errors(report: CheckReport, messages: Iterator[str]) -> None:
+    """The first EXAMPLES messages, then how many more there were."""
+    more = 0
+    for i, message in enumerate(messages):
+        if i < EXAMPLES:
+            report.error(f"journal: {message} ({REPAIR})", JOURNAL)
+        else:
+            more += 1
+    if more:
+        report.error(f"journal: {more} more like these ({REPAIR})", JOURNAL)
+
+
+def _check_catalog_snapshots(
+    repo: Repository, scratch: Scratch, listed: str, report: CheckReport
+) -> None:
+    """The catalog lists the readable snapshot files (table ``listed`` of
+    ``scratch``; ``files`` holds kinds too), and only them (a file journaled
+    as removed but still there is listed until its deleter ends)."""
     catalog = repo.catalog
+    where = " WHERE what = 's'" if listed == "files" else ""
     try:
-        rows = catalog.snapshot_ids()
+        scratch.names("catalogued", catalog.iter_snapshot_ids())
     except CoursevaultError as exc:
         report.error(f"catalog {catalog.url}: {exc}", CATALOG)
         return
-    wrong = sorted(rows - listed)
-    for name in sorted(listed - rows):
+    wrong = 0
+    examples: list[str] = []
+    rows = scratch.column(
+        f"SELECT name FROM catalogued EXCEPT SELECT name FROM {listed}{where} ORDER BY name"
+    )
+    for name in rows:  # rows the catalog should not have
+        wrong += 1
+        if len(examples) < EXAMPLES:
+            examples.append(name)
+    missing = scratch.column(
+        f"SELECT name FROM {listed}{where} EXCEPT SELECT name FROM catalogued ORDER BY name"
+    )
+    for name in missing:  # files the catalog lacks
         try:
             repo.read_snapshot(name)
         except CoursevaultError:
             continue  # unreadable: reported by the snapshot walk, listed by no catalog
-        wrong.append(name)
+        wrong += 1
+        if len(examples) < EXAMPLES:
+            examples.append(name)
     if wrong:
         report.error(
-            f"catalog {catalog.url}: {len(wrong)} snapshot rows differ from the snapshot files "
-            f"(e.g. {', '.join(wrong[:EXAMPLES])}); {REPAIR_CATALOG}",
+            f"catalog {catalog.url}: {wrong} snapshot rows differ from the snapshot files "
+            f"(e.g. {', '.join(examples)}); {REPAIR_CATALOG}",
             CATALOG,
         )

@@ -27,15 +27,16 @@ from coursevault.store.catalog_sync import (
     checkpoint_from_listing,
     index_names,
     journal_files,
-    snapshot_names,
 )
+from coursevault.store.consolidate import MERGE_MIN, SMALL_SHARE, merge_blocks, small_packs
 from coursevault.store.ids import ObjectId
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.journal import INDEX
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import LARGE_OBJECT, MAX_PACK_OBJECTS, Location, PackWriter, pack_key
-from coursevault.store.reach import Reach
+from coursevault.store.reach import Reach, walk_order
 from coursevault.store.repository import Repository
+from coursevault.store.scratch import Scratch
 from coursevault.store.snapshots import snapshot_dictionary
 
 
@@ -46,6 +47,7 @@ class PruneReport:
     packs_before: int = 0
     packs_deleted: int = 0
     packs_repacked: int = 0
+    packs_merged: int = 0  # small packs whose blocks were copied whole into bigger ones
     packs_written: int = 0
     index_files_written: int = 0
     index_files_deleted: int = 0
@@ -69,10 +71,14 @@ def prune_repository(
     repack_below: float = 0.5,
     dry_run: bool = False,
     progress: Callable[[str], None] | None = None,
+    merge_min: int = MERGE_MIN,
 ) -> PruneReport:
-    """Prune under the exclusive lock; see the module docstring for the guarantees."""
+    """Prune under the exclusive lock; see the module docstring for the
+    guarantees.  ``merge_min``: merge small packs once there are that many
+    (consolidate.py; 0 never)."""
     with repo.lock(exclusive=True, operation="prune"):
-        report = _prune(repo, repack_below, dry_run, progress or (lambda _msg: None))
+        say = progress or (lambda _msg: None)
+        report = _prune(repo, repack_below, dry_run, say, merge_min)
         if not dry_run:  # compacts the journal (and starts one in an older repository)
             checkpoint_from_listing(repo)
             repo.sync_catalog()
@@ -148,7 +154,11 @@ KEPT = REACHED | CONTENT
 
 
 def _prune(
-    repo: Repository, repack_below: float, dry_run: bool, say: Callable[[str], None]
+    repo: Repository,
+    repack_below: float,
+    dry_run: bool,
+    say: Callable[[str], None],
+    merge_min: int,
 ) -> PruneReport:
     backend = repo.backend
     report = PruneReport(dry_run=dry_run)
@@ -166,14 +176,18 @@ def _prune(
     _mark_reachable(repo, table, report)
 
     # 2. classify packs by the share of their object bytes still needed
-    plan = _Plan(table, pack_sizes, repack_below)
+    plan = _Plan(table, pack_sizes, repack_below, int(repo.config["pack_size"]), merge_min)
     report.packs_repacked = len(plan.repack)
+    report.packs_merged = len(plan.merge)
     report.packs_deleted = len(plan.delete)
     report.reachable_objects = plan.reachable
 
-    # Nothing to delete or copy, and every index entry an object kept once:
-    # the index stays as it is (rewriting it would only change its size).
-    unchanged = not plan.delete and not plan.to_copy and len(table) == plan.reachable
+    # Nothing to delete or copy, every index entry an object kept once, and
+    # not many more index files than their entries need: the index stays as
+    # it is (rewriting it would only change its size).
+    needed = -(-plan.reachable // MAX_ENTRIES_PER_FILE)
+    few_files = not merge_min or len(old_index) < merge_min or len(old_index) <= 2 * needed
+    unchanged = not plan.delete and not plan.to_copy and len(table) == plan.reachable and few_files
     if unchanged or dry_run:
         report.bytes_after = report.bytes_before
         if not unchanged:
@@ -185,6 +199,14 @@ def _prune(
     # 3. copy the survivors of repacked packs
     say(f"repacking {len(plan.to_copy)} objects from {len(plan.repack)} packs")
     copied = _copy(repo, table, sorted(plan.to_copy, key=table.place), report)
+    if plan.to_merge:
+        say(f"merging {len(plan.merge)} small packs")
+
+        def merged() -> None:
+            report.packs_written += 1
+
+        pack_size = int(repo.config["pack_size"])
+        copied += merge_blocks(repo, table, plan.to_merge, pack_size, merged)
 
     # 4. the new index, then away with the old
     say("writing the new index")
@@ -217,7 +239,10 @@ def _prune(
         backend.delete(pack_key(bytes.fromhex(name)))
     _remove_temporary(backend)
 
-    repo.rebuild_catalog()
+    # The journal names what changed (the index files), so the catalog
+    # reloads the index and keeps its snapshot rows: a rebuild read every
+    # snapshot record again.
+    repo.sync_catalog()
     report.bytes_after = sum(s for _, s in backend.list("packs/")) + sum(
         s for _, s in backend.list("index/")
     )
@@ -235,28 +260,39 @@ def _mark_reachable(repo: Repository, table: ObjectTable, report: PruneReport) -
         )
 
     reach = Reach(repo, table, missing)
-    snaps = snapshot_names(repo.backend)
-    report.snapshots = len(snaps)
-    dictionaries: list[tuple[ObjectId, str]] = []
-    for snap_id in snaps:
-        record = repo.read_snapshot(snap_id)
-        reach.trees([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}", REACHED)
-        dictionary = snapshot_dictionary(record)
-        if dictionary is not None and dictionary in table:
-            dictionaries.append((dictionary, f"the dictionary of snapshot {snap_id}"))
+    with Scratch(repo.scratch_folder) as scratch:
+        # series by series, oldest first: each chain of dictionaries is read
+        # about once (in hash order prune grew as snapshots^1.1)
+        scratch.table(
+            "nights", "seq INTEGER PRIMARY KEY, snapshot TEXT, dictionary BLOB", rowid=True
+        )
+        nights: list[tuple[str, ObjectId]] = []
+        for snap_id in walk_order(repo.backend, repo.catalog, scratch):
+            if len(nights) >= 1024:
+                scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
+                nights.clear()
+            report.snapshots += 1
+            record = repo.read_snapshot(snap_id)
+            reach.trees([bytes.fromhex(str(record["root"]))], f"snapshot {snap_id}", REACHED)
+            dictionary = snapshot_dictionary(record)
+            if dictionary is not None and dictionary in table:
+                nights.append((snap_id, dictionary))
+        scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
 
-    # A dictionary needs its object and the objects it reads kept, not what
-    # those name (a walk dictionary reads a few upper trees of a snapshot that
-    # may be forgotten).  Marked after every root: REACHED means "and all it
-    # names", so these get a mark of their own.
-    for dict_id, needed_by in dictionaries:
-        # What a snapshot leaves for the next night restores nothing: if it is
-        # damaged, the next session compresses without it (WriteSession), so
-        # it is not kept rather than stopping the prune that frees the rest.
-        try:
-            reach.dictionary(dict_id, needed_by, CONTENT, whole=True)
-        except (CorruptionError, ObjectMissingError) as exc:
-            repo.notice(f"{needed_by} is damaged and is not kept: {exc}")
+        # A dictionary needs its object and the objects it reads kept, not what
+        # those name (a walk dictionary reads a few upper trees of a snapshot that
+        # may be forgotten).  Marked after every root: REACHED means "and all it
+        # names", so these get a mark of their own.
+        query = "SELECT seq, snapshot, dictionary FROM nights WHERE seq > ? ORDER BY seq LIMIT ?"
+        for snap_id, dict_id in scratch.batches(query, columns=2):
+            needed_by = f"the dictionary of snapshot {snap_id}"
+            # What a snapshot leaves for the next night restores nothing: if it is
+            # damaged, the next session compresses without it (WriteSession), so
+            # it is not kept rather than stopping the prune that frees the rest.
+            try:
+                reach.dictionary(dict_id, needed_by, CONTENT, whole=True)
+            except (CorruptionError, ObjectMissingError) as exc:
+                repo.notice(f"{needed_by} is damaged and is not kept: {exc}")
 
     # A block holding a kept object needs the dictionary it names -- in
     # every pack that holds a copy, not only the packs kept: until the old index
@@ -268,18 +304,35 @@ def _mark_reachable(repo: Repository, table: ObjectTable, report: PruneReport) -
 
 
 class _Plan:
-    """Which packs stay, which are repacked and which deleted, and where each
-    kept object will live: in a kept pack if it is in one already
-    (``staying``), else copied (``to_copy``, the first row of each)."""
+    """Which packs stay, which are repacked, merged (small ones, their blocks
+    copied whole: consolidate.py) and deleted, and where each kept object
+    will live: in a kept pack if it is in one already (``staying``), else in
+    a merged one (``to_merge``), else copied (``to_copy``, the first row of
+    each)."""
 
-    def __init__(self, table: ObjectTable, pack_sizes: dict[str, int], repack_below: float):
+    def __init__(
+        self,
+        table: ObjectTable,
+        pack_sizes: dict[str, int],
+        repack_below: float,
+        pack_size: int,
+        merge_min: int,
+    ):
         self.table = table
         self.pack_sizes = pack_sizes
         self.keep, self.repack, self.delete, self.survivors, self.ratios = _classify(
             table, pack_sizes, repack_below
         )
-        kept_packs = {no for no in range(table.pack_count) if table.pack(no).hex() in self.keep}
+        self.merge = small_packs(pack_sizes, self.keep, pack_size, merge_min)
+        small_size = pack_size // SMALL_SHARE
+        self.keep -= self.merge
+        self.delete |= self.merge
+        numbers = {table.pack(no).hex(): no for no in range(table.pack_count)}
+        kept_packs = {numbers[p] for p in self.keep if p in numbers}
+        full_packs = {no for no in kept_packs if pack_sizes[table.pack(no).hex()] >= small_size}
+        merged = {numbers[p] for p in self.merge if p in numbers}
         staying: list[int] = []  # rows, as (pack, block, offset, row) in one int
+        to_merge: list[int] = []  # the same
         self.to_copy: list[int] = []
         self.reachable = 0
         marks = table.marks
@@ -287,15 +340,33 @@ class _Plan:
             if not marks[rows.start] & KEPT:
                 continue
             self.reachable += 1
-            row = next((r for r in rows if table.pack_number(r) in kept_packs), -1)
+            # a copy in a pack of the target size first: after a prune killed
+            # between its new index and the old one's removal, an object is in
+            # a merged pack and in a small one still indexed
+            row = next((r for r in rows if table.pack_number(r) in full_packs), -1)
+            if row < 0:
+                row = next((r for r in rows if table.pack_number(r) in kept_packs), -1)
+            into = staying
+            if row < 0:
+                row = next((r for r in rows if table.pack_number(r) in merged), -1)
+                into = to_merge
             if row >= 0:
                 no, boff, off = table.place(row)
-                staying.append(no << 128 | boff << 64 | off << 32 | row)
+                into.append(no << 128 | boff << 64 | off << 32 | row)
             else:
                 self.to_copy.append(rows.start)
-        # in pack order: neighbouring locations compress
+        # in pack order: neighbouring locations compress, blocks are copied in turn
         staying.sort()
+        to_merge.sort()
         self.staying = staying
+        # a kept pack every object of which lives elsewhere is named by no
+        # new index file: it goes too (else it stayed, unreferenced)
+        used = {key >> 128 for key in staying}
+        idle = {p for p in self.keep if p in numbers and numbers[p] not in used}
+        self.keep -= idle
+        self.delete |= idle
+        mask = (1 << 32) - 1
+        self.to_merge = [key & mask for key in to_merge]
 
     def index_after(self, copies: Iterable[Row]) -> Iterator[Row]:
         """The new index: the objects staying, in pack order, then the copies."""
@@ -315,10 +386,15 @@ def _estimate(repo: Repository, plan: _Plan, report: PruneReport) -> None:
         int(repo.config["block_size"]),
         int(repo.config["pack_size"]),
     )
+    # merged blocks are copied whole: about their packs' bytes, in packs of the target size
+    merged = sum(plan.pack_sizes[p] for p in plan.merge)
+    report.packs_written += -(-merged // int(repo.config["pack_size"]))
+    rows = itertools.chain(plan.to_copy, plan.to_merge)
     report.bytes_after = (
         sum(plan.pack_sizes[p] for p in plan.keep)
         + sum(plan.survivors.values())
-        + _index_size(plan.index_after(table.index_row(row) for row in plan.to_copy))
+        + merged
+        + _index_size(plan.index_after(table.index_row(row) for row in rows))
     )
 
 

@@ -19,16 +19,21 @@ priority order over the catalog rather than marks over a table.
 from __future__ import annotations
 
 import heapq
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from coursevault.errors import CorruptionError, CoursevaultError
+from coursevault.store.catalog_sync import SNAPSHOT_NAME
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.treecodec import tree_refs
 
 if TYPE_CHECKING:
+    from coursevault.store.backend import Backend
+    from coursevault.store.catalog import Catalog
     from coursevault.store.dictionaries import DictionaryReads
+    from coursevault.store.scratch import Scratch
 
 # ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
 MissingHandler = Callable[[ObjectId, str], None]
@@ -59,6 +64,8 @@ class Reach:
         self.on_damaged = on_damaged
         self.unindexed: set[ObjectId] = set()
         self.count = 0
+        # (start, stop) of the objects marked since block_dictionaries last looked
+        self._fresh: array[int] | None = None
         # dictionary objects whose chain from them on is marked (or given up)
         self.dictionaries: set[ObjectId] = set()
 
@@ -75,6 +82,8 @@ class Reach:
             return None
         else:
             table.mark(rows, bit)
+            if self._fresh is not None:
+                self._fresh.extend((rows.start, rows.stop))
         self.count += 1
         return rows
 
@@ -148,22 +157,76 @@ class Reach:
 
         Every copy's block counts, not only the one a reader would pick: until
         a prune's old index files are gone a reader may take any copy.  Rows
-        done are marked ``checked``.  Errors propagate (prune stops).
+        done are marked ``checked``.  Errors propagate (prune stops).  The
+        table is read once; each later round looks only at the rows the last
+        round's chains marked (a round over every row per link of the
+        longest chain made prune superlinear).
         """
-        table = self.table
-        marks = table.marks
+        marks = self.table.marks
+        rows: Iterable[int] = range(len(self.table))
         while True:
-            needed: list[ObjectId] = []
-            for row in range(len(table)):
+            self._fresh = array("Q")  # (start, stop) of each object marked
+            needed: set[ObjectId] = set()
+            for row in rows:
                 if marks[row] & kept and not marks[row] & checked:
                     marks[row] |= checked
-                    named = self.repo.block_dictionary(table.location(row))
+                    named = self.repo.block_dictionary(self.table.location(row))
                     if named is not None and named not in self.dictionaries:
-                        needed.append(named)
-            if not needed:
-                return
-            for named in needed:
+                        needed.add(named)
+            for named in sorted(needed):
                 self.dictionary(named, "a block's dictionary", bit, whole=True)
+            fresh, self._fresh = self._fresh, None
+            if not fresh:
+                return
+            rows = (r for i in range(0, len(fresh), 2) for r in range(fresh[i], fresh[i + 1]))
+
+
+def walk_order(
+    backend: Backend,
+    catalog: Catalog,
+    scratch: Scratch,
+    on_stray: Callable[[str], None] = lambda _key: None,
+) -> Iterator[str]:
+    """The snapshot files listed in ``snapshots/``, in the order walks
+    should take them: series by series, oldest first (the catalog's order),
+    then those no catalog row names, by name.  A night's new trees sit in
+    blocks compressed against the dictionary its parent left, so in this
+    order each series' chain of dictionaries is read about once; in listing
+    (hash) order ``check`` loaded 12,356 dictionaries for 1,600 snapshots.
+
+    The listing (table ``listed``, left for the caller) and the catalog's
+    order are tables of ``scratch`` (on disk), read back a batch at a time:
+    memory does not grow with the snapshots.  ``on_stray(key)`` is told of files in
+    ``snapshots/`` that are not snapshot records."""
+
+    def listed() -> Iterator[tuple[str]]:
+        for key, _size in backend.list("snapshots/"):
+            name = key.split("/", 1)[1]
+            if SNAPSHOT_NAME.fullmatch(name):
+                yield (name,)
+            else:
+                on_stray(key)
+
+    scratch.table("listed")
+    scratch.fill("INSERT OR IGNORE INTO listed VALUES (?)", listed())
+    scratch.table("ranked", "rank INTEGER PRIMARY KEY, name TEXT", rowid=True)
+    scratch.fill("INSERT INTO ranked (name) VALUES (?)", ((n,) for n in catalog.snapshot_order()))
+
+    def order() -> Iterator[str]:
+        yield from scratch.batches(
+            "SELECT r.rank, r.name FROM ranked r JOIN listed l ON l.name = r.name "
+            "WHERE r.rank > ? ORDER BY r.rank LIMIT ?"
+        )
+        scratch.table("unranked", "seq INTEGER PRIMARY KEY, name TEXT", rowid=True)
+        scratch.execute(
+            "INSERT INTO unranked (name) "
+            "SELECT name FROM listed EXCEPT SELECT name FROM ranked ORDER BY name"
+        )
+        yield from scratch.batches(
+            "SELECT seq, name FROM unranked WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+
+    return order()
 
 
 def walk_tail_first(

@@ -104,7 +104,17 @@ class Repository(SnapshotRecords, DictionaryReads):
         self.id: str = config["id"]
         self.catalog = catalog
         self.notices: list[str] = []
+        # (journal id, generation) of the last journal entry this process
+        # wrote: where the next one looks for a free generation from
+        self.journal_tail: tuple[str, int] | None = None
         DictionaryReads.__init__(self, cache_folder)
+
+    @property
+    def scratch_folder(self) -> Path | None:
+        """Where commands that look at every snapshot keep their scratch
+        sets (store/scratch.py): this repository's cache folder, on local
+        disk; None (the system's temporary folder) without one."""
+        return self._cache_folder
 
     # -- creation and opening ---------------------------------------------------------
     @staticmethod
@@ -203,8 +213,10 @@ class Repository(SnapshotRecords, DictionaryReads):
             )
         if (version == ENCRYPTED_VERSION) != ("encryption" in config):
             keys = "its keys" if "encryption" in config else "no keys"
-            raise CorruptionError(f"repository config at {backend.location()} is unreadable "
-                                  f"(version {version} with {keys})")
+            raise CorruptionError(
+                f"repository config at {backend.location()} is unreadable "
+                f"(version {version} with {keys})"
+            )
         base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         folder = base / config["id"]
         if wrap is not None:
