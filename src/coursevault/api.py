@@ -675,6 +675,7 @@ def sync(
     remote: RemoteOptions | None = None,
     password: Password = None,
     destination_password: Password = None,
+    jobs: int | None = None,
 ) -> SyncReport:
     """Copy into the repository at ``destination`` what it lacks of the
     snapshots of ``courses`` (all if None) at ``source``
@@ -682,14 +683,20 @@ def sync(
     source's parameters -- an encrypted source's keys and passphrase slots
     included -- (not by a dry run).  ``destination_password`` opens an
     encrypted destination (default: ``password``).  Requests and bytes are
-    counted on both sides, catalog syncs included."""
+    counted on both sides, catalog syncs included.  ``jobs``: packs read
+    and written at once (default ``replicate.SYNC_JOBS``)."""
     from coursevault.errors import RepositoryExistsError
     from coursevault.store.replicate import (
+        SYNC_JOBS,
         check_compatible,
         init_like,
         read_config,
         sync_repositories,
     )
+
+    jobs = SYNC_JOBS if jobs is None else jobs
+    if jobs < 1:
+        raise BadInputError(f"--jobs must be 1 or more, not {jobs}")
 
     src_backend = CountingBackend(backend_for(source, remote))
     dst_backend = CountingBackend(backend_for(destination, remote))
@@ -712,7 +719,8 @@ def sync(
             if dst is not None:
                 dst.lock_wait = lock_wait
             report = sync_repositories(
-                src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step
+                src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step,
+                jobs=jobs,
             )
             report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
         finally:

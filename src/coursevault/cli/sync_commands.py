@@ -37,8 +37,16 @@ def sync(
     ] = False,
     to_password_file: Annotated[
         str | None,
-        typer.Option("--to-password-file", help="File holding an encrypted DESTINATION's "
-                     "passphrase, if not the source's."),
+        typer.Option(
+            "--to-password-file",
+            help="File holding an encrypted DESTINATION's passphrase, if not the source's.",
+        ),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs", "-j", help="Packs read and written at once (default 4); 1: one at a time."
+        ),
     ] = None,
     cache_dir: CacheOpt = None,
     json_out: JsonOpt = False,
@@ -56,8 +64,10 @@ def sync(
             progress=bar,
             remote=remote_options(),
             password=password,
-            destination_password=(None if to_password_file is None
-                                  else lambda: read_password_file(to_password_file)),
+            destination_password=(
+                None if to_password_file is None else lambda: read_password_file(to_password_file)
+            ),
+            jobs=jobs,
         )
     for note in report.notes:
         output.error(note, "warning")
@@ -69,7 +79,8 @@ def sync(
     output.out.print(
         f"{verb} {report.snapshots} snapshots, {report.objects} objects, "
         f"{output.human_bytes(report.bytes)} into {report.destination or destination}{made}; "
-        f"{report.blocks_copied} blocks whole, {report.objects_repacked} objects repacked, "
+        f"{report.blocks_copied} blocks whole ({report.packs_whole} packs as they were), "
+        f"{report.objects_repacked} objects repacked, "
         f"{report.packs_resumed} packs already there; {report.requests} requests",
         markup=False,
     )

@@ -11,6 +11,7 @@ whatever the repository's block size.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Mapping
 
 import blake3
 import zstandard
@@ -80,8 +81,11 @@ class ObjectReads:
             raise ObjectMissingError(oid.hex(), "not in any index")
         return loc
 
-    def get(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
-        """Return (type, payload) of an object, verified against its id.
+    def get(
+        self, oid: ObjectId, located: Mapping[ObjectId, Location] | None = None
+    ) -> tuple[ObjectType, bytes]:
+        """Return (type, payload) of an object, verified against its id
+        (located through ``located``, a caller's copy of the index, if given).
 
         Readers walk trees in about the order they were written, so the
         second read from a block hashes the whole block (its table of
@@ -93,7 +97,9 @@ class ObjectReads:
         hit = self._recent.get(oid)
         if hit is not None:
             return hit
-        loc = self.locate(oid)
+        loc = located.get(oid) if located is not None else None
+        if loc is None:
+            loc = self.locate(oid)
         key = (loc.pack, loc.block_offset)
         if key not in self._seen_blocks:
             self._seen_blocks[key] = None

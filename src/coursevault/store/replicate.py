@@ -37,49 +37,31 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import blake3
-
 from coursevault.errors import (
     BadInputError,
-    ChecksumMismatchError,
     CorruptionError,
-    CoursevaultError,
     IncompatibleRepositoryError,
     ObjectMissingError,
     WrongPasswordError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SnapshotRow
-from coursevault.store.catalog_sync import journal_files
 from coursevault.store.crypto import EncryptedBackend
-from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
-from coursevault.store.journal import INDEX
+from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.keys import Password, Secrets, unlock
 from coursevault.store.locks import Lock
-from coursevault.store.pack import (
-    CODEC_ZSTD_DICT,
-    MAX_PACK_OBJECTS,
-    PACK_HEADER,
-    PACK_VERSION_DICT,
-    PackFormatError,
-    PackWriter,
-    block_dictionary,
-    pack_key,
-)
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
 from coursevault.store.snapshots import snapshot_dictionary, snapshot_key
+from coursevault.store.synccopy import Copier, Progress
 from coursevault.store.syncplan import SyncPlan
 
 # What must be equal for the same content to be the same objects on both
 # sides, and for copied blocks to be readable there.  Pack and block sizes
 # and the zstd level only shape what each side writes itself.
 COMPATIBLE_KEYS = ("version", "chunker", "text_chunker", "dictionary_depth")
-# Neighbouring blocks of one pack are read in one request up to this much.
-READ_SPAN = 8 * 1024 * 1024
-
-Progress = Callable[[int, int], None]
+# Packs read and written at once by default (``sync --jobs``).
+SYNC_JOBS = 4
 
 
 def check_compatible(
@@ -125,7 +107,8 @@ def _check_id_keys(
         raise IncompatibleRepositoryError(
             f"cannot sync {src.backend.location()} into {dst_location}: only {which} is "
             "encrypted, and an encrypted repository's ids are keyed (sync into an empty "
-            "location to make a compatible repository)")
+            "location to make a compatible repository)"
+        )
     if mine is None or theirs is None:
         return
     keys = opened
@@ -138,7 +121,8 @@ def _check_id_keys(
         raise IncompatibleRepositoryError(
             f"cannot sync {src.backend.location()} into {dst_location}: encrypted under "
             "another id key, so the same objects have other ids there (sync into an empty "
-            "location to make a repository that shares the source's keys)")
+            "location to make a repository that shares the source's keys)"
+        )
 
 
 def read_config(backend: Backend) -> dict[str, Any] | None:
@@ -193,6 +177,7 @@ class SyncReport:
     blocks_copied: int = 0
     objects_repacked: int = 0
     packs: int = 0
+    packs_whole: int = 0
     packs_resumed: int = 0
     index_files: int = 0
     bytes_read: int = 0
@@ -207,226 +192,16 @@ class SyncReport:
         return dict(self.__dict__)
 
 
-class _Copier:
-    """Copies a plan's objects block by block and indexes them in plan order."""
-
-    def __init__(
-        self,
-        plan: SyncPlan,
-        dst: Repository | None,
-        config: dict[str, Any],
-        report: SyncReport,
-        *,
-        dry_run: bool,
-        progress: Progress | None,
-        locks: list[Lock],
-    ) -> None:
-        self.plan = plan
-        self.src = plan.src
-        self.dst = dst
-        self.report = report
-        self.dry_run = dry_run
-        self.progress = progress
-        self.locks = locks
-        self.pack_size = int(config["pack_size"])
-        self.block_size = int(config["block_size"])
-        self.level = int(config["zstd_level"])
-        self.rank = {oid: i for i, oid in enumerate(plan.order)}
-        self.rows: list[Row | None] = [None] * len(plan.order)
-        self.frontier = 0
-        self.verbatim = bytearray(PACK_HEADER)
-        self.verbatim_objects: list[tuple[ObjectId, int, int, int, int, int]] = []
-        self.repack = PackWriter(self.block_size, self.level)
-        self.dict_ready: dict[ObjectId, bool] = {}
-
-    # -- the copy ----------------------------------------------------------------------
-    def run(self) -> None:
-        blocks: dict[tuple[bytes, int], list[ObjectId]] = {}
-        for oid in self.plan.order:  # in plan order: a block comes where its first object is
-            loc = self.plan.locs[oid]
-            blocks.setdefault((loc.pack, loc.block_offset), []).append(oid)
-        total = sum(self.plan.locs[oids[0]].block_length for oids in blocks.values())
-        done = 0
-        for span in self._spans(blocks):
-            pack, first = span[0][0]
-            length = span[-1][0][1] + self.plan.locs[span[-1][1][0]].block_length - first
-            data = self._read(pack, first, length)
-            for (_pack, boff), oids in span:
-                blen = self.plan.locs[oids[0]].block_length
-                self._block(data[boff - first : boff - first + blen], oids)
-                done += blen
-                if self.progress is not None:
-                    self.progress(done, total)
-            for lock in self.locks:
-                lock.refresh()
-        self._flush()
-        if self.frontier != len(self.rows):
-            raise CorruptionError("sync planned objects it did not copy (a bug): nothing published")
-
-    def _spans(
-        self, blocks: dict[tuple[bytes, int], list[ObjectId]]
-    ) -> list[list[tuple[tuple[bytes, int], list[ObjectId]]]]:
-        """Blocks in plan order, neighbours in one pack grouped into one read."""
-        spans: list[list[tuple[tuple[bytes, int], list[ObjectId]]]] = []
-        for key, oids in blocks.items():
-            if spans:
-                (pack, boff), last = spans[-1][-1]
-                end = boff + self.plan.locs[last[0]].block_length
-                first = spans[-1][0][0][1]
-                loc = self.plan.locs[oids[0]]
-                if key[0] == pack and key[1] == end and end + loc.block_length - first <= READ_SPAN:
-                    spans[-1].append((key, oids))
-                    continue
-            spans.append([(key, oids)])
-        return spans
-
-    def _read(self, pack: bytes, offset: int, length: int) -> bytes:
+def _pack_sizes(src: Repository) -> dict[bytes, int]:
+    """Every source pack's size (one listing): a sync of everything copies
+    a pack whose blocks are all planned whole, as it is."""
+    sizes = {}
+    for key, size in src.backend.list("packs/"):
         try:
-            data = self.src.backend.read(pack_key(pack), offset, length)
-        except FileNotFoundError:
-            raise ObjectMissingError("", f"pack {pack.hex()} is missing at the source") from None
-        self.report.bytes_read += len(data)
-        return data
-
-    def _block(self, block: bytes, oids: list[ObjectId]) -> None:
-        """Verify the planned objects of one source block, then copy the block
-        whole or its planned objects repacked."""
-        locs = self.plan.locs
-        pack = locs[oids[0]].pack
-        try:
-            raw, entries = self.src.block_reader.decode(block)
-        except PackFormatError as exc:
-            raise CorruptionError(f"pack {pack.hex()} at the source: {exc}") from exc
-        for oid in oids:
-            loc = locs[oid]
-            if object_id(loc.type, raw[loc.offset : loc.offset + loc.length]) != oid:
-                raise ChecksumMismatchError(
-                    oid.hex(), pack.hex(), "at the source; nothing that names it was copied"
-                )
-        # Whole when every entry is a planned object, verified above at its
-        # slice: the entries' slices are then exactly the planned ones.
-        by_slice = {(locs[oid].offset, locs[oid].length, int(locs[oid].type)): oid for oid in oids}
-        ids = [by_slice.get((off, ln, t), b"") for t, off, ln in entries]
-        whole = len(entries) == len(oids) == len(by_slice) and all(ids)
-        if whole and block[1] == CODEC_ZSTD_DICT:
-            dict_id = block_dictionary(block)
-            whole = dict_id is not None and self._dictionary_ready(dict_id)
-        if whole:
-            self._add_block(block, entries, ids)
-            return
-        for oid in oids:
-            loc = locs[oid]
-            self.repack.add(loc.type, oid, raw[loc.offset : loc.offset + loc.length])
-            self.report.objects_repacked += 1
-            if self.repack.size >= self.pack_size or len(self.repack.where) >= MAX_PACK_OBJECTS:
-                self._flush_repack()
-
-    def _add_block(
-        self, block: bytes, entries: list[tuple[int, int, int]], ids: list[ObjectId]
-    ) -> None:
-        if len(self.verbatim) > len(PACK_HEADER) and (
-            len(self.verbatim) + len(block) > self.pack_size
-            or len(self.verbatim_objects) + len(ids) > MAX_PACK_OBJECTS
-        ):
-            self._flush_verbatim()
-        boff = len(self.verbatim)
-        self.verbatim += block
-        if block[1] == CODEC_ZSTD_DICT:
-            self.verbatim[4] = PACK_VERSION_DICT
-        for oid, (t, off, ln) in zip(ids, entries, strict=True):
-            self.verbatim_objects.append((oid, t, boff, len(block), off, ln))
-        self.report.blocks_copied += 1
-
-    # -- dictionaries ------------------------------------------------------------------
-    def _dictionary_ready(self, dict_id: ObjectId) -> bool:
-        """May a block compressed against ``dict_id`` cross as it is?  Only
-        if the dictionary is indexed at the destination with all it reads
-        (copied earlier in this plan, or there before) and its content reads
-        the same there: a walk dictionary's content depends on which trees
-        the repository indexes."""
-        known = self.dict_ready.get(dict_id)
-        if known is not None:
-            return known
-        rank = self.rank.get(dict_id)
-        if rank is not None and self.frontier <= rank:
-            self._flush()  # written and indexed now, if all before it was copied
-            if self.frontier <= rank:
-                return False  # not yet; a later block may find it ready
-        if rank is None and (self.dst is None or not self.dst.catalog.has(dict_id)):
-            ready = False
-        elif self.dry_run or self.dst is None or self.plan.exact.get(dict_id, False):
-            ready = True  # indexed there with what it reads, which reads the same
-        else:
-            try:
-                here = blake3.blake3(self.src.dictionary(dict_id)[1]).digest()
-                there = blake3.blake3(self.dst.dictionary(dict_id)[1]).digest()
-                ready = here == there
-            except CoursevaultError:
-                ready = False
-        self.dict_ready[dict_id] = ready
-        return ready
-
-    # -- writing -----------------------------------------------------------------------
-    def _flush(self) -> None:
-        self._flush_verbatim()
-        self._flush_repack()
-
-    def _flush_verbatim(self) -> None:
-        if not self.verbatim_objects:
-            return
-        data = bytes(self.verbatim)
-        pack_id = blake3.blake3(data).digest()
-        placed = [(oid, t, pack_id, b, bl, o, ln) for oid, t, b, bl, o, ln in self.verbatim_objects]
-        self.verbatim = bytearray(PACK_HEADER)
-        self.verbatim_objects = []
-        self._write_pack(pack_id, data, placed)
-
-    def _flush_repack(self) -> None:
-        if self.repack.empty:
-            return
-        pack_id, view = self.repack.finish()
-        data = bytes(view)
-        placed = [(oid, t, pack_id, b, bl, o, ln) for t, oid, b, bl, o, ln in self.repack.placed]
-        self.repack = PackWriter(self.block_size, self.level)
-        self._write_pack(pack_id, data, placed)
-
-    def _write_pack(self, pack_id: bytes, data: bytes, placed: list[Row]) -> None:
-        """Write a pack unless it is there already (a killed sync wrote it),
-        then index the longest run of the plan that is all written."""
-        report = self.report
-        report.packs += 1
-        key = pack_key(pack_id)
-        if self.dst is not None and not self.dry_run and self.dst.backend.exists(key):
-            report.packs_resumed += 1
-        else:
-            if self.dst is not None and not self.dry_run:
-                self.dst.backend.create(key, data)
-            report.objects += len(placed)
-            report.bytes += len(data)
-        for row in placed:
-            self.rows[self.rank[row[0]]] = row
-        self._advance()
-
-    def _advance(self) -> None:
-        """Index every object of the plan's written prefix: everything an
-        indexed tree names is indexed before it, or a rerun after a kill
-        would take a tree for complete that is not."""
-        start = self.frontier
-        rows = self.rows
-        while self.frontier < len(rows) and rows[self.frontier] is not None:
-            self.frontier += 1
-        fresh = [r for r in rows[start : self.frontier] if r is not None]
-        for i in range(0, len(fresh), MAX_ENTRIES_PER_FILE):
-            chunk = fresh[i : i + MAX_ENTRIES_PER_FILE]
-            idx_id, data = encode_index_rows(chunk)
-            self.report.index_files += 1
-            self.report.bytes += len(data)
-            if self.dst is not None and not self.dry_run:
-                self.dst.backend.create(index_key(idx_id), data)
-                # journaled once durable (again after a kill between the two:
-                # an entry twice is harmless), so DST's other catalogs see it
-                journal_files(self.dst, added=[(INDEX, idx_id.hex())])
-                self.dst.catalog.add_index_rows(idx_id.hex(), list(chunk))
+            sizes[bytes.fromhex(key.rsplit("/", 1)[-1])] = size
+        except ValueError:
+            continue  # not a pack's name
+    return sizes
 
 
 def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
@@ -459,6 +234,7 @@ def sync_repositories(
     dry_run: bool = False,
     progress: Progress | None = None,
     step: Callable[[str], None] | None = None,
+    jobs: int = SYNC_JOBS,
 ) -> SyncReport:
     """Copy into ``dst`` what it lacks of the snapshots of ``courses`` (all
     if None) of ``src``; see the module docstring.  ``dst`` is None only for
@@ -479,7 +255,7 @@ def sync_repositories(
     try:
         if dst is not None and not dry_run:
             locks.append(dst.lock(exclusive=False, operation="sync"))
-        _sync(src, dst, courses, report, dry_run, progress, say, locks)
+        _sync(src, dst, courses, report, dry_run, progress, say, locks, jobs)
     finally:
         for lock in reversed(locks):
             lock.release()
@@ -495,11 +271,12 @@ def _sync(
     progress: Progress | None,
     say: Callable[[str], None],
     locks: list[Lock],
+    jobs: int = SYNC_JOBS,
 ) -> None:
     have = dst.catalog.snapshot_ids() if dst is not None else set()
     todo = [r for r in _selected(src, courses) if r.id not in have]
     say(f"walking {len(todo)} snapshots")
-    plan = SyncPlan(src, dst, dry_run)
+    plan = SyncPlan(src, dst, dry_run, whole=not courses)
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
@@ -527,7 +304,18 @@ def _sync(
                 )
     say(f"copying {len(plan.order)} objects")
     config = dst.config if dst is not None else src.config
-    _Copier(plan, dst, config, report, dry_run=dry_run, progress=progress, locks=locks).run()
+    sizes = _pack_sizes(src) if not courses else None
+    Copier(
+        plan,
+        dst,
+        config,
+        report,
+        dry_run=dry_run,
+        progress=progress,
+        locks=locks,
+        jobs=jobs,
+        pack_sizes=sizes,
+    ).run()
     say("publishing snapshots")
     by_series: dict[str, list[tuple[str, bytes]]] = {}
     for row, data in records:

@@ -36,10 +36,26 @@ class SyncPlan:
     walked.  A night's walk reads the paths to what changed, not the course.
     """
 
-    def __init__(self, src: Repository, dst: Repository | None, dry_run: bool = False) -> None:
+    def __init__(
+        self,
+        src: Repository,
+        dst: Repository | None,
+        dry_run: bool = False,
+        *,
+        whole: bool = False,
+    ) -> None:
         self.src = src
         self.dst = dst
         self.dry_run = dry_run
+        # A first sync of everything plans about every object the source
+        # indexes: one read of its whole table then beats a query for each
+        # tree's refs (57,000 queries, 1.8 s of a 5 s sync of 67,000
+        # objects), at the memory the plan takes anyway.  The destination's
+        # catalog is asked nothing while it indexes nothing.
+        self._dst_empty = dst is None or dst.catalog.count_objects() == 0
+        self._all: dict[ObjectId, Location] | None = (
+            dict(src.catalog.iter_objects()) if whole and self._dst_empty else None
+        )
         self.locs: dict[ObjectId, Location] = {}
         self.order: list[ObjectId] = []
         # planned for a dictionary, without what they name (yet)
@@ -129,7 +145,12 @@ class SyncPlan:
         return refs[flags:], previous
 
     def _dst_has(self, oid: ObjectId) -> bool:
-        return self.dst is not None and self.dst.catalog.has(oid)
+        return not self._dst_empty and self.dst is not None and self.dst.catalog.has(oid)
+
+    def _src_lookup(self, oid: ObjectId) -> Location | None:
+        if self._all is not None:
+            return self._all.get(oid)
+        return self.src.catalog.lookup(oid)
 
     def _plan(
         self,
@@ -138,7 +159,7 @@ class SyncPlan:
         added: list[ObjectId],
         loc: Location | None = None,
     ) -> Location:
-        loc = loc or self.src.catalog.lookup(oid)
+        loc = loc or self._src_lookup(oid)
         if loc is None:
             raise ObjectMissingError(
                 oid.hex(), f"needed by {needed_by}, at the source (run `coursevault check` there)"
@@ -149,7 +170,7 @@ class SyncPlan:
 
     def _refs(self, oid: ObjectId) -> list[ObjectId]:
         try:
-            return tree_refs(self.src.get(oid)[1])
+            return tree_refs(self.src.get(oid, self._all)[1])
         except ValueError as exc:
             raise CorruptionError(f"tree {oid.hex()} at the source: {exc}") from None
 
@@ -160,7 +181,7 @@ class SyncPlan:
         # the stack unexpanded when met again is below it (a DAG has no
         # cycles), so it is appended first.
         stack: list[tuple[ObjectId, ObjectId | None, bool]] = [(root, base, False)]
-        src, locs = self.src, self.locs
+        locs = self.locs
         while stack:
             oid, counterpart, expanded = stack.pop()
             if expanded:
@@ -169,7 +190,7 @@ class SyncPlan:
             if oid == counterpart or (oid in locs and oid not in self.shallow):
                 continue
             cached = self._looked_up.pop(oid, None)
-            found, there = cached or (src.catalog.lookup(oid), self._dst_has(oid))
+            found, there = cached or (self._src_lookup(oid), self._dst_has(oid))
             if oid in self.shallow:  # planned already: now what it names too
                 self.shallow.discard(oid)
                 loc = locs[oid]
@@ -190,7 +211,7 @@ class SyncPlan:
             refs = self._refs(oid)
             other: list[ObjectId] = []
             if counterpart is not None:
-                cloc = src.catalog.lookup(counterpart)
+                cloc = self._src_lookup(counterpart)
                 if cloc is not None and cloc.type == ObjectType.TREE:
                     other = self._refs(counterpart)
             in_base = set(other)
@@ -205,10 +226,12 @@ class SyncPlan:
     def _look_up(self, oids: list[ObjectId]) -> None:
         """Where the source holds ``oids`` and whether the destination has
         them, in two queries for a tree's refs instead of two for each."""
+        if self._all is not None:
+            return  # every lookup is a dict's, and the destination has nothing
         todo = [o for o in oids if o not in self.locs and o not in self._looked_up]
         if not todo:
             return
         found = self.src.catalog.lookup_many(todo)
-        there = self.dst.catalog.has_many(todo) if self.dst is not None else set()
+        there = self.dst.catalog.has_many(todo) if not self._dst_empty and self.dst else set()
         for oid in todo:
             self._looked_up[oid] = (found.get(oid), oid in there)
