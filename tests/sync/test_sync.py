@@ -44,6 +44,11 @@ def test_full_sync_copies_every_snapshot_exactly(
     report = sites.sync(src, dst)
     assert report.initialized and report.snapshots == 5
     assert report.objects > 0 and report.bytes > 0 and report.requests > 0
+    # every source pack is wanted whole: one crosses as it is, under its
+    # name, unless a block of it must wait for its dictionary (then repacked)
+    packs = {key for key, _size in api.backend_for(src).list("packs/")}
+    copied = {key for key, _size in api.backend_for(dst).list("packs/")}
+    assert len(packs) - 1 <= report.packs_whole == len(copied & packs)
     assert sites.snapshots(dst) == sites.snapshots(src)  # the same ids
     sites.check(dst)
     assert sites.exports(dst) == sites.exports(src)
@@ -54,7 +59,7 @@ def test_full_sync_copies_every_snapshot_exactly(
 def test_course_sync_copies_that_course_only(sites: Sites, nights: dict[str, list[Path]]) -> None:
     src = _site(sites, nights, {"cert": 2, "upload": 2})
     dst = sites.destination("dst")
-    assert sites.cli("sync", src, dst, "--course", "upload", "--json") == 0
+    assert sites.cli("sync", src, dst, "--course", "upload", "--json", "--jobs", "1") == 0
     assert set(sites.snapshots(dst).values()) == {"upload"}
     sites.check(dst)
     exported = sites.exports(dst)
@@ -159,6 +164,8 @@ def test_json_report_and_errors_are_one_line(
     assert sites.cli("sync", src, dst, "--course", "nosuch") == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nosuch" in err
+    assert sites.cli("sync", src, dst, "--jobs", "0") == EXIT_BAD_INPUT
+    assert "--jobs" in capsys.readouterr().err
     assert sites.cli("sync", os.fspath(Path(src).parent / "absent"), dst) != 0
     assert EXIT_FAILURE == 1
 
