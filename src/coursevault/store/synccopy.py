@@ -157,7 +157,7 @@ class Copier:
             pack, boff = key
             blen = locs[oids[0]].block_length
             if pack in whole:
-                if key == min(by_pack[pack], key=lambda k: self.rank[blocks[k][0]]):
+                if key == by_pack[pack][0]:  # its first block in plan order
                     members = sorted(((k, blocks[k]) for k in by_pack[pack]), key=lambda b: b[0][1])
                     units.append((pack, 0, self.pack_sizes[pack], members, True))
                 continue
