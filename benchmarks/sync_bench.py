@@ -26,6 +26,14 @@ change as a Moodle site's: new posts, edits, attempts, log lines).
    median wall time.
 3. **S3 on loopback** (``rclone serve s3``, tests/s3server.py): the
    8-course source into S3 and back, and course 1's night 7 into S3.
+4. **Side by side into S3** (``--sections side``): the initial sync of the
+   N-course source into loopback S3 with ``sync --jobs J`` for each J of
+   ``--jobs``, against ``rclone sync`` of the repository folder and
+   ``restic copy`` of the restic repository, in interleaved rounds: wall,
+   the tool's CPU and the server's CPU, medians.  ``--sections link``: the
+   same through the tests' proxy holding each request ``--latency`` s.
+
+    .venv/bin/python benchmarks/sync_bench.py --sections side,link --repeat 5
 
 The machine has 2 cores shared with other sessions: the wall times swing
 with their load (reported).
@@ -347,21 +355,30 @@ def _summary(rows: list[dict[str, float]], size: int) -> dict[str, Any]:
 
 
 def s3_side_by_side(
-    work: Path, nights: dict[int, list[Path]], cache: Path, repeat: int, jobs: list[int]
+    work: Path,
+    nights: dict[int, list[Path]],
+    cache: Path,
+    repeat: int,
+    jobs: list[int],
+    latency: float = 0.0,
 ) -> dict[str, Any]:
     """Section 4: the initial sync of the N-course source into loopback S3
     (``rclone serve s3``, the tests' server), side by side in rounds: each
     round runs ``coursevault sync --jobs J`` for every J, ``rclone sync`` of
     the repository folder and ``restic copy`` of the restic repository of
     the same .mbz files, each into a new prefix.  Wall time, the tool's CPU
-    (user + system) and the server's CPU of each run; medians."""
+    (user + system) and the server's CPU of each run; medians.  With
+    ``latency``, every tool reaches the server through the tests' proxy,
+    each request held that many seconds (a simulated distant service)."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from s3server import ACCESS_KEY, S3Server
+    from s3server import ACCESS_KEY, FaultProxy, S3Server
 
-    server = S3Server(work / "s3-side")
+    server = S3Server(work / f"s3-side-{latency}")
+    link = FaultProxy(server.endpoint, latency=latency) if latency else None
+    endpoint = link.endpoint if link is not None else server.endpoint
     try:
         bucket = server.make_bucket()
-        env = dict(os.environ, **server.env(), COURSEVAULT_CACHE=str(cache))
+        env = dict(os.environ, **server.env(endpoint), COURSEVAULT_CACHE=str(cache))
         src = work / "src-N"
         size = stored_bytes(src) + (src / "config").stat().st_size
         rclone = _rclone()
@@ -371,7 +388,7 @@ def s3_side_by_side(
             RCLONE_CONFIG_LOOP_PROVIDER="Other",
             RCLONE_CONFIG_LOOP_ACCESS_KEY_ID=ACCESS_KEY,
             RCLONE_CONFIG_LOOP_SECRET_ACCESS_KEY=server.secret_key,
-            RCLONE_CONFIG_LOOP_ENDPOINT=server.endpoint,
+            RCLONE_CONFIG_LOOP_ENDPOINT=endpoint,
             RCLONE_CONFIG_LOOP_REGION="us-east-1",
         )
         restic_a = restic_source(work, nights) if shutil.which("restic") else None
@@ -390,14 +407,14 @@ def s3_side_by_side(
                     timed(argv, rclone_env, server.process.pid)
                 )
             if restic_a is not None:
-                repo = f"s3:{server.endpoint}/{bucket}/restic-{i}"
+                repo = f"s3:{endpoint}/{bucket}/restic-{i}"
                 init = ["restic", "-r", repo, "init", "--from-repo", str(restic_a)]
                 run([*init, "--copy-chunker-params"], restic_env_copy)
                 argv = ["restic", "-r", repo, "copy", "--from-repo", str(restic_a), "--quiet"]
                 rows.setdefault("restic copy", []).append(
                     timed(argv, restic_env_copy, server.process.pid)
                 )
-        out: dict[str, Any] = {"source_bytes": size, "repeat": repeat}
+        out: dict[str, Any] = {"source_bytes": size, "repeat": repeat, "latency": latency}
         for name, found in rows.items():
             out[name] = _summary(
                 found, tree_bytes(restic_a) if "restic" in name and restic_a else size
@@ -412,6 +429,8 @@ def s3_side_by_side(
             out["restic_repository_bytes"] = tree_bytes(restic_a)
         return out
     finally:
+        if link is not None:
+            link.stop()
         server.stop()
 
 
@@ -424,8 +443,10 @@ def main() -> int:
     parser.add_argument(
         "--sections",
         default="night,throughput,s3,side",
-        help="which to run, of night, throughput, s3, side (S3 side by side)",
+        help="which to run, of night, throughput, s3, side (S3 side by side), link (the"
+        " same through a proxy holding each request --latency seconds)",
     )
+    parser.add_argument("--latency", type=float, default=0.02, help="link: seconds a request")
     parser.add_argument("--jobs", default="1,4", help="side: the --jobs values to compare")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
@@ -453,6 +474,9 @@ def main() -> int:
         if "side" in sections:
             jobs = [int(j) for j in args.jobs.split(",")]
             result["side"] = s3_side_by_side(work, nights, cache, args.repeat, jobs)
+        if "link" in sections:
+            jobs = [int(j) for j in args.jobs.split(",")]
+            result["link"] = s3_side_by_side(work, nights, cache, args.repeat, jobs, args.latency)
         result["load_after"] = os.getloadavg()[0]
         result["seconds"] = time.monotonic() - started
     text = json.dumps(result, indent=2)
