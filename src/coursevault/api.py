@@ -701,7 +701,10 @@ def sync(
     src_backend = CountingBackend(backend_for(source, remote))
     dst_backend = CountingBackend(backend_for(destination, remote))
     dst_password = password if destination_password is None else destination_password
-    with Repository.open(src_backend, cache_dir=cache_dir, password=password) as src:
+    # a remote source's disk cache: a first sync reads its packs whole into
+    # it, several at once, and walks them there (synccopy.prefetch_packs)
+    wrap = disk_cache if source.startswith("s3://") else None
+    with Repository.open(src_backend, cache_dir=cache_dir, password=password, wrap=wrap) as src:
         src.lock_wait = lock_wait
         dst_config = read_config(dst_backend)
         initialized = False

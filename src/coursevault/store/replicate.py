@@ -59,7 +59,7 @@ from coursevault.store.locks import Lock
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
 from coursevault.store.snapshots import snapshot_dictionary, snapshot_key
-from coursevault.store.synccopy import Copier, Progress
+from coursevault.store.synccopy import Copier, Progress, prefetch_packs
 from coursevault.store.syncplan import SyncPlan
 
 # What must be equal for the same content to be the same objects on both
@@ -281,8 +281,12 @@ def _sync(
 ) -> None:
     have = dst.catalog.snapshot_ids() if dst is not None else set()
     todo = [r for r in _selected(src, courses) if r.id not in have]
-    say(f"walking {len(todo)} snapshots")
     plan = SyncPlan(src, dst, dry_run, whole=not courses)
+    sizes = _pack_sizes(src) if not courses else None
+    if sizes and plan.whole:
+        say(f"reading {len(sizes)} packs")
+        prefetch_packs(src, sizes, jobs)
+    say(f"walking {len(todo)} snapshots")
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
@@ -310,7 +314,6 @@ def _sync(
                 )
     say(f"copying {len(plan.order)} objects")
     config = dst.config if dst is not None else src.config
-    sizes = _pack_sizes(src) if not courses else None
     Copier(
         plan,
         dst,

@@ -12,6 +12,7 @@ indexed, and when, does not change (docs/format.md, "Sync").
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,7 @@ from coursevault.errors import (
     ObjectMissingError,
 )
 from coursevault.store.catalog_sync import journal_files
+from coursevault.store.diskcache import DiskCache
 from coursevault.store.ids import ObjectId, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.journal import INDEX
@@ -43,6 +45,7 @@ from coursevault.store.pack import (
 )
 from coursevault.store.repository import Repository
 from coursevault.store.syncplan import SyncPlan
+from coursevault.store.wrappers import BackendWrapper
 
 # Neighbouring blocks of one pack are read in one request up to this much.
 READ_SPAN = 8 * 1024 * 1024
@@ -51,6 +54,29 @@ Progress = Callable[[int, int], None]
 BlockKey = tuple[bytes, int]  # (pack, block offset) at the source
 # a unit read at once: (pack, offset, length, the planned blocks in it, whole pack?)
 Unit = tuple[bytes, int, int, list[tuple[BlockKey, list[ObjectId]]], bool]
+
+
+def prefetch_packs(src: Repository, sizes: dict[bytes, int], jobs: int) -> int:
+    """Read every pack of a remote source whole, ``jobs`` at a time, into its
+    disk cache -- when it has one that holds them twice over -- before a
+    first sync walks it: the walk's block reads and the copy's pack reads are
+    then local, where each was a request in turn.  Returns the packs read.
+    The cache is only a cache: every object is still hashed by the copy."""
+    cache: object = src.backend
+    while not isinstance(cache, DiskCache) and isinstance(cache, BackendWrapper):
+        cache = cache.inner
+    if not isinstance(cache, DiskCache) or sum(sizes.values()) * 2 > cache.capacity:
+        return 0
+
+    def fetch(pack: bytes) -> None:
+        # gone since it was listed: the copy says so if it is needed
+        with contextlib.suppress(FileNotFoundError):
+            src.backend.read(pack_key(pack))
+
+    with ThreadPoolExecutor(max(1, jobs), thread_name_prefix="sync-prefetch") as pool:
+        for done in [pool.submit(fetch, pack) for pack in sizes]:
+            done.result()
+    return len(sizes)
 
 
 class CopyReport(Protocol):

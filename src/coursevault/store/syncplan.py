@@ -83,6 +83,11 @@ class SyncPlan:
         # trees the destination has that a walk went through (for what they name)
         self.walked: set[ObjectId] = set()
 
+    @property
+    def whole(self) -> bool:
+        """A first sync of everything: the source's whole index is read."""
+        return self._all is not None
+
     def _rollback(self, start: int, added: list[ObjectId]) -> None:
         for oid in added:
             del self.locs[oid]
