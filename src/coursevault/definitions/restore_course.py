@@ -113,8 +113,10 @@ def _default_category(rc: RestoreContext, root: ET.Element) -> int:
     return int(first)
 
 
-def restore_section(rc: RestoreContext, data: bytes) -> int:
-    """section.xml: a course_sections row (sequence and availability later)."""
+def restore_section(rc: RestoreContext, data: bytes, over: int | None = None) -> int:
+    """section.xml: a course_sections row (sequence and availability later);
+    with ``over``, written over that existing row (--replace keeps section 0's
+    id, as Moodle's restore into an emptied course does)."""
     root = ET.fromstring(data)
     v = finals(root)
     row: dict[str, Any] = {
@@ -124,7 +126,12 @@ def restore_section(rc: RestoreContext, data: bytes) -> int:
         "component": v.get("component"), "itemid": v.get("itemid"),
         "timemodified": v.get("timemodified"),
     }
-    new = rc.writer.insert("course_sections", row)
+    if over is None:
+        new = rc.writer.insert("course_sections", row)
+    else:  # the kept row's course and number stay
+        del row["course"], row["section"]
+        rc.writer.update("course_sections", over, row)
+        new = over
     note_markers(rc, "course_sections", new, row)
     rc.ids.set("course_sections", root.get("id"), new)
     rc.later.setdefault("sections", []).append(

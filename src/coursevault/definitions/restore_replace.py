@@ -49,6 +49,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from coursevault.definitions import restore_course
 from coursevault.definitions.restore_common import restore_tags
 from coursevault.definitions.restore_course import finals
 from coursevault.errors import SiteDataError
@@ -419,26 +420,9 @@ def reset_course(rc: RestoreContext, data: bytes, courseid: int, contextid: int,
 def replace_section(rc: RestoreContext, data: bytes, section_zero: int | None) -> bool:
     """The backup's section 0 over the course's (kept) one; False for any
     other section (restored as a new one)."""
-    root = ET.fromstring(data)
-    v = finals(root)
-    if section_zero is None or str(v.get("number")) != "0":
+    if section_zero is None or str(finals(ET.fromstring(data)).get("number")) != "0":
         return False
-    row: dict[str, Any] = {
-        "name": v.get("name"), "summary": v.get("summary"),
-        "summaryformat": v.get("summaryformat"), "sequence": "", "visible": v.get("visible"),
-        "availability": None, "component": v.get("component"), "itemid": v.get("itemid"),
-        "timemodified": v.get("timemodified")}
-    rc.writer.update("course_sections", section_zero, row)
-    note_markers(rc, "course_sections", section_zero, row)
-    rc.ids.set("course_sections", root.get("id"), section_zero)
-    rc.later.setdefault("sections", []).append(
-        (section_zero, v.get("sequence") or "", v.get("availabilityjson"), v.get("component"),
-         v.get("itemid")))
-    for opt in root.iterfind("course_format_options/course_format_option"):
-        o = finals(opt)
-        rc.writer.insert("course_format_options", {
-            "courseid": rc.param("courseid"), "format": o.get("format"),
-            "sectionid": section_zero, "name": o.get("name"), "value": o.get("value")})
+    restore_course.restore_section(rc, data, over=section_zero)
     return True
 
 
