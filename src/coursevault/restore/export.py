@@ -26,7 +26,13 @@ from coursevault.moodle2.anonymize import Anonymizer
 from coursevault.moodle2.archive_writer import TgzWriter, ZipWriter
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.store.repository import Repository
-from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive, write_member
+from coursevault.tree.archive_tree import (
+    ArchiveIndex,
+    ArchiveTree,
+    Member,
+    load_archive,
+    write_member,
+)
 from coursevault.tree.nodes import Getter
 
 FORMATS = ("tgz", "zip")
@@ -52,7 +58,8 @@ class ExportResult:
 
 
 def write_content(
-    get: Getter, tree: ArchiveTree, member: Member, write: Callable[[bytes], object]
+    get: Getter, tree: ArchiveTree | ArchiveIndex, member: Member,
+    write: Callable[[bytes], object]
 ) -> None:
     """Write a member's exact bytes through ``write``, as the archive had them
     (for export and ``cat``): the tree's reader, given Moodle's rendering of

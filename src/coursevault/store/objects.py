@@ -44,6 +44,11 @@ class ObjectReads:
         # objects); a reader that walks members once, in order, can keep less
         # (restore --db: 3 MiB, 0.4 s more CPU, 18 MB less on an M course)
         self.cache_bytes = BLOCK_CACHE_BYTES
+        # of which decoded blocks (None: as much); objects learned from a
+        # block outlive it, so a reader that comes back to objects rather
+        # than to blocks keeps one block (restore --db: 2.7 MB less, the
+        # same CPU, on an M course)
+        self.block_cache_bytes: int | None = None
         self._blocks: OrderedDict[tuple[bytes, int], tuple[bytes, list[tuple[int, int, int]]]] = (
             OrderedDict()
         )
@@ -195,7 +200,8 @@ class ObjectReads:
             ) from exc
         self._blocks[key] = decoded
         self._blocks_bytes += len(decoded[0])
-        while self._blocks_bytes > self.cache_bytes and len(self._blocks) > 1:
+        keep = self.cache_bytes if self.block_cache_bytes is None else self.block_cache_bytes
+        while self._blocks_bytes > keep and len(self._blocks) > 1:
             self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
         return decoded
 
