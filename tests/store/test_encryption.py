@@ -163,3 +163,21 @@ def test_a_config_claiming_keys_it_has_not_is_refused(tmp_path: Path) -> None:
     backend.write("config", json.dumps({**config, "version": 5}).encode())
     with pytest.raises(FormatVersionError):
         Repository.open(backend, cache_dir=tmp_path / "c")
+
+
+def test_a_plain_repository_opens_without_cryptography(tmp_path: Path) -> None:
+    """cryptography (8 MB of a restore's peak memory) is loaded for an
+    encrypted repository only; a fresh interpreter, as the CLI is."""
+    import subprocess
+    import sys
+
+    Repository.init(LocalBackend(str(tmp_path / "plain")))
+    code = (
+        "import sys\n"
+        "from coursevault import api\n"
+        f"api.open_repository({str(tmp_path / 'plain')!r}, cache_dir={str(tmp_path / 'c')!r})"
+        ".close()\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
