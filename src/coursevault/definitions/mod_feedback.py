@@ -4,11 +4,17 @@ values as user data (4.5 has no ``feedback_tracking`` any more)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from coursevault.definitions.common import activity_structure
 from coursevault.definitions.script_links import encode_script_links, index_view_rules
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Param, Table, Up
 from coursevault.structure.registry import LinkContext, Plugin, Step
+
+if TYPE_CHECKING:
+    from coursevault.structure.restore_engine import RestoreContext
+    from coursevault.structure.reverse import Record
 
 _RULES = [
     *index_view_rules("feedback", "FEEDBACKINDEX", "FEEDBACKVIEWBYID"),
@@ -49,6 +55,15 @@ def feedback_structure(ctx: TaskContext) -> Nested:
     return activity_structure(ctx, feedback)
 
 
+def _keep_course(rc: RestoreContext, rec: Record, row: dict[str, Any], column: str) -> bool:
+    """``process_feedback_completed``/``_value``: a response's course (a
+    feedback on the front page records which course it was answered from)
+    is kept when restoring into the same site, else none (0)."""
+    old = str(rec.values.get(column) or "0")
+    row[column] = int(old) if rc.params.get("samesite") and old.isdigit() else 0
+    return True
+
+
 def encode_links(content: str, link: LinkContext) -> str:
     """``backup_feedback_activity_task::encode_content_links``."""
     return encode_script_links(content, link, _RULES)
@@ -58,4 +73,6 @@ PLUGIN = Plugin(
     "feedback",
     steps=lambda ctx: [Step("feedback.xml", build=feedback_structure)],
     encode_links=encode_links,
+    extra={"restore_hooks": {"completed": lambda rc, rec, row: _keep_course(rc, rec, row, "courseid"),
+                             "value": lambda rc, rec, row: _keep_course(rc, rec, row, "course_id")}},
 )

@@ -78,11 +78,14 @@ def restore_comments(rc: RestoreContext, ctx: TaskContext, member: str, data: by
 def restore_calendar(rc: RestoreContext, tree: Nested, member: str, data: bytes, *,
                      instance: int) -> None:
     """calendar.xml of the course (``instance`` 0) or of an activity (its
-    new instance id): events in the new course, their group, user and
-    repeated master mapped (``process_calendarevents``)."""
+    new instance id): events in the new course (those in none, a user's
+    override, stay in none), their group, user and repeated master mapped
+    (``process_calendarevents``)."""
 
-    def event(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+    def event(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         row["instance"] = instance
+        if str(rec.values.get("courseid") or "0") == "0":
+            row["courseid"] = 0  # a user's override of an activity's dates: in no course
         return True
 
     reader = MemberReader(member, data)

@@ -30,7 +30,8 @@ EXTRA = frozenset({
     ("glossary", "assesstimefinish"), ("data", "assesstimestart"),
     ("data", "assesstimefinish"), ("course_modules", "completionexpected"),
     ("course_modules", "added"), ("lesson_overrides", "available"),
-    ("lesson_overrides", "deadline"),
+    ("lesson_overrides", "deadline"), ("badge_endorsement", "dateissued"),
+    ("badge_manual_award", "datemet"),
 })
 
 

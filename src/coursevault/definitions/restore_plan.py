@@ -20,6 +20,7 @@ from typing import Any
 
 from coursevault.definitions import (
     course_structures,
+    restore_badges,
     restore_common,
     restore_course,
     restore_dates,
@@ -80,6 +81,7 @@ class RestoreReport:
     links: int = 0  # texts whose link markers were decoded
     users: dict[str, Any] = field(default_factory=dict)
     activities: int = 0
+    badges: int = 0
     left_out: list[str] = field(default_factory=list)
     files: dict[str, int] = field(default_factory=dict)
     questions: dict[str, int] = field(default_factory=dict)
@@ -131,6 +133,7 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     check_release(writer, info)
     rc = RestoreContext(writer, IdMap(), {"now": options.now},
                         users=options.users and info.setting("users"))
+    rc.params["samesite"] = _same_site(writer, info)  # is_samesite(), for the steps that ask
     if options.start_date is not None and info.course_startdate:
         rc.date_offset = options.start_date - info.course_startdate
         rc.is_date = restore_dates.is_date
@@ -288,6 +291,11 @@ def _final_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     # execute_condition: the whole backup, and no module of it missing
     if completion is not None and whole and not report.left_out:
         restore_common.restore_course_completion(rc, ctx, completion)
+    badges = members.xml("badges.xml")
+    # execute_condition: badges enabled, the whole backup, no module missing
+    if badges is not None and whole and not report.left_out \
+            and restore_badges.badges_enabled(rc):
+        report.badges = restore_badges.restore_badges(rc, ctx, badges)
     gradebook = members.xml("gradebook.xml")
     if gradebook is not None:
         restore_final.restore_gradebook(rc, ctx, gradebook)

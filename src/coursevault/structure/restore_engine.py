@@ -41,6 +41,7 @@ ITEM_TABLES = {
     "question_category": "question_categories", "question": "question",
     "course_modules": "course_modules", "grade_category": "grade_categories",
     "scalefinal": "scale", "outcomefinal": "grade_outcomes", "userfinal": "user",
+    "criterion": "badge_criteria",
 }
 
 # columns that always hold the course's id in Moodle's tables
@@ -185,9 +186,9 @@ def insert_records(
             if column in rc.writer.columns(table) and "courseid" in rc.params:
                 row[column] = rc.params["courseid"]
         deferred: list[tuple[str, str, str]] = []
-        _bind(rc, rec, source, row)
+        bound_now = _bind(rc, rec, source, row)
         for item, column in node.annotations:
-            if column in row:
+            if column in row and column not in bound_now:  # a bound column holds a new id
                 row[column] = rc.map_ref(ITEM_TABLES.get(item, item), row[column], column=column)
         # bound and annotated columns hold new ids already: a ref must not map them again
         bound = set(source.where) | {column for _item, column in node.annotations}
@@ -402,8 +403,10 @@ def _skipped(rec: Record, skipped: set[str], users: bool) -> bool:
     return False
 
 
-def _bind(rc: RestoreContext, rec: Record, source: Table, row: dict[str, Any]) -> None:
-    """Columns the definition binds to an ancestor or to the task."""
+def _bind(rc: RestoreContext, rec: Record, source: Table, row: dict[str, Any]) -> set[str]:
+    """Columns the definition binds to an ancestor's new id or to the task;
+    those set to a new id."""
+    news: set[str] = set()
     for column, value in source.where.items():
         if column == "id":
             continue
@@ -414,10 +417,13 @@ def _bind(rc: RestoreContext, rec: Record, source: Table, row: dict[str, Any]) -
                 continue
             if value.field == "id":
                 row[column] = parent.new_id
+                news.add(column)
             else:
                 row[column] = parent.values.get(value.field)
         elif isinstance(value, Param):
             if value.name in rc.params:
                 row[column] = rc.params[value.name]
+                news.add(column)
         elif value is not None:
             row[column] = value
+    return news
