@@ -206,6 +206,12 @@ RESTORED_AS = (
         b"0",
         "restore_badges_structure_step restores every badge inactive (BADGE_STATUS_INACTIVE)",
     ),
+    RestoredAs(
+        at("badges.xml", "criterion", "description"),
+        NULL,
+        b"",
+        "process_criterion writes '' where the backup has no description",
+    ),
 )
 
 # Children whose order in Moodle's backup follows ids or the database's

@@ -73,11 +73,10 @@ def restore_badges(rc: RestoreContext, ctx: TaskContext, data: bytes) -> int:
                    status=BADGE_STATUS_INACTIVE)
         return True
 
-    def relatedbadge(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    def relatedbadge(rc: RestoreContext, rec: Record) -> None:
         old = rec.values.get("relatedbadgeid")
-        if old and old != "0":
+        if old and old != "0":  # written once every badge has its new id
             related.append((_badge_of(rec), old))
-        return False  # written once every badge has its new id
 
     tree = final_badges.badges_structure(ctx)
     reader = MemberReader("badges.xml", data)
@@ -85,8 +84,8 @@ def restore_badges(rc: RestoreContext, ctx: TaskContext, data: bytes) -> int:
         rc, reader.records(tree), tables={"badge": "badge", "parameter": "badge_criteria_param"},
         hooks={"badge": badge, "criterion": _of_badge, "endorsement": _of_badge,
                "alignment": _of_badge, "manual_award": _manual_award,
-               "parameter": _parameter, "relatedbadge": relatedbadge},
-        writers={"tag": _tag})
+               "parameter": _parameter},
+        writers={"tag": _tag, "relatedbadge": relatedbadge})
     for new, old in related:
         target = rc.ids.get("badge", old)
         if target is None:
