@@ -173,6 +173,7 @@ def test_json_shape(dry_and_real: dict[str, Any], snapshot: str, site: SiteCopy)
         "source_course",
         "users",
         "activities",
+        "badges",
         "left_out",
         "files",
         "rows",
