@@ -3,8 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
-from coursevault.tree.archive_tree import ArchiveTree, Member, write_member
+from helpers import MINIMAL_BACKUP, write_tgz
+
+from coursevault.api import ingest, resolve_snapshot
+from coursevault.tree.archive_tree import (
+    ArchiveIndex,
+    ArchiveTree,
+    Member,
+    load_archive,
+    write_member,
+)
 
 
 def test_a_listing_member_is_rendered_by_the_function_given() -> None:
@@ -31,3 +41,34 @@ def test_a_listing_member_is_rendered_by_the_function_given() -> None:
     write_member(get, ArchiveTree({}, members), listing, out.append, render)  # type: ignore[arg-type]
     assert out == [b"rendered"]
     assert seen == [("a/", True, 0, 7), ("a/b.xml", False, 3, 9)]
+
+
+def test_the_index_finds_what_the_loaded_tree_holds(cv_repo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """ArchiveIndex (a restore's member list, kept compact) gives the members,
+    folders and order that load_archive's list does, and None for a path
+    the snapshot lacks."""
+    members: list[tuple[str, bytes | None]] = [
+        ("moodle_backup.xml", MINIMAL_BACKUP),
+        ("activities/", None),
+        ("activities/page_1/", None),
+        ("activities/page_1/blocks/", None),
+        ("activities/page_1/blocks/html_3/", None),
+        ("activities/page_1/blocks/html_2/", None),
+        ("activities/page_1/page.xml", b"<activity><page/></activity>"),
+        ("files/", None),
+        ("files/ab/", None),
+        ("files/ab/abcd", b"x" * 70_000),
+    ]
+    write_tgz(tmp_path / "a.mbz", members)
+    snap = resolve_snapshot(cv_repo, ingest(cv_repo, str(tmp_path / "a.mbz")).snapshot)
+    root = bytes.fromhex(snap.root)
+    tree = load_archive(cv_repo.get, root)
+    index = ArchiveIndex(cv_repo.get, root)
+    assert list(index.members) == tree.members
+    for m in tree.members:
+        assert index.find(m.path) == m
+        assert index.find("./" + m.path + ("/" if m.is_dir else "")) == m
+    assert index.find("activities/page_2/page.xml") is None
+    assert index.folders("activities/page_1/blocks") == ["html_3", "html_2"]
+    assert index.folders("activities/page_1/blocks/") == ["html_3", "html_2"]
+    assert index.folders("nowhere") == []
