@@ -314,4 +314,25 @@ def test_replace_on_postgres_gives_every_table_back(
     assert report["deleted"]["course_modules"] == before["course_modules"] - query(
         site.url, "SELECT COUNT(*) FROM mdl_course_modules WHERE course <> :c", {"c": course})
     after = row_counts(site.url)
-    assert {t: (n, after.get(t)) for t, n in before.items() if after.get(t) != n} == {}
+    # the course's badges were archived as site badges (Moodle keeps them for
+    # who earned one), the backup's restored beside them: only those add rows
+    added = _rows_of_course_badges(site.url, course)
+    assert report["badges"] == added["badge"] > 0
+    assert {t: (n, after.get(t)) for t, n in before.items()
+            if after.get(t) != n + added.get(t, 0)} == {}
+
+
+def _rows_of_course_badges(url: str, course: int) -> dict[str, int]:
+    """Rows that the badges of ``course`` (restored ones) hold, per table."""
+    badges = "SELECT id FROM mdl_badge WHERE courseid = :c"
+    sql = {
+        "badge": badges.replace("SELECT id", "SELECT COUNT(*)"),
+        "badge_criteria": f"SELECT COUNT(*) FROM mdl_badge_criteria WHERE badgeid IN ({badges})",
+        "badge_criteria_param": "SELECT COUNT(*) FROM mdl_badge_criteria_param WHERE critid IN "
+        f"(SELECT id FROM mdl_badge_criteria WHERE badgeid IN ({badges}))",
+        "tag_instance": "SELECT COUNT(*) FROM mdl_tag_instance WHERE component = 'core_badges' "
+        f"AND itemtype = 'badge' AND itemid IN ({badges})",
+        "files": "SELECT COUNT(*) FROM mdl_files WHERE component = 'badges' "
+        f"AND filearea = 'badgeimage' AND itemid IN ({badges})",
+    }
+    return {table: int(query(url, q, {"c": course})) for table, q in sql.items()}
