@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from coursevault.errors import BadInputError, UsageError
 from coursevault.restore.export import write_content
+from coursevault.restore.heap import keep_large_buffers_out_of_the_heap
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
 from coursevault.tree.archive_tree import ArchiveIndex
@@ -123,6 +124,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
         raise UsageError("--replace goes with --into COURSEID, and restores the whole "
                          "backup (no --only)")
     started = time.monotonic()
+    keep_large_buffers_out_of_the_heap()
     # members are read once each, in about the order they are stored: a
     # smaller cache of blocks reads them almost as fast (an M course: 3 MiB
     # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
