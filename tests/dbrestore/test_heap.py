@@ -27,8 +27,9 @@ print(libc.mallinfo2().hblks - before)
 
 
 def _mapped(mode: str) -> int:
-    out = subprocess.run([sys.executable, "-c", _PROBE, mode], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, mode], capture_output=True, text=True, check=True
+    )
     return int(out.stdout)
 
 

@@ -69,8 +69,9 @@ def restore_badges(rc: RestoreContext, ctx: TaskContext, data: bytes) -> int:
             row[column] = row.get(column) or restorer
         for column in ("timecreated", "timemodified"):  # kept as they were: no date offset
             row[column] = rec.values.get(column)
-        row.update(type=BADGE_TYPE_COURSE, courseid=rc.param("courseid"),
-                   status=BADGE_STATUS_INACTIVE)
+        row.update(
+            type=BADGE_TYPE_COURSE, courseid=rc.param("courseid"), status=BADGE_STATUS_INACTIVE
+        )
         return True
 
     def relatedbadge(rc: RestoreContext, rec: Record) -> None:
@@ -81,11 +82,19 @@ def restore_badges(rc: RestoreContext, ctx: TaskContext, data: bytes) -> int:
     tree = final_badges.badges_structure(ctx)
     reader = MemberReader("badges.xml", data)
     written = insert_records(
-        rc, reader.records(tree), tables={"badge": "badge", "parameter": "badge_criteria_param"},
-        hooks={"badge": badge, "criterion": _of_badge, "endorsement": _of_badge,
-               "alignment": _of_badge, "manual_award": _manual_award,
-               "parameter": _parameter},
-        writers={"tag": _tag, "relatedbadge": relatedbadge})
+        rc,
+        reader.records(tree),
+        tables={"badge": "badge", "parameter": "badge_criteria_param"},
+        hooks={
+            "badge": badge,
+            "criterion": _of_badge,
+            "endorsement": _of_badge,
+            "alignment": _of_badge,
+            "manual_award": _manual_award,
+            "parameter": _parameter,
+        },
+        writers={"tag": _tag, "relatedbadge": relatedbadge},
+    )
     for new, old in related:
         target = rc.ids.get("badge", old)
         if target is None:
@@ -113,8 +122,9 @@ def _of_badge(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
 
 def _manual_award(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     row["badgeid"] = _badge_of(rec)
-    return bool(row.get("issuerrole")) and bool(row.get("recipientid")) \
-        and bool(row.get("issuerid"))
+    return (
+        bool(row.get("issuerrole")) and bool(row.get("recipientid")) and bool(row.get("issuerid"))
+    )
 
 
 def _parameter(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
@@ -137,8 +147,9 @@ def _parameter(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         course = rc.param("courseid")
         new = {"name": f"{prefix}_{course}", "value": course if prefix == "course" else value}
     elif kind in (str(CRITERIA_MANUAL), str(CRITERIA_COMPETENCY)):
-        table, label = ("role", "role") if kind == str(CRITERIA_MANUAL) else \
-            ("competency", "competency")
+        table, label = (
+            ("role", "role") if kind == str(CRITERIA_MANUAL) else ("competency", "competency")
+        )
         mapped = rc.ids.get(table, value)
         if not mapped:
             rc.unmapped[f"{table} via badge_criteria_param"] += 1
@@ -154,5 +165,6 @@ def _parameter(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
 def _tag(rc: RestoreContext, rec: Record) -> None:
     rawname = rec.values.get("rawname")
     if rawname:
-        add_item_tag(rc, "core_badges", "badge", _badge_of(rec),
-                     int(rc.param("coursecontextid")), rawname)
+        add_item_tag(
+            rc, "core_badges", "badge", _badge_of(rec), int(rc.param("coursecontextid")), rawname
+        )
