@@ -235,3 +235,53 @@ def test_sql_table_reads_a_column_list_and_its_text_literals() -> None:
     either = Sql("SELECT * FROM {event} WHERE courseid = ? "
                  "AND (eventtype = 'course' OR eventtype = 'group')", [Param("courseid")])
     assert sql_table(either) == Table("event", {"courseid": Param("courseid")})
+
+
+def _scaled_forum(scale: str, scaleid: str) -> tuple[Nested, bytes]:
+    """A forum that annotates its scale, as mod_forum's definition does,
+    with one rating."""
+    forum = Nested("forum", attrs=("id",), fields=("name", "intro", "scale"),
+                   source=Table("forum", {"id": Param("activityid")}),
+                   annotate=[("scale", "scale")])
+    rating = Nested("rating", attrs=("id",),
+                    fields=("component", "ratingarea", "scaleid", "rating", "userid",
+                            "timecreated", "timemodified"),
+                    source=Table("rating", {"itemid": Param("activityid"),
+                                            "contextid": Param("contextid")}),
+                    annotate=[("scale", "scaleid")])
+    forum.add(Nested("ratings", children=[rating]))
+    xml = (f'<forum id="5"><name>F</name><intro>i</intro><scale>{scale}</scale><ratings>'
+           f'<rating id="9"><component>mod_forum</component><ratingarea>post</ratingarea>'
+           f'<scaleid>{scaleid}</scaleid><rating>2</rating><userid>0</userid>'
+           f'<timecreated>1</timecreated><timemodified>1</timemodified></rating>'
+           f'</ratings></forum>').encode()
+    return forum, xml
+
+
+def test_a_positive_scale_is_points_and_kept(rc: RestoreContext) -> None:
+    """``process_forum`` and ``process_forum_rating`` map a negative scale
+    only: 100 points stay 100, whatever scale 100 the backup may hold."""
+    rc.ids.set("scale", "100", 8)
+    tree, xml = _scaled_forum("100", "100")
+    task = rc.with_params(activityid=None, contextid=77)
+    insert_records(task, MemberReader("forum.xml", xml).records(tree))
+    forum, rating = rc.writer.one("forum", {}), rc.writer.one("rating", {})
+    assert forum is not None and rating is not None
+    assert (forum["scale"], rating["scaleid"]) == (100, 100)
+    assert not rc.unmapped
+
+
+def test_an_annotated_negative_scale_is_mapped_once(rc: RestoreContext) -> None:
+    """The module's hook (restore_final.negative_scale) leaves a scale the
+    annotations mapped: scale 3 became 8, and the backup's own scale 8 (now
+    9) must not take it over."""
+    from coursevault.definitions.restore_final import negative_scale
+
+    rc.ids.set("scale", "3", 8)
+    rc.ids.set("scale", "8", 9)
+    tree, xml = _scaled_forum("-3", "-3")
+    insert_records(rc.with_params(activityid=None, contextid=77),
+                   MemberReader("forum.xml", xml).records(tree), hooks={"forum": negative_scale})
+    forum, rating = rc.writer.one("forum", {}), rc.writer.one("rating", {})
+    assert forum is not None and rating is not None
+    assert (forum["scale"], rating["scaleid"]) == (-8, -8)

@@ -26,7 +26,11 @@ from coursevault.definitions import (
 )
 from coursevault.definitions.restore_files import restoring_user
 from coursevault.structure.context import TaskContext
-from coursevault.structure.restore_engine import RestoreContext, insert_records
+from coursevault.structure.restore_engine import (
+    RestoreContext,
+    insert_records,
+    is_scale_reference,
+)
 from coursevault.structure.reverse import MemberReader, Record
 
 GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
@@ -286,13 +290,16 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
             rc.writer.insert("grade_outcomes_courses", link)
 
 
-def negative_scale(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
+def negative_scale(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     """An activity graded with a scale stores minus the scale's id (in
-    ``grade`` or ``scale``): minus the restored scale's."""
+    ``grade`` or ``scale``): minus the restored scale's.  A column the
+    definition annotates as a scale (the forum's, the database's) was
+    mapped already with the other annotations: mapping it again would take
+    the new id for an old one.  A scale the backup lacks makes it 0, as
+    ``-get_mappingid()`` of nothing does."""
+    annotated = {column for item, column in rec.node.annotations if item == "scale"}
     for column in ("grade", "scale"):
-        value = str(row.get(column) or "")
-        if value.startswith("-") and value[1:].isdigit():
-            new = rc.ids.get("scale", value[1:])
-            if new is not None:
-                row[column] = -new
+        value = row.get(column)
+        if column not in annotated and is_scale_reference(value):
+            row[column] = rc.map_ref("scale", value, column=column)  # 0 if unmapped
     return True

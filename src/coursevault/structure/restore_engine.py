@@ -189,6 +189,8 @@ def insert_records(
         bound_now = _bind(rc, rec, source, row)
         for item, column in node.annotations:
             if column in row and column not in bound_now:  # a bound column holds a new id
+                if item == "scale" and not is_scale_reference(row[column]):
+                    continue  # a positive grade or rating scale is points: kept as it is
                 row[column] = rc.map_ref(ITEM_TABLES.get(item, item), row[column], column=column)
         # bound and annotated columns hold new ids already: a ref must not map them again
         bound = set(source.where) | {column for _item, column in node.annotations}
@@ -225,6 +227,15 @@ def insert_records(
         for column, target, old in deferred:
             rc.deferred.append(Deferred(table, rec.new_id, column, target, old))
     return written
+
+
+def is_scale_reference(value: Any) -> bool:
+    """Whether an activity's ``scale``/``grade`` or a rating's ``scaleid``
+    names a scale: minus its id.  A positive value is a number of points
+    and 0 none; Moodle's restore maps only a negative one
+    (``process_forum``, ``process_forum_rating``, ``process_glossary``...)."""
+    text = str(value).strip() if value is not None else ""
+    return text.startswith("-") and text[1:].isdigit()
 
 
 def note_markers(rc: RestoreContext, table: str, row_id: int, row: dict[str, Any]) -> None:
