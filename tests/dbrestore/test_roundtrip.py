@@ -38,7 +38,7 @@ FLOORS: dict[str, dict[str, int]] = {
         "2022/23/2 GTI22AN303HU UJG1-MEX - Üzleti jog I.": 58,
         "MDL-61614": 44,
         "SCTC": 64,
-        "SCTC_1": 43,
+        "SCTC_1": 44,
         "aggregated before": 56,
         "aggregated during 0": 56,
         "aggregated during 1": 56,

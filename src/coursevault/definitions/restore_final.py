@@ -31,7 +31,7 @@ from coursevault.structure.restore_engine import (
     insert_records,
     is_scale_reference,
 )
-from coursevault.structure.reverse import MemberReader, Record
+from coursevault.structure.reverse import NULL, MemberReader, Record
 
 GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
                 "grade_setting": "grade_settings",
@@ -55,6 +55,20 @@ def map_roles(rc: RestoreContext, data: bytes) -> None:
         else:
             rc.warnings.append(f"role {el.findtext('shortname')!r} is not in this site: "
                                "its assignments are left out")
+
+
+def restore_role_names(rc: RestoreContext, data: bytes) -> None:
+    """roles.xml's ``nameincourse``: the course's own name for a mapped
+    role, unless the course names it already (``set_course_role_names``,
+    which ``process_course`` calls)."""
+    for el in ET.fromstring(data).iterfind("role"):
+        name = el.findtext("nameincourse")
+        roleid = rc.ids.get("role", el.get("id"))
+        if not name or name == NULL or roleid is None:
+            continue
+        where = {"roleid": roleid, "contextid": rc.param("coursecontextid")}
+        if rc.writer.dry_run or rc.writer.one("role_names", where) is None:
+            rc.writer.insert("role_names", {**where, "name": name})
 
 
 def restore_groups(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
@@ -145,7 +159,12 @@ def _activity_grade(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> boo
 
 
 def _grade_of_item(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    """A grade of a restored item, for a restored user; who last changed it
+    is that user's restored self, or NULL (``get_mappingid('user',
+    $data->usermodified, null)`` in both grade steps: gradebook.xml does not
+    annotate it, and an activity's user left out is no one, not user 0)."""
     row["itemid"] = rec.up("id", "grade_item").new_id
+    row["usermodified"] = rc.ids.get("user", rec.values.get("usermodified"))
     return bool(row.get("userid"))
 
 

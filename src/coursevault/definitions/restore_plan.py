@@ -247,6 +247,9 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     restore_questions.finish_questions(rc)
     if not chosen.whole:
         return  # one activity or section: the course's own members stay as they are
+    roles = members.xml("roles.xml")
+    if roles is not None:
+        restore_final.restore_role_names(rc, roles)
     enrolments = members.xml("course/enrolments.xml")
     if enrolments is not None:
         restore_final.restore_enrolments(rc, ctx, enrolments)
