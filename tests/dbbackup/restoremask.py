@@ -39,6 +39,7 @@ from typing import Any
 from .mbzxml import Mask, _Open, apply_masks, walk, xml_masks
 from .restorerules import (
     ID_VALUED,
+    NEGATIVE_ID_VALUED,
     POSITIVE_ID_VALUED,
     REGENERATED,
     RESTAMPED,
@@ -259,6 +260,8 @@ def _leaf_masks(
         yield Mask(start, end, b"[regenerated]")
     elif _holds_ids(member, stack, text):
         yield from _ids(data, start, end, _id_kind(stack))
+    elif text[:1] == b"-" and text[1:].isdigit() and _matches(NEGATIVE_ID_VALUED, member, stack):
+        yield from _ids(data, start + 1, end, b"negated scale")
     elif _matches(RESTAMPED, member, stack):
         yield from _integers(data, start, end, TIME)
     elif (tree := _json_leaf(top.name, text, theirs)) is not None:
@@ -327,19 +330,38 @@ def _children(data: bytes, parent: bytes, child: bytes) -> Iterator[tuple[int, i
 def _reorder_children(
     data: bytes, masked: bytes, parent: bytes, child: bytes
 ) -> tuple[bytes, bool]:
-    """``data`` (the raw member) with the ``child`` records of ``parent``
-    in the order of their masked bytes, so their order does not count;
-    and whether that order is unambiguous (no two records mask alike).
-    Left as it is unless only the same whitespace lies between them."""
+    """``data`` (the raw member) with the ``child`` records of each
+    ``parent`` in the order of their masked bytes, so their order does not
+    count; and whether that order is unambiguous (no two records of one
+    parent mask alike).  A parent's records are left as they are unless
+    only the same whitespace lies between them."""
     raw = list(_children(data, parent, child))
     keys = [masked[a:b] for a, b in _children(masked, parent, child)]
-    gaps = {data[a[1] : b[0]] for a, b in itertools.pairwise(raw)}
-    if len(raw) < 2 or len(keys) != len(raw) or len(gaps) != 1 or gaps.pop().strip():
+    if len(keys) != len(raw):
         return data, True
-    gap = data[raw[0][1] : raw[1][0]]
-    order = sorted(range(len(raw)), key=keys.__getitem__)
-    records = gap.join(data[raw[i][0] : raw[i][1]] for i in order)
-    return data[: raw[0][0]] + records + data[raw[-1][1] :], len(set(keys)) == len(keys)
+    out, done, alone = [], 0, True
+    for run in _runs(data, raw):
+        gaps = {data[raw[i][1] : raw[j][0]] for i, j in itertools.pairwise(run)}
+        if len(run) < 2 or len(gaps) != 1:
+            continue
+        order = sorted(run, key=keys.__getitem__)
+        out += [data[done : raw[run[0]][0]], gaps.pop().join(data[slice(*raw[i])] for i in order)]
+        done = raw[run[-1]][1]
+        alone = alone and len({keys[i] for i in run}) == len(run)
+    return b"".join([*out, data[done:]]), alone
+
+
+def _runs(data: bytes, spans: list[tuple[int, int]]) -> Iterator[list[int]]:
+    """The spans' indexes, grouped by parent: consecutive records with
+    nothing but whitespace between them."""
+    run: list[int] = []
+    for i, (begin, _end) in enumerate(spans):
+        if run and data[spans[run[-1]][1] : begin].strip():
+            yield run
+            run = []
+        run.append(i)
+    if run:
+        yield run
 
 
 _FILE = re.compile(rb"<file id=.*?</file>", re.S)
@@ -408,7 +430,7 @@ def mask_with_ids(
         data = drop_children(member, data, exc)
     masks = _all_masks(member, data, theirs, exc)
     unambiguous = True
-    for glob, parent, child in UNORDERED:
+    for glob, parent, child in (*UNORDERED, *exc.unordered):
         if fnmatch.fnmatchcase(member, glob):
             data, alone = _reorder_children(data, apply_masks(data, masks), parent, child)
             masks, unambiguous = _all_masks(member, data, theirs, exc), unambiguous and alone

@@ -72,6 +72,18 @@ ID_VALUED = (
 # (its id, which the restore remaps) or to -1 (next page), -40 (end)...
 POSITIVE_ID_VALUED = (at("activities/lesson_*/lesson.xml", "answer", "jumpto"),)
 
+# A scale's id negated when negative, a number of points when not: an
+# activity graded with a scale (the restore maps only a negative value:
+# process_forum, process_data, process_glossary, process_assign,
+# process_lti).  The minus stays unmasked, so a scale never passes for points.
+NEGATIVE_ID_VALUED = (
+    at("activities/forum_*/forum.xml", "forum", "scale"),
+    at("activities/data_*/data.xml", "data", "scale"),
+    at("activities/glossary_*/glossary.xml", "glossary", "scale"),
+    at("activities/assign_*/assign.xml", "assign", "grade"),
+    at("activities/lti_*/lti.xml", "lti", "grade"),
+)
+
 # Timestamps the restore sets from its clock: the site README's "grade
 # items, enrolments, role assignments, files, sections", and what Moodle's
 # restore code stamps with time() in rich's groups and grading forms (the
@@ -247,13 +259,16 @@ class Exceptions:
     the restore did not recreate, removed from it before comparing;
     ``restored_as``: what the restore made of Moodle's values -- Moodle's
     own restore's by default (``RESTORED_AS``); another restore (coursevault's,
-    tests/dbrestore) gives its own.
+    tests/dbrestore) gives its own;
+    ``unordered``: (member glob, parent, child) compared as multisets, as
+    ``UNORDERED`` is, for this comparison only.
     """
 
     regenerated: frozenset[tuple[bytes, bytes]] = frozenset()
     encrypted_by_presence: bool = False
     dropped: tuple[tuple[str, bytes, bytes], ...] = ()
     restored_as: tuple[RestoredAs, ...] = RESTORED_AS
+    unordered: tuple[tuple[str, bytes, bytes], ...] = ()
 
 
 # The site's own users, made by each site's installer, not by the restore:

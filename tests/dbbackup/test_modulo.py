@@ -348,3 +348,42 @@ def test_the_index_is_compared_by_its_entries(rich: Members) -> None:
         is Status.DIFFERS
     )
     assert status(lambda d: re.sub(rb"\nmoodle_backup.log[^\n]*", b"", d)) is Status.DIFFERS
+
+
+def test_a_negative_scale_is_a_scale_id_a_positive_one_points(
+    rich: Members, restored: Members
+) -> None:
+    """A forum graded with scale 3 stores -3: the restore maps the id and
+    keeps the minus; a positive value is points, never an id."""
+    forum = "activities/forum_207/forum.xml"
+    assert b"<scale>-3</scale>" in rich[forum].data
+    mapped = _edited(restored, FORUM, _sub(rb"<scale>-3<", b"<scale>-1003<"))
+    assert _status(mapped, rich, forum) is Status.MODULO_IDS
+    points = _edited(restored, FORUM, _sub(rb"<scale>-3<", b"<scale>1003<"))
+    assert _status(points, rich, forum) is Status.DIFFERS
+
+
+WORKSHOP_GRADES = "activities/workshop_213/grades.xml"
+GRADES_ANY_ORDER = Exceptions(unordered=(("*grades.xml", b"grade_grades", b"grade_grade"),))
+
+
+def _move_grade_to_next_item(data: bytes) -> bytes:
+    """The last grade of the first item and the first of the second swapped."""
+    spans = [m.span() for m in re.finditer(rb" *<grade_grade id=.*?</grade_grade>\n", data, re.S)]
+    ends = [m.start() for m in re.finditer(rb" *</grade_grades>", data)]
+    last = max(i for i, (a, _b) in enumerate(spans) if a < ends[0])
+    (a, b), (c, d) = spans[last], spans[last + 1]
+    return data[:a] + data[c:d] + data[b:c] + data[a:b] + data[d:]
+
+
+def test_grades_in_any_order_only_when_told_and_only_within_their_item(
+    rich: Members, restored: Members
+) -> None:
+    ours = WORKSHOP_GRADES.replace("_213", "_1213")
+    swapped = _edited(restored, ours, _swap_first_two(b"grade_grade"))
+    assert _status(swapped, rich, WORKSHOP_GRADES) is Status.DIFFERS
+    assert _status(swapped, rich, WORKSHOP_GRADES, GRADES_ANY_ORDER) is Status.MODULO_IDS
+    moved = _edited(restored, ours, _move_grade_to_next_item)
+    assert _status(moved, rich, WORKSHOP_GRADES, GRADES_ANY_ORDER) is Status.DIFFERS
+    changed = _edited(swapped, ours, _sub(rb"<rawgrade>56.00000<", b"<rawgrade>57.00000<"))
+    assert _status(changed, rich, WORKSHOP_GRADES, GRADES_ANY_ORDER) is Status.DIFFERS

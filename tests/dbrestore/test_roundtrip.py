@@ -37,7 +37,7 @@ FLOORS: dict[str, dict[str, int]] = {
         "test": 44,
         "2022/23/2 GTI22AN303HU UJG1-MEX - Üzleti jog I.": 58,
         "MDL-61614": 44,
-        "SCTC": 64,
+        "SCTC": 65,
         "SCTC_1": 44,
         "aggregated before": 56,
         "aggregated during 0": 56,
@@ -55,15 +55,15 @@ FLOORS: dict[str, dict[str, int]] = {
         "Course Three": 41,
         "Course Four": 41,
         "C1_2": 44,
-        "LoadTesting": 315,
-        "rich": 482,
+        "LoadTesting": 316,
+        "rich": 493,
     },
     # a few courses only, for time: the site copy alone takes 5-20 s there
     "mariadb": {
         "gen_s": 1029,
         "MDL-44070B": 251,
         "SCTC": 65,
-        "rich": 460,
+        "rich": 461,
     },
 }
 CASES = [(server, course) for server in SERVERS for course in FLOORS[server]]
