@@ -54,13 +54,23 @@ def test_every_anonymised_course_restores_with_new_users(
     assert restored == len(refsite.courses) == 30
     assert created > 100
     with engine.connect() as conn:
-        names = {r[0] for r in conn.execute(sa.text(
-            "SELECT username FROM mdl_user WHERE username LIKE 'anon%'"))}
-        graders = {r[0] for r in conn.execute(sa.text(
-            "SELECT DISTINCT u.username FROM mdl_grade_grades gg"
-            " JOIN mdl_grade_items gi ON gi.id = gg.itemid"
-            " JOIN mdl_user u ON u.id = gg.usermodified WHERE gi.courseid > :c"),
-            {"c": last_course})}
+        names = {
+            r[0]
+            for r in conn.execute(
+                sa.text("SELECT username FROM mdl_user WHERE username LIKE 'anon%'")
+            )
+        }
+        graders = {
+            r[0]
+            for r in conn.execute(
+                sa.text(
+                    "SELECT DISTINCT u.username FROM mdl_grade_grades gg"
+                    " JOIN mdl_grade_items gi ON gi.id = gg.itemid"
+                    " JOIN mdl_user u ON u.id = gg.usermodified WHERE gi.courseid > :c"
+                ),
+                {"c": last_course},
+            )
+        }
     engine.dispose()
     assert len(names) >= 100
     # who last changed a grade is a restored user (or no one), in the

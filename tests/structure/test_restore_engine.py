@@ -23,8 +23,17 @@ from coursevault.structure.restore_engine import (
 )
 from coursevault.structure.reverse import MemberReader, Record
 
-TABLES = ("forum", "forum_discussions", "forum_posts", "groups", "rating", "scale",
-          "choice", "choice_options", "choice_answers")
+TABLES = (
+    "forum",
+    "forum_discussions",
+    "forum_posts",
+    "groups",
+    "rating",
+    "scale",
+    "choice",
+    "choice_options",
+    "choice_answers",
+)
 
 
 @pytest.fixture
@@ -37,20 +46,41 @@ def rc() -> Iterator[RestoreContext]:
 
 
 def _forum_tree() -> Nested:
-    forum = Nested("forum", attrs=("id",), fields=("name", "intro", "scale"),
-                   source=Table("forum", {"id": Param("activityid")}))
+    forum = Nested(
+        "forum",
+        attrs=("id",),
+        fields=("name", "intro", "scale"),
+        source=Table("forum", {"id": Param("activityid")}),
+    )
     discussion = Nested(
-        "discussion", attrs=("id",), fields=("name", "firstpost", "groupid", "userid"),
+        "discussion",
+        attrs=("id",),
+        fields=("name", "firstpost", "groupid", "userid"),
         source=Table("forum_discussions", {"forum": Up("id")}),
-        annotate=[("group", "groupid")])
-    post = Nested("post", attrs=("id",), fields=("parent", "subject", "message", "userid"),
-                  source=Table("forum_posts", {"discussion": Up("id")}))
+        annotate=[("group", "groupid")],
+    )
+    post = Nested(
+        "post",
+        attrs=("id",),
+        fields=("parent", "subject", "message", "userid"),
+        source=Table("forum_posts", {"discussion": Up("id")}),
+    )
     rating = Nested(
-        "rating", attrs=("id",), fields=("component", "ratingarea", "scaleid", "value",
-                                         "userid", "timecreated", "timemodified"),
+        "rating",
+        attrs=("id",),
+        fields=(
+            "component",
+            "ratingarea",
+            "scaleid",
+            "value",
+            "userid",
+            "timecreated",
+            "timemodified",
+        ),
         source=Table("rating", {"itemid": Up("id"), "contextid": Param("contextid")}),
         compute={"value": lambda row, _ctx: row.get("rating")},
-        annotate=[("scale", "scaleid")])
+        annotate=[("scale", "scaleid")],
+    )
     post.add(Nested("ratings", children=[rating]))
     discussion.add(Nested("posts", children=[post]))
     return forum.add(Nested("discussions", children=[discussion]))
@@ -78,9 +108,11 @@ FORUM_XML = b"""<?xml version="1.0" encoding="UTF-8"?>
   </discussions>
 </forum>"""
 
-REFS = {("forum_discussions", "firstpost"): "forum_posts",
-        ("forum_posts", "parent"): "forum_posts",
-        ("forum_discussions", "groupid"): "groups"}
+REFS = {
+    ("forum_discussions", "firstpost"): "forum_posts",
+    ("forum_posts", "parent"): "forum_posts",
+    ("forum_discussions", "groupid"): "groups",
+}
 
 
 def _restore_forum(rc: RestoreContext) -> list[Record]:
@@ -140,23 +172,36 @@ def test_an_unknown_reference_is_zero_and_counted(rc: RestoreContext) -> None:
 
 
 def test_aliases_are_found_by_probing_computed_fields() -> None:
-    node = Nested("rating", fields=("value", "twice"), compute={
-        "value": lambda row, _ctx: row.get("rating"),
-        "twice": lambda row, _ctx: int(row["rating"]) * 2,  # a computation, not an alias
-    })
+    node = Nested(
+        "rating",
+        fields=("value", "twice"),
+        compute={
+            "value": lambda row, _ctx: row.get("rating"),
+            "twice": lambda row, _ctx: int(row["rating"]) * 2,  # a computation, not an alias
+        },
+    )
     assert aliases(node) == {"value": "rating"}
 
 
 def test_sql_table_reads_one_table_sources_only() -> None:
-    one = Sql("SELECT * FROM {workshop_submissions} WHERE workshopid = ? AND example = 0",
-              [Up("id")])
+    one = Sql(
+        "SELECT * FROM {workshop_submissions} WHERE workshopid = ? AND example = 0", [Up("id")]
+    )
     table = sql_table(one)
     assert table is not None and table.table == "workshop_submissions"
     assert table.where == {"workshopid": Up("id")}
     aliased = Sql("SELECT s.* FROM {event} s WHERE s.courseid = ?", [Param("courseid")])
     assert sql_table(aliased) == Table("event", {"courseid": Param("courseid")})
-    assert sql_table(Sql("SELECT t.* FROM {tag} t JOIN {tag_instance} ti ON ti.tagid = t.id "
-                         "WHERE ti.itemid = ?", [Up("id")])) is None
+    assert (
+        sql_table(
+            Sql(
+                "SELECT t.* FROM {tag} t JOIN {tag_instance} ti ON ti.tagid = t.id "
+                "WHERE ti.itemid = ?",
+                [Up("id")],
+            )
+        )
+        is None
+    )
     assert sql_table(Sql("SELECT * FROM {tag} WHERE id IN (?)", [In(Up("id"))])) is None
 
 
@@ -166,42 +211,67 @@ def test_writers_take_elements_that_are_not_one_row(rc: RestoreContext) -> None:
     def write(_rc: RestoreContext, rec: Record) -> None:
         written.append((rec.values.get("rawname"), rec.up().new_id))
 
-    choice = Nested("choice", attrs=("id",), fields=("name", "intro"),
-                    source=Table("choice", {"id": Param("activityid")}))
-    tag = Nested("tag", attrs=("id",), fields=("rawname",),
-                 source=Sql("SELECT t.* FROM {tag} t JOIN {tag_instance} ti "
-                            "ON ti.tagid = t.id WHERE ti.itemid = ?", [Up("id")]))
+    choice = Nested(
+        "choice",
+        attrs=("id",),
+        fields=("name", "intro"),
+        source=Table("choice", {"id": Param("activityid")}),
+    )
+    tag = Nested(
+        "tag",
+        attrs=("id",),
+        fields=("rawname",),
+        source=Sql(
+            "SELECT t.* FROM {tag} t JOIN {tag_instance} ti ON ti.tagid = t.id WHERE ti.itemid = ?",
+            [Up("id")],
+        ),
+    )
     choice.add(Nested("tags", children=[tag]))
-    xml = b'<choice id="3"><name>C</name><intro>i</intro><tags><tag id="1"><rawname>Blue</rawname></tag>' \
-          b'</tags></choice>'
+    xml = (
+        b'<choice id="3"><name>C</name><intro>i</intro><tags><tag id="1"><rawname>Blue</rawname></tag>'
+        b"</tags></choice>"
+    )
     task = rc.with_params(activityid=None)
-    insert_records(task, MemberReader("choice.xml", xml).records(choice),
-                   writers={"tag": write})
+    insert_records(task, MemberReader("choice.xml", xml).records(choice), writers={"tag": write})
     assert written == [("Blue", task.params["activityid"])]
 
 
 def test_user_data_is_skipped_without_users(rc: RestoreContext) -> None:
-    choice = Nested("choice", attrs=("id",), fields=("name", "intro"),
-                    source=Table("choice", {"id": Param("activityid")}))
-    answer = Nested("answer", attrs=("id",), fields=("userid", "optionid"),
-                    source=Table("choice_answers", {"choiceid": Up("id")}), userinfo=True)
+    choice = Nested(
+        "choice",
+        attrs=("id",),
+        fields=("name", "intro"),
+        source=Table("choice", {"id": Param("activityid")}),
+    )
+    answer = Nested(
+        "answer",
+        attrs=("id",),
+        fields=("userid", "optionid"),
+        source=Table("choice_answers", {"choiceid": Up("id")}),
+        userinfo=True,
+    )
     choice.add(Nested("answers", children=[answer]))
-    xml = b'<choice id="3"><name>C</name><intro>i</intro><answers><answer id="4"><userid>2</userid>' \
-          b'<optionid>0</optionid></answer></answers></choice>'
+    xml = (
+        b'<choice id="3"><name>C</name><intro>i</intro><answers><answer id="4"><userid>2</userid>'
+        b"<optionid>0</optionid></answer></answers></choice>"
+    )
     rc.users = False
-    counts = insert_records(rc.with_params(activityid=None),
-                            MemberReader("choice.xml", xml).records(choice))
+    counts = insert_records(
+        rc.with_params(activityid=None), MemberReader("choice.xml", xml).records(choice)
+    )
     assert counts == {"choice": 1}
 
 
 def test_rows_sources_need_a_declared_table(rc: RestoreContext) -> None:
-    option = Nested("option", attrs=("id",), fields=("text",),
-                    source=Rows(lambda _ctx, _parent: []))
+    option = Nested(
+        "option", attrs=("id",), fields=("text",), source=Rows(lambda _ctx, _parent: [])
+    )
     root = Nested("options", children=[option])
     xml = b'<options><option id="1"><text>a</text></option></options>'
     assert insert_records(rc, MemberReader("o.xml", xml).records(root)) == {}
-    counts: Any = insert_records(rc, MemberReader("o.xml", xml).records(root),
-                                 tables={"option": "choice_options"})
+    counts: Any = insert_records(
+        rc, MemberReader("o.xml", xml).records(root), tables={"option": "choice_options"}
+    )
     assert counts == {"choice_options": 1}
     assert rc.ids.get("choice_options", "1") is not None
 
@@ -209,52 +279,83 @@ def test_rows_sources_need_a_declared_table(rc: RestoreContext) -> None:
 def test_sql_table_reads_a_filtering_join_of_its_own_rows() -> None:
     """A rubric's fillings: rf.* of its FROM table, the joins only filter,
     the binding is on rf -- one row of gradingform_rubric_fillings each."""
-    fillings = Sql("SELECT rf.* FROM {gradingform_rubric_fillings} rf"
-                   " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
-                   " WHERE rf.instanceid = ?", [Up("id", element="instance")])
-    assert sql_table(fillings) == Table("gradingform_rubric_fillings",
-                                        {"instanceid": Up("id", element="instance")})
-    other = Sql("SELECT rf.* FROM {gradingform_rubric_fillings} rf"
-                " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
-                " WHERE gi.definitionid = ?", [Up("id")])
+    fillings = Sql(
+        "SELECT rf.* FROM {gradingform_rubric_fillings} rf"
+        " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+        " WHERE rf.instanceid = ?",
+        [Up("id", element="instance")],
+    )
+    assert sql_table(fillings) == Table(
+        "gradingform_rubric_fillings", {"instanceid": Up("id", element="instance")}
+    )
+    other = Sql(
+        "SELECT rf.* FROM {gradingform_rubric_fillings} rf"
+        " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+        " WHERE gi.definitionid = ?",
+        [Up("id")],
+    )
     assert sql_table(other) is None  # bound through the joined table
-    columns = Sql("SELECT rf.id, gi.itemid FROM {gradingform_rubric_fillings} rf"
-                  " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
-                  " WHERE rf.instanceid = ?", [Up("id")])
+    columns = Sql(
+        "SELECT rf.id, gi.itemid FROM {gradingform_rubric_fillings} rf"
+        " JOIN {grading_instances} gi ON gi.id = rf.instanceid"
+        " WHERE rf.instanceid = ?",
+        [Up("id")],
+    )
     assert sql_table(columns) is None
 
 
 def test_sql_table_reads_a_column_list_and_its_text_literals() -> None:
-    grades = Sql("SELECT id, dimensionid, grade FROM {workshop_grades} "
-                 "WHERE strategy = 'accumulative' AND assessmentid = ?", [Up("id")])
+    grades = Sql(
+        "SELECT id, dimensionid, grade FROM {workshop_grades} "
+        "WHERE strategy = 'accumulative' AND assessmentid = ?",
+        [Up("id")],
+    )
     assert sql_table(grades) == Table(
-        "workshop_grades", {"assessmentid": Up("id"), "strategy": "accumulative"})
-    expression = Sql("SELECT COUNT(id) FROM {workshop_grades} WHERE assessmentid = ?",
-                     [Up("id")])
+        "workshop_grades", {"assessmentid": Up("id"), "strategy": "accumulative"}
+    )
+    expression = Sql("SELECT COUNT(id) FROM {workshop_grades} WHERE assessmentid = ?", [Up("id")])
     assert sql_table(expression) is None
-    either = Sql("SELECT * FROM {event} WHERE courseid = ? "
-                 "AND (eventtype = 'course' OR eventtype = 'group')", [Param("courseid")])
+    either = Sql(
+        "SELECT * FROM {event} WHERE courseid = ? "
+        "AND (eventtype = 'course' OR eventtype = 'group')",
+        [Param("courseid")],
+    )
     assert sql_table(either) == Table("event", {"courseid": Param("courseid")})
 
 
 def _scaled_forum(scale: str, scaleid: str) -> tuple[Nested, bytes]:
     """A forum that annotates its scale, as mod_forum's definition does,
     with one rating."""
-    forum = Nested("forum", attrs=("id",), fields=("name", "intro", "scale"),
-                   source=Table("forum", {"id": Param("activityid")}),
-                   annotate=[("scale", "scale")])
-    rating = Nested("rating", attrs=("id",),
-                    fields=("component", "ratingarea", "scaleid", "rating", "userid",
-                            "timecreated", "timemodified"),
-                    source=Table("rating", {"itemid": Param("activityid"),
-                                            "contextid": Param("contextid")}),
-                    annotate=[("scale", "scaleid")])
+    forum = Nested(
+        "forum",
+        attrs=("id",),
+        fields=("name", "intro", "scale"),
+        source=Table("forum", {"id": Param("activityid")}),
+        annotate=[("scale", "scale")],
+    )
+    rating = Nested(
+        "rating",
+        attrs=("id",),
+        fields=(
+            "component",
+            "ratingarea",
+            "scaleid",
+            "rating",
+            "userid",
+            "timecreated",
+            "timemodified",
+        ),
+        source=Table("rating", {"itemid": Param("activityid"), "contextid": Param("contextid")}),
+        annotate=[("scale", "scaleid")],
+    )
     forum.add(Nested("ratings", children=[rating]))
-    xml = (f'<forum id="5"><name>F</name><intro>i</intro><scale>{scale}</scale><ratings>'
-           f'<rating id="9"><component>mod_forum</component><ratingarea>post</ratingarea>'
-           f'<scaleid>{scaleid}</scaleid><rating>2</rating><userid>0</userid>'
-           f'<timecreated>1</timecreated><timemodified>1</timemodified></rating>'
-           f'</ratings></forum>').encode()
+    xml = (
+        f'<forum id="5"><name>F</name><intro>i</intro><scale>{scale}</scale><ratings>'
+        f'<rating id="9"><component>mod_forum</component><ratingarea>post</ratingarea>'
+        f"<scaleid>{scaleid}</scaleid><rating>2</rating><userid>0</userid>"
+        f"<timecreated>1</timecreated><timemodified>1</timemodified></rating>"
+        f"</ratings></forum>"
+    ).encode()
     return forum, xml
 
 
@@ -280,8 +381,11 @@ def test_an_annotated_negative_scale_is_mapped_once(rc: RestoreContext) -> None:
     rc.ids.set("scale", "3", 8)
     rc.ids.set("scale", "8", 9)
     tree, xml = _scaled_forum("-3", "-3")
-    insert_records(rc.with_params(activityid=None, contextid=77),
-                   MemberReader("forum.xml", xml).records(tree), hooks={"forum": negative_scale})
+    insert_records(
+        rc.with_params(activityid=None, contextid=77),
+        MemberReader("forum.xml", xml).records(tree),
+        hooks={"forum": negative_scale},
+    )
     forum, rating = rc.writer.one("forum", {}), rc.writer.one("rating", {})
     assert forum is not None and rating is not None
     assert (forum["scale"], rating["scaleid"]) == (-8, -8)

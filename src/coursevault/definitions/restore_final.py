@@ -33,9 +33,12 @@ from coursevault.structure.restore_engine import (
 )
 from coursevault.structure.reverse import NULL, MemberReader, Record
 
-GRADE_TABLES = {"grade_item": "grade_items", "grade_grade": "grade_grades",
-                "grade_setting": "grade_settings",
-                "grade_category": "grade_categories"}
+GRADE_TABLES = {
+    "grade_item": "grade_items",
+    "grade_grade": "grade_grades",
+    "grade_setting": "grade_settings",
+    "grade_category": "grade_categories",
+}
 # references between rows of one restore that no annotation names
 REFS: dict[tuple[str, str], str] = {
     ("groupings_groups", "groupid"): "groups",
@@ -53,8 +56,10 @@ def map_roles(rc: RestoreContext, data: bytes) -> None:
         if row is not None:
             rc.ids.set("role", el.get("id"), int(row["id"]))
         else:
-            rc.warnings.append(f"role {el.findtext('shortname')!r} is not in this site: "
-                               "its assignments are left out")
+            rc.warnings.append(
+                f"role {el.findtext('shortname')!r} is not in this site: "
+                "its assignments are left out"
+            )
 
 
 def restore_role_names(rc: RestoreContext, data: bytes) -> None:
@@ -73,9 +78,13 @@ def restore_role_names(rc: RestoreContext, data: bytes) -> None:
 
 def restore_groups(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
     reader = MemberReader("groups.xml", data)
-    insert_records(rc, reader.records(final_groups.groups_structure(ctx)), refs=REFS,
-                   tables={"group": "groups", "grouping": "groupings"},
-                   hooks={"group_member": _member_of_mapped_user})
+    insert_records(
+        rc,
+        reader.records(final_groups.groups_structure(ctx)),
+        refs=REFS,
+        tables={"group": "groups", "grouping": "groupings"},
+        hooks={"group_member": _member_of_mapped_user},
+    )
 
 
 def _member_of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -84,8 +93,11 @@ def _member_of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]
 
 def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
     reader = MemberReader("course/enrolments.xml", data)
-    insert_records(rc, reader.records(course_structures.enrolments_structure(ctx)),
-                   hooks={"enrol": _known_enrol_plugin, "enrolment": _member_of_mapped_user})
+    insert_records(
+        rc,
+        reader.records(course_structures.enrolments_structure(ctx)),
+        hooks={"enrol": _known_enrol_plugin, "enrolment": _member_of_mapped_user},
+    )
 
 
 def _known_enrol_plugin(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
@@ -99,16 +111,21 @@ def _known_enrol_plugin(rc: RestoreContext, rec: Record, row: dict[str, Any]) ->
         rc.later["enrol_sortorder"][0] += 1
         return True
     rec.extra["skipped"] = True
-    rc.warnings.append(f"enrolment method {row.get('enrol')!r} is not enabled in this site: "
-                       "left out with its enrolments")
+    rc.warnings.append(
+        f"enrolment method {row.get('enrol')!r} is not enabled in this site: "
+        "left out with its enrolments"
+    )
     return False
 
 
 def restore_roles(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
     """A context's roles.xml: overrides and assignments of mapped roles and users."""
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(context_members.roles_structure(ctx)),
-                   hooks={"override": _role_mapped, "assignment": _assignment_mapped})
+    insert_records(
+        rc,
+        reader.records(context_members.roles_structure(ctx)),
+        hooks={"override": _role_mapped, "assignment": _assignment_mapped},
+    )
 
 
 def _role_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -122,15 +139,18 @@ def _assignment_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) ->
     return bool(row.get("roleid")) and bool(row.get("userid"))
 
 
-def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str,
-                            data: bytes) -> None:
+def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
     """grades.xml: the activity's grade items (``iteminstance`` the new
     activity, in the course's grade category until gradebook.xml maps it)
     and their grades."""
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(activity_grades.grades_structure(ctx)), refs=REFS,
-                   tables=GRADE_TABLES,
-                   hooks={"grade_item": _activity_item, "grade_grade": _activity_grade})
+    insert_records(
+        rc,
+        reader.records(activity_grades.grades_structure(ctx)),
+        refs=REFS,
+        tables=GRADE_TABLES,
+        hooks={"grade_item": _activity_item, "grade_grade": _activity_grade},
+    )
 
 
 def _activity_item(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -146,8 +166,11 @@ def _idnumber(rc: RestoreContext, row: dict[str, Any]) -> None:
     where Moodle's restore turns it into NULL (the site's README lists that
     difference of Moodle's own round trip; coursevault's keeps the data)."""
     idnumber = row.get("idnumber")
-    if idnumber and rc.writer.one("grade_items", {"courseid": rc.param("courseid"),
-                                                  "idnumber": idnumber}) is not None:
+    if (
+        idnumber
+        and rc.writer.one("grade_items", {"courseid": rc.param("courseid"), "idnumber": idnumber})
+        is not None
+    ):
         row["idnumber"] = None
 
 
@@ -193,8 +216,14 @@ def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: byt
     def definition(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
         now = rc.params.get("now", 0)
         user = restoring_user(rc) or 0
-        row.update(usercreated=user, usermodified=user, timecreated=now, timemodified=now,
-                   copiedfromid=None, timecopied=0)
+        row.update(
+            usercreated=user,
+            usermodified=user,
+            timecreated=now,
+            timemodified=now,
+            copiedfromid=None,
+            timecopied=0,
+        )
         return True
 
     def instance(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
@@ -209,8 +238,12 @@ def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: byt
         return True
 
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(activity_grades.grading_structure(ctx)),
-                   refs=GRADING_REFS, hooks={"definition": definition, "instance": instance})
+    insert_records(
+        rc,
+        reader.records(activity_grades.grading_structure(ctx)),
+        refs=GRADING_REFS,
+        hooks={"definition": definition, "instance": instance},
+    )
 
 
 def restore_gradebook(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
@@ -218,9 +251,17 @@ def restore_gradebook(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None
     the course and category items, their grades, letters and settings."""
     reader = MemberReader("gradebook.xml", data)
     records = [r for r in reader.records(final_gradebook.gradebook_structure(ctx))]
-    insert_records(rc, records, refs=REFS, tables=GRADE_TABLES,
-                   hooks={"grade_item": _course_item, "grade_grade": _grade_of_item,
-                          "grade_setting": _setting})
+    insert_records(
+        rc,
+        records,
+        refs=REFS,
+        tables=GRADE_TABLES,
+        hooks={
+            "grade_item": _course_item,
+            "grade_grade": _grade_of_item,
+            "grade_setting": _setting,
+        },
+    )
     for rec in records:
         if rec.name == "grade_category" and rec.new_id is not None:
             _category_path(rc, rec)
@@ -252,12 +293,10 @@ def _setting(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
 def _category_path(rc: RestoreContext, rec: Record) -> None:
     """``/id/id/`` from the restored parents' paths (parents come first)."""
     old_path = str(rec.values.get("path") or "")
-    new = [rc.ids.get("grade_categories", part) for part in old_path.strip("/").split("/")
-           if part]
+    new = [rc.ids.get("grade_categories", part) for part in old_path.strip("/").split("/") if part]
     path = "/" + "/".join(str(n) for n in new if n) + "/"
     parent = rc.ids.get("grade_categories", rec.values.get("parent"))
-    rc.writer.update("grade_categories", int(rec.new_id or 0),
-                     {"path": path, "parent": parent})
+    rc.writer.update("grade_categories", int(rec.new_id or 0), {"path": path, "parent": parent})
 
 
 def restore_scales(rc: RestoreContext, data: bytes) -> None:
@@ -266,13 +305,13 @@ def restore_scales(rc: RestoreContext, data: bytes) -> None:
     any other is created, in the new course (a site scale stays a site one)."""
     for el in ET.fromstring(data).iterfind("scale"):
         values = {child.tag: child.text or "" for child in el}
-        found = rc.writer.one("scale", {"scale": values.get("scale", ""),
-                                        "courseid": 0})
+        found = rc.writer.one("scale", {"scale": values.get("scale", ""), "courseid": 0})
         if found is None and values.get("courseid") == "0":
             found = rc.writer.one("scale", {"scale": values.get("scale", "")})
         if found is None:  # restoring into a course that has it (a merge)
-            found = rc.writer.one("scale", {"scale": values.get("scale", ""),
-                                            "courseid": rc.param("courseid")})
+            found = rc.writer.one(
+                "scale", {"scale": values.get("scale", ""), "courseid": rc.param("courseid")}
+            )
         if found is not None:
             rc.ids.set("scale", el.get("id"), int(found["id"]))
             continue
@@ -287,19 +326,26 @@ def restore_outcomes(rc: RestoreContext, data: bytes) -> None:
     outcome; others are created in the new course, with their scale mapped."""
     for el in ET.fromstring(data).iterfind("outcome"):
         values = {child.tag: child.text or "" for child in el}
-        found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
-                                                 "courseid": None}) \
-            if values.get("courseid") in ("", "$@NULL@$") else None
+        found = (
+            rc.writer.one(
+                "grade_outcomes", {"shortname": values.get("shortname", ""), "courseid": None}
+            )
+            if values.get("courseid") in ("", "$@NULL@$")
+            else None
+        )
         if found is None:  # restoring into a course that has it (a merge)
-            found = rc.writer.one("grade_outcomes", {"shortname": values.get("shortname", ""),
-                                                     "courseid": rc.param("courseid")})
+            found = rc.writer.one(
+                "grade_outcomes",
+                {"shortname": values.get("shortname", ""), "courseid": rc.param("courseid")},
+            )
         if found is None:
             row: dict[str, Any] = dict(values)
             row["courseid"] = rc.param("courseid")
             row["scaleid"] = rc.ids.get("scale", values.get("scaleid")) or 0
             # the restoring user when the backup's is not restored (process_outcome)
-            row["usermodified"] = (rc.ids.get("user", values.get("usermodified"))
-                                   or restoring_user(rc))
+            row["usermodified"] = rc.ids.get("user", values.get("usermodified")) or restoring_user(
+                rc
+            )
             new = rc.writer.insert("grade_outcomes", row)
         else:
             new = int(found["id"])

@@ -111,19 +111,24 @@ def check_release(writer: SiteWriter, info: BackupInfo) -> None:
     branch = ".".join(site.split(" ")[0].rstrip("+").split(".")[:2])
     if (info.release, branch) not in COMPATIBLE:
         made = sorted({b for b, s in COMPATIBLE if s == branch}, key=_release_key)
-        can = (f"backups of Moodle {made[0]} to {made[-1]} into Moodle {branch}" if made
-               else f"into Moodle {', '.join(sorted({s for _b, s in COMPATIBLE}))} only")
+        can = (
+            f"backups of Moodle {made[0]} to {made[-1]} into Moodle {branch}"
+            if made
+            else f"into Moodle {', '.join(sorted({s for _b, s in COMPATIBLE}))} only"
+        )
         raise BadInputError(
             f"the backup was made by Moodle {info.release or '?'} and the site runs Moodle "
-            f"{site}: coursevault restores {can}")
+            f"{site}: coursevault restores {can}"
+        )
 
 
 def _release_key(release: str) -> tuple[int, ...]:
     return tuple(int(p) for p in release.split(".") if p.isdigit())
 
 
-def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: RestoreOptions,
-                          staging: Staging | None) -> RestoreReport:
+def restore_course_backup(
+    writer: SiteWriter, members: BackupMembers, options: RestoreOptions, staging: Staging | None
+) -> RestoreReport:
     """Restore ``members`` -- as a new course, or into ``options.into`` --
     inside the writer's transaction."""
     manifest = members.xml(MANIFEST)
@@ -131,8 +136,9 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
         raise BadInputError(f"the snapshot has no {MANIFEST}: not a Moodle course backup")
     info = read_backup_info(manifest)
     check_release(writer, info)
-    rc = RestoreContext(writer, IdMap(), {"now": options.now},
-                        users=options.users and info.setting("users"))
+    rc = RestoreContext(
+        writer, IdMap(), {"now": options.now}, users=options.users and info.setting("users")
+    )
     rc.params["samesite"] = _same_site(writer, info)  # is_samesite(), for the steps that ask
     if options.start_date is not None and info.course_startdate:
         rc.date_offset = options.start_date - info.course_startdate
@@ -153,13 +159,19 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
         rc.overrides.update(restore_merge.PART_HOOKS)
     _root_task(rc, members, info, report, contexts, options)
     if options.replace and options.into is not None:
-        restore_replace.reset_course(rc, _need(members, "course/course.xml"), courseid,
-                                     coursectx, options.start_date)
+        restore_replace.reset_course(
+            rc, _need(members, "course/course.xml"), courseid, coursectx, options.start_date
+        )
     if options.into is None:
         courseid, coursectx = restore_course.create_course(
-            rc, _need(members, "course/course.xml"), category=options.category,
-            shortname=options.shortname, fullname=options.fullname, now=options.now,
-            start_date=options.start_date)
+            rc,
+            _need(members, "course/course.xml"),
+            category=options.category,
+            shortname=options.shortname,
+            fullname=options.fullname,
+            now=options.now,
+            start_date=options.start_date,
+        )
     rc.params.update(courseid=courseid, coursecontextid=coursectx, contextid=coursectx)
     ctx.run.course["id"] = str(courseid)
     ctx.params.update(courseid=str(courseid), contextid=str(coursectx))
@@ -184,15 +196,22 @@ def restore_course_backup(writer: SiteWriter, members: BackupMembers, options: R
     return report
 
 
-def _root_task(rc: RestoreContext, members: BackupMembers, info: BackupInfo,
-               report: RestoreReport, contexts: dict[str, int], options: RestoreOptions) -> None:
+def _root_task(
+    rc: RestoreContext,
+    members: BackupMembers,
+    info: BackupInfo,
+    report: RestoreReport,
+    contexts: dict[str, int],
+    options: RestoreOptions,
+) -> None:
     roles = members.xml("roles.xml")
     if roles is not None:
         restore_final.map_roles(rc, roles)
     users = members.xml("users.xml")
     if rc.users and users is not None:
         outcome = restore_users.restore_users(
-            rc, users, same_site=_same_site(rc.writer, info), now=options.now)
+            rc, users, same_site=_same_site(rc.writer, info), now=options.now
+        )
         contexts.update(outcome.contexts)
         report.users = outcome.as_dict()
 
@@ -211,10 +230,18 @@ class Selection:
         return not self.options.only
 
 
-def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
-                 chosen: Selection, report: RestoreReport, contexts: dict[str, int]) -> None:
-    for member, restore in (("scales.xml", restore_final.restore_scales),
-                            ("outcomes.xml", restore_final.restore_outcomes)):
+def _course_task(
+    rc: RestoreContext,
+    ctx: TaskContext,
+    members: BackupMembers,
+    chosen: Selection,
+    report: RestoreReport,
+    contexts: dict[str, int],
+) -> None:
+    for member, restore in (
+        ("scales.xml", restore_final.restore_scales),
+        ("outcomes.xml", restore_final.restore_outcomes),
+    ):
         data = members.xml(member)
         if data is not None:
             restore(rc, data)
@@ -222,10 +249,12 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
     if groups is not None:
         restore_final.restore_groups(rc, ctx, groups)
     questions = members.xml("questions.xml")
-    if questions is not None and (chosen.whole or any(
-            a.modulename in QUESTION_USERS for a in chosen.activities)):
+    if questions is not None and (
+        chosen.whole or any(a.modulename in QUESTION_USERS for a in chosen.activities)
+    ):
         report.questions = restore_questions.restore_questions(
-            rc, ctx, questions, same_site=_same_site(rc.writer, chosen.info))
+            rc, ctx, questions, same_site=_same_site(rc.writer, chosen.info)
+        )
     for section in chosen.sections:
         data = _need(members, f"{section.directory}/section.xml")
         if not _existing_section(rc, chosen.options, data):
@@ -235,8 +264,9 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
         plugin = plugins.get(act.modulename)
         if plugin is None:
             report.left_out.append(act.directory)
-            rc.warnings.append(f"{act.directory}: no definition for module "
-                               f"{act.modulename!r}: left out")
+            rc.warnings.append(
+                f"{act.directory}: no definition for module {act.modulename!r}: left out"
+            )
             continue
         if restore_activity(rc, ctx, act, plugin, members.xml, contexts):
             report.activities += 1
@@ -261,13 +291,17 @@ def _course_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
         restore_common.restore_comments(rc, ctx, "course/comments.xml", comments)
     calendar = members.xml("course/calendar.xml")
     if calendar is not None:
-        restore_common.restore_calendar(rc, course_structures.calendar_structure(ctx),
-                                        "course/calendar.xml", calendar, instance=0)
+        restore_common.restore_calendar(
+            rc,
+            course_structures.calendar_structure(ctx),
+            "course/calendar.xml",
+            calendar,
+            instance=0,
+        )
     restore_blocks(rc, ctx, "course", members.xml, members.folders, contexts)
 
 
-def _replace(rc: RestoreContext, courseid: int, coursectx: int,
-             report: RestoreReport) -> None:
+def _replace(rc: RestoreContext, courseid: int, coursectx: int, report: RestoreReport) -> None:
     """``--replace``: the course's content deleted, as its backup reads it."""
     removal = restore_replace.plan_removal(rc.writer, courseid, coursectx)
     restore_replace.remove(rc.writer, removal)
@@ -287,17 +321,23 @@ def _existing_section(rc: RestoreContext, options: RestoreOptions, data: bytes) 
     return restore_merge.merge_section(rc, data) is not None
 
 
-def _final_task(rc: RestoreContext, ctx: TaskContext, members: BackupMembers,
-                contexts: dict[str, int], staging: Staging | None,
-                report: RestoreReport, *, whole: bool) -> None:
+def _final_task(
+    rc: RestoreContext,
+    ctx: TaskContext,
+    members: BackupMembers,
+    contexts: dict[str, int],
+    staging: Staging | None,
+    report: RestoreReport,
+    *,
+    whole: bool,
+) -> None:
     completion = members.xml("completion.xml")
     # execute_condition: the whole backup, and no module of it missing
     if completion is not None and whole and not report.left_out:
         restore_common.restore_course_completion(rc, ctx, completion)
     badges = members.xml("badges.xml")
     # execute_condition: badges enabled, the whole backup, no module missing
-    if badges is not None and whole and not report.left_out \
-            and restore_badges.badges_enabled(rc):
+    if badges is not None and whole and not report.left_out and restore_badges.badges_enabled(rc):
         report.badges = restore_badges.restore_badges(rc, ctx, badges)
     gradebook = members.xml("gradebook.xml")
     if gradebook is not None:
@@ -327,8 +367,15 @@ def _build_context(writer: SiteWriter, users: bool) -> TaskContext:
     """The context the definitions' trees are built with: every setting on
     (a tree is read, not run), users as the restore has them."""
     settings = {**dict.fromkeys(SETTINGS, True), "users": users, "anonymize": False}
-    site = SiteInfo(wwwroot="", siteidentifier="", version="", release="",
-                    backup_version="", backup_release="", backup_key=None)
+    site = SiteInfo(
+        wwwroot="",
+        siteidentifier="",
+        version="",
+        release="",
+        backup_version="",
+        backup_release="",
+        backup_key=None,
+    )
     run = BackupRun(SiteReader(writer.conn, writer.prefix), site, settings, {"id": "0"})
     return TaskContext(run, {})
 

@@ -36,11 +36,20 @@ from coursevault.structure.reverse import Record
 
 # annotation item -> table whose ids it names
 ITEM_TABLES = {
-    "user": "user", "group": "groups", "grouping": "groupings", "role": "role",
-    "scale": "scale", "outcome": "grade_outcomes", "grade_item": "grade_items",
-    "question_category": "question_categories", "question": "question",
-    "course_modules": "course_modules", "grade_category": "grade_categories",
-    "scalefinal": "scale", "outcomefinal": "grade_outcomes", "userfinal": "user",
+    "user": "user",
+    "group": "groups",
+    "grouping": "groupings",
+    "role": "role",
+    "scale": "scale",
+    "outcome": "grade_outcomes",
+    "grade_item": "grade_items",
+    "question_category": "question_categories",
+    "question": "question",
+    "course_modules": "course_modules",
+    "grade_category": "grade_categories",
+    "scalefinal": "scale",
+    "outcomefinal": "grade_outcomes",
+    "userfinal": "user",
     "criterion": "badge_criteria",
 }
 
@@ -94,10 +103,21 @@ class RestoreContext:
 
     def with_params(self, **values: Any) -> RestoreContext:
         """A context for one task: the same map and writer, its own values."""
-        return RestoreContext(self.writer, self.ids, {**self.params, **values}, self.users,
-                              self.deferred, self.unmapped, self.warnings, self.later,
-                              self.file_areas, self.overrides, self.date_offset,
-                              self.is_date, self.known)
+        return RestoreContext(
+            self.writer,
+            self.ids,
+            {**self.params, **values},
+            self.users,
+            self.deferred,
+            self.unmapped,
+            self.warnings,
+            self.later,
+            self.file_areas,
+            self.overrides,
+            self.date_offset,
+            self.is_date,
+            self.known,
+        )
 
     def map_ref(self, table: str, old: Any, *, column: str) -> int | None:
         """``old``'s new id in ``table``; None for NULL/0, and 0 (counted)
@@ -156,8 +176,12 @@ def insert_records(
         parent = rec.parent
         if parent is not None and parent.extra.get(_WALKED) is walked:
             # its parent was checked in this call: only its own flags are new
-            out = rec.name in skipped or bool(parent.extra.get("skipped")) or bool(
-                rec.extra.get("skipped")) or (node.userinfo and not rc.users)
+            out = (
+                rec.name in skipped
+                or bool(parent.extra.get("skipped"))
+                or bool(rec.extra.get("skipped"))
+                or (node.userinfo and not rc.users)
+            )
         else:
             out = _skipped(rec, skipped, rc.users)
         if out:
@@ -276,8 +300,11 @@ def _named_by_ancestor(rc: RestoreContext, rec: Record, own: Up, new_id: int) ->
         source = walk.node.source
         if isinstance(source, Sql):
             source = sql_table(source)
-        if walk.new_id is not None and isinstance(source, Table) and (
-                own.element is None or walk.name == own.element):
+        if (
+            walk.new_id is not None
+            and isinstance(source, Table)
+            and (own.element is None or walk.name == own.element)
+        ):
             rc.writer.update(source.table, walk.new_id, {own.field: new_id})
             return
         walk = walk.parent
@@ -326,11 +353,14 @@ def aliases(node: Nested) -> dict[str, str]:
 
 _ONE_TABLE = re.compile(
     r"^\s*SELECT\s+(?:(\w+)\.)?\*\s+FROM\s+\{(\w+)\}(?:\s+(?!WHERE\b|JOIN\b)(\w+))?\s+"
-    r"(?:WHERE|JOIN)\s", re.IGNORECASE)
+    r"(?:WHERE|JOIN)\s",
+    re.IGNORECASE,
+)
 _EQ_PARAM = re.compile(r"(?:(\w+)\.)?(\w+)\s*=\s*\?")
 # a column list of one table: SELECT id, dimensionid, grade FROM {workshop_grades} WHERE
-_COLUMNS_TABLE = re.compile(r"^\s*SELECT\s+\w+(?:\s*,\s*\w+)*\s+FROM\s+\{(\w+)\}\s+WHERE\s",
-                            re.IGNORECASE)
+_COLUMNS_TABLE = re.compile(
+    r"^\s*SELECT\s+\w+(?:\s*,\s*\w+)*\s+FROM\s+\{(\w+)\}\s+WHERE\s", re.IGNORECASE
+)
 _EQ_TEXT = re.compile(r"(?:\w+\.)?(\w+)\s*=\s*'([^']*)'")
 
 
@@ -360,11 +390,15 @@ def sql_table(source: Sql) -> Table | None:
         params = list(source.params)
         on_own = all(alias == own for alias, _c in found) if joined else True
         if on_own and len(found) == len(params) and not any(isinstance(p, In) for p in params):
-            where: dict[str, Any] = {c: p for (_a, c), p in zip(found, params, strict=True)
-                                     if isinstance(p, Up | Param)}
+            where: dict[str, Any] = {
+                c: p for (_a, c), p in zip(found, params, strict=True) if isinstance(p, Up | Param)
+            }
             texts = _EQ_TEXT.findall(source.sql)
-            if not joined and " OR " not in source.sql.upper() \
-                    and len({c for c, _v in texts}) == len(texts):
+            if (
+                not joined
+                and " OR " not in source.sql.upper()
+                and len({c for c, _v in texts}) == len(texts)
+            ):
                 where.update(texts)  # a text literal all the rows were chosen by is theirs
             table = Table(name, where)
     setattr(source, "_restore_table", table)  # noqa: B010 -- a cache on the source
