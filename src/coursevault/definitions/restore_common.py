@@ -220,34 +220,43 @@ def restore_tags(rc: RestoreContext, el: ET.Element | None, component: str, item
 
 
 def add_item_tag(rc: RestoreContext, component: str, itemtype: str, itemid: int,
-                 contextid: int, rawname: str) -> None:
+                 contextid: int, rawname: str) -> int | None:
     """``core_tag_tag::add_item_tag``: the tag of that name in the area's
     tag collection (created when missing), instanced on the item after its
-    other tags; nothing when the item already has it."""
+    other tags (the first at ordering 1: MAX(ordering) + 1 of none, as the
+    question tags Moodle's restore made in the reference site); the
+    instance's id, None when the area's tags are off.  An item that has the
+    tag already keeps it as it is."""
     area = rc.writer.one("tag_area", {"component": component, "itemtype": itemtype})
     if area is not None and str(area.get("enabled")) in ("", "0"):
-        return
+        return None
     collection = int(area["tagcollid"]) if area is not None else _default_collection(rc)
-    name = rawname.strip().lower()
-    tag = rc.writer.one("tag", {"name": name, "tagcollid": collection})
-    if tag is None:
-        tagid = rc.writer.insert("tag", {
-            "userid": 0, "tagcollid": collection, "name": name, "rawname": rawname.strip(),
-            "isstandard": 0, "description": None, "descriptionformat": 0, "flag": 0,
-            "timemodified": rc.params.get("now", 0)})
-    else:
-        tagid = int(tag["id"])
+    tagid = find_or_create_tag(rc, collection, rawname)
     where = {"component": component, "itemtype": itemtype, "itemid": itemid, "tiuserid": 0}
-    if rc.writer.one("tag_instance", {**where, "tagid": tagid}) is not None:
-        return
+    found = rc.writer.one("tag_instance", {**where, "tagid": tagid})
+    if found is not None:
+        return int(found["id"])
     top = rc.writer.scalar(
         "SELECT MAX(ordering) FROM {tag_instance} WHERE component = :component"
         " AND itemtype = :itemtype AND itemid = :itemid AND tiuserid = :tiuserid", where)
     now = rc.params.get("now", 0)
-    rc.writer.insert("tag_instance", {
+    return rc.writer.insert("tag_instance", {
         **where, "tagid": tagid, "contextid": contextid,
-        "ordering": 0 if top is None else int(top) + 1,
+        "ordering": (0 if top is None else int(top)) + 1,
         "timecreated": now, "timemodified": now})
+
+
+def find_or_create_tag(rc: RestoreContext, collection: int, rawname: str) -> int:
+    """The id of the tag of that name (lower case) in ``collection``, made
+    when missing (``core_tag_tag::create_if_missing``)."""
+    name = rawname.strip().lower()
+    tag = rc.writer.one("tag", {"name": name, "tagcollid": collection})
+    if tag is not None:
+        return int(tag["id"])
+    return rc.writer.insert("tag", {
+        "userid": 0, "tagcollid": collection, "name": name, "rawname": rawname.strip(),
+        "isstandard": 0, "description": None, "descriptionformat": 0, "flag": 0,
+        "timemodified": rc.params.get("now", 0)})
 
 
 def _default_collection(rc: RestoreContext) -> int:
