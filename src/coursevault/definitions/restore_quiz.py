@@ -30,8 +30,7 @@ REFS: dict[tuple[str, str], str] = {
 # qtype -> step variable -> table whose ids it lists (comma separated)
 RECODE: dict[str, dict[str, str]] = {
     "multichoice": {"_order": "question_answers"},
-    "match": {"_stemorder": "qtype_match_subquestions",
-              "_choiceorder": "qtype_match_subquestions"},
+    "match": {"_stemorder": "qtype_match_subquestions", "_choiceorder": "qtype_match_subquestions"},
     "randomsamatch": {"_stemorder": "question"},
 }
 # the collection a legacy filter's tags are looked up in (``create_if_missing(1, ...)``)
@@ -65,8 +64,7 @@ def _filter(rc: RestoreContext, text: str, questionscontextid: int) -> str:
     filters = condition.get("filter")
     category = filters.get("category") if isinstance(filters, dict) else None
     if isinstance(category, dict) and isinstance(category.get("values"), list):
-        category["values"] = [rc.ids.get("question_categories", v) or v
-                              for v in category["values"]]
+        category["values"] = [rc.ids.get("question_categories", v) or v for v in category["values"]]
         if category["values"]:
             condition["cat"] = f"{category['values'][0]},{questionscontextid}"
     # json_encode's defaults: non-ASCII as \u escapes, "/" escaped
@@ -81,17 +79,24 @@ def _converted_legacy_filter(rc: RestoreContext, old: dict[str, Any]) -> dict[st
     site's, as text, as Moodle's restore left them in the MariaDB site's
     mdl_question_set_references), then the question bank's view settings.
     Other keys keep their place before the new ones."""
-    condition = {k: v for k, v in old.items()
-                 if k not in ("questioncategoryid", "includingsubcategories", "tags")}
+    condition = {
+        k: v
+        for k, v in old.items()
+        if k not in ("questioncategoryid", "includingsubcategories", "tags")
+    }
     filters: dict[str, Any] = {}
     if old.get("questioncategoryid") is not None:
         filters["category"] = {
-            "jointype": 1, "values": [old["questioncategoryid"]],
-            "filteroptions": {"includesubcategories": old.get("includingsubcategories")}}
+            "jointype": 1,
+            "values": [old["questioncategoryid"]],
+            "filteroptions": {"includesubcategories": old.get("includingsubcategories")},
+        }
     if isinstance(old.get("tags"), list):
         names = [str(t).split(",")[1] for t in old["tags"] if "," in str(t)]
-        filters["qtagids"] = {"jointype": 2, "values": [
-            str(find_or_create_tag(rc, LEGACY_TAG_COLLECTION, name)) for name in names]}
+        filters["qtagids"] = {
+            "jointype": 2,
+            "values": [str(find_or_create_tag(rc, LEGACY_TAG_COLLECTION, name)) for name in names],
+        }
     condition["filter"] = filters or []  # PHP encodes an empty array as a list
     if "category" in filters:
         condition["cat"] = ""  # the mapped category's, set in this place
@@ -119,14 +124,18 @@ def _variable(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         return True
     qtypes: dict[str, str] = rc.later.get("qtypes", [{}])[0]
     table = RECODE.get(qtypes.get(str(attempt.values.get("questionid")), ""), {}).get(
-        str(row.get("name")))
+        str(row.get("name"))
+    )
     if table is not None and row.get("value"):
-        row["value"] = ",".join(str(rc.ids.get(table, v) or v)
-                                for v in str(row["value"]).split(","))
+        row["value"] = ",".join(
+            str(rc.ids.get(table, v) or v) for v in str(row["value"]).split(",")
+        )
     return True
 
 
 HOOKS: dict[str, Hook] = {
-    "question_set_reference": _set_reference, "attempt": _attempt,
-    "question_usage": _usage, "variable": _variable,
+    "question_set_reference": _set_reference,
+    "attempt": _attempt,
+    "question_usage": _usage,
+    "variable": _variable,
 }
