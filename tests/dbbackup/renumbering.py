@@ -68,8 +68,11 @@ NOT_RENUMBERED = frozenset({b"modifierid"})
 
 
 def _qualified(ids: list[MaskedId], where: bytes) -> list[MaskedId]:
+    """Each kind qualified by the member's kind, unless it is global or
+    names its member already (``member:kind``: an activity's calendar event
+    names the activity's row of the module's own member)."""
     return [
-        (offset, kind if kind in GLOBAL else where + b":" + kind, value)
+        (offset, kind if kind in GLOBAL or b".xml:" in kind else where + b":" + kind, value)
         for offset, kind, value in ids
         if kind not in NOT_RENUMBERED
     ]

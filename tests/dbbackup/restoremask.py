@@ -225,6 +225,27 @@ def _badge_parameter(stack: list[_Open], data: bytes, start: int, end: int) -> I
         yield from _integers(data, start, end)
 
 
+# An activity's calendar event names the activity's row by ``modulename``
+# and ``instance``: the restore gives it the restored row's id
+# (restore_calendarevents_structure_step), so its kind is that row's, the
+# ``<activity id>`` of the module's member (``activities/quiz/quiz.xml``):
+# qualified here already, it is renumbered as that row is (renumbering.py).
+_EVENT_FIELD = (
+    at("activities/*/calendar.xml", "event", "modulename"),
+    at("activities/*/calendar.xml", "event", "instance"),
+)
+
+
+def _event_instance(stack: list[_Open], data: bytes, start: int, end: int) -> Iterator[Mask]:
+    event = stack[-2]
+    if stack[-1].name == b"modulename":
+        event.setting_name = data[start:end]
+    elif event.setting_name:
+        module = event.setting_name
+        kind = b"activities/%s/%s.xml:activity@id" % (module, module)
+        yield from _ids(data, start, end, kind)
+
+
 _USER_FIELD = (at("users.xml", "user", "username"), at("users.xml", "user", "timemodified"))
 
 
@@ -266,6 +287,8 @@ def _leaf_masks(
         yield from _integers(data, start, end, TIME)
     elif (tree := _json_leaf(top.name, text, theirs)) is not None:
         yield Mask(start, end, tree)
+    elif _matches(_EVENT_FIELD, member, stack):
+        yield from _event_instance(stack, data, start, end)
     elif _matches(_RESPONSE_VARIABLE, member, stack):
         yield from _response_variable(stack, data, start, end)
     elif member == "moodle_backup.xml" and top.name in _MANIFEST_NAMES:

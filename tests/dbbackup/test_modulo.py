@@ -328,6 +328,36 @@ def test_a_legacy_random_question_filter_is_compared_as_the_restore_rewrites_it(
     assert verdict(RESTORED.replace(b'["7","8"]', b'["7"]')) is Status.DIFFERS
 
 
+def _quiz_with_event(quiz: int, instance: int, course: int) -> Members:
+    folder = "activities/quiz_90"
+    return {
+        f"{folder}/quiz.xml": _Member(False, (
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<activity id="{quiz}" moduleid="90">\n'
+            f'  <quiz id="{quiz}">\n    <name>Q</name>\n  </quiz>\n</activity>'
+        ).encode()),
+        f"{folder}/calendar.xml": _Member(False, (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<events>\n  <event id="1">\n'
+            f"    <courseid>{course}</courseid>\n"
+            f"    <modulename>quiz</modulename>\n    <instance>{instance}</instance>\n"
+            "  </event>\n</events>"
+        ).encode()),
+    }
+
+
+def test_an_activity_event_names_the_restored_activity() -> None:
+    """An activity's calendar event's ``instance`` is its activity's row id,
+    renumbered with it: the restored quiz's id passes, the source's kept
+    does not."""
+    moodle = _quiz_with_event(6, 6, 10)
+    path = "activities/quiz_90/calendar.xml"
+
+    def verdict(ours: Members) -> Status:
+        return compare_members(ours, moodle, Exceptions()).outcome(path).status
+
+    assert verdict(_quiz_with_event(38, 38, 47)) is Status.MODULO_IDS
+    assert verdict(_quiz_with_event(38, 6, 47)) is Status.DIFFERS
+
+
 def test_the_index_is_compared_by_its_entries(rich: Members) -> None:
     """.ARCHIVE_INDEX: mtimes and XML sizes may differ (ids and times have
     other digits), a content's size or an entry may not."""

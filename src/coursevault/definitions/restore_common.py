@@ -44,16 +44,24 @@ def restore_completion(rc: RestoreContext, ctx: TaskContext, member: str, data: 
     if not rc.users:
         return
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(activity_task.userscompletion_structure(ctx)),
-                   hooks={"completion": _of_mapped_user, "completionview": _of_mapped_user})
+    insert_records(
+        rc,
+        reader.records(activity_task.userscompletion_structure(ctx)),
+        hooks={"completion": _of_mapped_user, "completionview": _of_mapped_user},
+    )
 
 
 def _of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     return bool(row.get("userid"))
 
 
-def restore_comments(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes,
-                     items: Mapping[str, str] = COMMENT_ITEMS) -> None:
+def restore_comments(
+    rc: RestoreContext,
+    ctx: TaskContext,
+    member: str,
+    data: bytes,
+    items: Mapping[str, str] = COMMENT_ITEMS,
+) -> None:
     """comments.xml of a context: a comment on an item (an entry, a
     submission) names the restored item and is left out when the item is
     not restored; a comment whose author is not restored is left out, as
@@ -71,12 +79,14 @@ def restore_comments(rc: RestoreContext, ctx: TaskContext, member: str, data: by
         return bool(row.get("userid"))
 
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(context_members.comments_structure(ctx)),
-                   hooks={"comment": comment})
+    insert_records(
+        rc, reader.records(context_members.comments_structure(ctx)), hooks={"comment": comment}
+    )
 
 
-def restore_calendar(rc: RestoreContext, tree: Nested, member: str, data: bytes, *,
-                     instance: int) -> None:
+def restore_calendar(
+    rc: RestoreContext, tree: Nested, member: str, data: bytes, *, instance: int
+) -> None:
     """calendar.xml of the course (``instance`` 0) or of an activity (its
     new instance id): events in the new course (those in none, a user's
     override, stay in none), their group, user and repeated master mapped
@@ -89,16 +99,18 @@ def restore_calendar(rc: RestoreContext, tree: Nested, member: str, data: bytes,
         return True
 
     reader = MemberReader(member, data)
-    insert_records(rc, reader.records(tree), refs=EVENT_REFS, tables={"event": "event"},
-                   hooks={"event": event})
+    insert_records(
+        rc, reader.records(tree), refs=EVENT_REFS, tables={"event": "event"}, hooks={"event": event}
+    )
 
 
 # a step of a task's folder: (member path, its bytes)
 MemberStep = Callable[[str, bytes], None]
 
 
-def each_member(members: Callable[[str], bytes | None], directory: str,
-                steps: Sequence[tuple[str, MemberStep]]) -> None:
+def each_member(
+    members: Callable[[str], bytes | None], directory: str, steps: Sequence[tuple[str, MemberStep]]
+) -> None:
     """Hand each member of ``directory`` the backup holds to its step, in
     order; a member the backup lacks (a setting left it out) is skipped."""
     for name, step in steps:
@@ -108,17 +120,34 @@ def each_member(members: Callable[[str], bytes | None], directory: str,
             step(path, data)
 
 
-def activity_members(rc: RestoreContext, ctx: TaskContext, directory: str,
-                     members: Any, *, comment_items: Mapping[str, str]) -> None:
+def activity_members(
+    rc: RestoreContext,
+    ctx: TaskContext,
+    directory: str,
+    members: Any,
+    *,
+    comment_items: Mapping[str, str],
+) -> None:
     """An activity's completion.xml, comments.xml and calendar.xml."""
     items = {**COMMENT_ITEMS, **comment_items}
-    each_member(members, directory, [
-        ("completion.xml", lambda path, data: restore_completion(rc, ctx, path, data)),
-        ("comments.xml", lambda path, data: restore_comments(rc, ctx, path, data, items)),
-        ("calendar.xml", lambda path, data: restore_calendar(
-            rc, activity_task.calendar_structure(ctx), path, data,
-            instance=int(rc.param("activityid")))),
-    ])
+    each_member(
+        members,
+        directory,
+        [
+            ("completion.xml", lambda path, data: restore_completion(rc, ctx, path, data)),
+            ("comments.xml", lambda path, data: restore_comments(rc, ctx, path, data, items)),
+            (
+                "calendar.xml",
+                lambda path, data: restore_calendar(
+                    rc,
+                    activity_task.calendar_structure(ctx),
+                    path,
+                    data,
+                    instance=int(rc.param("activityid")),
+                ),
+            ),
+        ],
+    )
 
 
 def restore_course_completion(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
@@ -147,16 +176,26 @@ def restore_course_completion(rc: RestoreContext, ctx: TaskContext, data: bytes)
         return True
 
     def aggregation(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
-        return rc.writer.one("course_completion_aggr_methd", {
-            "course": rc.param("courseid"), "criteriatype": row.get("criteriatype")}) is None
+        return (
+            rc.writer.one(
+                "course_completion_aggr_methd",
+                {"course": rc.param("courseid"), "criteriatype": row.get("criteriatype")},
+            )
+            is None
+        )
 
     reader = MemberReader("completion.xml", data)
-    insert_records(rc, reader.records(final_completion.completion_structure(ctx)),
-                   tables={"course_completion_criteria": "course_completion_criteria"},
-                   hooks={"course_completion_criteria": criteria,
-                          "course_completion_crit_compl": _of_mapped_user,
-                          "course_completions": _of_mapped_user,
-                          "course_completion_aggr_methd": aggregation})
+    insert_records(
+        rc,
+        reader.records(final_completion.completion_structure(ctx)),
+        tables={"course_completion_criteria": "course_completion_criteria"},
+        hooks={
+            "course_completion_criteria": criteria,
+            "course_completion_crit_compl": _of_mapped_user,
+            "course_completions": _of_mapped_user,
+            "course_completion_aggr_methd": aggregation,
+        },
+    )
 
 
 # tags -------------------------------------------------------------------
@@ -208,8 +247,14 @@ def restore_tag_record(rc: RestoreContext, rec: Record) -> None:
     add_item_tag(rc, str(component), itemtype, itemid, int(rc.param("contextid")), rawname)
 
 
-def restore_tags(rc: RestoreContext, el: ET.Element | None, component: str, itemtype: str,
-                 itemid: int, contextid: int) -> None:
+def restore_tags(
+    rc: RestoreContext,
+    el: ET.Element | None,
+    component: str,
+    itemtype: str,
+    itemid: int,
+    contextid: int,
+) -> None:
     """``<tags><tag><rawname/></tag>...</tags>`` of course.xml or module.xml."""
     if el is None:
         return
@@ -219,35 +264,64 @@ def restore_tags(rc: RestoreContext, el: ET.Element | None, component: str, item
             add_item_tag(rc, component, itemtype, itemid, contextid, rawname)
 
 
-def add_item_tag(rc: RestoreContext, component: str, itemtype: str, itemid: int,
-                 contextid: int, rawname: str) -> None:
+def add_item_tag(
+    rc: RestoreContext, component: str, itemtype: str, itemid: int, contextid: int, rawname: str
+) -> int | None:
     """``core_tag_tag::add_item_tag``: the tag of that name in the area's
     tag collection (created when missing), instanced on the item after its
-    other tags; nothing when the item already has it."""
+    other tags (the first at ordering 1: MAX(ordering) + 1 of none, as the
+    question tags Moodle's restore made in the reference site); the
+    instance's id, None when the area's tags are off.  An item that has the
+    tag already keeps it as it is."""
     area = rc.writer.one("tag_area", {"component": component, "itemtype": itemtype})
     if area is not None and str(area.get("enabled")) in ("", "0"):
-        return
+        return None
     collection = int(area["tagcollid"]) if area is not None else _default_collection(rc)
-    name = rawname.strip().lower()
-    tag = rc.writer.one("tag", {"name": name, "tagcollid": collection})
-    if tag is None:
-        tagid = rc.writer.insert("tag", {
-            "userid": 0, "tagcollid": collection, "name": name, "rawname": rawname.strip(),
-            "isstandard": 0, "description": None, "descriptionformat": 0, "flag": 0,
-            "timemodified": rc.params.get("now", 0)})
-    else:
-        tagid = int(tag["id"])
+    tagid = find_or_create_tag(rc, collection, rawname)
     where = {"component": component, "itemtype": itemtype, "itemid": itemid, "tiuserid": 0}
-    if rc.writer.one("tag_instance", {**where, "tagid": tagid}) is not None:
-        return
+    found = rc.writer.one("tag_instance", {**where, "tagid": tagid})
+    if found is not None:
+        return int(found["id"])
     top = rc.writer.scalar(
         "SELECT MAX(ordering) FROM {tag_instance} WHERE component = :component"
-        " AND itemtype = :itemtype AND itemid = :itemid AND tiuserid = :tiuserid", where)
+        " AND itemtype = :itemtype AND itemid = :itemid AND tiuserid = :tiuserid",
+        where,
+    )
     now = rc.params.get("now", 0)
-    rc.writer.insert("tag_instance", {
-        **where, "tagid": tagid, "contextid": contextid,
-        "ordering": 0 if top is None else int(top) + 1,
-        "timecreated": now, "timemodified": now})
+    return rc.writer.insert(
+        "tag_instance",
+        {
+            **where,
+            "tagid": tagid,
+            "contextid": contextid,
+            "ordering": (0 if top is None else int(top)) + 1,
+            "timecreated": now,
+            "timemodified": now,
+        },
+    )
+
+
+def find_or_create_tag(rc: RestoreContext, collection: int, rawname: str) -> int:
+    """The id of the tag of that name (lower case) in ``collection``, made
+    when missing (``core_tag_tag::create_if_missing``)."""
+    name = rawname.strip().lower()
+    tag = rc.writer.one("tag", {"name": name, "tagcollid": collection})
+    if tag is not None:
+        return int(tag["id"])
+    return rc.writer.insert(
+        "tag",
+        {
+            "userid": 0,
+            "tagcollid": collection,
+            "name": name,
+            "rawname": rawname.strip(),
+            "isstandard": 0,
+            "description": None,
+            "descriptionformat": 0,
+            "flag": 0,
+            "timemodified": rc.params.get("now", 0),
+        },
+    )
 
 
 def _default_collection(rc: RestoreContext) -> int:

@@ -22,7 +22,8 @@ after it (``Up("questionid")``): the engine sets it once the question has
 its id.  Ids inside question type rows that name other rows of the bank
 (a true/false question's two answers, a numerical answer) are ``REFS``; a
 multianswer question's ``sequence`` of subquestion ids is rewritten in
-:func:`finish_questions`.
+:func:`finish_questions`.  A created question gets its tags (``add_item_tag``);
+a matched one keeps its own.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 from typing import Any
 
 from coursevault.definitions import final_questions
+from coursevault.definitions.restore_common import add_item_tag
 from coursevault.definitions.restore_files import restoring_user
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import RestoreContext, insert_records
@@ -47,18 +49,19 @@ REFS: dict[tuple[str, str], str] = {
 TABLES = {"question_category": "question_categories"}
 
 
-def restore_questions(rc: RestoreContext, ctx: TaskContext, data: bytes, *,
-                      same_site: bool) -> dict[str, int]:
+def restore_questions(
+    rc: RestoreContext, ctx: TaskContext, data: bytes, *, same_site: bool
+) -> dict[str, int]:
     """Create or match every category and question; counts by outcome."""
     reader = MemberReader("questions.xml", data)
     # every type's part: the backup's questions may be of any installed type
     tree = final_questions.questions_tree(ctx, lambda _c, _p: [], parts=True)
     records = list(reader.records(tree))
     # attempts' step data are recoded by their question's type (restore_quiz)
-    rc.later["qtypes"] = [{str(r.old_id()): str(r.values.get("qtype") or "")
-                           for r in records if r.name == "question"}]
-    counts = {"categories": 0, "categories_matched": 0, "questions": 0,
-              "questions_matched": 0}
+    rc.later["qtypes"] = [
+        {str(r.old_id()): str(r.values.get("qtype") or "") for r in records if r.name == "question"}
+    ]
+    counts = {"categories": 0, "categories_matched": 0, "questions": 0, "questions_matched": 0}
 
     def category(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         return _category(rc, rec, row, same_site, counts)
@@ -66,24 +69,36 @@ def restore_questions(rc: RestoreContext, ctx: TaskContext, data: bytes, *,
     def entry(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         return _entry(rc, rec, row, records, counts)
 
-    insert_records(rc, records, refs=REFS, tables=TABLES,
-                   hooks={"question_category": category, "question_bank_entry": entry,
-                          "question": _question_users, "multianswer": _multianswer})
+    insert_records(
+        rc,
+        records,
+        refs=REFS,
+        tables=TABLES,
+        hooks={
+            "question_category": category,
+            "question_bank_entry": entry,
+            "question": _question_users,
+            "multianswer": _multianswer,
+        },
+        writers={"tag": _question_tag},
+    )
     for rec in records:
         if rec.name == "question" and rec.new_id is not None and not rec.extra.get("matched"):
             counts["questions"] += 1
     return counts
 
 
-def _category(rc: RestoreContext, rec: Record, row: dict[str, Any], same_site: bool,
-              counts: dict[str, int]) -> bool:
+def _category(
+    rc: RestoreContext, rec: Record, row: dict[str, Any], same_site: bool, counts: dict[str, int]
+) -> bool:
     level = int(row.get("contextlevel") or 0)
     old_context = str(row.get("contextid") or "")
     course_context = int(rc.param("coursecontextid"))
-    row["contextid"] = course_context
+    row["contextid"] = rec.extra["contextid"] = course_context
     if level == CONTEXT_COURSE and rc.params.get("merge"):
-        found = rc.writer.one("question_categories",
-                              {"contextid": course_context, "stamp": row.get("stamp") or ""})
+        found = rc.writer.one(
+            "question_categories", {"contextid": course_context, "stamp": row.get("stamp") or ""}
+        )
         if found is not None:  # merging again: the course's own copy
             rec.new_id = int(found["id"])
             rec.extra["matched"] = True
@@ -91,22 +106,31 @@ def _category(rc: RestoreContext, rec: Record, row: dict[str, Any], same_site: b
             return False
     if level == CONTEXT_MODULE:
         rc.later.setdefault("module_categories", []).append((rec, old_context))
-    elif (level in (CONTEXT_SYSTEM, CONTEXT_COURSECAT) and same_site
-          and rc.writer.one("context", {"id": old_context}) is not None):
-        found = rc.writer.one("question_categories",
-                              {"contextid": old_context, "stamp": row.get("stamp") or ""})
+    elif (
+        level in (CONTEXT_SYSTEM, CONTEXT_COURSECAT)
+        and same_site
+        and rc.writer.one("context", {"id": old_context}) is not None
+    ):
+        found = rc.writer.one(
+            "question_categories", {"contextid": old_context, "stamp": row.get("stamp") or ""}
+        )
+        row["contextid"] = rec.extra["contextid"] = int(old_context)
         if found is not None:
             rec.new_id = int(found["id"])
             rec.extra["matched"] = True
             counts["categories_matched"] += 1
             return False
-        row["contextid"] = int(old_context)
     counts["categories"] += 1
     return True
 
 
-def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[Record],
-           counts: dict[str, int]) -> bool:
+def _entry(
+    rc: RestoreContext,
+    rec: Record,
+    row: dict[str, Any],
+    records: list[Record],
+    counts: dict[str, int],
+) -> bool:
     """An entry of a matched category whose question (stamp and version) the
     site has is that entry: its version and question ids are mapped, nothing
     below it is written."""
@@ -122,8 +146,12 @@ def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[R
         "SELECT qv.id FROM {question_versions} qv JOIN {question} q ON q.id = qv.questionid "
         "JOIN {question_bank_entries} qbe ON qbe.id = qv.questionbankentryid "
         "WHERE qbe.questioncategoryid = :cat AND q.stamp = :stamp AND qv.version = :version",
-        {"cat": parent.new_id, "stamp": question.values.get("stamp") or "",
-         "version": int(version.values.get("version") or 0)})
+        {
+            "cat": parent.new_id,
+            "stamp": question.values.get("stamp") or "",
+            "version": int(version.values.get("version") or 0),
+        },
+    )
     if found is None:
         return True
     existing = rc.writer.one("question_versions", {"id": found})
@@ -137,11 +165,12 @@ def _entry(rc: RestoreContext, rec: Record, row: dict[str, Any], records: list[R
     return False
 
 
-def _version_and_question(entry: Record,
-                          records: list[Record]) -> tuple[Record | None, Record | None]:
+def _version_and_question(
+    entry: Record, records: list[Record]
+) -> tuple[Record | None, Record | None]:
     start = records.index(entry)
     version = question = None
-    for rec in records[start + 1:]:
+    for rec in records[start + 1 :]:
         if rec.name == "question_bank_entry" or rec.name == "question_category":
             break
         if rec.name == "question_versions" and version is None:
@@ -166,12 +195,44 @@ def _multianswer(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
     return True
 
 
+def _question_tag(rc: RestoreContext, rec: Record) -> None:
+    """A question's ``<tag>`` (``process_tag``): added to a question the
+    restore created (one it matched keeps its own), in the tag's context
+    when the restore has mapped it (the course's, a user's), else in its
+    category's -- which for an activity's category is the course's until
+    the activity is restored (:func:`move_module_categories` moves it)."""
+    question = rec.up("id", "question")
+    rawname = rec.values.get("rawname")
+    if question.new_id is None or question.extra.get("matched") or not rawname:
+        return
+    category = rec.up("id", "question_category")
+    contexts: dict[str, int] = rc.later.get("contexts", [{}])[0]
+    contextid = contexts.get(str(rec.values.get("contextid") or ""))
+    if contextid is None:
+        contextid = int(category.extra.get("contextid") or rc.param("coursecontextid"))
+        follows = True
+    else:
+        follows = False
+    instance = add_item_tag(
+        rc, "core_question", "question", question.new_id, contextid, str(rawname)
+    )
+    if instance is not None and follows:
+        rc.later.setdefault("question_tags", []).append((instance, category))
+
+
 def move_module_categories(rc: RestoreContext, contexts: dict[str, int]) -> None:
-    """Categories of activities' contexts into the restored activities' contexts."""
+    """Categories of activities' contexts into the restored activities'
+    contexts, and the tags of their questions that were in the category's
+    context with them (``core_tag_tag::change_items_context``)."""
+    moved: dict[int, int] = {}  # category -> its new context
     for rec, old_context in rc.later.get("module_categories", []):
         new_context = contexts.get(old_context)
         if rec.new_id is not None and new_context is not None:
             rc.writer.update("question_categories", rec.new_id, {"contextid": new_context})
+            moved[rec.new_id] = new_context
+    for instance, category in rc.later.get("question_tags", []):
+        if category.new_id in moved:
+            rc.writer.update("tag_instance", instance, {"contextid": moved[category.new_id]})
 
 
 def finish_questions(rc: RestoreContext) -> None:
@@ -179,5 +240,12 @@ def finish_questions(rc: RestoreContext) -> None:
     for rec, sequence in rc.later.get("multianswer", []):
         if rec.new_id is None:
             continue
-        rc.writer.update("question_multianswer", rec.new_id, {"sequence": ",".join(
-            str(rc.ids.get("question", old) or 0) for old in sequence.split(",") if old)})
+        rc.writer.update(
+            "question_multianswer",
+            rec.new_id,
+            {
+                "sequence": ",".join(
+                    str(rc.ids.get("question", old) or 0) for old in sequence.split(",") if old
+                )
+            },
+        )

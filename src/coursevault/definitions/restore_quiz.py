@@ -3,7 +3,8 @@
 
 A slot's question reference names a bank entry (mapped through
 questions.xml's restore); a random slot's set reference names a category
-inside its JSON filter and a context, both mapped.  An attempt's question
+inside its JSON filter and a context, both mapped, the filter written in
+the 4.3 form (a pre-4.3 one converted, its tags by name).  An attempt's question
 usage lives in the quiz's new context; the attempt names it by
 ``uniqueid``, set once the usage exists (a placeholder first, negative so
 it can never be a real usage's).  Step data that hold ids of the bank --
@@ -18,6 +19,7 @@ import json
 import secrets
 from typing import Any
 
+from coursevault.definitions.restore_common import find_or_create_tag
 from coursevault.structure.restore_engine import Hook, RestoreContext
 from coursevault.structure.reverse import Record
 
@@ -28,10 +30,11 @@ REFS: dict[tuple[str, str], str] = {
 # qtype -> step variable -> table whose ids it lists (comma separated)
 RECODE: dict[str, dict[str, str]] = {
     "multichoice": {"_order": "question_answers"},
-    "match": {"_stemorder": "qtype_match_subquestions",
-              "_choiceorder": "qtype_match_subquestions"},
+    "match": {"_stemorder": "qtype_match_subquestions", "_choiceorder": "qtype_match_subquestions"},
     "randomsamatch": {"_stemorder": "question"},
 }
+# the collection a legacy filter's tags are looked up in (``create_if_missing(1, ...)``)
+LEGACY_TAG_COLLECTION = 1
 
 
 def _set_reference(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -40,11 +43,15 @@ def _set_reference(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> boo
     row["questionscontextid"] = contexts.get(old_context, rc.param("coursecontextid"))
     text = row.get("filtercondition")
     if text:
-        row["filtercondition"] = _filter(rc, str(text))
+        row["filtercondition"] = _filter(rc, str(text), int(row["questionscontextid"]))
     return True
 
 
-def _filter(rc: RestoreContext, text: str) -> str:
+def _filter(rc: RestoreContext, text: str, questionscontextid: int) -> str:
+    """A set reference's filter in the 4.3+ shape, its category mapped and
+    ``cat`` naming it and the questions' new context, as
+    ``process_question_set_reference`` writes it; a legacy filter converted
+    first (:func:`_converted_legacy_filter`)."""
     try:
         condition = json.loads(text)
     except ValueError:
@@ -52,21 +59,49 @@ def _filter(rc: RestoreContext, text: str) -> str:
         return text
     if not isinstance(condition, dict):
         return text
-    old = condition.get("questioncategoryid")
-    if old is not None:
-        condition["questioncategoryid"] = rc.ids.get("question_categories", old) or old
-    category = condition.get("filter", {}).get("category") if isinstance(
-        condition.get("filter"), dict) else None
+    if "filter" not in condition:
+        condition = _converted_legacy_filter(rc, condition)
+    filters = condition.get("filter")
+    category = filters.get("category") if isinstance(filters, dict) else None
     if isinstance(category, dict) and isinstance(category.get("values"), list):
-        category["values"] = [rc.ids.get("question_categories", v) or v
-                              for v in category["values"]]
-    cat = condition.get("cat")
-    if isinstance(cat, str) and "," in cat:
-        catid, _ctx = cat.split(",", 1)
-        new = rc.ids.get("question_categories", catid)
-        if new is not None:
-            condition["cat"] = f"{new},{rc.param('coursecontextid')}"
-    return json.dumps(condition, separators=(",", ":"))
+        category["values"] = [rc.ids.get("question_categories", v) or v for v in category["values"]]
+        if category["values"]:
+            condition["cat"] = f"{category['values'][0]},{questionscontextid}"
+    # json_encode's defaults: non-ASCII as \u escapes, "/" escaped
+    return json.dumps(condition, separators=(",", ":")).replace("/", "\\/")
+
+
+def _converted_legacy_filter(rc: RestoreContext, old: dict[str, Any]) -> dict[str, Any]:
+    """``question_reference_manager::convert_legacy_set_reference_filter_condition``:
+    a pre-4.3 filter (``questioncategoryid``, ``includingsubcategories``,
+    ``tags`` as "id,name") as a category filter and a tag filter, the tags
+    found by name in the default collection or created (their ids are this
+    site's, as text, as Moodle's restore left them in the MariaDB site's
+    mdl_question_set_references), then the question bank's view settings.
+    Other keys keep their place before the new ones."""
+    condition = {
+        k: v
+        for k, v in old.items()
+        if k not in ("questioncategoryid", "includingsubcategories", "tags")
+    }
+    filters: dict[str, Any] = {}
+    if old.get("questioncategoryid") is not None:
+        filters["category"] = {
+            "jointype": 1,
+            "values": [old["questioncategoryid"]],
+            "filteroptions": {"includesubcategories": old.get("includingsubcategories")},
+        }
+    if isinstance(old.get("tags"), list):
+        names = [str(t).split(",")[1] for t in old["tags"] if "," in str(t)]
+        filters["qtagids"] = {
+            "jointype": 2,
+            "values": [str(find_or_create_tag(rc, LEGACY_TAG_COLLECTION, name)) for name in names],
+        }
+    condition["filter"] = filters or []  # PHP encodes an empty array as a list
+    if "category" in filters:
+        condition["cat"] = ""  # the mapped category's, set in this place
+    condition.update(tabname="questions", qpage=0, qperpage=100, jointype=2)
+    return condition
 
 
 def _attempt(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
@@ -89,14 +124,18 @@ def _variable(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         return True
     qtypes: dict[str, str] = rc.later.get("qtypes", [{}])[0]
     table = RECODE.get(qtypes.get(str(attempt.values.get("questionid")), ""), {}).get(
-        str(row.get("name")))
+        str(row.get("name"))
+    )
     if table is not None and row.get("value"):
-        row["value"] = ",".join(str(rc.ids.get(table, v) or v)
-                                for v in str(row["value"]).split(","))
+        row["value"] = ",".join(
+            str(rc.ids.get(table, v) or v) for v in str(row["value"]).split(",")
+        )
     return True
 
 
 HOOKS: dict[str, Hook] = {
-    "question_set_reference": _set_reference, "attempt": _attempt,
-    "question_usage": _usage, "variable": _variable,
+    "question_set_reference": _set_reference,
+    "attempt": _attempt,
+    "question_usage": _usage,
+    "variable": _variable,
 }
