@@ -121,8 +121,6 @@ def check_repository(
             f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
         ),
     )
-    required = _block_dictionaries(repo, table, names, blocks)
-    del blocks
 
     def verified(oid: ObjectId) -> Location | None:
         rows = reach.rows(oid)
@@ -131,7 +129,11 @@ def check_repository(
     repo.verified = verified  # dictionaries' contents from what the walk verified
     try:
         with Scratch(repo.scratch_folder) as scratch:
-            _check_snapshots(repo, reach, required, report, scratch)
+            _check_snapshots(repo, reach, report, scratch)
+            # after the walks, which decoded most blocks: only the headers
+            # of the others are read
+            required = _block_dictionaries(repo, table, names, blocks)
+            del blocks
             _check_dictionaries(reach, required, scratch, report)
             report.reachable = reach.count
             _check_catalog(repo, table, report)
@@ -210,23 +212,17 @@ def _check_packs(
     return blocks
 
 
-def _check_snapshots(
-    repo: Repository,
-    reach: Reach,
-    required: dict[ObjectId, str],
-    report: CheckReport,
-    scratch: Scratch,
-) -> None:
+def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratch: Scratch) -> None:
     """Walk every snapshot from its root; the dictionaries they leave for
     their series' next session (writers' only: a fault is a warning) are
     left in table ``nights`` of ``scratch``.
 
     Series by series, oldest first, each snapshot's dictionary checked
-    right after its walk if a block needs it (``required``, which loses
-    it): a night's new trees sit in blocks compressed against the
-    dictionary its parent left, which was just read, and the dictionary it
-    leaves is made of the trees the walk just read, from blocks still
-    cached.  In listing (hash) order each walk loaded another series' chain
+    right after its walk (what fails is checked again, and reported, by
+    :func:`_check_dictionaries`): a night's new trees sit in blocks
+    compressed against the dictionary its parent left, which was just read,
+    and the dictionary it leaves is made of the trees the walk just read,
+    from blocks still cached.  In listing (hash) order each walk loaded another series' chain
     again: 1,600 snapshots took 12,356 dictionary loads.  The listing, the
     catalog's order and the walk's order are tables of ``scratch``, not
     lists: memory stays flat however many snapshots there are."""
@@ -252,11 +248,10 @@ def _check_snapshots(
         reach.trees([root], f"snapshot {snap_id}", SEEN, READ)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
+            if dictionary in reach.table:
+                _check_dictionary(reach, "", dictionary, CheckReport())
             if dictionary not in reach.dictionaries:
                 nights.append((snap_id, dictionary))
-            needed_by = required.pop(dictionary, None)
-            if needed_by is not None:
-                _check_dictionary(reach, needed_by, dictionary, report)
     scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
 
 

@@ -278,6 +278,13 @@ class DictionaryReads(ObjectReads):
             self._dicts.popitem(last=False)
         return dctx
 
+    def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
+        # what its header says, kept as block_dictionary would: a check asks
+        # it of every block, most of which its walks decoded already
+        if len(self._block_dicts) > 100_000:
+            self._block_dicts.clear()
+        self._block_dicts[key] = block_dictionary(block)
+
     def block_dictionary(self, loc: Location) -> ObjectId | None:
         """The dictionary the block at ``loc`` names, reading only its header."""
         key = (loc.pack, loc.block_offset)
