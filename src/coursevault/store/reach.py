@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 # Ids a walk met last, kept to skip the table's lookup when met again (a new
 # tree names mostly unchanged subtrees the last nights' walks met): two
-# generations of this many, a few MB, whatever the repository's size.
+# generations of this many, at most 13 MB, whatever the repository's size.
 RECENT_MET = 1 << 15
 
 # ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
