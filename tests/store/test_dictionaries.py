@@ -197,10 +197,11 @@ def test_check_hashes_each_object_once(tmp_path: Path, monkeypatch: pytest.Monke
         with repo.writer(dictionary=dictionary) as w:
             ids = [w.put_tree([], record(n if i % 3 == 0 else 0, i)) for i in range(60)]
             root = w.put_tree(ids, f"night {n}".encode())
-            dictionary = w.make_dictionary()
+            dictionary = w.make_dictionary(walk=root)  # a walk first, then lists
             assert dictionary is not None
             rec = {"course": "c", "time": "t", "epoch": float(n), "root": root.hex()}
             w.commit({**rec, "parents": [], "dictionary": dictionary.hex()})
+        assert dictionary_flags(repo, dictionary) == (DICT_WALK if n == 0 else 1)
     hashed: Counter[bytes] = Counter()
 
     def counting(kind: ObjectType, payload: bytes | memoryview) -> bytes:

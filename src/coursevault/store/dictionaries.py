@@ -256,6 +256,13 @@ class DictionaryReads(ObjectReads):
             return self.get(oid)
         return loc.type, self.peek(oid, loc)
 
+    def read_once_at(self, oid: ObjectId, loc: Location) -> bytes:
+        """:meth:`read_at`'s bytes, unless ``verified`` knows where ``oid``
+        was read and hashed already (a walk dictionary reads a snapshot's
+        upper trees, which check's walk has read)."""
+        at = self.verified(oid) if self.verified is not None else None
+        return self.read_at(oid, loc)[1] if at is None else self.peek(oid, at)
+
     def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
         """A walk dictionary's content (``reach.walk_tail_first``)."""
         return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX)

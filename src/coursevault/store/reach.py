@@ -309,7 +309,7 @@ def walk_tail_first(
             break
         # its own hash only: a walk reads a few trees from each of many
         # blocks, where learning whole blocks (get) hashed all of them
-        payload = repo.read_at(oid, loc)[1]
+        payload = repo.read_once_at(oid, loc)
         parts.append(payload)
         sources.append(oid)
         size += len(payload)
