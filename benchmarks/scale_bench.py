@@ -19,14 +19,14 @@ catalog (``log`` run once before), measured by GNU ``time``: wall seconds,
 CPU seconds (user + system) and peak RSS:
 
 * ``log``, ``diff --stat`` (last two nights) and ``export`` of one course;
-* ``snapshots --json``, ``check``, ``forget --all --keep-last 9 --dry-run``
+* ``snapshots --json``, ``check`` (and ``--read-data``), ``forget --all --keep-last 9 --dry-run``
   and ``prune --dry-run`` -- everything;
 * then, with this checkout's code only, on a copy of the repository and its
   catalog: ``forget --all --keep-last 9`` and ``prune`` for real (prune
   merges the small packs), and the file counts after;
 * ``--restic``: at the largest real size, restic 0.14 over the same
-  archives, one snapshot a night of every course: ``restic check`` and
-  ``restic forget --group-by host --keep-last 9 --prune``.
+  archives, one snapshot a night of every course: ``restic check`` (and
+  ``--read-data``) and ``restic forget --group-by host --keep-last 9 --prune``.
 
 ``--before SRC`` runs the measured commands with another checkout's ``src``
 first on ``PYTHONPATH`` (e.g. ``git archive`` of main's), on the same
@@ -80,6 +80,7 @@ COMMANDS = {
     "export": ["export", "c000000@latest", "-o", "{out}"],
     "snapshots --json": ["snapshots", "--json"],
     "check": ["check"],
+    "check --read-data": ["check", "--read-data"],
     "forget --all --dry-run": ["forget", "--all", "--keep-last", "9", "--dry-run"],
     "prune --dry-run": ["prune", "--dry-run"],
 }
@@ -209,6 +210,7 @@ def restic_side(work: Path, nights: list[list[Path]]) -> dict[str, tuple[float, 
         )
     return {
         "restic check": run_measured(["check"], env, program=["restic"]),
+        "restic check --read-data": run_measured(["check", "--read-data"], env, program=["restic"]),
         "restic forget --prune": run_measured(
             ["forget", "--group-by", "host", "--keep-last", "9", "--prune"], env, program=["restic"]
         ),

@@ -6,16 +6,18 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from coursevault.errors import CorruptionError
+from coursevault.store import objects as object_reads
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.dictcache import DictionaryCache
 from coursevault.store.dictionaries import DICT_MAGIC, DICT_WALK
-from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.pack import BLOCK_HEAD, CODEC_ZSTD_DICT, iter_blocks, pack_key
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository, snapshot_dictionary
@@ -170,6 +172,48 @@ def test_check_names_a_block_whose_dictionary_is_gone(tmp_path: Path) -> None:
     report = check_repository(fresh(backend, tmp_path / "c2"), read_data=True)
     assert not report.ok
     assert any("dictionary" in p.message for p in report.errors), report.errors
+
+
+def test_plain_check_names_a_block_whose_dictionary_is_gone(tmp_path: Path) -> None:
+    """Without --read-data too: the dictionaries blocks name are checked."""
+    backend, repo, nights = series(tmp_path, 8, 2)
+    repo.delete_snapshot(nights[0][0])
+    for pack in nights[0][2]:
+        backend.delete(pack_key(pack))
+    report = check_repository(fresh(backend, tmp_path / "c2"))
+    assert any("(its dictionary)" in p.message for p in report.errors), report.errors
+
+
+def test_check_hashes_each_object_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every tree of every snapshot, and every object a dictionary is read
+    from, is read and hashed once however many snapshots and dictionaries
+    name it: a night's dictionary names the trees its walk just read, and
+    the next night's blocks are decoded with it."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, dictionary_depth=8)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    dictionary = None
+    for n in range(6):  # a third of the records change each night, the rest are shared
+        with repo.writer(dictionary=dictionary) as w:
+            ids = [w.put_tree([], record(n if i % 3 == 0 else 0, i)) for i in range(60)]
+            root = w.put_tree(ids, f"night {n}".encode())
+            dictionary = w.make_dictionary(walk=root)  # a walk first, then lists
+            assert dictionary is not None
+            rec = {"course": "c", "time": "t", "epoch": float(n), "root": root.hex()}
+            w.commit({**rec, "parents": [], "dictionary": dictionary.hex()})
+        assert dictionary_flags(repo, dictionary) == (DICT_WALK if n == 0 else 1)
+    hashed: Counter[bytes] = Counter()
+
+    def counting(kind: ObjectType, payload: bytes | memoryview) -> bytes:
+        oid = object_id(kind, payload)
+        hashed[oid] += 1
+        return oid
+
+    monkeypatch.setattr(object_reads, "object_id", counting)
+    report = check_repository(fresh(backend, tmp_path / "c2"))
+    assert report.ok, report.problems
+    assert report.reachable == len(hashed) > 6 * 20  # every tree and dictionary object
+    assert max(hashed.values()) == 1, [(k.hex(), v) for k, v in hashed.items() if v > 1][:3]
 
 
 def test_a_version_1_repository_never_gets_dictionary_blocks(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coursevault.store.ids import ObjectType
+from coursevault.store.index import decode_index_table, encode_index
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location
 
@@ -62,6 +63,7 @@ def test_copies_and_ids_sharing_a_prefix_are_kept_apart() -> None:
     rng.shuffle(entries)
     table = ObjectTable(entries)
     _check(table, entries)
+    _check(_from_index_files(entries, 7), entries)
     assert table.rows(prefix + b"\0" * 24) == range(0)  # the prefix alone is not an id
     assert table.find(rng.randbytes(32)) == -1
 
@@ -90,3 +92,23 @@ def test_any_mix_of_entries(picks: list[tuple[int, int]], rng: random.Random) ->
     packs = [bytes([p]) * 32 for p in range(4)]
     entries = [(ids[i], _loc(rng, [packs[p]])) for i, p in picks]
     _check(ObjectTable(entries), entries)
+    _check(_from_index_files(entries, 1 + len(picks) // 3), entries)
+
+
+def _from_index_files(entries: list[tuple[bytes, Location]], parts: int) -> ObjectTable:
+    """The table of ``entries`` written as ``parts`` index files, read back."""
+    files = [encode_index(entries[i::parts])[1] for i in range(parts)]
+    return ObjectTable.from_index_tables(decode_index_table(data) for data in files)
+
+
+def test_index_files_of_many_packs_are_numbered_into_one_table() -> None:
+    """An index file's pack numbers are its own: one byte up to 256 packs,
+    more beyond; the table numbers them all as one."""
+    rng = random.Random(11)
+    packs = [rng.randbytes(32) for _ in range(300)]
+    entries = [(rng.randbytes(32), _loc(rng, packs)) for _ in range(2000)]
+    entries += [(entries[i][0], _loc(rng, packs[:3])) for i in range(0, 2000, 97)]  # copies
+    for parts in (1, 2, 40):  # 300 packs in one file, about 250, few
+        table = _from_index_files(entries, parts)
+        _check(table, entries)
+        assert table.pack_count == len({loc.pack for _oid, loc in entries})

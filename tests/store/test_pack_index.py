@@ -306,7 +306,8 @@ def test_decode_index_rejects_bad_version_type_and_pack_number() -> None:
     # the body is a zstd frame: damage the plain body, then compress it again
     plain = bytearray(zstandard.ZstdDecompressor().decompress(raw[8:]))
     entry_at = len(plain) - INDEX_ENTRY.size
-    for offset, value in ((entry_at + 32, 9), (entry_at + 33, 1)):  # type byte; pack number 1 of 1
+    # the type byte; pack number 1 of 1; pack number 65,536 (its third byte)
+    for offset, value in ((entry_at + 32, 9), (entry_at + 33, 1), (entry_at + 35, 1)):
         bad = bytearray(plain)
         bad[offset] = value
         with pytest.raises(IndexFormatError):
@@ -314,6 +315,20 @@ def test_decode_index_rejects_bad_version_type_and_pack_number() -> None:
     with pytest.raises(IndexFormatError):
         list(decode_index(raw[:8] + b"not zstd at all"))
     assert list(decode_index(encode_index([])[1])) == []
+
+
+def test_decode_index_checks_pack_numbers_past_one_byte() -> None:
+    """An index file of more than 256 packs: its numbers take two bytes."""
+    packs = [bytes([i % 256, i // 256]) * 16 for i in range(300)]
+    entries = [(bytes([i % 256, i // 256]) * 16, Location(ObjectType.TREE, p, 0, 9, 0, 9))
+               for i, p in enumerate(packs)]  # fmt: skip
+    _id, raw = encode_index(entries)
+    assert [loc.pack for _oid, loc in decode_index(raw)] == packs
+    plain = bytearray(zstandard.ZstdDecompressor().decompress(raw[8:]))
+    entry_at = len(plain) - INDEX_ENTRY.size
+    plain[entry_at + 33 : entry_at + 37] = (300).to_bytes(4, "little")  # one past the last
+    with pytest.raises(IndexFormatError, match="unknown pack"):
+        list(decode_index(raw[:8] + zstandard.ZstdCompressor().compress(bytes(plain))))
 
 
 def test_a_large_object_stored_already_does_not_seal_the_open_block() -> None:

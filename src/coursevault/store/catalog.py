@@ -398,6 +398,25 @@ class Catalog:
                 for row in rows:
                     yield bytes(row[0]), self._location(row[1:])
 
+    def locations_after(self, after: bytes, limit: int = STREAM_BATCH) -> list[Row]:
+        """The next ``limit`` objects after id ``after``, in id order, as
+        index rows (id, type, pack, block offset, block length, offset,
+        length): the whole catalog a batch at a time, on any server
+        (``check`` merges it with the index files, both sorted by id)."""
+        rows = self._query(
+            f"SELECT id, {self._loc_fields} FROM cv_locations WHERE id > {self._ph} "
+            f"ORDER BY id LIMIT {int(limit)}",
+            (after,),
+        )
+        packs = self._pack_ids
+        found: list[Row] = []
+        for oid, t, no, boff, blen, off, ln in rows:
+            pack = packs.get(no)
+            if pack is None:
+                pack = self._location((t, no, boff, blen, off, ln)).pack
+            found.append((bytes(oid), t, pack, boff, blen, off, ln))
+        return found
+
     def clear_objects(self) -> None:
         # cv_packs stays: another process reading this catalog holds its numbers,
         # which must keep naming the same packs (they are never reused)

@@ -17,14 +17,16 @@ import blake3
 from coursevault.errors import (
     BackendError,
     CatalogError,
+    CorruptionError,
     CoursevaultError,
     ObjectMissingError,
     TruncatedError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog_sync import index_names
-from coursevault.store.ids import TYPES, ObjectId, object_id
-from coursevault.store.index import IndexFormatError, decode_index
+from coursevault.store.dictionaries import DICT_WALK, parse_dictionary
+from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
+from coursevault.store.index import IndexFormatError, decode_index_table
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.reach import Reach, walk_order
@@ -39,6 +41,7 @@ from coursevault.store.snapshots import snapshot_dictionary
 CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
 UNREFERENCED, STRAY = "unreferenced", "stray"
 SEEN = 1  # the mark on ObjectTable rows of what snapshots and blocks need
+READ = 2  # and of objects read here and found to hash to their ids
 
 
 def kind_of(exc: BaseException) -> str:
@@ -118,16 +121,27 @@ def check_repository(
             f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
         ),
     )
-    required = _block_dictionaries(repo, table, names, blocks)
-    del blocks
-    with Scratch(repo.scratch_folder) as scratch:
-        _check_snapshots(repo, reach, required, report, scratch)
-        _check_dictionaries(reach, required, scratch, report)
-        report.reachable = reach.count
-        _check_catalog(repo, table, report)
-        from coursevault.store.journal_check import check_journal  # it builds on this module
 
-        check_journal(repo, report, scratch)
+    def verified(oid: ObjectId) -> Location | None:
+        rows = reach.rows(oid)
+        return table.location(rows.start) if rows and table.marks[rows.start] & READ else None
+
+    repo.verified = verified  # dictionaries' contents from what the walk verified
+    try:
+        with Scratch(repo.scratch_folder) as scratch:
+            _check_snapshots(repo, reach, report, scratch)
+            # after the walks, which decoded most blocks: only the headers
+            # of the others are read
+            required = _block_dictionaries(repo, table, names, blocks)
+            del blocks
+            _check_dictionaries(reach, required, scratch, report)
+            report.reachable = reach.count
+            _check_catalog(repo, table, report)
+            from coursevault.store.journal_check import check_journal  # it builds on this
+
+            check_journal(repo, report, scratch)
+    finally:
+        repo.verified = None
 
     # 4. read every pack and verify every object
     if read_data:
@@ -147,7 +161,7 @@ def _index_table(backend: Backend, report: CheckReport) -> ObjectTable:
     """Every entry of every readable index file; the others are reported."""
     index_files = index_names(backend, lambda msg: report.warn(msg, STRAY))
 
-    def entries() -> Iterator[tuple[ObjectId, Location]]:
+    def tables() -> Iterator[tuple[list[bytes], bytes]]:
         for name in index_files:
             report.index_files += 1
             try:
@@ -162,11 +176,11 @@ def _index_table(backend: Backend, report: CheckReport) -> ObjectTable:
                 )
                 continue
             try:
-                yield from decode_index(data)
+                yield decode_index_table(data)
             except IndexFormatError as exc:
                 report.error(f"index file {name}: {exc} (`coursevault repair index` replaces it)")
 
-    return ObjectTable(entries())
+    return ObjectTable.from_index_tables(tables())
 
 
 def _check_packs(
@@ -198,23 +212,17 @@ def _check_packs(
     return blocks
 
 
-def _check_snapshots(
-    repo: Repository,
-    reach: Reach,
-    required: dict[ObjectId, str],
-    report: CheckReport,
-    scratch: Scratch,
-) -> None:
+def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratch: Scratch) -> None:
     """Walk every snapshot from its root; the dictionaries they leave for
     their series' next session (writers' only: a fault is a warning) are
     left in table ``nights`` of ``scratch``.
 
     Series by series, oldest first, each snapshot's dictionary checked
-    right after its walk if a block needs it (``required``, which loses
-    it): a night's new trees sit in blocks compressed against the
-    dictionary its parent left, which was just read, and the dictionary it
-    leaves is made of the trees the walk just read, from blocks still
-    cached.  In listing (hash) order each walk loaded another series' chain
+    right after its walk (what fails is checked again, and reported, by
+    :func:`_check_dictionaries`): a night's new trees sit in blocks
+    compressed against the dictionary its parent left, which was just read,
+    and the dictionary it leaves is made of the trees the walk just read,
+    from blocks still cached.  In listing (hash) order each walk loaded another series' chain
     again: 1,600 snapshots took 12,356 dictionary loads.  The listing, the
     catalog's order and the walk's order are tables of ``scratch``, not
     lists: memory stays flat however many snapshots there are."""
@@ -237,14 +245,13 @@ def _check_snapshots(
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
             continue
-        reach.trees([root], f"snapshot {snap_id}", SEEN)
+        reach.trees([root], f"snapshot {snap_id}", SEEN, READ)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
+            if dictionary in reach.table:
+                _check_dictionary(reach, "", dictionary, CheckReport())
             if dictionary not in reach.dictionaries:
                 nights.append((snap_id, dictionary))
-            needed_by = required.pop(dictionary, None)
-            if needed_by is not None:
-                _check_dictionary(reach, needed_by, dictionary, report)
     scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
 
 
@@ -291,17 +298,57 @@ def _check_dictionaries(
 
 def _check_dictionary(reach: Reach, needed_by: str, dict_id: ObjectId, report: CheckReport) -> None:
     """A dictionary, the dictionaries before it and the objects they read are
-    indexed and readable."""
+    indexed and readable, link by link until one checked before.
+
+    What a reader builds from them, the content, is not built here: it is
+    the concatenation of those objects, so they are what can fail.  Each is
+    read and hashed once in the whole check (``READ``): a list dictionary's
+    members are the new trees of the night that left it, which that night's
+    walk has just read.  (Rebuilding every content, each member read again
+    through the catalog and its block hashed whole, was half of check's
+    time at 1,600 snapshots.)"""
     if dict_id in reach.dictionaries:
         return
     if dict_id not in reach.table:
         reach.dictionaries.add(dict_id)
         report.error(f"{needed_by}: object {dict_id.hex()} is not in any index (missing)", MISSING)
         return
+    link: ObjectId | None = dict_id
     try:
-        reach.dictionary(dict_id, needed_by, SEEN, whole=False)
+        while link is not None and link not in reach.dictionaries:
+            kind, payload = _read_once(reach, link, want=True)
+            try:
+                refs, _depth, flags = parse_dictionary(kind, payload)
+            except ValueError as exc:
+                raise CorruptionError(f"dictionary {link.hex()}: {exc}") from None
+            if flags == DICT_WALK:  # its sources are what a walk of its tree reads
+                reach.dictionary(link, needed_by, SEEN, whole=False)
+                return
+            for oid in refs[flags:]:
+                _read_once(reach, oid)
+            reach.dictionaries.add(link)
+            link = refs[0] if flags else None
     except CoursevaultError as exc:
         report.error(f"{needed_by}: {exc}", kind_of(exc))  # names the dictionary or object
+
+
+def _read_once(reach: Reach, oid: ObjectId, want: bool = False) -> tuple[ObjectType, bytes]:
+    """Mark ``oid`` needed, and read and verify it unless it was (``READ``);
+    its type and bytes if ``want`` (read again, unhashed, if it was), else
+    ``(type, b"")`` for one read before."""
+    table = reach.table
+    rows = reach.rows(oid)
+    if not rows or not table.marks[rows.start] & READ:
+        rows = reach.meet(oid, SEEN) or rows  # counted once, as the walk counts
+        if not rows:
+            raise ObjectMissingError(oid.hex(), "not in any index")
+        found = reach.repo.read_at(oid, table.location(rows.start))
+        table.mark(rows, READ)
+        return found
+    if want:
+        loc = table.location(rows.start)
+        return loc.type, reach.repo.peek(oid, loc)
+    return ObjectType(table.type(rows.start)), b""
 
 
 def _read_pack(
@@ -350,6 +397,7 @@ def _read_pack(
 
 
 REPAIR_CATALOG = "`coursevault index rebuild` recreates it from the repository"
+CATALOG_BATCH = 4096  # catalog rows read at a time
 CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are counted
 
 
@@ -357,30 +405,40 @@ def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) ->
     """The catalog, which every read goes through, against the index files:
     each reachable object is located where an index file says (its snapshot
     rows were synced with the repository's files before the walk).  A catalog is a cache, so what is wrong
-    with it loses nothing; but until it is rebuilt, exports fail."""
+    with it loses nothing; but until it is rebuilt, exports fail.
+
+    Both are in id order: the catalog is read a batch at a time and merged
+    with the table, not looked up object by object."""
     catalog = repo.catalog
     wrong: list[str] = []
     count = 0
-    batch: list[ObjectId] = []
-
-    def verify(oids: list[ObjectId]) -> None:
-        nonlocal count
-        found = catalog.lookup_many(oids)
-        for oid in oids:
-            loc = found.get(oid)
-            if loc is None or all(table.location(r) != loc for r in table.rows(oid)):
-                count += 1
-                if len(wrong) < CATALOG_EXAMPLES:
-                    wrong.append(oid.hex())
-
+    packs = [table.pack(no) for no in range(table.pack_count)]
+    last = b""  # the last reachable id, once checked
+    located = True  # whether one of its rows is where the catalog says
     try:
-        for rows in table.objects():
-            if table.marks[rows.start] & SEEN:
-                batch.append(table.oid(rows.start))
-                if len(batch) >= 2000:
-                    verify(batch)
-                    batch = []
-        verify(batch)
+        batch = catalog.locations_after(b"", CATALOG_BATCH)
+        at = 0
+        for (oid, t, no, boff, blen, off, ln), mark in zip(
+            table.entries(), table.marks, strict=True
+        ):
+            if not mark & SEEN:
+                continue
+            if oid != last:  # an object's first row (its copies follow)
+                if not located:
+                    count += 1
+                    if len(wrong) < CATALOG_EXAMPLES:
+                        wrong.append(last.hex())
+                last, located = oid, False
+                while batch and batch[at][0] < oid:
+                    at += 1
+                    if at == len(batch):
+                        batch, at = catalog.locations_after(batch[-1][0], CATALOG_BATCH), 0
+            if not located and batch:
+                located = batch[at] == (oid, t, packs[no], boff, blen, off, ln)
+        if not located:
+            count += 1
+            if len(wrong) < CATALOG_EXAMPLES:
+                wrong.append(last.hex())
     except CoursevaultError as exc:
         report.error(f"catalog {catalog.url}: {exc}", CATALOG)
         return

@@ -44,9 +44,10 @@ class DictionaryCache:
     def get(self, dict_id: ObjectId) -> tuple[int, bytes] | None:
         """(depth, content) if a sound file for ``dict_id`` is here (marked
         used now, so that trimming drops it last)."""
-        path = self.folder / dict_id.hex()
+        path = os.path.join(self.folder, dict_id.hex())  # not a Path: most ids are not here
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as f:
+                data = f.read()
         except OSError:
             return None
         if len(data) < _HEAD.size:

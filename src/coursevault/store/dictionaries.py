@@ -12,7 +12,7 @@ encoding is in one module.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -124,6 +124,12 @@ class DictionaryReads(ObjectReads):
         self._dict_content: OrderedDict[ObjectId, tuple[int, bytes]] = OrderedDict()
         self._resolving: set[ObjectId] = set()
         self._block_dicts: dict[tuple[bytes, int], ObjectId | None] = {}
+        # Where objects this process already read and hashed are (None: not
+        # one of those): a caller that verifies every object it walks
+        # (check) saves reading a dictionary's members through the catalog
+        # and hashing them again -- they are mostly the trees its walk just
+        # read, and each chain link would hash them once more.
+        self.verified: Callable[[ObjectId], Location | None] | None = None
 
     def forget_cached(self) -> None:
         """Drop every decoded block, object and dictionary this reader holds
@@ -167,7 +173,9 @@ class DictionaryReads(ObjectReads):
         # Only while the dictionary object is indexed: a copy kept on this
         # machine must not make a block readable here that the repository
         # itself can no longer read (check and prune would disagree with export).
-        found = disk.get(dict_id) if disk is not None and self.catalog.has(dict_id) else None
+        found = disk.get(dict_id) if disk is not None else None
+        if found is not None and not self.catalog.has(dict_id):
+            found = None
         if found is not None:
             depth, content = found
         else:
@@ -214,7 +222,7 @@ class DictionaryReads(ObjectReads):
             raise CorruptionError(f"dictionary {dict_id.hex()}: its chain loops or runs too deep")
         self._resolving.add(dict_id)
         try:
-            kind, payload = self.get(dict_id)
+            kind, payload = self._get_once(dict_id)
             try:
                 refs, depth, flags = parse_dictionary(kind, payload)
             except ValueError as exc:
@@ -223,15 +231,37 @@ class DictionaryReads(ObjectReads):
                 walk_depth, parts, sources = self._walk_trees(refs[0])
                 own = self.block_depth(self.locate(dict_id))
                 return _Loaded(1 + max(walk_depth, own), b"".join(parts), None, sources, True)
-            parts = []
+            members = [self._get_once(m)[1] for m in refs[flags:]]
+            # the last DICT_BUDGET bytes of the previous content and the
+            # members, joined once (not 2 MiB joined to keep the last 1)
+            room = DICT_BUDGET - sum(map(len, members))
+            head: list[bytes | memoryview] = []
             if flags:
-                parts.append(self.dictionary(refs[0])[1])
-            parts += [self.get(m)[1] for m in refs[flags:]]
+                before = self.dictionary(refs[0])[1]  # read even if none of it fits
+                if room > 0:
+                    head.append(memoryview(before)[max(0, len(before) - room) :])
+            content = b"".join([*head, *members])
+            if len(content) > DICT_BUDGET:
+                content = content[-DICT_BUDGET:]
             previous = refs[0] if flags else None
-            content = b"".join(parts)[-DICT_BUDGET:]
             return _Loaded(depth, content, previous, list(refs[flags:]), False)
         finally:
             self._resolving.discard(dict_id)
+
+    def _get_once(self, oid: ObjectId) -> tuple[ObjectType, bytes]:
+        """:meth:`get`, unless ``verified`` knows where ``oid`` was read and
+        hashed already: then its bytes there, not hashed again."""
+        loc = self.verified(oid) if self.verified is not None else None
+        if loc is None:
+            return self.get(oid)
+        return loc.type, self.peek(oid, loc)
+
+    def read_once_at(self, oid: ObjectId, loc: Location) -> bytes:
+        """:meth:`read_at`'s bytes, unless ``verified`` knows where ``oid``
+        was read and hashed already (a walk dictionary reads a snapshot's
+        upper trees, which check's walk has read)."""
+        at = self.verified(oid) if self.verified is not None else None
+        return self.read_at(oid, loc)[1] if at is None else self.peek(oid, at)
 
     def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
         """A walk dictionary's content (``reach.walk_tail_first``)."""
@@ -254,6 +284,13 @@ class DictionaryReads(ObjectReads):
         if len(self._dicts) > DICT_CACHE:
             self._dicts.popitem(last=False)
         return dctx
+
+    def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
+        # what its header says, kept as block_dictionary would: a check asks
+        # it of every block, most of which its walks decoded already
+        if len(self._block_dicts) > 100_000:
+            self._block_dicts.clear()
+        self._block_dicts[key] = block_dictionary(block)
 
     def block_dictionary(self, loc: Location) -> ObjectId | None:
         """The dictionary the block at ``loc`` names, reading only its header."""

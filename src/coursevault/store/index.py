@@ -83,6 +83,19 @@ def encode_index_rows(rows: Iterable[Row]) -> tuple[bytes, bytes]:
 
 def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
     """Parse an index file, checking its structure (not its hash: see callers)."""
+    packs, table = decode_index_table(data)
+    for oid, t, no, boff, blen, off, ln in INDEX_ENTRY.iter_unpack(table):
+        yield oid, Location(TYPES[t], packs[no], boff, blen, off, ln)
+
+
+_TYPE_TAGS = bytes(TYPES)  # the tag bytes of the object types
+
+
+def decode_index_table(data: bytes) -> tuple[list[bytes], bytes]:
+    """An index file as (its packs, its entry table): the table is
+    ``INDEX_ENTRY`` after ``INDEX_ENTRY``, each naming a pack by its number
+    in the list; every type and pack number is checked (a column at a time,
+    not entry by entry: check builds its table of every entry from these)."""
     if data[:4] != INDEX_MAGIC:
         raise IndexFormatError("not an index file (bad magic)")
     if len(data) < 8 or data[4] != INDEX_VERSION:
@@ -110,7 +123,20 @@ def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
     pos = end_packs + 4
     if pos + n * INDEX_ENTRY.size != len(data):
         raise IndexFormatError("entry table length does not match its count")
-    for oid, t, no, boff, blen, off, ln in INDEX_ENTRY.iter_unpack(data[pos:]):
-        if no >= n_packs or t not in TYPES:
-            raise IndexFormatError("entry names an unknown pack or type")
-        yield oid, Location(TYPES[t], packs[no], boff, blen, off, ln)
+    table = data[pos:]
+    if n and not _numbers_below(table, n_packs, ID_SIZE + 1):
+        raise IndexFormatError("entry names an unknown pack or type")
+    if table[ID_SIZE :: INDEX_ENTRY.size].translate(None, _TYPE_TAGS):
+        raise IndexFormatError("entry names an unknown pack or type")
+    return packs, table
+
+
+def _numbers_below(table: bytes, limit: int, at: int) -> bool:
+    """Whether the u32 at ``at`` of every entry of ``table`` is below ``limit``."""
+    size = INDEX_ENTRY.size
+    if limit <= 256:  # the low byte says it, and the others must be zero
+        high = b"".join([table[at + k :: size] for k in (1, 2, 3)])
+        return not high.strip(b"\0") and max(table[at::size]) < limit
+    return all(
+        int.from_bytes(table[i : i + 4], "little") < limit for i in range(at, len(table), size)
+    )

@@ -198,12 +198,16 @@ class ObjectReads:
             raise CorruptionError(
                 f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
             ) from exc
+        self._decoded(key, block)
         self._blocks[key] = decoded
         self._blocks_bytes += len(decoded[0])
         keep = self.cache_bytes if self.block_cache_bytes is None else self.block_cache_bytes
         while self._blocks_bytes > keep and len(self._blocks) > 1:
             self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
         return decoded
+
+    def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
+        """Told of each block decoded, as (pack, offset) and its stored bytes."""
 
     def forget_cached(self) -> None:
         """Drop every decoded block and object this reader holds."""

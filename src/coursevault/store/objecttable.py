@@ -9,7 +9,11 @@ GB course.  Here an entry is 57 bytes in one buffer, 8 more for its id's
 prefix in a sorted array, and one byte of marks: 66 bytes, whatever the
 number of copies.  Lookups bisect the prefixes.
 
-Still a table of every entry in memory (about 66 MB a million entries): a
+Lookups first narrow to a bucket of the id's leading bits (a start row per
+bucket: at most 8 bytes an entry, for one or two bisection steps instead of
+twenty; a walk looks an id up for every reference it meets).
+
+Still a table of every entry in memory (about 74 MB a million entries): a
 repository of many big courses would want the walk on disk.
 """
 
@@ -19,6 +23,8 @@ import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
+from itertools import accumulate, compress
+from operator import eq
 
 from coursevault.store.ids import TYPES, ObjectId
 from coursevault.store.index import Row
@@ -27,7 +33,9 @@ from coursevault.store.pack import Location
 # id, type, pack number, block offset, block length, offset, length
 _ENTRY = struct.Struct("<32sBIQIII")
 _SIZE = _ENTRY.size
+_PREFIX = struct.Struct(f">Q{_SIZE - 8}x")  # an entry's id's first 8 bytes, as a number
 _ROW_BITS = 32  # rows are numbered below 2**32
+_NONE = range(0)
 
 
 class ObjectTable:
@@ -38,51 +46,87 @@ class ObjectTable:
     """
 
     def __init__(self, entries: Iterable[tuple[ObjectId, Location]]) -> None:
-        self._packs: list[bytes] = []
+        packs: list[bytes] = []
         pack_no: dict[bytes, int] = {}
         raw = bytearray()
-        keys: list[int] = []
         entry = _ENTRY.pack
         for oid, loc in entries:
             no = pack_no.get(loc.pack)
             if no is None:
-                no = pack_no[loc.pack] = len(self._packs)
-                self._packs.append(loc.pack)
+                no = pack_no[loc.pack] = len(packs)
+                packs.append(loc.pack)
             raw += entry(
                 oid, loc.type, no, loc.block_offset, loc.block_length, loc.offset, loc.length
             )
-            keys.append(int.from_bytes(oid[:8], "big") << _ROW_BITS | len(keys))
+        self._build(raw, packs)
+
+    @classmethod
+    def from_index_tables(cls, tables: Iterable[tuple[list[bytes], bytes]]) -> ObjectTable:
+        """The table of index files' entry tables (``index.decode_index_table``,
+        whose entries are this table's, their pack numbers the file's own):
+        renumbered a column at a time, with no object per entry."""
+        pack_no: dict[bytes, int] = {}
+        raw = bytearray()
+        at = 33  # the pack number of an entry
+        for file_packs, entries in tables:
+            numbers = [pack_no.setdefault(p, len(pack_no)) for p in file_packs]
+            part = bytearray(entries)
+            if len(numbers) <= 256:  # the file's numbers are one byte: translate them
+                low = bytes(part[at::_SIZE])
+                for k in range(4):
+                    part[at + k :: _SIZE] = low.translate(
+                        bytes((n >> 8 * k) & 0xFF for n in numbers).ljust(256, b"\0")
+                    )
+            else:
+                for i in range(at, len(part), _SIZE):
+                    no = numbers[int.from_bytes(part[i : i + 4], "little")]
+                    part[i : i + 4] = no.to_bytes(4, "little")
+            raw += part
+        table = cls.__new__(cls)
+        table._build(raw, list(pack_no))
+        return table
+
+    def _build(self, raw: bytearray, packs: list[bytes]) -> None:
+        """Sort ``raw`` (entries, their packs numbered in ``packs``) by id."""
+        self._packs = packs
         # Sorting (prefix, input row) as one int needs no key function.  Ids
         # that share a prefix (copies of one object, or -- about once in 10^8
         # at a million objects -- two ids) are then in input order: sorted by
         # the whole id below, so the rows of an id are adjacent.
+        keys = [p << _ROW_BITS | i for i, (p,) in enumerate(_PREFIX.iter_unpack(raw))]
         keys.sort()
         mask = (1 << _ROW_BITS) - 1
         view = memoryview(raw)
         data = bytearray()
         for key in keys:
-            i = key & mask
-            data += view[i * _SIZE : (i + 1) * _SIZE]
+            i = (key & mask) * _SIZE
+            data += view[i : i + _SIZE]
         view.release()
         del raw
-        self._prefixes = array("Q", [key >> _ROW_BITS for key in keys])
+        prefixes = [key >> _ROW_BITS for key in keys]
         del keys
         self._data = data
-        self.unique = 0
-        n = len(self._prefixes)
-        row = 0
-        while row < n:
-            end = row + 1
-            while end < n and self._prefixes[end] == self._prefixes[row]:
-                end += 1
-            if end - row > 1:  # copies, or ids that share a prefix
-                block = sorted(self._entry(r) for r in range(row, end))
-                data[row * _SIZE : end * _SIZE] = b"".join(block)
-                self.unique += len({e[:32] for e in block})
-            else:
-                self.unique += 1
-            row = end
+        n = len(prefixes)
+        self.unique = n
+        # rows whose prefix is the one before's: copies, or ids sharing one
+        for row in compress(range(1, n), map(eq, prefixes[1:], prefixes)):
+            if row == 1 or prefixes[row - 1] != prefixes[row - 2]:  # a run's first repeat
+                end = row + 1
+                while end < n and prefixes[end] == prefixes[row]:
+                    end += 1
+                block = sorted(self._entry(r) for r in range(row - 1, end))
+                data[(row - 1) * _SIZE : end * _SIZE] = b"".join(block)
+                self.unique -= end - row + 1 - len({e[:32] for e in block})
+        self._prefixes = array("Q", prefixes)
         self.marks = bytearray(n)
+        # bucket b holds the rows whose prefix's leading bits are b: rows
+        # _starts[b] to _starts[b + 1]; about one id a bucket
+        bits = max(1, min(24, n.bit_length()))
+        self._shift = shift = 64 - bits
+        counts = [0] * ((1 << bits) + 1)
+        for prefix in prefixes:
+            counts[(prefix >> shift) + 1] += 1
+        self._starts = array("I", accumulate(counts))
 
     def __len__(self) -> int:
         """The number of entries (an object indexed twice has two)."""
@@ -95,17 +139,24 @@ class ObjectTable:
         """The rows of ``oid`` (empty if it is not indexed)."""
         prefixes = self._prefixes
         key = int.from_bytes(oid[:8], "big")
-        row = bisect_left(prefixes, key)
-        n = len(prefixes)
+        bucket = key >> self._shift
+        row = bisect_left(prefixes, key, self._starts[bucket], self._starts[bucket + 1])
+        if row == len(prefixes) or prefixes[row] != key or len(oid) != 32:
+            return _NONE
         data = self._data
+        if data.startswith(oid, row * _SIZE) and (
+            row + 1 == len(prefixes) or prefixes[row + 1] != key
+        ):
+            return range(row, row + 1)  # the one row of an id (nearly always)
+        n = len(prefixes)
         while row < n and prefixes[row] == key:
-            if data[row * _SIZE : row * _SIZE + 32] == oid:
+            if data.startswith(oid, row * _SIZE):
                 end = row + 1
-                while end < n and data[end * _SIZE : end * _SIZE + 32] == oid:
+                while end < n and data.startswith(oid, end * _SIZE):
                     end += 1
                 return range(row, end)
             row += 1
-        return range(0)
+        return _NONE
 
     def find(self, oid: ObjectId) -> int:
         """The first row of ``oid``, or -1."""

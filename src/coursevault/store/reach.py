@@ -36,6 +36,11 @@ if TYPE_CHECKING:
     from coursevault.store.pack import Location
     from coursevault.store.scratch import Scratch
 
+# Ids a walk met last, kept to skip the table's lookup when met again (a new
+# tree names mostly unchanged subtrees the last nights' walks met): two
+# generations of this many, at most 13 MB, whatever the repository's size.
+RECENT_MET = 1 << 15
+
 # ``on_missing(oid, needed_by)``: an object a walk needs is in no index.
 MissingHandler = Callable[[ObjectId, str], None]
 # ``on_damaged(oid, needed_by, exc)``: a tree the walk needs cannot be read.
@@ -69,12 +74,15 @@ class Reach:
         self._fresh: array[int] | None = None
         # dictionary objects whose chain from them on is marked (or given up)
         self.dictionaries: set[ObjectId] = set()
+        # by bit: ids met lately and their rows, newer and older (RECENT_MET)
+        self._met: dict[int, tuple[dict[ObjectId, range], dict[ObjectId, range]]] = {}
 
-    def meet(self, oid: ObjectId, bit: int) -> range | None:
+    def meet(self, oid: ObjectId, bit: int, rows: range | None = None) -> range | None:
         """Mark ``oid``'s rows with ``bit``: its rows (empty if no index names
-        it), or None if it was met before."""
+        it), or None if it was met before.  ``rows``: its rows, if known."""
         table = self.table
-        rows = table.rows(oid)
+        if rows is None:
+            rows = table.rows(oid)
         if not rows:
             if oid in self.unindexed:
                 return None
@@ -88,15 +96,21 @@ class Reach:
         self.count += 1
         return rows
 
-    def trees(self, roots: Iterable[ObjectId], needed_by: str, bit: int) -> None:
+    def trees(self, roots: Iterable[ObjectId], needed_by: str, bit: int, read: int = 0) -> None:
         """Mark with ``bit`` every object ``roots`` reach (depth first; an
-        object marked before is not followed again)."""
+        object marked before is not followed again), and with ``read`` each
+        tree read and found to hash to its id."""
         table = self.table
+        newer, older = self._met.get(bit, ({}, {}))
         stack = list(roots)
         while stack:
             oid = stack.pop()
-            rows = self.meet(oid, bit)
-            if rows is None:
+            if oid in newer or oid in older:
+                continue
+            if len(newer) >= RECENT_MET:
+                newer, older = {}, newer
+            newer[oid] = rows = table.rows(oid)
+            if self.meet(oid, bit, rows) is None:
                 continue
             if not rows:
                 self.on_missing(oid, needed_by)
@@ -111,7 +125,21 @@ class Reach:
                     raise
                 self.on_damaged(oid, needed_by, exc)
                 continue
+            if read:
+                table.mark(rows, read)
             stack.extend(refs)
+        self._met[bit] = newer, older
+
+    def rows(self, oid: ObjectId) -> range:
+        """``table.rows(oid)``, from what walks met lately if it is there (a
+        night's dictionary names the trees its walk just read)."""
+        for newer, older in self._met.values():
+            rows = newer.get(oid)
+            if rows is None:
+                rows = older.get(oid)
+            if rows is not None:
+                return rows
+        return self.table.rows(oid)
 
     def _content(self, oid: ObjectId, needed_by: str, bit: int, strict: bool) -> None:
         rows = self.meet(oid, bit)
@@ -281,7 +309,7 @@ def walk_tail_first(
             break
         # its own hash only: a walk reads a few trees from each of many
         # blocks, where learning whole blocks (get) hashed all of them
-        payload = repo.read_at(oid, loc)[1]
+        payload = repo.read_once_at(oid, loc)
         parts.append(payload)
         sources.append(oid)
         size += len(payload)
