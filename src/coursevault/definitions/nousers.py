@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from coursevault.definitions import activity_task, block_task, course_task, final_task, section_task
-from coursevault.definitions.restore_info import read_backup_info
+from coursevault.definitions.restore_info import read_backup_info, require_course_backup
 from coursevault.moodledb.schema import create_schema, moodle_metadata
 from coursevault.moodledb.site import SiteReader
 from coursevault.structure import registry
@@ -122,6 +122,7 @@ class NoUsers:
 
     def __init__(self, manifest: bytes) -> None:
         info = read_backup_info(manifest)
+        require_course_backup(info)
         given = {k: v == "1" for k, v in info.settings.items() if k in SETTINGS}
         # what the archive says it ran, over Moodle 4.5's dependencies: an
         # older Moodle wrote calendar events without users
