@@ -83,6 +83,7 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
                   sortorder=int(top or int(cat.get("sortorder") or 0)) + 1)
     if values.get("idnumber") and rc.writer.one("course", {"idnumber": values["idnumber"]}):
         values["idnumber"] = ""  # process_course: an idnumber in use is not kept
+    _installed_theme(rc, values)
     courseid = rc.writer.insert("course", values)
     note_markers(rc, "course", courseid, values)
     catctx = rc.writer.one("context", {"contextlevel": 40, "instanceid": category})
@@ -97,6 +98,18 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
                 "courseid": courseid, "format": o.get("format"), "sectionid": 0,
                 "name": o.get("name"), "value": o.get("value")})
     return courseid, ctxid
+
+
+def _installed_theme(rc: RestoreContext, values: dict[str, Any]) -> None:
+    """A course theme the site has not installed is dropped (the site's
+    theme applies), as Moodle's restore drops it: its restore of the corpus's
+    availability-setting course left ``theme`` empty for the backup's "osep"."""
+    theme = str(values.get("theme") or "")
+    if theme and rc.writer.one("config_plugins",
+                               {"plugin": f"theme_{theme}", "name": "version"}) is None:
+        rc.warnings.append(f"course/course.xml: theme {theme!r} is not installed in this "
+                           "site: the course gets the site's")
+        values["theme"] = ""
 
 
 def _default_category(rc: RestoreContext, root: ET.Element) -> int:
