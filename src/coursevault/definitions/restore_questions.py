@@ -8,7 +8,8 @@ Where a category goes depends on its context in the source site:
 - an activity's context: a new category, placed in the course's context
   until that activity is restored, then moved into the activity's new
   context (:func:`move_module_categories`; a category of an activity left
-  out stays in the course's, as Moodle moves it there);
+  out stays in the course's with its questions -- where Moodle's restore
+  leaves them out: the corpus's availability-setting and m400 courses);
 - a system or course-category context: on the same site, when that
   context still has a category of the same ``stamp``, that category -- and
   each question already in it with the same stamp and version is that
@@ -101,9 +102,7 @@ def undefined_parts(data: bytes, records: list[Record]) -> list[str]:
     restored (as Moodle's restore keeps a question of a type it lacks, which
     Moodle then shows as of a missing type), that part of them is not."""
     qtypes = registry.subplugins("qtype")
-    counts = Counter(
-        str(r.values.get("qtype") or "") for r in records if r.name == "question"
-    )
+    counts = Counter(str(r.values.get("qtype") or "") for r in records if r.name == "question")
     warnings = [
         f"questions.xml: {n} question{'s' if n > 1 else ''} of type {qtype!r}: no definition "
         f"for qtype_{qtype}: restored without the type's own data"
