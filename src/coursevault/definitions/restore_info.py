@@ -70,22 +70,32 @@ def read_backup_info(data: bytes) -> BackupInfo:
         return default if el is None or el.text is None else el.text
 
     result = BackupInfo(
-        release=text("backup_release"), moodle_version=text("moodle_version"),
-        site_hash=text("original_site_identifier_hash"), course_id=text("original_course_id"),
+        release=text("backup_release"),
+        moodle_version=text("moodle_version"),
+        site_hash=text("original_site_identifier_hash"),
+        course_id=text("original_course_id"),
         course_fullname=text("original_course_fullname"),
         course_shortname=text("original_course_shortname"),
         course_startdate=int(text("original_course_startdate", "0") or 0),
         course_contextid=text("original_course_contextid"),
         system_contextid=text("original_system_contextid"),
-        kind=text("details/detail/type") or "course", moodle_release=text("moodle_release"),
+        kind=text("details/detail/type") or "course",
+        moodle_release=text("moodle_release"),
     )
     for act in info.iterfind("contents/activities/activity"):
-        result.activities.append(ActivityInfo(
-            _child(act, "moduleid"), _child(act, "sectionid"), _child(act, "modulename"),
-            _child(act, "title"), _child(act, "directory")))
+        result.activities.append(
+            ActivityInfo(
+                _child(act, "moduleid"),
+                _child(act, "sectionid"),
+                _child(act, "modulename"),
+                _child(act, "title"),
+                _child(act, "directory"),
+            )
+        )
     for sec in info.iterfind("contents/sections/section"):
-        result.sections.append(SectionInfo(
-            _child(sec, "sectionid"), _child(sec, "title"), _child(sec, "directory")))
+        result.sections.append(
+            SectionInfo(_child(sec, "sectionid"), _child(sec, "title"), _child(sec, "directory"))
+        )
     for setting in info.iterfind("settings/setting"):
         if _child(setting, "level") == "root":
             result.settings[_child(setting, "name")] = _child(setting, "value")
@@ -96,8 +106,10 @@ def require_course_backup(info: BackupInfo) -> None:
     """An activity or section backup is refused with what it is."""
     if info.kind != "course":
         article = "an" if info.kind[:1] in "aeiou" else "a"
-        raise BadInputError(f"{MANIFEST}: {article} {info.kind} backup, not a course backup "
-                            "(restore and export --no-users take whole-course backups)")
+        raise BadInputError(
+            f"{MANIFEST}: {article} {info.kind} backup, not a course backup "
+            "(restore and export --no-users take whole-course backups)"
+        )
 
 
 def has_legacy_question_bank(questions_xml: bytes) -> bool:
