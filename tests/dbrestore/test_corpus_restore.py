@@ -21,7 +21,7 @@ import csv
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class ArchiveRestore:
     report: dict[str, Any] | None
     with_archive: Comparison | None = None
     with_moodle: Comparison | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def agreeing(comparison: Comparison | None) -> int:
@@ -163,7 +162,6 @@ def _round_trip(
             heap_order=True,
         )
         r.with_moodle = compare_members(ours, oracle, exc)
-        r.extra["courseid"] = r.report["courseid"]
 
 
 def undefined_plugins(archive: Path) -> list[str]:
