@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from coursevault.definitions import activity_task, block_task, course_task, final_task, section_task
-from coursevault.definitions.restore_info import read_backup_info
+from coursevault.definitions.restore_info import read_backup_info, require_course_backup
 from coursevault.moodledb.schema import create_schema, moodle_metadata
 from coursevault.moodledb.site import SiteReader
 from coursevault.structure import registry
@@ -58,15 +58,24 @@ _REF = re.compile(r"(?s)\n?[ \t]*<(\w+)>\s*<id>([^<]*)</id>\s*</\1>")
 _FILE = re.compile(r"(?s)\n?[ \t]*<file id=\"([^\"]*)\">(.*?)</file>")
 _ROLE = re.compile(r"(?s)\n?[ \t]*<role id=\"([^\"]*)\">.*?</role>")
 _SETTING = re.compile(
-    r"(?s)(<setting>\s*<level>(\w+)</level>.*?<name>([^<]+)</name>\s*<value>)([^<]*)(</value>)")
+    r"(?s)(<setting>\s*<level>(\w+)</level>.*?<name>([^<]+)</name>\s*<value>)([^<]*)(</value>)"
+)
 
 
 _Steps = Callable[[TaskContext], Sequence[Step]]
 # members that hold no user data whatever the settings, or are narrowed
 # here by hand: block.xml (an instance's settings; its tree reads the
 # instance's own row, which is not here), inforef.xml, the manifest, files.xml
-_NO_USER_DATA = frozenset({"block.xml", "inforef.xml", "moodle_backup.xml", "files.xml",
-                           "moodle_backup.log", ".ARCHIVE_INDEX"})
+_NO_USER_DATA = frozenset(
+    {
+        "block.xml",
+        "inforef.xml",
+        "moodle_backup.xml",
+        "files.xml",
+        "moodle_backup.log",
+        ".ARCHIVE_INDEX",
+    }
+)
 
 
 # The annotations user data makes that nothing else may: a user, a role only
@@ -108,10 +117,16 @@ def _empty_site() -> sa.Connection:
     if conn is None:
         conn = sa.create_engine("sqlite://").connect()
         create_schema(conn, moodle_metadata())
-        conn.execute(sa.text("INSERT INTO mdl_config (name, value) VALUES (:n, :v)"),
-                     [{"n": k, "v": v} for k, v in _CONFIG.items()])
-        conn.execute(sa.text("INSERT INTO mdl_config_plugins (plugin, name, value) "
-                             "VALUES ('core_competency', 'enabled', '1')"))
+        conn.execute(
+            sa.text("INSERT INTO mdl_config (name, value) VALUES (:n, :v)"),
+            [{"n": k, "v": v} for k, v in _CONFIG.items()],
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO mdl_config_plugins (plugin, name, value) "
+                "VALUES ('core_competency', 'enabled', '1')"
+            )
+        )
         conn.commit()  # what a reader's rollback must not take away
         _SITES.conn = conn
     return conn
@@ -122,18 +137,30 @@ class NoUsers:
 
     def __init__(self, manifest: bytes) -> None:
         info = read_backup_info(manifest)
+        require_course_backup(info)
         given = {k: v == "1" for k, v in info.settings.items() if k in SETTINGS}
         # what the archive says it ran, over Moodle 4.5's dependencies: an
         # older Moodle wrote calendar events without users
         self.full_settings = {**resolve_settings(dict(SETTINGS), given), **given}
         self.narrow_settings = resolve_settings(self.full_settings, {"users": False})
         conn = _empty_site()
-        self._runs = {name: BackupRun(
-            SiteReader(conn, "mdl_"),
-            SiteInfo(wwwroot="", siteidentifier="", version="", release="", backup_version="",
-                     backup_release="", backup_key=None),
-            settings, {"id": "0"}) for name, settings in
-            (("full", self.full_settings), ("narrow", self.narrow_settings))}
+        self._runs = {
+            name: BackupRun(
+                SiteReader(conn, "mdl_"),
+                SiteInfo(
+                    wwwroot="",
+                    siteidentifier="",
+                    version="",
+                    release="",
+                    backup_version="",
+                    backup_release="",
+                    backup_key=None,
+                ),
+                settings,
+                {"id": "0"},
+            )
+            for name, settings in (("full", self.full_settings), ("narrow", self.narrow_settings))
+        }
         self._plans: dict[str, _Member] = {}
         self._tasks: dict[str, _Tally] = {}
         # what the final roles.xml saw: every task's, and the final task's
@@ -159,8 +186,11 @@ class NoUsers:
     def _make_plan(self, path: str) -> _Member:
         task, name, steps, plugin = self._task_of(path)
         if steps is None:
-            return _Member(task, unchecked=name not in _NO_USER_DATA,
-                           whole_task=plugin is None and task.startswith("activities/"))
+            return _Member(
+                task,
+                unchecked=name not in _NO_USER_DATA,
+                whole_task=plugin is None and task.startswith("activities/"),
+            )
         full = {s.member: s for s in steps(self._ctx("full", task))}
         narrow_ctx = self._ctx("narrow", task)
         narrow = {s.member: s for s in steps(narrow_ctx)}
@@ -168,13 +198,13 @@ class NoUsers:
         if step is None or name in _NO_USER_DATA:
             return _Member(task, unchecked=step is None and name not in _NO_USER_DATA)
         other = narrow.get(name)
-        if other is None or (other.when is not None
-                             and not self.narrow_settings.get(other.when, False)):
+        if other is None or (
+            other.when is not None and not self.narrow_settings.get(other.when, False)
+        ):
             # read all the same: what it annotated goes unless kept elsewhere
             build = self._build(step, plugin)
             tree = None if build is None else build(self._ctx("full", task))
-            return _Member(task, leave_out=True,
-                           trees=None if tree is None else (tree, tree))
+            return _Member(task, leave_out=True, trees=None if tree is None else (tree, tree))
         build, other_build = self._build(step, plugin), self._build(other, plugin)
         if build is None or other_build is None:
             return _Member(task, unchecked=name not in _NO_USER_DATA)
@@ -191,9 +221,18 @@ class NoUsers:
         return found
 
     def _ctx(self, which: str, task: str) -> TaskContext:
-        params = {"courseid": "0", "coursecontextid": "0", "contextid": "0", "sectionid": "0",
-                  "activityid": "0", "moduleid": "0", "modulename": "", "blockid": "0",
-                  "blockname": "", "parentcontextid": "0"}
+        params = {
+            "courseid": "0",
+            "coursecontextid": "0",
+            "contextid": "0",
+            "sectionid": "0",
+            "activityid": "0",
+            "moduleid": "0",
+            "modulename": "",
+            "blockid": "0",
+            "blockname": "",
+            "parentcontextid": "0",
+        }
         return TaskContext(self._runs[which], params)
 
     def _task_of(self, path: str) -> tuple[str, str, _Steps | None, Plugin | None]:
@@ -203,8 +242,12 @@ class NoUsers:
             mod, cmid, block, bid, name = m.groups()
             if block is not None:
                 plugin = registry.blocks().get(block)
-                return (f"activities/{mod}_{cmid}/blocks/{block}_{bid}", name,
-                        _block_steps(plugin), plugin)
+                return (
+                    f"activities/{mod}_{cmid}/blocks/{block}_{bid}",
+                    name,
+                    _block_steps(plugin),
+                    plugin,
+                )
             plugin = registry.activities().get(mod)
             steps = None if plugin is None else _activity_steps(plugin)
             return f"activities/{mod}_{cmid}", name, steps, plugin
@@ -215,7 +258,7 @@ class NoUsers:
         if m := _SECTION.match(path):
             return f"sections/section_{m.group(1)}", m.group(2), section_task.steps, None
         if path.startswith("course/") and path.count("/") == 1:
-            return "course", path[len("course/"):], course_task.steps, None
+            return "course", path[len("course/") :], course_task.steps, None
         if "/" not in path:
             return "", path, final_task.steps, None
         return path.rsplit("/", 1)[0], path.rsplit("/", 1)[1], None, None
@@ -242,8 +285,7 @@ class NoUsers:
             data = read(path)
             if data is None:
                 continue
-            result = prune(data.decode("utf-8"), *plan.trees,
-                           users=plan.leave_out)
+            result = prune(data.decode("utf-8"), *plan.trees, users=plan.leave_out)
             tally = self._tasks.setdefault(plan.task, _Tally())
             kept = set() if plan.leave_out else result.kept
             cut = result.cut | (result.kept if plan.leave_out else set())
@@ -282,16 +324,20 @@ class NoUsers:
         if path == "moodle_backup.xml":
             return _manifest(text, self.narrow_settings).encode("utf-8")
         if path == "files.xml":
-            return _FILE.sub(lambda m: "" if m.group(1) in self.dropped_files else m.group(0),
-                             text).encode("utf-8")
+            return _FILE.sub(
+                lambda m: "" if m.group(1) in self.dropped_files else m.group(0), text
+            ).encode("utf-8")
         # planned by prepare (the schema it built trees with is closed now)
         plan = self._plans.get(path) or _Member(path.rsplit("/", 1)[0] if "/" in path else "")
         if plan.trees is not None:
             text = prune(text, *plan.trees, users=False).data
         if path.endswith("/inforef.xml") or path == "inforef.xml":
             tally = self._tasks.get(plan.task, _Tally())
-            gone = {item: ids for item, ids in by_item(tally.cut - tally.kept).items()
-                    if item in _NAMED_BY_USER_DATA}
+            gone = {
+                item: ids
+                for item, ids in by_item(tally.cut - tally.kept).items()
+                if item in _NAMED_BY_USER_DATA
+            }
             text = _narrow_refs(text, gone, self.dropped_files)
         elif path == "roles.xml":
             roles = by_item(self._roles_seen.cut - self._roles_seen.kept).get("role", set())
@@ -316,8 +362,10 @@ def _is_dropped(area: tuple[str, str, str], cut: set[Area], kept: set[Area]) -> 
     component, filearea, itemid = area
     if component == "user":
         return True  # the users' own files: users.xml is not written
+
     def named(areas: set[Area]) -> bool:
         return (component, filearea, itemid) in areas or (component, filearea, None) in areas
+
     return named(cut) and not named(kept)
 
 
@@ -336,8 +384,7 @@ def _narrow_refs(text: str, gone: dict[str, set[str]], files: set[str]) -> str:
 def _manifest(text: str, settings: dict[str, bool]) -> str:
     def one(m: re.Match[str]) -> str:
         level, name, value = m.group(2), m.group(3), m.group(4)
-        off = settings.get(name, True) is False if level == "root" else name.endswith(
-            "_userinfo")
+        off = settings.get(name, True) is False if level == "root" else name.endswith("_userinfo")
         if off:
             value = "0"
         elif level == "root" and name == "filename":
@@ -345,8 +392,12 @@ def _manifest(text: str, settings: dict[str, bool]) -> str:
         return m.group(1) + value + m.group(5)
 
     text = _SETTING.sub(one, text)
-    return re.sub(r"(<information>\s*<name>)([^<]*)(</name>)",
-                  lambda m: m.group(1) + _nu(m.group(2)) + m.group(3), text, count=1)
+    return re.sub(
+        r"(<information>\s*<name>)([^<]*)(</name>)",
+        lambda m: m.group(1) + _nu(m.group(2)) + m.group(3),
+        text,
+        count=1,
+    )
 
 
 def _nu(name: str) -> str:

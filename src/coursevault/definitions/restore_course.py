@@ -24,8 +24,16 @@ from coursevault.structure.reverse import NULL
 CONTEXT_COURSE = 50
 CONTEXT_MODULE = 70
 CONTEXT_BLOCK = 80
-_COURSE_SKIP = {"id", "category", "sortorder", "tags", "customfields", "courseformatoptions",
-                "cacherev", "originalcourseid"}
+_COURSE_SKIP = {
+    "id",
+    "category",
+    "sortorder",
+    "tags",
+    "customfields",
+    "courseformatoptions",
+    "cacherev",
+    "originalcourseid",
+}
 
 
 def finals(el: ET.Element) -> dict[str, str | None]:
@@ -42,8 +50,16 @@ def create_context(rc: RestoreContext, level: int, instance: int, parent: int) -
     """A context row below ``parent``'s, with Moodle's path and depth."""
     row = rc.writer.one("context", {"id": parent}) if parent > 0 else None
     path, depth = (str(row["path"]), int(row["depth"])) if row else ("", 0)
-    new = rc.writer.insert("context", {"contextlevel": level, "instanceid": instance,
-                                       "depth": depth + 1, "path": None, "locked": 0})
+    new = rc.writer.insert(
+        "context",
+        {
+            "contextlevel": level,
+            "instanceid": instance,
+            "depth": depth + 1,
+            "path": None,
+            "locked": 0,
+        },
+    )
     rc.writer.update("context", new, {"path": f"{path}/{new}"})
     return new
 
@@ -59,9 +75,16 @@ def course_names(rc: RestoreContext, fullname: str, shortname: str) -> tuple[str
     return f"{fullname} copy {n}", f"{shortname}_{n}"
 
 
-def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
-                  shortname: str | None, fullname: str | None, now: int,
-                  start_date: int | None = None) -> tuple[int, int]:
+def create_course(
+    rc: RestoreContext,
+    data: bytes,
+    *,
+    category: int | None,
+    shortname: str | None,
+    fullname: str | None,
+    now: int,
+    start_date: int | None = None,
+) -> tuple[int, int]:
     """course.xml as a new course; (course id, course context id)."""
     root = ET.fromstring(data)
     values: dict[str, Any] = {k: v for k, v in finals(root).items() if k not in _COURSE_SKIP}
@@ -70,33 +93,67 @@ def create_course(rc: RestoreContext, data: bytes, *, category: int | None,
     cat = rc.writer.one("course_categories", {"id": category})
     if cat is None:
         raise SiteDataError(f"course category {category} does not exist in the site")
-    full, short = course_names(rc, fullname or str(values.get("fullname") or ""),
-                               shortname or str(values.get("shortname") or ""))
-    top = rc.writer.scalar("SELECT MAX(sortorder) FROM {course} WHERE category = :c",
-                           {"c": category})
+    full, short = course_names(
+        rc,
+        fullname or str(values.get("fullname") or ""),
+        shortname or str(values.get("shortname") or ""),
+    )
+    top = rc.writer.scalar(
+        "SELECT MAX(sortorder) FROM {course} WHERE category = :c", {"c": category}
+    )
     if start_date is not None:
         end = int(values.get("enddate") or 0)
         if end:
             values["enddate"] = end + start_date - int(values.get("startdate") or 0)
         values["startdate"] = start_date
-    values.update(category=category, fullname=full, shortname=short, cacherev=now,
-                  sortorder=int(top or int(cat.get("sortorder") or 0)) + 1)
+    values.update(
+        category=category,
+        fullname=full,
+        shortname=short,
+        cacherev=now,
+        sortorder=int(top or int(cat.get("sortorder") or 0)) + 1,
+    )
     if values.get("idnumber") and rc.writer.one("course", {"idnumber": values["idnumber"]}):
         values["idnumber"] = ""  # process_course: an idnumber in use is not kept
+    _installed_theme(rc, values)
     courseid = rc.writer.insert("course", values)
     note_markers(rc, "course", courseid, values)
     catctx = rc.writer.one("context", {"contextlevel": 40, "instanceid": category})
     ctxid = create_context(rc, CONTEXT_COURSE, courseid, int(catctx["id"]) if catctx else 0)
-    rc.writer.update("course_categories", category,
-                     {"coursecount": int(cat.get("coursecount") or 0) + 1})
+    rc.writer.update(
+        "course_categories", category, {"coursecount": int(cat.get("coursecount") or 0) + 1}
+    )
     restore_tags(rc, root.find("tags"), "core", "course", courseid, ctxid)
     for opt in root.iterfind("courseformatoptions/courseformatoption"):
         o = finals(opt)
         if o.get("sectionid") in (None, "0"):
-            rc.writer.insert("course_format_options", {
-                "courseid": courseid, "format": o.get("format"), "sectionid": 0,
-                "name": o.get("name"), "value": o.get("value")})
+            rc.writer.insert(
+                "course_format_options",
+                {
+                    "courseid": courseid,
+                    "format": o.get("format"),
+                    "sectionid": 0,
+                    "name": o.get("name"),
+                    "value": o.get("value"),
+                },
+            )
     return courseid, ctxid
+
+
+def _installed_theme(rc: RestoreContext, values: dict[str, Any]) -> None:
+    """A course theme the site has not installed is dropped (the site's
+    theme applies), as Moodle's restore drops it: its restore of the corpus's
+    availability-setting course left ``theme`` empty for the backup's "osep"."""
+    theme = str(values.get("theme") or "")
+    if (
+        theme
+        and rc.writer.one("config_plugins", {"plugin": f"theme_{theme}", "name": "version"}) is None
+    ):
+        rc.warnings.append(
+            f"course/course.xml: theme {theme!r} is not installed in this "
+            "site: the course gets the site's"
+        )
+        values["theme"] = ""
 
 
 def _default_category(rc: RestoreContext, root: ET.Element) -> int:
@@ -120,10 +177,16 @@ def restore_section(rc: RestoreContext, data: bytes, over: int | None = None) ->
     root = ET.fromstring(data)
     v = finals(root)
     row: dict[str, Any] = {
-        "course": rc.param("courseid"), "section": v.get("number"), "name": v.get("name"),
-        "summary": v.get("summary"), "summaryformat": v.get("summaryformat"),
-        "sequence": "", "visible": v.get("visible"), "availability": None,
-        "component": v.get("component"), "itemid": v.get("itemid"),
+        "course": rc.param("courseid"),
+        "section": v.get("number"),
+        "name": v.get("name"),
+        "summary": v.get("summary"),
+        "summaryformat": v.get("summaryformat"),
+        "sequence": "",
+        "visible": v.get("visible"),
+        "availability": None,
+        "component": v.get("component"),
+        "itemid": v.get("itemid"),
         "timemodified": v.get("timemodified"),
     }
     if over is None:
@@ -135,13 +198,26 @@ def restore_section(rc: RestoreContext, data: bytes, over: int | None = None) ->
     note_markers(rc, "course_sections", new, row)
     rc.ids.set("course_sections", root.get("id"), new)
     rc.later.setdefault("sections", []).append(
-        (new, v.get("sequence") or "", v.get("availabilityjson"), v.get("component"),
-         v.get("itemid")))
+        (
+            new,
+            v.get("sequence") or "",
+            v.get("availabilityjson"),
+            v.get("component"),
+            v.get("itemid"),
+        )
+    )
     for opt in root.iterfind("course_format_options/course_format_option"):
         o = finals(opt)
-        rc.writer.insert("course_format_options", {
-            "courseid": rc.param("courseid"), "format": o.get("format"), "sectionid": new,
-            "name": o.get("name"), "value": o.get("value")})
+        rc.writer.insert(
+            "course_format_options",
+            {
+                "courseid": rc.param("courseid"),
+                "format": o.get("format"),
+                "sectionid": new,
+                "name": o.get("name"),
+                "value": o.get("value"),
+            },
+        )
     return new
 
 
@@ -152,7 +228,8 @@ def module_id(rc: RestoreContext, modulename: str) -> int | None:
     if modules is None:
         modules = rc.known["modules"] = {
             str(row["name"]): int(row["id"])
-            for row in reversed(list(rc.writer.rows("modules", {}, ["id", "name"])))}
+            for row in reversed(list(rc.writer.rows("modules", {}, ["id", "name"])))
+        }
     found: int | None = modules.get(modulename)
     return found
 
@@ -164,13 +241,21 @@ def restore_module(rc: RestoreContext, data: bytes, module: int) -> tuple[int, i
     v = finals(root)
     section = rc.ids.get("course_sections", v.get("sectionid"))
     if section is None:
-        raise SiteDataError(f"module {root.get('id')}: section {v.get('sectionid')} "
-                            "is not in the backup")
-    row: dict[str, Any] = {k: val for k, val in v.items()
-                           if k not in ("modulename", "sectionid", "sectionnumber")}
-    row.update(course=rc.param("courseid"), module=module, instance=0, section=section,
-               availability=None, deletioninprogress=0,
-               groupingid=rc.map_ref("groupings", v.get("groupingid"), column="groupingid"))
+        raise SiteDataError(
+            f"module {root.get('id')}: section {v.get('sectionid')} is not in the backup"
+        )
+    row: dict[str, Any] = {
+        k: val for k, val in v.items() if k not in ("modulename", "sectionid", "sectionnumber")
+    }
+    row.update(
+        course=rc.param("courseid"),
+        module=module,
+        instance=0,
+        section=section,
+        availability=None,
+        deletioninprogress=0,
+        groupingid=rc.map_ref("groupings", v.get("groupingid"), column="groupingid"),
+    )
     if rc.date_offset and rc.is_date is not None:
         shift_dates(rc, "course_modules", row)
     cmid = rc.writer.insert("course_modules", row)
@@ -193,12 +278,17 @@ def finish_course(rc: RestoreContext, courseid: int) -> None:
             values["itemid"] = rc.ids.get("subsection", itemid) or itemid
         rc.writer.update("course_sections", new, values)
     for cmid, availability in rc.later.get("cm_availability", []):
-        rc.writer.update("course_modules", cmid,
-                         {"availability": remap_availability(rc, availability)})
+        rc.writer.update(
+            "course_modules", cmid, {"availability": remap_availability(rc, availability)}
+        )
 
 
-_AVAILABILITY_REFS = {"completion": ("cm", "course_modules"), "grade": ("id", "grade_items"),
-                      "group": ("id", "groups"), "grouping": ("id", "groupings")}
+_AVAILABILITY_REFS = {
+    "completion": ("cm", "course_modules"),
+    "grade": ("id", "grade_items"),
+    "group": ("id", "groups"),
+    "grouping": ("id", "groupings"),
+}
 
 
 def remap_availability(rc: RestoreContext, text: str) -> str:

@@ -46,6 +46,8 @@ class BackupInfo:
     activities: list[ActivityInfo] = field(default_factory=list)
     sections: list[SectionInfo] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    kind: str = "course"  # <details><detail><type>: course, section or activity
+    moodle_release: str = ""  # the full release string, "4.0dev (Build: 20210924)"
 
     def setting(self, name: str, default: bool = False) -> bool:
         value = self.settings.get(name)
@@ -53,8 +55,8 @@ class BackupInfo:
 
 
 def read_backup_info(data: bytes) -> BackupInfo:
-    """Parse ``moodle_backup.xml``; a backup that is not a course backup in
-    Moodle 2 format is refused with what it is."""
+    """Parse ``moodle_backup.xml`` (a backup not in Moodle 2 format is
+    refused); what kind of backup it is, ``require_course_backup`` checks."""
     try:
         root = ET.fromstring(data)
     except ET.ParseError as exc:
@@ -67,31 +69,55 @@ def read_backup_info(data: bytes) -> BackupInfo:
         el = info.find(path)
         return default if el is None or el.text is None else el.text
 
-    kind = text("details/detail/type")
-    if kind and kind != "course":
-        article = "an" if kind[:1] in "aeiou" else "a"
-        raise BadInputError(f"{MANIFEST}: {article} {kind} backup, not a course backup "
-                            "(restore and export --no-users take whole-course backups)")
     result = BackupInfo(
-        release=text("backup_release"), moodle_version=text("moodle_version"),
-        site_hash=text("original_site_identifier_hash"), course_id=text("original_course_id"),
+        release=text("backup_release"),
+        moodle_version=text("moodle_version"),
+        site_hash=text("original_site_identifier_hash"),
+        course_id=text("original_course_id"),
         course_fullname=text("original_course_fullname"),
         course_shortname=text("original_course_shortname"),
         course_startdate=int(text("original_course_startdate", "0") or 0),
         course_contextid=text("original_course_contextid"),
         system_contextid=text("original_system_contextid"),
+        kind=text("details/detail/type") or "course",
+        moodle_release=text("moodle_release"),
     )
     for act in info.iterfind("contents/activities/activity"):
-        result.activities.append(ActivityInfo(
-            _child(act, "moduleid"), _child(act, "sectionid"), _child(act, "modulename"),
-            _child(act, "title"), _child(act, "directory")))
+        result.activities.append(
+            ActivityInfo(
+                _child(act, "moduleid"),
+                _child(act, "sectionid"),
+                _child(act, "modulename"),
+                _child(act, "title"),
+                _child(act, "directory"),
+            )
+        )
     for sec in info.iterfind("contents/sections/section"):
-        result.sections.append(SectionInfo(
-            _child(sec, "sectionid"), _child(sec, "title"), _child(sec, "directory")))
+        result.sections.append(
+            SectionInfo(_child(sec, "sectionid"), _child(sec, "title"), _child(sec, "directory"))
+        )
     for setting in info.iterfind("settings/setting"):
         if _child(setting, "level") == "root":
             result.settings[_child(setting, "name")] = _child(setting, "value")
     return result
+
+
+def require_course_backup(info: BackupInfo) -> None:
+    """An activity or section backup is refused with what it is."""
+    if info.kind != "course":
+        article = "an" if info.kind[:1] in "aeiou" else "a"
+        raise BadInputError(
+            f"{MANIFEST}: {article} {info.kind} backup, not a course backup "
+            "(restore and export --no-users take whole-course backups)"
+        )
+
+
+def has_legacy_question_bank(questions_xml: bytes) -> bool:
+    """questions.xml in the form before Moodle 4.0's question bank: questions
+    straight under their category, without bank entries and versions.  Moodle
+    4.0's development builds wrote it until the bank changed (a "4.0dev" of
+    2021-09 in the corpus), so the release alone does not tell."""
+    return b"<question id=" in questions_xml and b"<question_bank_entry " not in questions_xml
 
 
 def _child(el: ET.Element, name: str) -> str:

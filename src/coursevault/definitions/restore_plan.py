@@ -39,7 +39,9 @@ from coursevault.definitions.restore_info import (
     ActivityInfo,
     BackupInfo,
     SectionInfo,
+    has_legacy_question_bank,
     read_backup_info,
+    require_course_backup,
 )
 from coursevault.errors import BadInputError, SiteDataError
 from coursevault.moodledb.filedir import Staging
@@ -106,19 +108,29 @@ def site_release(writer: SiteWriter) -> str:
     return str(row["value"])
 
 
-def check_release(writer: SiteWriter, info: BackupInfo) -> None:
+def check_release(writer: SiteWriter, info: BackupInfo, questions: bytes | None = None) -> None:
+    """Refuse, naming both releases, a backup the definitions do not read:
+    of a release not paired with the site's in ``COMPATIBLE``, or of a 4.0
+    development build whose ``questions`` (questions.xml) predate 4.0's
+    question bank (its questions would be lost, not restored)."""
     site = site_release(writer)
     branch = ".".join(site.split(" ")[0].rstrip("+").split(".")[:2])
+    made = sorted({b for b, s in COMPATIBLE if s == branch}, key=_release_key)
+    can = (
+        f"backups of Moodle {made[0]} to {made[-1]} into Moodle {branch}"
+        if made
+        else f"into Moodle {', '.join(sorted({s for _b, s in COMPATIBLE}))} only"
+    )
     if (info.release, branch) not in COMPATIBLE:
-        made = sorted({b for b, s in COMPATIBLE if s == branch}, key=_release_key)
-        can = (
-            f"backups of Moodle {made[0]} to {made[-1]} into Moodle {branch}"
-            if made
-            else f"into Moodle {', '.join(sorted({s for _b, s in COMPATIBLE}))} only"
-        )
         raise BadInputError(
             f"the backup was made by Moodle {info.release or '?'} and the site runs Moodle "
             f"{site}: coursevault restores {can}"
+        )
+    if questions is not None and has_legacy_question_bank(questions):
+        raise BadInputError(
+            f"the backup was made by Moodle {info.moodle_release or info.release}, whose question "
+            f"bank is older than Moodle 4.0's (questions without bank entries and versions), and "
+            f"the site runs Moodle {site}: coursevault restores {can}"
         )
 
 
@@ -135,7 +147,8 @@ def restore_course_backup(
     if manifest is None:
         raise BadInputError(f"the snapshot has no {MANIFEST}: not a Moodle course backup")
     info = read_backup_info(manifest)
-    check_release(writer, info)
+    check_release(writer, info, members.xml("questions.xml"))
+    require_course_backup(info)
     rc = RestoreContext(
         writer, IdMap(), {"now": options.now}, users=options.users and info.setting("users")
     )

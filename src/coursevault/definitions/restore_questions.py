@@ -8,7 +8,8 @@ Where a category goes depends on its context in the source site:
 - an activity's context: a new category, placed in the course's context
   until that activity is restored, then moved into the activity's new
   context (:func:`move_module_categories`; a category of an activity left
-  out stays in the course's, as Moodle moves it there);
+  out stays in the course's with its questions -- where Moodle's restore
+  leaves them out: the corpus's availability-setting and m400 courses);
 - a system or course-category context: on the same site, when that
   context still has a category of the same ``stamp``, that category -- and
   each question already in it with the same stamp and version is that
@@ -28,11 +29,14 @@ a matched one keeps its own.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from typing import Any
 
 from coursevault.definitions import final_questions
 from coursevault.definitions.restore_common import add_item_tag
 from coursevault.definitions.restore_files import restoring_user
+from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import RestoreContext, insert_records
 from coursevault.structure.reverse import MemberReader, Record
@@ -57,6 +61,7 @@ def restore_questions(
     # every type's part: the backup's questions may be of any installed type
     tree = final_questions.questions_tree(ctx, lambda _c, _p: [], parts=True)
     records = list(reader.records(tree))
+    rc.warnings.extend(undefined_parts(data, records))
     # attempts' step data are recoded by their question's type (restore_quiz)
     rc.later["qtypes"] = [
         {str(r.old_id()): str(r.values.get("qtype") or "") for r in records if r.name == "question"}
@@ -86,6 +91,31 @@ def restore_questions(
         if rec.name == "question" and rec.new_id is not None and not rec.extra.get("matched"):
             counts["questions"] += 1
     return counts
+
+
+_BANK_PART = re.compile(rb"<plugin_qbank_(\w+?)_question>")
+
+
+def undefined_parts(data: bytes, records: list[Record]) -> list[str]:
+    """A warning for each question type, and each question bank plugin,
+    whose part of questions.xml no definition reads: the questions are
+    restored (as Moodle's restore keeps a question of a type it lacks, which
+    Moodle then shows as of a missing type), that part of them is not."""
+    qtypes = registry.subplugins("qtype")
+    counts = Counter(str(r.values.get("qtype") or "") for r in records if r.name == "question")
+    warnings = [
+        f"questions.xml: {n} question{'s' if n > 1 else ''} of type {qtype!r}: no definition "
+        f"for qtype_{qtype}: restored without the type's own data"
+        for qtype, n in sorted(counts.items())
+        if qtype and f"qtype_{qtype}" not in qtypes
+    ]
+    banks = registry.subplugins("qbank")
+    warnings += [
+        f"questions.xml: no definition for qbank_{name}: its data of the questions left out"
+        for name in sorted({m.decode() for m in _BANK_PART.findall(data)})
+        if f"qbank_{name}" not in banks
+    ]
+    return warnings
 
 
 def _category(

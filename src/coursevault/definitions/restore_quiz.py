@@ -104,6 +104,17 @@ def _converted_legacy_filter(rc: RestoreContext, old: dict[str, Any]) -> dict[st
     return condition
 
 
+def _quiz(_rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    """A quiz of a backup before Moodle 4.3, which split "max marks" out of
+    "marks" in the review options: its ``reviewmaxmarks`` is its
+    ``reviewmarks``, as Moodle's restore and 4.3's upgrade make it (Moodle's
+    restore of the corpus's 4.2 crossword quizzes: 69904, their reviewmarks;
+    the column's default, 0, would hide every quiz's maximum mark)."""
+    if rec.values.get("reviewmaxmarks") is None and rec.values.get("reviewmarks") is not None:
+        row["reviewmaxmarks"] = row.get("reviewmarks", rec.values["reviewmarks"])
+    return True
+
+
 def _attempt(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
     row["uniqueid"] = -(secrets.randbits(62) + 1)  # the usage's id, once it has one
     if row.get("timecheckstate") is None:
@@ -134,6 +145,7 @@ def _variable(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
 
 
 HOOKS: dict[str, Hook] = {
+    "quiz": _quiz,
     "question_set_reference": _set_reference,
     "attempt": _attempt,
     "question_usage": _usage,
