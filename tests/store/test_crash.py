@@ -49,6 +49,7 @@ from coursevault.store.check import check_repository
 from coursevault.store.ids import ObjectType
 from coursevault.store.locks import Lock, list_locks
 from coursevault.store.repository import Repository
+from coursevault.store.series import committed_last
 from coursevault.store.treecodec import decode_tree
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,6 +77,9 @@ RANDOM_KILLS = int(os.environ.get("COURSEVAULT_CRASH_RANDOM", "2"))
 # a writer killed between its index file and journaling it leaves a file
 # nothing can use, as one killed before indexing leaves packs
 HARMLESS = ("is not named by any index", "temporary file ", "nothing can use it; prune removes it")
+# right after a kill only: a snapshot committed (its head holds it) whose journal
+# entry the kill prevented; the course's next writer, forget or prune journals it
+PENDING = "is not journaled yet"
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +227,14 @@ class Crash:
             self._tars[name] = gzip.decompress(self.scenario.sources[name].read_bytes())
         return self._tars[name]
 
-    def assert_sound(self, cache: Path, when: str, fresh: bool = True) -> set[str]:
+    def assert_sound(
+        self, cache: Path, when: str, fresh: bool = True, killed: bool = False
+    ) -> set[str]:
         """check --read-data with ``cache`` and (``fresh``) with a new catalog;
         every snapshot exports exactly; every lock left is stale.  Returns the
-        snapshots' ids."""
+        snapshots' ids.  ``killed``: right after the kill, a committed snapshot
+        may still wait for its journal entry (and catalogs for it)."""
+        harmless = (*HARMLESS, PENDING) if killed else HARMLESS
         repo_dir = self.work / "repo"
         new = self.tmp / "fresh-cache"
         shutil.rmtree(new, ignore_errors=True)
@@ -235,7 +243,7 @@ class Crash:
                 report = check_repository(repo, read_data=True)
                 assert report.ok, f"{when}: check with {cache_dir.name}: {report.errors}"
                 odd = [p.message for p in report.problems]
-                odd = [m for m in odd if not any(h in m for h in HARMLESS)]
+                odd = [m for m in odd if not any(h in m for h in harmless)]
                 assert not odd, f"{when}: check warns {odd}"
         with Repository.open(LocalBackend(repo_dir), cache_dir=cache) as repo:
             snaps = repo.snapshots()
@@ -247,7 +255,12 @@ class Crash:
                     f"{when}: snapshot {snap.id} does not export to {source}"
                 )
             listed = {key.split("/", 1)[1] for key, _ in repo.backend.list("snapshots/")}
-            assert listed == {s.id for s in snaps}, f"{when}: the catalog lists other snapshots"
+            unseen = listed - {s.id for s in snaps}
+            if killed:
+                unseen -= committed_last(repo, unseen)
+            assert not unseen and {s.id for s in snaps} <= listed, (
+                f"{when}: the catalog lists other snapshots"
+            )
         # what a dead process left blocks nobody, not even a deleter
         backend = LocalBackend(repo_dir)
         live = [lk.describe() for lk in list_locks(backend) if not lk.is_stale()]
@@ -265,7 +278,7 @@ class Crash:
         shutil.rmtree(seen, ignore_errors=True)
         if (self.work / "cache").exists():  # not if killed before it made one
             shutil.copytree(self.work / "cache", seen)
-        ids = self.assert_sound(seen, f"{what}, after the kill")
+        ids = self.assert_sound(seen, f"{what}, after the kill", killed=True)
         lost = self.before - self.removable - ids
         assert not lost, f"{what}, after the kill: snapshots lost: {sorted(lost)}"
         self.run_then(what)
@@ -418,7 +431,7 @@ def test_ingest_then_forget_and_prune(nights: list[Path], runner: Runner, tmp_pa
         then_leaves=1,
         may_keep={nights[1].name},
         # between the head's swap and the snapshot file: committed, not yet listed
-        focus=r"^(compare_and_swap refs/heads/.*: after|write snapshots/.*: before)$",
+        focus=r"^(compare_and_swap refs/heads/.*: after|write snapshots/.*: (before|after))$",
     )
     run_scenario(scenario, runner, tmp_path)
 

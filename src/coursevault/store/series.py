@@ -229,16 +229,19 @@ def publish_last(repo: Repository, series: str) -> _Head:
 
 
 def _publish(repo: Repository, head: _Head) -> bool:
-    """Write the file of the record ``head`` holds if it is missing; whether it did."""
+    """Write the file of the record ``head`` holds if it is missing, or
+    journal it if the caller's catalog lacks it; whether it did either
+    (then the caller's catalog must sync to see it)."""
     if head.last is None:
         return False
     snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
     if repo.backend.exists(snapshot_key(snap_id)):
         # killed between its file and its journal entry?  Journal it again
         # (a second entry for one file is harmless; a missing one hides it)
-        if not repo.catalog.has_snapshot(snap_id):
-            journal_files(repo, added=[(SNAPSHOT, snap_id)])
-        return False
+        if repo.catalog.has_snapshot(snap_id):
+            return False
+        journal_files(repo, added=[(SNAPSHOT, snap_id)])
+        return True
     repo.backend.write(snapshot_key(snap_id), head.last)
     journal_files(repo, added=[(SNAPSHOT, snap_id)])
     return True
@@ -252,6 +255,19 @@ def publish_all(repo: Repository) -> bool:
     for key, _size in list(repo.backend.list("refs/heads/")):
         published |= _publish(repo, _read_head_key(repo, key))
     return published
+
+
+def committed_last(repo: Repository, names: set[str]) -> set[str]:
+    """Those of ``names`` (snapshot ids) that a head holds as the record its
+    writer committed last: a writer killed between the snapshot's file and
+    its journal entry leaves such a file, which that course's next writer
+    (or prune's and forget's ``publish_all``) journals again."""
+    held = set()
+    for key, _size in repo.backend.list("refs/heads/"):
+        last = _read_head_key(repo, key).last
+        if last is not None:
+            held.add(object_id(ObjectType.SNAPSHOT, last).hex())
+    return names & held
 
 
 def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> str:
