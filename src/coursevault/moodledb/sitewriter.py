@@ -88,6 +88,11 @@ class SiteWriter:
     def has_table(self, table: str) -> bool:
         return table in self._types
 
+    def site_has_table(self, table: str) -> bool:
+        """Whether the site's database has the table, Moodle's or a
+        third-party plugin's (which the 4.5 schema does not name)."""
+        return table in self._types or sa.inspect(self.conn).has_table(self.prefix + table)
+
     def columns(self, table: str) -> dict[str, str]:
         """Column name -> type code (``I8``, ``C255``, ``X``, ``N10,5``...)."""
         try:
@@ -204,7 +209,9 @@ class SiteWriter:
         if not ids:
             return
         self.flush()
-        t = self._table(table)
+        # a third-party plugin's table: its ids are all a delete needs
+        t = (self._table(table) if table in self._types
+             else sa.table(self.prefix + table, sa.column("id")))
         for start in range(0, len(ids), 1000):
             self._conn.execute(t.delete().where(t.c.id.in_(list(ids[start:start + 1000]))))
 
