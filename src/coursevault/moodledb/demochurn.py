@@ -76,7 +76,7 @@ def churn_demo_site(
     transaction, at ``when`` (epoch seconds; default now)."""
     started = time.perf_counter()
     at = int(time.time()) if when is None else int(when)
-    engine = open_engine(db_url)
+    engine = open_engine(db_url, existing=True)
     try:
         with translated_errors(engine):
             metadata = moodle_metadata(prefix, tables=CHURN_TABLES)

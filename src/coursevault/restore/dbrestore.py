@@ -132,7 +132,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     repo.block_cache_bytes = RESTORE_BLOCK_CACHE_BYTES
     with repo.lock(exclusive=False, operation="restore"):
         members = SnapshotMembers(repo, ArchiveIndex(repo.get, bytes.fromhex(snap.root)))
-        engine = open_engine(request.db_url)
+        engine = open_engine(request.db_url, existing=True)
         try:
             with translated_errors(engine):
                 report = _run(engine, members, request)

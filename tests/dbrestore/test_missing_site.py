@@ -1,0 +1,30 @@
+"""A SQLite site that is not there: ``restore`` and ``backup --db`` say so
+(exit 13) and leave no empty database file behind where the user mistyped
+a path -- SQLite would otherwise create one on connecting, and the error
+was "no such table: mdl_config" about a file the command itself had made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .clirun import run
+from .tinysite import Tiny
+
+
+def test_restore_into_a_missing_sqlite_file_creates_none(tiny: Tiny, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", f"sqlite:///{missing}",
+                 "--dataroot", tiny.target / "data")
+    assert result.code == 13, result
+    assert "no such file" in result.err and str(missing) in result.err, result
+    assert len(result.err.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_backup_of_a_missing_sqlite_file_creates_none(tiny: Tiny, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    result = run("-r", tiny.repo, "backup", "--db", f"sqlite:///{missing}",
+                 "--dataroot", tiny.target / "data", "--course", "2")
+    assert result.code == 13, result
+    assert "no such file" in result.err and str(missing) in result.err, result
+    assert not missing.exists()
