@@ -174,9 +174,9 @@ def share_engines(setattr_: Callable[[Any, str, Any], None]) -> Callable[[], Non
     engines: dict[str, sa.Engine] = {}
     open_engine = connect.open_engine
 
-    def shared(url: str) -> sa.Engine:
+    def shared(url: str, **options: Any) -> sa.Engine:
         if url not in engines:
-            engines[url] = open_engine(url)
+            engines[url] = open_engine(url, **options)
         return engines[url]
 
     setattr_(connect, "open_engine", shared)
