@@ -130,21 +130,61 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
     repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     repo.block_cache_bytes = RESTORE_BLOCK_CACHE_BYTES
-    with repo.lock(exclusive=False, operation="restore"):
-        members = SnapshotMembers(repo, ArchiveIndex(repo.get, bytes.fromhex(snap.root)))
-        engine = open_engine(request.db_url, existing=True)
-        try:
-            with translated_errors(engine):
-                report = _run(engine, members, request)
-        finally:
-            engine.dispose()
-    out = report.as_dict()
+    window = CommitWindow()
+    try:
+        with repo.lock(exclusive=False, operation="restore"):
+            members = SnapshotMembers(repo, ArchiveIndex(repo.get, bytes.fromhex(snap.root)))
+            engine = open_engine(request.db_url, existing=True)
+            try:
+                with translated_errors(engine):
+                    report = _run(engine, members, request, window)
+            finally:
+                engine.dispose()
+        out = report.as_dict()
+    finally:
+        window.close()
+    if window.interrupted:
+        out["warnings"].append("Ctrl-C came as the restore committed, too late to undo "
+                               "it: the course is restored")
     out.update(snapshot=snap.id, course_key=snap.series, dry_run=request.dry_run,
                seconds=round(time.monotonic() - started, 3))
     return out
 
 
-def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
+class CommitWindow:
+    """From the commit on, an interrupt cannot undo the restore: Ctrl-C
+    there is noted, not raised, until the restore has returned its report
+    -- else the command would exit 130 with the course restored, and a
+    user who believed it would restore it a second time.  Before the
+    commit, Ctrl-C rolls everything back as any error does.  (Python runs
+    signal handlers in the main thread only: elsewhere this does nothing.)"""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+        self._open = False
+
+    def open(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._open = True
+
+    def _note(self, _signum: int, _frame: Any) -> None:
+        self.interrupted = True
+
+    def close(self) -> None:
+        import signal
+
+        if self._open:
+            signal.signal(signal.SIGINT, self._previous)
+            self._open = False
+
+
+def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
+         window: CommitWindow) -> RestoreReport:
     from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
     from coursevault.moodledb.filedir import Staging, recover, require_file_store
     from coursevault.moodledb.sitewriter import SiteWriter
@@ -172,6 +212,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
             except BaseException:
                 staging.rollback()
                 raise
+            window.open()
             try:
                 tx.commit()
             except BaseException as exc:
