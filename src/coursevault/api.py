@@ -689,6 +689,7 @@ def sync(
     from coursevault.store.replicate import (
         SYNC_JOBS,
         check_compatible,
+        compact_first_journal,
         init_like,
         read_config,
         sync_repositories,
@@ -710,7 +711,7 @@ def sync(
         initialized = False
         if dst_config is None and not dry_run:
             try:
-                dst_config = init_like(dst_backend, src.config)
+                dst_config = init_like(dst_backend, src.config, dst_password)
                 initialized = True
             except RepositoryExistsError:  # another sync made it meanwhile
                 dst_config = read_config(dst_backend)
@@ -725,6 +726,8 @@ def sync(
                 src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step,
                 jobs=jobs,
             )
+            if initialized and dst is not None:
+                compact_first_journal(dst)
             report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
         finally:
             if dst is not None:

@@ -55,7 +55,8 @@ def test_an_encrypted_repository_syncs_into_a_copy_sharing_its_keys(
     assert json.loads(out)["snapshots"] == len(ARCHIVES)
     assert json.loads((dst / "config").read_text())["version"] == 4  # encrypted too
     assert _exports(cache, dst, tmp_path) == _exports(cache, src, tmp_path)
-    assert cv(cache, "check", "-r", dst, "--read-data")[0] == 0
+    code, out, _err = cv(cache, "check", "-r", dst, "--read-data")
+    assert code == 0 and "no errors, 0 warnings" in out, out  # its journal sealed too
     sealed_src = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     for path in (p for p in dst.rglob("*") if p.is_file() and p.name != "config"):
         rel = path.relative_to(dst)

@@ -44,6 +44,8 @@ def test_full_sync_copies_every_snapshot_exactly(
     report = sites.sync(src, dst)
     assert report.initialized and report.snapshots == 5
     assert report.objects > 0 and report.bytes > 0 and report.requests > 0
+    # a journal, as init starts one: else every command lists index/ and snapshots/
+    assert "journal/checkpoint" in {key for key, _ in api.backend_for(dst).list("journal/")}
     # every source pack is wanted whole: one crosses as it is, under its
     # name, unless a block of it must wait for its dictionary (then repacked)
     packs = {key for key, _size in api.backend_for(src).list("packs/")}

@@ -47,14 +47,17 @@ from coursevault.errors import (
     BadInputError,
     CorruptionError,
     IncompatibleRepositoryError,
+    LockHeldError,
     ObjectMissingError,
     WrongPasswordError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.catalog_sync import checkpoint_from_listing
 from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.ids import ObjectType, object_id
-from coursevault.store.keys import Password, Secrets, unlock
+from coursevault.store.journal import write_checkpoint
+from coursevault.store.keys import Password, Secrets, sealed_backend, unlock
 from coursevault.store.locks import Lock
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
@@ -150,10 +153,14 @@ def read_config(backend: Backend) -> dict[str, Any] | None:
     return config
 
 
-def init_like(backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
+def init_like(
+    backend: Backend, config: dict[str, Any], password: Password = None
+) -> dict[str, Any]:
     """Create an empty repository at ``backend`` with ``config``'s parameters
     and a new id (its catalog is keyed by its id: two repositories of one
-    id would share one cache on a machine that holds both)."""
+    id would share one cache on a machine that holds both), and its empty
+    journal, as ``Repository.init`` does -- sealed under the keys
+    ``password`` opens when ``config`` is an encrypted repository's."""
     import json
 
     from coursevault.errors import RepositoryExistsError
@@ -164,7 +171,22 @@ def init_like(backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
     data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
     if not backend.create("config", data):
         raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+    write_checkpoint(sealed_backend(backend, new, password), [], [], fresh=True)
     return new
+
+
+def compact_first_journal(dst: Repository) -> None:
+    """A destination ``init_like`` made, synced: the journal's entries of
+    that first sync (one or more a course) made one checkpoint, so that the
+    next command reads one file, not every entry.  Under the exclusive
+    lock, not waited for: if another process holds the repository, the
+    entries stay, each read once by the next command."""
+    dst.lock_wait = 0.0
+    try:
+        with dst.lock(exclusive=True, operation="sync"):
+            checkpoint_from_listing(dst)
+    except LockHeldError:
+        return
 
 
 @dataclass
