@@ -125,7 +125,7 @@ def _check_id_keys(
         given = password() if callable(password) else password
         if given is None:
             raise WrongPasswordError(f"{dst_location} is encrypted: give its passphrase")
-        keys, _slot = unlock(theirs, given)
+        keys, _slot = unlock(theirs, given, dst_location)
     if keys.id_key != mine:
         raise IncompatibleRepositoryError(
             f"cannot sync {src.backend.location()} into {dst_location}: encrypted under "
@@ -169,9 +169,10 @@ def init_like(
     new["id"] = secrets.token_hex(16)
     new["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
+    sealed = sealed_backend(backend, new, password)  # a passphrase that opens it, first
     if not backend.create("config", data):
         raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
-    write_checkpoint(sealed_backend(backend, new, password), [], [], fresh=True)
+    write_checkpoint(sealed, [], [], fresh=True)
     return new
 
 
