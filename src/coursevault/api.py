@@ -630,6 +630,8 @@ def prune(
 ) -> PruneReport:
     from coursevault.store.prune import prune_repository
 
+    if merge_min < 0:
+        raise UsageError(f"--merge-min must be 0 (never merge) or more, not {merge_min}")
     return prune_repository(repo, dry_run=dry_run, progress=progress, merge_min=merge_min)
 
 
