@@ -689,6 +689,7 @@ def sync(
     and written at once (default ``replicate.SYNC_JOBS``)."""
     from coursevault.errors import RepositoryExistsError
     from coursevault.store.replicate import (
+        MAX_SYNC_JOBS,
         SYNC_JOBS,
         check_compatible,
         compact_first_journal,
@@ -698,8 +699,8 @@ def sync(
     )
 
     jobs = SYNC_JOBS if jobs is None else jobs
-    if jobs < 1:
-        raise BadInputError(f"--jobs must be 1 or more, not {jobs}")
+    if not 1 <= jobs <= MAX_SYNC_JOBS:
+        raise BadInputError(f"--jobs must be 1 to {MAX_SYNC_JOBS}, not {jobs}")
 
     src_backend = CountingBackend(backend_for(source, remote))
     dst_backend = CountingBackend(backend_for(destination, remote))

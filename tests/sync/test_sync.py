@@ -172,6 +172,10 @@ def test_json_report_and_errors_are_one_line(
     assert err.count("\n") == 1 and "nosuch" in err
     assert sites.cli("sync", src, dst, "--jobs", "0") == EXIT_BAD_INPUT
     assert "--jobs" in capsys.readouterr().err
+    # each job holds packs of up to the pack size in memory: a thousand
+    # would be 16 GiB of default packs, and as many threads
+    assert sites.cli("sync", src, dst, "--jobs", "1000") == EXIT_BAD_INPUT
+    assert "--jobs" in capsys.readouterr().err
     assert sites.cli("sync", os.fspath(Path(src).parent / "absent"), dst) != 0
     assert EXIT_FAILURE == 1
 

@@ -71,6 +71,9 @@ from coursevault.store.syncplan import SyncPlan
 COMPATIBLE_KEYS = ("version", "chunker", "text_chunker", "dictionary_depth")
 # Packs read and written at once by default (``sync --jobs``).
 SYNC_JOBS = 4
+# ...and at most: each job holds up to two packs (read ahead, in flight) of
+# up to the pack size -- 64 jobs of default 16 MiB packs, 2 GiB already
+MAX_SYNC_JOBS = 64
 
 
 def check_compatible(
