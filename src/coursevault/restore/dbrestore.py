@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from coursevault.moodledb.sitewriter import SiteWriter
 
 
+# the last time Moodle's 10-digit time columns hold (XMLDB int(10))
+LAST_MOODLE_TIME = 9_999_999_999
 RESTORE_CACHE_BYTES = 3 * 1024 * 1024
 # of which decoded blocks: one (a block is up to 1 MiB), as the objects
 # learned from it are kept apart (store/objects.py)
@@ -123,6 +125,9 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     if request.replace and (request.into is None or request.only):
         raise UsageError("--replace goes with --into COURSEID, and restores the whole "
                          "backup (no --only)")
+    if request.start_date is not None and not 0 <= request.start_date <= LAST_MOODLE_TIME:
+        raise UsageError(f"--start-date {request.start_date}: Moodle's times are 0 to "
+                         f"{LAST_MOODLE_TIME} (10 digits: 2286-11-20)")
     started = time.monotonic()
     keep_large_buffers_out_of_the_heap()
     # members are read once each, in about the order they are stored: a
