@@ -630,6 +630,8 @@ def prune(
 ) -> PruneReport:
     from coursevault.store.prune import prune_repository
 
+    if merge_min < 0:
+        raise UsageError(f"--merge-min must be 0 (never merge) or more, not {merge_min}")
     return prune_repository(repo, dry_run=dry_run, progress=progress, merge_min=merge_min)
 
 
@@ -687,16 +689,18 @@ def sync(
     and written at once (default ``replicate.SYNC_JOBS``)."""
     from coursevault.errors import RepositoryExistsError
     from coursevault.store.replicate import (
+        MAX_SYNC_JOBS,
         SYNC_JOBS,
         check_compatible,
+        compact_first_journal,
         init_like,
         read_config,
         sync_repositories,
     )
 
     jobs = SYNC_JOBS if jobs is None else jobs
-    if jobs < 1:
-        raise BadInputError(f"--jobs must be 1 or more, not {jobs}")
+    if not 1 <= jobs <= MAX_SYNC_JOBS:
+        raise BadInputError(f"--jobs must be 1 to {MAX_SYNC_JOBS}, not {jobs}")
 
     src_backend = CountingBackend(backend_for(source, remote))
     dst_backend = CountingBackend(backend_for(destination, remote))
@@ -710,7 +714,7 @@ def sync(
         initialized = False
         if dst_config is None and not dry_run:
             try:
-                dst_config = init_like(dst_backend, src.config)
+                dst_config = init_like(dst_backend, src.config, dst_password)
                 initialized = True
             except RepositoryExistsError:  # another sync made it meanwhile
                 dst_config = read_config(dst_backend)
@@ -725,6 +729,8 @@ def sync(
                 src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step,
                 jobs=jobs,
             )
+            if initialized and dst is not None:
+                compact_first_journal(dst)
             report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
         finally:
             if dst is not None:

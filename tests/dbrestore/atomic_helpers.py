@@ -174,9 +174,9 @@ def share_engines(setattr_: Callable[[Any, str, Any], None]) -> Callable[[], Non
     engines: dict[str, sa.Engine] = {}
     open_engine = connect.open_engine
 
-    def shared(url: str) -> sa.Engine:
+    def shared(url: str, **options: Any) -> sa.Engine:
         if url not in engines:
-            engines[url] = open_engine(url)
+            engines[url] = open_engine(url, **options)
         return engines[url]
 
     setattr_(connect, "open_engine", shared)
@@ -241,10 +241,11 @@ def install(
 
 
 def run_forked(
-    argv: list[str], log: str, kill_at: int | None = None
+    argv: list[str], log: str, kill_at: int | None = None, signum: int = signal.SIGKILL
 ) -> tuple[bool, int | None, list[str]]:
     """Run the real CLI (``main(argv)``) in a forked child with the steps
-    installed, SIGKILLed at step ``kill_at``; stdout and stderr go to ``log``.
+    installed, sent ``signum`` (SIGKILL; SIGINT: a Ctrl-C) at step
+    ``kill_at``, the step then going on; stdout and stderr go to ``log``.
     Returns (killed, exit code, the steps it reached).  Forked, not started:
     the child has everything imported already, so a run costs what the
     restore costs."""
@@ -262,7 +263,7 @@ def run_forked(
             sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115
             sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
             fd = os.open(trace, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            steps = Steps(_kill)
+            steps = Steps(lambda _n, _w: os.kill(os.getpid(), signum))
             steps.at = kill_at
 
             def traced(what: str) -> None:  # unbuffered: the trace outlives the kill
@@ -285,6 +286,3 @@ def run_forked(
     with open(trace) as f:
         return killed, code, f.read().splitlines()
 
-
-def _kill(_number: int, _what: str) -> None:
-    os.kill(os.getpid(), signal.SIGKILL)

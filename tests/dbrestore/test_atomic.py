@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -389,6 +390,35 @@ def test_killed_restores_leave_nothing_once_the_next_restore_ran(
     )
     assert code == 2
     assert_restored(before, site, {"files": {"contents": kinds.count("stage")}})
+
+
+def test_ctrl_c_rolls_back_before_the_commit_and_is_too_late_after(
+    tiny: Tiny, tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT) while the contents are published: exit 130, said in
+    one line, the site as it was.  Once the commit has begun it can undo
+    nothing: the restore finishes and says so (exit 0, a warning) -- it
+    once exited 130 in silence with the course restored, inviting a second
+    restore of it."""
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    logfile = tmp_path / "publish.log"
+    killed, code, reached = run_forked(
+        cli_restore(tiny, site), str(logfile), kill_at="publish", signum=signal.SIGINT
+    )
+    said = logfile.read_text()
+    assert (killed, code) == (False, 130) and "committed" not in reached, said
+    assert said.strip().splitlines()[-1] == "coursevault: interrupted", said
+    assert_unchanged(before, site, "a restore interrupted as it published")
+    logfile = tmp_path / "committed.log"
+    killed, code, reached = run_forked(
+        cli_restore(tiny, site), str(logfile), kill_at="commit", signum=signal.SIGINT
+    )
+    said = logfile.read_text()
+    assert (killed, code) == (False, 0) and "committed" in reached, said
+    assert "Ctrl-C came as the restore committed" in said and "restored snapshot" in said
+    staged = sum(step.startswith("stage ") for step in reached)
+    assert_restored(before, site, {"files": {"contents": staged}})
 
 
 def test_constraint_violation_fails_with_one_line_and_writes_nothing(

@@ -250,3 +250,44 @@ def test_a_dry_run_into_a_course_names_that_course(
     assert result.code == 0, result
     line = result.out.strip().splitlines()[-1]
     assert f"as course {COURSE}" in line and says in line and "new course" not in line, line
+
+
+THIRD_PARTY = (  # a module Moodle 4.5 does not ship, in course 2's first section
+    "INSERT INTO mdl_modules (id, name, visible) VALUES (900, 'foocustom', 1)",
+    "CREATE TABLE mdl_foocustom (id INTEGER PRIMARY KEY, course BIGINT NOT NULL, "
+    "name VARCHAR(255))",
+    "CREATE TABLE mdl_foocustom_entries (id INTEGER PRIMARY KEY, foocustomid BIGINT, "
+    "text TEXT)",
+    "INSERT INTO mdl_foocustom VALUES (1, 2, 'a third-party activity')",
+    "INSERT INTO mdl_foocustom_entries VALUES (1, 1, 'its user data')",
+    "INSERT INTO mdl_course_modules (id, course, module, instance, section) VALUES "
+    "(5000, 2, 900, 1, (SELECT id FROM mdl_course_sections WHERE course = 2 AND section = 1))",
+    "UPDATE mdl_course_sections SET sequence = sequence || ',5000' "
+    "WHERE course = 2 AND section = 1",
+    "INSERT INTO mdl_context (id, contextlevel, instanceid, path, depth) VALUES (9000, 70, "
+    "5000, (SELECT path FROM mdl_context WHERE contextlevel = 50 AND instanceid = 2) "
+    "|| '/9000', 4)",
+)
+
+
+def test_a_third_party_module_is_replaced_with_a_warning(tiny: Tiny, tmp_path: Path) -> None:
+    """A module of a plugin Moodle 4.5 does not ship (its table unknown to
+    the schema): its instance row, course module and context go, its other
+    tables stay, and the dry run says so too -- it once failed the real
+    replace with "table 'foocustom' is not a Moodle 4.5 table" (exit 2)."""
+    site = tiny.copy(tmp_path / "site")
+    with site.engine.begin() as conn:
+        for statement in THIRD_PARTY:
+            conn.execute(sa.text(statement))
+    for dry_run in (True, False):
+        report = restore(tiny.repo, tiny.snapshot, site, into=COURSE, replace=True,
+                         dry_run=dry_run)
+        assert report["deleted"]["foocustom"] == 1, report["deleted"]
+        assert any("mod_foocustom has no definition" in w for w in report["warnings"])
+    with site.engine.connect() as conn:
+        def count(sql: str) -> int:
+            return int(conn.execute(sa.text(sql)).scalar_one())
+        assert count("SELECT COUNT(*) FROM mdl_foocustom") == 0
+        assert count("SELECT COUNT(*) FROM mdl_course_modules WHERE id = 5000") == 0
+        assert count("SELECT COUNT(*) FROM mdl_context WHERE id = 9000") == 0
+        assert count("SELECT COUNT(*) FROM mdl_foocustom_entries") == 1

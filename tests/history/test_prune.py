@@ -263,3 +263,20 @@ def test_prune_merges_small_packs_with_their_blocks_whole(
     assert check_repository(fresh, read_data=True).ok
     again = prune_repository(fresh, merge_min=2)
     assert again.packs_merged == 0 and again.index_files_written == 0
+
+
+@pytest.mark.parametrize("value", ["-1", "-16"])
+def test_a_negative_merge_min_is_refused(
+    cv_repo: Repository, value: str, tmp_path: Path
+) -> None:
+    """--merge-min is a count (0: never merge); a negative one merged every
+    small pack, as 1 would, while the help says nothing of it."""
+    from coursevault.cli.app import main
+
+    packs = sorted(cv_repo.backend.list("packs/"))
+    repo = str(cv_repo.backend.location())
+    argv = ["-r", repo, "--cache-dir", str(tmp_path / "cache"), "prune", "--merge-min", value]
+    assert main(argv) == 2
+    assert sorted(cv_repo.backend.list("packs/")) == packs
+    with pytest.raises(api.UsageError, match="--merge-min"):
+        api.prune(cv_repo, merge_min=int(value))

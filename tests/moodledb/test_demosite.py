@@ -164,6 +164,23 @@ def test_churn_changes_only_what_it_says(site_s: tuple[Path, Path], tmp_path: Pa
     assert min(row[-4] for row in logs) > NIGHT and max(row[-4] for row in logs) >= started
 
 
+def test_churn_leaves_a_course_it_did_not_make_alone(
+    site_s: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A course the demo did not make (a restore of one activity, without
+    users or the demo's modules) is left as it is: the night churned the
+    demo's course and failed as an internal error (IndexError: Cannot
+    choose from an empty sequence) over the other."""
+    url, data = _copy(site_s, tmp_path)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO mdl_course (id, category, fullname, shortname) "
+                             "VALUES (50, 1, 'restored', 'restored')"))
+    engine.dispose()
+    report = churn_demo_site(url, data, when=NIGHT)
+    assert report.courses == [2]
+
+
 @pytest.mark.parametrize("kind", ["postgresql", "mariadb"])
 def test_servers_hold_the_same_site(
     kind: str, site_s: tuple[Path, Path], scratch_database: Callable[[str], str], tmp_path: Path

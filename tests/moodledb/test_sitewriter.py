@@ -116,6 +116,27 @@ def test_bad_values_and_tables_are_site_data_errors(conn: sa.Connection) -> None
     assert not writer.has_table("nosuchtable") and writer.has_table("groups")
 
 
+@pytest.mark.parametrize(("row", "column"), [
+    ({"courseid": 5, "name": "x" * 255}, "groups.name"),  # C254: 255 characters
+    ({"courseid": 2**63, "name": "Red"}, "groups.courseid"),  # I8
+    ({"courseid": 5, "name": "Red", "visibility": 40000}, "groups.visibility"),  # I2
+    ({"courseid": "99999999999999999999", "name": "Red"}, "groups.courseid"),
+    ({"courseid": "NaN", "name": "Red"}, "groups.courseid"),
+    ({"courseid": "Infinity", "name": "Red"}, "groups.courseid"),
+])
+def test_a_value_its_column_cannot_hold_is_a_site_data_error(
+    conn: sa.Connection, row: dict[str, object], column: str
+) -> None:
+    """What PostgreSQL refuses at the insert ("value too long", "smallint
+    out of range": exit 13) and SQLite stored as it was -- or failed on
+    as an internal error (a Python int past 64 bits) -- is refused before
+    it reaches the database, naming the column (exit 2), on both."""
+    writer = SiteWriter(conn, "mdl_")
+    with pytest.raises(SiteDataError, match=column.replace(".", r"\.")):
+        writer.insert("groups", row)
+    writer.insert("groups", {"courseid": 5, "name": "x" * 254})  # a full column is fine
+
+
 def test_a_none_in_where_matches_null(conn: sa.Connection) -> None:
     """``one(table, {"enrolmentkey": None})`` finds the row whose column IS NULL
     (a merge finds the course's top grade category so, by ``parent``)."""

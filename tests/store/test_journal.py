@@ -4,6 +4,7 @@ catalog show a snapshot that is not there, nor hide one for good."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -314,3 +315,27 @@ def test_cli_repair_journal(tmp_path, repo, backend, cache_dir, helpers) -> None
     assert main(["repair", "journal", "-r", str(backend.root), "--cache-dir", str(cache_dir)]) == 0
     assert read_pointer(backend) is not None
     assert check_repository(repo).problems == []
+
+
+def test_a_copy_of_the_repository_is_catalogued_as_itself(
+    repo, backend, cache_dir, tmp_path, helpers
+) -> None:
+    """A repository folder copied (``cp -a``, rsync) keeps its id, and so
+    shares the machine's catalog with the original.  Once one copy was
+    pruned, the other's commands took the catalog's word for what its
+    journal held: its intact snapshots had objects "missing: its pack is
+    missing", ``check`` reported errors and ``prune`` stopped.  A catalog
+    used at another location replays that location's journal from its
+    checkpoint."""
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(4)]
+    copy_root = tmp_path / "copy"
+    shutil.copytree(backend.root, copy_root)
+    api.forget_snapshots(repo, [made[0].snap_id])
+    prune_repository(repo)
+    with Repository.open(LocalBackend(copy_root), cache_dir=cache_dir) as copy:
+        assert ids(copy) == {m.snap_id for m in made}
+        assert all(copy.get(o)[1] == p for m in made for o, p in m.objects.items())
+        assert check_repository(copy).problems == []
+    with Repository.open(backend, cache_dir=cache_dir) as original:  # and back
+        assert ids(original) == {m.snap_id for m in made[1:]}
+        assert check_repository(original).problems == []

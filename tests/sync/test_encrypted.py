@@ -55,7 +55,8 @@ def test_an_encrypted_repository_syncs_into_a_copy_sharing_its_keys(
     assert json.loads(out)["snapshots"] == len(ARCHIVES)
     assert json.loads((dst / "config").read_text())["version"] == 4  # encrypted too
     assert _exports(cache, dst, tmp_path) == _exports(cache, src, tmp_path)
-    assert cv(cache, "check", "-r", dst, "--read-data")[0] == 0
+    code, out, _err = cv(cache, "check", "-r", dst, "--read-data")
+    assert code == 0 and "no errors, 0 warnings" in out, out  # its journal sealed too
     sealed_src = {p.relative_to(src): p.read_bytes() for p in src.rglob("*") if p.is_file()}
     for path in (p for p in dst.rglob("*") if p.is_file() and p.name != "config"):
         rel = path.relative_to(dst)
@@ -115,3 +116,26 @@ def test_a_repository_of_its_own_keys_syncs_when_it_shares_the_id_key(
     assert cv(cache, "snapshots", "-r", dst)[0] == 12  # the source's passphrase opens no slot
     code, _out, err = cv(cache, "init", tmp_path / "x", "--keys-from", src)
     assert code == 2 and "--encrypt" in err
+
+
+def test_a_new_destination_is_not_made_under_a_passphrase_that_cannot_open_it(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An absent destination is made with the source's key slots: a
+    --to-password-file that opens none of them is refused (exit 12, naming
+    the destination) before anything is written -- it once left a config
+    alone there, a repository without a journal that the next sync took as
+    made already."""
+    src, dst, cache = tmp_path / "src", tmp_path / "dst", tmp_path / "cache"
+    assert cv(cache, "init", src, "--encrypt")[0] == 0
+    assert cv(cache, "ingest", "-r", src, ARCHIVES[0])[0] == 0
+    pw = tmp_path / "pw"
+    pw.write_text("wrong\n")
+    code, _out, err = cv(cache, "sync", src, dst, "--to-password-file", pw)
+    assert code == 12 and err.count("\n") == 1, err
+    assert "wrong passphrase" in err and str(dst) in err, err
+    assert not dst.exists()
+    code, _out, err = cv(cache, "sync", src, dst)
+    assert code == 0, err
+    code, out, _err = cv(cache, "check", "-r", dst)
+    assert code == 0 and "no errors, 0 warnings" in out, out

@@ -44,6 +44,8 @@ def test_full_sync_copies_every_snapshot_exactly(
     report = sites.sync(src, dst)
     assert report.initialized and report.snapshots == 5
     assert report.objects > 0 and report.bytes > 0 and report.requests > 0
+    # a journal, as init starts one: else every command lists index/ and snapshots/
+    assert "journal/checkpoint" in {key for key, _ in api.backend_for(dst).list("journal/")}
     # every source pack is wanted whole: one crosses as it is, under its
     # name, unless a block of it must wait for its dictionary (then repacked)
     packs = {key for key, _size in api.backend_for(src).list("packs/")}
@@ -169,6 +171,10 @@ def test_json_report_and_errors_are_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nosuch" in err
     assert sites.cli("sync", src, dst, "--jobs", "0") == EXIT_BAD_INPUT
+    assert "--jobs" in capsys.readouterr().err
+    # each job holds packs of up to the pack size in memory: a thousand
+    # would be 16 GiB of default packs, and as many threads
+    assert sites.cli("sync", src, dst, "--jobs", "1000") == EXIT_BAD_INPUT
     assert "--jobs" in capsys.readouterr().err
     assert sites.cli("sync", os.fspath(Path(src).parent / "absent"), dst) != 0
     assert EXIT_FAILURE == 1

@@ -2,8 +2,10 @@
 
 Exit codes: 0 success (also when the reader of stdout went away: ``| head``);
 1 failure (including corruption found by ``check``); 2 bad input or usage;
-10 no repository; 11 repository locked; 13 a Moodle site that cannot be
-read (database unreachable, not Moodle 4.5, no file store).  Errors are one
+10 no repository; 11 repository locked; 12 an encrypted repository's
+missing or wrong passphrase; 13 a Moodle site that cannot be read
+(database unreachable, not Moodle 4.5, no file store); 130 interrupted
+(Ctrl-C).  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
@@ -22,7 +24,7 @@ from typer.core import TyperGroup
 
 from coursevault.cli import output
 from coursevault.cli.base import app, optional_wait_value
-from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, CoursevaultError
+from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CoursevaultError
 
 # The command modules register their commands on ``app`` when imported; this
 # order is the order of ``coursevault --help``.
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = command.main(args=args, prog_name="coursevault", standalone_mode=False)
         if isinstance(rv, int):  # click returns a typer.Exit's code instead of raising it
+            if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130), in silence
+                output.err.print("coursevault: interrupted")
             return rv
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -105,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except (typer.Abort, KeyboardInterrupt):
         output.err.print("coursevault: interrupted")
-        return 130
+        return EXIT_INTERRUPTED
     except CoursevaultError as exc:
         if debug:
             traceback.print_exc()

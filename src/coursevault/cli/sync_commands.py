@@ -45,7 +45,7 @@ def sync(
     jobs: Annotated[
         int | None,
         typer.Option(
-            "--jobs", "-j", help="Packs read and written at once (default 4); 1: one at a time."
+            "--jobs", "-j", help="Packs read and written at once, 1-64 (default 4); 1: one at a time."
         ),
     ] = None,
     cache_dir: CacheOpt = None,

@@ -22,6 +22,8 @@ NOT_DATES = frozenset({
     "timemodifiedoffline_unused", "completiontimespent", "maxtime", "mintime",
     "showtime", "usetime", "graceperiod", "overduehandling", "timeaccess_unused",
     "timesort",
+    "allowupdate",  # a choice's flag, not an update date
+    "timewindow",  # a monitor rule's duration
 })
 EXTRA = frozenset({
     ("lesson", "available"), ("lesson", "deadline"), ("forum_posts", "created"),

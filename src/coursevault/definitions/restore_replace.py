@@ -338,8 +338,9 @@ def _modules_without_definition(writer: SiteWriter, removal: Removal) -> None:
     left: dict[str, int] = {}
     for cm in writer.rows_in("course_modules", "id", ids, columns=("module", "instance")):
         name = names.get(int(cm["module"]), "")
-        if name and name not in plugins and writer.has_table(name) \
-                and removal.add(name, cm["instance"]):
+        if name and name not in plugins and writer.site_has_table(name):
+            # (the backup's read of its title may have noted the row already)
+            removal.add(name, cm["instance"])
             left[name] = left.get(name, 0) + 1
     for name, count in sorted(left.items()):
         removal.warnings.append(

@@ -17,11 +17,13 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from coursevault.errors import SiteError
-from coursevault.moodledb.site import _sqlite_functions, describe
+from coursevault.moodledb.site import _sqlite_functions, describe, require_sqlite_file
 
 
-def open_engine(url: str) -> sa.Engine:
+def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     """An engine for a database URL; SQLite gets real transactions for DDL.
+    ``existing``: a site's SQLite file must be there (``restore``), not be
+    made empty by connecting (``demo-site`` makes one).
 
     Python's sqlite3 commits before every ``CREATE TABLE``, so creating
     Moodle's 494 tables synced the file 494 times (2.6 s); with ``BEGIN``
@@ -35,6 +37,8 @@ def open_engine(url: str) -> sa.Engine:
     except ImportError as exc:
         raise SiteError(f"no driver for database URL {_shown(url)}: {exc}") from None
     if engine.dialect.name == "sqlite":
+        if existing:
+            require_sqlite_file(parsed)
         sa.event.listen(engine, "connect", _sqlite_autocommit_off)
         # the backup's definitions run on a restore's connection (--replace)
         sa.event.listen(engine, "connect", _sqlite_functions)

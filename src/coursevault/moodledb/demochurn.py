@@ -76,7 +76,7 @@ def churn_demo_site(
     transaction, at ``when`` (epoch seconds; default now)."""
     started = time.perf_counter()
     at = int(time.time()) if when is None else int(when)
-    engine = open_engine(db_url)
+    engine = open_engine(db_url, existing=True)
     try:
         with translated_errors(engine):
             metadata = moodle_metadata(prefix, tables=CHURN_TABLES)
@@ -89,8 +89,8 @@ def churn_demo_site(
                 data = SiteData.load()
                 for course in _courses(writer):
                     rng = random.Random(f"coursevault demo churn {seed}/{night}/{course}")
-                    _churn_course(writer, data, store, rng, course, (at, night), counts)
-                    report.courses.append(course)
+                    if _churn_course(writer, data, store, rng, course, (at, night), counts):
+                        report.courses.append(course)
                 _set_night(writer, night)
                 writer.finish()
             report.changes = dict(sorted(counts.counts.items()))
@@ -159,6 +159,10 @@ class _Night:
     modules: dict[str, list[tuple[int, int]]]
 
 
+# the modules a night changes (each night needs one of each)
+CHURNED_MODULES = ("forum", "assign", "page", "resource")
+
+
 def _churn_course(
     writer: RowWriter,
     data: SiteData,
@@ -167,7 +171,10 @@ def _churn_course(
     course: int,
     night_at: tuple[int, int],
     counts: NightCounts,
-) -> None:
+) -> bool:
+    """One night of the course; False, and nothing changed, for a course
+    the demo did not make (a restored one: no users, or not the modules a
+    night changes)."""
     names = {r.id: r.name for r in _select(writer, "modules", "id", "name")}
     contexts = {
         r.instanceid: r.id for r in _select(writer, "context", "id", "instanceid", contextlevel=70)
@@ -175,9 +182,12 @@ def _churn_course(
     modules: dict[str, list[tuple[int, int]]] = {}
     for cm in _select(writer, "course_modules", "id", "module", "instance", course=course):
         modules.setdefault(names[cm.module], []).append((cm.instance, contexts[cm.id]))
+    users = sorted({r.userid for r in _course_users(writer, course)})
+    if not users or not all(modules.get(kind) for kind in CHURNED_MODULES):
+        return False
     night = _Night(
         writer, data, store, rng, course,
-        users=sorted({r.userid for r in _course_users(writer, course)}),
+        users=users,
         userdata=UserDataBuilder(writer, data, rng, night_at[0]),
         log=_Logger(writer, data, course, counts),
         counts=counts,
@@ -189,6 +199,7 @@ def _churn_course(
     _resource_night(night, night_at[1])
     writer.update("course", course, cacherev=night.userdata.tick())
     counts.add("course")
+    return True
 
 
 def _page_night(night: _Night) -> None:

@@ -16,6 +16,7 @@ be read) naming the database without its password.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -50,12 +51,24 @@ def open_engine(url: str) -> Engine:
             connect_args={"conv": _pymysql_encoders_only()},
         )
     elif backend == "sqlite":
+        require_sqlite_file(parsed)
         engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
         event.listen(engine, "connect", _sqlite_functions)
     else:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
     return engine
+
+
+def require_sqlite_file(url: URL) -> None:
+    """A SQLite site's file must be there: SQLite would create an empty one
+    on connecting, a mistyped path would be left behind as a file, and the
+    error would be about the tables that file lacks."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    if not os.path.isfile(database):
+        raise SiteError(f"database {describe(url)}: no such file {database}")
 
 
 def _sqlite_functions(dbapi_conn: Any, _record: Any) -> None:

@@ -88,6 +88,11 @@ class SiteWriter:
     def has_table(self, table: str) -> bool:
         return table in self._types
 
+    def site_has_table(self, table: str) -> bool:
+        """Whether the site's database has the table, Moodle's or a
+        third-party plugin's (which the 4.5 schema does not name)."""
+        return table in self._types or sa.inspect(self.conn).has_table(self.prefix + table)
+
     def columns(self, table: str) -> dict[str, str]:
         """Column name -> type code (``I8``, ``C255``, ``X``, ``N10,5``...)."""
         try:
@@ -204,7 +209,9 @@ class SiteWriter:
         if not ids:
             return
         self.flush()
-        t = self._table(table)
+        # a third-party plugin's table: its ids are all a delete needs
+        t = (self._table(table) if table in self._types
+             else sa.table(self.prefix + table, sa.column("id")))
         for start in range(0, len(ids), 1000):
             self._conn.execute(t.delete().where(t.c.id.in_(list(ids[start:start + 1000]))))
 
@@ -310,6 +317,12 @@ def _prefixed(sql: str, prefix: str) -> str:
     return re.sub(r"\{(\w+)\}", lambda m: prefix + m.group(1), sql)
 
 
+# the integers each column holds (its bytes: 2, 4 or 8) and the characters
+# of a C column: what PostgreSQL refuses at the insert and SQLite stores as
+# given (or fails on past 64 bits) is refused here, naming the column
+_INT_BOUNDS = {"I2": 2**15, "I4": 2**31, "I8": 2**63}
+
+
 def _convert(table: str, column: str, code: str, value: Any, nullable: bool) -> Any:
     if value is None:
         return None
@@ -317,20 +330,12 @@ def _convert(table: str, column: str, code: str, value: Any, nullable: bool) -> 
     if kind == "I":
         if isinstance(value, bool):
             return int(value)
-        if isinstance(value, int):
-            return value
-        text = str(value).strip()
-        if text == "" and nullable:
-            return None
-        try:
-            return int(text) if text else 0
-        except ValueError:
-            try:
-                return int(Decimal(text))
-            except InvalidOperation:
-                raise SiteDataError(
-                    f"{table}.{column}: {str(value)[:40]!r} is not an integer"
-                ) from None
+        number = value if isinstance(value, int) else _integer(table, column, value, nullable)
+        bound = _INT_BOUNDS.get(code, 2**63)
+        if number is not None and not -bound <= number < bound:
+            raise SiteDataError(f"{table}.{column}: {str(value)[:40]} does not fit the column "
+                                f"(an integer of {code[1:]} bytes)")
+        return number
     if kind == "N":
         text = str(value).strip()
         if text == "":
@@ -347,4 +352,28 @@ def _convert(table: str, column: str, code: str, value: Any, nullable: bool) -> 
             return float(text)
         except ValueError:
             raise SiteDataError(f"{table}.{column}: {text[:40]!r} is not a number") from None
-    return str(value)
+    text = str(value)
+    if kind == "C" and len(text) > _char_limit(code):
+        raise SiteDataError(f"{table}.{column}: a value of {len(text)} characters does not fit "
+                            f"the column ({_char_limit(code)}): {text[:40]!r}...")
+    return text
+
+
+@functools.cache
+def _char_limit(code: str) -> int:
+    return int(code[1:])
+
+
+def _integer(table: str, column: str, value: Any, nullable: bool) -> int | None:
+    text = str(value).strip()
+    if text == "" and nullable:
+        return None
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        try:
+            return int(Decimal(text))
+        except (InvalidOperation, ValueError, OverflowError):  # NaN, Infinity
+            raise SiteDataError(
+                f"{table}.{column}: {str(value)[:40]!r} is not an integer"
+            ) from None

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     from coursevault.moodledb.sitewriter import SiteWriter
 
 
+# the last time Moodle's 10-digit time columns hold (XMLDB int(10))
+LAST_MOODLE_TIME = 9_999_999_999
 RESTORE_CACHE_BYTES = 3 * 1024 * 1024
 # of which decoded blocks: one (a block is up to 1 MiB), as the objects
 # learned from it are kept apart (store/objects.py)
@@ -123,6 +125,9 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     if request.replace and (request.into is None or request.only):
         raise UsageError("--replace goes with --into COURSEID, and restores the whole "
                          "backup (no --only)")
+    if request.start_date is not None and not 0 <= request.start_date <= LAST_MOODLE_TIME:
+        raise UsageError(f"--start-date {request.start_date}: Moodle's times are 0 to "
+                         f"{LAST_MOODLE_TIME} (10 digits: 2286-11-20)")
     started = time.monotonic()
     keep_large_buffers_out_of_the_heap()
     # members are read once each, in about the order they are stored: a
@@ -130,21 +135,61 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
     repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     repo.block_cache_bytes = RESTORE_BLOCK_CACHE_BYTES
-    with repo.lock(exclusive=False, operation="restore"):
-        members = SnapshotMembers(repo, ArchiveIndex(repo.get, bytes.fromhex(snap.root)))
-        engine = open_engine(request.db_url)
-        try:
-            with translated_errors(engine):
-                report = _run(engine, members, request)
-        finally:
-            engine.dispose()
-    out = report.as_dict()
+    window = CommitWindow()
+    try:
+        with repo.lock(exclusive=False, operation="restore"):
+            members = SnapshotMembers(repo, ArchiveIndex(repo.get, bytes.fromhex(snap.root)))
+            engine = open_engine(request.db_url, existing=True)
+            try:
+                with translated_errors(engine):
+                    report = _run(engine, members, request, window)
+            finally:
+                engine.dispose()
+        out = report.as_dict()
+    finally:
+        window.close()
+    if window.interrupted:
+        out["warnings"].append("Ctrl-C came as the restore committed, too late to undo "
+                               "it: the course is restored")
     out.update(snapshot=snap.id, course_key=snap.series, dry_run=request.dry_run,
                seconds=round(time.monotonic() - started, 3))
     return out
 
 
-def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> RestoreReport:
+class CommitWindow:
+    """From the commit on, an interrupt cannot undo the restore: Ctrl-C
+    there is noted, not raised, until the restore has returned its report
+    -- else the command would exit 130 with the course restored, and a
+    user who believed it would restore it a second time.  Before the
+    commit, Ctrl-C rolls everything back as any error does.  (Python runs
+    signal handlers in the main thread only: elsewhere this does nothing.)"""
+
+    def __init__(self) -> None:
+        self.interrupted = False
+        self._previous: Any = None
+        self._open = False
+
+    def open(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._note)
+            self._open = True
+
+    def _note(self, _signum: int, _frame: Any) -> None:
+        self.interrupted = True
+
+    def close(self) -> None:
+        import signal
+
+        if self._open:
+            signal.signal(signal.SIGINT, self._previous)
+            self._open = False
+
+
+def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
+         window: CommitWindow) -> RestoreReport:
     from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
     from coursevault.moodledb.filedir import Staging, recover, require_file_store
     from coursevault.moodledb.sitewriter import SiteWriter
@@ -172,6 +217,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest) -> Rest
             except BaseException:
                 staging.rollback()
                 raise
+            window.open()
             try:
                 tx.commit()
             except BaseException as exc:

@@ -88,6 +88,7 @@ def sync_catalog(repo: Repository) -> list[str]:
     the journal is damaged (with a notice naming the repair), it lists
     ``index/`` and ``snapshots/`` as before."""
     catalog = repo.catalog
+    _void_position_read_elsewhere(repo)
     try:
         pointer = read_pointer(repo.backend)
         if pointer is not None:
@@ -115,7 +116,29 @@ def sync_catalog(repo: Repository) -> list[str]:
 # "s:<hex>") and names journaled as removed whose file is still there
 # ("-i:<hex>", "-s:<hex>": a deleter killed between its entry and the delete)
 JOURNAL_META, PENDING_META = "journal", "journal_pending"
+# where the repository was when the catalog last read its journal
+LOCATION_META = "location"
 Name = tuple[str, str]  # (INDEX or SNAPSHOT, hex name); "-" before the kind: removing
+
+
+def _void_position_read_elsewhere(repo: Repository) -> None:
+    """A catalog is the repository id's, and a copy of a repository folder
+    (``cp -a``, rsync, a bucket copied) keeps the id: the copies share the
+    machine's catalog, and their journals go on apart -- a prune of one
+    makes a checkpoint the other never had, a backup into each an entry of
+    the same generation.  A position read at another location says nothing
+    of this one's journal: it is voided, and the catalog replays this
+    location's from its checkpoint (what it already holds is not loaded
+    again).  The same repository reached by another path costs that one
+    replay."""
+    where = repo.backend.location()
+    catalog = repo.catalog
+    if catalog.get_meta(LOCATION_META) == where:
+        return
+    for key in (JOURNAL_META, PENDING_META):
+        if catalog.get_meta(key):
+            catalog.set_meta(key, "")
+    catalog.set_meta(LOCATION_META, where)
 
 
 def journal_files(

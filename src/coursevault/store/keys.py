@@ -94,16 +94,20 @@ def _open_slot(slot: dict[str, Any], password: bytes) -> Secrets | None:
     return Secrets(raw[:32], raw[32:])
 
 
-def unlock(encryption: dict[str, Any], password: bytes) -> tuple[Secrets, str]:
+def unlock(
+    encryption: dict[str, Any], password: bytes, where: str = ""
+) -> tuple[Secrets, str]:
     """The secrets, and the id of the slot ``password`` opened;
-    ``WrongPasswordError`` when it opens none."""
+    ``WrongPasswordError`` when it opens none (naming the repository
+    ``where`` is: a sync has two)."""
     if encryption.get("cipher") != CIPHER:
         raise CorruptionError(f"repository config: unknown cipher {encryption.get('cipher')!r}")
     for slot in encryption.get("slots", []):
         keys = _open_slot(slot, password)
         if keys is not None:
             return keys, str(slot["id"])
-    raise WrongPasswordError("wrong passphrase: it opens none of the repository's key slots")
+    repository = f"the repository at {where}" if where else "the repository"
+    raise WrongPasswordError(f"wrong passphrase: it opens none of {repository}'s key slots")
 
 
 def new_encryption(
@@ -156,7 +160,7 @@ def sealed_backend(backend: Backend, config: dict[str, Any], password: Password)
             raise WrongPasswordError(
                 f"the repository at {backend.location()} is encrypted: give its passphrase "
                 "(COURSEVAULT_PASSWORD, COURSEVAULT_PASSWORD_FILE or --password-file)")
-        keys, _slot = unlock(encryption, given)
+        keys, _slot = unlock(encryption, given, backend.location())
         backend = EncryptedBackend(backend, keys)
     ids.use_id_key(backend.keys.id_key)
     return backend

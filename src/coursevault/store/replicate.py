@@ -47,14 +47,17 @@ from coursevault.errors import (
     BadInputError,
     CorruptionError,
     IncompatibleRepositoryError,
+    LockHeldError,
     ObjectMissingError,
     WrongPasswordError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.catalog_sync import checkpoint_from_listing
 from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.ids import ObjectType, object_id
-from coursevault.store.keys import Password, Secrets, unlock
+from coursevault.store.journal import write_checkpoint
+from coursevault.store.keys import Password, Secrets, sealed_backend, unlock
 from coursevault.store.locks import Lock
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
@@ -68,6 +71,9 @@ from coursevault.store.syncplan import SyncPlan
 COMPATIBLE_KEYS = ("version", "chunker", "text_chunker", "dictionary_depth")
 # Packs read and written at once by default (``sync --jobs``).
 SYNC_JOBS = 4
+# ...and at most: each job holds up to two packs (read ahead, in flight) of
+# up to the pack size -- 64 jobs of default 16 MiB packs, 2 GiB already
+MAX_SYNC_JOBS = 64
 
 
 def check_compatible(
@@ -122,7 +128,7 @@ def _check_id_keys(
         given = password() if callable(password) else password
         if given is None:
             raise WrongPasswordError(f"{dst_location} is encrypted: give its passphrase")
-        keys, _slot = unlock(theirs, given)
+        keys, _slot = unlock(theirs, given, dst_location)
     if keys.id_key != mine:
         raise IncompatibleRepositoryError(
             f"cannot sync {src.backend.location()} into {dst_location}: encrypted under "
@@ -150,10 +156,14 @@ def read_config(backend: Backend) -> dict[str, Any] | None:
     return config
 
 
-def init_like(backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
+def init_like(
+    backend: Backend, config: dict[str, Any], password: Password = None
+) -> dict[str, Any]:
     """Create an empty repository at ``backend`` with ``config``'s parameters
     and a new id (its catalog is keyed by its id: two repositories of one
-    id would share one cache on a machine that holds both)."""
+    id would share one cache on a machine that holds both), and its empty
+    journal, as ``Repository.init`` does -- sealed under the keys
+    ``password`` opens when ``config`` is an encrypted repository's."""
     import json
 
     from coursevault.errors import RepositoryExistsError
@@ -162,9 +172,25 @@ def init_like(backend: Backend, config: dict[str, Any]) -> dict[str, Any]:
     new["id"] = secrets.token_hex(16)
     new["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
+    sealed = sealed_backend(backend, new, password)  # a passphrase that opens it, first
     if not backend.create("config", data):
         raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
+    write_checkpoint(sealed, [], [], fresh=True)
     return new
+
+
+def compact_first_journal(dst: Repository) -> None:
+    """A destination ``init_like`` made, synced: the journal's entries of
+    that first sync (one or more a course) made one checkpoint, so that the
+    next command reads one file, not every entry.  Under the exclusive
+    lock, not waited for: if another process holds the repository, the
+    entries stay, each read once by the next command."""
+    dst.lock_wait = 0.0
+    try:
+        with dst.lock(exclusive=True, operation="sync"):
+            checkpoint_from_listing(dst)
+    except LockHeldError:
+        return
 
 
 @dataclass

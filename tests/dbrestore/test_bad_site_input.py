@@ -1,0 +1,49 @@
+"""What a site cannot take.  A SQLite site that is not there: ``restore``
+and ``backup --db`` say so (exit 13) and leave no empty database file
+behind where the user mistyped a path -- SQLite would otherwise create one
+on connecting, and the error was "no such table: mdl_config" about a file
+the command itself had made.  A value its column cannot hold: exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .clirun import run
+from .tinysite import Tiny
+
+
+def test_restore_into_a_missing_sqlite_file_creates_none(tiny: Tiny, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", f"sqlite:///{missing}",
+                 "--dataroot", tiny.target / "data")
+    assert result.code == 13, result
+    assert "no such file" in result.err and str(missing) in result.err, result
+    assert len(result.err.strip().splitlines()) == 1
+    assert not missing.exists()
+
+
+def test_backup_of_a_missing_sqlite_file_creates_none(tiny: Tiny, tmp_path: Path) -> None:
+    missing = tmp_path / "typo.db"
+    result = run("-r", tiny.repo, "backup", "--db", f"sqlite:///{missing}",
+                 "--dataroot", tiny.target / "data", "--course", "2")
+    assert result.code == 13, result
+    assert "no such file" in result.err and str(missing) in result.err, result
+    assert not missing.exists()
+
+
+def test_values_the_site_cannot_hold_are_refused_with_one_line(
+    tiny: Tiny, tmp_path: Path
+) -> None:
+    """--fullname past course.fullname's 254 characters was stored as it was
+    on SQLite (exit 13 on PostgreSQL); --start-date past 64 bits failed as
+    an internal OverflowError.  Both are bad input (exit 2), nothing written."""
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    for options, says in ((("--fullname", "x" * 300), "course.fullname"),
+                          (("--start-date", "99999999999999999999"), "--start-date"),
+                          (("--start-date", "9999-12-31"), "--start-date")):
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                     "--dataroot", site.dataroot, *options)
+        assert result.code == 2 and says in result.err, (options, result)
+        assert len(result.err.strip().splitlines()) == 1
+    assert not before.differences(site.state())
