@@ -47,6 +47,59 @@ def require_rclone() -> str:
     return binary
 
 
+class MotoS3:
+    """moto's S3 server on 127.0.0.1: unlike ``rclone serve s3`` it honours
+    conditional writes (``If-None-Match``, ``If-Match``), which concurrent
+    writers of one repository rely on (docs/format.md §11).  The same
+    ``env``/``client``/``make_bucket`` as S3Server."""
+
+    def __init__(self, folder: Path) -> None:
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError:
+            reason = "moto is not installed (pip install 'moto[s3,server]': a dev dependency)"
+            if os.environ.get("CI") == "true":
+                pytest.fail(f"{reason}: CI may not skip the conditional-write tests")
+            pytest.skip(reason)
+        self.folder = folder
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """What a coursevault process needs to reach this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": "moto",
+            "AWS_SECRET_ACCESS_KEY": "moto",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(self.folder / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(self.folder / "no-aws-credentials"),
+            "COURSEVAULT_S3_ENDPOINT": self.endpoint,
+        }
+
+    def client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="moto",
+            aws_secret_access_key="moto",
+            region_name="us-east-1",
+            config=Config(s3={"addressing_style": "path"}),
+        )
+
+    def make_bucket(self) -> str:
+        name = f"b{secrets.token_hex(6)}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
 class S3Server:
     """``rclone serve s3`` on 127.0.0.1 (a port of the system's choosing)."""
 
