@@ -7,12 +7,12 @@ swapped only from what was read (compare-and-swap)."""
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from s3server import MotoS3
 
 from coursevault.store.backend import Backend
 from coursevault.store.journal import INDEX, append, replay
@@ -22,18 +22,9 @@ from coursevault.store.wrappers import BackendWrapper
 
 
 @pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    try:
-        from moto.server import ThreadedMotoServer
-    except ImportError:
-        reason = "moto is not installed (pip install 'moto[s3,server]': a dev dependency)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{reason}: CI may not skip the conditional-write tests")
-        pytest.skip(reason)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
+def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = MotoS3(tmp_path_factory.mktemp("moto"))
+    yield server.endpoint
     server.stop()
 
 
