@@ -91,7 +91,7 @@ def _member_of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]
     return bool(row.get("userid"))
 
 
-def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: XmlSource) -> None:
     reader = MemberReader("course/enrolments.xml", data)
     insert_records(
         rc,

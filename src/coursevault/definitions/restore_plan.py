@@ -283,12 +283,13 @@ def _course_task(
     roles = members.xml("roles.xml")
     if roles is not None:
         restore_final.restore_role_names(rc, roles)
-    enrolments = members.xml("course/enrolments.xml")
+    # these two grow with the course's users (an M course: 260 KB each)
+    enrolments = members.stream("course/enrolments.xml")
     if enrolments is not None:
         restore_final.restore_enrolments(rc, ctx, enrolments)
-    roles = members.xml("course/roles.xml")
-    if roles is not None:
-        restore_final.restore_roles(rc, ctx, "course/roles.xml", roles)
+    course_roles = members.stream("course/roles.xml")
+    if course_roles is not None:
+        restore_final.restore_roles(rc, ctx, "course/roles.xml", course_roles)
     comments = members.xml("course/comments.xml")
     if comments is not None:
         restore_common.restore_comments(rc, ctx, "course/comments.xml", comments)
