@@ -19,7 +19,7 @@ from coursevault.definitions.restore_info import ActivityInfo
 from coursevault.structure.context import TaskContext
 from coursevault.structure.registry import Plugin
 from coursevault.structure.restore_engine import RestoreContext, insert_records
-from coursevault.structure.reverse import MemberReader
+from coursevault.structure.reverse import MemberReader, XmlSource
 
 # (table, column) -> table: references between an activity's own rows
 COMMON_REFS: dict[tuple[str, str], str] = {
@@ -49,13 +49,19 @@ NOT_RESTORED = {
 }
 
 Members = Callable[[str], bytes | None]
+Streams = Callable[[str], XmlSource | None]
 
 
 def restore_activity(
     rc: RestoreContext, ctx: TaskContext, act: ActivityInfo, plugin: Plugin,
-    members: Members, contexts: dict[str, int],
+    members: Members, contexts: dict[str, int], streams: Streams | None = None,
 ) -> bool:
-    """Write the activity; False (with a warning) when the site lacks its module."""
+    """Write the activity; False (with a warning) when the site lacks its module.
+
+    ``streams`` gives the members that grow with the course -- the
+    activity's own tables (600 submissions: 1 MB), its grades and roles --
+    in pieces as they are read, parsed as they come (``members`` without)."""
+    pieces: Streams = streams or members
     module = restore_course.module_id(rc, act.modulename)
     module_xml = members(f"{act.directory}/module.xml")
     if module is None or module_xml is None:
@@ -77,8 +83,8 @@ def restore_activity(
     writers = {"tag": restore_common.restore_tag_record,
                **plugin.extra.get("restore_writers", {})}
     for step in plugin.steps(ctx):
-        data = members(f"{act.directory}/{step.member}")
         build = step.build or trees.get(step.member)
+        data = None if build is None else pieces(f"{act.directory}/{step.member}")
         if build is None or data is None:
             continue
         reader = MemberReader(f"{act.directory}/{step.member}", data)
@@ -92,7 +98,7 @@ def restore_activity(
     rc.writer.update("course_modules", cmid, {"instance": instance})
     restore_common.activity_members(task, ctx, act.directory, members,
                                     comment_items=plugin.extra.get("comment_items", {}))
-    restore_common.each_member(members, act.directory, [
+    restore_common.each_member(pieces, act.directory, [
         ("grades.xml", lambda path, data: restore_final.restore_activity_grades(
             task, ctx, path, data)),
         ("grading.xml", lambda path, data: restore_final.restore_grading(task, ctx, path, data)),

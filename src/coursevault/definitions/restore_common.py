@@ -23,7 +23,7 @@ from coursevault.definitions import activity_task, context_members, final_comple
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import In, Nested, Param, Sql, Up
 from coursevault.structure.restore_engine import RestoreContext, insert_records
-from coursevault.structure.reverse import MemberReader, Record
+from coursevault.structure.reverse import MemberReader, Record, XmlSource
 
 # comment area -> table its itemid names (``get_comment_mapping_itemname``
 # of mod_assign, mod_glossary, mod_data, mod_wiki); an area not listed keeps
@@ -105,11 +105,13 @@ def restore_calendar(
 
 
 # a step of a task's folder: (member path, its bytes)
-MemberStep = Callable[[str, bytes], None]
+MemberStep = Callable[[str, Any], None]
 
 
 def each_member(
-    members: Callable[[str], bytes | None], directory: str, steps: Sequence[tuple[str, MemberStep]]
+    members: Callable[[str], XmlSource | None],
+    directory: str,
+    steps: Sequence[tuple[str, MemberStep]],
 ) -> None:
     """Hand each member of ``directory`` the backup holds to its step, in
     order; a member the backup lacks (a setting left it out) is skipped."""

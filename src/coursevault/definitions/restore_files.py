@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 from coursevault.definitions.restore_course import finals
@@ -38,6 +38,9 @@ class BackupMembers(Protocol):
 
     def xml(self, path: str) -> bytes | None:
         """A member's bytes, or None when the backup lacks it."""
+
+    def stream(self, path: str) -> Iterator[bytes] | None:
+        """A member's bytes in pieces as they are read, or None."""
 
     def exists(self, path: str) -> bool: ...
 

@@ -31,7 +31,7 @@ from coursevault.structure.restore_engine import (
     insert_records,
     is_scale_reference,
 )
-from coursevault.structure.reverse import NULL, MemberReader, Record
+from coursevault.structure.reverse import NULL, MemberReader, Record, XmlSource
 
 GRADE_TABLES = {
     "grade_item": "grade_items",
@@ -91,7 +91,7 @@ def _member_of_mapped_user(rc: RestoreContext, _rec: Record, row: dict[str, Any]
     return bool(row.get("userid"))
 
 
-def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: bytes) -> None:
+def restore_enrolments(rc: RestoreContext, ctx: TaskContext, data: XmlSource) -> None:
     reader = MemberReader("course/enrolments.xml", data)
     insert_records(
         rc,
@@ -118,7 +118,7 @@ def _known_enrol_plugin(rc: RestoreContext, rec: Record, row: dict[str, Any]) ->
     return False
 
 
-def restore_roles(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+def restore_roles(rc: RestoreContext, ctx: TaskContext, member: str, data: XmlSource) -> None:
     """A context's roles.xml: overrides and assignments of mapped roles and users."""
     reader = MemberReader(member, data)
     unknown: set[str] = set()
@@ -159,7 +159,9 @@ def _assignment_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) ->
     return bool(row.get("roleid")) and bool(row.get("userid"))
 
 
-def restore_activity_grades(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+def restore_activity_grades(
+    rc: RestoreContext, ctx: TaskContext, member: str, data: XmlSource
+) -> None:
     """grades.xml: the activity's grade items (``iteminstance`` the new
     activity, in the course's grade category until gradebook.xml maps it)
     and their grades."""
@@ -225,7 +227,7 @@ GRADING_REFS: dict[tuple[str, str], str] = {
 }
 
 
-def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: bytes) -> None:
+def restore_grading(rc: RestoreContext, ctx: TaskContext, member: str, data: XmlSource) -> None:
     """grading.xml (``restore_activity_grading_structure_step``): the
     module's grading areas, their definitions (made by the restoring user,
     now) with each form's criteria and levels, and -- with users -- the

@@ -15,6 +15,7 @@ after-restore pass (``resolve_deferred`` and ``finish_course``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -220,10 +221,12 @@ def _root_task(
     roles = members.xml("roles.xml")
     if roles is not None:
         restore_final.map_roles(rc, roles)
-    users = members.xml("users.xml")
-    if rc.users and users is not None:
+    if rc.users and members.exists("users.xml"):
         outcome = restore_users.restore_users(
-            rc, users, same_site=_same_site(rc.writer, info), now=options.now
+            rc,
+            lambda: _need_stream(members, "users.xml"),
+            same_site=_same_site(rc.writer, info),
+            now=options.now,
         )
         contexts.update(outcome.contexts)
         report.users = outcome.as_dict()
@@ -281,7 +284,7 @@ def _course_task(
                 f"{act.directory}: no definition for module {act.modulename!r}: left out"
             )
             continue
-        if restore_activity(rc, ctx, act, plugin, members.xml, contexts):
+        if restore_activity(rc, ctx, act, plugin, members.xml, contexts, members.stream):
             report.activities += 1
             restore_blocks(rc, ctx, act.directory, members.xml, members.folders, contexts)
         else:
@@ -293,12 +296,13 @@ def _course_task(
     roles = members.xml("roles.xml")
     if roles is not None:
         restore_final.restore_role_names(rc, roles)
-    enrolments = members.xml("course/enrolments.xml")
+    # these two grow with the course's users (an M course: 260 KB each)
+    enrolments = members.stream("course/enrolments.xml")
     if enrolments is not None:
         restore_final.restore_enrolments(rc, ctx, enrolments)
-    roles = members.xml("course/roles.xml")
-    if roles is not None:
-        restore_final.restore_roles(rc, ctx, "course/roles.xml", roles)
+    course_roles = members.stream("course/roles.xml")
+    if course_roles is not None:
+        restore_final.restore_roles(rc, ctx, "course/roles.xml", course_roles)
     comments = members.xml("course/comments.xml")
     if comments is not None:
         restore_common.restore_comments(rc, ctx, "course/comments.xml", comments)
@@ -362,6 +366,13 @@ def _final_task(
 
 def _need(members: BackupMembers, path: str) -> bytes:
     data = members.xml(path)
+    if data is None:
+        raise BadInputError(f"the backup has no {path}")
+    return data
+
+
+def _need_stream(members: BackupMembers, path: str) -> Iterator[bytes]:
+    data = members.stream(path)
     if data is None:
         raise BadInputError(f"the backup has no {path}")
     return data

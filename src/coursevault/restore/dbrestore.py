@@ -19,15 +19,17 @@ and, with ``--replace``, deleted.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from coursevault.errors import BadInputError, UsageError
+from coursevault.moodle2.archiveindex import render_archive_index
 from coursevault.restore.export import write_content
 from coursevault.restore.heap import keep_large_buffers_out_of_the_heap
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
-from coursevault.tree.archive_tree import ArchiveIndex
+from coursevault.tree.archive_tree import ArchiveIndex, iter_member
 
 if TYPE_CHECKING:
     from coursevault.definitions.restore_plan import RestoreReport
@@ -66,7 +68,9 @@ class SnapshotMembers:
     The member list is an :class:`ArchiveIndex` (paths and node ids, not
     every member's entry: what grew a restore's memory with the course),
     and a member's XML is written into a buffer of its known size rather
-    than gathered in pieces and joined (twice a 1.5 MB users.xml at once).
+    than gathered in pieces and joined (twice a 1.5 MB users.xml at once);
+    the members that grow with the course (an activity's own, its grades,
+    users.xml) are parsed from :meth:`stream` as they are rendered.
     """
 
     def __init__(self, repo: Repository, tree: ArchiveIndex) -> None:
@@ -89,6 +93,14 @@ class SnapshotMembers:
         out = _Filled(member.size)
         write_content(self.repo.get, self.tree, member, out.write)
         return out.value()
+
+    def stream(self, path: str) -> Iterator[bytes] | None:
+        """A member's bytes in pieces rendered as they are taken (a member
+        parsed as it is read is never whole in memory), or None."""
+        member = self.tree.find(path)
+        if member is None or member.is_dir:
+            return None
+        return iter_member(self.repo.get, self.tree, member, render_archive_index)
 
     def copy(self, path: str, out: BinaryIO) -> None:
         member = self.tree.find(path)

@@ -4,55 +4,83 @@ Moodle's restore keeps it in ``backup_ids_temp``; here it lives in memory
 for the whole run, and an M course maps 126,742 ids: as a dict of strings
 to ints per table that was about 13 MB, growing with the course.  A
 backup lists a table's rows by id, so a table's old ids mostly come in
-ascending order: those go into two arrays of 64-bit integers (16 bytes a
-pair) and are found by binary search; an id that comes out of order, or is
-not written as a plain decimal number (a key is the id's text, as the
-backup wrote it), goes into a small dict beside them.  Lookups and
-overwrites behave as one dict keyed by the id's text.
+ascending order, and often one after another (rows made together); the
+restore gives new ids one after another too (reserved in blocks, counted
+on).  So a table's pairs are kept as runs -- old id, new id, how many
+follow both by one -- in three arrays (20 bytes a run), found by binary
+search: an M course's 126,310 ids in order make 155 runs (4 KB, where
+pairs took 2 MB and grew with the course).  An id that comes out of
+order, or is not written as a plain decimal number (a key is the id's
+text, as the backup wrote it), goes into a small dict beside them, and so
+does an id of a run set again to another new id.  Lookups and overwrites
+behave as one dict keyed by the id's text.
 """
 
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_right
 from typing import Any
 
 
 class _TableIds:
-    """One table's pairs: ascending plain ids in arrays, the rest in a dict."""
+    """One table's pairs: runs of ascending plain ids in arrays, the rest in
+    dicts."""
 
-    __slots__ = ("news", "olds", "others")
+    __slots__ = ("changed", "lens", "news", "olds", "others")
 
     def __init__(self) -> None:
+        # run k maps olds[k] + i to news[k] + i for 0 <= i < lens[k]
         self.olds = array("q")
         self.news = array("q")
-        self.others: dict[str, int] = {}
+        self.lens = array("I")
+        self.others: dict[str, int] = {}  # ids out of order, or not plain
+        self.changed: dict[str, int] = {}  # ids of a run set again to another id
 
     def set(self, text: str, new: int) -> None:
         old = _plain(text)
-        if old is not None:
-            olds = self.olds
-            if not olds or old > olds[-1]:
-                olds.append(old)
-                self.news.append(new)
+        if old is None:
+            self.others[text] = new
+            return
+        olds, lens = self.olds, self.lens
+        if olds:
+            end = olds[-1] + lens[-1]  # the old id after the last run's
+            if old == end and new == self.news[-1] + lens[-1] and lens[-1] < _MAX_RUN:
+                lens[-1] += 1
                 return
-            at = bisect_left(olds, old)
-            if at < len(olds) and olds[at] == old:
-                self.news[at] = new
+            if old < end:
+                at = bisect_right(olds, old) - 1
+                if at >= 0 and old < olds[at] + lens[at]:
+                    if self.news[at] + old - olds[at] == new:
+                        self.changed.pop(text, None)
+                    else:
+                        self.changed[text] = new
+                else:
+                    self.others[text] = new
                 return
-        self.others[text] = new
+        olds.append(old)
+        self.news.append(new)
+        lens.append(1)
 
     def get(self, text: str) -> int | None:
         old = _plain(text)
-        if old is not None:
-            olds = self.olds
-            at = bisect_left(olds, old)
-            if at < len(olds) and olds[at] == old:
-                return self.news[at]
+        if old is None:
+            return self.others.get(text)
+        if self.changed:
+            hit = self.changed.get(text)
+            if hit is not None:
+                return hit
+        olds = self.olds
+        at = bisect_right(olds, old) - 1
+        if at >= 0 and old < olds[at] + self.lens[at]:
+            return self.news[at] + old - olds[at]
         return self.others.get(text)
 
     def __len__(self) -> int:
-        return len(self.olds) + len(self.others)
+        return sum(self.lens) + len(self.others)
+
+
+_MAX_RUN = 2**32 - 1  # a run's length is an unsigned 32-bit count
 
 
 def _plain(text: str) -> int | None:

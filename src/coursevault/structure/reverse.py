@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,12 +59,24 @@ class Record:
         raise KeyError(f"{self.name} has no ancestor {element or field_name!r}")
 
 
+# a member's bytes, whole or in pieces as they are rendered (SnapshotMembers.stream)
+XmlSource = bytes | Iterable[bytes]
+
+
+def _pieces(data: XmlSource, size: int) -> Iterable[bytes]:
+    if isinstance(data, bytes):
+        return (data[pos:pos + size] for pos in range(0, len(data), size))
+    return data
+
+
 class MemberReader:
     """Records of one member; ``unknown`` counts undeclared element paths.
 
     The member is parsed as a stream: expat calls :class:`_RecordTarget` for
     each element (no element tree is built), fed ``CHUNK`` bytes at a time,
-    and the records it completes are yielded after each chunk.  Memory
+    and the records it completes are yielded after each chunk; given the
+    member in pieces as they are rendered (``XmlSource``), it never holds
+    the member's bytes whole.  Memory
     holds the records of a chunk and the open elements' ancestors, not the
     document -- an M course's ``assign.xml`` of 600 submissions or a
     ``users.xml`` of a thousand users parsed whole took tens of MB, and
@@ -77,7 +89,7 @@ class MemberReader:
 
     CHUNK = 64 * 1024
 
-    def __init__(self, member: str, data: bytes) -> None:
+    def __init__(self, member: str, data: XmlSource) -> None:
         self.member = member
         self.data = data
         self.unknown: Counter[str] = Counter()
@@ -86,10 +98,10 @@ class MemberReader:
         """Records of ``tree`` (the document's root element) in document order."""
         target = _RecordTarget(self, tree)
         parser = ET.XMLParser(target=target)
-        data, done = self.data, target.done
+        done = target.done
         try:
-            for pos in range(0, len(data), self.CHUNK):
-                parser.feed(data[pos:pos + self.CHUNK])
+            for piece in _pieces(self.data, self.CHUNK):
+                parser.feed(piece)
                 if done:
                     yield from done
                     done.clear()

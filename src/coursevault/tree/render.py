@@ -28,18 +28,24 @@ from coursevault.tree.nodes import (
 FEED_SIZE = 1 << 20
 
 
-class Writer:
-    """Collects output pieces and hands them on in large writes."""
+# what a reader pulls at a time (iter_document): a restore parses as it reads
+PIECE_SIZE = 64 * 1024
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+
+class Writer:
+    """Collects output pieces and hands them on in large writes (of
+    ``feed_size`` bytes or more)."""
+
+    def __init__(self, write: Callable[[bytes], object], feed_size: int = FEED_SIZE) -> None:
         self._write = write
         self._buf: list[bytes] = []
         self._n = 0
+        self._feed = feed_size
 
     def add(self, piece: bytes) -> None:
         self._buf.append(piece)
         self._n += len(piece)
-        if self._n >= FEED_SIZE:
+        if self._n >= self._feed:
             self.flush()
 
     def flush(self) -> None:
@@ -57,7 +63,17 @@ def render_element(get: Getter, oid: ObjectId, out: Writer) -> None:
 
 def render_record(get: Getter, rec: Record, out: Writer) -> None:
     """Write a record's exact bytes: its fragment with each marker replaced
-    by its run's records.
+    by its run's records."""
+    for _ in _render_steps(get, rec, out.add, pause=False):
+        pass
+
+
+def _render_steps(
+    get: Getter, rec: Record, add: Callable[[bytes], None], *, pause: bool
+) -> Iterator[None]:
+    """Write a record through ``add``; with ``pause``, yield after each run
+    group, so that a reader can take what was written so far
+    (:func:`iter_document`).
 
     Without recursion: XML may nest as deep as ingest accepts (a hand-made
     document 5,000 levels deep, far past Python's recursion limit), and
@@ -66,17 +82,19 @@ def render_record(get: Getter, rec: Record, out: Writer) -> None:
     :func:`_record_pieces`); records of fields only -- most of a backup --
     never get one: :func:`_run_records` writes them itself.
     """
-    add = out.add
     node = decode_element(rec.refs, rec.body)
     if not node.runs:
         add(node.fragment)
         return
-    stack = [_record_pieces(get, node, add)]
+    stack = [_record_pieces(get, node, add, pause)]
     while stack:
         for child in stack[-1]:  # a record with runs of its own: write it first
+            if child is None:  # a group written: the reader's turn
+                yield None
+                continue
             node = decode_element(child.refs, child.body)
             if node.runs:
-                stack.append(_record_pieces(get, node, add))
+                stack.append(_record_pieces(get, node, add, pause))
                 break
             add(node.fragment)
         else:
@@ -84,8 +102,8 @@ def render_record(get: Getter, rec: Record, out: Writer) -> None:
 
 
 def _record_pieces(
-    get: Getter, node: ElementNode, add: Callable[[bytes], None]
-) -> Iterator[Record]:
+    get: Getter, node: ElementNode, add: Callable[[bytes], None], pause: bool
+) -> Iterator[Record | None]:
     """Write a record with runs, yielding in their place the records of its
     runs that have runs of their own (for :func:`render_record` to write)."""
     pieces = node.fragment.split(MARKER)
@@ -93,16 +111,17 @@ def _record_pieces(
         raise NodeFormatError(f"record: {len(pieces) - 1} markers for {len(node.runs)} runs")
     add(pieces[0])
     for i, run in enumerate(node.runs):
-        yield from _run_records(get, run, node.seps[i], add)
+        yield from _run_records(get, run, node.seps[i], add, pause)
         add(pieces[i + 1])
 
 
 def _run_records(
-    get: Getter, oid: ObjectId, sep: bytes, add: Callable[[bytes], None]
-) -> Iterator[Record]:
+    get: Getter, oid: ObjectId, sep: bytes, add: Callable[[bytes], None], pause: bool
+) -> Iterator[Record | None]:
     """Write the records of a run (an R group, an L chunk, or one X) joined by
     ``sep``, and yield, in their place, those that have runs of their own
-    (with the separator before them written): the caller renders those.
+    (with the separator before them written): the caller renders those;
+    with ``pause``, None after each group.
 
     This is export's inner loop, so an R group is parsed here, not through
     :func:`decode_group`: a leaf record (no runs, no separators -- most of a
@@ -167,6 +186,8 @@ def _run_records(
             raise NodeFormatError("record group: trailing bytes or references")
         if pieces:
             add(b"".join(pieces))
+        if pause:
+            yield None
 
 
 def render_document(get: Getter, oid: ObjectId, write: Callable[[bytes], object]) -> None:
@@ -179,3 +200,25 @@ def render_document(get: Getter, oid: ObjectId, write: Callable[[bytes], object]
     render_element(get, refs[0], out)
     out.add(trailer)
     out.flush()
+
+
+def iter_document(get: Getter, oid: ObjectId, piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
+    """A document's exact bytes in pieces of about ``piece_size``, rendered
+    as they are taken: a reader that parses as it goes holds a piece and a
+    run group, not the document (an M course's assign.xml of 600
+    submissions is 1 MB, its users.xml 1.5)."""
+    _t, payload = get(oid)
+    refs, body = decode_tree(payload)
+    prologue, trailer = decode_document(body)
+    ready: list[bytes] = []
+    out = Writer(ready.append, piece_size)
+    out.add(prologue)
+    _t, payload = get(refs[0])
+    root_refs, root_body = decode_tree(payload)
+    for _ in _render_steps(get, Record(root_refs, root_body, refs[0]), out.add, pause=True):
+        if ready:
+            yield from ready
+            ready.clear()
+    out.add(trailer)
+    out.flush()
+    yield from ready
