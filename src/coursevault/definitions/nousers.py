@@ -147,15 +147,7 @@ class NoUsers:
         self._runs = {
             name: BackupRun(
                 SiteReader(conn, "mdl_"),
-                SiteInfo(
-                    wwwroot="",
-                    siteidentifier="",
-                    version="",
-                    release="",
-                    backup_version="",
-                    backup_release="",
-                    backup_key=None,
-                ),
+                SiteInfo.blank(),
                 settings,
                 {"id": "0"},
             )

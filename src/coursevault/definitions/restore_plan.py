@@ -391,16 +391,7 @@ def _build_context(writer: SiteWriter, users: bool) -> TaskContext:
     """The context the definitions' trees are built with: every setting on
     (a tree is read, not run), users as the restore has them."""
     settings = {**dict.fromkeys(SETTINGS, True), "users": users, "anonymize": False}
-    site = SiteInfo(
-        wwwroot="",
-        siteidentifier="",
-        version="",
-        release="",
-        backup_version="",
-        backup_release="",
-        backup_key=None,
-    )
-    run = BackupRun(SiteReader(writer.conn, writer.prefix), site, settings, {"id": "0"})
+    run = BackupRun(SiteReader(writer.conn, writer.prefix), SiteInfo.blank(), settings, {"id": "0"})
     return TaskContext(run, {})
 
 

@@ -142,6 +142,12 @@ class SiteInfo:
     # config_plugins of the backup plugin (its defaults), name -> value
     backup_config: dict[str, str | None] = field(default_factory=dict)
 
+    @classmethod
+    def blank(cls) -> SiteInfo:
+        """No site: for building the definitions' trees to read them (the
+        restore, ``export --no-users``), where nothing is written out."""
+        return cls("", "", "", "", "", "", None)
+
 
 @dataclass
 class BackupRun:
