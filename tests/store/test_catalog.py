@@ -63,6 +63,19 @@ def test_a_catalog_sqlalchemy_created_opens_and_works(tmp_path: Path) -> None:
     again.close()
 
 
+def test_a_reader_can_keep_fewer_catalog_pages(tmp_path: Path) -> None:
+    """A SQLite catalog keeps 4 MiB of pages unless a reader that looks each
+    object up once (restore --db) asks for less; lookups still answer."""
+    cat = Catalog(f"sqlite:///{tmp_path / 'c.sqlite'}")
+    loc = Location(ObjectType.TREE, b"p" * 32, 4096, 300, 10, 20)
+    cat.add_index_file("idx1", [(b"o" * 32, loc)])
+    assert cat._raw.execute("PRAGMA cache_size").fetchone()[0] == -4096
+    cat.limit_cache(512)
+    assert cat._raw.execute("PRAGMA cache_size").fetchone()[0] == -512
+    assert cat.lookup(b"o" * 32) == loc
+    cat.close()
+
+
 def test_opening_a_sqlite_catalog_does_not_import_sqlalchemy(tmp_path: Path) -> None:
     """SQLAlchemy's import was 0.18 s of every command's 0.45 s start-up."""
     url = f"sqlite:///{tmp_path / 'c.sqlite'}"

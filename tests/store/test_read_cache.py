@@ -74,3 +74,34 @@ def test_object_in_two_blocks_survives_eviction(
         assert repo.get(x) == (ObjectType.BLOB, shared)
     assert check_repository(repo, read_data=True).ok
     repo.close()
+
+
+def test_a_reader_of_one_block_never_holds_two(tmp_path: Path) -> None:
+    """A reader that keeps one decoded block (restore --db) drops it before
+    decoding the next, not after: it never holds two blocks at once (1 MiB
+    of an M course's peak)."""
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend, block_size=16 * 1024, dictionary_depth=0)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache")
+    with repo.writer() as w:
+        ids = [w.put(ObjectType.BLOB, _filler("a", i)) for i in range(30)]
+        root = w.put_tree(ids, b"root")
+        w.commit({"course": "c", "time": "t", "epoch": 1.0, "root": root.hex(), "parents": []})
+    repo.close()
+    reader = Repository.open(backend, cache_dir=tmp_path / "cache-read")
+    reader.cache_bytes = 3 * 16 * 1024
+    reader.block_cache_bytes = 16 * 1024
+    held: list[int] = []
+    decode = reader._reader.decode
+
+    def watched(block: bytes) -> tuple[bytes, list[tuple[int, int, int]]]:
+        held.append(len(reader._blocks))
+        return decode(block)
+
+    reader._reader.decode = watched  # type: ignore[method-assign]
+    blocks = {(reader.locate(o).pack, reader.locate(o).block_offset) for o in ids}
+    assert len(blocks) >= 3
+    for oid in ids:
+        reader.get(oid)
+    assert len(held) >= 3 and max(held) == 0
+    reader.close()

@@ -203,6 +203,15 @@ class Catalog:
     def close(self) -> None:
         self._close()
 
+    def limit_cache(self, kib: int) -> None:
+        """Keep at most ``kib`` KiB of a SQLite catalog's pages in this process
+        (4 MiB otherwise).  For a reader that looks each object up about once:
+        a big repository's catalog fills any cache it is given, a small one's
+        never does, so the cache is what a command's memory grows by from one
+        to the other.  A server's catalog keeps its pages in the server."""
+        if self.dialect == "sqlite":
+            self._raw.execute(f"PRAGMA cache_size=-{int(kib)}")
+
     # -- dialect helpers -------------------------------------------------------------
     def _insert_ignore(self, table: str, cols: Sequence[str]) -> str:
         names = ", ".join(self._q(c) for c in cols)

@@ -26,7 +26,13 @@ from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
-from coursevault.store.pack import BlockReader, Location, PackFormatError, pack_key
+from coursevault.store.pack import (
+    BlockReader,
+    Location,
+    PackFormatError,
+    block_raw_length,
+    pack_key,
+)
 
 # Decoded blocks (and the objects learned from them) kept by a reader, by
 # bytes, so that memory does not grow with a repository's block size.
@@ -192,6 +198,10 @@ class ObjectReads:
             self._blocks.move_to_end(key)
             return cached
         block = self._read_block(oid, loc)
+        keep = self.cache_bytes if self.block_cache_bytes is None else self.block_cache_bytes
+        # room made before decoding, not after: a reader that keeps one
+        # block would otherwise hold two at its peak (restore --db: 1 MiB)
+        self._evict_blocks(keep - block_raw_length(block), 0)
         try:
             decoded = self._reader.decode(block)
         except PackFormatError as exc:
@@ -201,10 +211,14 @@ class ObjectReads:
         self._decoded(key, block)
         self._blocks[key] = decoded
         self._blocks_bytes += len(decoded[0])
-        keep = self.cache_bytes if self.block_cache_bytes is None else self.block_cache_bytes
-        while self._blocks_bytes > keep and len(self._blocks) > 1:
-            self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
+        self._evict_blocks(keep, 1)
         return decoded
+
+    def _evict_blocks(self, keep: int, least: int) -> None:
+        """Drop the oldest decoded blocks until they take ``keep`` bytes or
+        ``least`` are left."""
+        while self._blocks_bytes > keep and len(self._blocks) > least:
+            self._blocks_bytes -= len(self._blocks.popitem(last=False)[1][0])
 
     def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
         """Told of each block decoded, as (pack, offset) and its stored bytes."""

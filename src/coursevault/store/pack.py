@@ -298,6 +298,15 @@ def table_start(codec: int) -> int:
     return BLOCK_HEAD.size + (DICT_REF if codec == CODEC_ZSTD_DICT else 0)
 
 
+def block_raw_length(head: bytes | memoryview) -> int:
+    """What a block says it decodes to (0 if its header is cut: decoding it
+    says what is wrong)."""
+    if len(head) < BLOCK_HEAD.size:
+        return 0
+    raw_len: int = BLOCK_HEAD.unpack_from(head, 0)[3]
+    return raw_len
+
+
 def block_dictionary(head: bytes | memoryview) -> ObjectId | None:
     """The dictionary a block names, from its first ``BLOCK_HEAD.size + DICT_REF``
     bytes (None for blocks of codecs 0 and 1)."""

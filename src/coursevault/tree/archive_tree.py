@@ -9,7 +9,11 @@ the tree layer stays below the format layer, as a database door needs.
 
 from __future__ import annotations
 
+import os
+import struct
+import tempfile
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,20 +133,22 @@ def _decode_member(node: ObjectId, payload: bytes, mtime: int) -> Member:
 
 
 class ArchiveIndex:
-    """A snapshot's members found by path without holding them decoded (a
-    restore).
+    """A snapshot's members found by path without holding them (a restore).
 
-    :func:`load_archive` keeps every member's decoded entry: 8.5 MB of
-    dicts for an M course's 4,747 members, most of them file contents a
-    restore finds in the site's file store already.  This reads the member
-    list once, as a stream, and keeps per member its path and its node's
-    id and stored bytes (about 110 bytes: a tenth of that), the ids and the
-    bytes each in one buffer rather than an object per member (which took
-    twice as much); :meth:`find` decodes the one asked for.  Reading the
-    node again from the store instead cost an M restore 3 s of CPU: the
-    restore asks in another order than the list's, and the node's block had
-    left the cache.  Folders (the blocks of a course or an activity) are
-    listed from the same pass.
+    :func:`load_archive` keeps every member's decoded entry: 8.5 MB of dicts
+    for an M course's 4,747 members.  This reads the member list once, as a
+    stream, and writes each member's node id, node payload and path to a
+    temporary file; what stays in memory is 24 bytes a member in three
+    arrays (where its record starts, and its path's hash with its position,
+    sorted for a binary search), so a restore's memory does not grow with
+    the number of members (the paths kept as strings and the payloads in
+    memory took an M course 2 MB more than an S course, most of it the heap
+    fragmented by the small objects kept among the decoded entries).
+    :meth:`find` reads and decodes the one asked for.  Reading the node
+    again from the store instead cost an M restore 3 s of CPU: the restore
+    asks in another order than the list's, and the node's block had left
+    the cache.  Folders (the blocks of a course or an activity) are listed
+    from the same pass.
     """
 
     def __init__(self, get: Getter, root: ObjectId) -> None:
@@ -151,36 +157,63 @@ class ArchiveIndex:
         self.layout, mtimes, self._members_root = _open_archive(get, root)
         self._mtimes = array("q", mtimes)
         del mtimes
-        self._at: dict[str, int] = {}  # path -> position of its first member
-        self._ids = bytearray()  # node ids, ID_SIZE each, by position
-        self._payloads = bytearray()  # node payloads one after another
-        self._ends = array("q")  # where each position's payload ends
+        # lives as long as the index (close(), or with the object)
+        self._file = tempfile.TemporaryFile(prefix="coursevault-members-")  # noqa: SIM115
+        self._starts = array("q")  # where each position's record starts in the file
+        hashes = array("q")
         self._folders: dict[str, list[str]] = {}
-        for i, (node, payload, m) in enumerate(
-            _iter_members(get, root, self._mtimes, self._members_root)
-        ):
+        out = self._file  # buffered: flushed before the first pread
+        end = 0
+        for node, payload, m in _iter_members(get, root, self._mtimes, self._members_root):
             if len(node) != ID_SIZE:
                 raise CorruptionError(f"archive tree {root.hex()}: a member's id is malformed")
-            self._ids += node
-            self._payloads += payload
-            self._ends.append(len(self._payloads))
-            self._at.setdefault(m.path, i)
+            path = m.path.encode()
+            self._starts.append(end)
+            end += out.write(_RECORD.pack(len(payload)))
+            end += out.write(node) + out.write(payload) + out.write(path)
+            hashes.append(_path_key(path))
             if m.is_dir and "/" in m.path:
                 parent, name = m.path.rsplit("/", 1)
                 self._folders.setdefault(parent, []).append(name)
+        out.flush()
+        self._starts.append(end)
+        # positions by their path's hash, equal hashes in archive order (a
+        # stable sort): the first of a run that matches is the first member
+        order = sorted(range(len(hashes)), key=hashes.__getitem__)
+        self._hashes = array("q", (hashes[i] for i in order))
+        self._positions = array("q", order)
+        del order, hashes
         # members find() handed out that write_member lists the others of
         self._found: dict[int, Member] = {}
 
+    def _record(self, i: int) -> tuple[bytes, bytes, bytes]:
+        """(node id, node payload, path) of position ``i``."""
+        start, end = self._starts[i], self._starts[i + 1]
+        data = os.pread(self._file.fileno(), end - start, start)
+        if len(data) != end - start:
+            raise OSError(f"the restore's member list file lost {end - start - len(data)} bytes")
+        (n_payload,) = _RECORD.unpack_from(data)
+        at = _RECORD.size + ID_SIZE
+        return data[_RECORD.size : at], data[at : at + n_payload], data[at + n_payload :]
+
     def _member(self, i: int) -> Member:
-        node = bytes(self._ids[i * ID_SIZE : (i + 1) * ID_SIZE])
-        start = self._ends[i - 1] if i else 0
-        payload = bytes(self._payloads[start : self._ends[i]])
+        node, payload, _path = self._record(i)
         return _decode_member(node, payload, self._mtimes[i])  # decoded once already
+
+    def _position(self, path: bytes) -> int | None:
+        key = _path_key(path)
+        j = bisect_left(self._hashes, key)
+        while j < len(self._hashes) and self._hashes[j] == key:
+            i = self._positions[j]
+            if self._record(i)[2] == path:
+                return i
+            j += 1
+        return None
 
     def find(self, path: str) -> Member | None:
         """The member at ``path`` (the first, if an archive repeats one)."""
         want = path[2:] if path.startswith("./") else path
-        i = self._at.get(want.rstrip("/"))
+        i = self._position(want.rstrip("/").encode())
         if i is None:
             return None
         found = self._found.get(i)
@@ -197,8 +230,24 @@ class ArchiveIndex:
     @property
     def members(self) -> Iterator[Member]:
         """Every member in archive order."""
-        for i in range(len(self._ends)):
+        for i in range(len(self._starts) - 1):
             yield self._found.get(i) or self._member(i)
+
+    def close(self) -> None:
+        """Remove the temporary file now (it goes with the object otherwise)."""
+        self._file.close()
+
+
+# a member's record in an ArchiveIndex's file: its payload's length, then
+# its node id, payload and path (to the record's end)
+_RECORD = struct.Struct("<I")
+
+
+def _path_key(path: bytes) -> int:
+    """The 64-bit key an ArchiveIndex sorts a path by (Python's own hash of
+    the bytes: the index lives in one process).  Two paths may share one;
+    find compares the path itself."""
+    return hash(path)
 
 
 def write_member(
