@@ -85,3 +85,22 @@ def test_forget_refuses_a_negative_count_with_no_snapshot_to_apply_it_to(
 def test_export_refuses_an_unknown_format_before_resolving_the_snapshot(cv, repo: str) -> None:
     r = cv("export", "-r", repo, "--format", "rar", "-o", "x.mbz", "nosuchsnapshot")
     assert "unknown archive format 'rar'" in usage_line(r)
+
+
+def test_a_catalog_url_s_password_is_never_printed(cv, repo: str) -> None:
+    """A server catalog that cannot be opened is named without its password,
+    even one holding an unencoded '@' (refused before any driver sees it)."""
+    r = cv("--catalog", "postgresql+psycopg://u:s3cr3t@127.0.0.1:1/db", "-r", repo, "log", "x")
+    assert r.code == 1 and "cannot open catalog postgresql+psycopg://u:***@127.0.0.1:1/db" in r.err
+    assert "s3cr3t" not in r.err + r.out
+    r = cv("--catalog", "postgresql+psycopg://u:s3@cr3t@127.0.0.1:1/db", "-r", repo, "log", "x")
+    assert r.code == 1 and "write it as %40" in r.err
+    assert "cr3t" not in r.err + r.out and len(r.err.strip().splitlines()) == 1
+
+
+def test_a_site_url_with_a_bare_at_in_its_password_is_refused(cv, repo: str, tmp_path: Path) -> None:
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    r = cv("-r", repo, "backup", "--db", "postgresql+psycopg://u:s3@cr3t@127.0.0.1:1/db",
+           "--dataroot", tmp_path / "dataroot", "--course", "2")
+    assert r.code == 13 and "write it as %40" in r.err, (r.code, r.err)
+    assert "cr3t" not in r.err + r.out

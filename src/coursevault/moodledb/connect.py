@@ -18,6 +18,7 @@ from sqlalchemy import exc as sa_exc
 
 from coursevault.errors import SiteError
 from coursevault.moodledb.site import _sqlite_functions, describe, require_sqlite_file
+from coursevault.urls import refuse_unencoded_at, shown_url
 
 
 def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
@@ -29,6 +30,9 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     Moodle's 494 tables synced the file 494 times (2.6 s); with ``BEGIN``
     issued by SQLAlchemy the whole schema is one transaction (0.5 s).
     """
+    refused = refuse_unencoded_at(url)
+    if refused is not None:
+        raise SiteError(refused)
     try:
         parsed = sa.make_url(url)
         engine = sa.create_engine(parsed)
@@ -55,10 +59,7 @@ def _sqlite_begin(conn: sa.Connection) -> None:
 
 
 def _shown(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except (sa_exc.ArgumentError, ValueError):
-        return repr(url)
+    return repr(shown_url(url))
 
 
 def database_name(engine: sa.Engine) -> str:

@@ -27,6 +27,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from coursevault.errors import SiteError
+from coursevault.urls import refuse_unencoded_at, shown_url
 
 Row = dict[str, str | None]
 IN_BATCH = 1000  # ids per IN (...): well under every driver's parameter limit
@@ -36,10 +37,13 @@ _PLACEHOLDER = re.compile(r"\(\?\)|\?|\{(\w+)\}")  # "(?)" apart: it may take a 
 
 def open_engine(url: str) -> Engine:
     """An engine whose connections return every value as PHP's drivers do."""
+    refused = refuse_unencoded_at(url)
+    if refused is not None:
+        raise SiteError(refused)
     try:
         parsed = make_url(url)
     except sa.exc.ArgumentError:
-        raise SiteError(f"database URL {url!r} is not a URL (postgresql+psycopg://..., "
+        raise SiteError(f"database URL {shown_url(url)!r} is not a URL (postgresql+psycopg://..., "
                         "mysql+pymysql://..., sqlite:///path)") from None
     backend = parsed.get_backend_name()
     if backend == "postgresql":

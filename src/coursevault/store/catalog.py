@@ -28,6 +28,7 @@ from coursevault.errors import CatalogDamagedError, CatalogError
 from coursevault.store.ids import TYPES
 from coursevault.store.index import Row
 from coursevault.store.pack import Location
+from coursevault.urls import shown_url
 
 # Tables of the first catalog format, left by earlier versions: their rows
 # named each entry's pack by its id.  A SQLite catalog is this machine's own,
@@ -199,6 +200,11 @@ class Catalog:
         self._pack_ids: dict[int, bytes] = {}
         self._pack_nos: dict[bytes, int] = {}
         self._cur = self._raw.cursor()
+
+    @property
+    def shown(self) -> str:
+        """The catalog's URL as messages name it (without its password)."""
+        return shown_url(self.url)
 
     def close(self) -> None:
         self._close()

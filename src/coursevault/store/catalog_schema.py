@@ -18,6 +18,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 
 from coursevault.errors import CatalogError
+from coursevault.urls import refuse_unencoded_at, shown_url
 
 _Id = sa.LargeBinary().with_variant(mysql.BINARY(32), "mysql", "mariadb")
 _Key = sa.String(255)
@@ -122,6 +123,9 @@ class ServerConnection:
     raw SQL needs of its dialect."""
 
     def __init__(self, url: str) -> None:
+        refused = refuse_unencoded_at(url)
+        if refused is not None:
+            raise CatalogError(f"catalog {refused.removeprefix('database ')}")
         try:
             # Read committed (PostgreSQL's default; MariaDB's is repeatable
             # read): the catalog reads on its one connection while other hosts
@@ -133,7 +137,7 @@ class ServerConnection:
             _create_tables(self.engine)
             self._pooled = self.engine.raw_connection()
         except SQLAlchemyError as exc:
-            raise CatalogError(f"cannot open catalog {url}: {exc}") from exc
+            raise CatalogError(f"cannot open catalog {shown_url(url)}: {exc}") from exc
         self.driver: Any = self._pooled.driver_connection
         dialect = self.engine.dialect
         self.name = dialect.name

@@ -440,11 +440,11 @@ def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) ->
             if len(wrong) < CATALOG_EXAMPLES:
                 wrong.append(last.hex())
     except CoursevaultError as exc:
-        report.error(f"catalog {catalog.url}: {exc}", CATALOG)
+        report.error(f"catalog {catalog.shown}: {exc}", CATALOG)
         return
     if count:
         report.error(
-            f"catalog {catalog.url}: {count} reachable objects are not located where the "
+            f"catalog {catalog.shown}: {count} reachable objects are not located where the "
             f"index files say (e.g. {', '.join(wrong)}); {REPAIR_CATALOG}",
             CATALOG,
         )

@@ -159,7 +159,7 @@ def _check_catalog_snapshots(
     try:
         scratch.names("catalogued", catalog.iter_snapshot_ids())
     except CoursevaultError as exc:
-        report.error(f"catalog {catalog.url}: {exc}", CATALOG)
+        report.error(f"catalog {catalog.shown}: {exc}", CATALOG)
         return
     wrong = 0
     examples: list[str] = []
@@ -183,7 +183,7 @@ def _check_catalog_snapshots(
             examples.append(name)
     if wrong:
         report.error(
-            f"catalog {catalog.url}: {wrong} snapshot rows differ from the snapshot files "
+            f"catalog {catalog.shown}: {wrong} snapshot rows differ from the snapshot files "
             f"(e.g. {', '.join(examples)}); {REPAIR_CATALOG}",
             CATALOG,
         )

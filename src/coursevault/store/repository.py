@@ -250,7 +250,7 @@ class Repository(SnapshotRecords, DictionaryReads):
         elif known != self.id:
             self.catalog.close()
             raise CorruptionError(
-                f"catalog {self.catalog.url} belongs to repository {known}, not {self.id}"
+                f"catalog {self.catalog.shown} belongs to repository {known}, not {self.id}"
             )
         if sync:
             self.sync_catalog()
