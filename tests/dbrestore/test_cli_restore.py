@@ -5,7 +5,10 @@ code and nothing written (issue 23)."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -320,6 +323,35 @@ def test_replace_on_postgres_gives_every_table_back(
     assert report["badges"] == added["badge"] > 0
     assert {t: (n, after.get(t)) for t, n in before.items()
             if after.get(t) != n + added.get(t, 0)} == {}
+
+
+def test_two_replaces_of_one_course_at_once_both_succeed(
+    dry_and_real: dict[str, Any], site: SiteCopy, repo: Repo, snapshot: str
+) -> None:
+    """Two ``--into --replace`` of the same course at once (two processes):
+    the second waits for the first's transaction (the course row is held)
+    and then replaces what the first wrote.  Without the wait the second
+    read the course as it was and failed half-way on a unique key the first
+    had just filled (issue 23's adversarial pass)."""
+    course = dry_and_real["real"]["courseid"]
+    modules = int(query(site.url, "SELECT COUNT(*) FROM mdl_course_modules WHERE course = :c",
+                        {"c": course}))
+    command = [sys.executable, "-c", "from coursevault.cli.app import run; run()", *map(str, repo),
+               "restore", snapshot, "--db", site.url, "--dataroot", str(site.dataroot),
+               "--into", str(course), "--replace", "--json"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    done = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], done
+    reports = [json.loads(out) for out, _err in done]
+    assert all(r["replaced"] and r["courseid"] == course for r in reports)
+    # each deleted a whole course's modules: the second, what the first wrote
+    assert [r["deleted"]["course_modules"] for r in reports] == [modules, modules]
+    assert int(query(site.url, "SELECT COUNT(*) FROM mdl_course_modules WHERE course = :c",
+                     {"c": course})) == modules
+    sections = query(site.url, "SELECT COUNT(*) - COUNT(DISTINCT section) FROM "
+                     "mdl_course_sections WHERE course = :c", {"c": course})
+    assert int(sections) == 0
 
 
 def _rows_of_course_badges(url: str, course: int) -> dict[str, int]:

@@ -50,8 +50,9 @@ def select(info: BackupInfo, only: tuple[str, ...]) -> tuple[list[SectionInfo],
 
 
 def existing_course(rc: RestoreContext, courseid: int) -> tuple[int, int]:
-    """The course to merge into and its context; refused when missing."""
-    if rc.writer.one("course", {"id": courseid}) is None:
+    """The course to merge into and its context; refused when missing.  Its
+    row is held to the end of the restore (another restore into it waits)."""
+    if not rc.writer.lock("course", courseid):
         raise SiteDataError(f"course {courseid} does not exist in the site")
     ctx = rc.writer.one("context", {"contextlevel": CONTEXT_COURSE, "instanceid": courseid})
     if ctx is None:

@@ -284,6 +284,19 @@ class SiteWriter:
                     del found[name]
                 yield found
 
+    def lock(self, table: str, row_id: int) -> bool:
+        """Hold row ``row_id`` of ``table`` until the transaction ends; False
+        if there is none.  Two restores into one course would otherwise both
+        read it, and the second fail half-way on a unique key the first had
+        just filled: with the course row held, the second waits and then
+        restores over the first.  (SQLite's write lock holds the whole
+        database from a transaction's first write.)"""
+        t = self._table(table)
+        query = sa.select(t.c.id).where(t.c.id == row_id)
+        if self.conn.dialect.name != "sqlite":
+            query = query.with_for_update()
+        return self.conn.execute(query).first() is not None
+
     def one(self, table: str, where: Mapping[str, Any]) -> Row | None:
         for row in self.rows(table, where):
             return row
