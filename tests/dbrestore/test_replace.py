@@ -16,7 +16,10 @@ the commit leaves every table and the file store as they were.  ``--replace`` wi
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -291,3 +294,31 @@ def test_a_third_party_module_is_replaced_with_a_warning(tiny: Tiny, tmp_path: P
         assert count("SELECT COUNT(*) FROM mdl_course_modules WHERE id = 5000") == 0
         assert count("SELECT COUNT(*) FROM mdl_context WHERE id = 9000") == 0
         assert count("SELECT COUNT(*) FROM mdl_foocustom_entries") == 1
+
+
+def test_two_replaces_of_one_course_at_once_both_succeed_on_sqlite(
+    tiny: Tiny, tmp_path: Path
+) -> None:
+    """Two ``--into --replace`` of one course at once, two processes, on
+    SQLite: the second waits for the first's write lock (its transaction
+    takes it as it begins) and then replaces what the first wrote; before,
+    it read the course, then failed with "database is locked" when it came
+    to write."""
+    site = tiny.copy(tmp_path / "site")
+    modules = _count(site, "SELECT COUNT(*) FROM mdl_course_modules WHERE course = :c")
+    command = [sys.executable, "-c", "from coursevault.cli.app import run; run()",
+               "-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url, "--dataroot",
+               site.dataroot, "--into", str(COURSE), "--replace", "--json"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    done = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], done
+    restored = json.loads(done[0][0])["activities"]
+    assert [json.loads(out)["replaced"] for out, _err in done] == [True, True]
+    assert _count(site, "SELECT COUNT(*) FROM mdl_course_modules WHERE course = :c") == restored
+    assert modules > 0
+
+
+def _count(site: SiteProbe, sql: str) -> int:
+    with site.engine.connect() as conn:
+        return int(conn.execute(sa.text(sql), {"c": COURSE}).scalar_one())

@@ -21,6 +21,11 @@ from coursevault.moodledb.site import _sqlite_functions, describe, require_sqlit
 from coursevault.urls import refuse_unencoded_at, shown_url
 
 
+# how long a writer waits for another's SQLite transaction (a restore of an
+# M course holds it for 10-20 s)
+SQLITE_WAIT = 120.0
+
+
 def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     """An engine for a database URL; SQLite gets real transactions for DDL.
     ``existing``: a site's SQLite file must be there (``restore``), not be
@@ -29,13 +34,20 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     Python's sqlite3 commits before every ``CREATE TABLE``, so creating
     Moodle's 494 tables synced the file 494 times (2.6 s); with ``BEGIN``
     issued by SQLAlchemy the whole schema is one transaction (0.5 s).
+    Every user of this engine writes (restore, demo-site, --churn), so its
+    transactions take SQLite's write lock as they begin (``IMMEDIATE``): a
+    second writer then waits for the first to commit (up to
+    ``SQLITE_WAIT`` seconds) rather than failing with "database is locked"
+    when it first writes, after reading what the first was changing.
     """
     refused = refuse_unencoded_at(url)
     if refused is not None:
         raise SiteError(refused)
     try:
         parsed = sa.make_url(url)
-        engine = sa.create_engine(parsed)
+        sqlite = parsed.get_backend_name() == "sqlite"
+        engine = sa.create_engine(parsed, **({"connect_args": {"timeout": SQLITE_WAIT}}
+                                             if sqlite else {}))
     except (sa_exc.ArgumentError, ValueError) as exc:
         raise SiteError(f"database URL {_shown(url)} is not a URL: {exc}") from None
     except ImportError as exc:
@@ -55,7 +67,7 @@ def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _shown(url: str) -> str:
