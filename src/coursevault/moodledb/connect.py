@@ -20,7 +20,6 @@ from coursevault.errors import SiteError
 from coursevault.moodledb.site import _sqlite_functions, describe, require_sqlite_file
 from coursevault.urls import refuse_unencoded_at, shown_url
 
-
 # how long a writer waits for another's SQLite transaction (a restore of an
 # M course holds it for 10-20 s)
 SQLITE_WAIT = 120.0
@@ -34,11 +33,14 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     Python's sqlite3 commits before every ``CREATE TABLE``, so creating
     Moodle's 494 tables synced the file 494 times (2.6 s); with ``BEGIN``
     issued by SQLAlchemy the whole schema is one transaction (0.5 s).
-    Every user of this engine writes (restore, demo-site, --churn), so its
-    transactions take SQLite's write lock as they begin (``IMMEDIATE``): a
-    second writer then waits for the first to commit (up to
+    A transaction begun on a connection marked by :func:`writing` (a
+    restore's) takes SQLite's write lock as it begins (``IMMEDIATE``): a
+    second restore then waits for the first to commit (up to
     ``SQLITE_WAIT`` seconds) rather than failing with "database is locked"
     when it first writes, after reading what the first was changing.
+    Other transactions stay deferred: a read made while a restore's
+    transaction is open (its commit's outcome, looked up on a new
+    connection) must not wait for that transaction.
     """
     refused = refuse_unencoded_at(url)
     if refused is not None:
@@ -66,8 +68,19 @@ def _sqlite_autocommit_off(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
 
 
+# the execution option that marks a connection whose transactions write
+_WRITER = "coursevault_writer"
+
+
+def writing(conn: sa.Connection) -> sa.Connection:
+    """``conn``, its transactions from now on taking SQLite's write lock as
+    they begin (nothing changes on other databases)."""
+    return conn.execution_options(**{_WRITER: True})
+
+
 def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    immediate = conn.get_execution_options().get(_WRITER, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 def _shown(url: str) -> str:

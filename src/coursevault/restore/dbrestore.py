@@ -210,6 +210,7 @@ class CommitWindow:
 def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
          window: CommitWindow) -> RestoreReport:
     from coursevault.definitions.restore_plan import RestoreOptions, restore_course_backup
+    from coursevault.moodledb.connect import writing
     from coursevault.moodledb.filedir import Staging, recover, require_file_store
     from coursevault.moodledb.sitewriter import SiteWriter
 
@@ -223,7 +224,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
     with engine.connect() as conn:
         if not request.dry_run:
             recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
-        with conn.begin() as tx:
+        with writing(conn).begin() as tx:
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
             if request.dry_run:  # it writes nothing: what it would, counted
                 report = restore_course_backup(writer, members, options, staging)
