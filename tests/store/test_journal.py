@@ -27,6 +27,7 @@ from coursevault.store.journal import (
 from coursevault.store.journal_check import JOURNAL
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
+from coursevault.store.snapshots import snapshot_row
 
 
 class CountingBackend(LocalBackend):
@@ -193,6 +194,11 @@ def test_writer_killed_between_snapshot_file_and_entry(
         assert report.ok, report.errors
         [warning] = [p for p in report.problems if p.kind == JOURNAL]
         assert f"snapshot {orphan} is not journaled yet" in warning.message
+        # a server catalog the writer shares holds its row already: no error either
+        other.catalog.add_snapshot(snapshot_row(orphan, other.read_snapshot(orphan)))
+        report = check_repository(other)
+        assert report.ok, report.errors
+        other.catalog.remove_snapshot(orphan)
     with Repository.open(backend, cache_dir=tmp_path / "c2") as writer:
         second = helpers.make_snapshot(writer, 3, seed=2, epoch=2000.0)
         assert orphan in ids(writer)
