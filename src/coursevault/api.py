@@ -24,23 +24,8 @@ from coursevault.errors import (
 from coursevault.history.retention import Policy, apply_policy
 from coursevault.history.selectors import resolve
 from coursevault.history.times import parse_time
-from coursevault.restore.dbrestore import RestoreRequest, restore_snapshot
-from coursevault.restore.export import (
-    DEFAULT_LEVEL,
-    FORMATS,
-    ExportResult,
-    export_snapshot,
-    validate_level,
-    write_content,
-)
-from coursevault.snapshot.dbbackup import (
-    BackupRequest,
-    CourseBackup,
-    CourseProgress,
-    backup_courses,
-)
-from coursevault.snapshot.ingest import IngestResult, ingest_archive
-from coursevault.snapshot.source import archive_listed_bytes, source_label, validate_course_key
+from coursevault.restore.export_options import DEFAULT_LEVEL, FORMATS, validate_level
+from coursevault.snapshot.labels import source_label, validate_course_key
 from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
@@ -58,15 +43,19 @@ from coursevault.store.repository import (
 from coursevault.store.s3backend import DEFAULT_CONNECTIONS as S3_CONNECTIONS
 from coursevault.store.s3backend import S3Backend, S3Location
 from coursevault.store.wrappers import ConcurrencyLimiter, CountingBackend, RetryingBackend
-from coursevault.tree.archive_tree import ArchiveTree, Member, load_archive
 
 if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none of these
     from coursevault.diff.changes import TreeDiff
     from coursevault.moodledb.demosite import DemoSiteReport
+    from coursevault.restore.dbrestore import RestoreRequest
+    from coursevault.restore.export import ExportResult
+    from coursevault.snapshot.dbbackup import BackupRequest, CourseBackup, CourseProgress
+    from coursevault.snapshot.ingest import IngestResult
     from coursevault.store.check import CheckReport
     from coursevault.store.prune import PruneReport
     from coursevault.store.repair import RepairReport, SalvageReport
     from coursevault.store.replicate import SyncReport
+    from coursevault.tree.archive_tree import ArchiveTree, Member
     from coursevault.tree.elements import Element
 
 # what the CLI shows and passes through, named here so it needs nothing below the API
@@ -89,6 +78,30 @@ __all__ = [
     "source_label",
 ]
 Progress = Callable[[int, int], None]
+
+# What the API hands out from the doors and the restores, imported when
+# first asked for: every command imports this module, and ``log`` or
+# ``check`` has no use for the backup definitions, the archive reader or
+# the database restore (a third of the CLI's start-up).
+_LAZY = {
+    "RestoreRequest": "coursevault.restore.dbrestore",
+    "ExportResult": "coursevault.restore.export",
+    "BackupRequest": "coursevault.snapshot.dbbackup",
+    "CourseBackup": "coursevault.snapshot.dbbackup",
+    "CourseProgress": "coursevault.snapshot.dbbackup",
+    "IngestResult": "coursevault.snapshot.ingest",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 # packs in flight per writer: each holds its bytes (16 MiB by default)
@@ -288,7 +301,11 @@ def ingest(
     if when is not None:
         parse_time(when)
     if progress is not None:
+        from coursevault.snapshot.source import archive_listed_bytes
+
         progress = _with_total(progress, archive_listed_bytes(path))
+    from coursevault.snapshot.ingest import ingest_archive
+
     return ingest_archive(repo, path, course=course, when=when, progress=progress)
 
 
@@ -346,12 +363,16 @@ def backup(
     for that course's tasks; ``jobs`` courses are backed up at once."""
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    from coursevault.snapshot.dbbackup import backup_courses
+
     return backup_courses(repo, request, progress=progress, jobs=jobs)
 
 
 def restore_to_database(repo: Repository, request: RestoreRequest) -> dict[str, Any]:
     """Restore a snapshot straight into a Moodle database as a new course
     (restore/dbrestore.py): all or nothing; ``dry_run`` writes nothing."""
+    from coursevault.restore.dbrestore import restore_snapshot
+
     return restore_snapshot(repo, resolve(repo, request.selector), request)
 
 
@@ -383,12 +404,16 @@ def export(
     if fmt is not None and fmt not in FORMATS:
         raise BadInputError(f"unknown archive format {fmt!r}: use {' or '.join(FORMATS)}")
     snap = resolve(repo, selector)
+    from coursevault.restore.export import export_snapshot
+
     return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress,
                            anonymize=anonymize, no_users=no_users)
 
 
 def archive_tree(repo: Repository, selector: str) -> tuple[SnapshotRow, ArchiveTree]:
     snap = resolve(repo, selector)
+    from coursevault.tree.archive_tree import load_archive
+
     return snap, load_archive(repo.get, bytes.fromhex(snap.root))
 
 
@@ -401,6 +426,7 @@ def member_or_error(tree: ArchiveTree, snap: SnapshotRow, path: str) -> Member:
 
 def cat(repo: Repository, selector: str, path: str, write: Callable[[bytes], object]) -> None:
     """Write a member's bytes, or those of the elements at ``member:/address``."""
+    from coursevault.restore.export import write_content
     from coursevault.tree.elements import element_bytes, find
 
     snap, tree = archive_tree(repo, selector)

@@ -57,11 +57,16 @@ def test_commands_are_built_when_named_as_typer_builds_them() -> None:
 def test_the_command_line_loads_without_what_only_some_commands_need() -> None:
     """fastcdc (and the click it imports) loads when a file is chunked; the
     maintenance commands' modules when they run; SQLAlchemy when a catalog
-    server or a Moodle database is opened (tests/store/test_catalog.py)."""
+    server or a Moodle database is opened (tests/store/test_catalog.py);
+    the two doors, the archive readers and writers and the database restore
+    when a command uses them (api.py: a third of ``log``'s start-up)."""
     code = (
         "import sys, coursevault.cli.app\n"
         "print(sorted(m for m in ('fastcdc', 'click', 'sqlalchemy', 'coursevault.store.check',"
-        " 'coursevault.store.prune', 'coursevault.store.repair') if m in sys.modules))\n"
+        " 'coursevault.store.prune', 'coursevault.store.repair', 'coursevault.snapshot.ingest',"
+        " 'coursevault.snapshot.dbbackup', 'coursevault.snapshot.source',"
+        " 'coursevault.restore.dbrestore', 'coursevault.restore.export',"
+        " 'coursevault.tree.archive_tree', 'lxml') if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

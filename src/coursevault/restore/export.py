@@ -25,6 +25,7 @@ from coursevault.errors import BackendError, BadInputError
 from coursevault.moodle2.anonymize import Anonymizer
 from coursevault.moodle2.archive_writer import TgzWriter, ZipWriter
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
+from coursevault.restore.export_options import DEFAULT_LEVEL, FORMATS, validate_level
 from coursevault.store.repository import Repository
 from coursevault.tree.archive_tree import (
     ArchiveIndex,
@@ -34,12 +35,6 @@ from coursevault.tree.archive_tree import (
     write_member,
 )
 from coursevault.tree.nodes import Getter
-
-FORMATS = ("tgz", "zip")
-# zlib-ng's level 3: archives 4 % larger than Moodle's level 6 for 60 % of
-# its deflate time (the 100 MB course's tar: 20.0 against 19.2 MB, 0.56
-# against 0.94 s), which took export on one core from 51 to 66 MB/s.
-DEFAULT_LEVEL = 3
 
 
 @dataclass
@@ -65,11 +60,6 @@ def write_content(
     (for export and ``cat``): the tree's reader, given Moodle's rendering of
     the ``.ARCHIVE_INDEX`` for a member stored as regenerated."""
     write_member(get, tree, member, write, render_archive_index)
-
-
-def validate_level(level: int) -> None:
-    if not 0 <= level <= 9:
-        raise BadInputError(f"compression level {level} is out of range: use 0-9")
 
 
 def export_snapshot(

@@ -18,14 +18,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from coursevault.errors import ArchiveError, BadInputError
+from coursevault.errors import ArchiveError
 from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
 from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
+from coursevault.snapshot.labels import COURSE_KEY_CHARS as COURSE_KEY_CHARS
+from coursevault.snapshot.labels import source_label as source_label
+from coursevault.snapshot.labels import validate_course_key as validate_course_key
 
 SPOOL_IN_MEMORY = 4 << 20
-COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 MANIFEST = "moodle_backup.xml"
 
 
@@ -61,14 +63,6 @@ class Source(Protocol):
 # A source may also say ``content_addressed = True``: its ``files/<sha1>``
 # members are named by their contents' SHA-1 by construction (a Moodle file
 # store), so ingest may take one it stored before without reading it again.
-
-
-def validate_course_key(key: str) -> str:
-    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
-        raise BadInputError(
-            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
-        )
-    return key
 
 
 class ArchiveSource:
@@ -147,11 +141,3 @@ def archive_listed_bytes(path: str) -> int:
         return 0
     listed = listed_bytes(raw) if raw else None
     return len(raw) + listed if listed is not None else 0
-
-
-def source_label(source: dict[str, Any]) -> str:
-    """What a snapshot was made from, in a word: the archive's file name, or
-    ``database`` and the course id for a backup straight from a database."""
-    if source.get("database"):
-        return f"database course {source.get('original_course_id', '?')}"
-    return str(source.get("file", ""))
