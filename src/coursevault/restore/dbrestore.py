@@ -224,7 +224,8 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
     with engine.connect() as conn:
         if not request.dry_run:
             recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
-        with writing(conn).begin() as tx:
+        # a dry run writes nothing: it need not hold SQLite's write lock
+        with (conn if request.dry_run else writing(conn)).begin() as tx:
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
             if request.dry_run:  # it writes nothing: what it would, counted
                 report = restore_course_backup(writer, members, options, staging)
