@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,7 +184,17 @@ def test_dry_run_reports_the_deletes_and_writes_nothing(tiny: Tiny, tmp_path: Pa
                                                         replaced: Replaced) -> None:
     site = tiny.copy(tmp_path / "site")
     before = site.state()
-    dry = restore(tiny.repo, tiny.snapshot, site, into=COURSE, replace=True, dry_run=True)
+    # a dry run takes no write lock: another writer's open transaction does not stop it
+    holder = sqlite3.connect(site.url.removeprefix("sqlite:///"), timeout=0,
+                             isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    try:
+        dry = restore(tiny.repo, tiny.snapshot, site, into=COURSE, replace=True, dry_run=True)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert time.monotonic() - started < 60
     assert dry["dry_run"] and dry["replaced"]
     assert dry["deleted"] == replaced.report["deleted"]
     # its reads see the site as the deletes would leave it: the same restore
