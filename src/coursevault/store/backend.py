@@ -41,7 +41,10 @@ class Backend(Protocol):
         ...
 
     def list(self, prefix: str) -> Iterator[tuple[str, int]]:
-        """Yield ``(key, size)`` for every complete file whose key starts with ``prefix``."""
+        """Yield ``(key, size)`` for every complete file whose key starts with
+        ``prefix``, in no order callers may count on (S3 gives key order; a
+        folder, its file system's), one at a time: a listing of millions of
+        files must not be held whole."""
         ...
 
     def list_temporary(self) -> Iterator[str]:
@@ -108,20 +111,33 @@ class LocalBackend:
         if not base.is_dir():
             return
         try:
-            for dirpath, dirnames, filenames in os.walk(base):
-                dirnames.sort()
-                rel = os.path.relpath(dirpath, self.root)
-                for name in sorted(filenames):
-                    if name.startswith("."):
-                        continue  # temporary files and local lock helpers
-                    key = name if rel == "." else f"{rel}/{name}"
-                    try:
-                        size = os.stat(os.path.join(dirpath, name)).st_size
-                    except FileNotFoundError:
-                        continue  # deleted while listing
-                    yield key.replace(os.sep, "/"), size
+            yield from self._scan(str(base))
         except OSError as exc:
             raise BackendError(f"cannot list {base}: {exc.strerror}") from exc
+
+    def _scan(self, folder: str) -> Iterator[tuple[str, int]]:
+        """The files under ``folder`` in the order the file system gives them,
+        one entry at a time: a folder's names are never all held at once
+        (a site's ``snapshots/`` holds millions: listing them into a list and
+        sorting it was most of what check and prune held at that size)."""
+        rel = os.path.relpath(folder, self.root)
+        subfolders: list[str] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir():
+                        subfolders.append(entry.path)
+                        continue
+                    if entry.name.startswith("."):
+                        continue  # temporary files and local lock helpers
+                    size = entry.stat().st_size
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                key = entry.name if rel == "." else f"{rel}/{entry.name}"
+                yield key.replace(os.sep, "/"), size
+        for sub in sorted(subfolders):
+            with contextlib.suppress(FileNotFoundError):  # removed while listing
+                yield from self._scan(sub)
 
     def list_temporary(self) -> Iterator[str]:
         """Leftover temporary files (from killed writers), for check and prune."""
