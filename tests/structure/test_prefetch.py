@@ -17,8 +17,13 @@ def _table() -> list[dict[str, Any]]:
     """Rows of several tasks interleaved, as an IN query without ORDER BY
     on the task column gives them; text, NULLs and empty strings."""
     return [
-        {"id": str(i), "task": VALUES[(i * 7) % len(VALUES)], "userid": str(i % 13),
-         "text": None if i % 5 == 0 else "x" * (i % 17), "status": "" if i % 3 else "new"}
+        {
+            "id": str(i),
+            "task": VALUES[(i * 7) % len(VALUES)],
+            "userid": str(i % 13),
+            "text": None if i % 5 == 0 else "x" * (i % 17),
+            "status": "" if i % 3 else "new",
+        }
         for i in range(1, 6001)
     ]
 
