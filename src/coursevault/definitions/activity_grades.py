@@ -15,10 +15,13 @@ Scales and outcomes are annotated straight as ``scalefinal`` /
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import NO_ROWS, In, Nested, Param, Row, Rows, Sql, Table, Up
-from coursevault.structure.engine import Instance, PrefetchWindow, sql_rows
+from coursevault.structure.engine import Instance, sql_rows
+from coursevault.structure.prefetch import PrefetchWindow
 from coursevault.structure.registry import Plugin, Step
 
 # modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
@@ -133,11 +136,9 @@ def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
     if itemid not in window.position:  # an item the course-wide read did not see
         return list(ctx.reader.rows("grade_grades", {"itemid": itemid}))
 
-    def fetch(items: list[str]) -> dict[str, list[Row]]:
-        grouped: dict[str, list[Row]] = {}
+    def fetch(items: list[str]) -> Iterator[tuple[str, Row]]:
         for row in ctx.reader.rows("grade_grades", {"itemid": items}):
-            grouped.setdefault(str(row["itemid"]), []).append(row)
-        return grouped
+            yield str(row["itemid"]), row
 
     return window.rows(itemid, fetch)
 

@@ -13,7 +13,7 @@ table's.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +32,7 @@ from coursevault.structure.elements import (
     Up,
     Value,
 )
+from coursevault.structure.prefetch import PrefetchWindow
 
 Encrypt = Callable[[str], str]
 
@@ -177,47 +178,13 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
                 windows[key] = PrefetchWindow(values)
             rest = {k: v for k, v in fixed.items() if k != column}
 
-            def fetch(batch: list[str]) -> dict[str, list[Row]]:
-                grouped: dict[str, list[Row]] = {}
+            def fetch(batch: list[str]) -> Iterator[tuple[str, Row]]:
                 for row in ctx.reader.rows(source.table, {**rest, column: batch},
                                            order=source.order):
-                    grouped.setdefault(str(row[column]), []).append(row)
-                return grouped
+                    yield str(row[column]), row
 
             return [dict(r) for r in windows[key].rows(str(fixed[column]), fetch)]
     return list(ctx.reader.rows(source.table, fixed, order=source.order))
-
-
-# How many tasks' rows one prefetching query reads at once: a handful of
-# queries per table for a course, and memory bounded by the window, not by
-# the course (a course of 1,000 users and 100 assignments has 100,000 grades).
-PREFETCH_WINDOW = 50
-
-
-class PrefetchWindow:
-    """Rows of one query shape for the plan's tasks, read a window of tasks
-    at a time.  Tasks run in plan order and ask in that order, so a window
-    drops the rows of the tasks before it; one asked again later (the final
-    task asking for the course context) is read again, from the same
-    transaction's snapshot, so it is the same rows."""
-
-    def __init__(self, values: list[str]) -> None:
-        self.values = values
-        self.position = {v: i for i, v in enumerate(values)}
-        self.groups: dict[str, list[Row]] = {}
-        self.held: set[str] = set()
-
-    def rows(self, value: str, fetch: Callable[[list[str]], dict[str, list[Row]]]) -> list[Row]:
-        if value not in self.held:
-            start = self.position[value]
-            for old in [v for v in self.held if self.position[v] < start]:
-                self.held.discard(old)
-                self.groups.pop(old, None)
-            batch = [v for v in self.values[start : start + PREFETCH_WINDOW]
-                     if v not in self.held]
-            self.groups.update(fetch(batch))
-            self.held.update(batch)
-        return self.groups.get(value, [])
 
 
 def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
@@ -258,7 +225,7 @@ def _keyed_groups(
         if key not in windows:
             windows[key] = PrefetchWindow(values)
         mine = windows[key].rows(
-            str(value), lambda batch: _fetch_keyed(source, fixed, index, batch, ctx))
+            str(value), lambda batch: _keyed_pairs(source, fixed, index, batch, ctx))
         grouped = {str(value): mine}
     else:
         values = [str(v) for v in dict.fromkeys(by_parent.values()) if v is not None]
@@ -273,13 +240,21 @@ def _fetch_keyed(
     source: Sql, fixed: list[Any], index: int, values: list[str], ctx: TaskContext
 ) -> dict[str, list[Row]]:
     grouped: dict[str, list[Row]] = {}
+    for key, row in _keyed_pairs(source, fixed, index, values, ctx):
+        grouped.setdefault(key, []).append(row)
+    return grouped
+
+
+def _keyed_pairs(
+    source: Sql, fixed: list[Any], index: int, values: list[str], ctx: TaskContext
+) -> Iterator[tuple[str, Row]]:
+    """A keyed Sql's rows for ``values``, each with its key (taken out of the row)."""
     assert source.key is not None
     for start in range(0, len(values), IN_BATCH):
         params = list(fixed)
         params[index] = values[start : start + IN_BATCH]
         for row in ctx.reader.sql(source.sql, params):
-            grouped.setdefault(str(row.pop(source.key)), []).append(row)
-    return grouped
+            yield str(row.pop(source.key)), row
 
 
 def _resolve(value: Value | In, parent: Instance | None, ctx: TaskContext) -> Any:

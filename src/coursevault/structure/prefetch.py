@@ -1,0 +1,103 @@
+"""Rows read ahead for the plan's tasks, a window of tasks at a time.
+
+Every activity task asks the same tables by its own module or context id;
+the engine (``_task_rows``, keyed SQL) and the activity grades read them for
+a window of tasks in one query.  The window is counted in tasks, so its rows
+grow with the course's users: a course of 1,000 users reads 30,000
+submissions for one window of 50 assignments, and the submissions, their
+grades and the grade items' grades of that window (60,000 rows) were 57 MB
+of dicts of strings -- the largest thing a database backup held, and memory
+CPython's allocator then kept for the rest of the run.
+
+So a window keeps its first :data:`COMPACT_AFTER` rows of a query as dicts
+(a small course: all of them, untouched) and each further row as the
+``marshal`` of its values, about 100 bytes where its dict took 700 (its
+column names once per window).  A row is made again as a dict when its task
+asks, with the same names in the same order and the same strings.  The
+queries, their rows and their order are exactly those of a window of dicts:
+only how the rows wait differs.
+"""
+
+from __future__ import annotations
+
+import marshal
+from collections.abc import Callable, Iterable
+
+from coursevault.structure.elements import Row
+
+# How many tasks' rows one prefetching query reads at once: a handful of
+# queries per table for a course, and memory bounded by the window, not by
+# the course (a course of 1,000 users and 100 assignments has 100,000 grades).
+PREFETCH_WINDOW = 50
+# Rows of one query kept as dicts before the rest are packed: more than a
+# course of 100 users reads in any one window (its largest: about 1,000).
+COMPACT_AFTER = 2048
+
+# a task's rows as they wait: dicts, or the marshal of a row's values
+Waiting = list[Row | bytes]
+Fetch = Callable[[list[str]], Iterable[tuple[str, Row]]]
+
+
+class PrefetchWindow:
+    """Rows of one query shape for the plan's tasks, read a window of tasks
+    at a time.  Tasks run in plan order and ask in that order, so a window
+    drops the rows of the tasks before it; one asked again later (the final
+    task asking for the course context) is read again, from the same
+    transaction's snapshot, so it is the same rows.
+
+    ``fetch`` reads the rows of a batch of values, each with the value it
+    belongs to, in the database's order (which each value's rows keep)."""
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+        self.position = {v: i for i, v in enumerate(values)}
+        self.groups: dict[str, Waiting] = {}
+        self.held: set[str] = set()
+        self._names: tuple[str, ...] | None = None  # the packed rows' columns
+
+    def rows(self, value: str, fetch: Fetch) -> list[Row]:
+        """The rows of ``value`` (new dicts where they were packed)."""
+        if value not in self.held:
+            start = self.position[value]
+            for old in [v for v in self.held if self.position[v] < start]:
+                self.held.discard(old)
+                self.groups.pop(old, None)
+            batch = [v for v in self.values[start : start + PREFETCH_WINDOW] if v not in self.held]
+            self._take(batch, fetch(batch))
+            self.held.update(batch)
+        waiting = self.groups.get(value, [])
+        names = self._names
+        if names is None:  # nothing packed
+            return waiting  # type: ignore[return-value]
+        loads = marshal.loads
+        return [
+            r if isinstance(r, dict) else dict(zip(names, loads(r), strict=True)) for r in waiting
+        ]
+
+    def _take(self, batch: list[str], rows: Iterable[tuple[str, Row]]) -> None:
+        groups = self.groups
+        for v in batch:
+            groups.pop(v, None)
+        for count, (key, row) in enumerate(rows, 1):
+            waiting: Row | bytes = row
+            if count > COMPACT_AFTER:
+                waiting = self._packed(row)
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [waiting]
+            else:
+                group.append(waiting)
+
+    def _packed(self, row: Row) -> Row | bytes:
+        """The row's values marshalled, or the row itself where they cannot
+        be (a value marshal does not take) or its columns are not the
+        window's (never, for rows of one query shape: a safeguard)."""
+        names = tuple(row)
+        if self._names is None:
+            self._names = names
+        elif names != self._names:
+            return row
+        try:
+            return marshal.dumps(tuple(row.values()))
+        except ValueError:
+            return row

@@ -1,0 +1,38 @@
+"""The backup process's allocator thresholds (cli/allocator.py)."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+
+import pytest
+
+from coursevault.cli import allocator
+
+
+def _glibc() -> bool:
+    return sys.platform.startswith("linux") and hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+
+
+@pytest.mark.skipif(not _glibc(), reason="glibc only")
+def test_thresholds_are_set_under_glibc() -> None:
+    assert allocator.fix_thresholds() is True
+
+
+def test_only_a_backup_sets_them() -> None:
+    """``run`` sets them for ``backup``; another command leaves glibc alone."""
+    code = (
+        "import sys\n"
+        "from coursevault.cli import allocator, app\n"
+        "calls = []\n"
+        "allocator.fix_thresholds = lambda: calls.append(1) or True\n"
+        "app.main = lambda: 0\n"
+        "try:\n    app.run()\nexcept SystemExit:\n    pass\n"
+        "print(len(calls))\n"
+    )
+    for args, want in ((["backup", "--help"], "1"), (["snapshots"], "0")):
+        out = subprocess.run(
+            [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.strip() == want
