@@ -79,6 +79,15 @@ __all__ = [
 ]
 Progress = Callable[[int, int], None]
 
+
+def allocator_for_backup() -> bool:
+    """Hold glibc's allocator to a backup process's thresholds
+    (:mod:`coursevault.allocator`; the CLI's process does, before it
+    imports what a backup needs)."""
+    from coursevault import allocator
+
+    return allocator.for_backup()
+
 # What the API hands out from the doors and the restores, imported when
 # first asked for: every command imports this module, and ``log`` or
 # ``check`` has no use for the backup definitions, the archive reader or

@@ -1,4 +1,4 @@
-"""The backup process's allocator thresholds (cli/allocator.py)."""
+"""The allocator thresholds of a backup and a restore (coursevault/allocator.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from coursevault.cli import allocator
+from coursevault import allocator
 
 
 def _glibc() -> bool:
@@ -17,16 +17,17 @@ def _glibc() -> bool:
 
 @pytest.mark.skipif(not _glibc(), reason="glibc only")
 def test_thresholds_are_set_under_glibc() -> None:
-    assert allocator.fix_thresholds() is True
+    assert allocator.for_backup() is True
+    assert allocator.for_restore() is True
 
 
 def test_only_a_backup_sets_them() -> None:
     """``run`` sets them for ``backup``; another command leaves glibc alone."""
     code = (
         "import sys\n"
-        "from coursevault.cli import allocator, app\n"
+        "from coursevault import allocator\nfrom coursevault.cli import app\n"
         "calls = []\n"
-        "allocator.fix_thresholds = lambda: calls.append(1) or True\n"
+        "allocator.for_backup = lambda: calls.append(1) or True\n"
         "app.main = lambda: 0\n"
         "try:\n    app.run()\nexcept SystemExit:\n    pass\n"
         "print(len(calls))\n"

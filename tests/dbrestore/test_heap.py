@@ -1,4 +1,4 @@
-"""restore/heap.py: a large buffer freed does not send the next ones to
+"""coursevault/allocator.py: a large buffer freed does not send the next ones to
 the heap (glibc's dynamic mmap threshold fixed for a restore)."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ class Info(ctypes.Structure):
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = Info
 if sys.argv[1] == "fixed":
-    from coursevault.restore.heap import keep_large_buffers_out_of_the_heap
-    assert keep_large_buffers_out_of_the_heap()
+    from coursevault.allocator import for_restore
+    assert for_restore()
 first = bytearray(1 << 20)
 del first
 before = libc.mallinfo2().hblks

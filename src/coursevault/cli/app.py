@@ -22,7 +22,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from coursevault.cli import allocator, output
+from coursevault import api
+from coursevault.cli import output
 from coursevault.cli.base import app, optional_wait_value
 from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CoursevaultError
 
@@ -58,11 +59,11 @@ def run() -> None:
     a backup's CPU).
 
     A backup also holds glibc's allocator to fixed thresholds
-    (:mod:`coursevault.cli.allocator`): the memory its big buffers leave
+    (:mod:`coursevault.allocator`): the memory its big buffers leave
     behind in the heap grew with the course.
     """
     if "backup" in sys.argv[1:]:
-        allocator.fix_thresholds()
+        api.allocator_for_backup()
     gc.disable()
     try:
         for module in preload(sys.argv[1:]):

@@ -23,10 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from coursevault import allocator
 from coursevault.errors import BadInputError, UsageError
 from coursevault.moodle2.archiveindex import render_archive_index
 from coursevault.restore.export import write_content
-from coursevault.restore.heap import keep_large_buffers_out_of_the_heap
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
 from coursevault.tree.archive_tree import ArchiveIndex, iter_member
@@ -146,7 +146,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
         raise UsageError(f"--start-date {request.start_date}: Moodle's times are 0 to "
                          f"{LAST_MOODLE_TIME} (10 digits: 2286-11-20)")
     started = time.monotonic()
-    keep_large_buffers_out_of_the_heap()
+    allocator.for_restore()
     # members are read once each, in about the order they are stored: a
     # smaller cache of blocks reads them almost as fast (an M course: 3 MiB
     # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
