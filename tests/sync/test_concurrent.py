@@ -28,10 +28,15 @@ def _wait(*procs: subprocess.Popen[bytes]) -> None:
 
 
 # into one bucket, as sites share one, and between folders; the other
-# pairs cost minutes and add nothing these two do not exercise
+# pairs cost minutes and add nothing these two do not exercise.  The bucket
+# is moto's: two syncs writing one repository at once rely on conditional
+# writes, which rclone's server lacks -- there two writers can take one
+# journal generation, and a snapshot stays unseen until its course's next
+# commit or `repair journal` (docs/format.md §11; this test failed about
+# one run in twelve on it)
 @pytest.mark.parametrize(
     "sites",
-    [("folder", "folder"), ("folder", "s3")],
+    [("folder", "folder"), ("folder", "moto")],
     indirect=True,
     ids=["folder-to-folder", "folder-to-s3"],
 )
