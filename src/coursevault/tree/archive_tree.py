@@ -196,29 +196,32 @@ class ArchiveIndex:
         at = _RECORD.size + ID_SIZE
         return data[_RECORD.size : at], data[at : at + n_payload], data[at + n_payload :]
 
-    def _member(self, i: int) -> Member:
-        node, payload, _path = self._record(i)
+    def _member(self, i: int, record: tuple[bytes, bytes, bytes] | None = None) -> Member:
+        node, payload, _path = record or self._record(i)
         return _decode_member(node, payload, self._mtimes[i])  # decoded once already
 
-    def _position(self, path: bytes) -> int | None:
+    def _position(self, path: bytes) -> tuple[int, tuple[bytes, bytes, bytes]] | None:
+        """The position of ``path`` and its record (read to compare the path)."""
         key = _path_key(path)
         j = bisect_left(self._hashes, key)
         while j < len(self._hashes) and self._hashes[j] == key:
             i = self._positions[j]
-            if self._record(i)[2] == path:
-                return i
+            record = self._record(i)
+            if record[2] == path:
+                return i, record
             j += 1
         return None
 
     def find(self, path: str) -> Member | None:
         """The member at ``path`` (the first, if an archive repeats one)."""
         want = path[2:] if path.startswith("./") else path
-        i = self._position(want.rstrip("/").encode())
-        if i is None:
+        at = self._position(want.rstrip("/").encode())
+        if at is None:
             return None
+        i, record = at
         found = self._found.get(i)
         if found is None:
-            found = self._member(i)
+            found = self._member(i, record)
             if found.content_kind == "archive-index":
                 self._found[i] = found  # write_member tells it from the others by identity
         return found
