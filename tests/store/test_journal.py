@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from coursevault import api
-from coursevault.store import series
+from coursevault.store import journal, series
 from coursevault.store.backend import LocalBackend
 from coursevault.store.check import check_repository
 from coursevault.store.journal import (
@@ -21,6 +21,7 @@ from coursevault.store.journal import (
     append,
     decode_entry,
     gen_key,
+    part_key,
     read_pointer,
     replay,
 )
@@ -345,3 +346,107 @@ def test_a_copy_of_the_repository_is_catalogued_as_itself(
     with Repository.open(backend, cache_dir=cache_dir) as original:  # and back
         assert ids(original) == {m.snap_id for m in made[1:]}
         assert check_repository(original).problems == []
+
+
+def part_keys(backend: LocalBackend) -> list[str]:
+    return sorted(k for k, _ in backend.list(journal.PART_PREFIX))
+
+
+def test_a_large_checkpoint_is_written_and_read_in_parts(
+    repo, backend, tmp_path, helpers, monkeypatch
+) -> None:
+    """More names than PART_LINES: the checkpoint lists its parts, each
+    holding PART_LINES names, and every reader gets every name from them."""
+    monkeypatch.setattr(journal, "PART_LINES", 3)
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(5)]
+    prune_repository(repo)  # writes a checkpoint: 5 snapshots + their index files
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    head = backend.read(gen_key(pointer.gen))
+    assert head.startswith(f"cvjournal 2 {pointer.journal} {pointer.gen} checkpoint\n".encode())
+    names = sum(1 for _ in replay_lines(backend, pointer.gen))
+    assert names >= 6 and len(part_keys(backend)) == -(-names // 3)
+    with Repository.open(backend, cache_dir=tmp_path / "fresh") as fresh:
+        assert ids(fresh) == {m.snap_id for m in made}
+        assert fresh.notices == []
+    state = replay(backend)
+    assert state is not None and state.live[SNAPSHOT] == {m.snap_id for m in made}
+    assert check_repository(repo).problems == []
+    # the next checkpoint deletes the parts it does not use
+    api.forget_snapshots(repo, [made[0].snap_id])
+    prune_repository(repo)
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    used = {
+        part_key(line.split()[1])
+        for line in backend.read(gen_key(pointer.gen)).decode().splitlines()[1:-1]
+    }
+    assert set(part_keys(backend)) == used
+    with Repository.open(backend, cache_dir=tmp_path / "fresh") as fresh:  # crosses it
+        assert ids(fresh) == {m.snap_id for m in made[1:]}
+
+
+def replay_lines(backend: LocalBackend, gen: int):
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    found = journal.read_entry_lines(backend, pointer, gen)
+    assert found is not None
+    return found[1]
+
+
+def test_a_checkpoint_of_part_lines_names_is_one_file(repo, backend, helpers, monkeypatch) -> None:
+    helpers.make_snapshot(repo, 3, seed=1)
+    prune_repository(repo)
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    names = sum(1 for _ in replay_lines(backend, pointer.gen))
+    monkeypatch.setattr(journal, "PART_LINES", names)
+    prune_repository(repo)
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    assert backend.read(gen_key(pointer.gen)).startswith(b"cvjournal 1 ")
+    assert part_keys(backend) == []
+
+
+@pytest.mark.parametrize("damage", ["missing", "flipped", "swapped"])
+def test_a_damaged_part_is_reported_listed_around_and_repaired(
+    repo, backend, tmp_path, helpers, monkeypatch, damage
+) -> None:
+    monkeypatch.setattr(journal, "PART_LINES", 2)
+    made = [helpers.make_snapshot(repo, 3, seed=i, course=f"c{i}") for i in range(3)]
+    prune_repository(repo)
+    first, second = part_keys(backend)[:2]
+    if damage == "missing":
+        backend.delete(first)
+    elif damage == "flipped":
+        data = bytearray(backend.read(first))
+        data[-70] ^= 1
+        backend.write(first, bytes(data))
+    else:  # two parts' bytes swapped: each is checked against its own name
+        a, b = backend.read(first), backend.read(second)
+        backend.write(first, b)
+        backend.write(second, a)
+    report = check_repository(repo)
+    assert [p.kind for p in report.errors] == [JOURNAL]
+    with Repository.open(backend, cache_dir=tmp_path / "other") as other:
+        assert ids(other) == {m.snap_id for m in made}  # listed: nothing lost
+        assert any("repair journal" in n for n in other.notices)
+    api.repair_journal(repo)
+    assert check_repository(repo).problems == []
+    with Repository.open(backend, cache_dir=tmp_path / "third") as third:
+        assert ids(third) == {m.snap_id for m in made} and third.notices == []
+
+
+def test_an_old_reader_refuses_a_checkpoint_in_parts_by_its_version(
+    repo, backend, helpers, monkeypatch
+) -> None:
+    """A checkpoint in parts is version 2 in its header: coursevault before
+    parts says "not a journal file of version 1" and lists instead, never
+    reading a part's hashes as names."""
+    monkeypatch.setattr(journal, "PART_LINES", 1)
+    helpers.make_snapshot(repo, 3, seed=1)
+    prune_repository(repo)
+    pointer = read_pointer(backend)
+    assert pointer is not None
+    with pytest.raises(JournalDamagedError, match="read without its parts"):
+        decode_entry(backend.read(gen_key(pointer.gen)), pointer.gen)

@@ -16,6 +16,11 @@ Layout (docs/format.md, "Journal"):
   (``-i``/``-s``); a *checkpoint* names every live file.
 * ``journal/checkpoint`` -- which generation is the newest checkpoint, and
   the journal's id.  Rewritten only under the exclusive lock.
+* ``journal/parts/<hash>`` -- a checkpoint naming more than ``PART_LINES``
+  files is written in parts (version 2): the generation's file lists its
+  parts by BLAKE3 hash, each part holds up to ``PART_LINES`` names.  A site
+  of a million snapshots is 67 MB of names: in parts, no reader or writer
+  holds more than one part (4.4 MB) at a time.
 
 Ordering, which is what makes a kill at any point harmless:
 
@@ -50,10 +55,13 @@ from coursevault.errors import CorruptionError
 from coursevault.store.backend import Backend
 
 POINTER_KEY = "journal/checkpoint"
+PART_PREFIX = "journal/parts/"
 GEN_DIGITS = 20
 MAGIC = "cvjournal"
 VERSION = 1
-ENTRY, CHECKPOINT = "entry", "checkpoint"
+PARTS_VERSION = 2  # a checkpoint in parts, and its parts
+PART_LINES = 65_536  # names a checkpoint holds in one file (4.4 MB); more go in parts
+ENTRY, CHECKPOINT, PART = "entry", "checkpoint", "part"
 INDEX, SNAPSHOT = "i", "s"  # what a name is: an index file or a snapshot record
 HEX64 = re.compile(r"[0-9a-f]{64}")
 JOURNAL_ID = re.compile(r"[0-9a-f]{32}")
@@ -66,6 +74,16 @@ class JournalDamagedError(CorruptionError):
 
 def gen_key(gen: int) -> str:
     return f"journal/{gen:0{GEN_DIGITS}d}"
+
+
+def part_key(digest: str) -> str:
+    return f"{PART_PREFIX}{digest}"
+
+
+def _gen_of(key: str) -> int | None:
+    """The generation a ``journal/`` key is, None for the pointer and parts."""
+    name = key.rsplit("/", 1)[1]
+    return int(name) if len(name) == GEN_DIGITS and name.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -105,14 +123,33 @@ def decode_entry(data: bytes, gen: int) -> Entry:
 
 
 Line = tuple[str, str, str]  # sign ("+" or "-"), what (INDEX or SNAPSHOT), hex name
+PartReader = Callable[[str], bytes]  # a part's bytes by its hash
 
 
-def entry_lines(data: bytes, gen: int) -> tuple[str, str, Iterator[Line]]:
+def entry_lines(
+    data: bytes, gen: int, parts: PartReader | None = None
+) -> tuple[str, str, Iterator[Line]]:
     """(journal id, kind, its lines one at a time) of a journal file whose
     checksum and header are checked here; a bad line raises as it is met.
     A checkpoint names every live file -- 160,000 snapshots' names are 26 MB
-    as lists of str -- so ``check`` reads it line by line."""
+    as lists of str -- so ``check`` reads it line by line; one in parts
+    (version 2) is read a part at a time through ``parts``."""
     where = gen_key(gen)
+    version, journal, found, kind, raw = _open(data, where)
+    if kind not in (ENTRY, CHECKPOINT) or (version == PARTS_VERSION and kind != CHECKPOINT):
+        raise JournalDamagedError(f"{where}: not a journal file of version {VERSION}")
+    if found != str(gen):
+        raise JournalDamagedError(f"{where}: names generation {found} of journal {journal}")
+    if version == VERSION:
+        return journal, kind, _names(raw, where, kind)
+    if parts is None:
+        raise JournalDamagedError(f"{where}: a checkpoint in parts, read without its parts")
+    return journal, kind, _part_lines(raw, where, journal, parts)
+
+
+def _open(data: bytes, where: str) -> tuple[int, str, str, str, Iterator[str]]:
+    """(version, journal id, generation, kind, its lines as text) of a
+    journal file or part, its checksum checked."""
     cut = data.rfind(b"end ", 0, max(len(data) - 1, 0))
     if cut < 0 or not data.endswith(b"\n") or (cut and data[cut - 1 : cut] != b"\n"):
         raise JournalDamagedError(f"{where}: truncated (no checksum line)")
@@ -123,29 +160,57 @@ def entry_lines(data: bytes, gen: int) -> tuple[str, str, Iterator[Line]]:
         magic, version, journal, found, kind = data[:first].decode("ascii").split(" ")
     except (UnicodeDecodeError, ValueError):
         raise JournalDamagedError(f"{where}: bad header") from None
-    if first < 0 or magic != MAGIC or version != str(VERSION) or kind not in (ENTRY, CHECKPOINT):
+    if first < 0 or magic != MAGIC or version not in (str(VERSION), str(PARTS_VERSION)):
         raise JournalDamagedError(f"{where}: not a journal file of version {VERSION}")
-    if found != str(gen) or not JOURNAL_ID.fullmatch(journal):
+    if not JOURNAL_ID.fullmatch(journal):
         raise JournalDamagedError(f"{where}: names generation {found} of journal {journal}")
 
-    def lines() -> Iterator[Line]:
+    def lines() -> Iterator[str]:
         start = first + 1
         while start < cut:
             end = data.find(b"\n", start, cut)
             raw = data[start:end]
             start = end + 1
             try:
-                line = raw.decode("ascii")
+                yield raw.decode("ascii")
             except UnicodeDecodeError:
                 raise JournalDamagedError(f"{where}: bad line {raw[:80]!r}") from None
-            sign, what, name = line[:1], line[1:2], line[3:]
-            if sign not in "+-" or what not in (INDEX, SNAPSHOT) or not HEX64.fullmatch(name):
-                raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
-            if kind == CHECKPOINT and sign == "-":
-                raise JournalDamagedError(f"{where}: a checkpoint that removes files")
-            yield sign, what, name
 
-    return journal, kind, lines()
+    return int(version), journal, found, kind, lines()
+
+
+def _names(raw: Iterator[str], where: str, kind: str) -> Iterator[Line]:
+    for line in raw:
+        sign, what, name = line[:1], line[1:2], line[3:]
+        if sign not in "+-" or what not in (INDEX, SNAPSHOT) or not HEX64.fullmatch(name):
+            raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
+        if kind != ENTRY and sign == "-":
+            raise JournalDamagedError(f"{where}: a checkpoint that removes files")
+        yield sign, what, name
+
+
+def _part_lines(raw: Iterator[str], where: str, journal: str, parts: PartReader) -> Iterator[Line]:
+    """The names of a checkpoint in parts: each part read when the one
+    before it is done, checked against the hash its checkpoint gives."""
+    for number, line in enumerate(raw, 1):
+        digest = line[2:]
+        if line[:2] != "p " or not HEX64.fullmatch(digest):
+            raise JournalDamagedError(f"{where}: bad line {line[:80]!r}")
+        key = part_key(digest)
+        try:
+            data = parts(digest)
+        except FileNotFoundError:
+            raise JournalDamagedError(f"{where}: its part {key} is missing") from None
+        if blake3.blake3(data).hexdigest() != digest:
+            raise JournalDamagedError(f"{key}: does not match its name")
+        _version, owner, ordinal, kind, names = _open(data, key)
+        if kind != PART or owner != journal or ordinal != str(number):
+            raise JournalDamagedError(f"{key}: is not part {number} of {where}")
+        yield from _names(names, key, PART)
+
+
+def _part_reader(backend: Backend) -> PartReader:
+    return lambda digest: backend.read(part_key(digest))
 
 
 def read_pointer(backend: Backend) -> Pointer | None:
@@ -187,7 +252,7 @@ def read_entry_lines(
         data = backend.read(gen_key(gen))
     except FileNotFoundError:
         return None
-    journal, kind, lines = entry_lines(data, gen)
+    journal, kind, lines = entry_lines(data, gen, _part_reader(backend))
     if journal != pointer.journal:
         raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {journal}")
     return kind, lines
@@ -231,9 +296,9 @@ def journal_head(backend: Backend) -> int:
     callers only), 0 if none."""
     head = 0
     for key, _size in backend.list("journal/"):
-        name = key.rsplit("/", 1)[1]
-        if name.isdigit():
-            head = max(head, int(name))
+        gen = _gen_of(key)
+        if gen is not None:
+            head = max(head, gen)
     return head
 
 
@@ -248,8 +313,9 @@ def write_checkpoint(
 ) -> Pointer:
     """Write a checkpoint naming every live index file and snapshot, point
     ``journal/checkpoint`` at it, then (``compact``) delete the generations
-    before it.  Only under the exclusive lock (or at ``init``): no writer may
-    be between writing a file and journaling it.
+    before it and the parts it does not use.  Only under the exclusive lock
+    (or at ``init``): no writer may be between writing a file and
+    journaling it.
 
     Readers behind the new checkpoint reconcile with it; a reader replaying
     while older generations are deleted stops early and catches up on its
@@ -261,30 +327,61 @@ def write_checkpoint(
     except JournalDamagedError:
         old = None
     journal = old.journal if old is not None else secrets.token_hex(16)
-    # the lines as Entry.encode writes them, built once as bytes (``presorted``:
-    # the caller sorted them, on disk): 66 bytes a name, not a list of str
+    lines, parts = _checkpoint_body(backend, journal, index, snapshots, presorted)
+    version = PARTS_VERSION if parts else VERSION
     gen = journal_head(backend) + 1
-    head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
-    data = bytearray(head)
-    for what, listed in ((INDEX, index), (SNAPSHOT, snapshots)):
-        for name in listed if presorted else sorted(listed):
-            data += f"+{what} {name}\n".encode()
     while True:
-        end = f"end {blake3.blake3(data).hexdigest()}\n".encode()
-        data += end
-        if backend.create(gen_key(gen), bytes(data)):  # wrappers (sealing, S3) take bytes
+        head = f"{MAGIC} {version} {journal} {gen} {CHECKPOINT}\n".encode()
+        body = head + lines
+        data = body + f"end {blake3.blake3(body).hexdigest()}\n".encode()
+        del body
+        if backend.create(gen_key(gen), data):  # wrappers (sealing, S3) take bytes
             break
         gen += 1  # taken by another: the same names under the next generation
-        del data[-len(end) :]
-        data[: len(head)] = head = f"{MAGIC} {VERSION} {journal} {gen} {CHECKPOINT}\n".encode()
+    del data, lines
     pointer = Pointer(journal, gen)
     backend.write(POINTER_KEY, f"{MAGIC}-checkpoint {VERSION} {journal} {gen}\n".encode())
     if compact:
+        keep = {part_key(digest) for digest in parts}
         for key, _size in list(backend.list("journal/")):
-            name = key.rsplit("/", 1)[1]
-            if name.isdigit() and int(name) < gen:
+            older = _gen_of(key)
+            if (older is not None and older < gen) or (
+                key.startswith(PART_PREFIX) and key not in keep
+            ):
                 backend.delete(key)
     return pointer
+
+
+def _checkpoint_body(
+    backend: Backend, journal: str, index: Iterable[str], snapshots: Iterable[str], presorted: bool
+) -> tuple[bytes, list[str]]:
+    """A checkpoint's lines (``presorted``: the caller sorted the names, on
+    disk), and the hashes of the parts written durably for it when it names
+    more than PART_LINES files -- its lines are then those hashes.  Built as
+    bytes, 66 a name, never more than a part's at once."""
+    chunk = bytearray()
+    count = 0
+    parts: list[str] = []
+
+    def flush() -> None:
+        body = f"{MAGIC} {PARTS_VERSION} {journal} {len(parts) + 1} {PART}\n".encode() + chunk
+        data = body + f"end {blake3.blake3(body).hexdigest()}\n".encode()
+        digest = blake3.blake3(data).hexdigest()
+        backend.create(part_key(digest), data)  # there already: these very bytes
+        parts.append(digest)
+        chunk.clear()
+
+    for what, listed in ((INDEX, index), (SNAPSHOT, snapshots)):
+        for name in listed if presorted else sorted(listed):
+            if count == PART_LINES:
+                flush()
+                count = 0
+            chunk += f"+{what} {name}\n".encode()
+            count += 1
+    if not parts:
+        return bytes(chunk), parts
+    flush()
+    return "".join(f"p {digest}\n" for digest in parts).encode(), parts
 
 
 @dataclass
@@ -343,7 +440,7 @@ def replay_each(
             if first:
                 raise JournalDamagedError(f"{gen_key(gen)}: the checkpoint is missing") from None
             return pointer, gen - 1
-        journal, kind, lines = entry_lines(data, gen)
+        journal, kind, lines = entry_lines(data, gen, _part_reader(backend))
         if journal != pointer.journal:
             raise JournalDamagedError(f"{gen_key(gen)}: belongs to journal {journal}")
         if first and kind != CHECKPOINT:
