@@ -171,6 +171,16 @@ def test_list_never_yields_temporary_files(case: Case) -> None:
     assert list(b.list_temporary()) == [temporary]
 
 
+def test_temporary_files_found_at_every_depth(case: Case) -> None:
+    # a snapshot record's temporary sits two folders down from version 5
+    b = case.backend
+    b.write("snapshots/ab/ab01", b"record")
+    deep = case.leave_temporary("snapshots/ab")
+    shallow = case.leave_temporary("index")
+    assert sorted(b.list_temporary()) == sorted([deep, shallow])
+    assert keys(b, "snapshots/") == {"snapshots/ab/ab01": 6}
+
+
 def test_read_whole_and_ranges(case: Case) -> None:
     b = case.backend
     b.write("packs/ab/ab01", bytes(range(100)))

@@ -140,12 +140,31 @@ class LocalBackend:
                 yield from self._scan(sub)
 
     def list_temporary(self) -> Iterator[str]:
-        """Leftover temporary files (from killed writers), for check and prune."""
-        for dirpath, _dirs, filenames in os.walk(self.root):
-            for name in filenames:
-                if name.startswith(TEMP_PREFIX):
-                    rel = os.path.relpath(os.path.join(dirpath, name), self.root)
+        """Leftover temporary files (from killed writers), for check and prune.
+
+        Streamed like :meth:`list`: ``os.walk`` holds each folder's names in a
+        list, 196 MiB of them for a site's 1.6 million snapshot records."""
+        try:
+            yield from self._scan_temporary(self._root)
+        except OSError as exc:
+            raise BackendError(f"cannot list {self.root}: {exc.strerror}") from exc
+
+    def _scan_temporary(self, folder: str) -> Iterator[str]:
+        subfolders: list[str] = []
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # deleted while listing
+                if is_dir:
+                    subfolders.append(entry.path)
+                elif entry.name.startswith(TEMP_PREFIX):
+                    rel = os.path.relpath(entry.path, self._root)
                     yield rel.replace(os.sep, "/")
+        for sub in subfolders:
+            with contextlib.suppress(FileNotFoundError):  # removed while listing
+                yield from self._scan_temporary(sub)
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
         if key.startswith("/") or ".." in key.split("/"):
