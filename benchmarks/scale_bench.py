@@ -64,7 +64,6 @@ from coursevault.store.catalog_sync import checkpoint_from_listing  # noqa: E402
 from coursevault.store.ids import ObjectType, object_id  # noqa: E402
 from coursevault.store.repository import Repository  # noqa: E402
 from coursevault.store.series import encode_record  # noqa: E402
-from coursevault.store.snapshots import snapshot_key  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "moodle"
 ARCHIVES = [
@@ -128,7 +127,9 @@ def copy_records(repo: Repository, repo_dir: Path, upto: int, courses: int, have
         for record in by_course[course_key(c % courses)]:
             data = encode_record({**record, "course": key, "parents": []})
             snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
-            (repo_dir / snapshot_key(snap_id)).write_bytes(data)
+            path = repo_dir / repo.record_key(snap_id)
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
             made += 1
     checkpoint_from_listing(repo)
     return made

@@ -38,7 +38,6 @@ from coursevault.store.repository import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_DICT_DEPTH,
     Repository,
-    snapshot_key,
 )
 from coursevault.store.s3backend import DEFAULT_CONNECTIONS as S3_CONNECTIONS
 from coursevault.store.s3backend import S3Backend, S3Location
@@ -646,7 +645,7 @@ def forget_snapshots(
             except SelectorError:
                 if not (
                     SNAPSHOT_NAME.fullmatch(selector)
-                    and repo.backend.exists(snapshot_key(selector))
+                    and repo.backend.exists(repo.record_key(selector))
                 ):
                     raise
                 row = {"course": None, "id": selector, "time": None}  # its record is damaged

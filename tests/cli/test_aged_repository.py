@@ -67,6 +67,7 @@ def test_an_aged_repository_takes_new_nights(cv, aged, tmp_path) -> None:
     rows = {row["id"]: row for row in json.loads(cv("snapshots", "-r", aged, "--json").out)}
     assert len(rows) == len(SOURCES) + 1 and new["snapshot"] in rows
     assert [p[:12] for p in rows[new["snapshot"]]["parents"]] == ["cc0cde18ca49"]
+    assert (aged / "snapshots" / new["snapshot"]).is_file()  # its layout kept: no subfolders
     # (its document nodes now name their length: new ones above unchanged records)
     r = cv("ingest", "-r", aged, "--course", "sq", "--time", "2020-01-02T00:00", night, "--json")
     assert r.code == 0 and json.loads(r.out)["new_objects"] == 0, r.out
@@ -76,3 +77,35 @@ def test_an_aged_repository_takes_new_nights(cv, aged, tmp_path) -> None:
     out = tmp_path / "new.mbz"
     assert cv("export", "-r", aged, new["snapshot"], "-o", out).code == 0
     assert same_archive(out, night)
+
+
+def test_an_aged_repository_syncs_both_ways_with_a_current_one(cv, aged, tmp_path) -> None:
+    """Format 5 puts snapshot records in subfolders; 3 keeps them in one.
+    The objects are the same, so the two sync into each other, and each
+    side writes records where its own layout puts them."""
+    hub, current = tmp_path / "hub", tmp_path / "current"
+    assert cv("sync", aged, hub).code == 0  # a new hub takes the current layout
+    assert json.loads((hub / "config").read_text())["version"] == 5
+    assert all(
+        len(p.relative_to(hub).parts) == 3 for p in (hub / "snapshots").rglob("*") if p.is_file()
+    )
+    assert cv("init", "-r", current).code == 0
+    night = CORPUS_DIR / SOURCES["b8b353f898c8"]
+    r = cv(
+        "ingest", "-r", current, "--course", "new", "--time", "2021-01-01T00:00", night, "--json"
+    )
+    assert r.code == 0, r.err
+    made = json.loads(r.out)["snapshot"]
+    assert (current / "snapshots" / made[:2] / made).is_file()
+    assert cv("sync", current, aged).code == 0  # into the flat layout: flat
+    assert (aged / "snapshots" / made).is_file()
+    assert cv("sync", aged, current).code == 0
+    for repo in (aged, current, hub):
+        r = cv("check", "-r", repo, "--read-data", "--json")
+        assert r.code == 0, r.out
+    assert len(json.loads(cv("snapshots", "-r", current, "--json").out)) == len(SOURCES) + 1
+    for row in json.loads(cv("snapshots", "-r", current, "--json").out):
+        out = tmp_path / f"{row['id'][:12]}.mbz"
+        assert cv("export", "-r", current, row["id"], "-o", out).code == 0
+        source = night if row["id"] == made else CORPUS_DIR / SOURCES[row["id"][:12]]
+        assert same_archive(out, source), row["id"]

@@ -311,7 +311,8 @@ def test_a_deleted_pack_is_missing(cv, filled, tmp_path) -> None:
 
 @pytest.mark.parametrize("which", [0, -1])  # the oldest, and the newest (its head holds it)
 def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path, which) -> None:
-    victim = filled / "snapshots" / snapshots(cv, filled)[which]
+    snap = snapshots(cv, filled)[which]
+    victim = filled / "snapshots" / snap[:2] / snap
     flip(victim, 20)
     report = check(cv, filled)
     assert error_kinds(report) == {"corrupt"}, report

@@ -55,7 +55,7 @@ def test_init_json_and_pack_size(cv, tmp_path) -> None:
     assert r.code == 0, r.err
     data = json.loads(r.out)
     assert data["location"] == str(tmp_path / "repo")
-    assert data["pack_size"] == 4 * 1024 * 1024 and data["version"] == 3
+    assert data["pack_size"] == 4 * 1024 * 1024 and data["version"] == 5
 
 
 def test_init_dictionary_depth(cv, tmp_path) -> None:

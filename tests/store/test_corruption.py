@@ -198,7 +198,7 @@ def test_deleted_index_file_is_reported(repo, backend, helpers) -> None:
 def test_flipped_snapshot_byte_is_reported(repo, backend, tmp_path, helpers, pos) -> None:
     good = helpers.make_snapshot(repo, 5, seed=1)
     bad = helpers.make_snapshot(repo, 5, seed=2, course="other")
-    path = backend.root / "snapshots" / bad.snap_id
+    path = backend.root / repo.record_key(bad.snap_id)
     helpers.flip_byte(path, pos % path.stat().st_size, 0x01)
     report = check_repository(repo)
     errs = errors(report)

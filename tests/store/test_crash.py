@@ -254,7 +254,7 @@ class Crash:
                 assert gzip.decompress(out.read_bytes()) == self.tar(source), (
                     f"{when}: snapshot {snap.id} does not export to {source}"
                 )
-            listed = {key.split("/", 1)[1] for key, _ in repo.backend.list("snapshots/")}
+            listed = {key.rsplit("/", 1)[1] for key, _ in repo.backend.list("snapshots/")}
             unseen = listed - {s.id for s in snaps}
             if killed:
                 unseen -= committed_last(repo, unseen)

@@ -160,7 +160,7 @@ def test_a_config_claiming_keys_it_has_not_is_refused(tmp_path: Path) -> None:
     backend.write("config", json.dumps({**config, "version": 4}).encode())
     with pytest.raises(CorruptionError):
         Repository.open(backend, cache_dir=tmp_path / "c")
-    backend.write("config", json.dumps({**config, "version": 5}).encode())
+    backend.write("config", json.dumps({**config, "version": 6}).encode())
     with pytest.raises(FormatVersionError):
         Repository.open(backend, cache_dir=tmp_path / "c")
 

@@ -156,15 +156,15 @@ def test_entry_before_its_file_shows_nothing_until_the_file_is_there(
     """An entry naming a snapshot whose file is not durable yet (or never
     will be) must not make it visible; once the file is there, it is."""
     made = helpers.make_snapshot(repo, 3, seed=5)
-    data = backend.read(f"snapshots/{made.snap_id}")
-    backend.delete(f"snapshots/{made.snap_id}")
+    data = backend.read(repo.record_key(made.snap_id))
+    backend.delete(repo.record_key(made.snap_id))
     with Repository.open(backend, cache_dir=tmp_path / "early") as early:
         assert ids(early) == set()
-        backend.write(f"snapshots/{made.snap_id}", data)
+        backend.write(repo.record_key(made.snap_id), data)
         early.sync_catalog()
         assert ids(early) == {made.snap_id}
     # a damaged file is no better than a missing one
-    backend.write(f"snapshots/{made.snap_id}", data[:-3] + b"}}}")
+    backend.write(repo.record_key(made.snap_id), data[:-3] + b"}}}")
     with Repository.open(backend, cache_dir=tmp_path / "damaged") as damaged:
         assert ids(damaged) == set()
 
@@ -188,7 +188,7 @@ def test_writer_killed_between_snapshot_file_and_entry(
     with pytest.raises(Killed):
         helpers.make_snapshot(repo, 3, seed=1, epoch=1000.0)
     monkeypatch.setattr(series, "journal_files", real)
-    [orphan] = [k.split("/", 1)[1] for k, _ in backend.list("snapshots/")]
+    [orphan] = [k.rsplit("/", 1)[1] for k, _ in backend.list("snapshots/")]
     with Repository.open(backend, cache_dir=tmp_path / "c1") as other:
         assert ids(other) == set()
         report = check_repository(other)
@@ -226,7 +226,7 @@ def test_forget_killed_between_entry_and_delete(
         watcher.sync_catalog()
         assert ids(watcher) == {keep.snap_id, gone.snap_id}
         assert check_repository(watcher).ok
-        backend.delete(f"snapshots/{gone.snap_id}")  # the rerun's delete
+        backend.delete(repo.record_key(gone.snap_id))  # the rerun's delete
         watcher.sync_catalog()
         assert ids(watcher) == {keep.snap_id}
     with Repository.open(backend, cache_dir=tmp_path / "fresh") as fresh:
@@ -285,8 +285,8 @@ def test_check_finds_files_the_journal_does_not_know(repo, backend, tmp_path, he
 
     data = encode_record(record)
     by_hand = object_id(ObjectType.SNAPSHOT, data).hex()
-    backend.write(f"snapshots/{by_hand}", data)
-    backend.delete(f"snapshots/{made.snap_id}")
+    backend.write(repo.record_key(by_hand), data)
+    backend.delete(repo.record_key(made.snap_id))
     messages = [p.message for p in check_repository(repo).errors if p.kind == JOURNAL]
     assert any(f"snapshot {by_hand} is not journaled" in m for m in messages)
     assert any(f"names snapshot {made.snap_id}, which is not there" in m for m in messages)

@@ -227,7 +227,7 @@ def test_commit_writes_index_and_snapshot_readable_after_reopen(
     made = helpers.make_snapshot(repo, 50)
     index_files = keys(backend, "index/")
     assert len(index_files) == 1
-    assert keys(backend, "snapshots/") == [f"snapshots/{made.snap_id}"]
+    assert keys(backend, "snapshots/") == [f"snapshots/{made.snap_id[:2]}/{made.snap_id}"]
     assert (
         backend.read(f"refs/heads/{made.record['course']}").split(b"\n")[0].decode() == made.snap_id
     )
@@ -308,7 +308,7 @@ def test_catalog_forgets_deleted_snapshot(repo, backend, tmp_path, helpers) -> N
     report (tests/store/test_journal.py)."""
     made = helpers.make_snapshot(repo, 5)
     backend.delete("journal/checkpoint")
-    backend.delete(f"snapshots/{made.snap_id}")
+    backend.delete(repo.record_key(made.snap_id))
     repo.sync_catalog()
     assert repo.snapshots() == []
 
@@ -342,7 +342,7 @@ def test_init_twice(backend) -> None:
     assert json.loads(before)["id"] == config["id"]
 
 
-@pytest.mark.parametrize("version", [5, 99, "5", 0])
+@pytest.mark.parametrize("version", [6, 99, "6", 0])
 def test_future_format_version(backend, tmp_path, version) -> None:
     Repository.init(backend)
     cfg = json.loads(backend.read("config"))
@@ -534,3 +534,43 @@ def test_what_an_input_was_stored_as_is_replaced_not_kept(repo) -> None:
     repo.stored_inputs.put(snap, [(b"k" * 32, a, {"night": 1})])
     repo.stored_inputs.put(snap, [(b"k" * 32, b, {"night": 2})])
     assert repo.stored_inputs.get(b"k" * 32) == (b, {"night": 2})
+
+
+# -- the snapshot records' layout ---------------------------------------------------------
+def test_listed_snapshot_names_records_of_the_layout_only() -> None:
+    from coursevault.store.snapshots import listed_snapshot, snapshot_key
+
+    sid = "ab" + "0" * 62
+    assert snapshot_key(sid, True) == f"snapshots/ab/{sid}"
+    assert snapshot_key(sid, False) == f"snapshots/{sid}"
+    assert listed_snapshot(f"snapshots/ab/{sid}", True) == sid
+    assert listed_snapshot(f"snapshots/{sid}", False) == sid
+    assert listed_snapshot(f"snapshots/{sid}", True) is None  # flat in a fanned-out one
+    assert listed_snapshot(f"snapshots/cd/{sid}", True) is None  # the wrong subfolder
+    assert listed_snapshot(f"snapshots/ab/{sid}", False) is None
+    assert listed_snapshot(f"snapshots/ab/{sid[:-1]}", True) is None
+    assert listed_snapshot(f"snapshots/ab/{sid.upper()}", True) is None
+    assert listed_snapshot(f"snapshots/ab/x/{sid}", True) is None
+
+
+def test_a_record_outside_its_subfolder_is_a_stray_file(repo, backend, tmp_path, helpers) -> None:
+    """A version 5 record is found under its first two hex digits only; a
+    copy put anywhere else is reported, never listed as a snapshot."""
+    made = helpers.make_snapshot(repo, 5)
+    other = helpers.make_snapshot(repo, 5, seed=9)
+    data = backend.read(repo.record_key(other.snap_id))
+    repo.delete_snapshot(other.snap_id)
+    backend.write(f"snapshots/{other.snap_id}", data)
+    backend.write(f"snapshots/zz/{other.snap_id}", data)
+    report = check_repository(repo)
+    assert report.ok, report.errors
+    strays = sorted(p.message for p in report.problems if p.kind == "stray")
+    assert strays == [
+        f"ignoring snapshots/{other.snap_id}: not a snapshot record (a stray file; "
+        "remove it by hand)",
+        f"ignoring snapshots/zz/{other.snap_id}: not a snapshot record (a stray file; "
+        "remove it by hand)",
+    ]
+    backend.delete("journal/checkpoint")  # the catalog from the listing: the same
+    with Repository.open(backend, cache_dir=tmp_path / "listed") as listed:
+        assert [s.id for s in listed.snapshots()] == [made.snap_id]

@@ -22,7 +22,6 @@ from coursevault.store.journal import SNAPSHOT
 from coursevault.store.prune import prune_repository
 from coursevault.store.repository import Repository
 from coursevault.store.series import encode_record
-from coursevault.store.snapshots import snapshot_key
 
 # bytes of peak a snapshot may add: check held 1,200 before; what is left is
 # prune's journal checkpoint (66 bytes a name, one file: docs/format.md 9)
@@ -33,11 +32,12 @@ PER_SNAPSHOT = 200
 def add_copies(repo: Repository, record: dict[str, object], start: int, n: int) -> None:
     names = []
     root = Path(repo.backend.root)  # type: ignore[attr-defined]
-    (root / "snapshots").mkdir(exist_ok=True)
     for i in range(start, start + n):
         data = encode_record({**record, "course": f"k{i:05d}", "parents": []})
         snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
-        (root / snapshot_key(snap_id)).write_bytes(data)
+        path = root / repo.record_key(snap_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         names.append((SNAPSHOT, snap_id))
     journal_files(repo, added=names)
     repo.sync_catalog()

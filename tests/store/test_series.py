@@ -189,7 +189,7 @@ def test_a_forget_killed_after_deleting_the_heads_last_commit_does_not_bring_it_
         pass
     repo.sync_catalog()
     assert [s.id for s in repo.snapshots()] == [n1]
-    assert not backend.exists(f"snapshots/{n2}")
+    assert not backend.exists(repo.record_key(n2))
 
 
 def test_a_commit_waits_for_the_writer_committing_to_its_course(

@@ -53,7 +53,7 @@ def test_an_encrypted_repository_syncs_into_a_copy_sharing_its_keys(
     code, out, err = cv(cache, "sync", src, dst, "--json")
     assert code == 0, err
     assert json.loads(out)["snapshots"] == len(ARCHIVES)
-    assert json.loads((dst / "config").read_text())["version"] == 4  # encrypted too
+    assert json.loads((dst / "config").read_text())["version"] == 5  # sealed, records fanned out
     assert _exports(cache, dst, tmp_path) == _exports(cache, src, tmp_path)
     code, out, _err = cv(cache, "check", "-r", dst, "--read-data")
     assert code == 0 and "no errors, 0 warnings" in out, out  # its journal sealed too

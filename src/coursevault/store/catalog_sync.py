@@ -40,7 +40,7 @@ from coursevault.store.journal import (
     write_checkpoint,
 )
 from coursevault.store.scratch import Scratch
-from coursevault.store.snapshots import snapshot_key, snapshot_row
+from coursevault.store.snapshots import listed_snapshot, snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -64,17 +64,13 @@ def index_names(backend: Backend, notice: Callable[[str], None]) -> list[str]:
     return sorted(names)
 
 
-def snapshot_names(backend: Backend) -> list[str]:
-    """The names of the snapshot records, sorted (other files in
-    ``snapshots/`` are not)."""
-    return sorted(iter_snapshot_names(backend))
-
-
-def iter_snapshot_names(backend: Backend) -> Iterator[str]:
-    """:func:`snapshot_names` as listed, one at a time: a site's are millions."""
+def iter_snapshot_names(backend: Backend, fanout: bool) -> Iterator[str]:
+    """The names of the snapshot records of a repository of this layout
+    (``snapshots.fans_out``; other files in ``snapshots/`` are not), as
+    listed, one at a time: a site's are millions."""
     for key, _size in backend.list("snapshots/"):
-        name = key.split("/", 1)[1]
-        if SNAPSHOT_NAME.fullmatch(name):
+        name = listed_snapshot(key, fanout)
+        if name is not None:
             yield name
 
 
@@ -105,7 +101,7 @@ def sync_catalog(repo: Repository) -> list[str]:
     _reconcile(
         repo,
         lambda: set(index_names(repo.backend, repo.notice)),
-        lambda: iter_snapshot_names(repo.backend),
+        lambda: iter_snapshot_names(repo.backend, repo.snapshot_fanout),
         damaged,
     )
     return damaged
@@ -170,7 +166,7 @@ def checkpoint_from_listing(repo: Repository, *, fresh: bool = False) -> Pointer
     starting the journal if there was none (exclusive lock only)."""
     index = index_names(repo.backend, repo.notice)
     with Scratch(repo.scratch_folder) as scratch:  # sorted on disk: a site's are millions
-        scratch.names("snaps", iter_snapshot_names(repo.backend))
+        scratch.names("snaps", iter_snapshot_names(repo.backend, repo.snapshot_fanout))
         snaps = scratch.column("SELECT name FROM snaps ORDER BY name")
         return write_checkpoint(repo.backend, index, snaps, fresh=fresh, presorted=True)
 
@@ -256,7 +252,7 @@ def _retry(repo: Repository, waiting: set[Name], damaged: list[str]) -> set[Name
     gone: set[str] = set()
     for what, name in sorted(waiting):
         if what == "-" + SNAPSHOT:
-            if repo.backend.exists(snapshot_key(name)):
+            if repo.backend.exists(repo.record_key(name)):
                 left.add((what, name))
             else:
                 catalog.remove_snapshot(name)

@@ -234,7 +234,7 @@ def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratc
 
     scratch.table("nights", "seq INTEGER PRIMARY KEY, snapshot TEXT, dictionary BLOB", rowid=True)
     nights: list[tuple[str, ObjectId]] = []
-    for snap_id in walk_order(repo.backend, repo.catalog, scratch, stray):
+    for snap_id in walk_order(repo.backend, repo.catalog, scratch, repo.snapshot_fanout, stray):
         if len(nights) >= 1024:
             scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
             nights.clear()

@@ -45,7 +45,7 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
     else:
         scratch.fill(
             "INSERT OR IGNORE INTO files VALUES (?, ?)",
-            ((SNAPSHOT, n) for n in iter_snapshot_names(backend)),
+            ((SNAPSHOT, n) for n in iter_snapshot_names(backend, repo.snapshot_fanout)),
         )
     repo.sync_catalog()  # what was journaled by the listing is in the catalog
     try:

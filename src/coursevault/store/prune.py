@@ -267,7 +267,7 @@ def _mark_reachable(repo: Repository, table: ObjectTable, report: PruneReport) -
             "nights", "seq INTEGER PRIMARY KEY, snapshot TEXT, dictionary BLOB", rowid=True
         )
         nights: list[tuple[str, ObjectId]] = []
-        for snap_id in walk_order(repo.backend, repo.catalog, scratch):
+        for snap_id in walk_order(repo.backend, repo.catalog, scratch, repo.snapshot_fanout):
             if len(nights) >= 1024:
                 scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
                 nights.clear()

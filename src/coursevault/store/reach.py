@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from coursevault.errors import CorruptionError, CoursevaultError
-from coursevault.store.catalog_sync import SNAPSHOT_NAME
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.objecttable import ObjectTable
+from coursevault.store.snapshots import listed_snapshot
 from coursevault.store.treecodec import tree_refs
 
 if TYPE_CHECKING:
@@ -214,6 +214,7 @@ def walk_order(
     backend: Backend,
     catalog: Catalog,
     scratch: Scratch,
+    fanout: bool,
     on_stray: Callable[[str], None] = lambda _key: None,
 ) -> Iterator[str]:
     """The snapshot files listed in ``snapshots/``, in the order walks
@@ -230,8 +231,8 @@ def walk_order(
 
     def listed() -> Iterator[tuple[str]]:
         for key, _size in backend.list("snapshots/"):
-            name = key.split("/", 1)[1]
-            if SNAPSHOT_NAME.fullmatch(name):
+            name = listed_snapshot(key, fanout)
+            if name is not None:
                 yield (name,)
             else:
                 on_stray(key)

@@ -57,17 +57,20 @@ from coursevault.store.catalog_sync import checkpoint_from_listing
 from coursevault.store.crypto import EncryptedBackend
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.journal import write_checkpoint
-from coursevault.store.keys import Password, Secrets, sealed_backend, unlock
+from coursevault.store.keys import ENCRYPTED_VERSION, Password, Secrets, sealed_backend, unlock
 from coursevault.store.locks import Lock
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
-from coursevault.store.snapshots import snapshot_dictionary, snapshot_key
+from coursevault.store.snapshots import FANOUT_VERSION, snapshot_dictionary
 from coursevault.store.synccopy import Copier, Progress, prefetch_packs
 from coursevault.store.syncplan import SyncPlan
 
 # What must be equal for the same content to be the same objects on both
 # sides, and for copied blocks to be readable there.  Pack and block sizes
 # and the zstd level only shape what each side writes itself.
+# (``version`` is compared as the objects' format: 4 and 5 write the same
+# objects as 3, sealed or with their snapshot records in subfolders, and a
+# record is written where the destination's layout puts it.)
 COMPATIBLE_KEYS = ("version", "chunker", "text_chunker", "dictionary_depth")
 # Packs read and written at once by default (``sync --jobs``).
 SYNC_JOBS = 4
@@ -93,13 +96,22 @@ def check_compatible(
             f"(id {src.id}): sync copies between two repositories"
         )
     _check_id_keys(src, dst_config, dst_location, password, opened)
-    differ = [k for k in COMPATIBLE_KEYS if src.config.get(k) != dst_config.get(k)]
+    differ = [
+        k for k in COMPATIBLE_KEYS if _compared(src.config, k) != _compared(dst_config, k)
+    ]
     if differ:
         what = "; ".join(f"{k} {src.config.get(k)} here, {dst_config.get(k)} there" for k in differ)
         raise IncompatibleRepositoryError(
             f"cannot sync {src.backend.location()} into {dst_location}: {what} "
             "(sync into an empty location to make a compatible repository)"
         )
+
+
+def _compared(config: dict[str, Any], key: str) -> Any:
+    value = config.get(key)
+    if key == "version" and value in (ENCRYPTED_VERSION, FANOUT_VERSION):
+        return 3  # the objects of format 3
+    return value
 
 
 def _check_id_keys(
@@ -171,6 +183,8 @@ def init_like(
     new = {k: v for k, v in config.items() if k not in ("id", "created")}
     new["id"] = secrets.token_hex(16)
     new["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if new.get("version") in (3, ENCRYPTED_VERSION):
+        new["version"] = FANOUT_VERSION  # same objects; a new hub's records fan out
     data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
     sealed = sealed_backend(backend, new, password)  # a passphrase that opens it, first
     if not backend.create("config", data):
@@ -250,7 +264,7 @@ def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
 
 def _read_snapshot(src: Repository, snap_id: str) -> bytes:
     try:
-        data = src.backend.read(snapshot_key(snap_id))
+        data = src.backend.read(src.record_key(snap_id))
     except FileNotFoundError:
         raise ObjectMissingError(snap_id, "no such snapshot at the source") from None
     if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:

@@ -42,6 +42,7 @@ from coursevault.store.locks import Lock
 from coursevault.store.pack import MAX_PACK_OBJECTS
 from coursevault.store.session import WriteSession
 from coursevault.store.snapshots import (
+    FANOUT_VERSION,
     SnapshotRecords,
     snapshot_dictionary,
     snapshot_key,
@@ -62,9 +63,10 @@ __all__ = [
     "snapshot_row",
 ]
 
-# version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries
-FORMAT_VERSION = 3
-SUPPORTED_VERSIONS = (1, 2, 3, ENCRYPTED_VERSION)
+# version 2 adds dictionary blocks (codec 2), version 3 walk dictionaries,
+# 4 is 3 encrypted, 5 snapshot records in subfolders (plain or encrypted)
+FORMAT_VERSION = FANOUT_VERSION
+SUPPORTED_VERSIONS = (1, 2, 3, ENCRYPTED_VERSION, FANOUT_VERSION)
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 # 1 MiB blocks: on the generated 50 MB course night 1 stores 11.8 MB instead
 # of 13.7 MB at 128 KiB (zstd finds more of a forum's repeats in a block); a
@@ -165,7 +167,6 @@ class Repository(SnapshotRecords, DictionaryReads):
             "text_chunker": {"min": 1024, "avg": 4096, "max": 16 * 1024},
         }
         if password is not None:
-            config["version"] = ENCRYPTED_VERSION
             config["encryption"], keys = new_encryption(password, kdf, id_key)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
         if not backend.create("config", data):
@@ -211,7 +212,8 @@ class Repository(SnapshotRecords, DictionaryReads):
                 f"repository format version {version} is not supported "
                 f"(this program reads versions {', '.join(map(str, SUPPORTED_VERSIONS))})"
             )
-        if (version == ENCRYPTED_VERSION) != ("encryption" in config):
+        # version 4 is always encrypted, 1-3 never; from 5 the section says
+        if version < FANOUT_VERSION and (version == ENCRYPTED_VERSION) != ("encryption" in config):
             keys = "its keys" if "encryption" in config else "no keys"
             raise CorruptionError(
                 f"repository config at {backend.location()} is unreadable "

@@ -43,7 +43,7 @@ from coursevault.store.catalog_sync import journal_files
 from coursevault.store.ids import ObjectType, current_id_key, object_id, ref_name
 from coursevault.store.journal import SNAPSHOT
 from coursevault.store.locks import list_locks
-from coursevault.store.snapshots import SERIES_FIELD, snapshot_key, snapshot_row
+from coursevault.store.snapshots import SERIES_FIELD, snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -235,14 +235,14 @@ def _publish(repo: Repository, head: _Head) -> bool:
     if head.last is None:
         return False
     snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
-    if repo.backend.exists(snapshot_key(snap_id)):
+    if repo.backend.exists(repo.record_key(snap_id)):
         # killed between its file and its journal entry?  Journal it again
         # (a second entry for one file is harmless; a missing one hides it)
         if repo.catalog.has_snapshot(snap_id):
             return False
         journal_files(repo, added=[(SNAPSHOT, snap_id)])
         return True
-    repo.backend.write(snapshot_key(snap_id), head.last)
+    repo.backend.write(repo.record_key(snap_id), head.last)
     journal_files(repo, added=[(SNAPSHOT, snap_id)])
     return True
 
@@ -295,7 +295,7 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
         newest = history_order(sorted([*rows, row], key=lambda r: (r.epoch, r.id)))[-1].id
         ref = _encode_head(newest, data, None)
         if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
-            repo.backend.write(snapshot_key(snap_id), data)
+            repo.backend.write(repo.record_key(snap_id), data)
             journal_files(repo, added=[(SNAPSHOT, snap_id)])  # durable first
             repo.catalog.add_snapshot(row)
             repo.catalog.set_ref(f"heads/{series}", newest)
@@ -346,7 +346,7 @@ def publish_copied(
     for _attempt in range(MAX_ATTEMPTS):
         reserve(repo, series, lock_key)
         for snap_id, data in snapshots:
-            if repo.backend.create(snapshot_key(snap_id), data):
+            if repo.backend.create(repo.record_key(snap_id), data):
                 written += 1
             repo.catalog.add_snapshot(snapshot_row(snap_id, json.loads(data)))
         # durable first, then journaled (every one: a killed sync may have

@@ -1,13 +1,15 @@
 """Snapshot records: reading, listing, committing and deleting them.
 
 Part of :class:`~coursevault.store.repository.Repository`.  A snapshot record
-is a small JSON file under ``snapshots/<id>`` (docs/format.md); its series'
-head ref and the choice of its parent are ``series.py``'s.
+is a small JSON file under ``snapshots/<hh>/<id>`` (``snapshots/<id>`` in
+repositories before format version 5; docs/format.md); its series' head ref
+and the choice of its parent are ``series.py``'s.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -24,10 +26,32 @@ if TYPE_CHECKING:
 
 # The record's field holding its series key: the format names it "course".
 SERIES_FIELD = "course"
+# From this format version records sit in 256 subfolders by their first two
+# hex digits: a site's 3.65 million a year in one folder would reach ext4's
+# limit of a folder's entries (about 10 million) within three years.
+FANOUT_VERSION = 5
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
-def snapshot_key(snap_id: str) -> str:
-    return f"snapshots/{snap_id}"
+def fans_out(config: dict[str, Any]) -> bool:
+    """Whether the repository of ``config`` keeps records in subfolders."""
+    return int(config["version"]) >= FANOUT_VERSION
+
+
+def snapshot_key(snap_id: str, fanout: bool) -> str:
+    return f"snapshots/{snap_id[:2]}/{snap_id}" if fanout else f"snapshots/{snap_id}"
+
+
+def listed_snapshot(key: str, fanout: bool) -> str | None:
+    """The snapshot id a key listed under ``snapshots/`` is the record of in
+    a repository of this layout; None for any other file (a stray one)."""
+    parts = key.split("/")
+    name = parts[-1]
+    if not _HEX64.fullmatch(name):
+        return None
+    if fanout:
+        return name if len(parts) == 3 and parts[1] == name[:2] else None
+    return name if len(parts) == 2 else None
 
 
 class SnapshotRecords:
@@ -35,10 +59,19 @@ class SnapshotRecords:
 
     backend: Backend
     catalog: Catalog
+    config: dict[str, Any]
+
+    @property
+    def snapshot_fanout(self) -> bool:
+        return fans_out(self.config)
+
+    def record_key(self, snap_id: str) -> str:
+        """Where the record of ``snap_id`` is, in this repository's layout."""
+        return snapshot_key(snap_id, self.snapshot_fanout)
 
     def read_snapshot(self, snap_id: str) -> dict[str, Any]:
         try:
-            data = self.backend.read(snapshot_key(snap_id))
+            data = self.backend.read(self.record_key(snap_id))
         except FileNotFoundError:
             raise ObjectMissingError(snap_id, "no such snapshot") from None
         if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:
@@ -102,7 +135,7 @@ class SnapshotRecords:
             return
         journal_files(cast("Repository", self), removed=[(SNAPSHOT, n) for n in snap_ids])
         for snap_id in snap_ids:
-            self.backend.delete(snapshot_key(snap_id))
+            self.backend.delete(self.record_key(snap_id))
             self.catalog.remove_snapshot(snap_id)
 
     def delete_snapshot(self, snap_id: str) -> None:
@@ -123,7 +156,7 @@ class SnapshotRecords:
             drop_from_head(cast("Repository", self), key, snap_id)
         # journaled before it goes: no catalog keeps a snapshot that is gone
         journal_files(cast("Repository", self), removed=[(SNAPSHOT, snap_id)])
-        self.backend.delete(snapshot_key(snap_id))
+        self.backend.delete(self.record_key(snap_id))
         self.catalog.remove_snapshot(snap_id)
 
 
