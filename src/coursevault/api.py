@@ -588,14 +588,22 @@ def iter_forget(
     keep; a row per snapshot kept or removed, course by course.
 
     Decided under the lock: after waiting for another forget, deciding on the
-    snapshots seen before could keep fewer than the policy says.  One course
-    at a time, its removals journaled in one entry: ``--all`` holds one
-    course's rows, not the repository's (it held 7 kB a snapshot).  Bad
-    input is refused here, before the first row."""
+    snapshots seen before could keep fewer than the policy says.  Courses
+    are decided one at a time and their removals journaled in one entry
+    for every ``FORGET_BATCH`` rows: ``--all`` holds a batch's rows, not the
+    repository's (it held 7 kB a snapshot), and writes a journal file a
+    batch, not one a course.  Bad input is refused here, before the first
+    row."""
     policy.check()
     if course is not None and not repo.catalog.snapshots(course):
         raise SelectorError(f"no snapshots of course {course!r}")
     return _forget_rows(repo, policy, course, dry_run)
+
+
+# Rows ``forget`` decides before it removes their snapshots with one journal
+# entry (one file): a row says "remove" only once its snapshot is gone, and
+# rows keep their course-by-course order.
+FORGET_BATCH = 4096
 
 
 def _forget_rows(
@@ -603,29 +611,42 @@ def _forget_rows(
 ) -> Iterator[dict[str, Any]]:
     with repo.lock(exclusive=True, operation="forget"):
         courses = [course] if course is not None else repo.catalog.series_keys()
+        removals: list[tuple[str, list[str]]] = []
+        pending: list[dict[str, Any]] = []
         for c in courses:
             rows = repo.snapshots(c)
             if course is not None and not rows:
                 raise SelectorError(f"no snapshots of course {course!r}")
             decision = apply_policy(rows, policy)
-            for snap, why in decision.keep:
-                yield {
-                    "course": c,
-                    "id": snap.id,
-                    "time": snap.time,
-                    "action": "keep",
-                    "reasons": why,
-                }
-            if not dry_run:
-                repo.delete_series_snapshots(c, [snap.id for snap in decision.remove])
-            for snap in decision.remove:
-                yield {
-                    "course": c,
-                    "id": snap.id,
-                    "time": snap.time,
-                    "action": "remove",
-                    "reasons": [],
-                }
+            pending += (
+                {"course": c, "id": snap.id, "time": snap.time, "action": "keep", "reasons": why}
+                for snap, why in decision.keep
+            )
+            pending += (
+                {"course": c, "id": snap.id, "time": snap.time, "action": "remove", "reasons": []}
+                for snap in decision.remove
+            )
+            if decision.remove:
+                removals.append((c, [snap.id for snap in decision.remove]))
+            if len(pending) >= FORGET_BATCH:
+                yield from _forget_batch(repo, removals, pending, dry_run)
+        yield from _forget_batch(repo, removals, pending, dry_run)
+
+
+def _forget_batch(
+    repo: Repository,
+    removals: list[tuple[str, list[str]]],
+    pending: list[dict[str, Any]],
+    dry_run: bool,
+) -> Iterator[dict[str, Any]]:
+    """Remove a batch's snapshots (one journal entry), then give its rows;
+    both lists are emptied."""
+    if removals and not dry_run:
+        repo.delete_series_snapshots(removals)
+    rows = list(pending)
+    removals.clear()
+    pending.clear()
+    yield from rows
 
 
 def forget_snapshots(

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from coursevault import api
+from coursevault.history.retention import Policy
 from coursevault.restore.export import export_snapshot
 from coursevault.snapshot.ingest import ingest_archive
 from coursevault.store.backend import LocalBackend
@@ -74,8 +76,8 @@ def test_a_course_history_with_a_server_catalog(
         out = tmp_path / f"{result.snapshot[:8]}.mbz"
         export_snapshot(repo, result.snapshot, str(out))
         assert gzip.decompress(out.read_bytes()) == gzip.decompress(path.read_bytes())
-    for result in results[:2]:
-        repo.delete_snapshot(result.snapshot)
+    removed = [r for r in api.forget(repo, Policy(last=2), course=None) if r["action"] == "remove"]
+    assert sorted(r["id"] for r in removed) == sorted(r.snapshot for r in results[:2])
     assert prune_repository(repo).snapshots == 2  # night 3 and its repeat
     assert check_repository(repo, read_data=True).ok  # the catalog, rebuilt by prune
     out = tmp_path / "after-prune.mbz"

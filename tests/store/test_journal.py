@@ -450,3 +450,38 @@ def test_an_old_reader_refuses_a_checkpoint_in_parts_by_its_version(
     assert pointer is not None
     with pytest.raises(JournalDamagedError, match="read without its parts"):
         decode_entry(backend.read(gen_key(pointer.gen)), pointer.gen)
+
+
+def test_forget_all_journals_a_batch_of_courses_in_one_entry(
+    repo, backend, tmp_path, monkeypatch, helpers
+) -> None:
+    """A site's ``forget --all`` removed a snapshot of every course with a
+    journal file a course (160,000 at 1,000x, each read by every other
+    catalog's next sync); now one a batch of rows.  Rows keep their course
+    order, and a reader that stops after the first batch leaves the rest."""
+    made = {
+        c: [
+            helpers.make_snapshot(repo, 3, seed=10 * i + n, course=c, epoch=1000.0 + n)
+            for n in range(2)
+        ]
+        for i, c in enumerate(["a", "b", "c", "d", "e", "f"])
+    }
+    monkeypatch.setattr(api, "FORGET_BATCH", 5)  # a flush after every third course
+    before = journal_gens(backend)
+    rows = api.iter_forget(repo, api.Policy(last=1), course=None)
+    first = [next(rows) for _ in range(6)]  # courses a-c: the first batch
+    assert [r["course"] for r in first] == ["a", "a", "b", "b", "c", "c"]
+    assert len(journal_gens(backend)) == len(before) + 1
+    rows.close()  # stopped: d-f untouched
+    with Repository.open(backend, cache_dir=tmp_path / "other") as other:
+        left = ids(other)
+        assert check_repository(other).ok
+    assert left == {s.snap_id for c in "abcdef" for s in made[c]} - {
+        made[c][0].snap_id for c in "abc"
+    }
+    rows = api.iter_forget(repo, api.Policy(last=1), course=None)
+    assert [(r["course"], r["action"]) for r in rows][-2:] == [("f", "keep"), ("f", "remove")]
+    assert len(journal_gens(backend)) == len(before) + 3  # then a-d (5 rows), e-f
+    with Repository.open(backend, cache_dir=tmp_path / "fresh") as fresh:
+        assert ids(fresh) == {made[c][1].snap_id for c in "abcdef"}
+        assert check_repository(fresh).ok

@@ -24,8 +24,8 @@ from coursevault.store.repository import Repository
 from coursevault.store.series import encode_record
 
 # bytes of peak a snapshot may add: check held 1,200 before; what is left is
-# prune's journal checkpoint (66 bytes a name, one file: docs/format.md 9)
-# and, for forget, the list of courses (here a course a snapshot)
+# prune's journal checkpoint up to a part (65,536 names, 66 bytes each:
+# docs/format.md 9) and the list of courses forget --all decides on
 PER_SNAPSHOT = 200
 
 
@@ -59,6 +59,7 @@ def test_check_prune_and_forget_hold_no_list_of_snapshots(
     # held is then a batch, and whatever grows with the snapshots shows
     monkeypatch.setattr(scratch, "BATCH", 32)
     monkeypatch.setattr(catalog, "STREAM_BATCH", 32)
+    monkeypatch.setattr(api, "FORGET_BATCH", 32)
     made = helpers.make_snapshot(repo, 20)
     record = repo.read_snapshot(made.snap_id)
     commands: dict[str, Callable[[], object]] = {

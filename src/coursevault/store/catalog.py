@@ -496,7 +496,15 @@ class Catalog:
         self._executemany(sql, [(row.id, row.series, row.time, row.epoch, row.root, record)])
 
     def remove_snapshot(self, snap_id: str) -> None:
-        self._write((f"DELETE FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
+        self.remove_snapshots([snap_id])
+
+    def remove_snapshots(self, snap_ids: Sequence[str]) -> None:
+        """In one transaction: ``forget --all`` removes a batch of thousands
+        (a commit each was a round trip each to a server catalog)."""
+        with self._writing() as cur:
+            cur.executemany(
+                f"DELETE FROM cv_snapshots WHERE id = {self._ph}", [(i,) for i in snap_ids]
+            )
 
     def snapshot_ids(self) -> set[str]:
         return {r[0] for r in self._query("SELECT id FROM cv_snapshots")}

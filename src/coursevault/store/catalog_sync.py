@@ -16,6 +16,7 @@ turn a readable repository into an unusable one (issue 20, defect 6):
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 INDEX_NAME = re.compile(r"[0-9a-f]{64}")
 # so are snapshot records
 SNAPSHOT_NAME = INDEX_NAME
+# Snapshot rows a catalog drops in one transaction when it catches up.
+REMOVE_BATCH = 4096
 
 
 def index_names(backend: Backend, notice: Callable[[str], None]) -> list[str]:
@@ -250,12 +253,13 @@ def _retry(repo: Repository, waiting: set[Name], damaged: list[str]) -> set[Name
     catalog = repo.catalog
     left: set[Name] = set()
     gone: set[str] = set()
+    removed: list[str] = []  # in one transaction: a forget --all entry names thousands
     for what, name in sorted(waiting):
         if what == "-" + SNAPSHOT:
             if repo.backend.exists(repo.record_key(name)):
                 left.add((what, name))
             else:
-                catalog.remove_snapshot(name)
+                removed.append(name)
         elif what == "-" + INDEX:
             if repo.backend.exists(f"index/{name}"):
                 left.add((what, name))
@@ -266,6 +270,7 @@ def _retry(repo: Repository, waiting: set[Name], damaged: list[str]) -> set[Name
                 left.add((what, name))
         elif not catalog.has_snapshot(name) and not _load(repo, SNAPSHOT, name, damaged):
             left.add((what, name))
+    catalog.remove_snapshots(removed)
     if gone:  # the catalog cannot tell which objects a file gave it: reload the rest
         rest = catalog.index_files() - gone
         catalog.clear_objects()
@@ -295,8 +300,9 @@ def _reconcile(
             catalog.clear_objects()
             known = set()
         pending = {(INDEX, n) for n in sorted(wanted - known) if not _load(repo, INDEX, n, damaged)}
-        for gone in scratch.column("SELECT name FROM have EXCEPT SELECT name FROM want"):
-            catalog.remove_snapshot(gone)
+        gone = scratch.column("SELECT name FROM have EXCEPT SELECT name FROM want")
+        for batch in iter(lambda: list(itertools.islice(gone, REMOVE_BATCH)), []):
+            catalog.remove_snapshots(batch)
         added = scratch.column("SELECT name FROM want EXCEPT SELECT name FROM have ORDER BY name")
         pending |= {(SNAPSHOT, s) for s in added if not _load(repo, SNAPSHOT, s, damaged)}
     return pending
