@@ -67,14 +67,18 @@ def index_names(backend: Backend, notice: Callable[[str], None]) -> list[str]:
     return sorted(names)
 
 
-def iter_snapshot_names(backend: Backend, fanout: bool) -> Iterator[str]:
+def iter_snapshot_names(
+    backend: Backend, fanout: bool, on_stray: Callable[[str], None] = lambda _key: None
+) -> Iterator[str]:
     """The names of the snapshot records of a repository of this layout
-    (``snapshots.fans_out``; other files in ``snapshots/`` are not), as
-    listed, one at a time: a site's are millions."""
+    (``snapshots.fans_out``), as listed, one at a time: a site's are
+    millions.  ``on_stray(key)`` is told of the other files in ``snapshots/``."""
     for key, _size in backend.list("snapshots/"):
         name = listed_snapshot(key, fanout)
         if name is not None:
             yield name
+        else:
+            on_stray(key)
 
 
 def sync_catalog(repo: Repository) -> list[str]:

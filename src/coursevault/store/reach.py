@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from coursevault.errors import CorruptionError, CoursevaultError
+from coursevault.store.catalog_sync import iter_snapshot_names
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.snapshots import listed_snapshot
 from coursevault.store.treecodec import tree_refs
 
 if TYPE_CHECKING:
@@ -229,16 +229,11 @@ def walk_order(
     memory does not grow with the snapshots.  ``on_stray(key)`` is told of files in
     ``snapshots/`` that are not snapshot records."""
 
-    def listed() -> Iterator[tuple[str]]:
-        for key, _size in backend.list("snapshots/"):
-            name = listed_snapshot(key, fanout)
-            if name is not None:
-                yield (name,)
-            else:
-                on_stray(key)
-
     scratch.table("listed")
-    scratch.fill("INSERT OR IGNORE INTO listed VALUES (?)", listed())
+    scratch.fill(
+        "INSERT OR IGNORE INTO listed VALUES (?)",
+        ((name,) for name in iter_snapshot_names(backend, fanout, on_stray)),
+    )
     scratch.table("ranked", "rank INTEGER PRIMARY KEY, name TEXT", rowid=True)
     scratch.fill("INSERT INTO ranked (name) VALUES (?)", ((n,) for n in catalog.snapshot_order()))
 
