@@ -84,3 +84,65 @@ def test_a_course_history_with_a_server_catalog(
     export_snapshot(repo, results[2].snapshot, str(out))
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(nights[2].read_bytes())
     repo.close()
+
+
+def test_a_server_catalog_waits_on_a_large_forget(
+    catalog_url: str, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """A forget journals the removal of a batch (up to 4,096 snapshots)
+    before it deletes their files; a catalog reading the entry meanwhile
+    keeps their names waiting in cv_meta -- 280 kB, which MariaDB's TEXT
+    refused (error 1406), and the journal position, saved apart, moved on
+    without them, so the rows stayed for good."""
+    from coursevault.store.catalog_sync import journal_files
+    from coursevault.store.ids import ObjectType, object_id
+    from coursevault.store.journal import SNAPSHOT
+    from coursevault.store.series import encode_record
+
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    forgetter = Repository.open(backend, cache_dir=tmp_path / "forgetter")
+    first = ingest_archive(forgetter, str(write_course(tmp_path / "n.mbz", {1: [(1, "p")]}, 1)))
+    record = forgetter.read_snapshot(first.snapshot)
+    copies = []
+    for i in range(1200):  # record copies under new course keys: 82 kB of waiting names
+        data = encode_record({**record, "course": f"k{i:05d}", "parents": []})
+        copies.append(object_id(ObjectType.SNAPSHOT, data).hex())
+        backend.write(forgetter.record_key(copies[-1]), data)
+    journal_files(forgetter, added=[(SNAPSHOT, n) for n in copies])
+    server = Repository.open(backend, cache_dir=tmp_path / "server", catalog_url=catalog_url)
+    assert len(server.snapshots()) == 1201
+    journal_files(forgetter, removed=[(SNAPSHOT, n) for n in copies])  # then killed
+    server.sync_catalog()
+    assert len(server.snapshots()) == 1201  # their files are still there
+    for name in copies:  # the re-run's deletes
+        backend.delete(forgetter.record_key(name))
+    server.sync_catalog()
+    assert [s.id for s in server.snapshots()] == [first.snapshot]
+    assert check_repository(server).ok
+    server.close()
+    forgetter.close()
+
+
+def test_an_older_mariadb_catalog_gets_room_for_waiting_names(tmp_path: Path) -> None:
+    catalog_url = SERVERS["mariadb"]
+    if not catalog_url:
+        pytest.skip("no mariadb server: run scripts/test (it starts one)")
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    Repository.open(backend, cache_dir=tmp_path / "c", catalog_url=catalog_url).close()
+    query = sa.text(
+        "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+        " AND TABLE_NAME = 'cv_meta' AND COLUMN_NAME = 'value'"
+    )
+    with engine.begin() as conn:
+        assert conn.execute(query).scalar() == "longtext"
+        conn.execute(sa.text("ALTER TABLE cv_meta MODIFY value TEXT"))  # as made before
+    Repository.open(backend, cache_dir=tmp_path / "c", catalog_url=catalog_url).close()
+    with engine.begin() as conn:
+        assert conn.execute(query).scalar() == "longtext"
+    engine.dispose()

@@ -629,16 +629,22 @@ class Catalog:
         return rows[0][0] if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
-        """One statement, so processes sharing a server catalog may set the
-        same key at once (a delete then an insert raced into a duplicate
-        key on PostgreSQL: both deletes saw the old row, both inserted)."""
+        self.set_metas({key: value})
+
+    def set_metas(self, values: dict[str, str]) -> None:
+        """In one transaction (a catalog's journal position and the names it
+        still waits on must move together, or a failed second write loses
+        the names), a statement a key, so processes sharing a server catalog
+        may set the same key at once (a delete then an insert raced into a
+        duplicate key on PostgreSQL: both deletes saw the old row, both
+        inserted)."""
         k, v = self._q("key"), self._q("value")
         insert = f"INSERT INTO cv_meta ({k}, {v}) VALUES ({self._ph}, {self._ph})"
         if self.dialect in ("mysql", "mariadb"):
             sql = f"{insert} ON DUPLICATE KEY UPDATE {v} = VALUES({v})"
         else:  # PostgreSQL, and SQLite since 3.24
             sql = f"{insert} ON CONFLICT ({k}) DO UPDATE SET {v} = excluded.{v}"
-        self._write((sql, (key, value)))
+        self._write(*((sql, (key, value)) for key, value in values.items()))
 
 
 def _loc_tuple(loc: Location) -> tuple[int, bytes, int, int, int, int]:

@@ -30,7 +30,9 @@ meta_t = sa.Table(
     "cv_meta",
     metadata,
     sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text),
+    # the names a catalog waits on (catalog_sync.py): one forget entry can
+    # name 4,096 snapshots, 280 kB, over MariaDB's TEXT
+    sa.Column("value", _Text),
 )
 # The tables of index entries (format 2 of the catalog; format 1's were
 # cv_index_files and cv_objects, which named each entry's pack by its 32-byte
@@ -111,11 +113,29 @@ def _create_tables(engine: sa.Engine) -> None:
     for attempt in range(5):
         try:
             metadata.create_all(engine)
-            return
+            break
         except (OperationalError, IntegrityError, ProgrammingError):
             if attempt == 4:
                 raise
             time.sleep(0.05 * (attempt + 1))
+    _widen_meta(engine)
+
+
+def _widen_meta(engine: sa.Engine) -> None:
+    """A MariaDB or MySQL catalog made before ``cv_meta.value`` was LONGTEXT
+    gets it now: TEXT refused (error 1406) the waiting names of a large
+    ``forget``, and a catalog that cannot save them cannot sync."""
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        return
+    with engine.begin() as conn:
+        kind = conn.execute(
+            sa.text(
+                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
+                " AND TABLE_NAME = 'cv_meta' AND COLUMN_NAME = 'value'"
+            )
+        ).scalar()
+        if kind is not None and str(kind).lower() != "longtext":
+            conn.execute(sa.text("ALTER TABLE cv_meta MODIFY value LONGTEXT"))
 
 
 class ServerConnection:

@@ -204,10 +204,13 @@ def _sync_from_journal(repo: Repository, pointer: Pointer) -> list[str]:
         waiting = _retry(repo, waiting, damaged)
     new_state = f"{pointer.journal} {gen}"
     new_pending = " ".join(f"{w}:{n}" for w, n in sorted(waiting))
+    changed = {}
     if state != new_state.split():
-        catalog.set_meta(JOURNAL_META, new_state)
+        changed[JOURNAL_META] = new_state
     if new_pending != pending_text:
-        catalog.set_meta(PENDING_META, new_pending)
+        changed[PENDING_META] = new_pending
+    if changed:
+        catalog.set_metas(changed)  # together: the position never passes what waits
     return damaged
 
 
