@@ -87,3 +87,34 @@ def test_a_missing_pack_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ObjectMissingError):
         repo.get(root)
     assert {p.kind for p in check_repository(repo).errors} == {MISSING}
+
+
+def test_a_folder_the_user_cannot_read_is_skipped_in_the_search_for_temporaries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository at the root of its own file system holds a lost+found
+    only root reads; check and prune, run as a backup user, look for killed
+    writers' temporary files everywhere and failed on it once that search
+    streamed (os.walk skipped it)."""
+    import os
+
+    root = tmp_path / "r"
+    (root / "snapshots" / "ab").mkdir(parents=True)
+    (root / "lost+found").mkdir()
+    (root / "snapshots" / "ab" / ".tmp-0123").write_bytes(b"x")
+    real = os.scandir
+
+    def scandir(path: str) -> object:
+        if str(path).endswith("lost+found"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert list(LocalBackend(root).list_temporary()) == ["snapshots/ab/.tmp-0123"]
+
+    def unreadable(path: str) -> object:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", unreadable)
+    with pytest.raises(BackendError, match=f"cannot list {root}: Permission denied"):
+        list(LocalBackend(root).list_temporary())  # the repository itself: an error

@@ -147,7 +147,7 @@ class LocalBackend:
         try:
             yield from self._scan_temporary(self._root)
         except OSError as exc:
-            raise BackendError(f"cannot list {self.root}: {exc.strerror}") from exc
+            raise BackendError(f"cannot list {exc.filename or self.root}: {exc.strerror}") from exc
 
     def _scan_temporary(self, folder: str) -> Iterator[str]:
         subfolders: list[str] = []
@@ -163,7 +163,9 @@ class LocalBackend:
                     rel = os.path.relpath(entry.path, self._root)
                     yield rel.replace(os.sep, "/")
         for sub in subfolders:
-            with contextlib.suppress(FileNotFoundError):  # removed while listing
+            # removed while listing, or not ours to read (a lost+found at the
+            # root of the repository's own file system): skipped, as os.walk did
+            with contextlib.suppress(FileNotFoundError, PermissionError):
                 yield from self._scan_temporary(sub)
 
     def read(self, key: str, offset: int = 0, length: int | None = None) -> bytes:
