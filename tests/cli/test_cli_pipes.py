@@ -55,3 +55,34 @@ def test_a_closed_pipe_exits_0_quietly(snapshot: tuple[str, str], argv: list[str
     done = run_into_closed_pipe("-r", repo, *(a.format(snap=snap) for a in argv))
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""
+
+
+def test_forget_into_a_closed_pipe_carries_out_the_whole_policy(cv, tmp_path: Path) -> None:
+    """``forget --all | head -1``: rich's console meets the broken pipe and
+    exits; forget removed the first batch only and said nothing (batches of
+    one row here, as a site's of 4,096)."""
+    repo = str(tmp_path / "repo")
+    assert cv("init", repo).code == 0
+    for course in ("a", "b", "c"):
+        for day in (1, 2):
+            at = f"2026-01-0{day}T00:00"
+            assert cv("ingest", "-r", repo, "--course", course, "--time", at, str(SMALL)).code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    batches_of_one = (
+        "import sys; from coursevault import api; api.FORGET_BATCH = 1; "
+        "from coursevault.cli.app import main; sys.exit(main(sys.argv[1:]))"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", batches_of_one, "forget", "-r", repo, "--all", "--keep-last", "1"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr.decode()
+    rows = json.loads(cv("snapshots", "-r", repo, "--json").out)
+    assert sorted(r["course"] for r in rows) == ["a", "b", "c"]

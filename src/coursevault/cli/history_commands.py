@@ -153,7 +153,11 @@ def forget(
                 output.out.print(
                     f"{verb} {x['id'][:12]}  {x['course']}  {x['time']}{why}", markup=False
                 )
-        except BrokenPipeError:  # `| head`: the policy is carried out all the same
+        except (BrokenPipeError, SystemExit) as exc:
+            # `| head`: the policy is carried out all the same.  rich's console
+            # meets the broken pipe first and exits; app.main says nothing of it
+            if isinstance(exc, SystemExit) and not isinstance(exc.__context__, BrokenPipeError):
+                raise
             for _ in rows:
                 pass
             raise
