@@ -111,6 +111,7 @@ class DatabaseSource:
                         seen_dirs.add(folder)
                         made.append((MemberInfo(folder, True, 0, DIR_MTIME), None))
                 made.append(self._member(path, data, spool))
+            self.run.release()  # all made: storing them is the peak (BackupRun.release)
             index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m, _ in made)
             yield MemberInfo(INDEX_NAME, False, len(index), DIR_MTIME), io.BytesIO(index)
             for member, payload in made:

@@ -191,6 +191,18 @@ class BackupRun:
     # prefetch windows, activity grades)
     PREFETCHED = ("task_rows", "keyed_sql", "grade_grades")
 
+    def release(self) -> None:
+        """Let go of everything the tasks shared, once the run's members are
+        all made.  A database backup stores its members after making them
+        all (the archive index comes first), and that storing is where its
+        memory peaks: at an M course's size the memo holds each task's
+        annotation sequence and the final task's temp-table model (127,000
+        rows), and ``final`` the run's annotations -- some 20 MB that would
+        otherwise sit under the store's block caches.  Only ``warnings``
+        stays (the outcome reports them)."""
+        self.memo.clear()
+        self.final = IdSet()
+
     def drop_prefetched(self) -> None:
         """Let go of rows read ahead for tasks that have run: a later ask
         reads them again (from the same transaction: the same rows)."""
