@@ -60,7 +60,10 @@ DICT_MEMBERS = 128
 DICT_MIN = 1024
 DICT_CACHE = 16
 # dictionary contents kept (a list's is 1 MiB at most, a walk's 4 MiB): a
-# chain read in order needs only its last link's
+# chain read in order needs only its last link's.  Each is kept once, as the
+# zstd dictionary (which copies its content) that its decompressor and a
+# writer's compressor share: a walk was held three times over (its bytes,
+# and a dictionary each for reading and for writing), 12 MiB of a night.
 DICT_CONTENTS = 4
 DICT_WALK = 2  # the flags of a walk dictionary (format version 3)
 
@@ -94,6 +97,11 @@ def parse_dictionary(kind: ObjectType, payload: bytes) -> tuple[list[ObjectId], 
     return list(refs), depth, flags
 
 
+def zstd_dictionary(content: bytes) -> zstandard.ZstdCompressionDict:
+    """The raw-content zstd dictionary of ``content`` (a copy of it)."""
+    return zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+
+
 def dictionary_params(level: int) -> zstandard.ZstdCompressionParameters:
     """Compression parameters for blocks with a dictionary: the level's, with a
     window and hash tables big enough to reach into all of a walk's content
@@ -121,7 +129,9 @@ class DictionaryReads(ObjectReads):
         super().__init__()
         self._disk_dicts = DictionaryCache(cache_folder / "dictionaries") if cache_folder else None
         self._dicts: OrderedDict[ObjectId, zstandard.ZstdDecompressor] = OrderedDict()
-        self._dict_content: OrderedDict[ObjectId, tuple[int, bytes]] = OrderedDict()
+        self._dict_content: OrderedDict[ObjectId, tuple[int, zstandard.ZstdCompressionDict]] = (
+            OrderedDict()
+        )
         self._resolving: set[ObjectId] = set()
         self._block_dicts: dict[tuple[bytes, int], ObjectId | None] = {}
         # Where objects this process already read and hashed are (None: not
@@ -137,6 +147,13 @@ class DictionaryReads(ObjectReads):
         super().forget_cached()
         self._dicts.clear()
         self._dict_content.clear()
+
+    def forget_dictionary(self, dict_id: ObjectId) -> None:
+        """Drop what this reader keeps of ``dict_id`` (a writer done with the
+        dictionary it shared: its compression tables live in that zstd
+        dictionary, and a site's run keeps the caches across courses)."""
+        self._dicts.pop(dict_id, None)
+        self._dict_content.pop(dict_id, None)
 
     def keep_walk_content(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
         """Keep in the local file cache a walk dictionary's content that was
@@ -163,8 +180,15 @@ class DictionaryReads(ObjectReads):
         ``depth`` is how many dictionaries deep reading a block that names it
         can go: what the object says for a list dictionary, and for a walk
         dictionary what the walk found (its trees may sit in any earlier
-        block, so only reading them tells).
+        block, so only reading them tells).  The content is a copy, made
+        for each call (:meth:`zstd_dictionary`'s is kept).
         """
+        depth, zdict = self.zstd_dictionary(dict_id)
+        return depth, zdict.as_bytes()
+
+    def zstd_dictionary(self, dict_id: ObjectId) -> tuple[int, zstandard.ZstdCompressionDict]:
+        """(depth, the zstd dictionary of the content) of a dictionary object,
+        as :meth:`dictionary` says; kept, and shared by whoever asks."""
         cached = self._dict_content.get(dict_id)
         if cached is not None:
             self._dict_content.move_to_end(dict_id)
@@ -183,14 +207,16 @@ class DictionaryReads(ObjectReads):
             depth, content = loaded.depth, loaded.content
             if loaded.walk and disk is not None:  # a list is quick to rebuild; a walk is not
                 disk.put(dict_id, depth, content)
-        self._keep_content(dict_id, depth, content)
-        return depth, content
+        return self._keep_content(dict_id, depth, content)
 
-    def _keep_content(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
-        self._dict_content[dict_id] = (depth, content)
+    def _keep_content(
+        self, dict_id: ObjectId, depth: int, content: bytes
+    ) -> tuple[int, zstandard.ZstdCompressionDict]:
+        kept = self._dict_content[dict_id] = (depth, zstd_dictionary(content))
         self._dict_content.move_to_end(dict_id)
         if len(self._dict_content) > DICT_CONTENTS:
             self._dict_content.popitem(last=False)
+        return kept
 
     def dictionary_chain(
         self, dict_id: ObjectId, known: Container[ObjectId] = ()
@@ -272,13 +298,14 @@ class DictionaryReads(ObjectReads):
         if dctx is not None:
             self._dicts.move_to_end(dict_id)
             return dctx
-        _depth, content = self.dictionary(dict_id)
-        return self.remember_dictionary(dict_id, content)
+        _depth, zdict = self.zstd_dictionary(dict_id)
+        return self.remember_dictionary(dict_id, zdict)
 
-    def remember_dictionary(self, dict_id: ObjectId, content: bytes) -> zstandard.ZstdDecompressor:
+    def remember_dictionary(
+        self, dict_id: ObjectId, zdict: zstandard.ZstdCompressionDict
+    ) -> zstandard.ZstdDecompressor:
         """Keep a decompressor for ``dict_id`` (a writer registers its own, whose
         object is not indexed yet, so that it can read back what it wrote)."""
-        zdict = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         dctx = zstandard.ZstdDecompressor(dict_data=zdict)
         self._dicts[dict_id] = dctx
         if len(self._dicts) > DICT_CACHE:
@@ -320,4 +347,4 @@ class DictionaryReads(ObjectReads):
         dict_id = self.block_dictionary(loc)
         if dict_id is None:
             return 0
-        return self.dictionary(dict_id)[0]
+        return self.zstd_dictionary(dict_id)[0]

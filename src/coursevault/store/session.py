@@ -133,12 +133,12 @@ class WriteSession:
         if not repo.catalog.has(dict_id):
             return
         try:
-            depth, content = repo.dictionary(dict_id)
+            # the reader's own: reading back and writing share one copy
+            depth, zdict = repo.zstd_dictionary(dict_id)
         except (ObjectMissingError, CorruptionError):
             return
-        if depth > self._max_depth or len(content) < DICT_MIN:
+        if depth > self._max_depth or len(zdict) < DICT_MIN:
             return
-        zdict = zstandard.ZstdCompressionDict(content, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
         params = dictionary_params(self._level)
         zdict.precompute_compress(compression_params=params)
         self._dict = (
@@ -146,7 +146,7 @@ class WriteSession:
             zstandard.ZstdCompressor(compression_params=params, dict_data=zdict),
         )
         self._depth = depth
-        repo.remember_dictionary(dict_id, content)
+        repo.remember_dictionary(dict_id, zdict)
 
     def _note_fresh(self, pack: PackWriter) -> None:
         """Remember the newest trees written (the next session's dictionary)."""
@@ -431,6 +431,10 @@ class WriteSession:
         self._uploads.close()
         self._pending.close()
         self._lock.release()
+        if self._dict is not None:
+            # its compression tables (4 MB for a walk's) are part of the zstd
+            # dictionary the reader keeps: not for the next course's session
+            self.repo.forget_dictionary(self._dict[0])
 
     def __enter__(self) -> WriteSession:
         return self
