@@ -199,6 +199,8 @@ def _backup_one(
             with bar_context as bar:
                 tasks = None if bar is None else _task_progress(bar)
                 source = DatabaseSource(run, site=request.site, when=started, progress=tasks)
+                # what the backup reads back is a few objects a block (ObjectReads.learn_blocks)
+                repo.learn_blocks = False
                 outcome.result = ingest_source(repo, source)
             outcome.warnings = list(run.warnings)
             outcome.outcome = "stored"
