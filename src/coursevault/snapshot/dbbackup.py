@@ -28,6 +28,14 @@ from coursevault.errors import BadInputError, CoursevaultError, SiteDataError
 from coursevault.snapshot.ingest import IngestResult, ingest_source
 from coursevault.store.repository import Repository
 
+# Decoded blocks a backup keeps (the reader's default is 8 MiB).  What it
+# reads is the previous snapshot's upper trees, once, for a walk dictionary
+# the local cache lacks, and then a few objects a block (stored documents'
+# lengths).  An M course's first night at 4 MiB: 2,570 block decodes, not
+# 1,650, the same CPU within noise, 6.5 MB less peak RSS; at 2 MiB: 3,750
+# decodes, 0.3-0.5 s (5 %) more CPU, for 3 MB less again.
+BACKUP_CACHE_BYTES = 4 << 20
+
 if TYPE_CHECKING:  # SQLAlchemy and the definitions load when a backup runs, not for
     # every command that merely imports the API (0.18 s of start-up)
     from coursevault.moodledb.site import SiteReader
@@ -201,6 +209,7 @@ def _backup_one(
                 source = DatabaseSource(run, site=request.site, when=started, progress=tasks)
                 # what the backup reads back is a few objects a block (ObjectReads.learn_blocks)
                 repo.learn_blocks = False
+                repo.cache_bytes = min(repo.cache_bytes, BACKUP_CACHE_BYTES)
                 outcome.result = ingest_source(repo, source)
             outcome.warnings = list(run.warnings)
             outcome.outcome = "stored"
