@@ -14,14 +14,16 @@ from helpers import CORPUS
 SMALL = min(CORPUS, key=lambda p: p.stat().st_size)
 
 
-def run_into_closed_pipe(*argv: str) -> subprocess.CompletedProcess[bytes]:
-    """Run coursevault with stdout a pipe whose reader is already gone: its
-    first write meets EPIPE, as under ``| head -1`` once head has its line."""
+def run_into_closed_pipe(*argv: str, code: str = "") -> subprocess.CompletedProcess[bytes]:
+    """Run coursevault (or ``code``, Python that runs it) with stdout a pipe
+    whose reader is already gone: its first write meets EPIPE, as under
+    ``| head -1`` once head has its line."""
     read_end, write_end = os.pipe()
     os.close(read_end)
+    program = ["-c", code] if code else ["-m", "coursevault.cli.app"]
     try:
         return subprocess.run(
-            [sys.executable, "-m", "coursevault.cli.app", *argv],
+            [sys.executable, *program, *argv],
             stdout=write_end,
             stderr=subprocess.PIPE,
             timeout=120,
@@ -67,22 +69,13 @@ def test_forget_into_a_closed_pipe_carries_out_the_whole_policy(cv, tmp_path: Pa
         for day in (1, 2):
             at = f"2026-01-0{day}T00:00"
             assert cv("ingest", "-r", repo, "--course", course, "--time", at, str(SMALL)).code == 0
-    read_end, write_end = os.pipe()
-    os.close(read_end)
     batches_of_one = (
         "import sys; from coursevault import api; api.FORGET_BATCH = 1; "
         "from coursevault.cli.app import main; sys.exit(main(sys.argv[1:]))"
     )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", batches_of_one, "forget", "-r", repo, "--all", "--keep-last", "1"],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    done = run_into_closed_pipe(
+        "forget", "-r", repo, "--all", "--keep-last", "1", code=batches_of_one
+    )
     assert done.returncode == 0, done.stderr.decode()
     rows = json.loads(cv("snapshots", "-r", repo, "--json").out)
     assert sorted(r["course"] for r in rows) == ["a", "b", "c"]
