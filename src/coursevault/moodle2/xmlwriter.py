@@ -34,6 +34,11 @@ _TO_ESCAPE = re.compile("[&<>\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 Transformer = Callable[[str], str]
 
+# Parts joined and encoded once this many wait: a member of 1 MB is about
+# 100,000 small strings (a tag and its text each), 6 MB held as str objects
+# until getvalue, where its bytes take 1 MB (docs/benchmarks.md, section 9).
+PARTS_PER_CHUNK = 4096
+
 
 def safe_utf8(text: str) -> str:
     """Drop the control characters XML 1.0 forbids and normalise newlines."""
@@ -69,6 +74,7 @@ class XmlWriter:
 
     def __init__(self, transform: Transformer | None = None) -> None:
         self._parts: list[str] = [PROLOGUE]
+        self._chunks: list[bytes] = []  # parts already joined and encoded
         self._level = 0
         self._open: list[str] = []
         self._last_was_text = False
@@ -90,6 +96,9 @@ class XmlWriter:
         self._parts.append(f"{pre}</{tag}>")
         self._level -= 1
         self._last_was_text = False
+        if len(self._parts) >= PARTS_PER_CHUNK:
+            self._chunks.append("".join(self._parts).encode("utf-8"))
+            self._parts = []
 
     def full(self, tag: str, value: str | None, attrs: Mapping[str, str | None] | None = None) -> None:
         """An element holding one value (a final element, in Moodle's words)."""
@@ -125,4 +134,8 @@ class XmlWriter:
     def getvalue(self) -> bytes:
         if self._open:
             raise ValueError(f"elements left open: {'/'.join(self._open)}")
-        return "".join(self._parts).encode("utf-8")
+        self._chunks.append("".join(self._parts).encode("utf-8"))
+        self._parts = []
+        data = b"".join(self._chunks)
+        self._chunks = [data]  # a second call gives the same bytes
+        return data

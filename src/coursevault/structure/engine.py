@@ -37,9 +37,12 @@ from coursevault.structure.prefetch import PrefetchWindow
 Encrypt = Callable[[str], str]
 
 
-@dataclass
+@dataclass(slots=True)
 class Instance:
-    """One written occurrence of an element: its row and its children."""
+    """One written occurrence of an element: its row and its children.
+
+    Slots: a member of 1,000 users or 600 submissions is tens of thousands
+    of instances, all held until written."""
 
     element: Nested
     row: Row
@@ -70,8 +73,7 @@ def render(
     top = Instance(Nested("#top"), {}, None)
     _expand(root, [top], ctx)
     writer = XmlWriter(transform)
-    for instance in top.kids.get(id(root), []):
-        _write(writer, instance, ctx, encrypt)
+    _write_kids(writer, top, root, ctx, encrypt)
     return writer.getvalue()
 
 
@@ -287,9 +289,21 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
     for item, name in element.annotations:
         ctx.ids.add(item, row.get(name))
     for child in element.children:
-        for kid in inst.kids.get(id(child), []):
-            _write(writer, kid, ctx, encrypt)
+        _write_kids(writer, inst, child, ctx, encrypt)
     writer.end(element.name)
+
+
+def _write_kids(
+    writer: XmlWriter, inst: Instance, child: Nested, ctx: TaskContext, encrypt: Encrypt | None
+) -> None:
+    """Write ``inst``'s instances of ``child``, each let go once written: the
+    member's rows go as its XML grows, and no kid is left in a cycle with its
+    parent for the collector."""
+    kids = inst.kids.pop(id(child), None)
+    if kids:
+        kids.reverse()
+        while kids:
+            _write(writer, kids.pop(), ctx, encrypt)
 
 
 def _write_fields(

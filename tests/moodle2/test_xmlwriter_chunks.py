@@ -1,0 +1,40 @@
+"""The writer joins its parts in chunks as it goes (memory): the bytes must
+be exactly those of one join at the end."""
+
+from __future__ import annotations
+
+import pytest
+
+from coursevault.moodle2 import xmlwriter
+from coursevault.moodle2.xmlwriter import XmlWriter
+
+
+def _member() -> bytes:
+    writer = XmlWriter()
+    writer.begin("users", {"id": "1"})
+    for i in range(50):
+        writer.begin("user", {"id": str(i)})
+        writer.leaves([("username", f"u{i} & <é>"), ("email", None), ("idnumber", "")])
+        writer.full("description", "x" * 40)
+        writer.end("user")
+    writer.end("users")
+    return writer.getvalue()
+
+
+@pytest.mark.parametrize("per_chunk", [1, 2, 7, 4096])
+def test_chunked_bytes_are_one_join(monkeypatch: pytest.MonkeyPatch, per_chunk: int) -> None:
+    whole = _member()
+    monkeypatch.setattr(xmlwriter, "PARTS_PER_CHUNK", per_chunk)
+    writer_bytes = _member()
+    assert writer_bytes == whole
+    assert whole.count(b"<user id=") == 50 and "é".encode() in whole
+
+
+def test_getvalue_twice_gives_the_same_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(xmlwriter, "PARTS_PER_CHUNK", 3)
+    writer = XmlWriter()
+    writer.begin("a")
+    writer.full("b", "c")
+    writer.end("a")
+    assert writer.getvalue() == writer.getvalue() == (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<a>\n  <b>c</b>\n</a>')
