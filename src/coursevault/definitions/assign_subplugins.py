@@ -12,7 +12,7 @@ nothing: both are registered, adding nothing, as in Moodle's backups.
 from __future__ import annotations
 
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import Nested, Sql, Table, Up
+from coursevault.structure.elements import In, Nested, Sql, Table, Up
 from coursevault.structure.registry import Plugin, Step
 
 
@@ -52,8 +52,9 @@ def feedback_editpdf(_ctx: TaskContext) -> Nested:
     """The final PDF, the read-only page images and the stamps are kept;
     the rest can be regenerated (Moodle's comment)."""
     files = Nested("feedback_editpdf_files", fields=("gradeid",),
-                   source=Sql("SELECT id AS gradeid FROM {assign_grades} WHERE id = ?",
-                              [Up("id", element="grade")]))
+                   source=Sql("SELECT id AS cv_key, id AS gradeid FROM {assign_grades} "
+                              "WHERE id IN (?)", [In(Up("id", element="grade"))],
+                              key="cv_key"))
     for area in ("download", "readonlypages", "stamps"):
         files.annotate_files("assignfeedback_editpdf", area, "gradeid")
     annotation = Nested(
