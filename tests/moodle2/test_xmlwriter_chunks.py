@@ -14,7 +14,8 @@ def _member() -> bytes:
     writer.begin("users", {"id": "1"})
     for i in range(50):
         writer.begin("user", {"id": str(i)})
-        writer.leaves([("username", f"u{i} & <é>"), ("email", None), ("idnumber", "")])
+        row = {"username": f"u{i} & <é>", "email": None, "idnumber": ""}
+        writer.values(row, row.get, None)
         writer.full("description", "x" * 40)
         writer.end("user")
     writer.end("users")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 NULL = "$@NULL@$"
 PROLOGUE = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -63,6 +64,27 @@ def escape_attr(text: str | None) -> str:
     written empty, as PHP's htmlspecialchars(null) gives.
     """
     return escape_text("" if text is None else text).replace('"', "&quot;")
+
+
+def _final_elements(
+    append: Callable[[str], None], pre: str, tags: Iterable[str], get: Callable[[str], Any],
+    skip: object, transform: Transformer | None,
+) -> None:
+    """``<tag>text</tag>`` for each tag, each on a line starting ``pre``
+    (XmlWriter.values says how values are written)."""
+    search = _TO_ESCAPE.search
+    for tag in tags:
+        value = get(tag)
+        if value is None:
+            append(f"{pre}<{tag}>{NULL}</{tag}>")
+            continue
+        if value.__class__ is not str:
+            if value is skip:
+                continue
+            value = str(value)
+        if transform is not None and len(value) >= 32:
+            value = transform(value)
+        append(f"{pre}<{tag}>{value if search(value) is None else escape_text(value)}</{tag}>")
 
 
 class XmlWriter:
@@ -107,22 +129,31 @@ class XmlWriter:
         self._last_was_text = True
         self.end(tag)
 
-    def leaves(self, items: Iterable[tuple[str, str | None]]) -> None:
-        """Final elements one after another, each written as :meth:`full`
-        without attributes writes it (``<tag>text</tag>`` on its own line):
-        the bulk of a member, in one call."""
-        pre = "\n" + "  " * self._level
-        transform = self._transform
-        append = self._parts.append
-        for tag, value in items:
-            if value is None:
-                text = NULL
-            else:
-                if transform is not None and len(value) >= 32:
-                    value = transform(value)
-                text = value if _TO_ESCAPE.search(value) is None else escape_text(value)
-            append(f"{pre}<{tag}>{text}</{tag}>")
+    def values(self, tags: Iterable[str], get: Callable[[str], Any], skip: object) -> None:
+        """Final elements named ``tags``, each holding ``get(tag)``, written
+        as :meth:`full` writes one without attributes: a value that is not a string is
+        written as its ``str``, None as the null marker, and one that is
+        ``skip`` writes no element at all.  The engine writes every row of a
+        member through here: one call a row, the values never gathered."""
+        _final_elements(self._parts.append, "\n" + "  " * self._level, tags, get, skip,
+                        self._transform)
         self._last_was_text = False
+
+    def record(self, tag: str, tags: Iterable[str], get: Callable[[str], Any],
+               skip: object) -> None:
+        """``begin(tag)``, ``values(tags, get, skip)``, ``end(tag)`` in one
+        call: an element without attributes holding only final elements,
+        as most of a member's rows are."""
+        level = self._level
+        parts = self._parts
+        close = "\n" + "  " * level
+        parts.append(f"{close}<{tag}>" if level else f"<{tag}>")
+        _final_elements(parts.append, close + "  ", tags, get, skip, self._transform)
+        parts.append(f"{close}</{tag}>")
+        self._last_was_text = False
+        if len(parts) >= PARTS_PER_CHUNK:
+            self._chunks.append("".join(parts).encode("utf-8"))
+            self._parts = []
 
     def text(self, value: str | None) -> str:
         if value is None:

@@ -207,11 +207,18 @@ class SiteReader:
             return
         result = self.conn.execute(query)
         names = list(result.keys())
-        for values in result:
-            if self._sqlite:
-                yield {n: _sqlite_text(v) for n, v in zip(names, values, strict=False)}
-            else:
+        if not self._sqlite:
+            for values in result:
                 yield dict(zip(names, values, strict=False))
+            return
+        # SQLite gives ints where the other databases give text: strings and
+        # ints (nearly every value) converted here, the rare rest by _sqlite_text
+        for values in result:
+            yield {
+                n: v if v is None or (c := v.__class__) is str
+                else str(v) if c is int else _sqlite_text(v)
+                for n, v in zip(names, values, strict=False)
+            }
 
 
     def _run_cursor(self, query: sa.Executable) -> Iterator[Row]:

@@ -17,6 +17,10 @@ from typing import Any
 
 from coursevault.moodledb.site import Row, SiteReader
 
+# one context's files of one (component, filearea), in the database's order:
+# all their ids, and the ids of each item
+FileArea = tuple[list[str], dict[str, list[str]]]
+
 # Moodle's backup settings, named as its root task names them.  Defaults are
 # the site's own "General backup defaults" (config_plugins backup_general_*),
 # what Moodle's admin CLI backup uses; these stand in where the site has none.
@@ -220,17 +224,24 @@ class BackupRun:
     def prefetch_files(self, contextids: Iterable[str]) -> None:
         """Read the files of these contexts in one query (per batch), for
         :meth:`files_of` to serve from memory (the final users' contexts)."""
-        cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
+        cache: dict[str, dict[tuple[str, str], FileArea]] = self.memo.setdefault("files", {})
         wanted = [c for c in dict.fromkeys(contextids) if c not in cache]
         if not wanted:
             return
         for c in wanted:
-            cache[c] = []
+            cache[c] = {}
         for row in self.reader.rows(
             "files", {"contextid": wanted},
             columns=("id", "contextid", "component", "filearea", "itemid"),
         ):
-            cache[str(row["contextid"])].append(row)
+            areas = cache[str(row["contextid"])]
+            name = (str(row["component"]), str(row["filearea"]))
+            area = areas.get(name)
+            if area is None:
+                area = areas[name] = ([], {})
+            fileid = str(row["id"])
+            area[0].append(fileid)
+            area[1].setdefault(str(row["itemid"]), []).append(fileid)
 
     def files_of(
         self, contextid: str, component: str, filearea: str, itemid: Any = None
@@ -239,16 +250,16 @@ class BackupRun:
         annotates them), in the database's order.  A context's files are
         read once per run, whatever number of areas and items ask -- and the
         first ask reads those of every context of the plan's tasks."""
-        cache: dict[str, list[Row]] = self.memo.setdefault("files", {})
+        cache: dict[str, dict[tuple[str, str], FileArea]] = self.memo.setdefault("files", {})
         if contextid not in cache:
             planned = [c for c in self.plan_values("contextid") if c not in cache]
             self.prefetch_files(planned if contextid in planned else [contextid])
-        wanted = None if itemid is None else str(itemid)
-        return [
-            str(r["id"]) for r in cache[contextid]
-            if r["component"] == component and r["filearea"] == filearea
-            and (wanted is None or str(r["itemid"]) == wanted)
-        ]
+        area = cache[contextid].get((component, filearea))
+        if area is None:
+            return []
+        # indexed by item: an assignment's 1,000 submissions each ask for
+        # their own files among the area's thousands
+        return list(area[0] if itemid is None else area[1].get(str(itemid), ()))
 
 
 @dataclass

@@ -14,13 +14,14 @@ table's.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coursevault.moodle2.xmlwriter import Transformer, XmlWriter
 from coursevault.moodledb.site import IN_BATCH
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import (
+    UNSET,
     In,
     Nested,
     Param,
@@ -47,7 +48,8 @@ class Instance:
     element: Nested
     row: Row
     parent: Instance | None
-    kids: dict[int, list[Instance]] = field(default_factory=dict)
+    # made on the first kid: most instances (a member's rows) have none
+    kids: dict[int, list[Instance]] | None = None
 
     def value(self, ref: Up) -> Any:
         """What ``ref`` names, looked up from this instance upwards."""
@@ -79,11 +81,21 @@ def render(
 
 def _expand(element: Nested, parents: list[Instance], ctx: TaskContext) -> None:
     made: list[Instance] = []
+    compute = element.compute.items() if element.compute else ()
+    key = id(element)
     for parent, row in _rows(element, parents, ctx):
-        for name, fn in element.compute.items():
+        for name, fn in compute:
             row[name] = fn(row, ctx)
         inst = Instance(element, row, parent)
-        parent.kids.setdefault(id(element), []).append(inst)
+        kids = parent.kids
+        if kids is None:
+            parent.kids = {key: [inst]}
+        else:
+            group = kids.get(key)
+            if group is None:
+                kids[key] = [inst]
+            else:
+                group.append(inst)
         made.append(inst)
     if made:
         for child in element.children:
@@ -276,20 +288,30 @@ def _write(writer: XmlWriter, inst: Instance, ctx: TaskContext, encrypt: Encrypt
     for area in element.files:
         _annotate_files(ctx, area.component, area.filearea, row, area.itemid_field,
                         area.context_field)
-    writer.begin(element.name, {a: _text(row.get(a)) for a in element.attrs} or None)
+    attrs = element.attrs
+    if not (attrs or element.encrypted or element.children):
+        writer.record(element.name, element.fields, row.get, UNSET)
+        for item, name in element.annotations:
+            ctx.ids.add(item, row.get(name))
+        return
+    writer.begin(element.name, {a: _text(row.get(a)) for a in attrs} if attrs else None)
     if element.encrypted:
         _write_fields(writer, element, row, encrypt)
     else:
-        get = row.get
-        writer.leaves([
-            (name, value if value is None or value.__class__ is str else str(value))
-            for name in element.fields
-            if not isinstance(value := get(name), Unset)
-        ])
+        writer.values(element.fields, row.get, UNSET)
     for item, name in element.annotations:
         ctx.ids.add(item, row.get(name))
-    for child in element.children:
-        _write_kids(writer, inst, child, ctx, encrypt)
+    kids = inst.kids
+    if kids is not None:
+        # each kid let go once written, as _write_kids does (inlined: one
+        # call fewer per instance and child element of a member's rows)
+        pop = kids.pop
+        for child in element.children:
+            group = pop(id(child), None)
+            if group:
+                group.reverse()
+                while group:
+                    _write(writer, group.pop(), ctx, encrypt)
     writer.end(element.name)
 
 
@@ -299,7 +321,7 @@ def _write_kids(
     """Write ``inst``'s instances of ``child``, each let go once written: the
     member's rows go as its XML grows, and no kid is left in a cycle with its
     parent for the collector."""
-    kids = inst.kids.pop(id(child), None)
+    kids = None if inst.kids is None else inst.kids.pop(id(child), None)
     if kids:
         kids.reverse()
         while kids:
