@@ -77,3 +77,21 @@ def test_values_marshal_does_not_take_stay_as_they_are(monkeypatch: pytest.Monke
     window = PrefetchWindow(["1"])
     got = window.rows("1", _Reader(table).fetch)
     assert got == table and got[0]["v"] is odd
+
+
+def test_user_data_is_read_ahead_for_fewer_tasks() -> None:
+    """Submissions of one module's activities (user data by ``activityid``)
+    come USER_DATA_WINDOW tasks a query, and no more is held at once;
+    everything else the usual PREFETCH_WINDOW."""
+    from coursevault.structure.engine import _window
+
+    assert _window("activityid", userinfo=True) == prefetch.USER_DATA_WINDOW < 50
+    assert _window("contextid", userinfo=True) == prefetch.PREFETCH_WINDOW
+    assert _window("activityid", userinfo=False) == prefetch.PREFETCH_WINDOW
+    table = _table()
+    reader = _Reader(table)
+    window = PrefetchWindow(VALUES, prefetch.USER_DATA_WINDOW)
+    for value in VALUES:
+        assert window.rows(value, reader.fetch) == [r for r in table if r["task"] == value]
+        assert len(window.held) <= prefetch.USER_DATA_WINDOW
+    assert [len(b) for b in reader.batches] == [prefetch.USER_DATA_WINDOW] * 12

@@ -21,7 +21,7 @@ from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import NO_ROWS, In, Nested, Param, Row, Rows, Sql, Table, Up
 from coursevault.structure.engine import Instance, sql_rows
-from coursevault.structure.prefetch import PrefetchWindow
+from coursevault.structure.prefetch import USER_DATA_WINDOW, PrefetchWindow
 from coursevault.structure.registry import Plugin, Step
 
 # modules of Moodle 4.5 that declare FEATURE_ADVANCED_GRADING; a plugin
@@ -128,8 +128,8 @@ def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
         by_key = _course_grade_items(ctx)
         order = [(t.params["modulename"], t.params["activityid"])
                  for t in memo.get("tasks", []) if "activityid" in t.params]
-        window = PrefetchWindow(
-            [str(r["id"]) for key in order for r in by_key.get(key, [])])
+        window = PrefetchWindow(  # grades are user data: the smaller window
+            [str(r["id"]) for key in order for r in by_key.get(key, [])], USER_DATA_WINDOW)
         memo["grade_grades"] = window
     assert parent is not None
     itemid = str(parent.value(Up("id")))  # the grade_item row above the wrapper

@@ -33,7 +33,7 @@ from coursevault.structure.elements import (
     Up,
     Value,
 )
-from coursevault.structure.prefetch import PrefetchWindow
+from coursevault.structure.prefetch import PREFETCH_WINDOW, USER_DATA_WINDOW, PrefetchWindow
 
 Encrypt = Callable[[str], str]
 
@@ -111,9 +111,9 @@ def _rows(
     if element.userinfo and not ctx.users:
         return []
     if isinstance(source, Table):
-        return _table_rows(source, parents, ctx)
+        return _table_rows(source, parents, ctx, element.userinfo)
     if isinstance(source, Sql) and source.key is not None:
-        return _keyed_rows(source, parents, ctx)
+        return _keyed_rows(source, parents, ctx, element.userinfo)
     if isinstance(source, Sql):
         return [
             (p, row)
@@ -130,7 +130,7 @@ def _real(parent: Instance) -> Instance | None:
 
 
 def _table_rows(
-    source: Table, parents: list[Instance], ctx: TaskContext
+    source: Table, parents: list[Instance], ctx: TaskContext, userinfo: bool = False
 ) -> list[tuple[Instance, Row]]:
     """One query for all parents: the parent-bound column becomes an IN list."""
     bound = [k for k, v in source.where.items() if isinstance(v, Up)]
@@ -146,7 +146,7 @@ def _table_rows(
         ]
     fixed = {k: _resolve(v, None, ctx) for k, v in source.where.items() if k not in bound}
     if not bound:
-        rows = _task_rows(source, fixed, ctx)
+        rows = _task_rows(source, fixed, ctx, userinfo)
         return [(p, dict(row)) for p in parents for row in rows]
     key = bound[0]
     by_parent = {id(p): _resolve(source.where[key], p, ctx) for p in parents}
@@ -167,7 +167,9 @@ def table_rows(source: Table, ctx: TaskContext) -> list[Row]:
     return _task_rows(source, {k: _resolve(v, None, ctx) for k, v in source.where.items()}, ctx)
 
 
-def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[Row]:
+def _task_rows(
+    source: Table, fixed: dict[str, Any], ctx: TaskContext, userinfo: bool = False
+) -> list[Row]:
     """Rows of a source bound only to the task (and literals).
 
     Every activity task asks the same tables by its own context or module id
@@ -189,7 +191,7 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
                    ctx.params.get("modulename", "") if name == "activityid" else "")
             windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("task_rows", {})
             if key not in windows:
-                windows[key] = PrefetchWindow(values)
+                windows[key] = PrefetchWindow(values, _window(name, userinfo))
             rest = {k: v for k, v in fixed.items() if k != column}
 
             def fetch(batch: list[str]) -> Iterator[tuple[str, Row]]:
@@ -201,6 +203,14 @@ def _task_rows(source: Table, fixed: dict[str, Any], ctx: TaskContext) -> list[R
     return list(ctx.reader.rows(source.table, fixed, order=source.order))
 
 
+def _window(param: str, userinfo: bool) -> int:
+    """Tasks per prefetching query: user data of one module's activities
+    (submissions by ``activityid``) grows with the course's users, so it is
+    read ahead for fewer tasks (prefetch.USER_DATA_WINDOW); other rows --
+    and user data by context, a few rows a task -- for the usual window."""
+    return USER_DATA_WINDOW if userinfo and param == "activityid" else PREFETCH_WINDOW
+
+
 def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
     """The task's rows of a keyed :class:`Sql` bound to a task parameter
     (``In(Param(...))``): for definitions that compute rows in Python
@@ -210,14 +220,14 @@ def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
 
 
 def _keyed_rows(
-    source: Sql, parents: list[Instance], ctx: TaskContext
+    source: Sql, parents: list[Instance], ctx: TaskContext, userinfo: bool = False
 ) -> list[tuple[Instance, Row]]:
-    groups = _keyed_groups(source, parents, ctx)
+    groups = _keyed_groups(source, parents, ctx, userinfo)
     return [(p, dict(row)) for p in parents for row in groups[id(p)]]
 
 
 def _keyed_groups(
-    source: Sql, parents: list[Any], ctx: TaskContext
+    source: Sql, parents: list[Any], ctx: TaskContext, userinfo: bool = False
 ) -> dict[int, list[Row]]:
     """Each parent's rows of a keyed Sql (elements.Sql), fetched with the
     values of every parent -- or of every task of the plan -- at once."""
@@ -237,7 +247,7 @@ def _keyed_groups(
         windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("keyed_sql", {})
         key = (source.sql, tuple(map(str, fixed)), source.key, name, module, tuple(values))
         if key not in windows:
-            windows[key] = PrefetchWindow(values)
+            windows[key] = PrefetchWindow(values, _window(name, userinfo))
         mine = windows[key].rows(
             str(value), lambda batch: _keyed_pairs(source, fixed, index, batch, ctx))
         grouped = {str(value): mine}

@@ -29,6 +29,13 @@ from coursevault.structure.elements import Row
 # queries per table for a course, and memory bounded by the window, not by
 # the course (a course of 1,000 users and 100 assignments has 100,000 grades).
 PREFETCH_WINDOW = 50
+# The same for user data (submissions, grades: rows per task grow with the
+# course's users).  A window of 50 assignments of a 1,000-user course held
+# 30,000 submissions, 15,000 assignment grades and 15,000 grade_grades while
+# one assignment was written -- about 15 MB of an M course's 77 MB heap at
+# its peak (docs/benchmarks.md section 9, session bmem-s18).  Ten keep a
+# course of up to ten assignments (gen_s) at one query a table.
+USER_DATA_WINDOW = 10
 # Rows of one query kept as dicts before the rest are packed: more than a
 # course of 100 users reads in any one window (its largest: about 1,000).
 COMPACT_AFTER = 2048
@@ -48,8 +55,9 @@ class PrefetchWindow:
     ``fetch`` reads the rows of a batch of values, each with the value it
     belongs to, in the database's order (which each value's rows keep)."""
 
-    def __init__(self, values: list[str]) -> None:
+    def __init__(self, values: list[str], tasks: int = PREFETCH_WINDOW) -> None:
         self.values = values
+        self.tasks = tasks
         self.position = {v: i for i, v in enumerate(values)}
         self.groups: dict[str, Waiting] = {}
         self.held: set[str] = set()
@@ -62,7 +70,7 @@ class PrefetchWindow:
             for old in [v for v in self.held if self.position[v] < start]:
                 self.held.discard(old)
                 self.groups.pop(old, None)
-            batch = [v for v in self.values[start : start + PREFETCH_WINDOW] if v not in self.held]
+            batch = [v for v in self.values[start : start + self.tasks] if v not in self.held]
             self._take(batch, fetch(batch))
             self.held.update(batch)
         waiting = self.groups.get(value, [])
