@@ -130,6 +130,13 @@ class PackWriter:
         # 32,768 objects.
         self.recent_trees: deque[tuple[ObjectId, int]] = deque(maxlen=recent_trees)
 
+    def detach(self) -> None:
+        """Forget the dedup callback: it is the owning session's bound
+        method, a cycle that kept each closed session -- its Bloom filter
+        and compression tables, 8 MB and more -- until Python's next full
+        collection (ten sessions at once in a site's ``backup --all``)."""
+        self._known = None
+
     @property
     def size(self) -> int:
         return len(self._buf) + len(self._raw)

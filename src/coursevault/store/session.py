@@ -428,6 +428,7 @@ class WriteSession:
 
     def _close(self) -> None:
         self._closed = True
+        self._pack.detach()  # no cycle left: the session goes with its last reference
         self._uploads.close()
         self._pending.close()
         self._lock.release()
