@@ -238,7 +238,7 @@ class SiteReader:
         raw = self.conn.connection.driver_connection
         assert isinstance(raw, psycopg.Connection)
         cursor = psycopg.ClientCursor(raw)
-        text = cursor.mogrify(str(compiled), compiled.params)
+        text = client_text(cursor, str(compiled), compiled.params)
         self._cursors += 1
         name = f"cv_cursor_{self._cursors}"
         close = "".join(f"CLOSE {done}; " for done in self._done)
@@ -274,6 +274,31 @@ class SiteReader:
 
 
 _FETCH = 500  # rows per FETCH: a query's rows are streamed, never a whole table
+_PYFORMAT = re.compile(r"%%|%\((\w+)\)s")
+
+
+def client_text(cursor: Any, sql: str, params: Mapping[str, Any]) -> str:
+    """``cursor.mogrify(sql, params)``, the same text, with the integer
+    parameters written in here: an IN list of 1,000 ids is 1,000
+    placeholders, which psycopg's query parser (Python, and uncached for a
+    text that long) took 2 ms a query to split -- 8 % of an M course's
+    backup on PostgreSQL.  An int is written as psycopg writes it (a
+    negative one after a space); anything else, and ``%%``, is left to
+    mogrify (tests/moodledb/test_site_sql.py holds the texts equal)."""
+    rest: dict[str, Any] = {}
+
+    def put(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None:
+            return m.group(0)
+        value = params[name]
+        if value.__class__ is int:
+            return f" {value}" if value < 0 else str(value)
+        rest[name] = value
+        return m.group(0)
+
+    text: str = cursor.mogrify(_PYFORMAT.sub(put, sql), rest)
+    return text
 
 
 def select_text(
