@@ -284,7 +284,7 @@ def client_text(cursor: Any, sql: str, params: Mapping[str, Any]) -> str:
     text that long) took 2 ms a query to split -- 8 % of an M course's
     backup on PostgreSQL.  An int is written as psycopg writes it (a
     negative one after a space); anything else, and ``%%``, is left to
-    mogrify (tests/moodledb/test_site_sql.py holds the texts equal)."""
+    mogrify (tests/moodledb/test_client_text.py holds the texts equal)."""
     rest: dict[str, Any] = {}
 
     def put(m: re.Match[str]) -> str:
