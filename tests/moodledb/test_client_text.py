@@ -45,3 +45,24 @@ def test_the_text_is_mogrify_s(sql: str, params: dict[str, Any]) -> None:
             assert client_text(cursor, str(compiled), compiled.params) == want
     finally:
         engine.dispose()
+
+
+def test_compiled_text_is_compile_s_for_every_shape_and_value() -> None:
+    """Compiled once per shape, the text and parameters are still exactly
+    what compiling each query gives -- for new values of a cached shape,
+    another IN length, other bind types, and a NULL."""
+    from sqlalchemy.dialects import postgresql
+
+    from coursevault.moodledb.site import compiled_text
+
+    dialect = postgresql.psycopg.dialect()
+    sql = "SELECT * FROM t WHERE id IN :ids AND name = :n AND x = :x"
+    for ids, name, x in [([1, 2, 3], "a", 5), ([4, 5, 6], "b'", -1), ([7], "c", None),
+                         (["u", "v"], "d", 2.5), ([8, 9, 10], "e", 6), ([11, 12], "f", 7),
+                         ([13, 14, 15], "g", 2.5), (["w", "x", "y"], "h", 8),
+                         ([1, 2, 3], "a", 5)]:
+        query = sa.text(sql).bindparams(
+            sa.bindparam("ids", ids, expanding=True), sa.bindparam("n", name),
+            sa.bindparam("x", x))
+        compiled = query.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        assert compiled_text(query, dialect) == (str(compiled), compiled.params)
