@@ -119,8 +119,7 @@ class XmlWriter:
         self._level -= 1
         self._last_was_text = False
         if len(self._parts) >= PARTS_PER_CHUNK:
-            self._chunks.append("".join(self._parts).encode("utf-8"))
-            self._parts = []
+            self._flush()
 
     def full(self, tag: str, value: str | None, attrs: Mapping[str, str | None] | None = None) -> None:
         """An element holding one value (a final element, in Moodle's words)."""
@@ -152,8 +151,12 @@ class XmlWriter:
         parts.append(f"{close}</{tag}>")
         self._last_was_text = False
         if len(parts) >= PARTS_PER_CHUNK:
-            self._chunks.append("".join(parts).encode("utf-8"))
-            self._parts = []
+            self._flush()
+
+    def _flush(self) -> None:
+        """The waiting parts, joined and encoded (PARTS_PER_CHUNK says why)."""
+        self._chunks.append("".join(self._parts).encode("utf-8"))
+        self._parts = []
 
     def text(self, value: str | None) -> str:
         if value is None:
@@ -165,8 +168,7 @@ class XmlWriter:
     def getvalue(self) -> bytes:
         if self._open:
             raise ValueError(f"elements left open: {'/'.join(self._open)}")
-        self._chunks.append("".join(self._parts).encode("utf-8"))
-        self._parts = []
+        self._flush()
         data = b"".join(self._chunks)
         self._chunks = [data]  # a second call gives the same bytes
         return data

@@ -76,7 +76,7 @@ def render(
     wrappers = _wrappers(root)
     _expand(root, [top], ctx, wrappers)
     writer = XmlWriter(transform)
-    _write_kids(writer, top, root, ctx, encrypt, wrappers)
+    _write_children(writer, top, [root], ctx, encrypt, wrappers)  # the root is no wrapper
     return writer.getvalue()
 
 
@@ -371,7 +371,9 @@ def _write_children(
     encrypt: Encrypt | None, wrappers: frozenset[int],
 ) -> None:
     """``inst``'s instances of each of ``children`` in turn, each let go
-    once written; a wrapper (_wrappers) written around its own children's."""
+    once written: the member's rows go as its XML grows, and no kid is left
+    in a cycle with its parent for the collector.  A wrapper (_wrappers) is
+    written around its own children's."""
     kids = inst.kids
     for child in children:
         if id(child) in wrappers:
@@ -384,20 +386,6 @@ def _write_children(
                 group.reverse()
                 while group:
                     _write(writer, group.pop(), ctx, encrypt, wrappers)
-
-
-def _write_kids(
-    writer: XmlWriter, inst: Instance, child: Nested, ctx: TaskContext, encrypt: Encrypt | None,
-    wrappers: frozenset[int],
-) -> None:
-    """Write ``inst``'s instances of ``child``, each let go once written: the
-    member's rows go as its XML grows, and no kid is left in a cycle with its
-    parent for the collector."""
-    kids = None if inst.kids is None else inst.kids.pop(id(child), None)
-    if kids:
-        kids.reverse()
-        while kids:
-            _write(writer, kids.pop(), ctx, encrypt, wrappers)
 
 
 def _write_fields(
