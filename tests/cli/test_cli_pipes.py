@@ -79,3 +79,38 @@ def test_forget_into_a_closed_pipe_carries_out_the_whole_policy(cv, tmp_path: Pa
     assert done.returncode == 0, done.stderr.decode()
     rows = json.loads(cv("snapshots", "-r", repo, "--json").out)
     assert sorted(r["course"] for r in rows) == ["a", "b", "c"]
+
+
+
+def test_a_json_listing_cut_short_closes_its_source_before_returning(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``snapshots --json | head -c 10`` on a site's repository: the pipe
+    broke while the catalog's cursor was open, the listing was closed later
+    by the garbage collector -- after the repository, on a closed database
+    -- and Python printed "Exception ignored in: <generator ...>" and a
+    traceback.  The listing must be closed as the error leaves the printer."""
+    from coursevault.cli import output
+
+    closed: list[bool] = []
+
+    def listing():  # type: ignore[no-untyped-def]
+        try:
+            for n in range(100):
+                yield {"n": n}
+        finally:
+            closed.append(True)
+
+    class BrokenStdout:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", BrokenStdout())
+    items = listing()
+    next(items)  # the cursor is open
+    with pytest.raises(BrokenPipeError):
+        output.print_json_array(items)
+    assert closed == [True]

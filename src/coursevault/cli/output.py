@@ -54,13 +54,23 @@ def print_json(data: Any) -> None:
 
 def print_json_array(items: Iterable[Any]) -> None:
     """A JSON array written item by item, byte for byte what
-    :func:`print_json` writes for the list: memory stays that of one item."""
+    :func:`print_json` writes for the list: memory stays that of one item.
+
+    A generator of ``items`` is closed here, before the command's repository
+    closes: left to the garbage collector after a broken pipe (``| head``),
+    its catalog cursor was closed on a closed database, and Python printed
+    that traceback."""
     write = sys.stdout.write
-    write("[")
-    for n, item in enumerate(items):
-        write((", " if n else "") + json.dumps(item, indent=None, sort_keys=False, default=str))
-    write("]\n")
-    sys.stdout.flush()
+    try:
+        write("[")
+        for n, item in enumerate(items):
+            write((", " if n else "") + json.dumps(item, indent=None, sort_keys=False, default=str))
+        write("]\n")
+        sys.stdout.flush()
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def print_table(columns: list[str], rows: list[list[Any]], title: str | None = None) -> None:
