@@ -252,6 +252,10 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="work folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
+    if args.restic and shutil.which("restic") is None:
+        # Checked before the repositories are built, not when restic is
+        # first run an hour later (a FileNotFoundError traceback).
+        parser.error("--restic: no restic on PATH (apt-get install restic)")
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-bench-"))
     sizes = [int(s) for s in args.sizes.split(",")]
     copies = [int(c) for c in args.copies.split(",") if c]
