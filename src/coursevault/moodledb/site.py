@@ -31,6 +31,11 @@ from coursevault.urls import refuse_unencoded_at, shown_url
 
 Row = dict[str, str | None]
 IN_BATCH = 1000  # ids per IN (...): well under every driver's parameter limit
+# sqlite3 keeps 128 prepared statements a connection by default; a backup's
+# statements with 1,000-id IN lists compile into large programs, and holding
+# a hundred of them cost about 6 MB of the demo M course's peak (no statement
+# runs often enough for the smaller cache to cost time: docs/benchmarks.md §9).
+SQLITE_STATEMENT_CACHE = 16
 _PG_NUMBERS = ("int2", "int4", "int8", "numeric", "float4", "float8", "oid", "bool")
 _PLACEHOLDER = re.compile(r"\(\?\)|\?|\{(\w+)\}")  # "(?)" apart: it may take a list
 
@@ -56,7 +61,11 @@ def open_engine(url: str) -> Engine:
         )
     elif backend == "sqlite":
         require_sqlite_file(parsed)
-        engine = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+        engine = sa.create_engine(
+            parsed,
+            isolation_level="AUTOCOMMIT",
+            connect_args={"cached_statements": SQLITE_STATEMENT_CACHE},
+        )
         event.listen(engine, "connect", _sqlite_functions)
     else:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
