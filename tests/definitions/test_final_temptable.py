@@ -6,7 +6,7 @@ Moodle's users.xml and roles.xml list them in the order below."""
 from __future__ import annotations
 
 from coursevault.definitions.final_annotations import INFOREF_ITEMS
-from coursevault.definitions.final_temptable import TempTableModel, row_size
+from coursevault.definitions.final_temptable import GONE, TempTableModel, row_size
 
 STAYED = [4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17, 19, 20, 21, 22, 23, 24, 25, 27, 28, 29, 30,
           31, 32, 33, 34, 36, 37, 38, 39, 40, 41, 42, 44, 45, 46, 47, 48, 49, 50, 52, 53, 54, 55,
@@ -38,3 +38,17 @@ def test_small_tasks_by_id_within_a_task_tasks_in_order() -> None:
         table.insert_all(("file", f) for f in task)
         table.move_to_final(INFOREF_ITEMS)
     assert table.read("filefinal") == ["3", "7", "9", "1"]
+
+
+def test_pruned_versions_keep_no_row_of_their_own() -> None:
+    """An M course's final task replays 127,000 rows, half of them versions
+    pruned away: those must not each stay a row object (memory grows with
+    the course's annotations otherwise), and the order must not change."""
+    table = TempTableModel()
+    table.insert_all([("role", "5")] + [("user", str(u)) for u in [*range(3, 103), 2]]
+                     + [("role", "3")])
+    table.move_to_final(INFOREF_ITEMS)
+    gone = [row for page in table.pages for row in page.rows if row.state == GONE]
+    assert len(gone) > 50  # the 103 first versions, pruned as pages filled
+    assert len({id(row) for row in gone}) == 1
+    assert table.read("userfinal") == [str(u) for u in GEN_S_USERS]

@@ -56,6 +56,11 @@ class _Row:
     state: int = LIVE
 
 
+# A pruned version: the page keeps its line pointer, nothing else of it is
+# read again, so every one shares this row (half an M course's 127,000).
+_GONE = _Row("", "", GONE)
+
+
 @dataclass(slots=True)
 class _Page:
     rows: list[_Row] = field(default_factory=list)
@@ -86,9 +91,10 @@ class _Page:
         """``heap_page_prune_opt`` on access: dead versions lose their storage,
         their line pointers stay (``LP_DEAD``)."""
         if self.prunable and (self.full or self.heap_free() < PRUNE_BELOW):
+            rows = self.rows
             for slot in self.dead:
-                self.rows[slot].state = GONE
-                self.used -= row_size(self.rows[slot].item)
+                self.used -= row_size(rows[slot].item)
+                rows[slot] = _GONE  # only its line pointer is left to model
             self.dead = []
             self.full = self.prunable = False
 
