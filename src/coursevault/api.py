@@ -259,6 +259,15 @@ def repair_index(
         return repair_index_files(repo, progress)
 
 
+def repair_refs(repo: Repository) -> list[dict[str, Any]]:
+    """Rewrite the damaged head refs (``check`` reports them, kind ``ref``)
+    from their courses' snapshots, under the exclusive lock."""
+    from coursevault.store.refcheck import repair_refs as rewrite
+
+    with repo.lock(exclusive=True, operation="repair refs"), bypassed(repo.backend):
+        return rewrite(repo)
+
+
 def repair_journal(repo: Repository) -> dict[str, Any]:
     """Write the journal afresh from a listing of index/ and snapshots/
     (under the exclusive lock: no writer is between a file and its entry),
@@ -656,24 +665,35 @@ def forget_snapshots(
     repair for snapshots that need damaged objects (``check`` names them).
     A full snapshot id whose record is itself unreadable (so no listing
     shows it) is deleted too."""
-    out = []
     with repo.lock(exclusive=True, operation="forget"):
-        for selector in selectors:
-            row: dict[str, Any]
-            try:
-                snap = resolve_snapshot(repo, selector)
-                row = {"course": snap.series, "id": snap.id, "time": snap.time}
-            except SelectorError:
-                if not (
-                    SNAPSHOT_NAME.fullmatch(selector)
-                    and repo.backend.exists(repo.record_key(selector))
-                ):
-                    raise
-                row = {"course": None, "id": selector, "time": None}  # its record is damaged
+        # Every selector is resolved before anything is deleted: a relative
+        # one (``k@~1``) read after ``k@latest`` was gone would name another
+        # snapshot, and one that does not resolve must delete nothing.
+        rows = [_forget_row(repo, selector) for selector in selectors]
+        out: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for row in rows:
+            if row["id"] in seen:
+                continue
+            seen.add(row["id"])
             if not dry_run:
                 repo.delete_snapshot(row["id"])
             out.append({**row, "action": "remove", "reasons": ["named"]})
     return out
+
+
+def _forget_row(repo: Repository, selector: str) -> dict[str, Any]:
+    """The snapshot ``selector`` names, as a report row; a full id whose
+    record is unreadable (so no listing shows it) is named as is."""
+    try:
+        snap = resolve_snapshot(repo, selector)
+        return {"course": snap.series, "id": snap.id, "time": snap.time}
+    except SelectorError:
+        if not (
+            SNAPSHOT_NAME.fullmatch(selector) and repo.backend.exists(repo.record_key(selector))
+        ):
+            raise
+        return {"course": None, "id": selector, "time": None}  # its record is damaged
 
 
 def prune(

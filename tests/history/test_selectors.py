@@ -97,3 +97,25 @@ def test_the_cli_takes_selectors_and_exits_2_on_a_bad_one(
     assert main(["ls", "c@~9", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "goes back too far" in err
+
+
+def test_forget_resolves_every_selector_before_deleting_any(
+    cv_repo: Repository,
+    three_nights: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``c@~1`` names the second night when the command starts; resolved after
+    ``c@latest`` was gone it would name the first, and forget would delete a
+    snapshot the user did not name."""
+    first, second, third = three_nights
+    args = ["-r", str(tmp_path / "repo"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(["forget", "--snapshot", "c@latest", "--snapshot", "c@~1", "--dry-run", *args]) == 0
+    capsys.readouterr()
+    assert [s.id for s in cv_repo.snapshots()] and first in {s.id for s in cv_repo.snapshots()}
+    assert main(["forget", "--snapshot", "c@latest", "--snapshot", "c@~1", *args]) == 0
+    assert [s.id for s in cv_repo.snapshots("c")] == [first]
+    # one selector that names nothing: nothing at all is deleted
+    assert main(["forget", "--snapshot", "c@latest", "--snapshot", "c@~5", *args]) == 2
+    assert [s.id for s in cv_repo.snapshots("c")] == [first]
+    del second, third
