@@ -230,6 +230,27 @@ def repair_journal(
         )
 
 
+@repair_app.command("refs")
+def repair_refs(
+    repo: RepoOpt = "",
+    cache_dir: CacheOpt = None,
+    catalog: CatalogOpt = None,
+    json_out: JsonOpt = False,
+    wait: WaitOpt = 0.0,
+) -> None:
+    """Rewrite damaged head refs (when `check` reports one) from the course's
+    snapshots, so its backups can go on."""
+    with open_repo(repo, cache_dir, catalog, wait=wait) as opened:
+        rows = api.repair_refs(opened)
+        print_notices(opened)
+    if json_out:
+        output.print_json(rows)
+        return
+    for row in rows:
+        output.out.print(f"{row['ref']}: {row['damage']}: {row['action']}", markup=False)
+    output.out.print(f"{len(rows)} damaged refs repaired" if rows else "no damaged refs")
+
+
 @app.command()
 def unlock(
     repo: RepoOpt = "",

@@ -30,6 +30,7 @@ from coursevault.store.index import IndexFormatError, decode_index_table
 from coursevault.store.objecttable import ObjectTable
 from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
 from coursevault.store.reach import Reach, walk_order
+from coursevault.store.refcheck import damaged_refs
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
 from coursevault.store.snapshots import snapshot_dictionary
@@ -39,7 +40,7 @@ from coursevault.store.snapshots import snapshot_dictionary
 # or objects that are not there, a catalog (a cache) out of step with the
 # files, a storage failure; for warnings, space to reclaim or a stray file.
 CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
-UNREFERENCED, STRAY = "unreferenced", "stray"
+UNREFERENCED, STRAY, REF = "unreferenced", "stray", "ref"
 SEEN = 1  # the mark on ObjectTable rows of what snapshots and blocks need
 READ = 2  # and of objects read here and found to hash to their ids
 
@@ -140,6 +141,8 @@ def check_repository(
             from coursevault.store.journal_check import check_journal  # it builds on this
 
             check_journal(repo, report, scratch)
+            for key, why in damaged_refs(repo):
+                report.error(f"{key} is damaged: {why}", REF)
     finally:
         repo.verified = None
 

@@ -33,11 +33,12 @@ writes its file.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from coursevault.errors import BackendError, BadInputError
+from coursevault.errors import BackendError, BadInputError, CorruptionError
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import journal_files
 from coursevault.store.ids import ObjectType, current_id_key, object_id, ref_name
@@ -52,6 +53,8 @@ if TYPE_CHECKING:
 # row means something else is wrong.
 MAX_ATTEMPTS = 100
 RESERVED = b"committing "  # the ref line of a writer between steps 1 and 4
+LAST = b"last "  # the ref line naming its record's snapshot id
+SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
 
 
 class SnapshotDraft(NamedTuple):
@@ -162,6 +165,8 @@ class _Head(NamedTuple):
     newest: str | None
     last: bytes | None  # the record of the snapshot committed last
     reserved: str | None  # the lock key of the writer committing now
+    key: str = ""
+    damaged: str | None = None  # why the ref cannot be trusted (then last is None)
 
 
 def _read_head(repo: Repository, series: str) -> _Head:
@@ -172,22 +177,50 @@ def _read_head_key(repo: Repository, key: str) -> _Head:
     try:
         raw = repo.backend.read(key)
     except FileNotFoundError:
-        return _Head(None, None, None, None)
+        return _Head(None, None, None, None, key)
+    except CorruptionError as exc:  # an encrypted ref that does not open
+        return _Head(None, None, None, None, key, str(exc))
     lines = raw.split(b"\n")
     newest = lines[0].decode(errors="replace").strip() or None
-    last = reserved = None
+    last = reserved = named = None
     for line in lines[1:]:
         if line.startswith(b"{"):
             last = line
         elif line.startswith(RESERVED):
             reserved = line[len(RESERVED) :].decode(errors="replace").strip()
-    return _Head(raw, newest, last, reserved)
+        elif line.startswith(LAST):
+            named = line[len(LAST) :].decode(errors="replace").strip()
+    damaged = _damage(key, newest, last, named)
+    if damaged:
+        return _Head(raw, None, None, reserved, key, damaged)
+    return _Head(raw, newest, last, reserved, key)
+
+
+def _damage(key: str, newest: str | None, last: bytes | None, named: str | None) -> str | None:
+    """Why a ref's content cannot be what a writer swapped in, if it cannot.
+    Its record is written by the next writer as a snapshot file, so a
+    damaged one must never be taken for a commit: the ``last`` line (the
+    record's id; written since 2026-12-06) catches any change to the record;
+    a ref of an earlier program is at least parsed and matched to its course."""
+    if newest is not None and not SNAPSHOT_ID.fullmatch(newest):
+        return "its first line is not a snapshot id"
+    if last is None:
+        return "a snapshot id without the record it names" if named is not None else None
+    if named is not None and object_id(ObjectType.SNAPSHOT, last).hex() != named:
+        return "its record does not match the snapshot id it names"
+    try:
+        row = snapshot_row(named or "0" * 64, json.loads(last))
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"its record does not parse ({exc})"
+    if head_key(row.series) != key:
+        return f"its record belongs to another course ({row.series!r})"
+    return None
 
 
 def _encode_head(newest: str | None, last: bytes | None, reserved: str | None) -> bytes:
     out = (newest or "").encode() + b"\n"
     if last is not None:
-        out += last + b"\n"
+        out += last + b"\n" + LAST + object_id(ObjectType.SNAPSHOT, last).hex().encode() + b"\n"
     if reserved is not None:
         out += RESERVED + reserved.encode() + b"\n"
     return out
@@ -231,7 +264,13 @@ def publish_last(repo: Repository, series: str) -> _Head:
 def _publish(repo: Repository, head: _Head) -> bool:
     """Write the file of the record ``head`` holds if it is missing, or
     journal it if the caller's catalog lacks it; whether it did either
-    (then the caller's catalog must sync to see it)."""
+    (then the caller's catalog must sync to see it).  A damaged ref stops
+    the command: what its record was cannot be known, and guessing could
+    publish a phantom snapshot or lose a dead writer's commit."""
+    if head.damaged:
+        raise CorruptionError(
+            f"{head.key} is damaged: {head.damaged} (`coursevault repair refs` rewrites it)"
+        )
     if head.last is None:
         return False
     snap_id = object_id(ObjectType.SNAPSHOT, head.last).hex()
@@ -250,10 +289,14 @@ def _publish(repo: Repository, head: _Head) -> bool:
 def publish_all(repo: Repository) -> bool:
     """Publish every series' last commit (under the exclusive lock, before
     prune or forget decide what snapshots there are); whether any was
-    missing (then the caller's catalog lacks it)."""
+    missing (then the caller's catalog lacks it).  A damaged ref is passed
+    over: its record cannot be published, ``check`` reports it and its
+    course's writers refuse it until ``repair refs``."""
     published = False
     for key, _size in list(repo.backend.list("refs/heads/")):
-        published |= _publish(repo, _read_head_key(repo, key))
+        head = _read_head_key(repo, key)
+        if not head.damaged:
+            published |= _publish(repo, head)
     return published
 
 
