@@ -107,6 +107,31 @@ def test_catalog_snapshot_rows_are_found_by_check_and_rebuilt(cv, filled, cache)
     assert check(cv, filled)["ok"]
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "time = '2034-01-01T00:00:00Z'",
+        "epoch = epoch - 86400",
+        "course = 'other'",
+        "root = (SELECT root FROM cv_snapshots ORDER BY epoch LIMIT 1)",
+        "record = replace(record, '\"course\": \"sq\"', '\"course\": \"xx\"')",
+    ],
+)
+def test_catalog_snapshot_columns_edited_are_found_by_check(cv, filled, cache, edit) -> None:
+    """A row whose id is right but whose time, course, root or record are
+    not its file's would resolve selectors and walks from what no snapshot
+    holds: check compares every column with the (hash-checked) file."""
+    with sqlite3.connect(catalog_file(cache, filled)) as db:
+        newest = db.execute("SELECT id FROM cv_snapshots ORDER BY epoch DESC LIMIT 1").fetchone()
+        db.execute(f"UPDATE cv_snapshots SET {edit} WHERE id = ?", newest)
+    report = check(cv, filled)
+    [problem] = report["problems"]
+    assert problem["kind"] == "catalog" and "1 snapshot rows differ" in problem["message"]
+    assert newest[0] in problem["message"]
+    assert cv("index", "rebuild", "-r", filled).code == 0
+    assert check(cv, filled)["ok"]
+
+
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "torn pages"])
 def test_a_damaged_catalog_is_rebuilt_with_a_notice(cv, filled, cache, tmp_path, damage) -> None:
     """Defect 6: a catalog that cannot be read gave "internal error:

@@ -146,3 +146,38 @@ def test_an_older_mariadb_catalog_gets_room_for_waiting_names(tmp_path: Path) ->
     with engine.begin() as conn:
         assert conn.execute(query).scalar() == "longtext"
     engine.dispose()
+
+
+def test_snapshots_a_minute_apart_keep_their_order_and_times(
+    catalog_url: str, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """MariaDB's FLOAT (sa.Float) kept 2023's epochs to 128 s: three backups
+    a minute apart tied, so history, selectors and parents went by id.  A
+    catalog made so is widened and its epochs read again from the records."""
+    from coursevault.history.selectors import resolve
+
+    backend = LocalBackend(tmp_path / "repo")
+    Repository.init(backend)
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache", catalog_url=catalog_url)
+    t0 = 1700000000 + 0.25
+    made = []
+    for night in range(3):
+        posts = {1: [(10 + i, f"post {i}") for i in range(night + 1)]}
+        path = write_course(tmp_path / f"n{night}.mbz", posts, date=int(t0) + 60 * night)
+        made.append(ingest_archive(repo, str(path), course="c").snapshot)
+    assert [s.id for s in repo.snapshots("c")] == made
+    assert resolve(repo, "c@2023-11-14T22:14:30Z").id == made[1]
+    assert check_repository(repo).ok
+    repo.close()
+    if not catalog_url.startswith("mysql"):
+        return
+    engine = sa.create_engine(catalog_url)
+    with engine.begin() as conn:  # as an earlier version made it
+        conn.execute(sa.text("ALTER TABLE cv_snapshots MODIFY epoch FLOAT NOT NULL"))
+        rounded = {r[0] for r in conn.execute(sa.text("SELECT epoch FROM cv_snapshots"))}
+        assert len(rounded) < 3  # what the bug was
+    repo = Repository.open(backend, cache_dir=tmp_path / "cache", catalog_url=catalog_url)
+    assert [s.id for s in repo.snapshots("c")] == made
+    assert [s.epoch for s in repo.snapshots("c")] == [int(t0) + 60.0 * n for n in range(3)]
+    repo.close()
+    engine.dispose()

@@ -561,6 +561,16 @@ class Catalog:
                 for r in rows:
                     yield SnapshotRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]))
 
+    def iter_snapshot_columns(self) -> Iterator[tuple[str, str, str, float, str, str]]:
+        """Every row as stored (the record as its JSON text), a batch at a
+        time: what ``check`` compares with the snapshot files."""
+        cols = ", ".join(self._q(c) for c in ("id", "course", "time", "epoch", "root", "record"))
+        with self._reading() as cur:
+            cur.execute(f"SELECT {cols} FROM cv_snapshots")
+            while rows := cur.fetchmany(STREAM_BATCH):
+                for r in rows:
+                    yield (r[0], r[1], r[2], float(r[3]), r[4], r[5])
+
     def tied_epochs(self, series: str | None = None) -> set[float]:
         """The times at which one series has more than one snapshot (an
         archive ingested again): only there does history order look past

@@ -24,6 +24,11 @@ _Id = sa.LargeBinary().with_variant(mysql.BINARY(32), "mysql", "mariadb")
 _Key = sa.String(255)
 # MariaDB's TEXT holds 64 KB, and truncates what is longer
 _Text = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+# Times in seconds since the epoch: a double everywhere.  FLOAT is one on
+# SQLite and PostgreSQL, but MariaDB's and MySQL's is 4 bytes, which kept
+# 2023's times to 128 s: snapshots a minute apart tied, and selectors and
+# parents went by id.
+_Seconds = sa.Float().with_variant(sa.Double(), "mysql", "mariadb")
 
 metadata = sa.MetaData()
 meta_t = sa.Table(
@@ -65,7 +70,7 @@ snapshots_t = sa.Table(
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("course", _Key, nullable=False, index=True),
     sa.Column("time", sa.String(40), nullable=False),
-    sa.Column("epoch", sa.Float, nullable=False),
+    sa.Column("epoch", _Seconds, nullable=False),
     sa.Column("root", sa.String(64), nullable=False),
     sa.Column("record", _Text, nullable=False),
 )
@@ -95,8 +100,8 @@ runs_t = sa.Table(
     sa.Column("course", _Key, nullable=False, index=True),
     sa.Column("source", _Text, nullable=False),
     sa.Column("snapshot", sa.String(64), nullable=False),
-    sa.Column("started", sa.Float, nullable=False),
-    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("started", _Seconds, nullable=False),
+    sa.Column("seconds", _Seconds, nullable=False),
     sa.Column("new_bytes", sa.BigInteger, nullable=False),
     sa.Column("new_objects", sa.BigInteger, nullable=False),
     sa.Column("outcome", sa.String(16), nullable=False),
@@ -122,20 +127,42 @@ def _create_tables(engine: sa.Engine) -> None:
 
 
 def _widen_meta(engine: sa.Engine) -> None:
-    """A MariaDB or MySQL catalog made before ``cv_meta.value`` was LONGTEXT
-    gets it now: TEXT refused (error 1406) the waiting names of a large
-    ``forget``, and a catalog that cannot save them cannot sync."""
+    """A MariaDB or MySQL catalog made by an earlier version gets its columns
+    widened now: ``cv_meta.value`` to LONGTEXT (TEXT refused, error 1406,
+    the waiting names of a large ``forget``, and a catalog that cannot save
+    them cannot sync), and the times from 4-byte FLOAT to DOUBLE, each
+    snapshot's epoch read again from the record the row holds."""
     if engine.dialect.name not in ("mysql", "mariadb"):
         return
     with engine.begin() as conn:
-        kind = conn.execute(
-            sa.text(
-                "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()"
-                " AND TABLE_NAME = 'cv_meta' AND COLUMN_NAME = 'value'"
-            )
-        ).scalar()
-        if kind is not None and str(kind).lower() != "longtext":
+
+        def kind(table: str, column: str) -> str:
+            found = conn.execute(
+                sa.text(
+                    "SELECT DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA ="
+                    " DATABASE() AND TABLE_NAME = :t AND COLUMN_NAME = :c"
+                ),
+                {"t": table, "c": column},
+            ).scalar()
+            return str(found or "").lower()
+
+        if kind("cv_meta", "value") not in ("", "longtext"):
             conn.execute(sa.text("ALTER TABLE cv_meta MODIFY value LONGTEXT"))
+        if kind("cv_snapshots", "epoch") == "float":
+            conn.execute(sa.text("ALTER TABLE cv_snapshots MODIFY epoch DOUBLE NOT NULL"))
+            conn.execute(
+                sa.text(
+                    "UPDATE cv_snapshots SET epoch ="
+                    " COALESCE(JSON_UNQUOTE(JSON_EXTRACT(record, '$.epoch')), 0) + 0"
+                )
+            )
+        if kind("cv_runs", "started") == "float":
+            conn.execute(
+                sa.text(
+                    "ALTER TABLE cv_runs MODIFY started DOUBLE NOT NULL,"
+                    " MODIFY seconds DOUBLE NOT NULL"
+                )
+            )
 
 
 class ServerConnection:

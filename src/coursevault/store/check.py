@@ -8,6 +8,8 @@ object, pack, index file or snapshot concerned.
 
 from __future__ import annotations
 
+import contextlib
+import json
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from coursevault.errors import (
     ObjectMissingError,
     TruncatedError,
 )
+from coursevault.store import scratch as scratch_file
 from coursevault.store.backend import Backend
 from coursevault.store.catalog_sync import index_names
 from coursevault.store.dictionaries import DICT_WALK, parse_dictionary
@@ -33,7 +36,7 @@ from coursevault.store.reach import Reach, walk_order
 from coursevault.store.refcheck import damaged_refs
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
-from coursevault.store.snapshots import snapshot_dictionary
+from coursevault.store.snapshots import row_digest, snapshot_dictionary, snapshot_row
 
 # What kind of damage a problem is, and so which repair applies (the guide's
 # "When something is wrong" lists them): bytes that are there but wrong, files
@@ -236,11 +239,16 @@ def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratc
         )
 
     scratch.table("nights", "seq INTEGER PRIMARY KEY, snapshot TEXT, dictionary BLOB", rowid=True)
+    scratch.table("records", "name TEXT PRIMARY KEY, digest BLOB, epoch REAL")
     nights: list[tuple[str, ObjectId]] = []
+    records: list[tuple[str, bytes, float]] = []
     for snap_id in walk_order(repo.backend, repo.catalog, scratch, repo.snapshot_fanout, stray):
         if len(nights) >= 1024:
             scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
             nights.clear()
+        if len(records) >= scratch_file.BATCH:
+            scratch.fill("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", records)
+            records.clear()
         report.snapshots += 1
         try:
             record = repo.read_snapshot(snap_id)
@@ -248,6 +256,10 @@ def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratc
         except (CoursevaultError, ValueError) as exc:
             report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
             continue
+        with contextlib.suppress(KeyError, TypeError, ValueError):  # read_snapshot checked it
+            row = snapshot_row(snap_id, record)
+            text = json.dumps(record, sort_keys=True)  # as the catalog keeps it
+            records.append((snap_id, row_digest(row.series, row.time, row.root, text), row.epoch))
         reach.trees([root], f"snapshot {snap_id}", SEEN, READ)
         dictionary = snapshot_dictionary(record)
         if dictionary is not None:
@@ -256,6 +268,7 @@ def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratc
             if dictionary not in reach.dictionaries:
                 nights.append((snap_id, dictionary))
     scratch.fill("INSERT INTO nights (snapshot, dictionary) VALUES (?, ?)", nights)
+    scratch.fill("INSERT OR REPLACE INTO records VALUES (?, ?, ?)", records)
 
 
 def _block_dictionaries(

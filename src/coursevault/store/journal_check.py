@@ -19,9 +19,12 @@ from coursevault.store.journal import INDEX, REPAIR, SNAPSHOT, JournalDamagedErr
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
 from coursevault.store.series import committed_last
+from coursevault.store.snapshots import row_digest
 
 JOURNAL = "journal"  # a problem kind: the journal is damaged or out of step
 EXAMPLES = 5  # files named per kind of problem; the rest are counted
+# how far a catalog row's epoch may be from its record's (a double either side)
+EPOCH_ROUNDING = 1e-3
 # a writer journals its file right after writing it: a second look covers one
 # that was between the two when the first listing was made
 SECOND_LOOK_SECONDS = 1.0
@@ -165,12 +168,31 @@ def _check_catalog_snapshots(
     catalog = repo.catalog
     where = " WHERE what = 's'" if listed == "files" else ""
     try:
-        scratch.names("catalogued", catalog.iter_snapshot_ids())
-    except CoursevaultError as exc:
+        scratch.table("catalogued", "name TEXT PRIMARY KEY, digest BLOB, epoch REAL")
+        scratch.fill(
+            "INSERT OR REPLACE INTO catalogued VALUES (?, ?, ?)",
+            (
+                (snap_id, row_digest(series, time, root, record), epoch)
+                for snap_id, series, time, epoch, root, record in catalog.iter_snapshot_columns()
+            ),
+        )
+    except (CoursevaultError, TypeError, ValueError) as exc:
         report.error(f"catalog {catalog.shown}: {exc}", CATALOG)
         return
     wrong = 0
     examples: list[str] = []
+    # rows whose columns are not their file's: a catalog edited behind
+    # coursevault's back would resolve selectors and walks from them
+    if scratch.has_table("records"):
+        for name in scratch.column(
+            "SELECT c.name FROM catalogued c JOIN records r USING (name) "
+            "WHERE c.digest != r.digest OR abs(c.epoch - r.epoch) > ? "
+            "ORDER BY c.name",
+            (EPOCH_ROUNDING,),
+        ):
+            wrong += 1
+            if len(examples) < EXAMPLES:
+                examples.append(name)
     allowed = f" EXCEPT SELECT name FROM {either}" if either else ""
     rows = scratch.column(
         f"SELECT name FROM catalogued EXCEPT SELECT name FROM {listed}{where}{allowed} "

@@ -13,6 +13,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
+import blake3
+
 from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog, SnapshotRow
@@ -174,6 +176,13 @@ def snapshot_dictionary(record: dict[str, Any]) -> ObjectId | None:
         return bytes.fromhex(found)
     except ValueError:
         return None
+
+
+def row_digest(series: str, time: str, root: str, record_json: str) -> bytes:
+    """What ``check`` compares a catalog's row with the snapshot file by:
+    every column but ``epoch`` (a float, compared apart), the record as the
+    catalog keeps it (``record_json``: sorted keys, as ``json.dumps``)."""
+    return blake3.blake3("\0".join((series, time, root, record_json)).encode()).digest()
 
 
 def snapshot_row(snap_id: str, record: dict[str, Any]) -> SnapshotRow:
