@@ -17,6 +17,8 @@ from coursevault.urls import refuse_unencoded_at, shown_url, unencoded_at
         ("postgresql://h/m", "postgresql://h/m"),
         ("sqlite:////srv/site.db", "sqlite:////srv/site.db"),
         ("not a url", "not a url"),
+        ("postgresql://u@h/m?password=s3cret&sslmode=x", "postgresql://u@h/m?password=***&sslmode=x"),
+        ("mysql+pymysql://u:a@h/m?PASSWD=b", "mysql+pymysql://u:***@h/m?PASSWD=***"),
     ],
 )
 def test_the_password_is_hidden_whatever_it_holds(url: str, shown: str) -> None:
@@ -31,3 +33,12 @@ def test_a_bare_at_in_the_credentials_is_refused_with_the_way_to_write_it() -> N
     message = refuse_unencoded_at("postgresql://u:se@cret@h/m")
     assert message is not None and "%40" in message and "cret" not in message
     assert refuse_unencoded_at("postgresql://u:pw@h/m") is None
+
+
+def test_a_port_that_is_not_a_number_is_a_site_error_naming_the_url() -> None:
+    from coursevault.errors import SiteError
+    from coursevault.moodledb.site import open_engine
+
+    with pytest.raises(SiteError, match="is not a URL") as caught:
+        open_engine("postgresql+psycopg://u:secret@localhost:notaport/moodle")
+    assert "secret" not in str(caught.value)

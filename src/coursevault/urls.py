@@ -12,6 +12,8 @@ before any driver sees it.
 
 from __future__ import annotations
 
+import re
+
 
 def _authority(url: str) -> tuple[str, str, str] | None:
     """(scheme and ``://``, credentials, ``@`` and the rest) of a URL with
@@ -30,10 +32,19 @@ def shown_url(url: str) -> str:
     """``url`` with its password, whatever characters it holds, as ``***``."""
     parts = _authority(url)
     if parts is None:
-        return url
+        return _query_password_hidden(url)
     start, credentials, rest = parts
     user, colon, _password = credentials.partition(":")
-    return f"{start}{user}:***{rest}" if colon else url
+    return _query_password_hidden(f"{start}{user}:***{rest}" if colon else url)
+
+
+def _query_password_hidden(url: str) -> str:
+    """``url`` with a ``password=`` query parameter (which SQLAlchemy and
+    the drivers also take) as ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", url)
+
+
+_QUERY_PASSWORD = re.compile(r"([?&](?:password|passwd)=)[^&#]*", re.IGNORECASE)
 
 
 def unencoded_at(url: str) -> bool:

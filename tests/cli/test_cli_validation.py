@@ -104,3 +104,29 @@ def test_a_site_url_with_a_bare_at_in_its_password_is_refused(cv, repo: str, tmp
            "--dataroot", tmp_path / "dataroot", "--course", "2")
     assert r.code == 13 and "write it as %40" in r.err, (r.code, r.err)
     assert "cr3t" not in r.err + r.out
+
+
+def test_export_into_a_folder_is_bad_input_before_anything_is_written(
+    cv, repo: str, tmp_path: Path
+) -> None:
+    assert cv("ingest", "-r", repo, "--course", "k", SMALL).code == 0
+    r = cv("export", "-r", repo, "k", "-o", tmp_path)
+    assert "it is a folder" in usage_line(r)
+    assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_path_that_looks_like_rich_markup_prints_as_it_is(cv, tmp_path: Path) -> None:
+    """'[/]' is rich's closing tag: printed with markup, init failed with an
+    internal error after creating the repository."""
+    where = tmp_path / "mk[" / "]repo"
+    where.parent.mkdir()
+    r = cv("init", where)
+    assert r.code == 0 and f"at {where}" in r.out, r.err
+
+
+def test_a_site_url_whose_port_is_not_a_number_is_one_line(cv, repo: str, tmp_path: Path) -> None:
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    r = cv("-r", repo, "backup", "--db", "postgresql+psycopg://u:s3cr3t@localhost:pg/db",
+           "--dataroot", tmp_path / "dataroot", "--course", "2")
+    assert r.code == 13 and "is not a URL" in r.err and "internal error" not in r.err, r.err
+    assert "s3cr3t" not in r.err + r.out and len(r.err.strip().splitlines()) == 1

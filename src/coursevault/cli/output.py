@@ -27,7 +27,8 @@ def __getattr__(name: str) -> Console:
     if console is None:
         from rich.console import Console
 
-        console = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+        # no markup: paths, course names and messages print as they are ("mk[/]repo")
+        console = Console(stderr=name == "err", highlight=False, soft_wrap=True, markup=False)
         _CONSOLES[name] = console
     return console
 

@@ -47,7 +47,7 @@ def open_engine(url: str) -> Engine:
         raise SiteError(refused)
     try:
         parsed = make_url(url)
-    except sa.exc.ArgumentError:
+    except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise SiteError(f"database URL {shown_url(url)!r} is not a URL (postgresql+psycopg://..., "
                         "mysql+pymysql://..., sqlite:///path)") from None
     backend = parsed.get_backend_name()

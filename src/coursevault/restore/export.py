@@ -92,6 +92,10 @@ def export_snapshot(
         folder = os.path.dirname(os.path.abspath(out_path))
         if not os.path.isdir(folder):
             raise BadInputError(f"cannot write {out_path}: folder {folder} does not exist")
+        if os.path.isdir(out_path):  # refused before the archive is written, not after
+            raise BadInputError(
+                f"cannot write {out_path}: it is a folder (give the archive's file name)"
+            )
         rewrites = _rewrites(repo, tree, anonymize, no_users)
         tmp = os.path.join(folder, f".{os.path.basename(out_path)}.tmp-{secrets.token_hex(4)}")
         try:
