@@ -72,6 +72,18 @@ def test_not_a_moodle_database(cv, tmp_path: Path, refsite: RefSite) -> None:  #
     _no_snapshot(cv)
 
 
+def test_a_role_that_does_not_exist_gets_no_prefix_hint(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL's 'role "x" does not exist' ends as a missing table's
+    message does; the table-prefix hint would send the user the wrong way."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(refsite.postgres_url).set(username="no_such_role_cv").render_as_string(False)
+    r = cv("backup", "--db", url, "--dataroot", refsite.dataroot, "--course", "2")
+    _one_line(r, EXIT_SITE, "no_such_role_cv")
+    assert "prefix" not in r.err
+    _no_snapshot(cv)
+
+
 def test_wrong_prefix(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
     r = _backup(cv, refsite, "--course", "2", "--prefix", "moodle_")
     _one_line(r, EXIT_SITE, "moodle_config", "'moodle_'")

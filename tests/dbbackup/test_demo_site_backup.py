@@ -59,3 +59,56 @@ def test_shards_split_a_site_between_workers(cv: Callable[..., Result], tmp_path
     for bad in ("0/2", "3/2", "2", "a/b"):
         refused = cv("backup", *site, "--all", "--shard", bad)
         assert refused.code == 2 and "--shard" in refused.err, (bad, refused)
+
+
+def _damage_site(db: Path, dataroot: Path, bad_row_course: int, bad_file_course: int) -> None:
+    """A forum post of one course whose text is not UTF-8 (SQLite keeps what
+    it is given), and a file of another whose bytes no longer hash to their
+    contenthash."""
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "UPDATE mdl_forum_posts SET message = CAST(X'C328FF' AS TEXT) WHERE id = ("
+            "SELECT p.id FROM mdl_forum_posts p JOIN mdl_forum_discussions d"
+            " ON d.id = p.discussion WHERE d.course = ? LIMIT 1)",
+            (bad_row_course,),
+        )
+        (contenthash,) = conn.execute(
+            "SELECT f.contenthash FROM mdl_files f JOIN mdl_context x ON x.id = f.contextid"
+            " JOIN mdl_course_modules cm ON cm.id = x.instanceid AND x.contextlevel = 70"
+            " WHERE cm.course = ? AND f.filesize > 100 ORDER BY f.id LIMIT 1",
+            (bad_file_course,),
+        ).fetchone()
+    stored = dataroot / "filedir" / contenthash[:2] / contenthash[2:4] / contenthash
+    data = bytearray(stored.read_bytes())
+    data[50] ^= 0xFF
+    stored.write_bytes(bytes(data))
+
+
+def test_one_course_s_bad_row_fails_that_course_only(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A row the driver cannot read fails its course, named with the table;
+    the run goes on to the others (exit 2, as any failed course), alone or
+    with --jobs; a file whose bytes do not match its contenthash is stored
+    as read and reported (issue 21, "Source database and files")."""
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", tmp_path / "moodledata")
+    made = cv("demo-site", *site, "--size", "S", "--courses", "3", "--json")
+    assert made.code == 0, made.err
+    courses = sorted(json.loads(made.out)["courses"])
+    _damage_site(tmp_path / "site.db", tmp_path / "moodledata", courses[0], courses[1])
+    for repo in ("r1", "r2", "plain"):
+        assert cv("init", "-r", tmp_path / repo).code == 0
+    for jobs in ("1", "2"):
+        run = cv("backup", *site, "--all", "--jobs", jobs, "--json", "-r", tmp_path / f"r{jobs}")
+        assert run.code == 2, run.err
+        outcomes = {o["course_id"]: o for o in json.loads(run.out)}
+        assert set(outcomes) == set(courses)
+        failed = outcomes[courses[0]]
+        assert failed["outcome"] == "failed" and "table forum_posts" in failed["error"], failed
+        assert [outcomes[c]["outcome"] for c in courses[1:]] == ["stored", "stored"]
+        assert outcomes[courses[1]]["files_misnamed"] >= 1
+        assert "3 courses" in run.err or "1 of 3 courses" in run.err, run.err
+    plain = cv("backup", *site, "--course", str(courses[1]), "-r", tmp_path / "plain")
+    assert plain.code == 0 and "does not hash to its contenthash" in plain.err, plain.err

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from coursevault.errors import SiteError
+from coursevault.errors import SiteDataError, SiteError
 from coursevault.urls import refuse_unencoded_at, shown_url
 
 Row = dict[str, str | None]
@@ -214,6 +214,14 @@ class SiteReader:
         if self._cursor:
             yield from self._run_cursor(query)
             return
+        try:
+            yield from self._run_result(query)
+        except sa.exc.DBAPIError as exc:
+            if exc.statement is None:  # raised by a fetch: the message names the table
+                exc.statement = str(query)
+            raise
+
+    def _run_result(self, query: sa.Executable) -> Iterator[Row]:
         result = self.conn.execute(query)
         names = list(result.keys())
         if not self._sqlite:
@@ -412,12 +420,38 @@ def read_transaction(engine: Engine, prefix: str) -> Iterator[SiteReader]:
                 conn.exec_driver_sql("ROLLBACK") if conn.dialect.name == "sqlite" else None
     except sa.exc.DBAPIError as exc:
         message = _first_line(exc)
-        if any(m in message for m in _NO_TABLE):
+        if _bad_value(exc, message):  # one course's row, not the site: the run goes on
+            table = _table_of(exc.statement, prefix)
+            raise SiteDataError(
+                f"{where}: {'table ' + table + ': ' if table else ''}{message}"
+            ) from None
+        if _no_table(message):
             message += f" (wrong table prefix {prefix!r}, or not a Moodle database?)"
         raise SiteError(f"{where}: {message}") from None
 
 
-_NO_TABLE = ("no such table", "does not exist", "doesn't exist")
+def _no_table(message: str) -> bool:
+    """A missing table (SQLite, PostgreSQL's relation, MariaDB's table), not a
+    missing role or database, which the same words end."""
+    low = message.lower()
+    return "no such table" in low or (
+        ("relation" in low or "table" in low) and ("does not exist" in low or "doesn't exist" in low)
+    )
+
+
+# a value the driver cannot read (SQLite text that is not UTF-8) or the
+# server refuses as data: what is wrong is that row's, not the site's
+_BAD_VALUE = ("could not decode", "invalid byte sequence", "incorrect string value")
+
+
+def _bad_value(exc: sa.exc.DBAPIError, message: str) -> bool:
+    return isinstance(exc, sa.exc.DataError) or any(m in message.lower() for m in _BAD_VALUE)
+
+
+def _table_of(statement: str | None, prefix: str) -> str:
+    """The first table ``statement`` reads, without the prefix ("" if none)."""
+    found = re.search(rf"\bFROM\s+[`\"]?{re.escape(prefix)}(\w+)", statement or "", re.IGNORECASE)
+    return found.group(1) if found else ""
 
 
 def _begin_snapshot(conn: Connection) -> None:
