@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from .clirun import Result
 
 
@@ -112,3 +114,64 @@ def test_one_course_s_bad_row_fails_that_course_only(
         assert "3 courses" in run.err or "1 of 3 courses" in run.err, run.err
     plain = cv("backup", *site, "--course", str(courses[1]), "-r", tmp_path / "plain")
     assert plain.code == 0 and "does not hash to its contenthash" in plain.err, plain.err
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_backup_jobs_workers_end_when_the_backup_is_killed(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """SIGKILL of ``backup --jobs 2`` left its two worker processes waiting
+    on the pool's queue forever; they now end within a second or so."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", str(tmp_path / "moodledata"))
+    assert cv("demo-site", *site, "--size", "S", "--courses", "3").code == 0
+    env = {**os.environ, "COURSEVAULT_REPO": str(tmp_path / "repo")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coursevault.cli.app", "backup", *site, "--all", "--jobs", "2",
+         "--json"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    workers: set[int] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(workers) < 2 and proc.poll() is None:
+            workers = {c for c in _children(proc.pid) if "spawn_main" in
+                       Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")}
+            time.sleep(0.05)
+        assert len(workers) == 2 and proc.poll() is None, "the workers never started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "workers outlived the backup"
+    finally:
+        proc.kill()
+        for w in workers:  # left by a failure here, not by the backup
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)

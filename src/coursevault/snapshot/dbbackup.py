@@ -17,6 +17,7 @@ event (an admin's SQL, a plugin that does not log) is missed by both.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coursevault.errors import BadInputError, CoursevaultError, SiteDataError
+from coursevault.errors import EXIT_INTERRUPTED, BadInputError, CoursevaultError, SiteDataError
 from coursevault.snapshot.ingest import IngestResult, ingest_source
 from coursevault.store.repository import Repository
 
@@ -251,10 +252,34 @@ def _in_parallel(
     from multiprocessing import get_context
 
     args = repo.open_args()
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"),
+        initializer=_watch_parent, initargs=(os.getpid(),),
+    ) as pool:
         futures = [pool.submit(_worker, args, request, courseid) for courseid in ids]
         for future in as_completed(futures):
             yield future.result()
+
+
+# How often a worker looks whether the process that started it still runs.
+PARENT_POLL_SECONDS = 0.5
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker when the backup that started it is gone.
+
+    A parent killed (SIGKILL, SIGTERM, an OOM kill) leaves its workers
+    waiting on the pool's queue forever: each holds the queue's write end
+    itself, so no end-of-file reaches them.  A worker killed mid-course
+    leaves what any killed writer leaves -- nothing a snapshot names."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        os._exit(EXIT_INTERRUPTED)
+
+    threading.Thread(target=watch, name="coursevault-parent-watch", daemon=True).start()
 
 
 # A worker process's repository handle and engine, opened for its first course
