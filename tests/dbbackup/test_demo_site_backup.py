@@ -175,3 +175,28 @@ def test_backup_jobs_workers_end_when_the_backup_is_killed(
         for w in workers:  # left by a failure here, not by the backup
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+def test_backup_into_a_closed_pipe_backs_every_course_up(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """``backup --all | head -1``: the first course's line met the broken
+    pipe and the run stopped there, exit 0, the other courses not backed up."""
+    import os
+    import subprocess
+    import sys
+
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", str(tmp_path / "moodledata"))
+    assert cv("demo-site", *site, "--size", "S", "--courses", "3").code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "coursevault.cli.app", "backup", *site, "--all"],
+            env={**os.environ, "COURSEVAULT_REPO": str(tmp_path / "repo")},
+            stdout=write_end, stderr=subprocess.PIPE, timeout=300, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr.decode()
+    assert len(json.loads(cv("snapshots", "--json").out)) == 3

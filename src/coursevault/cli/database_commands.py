@@ -70,15 +70,27 @@ def backup(
     )
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as r:
         outcomes = []
+        gone: BaseException | None = None  # stdout's reader went away (`| head -1`)
         try:
             bars = _bar(json_out) if jobs == 1 else None
             for outcome in api.backup(r, request, progress=bars, jobs=jobs):
                 outcomes.append(outcome.as_dict())
-                if not json_out:
-                    _print_outcome(outcome)
+                if not json_out and gone is None:
+                    try:
+                        _print_outcome(outcome)
+                    except (BrokenPipeError, SystemExit) as exc:
+                        # the night's backups go on all the same; rich's
+                        # console meets the broken pipe first and exits
+                        if isinstance(exc, SystemExit) and not isinstance(
+                            exc.__context__, BrokenPipeError
+                        ):
+                            raise
+                        gone = exc
         finally:
             if json_out:
                 output.print_json(outcomes)
+        if gone is not None:
+            raise gone  # app.main: a reader that went away is no error
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:
