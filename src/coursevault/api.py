@@ -46,7 +46,7 @@ from coursevault.store.wrappers import ConcurrencyLimiter, CountingBackend, Retr
 if TYPE_CHECKING:  # imported where used: a nightly ingest or backup needs none of these
     from coursevault.diff.changes import TreeDiff
     from coursevault.moodledb.demosite import DemoSiteReport
-    from coursevault.restore.dbrestore import RestoreRequest
+    from coursevault.restore.dbrestore import CommitWindow, RestoreRequest
     from coursevault.restore.export import ExportResult
     from coursevault.snapshot.dbbackup import BackupRequest, CourseBackup, CourseProgress
     from coursevault.snapshot.ingest import IngestResult
@@ -66,6 +66,7 @@ __all__ = [
     "S3_CONNECTIONS",
     "ArchiveError",
     "BackupRequest",
+    "CommitWindow",
     "CourseBackup",
     "IngestResult",
     "Policy",
@@ -93,6 +94,7 @@ def allocator_for_backup() -> bool:
 # the database restore (a third of the CLI's start-up).
 _LAZY = {
     "RestoreRequest": "coursevault.restore.dbrestore",
+    "CommitWindow": "coursevault.restore.dbrestore",
     "ExportResult": "coursevault.restore.export",
     "BackupRequest": "coursevault.snapshot.dbbackup",
     "CourseBackup": "coursevault.snapshot.dbbackup",
@@ -385,12 +387,16 @@ def backup(
     return backup_courses(repo, request, progress=progress, jobs=jobs)
 
 
-def restore_to_database(repo: Repository, request: RestoreRequest) -> dict[str, Any]:
+def restore_to_database(
+    repo: Repository, request: RestoreRequest, window: CommitWindow | None = None
+) -> dict[str, Any]:
     """Restore a snapshot straight into a Moodle database as a new course
-    (restore/dbrestore.py): all or nothing; ``dry_run`` writes nothing."""
+    (restore/dbrestore.py): all or nothing; ``dry_run`` writes nothing.
+    ``window``: a caller that reports the restore itself keeps Ctrl-C noted
+    from the commit until it has (then closes it)."""
     from coursevault.restore.dbrestore import restore_snapshot
 
-    return restore_snapshot(repo, resolve(repo, request.selector), request)
+    return restore_snapshot(repo, resolve(repo, request.selector), request, window)
 
 
 def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, Any]]:

@@ -421,6 +421,31 @@ def test_ctrl_c_rolls_back_before_the_commit_and_is_too_late_after(
     assert_restored(before, site, {"files": {"contents": staged}})
 
 
+def test_ctrl_c_while_the_report_is_printed_exits_0(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit window closed when the restore returned: Ctrl-C as the
+    CLI printed its report exited 130 with the course restored."""
+    from coursevault.cli import restore_commands
+
+    printed = restore_commands._print_report
+
+    def interrupted_print(report: dict[str, object]) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        printed(report)
+
+    monkeypatch.setattr(restore_commands, "_print_report", interrupted_print)
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    logfile = tmp_path / "printing.log"
+    killed, code, reached = run_forked(cli_restore(tiny, site), str(logfile))
+    said = logfile.read_text()
+    assert (killed, code) == (False, 0), said
+    assert "restored snapshot" in said and "the course is restored" in said
+    staged = sum(step.startswith("stage ") for step in reached)
+    assert_restored(before, site, {"files": {"contents": staged}})
+
+
 def test_constraint_violation_fails_with_one_line_and_writes_nothing(
     tiny: Tiny, tmp_path: Path
 ) -> None:

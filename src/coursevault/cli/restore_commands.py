@@ -71,12 +71,21 @@ def restore(
         shortname=shortname, fullname=fullname, users=not no_users, dry_run=dry_run,
         prefix=prefix, into=into, replace=replace, only=tuple(only or ()),
         start_date=_date(start_date) if start_date is not None else None)
-    with open_repo(repo, cache_dir, catalog, wait=wait) as r:
-        report = api.restore_to_database(r, request)
-    if json_out:
-        output.print_json(report)
-        return
-    _print_report(report)
+    # from the commit until the report is out, Ctrl-C is noted, not raised:
+    # exit 130 would tell a user the course was not restored when it was
+    window = api.CommitWindow()
+    try:
+        with open_repo(repo, cache_dir, catalog, wait=wait) as r:
+            report = api.restore_to_database(r, request, window)
+        if json_out:
+            output.print_json(report)
+        else:
+            _print_report(report)
+        if window.interrupted and not any("Ctrl-C" in w for w in report["warnings"]):
+            output.error("Ctrl-C came after the restore committed: the course is restored",
+                         "warning")
+    finally:
+        window.close()
 
 
 def _date(text: str) -> int:

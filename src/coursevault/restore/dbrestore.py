@@ -133,10 +133,12 @@ class _Filled:
         return bytes(self._buf)
 
 
-def restore_snapshot(repo: Repository, snap: SnapshotRow,
-                     request: RestoreRequest) -> dict[str, Any]:
+def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreRequest,
+                     window: CommitWindow | None = None) -> dict[str, Any]:
     """Restore the snapshot as a new course or into an existing one; the
-    report as a dict."""
+    report as a dict.  A caller that passes ``window`` closes it itself,
+    after it has reported the restore (Ctrl-C meanwhile is noted, not
+    raised: the CLI prints the report first)."""
     from coursevault.moodledb.connect import open_engine, translated_errors
 
     if request.replace and (request.into is None or request.only):
@@ -153,7 +155,8 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
     repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     repo.block_cache_bytes = RESTORE_BLOCK_CACHE_BYTES
     repo.catalog.limit_cache(RESTORE_CATALOG_CACHE_KIB)
-    window = CommitWindow()
+    owned = window is None
+    window = window or CommitWindow()
     try:
         with repo.lock(exclusive=False, operation="restore"):
             index = ArchiveIndex(repo.get, bytes.fromhex(snap.root))
@@ -166,7 +169,8 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow,
                 index.close()
         out = report.as_dict()
     finally:
-        window.close()
+        if owned or not window.opened:
+            window.close()
     if window.interrupted:
         out["warnings"].append("Ctrl-C came as the restore committed, too late to undo "
                                "it: the course is restored")
@@ -195,6 +199,11 @@ class CommitWindow:
         if threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGINT, self._note)
             self._open = True
+
+    @property
+    def opened(self) -> bool:
+        """Whether the commit began (and Ctrl-C is noted)."""
+        return self._open
 
     def _note(self, _signum: int, _frame: Any) -> None:
         self.interrupted = True
