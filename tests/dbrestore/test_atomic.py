@@ -446,6 +446,32 @@ def test_ctrl_c_while_the_report_is_printed_exits_0(
     assert_restored(before, site, {"files": {"contents": staged}})
 
 
+def test_ctrl_c_right_after_a_content_moved_in_leaves_no_orphan(
+    tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Ctrl-C between moving a content into filedir and noting it left
+    that content behind after the rollback."""
+    from coursevault.cli.app import main
+
+    real_replace = os.replace
+    moved: list[str] = []
+
+    def replace_then_ctrl_c(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        if f"{os.sep}filedir{os.sep}" in str(dst) and not moved:
+            moved.append(str(dst))
+            raise KeyboardInterrupt
+
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    monkeypatch.setattr(os, "replace", replace_then_ctrl_c)
+    code = main(cli_restore(tiny, site))
+    monkeypatch.undo()
+    assert code == 130 and moved
+    assert not os.path.exists(moved[0])
+    assert_unchanged(before, site, "a restore interrupted right after a move")
+
+
 def test_constraint_violation_fails_with_one_line_and_writes_nothing(
     tiny: Tiny, tmp_path: Path
 ) -> None:

@@ -21,7 +21,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterable
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from coursevault.errors import BadInputError, SiteError
 
@@ -38,6 +38,20 @@ def require_file_store(dataroot: str) -> None:
     """Refuse a folder that is not a Moodle data folder (a dry run too)."""
     if not os.path.isdir(os.path.join(dataroot, "filedir")):
         raise SiteError(f"{dataroot}: no filedir/ in it: not a Moodle data folder")
+
+
+class _Sha1Sink:
+    """Where a dry run's contents go: only their SHA-1 is kept."""
+
+    def __init__(self) -> None:
+        self.digest = hashlib.sha1()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
 
 
 class Staging:
@@ -61,7 +75,11 @@ class Staging:
         its sha1.  A file system's error (a full disk) is the site's: SiteError."""
         if self.has(sha1):
             return
-        if self.dry_run:
+        if self.dry_run:  # nothing written, but a content that would be refused is
+            sink = _Sha1Sink()
+            write(cast(BinaryIO, sink))
+            if sink.digest.hexdigest() != sha1:
+                raise BadInputError(f"{where}: content does not match its sha1 {sha1}")
             self.staged[sha1] = ""
             return
         path = os.path.join(self.folder, sha1)
@@ -108,8 +126,11 @@ class Staging:
             if os.path.exists(target):
                 continue
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            os.replace(path, target)
+            # named before it moves: a Ctrl-C between the two left a content
+            # in filedir that rollback did not know of (and nothing else would
+            # remove: rollback discards the journal)
             self.published.append(sha1)
+            os.replace(path, target)
             _fsync_dir(os.path.dirname(target))
 
     def rollback(self) -> None:
