@@ -124,6 +124,14 @@ def test_no_course_named(cv, refsite: RefSite) -> None:  # type: ignore[no-untyp
     _one_line(r, EXIT_BAD_INPUT, "--course", "--all")
 
 
+def test_excluding_every_course_named_is_a_usage_error(cv, refsite: RefSite) -> None:  # type: ignore[no-untyped-def]
+    """It exited 0 in silence, having backed nothing up."""
+    course = refsite.course("sandbox-test").pg_id
+    r = _backup(cv, refsite, "--course", course, "--exclude", course)
+    _one_line(r, EXIT_BAD_INPUT, "--exclude leaves none")
+    _no_snapshot(cv)
+
+
 def _member(cv, key: str, path: str) -> str:  # type: ignore[no-untyped-def]
     r = cv("cat", f"{key}@latest", path)
     assert r.code == 0, r.err

@@ -256,6 +256,11 @@ def test_the_command_prints_what_it_made(
     assert "night 1" in capsys.readouterr().out
     assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "d")]) == 2
     assert "already holds a Moodle site" in capsys.readouterr().err
+    # a churn into a dataroot that is not the site's: refused, nothing written
+    assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "typo"), "--churn"]) == 13
+    assert "no filedir/" in capsys.readouterr().err and not (tmp_path / "typo").exists()
+    assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "d"), "--churn"]) == 0
+    assert "night 2" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])

@@ -91,6 +91,8 @@ def backup(
                 output.print_json(outcomes)
         if gone is not None:
             raise gone  # app.main: a reader that went away is no error
+        if not outcomes and not json_out:
+            output.out.print("no course to back up (none matched, or --shard left none)")
 
 
 def _shard(text: str | None) -> tuple[int, int] | None:

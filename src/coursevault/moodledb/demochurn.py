@@ -74,6 +74,8 @@ def churn_demo_site(
 ) -> DemoSiteReport:
     """Apply the next night to a demo site made by ``build_demo_site``, in one
     transaction, at ``when`` (epoch seconds; default now)."""
+    from coursevault.moodledb.filedir import require_file_store
+
     started = time.perf_counter()
     at = int(time.time()) if when is None else int(when)
     engine = open_engine(db_url, existing=True)
@@ -82,6 +84,9 @@ def churn_demo_site(
             metadata = moodle_metadata(prefix, tables=CHURN_TABLES)
             with engine.begin() as conn:
                 seed, size, night = _demo_state(conn, metadata, prefix, database_name(engine))
+                # the night's new file goes where the site's others are, not
+                # into a folder made for it (a mistyped --dataroot)
+                require_file_store(str(dataroot))
                 report = DemoSiteReport(database_name(engine), size, seed, night=night, at=at)
                 writer = RowWriter(conn, metadata, prefix)
                 store = FileStore(Path(dataroot))

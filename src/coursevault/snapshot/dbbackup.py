@@ -25,7 +25,13 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from coursevault.errors import EXIT_INTERRUPTED, BadInputError, CoursevaultError, SiteDataError
+from coursevault.errors import (
+    EXIT_INTERRUPTED,
+    BadInputError,
+    CoursevaultError,
+    SiteDataError,
+    UsageError,
+)
 from coursevault.snapshot.ingest import IngestResult, ingest_source
 from coursevault.store.repository import Repository
 
@@ -150,7 +156,10 @@ def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
         missing = [c for c in wanted if c not in found or c == 1]
         if missing:
             raise SiteDataError(f"course {missing[0]}: no such course in the database")
-        return _sharded([c for c in wanted if c not in request.exclude], request.shard)
+        kept = [c for c in wanted if c not in request.exclude]
+        if not kept:
+            raise UsageError("--exclude leaves none of the courses --course names")
+        return _sharded(kept, request.shard)
     if not request.all_courses:
         raise BadInputError("name courses with --course ID, or use --all")
     where: dict[str, Any] = {}
