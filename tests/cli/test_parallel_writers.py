@@ -180,9 +180,13 @@ def test_parallel_writers_with_forget_and_prune(
     assert len(d_rows) == 4  # none lost
     _assert_serial(d_rows)
     whole = max(r.record["stats"]["new_bytes"] for r in d_rows)
-    for row in d_rows:  # none stored whole when it has a parent
+    # none stored whole when it has a parent.  Not a quarter: night 3 may
+    # commit on night 1 (602 kB new of 2.45 MB when ingested one after the
+    # other), and a night whose parent committed after its session began
+    # cuts its XML without that night's checkpoints (711 kB seen under load)
+    for row in d_rows:
         if row.record["parents"]:
-            assert row.record["stats"]["new_bytes"] * 4 < whole, row.record
+            assert row.record["stats"]["new_bytes"] * 2 < whole, row.record
     assert list(LocalBackend(cluster.repo).list("locks/")) == []
 
 
