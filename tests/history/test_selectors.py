@@ -69,20 +69,33 @@ def test_a_selector_that_names_nothing_says_why(
         resolve(cv_repo, selector)
 
 
-def test_an_ambiguous_prefix_is_refused(
-    cv_repo: Repository, three_nights: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_ambiguous_prefix_is_refused(cv_repo: Repository, three_nights: list[str]) -> None:
     rows = cv_repo.snapshots()
     # two snapshots whose ids share their first 8 digits (a 1 in 4 billion chance
-    # among real ids, so the rows are edited)
+    # among real ids, so the rows are made)
     twins = [
-        replace(rows[0], id="abcd1234" + rows[0].id[8:]),
-        replace(rows[1], id="abcd1234" + rows[1].id[8:]),
+        replace(rows[0], id="abcd1234" + rows[0].id[8:], series="t"),
+        replace(rows[1], id="abcd1234" + rows[1].id[8:], series="t"),
     ]
-    monkeypatch.setattr(cv_repo, "snapshots", lambda course=None: [*twins, rows[2]])
-    with pytest.raises(SelectorError, match="'abcd' is ambiguous \\(2 match\\)"):
+    for twin in twins:
+        cv_repo.catalog.add_snapshot(twin)
+    with pytest.raises(SelectorError, match="'abcd' is ambiguous"):
         resolve(cv_repo, "abcd")
     assert resolve(cv_repo, twins[1].id[:12]).id == twins[1].id
+
+
+def test_a_course_key_that_is_also_an_id_prefix_is_refused(
+    cv_repo: Repository, three_nights: list[str], tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """``export KEY`` wrote another course's snapshot when KEY, all hex
+    digits, began that snapshot's id."""
+    key = three_nights[0][:8]
+    path = write_course(tmp_path / "other.mbz", {1: [(10, "other")]}, date=T0)
+    theirs = ingest_archive(cv_repo, str(path), course=key).snapshot
+    with pytest.raises(SelectorError, match="is both a course and the start of snapshot"):
+        resolve(cv_repo, key)
+    assert resolve(cv_repo, f"{key}@latest").id == theirs
+    assert resolve(cv_repo, three_nights[0][:12]).id == three_nights[0]
 
 
 def test_the_cli_takes_selectors_and_exits_2_on_a_bad_one(

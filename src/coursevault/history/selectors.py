@@ -25,17 +25,23 @@ def resolve(repo: Repository, selector: str) -> SnapshotRow:
     if not selector:
         raise SelectorError("empty snapshot selector")
     course, at, spec = selector.partition("@")
+    rows: list[SnapshotRow] | None = None
     if not at:
         if _HEX.match(selector.lower()):
-            matches = [s for s in repo.snapshots() if s.id.startswith(selector.lower())]
-            if len(matches) == 1:
-                return matches[0]
+            matches = repo.catalog.snapshots_by_prefix(selector.lower())
             if len(matches) > 1:
+                raise SelectorError(f"snapshot prefix {selector!r} is ambiguous (2 or more match)")
+            rows = repo.snapshots(course)
+            if matches and rows:  # a course key of hex digits that is also an id prefix
                 raise SelectorError(
-                    f"snapshot prefix {selector!r} is ambiguous ({len(matches)} match)"
+                    f"{selector!r} is both a course and the start of snapshot "
+                    f"{matches[0].id[:12]}: write {selector}@latest or more of the id"
                 )
+            if matches:
+                return matches[0]
         spec = "latest"
-    rows = repo.snapshots(course)
+    if rows is None:
+        rows = repo.snapshots(course)
     if not rows:
         hint = ""
         if not at and re.fullmatch(r"[0-9a-fA-F]{1,3}", selector):

@@ -533,6 +533,17 @@ class Catalog:
                 for r in rows:
                     yield r[0]
 
+    def snapshots_by_prefix(self, prefix: str, limit: int = 2) -> list[SnapshotRow]:
+        """Up to ``limit`` snapshots whose id starts with ``prefix`` (lower-case
+        hex), by id: a range of the primary key, not a listing of them all."""
+        cols = ", ".join(self._q(c) for c in ("id", "course", "time", "epoch", "root", "record"))
+        rows = self._query(
+            f"SELECT {cols} FROM cv_snapshots WHERE id >= {self._ph} AND id < {self._ph} "
+            f"ORDER BY id LIMIT {int(limit)}",
+            (prefix, prefix + "g"),  # 'g' sorts after every hex digit
+        )
+        return [SnapshotRow(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
     def has_snapshot(self, snap_id: str) -> bool:
         return bool(self._query(f"SELECT 1 FROM cv_snapshots WHERE id = {self._ph}", (snap_id,)))
 
