@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,13 @@ def test_ingest_refuses_an_empty_course_key(cv, repo: str) -> None:
 
 @pytest.mark.parametrize(
     ("option", "message"),
-    [("--time=yesterday", "invalid time 'yesterday'"), ("--course=a/b", "invalid course key")],
+    [
+        ("--time=yesterday", "invalid time 'yesterday'"),
+        ("--course=a/b", "invalid course key"),
+        ("--course=..", "invalid course key"),  # refs/heads/.. is the refs folder
+        ("--course=.cas-lock", "invalid course key"),
+        ("--time=0001-01-01T00:00:00+01:00", "out of range"),
+    ],
 )
 def test_ingest_checks_its_options_before_reading_any_archive(
     cv, repo: str, tmp_path: Path, option: str, message: str
@@ -130,3 +137,46 @@ def test_a_site_url_whose_port_is_not_a_number_is_one_line(cv, repo: str, tmp_pa
            "--dataroot", tmp_path / "dataroot", "--course", "2")
     assert r.code == 13 and "is not a URL" in r.err and "internal error" not in r.err, r.err
     assert "s3cr3t" not in r.err + r.out and len(r.err.strip().splitlines()) == 1
+
+
+def _with_manifest(tmp_path: Path, name: str, edit: Callable[[bytes], bytes]) -> Path:
+    """SMALL (a tgz) with its moodle_backup.xml edited."""
+    import gzip
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with tarfile.open(SMALL) as src, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
+            if member.name == "moodle_backup.xml" and data is not None:
+                data = edit(data)
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(out.getvalue()))
+    return path
+
+
+def test_a_manifest_s_odd_date_or_course_key_refuses_that_archive_only(
+    cv, repo: str, tmp_path: Path
+) -> None:
+    """A backup_date past year 9999 was an internal error that stopped the
+    batch; a manifest's course key was not held to --course's rules (a key
+    with '/' or '..' names a file outside refs/heads/)."""
+    import re
+
+    bad_date = _with_manifest(
+        tmp_path, "date.mbz",
+        lambda d: re.sub(rb"<backup_date>\d+</backup_date>", b"<backup_date>99999999999999</backup_date>", d),
+    )
+    bad_key = _with_manifest(
+        tmp_path, "key.mbz",
+        lambda d: re.sub(rb"<original_course_id>\d+</original_course_id>",
+                         b"<original_course_id>../../x</original_course_id>", d),
+    )
+    r = cv("ingest", "-r", repo, str(bad_date), str(bad_key), str(SMALL))
+    assert r.code == 2 and "internal error" not in r.err, r.err
+    assert "date.mbz: moodle_backup.xml:" in r.err and "out of range" in r.err
+    assert "key.mbz: moodle_backup.xml:" in r.err and "invalid course key" in r.err
+    assert len(snapshots(cv, repo)) == 1

@@ -27,6 +27,9 @@ INFO_FIELDS = (
 )
 
 
+LAST_BACKUP_DATE = 253402300799  # 9999-12-31T23:59:59Z: a time every tool can write
+
+
 class BackupInfoError(Exception):
     """moodle_backup.xml lacks what every Moodle backup has."""
 
@@ -39,9 +42,12 @@ class BackupInfo:
     @property
     def backup_date(self) -> int:
         try:
-            return int(self.fields["backup_date"])
+            date = int(self.fields["backup_date"])
         except (KeyError, ValueError):
             raise BackupInfoError("moodle_backup.xml has no valid backup_date") from None
+        if not 0 <= date <= LAST_BACKUP_DATE:
+            raise BackupInfoError(f"moodle_backup.xml's backup_date {date} is out of range")
+        return date
 
     @property
     def course_key(self) -> str:

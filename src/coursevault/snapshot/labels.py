@@ -12,9 +12,12 @@ COURSE_KEY_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWX
 
 
 def validate_course_key(key: str) -> str:
-    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS:
+    # not from a dot: a key names its ref file, refs/heads/<key>, where '..'
+    # would climb out and '.cas-lock' is the folder's own lock
+    if not key or len(key) > 200 or not set(key) <= COURSE_KEY_CHARS or key.startswith("."):
         raise BadInputError(
-            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200)"
+            f"invalid course key {key!r}: use letters, digits, '.', '_' and '-' (at most 200, "
+            "not starting with '.')"
         )
     return key
 

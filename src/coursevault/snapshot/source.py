@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from coursevault.errors import ArchiveError
+from coursevault.errors import ArchiveError, BadInputError
 from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
 from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
@@ -80,7 +80,7 @@ class ArchiveSource:
         self._layout, self._members = iter_members(path)
         info = _read_manifest(path)
         try:
-            key = validate_course_key(course) if course else info.course_key
+            key = validate_course_key(course) if course else _manifest_key(info)
             epoch = parse_time(when) if when else float(info.backup_date)
         except BackupInfoError as exc:
             raise ArchiveError(path, f"{exc} (use --course/--time)", MANIFEST) from None
@@ -141,3 +141,13 @@ def archive_listed_bytes(path: str) -> int:
         return 0
     listed = listed_bytes(raw) if raw else None
     return len(raw) + listed if listed is not None else 0
+
+
+def _manifest_key(info: BackupInfo) -> str:
+    """The course key moodle_backup.xml gives, held to --course's rules: a
+    hostile or odd manifest must not name a ref outside refs/heads/."""
+    key = info.course_key
+    try:
+        return validate_course_key(key)
+    except BadInputError as exc:
+        raise BackupInfoError(f"its course key: {exc}") from None
