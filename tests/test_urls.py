@@ -42,3 +42,10 @@ def test_a_port_that_is_not_a_number_is_a_site_error_naming_the_url() -> None:
     with pytest.raises(SiteError, match="is not a URL") as caught:
         open_engine("postgresql+psycopg://u:secret@localhost:notaport/moodle")
     assert "secret" not in str(caught.value)
+
+
+def test_a_site_is_described_without_a_query_password() -> None:
+    from coursevault.moodledb.site import describe
+
+    shown = describe("postgresql+psycopg://postgres@127.0.0.1:1/moodle?password=TopSecret123")
+    assert "TopSecret123" not in shown and "password=***" in shown

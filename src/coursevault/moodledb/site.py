@@ -107,7 +107,8 @@ def _pymysql_encoders_only() -> dict[Any, Any]:
 def describe(url: URL | str) -> str:
     """The database as messages name it: the URL without its password."""
     parsed = make_url(url) if isinstance(url, str) else url
-    return parsed.render_as_string(hide_password=True)
+    # render_as_string hides only a user:password@ password, not ?password=
+    return shown_url(parsed.render_as_string(hide_password=True))
 
 
 def _pg_text_loaders(dbapi_conn: Any, _record: Any) -> None:
