@@ -15,7 +15,7 @@ from coursevault.cli.base import CacheOpt, CatalogOpt, JsonOpt, RepoOpt, WaitOpt
 @app.command()
 def restore(
     snapshot: Annotated[str, typer.Argument(help="Snapshot id (prefix) or selector "
-                                            "(COURSE@TIME, COURSE~N...).")],
+                                            "(COURSE, COURSE@TIME, COURSE@~N...).")],
     db: Annotated[str, typer.Option("--db", help="The Moodle database: postgresql://..., "
                                     "mysql+pymysql://... or sqlite:///path.")],
     dataroot: Annotated[str, typer.Option("--dataroot", help="The site's data folder "

@@ -94,7 +94,20 @@ def _same_named(table: str, rc: RestoreContext, rec: Record, row: dict[str, Any]
     return False
 
 
+def _front_page(rc: RestoreContext) -> bool:
+    """Whether the course merged into is the site's (category 0): Moodle
+    restores no enrolments there (restore_enrolments_structure_step's
+    execute_condition; "No enrolments in front page")."""
+    if "front_page" not in rc.later:
+        course = rc.writer.one("course", {"id": rc.param("courseid")})
+        site = course is not None and str(course.get("category") or "0") == "0"
+        rc.later["front_page"] = [site]
+    return bool(rc.later["front_page"][0])
+
+
 def _enrol(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
+    if _front_page(rc):
+        return False
     found = rc.writer.one("enrol", {"courseid": rc.param("courseid"), "enrol": row.get("enrol")})
     if found is None:
         return True
@@ -103,7 +116,7 @@ def _enrol(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
 
 
 def _user_enrolment(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
-    if not row.get("userid"):
+    if not row.get("userid") or _front_page(rc):
         return False
     enrolid = rec.up("id", "enrol").new_id
     return rc.writer.one("user_enrolments", {"enrolid": enrolid,

@@ -137,7 +137,9 @@ def _same_user(row: dict[str, Any], old: str, values: dict[str, str | None],
                same_site: bool) -> bool:
     if same_site:
         return str(row["id"]) == old
-    if values.get("email") and str(row.get("email") or "") == values["email"]:
+    email = values.get("email")
+    # precheck_user 2A1: UPPER(email) = UPPER(?), so "Ann@Example.com" is ann@example.com
+    if email and str(row.get("email") or "").upper() == email.upper():
         return True
     first = str(values.get("firstaccess") or "0")
     return first != "0" and str(row.get("firstaccess") or "0") == first
