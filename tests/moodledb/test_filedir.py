@@ -26,3 +26,67 @@ def test_a_content_that_does_not_match_its_sha1_is_refused(tmp_path: Path, dry_r
     assert list(staging.staged) == [sha1]
     staging.discard()
     assert not list((tmp_path / "filedir").iterdir())
+
+
+def _killed_restore(dataroot: Path, owner: dict[str, object] | str) -> tuple[Path, Path]:
+    """A staging folder whose journal names one content moved into filedir."""
+    import json
+
+    from coursevault.moodledb.filedir import JOURNAL, OWNER, STAGING_PREFIX, content_path
+
+    folder = dataroot / "temp" / f"{STAGING_PREFIX}0123456789ab"
+    folder.mkdir(parents=True)
+    (folder / OWNER).write_text(owner if isinstance(owner, str) else json.dumps(owner))
+    sha1 = "ab" * 20
+    (folder / JOURNAL).write_text(sha1 + "\n")
+    content = Path(content_path(str(dataroot), sha1))
+    content.parent.mkdir(parents=True)
+    content.write_bytes(b"x")
+    return folder, content
+
+
+DEAD_PID = 2**22 + 12345  # above Linux's pid_max: no process has it
+
+
+@pytest.mark.parametrize(
+    ("who", "kept"),
+    [
+        ({"host": "another-host"}, True),  # its process cannot be looked at from here
+        ({"pidns": "pid:[1]"}, True),  # another PID namespace on this host (a container)
+        ({"boot": "another-boot"}, False),  # this host rebooted since: it is dead
+        ({}, False),  # this host, this namespace: its pid is not running
+    ],
+)
+def test_recover_leaves_a_folder_whose_owner_it_cannot_see(
+    tmp_path: Path, who: dict[str, object], kept: bool
+) -> None:
+    """Two restores each PID 1 of their own namespace on one dataroot (or two
+    hosts on NFS): the second took the first's live folder for a killed
+    restore's and removed the contents the first was about to commit."""
+    from coursevault.moodledb.filedir import owner_record, recover
+
+    (tmp_path / "filedir").mkdir()
+    owner = {**owner_record(None), "pid": DEAD_PID, **who}
+    folder, content = _killed_restore(tmp_path, owner)
+    removed = recover(str(tmp_path), lambda _hashes: set())
+    assert (removed, folder.exists(), content.exists()) == ((0, True, True) if kept else (1, False, False))
+
+
+def test_recover_waits_for_a_dead_restore_s_database_session(tmp_path: Path) -> None:
+    from coursevault.moodledb.filedir import owner_record, recover
+
+    (tmp_path / "filedir").mkdir()
+    folder, content = _killed_restore(tmp_path, {**owner_record("postgresql:77"), "pid": DEAD_PID})
+    assert recover(str(tmp_path), lambda _h: set(), lambda s: s == "postgresql:77") == 0
+    assert folder.exists() and content.exists()
+    assert recover(str(tmp_path), lambda _h: set(), lambda _s: False) == 1
+    assert not content.exists()
+
+
+def test_recover_reads_an_owner_file_of_before_as_a_pid(tmp_path: Path) -> None:
+    from coursevault.moodledb.filedir import recover
+
+    (tmp_path / "filedir").mkdir()
+    folder, content = _killed_restore(tmp_path, str(DEAD_PID))
+    assert recover(str(tmp_path), lambda _h: set()) == 1 and not folder.exists()
+    assert not content.exists()

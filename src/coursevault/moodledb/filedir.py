@@ -17,15 +17,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import shutil
+import socket
+import time
 from collections.abc import Callable, Iterable
-from typing import BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from coursevault.errors import BadInputError, SiteError
 
 STAGING_PREFIX = "coursevault-restore-"
+# a staging folder of a process this one cannot look at (another host or
+# PID namespace) is taken for a killed restore's once its owner file is
+# this old: longer than any restore runs
+STALE_SECONDS = 24 * 3600
 JOURNAL = "published"
 OWNER = "pid"
 
@@ -66,6 +73,9 @@ class Staging:
         self.staged: dict[str, str] = {}
         self.published: list[str] = []
         self.bytes_written = 0
+        # the database session whose transaction these contents wait for
+        # (its id on the server), so that recover() can wait for it in turn
+        self.db_session: str | None = None
 
     def has(self, sha1: str) -> bool:
         return sha1 in self.staged or os.path.exists(content_path(self.dataroot, sha1))
@@ -87,7 +97,7 @@ class Staging:
             if not os.path.isdir(self.folder):
                 os.makedirs(self.folder)
                 with open(os.path.join(self.folder, OWNER), "w") as f:
-                    f.write(str(os.getpid()))
+                    json.dump(owner_record(self.db_session), f)
             with open(path, "wb") as f:
                 write(f)
                 f.flush()
@@ -146,10 +156,17 @@ class Staging:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]]) -> int:
+def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]],
+            session_alive: Callable[[str], bool] = lambda _s: False) -> int:
     """Finish what killed restores left: remove contents a journal lists
     that no ``files`` row names (``named`` answers which are named), then
-    the staging folders.  Returns the contents removed."""
+    the staging folders.  Returns the contents removed.
+
+    A folder is left while its restore may still run or commit: its
+    process lives (or cannot be looked at: another host or PID namespace,
+    for STALE_SECONDS), or its database session does (``session_alive``):
+    a client killed while the server commits leaves the server committing,
+    and the rows that name the contents appear only then."""
     temp = os.path.join(dataroot, "temp")
     removed = 0
     if not os.path.isdir(temp):
@@ -158,8 +175,12 @@ def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]]) -> int:
         if not entry.startswith(STAGING_PREFIX):
             continue
         folder = os.path.join(temp, entry)
-        if _owner_alive(folder):
+        owner = _owner(folder)
+        if _owner_alive(folder, owner):
             continue  # a restore running now
+        session = owner.get("db_session")
+        if session and session_alive(str(session)):
+            continue  # its process is gone, its transaction is not over
         journal = os.path.join(folder, JOURNAL)
         if os.path.exists(journal):
             with open(journal) as f:
@@ -204,14 +225,46 @@ def trash_unnamed(dataroot: str, hashes: Iterable[str],
     return moved
 
 
-def _owner_alive(folder: str) -> bool:
+def owner_record(db_session: str | None) -> dict[str, Any]:
+    """Who stages into a folder: enough to tell, from another process,
+    whether it still runs -- a pid means nothing from another host or PID
+    namespace (containers, several hosts on one NFS dataroot)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pidns": _pid_namespace(),
+            "boot": _boot_id(), "db_session": db_session}
+
+
+def _owner(folder: str) -> dict[str, Any]:
     try:
         with open(os.path.join(folder, OWNER)) as f:
-            pid = int(f.read().strip() or 0)
-    except (OSError, ValueError):
+            text = f.read().strip()
+    except OSError:
+        return {}
+    if text.isdigit():  # written before the owner was a record: a pid here
+        return {"pid": int(text), "host": socket.gethostname(), "pidns": _pid_namespace(),
+                "boot": _boot_id()}
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _owner_alive(folder: str, owner: dict[str, Any]) -> bool:
+    try:
+        pid = int(owner.get("pid") or 0)
+    except (TypeError, ValueError):
         return False
-    if pid <= 0 or pid == os.getpid():
+    if pid <= 0:
         return False
+    if owner.get("host") != socket.gethostname() or owner.get("pidns") != _pid_namespace():
+        # its process cannot be looked at from here: alive until stale
+        try:
+            age = time.time() - os.path.getmtime(os.path.join(folder, OWNER))
+        except OSError:
+            return False
+        return age < STALE_SECONDS
+    if owner.get("boot") != _boot_id() or pid == os.getpid():
+        return False  # this host booted since, or it is this process's own
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -219,6 +272,21 @@ def _owner_alive(folder: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _fsync_dir(path: str) -> None:

@@ -232,9 +232,11 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
     staging = Staging(request.dataroot, dry_run=request.dry_run)
     with engine.connect() as conn:
         if not request.dry_run:
-            recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes))
+            recover(request.dataroot, lambda hashes: _named(conn, request.prefix, hashes),
+                    lambda session: _session_alive(conn, session))
         # a dry run writes nothing: it need not hold SQLite's write lock
         with (conn if request.dry_run else writing(conn)).begin() as tx:
+            staging.db_session = _session_id(conn)
             writer = SiteWriter(conn, request.prefix, dry_run=request.dry_run)
             if request.dry_run:  # it writes nothing: what it would, counted
                 report = restore_course_backup(writer, members, options, staging)
@@ -258,6 +260,41 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
         staging.discard()
         _trash_released(conn, request, report)
     return report
+
+
+# The server's id of a connection, and how to see whether it still runs:
+# a restore killed while the server commits its transaction leaves the
+# server committing (filedir.recover waits for it).  SQLite has no
+# server: a killed writer's transaction is rolled back by the next.
+_SESSION_SQL = {
+    "postgresql": ("SELECT pg_backend_pid()", "SELECT 1 FROM pg_stat_activity WHERE pid = :id"),
+    "mysql": ("SELECT CONNECTION_ID()", "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = :id"),
+}
+
+
+def _session_id(conn: Any) -> str | None:
+    import sqlalchemy as sa
+
+    name = "mysql" if conn.dialect.name == "mariadb" else conn.dialect.name
+    sql = _SESSION_SQL.get(name)
+    if sql is None:
+        return None
+    return f"{name}:{conn.execute(sa.text(sql[0])).scalar()}"
+
+
+def _session_alive(conn: Any, session: str) -> bool:
+    import sqlalchemy as sa
+
+    name, _, ident = session.partition(":")
+    sql = _SESSION_SQL.get(name)
+    if sql is None or not ident.isdigit():
+        return False
+    here = "mysql" if conn.dialect.name == "mariadb" else conn.dialect.name
+    if here != name:
+        return False  # another database's session: nothing to wait for here
+    found = conn.execute(sa.text(sql[1]), {"id": int(ident)}).first() is not None
+    conn.commit()  # as _named: the restore's own transaction begins after
+    return found
 
 
 def _trash_released(conn: Any, request: RestoreRequest, report: RestoreReport) -> None:
