@@ -141,3 +141,36 @@ def test_an_object_that_does_not_hash_to_its_id_is_refused(
     assert "corrupt" in err and "nothing that names it was copied" in err, err
     assert sites.snapshots(dst) == {}
     sites.check(dst)
+
+
+@pytest.mark.parametrize("sites", [("folder", "folder")], indirect=True, ids=["folder-to-folder"])
+def test_a_sync_killed_before_its_snapshots_are_journaled_copies_them_on_rerun(
+    sites: Sites, nights: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between writing the snapshot files and journaling them, a sync
+    had already put them in its catalog: the rerun copied 0 snapshots, check
+    failed and every other catalog never saw them."""
+    from coursevault.store import series
+
+    src = _source(sites, nights)
+    dst = sites.destination("dst")
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        raise Killed("journal")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(series, "journal_files", killed)
+        with sites.open(src) as source:
+            init_like(api.backend_for(dst), source.config)
+            with (
+                Repository.open(api.backend_for(dst), cache_dir=sites.cache) as target,
+                pytest.raises(Killed),
+            ):
+                sync_repositories(source, target)
+    for lock in Path(dst, "locks").iterdir():  # the dead process's lock
+        lock.unlink()
+    rerun = sites.sync(src, dst)
+    assert rerun.snapshots > 0
+    assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)

@@ -391,10 +391,13 @@ def publish_copied(
         for snap_id, data in snapshots:
             if repo.backend.create(repo.record_key(snap_id), data):
                 written += 1
-            repo.catalog.add_snapshot(snapshot_row(snap_id, json.loads(data)))
         # durable first, then journaled (every one: a killed sync may have
-        # left a file without its entry), before the ref names any of them
+        # left a file without its entry), before the ref names any of them;
+        # and only then in this catalog: a row the journal lacked made a
+        # sync killed in between take the snapshot for copied, for good
         journal_files(repo, added=[(SNAPSHOT, snap_id) for snap_id, _data in snapshots])
+        for snap_id, data in snapshots:
+            repo.catalog.add_snapshot(snapshot_row(snap_id, json.loads(data)))
         head = _read_head(repo, series)
         if head.reserved != lock_key:
             continue  # taken over (our lock looked stale): the files stay, again
