@@ -164,6 +164,12 @@ def id_key_of(location: str, password: bytes, remote: RemoteOptions | None = Non
     return keys.id_key_of(backend_for(location, remote), password)
 
 
+def require_encrypted(location: str, remote: RemoteOptions | None = None) -> None:
+    """Before a key command asks for a passphrase: there is a repository,
+    and it is encrypted."""
+    keys.require_encrypted(backend_for(location, remote))
+
+
 def key_slots(location: str, password: bytes,
               remote: RemoteOptions | None = None) -> list[dict[str, Any]]:
     return keys.list_slots(backend_for(location, remote), password)

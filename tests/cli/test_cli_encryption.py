@@ -6,6 +6,7 @@ and the key commands open, add, change and remove passphrases (issue 25)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -181,3 +182,35 @@ def test_forget_and_prune_keep_an_encrypted_repository_whole(
     out = tmp_path / "kept.mbz"
     assert cv("-r", repo, "export", "one@latest", "-o", out).code == 0
     assert logical(read_members(out)) == logical(read_members(kept))
+
+
+def test_key_commands_look_at_the_repository_before_asking_a_passphrase(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They demanded a passphrase first: exit 12 'the repository is
+    encrypted' for a plain repository and for none at all."""
+    monkeypatch.delenv("COURSEVAULT_PASSWORD", raising=False)
+    monkeypatch.delenv("COURSEVAULT_PASSWORD_FILE", raising=False)
+    plain = tmp_path / "plain"
+    assert cv("init", plain).code == 0
+    for command in (["key", "list"], ["key", "add"], ["key", "passwd"], ["key", "remove", "x"]):
+        r = cv("-r", plain, *command)
+        assert r.code == 2 and "is not encrypted" in r.err, (command, r)
+        r = cv("-r", tmp_path / "none", *command)
+        assert r.code == 10 and "no repository" in r.err, (command, r)
+
+
+def test_a_passphrase_variable_that_is_not_utf8_is_its_bytes(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'café' typed in a Latin-1 locale: an internal error (UnicodeEncodeError)
+    where the same bytes in a --password-file worked."""
+    latin1 = os.fsdecode("café".encode("latin-1"))
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", latin1)
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", latin1)
+    sealed = tmp_path / "sealed"
+    assert cv("init", sealed, "--encrypt").code == 0
+    (tmp_path / "pw").write_bytes("café".encode("latin-1"))
+    monkeypatch.delenv("COURSEVAULT_PASSWORD")
+    r = cv("--password-file", tmp_path / "pw", "-r", sealed, "key", "list")
+    assert r.code == 0, r.err

@@ -134,7 +134,9 @@ def password(prompt: str = "passphrase") -> bytes:
     if path:
         return read_password_file(path)
     if "COURSEVAULT_PASSWORD" in os.environ:
-        return os.environ["COURSEVAULT_PASSWORD"].encode()
+        # the variable's bytes as they were set: .encode() failed on one that
+        # is not UTF-8 (typed in a Latin-1 locale) with an internal error
+        return os.fsencode(os.environ["COURSEVAULT_PASSWORD"])
     if not sys.stdin.isatty():
         raise api.WrongPasswordError(
             "the repository is encrypted: give its passphrase (--password-file, "

@@ -37,7 +37,7 @@ def new_password(path: str | None) -> bytes:
     if path:
         return read_password_file(path)
     if "COURSEVAULT_NEW_PASSWORD" in os.environ:
-        return os.environ["COURSEVAULT_NEW_PASSWORD"].encode()
+        return os.fsencode(os.environ["COURSEVAULT_NEW_PASSWORD"])  # its bytes, whatever they are
     first = password("new passphrase")
     if password("new passphrase again") != first:
         raise api.UsageError("the two passphrases differ")
@@ -47,6 +47,7 @@ def new_password(path: str | None) -> bytes:
 @key_app.command("list")
 def list_keys(repo: RepoOpt = "", json_out: JsonOpt = False) -> None:
     """The key slots: id, when made, the key derivation; * the one yours opens."""
+    api.require_encrypted(repo, remote_options())
     slots = api.key_slots(repo, password(), remote_options())
     if json_out:
         output.print_json(slots)
@@ -61,6 +62,7 @@ def list_keys(repo: RepoOpt = "", json_out: JsonOpt = False) -> None:
 def add_key(new_password_file: NewPasswordFile = None, repo: RepoOpt = "",
             json_out: JsonOpt = False) -> None:
     """Add a passphrase: a new slot opening the same keys (no data rewritten)."""
+    api.require_encrypted(repo, remote_options())
     current = password()
     slot = api.add_key(repo, current, new_password(new_password_file), remote_options())
     output.print_json({"added": slot}) if json_out else output.out.print(f"added key {slot}")
@@ -72,6 +74,7 @@ def remove_key(
     repo: RepoOpt = "",
 ) -> None:
     """Remove a slot other than the one your passphrase opens."""
+    api.require_encrypted(repo, remote_options())
     api.remove_key(repo, password(), slot, remote_options())
     output.out.print(f"removed key {slot}")
 
@@ -80,6 +83,7 @@ def remove_key(
 def change_password(new_password_file: NewPasswordFile = None, repo: RepoOpt = "",
                     json_out: JsonOpt = False) -> None:
     """Change your passphrase: its slot replaced by one the new passphrase opens."""
+    api.require_encrypted(repo, remote_options())
     current = password()
     slot = api.change_key_password(repo, current, new_password(new_password_file),
                                    remote_options())

@@ -26,7 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from coursevault.errors import BadInputError, CorruptionError, WrongPasswordError
+from coursevault.errors import (
+    BadInputError,
+    CorruptionError,
+    NoRepositoryError,
+    WrongPasswordError,
+)
 
 if TYPE_CHECKING:
     from coursevault.store.backend import Backend
@@ -170,7 +175,10 @@ def sealed_backend(backend: Backend, config: dict[str, Any], password: Password)
 
 
 def _read_config(backend: Backend) -> tuple[bytes, dict[str, Any]]:
-    raw = backend.read("config")
+    try:
+        raw = backend.read("config")
+    except FileNotFoundError:
+        raise NoRepositoryError(f"no repository at {backend.location()}") from None
     config: dict[str, Any] = json.loads(raw)
     if "encryption" not in config:
         raise BadInputError(f"the repository at {backend.location()} is not encrypted: "
@@ -189,6 +197,12 @@ def _change(backend: Backend, password: bytes,
         if backend.compare_and_swap("config", raw, config_bytes(config)):
             return config
     raise CorruptionError("repository config: changed by others ten times over; try again")
+
+
+def require_encrypted(backend: Backend) -> None:
+    """Refuse, before any passphrase is asked for, a location that holds no
+    repository (NoRepositoryError) or a plain one (BadInputError)."""
+    _read_config(backend)
 
 
 def list_slots(backend: Backend, password: bytes) -> list[dict[str, Any]]:
