@@ -782,6 +782,7 @@ def sync(
         compact_first_journal,
         init_like,
         read_config,
+        require_courses,
         sync_repositories,
     )
 
@@ -797,6 +798,7 @@ def sync(
     wrap = disk_cache if source.startswith("s3://") else None
     with Repository.open(src_backend, cache_dir=cache_dir, password=password, wrap=wrap) as src:
         src.lock_wait = lock_wait
+        require_courses(src, courses)
         dst_config = read_config(dst_backend)
         initialized = False
         if dst_config is None and not dry_run:

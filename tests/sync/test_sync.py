@@ -170,6 +170,11 @@ def test_json_report_and_errors_are_one_line(
     assert sites.cli("sync", src, dst, "--course", "nosuch") == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nosuch" in err
+    # refused before the destination is made: nothing is written
+    fresh = sites.destination("fresh")
+    assert sites.cli("sync", src, fresh, "--course", "nosuch") == EXIT_BAD_INPUT
+    capsys.readouterr()
+    assert list(api.backend_for(fresh).list("")) == []
     assert sites.cli("sync", src, dst, "--jobs", "0") == EXIT_BAD_INPUT
     assert "--jobs" in capsys.readouterr().err
     # each job holds packs of up to the pack size in memory: a thousand

@@ -250,6 +250,14 @@ def _pack_sizes(src: Repository) -> dict[bytes, int]:
     return sizes
 
 
+def require_courses(src: Repository, courses: list[str] | None) -> None:
+    """Refuse a course the source holds no snapshot of -- before the
+    destination is created: a refused sync must leave nothing behind."""
+    for course in courses or []:
+        if not src.catalog.snapshots(course):
+            raise BadInputError(f"no snapshots of course {course} in {src.backend.location()}")
+
+
 def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
     rows = src.snapshots()
     if not courses:
