@@ -14,6 +14,7 @@ from coursevault.errors import BadInputError
 from coursevault.history.retention import Policy
 
 SMALL = min(CORPUS, key=lambda p: p.stat().st_size)
+SANDBOX = next(p for p in CORPUS if p.name == "local_sandbox_tests_fixtures_sandbox-test.mbz")
 
 
 def usage_line(r) -> str:
@@ -139,20 +140,23 @@ def test_a_site_url_whose_port_is_not_a_number_is_one_line(cv, repo: str, tmp_pa
     assert "s3cr3t" not in r.err + r.out and len(r.err.strip().splitlines()) == 1
 
 
-def _with_manifest(tmp_path: Path, name: str, edit: Callable[[bytes], bytes]) -> Path:
-    """SMALL (a tgz) with its moodle_backup.xml edited."""
+def _with_manifest(
+    tmp_path: Path, name: str, edit: Callable[[bytes], bytes], member: str = "moodle_backup.xml",
+    source: Path = SMALL,
+) -> Path:
+    """SMALL (a tgz) with its moodle_backup.xml (or ``member``) edited."""
     import gzip
     import io
     import tarfile
 
     out = io.BytesIO()
-    with tarfile.open(SMALL) as src, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as dst:
-        for member in src.getmembers():
-            data = src.extractfile(member).read() if member.isfile() else None  # type: ignore[union-attr]
-            if member.name == "moodle_backup.xml" and data is not None:
+    with tarfile.open(source) as src, tarfile.open(fileobj=out, mode="w", format=tarfile.USTAR_FORMAT) as dst:
+        for entry in src.getmembers():
+            data = src.extractfile(entry).read() if entry.isfile() else None  # type: ignore[union-attr]
+            if entry.name == member and data is not None:
                 data = edit(data)
-                member.size = len(data)
-            dst.addfile(member, io.BytesIO(data) if data is not None else None)
+                entry.size = len(data)
+            dst.addfile(entry, io.BytesIO(data) if data is not None else None)
     path = tmp_path / name
     path.write_bytes(gzip.compress(out.getvalue()))
     return path
@@ -180,3 +184,66 @@ def test_a_manifest_s_odd_date_or_course_key_refuses_that_archive_only(
     assert "date.mbz: moodle_backup.xml:" in r.err and "out of range" in r.err
     assert "key.mbz: moodle_backup.xml:" in r.err and "invalid course key" in r.err
     assert len(snapshots(cv, repo)) == 1
+
+
+def test_export_through_a_link_writes_its_target_and_refuses_a_fifo(
+    cv, repo: str, tmp_path: Path
+) -> None:
+    """A link was renamed over (its target left empty), and a FIFO's
+    reader got nothing while export said 'wrote' (/dev/full, as root,
+    lost its device node the same way)."""
+    import os
+
+    assert cv("ingest", "-r", repo, "--course", "k", SMALL).code == 0
+    (tmp_path / "dest").mkdir()
+    real = tmp_path / "dest" / "real.mbz"
+    real.touch()
+    link = tmp_path / "link.mbz"
+    link.symlink_to(real)
+    assert cv("export", "-r", repo, "k", "-o", link).code == 0
+    assert link.is_symlink() and real.stat().st_size > 1000
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert "not a regular file" in usage_line(cv("export", "-r", repo, "k", "-o", fifo))
+    assert fifo.is_fifo()
+
+
+def test_a_latin1_xml_member_is_kept_whole_and_not_rewritten(cv, repo: str, tmp_path: Path) -> None:
+    """Cut into records, a document declared ISO-8859-1 broke log, ls and
+    diff of its course ('its node is malformed') while check said clean;
+    --anonymize and --no-users were an internal error (UnicodeDecodeError)."""
+    import gzip
+
+    latin1 = _with_manifest(
+        tmp_path, "latin1.mbz",
+        lambda d: d.replace(b'encoding="UTF-8"', b'encoding="ISO-8859-1"', 1)
+        .replace(b"<shortname>", b"<shortname>caf\xe9 ", 1),
+        member="course/course.xml", source=SANDBOX,
+    )
+    assert cv("ingest", "-r", repo, "--course", "k", SANDBOX).code == 0
+    assert cv("ingest", "-r", repo, "--course", "k", "--time", "2030-01-01", latin1).code == 0
+    assert cv("log", "-r", repo, "k").code == 0
+    assert cv("diff", "-r", repo, "k@~1", "k@latest").code == 0
+    out = tmp_path / "out.mbz"
+    assert cv("export", "-r", repo, "k", "-o", out).code == 0
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(latin1.read_bytes())
+    for option in ("--anonymize", "--no-users"):
+        r = cv("export", "-r", repo, "k", "-o", tmp_path / "x.mbz", option)
+        assert "member course/course.xml is not UTF-8" in usage_line(r)
+
+
+def test_a_zip_member_no_tar_header_holds_is_refused_for_tgz(cv, repo: str, tmp_path: Path) -> None:
+    """'internal error: TarHeaderError' when a zip snapshot was exported as tgz."""
+    import zipfile
+
+    source = next(p for p in CORPUS if zipfile.is_zipfile(p))
+    made = tmp_path / "long.mbz"
+    with zipfile.ZipFile(source) as z, zipfile.ZipFile(made, "w", zipfile.ZIP_DEFLATED) as out:
+        for info in z.infolist():
+            out.writestr(info, z.read(info))
+        out.writestr("activities/" + "x" * 150 + ".txt", b"hello")
+    assert cv("ingest", "-r", repo, "--course", "z", made).code == 0
+    assert cv("export", "-r", repo, "z", "-o", tmp_path / "same.mbz").code == 0
+    r = cv("export", "-r", repo, "z", "-o", tmp_path / "as.tgz", "--format", "tgz")
+    assert "export it --format zip" in usage_line(r)
+    assert not (tmp_path / "as.tgz").exists()

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 
 from coursevault.definitions import activity_task, block_task, course_task, final_task, section_task
 from coursevault.definitions.restore_info import read_backup_info, require_course_backup
+from coursevault.errors import BadInputError
 from coursevault.moodledb.schema import create_schema, moodle_metadata
 from coursevault.moodledb.site import SiteReader
 from coursevault.structure import registry
@@ -277,7 +278,12 @@ class NoUsers:
             data = read(path)
             if data is None:
                 continue
-            result = prune(data.decode("utf-8"), *plan.trees, users=plan.leave_out)
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadInputError(f"member {path} is not UTF-8 (Moodle writes only UTF-8): "
+                                    "--no-users cannot rewrite it") from None
+            result = prune(text, *plan.trees, users=plan.leave_out)
             tally = self._tasks.setdefault(plan.task, _Tally())
             kept = set() if plan.leave_out else result.kept
             cut = result.cut | (result.kept if plan.leave_out else set())

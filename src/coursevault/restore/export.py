@@ -25,6 +25,7 @@ from coursevault.errors import BackendError, BadInputError
 from coursevault.moodle2.anonymize import Anonymizer
 from coursevault.moodle2.archive_writer import TgzWriter, ZipWriter
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
+from coursevault.moodle2.tarformat import TarHeaderError
 from coursevault.restore.export_options import DEFAULT_LEVEL, FORMATS, validate_level
 from coursevault.store.repository import Repository
 from coursevault.tree.archive_tree import (
@@ -89,22 +90,17 @@ def export_snapshot(
         fmt = fmt or str(tree.layout.get("format", "tgz"))
         if fmt not in FORMATS:
             raise BadInputError(f"unknown archive format {fmt!r}: use tgz or zip")
-        folder = os.path.dirname(os.path.abspath(out_path))
-        if not os.path.isdir(folder):
-            raise BadInputError(f"cannot write {out_path}: folder {folder} does not exist")
-        if os.path.isdir(out_path):  # refused before the archive is written, not after
-            raise BadInputError(
-                f"cannot write {out_path}: it is a folder (give the archive's file name)"
-            )
+        target = _target(out_path)
+        folder = os.path.dirname(target)
         rewrites = _rewrites(repo, tree, anonymize, no_users)
-        tmp = os.path.join(folder, f".{os.path.basename(out_path)}.tmp-{secrets.token_hex(4)}")
+        tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
         try:
             with open(tmp, "wb") as f:
                 written, total = _write_archive(repo, tree, fmt, f, level, progress,
                                                 rewrites)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, out_path)
+            os.replace(tmp, target)
         except OSError as exc:
             raise BackendError(f"cannot write {out_path}: {exc.strerror or exc}") from exc
         finally:
@@ -171,9 +167,30 @@ def _rewrites(repo: Repository, tree: ArchiveTree, anonymize: bool,
     return found
 
 
+def _target(out_path: str) -> str:
+    """The file an export replaces: through a symbolic link, the file it
+    names (renaming over the link made it a file and left its target as it
+    was); a device, FIFO or socket is refused (renaming over /dev/full
+    destroyed the device node).  Checked before the archive is written."""
+    target = os.path.realpath(out_path)
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        raise BadInputError(f"cannot write {out_path}: folder {folder} does not exist")
+    if os.path.isdir(target):
+        raise BadInputError(f"cannot write {out_path}: it is a folder (give the archive's file name)")
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise BadInputError(f"cannot write {out_path}: not a regular file (a device, FIFO or "
+                            "socket); an export is written to a file")
+    return target
+
+
 def _rewritten(rewrites: list[Rewrite], path: str, data: bytes) -> bytes:
-    for rewrite in rewrites:
-        data = rewrite.member(path, data)
+    try:
+        for rewrite in rewrites:
+            data = rewrite.member(path, data)
+    except UnicodeDecodeError:
+        raise BadInputError(f"member {path} is not UTF-8 (Moodle writes only UTF-8): "
+                            "--anonymize and --no-users cannot rewrite it") from None
     return data
 
 
@@ -267,8 +284,11 @@ def _write_archive(
         writer = TgzWriter(f, int(tree.layout.get("gzip_os", 3)), level)
         for e in entries:
             header = stored(e, "tar_header")
-            writer.add(e.name, e.is_dir, e.size, e.mtime, produce_for(e),
-                       bytes.fromhex(header) if header else None)
+            try:
+                writer.add(e.name, e.is_dir, e.size, e.mtime, produce_for(e),
+                           bytes.fromhex(header) if header else None)
+            except TarHeaderError as exc:  # a zip's member no ustar header holds
+                raise BadInputError(f"member {e.name}: {exc}: export it --format zip") from None
             written += 1
             done += e.size
             if progress:

@@ -25,6 +25,7 @@ marker) raise :class:`NotCanonical`; the caller keeps their raw bytes.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,13 @@ MAX_DEPTH = 10_000
 # elements are open: a state holds every open element, and a member keeps
 # up to 32 of them until its session commits.
 MAX_POINT_DEPTH = 256
+
+
+# an XML declaration's encoding, and the names under which it is UTF-8
+_DECLARED = re.compile(
+    rb"""(?:\xef\xbb\xbf)?<\?xml[^>]*?\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']"""
+)
+_UTF8 = {b"utf-8", b"utf8", b"us-ascii", b"ascii"}
 
 
 @dataclass
@@ -128,6 +136,12 @@ class XmlChunker:
         self._valid.feed(data)
         if self._size == 0 and (data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\0" in data[:4]):
             self._failed = "not in an ASCII-compatible encoding (UTF-16?)"
+        elif self._size == 0:
+            declared = _DECLARED.match(data)
+            if declared and declared.group(1).lower() not in _UTF8:
+                # records are read back as UTF-8 (ls, log, diff, export's
+                # rewrites): a Latin-1 document is kept whole, as UTF-16 is
+                self._failed = f"declared in {declared.group(1).decode(errors='replace')}"
         self._size += len(data)
         if self._failed is not None:
             return
