@@ -247,3 +247,33 @@ def test_a_zip_member_no_tar_header_holds_is_refused_for_tgz(cv, repo: str, tmp_
     r = cv("export", "-r", repo, "z", "-o", tmp_path / "as.tgz", "--format", "tgz")
     assert "export it --format zip" in usage_line(r)
     assert not (tmp_path / "as.tgz").exists()
+
+
+def test_zip_names_come_back_as_stored_and_a_folder_with_data_is_refused(
+    cv, repo: str, tmp_path: Path
+) -> None:
+    """'./extra.txt' came back as 'extra.txt' and a './' entry was dropped
+    on a zip's own export; a folder entry holding data was accepted and its
+    data lost."""
+    import zipfile
+
+    source = next(p for p in CORPUS if zipfile.is_zipfile(p))
+    dotted, folder = tmp_path / "dotted.mbz", tmp_path / "folder.mbz"
+    with zipfile.ZipFile(source) as z:
+        items = [(info, z.read(info)) for info in z.infolist()]
+    with zipfile.ZipFile(dotted, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in items:
+            out.writestr(info, data)
+        out.writestr("./", b"")
+        out.writestr("./extra.txt", b"extra")
+    with zipfile.ZipFile(folder, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in items:
+            out.writestr(info, data)
+        out.writestr(zipfile.ZipInfo("dirwithdata/"), b"secret data")
+    assert cv("ingest", "-r", repo, "--course", "d", dotted).code == 0
+    out = tmp_path / "out.mbz"
+    assert cv("export", "-r", repo, "d", "-o", out).code == 0
+    with zipfile.ZipFile(dotted) as a, zipfile.ZipFile(out) as b:
+        assert [i.filename for i in a.infolist()] == [i.filename for i in b.infolist()]
+    r = cv("ingest", "-r", repo, "--course", "f", folder)
+    assert "dirwithdata/: a folder entry that holds data" in usage_line(r)

@@ -298,11 +298,13 @@ def _write_archive(
         zwriter = ZipWriter(f, level)
         try:
             for e in entries:
-                name = e.name[2:] if e.name.startswith("./") else e.name
-                if e.is_dir and not name.endswith("/"):
-                    name += "/"
-                if name in ("", "/"):
-                    continue
+                name = e.name
+                if not same_format:  # a tgz's "./x" names, as a zip writes them
+                    name = name[2:] if name.startswith("./") else name
+                    if e.is_dir and not name.endswith("/"):
+                        name += "/"
+                    if name in ("", "/"):
+                        continue
                 zwriter.add(name, e.is_dir, e.size, e.mtime, produce_for(e),
                             stored(e, "zip"))
                 written += 1
