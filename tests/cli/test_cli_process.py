@@ -23,7 +23,7 @@ def test_the_console_script_is_run_not_main() -> None:
     """``run`` freezes the collector around ``main`` (cli/app.py); an
     installed script calling ``main`` would still work, only slower."""
     [script] = entry_points(group="console_scripts", name="coursevault")
-    assert script.value == "coursevault.cli.app:run"
+    assert script.value == "coursevault.cli.entry:run"
 
 
 def test_the_process_exits_with_the_commands_code(tmp_path: Path) -> None:
@@ -86,3 +86,21 @@ def test_a_backup_process_imports_its_modules_before_collecting() -> None:
     assert preload(["backup", "--db=postgresql://h/db"]) == postgres
     assert "psycopg" not in preload(["backup", "--db", "sqlite:///site.db", "--all"])
     assert all(importlib.util.find_spec(m) is not None for m in postgres)
+
+
+def test_ctrl_c_while_the_cli_imports_is_one_line() -> None:
+    """A Ctrl-C in the first few hundred ms (as the CLI's modules import)
+    printed a traceback of the import, not 'coursevault: interrupted'."""
+    code = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'coursevault.cli.app':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from coursevault.cli.entry import run\n"
+        "run()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (130, "coursevault: interrupted\n")
