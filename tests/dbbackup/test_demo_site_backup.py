@@ -200,3 +200,22 @@ def test_backup_into_a_closed_pipe_backs_every_course_up(
         os.close(write_end)
     assert done.returncode == 0, done.stderr.decode()
     assert len(json.loads(cv("snapshots", "--json").out)) == 3
+
+
+def test_a_sqlite_query_argument_is_refused_or_passed_on(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """'?mode=ro' was ignored, with SQLAlchemy's two-line warning on stderr;
+    it is refused in one line saying how to pass it (uri=true), which then
+    backs the site up through a read-only connection."""
+    data = ("--dataroot", tmp_path / "moodledata")
+    db = f"sqlite:///{tmp_path}/site.db"
+    assert cv("demo-site", "--db", db, *data, "--size", "S").code == 0
+    for wrong in ("?mode=ro", "?mode=ro&uri=true"):  # the second made 'site.db?mode=ro'
+        refused = cv("backup", "--db", db + wrong, *data, "--all")
+        assert refused.code == 13 and refused.err.count("\n") == 1, refused.err
+        assert "file:/path/site.db?mode=ro&uri=true" in refused.err
+    assert sorted(p.name for p in tmp_path.glob("site.db*")) == ["site.db"]
+    done = cv("backup", "--db", f"sqlite:///file:{tmp_path}/site.db?mode=ro&uri=true", *data,
+              "--all")
+    assert done.code == 0 and done.err == "", done.err

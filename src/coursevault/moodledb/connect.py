@@ -17,7 +17,12 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from coursevault.errors import SiteError
-from coursevault.moodledb.site import _sqlite_functions, describe, require_sqlite_file
+from coursevault.moodledb.site import (
+    _sqlite_functions,
+    check_sqlite_query,
+    describe,
+    require_sqlite_file,
+)
 from coursevault.urls import refuse_unencoded_at, shown_url
 
 # how long a writer waits for another's SQLite transaction (a restore of an
@@ -48,6 +53,8 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     try:
         parsed = sa.make_url(url)
         sqlite = parsed.get_backend_name() == "sqlite"
+        if sqlite:
+            check_sqlite_query(parsed)
         engine = sa.create_engine(parsed, **({"connect_args": {"timeout": SQLITE_WAIT}}
                                              if sqlite else {}))
     except (sa_exc.ArgumentError, ValueError) as exc:

@@ -73,10 +73,29 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+# what SQLAlchemy's pysqlite dialect takes from a URL's query
+_SQLITE_ARGS = {"timeout", "isolation_level", "detect_types", "check_same_thread",
+                "cached_statements", "uri"}
+
+
+def check_sqlite_query(url: URL) -> None:
+    """A query argument the driver does not take (``?mode=ro``, as SQLite's
+    own URIs write it) was ignored with a multi-line warning: refused
+    before the engine is made, saying how SQLAlchemy passes it on."""
+    unknown = sorted(set(url.query) - _SQLITE_ARGS)
+    uri = "uri" in url.query
+    if (unknown and not uri) or (uri and not (url.database or "").startswith("file:")):
+        # with uri=true a path that is not a file: URI is a file name,
+        # query and all: SQLite would make a new, empty 'site.db?mode=ro'
+        raise SiteError(f"database {describe(url)}: SQLite URI parameters (?mode=ro) are "
+                        "written sqlite:///file:/path/site.db?mode=ro&uri=true")
+
+
 def require_sqlite_file(url: URL) -> None:
     """A SQLite site's file must be there: SQLite would create an empty one
     on connecting, a mistyped path would be left behind as a file, and the
     error would be about the tables that file lacks."""
+    check_sqlite_query(url)
     database = url.database or ""
     if database in ("", ":memory:") or database.startswith("file:"):
         return
