@@ -90,3 +90,34 @@ def test_recover_reads_an_owner_file_of_before_as_a_pid(tmp_path: Path) -> None:
     folder, content = _killed_restore(tmp_path, str(DEAD_PID))
     assert recover(str(tmp_path), lambda _h: set()) == 1 and not folder.exists()
     assert not content.exists()
+
+
+def test_contents_move_into_filedir_across_file_systems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DATAROOT/temp on another file system than filedir (a local disk
+    under an NFS dataroot): the rename failed with EXDEV and every restore
+    bringing a new content with it (exit 13)."""
+    import errno
+    import os
+
+    from coursevault.moodledb import filedir
+
+    (tmp_path / "filedir").mkdir()
+    staging = Staging(str(tmp_path))
+    good = b"a file's content"
+    sha1 = hashlib.sha1(good).hexdigest()
+    staging.stage(sha1, lambda f: f.write(good), "files/good")
+    real_replace = os.replace
+
+    def replace(src: str, dst: str) -> None:
+        if f"{os.sep}temp{os.sep}" in str(src):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(filedir.os, "replace", replace)
+    staging.publish()
+    target = Path(filedir.content_path(str(tmp_path), sha1))
+    assert target.read_bytes() == good
+    assert [p.name for p in target.parent.iterdir()] == [sha1]  # no .tmp left
+    staging.discard()

@@ -16,6 +16,7 @@ is kept.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -140,7 +141,7 @@ class Staging:
             # in filedir that rollback did not know of (and nothing else would
             # remove: rollback discards the journal)
             self.published.append(sha1)
-            os.replace(path, target)
+            _move(path, target)
             _fsync_dir(os.path.dirname(target))
 
     def rollback(self) -> None:
@@ -287,6 +288,30 @@ def _boot_id() -> str:
             return f.read().strip()
     except OSError:
         return ""
+
+
+def _move(path: str, target: str) -> None:
+    """Move a staged content into filedir.  DATAROOT/temp may be another
+    file system (a local disk or tmpfs under an NFS dataroot), where a
+    rename fails (EXDEV): then it is copied beside the target, synced and
+    renamed there, as Moodle's own file system writes a content."""
+    try:
+        os.replace(path, target)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    beside = f"{target}.tmp-{secrets.token_hex(4)}"
+    try:
+        with open(path, "rb") as src, open(beside, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.replace(beside, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(beside)
+    os.unlink(path)
 
 
 def _fsync_dir(path: str) -> None:
