@@ -72,3 +72,44 @@ def test_a_merge_into_the_front_page_enrols_no_one_there(two_sites: dict[str, An
         assert con.execute(count).fetchone() == before
         assert con.execute("SELECT COUNT(*) FROM mdl_course_modules WHERE course = 1"
                            ).fetchone()[0] > 0
+
+
+def _site_a(two_sites: dict[str, Any], name: str) -> tuple[str, Path]:
+    """A fresh copy of site A, the backup's own site."""
+    work = two_sites["work"]
+    shutil.copy(work / "a.db", work / f"{name}.db")
+    if not (work / f"{name}-data").exists():
+        shutil.copytree(work / "a", work / f"{name}-data")
+    return f"sqlite:///{work / f'{name}.db'}", work / f"{name}-data"
+
+
+@pytest.mark.parametrize("same_site", [True, False], ids=["same-site-1B", "other-site-2B1"])
+def test_a_user_the_site_deleted_is_not_created_again(
+    two_sites: dict[str, Any], same_site: bool
+) -> None:
+    """Moodle's delete_user() keeps the row (deleted 1, username
+    '<email>.<time>', email md5(username)); precheck_user maps the backup's
+    user to it.  coursevault created a new, active account with the deleted
+    person's username, name and address, and gave it a role in the course."""
+    import hashlib
+
+    db, data = (_site_a if same_site else _site_b)(two_sites, f"deleted-{same_site}")
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        uid, email = con.execute("SELECT id, email FROM mdl_user "
+                                 "WHERE username = 'tool_generator_000001'").fetchone()
+        con.execute(
+            "UPDATE mdl_user SET deleted = 1, username = ?, email = ?, firstname = '', "
+            "lastname = '' WHERE id = ?",
+            (f"{email}.1796000000", hashlib.md5(b"tool_generator_000001").hexdigest(), uid))
+    report = run_json(*two_sites["repo"], "restore", two_sites["snapshot"], "--db", db,
+                      "--dataroot", data)
+    assert report["users"]["created"] == 0, report["users"]
+    with sqlite3.connect(path) as con:
+        assert con.execute(
+            "SELECT COUNT(*) FROM mdl_user WHERE username = 'tool_generator_000001' "
+            "OR username LIKE 'tool_generator_000001.restored%'").fetchone() == (0,)
+        assert con.execute(
+            "SELECT COUNT(*) FROM mdl_role_assignments ra JOIN mdl_context x ON x.id = ra.contextid "
+            "WHERE ra.userid = ? AND x.contextlevel = 50 AND x.instanceid = ?",
+            (uid, report["courseid"])).fetchone() == (0,)

@@ -25,6 +25,7 @@ from coursevault.definitions import (
     final_groups,
 )
 from coursevault.definitions.restore_files import restoring_user
+from coursevault.definitions.restore_users import is_deleted_user
 from coursevault.structure.context import TaskContext
 from coursevault.structure.restore_engine import (
     RestoreContext,
@@ -156,7 +157,9 @@ def _assignment_mapped(rc: RestoreContext, _rec: Record, row: dict[str, Any]) ->
     if row.get("component") and row.get("itemid") not in (None, "", "0"):
         # an assignment an enrolment instance made names that instance
         row["itemid"] = rc.ids.get("enrol", row["itemid"]) or 0
-    return bool(row.get("roleid")) and bool(row.get("userid"))
+    # "Only assign roles to not deleted users" (restore_ras_and_caps_structure_step)
+    return bool(row.get("roleid")) and bool(row.get("userid")) and not is_deleted_user(
+        rc, row["userid"])
 
 
 def restore_activity_grades(

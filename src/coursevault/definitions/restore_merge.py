@@ -25,6 +25,7 @@ from typing import Any
 
 from coursevault.definitions.restore_course import CONTEXT_COURSE, finals
 from coursevault.definitions.restore_info import ActivityInfo, BackupInfo, SectionInfo
+from coursevault.definitions.restore_users import is_deleted_user
 from coursevault.errors import BadInputError, SiteDataError
 from coursevault.structure.restore_engine import Hook, RestoreContext
 from coursevault.structure.reverse import Record
@@ -146,7 +147,7 @@ def _grade_letter(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool
 
 
 def _assignment(rc: RestoreContext, _rec: Record, row: dict[str, Any]) -> bool:
-    if not row.get("roleid") or not row.get("userid"):
+    if not row.get("roleid") or not row.get("userid") or is_deleted_user(rc, row["userid"]):
         return False
     return rc.writer.one("role_assignments", {
         "roleid": row["roleid"], "userid": row["userid"],

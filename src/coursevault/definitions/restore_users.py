@@ -22,6 +22,7 @@ match.
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +111,12 @@ def _restore_user(rc: RestoreContext, el: ET.Element, local: dict[str, dict[str,
         rc.ids.set("user", old, int(existing["id"]))
         outcome.matched += 1
         return
+    deleted = _deleted_on_site(rc, old, values, same_site, localhost)
+    if deleted is not None:  # never created again: the site deleted that person
+        rc.ids.set("user", old, deleted)
+        rc.later.setdefault(DELETED_USERS, []).append(deleted)  # given no role (roles.xml)
+        outcome.matched += 1
+        return
     if existing is not None:
         values["username"] = _free_username(rc, str(values.get("username")), localhost)
         outcome.renamed.append(f"{existing['username']} -> {values['username']}")
@@ -143,6 +150,48 @@ def _same_user(row: dict[str, Any], old: str, values: dict[str, str | None],
         return True
     first = str(values.get("firstaccess") or "0")
     return first != "0" and str(row.get("firstaccess") or "0") == first
+
+
+# rc.later's list of the site's deleted users the backup's were mapped to:
+# Moodle assigns them no role (restore_ras_and_caps_structure_step)
+DELETED_USERS = "deleted_users"
+
+
+def is_deleted_user(rc: RestoreContext, userid: Any) -> bool:
+    return bool(userid) and int(userid) in rc.later.get(DELETED_USERS, ())
+
+
+def _deleted_on_site(rc: RestoreContext, old: str, values: dict[str, str | None],
+                     same_site: bool, localhost: int) -> int | None:
+    """The site's deleted account of the backup's user, if it has one
+    (precheck_user 1B, 2B1, 2B2): Moodle's delete_user() keeps the row,
+    ``deleted`` 1, its username ``<email>.<time>`` and often its email
+    ``md5(username)``.  A restore maps the user to it rather than create the
+    deleted person's account again, with their name and address."""
+    email = values.get("email") or ""
+    digest = hashlib.md5(str(values.get("username") or "").encode()).hexdigest()
+    first = str(values.get("firstaccess") or "0")
+
+    def deleted_row(row: dict[str, Any]) -> bool:
+        named = bool(email) and str(row.get("username") or "").startswith(email + ".")
+        hashed = str(row.get("email") or "") == digest
+        if same_site:  # 1B
+            return named or hashed
+        seen = first != "0" and str(row.get("firstaccess") or "0") == first
+        return (hashed and (named or seen)) or (named and seen)  # 2B1, 2B2
+
+    if same_site:
+        row = rc.writer.one("user", {"id": old, "mnethostid": localhost, "deleted": 1})
+        return int(row["id"]) if row is not None and deleted_row(row) else None
+    # 2B1 by the md5 kept as email; 2B2 (no md5 kept) by first access
+    lookups = [("email", digest)] + ([("firstaccess", first)] if email and first != "0" else [])
+    for column, value in lookups:
+        for row in rc.writer.rows_in("user", column, [value],
+                                     {"mnethostid": localhost, "deleted": 1},
+                                     columns=("id", "username", "email", "firstaccess")):
+            if deleted_row(row):
+                return int(row["id"])
+    return None
 
 
 def _local_host(rc: RestoreContext) -> int:
