@@ -195,3 +195,33 @@ def test_groups_follow_the_layout_they_are_given() -> None:
     d = TreeDiff(members=[MemberChange("added", "activities/forum_7/forum.xml", "file", None, 3)])
     assert list(d.groups()) == ["activities/forum_7"]
     assert list(d.groups(lambda path, _field: path.rsplit("/", 1)[-1])) == ["forum.xml"]
+
+
+def test_a_hard_link_whose_target_changed_is_a_changed_member(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """A link has no content: two snapshots that differed only in where
+    a hard link pointed diffed as identical, though their exports differ."""
+    import gzip
+    import io
+    import tarfile
+
+    base = write_course(tmp_path / "base.mbz", BASE)
+
+    def with_link(name: str, target: str) -> Path:
+        out = io.BytesIO()
+        with tarfile.open(base) as src, tarfile.open(fileobj=out, mode="w",
+                                                     format=tarfile.USTAR_FORMAT) as dst:
+            for m in src.getmembers():
+                dst.addfile(m, src.extractfile(m) if m.isfile() else None)
+            link = tarfile.TarInfo("linked")
+            link.type, link.linkname, link.mtime = tarfile.LNKTYPE, target, 1700000000
+            dst.addfile(link)
+        path = tmp_path / name
+        path.write_bytes(gzip.compress(out.getvalue()))
+        return path
+
+    a = _snap(cv_repo, with_link("a.mbz", "moodle_backup.xml"), course="l")
+    b = _snap(cv_repo, with_link("b.mbz", "activities/forum_5/forum.xml"), course="l",
+              when="2030-01-01")
+    assert [m.path for m in diff_snapshots(cv_repo.get, a, b).members] == ["linked"]

@@ -81,7 +81,9 @@ def _diff_members(
             if mb.content_kind == "xml" and mb.content is not None:
                 _whole_document(get, path, mb.content, "added", out)
         elif ma.node != mb.node and (
-            ma.kind != mb.kind or (ma.content != mb.content and not _same_document(get, ma, mb))
+            ma.kind != mb.kind
+            or ma.entry.get("target") != mb.entry.get("target")  # a hard link's: no content
+            or (ma.content != mb.content and not _same_document(get, ma, mb))
         ):
             out.members.append(MemberChange("modified", path, mb.kind, ma.size, mb.size))
             if _both_xml(ma, mb):
