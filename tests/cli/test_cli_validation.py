@@ -277,3 +277,28 @@ def test_zip_names_come_back_as_stored_and_a_folder_with_data_is_refused(
         assert [i.filename for i in a.infolist()] == [i.filename for i in b.infolist()]
     r = cv("ingest", "-r", repo, "--course", "f", folder)
     assert "dirwithdata/: a folder entry that holds data" in usage_line(r)
+
+
+def test_an_archive_through_a_pipe_is_refused_for_what_it_is(cv, repo: str, tmp_path: Path) -> None:
+    """'ingest <(cat x.mbz)' said 'not a Moodle backup archive (neither
+    gzip'd tar nor zip)' of a valid archive: a pipe cannot be read twice."""
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.mbz"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        try:
+            with open(fifo, "wb") as w:
+                w.write(SMALL.read_bytes())
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    r = cv("ingest", "-r", repo, fifo)
+    assert "not a regular file (a pipe or a device)" in usage_line(r)
+    # let the writer finish if it still waits for a reader (never blocks)
+    os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+    writer.join(5)

@@ -77,6 +77,10 @@ class ArchiveSource:
     def __init__(self, path: str, *, course: str | None = None, when: str | None = None) -> None:
         self.name = path
         self.archive = os.path.basename(path)  # as the snapshot records it
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
+            # read more than once (kind, manifest, members): a pipe cannot be
+            raise ArchiveError(path, "not a regular file (a pipe or a device): ingest reads "
+                               "an archive more than once; save it to a file first")
         self._layout, self._members = iter_members(path)
         info = _read_manifest(path)
         try:
