@@ -214,3 +214,57 @@ def test_a_passphrase_variable_that_is_not_utf8_is_its_bytes(
     monkeypatch.delenv("COURSEVAULT_PASSWORD")
     r = cv("--password-file", tmp_path / "pw", "-r", sealed, "key", "list")
     assert r.code == 0, r.err
+
+
+def test_key_passwd_asks_for_the_new_passphrase_even_with_a_password_file(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With COURSEVAULT_PASSWORD_FILE set, as the guide sets it, `key passwd`
+    on a terminal took the current passphrase from the file as the new one
+    (twice, so the check agreed), said 'passphrase changed' and changed
+    nothing: the old one still opened the repository."""
+    import getpass
+    import sys
+
+    monkeypatch.delenv("COURSEVAULT_PASSWORD", raising=False)
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "old one")
+    sealed = tmp_path / "sealed"
+    assert cv("init", sealed, "--encrypt").code == 0
+    monkeypatch.delenv("COURSEVAULT_NEW_PASSWORD")
+    (tmp_path / "old").write_text("old one\n")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD_FILE", str(tmp_path / "old"))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(getpass, "getpass", lambda _prompt="": "new one")
+    assert cv("-r", sealed, "key", "passwd").code == 0
+    assert cv("-r", sealed, "snapshots").code == 12  # the file's passphrase opens nothing now
+    (tmp_path / "new").write_text("new one\n")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD_FILE", str(tmp_path / "new"))
+    assert cv("-r", sealed, "snapshots").code == 0
+
+
+def test_a_damaged_key_slot_locks_out_no_other_passphrase(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """unlock raised at the first unreadable slot: the second passphrase the
+    guide says to keep opened nothing, and `key remove` of the damaged slot
+    failed the same way.  A config that is not JSON was an internal error
+    (JSONDecodeError) in the key commands."""
+    monkeypatch.delenv("COURSEVAULT_PASSWORD", raising=False)
+    (tmp_path / "pw1").write_text("first\n")
+    (tmp_path / "pw2").write_text("second\n")
+    sealed = tmp_path / "sealed"
+    assert cv("init", sealed, "--encrypt", "--new-password-file", tmp_path / "pw1").code == 0
+    assert cv("--password-file", tmp_path / "pw1", "-r", sealed, "key", "add",
+              "--new-password-file", tmp_path / "pw2").code == 0
+    config = json.loads((sealed / "config").read_text())
+    first = config["encryption"]["slots"][0]
+    first["salt"] = "g" + first["salt"][1:]
+    (sealed / "config").write_text(json.dumps(config))
+    second = ("--password-file", tmp_path / "pw2", "-r", sealed)
+    assert cv(*second, "snapshots").code == 0
+    assert cv(*second, "key", "remove", first["id"]).code == 0
+    r = cv("--password-file", tmp_path / "pw1", "-r", sealed, "snapshots")
+    assert r.code == 12  # its slot is gone now
+    (sealed / "config").write_text("{not json")
+    r = cv(*second, "key", "list")
+    assert r.code == 1 and "config" in r.err and "is unreadable" in r.err, r.err

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -38,8 +40,14 @@ def new_password(path: str | None) -> bytes:
         return read_password_file(path)
     if "COURSEVAULT_NEW_PASSWORD" in os.environ:
         return os.fsencode(os.environ["COURSEVAULT_NEW_PASSWORD"])  # its bytes, whatever they are
-    first = password("new passphrase")
-    if password("new passphrase again") != first:
+    # asked on the terminal, never taken from where the current passphrase
+    # comes from: with COURSEVAULT_PASSWORD_FILE set, `key passwd` took the
+    # old one for the new (twice, so the check agreed) and changed nothing
+    if not sys.stdin.isatty():
+        raise api.UsageError("no new passphrase: give --new-password-file or "
+                             "COURSEVAULT_NEW_PASSWORD, or run it on a terminal")
+    first = getpass.getpass("new passphrase: ").encode()
+    if getpass.getpass("new passphrase again: ").encode() != first:
         raise api.UsageError("the two passphrases differ")
     return first
 

@@ -107,10 +107,19 @@ def unlock(
     ``where`` is: a sync has two)."""
     if encryption.get("cipher") != CIPHER:
         raise CorruptionError(f"repository config: unknown cipher {encryption.get('cipher')!r}")
+    damaged: CorruptionError | None = None
     for slot in encryption.get("slots", []):
-        keys = _open_slot(slot, password)
+        try:
+            keys = _open_slot(slot, password)
+        except CorruptionError as exc:
+            # the others are tried: a second passphrase is kept for when
+            # one slot is lost, and with it `key remove` of the damaged one
+            damaged = damaged or exc
+            continue
         if keys is not None:
             return keys, str(slot["id"])
+    if damaged is not None:  # perhaps this passphrase's own slot: say so
+        raise damaged
     repository = f"the repository at {where}" if where else "the repository"
     raise WrongPasswordError(f"wrong passphrase: it opens none of {repository}'s key slots")
 
@@ -179,7 +188,12 @@ def _read_config(backend: Backend) -> tuple[bytes, dict[str, Any]]:
         raw = backend.read("config")
     except FileNotFoundError:
         raise NoRepositoryError(f"no repository at {backend.location()}") from None
-    config: dict[str, Any] = json.loads(raw)
+    try:
+        config: dict[str, Any] = json.loads(raw)
+        if not isinstance(config, dict):
+            raise ValueError("not an object")
+    except ValueError:  # as Repository.open says it: a JSONDecodeError was an internal error
+        raise CorruptionError(f"repository config at {backend.location()} is unreadable") from None
     if "encryption" not in config:
         raise BadInputError(f"the repository at {backend.location()} is not encrypted: "
                             "it has no keys (init --encrypt makes one that has)")
