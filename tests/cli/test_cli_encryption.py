@@ -193,6 +193,8 @@ def test_key_commands_look_at_the_repository_before_asking_a_passphrase(
     monkeypatch.delenv("COURSEVAULT_PASSWORD_FILE", raising=False)
     plain = tmp_path / "plain"
     assert cv("init", plain).code == 0
+    r = cv("init", tmp_path / "hub", "--encrypt", "--keys-from", plain)  # no passphrase asked
+    assert r.code == 2 and "is not encrypted" in r.err, r
     for command in (["key", "list"], ["key", "add"], ["key", "passwd"], ["key", "remove", "x"]):
         r = cv("-r", plain, *command)
         assert r.code == 2 and "is not encrypted" in r.err, (command, r)

@@ -68,6 +68,8 @@ def init(
     location = path or repo
     if keys_from is not None and not encrypt:
         raise api.UsageError("--keys-from makes an encrypted repository: add --encrypt")
+    if keys_from is not None:  # exit 2 or 10 for a plain or missing one, before any passphrase
+        api.require_encrypted(keys_from, remote_options())
     id_key = None if keys_from is None else api.id_key_of(keys_from, password(),
                                                          remote_options())
     config = api.init_repository(
