@@ -372,3 +372,28 @@ def test_a_damaged_dictionary_is_corruption(cv, filled, cache, tmp_path) -> None
     report = check(cv, filled)
     assert not report["ok"] and error_kinds(report) == {"corrupt"}, report
     export_all(cv, filled, tmp_path)
+
+
+def test_repair_packs_salvages_an_encrypted_pack(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sealed, a pack with one damaged segment failed the whole read: repair
+    packs stopped there (exit 1, 'segment N fails authentication') and
+    salvaged nothing, where a plain pack's intact objects are kept."""
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "pw")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "pw")
+    repo = tmp_path / "sealed"
+    assert cv("init", repo, "--encrypt").code == 0
+    from helpers import CORPUS
+
+    big = max(CORPUS, key=lambda p: p.stat().st_size)  # packs of several 64 KiB segments
+    assert cv("ingest", "-r", repo, "--course", "big", big).code == 0
+    pack = max((p for p in (repo / "packs").rglob("*") if p.is_file()),
+               key=lambda p: p.stat().st_size)
+    assert pack.stat().st_size > 4 * 65536  # several segments: one is damaged
+    flip(pack, pack.stat().st_size // 2)
+    r = cv("repair", "packs", "-r", repo, "--json")
+    assert r.code == 0, r.err
+    salvage = json.loads(r.out)
+    assert len(salvage["damaged"]) == 1 and salvage["objects_salvaged"] > 0
+    assert error_kinds(check(cv, repo)) <= {"missing"}
