@@ -775,6 +775,7 @@ def sync(
     counted on both sides, catalog syncs included.  ``jobs``: packs read
     and written at once (default ``replicate.SYNC_JOBS``)."""
     from coursevault.errors import RepositoryExistsError
+    from coursevault.store.journal import read_pointer
     from coursevault.store.replicate import (
         MAX_SYNC_JOBS,
         SYNC_JOBS,
@@ -818,7 +819,9 @@ def sync(
                 src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step,
                 jobs=jobs,
             )
-            if initialized and dst is not None:
+            # a destination made now, or made by a sync killed before its
+            # journal began: one checkpoint of what it holds
+            if dst is not None and (initialized or read_pointer(dst.backend) is None):
                 compact_first_journal(dst)
             report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
         finally:

@@ -12,6 +12,7 @@ from sync_sites import Sites
 from coursevault import api
 from coursevault.errors import EXIT_FAILURE
 from coursevault.store.backend import Backend, LocalBackend
+from coursevault.store.check import check_repository
 from coursevault.store.replicate import init_like, sync_repositories
 from coursevault.store.repository import Repository
 from coursevault.store.wrappers import BackendWrapper
@@ -174,3 +175,29 @@ def test_a_sync_killed_before_its_snapshots_are_journaled_copies_them_on_rerun(
     assert sites.snapshots(dst) == sites.snapshots(src)
     sites.check(dst)
     assert sites.exports(dst) == sites.exports(src)
+
+
+@pytest.mark.parametrize("sites", [("folder", "folder")], indirect=True, ids=["folder-to-folder"])
+def test_a_sync_killed_before_the_new_destination_s_journal_leaves_one_after_the_rerun(
+    sites: Sites, nights: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed between the destination's config and its first journal
+    checkpoint, the rerun took it for a repository from before the journal:
+    check warned 'no journal' of a repository sync had just made."""
+    from coursevault.store import replicate
+
+    src = _source(sites, nights)
+    dst = sites.destination("dst")
+
+    def killed(*_args: object, **_kwargs: object) -> None:
+        raise Killed("checkpoint")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(replicate, "write_checkpoint", killed)
+        with pytest.raises(Killed):
+            sites.sync(src, dst)
+    sites.sync(src, dst)
+    with sites.open(dst) as target:
+        report = check_repository(target)
+    assert report.ok and not [p.message for p in report.problems if "journal" in p.message]
+    assert sites.snapshots(dst) == sites.snapshots(src)
