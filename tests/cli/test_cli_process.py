@@ -33,6 +33,9 @@ def test_the_process_exits_with_the_commands_code(tmp_path: Path) -> None:
     missing = run_process("stats", "-r", str(tmp_path / "none"))
     assert missing.returncode == 10, missing.stderr
     assert missing.stderr.count("\n") == 1, missing.stderr
+    (tmp_path / "a-file").write_text("")  # -r naming a file: no repository there either
+    a_file = run_process("stats", "-r", str(tmp_path / "a-file"))
+    assert a_file.returncode == 10 and "no repository" in a_file.stderr, a_file.stderr
 
 
 def test_commands_are_built_when_named_as_typer_builds_them() -> None:

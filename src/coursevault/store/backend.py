@@ -179,6 +179,8 @@ class LocalBackend:
                 data = f.read() if length is None else f.read(length)
         except FileNotFoundError:
             raise
+        except NotADirectoryError:  # a file where a folder of the key would be: no such key
+            raise FileNotFoundError(path) from None
         except OSError as exc:
             raise BackendError(f"cannot read {path}: {exc.strerror}") from exc
         if length is not None and len(data) != length:

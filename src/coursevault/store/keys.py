@@ -140,7 +140,7 @@ def new_encryption(
 def id_key_of(backend: Backend, password: bytes) -> bytes:
     """The id key of the encrypted repository at ``backend``."""
     _raw, config = _read_config(backend)
-    keys, _slot = unlock(config["encryption"], password)
+    keys, _slot = unlock(config["encryption"], password, backend.location())
     return keys.id_key
 
 
@@ -206,7 +206,7 @@ def _change(backend: Backend, password: bytes,
     it back only if no other key command wrote meanwhile (then again)."""
     for _attempt in range(10):
         raw, config = _read_config(backend)
-        keys, opened = unlock(config["encryption"], password)
+        keys, opened = unlock(config["encryption"], password, backend.location())
         change(config["encryption"], keys, opened)
         if backend.compare_and_swap("config", raw, config_bytes(config)):
             return config
@@ -222,7 +222,7 @@ def require_encrypted(backend: Backend) -> None:
 def list_slots(backend: Backend, password: bytes) -> list[dict[str, Any]]:
     """The key slots (id, created, key derivation), and which ``password`` opens."""
     _raw, config = _read_config(backend)
-    _keys, opened = unlock(config["encryption"], password)
+    _keys, opened = unlock(config["encryption"], password, backend.location())
     return [{"id": s["id"], "created": s.get("created"), "kdf": s["kdf"],
              "current": s["id"] == opened} for s in config["encryption"]["slots"]]
 
