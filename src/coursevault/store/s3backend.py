@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator
@@ -80,6 +81,10 @@ class S3Location:
 
     def __str__(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+
+# user:password@ in a URL a botocore message quotes (an --endpoint-url written so)
+_PASSWORD_IN_URL = re.compile(r"(://[^/@:\s]*:)[^/@\s]*@")
 
 
 def make_client(endpoint_url: str | None, connections: int) -> Any:
@@ -175,7 +180,9 @@ class S3Backend:
                 retryable=False,
             ) from exc
         except BotoCoreError as exc:  # connection refused, reset, timed out, cut short
-            raise BackendError(f"S3 {operation} {self.where}/{key}: {exc}") from exc
+            # its message names the endpoint URL, and so a password written in it
+            said = _PASSWORD_IN_URL.sub(r"\1***@", str(exc))
+            raise BackendError(f"S3 {operation} {self.where}/{key}: {said}") from exc
 
     # -- listing ----------------------------------------------------------------------
     def _listing(self, prefix: str) -> Iterator[tuple[str, int]]:
