@@ -201,3 +201,32 @@ def test_a_sync_killed_before_the_new_destination_s_journal_leaves_one_after_the
         report = check_repository(target)
     assert report.ok and not [p.message for p in report.problems if "journal" in p.message]
     assert sites.snapshots(dst) == sites.snapshots(src)
+
+
+@pytest.mark.parametrize("sites", [("folder", "folder")], indirect=True, ids=["folder-to-folder"])
+def test_a_failed_sync_reports_its_failure_not_the_lock_release_s(
+    sites: Sites, nights: dict[str, list[Path]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3 service going down mid-sync failed the locks' release as well,
+    and the error named 'DeleteObject locks/...', not the request that
+    failed."""
+    from coursevault.errors import BackendError
+    from coursevault.store import replicate
+    from coursevault.store.locks import Lock
+
+    src = _source(sites, nights)
+    dst = sites.destination("dst")
+    sites.sync(src, dst)
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise BackendError("S3 GetObject refs/heads/x: the real failure")
+
+    def release_fails(_self: Lock) -> None:
+        raise BackendError("S3 DeleteObject locks/x: connection refused")
+
+    monkeypatch.setattr(replicate, "_sync", failing)
+    monkeypatch.setattr(Lock, "release", release_fails)
+    with sites.open(src) as source, sites.open(dst) as target:
+        with pytest.raises(BackendError, match="the real failure"):
+            sync_repositories(source, target)
+        monkeypatch.undo()

@@ -37,6 +37,7 @@ Guarantees (docs/format.md, "Sync"):
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -310,9 +311,15 @@ def sync_repositories(
         if dst is not None and not dry_run:
             locks.append(dst.lock(exclusive=False, operation="sync"))
         _sync(src, dst, courses, report, dry_run, progress, say, locks, jobs)
-    finally:
+    except BaseException:
+        # the failure is what to report: a service gone down fails the
+        # locks' release too, which named DeleteObject locks/... instead
         for lock in reversed(locks):
-            lock.release()
+            with contextlib.suppress(Exception):
+                lock.release()
+        raise
+    for lock in reversed(locks):
+        lock.release()
     return report
 
 
