@@ -58,6 +58,7 @@ def test_every_form_names_the_snapshot(
         ("c@~x", "~N needs a number"),
         ("c@2023-11-14", "no snapshot at or before 2023-11-14"),
         ("c@yesterday", "expected latest, ~N or an ISO time"),
+        ("c@1969-01-01", "is out of range: 1970-01-01 to 9999-12-31"),
         ("nope@latest", "no snapshot matches 'nope@latest'"),
         ("abc", "an id prefix needs 4 hex digits or more"),
     ],

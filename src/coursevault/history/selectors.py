@@ -61,10 +61,9 @@ def resolve(repo: Repository, selector: str) -> SnapshotRow:
         return rows[-1 - back]
     try:
         epoch = parse_time(spec)
-    except BadInputError:
-        raise SelectorError(
-            f"invalid selector {selector!r}: expected latest, ~N or an ISO time"
-        ) from None
+    except BadInputError as exc:
+        why = str(exc) if "out of range" in str(exc) else "expected latest, ~N or an ISO time"
+        raise SelectorError(f"invalid selector {selector!r}: {why}") from None
     before = [s for s in rows if s.epoch <= epoch]
     if not before:
         raise SelectorError(f"course {course!r} has no snapshot at or before {spec}")
