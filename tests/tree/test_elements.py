@@ -30,9 +30,15 @@ def test_bad_addresses_are_refused(address: str) -> None:
         parse_address(address)
 
 
-@pytest.mark.parametrize("value", ["plain", "", "a/b", "x[1]", "it's", 'say "hi"'])
+@pytest.mark.parametrize(
+    "value",
+    # both quotes, a line break or a tab: labels ls printed that cat refused
+    ["plain", "", "a/b", "x[1]", "it's", 'say "hi"', "both \" and '", "nl\nhere", "tab\there",
+     "back\\slash", "a\\b/c", "\\"],
+)
 def test_labels_read_back_as_steps(value: str) -> None:
     label = Element("option", {"id": "3", "text": value}).label()
+    assert "\n" not in label  # one line of ls a record
     assert parse_address("/" + label) == [Step("option", (("id", "3"), ("text", value)))]
 
 

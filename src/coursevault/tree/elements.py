@@ -37,10 +37,16 @@ _PARSER = etree.XMLParser(
     resolve_entities=False, no_network=True, load_dtd=False, huge_tree=True, strip_cdata=False
 )
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+# a quoted value may escape \\ \" \' \n \r \t (a value holding both quotes, or
+# a line break, which a label printed as is broke ls's one line a record)
 _PREDICATE = re.compile(
-    r"\[(?:@([A-Za-z0-9_.\-]+)=(?:\"([^\"]*)\"|'([^']*)'|([^\]\"'/\[]*))|(\d+))\]"
+    r"\[(?:@([A-Za-z0-9_.\-]+)=(?:\"((?:[^\"\\]|\\.)*)\"|'((?:[^'\\]|\\.)*)'"
+    r"|([^\]\"'/\[]*))|(\d+))\]"
 )
-_PLAIN_VALUE = re.compile(r"[^\]\"'/\[]*")
+_PLAIN_VALUE = re.compile(r"[^\]\"'/\[\\\n\r\t]*")
+_ESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
+_UNESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPE = re.compile(r"[\\\"\n\r\t]")
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,15 @@ class Element:
 def _quoted(value: str) -> str:
     if _PLAIN_VALUE.fullmatch(value):
         return value
-    return f"'{value}'" if '"' in value else f'"{value}"'
+    if not _ESCAPE.search(value.replace('"', "")) and not ('"' in value and "'" in value):
+        return f"'{value}'" if '"' in value else f'"{value}"'
+    escaped = _ESCAPE.sub(lambda m: "\\" + {"\n": "n", "\r": "r", "\t": "t"}.get(m[0], m[0]),
+                          value)
+    return f'"{escaped}"'
+
+
+def _unquoted(text: str) -> str:
+    return _UNESCAPE.sub(lambda m: _ESCAPES.get(m[1], m[1]), text)
 
 
 def load_record(get: Getter, oid: ObjectId) -> Element:
@@ -194,7 +208,10 @@ def parse_address(address: str) -> list[Step]:
             if p.group(5):
                 pos = int(p.group(5))
             else:
-                attrs.append((p.group(1), next(v for v in p.group(2, 3, 4) if v is not None)))
+                quoted, single, plain = p.group(2, 3, 4)
+                value = _unquoted(quoted) if quoted is not None else (
+                    _unquoted(single) if single is not None else plain)
+                attrs.append((p.group(1), value))
             i = p.end()
         if m is None or (i < end and address[i] != "/"):
             stop = address.find("/", i)
