@@ -751,6 +751,18 @@ def demo_site(
     return build_demo_site(db_url, dataroot, size=size, seed=seed, courses=courses, prefix=prefix)
 
 
+def _no_journal(repo: Repository) -> bool:
+    """Whether ``repo`` has no journal at all (a destination whose first
+    sync was killed before it began one); a damaged one is check's to
+    report and ``repair journal``'s to mend, not a sync's."""
+    from coursevault.store.journal import JournalDamagedError, read_pointer
+
+    try:
+        return read_pointer(repo.backend) is None
+    except JournalDamagedError:
+        return False
+
+
 def sync(
     source: str,
     destination: str,
@@ -775,7 +787,6 @@ def sync(
     counted on both sides, catalog syncs included.  ``jobs``: packs read
     and written at once (default ``replicate.SYNC_JOBS``)."""
     from coursevault.errors import RepositoryExistsError
-    from coursevault.store.journal import read_pointer
     from coursevault.store.replicate import (
         MAX_SYNC_JOBS,
         SYNC_JOBS,
@@ -821,7 +832,7 @@ def sync(
             )
             # a destination made now, or made by a sync killed before its
             # journal began: one checkpoint of what it holds
-            if dst is not None and (initialized or read_pointer(dst.backend) is None):
+            if dst is not None and not dry_run and (initialized or _no_journal(dst)):
                 compact_first_journal(dst)
             report.notes = [*src.notices, *(dst.notices if dst is not None else []), *report.notes]
         finally:

@@ -270,3 +270,17 @@ def test_a_damaged_key_slot_locks_out_no_other_passphrase(
     (sealed / "config").write_text("{not json")
     r = cv(*second, "key", "list")
     assert r.code == 1 and "config" in r.err and "is unreadable" in r.err, r.err
+
+
+def test_a_passphrase_variable_is_utf8_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taken as os.fsencode(), a Latin-1 locale's 'café' became Latin-1
+    bytes: no longer the passphrase earlier versions (and the terminal,
+    whose getpass text is encoded as UTF-8) made the repository with."""
+    from coursevault.cli import base
+
+    monkeypatch.setattr(base.os, "fsencode", lambda text: text.encode("latin-1"))  # that locale
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "café")
+    assert base.env_passphrase("COURSEVAULT_PASSWORD") == "café".encode()
+    monkeypatch.undo()
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", os.fsdecode(b"caf\xe9"))  # not UTF-8: its bytes
+    assert base.env_passphrase("COURSEVAULT_PASSWORD") == b"caf\xe9"

@@ -104,3 +104,40 @@ def test_an_encrypted_ref_that_does_not_open_is_reported_and_repaired(
     assert cv("ingest", "-r", repo, "--course", "sq", NIGHTS[2]).code == 0
     assert cv("check", "-r", repo, "--read-data").code == 0
     assert len(json.loads(cv("snapshots", "-r", repo, "--json").out)) == 2
+
+
+def test_repair_refs_keeps_a_commit_whose_record_still_verifies(
+    cv: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer killed after its ref swap, before its snapshot file; then
+    only the ref's first line is damaged.  The record still hashes to its
+    'last' line, yet repair refs rewrote the ref without it: the commit was
+    lost for good."""
+    from coursevault import api
+    from coursevault.store import backend as backends
+
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+    assert cv("ingest", "-r", repo, "--course", "sq", NIGHTS[0]).code == 0
+    write = backends.LocalBackend.write
+
+    def killed(self: backends.LocalBackend, key: str, data: bytes) -> None:
+        if key.startswith("snapshots/"):
+            raise KeyboardInterrupt("killed after the swap, before the snapshot file")
+        write(self, key, data)
+
+    monkeypatch.setattr(backends.LocalBackend, "write", killed)
+    with pytest.raises(KeyboardInterrupt), api.open_repository(str(repo)) as opened:
+        api.ingest(opened, str(NIGHTS[1]), course="sq")
+    monkeypatch.undo()
+    ref = repo / "refs" / "heads" / "sq"
+    lines = ref.read_bytes().split(b"\n")
+    committed = next(ln[5:].decode() for ln in lines if ln.startswith(b"last "))
+    ref.write_bytes(b"\n".join([b"X" + lines[0][1:], *lines[1:]]))
+    r = cv("repair", "refs", "-r", repo, "--json")
+    assert r.code == 0, r.err
+    [row] = json.loads(r.out)
+    assert row["kept"] == committed and row["action"] == "rewritten"
+    ids = [s["id"] for s in json.loads(cv("snapshots", "-r", repo, "--json").out)]
+    assert committed in ids and len(ids) == 2
+    assert cv("check", "-r", repo, "--read-data").code == 0

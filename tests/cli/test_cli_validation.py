@@ -277,6 +277,13 @@ def test_zip_names_come_back_as_stored_and_a_folder_with_data_is_refused(
         assert [i.filename for i in a.infolist()] == [i.filename for i in b.infolist()]
     r = cv("ingest", "-r", repo, "--course", "f", folder)
     assert "dirwithdata/: a folder entry that holds data" in usage_line(r)
+    # an empty folder entry compressed with bzip2 is 14 bytes of nothing: kept
+    bz = tmp_path / "bz.mbz"
+    with zipfile.ZipFile(bz, "w", zipfile.ZIP_BZIP2) as out:
+        for info, data in items:
+            out.writestr(info.filename, data)
+        out.writestr(zipfile.ZipInfo("emptydir/"), b"", compress_type=zipfile.ZIP_BZIP2)
+    assert cv("ingest", "-r", repo, "--course", "b", bz).code == 0
 
 
 def test_an_archive_through_a_pipe_is_refused_for_what_it_is(cv, repo: str, tmp_path: Path) -> None:

@@ -21,6 +21,9 @@ def two_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     repo = ("-r", work / "repo", "--cache-dir", work / "cache")
     a = (f"sqlite:///{work / 'a.db'}", work / "a")
     run_json("demo-site", "--db", a[0], "--dataroot", a[1], "--size", "S", "--seed", "1")
+    with sqlite3.connect(work / "a.db") as con:  # an address with capitals, as people type them
+        con.execute("UPDATE mdl_user SET email = 'Tool_Generator_000001@Example.com' "
+                    "WHERE username = 'tool_generator_000001'")
     run_json(*repo, "init")
     [backup] = run_json(*repo, "backup", "--db", a[0], "--dataroot", a[1], "--all")
     b = work / "b.db"
@@ -98,10 +101,12 @@ def test_a_user_the_site_deleted_is_not_created_again(
     with sqlite3.connect(path) as con:
         uid, email = con.execute("SELECT id, email FROM mdl_user "
                                  "WHERE username = 'tool_generator_000001'").fetchone()
+        # delete_user() names the row by the address lower-cased
         con.execute(
             "UPDATE mdl_user SET deleted = 1, username = ?, email = ?, firstname = '', "
             "lastname = '' WHERE id = ?",
-            (f"{email}.1796000000", hashlib.md5(b"tool_generator_000001").hexdigest(), uid))
+            (f"{email.lower()}.1796000000", hashlib.md5(b"tool_generator_000001").hexdigest(),
+             uid))
     report = run_json(*two_sites["repo"], "restore", two_sites["snapshot"], "--db", db,
                       "--dataroot", data)
     assert report["users"]["created"] == 0, report["users"]

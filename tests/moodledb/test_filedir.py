@@ -32,11 +32,21 @@ def _killed_restore(dataroot: Path, owner: dict[str, object] | str) -> tuple[Pat
     """A staging folder whose journal names one content moved into filedir."""
     import json
 
-    from coursevault.moodledb.filedir import JOURNAL, OWNER, STAGING_PREFIX, content_path
+    from coursevault.moodledb.filedir import (
+        JOURNAL,
+        OWNER,
+        OWNER_RECORD,
+        STAGING_PREFIX,
+        content_path,
+    )
 
     folder = dataroot / "temp" / f"{STAGING_PREFIX}0123456789ab"
     folder.mkdir(parents=True)
-    (folder / OWNER).write_text(owner if isinstance(owner, str) else json.dumps(owner))
+    if isinstance(owner, str):  # an earlier version's folder: a bare pid
+        (folder / OWNER).write_text(owner)
+    else:
+        (folder / OWNER_RECORD).write_text(json.dumps(owner))
+        (folder / OWNER).write_text(str(owner["pid"]))
     sha1 = "ab" * 20
     (folder / JOURNAL).write_text(sha1 + "\n")
     content = Path(content_path(str(dataroot), sha1))
@@ -120,4 +130,20 @@ def test_contents_move_into_filedir_across_file_systems(
     target = Path(filedir.content_path(str(tmp_path), sha1))
     assert target.read_bytes() == good
     assert [p.name for p in target.parent.iterdir()] == [sha1]  # no .tmp left
+    staging.discard()
+
+
+def test_an_earlier_version_reads_the_owner_as_a_pid(tmp_path: Path) -> None:
+    """The owner record went into 'pid' as JSON: an earlier version's
+    recover() read no pid there, took a live restore's folder for a dead
+    one's and removed the contents it had staged."""
+    from coursevault.moodledb.filedir import OWNER
+
+    (tmp_path / "filedir").mkdir()
+    staging = Staging(str(tmp_path))
+    good = b"a file's content"
+    staging.stage(hashlib.sha1(good).hexdigest(), lambda f: f.write(good), "files/good")
+    import os
+
+    assert (Path(staging.folder) / OWNER).read_text() == str(os.getpid())
     staging.discard()

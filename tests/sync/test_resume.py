@@ -196,6 +196,10 @@ def test_a_sync_killed_before_the_new_destination_s_journal_leaves_one_after_the
         patch.setattr(replicate, "write_checkpoint", killed)
         with pytest.raises(Killed):
             sites.sync(src, dst)
+    from coursevault.store.journal import read_pointer
+
+    sites.sync(src, dst, dry_run=True)  # writes nothing, a journal neither
+    assert read_pointer(api.backend_for(dst)) is None
     sites.sync(src, dst)
     with sites.open(dst) as target:
         report = check_repository(target)

@@ -122,6 +122,28 @@ def read_password_file(path: str) -> bytes:
         raise api.UsageError(f"cannot read the passphrase file {path}: {exc.strerror}") from None
 
 
+def env_passphrase(name: str) -> bytes:
+    """A passphrase from the environment, as UTF-8 -- what a terminal's is
+    too, and what every earlier version used; a variable whose bytes are
+    not valid in the locale (Python keeps them as surrogates, and .encode()
+    failed with an internal error) is taken as its bytes."""
+    text = os.environ[name]
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+
+
+def current_password_given() -> bool:
+    """Whether :func:`password` would find a passphrase without asking."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    given = ctx.find_root().params.get("password_file") if ctx is not None else None
+    return bool(given or os.environ.get("COURSEVAULT_PASSWORD_FILE")
+                or "COURSEVAULT_PASSWORD" in os.environ)
+
+
 def password(prompt: str = "passphrase") -> bytes:
     """An encrypted repository's passphrase: --password-file, then
     COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD, then asked on the
@@ -134,9 +156,7 @@ def password(prompt: str = "passphrase") -> bytes:
     if path:
         return read_password_file(path)
     if "COURSEVAULT_PASSWORD" in os.environ:
-        # the variable's bytes as they were set: .encode() failed on one that
-        # is not UTF-8 (typed in a Latin-1 locale) with an internal error
-        return os.fsencode(os.environ["COURSEVAULT_PASSWORD"])
+        return env_passphrase("COURSEVAULT_PASSWORD")
     if not sys.stdin.isatty():
         raise api.WrongPasswordError(
             "the repository is encrypted: give its passphrase (--password-file, "

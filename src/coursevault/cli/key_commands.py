@@ -16,6 +16,8 @@ from coursevault.cli.base import (
     JsonOpt,
     RepoOpt,
     app,
+    current_password_given,
+    env_passphrase,
     password,
     read_password_file,
     remote_options,
@@ -34,12 +36,17 @@ NewPasswordFile = Annotated[
 ]
 
 
-def new_password(path: str | None) -> bytes:
-    """The new passphrase of ``key add``/``key passwd`` and ``init --encrypt``."""
+def new_password(path: str | None, *, or_current: bool = False) -> bytes:
+    """The new passphrase of ``key add``/``key passwd`` and ``init --encrypt``.
+    ``or_current`` (init, which has no current one to mistake for it): the
+    current passphrase's sources (--password-file, COURSEVAULT_PASSWORD_FILE,
+    COURSEVAULT_PASSWORD) serve too, as they always did for a script's init."""
     if path:
         return read_password_file(path)
     if "COURSEVAULT_NEW_PASSWORD" in os.environ:
-        return os.fsencode(os.environ["COURSEVAULT_NEW_PASSWORD"])  # its bytes, whatever they are
+        return env_passphrase("COURSEVAULT_NEW_PASSWORD")
+    if or_current and current_password_given():
+        return password()
     # asked on the terminal, never taken from where the current passphrase
     # comes from: with COURSEVAULT_PASSWORD_FILE set, `key passwd` took the
     # old one for the new (twice, so the check agreed) and changed nothing

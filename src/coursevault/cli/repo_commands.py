@@ -78,7 +78,7 @@ def init(
         pack_size=pack_size * 1024 * 1024,
         block_size=block_size * 1024,
         dictionary_depth=dictionary_depth,
-        password=new_password(new_password_file) if encrypt else None,
+        password=new_password(new_password_file, or_current=True) if encrypt else None,
         id_key=id_key,
     )
     config.pop("encryption", None)  # the wrapped keys are no one's business here

@@ -173,7 +173,10 @@ def _deleted_on_site(rc: RestoreContext, old: str, values: dict[str, str | None]
     first = str(values.get("firstaccess") or "0")
 
     def deleted_row(row: dict[str, Any]) -> bool:
-        named = bool(email) and str(row.get("username") or "").startswith(email + ".")
+        # delete_user() lower-cases the email it names the row by, and
+        # precheck_user compares UPPER(username) LIKE UPPER('<email[:89]>.%')
+        named = bool(email) and str(row.get("username") or "").lower().startswith(
+            email[:89].lower() + ".")
         hashed = str(row.get("email") or "") == digest
         if same_site:  # 1B
             return named or hashed

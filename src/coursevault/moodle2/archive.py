@@ -276,7 +276,7 @@ def iter_zip(path: str, layout: ArchiveLayout) -> Iterator[tuple[MemberInfo, Any
                 raise ArchiveError(path, "duplicate member name", zi.filename)
             seen.add(info.path)
             if info.is_dir:
-                if zi.file_size or zi.compress_size > 2:  # deflate's empty stream is 2 bytes
+                if zi.file_size:  # (compress_size: an empty bzip2 stream is 14 bytes)
                     # a folder entry cannot hold data: kept, it would be lost
                     raise ArchiveError(path, "a folder entry that holds data", zi.filename)
                 yield info, _Empty()

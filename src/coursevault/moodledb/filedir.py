@@ -35,7 +35,8 @@ STAGING_PREFIX = "coursevault-restore-"
 # this old: longer than any restore runs
 STALE_SECONDS = 24 * 3600
 JOURNAL = "published"
-OWNER = "pid"
+OWNER = "pid"  # the bare pid, which every version reads
+OWNER_RECORD = "owner.json"  # host, PID namespace, boot and database session
 
 
 def content_path(dataroot: str, sha1: str) -> str:
@@ -97,8 +98,13 @@ class Staging:
         try:
             if not os.path.isdir(self.folder):
                 os.makedirs(self.folder)
-                with open(os.path.join(self.folder, OWNER), "w") as f:
+                # the record first: an earlier version that finds a bare pid
+                # reads it; one that found JSON in "pid" took the folder for
+                # a dead restore's and removed the contents it staged
+                with open(os.path.join(self.folder, OWNER_RECORD), "w") as f:
                     json.dump(owner_record(self.db_session), f)
+                with open(os.path.join(self.folder, OWNER), "w") as f:
+                    f.write(str(os.getpid()))
             with open(path, "wb") as f:
                 write(f)
                 f.flush()
@@ -236,18 +242,21 @@ def owner_record(db_session: str | None) -> dict[str, Any]:
 
 def _owner(folder: str) -> dict[str, Any]:
     try:
+        with open(os.path.join(folder, OWNER_RECORD)) as f:
+            found = json.load(f)
+        if isinstance(found, dict):
+            return found
+    except (OSError, ValueError):
+        pass
+    try:
         with open(os.path.join(folder, OWNER)) as f:
             text = f.read().strip()
     except OSError:
         return {}
-    if text.isdigit():  # written before the owner was a record: a pid here
+    if text.isdigit():  # an earlier version's folder: a pid on this host
         return {"pid": int(text), "host": socket.gethostname(), "pidns": _pid_namespace(),
                 "boot": _boot_id()}
-    try:
-        found = json.loads(text)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
+    return {}
 
 
 def _owner_alive(folder: str, owner: dict[str, Any]) -> bool:
@@ -260,7 +269,7 @@ def _owner_alive(folder: str, owner: dict[str, Any]) -> bool:
     if owner.get("host") != socket.gethostname() or owner.get("pidns") != _pid_namespace():
         # its process cannot be looked at from here: alive until stale
         try:
-            age = time.time() - os.path.getmtime(os.path.join(folder, OWNER))
+            age = time.time() - os.path.getmtime(os.path.join(folder, OWNER_RECORD))
         except OSError:
             return False
         return age < STALE_SECONDS

@@ -9,9 +9,15 @@ writers refuse it (``series._publish``); this module is the way back.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
-from coursevault.store.series import _encode_head, _read_head_key, head_key
+from coursevault.errors import CorruptionError
+from coursevault.store.catalog_sync import journal_files
+from coursevault.store.ids import ObjectType, object_id
+from coursevault.store.journal import SNAPSHOT
+from coursevault.store.series import LAST, _encode_head, _read_head_key, head_key
+from coursevault.store.snapshots import snapshot_row
 
 if TYPE_CHECKING:
     from coursevault.store.repository import Repository
@@ -30,13 +36,18 @@ def damaged_refs(repo: Repository) -> list[tuple[str, str]]:
 def repair_refs(repo: Repository) -> list[dict[str, Any]]:
     """Rewrite every damaged head ref from the snapshots its course has (the
     newest, in history order, without a record), or delete it when the
-    course has none.  Under the exclusive lock: no writer is between its
-    swap and its snapshot file, so no commit is lost but one whose ref was
-    damaged before its file was written -- which cannot be read back."""
+    course has none.  A record the ref still holds whole (it hashes to its
+    ``last`` line) is published first: its writer may have died before its
+    snapshot file.  Under the exclusive lock: no writer is between its swap
+    and its snapshot file, so what is lost is only a record that no longer
+    reads back."""
     repo.sync_catalog()
-    by_key = {head_key(series): series for series in repo.catalog.series_keys()}
     out = []
     for key, why in damaged_refs(repo):
+        kept = _verified_record(repo, key)
+        if kept is not None:  # its writer died before the file: the commit is kept
+            _publish_record(repo, *kept)
+        by_key = {head_key(series): series for series in repo.catalog.series_keys()}
         series = by_key.get(key)
         rows = repo.snapshots(series) if series is not None else []  # in history order
         if rows:
@@ -46,5 +57,37 @@ def repair_refs(repo: Repository) -> list[dict[str, Any]]:
         else:
             repo.backend.delete(key)
             action = "removed"
-        out.append({"ref": key, "course": series, "damage": why, "action": action})
+        out.append({"ref": key, "course": series, "damage": why, "action": action,
+                    "kept": kept[0] if kept is not None else None})
     return out
+
+
+def _verified_record(repo: Repository, key: str) -> tuple[str, bytes] | None:
+    """The record a damaged ref still holds whole -- it hashes to the id
+    its ``last`` line names, and names this ref's course -- as (id, bytes):
+    damage elsewhere in the ref (its first line) must not lose a commit
+    whose snapshot file its writer did not live to write."""
+    try:
+        raw = repo.backend.read(key)
+    except (FileNotFoundError, CorruptionError):
+        return None
+    lines = raw.split(b"\n")
+    record = next((ln for ln in lines[1:] if ln.startswith(b"{")), None)
+    named = next((ln[len(LAST):].decode(errors="replace").strip()
+                  for ln in lines[1:] if ln.startswith(LAST)), None)
+    if record is None or named is None:
+        return None
+    if object_id(ObjectType.SNAPSHOT, record).hex() != named:
+        return None
+    try:
+        row = snapshot_row(named, json.loads(record))
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (named, record) if head_key(row.series) == key else None
+
+
+def _publish_record(repo: Repository, snap_id: str, record: bytes) -> None:
+    if not repo.backend.exists(repo.record_key(snap_id)):
+        repo.backend.write(repo.record_key(snap_id), record)
+    journal_files(repo, added=[(SNAPSHOT, snap_id)])
+    repo.sync_catalog()
