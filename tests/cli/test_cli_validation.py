@@ -309,3 +309,17 @@ def test_an_archive_through_a_pipe_is_refused_for_what_it_is(cv, repo: str, tmp_
     # let the writer finish if it still waits for a reader (never blocks)
     os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
     writer.join(5)
+
+
+def test_ls_of_a_folder_lists_the_members_in_it(cv, repo: str) -> None:
+    """`cat SNAP activities/` says 'list it with ls', and ls refused the
+    folder as 'not a stored XML document'."""
+    assert cv("ingest", "-r", repo, "--course", "k", SANDBOX).code == 0
+    r = cv("cat", "-r", repo, "k", "activities/")
+    assert "is a folder: list it with ls" in usage_line(r)
+    for folder in ("activities/", "activities", "course"):
+        r = cv("ls", "-r", repo, "k", folder, "--json")
+        assert r.code == 0, r.err
+        names = [m["name"] for m in json.loads(r.out)]
+        assert names and all(n.startswith(folder.rstrip("/") + "/") for n in names), names
+    assert cv("ls", "-r", repo, "k", "course/course.xml").out.startswith("course[@id=19]")

@@ -136,11 +136,28 @@ def export(
         )
 
 
+def _print_members(members: list[Any], json_out: bool) -> None:
+    rows: list[dict[str, Any]] = [
+        {"name": m.name, "kind": m.kind, "size": m.size, "mtime": m.mtime,
+         "content": m.content_kind}
+        for m in members
+    ]
+    if json_out:
+        output.print_json(rows)
+        return
+    for row in rows:
+        output.out.print(
+            f"{row['kind'][0]} {row['size']:>10} {row['content']:<13} {row['name']}",
+            markup=False,
+        )
+
+
 @app.command("ls")
 def ls_cmd(
     snapshot: Annotated[str, typer.Argument(help="Snapshot selector.")],
     path: Annotated[
-        str | None, typer.Argument(help="An XML member: list its element tree.")
+        str | None, typer.Argument(help="An XML member: list its element tree; a folder: "
+                                   "the members in it.")
     ] = None,
     repo: RepoOpt = "",
     cache_dir: CacheOpt = None,
@@ -149,26 +166,20 @@ def ls_cmd(
 ) -> None:
     """List a snapshot's members, or the element records of one XML member."""
     with open_repo(repo, cache_dir, catalog) as r:
+        members = None
         if path is None:
             _snap, tree = api.archive_tree(r, snapshot)
-            rows: list[dict[str, Any]] = [
-                {
-                    "name": m.name,
-                    "kind": m.kind,
-                    "size": m.size,
-                    "mtime": m.mtime,
-                    "content": m.content_kind,
-                }
-                for m in tree.members
-            ]
-            if json_out:
-                output.print_json(rows)
-            else:
-                for row in rows:
-                    output.out.print(
-                        f"{row['kind'][0]} {row['size']:>10} {row['content']:<13} {row['name']}",
-                        markup=False,
-                    )
+            members = tree.members
+        elif path.endswith("/") or "." not in path.rsplit("/", 1)[-1]:
+            # a folder (`cat` of one says: list it with ls): the members in it
+            _snap, tree = api.archive_tree(r, snapshot)
+            folder = path.strip("/") + "/"
+            inside = [m for m in tree.members if m.path.startswith(folder)]
+            found = tree.find(path.strip("/"))
+            if inside or (found is not None and found.is_dir):
+                members = inside
+        if members is not None or path is None:
+            _print_members(members or [], json_out)
             return
         items = api.element_outline(r, snapshot, path)
         if json_out:
