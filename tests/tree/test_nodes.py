@@ -82,3 +82,41 @@ def test_a_document_names_its_length_and_older_ones_read_as_unknown() -> None:
         document_length(sink.get, bad)
     with pytest.raises(NodeFormatError):
         document_length(sink.get, result.root)  # an X node
+
+
+def test_document_has_length_reads_only_the_document_node() -> None:
+    """The one-read check ingest makes of a tree it takes from the catalog
+    says what reading the length blob says -- under plain and keyed ids --
+    and reads nothing but the ``D`` node."""
+    import pytest
+    from helpers import MemSink
+
+    from coursevault.store.ids import use_id_key
+    from coursevault.tree.nodes import NodeFormatError, document_has_length
+    from coursevault.tree.xmltree import XmlChunker
+
+    doc = b'<?xml version="1.0"?>\n<a>\n  <b id="1"><c>x</c></b>\n</a>\n'
+    for key in (None, bytes(range(32))):
+        use_id_key(key)
+        try:
+            sink = MemSink()
+            chunker = XmlChunker(sink)
+            chunker.feed(doc)
+            result = chunker.close()
+            new = result.store(sink)
+            old = sink.put_tree([result.root], result.body)
+            read: list[bytes] = []
+
+            def get(oid: bytes, sink: MemSink = sink, read: list[bytes] = read) -> tuple:
+                read.append(oid)
+                return sink.get(oid)
+
+            assert document_has_length(get, new, len(doc))
+            assert read == [new]
+            assert not document_has_length(get, new, len(doc) + 1)
+            assert not document_has_length(get, new, len(doc) - 1)
+            assert not document_has_length(get, old, len(doc))  # names no length
+            with pytest.raises(NodeFormatError):
+                document_has_length(get, result.root, len(doc))  # an X node
+        finally:
+            use_id_key(None)

@@ -227,6 +227,20 @@ def document_length(get: Getter, doc: ObjectId) -> int | None:
     return size
 
 
+def document_has_length(get: Getter, doc: ObjectId, size: int) -> bool:
+    """Whether a stored document names the length blob of ``size`` bytes,
+    reading only its ``D`` node: the blob's id is its content's hash, so
+    comparing ids says what reading it would (the store checks each object
+    against its id when it is read, and ``check --read-data`` every one).
+    A night's ingest checks every member it takes from the catalog this way,
+    one read a member instead of two (:func:`document_length`, which says
+    what the length is, for the error message when this says no)."""
+    refs, body = decode_tree(get(doc)[1])
+    if body[:1] != b"D" or not refs:
+        raise NodeFormatError(f"{doc.hex()} is not a document node")
+    return len(refs) >= 2 and refs[1] == object_id(ObjectType.BLOB, encode_length(size))
+
+
 # -- chunked content -----------------------------------------------------------------
 def encode_chunked(sizes: list[int]) -> bytes:
     out = bytearray(b"C")
