@@ -44,8 +44,13 @@ from coursevault.store.snapshots import row_digest, snapshot_dictionary, snapsho
 # files, a storage failure; for warnings, space to reclaim or a stray file.
 CORRUPT, MISSING, CATALOG, BACKEND = "corrupt", "missing", "catalog", "backend"
 UNREFERENCED, STRAY, REF = "unreferenced", "stray", "ref"
-SEEN = 1  # the mark on ObjectTable rows of what snapshots and blocks need
+SEEN = 1  # the mark on ObjectTable rows of what snapshots' walks reach
 READ = 2  # and of objects read here and found to hash to their ids
+# and of what dictionaries read, without what it names: apart from SEEN, or a
+# snapshot's walk meeting a tree a dictionary kept (an upper tree of a
+# forgotten night) stopped there, and never saw its children missing
+DICT = 4
+NEEDED = SEEN | DICT
 
 
 def kind_of(exc: BaseException) -> str:
@@ -124,6 +129,7 @@ def check_repository(
         lambda oid, needed_by, exc: report.error(
             f"{needed_by}: tree {oid.hex()}: {exc}", kind_of(exc)
         ),
+        counted=NEEDED,
     )
 
     def verified(oid: ObjectId) -> Location | None:
@@ -338,7 +344,7 @@ def _check_dictionary(reach: Reach, needed_by: str, dict_id: ObjectId, report: C
             except ValueError as exc:
                 raise CorruptionError(f"dictionary {link.hex()}: {exc}") from None
             if flags == DICT_WALK:  # its sources are what a walk of its tree reads
-                reach.dictionary(link, needed_by, SEEN, whole=False)
+                reach.dictionary(link, needed_by, DICT, whole=False)
                 return
             for oid in refs[flags:]:
                 _read_once(reach, oid)
@@ -355,7 +361,7 @@ def _read_once(reach: Reach, oid: ObjectId, want: bool = False) -> tuple[ObjectT
     table = reach.table
     rows = reach.rows(oid)
     if not rows or not table.marks[rows.start] & READ:
-        rows = reach.meet(oid, SEEN) or rows  # counted once, as the walk counts
+        rows = reach.meet(oid, DICT) or rows  # counted once, as the walk counts
         if not rows:
             raise ObjectMissingError(oid.hex(), "not in any index")
         found = reach.repo.read_at(oid, table.location(rows.start))
@@ -437,7 +443,7 @@ def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) ->
         for (oid, t, no, boff, blen, off, ln), mark in zip(
             table.entries(), table.marks, strict=True
         ):
-            if not mark & SEEN:
+            if not mark & NEEDED:
                 continue
             if oid != last:  # an object's first row (its copies follow)
                 if not located:

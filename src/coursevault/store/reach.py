@@ -63,8 +63,12 @@ class Reach:
         table: ObjectTable,
         on_missing: MissingHandler,
         on_damaged: DamagedHandler | None = None,
+        counted: int = 0,
     ) -> None:
         self.repo = repo
+        # the bits whose first on a row counts it (0: each bit's first does):
+        # an object a walk and a dictionary both mark is one object
+        self.counted = counted
         self.table = table
         self.on_missing = on_missing
         self.on_damaged = on_damaged
@@ -90,6 +94,8 @@ class Reach:
         elif table.marks[rows.start] & bit:
             return None
         else:
+            if table.marks[rows.start] & self.counted:
+                self.count -= 1  # met before under another of the counted bits
             table.mark(rows, bit)
             if self._fresh is not None:
                 self._fresh.extend((rows.start, rows.stop))
