@@ -310,6 +310,7 @@ def sync_repositories(
     try:
         if dst is not None and not dry_run:
             locks.append(dst.lock(exclusive=False, operation="sync"))
+        _catalogs_as_locked(src, dst, locks)
         _sync(src, dst, courses, report, dry_run, progress, say, locks, jobs)
     except BaseException:
         # the failure is what to report: a service gone down fails the
@@ -321,6 +322,21 @@ def sync_repositories(
     for lock in reversed(locks):
         lock.release()
     return report
+
+
+def _catalogs_as_locked(src: Repository, dst: Repository | None, locks: list[Lock]) -> None:
+    """Each catalog brought up to date once both locks are held, if either
+    lock was waited for.  A lock that waits syncs its own repository's
+    catalog (Repository.lock), but the time spent waiting for the source's
+    lock also left the destination's catalog as it was when sync opened
+    it: a forget and prune there meanwhile went unseen, and sync skipped
+    objects that prune had deleted and published snapshots lacking them
+    (exit 0).  Under the shared locks no prune runs on either side."""
+    if not any(lock.waited for lock in locks):
+        return
+    for repo, lock in zip((src, dst), locks, strict=False):
+        if repo is not None and not lock.waited:
+            repo.sync_catalog()
 
 
 def _sync(
