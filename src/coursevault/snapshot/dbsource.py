@@ -4,9 +4,9 @@ The members are what Moodle's own backup of the course holds, made by the
 definitions (coursevault/definitions) from one consistent read of the
 database and the site's file store, laid out as Moodle's tgz lays them out:
 ``.ARCHIVE_INDEX`` first, each folder before what it holds.  Since the index
-lists every member's size, members are made first and spooled (to disk past a few
-MiB), then handed on one at a time; file contents are streamed from the file
-store when ingest reads them.
+lists every member's size, members are made first and spooled to a temporary
+file, then handed on one at a time, each read from that file as ingest reads
+it; file contents are streamed from the file store when ingest reads them.
 
 The snapshot joins the series of Moodle's own backups of the same course:
 its key is ``<md5 of the site identifier>-<course id>``, as ingest names an
@@ -32,7 +32,6 @@ from coursevault.snapshot.source import SourceHead, validate_course_key
 from coursevault.structure.context import BackupRun
 from coursevault.structure.plan import FileRef, Progress
 
-SPOOL_IN_MEMORY = 8 << 20
 DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
 
 
@@ -101,10 +100,13 @@ class DatabaseSource:
         made: list[tuple[MemberInfo, Any]] = []
         seen_dirs: set[str] = set()
         # One spool for every member made: the index must come first, so all
-        # are made before any is handed on -- in memory up to a few MiB (a
-        # small course), then on disk (a course of 1,000 users and 300
-        # activities makes 130 MB of XML)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        # are made before any is handed on.  On disk from the first byte: a
+        # spool in memory up to 8 MiB held a small course's XML whole, and a
+        # course of 1,000 users and 300 activities (130 MB of XML) first
+        # filled it and then copied it out at once -- 8 MiB and a copy of
+        # it at the peak of making the members, memory a small course never
+        # needs (issue 21: peak RSS flat from S to M).
+        with tempfile.TemporaryFile() as spool:
             for path, data in course_members(self.run, self._progress):
                 for folder in _folders(path):
                     if folder not in seen_dirs:
@@ -122,8 +124,7 @@ class DatabaseSource:
                     yield member, io.BytesIO(b"")
                 else:
                     offset, length = payload
-                    spool.seek(offset)
-                    yield member, io.BytesIO(spool.read(length))
+                    yield member, _SpoolSlice(spool, offset, length)
 
     def _member(self, path: str, data: bytes | FileRef, spool: Any) -> tuple[MemberInfo, Any]:
         if isinstance(data, FileRef):
@@ -131,6 +132,31 @@ class DatabaseSource:
         offset = spool.seek(0, io.SEEK_END)
         spool.write(data)
         return MemberInfo(path, False, len(data), self._mtime), (offset, len(data))
+
+
+class _SpoolSlice:
+    """One member's bytes in the spool, read as ingest asks for them.
+
+    Not a ``BytesIO`` of the member: that copy is the member's whole size
+    (users.xml of 1,000 users is 1.6 MB) on top of what ingest buffers of
+    it.  Each read seeks, so the slice owes nothing to where the spool was
+    left; ingest reads one member to its end before asking for the next."""
+
+    def __init__(self, spool: IO[bytes], offset: int, length: int) -> None:
+        self._spool = spool
+        self._at = offset
+        self._end = offset + length
+
+    def read(self, n: int = -1, /) -> bytes:
+        left = self._end - self._at
+        if n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        self._spool.seek(self._at)
+        data = self._spool.read(n)
+        self._at += len(data)
+        return data
 
 
 def _folders(path: str) -> list[str]:
