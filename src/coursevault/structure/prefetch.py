@@ -10,7 +10,7 @@ of dicts of strings -- the largest thing a database backup held, and memory
 CPython's allocator then kept for the rest of the run.
 
 So a window keeps its first :data:`COMPACT_AFTER` rows of a query as dicts
-(a small course: all of them, untouched) and each further row as the
+and each further row as the
 ``marshal`` of its values, about 100 bytes where its dict took 700 (its
 column names once per window).  A row is made again as a dict when its task
 asks, with the same names in the same order and the same strings.  The
@@ -36,9 +36,14 @@ PREFETCH_WINDOW = 50
 # its peak (docs/benchmarks.md section 9, session bmem-s18).  Ten keep a
 # course of up to ten assignments (gen_s) at one query a table.
 USER_DATA_WINDOW = 10
-# Rows of one query kept as dicts before the rest are packed: more than a
-# course of 100 users reads in any one window (its largest: about 1,000).
-COMPACT_AFTER = 2048
+# Rows of one query kept as dicts before the rest are packed.  It was 2,048,
+# more than a course of 100 users reads in any one window -- so a course of
+# 1,000 users held 2,048 dicts in each of its windows (submissions, their
+# grades, grade_grades...), some 10 MB of its 31 MB heap while making
+# members, which a small course never reaches: the peak grew with the
+# course (issue 21).  256 keep the rows a task of a small course asks for
+# as they were; M's night 106.6 -> 103.4 MB, its full backup 135 -> 130.
+COMPACT_AFTER = 256
 
 # a task's rows as they wait: dicts, or the marshal of a row's values
 Waiting = list[Row | bytes]
