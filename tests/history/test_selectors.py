@@ -133,3 +133,29 @@ def test_forget_resolves_every_selector_before_deleting_any(
     assert main(["forget", "--snapshot", "c@latest", "--snapshot", "c@~5", *args]) == 2
     assert [s.id for s in cv_repo.snapshots("c")] == [first]
     del second, third
+
+
+def test_the_latest_of_one_time_stays_the_last_ingested_when_one_between_is_forgotten(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """Three backups of one course at one time (a night ingested again, or
+    two database backups within a second), the middle one forgotten: the
+    chain of parents between the other two is broken.  The id alone then
+    decided, and ``@latest`` -- and ``forget --keep-last 1`` -- took the
+    first backup for the last about half the time; the record's
+    ``committed`` time decides.  Eight courses, so that some of them have
+    ids in the order that misled."""
+    from coursevault.history.retention import Policy, apply_policy
+
+    for course in range(8):
+        key = f"c{course}"
+        made = []
+        for n in range(3):
+            posts = {1: [(10 + i, f"course {course} post {i}") for i in range(n + 1)]}
+            path = write_course(tmp_path / f"{key}-{n}.mbz", posts, date=T0)
+            made.append(ingest_archive(cv_repo, str(path), course=key).snapshot)
+        cv_repo.delete_snapshot(made[1])
+        assert resolve(cv_repo, f"{key}@latest").id == made[2], key
+        assert resolve(cv_repo, f"{key}@~1").id == made[0], key
+        kept = [s.id for s, _why in apply_policy(cv_repo.snapshots(key), Policy(last=1)).keep]
+        assert kept == [made[2]], key

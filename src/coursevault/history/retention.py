@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from coursevault.errors import UsageError
 from coursevault.store.catalog import SnapshotRow
+from coursevault.store.series import history_order
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,12 @@ def _bucket(kind: str) -> Callable[[dt.datetime], tuple[int, ...]]:
 
 
 def apply_policy(snapshots: Sequence[SnapshotRow], policy: Policy) -> Decision:
-    """Decide for one course's snapshots (any order)."""
+    """Decide for one course's snapshots (any order), newest first in
+    history order (store.series.history_order): of snapshots of one time,
+    the one ingested last is the newest, as ``@latest`` says -- by id,
+    ``--keep-last 1`` kept the first of them about half the time."""
     policy.check()
-    newest_first = sorted(snapshots, key=lambda s: (s.epoch, s.id), reverse=True)
+    newest_first = history_order(sorted(snapshots, key=lambda s: (s.epoch, s.id)))[::-1]
     reasons: dict[str, list[str]] = {s.id: [] for s in newest_first}
     for i, s in enumerate(newest_first):
         if i < policy.last:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -343,6 +344,9 @@ def _record(
                 "bytes": result.bytes_read,
             },
             "program": f"coursevault {__version__}",
+            # orders snapshots of the same time once the chain of parents
+            # between them is broken (store/series.history_order)
+            "committed": round(time.time(), 6),
         }
         if next_dictionary is not None:
             record["dictionary"] = next_dictionary.hex()

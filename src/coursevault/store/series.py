@@ -106,12 +106,17 @@ def head_series(repo: Repository) -> list[str]:
 
 def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
     """Snapshots as history shows them: by time, and among snapshots of the
-    same time (an archive ingested again) parents before their children, then
-    by id.  ``rows`` come sorted by (epoch, id); only ties are reordered.
+    same time (an archive ingested again) parents before their children,
+    then by when each was committed (the record's ``committed``; none, as
+    records before it: first), then by id.  ``rows`` come sorted by (epoch,
+    id); only ties are reordered.
 
     So the newest snapshot at or before a time -- what ``KEY@<time>``
-    selects, and what a new snapshot of that time takes as its parent -- is
-    the one ingested last, and ingesting a night again continues the chain.
+    selects, what a new snapshot of that time takes as its parent, and what
+    ``forget --keep-last`` keeps -- is the one ingested last, and ingesting
+    a night again continues the chain.  The commit time matters once a
+    snapshot between two of them is forgotten: the chain of parents is then
+    broken, and the id alone picked the older one as the latest.
     """
     out: list[SnapshotRow] = []
     i = 0
@@ -122,10 +127,15 @@ def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
         tie = rows[i:j]
         if len(tie) > 1:
             gen = _generations(tie)
-            tie = sorted(tie, key=lambda r: (gen[r.id], r.id))
+            tie = sorted(tie, key=lambda r: (gen[r.id], _committed(r.record), r.id))
         out.extend(tie)
         i = j
     return out
+
+
+def _committed(record: dict[str, Any]) -> float:
+    value = record.get("committed")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def _generations(tie: list[SnapshotRow]) -> dict[str, int]:
