@@ -325,18 +325,23 @@ def sync_repositories(
 
 
 def _catalogs_as_locked(src: Repository, dst: Repository | None, locks: list[Lock]) -> None:
-    """Each catalog brought up to date once both locks are held, if either
-    lock was waited for.  A lock that waits syncs its own repository's
-    catalog (Repository.lock), but the time spent waiting for the source's
-    lock also left the destination's catalog as it was when sync opened
-    it: a forget and prune there meanwhile went unseen, and sync skipped
-    objects that prune had deleted and published snapshots lacking them
-    (exit 0).  Under the shared locks no prune runs on either side."""
-    if not any(lock.waited for lock in locks):
-        return
-    for repo, lock in zip((src, dst), locks, strict=False):
-        if repo is not None and not lock.waited:
-            repo.sync_catalog()
+    """The catalogs brought up to date once both locks are held, as a
+    writer's session does (store/session.py): the destination's always,
+    the source's if the destination's lock was waited for.
+
+    A lock that waits syncs its own repository's catalog (Repository.lock),
+    but the wait for the source's lock left the destination's catalog as it
+    was when sync opened it: a forget and prune there meanwhile went unseen,
+    and sync skipped objects that prune had deleted and published snapshots
+    lacking them (exit 0).  A prune that ran between the opening and the
+    lock, without a wait, did the same.  Under the shared locks no prune
+    runs on either side.  A stale source catalog costs no data: what it
+    names and is gone fails to be read."""
+    src_lock, dst_lock = locks[0], locks[1] if len(locks) > 1 else None
+    if dst is not None and dst_lock is not None and not dst_lock.waited:
+        dst.sync_catalog()
+    if dst_lock is not None and dst_lock.waited and not src_lock.waited:
+        src.sync_catalog()
 
 
 def _sync(
