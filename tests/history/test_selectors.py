@@ -142,8 +142,8 @@ def test_the_latest_of_one_time_stays_the_last_ingested_when_one_between_is_forg
     two database backups within a second), the middle one forgotten: the
     chain of parents between the other two is broken.  The id alone then
     decided, and ``@latest`` -- and ``forget --keep-last 1`` -- took the
-    first backup for the last about half the time; the record's
-    ``committed`` time decides.  Eight courses, so that some of them have
+    first backup for the last about half the time; the record's ``tie``
+    (the order snapshots of one time were committed in) decides.  Eight courses, so that some of them have
     ids in the order that misled."""
     from coursevault.history.retention import Policy, apply_policy
 

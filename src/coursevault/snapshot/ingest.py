@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -344,9 +343,6 @@ def _record(
                 "bytes": result.bytes_read,
             },
             "program": f"coursevault {__version__}",
-            # orders snapshots of the same time once the chain of parents
-            # between them is broken (store/series.history_order)
-            "committed": round(time.time(), 6),
         }
         if next_dictionary is not None:
             record["dictionary"] = next_dictionary.hex()

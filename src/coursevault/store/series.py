@@ -107,14 +107,14 @@ def head_series(repo: Repository) -> list[str]:
 def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
     """Snapshots as history shows them: by time, and among snapshots of the
     same time (an archive ingested again) parents before their children,
-    then by when each was committed (the record's ``committed``; none, as
-    records before it: first), then by id.  ``rows`` come sorted by (epoch,
+    then by the order they were committed in (the record's ``tie``, see
+    :func:`tie_rank`; none: 0), then by id.  ``rows`` come sorted by (epoch,
     id); only ties are reordered.
 
     So the newest snapshot at or before a time -- what ``KEY@<time>``
     selects, what a new snapshot of that time takes as its parent, and what
     ``forget --keep-last`` keeps -- is the one ingested last, and ingesting
-    a night again continues the chain.  The commit time matters once a
+    a night again continues the chain.  The commit order matters once a
     snapshot between two of them is forgotten: the chain of parents is then
     broken, and the id alone picked the older one as the latest.
     """
@@ -127,15 +127,27 @@ def history_order(rows: list[SnapshotRow]) -> list[SnapshotRow]:
         tie = rows[i:j]
         if len(tie) > 1:
             gen = _generations(tie)
-            tie = sorted(tie, key=lambda r: (gen[r.id], _committed(r.record), r.id))
+            tie = sorted(tie, key=lambda r: (gen[r.id], _tie(r.record), r.id))
         out.extend(tie)
         i = j
     return out
 
 
-def _committed(record: dict[str, Any]) -> float:
-    value = record.get("committed")
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+def _tie(record: dict[str, Any]) -> int:
+    value = record.get("tie")
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def tie_rank(rows: list[SnapshotRow], epoch: float) -> int:
+    """The ``tie`` of a snapshot of ``epoch`` committed after ``rows`` (its
+    series, in history order): one more than the snapshots of that time
+    before it rank (a record without ``tie`` ranks as its place among
+    them), 0 if there are none -- the field is then left out, and a
+    night's record is what it always was.  Unlike a clock it is the same
+    on every run of the same commands, and it survives the forgetting of
+    the snapshots between."""
+    same = [r for r in rows if r.epoch == epoch]
+    return 1 + max(max(_tie(r.record), i) for i, r in enumerate(same)) if same else 0
 
 
 def _generations(tie: list[SnapshotRow]) -> dict[str, int]:
@@ -337,6 +349,9 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
         repo.sync_catalog()
         rows = repo.snapshots(series)
         record = draft.build(parent_of(rows, draft.epoch))
+        tie = tie_rank(rows, draft.epoch)
+        if tie:
+            record["tie"] = tie
         data = encode_record(record)
         snap_id = object_id(ObjectType.SNAPSHOT, data).hex()
         try:
