@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -50,25 +52,32 @@ def test_a_many_referencing_record_keeps_its_references_in_order() -> None:
     assert [r.refs for r in decode_group(refs, body)] == [[], many, [many[0]]]
 
 
+def _document_trees(doc: bytes) -> tuple[Any, Any, bytes, bytes]:
+    """``doc`` cut and stored: (the sink, the cut, its ``D`` node naming its
+    length, one naming only its root as ``D`` nodes did before)."""
+    from helpers import MemSink
+
+    from coursevault.tree.xmltree import XmlChunker
+
+    sink = MemSink()
+    chunker = XmlChunker(sink)
+    chunker.feed(doc)
+    result = chunker.close()
+    return sink, result, result.store(sink), sink.put_tree([result.root], result.body)
+
+
 def test_a_document_names_its_length_and_older_ones_read_as_unknown() -> None:
     """``D`` nodes name how many bytes they render to (format.md, "Document
     length"), read without rendering; those written before name only their
     root, and render the same."""
     import pytest
-    from helpers import MemSink
 
     from coursevault.store.ids import ObjectType
     from coursevault.tree.nodes import NodeFormatError, document_length, encode_document
     from coursevault.tree.render import render_document
-    from coursevault.tree.xmltree import XmlChunker
 
     doc = b'<?xml version="1.0"?>\n<a>\n  <b id="1"><c>x</c></b>\n  <b id="2"><c>y</c></b>\n</a>\n'
-    sink = MemSink()
-    chunker = XmlChunker(sink)
-    chunker.feed(doc)
-    result = chunker.close()
-    new = result.store(sink)
-    old = sink.put_tree([result.root], result.body)
+    sink, result, new, old = _document_trees(doc)
     assert document_length(sink.get, new) == len(doc)
     assert document_length(sink.get, old) is None
     for tree in (new, old):
@@ -93,18 +102,12 @@ def test_document_has_length_reads_only_the_document_node() -> None:
 
     from coursevault.store.ids import use_id_key
     from coursevault.tree.nodes import NodeFormatError, document_has_length
-    from coursevault.tree.xmltree import XmlChunker
 
     doc = b'<?xml version="1.0"?>\n<a>\n  <b id="1"><c>x</c></b>\n</a>\n'
     for key in (None, bytes(range(32))):
         use_id_key(key)
         try:
-            sink = MemSink()
-            chunker = XmlChunker(sink)
-            chunker.feed(doc)
-            result = chunker.close()
-            new = result.store(sink)
-            old = sink.put_tree([result.root], result.body)
+            sink, result, new, old = _document_trees(doc)
             read: list[bytes] = []
 
             def get(oid: bytes, sink: MemSink = sink, read: list[bytes] = read) -> tuple:
