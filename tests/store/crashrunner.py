@@ -51,7 +51,7 @@ from coursevault.store.backend import LocalBackend
 # the parts and the generation that lists them, as on a site of millions.
 journal.PART_LINES = 1
 
-MUTATING = ("write", "create", "delete", "compare_and_swap")
+MUTATING = ("write", "write_file", "create", "delete", "compare_and_swap")
 
 
 class Events:
@@ -114,8 +114,8 @@ def install(events: Events) -> None:
 
     write_temp = LocalBackend._write_temp
 
-    def temp_written(self: LocalBackend, path: Path, data: Any) -> Path:
-        tmp = write_temp(self, path, data)
+    def temp_written(self: LocalBackend, path: Path, data: Any, *source: Any) -> Path:
+        tmp = write_temp(self, path, data, *source)
         if path.parent.name == "locks":
             path = path.parent / "*"
         events(f"temporary file of {os.path.relpath(path, self.root)}: written")

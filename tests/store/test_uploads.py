@@ -10,6 +10,7 @@ import pytest
 
 from coursevault.errors import BackendError
 from coursevault.store.backend import LocalBackend
+from coursevault.store.spool import Spool
 from coursevault.store.uploads import PackUploads
 from coursevault.store.wrappers import BackendWrapper
 
@@ -45,7 +46,7 @@ def slow(tmp_path: Path) -> Slow:
 def test_at_most_parallel_in_flight_and_all_written_after_drain(slow: Slow) -> None:
     uploads = PackUploads(slow, parallel=3)
     for i in range(12):
-        uploads.write(f"packs/00/{i:02d}", bytes([i]) * 10)
+        uploads.write(f"packs/00/{i:02d}", Spool(bytes([i]) * 10))
     uploads.drain()
     assert slow.most == 3
     assert len(dict(slow.list("packs/"))) == 12
@@ -54,11 +55,11 @@ def test_at_most_parallel_in_flight_and_all_written_after_drain(slow: Slow) -> N
 
 def test_a_failed_upload_is_raised_by_the_next_call(slow: Slow) -> None:
     uploads = PackUploads(slow, parallel=2)
-    uploads.write("packs/00/fail", b"x")
-    uploads.write("packs/00/ok1", b"x")
+    uploads.write("packs/00/fail", Spool(b"x"))
+    uploads.write("packs/00/ok1", Spool(b"x"))
     with pytest.raises(BackendError, match="HTTP 500"):
         for i in range(10):  # a later write, or the drain, says so
-            uploads.write(f"packs/00/more{i}", b"x")
+            uploads.write(f"packs/00/more{i}", Spool(b"x"))
         uploads.drain()
     uploads.close()  # waits, ignores what is left
     assert slow.in_flight == 0
@@ -67,6 +68,6 @@ def test_a_failed_upload_is_raised_by_the_next_call(slow: Slow) -> None:
 def test_one_at_a_time_writes_in_the_callers_thread(slow: Slow) -> None:
     uploads = PackUploads(slow, parallel=1)
     with pytest.raises(BackendError):
-        uploads.write("packs/00/fail", b"x")
-    uploads.write("packs/00/ok", b"x")
+        uploads.write("packs/00/fail", Spool(b"x"))
+    uploads.write("packs/00/ok", Spool(b"x"))
     assert slow.exists("packs/00/ok")  # no drain needed

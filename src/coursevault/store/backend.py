@@ -20,6 +20,7 @@ Guarantees every backend must give:
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import secrets
@@ -89,6 +90,30 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _copy_file(src: int, dst: int, size: int) -> None:
+    """Copy ``size`` bytes from the start of ``src`` to ``dst``'s position:
+    in the kernel where it can (``sendfile`` between regular files), else
+    through a 1 MiB buffer."""
+    offset = 0
+    try:
+        while offset < size:
+            sent = os.sendfile(dst, src, offset, size - offset)
+            if sent == 0:
+                break
+            offset += sent
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EXDEV) or offset:
+            raise
+    while offset < size:
+        piece = os.pread(src, min(1 << 20, size - offset), offset)
+        if not piece:
+            raise OSError(errno.EIO, f"source file ends at {offset} of {size} bytes")
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(dst, view) :]
+        offset += len(piece)
 
 
 class LocalBackend:
@@ -189,7 +214,11 @@ class LocalBackend:
             )
         return data
 
-    def _write_temp(self, path: Path, data: bytes | bytearray | memoryview) -> Path:
+    def _write_temp(
+        self, path: Path, data: bytes | bytearray | memoryview, source: tuple[int, int] | None = None
+    ) -> Path:
+        """A durable temporary file beside ``path`` holding ``data`` (or the
+        first ``size`` bytes of open file ``fd`` when ``source`` is ``(fd, size)``)."""
         parent = path.parent
         if not parent.is_dir():
             parent.mkdir(parents=True, exist_ok=True)
@@ -197,6 +226,8 @@ class LocalBackend:
         tmp = parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
+            if source is not None:
+                _copy_file(source[0], fd, source[1])
             view = memoryview(data)
             while view:
                 n = os.write(fd, view)
@@ -214,6 +245,17 @@ class LocalBackend:
         path = self._path(key)
         try:
             tmp = self._write_temp(path, data)
+            os.replace(tmp, path)
+            _fsync_dir(path.parent)
+        except OSError as exc:
+            raise BackendError(f"cannot write {path}: {exc.strerror}") from exc
+
+    def write_file(self, key: str, fd: int, size: int) -> None:
+        """``write`` of the first ``size`` bytes of open file ``fd``, copied by
+        the kernel (a spilled pack, store/spool.py): no buffer of its size."""
+        path = self._path(key)
+        try:
+            tmp = self._write_temp(path, b"", (fd, size))
             os.replace(tmp, path)
             _fsync_dir(path.parent)
         except OSError as exc:

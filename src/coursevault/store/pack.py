@@ -35,10 +35,10 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
 
-import blake3
 import zstandard
 
 from coursevault.store.ids import ObjectId, ObjectType
+from coursevault.store.spool import Spool
 
 PACK_MAGIC = b"CVPK"
 PACK_VERSION = 1
@@ -88,11 +88,13 @@ def pack_key(pack_id: bytes) -> str:
 
 
 class PackWriter:
-    """Accumulates objects into blocks and blocks into one pack held in memory.
+    """Accumulates objects into blocks and blocks into one pack.
 
     The caller decides when a pack is full (``size``) and writes ``finish()``'s
     bytes through the backend; the pack id is the blake3 hash of those bytes.
-    Memory is bounded by the pack target size plus one block.
+    Memory is bounded by the pack target size plus one block, or, with
+    ``spill_at``, by that many bytes plus one block: finished blocks past it
+    go to a temporary file (store/spool.py).
     """
 
     def __init__(
@@ -101,6 +103,7 @@ class PackWriter:
         level: int,
         known: Callable[[list[ObjectId]], set[ObjectId]] | None = None,
         recent_trees: int = 128,
+        spill_at: int | None = None,
     ) -> None:
         self.block_target = block_target
         self._large = min(block_target, LARGE_OBJECT)  # see _seal
@@ -115,7 +118,9 @@ class PackWriter:
         # level 1 keeps ~90% of level 3's ratio at 2-3x the speed
         self._fast = zstandard.ZstdCompressor(level=min(level, 1))
         self._dict: tuple[ObjectId, zstandard.ZstdCompressor] | None = None
-        self._buf = bytearray(PACK_HEADER)
+        # the finished blocks: in memory, or past ``spill_at`` bytes in a
+        # temporary file (store/spool.py)
+        self._buf = Spool(PACK_HEADER, spill_at)
         self._raw = bytearray()
         self._entries: list[tuple[int, ObjectId, int, int]] = []
         # (type, id, block_offset, block_length, offset, length) of finished blocks
@@ -139,13 +144,13 @@ class PackWriter:
 
     @property
     def size(self) -> int:
-        return len(self._buf) + len(self._raw)
+        return self._buf.size + len(self._raw)
 
     def set_dictionary(self, dict_id: ObjectId, cctx: zstandard.ZstdCompressor) -> None:
         """Compress blocks sealed from now on with ``cctx`` (which holds the
         content of dictionary object ``dict_id``), naming ``dict_id`` in them."""
         self._dict = (dict_id, cctx)
-        self._buf[4] = PACK_VERSION_DICT  # readers of version 1 refuse it whole
+        self._buf.patch(4, bytes([PACK_VERSION_DICT]))  # readers of version 1 refuse it whole
 
     @property
     def empty(self) -> bool:
@@ -205,13 +210,14 @@ class PackWriter:
             codec = CODEC_ZSTD
         if len(stored) >= len(raw):
             stored, codec, dict_ref = raw, CODEC_RAW, b""
-        start = len(self._buf)
-        self._buf += BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), len(self._entries))
-        self._buf += dict_ref
+        start = self._buf.size
+        head = bytearray(BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), len(self._entries)))
+        head += dict_ref
         for t, _oid, off, ln in self._entries:
-            self._buf += ENTRY.pack(t, off, ln)
-        self._buf += stored
-        block_len = len(self._buf) - start
+            head += ENTRY.pack(t, off, ln)
+        self._buf.append(head)
+        self._buf.append(stored)
+        block_len = self._buf.size - start
         recent_trees = self.recent_trees
         for t, oid, off, ln in self._entries:
             self.where[oid] = (t, start, block_len, off, ln)
@@ -274,7 +280,7 @@ class PackWriter:
             return t, bytes(self._raw[off : off + ln])
         raw = cache.get(boff)
         if raw is None:
-            raw = reader.payload(bytes(self._buf[boff : boff + blen]))
+            raw = reader.payload(self._buf.pread(boff, blen))
             if len(cache) >= 32:
                 cache.pop(next(iter(cache)))
             cache[boff] = raw
@@ -283,11 +289,17 @@ class PackWriter:
     def finish(self) -> tuple[bytes, memoryview]:
         """Close the last block; return (pack id, a view of the pack's bytes).
 
-        A view, not a copy: a pack is up to 16 MiB and memory must stay flat.
+        A view, not a copy, for a writer that does not spill: a pack is up
+        to 16 MiB and memory must stay flat.
         """
+        pack_id, spool = self.finish_spool()
+        return pack_id, spool.view()
+
+    def finish_spool(self) -> tuple[bytes, Spool]:
+        """Close the last block; return (pack id, the spool of its bytes),
+        for :func:`~coursevault.store.spool.write_spool`."""
         self.flush_block()
-        data = memoryview(self._buf)
-        return blake3.blake3(data).digest(), data
+        return self._buf.digest(), self._buf
 
 
 def _incompressible(data: bytes | bytearray, cctx: zstandard.ZstdCompressor) -> bool:

@@ -38,6 +38,7 @@ from coursevault.store.reach import Reach, walk_order
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
 from coursevault.store.snapshots import snapshot_dictionary
+from coursevault.store.spool import PACK_SPILL, write_spool
 
 
 @dataclass
@@ -405,18 +406,22 @@ def _copy(
     backend = repo.backend
     copied: list[Row] = []
     block_size, level = int(repo.config["block_size"]), int(repo.config["zstd_level"])
-    writer = PackWriter(block_size, level)
     pack_size = int(repo.config["pack_size"])
+    spill_at = min(PACK_SPILL, pack_size // 2)
+    writer = PackWriter(block_size, level, spill_at=spill_at)
 
     def flush() -> None:
         nonlocal writer
         if writer.empty:
             return
-        pack_id, data = writer.finish()
-        backend.write(pack_key(pack_id), data)
+        pack_id, spool = writer.finish_spool()
+        try:
+            write_spool(backend, pack_key(pack_id), spool)
+        finally:
+            spool.close()
         copied.extend((oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in writer.placed)
         report.packs_written += 1
-        writer = PackWriter(block_size, level)
+        writer = PackWriter(block_size, level, spill_at=spill_at)
 
     for row in to_copy:
         kind, payload = repo.read_at(table.oid(row), table.location(row))

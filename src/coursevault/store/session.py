@@ -37,6 +37,7 @@ from coursevault.store.journal import INDEX
 from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
+from coursevault.store.spool import PACK_SPILL
 from coursevault.store.treecodec import encode_tree
 from coursevault.store.uploads import PackUploads
 
@@ -117,7 +118,13 @@ class WriteSession:
         self._closed = False
 
     def _new_pack(self) -> PackWriter:
-        pack = PackWriter(self._block_size, self._level, self._known, DICT_MEMBERS)
+        pack = PackWriter(
+            self._block_size,
+            self._level,
+            self._known,
+            DICT_MEMBERS,
+            spill_at=min(PACK_SPILL, self.pack_size // 2),
+        )
         if self._dict is not None:
             pack.set_dictionary(*self._dict)
         return pack
@@ -264,13 +271,14 @@ class WriteSession:
         self._fold_dropped()
         if self._pack.empty:
             return []
-        pack_id, data = self._pack.finish()
+        pack_id, data = self._pack.finish_spool()
+        size = data.size
         self._note_fresh(self._pack)
         self._packs.append(pack_id)  # first: an abort deletes it, uploaded or not
         self._uploads.write(pack_key(pack_id), data)
-        self._pack_bytes[pack_id] = len(data)
+        self._pack_bytes[pack_id] = size
         self._stats.packs += 1
-        self._stats.stored_bytes += len(data)
+        self._stats.stored_bytes += size
         placed = self._pack.placed
         rows: list[Row] = []
         if remember:

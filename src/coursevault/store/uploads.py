@@ -10,7 +10,8 @@ uploads in flight the two overlap.  What stays as it was:
   ``drain``), so the command fails -- never a snapshot over a missing pack
   (restic #3646);
 * memory: at most ``parallel`` packs are in flight; ``write`` waits for one
-  to finish before it queues another (each holds its pack's bytes);
+  to finish before it queues another (each holds its pack's bytes, in memory
+  or, past the session's spill size, in a temporary file: store/spool.py);
 * reading back: a pack in flight is not in the store yet, so a session that
   reads its own objects drains first.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from coursevault.store.backend import Backend
+from coursevault.store.spool import Spool, write_spool
 
 
 class PackUploads:
@@ -34,17 +36,23 @@ class PackUploads:
         self._pool: ThreadPoolExecutor | None = None
         self._inflight: list[Future[None]] = []
 
-    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        """Upload ``data`` as ``key``; raises the error of an earlier upload.
-        ``data`` must not change until the upload ends (a finished pack's
-        view: its writer is dropped, never reused)."""
+    def write(self, key: str, spool: Spool) -> None:
+        """Upload ``spool`` as ``key`` and close it; raises the error of an
+        earlier upload.  ``spool`` must not change until the upload ends (a
+        finished pack's: its writer is dropped, never reused)."""
         if self.parallel == 1:
-            self.backend.write(key, data)
+            self._upload(key, spool)
             return
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.parallel, thread_name_prefix="pack-upload")
         self._reap(wait_for_one=len(self._inflight) >= self.parallel)
-        self._inflight.append(self._pool.submit(self.backend.write, key, data))
+        self._inflight.append(self._pool.submit(self._upload, key, spool))
+
+    def _upload(self, key: str, spool: Spool) -> None:
+        try:
+            write_spool(self.backend, key, spool)
+        finally:
+            spool.close()
 
     def _reap(self, wait_for_one: bool) -> None:
         if wait_for_one:
