@@ -150,6 +150,12 @@ class TruncatedError(BackendError):
         super().__init__(message, retryable=False)
 
 
+class ScratchError(CoursevaultError):
+    """The local temporary space a command writes scratch to (``TMPDIR``: an
+    open pack past its spill size) failed -- full, or not writable.  Nothing
+    in it is durable; the command wrote no snapshot."""
+
+
 class CatalogError(RepositoryError):
     """The local catalog database failed."""
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import blake3
 import pytest
-from helpers import MINIMAL_BACKUP, write_tgz
+from helpers import CORPUS, MINIMAL_BACKUP, write_tgz
 
 from coursevault.errors import EXIT_FAILURE, CorruptionError
 from coursevault.snapshot import ingest
@@ -78,3 +78,28 @@ def test_a_tree_that_does_not_decode_is_corruption() -> None:
     oid = object_id(ObjectType.TREE, junk)
     with pytest.raises(CorruptionError):
         elements.load_record({oid: (ObjectType.TREE, junk)}.__getitem__, oid)
+
+
+def test_a_full_temporary_folder_is_one_line_and_no_snapshot(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The open pack past its spill size is written to TMPDIR (store/spool.py):
+    a full disk there is named, not an internal error, and leaves no snapshot."""
+    import errno
+
+    from coursevault.store import spool
+
+    big = max(CORPUS, key=lambda p: p.stat().st_size)  # 6 MB: its pack spills
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(spool.os, "pwrite", full)
+    r = cv("-r", repo, "ingest", big, "--course", "big")
+    assert r.code == 1, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err
+    monkeypatch.undo()
+    assert cv("-r", repo, "snapshots", "--json").out.strip() in ("[]", "")

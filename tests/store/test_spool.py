@@ -134,18 +134,17 @@ def test_a_session_of_spilled_packs_commits_objects_that_read_back(tmp_path: Pat
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend, pack_size=256 * 1024)
     objects = _objects(300, seed=5, trees=False)  # the snapshot's walk reads trees
-    with Repository.open(backend, cache_dir=tmp_path / "c") as repo:
-        with repo.writer() as w:
-            ids, spilled = [], False
-            for kind, payload in objects:
-                ids.append(w.put(kind, payload))
-                spilled |= w._pack._buf.spilled  # half the pack size: on file
-            assert spilled
-            for oid, (kind, payload) in zip(ids, objects, strict=True):  # before commit
-                assert w.get(oid) == (kind, payload)
-            root = w.put_tree(ids, b"root")
-            w.commit({"course": "c", "time": "", "epoch": 1.0, "root": root.hex(), "parents": []})
-            assert w.stats.packs >= 10  # several packs passed their spill size
+    with Repository.open(backend, cache_dir=tmp_path / "c") as repo, repo.writer() as w:
+        ids, spilled = [], False
+        for kind, payload in objects:
+            ids.append(w.put(kind, payload))
+            spilled |= w._pack._buf.spilled  # half the pack size: on file
+        assert spilled
+        for oid, (kind, payload) in zip(ids, objects, strict=True):  # before commit
+            assert w.get(oid) == (kind, payload)
+        root = w.put_tree(ids, b"root")
+        w.commit({"course": "c", "time": "", "epoch": 1.0, "root": root.hex(), "parents": []})
+        assert w.stats.packs >= 10  # several packs passed their spill size
     with Repository.open(backend, cache_dir=tmp_path / "c2") as repo:
         for oid, (kind, payload) in zip(ids, objects, strict=True):
             assert repo.get(oid) == (kind, payload)

@@ -20,6 +20,7 @@ from typing import BinaryIO, Protocol, runtime_checkable
 
 import blake3
 
+from coursevault.errors import ScratchError
 from coursevault.store.backend import Backend
 
 CHUNK = 1 << 20  # what is read at a time from a spilled spool
@@ -61,7 +62,12 @@ class Spool:
 
     def _spill(self) -> None:
         assert self._mem is not None
-        self._file = tempfile.TemporaryFile(prefix="coursevault-pack-")  # noqa: SIM115
+        try:
+            self._file = tempfile.TemporaryFile(prefix="coursevault-pack-")  # noqa: SIM115
+        except OSError as exc:
+            raise ScratchError(
+                f"cannot make a temporary file in {tempfile.gettempdir()} (TMPDIR): {exc.strerror}"
+            ) from exc
         _write_all(self._file.fileno(), self._mem, 0)
         self._mem = None
 
@@ -127,9 +133,13 @@ class Spool:
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> None:
     view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, offset)
-        view, offset = view[n:], offset + n
+    try:
+        while view:
+            n = os.pwrite(fd, view, offset)
+            view, offset = view[n:], offset + n
+    except OSError as exc:
+        where = tempfile.gettempdir()
+        raise ScratchError(f"cannot write a temporary file in {where} (TMPDIR): {exc.strerror}") from exc
 
 
 @runtime_checkable
