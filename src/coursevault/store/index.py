@@ -58,27 +58,34 @@ def encode_index(entries: Iterable[tuple[bytes, Location]]) -> tuple[bytes, byte
 
 
 def encode_index_rows(rows: Iterable[Row]) -> tuple[bytes, bytes]:
-    """:func:`encode_index` for entries as :data:`Row` tuples."""
-    packs: dict[bytes, int] = {}
-    pack_entry = INDEX_ENTRY.pack
-    body = b"".join(
-        [
-            pack_entry(oid, t, packs.setdefault(pack, len(packs)), boff, blen, off, ln)
-            for oid, t, pack, boff, blen, off, ln in rows
-        ]
-    )
-    n = len(body) // INDEX_ENTRY.size
-    plain = bytearray(COUNT.pack(len(packs)))
+    """:func:`encode_index` for entries as :data:`Row` tuples.
+
+    The plain body is packed in place into one buffer of its final size: a
+    commit encodes up to MAX_ENTRIES_PER_FILE entries, and a list of packed
+    entries, their join and a copy into the framed body held three copies
+    (about 5 MiB at a full backup's peak, docs/benchmarks.md 9b)."""
+    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
+    packs = dict.fromkeys(row[2] for row in rows)
+    numbers = {pack: no for no, pack in enumerate(packs)}
+    head = COUNT.size + len(packs) * ID_SIZE + COUNT.size
+    plain = bytearray(head + len(rows) * INDEX_ENTRY.size)
+    COUNT.pack_into(plain, 0, len(packs))
+    at = COUNT.size
     for pack in packs:
-        plain += pack
-    plain += COUNT.pack(n)
-    plain += body
-    data = (
-        INDEX_MAGIC
-        + bytes([INDEX_VERSION, 0, 0, 0])
-        + zstandard.ZstdCompressor(level=3).compress(plain)
-    )
-    return blake3.blake3(data).digest(), data
+        if len(pack) != ID_SIZE:
+            raise ValueError(f"a pack id is {ID_SIZE} bytes, not {len(pack)}")
+        plain[at : at + ID_SIZE] = pack
+        at += ID_SIZE
+    COUNT.pack_into(plain, at, len(rows))
+    pack_into, size = INDEX_ENTRY.pack_into, INDEX_ENTRY.size
+    at = head
+    for oid, t, pack, boff, blen, off, ln in rows:
+        pack_into(plain, at, oid, t, numbers[pack], boff, blen, off, ln)
+        at += size
+    data = bytearray(INDEX_MAGIC + bytes([INDEX_VERSION, 0, 0, 0]))
+    data += zstandard.ZstdCompressor(level=3).compress(plain)
+    del plain
+    return blake3.blake3(data).digest(), bytes(data)
 
 
 def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:
