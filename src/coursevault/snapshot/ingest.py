@@ -35,7 +35,7 @@ from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
-from coursevault.store.stored_inputs import StoredInput
+from coursevault.store.stored_inputs import PendingInputs
 from coursevault.tree.filechunks import store_content
 from coursevault.tree.listbuilder import ListBuilder
 from coursevault.tree.nodes import encode_archive, encode_member, encode_mtimes
@@ -117,10 +117,11 @@ def ingest_source(
 @dataclass
 class _Stored:
     """What storing the members gave: each member's entry and content, the
-    stored inputs to remember once the snapshot is committed, the .ARCHIVE_INDEX."""
+    stored inputs to remember once the snapshot is committed (spooled to
+    disk, not held: a row a member), the .ARCHIVE_INDEX."""
 
+    inputs: PendingInputs
     entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = field(default_factory=list)
-    inputs: list[StoredInput] = field(default_factory=list)
     index_raw: bytes | None = None
     index_pos: int = -1
 
@@ -131,7 +132,26 @@ def _ingest(
     head = source.head
     archive = os.path.basename(source.name)  # as the snapshot records it; errors name it as given
     result = IngestResult("", head.key, format_time(head.epoch), archive, source.layout.format)
-    stored = _store_members(session, repo, source, result, progress)
+    with PendingInputs() as inputs:
+        stored = _Stored(inputs)
+        _store_members(session, repo, source, result, progress, stored)
+        snapshot = _commit(session, repo, source, result, stored)
+    result.snapshot = snapshot
+    stats = session.stats
+    result.new_objects = stats.new_objects
+    result.new_bytes = stats.new_bytes
+    result.stored_bytes = stats.stored_bytes
+    if progress is not None:
+        progress(result.bytes_read, 0)
+    return result
+
+
+def _commit(
+    session: WriteSession, repo: Repository, source: Source, result: IngestResult, stored: _Stored
+) -> str:
+    """The archive's tree and snapshot, committed; then, and only then, the
+    stored inputs (an abort, an error before, leaves none)."""
+    head = source.head
     root = _put_archive(session, source.layout, stored)
     # a course's first snapshot leaves its upper trees as the next night's
     # dictionary: what that night rewrites (docs/format.md, "Dictionaries").
@@ -142,16 +162,10 @@ def _ingest(
     draft = SnapshotDraft(
         head.key, head.epoch, _record(session, head, root, next_dictionary, result)
     )
-    result.snapshot = session.commit(draft) or ""
-    if stored.inputs and result.snapshot:  # only now are the trees durable (and indexed)
-        repo.stored_inputs.put(result.snapshot, stored.inputs)
-    stats = session.stats
-    result.new_objects = stats.new_objects
-    result.new_bytes = stats.new_bytes
-    result.stored_bytes = stats.stored_bytes
-    if progress is not None:
-        progress(result.bytes_read, 0)
-    return result
+    snapshot = session.commit(draft) or ""
+    if stored.inputs and snapshot:  # only now are the trees durable (and indexed)
+        repo.stored_inputs.put(snapshot, stored.inputs)
+    return snapshot
 
 
 def _store_members(
@@ -160,9 +174,10 @@ def _store_members(
     source: Source,
     result: IngestResult,
     progress: Progress | None,
-) -> _Stored:
-    """Store every member's content in archive order (streaming: one member at a time)."""
-    stored = _Stored()
+    stored: _Stored,
+) -> None:
+    """Store every member's content in archive order (streaming: one member
+    at a time) into ``stored``."""
     chunker_cfg = repo.config["chunker"]
     text_cfg = text_chunker(repo.config)
     tgz = source.layout.format == "tgz"
@@ -192,7 +207,6 @@ def _store_members(
         if progress is not None:  # each member: one can take seconds (a 20 MB forum.xml)
             progress(result.bytes_read, 0)
         session.refresh_lock()
-    return stored
 
 
 def _member_entry(member: MemberInfo) -> dict[str, Any]:

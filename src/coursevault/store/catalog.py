@@ -37,6 +37,7 @@ OLD_TABLES = ("cv_objects", "cv_index_files")
 LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
 STREAM_BATCH = 4096  # ids fetched at a time by the streamed listings
+STORED_INPUTS_BATCH = 512  # stored-input rows written at a time (add_stored_inputs)
 
 # The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
 # (tests/store/test_catalog.py compares the two).
@@ -470,22 +471,34 @@ class Catalog:
         return bytes(row[0]), info if isinstance(info, dict) else {}
 
     def add_stored_inputs(
-        self, snapshot: str, rows: Sequence[tuple[bytes, bytes, dict[str, Any]]]
+        self, snapshot: str, rows: Iterable[tuple[bytes, bytes, dict[str, Any]]]
     ) -> None:
         """Record (key, tree id, notes) rows of the session that committed
         ``snapshot`` (which reaches every tree named), replacing what the keys
         held: a key may name something that changes, as a member's
-        checkpoints do from night to night."""
-        latest = {k: (k, c, snapshot, json.dumps(i, sort_keys=True)) for k, c, i in rows}
-        self._executemany(
-            f"DELETE FROM cv_stored_inputs WHERE input_id = {self._ph}",
-            [(k,) for k in latest],
-            commit=False,
-        )
-        self._executemany(
-            self._insert_ignore("cv_stored_inputs", ("input_id", "content", "snapshot", "info")),
-            list(latest.values()),
-        )
+        checkpoints do from night to night.  A later row of a key wins.
+
+        ``rows`` is read once, a batch at a time, all in one transaction:
+        a night's rows come from a spool on disk (stored_inputs.PendingInputs)
+        and are never all in memory.  Each batch deletes its keys first, so a
+        key met again in a later batch replaces the earlier batch's row."""
+        with self._writing() as cur:
+            batch: dict[bytes, tuple[bytes, bytes, str, str]] = {}
+            for key, tree, notes in rows:
+                batch[key] = (key, tree, snapshot, json.dumps(notes, sort_keys=True))
+                if len(batch) >= STORED_INPUTS_BATCH:
+                    self._replace_inputs(cur, batch)
+                    batch = {}
+            self._replace_inputs(cur, batch)
+
+    def _replace_inputs(self, cur: Any, batch: dict[bytes, tuple[bytes, bytes, str, str]]) -> None:
+        """One batch of :meth:`add_stored_inputs`: its keys' rows replaced."""
+        if batch:
+            cur.executemany(
+                f"DELETE FROM cv_stored_inputs WHERE input_id = {self._ph}", [(k,) for k in batch]
+            )
+            columns = ("input_id", "content", "snapshot", "info")
+            cur.executemany(self._insert_ignore("cv_stored_inputs", columns), list(batch.values()))
 
     # -- snapshots and refs ----------------------------------------------------------
     def add_snapshot(self, row: SnapshotRow) -> None:

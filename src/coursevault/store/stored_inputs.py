@@ -7,11 +7,20 @@ checkpoints) asks here, and the store keeps the rows without knowing what
 inputs are.  They live in the catalog's ``cv_stored_inputs`` table (a
 cache, rebuilt empty); a row answers only while the snapshot whose session
 stored its tree is in the catalog (see :meth:`Catalog.stored_input`).
+
+A session's rows wait in a :class:`PendingInputs` spool until its snapshot
+is committed: a night of a course of 4,000 XML members makes as many rows,
+their checkpoints' points and grafts among them (4-5 MB of objects on the
+demo M course), that memory would hold until commit for nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import struct
+import tempfile
+from collections.abc import Iterable, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from coursevault.store.ids import ObjectId
@@ -21,6 +30,9 @@ if TYPE_CHECKING:
 
 # (input key, id of the tree it was stored as, the writer's notes)
 StoredInput = tuple[bytes, ObjectId, dict[str, Any]]
+
+# A spooled row: the lengths of its key, tree id and notes (JSON), then those.
+_HEAD = struct.Struct("<HHI")
 
 
 class StoredInputs:
@@ -34,8 +46,63 @@ class StoredInputs:
         vouches for the tree being whole."""
         return self._catalog.stored_input(key)
 
-    def put(self, snapshot: str, rows: Sequence[StoredInput]) -> None:
+    def put(self, snapshot: str, rows: Iterable[StoredInput]) -> None:
         """Remember ``rows`` of the session that committed ``snapshot`` (only
         once it has: the trees must be durable and indexed), replacing what
-        their keys held."""
+        their keys held; a later row of the same key wins.  ``rows`` is read
+        once, as it comes (a :class:`PendingInputs` from its spool)."""
         self._catalog.add_stored_inputs(snapshot, rows)
+
+
+class PendingInputs:
+    """A session's rows, spooled to a temporary file as they are made and
+    read back, in order, when its snapshot is committed (the module
+    docstring says why).  Nothing reaches the catalog from here: the writer
+    hands it to :meth:`StoredInputs.put` after commit, or closes it on
+    abort and its rows are gone with the file."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="coursevault-inputs-")  # noqa: SIM115 (closed by close)
+        self._count = 0
+        self._size = 0  # bytes written: where the next row goes
+
+    def __enter__(self) -> PendingInputs:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, row: StoredInput) -> None:
+        """Spool one row.  Notes are JSON as the catalog keeps them (writers'
+        notes are JSON already: their seals hash that form), so the row read
+        back is the row the catalog would have been handed."""
+        key, tree, notes = row
+        info = json.dumps(notes, separators=(",", ":")).encode()
+        data = _HEAD.pack(len(key), len(tree), len(info)) + key + tree + info
+        self._file.seek(self._size)
+        self._file.write(data)
+        self._size += len(data)
+        self._count += 1
+
+    def extend(self, rows: Iterable[StoredInput]) -> None:
+        for row in rows:
+            self.append(row)
+
+    def __iter__(self) -> Iterator[StoredInput]:
+        """The rows in the order they were added, read back a row at a time
+        (those added while this runs are not read)."""
+        spool, at, end = self._file, 0, self._size
+        while at < end:
+            spool.seek(at)
+            nkey, ntree, ninfo = _HEAD.unpack(spool.read(_HEAD.size))
+            body = spool.read(nkey + ntree + ninfo)
+            at += _HEAD.size + len(body)
+            yield body[:nkey], body[nkey : nkey + ntree], json.loads(body[nkey + ntree :])
