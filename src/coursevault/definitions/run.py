@@ -13,7 +13,7 @@ import hmac
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote_plus
 
 from coursevault.definitions.course_plan import course_plan
@@ -74,11 +74,14 @@ def start_run(
     return BackupRun(reader, site, merged, course, started=int(time.time()))
 
 
-def course_members(run: BackupRun, progress: Progress | None = None) -> Iterator[Member]:
-    """The members of the course's backup, in Moodle's order."""
+def course_members(
+    run: BackupRun, progress: Progress | None = None, spool: IO[bytes] | None = None
+) -> Iterator[Member]:
+    """The members of the course's backup, in Moodle's order (written into
+    ``spool``, if given, as plan.execute says)."""
     tasks = course_plan(run)
     return execute(tasks, run, transform=transformer(run), encrypt=encrypter(run),
-                   progress=progress)
+                   progress=progress, spool=spool)
 
 
 def transformer(run: BackupRun) -> Transformer:

@@ -92,11 +92,19 @@ class XmlWriter:
 
     ``transform`` is the content transformer applied to text values of 32
     characters or more (shorter ones cannot hold a link: Moodle's shortcut).
+    ``sink``, if given, is handed each chunk as it is joined, and
+    :meth:`close` ends the member: its bytes are never all in memory, nor
+    joined at the end (twice the member's size: users.xml of 1,000 users
+    is 1.6 MB).  Without one, :meth:`getvalue` gives them.
     """
 
-    def __init__(self, transform: Transformer | None = None) -> None:
+    def __init__(
+        self, transform: Transformer | None = None, sink: Callable[[bytes], object] | None = None
+    ) -> None:
         self._parts: list[str] = [PROLOGUE]
-        self._chunks: list[bytes] = []  # parts already joined and encoded
+        self._chunks: list[bytes] = []  # parts already joined and encoded (without a sink)
+        self._sink = sink
+        self._written = 0  # bytes handed to the sink
         self._level = 0
         self._open: list[str] = []
         self._last_was_text = False
@@ -155,8 +163,13 @@ class XmlWriter:
 
     def _flush(self) -> None:
         """The waiting parts, joined and encoded (PARTS_PER_CHUNK says why)."""
-        self._chunks.append("".join(self._parts).encode("utf-8"))
+        chunk = "".join(self._parts).encode("utf-8")
         self._parts = []
+        if self._sink is None:
+            self._chunks.append(chunk)
+        elif chunk:
+            self._sink(chunk)
+            self._written += len(chunk)
 
     def text(self, value: str | None) -> str:
         if value is None:
@@ -166,9 +179,23 @@ class XmlWriter:
         return escape_text(value)
 
     def getvalue(self) -> bytes:
-        if self._open:
-            raise ValueError(f"elements left open: {'/'.join(self._open)}")
+        if self._sink is not None:
+            raise ValueError("the member went to the writer's sink: close() ends it")
+        self._check_closed()
         self._flush()
         data = b"".join(self._chunks)
         self._chunks = [data]  # a second call gives the same bytes
         return data
+
+    def close(self) -> int:
+        """End a member written to the sink: the last chunk handed on, and
+        the member's length in bytes."""
+        if self._sink is None:
+            raise ValueError("no sink: getvalue() gives the member")
+        self._check_closed()
+        self._flush()
+        return self._written
+
+    def _check_closed(self) -> None:
+        if self._open:
+            raise ValueError(f"elements left open: {'/'.join(self._open)}")

@@ -30,7 +30,7 @@ from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.snapshot.source import SourceHead, validate_course_key
 from coursevault.structure.context import BackupRun
-from coursevault.structure.plan import FileRef, Progress
+from coursevault.structure.plan import FileRef, Progress, Spooled
 
 DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
 
@@ -96,7 +96,7 @@ class DatabaseSource:
         }
 
     def members(self) -> Iterator[tuple[MemberInfo, Any]]:
-        # payload: (offset, length) in the spool, a FileRef, or None (a folder)
+        # payload: where in the spool (Spooled), a FileRef, or None (a folder)
         made: list[tuple[MemberInfo, Any]] = []
         seen_dirs: set[str] = set()
         # One spool for every member made: the index must come first, so all
@@ -107,12 +107,14 @@ class DatabaseSource:
         # it at the peak of making the members, memory a small course never
         # needs (issue 21: peak RSS flat from S to M).
         with tempfile.TemporaryFile() as spool:
-            for path, data in course_members(self.run, self._progress):
+            # rendered members are written into the spool as they are made:
+            # never whole in memory (plan.execute)
+            for path, data in course_members(self.run, self._progress, spool):
                 for folder in _folders(path):
                     if folder not in seen_dirs:
                         seen_dirs.add(folder)
                         made.append((MemberInfo(folder, True, 0, DIR_MTIME), None))
-                made.append(self._member(path, data, spool))
+                made.append(self._member(path, data))
             self.run.release()  # all made: storing them is the peak (BackupRun.release)
             index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m, _ in made)
             yield MemberInfo(INDEX_NAME, False, len(index), DIR_MTIME), io.BytesIO(index)
@@ -123,15 +125,14 @@ class DatabaseSource:
                 elif payload is None:
                     yield member, io.BytesIO(b"")
                 else:
-                    offset, length = payload
-                    yield member, _SpoolSlice(spool, offset, length)
+                    yield member, _SpoolSlice(spool, payload.offset, payload.length)
 
-    def _member(self, path: str, data: bytes | FileRef, spool: Any) -> tuple[MemberInfo, Any]:
+    def _member(self, path: str, data: bytes | FileRef | Spooled) -> tuple[MemberInfo, Any]:
         if isinstance(data, FileRef):
             return MemberInfo(path, False, data.size, self._mtime), data
-        offset = spool.seek(0, io.SEEK_END)
-        spool.write(data)
-        return MemberInfo(path, False, len(data), self._mtime), (offset, len(data))
+        if not isinstance(data, Spooled):  # course_members was handed the spool
+            raise TypeError(f"{path}: a member not in the spool")
+        return MemberInfo(path, False, data.length, self._mtime), data
 
 
 class _SpoolSlice:

@@ -72,12 +72,31 @@ def render(
     encrypt: Encrypt | None = None,
 ) -> bytes:
     """The member ``root`` describes, for the task ``ctx``."""
+    writer = XmlWriter(transform)
+    _render(writer, root, ctx, encrypt)
+    return writer.getvalue()
+
+
+def render_into(
+    write: Callable[[bytes], object],
+    root: Nested,
+    ctx: TaskContext,
+    *,
+    transform: Transformer | None = None,
+    encrypt: Encrypt | None = None,
+) -> int:
+    """:func:`render`, each chunk handed to ``write`` as the writer joins it
+    (a caller's spool): the member is never whole in memory.  Its length."""
+    writer = XmlWriter(transform, sink=write)
+    _render(writer, root, ctx, encrypt)
+    return writer.close()
+
+
+def _render(writer: XmlWriter, root: Nested, ctx: TaskContext, encrypt: Encrypt | None) -> None:
     top = Instance(Nested("#top"), {}, None)
     wrappers = _wrappers(root)
     _expand(root, [top], ctx, wrappers)
-    writer = XmlWriter(transform)
     _write_children(writer, top, [root], ctx, encrypt, wrappers)  # the root is no wrapper
-    return writer.getvalue()
 
 
 def _wrappers(root: Nested) -> frozenset[int]:

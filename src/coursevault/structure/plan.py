@@ -14,12 +14,14 @@ Progress is reported through a callback, apart from the work.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import IO
 
 from coursevault.moodle2.xmlwriter import Transformer
 from coursevault.structure.context import BackupRun, TaskContext
-from coursevault.structure.engine import Encrypt, render
+from coursevault.structure.engine import Encrypt, render, render_into
 from coursevault.structure.registry import Step
 
 
@@ -32,7 +34,15 @@ class FileRef:
     size: int
 
 
-Member = tuple[str, bytes | FileRef]
+@dataclass(frozen=True)
+class Spooled:
+    """A member :func:`execute` wrote into the caller's spool: where it is."""
+
+    offset: int
+    length: int
+
+
+Member = tuple[str, bytes | FileRef | Spooled]
 # (task name, tasks done, tasks in all)
 Progress = Callable[[str, int, int], None]
 
@@ -59,23 +69,54 @@ def execute(
     transform: Transformer | None,
     encrypt: Encrypt | None,
     progress: Progress | None = None,
+    spool: IO[bytes] | None = None,
 ) -> Iterator[Member]:
-    """Run every task in order, yielding members as they are made."""
+    """Run every task in order, yielding members as they are made.
+
+    With a ``spool``, every member that is not a file of the file store is
+    written at its end and yielded as :class:`Spooled`; a rendered one
+    chunk by chunk as it is written (engine.render_into), never whole in
+    memory.  Without one, members are bytes."""
     for done, task in enumerate(tasks):
         ctx = TaskContext(run, dict(task.params))
         prefix = f"{task.directory}/" if task.directory else ""
         for step in task.steps(ctx):
             if step.when is not None and not run.settings.get(step.when, False):
                 continue
-            if step.build is not None:
-                data = render(step.build(ctx), ctx, transform=transform, encrypt=encrypt)
-            elif step.write is not None:
-                data = step.write(ctx)
-            else:
-                raise ValueError(f"step {step.member} of {task.name} has nothing to write")
-            yield prefix + step.member, data
+            yield prefix + step.member, _step_member(task, step, ctx, transform, encrypt, spool)
         if task.extra is not None:
-            yield from task.extra(ctx)
+            for path, data in task.extra(ctx):
+                yield path, _spooled(data, spool) if isinstance(data, bytes) else data
         ctx.finish()
         if progress is not None:
             progress(task.name, done + 1, len(tasks))
+
+
+def _step_member(
+    task: Task,
+    step: Step,
+    ctx: TaskContext,
+    transform: Transformer | None,
+    encrypt: Encrypt | None,
+    spool: IO[bytes] | None,
+) -> bytes | Spooled:
+    """One step's member: rendered from its structure, or written by Python."""
+    if step.build is not None:
+        if spool is None:
+            return render(step.build(ctx), ctx, transform=transform, encrypt=encrypt)
+        offset = spool.seek(0, io.SEEK_END)
+        length = render_into(spool.write, step.build(ctx), ctx, transform=transform,
+                             encrypt=encrypt)
+        return Spooled(offset, length)
+    if step.write is not None:
+        return _spooled(step.write(ctx), spool)
+    raise ValueError(f"step {step.member} of {task.name} has nothing to write")
+
+
+def _spooled(data: bytes, spool: IO[bytes] | None) -> bytes | Spooled:
+    """``data`` written at the end of ``spool``, if there is one."""
+    if spool is None:
+        return data
+    offset = spool.seek(0, io.SEEK_END)
+    spool.write(data)
+    return Spooled(offset, len(data))
