@@ -12,10 +12,9 @@ import pytest
 
 from coursevault.snapshot import ingest
 from coursevault.snapshot.ingest import ingest_archive
-from coursevault.store.catalog import Catalog
 from coursevault.store.repository import Repository
 from coursevault.store.session import WriteSession
-from coursevault.store.stored_inputs import PendingInputs
+from coursevault.store.stored_inputs import PendingInputs, StoredInputs
 
 DISCUSSIONS = {d: [(100 * d + p, f"post {p} of discussion {d}") for p in range(3)]
                for d in range(1, 4)}
@@ -48,14 +47,14 @@ def test_rows_come_from_the_spool_once_the_snapshot_is_committed(
     seen: list[_Seen], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls: list[tuple[bool, Any, int]] = []
-    put = Catalog.add_stored_inputs
+    put = StoredInputs.put
 
-    def watched(self: Catalog, snapshot: str, rows: Iterable[Any]) -> None:
-        rows = list(rows) if not isinstance(rows, PendingInputs) else rows
-        calls.append((snapshot in self.snapshot_ids(), rows, len(list(rows))))
+    def watched(self: StoredInputs, snapshot: str, rows: Iterable[Any]) -> None:
+        committed = snapshot in cv_repo.catalog.snapshot_ids()
+        calls.append((committed, rows, len(list(rows))))
         put(self, snapshot, rows)
 
-    monkeypatch.setattr(Catalog, "add_stored_inputs", watched)
+    monkeypatch.setattr(StoredInputs, "put", watched)
     result = ingest_archive(cv_repo, str(write_course(tmp_path / "a.mbz", DISCUSSIONS)))
     [(committed, rows, n)] = calls
     assert committed and rows is seen[0] and n >= 2  # forum.xml and moodle_backup.xml

@@ -3,6 +3,7 @@ at a time (store/stored_inputs.py, Catalog.add_stored_inputs)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,9 @@ def test_pending_rows_come_back_in_order_as_the_catalog_takes_them() -> None:
         pending.append(rows[2])  # after a read: appended at the end all the same
         assert len(pending) == 3
         assert list(pending) == rows
+        # encoded once, as the catalog keeps notes: not decoded to be encoded again
+        assert [info for _k, _t, info in pending.encoded()] == [
+            json.dumps(n, sort_keys=True) for _k, _t, n in rows]
 
 
 def test_rows_are_written_a_batch_at_a_time_and_a_later_row_wins(

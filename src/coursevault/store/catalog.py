@@ -470,13 +470,12 @@ class Catalog:
             return None
         return bytes(row[0]), info if isinstance(info, dict) else {}
 
-    def add_stored_inputs(
-        self, snapshot: str, rows: Iterable[tuple[bytes, bytes, dict[str, Any]]]
-    ) -> None:
-        """Record (key, tree id, notes) rows of the session that committed
-        ``snapshot`` (which reaches every tree named), replacing what the keys
-        held: a key may name something that changes, as a member's
-        checkpoints do from night to night.  A later row of a key wins.
+    def add_stored_inputs(self, snapshot: str, rows: Iterable[tuple[bytes, bytes, str]]) -> None:
+        """Record (key, tree id, notes as JSON) rows of the session that
+        committed ``snapshot`` (which reaches every tree named), replacing
+        what the keys held: a key may name something that changes, as a
+        member's checkpoints do from night to night.  A later row of a key
+        wins.  (store/stored_inputs.py encodes the notes.)
 
         ``rows`` is read once, a batch at a time, all in one transaction:
         a night's rows come from a spool on disk (stored_inputs.PendingInputs)
@@ -484,8 +483,8 @@ class Catalog:
         key met again in a later batch replaces the earlier batch's row."""
         with self._writing() as cur:
             batch: dict[bytes, tuple[bytes, bytes, str, str]] = {}
-            for key, tree, notes in rows:
-                batch[key] = (key, tree, snapshot, json.dumps(notes, sort_keys=True))
+            for key, tree, info in rows:
+                batch[key] = (key, tree, snapshot, info)
                 if len(batch) >= STORED_INPUTS_BATCH:
                     self._replace_inputs(cur, batch)
                     batch = {}

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 # (input key, id of the tree it was stored as, the writer's notes)
 StoredInput = tuple[bytes, ObjectId, dict[str, Any]]
 
-# A spooled row: the lengths of its key, tree id and notes (JSON), then those.
+# A spooled row: the lengths of its key, tree id and notes (JSON: _encode), then those.
 _HEAD = struct.Struct("<HHI")
 
 
@@ -50,8 +50,17 @@ class StoredInputs:
         """Remember ``rows`` of the session that committed ``snapshot`` (only
         once it has: the trees must be durable and indexed), replacing what
         their keys held; a later row of the same key wins.  ``rows`` is read
-        once, as it comes (a :class:`PendingInputs` from its spool)."""
-        self._catalog.add_stored_inputs(snapshot, rows)
+        once, as it comes: a :class:`PendingInputs` from its spool, its
+        notes as they were encoded there."""
+        if isinstance(rows, PendingInputs):
+            self._catalog.add_stored_inputs(snapshot, rows.encoded())
+        else:
+            self._catalog.add_stored_inputs(snapshot, ((k, t, _encode(n)) for k, t, n in rows))
+
+
+def _encode(notes: dict[str, Any]) -> str:
+    """Notes as the catalog keeps them (it reads them back with json.loads)."""
+    return json.dumps(notes, sort_keys=True)
 
 
 class PendingInputs:
@@ -81,11 +90,9 @@ class PendingInputs:
         return self._count
 
     def append(self, row: StoredInput) -> None:
-        """Spool one row.  Notes are JSON as the catalog keeps them (writers'
-        notes are JSON already: their seals hash that form), so the row read
-        back is the row the catalog would have been handed."""
+        """Spool one row, its notes encoded once, as the catalog keeps them."""
         key, tree, notes = row
-        info = json.dumps(notes, separators=(",", ":")).encode()
+        info = _encode(notes).encode()
         data = _HEAD.pack(len(key), len(tree), len(info)) + key + tree + info
         self._file.seek(self._size)
         self._file.write(data)
@@ -99,10 +106,16 @@ class PendingInputs:
     def __iter__(self) -> Iterator[StoredInput]:
         """The rows in the order they were added, read back a row at a time
         (those added while this runs are not read)."""
+        for key, tree, info in self.encoded():
+            yield key, tree, json.loads(info)
+
+    def encoded(self) -> Iterator[tuple[bytes, ObjectId, str]]:
+        """The rows as :meth:`__iter__` reads them, their notes left encoded
+        (for the catalog: not decoded to be encoded again)."""
         spool, at, end = self._file, 0, self._size
         while at < end:
             spool.seek(at)
             nkey, ntree, ninfo = _HEAD.unpack(spool.read(_HEAD.size))
             body = spool.read(nkey + ntree + ninfo)
             at += _HEAD.size + len(body)
-            yield body[:nkey], body[nkey : nkey + ntree], json.loads(body[nkey + ntree :])
+            yield body[:nkey], body[nkey : nkey + ntree], body[nkey + ntree :].decode()
