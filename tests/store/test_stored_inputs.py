@@ -83,3 +83,28 @@ def test_rows_that_fail_half_way_write_none(
         repo.stored_inputs.put(snap, rows())
     assert repo.stored_inputs.get(b"k" * 32) is None
     assert repo.stored_inputs.get(b"j" * 32) is None
+
+
+def test_a_full_temporary_folder_is_named_not_an_internal_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+
+    from coursevault.errors import ScratchError
+
+    with PendingInputs() as pending:
+        file = pending._file
+
+        class Full:
+            def seek(self, at: int) -> int:
+                return at
+
+            def write(self, data: bytes) -> int:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+            def close(self) -> None:
+                file.close()
+
+        monkeypatch.setattr(pending, "_file", Full())
+        with pytest.raises(ScratchError, match=r"TMPDIR.*No space left"):
+            pending.append((b"k" * 32, b"t" * 32, {"seal": "x"}))

@@ -65,9 +65,7 @@ class Spool:
         try:
             self._file = tempfile.TemporaryFile(prefix="coursevault-pack-")  # noqa: SIM115
         except OSError as exc:
-            raise ScratchError(
-                f"cannot make a temporary file in {tempfile.gettempdir()} (TMPDIR): {exc.strerror}"
-            ) from exc
+            raise scratch_error("make", exc) from exc
         _write_all(self._file.fileno(), self._mem, 0)
         self._mem = None
 
@@ -138,8 +136,13 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
             n = os.pwrite(fd, view, offset)
             view, offset = view[n:], offset + n
     except OSError as exc:
-        where = tempfile.gettempdir()
-        raise ScratchError(f"cannot write a temporary file in {where} (TMPDIR): {exc.strerror}") from exc
+        raise scratch_error("write", exc) from exc
+
+
+def scratch_error(action: str, exc: OSError) -> ScratchError:
+    """One line naming the temporary folder that failed (a full disk, say)."""
+    where = tempfile.gettempdir()
+    return ScratchError(f"cannot {action} a temporary file in {where} (TMPDIR): {exc.strerror}")
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from coursevault.store.ids import ObjectId
+from coursevault.store.spool import scratch_error
 
 if TYPE_CHECKING:
     from coursevault.store.catalog import Catalog
@@ -71,7 +72,10 @@ class PendingInputs:
     abort and its rows are gone with the file."""
 
     def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile(prefix="coursevault-inputs-")  # noqa: SIM115 (closed by close)
+        try:
+            self._file = tempfile.TemporaryFile(prefix="coursevault-inputs-")  # noqa: SIM115 (closed by close)
+        except OSError as exc:
+            raise scratch_error("make", exc) from exc
         self._count = 0
         self._size = 0  # bytes written: where the next row goes
 
@@ -94,8 +98,11 @@ class PendingInputs:
         key, tree, notes = row
         info = _encode(notes).encode()
         data = _HEAD.pack(len(key), len(tree), len(info)) + key + tree + info
-        self._file.seek(self._size)
-        self._file.write(data)
+        try:
+            self._file.seek(self._size)
+            self._file.write(data)
+        except OSError as exc:  # a full TMPDIR: named, not an internal error
+            raise scratch_error("write", exc) from exc
         self._size += len(data)
         self._count += 1
 
