@@ -18,15 +18,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from vmhwm import curve, peak_mib
+
 import coursevault.snapshot.ingest as ingest
-
-
-def peak_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main() -> None:
@@ -41,10 +35,7 @@ def main() -> None:
     from coursevault.cli.app import main as cli
 
     code = cli(sys.argv[1:])
-    n = len(marks)
-    points = sorted({max(1, round(n * f)) for f in (0.1, 0.25, 0.5, 0.75, 1.0)}) if n else []
-    shown = ", ".join(f"{p}: {marks[p - 1]:.1f}" for p in points)
-    print(f"members {n}; VmHWM (MiB) before member {shown}; end {peak_mib():.1f}", file=sys.stderr)
+    print(curve(marks, "members"), file=sys.stderr)
     sys.exit(code)
 
 

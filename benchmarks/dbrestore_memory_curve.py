@@ -17,16 +17,10 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from vmhwm import curve, peak_mib
+
 import coursevault.definitions.restore_activity as restore_activity
 import coursevault.definitions.restore_plan as restore_plan
-
-
-def peak_mib() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def main() -> None:
@@ -42,11 +36,7 @@ def main() -> None:
     from coursevault.cli.app import main as cli
 
     code = cli(sys.argv[1:])
-    n = len(marks)
-    points = sorted({max(1, round(n * f)) for f in (0.1, 0.25, 0.5, 0.75, 1.0)}) if n else []
-    shown = ", ".join(f"{p}: {marks[p - 1]:.1f}" for p in points)
-    print(f"activities {n}; VmHWM (MiB) after activity {shown}; end {peak_mib():.1f}",
-          file=sys.stderr)
+    print(curve(marks, "activities"), file=sys.stderr)
     sys.exit(code)
 
 

@@ -3,14 +3,16 @@ be exactly those of one join at the end."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from coursevault.moodle2 import xmlwriter
 from coursevault.moodle2.xmlwriter import XmlWriter
 
 
-def _member() -> bytes:
-    writer = XmlWriter()
+def _users(writer: XmlWriter, each: Callable[[], None] = lambda: None) -> None:
+    """50 users written into ``writer``; ``each`` runs after each user."""
     writer.begin("users", {"id": "1"})
     for i in range(50):
         writer.begin("user", {"id": str(i)})
@@ -18,7 +20,13 @@ def _member() -> bytes:
         writer.values(row, row.get, None)
         writer.full("description", "x" * 40)
         writer.end("user")
+        each()
     writer.end("users")
+
+
+def _member() -> bytes:
+    writer = XmlWriter()
+    _users(writer)
     return writer.getvalue()
 
 
@@ -51,16 +59,10 @@ def test_a_sink_is_handed_the_same_bytes_chunk_by_chunk(
     monkeypatch.setattr(xmlwriter, "PARTS_PER_CHUNK", per_chunk)
     chunks: list[bytes] = []
     writer = XmlWriter(sink=chunks.append)
-    writer.begin("users", {"id": "1"})
-    for i in range(50):
-        writer.begin("user", {"id": str(i)})
-        row = {"username": f"u{i} & <é>", "email": None, "idnumber": ""}
-        writer.values(row, row.get, None)
-        writer.full("description", "x" * 40)
-        writer.end("user")
-        assert not writer._chunks  # nothing held back
+    held: list[int] = []
+    _users(writer, lambda: held.append(len(writer._chunks)))
+    assert held == [0] * 50  # nothing held back
     assert len(chunks) > 1 or per_chunk == 4096
-    writer.end("users")
     assert writer.close() == len(whole)
     assert b"".join(chunks) == whole and all(chunks)
     with pytest.raises(ValueError, match="sink"):
