@@ -18,7 +18,17 @@ from collections.abc import Iterator
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
 from coursevault.moodle2.anonymize import anonymized
 from coursevault.structure.context import TaskContext
-from coursevault.structure.elements import UNSET, In, Nested, Row, Rows, Sql, Table, Up
+from coursevault.structure.elements import (
+    UNSET,
+    USER_ROWS_WINDOW,
+    In,
+    Nested,
+    Row,
+    Rows,
+    Sql,
+    Table,
+    Up,
+)
 from coursevault.structure.engine import Instance
 
 CONTEXT_USER = 30
@@ -37,18 +47,27 @@ _NORMAL_FIELDS = (
 )
 
 
-def user_rows(ctx: TaskContext) -> list[Row]:
-    """The final users, each with its user context id and MNet host root."""
-    return rows_by_ids(
-        ctx, "SELECT u.*, c.id AS contextid, m.wwwroot AS mnethosturl FROM {user} u "
-        f"LEFT JOIN {{context}} c ON c.instanceid = u.id AND c.contextlevel = {CONTEXT_USER} "
-        "LEFT JOIN {mnet_host} m ON m.id = u.mnethostid WHERE u.id IN",
-        final_ids(ctx, "user"))
+# users read, made and written at a time (the engine's Nested ``window``):
+# 1,000 users were about 8 MB of rows and instances at an M course's peak
+USERS_WINDOW = USER_ROWS_WINDOW
+_USER_SQL = (
+    "SELECT u.*, c.id AS contextid, m.wwwroot AS mnethosturl FROM {user} u "
+    f"LEFT JOIN {{context}} c ON c.instanceid = u.id AND c.contextlevel = {CONTEXT_USER} "
+    "LEFT JOIN {mnet_host} m ON m.id = u.mnethostid WHERE u.id IN")
+_CONTEXT_SQL = (
+    "SELECT u.id, c.id AS contextid FROM {user} u "
+    f"LEFT JOIN {{context}} c ON c.instanceid = u.id AND c.contextlevel = {CONTEXT_USER} "
+    "WHERE u.id IN")
+
+
+def user_rows(ctx: TaskContext, ids: list[str]) -> list[Row]:
+    """Final users ``ids``, each with its user context id and MNet host root."""
+    return rows_by_ids(ctx, _USER_SQL, ids)
 
 
 def annotate_user_files(ctx: TaskContext, users: list[Row]) -> None:
     """``backup_annotate_all_user_files``: profile and icon files of every
-    final user that has a context."""
+    final user that has a context (``users``: rows with ``contextid``)."""
     ctx.run.prefetch_files(str(u["contextid"]) for u in users if u.get("contextid") is not None)
     for user in users:
         if user.get("contextid") is None:
@@ -59,9 +78,9 @@ def annotate_user_files(ctx: TaskContext, users: list[Row]) -> None:
 
 def users_structure(ctx: TaskContext) -> Nested:
     anonymize = ctx.run.setting("anonymize")
-    users = user_rows(ctx)
-    if not anonymize:
-        annotate_user_files(ctx, users)
+    ids = final_ids(ctx, "user")
+    if not anonymize:  # before the file is written, for every user at once
+        annotate_user_files(ctx, rows_by_ids(ctx, _CONTEXT_SQL, ids))
     local = _local_wwwroot(ctx)
     fields = list(_ANON_FIELDS)
     fields.append("mnethosturl")
@@ -70,25 +89,21 @@ def users_structure(ctx: TaskContext) -> Nested:
     fields.extend(_NORMAL_FIELDS)
 
     def shown(c: TaskContext, _p: Instance | None) -> Iterator[Row]:
-        """Each user's row as written, handed over as the engine takes it.
-
-        The rows are let go one by one, not copied into a second list: the
-        engine copies each again as it makes its instance, and 1,000 users
-        held three times over were 2.9 MB of an M course's making (issue
-        21).  ``users`` has one parent (the root), so this runs once."""
-        users.reverse()
+        """Each user's row as written, read a window at a time as the
+        engine takes them (``users`` has one parent: this runs once)."""
         rank = 0
-        while users:
-            row = users.pop()
-            rank += 1
-            if anonymize:
-                row.update(anonymized(row, rank))
-            host = row.get("mnethosturl")
-            if host is None or host == local:
-                row["mnethosturl"] = UNSET  # mnethosturl_final_element: left unset
-            yield row
+        for start in range(0, len(ids), USERS_WINDOW):
+            for row in user_rows(c, ids[start : start + USERS_WINDOW]):
+                rank += 1
+                if anonymize:
+                    row.update(anonymized(row, rank))
+                host = row.get("mnethosturl")
+                if host is None or host == local:
+                    row["mnethosturl"] = UNSET  # mnethosturl_final_element: left unset
+                yield row
 
-    user = Nested("user", attrs=("id", "contextid"), fields=fields, source=Rows(shown))
+    user = Nested("user", attrs=("id", "contextid"), fields=fields, source=Rows(shown),
+                  window=USERS_WINDOW)
     user.add(*_user_children(ctx, anonymize))
     return Nested("users", children=[user])
 

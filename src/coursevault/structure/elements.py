@@ -134,6 +134,12 @@ class FileArea:
     context_field: str | None = None
 
 
+# The ``window`` of elements with a row per user of the course (users.xml's
+# users): what is held at once while writing them, at the cost of a query
+# per child element and window.
+USER_ROWS_WINDOW = 500
+
+
 class Nested:
     """One XML element that holds elements (``backup_nested_element``)."""
 
@@ -151,6 +157,7 @@ class Nested:
         compute: Mapping[str, Callable[[Row, TaskContext], Any]] | None = None,
         encrypted: Sequence[str] = (),
         children: Sequence[Nested] = (),
+        window: int | None = None,
     ) -> None:
         self.name = name
         self.attrs = tuple(attrs)
@@ -167,6 +174,12 @@ class Nested:
         self.files: list[FileArea] = list(files)
         self.compute = dict(compute or {})
         self.encrypted = frozenset(encrypted)
+        # rows taken from Python (a Rows source), made, expanded and written
+        # ``window`` at a time, not all before the first is written
+        # (engine._write_windowed): users.xml's users, whose rows grow with
+        # the course.  Under many parents it would cost a query per parent
+        # and child element.
+        self.window = window
         self.children: list[Nested] = []
         self.add(*children)
 

@@ -13,6 +13,7 @@ table's.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -146,6 +147,8 @@ def _expand(
     if id(element) in wrappers:  # its children hang from the parents themselves
         for child in element.children:
             _expand(child, parents, ctx, wrappers)
+        return
+    if element.window is not None:  # made as it is written (_write_windowed)
         return
     made: list[Instance] = []
     compute = element.compute.items() if element.compute else ()
@@ -395,7 +398,9 @@ def _write_children(
     written around its own children's."""
     kids = inst.kids
     for child in children:
-        if id(child) in wrappers:
+        if child.window is not None:
+            _write_windowed(writer, inst, child, ctx, encrypt, wrappers)
+        elif id(child) in wrappers:
             writer.begin(child.name)
             _write_children(writer, inst, child.children, ctx, encrypt, wrappers)
             writer.end(child.name)
@@ -405,6 +410,35 @@ def _write_children(
                 group.reverse()
                 while group:
                     _write(writer, group.pop(), ctx, encrypt, wrappers)
+
+
+def _write_windowed(
+    writer: XmlWriter, parent: Instance, element: Nested, ctx: TaskContext,
+    encrypt: Encrypt | None, wrappers: frozenset[int],
+) -> None:
+    """``parent``'s instances of a windowed element (Nested ``window``:
+    users.xml's users): its rows taken ``window`` at a time as they come
+    from Python, each window's instances made, expanded (one query per
+    child element and window) and written, then let go.  The bytes are
+    those of expanding them all first: rows come in the same order, and
+    children are grouped per instance whatever the window."""
+    source = element.source
+    if not isinstance(source, Rows) or element.window is None:
+        raise TypeError(f"{element.name}: a windowed element takes its rows from Python")
+    if element.userinfo and not ctx.users:
+        return
+    rows = iter(source.fn(ctx, _real(parent)))
+    compute = element.compute.items() if element.compute else ()
+    while made := [Instance(element, dict(row), parent)
+                   for row in itertools.islice(rows, element.window)]:
+        for inst in made:
+            for name, fn in compute:
+                inst.row[name] = fn(inst.row, ctx)
+        for child in element.children:
+            _expand(child, made, ctx, wrappers)
+        made.reverse()
+        while made:
+            _write(writer, made.pop(), ctx, encrypt, wrappers)
 
 
 def _write_fields(
