@@ -38,7 +38,7 @@ from coursevault.store.reach import Reach, walk_order
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
 from coursevault.store.snapshots import snapshot_dictionary
-from coursevault.store.spool import PACK_SPILL, write_spool
+from coursevault.store.spool import pack_spill, write_spool
 
 
 @dataclass
@@ -407,7 +407,7 @@ def _copy(
     copied: list[Row] = []
     block_size, level = int(repo.config["block_size"]), int(repo.config["zstd_level"])
     pack_size = int(repo.config["pack_size"])
-    spill_at = min(PACK_SPILL, pack_size // 2)
+    spill_at = pack_spill(pack_size)
     writer = PackWriter(block_size, level, spill_at=spill_at)
 
     def flush() -> None:

@@ -37,7 +37,7 @@ from coursevault.store.journal import INDEX
 from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
 from coursevault.store.series import SnapshotDraft, fixed_draft, reserve
-from coursevault.store.spool import PACK_SPILL
+from coursevault.store.spool import pack_spill
 from coursevault.store.treecodec import encode_tree
 from coursevault.store.uploads import PackUploads
 
@@ -123,7 +123,7 @@ class WriteSession:
             self._level,
             self._known,
             DICT_MEMBERS,
-            spill_at=min(PACK_SPILL, self.pack_size // 2),
+            spill_at=pack_spill(self.pack_size),
         )
         if self._dict is not None:
             pack.set_dictionary(*self._dict)

@@ -31,6 +31,11 @@ CHUNK = 1 << 20  # what is read at a time from a spilled spool
 PACK_SPILL = 1 << 20
 
 
+def pack_spill(pack_size: int) -> int:
+    """Where a writer of ``pack_size`` packs spills its open pack (above)."""
+    return min(PACK_SPILL, pack_size // 2)
+
+
 class Spool:
     """An append-only byte buffer that moves to a temporary file once it
     passes ``spill_at`` bytes (``None``: never)."""
