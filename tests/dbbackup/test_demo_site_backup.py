@@ -219,3 +219,43 @@ def test_a_sqlite_query_argument_is_refused_or_passed_on(
     done = cv("backup", "--db", f"sqlite:///file:{tmp_path}/site.db?mode=ro&uri=true", *data,
               "--all")
     assert done.code == 0 and done.err == "", done.err
+
+
+def test_a_full_temporary_folder_names_it_and_stores_nothing(
+    cv: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every member is made into a temporary file before any is stored
+    (dbsource.py): a full TMPDIR there is one line naming it, not an internal
+    error, and no snapshot is written."""
+    import errno
+    import tempfile
+
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", tmp_path / "moodledata")
+    assert cv("demo-site", *site, "--size", "S").code == 0
+    real = tempfile.TemporaryFile
+
+    class Full:
+        """A temporary file on a full disk: the first write that reaches it fails."""
+
+        def __init__(self, prefix: str) -> None:
+            self._file = real(prefix=prefix, buffering=0)
+
+        def write(self, data: bytes) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._file, name)
+
+        def __enter__(self) -> Full:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._file.close()
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda *a, prefix="tmp", **k: Full(prefix))
+    run = cv("backup", *site, "--course", "2")
+    monkeypatch.undo()
+    assert run.code == 1, (run.out, run.err)
+    assert "TMPDIR" in run.err and "No space left" in run.err, run.err
+    assert "internal error" not in run.err and "Traceback" not in run.err, run.err
+    assert cv("snapshots", "--json").out.strip() in ("[]", "")

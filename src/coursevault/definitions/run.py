@@ -13,7 +13,7 @@ import hmac
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from typing import IO, Any
+from typing import Any
 from urllib.parse import quote_plus
 
 from coursevault.definitions.course_plan import course_plan
@@ -29,7 +29,7 @@ from coursevault.structure.context import (
     site_default_settings,
 )
 from coursevault.structure.engine import Encrypt
-from coursevault.structure.plan import Member, Progress, execute
+from coursevault.structure.plan import Member, MemberSpool, Progress, execute
 
 # Moodle 4.5.x: what the definitions were read from and checked against
 SUPPORTED = ("2024100700", "2024100800")
@@ -75,7 +75,7 @@ def start_run(
 
 
 def course_members(
-    run: BackupRun, progress: Progress | None = None, spool: IO[bytes] | None = None
+    run: BackupRun, progress: Progress | None = None, spool: MemberSpool | None = None
 ) -> Iterator[Member]:
     """The members of the course's backup, in Moodle's order (written into
     ``spool``, if given, as plan.execute says)."""

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import tempfile
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -29,6 +28,7 @@ from coursevault.errors import SiteError
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.snapshot.source import SourceHead, validate_course_key
+from coursevault.store.spool import ScratchFile
 from coursevault.structure.context import BackupRun
 from coursevault.structure.plan import FileRef, Progress, Spooled
 
@@ -106,7 +106,7 @@ class DatabaseSource:
         # filled it and then copied it out at once -- 8 MiB and a copy of
         # it at the peak of making the members, memory a small course never
         # needs (issue 21: peak RSS flat from S to M).
-        with tempfile.TemporaryFile() as spool:
+        with ScratchFile(prefix="coursevault-course-") as spool:
             # rendered members are written into the spool as they are made:
             # never whole in memory (plan.execute)
             for path, data in course_members(self.run, self._progress, spool):
@@ -143,7 +143,7 @@ class _SpoolSlice:
     it.  Each read seeks, so the slice owes nothing to where the spool was
     left; ingest reads one member to its end before asking for the next."""
 
-    def __init__(self, spool: IO[bytes], offset: int, length: int) -> None:
+    def __init__(self, spool: ScratchFile, offset: int, length: int) -> None:
         self._spool = spool
         self._at = offset
         self._end = offset + length

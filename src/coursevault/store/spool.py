@@ -144,6 +144,49 @@ def _write_all(fd: int, data: bytes | bytearray | memoryview, offset: int) -> No
         raise scratch_error("write", exc) from exc
 
 
+class ScratchFile:
+    """An unnamed temporary file (``TMPDIR``) whose failures name that folder.
+
+    Why: a full or unwritable ``TMPDIR`` under a writer that spools (a
+    database backup makes every member into one before storing any) must be
+    one line saying what is full, not "internal error: OSError".  Only this
+    file's own calls are translated, so an ``OSError`` from anything else
+    (the site's file store, the repository) keeps its own message."""
+
+    def __init__(self, prefix: str) -> None:
+        try:
+            self._file = tempfile.TemporaryFile(prefix=prefix)  # noqa: SIM115
+        except OSError as exc:
+            raise scratch_error("make", exc) from exc
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        try:
+            return self._file.write(data)
+        except OSError as exc:
+            raise scratch_error("write", exc) from exc
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:  # a buffered file flushes what it holds before it moves
+            return self._file.seek(offset, whence)
+        except OSError as exc:
+            raise scratch_error("write", exc) from exc
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._file.read(n)
+        except OSError as exc:
+            raise scratch_error("read", exc) from exc
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ScratchFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def scratch_error(action: str, exc: OSError) -> ScratchError:
     """One line naming the temporary folder that failed (a full disk, say)."""
     where = tempfile.gettempdir()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO
+from typing import Protocol
 
 from coursevault.moodle2.xmlwriter import Transformer
 from coursevault.structure.context import BackupRun, TaskContext
@@ -40,6 +40,14 @@ class Spooled:
 
     offset: int
     length: int
+
+
+class MemberSpool(Protocol):
+    """Where :func:`execute` appends members: a file, as far as it needs."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def seek(self, offset: int, whence: int = ..., /) -> int: ...
 
 
 Member = tuple[str, bytes | FileRef | Spooled]
@@ -69,7 +77,7 @@ def execute(
     transform: Transformer | None,
     encrypt: Encrypt | None,
     progress: Progress | None = None,
-    spool: IO[bytes] | None = None,
+    spool: MemberSpool | None = None,
 ) -> Iterator[Member]:
     """Run every task in order, yielding members as they are made.
 
@@ -98,7 +106,7 @@ def _step_member(
     ctx: TaskContext,
     transform: Transformer | None,
     encrypt: Encrypt | None,
-    spool: IO[bytes] | None,
+    spool: MemberSpool | None,
 ) -> bytes | Spooled:
     """One step's member: rendered from its structure, or written by Python."""
     if step.build is not None:
@@ -113,7 +121,7 @@ def _step_member(
     raise ValueError(f"step {step.member} of {task.name} has nothing to write")
 
 
-def _spooled(data: bytes, spool: IO[bytes] | None) -> bytes | Spooled:
+def _spooled(data: bytes, spool: MemberSpool | None) -> bytes | Spooled:
     """``data`` written at the end of ``spool``, if there is one."""
     if spool is None:
         return data
