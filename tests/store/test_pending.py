@@ -48,3 +48,23 @@ def test_the_bloom_filter_grows_without_losing_an_entry(monkeypatch) -> None:
         assert not any(index.has(oid) for oid in strangers)
     finally:
         index.close()
+
+
+def test_a_pack_is_added_as_it_comes_across_chunks(monkeypatch) -> None:
+    """add() takes a pack's entries as a generator (PackWriter.iter_placed:
+    no list of a whole pack) and writes them a chunk at a time; the entries,
+    their order and every lookup are those of a pack given whole."""
+    monkeypatch.setattr(pending, "ADD_CHUNK", 7)
+    index = PendingIndex()
+    try:
+        ids = [os.urandom(32) for _ in range(100)]  # 14 chunks and a part
+        index.add(b"\x05" * 32, (entry for entry in _placed(ids)))
+        index.add(b"\x06" * 32, iter([]))  # a pack with nothing new: no run
+        assert index.count == 100 and len(index._runs) == 1
+        assert [row[0] for row in index.rows()] == ids
+        for i in (0, 6, 7, 50, 99):
+            loc = index.lookup(ids[i])
+            assert loc is not None and loc.offset == i * 10 and loc.pack == b"\x05" * 32
+        assert all(index.has(oid) for oid in ids)
+    finally:
+        index.close()

@@ -262,7 +262,13 @@ class PackWriter:
     def placed(self) -> list[tuple[int, ObjectId, int, int, int, int]]:
         """(type, id, block_offset, block_length, offset, length) of objects in
         finished blocks, in the order they were added."""
-        return [(t, oid, b, bl, o, ln) for oid, (t, b, bl, o, ln) in self.where.items() if b >= 0]
+        return list(self.iter_placed())
+
+    def iter_placed(self) -> Iterator[tuple[int, ObjectId, int, int, int, int]]:
+        """:attr:`placed` one at a time: a list of a full pack's is 3 MiB."""
+        for oid, (t, b, bl, o, ln) in self.where.items():
+            if b >= 0:
+                yield t, oid, b, bl, o, ln
 
     def read(
         self, oid: ObjectId, reader: BlockReader, cache: dict[int, bytes]

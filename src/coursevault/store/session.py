@@ -279,12 +279,12 @@ class WriteSession:
         self._pack_bytes[pack_id] = size
         self._stats.packs += 1
         self._stats.stored_bytes += size
-        placed = self._pack.placed
         rows: list[Row] = []
         if remember:
-            self._pending.add(pack_id, placed)
+            self._pending.add(pack_id, self._pack.iter_placed())
         else:
-            rows = [(oid, t, pack_id, bo, bl, o, ln) for t, oid, bo, bl, o, ln in placed]
+            rows = [(oid, t, pack_id, bo, bl, o, ln)
+                    for t, oid, bo, bl, o, ln in self._pack.iter_placed()]
         self._pack = self._new_pack()
         self._decoded = {}
         self._lock.refresh()
