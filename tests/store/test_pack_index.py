@@ -15,6 +15,7 @@ from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.index import (
     INDEX_ENTRY,
     IndexFormatError,
+    IndexTable,
     decode_index,
     encode_index,
     index_key,
@@ -263,6 +264,24 @@ def test_index_round_trip(entries: list[tuple[bytes, Location]]) -> None:
     plain = zstandard.ZstdDecompressor().decompress(data[8:])
     (n_packs,) = struct.unpack_from("<I", plain, 0)
     assert n_packs == len({loc.pack for _o, loc in entries})
+
+
+@NODB
+@given(entries_st)
+def test_an_index_table_is_the_index_file_and_its_rows_in_id_order(
+    entries: list[tuple[bytes, Location]],
+) -> None:
+    """A commit packs its entries into an IndexTable as it reads them (no
+    list of a file's rows): the same file as encode_index, and the rows the
+    catalog inserts are the entries sorted by id."""
+    table = IndexTable()
+    rows = [(oid, int(loc.type), loc.pack, *loc[2:]) for oid, loc in entries]
+    for row in rows:
+        table.add(row)
+    assert table.count == len(entries)
+    assert table.encode() == encode_index(entries)
+    assert [row[0] for row in table.sorted_rows()] == sorted(oid for oid, _loc in entries)
+    assert sorted(table.sorted_rows()) == sorted(rows)
 
 
 @NODB

@@ -26,7 +26,7 @@ from typing import Any
 
 from coursevault.errors import CatalogDamagedError, CatalogError
 from coursevault.store.ids import TYPES
-from coursevault.store.index import Row
+from coursevault.store.index import IndexTable, Row
 from coursevault.store.pack import Location
 from coursevault.urls import shown_url
 
@@ -38,6 +38,9 @@ LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
 STREAM_BATCH = 4096  # ids fetched at a time by the streamed listings
 STORED_INPUTS_BATCH = 512  # stored-input rows written at a time (add_stored_inputs)
+# location rows inserted at a time: a batch of 20,000 tuples was 4 MiB of a
+# full backup's commit
+ROW_BATCH = 4096
 
 # The tables of catalog_schema.py as SQLAlchemy writes them for SQLite
 # (tests/store/test_catalog.py compares the two).
@@ -341,13 +344,22 @@ class Catalog:
 
     def add_index_rows(self, name: str, rows: list[Row], commit: bool = True) -> None:
         """:meth:`add_index_file` for entries as flat rows (``index.Row``)."""
-        nos = self._numbers({row[2] for row in rows})
-        sql = self._insert_ignore("cv_locations", ("id", *LOC_NAMES))
         # sorted keys turn random B-tree inserts into mostly sequential ones
         rows.sort()
+        self._add_sorted(name, {row[2] for row in rows}, rows, commit)
+
+    def add_index_table(self, name: str, table: IndexTable, commit: bool = True) -> None:
+        """:meth:`add_index_file` for entries packed in an ``IndexTable``
+        (a write session's commit): unpacked in id order as inserted."""
+        self._add_sorted(name, set(table.packs), table.sorted_rows(), commit)
+
+    def _add_sorted(self, name: str, packs: set[bytes], rows: Iterable[Row], commit: bool) -> None:
+        nos = self._numbers(packs)
+        sql = self._insert_ignore("cv_locations", ("id", *LOC_NAMES))
         self._executemany(
             sql,
             ((oid, t, nos[p], bo, bl, o, ln) for oid, t, p, bo, bl, o, ln in rows),
+            batch=ROW_BATCH,
             commit=False,
         )
         self._executemany(self._insert_ignore("cv_indexed", ("name",)), [(name,)], commit=commit)

@@ -58,34 +58,63 @@ def encode_index(entries: Iterable[tuple[bytes, Location]]) -> tuple[bytes, byte
 
 
 def encode_index_rows(rows: Iterable[Row]) -> tuple[bytes, bytes]:
-    """:func:`encode_index` for entries as :data:`Row` tuples.
+    """:func:`encode_index` for entries as :data:`Row` tuples."""
+    table = IndexTable()
+    for row in rows:
+        table.add(row)
+    return table.encode()
 
-    The plain body is packed in place into one buffer of its final size: a
-    commit encodes up to MAX_ENTRIES_PER_FILE entries, and a list of packed
-    entries, their join and a copy into the framed body held three copies
-    (about 5 MiB at a full backup's peak, docs/benchmarks.md 9b)."""
-    rows = rows if isinstance(rows, (list, tuple)) else list(rows)
-    packs = dict.fromkeys(row[2] for row in rows)
-    numbers = {pack: no for no, pack in enumerate(packs)}
-    head = COUNT.size + len(packs) * ID_SIZE + COUNT.size
-    plain = bytearray(head + len(rows) * INDEX_ENTRY.size)
-    COUNT.pack_into(plain, 0, len(packs))
-    at = COUNT.size
-    for pack in packs:
-        if len(pack) != ID_SIZE:
-            raise ValueError(f"a pack id is {ID_SIZE} bytes, not {len(pack)}")
-        plain[at : at + ID_SIZE] = pack
-        at += ID_SIZE
-    COUNT.pack_into(plain, at, len(rows))
-    pack_into, size = INDEX_ENTRY.pack_into, INDEX_ENTRY.size
-    at = head
-    for oid, t, pack, boff, blen, off, ln in rows:
-        pack_into(plain, at, oid, t, numbers[pack], boff, blen, off, ln)
-        at += size
-    data = bytearray(INDEX_MAGIC + bytes([INDEX_VERSION, 0, 0, 0]))
-    data += zstandard.ZstdCompressor(level=3).compress(plain)
-    del plain
-    return blake3.blake3(data).digest(), bytes(data)
+
+class IndexTable:
+    """An index file's entries packed as they are added, its packs numbered
+    in the order first named.
+
+    Why: a commit writes up to MAX_ENTRIES_PER_FILE entries to a file, and a
+    list of them as tuples, their packed copies and the framed body held
+    them three times over (8 MiB and more at a full backup's peak,
+    docs/benchmarks.md 9b); packed once here, they are 57 bytes each."""
+
+    def __init__(self) -> None:
+        self.packs: dict[bytes, int] = {}
+        self.table = bytearray()
+        self.count = 0
+
+    def add(self, row: Row) -> None:
+        oid, t, pack, boff, blen, off, ln = row
+        no = self.packs.get(pack)
+        if no is None:
+            if len(pack) != ID_SIZE:
+                raise ValueError(f"a pack id is {ID_SIZE} bytes, not {len(pack)}")
+            no = self.packs[pack] = len(self.packs)
+        self.table += INDEX_ENTRY.pack(oid, t, no, boff, blen, off, ln)
+        self.count += 1
+
+    def encode(self) -> tuple[bytes, bytes]:
+        """(index id, the file's bytes)."""
+        plain = bytearray(COUNT.pack(len(self.packs)))
+        for pack in self.packs:
+            plain += pack
+        plain += COUNT.pack(self.count)
+        plain += self.table
+        data = bytearray(INDEX_MAGIC + bytes([INDEX_VERSION, 0, 0, 0]))
+        data += zstandard.ZstdCompressor(level=3).compress(plain)
+        del plain
+        return blake3.blake3(data).digest(), bytes(data)
+
+    def sorted_rows(self) -> Iterator[Row]:
+        """The entries as rows in id order (a catalog inserts them so: its
+        B-tree pages are then written in order), made as they are asked for."""
+        size = INDEX_ENTRY.size
+        view = memoryview(self.table)
+        try:
+            records = sorted(view[i : i + size].tobytes() for i in range(0, len(view), size))
+        finally:
+            view.release()
+        packs = list(self.packs)
+        unpack = INDEX_ENTRY.unpack
+        for record in records:
+            oid, t, no, boff, blen, off, ln = unpack(record)
+            yield oid, t, packs[no], boff, blen, off, ln
 
 
 def decode_index(data: bytes) -> Iterator[tuple[bytes, Location]]:

@@ -32,7 +32,7 @@ from coursevault.store.dictionaries import (
     dictionary_params,
 )
 from coursevault.store.ids import ObjectId, ObjectType, object_id
-from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
+from coursevault.store.index import MAX_ENTRIES_PER_FILE, IndexTable, Row, index_key
 from coursevault.store.journal import INDEX
 from coursevault.store.pack import MAX_PACK_OBJECTS, Location, PackWriter, pack_key
 from coursevault.store.pending import PendingIndex
@@ -263,14 +263,14 @@ class WriteSession:
                 return self.repo.read_at(oid, loc)
         return self.repo.get(oid)
 
-    def _flush_pack(self, remember: bool = True) -> list[Row]:
-        """Write the open pack; its entries go to the pending index (or are returned)."""
+    def _flush_pack(self) -> None:
+        """Write the open pack; its entries go to the pending index."""
         if self._pack.empty:
-            return []
+            return
         self._pack.flush_block()
         self._fold_dropped()
         if self._pack.empty:
-            return []
+            return
         pack_id, data = self._pack.finish_spool()
         size = data.size
         self._note_fresh(self._pack)
@@ -279,16 +279,10 @@ class WriteSession:
         self._pack_bytes[pack_id] = size
         self._stats.packs += 1
         self._stats.stored_bytes += size
-        rows: list[Row] = []
-        if remember:
-            self._pending.add(pack_id, self._pack.iter_placed())
-        else:
-            rows = [(oid, t, pack_id, bo, bl, o, ln)
-                    for t, oid, bo, bl, o, ln in self._pack.iter_placed()]
+        self._pending.add(pack_id, self._pack.iter_placed())
         self._pack = self._new_pack()
         self._decoded = {}
         self._lock.refresh()
-        return rows
 
     def refresh_lock(self) -> None:
         self._lock.refresh()
@@ -311,28 +305,30 @@ class WriteSession:
 
     def _commit(self, snapshot: dict[str, Any] | SnapshotDraft | None) -> str | None:
         draft = fixed_draft(snapshot) if isinstance(snapshot, dict) else snapshot
-        last = self._flush_pack(remember=False)
+        self._flush_pack()
         self._uploads.drain()  # packs whole in the store before any index names them
         if draft is not None:  # no snapshot of its series appears until ours
             reserve(self.repo, draft.series, self._lock.key)
-        last = self._drop_committed_meanwhile(last)
+        self._drop_committed_meanwhile()
         self._uploads.drain()  # and the packs that rewrote
-        pending = itertools.chain(self._pending.rows(), last)
+        pending = self._pending.rows()
         written: list[str] = []
         while True:
-            chunk: list[Row] = []
-            for entry in pending:
-                chunk.append(entry)
-                if len(chunk) >= MAX_ENTRIES_PER_FILE:
-                    break
-            if not chunk:
+            # packed as read: a list of a file's 32,768 rows was 8 MiB of a
+            # full backup's peak (docs/benchmarks.md 9b), a course that
+            # writes fewer objects never reaching it
+            table = IndexTable()
+            for entry in itertools.islice(pending, MAX_ENTRIES_PER_FILE):
+                table.add(entry)
+            if not table.count:
                 break
-            idx_id, data = encode_index_rows(chunk)
+            idx_id, data = table.encode()
             self._indexed = True  # from here on, abort must not delete packs
             self.repo.backend.write(index_key(idx_id), data)
             written.append(idx_id.hex())
             self._stats.stored_bytes += len(data)
-            self.repo.catalog.add_index_rows(idx_id.hex(), chunk, commit=False)
+            self.repo.catalog.add_index_table(idx_id.hex(), table, commit=False)
+            del table, data
         # durable first, then journaled, then in the catalog: a kill before
         # the journal leaves index files nothing can reference (journal.py)
         if written:
@@ -342,10 +338,9 @@ class WriteSession:
         self._close()
         return snap_id
 
-    def _drop_committed_meanwhile(self, last: list[Row]) -> list[Row]:
+    def _drop_committed_meanwhile(self) -> None:
         """Rewrite this session's packs that are mostly objects other writers
-        committed since it opened; return the rows of the open pack's objects
-        as they now are.
+        committed since it opened.
 
         Why: two nights of one series ingested together each store what the
         other adds, until one commits -- then the other's objects are last
@@ -363,37 +358,37 @@ class WriteSession:
         repo = self.repo
         repo.sync_catalog()  # under our shared lock: what it lists stays
         if not repo.catalog.index_files() - self._index_seen:
-            return last
+            return
         known_bytes: dict[bytes, int] = {}
         all_bytes: dict[bytes, int] = {}
-        for part, known in self._batches_known(last):
+        for part, known in self._batches_known():
             for oid, _t, pack_id, _bo, _bl, _o, ln in part:
                 all_bytes[pack_id] = all_bytes.get(pack_id, 0) + ln
                 if oid in known:
                     known_bytes[pack_id] = known_bytes.get(pack_id, 0) + ln
         touched = {p for p, n in known_bytes.items() if n * REWRITE_SHARE >= all_bytes[p]}
         if not touched:
-            return last
+            return
         old_pending, self._pending = self._pending, PendingIndex()
         try:
-            self._rewrite_packs(old_pending, last, touched)
+            self._rewrite_packs(old_pending, touched)
         finally:
             old_pending.close()
-        return self._flush_pack(remember=False)
+        self._flush_pack()
 
     def _batches_known(
-        self, last: list[Row], pending: PendingIndex | None = None
+        self, pending: PendingIndex | None = None
     ) -> Iterator[tuple[list[Row], set[ObjectId]]]:
         """This session's rows a batch at a time, each with its ids the catalog has."""
-        rows = itertools.chain((pending or self._pending).rows(), last)
+        rows = (pending or self._pending).rows()
         while part := list(itertools.islice(rows, 4096)):
             yield part, self.repo.catalog.has_many([r[0] for r in part])
 
-    def _rewrite_packs(self, old: PendingIndex, last: list[Row], touched: set[bytes]) -> None:
+    def _rewrite_packs(self, old: PendingIndex, touched: set[bytes]) -> None:
         repo = self.repo
         stats = self._stats
         untouched: dict[bytes, list[tuple[int, ObjectId, int, int, int, int]]] = {}
-        for part, known in self._batches_known(last, old):
+        for part, known in self._batches_known(old):
             for oid, t, pack_id, boff, blen, off, ln in part:
                 if pack_id not in touched:
                     untouched.setdefault(pack_id, []).append((t, oid, boff, blen, off, ln))
