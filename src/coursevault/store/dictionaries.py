@@ -256,7 +256,9 @@ class DictionaryReads(ObjectReads):
             if flags == DICT_WALK:
                 walk_depth, parts, sources = self._walk_trees(refs[0])
                 own = self.block_depth(self.locate(dict_id))
-                return _Loaded(1 + max(walk_depth, own), b"".join(parts), None, sources, True)
+                content = b"".join(parts)
+                parts.clear()  # not held beside the content and its dictionary (4 MiB each)
+                return _Loaded(1 + max(walk_depth, own), content, None, sources, True)
             members = [self._get_once(m)[1] for m in refs[flags:]]
             # the last DICT_BUDGET bytes of the previous content and the
             # members, joined once (not 2 MiB joined to keep the last 1)
@@ -290,8 +292,18 @@ class DictionaryReads(ObjectReads):
         return self.read_at(oid, loc)[1] if at is None else self.peek(oid, at)
 
     def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
-        """A walk dictionary's content (``reach.walk_tail_first``)."""
-        return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX)
+        """A walk dictionary's content (``reach.walk_tail_first``).
+
+        The blocks it decoded are let go: the walk reads a few trees from
+        each of many blocks of the snapshot before, which the night then
+        asks nothing of, and they filled the cache of decoded blocks (8 MiB)
+        for the rest of the run -- on the demo M course, at the peak of the
+        first night after a full backup, where a small course's walk reads
+        six blocks (docs/benchmarks.md 9b)."""
+        try:
+            return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX)
+        finally:
+            self.drop_decoded_blocks()
 
     def _decompressor(self, dict_id: ObjectId) -> zstandard.ZstdDecompressor:
         dctx = self._dicts.get(dict_id)

@@ -232,6 +232,11 @@ class ObjectReads:
     def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
         """Told of each block decoded, as (pack, offset) and its stored bytes."""
 
+    def drop_decoded_blocks(self) -> None:
+        """Let every decoded block go (objects learned from them stay)."""
+        self._blocks.clear()
+        self._blocks_bytes = 0
+
     def forget_cached(self) -> None:
         """Drop every decoded block and object this reader holds."""
         self._blocks.clear()
