@@ -334,15 +334,19 @@ def test_a_walk_leaves_no_decoded_block_behind(tmp_path: Path) -> None:
     """The blocks a walk decodes are the snapshot before's, which the night
     asks nothing more of: they are let go once the content is read (a big
     course's walk filled the cache of decoded blocks for the rest of the
-    night), and the content is the same."""
+    night), those the caller held before stay, and the content is the same."""
     backend, repo = new_repo(tmp_path, pack_size=16 * 1024, block_size=4096)
     _s0, walk, _o0, root0 = upper_night(repo, 0, None)
     assert walk is not None
     reader = fresh(backend, tmp_path / "c2")  # no walk cached on disk
-    reader.get(root0)  # a block decoded before the walk goes too: nothing asks for it
-    assert reader._blocks
-    depth, content = reader.dictionary(walk)
-    assert not reader._blocks and reader._blocks_bytes == 0
+    loc = reader.catalog.lookup(walk)
+    assert loc is not None
+    reader.read_at(walk, loc)  # a block the caller holds stays
+    held = reader.decoded_blocks()
+    assert len(held) == 1
+    _depth, content = reader.dictionary(walk)
+    assert reader.decoded_blocks() == held
+    assert reader._blocks_bytes == sum(len(b[0]) for b in reader._blocks.values())
     assert content == b"".join(reader.get(t)[1] for t in spec_walk(reader, root0))
 
 

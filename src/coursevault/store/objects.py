@@ -11,7 +11,7 @@ whatever the repository's block size.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 
 import blake3
 import zstandard
@@ -232,10 +232,15 @@ class ObjectReads:
     def _decoded(self, key: tuple[bytes, int], block: bytes) -> None:
         """Told of each block decoded, as (pack, offset) and its stored bytes."""
 
-    def drop_decoded_blocks(self) -> None:
-        """Let every decoded block go (objects learned from them stay)."""
-        self._blocks.clear()
-        self._blocks_bytes = 0
+    def decoded_blocks(self) -> set[tuple[bytes, int]]:
+        """The (pack, offset) of every block held decoded now."""
+        return set(self._blocks)
+
+    def drop_decoded_blocks(self, keep: Container[tuple[bytes, int]] = ()) -> None:
+        """Let the decoded blocks go but those in ``keep`` (objects learned
+        from them stay)."""
+        for key in [k for k in self._blocks if k not in keep]:
+            self._blocks_bytes -= len(self._blocks.pop(key)[0])
 
     def forget_cached(self) -> None:
         """Drop every decoded block and object this reader holds."""
