@@ -294,12 +294,12 @@ class DictionaryReads(ObjectReads):
     def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
         """A walk dictionary's content (``reach.walk_tail_first``).
 
-        The blocks it decoded are let go (those held before stay): the walk reads a few trees from
-        each of many blocks of the snapshot before, which the night then
-        asks nothing of, and they filled the cache of decoded blocks (8 MiB)
-        for the rest of the run -- on the demo M course, at the peak of the
-        first night after a full backup, where a small course's walk reads
-        six blocks (docs/benchmarks.md 9b)."""
+        The blocks it decoded are let go (those held before stay): the walk
+        reads a few trees from each of many blocks of the snapshot before,
+        which the night then asks nothing of, and they filled the cache of
+        decoded blocks (8 MiB) for the rest of the run -- on the demo M
+        course, at the peak of the first night after a full backup, where a
+        small course's walk reads six blocks (docs/benchmarks.md 9b)."""
         held = self.decoded_blocks()  # the caller's: they stay
         try:
             return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX)
