@@ -31,6 +31,7 @@ object is as much as a compressed XML record weighs.
 from __future__ import annotations
 
 import struct
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import NamedTuple
@@ -122,12 +123,20 @@ class PackWriter:
         # temporary file (store/spool.py)
         self._buf = Spool(PACK_HEADER, spill_at)
         self._raw = bytearray()
-        self._entries: list[tuple[int, ObjectId, int, int]] = []
-        # (type, id, block_offset, block_length, offset, length) of finished blocks
-        # id -> (type, block_offset, block_length, offset, length); block_offset -1 while
-        # the object is in the open block
-        self.where: dict[ObjectId, tuple[int, int, int, int, int]] = {}
-        self.objects = 0
+        # Where each object is, one slot per object in the order added: the id
+        # maps to its slot, the slot's fields sit in flat arrays.  A dict of
+        # 5-tuples took 7.5 MiB at 32,768 objects -- a tuple and two large ints
+        # an object -- and set a big course's peak (docs/benchmarks.md 9b).
+        # The open block is the slots from ``_open`` on; its block fields are
+        # -1 and 0 until it is sealed.
+        self.where: dict[ObjectId, int] = {}
+        self._ids: list[ObjectId] = []
+        self._kinds = bytearray()
+        self._boff = array("q")
+        self._blen = array("I")  # u32 as in the format (MAX_BLOCK_RAW)
+        self._off = array("I")
+        self._len = array("I")
+        self._open = 0
         # (id, length) of the last trees sealed: what a dictionary for the next
         # session names.  Trees of ids count too: a list chunk or a group with
         # one child changed is its previous version with one id changed, so
@@ -154,7 +163,12 @@ class PackWriter:
 
     @property
     def empty(self) -> bool:
-        return not self.where
+        return not self._ids
+
+    @property
+    def objects(self) -> int:
+        """Objects in this pack so far (those found already stored dropped)."""
+        return len(self._ids)
 
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
         n = len(payload)
@@ -172,15 +186,22 @@ class PackWriter:
             if at and (large or at + n > self.block_target):
                 self._seal()
                 at = 0
-        t = int(kind)
-        self._entries.append((t, oid, at, n))
-        self.where[oid] = (t, -1, 0, at, n)
+        self._slot(int(kind), oid, at, n)
         self._raw += payload
-        self.objects += 1
         if large or at + n >= self.block_target:
             self.drop_known()
             if self._raw and (large or len(self._raw) >= self.block_target):
                 self._seal()
+
+    def _slot(self, t: int, oid: ObjectId, off: int, ln: int) -> None:
+        """A new slot in the open block."""
+        self.where[oid] = len(self._ids)
+        self._ids.append(oid)
+        self._kinds.append(t)
+        self._boff.append(-1)
+        self._blen.append(0)
+        self._off.append(off)
+        self._len.append(ln)
 
     def flush_block(self) -> None:
         """Seal the open block now (its known objects dropped first)."""
@@ -188,11 +209,12 @@ class PackWriter:
         self._seal()
 
     def _seal(self) -> None:
-        if not self._entries:
+        first, end = self._open, len(self._ids)
+        if first == end:
             return
         raw = self._raw  # sealed as it is: a copy would double a large file at peak
         stored: bytes | bytearray
-        large = len(self._entries) == 1 and len(raw) >= self._large
+        large = end - first == 1 and len(raw) >= self._large
         dict_ref = b""
         if large and _incompressible(raw, self._fast):
             stored, codec = raw, CODEC_RAW
@@ -211,19 +233,21 @@ class PackWriter:
         if len(stored) >= len(raw):
             stored, codec, dict_ref = raw, CODEC_RAW, b""
         start = self._buf.size
-        head = bytearray(BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), len(self._entries)))
+        head = bytearray(BLOCK_HEAD.pack(b"B", codec, len(stored), len(raw), end - first))
         head += dict_ref
-        for t, _oid, off, ln in self._entries:
-            head += ENTRY.pack(t, off, ln)
+        kinds, offs, lens = self._kinds, self._off, self._len
+        for s in range(first, end):
+            head += ENTRY.pack(kinds[s], offs[s], lens[s])
         self._buf.append(head)
         self._buf.append(stored)
         block_len = self._buf.size - start
+        self._boff[first:end] = array("q", [start]) * (end - first)
+        self._blen[first:end] = array("I", [block_len]) * (end - first)
         recent_trees = self.recent_trees
-        for t, oid, off, ln in self._entries:
-            self.where[oid] = (t, start, block_len, off, ln)
-            if t == TREE_TYPE:
-                recent_trees.append((oid, ln))
-        self._entries.clear()
+        for s in range(first, end):
+            if kinds[s] == TREE_TYPE:
+                recent_trees.append((self._ids[s], lens[s]))
+        self._open = end
         self._checked = 0
         self._raw = bytearray()
 
@@ -234,28 +258,31 @@ class PackWriter:
         stays open: on a nightly ingest almost every object put is known, and
         the few new ones must still share full blocks to compress well.
         """
-        unchecked = self._entries[self._checked :]
-        self._checked = len(self._entries)
+        first = self._open
+        unchecked = self._ids[first + self._checked :]
+        self._checked = len(self._ids) - first
         if not unchecked or self._known is None:
             return
-        known = self._known([oid for _t, oid, _o, _n in unchecked])
+        known = self._known(unchecked)
         if not known:
             return
-        raw = self._raw
-        entries: list[tuple[int, ObjectId, int, int]] = []
-        kept = bytearray()
-        for t, oid, off, ln in self._entries:
+        # the open block's slots made anew without the known objects
+        raw, kept = self._raw, bytearray()
+        slots = [
+            (self._kinds[s], self._ids[s], self._off[s], self._len[s])
+            for s in range(first, len(self._ids))
+        ]
+        del self._ids[first:], self._kinds[first:], self._boff[first:], self._blen[first:]
+        del self._off[first:], self._len[first:]
+        for t, oid, off, ln in slots:
             if oid in known:
                 del self.where[oid]
-                self.objects -= 1
                 self.dropped_objects += 1
                 self.dropped_bytes += ln
                 continue
-            entries.append((t, oid, len(kept), ln))
-            self.where[oid] = (t, -1, 0, len(kept), ln)
+            self._slot(t, oid, len(kept), ln)
             kept += raw[off : off + ln]
-        self._entries = entries
-        self._checked = len(entries)
+        self._checked = len(self._ids) - first
         self._raw = kept
 
     @property
@@ -266,9 +293,11 @@ class PackWriter:
 
     def iter_placed(self) -> Iterator[tuple[int, ObjectId, int, int, int, int]]:
         """:attr:`placed` one at a time: a list of a full pack's is 3 MiB."""
-        for oid, (t, b, bl, o, ln) in self.where.items():
-            if b >= 0:
-                yield t, oid, b, bl, o, ln
+        ids, kinds, boff, blen, off, ln = (
+            self._ids, self._kinds, self._boff, self._blen, self._off, self._len
+        )
+        for s in range(self._open):
+            yield kinds[s], ids[s], boff[s], blen[s], off[s], ln[s]
 
     def read(
         self, oid: ObjectId, reader: BlockReader, cache: dict[int, bytes]
@@ -278,15 +307,15 @@ class PackWriter:
         ``cache`` keeps decoded blocks (by offset): reading back what was just
         written (ingest verifies every document) touches blocks in order.
         """
-        spot = self.where.get(oid)
-        if spot is None:
+        s = self.where.get(oid)
+        if s is None:
             return None
-        t, boff, blen, off, ln = spot
+        t, boff, off, ln = self._kinds[s], self._boff[s], self._off[s], self._len[s]
         if boff < 0:
             return t, bytes(self._raw[off : off + ln])
         raw = cache.get(boff)
         if raw is None:
-            raw = reader.payload(self._buf.pread(boff, blen))
+            raw = reader.payload(self._buf.pread(boff, self._blen[s]))
             if len(cache) >= 32:
                 cache.pop(next(iter(cache)))
             cache[boff] = raw
