@@ -259,3 +259,27 @@ def test_a_full_temporary_folder_names_it_and_stores_nothing(
     assert "TMPDIR" in run.err and "No space left" in run.err, run.err
     assert "internal error" not in run.err and "Traceback" not in run.err, run.err
     assert cv("snapshots", "--json").out.strip() in ("[]", "")
+
+
+def test_a_backup_keeps_a_small_share_of_the_catalog_s_pages(tmp_path: Path) -> None:
+    """A backup asks about each object it stores once: a big course's night
+    filled a 4 MiB page cache with catalog pages it did not read again
+    (docs/benchmarks.md 9b); a backup keeps 1 MiB of them."""
+    from coursevault import api
+    from coursevault.moodledb.demosite import build_demo_site
+    from coursevault.snapshot.dbbackup import BACKUP_CATALOG_CACHE_KIB
+    from coursevault.store.backend import LocalBackend
+    from coursevault.store.repository import Repository
+
+    url = f"sqlite:///{tmp_path}/site.db"
+    build_demo_site(url, tmp_path / "data", "S", seed=1)
+    Repository.init(LocalBackend(tmp_path / "repo"))
+    repo = Repository.open(LocalBackend(tmp_path / "repo"), cache_dir=tmp_path / "cache")
+    try:
+        assert repo.catalog._raw.execute("PRAGMA cache_size").fetchone()[0] == -4096
+        request = api.BackupRequest(db_url=url, dataroot=str(tmp_path / "data"), courses=[2])
+        assert [o.outcome for o in api.backup(repo, request)] == ["stored"]
+        kib = -repo.catalog._raw.execute("PRAGMA cache_size").fetchone()[0]
+        assert kib == BACKUP_CATALOG_CACHE_KIB <= 1024
+    finally:
+        repo.close()

@@ -263,6 +263,12 @@ class Repository(SnapshotRecords, DictionaryReads):
         if message not in self.notices:
             self.notices.append(message)
 
+    def keep_catalog_pages(self, kib: int) -> None:
+        """Keep at most ``kib`` KiB of a SQLite catalog's pages in this
+        process (:meth:`Catalog.limit_cache`): for a command that looks each
+        object up about once, as a backup and a restore do."""
+        self.catalog.limit_cache(kib)
+
     def close(self) -> None:
         self.catalog.close()
         keys = getattr(self.backend, "keys", None)  # an EncryptedBackend's
