@@ -50,6 +50,20 @@ def test_the_bloom_filter_grows_without_losing_an_entry(monkeypatch) -> None:
         index.close()
 
 
+
+def test_a_small_session_s_filter_is_small() -> None:
+    """The filter grows with the index: a night of a few new objects holds
+    256 KiB of it, not the 4 MiB a write of 900,000 objects needs (it was
+    4 MiB from the start, in every backup); past 131,072 entries it grows."""
+    index = PendingIndex()
+    try:
+        ids = [os.urandom(32) for _ in range(200)]
+        index.add(b"\x07" * 32, _placed(ids))
+        assert len(index._bits) <= 256 * 1024
+        assert all(index.has(oid) for oid in ids)
+    finally:
+        index.close()
+
 def test_a_pack_is_added_as_it_comes_across_chunks(monkeypatch) -> None:
     """add() takes a pack's entries as a generator (PackWriter.iter_placed:
     no list of a whole pack) and writes them a chunk at a time; the entries,
