@@ -37,6 +37,9 @@ OLD_TABLES = ("cv_objects", "cv_index_files")
 LOC_NAMES = ("type", "pack", "block_offset", "block_length", "offset", "length")
 SQLITE_PREFIX = "sqlite:///"
 STREAM_BATCH = 4096  # ids fetched at a time by the streamed listings
+# ids asked about at a time by lookup_many, in IN lists of 8, 16, ... 512
+LOOKUP_BATCH = 512
+LOOKUP_MIN = 8
 STORED_INPUTS_BATCH = 512  # stored-input rows written at a time (add_stored_inputs)
 # location rows inserted at a time: a batch of 20,000 tuples was 4 MiB of a
 # full backup's commit
@@ -200,6 +203,7 @@ class Catalog:
         self._loc_fields = ", ".join(self._q(n) for n in LOC_NAMES)
         self._has_sql = f"SELECT 1 FROM cv_locations WHERE id = {self._ph}"
         self._loc_sql = f"SELECT {self._loc_fields} FROM cv_locations WHERE id = {self._ph}"
+        self._lookup_sqls: dict[tuple[str, int], str] = {}
         # cv_packs in memory, both ways (a repository has thousands of packs at most)
         self._pack_ids: dict[int, bytes] = {}
         self._pack_nos: dict[bytes, int] = {}
@@ -312,15 +316,31 @@ class Catalog:
         """The locations of those of ``oids`` that are stored (batched for
         speed); ``fields="id"`` asks only which are (the values are None)."""
         found: dict[bytes, Location | None] = {}
-        cols = "id" if fields == "id" else f"id, {self._loc_fields}"
         with self._reading() as cur:
-            for i in range(0, len(oids), 500):
-                part = oids[i : i + 500]
-                marks = ", ".join([self._ph] * len(part))
-                cur.execute(f"SELECT {cols} FROM cv_locations WHERE id IN ({marks})", tuple(part))
+            for i in range(0, len(oids), LOOKUP_BATCH):
+                part = list(oids[i : i + LOOKUP_BATCH])
+                size = max(LOOKUP_MIN, 1 << (len(part) - 1).bit_length())
+                part += part[-1:] * (size - len(part))  # an id twice is found once
+                cur.execute(self._lookup_sql(fields, size), part)
                 for r in cur.fetchall():
                     found[bytes(r[0])] = self._location(r[1:]) if len(r) > 1 else None
         return found
+
+    def _lookup_sql(self, fields: str, size: int) -> str:
+        """The query of :meth:`lookup_many` for ``size`` ids.
+
+        Sizes are powers of two, the ids padded to them: the drivers keep
+        each statement text they prepare (sqlite3 128 of them), and one per
+        batch length asked -- a backup asks about every block's new objects,
+        any number of them -- held 9.8 MiB of SQLite's memory in compiled
+        IN lists of up to 500 ids, a big course's and not a small one's."""
+        key = (fields, size)
+        sql = self._lookup_sqls.get(key)
+        if sql is None:
+            cols = "id" if fields == "id" else f"id, {self._loc_fields}"
+            marks = ", ".join([self._ph] * size)
+            sql = self._lookup_sqls[key] = f"SELECT {cols} FROM cv_locations WHERE id IN ({marks})"
+        return sql
 
     def lookup(self, oid: bytes) -> Location | None:
         try:
