@@ -82,3 +82,28 @@ def test_a_pack_is_added_as_it_comes_across_chunks(monkeypatch) -> None:
         assert all(index.has(oid) for oid in ids)
     finally:
         index.close()
+
+
+def test_adding_a_full_pack_holds_little_beside_its_entries() -> None:
+    """A full backup flushes packs of 32,768 small trees: their prefixes
+    were sorted by a key list, holding the positions, their keys and the
+    sorted prefixes as lists at once (3.1 MiB traced here); sorted as one
+    int each, 1.8 MiB.  Lookups find every entry."""
+    import tracemalloc
+
+    ids = [os.urandom(32) for _ in range(32_768)]
+    entries = _placed(ids)
+    index = PendingIndex()
+    try:
+        tracemalloc.start()
+        try:
+            base = tracemalloc.get_traced_memory()[0]
+            index.add(b"\x08" * 32, iter(entries))
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        assert peak < 2.4 * 2**20, f"{peak / 2**20:.2f} MiB"
+        assert all(index.has(oid) for oid in ids[::97])
+        assert index.lookup(ids[-1]) is not None and index.lookup(os.urandom(32)) is None
+    finally:
+        index.close()

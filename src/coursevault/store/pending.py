@@ -125,8 +125,17 @@ class PendingIndex:
         count = len(prefixes)
         if not count:
             return
-        order = array("I", sorted(range(count), key=prefixes.__getitem__))
-        self._runs.append(_Run(pack, start, count, array("Q", [prefixes[i] for i in order]), order))
+        # sorted as one int each, the prefix above the position: sorting the
+        # positions by a key list held both lists and the sorted prefixes'
+        # list at once, 3.6 MiB for a pack of 32,768 (a full backup's peak)
+        shift = count.bit_length()
+        keyed = [p << shift | i for i, p in enumerate(prefixes)]
+        del prefixes
+        keyed.sort()
+        low = (1 << shift) - 1
+        order = array("I", (k & low for k in keyed))
+        self._runs.append(_Run(pack, start, count, array("Q", (k >> shift for k in keyed)), order))
+        del keyed
         self.count += count
         if self.count * 16 > len(self._bits) * 8:
             self._grow()
