@@ -442,3 +442,17 @@ def test_encoding_a_full_index_file_holds_no_copy_of_its_table() -> None:
     assert [oid for oid, _loc in decode_index(data)] == [
         before[i : i + 32] for i in range(0, len(before), size)
     ]
+
+
+def test_an_object_added_twice_is_stored_and_listed_once() -> None:
+    """Ids are content hashes: a second add of one (a copier given an object
+    twice) is the same bytes, kept once and placed once."""
+    data = os.urandom(300)
+    oid = object_id(ObjectType.BLOB, data)
+    w = PackWriter(1 << 20, level=3)
+    w.add(ObjectType.BLOB, oid, data)
+    w.add(ObjectType.BLOB, oid, data)
+    w.flush_block()
+    assert w.objects == 1 and [o for _t, o, *_rest in w.placed] == [oid]
+    _pack_id, packed = w.finish()
+    assert [bytes(raw) for *_place, raw in iter_pack_objects(bytes(packed))] == [data]

@@ -171,6 +171,10 @@ class PackWriter:
         return len(self._ids)
 
     def add(self, kind: ObjectType, oid: ObjectId, payload: bytes | memoryview) -> None:
+        """Add an object (once: an id this pack holds already is not added
+        again -- its slot would be listed twice)."""
+        if oid in self.where:
+            return
         n = len(payload)
         large = n >= self._large
         if large and self._known is not None and self._known([oid]):
