@@ -93,9 +93,10 @@ class IndexTable:
         """(index id, the file's bytes).
 
         The body is compressed from the table itself, its head put before it
-        for the while: a copy of the body beside the table, and of the file
-        beside its frame, were 2.9 MiB of a full backup's peak at its commit
-        (docs/benchmarks.md 9b).  The table is its own again on return."""
+        for the while: with a copy of the body beside the table and one of
+        the file beside its frame, encoding a full file made 4.7 MiB beside
+        its 1.8 MiB table at a full backup's commit; 3.0 now (docs/benchmarks.md
+        9b).  The table is its own again on return."""
         head = bytearray(COUNT.pack(len(self.packs)))
         for pack in self.packs:
             head += pack

@@ -125,8 +125,9 @@ class PackWriter:
         self._raw = bytearray()
         # Where each object is, one slot per object in the order added: the id
         # maps to its slot, the slot's fields sit in flat arrays.  A dict of
-        # 5-tuples took 7.5 MiB at 32,768 objects -- a tuple and two large ints
-        # an object -- and set a big course's peak (docs/benchmarks.md 9b).
+        # 5-tuples took 4.9 MiB at 32,768 objects beside their ids -- a tuple
+        # and two large ints an object -- at a big course's peak; 3.2 as slots
+        # (docs/benchmarks.md 9b).
         # The open block is the slots from ``_open`` on; its block fields are
         # -1 and 0 until it is sealed.
         self.where: dict[ObjectId, int] = {}
