@@ -154,7 +154,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
     # costs 0.4 s of CPU in 12 and saves 18 MB; 2 MiB costs 1.5 s)
     repo.cache_bytes = min(repo.cache_bytes, RESTORE_CACHE_BYTES)
     repo.block_cache_bytes = RESTORE_BLOCK_CACHE_BYTES
-    repo.catalog.limit_cache(RESTORE_CATALOG_CACHE_KIB)
+    repo.keep_catalog_pages(RESTORE_CATALOG_CACHE_KIB)
     owned = window is None
     window = window or CommitWindow()
     try:
