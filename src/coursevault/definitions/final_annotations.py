@@ -66,9 +66,10 @@ def rows_by_ids(ctx: TaskContext, sql: str, ids: Sequence[str], key: str = "id")
     hands the rows back in annotation order."""
     found: dict[str, Row] = {}
     for start in range(0, len(ids), 500):
-        batch = ids[start:start + 500]
-        marks = ", ".join("?" for _ in batch)
-        for row in ctx.reader.sql(f"{sql} ({marks})", list(batch)):
+        # one list parameter, one expanding bind: a "?" per id made 500
+        # bound parameters SQLAlchemy cloned and its statement cache kept
+        # (about 1.5 MiB a statement text, 6 MiB at a 4,000-user users.xml)
+        for row in ctx.reader.sql(f"{sql} (?)", [list(ids[start:start + 500])]):
             found[str(row[key])] = row
     return [found[i] for i in ids if i in found]
 

@@ -110,13 +110,12 @@ def calculate_question_categories(ctx: TaskContext) -> None:
     contexts: list[str] = []
     questions = ctx.ids.get("question")
     if questions:
-        marks = ", ".join("?" for _ in questions)
-        contexts += [str(r["contextid"]) for r in reader.sql(
+        contexts += [str(r["contextid"]) for r in reader.sql(  # IN (?): one expanding bind
             "SELECT DISTINCT qc2.contextid FROM {question_categories} qc2"
             " JOIN {question_bank_entries} qbe ON qbe.questioncategoryid = qc2.id"
             " JOIN {question_versions} qv ON qv.questionbankentryid = qbe.id"
-            f" WHERE qv.questionid IN ({marks}) AND qc2.contextid <> ?",
-            [*questions, contextid])]
+            " WHERE qv.questionid IN (?) AND qc2.contextid <> ?",
+            [list(questions), contextid])]
     for sql in (
         "SELECT DISTINCT qc.contextid FROM {question_categories} qc"
         " JOIN {question_set_references} qsr ON qsr.questionscontextid = qc.contextid"
