@@ -254,10 +254,10 @@ class DictionaryReads(ObjectReads):
             except ValueError as exc:
                 raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
             if flags == DICT_WALK:
-                walk_depth, parts, sources = self._walk_trees(refs[0])
+                walk_depth, walked, sources = self._walk_trees(refs[0])
                 own = self.block_depth(self.locate(dict_id))
-                content = b"".join(parts)
-                parts.clear()  # not held beside the content and its dictionary (4 MiB each)
+                content = bytes(walked)
+                del walked  # not held beside the content and its dictionary (4 MiB each)
                 return _Loaded(1 + max(walk_depth, own), content, None, sources, True)
             members = [self._get_once(m)[1] for m in refs[flags:]]
             # the last DICT_BUDGET bytes of the previous content and the
@@ -291,7 +291,7 @@ class DictionaryReads(ObjectReads):
         at = self.verified(oid) if self.verified is not None else None
         return self.read_at(oid, loc)[1] if at is None else self.peek(oid, at)
 
-    def _walk_trees(self, root: ObjectId) -> tuple[int, list[bytes], list[ObjectId]]:
+    def _walk_trees(self, root: ObjectId) -> tuple[int, bytearray, list[ObjectId]]:
         """A walk dictionary's content (``reach.walk_tail_first``).
 
         The blocks it decoded are let go (those held before stay): the walk

@@ -157,14 +157,14 @@ class SyncPlan:
             return [], None
         if flags == DICT_WALK:
             unindexed: list[ObjectId] = []
-            depth, parts, sources = walk_tail_first(
+            depth, walked, sources = walk_tail_first(
                 self.src, refs[0], WALK_BUDGET, DICT_MEMBER_MAX, unindexed, self._all
             )
             self.exact[dict_id] = not unindexed
             if not unindexed and self.dst is not None and not self.dry_run:
                 # the next night there compresses against it: no walk there to read it
                 depth = 1 + max(depth, self.src.block_depth(self.src.locate(dict_id)))
-                self.dst.keep_walk_content(dict_id, depth, b"".join(parts))
+                self.dst.keep_walk_content(dict_id, depth, bytes(walked))
             return sources, None
         previous = refs[0] if flags else None
         # its content is its members' and its chain's: exact where that is
