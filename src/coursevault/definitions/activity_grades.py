@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from coursevault.structure import registry
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import NO_ROWS, In, Nested, Param, Row, Rows, Sql, Table, Up
-from coursevault.structure.engine import Instance, sql_rows
+from coursevault.structure.engine import Instance, sql_rows, user_density
 from coursevault.structure.prefetch import USER_DATA_WINDOW, PrefetchWindow
 from coursevault.structure.registry import Plugin, Step
 
@@ -129,7 +129,8 @@ def _grade_rows(ctx: TaskContext, parent: Instance | None) -> list[Row]:
         order = [(t.params["modulename"], t.params["activityid"])
                  for t in memo.get("tasks", []) if "activityid" in t.params]
         window = PrefetchWindow(  # grades are user data: the smaller window
-            [str(r["id"]) for key in order for r in by_key.get(key, [])], USER_DATA_WINDOW)
+            [str(r["id"]) for key in order for r in by_key.get(key, [])], USER_DATA_WINDOW,
+            user_density(ctx))
         memo["grade_grades"] = window
     assert parent is not None
     itemid = str(parent.value(Up("id")))  # the grade_item row above the wrapper

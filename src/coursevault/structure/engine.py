@@ -34,7 +34,12 @@ from coursevault.structure.elements import (
     Up,
     Value,
 )
-from coursevault.structure.prefetch import PREFETCH_WINDOW, USER_DATA_WINDOW, PrefetchWindow
+from coursevault.structure.prefetch import (
+    PREFETCH_WINDOW,
+    USER_DATA_WINDOW,
+    Density,
+    PrefetchWindow,
+)
 
 Encrypt = Callable[[str], str]
 
@@ -261,7 +266,7 @@ def _task_rows(
                    ctx.params.get("modulename", "") if name == "activityid" else "")
             windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("task_rows", {})
             if key not in windows:
-                windows[key] = PrefetchWindow(values, _window(name, userinfo))
+                windows[key] = prefetch_window(values, name, userinfo, ctx)
             rest = {k: v for k, v in fixed.items() if k != column}
 
             def fetch(batch: list[str]) -> Iterator[tuple[str, Row]]:
@@ -273,12 +278,24 @@ def _task_rows(
     return list(ctx.reader.rows(source.table, fixed, order=source.order))
 
 
-def _window(param: str, userinfo: bool) -> int:
-    """Tasks per prefetching query: user data of one module's activities
-    (submissions by ``activityid``) grows with the course's users, so it is
-    read ahead for fewer tasks (prefetch.USER_DATA_WINDOW); other rows --
-    and user data by context, a few rows a task -- for the usual window."""
-    return USER_DATA_WINDOW if userinfo and param == "activityid" else PREFETCH_WINDOW
+def prefetch_window(
+    values: list[str], param: str, userinfo: bool, ctx: TaskContext
+) -> PrefetchWindow:
+    """The window reading ahead a source's rows for the plan's ``values``:
+    user data of one module's activities (submissions by ``activityid``)
+    grows with the course's users, so it is read ahead for fewer tasks
+    (prefetch.USER_DATA_WINDOW at most, as many as USER_ROWS_BUDGET rows
+    take by the run's :func:`user_density`); other rows -- and user data by
+    context, a few rows a task -- for the usual window."""
+    if userinfo and param == "activityid":
+        return PrefetchWindow(values, USER_DATA_WINDOW, user_density(ctx))
+    return PrefetchWindow(values, PREFETCH_WINDOW)
+
+
+def user_density(ctx: TaskContext) -> Density:
+    """The rows per task the run's windows of user data have read."""
+    density: Density = ctx.run.memo.setdefault("user_density", Density())
+    return density
 
 
 def sql_rows(source: Sql, ctx: TaskContext) -> list[Row]:
@@ -317,7 +334,7 @@ def _keyed_groups(
         windows: dict[Any, PrefetchWindow] = ctx.run.memo.setdefault("keyed_sql", {})
         key = (source.sql, tuple(map(str, fixed)), source.key, name, module, tuple(values))
         if key not in windows:
-            windows[key] = PrefetchWindow(values, _window(name, userinfo))
+            windows[key] = prefetch_window(values, name, userinfo, ctx)
         mine = windows[key].rows(
             str(value), lambda batch: _keyed_pairs(source, fixed, index, batch, ctx))
         grouped = {str(value): mine}

@@ -36,6 +36,12 @@ PREFETCH_WINDOW = 50
 # its peak (docs/benchmarks.md section 9, session bmem-s18).  Ten keep a
 # course of up to ten assignments (gen_s) at one query a table.
 USER_DATA_WINDOW = 10
+# Rows of user data one window reads at most, as far as the run can tell:
+# a window of user data is sized from the rows per task the run has read so
+# far (USER_DATA_WINDOW tasks at most), and the run's first such window is
+# one task.  Ten assignments of a 4,000-user course were 40,000 submissions
+# read ahead (5.4 MiB packed) at the peak of its night.
+USER_ROWS_BUDGET = 4096
 # Rows of one query kept as dicts before the rest are packed.  It was 2,048,
 # more than a course of 100 users reads in any one window -- so a course of
 # 1,000 users held 2,048 dicts in each of its windows (submissions, their
@@ -50,6 +56,19 @@ Waiting = list[Row | bytes]
 Fetch = Callable[[list[str]], Iterable[tuple[str, Row]]]
 
 
+class Density:
+    """Rows per task the run's user-data windows have read: the most any
+    window read, on average over its tasks (None: no row read yet).  Shared
+    by the run's windows of user data, so that each one's first query is
+    sized by what the run has seen -- a course of 100 users reads all its
+    assignments' submissions at once, one of 4,000 users one at a time."""
+
+    __slots__ = ("rows_per_task",)
+
+    def __init__(self) -> None:
+        self.rows_per_task: float | None = None
+
+
 class PrefetchWindow:
     """Rows of one query shape for the plan's tasks, read a window of tasks
     at a time.  Tasks run in plan order and ask in that order, so a window
@@ -58,11 +77,19 @@ class PrefetchWindow:
     transaction's snapshot, so it is the same rows.
 
     ``fetch`` reads the rows of a batch of values, each with the value it
-    belongs to, in the database's order (which each value's rows keep)."""
+    belongs to, in the database's order (which each value's rows keep).
 
-    def __init__(self, values: list[str], tasks: int = PREFETCH_WINDOW) -> None:
+    ``density``: a window of user data, read at most USER_ROWS_BUDGET rows
+    at a time as far as the rows per task read so far tell (its own last
+    window's, else the run's), and ``tasks`` tasks at most."""
+
+    def __init__(
+        self, values: list[str], tasks: int = PREFETCH_WINDOW, density: Density | None = None
+    ) -> None:
         self.values = values
         self.tasks = tasks
+        self.density = density
+        self._rate: float | None = None  # rows per task of this window's last query
         self.position = {v: i for i, v in enumerate(values)}
         self.groups: dict[str, Waiting] = {}
         self.held: set[str] = set()
@@ -75,9 +102,14 @@ class PrefetchWindow:
             for old in [v for v in self.held if self.position[v] < start]:
                 self.held.discard(old)
                 self.groups.pop(old, None)
-            batch = [v for v in self.values[start : start + self.tasks] if v not in self.held]
-            self._take(batch, fetch(batch))
+            batch = [v for v in self.values[start : start + self._size()] if v not in self.held]
+            read = self._take(batch, fetch(batch))
             self.held.update(batch)
+            if self.density is not None and batch:
+                self._rate = rate = read / len(batch)
+                known = self.density.rows_per_task
+                if read and (known is None or rate > known):
+                    self.density.rows_per_task = rate
         waiting = self.groups.get(value, [])
         names = self._names
         if names is None:  # nothing packed
@@ -87,10 +119,26 @@ class PrefetchWindow:
             r if isinstance(r, dict) else dict(zip(names, loads(r), strict=True)) for r in waiting
         ]
 
-    def _take(self, batch: list[str], rows: Iterable[tuple[str, Row]]) -> None:
+    def _size(self) -> int:
+        """Tasks the next query reads: ``tasks``, or for user data as many
+        as USER_ROWS_BUDGET rows would take at the most rows per task read
+        so far (this window's last, the run's most).  One while the run has
+        read no row of user data: a table empty for its first task may be
+        full for the next."""
+        if self.density is None:
+            return self.tasks
+        seen = self.density.rows_per_task
+        if seen is None:
+            return 1
+        rate = seen if self._rate is None else max(self._rate, seen)
+        return max(1, min(self.tasks, int(USER_ROWS_BUDGET / max(rate, 1.0))))
+
+    def _take(self, batch: list[str], rows: Iterable[tuple[str, Row]]) -> int:
+        """File ``rows`` by their value; how many there were."""
         groups = self.groups
         for v in batch:
             groups.pop(v, None)
+        count = 0
         for count, (key, row) in enumerate(rows, 1):
             waiting: Row | bytes = row
             if count > COMPACT_AFTER:
@@ -100,6 +148,7 @@ class PrefetchWindow:
                 groups[key] = [waiting]
             else:
                 group.append(waiting)
+        return count
 
     def _packed(self, row: Row) -> Row | bytes:
         """The row's values marshalled, or the row itself where they cannot
