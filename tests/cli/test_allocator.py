@@ -37,3 +37,26 @@ def test_only_a_backup_sets_them() -> None:
             [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == want
+
+
+def test_a_trimmer_hands_pages_back_every_so_many_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(allocator, "_malloc_trim", lambda: calls.append)
+    trimmer = allocator.Trimmer(100)
+    for size in (40, 40, 19):
+        trimmer.add(size)
+    assert calls == []  # 99 bytes: not yet
+    trimmer.add(1)
+    trimmer.add(250)
+    assert calls == [0, 0]  # at 100, then at 250 more (not once per 100 of it)
+    trimmer.trim()
+    assert calls == [0, 0, 0]
+
+
+def test_a_trimmer_trims_under_glibc_and_does_nothing_elsewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert (allocator.Trimmer(1)._trim is not None) is _glibc()
+    allocator.Trimmer(1).add(5)  # a real malloc_trim(0), or nothing
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert allocator.Trimmer(1)._trim is None

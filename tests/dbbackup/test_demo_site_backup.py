@@ -283,3 +283,33 @@ def test_a_backup_keeps_a_small_share_of_the_catalog_s_pages(tmp_path: Path) -> 
         assert kib == BACKUP_CATALOG_CACHE_KIB <= 1024
     finally:
         repo.close()
+
+
+def test_storing_a_course_s_members_hands_free_pages_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What making the members freed, and then what storing each 4 MiB of
+    them freed, goes back to the system (allocator.Trimmer): held, the holes
+    it leaves between longer-lived objects raised the night's peak."""
+    from coursevault import allocator, api
+    from coursevault.moodledb.demosite import build_demo_site
+    from coursevault.snapshot import dbsource
+    from coursevault.store.backend import LocalBackend
+    from coursevault.store.repository import Repository
+
+    trims: list[int] = []
+    monkeypatch.setattr(allocator.Trimmer, "trim",
+                        lambda self: trims.append(self._since) or setattr(self, "_since", 0))
+    url = f"sqlite:///{tmp_path}/site.db"
+    build_demo_site(url, tmp_path / "data", "S", seed=1)
+    Repository.init(LocalBackend(tmp_path / "repo"))
+    repo = Repository.open(LocalBackend(tmp_path / "repo"), cache_dir=tmp_path / "cache")
+    try:
+        request = api.BackupRequest(db_url=url, dataroot=str(tmp_path / "data"), courses=[2])
+        [outcome] = api.backup(repo, request)
+        assert outcome.outcome == "stored"
+    finally:
+        repo.close()
+    # once all are made, then each time 4 MiB more were stored (9 MiB of files)
+    assert trims[0] == 0 and len(trims) >= 3
+    assert all(since >= dbsource.TRIM_EVERY for since in trims[1:])

@@ -23,6 +23,7 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any
 
+from coursevault.allocator import Trimmer
 from coursevault.definitions.run import course_members
 from coursevault.errors import SiteError
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
@@ -33,6 +34,7 @@ from coursevault.structure.context import BackupRun
 from coursevault.structure.plan import FileRef, Progress, Spooled
 
 DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
+TRIM_EVERY = 4 << 20  # bytes of members stored between handing free pages back (allocator)
 
 
 def course_key(run: BackupRun, site: str | None = None) -> str:
@@ -116,9 +118,12 @@ class DatabaseSource:
                         made.append((MemberInfo(folder, True, 0, DIR_MTIME), None))
                 made.append(self._member(path, data))
             self.run.release()  # all made: storing them is the peak (BackupRun.release)
+            trimmer = Trimmer(TRIM_EVERY)
+            trimmer.trim()  # what making them freed
             index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m, _ in made)
             yield MemberInfo(INDEX_NAME, False, len(index), DIR_MTIME), io.BytesIO(index)
             for member, payload in made:
+                trimmer.add(member.size)  # what storing the members before freed
                 if isinstance(payload, FileRef):
                     with _open_file(payload) as stream:
                         yield member, stream
