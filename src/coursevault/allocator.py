@@ -38,13 +38,8 @@ def fix_thresholds(mmap_threshold: int, trim_threshold: int | None = None) -> bo
     """Set glibc's mmap threshold (and trim threshold) for this process;
     False where there is no glibc to set them in (another libc, another
     system: its allocator is left as it is) or it refuses."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None)
-    except OSError:
-        return False
-    if not hasattr(libc, "gnu_get_libc_version"):  # musl, say: its mallopt does nothing
+    libc = _glibc()
+    if libc is None:
         return False
     mallopt = libc.mallopt
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
@@ -84,15 +79,22 @@ class Trimmer:
             self._trim(0)
 
 
-def _malloc_trim() -> Any:
-    """glibc's ``malloc_trim``, or None (another libc, another system)."""
+def _glibc() -> ctypes.CDLL | None:
+    """This process's C library if it is glibc; None elsewhere (another
+    system, or musl, say, whose mallopt does nothing)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
         libc = ctypes.CDLL(None)
     except OSError:
         return None
-    if not hasattr(libc, "gnu_get_libc_version"):
+    return libc if hasattr(libc, "gnu_get_libc_version") else None
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim``, or None (another libc, another system)."""
+    libc = _glibc()
+    if libc is None:
         return None
     trim = libc.malloc_trim
     trim.argtypes = [ctypes.c_size_t]
