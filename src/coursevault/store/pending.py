@@ -46,15 +46,31 @@ _SLICES = struct.Struct("<QQQ")
 _REC_SLICES = struct.Struct(f"<QQQ{_REC.size - _SLICES.size}x")
 
 
+# a run's sorted section: an id's 8-byte prefix and its record's position
+_SORTED = struct.Struct("<QI")
+# Every SPARSE-th prefix of a run's sorted section is held in memory; a
+# lookup reads the SPARSE entries between two of them (768 bytes).
+SPARSE = 64
+
+
 @dataclass
 class _Run:
-    """One pack's entries: records at ``start`` in the file; sorted id prefixes."""
+    """One pack's entries: ``count`` records at ``start`` in the file, in the
+    order added, then the same entries sorted by id prefix (``_SORTED``,
+    prefix and position) -- of which every SPARSE-th prefix is held here.
+
+    The sorted prefixes and positions were all held in memory, 12 bytes an
+    entry: a full backup of 2.3 million objects (a demo course of 3,000
+    users and 930 activities) held 27 MB of them at its commit."""
 
     pack: bytes
     start: int
     count: int
-    prefixes: array[int]
-    positions: array[int]
+    sparse: array[int]
+
+    @property
+    def sorted_at(self) -> int:
+        return self.start + self.count * _REC.size
 
 
 class PendingIndex:
@@ -90,8 +106,9 @@ class PendingIndex:
         self._bits = bits = bytearray(len(self._bits) * 4)
         self._mask = mask = len(bits) * 8 - 1
         step = ADD_CHUNK * _REC.size
-        for at in range(0, self._size, step):
-            for a, b, c in _REC_SLICES.iter_unpack(os.pread(self._fd, step, at)):
+        for run, at in ((r, a) for r in self._runs for a in range(0, r.count * _REC.size, step)):
+            data = os.pread(self._fd, min(step, run.count * _REC.size - at), run.start + at)
+            for a, b, c in _REC_SLICES.iter_unpack(data):
                 a &= mask
                 bits[a >> 3] |= 1 << (a & 7)
                 b &= mask
@@ -133,9 +150,13 @@ class PendingIndex:
         del prefixes
         keyed.sort()
         low = (1 << shift) - 1
-        order = array("I", (k & low for k in keyed))
-        self._runs.append(_Run(pack, start, count, array("Q", (k >> shift for k in keyed)), order))
+        sorted_record = _SORTED.pack
+        for at in range(0, count, ADD_CHUNK):
+            chunk.extend(sorted_record(k >> shift, k & low) for k in keyed[at : at + ADD_CHUNK])
+            self._append(chunk)
+        sparse = array("Q", (k >> shift for k in keyed[::SPARSE]))
         del keyed
+        self._runs.append(_Run(pack, start, count, sparse))
         self.count += count
         if self.count * 16 > len(self._bits) * 8:
             self._grow()
@@ -163,15 +184,28 @@ class PendingIndex:
 
     def lookup(self, oid: bytes) -> Location | None:
         key = int.from_bytes(oid[:8], "big")
-        size = _REC.size
         for run in self._runs:
-            prefixes = run.prefixes
-            i = bisect_left(prefixes, key)
-            while i < len(prefixes) and prefixes[i] == key:
-                rec = _REC.unpack(os.pread(self._fd, size, run.start + run.positions[i] * size))
-                if rec[0] == oid:
-                    return Location(TYPES[rec[1]], run.pack, *rec[2:])
-                i += 1
+            found = self._lookup_run(run, key, oid)
+            if found is not None:
+                return found
+        return None
+
+    def _lookup_run(self, run: _Run, key: int, oid: bytes) -> Location | None:
+        """``oid`` in one run: the sorted entries from the SPARSE before the
+        first held prefix not below ``key``, read until they pass it."""
+        size, fd = _REC.size, self._fd
+        entry = max(bisect_left(run.sparse, key) - 1, 0) * SPARSE
+        while entry < run.count:
+            n = min(SPARSE, run.count - entry)
+            data = os.pread(fd, n * _SORTED.size, run.sorted_at + entry * _SORTED.size)
+            for prefix, position in _SORTED.iter_unpack(data):
+                if prefix > key:
+                    return None
+                if prefix == key:
+                    rec = _REC.unpack(os.pread(fd, size, run.start + position * size))
+                    if rec[0] == oid:
+                        return Location(TYPES[rec[1]], run.pack, *rec[2:])
+            entry += n
         return None
 
     def __iter__(self) -> Iterator[tuple[bytes, Location]]:
