@@ -112,11 +112,11 @@ def test_adding_a_full_pack_holds_little_beside_its_entries() -> None:
 def test_a_big_session_s_entries_wait_on_disk() -> None:
     """A session's entries are looked up from the file, through every
     SPARSE-th sorted prefix held in memory: all of them sorted in memory
-    took 12 bytes an entry, 27 MB for a full backup of 2.3 million objects.
-    Eight full packs here: what the index holds is its Bloom filter."""
+    took 12 bytes an entry, 27 MB for a full backup of 2.3 million objects
+    (768 KiB for the 65,536 here).  What the index holds is its Bloom filter."""
     import tracemalloc
 
-    packs = [[os.urandom(32) for _ in range(32_768)] for _ in range(8)]
+    packs = [[os.urandom(32) for _ in range(16_384)] for _ in range(4)]
     index = PendingIndex()
     try:
         tracemalloc.start()
@@ -127,7 +127,7 @@ def test_a_big_session_s_entries_wait_on_disk() -> None:
             held = tracemalloc.get_traced_memory()[0] - base
         finally:
             tracemalloc.stop()
-        assert index.count == 8 * 32_768
+        assert index.count == 4 * 16_384
         assert held - len(index._bits) < 256 * 1024, f"{held / 2**20:.2f} MiB"
         for p, ids in enumerate(packs):
             for oid in ids[:: 4099]:
