@@ -80,8 +80,8 @@ class PrefetchWindow:
     belongs to, in the database's order (which each value's rows keep).
 
     ``density``: a window of user data, read at most USER_ROWS_BUDGET rows
-    at a time as far as the rows per task read so far tell (its own last
-    window's, else the run's), and ``tasks`` tasks at most."""
+    at a time as far as the rows per task read so far tell (the more of its
+    own last query's and the run's most), and ``tasks`` tasks at most."""
 
     def __init__(
         self, values: list[str], tasks: int = PREFETCH_WINDOW, density: Density | None = None
