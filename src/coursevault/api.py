@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from coursevault.errors import (
     ArchiveError,
@@ -419,7 +419,7 @@ def resolve_snapshot(repo: Repository, selector: str) -> SnapshotRow:
 def export(
     repo: Repository,
     selector: str,
-    out_path: str,
+    out: str | BinaryIO,
     *,
     fmt: str | None = None,
     level: int = DEFAULT_LEVEL,
@@ -427,6 +427,8 @@ def export(
     anonymize: bool = False,
     no_users: bool = False,
 ) -> ExportResult:
+    """Rebuild snapshot ``selector`` as an .mbz: into the file ``out``, made
+    whole or not at all, or onto the binary stream ``out`` as it is made."""
     validate_level(level)  # before any work
     if anonymize and no_users:  # as backup --db refuses it: Moodle has no such backup
         raise UsageError("--anonymize anonymises the users: it cannot go with --no-users")
@@ -435,7 +437,7 @@ def export(
     snap = resolve(repo, selector)
     from coursevault.restore.export import export_snapshot
 
-    return export_snapshot(repo, snap.id, out_path, fmt=fmt, level=level, progress=progress,
+    return export_snapshot(repo, snap.id, out, fmt=fmt, level=level, progress=progress,
                            anonymize=anonymize, no_users=no_users)
 
 

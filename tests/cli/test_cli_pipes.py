@@ -49,8 +49,9 @@ def snapshot(cv, tmp_path: Path) -> tuple[str, str]:
         ["snapshots", "--json"],  # printed as JSON
         ["cat", "{snap}", "moodle_backup.xml"],  # bytes
         ["snapshots"],  # a table (plain lines, not a terminal)
+        ["export", "{snap}", "-o", "-"],  # an archive streamed (gzip in its own thread)
     ],
-    ids=["ls", "json", "cat", "table"],
+    ids=["ls", "json", "cat", "table", "export"],
 )
 def test_a_closed_pipe_exits_0_quietly(snapshot: tuple[str, str], argv: list[str]) -> None:
     repo, snap = snapshot

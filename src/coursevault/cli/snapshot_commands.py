@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 import typer
 
@@ -21,6 +21,7 @@ from coursevault.cli.base import (
     app,
     open_repo,
 )
+from coursevault.errors import UsageError
 
 
 @app.command()
@@ -94,7 +95,8 @@ def export(
     snapshot: Annotated[
         str, typer.Argument(help="Snapshot: id prefix, COURSE@latest, COURSE@~N, COURSE@<time>.")
     ],
-    out: Annotated[str, typer.Option("--output", "-o", help="Archive file to write.")],
+    out: Annotated[str, typer.Option(
+        "--output", "-o", help="Archive file to write; - for standard output.")],
     fmt: Annotated[
         str | None, typer.Option("--format", help="tgz or zip (default: as ingested).")
     ] = None,
@@ -118,22 +120,38 @@ def export(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
+    stream = _stdout_for_archive(json_out) if out == "-" else None
+    label = "standard output" if stream else os.path.basename(out)
     with (
         open_repo(repo, cache_dir, catalog, wait=wait) as r,
-        output.progress_bar(f"export {os.path.basename(out)}", enabled=not json_out) as bar,
+        output.progress_bar(f"export {label}", enabled=not json_out) as bar,
     ):
-        result = api.export(r, snapshot, out, fmt=fmt, level=level, progress=bar,
+        result = api.export(r, snapshot, stream or out, fmt=fmt, level=level, progress=bar,
                             anonymize=anonymize, no_users=no_users)
     for warning in result.warnings:
         output.error(warning, "warning")
     if json_out:
         output.print_json(result.as_dict())
-    else:
-        output.out.print(
-            f"wrote {result.path} ({result.format}, {result.members} members, "
-            f"{output.human_bytes(result.bytes)} of content) from snapshot {result.snapshot[:12]}",
-            markup=False,
-        )
+        return
+    # on stderr when the archive is stdout: the summary must not end up in it
+    (output.err if stream else output.out).print(
+        f"wrote {label if stream else result.path} ({result.format}, {result.members} members, "
+        f"{output.human_bytes(result.bytes)} of content) from snapshot {result.snapshot[:12]}",
+        markup=False,
+    )
+
+
+def _stdout_for_archive(json_out: bool) -> BinaryIO:
+    """Standard output as ``export -o -``'s archive, once it is fit to take one:
+    not a terminal (an archive on a screen is noise, as gzip and tar refuse),
+    and not also the place of ``--json``'s summary."""
+    if json_out:
+        raise UsageError("--json prints to standard output, which -o - gives the archive: "
+                         "use one of them")
+    if sys.stdout.isatty():
+        raise UsageError("refusing to write an archive to a terminal: redirect standard "
+                         "output or give -o a file name")
+    return sys.stdout.buffer
 
 
 def _print_members(members: list[Any], json_out: bool) -> None:

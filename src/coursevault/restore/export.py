@@ -19,7 +19,7 @@ import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from coursevault.errors import BackendError, BadInputError
 from coursevault.moodle2.anonymize import Anonymizer
@@ -66,7 +66,7 @@ def write_content(
 def export_snapshot(
     repo: Repository,
     snap_id: str,
-    out_path: str,
+    out: str | BinaryIO,
     *,
     fmt: str | None = None,
     level: int = DEFAULT_LEVEL,
@@ -74,7 +74,7 @@ def export_snapshot(
     anonymize: bool = False,
     no_users: bool = False,
 ) -> ExportResult:
-    """Write the snapshot's archive to ``out_path``.
+    """Write the snapshot's archive to ``out``: a file path, or a binary stream.
 
     ``level`` is the deflate level (0-9) of the gzip stream or zip members; the
     members' bytes do not depend on it.  Deflate is much of export's time:
@@ -82,6 +82,13 @@ def export_snapshot(
     level 1 (docs/benchmarks.md).  ``anonymize`` writes the people out
     (moodle2/anonymize.py), ``no_users`` the user data
     (definitions/nousers.py): members are then no longer the stored bytes.
+
+    A path gets the archive whole or not at all (temporary file, fsync,
+    rename).  A stream (``export -o -``, a pipe to ssh or a Moodle host) gets
+    it as it is made, so an error part-way leaves the reader a truncated
+    archive; the error still raises.  A zip written to a stream that cannot
+    seek carries its sizes after each member (zipfile's data descriptors),
+    which every unzip, and Moodle's, reads.
     """
     validate_level(level)
     record = repo.read_snapshot(snap_id)
@@ -90,30 +97,61 @@ def export_snapshot(
         fmt = fmt or str(tree.layout.get("format", "tgz"))
         if fmt not in FORMATS:
             raise BadInputError(f"unknown archive format {fmt!r}: use tgz or zip")
-        target = _target(out_path)
-        folder = os.path.dirname(target)
+        if isinstance(out, str):
+            _target(out)  # refused before the rewrites read anything
         rewrites = _rewrites(repo, tree, anonymize, no_users)
-        tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
-        try:
-            with open(tmp, "wb") as f:
-                written, total = _write_archive(repo, tree, fmt, f, level, progress,
-                                                rewrites)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except OSError as exc:
-            raise BackendError(f"cannot write {out_path}: {exc.strerror or exc}") from exc
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+
+        def write(f: Any) -> tuple[int, int]:
+            return _write_archive(repo, tree, fmt, f, level, progress, rewrites)
+
+        if isinstance(out, str):
+            written, total = _write_file(out, _target(out), write)
+        else:
+            written, total = _write_stream(out, write)
     warnings = [f"{path}: kept as it is, no definition says which of it is user data"
                 for r in rewrites for path in getattr(r, "unchecked", ())]
-    return ExportResult(snap_id, out_path, fmt, written, total, warnings)
+    name = out if isinstance(out, str) else str(getattr(out, "name", "<stream>"))
+    return ExportResult(snap_id, name, fmt, written, total, warnings)
+
+
+def _write_file(out_path: str, target: str,
+                write: Callable[[Any], tuple[int, int]]) -> tuple[int, int]:
+    """``write`` into a temporary file beside ``target``, made durable and
+    renamed over it: the archive appears whole or not at all."""
+    folder = os.path.dirname(target)
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.tmp-{secrets.token_hex(4)}")
+    try:
+        with open(tmp, "wb") as f:
+            result = write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise BackendError(f"cannot write {out_path}: {exc.strerror or exc}") from exc
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+    return result
+
+
+def _write_stream(out: BinaryIO, write: Callable[[Any], tuple[int, int]]) -> tuple[int, int]:
+    """``write`` into ``out`` as it goes.  A reader that went away
+    (BrokenPipeError) is the caller's to report; any other write error is
+    the stream's."""
+    name = str(getattr(out, "name", "the output stream"))
+    try:
+        result = write(out)
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise BackendError(f"cannot write {name}: {exc.strerror or exc}") from exc
+    return result
 
 
 @dataclass
