@@ -428,8 +428,15 @@ def _sqlite_text(value: Any) -> str | None:
 
 
 @contextmanager
-def read_transaction(engine: Engine, prefix: str) -> Iterator[SiteReader]:
-    """A :class:`SiteReader` over one consistent, read-only moment of the site."""
+def read_transaction(
+    engine: Engine, prefix: str, *, site_checked: bool = False
+) -> Iterator[SiteReader]:
+    """A :class:`SiteReader` over one consistent, read-only moment of the site.
+
+    ``site_checked``: the site was found Moodle's, with this prefix, in an
+    earlier transaction (a run's courses), so a missing table is one a
+    course needs and the site lacks (a plugin uninstalled): that course's
+    SiteDataError, not the site's SiteError that ends the run."""
     where = describe(engine.url)
     try:
         with engine.connect() as conn:
@@ -446,6 +453,9 @@ def read_transaction(engine: Engine, prefix: str) -> Iterator[SiteReader]:
                 f"{where}: {'table ' + table + ': ' if table else ''}{message}"
             ) from None
         if _no_table(message):
+            if site_checked:  # (the message names the table)
+                raise SiteDataError(f"{where}: {message} (a table of Moodle 4.5 this course "
+                                    "needs: its plugin uninstalled?)") from None
             message += f" (wrong table prefix {prefix!r}, or not a Moodle database?)"
         raise SiteError(f"{where}: {message}") from None
 

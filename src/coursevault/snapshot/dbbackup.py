@@ -127,7 +127,8 @@ def backup_courses(
     concurrent writers); outcomes then come in the order courses finish,
     without per-course progress."""
     from coursevault.definitions.run import site_info
-    from coursevault.moodledb.site import open_engine, read_transaction
+    from coursevault.moodledb.site import describe, open_engine, read_transaction
+    from coursevault.moodledb.sitecheck import check_columns
     from coursevault.snapshot.dbsource import check_dataroot
 
     check_dataroot(request.dataroot)
@@ -135,6 +136,7 @@ def backup_courses(
     try:
         with read_transaction(engine, request.prefix) as reader:
             site_info(reader)  # not Moodle, or not a version we know: stop before anything
+            check_columns(reader.conn, request.prefix, describe(engine.url))
             ids = select_courses(reader, request)
         failed = 0
         outcomes = (
@@ -207,7 +209,7 @@ def _backup_one(
     started = time.time()
     outcome = CourseBackup(courseid, "failed")
     try:
-        with read_transaction(engine, request.prefix) as reader:
+        with read_transaction(engine, request.prefix, site_checked=True) as reader:
             run = start_run(reader, courseid, request.settings)
             run.dataroot = request.dataroot
             run.started = int(started)  # the snapshot's time is the backup's
