@@ -83,6 +83,17 @@ def refsite_copy(refsite: RefSite) -> Iterator[str]:
         drop_postgres_database(url)
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[int]]:
+    """A demo site of two courses on SQLite, made once a module: (database,
+    dataroot, course ids).  A test that changes it works on a copy."""
+    from coursevault.moodledb.demosite import build_demo_site
+
+    folder = tmp_path_factory.mktemp("demo-site")
+    made = build_demo_site(f"sqlite:///{folder}/site.db", folder / "data", "S", courses=2)
+    return folder / "site.db", folder / "data", sorted(made.courses)
+
+
 @pytest.fixture
 def cv(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]

@@ -18,17 +18,8 @@ from .clirun import Result
 EXIT_SITE = 13
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[int]]:
-    """A demo site of two courses, made once: (database, dataroot, course ids)."""
-    from coursevault.moodledb.demosite import build_demo_site
-
-    folder = tmp_path_factory.mktemp("schema-site")
-    made = build_demo_site(f"sqlite:///{folder}/site.db", folder / "data", "S", courses=2)
-    return folder / "site.db", folder / "data", sorted(made.courses)
-
-
 def _copy(demo: tuple[Path, Path, list[int]], tmp_path: Path) -> tuple[str, ...]:
+    """The demo site (conftest's ``demo``) with a database of the test's own."""
     db, dataroot, _ = demo
     shutil.copy(db, tmp_path / "site.db")
     return ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", str(dataroot))

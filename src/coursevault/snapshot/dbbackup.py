@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -215,7 +215,8 @@ def _backup_one(
             run.started = int(started)  # the snapshot's time is the backup's
             outcome.key = course_key(run, request.site)
             outcome.shortname = str(run.course["shortname"])
-            if request.skip_unmodified and _unmodified(repo, reader, outcome.key, courseid):
+            if request.skip_unmodified and _unmodified(repo, reader, outcome.key, courseid,
+                                                       run.settings):
                 outcome.outcome = "skipped"
                 return outcome
             bar_context = (
@@ -350,10 +351,17 @@ def _task_progress(bar: Callable[[int, int], None]) -> Callable[[str, int, int],
     return lambda _task, done, total: bar(done, total)
 
 
-def _unmodified(repo: Repository, reader: SiteReader, key: str, courseid: int) -> bool:
-    """True if the log store holds no changing event since the course's last snapshot."""
+def _unmodified(repo: Repository, reader: SiteReader, key: str, courseid: int,
+                settings: Mapping[str, bool]) -> bool:
+    """True if the course's last snapshot is a database backup with these
+    settings and the log store holds no changing event since it.  (A last
+    snapshot without files or users, or an ingested archive, is no backup
+    of what is asked: skipping on it would leave the course without one.)"""
     snaps = repo.snapshots(key)
     if not snaps:
+        return False
+    source = snaps[-1].record.get("source") or {}
+    if not source.get("database") or source.get("settings") != dict(settings):
         return False
     since = int(snaps[-1].epoch)
     for _row in reader.sql(
