@@ -13,9 +13,11 @@ a warning -- and its record stays in files.xml.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
+from coursevault.errors import SiteError
 from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Rows
@@ -73,11 +75,15 @@ def file_members(ctx: TaskContext) -> Iterator[Member]:
         seen.add(sha)
         path = os.path.join(root, sha[0:2], sha[2:4], sha)
         try:
-            size = os.stat(path).st_size
-        except OSError:
+            found = os.stat(path)
+        except (FileNotFoundError, NotADirectoryError):
             ctx.run.warnings.append(
                 f"Missing file in pool: {row['filepath']}{row['filename']} (context "
                 f"{row['contextid']}, component {row['component']}, filearea "
                 f"{row['filearea']}, itemid {row['itemid']}) [{sha}]")
             continue
-        yield f"files/{sha[0:2]}/{sha}", FileRef(path=path, contenthash=sha, size=size)
+        except OSError as exc:  # not missing: unreadable (permissions, EIO), so said
+            raise SiteError(f"file store: {path}: {exc.strerror or exc}") from None
+        if not stat.S_ISREG(found.st_mode):  # a folder, a FIFO (its read waits forever)
+            raise SiteError(f"file store: {path}: not a regular file")
+        yield f"files/{sha[0:2]}/{sha}", FileRef(path=path, contenthash=sha, size=found.st_size)

@@ -17,7 +17,9 @@ event (an admin's SQL, a plugin that does not log) is missed by both.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -265,22 +267,69 @@ def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
 def _in_parallel(
     repo: Repository, request: BackupRequest, ids: list[int], jobs: int
 ) -> Iterator[CourseBackup]:
-    """Courses backed up by ``jobs`` worker processes, yielded as they end."""
+    """Courses backed up by ``jobs`` worker processes, yielded as they end.
+
+    When the run ends early -- a site error in one course, Ctrl-C, the
+    reader of the outcomes gone -- no queued course starts: the pool's
+    ``with`` block used to wait for every one of them, which stored a site's
+    remaining courses after the error and reported none.  On an interrupt
+    the workers are interrupted too (a course cut short leaves what any
+    killed writer leaves: nothing a snapshot names); after an error the
+    courses already running finish and are yielded before it is raised.
+    Every course is in ``runs`` either way."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
+    from multiprocessing import active_children, get_context
 
     args = repo.open_args()
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=jobs, mp_context=get_context("spawn"),
-        initializer=_watch_parent, initargs=(os.getpid(),),
-    ) as pool:
+        initializer=_start_worker, initargs=(os.getpid(),),
+    )
+    futures = []
+    told: set[Any] = set()
+    try:
         futures = [pool.submit(_worker, args, request, courseid) for courseid in ids]
         for future in as_completed(futures):
+            told.add(future)
             yield future.result()
+    except BaseException as exc:
+        for future in futures:
+            future.cancel()
+        if isinstance(exc, KeyboardInterrupt):
+            for child in active_children():  # the pool's workers: none else is ours
+                with contextlib.suppress(OSError):
+                    os.kill(child.pid or 0, signal.SIGINT)
+        elif isinstance(exc, Exception):  # the courses that were running, told too
+            for future in futures:
+                if future in told or future.cancelled() or future.exception() is not None:
+                    continue
+                told.add(future)
+                yield future.result()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # How often a worker looks whether the process that started it still runs.
 PARENT_POLL_SECONDS = 0.5
+
+
+def _start_worker(parent: int) -> None:
+    """A worker's set-up: watch its parent, and take Ctrl-C quietly."""
+    _watch_parent(parent)
+    signal.signal(signal.SIGINT, _interrupted)
+
+
+# True while a worker backs a course up: Ctrl-C then stops the course (as in
+# a one-process run: its write session cleans up); between courses, it ends
+# the worker without the traceback of a queue read cut short.
+_IN_COURSE = False
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    if _IN_COURSE:
+        raise KeyboardInterrupt
+    os._exit(EXIT_INTERRUPTED)
 
 
 def _watch_parent(parent: int) -> None:
@@ -337,7 +386,12 @@ def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) ->
             raise
         held = _WORKER_OPEN[key] = {"repo": repo, "engine": engine}
         Finalize(None, _close_worker, args=(key,), exitpriority=0)
-    return _backup_one(held["repo"], held["engine"], request, courseid, None)
+    global _IN_COURSE
+    _IN_COURSE = True
+    try:
+        return _backup_one(held["repo"], held["engine"], request, courseid, None)
+    finally:
+        _IN_COURSE = False
 
 
 def _close_worker(key: str) -> None:

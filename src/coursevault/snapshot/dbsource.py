@@ -172,6 +172,28 @@ def _folders(path: str) -> list[str]:
 
 def _open_file(ref: FileRef) -> IO[bytes]:
     try:
-        return open(ref.path, "rb")
+        return io.BufferedReader(_StoreFile(ref.path))
     except OSError as exc:
         raise SiteError(f"file store: {ref.path}: {exc.strerror}") from None
+
+
+class _StoreFile(io.FileIO):
+    """A file of the site's file store whose read errors (EIO: a failing
+    disk, a network mount gone) are the site's, naming the file, not an
+    internal error."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path, "rb")
+        self._path = path
+
+    def readinto(self, buffer: Any) -> int | None:
+        try:
+            return super().readinto(buffer)
+        except OSError as exc:
+            raise SiteError(f"file store: {self._path}: {exc.strerror or exc}") from None
+
+    def readall(self) -> bytes:
+        try:
+            return super().readall()
+        except OSError as exc:
+            raise SiteError(f"file store: {self._path}: {exc.strerror or exc}") from None

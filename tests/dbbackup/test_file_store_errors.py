@@ -1,0 +1,93 @@
+"""A file store that cannot be read (issue 21, "Source database and files"):
+a file that is not a regular file, or whose read fails (EIO), is the site's
+error, named with its path, never "missing" nor an internal error; and a
+``--jobs`` run it ends starts no more courses and reports every course it
+stored."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from .clirun import Result
+
+EXIT_SITE = 13
+
+
+def _own_file(db: Path, course: int) -> str:
+    """The contenthash of a file of ``course``'s activities that no other course holds."""
+    with sqlite3.connect(db) as conn:
+        return str(conn.execute(
+            "SELECT f.contenthash FROM mdl_files f JOIN mdl_context x ON x.id = f.contextid"
+            " JOIN mdl_course_modules cm ON cm.id = x.instanceid AND x.contextlevel = 70"
+            " WHERE cm.course = ? AND f.filename <> '.' AND f.contenthash NOT IN ("
+            "  SELECT g.contenthash FROM mdl_files g JOIN mdl_context y ON y.id = g.contextid"
+            "  JOIN mdl_course_modules dm ON dm.id = y.instanceid AND y.contextlevel = 70"
+            "  WHERE dm.course <> ?) ORDER BY f.id LIMIT 1", (course, course)).fetchone()[0])
+
+
+def test_an_unreadable_file_store_is_the_site_s_error(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    from coursevault.moodledb.demosite import build_demo_site
+
+    db, dataroot = tmp_path / "site.db", tmp_path / "data"
+    courses = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=3).courses)
+    site = ("--db", f"sqlite:///{db}", "--dataroot", str(dataroot))
+    sha = _own_file(db, courses[0])
+    path = dataroot / "filedir" / sha[:2] / sha[2:4] / sha
+    path.unlink()
+    path.mkdir()  # a folder where the file was: "missing" before, or a read of a folder
+    run = cv("backup", *site, "--all", "--jobs", "2", "--json")
+    assert run.code == EXIT_SITE, run.err
+    reported = {o["snapshot"] for o in json.loads(run.out) if o["outcome"] == "stored"}
+    stored = {s["id"] for s in json.loads(cv("snapshots", "--json").out)}
+    assert stored == reported  # the pool's exit stored the queued courses, untold
+    assert f"file store: {path}: not a regular file" in run.err
+
+    path.rmdir()
+    path.symlink_to("/proc/self/mem")  # every read of it fails: EIO
+    run = cv("backup", *site, "--course", str(courses[0]))
+    assert run.code == EXIT_SITE, run.err
+    assert f"file store: {path}: Input/output error" in run.err, run.err
+    assert os.path.islink(path)
+
+
+def test_ctrl_c_stops_a_jobs_run_without_starting_the_queued_courses(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """SIGINT to the backup alone (``timeout -s INT``): it said "interrupted"
+    and exited 130, but only once the pool had backed up every course still
+    queued -- on a site, hours later."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from coursevault.moodledb.demosite import build_demo_site
+
+    db, dataroot = tmp_path / "site.db", tmp_path / "data"
+    build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=8)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "coursevault.cli.app", "backup", "--db", f"sqlite:///{db}",
+         "--dataroot", str(dataroot), "--all", "--jobs", "2"],
+        env={**os.environ, "COURSEVAULT_REPO": str(tmp_path / "repo")},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        first = proc.stdout.readline() if proc.stdout else b""  # a course is stored: all run
+        assert first, proc.communicate()[1].decode()
+        proc.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        _out, err = proc.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert b"interrupted" in err
+    stored = json.loads(cv("snapshots", "--json").out)
+    assert 1 <= len(stored) < 8, (len(stored), took)
+    assert took < 15, took
