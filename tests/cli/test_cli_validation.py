@@ -323,3 +323,37 @@ def test_ls_of_a_folder_lists_the_members_in_it(cv, repo: str) -> None:
         names = [m["name"] for m in json.loads(r.out)]
         assert names and all(n.startswith(folder.rstrip("/") + "/") for n in names), names
     assert cv("ls", "-r", repo, "k", "course/course.xml").out.startswith("course[@id=19]")
+
+
+@pytest.mark.parametrize("query", ["foo=bar", "ssl=true"])
+@pytest.mark.parametrize("command", ["backup", "restore"])
+def test_a_url_option_the_driver_refuses_is_one_line(
+    cv, repo: str, tmp_path: Path, query: str, command: str
+) -> None:
+    """PyMySQL raised TypeError (``foo``) or AttributeError (``ssl=true``)
+    from inside its connect: 'internal error' before (no server is needed to
+    see it: the driver refuses the option before connecting)."""
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    url = f"mysql+pymysql://root@127.0.0.1:9/db?{query}"
+    where = ("--db", url, "--dataroot", tmp_path / "dataroot")
+    argv = (["backup", *where, "--course", "2"] if command == "backup"
+            else ["restore", _any_snapshot(cv, repo), *where])
+    r = cv("-r", repo, *argv)
+    assert r.code == 13 and "the database driver refused the URL's options" in r.err, r.err
+    assert "internal error" not in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def _any_snapshot(cv, repo: str) -> str:
+    r = cv("-r", repo, "ingest", "--json", str(SMALL))
+    assert r.code == 0, r.err
+    return str(json.loads(r.out)["snapshot"])
+
+
+def test_a_postgres_scheme_is_postgresql(cv, repo: str, tmp_path: Path) -> None:
+    """``postgres://`` (libpq's and Heroku's form) was 'unsupported database
+    (PostgreSQL, ...)': now it is PostgreSQL, here one that does not answer."""
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    r = cv("-r", repo, "backup", "--db", "postgres://u@127.0.0.1:9/db",
+           "--dataroot", tmp_path / "dataroot", "--course", "2")
+    assert r.code == 13 and "unsupported database" not in r.err, r.err
+    assert "postgresql+psycopg://u@127.0.0.1:9/db" in r.err, r.err

@@ -19,8 +19,10 @@ from sqlalchemy import exc as sa_exc
 from coursevault.errors import SiteError
 from coursevault.moodledb.site import (
     _sqlite_functions,
+    canonical_url,
     check_sqlite_query,
     describe,
+    refuse_bad_options,
     require_sqlite_file,
 )
 from coursevault.urls import refuse_unencoded_at, shown_url
@@ -51,7 +53,7 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
     if refused is not None:
         raise SiteError(refused)
     try:
-        parsed = sa.make_url(url)
+        parsed = canonical_url(sa.make_url(url))
         sqlite = parsed.get_backend_name() == "sqlite"
         if sqlite:
             check_sqlite_query(parsed)
@@ -68,6 +70,7 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
         # the backup's definitions run on a restore's connection (--replace)
         sa.event.listen(engine, "connect", _sqlite_functions)
         sa.event.listen(engine, "begin", _sqlite_begin)
+    refuse_bad_options(engine)
     return engine
 
 

@@ -50,6 +50,7 @@ def open_engine(url: str) -> Engine:
     except (sa.exc.ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise SiteError(f"database URL {shown_url(url)!r} is not a URL (postgresql+psycopg://..., "
                         "mysql+pymysql://..., sqlite:///path)") from None
+    parsed = canonical_url(parsed)
     backend = parsed.get_backend_name()
     if backend == "postgresql":
         engine = sa.create_engine(parsed.set(drivername="postgresql+psycopg"))
@@ -70,7 +71,30 @@ def open_engine(url: str) -> Engine:
     else:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
+    refuse_bad_options(engine)
     return engine
+
+
+def canonical_url(url: URL) -> URL:
+    """``postgres://`` (Heroku's, libpq's) as ``postgresql://``, which is
+    what SQLAlchemy names the dialect."""
+    scheme, plus, driver = url.drivername.partition("+")
+    return url.set(drivername="postgresql" + plus + driver) if scheme == "postgres" else url
+
+
+def refuse_bad_options(engine: Engine) -> None:
+    """A URL option the driver does not take (``?foo=bar``, ``?ssl=true`` on
+    PyMySQL) raised TypeError or AttributeError from inside the driver's
+    connect: one line naming the database instead of an internal error."""
+    where = describe(engine.url)
+
+    @event.listens_for(engine, "do_connect")
+    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except (TypeError, AttributeError, ValueError) as exc:
+            raise SiteError(f"{where}: the database driver refused the URL's options "
+                            f"({type(exc).__name__}: {exc})") from None
 
 
 # what SQLAlchemy's pysqlite dialect takes from a URL's query
