@@ -357,3 +357,21 @@ def test_a_postgres_scheme_is_postgresql(cv, repo: str, tmp_path: Path) -> None:
            "--dataroot", tmp_path / "dataroot", "--course", "2")
     assert r.code == 13 and "unsupported database" not in r.err, r.err
     assert "postgresql+psycopg://u@127.0.0.1:9/db" in r.err, r.err
+
+
+@pytest.mark.parametrize("argv", [
+    ["backup", "--course", "99999999999999999999"],
+    ["backup", "--all", "--category", "99999999999999999999"],
+    ["backup", "--all", "--exclude", "99999999999999999999"],
+    ["restore", "0123abcd", "--into", "99999999999999999999", "--merge"],
+    ["restore", "0123abcd", "--category", "99999999999999999999"],
+])
+def test_an_id_beyond_moodle_s_bigint_is_bad_input(
+    cv, repo: str, tmp_path: Path, argv: list[str]
+) -> None:
+    """'bigint out of range' (exit 13) on PostgreSQL, OverflowError on SQLite."""
+    db = tmp_path / "site.db"
+    db.write_bytes(b"")
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    r = cv("-r", repo, *argv, "--db", f"sqlite:///{db}", "--dataroot", tmp_path / "dataroot")
+    assert r.code == 2 and "99999999999999999999 is not in the range" in r.err, r.err

@@ -60,6 +60,10 @@ def _given(ctx: Context, name: str) -> bool:
     return source is not None and source.name == "COMMANDLINE"
 
 
+# Moodle's ids are BIGINT: a larger one was 'bigint out of range' (exit 13)
+# on PostgreSQL and an internal OverflowError on SQLite
+ID_MAX = 2**63 - 1
+
 RepoOpt = Annotated[
     str,
     typer.Option(

@@ -10,7 +10,16 @@ import typer
 
 from coursevault import api
 from coursevault.cli import output
-from coursevault.cli.base import CacheOpt, CatalogOpt, JsonOpt, RepoOpt, WaitOpt, app, open_repo
+from coursevault.cli.base import (
+    ID_MAX,
+    CacheOpt,
+    CatalogOpt,
+    JsonOpt,
+    RepoOpt,
+    WaitOpt,
+    app,
+    open_repo,
+)
 
 
 @app.command()
@@ -19,12 +28,13 @@ def backup(
                                     "mysql+pymysql://... or sqlite:///path.")],
     dataroot: Annotated[str, typer.Option("--dataroot", help="The site's data folder "
                                           "(holding filedir/).")],
-    course: Annotated[list[int] | None, typer.Option("--course", help="Course id (repeat).")] = None,
+    course: Annotated[list[int] | None, typer.Option(
+        "--course", help="Course id (repeat).", max=ID_MAX)] = None,
     all_courses: Annotated[bool, typer.Option("--all", help="Every course of the site.")] = False,
     category: Annotated[int | None, typer.Option(
-        "--category", help="With --all: only this category and those below it.")] = None,
+        "--category", help="With --all: only this category and those below it.", max=ID_MAX)] = None,
     exclude: Annotated[list[int] | None, typer.Option(
-        "--exclude", help="With --all: leave this course out (repeat).")] = None,
+        "--exclude", help="With --all: leave this course out (repeat).", max=ID_MAX)] = None,
     no_users: Annotated[bool, typer.Option("--no-users", help="Leave user data out.")] = False,
     no_files: Annotated[bool, typer.Option("--no-files", help="Leave file contents out.")] = False,
     anonymize: Annotated[bool, typer.Option(

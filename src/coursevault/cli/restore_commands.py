@@ -9,7 +9,16 @@ import typer
 
 from coursevault import api
 from coursevault.cli import output
-from coursevault.cli.base import CacheOpt, CatalogOpt, JsonOpt, RepoOpt, WaitOpt, app, open_repo
+from coursevault.cli.base import (
+    ID_MAX,
+    CacheOpt,
+    CatalogOpt,
+    JsonOpt,
+    RepoOpt,
+    WaitOpt,
+    app,
+    open_repo,
+)
 
 
 @app.command()
@@ -23,7 +32,8 @@ def restore(
     new_course: Annotated[bool, typer.Option(
         "--new-course", help="Restore as a new course (the default).")] = False,
     into: Annotated[int | None, typer.Option(
-        "--into", help="Restore into this existing course (with --merge or --replace).")
+        "--into", help="Restore into this existing course (with --merge or --replace).",
+        max=ID_MAX)
     ] = None,
     merge: Annotated[bool, typer.Option(
         "--merge", help="With --into: add the backup's sections and activities to the "
@@ -37,7 +47,7 @@ def restore(
         "(activities/forum_12, sections/section_3; repeat).")] = None,
     category: Annotated[int | None, typer.Option(
         "--category", help="Category of the new course (default: the backup's, if this "
-        "site has it, else the first top-level one).")] = None,
+        "site has it, else the first top-level one).", max=ID_MAX)] = None,
     shortname: Annotated[str | None, typer.Option("--shortname", help="Short name of the "
                                                   "new course (made unique as Moodle does).")
                          ] = None,
