@@ -100,3 +100,28 @@ def test_an_in_list_as_one_expanding_bind_renders_as_a_bind_per_value(dialect: s
             sa.bindparam("p", values, expanding=True), q="x"
         )
         assert rendered(expanding, d) == rendered(per_value, d)
+
+
+def test_an_interrupt_inside_a_sqlite_read_stays_an_interrupt(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C inside a query invalidates the connection; the read's closing
+    ROLLBACK then raised PendingRollbackError in place of the interrupt,
+    and ``backup`` printed an internal error instead of exiting 130."""
+    import sqlite3
+
+    import pytest
+
+    from coursevault.moodledb.site import open_engine, read_transaction
+
+    db = tmp_path / "site.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE mdl_config (id INTEGER PRIMARY KEY, name TEXT, value TEXT)")
+    engine = open_engine(f"sqlite:///{db}")
+    try:
+        with pytest.raises(KeyboardInterrupt), read_transaction(engine, "mdl_") as reader:
+            list(reader.rows("config"))
+            reader.conn.invalidate()  # what an interrupt inside execute() leaves
+            raise KeyboardInterrupt
+        with read_transaction(engine, "mdl_") as reader:  # and the engine reads on
+            assert list(reader.rows("config")) == []
+    finally:
+        engine.dispose()

@@ -16,6 +16,7 @@ be read) naming the database without its password.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -465,10 +466,19 @@ def read_transaction(
     try:
         with engine.connect() as conn:
             _begin_snapshot(conn)
+            sqlite = conn.dialect.name == "sqlite"
             try:
                 yield SiteReader(conn, prefix)
-            finally:
-                conn.exec_driver_sql("ROLLBACK") if conn.dialect.name == "sqlite" else None
+            except BaseException:
+                # Ctrl-C inside a query invalidates the connection: its
+                # ROLLBACK then raised PendingRollbackError in place of the
+                # interrupt (an internal error, not exit 130)
+                if sqlite and not conn.invalidated:
+                    with contextlib.suppress(sa.exc.SQLAlchemyError):
+                        conn.exec_driver_sql("ROLLBACK")
+                raise
+            if sqlite:
+                conn.exec_driver_sql("ROLLBACK")
     except sa.exc.DBAPIError as exc:
         message = _first_line(exc)
         if _bad_value(exc, message):  # one course's row, not the site: the run goes on
