@@ -17,12 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from coursevault.errors import SiteError
+from coursevault.moodledb.driveropts import canonical_url, refuse_bad_options
 from coursevault.moodledb.site import (
     _sqlite_functions,
-    canonical_url,
     check_sqlite_query,
     describe,
-    refuse_bad_options,
     require_sqlite_file,
 )
 from coursevault.urls import refuse_unencoded_at, shown_url
@@ -70,7 +69,7 @@ def open_engine(url: str, *, existing: bool = False) -> sa.Engine:
         # the backup's definitions run on a restore's connection (--replace)
         sa.event.listen(engine, "connect", _sqlite_functions)
         sa.event.listen(engine, "begin", _sqlite_begin)
-    refuse_bad_options(engine)
+    refuse_bad_options(engine, describe(engine.url))
     return engine
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from coursevault.errors import SiteDataError, SiteError
+from coursevault.moodledb.driveropts import canonical_url, refuse_bad_options
 from coursevault.urls import refuse_unencoded_at, shown_url
 
 Row = dict[str, str | None]
@@ -72,30 +73,8 @@ def open_engine(url: str) -> Engine:
     else:
         raise SiteError(f"{describe(parsed)}: unsupported database (PostgreSQL, MariaDB/MySQL "
                         "or SQLite)")
-    refuse_bad_options(engine)
+    refuse_bad_options(engine, describe(engine.url))
     return engine
-
-
-def canonical_url(url: URL) -> URL:
-    """``postgres://`` (Heroku's, libpq's) as ``postgresql://``, which is
-    what SQLAlchemy names the dialect."""
-    scheme, plus, driver = url.drivername.partition("+")
-    return url.set(drivername="postgresql" + plus + driver) if scheme == "postgres" else url
-
-
-def refuse_bad_options(engine: Engine) -> None:
-    """A URL option the driver does not take (``?foo=bar``, ``?ssl=true`` on
-    PyMySQL) raised TypeError or AttributeError from inside the driver's
-    connect: one line naming the database instead of an internal error."""
-    where = describe(engine.url)
-
-    @event.listens_for(engine, "do_connect")
-    def connect(dialect: Any, _record: Any, cargs: Any, cparams: Any) -> Any:
-        try:
-            return dialect.connect(*cargs, **cparams)
-        except (TypeError, AttributeError, ValueError) as exc:
-            raise SiteError(f"{where}: the database driver refused the URL's options "
-                            f"({type(exc).__name__}: {exc})") from None
 
 
 # what SQLAlchemy's pysqlite dialect takes from a URL's query
