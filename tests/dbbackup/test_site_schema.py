@@ -69,3 +69,32 @@ def test_a_table_one_course_needs_fails_that_course_only(
     assert "mdl_url" in outcomes[first]["error"], outcomes[first]
     assert "plugin uninstalled" in outcomes[first]["error"]
     assert outcomes[second]["outcome"] == "stored"
+
+
+@pytest.mark.parametrize(("column", "said"), [
+    ("instance", "its instance 999999 is not in mdl_page"),
+    ("module", "its module 999999 is not in mdl_modules"),
+    ("section", "its section 999999 is not a section of the course"),
+])
+def test_a_course_module_whose_rows_do_not_hold_together_fails_its_course(
+    cv: Callable[..., Result], demo: tuple[Path, Path, list[int]], tmp_path: Path,
+    column: str, said: str,
+) -> None:
+    """As Moodle's backup fails on it (get_coursemodule_from_id): before, a
+    missing instance was stored, exit 0, as an activity without its page; an
+    unknown module was 'no definition for mod_None'; a missing section a
+    malformed module.xml."""
+    site = _copy(demo, tmp_path)
+    first, second = demo[2]
+    with sqlite3.connect(tmp_path / "site.db") as conn:
+        (cmid,) = conn.execute(
+            "SELECT cm.id FROM mdl_course_modules cm JOIN mdl_modules m ON m.id = cm.module"
+            " WHERE m.name = 'page' AND cm.course = ? ORDER BY cm.id LIMIT 1", (first,)
+        ).fetchone()
+        conn.execute(f"UPDATE mdl_course_modules SET {column} = 999999 WHERE id = ?", (cmid,))
+    run = cv("backup", *site, "--all", "--json")
+    assert run.code == 2, run.err
+    outcomes = {o["course_id"]: o for o in json.loads(run.out)}
+    assert outcomes[first]["outcome"] == "failed"
+    assert outcomes[first]["error"] == f"course {first}: course module {cmid}: {said}"
+    assert outcomes[second]["outcome"] == "stored"

@@ -68,7 +68,9 @@ def course_plan(run: BackupRun) -> list[Task]:
     modules = _modules_by_id(reader, courseid)
     plugins = registry.activities()
     left_out: dict[str, list[str]] = {}
-    for section in reader.rows("course_sections", {"course": courseid}, order="section"):
+    sections = list(reader.rows("course_sections", {"course": courseid}, order="section"))
+    known = {str(section["id"]) for section in sections}
+    for section in sections:
         sequence = str(section["sequence"] or "")
         sid = str(section["id"])
         tasks.append(Task(
@@ -80,6 +82,7 @@ def course_plan(run: BackupRun) -> list[Task]:
             cm = modules.get(cmid)
             if cm is None:
                 continue
+            _check_module(reader.prefix, courseid, cm, known)
             plugin = plugins.get(str(cm["modname"]))
             if plugin is None:
                 left_out.setdefault(str(cm["modname"]), []).append(cmid)
@@ -136,8 +139,27 @@ def _modules_by_id(reader: SiteReader, courseid: str) -> dict[str, Row]:
                                  columns=("id", "name"))
         }
         for cm in cms:
-            cm["title"] = titles.get(str(cm["instance"]), "")
+            title = titles.get(str(cm["instance"]))
+            cm["title"] = title or ""
+            cm["instance_found"] = "1" if title is not None else None
     return found
+
+
+def _check_module(prefix: str, courseid: str, cm: Row, sections: set[str]) -> None:
+    """SiteDataError for a course module whose rows do not hold together,
+    as Moodle's backup fails on it (``get_coursemodule_from_id`` must find
+    the module and its instance): before, a missing instance was backed up
+    as an activity without its element, an unknown module as "no definition
+    for mod_None", a missing section as a malformed module.xml."""
+    where = f"course {courseid}: course module {cm['id']}"
+    if not cm["modname"]:
+        raise SiteDataError(f"{where}: its module {cm['module']} is not in {prefix}modules")
+    if not cm["instance_found"]:
+        raise SiteDataError(f"{where}: its instance {cm['instance']} is not in "
+                            f"{prefix}{cm['modname']}")
+    if str(cm["section"]) not in sections:
+        raise SiteDataError(f"{where}: its section {cm['section']} is not a section of the "
+                            "course")
 
 
 def _activity_task(
