@@ -375,3 +375,19 @@ def test_an_id_beyond_moodle_s_bigint_is_bad_input(
     (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
     r = cv("-r", repo, *argv, "--db", f"sqlite:///{db}", "--dataroot", tmp_path / "dataroot")
     assert r.code == 2 and "99999999999999999999 is not in the range" in r.err, r.err
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["--all", "--course", "3"], "--all takes every course: it cannot go with --course"),
+    (["--course", "3", "--category", "1"], "--category narrows --all"),
+    (["--course", "3", "--site", ""], "--site is empty"),
+    (["--course", "3", "--site", "../../etc"], "--site '../../etc': use letters"),
+])
+def test_backup_options_that_contradict_are_refused_before_connecting(
+    cv, repo: str, tmp_path: Path, argv: list[str], said: str
+) -> None:
+    """Each was silently taken one way (course 3 alone, the category ignored,
+    the default site) or refused once per course after connecting."""
+    r = cv("-r", repo, "backup", "--db", f"sqlite:///{tmp_path}/none.db",
+           "--dataroot", tmp_path / "none", *argv)
+    assert r.code == 2 and said in r.err and len(r.err.strip().splitlines()) == 1, r.err

@@ -54,6 +54,9 @@ def test_an_unreadable_file_store_is_the_site_s_error(
     assert run.code == EXIT_SITE, run.err
     assert f"file store: {path}: Input/output error" in run.err, run.err
     assert os.path.islink(path)
+    runs = json.loads(cv("runs", "--json").out)
+    failed = [r for r in runs if r["outcome"] == "failed"]
+    assert failed and all("file store: " in r["error"] for r in failed), runs  # was ""
 
 
 def test_ctrl_c_stops_a_jobs_run_without_starting_the_queued_courses(

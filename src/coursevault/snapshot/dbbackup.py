@@ -35,6 +35,7 @@ from coursevault.errors import (
     UsageError,
 )
 from coursevault.snapshot.ingest import IngestResult, ingest_source
+from coursevault.snapshot.labels import validate_course_key
 from coursevault.store.repository import Repository
 
 # Decoded blocks a backup keeps (the reader's default is 8 MiB).  What it
@@ -133,6 +134,7 @@ def backup_courses(
     from coursevault.moodledb.sitecheck import check_columns
     from coursevault.snapshot.dbsource import check_dataroot
 
+    check_request(request)
     check_dataroot(request.dataroot)
     engine = open_engine(request.db_url)
     try:
@@ -154,6 +156,26 @@ def backup_courses(
             raise CoursesFailedError(failed, len(ids))
     finally:
         engine.dispose()
+
+
+def check_request(request: BackupRequest) -> None:
+    """UsageError for options that contradict each other or a ``site`` no
+    course key can start with -- before anything is read.  (``--all
+    --course 3`` backed up course 3 alone, ``--category`` without ``--all``
+    was ignored, ``--site ''`` was the default site, and ``--site ../x``
+    was refused once per course, after connecting.)"""
+    if request.all_courses and request.courses:
+        raise UsageError("--all takes every course: it cannot go with --course")
+    if request.category is not None and not request.all_courses:
+        raise UsageError("--category narrows --all: use it with --all, not --course")
+    if request.site is not None:
+        if not request.site:
+            raise UsageError("--site is empty: give the site part of the course keys")
+        try:
+            validate_course_key(f"{request.site}-1")
+        except BadInputError:
+            raise UsageError(f"--site {request.site!r}: use letters, digits, '.', '_' and '-' "
+                             "(not starting with '.')") from None
 
 
 def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
@@ -237,9 +259,15 @@ def _backup_one(
     except SiteDataError as exc:
         outcome.error = str(exc)
     except CoursevaultError as exc:
+        outcome.error = str(exc)  # in runs too when it ends the run (a site error)
         if not isinstance(exc, BadInputError):
             raise
-        outcome.error = str(exc)
+    except KeyboardInterrupt:
+        outcome.error = "interrupted"
+        raise
+    except Exception as exc:
+        outcome.error = f"internal error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         outcome.seconds = time.time() - started
         _log_run(repo, outcome, started)
