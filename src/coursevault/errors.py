@@ -19,6 +19,7 @@ EXIT_LOCKED = 11
 EXIT_WRONG_PASSWORD = 12  # an encrypted repository's passphrase opens none of its slots
 EXIT_SITE = 13
 EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports a command SIGINT ended
+EXIT_TERMINATED = 143  # SIGTERM (systemd stopping the service, timeout), cleaned up as Ctrl-C
 
 
 class CoursevaultError(Exception):

@@ -5,7 +5,7 @@ Exit codes: 0 success (also when the reader of stdout went away: ``| head``);
 10 no repository; 11 repository locked; 12 an encrypted repository's
 missing or wrong passphrase; 13 a Moodle site that cannot be read
 (database unreachable, not Moodle 4.5, no file store); 130 interrupted
-(Ctrl-C).  Errors are one
+(Ctrl-C); 143 terminated (SIGTERM), cleaned up as Ctrl-C is.  Errors are one
 line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 """
 
@@ -14,6 +14,7 @@ import copy
 import gc
 import importlib
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator, MutableMapping
@@ -25,7 +26,13 @@ from typer.core import TyperGroup
 from coursevault import api
 from coursevault.cli import output
 from coursevault.cli.base import app, optional_wait_value
-from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_INTERRUPTED, CoursevaultError
+from coursevault.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    CoursevaultError,
+)
 
 # The command modules register their commands on ``app`` when imported; this
 # order is the order of ``coursevault --help``.
@@ -62,6 +69,7 @@ def run() -> None:
     (:mod:`coursevault.allocator`): the memory its big buffers leave
     behind in the heap grew with the course.
     """
+    signal.signal(signal.SIGTERM, _terminate)
     if "backup" in sys.argv[1:]:
         api.allocator_for_backup()
     gc.disable()
@@ -93,6 +101,26 @@ def preload(args: list[str]) -> tuple[str, ...]:
     return modules
 
 
+_TERMINATED: list[int] = []
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    """SIGTERM unwinds the command as Ctrl-C does: the write session
+    cleans up (its pending-index file in TMPDIR, the open pack's spill) and
+    the lock is released; by default the process died where it stood,
+    leaving a 6 MB temporary file and a lock behind."""
+    _TERMINATED.append(1)
+    raise KeyboardInterrupt
+
+
+def _interrupted() -> int:
+    if _TERMINATED:
+        output.err.print("coursevault: terminated")
+        return EXIT_TERMINATED
+    output.err.print("coursevault: interrupted")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app and turn every error into one line and an exit code."""
     args = optional_wait_value(sys.argv[1:] if argv is None else argv)
@@ -102,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         rv = command.main(args=args, prog_name="coursevault", standalone_mode=False)
         if isinstance(rv, int):  # click returns a typer.Exit's code instead of raising it
             if rv == EXIT_INTERRUPTED:  # typer turns Ctrl-C into Exit(130), in silence
-                output.err.print("coursevault: interrupted")
+                return _interrupted()
             return rv
     except typer.Exit as exc:
         return int(exc.exit_code)
@@ -115,8 +143,7 @@ def main(argv: list[str] | None = None) -> int:
             return _reader_went_away()
         raise
     except (typer.Abort, KeyboardInterrupt):
-        output.err.print("coursevault: interrupted")
-        return EXIT_INTERRUPTED
+        return _interrupted()
     except CoursevaultError as exc:
         if debug:
             traceback.print_exc()
