@@ -77,7 +77,10 @@ class _Run:
 
 class PendingIndex:
     def __init__(self) -> None:
-        fd, self._path = tempfile.mkstemp(prefix="coursevault-pending-")
+        # read and written through its descriptor only, so unnamed at once:
+        # a session killed (SIGKILL, OOM) left its MBs in TMPDIR for good
+        fd, path = tempfile.mkstemp(prefix="coursevault-pending-")
+        os.unlink(path)
         self._fd = fd
         self._size = 0
         self._runs: list[_Run] = []
@@ -226,8 +229,4 @@ class PendingIndex:
                 yield oid, t, pack, boff, blen, off, ln
 
     def close(self) -> None:
-        try:
-            os.close(self._fd)
-        finally:
-            if os.path.exists(self._path):
-                os.unlink(self._path)
+        os.close(self._fd)
