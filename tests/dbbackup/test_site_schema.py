@@ -98,3 +98,20 @@ def test_a_course_module_whose_rows_do_not_hold_together_fails_its_course(
     assert outcomes[first]["outcome"] == "failed"
     assert outcomes[first]["error"] == f"course {first}: course module {cmid}: {said}"
     assert outcomes[second]["outcome"] == "stored"
+
+
+def test_a_missing_column_on_postgresql_is_found_in_its_catalog(
+    cv: Callable[..., Result], refsite_copy: str, tmp_path: Path
+) -> None:
+    """The same check on PostgreSQL, which reads pg_catalog (a copy of the
+    reference site, whose columns all pass)."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(refsite_copy)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE mdl_glossary RENAME COLUMN intro TO intro_gone")
+    engine.dispose()
+    (tmp_path / "data" / "filedir").mkdir(parents=True)
+    run = cv("backup", "--db", refsite_copy, "--dataroot", tmp_path / "data", "--all")
+    assert run.code == EXIT_SITE, run.err
+    assert "table mdl_glossary has no column intro: not Moodle 4.5's schema" in run.err

@@ -17,32 +17,55 @@ such an activity needs them -- that course then fails, naming the table.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from importlib import resources
 
 from sqlalchemy.engine import Connection
 
 from coursevault.errors import SiteError
-from coursevault.moodledb.schema import table_defs
+from coursevault.moodledb import schema
 
 
 def site_columns(conn: Connection, prefix: str) -> dict[str, set[str]]:
     """Each table of the site whose name starts with ``prefix`` (the prefix
-    dropped), with its columns: one query of the database's catalog."""
+    dropped), with its columns: one query of the database's catalog (a row a
+    table where the database joins the names; MariaDB's GROUP_CONCAT would
+    cut them at 1,024 bytes, so a row a column there)."""
     dialect = conn.dialect.name
-    if dialect == "postgresql":
-        sql = ("SELECT table_name, column_name FROM information_schema.columns "
-               "WHERE table_schema = current_schema()")
+    if dialect == "postgresql":  # the catalog itself: information_schema's view took 30 ms
+        sql = ("SELECT c.relname, string_agg(a.attname, ',') FROM pg_catalog.pg_attribute a "
+               "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+               "WHERE c.relnamespace = current_schema()::regnamespace "
+               "AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped "
+               "GROUP BY c.relname")  # a row a table, not a column: 20 -> 7 ms
     elif dialect in ("mysql", "mariadb"):
         sql = ("SELECT table_name, column_name FROM information_schema.columns "
                "WHERE table_schema = DATABASE()")
     else:
-        sql = ("SELECT m.name, p.name FROM sqlite_master AS m, pragma_table_info(m.name) AS p "
-               "WHERE m.type = 'table'")
+        sql = ("SELECT m.name, group_concat(p.name, ',') FROM sqlite_master AS m, "
+               "pragma_table_info(m.name) AS p WHERE m.type = 'table' GROUP BY m.name")
     found: dict[str, set[str]] = defaultdict(set)
-    for table, column in conn.exec_driver_sql(sql):
+    for table, columns in conn.exec_driver_sql(sql):
         name = str(table)
         if name.startswith(prefix):
-            found[name[len(prefix):]].add(str(column).lower())
+            found[name[len(prefix):]].update(str(columns).lower().split(","))
     return found
+
+
+def _moodle_columns() -> Iterator[tuple[str, list[str]]]:
+    """Each table of ``schema45.txt`` with its column names, read for the
+    names alone (schema.table_defs's whole parse took 11-18 ms of a run)."""
+    text = resources.files(schema.__package__).joinpath(schema.SCHEMA_FILE).read_text("utf-8")
+    table, columns = "", list[str]()
+    for line in text.splitlines():
+        if line.startswith("table "):
+            if table:
+                yield table, columns
+            table, columns = line.split(" ", 2)[1], list[str]()
+        elif line.startswith(" ") and not line.startswith(" @"):
+            columns.append(line[1:line.index(" ", 1)])
+    if table:
+        yield table, columns
 
 
 def check_columns(conn: Connection, prefix: str, where: str) -> None:
@@ -50,9 +73,9 @@ def check_columns(conn: Connection, prefix: str, where: str) -> None:
     lacks (and how many more), if any."""
     found = site_columns(conn, prefix)
     missing = [
-        (table.name, column.name)
-        for table in table_defs() if table.name in found
-        for column in table.columns if column.name not in found[table.name]
+        (table, column)
+        for table, columns in _moodle_columns() if table in found
+        for column in columns if column not in found[table]
     ]
     if missing:
         table, column = missing[0]
