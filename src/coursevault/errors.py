@@ -157,6 +157,20 @@ class ScratchError(CoursevaultError):
     in it is durable; the command wrote no snapshot."""
 
 
+class SnapshotFileError(BackendError):
+    """A snapshot was committed -- its series' ref holds its record, every
+    object it names is durable and indexed -- but its own file could not be
+    written.  The next writer of the series (or ``prune``, ``forget``)
+    writes it: the backup is not to be run again for it."""
+
+    def __init__(self, snap_id: str, series: str, cause: BaseException) -> None:
+        self.snap_id = snap_id
+        super().__init__(
+            f"snapshot {snap_id[:12]} of {series} is committed (its ref holds it), but its "
+            f"file was not written ({cause}): the next backup of {series}, or prune, writes "
+            "it -- do not run this backup again", retryable=False)
+
+
 class CatalogError(RepositoryError):
     """The local catalog database failed."""
 

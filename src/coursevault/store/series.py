@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from coursevault.errors import BackendError, BadInputError, CorruptionError
+from coursevault.errors import BackendError, BadInputError, CorruptionError, SnapshotFileError
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import journal_files
 from coursevault.store.ids import ObjectType, current_id_key, object_id, ref_name
@@ -363,7 +363,10 @@ def record_snapshot(repo: Repository, draft: SnapshotDraft, lock_key: str) -> st
         newest = history_order(sorted([*rows, row], key=lambda r: (r.epoch, r.id)))[-1].id
         ref = _encode_head(newest, data, None)
         if repo.backend.compare_and_swap(head_key(series), head.raw, ref):
-            repo.backend.write(repo.record_key(snap_id), data)
+            try:
+                repo.backend.write(repo.record_key(snap_id), data)
+            except (BackendError, OSError) as exc:  # committed all the same: say so
+                raise SnapshotFileError(snap_id, series, exc) from exc
             journal_files(repo, added=[(SNAPSHOT, snap_id)])  # durable first
             repo.catalog.add_snapshot(row)
             repo.catalog.set_ref(f"heads/{series}", newest)
