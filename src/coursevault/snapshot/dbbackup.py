@@ -325,8 +325,9 @@ def _in_parallel(
             future.cancel()
         if isinstance(exc, KeyboardInterrupt):
             for child in active_children():  # the pool's workers: none else is ours
-                with contextlib.suppress(OSError):
-                    os.kill(child.pid or 0, signal.SIGINT)
+                if child.pid:  # (never 0: that would be our own process group)
+                    with contextlib.suppress(OSError):
+                        os.kill(child.pid, signal.SIGINT)
         elif isinstance(exc, Exception):  # the courses that were running, told too
             for future in futures:
                 if future in told or future.cancelled() or future.exception() is not None:
