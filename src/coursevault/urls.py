@@ -56,7 +56,13 @@ def unencoded_at(url: str) -> bool:
 
 
 def refuse_unencoded_at(url: str) -> str | None:
-    """The message refusing ``url`` if its credentials hold a bare ``@``."""
+    """The message refusing ``url`` if its credentials hold a bare ``@``, or
+    if it is not UTF-8 text (bytes a shell passed on: an internal
+    UnicodeEncodeError when the driver took it)."""
+    try:
+        url.encode("utf-8")
+    except UnicodeEncodeError:
+        return "database URL is not UTF-8 text: write such bytes %-encoded"
     if not unencoded_at(url):
         return None
     return (f"database URL {shown_url(url)}: its user name or password holds '@'; "

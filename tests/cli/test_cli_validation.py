@@ -391,3 +391,31 @@ def test_backup_options_that_contradict_are_refused_before_connecting(
     r = cv("-r", repo, "backup", "--db", f"sqlite:///{tmp_path}/none.db",
            "--dataroot", tmp_path / "none", *argv)
     assert r.code == 2 and said in r.err and len(r.err.strip().splitlines()) == 1, r.err
+
+
+@pytest.mark.parametrize(("option", "value", "said"), [
+    ("--shortname", "", "--shortname is empty"),
+    ("--fullname", "   ", "--fullname is empty"),
+    ("--shortname", "a\nb", "holds a line break or control character"),
+    ("--shortname", "\udcff", "--shortname is not UTF-8 text"),  # a shell's byte 0xff
+])
+def test_a_new_course_name_no_course_should_have_is_refused(
+    cv, repo: str, tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    """'' was taken as no name, spaces made a course named so, and bytes
+    that are not UTF-8 were an internal UnicodeEncodeError (after a dry run
+    that said yes)."""
+    db = tmp_path / "site.db"
+    db.write_bytes(b"")
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    r = cv("-r", repo, "restore", _any_snapshot(cv, repo), "--db", f"sqlite:///{db}",
+           "--dataroot", tmp_path / "dataroot", option, value, "--dry-run")
+    assert r.code == 2 and said in r.err and "internal error" not in r.err, r.err
+
+
+def test_a_database_url_that_is_not_utf8_is_one_line(cv, repo: str, tmp_path: Path) -> None:
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    for argv in (["restore", _any_snapshot(cv, repo)], ["demo-site"], ["backup", "--all"]):
+        r = cv("-r", repo, *argv, "--db", "sqlite:////tmp/\udcff.db",
+               "--dataroot", tmp_path / "dataroot")
+        assert r.code == 13 and "database URL is not UTF-8 text" in r.err, (argv, r.err)

@@ -94,3 +94,16 @@ def test_a_terminal_or_json_is_refused_before_anything_is_written(cv, repo: str)
     assert done.returncode == 2, done.stderr.decode()
     assert b"refusing to write an archive to a terminal" in done.stderr
     assert shown == b""
+
+
+def test_a_closed_standard_output_or_an_empty_name_is_one_line(cv, repo: str) -> None:
+    """``export -o - >&-`` was 'internal error: AttributeError' (Python's
+    sys.stdout is None then); ``-o ''`` said the empty path was a folder."""
+    snap = ingested(cv, repo, SMALL)
+    done = subprocess.run([sys.executable, "-m", "coursevault.cli.app", "-r", repo, "export",
+                           snap, "-o", "-"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=120, check=False, preexec_fn=lambda: os.close(1))
+    assert done.returncode == 2, done.stderr.decode()
+    assert b"standard output is closed" in done.stderr
+    r = cv("export", "-r", repo, snap, "-o", "")
+    assert r.code == 2 and "-o is empty" in r.err, r.err

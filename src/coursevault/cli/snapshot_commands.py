@@ -120,6 +120,8 @@ def export(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
+    if not out:
+        raise UsageError("-o is empty: give the archive's file name, or - for standard output")
     stream = _stdout_for_archive(json_out) if out == "-" else None
     label = "standard output" if stream else os.path.basename(out)
     with (
@@ -148,6 +150,8 @@ def _stdout_for_archive(json_out: bool) -> BinaryIO:
     if json_out:
         raise UsageError("--json prints to standard output, which -o - gives the archive: "
                          "use one of them")
+    if sys.stdout is None:  # started with it closed (>&-): Python gives None
+        raise UsageError("standard output is closed: -o - has nowhere to write the archive")
     if sys.stdout.isatty():
         raise UsageError("refusing to write an archive to a terminal: redirect standard "
                          "output or give -o a file name")

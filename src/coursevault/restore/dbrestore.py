@@ -133,6 +133,23 @@ class _Filled:
         return bytes(self._buf)
 
 
+def _check_name(option: str, name: str | None) -> None:
+    """UsageError for a course name no Moodle course should have: empty or
+    blank (an empty one was taken as none, spaces made a course named so),
+    a line break or other control character, or bytes that are not UTF-8
+    (an internal UnicodeEncodeError, after a dry run that said yes)."""
+    if name is None:
+        return
+    if not name.strip():
+        raise UsageError(f"{option} is empty: give the new course's name")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{option} is not UTF-8 text") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UsageError(f"{option} {name!r} holds a line break or control character")
+
+
 def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreRequest,
                      window: CommitWindow | None = None) -> dict[str, Any]:
     """Restore the snapshot as a new course or into an existing one; the
@@ -144,6 +161,8 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
     if request.replace and (request.into is None or request.only):
         raise UsageError("--replace goes with --into COURSEID, and restores the whole "
                          "backup (no --only)")
+    for option, name in (("--shortname", request.shortname), ("--fullname", request.fullname)):
+        _check_name(option, name)
     if request.start_date is not None and not 0 <= request.start_date <= LAST_MOODLE_TIME:
         raise UsageError(f"--start-date {request.start_date}: Moodle's times are 0 to "
                          f"{LAST_MOODLE_TIME} (10 digits: 2286-11-20)")
