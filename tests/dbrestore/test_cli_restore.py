@@ -368,3 +368,27 @@ def _rows_of_course_badges(url: str, course: int) -> dict[str, int]:
         f"AND filearea = 'badgeimage' AND itemid IN ({badges})",
     }
     return {table: int(query(url, q, {"c": course})) for table, q in sql.items()}
+
+
+@pytest.mark.parametrize("server", ["postgres", "mariadb"])
+def test_restores_at_once_give_their_courses_distinct_short_names(
+    site_copies: Callable[[str], SiteCopy], repo: Repo, snapshot: str, server: str
+) -> None:
+    """Three restores of one backup at once each read the short names there
+    before any had committed, and all three named their course rich_3
+    (Moodle keeps short names unique).  They now take turns."""
+    site = site_copies(server)
+    argv = [sys.executable, "-m", "coursevault.cli.app", *map(str, repo), "restore", snapshot,
+            "--db", site.url, "--dataroot", str(site.dataroot), "--json"]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for _ in range(3)]
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+        reports.append(json.loads(out))
+    names = {r["shortname"] for r in reports}
+    assert len(names) == 3, names
+    stored = {query(site.url, "SELECT shortname FROM mdl_course WHERE id = :id",
+                    {"id": int(r["courseid"])}) for r in reports}
+    assert stored == names

@@ -261,6 +261,7 @@ def _run(engine: Any, members: SnapshotMembers, request: RestoreRequest,
                 report = restore_course_backup(writer, members, options, staging)
                 tx.rollback()
                 return report
+            _one_restore_at_a_time(conn, request.prefix)
             try:
                 report = restore_course_backup(writer, members, options, staging)
                 writer.flush()  # the rows it still keeps, before contents go in
@@ -289,6 +290,25 @@ _SESSION_SQL = {
     "postgresql": ("SELECT pg_backend_pid()", "SELECT 1 FROM pg_stat_activity WHERE pid = :id"),
     "mysql": ("SELECT CONNECTION_ID()", "SELECT 1 FROM information_schema.PROCESSLIST WHERE ID = :id"),
 }
+
+
+def _one_restore_at_a_time(conn: Any, prefix: str) -> None:
+    """Wait for any other restore into the site to end, before this one reads
+    what it needs to choose (a new course's short name made unique, ids,
+    sort orders): three restores at once of one backup all named their
+    course rich_3.  A lock on the site identifier's config row -- every
+    Moodle has it, nothing rewrites it -- is held by the transaction until
+    it ends, on PostgreSQL and MariaDB alike; SQLite's write lock, taken as
+    the transaction begins (``connect.writing``), already does this.  Taken
+    before any table is read: MariaDB's repeatable-read snapshot starts at
+    the first plain read, so it then holds the other restore's course; on
+    PostgreSQL each statement sees what was committed before it."""
+    if conn.dialect.name == "sqlite":
+        return
+    import sqlalchemy as sa
+
+    conn.execute(sa.text(f"SELECT id FROM {prefix}config WHERE name = 'siteidentifier' "
+                         "FOR UPDATE"))
 
 
 def _session_id(conn: Any) -> str | None:
