@@ -125,3 +125,31 @@ def test_an_interrupt_inside_a_sqlite_read_stays_an_interrupt(tmp_path) -> None:
             assert list(reader.rows("config")) == []
     finally:
         engine.dispose()
+
+
+def test_a_database_error_met_while_an_interrupt_unwinds_is_the_interrupt() -> None:
+    """SIGTERM during a MariaDB restore: the interrupt cut PyMySQL's read
+    short, the rollback then met ``(0, '')``, and the command said
+    'database ...: (0, '')' with exit 13 (1 of 14 tries) -- not
+    'terminated'.  A database error of its own is still the site's."""
+    import pytest
+    import sqlalchemy as sa
+
+    from coursevault.errors import SiteError
+    from coursevault.moodledb.connect import translated_errors
+
+    engine = sa.create_engine("sqlite://")
+
+    def unwound() -> None:
+        try:
+            raise KeyboardInterrupt
+        finally:  # the rollback of the transaction the interrupt left
+            raise sa.exc.OperationalError("ROLLBACK", {}, Exception("(0, '')"))
+
+    try:
+        with pytest.raises(KeyboardInterrupt), translated_errors(engine):
+            unwound()
+        with pytest.raises(SiteError, match=r"\(0, ''\)"), translated_errors(engine):
+            raise sa.exc.OperationalError("SELECT 1", {}, Exception("(0, '')"))
+    finally:
+        engine.dispose()

@@ -102,15 +102,30 @@ def database_name(engine: sa.Engine) -> str:
 
 @contextmanager
 def translated_errors(engine: sa.Engine) -> Iterator[None]:
-    """Turn what the driver raises inside into one line naming the database."""
+    """Turn what the driver raises inside into one line naming the database.
+
+    An error met while Ctrl-C or SIGTERM unwinds the work (PyMySQL's
+    ``(0, '')`` from a connection whose read the interrupt cut short, met
+    by the rollback) is the interrupt's: it was reported as a database
+    error, exit 13, about one time in fourteen."""
     try:
         yield
-    except sa_exc.OperationalError as exc:
-        raise SiteError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
-    except sa_exc.DBAPIError as exc:
-        raise SiteError(f"database {database_name(engine)}: {_first_line(exc)}") from exc
     except sa_exc.SQLAlchemyError as exc:
-        raise SiteError(f"database {database_name(engine)}: {exc}") from exc
+        if _during_interrupt(exc):
+            raise KeyboardInterrupt from exc
+        line = _first_line(exc) if isinstance(exc, sa_exc.DBAPIError) else str(exc)
+        raise SiteError(f"database {database_name(engine)}: {line}") from exc
+
+
+def _during_interrupt(exc: BaseException) -> bool:
+    seen: BaseException | None = exc.__context__
+    for _ in range(20):  # a chain, not a cycle
+        if seen is None:
+            return False
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def _first_line(exc: sa_exc.DBAPIError) -> str:
