@@ -8,10 +8,11 @@ run never leaves a file whose name lies about its content.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from coursevault.errors import BadInputError
@@ -158,6 +159,8 @@ class FileStore:
     dataroot: Path
     files_written: int = 0
     bytes_written: int = 0
+    # the contents this run added (not those there before): what discard removes
+    made: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         try:
@@ -179,6 +182,16 @@ class FileStore:
             os.replace(temp, target)
         except OSError as exc:
             raise BadInputError(f"dataroot {self.dataroot}: {exc.strerror or exc}") from None
+        self.made.append(target)
         self.files_written += 1
         self.bytes_written += len(content)
         return sha1
+
+    def discard(self) -> None:
+        """Remove the contents this run added: a build that failed or was
+        stopped (Ctrl-C, SIGTERM) left its database empty but thousands of
+        contents no row names -- 13 GB for a --courses too big to finish."""
+        for target in self.made:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        self.made.clear()

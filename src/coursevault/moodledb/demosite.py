@@ -91,6 +91,11 @@ def parse_size(size: str) -> DemoSize:
         raise BadInputError(f"unknown demo site size {size!r}: use S or M") from None
 
 
+# a demo site's courses at most: 50 make the --all benchmark's site; a
+# number past all reason wrote gigabytes before it failed
+MAX_COURSES = 10_000
+
+
 def build_demo_site(
     db_url: str,
     dataroot: str | Path,
@@ -105,12 +110,12 @@ def build_demo_site(
     application's): it never writes into data it did not make.  Everything
     goes in one transaction, so a failed run leaves the database empty; on
     MariaDB/MySQL, whose ``CREATE TABLE`` commits, the tables it made are
-    dropped again.  File contents already written stay in the file store:
-    named by their hash, they are harmless, as Moodle's orphans are.
+    dropped again; the file contents it wrote are removed (those that were
+    there before stay).
     """
     dsize = parse_size(size)
-    if courses < 1:
-        raise BadInputError("--courses must be at least 1")
+    if not 1 <= courses <= MAX_COURSES:
+        raise BadInputError(f"--courses must be 1 to {MAX_COURSES:,} (a demo site)")
     started = time.perf_counter()
     engine = open_engine(db_url)
     report = DemoSiteReport(database_name(engine), dsize.name, seed)
@@ -127,6 +132,7 @@ def build_demo_site(
                     _fill(writer, store, dsize, seed, courses, report)
                     writer.finish()
             except BaseException:
+                store.discard()
                 if engine.dialect.name in ("mysql", "mariadb"):
                     metadata.drop_all(engine, checkfirst=True)
                 raise
