@@ -47,3 +47,20 @@ def test_values_the_site_cannot_hold_are_refused_with_one_line(
         assert result.code == 2 and says in result.err, (options, result)
         assert len(result.err.strip().splitlines()) == 1
     assert not before.differences(site.state())
+
+
+def test_restore_into_a_database_that_is_not_moodle_s_says_so(tiny: Tiny, tmp_path: Path) -> None:
+    """An existing database without Moodle's tables, or a site under another
+    prefix: the error said only "no such table: mdl_config"."""
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    site = tiny.copy(tmp_path / "site")
+    for url, prefix in ((f"sqlite:///{empty}", "mdl_"), (site.url, "zz_")):
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", url,
+                     "--dataroot", site.dataroot, "--prefix", prefix)
+        assert result.code == 13, result
+        assert f"{prefix}config" in result.err and "not a Moodle database" in result.err, result
+        assert f"prefix {prefix!r}" in result.err, result
+        assert len(result.err.strip().splitlines()) == 1

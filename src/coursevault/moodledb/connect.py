@@ -22,6 +22,7 @@ from coursevault.moodledb.site import (
     _sqlite_functions,
     check_sqlite_query,
     describe,
+    missing_table,
     require_sqlite_file,
 )
 from coursevault.urls import refuse_unencoded_at, shown_url
@@ -101,8 +102,11 @@ def database_name(engine: sa.Engine) -> str:
 
 
 @contextmanager
-def translated_errors(engine: sa.Engine) -> Iterator[None]:
+def translated_errors(engine: sa.Engine, prefix: str | None = None) -> Iterator[None]:
     """Turn what the driver raises inside into one line naming the database.
+    ``prefix``: the tables are a Moodle site's, so a missing one says what
+    is likely wrong (a restore into a database that is not Moodle's used to
+    print PostgreSQL's bare "relation mdl_config does not exist").
 
     An error met while Ctrl-C or SIGTERM unwinds the work (PyMySQL's
     ``(0, '')`` from a connection whose read the interrupt cut short, met
@@ -114,6 +118,8 @@ def translated_errors(engine: sa.Engine) -> Iterator[None]:
         if _during_interrupt(exc):
             raise KeyboardInterrupt from exc
         line = _first_line(exc) if isinstance(exc, sa_exc.DBAPIError) else str(exc)
+        if prefix is not None and missing_table(line):
+            line += f" (wrong table prefix {prefix!r}, or not a Moodle database?)"
         raise SiteError(f"database {database_name(engine)}: {line}") from exc
 
 

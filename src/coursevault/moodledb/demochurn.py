@@ -80,7 +80,7 @@ def churn_demo_site(
     at = int(time.time()) if when is None else int(when)
     engine = open_engine(db_url, existing=True)
     try:
-        with translated_errors(engine):
+        with translated_errors(engine, prefix):
             metadata = moodle_metadata(prefix, tables=CHURN_TABLES)
             with engine.begin() as conn:
                 seed, size, night = _demo_state(conn, metadata, prefix, database_name(engine))

@@ -465,7 +465,7 @@ def read_transaction(
             raise SiteDataError(
                 f"{where}: {'table ' + table + ': ' if table else ''}{message}"
             ) from None
-        if _no_table(message):
+        if missing_table(message):
             if site_checked:  # (the message names the table)
                 raise SiteDataError(f"{where}: {message} (a table of Moodle 4.5 this course "
                                     "needs: its plugin uninstalled?)") from None
@@ -473,7 +473,7 @@ def read_transaction(
         raise SiteError(f"{where}: {message}") from None
 
 
-def _no_table(message: str) -> bool:
+def missing_table(message: str) -> bool:
     """A missing table (SQLite, PostgreSQL's relation, MariaDB's table), not a
     missing role or database, which the same words end."""
     low = message.lower()

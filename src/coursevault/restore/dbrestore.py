@@ -181,7 +181,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
             index = ArchiveIndex(repo.get, bytes.fromhex(snap.root))
             engine = open_engine(request.db_url, existing=True)
             try:
-                with translated_errors(engine):
+                with translated_errors(engine, request.prefix):
                     report = _run(engine, SnapshotMembers(repo, index), request, window)
             finally:
                 engine.dispose()
