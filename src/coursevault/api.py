@@ -743,6 +743,9 @@ def demo_site(
         raise BadInputError("no database given: use --db URL (an SQLAlchemy URL)")
     if not dataroot:
         raise BadInputError("no dataroot given: use --dataroot DIR")
+    from coursevault.moodledb import check_prefix
+
+    check_prefix(prefix)
     if churn:
         from coursevault.moodledb.demochurn import churn_demo_site
 

@@ -419,3 +419,20 @@ def test_a_database_url_that_is_not_utf8_is_one_line(cv, repo: str, tmp_path: Pa
         r = cv("-r", repo, *argv, "--db", "sqlite:////tmp/\udcff.db",
                "--dataroot", tmp_path / "dataroot")
         assert r.code == 13 and "database URL is not UTF-8 text" in r.err, (argv, r.err)
+
+
+@pytest.mark.parametrize("prefix", ["x;drop table mdl_user;--", "", "mdl-"])
+def test_a_table_prefix_that_cannot_be_one_is_refused_before_connecting(
+    cv, repo: str, tmp_path: Path, prefix: str
+) -> None:
+    """The prefix goes into every table name of the SQL sent: 'x;drop' was
+    sent as written, '' read tables named config and user."""
+    db = tmp_path / "site.db"
+    (tmp_path / "dataroot" / "filedir").mkdir(parents=True)
+    site = ("--db", f"sqlite:///{db}", "--dataroot", tmp_path / "dataroot", "--prefix", prefix)
+    for argv in (["backup", "--all"], ["restore", _any_snapshot(cv, repo)], ["demo-site"],
+                 ["demo-site", "--churn"]):
+        r = cv("-r", repo, *argv, *site)
+        assert r.code == 2 and f"--prefix {prefix!r}" in r.err, (argv, r.err)
+        assert len(r.err.strip().splitlines()) == 1
+        assert not db.exists()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from coursevault import allocator
 from coursevault.errors import BadInputError, UsageError
 from coursevault.moodle2.archiveindex import render_archive_index
+from coursevault.moodledb import check_prefix
 from coursevault.restore.export import write_content
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.repository import Repository
@@ -163,6 +164,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
                          "backup (no --only)")
     for option, name in (("--shortname", request.shortname), ("--fullname", request.fullname)):
         _check_name(option, name)
+    check_prefix(request.prefix)
     if request.start_date is not None and not 0 <= request.start_date <= LAST_MOODLE_TIME:
         raise UsageError(f"--start-date {request.start_date}: Moodle's times are 0 to "
                          f"{LAST_MOODLE_TIME} (10 digits: 2286-11-20)")

@@ -34,6 +34,7 @@ from coursevault.errors import (
     SiteDataError,
     UsageError,
 )
+from coursevault.moodledb import check_prefix
 from coursevault.snapshot.ingest import IngestResult, ingest_source
 from coursevault.snapshot.labels import validate_course_key
 from coursevault.store.repository import Repository
@@ -164,6 +165,7 @@ def check_request(request: BackupRequest) -> None:
     --course 3`` backed up course 3 alone, ``--category`` without ``--all``
     was ignored, ``--site ''`` was the default site, and ``--site ../x``
     was refused once per course, after connecting.)"""
+    check_prefix(request.prefix)
     if request.all_courses and request.courses:
         raise UsageError("--all takes every course: it cannot go with --course")
     if request.category is not None and not request.all_courses:
