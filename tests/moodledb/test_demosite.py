@@ -256,6 +256,10 @@ def test_the_command_prints_what_it_made(
     assert "night 1" in capsys.readouterr().out
     assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "d")]) == 2
     assert "already holds a Moodle site" in capsys.readouterr().err
+    # refused: the dataroot it would have filled is not made either
+    assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "new" / "d")]) == 2
+    assert "already holds a Moodle site" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
     # a churn into a dataroot that is not the site's: refused, nothing written
     assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "typo"), "--churn"]) == 13
     assert "no filedir/" in capsys.readouterr().err and not (tmp_path / "typo").exists()
@@ -293,8 +297,8 @@ def test_a_failed_build_leaves_the_database_empty(
     engine = sa.create_engine(url)
     assert sa.inspect(engine).get_table_names() == []
     engine.dispose()
-    left = [p for p in (tmp_path / "data" / "filedir").rglob("*") if p.is_file()]
-    assert left == [before]
+    left = list((tmp_path / "data" / "filedir").rglob("*"))
+    assert sorted(left) == [before.parent.parent, before.parent, before]  # no folder it made
 
 
 def test_a_demo_site_of_more_courses_than_a_demo_needs_is_refused(tmp_path: Path) -> None:

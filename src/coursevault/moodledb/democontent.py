@@ -161,12 +161,19 @@ class FileStore:
     bytes_written: int = 0
     # the contents this run added (not those there before): what discard removes
     made: list[Path] = field(default_factory=list)
+    # the folders it made, deepest last: discard removes those left empty
+    folders: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._mkdir(self.dataroot / "filedir")
+
+    def _mkdir(self, folder: Path) -> None:
+        missing = [f for f in (folder, *folder.parents) if not f.exists()]
         try:
-            (self.dataroot / "filedir").mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise BadInputError(f"dataroot {self.dataroot}: {exc.strerror or exc}") from None
+        self.folders.extend(reversed(missing))
 
     def put(self, content: bytes) -> str:
         """Store content under its SHA-1 and return that contenthash."""
@@ -175,8 +182,8 @@ class FileStore:
         target = folder / sha1
         if target.exists():
             return sha1
+        self._mkdir(folder)
         try:
-            folder.mkdir(parents=True, exist_ok=True)
             temp = folder / f".{sha1}.{os.getpid()}.tmp"
             temp.write_bytes(content)
             os.replace(temp, target)
@@ -190,8 +197,13 @@ class FileStore:
     def discard(self) -> None:
         """Remove the contents this run added: a build that failed or was
         stopped (Ctrl-C, SIGTERM) left its database empty but thousands of
-        contents no row names -- 13 GB for a --courses too big to finish."""
+        contents no row names -- 13 GB for a --courses too big to finish --
+        and one refused (a database not empty) a dataroot it had made."""
         for target in self.made:
             with contextlib.suppress(OSError):
                 target.unlink()
         self.made.clear()
+        for folder in reversed(self.folders):
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty: what was put there since stays
+        self.folders.clear()

@@ -132,11 +132,13 @@ def build_demo_site(
                     _fill(writer, store, dsize, seed, courses, report)
                     writer.finish()
             except BaseException:
-                store.discard()
                 if engine.dialect.name in ("mysql", "mariadb"):
                     metadata.drop_all(engine, checkfirst=True)
                 raise
             report.files_written, report.bytes_written = store.files_written, store.bytes_written
+    except BaseException:
+        store.discard()
+        raise
     finally:
         engine.dispose()
     report.seconds = time.perf_counter() - started
