@@ -74,6 +74,12 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     return found
 
 
+@pytest.fixture(scope="session")
+def sync_templates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where ``Sites.seeded`` builds its source repositories, once each."""
+    return tmp_path_factory.mktemp("templates")
+
+
 @pytest.fixture(params=PAIRS, ids=[f"{s}-to-{d}" for s, d in PAIRS])
 def sites(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -92,6 +98,7 @@ def sites(
             kinds[kind] = lambda _tmp, name, bucket=bucket: f"s3://{bucket}/{name}"
     src, dst = kinds[source], kinds[destination]
     assert src is not None and dst is not None
-    yield Sites(tmp_path, src, dst, str(tmp_path / "cache"))
+    templates = request.getfixturevalue("sync_templates")
+    yield Sites(tmp_path, src, dst, str(tmp_path / "cache"), templates)
     if moto is not None:
         moto.stop()

@@ -18,11 +18,7 @@ from coursevault.store.repository import Repository
 
 def _site(sites: Sites, nights: dict[str, list[Path]], courses: dict[str, int]) -> str:
     """A source repository holding the first n nights of each course."""
-    src = sites.init(sites.source("src"))
-    for course, n in courses.items():
-        for archive in nights[course][:n]:
-            sites.ingest(src, archive, course)
-    return src
+    return sites.seeded("src", nights, courses)
 
 
 def _stored_bytes(location: str) -> int:
@@ -236,10 +232,7 @@ def test_a_nights_requests_do_not_grow_with_the_repository(
     seen = []
     many = {"cert": 2, **{f"{c}-{k}": 3 for c in ("upload", "quiz") for k in range(4)}}
     for name, courses in (("one", {"cert": 2}), ("many", many)):
-        src = sites.init(sites.source(name))
-        for course, n in courses.items():
-            for archive in nights[course.split("-")[0]][:n]:
-                sites.ingest(src, archive, course)
+        src = sites.seeded(name, nights, courses)
         dst = sites.destination(f"{name}-dst")
         sites.sync(src, dst)
         sites.ingest(src, nights["cert"][2], "cert")
