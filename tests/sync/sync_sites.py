@@ -22,7 +22,7 @@ Location = Callable[[Path, str], str]
 # course name -> how many of its nights a source holds ("upload-2": upload's)
 Courses = dict[str, int]
 # source repositories built once in a test process, by what they hold
-_TEMPLATES: dict[tuple[tuple[str, int], ...], Path] = {}
+_TEMPLATES: dict[tuple[object, ...], Path] = {}
 
 
 @dataclass
@@ -49,17 +49,21 @@ class Sites:
         api.init_repository(location)
         return location
 
-    def seeded(self, name: str, nights: dict[str, list[Path]], courses: Courses) -> str:
+    def seeded(self, name: str, nights: dict[str, list[Path]], courses: Courses,
+               pack_size: int | None = None) -> str:
         """A source repository holding the first n nights of each course, in
         order.  Built once per test process in a folder, then copied file by
         file to the source's kind: a copy is the same repository (a folder
         and a bucket hold the same keys), and 26 ingests into a bucket took
         20 s of every S3-source test that needed them."""
-        key = tuple(courses.items())
+        key = (pack_size, *courses.items())
         template = _TEMPLATES.get(key)
         if template is None:
             template = self.templates / f"template-{len(_TEMPLATES)}"
-            self.init(str(template))
+            if pack_size is None:
+                self.init(str(template))
+            else:
+                Repository.init(api.backend_for(str(template)), pack_size=pack_size)
             # a cache of its own: the test's stays cold for the copy
             own = str(self.templates / "cache")
             with api.open_repository(str(template), cache_dir=own) as repo:

@@ -39,12 +39,7 @@ class KillAfter(BackendWrapper):
 
 def _source(sites: Sites, nights: dict[str, list[Path]]) -> str:
     """A source of small packs (64 KiB): a sync writes many, and indexes as it goes."""
-    src = sites.source("src")
-    Repository.init(api.backend_for(src), pack_size=64 * 1024)
-    for course in ("cert", "upload", "quiz"):
-        for archive in nights[course][:2]:
-            sites.ingest(src, archive, course)
-    return src
+    return sites.seeded("src", nights, {"cert": 2, "upload": 2, "quiz": 2}, pack_size=64 * 1024)
 
 
 @pytest.mark.parametrize(
