@@ -36,6 +36,9 @@ from s3server import MotoS3, S3Server
 from coursevault.cli.app import main
 
 WORKERS = 4
+# the site's arguments, its course ids, the reference snapshot of each
+# course, the reference repository's arguments
+Demo = tuple[tuple[str, ...], list[int], dict[int, str], tuple[str, ...]]
 RUN = "import sys; from coursevault.cli.app import run; sys.argv[0] = 'coursevault'; run()"
 
 
@@ -71,6 +74,21 @@ def _finished(proc: subprocess.Popen[str]) -> str:
     return out
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Demo:
+    """A demo site of four courses and a one-process backup of it into a
+    folder, made once for both servers: the workers only read the site."""
+    tmp = tmp_path_factory.mktemp("workers-site")
+    site = ("--db", f"sqlite:///{tmp / 'site.db'}", "--dataroot", str(tmp / "moodledata"))
+    env = dict(os.environ)
+    made = _finished(_cli(env, "demo-site", *site, "--size", "S", "--courses", "4", "--json"))
+    folder = ("-r", str(tmp / "reference"), "--cache-dir", str(tmp / "ref-cache"))
+    _finished(_cli(env, *folder, "init"))
+    ref = _finished(_cli(env, *folder, "backup", *site, "--all", "--json"))
+    reference = {o["course_id"]: o["snapshot"] for o in json.loads(ref)}
+    return site, json.loads(made)["courses"], reference, folder
+
+
 @pytest.fixture(params=["moto", "rclone"])
 def any_s3(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -85,6 +103,7 @@ def any_s3(
 
 
 def test_four_workers_back_a_site_up_into_one_s3_repository(
+    demo: Demo,
     any_s3: MotoS3 | S3Server,
     pg_catalog: str,
     tmp_path: Path,
@@ -94,10 +113,8 @@ def test_four_workers_back_a_site_up_into_one_s3_repository(
     from dbbackup.mbzcompare import compare_archives
 
     s3_server = any_s3
-    site = ("--db", f"sqlite:///{tmp_path / 'site.db'}", "--dataroot", tmp_path / "moodledata")
+    site, courses, reference, folder = demo
     env = {**os.environ, **s3_server.env()}
-    made = _finished(_cli(env, "demo-site", *site, "--size", "S", "--courses", "4", "--json"))
-    courses = json.loads(made)["courses"]
     repo = f"s3://{s3_server.make_bucket()}/site"
     _finished(_cli(env, "init", repo))
     workers = [
@@ -126,10 +143,6 @@ def test_four_workers_back_a_site_up_into_one_s3_repository(
         assert main([*map(str, here), "repair", "journal"]) == 0
         checked = main([*map(str, here), "check", "--read-data"])
     assert checked == 0
-    folder = ("-r", str(tmp_path / "reference"), "--cache-dir", str(tmp_path / "ref-cache"))
-    assert main([*folder, "init"]) == 0
-    ref = _finished(_cli(env, *folder, "backup", *site, "--all", "--json"))
-    reference = {o["course_id"]: o["snapshot"] for o in json.loads(ref)}
     for outcome in stored:
         ours, theirs = tmp_path / "ours.mbz", tmp_path / "theirs.mbz"
         assert main([*map(str, here), "export", outcome["snapshot"], "-o", str(ours)]) == 0
