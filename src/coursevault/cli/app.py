@@ -11,6 +11,7 @@ line on stderr; ``--debug`` (or COURSEVAULT_DEBUG=1) shows the traceback.
 
 import contextlib
 import copy
+import functools
 import gc
 import importlib
 import os
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@functools.cache
 def root_command() -> TyperGroup:
     """The click group of ``app``, whose subcommands are built when asked for.
 
@@ -172,7 +174,9 @@ def root_command() -> TyperGroup:
     and type hints: 0.05 s a run for twenty commands, of which one runs.
     The group is built here without them, and :class:`_CommandsOnDemand`
     gives it each one as typer would have built it, the first time it is
-    named (``--help`` lists, and so builds, them all).
+    named (``--help`` lists, and so builds, them all).  Built once a
+    process: a script (or a test) calling ``main`` again and again read
+    the command's type hints each time.
     """
     bare = copy.copy(app)
     bare.registered_commands, bare.registered_groups = [], []
