@@ -12,6 +12,7 @@ key SQLite has), text is ``LONGTEXT`` on MySQL as Moodle makes it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -106,13 +107,19 @@ def column_type(code: str) -> sa.types.TypeEngine[object]:
 def moodle_metadata(
     prefix: str = DEFAULT_PREFIX, tables: Iterable[str] | None = None
 ) -> sa.MetaData:
-    """Moodle 4.5's tables (all, or the ones named, without prefix) on one new MetaData.
+    """Moodle 4.5's tables (all, or the ones named, without prefix) on one MetaData.
 
     Index and key names carry the prefix as Moodle's installer names them
     (``mdl_cour_cat_ix``), so a site created here and one Moodle installed
-    have the same schema, name for name.
+    have the same schema, name for name.  Made once a process for each
+    prefix and set of tables (494 tables took 1 s to make, for each demo
+    site a test or script built), so it is shared: add nothing to it.
     """
-    wanted = None if tables is None else set(tables)
+    return _metadata(prefix, None if tables is None else frozenset(tables))
+
+
+@functools.lru_cache(maxsize=16)
+def _metadata(prefix: str, wanted: frozenset[str] | None) -> sa.MetaData:
     metadata = sa.MetaData()
     for tdef in table_defs():
         if wanted is None or tdef.name in wanted:
@@ -151,20 +158,34 @@ def create_schema(conn: sa.Connection, metadata: sa.MetaData) -> None:
     1,606 for Moodle's schema.  On MariaDB each ``CREATE INDEX`` rebuilds
     its table, so the indexes go inside ``CREATE TABLE`` instead (30 s ->
     2.7 s, measured on the test server); PostgreSQL takes the whole schema
-    as one string in its transaction.  SQLite keeps ``create_all`` (0.5 s).
+    as one string in its transaction.  SQLite takes them one by one (0.5 s).
     """
-    dialect = conn.dialect
+    for statement in _ddl(metadata, conn.dialect):
+        conn.exec_driver_sql(statement)
+
+
+def _ddl(metadata: sa.MetaData, dialect: sa.Dialect) -> list[str]:
+    """The statements that make ``metadata``'s tables on ``dialect``, kept
+    on the metadata (compiling them took 1 s of a demo site's 3.7)."""
+    cache: dict[object, list[str]] = metadata.info.setdefault("coursevault_ddl", {})
+    key = (dialect.name, getattr(dialect, "server_version_info", None))
+    if key in cache:
+        return cache[key]
+    tables = metadata.sorted_tables
     if dialect.name in ("mysql", "mariadb"):
-        for table in metadata.sorted_tables:
-            conn.exec_driver_sql(_mysql_create_table(table, dialect))
-    elif dialect.name == "postgresql":
-        statements = [str(CreateTable(t).compile(dialect=dialect)) for t in metadata.sorted_tables]
-        for table in metadata.sorted_tables:
-            ordered = sorted(table.indexes, key=lambda i: str(i.name))
-            statements += [str(CreateIndex(i).compile(dialect=dialect)) for i in ordered]
-        conn.exec_driver_sql(";\n".join(s.strip() for s in statements))
+        statements = [_mysql_create_table(table, dialect) for table in tables]
     else:
-        metadata.create_all(conn, checkfirst=False)
+        creates = [str(CreateTable(t).compile(dialect=dialect)).strip() for t in tables]
+        indexes = [
+            str(CreateIndex(i).compile(dialect=dialect)).strip()
+            for t in tables
+            for i in sorted(t.indexes, key=lambda i: str(i.name))
+        ]
+        statements = creates + indexes
+        if dialect.name == "postgresql":
+            statements = [";\n".join(statements)]
+    cache[key] = statements
+    return statements
 
 
 def _mysql_create_table(table: sa.Table, dialect: sa.Dialect) -> str:
