@@ -157,8 +157,10 @@ class Lock:
 
     def _try(self) -> LockInfo | None:
         """Create, then look: None if held now, else the lock that conflicts."""
-        self.backend.write(self.key, self._payload())
+        # held before the write: an interrupt right after it must not leave a
+        # lock that release() thinks it never took (deleting none is no error)
         self._held = True
+        self.backend.write(self.key, self._payload())
         self._last_refresh = time.time()
         for other in list_locks(self.backend):
             if other.key == self.key or other.is_stale():

@@ -74,16 +74,23 @@ class WriteSession:
         self.repo = repo
         self.session = secrets.token_hex(16)
         self._lock = repo.lock(exclusive=False, operation=operation)
+        try:
+            self._start(dictionary)
+        except BaseException:
+            # an error, or Ctrl-C / SIGTERM, before the caller holds the
+            # session: nobody could abort it, and its lock stayed (one
+            # SIGTERM in a few dozen, sent as the pending index appeared)
+            self._abandon_start()
+            raise
+
+    def _start(self, dictionary: ObjectId | None) -> None:
+        repo = self.repo
         # The catalog was synced when the repository was opened; a prune may have
         # run since (it needs the exclusive lock, so not from here on).  Dedup
         # against a stale catalog would reference deleted objects: sync again.
-        try:
-            repo.sync_catalog()
-            # what was committed by then was deduplicated against (see _commit)
-            self._index_seen = repo.catalog.index_files()
-        except BaseException:
-            self._lock.release()
-            raise
+        repo.sync_catalog()
+        # what was committed by then was deduplicated against (see _commit)
+        self._index_seen = repo.catalog.index_files()
         cfg = repo.config
         self.pack_size = int(cfg["pack_size"])
         self._block_size = int(cfg["block_size"])
@@ -100,11 +107,7 @@ class WriteSession:
         self._fresh_bytes = 0
         self._dict_made = False
         if dictionary is not None:
-            try:
-                self._use_dictionary(dictionary)
-            except BaseException:
-                self._lock.release()
-                raise
+            self._use_dictionary(dictionary)
         self._pack = self._new_pack()
         self._decoded: dict[int, bytes] = {}
         self._pending = PendingIndex()
@@ -116,6 +119,21 @@ class WriteSession:
         self._indexed = False
         self._stats = WriteStats()
         self._closed = False
+
+    def _abandon_start(self) -> None:
+        """Undo what ``_start`` made before it stopped, and free the lock."""
+        made = self.__dict__
+        try:
+            if "_pack" in made:
+                self._pack.detach()
+            if "_uploads" in made:
+                self._uploads.close()
+            if "_pending" in made:
+                self._pending.close()
+        finally:
+            self._lock.release()
+            if made.get("_dict") is not None:
+                self.repo.forget_dictionary(made["_dict"][0])
 
     def _new_pack(self) -> PackWriter:
         pack = PackWriter(
