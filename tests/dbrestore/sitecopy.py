@@ -27,7 +27,7 @@ from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
-from dbbackup.refsite import RefSite
+from dbbackup.refsite import RefSite, copy_template
 
 TEMPLATE_TRIES = 5
 HOW = 'run scripts/test, or eval "$(bash scripts/refsite)" first'
@@ -61,7 +61,8 @@ def _autocommit(url: sa.URL) -> sa.Engine:
 
 def _postgres_copy(source: str, name: str, site_dir: Path) -> None:
     engine = _autocommit(_admin_url(source, "postgres"))
-    template = _copy_template(engine, str(sa.make_url(source).database))
+    with engine.connect() as conn:
+        template = copy_template(conn, str(sa.make_url(source).database))
     try:
         for attempt in range(TEMPLATE_TRIES):
             try:
@@ -77,19 +78,6 @@ def _postgres_copy(source: str, name: str, site_dir: Path) -> None:
     finally:
         engine.dispose()
     _load_postgres_dump(source, name, site_dir)
-
-
-def _copy_template(engine: sa.Engine, site: str) -> str:
-    """``SITE_template`` when scripts/refsite made it: a copy of the site no
-    session may connect to, so copying it never waits for the other tests
-    (or worktrees) reading the site -- with the site itself as template,
-    the copy fell back to loading the dump in 30-40 s of a suite run."""
-    with engine.connect() as conn:
-        found = conn.exec_driver_sql(
-            "SELECT datname FROM pg_database WHERE datname = %s AND NOT datallowconn",
-            (f"{site}_template",),
-        ).scalar()
-    return str(found or site)
 
 
 def _load_postgres_dump(source: str, name: str, site_dir: Path) -> None:
