@@ -168,7 +168,10 @@ class FileStore:
         self._mkdir(self.dataroot / "filedir")
 
     def _mkdir(self, folder: Path) -> None:
-        missing = [f for f in (folder, *folder.parents) if not f.exists()]
+        missing, up = [], folder
+        while not up.exists() and up != up.parent:  # up to the first that exists
+            missing.append(up)
+            up = up.parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
