@@ -728,21 +728,23 @@ def demo_site(
     db_url: str,
     dataroot: str,
     *,
-    size: str = "S",
-    seed: int = 1,
-    courses: int = 1,
+    size: str | None = None,
+    seed: int | None = None,
+    courses: int | None = None,
     churn: bool = False,
     at: str | None = None,
     prefix: str = "mdl_",
 ) -> DemoSiteReport:
-    """Build a Moodle 4.5 demo site in an empty database, or (``churn``) apply
-    its next night of activity, dated ``at`` (ISO 8601; default now).
+    """Build a Moodle 4.5 demo site in an empty database (``size`` S, ``seed``
+    1 and one course unless given), or (``churn``) apply its next night of
+    activity, dated ``at`` (ISO 8601; default now).
     Imported here, not at the top: SQLAlchemy and Moodle's 494 tables are no
     part of the other commands' start-up."""
     if not db_url:
         raise BadInputError("no database given: use --db URL (an SQLAlchemy URL)")
     if not dataroot:
         raise BadInputError("no dataroot given: use --dataroot DIR")
+    _demo_options_agree(churn, size=size, seed=seed, courses=courses, at=at)
     from coursevault.moodledb import check_prefix
 
     check_prefix(prefix)
@@ -753,7 +755,29 @@ def demo_site(
         return churn_demo_site(db_url, dataroot, prefix=prefix, when=when)
     from coursevault.moodledb.demosite import build_demo_site
 
-    return build_demo_site(db_url, dataroot, size=size, seed=seed, courses=courses, prefix=prefix)
+    return build_demo_site(
+        db_url,
+        dataroot,
+        size=size or "S",
+        seed=1 if seed is None else seed,
+        courses=1 if courses is None else courses,
+        prefix=prefix,
+    )
+
+
+def _demo_options_agree(churn: bool, **given: object) -> None:
+    """Refuse what one kind of demo-site run would silently ignore: a night
+    changes the site as it was built (its size, seed and courses are in its
+    database), and only a night has a time."""
+    if churn:
+        shaping = [name for name in ("size", "seed", "courses") if given[name] is not None]
+        if shaping:
+            raise UsageError(
+                f"--{shaping[0]} shapes a new demo site: --churn changes the site "
+                "as it was built (leave out --size, --seed and --courses)"
+            )
+    elif given["at"] is not None:
+        raise UsageError("--time dates a night of activity: use it with --churn")
 
 
 def _no_journal(repo: Repository) -> bool:

@@ -265,6 +265,19 @@ def test_the_command_prints_what_it_made(
     assert "no filedir/" in capsys.readouterr().err and not (tmp_path / "typo").exists()
     assert main(["demo-site", "--db", db, "--dataroot", str(tmp_path / "d"), "--churn"]) == 0
     assert "night 2" in capsys.readouterr().out
+    # what one kind of run would ignore is refused, and the site stays as it is
+    site = ["demo-site", "--db", db, "--dataroot", str(tmp_path / "d")]
+    for extra, says in (
+        (["--churn", "--size", "M"], "--size shapes a new demo site"),
+        (["--churn", "--seed", "1"], "--seed shapes a new demo site"),
+        (["--churn", "--courses", "3"], "--courses shapes a new demo site"),
+        (["--time", "2026-01-01T00:00:00Z"], "use it with --churn"),
+    ):
+        assert main([*site, *extra]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert main([*site, "--churn", "--json"]) == 0
+    assert '"night": 3' in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql", "mariadb"])

@@ -28,10 +28,18 @@ def demo_site(
         ),
     ] = "",
     size: Annotated[
-        str, typer.Option("--size", help="Course size as Moodle's course generator: S or M.")
-    ] = "S",
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same site, row for row.")] = 1,
-    courses: Annotated[int, typer.Option("--courses", help="How many courses of that size.")] = 1,
+        str | None,
+        typer.Option(
+            "--size", help="Course size as Moodle's course generator: S or M.  [default: S]"
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option("--seed", help="Same seed, same site, row for row.  [default: 1]"),
+    ] = None,
+    courses: Annotated[
+        int | None, typer.Option("--courses", help="How many courses of that size.  [default: 1]")
+    ] = None,
     churn: Annotated[
         bool,
         typer.Option(
