@@ -233,7 +233,7 @@ def check(
 ) -> CheckReport:
     from coursevault.store.check import check_repository  # as the other maintenance commands
 
-    with repo.lock(exclusive=False, operation="check"), bypassed(repo.backend):
+    with repo.lock(exclusive=False, operation="check", reads_only=True), bypassed(repo.backend):
         return check_repository(repo, read_data=read_data, progress=progress)
 
 
@@ -806,6 +806,7 @@ def sync(
     password: Password = None,
     destination_password: Password = None,
     jobs: int | None = None,
+    no_lock: bool = False,
 ) -> SyncReport:
     """Copy into the repository at ``destination`` what it lacks of the
     snapshots of ``courses`` (all if None) at ``source``
@@ -814,7 +815,9 @@ def sync(
     included -- (not by a dry run).  ``destination_password`` opens an
     encrypted destination (default: ``password``).  Requests and bytes are
     counted on both sides, catalog syncs included.  ``jobs``: packs read
-    and written at once (default ``replicate.SYNC_JOBS``)."""
+    and written at once (default ``replicate.SYNC_JOBS``).  ``no_lock``:
+    the source is read without a lock (the destination is written, so it
+    is locked all the same)."""
     from coursevault.errors import RepositoryExistsError
     from coursevault.store.replicate import (
         MAX_SYNC_JOBS,
@@ -839,6 +842,7 @@ def sync(
     wrap = disk_cache if source.startswith("s3://") else None
     with Repository.open(src_backend, cache_dir=cache_dir, password=password, wrap=wrap) as src:
         src.lock_wait = lock_wait
+        src.no_lock = no_lock
         require_courses(src, courses)
         dst_config = read_config(dst_backend)
         initialized = False

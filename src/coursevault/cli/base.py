@@ -109,6 +109,15 @@ WaitOpt = Annotated[
     ),
 ]
 
+NO_LOCK_HELP = (
+    "Read the repository without locking it, for a repository this host may only read "
+    "(read-only mount or credentials, object lock).  A prune elsewhere meanwhile makes "
+    "the command fail; it never reads wrong data."
+)
+NoLockOpt = Annotated[
+    bool, typer.Option("--no-lock", help=NO_LOCK_HELP, callback=_or_before_command)
+]
+
 
 def cache_dir_for(cache_dir: str | None) -> str | None:
     if cache_dir:
@@ -187,8 +196,16 @@ def location_label(location: str) -> str:
 
 
 def open_repo(
-    repo: str, cache_dir: str | None, catalog: str | None, *, sync: bool = True, wait: float = 0.0
+    repo: str,
+    cache_dir: str | None,
+    catalog: str | None,
+    *,
+    sync: bool = True,
+    wait: float = 0.0,
+    no_lock: bool = False,
 ) -> api.Repository:
+    """The repository, opened with the common options.  ``--no-lock`` before
+    any command reaches it too, so a command that writes refuses it."""
     opened = api.open_repository(
         repo,
         cache_dir=cache_dir_for(cache_dir),
@@ -198,8 +215,17 @@ def open_repo(
         remote=remote_options(),
         password=password,
     )
+    opened.no_lock = no_lock or root_no_lock()
     print_notices(opened)
     return opened
+
+
+def root_no_lock() -> bool:
+    """Whether ``--no-lock`` came before the command."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    return bool(ctx is not None and ctx.find_root().params.get("no_lock"))
 
 
 def print_notices(repo: api.Repository) -> None:
@@ -265,6 +291,7 @@ def _main(
         typer.Option("--password-file", help="File holding an encrypted repository's "
                      "passphrase (or COURSEVAULT_PASSWORD_FILE, COURSEVAULT_PASSWORD)."),
     ] = None,
+    no_lock: Annotated[bool, typer.Option("--no-lock", help=NO_LOCK_HELP)] = False,
 ) -> None:
     """Incremental, deduplicated history of Moodle course backups.
 

@@ -13,6 +13,7 @@ from coursevault.cli.base import (
     CacheOpt,
     CatalogOpt,
     JsonOpt,
+    NoLockOpt,
     RepoOpt,
     WaitOpt,
     app,
@@ -118,10 +119,11 @@ def check(
     ] = False,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
+    no_lock: NoLockOpt = False,
 ) -> None:
     """Verify that every snapshot is complete (and, with --read-data, every byte)."""
     with (
-        open_repo(repo, cache_dir, catalog, wait=wait) as r,
+        open_repo(repo, cache_dir, catalog, wait=wait, no_lock=no_lock) as r,
         output.progress_bar("check", enabled=not json_out, unit="packs") as bar,
     ):
         report = api.check(r, read_data=read_data, progress=bar)

@@ -14,6 +14,7 @@ from coursevault.cli.base import (
     CacheOpt,
     CatalogOpt,
     JsonOpt,
+    NoLockOpt,
     RepoOpt,
     WaitOpt,
     app,
@@ -65,6 +66,7 @@ def restore(
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
+    no_lock: NoLockOpt = False,
 ) -> None:
     """Restore a snapshot straight into a Moodle database, all or nothing.
 
@@ -85,7 +87,7 @@ def restore(
     # exit 130 would tell a user the course was not restored when it was
     window = api.CommitWindow()
     try:
-        with open_repo(repo, cache_dir, catalog, wait=wait) as r:
+        with open_repo(repo, cache_dir, catalog, wait=wait, no_lock=no_lock) as r:
             report = api.restore_to_database(r, request, window)
         if json_out:
             output.print_json(report)

@@ -16,6 +16,7 @@ from coursevault.cli.base import (
     CacheOpt,
     CatalogOpt,
     JsonOpt,
+    NoLockOpt,
     RepoOpt,
     WaitOpt,
     app,
@@ -118,6 +119,7 @@ def export(
     catalog: CatalogOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
+    no_lock: NoLockOpt = False,
 ) -> None:
     """Rebuild a snapshot as an .mbz archive that Moodle restores."""
     if not out:
@@ -125,7 +127,7 @@ def export(
     stream = _stdout_for_archive(json_out) if out == "-" else None
     label = "standard output" if stream else os.path.basename(out)
     with (
-        open_repo(repo, cache_dir, catalog, wait=wait) as r,
+        open_repo(repo, cache_dir, catalog, wait=wait, no_lock=no_lock) as r,
         output.progress_bar(f"export {label}", enabled=not json_out) as bar,
     ):
         result = api.export(r, snapshot, stream or out, fmt=fmt, level=level, progress=bar,

@@ -12,6 +12,7 @@ from coursevault.cli.base import (
     CacheOpt,
     JsonOpt,
     WaitOpt,
+    _or_before_command,
     app,
     cache_dir_for,
     password,
@@ -51,6 +52,15 @@ def sync(
     cache_dir: CacheOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
+    no_lock: Annotated[
+        bool,
+        typer.Option(
+            "--no-lock",
+            help="Read SOURCE without locking it, for a source this host may only read "
+            "(DESTINATION is locked all the same).",
+            callback=_or_before_command,
+        ),
+    ] = False,
 ) -> None:
     """Copy into DESTINATION the objects and snapshots it lacks, verifying every object."""
     with output.progress_bar("sync", enabled=not json_out) as bar:
@@ -68,6 +78,7 @@ def sync(
                 None if to_password_file is None else lambda: read_password_file(to_password_file)
             ),
             jobs=jobs,
+            no_lock=no_lock,
         )
     for note in report.notes:
         output.error(note, "warning")

@@ -179,7 +179,7 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
     owned = window is None
     window = window or CommitWindow()
     try:
-        with repo.lock(exclusive=False, operation="restore"):
+        with repo.lock(exclusive=False, operation="restore", reads_only=True):
             index = ArchiveIndex(repo.get, bytes.fromhex(snap.root))
             engine = open_engine(request.db_url, existing=True)
             try:

@@ -92,7 +92,7 @@ def export_snapshot(
     """
     validate_level(level)
     record = repo.read_snapshot(snap_id)
-    with repo.lock(exclusive=False, operation="export"):
+    with repo.lock(exclusive=False, operation="export", reads_only=True):
         tree = load_archive(repo.get, bytes.fromhex(record["root"]))
         fmt = fmt or str(tree.layout.get("format", "tgz"))
         if fmt not in FORMATS:

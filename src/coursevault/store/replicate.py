@@ -306,7 +306,7 @@ def sync_repositories(
     if dst is not None:
         keys = dst.backend.keys if isinstance(dst.backend, EncryptedBackend) else None
         check_compatible(src, dst.config, dst.backend.location(), opened=keys)
-    locks = [src.lock(exclusive=False, operation="sync (source)")]
+    locks = [src.lock(exclusive=False, operation="sync (source)", reads_only=True)]
     try:
         if dst is not None and not dry_run:
             locks.append(dst.lock(exclusive=False, operation="sync"))

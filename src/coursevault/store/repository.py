@@ -24,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from coursevault.errors import (
+    BackendError,
     BadInputError,
     CatalogDamagedError,
     CorruptionError,
     FormatVersionError,
     NoRepositoryError,
     RepositoryExistsError,
+    UsageError,
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
@@ -288,15 +290,38 @@ class Repository(SnapshotRecords, DictionaryReads):
     # How many packs a write session uploads at once (store/uploads.py); the
     # API raises it for a remote repository, where uploads take time.
     pack_uploads: int = 1
+    # Read without a lock (--no-lock): a repository this host may only read
+    # (a read-only mount, S3 credentials without write rights, an object lock)
+    # can still be checked, exported and restored from.  A prune elsewhere
+    # meanwhile can then take packs from under the reader, which fails (every
+    # object is verified as it is read) rather than reading wrong bytes.
+    no_lock: bool = False
 
-    def lock(self, *, exclusive: bool, operation: str) -> Lock:
+    def lock(self, *, exclusive: bool, operation: str, reads_only: bool = False) -> Lock:
         """A shared or exclusive lock, waited for up to ``lock_wait`` seconds.
         After a wait the catalog is synced again (a prune may have moved
         objects meanwhile).  Holding the exclusive one, no writer is half-way
         through a commit: a snapshot whose writer died after moving its head
         is written now (``series.publish_all``), before prune or forget decide
-        what snapshots there are."""
-        held = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
+        what snapshots there are.  ``reads_only``: the operation writes
+        nothing to the repository, so with ``no_lock`` it goes without one."""
+        if self.no_lock:
+            if exclusive or not reads_only:
+                raise UsageError(
+                    f"--no-lock is for commands that only read: {operation} writes to the "
+                    "repository and must lock it"
+                )
+            return Lock(self.backend, False, operation)  # never taken: writes nothing
+        try:
+            held = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
+        except BackendError as exc:
+            if not reads_only:
+                raise
+            raise BackendError(
+                f"{exc} (if this host may only read the repository, --no-lock reads it "
+                "without a lock)",
+                retryable=exc.retryable,
+            ) from exc
         try:
             if held.waited:
                 self.sync_catalog()
