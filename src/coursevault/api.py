@@ -229,12 +229,53 @@ def repository_stats(repo: Repository) -> dict[str, Any]:
 
 
 def check(
-    repo: Repository, *, read_data: bool = False, progress: Callable[[int, int], None] | None = None
+    repo: Repository,
+    *,
+    read_data: bool = False,
+    subset: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> CheckReport:
+    """Check the repository; ``read_data`` reads every pack, ``subset``
+    (``--read-data-subset``, :func:`pack_subset`) some of them."""
     from coursevault.store.check import check_repository  # as the other maintenance commands
 
+    read_packs = None if subset is None else pack_subset(subset)
     with repo.lock(exclusive=False, operation="check", reads_only=True), bypassed(repo.backend):
-        return check_repository(repo, read_data=read_data, progress=progress)
+        return check_repository(
+            repo, read_data=read_data or read_packs is not None, read_packs=read_packs,
+            progress=progress,
+        )
+
+
+def pack_subset(text: str) -> Callable[[list[str]], list[str]]:
+    """The packs ``--read-data-subset`` reads, as restic's option of that
+    name picks them: ``N/T`` the N-th of T groups, by the first 4 bytes of
+    each pack's id -- the groups 1..T cover every pack once, so reading group
+    (day of the week)/7 each night reads the whole repository in a week --
+    or ``P%`` that share of the packs, picked at random (at least one)."""
+    import re
+
+    if m := re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*", text):
+        n, t = int(m[1]), int(m[2])
+        if not 1 <= n <= t:
+            raise UsageError(f"--read-data-subset {text}: N/T needs 1 <= N <= T")
+        return lambda names: [name for name in names if int(name[:8], 16) % t == n - 1]
+    if m := re.fullmatch(r"\s*(\d{1,3}(?:\.\d+)?)\s*%\s*", text):
+        share = float(m[1])
+        if not 0 < share <= 100:
+            raise UsageError(f"--read-data-subset {text}: a share is more than 0 and at most 100%")
+
+        def sample(names: list[str]) -> list[str]:
+            import random
+
+            count = min(len(names), max(1, round(len(names) * share / 100)))
+            return sorted(random.sample(names, count))
+
+        return sample
+    raise UsageError(
+        f"--read-data-subset {text!r}: give N/T (the N-th of T groups of packs, "
+        "e.g. 3/7) or P% (that share of the packs at random, e.g. 10%)"
+    )
 
 
 def rebuild_index(repo: Repository) -> dict[str, Any]:

@@ -117,16 +117,28 @@ def check(
     read_data: Annotated[
         bool, typer.Option("--read-data", help="Also read every pack and verify every object.")
     ] = False,
+    read_data_subset: Annotated[
+        str | None,
+        typer.Option(
+            "--read-data-subset",
+            metavar="N/T|P%",
+            help="Read and verify only some packs: the N-th of T groups (N/T: reading "
+            "group 1, 2, ... T on T nights reads them all) or P% of them at random.",
+        ),
+    ] = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
     no_lock: NoLockOpt = False,
 ) -> None:
     """Verify that every snapshot is complete (and, with --read-data, every byte)."""
+    if read_data_subset is not None:
+        api.pack_subset(read_data_subset)  # a wrong value refused before the repository opens
     with (
         open_repo(repo, cache_dir, catalog, wait=wait, no_lock=no_lock) as r,
         output.progress_bar("check", enabled=not json_out, unit="packs") as bar,
     ):
-        report = api.check(r, read_data=read_data, progress=bar)
+        report = api.check(r, read_data=read_data, subset=read_data_subset, progress=bar)
+    read = read_data or read_data_subset is not None
     summary = {
         "ok": report.ok,
         "snapshots": report.snapshots,
@@ -134,6 +146,7 @@ def check(
         "packs": report.packs,
         "objects": report.objects,
         "reachable_objects": report.reachable,
+        "packs_read": report.packs_read,
         "bytes_read": report.bytes_read,
         "errors": len(report.errors),
         "warnings": len(report.problems) - len(report.errors),
@@ -150,7 +163,8 @@ def check(
         output.out.print(
             f"checked {report.snapshots} snapshots, {report.index_files} index files, "
             f"{report.packs} packs, {report.objects} objects"
-            + (f", read {output.human_bytes(report.bytes_read)}" if read_data else "")
+            + (f", read {output.human_bytes(report.bytes_read)}" if read else "")
+            + (f" ({report.packs_read} of {report.packs} packs)" if read_data_subset is not None else "")
             + f": {verdict}, {summary['warnings']} warnings"
         )
     if not report.ok:
