@@ -280,3 +280,26 @@ def test_an_encrypted_repository_in_a_bucket(
     assert res.code == 0 and "no errors" in res.out, res.out + res.err
     monkeypatch.setenv("COURSEVAULT_PASSWORD", "not it")
     assert cv("snapshots", "-r", s3repo).code == 12
+
+
+def test_read_only_credentials_export_and_check_with_no_lock(
+    cv, s3repo: str, s3_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A restore host whose S3 key may only read: the service answers
+    AccessDenied to every write, the lock's too.  --no-lock reads without one."""
+    assert cv("init", s3repo).code == 0
+    assert cv("ingest", "-r", s3repo, str(COURSES[0])).code == 0
+    [snap] = snapshots(cv, s3repo)
+    s3_proxy.faults += [Fault("PUT", "/", 403, "AccessDenied"),
+                        Fault("DELETE", "/", 403, "AccessDenied")]
+    s3_proxy.clear()
+    out = tmp_path / "out.mbz"
+    res = cv("export", "-r", s3repo, str(snap["id"])[:12], "-o", out)
+    assert res.code == 1 and len(res.err.strip().splitlines()) == 1, res.err
+    assert "AccessDenied" in res.err and "/locks/" in res.err and "--no-lock" in res.err
+    res = cv("export", "-r", s3repo, str(snap["id"])[:12], "-o", out, "--no-lock")
+    assert res.code == 0, res.err
+    assert read_members(out) == read_members(COURSES[0])
+    res = cv("--no-lock", "check", "-r", s3repo, "--read-data")
+    assert res.code == 0, res.err
+    assert s3_proxy.requests["PUT"] == 1 and s3_proxy.requests["DELETE"] == 0  # the refused lock
