@@ -30,6 +30,7 @@ from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, zip_entry_fie
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
+from coursevault.snapshot.memberentries import MemberEntries
 from coursevault.snapshot.source import SPOOL_IN_MEMORY, ArchiveSource, Source, SourceHead
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
@@ -117,13 +118,12 @@ def ingest_source(
 @dataclass
 class _Stored:
     """What storing the members gave: each member's entry and content, the
-    stored inputs to remember once the snapshot is committed (spooled to
-    disk, not held: a row a member), the .ARCHIVE_INDEX."""
+    stored inputs to remember once the snapshot is committed (both spooled
+    to disk, not held: a record a member), the .ARCHIVE_INDEX."""
 
     inputs: PendingInputs
-    entries: list[tuple[MemberInfo, dict[str, Any], ObjectId | None]] = field(default_factory=list)
+    entries: MemberEntries
     index_raw: bytes | None = None
-    index_pos: int = -1
 
 
 def _ingest(
@@ -132,8 +132,8 @@ def _ingest(
     head = source.head
     archive = os.path.basename(source.name)  # as the snapshot records it; errors name it as given
     result = IngestResult("", head.key, format_time(head.epoch), archive, source.layout.format)
-    with PendingInputs() as inputs:
-        stored = _Stored(inputs)
+    with PendingInputs() as inputs, MemberEntries() as entries:
+        stored = _Stored(inputs, entries)
         _store_members(session, repo, source, result, progress, stored)
         snapshot = _commit(session, repo, source, result, stored)
     result.snapshot = snapshot
@@ -188,8 +188,7 @@ def _store_members(
         if entry["kind"] == "file":
             if member.path == INDEX_NAME and tgz:
                 stored.index_raw = stream.read()
-                stored.index_pos = len(stored.entries)
-                stored.entries.append((member, entry, None))
+                stored.entries.hold_index(member, entry)
                 result.bytes_read += len(stored.index_raw)
                 continue
             if member.path.endswith(".xml"):
@@ -203,7 +202,7 @@ def _store_members(
             if content is None:
                 entry["content"] = "empty"
         result.bytes_read += member.size
-        stored.entries.append((member, entry, content))
+        stored.entries.append(member, entry, content)
         if progress is not None:  # each member: one can take seconds (a 20 MB forum.xml)
             progress(result.bytes_read, 0)
         session.refresh_lock()
@@ -298,25 +297,29 @@ def _put_archive(session: WriteSession, layout: ArchiveLayout, stored: _Stored) 
     """The archive's tree: its members' list, their times, its container facts."""
     entries = stored.entries
     # .ARCHIVE_INDEX: regenerate it from the entries when that gives the same bytes
-    if stored.index_raw is not None:
+    index_body: bytes = b""  # the held .ARCHIVE_INDEX's (its record has none)
+    index_content: ObjectId | None = None
+    if stored.index_raw is not None and entries.index is not None:
         regen = render_archive_index(
-            (m.name, m.is_dir, m.size, m.mtime)
-            for i, (m, _e, _c) in enumerate(entries)
-            if i != stored.index_pos
+            (m.name, m.is_dir, m.size, m.mtime) for m in entries if m.body is not None
         )
-        m, e, _c = entries[stored.index_pos]
+        _m, e = entries.index
         if regen == stored.index_raw:
             e["content"] = "archive-index"
         else:
             e["content"] = "blob"
-            entries[stored.index_pos] = (m, e, session.put(ObjectType.BLOB, stored.index_raw))
+            index_content = session.put(ObjectType.BLOB, stored.index_raw)
+        index_body = encode_member(e)
 
     member_list = ListBuilder(session)
-    for _m, e, cid in entries:
-        member_list.append(session.put_tree([cid] if cid is not None else [], encode_member(e)))
-    mtimes = session.put(ObjectType.BLOB, encode_mtimes([m.mtime for m, _e, _c in entries]))
+    mtimes: list[int] = []
+    for m in entries:
+        body, cid = (m.body, m.content) if m.body is not None else (index_body, index_content)
+        member_list.append(session.put_tree([cid] if cid is not None else [], body))
+        mtimes.append(m.mtime)
+    times = session.put(ObjectType.BLOB, encode_mtimes(mtimes))
     return session.put_tree(
-        [member_list.finish(), mtimes],
+        [member_list.finish(), times],
         encode_archive(
             {
                 "format": layout.format,
