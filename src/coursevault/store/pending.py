@@ -111,6 +111,9 @@ class PendingIndex:
         size = len(self._bits) * 2
         while self.count * 16 > size * 8:
             size *= 2
+        # the old filter let go first: it is rebuilt from the file, not from
+        # it, and both at once were the peak of a big backup (4 + 8 MiB)
+        self._bits = bytearray()
         self._bits = bits = bytearray(size)
         self._mask = mask = len(bits) * 8 - 1
         step = ADD_CHUNK * _REC.size
