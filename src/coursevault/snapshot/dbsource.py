@@ -29,7 +29,7 @@ from coursevault.errors import SiteError
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.snapshot.source import SourceHead, validate_course_key
-from coursevault.store.spool import ScratchFile
+from coursevault.store.spool import RecordSpool, ScratchFile
 from coursevault.structure.context import BackupRun
 from coursevault.structure.plan import FileRef, Progress, Spooled
 
@@ -98,8 +98,6 @@ class DatabaseSource:
         }
 
     def members(self) -> Iterator[tuple[MemberInfo, Any]]:
-        # payload: where in the spool (Spooled), a FileRef, or None (a folder)
-        made: list[tuple[MemberInfo, Any]] = []
         seen_dirs: set[str] = set()
         # One spool for every member made: the index must come first, so all
         # are made before any is handed on.  On disk from the first byte: a
@@ -107,37 +105,45 @@ class DatabaseSource:
         # course of 1,000 users and 300 activities (130 MB of XML) first
         # filled it and then copied it out at once -- 8 MiB and a copy of
         # it at the peak of making the members, memory a small course never
-        # needs (issue 21: peak RSS flat from S to M).
-        with ScratchFile(prefix="coursevault-course-") as spool:
+        # needs (issue 21: peak RSS flat from S to M).  The list of members
+        # made waits on disk too (``_made``): held, 460 bytes a member.
+        with (
+            ScratchFile(prefix="coursevault-course-") as spool,
+            RecordSpool("coursevault-made-") as made,
+        ):
             # rendered members are written into the spool as they are made:
             # never whole in memory (plan.execute)
             for path, data in course_members(self.run, self._progress, spool):
                 for folder in _folders(path):
                     if folder not in seen_dirs:
                         seen_dirs.add(folder)
-                        made.append((MemberInfo(folder, True, 0, DIR_MTIME), None))
+                        made.append((folder, True, 0, DIR_MTIME, None))
                 made.append(self._member(path, data))
             self.run.release()  # all made: storing them is the peak (BackupRun.release)
             trimmer = Trimmer(TRIM_EVERY)
             trimmer.trim()  # what making them freed
-            index = render_archive_index((m.name, m.is_dir, m.size, m.mtime) for m, _ in made)
+            index = render_archive_index(record[:4] for record in made)
             yield MemberInfo(INDEX_NAME, False, len(index), DIR_MTIME), io.BytesIO(index)
-            for member, payload in made:
-                trimmer.add(member.size)  # what storing the members before freed
-                if isinstance(payload, FileRef):
-                    with _open_file(payload) as stream:
-                        yield member, stream
-                elif payload is None:
+            for name, is_dir, size, mtime, payload in made:
+                member = MemberInfo(name, is_dir, size, mtime)
+                trimmer.add(size)  # what storing the members before freed
+                if payload is None:
                     yield member, io.BytesIO(b"")
+                elif len(payload) == 3:
+                    with _open_file(FileRef(*payload)) as stream:
+                        yield member, stream
                 else:
-                    yield member, _SpoolSlice(spool, payload.offset, payload.length)
+                    yield member, _SpoolSlice(spool, *payload)
 
-    def _member(self, path: str, data: bytes | FileRef | Spooled) -> tuple[MemberInfo, Any]:
+    def _member(self, path: str, data: bytes | FileRef | Spooled) -> tuple[Any, ...]:
+        """The record of a member made: name, folder or not, size, time and
+        where its bytes are -- (path, contenthash, size) of a file of the
+        file store, (offset, length) in the spool."""
         if isinstance(data, FileRef):
-            return MemberInfo(path, False, data.size, self._mtime), data
+            return path, False, data.size, self._mtime, (data.path, data.contenthash, data.size)
         if not isinstance(data, Spooled):  # course_members was handed the spool
             raise TypeError(f"{path}: a member not in the spool")
-        return MemberInfo(path, False, data.length, self._mtime), data
+        return path, False, data.length, self._mtime, (data.offset, data.length)
 
 
 class _SpoolSlice:

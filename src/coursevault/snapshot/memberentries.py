@@ -16,19 +16,14 @@ as bytes or regenerated is decided at commit, so its entry stays in memory
 
 from __future__ import annotations
 
-import marshal
-import struct
-import tempfile
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, NamedTuple
 
 from coursevault.moodle2.archive import MemberInfo
 from coursevault.store.ids import ObjectId
-from coursevault.store.spool import scratch_error
+from coursevault.store.spool import RecordSpool
 from coursevault.tree.nodes import encode_member
-
-_LENGTH = struct.Struct("<I")
 
 
 class StoredMember(NamedTuple):
@@ -48,12 +43,7 @@ class MemberEntries:
     """The stored members, in archive order, spooled to a temporary file."""
 
     def __init__(self) -> None:
-        try:
-            self._file = tempfile.TemporaryFile(prefix="coursevault-members-")  # noqa: SIM115 (closed by close)
-        except OSError as exc:
-            raise scratch_error("make", exc) from exc
-        self._count = 0
-        self._size = 0
+        self._spool = RecordSpool("coursevault-members-")
         # the .ARCHIVE_INDEX of a tar archive: its member and entry
         self.index: tuple[MemberInfo, dict[str, Any]] | None = None
 
@@ -63,13 +53,10 @@ class MemberEntries:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
+        self._spool.close()
 
     def __len__(self) -> int:
-        return self._count
+        return self._spool.count
 
     def append(self, member: MemberInfo, entry: dict[str, Any], content: ObjectId | None) -> None:
         """Spool a stored member (its entry is final: encoded now)."""
@@ -81,20 +68,9 @@ class MemberEntries:
         self._write(member, None, None)
 
     def _write(self, member: MemberInfo, body: bytes | None, content: ObjectId | None) -> None:
-        data = marshal.dumps((member.name, member.is_dir, member.size, member.mtime, body, content))
-        try:
-            self._file.seek(self._size)
-            self._file.write(_LENGTH.pack(len(data)) + data)
-        except OSError as exc:  # a full TMPDIR: named, not an internal error
-            raise scratch_error("write", exc) from exc
-        self._size += _LENGTH.size + len(data)
-        self._count += 1
+        self._spool.append((member.name, member.is_dir, member.size, member.mtime, body, content))
 
     def __iter__(self) -> Iterator[StoredMember]:
         """The members in the order appended, read back a record at a time."""
-        spool, at, end = self._file, 0, self._size
-        while at < end:
-            spool.seek(at)
-            (length,) = _LENGTH.unpack(spool.read(_LENGTH.size))
-            yield StoredMember(*marshal.loads(spool.read(length)))
-            at += _LENGTH.size + length
+        for record in self._spool:
+            yield StoredMember(*record)

@@ -13,10 +13,12 @@ that the backend's own atomic write makes durable.
 
 from __future__ import annotations
 
+import marshal
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, Self, runtime_checkable
 
 import blake3
 
@@ -180,11 +182,43 @@ class ScratchFile:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> ScratchFile:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RecordSpool(ScratchFile):
+    """Tuples of plain values (str, bytes, int, bool, None, tuples of them)
+    appended to a temporary file and read back in order, one at a time: a
+    list a writer needs again only at its end (one entry a member of a
+    course, say) held on disk instead of in memory.  ``marshal``: this
+    process writes and reads them, never anything else."""
+
+    _LENGTH = struct.Struct("<I")
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        self._size = 0
+        self.count = 0
+
+    def append(self, record: tuple[Any, ...]) -> None:
+        data = marshal.dumps(record)
+        self.seek(self._size)  # a read may have moved it
+        self.write(self._LENGTH.pack(len(data)) + data)
+        self._size += self._LENGTH.size + len(data)
+        self.count += 1
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        """The records appended before this began, in order."""
+        at, end, head = 0, self._size, self._LENGTH
+        while at < end:
+            self.seek(at)
+            (length,) = head.unpack(self.read(head.size))
+            record: tuple[Any, ...] = marshal.loads(self.read(length))
+            yield record
+            at += head.size + length
 
 
 def scratch_error(action: str, exc: OSError) -> ScratchError:
