@@ -30,6 +30,7 @@ from coursevault.store import keys
 from coursevault.store.backend import Backend, LocalBackend
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import SNAPSHOT_NAME
+from coursevault.store.checksubset import pack_subset as pack_subset
 from coursevault.store.consolidate import MERGE_MIN as MERGE_MIN
 from coursevault.store.diskcache import bypassed, disk_cache
 from coursevault.store.keys import Password
@@ -245,37 +246,6 @@ def check(
             repo, read_data=read_data or read_packs is not None, read_packs=read_packs,
             progress=progress,
         )
-
-
-def pack_subset(text: str) -> Callable[[list[str]], list[str]]:
-    """The packs ``--read-data-subset`` reads, as restic's option of that
-    name picks them: ``N/T`` the N-th of T groups, by the first 4 bytes of
-    each pack's id -- the groups 1..T cover every pack once, so reading group
-    (day of the week)/7 each night reads the whole repository in a week --
-    or ``P%`` that share of the packs, picked at random (at least one)."""
-    import re
-
-    if m := re.fullmatch(r"\s*(\d{1,9})\s*/\s*(\d{1,9})\s*", text):
-        n, t = int(m[1]), int(m[2])
-        if not 1 <= n <= t:
-            raise UsageError(f"--read-data-subset {text}: N/T needs 1 <= N <= T")
-        return lambda names: [name for name in names if int(name[:8], 16) % t == n - 1]
-    if m := re.fullmatch(r"\s*(\d{1,3}(?:\.\d+)?)\s*%\s*", text):
-        share = float(m[1])
-        if not 0 < share <= 100:
-            raise UsageError(f"--read-data-subset {text}: a share is more than 0 and at most 100%")
-
-        def sample(names: list[str]) -> list[str]:
-            import random
-
-            count = min(len(names), max(1, round(len(names) * share / 100)))
-            return sorted(random.sample(names, count))
-
-        return sample
-    raise UsageError(
-        f"--read-data-subset {text!r}: give N/T (the N-th of T groups of packs, "
-        "e.g. 3/7) or P% (that share of the packs at random, e.g. 10%)"
-    )
 
 
 def rebuild_index(repo: Repository) -> dict[str, Any]:
