@@ -399,6 +399,7 @@ def backup(
     for that course's tasks; ``jobs`` courses are backed up at once."""
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1, not {jobs}")
+    repo.refuse_no_lock("backup")  # before the site is read, not once per course
     from coursevault.snapshot.dbbackup import backup_courses
 
     return backup_courses(repo, request, progress=progress, jobs=jobs)

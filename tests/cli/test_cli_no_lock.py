@@ -95,8 +95,10 @@ def test_a_read_only_repository_is_read_with_no_lock(
         ["prune"],
         ["index", "rebuild"],
         ["repair", "packs"],
+        # refused before the database is opened (there is none), not per course
+        ["backup", "--db", "sqlite:///no-such-site.db", "--dataroot", "no-data", "--all"],
     ],
-    ids=["ingest", "forget", "prune", "index-rebuild", "repair"],
+    ids=["ingest", "forget", "prune", "index-rebuild", "repair", "backup"],
 )
 def test_a_command_that_writes_refuses_no_lock(
     argv: list[str], tmp_path: Path, cv: Callable[..., Any]
@@ -108,7 +110,9 @@ def test_a_command_that_writes_refuses_no_lock(
     result = cv("--no-lock", "-r", repo, *argv)
     assert result.code == 2 and result.err.count("\n") == 1, result
     assert "--no-lock is for commands that only read" in result.err
+    assert f": {argv[0]} writes" in result.err or argv[0] in ("index", "repair"), result.err
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+    assert cv("-r", repo, "runs", "--json").out.strip() == "[]"
 
 
 def test_a_course_is_restored_into_moodle_from_a_read_only_repository(

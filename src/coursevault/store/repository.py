@@ -297,6 +297,15 @@ class Repository(SnapshotRecords, DictionaryReads):
     # object is verified as it is read) rather than reading wrong bytes.
     no_lock: bool = False
 
+    def refuse_no_lock(self, operation: str) -> None:
+        """UsageError if ``no_lock``: ``operation`` writes to the repository
+        (a command that writes asks before its first step, not at its lock)."""
+        if self.no_lock:
+            raise UsageError(
+                f"--no-lock is for commands that only read: {operation} writes to the "
+                "repository and must lock it"
+            )
+
     def lock(self, *, exclusive: bool, operation: str, reads_only: bool = False) -> Lock:
         """A shared or exclusive lock, waited for up to ``lock_wait`` seconds.
         After a wait the catalog is synced again (a prune may have moved
@@ -307,10 +316,7 @@ class Repository(SnapshotRecords, DictionaryReads):
         nothing to the repository, so with ``no_lock`` it goes without one."""
         if self.no_lock:
             if exclusive or not reads_only:
-                raise UsageError(
-                    f"--no-lock is for commands that only read: {operation} writes to the "
-                    "repository and must lock it"
-                )
+                self.refuse_no_lock(operation)
             return Lock(self.backend, False, operation)  # never taken: writes nothing
         try:
             held = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
