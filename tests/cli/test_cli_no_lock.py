@@ -135,3 +135,27 @@ def test_a_course_is_restored_into_moodle_from_a_read_only_repository(
         assert '"courseid": 3' in restored.out, restored.out
     finally:
         undo()
+
+
+def test_locks_name_the_command_that_holds_them(
+    tmp_path: Path, cv: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prune that meets a database backup's lock is told 'backup', and an
+    ingest's 'ingest' (both store through one write session)."""
+    from coursevault.store.locks import Lock
+
+    taken: list[str] = []
+    acquire = Lock.acquire
+
+    def noting(self: Lock, *args: Any, **kwargs: Any) -> Lock:
+        taken.append(self.operation)
+        return acquire(self, *args, **kwargs)
+
+    monkeypatch.setattr(Lock, "acquire", noting)
+    site = ("--db", f"sqlite:///{tmp_path / 'site.db'}", "--dataroot", tmp_path / "data")
+    assert cv("demo-site", *site).code == 0
+    repo = tmp_path / "repo"
+    assert cv("-r", repo, "init").code == 0
+    assert cv("-r", repo, "backup", *site, "--course", "2").code == 0
+    assert cv("-r", repo, "ingest", COURSE).code == 0
+    assert taken == ["backup", "ingest"]

@@ -60,6 +60,7 @@ class DatabaseSource:
 
     # files/<sha1> come from Moodle's content-addressed file store (source.py)
     content_addressed = True
+    operation = "backup"  # its lock's name: `backup --db`, not an ingest
 
     def __init__(
         self,

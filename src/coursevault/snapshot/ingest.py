@@ -107,7 +107,8 @@ def ingest_source(
     """
     head = source.head
     repo.sync_catalog()
-    session = repo.writer("ingest", dictionary=_next_dictionary(repo, head.key, head.epoch))
+    operation = getattr(source, "operation", "ingest")  # what a prune waiting on it is told
+    session = repo.writer(operation, dictionary=_next_dictionary(repo, head.key, head.epoch))
     try:
         return _ingest(session, repo, source, progress)
     except BaseException:

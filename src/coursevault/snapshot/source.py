@@ -67,7 +67,9 @@ class Source(Protocol):
 
 # A source may also say ``content_addressed = True``: its ``files/<sha1>``
 # members are named by their contents' SHA-1 by construction (a Moodle file
-# store), so ingest may take one it stored before without reading it again.
+# store), so ingest may take one it stored before without reading it again;
+# and ``operation``: the command storing it, as its lock names it to others
+# (default "ingest").
 
 
 class ArchiveSource:
