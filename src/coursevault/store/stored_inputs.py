@@ -17,24 +17,18 @@ demo M course), that memory would hold until commit for nothing.
 from __future__ import annotations
 
 import json
-import struct
-import tempfile
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from coursevault.store.ids import ObjectId
-from coursevault.store.spool import scratch_error
+from coursevault.store.spool import RecordSpool
 
 if TYPE_CHECKING:
     from coursevault.store.catalog import Catalog
 
 # (input key, id of the tree it was stored as, the writer's notes)
 StoredInput = tuple[bytes, ObjectId, dict[str, Any]]
-
-# A spooled row: the lengths of its key, tree id and notes (JSON: _encode), then those.
-_HEAD = struct.Struct("<HHI")
-
 
 class StoredInputs:
     """The store's memory of what inputs were stored as, for writers."""
@@ -72,12 +66,7 @@ class PendingInputs:
     abort and its rows are gone with the file."""
 
     def __init__(self) -> None:
-        try:
-            self._file = tempfile.TemporaryFile(prefix="coursevault-inputs-")  # noqa: SIM115 (closed by close)
-        except OSError as exc:
-            raise scratch_error("make", exc) from exc
-        self._count = 0
-        self._size = 0  # bytes written: where the next row goes
+        self._spool = RecordSpool("coursevault-inputs-")
 
     def __enter__(self) -> PendingInputs:
         return self
@@ -88,23 +77,15 @@ class PendingInputs:
         self.close()
 
     def close(self) -> None:
-        self._file.close()
+        self._spool.close()
 
     def __len__(self) -> int:
-        return self._count
+        return self._spool.count
 
     def append(self, row: StoredInput) -> None:
         """Spool one row, its notes encoded once, as the catalog keeps them."""
         key, tree, notes = row
-        info = _encode(notes).encode()
-        data = _HEAD.pack(len(key), len(tree), len(info)) + key + tree + info
-        try:
-            self._file.seek(self._size)
-            self._file.write(data)
-        except OSError as exc:  # a full TMPDIR: named, not an internal error
-            raise scratch_error("write", exc) from exc
-        self._size += len(data)
-        self._count += 1
+        self._spool.append((key, tree, _encode(notes)))
 
     def extend(self, rows: Iterable[StoredInput]) -> None:
         for row in rows:
@@ -119,10 +100,4 @@ class PendingInputs:
     def encoded(self) -> Iterator[tuple[bytes, ObjectId, str]]:
         """The rows as :meth:`__iter__` reads them, their notes left encoded
         (for the catalog: not decoded to be encoded again)."""
-        spool, at, end = self._file, 0, self._size
-        while at < end:
-            spool.seek(at)
-            nkey, ntree, ninfo = _HEAD.unpack(spool.read(_HEAD.size))
-            body = spool.read(nkey + ntree + ninfo)
-            at += _HEAD.size + len(body)
-            yield body[:nkey], body[nkey : nkey + ntree], body[nkey + ntree :].decode()
+        yield from self._spool  # (key, tree, info) as append spooled them
