@@ -93,10 +93,11 @@ def test_a_full_temporary_folder_is_named_not_an_internal_error(
     from coursevault.errors import ScratchError
 
     with PendingInputs() as pending:
-        file = pending._file
+        spool = pending._spool  # the RecordSpool it writes through
+        file = spool._file
 
         class Full:
-            def seek(self, at: int) -> int:
+            def seek(self, at: int, whence: int = 0) -> int:
                 return at
 
             def write(self, data: bytes) -> int:
@@ -105,6 +106,6 @@ def test_a_full_temporary_folder_is_named_not_an_internal_error(
             def close(self) -> None:
                 file.close()
 
-        monkeypatch.setattr(pending, "_file", Full())
+        monkeypatch.setattr(spool, "_file", Full())
         with pytest.raises(ScratchError, match=r"TMPDIR.*No space left"):
             pending.append((b"k" * 32, b"t" * 32, {"seal": "x"}))
