@@ -265,6 +265,21 @@ def test_a_site_of_another_moodle_release(repo: Repo, snapshot: str, site: SiteC
 
 
 @pytest.mark.usefixtures("nothing_written")
+def test_a_site_whose_version_is_not_moodle_45(repo: Repo, snapshot: str, site: SiteCopy) -> None:
+    """The release string says 4.5 but the version number does not: the
+    tables are another Moodle's, refused as a backup refuses that site."""
+    version = query(site.url, "SELECT value FROM mdl_config WHERE name = 'version'", {})
+    execute(site.url, "UPDATE mdl_config SET value = :v WHERE name = 'version'",
+            {"v": "2024042205.05"})
+    try:
+        r = run(*repo, "restore", snapshot, "--db", site.url, "--dataroot", site.dataroot)
+    finally:
+        execute(site.url, "UPDATE mdl_config SET value = :v WHERE name = 'version'",
+                {"v": version})
+    _one_line(r, EXIT_SITE, "2024042205.05", "Moodle 4.5")
+
+
+@pytest.mark.usefixtures("nothing_written")
 def test_a_category_that_does_not_exist(repo: Repo, snapshot: str, site: SiteCopy) -> None:
     """What was asked of a readable site is not there: bad input, as a
     backup of a course that does not exist (errors.SiteDataError)."""

@@ -36,17 +36,25 @@ SUPPORTED = ("2024100700", "2024100800")
 SUPPORTED_TEXT = "Moodle 4.5 (version 2024100700 to 2024100799)"
 
 
+def check_version(version: str | None, release: str | None) -> None:
+    """SiteError unless ``version`` (the config table's) is one the
+    definitions were read from: backup and restore both write Moodle 4.5's
+    tables, whatever the release string says."""
+    if version is None:
+        raise SiteError("no Moodle version in the config table: not a Moodle database?")
+    if not SUPPORTED[0] <= version.split(".")[0] < SUPPORTED[1]:
+        raise SiteError(f"Moodle version {version} ({release}) is not supported: "
+                        f"the definitions are for {SUPPORTED_TEXT}")
+
+
 def site_info(reader: SiteReader) -> SiteInfo:
     """The site's identity, or SiteError if this is not a Moodle we know."""
     names = ("version", "release", "siteidentifier", "backup_version", "backup_release",
              "mnet_localhost_id")
     config = {r["name"]: r["value"] for r in reader.rows("config", {"name": list(names)})}
     version = config.get("version")
-    if version is None:
-        raise SiteError("no Moodle version in the config table: not a Moodle database?")
-    if not SUPPORTED[0] <= version.split(".")[0] < SUPPORTED[1]:
-        raise SiteError(f"Moodle version {version} ({config.get('release')}) is not supported: "
-                        f"the definitions are for {SUPPORTED_TEXT}")
+    check_version(version, config.get("release"))
+    assert version is not None  # check_version refused a site without one
     host = reader.one("mnet_host", {"id": config.get("mnet_localhost_id") or "1"})
     # the backup plugin's settings: its key here, its defaults in start_run
     backup = {str(r["name"]): r["value"] for r in reader.rows(
