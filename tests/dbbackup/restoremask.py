@@ -453,10 +453,17 @@ def mask_with_ids(
         data = drop_children(member, data, exc)
     masks = _all_masks(member, data, theirs, exc)
     unambiguous = True
-    for glob, parent, child in (*UNORDERED, *exc.unordered):
-        if fnmatch.fnmatchcase(member, glob):
+    rules = [r for r in (*UNORDERED, *exc.unordered) if fnmatch.fnmatchcase(member, r[0])]
+    # an outer multiset is put in order by its children's bytes, so only
+    # once the inner ones are: passes until one moves nothing (a pass per
+    # level of nesting at most; rules may be listed outer first)
+    for _pass in range(len(rules) + 1):
+        before = data
+        for _glob, parent, child in rules:
             data, alone = _reorder_children(data, apply_masks(data, masks), parent, child)
             masks, unambiguous = _all_masks(member, data, theirs, exc), unambiguous and alone
+        if data == before:
+            break
     return apply_masks(data, masks), _masked_ids(masks) if unambiguous else []
 
 

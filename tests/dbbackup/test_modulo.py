@@ -417,3 +417,40 @@ def test_grades_in_any_order_only_when_told_and_only_within_their_item(
     assert _status(moved, rich, WORKSHOP_GRADES, GRADES_ANY_ORDER) is Status.DIFFERS
     changed = _edited(swapped, ours, _sub(rb"<rawgrade>56.00000<", b"<rawgrade>57.00000<"))
     assert _status(changed, rich, WORKSHOP_GRADES, GRADES_ANY_ORDER) is Status.DIFFERS
+
+
+DATA = "activities/data_212/data.xml"
+# definitions/mod_data.py reads entries and their contents without ORDER BY
+# (as backup_data_stepslib does): on PostgreSQL both come in heap order
+DATA_ANY_ORDER = Exceptions(unordered=(
+    ("activities/data_*/data.xml", b"records", b"record"),
+    ("activities/data_*/data.xml", b"contents", b"content"),
+))
+
+
+def _heap_shuffled_entries(data: bytes) -> bytes:
+    """The last two entries swapped, and the first two contents of the one
+    that comes first now swapped too: a heap order after freed pages."""
+    records = [m.span() for m in re.finditer(rb" *<record id=.*?</record>\n", data, re.S)]
+    (a, b), (c, d) = records[-2:]
+    entry = data[c:d]
+    # a content holds a <content> of its own: its end is the one indented as it
+    (e, f), (g, h) = [m.span() for m in re.finditer(
+        rb"( *)<content id=.*?\n\1</content>\n", entry, re.S)][:2]
+    first = entry[:e] + entry[g:h] + entry[f:g] + entry[e:f] + entry[h:]
+    return data[:a] + first + data[b:c] + data[a:b] + data[d:]
+
+
+def test_entries_and_their_contents_in_any_order_when_told(
+    rich: Members, restored: Members
+) -> None:
+    """Entries compare as a multiset of entries whose contents are
+    multisets: an entry is put in order only once its contents are, so two
+    entries whose contents came in another order still pair up (a fresh
+    clone's run at e689880 paired rich's last two entries crosswise)."""
+    ours = DATA.replace("_212", "_1212")
+    shuffled = _edited(restored, ours, _heap_shuffled_entries)
+    assert _status(shuffled, rich, DATA) is Status.DIFFERS
+    assert _status(shuffled, rich, DATA, DATA_ANY_ORDER) is Status.MODULO_IDS
+    changed = _edited(shuffled, ours, _sub(rb"<content>Book ", b"<content>Boot "))
+    assert _status(changed, rich, DATA, DATA_ANY_ORDER) is Status.DIFFERS
