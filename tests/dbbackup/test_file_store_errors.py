@@ -1,8 +1,8 @@
 """A file store that cannot be read (issue 21, "Source database and files"):
-a file that is not a regular file, or whose read fails (EIO), is the site's
-error, named with its path, never "missing" nor an internal error; and a
-``--jobs`` run it ends starts no more courses and reports every course it
-stored."""
+a file that is not a regular file, or whose read fails (EIO), fails the
+course that holds it, named with its path, never "missing" nor an internal
+error; the other courses of the run are stored (exit 2, as any course that
+cannot be backed up: 13 is for a site that cannot be read at all)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .clirun import Result
 
-EXIT_SITE = 13
+EXIT_BAD_INPUT = 2
 
 
 def _own_file(db: Path, course: int) -> str:
@@ -29,7 +29,7 @@ def _own_file(db: Path, course: int) -> str:
             "  WHERE dm.course <> ?) ORDER BY f.id LIMIT 1", (course, course)).fetchone()[0])
 
 
-def test_an_unreadable_file_store_is_the_site_s_error(
+def test_an_unreadable_file_fails_its_course_and_the_others_go_on(
     cv: Callable[..., Result], tmp_path: Path
 ) -> None:
     from coursevault.moodledb.demosite import build_demo_site
@@ -42,21 +42,25 @@ def test_an_unreadable_file_store_is_the_site_s_error(
     path.unlink()
     path.mkdir()  # a folder where the file was: "missing" before, or a read of a folder
     run = cv("backup", *site, "--all", "--jobs", "2", "--json")
-    assert run.code == EXIT_SITE, run.err
-    reported = {o["snapshot"] for o in json.loads(run.out) if o["outcome"] == "stored"}
+    assert run.code == EXIT_BAD_INPUT, run.err
+    outcomes = {o["course_id"]: o for o in json.loads(run.out)}
+    assert outcomes[courses[0]]["outcome"] == "failed"
+    assert {outcomes[c]["outcome"] for c in courses[1:]} == {"stored"}  # it stopped the run
+    reported = {o["snapshot"] for o in outcomes.values() if o["outcome"] == "stored"}
     stored = {s["id"] for s in json.loads(cv("snapshots", "--json").out)}
-    assert stored == reported  # the pool's exit stored the queued courses, untold
-    assert f"file store: {path}: not a regular file" in run.err
+    assert stored == reported
+    assert outcomes[courses[0]]["error"] == f"file store: {path}: not a regular file"
 
     path.rmdir()
     path.symlink_to("/proc/self/mem")  # every read of it fails: EIO
-    run = cv("backup", *site, "--course", str(courses[0]))
-    assert run.code == EXIT_SITE, run.err
-    assert f"file store: {path}: Input/output error" in run.err, run.err
+    run = cv("backup", *site, "--course", str(courses[0]), "--course", str(courses[1]))
+    assert run.code == EXIT_BAD_INPUT, run.err
+    assert f"course {courses[0]}: file store: {path}: Input/output error" in run.err, run.err
     assert os.path.islink(path)
     runs = json.loads(cv("runs", "--json").out)
     failed = [r for r in runs if r["outcome"] == "failed"]
-    assert failed and all("file store: " in r["error"] for r in failed), runs  # was ""
+    assert len(failed) == 2 and all("file store: " in r["error"] for r in failed), runs
+    assert len([r for r in runs if r["outcome"] == "stored"]) == 3, runs
 
 
 def test_ctrl_c_stops_a_jobs_run_without_starting_the_queued_courses(

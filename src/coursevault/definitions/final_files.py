@@ -17,7 +17,7 @@ import stat
 from collections.abc import Iterator
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
-from coursevault.errors import SiteError
+from coursevault.errors import SiteDataError
 from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Rows
@@ -83,7 +83,7 @@ def file_members(ctx: TaskContext) -> Iterator[Member]:
                 f"{row['filearea']}, itemid {row['itemid']}) [{sha}]")
             continue
         except OSError as exc:  # not missing: unreadable (permissions, EIO), so said
-            raise SiteError(f"file store: {path}: {exc.strerror or exc}") from None
+            raise SiteDataError(f"file store: {path}: {exc.strerror or exc}") from None
         if not stat.S_ISREG(found.st_mode):  # a folder, a FIFO (its read waits forever)
-            raise SiteError(f"file store: {path}: not a regular file")
+            raise SiteDataError(f"file store: {path}: not a regular file")
         yield f"files/{sha[0:2]}/{sha}", FileRef(path=path, contenthash=sha, size=found.st_size)

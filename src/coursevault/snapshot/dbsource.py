@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from coursevault.allocator import Trimmer
 from coursevault.definitions.run import course_members
-from coursevault.errors import SiteError
+from coursevault.errors import SiteDataError, SiteError
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.snapshot.source import SourceHead, validate_course_key
@@ -181,13 +181,13 @@ def _open_file(ref: FileRef) -> IO[bytes]:
     try:
         return io.BufferedReader(_StoreFile(ref.path))
     except OSError as exc:
-        raise SiteError(f"file store: {ref.path}: {exc.strerror}") from None
+        raise SiteDataError(f"file store: {ref.path}: {exc.strerror}") from None
 
 
 class _StoreFile(io.FileIO):
     """A file of the site's file store whose read errors (EIO: a failing
-    disk, a network mount gone) are the site's, naming the file, not an
-    internal error."""
+    disk, a network mount gone) fail the course that holds it, naming the
+    file, not an internal error: the other courses of a run go on."""
 
     def __init__(self, path: str) -> None:
         super().__init__(path, "rb")
@@ -197,10 +197,10 @@ class _StoreFile(io.FileIO):
         try:
             return super().readinto(buffer)
         except OSError as exc:
-            raise SiteError(f"file store: {self._path}: {exc.strerror or exc}") from None
+            raise SiteDataError(f"file store: {self._path}: {exc.strerror or exc}") from None
 
     def readall(self) -> bytes:
         try:
             return super().readall()
         except OSError as exc:
-            raise SiteError(f"file store: {self._path}: {exc.strerror or exc}") from None
+            raise SiteDataError(f"file store: {self._path}: {exc.strerror or exc}") from None
