@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 EXIT_INTERRUPTED = 130  # errors.EXIT_INTERRUPTED, not imported: it is what is guarded
+EXIT_TERMINATED = 143  # errors.EXIT_TERMINATED
 
 
 def run() -> None:
@@ -20,5 +21,11 @@ def run() -> None:
 
         run_app()
     except KeyboardInterrupt:
+        # SIGTERM unwinds as Ctrl-C does (app._terminate); while the
+        # command's modules still load, it ends up here, not in app.main
+        app = sys.modules.get("coursevault.cli.app")
+        if app is not None and getattr(app, "_TERMINATED", None):
+            sys.stderr.write("coursevault: terminated\n")
+            sys.exit(EXIT_TERMINATED)
         sys.stderr.write("coursevault: interrupted\n")
         sys.exit(EXIT_INTERRUPTED)

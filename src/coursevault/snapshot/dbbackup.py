@@ -35,6 +35,7 @@ from coursevault.errors import (
     UsageError,
 )
 from coursevault.moodledb import check_prefix
+from coursevault.signals import DeferredSignals
 from coursevault.snapshot.ingest import IngestResult, ingest_source
 from coursevault.snapshot.labels import validate_course_key
 from coursevault.store.repository import Repository
@@ -146,7 +147,7 @@ def backup_courses(
         failed = 0
         outcomes = (
             _in_parallel(repo, request, ids, jobs) if jobs > 1 and len(ids) > 1
-            else (_backup_one(repo, engine, request, c, progress) for c in ids)
+            else _one_by_one(repo, engine, request, ids, progress)
         )
         for outcome in outcomes:
             failed += outcome.outcome == "failed"
@@ -157,6 +158,21 @@ def backup_courses(
             raise CoursesFailedError(failed, len(ids))
     finally:
         engine.dispose()
+
+
+def _one_by_one(
+    repo: Repository, engine: Any, request: BackupRequest, ids: list[int],
+    progress: CourseProgress | None,
+) -> Iterator[CourseBackup]:
+    """Each course in turn.  Ctrl-C (or SIGTERM) from a course's commit on
+    waits until its outcome is logged and told: the snapshot is stored by
+    then, and was logged as an interrupted failure and never named."""
+    for courseid in ids:
+        held = DeferredSignals()
+        try:
+            yield _backup_one(repo, engine, request, courseid, progress, held.open)
+        finally:
+            held.close()
 
 
 def check_request(request: BackupRequest) -> None:
@@ -227,6 +243,7 @@ def _backup_one(
     request: BackupRequest,
     courseid: int,
     progress: CourseProgress | None,
+    on_commit: Callable[[], None] | None = None,
 ) -> CourseBackup:
     from coursevault.definitions.run import start_run
     from coursevault.moodledb.site import read_transaction
@@ -255,7 +272,7 @@ def _backup_one(
                 repo.learn_blocks = False
                 repo.cache_bytes = min(repo.cache_bytes, BACKUP_CACHE_BYTES)
                 repo.keep_catalog_pages(BACKUP_CATALOG_CACHE_KIB)
-                outcome.result = ingest_source(repo, source)
+                outcome.result = ingest_source(repo, source, on_commit=on_commit)
             outcome.warnings = list(run.warnings)
             outcome.outcome = "stored"
     except SiteDataError as exc:
@@ -318,7 +335,7 @@ def _in_parallel(
     futures = []
     told: set[Any] = set()
     try:
-        futures = [pool.submit(_worker, args, request, courseid) for courseid in ids]
+        futures = submit_all(pool, _worker, [(args, request, courseid) for courseid in ids])
         for future in as_completed(futures):
             told.add(future)
             yield future.result()
@@ -341,6 +358,19 @@ def _in_parallel(
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def submit_all(pool: Any, fn: Callable[..., Any], calls: list[tuple[Any, ...]]) -> list[Any]:
+    """``fn`` queued on ``pool`` once per argument tuple.  A spawning pool
+    starts its workers here; they start ignoring Ctrl-C, as this process
+    does for these milliseconds, until their initializer takes it
+    (_start_worker): Ctrl-C to the terminal's process group reached a
+    worker still importing and printed its traceback."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        return [pool.submit(fn, *call) for call in calls]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # How often a worker looks whether the process that started it still runs.
 PARENT_POLL_SECONDS = 0.5
 
@@ -359,6 +389,10 @@ _IN_COURSE = False
 
 def _interrupted(_signum: int, _frame: object) -> None:
     if _IN_COURSE:
+        # once: Ctrl-C reaches a worker twice (from the terminal and from
+        # the parent), and the second, raised while the first unwinds,
+        # printed "Exception ignored in ..." with a traceback
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
     os._exit(EXIT_INTERRUPTED)
 
@@ -419,9 +453,11 @@ def _worker(open_args: dict[str, Any], request: BackupRequest, courseid: int) ->
         Finalize(None, _close_worker, args=(key,), exitpriority=0)
     global _IN_COURSE
     _IN_COURSE = True
+    commit = DeferredSignals()  # from its commit on, the course is logged as stored
     try:
-        return _backup_one(held["repo"], held["engine"], request, courseid, None)
+        return _backup_one(held["repo"], held["engine"], request, courseid, None, commit.open)
     finally:
+        commit.close()
         _IN_COURSE = False
 
 

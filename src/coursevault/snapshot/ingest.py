@@ -96,9 +96,16 @@ def ingest_archive(
 
 
 def ingest_source(
-    repo: Repository, source: Source, progress: Progress | None = None
+    repo: Repository,
+    source: Source,
+    progress: Progress | None = None,
+    *,
+    on_commit: Callable[[], None] | None = None,
 ) -> IngestResult:
     """Store one source as a snapshot of the series its head names.
+
+    ``on_commit`` is called as the commit begins, past which the snapshot
+    is stored whatever comes (a database backup holds Ctrl-C back there).
 
     The session opens compressing against the dictionary the series' newest
     snapshot at or before this one's time left (its parent, unless another
@@ -110,7 +117,7 @@ def ingest_source(
     operation = getattr(source, "operation", "ingest")  # what a prune waiting on it is told
     session = repo.writer(operation, dictionary=_next_dictionary(repo, head.key, head.epoch))
     try:
-        return _ingest(session, repo, source, progress)
+        return _ingest(session, repo, source, progress, on_commit)
     except BaseException:
         session.abort()
         raise
@@ -128,7 +135,11 @@ class _Stored:
 
 
 def _ingest(
-    session: WriteSession, repo: Repository, source: Source, progress: Progress | None
+    session: WriteSession,
+    repo: Repository,
+    source: Source,
+    progress: Progress | None,
+    on_commit: Callable[[], None] | None = None,
 ) -> IngestResult:
     head = source.head
     archive = os.path.basename(source.name)  # as the snapshot records it; errors name it as given
@@ -136,7 +147,7 @@ def _ingest(
     with PendingInputs() as inputs, MemberEntries() as entries:
         stored = _Stored(inputs, entries)
         _store_members(session, repo, source, result, progress, stored)
-        snapshot = _commit(session, repo, source, result, stored)
+        snapshot = _commit(session, repo, source, result, stored, on_commit)
     result.snapshot = snapshot
     stats = session.stats
     result.new_objects = stats.new_objects
@@ -148,7 +159,12 @@ def _ingest(
 
 
 def _commit(
-    session: WriteSession, repo: Repository, source: Source, result: IngestResult, stored: _Stored
+    session: WriteSession,
+    repo: Repository,
+    source: Source,
+    result: IngestResult,
+    stored: _Stored,
+    on_commit: Callable[[], None] | None = None,
 ) -> str:
     """The archive's tree and snapshot, committed; then, and only then, the
     stored inputs (an abort, an error before, leaves none)."""
@@ -163,6 +179,8 @@ def _commit(
     draft = SnapshotDraft(
         head.key, head.epoch, _record(session, head, root, next_dictionary, result)
     )
+    if on_commit is not None:
+        on_commit()
     snapshot = session.commit(draft) or ""
     if stored.inputs and snapshot:  # only now are the trees durable (and indexed)
         repo.stored_inputs.put(snapshot, stored.inputs)
