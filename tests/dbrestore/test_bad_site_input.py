@@ -49,6 +49,21 @@ def test_values_the_site_cannot_hold_are_refused_with_one_line(
     assert not before.differences(site.state())
 
 
+def test_a_new_course_s_names_with_into_are_refused(tiny: Tiny, tmp_path: Path) -> None:
+    """--shortname, --fullname and --category with --into: exit 0 and the
+    names and category silently left as they were (an adversarial pass)."""
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    for options, says in ((("--shortname", "NEW"), "--shortname names a new course"),
+                          (("--fullname", "N", "--category", "99"),
+                           "--fullname and --category name a new course")):
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                     "--dataroot", site.dataroot, "--into", "2", "--merge", *options)
+        assert result.code == 2 and says in result.err, (options, result)
+        assert len(result.err.strip().splitlines()) == 1
+    assert not before.differences(site.state())
+
+
 def test_restore_into_a_database_that_is_not_moodle_s_says_so(tiny: Tiny, tmp_path: Path) -> None:
     """An existing database without Moodle's tables, or a site under another
     prefix: the error said only "no such table: mdl_config"."""

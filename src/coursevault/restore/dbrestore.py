@@ -162,6 +162,14 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
     if request.replace and (request.into is None or request.only):
         raise UsageError("--replace goes with --into COURSEID, and restores the whole "
                          "backup (no --only)")
+    if request.into is not None:
+        named = [option for option, value in (
+            ("--shortname", request.shortname), ("--fullname", request.fullname),
+            ("--category", request.category)) if value is not None]
+        if named:  # they were ignored: the course keeps its names and category
+            raise UsageError(f"{' and '.join(named)} {'name' if len(named) > 1 else 'names'} "
+                             f"a new course: --into restores into course {request.into} "
+                             "as it is named and placed")
     for option, name in (("--shortname", request.shortname), ("--fullname", request.fullname)):
         _check_name(option, name)
     check_prefix(request.prefix)
