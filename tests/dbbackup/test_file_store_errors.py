@@ -98,3 +98,34 @@ def test_ctrl_c_stops_a_jobs_run_without_starting_the_queued_courses(
     stored = json.loads(cv("snapshots", "--json").out)
     assert 1 <= len(stored) < 8, (len(stored), took)
     assert took < 15, took
+
+
+def test_a_file_missing_from_the_pool_is_a_warning_the_run_keeps(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A file the database names and the file store lacks: reported, its
+    files.xml row kept and its content left out, as Moodle's backup does
+    ("Missing file in pool"); the course is stored (exit 0), and its run
+    says so -- with a dataroot that was not the site's, every file went
+    missing and ``runs`` said only "stored"."""
+    import tarfile
+
+    from coursevault.moodledb.demosite import build_demo_site
+
+    db, dataroot = tmp_path / "site.db", tmp_path / "data"
+    course = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=1).courses)[0]
+    sha = _own_file(db, course)
+    (dataroot / "filedir" / sha[:2] / sha[2:4] / sha).unlink()
+    run = cv("backup", "--db", f"sqlite:///{db}", "--dataroot", dataroot, "--course", course)
+    assert run.code == 0, run.err
+    assert f"course {course}: Missing file in pool: " in run.err and f"[{sha}]" in run.err
+    [row] = json.loads(cv("runs", "--json").out)
+    assert row["outcome"] == "stored"
+    assert row["error"].startswith("1 warning; the first: Missing file in pool: "), row
+    assert f"{row['snapshot'][:12]} (1 warning)" in cv("runs").out
+    mbz = tmp_path / "c.mbz"
+    assert cv("export", row["snapshot"], "-o", mbz).code == 0
+    with tarfile.open(mbz) as tar:
+        names = tar.getnames()
+        files_xml = tar.extractfile("files.xml").read().decode()  # type: ignore[union-attr]
+    assert f"files/{sha[:2]}/{sha}" not in names and sha in files_xml

@@ -167,6 +167,14 @@ def runs(
     for row in rows:
         table.append([row["time"], row["course"], row["source"], row["outcome"],
                       f"{row['seconds']:.2f}", output.human_bytes(row["new_bytes"]),
-                      row["snapshot"][:12] or row["error"]])
+                      _snapshot_or_error(row)])
     columns = ["started", "course", "source", "outcome", "seconds", "new bytes", "snapshot"]
     output.print_table(columns, table)
+
+
+def _snapshot_or_error(row: dict[str, Any]) -> str:
+    """A run's snapshot, with its count of warnings if it had any, or its error."""
+    if not row["snapshot"]:
+        return str(row["error"])
+    warnings = str(row["error"]).partition(";")[0]
+    return f"{row['snapshot'][:12]} ({warnings})" if warnings else str(row["snapshot"][:12])

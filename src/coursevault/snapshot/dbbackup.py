@@ -307,8 +307,19 @@ def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
         "new_bytes": result.new_bytes if result is not None else 0,
         "new_objects": result.new_objects if result is not None else 0,
         "outcome": outcome.outcome,
-        "error": outcome.error,
+        "error": outcome.error or warned(outcome.warnings),
     })
+
+
+def warned(warnings: list[str]) -> str:
+    """A stored course's warnings as its run logs them: how many, then the
+    first.  A dataroot that is not the site's stores a course without one
+    file ("Missing file in pool", as Moodle's backup goes on), and the
+    run's row said only "stored"."""
+    if not warnings:
+        return ""
+    count = f"{len(warnings)} warning{'s' if len(warnings) > 1 else ''}"
+    return f"{count}; the first: {warnings[0]}"
 
 
 def _in_parallel(
