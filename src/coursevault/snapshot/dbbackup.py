@@ -18,13 +18,14 @@ event (an admin's SQL, a plugin that does not log) is missed by both.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import signal
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from coursevault.errors import (
@@ -32,6 +33,7 @@ from coursevault.errors import (
     BadInputError,
     CoursevaultError,
     SiteDataError,
+    SiteError,
     UsageError,
 )
 from coursevault.moodledb import check_prefix
@@ -141,7 +143,8 @@ def backup_courses(
     engine = open_engine(request.db_url)
     try:
         with read_transaction(engine, request.prefix) as reader:
-            site_info(reader)  # not Moodle, or not a version we know: stop before anything
+            # not Moodle, or not a version we know: stop before anything
+            request = _with_site(request, site_info(reader).siteidentifier)
             check_columns(reader.conn, request.prefix, describe(engine.url))
             ids = select_courses(reader, request)
         failed = 0
@@ -173,6 +176,19 @@ def _one_by_one(
             yield _backup_one(repo, engine, request, courseid, progress, held.open)
         finally:
             held.close()
+
+
+def _with_site(request: BackupRequest, siteidentifier: str) -> BackupRequest:
+    """The request with the site part of its course keys resolved, as
+    Moodle's backups name a site (the MD5 of its identifier), unless
+    ``--site`` gave it: a course whose row cannot be read is logged under
+    its key, not ``?-ID`` where ``runs KEY`` never shows it."""
+    if request.site is not None:
+        return request
+    if not siteidentifier:
+        raise SiteError("no siteidentifier in the config table: not a Moodle database? "
+                        "(--site names the site part of the course keys)")
+    return replace(request, site=hashlib.md5(siteidentifier.encode()).hexdigest())
 
 
 def check_request(request: BackupRequest) -> None:
@@ -289,6 +305,8 @@ def _backup_one(
         raise
     finally:
         outcome.seconds = time.time() - started
+        if not outcome.key and request.site:
+            outcome.key = f"{request.site}-{courseid}"
         _log_run(repo, outcome, started)
     return outcome
 
