@@ -61,10 +61,12 @@ class GzipWriter:
         self._worker.start()
 
     def _run(self) -> None:
+        ended = False  # the producer's None taken: it waits in join(), puts no more
         try:
             while True:
                 data = self._queue.get()
                 if data is None:
+                    ended = True
                     break
                 self._crc = zlib_ng.crc32(data, self._crc)
                 chunk = self._z.compress(data)
@@ -73,7 +75,10 @@ class GzipWriter:
             self._out.write(self._z.flush())
         except BaseException as exc:  # reported to the producing thread
             self._error = exc
-            while self._queue.get() is not None:
+            # drained so the producer's puts never block; not past its None
+            # (a failed last write -- a full disk, a closed pipe -- waited
+            # for a second None forever, and the export hung with its lock)
+            while not ended and self._queue.get() is not None:
                 pass
 
     def _put(self, item: bytes | None) -> None:
