@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from helpers import MINIMAL_BACKUP, write_tgz
 
 from coursevault.store.backend import LocalBackend
 from coursevault.store.ids import ObjectType
@@ -75,6 +76,29 @@ def test_init_twice_exits_2_with_one_line(cv, tmp_path) -> None:
     assert r.code == 2
     assert "already exists" in one_error_line(r.err)
     assert (tmp_path / "repo" / "config").read_bytes() == before
+
+
+def test_init_refuses_a_repository_whose_config_is_missing(cv, tmp_path) -> None:
+    """A repository whose config was lost: init made a new one over it and
+    its fresh journal deleted the old entries -- every snapshot gone from
+    every listing (an adversarial pass).  Nor does it take any other folder
+    that holds files."""
+    repo, mbz = tmp_path / "repo", tmp_path / "t.mbz"
+    write_tgz(mbz, [("moodle_backup.xml", MINIMAL_BACKUP)])
+    assert cv("init", repo).code == 0
+    assert cv("-r", repo, "ingest", mbz).code == 0
+    (repo / "config").rename(tmp_path / "config.saved")
+    journal = sorted(p.name for p in (repo / "journal").iterdir())
+    r = cv("init", repo)
+    assert r.code == 2 and "is not empty" in one_error_line(r.err), r
+    assert sorted(p.name for p in (repo / "journal").iterdir()) == journal
+    assert not (repo / "config").exists()
+    (tmp_path / "config.saved").rename(repo / "config")
+    assert len(json.loads(cv("-r", repo, "snapshots", "--json").out)) == 1
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "todo.txt").write_text("x")
+    assert cv("init", other).code == 2 and not (other / "config").exists()
 
 
 def test_init_without_location_exits_2(cv) -> None:

@@ -171,6 +171,15 @@ class Repository(SnapshotRecords, DictionaryReads):
         if password is not None:
             config["encryption"], keys = new_encryption(password, kdf, id_key)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
+        for key, _size in backend.list(""):
+            # a repository whose config was lost: init's fresh journal
+            # deleted its entries (every snapshot gone from every listing)
+            if key == "config":
+                break
+            raise RepositoryExistsError(
+                f"{backend.location()} is not empty (it holds {key}): init makes a repository "
+                "in an empty or new folder; a repository whose config is missing is not "
+                "made anew over its files")
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
         if password is not None:  # everything after the config is sealed
