@@ -217,6 +217,11 @@ def open_repo(
     )
     opened.no_lock = no_lock or root_no_lock()
     print_notices(opened)
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is not None:  # and what it noticed while the command ran (a cached copy dropped)
+        ctx.call_on_close(lambda: print_notices(opened))
     return opened
 
 

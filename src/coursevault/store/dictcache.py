@@ -60,6 +60,11 @@ class DictionaryCache:
             os.utime(path)
         return depth, content
 
+    def drop(self, dict_id: ObjectId) -> None:
+        """Forget a content found not to read what it should."""
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.folder, dict_id.hex()))
+
     def put(self, dict_id: ObjectId, depth: int, content: bytes) -> None:
         """Keep a content; a cache that cannot be written is only slower."""
         try:

@@ -119,6 +119,10 @@ class _Loaded(NamedTuple):
     previous: ObjectId | None  # the list dictionary it continues
     sources: list[ObjectId]  # the objects its content is read from
     walk: bool
+    # a walk that met no id the index lacks: what its writer read, so it
+    # may be kept on disk (one that met some reads otherwise once they are
+    # indexed again: kept, it made export fail where check passed)
+    complete: bool = True
 
 
 class DictionaryReads(ObjectReads):
@@ -140,6 +144,10 @@ class DictionaryReads(ObjectReads):
         # and hashing them again -- they are mostly the trees its walk just
         # read, and each chain link would hash them once more.
         self.verified: Callable[[ObjectId], Location | None] | None = None
+        self._from_disk: set[ObjectId] = set()  # contents read from the file cache
+
+    def notice(self, message: str) -> None:
+        """Something the user should hear of (the repository says it)."""
 
     def forget_cached(self) -> None:
         """Drop every decoded block, object and dictionary this reader holds
@@ -202,10 +210,12 @@ class DictionaryReads(ObjectReads):
             found = None
         if found is not None:
             depth, content = found
+            self._from_disk.add(dict_id)
         else:
             loaded = self._load_dictionary(dict_id)
             depth, content = loaded.depth, loaded.content
-            if loaded.walk and disk is not None:  # a list is quick to rebuild; a walk is not
+            # a list is quick to rebuild; a walk is not
+            if loaded.walk and loaded.complete and disk is not None:
                 disk.put(dict_id, depth, content)
         return self._keep_content(dict_id, depth, content)
 
@@ -254,11 +264,13 @@ class DictionaryReads(ObjectReads):
             except ValueError as exc:
                 raise CorruptionError(f"dictionary {dict_id.hex()}: {exc}") from None
             if flags == DICT_WALK:
-                walk_depth, walked, sources = self._walk_trees(refs[0])
+                unindexed: list[ObjectId] = []
+                walk_depth, walked, sources = self._walk_trees(refs[0], unindexed)
                 own = self.block_depth(self.locate(dict_id))
                 content = bytes(walked)
                 del walked  # not held beside the content and its dictionary (4 MiB each)
-                return _Loaded(1 + max(walk_depth, own), content, None, sources, True)
+                return _Loaded(1 + max(walk_depth, own), content, None, sources, True,
+                               complete=not unindexed)
             members = [self._get_once(m)[1] for m in refs[flags:]]
             # the last DICT_BUDGET bytes of the previous content and the
             # members, joined once (not 2 MiB joined to keep the last 1)
@@ -291,7 +303,31 @@ class DictionaryReads(ObjectReads):
         at = self.verified(oid) if self.verified is not None else None
         return self.read_at(oid, loc)[1] if at is None else self.peek(oid, at)
 
-    def _walk_trees(self, root: ObjectId) -> tuple[int, bytearray, list[ObjectId]]:
+    def _distrust_dictionary(self, block: bytes) -> bool:
+        """A block that does not decode, or decodes to bytes that do not
+        hash to their ids, against a walk dictionary read from the file
+        cache: that copy is dropped (and said), to be read again from the
+        repository.  A copy kept by an older version while an index file
+        was missing made every export of the course fail while check
+        passed, until the cache was deleted by hand."""
+        try:
+            dict_id = block_dictionary(block)
+        except PackFormatError:
+            return False
+        if dict_id is None or dict_id not in self._from_disk:
+            return False
+        self._from_disk.discard(dict_id)
+        self._dicts.pop(dict_id, None)
+        self._dict_content.pop(dict_id, None)
+        if self._disk_dicts is not None:
+            self._disk_dicts.drop(dict_id)
+        self.notice(f"dictionary {dict_id.hex()}: the local cache's copy did not read the "
+                    "repository's blocks and is dropped")
+        return True
+
+    def _walk_trees(
+        self, root: ObjectId, unindexed: list[ObjectId] | None = None
+    ) -> tuple[int, bytearray, list[ObjectId]]:
         """A walk dictionary's content (``reach.walk_tail_first``).
 
         The blocks it decoded are let go (those held before stay): the walk
@@ -302,7 +338,7 @@ class DictionaryReads(ObjectReads):
         small course's walk reads six blocks (docs/benchmarks.md 9b)."""
         held = self.decoded_blocks()  # the caller's: they stay
         try:
-            return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX)
+            return walk_tail_first(self, root, WALK_BUDGET, DICT_MEMBER_MAX, unindexed)
         finally:
             self.drop_decoded_blocks(keep=held)
 

@@ -180,12 +180,24 @@ class ObjectReads:
 
     def read_at(self, oid: ObjectId, loc: Location) -> tuple[ObjectType, bytes]:
         raw, _entries = self._block(oid, loc)
+        data = raw[loc.offset : loc.offset + loc.length]
+        if loc.offset + loc.length <= len(raw) and object_id(loc.type, data) == oid:
+            return loc.type, data
+        if self._distrust_dictionary(self._read_block(oid, loc)):  # decoded against a bad copy
+            self._blocks.pop((loc.pack, loc.block_offset), None)
+            raw, _entries = self._block(oid, loc)
+            data = raw[loc.offset : loc.offset + loc.length]
         if loc.offset + loc.length > len(raw):
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex(), "its slice runs past its block")
-        data = raw[loc.offset : loc.offset + loc.length]
         if object_id(loc.type, data) != oid:
             raise ChecksumMismatchError(oid.hex(), loc.pack.hex())
         return loc.type, data
+
+    def _distrust_dictionary(self, block: bytes) -> bool:
+        """Whether the dictionary ``block`` names came from a local copy,
+        now dropped, so that decoding it again reads the repository's
+        (DictionaryReads: its file cache of walk dictionaries)."""
+        return False
 
     def _read_block(self, oid: ObjectId, loc: Location) -> bytes:
         """The stored bytes of a block.  A pack shorter than its index says is
@@ -214,9 +226,16 @@ class ObjectReads:
         try:
             decoded = self._reader.decode(block)
         except PackFormatError as exc:
-            raise CorruptionError(
-                f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
-            ) from exc
+            if not self._distrust_dictionary(block):
+                raise CorruptionError(
+                    f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {exc}"
+                ) from exc
+            try:
+                decoded = self._reader.decode(block)
+            except PackFormatError as again:
+                raise CorruptionError(
+                    f"pack {loc.pack.hex()} block at {loc.block_offset} is corrupt: {again}"
+                ) from again
         self._decoded(key, block)
         self._blocks[key] = decoded
         self._blocks_bytes += len(decoded[0])
