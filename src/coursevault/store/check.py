@@ -31,7 +31,7 @@ from coursevault.store.dictionaries import DICT_WALK, parse_dictionary
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index_table
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_key
+from coursevault.store.pack import Location, PackFormatError, iter_blocks, pack_files, pack_key
 from coursevault.store.reach import Reach, walk_order
 from coursevault.store.refcheck import damaged_refs
 from coursevault.store.repository import Repository
@@ -120,7 +120,8 @@ def check_repository(
     report.objects = table.unique
 
     # 2. packs against the index
-    packs = {key.rsplit("/", 1)[1]: size for key, size in repo.backend.list("packs/")}
+    packs = dict(pack_files(repo.backend, lambda key: report.warn(
+        f"ignoring {key}: not a pack file (a stray file; remove it by hand)", STRAY)))
     report.packs = len(packs)
     names = [table.pack(no).hex() for no in range(table.pack_count)]
     blocks = _check_packs(repo.backend, table, names, packs, report)

@@ -30,16 +30,20 @@ object is as much as a compressed XML record weighs.
 
 from __future__ import annotations
 
+import re
 import struct
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import zstandard
 
 from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.spool import Spool
+
+if TYPE_CHECKING:
+    from coursevault.store.backend import Backend
 
 PACK_MAGIC = b"CVPK"
 PACK_VERSION = 1
@@ -86,6 +90,26 @@ class Location(NamedTuple):
 def pack_key(pack_id: bytes) -> str:
     h = pack_id.hex()
     return f"packs/{h[:2]}/{h}"
+
+
+_PACK_KEY = re.compile(r"packs/([0-9a-f]{2})/(\1[0-9a-f]{62})")
+
+
+def pack_files(
+    backend: Backend, on_stray: Callable[[str], None] = lambda _key: None
+) -> Iterator[tuple[str, int]]:
+    """(pack id in hex, size) of every pack file, as listed.  Any other file
+    under ``packs/`` -- a name that is not 64 lowercase hex digits, or under
+    another ``<hh>`` -- is not part of the repository (docs/format.md §1):
+    ``on_stray(key)`` is told, and no command reads or deletes it.  Check
+    counted such a file as a pack, and prune and check --read-data failed
+    on it with an internal error."""
+    for key, size in backend.list("packs/"):
+        found = _PACK_KEY.fullmatch(key)
+        if found is None:
+            on_stray(key)
+        else:
+            yield found[2], size
 
 
 class PackWriter:

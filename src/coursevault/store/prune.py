@@ -33,7 +33,14 @@ from coursevault.store.ids import ObjectId
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.journal import INDEX
 from coursevault.store.objecttable import ObjectTable
-from coursevault.store.pack import LARGE_OBJECT, MAX_PACK_OBJECTS, Location, PackWriter, pack_key
+from coursevault.store.pack import (
+    LARGE_OBJECT,
+    MAX_PACK_OBJECTS,
+    Location,
+    PackWriter,
+    pack_files,
+    pack_key,
+)
 from coursevault.store.reach import Reach, walk_order
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
@@ -168,7 +175,8 @@ def _prune(
     # index: every location of every object
     old_index = index_names(backend, repo.notice)
     table = ObjectTable(entry for name in old_index for entry in _index_entries(repo, name))
-    pack_sizes = {key.rsplit("/", 1)[1]: size for key, size in backend.list("packs/")}
+    pack_sizes = dict(pack_files(backend, lambda key: repo.notice(
+        f"ignoring {key}: not a pack file (a stray file; remove it by hand)")))
     report.packs_before = len(pack_sizes)
     report.bytes_before = sum(pack_sizes.values()) + sum(s for _, s in backend.list("index/"))
 
@@ -244,7 +252,7 @@ def _prune(
     # reloads the index and keeps its snapshot rows: a rebuild read every
     # snapshot record again.
     repo.sync_catalog()
-    report.bytes_after = sum(s for _, s in backend.list("packs/")) + sum(
+    report.bytes_after = sum(s for _, s in pack_files(backend)) + sum(
         s for _, s in backend.list("index/")
     )
     return report

@@ -43,6 +43,7 @@ from coursevault.store.pack import (
     PackWriter,
     block_dictionary,
     iter_blocks,
+    pack_files,
     pack_key,
 )
 from coursevault.store.repository import Repository
@@ -67,11 +68,7 @@ def repair_index(
     repo.disable_disk_dictionaries()  # never trust nor keep content read mid-repair
     damaged = repo.rebuild_catalog()["damaged_index_files"]
     backend = repo.backend
-    packs = sorted(
-        bytes.fromhex(key.rsplit("/", 1)[1])
-        for key, _size in backend.list("packs/")
-        if _is_hex_id(key.rsplit("/", 1)[1])
-    )
+    packs = sorted(bytes.fromhex(name) for name, _size in pack_files(backend))
     report.packs = len(packs)
 
     # round 1: every block; blocks without a dictionary are settled at once
@@ -119,10 +116,6 @@ def repair_index(
     checkpoint_from_listing(repo)
     repo.rebuild_catalog()
     return report
-
-
-def _is_hex_id(name: str) -> bool:
-    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
 
 
 def _read_pack(
@@ -238,8 +231,7 @@ def salvage_packs(
     """
     report = SalvageReport()
     backend = repo.backend
-    names = [k.rsplit("/", 1)[1] for k, _size in backend.list("packs/")]
-    names = sorted(n for n in names if _is_hex_id(n))
+    names = sorted(name for name, _size in pack_files(backend))
     report.packs = len(names)
     damaged: set[bytes] = set()
     for i, name in enumerate(names):

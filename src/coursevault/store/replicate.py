@@ -60,6 +60,7 @@ from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.journal import write_checkpoint
 from coursevault.store.keys import ENCRYPTED_VERSION, Password, Secrets, sealed_backend, unlock
 from coursevault.store.locks import Lock
+from coursevault.store.pack import pack_files
 from coursevault.store.repository import Repository
 from coursevault.store.series import publish_copied
 from coursevault.store.snapshots import FANOUT_VERSION, snapshot_dictionary
@@ -243,11 +244,8 @@ def _pack_sizes(src: Repository) -> dict[bytes, int]:
     """Every source pack's size (one listing): a sync of everything copies
     a pack whose blocks are all planned whole, as it is."""
     sizes = {}
-    for key, size in src.backend.list("packs/"):
-        try:
-            sizes[bytes.fromhex(key.rsplit("/", 1)[-1])] = size
-        except ValueError:
-            continue  # not a pack's name
+    for name, size in pack_files(src.backend):
+        sizes[bytes.fromhex(name)] = size
     return sizes
 
 

@@ -41,7 +41,7 @@ from coursevault.store.ids import ObjectId, current_id_key, use_id_key
 from coursevault.store.journal import write_checkpoint
 from coursevault.store.keys import ENCRYPTED_VERSION, Password, new_encryption, sealed_backend
 from coursevault.store.locks import Lock
-from coursevault.store.pack import MAX_PACK_OBJECTS
+from coursevault.store.pack import MAX_PACK_OBJECTS, pack_files
 from coursevault.store.session import WriteSession
 from coursevault.store.snapshots import (
     FANOUT_VERSION,
@@ -415,7 +415,7 @@ class Repository(SnapshotRecords, DictionaryReads):
 
     # -- statistics -------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
-        packs = list(self.backend.list("packs/"))
+        packs = list(pack_files(self.backend))
         index = list(self.backend.list("index/"))
         snaps = self.catalog.snapshots()
         return {
