@@ -6,6 +6,7 @@ published as a phantom snapshot), and rewritten by ``repair refs``."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -140,4 +141,34 @@ def test_repair_refs_keeps_a_commit_whose_record_still_verifies(
     assert row["kept"] == committed and row["action"] == "rewritten"
     ids = [s["id"] for s in json.loads(cv("snapshots", "-r", repo, "--json").out)]
     assert committed in ids and len(ids) == 2
+    assert cv("check", "-r", repo, "--read-data").code == 0
+
+
+@pytest.mark.parametrize("damage", ["flip", "empty"])
+def test_an_encrypted_journal_file_that_does_not_open_is_damage_repair_mends(
+    cv: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Sealed, a damaged journal file does not decrypt: every command of the
+    repository failed on it -- snapshots, check, repair journal too -- where
+    a plain repository's damaged entry is listed around, named by check and
+    mended by ``repair journal`` (an adversarial pass)."""
+    import shutil
+
+    monkeypatch.setenv("COURSEVAULT_NEW_PASSWORD", "correct horse")
+    monkeypatch.setenv("COURSEVAULT_PASSWORD", "correct horse")
+    repo = tmp_path / "repo"
+    assert cv("init", repo, "--encrypt").code == 0
+    for night in NIGHTS:
+        assert cv("ingest", "-r", repo, "--course", "sq", night).code == 0
+    entry = max(p for p in (repo / "journal").iterdir() if p.name.isdigit())
+    data = bytearray(entry.read_bytes())
+    if damage == "flip":
+        data[40] ^= 0x01
+    entry.write_bytes(bytes(data) if damage == "flip" else b"")
+    shutil.rmtree(os.environ["COURSEVAULT_CACHE"])  # a cold cache reads the journal
+    r = cv("snapshots", "-r", repo, "--json")
+    assert r.code == 0 and len(json.loads(r.out)) == 3, r
+    r = cv("check", "-r", repo, "--json")
+    assert r.code == 1 and [p["kind"] for p in json.loads(r.out)["problems"]] == ["journal"]
+    assert cv("repair", "journal", "-r", repo).code == 0
     assert cv("check", "-r", repo, "--read-data").code == 0

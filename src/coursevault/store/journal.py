@@ -72,6 +72,21 @@ class JournalDamagedError(CorruptionError):
     """A journal file does not parse or does not match its checksum."""
 
 
+def _read(backend: Backend, key: str) -> bytes:
+    """A journal file's bytes.  An encrypted repository's file that fails
+    authentication (a flipped byte, a truncation) is a damaged journal file
+    as a plain one whose checksum fails is: commands then list the
+    repository, check names it and ``repair journal`` writes the journal
+    afresh.  It stopped every command of an encrypted repository,
+    ``repair journal`` too."""
+    try:
+        return backend.read(key)
+    except JournalDamagedError:
+        raise
+    except CorruptionError as exc:
+        raise JournalDamagedError(str(exc)) from exc
+
+
 def gen_key(gen: int) -> str:
     return f"journal/{gen:0{GEN_DIGITS}d}"
 
@@ -210,13 +225,13 @@ def _part_lines(raw: Iterator[str], where: str, journal: str, parts: PartReader)
 
 
 def _part_reader(backend: Backend) -> PartReader:
-    return lambda digest: backend.read(part_key(digest))
+    return lambda digest: _read(backend, part_key(digest))
 
 
 def read_pointer(backend: Backend) -> Pointer | None:
     """The journal's pointer; None when the repository has no journal."""
     try:
-        data = backend.read(POINTER_KEY)
+        data = _read(backend, POINTER_KEY)
     except FileNotFoundError:
         return None
     try:
@@ -234,7 +249,7 @@ def read_pointer(backend: Backend) -> Pointer | None:
 def read_entry(backend: Backend, pointer: Pointer, gen: int) -> Entry | None:
     """Generation ``gen`` of the journal ``pointer`` names; None if not (yet) written."""
     try:
-        data = backend.read(gen_key(gen))
+        data = _read(backend, gen_key(gen))
     except FileNotFoundError:
         return None
     entry = decode_entry(data, gen)
@@ -249,7 +264,7 @@ def read_entry_lines(
     """:func:`read_entry` as (kind, its lines one at a time): a checkpoint
     names every live file, and a catalog crossing one streams it."""
     try:
-        data = backend.read(gen_key(gen))
+        data = _read(backend, gen_key(gen))
     except FileNotFoundError:
         return None
     journal, kind, lines = entry_lines(data, gen, _part_reader(backend))
@@ -435,7 +450,7 @@ def replay_each(
     first = True
     while True:
         try:
-            data = backend.read(gen_key(gen))
+            data = _read(backend, gen_key(gen))
         except FileNotFoundError:
             if first:
                 raise JournalDamagedError(f"{gen_key(gen)}: the checkpoint is missing") from None
