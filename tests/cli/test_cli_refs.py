@@ -172,3 +172,34 @@ def test_an_encrypted_journal_file_that_does_not_open_is_damage_repair_mends(
     assert r.code == 1 and [p["kind"] for p in json.loads(r.out)["problems"]] == ["journal"]
     assert cv("repair", "journal", "-r", repo).code == 0
     assert cv("check", "-r", repo, "--read-data").code == 0
+
+
+def test_a_damaged_last_record_is_said_and_restored_from_its_ref(
+    cv: Callable[..., object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest night's record damaged: every listing left it out in
+    silence, ``export sq@latest`` gave the night before, and nothing but
+    ``forget`` mended it -- yet the course's ref holds a whole copy."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+    for night in NIGHTS:
+        assert cv("ingest", "-r", repo, "--course", "sq", night).code == 0
+    snaps = json.loads(cv("snapshots", "-r", repo, "--json").out)
+    newest = snaps[-1]["id"]
+    record = repo / "snapshots" / newest[:2] / newest
+    data = bytearray(record.read_bytes())
+    data[30] ^= 0x01
+    record.write_bytes(bytes(data))
+    shutil.rmtree(os.environ["COURSEVAULT_CACHE"])
+    r = cv("snapshots", "-r", repo, "--json")
+    assert len(json.loads(r.out)) == 2 and f"snapshot record {newest[:12]} is damaged" in r.err
+    r = cv("export", "-r", repo, "sq@latest", "-o", tmp_path / "x.mbz")
+    assert r.code == 0 and f"snapshot record {newest[:12]} is damaged" in r.err, r
+    assert cv("check", "-r", repo).code == 1
+    r = cv("repair", "refs", "-r", repo)
+    assert r.code == 0 and "1 damaged snapshot records restored" in r.out, r
+    assert cv("check", "-r", repo, "--read-data").code == 0
+    r = cv("export", "-r", repo, "sq@latest", "-o", tmp_path / "x.mbz")
+    assert r.code == 0 and newest[:12] in r.out and not r.err, r

@@ -257,7 +257,8 @@ def repair_refs(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Rewrite damaged head refs (when `check` reports one) from the course's
-    snapshots, so its backups can go on."""
+    snapshots, so its backups can go on; and a course's last snapshot record,
+    if damaged, from the copy its ref holds."""
     with open_repo(repo, cache_dir, catalog, wait=wait) as opened:
         rows = api.repair_refs(opened)
         print_notices(opened)
@@ -266,7 +267,11 @@ def repair_refs(
         return
     for row in rows:
         output.out.print(f"{row['ref']}: {row['damage']}: {row['action']}", markup=False)
-    output.out.print(f"{len(rows)} damaged refs repaired" if rows else "no damaged refs")
+    records = sum(row["action"] == "record restored" for row in rows)
+    refs = len(rows) - records
+    said = [f"{refs} damaged refs repaired"] if refs else []
+    said += [f"{records} damaged snapshot records restored"] if records else []
+    output.out.print(", ".join(said) if said else "no damaged refs or snapshot records")
 
 
 @app.command()

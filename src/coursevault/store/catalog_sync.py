@@ -321,8 +321,15 @@ def _load(repo: Repository, what: str, name: str, damaged: list[str]) -> bool:
     if what == SNAPSHOT:
         try:
             repo.catalog.add_snapshot(snapshot_row(name, repo.read_snapshot(name)))
-        except (CorruptionError, ObjectMissingError, KeyError, TypeError, ValueError):
-            return False  # reported by check; never listed as a usable snapshot
+        except ObjectMissingError:
+            return False  # forgotten meanwhile, or a writer killed: check says which
+        except (CorruptionError, KeyError, TypeError, ValueError) as exc:
+            # never listed as a usable snapshot, and said: a damaged newest
+            # record left `export COURSE@latest` the night before, silently
+            repo.notice(f"snapshot record {name[:12]} is damaged ({exc}): left out of every "
+                        "listing (`coursevault repair refs` restores a course's last one from "
+                        "its ref)")
+            return False
         return True
     try:
         entries = repo.read_index(name)

@@ -271,7 +271,8 @@ def _check_snapshots(repo: Repository, reach: Reach, report: CheckReport, scratc
             record = repo.read_snapshot(snap_id)
             root = bytes.fromhex(str(record["root"]))
         except (CoursevaultError, ValueError) as exc:
-            report.error(f"snapshot {snap_id}: {exc}", kind_of(exc))
+            said = str(exc)  # read_snapshot's errors name the snapshot already
+            report.error(said if snap_id in said else f"snapshot {snap_id}: {said}", kind_of(exc))
             continue
         with contextlib.suppress(KeyError, TypeError, ValueError):  # read_snapshot checked it
             row = snapshot_row(snap_id, record)

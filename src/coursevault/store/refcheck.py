@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from coursevault.errors import CorruptionError
+from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.catalog_sync import journal_files
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.journal import SNAPSHOT
@@ -59,6 +59,33 @@ def repair_refs(repo: Repository) -> list[dict[str, Any]]:
             action = "removed"
         out.append({"ref": key, "course": series, "damage": why, "action": action,
                     "kept": kept[0] if kept is not None else None})
+    out += _restore_damaged_records(repo)
+    return out
+
+
+def _restore_damaged_records(repo: Repository) -> list[dict[str, Any]]:
+    """A course's last commit whose snapshot file is damaged, written again
+    from the copy its ref holds whole: the record was left out of every
+    listing (``COURSE@latest`` quietly the night before) with nothing to
+    mend it but ``forget``."""
+    out = []
+    for key, _size in repo.backend.list("refs/heads/"):
+        kept = _verified_record(repo, key)
+        if kept is None:
+            continue
+        snap_id, record = kept
+        try:
+            repo.read_snapshot(snap_id)
+            continue
+        except CorruptionError:
+            pass  # damaged: written again below
+        except ObjectMissingError:
+            continue  # a writer died before it, or it was forgotten: not this repair's
+        repo.backend.write(repo.record_key(snap_id), record)
+        repo.sync_catalog()
+        out.append({"ref": key, "course": snapshot_row(snap_id, json.loads(record)).series,
+                    "damage": f"snapshot record {snap_id} is damaged",
+                    "action": "record restored", "kept": snap_id})
     return out
 
 
