@@ -103,3 +103,43 @@ def test_a_full_temporary_folder_is_one_line_and_no_snapshot(
     assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err
     monkeypatch.undo()
     assert cv("-r", repo, "snapshots", "--json").out.strip() in ("[]", "")
+
+
+def test_a_full_temporary_folder_at_a_spool_s_close_is_still_one_line(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spool of records (store/spool.py ScratchFile) flushes its buffer
+    as it closes: on a full TMPDIR that flush failed again while the
+    writer unwound from the first failure, and its bare OSError replaced
+    the one-line message ("internal error: OSError: No space left")."""
+    import errno
+    import tempfile
+
+    from coursevault.store import spool
+
+    big = max(CORPUS, key=lambda p: p.stat().st_size)
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+
+    def full(fd: int, data: object, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    class FullOnClose:
+        def __init__(self, file: object) -> None:
+            self._file = file
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._file, name)
+
+        def close(self) -> None:
+            self._file.close()  # type: ignore[attr-defined]
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    made = tempfile.TemporaryFile
+    monkeypatch.setattr(spool.os, "pwrite", full)
+    monkeypatch.setattr(spool.tempfile, "TemporaryFile",
+                        lambda *a, **k: FullOnClose(made(*a, **k)))
+    r = cv("-r", repo, "ingest", big, "--course", "big")
+    assert r.code == 1, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err

@@ -13,6 +13,7 @@ that the backend's own atomic write makes durable.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
 import struct
@@ -180,7 +181,11 @@ class ScratchFile:
             raise scratch_error("read", exc) from exc
 
     def close(self) -> None:
-        self._file.close()
+        """Let it go.  Its content is thrown away: a flush that fails here
+        (a full ``TMPDIR``) loses nothing, and raised over the error that
+        ended the writer -- "internal error: OSError: No space left"."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
     def __enter__(self) -> Self:
         return self
