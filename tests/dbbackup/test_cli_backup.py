@@ -107,6 +107,9 @@ def test_course_that_does_not_exist(cv, refsite: RefSite) -> None:  # type: igno
     r = _backup(cv, refsite, "--course", "9999")
     _one_line(r, EXIT_BAD_INPUT, "course 9999")
     _no_snapshot(cv)
+    r = _backup(cv, refsite, "--course", "1")  # it exists: "no such course" was wrong
+    _one_line(r, EXIT_BAD_INPUT, "course 1 is the site's front page")
+    _no_snapshot(cv)
 
 
 @pytest.mark.parametrize("where", ["missing", "no-filedir"])

@@ -56,6 +56,7 @@ def test_every_form_names_the_snapshot(
         ("", "empty snapshot selector"),
         ("c@~3", "has 3 snapshots; 'c@~3' goes back too far"),
         ("c@~x", "~N needs a number"),
+        ("c@~-1", "~N counts nights back, from 0"),
         ("c@2023-11-14", "no snapshot at or before 2023-11-14"),
         ("c@yesterday", "expected latest, ~N or an ISO time"),
         ("c@1969-01-01", "is out of range: 1970-01-01 to 9999-12-31"),

@@ -54,7 +54,10 @@ def resolve(repo: Repository, selector: str) -> SnapshotRow:
             back = int(spec[1:])
         except ValueError:
             raise SelectorError(f"invalid selector {selector!r}: ~N needs a number") from None
-        if back < 0 or back >= len(rows):
+        if back < 0:
+            raise SelectorError(f"invalid selector {selector!r}: ~N counts nights back, from 0 "
+                                "(the latest)")
+        if back >= len(rows):
             raise SelectorError(
                 f"course {course!r} has {len(rows)} snapshots; {selector!r} goes back too far"
             )

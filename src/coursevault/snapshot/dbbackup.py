@@ -218,7 +218,10 @@ def select_courses(reader: SiteReader, request: BackupRequest) -> list[int]:
         wanted = sorted(set(request.courses))
         found = {int(str(r["id"])) for r in reader.rows(
             "course", {"id": [str(c) for c in wanted]}, columns=("id",))}
-        missing = [c for c in wanted if c not in found or c == 1]
+        if 1 in wanted:  # Moodle backs it up as no course either
+            raise SiteDataError("course 1 is the site's front page, not a course: Moodle's "
+                                "course backup does not take it")
+        missing = [c for c in wanted if c not in found]
         if missing:
             raise SiteDataError(f"course {missing[0]}: no such course in the database")
         kept = [c for c in wanted if c not in request.exclude]
