@@ -99,6 +99,8 @@ def test_init_refuses_a_repository_whose_config_is_missing(cv, tmp_path) -> None
     other.mkdir()
     (other / "todo.txt").write_text("x")
     assert cv("init", other).code == 2 and not (other / "config").exists()
+    r = cv("init", other / "todo.txt")  # was "cannot create .../config: File exists", exit 1
+    assert r.code == 2 and "is a file" in one_error_line(r.err), r
 
 
 def test_init_without_location_exits_2(cv) -> None:

@@ -171,6 +171,10 @@ class Repository(SnapshotRecords, DictionaryReads):
         if password is not None:
             config["encryption"], keys = new_encryption(password, kdf, id_key)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
+        root = getattr(backend, "root", None)  # a folder's (LocalBackend)
+        if isinstance(root, Path) and root.exists() and not root.is_dir():
+            raise BadInputError(f"{root} is a file: init makes a repository in an empty or "
+                                "new folder")
         for key, _size in backend.list(""):
             # a repository whose config was lost: init's fresh journal
             # deleted its entries (every snapshot gone from every listing)
