@@ -102,7 +102,8 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
     for name in sorted(pending):
         report.warn(
             f"snapshot {name} is not journaled yet (its writer was killed after committing "
-            "it: its course's next backup, forget or prune journals it; catalogs see it then)",
+            "it: its course's next backup, forget or prune journals it, `coursevault repair "
+            "journal` at once; until then no listing shows it)",
             JOURNAL,
         )
     _errors(
