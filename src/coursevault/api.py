@@ -421,6 +421,8 @@ def backup_runs(repo: Repository, course: str | None = None) -> list[dict[str, A
     """The backup runs the catalog logged, oldest first, with ISO times."""
     from coursevault.history.times import format_time
 
+    if course is not None:  # "" listed nothing, as a course no run has
+        validate_course_key(course)
     return [{**row, "time": format_time(row["started"])} for row in repo.runs(course)]
 
 

@@ -46,3 +46,10 @@ def test_a_site_without_a_siteidentifier_is_refused(
     assert run.code == 13 and "no siteidentifier" in run.err, run
     assert json.loads(cv("snapshots", "--json").out) == []
     assert cv("backup", *site, "--site", "moodle.example").code == 0
+
+
+def test_runs_of_a_key_no_course_can_have_is_refused(cv: Callable[..., Result]) -> None:
+    """``runs ""`` printed an empty table; other commands refuse such a key."""
+    for key in ("", "a b"):
+        r = cv("runs", key)
+        assert r.code == 2 and "invalid course key" in r.err, r
