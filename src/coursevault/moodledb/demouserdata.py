@@ -28,12 +28,16 @@ ANSWERED_SHARE = 0.7
 class UserDataBuilder:
     """Writes users' work; ``time`` is when it happens (each write a few seconds later)."""
 
-    def __init__(self, writer: RowWriter, data: SiteData, rng: random.Random, time: int) -> None:
+    def __init__(self, writer: RowWriter, data: SiteData, rng: random.Random, time: int,
+                 until: int | None = None) -> None:
         self.writer, self.data, self.rng = writer, data, rng
         self.time = time
+        self.until = until  # the clock stops there (a night that ends now, not later)
 
     def tick(self) -> int:
         self.time += self.rng.randint(1, 20)
+        if self.until is not None and self.time > self.until:
+            self.time = self.until
         return self.time
 
     def forum_discussions(self, course: int, forum: int, users: list[int], size: DemoSize) -> None:
