@@ -160,3 +160,17 @@ def test_the_latest_of_one_time_stays_the_last_ingested_when_one_between_is_forg
         assert resolve(cv_repo, f"{key}@~1").id == made[0], key
         kept = [s.id for s, _why in apply_policy(cv_repo.snapshots(key), Policy(last=1)).keep]
         assert kept == [made[2]], key
+
+
+def test_a_time_as_printed_takes_in_its_whole_second(
+    cv_repo: Repository, tmp_path: Path, write_course: Callable[..., Path]
+) -> None:
+    """A snapshot taken at 22:13:20.6 (database backups before whole-second
+    times) is printed 22:13:20, and that time selected nothing."""
+    path = write_course(tmp_path / "n.mbz", {1: [(10, "post")]}, date=T0)
+    snap = ingest_archive(cv_repo, str(path), course="c", when="2023-11-14T22:13:20.6Z").snapshot
+    assert resolve(cv_repo, "c@2023-11-14T22:13:20Z").id == snap
+    with pytest.raises(SelectorError):
+        resolve(cv_repo, "c@2023-11-14T22:13:20.5Z")  # a fraction given is taken as given
+    with pytest.raises(SelectorError):
+        resolve(cv_repo, "c@2023-11-14T22:13:19Z")

@@ -67,7 +67,11 @@ def resolve(repo: Repository, selector: str) -> SnapshotRow:
     except BadInputError as exc:
         why = str(exc) if "out of range" in str(exc) else "expected latest, ~N or an ISO time"
         raise SelectorError(f"invalid selector {selector!r}: {why}") from None
-    before = [s for s in rows if s.epoch <= epoch]
+    # a time as printed (whole seconds) takes in all of its second: a
+    # database backup's time has a fraction, and the time `snapshots`
+    # printed for it named none
+    limit = epoch if "." in spec else epoch + 1
+    before = [s for s in rows if s.epoch < limit or s.epoch == epoch]
     if not before:
         raise SelectorError(f"course {course!r} has no snapshot at or before {spec}")
     return before[-1]

@@ -286,7 +286,10 @@ def _backup_one(
             )
             with bar_context as bar:
                 tasks = None if bar is None else _task_progress(bar)
-                source = DatabaseSource(run, site=request.site, when=started, progress=tasks)
+                # its time in whole seconds, as an archive's backup_date: its
+                # export ingested again is then the same time, filed after it
+                source = DatabaseSource(run, site=request.site, when=int(started),
+                                        progress=tasks)
                 # what the backup reads back is a few objects a block (ObjectReads.learn_blocks)
                 repo.learn_blocks = False
                 repo.cache_bytes = min(repo.cache_bytes, BACKUP_CACHE_BYTES)
