@@ -6,6 +6,7 @@ without it, saying so."""
 
 from __future__ import annotations
 
+import re
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -54,7 +55,9 @@ def test_a_third_party_activity_registers_through_an_entry_point(
     found = registry.activities()
     assert found["certificate"].name == "certificate"
     assert {"assign", "forum", "quiz", "choice"} <= set(found)  # coursevault's own, alike
-    assert sys.modules["cv_mod_certificate"].PLUGIN is found["certificate"]
+    plugin = sys.modules["cv_mod_certificate"].PLUGIN  # another package's: guarded, the same
+    assert found["certificate"].name == plugin.name
+    assert [s.member for s in found["certificate"].steps(None)] == ["certificate.xml"]
 
 
 def test_every_shipped_definition_is_a_plugin(fresh_registry: None) -> None:
@@ -72,3 +75,63 @@ def test_a_shipped_definitions_encoder_is_coursevaults_own(fresh_registry: None)
             if group.module(name).startswith("coursevault.definitions."):
                 encode = group[name].encode_links
                 assert encode is None or encode.__module__.startswith("coursevault.definitions.")
+
+
+BROKEN = {
+    "cv_mod_gizmo": ("import cv_missing_dependency\n", "gizmo = cv_mod_gizmo:PLUGIN"),
+    "cv_mod_nope": ("PLUGIN = 'not a plugin'\n", "nope = cv_mod_nope:PLUGIN"),
+    "cv_mod_raises": (textwrap.dedent("""
+        from coursevault.structure.registry import Plugin, Step
+
+        def build(ctx):
+            raise RuntimeError("deliberate failure in build")
+
+        PLUGIN = Plugin("raises", steps=lambda ctx: [Step("raises.xml", build=build)])
+    """), "raises = cv_mod_raises:PLUGIN"),
+    "cv_mod_evil": (textwrap.dedent("""
+        from coursevault.structure.registry import Plugin, Step
+
+        PLUGIN = Plugin("evil", steps=lambda ctx: [Step("../../evil.xml", write=lambda c: b"")])
+    """), "evil = cv_mod_evil:PLUGIN"),
+    "cv_mod_twice": (textwrap.dedent("""
+        from coursevault.structure.registry import Plugin, Step
+
+        PLUGIN = Plugin("twice", steps=lambda ctx: [Step("a.xml", write=lambda c: b""),
+                                                    Step("a.xml", write=lambda c: b"")])
+    """), "twice = cv_mod_twice:PLUGIN"),
+    "cv_mod_page": ("PLUGIN = None\n", "page = cv_mod_page:PLUGIN"),
+}
+
+
+def test_a_third_party_plugin_s_mistakes_are_its_own_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_registry: None
+) -> None:
+    """An adversarial pass: a plugin that failed to import stopped every
+    database backup with "internal error: ModuleNotFoundError"; one whose
+    build raised ended the night; member names like ``../../evil.xml``
+    went into the archive; a second ``page`` was silently ignored (or not,
+    by install order).  Each is now a PluginError naming the plugin, which
+    fails only the course that needs it (exit 2)."""
+    from coursevault.structure.pluginguard import PluginError
+
+    for name, (module, entry) in BROKEN.items():
+        _install(tmp_path, name, module, f"[coursevault.backup.activities]\n{entry}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = registry.activities()
+    cases = {
+        "gizmo": "cannot be loaded: ModuleNotFoundError: No module named 'cv_missing_dependency'",
+        "nope": "is not a coursevault Plugin (str)",
+    }
+    for name, said in cases.items():
+        with pytest.raises(PluginError, match="plugin cv_mod_") as caught:
+            found[name]
+        assert said in str(caught.value) and PluginError.exit_code == 2
+    [step] = found["raises"].steps(None)
+    with pytest.raises(PluginError, match=re.escape("raises.xml failed: RuntimeError: deliberate")):
+        step.build(None)
+    with pytest.raises(PluginError, match=re.escape("'../../evil.xml', not a plain relative path")):
+        found["evil"].steps(None)
+    with pytest.raises(PluginError, match=re.escape("writes a.xml twice")):
+        found["twice"].steps(None)
+    assert found["page"].name == "page" and found.module("page").startswith("coursevault.")
+    assert any("cv_mod_page:PLUGIN" in c and "'page'" in c for c in registry.conflicts())

@@ -30,6 +30,7 @@ from coursevault.structure.context import (
 )
 from coursevault.structure.engine import Encrypt
 from coursevault.structure.plan import Member, MemberSpool, Progress, execute
+from coursevault.structure.pluginguard import PluginError
 
 # Moodle 4.5.x: what the definitions were read from and checked against
 SUPPORTED = ("2024100700", "2024100800")
@@ -100,8 +101,13 @@ def transformer(run: BackupRun) -> Transformer:
 
     first = getattr(course_task, "encode_links", None)
     slots = [_EncoderSlot(None, "", first)] if first is not None else []
+    run.warnings.extend(registry.conflicts())
     for group in (registry.activities(), registry.blocks()):
-        slots += [_EncoderSlot(group, name) for name in group]
+        for name in group:
+            try:
+                slots.append(_EncoderSlot(group, name))
+            except PluginError as exc:  # the course fails only if it holds the module
+                run.warnings.append(f"{exc}: its links are not encoded")
 
     # coursevault's own encoders only rewrite links holding the site's
     # address (after its scheme: http and https forms both count), plain or

@@ -22,6 +22,7 @@ from typing import Protocol
 from coursevault.moodle2.xmlwriter import Transformer
 from coursevault.structure.context import BackupRun, TaskContext
 from coursevault.structure.engine import Encrypt, render, render_into
+from coursevault.structure.pluginguard import PluginError
 from coursevault.structure.registry import Step
 
 
@@ -88,9 +89,13 @@ def execute(
     for done, task in enumerate(tasks):
         ctx = TaskContext(run, dict(task.params))
         prefix = f"{task.directory}/" if task.directory else ""
+        written: set[str] = set()
         for step in task.steps(ctx):
             if step.when is not None and not run.settings.get(step.when, False):
                 continue
+            if step.member in written:  # a plugin's step named as one of the task's own
+                raise PluginError(f"{task.name}: two steps write {prefix}{step.member}")
+            written.add(step.member)
             yield prefix + step.member, _step_member(task, step, ctx, transform, encrypt, spool)
         if task.extra is not None:
             for path, data in task.extra(ctx):

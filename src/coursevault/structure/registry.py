@@ -22,6 +22,8 @@ from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any
 
+from coursevault.structure.pluginguard import OWN, PluginError, guarded
+
 if TYPE_CHECKING:
     from coursevault.structure.context import BackupRun, TaskContext
     from coursevault.structure.elements import Nested
@@ -77,12 +79,29 @@ class PluginGroup(Mapping[str, Any]):
     (coursevault ships 60; a course of pages and forums needs a handful)."""
 
     def __init__(self, entries: Iterable[EntryPoint]) -> None:
-        self._entries = {ep.name: ep for ep in sorted(entries, key=lambda e: e.name)}
+        self._entries: dict[str, EntryPoint] = {}
+        self.conflicts: list[str] = []  # said by each backup run (definitions/run.py)
+        for ep in sorted(entries, key=lambda e: (e.name, not _own(e), e.value)):
+            kept = self._entries.setdefault(ep.name, ep)
+            if kept is not ep:  # coursevault's own first, then the first by value
+                self.conflicts.append(
+                    f"plugins {kept.value} and {ep.value} both define {ep.group} {ep.name!r}: "
+                    f"{kept.value} is used")
         self._loaded: dict[str, Any] = {}
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._loaded:
-            self._loaded[name] = self._entries[name].load()
+            ep = self._entries[name]
+            if _own(ep):
+                self._loaded[name] = ep.load()
+            else:  # another package's: its failures are its own (pluginguard)
+                who = f"plugin {ep.value} ({ep.group} {name!r})"
+                try:
+                    loaded = ep.load()
+                except Exception as exc:
+                    raise PluginError(f"{who}: cannot be loaded: {type(exc).__name__}: "
+                                      f"{exc}") from exc
+                self._loaded[name] = guarded(loaded, who)
         return self._loaded[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -96,6 +115,10 @@ class PluginGroup(Mapping[str, Any]):
         return self._entries[name].module
 
 
+def _own(ep: EntryPoint) -> bool:
+    return ep.module.startswith(OWN)
+
+
 @cache
 def _group(group: str) -> PluginGroup:
     return PluginGroup(entry_points(group=group))
@@ -107,6 +130,11 @@ def activities() -> PluginGroup:
 
 def blocks() -> PluginGroup:
     return _group(BLOCKS)
+
+
+def conflicts() -> list[str]:
+    """Names two installed packages both define, and which one is used."""
+    return [c for group in (ACTIVITIES, BLOCKS, SUBPLUGINS) for c in _group(group).conflicts]
 
 
 def subplugins(prefix: str) -> dict[str, Plugin]:

@@ -1,0 +1,73 @@
+"""A third-party plugin's failure through ``backup --db`` (an adversarial
+pass): one that cannot be imported stopped every backup of the site with
+"internal error: ModuleNotFoundError", and one that raised ended the run
+at the first course, naming nothing.  Now a plugin no course holds is a
+warning, and one a course needs fails that course, named (exit 2); the
+other courses go on."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from coursevault.structure import registry
+
+from .clirun import Result
+
+
+@pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    registry._group.cache_clear()
+    yield
+    registry._group.cache_clear()
+
+
+def _install(site: Path, name: str, module: str, entry: str) -> None:
+    (site / f"{name}.py").write_text(module)
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry)
+
+
+def test_a_broken_plugin_fails_only_the_courses_that_need_it(
+    cv: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    fresh_registry: None,
+) -> None:
+    from coursevault.moodledb.demosite import build_demo_site
+
+    db, dataroot = tmp_path / "site.db", tmp_path / "data"
+    courses = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=2).courses)
+    site = ("--db", f"sqlite:///{db}", "--dataroot", dataroot)
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    _install(plugins, "cv_mod_gizmo", "import cv_missing_dependency\n",
+             "[coursevault.backup.activities]\ngizmo = cv_mod_gizmo:PLUGIN\n")
+    monkeypatch.syspath_prepend(str(plugins))
+    r = cv("backup", *site, "--all", "--json")  # no course holds a gizmo
+    assert r.code == 0, r
+    warned = [w for o in json.loads(r.out) for w in o["warnings"]]
+    assert any("plugin cv_mod_gizmo:PLUGIN" in w and "cannot be loaded" in w for w in warned)
+
+    # an assignment subplugin (every assignment asks for its part) that raises
+    _install(plugins, "cv_sub_evil", textwrap.dedent("""
+        from coursevault.structure.registry import Plugin
+
+        def part(ctx):
+            raise RuntimeError("deliberate failure in its part")
+
+        PLUGIN = Plugin("assignsubmission_evil", steps=lambda ctx: [],
+                        extra={"submission": part})
+    """), "[coursevault.backup.subplugins]\nassignsubmission_evil = cv_sub_evil:PLUGIN\n")
+    registry._group.cache_clear()
+    r = cv("backup", *site, "--course", courses[0], "--course", courses[1], "--json")
+    assert r.code == 2 and "internal error" not in r.err, r
+    failed = json.loads(r.out)
+    assert [o["outcome"] for o in failed] == ["failed", "failed"]
+    assert all(o["error"].startswith("plugin cv_sub_evil:PLUGIN") and
+               "RuntimeError: deliberate failure" in o["error"] for o in failed), failed
+    assert len(json.loads(cv("snapshots", "--json").out)) == 2  # the first run's only
