@@ -859,6 +859,12 @@ def sync(
         src.no_lock = no_lock
         require_courses(src, courses)
         dst_config = read_config(dst_backend)
+        sealed = (dst_config or src.config).get("encryption") is not None
+        if destination_password is not None and not sealed:  # it was silently ignored
+            raise BadInputError(
+                f"--to-password-file: {dst_backend.location()} is not encrypted"
+                + ("" if dst_config else " (sync makes a destination encrypted only when its "
+                   "source is)"))
         initialized = False
         if dst_config is None and not dry_run:
             try:

@@ -139,3 +139,36 @@ def test_a_new_destination_is_not_made_under_a_passphrase_that_cannot_open_it(
     assert code == 0, err
     code, out, _err = cv(cache, "check", "-r", dst)
     assert code == 0 and "no errors, 0 warnings" in out, out
+
+
+def test_sync_makes_no_repository_over_files_nor_ignores_a_destination_passphrase(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An adversarial pass: sync made its destination in a folder that held
+    files -- over an encrypted repository whose config was lost it wrote a
+    plain config, and every sealed file then read as corrupt -- where init
+    refuses; and --to-password-file for a plain destination was ignored."""
+    import shutil
+
+    src, enc, cache = tmp_path / "src", tmp_path / "enc", tmp_path / "cache"
+    assert cv(cache, "init", src)[0] == 0
+    assert cv(cache, "ingest", "-r", src, ARCHIVES[0])[0] == 0
+    assert cv(cache, "init", enc, "--encrypt")[0] == 0
+    assert cv(cache, "ingest", "-r", enc, ARCHIVES[1])[0] == 0
+    lost = tmp_path / "lost"
+    shutil.copytree(enc, lost)
+    (lost / "config").unlink()
+    before = sorted(p.relative_to(lost) for p in lost.rglob("*"))
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "todo.txt").write_text("mine")
+    for dst in (lost, notes):
+        code, _out, err = cv(cache, "sync", src, dst)
+        assert code == 2 and "is not empty" in err and err.count("\n") == 1, err
+        assert not (dst / "config").exists()
+    assert sorted(p.relative_to(lost) for p in lost.rglob("*")) == before
+    pw = tmp_path / "pw"
+    pw.write_text("site pw\n")
+    code, _out, err = cv(cache, "sync", src, tmp_path / "new", "--to-password-file", pw)
+    assert code == 2 and "is not encrypted" in err, err
+    assert not (tmp_path / "new").exists()

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from coursevault.errors import BackendError, TruncatedError
+from coursevault.errors import BackendError, BadInputError, TruncatedError
 
 TEMP_PREFIX = ".tmp-"
 
@@ -305,3 +305,24 @@ class LocalBackend:
                 return True
         except OSError as exc:
             raise BackendError(f"cannot update {path}: {exc.strerror}") from exc
+
+
+def require_empty(backend: Backend) -> None:
+    """Nothing at ``backend`` that a new repository would start over (``init``,
+    and ``sync`` making its destination): a repository whose config was
+    lost had its journal's entries deleted by the new one's fresh journal,
+    every snapshot gone from every listing -- or, sealed, its files read as
+    corrupt under a plain config.  A location holding a ``config`` is left
+    to ``create`` to refuse as an existing repository (RepositoryExistsError,
+    which a sync racing another to make its destination takes as made)."""
+    root = getattr(backend, "root", None)  # a folder's (LocalBackend)
+    if isinstance(root, Path) and root.exists() and not root.is_dir():
+        raise BadInputError(f"{root} is a file: a repository is made in an empty or new folder")
+    if backend.exists("config"):
+        return
+    for key, _size in backend.list(""):
+        raise BadInputError(
+            f"{backend.location()} is not empty (it holds {key}): a repository is made in an "
+            "empty or new folder; a repository whose config is missing is not made anew over "
+            "its files")
+

@@ -52,7 +52,7 @@ from coursevault.errors import (
     ObjectMissingError,
     WrongPasswordError,
 )
-from coursevault.store.backend import Backend
+from coursevault.store.backend import Backend, require_empty
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import checkpoint_from_listing
 from coursevault.store.crypto import EncryptedBackend
@@ -189,6 +189,7 @@ def init_like(
         new["version"] = FANOUT_VERSION  # same objects; a new hub's records fan out
     data = json.dumps(new, indent=2, sort_keys=True).encode() + b"\n"
     sealed = sealed_backend(backend, new, password)  # a passphrase that opens it, first
+    require_empty(backend)
     if not backend.create("config", data):
         raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
     write_checkpoint(sealed, [], [], fresh=True)

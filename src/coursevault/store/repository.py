@@ -33,7 +33,7 @@ from coursevault.errors import (
     RepositoryExistsError,
     UsageError,
 )
-from coursevault.store.backend import Backend
+from coursevault.store.backend import Backend, require_empty
 from coursevault.store.catalog import Catalog
 from coursevault.store.catalog_sync import open_catalog, reset_damaged, sqlite_path, sync_catalog
 from coursevault.store.dictionaries import DEFAULT_DICT_DEPTH, MAX_DICT_DEPTH, DictionaryReads
@@ -171,19 +171,7 @@ class Repository(SnapshotRecords, DictionaryReads):
         if password is not None:
             config["encryption"], keys = new_encryption(password, kdf, id_key)
         data = json.dumps(config, indent=2, sort_keys=True).encode() + b"\n"
-        root = getattr(backend, "root", None)  # a folder's (LocalBackend)
-        if isinstance(root, Path) and root.exists() and not root.is_dir():
-            raise BadInputError(f"{root} is a file: init makes a repository in an empty or "
-                                "new folder")
-        for key, _size in backend.list(""):
-            # a repository whose config was lost: init's fresh journal
-            # deleted its entries (every snapshot gone from every listing)
-            if key == "config":
-                break
-            raise RepositoryExistsError(
-                f"{backend.location()} is not empty (it holds {key}): init makes a repository "
-                "in an empty or new folder; a repository whose config is missing is not "
-                "made anew over its files")
+        require_empty(backend)
         if not backend.create("config", data):
             raise RepositoryExistsError(f"a repository already exists at {backend.location()}")
         if password is not None:  # everything after the config is sealed
