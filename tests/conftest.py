@@ -25,6 +25,16 @@ from coursevault.store.repository import Repository
 
 
 @pytest.fixture
+def fresh_registry() -> Iterator[None]:
+    """The plugin registry read afresh (a test installs entry points)."""
+    from coursevault.structure import registry
+
+    registry._group.cache_clear()
+    yield
+    registry._group.cache_clear()
+
+
+@pytest.fixture
 def cv_repo(tmp_path: Path) -> Iterator[Repository]:
     backend = LocalBackend(tmp_path / "repo")
     Repository.init(backend)

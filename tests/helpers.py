@@ -99,3 +99,14 @@ class MemSink:
 
     def has(self, oid: ObjectId) -> bool:
         return False
+
+
+def install_distribution(site: Path, name: str, module: str, entry: str) -> None:
+    """A minimal installed distribution in ``site`` (put it on sys.path):
+    a module and its dist-info declaring ``entry`` (entry_points.txt)."""
+    (site / f"{name}.py").write_text(module)
+    info = site / f"{name}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(entry)
+

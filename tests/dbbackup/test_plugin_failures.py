@@ -9,29 +9,15 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers import install_distribution
 
 from coursevault.structure import registry
 
 from .clirun import Result
-
-
-@pytest.fixture
-def fresh_registry() -> Iterator[None]:
-    registry._group.cache_clear()
-    yield
-    registry._group.cache_clear()
-
-
-def _install(site: Path, name: str, module: str, entry: str) -> None:
-    (site / f"{name}.py").write_text(module)
-    info = site / f"{name}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(entry)
 
 
 def test_a_broken_plugin_fails_only_the_courses_that_need_it(
@@ -45,7 +31,7 @@ def test_a_broken_plugin_fails_only_the_courses_that_need_it(
     site = ("--db", f"sqlite:///{db}", "--dataroot", dataroot)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
-    _install(plugins, "cv_mod_gizmo", "import cv_missing_dependency\n",
+    install_distribution(plugins, "cv_mod_gizmo", "import cv_missing_dependency\n",
              "[coursevault.backup.activities]\ngizmo = cv_mod_gizmo:PLUGIN\n")
     monkeypatch.syspath_prepend(str(plugins))
     r = cv("backup", *site, "--all", "--json")  # no course holds a gizmo
@@ -54,7 +40,7 @@ def test_a_broken_plugin_fails_only_the_courses_that_need_it(
     assert any("plugin cv_mod_gizmo:PLUGIN" in w and "cannot be loaded" in w for w in warned)
 
     # an assignment subplugin (every assignment asks for its part) that raises
-    _install(plugins, "cv_sub_evil", textwrap.dedent("""
+    install_distribution(plugins, "cv_sub_evil", textwrap.dedent("""
         from coursevault.structure.registry import Plugin
 
         def part(ctx):

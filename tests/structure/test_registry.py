@@ -9,34 +9,18 @@ from __future__ import annotations
 import re
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import install_distribution
 
 from coursevault.structure import registry
-
-
-@pytest.fixture
-def fresh_registry() -> Iterator[None]:
-    registry._group.cache_clear()
-    yield
-    registry._group.cache_clear()
-
-
-def _install(site: Path, name: str, module: str, entry: str) -> None:
-    """A minimal installed distribution: a module and its dist-info."""
-    (site / f"{name}.py").write_text(module)
-    info = site / f"{name}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(entry)
 
 
 def test_a_third_party_activity_registers_through_an_entry_point(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_registry: None
 ) -> None:
-    _install(
+    install_distribution(
         tmp_path,
         "cv_mod_certificate",
         textwrap.dedent("""
@@ -115,7 +99,7 @@ def test_a_third_party_plugin_s_mistakes_are_its_own_and_named(
     from coursevault.structure.pluginguard import PluginError
 
     for name, (module, entry) in BROKEN.items():
-        _install(tmp_path, name, module, f"[coursevault.backup.activities]\n{entry}\n")
+        install_distribution(tmp_path, name, module, f"[coursevault.backup.activities]\n{entry}\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     found = registry.activities()
     cases = {
