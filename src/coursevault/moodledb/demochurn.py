@@ -69,10 +69,6 @@ class NightCounts:
         self.counts[table] = self.counts.get(table, 0) + n
 
 
-# how long before its time a night's writes begin (each a few seconds later)
-NIGHT_SECONDS = 60
-
-
 def churn_demo_site(
     db_url: str, dataroot: str | Path, prefix: str = DEFAULT_PREFIX, when: int | None = None
 ) -> DemoSiteReport:
@@ -197,11 +193,12 @@ def _churn_course(
     night = _Night(
         writer, data, store, rng, course,
         users=users,
-        # the night's last minute, ending at its time: its log lines came
-        # up to 100 s later, so a backup right after it was not the last
-        # word (--skip-unmodified backed the course up again)
-        userdata=UserDataBuilder(writer, data, rng, night_at[0] - NIGHT_SECONDS,
-                                 until=night_at[0]),
+        # every write at the night's time: a clock ticking on from it put log
+        # lines up to 100 s later, so a backup right after the night was not
+        # the last word (--skip-unmodified backed the course up again); one
+        # started before it, as a minute before it did when the night wrote
+        # few lines, so a backup made just before the night skipped it
+        userdata=UserDataBuilder(writer, data, rng, night_at[0], until=night_at[0]),
         log=_Logger(writer, data, course, counts),
         counts=counts,
         modules=modules,
