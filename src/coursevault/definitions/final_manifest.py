@@ -12,7 +12,6 @@ date and the backup id (random, as Moodle's).
 
 from __future__ import annotations
 
-import hashlib
 import re
 import uuid
 from datetime import datetime
@@ -20,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from coursevault.definitions.final_annotations import final_ids, system_context_id
 from coursevault.definitions.final_files import references_external
-from coursevault.structure.context import TaskContext
+from coursevault.structure.context import TaskContext, site_hash
 from coursevault.structure.elements import UNSET, Nested, Row, Rows
 
 # the root task's settings, in the order backup_root_task::define_settings adds them
@@ -84,7 +83,7 @@ def information(ctx: TaskContext) -> Row:
         "include_files": "1" if run.setting("files") else "0",
         "include_file_references_to_external_content": "1" if references_external(ctx) else "0",
         "original_wwwroot": site.wwwroot,
-        "original_site_identifier_hash": hashlib.md5(site.siteidentifier.encode()).hexdigest(),
+        "original_site_identifier_hash": site_hash(site.siteidentifier),
         "original_course_id": str(course["id"]),
         "original_course_format": course["format"],
         "original_course_fullname": course["fullname"],

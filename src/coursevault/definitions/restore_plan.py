@@ -50,7 +50,7 @@ from coursevault.moodledb.filedir import Staging
 from coursevault.moodledb.site import SiteReader
 from coursevault.moodledb.sitewriter import SiteWriter
 from coursevault.structure import registry
-from coursevault.structure.context import SETTINGS, BackupRun, SiteInfo, TaskContext
+from coursevault.structure.context import SETTINGS, BackupRun, SiteInfo, TaskContext, site_hash
 from coursevault.structure.restore_engine import IdMap, RestoreContext
 
 # (backup release, site release) pairs the definitions read and write alike
@@ -385,12 +385,10 @@ def _need_stream(members: BackupMembers, path: str) -> Iterator[bytes]:
 
 
 def _same_site(writer: SiteWriter, info: BackupInfo) -> bool:
-    import hashlib
-
     row = writer.one("config", {"name": "siteidentifier"})
     if row is None:
         return False
-    return hashlib.md5(str(row["value"]).encode()).hexdigest() == info.site_hash
+    return site_hash(str(row["value"])) == info.site_hash
 
 
 def _build_context(writer: SiteWriter, users: bool) -> TaskContext:

@@ -18,7 +18,6 @@ event (an admin's SQL, a plugin that does not log) is missed by both.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import time
@@ -188,7 +187,9 @@ def _with_site(request: BackupRequest, siteidentifier: str) -> BackupRequest:
     if not siteidentifier:
         raise SiteError("no siteidentifier in the config table: not a Moodle database? "
                         "(--site names the site part of the course keys)")
-    return replace(request, site=hashlib.md5(siteidentifier.encode()).hexdigest())
+    from coursevault.structure.context import site_hash
+
+    return replace(request, site=site_hash(siteidentifier))
 
 
 def check_request(request: BackupRequest) -> None:

@@ -17,7 +17,6 @@ compares like with like.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from coursevault.moodle2.archive import ArchiveLayout, MemberInfo
 from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
 from coursevault.snapshot.source import SourceHead, validate_course_key
 from coursevault.store.spool import RecordSpool, ScratchFile
-from coursevault.structure.context import BackupRun
+from coursevault.structure.context import BackupRun, site_hash
 from coursevault.structure.plan import FileRef, Progress, Spooled
 
 DIR_MTIME = 1356998400  # what Moodle's tgz packer gives folders and the index
@@ -39,7 +38,7 @@ TRIM_EVERY = 4 << 20  # bytes of members stored between handing free pages back 
 
 def course_key(run: BackupRun, site: str | None = None) -> str:
     """``<site>-<course id>``; the site defaults to what Moodle's backups name it."""
-    ident = site or hashlib.md5(run.site.siteidentifier.encode()).hexdigest()
+    ident = site or site_hash(run.site.siteidentifier)
     return validate_course_key(f"{ident}-{run.course['id']}")
 
 
@@ -92,8 +91,7 @@ class DatabaseSource:
             "backup_release": site.backup_release,
             "original_course_id": str(course["id"]),
             "original_course_shortname": str(course["shortname"]),
-            "original_site_identifier_hash": hashlib.md5(
-                site.siteidentifier.encode()).hexdigest(),
+            "original_site_identifier_hash": site_hash(site.siteidentifier),
             "original_wwwroot": site.wwwroot,
             "settings": {k: v for k, v in sorted(self.run.settings.items())},
         }

@@ -11,6 +11,7 @@ table back without ORDER BY, which returns insertion order).
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -164,6 +165,12 @@ class Annotations(Sequence[tuple[str, str]]):
         if isinstance(index, slice):
             return [self._order[i] for i in self._at[index]]
         return self._order[self._at[index]]
+
+
+def site_hash(siteidentifier: str) -> str:
+    """Moodle's ``original_site_identifier_hash``: how its backups name a
+    site (and coursevault's course keys, by default)."""
+    return hashlib.md5(siteidentifier.encode()).hexdigest()
 
 
 @dataclass
