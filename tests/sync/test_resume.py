@@ -229,3 +229,43 @@ def test_a_failed_sync_reports_its_failure_not_the_lock_release_s(
         with pytest.raises(BackendError, match="the real failure"):
             sync_repositories(source, target)
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("sites", [("folder", "folder")], indirect=True, ids=["folder-to-folder"])
+@pytest.mark.parametrize("cold", [False, True], ids=["catalog-warm", "catalog-cold"])
+@pytest.mark.parametrize("which", [0, 1], ids=["older", "newest"])
+def test_a_damaged_source_record_is_left_behind_with_exit_1(
+    sites: Sites, nights: dict[str, list[Path]], capsys: pytest.CaptureFixture[str], cold: bool,
+    which: int,
+) -> None:
+    """A snapshot record damaged at the source: the rest is copied, that one
+    is named and the sync exits 1 -- it exited 0 (catalog cold) or copied
+    nothing (warm); ``--course`` of its course said "no snapshots", exit 2.
+    Cold, the record does not parse: its course's ref (the newest) or its
+    child's parent (an older one) names it."""
+    src = sites.init(sites.source("src"))
+    sites.ingest(src, nights["quiz"][0], "quiz")
+    sites.ingest(src, nights["upload"][0], "upload")
+    sites.ingest(src, nights["upload"][1], "upload")
+    with sites.open(src) as repo:
+        rows = [r for r in repo.snapshots() if r.series == "upload"]
+        row = rows[which]
+        path = Path(src, repo.record_key(row.id))
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0x01
+    path.write_bytes(bytes(data))
+    if cold:
+        for catalog in Path(sites.cache).rglob("catalog*"):
+            catalog.unlink()
+
+    dst = sites.destination("dst")
+    capsys.readouterr()
+    assert sites.cli("sync", src, dst) == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert row.id[:12] in err and "1 snapshot not copied" in err, err
+    assert sorted(sites.snapshots(dst).values()) == ["quiz", "upload"]
+    sites.check(dst)
+    assert sites.cli("sync", src, dst, "--course", "upload") == EXIT_FAILURE
+    err = capsys.readouterr().err
+    assert row.id[:12] in err and "damaged" in err and "no snapshots" not in err, err
+    assert sites.cli("sync", src, dst, "--course", "quiz") == 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from coursevault.cli.base import (
     read_password_file,
     remote_options,
 )
+from coursevault.errors import EXIT_FAILURE
+
+if TYPE_CHECKING:
+    from coursevault.store.replicate import SyncReport
 
 
 @app.command()
@@ -84,6 +88,7 @@ def sync(
         output.error(note, "warning")
     if json_out:
         output.print_json(report.as_dict())
+        _fail_if_incomplete(report)
         return
     verb = "would copy" if dry_run else "copied"
     made = " (created it)" if report.initialized else ""
@@ -95,3 +100,16 @@ def sync(
         f"{report.packs_resumed} packs already there; {report.requests} requests",
         markup=False,
     )
+    _fail_if_incomplete(report)
+
+
+def _fail_if_incomplete(report: SyncReport) -> None:
+    """Exit 1 when a source snapshot was left behind as damaged: a sync
+    that exits 0 must mean the destination holds every snapshot asked for."""
+    if report.damaged:
+        n = len(report.damaged)
+        output.error(
+            "1 snapshot not copied: its record at the source is damaged" if n == 1
+            else f"{n} snapshots not copied: their records at the source are damaged"
+        )
+        raise typer.Exit(EXIT_FAILURE)

@@ -326,6 +326,8 @@ def _load(repo: Repository, what: str, name: str, damaged: list[str]) -> bool:
         except (CorruptionError, KeyError, TypeError, ValueError) as exc:
             # never listed as a usable snapshot, and said: a damaged newest
             # record left `export COURSE@latest` the night before, silently
+            if name not in repo.damaged_records:
+                repo.damaged_records.append(name)
             repo.notice(f"snapshot record {name[:12]} is damaged ({exc}): left out of every "
                         "listing (`coursevault repair refs` restores a course's last one from "
                         "its ref)")

@@ -11,7 +11,9 @@ the destination already holds part of are repacked there (codec 1).
 Guarantees (docs/format.md, "Sync"):
 
 * every object is hashed on the way and must match its id: a damaged object
-  at the source stops the sync before anything naming it is indexed;
+  at the source stops the sync before anything naming it is indexed; a
+  damaged snapshot record is left behind and listed in ``SyncReport.damaged``
+  (the CLI exits 1), the other snapshots copied;
 * nothing at the destination is overwritten or deleted (packs, index files
   and snapshots are content-addressed and created only if absent);
 * write order: objects are indexed children before parents (the copy order
@@ -38,6 +40,7 @@ Guarantees (docs/format.md, "Sync"):
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import time
 from collections.abc import Callable
@@ -62,8 +65,8 @@ from coursevault.store.keys import ENCRYPTED_VERSION, Password, Secrets, sealed_
 from coursevault.store.locks import Lock
 from coursevault.store.pack import pack_files
 from coursevault.store.repository import Repository
-from coursevault.store.series import publish_copied
-from coursevault.store.snapshots import FANOUT_VERSION, snapshot_dictionary
+from coursevault.store.series import first_parent, head_newest, publish_copied
+from coursevault.store.snapshots import FANOUT_VERSION, SERIES_FIELD, snapshot_dictionary
 from coursevault.store.synccopy import Copier, Progress, prefetch_packs
 from coursevault.store.syncplan import SyncPlan
 
@@ -236,6 +239,9 @@ class SyncReport:
     initialized: bool = False
     dry_run: bool = False
     notes: list[str] = field(default_factory=list)
+    # source snapshots not copied because their records are damaged there
+    # (ids): the sync is incomplete, and says so with exit 1
+    damaged: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -255,7 +261,51 @@ def require_courses(src: Repository, courses: list[str] | None) -> None:
     destination is created: a refused sync must leave nothing behind."""
     for course in courses or []:
         if not src.catalog.snapshots(course):
-            raise BadInputError(f"no snapshots of course {course} in {src.backend.location()}")
+            _no_snapshots(src, course)
+
+
+def _no_snapshots(src: Repository, course: str) -> None:
+    """Refuse ``course``: a usage error, unless a damaged record at the
+    source may be its (then the repository's damage, exit 1, and the way
+    to mend it): "no snapshots" sent the user to look for a typo."""
+    damaged = damaged_records(src, [course])
+    where = src.backend.location()
+    if damaged:
+        raise CorruptionError(
+            f"no readable snapshots of course {course} in {where}: snapshot record "
+            f"{damaged[0][:12]} there is damaged (`coursevault repair refs` restores a "
+            "course's last one from its ref)")
+    raise BadInputError(f"no snapshots of course {course} in {where}")
+
+
+def damaged_records(src: Repository, courses: list[str] | None) -> list[str]:
+    """The ids of the snapshot records the source's catalog left out as
+    damaged that belong to ``courses`` (all if None): those that still name
+    one of them, that one's ref names as its newest, or whose id one of its
+    snapshots names as its parent -- every record but a forgotten one is
+    one of these."""
+    if not courses or not src.damaged_records:
+        return list(src.damaged_records)
+    wanted = set(courses)
+    named: set[str] = set()
+    for course in courses:
+        newest = head_newest(src, course)
+        if newest is not None:
+            named.add(newest)
+        named.update(p for row in src.catalog.snapshots(course)
+                     if (p := first_parent(row.record)) is not None)
+    return [snap_id for snap_id in src.damaged_records
+            if snap_id in named or _course_of_damaged(src, snap_id) in wanted]
+
+
+def _course_of_damaged(src: Repository, snap_id: str) -> str | None:
+    """The course a damaged record still names, if its bytes parse."""
+    try:
+        record = json.loads(src.backend.read(src.record_key(snap_id)))
+    except (OSError, CorruptionError, ValueError):
+        return None
+    course = record.get(SERIES_FIELD) if isinstance(record, dict) else None
+    return course if isinstance(course, str) else None
 
 
 def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
@@ -265,7 +315,7 @@ def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
     have = {r.series for r in rows}
     for course in courses:
         if course not in have:
-            raise BadInputError(f"no snapshots of course {course} in {src.backend.location()}")
+            _no_snapshots(src, course)
     wanted = set(courses)
     return [r for r in rows if r.series in wanted]
 
@@ -365,8 +415,14 @@ def _sync(
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
+    report.damaged = damaged_records(src, courses)
     for row in todo:
-        data = _read_snapshot(src, row.id)
+        try:
+            data = _read_snapshot(src, row.id)
+        except CorruptionError as exc:  # the others are copied; this one said
+            report.damaged.append(row.id)
+            report.notes.append(f"snapshot {row.id[:12]} of course {row.series} not copied: {exc}")
+            continue
         records.append((row, data))
         parents = row.record.get("parents")
         parent = parents[0] if isinstance(parents, list) and parents else None

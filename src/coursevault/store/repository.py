@@ -108,6 +108,9 @@ class Repository(SnapshotRecords, DictionaryReads):
         self.id: str = config["id"]
         self.catalog = catalog
         self.notices: list[str] = []
+        # ids of the snapshot records the catalog found damaged and left out
+        # (store/catalog_sync.py): a sync must not report such a course copied
+        self.damaged_records: list[str] = []
         # (journal id, generation) of the last journal entry this process
         # wrote: where the next one looks for a free generation from
         self.journal_tail: tuple[str, int] | None = None

@@ -191,6 +191,12 @@ class _Head(NamedTuple):
     damaged: str | None = None  # why the ref cannot be trusted (then last is None)
 
 
+def head_newest(repo: Repository, series: str) -> str | None:
+    """The snapshot ``series``'s ref names as its newest (None: no ref, or a
+    damaged one)."""
+    return _read_head(repo, series).newest
+
+
 def _read_head(repo: Repository, series: str) -> _Head:
     return _read_head_key(repo, head_key(series))
 
