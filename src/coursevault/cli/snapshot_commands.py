@@ -189,6 +189,8 @@ def ls_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """List a snapshot's members, or the element records of one XML member."""
+    if path is not None:  # as an archive lists it (tar's ./), or as a user types it
+        path = path.removeprefix("./").lstrip("/") or None
     with open_repo(repo, cache_dir, catalog) as r:
         members = None
         if path is None:
