@@ -186,7 +186,8 @@ def remote_options() -> api.RemoteOptions:
     params = ctx.find_root().params if ctx is not None else {}
     return api.RemoteOptions(
         endpoint_url=params.get("endpoint_url") or None,
-        connections=params.get("s3_connections") or api.S3_CONNECTIONS,
+        connections=(api.S3_CONNECTIONS if params.get("s3_connections") is None
+                     else params["s3_connections"]),  # 0 was taken for the default
     )
 
 

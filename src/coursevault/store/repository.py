@@ -231,7 +231,12 @@ class Repository(SnapshotRecords, DictionaryReads):
             backend = wrap(backend, folder)
         backend = sealed_backend(backend, config, password)
         if catalog_url is None:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # a file where a folder should be, no permission
+                raise BadInputError(
+                    f"cannot make the cache folder {folder}: {exc.strerror} "
+                    "(give another with --cache-dir)") from None
             catalog_url = f"sqlite:///{folder / 'catalog.sqlite'}"
         notices: list[str] = []
         for attempt in (1, 2):

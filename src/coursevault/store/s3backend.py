@@ -62,6 +62,10 @@ _RETRYABLE_CODES = {
 }
 
 
+# what botocore accepts as a bucket name (an access point's ARN aside)
+_BUCKET = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")
+
+
 @dataclass(frozen=True)
 class S3Location:
     """A parsed ``s3://bucket/prefix``; keys of the repository live below ``prefix``."""
@@ -77,6 +81,10 @@ class S3Location:
         prefix = prefix.strip("/")
         if not bucket or any(part in ("", ".", "..") for part in prefix.split("/") if prefix):
             raise BadInputError(f"bad S3 location {location!r} (want s3://bucket/prefix)")
+        if not _BUCKET.fullmatch(bucket):  # botocore's own rule, said in one line
+            raise BadInputError(
+                f"bad S3 location {location!r}: a bucket name is 1-255 letters, digits, "
+                "'.', '-' or '_'")
         return S3Location(bucket, prefix)
 
     def __str__(self) -> str:
@@ -120,12 +128,15 @@ def make_client(endpoint_url: str | None, connections: int) -> Any:
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
     )
-    return session.create_client(
-        "s3",
-        endpoint_url=endpoint_url,
-        region_name=session.get_config_variable("region") or "us-east-1",
-        config=config,
-    )
+    try:
+        return session.create_client(
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=session.get_config_variable("region") or "us-east-1",
+            config=config,
+        )
+    except ValueError as exc:  # botocore's "Invalid endpoint: notaurl"
+        raise BadInputError(f"--endpoint-url {endpoint_url}: {exc}") from None
 
 
 class S3Backend:
