@@ -11,6 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 INDEX_NAME = ".ARCHIVE_INDEX"
+# The most of an index a reader holds in memory (ingest, to compare it with
+# what the other members regenerate; the progress bar, for its total).
+# Moodle's lists a member a line, some 100 bytes: 8 MiB is 80,000 members.
+# A declared size is bounded only by deflate's ratio (moodle2/archive.py),
+# so a 1 MB archive can hold a 1 GB index: past this it is stored as any
+# other file, in chunks, and comes back as it was.
+MAX_HELD_INDEX = 8 << 20
 
 
 def render_archive_index(entries: Iterable[tuple[str, bool, int, int]]) -> bytes:

@@ -27,7 +27,7 @@ from coursevault import __version__
 from coursevault.errors import XmlError
 from coursevault.history.times import format_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, zip_entry_fields
-from coursevault.moodle2.archiveindex import INDEX_NAME, render_archive_index
+from coursevault.moodle2.archiveindex import INDEX_NAME, MAX_HELD_INDEX, render_archive_index
 from coursevault.moodle2.filepool import Sha1Reader, claimed_contenthash
 from coursevault.moodle2.tarformat import TarHeaderError, moodle_header
 from coursevault.snapshot.memberentries import MemberEntries
@@ -205,7 +205,7 @@ def _store_members(
         entry = _member_entry(member)
         content: ObjectId | None = None
         if entry["kind"] == "file":
-            if member.path == INDEX_NAME and tgz:
+            if member.path == INDEX_NAME and tgz and member.size <= MAX_HELD_INDEX:
                 stored.index_raw = stream.read()
                 stored.entries.hold_index(member, entry)
                 result.bytes_read += len(stored.index_raw)

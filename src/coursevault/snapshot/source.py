@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from coursevault.errors import ArchiveError, BadInputError
 from coursevault.history.times import parse_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, first_member, iter_members
-from coursevault.moodle2.archiveindex import INDEX_NAME, listed_bytes
+from coursevault.moodle2.archiveindex import INDEX_NAME, MAX_HELD_INDEX, listed_bytes
 from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_backup_info
 from coursevault.snapshot.labels import COURSE_KEY_CHARS as COURSE_KEY_CHARS
 from coursevault.snapshot.labels import source_label as source_label
@@ -143,7 +143,8 @@ def archive_listed_bytes(path: str) -> int:
         _layout, members = iter_members(path)
         try:
             info, stream = next(members)
-            raw = stream.read() if info.path == INDEX_NAME else b""
+            held = info.path == INDEX_NAME and info.size <= MAX_HELD_INDEX
+            raw = stream.read() if held else b""
         finally:
             close = getattr(members, "close", None)
             if close is not None:
