@@ -10,6 +10,7 @@ import pytest
 
 from coursevault.errors import (
     BackendError,
+    CorruptionError,
     CoursevaultError,
     FormatVersionError,
     NoRepositoryError,
@@ -356,6 +357,29 @@ def test_unreadable_config(backend, tmp_path) -> None:
     Repository.init(backend)
     backend.write("config", b"{not json")
     with pytest.raises(CoursevaultError):
+        Repository.open(backend, cache_dir=tmp_path / "c")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda cfg: cfg.pop("block_size"),
+        lambda cfg: cfg.pop("pack_size"),
+        lambda cfg: cfg.pop("zstd_level"),
+        lambda cfg: cfg.pop("chunker"),
+        lambda cfg: cfg["chunker"].pop("avg"),
+        lambda cfg: cfg.update(pack_size="big"),
+    ],
+)
+def test_a_config_without_what_writers_read_is_unreadable(backend, tmp_path, damage) -> None:
+    """The config is plain JSON (an encrypted repository's too): a key
+    renamed by a flipped byte was opened, and the first ingest was an
+    internal error (KeyError: 'block_size')."""
+    Repository.init(backend)
+    cfg = json.loads(backend.read("config"))
+    damage(cfg)
+    backend.write("config", json.dumps(cfg).encode())
+    with pytest.raises(CorruptionError, match="is unreadable"):
         Repository.open(backend, cache_dir=tmp_path / "c")
 
 

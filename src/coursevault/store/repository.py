@@ -209,6 +209,11 @@ class Repository(SnapshotRecords, DictionaryReads):
             config = json.loads(raw)
             version = int(config["version"])
             str(config["id"])
+            # what writers read: one missing was an internal error (KeyError)
+            for key in ("pack_size", "block_size", "zstd_level"):
+                int(config[key])
+            for key in ("min", "avg", "max"):
+                int(config["chunker"][key])
         except (ValueError, KeyError, TypeError) as exc:
             raise CorruptionError(
                 f"repository config at {backend.location()} is unreadable"
