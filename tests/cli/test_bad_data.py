@@ -143,3 +143,43 @@ def test_a_full_temporary_folder_at_a_spool_s_close_is_still_one_line(
     assert r.code == 1, (r.out, r.err)
     lines = r.err.strip().splitlines()
     assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err
+
+
+def test_a_full_temporary_folder_under_an_xml_member_s_spool_is_one_line(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ingest spools each XML member (in memory up to a size, then in
+    TMPDIR) while it cuts it: a full TMPDIR there was "internal error:
+    OSError: No space left on device"."""
+    import errno
+    import tempfile
+
+    from coursevault.snapshot import ingest
+
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+    made = tempfile.TemporaryFile
+
+    class Full:
+        def __init__(self, file: object) -> None:
+            self._file = file
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._file, name)
+
+        def write(self, data: object) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def temporary_file(*args: object, **kwargs: object) -> object:
+        file = made(*args, **kwargs)  # type: ignore[call-overload]
+        # a spool's rollover names no prefix; the store's scratch files do
+        return Full(file) if kwargs.get("prefix") is None else file
+
+    monkeypatch.setattr(ingest, "SPOOL_IN_MEMORY", 1)
+    monkeypatch.setattr(tempfile, "TemporaryFile", temporary_file)
+    r = cv("-r", repo, "ingest", CORPUS[0], "--course", "c")
+    assert r.code == 1, (r.out, r.err)
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err
+    monkeypatch.undo()
+    assert cv("-r", repo, "snapshots", "--json").out.strip() in ("[]", "")

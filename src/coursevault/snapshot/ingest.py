@@ -18,7 +18,6 @@ durable.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +35,7 @@ from coursevault.store.ids import ObjectId, ObjectType
 from coursevault.store.repository import Repository, snapshot_dictionary
 from coursevault.store.series import SnapshotDraft, parent_of
 from coursevault.store.session import WriteSession
+from coursevault.store.spool import ScratchSpool
 from coursevault.store.stored_inputs import PendingInputs
 from coursevault.tree.filechunks import store_content
 from coursevault.tree.listbuilder import ListBuilder
@@ -253,7 +253,7 @@ def _store_xml(
     """Cut an XML member (or take its tree from the catalog), checking the
     tree's length against the member's size before anything names it."""
     result.xml_files += 1
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+    with ScratchSpool(max_size=SPOOL_IN_MEMORY) as spool:
         try:
             cut = store_xml_member(session, stream, spool, text_cfg, member.name)
         except XmlSyntax as exc:

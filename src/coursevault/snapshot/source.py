@@ -13,7 +13,6 @@ it reads a row.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -26,6 +25,7 @@ from coursevault.moodle2.backupinfo import BackupInfo, BackupInfoError, read_bac
 from coursevault.snapshot.labels import COURSE_KEY_CHARS as COURSE_KEY_CHARS
 from coursevault.snapshot.labels import source_label as source_label
 from coursevault.snapshot.labels import validate_course_key as validate_course_key
+from coursevault.store.spool import ScratchSpool
 
 # Bytes of a member a spool holds in memory before it is a file.  4 MiB
 # held all of a member that size at the peak of storing it (5 MiB of a
@@ -125,7 +125,7 @@ def _read_manifest(path: str) -> BackupInfo:
     with first_member(path, MANIFEST) as stream:
         if stream is None:
             raise ArchiveError(path, "no moodle_backup.xml: not a Moodle backup")
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+        with ScratchSpool(max_size=SPOOL_IN_MEMORY) as spool:
             while block := stream.read(1 << 20):
                 spool.write(block)
             spool.seek(0)

@@ -194,6 +194,37 @@ class ScratchFile:
         self.close()
 
 
+class ScratchSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+    """A ``SpooledTemporaryFile`` (in memory up to ``max_size``, then a file
+    in ``TMPDIR``) whose own failures name that folder, as
+    :class:`ScratchFile`'s do: ingest spools each big XML member so, and a
+    full ``TMPDIR`` was "internal error: OSError: No space left on device"."""
+
+    def rollover(self) -> None:
+        try:
+            super().rollover()
+        except OSError as exc:
+            raise scratch_error("write", exc) from exc
+
+    def write(self, s: Any) -> int:
+        try:
+            return int(super().write(s))
+        except OSError as exc:
+            raise scratch_error("write", exc) from exc
+
+    def seek(self, *args: Any) -> int:
+        try:
+            return int(super().seek(*args))
+        except OSError as exc:
+            raise scratch_error("write", exc) from exc
+
+    def read(self, *args: Any) -> bytes:
+        try:
+            return bytes(super().read(*args))
+        except OSError as exc:
+            raise scratch_error("read", exc) from exc
+
+
 class RecordSpool(ScratchFile):
     """Tuples of plain values (str, bytes, int, bool, None, tuples of them)
     appended to a temporary file and read back in order, one at a time: a
