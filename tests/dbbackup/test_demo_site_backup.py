@@ -114,6 +114,9 @@ def test_one_course_s_bad_row_fails_that_course_only(
         assert "3 courses" in run.err or "1 of 3 courses" in run.err, run.err
     plain = cv("backup", *site, "--course", str(courses[1]), "-r", tmp_path / "plain")
     assert plain.code == 0 and "does not hash to its contenthash" in plain.err, plain.err
+    # and its run says so: it logged "stored" with no warning
+    (logged,) = json.loads(cv("runs", "--json", "-r", tmp_path / "plain").out)
+    assert "does not hash to its contenthash" in logged["error"], logged
 
 
 def _children(pid: int) -> set[int]:

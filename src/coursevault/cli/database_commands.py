@@ -123,7 +123,7 @@ def _bar(json_out: bool) -> Callable[[int, str], AbstractContextManager[Any]]:
 
 
 def _print_outcome(outcome: api.CourseBackup) -> None:
-    for warning in outcome.warnings:
+    for warning in outcome.all_warnings:
         output.error(f"course {outcome.courseid}: {warning}", "warning")
     if outcome.outcome == "failed":
         output.error(f"course {outcome.courseid}: {outcome.error}")
@@ -134,12 +134,6 @@ def _print_outcome(outcome: api.CourseBackup) -> None:
         return
     result = outcome.result
     assert result is not None
-    for misnamed in result.misnamed_files:  # the "reported", as ingest does
-        output.error(
-            f"course {outcome.courseid}: {misnamed['member']}: the file store's content does not "
-            f"hash to its contenthash (SHA-1 {misnamed['sha1']}); stored as read",
-            "warning",
-        )
     output.out.print(
         f"snapshot {result.snapshot[:12]}  course {result.course} ({outcome.shortname})  "
         f"{result.time}  {result.members} members, {result.elements} elements, "

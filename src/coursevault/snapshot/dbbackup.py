@@ -98,6 +98,16 @@ class CourseBackup:
     warnings: list[str] = field(default_factory=list)
     error: str = ""
 
+    @property
+    def all_warnings(self) -> list[str]:
+        """Its warnings and a line for each file whose content in the file
+        store does not hash to its contenthash (stored as read): what the
+        CLI prints and the run logs -- the log counted only the first kind."""
+        misnamed = [] if self.result is None else [
+            f"{m['member']}: the file store's content does not hash to its contenthash "
+            f"(SHA-1 {m['sha1']}); stored as read" for m in self.result.misnamed_files]
+        return [*self.warnings, *misnamed]
+
     def as_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "course_id": self.courseid, "outcome": self.outcome, "course": self.key,
@@ -332,7 +342,7 @@ def _log_run(repo: Repository, outcome: CourseBackup, started: float) -> None:
         "new_bytes": result.new_bytes if result is not None else 0,
         "new_objects": result.new_objects if result is not None else 0,
         "outcome": outcome.outcome,
-        "error": outcome.error or warned(outcome.warnings),
+        "error": outcome.error or warned(outcome.all_warnings),
     })
 
 
