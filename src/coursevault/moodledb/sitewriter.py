@@ -50,6 +50,9 @@ class SiteWriter:
         self.prefix = prefix
         self.dry_run = dry_run
         self._types, self._nullable = _site_tables()
+        # a third-party plugin's tables, as the site declares them (columns)
+        self._plugin_types: dict[str, dict[str, str]] = {}
+        self._plugin_nullable: dict[str, dict[str, bool]] = {}
         self._fake_id = 0
         # A decimal is bound as the dialect binds a Numeric column: as it is on
         # PostgreSQL and MariaDB, as a float on SQLite, whose driver takes no
@@ -94,16 +97,37 @@ class SiteWriter:
         return table in self._types or sa.inspect(self.conn).has_table(self.prefix + table)
 
     def columns(self, table: str) -> dict[str, str]:
-        """Column name -> type code (``I8``, ``C255``, ``X``, ``N10,5``...)."""
+        """Column name -> type code (``I8``, ``C255``, ``X``, ``N10,5``...):
+        Moodle 4.5's, or, for a third-party plugin's table, read from the
+        site's own catalog once (an activity of a plugin whose definition is
+        installed restores as it backs up; its tables are not in the schema
+        coursevault ships)."""
+        types = self._types.get(table)
+        if types is not None:
+            return types
+        found = self._plugin_types.get(table)
+        if found is None:
+            found = self._plugin_types[table] = self._reflect(table)
+        return found
+
+    def _reflect(self, table: str) -> dict[str, str]:
+        """A table the 4.5 schema does not name, as the site's database
+        declares it: its columns' type codes (and nullability)."""
         try:
-            return self._types[table]
-        except KeyError:
-            raise SiteDataError(f"table {table!r} is not a Moodle 4.5 table") from None
+            reflected = sa.inspect(self._conn).get_columns(self.prefix + table)
+        except sa.exc.NoSuchTableError:
+            raise SiteDataError(
+                f"table {table!r} is neither Moodle 4.5's nor in the site's database") from None
+        types = {str(c["name"]): type_code(c["type"]) for c in reflected}
+        if types.get("id", "")[:1] != "I":
+            raise SiteDataError(f"table {table!r} has no integer id column, as Moodle's all have")
+        self._plugin_nullable[table] = {str(c["name"]): bool(c["nullable"]) for c in reflected}
+        return types
 
     def typed(self, table: str, row: Mapping[str, Any]) -> Row:
         """The row's values for ``table``'s columns, converted; others dropped."""
         types = self.columns(table)
-        nullable = self._nullable[table]
+        nullable = self._nullable.get(table) or self._plugin_nullable[table]
         out: Row = {}
         for name, value in row.items():
             code = types.get(name)
@@ -324,6 +348,20 @@ def _site_tables() -> tuple[dict[str, dict[str, str]], dict[str, dict[str, bool]
         types[tdef.name] = {"id": "I8", **{c.name: c.type_code for c in tdef.columns}}
         nullable[tdef.name] = {"id": False, **{c.name: c.nullable for c in tdef.columns}}
     return types, nullable
+
+
+def type_code(kind: sa.types.TypeEngine[Any]) -> str:
+    """The XMLDB type code of a reflected column: what ``_convert`` needs
+    (integers, numbers, floats, text of a length, text)."""
+    if isinstance(kind, sa.Integer):
+        return "I2" if isinstance(kind, sa.SmallInteger) else "I8"
+    if isinstance(kind, sa.Float):
+        return "F"
+    if isinstance(kind, sa.Numeric):
+        return f"N{kind.precision or 20},{kind.scale or 0}"
+    if isinstance(kind, sa.String) and kind.length and not isinstance(kind, sa.Text):
+        return f"C{kind.length}"
+    return "X"
 
 
 def _prefixed(sql: str, prefix: str) -> str:
