@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree
 from coursevault.tree.graft import Graft
+from coursevault.tree import xmltree
 from coursevault.tree.listbuilder import RecordListBuilder
 from coursevault.tree.render import render_document
 from coursevault.tree.xmltree import (
@@ -475,3 +476,23 @@ def test_a_graft_goes_on_checking_at_the_real_line() -> None:
         fed(chunker, bad, 256)
         chunker.close()
     assert chunker.grafted > 0
+
+
+def test_no_checkpoint_holds_more_than_its_bound_of_one_record(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside one record of many fields every checkpoint kept all of it so
+    far: 4 MB of fields stored 20 MB of states, 50 MB overflowed the catalog
+    after commit.  Past the bound none is taken; after the record, again."""
+    monkeypatch.setattr(xmltree, "MAX_CHECKPOINT_BUFFER", 5_000, raising=False)
+    fields = "".join(f"<p{i}>q</p{i}>" for i in range(3_000))
+    after = "".join(f"<post id='{i}'><s>s{i}</s></post>\n" for i in range(300))
+    doc = (f'<?xml version="1.0"?>\n<forum>\n<big>{fields}</big>\n<posts>\n{after}'
+           "</posts>\n</forum>\n").encode()
+    sink = MemSink()
+    whole, points = cut(sink, doc, 4096, every=1000)
+    assert all(len(state["buf"]) // 2 <= 5_000 for _o, state in points)
+    end_of_big = doc.index(b"</big>")
+    assert any(o > end_of_big for o, _s in points)
+    for offset, state in points:  # the ones taken still resume
+        assert resumed(sink, doc, offset, state, 4096) == whole

@@ -67,6 +67,9 @@ MAX_DEPTH = 10_000
 # elements are open: a state holds every open element, and a member keeps
 # up to 32 of them until its session commits.
 MAX_POINT_DEPTH = 256
+# ...and where the open elements hold at most this many bytes not yet cut
+# (the state keeps them): a real member's records are a few kB
+MAX_CHECKPOINT_BUFFER = 1 << 20
 
 
 # an XML declaration's encoding, and the names under which it is UTF-8
@@ -369,8 +372,15 @@ class XmlChunker:
         return False
 
     def _point(self, at: int) -> int:
-        """Take a checkpoint at ``at`` (just after an end tag); the offset of the next."""
-        self.checkpoints.append((at, self.checkpoint(at)))
+        """Take a checkpoint at ``at`` (just after an end tag); the offset of
+        the next.  None where the open elements hold more than
+        ``MAX_CHECKPOINT_BUFFER`` bytes not yet cut: inside one record of
+        50 MB of fields, every checkpoint kept all of it so far -- stored
+        sizes growing with the square of the record, then a catalog row past
+        SQLite's limit after the snapshot was committed.  A checkpoint is
+        only a place a later night may resume from."""
+        if at - self._keep(at) <= MAX_CHECKPOINT_BUFFER:
+            self.checkpoints.append((at, self.checkpoint(at)))
         self._next_point = at + self._every
         return self._next_point
 
