@@ -4,6 +4,7 @@ malformed is corruption (exit 1)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -183,3 +184,28 @@ def test_a_full_temporary_folder_under_an_xml_member_s_spool_is_one_line(
     assert len(lines) == 1 and "TMPDIR" in lines[0] and "No space left" in lines[0], r.err
     monkeypatch.undo()
     assert cv("-r", repo, "snapshots", "--json").out.strip() in ("[]", "")
+
+
+def test_a_catalog_that_fails_after_commit_is_a_warning_not_a_failure(
+    cv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ingest remembers of how it cut the XML goes to the catalog once
+    the snapshot is committed; that write failing (a row past SQLite's
+    limit) made the command exit 1 for a stored snapshot, and a nightly
+    script stored it again."""
+    from coursevault.errors import CatalogError
+    from coursevault.store.stored_inputs import StoredInputs
+
+    def fails(self: object, snapshot: str, rows: object) -> None:
+        raise CatalogError("catalog write failed: string or blob too big")
+
+    repo = tmp_path / "repo"
+    assert cv("init", repo).code == 0
+    monkeypatch.setattr(StoredInputs, "put", fails)
+    big = max(CORPUS, key=lambda p: p.stat().st_size)
+    r = cv("-r", repo, "ingest", big, "--course", "c")
+    assert r.code == 0, r.err
+    assert "is stored, but the catalog did not keep" in r.err, r.err
+    monkeypatch.undo()
+    assert len(json.loads(cv("-r", repo, "snapshots", "--json").out)) == 1
+    assert cv("-r", repo, "check").code == 0

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coursevault import __version__
-from coursevault.errors import XmlError
+from coursevault.errors import CoursevaultError, XmlError
 from coursevault.history.times import format_time
 from coursevault.moodle2.archive import ArchiveLayout, MemberInfo, zip_entry_fields
 from coursevault.moodle2.archiveindex import INDEX_NAME, MAX_HELD_INDEX, render_archive_index
@@ -183,7 +183,13 @@ def _commit(
         on_commit()
     snapshot = session.commit(draft) or ""
     if stored.inputs and snapshot:  # only now are the trees durable (and indexed)
-        repo.stored_inputs.put(snapshot, stored.inputs)
+        try:
+            repo.stored_inputs.put(snapshot, stored.inputs)
+        except CoursevaultError as exc:
+            # the snapshot is committed: failing now would have a nightly
+            # script store it again; what is lost is only a shortcut
+            repo.notice(f"snapshot {snapshot[:12]} is stored, but the catalog did not keep "
+                        f"how its XML members were cut ({exc}): the next night cuts them again")
     return snapshot
 
 
