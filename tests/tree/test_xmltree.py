@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.treecodec import encode_tree
-from coursevault.tree.graft import Graft
 from coursevault.tree import xmltree
+from coursevault.tree.graft import Graft
 from coursevault.tree.listbuilder import RecordListBuilder
 from coursevault.tree.render import render_document
 from coursevault.tree.xmltree import (
