@@ -34,3 +34,17 @@ def test_the_manifest_is_read_in_memory_that_does_not_grow_with_it(
     info = read_backup_info(io.BytesIO(manifest))
     assert (info.backup_date, info.course_key) == (1700000000, "abc-7")
     assert sum(1 for _ in parsers[0].root.iter()) < 100
+
+
+def test_a_manifest_field_far_longer_than_moodle_writes_is_refused() -> None:
+    """information/name of 50 MB went into the snapshot record and its ref,
+    and every `snapshots` after read it again (400 MB)."""
+    from coursevault.moodle2.backupinfo import BackupInfoError
+
+    def named(name: bytes) -> bytes:
+        assert b"<name>t.mbz</name>" in MINIMAL_BACKUP
+        return MINIMAL_BACKUP.replace(b"<name>t.mbz</name>", b"<name>" + name + b"</name>")
+
+    with pytest.raises(BackupInfoError, match="information/name holds 100,000 characters"):
+        read_backup_info(io.BytesIO(named(b"x" * 100_000)))
+    assert read_backup_info(io.BytesIO(named(b"x" * 300))).fields["name"] == "x" * 300

@@ -11,6 +11,11 @@ from typing import Any
 
 from lxml import etree
 
+# The longest value of INFO_FIELDS taken: Moodle's are a file name, a URL,
+# a course's names (254 characters in its schema), numbers and hashes.  One
+# of 50 MB went into the snapshot record and its ref, and every `snapshots`
+# read it again (400 MB).
+MAX_INFO_FIELD = 4096
 INFO_FIELDS = (
     "name",
     "moodle_version",
@@ -76,7 +81,12 @@ def read_backup_info(stream: Any) -> BackupInfo:
         for _ev, el in context:
             parent = el.getparent()
             if parent is not None and parent.tag == "information" and el.tag in INFO_FIELDS:
-                fields[el.tag] = el.text or ""
+                text = el.text or ""
+                if len(text) > MAX_INFO_FIELD:  # it is copied into every snapshot record
+                    raise BackupInfoError(
+                        f"information/{el.tag} holds {len(text):,} characters "
+                        f"(a Moodle backup's hold at most a few hundred; {MAX_INFO_FIELD:,} taken)")
+                fields[el.tag] = text
             elif el.tag == "detail" and backup_id is None:
                 backup_id = el.get("backup_id")
             # what is read of an element is read at its end: then it goes, and
