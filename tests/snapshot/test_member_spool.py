@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from helpers import MINIMAL_BACKUP, read_members, tar_stream, write_tgz
 from coursevault import api
 from coursevault.snapshot import ingest
 from coursevault.store.repository import Repository
+from coursevault.store.spool import ScratchSpool
 
 MEMBER = "activities/forum_1/forum.xml"
 
@@ -37,14 +37,14 @@ def test_a_member_of_a_few_megabytes_is_spooled_to_disk(
     back the same."""
     held: list[int] = []
 
-    class Spool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+    class Spool(ScratchSpool):
         def write(self, s: Any) -> int:
             n = super().write(s)
-            if not self._rolled:
+            if not self._rolled:  # type: ignore[attr-defined]
                 held.append(self.tell())
             return n
 
-    monkeypatch.setattr(ingest.tempfile, "SpooledTemporaryFile", Spool)
+    monkeypatch.setattr(ingest, "ScratchSpool", Spool)
     doc = _forum(7_000)
     assert len(doc) > 2 << 20
     src = tmp_path / "forum.mbz"
