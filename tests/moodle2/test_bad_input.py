@@ -278,6 +278,18 @@ def manifest_without_course(p: Path) -> None:
     write_tgz(p, [("moodle_backup.xml", manifest)])
 
 
+def tar_file_named_as_folder(p: Path) -> None:
+    """A file "./" (its path empty) holding data: a zip export lost it."""
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("./", b"zz")])
+
+
+def tar_folder_with_data(p: Path) -> None:
+    ti = _ti("dirwithdata/", tarfile.DIRTYPE)
+    ti.size = 2
+    tar_with(p, [_ti("moodle_backup.xml", size=len(MINIMAL_BACKUP)), ti],
+             {"moodle_backup.xml": MINIMAL_BACKUP, "dirwithdata/": b"zz"})
+
+
 def a_folder(p: Path) -> None:
     p.mkdir()
 
@@ -330,6 +342,8 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (zip_encrypted, "encrypted zip members are not supported", "secret.xml"),
     (zip_unknown_method, "compression method", "odd.xml"),
     (manifest_without_course, "(use --course/--time)", "moodle_backup.xml"),
+    (tar_file_named_as_folder, "a file entry named as a folder", "./"),
+    (tar_folder_with_data, "a folder entry that holds data", "dirwithdata/"),
     (a_folder, "is a directory", None),
     (missing_file, "no such file", None),
 ]

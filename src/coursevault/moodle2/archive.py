@@ -244,6 +244,11 @@ def _tar_member_info(path: str, h: TarHeader, seen: set[str], compressed: int) -
         raise ArchiveError(
             path, f"absurd declared size {h.size} bytes for a {compressed}-byte archive", h.name
         )
+    if is_dir and h.size:  # as a zip's: a folder cannot hold data, kept it would be lost
+        raise ArchiveError(path, "a folder entry that holds data", h.name)
+    if not is_dir and (h.name.endswith("/") or not MemberInfo(h.name, False, 0, 0).path):
+        # a file named "./" or "x/" is lost by a zip export, which takes it for a folder
+        raise ArchiveError(path, "a file entry named as a folder", h.name)
     info = MemberInfo(h.name, is_dir, 0 if is_dir else h.size, h.mtime, tar_header=h.raw)
     if info.path in seen:
         raise ArchiveError(path, "duplicate member name", h.name)
