@@ -48,3 +48,12 @@ def test_a_manifest_field_far_longer_than_moodle_writes_is_refused() -> None:
     with pytest.raises(BackupInfoError, match="information/name holds 100,000 characters"):
         read_backup_info(io.BytesIO(named(b"x" * 100_000)))
     assert read_backup_info(io.BytesIO(named(b"x" * 300))).fields["name"] == "x" * 300
+
+
+def test_a_comment_before_the_root_element_is_read_past() -> None:
+    """The root's previous sibling is a comment, which has no parent to be
+    deleted from: "internal error: TypeError" (letting elements go)."""
+    manifest = MINIMAL_BACKUP.replace(b"<moodle_backup>", b"<!-- by hand -->\n<?pi x?>\n"
+                                      b"<moodle_backup>", 1)
+    info = read_backup_info(io.BytesIO(manifest))
+    assert (info.backup_date, info.course_key) == (1700000000, "abc-7")

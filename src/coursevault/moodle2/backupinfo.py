@@ -93,8 +93,9 @@ def read_backup_info(stream: Any) -> BackupInfo:
             # so do the siblings before it (a manifest of millions of elements
             # outside <information> held them all: 1.7 GB for a 57 kB archive)
             el.clear(keep_tail=True)
-            while el.getprevious() is not None:
-                del el.getparent()[0]
+            if parent is not None:  # the root's siblings are comments and PIs: kept
+                while el.getprevious() is not None:
+                    del parent[0]
     except etree.XMLSyntaxError as exc:
         raise BackupInfoError(f"moodle_backup.xml is malformed: {exc}") from None
     if "backup_date" not in fields:
