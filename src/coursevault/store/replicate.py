@@ -415,7 +415,7 @@ def _sync(
     # bases: the roots of snapshots whose closure is complete there or planned
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
-    report.damaged = damaged_records(src, courses)
+    report.damaged = [s for s in damaged_records(src, courses) if s not in have]
     for row in todo:
         try:
             data = _read_snapshot(src, row.id)
