@@ -74,6 +74,7 @@ __all__ = [
     "RemoteOptions",
     "Repository",
     "RestoreRequest",
+    "SyncReport",
     "UsageError",
     "WrongPasswordError",
     "source_label",
@@ -101,6 +102,7 @@ _LAZY = {
     "CourseBackup": "coursevault.snapshot.dbbackup",
     "CourseProgress": "coursevault.snapshot.dbbackup",
     "IngestResult": "coursevault.snapshot.ingest",
+    "SyncReport": "coursevault.store.replicate",
 }
 
 

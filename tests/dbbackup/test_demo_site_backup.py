@@ -44,6 +44,35 @@ def test_a_demo_course_night_by_night(cv: Callable[..., Result], tmp_path: Path)
     assert (tmp_path / "night1.mbz").stat().st_size > 9_000_000  # the files are in it
 
 
+def test_a_change_logged_in_the_second_the_last_backup_began_is_not_skipped(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A backup's time is the whole second it began; an event logged later in
+    that second, after its read, was skipped by ``--skip-unmodified`` (as
+    Moodle's ``timecreated > laststarttime`` skips it): that night's change
+    waited for the next one.  The demo test above failed on it when the
+    churn came within the backup's second."""
+    import sqlite3
+
+    site = ("--db", f"sqlite:///{tmp_path}/site.db", "--dataroot", tmp_path / "moodledata")
+    assert cv("demo-site", *site, "--size", "S").code == 0
+    assert cv("backup", *site, "--course", "2").code == 0
+    quiet = cv("backup", *site, "--all", "--skip-unmodified")
+    assert quiet.code == 0 and "skipped" in quiet.out, quiet
+    (snap,) = json.loads(cv("snapshots", "--json").out)
+    began = int(snap["epoch"])
+    con = sqlite3.connect(tmp_path / "site.db")
+    with con:  # a teacher's edit, logged as Moodle logs it
+        con.execute(
+            "INSERT INTO mdl_logstore_standard_log (eventname, component, action, target, "
+            "crud, edulevel, contextid, contextlevel, contextinstanceid, userid, courseid, "
+            "anonymous, timecreated, origin) VALUES ('\\core\\event\\course_updated', "
+            "'core', 'updated', 'course', 'u', 1, 1, 50, 2, 2, 2, 0, ?, 'web')", (began,))
+    con.close()
+    again = cv("backup", *site, "--all", "--skip-unmodified")
+    assert again.code == 0 and "skipped" not in again.out, again
+
+
 def test_shards_split_a_site_between_workers(cv: Callable[..., Result], tmp_path: Path) -> None:
     """``--shard K/N``: N workers, each backing up its own courses into one
     repository, together back up every course once."""

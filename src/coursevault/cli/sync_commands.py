@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -20,9 +20,6 @@ from coursevault.cli.base import (
     remote_options,
 )
 from coursevault.errors import EXIT_FAILURE
-
-if TYPE_CHECKING:
-    from coursevault.store.replicate import SyncReport
 
 
 @app.command()
@@ -103,7 +100,7 @@ def sync(
     _fail_if_incomplete(report)
 
 
-def _fail_if_incomplete(report: SyncReport) -> None:
+def _fail_if_incomplete(report: api.SyncReport) -> None:
     """Exit 1 when a source snapshot was left behind as damaged: a sync
     that exits 0 must mean the destination holds every snapshot asked for."""
     if report.damaged:

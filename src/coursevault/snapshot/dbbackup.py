@@ -9,10 +9,12 @@ cannot be read at all (unreachable, not Moodle, no file store) stops the run
 before anything is written.
 
 ``skip_unmodified`` skips a course with nothing written to the standard log
-store since its last snapshot, exactly as Moodle's scheduled backup's
-"skip courses not modified since previous backup" decides it (events with
-``crud <> 'r'``): as safe as Moodle's, no safer -- a change that logs no
-event (an admin's SQL, a plugin that does not log) is missed by both.
+store since its last snapshot, as Moodle's scheduled backup's "skip courses
+not modified since previous backup" decides it (events with ``crud <>
+'r'``), but counting the second the last backup began: Moodle's
+``timecreated > laststarttime`` skips a change logged in that second after
+its read (whole seconds), and so did this.  A change that logs no event (an
+admin's SQL, a plugin that does not log) is missed by both.
 """
 
 from __future__ import annotations
@@ -530,9 +532,11 @@ def _unmodified(repo: Repository, reader: SiteReader, key: str, courseid: int,
     source = snaps[-1].record.get("source") or {}
     if not source.get("database") or source.get("settings") != dict(settings):
         return False
+    # a backup's epoch is the second it began (whole): an event logged in
+    # that second may have come after its read, so it counts
     since = int(snaps[-1].epoch)
     for _row in reader.sql(
-        "SELECT id FROM {logstore_standard_log} WHERE courseid = ? AND timecreated > ? "
+        "SELECT id FROM {logstore_standard_log} WHERE courseid = ? AND timecreated >= ? "
         "AND crud <> 'r'", [courseid, since]
     ):
         return False
