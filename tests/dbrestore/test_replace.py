@@ -334,3 +334,33 @@ def test_two_replaces_of_one_course_at_once_both_succeed_on_sqlite(
 def _count(site: SiteProbe, sql: str) -> int:
     with site.engine.connect() as conn:
         return int(conn.execute(sa.text(sql), {"c": COURSE}).scalar_one())
+
+
+EMPTY_COURSE = (  # a course as "Add a new course" leaves it: its row, context and section 0
+    "INSERT INTO mdl_course (id, category, fullname, shortname) VALUES (3, 1, 'Empty', 'empty')",
+    "INSERT INTO mdl_context (contextlevel, instanceid, path, depth) VALUES (50, 3, '', 3)",
+    "UPDATE mdl_context SET path = (SELECT path FROM mdl_context WHERE contextlevel = 40 "
+    "AND instanceid = 1) || '/' || id WHERE contextlevel = 50 AND instanceid = 3",
+    "INSERT INTO mdl_course_sections (course, section, sequence) VALUES (3, 0, '')",
+)
+
+
+def test_a_course_without_activities_is_replaced(tiny: Tiny, tmp_path: Path) -> None:
+    """A course with no course module (new and empty, or one whose
+    activities were all deleted): the dry run and the replace once both
+    failed with "internal error: KeyError: 'course_modules'"."""
+    site = tiny.copy(tmp_path / "site")
+    with site.engine.begin() as conn:
+        for statement in EMPTY_COURSE:
+            conn.execute(sa.text(statement))
+    for dry_run in (True, False):
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                     "--dataroot", site.dataroot, "--into", "3", "--replace", "--json",
+                     *(["--dry-run"] if dry_run else []))
+        assert result.code == 0, result
+        report = json.loads(result.out)
+        assert report["replaced"] and report["courseid"] == 3 and report["activities"] > 0
+    with site.engine.connect() as conn:
+        restored = conn.execute(sa.text(
+            "SELECT COUNT(*) FROM mdl_course_modules WHERE course = 3")).scalar_one()
+    assert restored == report["activities"]

@@ -288,7 +288,7 @@ def sweep(writer: SiteWriter, removal: Removal) -> None:
     below = sorted(removal.contexts - {removal.coursecontext})
     for row in writer.rows("course_modules", {"course": removal.courseid}, ("id",)):
         removal.add("course_modules", row["id"])
-    cms = sorted(removal.rows["course_modules"])
+    cms = sorted(removal.rows.get("course_modules", ()))
     for table in writer.table_names():
         if table in SITE_TABLES or (table.startswith(SWEEP_SKIP)
                                     and table not in SWEEP_COURSE_TABLES):
