@@ -79,3 +79,24 @@ def test_restore_into_a_database_that_is_not_moodle_s_says_so(tiny: Tiny, tmp_pa
         assert f"{prefix}config" in result.err and "not a Moodle database" in result.err, result
         assert f"prefix {prefix!r}" in result.err, result
         assert len(result.err.strip().splitlines()) == 1
+
+
+def test_a_start_date_without_dashes_is_not_taken_for_epoch_seconds(
+    tiny: Tiny, tmp_path: Path
+) -> None:
+    """--start-date 20270201 (a date written without dashes) or 2027 was
+    taken for epoch seconds: exit 0 and every date of the restored course
+    moved to 1970.  Epoch seconds that short (before 1973) are refused
+    (exit 2), naming the time they would be; 9 or 10 digits are taken."""
+    site = tiny.copy(tmp_path / "site")
+    before = site.state()
+    for value, says in (("20270201", "1970-08-23"), ("2027", "1970-01-01"),
+                        ("\u0662\u0660\u0662\u0667", "is not a date")):
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                     "--dataroot", site.dataroot, "--start-date", value)
+        assert result.code == 2 and says in result.err, (value, result)
+        assert "--start-date" in result.err and len(result.err.strip().splitlines()) == 1
+    assert not before.differences(site.state())
+    result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                 "--dataroot", site.dataroot, "--start-date", "1801526400", "--dry-run")
+    assert result.code == 0, result

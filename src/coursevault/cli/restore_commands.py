@@ -55,8 +55,8 @@ def restore(
     fullname: Annotated[str | None, typer.Option("--fullname", help="Full name of the new "
                                                  "course.")] = None,
     start_date: Annotated[str | None, typer.Option(
-        "--start-date", help="New course start date (YYYY-MM-DD, UTC; or epoch seconds): "
-        "every date of the course moves by the same amount.")] = None,
+        "--start-date", help="New course start date (YYYY-MM-DD, UTC; or epoch seconds, 9 "
+        "or 10 digits): every date of the course moves by the same amount.")] = None,
     no_users: Annotated[bool, typer.Option("--no-users", help="Leave user data out.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Report what would be created and matched; write nothing.")] = False,
@@ -100,11 +100,23 @@ def restore(
         window.close()
 
 
+# epoch seconds of fewer digits are a time of 1970 to 1973: a number that
+# short is a date written without dashes (20270201, 2027), never a start date
+FEWEST_EPOCH_DIGITS = 9
+
+
 def _date(text: str) -> int:
-    """YYYY-MM-DD (UTC midnight), an ISO 8601 time, or epoch seconds."""
+    """YYYY-MM-DD (UTC midnight), an ISO 8601 time, or epoch seconds (9 or
+    more ASCII digits).  ``20270201`` was taken for epoch seconds, and moved
+    every date of the course to 1970, silently."""
     from datetime import datetime
 
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if len(text.lstrip("0")) < FEWEST_EPOCH_DIGITS:
+            raise api.UsageError(
+                f"--start-date {text!r}: as epoch seconds that is "
+                f"{datetime.fromtimestamp(int(text), UTC):%Y-%m-%d %H:%M} UTC; write the date "
+                "as YYYY-MM-DD (epoch seconds have 9 or 10 digits)")
         return int(text)
     try:
         parsed = datetime.fromisoformat(text)
