@@ -16,6 +16,7 @@ from typing import Any
 
 from coursevault.definitions import restore_common, restore_course, restore_final
 from coursevault.definitions.restore_info import ActivityInfo
+from coursevault.errors import BadInputError
 from coursevault.structure.context import TaskContext
 from coursevault.structure.registry import Plugin
 from coursevault.structure.restore_engine import RestoreContext, insert_records
@@ -64,25 +65,35 @@ def restore_activity(
     pieces: Streams = streams or members
     module = restore_course.module_id(rc, act.modulename)
     module_xml = members(f"{act.directory}/module.xml")
-    if module is None or module_xml is None:
+    if module is None:
         rc.warnings.append(f"{act.directory}: module {act.modulename!r} is not installed "
                            "in this site: left out")
         return False
-    cmid, ctxid = restore_course.restore_module(rc, module_xml, module)
-    task = rc.with_params(moduleid=cmid, contextid=ctxid, modulename=act.modulename)
     # the trees are built as the backup built them, with the backup's ids
     ctx = TaskContext(ctx.run, {"activityid": "0", "moduleid": act.moduleid,
                                 "modulename": act.modulename, "contextid": "0",
                                 "courseid": str(rc.param("courseid")),
                                 "sectionid": act.sectionid})
+    trees = plugin.extra.get("restore_trees", {})
+    steps = plugin.steps(ctx)
+    own = [step.member for step in steps if step.build or trees.get(step.member)]
+    # a damaged backup, not the site's lack: left out before anything is written
+    # (its course module was, and stayed behind with instance 0)
+    lacks = "module.xml" if module_xml is None else None
+    if lacks is None and own and all(pieces(f"{act.directory}/{m}") is None for m in own):
+        lacks = own[0]
+    if module_xml is None or lacks is not None:
+        rc.warnings.append(f"{act.directory}: the backup has no {lacks}: left out")
+        return False
+    cmid, ctxid = restore_course.restore_module(rc, module_xml, module)
+    task = rc.with_params(moduleid=cmid, contextid=ctxid, modulename=act.modulename)
     refs: Mapping[tuple[str, str], str] = {
         **COMMON_REFS, **plugin.extra.get("restore_refs", {})}
-    trees = plugin.extra.get("restore_trees", {})
     hooks = {act.modulename: restore_final.negative_scale,
              **plugin.extra.get("restore_hooks", {})}
     writers = {"tag": restore_common.restore_tag_record,
                **plugin.extra.get("restore_writers", {})}
-    for step in plugin.steps(ctx):
+    for step in steps:
         build = step.build or trees.get(step.member)
         data = None if build is None else pieces(f"{act.directory}/{step.member}")
         if build is None or data is None:
@@ -93,8 +104,11 @@ def restore_activity(
         _note_unknown(rc, reader)
     instance = task.params.get("activityid")
     if instance is None:
-        rc.warnings.append(f"{act.directory}: no {act.modulename} row in the backup: left out")
-        return False
+        # its course module and context are written by now: "left out" left
+        # them behind, a module of instance 0 in its section, on which
+        # Moodle's course page fails -- a damaged backup, refused whole
+        raise BadInputError(f"{act.directory}/{own[0] if own else ''}: no {act.modulename} "
+                            "row in it: the backup is damaged")
     rc.writer.update("course_modules", cmid, {"instance": instance})
     restore_common.activity_members(task, ctx, act.directory, members,
                                     comment_items=plugin.extra.get("comment_items", {}))
