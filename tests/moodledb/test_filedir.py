@@ -147,3 +147,37 @@ def test_an_earlier_version_reads_the_owner_as_a_pid(tmp_path: Path) -> None:
 
     assert (Path(staging.folder) / OWNER).read_text() == str(os.getpid())
     staging.discard()
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_content_hash_that_is_a_path_is_refused_before_anything_is_written(
+    tmp_path: Path, dry_run: bool
+) -> None:
+    """os.path.join restarts at an absolute part: a backup whose files.xml
+    named "/some/file" as a contenthash had its member written there (then
+    refused for its sha1, the file left behind)."""
+    dataroot = tmp_path / "dataroot"
+    (dataroot / "filedir").mkdir(parents=True)
+    staging = Staging(str(dataroot), dry_run=dry_run)
+    for name in (str(tmp_path / "written"), "../../../written", "AB" * 20):
+        with pytest.raises(BadInputError, match="is not a content hash"):
+            staging.stage(name, lambda f: f.write(b"x"), "files/x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dataroot"]
+    assert not staging.staged and not (dataroot / "temp").exists()
+
+
+def test_recover_removes_nothing_but_contents(tmp_path: Path) -> None:
+    """A journal line that is no content hash (a torn write, or a line put
+    there by whoever can write DATAROOT/temp) was a path to remove: a file
+    outside the file store was deleted by the next restore."""
+    from coursevault.moodledb.filedir import JOURNAL, owner_record, recover
+
+    dataroot = tmp_path / "dataroot"
+    (dataroot / "filedir").mkdir(parents=True)
+    folder, content = _killed_restore(dataroot, {**owner_record(None), "pid": DEAD_PID})
+    outside = tmp_path / "precious"
+    outside.write_text("not the file store's")
+    (folder / JOURNAL).write_text(f"{outside}\n../../../precious\n{content.name}\n")
+    assert recover(str(dataroot), lambda hashes: set()) == 1
+    assert outside.read_text() == "not the file store's"
+    assert not content.exists() and not folder.exists()

@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 from coursevault.definitions.restore_course import finals
-from coursevault.moodledb.filedir import Staging
+from coursevault.errors import BadInputError
+from coursevault.moodledb.filedir import Staging, is_content_hash
 from coursevault.structure.restore_engine import RestoreContext
 
 # areas of the course task itself (course.xml, section.xml)
@@ -83,6 +84,9 @@ def restore_files(rc: RestoreContext, data: bytes, contexts: dict[str, int],
             counts["skipped"] += 1
             continue
         sha1 = str(v.get("contenthash") or "")
+        if not is_content_hash(sha1):  # named a path outside the file store
+            raise BadInputError(f"files.xml: file {v.get('filename')!r}: its contenthash "
+                                f"{sha1[:80]!r} is not a SHA-1 (40 hex digits)")
         if v.get("filename") != "." and staging is not None and not staging.has(sha1):
             member = f"files/{sha1[0:2]}/{sha1}"
             if not members.exists(member):

@@ -20,6 +20,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -39,7 +40,22 @@ OWNER = "pid"  # the bare pid, which every version reads
 OWNER_RECORD = "owner.json"  # host, PID namespace, boot and database session
 
 
+_SHA1 = re.compile(r"[0-9a-f]{40}")
+
+
+def is_content_hash(text: str) -> bool:
+    """Whether ``text`` can name a content: 40 lowercase hex digits."""
+    return _SHA1.fullmatch(text) is not None
+
+
 def content_path(dataroot: str, sha1: str) -> str:
+    """Where the file store keeps a content.  Anything but a SHA-1 is
+    refused: a backup's files.xml, a ``files`` row or a journal line
+    naming ``/etc/x`` or ``../..`` would make this a path outside the file
+    store (os.path.join restarts at an absolute part), which a restore
+    then wrote, or removed."""
+    if not is_content_hash(sha1):
+        raise BadInputError(f"{sha1[:80]!r} is not a content hash (40 hex digits)")
     return os.path.join(dataroot, "filedir", sha1[0:2], sha1[2:4], sha1)
 
 
@@ -190,8 +206,8 @@ def recover(dataroot: str, named: Callable[[Iterable[str]], set[str]],
             continue  # its process is gone, its transaction is not over
         journal = os.path.join(folder, JOURNAL)
         if os.path.exists(journal):
-            with open(journal) as f:
-                listed = [line.strip() for line in f if line.strip()]
+            with open(journal) as f:  # a line that is no content hash names no content
+                listed = [line.strip() for line in f if is_content_hash(line.strip())]
             keep = named(listed)
             for sha1 in listed:
                 if sha1 not in keep:
@@ -212,7 +228,7 @@ def trash_unnamed(dataroot: str, hashes: Iterable[str],
     content its last file leaves (``file_system_filedir::remove_file``),
     its cron empties, and it takes one back from if a file names it again.
     Returns the contents moved."""
-    wanted = sorted(set(hashes))
+    wanted = sorted(h for h in set(hashes) if is_content_hash(h))
     if not wanted:
         return 0
     keep: set[str] = set()
