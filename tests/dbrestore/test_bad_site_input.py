@@ -100,3 +100,24 @@ def test_a_start_date_without_dashes_is_not_taken_for_epoch_seconds(
     result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
                  "--dataroot", site.dataroot, "--start-date", "1801526400", "--dry-run")
     assert result.code == 0, result
+
+
+def test_a_site_without_a_release_cannot_be_used(tiny: Tiny, tmp_path: Path) -> None:
+    """A config table without Moodle's release (or without its version
+    too: not a Moodle database) was bad input, exit 2 ("the database has
+    no Moodle release"), where a backup of that site is exit 13 and so is
+    a site of another version."""
+    import sqlalchemy as sa
+
+    for missing in (("release",), ("release", "version")):
+        site = tiny.copy(tmp_path / "-".join(missing))
+        with site.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM mdl_config WHERE name IN :n").bindparams(
+                sa.bindparam("n", expanding=True)), {"n": list(missing)})
+        before = site.state()
+        result = run("-r", tiny.repo, "restore", tiny.snapshot, "--db", site.url,
+                     "--dataroot", site.dataroot)
+        assert result.code == 13, (missing, result)
+        assert f"no Moodle {missing[-1]}" in result.err, result
+        assert len(result.err.strip().splitlines()) == 1
+        assert not before.differences(site.state())

@@ -45,7 +45,7 @@ from coursevault.definitions.restore_info import (
     require_course_backup,
 )
 from coursevault.definitions.run import check_version
-from coursevault.errors import BadInputError, SiteDataError
+from coursevault.errors import BadInputError, SiteError
 from coursevault.moodledb.filedir import Staging
 from coursevault.moodledb.site import SiteReader
 from coursevault.moodledb.sitewriter import SiteWriter
@@ -107,11 +107,11 @@ def site_release(writer: SiteWriter) -> str:
     """The site's release string, once its version number is one the
     definitions write (run.check_version, as a backup checks it)."""
     row = writer.one("config", {"name": "release"})
-    if row is None or not row.get("value"):
-        raise SiteDataError("the database has no Moodle release in its config table")
     version = writer.one("config", {"name": "version"})
     check_version(str(version["value"]) if version and version.get("value") else None,
-                  str(row["value"]))
+                  str(row["value"]) if row else None)
+    if row is None or not row.get("value"):  # a site that cannot be used, as for a backup
+        raise SiteError("the database has no Moodle release in its config table")
     return str(row["value"])
 
 
