@@ -129,3 +129,26 @@ def test_a_file_missing_from_the_pool_is_a_warning_the_run_keeps(
         names = tar.getnames()
         files_xml = tar.extractfile("files.xml").read().decode()  # type: ignore[union-attr]
     assert f"files/{sha[:2]}/{sha}" not in names and sha in files_xml
+
+
+def test_a_content_hash_that_is_a_path_is_not_read(
+    cv: Callable[..., Result], tmp_path: Path
+) -> None:
+    """A files row whose contenthash is a path ("/etc/shadow"): os.path.join
+    restarts at it, and the backup stored that file -- any file the backup
+    may read -- as the course's content.  It fails the course, naming the
+    row, and nothing of the file is stored."""
+    from coursevault.moodledb.demosite import build_demo_site
+
+    db, dataroot = tmp_path / "site.db", tmp_path / "data"
+    course = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=1).courses)[0]
+    secret = tmp_path / "secret"
+    secret.write_text("not the course's")
+    sha = _own_file(db, course)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE mdl_files SET contenthash = ? WHERE contenthash = ?",
+                     (str(secret), sha))
+    run = cv("backup", "--db", f"sqlite:///{db}", "--dataroot", dataroot, "--course", course)
+    assert run.code == EXIT_BAD_INPUT, run.err
+    assert f"its contenthash {str(secret)!r} is not a SHA-1" in run.err, run.err
+    assert json.loads(cv("snapshots", "--json").out) == []

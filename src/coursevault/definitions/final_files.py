@@ -18,6 +18,7 @@ from collections.abc import Iterator
 
 from coursevault.definitions.final_annotations import final_ids, rows_by_ids
 from coursevault.errors import SiteDataError
+from coursevault.moodledb.filedir import is_content_hash
 from coursevault.moodledb.site import Row
 from coursevault.structure.context import TaskContext
 from coursevault.structure.elements import Nested, Rows
@@ -73,6 +74,9 @@ def file_members(ctx: TaskContext) -> Iterator[Member]:
         if sha in seen:
             continue
         seen.add(sha)
+        if not is_content_hash(sha):  # "/etc/shadow": os.path.join reads it, not filedir's
+            raise SiteDataError(f"file store: files row {row.get('id')}: its contenthash "
+                                f"{sha[:80]!r} is not a SHA-1 (40 hex digits)")
         path = os.path.join(root, sha[0:2], sha[2:4], sha)
         try:
             found = os.stat(path)
