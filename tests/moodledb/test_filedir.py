@@ -181,3 +181,29 @@ def test_recover_removes_nothing_but_contents(tmp_path: Path) -> None:
     assert recover(str(dataroot), lambda hashes: set()) == 1
     assert outside.read_text() == "not the file store's"
     assert not content.exists() and not folder.exists()
+
+
+def test_a_dry_run_refuses_a_file_store_the_restore_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only dataroot (a read-only mount: access(2) says EROFS, even
+    to root): the dry run said "would restore ... 69 new contents" and the
+    restore then failed (exit 13) staging the first.  A dry run with no
+    content to add still says yes: the restore writes nothing there."""
+    import os
+
+    from coursevault.errors import SiteError
+
+    (tmp_path / "filedir").mkdir()
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, *a, **k: (
+        not str(path).startswith(str(tmp_path)) and writable(path, mode, *a, **k)))
+    staging = Staging(str(tmp_path), dry_run=True)
+    good = b"a file's content"
+    sha1 = hashlib.sha1(good).hexdigest()
+    assert not staging.staged  # nothing to add: nothing checked
+    with pytest.raises(SiteError, match=f"cannot stage files/good .*{tmp_path} is not writable"):
+        staging.stage(sha1, lambda f: f.write(good), "files/good")
+    monkeypatch.setattr(os, "access", writable)
+    staging.stage(sha1, lambda f: f.write(good), "files/good")
+    assert list(staging.staged) == [sha1]

@@ -108,6 +108,8 @@ class Staging:
             write(cast(BinaryIO, sink))
             if sink.digest.hexdigest() != sha1:
                 raise BadInputError(f"{where}: content does not match its sha1 {sha1}")
+            if not self.staged:
+                self._check_writable(where)
             self.staged[sha1] = ""
             return
         path = os.path.join(self.folder, sha1)
@@ -137,6 +139,18 @@ class Staging:
             raise BadInputError(f"{where}: content does not match its sha1 {sha1}")
         self.bytes_written += size
         self.staged[sha1] = path
+
+    def _check_writable(self, where: str) -> None:
+        """A dry run's content to add: the folders the restore would write it
+        to must take it -- a read-only dataroot was "would restore" and
+        then exit 13 -- as far as access(2) says (a read-only mount, another
+        owner's folder; not a full disk)."""
+        for folder in (os.path.dirname(self.folder), os.path.join(self.dataroot, "filedir")):
+            while not os.path.isdir(folder):  # DATAROOT/temp is made as it is needed
+                folder = os.path.dirname(folder)
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise SiteError(f"{self.dataroot}: cannot stage {where} for the file store: "
+                                f"{folder} is not writable")
 
     def publish(self) -> None:
         """Move every staged content into filedir, journalled first."""
