@@ -421,6 +421,39 @@ def test_ctrl_c_rolls_back_before_the_commit_and_is_too_late_after(
     assert_restored(before, site, {"files": {"contents": staged}})
 
 
+def test_sigterm_is_too_late_after_the_commit_as_ctrl_c_is(tiny: Tiny, tmp_path: Path) -> None:
+    """SIGTERM, which the CLI turns into Ctrl-C's interrupt (exit 143):
+    before the commit it rolls back; once the commit has begun it exited
+    143, "terminated", with the course restored -- the commit window noted
+    Ctrl-C only.  Now the restore finishes and says so (exit 0, a warning)."""
+    from coursevault.cli import app
+
+    # the child forked by run_forked keeps the CLI's SIGTERM handler (run() sets it)
+    previous = signal.signal(signal.SIGTERM, app._terminate)
+    try:
+        site = tiny.copy(tmp_path / "site")
+        before = site.state()
+        logfile = tmp_path / "publish.log"
+        killed, code, reached = run_forked(
+            cli_restore(tiny, site), str(logfile), kill_at="publish", signum=signal.SIGTERM
+        )
+        said = logfile.read_text()
+        assert (killed, code) == (False, 143) and "committed" not in reached, said
+        assert said.strip().splitlines()[-1] == "coursevault: terminated", said
+        assert_unchanged(before, site, "a restore terminated as it published")
+        logfile = tmp_path / "committed.log"
+        killed, code, reached = run_forked(
+            cli_restore(tiny, site), str(logfile), kill_at="commit", signum=signal.SIGTERM
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    said = logfile.read_text()
+    assert (killed, code) == (False, 0) and "committed" in reached, said
+    assert "SIGTERM came as the restore committed" in said and "restored snapshot" in said
+    staged = sum(step.startswith("stage ") for step in reached)
+    assert_restored(before, site, {"files": {"contents": staged}})
+
+
 def test_ctrl_c_while_the_report_is_printed_exits_0(
     tiny: Tiny, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

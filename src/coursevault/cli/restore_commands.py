@@ -93,9 +93,9 @@ def restore(
             output.print_json(report)
         else:
             _print_report(report)
-        if window.interrupted and not any("Ctrl-C" in w for w in report["warnings"]):
-            output.error("Ctrl-C came after the restore committed: the course is restored",
-                         "warning")
+        if window.interrupted and not any(window.interrupted in w for w in report["warnings"]):
+            output.error(f"{window.interrupted} came after the restore committed: the course "
+                         "is restored", "warning")
     finally:
         window.close()
 

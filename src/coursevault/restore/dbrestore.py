@@ -201,8 +201,8 @@ def restore_snapshot(repo: Repository, snap: SnapshotRow, request: RestoreReques
         if owned or not window.opened:
             window.close()
     if window.interrupted:
-        out["warnings"].append("Ctrl-C came as the restore committed, too late to undo "
-                               "it: the course is restored")
+        out["warnings"].append(f"{window.interrupted} came as the restore committed, too late "
+                               "to undo it: the course is restored")
     out.update(snapshot=snap.id, course_key=snap.series, dry_run=request.dry_run,
                seconds=round(time.monotonic() - started, 3))
     return out
@@ -212,13 +212,16 @@ class CommitWindow:
     """From the commit on, an interrupt cannot undo the restore: Ctrl-C
     there is noted, not raised, until the restore has returned its report
     -- else the command would exit 130 with the course restored, and a
-    user who believed it would restore it a second time.  Before the
-    commit, Ctrl-C rolls everything back as any error does.  (Python runs
-    signal handlers in the main thread only: elsewhere this does nothing.)"""
+    user who believed it would restore it a second time.  So is SIGTERM,
+    which the CLI turns into the same interrupt (it exited 143 with the
+    course restored).  Before the commit, either rolls everything back as
+    any error does.  ``interrupted`` names the signal noted ("Ctrl-C",
+    "SIGTERM"), or is empty.  (Python runs signal handlers in the main
+    thread only: elsewhere this does nothing.)"""
 
     def __init__(self) -> None:
-        self.interrupted = False
-        self._previous: Any = None
+        self.interrupted = ""
+        self._previous: dict[int, Any] = {}
         self._open = False
 
     def open(self) -> None:
@@ -226,7 +229,8 @@ class CommitWindow:
         import threading
 
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._note)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._note)
             self._open = True
 
     @property
@@ -234,14 +238,19 @@ class CommitWindow:
         """Whether the commit began (and Ctrl-C is noted)."""
         return self._open
 
-    def _note(self, _signum: int, _frame: Any) -> None:
-        self.interrupted = True
+    def _note(self, signum: int, _frame: Any) -> None:
+        import signal
+
+        self.interrupted = self.interrupted or (
+            "SIGTERM" if signum == signal.SIGTERM else "Ctrl-C")
 
     def close(self) -> None:
         import signal
 
         if self._open:
-            signal.signal(signal.SIGINT, self._previous)
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+            self._previous = {}
             self._open = False
 
 
