@@ -407,3 +407,37 @@ def test_restores_at_once_give_their_courses_distinct_short_names(
     stored = {query(site.url, "SELECT shortname FROM mdl_course WHERE id = :id",
                     {"id": int(r["courseid"])}) for r in reports}
     assert stored == names
+
+
+def test_lti_secrets_are_restored_decrypted(
+    dry_and_real: dict[str, Any], site: SiteCopy, repo: Repo, snapshot: str, refsite: RefSite
+) -> None:
+    """The LTI tool's resource key and password, which a backup encrypts
+    (``encrypted_final_element``), were written as the backup's base64 text:
+    a tool no launch could authenticate with.  As Moodle's restore
+    (``restore_structure_step::decrypt``): decrypted with the site's backup
+    key -- the site's own backup --, or NULL where the key is another's.
+    Last in the module: the merged LTI stays in the course."""
+    course = dry_and_real["real"]["courseid"]
+    lti = "SELECT {} FROM mdl_lti WHERE course = :c ORDER BY id DESC LIMIT 1"
+    original = refsite.course(COURSE).pg_id
+    for column in ("resourcekey", "password"):
+        expected = query(refsite.postgres_url, lti.format(column), {"c": original})
+        assert expected, f"the reference site's LTI has no {column}"
+        assert query(site.url, lti.format(column), {"c": course}) == expected, column
+    cmid = query(refsite.postgres_url,
+                 "SELECT cm.id FROM mdl_course_modules cm JOIN mdl_modules m ON m.id = cm.module "
+                 "WHERE m.name = 'lti' AND cm.course = :c", {"c": original})
+    key = "WHERE plugin = 'backup' AND name = 'backup_encryptkey'"
+    mine = query(site.url, f"SELECT value FROM mdl_config_plugins {key}", {})
+    execute(site.url, f"UPDATE mdl_config_plugins SET value = :v {key}",
+            {"v": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="})  # another site's key
+    try:
+        report = run_json(*repo, "restore", snapshot, "--db", site.url, "--dataroot",
+                          site.dataroot, "--into", course, "--merge", "--only",
+                          f"activities/lti_{cmid}")
+    finally:
+        execute(site.url, f"UPDATE mdl_config_plugins SET value = :v {key}", {"v": mine})
+    assert report["activities"] == 1
+    for column in ("resourcekey", "password"):
+        assert query(site.url, lti.format(column), {"c": course}) is None, column

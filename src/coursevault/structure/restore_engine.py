@@ -203,6 +203,8 @@ def insert_records(
         _note_files(rc, rec, table)
         row: dict[str, Any] = dict(rec.values)
         row.pop("id", None)
+        for name in node.encrypted & row.keys():
+            row[name] = decrypt(rc, row[name])
         for name, column in aliases(node).items():
             if name in row:
                 row[column] = row.pop(name)
@@ -251,6 +253,53 @@ def insert_records(
         for column, target, old in deferred:
             rc.deferred.append(Deferred(table, rec.new_id, column, target, old))
     return written
+
+
+_BACKUP_KEY = "backup_encryptkey"
+_HMAC_BYTES, _IV_BYTES = 32, 16
+
+
+def decrypt(rc: RestoreContext, value: Any) -> str | None:
+    """An ``encrypted_final_element``'s plaintext, as Moodle's restore
+    (``restore_structure_step::decrypt``) reads it with the site's backup
+    key: base64(HMAC-SHA256 of IV and ciphertext, IV, AES-256-CBC); None
+    -- the column's default -- when the site has no key or the HMAC does
+    not match (another site's backup).  The encrypted text itself was
+    written: an LTI tool's resource key and password were base64 no tool
+    accepts."""
+    import base64
+    import binascii
+    import hashlib
+    import hmac
+
+    if value is None:
+        return None
+    if _BACKUP_KEY not in rc.known:
+        row = rc.writer.one("config_plugins", {"plugin": "backup", "name": _BACKUP_KEY})
+        try:
+            rc.known[_BACKUP_KEY] = base64.b64decode(str(row["value"])) if row else None
+        except (binascii.Error, ValueError):
+            rc.known[_BACKUP_KEY] = None
+    key = rc.known[_BACKUP_KEY]
+    try:
+        raw = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    body = raw[_HMAC_BYTES:]
+    if (not key or len(key) != 32 or len(body) < _IV_BYTES + 16 or len(body) % 16
+            or not hmac.compare_digest(raw[:_HMAC_BYTES],
+                                       hmac.new(key, body, hashlib.sha256).digest())):
+        return None
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    dec = Cipher(algorithms.AES(key), modes.CBC(body[:_IV_BYTES])).decryptor()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(dec.update(body[_IV_BYTES:]) + dec.finalize())
+        return (plain + unpadder.finalize()).decode("utf-8")
+    except ValueError:  # bad padding, or not UTF-8
+        return None
 
 
 def is_scale_reference(value: Any) -> bool:
