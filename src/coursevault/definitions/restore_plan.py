@@ -83,7 +83,9 @@ class RestoreReport:
     into: bool = False
     date_offset: int = 0
     links: int = 0  # texts whose link markers were decoded
-    users: dict[str, Any] = field(default_factory=dict)
+    # one shape whether users came or not (``--json`` readers index it)
+    users: dict[str, Any] = field(
+        default_factory=lambda: restore_users.UserOutcome().as_dict())
     activities: int = 0
     badges: int = 0
     left_out: list[str] = field(default_factory=list)
