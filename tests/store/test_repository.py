@@ -383,6 +383,22 @@ def test_a_config_without_what_writers_read_is_unreadable(backend, tmp_path, dam
         Repository.open(backend, cache_dir=tmp_path / "c")
 
 
+@pytest.mark.parametrize("repo_id", ["../../escaped", "/tmp/elsewhere", "", 7, "A" * 32, "0" * 31])
+def test_a_config_whose_id_is_not_32_hex_is_unreadable(backend, tmp_path, repo_id) -> None:
+    """The id names the repository's cache folder: a shared repository whose
+    config said ``../../escaped`` had every command make that folder outside
+    the cache folder and write its catalog there."""
+    Repository.init(backend)
+    cfg = json.loads(backend.read("config"))
+    cfg["id"] = repo_id
+    backend.write("config", json.dumps(cfg).encode())
+    cache = tmp_path / "a" / "b" / "cache"
+    with pytest.raises(CorruptionError, match="is unreadable"):
+        Repository.open(backend, cache_dir=cache)
+    assert not (tmp_path / "a" / "escaped").exists()
+    assert not (tmp_path / "a").exists()
+
+
 def test_stats(repo, backend, helpers) -> None:
     helpers.make_snapshot(repo, 30)
     s = repo.stats()

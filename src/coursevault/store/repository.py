@@ -82,6 +82,11 @@ DEFAULT_LEVEL = 3
 MAX_PACK_SIZE = 1024 * 1024 * 1024
 
 
+def _is_repository_id(value: object) -> bool:
+    return (isinstance(value, str) and len(value) == 32
+            and all(c in "0123456789abcdef" for c in value))
+
+
 def default_cache_dir() -> Path:
     """Where catalogs live unless told otherwise (the CLI honours XDG_CACHE_HOME)."""
     return Path.home() / ".cache" / "coursevault"
@@ -208,7 +213,11 @@ class Repository(SnapshotRecords, DictionaryReads):
         try:
             config = json.loads(raw)
             version = int(config["version"])
-            str(config["id"])
+            # the id names this repository's cache folder (~/.cache/coursevault/<id>):
+            # a shared or synced repository whose config said "../../x" or
+            # "/home/u/x" made every command write its catalog there
+            if not _is_repository_id(config["id"]):
+                raise ValueError(f"id {config['id']!r} is not 32 hex digits")
             # what writers read: one missing was an internal error (KeyError)
             for key in ("pack_size", "block_size", "zstd_level"):
                 int(config[key])
