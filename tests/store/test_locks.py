@@ -243,6 +243,30 @@ def test_remove_stale_locks_keeps_live_ones(lbackend) -> None:
     assert lock_keys(lbackend) == set()
 
 
+@pytest.mark.parametrize(
+    "fields",
+    [{"pid": 2**40}, {"pid": -1}, {"pid": 0}, {"time": float("nan")}, {"time": float("inf")}],
+)
+def test_a_lock_no_process_writes_is_unreadable_and_stale(lbackend, fields) -> None:
+    """A lock file of a shared repository is anyone's to write: a pid kill()
+    cannot take was an internal error (OverflowError) at every command that
+    locks, unlock included; a NaN time one at every command it blocked."""
+    record = {"hostname": socket.gethostname(), "pid": 1, "exclusive": True,
+              "time": time.time(), "operation": "test"}
+    record.update(fields)
+    lbackend.write("locks/odd", json.dumps(record).encode())
+    [info] = list_locks(lbackend)
+    assert info.operation == "unreadable" and info.is_stale()
+    Lock(lbackend, True, "prune").acquire().release()
+    assert [lk.key for lk in remove_stale_locks(lbackend)] == ["locks/odd"]
+
+
+def test_a_lock_of_a_time_no_clock_gives_is_described(lbackend) -> None:
+    write_lock(lbackend, "future", pid=1, host="elsewhere.invalid", exclusive=True, age=-1e300)
+    with pytest.raises(LockHeldError, match="exclusive lock by test"):
+        Lock(lbackend, False, "export").acquire()
+
+
 # -- `coursevault unlock` ------------------------------------------------------------------
 def test_unlock_command_removes_only_stale_locks(lbackend, capsys) -> None:
     live = Lock(lbackend, False, "backup").acquire()

@@ -20,6 +20,7 @@ deadline, holding nothing between tries.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import secrets
@@ -38,6 +39,8 @@ REFRESH_EVERY = 5 * 60
 # S3 every 10 s at most).
 FIRST_RETRY = 0.1
 LAST_RETRY = 10.0
+# pid_t is 32 bits wherever this runs (Linux caps pids at 2**22)
+MAX_PID = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ class LockInfo:
 
     def describe(self) -> str:
         kind = "exclusive" if self.exclusive else "shared"
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
+        try:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
+        except (OverflowError, ValueError, OSError):  # a time no clock gives (year 10**292)
+            when = f"time {self.time!r}"
         return f"{kind} lock by {self.operation} (pid {self.pid} on {self.hostname}, {when})"
 
 
@@ -83,16 +89,20 @@ def list_locks(backend: Backend) -> list[LockInfo]:
     for key, _size in backend.list("locks/"):
         try:
             data = json.loads(backend.read(key))
-            locks.append(
-                LockInfo(
-                    key,
-                    str(data["hostname"]),
-                    int(data["pid"]),
-                    bool(data["exclusive"]),
-                    float(data["time"]),
-                    str(data.get("operation", "?")),
-                )
+            info = LockInfo(
+                key,
+                str(data["hostname"]),
+                int(data["pid"]),
+                bool(data["exclusive"]),
+                float(data["time"]),
+                str(data.get("operation", "?")),
             )
+            # what no process writes: a pid kill() cannot take (OverflowError
+            # at every command, even unlock) or that names a group (0, -1);
+            # a time that is not a number (NaN: never stale, and unprintable)
+            if not 0 < info.pid <= MAX_PID or not math.isfinite(info.time):
+                raise ValueError(f"lock {key}: pid {info.pid}, time {info.time}")
+            locks.append(info)
         except FileNotFoundError:
             continue  # released while we listed
         except (ValueError, KeyError, TypeError):
