@@ -7,6 +7,7 @@ the stream all the same), so the assertions do not depend on timing.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -142,3 +143,31 @@ def test_the_api_reports_ingest_progress_against_what_the_archive_lists(
     with api.open_repository(repo, cache_dir=str(cache)) as opened:
         api.ingest(opened, str(UNLISTED), progress=lambda d, t: unlisted.append((d, t)))
     assert len(unlisted) > 100 and {t for _d, t in unlisted} == {0}
+
+
+def test_a_name_in_the_bar_is_printed_as_it_is_not_as_markup(
+    cv, repo: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bar's description names the archive (ingest) or the course's
+    shortname from the site's database (backup): a shortname "bad[/]name"
+    made every backup on a terminal an internal error (rich's MarkupError),
+    and "[bold]" in a name vanished from the bar."""
+    named = tmp_path / "night [bold]2.mbz"
+    named.write_bytes(SOURCE.read_bytes())
+    code, _out, tty = run_on_a_terminal("ingest", "-r", repo, str(named))
+    assert code == 0, tty
+    assert "ingest night [bold]2.mbz" in tty
+
+    from rich.console import Console
+
+    from coursevault.cli import output
+
+    terminal = io.StringIO()
+    monkeypatch.setitem(output._CONSOLES, "err", Console(file=terminal, force_terminal=True))
+    with output.progress_bar("backup course 2 bad[/]name", enabled=True) as bar:
+        assert bar is not None
+        bar(1, 2)
+    with output.progress_steps("prune", enabled=True) as step:
+        assert step is not None
+        step("[/x]")
+    assert "bad[/]name" in terminal.getvalue() and "prune: [/x]" in terminal.getvalue()

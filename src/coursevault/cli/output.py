@@ -146,7 +146,8 @@ def progress_bar(
         [DownloadColumn(binary_units=True), Speed()] if unit == "bytes" else [Count()]
     )
     progress = Progress(
-        TextColumn("{task.description}"),
+        # the description names a course or an archive: its "[/]" is no markup
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         *counts,
         TimeRemainingColumn(),
@@ -177,7 +178,8 @@ def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str
 
     progress = Progress(
         SpinnerColumn(),
-        TextColumn("{task.description}"),
+        # the description names a course or an archive: its "[/]" is no markup
+        TextColumn("{task.description}", markup=False),
         TimeElapsedColumn(),
         console=_err(),
         transient=True,
