@@ -17,6 +17,23 @@ if TYPE_CHECKING:
 _CONSOLES: dict[str, Console] = {}
 
 
+# Control characters a printed name may hold -- a course's shortname in the
+# site's database, a member name in an archive, a course key in a shared
+# repository's record -- shown escaped (``\x1b``), never sent to the terminal:
+# ESC starts sequences that retitle the window, clear the screen, or write
+# the clipboard.  Line breaks and tabs stay: the messages themselves use them.
+_CONTROLS = {
+    c: f"\\x{c:02x}"
+    for c in (*range(0x00, 0x20), *range(0x7F, 0xA0))
+    if c not in (0x09, 0x0A)
+}
+
+
+def visible(text: str) -> str:
+    """``text`` with its control characters escaped (see ``_CONTROLS``)."""
+    return text.translate(_CONTROLS)
+
+
 def __getattr__(name: str) -> Console:
     """``out`` and ``err``, rich consoles made on first use: a command that
     prints JSON only (``backup --json``) never imports rich.console (a tenth
@@ -26,9 +43,18 @@ def __getattr__(name: str) -> Console:
     console = _CONSOLES.get(name)
     if console is None:
         from rich.console import Console
+        from rich.text import Text
+
+        class VisibleConsole(Console):
+            """A console whose every string (a message, a table's cell) is
+            printed with its control characters escaped."""
+
+            def render_str(self, text: str, **kwargs: Any) -> Text:
+                return super().render_str(visible(text), **kwargs)
 
         # no markup: paths, course names and messages print as they are ("mk[/]repo")
-        console = Console(stderr=name == "err", highlight=False, soft_wrap=True, markup=False)
+        console = VisibleConsole(
+            stderr=name == "err", highlight=False, soft_wrap=True, markup=False)
         _CONSOLES[name] = console
     return console
 
@@ -158,7 +184,7 @@ def progress_bar(
         redirect_stderr=False,
     )
     with progress:
-        task = progress.add_task(description, total=None)
+        task = progress.add_task(visible(description), total=None)
 
         def advance(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total or None)
@@ -187,9 +213,9 @@ def progress_steps(description: str, *, enabled: bool) -> Iterator[Callable[[str
         redirect_stderr=False,
     )
     with progress:
-        task = progress.add_task(description, total=None)
+        task = progress.add_task(visible(description), total=None)
 
         def step(message: str) -> None:
-            progress.update(task, description=f"{description}: {message}")
+            progress.update(task, description=visible(f"{description}: {message}"))
 
         yield step
