@@ -102,3 +102,26 @@ def test_a_next_night_resumed_from_checkpoints_is_the_whole_cut(
     out = tmp_path / "out.mbz"
     export_snapshot(cv_repo, result.snapshot, str(out))
     assert logical(read_members(out)) == logical(read_members(second))
+
+
+def test_a_zip_holding_an_archive_index_exports_with_it(
+    cv_repo: Repository, tmp_path: Path
+) -> None:
+    """A zip made from a tgz may keep the tgz's .ARCHIVE_INDEX: ingest
+    stored it, and the zip export left it out -- one member short of what
+    was ingested (a security pass found it)."""
+    import tarfile
+    import zipfile
+
+    tgz = next(p for p in CORPUS if p.read_bytes()[:2] == b"\x1f\x8b"
+               and read_members(p)[0][0] == ".ARCHIVE_INDEX")
+    archive = tmp_path / "z.mbz"
+    with tarfile.open(tgz, "r:gz") as tf, zipfile.ZipFile(archive, "w") as zf:
+        for m in tf.getmembers():
+            data = b"" if m.isdir() else tf.extractfile(m).read()  # type: ignore[union-attr]
+            zf.writestr(m.name.rstrip("/") + "/" if m.isdir() else m.name, data)
+    snap = ingest_archive(cv_repo, str(archive)).snapshot
+    out = tmp_path / "out.mbz"
+    exported = export_snapshot(cv_repo, snap, str(out))
+    assert read_members(out) == read_members(archive)
+    assert exported.members == len(read_members(archive))

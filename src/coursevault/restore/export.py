@@ -241,7 +241,7 @@ def _entries(repo: Repository, tree: ArchiveTree, fmt: str,
     whatever the course."""
     same_format = fmt == tree.layout.get("format")
     members = list(tree.members)
-    if fmt == "zip":
+    if fmt == "zip" and not same_format:  # a tgz's own; a zip that held one keeps it
         members = [m for m in members if m.path != INDEX_NAME and m.kind != "link"]
     left_out: set[str] = set().union(*(r.left_out for r in rewrites))
     if left_out:  # a files/ab folder whose contents all went goes too
