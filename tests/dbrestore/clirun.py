@@ -35,3 +35,15 @@ def run_json(*argv: str | Path | int) -> Any:
     if result.code != 0:
         raise AssertionError(f"coursevault {' '.join(map(str, argv))}: {result}")
     return json.loads(result.out)
+
+
+def refused_both_ways(repo: str | Path, selector: str, url: str, dataroot: str | Path,
+                      said: str) -> None:
+    """``restore SELECTOR`` into the site, with ``--dry-run`` and without:
+    each exit 2, one line saying ``said`` (the caller checks the site is
+    as it was)."""
+    for dry_run in (("--dry-run",), ()):
+        result = run("-r", repo, "restore", selector, "--db", url, "--dataroot", dataroot,
+                     *dry_run)
+        assert result.code == 2, result
+        assert said in result.err and len(result.err.strip().splitlines()) == 1, result
