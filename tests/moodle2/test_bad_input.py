@@ -290,6 +290,10 @@ def tar_folder_with_data(p: Path) -> None:
              {"moodle_backup.xml": MINIMAL_BACKUP, "dirwithdata/": b"zz"})
 
 
+def name_with_a_line_break(p: Path) -> None:
+    write_tgz(p, [("moodle_backup.xml", MINIMAL_BACKUP), ("course/a\nfake.xml", b"<a/>")])
+
+
 def a_folder(p: Path) -> None:
     p.mkdir()
 
@@ -344,6 +348,7 @@ CASES: list[tuple[Callable[[Path], None], str, str | None]] = [
     (manifest_without_course, "(use --course/--time)", "moodle_backup.xml"),
     (tar_file_named_as_folder, "a file entry named as a folder", "./"),
     (tar_folder_with_data, "a folder entry that holds data", "dirwithdata/"),
+    (name_with_a_line_break, "member name contains a control character", "course/a fake.xml"),
     (a_folder, "is a directory", None),
     (missing_file, "no such file", None),
 ]

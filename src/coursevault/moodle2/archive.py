@@ -101,6 +101,9 @@ def check_member_name(archive: str, name: str) -> None:
         raise ArchiveError(archive, "empty member name")
     if "\0" in name or "\\" in name:
         raise ArchiveError(archive, "member name contains NUL or backslash", name)
+    if any(c < " " or c == "\x7f" for c in name):  # Moodle names none so; a line break
+        # in one printed a line of its own in `ls`, looking like another member
+        raise ArchiveError(archive, "member name contains a control character", name)
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         raise ArchiveError(archive, "absolute path not allowed", name)
     if ".." in name.split("/"):
