@@ -214,23 +214,27 @@ def test_a_catalog_that_fails_after_commit_is_a_warning_not_a_failure(
 def test_control_characters_in_names_are_printed_escaped(
     cv: Callable[..., Any], tmp_path: Path
 ) -> None:
-    """A member name from an archive, an archive's file name, a message naming
-    either: their control characters reach the terminal escaped, so a name
-    holding ESC cannot retitle the window, clear the screen or write the
-    clipboard of whoever lists the snapshot (JSON escapes them itself)."""
+    """An archive's file name, a message naming a member or a course: their
+    control characters reach the terminal escaped, so a name holding ESC
+    cannot retitle the window, clear the screen or write the clipboard of
+    whoever lists the snapshot (JSON escapes them itself).  A member so
+    named is refused at ingest, and its refusal names it escaped."""
     repo = tmp_path / "repo"
     assert cv("init", repo).code == 0
     archive = tmp_path / "night\x1b[2J.mbz"
     evil = "course/a\x1b]52;c;ZXZpbA==\x07b.txt"
     write_tgz(archive, [("moodle_backup.xml", MINIMAL_BACKUP), ("course.xml", COURSE),
                         (evil, b"x")])
+    r = cv("ingest", "-r", repo, archive)  # such a member is refused, and named escaped
+    assert r.code == 2 and "\x1b" not in r.err and "\x07" not in r.err, r.err
+    assert "course/a\\x1b]52;c;ZXZpbA==\\x07b.txt" in r.err, r.err
+    write_tgz(archive, [("moodle_backup.xml", MINIMAL_BACKUP), ("course.xml", COURSE)])
     r = cv("ingest", "-r", repo, archive)
     assert r.code == 0 and "night\\x1b[2J.mbz" not in r.out  # ingest names no archive
     for argv in (["snapshots", "-r", repo], ["ls", "-r", repo, json.loads(
             cv("snapshots", "-r", repo, "--json").out)[0]["id"]]):
         r = cv(*argv)
         assert r.code == 0 and "\x1b" not in r.out and "\x07" not in r.out, argv
-    assert "course/a\\x1b]52;c;ZXZpbA==\\x07b.txt" in r.out
     assert "night\\x1b[2J.mbz" in cv("snapshots", "-r", repo).out
     r = cv("ls", "-r", repo, "nonexistent-course\x1b[2J")
     assert "\x1b" not in r.err and "\\x1b[2J" in r.err
