@@ -18,17 +18,14 @@ from helpers import install_distribution
 from coursevault.structure import registry
 
 from .clirun import Result
+from .twosite import two_course_site
 
 
 def test_a_broken_plugin_fails_only_the_courses_that_need_it(
     cv: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     fresh_registry: None,
 ) -> None:
-    from coursevault.moodledb.demosite import build_demo_site
-
-    db, dataroot = tmp_path / "site.db", tmp_path / "data"
-    courses = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=2).courses)
-    site = ("--db", f"sqlite:///{db}", "--dataroot", dataroot)
+    _db, site, courses = two_course_site(tmp_path)
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     install_distribution(plugins, "cv_mod_gizmo", "import cv_missing_dependency\n",

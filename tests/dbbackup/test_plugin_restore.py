@@ -17,6 +17,7 @@ import pytest
 from helpers import install_distribution
 
 from .clirun import Result
+from .twosite import two_course_site
 
 # the choice example of docs/structure.md, as a module of its own package
 WIDGET = textwrap.dedent("""
@@ -97,17 +98,13 @@ def test_a_third_party_activity_restores_as_it_backs_up(
     cv: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     fresh_registry: None,
 ) -> None:
-    from coursevault.moodledb.demosite import build_demo_site
-
-    db, dataroot = tmp_path / "site.db", tmp_path / "data"
-    courses = sorted(build_demo_site(f"sqlite:///{db}", dataroot, "S", courses=2).courses)
+    db, site, courses = two_course_site(tmp_path)
     cm = _choice_into_widget(db, courses[0])
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     install_distribution(plugins, "cv_mod_widget", WIDGET,
                          "[coursevault.backup.activities]\nwidget = cv_mod_widget:PLUGIN\n")
     monkeypatch.syspath_prepend(str(plugins))
-    site = ("--db", f"sqlite:///{db}", "--dataroot", dataroot)
     assert cv("backup", *site, "--course", courses[0], "--site", "s").code == 0
     original = _widget_xml(cv, f"s-{courses[0]}@latest")
     assert "<answer id=" in original and f'moduleid="{cm}"' in original
