@@ -823,6 +823,7 @@ def sync(
     destination_password: Password = None,
     jobs: int | None = None,
     no_lock: bool = False,
+    refill: bool = False,
 ) -> SyncReport:
     """Copy into the repository at ``destination`` what it lacks of the
     snapshots of ``courses`` (all if None) at ``source``
@@ -833,7 +834,9 @@ def sync(
     counted on both sides, catalog syncs included.  ``jobs``: packs read
     and written at once (default ``replicate.SYNC_JOBS``).  ``no_lock``:
     the source is read without a lock (the destination is written, so it
-    is locked all the same)."""
+    is locked all the same).  ``refill``: the snapshots the destination
+    already holds are walked too, and what it lacks of them copied (after
+    ``repair packs`` there dropped a lost pack's objects)."""
     from coursevault.errors import RepositoryExistsError
     from coursevault.store.replicate import (
         MAX_SYNC_JOBS,
@@ -883,7 +886,7 @@ def sync(
                 dst.lock_wait = lock_wait
             report = sync_repositories(
                 src, dst, courses=courses, dry_run=dry_run, progress=progress, step=step,
-                jobs=jobs,
+                jobs=jobs, refill=refill,
             )
             # a destination made now, or made by a sync killed before its
             # journal began: one checkpoint of what it holds

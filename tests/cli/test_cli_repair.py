@@ -334,6 +334,33 @@ def test_a_deleted_pack_is_missing(cv, filled, tmp_path) -> None:
     forget_refused_and_prune(cv, filled, tmp_path, refused)
 
 
+def test_a_copy_that_lost_a_pack_is_refilled_by_sync(cv, filled, tmp_path) -> None:
+    """A replica that lost a pack named its objects as stored: `sync` copied
+    nothing into it, exit 0, and `repair packs` did nothing.  Now `repair
+    packs` drops the missing pack's objects from the index, and `sync
+    --refill` from a repository holding them makes the replica whole."""
+    hub = tmp_path / "hub"
+    assert cv("sync", filled, hub).code == 0
+    pack = max(pack_blocks(hub), key=lambda b: b[0].stat().st_size)[0]
+    pack.unlink()
+    assert not check(cv, hub)["ok"]
+    r = cv("sync", filled, hub, "--refill")  # the index still names it: refused
+    assert r.code == 1 and "repair packs" in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    r = cv("repair", "packs", "-r", hub, "--json")
+    assert r.code == 0, r.err
+    repaired = json.loads(r.out)
+    assert repaired["missing"] == [pack.name] and repaired["objects_dropped"] > 0
+    assert error_kinds(check(cv, hub)) == {"missing"}
+    r = cv("sync", filled, hub, "--refill", "--json")
+    assert r.code == 0, r.err
+    synced = json.loads(r.out)
+    assert synced["refilled"] == len(NIGHTS) and synced["snapshots"] == 0
+    assert synced["objects"] >= repaired["objects_dropped"]
+    report = check(cv, hub)
+    assert report["ok"], "\n".join(p["message"] for p in report["problems"])
+    assert_all_export(cv, hub, tmp_path)
+
+
 @pytest.mark.parametrize("which", [0, -1])  # the oldest, and the newest (its head holds it)
 def test_a_damaged_snapshot_record_is_corruption(cv, filled, tmp_path, which) -> None:
     snap = snapshots(cv, filled)[which]

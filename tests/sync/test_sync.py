@@ -11,7 +11,7 @@ import pytest
 from sync_sites import Sites
 
 from coursevault import api
-from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE
+from coursevault.errors import EXIT_BAD_INPUT, EXIT_FAILURE, RepositoryError
 from coursevault.store.replicate import init_like
 from coursevault.store.repository import Repository
 
@@ -199,6 +199,29 @@ def test_a_snapshot_forgotten_and_pruned_at_the_destination_comes_back_whole(
     report = sites.sync(src, dst)
     assert report.snapshots == 2
     assert sites.snapshots(dst) == sites.snapshots(src)
+    sites.check(dst)
+    assert sites.exports(dst) == sites.exports(src)
+
+
+def test_a_destination_that_lost_a_pack_is_refilled(
+    sites: Sites, nights: dict[str, list[Path]]
+) -> None:
+    """A published snapshot is taken for complete at DST: after a lost pack
+    there, `repair packs` drops its objects and `--refill` copies them back."""
+    src = _site(sites, nights, {"cert": 2, "upload": 1})
+    dst = sites.destination("dst")
+    sites.sync(src, dst)
+    backend = api.backend_for(dst)
+    key, _size = max(backend.list("packs/"), key=lambda entry: entry[1])
+    backend.delete(key)
+    assert sites.sync(src, dst).objects == 0  # nothing to copy, as far as it knows
+    with pytest.raises(RepositoryError, match="repair packs"):
+        sites.sync(src, dst, refill=True)
+    with sites.open(dst) as repo:
+        repaired = api.repair_packs(repo)
+    assert repaired.missing == [key.rsplit("/", 1)[-1]] and repaired.objects_dropped > 0
+    report = sites.sync(src, dst, refill=True)
+    assert report.refilled == 3 and report.snapshots == 0 and report.objects > 0
     sites.check(dst)
     assert sites.exports(dst) == sites.exports(src)
 

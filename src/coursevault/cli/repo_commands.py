@@ -302,8 +302,9 @@ def repair_packs(
     wait: WaitOpt = 0.0,
 ) -> None:
     """Replace each damaged pack (its bytes no longer hash to its name) by new
-    packs holding what of it still reads whole; then `check` names the
-    snapshots that need what was lost."""
+    packs holding what of it still reads whole, and drop a missing pack's
+    objects from the index; then `check` names the snapshots that need what
+    was lost."""
     with open_repo(repo, cache_dir, catalog, sync=False, wait=wait) as opened:
         with output.progress_bar("repair packs", enabled=not json_out, unit="packs") as advance:
             report = api.repair_packs(opened, progress=advance)
@@ -315,13 +316,19 @@ def repair_packs(
         output.error(f"pack {pack} was damaged: replaced", "warning")
     for oid in report.objects_lost:
         output.error(f"object {oid} could not be read whole: lost", "warning")
+    for pack in report.missing:
+        output.error(f"pack {pack} is missing: its objects dropped from the index", "warning")
+    lost = len(report.objects_lost) + report.objects_dropped
     output.out.print(
         f"read {report.packs} packs: {len(report.damaged)} damaged, "
+        f"{len(report.missing)} missing, "
         f"{report.objects_salvaged} objects salvaged into {report.packs_written} packs, "
-        f"{len(report.objects_lost)} lost"
+        f"{lost} lost"
         + (
-            "; run `coursevault check` to see which snapshots need them"
-            if report.objects_lost
+            "; run `coursevault check` to see which snapshots need them (`coursevault sync "
+            "OTHER HERE --refill` copies them back from a repository that holds them)"
+            if lost
             else ""
-        )
+        ),
+        markup=False,
     )

@@ -50,6 +50,14 @@ def sync(
             "--jobs", "-j", help="Packs read and written at once, 1-64 (default 4); 1: one at a time."
         ),
     ] = None,
+    refill: Annotated[
+        bool,
+        typer.Option(
+            "--refill",
+            help="Also walk the snapshots DESTINATION already holds and copy what it lacks "
+            "of them (after `coursevault repair packs` there dropped a lost pack).",
+        ),
+    ] = False,
     cache_dir: CacheOpt = None,
     json_out: JsonOpt = False,
     wait: WaitOpt = 0.0,
@@ -80,6 +88,7 @@ def sync(
             ),
             jobs=jobs,
             no_lock=no_lock,
+            refill=refill,
         )
     for note in report.notes:
         output.error(note, "warning")
@@ -94,7 +103,8 @@ def sync(
         f"{output.human_bytes(report.bytes)} into {report.destination or destination}{made}; "
         f"{report.blocks_copied} blocks whole ({report.packs_whole} packs as they were), "
         f"{report.objects_repacked} objects repacked, "
-        f"{report.packs_resumed} packs already there; {report.requests} requests",
+        f"{report.packs_resumed} packs already there; {report.requests} requests"
+        + (f"; walked the {report.refilled} snapshots it held" if refill else ""),
         markup=False,
     )
     _fail_if_incomplete(report)

@@ -435,6 +435,12 @@ class Catalog:
         a warm sync asks this of each name the journal brings)."""
         return bool(self._query(f"SELECT 1 FROM cv_indexed WHERE name = {self._ph}", (name,)))
 
+    def indexed_packs(self) -> set[bytes]:
+        """The packs the index entries name (a scan of every entry)."""
+        self._load_packs()
+        rows = self._query("SELECT DISTINCT pack FROM cv_locations")
+        return {self._pack_ids[int(no)] for (no,) in rows}
+
     def count_objects(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM cv_locations")[0][0])
 

@@ -1,6 +1,7 @@
 """Repairs from what the repository still holds: index files rebuilt from the
 packs themselves (``coursevault repair index``), damaged packs replaced by
-what of them still reads (``coursevault repair packs``).
+what of them still reads and missing ones dropped from the index
+(``coursevault repair packs``).
 
 Packs are self-describing (docs/format.md, "Packs"): every block carries its
 table of contents, each object's type and slice, and an object's id is the
@@ -210,6 +211,8 @@ def _not_indexed(
 class SalvageReport:
     packs: int = 0
     damaged: list[str] = field(default_factory=list)  # packs whose bytes are not their name's
+    missing: list[str] = field(default_factory=list)  # packs an index names that are gone
+    objects_dropped: int = 0  # index entries of the missing packs, removed
     objects_salvaged: int = 0  # indexed objects read whole from them, now in new packs
     objects_lost: list[str] = field(default_factory=list)  # indexed objects that were not
     packs_written: int = 0
@@ -225,6 +228,10 @@ def salvage_packs(
 
     What did not read whole is lost to this repository: ``check`` then names
     the snapshots that need it, which a copy (or ``forget``) must settle.
+    So are the objects of a pack an index names that is not there at all:
+    their entries are dropped, so that writers store those objects again
+    instead of taking them for stored, and ``sync --refill`` from another
+    repository copies them back.
     Order keeps a crash harmless: new packs, then index files naming them,
     then index files without the damaged packs, and the damaged packs last.
     Runs under the exclusive lock.  Memory: one pack and the salvaged rows.
@@ -247,10 +254,15 @@ def salvage_packs(
         if progress:
             progress(i + 1, len(names))
     report.damaged = sorted(p.hex() for p in damaged)
-    if not damaged:
+    listed = {bytes.fromhex(name) for name in names}
+    entries = _entries_in(repo, lambda pack: pack in damaged or pack not in listed)
+    missing = {loc.pack for loc in entries.values() if loc.pack not in listed}
+    report.missing = sorted(p.hex() for p in missing)
+    if not damaged and not missing:
         return report
     repo.disable_disk_dictionaries()
-    wanted = _entries_in(repo, damaged)
+    wanted = {oid: loc for oid, loc in entries.items() if loc.pack in damaged}
+    report.objects_dropped = len(entries) - len(wanted)
     writer = _Copier(repo, report)
     for oid, loc in sorted(wanted.items(), key=lambda e: (e[1].pack, e[1].block_offset)):
         try:
@@ -266,7 +278,9 @@ def salvage_packs(
         idx_id, data = encode_index_rows(chunk)
         backend.write(index_key(idx_id), data)
         journal_files(repo, added=[(INDEX, idx_id.hex())])
-    report.index_files_rewritten = _drop_from_index(repo, damaged)
+    # a missing pack's entries name what no read can find: dropped, so that
+    # a writer or `sync --refill` stores those objects again
+    report.index_files_rewritten = _drop_from_index(repo, damaged | missing)
     for pack in sorted(damaged):
         backend.delete(pack_key(pack))
     repo.forget_cached()
@@ -275,8 +289,10 @@ def salvage_packs(
     return report
 
 
-def _entries_in(repo: Repository, packs: set[bytes]) -> dict[ObjectId, Location]:
-    """The index entries that name ``packs`` (one per object)."""
+def _entries_in(
+    repo: Repository, wanted: Callable[[bytes], bool]
+) -> dict[ObjectId, Location]:
+    """The index entries whose pack is ``wanted`` (one per object)."""
     out: dict[ObjectId, Location] = {}
     for name in index_names(repo.backend, repo.notice):
         try:
@@ -284,7 +300,7 @@ def _entries_in(repo: Repository, packs: set[bytes]) -> dict[ObjectId, Location]
         except CoursevaultError:
             continue  # repair index deals with damaged index files
         for oid, loc in entries:
-            if loc.pack in packs:
+            if wanted(loc.pack):
                 out.setdefault(oid, loc)
     return out
 

@@ -21,6 +21,9 @@ Guarantees (docs/format.md, "Sync"):
   copied only once that dictionary and everything its content reads is
   indexed there and reads the same, and snapshot files come last, under the
   course's ref (``series.publish_copied``);
+* a snapshot DST holds is taken for complete and not walked; ``refill``
+  walks those too, whole, for a DST that lost a pack (``repair packs``
+  there first drops its entries, else DST would take them for stored);
 * resumable: a rerun walks again, skips what the index names, and a pack
   written but not yet indexed (the same bytes, so the same name) is not
   sent again;
@@ -53,6 +56,7 @@ from coursevault.errors import (
     IncompatibleRepositoryError,
     LockHeldError,
     ObjectMissingError,
+    RepositoryError,
     WrongPasswordError,
 )
 from coursevault.store.backend import Backend, require_empty
@@ -238,6 +242,7 @@ class SyncReport:
     destination_requests: int = 0
     initialized: bool = False
     dry_run: bool = False
+    refilled: int = 0  # snapshots the destination held, walked by --refill
     notes: list[str] = field(default_factory=list)
     # source snapshots not copied because their records are damaged there
     # (ids): the sync is incomplete, and says so with exit 1
@@ -339,6 +344,7 @@ def sync_repositories(
     progress: Progress | None = None,
     step: Callable[[str], None] | None = None,
     jobs: int = SYNC_JOBS,
+    refill: bool = False,
 ) -> SyncReport:
     """Copy into ``dst`` what it lacks of the snapshots of ``courses`` (all
     if None) of ``src``; see the module docstring.  ``dst`` is None only for
@@ -360,7 +366,7 @@ def sync_repositories(
         if dst is not None and not dry_run:
             locks.append(dst.lock(exclusive=False, operation="sync"))
         _catalogs_as_locked(src, dst, locks)
-        _sync(src, dst, courses, report, dry_run, progress, say, locks, jobs)
+        _sync(src, dst, courses, report, dry_run, progress, say, locks, jobs, refill)
     except BaseException:
         # the failure is what to report: a service gone down fails the
         # locks' release too, which named DeleteObject locks/... instead
@@ -393,6 +399,46 @@ def _catalogs_as_locked(src: Repository, dst: Repository | None, locks: list[Loc
         src.sync_catalog()
 
 
+def _plan_dictionary(src: Repository, row: SnapshotRow, plan: SyncPlan, report: SyncReport) -> None:
+    """What the course's next night at the destination compresses against."""
+    dictionary = snapshot_dictionary(row.record)
+    if dictionary is not None and src.catalog.has(dictionary):
+        try:
+            plan.add_dictionary(dictionary, f"the dictionary of snapshot {row.id}")
+        except (ObjectMissingError, CorruptionError) as exc:
+            report.notes.append(
+                f"dictionary of snapshot {row.id} not copied ({exc}): "
+                "the course's next night there starts a new chain"
+            )
+
+
+def _refill(
+    src: Repository,
+    dst: Repository,
+    rows: list[SnapshotRow],
+    plan: SyncPlan,
+    report: SyncReport,
+    say: Callable[[str], None],
+) -> None:
+    """Plan what the destination lacks of the snapshots it already holds
+    (``--refill``): each walked whole, against no base, since a snapshot
+    published there is taken for complete only while no pack is lost.  The
+    index must not name a pack that is gone (``repair packs`` drops those
+    entries first): an object it names is taken for stored."""
+    listed = {bytes.fromhex(name) for name, _size in pack_files(dst.backend)}
+    gone = sorted(dst.catalog.indexed_packs() - listed)
+    if gone:
+        raise RepositoryError(
+            f"{dst.backend.location()}: its index names {len(gone)} missing pack(s) "
+            f"({gone[0].hex()[:12]}...): run `coursevault repair packs` there first"
+        )
+    say(f"walking {len(rows)} snapshots the destination holds")
+    for row in rows:
+        plan.add_snapshot(bytes.fromhex(row.root), None, f"snapshot {row.id}")
+        _plan_dictionary(src, row, plan, report)
+    report.refilled = len(rows)
+
+
 def _sync(
     src: Repository,
     dst: Repository | None,
@@ -403,9 +449,11 @@ def _sync(
     say: Callable[[str], None],
     locks: list[Lock],
     jobs: int = SYNC_JOBS,
+    refill: bool = False,
 ) -> None:
     have = dst.catalog.snapshot_ids() if dst is not None else set()
-    todo = [r for r in _selected(src, courses) if r.id not in have]
+    selected = _selected(src, courses)
+    todo = [r for r in selected if r.id not in have]
     plan = SyncPlan(src, dst, dry_run, whole=not courses)
     sizes = _pack_sizes(src) if not courses else None
     if sizes and plan.whole:
@@ -416,6 +464,8 @@ def _sync(
     complete = {r.id: r.root for r in dst.catalog.snapshots()} if dst is not None else {}
     records: list[tuple[SnapshotRow, bytes]] = []
     report.damaged = [s for s in damaged_records(src, courses) if s not in have]
+    if refill and dst is not None:
+        _refill(src, dst, [r for r in selected if r.id in have], plan, report, say)
     for row in todo:
         try:
             data = _read_snapshot(src, row.id)
@@ -433,16 +483,7 @@ def _sync(
             f"snapshot {row.id}",
         )
         complete[row.id] = row.root
-        # what the course's next night at the destination compresses against
-        dictionary = snapshot_dictionary(row.record)
-        if dictionary is not None and src.catalog.has(dictionary):
-            try:
-                plan.add_dictionary(dictionary, f"the dictionary of snapshot {row.id}")
-            except (ObjectMissingError, CorruptionError) as exc:
-                report.notes.append(
-                    f"dictionary of snapshot {row.id} not copied ({exc}): "
-                    "the course's next night there starts a new chain"
-                )
+        _plan_dictionary(src, row, plan, report)
     say(f"copying {len(plan.order)} objects")
     config = dst.config if dst is not None else src.config
     Copier(
