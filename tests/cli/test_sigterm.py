@@ -74,3 +74,34 @@ def test_sigkill_mid_ingest_leaves_no_temporary_file(tmp_path: Path) -> None:
     proc, err, scratch = _ingest_then(signal.SIGKILL, tmp_path)
     assert proc.returncode == -signal.SIGKILL, err.decode()
     assert list(scratch.iterdir()) == []
+
+
+FINALIZER = """
+import os, signal, sys, time
+from coursevault.cli import app
+
+signal.signal(signal.SIGTERM, app._terminate)
+
+
+class Spool:
+    def __del__(self):  # as SpooledTemporaryFile's, run by a collection
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handler runs here, inside the finalizer
+
+
+try:
+    Spool()
+    for _ in range(200):  # the command going on
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    sys.exit(143)
+sys.exit(0)
+"""
+
+
+def test_a_sigterm_landing_in_a_finalizer_is_not_lost() -> None:
+    """An exception raised in a ``__del__`` is dropped by Python: a SIGTERM
+    that landed in one let the command run to its end and exit 0."""
+    done = subprocess.run([sys.executable, "-c", FINALIZER], capture_output=True, timeout=60)
+    assert done.returncode == 143, done.stderr.decode()
+    assert b"Exception ignored" not in done.stderr

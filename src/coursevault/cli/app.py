@@ -19,6 +19,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Iterator, MutableMapping
+from types import FrameType
 from typing import Any
 
 import typer
@@ -105,12 +106,26 @@ def preload(args: list[str]) -> tuple[str, ...]:
 _TERMINATED: list[int] = []
 
 
-def _terminate(_signum: int, _frame: object) -> None:
+def _terminate(_signum: int, frame: FrameType | None) -> None:
     """SIGTERM unwinds the command as Ctrl-C does: the write session
     cleans up (its pending-index file in TMPDIR, the open pack's spill) and
     the lock is released; by default the process died where it stood,
-    leaving a 6 MB temporary file and a lock behind."""
+    leaving a 6 MB temporary file and a lock behind.
+
+    Python drops an exception raised in a finalizer ("Exception ignored in
+    ... __del__"): a SIGTERM landing in one (a spooled file's, at a
+    garbage collection) was lost and the command ran on to its end, exit 0.
+    There it is sent again a moment later instead."""
     _TERMINATED.append(1)
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            import threading
+
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
+        frame = frame.f_back
     raise KeyboardInterrupt
 
 
