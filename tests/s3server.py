@@ -10,6 +10,7 @@ Without the binary the S3 tests skip, saying why -- except under
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -194,6 +195,14 @@ class Fault:
     status: int = 500
     code: str = "InternalError"
     skip: int = 0  # let this many matching requests through first
+    # how: "error" answers ``status`` without asking the server; "after" asks
+    # it (a PUT is stored) and answers ``status`` all the same; "reset" drops
+    # the connection unanswered; "cut" sends the server's headers and half
+    # its body, then drops the connection; "short" answers 200 with half the
+    # body and a Content-Length to match; "stall" waits ``stall`` seconds first
+    kind: str = "error"
+    stall: float = 0.0
+    times: int | None = None  # answer so this many times, then let requests through
 
 
 @dataclass
@@ -233,13 +242,27 @@ class FaultProxy:
                 body = self.rfile.read(length) if length else b""
                 proxy.requests[self.command] += 1
                 proxy.seen.append(f"{self.command} {self.path}")
+                chosen = None
                 for fault in proxy.faults:
                     if fault.method == self.command and fault.path in self.path:
                         with proxy.lock:
                             fault.skip -= 1
                             if fault.skip >= 0:
                                 continue
-                        self._error(fault.status, fault.code)
+                            if fault.times is not None:
+                                if fault.times <= 0:
+                                    continue
+                                fault.times -= 1
+                        chosen = fault
+                        break
+                if chosen is not None:
+                    if chosen.kind == "stall":
+                        time.sleep(chosen.stall)
+                    elif chosen.kind == "reset":
+                        self._reset()
+                        return
+                    elif chosen.kind == "error":
+                        self._error(chosen.status, chosen.code)
                         return
                 if proxy.conditional and self.command == "PUT" and not self._condition_holds():
                     self._error(412, "PreconditionFailed")
@@ -254,6 +277,23 @@ class FaultProxy:
                 if proxy.latency or proxy.bandwidth:
                     moved = len(body) + len(data)
                     time.sleep(proxy.latency + moved / (proxy.bandwidth or float("inf")))
+                if chosen is not None and chosen.kind == "after":
+                    self._error(chosen.status, chosen.code)
+                    return
+                if chosen is not None and chosen.kind in ("cut", "short") and len(data) > 1:
+                    self.send_response(answer.status)
+                    for name, value in answer.getheaders():
+                        if name.lower() not in ("transfer-encoding", "connection", "content-length"):
+                            self.send_header(name, value)
+                    half = data[: len(data) // 2]
+                    full = len(data) if chosen.kind == "cut" else len(half)
+                    self.send_header("Content-Length", str(full))
+                    self.end_headers()
+                    self.wfile.write(half)
+                    self.wfile.flush()
+                    if chosen.kind == "cut":
+                        self._reset()
+                    return
                 self.send_response(answer.status)
                 for name, value in answer.getheaders():
                     if name.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -277,6 +317,16 @@ class FaultProxy:
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(error)
+
+            def _reset(self) -> None:
+                import socket
+                import struct
+
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
 
             def _condition_holds(self) -> bool:
                 none_match = self.headers.get("If-None-Match")

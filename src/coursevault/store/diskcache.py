@@ -30,10 +30,11 @@ import contextlib
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from coursevault.errors import CorruptionError
 from coursevault.store.backend import Backend
 from coursevault.store.wrappers import IMMUTABLE_PREFIXES, BackendWrapper
 
@@ -165,16 +166,43 @@ def disk_cache(backend: Backend, repository_cache: Path) -> Backend:
     return DiskCache(backend, repository_cache / CACHE_FOLDER)
 
 
+def _cache_of(backend: Backend) -> DiskCache | None:
+    """The :class:`DiskCache` in ``backend``'s stack of wrappers, if any."""
+    cache: object = backend
+    while not isinstance(cache, DiskCache) and isinstance(cache, BackendWrapper):
+        cache = cache.inner
+    return cache if isinstance(cache, DiskCache) else None
+
+
+def read_checked(backend: Backend, key: str, ok: Callable[[bytes], bool]) -> bytes:
+    """``backend.read(key)`` of a file whose name says what it holds (``ok``
+    judges the bytes): bytes it rejects, or an encrypted file that does not
+    open, are read once more from the service, the disk cache's copy
+    dropped first.  The cache keeps what the service answered before anyone
+    judged it, so a short or garbled answer (a 200 cut short, a proxy) was
+    kept, and every later command on this machine took a sound file for a
+    damaged one until the cache folder was deleted.  What the second read
+    gives is returned as it is, for the caller to judge (real damage)."""
+    cache = _cache_of(backend)
+    try:
+        data = backend.read(key)
+        if cache is None or cache.bypass or ok(data):
+            return data
+    except CorruptionError:
+        if cache is None or cache.bypass:
+            raise
+    cache._forget(key)
+    return backend.read(key)
+
+
 @contextlib.contextmanager
 def bypassed(backend: Backend) -> Iterator[None]:
     """Within it, reads through ``backend`` go to the service and are not
     kept, whatever wraps the :class:`DiskCache` (an encrypted repository's
     sealing does): for check and the repairs, which must see the service's
     bytes, damage included."""
-    cache: object = backend
-    while not isinstance(cache, DiskCache) and isinstance(cache, BackendWrapper):
-        cache = cache.inner
-    if not isinstance(cache, DiskCache):
+    cache = _cache_of(backend)
+    if cache is None:
         yield
         return
     before, cache.bypass = cache.bypass, True

@@ -24,6 +24,7 @@ from coursevault.errors import (
 )
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog
+from coursevault.store.diskcache import read_checked
 from coursevault.store.ids import TYPES, ObjectId, ObjectType, object_id
 from coursevault.store.index import IndexFormatError, decode_index
 from coursevault.store.pack import (
@@ -81,7 +82,7 @@ class ObjectReads:
 
     def read_index(self, name: str) -> list[tuple[bytes, Location]]:
         key = f"index/{name}"
-        data = self.backend.read(key)
+        data = read_checked(self.backend, key, lambda d: blake3.blake3(d).hexdigest() == name)
         if blake3.blake3(data).hexdigest() != name:
             raise CorruptionError(f"index file {name} does not match its hash")
         try:

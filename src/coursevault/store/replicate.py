@@ -63,6 +63,7 @@ from coursevault.store.backend import Backend, require_empty
 from coursevault.store.catalog import SnapshotRow
 from coursevault.store.catalog_sync import checkpoint_from_listing
 from coursevault.store.crypto import EncryptedBackend
+from coursevault.store.diskcache import read_checked
 from coursevault.store.ids import ObjectType, object_id
 from coursevault.store.journal import write_checkpoint
 from coursevault.store.keys import ENCRYPTED_VERSION, Password, Secrets, sealed_backend, unlock
@@ -327,7 +328,8 @@ def _selected(src: Repository, courses: list[str] | None) -> list[SnapshotRow]:
 
 def _read_snapshot(src: Repository, snap_id: str) -> bytes:
     try:
-        data = src.backend.read(src.record_key(snap_id))
+        data = read_checked(src.backend, src.record_key(snap_id),
+                            lambda d: object_id(ObjectType.SNAPSHOT, d).hex() == snap_id)
     except FileNotFoundError:
         raise ObjectMissingError(snap_id, "no such snapshot at the source") from None
     if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:

@@ -18,6 +18,7 @@ import blake3
 from coursevault.errors import CorruptionError, ObjectMissingError
 from coursevault.store.backend import Backend
 from coursevault.store.catalog import Catalog, SnapshotRow
+from coursevault.store.diskcache import read_checked
 from coursevault.store.ids import ObjectId, ObjectType, object_id
 from coursevault.store.locks import Lock
 
@@ -73,7 +74,8 @@ class SnapshotRecords:
 
     def read_snapshot(self, snap_id: str) -> dict[str, Any]:
         try:
-            data = self.backend.read(self.record_key(snap_id))
+            data = read_checked(self.backend, self.record_key(snap_id),
+                                lambda d: object_id(ObjectType.SNAPSHOT, d).hex() == snap_id)
         except FileNotFoundError:
             raise ObjectMissingError(snap_id, "no such snapshot") from None
         if object_id(ObjectType.SNAPSHOT, data).hex() != snap_id:

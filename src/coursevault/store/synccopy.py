@@ -27,7 +27,7 @@ from coursevault.errors import (
     ObjectMissingError,
 )
 from coursevault.store.catalog_sync import journal_files
-from coursevault.store.diskcache import DiskCache
+from coursevault.store.diskcache import DiskCache, read_checked
 from coursevault.store.ids import ObjectId, object_id
 from coursevault.store.index import MAX_ENTRIES_PER_FILE, Row, encode_index_rows, index_key
 from coursevault.store.journal import INDEX
@@ -220,7 +220,8 @@ class Copier:
         pack, offset, length, _members, is_whole = unit
         try:
             if is_whole:
-                data = self.src.backend.read(pack_key(pack))
+                data = read_checked(self.src.backend, pack_key(pack),
+                                    lambda d: blake3.blake3(d).digest() == pack)
             else:
                 data = self.src.backend.read(pack_key(pack), offset, length)
         except FileNotFoundError:
