@@ -62,3 +62,44 @@ def test_a_short_pack_read_by_sync_is_read_again(
     assert s3_proxy.faults[0].times == 0
     res = cv("check", "-r", str(tmp_path / "copy"), "--read-data")
     assert res.code == 0 and "no errors" in res.out, res.out + res.err
+
+
+def test_a_request_is_tried_four_times_not_eight(
+    cv, s3repo: str, s3_proxy: FaultProxy
+) -> None:
+    """docs/format.md §11: 4 tries.  botocore's ``max_attempts: 1`` is one
+    retry *after* the first try, so each of the 4 was 2 requests (and a
+    stalled one 2 read timeouts)."""
+    s3_proxy.faults.append(Fault("GET", "/repo/config", 503, "SlowDown"))
+    res = cv("snapshots", "-r", s3repo)
+    assert res.code == 1 and "SlowDown (HTTP 503)" in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert sum(line.endswith("/repo/config") for line in s3_proxy.seen) == 4
+
+
+@pytest.mark.parametrize("conditional", [True, False], ids=["conditional", "read-then-write"])
+def test_a_conditional_write_that_landed_but_failed_is_taken_as_done(
+    cv, s3repo: str, s3_server: S3Server, s3_proxy: FaultProxy, conditional: bool
+) -> None:
+    """The service stores the PUT and answers 500 (a gateway timing out).
+    Retried blindly, a conditional write meets its own object: ``config``'s
+    If-None-Match said "a repository already exists" to the init that made
+    it, and a ref's If-Match made one ingest commit two snapshots.  What the
+    failed try left is read back instead: its own bytes there, it is done."""
+    if conditional:
+        s3_proxy.conditional = s3_server.client()  # answered as AWS does
+    s3_proxy.faults.append(Fault("PUT", "/repo/config", kind="after", times=1))
+    res = cv("init", s3repo)
+    assert res.code == 0, res.err
+    # the ref's reservation, then its commit; the journal's first entry (the
+    # first ingest's index file, the second's snapshot: nothing new to index)
+    for skip in (0, 1):
+        s3_proxy.faults[:] = [Fault("PUT", "/refs/heads/", kind="after", skip=skip, times=1),
+                              Fault("PUT", "/journal/0", kind="after", times=1)]
+        res = cv("ingest", "-r", s3repo, str(COURSE))
+        assert res.code == 0, res.err
+        assert all(f.times == 0 for f in s3_proxy.faults)
+    s3_proxy.faults.clear()
+    assert cv("snapshots", "-r", s3repo, "--json").out.count('"id"') == 2  # one per ingest
+    res = cv("check", "-r", s3repo, "--read-data")
+    assert res.code == 0 and "no errors, 0 warnings" in res.out, res.out + res.err

@@ -86,16 +86,61 @@ def test_missing_or_truncated_is_an_answer_not_retried(
     assert flaky.calls["read"] == 1
 
 
-def test_create_and_compare_and_swap_are_not_retried(local: LocalBackend) -> None:
-    """Their failed attempt may have taken effect: a retry would answer
-    "exists" for the caller's own write."""
-    flaky = Flaky(local, 1, BackendError("timed out"))
-    b = RetryingBackend(flaky, sleep=lambda _s: pytest.fail("paused"))
-    with pytest.raises(BackendError):
-        b.create("config", b"{}")
-    with pytest.raises(BackendError):
-        b.compare_and_swap("refs/heads/c", None, b"one")
-    assert flaky.calls == {"create": 1, "cas": 1}
+class Landing(BackendWrapper):
+    """Stores the next ``failures`` creates and swaps, then fails them all
+    the same (the service stored the PUT; its answer was lost)."""
+
+    def __init__(self, inner: LocalBackend, failures: int) -> None:
+        super().__init__(inner)
+        self.failures = failures
+        self.calls = 0
+
+    def _landed(self, done: bool) -> bool:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise BackendError("HTTP 500 after the PUT")
+        return done
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._landed(super().create(key, data))
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        return self._landed(super().compare_and_swap(key, expected, data))
+
+
+def test_create_and_compare_and_swap_are_retried_only_if_they_did_not_land(
+    local: LocalBackend,
+) -> None:
+    """Their failed attempt may have taken effect: tried again as it is, it
+    would answer "exists" (or "changed") for the caller's own write.  What
+    is there says which it was."""
+    pauses: list[float] = []
+    flaky = Flaky(local, 1, BackendError("timed out"))  # failed before it took effect
+    b = RetryingBackend(flaky, sleep=pauses.append)
+    assert b.create("config", b"{}") is True
+    assert b.compare_and_swap("refs/heads/c", None, b"one") is True
+    # (its first read-back failed too, and was retried as a read)
+    assert flaky.calls == {"create": 2, "cas": 2, "read": 3} and local.read("config") == b"{}"
+
+    landing = RetryingBackend(Landing(local, 2), sleep=pauses.append)
+    assert landing.create("journal/1", b"entry") is True
+    assert landing.compare_and_swap("refs/heads/c", b"one", b"two") is True
+    assert local.read("refs/heads/c") == b"two"
+
+    other = RetryingBackend(Flaky(local, 1, BackendError("timed out")), sleep=pauses.append)
+    local.write("refs/heads/d", b"another writer's")
+    assert other.compare_and_swap("refs/heads/d", b"mine", b"new") is False
+    assert local.read("refs/heads/d") == b"another writer's"
+
+    never = Flaky(local, 10, BackendError("HTTP 500"))
+    never.read = local.read  # type: ignore[method-assign]  # only the create fails, every time
+    with pytest.raises(BackendError, match="HTTP 500"):
+        RetryingBackend(never, attempts=3, sleep=pauses.append).create("journal/2", b"x")
+    assert never.calls["create"] == 3 and not local.exists("journal/2")
+    denied = Flaky(local, 1, BackendError("AccessDenied", retryable=False))
+    with pytest.raises(BackendError, match="AccessDenied"):
+        RetryingBackend(denied, sleep=pauses.append).create("journal/3", b"x")
+    assert denied.calls == {"create": 1}
 
 
 def test_the_cache_reads_content_addressed_files_once(local: LocalBackend) -> None:

@@ -120,7 +120,10 @@ def make_client(endpoint_url: str | None, connections: int) -> Any:
         else:
             session.register_component("data_loader", _LOADER)
     config = Config(
-        retries={"max_attempts": 1, "mode": "standard"},
+        # total_max_attempts counts the first try; max_attempts counts only
+        # retries (1 was one more request after each failure, create and
+        # compare_and_swap included)
+        retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max(1, connections),
         connect_timeout=10,
         read_timeout=120,

@@ -62,13 +62,16 @@ class RetryingBackend(BackendWrapper):
     to ``attempts`` times with pauses doubling from ``pause`` seconds.
 
     Never retried: a missing file (``FileNotFoundError`` is an answer, not a
-    failure), an error that says it is not ``retryable`` (``TruncatedError``,
+    failure) and an error that says it is not ``retryable`` (``TruncatedError``,
     a file shorter than asked: damage, which does not heal; an S3 "access
-    denied" or "no such bucket"), and ``create`` and ``compare_and_swap``, whose attempt
-    may have taken effect before it failed -- a retry would then answer
-    "exists" or "changed meanwhile" for the caller's own write.  The last
-    failure is raised, never swallowed (restic #3646).  A listing is retried
-    only before it yielded anything.
+    denied" or "no such bucket").  ``create`` and ``compare_and_swap`` may
+    have taken effect before they failed (the service stored the PUT, its
+    answer was lost) -- tried again as they are, they would answer "exists"
+    or "changed meanwhile" for the caller's own write -- so what the failed
+    try left is read first: the caller's bytes there, it is done; the
+    expected ones (or none), it is tried again; others, another writer's,
+    it lost.  The last failure is raised, never swallowed (restic #3646).
+    A listing is retried only before it yielded anything.
     """
 
     def __init__(
@@ -115,6 +118,39 @@ class RetryingBackend(BackendWrapper):
 
     def delete(self, key: str) -> None:
         self._retry(lambda: self.inner.delete(key))
+
+    def create(self, key: str, data: bytes) -> bool:
+        return self._conditional(key, None, data, lambda: self.inner.create(key, data))
+
+    def compare_and_swap(self, key: str, expected: bytes | None, data: bytes) -> bool:
+        return self._conditional(
+            key, expected, data, lambda: self.inner.compare_and_swap(key, expected, data))
+
+    def _conditional(
+        self, key: str, expected: bytes | None, data: bytes, call: Callable[[], bool]
+    ) -> bool:
+        """``call`` (a create or a compare-and-swap of ``key`` from ``expected``
+        to ``data``), tried again only when a read shows its failure did not
+        take effect (the class docstring)."""
+        pause = self.pause
+        for _attempt in range(self.attempts - 1):
+            try:
+                return call()
+            except BackendError as exc:
+                if not exc.retryable:
+                    raise
+                self._sleep(pause)
+                pause *= 2
+            current: bytes | None
+            try:
+                current = self._retry(lambda: self.inner.read(key))
+            except FileNotFoundError:
+                current = None
+            if current == bytes(data):
+                return True  # the failed try was stored
+            if current != expected:
+                return False  # another writer's meanwhile
+        return call()
 
     def exists(self, key: str) -> bool:
         return self._retry(lambda: self.inner.exists(key))
