@@ -409,6 +409,34 @@ def test_restores_at_once_give_their_courses_distinct_short_names(
     assert stored == names
 
 
+def test_a_quiz_merged_again_takes_the_questions_the_course_has(
+    dry_and_real: dict[str, Any], site: SiteCopy, repo: Repo, snapshot: str, refsite: RefSite
+) -> None:
+    """The quiz restored again into the course it was restored to (``--into
+    --merge``): its question categories are the course's own (same stamp),
+    and each question the course has at that version is taken, as Moodle's
+    restore matches them -- no second copy of the bank."""
+    course = dry_and_real["real"]["courseid"]
+    cmid = query(refsite.postgres_url,
+                 "SELECT cm.id FROM mdl_course_modules cm JOIN mdl_modules m ON m.id = cm.module "
+                 "WHERE m.name = 'quiz' AND cm.course = :c", {"c": refsite.course(COURSE).pg_id})
+    before = row_counts(site.url)
+    report = run_json(*repo, "restore", snapshot, "--db", site.url, "--dataroot", site.dataroot,
+                      "--into", course, "--merge", "--only", f"activities/quiz_{cmid}")
+    after = row_counts(site.url)
+    banked = dry_and_real["real"]["questions"]
+    assert report["activities"] == 1 and report["rows"]["quiz"] == 1
+    assert report["questions"]["categories"] == 0
+    assert report["questions"]["categories_matched"] == banked["categories"]
+    assert report["questions"]["questions"] == 0
+    assert report["questions"]["questions_matched"] == banked["questions"]
+    for table in ("question", "question_categories", "question_bank_entries",
+                  "question_versions", "question_answers"):
+        assert after.get(table) == before.get(table), table
+    assert after["quiz"] == before["quiz"] + 1
+    assert after["quiz_slots"] > before["quiz_slots"]
+
+
 def test_lti_secrets_are_restored_decrypted(
     dry_and_real: dict[str, Any], site: SiteCopy, repo: Repo, snapshot: str, refsite: RefSite
 ) -> None:
