@@ -71,8 +71,11 @@ def restore_questions(
     def category(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
         return _category(rc, rec, row, same_site, counts)
 
+    # each record's place: an entry's version and question follow it
+    places = {id(rec): i for i, rec in enumerate(records)}
+
     def entry(rc: RestoreContext, rec: Record, row: dict[str, Any]) -> bool:
-        return _entry(rc, rec, row, records, counts)
+        return _entry(rc, rec, row, records, places[id(rec)], counts)
 
     insert_records(
         rc,
@@ -159,17 +162,18 @@ def _entry(
     rec: Record,
     row: dict[str, Any],
     records: list[Record],
+    place: int,
     counts: dict[str, int],
 ) -> bool:
     """An entry of a matched category whose question (stamp and version) the
     site has is that entry: its version and question ids are mapped, nothing
-    below it is written."""
+    below it is written.  ``place``: its index in ``records``."""
     parent = rec.up("id", "question_category")
     # an owner not restored is the restoring user, as for a question's creator
     row["ownerid"] = rc.ids.get("user", row.get("ownerid")) or restoring_user(rc)
     if not parent.extra.get("matched"):
         return True
-    version, question = _version_and_question(rec, records)
+    version, question = _version_and_question(records, place)
     if version is None or question is None:
         return True
     found = rc.writer.scalar(
@@ -196,11 +200,14 @@ def _entry(
 
 
 def _version_and_question(
-    entry: Record, records: list[Record]
+    records: list[Record], place: int
 ) -> tuple[Record | None, Record | None]:
-    start = records.index(entry)
+    """The first version and question after the entry at ``place``, before
+    the next entry or category (``records.index`` here made a bank of n
+    questions merged again cost n^2 record comparisons)."""
     version = question = None
-    for rec in records[start + 1 :]:
+    for i in range(place + 1, len(records)):
+        rec = records[i]
         if rec.name == "question_bank_entry" or rec.name == "question_category":
             break
         if rec.name == "question_versions" and version is None:
