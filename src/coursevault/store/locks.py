@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from coursevault.errors import BadInputError, LockHeldError
+from coursevault.errors import BackendError, BadInputError, LockHeldError
 from coursevault.store.backend import Backend
 
 STALE_AFTER = 30 * 60
@@ -123,6 +123,9 @@ class Lock:
         self._last_refresh = 0.0
         self._held = False
         self.waited = False  # acquire() found a conflict and tried again
+        # told, instead of raising, when the lock cannot be removed after the
+        # work it guarded succeeded (the repository's notices)
+        self.on_stuck: Callable[[str], None] | None = None
 
     def _payload(self) -> bytes:
         return json.dumps(
@@ -194,8 +197,29 @@ class Lock:
     def __enter__(self) -> Lock:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        self.let_go(failing=exc_type is not None)
+
+    def let_go(self, failing: bool) -> None:
+        """Release at the end of the work it guarded.  A lock the storage
+        will not delete (a service failing at the very end) must not turn
+        work that is done into a failure -- a nightly script would run a
+        committed backup again -- nor hide the error a ``failing`` command
+        is ending with: either way it stays behind, stale once its process
+        has ended (``coursevault unlock``), and ``on_stuck`` is told."""
+        try:
+            self.release()
+        except BackendError as err:
+            self._held = False
+            if self.on_stuck is None and not failing:
+                raise
+            if self.on_stuck is not None and not failing:
+                self.on_stuck(
+                    f"lock {self.key} could not be removed ({err}): the {self.operation} "
+                    "is done; the lock is stale once this process has ended on this host, "
+                    f"after {STALE_AFTER // 60} minutes on others (`coursevault unlock` "
+                    "removes it)"
+                )
 
 
 def remove_stale_locks(backend: Backend, remove_all: bool = False) -> list[LockInfo]:

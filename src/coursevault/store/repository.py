@@ -343,6 +343,7 @@ class Repository(SnapshotRecords, DictionaryReads):
             return Lock(self.backend, False, operation)  # never taken: writes nothing
         try:
             held = Lock(self.backend, exclusive, operation).acquire(self.lock_wait)
+            held.on_stuck = self.notice
         except BackendError as exc:
             if not reads_only:
                 raise

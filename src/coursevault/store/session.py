@@ -131,7 +131,7 @@ class WriteSession:
             if "_pending" in made:
                 self._pending.close()
         finally:
-            self._lock.release()
+            self._lock.let_go(failing=True)
             if made.get("_dict") is not None:
                 self.repo.forget_dictionary(made["_dict"][0])
 
@@ -353,7 +353,7 @@ class WriteSession:
             journal_files(self.repo, added=[(INDEX, name) for name in written])
         self.repo.catalog.commit()
         snap_id = self.repo.commit_snapshot(draft, self._lock) if draft is not None else None
-        self._close()
+        self._close(failing=False)
         return snap_id
 
     def _drop_committed_meanwhile(self) -> None:
@@ -445,14 +445,14 @@ class WriteSession:
                     self.repo.backend.delete(pack_key(pack_id))
                 self.repo.forget_packs(set(self._packs))
         finally:
-            self._close()
+            self._close(failing=True)
 
-    def _close(self) -> None:
+    def _close(self, failing: bool) -> None:
         self._closed = True
         self._pack.detach()  # no cycle left: the session goes with its last reference
         self._uploads.close()
         self._pending.close()
-        self._lock.release()
+        self._lock.let_go(failing)
         if self._dict is not None:
             # its compression tables (4 MB for a walk's) are part of the zstd
             # dictionary the reader keeps: not for the next course's session
