@@ -153,10 +153,14 @@ def check_repository(
             del blocks
             _check_dictionaries(reach, required, scratch, report)
             report.reachable = reach.count
-            _check_catalog(repo, table, report)
             from coursevault.store.journal_check import check_journal  # it builds on this
 
-            check_journal(repo, report, scratch)
+            # what only an index file not journaled yet names is the
+            # journal's to mend, not the catalog's (index rebuild reads the journal)
+            unjournaled = check_journal(
+                repo, report, scratch, lambda name: _needed_in(repo, table, name)
+            )
+            _check_catalog(repo, table, report, unjournaled)
             for key, why in damaged_refs(repo):
                 report.error(f"{key} is damaged: {why}", REF)
     finally:
@@ -435,10 +439,31 @@ CATALOG_BATCH = 4096  # catalog rows read at a time
 CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are counted
 
 
-def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) -> None:
+def _needed_in(repo: Repository, table: ObjectTable, name: str) -> set[ObjectId]:
+    """The objects index file ``name`` names that a snapshot needs."""
+    try:
+        entries = repo.read_index(name)
+    except (FileNotFoundError, CoursevaultError):
+        return set()  # reported with the index files
+    out = set()
+    for oid, _loc in entries:
+        rows = table.rows(oid)
+        if rows and table.marks[rows.start] & NEEDED:
+            out.add(oid)
+    return out
+
+
+def _check_catalog(
+    repo: Repository,
+    table: ObjectTable,
+    report: CheckReport,
+    unjournaled: set[ObjectId],
+) -> None:
     """The catalog, which every read goes through, against the index files:
     each reachable object is located where an index file says (its snapshot
-    rows were synced with the repository's files before the walk).  A catalog is a cache, so what is wrong
+    rows were synced with the repository's files before the walk), but for
+    those only index files the journal does not name yet name (``unjournaled``:
+    no catalog can know them; check_journal reports those files).  A catalog is a cache, so what is wrong
     with it loses nothing; but until it is rebuilt, exports fail.
 
     Both are in id order: the catalog is read a batch at a time and merged
@@ -458,7 +483,7 @@ def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) ->
             if not mark & NEEDED:
                 continue
             if oid != last:  # an object's first row (its copies follow)
-                if not located:
+                if not located and last not in unjournaled:
                     count += 1
                     if len(wrong) < CATALOG_EXAMPLES:
                         wrong.append(last.hex())
@@ -469,7 +494,7 @@ def _check_catalog(repo: Repository, table: ObjectTable, report: CheckReport) ->
                         batch, at = catalog.locations_after(batch[-1][0], CATALOG_BATCH), 0
             if not located and batch:
                 located = batch[at] == (oid, t, packs[no], boff, blen, off, ln)
-        if not located:
+        if not located and last not in unjournaled:
             count += 1
             if len(wrong) < CATALOG_EXAMPLES:
                 wrong.append(last.hex())

@@ -10,11 +10,12 @@ this one any more (they no longer list the repository).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from coursevault.errors import CoursevaultError
 from coursevault.store.catalog_sync import index_names, iter_snapshot_names
 from coursevault.store.check import CATALOG, REPAIR_CATALOG, UNREFERENCED, CheckReport
+from coursevault.store.ids import ObjectId
 from coursevault.store.journal import INDEX, REPAIR, SNAPSHOT, JournalDamagedError, replay_each
 from coursevault.store.repository import Repository
 from coursevault.store.scratch import Scratch
@@ -30,13 +31,19 @@ EPOCH_ROUNDING = 1e-3
 SECOND_LOOK_SECONDS = 1.0
 
 
-def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> None:
+def check_journal(
+    repo: Repository,
+    report: CheckReport,
+    scratch: Scratch,
+    needed_in: Callable[[str], set[ObjectId]] = lambda _name: set(),
+) -> set[ObjectId]:
     """The journal names every index file and snapshot there is, and none
     that is not; the catalog's snapshot rows are those files.  Listed
     first, replayed second: the snapshots as listed for the walk (table
     ``listed`` of ``scratch``, if there), the index files now.  Every set of
     names is a table of ``scratch`` (on disk): a site's snapshots are
-    millions of names."""
+    millions of names.  ``needed_in``: the objects an index file names that
+    snapshots need.  Returns those of the index files the journal lacks."""
     backend = repo.backend
     scratch.table("files", "what TEXT, name TEXT, PRIMARY KEY (what, name)")
     scratch.fill(
@@ -60,7 +67,7 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
                     JOURNAL,
                 )
                 _check_catalog_snapshots(repo, scratch, "files", report)
-                return
+                return set()  # catalogs list the repository
             # files the journal does not name, live or removed
             scratch.table("stray", "what TEXT, name TEXT, PRIMARY KEY (what, name)")
             scratch.execute(
@@ -72,7 +79,7 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
             time.sleep(SECOND_LOOK_SECONDS)
     except JournalDamagedError as exc:
         report.error(f"journal: {exc} ({REPAIR})", JOURNAL)
-        return  # catalogs list the repository meanwhile
+        return set()  # catalogs list the repository meanwhile
     # few: a stray snapshot is left by a killed writer, by a journal entry
     # two writers wrote at once where the service has no conditional writes,
     # or put in by hand
@@ -92,8 +99,21 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
     scratch.fill("INSERT INTO either VALUES (?)", ((n,) for n in sorted(pending)))
     _check_catalog_snapshots(repo, scratch, "seen", report, either="either")
     # a writer killed between its index file and its entry: nothing can use
-    # the file (its snapshot was never committed, no catalog dedups against it)
+    # the file (its snapshot was never committed, no catalog dedups against
+    # it) -- unless its objects are needed already (`repair index`, `sync
+    # --refill` re-index what snapshots hold): no catalog finds them
+    unjournaled: set[ObjectId] = set()
     for name in scratch.column("SELECT name FROM stray WHERE what = ? ORDER BY name", (INDEX,)):
+        needed = needed_in(name)
+        if needed:
+            unjournaled |= needed
+            report.error(
+                f"journal: index file {name} is not journaled, and snapshots need {len(needed)} "
+                "objects it names: no catalog sees them (left by an interrupted repair or sync; "
+                f"running it again, or {REPAIR})",
+                JOURNAL,
+            )
+            continue
         report.warn(
             f"index file {name} is not journaled (left by an interrupted writer: "
             "nothing can use it; prune removes it)",
@@ -131,6 +151,7 @@ def check_journal(repo: Repository, report: CheckReport, scratch: Scratch) -> No
             if not repo.backend.exists(keys[w](n))
         ),
     )
+    return unjournaled
 
 
 def _replay(repo: Repository, scratch: Scratch) -> bool:
