@@ -121,3 +121,17 @@ def test_a_lock_that_cannot_be_removed_after_the_work_is_a_warning(
     assert cv("snapshots", "-r", s3repo, "--json").out.count('"id"') == 1
     res = cv("unlock", "-r", s3repo, "--remove-all")
     assert res.code == 0, res.err
+
+
+def test_a_short_answer_for_a_ref_is_asked_again(
+    cv, s3repo: str, s3_proxy: FaultProxy
+) -> None:
+    """A ref answered cut short once made the ingest refuse, sending the user
+    to `repair refs` for a sound ref."""
+    assert cv("init", s3repo).code == 0
+    assert cv("ingest", "-r", s3repo, str(COURSE)).code == 0
+    s3_proxy.faults.append(Fault("GET", "/refs/heads/", kind="short", times=1))
+    res = cv("ingest", "-r", s3repo, str(COURSE))
+    assert res.code == 0, res.err
+    assert s3_proxy.faults[0].times == 0  # it was answered short
+    assert cv("snapshots", "-r", s3repo, "--json").out.count('"id"') == 2

@@ -202,6 +202,16 @@ def _read_head(repo: Repository, series: str) -> _Head:
 
 
 def _read_head_key(repo: Repository, key: str) -> _Head:
+    head = _parse_head(repo, key)
+    if head.damaged:
+        # asked again: an answer cut short or garbled on its way from a
+        # service (a 200 with half the body) is not damage, and sent the
+        # user to `repair refs` for a sound ref
+        head = _parse_head(repo, key)
+    return head
+
+
+def _parse_head(repo: Repository, key: str) -> _Head:
     try:
         raw = repo.backend.read(key)
     except FileNotFoundError:
