@@ -147,8 +147,8 @@ class TruncatedError(BackendError):
     and what it holds is damaged (a pack cut short), which no retry heals.
     The repository reports it as corruption."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retryable=False)
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message, retryable=retryable)
 
 
 class ScratchError(CoursevaultError):

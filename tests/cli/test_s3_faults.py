@@ -135,3 +135,19 @@ def test_a_short_answer_for_a_ref_is_asked_again(
     assert res.code == 0, res.err
     assert s3_proxy.faults[0].times == 0  # it was answered short
     assert cv("snapshots", "-r", s3repo, "--json").out.count('"id"') == 2
+
+
+def test_a_short_range_answer_is_asked_again(
+    cv, s3repo: str, s3_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """A pack's range answered with half its bytes once made export fail as
+    damage ("pack ... is truncated"), and check --read-data report it."""
+    assert cv("init", s3repo).code == 0
+    assert cv("ingest", "-r", s3repo, str(COURSE)).code == 0
+    snap = cv("snapshots", "-r", s3repo, "--json").out.split('"id": "')[1].split('"')[0]
+    s3_proxy.faults.append(Fault("GET", "/packs/", kind="short", times=1))
+    out = tmp_path / "out.mbz"
+    res = cv("--cache-dir", str(tmp_path / "cold"), "export", "-r", s3repo, "-o", str(out), snap)
+    assert res.code == 0, res.err
+    assert s3_proxy.faults[0].times == 0
+    assert read_members(out) == read_members(COURSE)

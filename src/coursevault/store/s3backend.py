@@ -271,9 +271,13 @@ class S3Backend:
                 "the object ends before"
             ) from None
         if length is not None and len(data) != length:
+            # an object cut short, or an answer cut short on its way (a
+            # proxy's 206 with half the body): asked again before it is
+            # called damage, which reads the same every time
             raise TruncatedError(
                 f"short read from {self.where}/{key}: wanted {length} bytes at {offset}, "
-                f"got {len(data)}"
+                f"got {len(data)}",
+                retryable=True,
             )
         return data
 
