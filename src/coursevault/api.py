@@ -41,6 +41,7 @@ from coursevault.store.repository import (
     Repository,
 )
 from coursevault.store.s3backend import DEFAULT_CONNECTIONS as S3_CONNECTIONS
+from coursevault.store.s3backend import READ_TIMEOUT as S3_TIMEOUT
 from coursevault.store.s3backend import S3Backend, S3Location
 from coursevault.store.wrappers import ConcurrencyLimiter, CountingBackend, RetryingBackend
 
@@ -65,6 +66,7 @@ __all__ = [
     "DEFAULT_LEVEL",
     "FORMATS",
     "S3_CONNECTIONS",
+    "S3_TIMEOUT",
     "ArchiveError",
     "BackupRequest",
     "CommitWindow",
@@ -130,6 +132,7 @@ class RemoteOptions:
 
     endpoint_url: str | None = None
     connections: int = S3_CONNECTIONS
+    timeout: float = S3_TIMEOUT  # seconds a request waits for the service's next bytes
 
 
 def backend_for(location: str, remote: RemoteOptions | None = None) -> Backend:
@@ -142,10 +145,14 @@ def backend_for(location: str, remote: RemoteOptions | None = None) -> Backend:
         remote = remote or RemoteOptions()
         if remote.connections < 1:
             raise BadInputError(f"--s3-connections must be 1 or more, not {remote.connections}")
+        if not 0 < remote.timeout <= 3600:
+            raise BadInputError(f"--s3-timeout must be more than 0 and at most 3600 seconds, "
+                                f"not {remote.timeout:g}")
         s3 = S3Backend(
             S3Location.parse(location),
             endpoint_url=remote.endpoint_url,
             connections=remote.connections,
+            read_timeout=remote.timeout,
         )
         return RetryingBackend(ConcurrencyLimiter(s3, remote.connections))
     if "://" in location:

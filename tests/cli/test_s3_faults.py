@@ -4,6 +4,7 @@ next one."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,19 @@ def test_a_short_range_answer_is_asked_again(
     assert res.code == 0, res.err
     assert s3_proxy.faults[0].times == 0
     assert read_members(out) == read_members(COURSE)
+
+
+def test_a_stalled_request_fails_over_after_s3_timeout(
+    cv, s3repo: str, s3_proxy: FaultProxy
+) -> None:
+    """A service that stops answering held each try for botocore's 120 s
+    (eight minutes before a stalled command failed); ``--s3-timeout`` sets it,
+    and the next try goes through."""
+    assert cv("init", s3repo).code == 0
+    s3_proxy.faults.append(Fault("GET", "/repo/config", kind="stall", stall=5.0, times=1))
+    started = time.monotonic()
+    res = cv("--s3-timeout", "1", "snapshots", "-r", s3repo)
+    assert res.code == 0, res.err
+    assert time.monotonic() - started < 4.5 and s3_proxy.faults[0].times == 0
+    res = cv("--s3-timeout", "0", "snapshots", "-r", s3repo)
+    assert res.code == 2 and "--s3-timeout" in res.err, res.err

@@ -188,6 +188,8 @@ def remote_options() -> api.RemoteOptions:
         endpoint_url=params.get("endpoint_url") or None,
         connections=(api.S3_CONNECTIONS if params.get("s3_connections") is None
                      else params["s3_connections"]),  # 0 was taken for the default
+        timeout=(api.S3_TIMEOUT if params.get("s3_timeout") is None
+                 else params["s3_timeout"]),
     )
 
 
@@ -292,6 +294,15 @@ def _main(
             help="Requests in flight at once to an s3:// repository.",
         ),
     ] = api.S3_CONNECTIONS,
+    s3_timeout: Annotated[
+        float,
+        typer.Option(
+            "--s3-timeout",
+            envvar="COURSEVAULT_S3_TIMEOUT",
+            help="Seconds a request to an s3:// repository waits for the service before it "
+            "is tried again (4 tries).",
+        ),
+    ] = api.S3_TIMEOUT,
     password_file: Annotated[
         str | None,
         typer.Option("--password-file", help="File holding an encrypted repository's "

@@ -102,7 +102,13 @@ _LOADER: Any = None
 _LOADER_LOCK = threading.Lock()
 
 
-def make_client(endpoint_url: str | None, connections: int) -> Any:
+# Seconds a request may wait for the service's next bytes (--s3-timeout): a
+# stalled service fails a request after this, each of its four tries
+READ_TIMEOUT = 120.0
+
+
+def make_client(endpoint_url: str | None, connections: int,
+                read_timeout: float = READ_TIMEOUT) -> Any:
     """An S3 client with botocore's retries off (``RetryingBackend``
     retries) and checksums only where the service requires them (S3
     look-alikes reject the newer default ones); path-style addressing for a
@@ -125,8 +131,8 @@ def make_client(endpoint_url: str | None, connections: int) -> Any:
         # compare_and_swap included)
         retries={"total_max_attempts": 1, "mode": "standard"},
         max_pool_connections=max(1, connections),
-        connect_timeout=10,
-        read_timeout=120,
+        connect_timeout=min(10.0, read_timeout),
+        read_timeout=read_timeout,
         s3={"addressing_style": "path" if endpoint_url else "auto"},
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
@@ -155,12 +161,15 @@ class S3Backend:
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
         conditional_writes: bool | None = None,
+        read_timeout: float = READ_TIMEOUT,
     ) -> None:
-        """``client`` is made from ``endpoint_url`` and ``connections`` on
-        first use when not given (and again in a worker process)."""
+        """``client`` is made from ``endpoint_url``, ``connections`` and
+        ``read_timeout`` on first use when not given (and again in a worker
+        process)."""
         self.where = location
         self.endpoint_url = endpoint_url
         self.connections = connections
+        self.read_timeout = read_timeout
         self._client = client
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
@@ -171,7 +180,7 @@ class S3Backend:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_client(self.endpoint_url, self.connections)
+            self._client = make_client(self.endpoint_url, self.connections, self.read_timeout)
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
