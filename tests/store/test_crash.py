@@ -343,16 +343,22 @@ class Crash:
             self.failures.append(Failure(what, str(exc)))
 
     def kill_after(self, delay: float) -> None:
-        self.reset()
-        killed = self.runner.run(self.argv(), delay=delay)
-        last = killed["events"][-1] if killed["events"] else "no step yet"
-        state = "killed" if killed["killed"] else "finished"
-        what = f"{self.scenario.name} {state} after {delay:.3f}s (last step: {last})"
-        try:
-            assert killed["killed"] or killed["code"] == 0, f"{what}: {killed['output']}"
-            self.after_kill(what)
-        except AssertionError as exc:
-            self.failures.append(Failure(what, str(exc)))
+        kill_after(self, delay)
+
+
+def kill_after(crash: Any, delay: float) -> None:
+    """Run ``crash``'s command again from its prepared state, killed after
+    ``delay`` seconds (or let finish), and check what it left."""
+    crash.reset()
+    killed = crash.runner.run(crash.argv(), delay=delay)
+    last = killed["events"][-1] if killed["events"] else "no step yet"
+    state = "killed" if killed["killed"] else "finished"
+    what = f"{crash.scenario.name} {state} after {delay:.3f}s (last step: {last})"
+    try:
+        assert killed["killed"] or killed["code"] == 0, f"{what}: {killed['output']}"
+        crash.after_kill(what)
+    except AssertionError as exc:
+        crash.failures.append(Failure(what, str(exc)))
 
 
 def chosen_points(total: int, budget: int) -> list[int]:

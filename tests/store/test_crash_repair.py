@@ -33,8 +33,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import test_crash
-from test_crash import HARMLESS, RANDOM_KILLS, REPO_OPTIONS, Failure, Runner, chosen_points
+from test_crash import (
+    HARMLESS,
+    RANDOM_KILLS,
+    REPO_OPTIONS,
+    Failure,
+    Runner,
+    chosen_points,
+    kill_after,
+)
 
 from coursevault.errors import CoursevaultError
 from coursevault.restore.export import export_snapshot
@@ -261,16 +270,7 @@ class RepairCrash:
             self.failures.append(Failure(what, str(exc)))
 
     def kill_after(self, delay: float) -> None:
-        self.reset()
-        killed = self.runner.run(self.argv(), delay=delay)
-        last = killed["events"][-1] if killed["events"] else "no step yet"
-        state = "killed" if killed["killed"] else "finished"
-        what = f"{self.scenario.name} {state} after {delay:.3f}s (last step: {last})"
-        try:
-            assert killed["killed"] or killed["code"] == 0, f"{what}: {killed['output']}"
-            self.after_kill(what)
-        except AssertionError as exc:
-            self.failures.append(Failure(what, str(exc)))
+        kill_after(self, delay)
 
 
 def run_repair(scenario: RepairScenario, nights: list[Path], runner: Runner, tmp: Path) -> None:
@@ -355,78 +355,55 @@ def _flip_the_last_record(repo: Path) -> None:
 
 
 # -- the commands ---------------------------------------------------------------------
-def test_repair_packs_damaged(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+SCENARIOS = [
+    RepairScenario(
         "repair-packs-damaged",
         ["repair", "packs"],
         _flip_a_pack,
         says=r"1 damaged, 0 missing, [1-9][0-9]* objects salvaged",
         clean=False,
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_packs_missing(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario(
         "repair-packs-missing",
         ["repair", "packs"],
         _delete_a_pack,
         says=r"0 damaged, 1 missing",
         clean=False,
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_index_deleted(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario(
         "repair-index-deleted",
         ["repair", "index"],
         _delete_an_index_file,
         says=r"indexed [1-9][0-9]* objects",
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_index_damaged(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario(
         "repair-index-damaged",
         ["repair", "index"],
         _flip_an_index_file,
         says=r"indexed [1-9][0-9]* objects .* removed 1 damaged",
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_journal(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario(
         "repair-journal", ["repair", "journal"], _flip_the_journal, says="journal written afresh"
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_refs(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
-        "repair-refs", ["repair", "refs"], _flip_a_ref, says="1 damaged refs repaired"
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_repair_refs_restores_a_record(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario("repair-refs", ["repair", "refs"], _flip_a_ref, says="1 damaged refs repaired"),
+    RepairScenario(
         "repair-refs-record",
         ["repair", "refs"],
         _flip_the_last_record,
         says="1 damaged snapshot records restored",
-    )
-    run_repair(scenario, nights, runner, tmp_path)
-
-
-def test_sync_refill(nights: list[Path], runner: Runner, tmp_path: Path) -> None:
-    scenario = RepairScenario(
+    ),
+    RepairScenario(
         "sync-refill",
         ["sync", "{src}", "{repo}", "--refill"],
         _delete_a_pack,
         says=r"walked the 3 snapshots it held",
         replica=True,
-    )
+    ),
+]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_killed_repair(
+    scenario: RepairScenario, nights: list[Path], runner: Runner, tmp_path: Path
+) -> None:
     run_repair(scenario, nights, runner, tmp_path)
