@@ -368,19 +368,27 @@ def chosen_points(total: int, budget: int) -> list[int]:
     return sorted({1 + round(i * (total - 1) / (budget - 1)) for i in range(budget)})
 
 
-def run_scenario(scenario: Scenario, runner: Runner, tmp: Path) -> None:
-    crash = Crash(scenario, runner, tmp)
+def kill_everywhere(crash: Any, budget: int, focus: str | None) -> tuple[list[str], list[int]]:
+    """Run ``crash``'s command uninjected, then killed at ``budget`` spread
+    steps and every step matching ``focus``, then at random moments.
+    Returns its steps and the ones killed at."""
     events, seconds = crash.count()
-    points = chosen_points(len(events), POINTS[scenario.name])
-    if scenario.focus:
-        focused = {n for n, e in enumerate(events, 1) if re.search(scenario.focus, e)}
+    points = chosen_points(len(events), budget)
+    if focus:
+        focused = {n for n, e in enumerate(events, 1) if re.search(focus, e)}
         assert focused, events
         points = sorted(set(points) | focused)
     for n in points:
         crash.kill_at(n, events[n - 1])
-    rng = random.Random(scenario.name)
+    rng = random.Random(crash.scenario.name)
     for _ in range(RANDOM_KILLS):
         crash.kill_after(rng.uniform(0.0, seconds))
+    return events, points
+
+
+def run_scenario(scenario: Scenario, runner: Runner, tmp: Path) -> None:
+    crash = Crash(scenario, runner, tmp)
+    events, points = kill_everywhere(crash, POINTS[scenario.name], scenario.focus)
     print(f"{scenario.name}: {len(events)} steps, killed at {len(points)} + {RANDOM_KILLS} random")
     report = "\n".join(f"{f.point}:\n    {f.message}" for f in crash.failures)
     assert not crash.failures, f"{len(crash.failures)} of {len(points) + RANDOM_KILLS}:\n{report}"

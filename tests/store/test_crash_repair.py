@@ -26,7 +26,6 @@ write steps and at random moments -- and asserts, after each kill:
 from __future__ import annotations
 
 import gzip
-import random
 import re
 import shutil
 from collections.abc import Callable
@@ -41,8 +40,8 @@ from test_crash import (
     REPO_OPTIONS,
     Failure,
     Runner,
-    chosen_points,
     kill_after,
+    kill_everywhere,
 )
 
 from coursevault.errors import CoursevaultError
@@ -275,17 +274,7 @@ class RepairCrash:
 
 def run_repair(scenario: RepairScenario, nights: list[Path], runner: Runner, tmp: Path) -> None:
     crash = RepairCrash(scenario, nights, runner, tmp)
-    events, seconds = crash.count()
-    points = chosen_points(len(events), POINTS[scenario.name])
-    if scenario.focus:
-        focused = {n for n, e in enumerate(events, 1) if re.search(scenario.focus, e)}
-        assert focused, events
-        points = sorted(set(points) | focused)
-    for n in points:
-        crash.kill_at(n, events[n - 1])
-    rng = random.Random(scenario.name)
-    for _ in range(RANDOM_KILLS):
-        crash.kill_after(rng.uniform(0.0, seconds))
+    events, points = kill_everywhere(crash, POINTS[scenario.name], scenario.focus)
     print(
         f"{scenario.name}: {len(events)} steps, killed at {len(points)} + {RANDOM_KILLS} random;"
         f" errors before {sorted(crash.before_fresh.kinds)} ({len(crash.before_fresh.errors)}),"
