@@ -121,12 +121,20 @@ def _terminate(_signum: int, frame: FrameType | None) -> None:
         if frame.f_code.co_name == "__del__":
             import threading
 
-            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again = threading.Timer(0.05, _terminate_again)
             again.daemon = True
             again.start()
             return
         frame = frame.f_back
     raise KeyboardInterrupt
+
+
+def _terminate_again() -> None:
+    """SIGTERM to this process once more -- while it still means "unwind":
+    by default it kills at once (a caller that put its own handler back,
+    as a test does, would die of it)."""
+    if signal.getsignal(signal.SIGTERM) is _terminate:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _interrupted() -> int:
