@@ -4,6 +4,7 @@ next one."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -168,3 +169,10 @@ def test_a_stalled_request_fails_over_after_s3_timeout(
     assert time.monotonic() - started < 4.5 and s3_proxy.faults[0].times == 0
     res = cv("--s3-timeout", "0", "snapshots", "-r", s3repo)
     assert res.code == 2 and "--s3-timeout" in res.err, res.err
+
+
+def test_no_test_left_sigpipe_to_kill_the_worker() -> None:
+    """A stalled answer is written to a socket its client closed: with
+    SIGPIPE at its default (mbzcompare's main() set it, called in-process by
+    test_modulo) the write killed the pytest worker, and xdist then hung."""
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
