@@ -478,6 +478,9 @@ def test_prune_after_forget(nights: list[Path], runner: Runner, tmp_path: Path) 
         sources={p.name: p for p in nights},
         cleans_up=True,
         says=r"[1-9][0-9]* of [0-9]+ packs deleted, [1-9][0-9]* repacked",
+        # its new index files written, not journaled yet: the old ones still
+        # name what they name (check called that journal damage once)
+        focus=r"^create journal/\d+: before$",
     )
     run_scenario(scenario, runner, tmp_path)
 

@@ -440,7 +440,10 @@ CATALOG_EXAMPLES = 5  # objects named per kind of catalog problem; the rest are 
 
 
 def _needed_in(repo: Repository, table: ObjectTable, name: str) -> set[ObjectId]:
-    """The objects index file ``name`` names that a snapshot needs."""
+    """The objects index file ``name`` names that a snapshot needs and the
+    catalog, synced from the journal, cannot locate (a prune killed before
+    journaling its new index files leaves objects the old ones still name:
+    harmless)."""
     try:
         entries = repo.read_index(name)
     except (FileNotFoundError, CoursevaultError):
@@ -450,6 +453,8 @@ def _needed_in(repo: Repository, table: ObjectTable, name: str) -> set[ObjectId]
         rows = table.rows(oid)
         if rows and table.marks[rows.start] & NEEDED:
             out.add(oid)
+    if out:
+        out -= repo.catalog.has_many(list(out))
     return out
 
 
