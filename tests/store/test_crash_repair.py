@@ -56,14 +56,14 @@ from coursevault.store.repository import Repository
 # a spread of steps per command, besides the focused ones (``focus``);
 # COURSEVAULT_CRASH_POINTS=all kills at every step (test_crash.chosen_points)
 POINTS = {
-    "repair-packs-damaged": 3,
-    "repair-packs-missing": 3,
-    "repair-index-deleted": 3,
+    "repair-packs-damaged": 2,
+    "repair-packs-missing": 2,
+    "repair-index-deleted": 2,
     "repair-index-damaged": 2,
-    "repair-journal": 3,
-    "repair-refs": 3,
+    "repair-journal": 2,
+    "repair-refs": 2,
     "repair-refs-record": 2,
-    "sync-refill": 3,
+    "sync-refill": 2,
 }
 # test_crash's fixtures: the nights made from one small course, the runner
 nights = test_crash.nights
