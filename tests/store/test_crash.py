@@ -332,18 +332,26 @@ class Crash:
         return done["events"], done["seconds"]
 
     def kill_at(self, n: int, event: str) -> None:
-        what = f"{self.scenario.name} killed at step {n} ({event})"
-        self.reset()
-        killed = self.runner.run(self.argv(), kill_at=n)
-        try:
-            assert killed["killed"], f"{what}: not killed: {killed['output']}"
-            assert killed["events"][-1] == event, f"{what}: steps differ: {killed['events'][-1]}"
-            self.after_kill(what)
-        except AssertionError as exc:
-            self.failures.append(Failure(what, str(exc)))
+        kill_at(self, n, event)
 
     def kill_after(self, delay: float) -> None:
         kill_after(self, delay)
+
+
+def kill_at(crash: Any, n: int, event: str, same: Callable[[str], str] = str) -> None:
+    """Run ``crash``'s command again from its prepared state, killed at its
+    ``n``-th step, which must be ``event`` (compared through ``same``), and
+    check what it left."""
+    what = f"{crash.scenario.name} killed at step {n} ({event})"
+    crash.reset()
+    killed = crash.runner.run(crash.argv(), kill_at=n)
+    try:
+        assert killed["killed"], f"{what}: not killed: {killed['output']}"
+        last = killed["events"][-1]
+        assert same(last) == same(event), f"{what}: steps differ: {last}"
+        crash.after_kill(what)
+    except AssertionError as exc:
+        crash.failures.append(Failure(what, str(exc)))
 
 
 def kill_after(crash: Any, delay: float) -> None:
